@@ -1,0 +1,12 @@
+use crate::PartyId;
+
+/// Why a protocol step failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ProtocolError {
+    #[error("party {party}: {what}")]
+    Peer { party: PartyId, what: String },
+    #[error("value {value} is outside the table of a lookup (offset {offset}, {len} entries)")]
+    LookupOutOfRange { value: i64, offset: i64, len: usize },
+    #[error("{0}")]
+    Invalid(String),
+}

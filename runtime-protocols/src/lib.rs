@@ -1,0 +1,151 @@
+//! The `Protocol` abstraction over secret-shared integer tensors, and every qmpc protocol.
+//!
+//! A protocol sees flat slices of ring elements (Z_2^64, two's complement in `i64`) and the
+//! public metadata it needs (value bounds, rescale constants). Tensor layout (shapes,
+//! im2col, transposes) is the VM's job: moving shares around is local in every linear
+//! secret-sharing scheme, so protocols only implement arithmetic and the interactive steps.
+//!
+//! Architecture invariant: this crate knows nothing about ONNX or bytecode.
+
+pub mod clear;
+mod error;
+pub mod ring;
+
+pub use clear::Clear;
+pub use error::ProtocolError;
+
+/// Index of a party, `0..parties`.
+pub type PartyId = usize;
+
+/// How a protocol should truncate after a rescale (`--trunc`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum TruncMode {
+    /// Bit-exact with `clear`.
+    Exact,
+    /// May differ from `clear` by one in the last place, with a documented frequency.
+    Probabilistic,
+}
+
+/// Shapes of a batched matrix product `[batch, m, k] x [batch, k, n] -> [batch, m, n]`.
+/// A `batch` of operands with stride 0 is expressed by `a_batched`/`b_batched` = false.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MatDims {
+    pub batch: usize,
+    pub m: usize,
+    pub k: usize,
+    pub n: usize,
+    pub a_batched: bool,
+    pub b_batched: bool,
+}
+
+/// Static bounds of a secret value, known to every party from the public program.
+/// Protocols use them to compare on fewer bits than the ring has.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Bounds {
+    pub lo: i64,
+    pub hi: i64,
+}
+
+impl Bounds {
+    /// Number of bits of a two's complement integer holding every value in the bounds.
+    pub fn signed_bits(&self) -> u32 {
+        let need = |v: i64| if v < 0 { 65 - (!v).leading_zeros() } else { 65 - v.leading_zeros() };
+        need(self.lo).max(need(self.hi))
+    }
+}
+
+/// A secret-sharing protocol as the VM drives it.
+///
+/// Local operations take `&self`; operations that communicate take `&mut self` and are
+/// batched over whole slices so that one call is at most a fixed number of rounds.
+pub trait Protocol {
+    /// One party's share of one ring element.
+    type Share: Clone + Send + Sync + std::fmt::Debug;
+
+    /// The protocol's command-line name.
+    fn name(&self) -> &'static str;
+    /// This party's id.
+    fn party(&self) -> PartyId;
+    /// Number of computing parties.
+    fn parties(&self) -> usize;
+
+    /// Secret-share `len` values that `owner` holds (`values` is `Some` exactly at the owner).
+    fn input(
+        &mut self,
+        owner: PartyId,
+        values: Option<&[i64]>,
+        len: usize,
+    ) -> Result<Vec<Self::Share>, ProtocolError>;
+    /// Open `x` to party `to` only; every other party gets `None`.
+    fn reveal(&mut self, x: &[Self::Share], to: PartyId)
+        -> Result<Option<Vec<i64>>, ProtocolError>;
+    /// A sharing of public values (no communication).
+    fn public(&self, values: &[i64]) -> Vec<Self::Share>;
+
+    fn add(&self, a: &[Self::Share], b: &[Self::Share]) -> Vec<Self::Share>;
+    fn sub(&self, a: &[Self::Share], b: &[Self::Share]) -> Vec<Self::Share>;
+    fn add_public(&self, a: &[Self::Share], c: &[i64]) -> Vec<Self::Share>;
+    fn mul_public(&self, a: &[Self::Share], c: &[i64]) -> Vec<Self::Share>;
+    /// `a · B` with a secret `a` and a public `B`, or `A · b` when `public_left`.
+    fn matmul_public(
+        &self,
+        secret: &[Self::Share],
+        public: &[i64],
+        dims: MatDims,
+        public_left: bool,
+    ) -> Vec<Self::Share>;
+
+    /// Element-wise product of two secrets.
+    fn mul(
+        &mut self,
+        a: &[Self::Share],
+        b: &[Self::Share],
+    ) -> Result<Vec<Self::Share>, ProtocolError>;
+    /// Product of two secret matrices; one resharing per output element.
+    fn matmul(
+        &mut self,
+        a: &[Self::Share],
+        b: &[Self::Share],
+        dims: MatDims,
+    ) -> Result<Vec<Self::Share>, ProtocolError>;
+    /// `round_half_even(x · num / den)` element-wise (`num`, `den` public, `den > 0`).
+    fn rescale(
+        &mut self,
+        x: &[Self::Share],
+        num: &[i64],
+        den: &[i64],
+        bounds: Bounds,
+        mode: TruncMode,
+    ) -> Result<Vec<Self::Share>, ProtocolError>;
+    /// `min(max(x, lo), hi)` element-wise.
+    fn clamp(
+        &mut self,
+        x: &[Self::Share],
+        lo: i64,
+        hi: i64,
+        bounds: Bounds,
+    ) -> Result<Vec<Self::Share>, ProtocolError>;
+    /// Element-wise maximum of two secrets.
+    fn max(
+        &mut self,
+        a: &[Self::Share],
+        b: &[Self::Share],
+        bounds: Bounds,
+    ) -> Result<Vec<Self::Share>, ProtocolError>;
+    /// Index of the maximum of each row of `rows` (`row_len` elements each); ties go to
+    /// the first index, or the last with `select_last`.
+    fn argmax(
+        &mut self,
+        x: &[Self::Share],
+        row_len: usize,
+        select_last: bool,
+        bounds: Bounds,
+    ) -> Result<Vec<Self::Share>, ProtocolError>;
+    /// `table[x - offset]` element-wise, for `x` in `offset..offset + table.len()`.
+    fn lookup(
+        &mut self,
+        x: &[Self::Share],
+        table: &[i64],
+        offset: i64,
+    ) -> Result<Vec<Self::Share>, ProtocolError>;
+}

@@ -1,0 +1,119 @@
+//! The decoded program: what the compiler builds, the container stores and the VM runs.
+
+use super::ops::Instr;
+use crate::types::{DType, TensorType, Visibility};
+use qmpc_protocols::TruncMode;
+
+/// Version of the bytecode format this build reads and writes.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// Declaration of one register.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RegDecl {
+    pub ty: TensorType,
+    pub vis: Visibility,
+    /// Static bounds of every element, proved by the compiler and checked by the verifier.
+    pub lo: i64,
+    pub hi: i64,
+}
+
+/// A public constant tensor.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConstTensor {
+    pub dtype: DType,
+    pub dims: Vec<usize>,
+    pub data: Vec<i64>,
+}
+
+/// Quantization parameters `real = (q - zero_point) · scale`, per tensor or along `axis`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct QuantParams {
+    pub scale: Vec<f32>,
+    pub zero_point: Vec<i64>,
+    /// Axis of per-channel parameters; ignored when there is one scale.
+    pub axis: usize,
+}
+
+/// Element type of a tensor exchanged with the outside (an `.npy` file).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExternalType {
+    F32,
+    I8,
+    U8,
+    I32,
+    I64,
+}
+
+impl ExternalType {
+    pub const ALL: [ExternalType; 5] =
+        [ExternalType::F32, ExternalType::I8, ExternalType::U8, ExternalType::I32, ExternalType::I64];
+    pub fn name(self) -> &'static str {
+        match self {
+            ExternalType::F32 => "f32",
+            ExternalType::I8 => "i8",
+            ExternalType::U8 => "u8",
+            ExternalType::I32 => "i32",
+            ExternalType::I64 => "i64",
+        }
+    }
+    pub fn from_name(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|t| t.name() == s)
+    }
+    pub fn code(self) -> i32 {
+        Self::ALL.iter().position(|&t| t == self).map_or(0, |p| p as i32 + 1)
+    }
+    pub fn from_code(c: i32) -> Option<Self> {
+        usize::try_from(c).ok().and_then(|c| c.checked_sub(1)).and_then(|i| Self::ALL.get(i).copied())
+    }
+}
+
+/// An input the data owner provides. A float input is quantized by its owner, locally,
+/// with the public `quant` parameters before it is shared.
+#[derive(Clone, Debug, PartialEq)]
+pub struct InputDecl {
+    pub name: String,
+    pub external: ExternalType,
+    pub quant: Option<QuantParams>,
+    /// The register type the input is shared as.
+    pub ty: TensorType,
+}
+
+/// A secret weight tensor of the model owner, stored in the `.qmpw` file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WeightDecl {
+    pub name: String,
+    pub ty: TensorType,
+}
+
+/// What the output receiver computes in the clear after the reveal.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PostOp {
+    None,
+    /// Softmax along an axis of the dequantized output.
+    Softmax { axis: usize },
+}
+
+/// An output of the program.
+#[derive(Clone, Debug, PartialEq)]
+pub struct OutputDecl {
+    pub name: String,
+    pub external: ExternalType,
+    /// Dequantization the receiver applies to the revealed integers.
+    pub dequant: Option<QuantParams>,
+    pub post: PostOp,
+}
+
+/// A complete bytecode program.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Program {
+    pub name: String,
+    pub trunc: TruncMode,
+    pub registers: Vec<RegDecl>,
+    pub consts: Vec<ConstTensor>,
+    pub inputs: Vec<InputDecl>,
+    pub weights: Vec<WeightDecl>,
+    pub outputs: Vec<OutputDecl>,
+    pub code: Vec<Instr>,
+    /// For each instruction, the ONNX node it came from (for errors and per-layer costs).
+    pub origins: Vec<String>,
+}
