@@ -1,1 +1,182 @@
-fn main() {}
+//! `qmpc`: compile int8-quantized ONNX models to MPC bytecode and run them.
+
+mod npy;
+mod run;
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand, ValueEnum};
+use std::path::{Path, PathBuf};
+
+#[derive(Parser)]
+#[command(
+    name = "qmpc",
+    version,
+    about = "Compile int8-quantized ONNX models to MPC bytecode and run them under secret sharing"
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum WeightsArg {
+    Secret,
+    Public,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum TruncArg {
+    Exact,
+    Probabilistic,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Compile an ONNX model to bytecode (MODEL.qmpc) and the model owner's weights (MODEL.qmpw).
+    Compile {
+        model: PathBuf,
+        #[arg(short, long)]
+        output: PathBuf,
+        /// Whether the weights are the model owner's secret or constants of the program.
+        #[arg(long, value_enum, default_value = "secret")]
+        weights: WeightsArg,
+        /// Truncation of secure protocols: bit-exact, or cheaper and off by one at most.
+        #[arg(long, value_enum, default_value = "exact")]
+        trunc: TruncArg,
+        /// Also write the program as assembly text.
+        #[arg(long)]
+        emit_asm: Option<PathBuf>,
+        /// Also write the integer IR as text.
+        #[arg(long)]
+        emit_ir: Option<PathBuf>,
+    },
+    /// Run a program (or an ONNX model, compiled on the fly) on an input.
+    Run {
+        model: PathBuf,
+        #[arg(long)]
+        protocol: String,
+        #[arg(long)]
+        parties: Option<usize>,
+        #[arg(long)]
+        input: PathBuf,
+        #[arg(long)]
+        output: Option<PathBuf>,
+        #[arg(long)]
+        stats: Option<PathBuf>,
+        /// With an ONNX model: the weights mode to compile with.
+        #[arg(long, value_enum, default_value = "secret")]
+        weights: WeightsArg,
+        /// With an ONNX model: the truncation mode to compile with.
+        #[arg(long, value_enum, default_value = "exact")]
+        trunc: TruncArg,
+    },
+    /// Static rounds and bytes of a program. NOT YET IMPLEMENTED: arrives with the cost model.
+    Cost {
+        model: PathBuf,
+        #[arg(long)]
+        protocol: String,
+        #[arg(long)]
+        parties: Option<usize>,
+        #[arg(long, default_value = "text")]
+        format: String,
+        #[arg(long)]
+        budget: Option<PathBuf>,
+    },
+    /// Run one party of a multi-party computation. NOT YET IMPLEMENTED: arrives with rep3.
+    Party {
+        #[arg(long)]
+        id: usize,
+        #[arg(long)]
+        config: PathBuf,
+        model: PathBuf,
+        #[arg(long)]
+        weights_file: Option<PathBuf>,
+        #[arg(long)]
+        input: Option<PathBuf>,
+        #[arg(long)]
+        output: Option<PathBuf>,
+    },
+    /// Assemble text into a binary program.
+    Asm {
+        input: PathBuf,
+        #[arg(short, long)]
+        output: PathBuf,
+    },
+    /// Print a binary program as assembly text.
+    Disasm {
+        input: PathBuf,
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+    },
+}
+
+fn options(weights: WeightsArg, trunc: TruncArg) -> qmpc_compiler::Options {
+    qmpc_compiler::Options {
+        weights: match weights {
+            WeightsArg::Secret => qmpc_compiler::WeightsMode::Secret,
+            WeightsArg::Public => qmpc_compiler::WeightsMode::Public,
+        },
+        trunc: match trunc {
+            TruncArg::Exact => qmpc_protocols::TruncMode::Exact,
+            TruncArg::Probabilistic => qmpc_protocols::TruncMode::Probabilistic,
+        },
+    }
+}
+
+fn write(path: &Path, bytes: &[u8]) -> Result<()> {
+    std::fs::write(path, bytes).with_context(|| format!("{}: cannot write", path.display()))
+}
+
+/// `MODEL.qmpw` beside `MODEL.qmpc`.
+pub fn weights_path(program: &Path) -> PathBuf {
+    program.with_extension("qmpw")
+}
+
+fn main() {
+    let cli = Cli::parse();
+    if let Err(e) = dispatch(cli.cmd) {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn dispatch(cmd: Cmd) -> Result<()> {
+    match cmd {
+        Cmd::Compile { model, output, weights, trunc, emit_asm, emit_ir } => {
+            let c = qmpc_compiler::compile_file(&model, &options(weights, trunc))?;
+            write(&output, &c.program.to_bytes())?;
+            if matches!(weights, WeightsArg::Secret) {
+                write(&weights_path(&output), &c.weights.to_bytes())?;
+            }
+            if let Some(p) = emit_asm {
+                write(&p, qmpc_vm::bytecode::asm::disassemble(&c.program).as_bytes())?;
+            }
+            if let Some(p) = emit_ir {
+                write(&p, qmpc_compiler::ir::dump(&c.ir).as_bytes())?;
+            }
+            Ok(())
+        }
+        Cmd::Run { model, protocol, parties, input, output, stats, weights, trunc } => {
+            run::run(&run::RunArgs { model, protocol, parties, input, output, stats, opts: options(weights, trunc) })
+        }
+        Cmd::Cost { .. } => bail!("`qmpc cost` is not implemented yet: the static cost model arrives with the round-counting passes"),
+        Cmd::Party { .. } => bail!("`qmpc party` is not implemented yet: it arrives with the first networked protocol (rep3)"),
+        Cmd::Asm { input, output } => {
+            let text = std::fs::read_to_string(&input).with_context(|| format!("{}: cannot read", input.display()))?;
+            let p = qmpc_vm::bytecode::asm::assemble(&text).with_context(|| input.display().to_string())?;
+            qmpc_vm::verify::verify(&p).with_context(|| format!("{}: the program does not verify", input.display()))?;
+            write(&output, &p.to_bytes())
+        }
+        Cmd::Disasm { input, output } => {
+            let p = run::load_program(&input)?;
+            let text = qmpc_vm::bytecode::asm::disassemble(&p);
+            match output {
+                Some(o) => write(&o, text.as_bytes()),
+                None => {
+                    print!("{text}");
+                    Ok(())
+                }
+            }
+        }
+    }
+}

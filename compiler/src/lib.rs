@@ -1,1 +1,87 @@
+//! The qmpc compiler: ONNX frontend → integer IR → passes → bytecode.
+//!
+//! Architecture invariant: the compiler does no network I/O and no cryptography; it reads
+//! an ONNX file's bytes and produces a public program and the model owner's weights.
 
+pub mod frontend;
+pub mod ir;
+pub mod lower;
+pub mod onnx;
+pub mod passes;
+
+use qmpc_protocols::TruncMode;
+use qmpc_vm::{Program, Weights};
+
+/// Who may see the weights.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum WeightsMode {
+    /// The model owner's private input (the default).
+    #[default]
+    Secret,
+    /// Constants of the program: only the input is secret.
+    Public,
+}
+
+/// Compiler options.
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub weights: WeightsMode,
+    pub trunc: TruncMode,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            weights: WeightsMode::Secret,
+            trunc: TruncMode::Exact,
+        }
+    }
+}
+
+/// Any compilation failure.
+#[derive(Debug, thiserror::Error)]
+pub enum CompileError {
+    #[error(transparent)]
+    Load(#[from] onnx::LoadError),
+    #[error(transparent)]
+    Frontend(#[from] frontend::FrontendError),
+    #[error("{file}: internal error, the generated program does not verify: {err}")]
+    Verify {
+        file: String,
+        err: qmpc_vm::verify::VerifyError,
+    },
+}
+
+/// The result of compiling one model.
+pub struct Compiled {
+    pub ir: ir::Graph,
+    pub program: Program,
+    pub weights: Weights,
+}
+
+/// Compile ONNX bytes (`file` names them in errors).
+pub fn compile_bytes(bytes: &[u8], file: &str, opts: &Options) -> Result<Compiled, CompileError> {
+    let model = onnx::decode_model(bytes, file)?;
+    let mut ir = frontend::import(&model, file, opts)?;
+    passes::run_all(&mut ir);
+    let (program, weights) = lower::lower(&ir, opts);
+    qmpc_vm::verify::verify(&program).map_err(|err| CompileError::Verify {
+        file: file.to_string(),
+        err,
+    })?;
+    Ok(Compiled {
+        ir,
+        program,
+        weights,
+    })
+}
+
+/// Compile an ONNX file.
+pub fn compile_file(path: &std::path::Path, opts: &Options) -> Result<Compiled, CompileError> {
+    let file = path.display().to_string();
+    let bytes = std::fs::read(path).map_err(|err| onnx::LoadError::Io {
+        path: file.clone(),
+        err,
+    })?;
+    compile_bytes(&bytes, &file, opts)
+}

@@ -14,8 +14,16 @@ pub fn matmul_ring(a: &[i64], b: &[i64], d: MatDims) -> Vec<i64> {
     let (m, k, n) = (d.m, d.k, d.n);
     let mut out = vec![0i64; d.batch * m * n];
     out.par_chunks_mut(m * n).enumerate().for_each(|(bi, o)| {
-        let a = if d.a_batched { &a[bi * m * k..(bi + 1) * m * k] } else { &a[..m * k] };
-        let b = if d.b_batched { &b[bi * k * n..(bi + 1) * k * n] } else { &b[..k * n] };
+        let a = if d.a_batched {
+            &a[bi * m * k..(bi + 1) * m * k]
+        } else {
+            &a[..m * k]
+        };
+        let b = if d.b_batched {
+            &b[bi * k * n..(bi + 1) * k * n]
+        } else {
+            &b[..k * n]
+        };
         for i in 0..m {
             let row = &mut o[i * n..(i + 1) * n];
             for p in 0..k {
@@ -34,7 +42,10 @@ pub fn matmul_ring(a: &[i64], b: &[i64], d: MatDims) -> Vec<i64> {
 }
 
 fn zip_with(a: &[i64], b: &[i64], f: impl Fn(i64, i64) -> i64 + Sync) -> Vec<i64> {
-    a.par_iter().zip(b.par_iter()).map(|(&x, &y)| f(x, y)).collect()
+    a.par_iter()
+        .zip(b.par_iter())
+        .map(|(&x, &y)| f(x, y))
+        .collect()
 }
 
 impl Protocol for Clear {
@@ -88,7 +99,13 @@ impl Protocol for Clear {
     fn mul_public(&self, a: &[i64], c: &[i64]) -> Vec<i64> {
         zip_with(a, c, i64::wrapping_mul)
     }
-    fn matmul_public(&self, secret: &[i64], public: &[i64], d: MatDims, public_left: bool) -> Vec<i64> {
+    fn matmul_public(
+        &self,
+        secret: &[i64],
+        public: &[i64],
+        d: MatDims,
+        public_left: bool,
+    ) -> Vec<i64> {
         if public_left {
             matmul_ring(public, secret, d)
         } else {
@@ -115,7 +132,13 @@ impl Protocol for Clear {
             .map(|(&v, (&n, &d))| ring::rescale(v, n, d))
             .collect())
     }
-    fn clamp(&mut self, x: &[i64], lo: i64, hi: i64, _b: Bounds) -> Result<Vec<i64>, ProtocolError> {
+    fn clamp(
+        &mut self,
+        x: &[i64],
+        lo: i64,
+        hi: i64,
+        _b: Bounds,
+    ) -> Result<Vec<i64>, ProtocolError> {
         Ok(x.par_iter().map(|&v| v.clamp(lo, hi)).collect())
     }
     fn max(&mut self, a: &[i64], b: &[i64], _b: Bounds) -> Result<Vec<i64>, ProtocolError> {
@@ -146,7 +169,11 @@ impl Protocol for Clear {
                 usize::try_from(v.wrapping_sub(offset))
                     .ok()
                     .and_then(|i| table.get(i).copied())
-                    .ok_or(ProtocolError::LookupOutOfRange { value: v, offset, len: table.len() })
+                    .ok_or(ProtocolError::LookupOutOfRange {
+                        value: v,
+                        offset,
+                        len: table.len(),
+                    })
             })
             .collect()
     }

@@ -49,7 +49,13 @@ pub struct Bounds {
 impl Bounds {
     /// Number of bits of a two's complement integer holding every value in the bounds.
     pub fn signed_bits(&self) -> u32 {
-        let need = |v: i64| if v < 0 { 65 - (!v).leading_zeros() } else { 65 - v.leading_zeros() };
+        let need = |v: i64| {
+            if v < 0 {
+                65 - (!v).leading_zeros()
+            } else {
+                65 - v.leading_zeros()
+            }
+        };
         need(self.lo).max(need(self.hi))
     }
 }

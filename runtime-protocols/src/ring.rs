@@ -36,7 +36,10 @@ mod tests {
         assert_eq!(rescale(11, 1, 3), 4); // 3.67
         assert_eq!(rescale(-11, 1, 3), -4);
         assert_eq!(rescale(3, 3, 2), 4); // 4.5 -> 4
-        assert_eq!(rescale(i64::MAX / 4, 3, 4), ((i64::MAX / 4) as i128 * 3 / 4) as i64);
+        assert_eq!(
+            rescale(i64::MAX / 4, 3, 4),
+            ((i64::MAX / 4) as i128 * 3 / 4) as i64
+        );
     }
 
     #[test]

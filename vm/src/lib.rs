@@ -6,10 +6,11 @@
 //! [`Protocol`]: qmpc_protocols::Protocol
 
 pub mod bytecode;
+pub mod interp;
 pub mod shapes;
-pub mod verify;
 pub mod tensor;
 pub mod types;
+pub mod verify;
 
 pub use bytecode::{Instr, Program, Weights};
 pub use types::{DType, TensorType, Visibility};

@@ -13,14 +13,24 @@ fn usizes(xs: &[i64], n: usize, what: &str) -> Result<Vec<usize>, String> {
 }
 
 /// Window geometry from instruction operands (2 spatial dims, 4 pads).
-pub fn window(kernel: &[usize], strides: &[i64], pads: &[i64], dilations: &[i64]) -> Result<Window, String> {
+pub fn window(
+    kernel: &[usize],
+    strides: &[i64],
+    pads: &[i64],
+    dilations: &[i64],
+) -> Result<Window, String> {
     let s = usizes(strides, 2, "strides")?;
     let p = usizes(pads, 4, "pads")?;
     let d = usizes(dilations, 2, "dilations")?;
     if kernel.len() != 2 || kernel.contains(&0) || s.contains(&0) || d.contains(&0) {
         return Err("kernel, strides and dilations must be 2 positive values".into());
     }
-    Ok(Window { kernel: [kernel[0], kernel[1]], strides: [s[0], s[1]], pads: [p[0], p[1], p[2], p[3]], dilations: [d[0], d[1]] })
+    Ok(Window {
+        kernel: [kernel[0], kernel[1]],
+        strides: [s[0], s[1]],
+        pads: [p[0], p[1], p[2], p[3]],
+        dilations: [d[0], d[1]],
+    })
 }
 
 pub fn kernel_of(kernel: &[i64]) -> Result<Vec<usize>, String> {
@@ -34,7 +44,9 @@ pub fn broadcast(a: &[usize], b: &[usize]) -> Result<Vec<usize>, String> {
 /// `[..., m, k] x [..., k, n]`.
 pub fn matmul(a: &[usize], b: &[usize]) -> Result<Vec<usize>, String> {
     if a.len() < 2 || b.len() < 2 {
-        return Err(format!("matmul needs 2-D or more operands, has {a:?} and {b:?}"));
+        return Err(format!(
+            "matmul needs 2-D or more operands, has {a:?} and {b:?}"
+        ));
     }
     let (m, k) = (a[a.len() - 2], a[a.len() - 1]);
     let (k2, n) = (b[b.len() - 2], b[b.len() - 1]);
@@ -49,16 +61,28 @@ pub fn matmul(a: &[usize], b: &[usize]) -> Result<Vec<usize>, String> {
 
 pub fn conv(x: &[usize], w: &[usize], win: &Window, group: i64) -> Result<Vec<usize>, String> {
     if x.len() != 4 || w.len() != 4 {
-        return Err(format!("conv needs [N,C,H,W] and [M,C/group,kh,kw], has {x:?} and {w:?}"));
+        return Err(format!(
+            "conv needs [N,C,H,W] and [M,C/group,kh,kw], has {x:?} and {w:?}"
+        ));
     }
-    let g = usize::try_from(group).ok().filter(|&g| g > 0).ok_or(format!("bad group {group}"))?;
+    let g = usize::try_from(group)
+        .ok()
+        .filter(|&g| g > 0)
+        .ok_or(format!("bad group {group}"))?;
     if x[1] % g != 0 || w[0] % g != 0 || x[1] / g != w[1] {
-        return Err(format!("conv channels do not match group {g}: input {x:?}, weight {w:?}"));
+        return Err(format!(
+            "conv channels do not match group {g}: input {x:?}, weight {w:?}"
+        ));
     }
     if win.kernel != [w[2], w[3]] {
-        return Err(format!("conv kernel {:?} does not match weight {w:?}", win.kernel));
+        return Err(format!(
+            "conv kernel {:?} does not match weight {w:?}",
+            win.kernel
+        ));
     }
-    let (oh, ow) = win.out_hw(x[2], x[3]).ok_or(format!("conv window larger than padded input {x:?}"))?;
+    let (oh, ow) = win
+        .out_hw(x[2], x[3])
+        .ok_or(format!("conv window larger than padded input {x:?}"))?;
     Ok(vec![x[0], w[0], oh, ow])
 }
 
@@ -66,7 +90,9 @@ pub fn pool(x: &[usize], win: &Window) -> Result<Vec<usize>, String> {
     if x.len() != 4 {
         return Err(format!("pooling needs [N,C,H,W], has {x:?}"));
     }
-    let (oh, ow) = win.out_hw(x[2], x[3]).ok_or(format!("pooling window larger than padded input {x:?}"))?;
+    let (oh, ow) = win
+        .out_hw(x[2], x[3])
+        .ok_or(format!("pooling window larger than padded input {x:?}"))?;
     Ok(vec![x[0], x[1], oh, ow])
 }
 
@@ -75,7 +101,10 @@ pub fn transpose(x: &[usize], perm: &[i64]) -> Result<Vec<usize>, String> {
     let mut seen = vec![false; x.len()];
     for &i in &p {
         if i >= x.len() || std::mem::replace(&mut seen[i], true) {
-            return Err(format!("perm {perm:?} is not a permutation of {} axes", x.len()));
+            return Err(format!(
+                "perm {perm:?} is not a permutation of {} axes",
+                x.len()
+            ));
         }
     }
     Ok(p.iter().map(|&i| x[i]).collect())
@@ -88,12 +117,17 @@ pub fn pad(x: &[usize], pads: &[i64]) -> Result<Vec<usize>, String> {
 
 pub fn concat(xs: &[&[usize]], axis: i64) -> Result<Vec<usize>, String> {
     let first = xs.first().ok_or("concat of nothing")?;
-    let a = usize::try_from(axis).ok().filter(|&a| a < first.len()).ok_or(format!("bad concat axis {axis}"))?;
+    let a = usize::try_from(axis)
+        .ok()
+        .filter(|&a| a < first.len())
+        .ok_or(format!("bad concat axis {axis}"))?;
     let mut out = first.to_vec();
     out[a] = 0;
     for x in xs {
         if x.len() != first.len() || (0..x.len()).any(|i| i != a && x[i] != first[i]) {
-            return Err(format!("concat shapes {first:?} and {x:?} differ off axis {a}"));
+            return Err(format!(
+                "concat shapes {first:?} and {x:?} differ off axis {a}"
+            ));
         }
         out[a] += x[a];
     }
@@ -102,7 +136,10 @@ pub fn concat(xs: &[&[usize]], axis: i64) -> Result<Vec<usize>, String> {
 
 /// Output of argmax along `axis` (the axis is kept with size 1 or dropped, as `dst` says).
 pub fn argmax(x: &[usize], axis: i64, dst: &[usize]) -> Result<Vec<usize>, String> {
-    let a = usize::try_from(axis).ok().filter(|&a| a < x.len()).ok_or(format!("bad argmax axis {axis}"))?;
+    let a = usize::try_from(axis)
+        .ok()
+        .filter(|&a| a < x.len())
+        .ok_or(format!("bad argmax axis {axis}"))?;
     let mut keep = x.to_vec();
     keep[a] = 1;
     let mut drop = x.to_vec();

@@ -34,8 +34,16 @@ pub fn broadcast_dims(a: &[usize], b: &[usize]) -> Option<Vec<usize>> {
     let n = a.len().max(b.len());
     let mut out = vec![0; n];
     for i in 0..n {
-        let da = if i + a.len() >= n { a[i + a.len() - n] } else { 1 };
-        let db = if i + b.len() >= n { b[i + b.len() - n] } else { 1 };
+        let da = if i + a.len() >= n {
+            a[i + a.len() - n]
+        } else {
+            1
+        };
+        let db = if i + b.len() >= n {
+            b[i + b.len() - n]
+        } else {
+            1
+        };
         out[i] = match (da, db) {
             (x, y) if x == y => x,
             (1, y) => y,
@@ -154,7 +162,10 @@ impl Window {
         if ph < ext(0) || pw < ext(1) || self.strides[0] == 0 || self.strides[1] == 0 {
             return None;
         }
-        Some(((ph - ext(0)) / self.strides[0] + 1, (pw - ext(1)) / self.strides[1] + 1))
+        Some((
+            (ph - ext(0)) / self.strides[0] + 1,
+            (pw - ext(1)) / self.strides[1] + 1,
+        ))
     }
 
     /// For every output position and kernel offset, the input index it reads (`None` = padding).
@@ -167,13 +178,17 @@ impl Window {
             for ox in 0..ow {
                 for ky in 0..self.kernel[0] {
                     for kx in 0..self.kernel[1] {
-                        let y = (oy * self.strides[0] + ky * self.dilations[0]) as isize - self.pads[0] as isize;
-                        let x = (ox * self.strides[1] + kx * self.dilations[1]) as isize - self.pads[1] as isize;
-                        plan.push(if y >= 0 && x >= 0 && (y as usize) < h && (x as usize) < w {
-                            Some(y as usize * w + x as usize)
-                        } else {
-                            None
-                        });
+                        let y = (oy * self.strides[0] + ky * self.dilations[0]) as isize
+                            - self.pads[0] as isize;
+                        let x = (ox * self.strides[1] + kx * self.dilations[1]) as isize
+                            - self.pads[1] as isize;
+                        plan.push(
+                            if y >= 0 && x >= 0 && (y as usize) < h && (x as usize) < w {
+                                Some(y as usize * w + x as usize)
+                            } else {
+                                None
+                            },
+                        );
                     }
                 }
             }
@@ -208,7 +223,12 @@ mod tests {
 
     #[test]
     fn window_geometry() {
-        let w = Window { kernel: [2, 2], strides: [2, 2], pads: [0; 4], dilations: [1, 1] };
+        let w = Window {
+            kernel: [2, 2],
+            strides: [2, 2],
+            pads: [0; 4],
+            dilations: [1, 1],
+        };
         assert_eq!(w.out_hw(4, 4), Some((2, 2)));
         let (_, _, plan) = w.gather_plan(4, 4).unwrap();
         assert_eq!(&plan[..4], &[Some(0), Some(1), Some(4), Some(5)]);

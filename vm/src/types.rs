@@ -15,7 +15,14 @@ pub enum DType {
 }
 
 impl DType {
-    pub const ALL: [DType; 6] = [DType::I8, DType::U8, DType::I16, DType::U16, DType::I32, DType::I64];
+    pub const ALL: [DType; 6] = [
+        DType::I8,
+        DType::U8,
+        DType::I16,
+        DType::U16,
+        DType::I32,
+        DType::I64,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -34,11 +41,17 @@ impl DType {
 
     /// Stable numeric code used in the binary container.
     pub fn code(self) -> i32 {
-        DType::ALL.iter().position(|&d| d == self).map_or(0, |p| p as i32 + 1)
+        DType::ALL
+            .iter()
+            .position(|&d| d == self)
+            .map_or(0, |p| p as i32 + 1)
     }
 
     pub fn from_code(c: i32) -> Option<DType> {
-        usize::try_from(c).ok().and_then(|c| c.checked_sub(1)).and_then(|i| DType::ALL.get(i).copied())
+        usize::try_from(c)
+            .ok()
+            .and_then(|c| c.checked_sub(1))
+            .and_then(|i| DType::ALL.get(i).copied())
     }
 
     /// Smallest and largest value of the type.

@@ -2,7 +2,7 @@
 //! bounds, read an unwritten register, mix public and secret values the wrong way, or
 //! overflow the 64-bit ring (every register's bounds are re-derived by interval arithmetic).
 
-use crate::bytecode::{Instr, Program};
+use crate::bytecode::{ConstTensor, InputDecl, Instr, Program, RegDecl, WeightDecl};
 use crate::shapes;
 use crate::types::Visibility;
 
@@ -10,7 +10,12 @@ use crate::types::Visibility;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum VerifyError {
     #[error("instruction {index} (`{mnemonic}`, node `{node}`): {msg}")]
-    Instr { index: usize, mnemonic: &'static str, node: String, msg: String },
+    Instr {
+        index: usize,
+        mnemonic: &'static str,
+        node: String,
+        msg: String,
+    },
     #[error("{0}")]
     Program(String),
 }
@@ -36,16 +41,29 @@ pub fn verify(p: &Program) -> Result<(), VerifyError> {
             )));
         }
         if r.ty.batched && r.ty.dims.is_empty() {
-            return Err(VerifyError::Program(format!("register %{i}: batched but has no dimensions")));
+            return Err(VerifyError::Program(format!(
+                "register %{i}: batched but has no dimensions"
+            )));
         }
-        if r.ty.dims.iter().try_fold(1usize, |a, &d| a.checked_mul(d)).is_none_or(|n| n > 1 << 32) {
-            return Err(VerifyError::Program(format!("register %{i}: shape {:?} is too large", r.ty.dims)));
+        if r.ty
+            .dims
+            .iter()
+            .try_fold(1usize, |a, &d| a.checked_mul(d))
+            .is_none_or(|n| n > 1 << 32)
+        {
+            return Err(VerifyError::Program(format!(
+                "register %{i}: shape {:?} is too large",
+                r.ty.dims
+            )));
         }
     }
     for (i, c) in p.consts.iter().enumerate() {
         let (lo, hi) = c.dtype.range();
         if let Some(v) = c.data.iter().find(|&&v| v < lo || v > hi) {
-            return Err(VerifyError::Program(format!("constant #{i}: value {v} does not fit {}", c.dtype)));
+            return Err(VerifyError::Program(format!(
+                "constant #{i}: value {v} does not fit {}",
+                c.dtype
+            )));
         }
     }
     for o in &p.outputs {
@@ -86,17 +104,26 @@ pub fn verify(p: &Program) -> Result<(), VerifyError> {
         check_instr(p, ins, &mut outputs_done).map_err(fail)?;
     }
     if let Some(i) = outputs_done.iter().position(|d| !d) {
-        return Err(VerifyError::Program(format!("output `{}` is never produced", p.outputs[i].name)));
+        return Err(VerifyError::Program(format!(
+            "output `{}` is never produced",
+            p.outputs[i].name
+        )));
     }
     Ok(())
 }
 
 fn check_quant(q: &crate::bytecode::QuantParams, what: &str) -> Result<(), VerifyError> {
     if q.scale.is_empty() || q.scale.len() != q.zero_point.len() {
-        return Err(VerifyError::Program(format!("{what}: {} scales and {} zero points", q.scale.len(), q.zero_point.len())));
+        return Err(VerifyError::Program(format!(
+            "{what}: {} scales and {} zero points",
+            q.scale.len(),
+            q.zero_point.len()
+        )));
     }
     if q.scale.iter().any(|s| !s.is_finite() || *s <= 0.0) {
-        return Err(VerifyError::Program(format!("{what}: scales must be positive and finite")));
+        return Err(VerifyError::Program(format!(
+            "{what}: scales must be positive and finite"
+        )));
     }
     Ok(())
 }
@@ -112,8 +139,98 @@ fn scale_bounds(a: Bounds, k: usize) -> Bounds {
     (a.0.min(0) * k as i128, a.1.max(0) * k as i128)
 }
 
+/// What the verifier derives for an instruction's result.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Inferred {
+    pub dims: Vec<usize>,
+    pub batched: bool,
+    pub vis: Visibility,
+    pub lo: i128,
+    pub hi: i128,
+}
+
+/// The tables an instruction may refer to while its result type is inferred.
+pub trait InferCtx {
+    fn reg(&self, r: u32) -> &RegDecl;
+    fn konst(&self, i: u32) -> Option<&ConstTensor>;
+    fn input(&self, i: u32) -> Option<&InputDecl>;
+    fn weight(&self, i: u32) -> Option<&WeightDecl>;
+}
+
+impl InferCtx for Program {
+    fn reg(&self, r: u32) -> &RegDecl {
+        &self.registers[r as usize]
+    }
+    fn konst(&self, i: u32) -> Option<&ConstTensor> {
+        self.consts.get(i as usize)
+    }
+    fn input(&self, i: u32) -> Option<&InputDecl> {
+        self.inputs.get(i as usize)
+    }
+    fn weight(&self, i: u32) -> Option<&WeightDecl> {
+        self.weights.get(i as usize)
+    }
+}
+
 fn check_instr(p: &Program, ins: &Instr, outputs_done: &mut [bool]) -> Result<(), String> {
-    let reg = |r: u32| &p.registers[r as usize];
+    if let Instr::Output { index, .. } = ins {
+        let i = index.0 as usize;
+        if i >= outputs_done.len() {
+            return Err(format!("no output {i}"));
+        }
+        if std::mem::replace(&mut outputs_done[i], true) {
+            return Err(format!("output {i} produced twice"));
+        }
+        return Ok(());
+    }
+    let Some(dst) = ins.dst() else { return Ok(()) };
+    let r = p.reg(dst);
+    let inf = infer(p, ins, &r.ty.dims)?;
+    let declared_dtype = match ins {
+        Instr::Input { index, .. } => p.input(index.0).map(|d| d.ty.dtype),
+        Instr::Weight { index, .. } => p.weight(index.0).map(|d| d.ty.dtype),
+        Instr::Const { index, .. } => p.konst(index.0).map(|c| c.dtype),
+        _ => None,
+    };
+    if let Some(dt) = declared_dtype.filter(|&dt| dt != r.ty.dtype) {
+        return Err(format!(
+            "loads a {dt} tensor into %{dst}, declared {}",
+            r.ty
+        ));
+    }
+    if r.ty.dims != inf.dims {
+        return Err(format!(
+            "result has shape {:?}, %{dst} is declared {}",
+            inf.dims, r.ty
+        ));
+    }
+    if r.ty.batched != inf.batched {
+        return Err(format!(
+            "result batched={}, %{dst} is declared {}",
+            inf.batched, r.ty
+        ));
+    }
+    if r.vis != inf.vis {
+        return Err(format!(
+            "result is {}, %{dst} is declared {}",
+            inf.vis.name(),
+            r.vis.name()
+        ));
+    }
+    if inf.lo < r.lo as i128 || inf.hi > r.hi as i128 {
+        return Err(format!(
+            "values may reach [{}, {}], %{dst} is declared [{}, {}]",
+            inf.lo, inf.hi, r.lo, r.hi
+        ));
+    }
+    Ok(())
+}
+
+/// Result type, visibility and bounds of `ins` from its operands' declarations. `dst_dims` is
+/// the declared shape of the result, consulted only where an instruction takes its shape from
+/// its destination (`reshape`, `cast`, `argmax`'s kept axis).
+pub fn infer(p: &dyn InferCtx, ins: &Instr, dst_dims: &[usize]) -> Result<Inferred, String> {
+    let reg = |r: u32| p.reg(r);
     let dims = |r: u32| reg(r).ty.dims.clone();
     let bnd = |r: u32| (reg(r).lo as i128, reg(r).hi as i128);
     let secret = |r: u32| reg(r).vis == Visibility::Secret;
@@ -126,33 +243,39 @@ fn check_instr(p: &Program, ins: &Instr, outputs_done: &mut [bool]) -> Result<()
             Visibility::Public
         }
     };
-    let (out_dims, out_batched, out_vis, out_b): (Vec<usize>, bool, Visibility, Bounds) = match ins {
-        Instr::Input { dst, index } => {
-            let d = p.inputs.get(index.0 as usize).ok_or(format!("no input {}", index.0))?;
-            if reg(dst.0).ty != d.ty {
-                return Err(format!("input {} has type {}, register %{} has {}", index.0, d.ty, dst.0, reg(dst.0).ty));
-            }
+    let (out_dims, out_batched, out_vis, out_b): (Vec<usize>, bool, Visibility, Bounds) = match ins
+    {
+        Instr::Input { index, .. } => {
+            let d = p.input(index.0).ok_or(format!("no input {}", index.0))?;
             let (lo, hi) = d.ty.dtype.range();
-            (d.ty.dims.clone(), d.ty.batched, Visibility::Secret, (lo as i128, hi as i128))
+            (
+                d.ty.dims.clone(),
+                d.ty.batched,
+                Visibility::Secret,
+                (lo as i128, hi as i128),
+            )
         }
-        Instr::Weight { dst, index } => {
-            let d = p.weights.get(index.0 as usize).ok_or(format!("no weight {}", index.0))?;
-            if reg(dst.0).ty != d.ty {
-                return Err(format!("weight {} has type {}, register %{} has {}", index.0, d.ty, dst.0, reg(dst.0).ty));
-            }
-            // The model owner's values are checked against the register bounds when loaded.
-            (d.ty.dims.clone(), d.ty.batched, Visibility::Secret, bnd(dst.0))
+        Instr::Weight { index, .. } => {
+            let d = p.weight(index.0).ok_or(format!("no weight {}", index.0))?;
+            // The model owner's values are checked against these bounds when loaded.
+            let (lo, hi) = d.ty.dtype.range();
+            (
+                d.ty.dims.clone(),
+                d.ty.batched,
+                Visibility::Secret,
+                (lo as i128, hi as i128),
+            )
         }
-        Instr::Const { dst, index } => {
-            let c = p.consts.get(index.0 as usize).ok_or(format!("no constant {}", index.0))?;
-            if c.dtype != reg(dst.0).ty.dtype {
-                return Err(format!("constant {} is {}, register is {}", index.0, c.dtype, reg(dst.0).ty.dtype));
-            }
+        Instr::Const { index, .. } => {
+            let c = p.konst(index.0).ok_or(format!("no constant {}", index.0))?;
             let lo = c.data.iter().copied().min().unwrap_or(0) as i128;
             let hi = c.data.iter().copied().max().unwrap_or(0) as i128;
             (c.dims.clone(), false, Visibility::Public, (lo, hi))
         }
-        Instr::Add { a, b, .. } | Instr::Sub { a, b, .. } | Instr::Mul { a, b, .. } | Instr::Max { a, b, .. } => {
+        Instr::Add { a, b, .. }
+        | Instr::Sub { a, b, .. }
+        | Instr::Mul { a, b, .. }
+        | Instr::Max { a, b, .. } => {
             let d = shapes::broadcast(&dims(a.0), &dims(b.0))?;
             let (x, y) = (bnd(a.0), bnd(b.0));
             let bb = match ins {
@@ -170,9 +293,22 @@ fn check_instr(p: &Program, ins: &Instr, outputs_done: &mut [bool]) -> Result<()
             let d = shapes::matmul(&dims(a.0), &dims(b.0))?;
             let ad = dims(a.0);
             let k = ad[ad.len() - 1];
-            (d, batched_any(&[a.0, b.0]), vis_of(&[a.0, b.0]), scale_bounds(mul_bounds(bnd(a.0), bnd(b.0)), k))
+            (
+                d,
+                batched_any(&[a.0, b.0]),
+                vis_of(&[a.0, b.0]),
+                scale_bounds(mul_bounds(bnd(a.0), bnd(b.0)), k),
+            )
         }
-        Instr::Conv { x, w, strides, pads, dilations, group, .. } => {
+        Instr::Conv {
+            x,
+            w,
+            strides,
+            pads,
+            dilations,
+            group,
+            ..
+        } => {
             let wd = dims(w.0);
             if wd.len() != 4 {
                 return Err(format!("conv weight must be 4-D, is {wd:?}"));
@@ -183,21 +319,48 @@ fn check_instr(p: &Program, ins: &Instr, outputs_done: &mut [bool]) -> Result<()
                 return Err("conv weight cannot have a batch dimension".into());
             }
             let k = wd[1] * wd[2] * wd[3];
-            (d, reg(x.0).ty.batched, vis_of(&[x.0, w.0]), scale_bounds(mul_bounds(bnd(x.0), bnd(w.0)), k))
+            (
+                d,
+                reg(x.0).ty.batched,
+                vis_of(&[x.0, w.0]),
+                scale_bounds(mul_bounds(bnd(x.0), bnd(w.0)), k),
+            )
         }
-        Instr::SumPool { x, kernel, strides, pads, dilations, .. } => {
+        Instr::SumPool {
+            x,
+            kernel,
+            strides,
+            pads,
+            dilations,
+            ..
+        } => {
             let k = shapes::kernel_of(&kernel.0)?;
             let win = shapes::window(&k, &strides.0, &pads.0, &dilations.0)?;
             let d = shapes::pool(&dims(x.0), &win)?;
-            (d, reg(x.0).ty.batched, vis_of(&[x.0]), scale_bounds(bnd(x.0), k[0] * k[1]))
+            (
+                d,
+                reg(x.0).ty.batched,
+                vis_of(&[x.0]),
+                scale_bounds(bnd(x.0), k[0] * k[1]),
+            )
         }
-        Instr::MaxPool { x, kernel, strides, pads, dilations, .. } => {
+        Instr::MaxPool {
+            x,
+            kernel,
+            strides,
+            pads,
+            dilations,
+            ..
+        } => {
             let k = shapes::kernel_of(&kernel.0)?;
             let win = shapes::window(&k, &strides.0, &pads.0, &dilations.0)?;
             let d = shapes::pool(&dims(x.0), &win)?;
             let (h, w) = (dims(x.0)[2], dims(x.0)[3]);
             if let Some((_, _, plan)) = win.gather_plan(h, w) {
-                if plan.chunks(k[0] * k[1]).any(|c| c.iter().all(Option::is_none)) {
+                if plan
+                    .chunks(k[0] * k[1])
+                    .any(|c| c.iter().all(Option::is_none))
+                {
                     return Err("a max-pooling window lies entirely in the padding".into());
                 }
             }
@@ -218,7 +381,12 @@ fn check_instr(p: &Program, ins: &Instr, outputs_done: &mut [bool]) -> Result<()
             }
             let prod = mul_bounds(bnd(x.0), bnd(num.0));
             let _ = dh;
-            (d, reg(x.0).ty.batched, vis_of(&[x.0]), (prod.0.min(0) / dl - 1, prod.1.max(0) / dl + 1))
+            (
+                d,
+                reg(x.0).ty.batched,
+                vis_of(&[x.0]),
+                (prod.0.min(0) / dl - 1, prod.1.max(0) / dl + 1),
+            )
         }
         Instr::Clamp { x, lo, hi, .. } => {
             if lo.0 > hi.0 {
@@ -229,22 +397,32 @@ fn check_instr(p: &Program, ins: &Instr, outputs_done: &mut [bool]) -> Result<()
             let h = b.1.clamp(lo.0 as i128, hi.0 as i128);
             (dims(x.0), reg(x.0).ty.batched, vis_of(&[x.0]), (l, h))
         }
-        Instr::ArgMax { dst, x, axis, select_last } => {
+        Instr::ArgMax {
+            x,
+            axis,
+            select_last,
+            ..
+        } => {
             if !(0..=1).contains(&select_last.0) {
                 return Err("select_last must be 0 or 1".into());
             }
             let xd = dims(x.0);
-            let d = shapes::argmax(&xd, axis.0, &dims(dst.0))?;
+            let d = shapes::argmax(&xd, axis.0, dst_dims)?;
             if reg(x.0).ty.batched && axis.0 == 0 {
                 return Err("argmax over the batch dimension".into());
             }
             let n = xd.get(axis.0 as usize).copied().unwrap_or(1);
             (d, reg(x.0).ty.batched, vis_of(&[x.0]), (0, n as i128 - 1))
         }
-        Instr::Lookup { x, table, offset, .. } => {
-            let t = p.consts.get(table.0 as usize).ok_or(format!("no constant {}", table.0))?;
+        Instr::Lookup {
+            x, table, offset, ..
+        } => {
+            let t = p.konst(table.0).ok_or(format!("no constant {}", table.0))?;
             let (xl, xh) = bnd(x.0);
-            if t.data.is_empty() || xl < offset.0 as i128 || xh >= offset.0 as i128 + t.data.len() as i128 {
+            if t.data.is_empty()
+                || xl < offset.0 as i128
+                || xh >= offset.0 as i128 + t.data.len() as i128
+            {
                 return Err(format!(
                     "table of {} entries from {} does not cover operand bounds [{xl}, {xh}]",
                     t.data.len(),
@@ -255,15 +433,19 @@ fn check_instr(p: &Program, ins: &Instr, outputs_done: &mut [bool]) -> Result<()
             let hi = t.data.iter().copied().max().unwrap_or(0) as i128;
             (dims(x.0), reg(x.0).ty.batched, vis_of(&[x.0]), (lo, hi))
         }
-        Instr::Reshape { dst, x } => {
-            let (a, b) = (&reg(x.0).ty, &reg(dst.0).ty);
-            if a.dims.iter().product::<usize>() != b.dims.iter().product::<usize>() {
-                return Err(format!("reshape from {a} to {b} changes the element count"));
+        Instr::Reshape { x, .. } => {
+            let a = &reg(x.0).ty;
+            if a.dims.iter().product::<usize>() != dst_dims.iter().product::<usize>() {
+                return Err(format!(
+                    "reshape from {a} to {dst_dims:?} changes the element count"
+                ));
             }
-            if a.batched != b.batched || (a.batched && a.dims[0] != b.dims[0]) {
-                return Err(format!("reshape from {a} to {b} moves the batch dimension"));
+            if a.batched && dst_dims.first() != a.dims.first() {
+                return Err(format!(
+                    "reshape from {a} to {dst_dims:?} moves the batch dimension"
+                ));
             }
-            (b.dims.clone(), a.batched, vis_of(&[x.0]), bnd(x.0))
+            (dst_dims.to_vec(), a.batched, vis_of(&[x.0]), bnd(x.0))
         }
         Instr::Transpose { x, perm, .. } => {
             let d = shapes::transpose(&dims(x.0), &perm.0)?;
@@ -280,7 +462,12 @@ fn check_instr(p: &Program, ins: &Instr, outputs_done: &mut [bool]) -> Result<()
             }
             let b = bnd(x.0);
             let v = value.0 as i128;
-            (d, reg(x.0).ty.batched, vis_of(&[x.0]), (b.0.min(v), b.1.max(v)))
+            (
+                d,
+                reg(x.0).ty.batched,
+                vis_of(&[x.0]),
+                (b.0.min(v), b.1.max(v)),
+            )
         }
         Instr::Concat { xs, axis, .. } => {
             let all: Vec<Vec<usize>> = xs.0.iter().map(|&r| dims(r)).collect();
@@ -288,41 +475,28 @@ fn check_instr(p: &Program, ins: &Instr, outputs_done: &mut [bool]) -> Result<()
             let d = shapes::concat(&refs, axis.0)?;
             let batched = batched_any(&xs.0);
             if batched && (axis.0 == 0 || xs.0.iter().any(|&r| !reg(r).ty.batched)) {
-                return Err("concat mixes batched and unbatched operands or runs along the batch".into());
+                return Err(
+                    "concat mixes batched and unbatched operands or runs along the batch".into(),
+                );
             }
             let lo = xs.0.iter().map(|&r| bnd(r).0).min().unwrap_or(0);
             let hi = xs.0.iter().map(|&r| bnd(r).1).max().unwrap_or(0);
             (d, batched, vis_of(&xs.0), (lo, hi))
         }
         Instr::Cast { x, .. } => (dims(x.0), reg(x.0).ty.batched, vis_of(&[x.0]), bnd(x.0)),
-        Instr::Output { index, .. } => {
-            let i = index.0 as usize;
-            if i >= outputs_done.len() {
-                return Err(format!("no output {i}"));
-            }
-            if std::mem::replace(&mut outputs_done[i], true) {
-                return Err(format!("output {i} produced twice"));
-            }
-            return Ok(());
-        }
+        Instr::Output { x, .. } => (dims(x.0), reg(x.0).ty.batched, vis_of(&[x.0]), bnd(x.0)),
     };
-    let Some(dst) = ins.dst() else { return Ok(()) };
-    let r = reg(dst);
-    if r.ty.dims != out_dims {
-        return Err(format!("result has shape {out_dims:?}, %{dst} is declared {}", r.ty));
-    }
-    if r.ty.batched != out_batched {
-        return Err(format!("result batched={out_batched}, %{dst} is declared {}", r.ty));
-    }
-    if r.vis != out_vis {
-        return Err(format!("result is {}, %{dst} is declared {}", out_vis.name(), r.vis.name()));
-    }
     let (lo, hi) = out_b;
     if lo.abs() >= RING_BOUND || hi.abs() >= RING_BOUND {
-        return Err(format!("values may reach [{lo}, {hi}], beyond the exact range of the 64-bit ring"));
+        return Err(format!(
+            "values may reach [{lo}, {hi}], beyond the exact range of the 64-bit ring"
+        ));
     }
-    if lo < r.lo as i128 || hi > r.hi as i128 {
-        return Err(format!("values may reach [{lo}, {hi}], %{dst} is declared [{}, {}]", r.lo, r.hi));
-    }
-    Ok(())
+    Ok(Inferred {
+        dims: out_dims,
+        batched: out_batched,
+        vis: out_vis,
+        lo,
+        hi,
+    })
 }

@@ -140,15 +140,24 @@ struct WeightsProto {
 }
 
 fn ty_to(t: &TensorType) -> TypeProto {
-    TypeProto { dtype: t.dtype.code(), dims: t.dims.iter().map(|&d| d as u64).collect(), batched: t.batched }
+    TypeProto {
+        dtype: t.dtype.code(),
+        dims: t.dims.iter().map(|&d| d as u64).collect(),
+        batched: t.batched,
+    }
 }
 
 fn ty_from(t: Option<&TypeProto>, what: &str) -> Result<TensorType, ContainerError> {
     let t = t.ok_or_else(|| ContainerError::Field(format!("{what} has no type")))?;
-    let dtype = DType::from_code(t.dtype)
-        .ok_or_else(|| ContainerError::Field(format!("{what} has unknown element type {}", t.dtype)))?;
+    let dtype = DType::from_code(t.dtype).ok_or_else(|| {
+        ContainerError::Field(format!("{what} has unknown element type {}", t.dtype))
+    })?;
     let dims = dims_from(&t.dims, what)?;
-    Ok(TensorType { dtype, dims, batched: t.batched })
+    Ok(TensorType {
+        dtype,
+        dims,
+        batched: t.batched,
+    })
 }
 
 fn dims_from(d: &[u64], what: &str) -> Result<Vec<usize>, ContainerError> {
@@ -159,11 +168,19 @@ fn dims_from(d: &[u64], what: &str) -> Result<Vec<usize>, ContainerError> {
 }
 
 fn quant_to(q: &QuantParams) -> QuantProto {
-    QuantProto { scale: q.scale.clone(), zero_point: q.zero_point.clone(), axis: q.axis as u32 }
+    QuantProto {
+        scale: q.scale.clone(),
+        zero_point: q.zero_point.clone(),
+        axis: q.axis as u32,
+    }
 }
 
 fn quant_from(q: &QuantProto) -> QuantParams {
-    QuantParams { scale: q.scale.clone(), zero_point: q.zero_point.clone(), axis: q.axis as usize }
+    QuantParams {
+        scale: q.scale.clone(),
+        zero_point: q.zero_point.clone(),
+        axis: q.axis as usize,
+    }
 }
 
 fn const_to(c: &ConstTensor, name: &str) -> ConstProto {
@@ -176,8 +193,9 @@ fn const_to(c: &ConstTensor, name: &str) -> ConstProto {
 }
 
 fn const_from(c: &ConstProto, what: &str) -> Result<ConstTensor, ContainerError> {
-    let dtype = DType::from_code(c.dtype)
-        .ok_or_else(|| ContainerError::Field(format!("{what} has unknown element type {}", c.dtype)))?;
+    let dtype = DType::from_code(c.dtype).ok_or_else(|| {
+        ContainerError::Field(format!("{what} has unknown element type {}", c.dtype))
+    })?;
     let dims = dims_from(&c.dims, what)?;
     let n = dims.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
     if n != Some(c.data.len()) {
@@ -187,11 +205,16 @@ fn const_from(c: &ConstProto, what: &str) -> Result<ConstTensor, ContainerError>
             dims
         )));
     }
-    Ok(ConstTensor { dtype, dims, data: c.data.clone() })
+    Ok(ConstTensor {
+        dtype,
+        dims,
+        data: c.data.clone(),
+    })
 }
 
 fn external_from(c: i32, what: &str) -> Result<ExternalType, ContainerError> {
-    ExternalType::from_code(c).ok_or_else(|| ContainerError::Field(format!("{what} has unknown element type {c}")))
+    ExternalType::from_code(c)
+        .ok_or_else(|| ContainerError::Field(format!("{what} has unknown element type {c}")))
 }
 
 /// Encode the instruction stream.
@@ -207,7 +230,10 @@ pub fn encode_code(code: &[Instr]) -> Vec<u8> {
 pub fn decode_code(mut bytes: &[u8]) -> Result<Vec<Instr>, ContainerError> {
     let mut out = Vec::new();
     while !bytes.is_empty() {
-        let i = Instr::decode(&mut bytes).map_err(|err| ContainerError::Code { index: out.len(), err })?;
+        let i = Instr::decode(&mut bytes).map_err(|err| ContainerError::Code {
+            index: out.len(),
+            err,
+        })?;
         out.push(i);
     }
     Ok(out)
@@ -244,7 +270,14 @@ impl Program {
                     ty: Some(ty_to(&i.ty)),
                 })
                 .collect(),
-            weights: self.weights.iter().map(|w| WeightProto { name: w.name.clone(), ty: Some(ty_to(&w.ty)) }).collect(),
+            weights: self
+                .weights
+                .iter()
+                .map(|w| WeightProto {
+                    name: w.name.clone(),
+                    ty: Some(ty_to(&w.ty)),
+                })
+                .collect(),
             outputs: self
                 .outputs
                 .iter()
@@ -272,7 +305,9 @@ impl Program {
 
     /// Decode a `.qmpc` file. Structure only: [`crate::verify`] checks the semantics.
     pub fn from_bytes(bytes: &[u8]) -> Result<Program, ContainerError> {
-        let body = bytes.strip_prefix(PROGRAM_MAGIC).ok_or(ContainerError::BadMagic)?;
+        let body = bytes
+            .strip_prefix(PROGRAM_MAGIC)
+            .ok_or(ContainerError::BadMagic)?;
         let p = ProgramProto::decode(body)?;
         if p.version != FORMAT_VERSION {
             return Err(ContainerError::Version { found: p.version });
@@ -280,7 +315,11 @@ impl Program {
         let trunc = match p.trunc {
             0 => TruncMode::Exact,
             1 => TruncMode::Probabilistic,
-            t => return Err(ContainerError::Field(format!("unknown truncation mode {t}"))),
+            t => {
+                return Err(ContainerError::Field(format!(
+                    "unknown truncation mode {t}"
+                )))
+            }
         };
         let registers = p
             .registers
@@ -289,7 +328,11 @@ impl Program {
             .map(|(i, r)| {
                 Ok(RegDecl {
                     ty: ty_from(r.ty.as_ref(), &format!("register %{i}"))?,
-                    vis: if r.secret { Visibility::Secret } else { Visibility::Public },
+                    vis: if r.secret {
+                        Visibility::Secret
+                    } else {
+                        Visibility::Public
+                    },
                     lo: r.lo,
                     hi: r.hi,
                 })
@@ -317,7 +360,12 @@ impl Program {
         let weights = p
             .weights
             .iter()
-            .map(|w| Ok(WeightDecl { name: w.name.clone(), ty: ty_from(w.ty.as_ref(), &format!("weight `{}`", w.name))? }))
+            .map(|w| {
+                Ok(WeightDecl {
+                    name: w.name.clone(),
+                    ty: ty_from(w.ty.as_ref(), &format!("weight `{}`", w.name))?,
+                })
+            })
             .collect::<Result<_, ContainerError>>()?;
         let outputs = p
             .outputs
@@ -330,8 +378,14 @@ impl Program {
                     dequant: o.dequant.as_ref().map(quant_from),
                     post: match o.post {
                         0 => PostOp::None,
-                        1 => PostOp::Softmax { axis: o.post_axis as usize },
-                        x => return Err(ContainerError::Field(format!("{what} has unknown post-processing {x}"))),
+                        1 => PostOp::Softmax {
+                            axis: o.post_axis as usize,
+                        },
+                        x => {
+                            return Err(ContainerError::Field(format!(
+                                "{what} has unknown post-processing {x}"
+                            )))
+                        }
                     },
                 })
             })
@@ -373,7 +427,9 @@ impl Weights {
     }
 
     pub fn from_bytes(bytes: &[u8]) -> Result<Weights, ContainerError> {
-        let body = bytes.strip_prefix(WEIGHTS_MAGIC).ok_or(ContainerError::BadMagic)?;
+        let body = bytes
+            .strip_prefix(WEIGHTS_MAGIC)
+            .ok_or(ContainerError::BadMagic)?;
         let p = WeightsProto::decode(body)?;
         if p.version != FORMAT_VERSION {
             return Err(ContainerError::Version { found: p.version });
@@ -381,7 +437,12 @@ impl Weights {
         let tensors = p
             .tensors
             .iter()
-            .map(|c| Ok((c.name.clone(), const_from(c, &format!("weight `{}`", c.name))?)))
+            .map(|c| {
+                Ok((
+                    c.name.clone(),
+                    const_from(c, &format!("weight `{}`", c.name))?,
+                ))
+            })
             .collect::<Result<_, ContainerError>>()?;
         Ok(Weights { tensors })
     }

@@ -169,7 +169,10 @@ impl Operand for Regs {
     }
     fn decode(buf: &mut &[u8]) -> Result<Self, DecodeError> {
         let n = read_len(buf)?;
-        (0..n).map(|_| read_u32(buf)).collect::<Result<_, _>>().map(Regs)
+        (0..n)
+            .map(|_| read_u32(buf))
+            .collect::<Result<_, _>>()
+            .map(Regs)
     }
     fn to_asm(&self) -> AsmValue {
         AsmValue::List(self.0.iter().map(|r| AsmValue::Reg(*r)).collect())
@@ -240,7 +243,10 @@ impl Operand for Ints {
     }
     fn decode(buf: &mut &[u8]) -> Result<Self, DecodeError> {
         let n = read_len(buf)?;
-        (0..n).map(|_| read_uvarint(buf).map(unzigzag)).collect::<Result<_, _>>().map(Ints)
+        (0..n)
+            .map(|_| read_uvarint(buf).map(unzigzag))
+            .collect::<Result<_, _>>()
+            .map(Ints)
     }
     fn to_asm(&self) -> AsmValue {
         AsmValue::List(self.0.iter().map(|v| AsmValue::Int(*v)).collect())

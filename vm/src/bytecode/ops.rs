@@ -221,8 +221,15 @@ mod tests {
                 dilations: Ints(vec![1, 1]),
                 group: Int(-7),
             },
-            Instr::Concat { dst: Dst(9), xs: Regs(vec![1, 2, 3]), axis: Int(1) },
-            Instr::Output { x: Reg(4), index: Index(0) },
+            Instr::Concat {
+                dst: Dst(9),
+                xs: Regs(vec![1, 2, 3]),
+                axis: Int(1),
+            },
+            Instr::Output {
+                x: Reg(4),
+                index: Index(0),
+            },
         ];
         for i in instrs {
             let mut buf = Vec::new();

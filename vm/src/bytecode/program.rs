@@ -45,8 +45,13 @@ pub enum ExternalType {
 }
 
 impl ExternalType {
-    pub const ALL: [ExternalType; 5] =
-        [ExternalType::F32, ExternalType::I8, ExternalType::U8, ExternalType::I32, ExternalType::I64];
+    pub const ALL: [ExternalType; 5] = [
+        ExternalType::F32,
+        ExternalType::I8,
+        ExternalType::U8,
+        ExternalType::I32,
+        ExternalType::I64,
+    ];
     pub fn name(self) -> &'static str {
         match self {
             ExternalType::F32 => "f32",
@@ -60,10 +65,16 @@ impl ExternalType {
         Self::ALL.into_iter().find(|t| t.name() == s)
     }
     pub fn code(self) -> i32 {
-        Self::ALL.iter().position(|&t| t == self).map_or(0, |p| p as i32 + 1)
+        Self::ALL
+            .iter()
+            .position(|&t| t == self)
+            .map_or(0, |p| p as i32 + 1)
     }
     pub fn from_code(c: i32) -> Option<Self> {
-        usize::try_from(c).ok().and_then(|c| c.checked_sub(1)).and_then(|i| Self::ALL.get(i).copied())
+        usize::try_from(c)
+            .ok()
+            .and_then(|c| c.checked_sub(1))
+            .and_then(|i| Self::ALL.get(i).copied())
     }
 }
 
@@ -90,7 +101,9 @@ pub struct WeightDecl {
 pub enum PostOp {
     None,
     /// Softmax along an axis of the dequantized output.
-    Softmax { axis: usize },
+    Softmax {
+        axis: usize,
+    },
 }
 
 /// An output of the program.

@@ -33,30 +33,48 @@ pub struct AsmError {
 }
 
 fn line_of(text: &str, offset: usize) -> usize {
-    text[..offset.min(text.len())].bytes().filter(|&b| b == b'\n').count() + 1
+    text[..offset.min(text.len())]
+        .bytes()
+        .filter(|&b| b == b'\n')
+        .count()
+        + 1
 }
 
 /// Parse assembly text into a program.
 pub fn assemble(text: &str) -> Result<Program, AsmError> {
-    let stmts = grammar::FileParser::new().parse(lexer::tokens(text)).map_err(|e| {
-        use lalrpop_util::ParseError::*;
-        let (at, msg) = match e {
-            InvalidToken { location } => (location, "invalid token".to_string()),
-            UnrecognizedEof { location, .. } => (location, "unexpected end of file".to_string()),
-            UnrecognizedToken { token: (l, t, _), expected } => {
-                (l, format!("unexpected {t:?}, expected one of {}", expected.join(" ")))
+    let stmts = grammar::FileParser::new()
+        .parse(lexer::tokens(text))
+        .map_err(|e| {
+            use lalrpop_util::ParseError::*;
+            let (at, msg) = match e {
+                InvalidToken { location } => (location, "invalid token".to_string()),
+                UnrecognizedEof { location, .. } => {
+                    (location, "unexpected end of file".to_string())
+                }
+                UnrecognizedToken {
+                    token: (l, t, _),
+                    expected,
+                } => (
+                    l,
+                    format!("unexpected {t:?}, expected one of {}", expected.join(" ")),
+                ),
+                ExtraToken { token: (l, t, _) } => (l, format!("unexpected {t:?}")),
+                User { .. } => (0, "invalid token".to_string()),
+            };
+            AsmError {
+                line: line_of(text, at),
+                msg,
             }
-            ExtraToken { token: (l, t, _) } => (l, format!("unexpected {t:?}")),
-            User { .. } => (0, "invalid token".to_string()),
-        };
-        AsmError { line: line_of(text, at), msg }
-    })?;
+        })?;
     let mut b = Builder::default();
     for s in stmts {
         let line = line_of(text, s.at);
         b.stmt(s).map_err(|msg| AsmError { line, msg })?;
     }
-    b.finish().map_err(|msg| AsmError { line: line_of(text, text.len()), msg })
+    b.finish().map_err(|msg| AsmError {
+        line: line_of(text, text.len()),
+        msg,
+    })
 }
 
 #[derive(Default)]
@@ -89,31 +107,45 @@ impl Args {
                 None => positional.push(a.value),
             }
         }
-        Args { word: word.to_string(), positional, named }
+        Args {
+            word: word.to_string(),
+            positional,
+            named,
+        }
     }
     fn opt(&mut self, key: &str) -> Option<AsmValue> {
         let p = self.named.iter().position(|(k, _)| k == key)?;
         Some(self.named.remove(p).1)
     }
     fn get(&mut self, key: &str) -> Result<AsmValue, String> {
-        self.opt(key).ok_or_else(|| format!("`{}` needs `{key}=`", self.word))
+        self.opt(key)
+            .ok_or_else(|| format!("`{}` needs `{key}=`", self.word))
     }
     fn int(&mut self, key: &str) -> Result<i64, String> {
         match self.get(key)? {
             AsmValue::Int(i) => Ok(i),
-            v => Err(format!("`{}` `{key}`: expected an integer, found {v}", self.word)),
+            v => Err(format!(
+                "`{}` `{key}`: expected an integer, found {v}",
+                self.word
+            )),
         }
     }
     fn string(&mut self, key: &str) -> Result<String, String> {
         match self.get(key)? {
             AsmValue::Str(s) => Ok(s),
-            v => Err(format!("`{}` `{key}`: expected a string, found {v}", self.word)),
+            v => Err(format!(
+                "`{}` `{key}`: expected a string, found {v}",
+                self.word
+            )),
         }
     }
     fn ident(&mut self, key: &str) -> Result<String, String> {
         match self.get(key)? {
             AsmValue::Ident(s) => Ok(s),
-            v => Err(format!("`{}` `{key}`: expected a name, found {v}", self.word)),
+            v => Err(format!(
+                "`{}` `{key}`: expected a name, found {v}",
+                self.word
+            )),
         }
     }
     fn ints(&mut self, key: &str) -> Result<Vec<i64>, String> {
@@ -122,10 +154,16 @@ impl Args {
                 .into_iter()
                 .map(|x| match x {
                     AsmValue::Int(i) => Ok(i),
-                    v => Err(format!("`{}` `{key}`: expected integers, found {v}", self.word)),
+                    v => Err(format!(
+                        "`{}` `{key}`: expected integers, found {v}",
+                        self.word
+                    )),
                 })
                 .collect(),
-            v => Err(format!("`{}` `{key}`: expected a list, found {v}", self.word)),
+            v => Err(format!(
+                "`{}` `{key}`: expected a list, found {v}",
+                self.word
+            )),
         }
     }
     fn floats(&mut self, key: &str) -> Result<Vec<f32>, String> {
@@ -135,10 +173,16 @@ impl Args {
                 .map(|x| match x {
                     AsmValue::Float(f) => Ok(f as f32),
                     AsmValue::Int(i) => Ok(i as f32),
-                    v => Err(format!("`{}` `{key}`: expected numbers, found {v}", self.word)),
+                    v => Err(format!(
+                        "`{}` `{key}`: expected numbers, found {v}",
+                        self.word
+                    )),
                 })
                 .collect(),
-            v => Err(format!("`{}` `{key}`: expected a list, found {v}", self.word)),
+            v => Err(format!(
+                "`{}` `{key}`: expected a list, found {v}",
+                self.word
+            )),
         }
     }
     fn index(&mut self, expected: usize) -> Result<(), String> {
@@ -147,7 +191,10 @@ impl Args {
                 self.positional.remove(0);
                 Ok(())
             }
-            Some(v) => Err(format!("`{}` number {v} out of order, expected {expected}", self.word)),
+            Some(v) => Err(format!(
+                "`{}` number {v} out of order, expected {expected}",
+                self.word
+            )),
             None => Err(format!("`{}` needs its number ({expected})", self.word)),
         }
     }
@@ -166,17 +213,24 @@ impl Args {
     }
     fn external(&mut self) -> Result<ExternalType, String> {
         let n = self.ident("external")?;
-        ExternalType::from_name(&n).ok_or_else(|| format!("`{}`: unknown external type `{n}`", self.word))
+        ExternalType::from_name(&n)
+            .ok_or_else(|| format!("`{}`: unknown external type `{n}`", self.word))
     }
     fn ty(&mut self) -> Result<TensorType, String> {
         let dtype = self.dtype("type")?;
         let dims = self
             .ints("dims")?
             .into_iter()
-            .map(|d| usize::try_from(d).map_err(|_| format!("`{}`: negative dimension {d}", self.word)))
+            .map(|d| {
+                usize::try_from(d).map_err(|_| format!("`{}`: negative dimension {d}", self.word))
+            })
             .collect::<Result<_, _>>()?;
         let batched = self.int("batched")? != 0;
-        Ok(TensorType { dtype, dims, batched })
+        Ok(TensorType {
+            dtype,
+            dims,
+            batched,
+        })
     }
     fn quant(&mut self) -> Result<Option<QuantParams>, String> {
         if self.named.iter().all(|(k, _)| k != "scale") {
@@ -192,7 +246,9 @@ impl Args {
 
 impl Builder {
     fn stmt(&mut self, s: Stmt) -> Result<(), String> {
-        let Stmt { dst, word, args, .. } = s;
+        let Stmt {
+            dst, word, args, ..
+        } = s;
         if !word.starts_with('.') {
             return self.instr(dst, &word, args);
         }
@@ -214,7 +270,12 @@ impl Builder {
                     Some(AsmValue::Reg(r)) if *r as usize == self.registers.len() => {
                         a.positional.remove(0);
                     }
-                    _ => return Err(format!("`.reg` must declare %{} next", self.registers.len())),
+                    _ => {
+                        return Err(format!(
+                            "`.reg` must declare %{} next",
+                            self.registers.len()
+                        ))
+                    }
                 }
                 let ty = a.ty()?;
                 let vis = match a.ident("vis")?.as_str() {
@@ -229,7 +290,11 @@ impl Builder {
             ".const" => {
                 a.index(self.consts.len())?;
                 let dtype = a.dtype("type")?;
-                let dims = a.ints("dims")?.into_iter().map(|d| d.max(0) as usize).collect();
+                let dims = a
+                    .ints("dims")?
+                    .into_iter()
+                    .map(|d| d.max(0) as usize)
+                    .collect();
                 let data = a.ints("data")?;
                 self.consts.push(ConstTensor { dtype, dims, data });
             }
@@ -239,7 +304,12 @@ impl Builder {
                 let external = a.external()?;
                 let ty = a.ty()?;
                 let quant = a.quant()?;
-                self.inputs.push(InputDecl { name, external, quant, ty });
+                self.inputs.push(InputDecl {
+                    name,
+                    external,
+                    quant,
+                    ty,
+                });
             }
             ".weight" => {
                 a.index(self.weights.len())?;
@@ -254,12 +324,17 @@ impl Builder {
                 let dequant = a.quant()?;
                 let post = match a.opt("post") {
                     None => PostOp::None,
-                    Some(AsmValue::Ident(p)) if p == "softmax" => {
-                        PostOp::Softmax { axis: a.int("post_axis")?.max(0) as usize }
-                    }
+                    Some(AsmValue::Ident(p)) if p == "softmax" => PostOp::Softmax {
+                        axis: a.int("post_axis")?.max(0) as usize,
+                    },
                     Some(v) => return Err(format!("unknown post-processing {v}")),
                 };
-                self.outputs.push(OutputDecl { name, external, dequant, post });
+                self.outputs.push(OutputDecl {
+                    name,
+                    external,
+                    dequant,
+                    post,
+                });
             }
             _ => return Err(format!("unknown directive `{word}`")),
         }
@@ -273,7 +348,9 @@ impl Builder {
             match (a.key, a.value) {
                 (Some(k), AsmValue::Str(s)) if k == "node" => origin = s,
                 (Some(k), v) => named.push((k, v)),
-                (None, v) => return Err(format!("`{word}`: operand {v} needs a name (`name=value`)")),
+                (None, v) => {
+                    return Err(format!("`{word}`: operand {v} needs a name (`name=value`)"))
+                }
             }
         }
         if let Some(d) = dst {
@@ -306,7 +383,12 @@ fn list<T: std::fmt::Display>(xs: impl IntoIterator<Item = T>) -> String {
 }
 
 fn ty_text(t: &TensorType) -> String {
-    format!("type={}, dims={}, batched={}", t.dtype, list(&t.dims), t.batched as u8)
+    format!(
+        "type={}, dims={}, batched={}",
+        t.dtype,
+        list(&t.dims),
+        t.batched as u8
+    )
 }
 
 fn quant_text(q: &Option<QuantParams>) -> String {
@@ -328,7 +410,9 @@ pub fn disassemble(p: &Program) -> String {
         TruncMode::Exact => "exact",
         TruncMode::Probabilistic => "probabilistic",
     };
-    out.push_str(&format!("; qmpc bytecode, format version {FORMAT_VERSION}\n"));
+    out.push_str(&format!(
+        "; qmpc bytecode, format version {FORMAT_VERSION}\n"
+    ));
     out.push_str(&format!(".program name={:?}, trunc={trunc}\n", p.name));
     for (i, inp) in p.inputs.iter().enumerate() {
         out.push_str(&format!(
@@ -340,7 +424,11 @@ pub fn disassemble(p: &Program) -> String {
         ));
     }
     for (i, w) in p.weights.iter().enumerate() {
-        out.push_str(&format!(".weight {i}, name={:?}, {}\n", w.name, ty_text(&w.ty)));
+        out.push_str(&format!(
+            ".weight {i}, name={:?}, {}\n",
+            w.name,
+            ty_text(&w.ty)
+        ));
     }
     for (i, o) in p.outputs.iter().enumerate() {
         let post = match o.post {
@@ -355,14 +443,29 @@ pub fn disassemble(p: &Program) -> String {
         ));
     }
     for (i, c) in p.consts.iter().enumerate() {
-        out.push_str(&format!(".const {i}, type={}, dims={}, data={}\n", c.dtype, list(&c.dims), list(&c.data)));
+        out.push_str(&format!(
+            ".const {i}, type={}, dims={}, data={}\n",
+            c.dtype,
+            list(&c.dims),
+            list(&c.data)
+        ));
     }
     for (i, r) in p.registers.iter().enumerate() {
-        out.push_str(&format!(".reg %{i}, {}, vis={}, lo={}, hi={}\n", ty_text(&r.ty), r.vis.name(), r.lo, r.hi));
+        out.push_str(&format!(
+            ".reg %{i}, {}, vis={}, lo={}, hi={}\n",
+            ty_text(&r.ty),
+            r.vis.name(),
+            r.lo,
+            r.hi
+        ));
     }
     for (i, ins) in p.code.iter().enumerate() {
         let origin = p.origins.get(i).map(String::as_str).unwrap_or("");
-        let sep = if ins.operands().len() > usize::from(ins.dst().is_some()) { ", " } else { " " };
+        let sep = if ins.operands().len() > usize::from(ins.dst().is_some()) {
+            ", "
+        } else {
+            " "
+        };
         out.push_str(&format!("{}{sep}node={origin:?}\n", ins.to_asm()));
     }
     out

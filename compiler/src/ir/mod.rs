@@ -1,0 +1,236 @@
+//! The integer IR: a typed tensor dataflow graph (petgraph). Every node produces one tensor
+//! whose element type, shape (with the batch axis marked), visibility and value bounds are
+//! explicit. Compute nodes carry a bytecode instruction whose register operands are operand
+//! positions (`%0` is the node's first operand); their result type comes from the VM's own
+//! inference rules, so the compiler and the verifier cannot disagree.
+
+mod dump;
+
+use petgraph::stable_graph::{NodeIndex, StableDiGraph};
+use petgraph::visit::EdgeRef;
+use petgraph::Direction;
+use qmpc_vm::bytecode::{ConstTensor, InputDecl, Instr, OutputDecl, RegDecl, WeightDecl};
+use qmpc_vm::verify::{infer, InferCtx};
+use qmpc_vm::{DType, TensorType, Visibility};
+
+pub use dump::dump;
+
+/// What a node is.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Op {
+    /// Input `index` of the data owner.
+    Input { index: usize },
+    /// A tensor of the model owner: secret with `--weights secret`, public otherwise.
+    Weight { name: String, data: ConstTensor },
+    /// A public constant.
+    Const { data: ConstTensor },
+    /// A computation; the instruction's registers are operand positions.
+    Compute(Instr),
+    /// Output `index`, revealed to the output receiver.
+    Output { index: usize },
+}
+
+/// One node: its operation, result declaration and the ONNX node it came from.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Node {
+    pub op: Op,
+    pub decl: RegDecl,
+    pub origin: String,
+}
+
+/// The whole program as a graph. Edge weights are operand positions.
+#[derive(Clone, Debug, Default)]
+pub struct Graph {
+    pub name: String,
+    pub g: StableDiGraph<Node, u32>,
+    pub inputs: Vec<InputDecl>,
+    pub outputs: Vec<OutputDecl>,
+    /// Lookup tables referred to by `lookup` instructions (by index).
+    pub tables: Vec<ConstTensor>,
+}
+
+struct Ctx<'a> {
+    decls: Vec<&'a RegDecl>,
+    graph: &'a Graph,
+}
+
+impl InferCtx for Ctx<'_> {
+    fn reg(&self, r: u32) -> &RegDecl {
+        self.decls[r as usize]
+    }
+    fn konst(&self, i: u32) -> Option<&ConstTensor> {
+        self.graph.tables.get(i as usize)
+    }
+    fn input(&self, i: u32) -> Option<&InputDecl> {
+        self.graph.inputs.get(i as usize)
+    }
+    fn weight(&self, _: u32) -> Option<&WeightDecl> {
+        None
+    }
+}
+
+impl Graph {
+    /// Operands of `n` in order.
+    pub fn operands(&self, n: NodeIndex) -> Vec<NodeIndex> {
+        let mut e: Vec<(u32, NodeIndex)> = self
+            .g
+            .edges_directed(n, Direction::Incoming)
+            .map(|e| (*e.weight(), e.source()))
+            .collect();
+        e.sort();
+        e.into_iter().map(|(_, s)| s).collect()
+    }
+
+    pub fn decl(&self, n: NodeIndex) -> &RegDecl {
+        &self.g[n].decl
+    }
+
+    pub fn dims(&self, n: NodeIndex) -> &[usize] {
+        &self.g[n].decl.ty.dims
+    }
+
+    fn add(&mut self, op: Op, decl: RegDecl, operands: &[NodeIndex], origin: &str) -> NodeIndex {
+        let n = self.g.add_node(Node {
+            op,
+            decl,
+            origin: origin.to_string(),
+        });
+        for (i, &o) in operands.iter().enumerate() {
+            self.g.add_edge(o, n, i as u32);
+        }
+        n
+    }
+
+    pub fn add_input(&mut self, decl: InputDecl, origin: &str) -> NodeIndex {
+        let (lo, hi) = decl.ty.dtype.range();
+        let reg = RegDecl {
+            ty: decl.ty.clone(),
+            vis: Visibility::Secret,
+            lo,
+            hi,
+        };
+        self.inputs.push(decl);
+        self.add(
+            Op::Input {
+                index: self.inputs.len() - 1,
+            },
+            reg,
+            &[],
+            origin,
+        )
+    }
+
+    /// A public constant; its bounds are its values.
+    pub fn add_const(&mut self, data: ConstTensor, origin: &str) -> NodeIndex {
+        let lo = data.data.iter().copied().min().unwrap_or(0);
+        let hi = data.data.iter().copied().max().unwrap_or(0);
+        let ty = TensorType {
+            dtype: data.dtype,
+            dims: data.dims.clone(),
+            batched: false,
+        };
+        self.add(
+            Op::Const { data },
+            RegDecl {
+                ty,
+                vis: Visibility::Public,
+                lo,
+                hi,
+            },
+            &[],
+            origin,
+        )
+    }
+
+    /// A model-owner tensor. Its public bounds are those of its type, never of its values,
+    /// so the program reveals nothing about the weights.
+    pub fn add_weight(&mut self, name: &str, data: ConstTensor, origin: &str) -> NodeIndex {
+        let (lo, hi) = data.dtype.range();
+        let ty = TensorType {
+            dtype: data.dtype,
+            dims: data.dims.clone(),
+            batched: false,
+        };
+        let decl = RegDecl {
+            ty,
+            vis: Visibility::Secret,
+            lo,
+            hi,
+        };
+        self.add(
+            Op::Weight {
+                name: name.to_string(),
+                data,
+            },
+            decl,
+            &[],
+            origin,
+        )
+    }
+
+    /// A compute node. `dst_dims` is needed only by instructions whose shape comes from the
+    /// destination (`reshape`, `cast`, `argmax`); `dtype` forces the element type, otherwise
+    /// the narrowest type holding the inferred bounds is used.
+    pub fn add_compute(
+        &mut self,
+        instr: Instr,
+        operands: &[NodeIndex],
+        dst_dims: Option<&[usize]>,
+        dtype: Option<DType>,
+        origin: &str,
+    ) -> Result<NodeIndex, String> {
+        let inf = {
+            let ctx = Ctx {
+                decls: operands.iter().map(|&o| &self.g[o].decl).collect(),
+                graph: self,
+            };
+            infer(&ctx, &instr, dst_dims.unwrap_or(&[]))?
+        };
+        let (lo, hi) = (inf.lo as i64, inf.hi as i64);
+        let dtype = match dtype {
+            Some(d) => {
+                let (a, b) = d.range();
+                if lo < a || hi > b {
+                    return Err(format!("values in [{lo}, {hi}] do not fit {d}"));
+                }
+                d
+            }
+            None => DType::fitting(lo, hi),
+        };
+        let ty = TensorType {
+            dtype,
+            dims: inf.dims,
+            batched: inf.batched,
+        };
+        Ok(self.add(
+            Op::Compute(instr),
+            RegDecl {
+                ty,
+                vis: inf.vis,
+                lo,
+                hi,
+            },
+            operands,
+            origin,
+        ))
+    }
+
+    pub fn add_output(&mut self, decl: OutputDecl, x: NodeIndex, origin: &str) -> NodeIndex {
+        let d = self.g[x].decl.clone();
+        self.outputs.push(decl);
+        self.add(
+            Op::Output {
+                index: self.outputs.len() - 1,
+            },
+            d,
+            &[x],
+            origin,
+        )
+    }
+
+    /// Add a lookup table; returns its index.
+    pub fn add_table(&mut self, t: ConstTensor) -> u32 {
+        self.tables.push(t);
+        (self.tables.len() - 1) as u32
+    }
+}

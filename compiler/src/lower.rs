@@ -1,0 +1,124 @@
+//! Lowering: IR graph → bytecode program and the model owner's weights file.
+
+use crate::ir::{Graph, Op};
+use crate::{Options, WeightsMode};
+use petgraph::algo::toposort;
+use qmpc_vm::bytecode::operand::{Dst, Index};
+use qmpc_vm::bytecode::{ConstTensor, Program, RegDecl, WeightDecl, Weights};
+use qmpc_vm::{Instr, TensorType, Visibility};
+use std::collections::HashMap;
+
+/// Registers in topological order; each node's instruction with operands renamed.
+pub fn lower(g: &Graph, opts: &Options) -> (Program, Weights) {
+    let order = toposort(&g.g, None).unwrap_or_default();
+    let mut reg: HashMap<_, u32> = HashMap::new();
+    let mut registers: Vec<RegDecl> = Vec::new();
+    let mut consts: Vec<ConstTensor> = g.tables.clone();
+    let mut weights = Vec::new();
+    let mut weight_values = Vec::new();
+    let mut code = Vec::new();
+    let mut origins = Vec::new();
+    for n in order {
+        let node = &g.g[n];
+        let dst = registers.len() as u32;
+        let ops: Vec<u32> = g.operands(n).iter().map(|o| reg[o]).collect();
+        let instr = match &node.op {
+            Op::Input { index } => Instr::Input {
+                dst: Dst(dst),
+                index: Index(*index as u32),
+            },
+            Op::Const { data } => {
+                consts.push(data.clone());
+                Instr::Const {
+                    dst: Dst(dst),
+                    index: Index(consts.len() as u32 - 1),
+                }
+            }
+            Op::Weight { name, data } => match opts.weights {
+                WeightsMode::Secret => {
+                    let ty = TensorType {
+                        dtype: data.dtype,
+                        dims: data.dims.clone(),
+                        batched: false,
+                    };
+                    weights.push(WeightDecl {
+                        name: name.clone(),
+                        ty,
+                    });
+                    weight_values.push((name.clone(), data.clone()));
+                    Instr::Weight {
+                        dst: Dst(dst),
+                        index: Index(weights.len() as u32 - 1),
+                    }
+                }
+                WeightsMode::Public => {
+                    consts.push(data.clone());
+                    Instr::Const {
+                        dst: Dst(dst),
+                        index: Index(consts.len() as u32 - 1),
+                    }
+                }
+            },
+            Op::Output { index } => Instr::Output {
+                x: qmpc_vm::bytecode::operand::Reg(ops[0]),
+                index: Index(*index as u32),
+            },
+            Op::Compute(i) => rename(i, dst, &ops),
+        };
+        if !matches!(node.op, Op::Output { .. }) {
+            let mut decl = node.decl.clone();
+            if let (Op::Weight { data, .. }, WeightsMode::Public) = (&node.op, opts.weights) {
+                decl.vis = Visibility::Public;
+                decl.lo = data.data.iter().copied().min().unwrap_or(0);
+                decl.hi = data.data.iter().copied().max().unwrap_or(0);
+            }
+            reg.insert(n, dst);
+            registers.push(decl);
+        }
+        code.push(instr);
+        origins.push(node.origin.clone());
+    }
+    let program = Program {
+        name: g.name.clone(),
+        trunc: opts.trunc,
+        registers,
+        consts,
+        inputs: g.inputs.clone(),
+        weights,
+        outputs: g.outputs.clone(),
+        code,
+        origins,
+    };
+    (
+        program,
+        Weights {
+            tensors: weight_values,
+        },
+    )
+}
+
+/// The instruction with `dst` and operand positions replaced by registers.
+fn rename(i: &Instr, dst: u32, ops: &[u32]) -> Instr {
+    use qmpc_vm::bytecode::operand::AsmValue;
+    let args: Vec<(String, AsmValue)> = i
+        .operands()
+        .into_iter()
+        .map(|(k, v)| {
+            let v = match v {
+                AsmValue::Dst(_) => AsmValue::Dst(dst),
+                AsmValue::Reg(r) => AsmValue::Reg(ops[r as usize]),
+                AsmValue::List(xs) => AsmValue::List(
+                    xs.into_iter()
+                        .map(|x| match x {
+                            AsmValue::Reg(r) => AsmValue::Reg(ops[r as usize]),
+                            x => x,
+                        })
+                        .collect(),
+                ),
+                v => v,
+            };
+            (k.to_string(), v)
+        })
+        .collect();
+    Instr::from_asm(i.mnemonic(), args).expect("renaming keeps operand kinds")
+}

@@ -1,0 +1,219 @@
+//! `qmpc run`: load or compile a program, quantize the input, run every party, write outputs.
+
+use crate::npy::{self, Array};
+use anyhow::{bail, Context, Result};
+use qmpc_vm::bytecode::{
+    ExternalType, InputDecl, OutputDecl, PostOp, Program, QuantParams, Weights,
+};
+use qmpc_vm::interp::{self, PartyData, Roles};
+use qmpc_vm::tensor::Tensor;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+pub struct RunArgs {
+    pub model: PathBuf,
+    pub protocol: String,
+    pub parties: Option<usize>,
+    pub input: PathBuf,
+    pub output: Option<PathBuf>,
+    pub stats: Option<PathBuf>,
+    pub opts: qmpc_compiler::Options,
+}
+
+/// Read and verify a `.qmpc` file.
+pub fn load_program(path: &Path) -> Result<Program> {
+    let bytes = std::fs::read(path).with_context(|| format!("{}: cannot read", path.display()))?;
+    let p = Program::from_bytes(&bytes)
+        .with_context(|| format!("{}: not a valid qmpc program", path.display()))?;
+    qmpc_vm::verify::verify(&p)
+        .with_context(|| format!("{}: rejected by the verifier", path.display()))?;
+    Ok(p)
+}
+
+fn load(args: &RunArgs) -> Result<(Program, Weights)> {
+    if args.model.extension().is_some_and(|e| e == "onnx") {
+        let c = qmpc_compiler::compile_file(&args.model, &args.opts)?;
+        return Ok((c.program, c.weights));
+    }
+    let p = load_program(&args.model)?;
+    let weights = if p.weights.is_empty() {
+        Weights { tensors: vec![] }
+    } else {
+        let wp = crate::weights_path(&args.model);
+        let bytes = std::fs::read(&wp)
+            .with_context(|| format!("{}: cannot read the model owner's weights", wp.display()))?;
+        Weights::from_bytes(&bytes)
+            .with_context(|| format!("{}: not a valid weights file", wp.display()))?
+    };
+    Ok((p, weights))
+}
+
+/// Quantize the data owner's input with the program's public parameters; returns the batch.
+pub fn quantize_input(decl: &InputDecl, a: &Array) -> Result<(Tensor<i64>, usize)> {
+    let want = &decl.ty.dims;
+    let got = a.dims();
+    let batch = if decl.ty.batched {
+        if got.len() != want.len() || got[1..] != want[1..] || got[0] == 0 {
+            bail!(
+                "input `{}` has shape {:?}, the model takes {}",
+                decl.name,
+                got,
+                decl.ty
+            );
+        }
+        got[0]
+    } else {
+        if got != want.as_slice() {
+            bail!(
+                "input `{}` has shape {:?}, the model takes {:?}",
+                decl.name,
+                got,
+                want
+            );
+        }
+        1
+    };
+    let (lo, hi) = decl.ty.dtype.range();
+    let data = match (a, &decl.quant) {
+        (Array::F32(_, v), Some(q)) => quantize(v, got, q, lo, hi),
+        (Array::F32(..), None) => bail!(
+            "input `{}` takes {} integers, the file holds float32",
+            decl.name,
+            decl.ty.dtype
+        ),
+        (Array::Int(_, v, t), _) => {
+            if let Some(bad) = v.iter().find(|&&x| x < lo || x > hi) {
+                bail!(
+                    "input `{}` takes {}, the file's {t} holds {bad}",
+                    decl.name,
+                    decl.ty.dtype
+                );
+            }
+            v.clone()
+        }
+    };
+    Ok((Tensor::new(got.to_vec(), data), batch))
+}
+
+/// `QuantizeLinear` as onnxruntime computes it: `x / scale` in f32, round half to even, add the
+/// zero point, saturate.
+fn quantize(v: &[f32], dims: &[usize], q: &QuantParams, lo: i64, hi: i64) -> Vec<i64> {
+    let stride: usize = dims.get(q.axis + 1..).map_or(1, |d| d.iter().product());
+    let n = q.scale.len();
+    v.iter()
+        .enumerate()
+        .map(|(i, &x)| {
+            let c = if n == 1 { 0 } else { (i / stride) % n };
+            let r = (x / q.scale[c]).round_ties_even();
+            let r = if r.is_nan() { 0 } else { r as i64 };
+            r.saturating_add(q.zero_point[c]).clamp(lo, hi)
+        })
+        .collect()
+}
+
+/// What the output receiver computes in the clear from the revealed integers.
+pub fn finish_output(decl: &OutputDecl, t: &Tensor<i64>) -> Vec<u8> {
+    match (&decl.dequant, decl.external) {
+        (Some(q), _) => {
+            let stride: usize = t.dims.get(q.axis + 1..).map_or(1, |d| d.iter().product());
+            let n = q.scale.len();
+            let mut v: Vec<f32> = t
+                .data
+                .iter()
+                .enumerate()
+                .map(|(i, &x)| {
+                    let c = if n == 1 { 0 } else { (i / stride) % n };
+                    ((x - q.zero_point[c]) as f32) * q.scale[c]
+                })
+                .collect();
+            if let PostOp::Softmax { axis } = decl.post {
+                softmax(&mut v, &t.dims, axis);
+            }
+            npy::encode_f32(&t.dims, &v)
+        }
+        (None, ExternalType::I8) => npy::encode_ints("|i1", &t.dims, &t.data),
+        (None, ExternalType::U8) => npy::encode_ints("|u1", &t.dims, &t.data),
+        (None, ExternalType::I32) => npy::encode_ints("<i4", &t.dims, &t.data),
+        (None, ExternalType::I64) => npy::encode_ints("<i8", &t.dims, &t.data),
+        (None, ExternalType::F32) => npy::encode_f32(
+            &t.dims,
+            &t.data.iter().map(|&x| x as f32).collect::<Vec<_>>(),
+        ),
+    }
+}
+
+fn softmax(v: &mut [f32], dims: &[usize], axis: usize) {
+    let n = dims[axis];
+    let inner: usize = dims[axis + 1..].iter().product();
+    let outer: usize = dims[..axis].iter().product();
+    for o in 0..outer {
+        for i in 0..inner {
+            let idx = |k: usize| (o * n + k) * inner + i;
+            let m = (0..n).map(|k| v[idx(k)]).fold(f32::NEG_INFINITY, f32::max);
+            let s: f32 = (0..n).map(|k| (v[idx(k)] - m).exp()).sum();
+            for k in 0..n {
+                v[idx(k)] = (v[idx(k)] - m).exp() / s;
+            }
+        }
+    }
+}
+
+pub fn run(args: &RunArgs) -> Result<()> {
+    match args.protocol.as_str() {
+        "clear" => {}
+        "rep3" | "semi2k" | "shamir" | "fss" | "mal-rep3" | "spdz2k" => {
+            bail!(
+                "protocol `{}` is not implemented yet; this build runs `clear`",
+                args.protocol
+            )
+        }
+        p => bail!(
+            "unknown protocol `{p}`; protocols: clear, rep3, semi2k, shamir, fss, mal-rep3, spdz2k"
+        ),
+    }
+    if let Some(n) = args.parties.filter(|&n| n != 1) {
+        bail!("protocol `clear` runs with 1 party, not {n}");
+    }
+    let (program, weights) = load(args)?;
+    if program.inputs.len() != 1 {
+        bail!(
+            "the model takes {} inputs; `qmpc run` passes one (--input)",
+            program.inputs.len()
+        );
+    }
+    let arr = npy::read(&args.input)?;
+    let (x, batch) = quantize_input(&program.inputs[0], &arr)
+        .with_context(|| args.input.display().to_string())?;
+    let start = Instant::now();
+    let roles = Roles {
+        model_owner: 0,
+        data_owner: 0,
+        output_to: 0,
+    };
+    let data = PartyData {
+        inputs: Some(vec![x]),
+        weights: Some(weights),
+    };
+    let outs = interp::run(&program, &mut qmpc_protocols::Clear, roles, &data, batch)?;
+    let wall = start.elapsed().as_secs_f64();
+    if let Some(path) = &args.output {
+        let (decl, t) = program
+            .outputs
+            .iter()
+            .zip(&outs)
+            .next()
+            .context("the program has no output")?;
+        let t = t.as_ref().context("no output was revealed to this party")?;
+        std::fs::write(path, finish_output(decl, t))
+            .with_context(|| format!("{}: cannot write", path.display()))?;
+    }
+    if let Some(path) = &args.stats {
+        let json = format!(
+            "{{\"protocol\": \"clear\", \"parties\": 1, \"batch\": {batch}, \"rounds\": 0, \"bytes_sent\": 0, \
+             \"per_party\": [{{\"id\": 0, \"rounds\": 0, \"bytes_sent\": 0}}], \
+             \"preprocessing\": {{\"bytes_sent\": 0, \"wall_s\": 0.0}}, \"wall_s\": {wall:.6}}}\n"
+        );
+        std::fs::write(path, json).with_context(|| format!("{}: cannot write", path.display()))?;
+    }
+    Ok(())
+}

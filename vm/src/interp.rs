@@ -1,0 +1,851 @@
+//! The interpreter: runs a verified program in one party against a [`Protocol`].
+//!
+//! Layout work (broadcast, im2col, transpose, padding, window gathering) happens here on
+//! shares; arithmetic and every interactive step go through the protocol, one call per
+//! instruction so each instruction is a fixed number of rounds whatever the batch size.
+
+use crate::bytecode::{Instr, Program, Weights};
+use crate::shapes;
+use crate::tensor::{self, broadcast_to, Tensor};
+use qmpc_protocols::{Bounds, MatDims, PartyId, Protocol, ProtocolError};
+
+/// Which party plays which role.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Roles {
+    /// Holds the secret weights (the `.qmpw` file).
+    pub model_owner: PartyId,
+    /// Holds the inputs.
+    pub data_owner: PartyId,
+    /// Receives the outputs.
+    pub output_to: PartyId,
+}
+
+impl Default for Roles {
+    fn default() -> Self {
+        Roles {
+            model_owner: 0,
+            data_owner: 1,
+            output_to: 1,
+        }
+    }
+}
+
+/// What one party brings to a run. Only the data owner has `inputs`, only the model
+/// owner has `weights`.
+#[derive(Clone, Debug, Default)]
+pub struct PartyData {
+    /// Quantized inputs, one per program input, with the run's batch size.
+    pub inputs: Option<Vec<Tensor<i64>>>,
+    pub weights: Option<Weights>,
+}
+
+/// Why a run failed.
+#[derive(Debug, thiserror::Error)]
+pub enum VmError {
+    #[error("instruction {index} (`{mnemonic}`, node `{node}`): {source}")]
+    Protocol {
+        index: usize,
+        mnemonic: &'static str,
+        node: String,
+        source: ProtocolError,
+    },
+    #[error("instruction {index} (`{mnemonic}`, node `{node}`): {msg}")]
+    Instr {
+        index: usize,
+        mnemonic: &'static str,
+        node: String,
+        msg: String,
+    },
+    #[error("{0}")]
+    Setup(String),
+}
+
+/// A register's value in one party.
+#[derive(Clone, Debug)]
+pub enum Value<S> {
+    Public(Tensor<i64>),
+    Secret(Tensor<S>),
+}
+
+impl<S> Value<S> {
+    fn dims(&self) -> &[usize] {
+        match self {
+            Value::Public(t) => &t.dims,
+            Value::Secret(t) => &t.dims,
+        }
+    }
+}
+
+enum Fail {
+    Protocol(ProtocolError),
+    Msg(String),
+}
+
+impl From<ProtocolError> for Fail {
+    fn from(e: ProtocolError) -> Self {
+        Fail::Protocol(e)
+    }
+}
+impl From<&str> for Fail {
+    fn from(e: &str) -> Self {
+        Fail::Msg(e.to_string())
+    }
+}
+impl From<String> for Fail {
+    fn from(e: String) -> Self {
+        Fail::Msg(e)
+    }
+}
+
+/// Check the party's private data against the program before anything is shared.
+fn check_party_data(
+    p: &Program,
+    roles: Roles,
+    me: PartyId,
+    data: &PartyData,
+    batch: usize,
+) -> Result<(), VmError> {
+    if me == roles.data_owner {
+        let inputs = data.inputs.as_ref().ok_or_else(|| {
+            VmError::Setup(format!("party {me} owns the input but was given none"))
+        })?;
+        if inputs.len() != p.inputs.len() {
+            return Err(VmError::Setup(format!(
+                "the program takes {} inputs, {} given",
+                p.inputs.len(),
+                inputs.len()
+            )));
+        }
+        for (t, d) in inputs.iter().zip(&p.inputs) {
+            let want = d.ty.dims_at(batch);
+            if t.dims != want {
+                return Err(VmError::Setup(format!(
+                    "input `{}` has shape {:?}, the program expects {want:?}",
+                    d.name, t.dims
+                )));
+            }
+        }
+    }
+    if me == roles.model_owner && !p.weights.is_empty() {
+        let w = data.weights.as_ref().ok_or_else(|| {
+            VmError::Setup(format!("party {me} owns the model but has no weights file"))
+        })?;
+        if w.tensors.len() != p.weights.len() {
+            return Err(VmError::Setup(format!(
+                "the weights file holds {} tensors, the program expects {}",
+                w.tensors.len(),
+                p.weights.len()
+            )));
+        }
+        for ((name, t), d) in w.tensors.iter().zip(&p.weights) {
+            if name != &d.name || t.dims != d.ty.dims || t.dtype != d.ty.dtype {
+                return Err(VmError::Setup(format!(
+                    "weights file tensor `{name}` ({}{:?}) does not match the program's `{}` ({})",
+                    t.dtype, t.dims, d.name, d.ty
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Run a verified program. Returns the outputs this party is entitled to (`None` elsewhere).
+pub fn run<P: Protocol>(
+    program: &Program,
+    proto: &mut P,
+    roles: Roles,
+    data: &PartyData,
+    batch: usize,
+) -> Result<Vec<Option<Tensor<i64>>>, VmError> {
+    let me = proto.party();
+    check_party_data(program, roles, me, data, batch)?;
+    // Registers are dropped after their last read to bound memory.
+    let mut last_use = vec![usize::MAX; program.registers.len()];
+    for (i, ins) in program.code.iter().enumerate() {
+        for s in ins.srcs() {
+            last_use[s as usize] = i;
+        }
+    }
+    let mut regs: Vec<Option<Value<P::Share>>> = vec![None; program.registers.len()];
+    let mut outputs = vec![None; program.outputs.len()];
+    for (index, ins) in program.code.iter().enumerate() {
+        let node = || program.origins.get(index).cloned().unwrap_or_default();
+        let result = step(program, proto, roles, data, batch, &regs, ins, &mut outputs);
+        match result {
+            Ok(Some(v)) => {
+                if let Some(d) = ins.dst() {
+                    regs[d as usize] = Some(v);
+                }
+            }
+            Ok(None) => {}
+            Err(Fail::Protocol(source)) => {
+                return Err(VmError::Protocol {
+                    index,
+                    mnemonic: ins.mnemonic(),
+                    node: node(),
+                    source,
+                })
+            }
+            Err(Fail::Msg(msg)) => {
+                return Err(VmError::Instr {
+                    index,
+                    mnemonic: ins.mnemonic(),
+                    node: node(),
+                    msg,
+                })
+            }
+        }
+        for s in ins.srcs() {
+            if last_use[s as usize] == index {
+                regs[s as usize] = None;
+            }
+        }
+    }
+    Ok(outputs)
+}
+
+fn get<S>(regs: &[Option<Value<S>>], r: u32) -> Result<&Value<S>, String> {
+    regs.get(r as usize)
+        .and_then(Option::as_ref)
+        .ok_or_else(|| format!("register %{r} is empty"))
+}
+
+fn public<S>(regs: &[Option<Value<S>>], r: u32) -> Result<&Tensor<i64>, String> {
+    match get(regs, r)? {
+        Value::Public(t) => Ok(t),
+        Value::Secret(_) => Err(format!("register %{r} must be public")),
+    }
+}
+
+fn secret_of<P: Protocol>(proto: &P, v: &Value<P::Share>) -> Tensor<P::Share> {
+    match v {
+        Value::Secret(t) => t.clone(),
+        Value::Public(t) => Tensor::new(t.dims.clone(), proto.public(&t.data)),
+    }
+}
+
+fn map_layout<S: Clone>(
+    v: &Value<S>,
+    f: impl Fn(&Tensor<i64>) -> Tensor<i64>,
+    g: impl Fn(&Tensor<S>) -> Tensor<S>,
+) -> Value<S> {
+    match v {
+        Value::Public(t) => Value::Public(f(t)),
+        Value::Secret(t) => Value::Secret(g(t)),
+    }
+}
+
+fn bounds(p: &Program, r: u32) -> Bounds {
+    let d = &p.registers[r as usize];
+    Bounds { lo: d.lo, hi: d.hi }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn step<P: Protocol>(
+    p: &Program,
+    proto: &mut P,
+    roles: Roles,
+    data: &PartyData,
+    batch: usize,
+    regs: &[Option<Value<P::Share>>],
+    ins: &Instr,
+    outputs: &mut [Option<Tensor<i64>>],
+) -> Result<Option<Value<P::Share>>, Fail> {
+    let me = proto.party();
+    let dst_dims = |d: u32| p.registers[d as usize].ty.dims_at(batch);
+    let v = match ins {
+        Instr::Input { dst, index } => {
+            let dims = dst_dims(dst.0);
+            let n: usize = dims.iter().product();
+            let mine = if me == roles.data_owner {
+                let t = &data.inputs.as_ref().ok_or("no inputs")?[index.0 as usize];
+                Some(t.data.as_slice())
+            } else {
+                None
+            };
+            Value::Secret(Tensor::new(dims, proto.input(roles.data_owner, mine, n)?))
+        }
+        Instr::Weight { dst, index } => {
+            let dims = dst_dims(dst.0);
+            let n: usize = dims.iter().product();
+            let decl = &p.registers[dst.0 as usize];
+            let mine = if me == roles.model_owner {
+                let (name, t) =
+                    &data.weights.as_ref().ok_or("no weights")?.tensors[index.0 as usize];
+                if let Some(v) = t.data.iter().find(|&&v| v < decl.lo || v > decl.hi) {
+                    return Err(format!(
+                        "weight `{name}` holds {v}, outside the program's bounds [{}, {}]",
+                        decl.lo, decl.hi
+                    )
+                    .into());
+                }
+                Some(t.data.as_slice())
+            } else {
+                None
+            };
+            Value::Secret(Tensor::new(dims, proto.input(roles.model_owner, mine, n)?))
+        }
+        Instr::Const { index, .. } => {
+            let c = &p.consts[index.0 as usize];
+            Value::Public(Tensor::new(c.dims.clone(), c.data.clone()))
+        }
+        Instr::Add { dst, a, b } | Instr::Sub { dst, a, b } | Instr::Mul { dst, a, b } => {
+            let dims = dst_dims(dst.0);
+            let (x, y) = (get(regs, a.0)?, get(regs, b.0)?);
+            let sub = matches!(ins, Instr::Sub { .. });
+            let mul = matches!(ins, Instr::Mul { .. });
+            match (x, y) {
+                (Value::Public(x), Value::Public(y)) => {
+                    let (x, y) = (broadcast_to(x, &dims), broadcast_to(y, &dims));
+                    let f = |(a, b): (&i64, &i64)| {
+                        if mul {
+                            a.wrapping_mul(*b)
+                        } else if sub {
+                            a.wrapping_sub(*b)
+                        } else {
+                            a.wrapping_add(*b)
+                        }
+                    };
+                    Value::Public(Tensor::new(dims, x.iter().zip(&y).map(f).collect()))
+                }
+                (Value::Secret(s), Value::Public(c)) => {
+                    let (s, c) = (broadcast_to(s, &dims), broadcast_to(c, &dims));
+                    let out = if mul {
+                        proto.mul_public(&s, &c)
+                    } else if sub {
+                        let neg: Vec<i64> = c.iter().map(|v| v.wrapping_neg()).collect();
+                        proto.add_public(&s, &neg)
+                    } else {
+                        proto.add_public(&s, &c)
+                    };
+                    Value::Secret(Tensor::new(dims, out))
+                }
+                (Value::Public(c), Value::Secret(s)) => {
+                    let (s, c) = (broadcast_to(s, &dims), broadcast_to(c, &dims));
+                    let out = if mul {
+                        proto.mul_public(&s, &c)
+                    } else if sub {
+                        let cs = proto.public(&c);
+                        proto.sub(&cs, &s)
+                    } else {
+                        proto.add_public(&s, &c)
+                    };
+                    Value::Secret(Tensor::new(dims, out))
+                }
+                (Value::Secret(x), Value::Secret(y)) => {
+                    let (x, y) = (broadcast_to(x, &dims), broadcast_to(y, &dims));
+                    let out = if mul {
+                        proto.mul(&x, &y)?
+                    } else if sub {
+                        proto.sub(&x, &y)
+                    } else {
+                        proto.add(&x, &y)
+                    };
+                    Value::Secret(Tensor::new(dims, out))
+                }
+            }
+        }
+        Instr::MatMul { dst, a, b } => {
+            let dims = dst_dims(dst.0);
+            matmul(proto, get(regs, a.0)?, get(regs, b.0)?, &dims)?
+        }
+        Instr::Conv {
+            dst,
+            x,
+            w,
+            strides,
+            pads,
+            dilations,
+            group,
+        } => {
+            let dims = dst_dims(dst.0);
+            conv(
+                proto,
+                get(regs, x.0)?,
+                get(regs, w.0)?,
+                &strides.0,
+                &pads.0,
+                &dilations.0,
+                group.0 as usize,
+                &dims,
+            )?
+        }
+        Instr::SumPool {
+            x,
+            kernel,
+            strides,
+            pads,
+            dilations,
+            ..
+        } => {
+            let k = shapes::kernel_of(&kernel.0)?;
+            let win = shapes::window(&k, &strides.0, &pads.0, &dilations.0)?;
+            let xv = get(regs, x.0)?;
+            let parts = gather_windows(xv, &win)?;
+            let out_dims = parts.0;
+            match parts.1 {
+                Gathered::Public(cols) => {
+                    let mut acc = vec![0i64; cols[0].len()];
+                    for c in &cols {
+                        for (a, v) in acc.iter_mut().zip(c) {
+                            *a = a.wrapping_add(v.unwrap_or(0));
+                        }
+                    }
+                    Value::Public(Tensor::new(out_dims, acc))
+                }
+                Gathered::Secret(cols) => {
+                    let zero = proto.public(&[0])[0].clone();
+                    let fill = |c: &Vec<Option<P::Share>>| {
+                        c.iter()
+                            .map(|v| v.clone().unwrap_or_else(|| zero.clone()))
+                            .collect::<Vec<_>>()
+                    };
+                    let mut acc = fill(&cols[0]);
+                    for c in &cols[1..] {
+                        acc = proto.add(&acc, &fill(c));
+                    }
+                    Value::Secret(Tensor::new(out_dims, acc))
+                }
+            }
+        }
+        Instr::MaxPool {
+            x,
+            kernel,
+            strides,
+            pads,
+            dilations,
+            ..
+        } => {
+            let k = shapes::kernel_of(&kernel.0)?;
+            let win = shapes::window(&k, &strides.0, &pads.0, &dilations.0)?;
+            let xv = get(regs, x.0)?;
+            let (out_dims, parts) = gather_windows(xv, &win)?;
+            match parts {
+                Gathered::Public(cols) => {
+                    let n = cols[0].len();
+                    let out = (0..n)
+                        .map(|i| cols.iter().filter_map(|c| c[i]).max().unwrap_or(0))
+                        .collect();
+                    Value::Public(Tensor::new(out_dims, out))
+                }
+                Gathered::Secret(cols) => {
+                    // Padding never wins: a padded slot repeats a real element of its window.
+                    let n = cols[0].len();
+                    let mut layers: Vec<Vec<P::Share>> = Vec::with_capacity(cols.len());
+                    for c in &cols {
+                        let mut v = Vec::with_capacity(n);
+                        for i in 0..n {
+                            let e = match &c[i] {
+                                Some(e) => e.clone(),
+                                None => cols
+                                    .iter()
+                                    .find_map(|o| o[i].clone())
+                                    .ok_or("empty pooling window")?,
+                            };
+                            v.push(e);
+                        }
+                        layers.push(v);
+                    }
+                    let b = bounds(p, x.0);
+                    // Tree reduction: ceil(log2(k)) rounds of element-wise maxima.
+                    while layers.len() > 1 {
+                        let half = layers.len() / 2;
+                        let odd = layers.len() % 2 == 1;
+                        let mut lhs = Vec::with_capacity(half * n);
+                        let mut rhs = Vec::with_capacity(half * n);
+                        for j in 0..half {
+                            lhs.extend_from_slice(&layers[2 * j]);
+                            rhs.extend_from_slice(&layers[2 * j + 1]);
+                        }
+                        let m = proto.max(&lhs, &rhs, b)?;
+                        let mut next: Vec<Vec<P::Share>> =
+                            m.chunks(n).map(|c| c.to_vec()).collect();
+                        if odd {
+                            next.push(layers.pop().ok_or("empty pooling window")?);
+                        }
+                        layers = next;
+                    }
+                    Value::Secret(Tensor::new(
+                        out_dims,
+                        layers.pop().ok_or("empty pooling window")?,
+                    ))
+                }
+            }
+        }
+        Instr::Rescale { dst, x, num, den } => {
+            let dims = dst_dims(dst.0);
+            let num = broadcast_to(public(regs, num.0)?, &dims);
+            let den = broadcast_to(public(regs, den.0)?, &dims);
+            match get(regs, x.0)? {
+                Value::Public(t) => Value::Public(Tensor::new(
+                    dims,
+                    t.data
+                        .iter()
+                        .zip(num.iter().zip(&den))
+                        .map(|(&v, (&n, &d))| qmpc_protocols::ring::rescale(v, n, d))
+                        .collect(),
+                )),
+                Value::Secret(t) => Value::Secret(Tensor::new(
+                    dims,
+                    proto.rescale(&t.data, &num, &den, bounds(p, x.0), p.trunc)?,
+                )),
+            }
+        }
+        Instr::Clamp { x, lo, hi, .. } => match get(regs, x.0)? {
+            Value::Public(t) => Value::Public(Tensor::new(
+                t.dims.clone(),
+                t.data.iter().map(|v| (*v).clamp(lo.0, hi.0)).collect(),
+            )),
+            Value::Secret(t) => Value::Secret(Tensor::new(
+                t.dims.clone(),
+                proto.clamp(&t.data, lo.0, hi.0, bounds(p, x.0))?,
+            )),
+        },
+        Instr::Max { a, b, .. } => {
+            let (x, y) = (get(regs, a.0)?, get(regs, b.0)?);
+            match (x, y) {
+                (Value::Public(x), Value::Public(y)) => Value::Public(Tensor::new(
+                    x.dims.clone(),
+                    x.data.iter().zip(&y.data).map(|(a, b)| *a.max(b)).collect(),
+                )),
+                _ => {
+                    let (x, y) = (secret_of(proto, x), secret_of(proto, y));
+                    let bb = bounds(p, a.0);
+                    let bc = bounds(p, b.0);
+                    let b = Bounds {
+                        lo: bb.lo.min(bc.lo),
+                        hi: bb.hi.max(bc.hi),
+                    };
+                    Value::Secret(Tensor::new(x.dims.clone(), proto.max(&x.data, &y.data, b)?))
+                }
+            }
+        }
+        Instr::ArgMax {
+            dst,
+            x,
+            axis,
+            select_last,
+        } => {
+            let dims = dst_dims(dst.0);
+            let xv = get(regs, x.0)?;
+            let xd = xv.dims().to_vec();
+            let a = axis.0 as usize;
+            // Move the axis last so each row is contiguous.
+            let mut perm: Vec<usize> = (0..xd.len()).filter(|&i| i != a).collect();
+            perm.push(a);
+            let row = xd[a];
+            let moved = map_layout(
+                xv,
+                |t| tensor::transpose(t, &perm),
+                |t| tensor::transpose(t, &perm),
+            );
+            match moved {
+                Value::Public(t) => {
+                    let out = qmpc_protocols::Clear.argmax(
+                        &t.data,
+                        row,
+                        select_last.0 == 1,
+                        bounds(p, x.0),
+                    )?;
+                    Value::Public(Tensor::new(dims, out))
+                }
+                Value::Secret(t) => Value::Secret(Tensor::new(
+                    dims,
+                    proto.argmax(&t.data, row, select_last.0 == 1, bounds(p, x.0))?,
+                )),
+            }
+        }
+        Instr::Lookup {
+            x, table, offset, ..
+        } => {
+            let t = &p.consts[table.0 as usize].data;
+            match get(regs, x.0)? {
+                Value::Public(v) => Value::Public(Tensor::new(
+                    v.dims.clone(),
+                    qmpc_protocols::Clear.lookup(&v.data, t, offset.0)?,
+                )),
+                Value::Secret(v) => Value::Secret(Tensor::new(
+                    v.dims.clone(),
+                    proto.lookup(&v.data, t, offset.0)?,
+                )),
+            }
+        }
+        Instr::Reshape { dst, x } | Instr::Cast { dst, x } => {
+            let dims = dst_dims(dst.0);
+            map_layout(
+                get(regs, x.0)?,
+                |t| Tensor {
+                    dims: dims.clone(),
+                    data: t.data.clone(),
+                },
+                |t| Tensor {
+                    dims: dims.clone(),
+                    data: t.data.clone(),
+                },
+            )
+        }
+        Instr::Transpose { x, perm, .. } => {
+            let perm: Vec<usize> = perm.0.iter().map(|&v| v as usize).collect();
+            map_layout(
+                get(regs, x.0)?,
+                |t| tensor::transpose(t, &perm),
+                |t| tensor::transpose(t, &perm),
+            )
+        }
+        Instr::Pad { x, pads, value, .. } => {
+            let pads: Vec<usize> = pads.0.iter().map(|&v| v as usize).collect();
+            let fill = proto.public(&[value.0])[0].clone();
+            map_layout(
+                get(regs, x.0)?,
+                |t| tensor::pad(t, &pads, value.0),
+                |t| tensor::pad(t, &pads, fill.clone()),
+            )
+        }
+        Instr::Concat { xs, axis, .. } => {
+            let vals: Vec<&Value<P::Share>> =
+                xs.0.iter()
+                    .map(|&r| get(regs, r))
+                    .collect::<Result<_, _>>()?;
+            let a = axis.0 as usize;
+            if vals.iter().all(|v| matches!(v, Value::Public(_))) {
+                let ts: Vec<&Tensor<i64>> = vals
+                    .iter()
+                    .map(|v| {
+                        if let Value::Public(t) = v {
+                            t
+                        } else {
+                            unreachable!()
+                        }
+                    })
+                    .collect();
+                Value::Public(tensor::concat(&ts, a))
+            } else {
+                let ts: Vec<Tensor<P::Share>> = vals.iter().map(|v| secret_of(proto, v)).collect();
+                let refs: Vec<&Tensor<P::Share>> = ts.iter().collect();
+                Value::Secret(tensor::concat(&refs, a))
+            }
+        }
+        Instr::Output { x, index } => {
+            let revealed = match get(regs, x.0)? {
+                Value::Public(t) => (me == roles.output_to).then(|| t.clone()),
+                Value::Secret(t) => proto
+                    .reveal(&t.data, roles.output_to)?
+                    .map(|d| Tensor::new(t.dims.clone(), d)),
+            };
+            outputs[index.0 as usize] = revealed;
+            return Ok(None);
+        }
+    };
+    Ok(Some(v))
+}
+
+enum Gathered<S> {
+    Public(Vec<Vec<Option<i64>>>),
+    Secret(Vec<Vec<Option<S>>>),
+}
+
+/// For each kernel offset, the element every output position reads there (`None` = padding).
+fn gather_windows<S: Clone>(
+    x: &Value<S>,
+    win: &tensor::Window,
+) -> Result<(Vec<usize>, Gathered<S>), String> {
+    let d = x.dims().to_vec();
+    if d.len() != 4 {
+        return Err(format!("pooling needs [N,C,H,W], has {d:?}"));
+    }
+    let (n, c, h, w) = (d[0], d[1], d[2], d[3]);
+    let (oh, ow, plan) = win
+        .gather_plan(h, w)
+        .ok_or("pooling window larger than the input")?;
+    let kk = win.kernel[0] * win.kernel[1];
+    let planes = n * c;
+    fn collect<T: Clone>(
+        data: &[T],
+        planes: usize,
+        hw: usize,
+        ohw: usize,
+        kk: usize,
+        plan: &[Option<usize>],
+    ) -> Vec<Vec<Option<T>>> {
+        (0..kk)
+            .map(|k| {
+                let mut col = Vec::with_capacity(planes * ohw);
+                for pl in 0..planes {
+                    let base = &data[pl * hw..(pl + 1) * hw];
+                    for o in 0..ohw {
+                        col.push(plan[o * kk + k].map(|i| base[i].clone()));
+                    }
+                }
+                col
+            })
+            .collect()
+    }
+    let dims = vec![n, c, oh, ow];
+    let g = match x {
+        Value::Public(t) => Gathered::Public(collect(&t.data, planes, h * w, oh * ow, kk, &plan)),
+        Value::Secret(t) => Gathered::Secret(collect(&t.data, planes, h * w, oh * ow, kk, &plan)),
+    };
+    Ok((dims, g))
+}
+
+/// Broadcast the batch axes of a matmul operand to `batch_dims`; returns the flat data and
+/// whether it varies along the batch.
+fn matmul_operand<T: Clone>(t: &Tensor<T>, batch_dims: &[usize]) -> (Vec<T>, bool) {
+    let r = t.dims.len();
+    let own_batch: usize = t.dims[..r - 2].iter().product();
+    if own_batch <= 1 {
+        return (t.data.clone(), false);
+    }
+    let mut full = batch_dims.to_vec();
+    full.extend_from_slice(&t.dims[r - 2..]);
+    (broadcast_to(t, &full), true)
+}
+
+fn matmul<P: Protocol>(
+    proto: &mut P,
+    a: &Value<P::Share>,
+    b: &Value<P::Share>,
+    out: &[usize],
+) -> Result<Value<P::Share>, Fail> {
+    let (ad, bd) = (a.dims().to_vec(), b.dims().to_vec());
+    let (m, k, n) = (ad[ad.len() - 2], ad[ad.len() - 1], bd[bd.len() - 1]);
+    let batch_dims = &out[..out.len() - 2];
+    let batch: usize = batch_dims.iter().product();
+    let dims_of = |ab: bool, bb: bool| MatDims {
+        batch,
+        m,
+        k,
+        n,
+        a_batched: ab,
+        b_batched: bb,
+    };
+    Ok(match (a, b) {
+        (Value::Public(x), Value::Public(y)) => {
+            let (xa, xb) = matmul_operand(x, batch_dims);
+            let (ya, yb) = matmul_operand(y, batch_dims);
+            Value::Public(Tensor::new(
+                out.to_vec(),
+                qmpc_protocols::clear::matmul_ring(&xa, &ya, dims_of(xb, yb)),
+            ))
+        }
+        (Value::Secret(x), Value::Public(y)) => {
+            let (xa, xb) = matmul_operand(x, batch_dims);
+            let (ya, yb) = matmul_operand(y, batch_dims);
+            Value::Secret(Tensor::new(
+                out.to_vec(),
+                proto.matmul_public(&xa, &ya, dims_of(xb, yb), false),
+            ))
+        }
+        (Value::Public(x), Value::Secret(y)) => {
+            let (xa, xb) = matmul_operand(x, batch_dims);
+            let (ya, yb) = matmul_operand(y, batch_dims);
+            Value::Secret(Tensor::new(
+                out.to_vec(),
+                proto.matmul_public(&ya, &xa, dims_of(xb, yb), true),
+            ))
+        }
+        (Value::Secret(x), Value::Secret(y)) => {
+            let (xa, xb) = matmul_operand(x, batch_dims);
+            let (ya, yb) = matmul_operand(y, batch_dims);
+            Value::Secret(Tensor::new(
+                out.to_vec(),
+                proto.matmul(&xa, &ya, dims_of(xb, yb))?,
+            ))
+        }
+    })
+}
+
+/// im2col columns `[N·G, C/G·kh·kw, OH·OW]` of `x` for a grouped convolution.
+fn im2col<T: Clone>(
+    x: &Tensor<T>,
+    win: &tensor::Window,
+    group: usize,
+    zero: T,
+) -> Result<(usize, usize, Vec<T>), String> {
+    let (n, c, h, w) = (x.dims[0], x.dims[1], x.dims[2], x.dims[3]);
+    let (oh, ow, plan) = win
+        .gather_plan(h, w)
+        .ok_or("convolution window larger than the input")?;
+    let kk = win.kernel[0] * win.kernel[1];
+    let cg = c / group;
+    let ohw = oh * ow;
+    let mut cols = Vec::with_capacity(n * c * kk * ohw);
+    for b in 0..n {
+        for g in 0..group {
+            for ci in 0..cg {
+                let plane =
+                    &x.data[((b * c) + g * cg + ci) * h * w..((b * c) + g * cg + ci + 1) * h * w];
+                for k in 0..kk {
+                    for o in 0..ohw {
+                        cols.push(match plan[o * kk + k] {
+                            Some(i) => plane[i].clone(),
+                            None => zero.clone(),
+                        });
+                    }
+                }
+            }
+        }
+    }
+    Ok((oh, ow, cols))
+}
+
+/// Weights `[M, C/G, kh, kw]` as `[N·G, M/G, C/G·kh·kw]`, repeated for every sample.
+fn weight_blocks<T: Clone>(w: &Tensor<T>, group: usize, n: usize) -> Vec<T> {
+    let mut out = Vec::with_capacity(n * w.data.len());
+    for _ in 0..n {
+        out.extend_from_slice(&w.data);
+    }
+    let _ = group; // [M, C/G·kk] is already [G, M/G, C/G·kk] in row-major order.
+    out
+}
+
+#[allow(clippy::too_many_arguments)]
+fn conv<P: Protocol>(
+    proto: &mut P,
+    x: &Value<P::Share>,
+    w: &Value<P::Share>,
+    strides: &[i64],
+    pads: &[i64],
+    dilations: &[i64],
+    group: usize,
+    out: &[usize],
+) -> Result<Value<P::Share>, Fail> {
+    let wd = w.dims().to_vec();
+    let win = shapes::window(&wd[2..], strides, pads, dilations)?;
+    let n = x.dims()[0];
+    let (mg, k) = (wd[0] / group, wd[1] * wd[2] * wd[3]);
+    let ohw = out[2] * out[3];
+    // One batched product over N·G blocks: [M/G, K] x [K, OH·OW] each.
+    let dims = MatDims {
+        batch: n * group,
+        m: mg,
+        k,
+        n: ohw,
+        a_batched: true,
+        b_batched: true,
+    };
+    let data = match (x, w) {
+        (Value::Public(xt), Value::Public(wt)) => {
+            let (_, _, cols) = im2col(xt, &win, group, 0)?;
+            return Ok(Value::Public(Tensor::new(
+                out.to_vec(),
+                qmpc_protocols::clear::matmul_ring(&weight_blocks(wt, group, n), &cols, dims),
+            )));
+        }
+        (Value::Secret(xt), Value::Public(wt)) => {
+            let zero = proto.public(&[0])[0].clone();
+            let (_, _, cols) = im2col(xt, &win, group, zero)?;
+            proto.matmul_public(&cols, &weight_blocks(wt, group, n), dims, true)
+        }
+        (Value::Public(xt), Value::Secret(wt)) => {
+            let (_, _, cols) = im2col(xt, &win, group, 0)?;
+            proto.matmul_public(&weight_blocks(wt, group, n), &cols, dims, false)
+        }
+        (Value::Secret(xt), Value::Secret(wt)) => {
+            let zero = proto.public(&[0])[0].clone();
+            let (_, _, cols) = im2col(xt, &win, group, zero)?;
+            proto.matmul(&weight_blocks(wt, group, n), &cols, dims)?
+        }
+    };
+    Ok(Value::Secret(Tensor::new(out.to_vec(), data)))
+}
