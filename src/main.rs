@@ -102,6 +102,9 @@ enum Cmd {
         #[arg(short, long)]
         output: PathBuf,
     },
+    /// Run a program on the reference inputs in DIR (input.npy, output_0.npy) and print the
+    /// predicted class of the first images next to onnxruntime's.
+    Demo { model: PathBuf, dir: PathBuf },
     /// Print a binary program as assembly text.
     Disasm {
         input: PathBuf,
@@ -161,6 +164,7 @@ fn dispatch(cmd: Cmd) -> Result<()> {
         }
         Cmd::Cost { .. } => bail!("`qmpc cost` is not implemented yet: the static cost model arrives with the round-counting passes"),
         Cmd::Party { .. } => bail!("`qmpc party` is not implemented yet: it arrives with the first networked protocol (rep3)"),
+        Cmd::Demo { model, dir } => run::demo(&model, &dir),
         Cmd::Asm { input, output } => {
             let text = std::fs::read_to_string(&input).with_context(|| format!("{}: cannot read", input.display()))?;
             let p = qmpc_vm::bytecode::asm::assemble(&text).with_context(|| input.display().to_string())?;

@@ -217,3 +217,44 @@ pub fn run(args: &RunArgs) -> Result<()> {
     }
     Ok(())
 }
+
+fn argmax(row: &[f32]) -> usize {
+    row.iter()
+        .enumerate()
+        .fold(0, |b, (i, &x)| if x > row[b] { i } else { b })
+}
+
+/// `qmpc demo`: the README's first command.
+pub fn demo(model: &Path, dir: &Path) -> Result<()> {
+    let out = std::env::temp_dir().join(format!("qmpc-demo-{}.npy", std::process::id()));
+    let args = RunArgs {
+        model: model.to_path_buf(),
+        protocol: "clear".into(),
+        parties: None,
+        input: dir.join("input.npy"),
+        output: Some(out.clone()),
+        stats: None,
+        opts: Default::default(),
+    };
+    run(&args)?;
+    let got = npy::read(&out)?;
+    let want = npy::read(&dir.join("output_0.npy"))?;
+    let _ = std::fs::remove_file(&out);
+    let (Array::F32(d, g), Array::F32(_, w)) = (got, want) else {
+        bail!("unexpected output types")
+    };
+    let cols = d
+        .get(1)
+        .copied()
+        .context("output is not [batch, classes]")?;
+    let mut agree = 0;
+    for (i, (a, b)) in g.chunks(cols).zip(w.chunks(cols)).enumerate() {
+        let (p, r) = (argmax(a), argmax(b));
+        agree += usize::from(p == r);
+        if i < 8 {
+            println!("image {i}: qmpc (clear) predicts {p}, onnxruntime predicts {r}");
+        }
+    }
+    println!("{agree}/{} predictions agree with onnxruntime", d[0]);
+    Ok(())
+}

@@ -180,7 +180,28 @@ impl Importer<'_> {
         let mut nodes = Vec::new();
         let mut onnx_t = None;
         let mut real: Option<Real> = None;
-        for s in xs {
+        let reals: Vec<&Real> = xs
+            .iter()
+            .filter_map(|s| if let Sym::Real(r) = s { Some(r) } else { None })
+            .collect();
+        // Reals with different scales meet on their exact common scale, as in Add.
+        let common =
+            if reals.len() == xs.len() && reals.iter().any(|r| r.scale.r != reals[0].scale.r) {
+                let scales = reals
+                    .iter()
+                    .map(|r| {
+                        if r.scale.is_scalar() {
+                            Ok(r.scale.get(0))
+                        } else {
+                            Err("Concat of per-channel quantized tensors")
+                        }
+                    })
+                    .collect::<Result<Vec<_>, _>>()?;
+                Some(super::real::common_scale(&scales)?)
+            } else {
+                None
+            };
+        for (i, s) in xs.iter().enumerate() {
             match s {
                 Sym::Int { node, onnx } => {
                     nodes.push(*node);
@@ -188,22 +209,22 @@ impl Importer<'_> {
                 }
                 Sym::Real(r) => {
                     super::real::plain(r)?;
-                    if let Some(first) = &real {
-                        if first.scale.r != r.scale.r {
-                            return Err(
-                                "Concat of reals with different scales (quantize them first)"
-                                    .into(),
-                            );
-                        }
-                    } else {
+                    if real.is_none() {
                         real = Some(r.clone());
                     }
-                    nodes.push(self.int_node(&r.v)?);
+                    let v = self.int_node(&r.v)?;
+                    nodes.push(match &common {
+                        Some((_, ks)) => self.times(v, ks[i])?,
+                        None => v,
+                    });
                 }
                 _ => {
                     return Err("Concat of constants with computed tensors is not supported".into())
                 }
             }
+        }
+        if let (Some((g, _)), Some(r)) = (&common, &mut real) {
+            r.scale = super::sym::Scale::scalar(*g);
         }
         if real.is_some() && onnx_t.is_some() {
             return Err("Concat mixes integer and real tensors".into());

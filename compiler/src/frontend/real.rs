@@ -515,20 +515,11 @@ impl Importer<'_> {
         if !a.scale.is_scalar() || !b.scale.is_scalar() {
             return Err("Add of per-channel quantized tensors is not supported".into());
         }
-        let (ra, rb) = (a.scale.get(0), b.scale.get(0));
-        // Common scale g = gcd(numerators) / lcm(denominators): ra/g and rb/g are integers.
-        let gn = gcd(ra.num, rb.num);
-        let ld = ra.den / gcd(ra.den, rb.den) * rb.den;
-        let g = Rational::new(gn, ld).ok_or("scale")?;
-        let ka = ra.div(g).ok_or("scale")?;
-        let kb = rb.div(g).ok_or("scale")?;
-        if ka.den != 1 || kb.den != 1 || ka.num > 1 << 40 || kb.num > 1 << 40 {
-            return Err("the scales of Add's operands are too far apart".into());
-        }
+        let (g, k) = common_scale(&[a.scale.get(0), b.scale.get(0)])?;
         let av = self.int_node(&a.v)?;
         let bv = self.int_node(&b.v)?;
-        let av = self.times(av, ka.num as i64)?;
-        let bv = self.times(bv, kb.num as i64)?;
+        let av = self.times(av, k[0])?;
+        let bv = self.times(bv, k[1])?;
         let instr = if subtract {
             Instr::Sub {
                 dst: Dst(0),
@@ -546,7 +537,7 @@ impl Importer<'_> {
         Ok(Real::plain(IntVal::Node(s), Scale::scalar(g)))
     }
 
-    fn times(&mut self, v: NodeIndex, k: i64) -> R<NodeIndex> {
+    pub fn times(&mut self, v: NodeIndex, k: i64) -> R<NodeIndex> {
         if k == 1 {
             return Ok(v);
         }
@@ -757,6 +748,27 @@ pub struct ConvGeometry {
     pub pads: Vec<i64>,
     pub dilations: Vec<i64>,
     pub group: i64,
+}
+
+/// The exact common scale `g` of several scales and the integer factors `k` with `r = k · g`:
+/// `g = gcd(numerators) / lcm(denominators)`.
+pub fn common_scale(rs: &[Rational]) -> R<(Rational, Vec<i64>)> {
+    let gn = rs.iter().fold(0, |g, r| gcd(g, r.num));
+    let ld = rs
+        .iter()
+        .try_fold(1i128, |l, r| (l / gcd(l, r.den)).checked_mul(r.den))
+        .ok_or("scales too far apart")?;
+    let g = Rational::new(gn, ld).ok_or("scale")?;
+    let ks = rs
+        .iter()
+        .map(|r| {
+            r.div(g)
+                .filter(|k| k.den == 1 && k.num <= 1 << 40)
+                .map(|k| k.num as i64)
+        })
+        .collect::<Option<Vec<_>>>()
+        .ok_or("the scales of the operands are too far apart")?;
+    Ok((g, ks))
 }
 
 fn gcd(mut a: i128, mut b: i128) -> i128 {

@@ -1,0 +1,190 @@
+//! `disasm` then `asm` gives back the identical binary for every model; corrupted inputs
+//! get one clear error line and a non-zero exit.
+
+mod common;
+use common::*;
+use proptest::prelude::*;
+use qmpc_vm::bytecode::asm::{assemble, disassemble};
+use qmpc_vm::Program;
+
+fn all_models() -> Vec<Entry> {
+    let mut v = entries(&root().join("models"));
+    if let Some(c) = shared_corpus() {
+        v.extend(entries(&c));
+    }
+    v.into_iter().filter(|e| !e.dynamic && !e.float).collect()
+}
+
+#[test]
+fn disasm_then_asm_is_identity() {
+    let mut n = 0;
+    for e in all_models() {
+        let Ok(c) = qmpc_compiler::compile_file(&e.model, &Default::default()) else {
+            continue;
+        };
+        let bin = c.program.to_bytes();
+        let text = disassemble(&c.program);
+        let back = assemble(&text).unwrap_or_else(|err| panic!("{}: {err}", e.id));
+        assert_eq!(back.to_bytes(), bin, "{}: asm(disasm(p)) differs", e.id);
+        n += 1;
+    }
+    assert!(n > 50, "only {n} models round-tripped");
+}
+
+#[test]
+fn cli_roundtrip_and_errors() {
+    let model = root().join("models/tiny_mlp/qop_s8_pt.onnx");
+    let (bin, asm, bin2) = (tmp("rt.qmpc"), tmp("rt.s"), tmp("rt2.qmpc"));
+    let s = |p: &std::path::Path| p.to_str().unwrap().to_string();
+    assert!(qmpc(&[
+        "compile",
+        &s(&model),
+        "-o",
+        &s(&bin),
+        "--emit-asm",
+        &s(&asm)
+    ])
+    .status
+    .success());
+    assert!(qmpc(&["asm", &s(&asm), "-o", &s(&bin2)]).status.success());
+    assert_eq!(std::fs::read(&bin).unwrap(), std::fs::read(&bin2).unwrap());
+
+    // Corrupted bytecode: one error line naming the file, exit 1.
+    let mut bytes = std::fs::read(&bin).unwrap();
+    let mid = bytes.len() / 2;
+    bytes.truncate(mid);
+    let bad = tmp("bad.qmpc");
+    std::fs::write(&bad, &bytes).unwrap();
+    let o = qmpc(&["disasm", &s(&bad)]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = stderr(&o);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains("bad.qmpc") && err.contains("not a valid qmpc program"),
+        "{err}"
+    );
+
+    // Wrong input shape: names the input and both shapes.
+    let x = tmp("x.npy");
+    std::fs::write(&x, npy::encode_f32(&[1, 63], &[0.0; 63])).unwrap();
+    let o = qmpc(&["run", &s(&bin), "--protocol", "clear", "--input", &s(&x)]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = stderr(&o);
+    assert!(
+        err.contains("input `input` has shape [1, 63]") && err.contains("i8[N,64]"),
+        "{err}"
+    );
+
+    // Unknown protocol.
+    let o = qmpc(&["run", &s(&bin), "--protocol", "nope", "--input", &s(&x)]);
+    assert!(stderr(&o).contains("unknown protocol `nope`"));
+}
+
+#[test]
+fn malformed_onnx_errors() {
+    let s = |p: &std::path::Path| p.to_str().unwrap().to_string();
+    let good = std::fs::read(root().join("models/tiny_mlp/qop_s8_pt.onnx")).unwrap();
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        (
+            "truncated.onnx",
+            good[..good.len() / 3].to_vec(),
+            "not a valid ONNX protobuf",
+        ),
+        (
+            "random.onnx",
+            (0..4000u32)
+                .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+                .collect(),
+            "not a valid ONNX protobuf",
+        ),
+        ("empty.onnx", vec![], "has no graph"),
+    ];
+    for (name, bytes, want) in cases {
+        let p = tmp(name);
+        std::fs::write(&p, bytes).unwrap();
+        let o = qmpc(&["compile", &s(&p), "-o", &s(&tmp("x.qmpc"))]);
+        assert_eq!(o.status.code(), Some(1), "{name}");
+        let err = stderr(&o);
+        assert_eq!(err.lines().count(), 1, "{name}: {err}");
+        assert!(
+            err.contains(name) && (err.contains(want) || err.contains("not produced")),
+            "{name}: {err}"
+        );
+    }
+}
+
+#[test]
+fn unsupported_op_names_node_and_lists_supported() {
+    let mut m = qmpc_compiler::onnx::decode_model(
+        &std::fs::read(root().join("models/tiny_mlp/qop_s8_pt.onnx")).unwrap(),
+        "x",
+    )
+    .unwrap();
+    let g = m.graph.as_mut().unwrap();
+    let n = g
+        .node
+        .iter_mut()
+        .find(|n| n.op_type == "QuantizeLinear")
+        .unwrap();
+    n.op_type = "Erf".into();
+    n.name = "the_node".into();
+    let bytes = prost::Message::encode_to_vec(&m);
+    let err = qmpc_compiler::compile_bytes(&bytes, "m.onnx", &Default::default())
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        err.contains("m.onnx: node `the_node` (ai.onnx::Erf, opset 13): unsupported op"),
+        "{err}"
+    );
+    assert!(
+        err.contains("QLinearConv") && err.contains("com.microsoft::QGemm"),
+        "{err}"
+    );
+    // A missing initializer is named.
+    let mut m2 = qmpc_compiler::onnx::decode_model(
+        &std::fs::read(root().join("models/tiny_mlp/qop_s8_pt.onnx")).unwrap(),
+        "x",
+    )
+    .unwrap();
+    let name = m2.graph.as_ref().unwrap().initializer[0].name.clone();
+    m2.graph.as_mut().unwrap().initializer.remove(0);
+    let err = qmpc_compiler::compile_bytes(
+        &prost::Message::encode_to_vec(&m2),
+        "m.onnx",
+        &Default::default(),
+    )
+    .err()
+    .unwrap()
+    .to_string();
+    assert!(
+        err.contains(&format!("input `{name}` is not produced")),
+        "{err}"
+    );
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 400, .. ProptestConfig::default() })]
+    /// Mutated real files never panic the ONNX loader or the bytecode loader.
+    #[test]
+    fn loaders_never_panic(flips in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..8), cut in any::<prop::sample::Index>()) {
+        let onnx = std::fs::read(root().join("models/tiny_cnn/qop_s8_pt.onnx")).unwrap();
+        let prog = qmpc_compiler::compile_bytes(&onnx, "m", &Default::default()).unwrap().program.to_bytes();
+        for original in [onnx, prog] {
+            let mut b = original.clone();
+            for (i, v) in &flips {
+                let i = i.index(b.len());
+                b[i] ^= v | 1;
+            }
+            let _ = qmpc_compiler::compile_bytes(&b, "m", &Default::default());
+            if let Ok(p) = Program::from_bytes(&b) {
+                if qmpc_vm::verify::verify(&p).is_ok() {
+                    let _ = disassemble(&p);
+                }
+            }
+            let short = &original[..cut.index(original.len())];
+            let _ = qmpc_compiler::compile_bytes(short, "m", &Default::default());
+            let _ = Program::from_bytes(short);
+        }
+    }
+}
