@@ -607,18 +607,18 @@ fn step<P: Protocol>(
                     .map(|&r| get(regs, r))
                     .collect::<Result<_, _>>()?;
             let a = axis.0 as usize;
-            if vals.iter().all(|v| matches!(v, Value::Public(_))) {
-                let ts: Vec<&Tensor<i64>> = vals
-                    .iter()
-                    .map(|v| {
-                        if let Value::Public(t) = v {
-                            t
-                        } else {
-                            unreachable!()
-                        }
-                    })
-                    .collect();
-                Value::Public(tensor::concat(&ts, a))
+            let publics: Vec<&Tensor<i64>> = vals
+                .iter()
+                .filter_map(|v| {
+                    if let Value::Public(t) = v {
+                        Some(t)
+                    } else {
+                        None
+                    }
+                })
+                .collect();
+            if publics.len() == vals.len() {
+                Value::Public(tensor::concat(&publics, a))
             } else {
                 let ts: Vec<Tensor<P::Share>> = vals.iter().map(|v| secret_of(proto, v)).collect();
                 let refs: Vec<&Tensor<P::Share>> = ts.iter().collect();

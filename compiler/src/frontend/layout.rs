@@ -164,18 +164,12 @@ impl Importer<'_> {
 
     /// `Concat` of integer nodes or of reals sharing one scale.
     pub fn concat(&mut self, xs: &[Sym], axis: usize) -> R<Sym> {
-        if xs.iter().all(|s| matches!(s, Sym::Const(_))) {
-            let ts: Vec<&TensorData> = xs
-                .iter()
-                .map(|s| {
-                    if let Sym::Const(t) = s {
-                        t
-                    } else {
-                        unreachable!()
-                    }
-                })
-                .collect();
-            return concat_const(&ts, axis).map(Sym::Const);
+        let consts: Vec<&TensorData> = xs
+            .iter()
+            .filter_map(|s| if let Sym::Const(t) = s { Some(t) } else { None })
+            .collect();
+        if consts.len() == xs.len() {
+            return concat_const(&consts, axis).map(Sym::Const);
         }
         let mut nodes = Vec::new();
         let mut onnx_t = None;
