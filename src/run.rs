@@ -98,12 +98,10 @@ pub fn quantize_input(decl: &InputDecl, a: &Array) -> Result<(Tensor<i64>, usize
 /// `QuantizeLinear` as onnxruntime computes it: `x / scale` in f32, round half to even, add the
 /// zero point, saturate.
 fn quantize(v: &[f32], dims: &[usize], q: &QuantParams, lo: i64, hi: i64) -> Vec<i64> {
-    let stride: usize = dims.get(q.axis + 1..).map_or(1, |d| d.iter().product());
-    let n = q.scale.len();
     v.iter()
         .enumerate()
         .map(|(i, &x)| {
-            let c = if n == 1 { 0 } else { (i / stride) % n };
+            let c = q.param_index(i, dims);
             let r = (x / q.scale[c]).round_ties_even();
             let r = if r.is_nan() { 0 } else { r as i64 };
             r.saturating_add(q.zero_point[c]).clamp(lo, hi)
@@ -115,14 +113,12 @@ fn quantize(v: &[f32], dims: &[usize], q: &QuantParams, lo: i64, hi: i64) -> Vec
 pub fn finish_output(decl: &OutputDecl, t: &Tensor<i64>) -> Vec<u8> {
     match (&decl.dequant, decl.external) {
         (Some(q), _) => {
-            let stride: usize = t.dims.get(q.axis + 1..).map_or(1, |d| d.iter().product());
-            let n = q.scale.len();
             let mut v: Vec<f32> = t
                 .data
                 .iter()
                 .enumerate()
                 .map(|(i, &x)| {
-                    let c = if n == 1 { 0 } else { (i / stride) % n };
+                    let c = q.param_index(i, &t.dims);
                     ((x - q.zero_point[c]) as f32) * q.scale[c]
                 })
                 .collect();

@@ -143,9 +143,10 @@ impl Importer<'_> {
                 }
                 Sym::Real(out)
             }
-            Sym::FloatInput { .. } | Sym::Softmax { .. } => {
-                return Err("layout ops on an unquantized float tensor are not supported".into())
-            }
+            Sym::FloatInput { .. } | Sym::Softmax { .. } | Sym::BlockedReal { .. } => return Err(
+                "layout ops on an unquantized or block-dequantized float tensor are not supported"
+                    .into(),
+            ),
         })
     }
 
@@ -153,7 +154,7 @@ impl Importer<'_> {
     pub fn sym_dims(&self, s: &Sym) -> R<Vec<usize>> {
         Ok(match s {
             Sym::Const(t) => t.dims.clone(),
-            Sym::Int { node, .. } => self.g.dims(*node).to_vec(),
+            Sym::Int { node, .. } | Sym::BlockedReal { node, .. } => self.g.dims(*node).to_vec(),
             Sym::Real(r) | Sym::Softmax { real: r, .. } => match &r.v {
                 IntVal::Node(n) => self.g.dims(*n).to_vec(),
                 IntVal::Const { data, .. } => data.dims.clone(),

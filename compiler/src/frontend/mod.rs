@@ -280,6 +280,9 @@ impl Importer<'_> {
                 let (node, q) = self.reveal_real(r)?;
                 (node, Some(q), PostOp::None, ExternalType::F32)
             }
+            Sym::BlockedReal { node, quant } => {
+                (node, Some(quant), PostOp::None, ExternalType::F32)
+            }
             Sym::Softmax { real, axis } => {
                 let (node, q) = self.reveal_real(real)?;
                 (node, Some(q), PostOp::Softmax { axis }, ExternalType::F32)
@@ -326,6 +329,7 @@ impl Importer<'_> {
                 scale,
                 zero_point,
                 axis: r.scale.axis,
+                block: 0,
             },
         ))
     }

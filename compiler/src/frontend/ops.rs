@@ -82,6 +82,12 @@ pub fn supported_list() -> String {
     v.join(", ")
 }
 
+/// The newest ai.onnx opset qmpc knows. What opsets 24 to 28 changed in the supported ops is
+/// new element types (int2/uint2, float8e8m0, ...) and attributes (QuantizeLinear's
+/// `precision`), which the type and attribute checks reject; on int8/uint8/int32 tensors with
+/// float32 scales they compute what opset 23 does.
+const MAX_OPSET: i64 = 28;
+
 pub fn dispatch(
     imp: &mut Importer,
     node: &NodeProto,
@@ -103,8 +109,10 @@ pub fn dispatch(
             "opset {opset} is older than the {since} qmpc supports for this op"
         ));
     }
-    if opset > 23 && domain == "ai.onnx" {
-        return Err(format!("opset {opset} is newer than qmpc knows (up to 23)"));
+    if opset > MAX_OPSET && domain == "ai.onnx" {
+        return Err(format!(
+            "opset {opset} is newer than qmpc knows (up to {MAX_OPSET})"
+        ));
     }
     h(imp, node, opset, inputs)
 }
@@ -166,6 +174,14 @@ fn real_of(imp: &mut Importer, s: &Sym) -> R<Real> {
         Sym::Const(t) if t.is_float() => {
             Err("float arithmetic on a float constant: qmpc computes on quantized tensors (a float model must be quantized first)".into())
         }
+        Sym::Int { onnx, .. } => {
+            let _ = imp;
+            Err(format!(
+                "arithmetic on a raw {} tensor (ONNX wraps around on overflow): qmpc \
+                 computes on quantized tensors; use QLinear* ops or DequantizeLinear first",
+                data_type::name(*onnx)
+            ))
+        }
         _ => {
             let _ = imp;
             Err("expected a dequantized (real) tensor".into())
@@ -200,20 +216,23 @@ fn quantize_linear(
 ) -> R<Vec<Sym>> {
     check_attrs(node, &["axis", "saturate", "output_dtype", "block_size"])?;
     let a = attrs(node);
-    if a.int("block_size", 0)? != 0 {
-        return Err("blocked quantization is not supported".into());
-    }
     let x = arg(inputs, 0, "x")?;
-    let rank = imp.sym_dims(x)?.len();
+    let dims = imp.sym_dims(x)?;
     let out_t = a.int("output_dtype", 0)? as i32;
-    let q = qparams(
+    let default_t = if out_t != 0 { out_t } else { data_type::UINT8 };
+    let q = qdq_params(
         inputs,
-        1,
-        2,
         a.int("axis", 1)?,
-        rank,
-        if out_t != 0 { out_t } else { data_type::UINT8 },
+        a.int("block_size", 0)?,
+        &dims,
+        default_t,
     )?;
+    if q.block > 0 && !matches!(x, Sym::FloatInput { .. } | Sym::Const(_)) {
+        return Err(
+            "blocked quantization of a computed tensor is not supported (only of graph inputs)"
+                .into(),
+        );
+    }
     if out_t != 0 && out_t != q.onnx {
         return Err("output_dtype differs from the zero point's type".into());
     }
@@ -252,18 +271,50 @@ fn dequantize_linear(
 ) -> R<Vec<Sym>> {
     check_attrs(node, &["axis", "block_size", "output_dtype"])?;
     let a = attrs(node);
-    if a.int("block_size", 0)? != 0 {
-        return Err("blocked quantization is not supported".into());
-    }
     let x = arg(inputs, 0, "x")?;
-    let rank = imp.sym_dims(x)?.len();
+    let dims = imp.sym_dims(x)?;
     let xt = match x {
         Sym::Int { onnx, .. } => *onnx,
         Sym::Const(t) => t.dtype,
         _ => return Err("DequantizeLinear needs an integer tensor".into()),
     };
-    let q = qparams(inputs, 1, 2, a.int("axis", 1)?, rank, xt)?;
-    one(Sym::Real(imp.dequantize(x, &q)?))
+    let out_t = a.int("output_dtype", 0)? as i32;
+    if !matches!(out_t, 0 | data_type::FLOAT) {
+        return Err(format!(
+            "output_dtype {} is not supported (float32 only)",
+            data_type::name(out_t)
+        ));
+    }
+    let q = qdq_params(
+        inputs,
+        a.int("axis", 1)?,
+        a.int("block_size", 0)?,
+        &dims,
+        xt,
+    )?;
+    match x {
+        Sym::Int { node, .. } if q.block > 0 => one(Sym::BlockedReal {
+            node: *node,
+            quant: q.to_quant(),
+        }),
+        _ => one(Sym::Real(imp.dequantize(x, &q)?)),
+    }
+}
+
+/// Scale and zero point of `QuantizeLinear` / `DequantizeLinear` (inputs 1 and 2).
+fn qdq_params(
+    inputs: &[Option<Sym>],
+    axis: i64,
+    block: i64,
+    dims: &[usize],
+    default: i32,
+) -> R<QParams> {
+    if block == 0 {
+        return qparams(inputs, 1, 2, axis, dims.len(), default);
+    }
+    let s = konst(inputs, 1, "scale")?;
+    let z = opt_konst(inputs, 2, "zero point")?;
+    QParams::read_blocked(s, z, axis, block, dims, default)
 }
 
 fn dynamic_quantize(_: &mut Importer, _: &NodeProto, _: i64, _: &[Option<Sym>]) -> R<Vec<Sym>> {

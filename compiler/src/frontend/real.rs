@@ -18,6 +18,8 @@ pub struct QParams {
     pub scale: Vec<f32>,
     pub zp: Vec<i64>,
     pub axis: usize,
+    /// Block size along `axis` (ONNX blocked quantization); 0 for per-tensor or per-axis.
+    pub block: usize,
     /// ONNX element type of the quantized tensor.
     pub onnx: i32,
 }
@@ -69,8 +71,48 @@ impl QParams {
             scale: s,
             zp: z,
             axis,
+            block: 0,
             onnx,
         })
+    }
+
+    /// Blocked parameters (opset 21): the scale has the shape of `dims` with `axis` shortened
+    /// to `ceil(dims[axis] / block)`.
+    pub fn read_blocked(
+        scale: &TensorData,
+        zp: Option<&TensorData>,
+        axis: i64,
+        block: i64,
+        dims: &[usize],
+        default_type: i32,
+    ) -> R<QParams> {
+        let rank = dims.len();
+        let axis = if axis < 0 { axis + rank as i64 } else { axis };
+        let axis = usize::try_from(axis)
+            .ok()
+            .filter(|&a| a < rank)
+            .ok_or_else(|| format!("axis {axis} out of range for rank {rank}"))?;
+        let block = usize::try_from(block)
+            .ok()
+            .filter(|&b| b > 0)
+            .ok_or_else(|| format!("block_size {block} must be positive"))?;
+        let mut want = dims.to_vec();
+        want[axis] = dims[axis].div_ceil(block);
+        if scale.dims != want || zp.is_some_and(|z| z.dims != want) {
+            return Err(format!(
+                "blocked quantization of a {dims:?} tensor with block_size {block} along axis \
+                 {axis} needs scale and zero point of shape {want:?}, got {:?}",
+                scale.dims
+            ));
+        }
+        let flat = |t: &TensorData| TensorData {
+            dims: vec![t.numel()],
+            ..t.clone()
+        };
+        let mut q = QParams::read(&flat(scale), zp.map(flat).as_ref(), 0, 1, default_type)?;
+        q.axis = axis;
+        q.block = block;
+        Ok(q)
     }
 
     pub fn range(&self) -> R<(i64, i64)> {
@@ -78,6 +120,11 @@ impl QParams {
     }
 
     pub fn scale_exact(&self) -> R<Scale> {
+        if self.block > 0 {
+            return Err(
+                "blocked quantization is supported only at graph inputs and outputs".into(),
+            );
+        }
         let r = self
             .scale
             .iter()
@@ -95,6 +142,7 @@ impl QParams {
             scale: self.scale.clone(),
             zero_point: self.zp.clone(),
             axis: self.axis,
+            block: self.block,
         }
     }
 }
@@ -146,12 +194,11 @@ impl Importer<'_> {
             Sym::Const(t) => {
                 let vals = t.ints().ok_or("DequantizeLinear of a float tensor")?;
                 let (lo, hi) = dtype_of(t.dtype)?.range();
-                let stride: usize = t.dims.get(q.axis + 1..).map_or(1, |d| d.iter().product());
-                let n = q.zp.len();
+                let quant = q.to_quant();
                 let data: Vec<i64> = vals
                     .iter()
                     .enumerate()
-                    .map(|(i, &v)| v - q.zp[if n == 1 { 0 } else { (i / stride) % n }])
+                    .map(|(i, &v)| v - q.zp[quant.param_index(i, &t.dims)])
                     .collect();
                 let zmin = *q.zp.iter().min().unwrap_or(&0);
                 let zmax = *q.zp.iter().max().unwrap_or(&0);
@@ -349,13 +396,12 @@ impl Importer<'_> {
     pub fn quantize_const(&self, t: &TensorData, q: &QParams) -> R<Sym> {
         let x = t.floats().ok_or("QuantizeLinear of an integer tensor")?;
         let (lo, hi) = q.range()?;
-        let stride: usize = t.dims.get(q.axis + 1..).map_or(1, |d| d.iter().product());
-        let n = q.scale.len();
+        let quant = q.to_quant();
         let vals = x
             .iter()
             .enumerate()
             .map(|(i, &v)| {
-                let c = if n == 1 { 0 } else { (i / stride) % n };
+                let c = quant.param_index(i, &t.dims);
                 let r = (v / q.scale[c]).round_ties_even() as i64;
                 r.saturating_add(q.zp[c]).clamp(lo, hi)
             })

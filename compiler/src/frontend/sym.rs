@@ -22,6 +22,9 @@ pub enum Sym {
     },
     /// A softmax of a real tensor: allowed only as a graph output (computed by the receiver).
     Softmax { real: Real, axis: usize },
+    /// A blocked `DequantizeLinear` of a run-time tensor: its scales vary along every axis, so
+    /// it is allowed only as a graph output (dequantized by the receiver).
+    BlockedReal { node: NodeIndex, quant: QuantParams },
 }
 
 /// Integers of a real tensor: a run-time node or compile-time values (weights).

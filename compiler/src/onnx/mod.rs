@@ -100,7 +100,28 @@ pub fn supported_type(t: i32) -> bool {
             | data_type::BOOL
             | data_type::DOUBLE
             | data_type::UINT32
+            | data_type::FLOAT16
+            | data_type::BFLOAT16
     )
+}
+
+/// IEEE half precision to f32 (exact: every half is an f32).
+fn f16_to_f32(h: u16) -> f32 {
+    let sign = u32::from(h >> 15) << 31;
+    let exp = u32::from((h >> 10) & 0x1f);
+    let man = u32::from(h & 0x3ff);
+    match (exp, man) {
+        // Zero and subnormals: man · 2^-24, exact in f32.
+        (0, _) => f32::from_bits(sign | ((man as f32) * (-24f32).exp2()).to_bits()),
+        (0x1f, 0) => f32::from_bits(sign | 0x7f80_0000),
+        (0x1f, _) => f32::NAN,
+        _ => f32::from_bits(sign | ((exp + 127 - 15) << 23) | (man << 13)),
+    }
+}
+
+/// bfloat16 to f32 (the upper half of an f32).
+fn bf16_to_f32(h: u16) -> f32 {
+    f32::from_bits(u32::from(h) << 16)
 }
 
 /// Decode a TensorProto (raw or typed storage). Errors name the tensor.
@@ -132,7 +153,7 @@ pub fn tensor_data(t: &TensorProto) -> Result<TensorData, String> {
     let raw = &t.raw_data;
     let width = match t.data_type {
         data_type::UINT8 | data_type::INT8 | data_type::BOOL => 1,
-        data_type::INT16 | data_type::UINT16 => 2,
+        data_type::INT16 | data_type::UINT16 | data_type::FLOAT16 | data_type::BFLOAT16 => 2,
         data_type::FLOAT | data_type::INT32 | data_type::UINT32 => 4,
         _ => 8,
     };
@@ -156,6 +177,16 @@ pub fn tensor_data(t: &TensorProto) -> Result<TensorData, String> {
                     .map(|c| {
                         f64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]) as f32
                     })
+                    .collect(),
+            ),
+            data_type::FLOAT16 => Values::Float(
+                chunks
+                    .map(|c| f16_to_f32(u16::from_le_bytes([c[0], c[1]])))
+                    .collect(),
+            ),
+            data_type::BFLOAT16 => Values::Float(
+                chunks
+                    .map(|c| bf16_to_f32(u16::from_le_bytes([c[0], c[1]])))
                     .collect(),
             ),
             data_type::UINT8 | data_type::BOOL => {
@@ -201,6 +232,16 @@ pub fn tensor_data(t: &TensorProto) -> Result<TensorData, String> {
             data_type::INT16 => {
                 Values::Int(t.int32_data.iter().map(|&d| d as i16 as i64).collect())
             }
+            // Halves are stored as their bit patterns in int32_data.
+            data_type::FLOAT16 => {
+                Values::Float(t.int32_data.iter().map(|&d| f16_to_f32(d as u16)).collect())
+            }
+            data_type::BFLOAT16 => Values::Float(
+                t.int32_data
+                    .iter()
+                    .map(|&d| bf16_to_f32(d as u16))
+                    .collect(),
+            ),
             data_type::UINT16 => {
                 Values::Int(t.int32_data.iter().map(|&d| d as u16 as i64).collect())
             }
@@ -312,5 +353,29 @@ impl<'a> Attrs<'a> {
     pub fn is_graph(&self, name: &str) -> bool {
         self.find(name)
             .is_some_and(|a| a.r#type == attribute_type::GRAPH)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn halves_convert_exactly() {
+        for (h, f) in [
+            (0x3c00u16, 1.0f32),
+            (0x3800, 0.5),
+            (0xc000, -2.0),
+            (0x7bff, 65504.0),
+            (0x0001, 5.960_464_5e-8),
+            (0x8001, -5.960_464_5e-8),
+            (0x0000, 0.0),
+            (0x2e66, 0.099_975_586),
+        ] {
+            assert_eq!(f16_to_f32(h), f, "{h:#06x}");
+        }
+        assert!(f16_to_f32(0x7e00).is_nan());
+        assert_eq!(f16_to_f32(0xfc00), f32::NEG_INFINITY);
+        assert_eq!(bf16_to_f32(0x3f80), 1.0);
     }
 }

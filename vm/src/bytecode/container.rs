@@ -95,6 +95,8 @@ struct QuantProto {
     zero_point: Vec<i64>,
     #[prost(uint32, tag = "3")]
     axis: u32,
+    #[prost(uint32, tag = "4")]
+    block: u32,
 }
 
 #[derive(Clone, PartialEq, Message)]
@@ -172,6 +174,7 @@ fn quant_to(q: &QuantParams) -> QuantProto {
         scale: q.scale.clone(),
         zero_point: q.zero_point.clone(),
         axis: q.axis as u32,
+        block: q.block as u32,
     }
 }
 
@@ -180,6 +183,7 @@ fn quant_from(q: &QuantProto) -> QuantParams {
         scale: q.scale.clone(),
         zero_point: q.zero_point.clone(),
         axis: q.axis as usize,
+        block: q.block as usize,
     }
 }
 

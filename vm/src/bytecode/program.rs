@@ -25,13 +25,41 @@ pub struct ConstTensor {
     pub data: Vec<i64>,
 }
 
-/// Quantization parameters `real = (q - zero_point) · scale`, per tensor or along `axis`.
+/// Quantization parameters `real = (q - zero_point) · scale`: per tensor, per channel along
+/// `axis`, or blocked (ONNX opset 21: `block` consecutive elements along `axis` share one
+/// scale, and the scale tensor has the tensor's shape with `axis` shortened to the block count).
 #[derive(Clone, Debug, PartialEq)]
 pub struct QuantParams {
     pub scale: Vec<f32>,
     pub zero_point: Vec<i64>,
-    /// Axis of per-channel parameters; ignored when there is one scale.
+    /// Axis of per-channel or blocked parameters; ignored when there is one scale.
     pub axis: usize,
+    /// Block size along `axis`; 0 for per-tensor or per-channel parameters.
+    pub block: usize,
+}
+
+impl QuantParams {
+    /// Index into `scale`/`zero_point` of element `i` (row-major) of a tensor of shape `dims`.
+    /// A batch of several samples repeats the parameters of one sample; the result is always
+    /// in bounds, even for parameters that do not match `dims`.
+    pub fn param_index(&self, i: usize, dims: &[usize]) -> usize {
+        let n = self.scale.len().max(1);
+        if n == 1 {
+            return 0;
+        }
+        let inner: usize = dims
+            .get(self.axis + 1..)
+            .map_or(1, |d| d.iter().product::<usize>())
+            .max(1);
+        if self.block == 0 {
+            return (i / inner) % n;
+        }
+        let d = dims.get(self.axis).copied().unwrap_or(1).max(1);
+        let blocks = d.div_ceil(self.block);
+        let outer = i / (d * inner);
+        let along = (i / inner) % d;
+        ((outer * blocks + along / self.block) * inner + i % inner) % n
+    }
 }
 
 /// Element type of a tensor exchanged with the outside (an `.npy` file).

@@ -240,6 +240,11 @@ impl Args {
             scale: self.floats("scale")?,
             zero_point: self.ints("zero_point")?,
             axis: usize::try_from(self.int("axis")?).map_err(|_| "negative axis".to_string())?,
+            block: if self.named.iter().any(|(k, _)| k == "block") {
+                usize::try_from(self.int("block")?).map_err(|_| "negative block".to_string())?
+            } else {
+                0
+            },
         }))
     }
 }
@@ -395,10 +400,15 @@ fn quant_text(q: &Option<QuantParams>) -> String {
     match q {
         None => String::new(),
         Some(q) => format!(
-            ", scale={}, zero_point={}, axis={}",
+            ", scale={}, zero_point={}, axis={}{}",
             list(q.scale.iter().map(|s| format!("{s:?}"))),
             list(&q.zero_point),
-            q.axis
+            q.axis,
+            if q.block > 0 {
+                format!(", block={}", q.block)
+            } else {
+                String::new()
+            }
         ),
     }
 }

@@ -1,0 +1,270 @@
+//! ONNX's own backend node tests (`../shared/corpus/onnx-node`) through `qmpc compile` and
+//! `qmpc run --protocol clear`.
+//!
+//! A node test feeds every operand (scales and zero points too) as a graph input. qmpc needs
+//! quantization parameters and weights at compile time, so the harness freezes every input but
+//! the first into an initializer with the test's own values; the first input is the data
+//! owner's tensor.
+//!
+//! Expectations:
+//! - a test with an element type qmpc does not compute on (float8, float4, int4, int2, int16,
+//!   uint16, uint32, uint64) fails to compile with one line saying `unsupported ... type`;
+//! - `DynamicQuantizeLinear` fails with the dynamic-quantization error;
+//! - every other quantized-op test passes bit-exactly, on every data set;
+//! - the float-op tests on integer tensors that qmpc can compute (`Clip` on int8, `MaxPool` on
+//!   uint8) pass bit-exactly; every other float-op test fails with one line naming the op.
+
+mod common;
+
+use common::npy::{self, Array};
+use common::{qmpc, stderr, tmp};
+use prost::Message;
+use qmpc_compiler::onnx::proto::{data_type, ModelProto, TensorProto};
+use qmpc_compiler::onnx::{tensor_data, Values};
+use std::path::{Path, PathBuf};
+
+/// Element types qmpc computes on (float16 only as a scale).
+const SUPPORTED: [i32; 6] = [
+    data_type::FLOAT,
+    data_type::FLOAT16,
+    data_type::INT8,
+    data_type::UINT8,
+    data_type::INT32,
+    data_type::INT64,
+];
+
+/// Float-op tests on integer tensors that qmpc computes exactly.
+const INTEGER_FLOAT_OPS: [&str; 4] = [
+    "test_clip_default_int8_inbounds",
+    "test_clip_default_int8_max",
+    "test_clip_default_int8_min",
+    "test_maxpool_2d_uint8",
+];
+
+#[derive(Debug, PartialEq)]
+enum Expect {
+    Pass,
+    UnsupportedType(String),
+    Dynamic,
+    ClearError,
+}
+
+fn read_tensor(path: &Path) -> TensorProto {
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    TensorProto::decode(bytes.as_slice()).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+fn elem_type(vi: &qmpc_compiler::onnx::proto::ValueInfoProto) -> i32 {
+    vi.r#type
+        .as_ref()
+        .and_then(|t| t.tensor_type.as_ref())
+        .map_or(0, |t| t.elem_type)
+}
+
+fn expectation(name: &str, kind: &str, model: &ModelProto) -> Expect {
+    let g = model.graph.as_ref().expect("a graph");
+    if let Some(t) = g
+        .input
+        .iter()
+        .chain(&g.output)
+        .map(elem_type)
+        .find(|t| !SUPPORTED.contains(t))
+    {
+        return Expect::UnsupportedType(data_type::name(t).to_string());
+    }
+    if g.node.iter().any(|n| n.op_type == "DynamicQuantizeLinear") {
+        return Expect::Dynamic;
+    }
+    if kind == "quantized" || INTEGER_FLOAT_OPS.contains(&name) {
+        Expect::Pass
+    } else {
+        Expect::ClearError
+    }
+}
+
+/// The model with inputs 1.. frozen to the data set's values, and the data input's tensor.
+fn freeze(model: &ModelProto, data_set: &Path) -> (ModelProto, TensorProto) {
+    let mut m = model.clone();
+    let g = m.graph.as_mut().expect("a graph");
+    let inputs = std::mem::take(&mut g.input);
+    for (j, vi) in inputs.iter().enumerate().skip(1) {
+        let mut t = read_tensor(&data_set.join(format!("input_{j}.pb")));
+        t.name = vi.name.clone();
+        g.initializer.push(t);
+    }
+    g.input = inputs.into_iter().take(1).collect();
+    let x = read_tensor(&data_set.join("input_0.pb"));
+    (m, x)
+}
+
+fn npy_of(t: &TensorProto) -> Vec<u8> {
+    let d = tensor_data(t).expect("a readable test tensor");
+    match (&d.values, d.dtype) {
+        (Values::Float(v), _) => npy::encode_f32(&d.dims, v),
+        (Values::Int(v), data_type::INT8) => npy::encode_ints("|i1", &d.dims, v),
+        (Values::Int(v), data_type::UINT8) => npy::encode_ints("|u1", &d.dims, v),
+        (Values::Int(v), data_type::INT32) => npy::encode_ints("<i4", &d.dims, v),
+        (Values::Int(v), _) => npy::encode_ints("<i8", &d.dims, v),
+    }
+}
+
+/// Compares qmpc's output file with the reference tensor; `Err` says how they differ.
+fn compare(got: &Array, want: &TensorProto) -> Result<(), String> {
+    let w = tensor_data(want).map_err(|e| format!("reference: {e}"))?;
+    if got.dims() != w.dims.as_slice() {
+        return Err(format!("shape {:?}, expected {:?}", got.dims(), w.dims));
+    }
+    let same = match (got, &w.values) {
+        (Array::F32(_, a), Values::Float(b)) => {
+            a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits())
+        }
+        (Array::Int(_, a, _), Values::Int(b)) => a == b,
+        _ => return Err("element type differs".into()),
+    };
+    if same {
+        Ok(())
+    } else {
+        Err(format!(
+            "values differ: got {got:?}, expected {:?}",
+            w.values
+        ))
+    }
+}
+
+fn path(p: &Path) -> &str {
+    p.to_str().expect("a UTF-8 path")
+}
+
+fn data_sets(dir: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+        .expect("a test directory")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("test_data_set_"))
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+/// Runs one test; returns a failure description, or `None` when it behaved as expected.
+fn check(name: &str, kind: &str, dir: &Path) -> Option<String> {
+    let bytes = std::fs::read(dir.join("model.onnx")).expect("model.onnx is readable");
+    let model = ModelProto::decode(bytes.as_slice()).expect("model.onnx decodes");
+    let expect = expectation(name, kind, &model);
+    for ds in data_sets(dir) {
+        let (frozen, x) = freeze(&model, &ds);
+        let tag = format!("{name}_{}", ds.display()).replace(['/', '.'], "_");
+        let onnx = tmp(&format!("{tag}.onnx"));
+        let prog = tmp(&format!("{tag}.qmpc"));
+        std::fs::write(&onnx, frozen.encode_to_vec()).expect("temp file");
+        let c = qmpc(&["compile", path(&onnx), "-o", path(&prog)]);
+        let err = stderr(&c);
+        let one_line = err.trim().lines().count() == 1;
+        match &expect {
+            Expect::UnsupportedType(t) => {
+                let ok = c.status.code() == Some(1)
+                    && one_line
+                    && err.contains("unsupported")
+                    && err.contains(t.as_str());
+                return (!ok).then(|| {
+                    format!("{name}: expected an unsupported-type error for {t}, got: {err}")
+                });
+            }
+            Expect::Dynamic => {
+                let ok =
+                    c.status.code() == Some(1) && one_line && err.contains("dynamic quantization");
+                return (!ok).then(|| {
+                    format!("{name}: expected the dynamic-quantization error, got: {err}")
+                });
+            }
+            Expect::ClearError => {
+                let op = &model.graph.as_ref().expect("a graph").node[0].op_type;
+                let ok = c.status.code() == Some(1)
+                    && one_line
+                    && err.contains(&format!("ai.onnx::{op}"));
+                return (!ok)
+                    .then(|| format!("{name}: expected one error line naming {op}, got: {err}"));
+            }
+            Expect::Pass => {
+                if !c.status.success() {
+                    return Some(format!("{name}: compile failed: {err}"));
+                }
+            }
+        }
+        let input = tmp(&format!("{tag}.in.npy"));
+        let output = tmp(&format!("{tag}.out.npy"));
+        std::fs::write(&input, npy_of(&x)).expect("temp file");
+        let r = qmpc(&[
+            "run",
+            path(&prog),
+            "--protocol",
+            "clear",
+            "--input",
+            path(&input),
+            "--output",
+            path(&output),
+        ]);
+        if !r.status.success() {
+            return Some(format!("{name}: run failed: {}", stderr(&r)));
+        }
+        let got = npy::read(&output).map_err(|e| e.to_string());
+        let want = read_tensor(&ds.join("output_0.pb"));
+        if let Err(e) = got.and_then(|g| compare(&g, &want)) {
+            return Some(format!("{name} ({}): {e}", ds.display()));
+        }
+    }
+    None
+}
+
+#[test]
+fn onnx_node_tests() {
+    let Some(corpus) = common::shared_corpus() else {
+        eprintln!("skipped: ../shared/corpus is absent");
+        return;
+    };
+    let root = corpus.join("onnx-node");
+    let index: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(root.join("index.json")).expect("index.json is readable"),
+    )
+    .expect("index.json is JSON");
+    let tests = index["tests"].as_array().expect("a `tests` list");
+    assert!(tests.len() >= 42, "index lists {} tests", tests.len());
+    let mut failures = Vec::new();
+    let mut counts = std::collections::BTreeMap::<String, usize>::new();
+    for t in tests {
+        let name = t["name"].as_str().expect("a test name");
+        let kind = t["kind"].as_str().unwrap_or_default();
+        let dir = root.join(name);
+        let model = ModelProto::decode(
+            std::fs::read(dir.join("model.onnx"))
+                .expect("model.onnx is readable")
+                .as_slice(),
+        )
+        .expect("model.onnx decodes");
+        let e = expectation(name, kind, &model);
+        *counts.entry(format!("{kind}: {}", label(&e))).or_default() += 1;
+        if let Some(f) = check(name, kind, &dir) {
+            failures.push(f);
+        }
+    }
+    eprintln!("onnx-node: {counts:?}");
+    assert!(
+        failures.is_empty(),
+        "{} of {} tests failed:\n{}",
+        failures.len(),
+        tests.len(),
+        failures.join("\n")
+    );
+}
+
+fn label(e: &Expect) -> &'static str {
+    match e {
+        Expect::Pass => "bit-exact",
+        Expect::UnsupportedType(_) => "unsupported type (clear error)",
+        Expect::Dynamic => "dynamic quantization (clear error)",
+        Expect::ClearError => "float op (clear error)",
+    }
+}
