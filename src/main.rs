@@ -57,8 +57,10 @@ enum Cmd {
         protocol: String,
         #[arg(long)]
         parties: Option<usize>,
-        #[arg(long)]
-        input: PathBuf,
+        /// X.npy, or NAME=X.npy for the graph input NAME; repeat it for a model with several
+        /// inputs (plain files go to the inputs in graph order).
+        #[arg(long, required = true)]
+        input: Vec<String>,
         #[arg(long)]
         output: Option<PathBuf>,
         #[arg(long)]

@@ -14,7 +14,8 @@ pub struct RunArgs {
     pub model: PathBuf,
     pub protocol: String,
     pub parties: Option<usize>,
-    pub input: PathBuf,
+    /// `X.npy` or `NAME=X.npy`, one per distinct graph input.
+    pub input: Vec<String>,
     pub output: Option<PathBuf>,
     pub stats: Option<PathBuf>,
     pub opts: qmpc_compiler::Options,
@@ -95,6 +96,66 @@ pub fn quantize_input(decl: &InputDecl, a: &Array) -> Result<(Tensor<i64>, usize
     Ok((Tensor::new(got.to_vec(), data), batch))
 }
 
+/// Reads and quantizes the data owner's files for every input of the program. A graph input
+/// quantized twice appears as two program inputs of one name; both take the same file.
+pub fn read_inputs(program: &Program, specs: &[String]) -> Result<(Vec<Tensor<i64>>, usize)> {
+    let mut names: Vec<&str> = Vec::new();
+    for i in &program.inputs {
+        if !names.contains(&i.name.as_str()) {
+            names.push(&i.name);
+        }
+    }
+    let mut files: Vec<Option<PathBuf>> = vec![None; names.len()];
+    let mut positional = Vec::new();
+    for spec in specs {
+        match spec.split_once('=') {
+            Some((name, path)) if !Path::new(spec).exists() => {
+                let i = names.iter().position(|n| *n == name).with_context(|| {
+                    format!("--input {spec}: the model has no input `{name}` (it takes {names:?})")
+                })?;
+                files[i] = Some(PathBuf::from(path));
+            }
+            _ => positional.push(PathBuf::from(spec)),
+        }
+    }
+    let mut positional = positional.into_iter();
+    for f in files.iter_mut().filter(|f| f.is_none()) {
+        *f = positional.next();
+    }
+    if positional.next().is_some() {
+        bail!(
+            "{} --input files for a model with {} input(s) {names:?}",
+            specs.len(),
+            names.len()
+        );
+    }
+    let mut arrays = Vec::new();
+    for (name, f) in names.iter().zip(&files) {
+        let f = f
+            .as_ref()
+            .with_context(|| format!("no --input for the model's input `{name}`"))?;
+        arrays.push((*name, f, npy::read(f)?));
+    }
+    let mut batch = None;
+    let mut out = Vec::new();
+    for decl in &program.inputs {
+        let (_, file, arr) = arrays
+            .iter()
+            .find(|(n, _, _)| *n == decl.name)
+            .context("every input has a file")?;
+        let (x, b) = quantize_input(decl, arr).with_context(|| file.display().to_string())?;
+        if *batch.get_or_insert(b) != b {
+            bail!(
+                "{}: batch {b} differs from the other inputs' batch {}",
+                file.display(),
+                batch.unwrap_or(b)
+            );
+        }
+        out.push(x);
+    }
+    Ok((out, batch.unwrap_or(1)))
+}
+
 /// `QuantizeLinear` as onnxruntime computes it: `x / scale` in f32, round half to even, add the
 /// zero point, saturate.
 fn quantize(v: &[f32], dims: &[usize], q: &QuantParams, lo: i64, hi: i64) -> Vec<i64> {
@@ -171,15 +232,7 @@ pub fn run(args: &RunArgs) -> Result<()> {
         bail!("protocol `clear` runs with 1 party, not {n}");
     }
     let (program, weights) = load(args)?;
-    if program.inputs.len() != 1 {
-        bail!(
-            "the model takes {} inputs; `qmpc run` passes one (--input)",
-            program.inputs.len()
-        );
-    }
-    let arr = npy::read(&args.input)?;
-    let (x, batch) = quantize_input(&program.inputs[0], &arr)
-        .with_context(|| args.input.display().to_string())?;
+    let (inputs, batch) = read_inputs(&program, &args.input)?;
     let start = Instant::now();
     let roles = Roles {
         model_owner: 0,
@@ -187,7 +240,7 @@ pub fn run(args: &RunArgs) -> Result<()> {
         output_to: 0,
     };
     let data = PartyData {
-        inputs: Some(vec![x]),
+        inputs: Some(inputs),
         weights: Some(weights),
     };
     let outs = interp::run(&program, &mut qmpc_protocols::Clear, roles, &data, batch)?;
@@ -227,7 +280,7 @@ pub fn demo(model: &Path, dir: &Path) -> Result<()> {
         model: model.to_path_buf(),
         protocol: "clear".into(),
         parties: None,
-        input: dir.join("input.npy"),
+        input: vec![dir.join("input.npy").display().to_string()],
         output: Some(out.clone()),
         stats: None,
         opts: Default::default(),

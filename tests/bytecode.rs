@@ -3,7 +3,6 @@
 
 mod common;
 use common::*;
-use proptest::prelude::*;
 use qmpc_vm::bytecode::asm::{assemble, disassemble};
 use qmpc_vm::Program;
 
@@ -161,30 +160,4 @@ fn unsupported_op_names_node_and_lists_supported() {
         err.contains(&format!("input `{name}` is not produced")),
         "{err}"
     );
-}
-
-proptest! {
-    #![proptest_config(ProptestConfig { cases: 400, .. ProptestConfig::default() })]
-    /// Mutated real files never panic the ONNX loader or the bytecode loader.
-    #[test]
-    fn loaders_never_panic(flips in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..8), cut in any::<prop::sample::Index>()) {
-        let onnx = std::fs::read(root().join("models/tiny_cnn/qop_s8_pt.onnx")).unwrap();
-        let prog = qmpc_compiler::compile_bytes(&onnx, "m", &Default::default()).unwrap().program.to_bytes();
-        for original in [onnx, prog] {
-            let mut b = original.clone();
-            for (i, v) in &flips {
-                let i = i.index(b.len());
-                b[i] ^= v | 1;
-            }
-            let _ = qmpc_compiler::compile_bytes(&b, "m", &Default::default());
-            if let Ok(p) = Program::from_bytes(&b) {
-                if qmpc_vm::verify::verify(&p).is_ok() {
-                    let _ = disassemble(&p);
-                }
-            }
-            let short = &original[..cut.index(original.len())];
-            let _ = qmpc_compiler::compile_bytes(short, "m", &Default::default());
-            let _ = Program::from_bytes(short);
-        }
-    }
 }

@@ -82,19 +82,24 @@ fn expectation(name: &str, kind: &str, model: &ModelProto) -> Expect {
     }
 }
 
-/// The model with inputs 1.. frozen to the data set's values, and the data input's tensor.
-fn freeze(model: &ModelProto, data_set: &Path) -> (ModelProto, TensorProto) {
+/// The model with every input but those in `keep` frozen to the data set's values, and the
+/// kept inputs' tensors with their names.
+fn freeze(model: &ModelProto, data_set: &Path, keep: &[usize]) -> (ModelProto, Vec<TensorProto>) {
     let mut m = model.clone();
     let g = m.graph.as_mut().expect("a graph");
     let inputs = std::mem::take(&mut g.input);
-    for (j, vi) in inputs.iter().enumerate().skip(1) {
+    let mut data = Vec::new();
+    for (j, vi) in inputs.into_iter().enumerate() {
         let mut t = read_tensor(&data_set.join(format!("input_{j}.pb")));
         t.name = vi.name.clone();
-        g.initializer.push(t);
+        if keep.contains(&j) {
+            g.input.push(vi);
+            data.push(t);
+        } else {
+            g.initializer.push(t);
+        }
     }
-    g.input = inputs.into_iter().take(1).collect();
-    let x = read_tensor(&data_set.join("input_0.pb"));
-    (m, x)
+    (m, data)
 }
 
 fn npy_of(t: &TensorProto) -> Vec<u8> {
@@ -150,12 +155,12 @@ fn data_sets(dir: &Path) -> Vec<PathBuf> {
 }
 
 /// Runs one test; returns a failure description, or `None` when it behaved as expected.
-fn check(name: &str, kind: &str, dir: &Path) -> Option<String> {
+fn check(name: &str, kind: &str, dir: &Path, keep: &[usize]) -> Option<String> {
     let bytes = std::fs::read(dir.join("model.onnx")).expect("model.onnx is readable");
     let model = ModelProto::decode(bytes.as_slice()).expect("model.onnx decodes");
     let expect = expectation(name, kind, &model);
     for ds in data_sets(dir) {
-        let (frozen, x) = freeze(&model, &ds);
+        let (frozen, xs) = freeze(&model, &ds, keep);
         let tag = format!("{name}_{}", ds.display()).replace(['/', '.'], "_");
         let onnx = tmp(&format!("{tag}.onnx"));
         let prog = tmp(&format!("{tag}.qmpc"));
@@ -194,19 +199,20 @@ fn check(name: &str, kind: &str, dir: &Path) -> Option<String> {
                 }
             }
         }
-        let input = tmp(&format!("{tag}.in.npy"));
         let output = tmp(&format!("{tag}.out.npy"));
-        std::fs::write(&input, npy_of(&x)).expect("temp file");
-        let r = qmpc(&[
-            "run",
-            path(&prog),
-            "--protocol",
-            "clear",
-            "--input",
-            path(&input),
-            "--output",
-            path(&output),
-        ]);
+        let mut args = vec![
+            "run".to_string(),
+            path(&prog).into(),
+            "--protocol".into(),
+            "clear".into(),
+        ];
+        for x in &xs {
+            let input = tmp(&format!("{tag}.{}.npy", x.name));
+            std::fs::write(&input, npy_of(x)).expect("temp file");
+            args.extend(["--input".into(), format!("{}={}", x.name, path(&input))]);
+        }
+        args.extend(["--output".into(), path(&output).into()]);
+        let r = qmpc(&args.iter().map(String::as_str).collect::<Vec<_>>());
         if !r.status.success() {
             return Some(format!("{name}: run failed: {}", stderr(&r)));
         }
@@ -246,7 +252,7 @@ fn onnx_node_tests() {
         .expect("model.onnx decodes");
         let e = expectation(name, kind, &model);
         *counts.entry(format!("{kind}: {}", label(&e))).or_default() += 1;
-        if let Some(f) = check(name, kind, &dir) {
+        if let Some(f) = check(name, kind, &dir, &[0]) {
             failures.push(f);
         }
     }
@@ -267,4 +273,27 @@ fn label(e: &Expect) -> &'static str {
         Expect::Dynamic => "dynamic quantization (clear error)",
         Expect::ClearError => "float op (clear error)",
     }
+}
+
+/// Matrix products with both operands secret inputs of the data owner (two graph inputs, each
+/// passed as `--input NAME=FILE`).
+#[test]
+fn two_secret_operands() {
+    let Some(corpus) = common::shared_corpus() else {
+        eprintln!("skipped: ../shared/corpus is absent");
+        return;
+    };
+    let root = corpus.join("onnx-node");
+    let cases: [(&str, &[usize]); 5] = [
+        ("test_matmulinteger", &[0, 1]),
+        ("test_qlinearmatmul_2D_int8_float32", &[0, 3]),
+        ("test_qlinearmatmul_2D_uint8_float32", &[0, 3]),
+        ("test_qlinearmatmul_3D_int8_float16", &[0, 3]),
+        ("test_convinteger_with_padding", &[0, 1]),
+    ];
+    let failures: Vec<String> = cases
+        .iter()
+        .filter_map(|(name, keep)| check(name, "quantized", &root.join(name), keep))
+        .collect();
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
 }

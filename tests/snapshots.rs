@@ -36,5 +36,8 @@ fn corpus_models() {
     let m = corpus.join("models");
     snapshot(&m.join("lenet/qop_s8_pt.onnx"), "lenet_qop_s8_pt");
     snapshot(&m.join("mlp_digits/qdq_u8_pt.onnx"), "mlp_digits_qdq_u8_pt");
-    snapshot(&m.join("resnet_tiny/qdq_s8_pc.onnx"), "resnet_tiny_qdq_s8_pc");
+    snapshot(
+        &m.join("resnet_tiny/qdq_s8_pc.onnx"),
+        "resnet_tiny_qdq_s8_pc",
+    );
 }

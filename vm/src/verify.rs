@@ -24,6 +24,10 @@ pub enum VerifyError {
 pub const RING_BOUND: i128 = 1 << 62;
 
 /// Check a decoded program.
+/// The most elements one register may hold (2 GiB of i64 at batch 1): a corrupted shape is
+/// rejected here rather than exhausting memory in the interpreter.
+pub const MAX_REGISTER_ELEMS: usize = 1 << 28;
+
 pub fn verify(p: &Program) -> Result<(), VerifyError> {
     if p.origins.len() != p.code.len() {
         return Err(VerifyError::Program(format!(
@@ -49,7 +53,7 @@ pub fn verify(p: &Program) -> Result<(), VerifyError> {
             .dims
             .iter()
             .try_fold(1usize, |a, &d| a.checked_mul(d))
-            .is_none_or(|n| n > 1 << 32)
+            .is_none_or(|n| n > MAX_REGISTER_ELEMS)
         {
             return Err(VerifyError::Program(format!(
                 "register %{i}: shape {:?} is too large",
