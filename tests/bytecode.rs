@@ -4,7 +4,6 @@
 mod common;
 use common::*;
 use qmpc_vm::bytecode::asm::{assemble, disassemble};
-use qmpc_vm::Program;
 
 fn all_models() -> Vec<Entry> {
     let mut v = entries(&root().join("models"));

@@ -25,14 +25,15 @@ fn argmax_rows(v: &[f32], cols: usize) -> Vec<usize> {
 
 /// Returns a failure description, or None when the model matches.
 fn check(e: &Entry) -> Option<String> {
+    let s = |p: &Path| p.to_str().expect("a UTF-8 path").to_string();
     if e.float {
-        let o = qmpc(&["compile", e.model.to_str()?, "-o", tmp(&e.id).to_str()?]);
+        let o = qmpc(&["compile", &s(&e.model), "-o", &s(&tmp(&e.id))]);
         let err = stderr(&o);
         return (o.status.success() || !err.contains("must be quantized"))
             .then(|| format!("{}: float model not rejected clearly: {err}", e.id));
     }
     if e.dynamic {
-        let o = qmpc(&["compile", e.model.to_str()?, "-o", tmp(&e.id).to_str()?]);
+        let o = qmpc(&["compile", &s(&e.model), "-o", &s(&tmp(&e.id))]);
         let err = stderr(&o);
         return (o.status.success() || !err.contains("dynamic quantization"))
             .then(|| format!("{}: dynamic model not rejected clearly: {err}", e.id));
@@ -40,19 +41,28 @@ fn check(e: &Entry) -> Option<String> {
     let out = tmp(&format!("{}.npy", e.id));
     let o = qmpc(&[
         "run",
-        e.model.to_str()?,
+        &s(&e.model),
         "--protocol",
         "clear",
         "--input",
-        e.input.to_str()?,
+        &s(&e.input),
         "--output",
-        out.to_str()?,
+        &s(&out),
     ]);
     if !o.status.success() {
         return Some(format!("{}: run failed: {}", e.id, stderr(&o)));
     }
-    let got = npy::read(&out).ok()?;
-    let want = npy::read(&e.output).ok()?;
+    let (got, want) = match (npy::read(&out), npy::read(&e.output)) {
+        (Ok(g), Ok(w)) => (g, w),
+        (g, w) => {
+            return Some(format!(
+                "{}: unreadable output: {:?} {:?}",
+                e.id,
+                g.err(),
+                w.err()
+            ))
+        }
+    };
     if got.dims() != want.dims() {
         return Some(format!(
             "{}: output shape {:?}, reference {:?}",
@@ -70,7 +80,11 @@ fn check(e: &Entry) -> Option<String> {
                 .map(|(a, b)| ((a - b).abs() / step).round() as i64)
                 .max()
                 .unwrap_or(0);
-            if worst > 1 {
+            let allowed = FLOAT_TIE_TOLERANCE
+                .iter()
+                .find(|(id, _)| *id == e.id)
+                .map_or(1, |(_, t)| *t);
+            if worst > allowed {
                 return Some(format!("{}: {} int8 steps from onnxruntime", e.id, worst));
             }
             if d.len() == 2 && d[1] > 1 && argmax_rows(g, d[1]) != argmax_rows(w, d[1]) {
@@ -87,28 +101,21 @@ fn check(e: &Entry) -> Option<String> {
     None
 }
 
-/// Models of `models/` that `qmpc run` cannot take yet: two data inputs need a multi-input
-/// command line (tracked in NOTES.md).
-/// `op_qlinearconcat/*` and `op_qdq_concat/*` concatenate a constant with the batched input (needs tiling over the
-/// batch); `tiny_cnn/qdq_s8_pc` is 2 steps off onnxruntime (under investigation).
-const KNOWN_UNSUPPORTED: &[&str] = &[
-    "op_qlinearadd/s8_x2",
-    "op_qlinearmul/s8_x2",
-    "op_qdq_add/s8_x2",
-    "op_qdq_mul/s8_x2",
-    "op_qlinearconcat/s8",
-    "op_qlinearconcat/u8",
-    "op_qdq_concat/s8",
-    "op_qdq_concat/u8",
-    "tiny_cnn/qdq_s8_pc",
-];
+/// Models whose onnxruntime reference rounds an exact tie the other way (DESIGN.md: where ONNX
+/// defines a step in float, qmpc computes the exact rational result). `tiny_cnn/qdq_s8_pc`: the
+/// QDQ AveragePool runs in float in onnxruntime, and 9 of its 256 pooled values are ties
+/// (window sum ≡ 2 mod 4) that float error sends the wrong way; qmpc's pooled integers are the
+/// exact half-to-even ones, and from the reference's own pooled integers qmpc's logits match
+/// onnxruntime's exactly. The one-step pooling difference grows to two steps through the last
+/// Gemm. Investigated in session 2 of issue 2 (see NOTES.md).
+const FLOAT_TIE_TOLERANCE: &[(&str, i64)] = &[("tiny_cnn/qdq_s8_pc", 2)];
 
-fn run_all(dir: &Path, skip: &[&str]) {
+fn run_all(dir: &Path) {
     let entries = entries(dir);
     assert!(!entries.is_empty(), "{} lists no models", dir.display());
     let mut failures = Vec::new();
     let mut checked = 0;
-    for e in entries.iter().filter(|e| !skip.contains(&e.id.as_str())) {
+    for e in &entries {
         checked += 1;
         if let Some(f) = check(e) {
             failures.push(f);
@@ -133,10 +140,10 @@ fn shared_corpus_matches_onnxruntime() {
         eprintln!("skipped: ../shared/corpus is absent");
         return;
     };
-    run_all(&dir, &[]);
+    run_all(&dir);
 }
 
 #[test]
 fn own_models_match_onnxruntime() {
-    run_all(&root().join("models"), KNOWN_UNSUPPORTED);
+    run_all(&root().join("models"));
 }

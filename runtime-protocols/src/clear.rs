@@ -141,7 +141,7 @@ impl Protocol for Clear {
     ) -> Result<Vec<i64>, ProtocolError> {
         Ok(x.par_iter().map(|&v| v.clamp(lo, hi)).collect())
     }
-    fn max(&mut self, a: &[i64], b: &[i64], _b: Bounds) -> Result<Vec<i64>, ProtocolError> {
+    fn max(&mut self, a: &[i64], b: &[i64], _bounds: Bounds) -> Result<Vec<i64>, ProtocolError> {
         Ok(zip_with(a, b, i64::max))
     }
     fn argmax(

@@ -67,11 +67,19 @@ pub enum Value<S> {
     Secret(Tensor<S>),
 }
 
-impl<S> Value<S> {
+impl<S: Clone> Value<S> {
     fn dims(&self) -> &[usize] {
         match self {
             Value::Public(t) => &t.dims,
             Value::Secret(t) => &t.dims,
+        }
+    }
+
+    /// The tensor repeated `times` along its first axis (a batch-free operand, per sample).
+    fn repeat_rows(&self, times: usize) -> Value<S> {
+        match self {
+            Value::Public(t) => Value::Public(tensor::repeat_rows(t, times)),
+            Value::Secret(t) => Value::Secret(tensor::repeat_rows(t, times)),
         }
     }
 }
@@ -607,6 +615,22 @@ fn step<P: Protocol>(
                     .map(|&r| get(regs, r))
                     .collect::<Result<_, _>>()?;
             let a = axis.0 as usize;
+            // Operands without the batch axis are repeated for every sample.
+            let batched = |r: u32| p.registers[r as usize].ty.batched;
+            let rows = xs.0.iter().any(|&r| batched(r)).then_some(batch);
+            let tiled: Vec<Option<Value<P::Share>>> =
+                xs.0.iter()
+                    .zip(&vals)
+                    .map(|(&r, v)| match rows {
+                        Some(b) if b > 1 && !batched(r) => Some(v.repeat_rows(b)),
+                        _ => None,
+                    })
+                    .collect();
+            let vals: Vec<&Value<P::Share>> = vals
+                .into_iter()
+                .zip(&tiled)
+                .map(|(v, t)| t.as_ref().unwrap_or(v))
+                .collect();
             let publics: Vec<&Tensor<i64>> = vals
                 .iter()
                 .filter_map(|v| {

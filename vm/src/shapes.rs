@@ -69,7 +69,7 @@ pub fn conv(x: &[usize], w: &[usize], win: &Window, group: i64) -> Result<Vec<us
         .ok()
         .filter(|&g| g > 0)
         .ok_or(format!("bad group {group}"))?;
-    if x[1] % g != 0 || w[0] % g != 0 || x[1] / g != w[1] {
+    if !x[1].is_multiple_of(g) || !w[0].is_multiple_of(g) || x[1] / g != w[1] {
         return Err(format!(
             "conv channels do not match group {g}: input {x:?}, weight {w:?}"
         ));

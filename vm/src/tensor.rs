@@ -128,6 +128,16 @@ pub fn pad<T: Clone>(t: &Tensor<T>, pads: &[usize], fill: T) -> Tensor<T> {
 }
 
 /// Concatenate tensors along `axis` (caller checked that other axes agree).
+/// `t` repeated `times` along its first axis.
+pub fn repeat_rows<T: Clone>(t: &Tensor<T>, times: usize) -> Tensor<T> {
+    let mut dims = t.dims.clone();
+    if let Some(d) = dims.first_mut() {
+        *d *= times;
+    }
+    let data = (0..times).flat_map(|_| t.data.iter().cloned()).collect();
+    Tensor::new(dims, data)
+}
+
 pub fn concat<T: Clone>(parts: &[&Tensor<T>], axis: usize) -> Tensor<T> {
     let mut dims = parts[0].dims.clone();
     dims[axis] = parts.iter().map(|p| p.dims[axis]).sum();

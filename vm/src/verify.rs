@@ -477,10 +477,20 @@ pub fn infer(p: &dyn InferCtx, ins: &Instr, dst_dims: &[usize]) -> Result<Inferr
             let all: Vec<Vec<usize>> = xs.0.iter().map(|&r| dims(r)).collect();
             let refs: Vec<&[usize]> = all.iter().map(|v| v.as_slice()).collect();
             let d = shapes::concat(&refs, axis.0)?;
+            // Unbatched operands of a batched concat are repeated for every sample, so they
+            // must have one along the batch axis.
             let batched = batched_any(&xs.0);
-            if batched && (axis.0 == 0 || xs.0.iter().any(|&r| !reg(r).ty.batched)) {
+            if batched
+                && (axis.0 == 0
+                    || xs
+                        .0
+                        .iter()
+                        .any(|&r| !reg(r).ty.batched && dims(r).first() != Some(&1)))
+            {
                 return Err(
-                    "concat mixes batched and unbatched operands or runs along the batch".into(),
+                    "a batched concat runs along the batch, or an unbatched operand has no \
+                     leading axis of 1 to repeat over the batch"
+                        .into(),
                 );
             }
             let lo = xs.0.iter().map(|&r| bnd(r).0).min().unwrap_or(0);

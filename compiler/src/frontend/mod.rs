@@ -23,17 +23,22 @@ use sym::{IntVal, Real, Sym};
 /// A model qmpc cannot compile, with where and why.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum FrontendError {
-    #[error("{file}: node `{node}` ({domain}::{op}, opset {opset}): {msg}")]
-    Node {
-        file: String,
-        node: String,
-        op: String,
-        domain: String,
-        opset: i64,
-        msg: String,
-    },
+    #[error("{0}")]
+    Node(Box<NodeError>),
     #[error("{file}: {msg}")]
     Graph { file: String, msg: String },
+}
+
+/// A node the frontend cannot compile, with everything needed to find it.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{file}: node `{node}` ({domain}::{op}, opset {opset}): {msg}")]
+pub struct NodeError {
+    pub file: String,
+    pub node: String,
+    pub op: String,
+    pub domain: String,
+    pub opset: i64,
+    pub msg: String,
 }
 
 pub(crate) struct Importer<'a> {
@@ -91,13 +96,15 @@ pub fn import(model: &ModelProto, file: &str, opts: &Options) -> Result<Graph, F
     for node in topo_order(&graph.node).map_err(gerr)? {
         let domain = onnx::canonical_domain(&node.domain).to_string();
         let opset = imp.opsets.get(&domain).copied().unwrap_or(0);
-        let nerr = |msg: String| FrontendError::Node {
-            file: file.to_string(),
-            node: node.name.clone(),
-            op: node.op_type.clone(),
-            domain: domain.clone(),
-            opset,
-            msg,
+        let nerr = |msg: String| {
+            FrontendError::Node(Box::new(NodeError {
+                file: file.to_string(),
+                node: node.name.clone(),
+                op: node.op_type.clone(),
+                domain: domain.clone(),
+                opset,
+                msg,
+            }))
         };
         imp.origin = if node.name.is_empty() {
             node.output.first().cloned().unwrap_or_default()
@@ -235,6 +242,7 @@ impl Importer<'_> {
                 }
             }
         }
+        crate::ir::check_size(&dims)?;
         // The first axis is a batch axis when it is symbolic or 1 on a tensor of rank >= 2.
         let batched = dims.len() >= 2 && (symbolic_first || dims[0] == 1);
         match tt.elem_type {

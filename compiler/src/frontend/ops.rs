@@ -479,7 +479,7 @@ fn bias_real(inputs: &[Option<Sym>], i: usize, xq: &QParams, wq: &QParams) -> R<
     let xs = xq.scale_exact()?;
     let ws = wq.scale_exact()?;
     let r = (0..ws.r.len())
-        .map(|c| xs.get(0).mul(ws.get(c)).ok_or("scale out of range"))
+        .map(|c| xs.get(0).checked_mul(ws.get(c)).ok_or("scale out of range"))
         .collect::<Result<Vec<_>, _>>()?;
     let (lo, hi) = dtype_of(b.dtype)?.range();
     Ok(Some(Real::plain(
@@ -649,7 +649,7 @@ fn gemm_core(imp: &mut Importer, node: &NodeProto, a: Real, b: Real, c: Option<R
                 .scale
                 .r
                 .iter()
-                .map(|r| r.mul(k).ok_or("scale"))
+                .map(|r| r.checked_mul(k).ok_or("scale"))
                 .collect::<Result<_, _>>()?;
             Some(c)
         }
@@ -1157,7 +1157,7 @@ fn reshape(imp: &mut Importer, node: &NodeProto, _o: i64, inputs: &[Option<Sym>]
     }
     if let Some(i) = infer {
         let known: usize = dims.iter().product();
-        if known == 0 || total % known != 0 {
+        if known == 0 || !total.is_multiple_of(known) {
             return Err(format!("cannot reshape {from:?} to {target:?}"));
         }
         dims[i] = total / known;
@@ -1288,7 +1288,7 @@ fn qlinear_concat(
     inputs: &[Option<Sym>],
 ) -> R<Vec<Sym>> {
     check_attrs(node, &["axis"])?;
-    if inputs.len() < 5 || (inputs.len() - 2) % 3 != 0 {
+    if inputs.len() < 5 || !(inputs.len() - 2).is_multiple_of(3) {
         return Err(
             "QLinearConcat takes Y_scale, Y_zero_point and (X, X_scale, X_zero_point) triples"
                 .into(),
@@ -1440,7 +1440,7 @@ fn constant_of_shape(
         .iter()
         .map(|&d| usize::try_from(d).map_err(|_| "negative shape"))
         .collect::<Result<_, _>>()?;
-    let n: usize = dims.iter().product();
+    let n = crate::ir::check_size(&dims)?;
     let v = attrs(node).tensor("value")?.unwrap_or(TensorData {
         dtype: data_type::FLOAT,
         dims: vec![1],

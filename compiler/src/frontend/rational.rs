@@ -64,7 +64,7 @@ impl Rational {
         }
     }
 
-    pub fn mul(self, o: Rational) -> Option<Rational> {
+    pub fn checked_mul(self, o: Rational) -> Option<Rational> {
         let g1 = gcd(self.num, o.den).max(1);
         let g2 = gcd(o.num, self.den).max(1);
         Rational::new(
@@ -73,17 +73,17 @@ impl Rational {
         )
     }
 
-    pub fn div(self, o: Rational) -> Option<Rational> {
+    pub fn checked_div(self, o: Rational) -> Option<Rational> {
         if o.num == 0 {
             return None;
         }
-        self.mul(Rational {
+        self.checked_mul(Rational {
             num: o.den * o.num.signum(),
             den: o.num.abs(),
         })
     }
 
-    pub fn add(self, o: Rational) -> Option<Rational> {
+    pub fn checked_add(self, o: Rational) -> Option<Rational> {
         let g = gcd(self.den, o.den).max(1);
         let den = (self.den / g).checked_mul(o.den)?;
         let num = self
@@ -134,9 +134,9 @@ mod tests {
     fn arithmetic() {
         let a = Rational::new(1, 3).unwrap();
         let b = Rational::new(1, 6).unwrap();
-        assert_eq!(a.add(b), Rational::new(1, 2));
-        assert_eq!(a.mul(b), Rational::new(1, 18));
-        assert_eq!(a.div(b), Rational::new(2, 1));
+        assert_eq!(a.checked_add(b), Rational::new(1, 2));
+        assert_eq!(a.checked_mul(b), Rational::new(1, 18));
+        assert_eq!(a.checked_div(b), Rational::new(2, 1));
         assert_eq!(Rational::new(-7, 2).unwrap().floor(), -4);
         assert_eq!(Rational::new(-7, 2).unwrap().ceil(), -3);
     }

@@ -253,13 +253,13 @@ impl Importer<'_> {
                     let q = match f {
                         ElemFn::LeakyRelu(alpha) => {
                             // Exact: v·s (· alpha if negative) / ys, rounded half to even.
-                            let mut r = Rational::int(i).mul(s).ok_or("overflow")?;
+                            let mut r = Rational::int(i).checked_mul(s).ok_or("overflow")?;
                             if i < 0 {
                                 r = r
-                                    .mul(Rational::from_f32(alpha).ok_or("bad alpha")?)
+                                    .checked_mul(Rational::from_f32(alpha).ok_or("bad alpha")?)
                                     .ok_or("overflow")?;
                             }
-                            let r = r.div(ys).ok_or("overflow")?;
+                            let r = r.checked_div(ys).ok_or("overflow")?;
                             ring::div_round_half_even(r.num, r.den) as i64
                         }
                         ElemFn::Sigmoid => {
@@ -299,7 +299,11 @@ impl Importer<'_> {
             let m = match &x.scale.hint {
                 Some(h) => Rational::from_f32(h[if h.len() == 1 { 0 } else { c }] / q.scale[0])
                     .ok_or("multiplier out of range")?,
-                None => x.scale.get(c).div(ys).ok_or("multiplier out of range")?,
+                None => x
+                    .scale
+                    .get(c)
+                    .checked_div(ys)
+                    .ok_or("multiplier out of range")?,
             };
             mults.push(m);
         }
@@ -321,7 +325,7 @@ impl Importer<'_> {
         let mut den = Vec::with_capacity(ch.len());
         for (c, d) in ch.iter().zip(&dv) {
             let mut m = mults[*c]
-                .div(Rational::int(*d))
+                .checked_div(Rational::int(*d))
                 .ok_or("multiplier out of range")?;
             let fits = |m: &Rational| {
                 m.num.abs() < (1i128 << 62)
@@ -480,8 +484,8 @@ impl Importer<'_> {
         for c in 0..n {
             r.push(
                 a.get(0)
-                    .mul(b.get(c))
-                    .and_then(|x| x.mul(al))
+                    .checked_mul(b.get(c))
+                    .and_then(|x| x.checked_mul(al))
                     .ok_or("scale out of range")?,
             );
             let h = (a.get(0).to_f64() as f32) * (b.get(c).to_f64() as f32);
@@ -618,7 +622,7 @@ impl Importer<'_> {
         let r = a
             .scale
             .get(0)
-            .mul(b.scale.get(0))
+            .checked_mul(b.scale.get(0))
             .ok_or("scale out of range")?;
         Ok(Real::plain(IntVal::Node(p), Scale::scalar(r)))
     }
@@ -641,7 +645,7 @@ impl Importer<'_> {
                 .scale
                 .r
                 .iter()
-                .map(|r| r.mul(k).ok_or("scale out of range"))
+                .map(|r| r.checked_mul(k).ok_or("scale out of range"))
                 .collect::<Result<_, _>>()?;
             out.scale.hint = None;
         } else if a.scale.is_scalar()
@@ -653,7 +657,7 @@ impl Importer<'_> {
                 .map(|&v| {
                     Rational::from_f32(v)
                         .filter(|k| k.is_positive())
-                        .and_then(|k| a.scale.get(0).mul(k))
+                        .and_then(|k| a.scale.get(0).checked_mul(k))
                         .ok_or("bad constant")
                 })
                 .collect::<Result<_, _>>()?;
@@ -678,7 +682,7 @@ impl Importer<'_> {
         let s = a.scale.get(0);
         let lo = match min {
             Some(m) => Rational::from_f32(m)
-                .and_then(|m| m.div(s))
+                .and_then(|m| m.checked_div(s))
                 .ok_or("bad bound")?
                 .ceil()
                 .max(d.lo as i128) as i64,
@@ -686,7 +690,7 @@ impl Importer<'_> {
         };
         let hi = match max {
             Some(m) => Rational::from_f32(m)
-                .and_then(|m| m.div(s))
+                .and_then(|m| m.checked_div(s))
                 .ok_or("bad bound")?
                 .floor()
                 .min(d.hi as i128) as i64,
@@ -808,7 +812,7 @@ pub fn common_scale(rs: &[Rational]) -> R<(Rational, Vec<i64>)> {
     let ks = rs
         .iter()
         .map(|r| {
-            r.div(g)
+            r.checked_div(g)
                 .filter(|k| k.den == 1 && k.num <= 1 << 40)
                 .map(|k| k.num as i64)
         })

@@ -186,6 +186,7 @@ impl Graph {
             };
             infer(&ctx, &instr, dst_dims.unwrap_or(&[]))?
         };
+        check_size(&inf.dims)?;
         let (lo, hi) = (inf.lo as i64, inf.hi as i64);
         let dtype = match dtype {
             Some(d) => {
@@ -233,4 +234,12 @@ impl Graph {
         self.tables.push(t);
         (self.tables.len() - 1) as u32
     }
+}
+
+/// Rejects a shape with more elements than a VM register may hold.
+pub fn check_size(dims: &[usize]) -> Result<usize, String> {
+    dims.iter()
+        .try_fold(1usize, |a, &d| a.checked_mul(d))
+        .filter(|&n| n <= qmpc_vm::verify::MAX_REGISTER_ELEMS)
+        .ok_or_else(|| format!("shape {dims:?} has too many elements"))
 }
