@@ -9,6 +9,7 @@
 
 pub mod clear;
 mod error;
+pub mod net;
 pub mod ring;
 
 pub use clear::Clear;
