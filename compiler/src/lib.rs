@@ -45,6 +45,8 @@ pub enum CompileError {
     Load(#[from] onnx::LoadError),
     #[error(transparent)]
     Frontend(#[from] frontend::FrontendError),
+    #[error("{file}: internal error while lowering the IR: {err}")]
+    Lower { file: String, err: String },
     #[error("{file}: internal error, the generated program does not verify: {err}")]
     Verify {
         file: String,
@@ -64,7 +66,10 @@ pub fn compile_bytes(bytes: &[u8], file: &str, opts: &Options) -> Result<Compile
     let model = onnx::decode_model(bytes, file)?;
     let mut ir = frontend::import(&model, file, opts)?;
     passes::run_all(&mut ir);
-    let (program, weights) = lower::lower(&ir, opts);
+    let (program, weights) = lower::lower(&ir, opts).map_err(|err| CompileError::Lower {
+        file: file.to_string(),
+        err,
+    })?;
     qmpc_vm::verify::verify(&program).map_err(|err| CompileError::Verify {
         file: file.to_string(),
         err,

@@ -8,9 +8,10 @@ use qmpc_vm::bytecode::{ConstTensor, Program, RegDecl, WeightDecl, Weights};
 use qmpc_vm::{Instr, TensorType, Visibility};
 use std::collections::HashMap;
 
-/// Registers in topological order; each node's instruction with operands renamed.
-pub fn lower(g: &Graph, opts: &Options) -> (Program, Weights) {
-    let order = toposort(&g.g, None).unwrap_or_default();
+/// Registers in topological order; each node's instruction with operands renamed. An error
+/// means the IR broke an invariant of the frontend (a cycle, an operand defined nowhere).
+pub fn lower(g: &Graph, opts: &Options) -> Result<(Program, Weights), String> {
+    let order = toposort(&g.g, None).map_err(|_| "the IR has a cycle".to_string())?;
     let mut reg: HashMap<_, u32> = HashMap::new();
     let mut registers: Vec<RegDecl> = Vec::new();
     let mut consts: Vec<ConstTensor> = g.tables.clone();
@@ -21,7 +22,12 @@ pub fn lower(g: &Graph, opts: &Options) -> (Program, Weights) {
     for n in order {
         let node = &g.g[n];
         let dst = registers.len() as u32;
-        let ops: Vec<u32> = g.operands(n).iter().map(|o| reg[o]).collect();
+        let ops: Vec<u32> = g
+            .operands(n)
+            .iter()
+            .map(|o| reg.get(o).copied())
+            .collect::<Option<_>>()
+            .ok_or_else(|| format!("node `{}` reads a value defined nowhere", node.origin))?;
         let instr = match &node.op {
             Op::Input { index } => Instr::Input {
                 dst: Dst(dst),
@@ -60,10 +66,13 @@ pub fn lower(g: &Graph, opts: &Options) -> (Program, Weights) {
                 }
             },
             Op::Output { index } => Instr::Output {
-                x: qmpc_vm::bytecode::operand::Reg(ops[0]),
+                x: qmpc_vm::bytecode::operand::Reg(
+                    *ops.first().ok_or("an output without an operand")?,
+                ),
                 index: Index(*index as u32),
             },
-            Op::Compute(i) => rename(i, dst, &ops),
+            Op::Compute(i) => rename(i, dst, &ops)
+                .ok_or_else(|| format!("node `{}`: operands do not match", node.origin))?,
         };
         if !matches!(node.op, Op::Output { .. }) {
             let mut decl = node.decl.clone();
@@ -89,36 +98,37 @@ pub fn lower(g: &Graph, opts: &Options) -> (Program, Weights) {
         code,
         origins,
     };
-    (
+    Ok((
         program,
         Weights {
             tensors: weight_values,
         },
-    )
+    ))
 }
 
 /// The instruction with `dst` and operand positions replaced by registers.
-fn rename(i: &Instr, dst: u32, ops: &[u32]) -> Instr {
+fn rename(i: &Instr, dst: u32, ops: &[u32]) -> Option<Instr> {
     use qmpc_vm::bytecode::operand::AsmValue;
+    let reg = |r: u32| ops.get(r as usize).copied().map(AsmValue::Reg);
     let args: Vec<(String, AsmValue)> = i
         .operands()
         .into_iter()
         .map(|(k, v)| {
             let v = match v {
                 AsmValue::Dst(_) => AsmValue::Dst(dst),
-                AsmValue::Reg(r) => AsmValue::Reg(ops[r as usize]),
+                AsmValue::Reg(r) => reg(r)?,
                 AsmValue::List(xs) => AsmValue::List(
                     xs.into_iter()
                         .map(|x| match x {
-                            AsmValue::Reg(r) => AsmValue::Reg(ops[r as usize]),
-                            x => x,
+                            AsmValue::Reg(r) => reg(r),
+                            x => Some(x),
                         })
-                        .collect(),
+                        .collect::<Option<_>>()?,
                 ),
                 v => v,
             };
-            (k.to_string(), v)
+            Some((k.to_string(), v))
         })
-        .collect();
-    Instr::from_asm(i.mnemonic(), args).expect("renaming keeps operand kinds")
+        .collect::<Option<_>>()?;
+    Instr::from_asm(i.mnemonic(), args).ok()
 }

@@ -735,48 +735,59 @@ fn matmul<P: Protocol>(
     let (m, k, n) = (ad[ad.len() - 2], ad[ad.len() - 1], bd[bd.len() - 1]);
     let batch_dims = &out[..out.len() - 2];
     let batch: usize = batch_dims.iter().product();
-    let dims_of = |ab: bool, bb: bool| MatDims {
+    let base = MatDims {
         batch,
         m,
         k,
         n,
-        a_batched: ab,
-        b_batched: bb,
+        a_batched: false,
+        b_batched: false,
     };
     Ok(match (a, b) {
         (Value::Public(x), Value::Public(y)) => {
-            let (xa, xb) = matmul_operand(x, batch_dims);
-            let (ya, yb) = matmul_operand(y, batch_dims);
+            let (xa, ya, d) = matmul_operands(x, y, batch_dims, base);
             Value::Public(Tensor::new(
                 out.to_vec(),
-                qmpc_protocols::clear::matmul_ring(&xa, &ya, dims_of(xb, yb)),
+                qmpc_protocols::clear::matmul_ring(&xa, &ya, d),
             ))
         }
         (Value::Secret(x), Value::Public(y)) => {
-            let (xa, xb) = matmul_operand(x, batch_dims);
-            let (ya, yb) = matmul_operand(y, batch_dims);
+            let (xa, ya, d) = matmul_operands(x, y, batch_dims, base);
             Value::Secret(Tensor::new(
                 out.to_vec(),
-                proto.matmul_public(&xa, &ya, dims_of(xb, yb), false),
+                proto.matmul_public(&xa, &ya, d, false),
             ))
         }
         (Value::Public(x), Value::Secret(y)) => {
-            let (xa, xb) = matmul_operand(x, batch_dims);
-            let (ya, yb) = matmul_operand(y, batch_dims);
+            let (xa, ya, d) = matmul_operands(x, y, batch_dims, base);
             Value::Secret(Tensor::new(
                 out.to_vec(),
-                proto.matmul_public(&ya, &xa, dims_of(xb, yb), true),
+                proto.matmul_public(&ya, &xa, d, true),
             ))
         }
         (Value::Secret(x), Value::Secret(y)) => {
-            let (xa, xb) = matmul_operand(x, batch_dims);
-            let (ya, yb) = matmul_operand(y, batch_dims);
-            Value::Secret(Tensor::new(
-                out.to_vec(),
-                proto.matmul(&xa, &ya, dims_of(xb, yb))?,
-            ))
+            let (xa, ya, d) = matmul_operands(x, y, batch_dims, base);
+            Value::Secret(Tensor::new(out.to_vec(), proto.matmul(&xa, &ya, d)?))
         }
     })
+}
+
+/// Both operands of a matmul broadcast over `batch_dims`, with `base` marked by which of
+/// them varies along the batch.
+fn matmul_operands<A: Clone, B: Clone>(
+    x: &Tensor<A>,
+    y: &Tensor<B>,
+    batch_dims: &[usize],
+    base: MatDims,
+) -> (Vec<A>, Vec<B>, MatDims) {
+    let (xa, a_batched) = matmul_operand(x, batch_dims);
+    let (ya, b_batched) = matmul_operand(y, batch_dims);
+    let d = MatDims {
+        a_batched,
+        b_batched,
+        ..base
+    };
+    (xa, ya, d)
 }
 
 /// im2col columns `[N·G, C/G·kh·kw, OH·OW]` of `x` for a grouped convolution.

@@ -950,12 +950,18 @@ fn sigmoid(imp: &mut Importer, node: &NodeProto, _o: i64, inputs: &[Option<Sym>]
     one(Sym::Real(with_func(imp, inputs, ElemFn::Sigmoid)?))
 }
 
-fn qlinear_unary(imp: &mut Importer, inputs: &[Option<Sym>], f: ElemFn) -> R<Vec<Sym>> {
+/// The dequantized `X` of a one-input com.microsoft op (`X, X_scale, X_zp, Y_scale, Y_zp`)
+/// and the parameters of its output.
+fn qlinear_operand(imp: &mut Importer, inputs: &[Option<Sym>]) -> R<(Real, QParams)> {
     let x = arg(inputs, 0, "X")?;
     let r = imp.sym_dims(x)?.len();
     let xq = qparams(inputs, 1, 2, 1, r, data_type::UINT8)?;
     let yq = qparams(inputs, 3, 4, 1, r, data_type::UINT8)?;
-    let mut xr = imp.dequantize(x, &xq)?;
+    Ok((imp.dequantize(x, &xq)?, yq))
+}
+
+fn qlinear_unary(imp: &mut Importer, inputs: &[Option<Sym>], f: ElemFn) -> R<Vec<Sym>> {
+    let (mut xr, yq) = qlinear_operand(imp, inputs)?;
     xr.func = Some(f);
     one(imp.quantize(xr, &yq)?)
 }
@@ -1107,11 +1113,7 @@ fn qlinear_avgpool(
         ],
     )?;
     channels_last(node)?;
-    let x = arg(inputs, 0, "X")?;
-    let r = imp.sym_dims(x)?.len();
-    let xq = qparams(inputs, 1, 2, 1, r, data_type::UINT8)?;
-    let yq = qparams(inputs, 3, 4, 1, r, data_type::UINT8)?;
-    let xr = imp.dequantize(x, &xq)?;
+    let (xr, yq) = qlinear_operand(imp, inputs)?;
     let y = avgpool_real(imp, node, &xr)?;
     one(imp.quantize(y, &yq)?)
 }
@@ -1124,11 +1126,7 @@ fn qlinear_global_avgpool(
 ) -> R<Vec<Sym>> {
     check_attrs(node, &["channels_last"])?;
     channels_last(node)?;
-    let x = arg(inputs, 0, "X")?;
-    let r = imp.sym_dims(x)?.len();
-    let xq = qparams(inputs, 1, 2, 1, r, data_type::UINT8)?;
-    let yq = qparams(inputs, 3, 4, 1, r, data_type::UINT8)?;
-    let xr = imp.dequantize(x, &xq)?;
+    let (xr, yq) = qlinear_operand(imp, inputs)?;
     let y = global_real(imp, &xr)?;
     one(imp.quantize(y, &yq)?)
 }

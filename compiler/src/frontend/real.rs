@@ -680,20 +680,17 @@ impl Importer<'_> {
         let v = self.int_node(&a.v)?;
         let d = self.g.decl(v).clone();
         let s = a.scale.get(0);
-        let lo = match min {
-            Some(m) => Rational::from_f32(m)
+        let steps = |m: f32| {
+            Rational::from_f32(m)
                 .and_then(|m| m.checked_div(s))
-                .ok_or("bad bound")?
-                .ceil()
-                .max(d.lo as i128) as i64,
+                .ok_or("bad bound")
+        };
+        let lo = match min {
+            Some(m) => steps(m)?.ceil().max(d.lo as i128) as i64,
             None => d.lo,
         };
         let hi = match max {
-            Some(m) => Rational::from_f32(m)
-                .and_then(|m| m.checked_div(s))
-                .ok_or("bad bound")?
-                .floor()
-                .min(d.hi as i128) as i64,
+            Some(m) => steps(m)?.floor().min(d.hi as i128) as i64,
             None => d.hi,
         };
         let n = self.compute(

@@ -303,7 +303,7 @@ impl Program {
             origins: self.origins.clone(),
         };
         let mut out = PROGRAM_MAGIC.to_vec();
-        p.encode(&mut out).expect("Vec<u8> grows as needed");
+        out.extend(p.encode_to_vec());
         out
     }
 
@@ -426,7 +426,7 @@ impl Weights {
             tensors: self.tensors.iter().map(|(n, t)| const_to(t, n)).collect(),
         };
         let mut out = WEIGHTS_MAGIC.to_vec();
-        p.encode(&mut out).expect("Vec<u8> grows as needed");
+        out.extend(p.encode_to_vec());
         out
     }
 
