@@ -1,3 +1,4 @@
+use crate::net::NetError;
 use crate::PartyId;
 
 /// Why a protocol step failed.
@@ -5,6 +6,8 @@ use crate::PartyId;
 pub enum ProtocolError {
     #[error("party {party}: {what}")]
     Peer { party: PartyId, what: String },
+    #[error(transparent)]
+    Net(#[from] NetError),
     #[error("value {value} is outside the table of a lookup (offset {offset}, {len} entries)")]
     LookupOutOfRange { value: i64, offset: i64, len: usize },
     #[error("{0}")]

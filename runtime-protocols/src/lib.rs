@@ -10,10 +10,13 @@
 pub mod clear;
 mod error;
 pub mod net;
+pub mod rep3;
 pub mod ring;
+pub mod word;
 
 pub use clear::Clear;
 pub use error::ProtocolError;
+pub use rep3::Rep3;
 
 /// Index of a party, `0..parties`.
 pub type PartyId = usize;

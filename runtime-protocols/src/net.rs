@@ -137,6 +137,40 @@ pub struct Stats {
     pub bytes_received: u64,
 }
 
+/// How a protocol reaches its peers: one call per communication round. [`Mesh`] is the TCP
+/// implementation; protocols never see sockets.
+pub trait Transport: Send {
+    fn party(&self) -> PartyId;
+    fn parties(&self) -> usize;
+    /// Send every message of `out`, then return one message from each party of `expect`,
+    /// in that order.
+    fn exchange(
+        &mut self,
+        out: Vec<(PartyId, Vec<u8>)>,
+        expect: &[PartyId],
+    ) -> Result<Vec<(PartyId, Vec<u8>)>, NetError>;
+    fn stats(&self) -> Stats;
+}
+
+impl Transport for Mesh {
+    fn party(&self) -> PartyId {
+        self.me
+    }
+    fn parties(&self) -> usize {
+        self.links.len()
+    }
+    fn exchange(
+        &mut self,
+        out: Vec<(PartyId, Vec<u8>)>,
+        expect: &[PartyId],
+    ) -> Result<Vec<(PartyId, Vec<u8>)>, NetError> {
+        Mesh::exchange(self, out, expect)
+    }
+    fn stats(&self) -> Stats {
+        self.stats
+    }
+}
+
 /// One party's links to all others.
 pub struct Mesh {
     me: PartyId,

@@ -1,0 +1,522 @@
+//! `rep3`: three-party replicated secret sharing over Z_2^k (Araki et al., CCS'16; ABY3),
+//! semi-honest with an honest majority.
+//!
+//! A value `x = x_0 + x_1 + x_2` is held as components: party `i` holds `(x_i, x_{i+1})`
+//! (indices mod 3), so component `j` is known to parties `j` and `j − 1` and hidden from
+//! party `j + 1`. The two holders of component `j` share a PRG key, `key_j`, set up once at
+//! start-up; every piece of correlated randomness (zero shares, input masks, the masks of
+//! masked openings) is drawn from those keys without communication.
+//!
+//! The interactive steps and their cost (per element, `W` = bytes of a ring word):
+//! - multiplication and matrix product: 1 round, one `W` per party per *output* element;
+//! - input: 1 round, the owner sends one `W` to one party; reveal: 1 round, one `W`;
+//! - masked division, comparison, requantization: see [`masked`].
+//!
+//! Boolean shares (XOR, up to 64 bit lanes per element) use the same components.
+
+mod bits;
+mod elem;
+mod masked;
+
+pub use elem::{Elem, Xor};
+
+use crate::net::{NetError, Stats, Transport};
+use crate::word::Word;
+use crate::{Bounds, MatDims, PartyId, Protocol, ProtocolError, TruncMode};
+use chacha20::rand_core::{Rng, SeedableRng};
+use chacha20::ChaCha12Rng;
+use rayon::prelude::*;
+use std::marker::PhantomData;
+
+/// One party's two components of a shared element: `a` is component `me`, `b` is
+/// component `me + 1`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Rep<E> {
+    pub a: E,
+    pub b: E,
+}
+
+/// A party of `rep3` over the ring of `W`.
+pub struct Rep3<W: Word> {
+    me: PartyId,
+    net: Box<dyn Transport>,
+    /// `keys[0]` is `key_me` (shared with party `me − 1`), `keys[1]` is `key_{me+1}`
+    /// (shared with party `me + 1`).
+    keys: [ChaCha12Rng; 2],
+    /// Traffic of the key set-up, which is not part of the online figures.
+    setup: Stats,
+    _ring: PhantomData<W>,
+}
+
+/// Which of a party's two slots holds component `j`, if any.
+fn slot(me: PartyId, j: usize) -> Option<usize> {
+    if j % 3 == me {
+        Some(0)
+    } else if j % 3 == (me + 1) % 3 {
+        Some(1)
+    } else {
+        None
+    }
+}
+
+impl<W: Word> Rep3<W> {
+    /// Agree on pairwise PRG keys: party `i` draws `key_{i+1}` from the operating system and
+    /// sends it to party `i + 1` (one round, 32 bytes, before the computation).
+    pub fn setup(mut net: Box<dyn Transport>) -> Result<Self, ProtocolError> {
+        if net.parties() != 3 {
+            return Err(ProtocolError::Invalid(format!(
+                "rep3 runs with exactly 3 parties, not {}",
+                net.parties()
+            )));
+        }
+        let me = net.party();
+        let (prev, next) = ((me + 2) % 3, (me + 1) % 3);
+        let mut mine = [0u8; 32];
+        getrandom::fill(&mut mine)
+            .map_err(|e| ProtocolError::Invalid(format!("the OS random source failed: {e}")))?;
+        let got = net.exchange(vec![(next, mine.to_vec())], &[prev])?;
+        let theirs: [u8; 32] = got
+            .first()
+            .and_then(|(_, m)| m.as_slice().try_into().ok())
+            .ok_or_else(|| ProtocolError::Peer {
+                party: prev,
+                what: "sent a malformed key".into(),
+            })?;
+        let setup = net.stats();
+        Ok(Rep3 {
+            me,
+            net,
+            keys: [ChaCha12Rng::from_seed(theirs), ChaCha12Rng::from_seed(mine)],
+            setup,
+            _ring: PhantomData,
+        })
+    }
+
+    /// Online traffic so far (key set-up excluded).
+    pub fn stats(&self) -> Stats {
+        let s = self.net.stats();
+        Stats {
+            rounds: s.rounds - self.setup.rounds,
+            bytes_sent: s.bytes_sent - self.setup.bytes_sent,
+            bytes_received: s.bytes_received - self.setup.bytes_received,
+        }
+    }
+
+    fn next(&self) -> PartyId {
+        (self.me + 1) % 3
+    }
+    fn prev(&self) -> PartyId {
+        (self.me + 2) % 3
+    }
+
+    /// `n` pseudo-random elements from the key of component `j`; `None` if this party does
+    /// not hold it.
+    fn draw<E: Elem>(&mut self, j: usize, n: usize) -> Option<Vec<E>> {
+        let s = slot(self.me, j)?;
+        let mut bytes = vec![0u8; n * E::BYTES];
+        self.keys[s].fill_bytes(&mut bytes);
+        Some(bytes.chunks_exact(E::BYTES).map(E::read).collect())
+    }
+
+    /// This party's part of a fresh sharing of zero: `F(key_{me+1}) − F(key_me)`.
+    fn zero_share<E: Elem>(&mut self, n: usize) -> Vec<E> {
+        let me = self.me;
+        let hi: Vec<E> = self.draw(me + 1, n).unwrap_or_default();
+        let lo: Vec<E> = self.draw(me, n).unwrap_or_default();
+        hi.into_iter().zip(lo).map(|(h, l)| h.minus(l)).collect()
+    }
+
+    /// One round: send each message, receive one from each of `from`, each exactly
+    /// `counts[i]` elements long.
+    fn round<E: Elem>(
+        &mut self,
+        out: Vec<(PartyId, Vec<E>)>,
+        from: &[(PartyId, usize)],
+    ) -> Result<Vec<Vec<E>>, ProtocolError> {
+        let out = out
+            .into_iter()
+            .map(|(p, v)| (p, elem::encode(&v)))
+            .collect();
+        let expect: Vec<PartyId> = from.iter().map(|(p, _)| *p).collect();
+        let got = self.net.exchange(out, &expect)?;
+        got.into_iter()
+            .zip(from)
+            .map(|((p, bytes), (_, n))| {
+                elem::decode(&bytes, *n).ok_or_else(|| {
+                    ProtocolError::Net(NetError::Garbage {
+                        party: p,
+                        what: format!(
+                            "a message of {} bytes where {} were due",
+                            bytes.len(),
+                            n * E::BYTES
+                        ),
+                    })
+                })
+            })
+            .collect()
+    }
+
+    /// Turn this party's additive part `z` (parts of all parties sum to the value) into
+    /// replicated shares: add a zero share, send to `me − 1`, receive from `me + 1`.
+    fn reshare<E: Elem>(&mut self, z: Vec<E>) -> Result<Vec<Rep<E>>, ProtocolError> {
+        let n = z.len();
+        let alpha: Vec<E> = self.zero_share(n);
+        let mine: Vec<E> = z.into_iter().zip(alpha).map(|(z, a)| z.plus(a)).collect();
+        let (prev, next) = (self.prev(), self.next());
+        let got = self.round(vec![(prev, mine.clone())], &[(next, n)])?;
+        Ok(mine
+            .into_iter()
+            .zip(got.into_iter().next().unwrap_or_default())
+            .map(|(a, b)| Rep { a, b })
+            .collect())
+    }
+
+    /// Share `n` values held by `owner` (1 round; the owner sends one element per value to
+    /// party `owner − 1`). Component `owner + 2` is zero, component `owner + 1` comes from
+    /// `key_{owner+1}`, and component `owner` is the value minus that mask.
+    fn share_from<E: Elem>(
+        &mut self,
+        owner: PartyId,
+        values: Option<&[E]>,
+        n: usize,
+    ) -> Result<Vec<Rep<E>>, ProtocolError> {
+        let (x, _) = self.share_two_from::<E, Xor>(owner, values, n, None, 0)?;
+        Ok(x)
+    }
+
+    /// [`Rep3::share_from`] of two vectors of possibly different kinds in one round.
+    fn share_two_from<E: Elem, F: Elem>(
+        &mut self,
+        owner: PartyId,
+        first: Option<&[E]>,
+        n1: usize,
+        second: Option<&[F]>,
+        n2: usize,
+    ) -> Result<(Vec<Rep<E>>, Vec<Rep<F>>), ProtocolError> {
+        let me = self.me;
+        if me == owner {
+            let missing =
+                || ProtocolError::Invalid(format!("party {owner} has no value for its input"));
+            let v1 = first.ok_or_else(missing)?;
+            let v2 = if n2 == 0 {
+                &[][..]
+            } else {
+                second.ok_or_else(missing)?
+            };
+            if v1.len() != n1 || v2.len() != n2 {
+                return Err(ProtocolError::Invalid(format!(
+                    "party {owner} input has {} values, the program expects {n1}",
+                    v1.len()
+                )));
+            }
+            let rho1: Vec<E> = self.draw(owner + 1, n1).unwrap_or_default();
+            let rho2: Vec<F> = self.draw(owner + 1, n2).unwrap_or_default();
+            let a1: Vec<E> = v1.iter().zip(&rho1).map(|(x, r)| x.minus(*r)).collect();
+            let a2: Vec<F> = v2.iter().zip(&rho2).map(|(x, r)| x.minus(*r)).collect();
+            let mut msg = elem::encode(&a1);
+            msg.extend(elem::encode(&a2));
+            let prev = self.prev();
+            self.net.exchange(vec![(prev, msg)], &[])?;
+            Ok((pair(a1, rho1), pair(a2, rho2)))
+        } else if me == (owner + 1) % 3 {
+            let rho1: Vec<E> = self.draw(owner + 1, n1).unwrap_or_default();
+            let rho2: Vec<F> = self.draw(owner + 1, n2).unwrap_or_default();
+            Ok((
+                rho1.into_iter()
+                    .map(|a| Rep { a, b: E::default() })
+                    .collect(),
+                rho2.into_iter()
+                    .map(|a| Rep { a, b: F::default() })
+                    .collect(),
+            ))
+        } else {
+            let got = self.net.exchange(Vec::new(), &[owner])?;
+            let bytes = got.into_iter().next().map(|(_, b)| b).unwrap_or_default();
+            let split = n1 * E::BYTES;
+            let garbage = || {
+                ProtocolError::Net(NetError::Garbage {
+                    party: owner,
+                    what: format!(
+                        "an input message of {} bytes where {} were due",
+                        bytes.len(),
+                        split + n2 * F::BYTES
+                    ),
+                })
+            };
+            if bytes.len() != split + n2 * F::BYTES {
+                return Err(garbage());
+            }
+            let b1: Vec<E> = elem::decode(&bytes[..split], n1).ok_or_else(garbage)?;
+            let b2: Vec<F> = elem::decode(&bytes[split..], n2).ok_or_else(garbage)?;
+            Ok((
+                b1.into_iter().map(|b| Rep { a: E::default(), b }).collect(),
+                b2.into_iter().map(|b| Rep { a: F::default(), b }).collect(),
+            ))
+        }
+    }
+
+    /// Shares of values known to both holders of component `j` (`Some` exactly there):
+    /// the value is component `j`, the others are zero. No communication.
+    fn known_to_comp<E: Elem>(&self, j: usize, values: Option<&[E]>, n: usize) -> Vec<Rep<E>> {
+        match (slot(self.me, j), values) {
+            (Some(0), Some(v)) => v.iter().map(|&a| Rep { a, b: E::default() }).collect(),
+            (Some(1), Some(v)) => v.iter().map(|&b| Rep { a: E::default(), b }).collect(),
+            _ => vec![Rep::default(); n],
+        }
+    }
+
+    /// Open `x` to party `to`: party `to + 1` sends it the component it lacks.
+    fn open_to<E: Elem>(
+        &mut self,
+        x: &[Rep<E>],
+        to: PartyId,
+    ) -> Result<Option<Vec<E>>, ProtocolError> {
+        let me = self.me;
+        let helper = (to + 1) % 3;
+        if me == helper {
+            self.round(vec![(to, x.iter().map(|s| s.b).collect())], &[])?;
+            Ok(None)
+        } else if me == to {
+            let got = self.round(Vec::new(), &[(helper, x.len())])?;
+            Ok(Some(
+                x.iter()
+                    .zip(got.into_iter().next().unwrap_or_default())
+                    .map(|(s, c)| s.a.plus(s.b).plus(c))
+                    .collect(),
+            ))
+        } else {
+            Ok(None)
+        }
+    }
+
+    /// Local part of an element-wise product: `x_i·y_i + x_i·y_{i+1} + x_{i+1}·y_i`.
+    fn mul_local(a: &[Rep<W>], b: &[Rep<W>]) -> Vec<W> {
+        a.par_iter()
+            .zip(b.par_iter())
+            .map(|(x, y)| x.a.mul(y.a).add(x.a.mul(y.b)).add(x.b.mul(y.a)))
+            .collect()
+    }
+
+    /// Element-wise products of shares, one round.
+    fn mul_shares(&mut self, a: &[Rep<W>], b: &[Rep<W>]) -> Result<Vec<Rep<W>>, ProtocolError> {
+        let z = Self::mul_local(a, b);
+        self.reshare(z)
+    }
+
+    /// Multiply by public ring constants (local).
+    fn mul_public_words(&self, x: &[Rep<W>], c: &[W]) -> Vec<Rep<W>> {
+        x.par_iter()
+            .zip(c.par_iter())
+            .map(|(s, &c)| Rep {
+                a: s.a.mul(c),
+                b: s.b.mul(c),
+            })
+            .collect()
+    }
+
+    fn lift(values: &[i64]) -> Vec<W> {
+        values.iter().map(|&v| W::from_i64(v)).collect()
+    }
+
+    /// Shares of public values: component 0 holds them.
+    fn public_shares(&self, values: &[W]) -> Vec<Rep<W>> {
+        self.known_to_comp(0, Some(values), values.len())
+    }
+}
+
+fn pair<E>(a: Vec<E>, b: Vec<E>) -> Vec<Rep<E>> {
+    a.into_iter().zip(b).map(|(a, b)| Rep { a, b }).collect()
+}
+
+/// Bits of the binary representation of `v` (0 for 0).
+fn bits_of(v: u128) -> u32 {
+    128 - v.leading_zeros()
+}
+
+/// Row-major batched matrix product over the ring.
+fn matmul_words<W: Word>(a: &[W], b: &[W], d: MatDims) -> Vec<W> {
+    let (m, k, n) = (d.m, d.k, d.n);
+    let mut out = vec![W::ZERO; d.batch * m * n];
+    out.par_chunks_mut(n.max(1))
+        .enumerate()
+        .for_each(|(row_index, row)| {
+            let (bi, i) = (row_index / m.max(1), row_index % m.max(1));
+            let a0 = if d.a_batched { bi * m * k } else { 0 };
+            let b0 = if d.b_batched { bi * k * n } else { 0 };
+            for p in 0..k {
+                let av = a[a0 + i * k + p];
+                if av == W::ZERO {
+                    continue;
+                }
+                let brow = &b[b0 + p * n..b0 + (p + 1) * n];
+                for (r, &bv) in row.iter_mut().zip(brow) {
+                    *r = r.add(av.mul(bv));
+                }
+            }
+        });
+    out
+}
+
+fn comps<W: Word>(x: &[Rep<W>]) -> (Vec<W>, Vec<W>) {
+    (
+        x.iter().map(|s| s.a).collect(),
+        x.iter().map(|s| s.b).collect(),
+    )
+}
+
+impl<W: Word> Protocol for Rep3<W> {
+    type Share = Rep<W>;
+
+    fn name(&self) -> &'static str {
+        "rep3"
+    }
+    fn party(&self) -> PartyId {
+        self.me
+    }
+    fn parties(&self) -> usize {
+        3
+    }
+
+    fn input(
+        &mut self,
+        owner: PartyId,
+        values: Option<&[i64]>,
+        len: usize,
+    ) -> Result<Vec<Rep<W>>, ProtocolError> {
+        let lifted = values.map(Self::lift);
+        self.share_from(owner, lifted.as_deref(), len)
+    }
+
+    fn reveal(&mut self, x: &[Rep<W>], to: PartyId) -> Result<Option<Vec<i64>>, ProtocolError> {
+        Ok(self
+            .open_to(x, to)?
+            .map(|v| v.into_iter().map(W::to_i64).collect()))
+    }
+
+    fn public(&self, values: &[i64]) -> Vec<Rep<W>> {
+        self.public_shares(&Self::lift(values))
+    }
+
+    fn add(&self, a: &[Rep<W>], b: &[Rep<W>]) -> Vec<Rep<W>> {
+        a.par_iter()
+            .zip(b.par_iter())
+            .map(|(x, y)| Rep {
+                a: x.a.add(y.a),
+                b: x.b.add(y.b),
+            })
+            .collect()
+    }
+    fn sub(&self, a: &[Rep<W>], b: &[Rep<W>]) -> Vec<Rep<W>> {
+        a.par_iter()
+            .zip(b.par_iter())
+            .map(|(x, y)| Rep {
+                a: x.a.sub(y.a),
+                b: x.b.sub(y.b),
+            })
+            .collect()
+    }
+    fn add_public(&self, a: &[Rep<W>], c: &[i64]) -> Vec<Rep<W>> {
+        let c = self.public(c);
+        self.add(a, &c)
+    }
+    fn mul_public(&self, a: &[Rep<W>], c: &[i64]) -> Vec<Rep<W>> {
+        a.par_iter()
+            .zip(c.par_iter())
+            .map(|(x, &c)| {
+                let c = W::from_i64(c);
+                Rep {
+                    a: x.a.mul(c),
+                    b: x.b.mul(c),
+                }
+            })
+            .collect()
+    }
+    fn matmul_public(
+        &self,
+        secret: &[Rep<W>],
+        public: &[i64],
+        d: MatDims,
+        public_left: bool,
+    ) -> Vec<Rep<W>> {
+        let p = Self::lift(public);
+        let (sa, sb) = comps(secret);
+        let (a, b) = if public_left {
+            (matmul_words(&p, &sa, d), matmul_words(&p, &sb, d))
+        } else {
+            (matmul_words(&sa, &p, d), matmul_words(&sb, &p, d))
+        };
+        a.into_iter().zip(b).map(|(a, b)| Rep { a, b }).collect()
+    }
+
+    fn mul(&mut self, a: &[Rep<W>], b: &[Rep<W>]) -> Result<Vec<Rep<W>>, ProtocolError> {
+        self.mul_shares(a, b)
+    }
+
+    fn matmul(
+        &mut self,
+        a: &[Rep<W>],
+        b: &[Rep<W>],
+        d: MatDims,
+    ) -> Result<Vec<Rep<W>>, ProtocolError> {
+        // x_i·(y_i + y_{i+1}) + x_{i+1}·y_i, summed over k before resharing.
+        let (aa, ab) = comps(a);
+        let (ba, bb) = comps(b);
+        let bsum: Vec<W> = ba.iter().zip(&bb).map(|(x, y)| x.add(*y)).collect();
+        let t1 = matmul_words(&aa, &bsum, d);
+        let t2 = matmul_words(&ab, &ba, d);
+        let z = t1.into_iter().zip(t2).map(|(x, y)| x.add(y)).collect();
+        self.reshare(z)
+    }
+
+    fn rescale(
+        &mut self,
+        x: &[Rep<W>],
+        num: &[i64],
+        den: &[i64],
+        bounds: Bounds,
+        mode: TruncMode,
+    ) -> Result<Vec<Rep<W>>, ProtocolError> {
+        masked::rescale(self, x, num, den, bounds, mode)
+    }
+
+    fn clamp(
+        &mut self,
+        x: &[Rep<W>],
+        lo: i64,
+        hi: i64,
+        bounds: Bounds,
+    ) -> Result<Vec<Rep<W>>, ProtocolError> {
+        masked::clamp(self, x, lo, hi, bounds)
+    }
+
+    fn max(
+        &mut self,
+        a: &[Rep<W>],
+        b: &[Rep<W>],
+        bounds: Bounds,
+    ) -> Result<Vec<Rep<W>>, ProtocolError> {
+        masked::max(self, a, b, bounds)
+    }
+
+    fn argmax(
+        &mut self,
+        x: &[Rep<W>],
+        row_len: usize,
+        select_last: bool,
+        bounds: Bounds,
+    ) -> Result<Vec<Rep<W>>, ProtocolError> {
+        masked::argmax(self, x, row_len, select_last, bounds)
+    }
+
+    fn lookup(
+        &mut self,
+        x: &[Rep<W>],
+        table: &[i64],
+        offset: i64,
+    ) -> Result<Vec<Rep<W>>, ProtocolError> {
+        masked::lookup(self, x, table, offset)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,223 @@
+//! Every `rep3` primitive against `clear`, three parties over loopback TCP.
+
+use super::*;
+use crate::net::{loopback, Hello, Mesh, Timeouts};
+use crate::{ring, Clear};
+
+/// Runs `f` in three parties connected over loopback; returns each party's result.
+fn run3<W: Word, T: Send>(f: impl Fn(&mut Rep3<W>) -> T + Sync) -> Vec<T> {
+    let (addrs, listeners) = loopback(3).unwrap();
+    let hello = Hello {
+        program: [7; 32],
+        protocol: "rep3".into(),
+        parties: 3,
+    };
+    std::thread::scope(|s| {
+        let handles: Vec<_> = listeners
+            .into_iter()
+            .enumerate()
+            .map(|(i, l)| {
+                let (addrs, hello, f) = (&addrs, &hello, &f);
+                s.spawn(move || {
+                    let mesh =
+                        Mesh::with_listener(i, l, addrs, hello, Timeouts::default()).unwrap();
+                    let mut p = Rep3::<W>::setup(Box::new(mesh)).unwrap();
+                    f(&mut p)
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    })
+}
+
+/// A deterministic spread of test values in `[lo, hi]`, including both ends.
+fn values(n: usize, lo: i64, hi: i64, seed: u64) -> Vec<i64> {
+    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let span = (hi as i128 - lo as i128 + 1) as u128;
+    let mut v: Vec<i64> = (0..n)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            (lo as i128 + (s as u128 % span) as i128) as i64
+        })
+        .collect();
+    if n >= 2 {
+        v[0] = lo;
+        v[1] = hi;
+    }
+    v
+}
+
+/// Shares `x` from party 1, applies `op`, reveals to party 1.
+fn secure<W: Word>(
+    x: &[i64],
+    op: impl Fn(&mut Rep3<W>, &[Rep<W>]) -> Vec<Rep<W>> + Sync,
+) -> Vec<i64> {
+    let out = run3::<W, _>(|p| {
+        let mine = (p.party() == 1).then_some(x);
+        let s = p.input(1, mine, x.len()).unwrap();
+        let y = op(p, &s);
+        p.reveal(&y, 1).unwrap()
+    });
+    assert!(out[0].is_none() && out[2].is_none());
+    out[1].clone().unwrap()
+}
+
+#[test]
+fn arithmetic_matches_clear() {
+    let a = values(50, -1000, 1000, 1);
+    let b = values(50, -1000, 1000, 2);
+    let out = run3::<u64, _>(|p| {
+        let sa = p.input(0, (p.party() == 0).then_some(&a[..]), 50).unwrap();
+        let sb = p.input(2, (p.party() == 2).then_some(&b[..]), 50).unwrap();
+        let prod = p.mul(&sa, &sb).unwrap();
+        let d = MatDims {
+            batch: 2,
+            m: 5,
+            k: 5,
+            n: 1,
+            a_batched: true,
+            b_batched: true,
+        };
+        let mm = p.matmul(&sa, &sb[..10], d).unwrap();
+        let lin = p.add_public(&p.mul_public(&p.sub(&sa, &sb), &b), &a);
+        let mut all = prod;
+        all.extend(mm);
+        all.extend(lin);
+        p.reveal(&all, 0).unwrap()
+    });
+    let mut c = Clear;
+    let d = MatDims {
+        batch: 2,
+        m: 5,
+        k: 5,
+        n: 1,
+        a_batched: true,
+        b_batched: true,
+    };
+    let mut want = c.mul(&a, &b).unwrap();
+    want.extend(c.matmul(&a, &b[..10], d).unwrap());
+    want.extend(c.add_public(&c.mul_public(&c.sub(&a, &b), &b), &a));
+    assert_eq!(out[0].as_ref().unwrap(), &want);
+    assert!(out[1].is_none() && out[2].is_none());
+}
+
+#[test]
+fn exact_rescale_matches_clear_including_ties() {
+    // Powers of two, odd and mixed denominators, ties at both signs.
+    let cases: &[(i64, i64, i64, i64)] = &[
+        (1, 2, -9, 9),
+        (1, 4, -40, 40),
+        (3, 8, -100, 100),
+        (7883973, 1 << 33, -(1 << 20), 1 << 20),
+        (1, 30945110, -(1 << 26), 1 << 26),
+        (5, 9, -300, 300),
+        (-3, 7, -50, 50),
+        (1, 1, -5, 5),
+    ];
+    for &(num, den, lo, hi) in cases {
+        let x = values(64, lo, hi, num as u64 ^ den as u64);
+        let b = Bounds { lo, hi };
+        let want: Vec<i64> = x.iter().map(|&v| ring::rescale(v, num, den)).collect();
+        let got = secure::<u128>(&x, |p, s| {
+            p.rescale(s, &vec![num; 64], &vec![den; 64], b, TruncMode::Exact)
+                .unwrap()
+        });
+        assert_eq!(got, want, "num {num} den {den}");
+    }
+    // Small values fit Z_2^64 too.
+    let x = values(64, -50, 50, 9);
+    let want: Vec<i64> = x.iter().map(|&v| ring::rescale(v, 3, 4)).collect();
+    let got = secure::<u64>(&x, |p, s| {
+        p.rescale(
+            s,
+            &[3; 64],
+            &[4; 64],
+            Bounds { lo: -50, hi: 50 },
+            TruncMode::Exact,
+        )
+        .unwrap()
+    });
+    assert_eq!(got, want);
+}
+
+#[test]
+fn probabilistic_rescale_is_within_one() {
+    let x = values(400, -(1 << 20), 1 << 20, 5);
+    let b = Bounds {
+        lo: -(1 << 20),
+        hi: 1 << 20,
+    };
+    let (num, den) = (12932933i64, 1i64 << 33);
+    let got = secure::<u128>(&x, |p, s| {
+        p.rescale(s, &[num; 400], &[den; 400], b, TruncMode::Probabilistic)
+            .unwrap()
+    });
+    let mut off = 0;
+    for (g, v) in got.iter().zip(&x) {
+        let e = ring::rescale(*v, num, den);
+        assert!((g - e).abs() <= 1, "{v}: {g} vs {e}");
+        off += (g != &e) as usize;
+    }
+    assert!(off < 400, "some must be exact");
+}
+
+#[test]
+fn comparisons_match_clear() {
+    let x = values(200, -300, 300, 11);
+    let y = values(200, -300, 300, 12);
+    let b = Bounds { lo: -300, hi: 300 };
+    let clamped = secure::<u64>(&x, |p, s| p.clamp(s, -128, 127, b).unwrap());
+    let want: Vec<i64> = x.iter().map(|v| (*v).clamp(-128, 127)).collect();
+    assert_eq!(clamped, want);
+    let relu = secure::<u64>(&x, |p, s| p.clamp(s, 0, i64::MAX, b).unwrap());
+    assert_eq!(relu, x.iter().map(|v| (*v).max(0)).collect::<Vec<_>>());
+    let mut xy = x.clone();
+    xy.extend(&y);
+    let m = secure::<u64>(&xy, |p, s| p.max(&s[..200], &s[200..], b).unwrap());
+    let want: Vec<i64> = x.iter().zip(&y).map(|(a, b)| *a.max(b)).collect();
+    assert_eq!(m, want);
+}
+
+#[test]
+fn argmax_matches_clear_with_ties() {
+    let mut x = values(70, -5, 5, 3); // many ties
+    x[10..17].copy_from_slice(&[4, 4, 4, 4, 4, 4, 4]);
+    let b = Bounds { lo: -5, hi: 5 };
+    for last in [false, true] {
+        for row in [7, 10, 1] {
+            let got = secure::<u64>(&x, |p, s| p.argmax(s, row, last, b).unwrap());
+            let want = Clear.argmax(&x, row, last, b).unwrap();
+            assert_eq!(got, want, "row {row} select_last {last}");
+        }
+    }
+}
+
+#[test]
+fn lookup_matches_clear() {
+    let table: Vec<i64> = (0..37).map(|i| i * i - 100).collect();
+    let x = values(90, -10, 26, 4);
+    let got = secure::<u64>(&x, |p, s| p.lookup(s, &table, -10).unwrap());
+    assert_eq!(got, Clear.lookup(&x, &table, -10).unwrap());
+}
+
+#[test]
+fn rounds_are_counted_and_equal_across_masked_steps() {
+    let x = values(8, -100, 100, 1);
+    let stats = run3::<u64, _>(|p| {
+        let s = p.input(1, (p.party() == 1).then_some(&x[..]), 8).unwrap();
+        let before = p.stats();
+        p.clamp(&s, -10, 10, Bounds { lo: -100, hi: 100 }).unwrap();
+        let after = p.stats();
+        (before, after)
+    });
+    // The input is one round for the data owner and its receiver only.
+    assert_eq!(stats[1].0.rounds, 1);
+    assert_eq!(stats[0].0.rounds, 1);
+    assert_eq!(stats[2].0.rounds, 0);
+    // Two sign tests batched, on values within ±111 (d = 2^7, w = 7): open, input,
+    // 1 + ⌈log2(8)⌉ = 4 compare rounds, 2 inject, 1 multiplication = 9 rounds for party 0,
+    // which takes part in every one.
+    assert_eq!(stats[0].1.rounds - stats[0].0.rounds, 9);
+}

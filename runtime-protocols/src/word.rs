@@ -1,0 +1,115 @@
+//! Ring elements of secret-sharing protocols: Z_2^64 or Z_2^128 as wrapping unsigned words.
+//!
+//! Public values are `i64` everywhere (the VM's integer meaning); a protocol may carry its
+//! shares in a wider ring to leave statistical headroom for masked openings. A value `v`
+//! maps to the ring by sign extension and back by truncation, so every value inside the
+//! program's bounds (|v| < 2^62) round-trips.
+
+use std::fmt::Debug;
+
+/// A power-of-two ring word.
+pub trait Word:
+    Copy + Debug + Default + PartialEq + Eq + PartialOrd + Ord + Send + Sync + 'static
+{
+    /// Bits of the ring (`k` of Z_2^k).
+    const BITS: u32;
+    /// Bytes of one encoded element.
+    const BYTES: usize;
+    const ZERO: Self;
+    const ONE: Self;
+
+    fn add(self, o: Self) -> Self;
+    fn sub(self, o: Self) -> Self;
+    fn mul(self, o: Self) -> Self;
+    fn neg(self) -> Self;
+    /// Sign-extend a public value into the ring.
+    fn from_i64(v: i64) -> Self;
+    /// The low 64 bits, as two's complement.
+    fn to_i64(self) -> i64;
+    /// A value below 2^128 (no reduction beyond the ring).
+    fn from_u128(v: u128) -> Self;
+    fn to_u128(self) -> u128;
+    fn write(self, out: &mut Vec<u8>);
+    fn read(bytes: &[u8]) -> Self;
+}
+
+macro_rules! impl_word {
+    ($t:ty) => {
+        impl Word for $t {
+            const BITS: u32 = <$t>::BITS;
+            const BYTES: usize = std::mem::size_of::<$t>();
+            const ZERO: Self = 0;
+            const ONE: Self = 1;
+
+            fn add(self, o: Self) -> Self {
+                self.wrapping_add(o)
+            }
+            fn sub(self, o: Self) -> Self {
+                self.wrapping_sub(o)
+            }
+            fn mul(self, o: Self) -> Self {
+                self.wrapping_mul(o)
+            }
+            fn neg(self) -> Self {
+                self.wrapping_neg()
+            }
+            fn from_i64(v: i64) -> Self {
+                v as i128 as $t
+            }
+            fn to_i64(self) -> i64 {
+                self as i64
+            }
+            fn from_u128(v: u128) -> Self {
+                v as $t
+            }
+            fn to_u128(self) -> u128 {
+                self as u128
+            }
+            fn write(self, out: &mut Vec<u8>) {
+                out.extend_from_slice(&self.to_le_bytes());
+            }
+            fn read(bytes: &[u8]) -> Self {
+                let mut b = [0u8; std::mem::size_of::<$t>()];
+                b.copy_from_slice(&bytes[..std::mem::size_of::<$t>()]);
+                <$t>::from_le_bytes(b)
+            }
+        }
+    };
+}
+
+impl_word!(u64);
+impl_word!(u128);
+
+/// Encode words little-endian, back to back.
+pub fn encode<W: Word>(words: &[W]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(words.len() * W::BYTES);
+    for w in words {
+        w.write(&mut out);
+    }
+    out
+}
+
+/// Decode exactly `n` words; `None` when the byte count is wrong.
+pub fn decode<W: Word>(bytes: &[u8], n: usize) -> Option<Vec<W>> {
+    if bytes.len() != n * W::BYTES {
+        return None;
+    }
+    Some(bytes.chunks_exact(W::BYTES).map(W::read).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_round_trip_through_both_rings() {
+        for v in [0i64, 1, -1, i64::MIN, i64::MAX, -(1 << 62), 12345] {
+            assert_eq!(u64::from_i64(v).to_i64(), v);
+            assert_eq!(u128::from_i64(v).to_i64(), v);
+        }
+        assert_eq!(u128::from_i64(-1), u128::MAX);
+        let w: Vec<u128> = vec![1, u128::MAX, 1 << 100];
+        assert_eq!(decode::<u128>(&encode(&w), 3), Some(w));
+        assert_eq!(decode::<u128>(&[0u8; 15], 1), None);
+    }
+}
