@@ -2,6 +2,7 @@
 
 mod npy;
 mod run;
+mod session;
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
@@ -71,6 +72,18 @@ enum Cmd {
         /// With an ONNX model: the truncation mode to compile with.
         #[arg(long, value_enum, default_value = "exact")]
         trunc: TruncArg,
+        /// The party that holds the weights.
+        #[arg(long, default_value_t = 0)]
+        model_owner: usize,
+        /// The party that holds the input.
+        #[arg(long, default_value_t = 1)]
+        data_owner: usize,
+        /// The party that receives the output.
+        #[arg(long, default_value_t = 1)]
+        output_to: usize,
+        /// Seconds a party waits for a peer (to connect, or for one message) before it stops.
+        #[arg(long, default_value_t = 60.0)]
+        timeout: f64,
     },
     /// Static rounds and bytes of a program. NOT YET IMPLEMENTED: arrives with the cost model.
     Cost {
@@ -84,19 +97,26 @@ enum Cmd {
         #[arg(long)]
         budget: Option<PathBuf>,
     },
-    /// Run one party of a multi-party computation. NOT YET IMPLEMENTED: arrives with rep3.
+    /// Run one party of a secure computation as its own process; addresses, protocol, roles
+    /// and timeouts come from PARTIES.toml (see docs/parties.md).
     Party {
         #[arg(long)]
         id: usize,
         #[arg(long)]
         config: PathBuf,
         model: PathBuf,
+        /// The model owner's secret weights (MODEL.qmpw); only the model owner takes it.
         #[arg(long)]
         weights_file: Option<PathBuf>,
+        /// The data owner's input(s), as for `run`; only the data owner takes them.
         #[arg(long)]
-        input: Option<PathBuf>,
+        input: Vec<String>,
+        /// Where the output receiver writes the output; only it takes this.
         #[arg(long)]
         output: Option<PathBuf>,
+        /// This party's own rounds and bytes as JSON.
+        #[arg(long)]
+        stats: Option<PathBuf>,
     },
     /// Assemble text into a binary program.
     Asm {
@@ -161,11 +181,19 @@ fn dispatch(cmd: Cmd) -> Result<()> {
             }
             Ok(())
         }
-        Cmd::Run { model, protocol, parties, input, output, stats, weights, trunc } => {
-            run::run(&run::RunArgs { model, protocol, parties, input, output, stats, opts: options(weights, trunc) })
+        Cmd::Run { model, protocol, parties, input, output, stats, weights, trunc, model_owner, data_owner, output_to, timeout } => {
+            let t = session::seconds("--timeout", timeout)?;
+            run::run(&run::RunArgs {
+                model, protocol, parties, input, output, stats,
+                opts: options(weights, trunc),
+                roles: qmpc_vm::interp::Roles { model_owner, data_owner, output_to },
+                timeouts: qmpc_protocols::net::Timeouts { connect: t, io: t },
+            })
         }
         Cmd::Cost { .. } => bail!("`qmpc cost` is not implemented yet: the static cost model arrives with the round-counting passes"),
-        Cmd::Party { .. } => bail!("`qmpc party` is not implemented yet: it arrives with the first networked protocol (rep3)"),
+        Cmd::Party { id, config, model, weights_file, input, output, stats } => {
+            run::party(&run::PartyArgs { id, config, model, weights_file, input, output, stats })
+        }
         Cmd::Demo { model, dir } => run::demo(&model, &dir),
         Cmd::Asm { input, output } => {
             let text = std::fs::read_to_string(&input).with_context(|| format!("{}: cannot read", input.display()))?;

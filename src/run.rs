@@ -1,7 +1,9 @@
 //! `qmpc run`: load or compile a program, quantize the input, run every party, write outputs.
 
 use crate::npy::{self, Array};
+use crate::session;
 use anyhow::{bail, Context, Result};
+use qmpc_protocols::net::{Stats, Timeouts};
 use qmpc_vm::bytecode::{
     ExternalType, InputDecl, OutputDecl, PostOp, Program, QuantParams, Weights,
 };
@@ -19,6 +21,8 @@ pub struct RunArgs {
     pub output: Option<PathBuf>,
     pub stats: Option<PathBuf>,
     pub opts: qmpc_compiler::Options,
+    pub roles: Roles,
+    pub timeouts: Timeouts,
 }
 
 /// Read and verify a `.qmpc` file.
@@ -216,55 +220,242 @@ fn softmax(v: &mut [f32], dims: &[usize], axis: usize) {
 }
 
 pub fn run(args: &RunArgs) -> Result<()> {
-    match args.protocol.as_str() {
-        "clear" => {}
-        "rep3" | "semi2k" | "shamir" | "fss" | "mal-rep3" | "spdz2k" => {
-            bail!(
-                "protocol `{}` is not implemented yet; this build runs `clear`",
-                args.protocol
-            )
-        }
-        p => bail!(
-            "unknown protocol `{p}`; protocols: clear, rep3, semi2k, shamir, fss, mal-rep3, spdz2k"
-        ),
-    }
-    if let Some(n) = args.parties.filter(|&n| n != 1) {
-        bail!("protocol `clear` runs with 1 party, not {n}");
-    }
+    let n = session::parties_for(&args.protocol, args.parties)?;
     let (program, weights) = load(args)?;
     let (inputs, batch) = read_inputs(&program, &args.input)?;
-    let start = Instant::now();
-    let roles = Roles {
-        model_owner: 0,
-        data_owner: 0,
-        output_to: 0,
+    let (outs, per_party, wall) = if args.protocol == "clear" {
+        let start = Instant::now();
+        let roles = Roles {
+            model_owner: 0,
+            data_owner: 0,
+            output_to: 0,
+        };
+        let data = PartyData {
+            inputs: Some(inputs),
+            weights: Some(weights),
+        };
+        let outs = interp::run(&program, &mut qmpc_protocols::Clear, roles, &data, batch)?;
+        (outs, vec![Stats::default()], start.elapsed().as_secs_f64())
+    } else {
+        run_local_parties(args, n, &program, weights, inputs, batch)?
     };
-    let data = PartyData {
-        inputs: Some(inputs),
-        weights: Some(weights),
-    };
-    let outs = interp::run(&program, &mut qmpc_protocols::Clear, roles, &data, batch)?;
-    let wall = start.elapsed().as_secs_f64();
     if let Some(path) = &args.output {
-        let (decl, t) = program
-            .outputs
-            .iter()
-            .zip(&outs)
-            .next()
-            .context("the program has no output")?;
-        let t = t.as_ref().context("no output was revealed to this party")?;
-        std::fs::write(path, finish_output(decl, t))
-            .with_context(|| format!("{}: cannot write", path.display()))?;
+        write_output(&program, &outs, path)?;
     }
     if let Some(path) = &args.stats {
-        let json = format!(
-            "{{\"protocol\": \"clear\", \"parties\": 1, \"batch\": {batch}, \"rounds\": 0, \"bytes_sent\": 0, \
-             \"per_party\": [{{\"id\": 0, \"rounds\": 0, \"bytes_sent\": 0}}], \
-             \"preprocessing\": {{\"bytes_sent\": 0, \"wall_s\": 0.0}}, \"wall_s\": {wall:.6}}}\n"
-        );
-        std::fs::write(path, json).with_context(|| format!("{}: cannot write", path.display()))?;
+        std::fs::write(
+            path,
+            session::stats_json(&args.protocol, batch, &per_party, wall),
+        )
+        .with_context(|| format!("{}: cannot write", path.display()))?;
     }
     Ok(())
+}
+
+/// Write the first output of the program (what the receiver computes from the integers).
+fn write_output(program: &Program, outs: &[Option<Tensor<i64>>], path: &Path) -> Result<()> {
+    let (decl, t) = program
+        .outputs
+        .iter()
+        .zip(outs)
+        .next()
+        .context("the program has no output")?;
+    let t = t.as_ref().context("no output was revealed to this party")?;
+    std::fs::write(path, finish_output(decl, t))
+        .with_context(|| format!("{}: cannot write", path.display()))
+}
+
+/// Every party of a secure protocol on its own thread, connected over loopback TCP. Returns
+/// the output receiver's outputs, each party's online traffic and the wall time.
+fn run_local_parties(
+    args: &RunArgs,
+    n: usize,
+    program: &Program,
+    weights: Weights,
+    inputs: Vec<Tensor<i64>>,
+    batch: usize,
+) -> Result<(Vec<Option<Tensor<i64>>>, Vec<Stats>, f64)> {
+    let roles = args.roles;
+    for (what, r) in [
+        ("--model-owner", roles.model_owner),
+        ("--data-owner", roles.data_owner),
+        ("--output-to", roles.output_to),
+    ] {
+        if r >= n {
+            bail!(
+                "{what} {r}: protocol `{}` has parties 0..{n}",
+                args.protocol
+            );
+        }
+    }
+    let (addrs, listeners) = qmpc_protocols::net::loopback(n)?;
+    let mut weights = Some(weights);
+    let mut inputs = Some(inputs);
+    let datas: Vec<PartyData> = (0..n)
+        .map(|i| PartyData {
+            inputs: if i == roles.data_owner {
+                inputs.take()
+            } else {
+                None
+            },
+            weights: if i == roles.model_owner {
+                weights.take()
+            } else {
+                None
+            },
+        })
+        .collect();
+    let start = Instant::now();
+    let results: Vec<Result<session::PartyResult>> = std::thread::scope(|s| {
+        let handles: Vec<_> = listeners
+            .into_iter()
+            .zip(&datas)
+            .enumerate()
+            .map(|(i, (l, data))| {
+                let addrs = &addrs;
+                s.spawn(move || {
+                    session::run_party(
+                        program,
+                        &args.protocol,
+                        i,
+                        l,
+                        addrs,
+                        roles,
+                        data,
+                        (i == roles.data_owner).then_some(batch),
+                        args.timeouts,
+                    )
+                    .with_context(|| format!("party {i}"))
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(anyhow::anyhow!("a party thread panicked")))
+            })
+            .collect()
+    });
+    let wall = start.elapsed().as_secs_f64();
+    // A party that fails first makes the others see it disconnect: report the root cause.
+    if results.iter().any(|r| r.is_err()) {
+        let errs: Vec<anyhow::Error> = results.into_iter().filter_map(|r| r.err()).collect();
+        let is_echo = |e: &anyhow::Error| {
+            let m = format!("{e:#}");
+            m.contains("disconnected") || m.contains("sent nothing")
+        };
+        let pick = errs.iter().position(|e| !is_echo(e)).unwrap_or(0);
+        return Err(errs
+            .into_iter()
+            .nth(pick)
+            .unwrap_or_else(|| anyhow::anyhow!("a party failed")));
+    }
+    let mut per_party = Vec::new();
+    let mut outs = Vec::new();
+    for (i, r) in results.into_iter().enumerate() {
+        let r = r?;
+        per_party.push(r.stats);
+        if i == roles.output_to {
+            outs = r.outputs;
+        }
+    }
+    Ok((outs, per_party, wall))
+}
+
+/// `qmpc party`: one party in its own process, addresses and roles from the TOML file.
+pub fn party(args: &PartyArgs) -> Result<()> {
+    let cfg = session::PartiesConfig::read(&args.config)?;
+    let n = session::parties_for(&cfg.protocol, Some(cfg.party.len()))?;
+    let me = args.id;
+    if me >= n {
+        bail!("--id {me}: {} lists parties 0..{n}", args.config.display());
+    }
+    let roles = cfg.roles();
+    if args.weights_file.is_some() && me != roles.model_owner {
+        bail!(
+            "party {me} is not the model owner (party {}); it must not be given --weights-file",
+            roles.model_owner
+        );
+    }
+    if !args.input.is_empty() && me != roles.data_owner {
+        bail!(
+            "party {me} is not the data owner (party {}); it must not be given --input",
+            roles.data_owner
+        );
+    }
+    if args.output.is_some() && me != roles.output_to {
+        bail!(
+            "party {me} does not receive the output (party {} does); it must not be given --output",
+            roles.output_to
+        );
+    }
+    let program = load_program(&args.model)?;
+    let weights = if me == roles.model_owner {
+        if program.weights.is_empty() {
+            Some(Weights { tensors: vec![] })
+        } else {
+            let wp = args
+                .weights_file
+                .as_ref()
+                .context("the model owner needs --weights-file MODEL.qmpw")?;
+            let bytes = std::fs::read(wp)
+                .with_context(|| format!("{}: cannot read the weights", wp.display()))?;
+            Some(
+                Weights::from_bytes(&bytes)
+                    .with_context(|| format!("{}: not a valid weights file", wp.display()))?,
+            )
+        }
+    } else {
+        None
+    };
+    let (inputs, batch) = if me == roles.data_owner {
+        if args.input.is_empty() {
+            bail!("the data owner needs --input X.npy");
+        }
+        let (x, b) = read_inputs(&program, &args.input)?;
+        (Some(x), Some(b))
+    } else {
+        (None, None)
+    };
+    let addrs = cfg.addrs()?;
+    let listener = std::net::TcpListener::bind(addrs[me])
+        .with_context(|| format!("party {me}: cannot listen on {}", addrs[me]))?;
+    let data = PartyData { inputs, weights };
+    let r = session::run_party(
+        &program,
+        &cfg.protocol,
+        me,
+        listener,
+        &addrs,
+        roles,
+        &data,
+        batch,
+        cfg.timeouts()?,
+    )
+    .with_context(|| format!("party {me}"))?;
+    if let Some(path) = &args.output {
+        write_output(&program, &r.outputs, path)?;
+    }
+    if let Some(path) = &args.stats {
+        // This party's own figures; the others are not known here.
+        std::fs::write(
+            path,
+            session::stats_json(&cfg.protocol, r.batch, &[r.stats], r.wall_s),
+        )
+        .with_context(|| format!("{}: cannot write", path.display()))?;
+    }
+    Ok(())
+}
+
+pub struct PartyArgs {
+    pub id: usize,
+    pub config: PathBuf,
+    pub model: PathBuf,
+    pub weights_file: Option<PathBuf>,
+    pub input: Vec<String>,
+    pub output: Option<PathBuf>,
+    pub stats: Option<PathBuf>,
 }
 
 fn argmax(row: &[f32]) -> usize {
@@ -284,6 +475,8 @@ pub fn demo(model: &Path, dir: &Path) -> Result<()> {
         output: Some(out.clone()),
         stats: None,
         opts: Default::default(),
+        roles: Roles::default(),
+        timeouts: Timeouts::default(),
     };
     run(&args)?;
     let got = npy::read(&out)?;

@@ -1,0 +1,270 @@
+//! One party of a secure run: connect, agree on the program and the batch, set up the
+//! protocol, interpret the program. `qmpc run` starts one per party on loopback threads;
+//! `qmpc party` runs one per process.
+
+use anyhow::{bail, Context, Result};
+use qmpc_protocols::net::{Hello, Mesh, NetError, Stats, Timeouts, Transport};
+use qmpc_protocols::{PartyId, Rep3};
+use qmpc_vm::bytecode::Program;
+use qmpc_vm::interp::{self, PartyData, Roles};
+use qmpc_vm::tensor::Tensor;
+use serde::Deserialize;
+use std::net::{SocketAddr, TcpListener};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+/// The secure protocols this build runs, with their party counts.
+pub const SECURE: &[(&str, usize)] = &[("rep3", 3)];
+
+/// Every protocol name of DESIGN.md, implemented or not.
+pub const ALL: &[&str] = &[
+    "clear", "rep3", "semi2k", "shamir", "fss", "mal-rep3", "spdz2k",
+];
+
+/// Check a protocol name and party count; returns the number of parties.
+pub fn parties_for(protocol: &str, parties: Option<usize>) -> Result<usize> {
+    let n = match (protocol, SECURE.iter().find(|(p, _)| *p == protocol)) {
+        ("clear", _) => 1,
+        (_, Some((_, n))) => *n,
+        (p, None) if ALL.contains(&p) => {
+            bail!("protocol `{p}` is not implemented yet; this build runs clear and rep3")
+        }
+        (p, None) => bail!("unknown protocol `{p}`; protocols: {}", ALL.join(", ")),
+    };
+    match parties {
+        Some(k) if k != n => bail!("protocol `{protocol}` runs with {n} parties, not {k}"),
+        _ => Ok(n),
+    }
+}
+
+/// What one party has at the end of a run.
+pub struct PartyResult {
+    pub outputs: Vec<Option<Tensor<i64>>>,
+    pub batch: usize,
+    /// Online traffic.
+    pub stats: Stats,
+    pub wall_s: f64,
+}
+
+/// Run party `me` of `protocol` on `program`. The data owner passes `batch`; the others
+/// learn it from the data owner at start-up (the batch size is public).
+#[allow(clippy::too_many_arguments)]
+pub fn run_party(
+    program: &Program,
+    protocol: &str,
+    me: PartyId,
+    listener: TcpListener,
+    addrs: &[SocketAddr],
+    roles: Roles,
+    data: &PartyData,
+    batch: Option<usize>,
+    timeouts: Timeouts,
+) -> Result<PartyResult> {
+    let hello = Hello {
+        program: program.digest(),
+        protocol: protocol.to_string(),
+        parties: addrs.len(),
+    };
+    let start = Instant::now();
+    let mut mesh = Mesh::with_listener(me, listener, addrs, &hello, timeouts)?;
+    let batch = agree_batch(&mut mesh, roles.data_owner, batch)?;
+    let setup = mesh.stats();
+    let mut proto = match protocol {
+        "rep3" => Rep3::<u128>::setup(Box::new(mesh))?,
+        p => bail!("protocol `{p}` cannot run as a party"),
+    };
+    let outputs = interp::run(program, &mut proto, roles, data, batch)?;
+    let s = proto.stats();
+    Ok(PartyResult {
+        outputs,
+        batch,
+        // The batch agreement is set-up like the key exchange.
+        stats: Stats {
+            rounds: s.rounds - setup.rounds,
+            bytes_sent: s.bytes_sent - setup.bytes_sent,
+            bytes_received: s.bytes_received - setup.bytes_received,
+        },
+        wall_s: start.elapsed().as_secs_f64(),
+    })
+}
+
+/// The data owner tells every other party the batch size (8 bytes, before the computation).
+fn agree_batch(mesh: &mut Mesh, owner: PartyId, batch: Option<usize>) -> Result<usize> {
+    let me = Transport::party(mesh);
+    if me == owner {
+        let b = batch.context("the data owner has no input")?;
+        let out = (0..mesh.parties())
+            .filter(|&p| p != me)
+            .map(|p| (p, (b as u64).to_le_bytes().to_vec()))
+            .collect();
+        Transport::exchange(mesh, out, &[])?;
+        Ok(b)
+    } else {
+        let got = Transport::exchange(mesh, Vec::new(), &[owner])?;
+        let bytes: [u8; 8] = got
+            .first()
+            .and_then(|(_, m)| m.as_slice().try_into().ok())
+            .ok_or(NetError::Garbage {
+                party: owner,
+                what: "a malformed batch size".into(),
+            })?;
+        let b = u64::from_le_bytes(bytes) as usize;
+        if b == 0 || b > 1 << 20 {
+            bail!("party {owner} announced a batch of {b}");
+        }
+        Ok(b)
+    }
+}
+
+/// `--stats` JSON (DESIGN.md keys, plus bytes received and the ring).
+pub fn stats_json(protocol: &str, batch: usize, per_party: &[Stats], wall_s: f64) -> String {
+    let rounds = per_party.iter().map(|s| s.rounds).max().unwrap_or(0);
+    let sent: u64 = per_party.iter().map(|s| s.bytes_sent).sum();
+    let parties: Vec<String> = per_party
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            format!(
+                "{{\"id\": {i}, \"rounds\": {}, \"bytes_sent\": {}, \"bytes_received\": {}}}",
+                s.rounds, s.bytes_sent, s.bytes_received
+            )
+        })
+        .collect();
+    let ring = if protocol == "clear" { 64 } else { 128 };
+    format!(
+        "{{\"protocol\": \"{protocol}\", \"parties\": {}, \"batch\": {batch}, \"rounds\": {rounds}, \
+         \"bytes_sent\": {sent}, \"per_party\": [{}], \
+         \"preprocessing\": {{\"bytes_sent\": 0, \"wall_s\": 0.0}}, \"ring_bits\": {ring}, \
+         \"wall_s\": {wall_s:.6}}}\n",
+        per_party.len(),
+        parties.join(", ")
+    )
+}
+
+/// `parties.toml` for `qmpc party`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PartiesConfig {
+    #[serde(default = "default_protocol")]
+    pub protocol: String,
+    /// Seconds to wait for every party to connect.
+    #[serde(default = "default_connect")]
+    pub connect_timeout_s: f64,
+    /// Seconds to wait for one message of a peer.
+    #[serde(default = "default_io")]
+    pub io_timeout_s: f64,
+    #[serde(default)]
+    pub roles: RolesConfig,
+    pub party: Vec<PartyEntry>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PartyEntry {
+    pub id: usize,
+    /// `HOST:PORT` this party listens on.
+    pub address: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RolesConfig {
+    #[serde(default)]
+    pub model_owner: usize,
+    #[serde(default = "one")]
+    pub data_owner: usize,
+    #[serde(default = "one")]
+    pub output_to: usize,
+}
+
+impl Default for RolesConfig {
+    fn default() -> Self {
+        RolesConfig {
+            model_owner: 0,
+            data_owner: 1,
+            output_to: 1,
+        }
+    }
+}
+
+fn default_protocol() -> String {
+    "rep3".into()
+}
+fn default_connect() -> f64 {
+    30.0
+}
+fn default_io() -> f64 {
+    60.0
+}
+fn one() -> usize {
+    1
+}
+
+/// A timeout in seconds, checked.
+pub fn seconds(what: &str, s: f64) -> Result<Duration> {
+    if !(s.is_finite() && s > 0.0 && s < 1e6) {
+        bail!("{what} must be a positive number of seconds, not {s}");
+    }
+    Ok(Duration::from_secs_f64(s))
+}
+
+impl PartiesConfig {
+    pub fn read(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("{}: cannot read", path.display()))?;
+        let c: PartiesConfig =
+            toml::from_str(&text).with_context(|| format!("{}: invalid", path.display()))?;
+        let n = c.party.len();
+        for (i, p) in c.party.iter().enumerate() {
+            if p.id != i {
+                bail!(
+                    "{}: party entries must list ids 0..{n} in order; entry {i} has id {}",
+                    path.display(),
+                    p.id
+                );
+            }
+        }
+        for (what, r) in [
+            ("model_owner", c.roles.model_owner),
+            ("data_owner", c.roles.data_owner),
+            ("output_to", c.roles.output_to),
+        ] {
+            if r >= n {
+                bail!(
+                    "{}: roles.{what} = {r}, but there are {n} parties",
+                    path.display()
+                );
+            }
+        }
+        Ok(c)
+    }
+
+    pub fn addrs(&self) -> Result<Vec<SocketAddr>> {
+        self.party
+            .iter()
+            .map(|p| {
+                use std::net::ToSocketAddrs;
+                p.address
+                    .to_socket_addrs()
+                    .ok()
+                    .and_then(|mut a| a.next())
+                    .with_context(|| format!("party {}: bad address `{}`", p.id, p.address))
+            })
+            .collect()
+    }
+
+    pub fn roles(&self) -> Roles {
+        Roles {
+            model_owner: self.roles.model_owner,
+            data_owner: self.roles.data_owner,
+            output_to: self.roles.output_to,
+        }
+    }
+
+    pub fn timeouts(&self) -> Result<Timeouts> {
+        Ok(Timeouts {
+            connect: seconds("connect_timeout_s", self.connect_timeout_s)?,
+            io: seconds("io_timeout_s", self.io_timeout_s)?,
+        })
+    }
+}
