@@ -22,9 +22,10 @@ pub use rep3::Rep3;
 pub type PartyId = usize;
 
 /// How a protocol should truncate after a rescale (`--trunc`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum TruncMode {
     /// Bit-exact with `clear`.
+    #[default]
     Exact,
     /// May differ from `clear` by one in the last place, with a documented frequency.
     Probabilistic,

@@ -5,6 +5,7 @@
 use crate::bytecode::{ConstTensor, InputDecl, Instr, Program, RegDecl, WeightDecl};
 use crate::shapes;
 use crate::types::Visibility;
+use qmpc_protocols::TruncMode;
 
 /// Why a program was rejected.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -159,9 +160,14 @@ pub trait InferCtx {
     fn konst(&self, i: u32) -> Option<&ConstTensor>;
     fn input(&self, i: u32) -> Option<&InputDecl>;
     fn weight(&self, i: u32) -> Option<&WeightDecl>;
+    /// The program's truncation mode: probabilistic rescales may round one above exact.
+    fn trunc(&self) -> TruncMode;
 }
 
 impl InferCtx for Program {
+    fn trunc(&self) -> TruncMode {
+        self.trunc
+    }
     fn reg(&self, r: u32) -> &RegDecl {
         &self.registers[r as usize]
     }
@@ -385,11 +391,16 @@ pub fn infer(p: &dyn InferCtx, ins: &Instr, dst_dims: &[usize]) -> Result<Inferr
             }
             let prod = mul_bounds(bnd(x.0), bnd(num.0));
             let _ = dh;
+            // Probabilistic truncation rounds half down and may add one.
+            let slack = match p.trunc() {
+                TruncMode::Exact => 1,
+                TruncMode::Probabilistic => 2,
+            };
             (
                 d,
                 reg(x.0).ty.batched,
                 vis_of(&[x.0]),
-                (prod.0.min(0) / dl - 1, prod.1.max(0) / dl + 1),
+                (prod.0.min(0) / dl - 1, prod.1.max(0) / dl + slack),
             )
         }
         Instr::Clamp { x, lo, hi, .. } => {

@@ -70,6 +70,7 @@ pub fn import(model: &ModelProto, file: &str, opts: &Options) -> Result<Graph, F
             } else {
                 graph.name.clone()
             },
+            trunc: opts.trunc,
             ..Default::default()
         },
         syms: HashMap::new(),

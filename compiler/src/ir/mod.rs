@@ -47,6 +47,8 @@ pub struct Graph {
     pub outputs: Vec<OutputDecl>,
     /// Lookup tables referred to by `lookup` instructions (by index).
     pub tables: Vec<ConstTensor>,
+    /// How secure protocols truncate; probabilistic results may exceed exact ones by one.
+    pub trunc: qmpc_protocols::TruncMode,
 }
 
 struct Ctx<'a> {
@@ -66,6 +68,9 @@ impl InferCtx for Ctx<'_> {
     }
     fn weight(&self, _: u32) -> Option<&WeightDecl> {
         None
+    }
+    fn trunc(&self) -> qmpc_protocols::TruncMode {
+        self.graph.trunc
     }
 }
 
