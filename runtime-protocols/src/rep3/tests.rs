@@ -221,3 +221,167 @@ fn rounds_are_counted_and_equal_across_masked_steps() {
     // which takes part in every one.
     assert_eq!(stats[0].1.rounds - stats[0].0.rounds, 9);
 }
+
+/// Privacy: what a party receives must not depend on secrets it is not entitled to.
+mod view {
+    use super::*;
+    use crate::net::{NetError, Stats, Transport};
+    use std::sync::{Arc, Mutex};
+
+    /// Records every byte a party receives.
+    struct Recorder {
+        inner: Box<dyn Transport>,
+        seen: Arc<Mutex<Vec<u8>>>,
+    }
+
+    impl Transport for Recorder {
+        fn party(&self) -> PartyId {
+            self.inner.party()
+        }
+        fn parties(&self) -> usize {
+            self.inner.parties()
+        }
+        fn exchange(
+            &mut self,
+            out: Vec<(PartyId, Vec<u8>)>,
+            expect: &[PartyId],
+        ) -> Result<Vec<(PartyId, Vec<u8>)>, NetError> {
+            let got = self.inner.exchange(out, expect)?;
+            let mut seen = self.seen.lock().unwrap();
+            for (_, m) in &got {
+                seen.extend_from_slice(m);
+            }
+            Ok(got)
+        }
+        fn stats(&self) -> Stats {
+            self.inner.stats()
+        }
+    }
+
+    /// One run of every non-linear primitive on `x`, input by `owner` and revealed to
+    /// `owner`; returns what each party received.
+    fn views(x: &[i64], owner: PartyId) -> Vec<Vec<u8>> {
+        let (addrs, listeners) = loopback(3).unwrap();
+        let hello = Hello {
+            program: [1; 32],
+            protocol: "rep3".into(),
+            parties: 3,
+        };
+        let b = Bounds { lo: -100, hi: 100 };
+        let table: Vec<i64> = (0..201).map(|i| (i * 7) % 13).collect();
+        std::thread::scope(|s| {
+            let hs: Vec<_> = listeners
+                .into_iter()
+                .enumerate()
+                .map(|(i, l)| {
+                    let (addrs, hello, table) = (&addrs, &hello, &table);
+                    s.spawn(move || {
+                        let mesh =
+                            Mesh::with_listener(i, l, addrs, hello, Timeouts::default()).unwrap();
+                        let seen = Arc::new(Mutex::new(Vec::new()));
+                        let rec = Recorder {
+                            inner: Box::new(mesh),
+                            seen: seen.clone(),
+                        };
+                        let mut p = Rep3::<u128>::setup(Box::new(rec)).unwrap();
+                        let n = x.len();
+                        let v = p.input(owner, (i == owner).then_some(x), n).unwrap();
+                        let sq = p.mul(&v, &v).unwrap();
+                        let r = p
+                            .rescale(
+                                &sq,
+                                &vec![3; n],
+                                &vec![7; n],
+                                Bounds { lo: 0, hi: 10000 },
+                                TruncMode::Exact,
+                            )
+                            .unwrap();
+                        let c = p.clamp(&v, -20, 20, b).unwrap();
+                        let m = p.max(&v, &c, b).unwrap();
+                        let a = p.argmax(&v, 4, false, b).unwrap();
+                        let t = p.lookup(&v, table, -100).unwrap();
+                        for y in [r, m, a, t] {
+                            p.reveal(&y, owner).unwrap();
+                        }
+                        drop(p);
+                        let v = seen.lock().unwrap().clone();
+                        v
+                    })
+                })
+                .collect();
+            hs.into_iter().map(|h| h.join().unwrap()).collect()
+        })
+    }
+
+    /// The largest |z| over byte positions of the difference of means between two sets of
+    /// samples. A position constant in both sets with different values is a certain leak.
+    fn max_z(a: &[Vec<u8>], b: &[Vec<u8>]) -> f64 {
+        let len = a[0].len();
+        assert!(
+            a.iter().chain(b).all(|v| v.len() == len),
+            "view sizes differ"
+        );
+        let stats = |s: &[Vec<u8>], j: usize| {
+            let n = s.len() as f64;
+            let m = s.iter().map(|v| v[j] as f64).sum::<f64>() / n;
+            let var = s.iter().map(|v| (v[j] as f64 - m).powi(2)).sum::<f64>() / (n - 1.0);
+            (m, var, n)
+        };
+        (0..len)
+            .map(|j| {
+                let ((ma, va, na), (mb, vb, nb)) = (stats(a, j), stats(b, j));
+                let se = (va / na + vb / nb).sqrt();
+                if se == 0.0 {
+                    if ma == mb {
+                        0.0
+                    } else {
+                        f64::INFINITY
+                    }
+                } else {
+                    (ma - mb).abs() / se
+                }
+            })
+            .fold(0.0, f64::max)
+    }
+
+    #[test]
+    fn views_do_not_depend_on_the_secret_input() {
+        let xa: Vec<i64> = vec![-100, -3, 0, 5, 99, 100, 17, -64];
+        let xb: Vec<i64> = vec![100, 42, -77, 0, -1, 1, -100, 63];
+        const RUNS: usize = 120;
+        // Owner 1 (views of 0 and 2), then owner 0 (view of 1, the party that sees masked
+        // values).
+        for (owner, watched) in [(1usize, [0usize, 2]), (0, [1, 2])] {
+            let mut va = vec![Vec::new(); 3];
+            let mut vb = vec![Vec::new(); 3];
+            for _ in 0..RUNS {
+                for (i, v) in views(&xa, owner).into_iter().enumerate() {
+                    va[i].push(v);
+                }
+                for (i, v) in views(&xb, owner).into_iter().enumerate() {
+                    vb[i].push(v);
+                }
+            }
+            for w in watched {
+                let z = max_z(&va[w], &vb[w]);
+                // Over a few thousand byte positions the largest |z| of independent
+                // samples stays near 4.5; a leak gives far more.
+                assert!(
+                    z < 6.5,
+                    "party {w}'s view depends on the input: max |z| = {z:.1}"
+                );
+                // The detector does fire on a view that carries the input in the clear.
+                let leak = |vs: &[Vec<u8>], x: &[i64]| -> Vec<Vec<u8>> {
+                    vs.iter()
+                        .map(|v| {
+                            let mut v = v.clone();
+                            v.extend(x.iter().map(|&e| e as u8));
+                            v
+                        })
+                        .collect()
+                };
+                assert!(max_z(&leak(&va[w], &xa), &leak(&vb[w], &xb)).is_infinite());
+            }
+        }
+    }
+}

@@ -1,0 +1,221 @@
+//! `cargo bench --bench inference`: for every statically quantized corpus model (or the
+//! models of `models/` when `../shared/corpus` is absent), at batch 1 and batch 64, the wall
+//! time, rounds and bytes sent per party of `qmpc run` under `rep3` and `clear`, and the
+//! plaintext time of tract-onnx on the same ONNX file. Prints a Markdown table
+//! (docs/performance.md holds the last one).
+//!
+//! `QMPC_BENCH_FILTER=lenet` keeps the models whose id contains the text;
+//! `QMPC_BENCH_REPS` (default 3) sets how many runs the median is taken over.
+
+#[path = "../src/npy.rs"]
+#[allow(dead_code, unused_imports)]
+mod npy;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+use tract_onnx::prelude::*;
+
+struct Model {
+    id: String,
+    onnx: PathBuf,
+    input: PathBuf,
+}
+
+fn models() -> Vec<Model> {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let corpus = root.join("../shared/corpus");
+    let dir = if corpus.join("manifest.json").exists() {
+        corpus
+    } else {
+        root.join("models")
+    };
+    let text = std::fs::read_to_string(dir.join("manifest.json")).expect("manifest");
+    let m: serde_json::Value = serde_json::from_str(&text).expect("manifest JSON");
+    let filter = std::env::var("QMPC_BENCH_FILTER").unwrap_or_default();
+    m["models"]
+        .as_array()
+        .expect("models")
+        .iter()
+        .filter(|e| {
+            let f = e["format"].as_str().unwrap_or_default();
+            !f.starts_with("dynamic") && !f.starts_with("float")
+        })
+        .map(|e| Model {
+            id: e["id"].as_str().unwrap_or_default().to_string(),
+            onnx: dir.join(e["model"].as_str().unwrap_or_default()),
+            input: dir.join(
+                e["reference"]["files"]["input"]
+                    .as_str()
+                    .unwrap_or_default(),
+            ),
+        })
+        .filter(|m| m.id.contains(&filter))
+        .collect()
+}
+
+/// The reference input cut or tiled to `batch` samples.
+fn batch_input(m: &Model, batch: usize, out: &Path) -> Option<Vec<usize>> {
+    let npy::Array::F32(dims, data) = npy::read(&m.input).ok()? else {
+        return None;
+    };
+    let per: usize = dims[1..].iter().product();
+    let have = dims[0];
+    let mut v = Vec::with_capacity(batch * per);
+    for i in 0..batch {
+        let s = i % have;
+        v.extend_from_slice(&data[s * per..(s + 1) * per]);
+    }
+    let mut d = dims.clone();
+    d[0] = batch;
+    std::fs::write(out, npy::encode_f32(&d, &v)).ok()?;
+    Some(d)
+}
+
+struct Figures {
+    wall: f64,
+    rounds: u64,
+    max_sent: u64,
+}
+
+fn qmpc_run(program: &Path, protocol: &str, input: &Path, reps: usize) -> Result<Figures, String> {
+    let stats = program.with_extension(format!("{protocol}.json"));
+    let mut walls = Vec::new();
+    let mut last = None;
+    for _ in 0..reps {
+        let o = Command::new(env!("CARGO_BIN_EXE_qmpc"))
+            .args([
+                "run",
+                program.to_str().unwrap_or_default(),
+                "--protocol",
+                protocol,
+            ])
+            .args(["--input", input.to_str().unwrap_or_default()])
+            .args(["--stats", stats.to_str().unwrap_or_default()])
+            .output()
+            .map_err(|e| e.to_string())?;
+        if !o.status.success() {
+            return Err(String::from_utf8_lossy(&o.stderr).trim().to_string());
+        }
+        let j: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&stats).map_err(|e| e.to_string())?)
+                .map_err(|e| e.to_string())?;
+        walls.push(j["wall_s"].as_f64().unwrap_or(f64::NAN));
+        last = Some(j);
+    }
+    let j = last.ok_or("no run")?;
+    walls.sort_by(f64::total_cmp);
+    let max_sent = j["per_party"]
+        .as_array()
+        .map(|ps| {
+            ps.iter()
+                .filter_map(|p| p["bytes_sent"].as_u64())
+                .max()
+                .unwrap_or(0)
+        })
+        .unwrap_or(0);
+    Ok(Figures {
+        wall: walls[walls.len() / 2],
+        rounds: j["rounds"].as_u64().unwrap_or(0),
+        max_sent,
+    })
+}
+
+fn tract_time(onnx: &Path, dims: &[usize], input: &Path, reps: usize) -> Result<f64, String> {
+    let npy::Array::F32(_, data) = npy::read(input).map_err(|e| e.to_string())? else {
+        return Err("not float input".into());
+    };
+    let model = tract_onnx::onnx()
+        .model_for_path(onnx)
+        .and_then(|m| m.with_input_fact(0, f32::fact(dims).into()))
+        .and_then(|m| m.into_optimized())
+        .and_then(|m| m.into_runnable())
+        .map_err(|e| {
+            format!("{e}")
+                .lines()
+                .next()
+                .unwrap_or_default()
+                .to_string()
+        })?;
+    let t: Tensor = tract_ndarray::ArrayD::from_shape_vec(dims.to_vec(), data)
+        .map_err(|e| e.to_string())?
+        .into();
+    let mut times = Vec::new();
+    for _ in 0..reps.max(1) {
+        let start = Instant::now();
+        model.run(tvec!(t.clone().into())).map_err(|e| {
+            format!("{e}")
+                .lines()
+                .next()
+                .unwrap_or_default()
+                .to_string()
+        })?;
+        times.push(start.elapsed().as_secs_f64());
+    }
+    times.sort_by(f64::total_cmp);
+    Ok(times[times.len() / 2])
+}
+
+fn fmt_bytes(b: u64) -> String {
+    format!("{:.2} MB", b as f64 / 1e6)
+}
+
+fn main() {
+    // `cargo bench` passes `--bench`; `cargo test` runs this with no arguments: do nothing.
+    if !std::env::args().any(|a| a == "--bench") {
+        return;
+    }
+    let reps: usize = std::env::var("QMPC_BENCH_REPS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3);
+    let dir = std::env::temp_dir().join(format!("qmpc-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    println!("| model | batch | rep3 wall | rep3 rounds | rep3 MB sent (max party) | clear wall | tract plaintext |");
+    println!("|---|---|---|---|---|---|---|");
+    let mut notes = Vec::new();
+    for m in models() {
+        let program = dir.join(format!("{}.qmpc", m.id.replace('/', "_")));
+        let o = Command::new(env!("CARGO_BIN_EXE_qmpc"))
+            .args(["compile", m.onnx.to_str().unwrap_or_default(), "-o"])
+            .arg(&program)
+            .output()
+            .expect("qmpc compile");
+        if !o.status.success() {
+            println!("| {} | - | compile failed | | | | |", m.id);
+            continue;
+        }
+        for batch in [1usize, 64] {
+            let input = dir.join(format!("{}-b{batch}.npy", m.id.replace('/', "_")));
+            let Some(dims) = batch_input(&m, batch, &input) else {
+                println!("| {} | {batch} | no float input | | | | |", m.id);
+                continue;
+            };
+            let rep3 = qmpc_run(&program, "rep3", &input, reps);
+            let clear = qmpc_run(&program, "clear", &input, reps);
+            let tract = tract_time(&m.onnx, &dims, &input, reps);
+            let (rw, rr, rb) = match &rep3 {
+                Ok(f) => (
+                    format!("{:.3} s", f.wall),
+                    f.rounds.to_string(),
+                    fmt_bytes(f.max_sent),
+                ),
+                Err(e) => (format!("failed: {e}"), "-".into(), "-".into()),
+            };
+            let cw = clear.map_or_else(|e| format!("failed: {e}"), |f| format!("{:.4} s", f.wall));
+            let tw = match tract {
+                Ok(t) => format!("{:.5} s", t),
+                Err(e) => {
+                    if !notes.contains(&e) {
+                        notes.push(e.clone());
+                    }
+                    "n/a¹".into()
+                }
+            };
+            println!("| {} | {batch} | {rw} | {rr} | {rb} | {cw} | {tw} |", m.id);
+        }
+    }
+    for n in notes {
+        println!("\n¹ tract-onnx: {n}");
+    }
+}

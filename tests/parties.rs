@@ -1,0 +1,377 @@
+//! `qmpc party`: three processes on 127.0.0.1, and the ways a run can go wrong (a party
+//! that never connects, one that dies, one that sends garbage, one with other bytecode).
+//! Every failure must end every live party with a clear error within the configured bound.
+
+mod common;
+use common::*;
+use qmpc_protocols::net::{Hello, Mesh, Timeouts};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const MODEL: &str = "models/tiny_mlp/qop_s8_pt.onnx";
+const INPUT: &str = "models/tiny_mlp/ref/qop_s8_pt/input.npy";
+/// Every failure must be reported well within this (the configured timeouts are 3 s).
+const BOUND: Duration = Duration::from_secs(25);
+
+fn s(p: &Path) -> String {
+    p.to_str().expect("a UTF-8 path").to_string()
+}
+
+fn fresh_dir(name: &str) -> PathBuf {
+    let d = tmp(name);
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).expect("temp dir");
+    d
+}
+
+/// Free loopback ports (bound, then released for the parties to take).
+fn ports(n: usize) -> Vec<u16> {
+    let ls: Vec<TcpListener> = (0..n)
+        .map(|_| TcpListener::bind("127.0.0.1:0").expect("bind"))
+        .collect();
+    ls.iter()
+        .map(|l| l.local_addr().expect("addr").port())
+        .collect()
+}
+
+fn write_config(dir: &Path, ports: &[u16]) -> PathBuf {
+    let mut t = String::from("protocol = \"rep3\"\nconnect_timeout_s = 3\nio_timeout_s = 3\n");
+    t.push_str("[roles]\nmodel_owner = 0\ndata_owner = 1\noutput_to = 1\n");
+    for (i, p) in ports.iter().enumerate() {
+        t.push_str(&format!(
+            "[[party]]\nid = {i}\naddress = \"127.0.0.1:{p}\"\n"
+        ));
+    }
+    let path = dir.join("parties.toml");
+    std::fs::write(&path, t).expect("write config");
+    path
+}
+
+/// Compile `model` into `dir/model.qmpc` (+ `.qmpw`).
+fn compile_into(dir: &Path, model: &str) -> PathBuf {
+    let out = dir.join("model.qmpc");
+    let o = qmpc(&["compile", &s(&root().join(model)), "-o", &s(&out)]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    out
+}
+
+fn spawn(dir: &Path, args: &[String], trace: Option<&Path>) -> Child {
+    let mut c = match trace {
+        Some(t) => {
+            let mut c = Command::new("strace");
+            c.args(["-f", "-qq", "-e", "trace=open,openat,creat", "-o", &s(t)]);
+            c.arg(env!("CARGO_BIN_EXE_qmpc"));
+            c
+        }
+        None => Command::new(env!("CARGO_BIN_EXE_qmpc")),
+    };
+    c.args(args)
+        .current_dir(dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn qmpc party")
+}
+
+/// Waits for a party within `BOUND`; a party still running then is a hang.
+fn finish(mut c: Child, start: Instant) -> Output {
+    while c.try_wait().expect("wait").is_none() {
+        if start.elapsed() > BOUND {
+            let _ = c.kill();
+            panic!("a party hung for more than {BOUND:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    c.wait_with_output().expect("output")
+}
+
+fn party_args(id: usize, config: &Path, program: &Path, extra: &[&str]) -> Vec<String> {
+    let mut a = vec![
+        "party".into(),
+        "--id".into(),
+        id.to_string(),
+        "--config".into(),
+        s(config),
+        s(program),
+    ];
+    a.extend(extra.iter().map(|x| x.to_string()));
+    a
+}
+
+fn strace_works() -> bool {
+    Command::new("strace")
+        .args(["-qq", "-o", "/dev/null", "true"])
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+#[test]
+fn three_processes_match_clear_and_keep_secrets_where_they_belong() {
+    let base = fresh_dir("three-processes");
+    let dirs: Vec<PathBuf> = (0..3).map(|i| base.join(format!("p{i}"))).collect();
+    for d in &dirs {
+        std::fs::create_dir_all(d).expect("party dir");
+    }
+    // Only the model owner's directory holds the weights.
+    let program = compile_into(&dirs[0], MODEL);
+    for d in &dirs[1..] {
+        std::fs::copy(&program, d.join("model.qmpc")).expect("copy program");
+    }
+    let input = root().join(INPUT);
+    let config = write_config(&base, &ports(3));
+    let trace = strace_works();
+    let traces: Vec<PathBuf> = (0..3).map(|i| base.join(format!("trace{i}"))).collect();
+    let start = Instant::now();
+    let extra: [Vec<String>; 3] = [
+        vec!["--weights-file".into(), "model.qmpw".into()],
+        vec![
+            "--input".into(),
+            s(&input),
+            "--output".into(),
+            "out.npy".into(),
+        ],
+        vec![],
+    ];
+    let children: Vec<Child> = (0..3)
+        .map(|i| {
+            let e: Vec<&str> = extra[i].iter().map(String::as_str).collect();
+            let prog = dirs[i].join("model.qmpc");
+            spawn(
+                &dirs[i],
+                &party_args(i, &config, &prog, &e),
+                trace.then_some(traces[i].as_path()),
+            )
+        })
+        .collect();
+    let outs: Vec<Output> = children.into_iter().map(|c| finish(c, start)).collect();
+    for (i, o) in outs.iter().enumerate() {
+        assert!(o.status.success(), "party {i}: {}", stderr(o));
+        // Nothing a party prints may carry data: the parties print nothing at all.
+        assert!(
+            o.stdout.is_empty() && o.stderr.is_empty(),
+            "party {i} printed"
+        );
+    }
+    // The output equals the one-process clear run, and only the data owner wrote one.
+    let clear = base.join("clear.npy");
+    let o = qmpc(&[
+        "run",
+        &s(&program),
+        "--protocol",
+        "clear",
+        "--input",
+        &s(&input),
+        "--output",
+        &s(&clear),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(
+        std::fs::read(dirs[1].join("out.npy")).expect("data owner's output"),
+        std::fs::read(&clear).expect("clear output")
+    );
+    for (i, d) in dirs.iter().enumerate() {
+        let mut names: Vec<String> = std::fs::read_dir(d)
+            .expect("list")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        let want: &[&str] = match i {
+            0 => &["model.qmpc", "model.qmpw"],
+            1 => &["model.qmpc", "out.npy"],
+            _ => &["model.qmpc"],
+        };
+        assert_eq!(names, want, "party {i}'s directory");
+    }
+    if trace {
+        // The system calls say who opened what.
+        let opened = |i: usize, what: &str| {
+            std::fs::read_to_string(&traces[i])
+                .expect("trace")
+                .lines()
+                .any(|l| l.contains(what) && !l.contains("ENOENT"))
+        };
+        assert!(opened(0, "model.qmpw"));
+        assert!(!opened(1, "qmpw") && !opened(2, "qmpw"));
+        assert!(opened(1, "out.npy"));
+        assert!(!opened(0, "out.npy") && !opened(2, "out.npy"));
+        assert!(!opened(0, "input.npy") && !opened(2, "input.npy"));
+    } else {
+        eprintln!("strace is unavailable: checked the party directories only");
+    }
+}
+
+#[test]
+fn a_party_that_never_connects_is_named() {
+    let base = fresh_dir("missing-party");
+    let program = compile_into(&base, MODEL);
+    let config = write_config(&base, &ports(3));
+    let input = s(&root().join(INPUT));
+    let start = Instant::now();
+    let c0 = spawn(
+        &base,
+        &party_args(0, &config, &program, &["--weights-file", "model.qmpw"]),
+        None,
+    );
+    let c1 = spawn(
+        &base,
+        &party_args(1, &config, &program, &["--input", &input]),
+        None,
+    );
+    for (i, c) in [c0, c1].into_iter().enumerate() {
+        let o = finish(c, start);
+        assert!(!o.status.success());
+        let e = stderr(&o);
+        assert!(
+            e.contains("party 2 did not connect within 3.0 s") && e.lines().count() == 1,
+            "party {i}: {e}"
+        );
+    }
+}
+
+/// Plays party 2 by hand: connects and says hello, receives the batch, exchanges keys, then
+/// either hangs up or sends `garbage`.
+fn fake_party_2(program: &Path, config_ports: &[u16], garbage: Option<Vec<u8>>) {
+    let bytes = std::fs::read(program).expect("program");
+    let p = qmpc_vm::bytecode::Program::from_bytes(&bytes).expect("program");
+    let hello = Hello {
+        program: p.digest(),
+        protocol: "rep3".into(),
+        parties: 3,
+    };
+    let addrs: Vec<_> = config_ports
+        .iter()
+        .map(|p| ([127, 0, 0, 1], *p).into())
+        .collect();
+    let mut mesh = Mesh::connect(2, &addrs, &hello, Timeouts::default()).expect("connect");
+    mesh.exchange(vec![], &[1]).expect("batch");
+    mesh.exchange(vec![(0, vec![0u8; 32])], &[1]).expect("keys");
+    if let Some(g) = garbage {
+        let _ = mesh.exchange(vec![(0, g.clone()), (1, g)], &[]);
+        std::thread::sleep(Duration::from_secs(1));
+    }
+}
+
+fn run_against_fake(name: &str, garbage: Option<Vec<u8>>) -> Vec<String> {
+    let base = fresh_dir(name);
+    let program = compile_into(&base, MODEL);
+    let ports = ports(3);
+    let config = write_config(&base, &ports);
+    let input = s(&root().join(INPUT));
+    let start = Instant::now();
+    let c0 = spawn(
+        &base,
+        &party_args(0, &config, &program, &["--weights-file", "model.qmpw"]),
+        None,
+    );
+    let c1 = spawn(
+        &base,
+        &party_args(1, &config, &program, &["--input", &input]),
+        None,
+    );
+    fake_party_2(&program, &ports, garbage);
+    [c0, c1]
+        .into_iter()
+        .map(|c| {
+            let o = finish(c, start);
+            assert!(!o.status.success());
+            stderr(&o)
+        })
+        .collect()
+}
+
+#[test]
+fn a_party_that_dies_mid_run_is_named() {
+    let errs = run_against_fake("dead-party", None);
+    // Both live parties talk to party 2 in the first rounds.
+    for (i, e) in errs.iter().enumerate() {
+        assert!(
+            e.contains("party 2 disconnected") && e.lines().count() == 1,
+            "party {i}: {e}"
+        );
+    }
+}
+
+#[test]
+fn a_party_that_sends_garbage_is_named() {
+    let errs = run_against_fake("garbage-party", Some(vec![0xAB; 3]));
+    // Party 1 reads party 2's message first; party 0 may stop on party 1 leaving instead.
+    assert!(
+        errs[1].contains("party 2 sent garbage") && errs[1].lines().count() == 1,
+        "party 1: {}",
+        errs[1]
+    );
+    assert!(
+        errs[0].starts_with("error: party 0: ") && errs[0].lines().count() == 1,
+        "party 0: {}",
+        errs[0]
+    );
+}
+
+#[test]
+fn different_bytecode_is_an_error_on_every_party() {
+    let base = fresh_dir("mismatch");
+    let program = compile_into(&base, MODEL);
+    let other_dir = base.join("other");
+    std::fs::create_dir_all(&other_dir).expect("dir");
+    let other = compile_into(&other_dir, "models/tiny_mlp/qop_u8_pt.onnx");
+    let config = write_config(&base, &ports(3));
+    let input = s(&root().join(INPUT));
+    let start = Instant::now();
+    let cs = [
+        spawn(
+            &base,
+            &party_args(0, &config, &program, &["--weights-file", "model.qmpw"]),
+            None,
+        ),
+        spawn(
+            &base,
+            &party_args(1, &config, &program, &["--input", &input]),
+            None,
+        ),
+        spawn(&base, &party_args(2, &config, &other, &[]), None),
+    ];
+    for (i, c) in cs.into_iter().enumerate() {
+        let o = finish(c, start);
+        assert!(!o.status.success());
+        let e = stderr(&o);
+        assert!(
+            e.contains("runs a different program") && e.lines().count() == 1,
+            "party {i}: {e}"
+        );
+    }
+}
+
+#[test]
+fn roles_are_enforced_on_the_command_line() {
+    let base = fresh_dir("roles");
+    let program = compile_into(&base, MODEL);
+    let config = write_config(&base, &ports(3));
+    let o = qmpc(
+        &party_args(1, &config, &program, &["--weights-file", "model.qmpw"])
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+    );
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("party 1 is not the model owner (party 0)"));
+    let o = qmpc(
+        &party_args(2, &config, &program, &["--output", "x.npy"])
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+    );
+    assert!(stderr(&o).contains("party 2 does not receive the output"));
+    let o = qmpc(&[
+        "run",
+        &s(&program),
+        "--protocol",
+        "rep3",
+        "--parties",
+        "4",
+        "--input",
+        INPUT,
+    ]);
+    assert!(stderr(&o).contains("protocol `rep3` runs with 3 parties, not 4"));
+}
