@@ -265,6 +265,9 @@ fn write_output(program: &Program, outs: &[Option<Tensor<i64>>], path: &Path) ->
         .with_context(|| format!("{}: cannot write", path.display()))
 }
 
+/// The output receiver's outputs, each party's online traffic, the wall time.
+type Outcome = (Vec<Option<Tensor<i64>>>, Vec<Stats>, f64);
+
 /// Every party of a secure protocol on its own thread, connected over loopback TCP. Returns
 /// the output receiver's outputs, each party's online traffic and the wall time.
 fn run_local_parties(
@@ -274,7 +277,7 @@ fn run_local_parties(
     weights: Weights,
     inputs: Vec<Tensor<i64>>,
     batch: usize,
-) -> Result<(Vec<Option<Tensor<i64>>>, Vec<Stats>, f64)> {
+) -> Result<Outcome> {
     let roles = args.roles;
     for (what, r) in [
         ("--model-owner", roles.model_owner),

@@ -194,3 +194,48 @@ fn shared_corpus_rep3_equals_clear() {
     };
     run_all(&dir);
 }
+
+#[test]
+fn stats_file_has_the_design_keys_and_adds_up() {
+    let model = root().join("models/tiny_mlp/qop_s8_pt.onnx");
+    let input = root().join("models/tiny_mlp/ref/qop_s8_pt/input.npy");
+    let stats = tmp("rep3-stats.json");
+    let o = qmpc(&[
+        "run",
+        &s(&model),
+        "--protocol",
+        "rep3",
+        "--input",
+        &s(&input),
+        "--stats",
+        &s(&stats),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let j: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&stats).expect("stats")).expect("JSON");
+    assert_eq!(j["protocol"], "rep3");
+    assert_eq!(j["parties"], 3);
+    assert_eq!(j["batch"], 8);
+    let per = j["per_party"].as_array().expect("per_party");
+    assert_eq!(per.len(), 3);
+    let rounds: Vec<u64> = per.iter().map(|p| p["rounds"].as_u64().unwrap()).collect();
+    let sent: Vec<u64> = per
+        .iter()
+        .map(|p| p["bytes_sent"].as_u64().unwrap())
+        .collect();
+    assert_eq!(j["rounds"].as_u64(), rounds.iter().copied().max());
+    assert_eq!(j["bytes_sent"].as_u64(), Some(sent.iter().sum()));
+    assert!(sent.iter().all(|&b| b > 0) && rounds.iter().all(|&r| r > 0));
+    assert_eq!(j["preprocessing"]["bytes_sent"], 0);
+    assert!(j["wall_s"].as_f64().is_some_and(|w| w > 0.0));
+    // Party 1 receives the output; its received bytes include party 2's share of it.
+    let recv: u64 = per
+        .iter()
+        .map(|p| p["bytes_received"].as_u64().unwrap())
+        .sum();
+    assert_eq!(
+        recv,
+        j["bytes_sent"].as_u64().unwrap(),
+        "every byte sent is received"
+    );
+}

@@ -6,6 +6,8 @@ use crate::ProtocolError;
 use rayon::prelude::*;
 
 type R<T> = Result<T, ProtocolError>;
+/// Boolean shares of one bit per element, in lane 0.
+pub(super) type Bits = Vec<Rep<Xor>>;
 
 /// Shift every lane of both components right by `s`.
 fn shr(x: &[Rep<Xor>], s: u32) -> Vec<Rep<Xor>> {
@@ -72,12 +74,7 @@ impl<W: Word> Rep3<W> {
     /// A tree of (generate, propagate) pairs: `G = ¬x ∧ y`, `P = ¬(x ⊕ y)`, combined as
     /// `(G_h ⊕ P_h·G_l, P_h·P_l)`. Rounds: `1 + ⌈log2(w + 1)⌉`; bytes per element and
     /// party: `8 · (1 + 2⌈log2(w + 1)⌉)`. Needs `w ≤ 63`.
-    pub(super) fn compare(
-        &mut self,
-        x: &[Rep<Xor>],
-        y: &[Rep<Xor>],
-        w: u32,
-    ) -> R<(Vec<Rep<Xor>>, Vec<Rep<Xor>>)> {
+    pub(super) fn compare(&mut self, x: &[Rep<Xor>], y: &[Rep<Xor>], w: u32) -> R<(Bits, Bits)> {
         debug_assert!(w <= 63);
         let levels = (w + 1).next_power_of_two().trailing_zeros();
         let width = 1u32 << levels;

@@ -28,6 +28,9 @@ use chacha20::ChaCha12Rng;
 use rayon::prelude::*;
 use std::marker::PhantomData;
 
+/// Two vectors of shares of possibly different kinds, shared in one round.
+type SharedPair<E, F> = (Vec<Rep<E>>, Vec<Rep<F>>);
+
 /// One party's two components of a shared element: `a` is component `me`, `b` is
 /// component `me + 1`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -192,7 +195,7 @@ impl<W: Word> Rep3<W> {
         n1: usize,
         second: Option<&[F]>,
         n2: usize,
-    ) -> Result<(Vec<Rep<E>>, Vec<Rep<F>>), ProtocolError> {
+    ) -> Result<SharedPair<E, F>, ProtocolError> {
         let me = self.me;
         if me == owner {
             let missing =
