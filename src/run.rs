@@ -344,10 +344,7 @@ fn run_local_parties(
     // A party that fails first makes the others see it disconnect: report the root cause.
     if results.iter().any(|r| r.is_err()) {
         let errs: Vec<anyhow::Error> = results.into_iter().filter_map(|r| r.err()).collect();
-        let is_echo = |e: &anyhow::Error| {
-            let m = format!("{e:#}");
-            m.contains("disconnected") || m.contains("sent nothing")
-        };
+        let is_echo = |e: &anyhow::Error| session::is_echo(&format!("{e:#}"));
         let pick = errs.iter().position(|e| !is_echo(e)).unwrap_or(0);
         return Err(errs
             .into_iter()

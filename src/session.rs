@@ -73,7 +73,13 @@ pub fn run_party(
         "rep3" => Rep3::<u128>::setup(Box::new(mesh))?,
         p => bail!("protocol `{p}` cannot run as a party"),
     };
-    let outputs = interp::run(program, &mut proto, roles, data, batch)?;
+    let outputs = match interp::run(program, &mut proto, roles, data, batch) {
+        Ok(o) => o,
+        Err(e) => {
+            proto.abort(&abort_reason(&e));
+            return Err(e.into());
+        }
+    };
     let s = proto.stats();
     Ok(PartyResult {
         outputs,
@@ -86,6 +92,26 @@ pub fn run_party(
         },
         wall_s: start.elapsed().as_secs_f64(),
     })
+}
+
+/// What a failing party tells the others: instruction, node and network cause, never the
+/// text of a local check, which may quote the party's own data.
+fn abort_reason(e: &interp::VmError) -> String {
+    match e {
+        interp::VmError::Protocol { .. } => e.to_string(),
+        interp::VmError::Instr {
+            index,
+            mnemonic,
+            node,
+            ..
+        } => format!("instruction {index} (`{mnemonic}`, node `{node}`) failed a local check"),
+        interp::VmError::Setup(_) => "its data does not match the program".into(),
+    }
+}
+
+/// Whether an error only repeats another party's failure.
+pub fn is_echo(msg: &str) -> bool {
+    msg.contains("disconnected") || msg.contains("sent nothing") || msg.contains("stopped:")
 }
 
 /// The data owner tells every other party the batch size (8 bytes, before the computation).

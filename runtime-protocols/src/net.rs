@@ -15,6 +15,10 @@ pub const MAX_FRAME: usize = 1 << 31;
 /// Bytes of framing before every message (its length, little-endian u32).
 pub const FRAME_HEADER: usize = 4;
 
+/// A frame header that announces an abort: a short UTF-8 reason follows (its own u32
+/// length first) instead of a message.
+const ABORT: u32 = u32::MAX;
+
 /// Why the link to a peer failed. Every variant names the peer.
 #[derive(Debug, thiserror::Error)]
 pub enum NetError {
@@ -24,6 +28,8 @@ pub enum NetError {
     Timeout { party: PartyId, secs: f64 },
     #[error("party {party} disconnected")]
     Disconnected { party: PartyId },
+    #[error("party {party} stopped: {reason}")]
+    Aborted { party: PartyId, reason: String },
     #[error("party {party} sent garbage: {what}")]
     Garbage { party: PartyId, what: String },
     #[error("party {party} runs a different {what}: {theirs}, this party runs {ours}")]
@@ -150,6 +156,8 @@ pub trait Transport: Send {
         expect: &[PartyId],
     ) -> Result<Vec<(PartyId, Vec<u8>)>, NetError>;
     fn stats(&self) -> Stats;
+    /// Tell every peer, best effort, that this party stops and why (no secret in `reason`).
+    fn abort(&mut self, reason: &str);
 }
 
 impl Transport for Mesh {
@@ -168,6 +176,16 @@ impl Transport for Mesh {
     }
     fn stats(&self) -> Stats {
         self.stats
+    }
+    fn abort(&mut self, reason: &str) {
+        let r = &reason.as_bytes()[..reason.len().min(4096)];
+        let mut frame = ABORT.to_le_bytes().to_vec();
+        frame.extend((r.len() as u32).to_le_bytes());
+        frame.extend_from_slice(r);
+        for s in self.links.iter_mut().flatten() {
+            let _ = s.set_write_timeout(Some(Duration::from_millis(200)));
+            let _ = s.write_all(&frame);
+        }
     }
 }
 
@@ -357,6 +375,8 @@ impl Mesh {
                 }
             }
             match first_err {
+                // A peer that hung up may have said why first.
+                Some(NetError::Disconnected { party }) => Err(self.why_gone(party)),
                 Some(e) => Err(e),
                 None => Ok(got),
             }
@@ -368,6 +388,24 @@ impl Mesh {
             .map(|(_, m)| (FRAME_HEADER + m.len()) as u64)
             .sum::<u64>();
         Ok(received)
+    }
+
+    /// The abort reason a departed peer left in the link, if any; else `Disconnected`.
+    fn why_gone(&self, p: PartyId) -> NetError {
+        let gone = NetError::Disconnected { party: p };
+        let Ok(s) = self.link(p) else { return gone };
+        // Skip whatever data frames precede the abort, for a bounded time.
+        let wait = Duration::from_millis(300);
+        let _ = s.set_read_timeout(Some(wait));
+        let deadline = Instant::now() + wait;
+        while Instant::now() < deadline {
+            match read_frame(p, s, wait) {
+                Ok(_) => continue,
+                Err(e @ NetError::Aborted { .. }) => return e,
+                Err(_) => break,
+            }
+        }
+        gone
     }
 
     fn link(&self, p: PartyId) -> Result<&TcpStream, NetError> {
@@ -415,6 +453,17 @@ fn write_error(p: PartyId, err: std::io::Error) -> NetError {
 fn read_frame(p: PartyId, mut s: &TcpStream, io: Duration) -> Result<Vec<u8>, NetError> {
     let mut len = [0u8; FRAME_HEADER];
     read_all(p, &mut s, &mut len, io)?;
+    if u32::from_le_bytes(len) == ABORT {
+        let mut n = [0u8; 4];
+        read_all(p, &mut s, &mut n, io)?;
+        let n = (u32::from_le_bytes(n) as usize).min(4096);
+        let mut reason = vec![0u8; n];
+        read_all(p, &mut s, &mut reason, io)?;
+        return Err(NetError::Aborted {
+            party: p,
+            reason: String::from_utf8_lossy(&reason).into_owned(),
+        });
+    }
     let len = u32::from_le_bytes(len) as usize;
     if len > MAX_FRAME {
         return Err(NetError::Garbage {
@@ -563,7 +612,7 @@ mod tests {
                     let mut w = s
                         .try_clone()
                         .map_err(|err| NetError::Io { party: 0, err })?;
-                    w.write_all(&u32::MAX.to_le_bytes())
+                    w.write_all(&(u32::MAX - 1).to_le_bytes())
                         .map_err(|err| NetError::Io { party: 0, err })?;
                     Ok(())
                 }

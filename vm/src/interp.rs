@@ -42,12 +42,12 @@ pub struct PartyData {
 /// Why a run failed.
 #[derive(Debug, thiserror::Error)]
 pub enum VmError {
-    #[error("instruction {index} (`{mnemonic}`, node `{node}`): {source}")]
+    #[error("instruction {index} (`{mnemonic}`, node `{node}`): {cause}")]
     Protocol {
         index: usize,
         mnemonic: &'static str,
         node: String,
-        source: ProtocolError,
+        cause: ProtocolError,
     },
     #[error("instruction {index} (`{mnemonic}`, node `{node}`): {msg}")]
     Instr {
@@ -186,12 +186,12 @@ pub fn run<P: Protocol>(
                 }
             }
             Ok(None) => {}
-            Err(Fail::Protocol(source)) => {
+            Err(Fail::Protocol(cause)) => {
                 return Err(VmError::Protocol {
                     index,
                     mnemonic: ins.mnemonic(),
                     node: node(),
-                    source,
+                    cause,
                 })
             }
             Err(Fail::Msg(msg)) => {

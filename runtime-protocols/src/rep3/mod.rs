@@ -95,6 +95,11 @@ impl<W: Word> Rep3<W> {
         })
     }
 
+    /// Tell the peers this party stops, and why.
+    pub fn abort(&mut self, reason: &str) {
+        self.net.abort(reason);
+    }
+
     /// Online traffic so far (key set-up excluded).
     pub fn stats(&self) -> Stats {
         let s = self.net.stats();

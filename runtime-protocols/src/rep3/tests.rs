@@ -256,6 +256,9 @@ mod view {
         fn stats(&self) -> Stats {
             self.inner.stats()
         }
+        fn abort(&mut self, reason: &str) {
+            self.inner.abort(reason)
+        }
     }
 
     /// One run of every non-linear primitive on `x`, input by `owner` and revealed to
