@@ -239,3 +239,62 @@ fn stats_file_has_the_design_keys_and_adds_up() {
         "every byte sent is received"
     );
 }
+
+/// The online figures of a program that only shares an input and reveals it, exactly: the
+/// data owner (1) sends one ring element (16 bytes) per value to party 0, party 2 sends
+/// party 1 the component it lacks, each message with a 4-byte frame header. Start-up (the
+/// handshake, the batch size, the keys) is not counted.
+#[test]
+fn stats_count_exactly_the_online_traffic() {
+    let asm = ".program name=\"io\", trunc=exact\n\
+               .input 0, name=\"x\", external=i8, type=i8, dims=[1, 4], batched=1\n\
+               .output 0, name=\"y\", external=i8\n\
+               .reg %0, type=i8, dims=[1, 4], batched=1, vis=secret, lo=-128, hi=127\n\
+               %0 = input index=0\n\
+               output x=%0, index=0\n";
+    let (text, prog, input, out, stats) = (
+        tmp("io.s"),
+        tmp("io.qmpc"),
+        tmp("io.npy"),
+        tmp("io-out.npy"),
+        tmp("io.json"),
+    );
+    std::fs::write(&text, asm).expect("write asm");
+    let values: Vec<i64> = (-6..6).collect();
+    std::fs::write(&input, npy::encode_ints("|i1", &[3, 4], &values)).expect("write npy");
+    let o = qmpc(&["asm", &s(&text), "-o", &s(&prog)]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = qmpc(&[
+        "run",
+        &s(&prog),
+        "--protocol",
+        "rep3",
+        "--input",
+        &s(&input),
+        "--output",
+        &s(&out),
+        "--stats",
+        &s(&stats),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(
+        std::fs::read(&out).expect("output"),
+        std::fs::read(&input).expect("input")
+    );
+    let j: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&stats).expect("stats")).expect("JSON");
+    let per: Vec<(u64, u64)> = j["per_party"]
+        .as_array()
+        .expect("per_party")
+        .iter()
+        .map(|p| {
+            (
+                p["rounds"].as_u64().unwrap(),
+                p["bytes_sent"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    let msg = 12 * 16 + 4;
+    assert_eq!(per, vec![(1, 0), (2, msg), (1, msg)]);
+    assert_eq!(j["rounds"], 2);
+}
