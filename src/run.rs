@@ -279,18 +279,7 @@ fn run_local_parties(
     batch: usize,
 ) -> Result<Outcome> {
     let roles = args.roles;
-    for (what, r) in [
-        ("--model-owner", roles.model_owner),
-        ("--data-owner", roles.data_owner),
-        ("--output-to", roles.output_to),
-    ] {
-        if r >= n {
-            bail!(
-                "{what} {r}: protocol `{}` has parties 0..{n}",
-                args.protocol
-            );
-        }
-    }
+    session::check_roles(roles, n).with_context(|| format!("protocol `{}`", args.protocol))?;
     let (addrs, listeners) = qmpc_protocols::net::loopback(n)?;
     let mut weights = Some(weights);
     let mut inputs = Some(inputs);

@@ -104,6 +104,20 @@ fn abort_reason(e: &interp::VmError) -> String {
     }
 }
 
+/// Every role names one of the `n` parties.
+pub fn check_roles(roles: Roles, n: usize) -> Result<()> {
+    for (what, r) in [
+        ("model owner", roles.model_owner),
+        ("data owner", roles.data_owner),
+        ("output receiver", roles.output_to),
+    ] {
+        if r >= n {
+            bail!("the {what} is party {r}, but the parties are 0..{n}");
+        }
+    }
+    Ok(())
+}
+
 /// Whether an error only repeats another party's failure.
 pub fn is_echo(msg: &str) -> bool {
     msg.contains("disconnected") || msg.contains("sent nothing") || msg.contains("stopped:")
@@ -245,18 +259,7 @@ impl PartiesConfig {
                 );
             }
         }
-        for (what, r) in [
-            ("model_owner", c.roles.model_owner),
-            ("data_owner", c.roles.data_owner),
-            ("output_to", c.roles.output_to),
-        ] {
-            if r >= n {
-                bail!(
-                    "{}: roles.{what} = {r}, but there are {n} parties",
-                    path.display()
-                );
-            }
-        }
+        check_roles(c.roles(), n).with_context(|| format!("{}: [roles]", path.display()))?;
         Ok(c)
     }
 

@@ -100,6 +100,23 @@ fn party_args(id: usize, config: &Path, program: &Path, extra: &[&str]) -> Vec<S
     a
 }
 
+/// Starts the model owner (0) and the data owner (1) from `dir`.
+fn spawn_owners(dir: &Path, config: &Path, program: &Path) -> [Child; 2] {
+    let input = s(&root().join(INPUT));
+    [
+        spawn(
+            dir,
+            &party_args(0, config, program, &["--weights-file", "model.qmpw"]),
+            None,
+        ),
+        spawn(
+            dir,
+            &party_args(1, config, program, &["--input", &input]),
+            None,
+        ),
+    ]
+}
+
 fn strace_works() -> bool {
     Command::new("strace")
         .args(["-qq", "-o", "/dev/null", "true"])
@@ -207,19 +224,11 @@ fn a_party_that_never_connects_is_named() {
     let base = fresh_dir("missing-party");
     let program = compile_into(&base, MODEL);
     let config = write_config(&base, &ports(3));
-    let input = s(&root().join(INPUT));
     let start = Instant::now();
-    let c0 = spawn(
-        &base,
-        &party_args(0, &config, &program, &["--weights-file", "model.qmpw"]),
-        None,
-    );
-    let c1 = spawn(
-        &base,
-        &party_args(1, &config, &program, &["--input", &input]),
-        None,
-    );
-    for (i, c) in [c0, c1].into_iter().enumerate() {
+    for (i, c) in spawn_owners(&base, &config, &program)
+        .into_iter()
+        .enumerate()
+    {
         let o = finish(c, start);
         assert!(!o.status.success());
         let e = stderr(&o);
@@ -258,20 +267,10 @@ fn run_against_fake(name: &str, garbage: Option<Vec<u8>>) -> Vec<String> {
     let program = compile_into(&base, MODEL);
     let ports = ports(3);
     let config = write_config(&base, &ports);
-    let input = s(&root().join(INPUT));
     let start = Instant::now();
-    let c0 = spawn(
-        &base,
-        &party_args(0, &config, &program, &["--weights-file", "model.qmpw"]),
-        None,
-    );
-    let c1 = spawn(
-        &base,
-        &party_args(1, &config, &program, &["--input", &input]),
-        None,
-    );
+    let owners = spawn_owners(&base, &config, &program);
     fake_party_2(&program, &ports, garbage);
-    [c0, c1]
+    owners
         .into_iter()
         .map(|c| {
             let o = finish(c, start);
@@ -317,22 +316,10 @@ fn different_bytecode_is_an_error_on_every_party() {
     std::fs::create_dir_all(&other_dir).expect("dir");
     let other = compile_into(&other_dir, "models/tiny_mlp/qop_u8_pt.onnx");
     let config = write_config(&base, &ports(3));
-    let input = s(&root().join(INPUT));
     let start = Instant::now();
-    let cs = [
-        spawn(
-            &base,
-            &party_args(0, &config, &program, &["--weights-file", "model.qmpw"]),
-            None,
-        ),
-        spawn(
-            &base,
-            &party_args(1, &config, &program, &["--input", &input]),
-            None,
-        ),
-        spawn(&base, &party_args(2, &config, &other, &[]), None),
-    ];
-    for (i, c) in cs.into_iter().enumerate() {
+    let [c0, c1] = spawn_owners(&base, &config, &program);
+    let c2 = spawn(&base, &party_args(2, &config, &other, &[]), None);
+    for (i, c) in [c0, c1, c2].into_iter().enumerate() {
         let o = finish(c, start);
         assert!(!o.status.success());
         let e = stderr(&o);

@@ -117,8 +117,14 @@ impl<W: Word> Rep3<W> {
         want_borrow: bool,
     ) -> R<Division<W>> {
         let n = v.len();
-        let known = self.open_masked(v, bits)?;
         let w = d.iter().map(|&d| bits_of(d - 1)).max().unwrap_or(1).max(1);
+        if w > 63 {
+            // The comparator packs a remainder and one extra bit into 64 lanes.
+            return Err(ProtocolError::Invalid(format!(
+                "a division by a {w}-bit divisor is beyond rep3's 63-bit comparator"
+            )));
+        }
+        let known = self.open_masked(v, bits)?;
         let word = |q: u128, m: u128, e: u64| ((m as u64) << 1) | ((q as u64 ^ e) & 1);
         let (cq, x, rq_vals, y) = match known {
             Known::Opened(c) => {

@@ -4,8 +4,8 @@ use super::*;
 use crate::net::{loopback, Hello, Mesh, Timeouts};
 use crate::{ring, Clear};
 
-/// Runs `f` in three parties connected over loopback; returns each party's result.
-fn run3<W: Word, T: Send>(f: impl Fn(&mut Rep3<W>) -> T + Sync) -> Vec<T> {
+/// Runs `f` in three parties, each with its mesh over loopback; returns their results.
+fn on_three<T: Send>(f: impl Fn(PartyId, Mesh) -> T + Sync) -> Vec<T> {
     let (addrs, listeners) = loopback(3).unwrap();
     let hello = Hello {
         program: [7; 32],
@@ -19,15 +19,20 @@ fn run3<W: Word, T: Send>(f: impl Fn(&mut Rep3<W>) -> T + Sync) -> Vec<T> {
             .map(|(i, l)| {
                 let (addrs, hello, f) = (&addrs, &hello, &f);
                 s.spawn(move || {
-                    let mesh =
-                        Mesh::with_listener(i, l, addrs, hello, Timeouts::default()).unwrap();
-                    let mut p = Rep3::<W>::setup(Box::new(mesh)).unwrap();
-                    f(&mut p)
+                    f(
+                        i,
+                        Mesh::with_listener(i, l, addrs, hello, Timeouts::default()).unwrap(),
+                    )
                 })
             })
             .collect();
         handles.into_iter().map(|h| h.join().unwrap()).collect()
     })
+}
+
+/// Runs `f` on `rep3` in three parties; returns each party's result.
+fn run3<W: Word, T: Send>(f: impl Fn(&mut Rep3<W>) -> T + Sync) -> Vec<T> {
+    on_three(|_, mesh| f(&mut Rep3::<W>::setup(Box::new(mesh)).unwrap()))
 }
 
 /// A deterministic spread of test values in `[lo, hi]`, including both ends.
@@ -140,6 +145,23 @@ fn exact_rescale_matches_clear_including_ties() {
         .unwrap()
     });
     assert_eq!(got, want);
+}
+
+#[test]
+fn oversized_divisors_are_an_error_not_a_wrong_answer() {
+    let errs = run3::<u128, _>(|p| {
+        let s = p
+            .input(1, (p.party() == 1).then_some(&[5i64][..]), 1)
+            .unwrap();
+        let b = Bounds { lo: -10, hi: 10 };
+        p.rescale(&s, &[1], &[i64::MAX], b, TruncMode::Exact)
+            .unwrap_err()
+            .to_string()
+    });
+    assert!(
+        errs.iter().all(|e| e.contains("63-bit comparator")),
+        "{errs:?}"
+    );
 }
 
 #[test]
@@ -264,55 +286,32 @@ mod view {
     /// One run of every non-linear primitive on `x`, input by `owner` and revealed to
     /// `owner`; returns what each party received.
     fn views(x: &[i64], owner: PartyId) -> Vec<Vec<u8>> {
-        let (addrs, listeners) = loopback(3).unwrap();
-        let hello = Hello {
-            program: [1; 32],
-            protocol: "rep3".into(),
-            parties: 3,
-        };
         let b = Bounds { lo: -100, hi: 100 };
         let table: Vec<i64> = (0..201).map(|i| (i * 7) % 13).collect();
-        std::thread::scope(|s| {
-            let hs: Vec<_> = listeners
-                .into_iter()
-                .enumerate()
-                .map(|(i, l)| {
-                    let (addrs, hello, table) = (&addrs, &hello, &table);
-                    s.spawn(move || {
-                        let mesh =
-                            Mesh::with_listener(i, l, addrs, hello, Timeouts::default()).unwrap();
-                        let seen = Arc::new(Mutex::new(Vec::new()));
-                        let rec = Recorder {
-                            inner: Box::new(mesh),
-                            seen: seen.clone(),
-                        };
-                        let mut p = Rep3::<u128>::setup(Box::new(rec)).unwrap();
-                        let n = x.len();
-                        let v = p.input(owner, (i == owner).then_some(x), n).unwrap();
-                        let sq = p.mul(&v, &v).unwrap();
-                        let r = p
-                            .rescale(
-                                &sq,
-                                &vec![3; n],
-                                &vec![7; n],
-                                Bounds { lo: 0, hi: 10000 },
-                                TruncMode::Exact,
-                            )
-                            .unwrap();
-                        let c = p.clamp(&v, -20, 20, b).unwrap();
-                        let m = p.max(&v, &c, b).unwrap();
-                        let a = p.argmax(&v, 4, false, b).unwrap();
-                        let t = p.lookup(&v, table, -100).unwrap();
-                        for y in [r, m, a, t] {
-                            p.reveal(&y, owner).unwrap();
-                        }
-                        drop(p);
-                        let v = seen.lock().unwrap().clone();
-                        v
-                    })
-                })
-                .collect();
-            hs.into_iter().map(|h| h.join().unwrap()).collect()
+        on_three(|i, mesh| {
+            let seen = Arc::new(Mutex::new(Vec::new()));
+            let rec = Recorder {
+                inner: Box::new(mesh),
+                seen: seen.clone(),
+            };
+            let mut p = Rep3::<u128>::setup(Box::new(rec)).unwrap();
+            let n = x.len();
+            let v = p.input(owner, (i == owner).then_some(x), n).unwrap();
+            let sq = p.mul(&v, &v).unwrap();
+            let sq_bounds = Bounds { lo: 0, hi: 10000 };
+            let r = p
+                .rescale(&sq, &vec![3; n], &vec![7; n], sq_bounds, TruncMode::Exact)
+                .unwrap();
+            let c = p.clamp(&v, -20, 20, b).unwrap();
+            let m = p.max(&v, &c, b).unwrap();
+            let a = p.argmax(&v, 4, false, b).unwrap();
+            let t = p.lookup(&v, &table, -100).unwrap();
+            for y in [r, m, a, t] {
+                p.reveal(&y, owner).unwrap();
+            }
+            drop(p);
+            let v = seen.lock().unwrap().clone();
+            v
         })
     }
 
