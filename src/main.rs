@@ -1,10 +1,11 @@
 //! `qmpc`: compile int8-quantized ONNX models to MPC bytecode and run them.
 
+mod cost;
 mod npy;
 mod run;
 mod session;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 use std::path::{Path, PathBuf};
 
@@ -23,6 +24,12 @@ struct Cli {
 enum WeightsArg {
     Secret,
     Public,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum FormatArg {
+    Text,
+    Json,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -92,13 +99,25 @@ enum Cmd {
         protocol: String,
         #[arg(long)]
         parties: Option<usize>,
-        #[arg(long, default_value = "text")]
-        format: String,
+        /// Samples per run (the input's leading dimension).
+        #[arg(long, default_value_t = 1)]
+        batch: usize,
+        #[arg(long, value_enum, default_value = "text")]
+        format: FormatArg,
+        /// Limits per model and protocol; exits non-zero naming every figure over them.
         #[arg(long)]
         budget: Option<PathBuf>,
+        #[arg(long, value_enum, default_value = "secret")]
+        weights: WeightsArg,
+        #[arg(long, value_enum, default_value = "exact")]
+        trunc: TruncArg,
+        #[arg(long, default_value_t = 0)]
+        model_owner: usize,
+        #[arg(long, default_value_t = 1)]
+        data_owner: usize,
+        #[arg(long, default_value_t = 1)]
+        output_to: usize,
     },
-    /// Run one party of a secure computation as its own process; addresses, protocol, roles
-    /// and timeouts come from PARTIES.toml (see docs/parties.md).
     Party {
         #[arg(long)]
         id: usize,
@@ -190,7 +209,14 @@ fn dispatch(cmd: Cmd) -> Result<()> {
                 timeouts: qmpc_protocols::net::Timeouts { connect: t, io: t },
             })
         }
-        Cmd::Cost { .. } => bail!("`qmpc cost` is not implemented yet: the static cost model arrives with the round-counting passes"),
+        Cmd::Cost { model, protocol, parties, batch, format, budget, weights, trunc, model_owner, data_owner, output_to } => {
+            cost::cost(&cost::CostArgs {
+                model, protocol, parties, batch, budget,
+                json: matches!(format, FormatArg::Json),
+                opts: options(weights, trunc),
+                roles: qmpc_vm::interp::Roles { model_owner, data_owner, output_to },
+            })
+        }
         Cmd::Party { id, config, model, weights_file, input, output, stats } => {
             run::party(&run::PartyArgs { id, config, model, weights_file, input, output, stats })
         }

@@ -151,6 +151,15 @@ fn agree_batch(mesh: &mut Mesh, owner: PartyId, batch: Option<usize>) -> Result<
     }
 }
 
+/// Bits of the ring a protocol computes in.
+pub fn ring_bits(protocol: &str) -> u32 {
+    if protocol == "clear" {
+        64
+    } else {
+        128
+    }
+}
+
 /// `--stats` JSON (DESIGN.md keys, plus bytes received and the ring).
 pub fn stats_json(protocol: &str, batch: usize, per_party: &[Stats], wall_s: f64) -> String {
     let rounds = per_party.iter().map(|s| s.rounds).max().unwrap_or(0);
@@ -165,7 +174,7 @@ pub fn stats_json(protocol: &str, batch: usize, per_party: &[Stats], wall_s: f64
             )
         })
         .collect();
-    let ring = if protocol == "clear" { 64 } else { 128 };
+    let ring = ring_bits(protocol);
     format!(
         "{{\"protocol\": \"{protocol}\", \"parties\": {}, \"batch\": {batch}, \"rounds\": {rounds}, \
          \"bytes_sent\": {sent}, \"per_party\": [{}], \

@@ -8,6 +8,7 @@
 //! Architecture invariant: this crate knows nothing about ONNX or bytecode.
 
 pub mod clear;
+pub mod cost;
 mod error;
 pub mod net;
 pub mod rep3;
@@ -79,6 +80,8 @@ pub trait Protocol {
     fn party(&self) -> PartyId;
     /// Number of computing parties.
     fn parties(&self) -> usize;
+    /// The VM starts instruction `index` (cost tallies group their records by it).
+    fn begin_instruction(&mut self, _index: usize) {}
 
     /// Secret-share `len` values that `owner` holds (`values` is `Some` exactly at the owner).
     fn input(

@@ -178,6 +178,7 @@ pub fn run<P: Protocol>(
     let mut outputs = vec![None; program.outputs.len()];
     for (index, ins) in program.code.iter().enumerate() {
         let node = || program.origins.get(index).cloned().unwrap_or_default();
+        proto.begin_instruction(index);
         let result = step(program, proto, roles, data, batch, &regs, ins, &mut outputs);
         match result {
             Ok(Some(v)) => {

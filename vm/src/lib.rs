@@ -6,6 +6,7 @@
 //! [`Protocol`]: qmpc_protocols::Protocol
 
 pub mod bytecode;
+pub mod cost;
 pub mod interp;
 pub mod shapes;
 pub mod tensor;

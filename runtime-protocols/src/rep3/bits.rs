@@ -38,6 +38,11 @@ fn mask(x: &[Rep<Xor>], m: u64) -> Vec<Rep<Xor>> {
         .collect()
 }
 
+/// Levels of the comparator tree over `w` data lanes and the extra lane.
+pub(super) fn compare_levels(w: u32) -> u32 {
+    (w + 1).next_power_of_two().trailing_zeros()
+}
+
 impl<W: Word> Rep3<W> {
     /// XOR a public constant into component 0.
     pub(super) fn xor_public(&self, x: &[Rep<Xor>], c: u64) -> Vec<Rep<Xor>> {
@@ -76,7 +81,7 @@ impl<W: Word> Rep3<W> {
     /// party: `8 · (1 + 2⌈log2(w + 1)⌉)`. Needs `w ≤ 63`.
     pub(super) fn compare(&mut self, x: &[Rep<Xor>], y: &[Rep<Xor>], w: u32) -> R<(Bits, Bits)> {
         debug_assert!(w <= 63);
-        let levels = (w + 1).next_power_of_two().trailing_zeros();
+        let levels = compare_levels(w);
         let width = 1u32 << levels;
         let lanes = if width >= 64 {
             u64::MAX

@@ -29,7 +29,7 @@ type R<T> = Result<T, ProtocolError>;
 /// Statistical security parameter of masked openings.
 pub const SIGMA: u32 = 40;
 /// The party that sees masked values.
-const OPENER: PartyId = 1;
+pub(super) const OPENER: PartyId = 1;
 
 /// What a masked opening leaves with each party.
 enum Known {
@@ -65,13 +65,7 @@ impl<W: Word> Rep3<W> {
     /// Step 1: party 1 learns `v + r`, parties 0 and 2 learn `r`. `v` must lie in
     /// `[0, 2^bits)`.
     fn open_masked(&mut self, v: &[Rep<W>], bits: u32) -> R<Known> {
-        if bits + SIGMA + 1 > W::BITS {
-            return Err(ProtocolError::Invalid(format!(
-                "a masked opening of {bits}-bit values needs a ring of {} bits; this run uses {}",
-                bits + SIGMA + 1,
-                W::BITS
-            )));
-        }
+        check_opening(bits, W::BITS)?;
         let n = v.len();
         let m = low_mask(bits + SIGMA);
         match self.me {
@@ -117,13 +111,7 @@ impl<W: Word> Rep3<W> {
         want_borrow: bool,
     ) -> R<Division<W>> {
         let n = v.len();
-        let w = d.iter().map(|&d| bits_of(d - 1)).max().unwrap_or(1).max(1);
-        if w > 63 {
-            // The comparator packs a remainder and one extra bit into 64 lanes.
-            return Err(ProtocolError::Invalid(format!(
-                "a division by a {w}-bit divisor is beyond rep3's 63-bit comparator"
-            )));
-        }
+        let w = divisor_width(d)?;
         let known = self.open_masked(v, bits)?;
         let word = |q: u128, m: u128, e: u64| ((m as u64) << 1) | ((q as u64 ^ e) & 1);
         let (cq, x, rq_vals, y) = match known {
@@ -177,8 +165,7 @@ impl<W: Word> Rep3<W> {
 
     /// Arithmetic `[v ≥ 0]` for `v ∈ [lo, hi]`: `5 + ⌈log2(p+1)⌉` rounds, `2^p ≥ max(−lo, hi+1)`.
     fn non_negative(&mut self, v: &[Rep<W>], lo: i64, hi: i64) -> R<Vec<Rep<W>>> {
-        let span = (-(lo as i128)).max(hi as i128 + 1).max(1) as u128;
-        let p = bits_of(span - 1).max(1);
+        let p = sign_test_bits(lo, hi);
         let d = 1u128 << p;
         let shifted = self.add_words(v, W::from_u128(d));
         let n = v.len();
@@ -208,6 +195,85 @@ impl<W: Word> Rep3<W> {
     }
 }
 
+/// Public parameters of a requantization: per element, `v = 2·x·num + offset` is divided
+/// by `d = 2·den`; `kq = K / d` undoes the offset `K` that keeps `v` non-negative.
+pub(super) struct RescalePlan {
+    pub d: Vec<u128>,
+    pub offset: Vec<i128>,
+    pub kq: Vec<i128>,
+    /// Bits of the largest `v`.
+    pub bits: u32,
+}
+
+impl RescalePlan {
+    pub fn new(num: &[i64], den: &[i64], bounds: Bounds, mode: TruncMode) -> R<RescalePlan> {
+        let exact = mode == TruncMode::Exact;
+        let n = num.len();
+        let mut d = Vec::with_capacity(n);
+        let mut offset = Vec::with_capacity(n);
+        let mut kq = Vec::with_capacity(n);
+        let mut bits = 1;
+        for (&nm, &dn) in num.iter().zip(den) {
+            if dn <= 0 {
+                return Err(ProtocolError::Invalid(format!(
+                    "rescale by a non-positive denominator {dn}"
+                )));
+            }
+            let (a, b) = (
+                bounds.lo as i128 * nm as i128,
+                bounds.hi as i128 * nm as i128,
+            );
+            let shift = dn as i128 - if exact { 0 } else { 1 };
+            let (vlo, vhi) = (2 * a.min(b) + shift, 2 * a.max(b) + shift);
+            let dd = 2 * dn as i128;
+            let k = if vlo < 0 {
+                (-vlo + dd - 1) / dd * dd
+            } else {
+                0
+            };
+            bits = bits.max(bits_of((vhi + k) as u128));
+            d.push(dd as u128);
+            offset.push(shift + k);
+            kq.push(k / dd);
+        }
+        Ok(RescalePlan {
+            d,
+            offset,
+            kq,
+            bits,
+        })
+    }
+}
+
+/// A masked opening of `bits`-bit values must not wrap around a ring of `ring_bits`.
+pub(super) fn check_opening(bits: u32, ring_bits: u32) -> R<()> {
+    if bits + SIGMA + 1 > ring_bits {
+        return Err(ProtocolError::Invalid(format!(
+            "a masked opening of {bits}-bit values needs a ring of {} bits; this run uses {ring_bits}",
+            bits + SIGMA + 1
+        )));
+    }
+    Ok(())
+}
+
+/// Lanes the comparator needs for remainders of the divisors `d`.
+pub(super) fn divisor_width(d: &[u128]) -> R<u32> {
+    let w = d.iter().map(|&d| bits_of(d - 1)).max().unwrap_or(1).max(1);
+    if w > 63 {
+        // The comparator packs a remainder and one extra bit into 64 lanes.
+        return Err(ProtocolError::Invalid(format!(
+            "a division by a {w}-bit divisor is beyond rep3's 63-bit comparator"
+        )));
+    }
+    Ok(w)
+}
+
+/// `p` of a sign test of values in `[lo, hi]`: `2^p ≥ max(−lo, hi + 1)`.
+pub(super) fn sign_test_bits(lo: i64, hi: i64) -> u32 {
+    let span = (-(lo as i128)).max(hi as i128 + 1).max(1) as u128;
+    bits_of(span - 1).max(1)
+}
+
 fn lin<W: Word>(terms: &[(&[Rep<W>], i64)], konst: &[Rep<W>]) -> Vec<Rep<W>> {
     (0..konst.len())
         .map(|i| {
@@ -233,35 +299,12 @@ pub(super) fn rescale<W: Word>(
 ) -> R<Vec<Rep<W>>> {
     let n = x.len();
     let exact = mode == TruncMode::Exact;
-    // Per element: v = 2·x·num + den (− 1 when probabilistic) + K, K a multiple of 2·den
-    // that makes v non-negative.
-    let mut d = Vec::with_capacity(n);
-    let mut offset = Vec::with_capacity(n);
-    let mut kq = Vec::with_capacity(n);
-    let mut bits = 1;
-    for (&nm, &dn) in num.iter().zip(den) {
-        if dn <= 0 {
-            return Err(ProtocolError::Invalid(format!(
-                "rescale by a non-positive denominator {dn}"
-            )));
-        }
-        let (a, b) = (
-            bounds.lo as i128 * nm as i128,
-            bounds.hi as i128 * nm as i128,
-        );
-        let shift = dn as i128 - if exact { 0 } else { 1 };
-        let (vlo, vhi) = (2 * a.min(b) + shift, 2 * a.max(b) + shift);
-        let dd = 2 * dn as i128;
-        let k = if vlo < 0 {
-            (-vlo + dd - 1) / dd * dd
-        } else {
-            0
-        };
-        bits = bits.max(bits_of((vhi + k) as u128));
-        d.push(dd as u128);
-        offset.push(shift + k);
-        kq.push(k / dd);
-    }
+    let RescalePlan {
+        d,
+        offset,
+        kq,
+        bits,
+    } = RescalePlan::new(num, den, bounds, mode)?;
     let v: Vec<Rep<W>> = {
         let twice: Vec<W> = num
             .iter()

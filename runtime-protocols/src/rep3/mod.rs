@@ -15,9 +15,11 @@
 //! Boolean shares (XOR, up to 64 bit lanes per element) use the same components.
 
 mod bits;
+mod cost;
 mod elem;
 mod masked;
 
+pub use cost::Rep3Costs;
 pub use elem::{Elem, Xor};
 
 use crate::net::{NetError, Stats, Transport};

@@ -1,0 +1,253 @@
+//! `qmpc cost`: a program's rounds and bytes per party and per layer, without running it,
+//! and the budget check users put in CI.
+
+use crate::session;
+use anyhow::{bail, Context, Result};
+use qmpc_vm::cost::ProgramCost;
+use qmpc_vm::interp::Roles;
+use serde::Deserialize;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+pub struct CostArgs {
+    pub model: PathBuf,
+    pub protocol: String,
+    pub parties: Option<usize>,
+    pub batch: usize,
+    pub json: bool,
+    pub budget: Option<PathBuf>,
+    pub opts: qmpc_compiler::Options,
+    pub roles: Roles,
+}
+
+/// The static cost of `args.model`.
+pub fn compute(args: &CostArgs) -> Result<ProgramCost> {
+    let n = session::parties_for(&args.protocol, args.parties)?;
+    if args.batch == 0 {
+        bail!("--batch must be at least 1");
+    }
+    let program = if args.model.extension().is_some_and(|e| e == "onnx") {
+        qmpc_compiler::compile_file(&args.model, &args.opts)?.program
+    } else {
+        crate::run::load_program(&args.model)?
+    };
+    let roles = if args.protocol == "clear" {
+        Roles {
+            model_owner: 0,
+            data_owner: 0,
+            output_to: 0,
+        }
+    } else {
+        session::check_roles(args.roles, n)
+            .with_context(|| format!("protocol `{}`", args.protocol))?;
+        args.roles
+    };
+    let costs = qmpc_protocols::cost::costs_for(&args.protocol, n)?;
+    qmpc_vm::cost::cost(&program, costs.as_ref(), roles, args.batch)
+        .with_context(|| format!("{}: cannot cost the program", args.model.display()))
+}
+
+/// `qmpc cost`: print the figures, then check the budget.
+pub fn cost(args: &CostArgs) -> Result<()> {
+    let c = compute(args)?;
+    let out = if args.json {
+        json(&c)
+    } else {
+        text(&args.model, &c)
+    };
+    print!("{out}");
+    if let Some(path) = &args.budget {
+        let budget = Budget::read(path)?;
+        let over = budget.check(&args.model, &c)?;
+        if !over.is_empty() {
+            bail!(
+                "{}: over budget ({}): {}",
+                args.model.display(),
+                path.display(),
+                over.join("; ")
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Thousands separated by commas, for tables people read.
+fn grouped(v: u64) -> String {
+    let s = v.to_string();
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+fn text(model: &Path, c: &ProgramCost) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "{} under {} ({} parties), batch {}: {} rounds, {} bytes sent by all parties",
+        model.display(),
+        c.protocol,
+        c.parties,
+        c.batch,
+        c.rounds(),
+        grouped(c.bytes_sent())
+    );
+    let _ = writeln!(s, "\n{:>6} {:>8} {:>16}", "party", "rounds", "bytes sent");
+    for (i, p) in c.per_party.iter().enumerate() {
+        let _ = writeln!(s, "{i:>6} {:>8} {:>16}", p.rounds, grouped(p.bytes_sent));
+    }
+    if !c.layers.is_empty() {
+        let width = c.layers.iter().map(|l| l.node.len()).max().unwrap_or(4).max(5);
+        let _ = writeln!(
+            s,
+            "\n{:<width$} {:>8} {:>16}  (per party: {})",
+            "layer",
+            "rounds",
+            "bytes sent",
+            (0..c.parties)
+                .map(|p| p.to_string())
+                .collect::<Vec<_>>()
+                .join(" / ")
+        );
+        for l in &c.layers {
+            let total: u64 = l.bytes_sent.iter().sum();
+            let each: Vec<String> = l.bytes_sent.iter().map(|&b| grouped(b)).collect();
+            let _ = writeln!(
+                s,
+                "{:<width$} {:>8} {:>16}  {}",
+                l.node,
+                l.rounds,
+                grouped(total),
+                each.join(" / ")
+            );
+        }
+    }
+    s
+}
+
+fn json_str(s: &str) -> String {
+    let mut o = String::from("\"");
+    for ch in s.chars() {
+        match ch {
+            '"' => o.push_str("\\\""),
+            '\\' => o.push_str("\\\\"),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(o, "\\u{:04x}", c as u32);
+            }
+            c => o.push(c),
+        }
+    }
+    o.push('"');
+    o
+}
+
+/// The `--stats` keys that are known before running, plus the per-layer list.
+fn json(c: &ProgramCost) -> String {
+    let parties: Vec<String> = c
+        .per_party
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            format!(
+                "{{\"id\": {i}, \"rounds\": {}, \"bytes_sent\": {}}}",
+                p.rounds, p.bytes_sent
+            )
+        })
+        .collect();
+    let layers: Vec<String> = c
+        .layers
+        .iter()
+        .map(|l| {
+            format!(
+                "{{\"node\": {}, \"rounds\": {}, \"bytes_sent\": {:?}}}",
+                json_str(&l.node),
+                l.rounds,
+                l.bytes_sent
+            )
+        })
+        .collect();
+    format!(
+        "{{\"protocol\": \"{}\", \"parties\": {}, \"batch\": {}, \"rounds\": {}, \
+         \"bytes_sent\": {}, \"per_party\": [{}], \
+         \"preprocessing\": {{\"bytes_sent\": 0, \"wall_s\": 0.0}}, \"ring_bits\": {}, \
+         \"layers\": [{}]}}\n",
+        c.protocol,
+        c.parties,
+        c.batch,
+        c.rounds(),
+        c.bytes_sent(),
+        parties.join(", "),
+        session::ring_bits(c.protocol),
+        layers.join(", ")
+    )
+}
+
+/// `BUDGET.toml`: limits per model, protocol and batch.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Budget {
+    #[serde(default)]
+    budget: Vec<Limit>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Limit {
+    /// Matched against the end of the model's path without its extension, e.g.
+    /// `lenet/qop_s8_pt` matches `models/lenet/qop_s8_pt.onnx`.
+    model: String,
+    protocol: String,
+    #[serde(default = "one")]
+    batch: usize,
+    /// Rounds of the slowest party.
+    rounds: Option<u64>,
+    /// Bytes sent by all parties together.
+    bytes_sent: Option<u64>,
+    /// Bytes sent by the busiest party.
+    party_bytes_sent: Option<u64>,
+}
+
+fn one() -> usize {
+    1
+}
+
+impl Budget {
+    pub fn read(path: &Path) -> Result<Budget> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("{}: cannot read", path.display()))?;
+        toml::from_str(&text).with_context(|| format!("{}: not a valid budget", path.display()))
+    }
+
+    /// Every figure of `c` over its limit, named; an error if no limit covers the model.
+    pub fn check(&self, model: &Path, c: &ProgramCost) -> Result<Vec<String>> {
+        let stem = model.with_extension("");
+        let matches = |m: &str| stem.ends_with(m);
+        let limit = self
+            .budget
+            .iter()
+            .find(|l| matches(&l.model) && l.protocol == c.protocol && l.batch == c.batch)
+            .with_context(|| {
+                format!(
+                    "the budget has no entry for {} under {} at batch {}",
+                    model.display(),
+                    c.protocol,
+                    c.batch
+                )
+            })?;
+        let mut over = Vec::new();
+        let mut check = |what: &str, got: u64, max: Option<u64>| {
+            if let Some(max) = max.filter(|&m| got > m) {
+                over.push(format!("{what} {got} > {max}"));
+            }
+        };
+        check("rounds", c.rounds(), limit.rounds);
+        check("bytes_sent", c.bytes_sent(), limit.bytes_sent);
+        let busiest = c.per_party.iter().map(|p| p.bytes_sent).max().unwrap_or(0);
+        check("party_bytes_sent", busiest, limit.party_bytes_sent);
+        Ok(over)
+    }
+}
