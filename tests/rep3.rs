@@ -2,7 +2,8 @@
 //! `clear` on the reference inputs:
 //! - `--trunc exact`, secret and public weights: byte-identical outputs;
 //! - `--trunc probabilistic`: within one int8 step; the rate of differing elements is
-//!   printed (run with `--nocapture` to see it).
+//!   printed (run with `--nocapture` to see it);
+//! - every run's measured rounds and bytes, per party, equal `qmpc cost`'s static figures.
 
 mod common;
 use common::npy::{self, Array};
@@ -13,7 +14,10 @@ fn s(p: &Path) -> String {
     p.to_str().expect("a UTF-8 path").to_string()
 }
 
+/// Run `program` under `protocol`, then hold the measured online figures equal to what
+/// `qmpc cost` predicts for the same program and batch.
 fn run(program: &Path, protocol: &str, input: &Path, out: &Path) -> Result<(), String> {
+    let stats = out.with_extension("stats.json");
     let o = qmpc(&[
         "run",
         &s(program),
@@ -23,12 +27,54 @@ fn run(program: &Path, protocol: &str, input: &Path, out: &Path) -> Result<(), S
         &s(input),
         "--output",
         &s(out),
+        "--stats",
+        &s(&stats),
     ]);
-    if o.status.success() {
-        Ok(())
-    } else {
-        Err(format!("{protocol}: {}", stderr(&o)))
+    if !o.status.success() {
+        return Err(format!("{protocol}: {}", stderr(&o)));
     }
+    let measured = figures(&std::fs::read_to_string(&stats).map_err(|e| e.to_string())?)?;
+    let o = qmpc(&[
+        "cost",
+        &s(program),
+        "--protocol",
+        protocol,
+        "--batch",
+        &measured.0.to_string(),
+        "--format",
+        "json",
+    ]);
+    if !o.status.success() {
+        return Err(format!("cost under {protocol}: {}", stderr(&o)));
+    }
+    let predicted = figures(&String::from_utf8_lossy(&o.stdout))?;
+    if predicted != measured {
+        return Err(format!(
+            "{protocol}: `qmpc cost` says (batch, rounds, bytes, per party) {predicted:?}, \
+             the run measured {measured:?}"
+        ));
+    }
+    Ok(())
+}
+
+/// Batch, rounds, bytes sent and per-party (rounds, bytes sent) of a stats or cost JSON.
+type Figures = (u64, u64, u64, Vec<(u64, u64)>);
+
+fn figures(json: &str) -> Result<Figures, String> {
+    let j: serde_json::Value = serde_json::from_str(json).map_err(|e| e.to_string())?;
+    let num = |v: &serde_json::Value| v.as_u64().ok_or_else(|| format!("not a count: {v}"));
+    let per = j["per_party"]
+        .as_array()
+        .ok_or("no per_party list")?
+        .iter()
+        .map(|p| Ok((num(&p["rounds"])?, num(&p["bytes_sent"])?)))
+        .collect::<Result<Vec<_>, String>>()?;
+    Ok((
+        num(&j["batch"])?,
+        num(&j["rounds"])?,
+        num(&j["bytes_sent"])?,
+        per,
+    ))
 }
 
 fn compile(model: &Path, out: &Path, extra: &[&str]) -> Result<(), String> {
