@@ -76,7 +76,7 @@ fn grouped(v: u64) -> String {
     let s = v.to_string();
     let mut out = String::new();
     for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i) % 3 == 0 {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);
@@ -101,7 +101,13 @@ fn text(model: &Path, c: &ProgramCost) -> String {
         let _ = writeln!(s, "{i:>6} {:>8} {:>16}", p.rounds, grouped(p.bytes_sent));
     }
     if !c.layers.is_empty() {
-        let width = c.layers.iter().map(|l| l.node.len()).max().unwrap_or(4).max(5);
+        let width = c
+            .layers
+            .iter()
+            .map(|l| l.node.len())
+            .max()
+            .unwrap_or(4)
+            .max(5);
         let _ = writeln!(
             s,
             "\n{:<width$} {:>8} {:>16}  (per party: {})",

@@ -6,7 +6,7 @@ mod run;
 mod session;
 
 use anyhow::{Context, Result};
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::{Path, PathBuf};
 
 #[derive(Parser)]
@@ -24,6 +24,23 @@ struct Cli {
 enum WeightsArg {
     Secret,
     Public,
+}
+
+/// How to compile an ONNX model (for `compile`, and `run`/`cost` given an `.onnx`).
+#[derive(Args)]
+struct BuildFlags {
+    /// Whether the weights are the model owner's secret or constants of the program.
+    #[arg(long, value_enum, default_value = "secret")]
+    weights: WeightsArg,
+    /// Truncation of secure protocols: bit-exact, or cheaper and off by one at most.
+    #[arg(long, value_enum, default_value = "exact")]
+    trunc: TruncArg,
+    /// Optimization level: 0 runs no IR pass, 1 (the default) runs them all.
+    #[arg(short = 'O', value_name = "LEVEL", default_value_t = 1, value_parser = clap::value_parser!(u8).range(0..=1))]
+    opt_level: u8,
+    /// Switch one IR pass off (repeatable): dce, schedule.
+    #[arg(long = "no-pass", value_name = "NAME")]
+    no_pass: Vec<String>,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -45,12 +62,8 @@ enum Cmd {
         model: PathBuf,
         #[arg(short, long)]
         output: PathBuf,
-        /// Whether the weights are the model owner's secret or constants of the program.
-        #[arg(long, value_enum, default_value = "secret")]
-        weights: WeightsArg,
-        /// Truncation of secure protocols: bit-exact, or cheaper and off by one at most.
-        #[arg(long, value_enum, default_value = "exact")]
-        trunc: TruncArg,
+        #[command(flatten)]
+        build: BuildFlags,
         /// Also write the program as assembly text.
         #[arg(long)]
         emit_asm: Option<PathBuf>,
@@ -73,12 +86,9 @@ enum Cmd {
         output: Option<PathBuf>,
         #[arg(long)]
         stats: Option<PathBuf>,
-        /// With an ONNX model: the weights mode to compile with.
-        #[arg(long, value_enum, default_value = "secret")]
-        weights: WeightsArg,
-        /// With an ONNX model: the truncation mode to compile with.
-        #[arg(long, value_enum, default_value = "exact")]
-        trunc: TruncArg,
+        /// With an ONNX model: how to compile it.
+        #[command(flatten)]
+        build: BuildFlags,
         /// The party that holds the weights.
         #[arg(long, default_value_t = 0)]
         model_owner: usize,
@@ -107,10 +117,8 @@ enum Cmd {
         /// Limits per model and protocol; exits non-zero naming every figure over them.
         #[arg(long)]
         budget: Option<PathBuf>,
-        #[arg(long, value_enum, default_value = "secret")]
-        weights: WeightsArg,
-        #[arg(long, value_enum, default_value = "exact")]
-        trunc: TruncArg,
+        #[command(flatten)]
+        build: BuildFlags,
         #[arg(long, default_value_t = 0)]
         model_owner: usize,
         #[arg(long, default_value_t = 1)]
@@ -154,15 +162,19 @@ enum Cmd {
     },
 }
 
-fn options(weights: WeightsArg, trunc: TruncArg) -> qmpc_compiler::Options {
+fn options(b: &BuildFlags) -> qmpc_compiler::Options {
     qmpc_compiler::Options {
-        weights: match weights {
+        weights: match b.weights {
             WeightsArg::Secret => qmpc_compiler::WeightsMode::Secret,
             WeightsArg::Public => qmpc_compiler::WeightsMode::Public,
         },
-        trunc: match trunc {
+        trunc: match b.trunc {
             TruncArg::Exact => qmpc_protocols::TruncMode::Exact,
             TruncArg::Probabilistic => qmpc_protocols::TruncMode::Probabilistic,
+        },
+        passes: qmpc_compiler::passes::PassSet {
+            none: b.opt_level == 0,
+            disabled: b.no_pass.clone(),
         },
     }
 }
@@ -186,45 +198,109 @@ fn main() {
 
 fn dispatch(cmd: Cmd) -> Result<()> {
     match cmd {
-        Cmd::Compile { model, output, weights, trunc, emit_asm, emit_ir } => {
-            let c = qmpc_compiler::compile_file(&model, &options(weights, trunc))?;
+        Cmd::Compile {
+            model,
+            output,
+            build,
+            emit_asm,
+            emit_ir,
+        } => {
+            let c = qmpc_compiler::compile_file(&model, &options(&build))?;
             write(&output, &c.program.to_bytes())?;
-            if matches!(weights, WeightsArg::Secret) {
+            if matches!(build.weights, WeightsArg::Secret) {
                 write(&weights_path(&output), &c.weights.to_bytes())?;
             }
             if let Some(p) = emit_asm {
-                write(&p, qmpc_vm::bytecode::asm::disassemble(&c.program).as_bytes())?;
+                write(
+                    &p,
+                    qmpc_vm::bytecode::asm::disassemble(&c.program).as_bytes(),
+                )?;
             }
             if let Some(p) = emit_ir {
                 write(&p, qmpc_compiler::ir::dump(&c.ir).as_bytes())?;
             }
             Ok(())
         }
-        Cmd::Run { model, protocol, parties, input, output, stats, weights, trunc, model_owner, data_owner, output_to, timeout } => {
+        Cmd::Run {
+            model,
+            protocol,
+            parties,
+            input,
+            output,
+            stats,
+            build,
+            model_owner,
+            data_owner,
+            output_to,
+            timeout,
+        } => {
             let t = session::seconds("--timeout", timeout)?;
             run::run(&run::RunArgs {
-                model, protocol, parties, input, output, stats,
-                opts: options(weights, trunc),
-                roles: qmpc_vm::interp::Roles { model_owner, data_owner, output_to },
+                model,
+                protocol,
+                parties,
+                input,
+                output,
+                stats,
+                opts: options(&build),
+                roles: qmpc_vm::interp::Roles {
+                    model_owner,
+                    data_owner,
+                    output_to,
+                },
                 timeouts: qmpc_protocols::net::Timeouts { connect: t, io: t },
             })
         }
-        Cmd::Cost { model, protocol, parties, batch, format, budget, weights, trunc, model_owner, data_owner, output_to } => {
-            cost::cost(&cost::CostArgs {
-                model, protocol, parties, batch, budget,
-                json: matches!(format, FormatArg::Json),
-                opts: options(weights, trunc),
-                roles: qmpc_vm::interp::Roles { model_owner, data_owner, output_to },
-            })
-        }
-        Cmd::Party { id, config, model, weights_file, input, output, stats } => {
-            run::party(&run::PartyArgs { id, config, model, weights_file, input, output, stats })
-        }
+        Cmd::Cost {
+            model,
+            protocol,
+            parties,
+            batch,
+            format,
+            budget,
+            build,
+            model_owner,
+            data_owner,
+            output_to,
+        } => cost::cost(&cost::CostArgs {
+            model,
+            protocol,
+            parties,
+            batch,
+            budget,
+            json: matches!(format, FormatArg::Json),
+            opts: options(&build),
+            roles: qmpc_vm::interp::Roles {
+                model_owner,
+                data_owner,
+                output_to,
+            },
+        }),
+        Cmd::Party {
+            id,
+            config,
+            model,
+            weights_file,
+            input,
+            output,
+            stats,
+        } => run::party(&run::PartyArgs {
+            id,
+            config,
+            model,
+            weights_file,
+            input,
+            output,
+            stats,
+        }),
         Cmd::Demo { model, dir } => run::demo(&model, &dir),
         Cmd::Asm { input, output } => {
-            let text = std::fs::read_to_string(&input).with_context(|| format!("{}: cannot read", input.display()))?;
-            let p = qmpc_vm::bytecode::asm::assemble(&text).with_context(|| input.display().to_string())?;
-            qmpc_vm::verify::verify(&p).with_context(|| format!("{}: the program does not verify", input.display()))?;
+            let text = std::fs::read_to_string(&input)
+                .with_context(|| format!("{}: cannot read", input.display()))?;
+            let p = qmpc_vm::bytecode::asm::assemble(&text)
+                .with_context(|| input.display().to_string())?;
+            qmpc_vm::verify::verify(&p)
+                .with_context(|| format!("{}: the program does not verify", input.display()))?;
             write(&output, &p.to_bytes())
         }
         Cmd::Disasm { input, output } => {

@@ -27,6 +27,7 @@ pub enum WeightsMode {
 pub struct Options {
     pub weights: WeightsMode,
     pub trunc: TruncMode,
+    pub passes: passes::PassSet,
 }
 
 impl Default for Options {
@@ -34,6 +35,7 @@ impl Default for Options {
         Options {
             weights: WeightsMode::Secret,
             trunc: TruncMode::Exact,
+            passes: passes::PassSet::default(),
         }
     }
 }
@@ -45,6 +47,8 @@ pub enum CompileError {
     Load(#[from] onnx::LoadError),
     #[error(transparent)]
     Frontend(#[from] frontend::FrontendError),
+    #[error("{0}")]
+    Options(String),
     #[error("{file}: internal error while lowering the IR: {err}")]
     Lower { file: String, err: String },
     #[error("{file}: internal error, the generated program does not verify: {err}")]
@@ -63,9 +67,10 @@ pub struct Compiled {
 
 /// Compile ONNX bytes (`file` names them in errors).
 pub fn compile_bytes(bytes: &[u8], file: &str, opts: &Options) -> Result<Compiled, CompileError> {
+    opts.passes.check().map_err(CompileError::Options)?;
     let model = onnx::decode_model(bytes, file)?;
     let mut ir = frontend::import(&model, file, opts)?;
-    passes::run_all(&mut ir);
+    passes::run(&mut ir, &opts.passes);
     let (program, weights) = lower::lower(&ir, opts).map_err(|err| CompileError::Lower {
         file: file.to_string(),
         err,

@@ -11,7 +11,11 @@ use std::collections::HashMap;
 /// Registers in topological order; each node's instruction with operands renamed. An error
 /// means the IR broke an invariant of the frontend (a cycle, an operand defined nowhere).
 pub fn lower(g: &Graph, opts: &Options) -> Result<(Program, Weights), String> {
-    let order = toposort(&g.g, None).map_err(|_| "the IR has a cycle".to_string())?;
+    let order = if g.order.is_empty() {
+        toposort(&g.g, None).map_err(|_| "the IR has a cycle".to_string())?
+    } else {
+        g.order.clone()
+    };
     let mut reg: HashMap<_, u32> = HashMap::new();
     let mut registers: Vec<RegDecl> = Vec::new();
     let mut consts: Vec<ConstTensor> = g.tables.clone();
@@ -90,6 +94,7 @@ pub fn lower(g: &Graph, opts: &Options) -> Result<(Program, Weights), String> {
     let program = Program {
         name: g.name.clone(),
         trunc: opts.trunc,
+        rounds: g.rounds,
         registers,
         consts,
         inputs: g.inputs.clone(),

@@ -82,7 +82,7 @@ pub fn per_party(rounds: &[Round], parties: usize) -> Vec<PartyCost> {
 
 /// A protocol's cost formulas, one per interactive primitive of [`Protocol`]. Each mirrors
 /// the primitive's code and fails where the primitive would fail for these parameters.
-pub trait Costs {
+pub trait Costs: Sync {
     fn name(&self) -> &'static str;
     fn parties(&self) -> usize;
     fn input(&self, owner: PartyId, len: usize) -> Rounds;
@@ -96,8 +96,7 @@ pub trait Costs {
         bounds: Bounds,
         mode: TruncMode,
     ) -> Result<Rounds, ProtocolError>;
-    fn clamp(&self, len: usize, lo: i64, hi: i64, bounds: Bounds)
-        -> Result<Rounds, ProtocolError>;
+    fn clamp(&self, len: usize, lo: i64, hi: i64, bounds: Bounds) -> Result<Rounds, ProtocolError>;
     fn max(&self, len: usize, bounds: Bounds) -> Result<Rounds, ProtocolError>;
     fn argmax(
         &self,
@@ -131,7 +130,13 @@ impl Costs for ClearCosts {
     fn matmul(&self, _: MatDims) -> Rounds {
         Vec::new()
     }
-    fn rescale(&self, _: &[i64], _: &[i64], _: Bounds, _: TruncMode) -> Result<Rounds, ProtocolError> {
+    fn rescale(
+        &self,
+        _: &[i64],
+        _: &[i64],
+        _: Bounds,
+        _: TruncMode,
+    ) -> Result<Rounds, ProtocolError> {
         Ok(Vec::new())
     }
     fn clamp(&self, _: usize, _: i64, _: i64, _: Bounds) -> Result<Rounds, ProtocolError> {
@@ -305,8 +310,26 @@ mod tests {
         let mut a = Round::of([(0, 1, 10)]);
         a.merge(&Round::of([(0, 1, 6), (2, 0, 1)]));
         let f = per_party(&[a, Round::of([(1, 2, 0)])], 3);
-        assert_eq!(f[0], PartyCost { rounds: 1, bytes_sent: 16 + FRAME_HEADER });
-        assert_eq!(f[1], PartyCost { rounds: 2, bytes_sent: FRAME_HEADER });
-        assert_eq!(f[2], PartyCost { rounds: 2, bytes_sent: 1 + FRAME_HEADER });
+        assert_eq!(
+            f[0],
+            PartyCost {
+                rounds: 1,
+                bytes_sent: 16 + FRAME_HEADER
+            }
+        );
+        assert_eq!(
+            f[1],
+            PartyCost {
+                rounds: 2,
+                bytes_sent: FRAME_HEADER
+            }
+        );
+        assert_eq!(
+            f[2],
+            PartyCost {
+                rounds: 2,
+                bytes_sent: 1 + FRAME_HEADER
+            }
+        );
     }
 }

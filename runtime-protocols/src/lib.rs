@@ -10,6 +10,7 @@
 pub mod clear;
 pub mod cost;
 mod error;
+pub mod mux;
 pub mod net;
 pub mod rep3;
 pub mod ring;
@@ -82,6 +83,33 @@ pub trait Protocol {
     fn parties(&self) -> usize;
     /// The VM starts instruction `index` (cost tallies group their records by it).
     fn begin_instruction(&mut self, _index: usize) {}
+
+    /// Whether [`Protocol::fork`] and [`Protocol::exchange_merged`] work, so instructions
+    /// can share rounds.
+    fn shares_rounds(&self) -> bool {
+        false
+    }
+
+    /// A copy of this party that runs one of several instructions at the same time, its
+    /// rounds going through `port` (see [`mux`]); `None` if the protocol runs instructions
+    /// one at a time (it never communicates).
+    fn fork(&self, _task: u64, _port: mux::Port) -> Option<Self>
+    where
+        Self: Sized,
+    {
+        None
+    }
+
+    /// One real round carrying the rounds of every running copy, in `requests` order.
+    fn exchange_merged(
+        &mut self,
+        _requests: &[mux::Request],
+    ) -> Result<Vec<mux::Reply>, ProtocolError> {
+        Err(ProtocolError::Invalid(format!(
+            "{} does not run instructions at the same time",
+            self.name()
+        )))
+    }
 
     /// Secret-share `len` values that `owner` holds (`values` is `Some` exactly at the owner).
     fn input(

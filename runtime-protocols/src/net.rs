@@ -158,6 +158,27 @@ pub trait Transport: Send {
     fn stats(&self) -> Stats;
     /// Tell every peer, best effort, that this party stops and why (no secret in `reason`).
     fn abort(&mut self, reason: &str);
+
+    /// [`Transport::exchange`] where every expected message has a known length in bytes;
+    /// a message of another length is garbage. Instructions that share rounds rely on the
+    /// lengths to split a peer's frame among them.
+    fn exchange_sized(
+        &mut self,
+        out: Vec<(PartyId, Vec<u8>)>,
+        expect: &[(PartyId, usize)],
+    ) -> Result<Vec<(PartyId, Vec<u8>)>, NetError> {
+        let peers: Vec<PartyId> = expect.iter().map(|&(p, _)| p).collect();
+        let got = self.exchange(out, &peers)?;
+        for ((p, m), (_, n)) in got.iter().zip(expect) {
+            if m.len() != *n {
+                return Err(NetError::Garbage {
+                    party: *p,
+                    what: format!("a message of {} bytes where {n} were due", m.len()),
+                });
+            }
+        }
+        Ok(got)
+    }
 }
 
 impl Transport for Mesh {

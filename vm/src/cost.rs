@@ -2,15 +2,17 @@
 //! program against a [`Tally`], so every instruction calls exactly the primitives it calls
 //! in a run, and the protocol's [`Costs`] say what each primitive sends.
 
+use crate::bytecode::RoundSchedule;
 use crate::interp::{self, PartyData, Roles, VmError};
 use crate::Program;
-use qmpc_protocols::cost::{per_party, Costs, PartyCost, Round, Tally};
+use qmpc_protocols::cost::{per_party, Costs, PartyCost, Round, Rounds, Tally};
+use std::collections::{BTreeMap, BTreeSet};
 
 /// The cost of one ONNX node (all the instructions it lowered to).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LayerCost {
     pub node: String,
-    /// Rounds of its own instructions, one after the other.
+    /// Rounds in which its instructions communicate.
     pub rounds: u64,
     /// Bytes each party sends for it, one frame header per message.
     pub bytes_sent: Vec<u64>,
@@ -49,36 +51,83 @@ pub fn cost(
     interp::run(program, &mut tally, roles, &PartyData::default(), batch)?;
     let log = tally.into_log();
     let parties = costs.parties();
-    // Instructions run one after the other, each its own rounds.
-    let all: Vec<Round> = log.values().flatten().cloned().collect();
-    let mut layers: Vec<LayerCost> = Vec::new();
+    let start = start_rounds(program, &log);
+    let mut slots: Vec<Round> = Vec::new();
+    let mut layers: Vec<(LayerCost, BTreeSet<usize>)> = Vec::new();
     for (&index, rounds) in &log {
         if rounds.is_empty() {
             continue;
         }
+        let first = start[index];
+        if slots.len() < first + rounds.len() {
+            slots.resize(first + rounds.len(), Round::default());
+        }
+        for (k, r) in rounds.iter().enumerate() {
+            slots[first + k].merge(r);
+        }
         let node = program.origins.get(index).cloned().unwrap_or_default();
-        let figures = per_party(rounds, parties);
-        let layer = match layers.iter_mut().find(|l| l.node == node) {
-            Some(l) => l,
+        let pos = match layers.iter().position(|(l, _)| l.node == node) {
+            Some(p) => p,
             None => {
-                layers.push(LayerCost {
-                    node,
-                    rounds: 0,
-                    bytes_sent: vec![0; parties],
-                });
-                layers.last_mut().expect("just pushed")
+                layers.push((
+                    LayerCost {
+                        node,
+                        rounds: 0,
+                        bytes_sent: vec![0; parties],
+                    },
+                    BTreeSet::new(),
+                ));
+                layers.len() - 1
             }
         };
-        layer.rounds += rounds.len() as u64;
-        for (b, f) in layer.bytes_sent.iter_mut().zip(&figures) {
+        let (layer, used) = &mut layers[pos];
+        used.extend(first..first + rounds.len());
+        layer.rounds = used.len() as u64;
+        for (b, f) in layer.bytes_sent.iter_mut().zip(per_party(rounds, parties)) {
             *b += f.bytes_sent;
         }
     }
+    let slots: Vec<Round> = slots.into_iter().filter(|r| !r.is_empty()).collect();
+    let layers = layers.into_iter().map(|(l, _)| l).collect();
     Ok(ProgramCost {
         protocol: costs.name(),
         parties,
         batch,
-        per_party: per_party(&all, parties),
+        per_party: per_party(&slots, parties),
         layers,
     })
+}
+
+/// The round in which each instruction sends first. Sequential programs: right after the
+/// previous instruction's rounds. Merged programs: right after its operands' last rounds,
+/// the rule the VM's concurrent runner follows.
+fn start_rounds(program: &Program, log: &BTreeMap<usize, Rounds>) -> Vec<usize> {
+    let len = |i: usize| log.get(&i).map_or(0, Vec::len);
+    let mut start = vec![0; program.code.len()];
+    match program.rounds {
+        RoundSchedule::Sequential => {
+            let mut next = 0;
+            for (i, s) in start.iter_mut().enumerate() {
+                *s = next;
+                next += len(i);
+            }
+        }
+        RoundSchedule::Merged => {
+            // When each register's value is ready.
+            let mut ready = vec![0; program.registers.len()];
+            for (i, ins) in program.code.iter().enumerate() {
+                let s = ins
+                    .srcs()
+                    .iter()
+                    .map(|&r| ready[r as usize])
+                    .max()
+                    .unwrap_or(0);
+                start[i] = s;
+                if let Some(d) = ins.dst() {
+                    ready[d as usize] = s + len(i);
+                }
+            }
+        }
+    }
+    start
 }

@@ -4,7 +4,7 @@
 //! shares; arithmetic and every interactive step go through the protocol, one call per
 //! instruction so each instruction is a fixed number of rounds whatever the batch size.
 
-use crate::bytecode::{Instr, Program, Weights};
+use crate::bytecode::{Instr, Program, RoundSchedule, Weights};
 use crate::shapes;
 use crate::tensor::{self, broadcast_to, Tensor};
 use qmpc_protocols::{Bounds, MatDims, PartyId, Protocol, ProtocolError};
@@ -84,7 +84,7 @@ impl<S: Clone> Value<S> {
     }
 }
 
-enum Fail {
+pub(crate) enum Fail {
     Protocol(ProtocolError),
     Msg(String),
 }
@@ -105,8 +105,28 @@ impl From<String> for Fail {
     }
 }
 
+/// The error of instruction `index`, with its mnemonic and ONNX node.
+pub(crate) fn failed(program: &Program, index: usize, f: Fail) -> VmError {
+    let mnemonic = program.code.get(index).map_or("?", Instr::mnemonic);
+    let node = program.origins.get(index).cloned().unwrap_or_default();
+    match f {
+        Fail::Protocol(cause) => VmError::Protocol {
+            index,
+            mnemonic,
+            node,
+            cause,
+        },
+        Fail::Msg(msg) => VmError::Instr {
+            index,
+            mnemonic,
+            node,
+            msg,
+        },
+    }
+}
+
 /// Check the party's private data against the program before anything is shared.
-fn check_party_data(
+pub(crate) fn check_party_data(
     p: &Program,
     roles: Roles,
     me: PartyId,
@@ -158,7 +178,7 @@ fn check_party_data(
 }
 
 /// Run a verified program. Returns the outputs this party is entitled to (`None` elsewhere).
-pub fn run<P: Protocol>(
+pub fn run<P: Protocol + Send>(
     program: &Program,
     proto: &mut P,
     roles: Roles,
@@ -167,6 +187,9 @@ pub fn run<P: Protocol>(
 ) -> Result<Vec<Option<Tensor<i64>>>, VmError> {
     let me = proto.party();
     check_party_data(program, roles, me, data, batch)?;
+    if program.rounds == RoundSchedule::Merged && proto.shares_rounds() {
+        return crate::concurrent::run(program, proto, roles, data, batch);
+    }
     // Registers are dropped after their last read to bound memory.
     let mut last_use = vec![usize::MAX; program.registers.len()];
     for (i, ins) in program.code.iter().enumerate() {
@@ -177,7 +200,6 @@ pub fn run<P: Protocol>(
     let mut regs: Vec<Option<Value<P::Share>>> = vec![None; program.registers.len()];
     let mut outputs = vec![None; program.outputs.len()];
     for (index, ins) in program.code.iter().enumerate() {
-        let node = || program.origins.get(index).cloned().unwrap_or_default();
         proto.begin_instruction(index);
         let result = step(program, proto, roles, data, batch, &regs, ins, &mut outputs);
         match result {
@@ -187,22 +209,7 @@ pub fn run<P: Protocol>(
                 }
             }
             Ok(None) => {}
-            Err(Fail::Protocol(cause)) => {
-                return Err(VmError::Protocol {
-                    index,
-                    mnemonic: ins.mnemonic(),
-                    node: node(),
-                    cause,
-                })
-            }
-            Err(Fail::Msg(msg)) => {
-                return Err(VmError::Instr {
-                    index,
-                    mnemonic: ins.mnemonic(),
-                    node: node(),
-                    msg,
-                })
-            }
+            Err(f) => return Err(failed(program, index, f)),
         }
         for s in ins.srcs() {
             if last_use[s as usize] == index {
@@ -250,7 +257,7 @@ fn bounds(p: &Program, r: u32) -> Bounds {
 }
 
 #[allow(clippy::too_many_arguments)]
-fn step<P: Protocol>(
+pub(crate) fn step<P: Protocol>(
     p: &Program,
     proto: &mut P,
     roles: Roles,

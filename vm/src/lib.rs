@@ -6,6 +6,7 @@
 //! [`Protocol`]: qmpc_protocols::Protocol
 
 pub mod bytecode;
+mod concurrent;
 pub mod cost;
 pub mod interp;
 pub mod shapes;

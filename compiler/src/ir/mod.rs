@@ -49,6 +49,10 @@ pub struct Graph {
     pub tables: Vec<ConstTensor>,
     /// How secure protocols truncate; probabilistic results may exceed exact ones by one.
     pub trunc: qmpc_protocols::TruncMode,
+    /// How the program's instructions use rounds (the `schedule` pass sets it).
+    pub rounds: qmpc_vm::bytecode::RoundSchedule,
+    /// The order to lower nodes in, when a pass chose one (else a topological order).
+    pub order: Vec<NodeIndex>,
 }
 
 struct Ctx<'a> {

@@ -1,10 +1,64 @@
-//! IR passes, one per file.
+//! IR passes, one per file. Each can be switched off (`--no-pass NAME`, or all with `-O0`).
 
 mod dce;
+mod schedule;
 
 pub use dce::dead_code_elimination;
+pub use schedule::schedule;
 
-/// Every pass in order.
-pub fn run_all(g: &mut crate::ir::Graph) {
-    dead_code_elimination(g);
+use crate::ir::Graph;
+
+/// A named pass.
+pub struct Pass {
+    pub name: &'static str,
+    /// One line for `--help` and the docs.
+    pub doc: &'static str,
+    pub run: fn(&mut Graph),
+}
+
+/// Every pass, in the order they run.
+pub const PASSES: &[Pass] = &[
+    Pass {
+        name: "dce",
+        doc: "remove nodes no output depends on",
+        run: dead_code_elimination,
+    },
+    Pass {
+        name: "schedule",
+        doc: "order by communication depth; independent interactive instructions share rounds",
+        run: schedule,
+    },
+];
+
+/// Which passes run.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PassSet {
+    /// `-O0`: none at all.
+    pub none: bool,
+    /// Names switched off one by one.
+    pub disabled: Vec<String>,
+}
+
+impl PassSet {
+    pub fn enabled(&self, name: &str) -> bool {
+        !self.none && !self.disabled.iter().any(|d| d == name)
+    }
+
+    /// An error naming the known passes if `disabled` names one that does not exist.
+    pub fn check(&self) -> Result<(), String> {
+        for d in &self.disabled {
+            if !PASSES.iter().any(|p| p.name == d) {
+                let names: Vec<&str> = PASSES.iter().map(|p| p.name).collect();
+                return Err(format!("unknown pass `{d}`; passes: {}", names.join(", ")));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Run every enabled pass in order.
+pub fn run(g: &mut Graph, set: &PassSet) {
+    for p in PASSES.iter().filter(|p| set.enabled(p.name)) {
+        (p.run)(g);
+    }
 }

@@ -83,6 +83,8 @@ impl<W: Word> Rep3<W> {
                         .map(|(s, &r)| s.a.add(W::from_u128(r)))
                         .collect();
                     self.round(vec![(OPENER, msg)], &[])?;
+                } else {
+                    self.round::<W>(Vec::new(), &[])?;
                 }
                 Ok(Known::Mask(r))
             }

@@ -22,6 +22,7 @@ mod masked;
 pub use cost::Rep3Costs;
 pub use elem::{Elem, Xor};
 
+use crate::mux::{self, Port, Reply, Request};
 use crate::net::{NetError, Stats, Transport};
 use crate::word::Word;
 use crate::{Bounds, MatDims, PartyId, Protocol, ProtocolError, TruncMode};
@@ -102,6 +103,24 @@ impl<W: Word> Rep3<W> {
         self.net.abort(reason);
     }
 
+    /// A copy of this party for one of several instructions that run at the same time: its
+    /// rounds go through `port`, and its randomness comes from ChaCha stream `task + 1` of
+    /// each pairwise key, so the order in which instructions draw does not matter.
+    fn fork_with(&self, task: u64, port: Port) -> Self {
+        let derive = |k: &ChaCha12Rng| {
+            let mut r = ChaCha12Rng::from_seed(k.get_seed());
+            r.set_stream(task + 1);
+            r
+        };
+        Rep3 {
+            me: self.me,
+            net: Box::new(port),
+            keys: [derive(&self.keys[0]), derive(&self.keys[1])],
+            setup: Stats::default(),
+            _ring: PhantomData,
+        }
+    }
+
     /// Online traffic so far (key set-up excluded).
     pub fn stats(&self) -> Stats {
         let s = self.net.stats();
@@ -147,8 +166,8 @@ impl<W: Word> Rep3<W> {
             .into_iter()
             .map(|(p, v)| (p, elem::encode(&v)))
             .collect();
-        let expect: Vec<PartyId> = from.iter().map(|(p, _)| *p).collect();
-        let got = self.net.exchange(out, &expect)?;
+        let expect: Vec<(PartyId, usize)> = from.iter().map(|&(p, n)| (p, n * E::BYTES)).collect();
+        let got = self.net.exchange_sized(out, &expect)?;
         got.into_iter()
             .zip(from)
             .map(|((p, bytes), (_, n))| {
@@ -226,9 +245,12 @@ impl<W: Word> Rep3<W> {
             let mut msg = elem::encode(&a1);
             msg.extend(elem::encode(&a2));
             let prev = self.prev();
-            self.net.exchange(vec![(prev, msg)], &[])?;
+            self.net.exchange_sized(vec![(prev, msg)], &[])?;
             Ok((pair(a1, rho1), pair(a2, rho2)))
         } else if me == (owner + 1) % 3 {
+            // Every party takes part in every round, so instructions that share rounds
+            // stay aligned across parties.
+            self.net.exchange_sized(Vec::new(), &[])?;
             let rho1: Vec<E> = self.draw(owner + 1, n1).unwrap_or_default();
             let rho2: Vec<F> = self.draw(owner + 1, n2).unwrap_or_default();
             Ok((
@@ -240,9 +262,11 @@ impl<W: Word> Rep3<W> {
                     .collect(),
             ))
         } else {
-            let got = self.net.exchange(Vec::new(), &[owner])?;
-            let bytes = got.into_iter().next().map(|(_, b)| b).unwrap_or_default();
             let split = n1 * E::BYTES;
+            let got = self
+                .net
+                .exchange_sized(Vec::new(), &[(owner, split + n2 * F::BYTES)])?;
+            let bytes = got.into_iter().next().map(|(_, b)| b).unwrap_or_default();
             let garbage = || {
                 ProtocolError::Net(NetError::Garbage {
                     party: owner,
@@ -295,6 +319,7 @@ impl<W: Word> Rep3<W> {
                     .collect(),
             ))
         } else {
+            self.round::<E>(Vec::new(), &[])?;
             Ok(None)
         }
     }
@@ -385,6 +410,18 @@ impl<W: Word> Protocol for Rep3<W> {
     }
     fn parties(&self) -> usize {
         3
+    }
+
+    fn shares_rounds(&self) -> bool {
+        true
+    }
+
+    fn fork(&self, task: u64, port: Port) -> Option<Self> {
+        Some(self.fork_with(task, port))
+    }
+
+    fn exchange_merged(&mut self, requests: &[Request]) -> Result<Vec<Reply>, ProtocolError> {
+        Ok(mux::exchange_merged(self.net.as_mut(), requests)?)
     }
 
     fn input(

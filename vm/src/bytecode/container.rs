@@ -51,6 +51,9 @@ struct ProgramProto {
     code: Vec<u8>,
     #[prost(string, repeated, tag = "10")]
     origins: Vec<String>,
+    /// 0: sequential, 1: merged.
+    #[prost(int32, tag = "11")]
+    rounds: i32,
 }
 
 #[derive(Clone, PartialEq, Message)]
@@ -253,6 +256,10 @@ impl Program {
                 TruncMode::Exact => 0,
                 TruncMode::Probabilistic => 1,
             },
+            rounds: match self.rounds {
+                RoundSchedule::Sequential => 0,
+                RoundSchedule::Merged => 1,
+            },
             registers: self
                 .registers
                 .iter()
@@ -324,6 +331,11 @@ impl Program {
                     "unknown truncation mode {t}"
                 )))
             }
+        };
+        let rounds = match p.rounds {
+            0 => RoundSchedule::Sequential,
+            1 => RoundSchedule::Merged,
+            r => return Err(ContainerError::Field(format!("unknown round schedule {r}"))),
         };
         let registers = p
             .registers
@@ -397,6 +409,7 @@ impl Program {
         Ok(Program {
             name: p.name,
             trunc,
+            rounds,
             registers,
             consts,
             inputs,

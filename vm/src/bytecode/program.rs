@@ -144,11 +144,32 @@ pub struct OutputDecl {
     pub post: PostOp,
 }
 
+/// How a program's interactive instructions use communication rounds.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum RoundSchedule {
+    /// One after the other, in program order: each instruction has rounds of its own.
+    #[default]
+    Sequential,
+    /// Each starts as soon as its operands are ready, and instructions running at the same
+    /// time share rounds (the compiler's `schedule` pass).
+    Merged,
+}
+
+impl RoundSchedule {
+    pub fn name(self) -> &'static str {
+        match self {
+            RoundSchedule::Sequential => "sequential",
+            RoundSchedule::Merged => "merged",
+        }
+    }
+}
+
 /// A complete bytecode program.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Program {
     pub name: String,
     pub trunc: TruncMode,
+    pub rounds: RoundSchedule,
     pub registers: Vec<RegDecl>,
     pub consts: Vec<ConstTensor>,
     pub inputs: Vec<InputDecl>,

@@ -81,6 +81,7 @@ pub fn assemble(text: &str) -> Result<Program, AsmError> {
 struct Builder {
     name: Option<String>,
     trunc: Option<TruncMode>,
+    rounds: RoundSchedule,
     registers: Vec<RegDecl>,
     consts: Vec<ConstTensor>,
     inputs: Vec<InputDecl>,
@@ -269,6 +270,13 @@ impl Builder {
                     "probabilistic" => TruncMode::Probabilistic,
                     t => return Err(format!("unknown truncation mode `{t}`")),
                 });
+                if let Some(v) = a.opt("rounds") {
+                    self.rounds = match v {
+                        AsmValue::Ident(s) if s == "sequential" => RoundSchedule::Sequential,
+                        AsmValue::Ident(s) if s == "merged" => RoundSchedule::Merged,
+                        v => return Err(format!("unknown round schedule {v}")),
+                    };
+                }
             }
             ".reg" => {
                 match a.positional.first() {
@@ -371,6 +379,7 @@ impl Builder {
         Ok(Program {
             name: self.name.ok_or("missing `.program` directive")?,
             trunc: self.trunc.ok_or("missing `.program` directive")?,
+            rounds: self.rounds,
             registers: self.registers,
             consts: self.consts,
             inputs: self.inputs,
@@ -423,7 +432,11 @@ pub fn disassemble(p: &Program) -> String {
     out.push_str(&format!(
         "; qmpc bytecode, format version {FORMAT_VERSION}\n"
     ));
-    out.push_str(&format!(".program name={:?}, trunc={trunc}\n", p.name));
+    out.push_str(&format!(".program name={:?}, trunc={trunc}", p.name));
+    if p.rounds != RoundSchedule::Sequential {
+        out.push_str(&format!(", rounds={}", p.rounds.name()));
+    }
+    out.push('\n');
     for (i, inp) in p.inputs.iter().enumerate() {
         out.push_str(&format!(
             ".input {i}, name={:?}, external={}, {}{}\n",

@@ -1,0 +1,147 @@
+//! Rounds shared by instructions that run at the same time.
+//!
+//! Each running instruction gets its own copy of the protocol whose transport is a
+//! [`Port`]: a round becomes a [`Request`] to the VM, which waits until every running
+//! instruction has asked for its next round (or finished), then makes one real exchange
+//! with [`exchange_merged`]: per peer, the messages of all requests in request order, in one
+//! frame. Every party runs the same instructions in the same order, so the receiver splits
+//! a frame by the lengths it expects, and no extra framing is sent.
+
+use crate::net::{NetError, Stats, Transport};
+use crate::PartyId;
+use std::collections::BTreeMap;
+use std::sync::mpsc::{Receiver, Sender};
+
+/// One instruction's messages of one round and the lengths it expects back.
+#[derive(Debug, Default)]
+pub struct Request {
+    pub out: Vec<(PartyId, Vec<u8>)>,
+    pub expect: Vec<(PartyId, usize)>,
+}
+
+/// What an instruction received in one round, in the order of its `expect`.
+pub type Reply = Vec<(PartyId, Vec<u8>)>;
+
+/// What a running instruction tells the VM.
+#[derive(Debug)]
+pub enum Event {
+    /// It waits for this round.
+    Round(Request),
+    /// It has finished (its result is waiting in the VM's own channel).
+    Done,
+}
+
+/// A running instruction's transport: every round goes to the VM and back.
+pub struct Port {
+    party: PartyId,
+    parties: usize,
+    events: Sender<Event>,
+    replies: Receiver<Result<Reply, String>>,
+}
+
+impl Port {
+    /// A port that sends its rounds on `events` and waits for them on `replies`. The VM
+    /// answers an error text when the real exchange failed (it reports the failure itself).
+    pub fn new(
+        party: PartyId,
+        parties: usize,
+        events: Sender<Event>,
+        replies: Receiver<Result<Reply, String>>,
+    ) -> Port {
+        Port {
+            party,
+            parties,
+            events,
+            replies,
+        }
+    }
+
+    fn stopped(&self) -> NetError {
+        NetError::Garbage {
+            party: self.party,
+            what: "the run stopped".into(),
+        }
+    }
+}
+
+impl Transport for Port {
+    fn party(&self) -> PartyId {
+        self.party
+    }
+    fn parties(&self) -> usize {
+        self.parties
+    }
+    fn exchange(
+        &mut self,
+        _: Vec<(PartyId, Vec<u8>)>,
+        _: &[PartyId],
+    ) -> Result<Vec<(PartyId, Vec<u8>)>, NetError> {
+        Err(NetError::Garbage {
+            party: self.party,
+            what: "a shared round needs the lengths of the messages it expects".into(),
+        })
+    }
+    fn exchange_sized(
+        &mut self,
+        out: Vec<(PartyId, Vec<u8>)>,
+        expect: &[(PartyId, usize)],
+    ) -> Result<Vec<(PartyId, Vec<u8>)>, NetError> {
+        let req = Request {
+            out,
+            expect: expect.to_vec(),
+        };
+        self.events
+            .send(Event::Round(req))
+            .map_err(|_| self.stopped())?;
+        match self.replies.recv() {
+            Ok(Ok(reply)) => Ok(reply),
+            Ok(Err(_)) | Err(_) => Err(self.stopped()),
+        }
+    }
+    /// Traffic is counted once, on the real transport.
+    fn stats(&self) -> Stats {
+        Stats::default()
+    }
+    /// The VM aborts on the real transport.
+    fn abort(&mut self, _: &str) {}
+}
+
+/// One real round for all `requests`: per peer, their messages concatenated in request
+/// order into one frame; what arrives is split back by the lengths each request expects.
+pub fn exchange_merged(
+    net: &mut dyn Transport,
+    requests: &[Request],
+) -> Result<Vec<Reply>, NetError> {
+    let mut out: BTreeMap<PartyId, Vec<u8>> = BTreeMap::new();
+    let mut expect: Vec<(PartyId, usize)> = Vec::new();
+    for r in requests {
+        for (p, m) in &r.out {
+            out.entry(*p).or_default().extend_from_slice(m);
+        }
+        for &(p, n) in &r.expect {
+            match expect.iter_mut().find(|(q, _)| *q == p) {
+                Some((_, total)) => *total += n,
+                None => expect.push((p, n)),
+            }
+        }
+    }
+    let got = net.exchange_sized(out.into_iter().collect(), &expect)?;
+    let mut frames: BTreeMap<PartyId, (Vec<u8>, usize)> =
+        got.into_iter().map(|(p, m)| (p, (m, 0))).collect();
+    Ok(requests
+        .iter()
+        .map(|r| {
+            r.expect
+                .iter()
+                .map(|&(p, n)| {
+                    let (frame, at) = frames
+                        .get_mut(&p)
+                        .expect("a frame from every expected peer");
+                    let part = frame[*at..*at + n].to_vec();
+                    *at += n;
+                    (p, part)
+                })
+                .collect()
+        })
+        .collect())
+}
