@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Fails when any model of models/budget.toml costs more than its budget: one `qmpc cost
+# --budget` per entry, which names every figure over its limit.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+qmpc=${QMPC:-target/release/qmpc}
+budget=models/budget.toml
+failed=0
+checked=0
+while read -r model protocol batch; do
+  checked=$((checked + 1))
+  if ! "$qmpc" cost "models/$model.onnx" --protocol "$protocol" --batch "$batch" \
+      --budget "$budget" >/dev/null; then
+    failed=$((failed + 1))
+  fi
+done < <(sed -n 's/.*model = "\([^"]*\)", protocol = "\([^"]*\)", batch = \([0-9]*\).*/\1 \2 \3/p' "$budget")
+echo "budget: $checked entries checked, $failed over budget"
+[ "$checked" -gt 0 ] && [ "$failed" -eq 0 ]

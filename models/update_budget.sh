@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Writes models/budget.toml: the current rep3 cost of every model of models/ that compiles,
+# at batch 1, as the limit. `.ci/run` fails when a change makes any of them cost more; after
+# a change that makes them cheaper, run this again to ratchet the budget down.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+qmpc=${QMPC:-target/release/qmpc}
+out=models/budget.toml
+{
+  echo "# Communication budget of models/ (rounds of the slowest party, bytes sent by all"
+  echo "# parties). Written by models/update_budget.sh; checked by .ci/run."
+  echo "budget = ["
+  for f in models/*/*.onnx; do
+    m=${f#models/}
+    m=${m%.onnx}
+    for protocol in rep3; do
+      if j=$("$qmpc" cost "$f" --protocol "$protocol" --format json 2>/dev/null); then
+        rounds=$(grep -o '"rounds": [0-9]*' <<<"$j" | head -1 | grep -o '[0-9]*$')
+        bytes=$(grep -o '"bytes_sent": [0-9]*' <<<"$j" | head -1 | grep -o '[0-9]*$')
+        echo "  { model = \"$m\", protocol = \"$protocol\", batch = 1, rounds = $rounds, bytes_sent = $bytes },"
+      fi
+    done
+  done
+  echo "]"
+} >"$out.tmp"
+mv "$out.tmp" "$out"
+echo "wrote $out"
