@@ -103,7 +103,7 @@ pub trait Protocol {
     /// One real round carrying the rounds of every running copy, in `requests` order.
     fn exchange_merged(
         &mut self,
-        _requests: &[mux::Request],
+        _requests: Vec<mux::Request>,
     ) -> Result<Vec<mux::Reply>, ProtocolError> {
         Err(ProtocolError::Invalid(format!(
             "{} does not run instructions at the same time",

@@ -108,37 +108,53 @@ impl Transport for Port {
 
 /// One real round for all `requests`: per peer, their messages concatenated in request
 /// order into one frame; what arrives is split back by the lengths each request expects.
+/// A frame that carries one request's message alone is moved, not copied.
 pub fn exchange_merged(
     net: &mut dyn Transport,
-    requests: &[Request],
+    requests: Vec<Request>,
 ) -> Result<Vec<Reply>, NetError> {
     let mut out: BTreeMap<PartyId, Vec<u8>> = BTreeMap::new();
     let mut expect: Vec<(PartyId, usize)> = Vec::new();
+    // How many requests expect something from each peer.
+    let mut sharers: BTreeMap<PartyId, usize> = BTreeMap::new();
+    let mut wants: Vec<Vec<(PartyId, usize)>> = Vec::with_capacity(requests.len());
     for r in requests {
-        for (p, m) in &r.out {
-            out.entry(*p).or_default().extend_from_slice(m);
+        for (p, m) in r.out {
+            match out.get_mut(&p) {
+                Some(frame) => frame.extend_from_slice(&m),
+                None => {
+                    out.insert(p, m);
+                }
+            }
         }
         for &(p, n) in &r.expect {
+            *sharers.entry(p).or_default() += 1;
             match expect.iter_mut().find(|(q, _)| *q == p) {
                 Some((_, total)) => *total += n,
                 None => expect.push((p, n)),
             }
         }
+        wants.push(r.expect);
     }
     let got = net.exchange_sized(out.into_iter().collect(), &expect)?;
     let mut frames: BTreeMap<PartyId, (Vec<u8>, usize)> =
         got.into_iter().map(|(p, m)| (p, (m, 0))).collect();
-    Ok(requests
-        .iter()
-        .map(|r| {
-            r.expect
-                .iter()
-                .map(|&(p, n)| {
-                    let (frame, at) = frames
-                        .get_mut(&p)
-                        .expect("a frame from every expected peer");
-                    let part = frame[*at..*at + n].to_vec();
-                    *at += n;
+    Ok(wants
+        .into_iter()
+        .map(|want| {
+            want.into_iter()
+                .map(|(p, n)| {
+                    let part = match frames.get_mut(&p) {
+                        Some((frame, _)) if sharers[&p] == 1 => std::mem::take(frame),
+                        Some((frame, at)) => {
+                            let part = frame[*at..*at + n].to_vec();
+                            *at += n;
+                            part
+                        }
+                        // The transport returns a frame of the summed length from every peer
+                        // in `expect`.
+                        None => Vec::new(),
+                    };
                     (p, part)
                 })
                 .collect()

@@ -90,16 +90,17 @@ impl<'p, S: Clone> State<'p, S> {
     }
 
     /// The operands of instruction `i`, in a register file of their own; registers read
-    /// for the last time are dropped here.
+    /// for the last time move there instead of being copied.
     fn take_operands(&mut self, i: usize) -> Vec<Option<Value<S>>> {
         let mut mine = vec![None; self.regs.len()];
         for s in self.program.code[i].srcs() {
             let s = s as usize;
-            mine[s] = self.regs[s].clone();
             self.reads_left[s] -= 1;
-            if self.reads_left[s] == 0 {
-                self.regs[s] = None;
-            }
+            mine[s] = if self.reads_left[s] == 0 {
+                self.regs[s].take()
+            } else {
+                self.regs[s].clone()
+            };
         }
         mine
     }
@@ -226,7 +227,7 @@ pub fn run<P: Protocol + Send>(
                 .map(|t| t.waiting.take().unwrap_or_default())
                 .collect();
             let replies = proto
-                .exchange_merged(&requests)
+                .exchange_merged(requests)
                 .map_err(|e| failed(program, tasks[0].index, Fail::Protocol(e)))?;
             for (t, r) in tasks.iter().zip(replies) {
                 let _ = t.replies.send(Ok(r));

@@ -420,7 +420,7 @@ impl<W: Word> Protocol for Rep3<W> {
         Some(self.fork_with(task, port))
     }
 
-    fn exchange_merged(&mut self, requests: &[Request]) -> Result<Vec<Reply>, ProtocolError> {
+    fn exchange_merged(&mut self, requests: Vec<Request>) -> Result<Vec<Reply>, ProtocolError> {
         Ok(mux::exchange_merged(self.net.as_mut(), requests)?)
     }
 
