@@ -43,6 +43,30 @@ struct BuildFlags {
     no_pass: Vec<String>,
 }
 
+/// Who plays which role (`run` and `cost`; `party` reads them from its config).
+#[derive(Args)]
+struct RoleFlags {
+    /// The party that holds the weights.
+    #[arg(long, default_value_t = 0)]
+    model_owner: usize,
+    /// The party that holds the input.
+    #[arg(long, default_value_t = 1)]
+    data_owner: usize,
+    /// The party that receives the output.
+    #[arg(long, default_value_t = 1)]
+    output_to: usize,
+}
+
+impl RoleFlags {
+    fn roles(&self) -> qmpc_vm::interp::Roles {
+        qmpc_vm::interp::Roles {
+            model_owner: self.model_owner,
+            data_owner: self.data_owner,
+            output_to: self.output_to,
+        }
+    }
+}
+
 #[derive(Clone, Copy, ValueEnum)]
 enum FormatArg {
     Text,
@@ -89,20 +113,13 @@ enum Cmd {
         /// With an ONNX model: how to compile it.
         #[command(flatten)]
         build: BuildFlags,
-        /// The party that holds the weights.
-        #[arg(long, default_value_t = 0)]
-        model_owner: usize,
-        /// The party that holds the input.
-        #[arg(long, default_value_t = 1)]
-        data_owner: usize,
-        /// The party that receives the output.
-        #[arg(long, default_value_t = 1)]
-        output_to: usize,
+        #[command(flatten)]
+        roles: RoleFlags,
         /// Seconds a party waits for a peer (to connect, or for one message) before it stops.
         #[arg(long, default_value_t = 60.0)]
         timeout: f64,
     },
-    /// Static rounds and bytes of a program. NOT YET IMPLEMENTED: arrives with the cost model.
+    /// Online rounds and bytes of every party and layer, without running; `--budget` gates CI.
     Cost {
         model: PathBuf,
         #[arg(long)]
@@ -119,12 +136,8 @@ enum Cmd {
         budget: Option<PathBuf>,
         #[command(flatten)]
         build: BuildFlags,
-        #[arg(long, default_value_t = 0)]
-        model_owner: usize,
-        #[arg(long, default_value_t = 1)]
-        data_owner: usize,
-        #[arg(long, default_value_t = 1)]
-        output_to: usize,
+        #[command(flatten)]
+        roles: RoleFlags,
     },
     Party {
         #[arg(long)]
@@ -229,9 +242,7 @@ fn dispatch(cmd: Cmd) -> Result<()> {
             output,
             stats,
             build,
-            model_owner,
-            data_owner,
-            output_to,
+            roles,
             timeout,
         } => {
             let t = session::seconds("--timeout", timeout)?;
@@ -243,11 +254,7 @@ fn dispatch(cmd: Cmd) -> Result<()> {
                 output,
                 stats,
                 opts: options(&build),
-                roles: qmpc_vm::interp::Roles {
-                    model_owner,
-                    data_owner,
-                    output_to,
-                },
+                roles: roles.roles(),
                 timeouts: qmpc_protocols::net::Timeouts { connect: t, io: t },
             })
         }
@@ -259,9 +266,7 @@ fn dispatch(cmd: Cmd) -> Result<()> {
             format,
             budget,
             build,
-            model_owner,
-            data_owner,
-            output_to,
+            roles,
         } => cost::cost(&cost::CostArgs {
             model,
             protocol,
@@ -270,11 +275,7 @@ fn dispatch(cmd: Cmd) -> Result<()> {
             budget,
             json: matches!(format, FormatArg::Json),
             opts: options(&build),
-            roles: qmpc_vm::interp::Roles {
-                model_owner,
-                data_owner,
-                output_to,
-            },
+            roles: roles.roles(),
         }),
         Cmd::Party {
             id,

@@ -54,10 +54,6 @@ impl Round {
             .map(|(_, b)| b + FRAME_HEADER)
             .sum()
     }
-
-    pub fn is_empty(&self) -> bool {
-        self.msgs.is_empty()
-    }
 }
 
 /// The rounds of a primitive or an instruction, in order.

@@ -10,8 +10,8 @@
 //! round pattern, never on data. `vm::cost` predicts the schedule with the same rule: an
 //! instruction's first round is the one after its last operand's last round.
 
-use crate::bytecode::{Comm, Instr, Program};
-use crate::interp::{check_party_data, failed, step, Fail, PartyData, Roles, Value, VmError};
+use crate::bytecode::{Instr, Program};
+use crate::interp::{failed, step, Fail, PartyData, Roles, Value, VmError};
 use crate::tensor::Tensor;
 use crate::Visibility;
 use qmpc_protocols::mux::{Event, Port, Reply, Request};
@@ -20,15 +20,13 @@ use std::collections::BTreeSet;
 use std::sync::mpsc::{channel, Receiver, Sender};
 
 /// Whether `ins` communicates, given the visibility of its operands.
-pub fn communicates(p: &Program, ins: &Instr) -> bool {
-    let secret = |r: &u32| p.registers[*r as usize].vis == Visibility::Secret;
-    let srcs = ins.srcs();
-    match ins.comm() {
-        Comm::Local => false,
-        Comm::Always => true,
-        Comm::IfSecret => srcs.iter().any(secret),
-        Comm::IfBothSecret => !srcs.is_empty() && srcs.iter().all(secret),
-    }
+fn communicates(p: &Program, ins: &Instr) -> bool {
+    let secret: Vec<bool> = ins
+        .srcs()
+        .iter()
+        .map(|&r| p.registers[r as usize].vis == Visibility::Secret)
+        .collect();
+    ins.comm().communicates(&secret)
 }
 
 /// What an instruction's thread hands back: its result and the outputs it revealed here.
@@ -134,14 +132,14 @@ fn revealed(outs: Vec<Option<Tensor<i64>>>) -> Vec<(usize, Tensor<i64>)> {
         .collect()
 }
 
-pub fn run<P: Protocol + Send>(
+/// [`crate::interp::run`] for a `rounds=merged` program, once the party's data is checked.
+pub(crate) fn run<P: Protocol + Send>(
     program: &Program,
     proto: &mut P,
     roles: Roles,
     data: &PartyData,
     batch: usize,
 ) -> Result<Vec<Option<Tensor<i64>>>, VmError> {
-    check_party_data(program, roles, proto.party(), data, batch)?;
     let (me, parties) = (proto.party(), proto.parties());
     let mut st: State<P::Share> = State::new(program);
     std::thread::scope(|scope| {

@@ -87,7 +87,6 @@ pub fn cost(
             *b += f.bytes_sent;
         }
     }
-    let slots: Vec<Round> = slots.into_iter().filter(|r| !r.is_empty()).collect();
     let layers = layers.into_iter().map(|(l, _)| l).collect();
     Ok(ProgramCost {
         protocol: costs.name(),

@@ -9,24 +9,22 @@
 
 use crate::ir::{Graph, Op};
 use petgraph::algo::toposort;
-use qmpc_vm::bytecode::{Comm, RoundSchedule};
+use qmpc_vm::bytecode::RoundSchedule;
 use qmpc_vm::Visibility;
 
 /// Whether node `n` communicates under any protocol that communicates at all.
 fn interactive(g: &Graph, n: petgraph::stable_graph::NodeIndex) -> bool {
-    let secret = |o: &petgraph::stable_graph::NodeIndex| g.decl(*o).vis == Visibility::Secret;
     match &g.g[n].op {
         Op::Input { .. } | Op::Output { .. } => true,
         Op::Weight { .. } => g.decl(n).vis == Visibility::Secret,
         Op::Const { .. } => false,
         Op::Compute(ins) => {
-            let ops = g.operands(n);
-            match ins.comm() {
-                Comm::Local => false,
-                Comm::Always => true,
-                Comm::IfSecret => ops.iter().any(secret),
-                Comm::IfBothSecret => !ops.is_empty() && ops.iter().all(secret),
-            }
+            let secret: Vec<bool> = g
+                .operands(n)
+                .iter()
+                .map(|&o| g.decl(o).vis == Visibility::Secret)
+                .collect();
+            ins.comm().communicates(&secret)
         }
     }
 }

@@ -3,6 +3,7 @@
 //! what runs measure.
 
 use super::bits::compare_levels;
+use super::bits_of;
 use super::masked::{check_opening, divisor_width, sign_test_bits, RescalePlan, OPENER};
 use crate::cost::{Costs, Round, Rounds};
 use crate::{Bounds, MatDims, PartyId, ProtocolError, TruncMode};
@@ -160,7 +161,7 @@ impl Costs for Rep3Costs {
         if table_len == 0 {
             return Err(ProtocolError::Invalid("lookup in an empty table".into()));
         }
-        let bits = (usize::BITS - (table_len - 1).leading_zeros()).max(1);
+        let bits = bits_of(table_len as u128 - 1).max(1);
         Ok(vec![
             self.open_masked(len, bits)?,
             self.share_from(OPENER, len * table_len, 0),

@@ -22,6 +22,19 @@ pub enum Comm {
     Always,
 }
 
+impl Comm {
+    /// Whether an instruction of this class communicates, given whether each of its
+    /// register operands is secret.
+    pub fn communicates(self, secret: &[bool]) -> bool {
+        match self {
+            Comm::Local => false,
+            Comm::Always => true,
+            Comm::IfSecret => secret.iter().any(|&s| s),
+            Comm::IfBothSecret => !secret.is_empty() && secret.iter().all(|&s| s),
+        }
+    }
+}
+
 /// The instruction table. Each line: doc, variant, opcode, mnemonic, communication class,
 /// operands.
 #[macro_export]
