@@ -125,3 +125,41 @@ fn cost_errors_are_one_line() {
         assert_eq!(err.trim().lines().count(), 1, "{err}");
     }
 }
+
+#[test]
+fn pool_first_runs_the_requantization_on_the_pooled_tensor() {
+    let model = s(&root().join("models/tiny_cnn/qop_s8_pt.onnx"));
+    let asm = |extra: &[&str]| {
+        let out = tmp("pool_first.qmpc");
+        let mut args = vec!["compile", &model, "-o", out.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        let o = qmpc(&args);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let d = qmpc(&["disasm", out.to_str().unwrap()]);
+        String::from_utf8(d.stdout).expect("UTF-8 assembly")
+    };
+    // The instruction right after the pool, in program order of the data flow.
+    let reads_pool = |text: &str| {
+        let pool = text
+            .lines()
+            .find(|l| l.contains("= maxpool"))
+            .and_then(|l| l.split_whitespace().next())
+            .expect("a maxpool")
+            .to_string();
+        text.lines()
+            .find(|l| l.contains(&format!("={pool},")) || l.contains(&format!("={pool} ")))
+            .map(|l| l.split_whitespace().nth(2).unwrap_or("").to_string())
+            .expect("a reader of the pool")
+    };
+    assert_eq!(reads_pool(&asm(&["--no-pass", "pool_first"])), "sub");
+    assert_eq!(reads_pool(&asm(&[])), "add");
+    let bytes = |extra: &[&str]| {
+        let mut args = vec!["cost", &model, "--protocol", "rep3", "--format", "json"];
+        args.extend_from_slice(extra);
+        let o = qmpc(&args);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let j: serde_json::Value = serde_json::from_slice(&o.stdout).expect("JSON");
+        j["bytes_sent"].as_u64().expect("bytes_sent")
+    };
+    assert!(bytes(&[]) < bytes(&["--no-pass", "pool_first"]));
+}

@@ -1,9 +1,11 @@
 //! IR passes, one per file. Each can be switched off (`--no-pass NAME`, or all with `-O0`).
 
 mod dce;
+mod pool_first;
 mod schedule;
 
 pub use dce::dead_code_elimination;
+pub use pool_first::pool_first;
 pub use schedule::schedule;
 
 use crate::ir::Graph;
@@ -18,6 +20,11 @@ pub struct Pass {
 
 /// Every pass, in the order they run.
 pub const PASSES: &[Pass] = &[
+    Pass {
+        name: "pool_first",
+        doc: "max-pool before a monotone requantization, which then runs on the pooled tensor",
+        run: pool_first,
+    },
     Pass {
         name: "dce",
         doc: "remove nodes no output depends on",
