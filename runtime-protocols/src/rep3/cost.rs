@@ -2,6 +2,7 @@
 //! `masked.rs`, written the way those functions send. `tests/cost.rs` holds them equal to
 //! what runs measure.
 
+use super::assist::{select_pattern, SignTest};
 use super::bits::compare_levels;
 use super::bits_of;
 use super::masked::{check_opening, divisor_width, sign_test_bits, RescalePlan, OPENER};
@@ -74,6 +75,22 @@ impl Rep3Costs {
         Ok(r)
     }
 
+    /// `select_non_negative` of `n` tests with `k` factors each.
+    fn select(&self, n: usize, lo: i64, hi: i64, k: usize) -> R<Rounds> {
+        if lo >= 0 || hi < 0 || n == 0 {
+            return Ok(Vec::new());
+        }
+        if let Some(test) = SignTest::new(lo, hi) {
+            return Ok(select_pattern(&test, n, k, self.word() as usize)
+                .into_iter()
+                .map(|msgs| Round::of(msgs.into_iter().map(|(f, t, b)| (f, t, b as u64))))
+                .collect());
+        }
+        let mut r = self.non_negative(n, lo, hi)?;
+        r.extend(self.mul(k * n));
+        Ok(r)
+    }
+
     fn non_negative(&self, n: usize, lo: i64, hi: i64) -> R<Rounds> {
         let p = sign_test_bits(lo, hi);
         let mut r = self.divide(n, &vec![1u128 << p; n], p + 1, false, true)?;
@@ -128,15 +145,11 @@ impl Costs for Rep3Costs {
             tlo = tlo.min(hi - b.hi);
             thi = thi.max(hi - b.lo);
         }
-        let mut r = self.non_negative(m, tlo, thi)?;
-        r.extend(self.mul(m));
-        Ok(r)
+        self.select(m, tlo, thi, 1)
     }
     fn max(&self, len: usize, bounds: Bounds) -> R<Rounds> {
         let span = bounds.hi.saturating_sub(bounds.lo);
-        let mut r = self.non_negative(len, -span, span)?;
-        r.extend(self.mul(len));
-        Ok(r)
+        self.select(len, -span, span, 1)
     }
     fn argmax(&self, len: usize, row_len: usize, select_last: bool, b: Bounds) -> R<Rounds> {
         let row_len = row_len.max(1);
@@ -151,8 +164,7 @@ impl Costs for Rep3Costs {
         let mut width = row_len;
         while rows > 0 && width > 1 {
             let pairs = rows * (width / 2);
-            r.extend(self.non_negative(pairs, lo, hi)?);
-            r.extend(self.mul(2 * pairs));
+            r.extend(self.select(pairs, lo, hi, 2)?);
             width = width.div_ceil(2);
         }
         Ok(r)

@@ -19,6 +19,7 @@
 //! `2·x·num + den − 1` (round half down) and skips the borrow: 2 rounds, and the result is
 //! `round_half_even` or one more. A sign test `[v ≥ 0]` divides `v + 2^p` by `2^p`.
 
+use super::assist::SignTest;
 use super::{bits_of, Rep, Rep3, Xor};
 use crate::word::Word;
 use crate::{Bounds, PartyId, ProtocolError, TruncMode};
@@ -182,6 +183,35 @@ impl<W: Word> Rep3<W> {
             })
             .collect();
         self.bit_to_arith(&ge)
+    }
+
+    /// `[t_i ≥ 0]·f` for the `k = factors.len() / t.len()` factors of each test (factor `j`
+    /// of test `i` at `j·n + i`), for `t ∈ [lo, hi]`: nothing when the bounds decide the
+    /// test, else the dealer-assisted test ([`super::assist`]) where it fits 64 bits, else a
+    /// masked division and a multiplication.
+    fn select_non_negative(
+        &mut self,
+        t: &[Rep<W>],
+        lo: i64,
+        hi: i64,
+        factors: &[Rep<W>],
+    ) -> R<Vec<Rep<W>>> {
+        if t.is_empty() {
+            return Ok(Vec::new());
+        }
+        if lo >= 0 {
+            return Ok(factors.to_vec());
+        }
+        if hi < 0 {
+            return Ok(vec![Rep::default(); factors.len()]);
+        }
+        if let Some(test) = SignTest::new(lo, hi) {
+            return super::assist::select(self, &test, t, lo, factors);
+        }
+        let ge = self.non_negative(t, lo, hi)?;
+        let k = factors.len().checked_div(t.len()).unwrap_or(0);
+        let ges: Vec<Rep<W>> = (0..k).flat_map(|_| ge.iter().copied()).collect();
+        self.mul_shares(&ges, factors)
     }
 
     /// Add a public ring constant to every element.
@@ -384,16 +414,9 @@ pub(super) fn clamp<W: Word>(
         tlo = tlo.min(hi - b.hi);
         thi = thi.max(hi - b.lo);
     }
-    let ge = p.non_negative(&tests, tlo, thi)?;
-    // y = x + (1 − ge1)(lo − x) + (1 − ge2)(hi − x) = x − (1 − ge1)·d1 + (1 − ge2)·d2.
-    let mut factors = Vec::new();
-    if need_lo {
-        factors.extend_from_slice(&d1);
-    }
-    if need_hi {
-        factors.extend_from_slice(&d2);
-    }
-    let prod = p.mul_shares(&ge, &factors)?;
+    // y = x + (1 − ge1)(lo − x) + (1 − ge2)(hi − x) = x − (1 − ge1)·d1 + (1 − ge2)·d2;
+    // each test is its own factor.
+    let prod = p.select_non_negative(&tests, tlo, thi, &tests)?;
     let mut y = x.to_vec();
     let mut at = 0;
     if need_lo {
@@ -417,8 +440,7 @@ pub(super) fn max<W: Word>(
     let zero = vec![Rep::default(); a.len()];
     let diff = lin(&[(a, 1), (b, -1)], &zero);
     let span = bounds.hi.saturating_sub(bounds.lo);
-    let ge = p.non_negative(&diff, -span, span)?;
-    let prod = p.mul_shares(&ge, &diff)?;
+    let prod = p.select_non_negative(&diff, -span, span, &diff)?;
     Ok(lin(&[(&prod, 1)], b))
 }
 
@@ -476,13 +498,10 @@ pub(super) fn argmax<W: Word>(
         } else {
             (-span, span)
         };
-        let ge = p.non_negative(&diff, lo, hi)?;
-        let mut g2 = ge.clone();
-        g2.extend_from_slice(&ge);
         let mut f = dval;
         f.extend_from_slice(&didx);
-        let prod = p.mul_shares(&g2, &f)?;
-        let m = ge.len();
+        let prod = p.select_non_negative(&diff, lo, hi, &f)?;
+        let m = diff.len();
         let mut at = 0;
         for (v, ix) in vals.iter_mut().zip(idxs.iter_mut()) {
             let pairs = v.len() / 2;

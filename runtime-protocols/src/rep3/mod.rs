@@ -14,6 +14,7 @@
 //!
 //! Boolean shares (XOR, up to 64 bit lanes per element) use the same components.
 
+mod assist;
 mod bits;
 mod cost;
 mod elem;

@@ -238,10 +238,44 @@ fn rounds_are_counted_and_equal_across_masked_steps() {
     assert_eq!(stats[1].0.rounds, 1);
     assert_eq!(stats[0].0.rounds, 1);
     assert_eq!(stats[2].0.rounds, 0);
-    // Two sign tests batched, on values within ±111 (d = 2^7, w = 7): open, input,
-    // 1 + ⌈log2(8)⌉ = 4 compare rounds, 2 inject, 1 multiplication = 9 rounds for party 0,
-    // which takes part in every one.
-    assert_eq!(stats[0].1.rounds - stats[0].0.rounds, 9);
+    // Two sign tests batched, on values in [−90, 110] (8 bits, two 4-bit tables): open,
+    // one tree level, select, reshare = 4 rounds, and every party deals for a third of the
+    // elements and evaluates the rest, so each takes part in every round.
+    for s in &stats {
+        assert_eq!(s.1.rounds - s.0.rounds, 4);
+    }
+}
+
+#[test]
+fn dealer_assisted_sign_tests_at_every_width_and_size() {
+    // Bounds from one bit to the widest masked value (63 bits plus the sign), and sizes
+    // that leave groups empty.
+    let bounds = [
+        (-1, 0),
+        (-3, 5),
+        (-(1 << 20), 1 << 20),
+        (-(1 << 40) + 7, (1 << 40) - 3),
+        (-(1i64 << 61), (1i64 << 61) - 1),
+    ];
+    for (k, &(lo, hi)) in bounds.iter().enumerate() {
+        for n in [1, 2, 3, 10] {
+            let b = Bounds { lo, hi };
+            let mut xy = values(n, lo, hi, 40 + k as u64);
+            xy.extend(values(n, lo, hi, 80 + n as u64));
+            let want: Vec<i64> = (0..n).map(|i| xy[i].max(xy[n + i])).collect();
+            let got = secure::<u64>(&xy, |p, s| p.max(&s[..n], &s[n..], b).unwrap());
+            assert_eq!(got, want, "max in [{lo}, {hi}], n = {n}, Z_2^64");
+            let got = secure::<u128>(&xy, |p, s| p.max(&s[..n], &s[n..], b).unwrap());
+            assert_eq!(got, want, "max in [{lo}, {hi}], n = {n}, Z_2^128");
+            let (clo, chi) = (lo / 3, hi / 2);
+            let want: Vec<i64> = xy[..n].iter().map(|v| (*v).clamp(clo, chi)).collect();
+            let got = secure::<u64>(&xy[..n], |p, s| p.clamp(s, clo, chi, b).unwrap());
+            assert_eq!(
+                got, want,
+                "clamp to [{clo}, {chi}] in [{lo}, {hi}], n = {n}"
+            );
+        }
+    }
 }
 
 /// Privacy: what a party receives must not depend on secrets it is not entitled to.

@@ -1,0 +1,897 @@
+//! Sign tests and selections with the third party as a dealer.
+//!
+//! The elements are split into three groups; in group `g`, party `g` is the *dealer* `D` and
+//! parties `g + 1` and `g + 2` are the *evaluators* `A` and `B`, so every party carries a
+//! third of the load in each role. For `[x ≥ 0]·f` (`x ∈ [lo, hi]`, `y = x − lo < 2^ℓ`,
+//! `m = ℓ + 1 ≤ 64`):
+//!
+//! 1. *open* (1 round): `A` and `B` learn `c = y + r mod 2^m`, each sending the other one
+//!    masked component; `r = r_A + r_B` with `r_A` drawn from the key of `D` and `A`, `r_B`
+//!    from that of `D` and `B`, so only `D` knows `r`. In the same round `D` sends `B`
+//!    everything that does not depend on data: for every 4-bit chunk of `r`, the table of
+//!    `[a < r_j]` over all 16 `a`, masked entry by entry with pads `A` also draws (so a
+//!    lookup at a public `a` leaves XOR shares with `A` and `B`); Beaver triples for the
+//!    tree below; a random bit `e` as arithmetic shares; shares of `e·f`.
+//! 2. *compare* (`⌈log2 ⌈ℓ/4⌉⌉` rounds): with `a = c + lo mod 2^m`, `[y < −lo]` is
+//!    `a_ℓ ⊕ r_ℓ ⊕ [a mod 2^ℓ < r mod 2^ℓ]`. Each chunk gives `(lt, eq)` from two table
+//!    entries (`eq(a) = [a−1 < r_j] ⊕ [a < r_j]`), and a tree of Beaver ANDs between `A`
+//!    and `B` combines them, most significant first.
+//! 3. *select* (1 round): `A` and `B` open `g ⊕ e` and hold additive shares of
+//!    `g·f = (g ⊕ e)·f + (1 − 2(g ⊕ e))·e·f`.
+//! 4. *reshare* (1 round): both send `D` a masked part, which makes replicated shares again.
+//!
+//! Only `D` knows `r`, `e` and the triples; `A` and `B` see `c`, `g ⊕ e` and openings masked
+//! by the other evaluator's triple parts; `D` receives two parts masked with randomness of
+//! `A` and `B`. Every value a party sees is uniform and independent of the data.
+
+use super::{Rep, Rep3};
+use crate::word::Word;
+use crate::{PartyId, ProtocolError};
+use std::ops::Range;
+
+type R<T> = Result<T, ProtocolError>;
+
+/// Bits of `r` per table.
+pub(super) const CHUNK: u32 = 4;
+
+/// The widest masked value of a dealer-assisted sign test.
+pub(super) const MAX_BITS: u32 = 64;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Role {
+    Dealer,
+    A,
+    B,
+}
+
+/// The role of party `me` in group `g`.
+pub(super) fn role(me: PartyId, g: usize) -> Role {
+    match (me + 3 - g % 3) % 3 {
+        0 => Role::Dealer,
+        1 => Role::A,
+        _ => Role::B,
+    }
+}
+
+/// The elements of group `g` out of `n`.
+pub(super) fn group(n: usize, g: usize) -> Range<usize> {
+    g * n / 3..(g + 1) * n / 3
+}
+
+/// Public parameters of a sign test of values in `[lo, hi]` (with `lo < 0 ≤ hi`).
+#[derive(Clone, Debug)]
+pub(super) struct SignTest {
+    /// `y = x − lo < 2^bits`.
+    pub bits: u32,
+    /// Widths of the chunks of `r mod 2^bits`, least significant first.
+    pub chunks: Vec<u32>,
+}
+
+impl SignTest {
+    /// `None` when the test needs no communication or is too wide for this method.
+    pub fn new(lo: i64, hi: i64) -> Option<SignTest> {
+        if lo >= 0 || hi < 0 {
+            return None;
+        }
+        let span = (hi as i128 - lo as i128) as u128;
+        let bits = super::bits_of(span).max(1);
+        if bits + 1 > MAX_BITS {
+            return None;
+        }
+        let chunks = (0..bits.div_ceil(CHUNK))
+            .map(|j| CHUNK.min(bits - j * CHUNK))
+            .collect();
+        Some(SignTest { bits, chunks })
+    }
+
+    /// Table bits per element.
+    pub fn table_bits(&self) -> usize {
+        self.chunks.iter().map(|&w| 1usize << w).sum()
+    }
+
+    /// Bytes of one masked opening `c mod 2^m`.
+    pub fn open_bytes(&self) -> usize {
+        (self.bits as usize + 1).div_ceil(8)
+    }
+
+    /// Per tree level: how many pairs of units combine, and whether the level is the last
+    /// (which needs no `eq`).
+    pub fn levels(&self) -> Vec<(usize, bool)> {
+        let mut units = self.chunks.len();
+        let mut out = Vec::new();
+        while units > 1 {
+            out.push((units / 2, units == 2));
+            units = units.div_ceil(2);
+        }
+        out
+    }
+}
+
+/// Bytes of `n` packed bits.
+pub(super) fn bit_bytes(n: usize) -> usize {
+    n.div_ceil(8)
+}
+
+// ---- packed bit vectors -------------------------------------------------------------
+
+fn words(n: usize) -> usize {
+    n.div_ceil(64)
+}
+
+fn get(v: &[u64], i: usize) -> u64 {
+    (v[i / 64] >> (i % 64)) & 1
+}
+
+fn set(v: &mut [u64], i: usize, b: u64) {
+    v[i / 64] |= (b & 1) << (i % 64);
+}
+
+fn xor(a: &[u64], b: &[u64]) -> Vec<u64> {
+    a.iter().zip(b).map(|(x, y)| x ^ y).collect()
+}
+
+fn and(a: &[u64], b: &[u64]) -> Vec<u64> {
+    a.iter().zip(b).map(|(x, y)| x & y).collect()
+}
+
+/// `n` bits as `⌈n/8⌉` bytes.
+fn pack(v: &[u64], n: usize, out: &mut Vec<u8>) {
+    let bytes: Vec<u8> = v.iter().flat_map(|w| w.to_le_bytes()).collect();
+    out.extend_from_slice(&bytes[..bit_bytes(n)]);
+}
+
+fn unpack(bytes: &[u8], n: usize) -> Vec<u64> {
+    let mut v = vec![0u64; words(n)];
+    for (i, b) in bytes.iter().enumerate() {
+        v[i / 8] |= u64::from(*b) << (8 * (i % 8));
+    }
+    clear_tail(&mut v, n);
+    v
+}
+
+/// Clear the bits past `n`, which are never read, so XORs stay canonical.
+fn clear_tail(v: &mut [u64], n: usize) {
+    if !n.is_multiple_of(64) {
+        if let Some(last) = v.last_mut() {
+            *last &= (1u64 << (n % 64)) - 1;
+        }
+    }
+}
+
+/// Concatenate bit vectors of `n` bits each.
+fn concat(parts: &[&Vec<u64>], n: usize) -> Vec<u64> {
+    let mut v = vec![0u64; words(n * parts.len())];
+    for (k, p) in parts.iter().enumerate() {
+        for i in 0..n {
+            set(&mut v, k * n + i, get(p, i));
+        }
+    }
+    v
+}
+
+/// Part `k` of `n` bits of a concatenation.
+fn part(v: &[u64], k: usize, n: usize) -> Vec<u64> {
+    let mut out = vec![0u64; words(n)];
+    for i in 0..n {
+        set(&mut out, i, get(v, k * n + i));
+    }
+    out
+}
+
+// ---- one round of messages between the groups' roles ----------------------------------
+
+/// Messages of one round, appended group by group in a fixed order.
+struct Post {
+    out: [Vec<u8>; 3],
+    expect: [usize; 3],
+}
+
+impl Post {
+    fn new() -> Post {
+        Post {
+            out: Default::default(),
+            expect: [0; 3],
+        }
+    }
+}
+
+/// What each peer sent in a round, read in the order it was appended.
+struct Inbox {
+    msgs: [Vec<u8>; 3],
+    at: [usize; 3],
+}
+
+impl Inbox {
+    fn take(&mut self, from: PartyId, n: usize) -> &[u8] {
+        let s = self.at[from];
+        self.at[from] += n;
+        &self.msgs[from][s..s + n]
+    }
+    fn bits(&mut self, from: PartyId, n: usize) -> Vec<u64> {
+        unpack(self.take(from, bit_bytes(n)), n)
+    }
+    fn words<W: Word>(&mut self, from: PartyId, n: usize) -> Vec<W> {
+        self.take(from, n * W::BYTES)
+            .chunks_exact(W::BYTES)
+            .map(W::read)
+            .collect()
+    }
+}
+
+fn put_words<W: Word>(v: &[W], out: &mut Vec<u8>) {
+    for w in v {
+        w.write(out);
+    }
+}
+
+impl<W: Word> Rep3<W> {
+    /// One round: every party calls the transport (empty where it has no part).
+    fn post(&mut self, post: Post) -> R<Inbox> {
+        let out: Vec<(PartyId, Vec<u8>)> = post
+            .out
+            .into_iter()
+            .enumerate()
+            .filter(|(_, m)| !m.is_empty())
+            .collect();
+        let expect: Vec<(PartyId, usize)> = post
+            .expect
+            .iter()
+            .enumerate()
+            .filter(|(_, &n)| n > 0)
+            .map(|(p, &n)| (p, n))
+            .collect();
+        let got = self.net.exchange_sized(out, &expect)?;
+        let mut msgs: [Vec<u8>; 3] = Default::default();
+        for (p, m) in got {
+            msgs[p] = m;
+        }
+        Ok(Inbox { msgs, at: [0; 3] })
+    }
+
+    /// `n` random bits from the key of component `j`.
+    fn draw_bits(&mut self, j: usize, n: usize) -> Vec<u64> {
+        let mut v: Vec<u64> = self
+            .draw::<super::Xor>(j, words(n))
+            .unwrap_or_default()
+            .into_iter()
+            .map(|x| x.0)
+            .collect();
+        clear_tail(&mut v, n);
+        v
+    }
+
+    fn draw_words(&mut self, j: usize, n: usize) -> Vec<W> {
+        self.draw::<W>(j, n).unwrap_or_default()
+    }
+}
+
+/// Beaver triples of one tree level, as one party holds them: `a` is shared by the pair's
+/// two ANDs (`P_hi·G_lo` and `P_hi·P_lo`).
+struct Triples {
+    a: Vec<u64>,
+    b1: Vec<u64>,
+    b2: Vec<u64>,
+    c1: Vec<u64>,
+    c2: Vec<u64>,
+}
+
+/// This party's openings of one tree level: `P_hi ⊕ a`, `G_lo ⊕ b1`, `P_lo ⊕ b2`.
+type Openings = (Vec<u64>, Vec<u64>, Vec<u64>);
+
+/// What one party holds of one group while the test runs.
+struct Group<W> {
+    role: Role,
+    /// Component indices of the keys `D`–`A`, `D`–`B` and `A`–`B`.
+    da: usize,
+    db: usize,
+    ab: usize,
+    range: Range<usize>,
+    /// Peers by role.
+    d: PartyId,
+    pa: PartyId,
+    pb: PartyId,
+    /// `A` and `B`: the opened `c`.
+    c: Vec<u64>,
+    /// `r_A` or `r_B` (evaluators), `r` (dealer).
+    mask: Vec<u64>,
+    /// Table entries: `A` holds the pads, `B` the masked tables.
+    tables: Vec<u64>,
+    rbit: Vec<u64>,
+    triples: Vec<Triples>,
+    e_bits: Vec<u64>,
+    e_arith: Vec<W>,
+    /// Shares of `e·f` (per factor, then element), before the `d_{g+2}` term.
+    ef: Vec<W>,
+}
+
+impl<W: Word> Group<W> {
+    fn n(&self) -> usize {
+        self.range.len()
+    }
+}
+
+/// `[t_i ≥ 0]·f` for every factor `f` of `factors` (`k = factors.len() / t.len()` factors
+/// per test, factor `j` of test `i` at `j·n + i`), as replicated shares, for `t ∈ [lo, hi]`.
+/// Rounds: `3 + ⌈log2 ⌈ℓ/4⌉⌉`.
+pub(super) fn select<W: Word>(
+    p: &mut Rep3<W>,
+    test: &SignTest,
+    t: &[Rep<W>],
+    lo: i64,
+    factors: &[Rep<W>],
+) -> R<Vec<Rep<W>>> {
+    let n = t.len();
+    let k = factors.len().checked_div(n).unwrap_or(0);
+    let me = p.me;
+    let bits = test.bits;
+    let m = bits + 1;
+    let mmask = if m >= 64 { u64::MAX } else { (1u64 << m) - 1 };
+    let sbits = test.table_bits();
+    let levels = test.levels();
+    let ob = test.open_bytes();
+
+    // y = t − lo ≥ 0, reduced mod 2^m.
+    let low = |w: W| (w.to_u128() as u64) & mmask;
+    let neg_lo = W::from_i64(lo).neg();
+    let mut groups: Vec<Group<W>> = (0..3)
+        .map(|g| Group {
+            role: role(me, g),
+            da: (g + 1) % 3,
+            db: g % 3,
+            ab: (g + 2) % 3,
+            range: group(n, g),
+            d: g % 3,
+            pa: (g + 1) % 3,
+            pb: (g + 2) % 3,
+            c: Vec::new(),
+            mask: Vec::new(),
+            tables: Vec::new(),
+            rbit: Vec::new(),
+            triples: Vec::new(),
+            e_bits: Vec::new(),
+            e_arith: Vec::new(),
+            ef: Vec::new(),
+        })
+        .collect();
+
+    // Round 1: openings, and the dealer's material.
+    let mut post = Post::new();
+    for gr in groups.iter_mut() {
+        let nn = gr.n();
+        if nn == 0 {
+            continue;
+        }
+        let r = gr.range.clone();
+        // Component `lo` of y is added by whoever holds component 0 of the constant; the
+        // ring constant −lo is public, so fold it into the component `A` sends.
+        match gr.role {
+            Role::A => {
+                let ra: Vec<u64> = p.draw_words(gr.da, nn).iter().map(|&w| low(w)).collect();
+                // A holds components g+1 (a) and g+2 (b); it sends component g+1 + r_A.
+                let mut msg = Vec::with_capacity(nn * ob);
+                for (i, e) in r.clone().enumerate() {
+                    let v = low(t[e].a.add(neg_lo)).wrapping_add(ra[i]) & mmask;
+                    msg.extend_from_slice(&v.to_le_bytes()[..ob]);
+                }
+                post.out[gr.pb].extend(msg);
+                post.expect[gr.pb] += nn * ob;
+                gr.mask = ra;
+                draw_evaluator(p, gr, sbits, &levels, k);
+            }
+            Role::B => {
+                let rb: Vec<u64> = p.draw_words(gr.db, nn).iter().map(|&w| low(w)).collect();
+                let mut msg = Vec::with_capacity(nn * ob);
+                for (i, e) in r.clone().enumerate() {
+                    let v = low(t[e].b).wrapping_add(rb[i]) & mmask;
+                    msg.extend_from_slice(&v.to_le_bytes()[..ob]);
+                }
+                post.out[gr.pa].extend(msg);
+                post.expect[gr.pa] += nn * ob;
+                // The dealer's material.
+                post.expect[gr.d] += dealer_bytes(test, nn, k, W::BYTES);
+                gr.mask = rb;
+                draw_evaluator(p, gr, sbits, &levels, k);
+            }
+            Role::Dealer => {
+                let ra: Vec<u64> = p.draw_words(gr.da, nn).iter().map(|&w| low(w)).collect();
+                let rb: Vec<u64> = p.draw_words(gr.db, nn).iter().map(|&w| low(w)).collect();
+                let rr: Vec<u64> = ra
+                    .iter()
+                    .zip(&rb)
+                    .map(|(x, y)| x.wrapping_add(*y) & mmask)
+                    .collect();
+                let msg = dealer_material(p, gr, test, &rr, factors, n, k, &levels);
+                post.out[gr.pb].extend(msg);
+            }
+        }
+    }
+    let mut inbox = p.post(post)?;
+
+    // Leaves: (G, P) = (lt, eq) per chunk, as XOR shares of A and B.
+    let mut units: Vec<Vec<(Vec<u64>, Vec<u64>)>> = vec![Vec::new(); 3];
+    let mut top: Vec<Vec<u64>> = vec![Vec::new(); 3];
+    for (gi, gr) in groups.iter_mut().enumerate() {
+        let nn = gr.n();
+        if nn == 0 || gr.role == Role::Dealer {
+            continue;
+        }
+        let other = if gr.role == Role::A { gr.pb } else { gr.pa };
+        let got = inbox.take(other, nn * ob).to_vec();
+        let mine: Vec<u64> = match gr.role {
+            Role::A => gr
+                .range
+                .clone()
+                .map(|e| low(t[e].a.add(neg_lo)).wrapping_add(low(t[e].b)))
+                .collect(),
+            _ => gr
+                .range
+                .clone()
+                .map(|e| low(t[e].a).wrapping_add(low(t[e].b)))
+                .collect(),
+        };
+        gr.c = (0..nn)
+            .map(|i| {
+                let mut b = [0u8; 8];
+                b[..ob].copy_from_slice(&got[i * ob..(i + 1) * ob]);
+                let theirs = u64::from_le_bytes(b);
+                mine[i].wrapping_add(gr.mask[i]).wrapping_add(theirs) & mmask
+            })
+            .collect();
+        if gr.role == Role::B {
+            gr.tables = inbox.bits(gr.d, nn * sbits);
+            gr.rbit = inbox.bits(gr.d, nn);
+            for (lv, &(pairs, last)) in levels.iter().enumerate() {
+                gr.triples[lv].c1 = inbox.bits(gr.d, pairs * nn);
+                if !last {
+                    gr.triples[lv].c2 = inbox.bits(gr.d, pairs * nn);
+                }
+            }
+            gr.e_arith = inbox.words(gr.d, nn);
+            gr.ef = inbox.words(gr.d, k * nn);
+        }
+        // a = c − T mod 2^m with T = −lo, i.e. c + lo; y ≥ T ⟺ x ≥ 0.
+        let lo_m = (lo as u64) & mmask;
+        let a: Vec<u64> = gr.c.iter().map(|&c| c.wrapping_add(lo_m) & mmask).collect();
+        let is_b = gr.role == Role::B;
+        let (mut off, mut shift) = (0usize, 0u32);
+        for &w in &test.chunks {
+            let mut gv = vec![0u64; words(nn)];
+            let mut pv = vec![0u64; words(nn)];
+            for (i, &ai) in a.iter().enumerate() {
+                let x = ((ai >> shift) & ((1u64 << w) - 1)) as usize;
+                let base = i * sbits + off;
+                let lt = get(&gr.tables, base + x);
+                let below = if x == 0 {
+                    u64::from(is_b)
+                } else {
+                    get(&gr.tables, base + x - 1)
+                };
+                set(&mut gv, i, lt);
+                set(&mut pv, i, below ^ lt);
+            }
+            units[gi].push((gv, pv));
+            off += 1usize << w;
+            shift += w;
+        }
+        // [x ≥ 0] = 1 ⊕ a_ℓ ⊕ r_ℓ ⊕ lt: A adds the public part.
+        let mut tv = gr.rbit.clone();
+        if gr.role == Role::A {
+            for (i, &ai) in a.iter().enumerate() {
+                let pubbit = 1 ^ ((ai >> bits) & 1);
+                tv[i / 64] ^= pubbit << (i % 64);
+            }
+        }
+        top[gi] = tv;
+    }
+
+    // The tree, one Beaver round per level.
+    for (lv, &(pairs, last)) in levels.iter().enumerate() {
+        let mut post = Post::new();
+        let mut opened: Vec<Option<Openings>> = vec![None, None, None];
+        for (gi, gr) in groups.iter().enumerate() {
+            let nn = gr.n();
+            if nn == 0 || gr.role == Role::Dealer {
+                continue;
+            }
+            let u = &units[gi];
+            let x: Vec<&Vec<u64>> = (0..pairs).map(|q| &u[2 * q + 1].1).collect();
+            let y1: Vec<&Vec<u64>> = (0..pairs).map(|q| &u[2 * q].0).collect();
+            let y2: Vec<&Vec<u64>> = (0..pairs).map(|q| &u[2 * q].1).collect();
+            let tr = &gr.triples[lv];
+            let dx = xor(&concat(&x, nn), &tr.a);
+            let d1 = xor(&concat(&y1, nn), &tr.b1);
+            let d2 = if last {
+                Vec::new()
+            } else {
+                xor(&concat(&y2, nn), &tr.b2)
+            };
+            let other = if gr.role == Role::A { gr.pb } else { gr.pa };
+            let len = pairs * nn;
+            let mut msg = Vec::new();
+            pack(&dx, len, &mut msg);
+            pack(&d1, len, &mut msg);
+            if !last {
+                pack(&d2, len, &mut msg);
+            }
+            post.expect[other] += msg.len();
+            post.out[other].extend(msg);
+            opened[gi] = Some((dx, d1, d2));
+        }
+        let mut inbox = p.post(post)?;
+        for (gi, gr) in groups.iter().enumerate() {
+            let nn = gr.n();
+            let Some((dx, d1, d2)) = opened[gi].take() else {
+                continue;
+            };
+            let other = if gr.role == Role::A { gr.pb } else { gr.pa };
+            let len = pairs * nn;
+            let ox = xor(&dx, &inbox.bits(other, len));
+            let o1 = xor(&d1, &inbox.bits(other, len));
+            let o2 = if last {
+                Vec::new()
+            } else {
+                xor(&d2, &inbox.bits(other, len))
+            };
+            let tr = &gr.triples[lv];
+            let is_a = gr.role == Role::A;
+            // x·y = d·e ⊕ d·b ⊕ e·a ⊕ c, with d·e added by A only.
+            let prod = |o: &[u64], b: &[u64], c: &[u64]| -> Vec<u64> {
+                let mut z = xor(&xor(&and(&ox, b), &and(o, &tr.a)), c);
+                if is_a {
+                    z = xor(&z, &and(&ox, o));
+                }
+                z
+            };
+            let g1 = prod(&o1, &tr.b1, &tr.c1);
+            let g2 = if last {
+                Vec::new()
+            } else {
+                prod(&o2, &tr.b2, &tr.c2)
+            };
+            let u = &units[gi];
+            let mut next = Vec::with_capacity(pairs + 1);
+            for q in 0..pairs {
+                let gq = xor(&u[2 * q + 1].0, &part(&g1, q, nn));
+                let pq = if last { Vec::new() } else { part(&g2, q, nn) };
+                next.push((gq, pq));
+            }
+            if u.len() % 2 == 1 {
+                next.push(u[u.len() - 1].clone());
+            }
+            units[gi] = next;
+        }
+    }
+
+    // Select: open g ⊕ e, then additive shares of g·f.
+    let mut post = Post::new();
+    let mut gbits: Vec<Vec<u64>> = vec![Vec::new(); 3];
+    for (gi, gr) in groups.iter().enumerate() {
+        let nn = gr.n();
+        if nn == 0 || gr.role == Role::Dealer {
+            continue;
+        }
+        let lt = &units[gi][0].0;
+        let g = xor(&xor(&top[gi], lt), &gr.e_bits);
+        let other = if gr.role == Role::A { gr.pb } else { gr.pa };
+        let mut msg = Vec::new();
+        pack(&g, nn, &mut msg);
+        post.expect[other] += msg.len();
+        post.out[other].extend(msg);
+        gbits[gi] = g;
+    }
+    let mut inbox = p.post(post)?;
+    let mut post = Post::new();
+    // z parts kept by the evaluators: (what becomes component g+1 or g, and t).
+    let mut kept: Vec<(Vec<W>, Vec<W>)> = vec![(Vec::new(), Vec::new()); 3];
+    for (gi, gr) in groups.iter().enumerate() {
+        let nn = gr.n();
+        if nn == 0 {
+            continue;
+        }
+        match gr.role {
+            Role::Dealer => {
+                post.expect[gr.pa] += k * nn * W::BYTES;
+                post.expect[gr.pb] += k * nn * W::BYTES;
+            }
+            Role::A | Role::B => {
+                let other = if gr.role == Role::A { gr.pb } else { gr.pa };
+                let opened = xor(&gbits[gi], &inbox.bits(other, nn));
+                let tt = p.draw_words(gr.ab, k * nn);
+                let t2 = p.draw_words(gr.ab, k * nn);
+                let mut z = Vec::with_capacity(k * nn);
+                for j in 0..k {
+                    for (i, e) in gr.range.clone().enumerate() {
+                        let f = factors[j * n + e];
+                        let gp = get(&opened, i);
+                        let one_minus = if gp == 1 { W::ONE.neg() } else { W::ONE };
+                        // d_{g+2} is A's component b and B's component a.
+                        let (mine, d2) = if gr.role == Role::A {
+                            (f.a.add(f.b), f.b)
+                        } else {
+                            (f.b, f.a)
+                        };
+                        let ef = gr.e_arith[i].mul(d2).add(gr.ef[j * nn + i]);
+                        let part = if gp == 1 { mine } else { W::ZERO };
+                        z.push(part.add(one_minus.mul(ef)));
+                    }
+                }
+                let send: Vec<W> = if gr.role == Role::A {
+                    z.iter()
+                        .zip(&tt)
+                        .zip(&t2)
+                        .map(|((z, t), u)| z.sub(*t).sub(*u))
+                        .collect()
+                } else {
+                    z.iter().zip(&t2).map(|(z, u)| z.add(*u)).collect()
+                };
+                let mut msg = Vec::new();
+                put_words(&send, &mut msg);
+                post.out[gr.d].extend(msg);
+                kept[gi] = (send, tt);
+            }
+        }
+    }
+    let mut inbox = p.post(post)?;
+    let mut out = vec![Rep::<W>::default(); k * n];
+    for (gi, gr) in groups.iter().enumerate() {
+        let nn = gr.n();
+        if nn == 0 {
+            continue;
+        }
+        match gr.role {
+            Role::Dealer => {
+                // Component g (from B) and g+1 (from A).
+                let from_b: Vec<W> = inbox.words(gr.pb, k * nn);
+                let from_a: Vec<W> = inbox.words(gr.pa, k * nn);
+                for j in 0..k {
+                    for (i, e) in gr.range.clone().enumerate() {
+                        out[j * n + e] = Rep {
+                            a: from_b[j * nn + i],
+                            b: from_a[j * nn + i],
+                        };
+                    }
+                }
+            }
+            Role::A => {
+                let (sent, tt) = &kept[gi];
+                for j in 0..k {
+                    for (i, e) in gr.range.clone().enumerate() {
+                        out[j * n + e] = Rep {
+                            a: sent[j * nn + i],
+                            b: tt[j * nn + i],
+                        };
+                    }
+                }
+            }
+            Role::B => {
+                let (sent, tt) = &kept[gi];
+                for j in 0..k {
+                    for (i, e) in gr.range.clone().enumerate() {
+                        out[j * n + e] = Rep {
+                            a: tt[j * nn + i],
+                            b: sent[j * nn + i],
+                        };
+                    }
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Bytes `D` sends `B` in round 1 for a group of `n` elements, `k` factors and ring words
+/// of `word` bytes.
+pub(super) fn dealer_bytes(test: &SignTest, n: usize, k: usize, word: usize) -> usize {
+    let mut b = bit_bytes(n * test.table_bits()) + bit_bytes(n);
+    for (pairs, last) in test.levels() {
+        b += bit_bytes(pairs * n) * if last { 1 } else { 2 };
+    }
+    b + (1 + k) * n * word
+}
+
+/// The message pattern of [`select`]: `(from, to, bytes)` per round, for `n` tests with `k`
+/// factors each and ring words of `word` bytes.
+pub(super) fn select_pattern(
+    test: &SignTest,
+    n: usize,
+    k: usize,
+    word: usize,
+) -> Vec<Vec<(PartyId, PartyId, usize)>> {
+    let groups: Vec<(PartyId, PartyId, PartyId, usize)> = (0..3)
+        .map(|g| (g, (g + 1) % 3, (g + 2) % 3, group(n, g).len()))
+        .filter(|&(.., nn)| nn > 0)
+        .collect();
+    let ob = test.open_bytes();
+    let mut rounds = Vec::new();
+    rounds.push(
+        groups
+            .iter()
+            .flat_map(|&(d, a, b, nn)| {
+                [
+                    (a, b, nn * ob),
+                    (b, a, nn * ob),
+                    (d, b, dealer_bytes(test, nn, k, word)),
+                ]
+            })
+            .collect(),
+    );
+    for (pairs, last) in test.levels() {
+        let per = if last { 2 } else { 3 };
+        rounds.push(
+            groups
+                .iter()
+                .flat_map(|&(_, a, b, nn)| {
+                    let bytes = per * bit_bytes(pairs * nn);
+                    [(a, b, bytes), (b, a, bytes)]
+                })
+                .collect(),
+        );
+    }
+    rounds.push(
+        groups
+            .iter()
+            .flat_map(|&(_, a, b, nn)| [(a, b, bit_bytes(nn)), (b, a, bit_bytes(nn))])
+            .collect(),
+    );
+    rounds.push(
+        groups
+            .iter()
+            .flat_map(|&(d, a, b, nn)| [(a, d, k * nn * word), (b, d, k * nn * word)])
+            .collect(),
+    );
+    rounds
+}
+
+/// An evaluator's draws, in the dealer's order (see [`dealer_material`]).
+fn draw_evaluator<W: Word>(
+    p: &mut Rep3<W>,
+    gr: &mut Group<W>,
+    sbits: usize,
+    levels: &[(usize, bool)],
+    k: usize,
+) {
+    let nn = gr.n();
+    if gr.role == Role::A {
+        gr.tables = p.draw_bits(gr.da, nn * sbits);
+        gr.rbit = p.draw_bits(gr.da, nn);
+        for &(pairs, last) in levels {
+            let len = pairs * nn;
+            let a = p.draw_bits(gr.da, len);
+            let b1 = p.draw_bits(gr.da, len);
+            let b2 = if last {
+                Vec::new()
+            } else {
+                p.draw_bits(gr.da, len)
+            };
+            let c1 = p.draw_bits(gr.da, len);
+            let c2 = if last {
+                Vec::new()
+            } else {
+                p.draw_bits(gr.da, len)
+            };
+            gr.triples.push(Triples { a, b1, b2, c1, c2 });
+        }
+        gr.e_bits = p.draw_bits(gr.da, nn);
+        gr.e_arith = p.draw_words(gr.da, nn);
+        gr.ef = p.draw_words(gr.da, k * nn);
+    } else {
+        for &(pairs, last) in levels {
+            let len = pairs * nn;
+            let a = p.draw_bits(gr.db, len);
+            let b1 = p.draw_bits(gr.db, len);
+            let b2 = if last {
+                Vec::new()
+            } else {
+                p.draw_bits(gr.db, len)
+            };
+            gr.triples.push(Triples {
+                a,
+                b1,
+                b2,
+                c1: Vec::new(),
+                c2: Vec::new(),
+            });
+        }
+        gr.e_bits = p.draw_bits(gr.db, nn);
+    }
+}
+
+/// The dealer's draws (A's parts from key `D`–`A`, B's from `D`–`B`, in the evaluators'
+/// order) and its message to `B`.
+#[allow(clippy::too_many_arguments)]
+fn dealer_material<W: Word>(
+    p: &mut Rep3<W>,
+    gr: &Group<W>,
+    test: &SignTest,
+    r: &[u64],
+    factors: &[Rep<W>],
+    n: usize,
+    k: usize,
+    levels: &[(usize, bool)],
+) -> Vec<u8> {
+    let nn = gr.n();
+    let sbits = test.table_bits();
+    let bits = test.bits;
+    // Tables: entry x of chunk j is [x < r_j], masked with A's pads.
+    let pads = p.draw_bits(gr.da, nn * sbits);
+    let mut tables = vec![0u64; words(nn * sbits)];
+    for (i, &ri) in r.iter().enumerate() {
+        let mut off = 0usize;
+        let mut shift = 0u32;
+        for &w in &test.chunks {
+            let rj = (ri >> shift) & ((1u64 << w) - 1);
+            for x in 0..(1u64 << w) {
+                set(&mut tables, i * sbits + off + x as usize, u64::from(x < rj));
+            }
+            off += 1usize << w;
+            shift += w;
+        }
+    }
+    let tables = xor(&tables, &pads);
+    let rpad = p.draw_bits(gr.da, nn);
+    let mut rb = vec![0u64; words(nn)];
+    for (i, &ri) in r.iter().enumerate() {
+        set(&mut rb, i, (ri >> bits) & 1);
+    }
+    let rbit = xor(&rb, &rpad);
+    let mut msg = Vec::new();
+    pack(&tables, nn * sbits, &mut msg);
+    pack(&rbit, nn, &mut msg);
+    // Triples: A's parts, then B's a and b; B gets c = a·b ⊕ c_A.
+    let mut a_parts = Vec::new();
+    for &(pairs, last) in levels {
+        let len = pairs * nn;
+        let a = p.draw_bits(gr.da, len);
+        let b1 = p.draw_bits(gr.da, len);
+        let b2 = if last {
+            Vec::new()
+        } else {
+            p.draw_bits(gr.da, len)
+        };
+        let c1 = p.draw_bits(gr.da, len);
+        let c2 = if last {
+            Vec::new()
+        } else {
+            p.draw_bits(gr.da, len)
+        };
+        a_parts.push(Triples { a, b1, b2, c1, c2 });
+    }
+    let e_a = p.draw_bits(gr.da, nn);
+    let e_arith_a: Vec<W> = p.draw_words(gr.da, nn);
+    let rho: Vec<W> = p.draw_words(gr.da, k * nn);
+    for (lv, &(pairs, last)) in levels.iter().enumerate() {
+        let len = pairs * nn;
+        let a_b = p.draw_bits(gr.db, len);
+        let b1_b = p.draw_bits(gr.db, len);
+        let b2_b = if last {
+            Vec::new()
+        } else {
+            p.draw_bits(gr.db, len)
+        };
+        let ta = &a_parts[lv];
+        let a = xor(&ta.a, &a_b);
+        let c1 = xor(&and(&a, &xor(&ta.b1, &b1_b)), &ta.c1);
+        pack(&c1, len, &mut msg);
+        if !last {
+            let c2 = xor(&and(&a, &xor(&ta.b2, &b2_b)), &ta.c2);
+            pack(&c2, len, &mut msg);
+        }
+    }
+    let e_b = p.draw_bits(gr.db, nn);
+    let e = xor(&e_a, &e_b);
+    let e_arith_b: Vec<W> = (0..nn)
+        .map(|i| W::from_u128(u128::from(get(&e, i))).sub(e_arith_a[i]))
+        .collect();
+    put_words(&e_arith_b, &mut msg);
+    // e·(d_g + d_{g+1}) − ρ: the dealer's components of each factor.
+    let mut ef = Vec::with_capacity(k * nn);
+    for j in 0..k {
+        for (i, e_idx) in gr.range.clone().enumerate() {
+            let f = factors[j * n + e_idx];
+            let ei = W::from_u128(u128::from(get(&e, i)));
+            ef.push(ei.mul(f.a.add(f.b)).sub(rho[j * nn + i]));
+        }
+    }
+    put_words(&ef, &mut msg);
+    msg
+}
