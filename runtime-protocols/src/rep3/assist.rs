@@ -638,41 +638,19 @@ pub(super) fn select<W: Word>(
         if nn == 0 {
             continue;
         }
-        match gr.role {
-            Role::Dealer => {
-                // Component g (from B) and g+1 (from A).
-                let from_b: Vec<W> = inbox.words(gr.pb, k * nn);
-                let from_a: Vec<W> = inbox.words(gr.pa, k * nn);
-                for j in 0..k {
-                    for (i, e) in gr.range.clone().enumerate() {
-                        out[j * n + e] = Rep {
-                            a: from_b[j * nn + i],
-                            b: from_a[j * nn + i],
-                        };
-                    }
-                }
-            }
-            Role::A => {
-                let (sent, tt) = &kept[gi];
-                for j in 0..k {
-                    for (i, e) in gr.range.clone().enumerate() {
-                        out[j * n + e] = Rep {
-                            a: sent[j * nn + i],
-                            b: tt[j * nn + i],
-                        };
-                    }
-                }
-            }
-            Role::B => {
-                let (sent, tt) = &kept[gi];
-                for j in 0..k {
-                    for (i, e) in gr.range.clone().enumerate() {
-                        out[j * n + e] = Rep {
-                            a: tt[j * nn + i],
-                            b: sent[j * nn + i],
-                        };
-                    }
-                }
+        // This party's components (a, b): the dealer holds g (from B) and g + 1 (from A);
+        // A holds g + 1 (what it sent) and g + 2 (t); B holds g + 2 (t) and g (what it sent).
+        let (a, b): (Vec<W>, Vec<W>) = match gr.role {
+            Role::Dealer => (inbox.words(gr.pb, k * nn), inbox.words(gr.pa, k * nn)),
+            Role::A => kept[gi].clone(),
+            Role::B => (kept[gi].1.clone(), kept[gi].0.clone()),
+        };
+        for j in 0..k {
+            for (i, e) in gr.range.clone().enumerate() {
+                out[j * n + e] = Rep {
+                    a: a[j * nn + i],
+                    b: b[j * nn + i],
+                };
             }
         }
     }
