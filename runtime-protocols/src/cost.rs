@@ -7,7 +7,7 @@
 //! header. [`Tally`] is a [`Protocol`] that runs nothing and records these lists, so the VM's
 //! own layout code decides which primitives an instruction calls, exactly as in a real run.
 
-use crate::{Bounds, MatDims, PartyId, Protocol, ProtocolError, TruncMode};
+use crate::{Bounds, MatDims, PartyId, Protocol, ProtocolError, Requant, TruncMode};
 use std::collections::BTreeMap;
 
 /// Bytes of the frame header in front of every message.
@@ -93,6 +93,12 @@ pub trait Costs: Sync {
         mode: TruncMode,
     ) -> Result<Rounds, ProtocolError>;
     fn clamp(&self, len: usize, lo: i64, hi: i64, bounds: Bounds) -> Result<Rounds, ProtocolError>;
+    /// Mirrors [`Protocol::requantize`]'s default unless the protocol fuses it.
+    fn requantize(&self, q: &Requant, bounds: Bounds, mode: TruncMode) -> Result<Rounds, ProtocolError> {
+        let mut r = self.rescale(&q.num, &q.den, bounds, mode)?;
+        r.extend(self.clamp(q.num.len(), q.lo, q.hi, q.mid_bounds(bounds, mode))?);
+        Ok(r)
+    }
     fn max(&self, len: usize, bounds: Bounds) -> Result<Rounds, ProtocolError>;
     fn argmax(
         &self,
@@ -271,6 +277,17 @@ impl Protocol for Tally<'_> {
     }
     fn clamp(&mut self, x: &[()], lo: i64, hi: i64, b: Bounds) -> Result<Vec<()>, ProtocolError> {
         let r = self.costs.clamp(x.len(), lo, hi, b)?;
+        self.record(r);
+        Ok(x.to_vec())
+    }
+    fn requantize(
+        &mut self,
+        x: &[()],
+        q: &Requant,
+        b: Bounds,
+        mode: TruncMode,
+    ) -> Result<Vec<()>, ProtocolError> {
+        let r = self.costs.requantize(q, b, mode)?;
         self.record(r);
         Ok(x.to_vec())
     }

@@ -13,12 +13,14 @@ mod error;
 pub mod mux;
 pub mod net;
 pub mod rep3;
+pub mod requant;
 pub mod ring;
 pub mod word;
 
 pub use clear::Clear;
 pub use error::ProtocolError;
 pub use rep3::Rep3;
+pub use requant::Requant;
 
 /// Index of a party, `0..parties`.
 pub type PartyId = usize;
@@ -159,6 +161,21 @@ pub trait Protocol {
         bounds: Bounds,
         mode: TruncMode,
     ) -> Result<Vec<Self::Share>, ProtocolError>;
+    /// `clamp(round_half_even(x · num / den) + zp, lo, hi)` element-wise: one whole
+    /// requantization. By default a `rescale`, an addition and a `clamp`; a protocol may
+    /// share work between them.
+    fn requantize(
+        &mut self,
+        x: &[Self::Share],
+        q: &Requant,
+        bounds: Bounds,
+        mode: TruncMode,
+    ) -> Result<Vec<Self::Share>, ProtocolError> {
+        let mid = q.mid_bounds(bounds, mode);
+        let r = self.rescale(x, &q.num, &q.den, bounds, mode)?;
+        let r = self.add_public(&r, &q.zp);
+        self.clamp(&r, q.lo, q.hi, mid)
+    }
     /// `min(max(x, lo), hi)` element-wise.
     fn clamp(
         &mut self,

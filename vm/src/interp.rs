@@ -507,6 +507,38 @@ pub(crate) fn step<P: Protocol>(
                 )),
             }
         }
+        Instr::Requant {
+            dst,
+            x,
+            num,
+            den,
+            zp,
+            lo,
+            hi,
+        } => {
+            let dims = dst_dims(dst.0);
+            let q = qmpc_protocols::Requant {
+                num: broadcast_to(public(regs, num.0)?, &dims),
+                den: broadcast_to(public(regs, den.0)?, &dims),
+                zp: broadcast_to(public(regs, zp.0)?, &dims),
+                lo: lo.0,
+                hi: hi.0,
+            };
+            match get(regs, x.0)? {
+                Value::Public(t) => Value::Public(Tensor::new(
+                    dims,
+                    t.data
+                        .iter()
+                        .enumerate()
+                        .map(|(i, &v)| q.apply(i, v))
+                        .collect(),
+                )),
+                Value::Secret(t) => Value::Secret(Tensor::new(
+                    dims,
+                    proto.requantize(&t.data, &q, bounds(p, x.0), p.trunc)?,
+                )),
+            }
+        }
         Instr::Clamp { x, lo, hi, .. } => match get(regs, x.0)? {
             Value::Public(t) => Value::Public(Tensor::new(
                 t.dims.clone(),

@@ -403,6 +403,51 @@ pub fn infer(p: &dyn InferCtx, ins: &Instr, dst_dims: &[usize]) -> Result<Inferr
                 (prod.0.min(0) / dl - 1, prod.1.max(0) / dl + slack),
             )
         }
+        Instr::Requant {
+            x,
+            num,
+            den,
+            zp,
+            lo,
+            hi,
+            ..
+        } => {
+            if secret(num.0) || secret(den.0) || secret(zp.0) {
+                return Err("requant factors and zero point must be public".into());
+            }
+            if lo.0 > hi.0 {
+                return Err(format!("requant bounds {} > {}", lo.0, hi.0));
+            }
+            let mut d = shapes::broadcast(&dims(x.0), &dims(num.0))?;
+            for r in [den.0, zp.0] {
+                d = shapes::broadcast(&d, &dims(r))?;
+            }
+            if d != dims(x.0) {
+                return Err("requant parameters must broadcast to the operand's shape".into());
+            }
+            if bnd(den.0).0 < 1 {
+                return Err("requant denominator must be positive".into());
+            }
+            // The bounds the unfused rescale, add and clamp would give.
+            let prod = mul_bounds(bnd(x.0), bnd(num.0));
+            let dl = bnd(den.0).0;
+            let slack = match p.trunc() {
+                TruncMode::Exact => 1,
+                TruncMode::Probabilistic => 2,
+            };
+            let (zl, zh) = bnd(zp.0);
+            let mid = (
+                prod.0.min(0) / dl - 1 + zl,
+                prod.1.max(0) / dl + slack + zh,
+            );
+            let (l, h) = (lo.0 as i128, hi.0 as i128);
+            (
+                d,
+                reg(x.0).ty.batched,
+                vis_of(&[x.0]),
+                (mid.0.clamp(l, h), mid.1.clamp(l, h)),
+            )
+        }
         Instr::Clamp { x, lo, hi, .. } => {
             if lo.0 > hi.0 {
                 return Err(format!("clamp bounds {} > {}", lo.0, hi.0));

@@ -1,10 +1,12 @@
 //! IR passes, one per file. Each can be switched off (`--no-pass NAME`, or all with `-O0`).
 
 mod dce;
+mod fuse_requant;
 mod pool_first;
 mod schedule;
 
 pub use dce::dead_code_elimination;
+pub use fuse_requant::fuse_requant;
 pub use pool_first::pool_first;
 pub use schedule::schedule;
 
@@ -24,6 +26,11 @@ pub const PASSES: &[Pass] = &[
         name: "pool_first",
         doc: "max-pool before a monotone requantization, which then runs on the pooled tensor",
         run: pool_first,
+    },
+    Pass {
+        name: "fuse_requant",
+        doc: "rescale, zero point and clamp as one requant, so truncation and comparisons share rounds",
+        run: fuse_requant,
     },
     Pass {
         name: "dce",

@@ -114,28 +114,28 @@ pub(super) fn bit_bytes(n: usize) -> usize {
 
 // ---- packed bit vectors -------------------------------------------------------------
 
-fn words(n: usize) -> usize {
+pub(super) fn words(n: usize) -> usize {
     n.div_ceil(64)
 }
 
-fn get(v: &[u64], i: usize) -> u64 {
+pub(super) fn get(v: &[u64], i: usize) -> u64 {
     (v[i / 64] >> (i % 64)) & 1
 }
 
-fn set(v: &mut [u64], i: usize, b: u64) {
+pub(super) fn set(v: &mut [u64], i: usize, b: u64) {
     v[i / 64] |= (b & 1) << (i % 64);
 }
 
-fn xor(a: &[u64], b: &[u64]) -> Vec<u64> {
+pub(super) fn xor(a: &[u64], b: &[u64]) -> Vec<u64> {
     a.iter().zip(b).map(|(x, y)| x ^ y).collect()
 }
 
-fn and(a: &[u64], b: &[u64]) -> Vec<u64> {
+pub(super) fn and(a: &[u64], b: &[u64]) -> Vec<u64> {
     a.iter().zip(b).map(|(x, y)| x & y).collect()
 }
 
 /// `n` bits as `⌈n/8⌉` bytes.
-fn pack(v: &[u64], n: usize, out: &mut Vec<u8>) {
+pub(super) fn pack(v: &[u64], n: usize, out: &mut Vec<u8>) {
     let bytes: Vec<u8> = v.iter().flat_map(|w| w.to_le_bytes()).collect();
     out.extend_from_slice(&bytes[..bit_bytes(n)]);
 }
@@ -159,7 +159,7 @@ fn clear_tail(v: &mut [u64], n: usize) {
 }
 
 /// Concatenate bit vectors of `n` bits each.
-fn concat(parts: &[&Vec<u64>], n: usize) -> Vec<u64> {
+pub(super) fn concat(parts: &[&Vec<u64>], n: usize) -> Vec<u64> {
     let mut v = vec![0u64; words(n * parts.len())];
     for (k, p) in parts.iter().enumerate() {
         for i in 0..n {
@@ -170,7 +170,7 @@ fn concat(parts: &[&Vec<u64>], n: usize) -> Vec<u64> {
 }
 
 /// Part `k` of `n` bits of a concatenation.
-fn part(v: &[u64], k: usize, n: usize) -> Vec<u64> {
+pub(super) fn part(v: &[u64], k: usize, n: usize) -> Vec<u64> {
     let mut out = vec![0u64; words(n)];
     for i in 0..n {
         set(&mut out, i, get(v, k * n + i));
@@ -181,13 +181,13 @@ fn part(v: &[u64], k: usize, n: usize) -> Vec<u64> {
 // ---- one round of messages between the groups' roles ----------------------------------
 
 /// Messages of one round, appended group by group in a fixed order.
-struct Post {
-    out: [Vec<u8>; 3],
-    expect: [usize; 3],
+pub(super) struct Post {
+    pub out: [Vec<u8>; 3],
+    pub expect: [usize; 3],
 }
 
 impl Post {
-    fn new() -> Post {
+    pub fn new() -> Post {
         Post {
             out: Default::default(),
             expect: [0; 3],
@@ -196,21 +196,21 @@ impl Post {
 }
 
 /// What each peer sent in a round, read in the order it was appended.
-struct Inbox {
+pub(super) struct Inbox {
     msgs: [Vec<u8>; 3],
     at: [usize; 3],
 }
 
 impl Inbox {
-    fn take(&mut self, from: PartyId, n: usize) -> &[u8] {
+    pub fn take(&mut self, from: PartyId, n: usize) -> &[u8] {
         let s = self.at[from];
         self.at[from] += n;
         &self.msgs[from][s..s + n]
     }
-    fn bits(&mut self, from: PartyId, n: usize) -> Vec<u64> {
+    pub fn bits(&mut self, from: PartyId, n: usize) -> Vec<u64> {
         unpack(self.take(from, bit_bytes(n)), n)
     }
-    fn words<W: Word>(&mut self, from: PartyId, n: usize) -> Vec<W> {
+    pub fn words<W: Word>(&mut self, from: PartyId, n: usize) -> Vec<W> {
         self.take(from, n * W::BYTES)
             .chunks_exact(W::BYTES)
             .map(W::read)
@@ -218,7 +218,7 @@ impl Inbox {
     }
 }
 
-fn put_words<W: Word>(v: &[W], out: &mut Vec<u8>) {
+pub(super) fn put_words<W: Word>(v: &[W], out: &mut Vec<u8>) {
     for w in v {
         w.write(out);
     }
@@ -226,7 +226,7 @@ fn put_words<W: Word>(v: &[W], out: &mut Vec<u8>) {
 
 impl<W: Word> Rep3<W> {
     /// One round: every party calls the transport (empty where it has no part).
-    fn post(&mut self, post: Post) -> R<Inbox> {
+    pub(super) fn post(&mut self, post: Post) -> R<Inbox> {
         let out: Vec<(PartyId, Vec<u8>)> = post
             .out
             .into_iter()
@@ -249,7 +249,7 @@ impl<W: Word> Rep3<W> {
     }
 
     /// `n` random bits from the key of component `j`.
-    fn draw_bits(&mut self, j: usize, n: usize) -> Vec<u64> {
+    pub(super) fn draw_bits(&mut self, j: usize, n: usize) -> Vec<u64> {
         let mut v: Vec<u64> = self
             .draw::<super::Xor>(j, words(n))
             .unwrap_or_default()
@@ -260,7 +260,7 @@ impl<W: Word> Rep3<W> {
         v
     }
 
-    fn draw_words(&mut self, j: usize, n: usize) -> Vec<W> {
+    pub(super) fn draw_words(&mut self, j: usize, n: usize) -> Vec<W> {
         self.draw::<W>(j, n).unwrap_or_default()
     }
 }

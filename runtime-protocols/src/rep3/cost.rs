@@ -5,9 +5,10 @@
 use super::assist::{select_pattern, SignTest};
 use super::bits::compare_levels;
 use super::bits_of;
+use super::requant::RequantPlan;
 use super::masked::{check_opening, divisor_width, sign_test_bits, RescalePlan, OPENER};
 use crate::cost::{Costs, Round, Rounds};
-use crate::{Bounds, MatDims, PartyId, ProtocolError, TruncMode};
+use crate::{Bounds, MatDims, PartyId, ProtocolError, Requant, TruncMode};
 
 type R<T> = Result<T, ProtocolError>;
 
@@ -126,6 +127,18 @@ impl Costs for Rep3Costs {
         if exact {
             r.extend(self.bit_to_arith(n));
         }
+        Ok(r)
+    }
+    fn requantize(&self, q: &Requant, bounds: Bounds, mode: TruncMode) -> R<Rounds> {
+        if let Some(plan) = RequantPlan::new(q, bounds, self.ring_bits) {
+            return Ok(plan
+                .pattern(q.num.len(), self.word() as usize)
+                .into_iter()
+                .map(|msgs| Round::of(msgs.into_iter().map(|(f, t, b)| (f, t, b as u64))))
+                .collect());
+        }
+        let mut r = self.rescale(&q.num, &q.den, bounds, mode)?;
+        r.extend(self.clamp(q.num.len(), q.lo, q.hi, q.mid_bounds(bounds, mode))?);
         Ok(r)
     }
     fn clamp(&self, len: usize, lo: i64, hi: i64, b: Bounds) -> R<Rounds> {

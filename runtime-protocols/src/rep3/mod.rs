@@ -19,6 +19,7 @@ mod bits;
 mod cost;
 mod elem;
 mod masked;
+mod requant;
 
 pub use cost::Rep3Costs;
 pub use elem::{Elem, Xor};
@@ -26,7 +27,7 @@ pub use elem::{Elem, Xor};
 use crate::mux::{self, Port, Reply, Request};
 use crate::net::{NetError, Stats, Transport};
 use crate::word::Word;
-use crate::{Bounds, MatDims, PartyId, Protocol, ProtocolError, TruncMode};
+use crate::{Bounds, MatDims, PartyId, Protocol, ProtocolError, Requant, TruncMode};
 use chacha20::rand_core::{Rng, SeedableRng};
 use chacha20::ChaCha12Rng;
 use rayon::prelude::*;
@@ -525,6 +526,22 @@ impl<W: Word> Protocol for Rep3<W> {
         mode: TruncMode,
     ) -> Result<Vec<Rep<W>>, ProtocolError> {
         masked::rescale(self, x, num, den, bounds, mode)
+    }
+
+    fn requantize(
+        &mut self,
+        x: &[Rep<W>],
+        q: &Requant,
+        bounds: Bounds,
+        mode: TruncMode,
+    ) -> Result<Vec<Rep<W>>, ProtocolError> {
+        if let Some(plan) = requant::RequantPlan::new(q, bounds, W::BITS) {
+            return requant::requantize(self, &plan, q, x, bounds);
+        }
+        let mid = q.mid_bounds(bounds, mode);
+        let r = masked::rescale(self, x, &q.num, &q.den, bounds, mode)?;
+        let r = self.add_public(&r, &q.zp);
+        masked::clamp(self, &r, q.lo, q.hi, mid)
     }
 
     fn clamp(

@@ -278,6 +278,83 @@ fn dealer_assisted_sign_tests_at_every_width_and_size() {
     }
 }
 
+#[test]
+fn fused_requantization_matches_clear_including_ties() {
+    use crate::Requant;
+    // (bounds, shift, multipliers, zero points, clamp): int32-like accumulators with
+    // per-channel multipliers, ties (num = 1, small shifts), ranges inside and beyond the
+    // clamp, and a shift wider than the accumulator.
+    let cases: Vec<(i64, i64, u32, Vec<i64>, Vec<i64>, i64, i64)> = vec![
+        (-816000, 809625, 30, vec![1358385], vec![-128], -128, 127),
+        (-(1 << 31), (1 << 31) - 1, 33, vec![12932933, 5933283], vec![3, -7], -128, 127),
+        (-40, 40, 2, vec![1, 3, 5], vec![0, 1, -2], -6, 6),
+        (-7, 9, 1, vec![1], vec![0], -100, 100),
+        (0, 255, 4, vec![7], vec![-128], -128, 127),
+        (-(1 << 20), 1 << 20, 40, vec![1 << 30, (1 << 30) + 1], vec![5], 0, 255),
+    ];
+    for (k, (lo, hi, s, nums, zps, clo, chi)) in cases.into_iter().enumerate() {
+        for n in [1, 2, 3, 10, 64] {
+            let b = Bounds { lo, hi };
+            let mut x = values(n, lo, hi, 7 + k as u64 + 100 * n as u64);
+            // Exact ties of round-half-even where the shift is small.
+            if s <= 2 && n >= 4 {
+                x[2] = 2;
+                x[3] = -6;
+            }
+            let q = Requant {
+                num: (0..n).map(|i| nums[i % nums.len()]).collect(),
+                den: vec![1i64 << s; n],
+                zp: (0..n).map(|i| zps[i % zps.len()]).collect(),
+                lo: clo,
+                hi: chi,
+            };
+            assert!(
+                super::requant::RequantPlan::new(&q, b, 64).is_some(),
+                "case {k} takes the fused path"
+            );
+            let want: Vec<i64> = x.iter().enumerate().map(|(i, &v)| q.apply(i, v)).collect();
+            let got = secure::<u64>(&x, |p, sh| {
+                p.requantize(sh, &q, b, TruncMode::Exact).unwrap()
+            });
+            assert_eq!(got, want, "case {k}, n = {n}, Z_2^64");
+            let got = secure::<u128>(&x, |p, sh| {
+                p.requantize(sh, &q, b, TruncMode::Exact).unwrap()
+            });
+            assert_eq!(got, want, "case {k}, n = {n}, Z_2^128");
+        }
+    }
+}
+
+#[test]
+fn fused_requantization_costs_equal_the_run() {
+    use crate::cost::{per_party, Costs};
+    use crate::Requant;
+    let n = 37;
+    let b = Bounds { lo: -5000, hi: 7000 };
+    let q = Requant {
+        num: vec![1234567; n],
+        den: vec![1 << 28; n],
+        zp: vec![3; n],
+        lo: -128,
+        hi: 127,
+    };
+    let x = values(n, b.lo, b.hi, 5);
+    let stats = run3::<u128, _>(|p| {
+        let mine = (p.party() == 1).then_some(&x[..]);
+        let s = p.input(1, mine, n).unwrap();
+        let before = p.stats();
+        p.requantize(&s, &q, b, TruncMode::Exact).unwrap();
+        let after = p.stats();
+        (after.rounds - before.rounds, after.bytes_sent - before.bytes_sent)
+    });
+    let rounds = Rep3Costs::default().requantize(&q, b, TruncMode::Exact).unwrap();
+    let want = per_party(&rounds, 3);
+    for (i, (r, bytes)) in stats.into_iter().enumerate() {
+        assert_eq!((r, bytes), (want[i].rounds, want[i].bytes_sent), "party {i}");
+    }
+    assert_eq!(rounds.len(), 6, "open, 3 tree levels, open bits, reshare");
+}
+
 /// Privacy: what a party receives must not depend on secrets it is not entitled to.
 mod view {
     use super::*;
@@ -337,10 +414,18 @@ mod view {
                 .rescale(&sq, &vec![3; n], &vec![7; n], sq_bounds, TruncMode::Exact)
                 .unwrap();
             let c = p.clamp(&v, -20, 20, b).unwrap();
+            let rq = crate::Requant {
+                num: vec![77; n],
+                den: vec![1 << 9; n],
+                zp: vec![-3; n],
+                lo: -10,
+                hi: 9,
+            };
+            let f = p.requantize(&sq, &rq, sq_bounds, TruncMode::Exact).unwrap();
             let m = p.max(&v, &c, b).unwrap();
             let a = p.argmax(&v, 4, false, b).unwrap();
             let t = p.lookup(&v, &table, -100).unwrap();
-            for y in [r, m, a, t] {
+            for y in [r, m, a, t, f] {
                 p.reveal(&y, owner).unwrap();
             }
             drop(p);

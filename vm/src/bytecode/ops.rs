@@ -71,6 +71,8 @@ macro_rules! for_each_op {
             ArgMax = 0x24, "argmax", IfSecret { dst: Dst, x: Reg, axis: Int, select_last: Int };
             /// `table[x - offset]` element-wise, `table` a public constant.
             Lookup = 0x25, "lookup", IfSecret { dst: Dst, x: Reg, table: Index, offset: Int };
+            /// `clamp(round_half_even(x · num / den) + zp, lo, hi)`: a rescale, zero point and clamp fused (`num`, `den`, `zp` public, broadcast).
+            Requant = 0x26, "requant", IfSecret { dst: Dst, x: Reg, num: Reg, den: Reg, zp: Reg, lo: Int, hi: Int };
             /// Same elements in the shape of `dst`.
             Reshape = 0x30, "reshape", Local { dst: Dst, x: Reg };
             /// Permute axes: output axis `i` is input axis `perm[i]`.

@@ -1,0 +1,744 @@
+//! One whole requantization `clamp(round_half_even(x·num/2^s) + zp, lo, hi)` with the third
+//! party as a dealer, in `L + 3` rounds (`L = log2` of the comparison units, 3 for int32
+//! accumulators) instead of a masked division followed by a clamp.
+//!
+//! Roles rotate by element group as in [`super::assist`]: dealer `D`, evaluators `A`, `B`.
+//! With `y = x − x_lo < 2^ℓ` and `m = max(ℓ, s) + 1`:
+//!
+//! 1. *open* (1 round): `A` and `B` learn `c = y + r mod 2^m` (`r` known to `D` only). Then
+//!    `x·num + 2^(s−1) = P − Q + w·2^m·num` with `P = (c + x_lo)·num + 2^(s−1)` (public to
+//!    the evaluators), `Q = r·num` (known to `D`) and the wrap `w = [c < r]`, which is
+//!    `(1 − c_{m−1})·r_{m−1}` because `y < 2^(m−1)`. So the floor of the sum over `2^s` is
+//!    `H − Q_h − [P_l < Q_l] + w·2^(m−s)·num` (`H`, `Q_h` the high parts, `P_l`, `Q_l` the
+//!    low `s` bits), and round-half-even subtracts one more at a tie (`P_l = Q_l`) with an
+//!    odd floor (`H_0 ⊕ Q_{h,0}`, as `m > s`): both fold into one borrow
+//!    `β = [P_l < Q_l] ∨ ([P_l = Q_l] ∧ (H_0 ⊕ Q_{h,0}))`, a comparison whose lowest unit
+//!    also indexes the parity. The clamp tests are `[x ≥ θ]` for two public thresholds
+//!    (the result is non-decreasing in `x`), i.e. `1 ⊕ a_{m−1} ⊕ r_{m−1} ⊕ [a' < r']` with
+//!    `a = c − (θ − x_lo) mod 2^m` and primes for the low `m − 1` bits. In this round `D`
+//!    sends `B` the masked comparison tables of `r` and of `Q`, Beaver triples, and
+//!    arithmetic shares of everything the output needs.
+//! 2. *compare* (`L` rounds): the three comparisons of every element run as lanes of one
+//!    Beaver tree.
+//! 3. *open bits* (1 round): `A` and `B` open `g_mid ⊕ e_1`, `β ⊕ e_2`, `g_hi ⊕ e_3` and
+//!    form additive shares of
+//!    `lo + g_mid·(H + zp − lo − Q_h − β + w·2^(m−s)·num) + g_hi·(hi − lo)`,
+//!    where `g_mid = g_lo ⊕ g_hi`, from the dealer's shares of `e_1`, `e_2`, `e_3`,
+//!    `e_1·e_2`, `Q_h`, `e_1·Q_h`, `r_{m−1}`, `e_1·r_{m−1}`.
+//! 4. *reshare* (1 round) to replicated shares, as in [`super::assist`].
+//!
+//! What each party sees is masked as in [`super::assist`]: `c` by `r`, table entries by
+//! `A`'s pads, tree openings by triples, the opened bits by the dealer's `e`, and the
+//! dealer's two incoming parts by randomness of `A` and `B`.
+
+use super::assist::{
+    and, bit_bytes, concat, get, group, pack, part, put_words, role, set, words, xor, Post,
+    Role,
+};
+use super::{bits_of, Rep, Rep3};
+use crate::word::Word;
+use crate::{Bounds, PartyId, ProtocolError, Requant};
+use std::collections::HashMap;
+use std::ops::Range;
+
+type R<T> = Result<T, ProtocolError>;
+
+/// The widest chunk of a comparison table (`2^5` entries).
+const MAX_CHUNK: u32 = 5;
+/// Ring words the dealer shares per element for the output.
+const ARITH: usize = 8;
+/// Comparison lanes per element: the borrow and the two clamp tests.
+const LANES: usize = 3;
+
+/// Public parameters of a fused requantization.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) struct RequantPlan {
+    /// `den = 2^s`.
+    pub s: u32,
+    /// `y = x − x_lo < 2^bits`.
+    pub bits: u32,
+    /// Bits of the opening `c`.
+    pub m: u32,
+    /// Chunk widths of the threshold comparisons (`m − 1` bits), least significant first.
+    pub t_chunks: Vec<u32>,
+    /// Chunk widths of the borrow comparison (`s + 1` bits: the parity, then `P_l`).
+    pub b_chunks: Vec<u32>,
+    /// Units of every tree, a power of two; shorter trees get neutral units on top.
+    pub units: usize,
+}
+
+/// `total` bits in at most `units` chunks, as even as possible.
+fn split(total: u32, units: usize) -> Vec<u32> {
+    let u = (units as u32).min(total).max(1);
+    (0..u)
+        .map(|j| total / u + u32::from(j < total % u))
+        .collect()
+}
+
+fn mask(bits: u32) -> u64 {
+    if bits >= 64 {
+        u64::MAX
+    } else {
+        (1u64 << bits) - 1
+    }
+}
+
+impl RequantPlan {
+    /// `None` when the requantization is not of this form (a power-of-two denominator, a
+    /// positive multiplier) or too wide for `ring_bits`.
+    pub fn new(q: &Requant, b: Bounds, ring_bits: u32) -> Option<RequantPlan> {
+        let s = q.shift()?;
+        if q.num.iter().any(|&v| !(1..=1 << 62).contains(&v)) || b.lo > b.hi {
+            return None;
+        }
+        let bits = bits_of((b.hi as i128 - b.lo as i128) as u128).max(1);
+        let m = bits.max(s) + 1;
+        if m > 64 || m > ring_bits {
+            return None;
+        }
+        let need = |t: u32| t.div_ceil(MAX_CHUNK).next_power_of_two() as usize;
+        let units = need(m - 1).max(need(s + 1));
+        Some(RequantPlan {
+            s,
+            bits,
+            m,
+            t_chunks: split(m - 1, units),
+            b_chunks: split(s + 1, units),
+            units,
+        })
+    }
+
+    /// Per tree level: pairs of units combined, and whether it is the last level.
+    pub fn levels(&self) -> Vec<(usize, bool)> {
+        let mut units = self.units;
+        let mut out = Vec::new();
+        while units > 1 {
+            out.push((units / 2, units == 2));
+            units = units.div_ceil(2);
+        }
+        out
+    }
+
+    pub fn open_bytes(&self) -> usize {
+        (self.m as usize).div_ceil(8)
+    }
+
+    fn t_table_bits(&self) -> usize {
+        self.t_chunks.iter().map(|&w| 1usize << w).sum()
+    }
+
+    /// Table bits per element: the threshold tables, then the borrow tables.
+    pub fn table_bits(&self) -> usize {
+        self.t_table_bits() + self.b_chunks.iter().map(|&w| 1usize << w).sum::<usize>()
+    }
+
+    /// Bytes `D` sends `B` in round 1 for a group of `n` elements.
+    pub fn dealer_bytes(&self, n: usize, word: usize) -> usize {
+        let mut b = bit_bytes(n * self.table_bits()) + bit_bytes(n);
+        for (pairs, last) in self.levels() {
+            b += bit_bytes(pairs * LANES * n) * if last { 1 } else { 2 };
+        }
+        b + ARITH * n * word
+    }
+
+    /// The message pattern of [`requantize`]: `(from, to, bytes)` per round.
+    pub fn pattern(&self, n: usize, word: usize) -> Vec<Vec<(PartyId, PartyId, usize)>> {
+        if n == 0 {
+            return Vec::new();
+        }
+        let groups: Vec<(PartyId, PartyId, PartyId, usize)> = (0..3)
+            .map(|g| (g, (g + 1) % 3, (g + 2) % 3, group(n, g).len()))
+            .filter(|&(.., nn)| nn > 0)
+            .collect();
+        let ob = self.open_bytes();
+        let mut rounds = vec![groups
+            .iter()
+            .flat_map(|&(d, a, b, nn)| {
+                [
+                    (a, b, nn * ob),
+                    (b, a, nn * ob),
+                    (d, b, self.dealer_bytes(nn, word)),
+                ]
+            })
+            .collect()];
+        for (pairs, last) in self.levels() {
+            let per = if last { 2 } else { 3 };
+            rounds.push(
+                groups
+                    .iter()
+                    .flat_map(|&(_, a, b, nn)| {
+                        let bytes = per * bit_bytes(pairs * LANES * nn);
+                        [(a, b, bytes), (b, a, bytes)]
+                    })
+                    .collect(),
+            );
+        }
+        rounds.push(
+            groups
+                .iter()
+                .flat_map(|&(_, a, b, nn)| {
+                    let bytes = bit_bytes(LANES * nn);
+                    [(a, b, bytes), (b, a, bytes)]
+                })
+                .collect(),
+        );
+        rounds.push(
+            groups
+                .iter()
+                .flat_map(|&(d, a, b, nn)| [(a, d, nn * word), (b, d, nn * word)])
+                .collect(),
+        );
+        rounds
+    }
+}
+
+/// The clamp thresholds of every element in `y`-space: `[y ≥ T_lo]` is `[result ≥ lo]` and
+/// `[y ≥ T_hi]` is `[result > hi]` (before the clamp), each in `[0, 2^bits]`.
+fn thresholds(q: &Requant, b: Bounds, bits: u32) -> Vec<(u64, u64)> {
+    let top = 1u64 << bits;
+    let to_y = |theta: i64| ((theta as i128 - b.lo as i128).clamp(0, top as i128)) as u64;
+    let mut cache: HashMap<(i64, i64), (u64, u64)> = HashMap::new();
+    (0..q.num.len())
+        .map(|i| {
+            *cache.entry((q.num[i], q.zp[i])).or_insert_with(|| {
+                let t_lo = to_y(q.threshold(i, q.lo, b));
+                let t_hi = match q.hi.checked_add(1) {
+                    Some(h) => to_y(q.threshold(i, h, b)),
+                    None => top,
+                };
+                (t_lo, t_hi)
+            })
+        })
+        .collect()
+}
+
+/// Beaver triples of one tree level as one party holds them (`a` serves both ANDs).
+struct Triples {
+    a: Vec<u64>,
+    b1: Vec<u64>,
+    b2: Vec<u64>,
+    c1: Vec<u64>,
+    c2: Vec<u64>,
+}
+
+/// Draw one party's triple parts from key `key`; `with_c` for `A` (and the dealer's copy
+/// of `A`'s parts), whose `c` parts are random.
+fn draw_triples<W: Word>(
+    p: &mut Rep3<W>,
+    key: usize,
+    levels: &[(usize, bool)],
+    lanes: usize,
+    with_c: bool,
+) -> Vec<Triples> {
+    levels
+        .iter()
+        .map(|&(pairs, last)| {
+            let len = pairs * lanes;
+            let mut draw = |on: bool| if on { p.draw_bits(key, len) } else { Vec::new() };
+            let a = draw(true);
+            let b1 = draw(true);
+            let b2 = draw(!last);
+            let c1 = draw(with_c);
+            let c2 = draw(with_c && !last);
+            Triples { a, b1, b2, c1, c2 }
+        })
+        .collect()
+}
+
+/// What one party holds of one group.
+struct Part<W> {
+    role: Role,
+    da: usize,
+    db: usize,
+    ab: usize,
+    range: Range<usize>,
+    d: PartyId,
+    pa: PartyId,
+    pb: PartyId,
+    c: Vec<u64>,
+    mask: Vec<u64>,
+    tables: Vec<u64>,
+    rtop: Vec<u64>,
+    triples: Vec<Triples>,
+    /// `e_1 | e_2 | e_3`, `n` bits each.
+    e: Vec<u64>,
+    /// `[e_1], [e_2], [e_3], [e_1 e_2], [Q_h], [e_1 Q_h], [r_top], [e_1 r_top]`, `n` each.
+    arith: Vec<W>,
+}
+
+impl<W> Part<W> {
+    fn n(&self) -> usize {
+        self.range.len()
+    }
+    fn other(&self) -> PartyId {
+        if self.role == Role::A {
+            self.pb
+        } else {
+            self.pa
+        }
+    }
+}
+
+fn ring<W: Word>(v: i128) -> W {
+    W::from_u128(v as u128)
+}
+
+/// `q` applied to `x` (bounds `b`) as replicated shares; see the module doc.
+pub(super) fn requantize<W: Word>(
+    p: &mut Rep3<W>,
+    plan: &RequantPlan,
+    q: &Requant,
+    x: &[Rep<W>],
+    b: Bounds,
+) -> R<Vec<Rep<W>>> {
+    let n = x.len();
+    if n == 0 {
+        return Ok(Vec::new());
+    }
+    let me = p.me;
+    let (m, s) = (plan.m, plan.s);
+    let mmask = mask(m);
+    let sbits = plan.table_bits();
+    let levels = plan.levels();
+    let ob = plan.open_bytes();
+    let low = |w: W| (w.to_u128() as u64) & mmask;
+    let neg_lo = W::from_i64(b.lo).neg();
+    let mut parts: Vec<Part<W>> = (0..3)
+        .map(|g| Part {
+            role: role(me, g),
+            da: (g + 1) % 3,
+            db: g % 3,
+            ab: (g + 2) % 3,
+            range: group(n, g),
+            d: g % 3,
+            pa: (g + 1) % 3,
+            pb: (g + 2) % 3,
+            c: Vec::new(),
+            mask: Vec::new(),
+            tables: Vec::new(),
+            rtop: Vec::new(),
+            triples: Vec::new(),
+            e: Vec::new(),
+            arith: Vec::new(),
+        })
+        .collect();
+
+    // Round 1: openings and the dealer's material.
+    let mut post = Post::new();
+    for gr in parts.iter_mut() {
+        let nn = gr.n();
+        if nn == 0 {
+            continue;
+        }
+        let range = gr.range.clone();
+        match gr.role {
+            Role::A | Role::B => {
+                let key = if gr.role == Role::A { gr.da } else { gr.db };
+                let own: Vec<u64> = p.draw_words(key, nn).iter().map(|&w| low(w)).collect();
+                let mut msg = Vec::with_capacity(nn * ob);
+                for (i, e) in range.enumerate() {
+                    // A sends component g+1 (with −x_lo folded in), B component g.
+                    let comp = if gr.role == Role::A {
+                        x[e].a.add(neg_lo)
+                    } else {
+                        x[e].b
+                    };
+                    let v = low(comp).wrapping_add(own[i]) & mmask;
+                    msg.extend_from_slice(&v.to_le_bytes()[..ob]);
+                }
+                let other = gr.other();
+                post.out[other].extend(msg);
+                post.expect[other] += nn * ob;
+                gr.mask = own;
+                if gr.role == Role::A {
+                    gr.tables = p.draw_bits(gr.da, nn * sbits);
+                    gr.rtop = p.draw_bits(gr.da, nn);
+                    gr.triples = draw_triples(p, gr.da, &levels, LANES * nn, true);
+                    gr.e = p.draw_bits(gr.da, 3 * nn);
+                    gr.arith = p.draw_words(gr.da, ARITH * nn);
+                } else {
+                    post.expect[gr.d] += plan.dealer_bytes(nn, W::BYTES);
+                    gr.triples = draw_triples(p, gr.db, &levels, LANES * nn, false);
+                    gr.e = p.draw_bits(gr.db, 3 * nn);
+                }
+            }
+            Role::Dealer => {
+                let msg = dealer_material(p, gr, plan, q, low)?;
+                post.out[gr.pb].extend(msg);
+            }
+        }
+    }
+    let mut inbox = p.post(post)?;
+
+    // Leaves of the three comparisons of every element, as lanes `k·n + i`.
+    let thr = thresholds(q, b, plan.bits);
+    let two_s = 1i128 << s;
+    let mut units: Vec<Vec<(Vec<u64>, Vec<u64>)>> = (0..3).map(|_| Vec::new()).collect();
+    let mut top: Vec<Vec<u64>> = vec![Vec::new(); 3];
+    let mut hs: Vec<Vec<i128>> = vec![Vec::new(); 3];
+    for (gi, gr) in parts.iter_mut().enumerate() {
+        let nn = gr.n();
+        if nn == 0 || gr.role == Role::Dealer {
+            continue;
+        }
+        let got = inbox.take(gr.other(), nn * ob).to_vec();
+        let is_a = gr.role == Role::A;
+        gr.c = gr
+            .range
+            .clone()
+            .enumerate()
+            .map(|(i, e)| {
+                let mine = if is_a {
+                    low(x[e].a.add(neg_lo)).wrapping_add(low(x[e].b))
+                } else {
+                    low(x[e].a).wrapping_add(low(x[e].b))
+                };
+                let mut bytes = [0u8; 8];
+                bytes[..ob].copy_from_slice(&got[i * ob..(i + 1) * ob]);
+                mine.wrapping_add(gr.mask[i])
+                    .wrapping_add(u64::from_le_bytes(bytes))
+                    & mmask
+            })
+            .collect();
+        if !is_a {
+            gr.tables = inbox.bits(gr.d, nn * sbits);
+            gr.rtop = inbox.bits(gr.d, nn);
+            for (lv, &(pairs, last)) in levels.iter().enumerate() {
+                gr.triples[lv].c1 = inbox.bits(gr.d, pairs * LANES * nn);
+                if !last {
+                    gr.triples[lv].c2 = inbox.bits(gr.d, pairs * LANES * nn);
+                }
+            }
+            gr.arith = inbox.words(gr.d, ARITH * nn);
+        }
+        // Per element: the borrow index `2·P_l + H_0` and the two threshold operands.
+        let lanes = LANES * nn;
+        let mut idx: Vec<u64> = vec![0; lanes];
+        let mut h = Vec::with_capacity(nn);
+        let mut tv = vec![0u64; words(lanes)];
+        for (i, e) in gr.range.clone().enumerate() {
+            let c = gr.c[i];
+            let pv = (c as i128 + b.lo as i128) * q.num[e] as i128 + (two_s >> 1);
+            let hv = pv >> s;
+            let pl = (pv & (two_s - 1)) as u64;
+            idx[i] = (pl << 1) | (hv & 1) as u64;
+            h.push(hv);
+            let (t_lo, t_hi) = thr[e];
+            for (k, t) in [(1, t_lo), (2, t_hi)] {
+                let a = c.wrapping_sub(t) & mmask;
+                idx[k * nn + i] = a;
+                let pubbit = if is_a { 1 ^ (a >> (m - 1)) } else { 0 };
+                set(&mut tv, k * nn + i, pubbit ^ get(&gr.rtop, i));
+            }
+        }
+        hs[gi] = h;
+        top[gi] = tv;
+        let t_bits = plan.t_table_bits();
+        for j in 0..plan.units {
+            let mut gv = vec![0u64; words(lanes)];
+            let mut pv = vec![0u64; words(lanes)];
+            for lane in 0..lanes {
+                let (i, k) = (lane % nn, lane / nn);
+                let (chunks, base) = if k == 0 {
+                    (&plan.b_chunks, i * sbits + t_bits)
+                } else {
+                    (&plan.t_chunks, i * sbits)
+                };
+                let Some(&w) = chunks.get(j) else {
+                    // A neutral unit on top: lt = 0, eq = 1 (held by A).
+                    set(&mut pv, lane, u64::from(is_a));
+                    continue;
+                };
+                let shift: u32 = chunks[..j].iter().sum();
+                let off: usize = chunks[..j].iter().map(|&c| 1usize << c).sum();
+                let xv = ((idx[lane] >> shift) & mask(w)) as usize;
+                let lt = get(&gr.tables, base + off + xv);
+                let below = if xv == 0 {
+                    u64::from(!is_a)
+                } else {
+                    get(&gr.tables, base + off + xv - 1)
+                };
+                set(&mut gv, lane, lt);
+                set(&mut pv, lane, below ^ lt);
+            }
+            units[gi].push((gv, pv));
+        }
+    }
+
+    // The tree, one Beaver round per level.
+    for (lv, &(pairs, last)) in levels.iter().enumerate() {
+        let mut post = Post::new();
+        let mut opened: Vec<Option<[Vec<u64>; 3]>> = vec![None, None, None];
+        for (gi, gr) in parts.iter().enumerate() {
+            let nn = gr.n();
+            if nn == 0 || gr.role == Role::Dealer {
+                continue;
+            }
+            let lanes = LANES * nn;
+            let u = &units[gi];
+            let xs: Vec<&Vec<u64>> = (0..pairs).map(|k| &u[2 * k + 1].1).collect();
+            let y1: Vec<&Vec<u64>> = (0..pairs).map(|k| &u[2 * k].0).collect();
+            let y2: Vec<&Vec<u64>> = (0..pairs).map(|k| &u[2 * k].1).collect();
+            let tr = &gr.triples[lv];
+            let dx = xor(&concat(&xs, lanes), &tr.a);
+            let d1 = xor(&concat(&y1, lanes), &tr.b1);
+            let d2 = if last {
+                Vec::new()
+            } else {
+                xor(&concat(&y2, lanes), &tr.b2)
+            };
+            let len = pairs * lanes;
+            let mut msg = Vec::new();
+            pack(&dx, len, &mut msg);
+            pack(&d1, len, &mut msg);
+            if !last {
+                pack(&d2, len, &mut msg);
+            }
+            post.expect[gr.other()] += msg.len();
+            post.out[gr.other()].extend(msg);
+            opened[gi] = Some([dx, d1, d2]);
+        }
+        let mut inbox = p.post(post)?;
+        for (gi, gr) in parts.iter().enumerate() {
+            let Some([dx, d1, d2]) = opened[gi].take() else {
+                continue;
+            };
+            let lanes = LANES * gr.n();
+            let len = pairs * lanes;
+            let other = gr.other();
+            let ox = xor(&dx, &inbox.bits(other, len));
+            let o1 = xor(&d1, &inbox.bits(other, len));
+            let o2 = if last {
+                Vec::new()
+            } else {
+                xor(&d2, &inbox.bits(other, len))
+            };
+            let tr = &gr.triples[lv];
+            let is_a = gr.role == Role::A;
+            // x·y = d·e ⊕ d·b ⊕ e·a ⊕ c, with d·e added by A only.
+            let prod = |o: &[u64], bb: &[u64], cc: &[u64]| -> Vec<u64> {
+                let mut z = xor(&xor(&and(&ox, bb), &and(o, &tr.a)), cc);
+                if is_a {
+                    z = xor(&z, &and(&ox, o));
+                }
+                z
+            };
+            let g1 = prod(&o1, &tr.b1, &tr.c1);
+            let g2 = if last {
+                Vec::new()
+            } else {
+                prod(&o2, &tr.b2, &tr.c2)
+            };
+            let u = &units[gi];
+            let mut next = Vec::with_capacity(pairs + 1);
+            for k in 0..pairs {
+                let gk = xor(&u[2 * k + 1].0, &part(&g1, k, lanes));
+                let pk = if last {
+                    Vec::new()
+                } else {
+                    part(&g2, k, lanes)
+                };
+                next.push((gk, pk));
+            }
+            if u.len() % 2 == 1 {
+                next.push(u[u.len() - 1].clone());
+            }
+            units[gi] = next;
+        }
+    }
+
+    // Open g_mid ⊕ e_1, β ⊕ e_2, g_hi ⊕ e_3.
+    let mut post = Post::new();
+    let mut mine: Vec<Vec<u64>> = vec![Vec::new(); 3];
+    for (gi, gr) in parts.iter().enumerate() {
+        let nn = gr.n();
+        if nn == 0 || gr.role == Role::Dealer {
+            continue;
+        }
+        let res = xor(&units[gi][0].0, &top[gi]);
+        let (beta, g_lo, g_hi) = (part(&res, 0, nn), part(&res, 1, nn), part(&res, 2, nn));
+        let bitsv = concat(&[&xor(&g_lo, &g_hi), &beta, &g_hi], nn);
+        let o = xor(&bitsv, &gr.e);
+        let mut msg = Vec::new();
+        pack(&o, LANES * nn, &mut msg);
+        post.expect[gr.other()] += msg.len();
+        post.out[gr.other()].extend(msg);
+        mine[gi] = o;
+    }
+    let mut inbox = p.post(post)?;
+
+    // Additive shares of the result, then the reshare to `D`.
+    let mut post = Post::new();
+    let mut kept: Vec<(Vec<W>, Vec<W>)> = vec![(Vec::new(), Vec::new()); 3];
+    for (gi, gr) in parts.iter().enumerate() {
+        let nn = gr.n();
+        if nn == 0 {
+            continue;
+        }
+        if gr.role == Role::Dealer {
+            post.expect[gr.pa] += nn * W::BYTES;
+            post.expect[gr.pb] += nn * W::BYTES;
+            continue;
+        }
+        let is_a = gr.role == Role::A;
+        let opened = xor(&mine[gi], &inbox.bits(gr.other(), LANES * nn));
+        let tt = p.draw_words(gr.ab, nn);
+        let t2 = p.draw_words(gr.ab, nn);
+        let bit = |v: u64| if v == 1 { W::ONE } else { W::ZERO };
+        let sign = |v: u64| if v == 1 { W::ONE.neg() } else { W::ONE };
+        let pubw = |v: W| if is_a { v } else { W::ZERO };
+        let span = ring::<W>(q.hi as i128 - q.lo as i128);
+        let mut send = Vec::with_capacity(nn);
+        for (i, e) in gr.range.clone().enumerate() {
+            let (mh, bh, hh) = (
+                get(&opened, i),
+                get(&opened, nn + i),
+                get(&opened, 2 * nn + i),
+            );
+            let a = |k: usize| gr.arith[k * nn + i];
+            let mid = pubw(bit(mh)).add(sign(mh).mul(a(0)));
+            let mid_qh = bit(mh).mul(a(4)).add(sign(mh).mul(a(5)));
+            let mid_rtop = bit(mh).mul(a(6)).add(sign(mh).mul(a(7)));
+            let mid_beta = pubw(bit(mh & bh))
+                .add(bit(mh).mul(sign(bh)).mul(a(1)))
+                .add(bit(bh).mul(sign(mh)).mul(a(0)))
+                .add(sign(mh).mul(sign(bh)).mul(a(3)));
+            let hi_bit = pubw(bit(hh)).add(sign(hh).mul(a(2)));
+            let v = ring::<W>(hs[gi][i] + q.zp[e] as i128 - q.lo as i128);
+            let k = ring::<W>((q.num[e] as i128) << (m - s));
+            let wrap_on = bit(1 ^ (gr.c[i] >> (m - 1)));
+            let z = mid
+                .mul(v)
+                .sub(mid_qh)
+                .add(wrap_on.mul(k).mul(mid_rtop))
+                .sub(mid_beta)
+                .add(span.mul(hi_bit))
+                .add(pubw(W::from_i64(q.lo)));
+            send.push(if is_a {
+                z.sub(tt[i]).sub(t2[i])
+            } else {
+                z.add(t2[i])
+            });
+        }
+        let mut msg = Vec::new();
+        put_words(&send, &mut msg);
+        post.out[gr.d].extend(msg);
+        kept[gi] = (send, tt);
+    }
+    let mut inbox = p.post(post)?;
+    let mut out = vec![Rep::<W>::default(); n];
+    for (gi, gr) in parts.iter().enumerate() {
+        let nn = gr.n();
+        if nn == 0 {
+            continue;
+        }
+        // D holds components g (from B) and g+1 (from A); A holds g+1 and g+2; B g+2 and g.
+        let (a, bcomp): (Vec<W>, Vec<W>) = match gr.role {
+            Role::Dealer => (inbox.words(gr.pb, nn), inbox.words(gr.pa, nn)),
+            Role::A => kept[gi].clone(),
+            Role::B => (kept[gi].1.clone(), kept[gi].0.clone()),
+        };
+        for (i, e) in gr.range.clone().enumerate() {
+            out[e] = Rep {
+                a: a[i],
+                b: bcomp[i],
+            };
+        }
+    }
+    Ok(out)
+}
+
+/// The dealer's draws (in the evaluators' order on each key) and its message to `B`.
+fn dealer_material<W: Word>(
+    p: &mut Rep3<W>,
+    gr: &Part<W>,
+    plan: &RequantPlan,
+    q: &Requant,
+    low: impl Fn(W) -> u64,
+) -> R<Vec<u8>> {
+    let nn = gr.n();
+    let (m, s) = (plan.m, plan.s);
+    let levels = plan.levels();
+    let sbits = plan.table_bits();
+    let ra: Vec<u64> = p.draw_words(gr.da, nn).iter().map(|&w| low(w)).collect();
+    let rb: Vec<u64> = p.draw_words(gr.db, nn).iter().map(|&w| low(w)).collect();
+    let pads = p.draw_bits(gr.da, nn * sbits);
+    let rtop_pad = p.draw_bits(gr.da, nn);
+    let ta = draw_triples(p, gr.da, &levels, LANES * nn, true);
+    let e_a = p.draw_bits(gr.da, 3 * nn);
+    let arith_a: Vec<W> = p.draw_words(gr.da, ARITH * nn);
+    let tb = draw_triples(p, gr.db, &levels, LANES * nn, false);
+    let e_b = p.draw_bits(gr.db, 3 * nn);
+    let e = xor(&e_a, &e_b);
+
+    let t_bits = plan.t_table_bits();
+    let mut tables = vec![0u64; words(nn * sbits)];
+    let mut rtop = vec![0u64; words(nn)];
+    let mut values: Vec<W> = vec![W::ZERO; ARITH * nn];
+    for (i, e_idx) in gr.range.clone().enumerate() {
+        let r = ra[i].wrapping_add(rb[i]) & mask(m);
+        let qv = u128::from(r) * q.num[e_idx] as u128;
+        let ql = (qv & ((1u128 << s) - 1)) as u64;
+        let qh = qv >> s;
+        let qh0 = (qh & 1) as u64;
+        let rt = (r >> (m - 1)) & 1;
+        set(&mut rtop, i, rt);
+        // Threshold tables: [x < chunk_j(r mod 2^(m−1))].
+        let (mut shift, mut off) = (0u32, 0usize);
+        for &w in &plan.t_chunks {
+            let rj = (r >> shift) & mask(w);
+            for xv in 0..(1u64 << w) {
+                set(&mut tables, i * sbits + off + xv as usize, u64::from(xv < rj));
+            }
+            shift += w;
+            off += 1usize << w;
+        }
+        // Borrow tables on 2·Q_l: the lowest chunk also takes the parity.
+        let q2 = ql << 1;
+        let (mut shift, mut off) = (0u32, t_bits);
+        for (j, &w) in plan.b_chunks.iter().enumerate() {
+            let qj = (q2 >> shift) & mask(w);
+            for xv in 0..(1u64 << w) {
+                let lt = if j == 0 {
+                    let (al, qlow) = (xv >> 1, qj >> 1);
+                    al < qlow || (al == qlow && ((xv & 1) ^ qh0) == 1)
+                } else {
+                    xv < qj
+                };
+                set(&mut tables, i * sbits + off + xv as usize, u64::from(lt));
+            }
+            shift += w;
+            off += 1usize << w;
+        }
+        let bitw = |v: u64| W::from_u128(u128::from(v));
+        let (e1, e2, e3) = (get(&e, i), get(&e, nn + i), get(&e, 2 * nn + i));
+        let qhw = W::from_u128(qh);
+        let vals = [
+            bitw(e1),
+            bitw(e2),
+            bitw(e3),
+            bitw(e1 & e2),
+            qhw,
+            bitw(e1).mul(qhw),
+            bitw(rt),
+            bitw(e1 & rt),
+        ];
+        for (k, v) in vals.into_iter().enumerate() {
+            values[k * nn + i] = v.sub(arith_a[k * nn + i]);
+        }
+    }
+    let mut msg = Vec::new();
+    pack(&xor(&tables, &pads), nn * sbits, &mut msg);
+    pack(&xor(&rtop, &rtop_pad), nn, &mut msg);
+    for (lv, &(pairs, last)) in levels.iter().enumerate() {
+        let len = pairs * LANES * nn;
+        let (x, y) = (&ta[lv], &tb[lv]);
+        let a = xor(&x.a, &y.a);
+        pack(&xor(&and(&a, &xor(&x.b1, &y.b1)), &x.c1), len, &mut msg);
+        if !last {
+            pack(&xor(&and(&a, &xor(&x.b2, &y.b2)), &x.c2), len, &mut msg);
+        }
+    }
+    put_words(&values, &mut msg);
+    Ok(msg)
+}
