@@ -186,7 +186,7 @@ fn check(e: &Entry, rates: &mut Vec<String>) -> Result<(), String> {
             c.program
                 .code
                 .iter()
-                .filter(|i| i.mnemonic() == "rescale")
+                .filter(|i| matches!(i.mnemonic(), "rescale" | "requant"))
                 .count()
         })
         .unwrap_or(0);
