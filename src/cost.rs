@@ -21,7 +21,8 @@ pub struct CostArgs {
 }
 
 /// The static cost of `args.model`.
-pub fn compute(args: &CostArgs) -> Result<ProgramCost> {
+/// The cost and the ring it was computed for.
+pub fn compute(args: &CostArgs) -> Result<(ProgramCost, u32)> {
     let n = session::parties_for(&args.protocol, args.parties)?;
     if args.batch == 0 {
         bail!("--batch must be at least 1");
@@ -42,16 +43,18 @@ pub fn compute(args: &CostArgs) -> Result<ProgramCost> {
             .with_context(|| format!("protocol `{}`", args.protocol))?;
         args.roles
     };
-    let costs = qmpc_protocols::cost::costs_for(&args.protocol, n)?;
-    qmpc_vm::cost::cost(&program, costs.as_ref(), roles, args.batch)
-        .with_context(|| format!("{}: cannot cost the program", args.model.display()))
+    let ring = session::ring_bits(&args.protocol, &program);
+    let costs = qmpc_protocols::cost::costs_for(&args.protocol, n, ring)?;
+    let c = qmpc_vm::cost::cost(&program, costs.as_ref(), roles, args.batch)
+        .with_context(|| format!("{}: cannot cost the program", args.model.display()))?;
+    Ok((c, ring))
 }
 
 /// `qmpc cost`: print the figures, then check the budget.
 pub fn cost(args: &CostArgs) -> Result<()> {
-    let c = compute(args)?;
+    let (c, ring) = compute(args)?;
     let out = if args.json {
-        json(&c)
+        json(&c, ring)
     } else {
         text(&args.model, &c)
     };
@@ -152,7 +155,7 @@ fn json_str(s: &str) -> String {
 }
 
 /// The `--stats` keys that are known before running, plus the per-layer list.
-fn json(c: &ProgramCost) -> String {
+fn json(c: &ProgramCost, ring: u32) -> String {
     let parties: Vec<String> = c
         .per_party
         .iter()
@@ -187,7 +190,7 @@ fn json(c: &ProgramCost) -> String {
         c.rounds(),
         c.bytes_sent(),
         parties.join(", "),
-        session::ring_bits(c.protocol),
+        ring,
         layers.join(", ")
     )
 }

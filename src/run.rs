@@ -245,7 +245,13 @@ pub fn run(args: &RunArgs) -> Result<()> {
     if let Some(path) = &args.stats {
         std::fs::write(
             path,
-            session::stats_json(&args.protocol, batch, &per_party, wall),
+            session::stats_json(
+                &args.protocol,
+                session::ring_bits(&args.protocol, &program),
+                batch,
+                &per_party,
+                wall,
+            ),
         )
         .with_context(|| format!("{}: cannot write", path.display()))?;
     }
@@ -430,7 +436,13 @@ pub fn party(args: &PartyArgs) -> Result<()> {
         // This party's own figures; the others are not known here.
         std::fs::write(
             path,
-            session::stats_json(&cfg.protocol, r.batch, &[r.stats], r.wall_s),
+            session::stats_json(
+                &cfg.protocol,
+                session::ring_bits(&cfg.protocol, &program),
+                r.batch,
+                &[r.stats],
+                r.wall_s,
+            ),
         )
         .with_context(|| format!("{}: cannot write", path.display()))?;
     }

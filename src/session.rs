@@ -68,25 +68,51 @@ pub fn run_party(
     let start = Instant::now();
     let mut mesh = Mesh::with_listener(me, listener, addrs, &hello, timeouts)?;
     let batch = agree_batch(&mut mesh, roles.data_owner, batch)?;
-    let mut proto = match protocol {
-        "rep3" => Rep3::<u128>::setup(Box::new(mesh))?,
-        p => bail!("protocol `{p}` cannot run as a party"),
-    };
-    let outputs = match interp::run(program, &mut proto, roles, data, batch) {
-        Ok(o) => o,
-        Err(e) => {
-            proto.abort(&abort_reason(&e));
-            return Err(e.into());
-        }
+    if protocol != "rep3" {
+        bail!("protocol `{protocol}` cannot run as a party");
+    }
+    let (outputs, stats) = match ring_bits(protocol, program) {
+        64 => run_rep3(
+            Rep3::<u64>::setup(Box::new(mesh))?,
+            program,
+            roles,
+            data,
+            batch,
+        )?,
+        _ => run_rep3(
+            Rep3::<u128>::setup(Box::new(mesh))?,
+            program,
+            roles,
+            data,
+            batch,
+        )?,
     };
     Ok(PartyResult {
         outputs,
         batch,
-        // Rep3 counts from the end of its key exchange, so the batch agreement before it is
-        // left out too.
-        stats: proto.stats(),
+        stats,
         wall_s: start.elapsed().as_secs_f64(),
     })
+}
+
+type Outputs = Vec<Option<Tensor<i64>>>;
+
+fn run_rep3<W: qmpc_protocols::word::Word>(
+    mut proto: Rep3<W>,
+    program: &Program,
+    roles: Roles,
+    data: &PartyData,
+    batch: usize,
+) -> Result<(Outputs, Stats)> {
+    match interp::run(program, &mut proto, roles, data, batch) {
+        // Rep3 counts from the end of its key exchange, so the batch agreement before it is
+        // left out too.
+        Ok(o) => Ok((o, proto.stats())),
+        Err(e) => {
+            proto.abort(&abort_reason(&e));
+            Err(e.into())
+        }
+    }
 }
 
 /// What a failing party tells the others: instruction, node and network cause, never the
@@ -151,9 +177,29 @@ fn agree_batch(mesh: &mut Mesh, owner: PartyId, batch: Option<usize>) -> Result<
     }
 }
 
-/// Bits of the ring a protocol computes in.
-pub fn ring_bits(protocol: &str) -> u32 {
+/// Bits of the ring a protocol computes `program` in: Z_2^64 when every primitive of the
+/// program fits it (the cost formulas fail exactly where a primitive would, e.g. a masked
+/// opening without its statistical headroom), else Z_2^128. A function of the public
+/// program, so every party and `qmpc cost` pick the same.
+pub fn ring_bits(protocol: &str, program: &Program) -> u32 {
     if protocol == "clear" {
+        return 64;
+    }
+    let fits = |bits: u32| {
+        let n = SECURE
+            .iter()
+            .find(|(p, _)| *p == protocol)
+            .map_or(3, |(_, n)| *n);
+        qmpc_protocols::cost::costs_for(protocol, n, bits).is_ok_and(|c| {
+            let roles = Roles {
+                model_owner: 0,
+                data_owner: 0,
+                output_to: 0,
+            };
+            qmpc_vm::cost::cost(program, c.as_ref(), roles, 1).is_ok()
+        })
+    };
+    if fits(64) {
         64
     } else {
         128
@@ -161,7 +207,13 @@ pub fn ring_bits(protocol: &str) -> u32 {
 }
 
 /// `--stats` JSON (DESIGN.md keys, plus bytes received and the ring).
-pub fn stats_json(protocol: &str, batch: usize, per_party: &[Stats], wall_s: f64) -> String {
+pub fn stats_json(
+    protocol: &str,
+    ring: u32,
+    batch: usize,
+    per_party: &[Stats],
+    wall_s: f64,
+) -> String {
     let rounds = per_party.iter().map(|s| s.rounds).max().unwrap_or(0);
     let sent: u64 = per_party.iter().map(|s| s.bytes_sent).sum();
     let parties: Vec<String> = per_party
@@ -174,7 +226,6 @@ pub fn stats_json(protocol: &str, batch: usize, per_party: &[Stats], wall_s: f64
             )
         })
         .collect();
-    let ring = ring_bits(protocol);
     format!(
         "{{\"protocol\": \"{protocol}\", \"parties\": {}, \"batch\": {batch}, \"rounds\": {rounds}, \
          \"bytes_sent\": {sent}, \"per_party\": [{}], \

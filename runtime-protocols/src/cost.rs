@@ -94,7 +94,12 @@ pub trait Costs: Sync {
     ) -> Result<Rounds, ProtocolError>;
     fn clamp(&self, len: usize, lo: i64, hi: i64, bounds: Bounds) -> Result<Rounds, ProtocolError>;
     /// Mirrors [`Protocol::requantize`]'s default unless the protocol fuses it.
-    fn requantize(&self, q: &Requant, bounds: Bounds, mode: TruncMode) -> Result<Rounds, ProtocolError> {
+    fn requantize(
+        &self,
+        q: &Requant,
+        bounds: Bounds,
+        mode: TruncMode,
+    ) -> Result<Rounds, ProtocolError> {
         let mut r = self.rescale(&q.num, &q.den, bounds, mode)?;
         r.extend(self.clamp(q.num.len(), q.lo, q.hi, q.mid_bounds(bounds, mode))?);
         Ok(r)
@@ -155,8 +160,13 @@ impl Costs for ClearCosts {
     }
 }
 
-/// The cost formulas of a protocol by its command-line name, for `parties` parties.
-pub fn costs_for(protocol: &str, parties: usize) -> Result<Box<dyn Costs>, ProtocolError> {
+/// The cost formulas of a protocol by its command-line name, for `parties` parties and a
+/// ring of `ring_bits` (where the protocol computes in a ring).
+pub fn costs_for(
+    protocol: &str,
+    parties: usize,
+    ring_bits: u32,
+) -> Result<Box<dyn Costs>, ProtocolError> {
     let fixed = |n: usize| {
         if parties == n {
             Ok(())
@@ -168,7 +178,9 @@ pub fn costs_for(protocol: &str, parties: usize) -> Result<Box<dyn Costs>, Proto
     };
     match protocol {
         "clear" => fixed(1).map(|_| Box::new(ClearCosts) as Box<dyn Costs>),
-        "rep3" => fixed(3).map(|_| Box::new(crate::rep3::Rep3Costs::default()) as Box<dyn Costs>),
+        "rep3" => {
+            fixed(3).map(|_| Box::new(crate::rep3::Rep3Costs { ring_bits }) as Box<dyn Costs>)
+        }
         other => Err(ProtocolError::Invalid(format!(
             "protocol `{other}` is not implemented (implemented: clear, rep3)"
         ))),

@@ -436,10 +436,7 @@ pub fn infer(p: &dyn InferCtx, ins: &Instr, dst_dims: &[usize]) -> Result<Inferr
                 TruncMode::Probabilistic => 2,
             };
             let (zl, zh) = bnd(zp.0);
-            let mid = (
-                prod.0.min(0) / dl - 1 + zl,
-                prod.1.max(0) / dl + slack + zh,
-            );
+            let mid = (prod.0.min(0) / dl - 1 + zl, prod.1.max(0) / dl + slack + zh);
             let (l, h) = (lo.0 as i128, hi.0 as i128);
             (
                 d,

@@ -89,8 +89,13 @@ fn fuse(g: &mut Graph, rescale: NodeIndex) {
         hi: Int(hi.0),
     };
     let dtype = g.decl(clamp).ty.dtype;
-    let Ok(fused) = g.add_compute(instr, &[ops[0], ops[1], ops[2], zp], None, Some(dtype), &origin)
-    else {
+    let Ok(fused) = g.add_compute(
+        instr,
+        &[ops[0], ops[1], ops[2], zp],
+        None,
+        Some(dtype),
+        &origin,
+    ) else {
         return;
     };
     let uses: Vec<(NodeIndex, u32)> =

@@ -32,8 +32,7 @@
 //! dealer's two incoming parts by randomness of `A` and `B`.
 
 use super::assist::{
-    and, bit_bytes, concat, get, group, pack, part, put_words, role, set, words, xor, Post,
-    Role,
+    and, bit_bytes, concat, get, group, pack, part, put_words, role, set, words, xor, Post, Role,
 };
 use super::{bits_of, Rep, Rep3};
 use crate::word::Word;
@@ -234,7 +233,13 @@ fn draw_triples<W: Word>(
         .iter()
         .map(|&(pairs, last)| {
             let len = pairs * lanes;
-            let mut draw = |on: bool| if on { p.draw_bits(key, len) } else { Vec::new() };
+            let mut draw = |on: bool| {
+                if on {
+                    p.draw_bits(key, len)
+                } else {
+                    Vec::new()
+                }
+            };
             let a = draw(true);
             let b1 = draw(true);
             let b2 = draw(!last);
@@ -688,7 +693,11 @@ fn dealer_material<W: Word>(
         for &w in &plan.t_chunks {
             let rj = (r >> shift) & mask(w);
             for xv in 0..(1u64 << w) {
-                set(&mut tables, i * sbits + off + xv as usize, u64::from(xv < rj));
+                set(
+                    &mut tables,
+                    i * sbits + off + xv as usize,
+                    u64::from(xv < rj),
+                );
             }
             shift += w;
             off += 1usize << w;

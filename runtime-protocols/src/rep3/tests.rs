@@ -286,11 +286,27 @@ fn fused_requantization_matches_clear_including_ties() {
     // clamp, and a shift wider than the accumulator.
     let cases: Vec<(i64, i64, u32, Vec<i64>, Vec<i64>, i64, i64)> = vec![
         (-816000, 809625, 30, vec![1358385], vec![-128], -128, 127),
-        (-(1 << 31), (1 << 31) - 1, 33, vec![12932933, 5933283], vec![3, -7], -128, 127),
+        (
+            -(1 << 31),
+            (1 << 31) - 1,
+            33,
+            vec![12932933, 5933283],
+            vec![3, -7],
+            -128,
+            127,
+        ),
         (-40, 40, 2, vec![1, 3, 5], vec![0, 1, -2], -6, 6),
         (-7, 9, 1, vec![1], vec![0], -100, 100),
         (0, 255, 4, vec![7], vec![-128], -128, 127),
-        (-(1 << 20), 1 << 20, 40, vec![1 << 30, (1 << 30) + 1], vec![5], 0, 255),
+        (
+            -(1 << 20),
+            1 << 20,
+            40,
+            vec![1 << 30, (1 << 30) + 1],
+            vec![5],
+            0,
+            255,
+        ),
     ];
     for (k, (lo, hi, s, nums, zps, clo, chi)) in cases.into_iter().enumerate() {
         for n in [1, 2, 3, 10, 64] {
@@ -330,7 +346,10 @@ fn fused_requantization_costs_equal_the_run() {
     use crate::cost::{per_party, Costs};
     use crate::Requant;
     let n = 37;
-    let b = Bounds { lo: -5000, hi: 7000 };
+    let b = Bounds {
+        lo: -5000,
+        hi: 7000,
+    };
     let q = Requant {
         num: vec![1234567; n],
         den: vec![1 << 28; n],
@@ -345,12 +364,21 @@ fn fused_requantization_costs_equal_the_run() {
         let before = p.stats();
         p.requantize(&s, &q, b, TruncMode::Exact).unwrap();
         let after = p.stats();
-        (after.rounds - before.rounds, after.bytes_sent - before.bytes_sent)
+        (
+            after.rounds - before.rounds,
+            after.bytes_sent - before.bytes_sent,
+        )
     });
-    let rounds = Rep3Costs::default().requantize(&q, b, TruncMode::Exact).unwrap();
+    let rounds = Rep3Costs::default()
+        .requantize(&q, b, TruncMode::Exact)
+        .unwrap();
     let want = per_party(&rounds, 3);
     for (i, (r, bytes)) in stats.into_iter().enumerate() {
-        assert_eq!((r, bytes), (want[i].rounds, want[i].bytes_sent), "party {i}");
+        assert_eq!(
+            (r, bytes),
+            (want[i].rounds, want[i].bytes_sent),
+            "party {i}"
+        );
     }
     assert_eq!(rounds.len(), 6, "open, 3 tree levels, open bits, reshare");
 }
