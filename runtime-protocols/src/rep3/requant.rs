@@ -442,7 +442,7 @@ pub(super) fn requantize<W: Word>(
         for j in 0..plan.units {
             let mut gv = vec![0u64; words(lanes)];
             let mut pv = vec![0u64; words(lanes)];
-            for lane in 0..lanes {
+            for (lane, &iv) in idx.iter().enumerate() {
                 let (i, k) = (lane % nn, lane / nn);
                 let (chunks, base) = if k == 0 {
                     (&plan.b_chunks, i * sbits + t_bits)
@@ -456,7 +456,7 @@ pub(super) fn requantize<W: Word>(
                 };
                 let shift: u32 = chunks[..j].iter().sum();
                 let off: usize = chunks[..j].iter().map(|&c| 1usize << c).sum();
-                let xv = ((idx[lane] >> shift) & mask(w)) as usize;
+                let xv = ((iv >> shift) & mask(w)) as usize;
                 let lt = get(&gr.tables, base + off + xv);
                 let below = if xv == 0 {
                     u64::from(!is_a)

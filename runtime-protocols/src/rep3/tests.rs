@@ -284,7 +284,8 @@ fn fused_requantization_matches_clear_including_ties() {
     // (bounds, shift, multipliers, zero points, clamp): int32-like accumulators with
     // per-channel multipliers, ties (num = 1, small shifts), ranges inside and beyond the
     // clamp, and a shift wider than the accumulator.
-    let cases: Vec<(i64, i64, u32, Vec<i64>, Vec<i64>, i64, i64)> = vec![
+    type Case = (i64, i64, u32, Vec<i64>, Vec<i64>, i64, i64);
+    let cases: Vec<Case> = vec![
         (-816000, 809625, 30, vec![1358385], vec![-128], -128, 127),
         (
             -(1 << 31),
