@@ -43,11 +43,12 @@ impl Requant {
         out
     }
 
-    /// The exponent `s` when every denominator is the same power of two `2^s`, `s ≥ 1`.
-    pub fn shift(&self) -> Option<u32> {
-        let d = *self.den.first()?;
-        (d > 1 && d.count_ones() == 1 && self.den.iter().all(|&v| v == d))
-            .then(|| d.trailing_zeros())
+    /// The exponents `s` when every denominator is a power of two `2^s` with `s ≥ 1`.
+    pub fn shifts(&self) -> Option<Vec<u32>> {
+        self.den
+            .iter()
+            .map(|&d| (d > 1 && d.count_ones() == 1).then(|| d.trailing_zeros()))
+            .collect()
     }
 
     /// The least `x` in `[b.lo, b.hi + 1]` whose result before the clamp reaches `target`
@@ -96,6 +97,6 @@ mod tests {
         }
         let m = q.mid_bounds(b, TruncMode::Exact);
         assert_eq!((m.lo, m.hi), (-17, 13));
-        assert_eq!(q.shift(), Some(3));
+        assert_eq!(q.shifts(), Some(vec![3]));
     }
 }

@@ -1,4 +1,5 @@
-//! One whole requantization `clamp(round_half_even(x·num/2^s) + zp, lo, hi)` with the third
+//! One whole requantization `clamp(round_half_even(x·num/2^s) + zp, lo, hi)` (per-element
+//! `num`, `s` and `zp`; every comparison is laid out for the widest `s`) with the third
 //! party as a dealer, in `L + 3` rounds (`L = log2` of the comparison units, 3 for int32
 //! accumulators) instead of a masked division followed by a clamp.
 //!
@@ -52,8 +53,10 @@ const LANES: usize = 3;
 /// Public parameters of a fused requantization.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(super) struct RequantPlan {
-    /// `den = 2^s`.
+    /// The widest shift: every `den` is `2^s_i` with `s_i ≤ s`.
     pub s: u32,
+    /// `s_i` per element.
+    pub shifts: Vec<u32>,
     /// `y = x − x_lo < 2^bits`.
     pub bits: u32,
     /// Bits of the opening `c`.
@@ -86,7 +89,8 @@ impl RequantPlan {
     /// `None` when the requantization is not of this form (a power-of-two denominator, a
     /// positive multiplier) or too wide for `ring_bits`.
     pub fn new(q: &Requant, b: Bounds, ring_bits: u32) -> Option<RequantPlan> {
-        let s = q.shift()?;
+        let shifts = q.shifts()?;
+        let s = shifts.iter().copied().max()?;
         if q.num.iter().any(|&v| !(1..=1 << 62).contains(&v)) || b.lo > b.hi {
             return None;
         }
@@ -99,6 +103,7 @@ impl RequantPlan {
         let units = need(m - 1).max(need(s + 1));
         Some(RequantPlan {
             s,
+            shifts,
             bits,
             m,
             t_chunks: split(m - 1, units),
@@ -301,7 +306,7 @@ pub(super) fn requantize<W: Word>(
         return Ok(Vec::new());
     }
     let me = p.me;
-    let (m, s) = (plan.m, plan.s);
+    let m = plan.m;
     let mmask = mask(m);
     let sbits = plan.table_bits();
     let levels = plan.levels();
@@ -377,7 +382,6 @@ pub(super) fn requantize<W: Word>(
 
     // Leaves of the three comparisons of every element, as lanes `k·n + i`.
     let thr = thresholds(q, b, plan.bits);
-    let two_s = 1i128 << s;
     let mut units: Vec<Vec<(Vec<u64>, Vec<u64>)>> = (0..3).map(|_| Vec::new()).collect();
     let mut top: Vec<Vec<u64>> = vec![Vec::new(); 3];
     let mut hs: Vec<Vec<i128>> = vec![Vec::new(); 3];
@@ -423,8 +427,11 @@ pub(super) fn requantize<W: Word>(
         let mut tv = vec![0u64; words(lanes)];
         for (i, e) in gr.range.clone().enumerate() {
             let c = gr.c[i];
+            // Elements with a narrower shift leave the top bits of P_l and Q_l zero.
+            let se = plan.shifts[e];
+            let two_s = 1i128 << se;
             let pv = (c as i128 + b.lo as i128) * q.num[e] as i128 + (two_s >> 1);
-            let hv = pv >> s;
+            let hv = pv >> se;
             let pl = (pv & (two_s - 1)) as u64;
             idx[i] = (pl << 1) | (hv & 1) as u64;
             h.push(hv);
@@ -610,7 +617,7 @@ pub(super) fn requantize<W: Word>(
                 .add(sign(mh).mul(sign(bh)).mul(a(3)));
             let hi_bit = pubw(bit(hh)).add(sign(hh).mul(a(2)));
             let v = ring::<W>(hs[gi][i] + q.zp[e] as i128 - q.lo as i128);
-            let k = ring::<W>((q.num[e] as i128) << (m - s));
+            let k = ring::<W>((q.num[e] as i128) << (m - plan.shifts[e]));
             let wrap_on = bit(1 ^ (gr.c[i] >> (m - 1)));
             let z = mid
                 .mul(v)
@@ -662,7 +669,7 @@ fn dealer_material<W: Word>(
     low: impl Fn(W) -> u64,
 ) -> R<Vec<u8>> {
     let nn = gr.n();
-    let (m, s) = (plan.m, plan.s);
+    let m = plan.m;
     let levels = plan.levels();
     let sbits = plan.table_bits();
     let ra: Vec<u64> = p.draw_words(gr.da, nn).iter().map(|&w| low(w)).collect();
@@ -683,8 +690,9 @@ fn dealer_material<W: Word>(
     for (i, e_idx) in gr.range.clone().enumerate() {
         let r = ra[i].wrapping_add(rb[i]) & mask(m);
         let qv = u128::from(r) * q.num[e_idx] as u128;
-        let ql = (qv & ((1u128 << s) - 1)) as u64;
-        let qh = qv >> s;
+        let se = plan.shifts[e_idx];
+        let ql = (qv & ((1u128 << se) - 1)) as u64;
+        let qh = qv >> se;
         let qh0 = (qh & 1) as u64;
         let rt = (r >> (m - 1)) & 1;
         set(&mut rtop, i, rt);

@@ -308,6 +308,16 @@ fn fused_requantization_matches_clear_including_ties() {
             0,
             255,
         ),
+        // Per-channel shifts (see `den` below).
+        (
+            -(1 << 31),
+            (1 << 31) - 1,
+            33,
+            vec![12932933, 5933283, 3],
+            vec![-1, 0],
+            -128,
+            127,
+        ),
     ];
     for (k, (lo, hi, s, nums, zps, clo, chi)) in cases.into_iter().enumerate() {
         for n in [1, 2, 3, 10, 64] {
@@ -320,7 +330,10 @@ fn fused_requantization_matches_clear_including_ties() {
             }
             let q = Requant {
                 num: (0..n).map(|i| nums[i % nums.len()]).collect(),
-                den: vec![1i64 << s; n],
+                // The last case varies the shift per element: 2^33, 2^31, 2^29, ...
+                den: (0..n)
+                    .map(|i| 1i64 << if k == 6 { s - 2 * (i as u32 % 3) } else { s })
+                    .collect(),
                 zp: (0..n).map(|i| zps[i % zps.len()]).collect(),
                 lo: clo,
                 hi: chi,
