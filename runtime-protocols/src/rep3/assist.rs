@@ -267,16 +267,162 @@ impl<W: Word> Rep3<W> {
 
 /// Beaver triples of one tree level, as one party holds them: `a` is shared by the pair's
 /// two ANDs (`P_hi·G_lo` and `P_hi·P_lo`).
-struct Triples {
+pub(super) struct Triples {
     a: Vec<u64>,
     b1: Vec<u64>,
     b2: Vec<u64>,
-    c1: Vec<u64>,
-    c2: Vec<u64>,
+    pub c1: Vec<u64>,
+    pub c2: Vec<u64>,
 }
 
-/// This party's openings of one tree level: `P_hi ⊕ a`, `G_lo ⊕ b1`, `P_lo ⊕ b2`.
-type Openings = (Vec<u64>, Vec<u64>, Vec<u64>);
+/// Draw one party's triple parts for a tree over `lanes` lanes from key `key`; `with_c`
+/// for `A` (and the dealer's copy of `A`'s parts), whose `c` parts are random. The dealer
+/// calls it with the evaluators' keys, so both sides draw in the same order by
+/// construction.
+pub(super) fn draw_triples<W: Word>(
+    p: &mut Rep3<W>,
+    key: usize,
+    levels: &[(usize, bool)],
+    lanes: usize,
+    with_c: bool,
+) -> Vec<Triples> {
+    levels
+        .iter()
+        .map(|&(pairs, last)| {
+            let len = pairs * lanes;
+            let mut draw = |on: bool| {
+                if on {
+                    p.draw_bits(key, len)
+                } else {
+                    Vec::new()
+                }
+            };
+            let a = draw(true);
+            let b1 = draw(true);
+            let b2 = draw(!last);
+            let c1 = draw(with_c);
+            let c2 = draw(with_c && !last);
+            Triples { a, b1, b2, c1, c2 }
+        })
+        .collect()
+}
+
+/// `B`'s triple `c` parts, as the dealer computes them from both evaluators' draws
+/// (`x` is `A`'s, with `c`), packed per level.
+pub(super) fn pack_b_products(
+    x: &[Triples],
+    y: &[Triples],
+    levels: &[(usize, bool)],
+    lanes: usize,
+    msg: &mut Vec<u8>,
+) {
+    for (lv, &(pairs, last)) in levels.iter().enumerate() {
+        let len = pairs * lanes;
+        let (x, y) = (&x[lv], &y[lv]);
+        let a = xor(&x.a, &y.a);
+        pack(&xor(&and(&a, &xor(&x.b1, &y.b1)), &x.c1), len, msg);
+        if !last {
+            pack(&xor(&and(&a, &xor(&x.b2, &y.b2)), &x.c2), len, msg);
+        }
+    }
+}
+
+/// Comparison units `(lt, eq)` over the lanes, least significant first.
+pub(super) type Units = Vec<(Vec<u64>, Vec<u64>)>;
+
+/// One evaluator's comparison tree in one group.
+pub(super) struct Tree<'t> {
+    pub is_a: bool,
+    /// The other evaluator.
+    pub other: PartyId,
+    pub lanes: usize,
+    pub triples: &'t [Triples],
+    pub units: Units,
+}
+
+/// Combine the units of every tree, `(G, P) = (G_h ⊕ P_h·G_l, P_h·P_l)`, one round of Beaver
+/// ANDs per level (every party takes part in every round, with or without a tree); on
+/// return `units[0].0` of each tree is its `lt`.
+pub(super) fn combine_tree<W: Word>(
+    p: &mut Rep3<W>,
+    trees: &mut [Option<Tree>],
+    levels: &[(usize, bool)],
+) -> R<()> {
+    for (lv, &(pairs, last)) in levels.iter().enumerate() {
+        let mut post = Post::new();
+        let mut opened: Vec<Option<[Vec<u64>; 3]>> = trees.iter().map(|_| None).collect();
+        for (t, slot) in trees.iter().zip(opened.iter_mut()) {
+            let Some(t) = t else { continue };
+            let u = &t.units;
+            let xs: Vec<&Vec<u64>> = (0..pairs).map(|k| &u[2 * k + 1].1).collect();
+            let y1: Vec<&Vec<u64>> = (0..pairs).map(|k| &u[2 * k].0).collect();
+            let y2: Vec<&Vec<u64>> = (0..pairs).map(|k| &u[2 * k].1).collect();
+            let tr = &t.triples[lv];
+            let dx = xor(&concat(&xs, t.lanes), &tr.a);
+            let d1 = xor(&concat(&y1, t.lanes), &tr.b1);
+            let d2 = if last {
+                Vec::new()
+            } else {
+                xor(&concat(&y2, t.lanes), &tr.b2)
+            };
+            let len = pairs * t.lanes;
+            let mut msg = Vec::new();
+            pack(&dx, len, &mut msg);
+            pack(&d1, len, &mut msg);
+            if !last {
+                pack(&d2, len, &mut msg);
+            }
+            post.expect[t.other] += msg.len();
+            post.out[t.other].extend(msg);
+            *slot = Some([dx, d1, d2]);
+        }
+        let mut inbox = p.post(post)?;
+        for (t, slot) in trees.iter_mut().zip(opened) {
+            let (Some(t), Some([dx, d1, d2])) = (t, slot) else {
+                continue;
+            };
+            let len = pairs * t.lanes;
+            let ox = xor(&dx, &inbox.bits(t.other, len));
+            let o1 = xor(&d1, &inbox.bits(t.other, len));
+            let o2 = if last {
+                Vec::new()
+            } else {
+                xor(&d2, &inbox.bits(t.other, len))
+            };
+            let tr = &t.triples[lv];
+            // x·y = d·e ⊕ d·b ⊕ e·a ⊕ c, with d·e added by A only.
+            let prod = |o: &[u64], bb: &[u64], cc: &[u64]| -> Vec<u64> {
+                let mut z = xor(&xor(&and(&ox, bb), &and(o, &tr.a)), cc);
+                if t.is_a {
+                    z = xor(&z, &and(&ox, o));
+                }
+                z
+            };
+            let g1 = prod(&o1, &tr.b1, &tr.c1);
+            let g2 = if last {
+                Vec::new()
+            } else {
+                prod(&o2, &tr.b2, &tr.c2)
+            };
+            let u = &t.units;
+            let mut next = Vec::with_capacity(pairs + 1);
+            for k in 0..pairs {
+                let gk = xor(&u[2 * k + 1].0, &part(&g1, k, t.lanes));
+                let pk = if last {
+                    Vec::new()
+                } else {
+                    part(&g2, k, t.lanes)
+                };
+                next.push((gk, pk));
+            }
+            if u.len() % 2 == 1 {
+                next.push(u[u.len() - 1].clone());
+            }
+            t.units = next;
+        }
+    }
+    Ok(())
+}
 
 /// What one party holds of one group while the test runs.
 struct Group<W> {
@@ -485,82 +631,24 @@ pub(super) fn select<W: Word>(
     }
 
     // The tree, one Beaver round per level.
-    for (lv, &(pairs, last)) in levels.iter().enumerate() {
-        let mut post = Post::new();
-        let mut opened: Vec<Option<Openings>> = vec![None, None, None];
-        for (gi, gr) in groups.iter().enumerate() {
-            let nn = gr.n();
-            if nn == 0 || gr.role == Role::Dealer {
-                continue;
-            }
-            let u = &units[gi];
-            let x: Vec<&Vec<u64>> = (0..pairs).map(|q| &u[2 * q + 1].1).collect();
-            let y1: Vec<&Vec<u64>> = (0..pairs).map(|q| &u[2 * q].0).collect();
-            let y2: Vec<&Vec<u64>> = (0..pairs).map(|q| &u[2 * q].1).collect();
-            let tr = &gr.triples[lv];
-            let dx = xor(&concat(&x, nn), &tr.a);
-            let d1 = xor(&concat(&y1, nn), &tr.b1);
-            let d2 = if last {
-                Vec::new()
-            } else {
-                xor(&concat(&y2, nn), &tr.b2)
-            };
-            let other = if gr.role == Role::A { gr.pb } else { gr.pa };
-            let len = pairs * nn;
-            let mut msg = Vec::new();
-            pack(&dx, len, &mut msg);
-            pack(&d1, len, &mut msg);
-            if !last {
-                pack(&d2, len, &mut msg);
-            }
-            post.expect[other] += msg.len();
-            post.out[other].extend(msg);
-            opened[gi] = Some((dx, d1, d2));
-        }
-        let mut inbox = p.post(post)?;
-        for (gi, gr) in groups.iter().enumerate() {
-            let nn = gr.n();
-            let Some((dx, d1, d2)) = opened[gi].take() else {
-                continue;
-            };
-            let other = if gr.role == Role::A { gr.pb } else { gr.pa };
-            let len = pairs * nn;
-            let ox = xor(&dx, &inbox.bits(other, len));
-            let o1 = xor(&d1, &inbox.bits(other, len));
-            let o2 = if last {
-                Vec::new()
-            } else {
-                xor(&d2, &inbox.bits(other, len))
-            };
-            let tr = &gr.triples[lv];
-            let is_a = gr.role == Role::A;
-            // x·y = d·e ⊕ d·b ⊕ e·a ⊕ c, with d·e added by A only.
-            let prod = |o: &[u64], b: &[u64], c: &[u64]| -> Vec<u64> {
-                let mut z = xor(&xor(&and(&ox, b), &and(o, &tr.a)), c);
-                if is_a {
-                    z = xor(&z, &and(&ox, o));
-                }
-                z
-            };
-            let g1 = prod(&o1, &tr.b1, &tr.c1);
-            let g2 = if last {
-                Vec::new()
-            } else {
-                prod(&o2, &tr.b2, &tr.c2)
-            };
-            let u = &units[gi];
-            let mut next = Vec::with_capacity(pairs + 1);
-            for q in 0..pairs {
-                let gq = xor(&u[2 * q + 1].0, &part(&g1, q, nn));
-                let pq = if last { Vec::new() } else { part(&g2, q, nn) };
-                next.push((gq, pq));
-            }
-            if u.len() % 2 == 1 {
-                next.push(u[u.len() - 1].clone());
-            }
-            units[gi] = next;
-        }
-    }
+    let mut trees: Vec<Option<Tree>> = groups
+        .iter()
+        .zip(units)
+        .map(|(gr, u)| {
+            (gr.n() > 0 && gr.role != Role::Dealer).then(|| Tree {
+                is_a: gr.role == Role::A,
+                other: if gr.role == Role::A { gr.pb } else { gr.pa },
+                lanes: gr.n(),
+                triples: &gr.triples,
+                units: u,
+            })
+        })
+        .collect();
+    combine_tree(p, &mut trees, &levels)?;
+    let lts: Vec<Vec<u64>> = trees
+        .into_iter()
+        .map(|t| t.map(|mut t| t.units.swap_remove(0).0).unwrap_or_default())
+        .collect();
 
     // Select: open g ⊕ e, then additive shares of g·f.
     let mut post = Post::new();
@@ -570,7 +658,7 @@ pub(super) fn select<W: Word>(
         if nn == 0 || gr.role == Role::Dealer {
             continue;
         }
-        let lt = &units[gi][0].0;
+        let lt = &lts[gi];
         let g = xor(&xor(&top[gi], lt), &gr.e_bits);
         let other = if gr.role == Role::A { gr.pb } else { gr.pa };
         let mut msg = Vec::new();
@@ -732,44 +820,12 @@ fn draw_evaluator<W: Word>(
     if gr.role == Role::A {
         gr.tables = p.draw_bits(gr.da, nn * sbits);
         gr.rbit = p.draw_bits(gr.da, nn);
-        for &(pairs, last) in levels {
-            let len = pairs * nn;
-            let a = p.draw_bits(gr.da, len);
-            let b1 = p.draw_bits(gr.da, len);
-            let b2 = if last {
-                Vec::new()
-            } else {
-                p.draw_bits(gr.da, len)
-            };
-            let c1 = p.draw_bits(gr.da, len);
-            let c2 = if last {
-                Vec::new()
-            } else {
-                p.draw_bits(gr.da, len)
-            };
-            gr.triples.push(Triples { a, b1, b2, c1, c2 });
-        }
+        gr.triples = draw_triples(p, gr.da, levels, nn, true);
         gr.e_bits = p.draw_bits(gr.da, nn);
         gr.e_arith = p.draw_words(gr.da, nn);
         gr.ef = p.draw_words(gr.da, k * nn);
     } else {
-        for &(pairs, last) in levels {
-            let len = pairs * nn;
-            let a = p.draw_bits(gr.db, len);
-            let b1 = p.draw_bits(gr.db, len);
-            let b2 = if last {
-                Vec::new()
-            } else {
-                p.draw_bits(gr.db, len)
-            };
-            gr.triples.push(Triples {
-                a,
-                b1,
-                b2,
-                c1: Vec::new(),
-                c2: Vec::new(),
-            });
-        }
+        gr.triples = draw_triples(p, gr.db, levels, nn, false);
         gr.e_bits = p.draw_bits(gr.db, nn);
     }
 }
@@ -816,45 +872,12 @@ fn dealer_material<W: Word>(
     pack(&tables, nn * sbits, &mut msg);
     pack(&rbit, nn, &mut msg);
     // Triples: A's parts, then B's a and b; B gets c = a·b ⊕ c_A.
-    let mut a_parts = Vec::new();
-    for &(pairs, last) in levels {
-        let len = pairs * nn;
-        let a = p.draw_bits(gr.da, len);
-        let b1 = p.draw_bits(gr.da, len);
-        let b2 = if last {
-            Vec::new()
-        } else {
-            p.draw_bits(gr.da, len)
-        };
-        let c1 = p.draw_bits(gr.da, len);
-        let c2 = if last {
-            Vec::new()
-        } else {
-            p.draw_bits(gr.da, len)
-        };
-        a_parts.push(Triples { a, b1, b2, c1, c2 });
-    }
+    let a_parts = draw_triples(p, gr.da, levels, nn, true);
     let e_a = p.draw_bits(gr.da, nn);
     let e_arith_a: Vec<W> = p.draw_words(gr.da, nn);
     let rho: Vec<W> = p.draw_words(gr.da, k * nn);
-    for (lv, &(pairs, last)) in levels.iter().enumerate() {
-        let len = pairs * nn;
-        let a_b = p.draw_bits(gr.db, len);
-        let b1_b = p.draw_bits(gr.db, len);
-        let b2_b = if last {
-            Vec::new()
-        } else {
-            p.draw_bits(gr.db, len)
-        };
-        let ta = &a_parts[lv];
-        let a = xor(&ta.a, &a_b);
-        let c1 = xor(&and(&a, &xor(&ta.b1, &b1_b)), &ta.c1);
-        pack(&c1, len, &mut msg);
-        if !last {
-            let c2 = xor(&and(&a, &xor(&ta.b2, &b2_b)), &ta.c2);
-            pack(&c2, len, &mut msg);
-        }
-    }
+    let b_parts = draw_triples(p, gr.db, levels, nn, false);
+    pack_b_products(&a_parts, &b_parts, levels, nn, &mut msg);
     let e_b = p.draw_bits(gr.db, nn);
     let e = xor(&e_a, &e_b);
     let e_arith_b: Vec<W> = (0..nn)

@@ -33,7 +33,8 @@
 //! dealer's two incoming parts by randomness of `A` and `B`.
 
 use super::assist::{
-    and, bit_bytes, concat, get, group, pack, part, put_words, role, set, words, xor, Post, Role,
+    bit_bytes, combine_tree, concat, draw_triples, get, group, pack, pack_b_products, part,
+    put_words, role, set, words, xor, Post, Role, Tree, Triples,
 };
 use super::{bits_of, Rep, Rep3};
 use crate::word::Word;
@@ -212,45 +213,6 @@ fn thresholds(q: &Requant, b: Bounds, bits: u32) -> Vec<(u64, u64)> {
                 };
                 (t_lo, t_hi)
             })
-        })
-        .collect()
-}
-
-/// Beaver triples of one tree level as one party holds them (`a` serves both ANDs).
-struct Triples {
-    a: Vec<u64>,
-    b1: Vec<u64>,
-    b2: Vec<u64>,
-    c1: Vec<u64>,
-    c2: Vec<u64>,
-}
-
-/// Draw one party's triple parts from key `key`; `with_c` for `A` (and the dealer's copy
-/// of `A`'s parts), whose `c` parts are random.
-fn draw_triples<W: Word>(
-    p: &mut Rep3<W>,
-    key: usize,
-    levels: &[(usize, bool)],
-    lanes: usize,
-    with_c: bool,
-) -> Vec<Triples> {
-    levels
-        .iter()
-        .map(|&(pairs, last)| {
-            let len = pairs * lanes;
-            let mut draw = |on: bool| {
-                if on {
-                    p.draw_bits(key, len)
-                } else {
-                    Vec::new()
-                }
-            };
-            let a = draw(true);
-            let b1 = draw(true);
-            let b2 = draw(!last);
-            let c1 = draw(with_c);
-            let c2 = draw(with_c && !last);
-            Triples { a, b1, b2, c1, c2 }
         })
         .collect()
 }
@@ -478,86 +440,24 @@ pub(super) fn requantize<W: Word>(
     }
 
     // The tree, one Beaver round per level.
-    for (lv, &(pairs, last)) in levels.iter().enumerate() {
-        let mut post = Post::new();
-        let mut opened: Vec<Option<[Vec<u64>; 3]>> = vec![None, None, None];
-        for (gi, gr) in parts.iter().enumerate() {
-            let nn = gr.n();
-            if nn == 0 || gr.role == Role::Dealer {
-                continue;
-            }
-            let lanes = LANES * nn;
-            let u = &units[gi];
-            let xs: Vec<&Vec<u64>> = (0..pairs).map(|k| &u[2 * k + 1].1).collect();
-            let y1: Vec<&Vec<u64>> = (0..pairs).map(|k| &u[2 * k].0).collect();
-            let y2: Vec<&Vec<u64>> = (0..pairs).map(|k| &u[2 * k].1).collect();
-            let tr = &gr.triples[lv];
-            let dx = xor(&concat(&xs, lanes), &tr.a);
-            let d1 = xor(&concat(&y1, lanes), &tr.b1);
-            let d2 = if last {
-                Vec::new()
-            } else {
-                xor(&concat(&y2, lanes), &tr.b2)
-            };
-            let len = pairs * lanes;
-            let mut msg = Vec::new();
-            pack(&dx, len, &mut msg);
-            pack(&d1, len, &mut msg);
-            if !last {
-                pack(&d2, len, &mut msg);
-            }
-            post.expect[gr.other()] += msg.len();
-            post.out[gr.other()].extend(msg);
-            opened[gi] = Some([dx, d1, d2]);
-        }
-        let mut inbox = p.post(post)?;
-        for (gi, gr) in parts.iter().enumerate() {
-            let Some([dx, d1, d2]) = opened[gi].take() else {
-                continue;
-            };
-            let lanes = LANES * gr.n();
-            let len = pairs * lanes;
-            let other = gr.other();
-            let ox = xor(&dx, &inbox.bits(other, len));
-            let o1 = xor(&d1, &inbox.bits(other, len));
-            let o2 = if last {
-                Vec::new()
-            } else {
-                xor(&d2, &inbox.bits(other, len))
-            };
-            let tr = &gr.triples[lv];
-            let is_a = gr.role == Role::A;
-            // x·y = d·e ⊕ d·b ⊕ e·a ⊕ c, with d·e added by A only.
-            let prod = |o: &[u64], bb: &[u64], cc: &[u64]| -> Vec<u64> {
-                let mut z = xor(&xor(&and(&ox, bb), &and(o, &tr.a)), cc);
-                if is_a {
-                    z = xor(&z, &and(&ox, o));
-                }
-                z
-            };
-            let g1 = prod(&o1, &tr.b1, &tr.c1);
-            let g2 = if last {
-                Vec::new()
-            } else {
-                prod(&o2, &tr.b2, &tr.c2)
-            };
-            let u = &units[gi];
-            let mut next = Vec::with_capacity(pairs + 1);
-            for k in 0..pairs {
-                let gk = xor(&u[2 * k + 1].0, &part(&g1, k, lanes));
-                let pk = if last {
-                    Vec::new()
-                } else {
-                    part(&g2, k, lanes)
-                };
-                next.push((gk, pk));
-            }
-            if u.len() % 2 == 1 {
-                next.push(u[u.len() - 1].clone());
-            }
-            units[gi] = next;
-        }
-    }
+    let mut trees: Vec<Option<Tree>> = parts
+        .iter()
+        .zip(units)
+        .map(|(gr, u)| {
+            (gr.n() > 0 && gr.role != Role::Dealer).then(|| Tree {
+                is_a: gr.role == Role::A,
+                other: gr.other(),
+                lanes: LANES * gr.n(),
+                triples: &gr.triples,
+                units: u,
+            })
+        })
+        .collect();
+    combine_tree(p, &mut trees, &levels)?;
+    let lts: Vec<Vec<u64>> = trees
+        .into_iter()
+        .map(|t| t.map(|mut t| t.units.swap_remove(0).0).unwrap_or_default())
+        .collect();
 
     // Open g_mid ⊕ e_1, β ⊕ e_2, g_hi ⊕ e_3.
     let mut post = Post::new();
@@ -567,7 +467,7 @@ pub(super) fn requantize<W: Word>(
         if nn == 0 || gr.role == Role::Dealer {
             continue;
         }
-        let res = xor(&units[gi][0].0, &top[gi]);
+        let res = xor(&lts[gi], &top[gi]);
         let (beta, g_lo, g_hi) = (part(&res, 0, nn), part(&res, 1, nn), part(&res, 2, nn));
         let bitsv = concat(&[&xor(&g_lo, &g_hi), &beta, &g_hi], nn);
         let o = xor(&bitsv, &gr.e);
@@ -747,15 +647,7 @@ fn dealer_material<W: Word>(
     let mut msg = Vec::new();
     pack(&xor(&tables, &pads), nn * sbits, &mut msg);
     pack(&xor(&rtop, &rtop_pad), nn, &mut msg);
-    for (lv, &(pairs, last)) in levels.iter().enumerate() {
-        let len = pairs * LANES * nn;
-        let (x, y) = (&ta[lv], &tb[lv]);
-        let a = xor(&x.a, &y.a);
-        pack(&xor(&and(&a, &xor(&x.b1, &y.b1)), &x.c1), len, &mut msg);
-        if !last {
-            pack(&xor(&and(&a, &xor(&x.b2, &y.b2)), &x.c2), len, &mut msg);
-        }
-    }
+    pack_b_products(&ta, &tb, &levels, LANES * nn, &mut msg);
     put_words(&values, &mut msg);
     Ok(msg)
 }
