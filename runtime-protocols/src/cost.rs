@@ -100,9 +100,7 @@ pub trait Costs: Sync {
         bounds: Bounds,
         mode: TruncMode,
     ) -> Result<Rounds, ProtocolError> {
-        let mut r = self.rescale(&q.num, &q.den, bounds, mode)?;
-        r.extend(self.clamp(q.num.len(), q.lo, q.hi, q.mid_bounds(bounds, mode))?);
-        Ok(r)
+        requantize_unfused(self, q, bounds, mode)
     }
     fn max(&self, len: usize, bounds: Bounds) -> Result<Rounds, ProtocolError>;
     fn argmax(
@@ -113,6 +111,18 @@ pub trait Costs: Sync {
         bounds: Bounds,
     ) -> Result<Rounds, ProtocolError>;
     fn lookup(&self, len: usize, table_len: usize) -> Result<Rounds, ProtocolError>;
+}
+
+/// The rounds of [`crate::requantize_unfused`].
+pub fn requantize_unfused(
+    c: &(impl Costs + ?Sized),
+    q: &Requant,
+    bounds: Bounds,
+    mode: TruncMode,
+) -> Result<Rounds, ProtocolError> {
+    let mut r = c.rescale(&q.num, &q.den, bounds, mode)?;
+    r.extend(c.clamp(q.num.len(), q.lo, q.hi, q.mid_bounds(bounds, mode))?);
+    Ok(r)
 }
 
 /// The `clear` protocol communicates nothing.

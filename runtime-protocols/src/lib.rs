@@ -170,11 +170,11 @@ pub trait Protocol {
         q: &Requant,
         bounds: Bounds,
         mode: TruncMode,
-    ) -> Result<Vec<Self::Share>, ProtocolError> {
-        let mid = q.mid_bounds(bounds, mode);
-        let r = self.rescale(x, &q.num, &q.den, bounds, mode)?;
-        let r = self.add_public(&r, &q.zp);
-        self.clamp(&r, q.lo, q.hi, mid)
+    ) -> Result<Vec<Self::Share>, ProtocolError>
+    where
+        Self: Sized,
+    {
+        requantize_unfused(self, x, q, bounds, mode)
     }
     /// `min(max(x, lo), hi)` element-wise.
     fn clamp(
@@ -207,4 +207,20 @@ pub trait Protocol {
         table: &[i64],
         offset: i64,
     ) -> Result<Vec<Self::Share>, ProtocolError>;
+}
+
+/// A requantization as its three steps: `rescale`, the zero point, `clamp` (on the bounds of
+/// the rescaled values). The default of [`Protocol::requantize`], and the fallback of a
+/// protocol that fuses only some parameters.
+pub fn requantize_unfused<P: Protocol>(
+    p: &mut P,
+    x: &[P::Share],
+    q: &Requant,
+    bounds: Bounds,
+    mode: TruncMode,
+) -> Result<Vec<P::Share>, ProtocolError> {
+    let mid = q.mid_bounds(bounds, mode);
+    let r = p.rescale(x, &q.num, &q.den, bounds, mode)?;
+    let r = p.add_public(&r, &q.zp);
+    p.clamp(&r, q.lo, q.hi, mid)
 }

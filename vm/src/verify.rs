@@ -140,6 +140,17 @@ fn mul_bounds(a: Bounds, b: Bounds) -> Bounds {
     (*c.iter().min().unwrap_or(&0), *c.iter().max().unwrap_or(&0))
 }
 
+/// Bounds of `rescale(x, num, den)` with `den ≥ den_lo ≥ 1`; probabilistic truncation
+/// rounds half down and may add one.
+fn rescale_bounds(x: Bounds, num: Bounds, den_lo: i128, trunc: TruncMode) -> Bounds {
+    let prod = mul_bounds(x, num);
+    let slack = match trunc {
+        TruncMode::Exact => 1,
+        TruncMode::Probabilistic => 2,
+    };
+    (prod.0.min(0) / den_lo - 1, prod.1.max(0) / den_lo + slack)
+}
+
 fn scale_bounds(a: Bounds, k: usize) -> Bounds {
     (a.0.min(0) * k as i128, a.1.max(0) * k as i128)
 }
@@ -385,22 +396,15 @@ pub fn infer(p: &dyn InferCtx, ins: &Instr, dst_dims: &[usize]) -> Result<Inferr
             if d != dims(x.0) {
                 return Err("rescale factors must broadcast to the operand's shape".into());
             }
-            let (dl, dh) = bnd(den.0);
+            let dl = bnd(den.0).0;
             if dl < 1 {
                 return Err("rescale denominator must be positive".into());
             }
-            let prod = mul_bounds(bnd(x.0), bnd(num.0));
-            let _ = dh;
-            // Probabilistic truncation rounds half down and may add one.
-            let slack = match p.trunc() {
-                TruncMode::Exact => 1,
-                TruncMode::Probabilistic => 2,
-            };
             (
                 d,
                 reg(x.0).ty.batched,
                 vis_of(&[x.0]),
-                (prod.0.min(0) / dl - 1, prod.1.max(0) / dl + slack),
+                rescale_bounds(bnd(x.0), bnd(num.0), dl, p.trunc()),
             )
         }
         Instr::Requant {
@@ -429,14 +433,9 @@ pub fn infer(p: &dyn InferCtx, ins: &Instr, dst_dims: &[usize]) -> Result<Inferr
                 return Err("requant denominator must be positive".into());
             }
             // The bounds the unfused rescale, add and clamp would give.
-            let prod = mul_bounds(bnd(x.0), bnd(num.0));
-            let dl = bnd(den.0).0;
-            let slack = match p.trunc() {
-                TruncMode::Exact => 1,
-                TruncMode::Probabilistic => 2,
-            };
+            let r = rescale_bounds(bnd(x.0), bnd(num.0), bnd(den.0).0, p.trunc());
             let (zl, zh) = bnd(zp.0);
-            let mid = (prod.0.min(0) / dl - 1 + zl, prod.1.max(0) / dl + slack + zh);
+            let mid = (r.0 + zl, r.1 + zh);
             let (l, h) = (lo.0 as i128, hi.0 as i128);
             (
                 d,

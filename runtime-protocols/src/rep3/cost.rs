@@ -137,9 +137,7 @@ impl Costs for Rep3Costs {
                 .map(|msgs| Round::of(msgs.into_iter().map(|(f, t, b)| (f, t, b as u64))))
                 .collect());
         }
-        let mut r = self.rescale(&q.num, &q.den, bounds, mode)?;
-        r.extend(self.clamp(q.num.len(), q.lo, q.hi, q.mid_bounds(bounds, mode))?);
-        Ok(r)
+        crate::cost::requantize_unfused(self, q, bounds, mode)
     }
     fn clamp(&self, len: usize, lo: i64, hi: i64, b: Bounds) -> R<Rounds> {
         let (need_lo, need_hi) = (b.lo < lo, b.hi > hi);

@@ -538,10 +538,7 @@ impl<W: Word> Protocol for Rep3<W> {
         if let Some(plan) = requant::RequantPlan::new(q, bounds, W::BITS) {
             return requant::requantize(self, &plan, q, x, bounds);
         }
-        let mid = q.mid_bounds(bounds, mode);
-        let r = masked::rescale(self, x, &q.num, &q.den, bounds, mode)?;
-        let r = self.add_public(&r, &q.zp);
-        masked::clamp(self, &r, q.lo, q.hi, mid)
+        crate::requantize_unfused(self, x, q, bounds, mode)
     }
 
     fn clamp(
