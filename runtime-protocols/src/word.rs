@@ -1,9 +1,12 @@
-//! Ring elements of secret-sharing protocols: Z_2^64 or Z_2^128 as wrapping unsigned words.
+//! Ring elements of secret-sharing protocols: Z_2^32, Z_2^64 or Z_2^128 as wrapping unsigned
+//! words.
 //!
 //! Public values are `i64` everywhere (the VM's integer meaning); a protocol may carry its
-//! shares in a wider ring to leave statistical headroom for masked openings. A value `v`
-//! maps to the ring by sign extension and back by truncation, so every value inside the
-//! program's bounds (|v| < 2^62) round-trips.
+//! shares in a wider ring to leave statistical headroom for masked openings, or in Z_2^32
+//! when every secret value of the program fits 32 bits. A value `v` maps to the ring by
+//! sign extension (truncation for Z_2^32) and back by sign extension of the ring's low 64
+//! bits, so every value inside the ring's signed range and the program's bounds
+//! (|v| < 2^62) round-trips.
 
 use std::fmt::Debug;
 
@@ -24,7 +27,7 @@ pub trait Word:
     fn neg(self) -> Self;
     /// Sign-extend a public value into the ring.
     fn from_i64(v: i64) -> Self;
-    /// The low 64 bits, as two's complement.
+    /// The ring element as a signed integer of the ring's width (the low 64 bits of Z_2^128).
     fn to_i64(self) -> i64;
     /// A value below 2^128 (no reduction beyond the ring).
     fn from_u128(v: u128) -> Self;
@@ -34,7 +37,7 @@ pub trait Word:
 }
 
 macro_rules! impl_word {
-    ($t:ty) => {
+    ($t:ty, $signed:ty) => {
         impl Word for $t {
             const BITS: u32 = <$t>::BITS;
             const BYTES: usize = std::mem::size_of::<$t>();
@@ -57,7 +60,7 @@ macro_rules! impl_word {
                 v as i128 as $t
             }
             fn to_i64(self) -> i64 {
-                self as i64
+                self as $signed as i64
             }
             fn from_u128(v: u128) -> Self {
                 v as $t
@@ -77,8 +80,9 @@ macro_rules! impl_word {
     };
 }
 
-impl_word!(u64);
-impl_word!(u128);
+impl_word!(u32, i32);
+impl_word!(u64, i64);
+impl_word!(u128, i128);
 
 /// Encode words little-endian, back to back.
 pub fn encode<W: Word>(words: &[W]) -> Vec<u8> {
@@ -102,11 +106,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn values_round_trip_through_both_rings() {
+    fn values_round_trip_through_every_ring() {
         for v in [0i64, 1, -1, i64::MIN, i64::MAX, -(1 << 62), 12345] {
             assert_eq!(u64::from_i64(v).to_i64(), v);
             assert_eq!(u128::from_i64(v).to_i64(), v);
         }
+        for v in [0i64, 1, -1, i32::MIN.into(), i32::MAX.into(), -12345] {
+            assert_eq!(u32::from_i64(v).to_i64(), v);
+        }
+        assert_eq!(u32::from_i64(-1), u32::MAX);
+        assert_eq!(u32::from_i64(1 << 31).to_i64(), i64::from(i32::MIN));
         assert_eq!(u128::from_i64(-1), u128::MAX);
         let w: Vec<u128> = vec![1, u128::MAX, 1 << 100];
         assert_eq!(decode::<u128>(&encode(&w), 3), Some(w));

@@ -68,14 +68,15 @@ pub(super) struct SignTest {
 }
 
 impl SignTest {
-    /// `None` when the test needs no communication or is too wide for this method.
-    pub fn new(lo: i64, hi: i64) -> Option<SignTest> {
+    /// `None` when the test needs no communication or is too wide for this method or for
+    /// a ring of `ring_bits` (the opening `c mod 2^(ℓ+1)` is taken from ring shares).
+    pub fn new(lo: i64, hi: i64, ring_bits: u32) -> Option<SignTest> {
         if lo >= 0 || hi < 0 {
             return None;
         }
         let span = (hi as i128 - lo as i128) as u128;
         let bits = super::bits_of(span).max(1);
-        if bits + 1 > MAX_BITS {
+        if bits + 1 > MAX_BITS.min(ring_bits) {
             return None;
         }
         let chunks = (0..bits.div_ceil(CHUNK))

@@ -81,7 +81,7 @@ impl Rep3Costs {
         if lo >= 0 || hi < 0 || n == 0 {
             return Ok(Vec::new());
         }
-        if let Some(test) = SignTest::new(lo, hi) {
+        if let Some(test) = SignTest::new(lo, hi, self.ring_bits) {
             return Ok(select_pattern(&test, n, k, self.word() as usize)
                 .into_iter()
                 .map(|msgs| Round::of(msgs.into_iter().map(|(f, t, b)| (f, t, b as u64))))

@@ -205,7 +205,7 @@ impl<W: Word> Rep3<W> {
         if hi < 0 {
             return Ok(vec![Rep::default(); factors.len()]);
         }
-        if let Some(test) = SignTest::new(lo, hi) {
+        if let Some(test) = SignTest::new(lo, hi, W::BITS) {
             return super::assist::select(self, &test, t, lo, factors);
         }
         let ge = self.non_negative(t, lo, hi)?;

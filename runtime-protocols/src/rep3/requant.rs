@@ -4,28 +4,33 @@
 //! accumulators) instead of a masked division followed by a clamp.
 //!
 //! Roles rotate by element group as in [`super::assist`]: dealer `D`, evaluators `A`, `B`.
-//! With `y = x − x_lo < 2^ℓ` and `m = max(ℓ, s) + 1`:
+//! With `y = x − x_lo < 2^ℓ`, the opening has `m = max(ℓ, s) + 1` bits where the ring
+//! allows (Z_2^64), else `m = ℓ + 1` (Z_2^32 with `s ≥ 32`, as int8 models have):
 //!
-//! 1. *open* (1 round): `A` and `B` learn `c = y + r mod 2^m` (`r` known to `D` only). Then
-//!    `x·num + 2^(s−1) = P − Q + w·2^m·num` with `P = (c + x_lo)·num + 2^(s−1)` (public to
-//!    the evaluators), `Q = r·num` (known to `D`) and the wrap `w = [c < r]`, which is
-//!    `(1 − c_{m−1})·r_{m−1}` because `y < 2^(m−1)`. So the floor of the sum over `2^s` is
-//!    `H − Q_h − [P_l < Q_l] + w·2^(m−s)·num` (`H`, `Q_h` the high parts, `P_l`, `Q_l` the
-//!    low `s` bits), and round-half-even subtracts one more at a tie (`P_l = Q_l`) with an
-//!    odd floor (`H_0 ⊕ Q_{h,0}`, as `m > s`): both fold into one borrow
+//! 1. *open* (1 round): `A` and `B` learn `c = y + r mod 2^m` (`r` known to `D` only). As
+//!    `y < 2^(m−1)`, `y = c − r` when `c`'s top bit is set and `y = c − (r − r_{m−1}·2^m)`
+//!    otherwise: call the mask's reading `r'` (public which one, as `c` is; only `D` knows
+//!    its value). Then `x·num + 2^(s−1) = P − Q` with `P = (c + x_lo)·num + 2^(s−1)`
+//!    (public to the evaluators) and `Q = r'·num` (known to `D`), so the floor over `2^s`
+//!    is `H − Q_h − [P_l < Q_l]` (`H`, `Q_h` the high parts, `P_l`, `Q_l` the low `s`
+//!    bits), and round-half-even subtracts one more at a tie (`P_l = Q_l`) with an odd
+//!    floor (`H_0 ⊕ Q_{h,0}`): both fold into one borrow
 //!    `β = [P_l < Q_l] ∨ ([P_l = Q_l] ∧ (H_0 ⊕ Q_{h,0}))`, a comparison whose lowest unit
-//!    also indexes the parity. The clamp tests are `[x ≥ θ]` for two public thresholds
-//!    (the result is non-decreasing in `x`), i.e. `1 ⊕ a_{m−1} ⊕ r_{m−1} ⊕ [a' < r']` with
-//!    `a = c − (θ − x_lo) mod 2^m` and primes for the low `m − 1` bits. In this round `D`
-//!    sends `B` the masked comparison tables of `r` and of `Q`, Beaver triples, and
-//!    arithmetic shares of everything the output needs.
+//!    also indexes the parity. With `m > s` both readings of `r` give the same `Q_l` and
+//!    parity and `D` sends one set of borrow tables; otherwise one per reading, and the
+//!    evaluators look up the set `c` picks. The clamp tests are `[x ≥ θ]` for two public
+//!    thresholds (the result is non-decreasing in `x`), i.e.
+//!    `1 ⊕ a_{m−1} ⊕ r_{m−1} ⊕ [a' < r']` with `a = c − (θ − x_lo) mod 2^m` and primes
+//!    for the low `m − 1` bits. In this round `D` sends `B` the masked comparison tables
+//!    of `r` and of `Q`, Beaver triples, and arithmetic shares of everything the output
+//!    needs.
 //! 2. *compare* (`L` rounds): the three comparisons of every element run as lanes of one
 //!    Beaver tree.
 //! 3. *open bits* (1 round): `A` and `B` open `g_mid ⊕ e_1`, `β ⊕ e_2`, `g_hi ⊕ e_3` and
 //!    form additive shares of
-//!    `lo + g_mid·(H + zp − lo − Q_h − β + w·2^(m−s)·num) + g_hi·(hi − lo)`,
-//!    where `g_mid = g_lo ⊕ g_hi`, from the dealer's shares of `e_1`, `e_2`, `e_3`,
-//!    `e_1·e_2`, `Q_h`, `e_1·Q_h`, `r_{m−1}`, `e_1·r_{m−1}`.
+//!    `lo + g_mid·(H + zp − lo − Q_h − β) + g_hi·(hi − lo)`, where `g_mid = g_lo ⊕ g_hi`,
+//!    from the dealer's shares of `e_1`, `e_2`, `e_3`, `e_1·e_2`, and `Q_h`, `e_1·Q_h` of
+//!    both readings of the mask.
 //! 4. *reshare* (1 round) to replicated shares, as in [`super::assist`].
 //!
 //! What each party sees is masked as in [`super::assist`]: `c` by `r`, table entries by
@@ -62,6 +67,9 @@ pub(super) struct RequantPlan {
     pub bits: u32,
     /// Bits of the opening `c`.
     pub m: u32,
+    /// `m ≤ s`: the two readings of the mask (`r` and `r − 2^m`) need their own borrow
+    /// tables; with `m > s` they differ by a multiple of `2^s` and share them.
+    pub dual: bool,
     /// Chunk widths of the threshold comparisons (`m − 1` bits), least significant first.
     pub t_chunks: Vec<u32>,
     /// Chunk widths of the borrow comparison (`s + 1` bits: the parity, then `P_l`).
@@ -96,10 +104,15 @@ impl RequantPlan {
             return None;
         }
         let bits = bits_of((b.hi as i128 - b.lo as i128) as u128).max(1);
-        let m = bits.max(s) + 1;
-        if m > 64 || m > ring_bits {
+        // The widest opening the shares allow; `m > s` saves the second borrow tables.
+        let cap = ring_bits.min(64);
+        let (m, dual) = if bits.max(s) < cap {
+            (bits.max(s) + 1, false)
+        } else if bits < cap {
+            (bits + 1, true)
+        } else {
             return None;
-        }
+        };
         let need = |t: u32| t.div_ceil(MAX_CHUNK).next_power_of_two() as usize;
         let units = need(m - 1).max(need(s + 1));
         Some(RequantPlan {
@@ -107,6 +120,7 @@ impl RequantPlan {
             shifts,
             bits,
             m,
+            dual,
             t_chunks: split(m - 1, units),
             b_chunks: split(s + 1, units),
             units,
@@ -132,9 +146,14 @@ impl RequantPlan {
         self.t_chunks.iter().map(|&w| 1usize << w).sum()
     }
 
-    /// Table bits per element: the threshold tables, then the borrow tables.
+    fn b_table_bits(&self) -> usize {
+        self.b_chunks.iter().map(|&w| 1usize << w).sum()
+    }
+
+    /// Table bits per element: the threshold tables, then the borrow tables (of `r`, then,
+    /// when `dual`, of `r − 2^m`).
     pub fn table_bits(&self) -> usize {
-        self.t_table_bits() + self.b_chunks.iter().map(|&w| 1usize << w).sum::<usize>()
+        self.t_table_bits() + self.b_table_bits() * (1 + usize::from(self.dual))
     }
 
     /// Bytes `D` sends `B` in round 1 for a group of `n` elements.
@@ -202,17 +221,19 @@ impl RequantPlan {
 fn thresholds(q: &Requant, b: Bounds, bits: u32) -> Vec<(u64, u64)> {
     let top = 1u64 << bits;
     let to_y = |theta: i64| ((theta as i128 - b.lo as i128).clamp(0, top as i128)) as u64;
-    let mut cache: HashMap<(i64, i64), (u64, u64)> = HashMap::new();
+    let mut cache: HashMap<(i64, i64, i64), (u64, u64)> = HashMap::new();
     (0..q.num.len())
         .map(|i| {
-            *cache.entry((q.num[i], q.zp[i])).or_insert_with(|| {
-                let t_lo = to_y(q.threshold(i, q.lo, b));
-                let t_hi = match q.hi.checked_add(1) {
-                    Some(h) => to_y(q.threshold(i, h, b)),
-                    None => top,
-                };
-                (t_lo, t_hi)
-            })
+            *cache
+                .entry((q.num[i], q.den[i], q.zp[i]))
+                .or_insert_with(|| {
+                    let t_lo = to_y(q.threshold(i, q.lo, b));
+                    let t_hi = match q.hi.checked_add(1) {
+                        Some(h) => to_y(q.threshold(i, h, b)),
+                        None => top,
+                    };
+                    (t_lo, t_hi)
+                })
         })
         .collect()
 }
@@ -234,7 +255,8 @@ struct Part<W> {
     triples: Vec<Triples>,
     /// `e_1 | e_2 | e_3`, `n` bits each.
     e: Vec<u64>,
-    /// `[e_1], [e_2], [e_3], [e_1 e_2], [Q_h], [e_1 Q_h], [r_top], [e_1 r_top]`, `n` each.
+    /// `[e_1], [e_2], [e_3], [e_1 e_2]`, then `[Q_h]`, `[e_1 Q_h]` for the readings `r` and
+    /// `r − 2^m` of the mask, `n` each.
     arith: Vec<W>,
 }
 
@@ -408,13 +430,19 @@ pub(super) fn requantize<W: Word>(
         hs[gi] = h;
         top[gi] = tv;
         let t_bits = plan.t_table_bits();
+        let b_bits = plan.b_table_bits();
         for j in 0..plan.units {
             let mut gv = vec![0u64; words(lanes)];
             let mut pv = vec![0u64; words(lanes)];
             for (lane, &iv) in idx.iter().enumerate() {
                 let (i, k) = (lane % nn, lane / nn);
                 let (chunks, base) = if k == 0 {
-                    (&plan.b_chunks, i * sbits + t_bits)
+                    // With `c < 2^(m−1)` the mask reads as `r − 2^m` (see `dealer_material`).
+                    let second = plan.dual && gr.c[i] >> (m - 1) == 0;
+                    (
+                        &plan.b_chunks,
+                        i * sbits + t_bits + usize::from(second) * b_bits,
+                    )
                 } else {
                     (&plan.t_chunks, i * sbits)
                 };
@@ -509,20 +537,18 @@ pub(super) fn requantize<W: Word>(
             );
             let a = |k: usize| gr.arith[k * nn + i];
             let mid = pubw(bit(mh)).add(sign(mh).mul(a(0)));
-            let mid_qh = bit(mh).mul(a(4)).add(sign(mh).mul(a(5)));
-            let mid_rtop = bit(mh).mul(a(6)).add(sign(mh).mul(a(7)));
+            // `[Q_h]`, `[e_1 Q_h]` of the reading of the mask that `c`'s top bit picks.
+            let qk = if gr.c[i] >> (m - 1) == 1 { 4 } else { 6 };
+            let mid_qh = bit(mh).mul(a(qk)).add(sign(mh).mul(a(qk + 1)));
             let mid_beta = pubw(bit(mh & bh))
                 .add(bit(mh).mul(sign(bh)).mul(a(1)))
                 .add(bit(bh).mul(sign(mh)).mul(a(0)))
                 .add(sign(mh).mul(sign(bh)).mul(a(3)));
             let hi_bit = pubw(bit(hh)).add(sign(hh).mul(a(2)));
             let v = ring::<W>(hs[gi][i] + q.zp[e] as i128 - q.lo as i128);
-            let k = ring::<W>((q.num[e] as i128) << (m - plan.shifts[e]));
-            let wrap_on = bit(1 ^ (gr.c[i] >> (m - 1)));
             let z = mid
                 .mul(v)
                 .sub(mid_qh)
-                .add(wrap_on.mul(k).mul(mid_rtop))
                 .sub(mid_beta)
                 .add(span.mul(hi_bit))
                 .add(pubw(W::from_i64(q.lo)));
@@ -584,16 +610,13 @@ fn dealer_material<W: Word>(
     let e = xor(&e_a, &e_b);
 
     let t_bits = plan.t_table_bits();
+    let b_bits = plan.b_table_bits();
     let mut tables = vec![0u64; words(nn * sbits)];
     let mut rtop = vec![0u64; words(nn)];
     let mut values: Vec<W> = vec![W::ZERO; ARITH * nn];
     for (i, e_idx) in gr.range.clone().enumerate() {
         let r = ra[i].wrapping_add(rb[i]) & mask(m);
-        let qv = u128::from(r) * q.num[e_idx] as u128;
         let se = plan.shifts[e_idx];
-        let ql = (qv & ((1u128 << se) - 1)) as u64;
-        let qh = qv >> se;
-        let qh0 = (qh & 1) as u64;
         let rt = (r >> (m - 1)) & 1;
         set(&mut rtop, i, rt);
         // Threshold tables: [x < chunk_j(r mod 2^(m−1))].
@@ -610,35 +633,52 @@ fn dealer_material<W: Word>(
             shift += w;
             off += 1usize << w;
         }
-        // Borrow tables on 2·Q_l: the lowest chunk also takes the parity.
-        let q2 = ql << 1;
-        let (mut shift, mut off) = (0u32, t_bits);
-        for (j, &w) in plan.b_chunks.iter().enumerate() {
-            let qj = (q2 >> shift) & mask(w);
-            for xv in 0..(1u64 << w) {
-                let lt = if j == 0 {
-                    let (al, qlow) = (xv >> 1, qj >> 1);
-                    al < qlow || (al == qlow && ((xv & 1) ^ qh0) == 1)
-                } else {
-                    xv < qj
-                };
-                set(&mut tables, i * sbits + off + xv as usize, u64::from(lt));
+        // `y = c − r` when `c`'s top bit is set, else `y = c − (r − rt·2^m)`: `Q = r'·num`
+        // for both readings `r'` of the mask, split at `2^s`.
+        let readings = [r as i128, r as i128 - ((rt as i128) << m)];
+        let split_q = |rv: i128| {
+            let qv = rv * q.num[e_idx] as i128;
+            (qv.rem_euclid(1 << se) as u64, qv.div_euclid(1 << se))
+        };
+        let (ql1, qh1) = split_q(readings[0]);
+        let (ql0, qh0) = split_q(readings[1]);
+        let sets: &[(u64, i128)] = if plan.dual {
+            &[(ql1, qh1), (ql0, qh0)]
+        } else {
+            &[(ql1, qh1)]
+        };
+        for (v, &(ql, qh)) in sets.iter().enumerate() {
+            // Borrow tables on 2·Q_l: the lowest chunk also takes the parity.
+            let parity = (qh & 1) as u64;
+            let q2 = ql << 1;
+            let (mut shift, mut off) = (0u32, t_bits + v * b_bits);
+            for (j, &w) in plan.b_chunks.iter().enumerate() {
+                let qj = (q2 >> shift) & mask(w);
+                for xv in 0..(1u64 << w) {
+                    let lt = if j == 0 {
+                        let (al, qlow) = (xv >> 1, qj >> 1);
+                        al < qlow || (al == qlow && ((xv & 1) ^ parity) == 1)
+                    } else {
+                        xv < qj
+                    };
+                    set(&mut tables, i * sbits + off + xv as usize, u64::from(lt));
+                }
+                shift += w;
+                off += 1usize << w;
             }
-            shift += w;
-            off += 1usize << w;
         }
         let bitw = |v: u64| W::from_u128(u128::from(v));
         let (e1, e2, e3) = (get(&e, i), get(&e, nn + i), get(&e, 2 * nn + i));
-        let qhw = W::from_u128(qh);
+        let (q1w, q0w) = (ring::<W>(qh1), ring::<W>(qh0));
         let vals = [
             bitw(e1),
             bitw(e2),
             bitw(e3),
             bitw(e1 & e2),
-            qhw,
-            bitw(e1).mul(qhw),
-            bitw(rt),
-            bitw(e1 & rt),
+            q1w,
+            bitw(e1).mul(q1w),
+            q0w,
+            bitw(e1).mul(q0w),
         ];
         for (k, v) in vals.into_iter().enumerate() {
             values[k * nn + i] = v.sub(arith_a[k * nn + i]);

@@ -254,6 +254,8 @@ fn dealer_assisted_sign_tests_at_every_width_and_size() {
         (-1, 0),
         (-3, 5),
         (-(1 << 20), 1 << 20),
+        // The widest difference Z_2^32 opens: 31 bits plus the sign.
+        (-(1 << 29), (1 << 29) - 1),
         (-(1 << 40) + 7, (1 << 40) - 3),
         (-(1i64 << 61), (1i64 << 61) - 1),
     ];
@@ -267,6 +269,10 @@ fn dealer_assisted_sign_tests_at_every_width_and_size() {
             assert_eq!(got, want, "max in [{lo}, {hi}], n = {n}, Z_2^64");
             let got = secure::<u128>(&xy, |p, s| p.max(&s[..n], &s[n..], b).unwrap());
             assert_eq!(got, want, "max in [{lo}, {hi}], n = {n}, Z_2^128");
+            if hi <= 1 << 29 {
+                let got = secure::<u32>(&xy, |p, s| p.max(&s[..n], &s[n..], b).unwrap());
+                assert_eq!(got, want, "max in [{lo}, {hi}], n = {n}, Z_2^32");
+            }
             let (clo, chi) = (lo / 3, hi / 2);
             let want: Vec<i64> = xy[..n].iter().map(|v| (*v).clamp(clo, chi)).collect();
             let got = secure::<u64>(&xy[..n], |p, s| p.clamp(s, clo, chi, b).unwrap());
@@ -274,6 +280,10 @@ fn dealer_assisted_sign_tests_at_every_width_and_size() {
                 got, want,
                 "clamp to [{clo}, {chi}] in [{lo}, {hi}], n = {n}"
             );
+            if hi <= 1 << 29 {
+                let got = secure::<u32>(&xy[..n], |p, s| p.clamp(s, clo, chi, b).unwrap());
+                assert_eq!(got, want, "clamp in [{lo}, {hi}], n = {n}, Z_2^32");
+            }
         }
     }
 }
@@ -318,6 +328,26 @@ fn fused_requantization_matches_clear_including_ties() {
             -128,
             127,
         ),
+        // Shifts wider than Z_2^32 allows an opening for: both readings of the mask, with
+        // ties (x ≡ 4 mod 8) and per-channel shifts.
+        (
+            -3000,
+            3000,
+            34,
+            vec![1 << 31, 3 << 31],
+            vec![0, 2],
+            -100,
+            100,
+        ),
+        (
+            -(1 << 20),
+            1 << 20,
+            33,
+            vec![12932933, 5933283, 3],
+            vec![-1, 0],
+            -128,
+            127,
+        ),
     ];
     for (k, (lo, hi, s, nums, zps, clo, chi)) in cases.into_iter().enumerate() {
         for n in [1, 2, 3, 10, 64] {
@@ -328,11 +358,15 @@ fn fused_requantization_matches_clear_including_ties() {
                 x[2] = 2;
                 x[3] = -6;
             }
+            if k == 7 && n >= 4 {
+                x[2] = 4;
+                x[3] = -12;
+            }
             let q = Requant {
                 num: (0..n).map(|i| nums[i % nums.len()]).collect(),
                 // The last case varies the shift per element: 2^33, 2^31, 2^29, ...
                 den: (0..n)
-                    .map(|i| 1i64 << if k == 6 { s - 2 * (i as u32 % 3) } else { s })
+                    .map(|i| 1i64 << if k >= 6 { s - 2 * (i as u32 % 3) } else { s })
                     .collect(),
                 zp: (0..n).map(|i| zps[i % zps.len()]).collect(),
                 lo: clo,
@@ -343,6 +377,16 @@ fn fused_requantization_matches_clear_including_ties() {
                 "case {k} takes the fused path"
             );
             let want: Vec<i64> = x.iter().enumerate().map(|(i, &v)| q.apply(i, v)).collect();
+            // Accumulators under 2^31 fit Z_2^32, with two borrow tables where `s ≥ 32`.
+            let plan32 = super::requant::RequantPlan::new(&q, b, 32);
+            assert_eq!(plan32.is_some(), hi - lo < 1 << 31, "case {k} at Z_2^32");
+            if let Some(plan) = plan32 {
+                assert_eq!(plan.dual, s >= 32, "case {k}: two readings of the mask");
+                let got = secure::<u32>(&x, |p, sh| {
+                    p.requantize(sh, &q, b, TruncMode::Exact).unwrap()
+                });
+                assert_eq!(got, want, "case {k}, n = {n}, Z_2^32");
+            }
             let got = secure::<u64>(&x, |p, sh| {
                 p.requantize(sh, &q, b, TruncMode::Exact).unwrap()
             });
@@ -355,46 +399,57 @@ fn fused_requantization_matches_clear_including_ties() {
     }
 }
 
-#[test]
-fn fused_requantization_costs_equal_the_run() {
+/// Per-party rounds and bytes of one requantization in `Z_2^W::BITS`, measured and costed.
+fn requant_cost_matches<W: crate::word::Word>(q: &crate::Requant, b: Bounds) -> usize {
     use crate::cost::{per_party, Costs};
-    use crate::Requant;
-    let n = 37;
-    let b = Bounds {
-        lo: -5000,
-        hi: 7000,
-    };
-    let q = Requant {
-        num: vec![1234567; n],
-        den: vec![1 << 28; n],
-        zp: vec![3; n],
-        lo: -128,
-        hi: 127,
-    };
+    let n = q.num.len();
     let x = values(n, b.lo, b.hi, 5);
-    let stats = run3::<u128, _>(|p| {
+    let stats = run3::<W, _>(|p| {
         let mine = (p.party() == 1).then_some(&x[..]);
         let s = p.input(1, mine, n).unwrap();
         let before = p.stats();
-        p.requantize(&s, &q, b, TruncMode::Exact).unwrap();
+        p.requantize(&s, q, b, TruncMode::Exact).unwrap();
         let after = p.stats();
         (
             after.rounds - before.rounds,
             after.bytes_sent - before.bytes_sent,
         )
     });
-    let rounds = Rep3Costs::default()
-        .requantize(&q, b, TruncMode::Exact)
+    let rounds = Rep3Costs { ring_bits: W::BITS }
+        .requantize(q, b, TruncMode::Exact)
         .unwrap();
     let want = per_party(&rounds, 3);
     for (i, (r, bytes)) in stats.into_iter().enumerate() {
         assert_eq!(
             (r, bytes),
             (want[i].rounds, want[i].bytes_sent),
-            "party {i}"
+            "party {i}, Z_2^{}",
+            W::BITS
         );
     }
-    assert_eq!(rounds.len(), 6, "open, 3 tree levels, open bits, reshare");
+    rounds.len()
+}
+
+#[test]
+fn fused_requantization_costs_equal_the_run() {
+    use crate::Requant;
+    let n = 37;
+    let b = Bounds {
+        lo: -5000,
+        hi: 7000,
+    };
+    let q = |den: i64| Requant {
+        num: vec![1234567; n],
+        den: vec![den; n],
+        zp: vec![3; n],
+        lo: -128,
+        hi: 127,
+    };
+    let rounds = requant_cost_matches::<u128>(&q(1 << 28), b);
+    assert_eq!(rounds, 6, "open, 3 tree levels, open bits, reshare");
+    assert_eq!(requant_cost_matches::<u64>(&q(1 << 28), b), 6);
+    // Z_2^32 with a shift the opening cannot cover: two sets of borrow tables.
+    assert_eq!(requant_cost_matches::<u32>(&q(1 << 34), b), 6);
 }
 
 /// Privacy: what a party receives must not depend on secrets it is not entitled to.
