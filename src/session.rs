@@ -8,6 +8,7 @@ use qmpc_protocols::{PartyId, Rep3};
 use qmpc_vm::bytecode::Program;
 use qmpc_vm::interp::{self, PartyData, Roles};
 use qmpc_vm::tensor::Tensor;
+use qmpc_vm::types::Visibility;
 use serde::Deserialize;
 use std::net::{SocketAddr, TcpListener};
 use std::path::Path;
@@ -72,6 +73,13 @@ pub fn run_party(
         bail!("protocol `{protocol}` cannot run as a party");
     }
     let (outputs, stats) = match ring_bits(protocol, program) {
+        32 => run_rep3(
+            Rep3::<u32>::setup(Box::new(mesh))?,
+            program,
+            roles,
+            data,
+            batch,
+        )?,
         64 => run_rep3(
             Rep3::<u64>::setup(Box::new(mesh))?,
             program,
@@ -177,10 +185,11 @@ fn agree_batch(mesh: &mut Mesh, owner: PartyId, batch: Option<usize>) -> Result<
     }
 }
 
-/// Bits of the ring a protocol computes `program` in: Z_2^64 when every primitive of the
-/// program fits it (the cost formulas fail exactly where a primitive would, e.g. a masked
-/// opening without its statistical headroom), else Z_2^128. A function of the public
-/// program, so every party and `qmpc cost` pick the same.
+/// Bits of the ring a protocol computes `program` in: the narrowest of Z_2^32, Z_2^64 and
+/// Z_2^128 that every primitive of the program fits (the cost formulas fail exactly where a
+/// primitive would, e.g. a masked opening without its statistical headroom) and, for
+/// Z_2^32, that holds every secret register's bounds. A function of the public program, so
+/// every party and `qmpc cost` pick the same.
 pub fn ring_bits(protocol: &str, program: &Program) -> u32 {
     if protocol == "clear" {
         return 64;
@@ -199,7 +208,13 @@ pub fn ring_bits(protocol: &str, program: &Program) -> u32 {
             qmpc_vm::cost::cost(program, c.as_ref(), roles, 1).is_ok()
         })
     };
-    if fits(64) {
+    let i32_range = i64::from(i32::MIN)..=i64::from(i32::MAX);
+    let secret_in_32 = program.registers.iter().all(|r| {
+        r.vis == Visibility::Public || (i32_range.contains(&r.lo) && i32_range.contains(&r.hi))
+    });
+    if secret_in_32 && fits(32) {
+        32
+    } else if fits(64) {
         64
     } else {
         128

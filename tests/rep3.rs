@@ -341,9 +341,10 @@ fn stats_count_exactly_the_online_traffic() {
             )
         })
         .collect();
-    // A program with no masked opening runs in Z_2^64: 12 words of 8 bytes and a header.
-    assert_eq!(j["ring_bits"], 64);
-    let msg = 12 * 8 + 4;
+    // A program of int8 values with no masked opening runs in Z_2^32: 12 words of 4 bytes
+    // and a header.
+    assert_eq!(j["ring_bits"], 32);
+    let msg = 12 * 4 + 4;
     assert_eq!(per, vec![(1, 0), (2, msg), (1, msg)]);
     assert_eq!(j["rounds"], 2);
 }

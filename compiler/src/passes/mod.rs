@@ -3,11 +3,13 @@
 mod dce;
 mod fuse_requant;
 mod pool_first;
+mod saturate_bias;
 mod schedule;
 
 pub use dce::dead_code_elimination;
 pub use fuse_requant::fuse_requant;
 pub use pool_first::pool_first;
+pub use saturate_bias::saturate_bias;
 pub use schedule::schedule;
 
 use crate::ir::Graph;
@@ -31,6 +33,11 @@ pub const PASSES: &[Pass] = &[
         name: "fuse_requant",
         doc: "rescale, zero point and clamp as one requant, so truncation and comparisons share rounds",
         run: fuse_requant,
+    },
+    Pass {
+        name: "saturate_bias",
+        doc: "clamp a secret bias where its requantization saturates anyway, so sums have public bounds under 2^31",
+        run: saturate_bias,
     },
     Pass {
         name: "dce",
