@@ -531,6 +531,40 @@ mod view {
         })
     }
 
+    /// The same for the Z_2^32 paths: a requantization whose shift is wider than the
+    /// opening (both readings of the mask), a clamp and a max.
+    fn views32(x: &[i64], owner: PartyId) -> Vec<Vec<u8>> {
+        let b = Bounds { lo: -100, hi: 100 };
+        on_three(|i, mesh| {
+            let seen = Arc::new(Mutex::new(Vec::new()));
+            let rec = Recorder {
+                inner: Box::new(mesh),
+                seen: seen.clone(),
+            };
+            let mut p = Rep3::<u32>::setup(Box::new(rec)).unwrap();
+            let n = x.len();
+            let v = p.input(owner, (i == owner).then_some(x), n).unwrap();
+            let sq = p.mul(&v, &v).unwrap();
+            let sq_bounds = Bounds { lo: 0, hi: 10000 };
+            let rq = crate::Requant {
+                num: vec![77 << 27; n],
+                den: vec![1 << 36; n],
+                zp: vec![-3; n],
+                lo: -10,
+                hi: 9,
+            };
+            let f = p.requantize(&sq, &rq, sq_bounds, TruncMode::Exact).unwrap();
+            let c = p.clamp(&v, -20, 20, b).unwrap();
+            let m = p.max(&v, &c, b).unwrap();
+            for y in [f, m] {
+                p.reveal(&y, owner).unwrap();
+            }
+            drop(p);
+            let v = seen.lock().unwrap().clone();
+            v
+        })
+    }
+
     /// The largest |z| over byte positions of the difference of means between two sets of
     /// samples. A position constant in both sets with different values is a certain leak.
     fn max_z(a: &[Vec<u8>], b: &[Vec<u8>]) -> f64 {
@@ -573,11 +607,19 @@ mod view {
             let mut va = vec![Vec::new(); 3];
             let mut vb = vec![Vec::new(); 3];
             for _ in 0..RUNS {
-                for (i, v) in views(&xa, owner).into_iter().enumerate() {
-                    va[i].push(v);
+                for (i, (v, v32)) in views(&xa, owner)
+                    .into_iter()
+                    .zip(views32(&xa, owner))
+                    .enumerate()
+                {
+                    va[i].push([v, v32].concat());
                 }
-                for (i, v) in views(&xb, owner).into_iter().enumerate() {
-                    vb[i].push(v);
+                for (i, (v, v32)) in views(&xb, owner)
+                    .into_iter()
+                    .zip(views32(&xb, owner))
+                    .enumerate()
+                {
+                    vb[i].push([v, v32].concat());
                 }
             }
             for w in watched {
