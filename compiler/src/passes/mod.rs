@@ -2,12 +2,14 @@
 
 mod dce;
 mod fuse_requant;
+mod identity_requant;
 mod pool_first;
 mod saturate_bias;
 mod schedule;
 
 pub use dce::dead_code_elimination;
 pub use fuse_requant::fuse_requant;
+pub use identity_requant::identity_requant;
 pub use pool_first::pool_first;
 pub use saturate_bias::saturate_bias;
 pub use schedule::schedule;
@@ -33,6 +35,11 @@ pub const PASSES: &[Pass] = &[
         name: "fuse_requant",
         doc: "rescale, zero point and clamp as one requant, so truncation and comparisons share rounds",
         run: fuse_requant,
+    },
+    Pass {
+        name: "identity_requant",
+        doc: "a requantization by 1 whose clamp never binds (QDQ pairs around MaxPool) becomes a local add",
+        run: identity_requant,
     },
     Pass {
         name: "saturate_bias",
