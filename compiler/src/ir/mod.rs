@@ -152,7 +152,8 @@ impl Graph {
     }
 
     /// A model-owner tensor. Its public bounds are those of its type, never of its values,
-    /// so the program reveals nothing about the weights.
+    /// so the program reveals nothing about the weights (a pass may narrow them from other
+    /// public facts, as `saturate_bias` does).
     pub fn add_weight(&mut self, name: &str, data: ConstTensor, origin: &str) -> NodeIndex {
         let (lo, hi) = data.dtype.range();
         let ty = TensorType {
