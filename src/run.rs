@@ -223,7 +223,7 @@ pub fn run(args: &RunArgs) -> Result<()> {
     let n = session::parties_for(&args.protocol, args.parties)?;
     let (program, weights) = load(args)?;
     let (inputs, batch) = read_inputs(&program, &args.input)?;
-    let (outs, per_party, wall) = if args.protocol == "clear" {
+    let (outs, per_party, times) = if args.protocol == "clear" {
         let start = Instant::now();
         let roles = Roles {
             model_owner: 0,
@@ -235,7 +235,8 @@ pub fn run(args: &RunArgs) -> Result<()> {
             weights: Some(weights),
         };
         let outs = interp::run(&program, &mut qmpc_protocols::Clear, roles, &data, batch)?;
-        (outs, vec![Stats::default()], start.elapsed().as_secs_f64())
+        let wall = start.elapsed().as_secs_f64();
+        (outs, vec![Stats::default()], (wall, wall))
     } else {
         run_local_parties(args, n, &program, weights, inputs, batch)?
     };
@@ -250,7 +251,7 @@ pub fn run(args: &RunArgs) -> Result<()> {
                 session::ring_bits(&args.protocol, &program),
                 batch,
                 &per_party,
-                wall,
+                times,
             ),
         )
         .with_context(|| format!("{}: cannot write", path.display()))?;
@@ -271,8 +272,9 @@ fn write_output(program: &Program, outs: &[Option<Tensor<i64>>], path: &Path) ->
         .with_context(|| format!("{}: cannot write", path.display()))
 }
 
-/// The output receiver's outputs, each party's online traffic, the wall time.
-type Outcome = (Vec<Option<Tensor<i64>>>, Vec<Stats>, f64);
+/// The output receiver's outputs, each party's online traffic, the wall time with and
+/// without the connection set-up (the slowest party's).
+type Outcome = (Vec<Option<Tensor<i64>>>, Vec<Stats>, (f64, f64));
 
 /// Every party of a secure protocol on its own thread, connected over loopback TCP. Returns
 /// the output receiver's outputs, each party's online traffic and the wall time.
@@ -348,14 +350,16 @@ fn run_local_parties(
     }
     let mut per_party = Vec::new();
     let mut outs = Vec::new();
+    let mut online: f64 = 0.0;
     for (i, r) in results.into_iter().enumerate() {
         let r = r?;
         per_party.push(r.stats);
+        online = online.max(r.online_s);
         if i == roles.output_to {
             outs = r.outputs;
         }
     }
-    Ok((outs, per_party, wall))
+    Ok((outs, per_party, (wall, online)))
 }
 
 /// `qmpc party`: one party in its own process, addresses and roles from the TOML file.
@@ -441,7 +445,7 @@ pub fn party(args: &PartyArgs) -> Result<()> {
                 session::ring_bits(&cfg.protocol, &program),
                 r.batch,
                 &[r.stats],
-                r.wall_s,
+                (r.wall_s, r.online_s),
             ),
         )
         .with_context(|| format!("{}: cannot write", path.display()))?;

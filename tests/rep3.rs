@@ -275,6 +275,9 @@ fn stats_file_has_the_design_keys_and_adds_up() {
     assert!(sent.iter().all(|&b| b > 0) && rounds.iter().all(|&r| r > 0));
     assert_eq!(j["preprocessing"]["bytes_sent"], 0);
     assert!(j["wall_s"].as_f64().is_some_and(|w| w > 0.0));
+    // The online time leaves the connection set-up out.
+    let online = j["online_s"].as_f64().expect("online_s");
+    assert!(online > 0.0 && online <= j["wall_s"].as_f64().unwrap_or(0.0));
     // Party 1 receives the output; its received bytes include party 2's share of it.
     let recv: u64 = per
         .iter()
