@@ -90,6 +90,21 @@ impl Graph {
         e.into_iter().map(|(_, s)| s).collect()
     }
 
+    /// The reader of `n` when it has exactly one.
+    pub fn only_reader(&self, n: NodeIndex) -> Option<NodeIndex> {
+        let mut it = self.g.edges_directed(n, Direction::Outgoing);
+        let e = it.next()?;
+        it.next().is_none().then(|| e.target())
+    }
+
+    /// The values of a constant node.
+    pub fn const_data(&self, n: NodeIndex) -> Option<&[i64]> {
+        match &self.g[n].op {
+            Op::Const { data } => Some(&data.data),
+            _ => None,
+        }
+    }
+
     pub fn decl(&self, n: NodeIndex) -> &RegDecl {
         &self.g[n].decl
     }

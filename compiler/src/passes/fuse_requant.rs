@@ -28,12 +28,6 @@ pub fn fuse_requant(g: &mut Graph) {
     }
 }
 
-fn only_reader(g: &Graph, n: NodeIndex) -> Option<NodeIndex> {
-    let mut it = g.g.edges_directed(n, Direction::Outgoing);
-    let e = it.next()?;
-    it.next().is_none().then(|| e.target())
-}
-
 fn is_const(g: &Graph, n: NodeIndex) -> bool {
     matches!(g.g[n].op, Op::Const { .. })
 }
@@ -44,7 +38,7 @@ fn fuse(g: &mut Graph, rescale: NodeIndex) {
         return;
     }
     let dims = g.dims(rescale).to_vec();
-    let Some(next) = only_reader(g, rescale) else {
+    let Some(next) = g.only_reader(rescale) else {
         return;
     };
     // The zero point: the constant operand of an `add` of the same shape, or none.
@@ -55,7 +49,7 @@ fn fuse(g: &mut Graph, rescale: NodeIndex) {
             if !is_const(g, zp) || a[0] == a[1] {
                 return;
             }
-            let Some(c) = only_reader(g, next) else {
+            let Some(c) = g.only_reader(next) else {
                 return;
             };
             (Some(zp), c)

@@ -23,22 +23,15 @@ pub fn identity_requant(g: &mut Graph) {
     }
 }
 
-fn const_data(g: &Graph, n: NodeIndex) -> Option<&[i64]> {
-    match &g.g[n].op {
-        Op::Const { data } => Some(&data.data),
-        _ => None,
-    }
-}
-
 fn replace(g: &mut Graph, r: NodeIndex) {
     let Op::Compute(Instr::Requant { lo, hi, .. }) = g.g[r].op else {
         return;
     };
     let ops = g.operands(r);
     let (Some(num), Some(den), Some(zp)) = (
-        const_data(g, ops[1]),
-        const_data(g, ops[2]),
-        const_data(g, ops[3]),
+        g.const_data(ops[1]),
+        g.const_data(ops[2]),
+        g.const_data(ops[3]),
     ) else {
         return;
     };

@@ -51,13 +51,6 @@ fn is_param(g: &Graph, n: NodeIndex, rank: usize, pooled: usize) -> bool {
         && window_constant(g.dims(n), rank, pooled)
 }
 
-fn const_data(g: &Graph, n: NodeIndex) -> Option<&[i64]> {
-    match &g.g[n].op {
-        Op::Const { data } => Some(&data.data),
-        _ => None,
-    }
-}
-
 /// If `n` is a non-decreasing element-wise function of one operand with window-constant
 /// parameters, the operand position of that one operand.
 fn monotone_operand(g: &Graph, n: NodeIndex, pooled: usize) -> Option<usize> {
@@ -73,8 +66,8 @@ fn monotone_operand(g: &Graph, n: NodeIndex, pooled: usize) -> Option<usize> {
         Instr::Sub { .. } if param(1) => Some(0),
         Instr::Clamp { .. } => Some(0),
         Instr::Rescale { .. } if param(1) && param(2) => {
-            let num = const_data(g, ops[1])?;
-            let den = const_data(g, ops[2])?;
+            let num = g.const_data(ops[1])?;
+            let den = g.const_data(ops[2])?;
             (num.iter().all(|&v| v >= 0) && den.iter().all(|&v| v > 0)).then_some(0)
         }
         _ => None,

@@ -15,8 +15,6 @@
 
 use crate::ir::{Graph, Op};
 use petgraph::stable_graph::NodeIndex;
-use petgraph::visit::EdgeRef;
-use petgraph::Direction;
 use qmpc_protocols::{Bounds, Requant};
 use qmpc_vm::bytecode::operand::{Dst, Reg};
 use qmpc_vm::{Instr, Visibility};
@@ -32,19 +30,6 @@ pub fn saturate_bias(g: &mut Graph) {
     }
 }
 
-fn single_reader(g: &Graph, n: NodeIndex) -> Option<NodeIndex> {
-    let mut it = g.g.edges_directed(n, Direction::Outgoing);
-    let e = it.next()?;
-    it.next().is_none().then(|| e.target())
-}
-
-fn const_data(g: &Graph, n: NodeIndex) -> Option<&[i64]> {
-    match &g.g[n].op {
-        Op::Const { data } => Some(&data.data),
-        _ => None,
-    }
-}
-
 /// The distinct per-element parameters of a requantization whose constants are per tensor
 /// or share one shape (then element `k` of each goes together); `None` otherwise, or where
 /// a multiplier is not positive (the result would not be non-decreasing).
@@ -52,7 +37,7 @@ fn parameter_sets(g: &Graph, num: NodeIndex, den: NodeIndex, zp: NodeIndex) -> O
     let ops = [num, den, zp];
     let data: Vec<&[i64]> = ops
         .iter()
-        .map(|&n| const_data(g, n))
+        .map(|&n| g.const_data(n))
         .collect::<Option<_>>()?;
     let wide: Vec<&[usize]> = ops
         .iter()
@@ -88,7 +73,7 @@ fn saturate(g: &mut Graph, r: NodeIndex) {
     };
     let ops = g.operands(r);
     let add = ops[0];
-    if !matches!(g.g[add].op, Op::Compute(Instr::Add { .. })) || single_reader(g, add) != Some(r) {
+    if !matches!(g.g[add].op, Op::Compute(Instr::Add { .. })) || g.only_reader(add) != Some(r) {
         return;
     }
     let Some(mut q) = parameter_sets(g, ops[1], ops[2], ops[3]) else {
@@ -99,7 +84,7 @@ fn saturate(g: &mut Graph, r: NodeIndex) {
     let Some(&bias) = terms.iter().find(|&&t| {
         matches!(g.g[t].op, Op::Weight { .. })
             && g.decl(t).vis == Visibility::Secret
-            && single_reader(g, t) == Some(add)
+            && g.only_reader(t) == Some(add)
     }) else {
         return;
     };
