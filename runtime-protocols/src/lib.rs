@@ -7,6 +7,7 @@
 //!
 //! Architecture invariant: this crate knows nothing about ONNX or bytecode.
 
+mod bitvec;
 pub mod clear;
 pub mod cost;
 mod error;
@@ -15,12 +16,16 @@ pub mod net;
 pub mod rep3;
 pub mod requant;
 pub mod ring;
+pub mod semi2k;
+#[cfg(test)]
+mod testutil;
 pub mod word;
 
 pub use clear::Clear;
 pub use error::ProtocolError;
 pub use rep3::Rep3;
 pub use requant::Requant;
+pub use semi2k::Semi2k;
 
 /// Index of a party, `0..parties`.
 pub type PartyId = usize;

@@ -3,6 +3,7 @@
 
 use crate::ring::rescale;
 use crate::{Bounds, TruncMode};
+use std::collections::HashMap;
 
 /// Per-element public parameters of a requantization (`num`, `den`, `zp` have one entry per
 /// element; `den > 0`).
@@ -71,6 +72,29 @@ impl Requant {
             }
         }
         hi
+    }
+
+    /// The clamp thresholds of every element in `y = x − b.lo` space: `[y ≥ T_lo]` is `[result ≥ lo]` and
+    /// `[y ≥ T_hi]` is `[result > hi]` (before the clamp), each in `[0, 2^bits]`.
+    pub fn y_thresholds(&self, b: Bounds, bits: u32) -> Vec<(u64, u64)> {
+        let q = self;
+        let top = 1u64 << bits;
+        let to_y = |theta: i64| ((theta as i128 - b.lo as i128).clamp(0, top as i128)) as u64;
+        let mut cache: HashMap<(i64, i64, i64), (u64, u64)> = HashMap::new();
+        (0..q.num.len())
+            .map(|i| {
+                *cache
+                    .entry((q.num[i], q.den[i], q.zp[i]))
+                    .or_insert_with(|| {
+                        let t_lo = to_y(q.threshold(i, q.lo, b));
+                        let t_hi = match q.hi.checked_add(1) {
+                            Some(h) => to_y(q.threshold(i, h, b)),
+                            None => top,
+                        };
+                        (t_lo, t_hi)
+                    })
+            })
+            .collect()
     }
 }
 

@@ -8,6 +8,8 @@
 //! bits, so every value inside the ring's signed range and the program's bounds
 //! (|v| < 2^62) round-trips.
 
+use crate::MatDims;
+use rayon::prelude::*;
 use std::fmt::Debug;
 
 /// A power-of-two ring word.
@@ -121,4 +123,28 @@ mod tests {
         assert_eq!(decode::<u128>(&encode(&w), 3), Some(w));
         assert_eq!(decode::<u128>(&[0u8; 15], 1), None);
     }
+}
+
+/// Row-major batched matrix product over the ring.
+pub(crate) fn matmul_words<W: Word>(a: &[W], b: &[W], d: MatDims) -> Vec<W> {
+    let (m, k, n) = (d.m, d.k, d.n);
+    let mut out = vec![W::ZERO; d.batch * m * n];
+    out.par_chunks_mut(n.max(1))
+        .enumerate()
+        .for_each(|(row_index, row)| {
+            let (bi, i) = (row_index / m.max(1), row_index % m.max(1));
+            let a0 = if d.a_batched { bi * m * k } else { 0 };
+            let b0 = if d.b_batched { bi * k * n } else { 0 };
+            for p in 0..k {
+                let av = a[a0 + i * k + p];
+                if av == W::ZERO {
+                    continue;
+                }
+                let brow = &b[b0 + p * n..b0 + (p + 1) * n];
+                for (r, &bv) in row.iter_mut().zip(brow) {
+                    *r = r.add(av.mul(bv));
+                }
+            }
+        });
+    out
 }

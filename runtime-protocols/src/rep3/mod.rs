@@ -26,7 +26,7 @@ pub use elem::{Elem, Xor};
 
 use crate::mux::{self, Port, Reply, Request};
 use crate::net::{NetError, Stats, Transport};
-use crate::word::Word;
+use crate::word::{matmul_words, Word};
 use crate::{Bounds, MatDims, PartyId, Protocol, ProtocolError, Requant, TruncMode};
 use chacha20::rand_core::{Rng, SeedableRng};
 use chacha20::ChaCha12Rng;
@@ -368,30 +368,6 @@ fn pair<E>(a: Vec<E>, b: Vec<E>) -> Vec<Rep<E>> {
 /// Bits of the binary representation of `v` (0 for 0).
 fn bits_of(v: u128) -> u32 {
     128 - v.leading_zeros()
-}
-
-/// Row-major batched matrix product over the ring.
-fn matmul_words<W: Word>(a: &[W], b: &[W], d: MatDims) -> Vec<W> {
-    let (m, k, n) = (d.m, d.k, d.n);
-    let mut out = vec![W::ZERO; d.batch * m * n];
-    out.par_chunks_mut(n.max(1))
-        .enumerate()
-        .for_each(|(row_index, row)| {
-            let (bi, i) = (row_index / m.max(1), row_index % m.max(1));
-            let a0 = if d.a_batched { bi * m * k } else { 0 };
-            let b0 = if d.b_batched { bi * k * n } else { 0 };
-            for p in 0..k {
-                let av = a[a0 + i * k + p];
-                if av == W::ZERO {
-                    continue;
-                }
-                let brow = &b[b0 + p * n..b0 + (p + 1) * n];
-                for (r, &bv) in row.iter_mut().zip(brow) {
-                    *r = r.add(av.mul(bv));
-                }
-            }
-        });
-    out
 }
 
 fn comps<W: Word>(x: &[Rep<W>]) -> (Vec<W>, Vec<W>) {

@@ -44,7 +44,6 @@ use super::assist::{
 use super::{bits_of, Rep, Rep3};
 use crate::word::Word;
 use crate::{Bounds, PartyId, ProtocolError, Requant};
-use std::collections::HashMap;
 use std::ops::Range;
 
 type R<T> = Result<T, ProtocolError>;
@@ -216,28 +215,6 @@ impl RequantPlan {
     }
 }
 
-/// The clamp thresholds of every element in `y`-space: `[y ≥ T_lo]` is `[result ≥ lo]` and
-/// `[y ≥ T_hi]` is `[result > hi]` (before the clamp), each in `[0, 2^bits]`.
-fn thresholds(q: &Requant, b: Bounds, bits: u32) -> Vec<(u64, u64)> {
-    let top = 1u64 << bits;
-    let to_y = |theta: i64| ((theta as i128 - b.lo as i128).clamp(0, top as i128)) as u64;
-    let mut cache: HashMap<(i64, i64, i64), (u64, u64)> = HashMap::new();
-    (0..q.num.len())
-        .map(|i| {
-            *cache
-                .entry((q.num[i], q.den[i], q.zp[i]))
-                .or_insert_with(|| {
-                    let t_lo = to_y(q.threshold(i, q.lo, b));
-                    let t_hi = match q.hi.checked_add(1) {
-                        Some(h) => to_y(q.threshold(i, h, b)),
-                        None => top,
-                    };
-                    (t_lo, t_hi)
-                })
-        })
-        .collect()
-}
-
 /// What one party holds of one group.
 struct Part<W> {
     role: Role,
@@ -365,7 +342,7 @@ pub(super) fn requantize<W: Word>(
     let mut inbox = p.post(post)?;
 
     // Leaves of the three comparisons of every element, as lanes `k·n + i`.
-    let thr = thresholds(q, b, plan.bits);
+    let thr = q.y_thresholds(b, plan.bits);
     let mut units: Vec<Vec<(Vec<u64>, Vec<u64>)>> = (0..3).map(|_| Vec::new()).collect();
     let mut top: Vec<Vec<u64>> = vec![Vec::new(); 3];
     let mut hs: Vec<Vec<i128>> = vec![Vec::new(); 3];

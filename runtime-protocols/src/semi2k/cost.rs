@@ -1,0 +1,117 @@
+//! The cost formulas of `semi2k`: each primitive runs on a counting [`Dealer`], which
+//! follows the parties' calls and records their message pattern.
+
+use super::Dealer;
+use crate::cost::{Costs, Round, Rounds};
+use crate::word::Word;
+use crate::{Bounds, MatDims, PartyId, Protocol, ProtocolError, Requant, TruncMode};
+
+type R<T> = Result<T, ProtocolError>;
+
+/// `semi2k` among `parties` computing parties in Z_2^`ring_bits`.
+pub struct Semi2kCosts {
+    pub parties: usize,
+    pub ring_bits: u32,
+}
+
+impl Semi2kCosts {
+    /// The rounds `call` records on a counting dealer of this ring.
+    fn run(&self, call: impl Fn(&mut dyn Counting) -> R<()>) -> R<Rounds> {
+        match self.ring_bits {
+            32 => counted::<u32>(self.parties, call),
+            64 => counted::<u64>(self.parties, call),
+            _ => counted::<u128>(self.parties, call),
+        }
+    }
+}
+
+/// The calls of [`Protocol`] the cost formulas make, object-safe.
+trait Counting {
+    fn mul(&mut self, len: usize) -> R<()>;
+    fn matmul(&mut self, d: MatDims) -> R<()>;
+    fn rescale(&mut self, num: &[i64], den: &[i64], b: Bounds) -> R<()>;
+    fn clamp(&mut self, len: usize, lo: i64, hi: i64, b: Bounds) -> R<()>;
+    fn requantize(&mut self, q: &Requant, b: Bounds) -> R<()>;
+    fn max(&mut self, len: usize, b: Bounds) -> R<()>;
+    fn argmax(&mut self, len: usize, row_len: usize, last: bool, b: Bounds) -> R<()>;
+    fn lookup(&mut self, len: usize, table_len: usize) -> R<()>;
+}
+
+impl<W: Word> Counting for Dealer<W> {
+    fn mul(&mut self, len: usize) -> R<()> {
+        Protocol::mul(self, &vec![(); len], &vec![(); len]).map(drop)
+    }
+    fn matmul(&mut self, d: MatDims) -> R<()> {
+        Protocol::matmul(self, &[], &[], d).map(drop)
+    }
+    fn rescale(&mut self, num: &[i64], den: &[i64], b: Bounds) -> R<()> {
+        let x = vec![(); num.len()];
+        Protocol::rescale(self, &x, num, den, b, TruncMode::Exact).map(drop)
+    }
+    fn clamp(&mut self, len: usize, lo: i64, hi: i64, b: Bounds) -> R<()> {
+        Protocol::clamp(self, &vec![(); len], lo, hi, b).map(drop)
+    }
+    fn requantize(&mut self, q: &Requant, b: Bounds) -> R<()> {
+        let x = vec![(); q.num.len()];
+        Protocol::requantize(self, &x, q, b, TruncMode::Exact).map(drop)
+    }
+    fn max(&mut self, len: usize, b: Bounds) -> R<()> {
+        Protocol::max(self, &vec![(); len], &vec![(); len], b).map(drop)
+    }
+    fn argmax(&mut self, len: usize, row_len: usize, last: bool, b: Bounds) -> R<()> {
+        Protocol::argmax(self, &vec![(); len], row_len, last, b).map(drop)
+    }
+    fn lookup(&mut self, len: usize, table_len: usize) -> R<()> {
+        Protocol::lookup(self, &vec![(); len], &vec![0; table_len], 0).map(drop)
+    }
+}
+
+fn counted<W: Word>(parties: usize, call: impl Fn(&mut dyn Counting) -> R<()>) -> R<Rounds> {
+    let mut d = Dealer::<W>::counting(parties);
+    call(&mut d)?;
+    Ok(d.take_rounds())
+}
+
+impl Costs for Semi2kCosts {
+    fn name(&self) -> &'static str {
+        "semi2k"
+    }
+    fn parties(&self) -> usize {
+        self.parties
+    }
+    fn input(&self, _: PartyId, _: usize) -> Rounds {
+        Vec::new()
+    }
+    fn reveal(&self, len: usize, to: PartyId) -> Rounds {
+        let bytes = (len * (self.ring_bits as usize / 8)) as u64;
+        vec![Round::of(
+            (0..self.parties)
+                .filter(|&p| p != to)
+                .map(|p| (p, to, bytes)),
+        )]
+    }
+    fn mul(&self, len: usize) -> Rounds {
+        self.run(|d| d.mul(len)).unwrap_or_default()
+    }
+    fn matmul(&self, dims: MatDims) -> Rounds {
+        self.run(|d| d.matmul(dims)).unwrap_or_default()
+    }
+    fn rescale(&self, num: &[i64], den: &[i64], b: Bounds, _: TruncMode) -> R<Rounds> {
+        self.run(|d| d.rescale(num, den, b))
+    }
+    fn clamp(&self, len: usize, lo: i64, hi: i64, b: Bounds) -> R<Rounds> {
+        self.run(|d| d.clamp(len, lo, hi, b))
+    }
+    fn requantize(&self, q: &Requant, b: Bounds, _: TruncMode) -> R<Rounds> {
+        self.run(|d| d.requantize(q, b))
+    }
+    fn max(&self, len: usize, b: Bounds) -> R<Rounds> {
+        self.run(|d| d.max(len, b))
+    }
+    fn argmax(&self, len: usize, row_len: usize, last: bool, b: Bounds) -> R<Rounds> {
+        self.run(|d| d.argmax(len, row_len, last, b))
+    }
+    fn lookup(&self, len: usize, table_len: usize) -> R<Rounds> {
+        self.run(|d| d.lookup(len, table_len))
+    }
+}

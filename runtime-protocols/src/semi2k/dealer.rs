@@ -1,0 +1,248 @@
+//! The dealer of `semi2k`: a [`Protocol`] that holds no data. The VM walks the program
+//! against it exactly as against a party, and each primitive call supplies the material
+//! the parties' same call takes. Counting mode records the sizes and the online message
+//! pattern only, which is how the cost formulas get their figures.
+
+use super::prep::{self, Block, Corrections, Layout};
+use super::select::Plan;
+use super::{arith, reduce};
+use crate::cost::Rounds;
+use crate::net::{Stats, Transport, FRAME_HEADER};
+use crate::word::Word;
+use crate::{Bounds, MatDims, PartyId, Protocol, ProtocolError, Requant, TruncMode};
+use chacha20::rand_core::SeedableRng;
+use chacha20::ChaCha12Rng;
+use std::collections::BTreeMap;
+use std::marker::PhantomData;
+
+type R<T> = Result<T, ProtocolError>;
+
+/// What a generating dealer holds besides the sizes.
+struct Generating {
+    /// Seeds of parties `0..n − 1`.
+    seeds: Vec<[u8; 32]>,
+    /// The dealer's own randomness.
+    rng: ChaCha12Rng,
+    /// Streams of parties `0..n − 1` for the current instruction.
+    streams: Vec<ChaCha12Rng>,
+    corrections: Corrections,
+}
+
+/// The trusted dealer of `n` computing parties over the ring of `W`.
+pub struct Dealer<W: Word> {
+    n: usize,
+    current: usize,
+    /// Bytes of material per instruction index.
+    sizes: BTreeMap<usize, usize>,
+    /// Online rounds of the calls so far.
+    rounds: Rounds,
+    gen: Option<Generating>,
+    _ring: PhantomData<W>,
+}
+
+fn os_seed() -> R<[u8; 32]> {
+    let mut s = [0u8; 32];
+    getrandom::fill(&mut s)
+        .map_err(|e| ProtocolError::Invalid(format!("the OS random source failed: {e}")))?;
+    Ok(s)
+}
+
+impl<W: Word> Dealer<W> {
+    /// A dealer that generates material, every seed from the operating system.
+    pub fn new(parties: usize) -> R<Self> {
+        let seeds = (0..parties.saturating_sub(1))
+            .map(|_| os_seed())
+            .collect::<R<Vec<_>>>()?;
+        let mut d = Dealer::counting(parties);
+        d.gen = Some(Generating {
+            seeds,
+            rng: ChaCha12Rng::from_seed(os_seed()?),
+            streams: Vec::new(),
+            corrections: Corrections::new(),
+        });
+        Ok(d)
+    }
+
+    /// A dealer that only counts sizes and rounds.
+    pub fn counting(parties: usize) -> Self {
+        Dealer {
+            n: parties,
+            current: 0,
+            sizes: BTreeMap::new(),
+            rounds: Vec::new(),
+            gen: None,
+            _ring: PhantomData,
+        }
+    }
+
+    /// The online rounds recorded so far, leaving none.
+    pub fn take_rounds(&mut self) -> Rounds {
+        std::mem::take(&mut self.rounds)
+    }
+
+    /// Bytes the dealer sends every party (frame headers included): a seed to each but the
+    /// last, and the corrections with their directory to the last.
+    pub fn bytes_per_party(&self) -> Vec<u64> {
+        let header = FRAME_HEADER as u64;
+        let mut out = vec![32 + header; self.n.saturating_sub(1)];
+        let data: usize = self.sizes.values().sum();
+        out.push(header + 4 + 8 * self.sizes.len() as u64 + data as u64);
+        out
+    }
+
+    /// Send every party its preprocessing (one round); the dealer is party `n` of `net`.
+    pub fn send(self, net: &mut dyn Transport) -> R<Stats> {
+        let g = self.gen.ok_or_else(|| {
+            ProtocolError::Invalid("a counting dealer has no material to send".into())
+        })?;
+        let mut out: Vec<(PartyId, Vec<u8>)> = g
+            .seeds
+            .iter()
+            .enumerate()
+            .map(|(p, s)| (p, s.to_vec()))
+            .collect();
+        out.push((self.n - 1, prep::encode_corrections(&g.corrections)));
+        net.exchange(out, &[])?;
+        Ok(net.stats())
+    }
+
+    /// Supply one call's material (made by `make` from the dealer's randomness) and
+    /// record its online rounds.
+    fn supply(
+        &mut self,
+        layout: Layout,
+        rounds: Rounds,
+        make: impl FnOnce(&mut ChaCha12Rng) -> Block<W>,
+    ) {
+        self.rounds.extend(rounds);
+        let bytes = layout.bytes(W::BYTES);
+        if bytes == 0 {
+            return;
+        }
+        *self.sizes.entry(self.current).or_default() += bytes;
+        if let Some(g) = self.gen.as_mut() {
+            let mut block = make(&mut g.rng);
+            for s in g.streams.iter_mut() {
+                prep::remove_share(&mut block, &prep::draw(s, &layout));
+            }
+            prep::encode_block(&block, g.corrections.entry(self.current).or_default());
+        }
+    }
+}
+
+impl<W: Word> reduce::Engine for Dealer<W> {
+    fn ring_bits(&self) -> u32 {
+        W::BITS
+    }
+    fn select_with(&mut self, x: &[()], q: &Requant, _b: Bounds, plan: &Plan) -> R<Vec<()>> {
+        let n = x.len();
+        self.supply(plan.layout(n), plan.pattern(n, self.n), |rng| {
+            plan.deal(q, rng)
+        });
+        Ok(vec![(); n])
+    }
+}
+
+impl<W: Word> Protocol for Dealer<W> {
+    type Share = ();
+
+    fn name(&self) -> &'static str {
+        "semi2k"
+    }
+    /// The dealer's id in the mesh: no role of the program is its.
+    fn party(&self) -> PartyId {
+        self.n
+    }
+    fn parties(&self) -> usize {
+        self.n
+    }
+    fn begin_instruction(&mut self, index: usize) {
+        self.current = index;
+        if let Some(g) = self.gen.as_mut() {
+            g.streams = g.seeds.iter().map(|s| prep::stream(s, index)).collect();
+        }
+    }
+
+    fn input(&mut self, _: PartyId, _: Option<&[i64]>, len: usize) -> R<Vec<()>> {
+        Ok(vec![(); len])
+    }
+    fn reveal(&mut self, x: &[()], to: PartyId) -> R<Option<Vec<i64>>> {
+        let bytes = (x.len() * W::BYTES) as u64;
+        self.rounds.push(crate::cost::Round::of(
+            (0..self.n).filter(|&p| p != to).map(|p| (p, to, bytes)),
+        ));
+        Ok(None)
+    }
+    fn public(&self, values: &[i64]) -> Vec<()> {
+        vec![(); values.len()]
+    }
+    fn add(&self, a: &[()], _: &[()]) -> Vec<()> {
+        a.to_vec()
+    }
+    fn sub(&self, a: &[()], _: &[()]) -> Vec<()> {
+        a.to_vec()
+    }
+    fn add_public(&self, a: &[()], _: &[i64]) -> Vec<()> {
+        a.to_vec()
+    }
+    fn mul_public(&self, a: &[()], _: &[i64]) -> Vec<()> {
+        a.to_vec()
+    }
+    fn matmul_public(&self, _: &[()], _: &[i64], d: MatDims, _: bool) -> Vec<()> {
+        vec![(); d.batch * d.m * d.n]
+    }
+
+    fn mul(&mut self, a: &[()], _: &[()]) -> R<Vec<()>> {
+        let n = a.len();
+        if n > 0 {
+            self.supply(
+                arith::mul_layout(n),
+                arith::mul_pattern(n, self.n, W::BYTES),
+                |rng| arith::mul_deal(n, rng),
+            );
+        }
+        Ok(a.to_vec())
+    }
+    fn matmul(&mut self, _: &[()], _: &[()], d: MatDims) -> R<Vec<()>> {
+        if !arith::matmul_is_trivial(d) {
+            self.supply(
+                arith::matmul_layout(d),
+                arith::matmul_pattern(d, self.n, W::BYTES),
+                |rng| arith::matmul_deal(d, rng),
+            );
+        }
+        Ok(vec![(); d.batch * d.m * d.n])
+    }
+    fn rescale(
+        &mut self,
+        x: &[()],
+        num: &[i64],
+        den: &[i64],
+        b: Bounds,
+        _: TruncMode,
+    ) -> R<Vec<()>> {
+        reduce::rescale(self, x, num, den, b)
+    }
+    fn requantize(&mut self, x: &[()], q: &Requant, b: Bounds, _: TruncMode) -> R<Vec<()>> {
+        reduce::requantize(self, x, q, b)
+    }
+    fn clamp(&mut self, x: &[()], lo: i64, hi: i64, b: Bounds) -> R<Vec<()>> {
+        reduce::clamp(self, x, lo, hi, b)
+    }
+    fn max(&mut self, a: &[()], b: &[()], bounds: Bounds) -> R<Vec<()>> {
+        reduce::max(self, a, b, bounds)
+    }
+    fn argmax(&mut self, x: &[()], row_len: usize, last: bool, b: Bounds) -> R<Vec<()>> {
+        reduce::argmax(self, x, row_len, last, b)
+    }
+    fn lookup(&mut self, x: &[()], table: &[i64], _: i64) -> R<Vec<()>> {
+        let n = x.len();
+        let len = table.len();
+        self.supply(
+            arith::lookup_layout(n, len),
+            arith::lookup_pattern(n, len, self.n),
+            |rng| arith::lookup_deal(n, len, rng),
+        );
+        Ok(x.to_vec())
+    }
+}

@@ -1,0 +1,369 @@
+//! `semi2k`: additive secret sharing over Z_2^k among `n ≥ 2` parties, semi-honest, secure
+//! against any `n − 1` of them, with a trusted dealer for the preprocessing (CrypTen's TTP
+//! mode; MP-SPDZ's dealer protocol).
+//!
+//! A value is `x = Σ x_i`, party `i` holding `x_i`. The dealer is the mesh's last party
+//! (id `n`); it never sees data. Before the computation it walks the public program and
+//! sends every party the seed of its share of all correlated randomness, and the last party
+//! the corrections ([`prep`]); then it leaves. The online phase:
+//!
+//! - input: 0 rounds. The owner and each other party share a PRG key; party `j`'s share
+//!   is drawn from it, the owner's is the value minus all of those;
+//! - reveal: 1 round, every party sends its share to the receiver;
+//! - product, matrix product, lookup: 1 round each ([`arith`]);
+//! - rescale, requantization, clamp, max: `L + 2` rounds ([`select`]), `L` the depth of
+//!   the comparison tree (3 for 24-bit values); argmax: `⌈log2 row⌉ + 1` of those.
+//!
+//! Every round is all-to-all among the computing parties, and every party takes part in
+//! every round of every primitive, so instructions can share rounds.
+
+mod arith;
+mod cost;
+mod dealer;
+mod prep;
+mod reduce;
+mod select;
+
+pub use cost::Semi2kCosts;
+pub use dealer::Dealer;
+
+use crate::mux::{self, Port, Reply, Request};
+use crate::net::{NetError, Stats, Transport};
+use crate::word::{matmul_words, Word};
+use crate::{Bounds, MatDims, PartyId, Protocol, ProtocolError, Requant, TruncMode};
+use chacha20::ChaCha12Rng;
+use rayon::prelude::*;
+use std::marker::PhantomData;
+
+type R<T> = Result<T, ProtocolError>;
+
+/// A party of `semi2k` over the ring of `W`.
+pub struct Semi2k<W: Word> {
+    me: PartyId,
+    /// Computing parties; the dealer is party `n` of the mesh.
+    n: usize,
+    net: Box<dyn Transport>,
+    /// `keys[p]`: the key shared with party `p` (`None` for `me`), for inputs.
+    keys: Vec<Option<[u8; 32]>>,
+    prep: prep::Source,
+    /// The current instruction's streams of `keys`, drawn lazily.
+    input_streams: Vec<Option<ChaCha12Rng>>,
+    index: usize,
+    /// Traffic received from the dealer, then the key set-up: not online.
+    preprocessing: Stats,
+    setup: Stats,
+    _ring: PhantomData<W>,
+}
+
+impl<W: Word> Semi2k<W> {
+    /// Receive the dealer's preprocessing (one message from party `n`), then agree on
+    /// pairwise input keys: party `i` draws the key of each pair `(i, j)`, `j > i`, from
+    /// the operating system and sends it to `j` (one round, 32 bytes per pair).
+    pub fn setup(mut net: Box<dyn Transport>) -> R<Self> {
+        let total = net.parties();
+        if total < 3 {
+            return Err(ProtocolError::Invalid(format!(
+                "semi2k needs at least 2 parties and the dealer, not {total} in all"
+            )));
+        }
+        let (me, n) = (net.party(), total - 1);
+        if me >= n {
+            return Err(ProtocolError::Invalid(
+                "the dealer cannot compute; run it with `Dealer`".into(),
+            ));
+        }
+        let dealer = n;
+        let got = net.exchange(Vec::new(), &[dealer])?;
+        let msg = got.into_iter().next().map(|(_, m)| m).unwrap_or_default();
+        let source = if me == n - 1 {
+            prep::Source::new(dealer, None, prep::decode_corrections(&msg, dealer)?)
+        } else {
+            let seed: [u8; 32] = msg.as_slice().try_into().map_err(|_| ProtocolError::Peer {
+                party: dealer,
+                what: format!("the dealer sent a seed of {} bytes", msg.len()),
+            })?;
+            prep::Source::new(dealer, Some(seed), Default::default())
+        };
+        let preprocessing = net.stats();
+        let mut keys: Vec<Option<[u8; 32]>> = vec![None; n];
+        let mut out = Vec::new();
+        for (j, key) in keys.iter_mut().enumerate().skip(me + 1) {
+            let mut k = [0u8; 32];
+            getrandom::fill(&mut k)
+                .map_err(|e| ProtocolError::Invalid(format!("the OS random source failed: {e}")))?;
+            *key = Some(k);
+            out.push((j, k.to_vec()));
+        }
+        let from: Vec<(PartyId, usize)> = (0..me).map(|i| (i, 32)).collect();
+        for (i, m) in net.exchange_sized(out, &from)? {
+            keys[i] = m.as_slice().try_into().ok();
+        }
+        let setup = net.stats();
+        Ok(Semi2k {
+            me,
+            n,
+            net,
+            keys,
+            prep: source,
+            input_streams: (0..n).map(|_| None).collect(),
+            index: 0,
+            preprocessing,
+            setup,
+            _ring: PhantomData,
+        })
+    }
+
+    /// Tell the peers this party stops, and why.
+    pub fn abort(&mut self, reason: &str) {
+        self.net.abort(reason);
+    }
+
+    /// Online traffic so far (preprocessing and key set-up excluded).
+    pub fn stats(&self) -> Stats {
+        let s = self.net.stats();
+        Stats {
+            rounds: s.rounds - self.setup.rounds,
+            bytes_sent: s.bytes_sent - self.setup.bytes_sent,
+            bytes_received: s.bytes_received - self.setup.bytes_received,
+        }
+    }
+
+    /// What this party received from the dealer.
+    pub fn preprocessing_stats(&self) -> Stats {
+        self.preprocessing
+    }
+
+    fn start(&mut self, index: usize) {
+        self.index = index;
+        self.prep.begin(index);
+        self.input_streams = (0..self.n).map(|_| None).collect();
+    }
+
+    /// One round: send `msg` to every other computing party and receive as many bytes
+    /// from each. Returns their messages in party order.
+    fn all_round(&mut self, msg: Vec<u8>) -> R<Vec<Vec<u8>>> {
+        let len = msg.len();
+        let peers: Vec<PartyId> = (0..self.n).filter(|&p| p != self.me).collect();
+        let out = peers.iter().map(|&p| (p, msg.clone())).collect();
+        let expect: Vec<(PartyId, usize)> = peers.iter().map(|&p| (p, len)).collect();
+        Ok(self
+            .net
+            .exchange_sized(out, &expect)?
+            .into_iter()
+            .map(|(_, m)| m)
+            .collect())
+    }
+
+    /// Open additive shares to every party (1 round).
+    fn open_words(&mut self, x: Vec<W>) -> R<Vec<W>> {
+        let n = x.len();
+        let got = self.all_round(crate::word::encode(&x))?;
+        let mut sum = x;
+        for m in got {
+            let theirs: Vec<W> = crate::word::decode(&m, n).ok_or_else(|| {
+                ProtocolError::Net(NetError::Garbage {
+                    party: self.me,
+                    what: "a share vector of the wrong length".into(),
+                })
+            })?;
+            for (s, t) in sum.iter_mut().zip(theirs) {
+                *s = s.add(t);
+            }
+        }
+        Ok(sum)
+    }
+
+    /// `len` words of the current instruction's stream of the key shared with `peer`.
+    fn input_draw(&mut self, peer: PartyId, len: usize) -> R<Vec<W>> {
+        let key = self.keys[peer].ok_or_else(|| {
+            ProtocolError::Invalid(format!("party {} has no key with party {peer}", self.me))
+        })?;
+        let index = self.index;
+        let rng = self.input_streams[peer].get_or_insert_with(|| prep::stream(&key, index));
+        Ok(prep::draw::<W>(rng, &prep::Layout::words(len)).words)
+    }
+
+    fn public_words(&self, v: &[W]) -> Vec<W> {
+        if self.me == 0 {
+            v.to_vec()
+        } else {
+            vec![W::ZERO; v.len()]
+        }
+    }
+
+    fn lift(values: &[i64]) -> Vec<W> {
+        values.iter().map(|&v| W::from_i64(v)).collect()
+    }
+}
+
+impl<W: Word> reduce::Engine for Semi2k<W> {
+    fn ring_bits(&self) -> u32 {
+        W::BITS
+    }
+    fn select_with(&mut self, x: &[W], q: &Requant, b: Bounds, plan: &select::Plan) -> R<Vec<W>> {
+        select::eval(self, x, q, b, plan)
+    }
+}
+
+impl<W: Word> Protocol for Semi2k<W> {
+    type Share = W;
+
+    fn name(&self) -> &'static str {
+        "semi2k"
+    }
+    fn party(&self) -> PartyId {
+        self.me
+    }
+    fn parties(&self) -> usize {
+        self.n
+    }
+    fn begin_instruction(&mut self, index: usize) {
+        self.start(index);
+    }
+    fn shares_rounds(&self) -> bool {
+        true
+    }
+
+    fn fork(&self, task: u64, port: Port) -> Option<Self> {
+        let mut f = Semi2k {
+            me: self.me,
+            n: self.n,
+            net: Box::new(port),
+            keys: self.keys.clone(),
+            prep: self.prep.fork(),
+            input_streams: Vec::new(),
+            index: 0,
+            preprocessing: Stats::default(),
+            setup: Stats::default(),
+            _ring: PhantomData,
+        };
+        f.start(task as usize);
+        Some(f)
+    }
+
+    fn exchange_merged(&mut self, requests: Vec<Request>) -> R<Vec<Reply>> {
+        Ok(mux::exchange_merged(self.net.as_mut(), requests)?)
+    }
+
+    fn input(&mut self, owner: PartyId, values: Option<&[i64]>, len: usize) -> R<Vec<W>> {
+        if self.me != owner {
+            return self.input_draw(owner, len);
+        }
+        let v = values.ok_or_else(|| {
+            ProtocolError::Invalid(format!("party {owner} has no value for its input"))
+        })?;
+        if v.len() != len {
+            return Err(ProtocolError::Invalid(format!(
+                "party {owner} input has {} values, the program expects {len}",
+                v.len()
+            )));
+        }
+        let mut share = Self::lift(v);
+        for peer in (0..self.n).filter(|&p| p != owner) {
+            let theirs = self.input_draw(peer, len)?;
+            for (s, t) in share.iter_mut().zip(theirs) {
+                *s = s.sub(t);
+            }
+        }
+        Ok(share)
+    }
+
+    fn reveal(&mut self, x: &[W], to: PartyId) -> R<Option<Vec<i64>>> {
+        let n = x.len();
+        if self.me != to {
+            self.net
+                .exchange_sized(vec![(to, crate::word::encode(x))], &[])?;
+            return Ok(None);
+        }
+        let from: Vec<(PartyId, usize)> = (0..self.n)
+            .filter(|&p| p != to)
+            .map(|p| (p, n * W::BYTES))
+            .collect();
+        let mut sum = x.to_vec();
+        for (p, m) in self.net.exchange_sized(Vec::new(), &from)? {
+            let theirs: Vec<W> = crate::word::decode(&m, n).ok_or_else(|| {
+                ProtocolError::Net(NetError::Garbage {
+                    party: p,
+                    what: "a share vector of the wrong length".into(),
+                })
+            })?;
+            for (s, t) in sum.iter_mut().zip(theirs) {
+                *s = s.add(t);
+            }
+        }
+        Ok(Some(sum.into_iter().map(W::to_i64).collect()))
+    }
+
+    fn public(&self, values: &[i64]) -> Vec<W> {
+        self.public_words(&Self::lift(values))
+    }
+
+    fn add(&self, a: &[W], b: &[W]) -> Vec<W> {
+        a.par_iter()
+            .zip(b.par_iter())
+            .map(|(x, y)| x.add(*y))
+            .collect()
+    }
+    fn sub(&self, a: &[W], b: &[W]) -> Vec<W> {
+        a.par_iter()
+            .zip(b.par_iter())
+            .map(|(x, y)| x.sub(*y))
+            .collect()
+    }
+    fn add_public(&self, a: &[W], c: &[i64]) -> Vec<W> {
+        let c = self.public(c);
+        self.add(a, &c)
+    }
+    fn mul_public(&self, a: &[W], c: &[i64]) -> Vec<W> {
+        a.par_iter()
+            .zip(c.par_iter())
+            .map(|(x, &c)| x.mul(W::from_i64(c)))
+            .collect()
+    }
+    fn matmul_public(&self, secret: &[W], public: &[i64], d: MatDims, public_left: bool) -> Vec<W> {
+        let p = Self::lift(public);
+        if public_left {
+            matmul_words(&p, secret, d)
+        } else {
+            matmul_words(secret, &p, d)
+        }
+    }
+
+    fn mul(&mut self, a: &[W], b: &[W]) -> R<Vec<W>> {
+        if a.is_empty() {
+            return Ok(Vec::new());
+        }
+        arith::mul(self, a, b)
+    }
+    fn matmul(&mut self, a: &[W], b: &[W], d: MatDims) -> R<Vec<W>> {
+        arith::matmul(self, a, b, d)
+    }
+    fn rescale(
+        &mut self,
+        x: &[W],
+        num: &[i64],
+        den: &[i64],
+        bounds: Bounds,
+        _mode: TruncMode,
+    ) -> R<Vec<W>> {
+        reduce::rescale(self, x, num, den, bounds)
+    }
+    fn requantize(&mut self, x: &[W], q: &Requant, bounds: Bounds, _mode: TruncMode) -> R<Vec<W>> {
+        reduce::requantize(self, x, q, bounds)
+    }
+    fn clamp(&mut self, x: &[W], lo: i64, hi: i64, bounds: Bounds) -> R<Vec<W>> {
+        reduce::clamp(self, x, lo, hi, bounds)
+    }
+    fn max(&mut self, a: &[W], b: &[W], bounds: Bounds) -> R<Vec<W>> {
+        reduce::max(self, a, b, bounds)
+    }
+    fn argmax(&mut self, x: &[W], row_len: usize, select_last: bool, bounds: Bounds) -> R<Vec<W>> {
+        reduce::argmax(self, x, row_len, select_last, bounds)
+    }
+    fn lookup(&mut self, x: &[W], table: &[i64], offset: i64) -> R<Vec<W>> {
+        arith::lookup(self, x, table, offset)
+    }
+}
+
+#[cfg(test)]
+mod tests;

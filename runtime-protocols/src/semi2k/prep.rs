@@ -1,0 +1,259 @@
+//! The dealer's correlated randomness and how a party holds its share of it.
+//!
+//! Every primitive call takes one [`Block`] of material whose [`Layout`] is a function of
+//! public parameters only. The dealer shares it with a PRG trick (as CrypTen's trusted
+//! third party does): party `i < n − 1` draws its share from stream `index + 1` of a seed
+//! it got from the dealer (`index` is the instruction's), and only the last party receives
+//! bytes, the *correction* that makes the shares add up (XOR up, for bits). So the dealer
+//! sends one seed to each party and one correction per primitive call to the last party.
+
+use crate::bitvec::{clear_tail, words};
+use crate::word::Word;
+use crate::{PartyId, ProtocolError};
+use chacha20::rand_core::{Rng, SeedableRng};
+use chacha20::ChaCha12Rng;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+type R<T> = Result<T, ProtocolError>;
+
+/// The shape of one block: ring words (additive shares), then bit segments (XOR shares),
+/// each segment padded to whole 64-bit words so that slicing never shifts bits.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(super) struct Layout {
+    pub words: usize,
+    pub segments: Vec<usize>,
+}
+
+impl Layout {
+    pub fn words(words: usize) -> Layout {
+        Layout {
+            words,
+            segments: Vec::new(),
+        }
+    }
+
+    /// Append a segment of `bits` bits.
+    pub fn seg(mut self, bits: usize) -> Layout {
+        self.segments.push(bits);
+        self
+    }
+
+    fn bit_words(&self) -> usize {
+        self.segments.iter().map(|&b| words(b)).sum()
+    }
+
+    /// Bytes of a correction of this layout.
+    pub fn bytes(&self, word_bytes: usize) -> usize {
+        self.words * word_bytes + 8 * self.bit_words()
+    }
+}
+
+/// One block of material (values at the dealer, shares at a party).
+#[derive(Clone, Debug, Default)]
+pub(super) struct Block<W> {
+    pub words: Vec<W>,
+    pub segs: Vec<Vec<u64>>,
+}
+
+/// Stream `index + 1` of `seed`: a party's share of instruction `index`'s material.
+pub(super) fn stream(seed: &[u8; 32], index: usize) -> ChaCha12Rng {
+    let mut r = ChaCha12Rng::from_seed(*seed);
+    r.set_stream(index as u64 + 1);
+    r
+}
+
+/// A pseudo-random block of layout `l`.
+pub(super) fn draw<W: Word>(rng: &mut ChaCha12Rng, l: &Layout) -> Block<W> {
+    let mut bytes = vec![0u8; l.words * W::BYTES];
+    rng.fill_bytes(&mut bytes);
+    let words_out = bytes.chunks_exact(W::BYTES).map(W::read).collect();
+    let segs = l
+        .segments
+        .iter()
+        .map(|&bits| {
+            let mut raw = vec![0u8; 8 * words(bits)];
+            rng.fill_bytes(&mut raw);
+            let mut v: Vec<u64> = raw
+                .chunks_exact(8)
+                .map(|c| u64::from_le_bytes(c.try_into().unwrap_or_default()))
+                .collect();
+            clear_tail(&mut v, bits);
+            v
+        })
+        .collect();
+    Block {
+        words: words_out,
+        segs,
+    }
+}
+
+/// Subtract (XOR, for bits) `share` from `block` in place.
+pub(super) fn remove_share<W: Word>(block: &mut Block<W>, share: &Block<W>) {
+    for (x, s) in block.words.iter_mut().zip(&share.words) {
+        *x = x.sub(*s);
+    }
+    for (seg, s) in block.segs.iter_mut().zip(&share.segs) {
+        for (x, y) in seg.iter_mut().zip(s) {
+            *x ^= y;
+        }
+    }
+}
+
+/// Append `block` to `out` as bytes.
+pub(super) fn encode_block<W: Word>(block: &Block<W>, out: &mut Vec<u8>) {
+    for w in &block.words {
+        w.write(out);
+    }
+    for seg in &block.segs {
+        for w in seg {
+            out.extend_from_slice(&w.to_le_bytes());
+        }
+    }
+}
+
+fn decode_block<W: Word>(bytes: &[u8], l: &Layout) -> Block<W> {
+    let split = l.words * W::BYTES;
+    let words_out = bytes[..split].chunks_exact(W::BYTES).map(W::read).collect();
+    let mut at = split;
+    let segs = l
+        .segments
+        .iter()
+        .map(|&bits| {
+            let n = words(bits);
+            let mut v: Vec<u64> = bytes[at..at + 8 * n]
+                .chunks_exact(8)
+                .map(|c| u64::from_le_bytes(c.try_into().unwrap_or_default()))
+                .collect();
+            at += 8 * n;
+            clear_tail(&mut v, bits);
+            v
+        })
+        .collect();
+    Block {
+        words: words_out,
+        segs,
+    }
+}
+
+/// The corrections of every instruction, as the last party receives them.
+pub(super) type Corrections = BTreeMap<usize, Vec<u8>>;
+
+/// The dealer's message to the last party: the number of instructions, each one's index
+/// and length (u32 each), then their corrections back to back.
+pub(super) fn encode_corrections(c: &Corrections) -> Vec<u8> {
+    let total: usize = c.values().map(Vec::len).sum();
+    let mut out = Vec::with_capacity(4 + 8 * c.len() + total);
+    out.extend((c.len() as u32).to_le_bytes());
+    for (&i, v) in c {
+        out.extend((i as u32).to_le_bytes());
+        out.extend((v.len() as u32).to_le_bytes());
+    }
+    for v in c.values() {
+        out.extend_from_slice(v);
+    }
+    out
+}
+
+/// Parse the dealer's message; an error names the dealer.
+pub(super) fn decode_corrections(bytes: &[u8], dealer: PartyId) -> R<Corrections> {
+    let bad = |what: &str| ProtocolError::Peer {
+        party: dealer,
+        what: format!("the dealer sent malformed preprocessing: {what}"),
+    };
+    let u32_at = |at: usize| -> R<usize> {
+        bytes
+            .get(at..at + 4)
+            .and_then(|b| b.try_into().ok())
+            .map(|b| u32::from_le_bytes(b) as usize)
+            .ok_or_else(|| bad("it ends early"))
+    };
+    let count = u32_at(0)?;
+    if count > bytes.len() / 8 {
+        return Err(bad("too many instructions"));
+    }
+    let mut at = 4 + 8 * count;
+    let mut out = Corrections::new();
+    for k in 0..count {
+        let (index, len) = (u32_at(4 + 8 * k)?, u32_at(8 + 8 * k)?);
+        let data = bytes
+            .get(at..at + len)
+            .ok_or_else(|| bad("a length past its end"))?;
+        if out.insert(index, data.to_vec()).is_some() {
+            return Err(bad("an instruction twice"));
+        }
+        at += len;
+    }
+    if at != bytes.len() {
+        return Err(bad("bytes past its end"));
+    }
+    Ok(out)
+}
+
+/// Where a party takes its share of the current instruction's material from.
+pub(super) struct Source {
+    dealer: PartyId,
+    /// Every party but the last: its seed, and its stream for the current instruction.
+    seed: Option<[u8; 32]>,
+    stream: Option<ChaCha12Rng>,
+    /// The last party: the dealer's corrections, read from `at` on for the current index.
+    corrections: Arc<Corrections>,
+    index: usize,
+    at: usize,
+}
+
+impl Source {
+    pub fn new(dealer: PartyId, seed: Option<[u8; 32]>, corrections: Corrections) -> Source {
+        Source {
+            dealer,
+            seed,
+            stream: None,
+            corrections: Arc::new(corrections),
+            index: 0,
+            at: 0,
+        }
+    }
+
+    /// A copy for another instruction (its stream is set by [`Source::begin`]).
+    pub fn fork(&self) -> Source {
+        Source {
+            dealer: self.dealer,
+            seed: self.seed,
+            stream: None,
+            corrections: self.corrections.clone(),
+            index: 0,
+            at: 0,
+        }
+    }
+
+    /// Start instruction `index`'s material.
+    pub fn begin(&mut self, index: usize) {
+        self.index = index;
+        self.at = 0;
+        self.stream = self.seed.as_ref().map(|s| stream(s, index));
+    }
+
+    /// This party's share of the next block.
+    pub fn take<W: Word>(&mut self, l: &Layout) -> R<Block<W>> {
+        if let Some(rng) = self.stream.as_mut() {
+            return Ok(draw(rng, l));
+        }
+        let len = l.bytes(W::BYTES);
+        if len == 0 {
+            return Ok(decode_block(&[], l));
+        }
+        let data = self
+            .corrections
+            .get(&self.index)
+            .and_then(|d| d.get(self.at..self.at + len))
+            .ok_or_else(|| ProtocolError::Peer {
+                party: self.dealer,
+                what: format!(
+                    "the dealer sent too little material for instruction {}",
+                    self.index
+                ),
+            })?;
+        self.at += len;
+        Ok(decode_block(data, l))
+    }
+}

@@ -1,0 +1,221 @@
+//! Rescale, requantize, clamp, max and argmax as calls of the one selection primitive
+//! ([`super::select`]) and local steps. Written once over [`Engine`], so the parties, the
+//! dealer (which must supply material for exactly the calls the parties make) and the cost
+//! formulas all follow the same calls.
+
+use super::select::Plan;
+use crate::{Bounds, Protocol, ProtocolError, Requant, TruncMode};
+
+type R<T> = Result<T, ProtocolError>;
+
+/// A [`Protocol`] with the selection primitive.
+pub(super) trait Engine: Protocol + Sized {
+    fn ring_bits(&self) -> u32;
+    /// `q` on `x` (values in `b`) for a plan that communicates.
+    fn select_with(
+        &mut self,
+        x: &[Self::Share],
+        q: &Requant,
+        b: Bounds,
+        plan: &Plan,
+    ) -> R<Vec<Self::Share>>;
+}
+
+/// `clamp(round_half_even(x·num/den) + zp, lo, hi)` with `num ≥ 0`.
+pub(super) fn select<P: Engine>(
+    p: &mut P,
+    x: &[P::Share],
+    q: &Requant,
+    b: Bounds,
+) -> R<Vec<P::Share>> {
+    if x.is_empty() {
+        return Ok(Vec::new());
+    }
+    let plan = Plan::new(q, b, p.ring_bits())?;
+    if !plan.is_local() {
+        return p.select_with(x, q, b, &plan);
+    }
+    // Every selector is public and every `den` is 1: a linear function of `x`.
+    let (mut scale, mut add) = (Vec::with_capacity(x.len()), Vec::with_capacity(x.len()));
+    for i in 0..x.len() {
+        let (mid, hi) = plan.public_selectors(i);
+        if mid {
+            scale.push(q.num[i]);
+            add.push(q.zp[i]);
+        } else {
+            scale.push(0);
+            add.push(if hi { q.hi } else { q.lo });
+        }
+    }
+    let scaled = p.mul_public(x, &scale);
+    Ok(p.add_public(&scaled, &add))
+}
+
+pub(super) fn rescale<P: Engine>(
+    p: &mut P,
+    x: &[P::Share],
+    num: &[i64],
+    den: &[i64],
+    b: Bounds,
+) -> R<Vec<P::Share>> {
+    if den.iter().all(|&d| d == 1) {
+        return Ok(p.mul_public(x, num));
+    }
+    // Round-half-even is odd-symmetric: rescale −x by −num where num < 0.
+    let (x, b) = if num.iter().any(|&v| v < 0) {
+        let signs: Vec<i64> = num.iter().map(|&v| if v < 0 { -1 } else { 1 }).collect();
+        let w = b.lo.saturating_abs().max(b.hi.saturating_abs());
+        (p.mul_public(x, &signs), Bounds { lo: -w, hi: w })
+    } else {
+        (x.to_vec(), b)
+    };
+    let mut q = Requant {
+        num: num.iter().map(|v| v.saturating_abs()).collect(),
+        den: den.to_vec(),
+        zp: vec![0; num.len()],
+        lo: 0,
+        hi: 0,
+    };
+    // A clamp that never binds.
+    let mid = q.mid_bounds(b, TruncMode::Exact);
+    (q.lo, q.hi) = (mid.lo, mid.hi);
+    select(p, &x, &q, b)
+}
+
+pub(super) fn requantize<P: Engine>(
+    p: &mut P,
+    x: &[P::Share],
+    q: &Requant,
+    b: Bounds,
+) -> R<Vec<P::Share>> {
+    if q.num.iter().any(|&v| v < 0) {
+        return crate::requantize_unfused(p, x, q, b, TruncMode::Exact);
+    }
+    select(p, x, q, b)
+}
+
+fn unit(n: usize, lo: i64, hi: i64) -> Requant {
+    Requant {
+        num: vec![1; n],
+        den: vec![1; n],
+        zp: vec![0; n],
+        lo,
+        hi,
+    }
+}
+
+pub(super) fn clamp<P: Engine>(
+    p: &mut P,
+    x: &[P::Share],
+    lo: i64,
+    hi: i64,
+    b: Bounds,
+) -> R<Vec<P::Share>> {
+    select(p, x, &unit(x.len(), lo, hi), b)
+}
+
+/// `b + max(a − b, 0)`.
+pub(super) fn max<P: Engine>(
+    p: &mut P,
+    a: &[P::Share],
+    b: &[P::Share],
+    bounds: Bounds,
+) -> R<Vec<P::Share>> {
+    let span = bounds
+        .hi
+        .checked_sub(bounds.lo)
+        .ok_or_else(|| too_wide(bounds))?;
+    let diff = p.sub(a, b);
+    let pos = select(
+        p,
+        &diff,
+        &unit(a.len(), 0, span),
+        Bounds {
+            lo: -span,
+            hi: span,
+        },
+    )?;
+    Ok(p.add(&pos, b))
+}
+
+fn too_wide(b: Bounds) -> ProtocolError {
+    ProtocolError::Invalid(format!("bounds [{}, {}] are too wide", b.lo, b.hi))
+}
+
+/// The index of each row's maximum: the maximum of the keys `(v − lo)·2^t + tag` (`tag`
+/// the index, or `row_len − 1 −` it when ties go to the first), then the key's low `t`
+/// bits, taken off with an exact floor division.
+pub(super) fn argmax<P: Engine>(
+    p: &mut P,
+    x: &[P::Share],
+    row_len: usize,
+    select_last: bool,
+    b: Bounds,
+) -> R<Vec<P::Share>> {
+    let rows = x.len() / row_len.max(1);
+    if row_len <= 1 {
+        return Ok(p.public(&vec![0; rows]));
+    }
+    let t = usize::BITS - (row_len - 1).leading_zeros();
+    let scale = 1i64 << t;
+    let last = row_len as i64 - 1;
+    let span = b.hi.checked_sub(b.lo).ok_or_else(|| too_wide(b))?;
+    let key_hi = span
+        .checked_mul(scale)
+        .and_then(|v| v.checked_add(last))
+        .filter(|&v| v < 1 << 61)
+        .ok_or_else(|| too_wide(b))?;
+    let offsets: Vec<i64> = (0..x.len())
+        .map(|e| {
+            let i = (e % row_len) as i64;
+            let tag = if select_last { i } else { last - i };
+            tag - b.lo * scale
+        })
+        .collect();
+    let scaled = p.mul_public(x, &vec![scale; x.len()]);
+    let mut keys = p.add_public(&scaled, &offsets);
+    let kb = Bounds { lo: 0, hi: key_hi };
+    let mut len = row_len;
+    while len > 1 {
+        let half = len / 2;
+        let (mut left, mut right) = (Vec::new(), Vec::new());
+        for r in 0..rows {
+            for j in 0..half {
+                left.push(keys[r * len + 2 * j].clone());
+                right.push(keys[r * len + 2 * j + 1].clone());
+            }
+        }
+        let best = max(p, &left, &right, kb)?;
+        let next = half + len % 2;
+        let mut out = Vec::with_capacity(rows * next);
+        for r in 0..rows {
+            out.extend_from_slice(&best[r * half..(r + 1) * half]);
+            if len % 2 == 1 {
+                out.push(keys[r * len + len - 1].clone());
+            }
+        }
+        keys = out;
+        len = next;
+    }
+    // ⌊k / 2^t⌋ = round_half_even((2k − 2^t + 1) / 2^(t+1)): never a tie.
+    let twice = p.mul_public(&keys, &vec![2; rows]);
+    let shifted = p.add_public(&twice, &vec![1 - scale; rows]);
+    let high = rescale(
+        p,
+        &shifted,
+        &vec![1; rows],
+        &vec![2 * scale; rows],
+        Bounds {
+            lo: 1 - scale,
+            hi: 2 * key_hi + 1 - scale,
+        },
+    )?;
+    let high_part = p.mul_public(&high, &vec![scale; rows]);
+    let tag = p.sub(&keys, &high_part);
+    if select_last {
+        Ok(tag)
+    } else {
+        let neg = p.mul_public(&tag, &vec![-1; rows]);
+        Ok(p.add_public(&neg, &vec![last; rows]))
+    }
+}

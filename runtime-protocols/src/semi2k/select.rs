@@ -1,0 +1,654 @@
+//! `clamp(round_half_even(x·num/d) + zp, lo, hi)` element-wise for additive shares among
+//! `n` parties, with the dealer's help: the one nonlinear primitive of `semi2k`. Rescale,
+//! clamp, max and argmax are special cases of it (see [`super::reduce`]).
+//!
+//! With `x ∈ [x_lo, x_hi]`, `y = x − x_lo < 2^ℓ` and `m = ℓ + 1`:
+//!
+//! 1. *open* (1 round): every party broadcasts its share of `y + r mod 2^m`, so all learn
+//!    `c = y + r mod 2^m`; `r` is the dealer's. As `y < 2^(m−1)`, `y = c − r'` with the
+//!    reading `r' = r` when `c`'s top bit is set and `r' = r − r_{m−1}·2^m` otherwise.
+//!    Then `x·num + ⌊d/2⌋ = P − Q` with `P = (c + x_lo)·num + ⌊d/2⌋` public and
+//!    `Q = r'·num` the dealer's, so `⌊(x·num + ⌊d/2⌋)/d⌋ = H − Q_h − [P_l < Q_l]` (`H`,
+//!    `Q_h` quotients and `P_l`, `Q_l` remainders by `d`). Round-half-even takes one more
+//!    off at a tie (`P_l = Q_l`, even `d`) with an odd quotient (`H_0 ⊕ Q_{h,0}`): both go
+//!    into one borrow `β`, a comparison of `2·P_l + H_0` with the dealer's tables of `Q_l`
+//!    whose lowest chunk also knows the parity. The clamp tests are `[y ≥ T]` for two
+//!    public thresholds `T` (the result is non-decreasing in `x`), i.e.
+//!    `1 ⊕ a_{m−1} ⊕ r_{m−1} ⊕ [a' < r']` with `a = c − T mod 2^m` and primes for the low
+//!    `m − 1` bits.
+//! 2. *compare* (`log2` of the chunk count rounds): every comparison is a lookup of public
+//!    chunks in the dealer's XOR-shared tables (`[v < chunk_j]` for every `v`), and a tree
+//!    of Beaver ANDs combines the chunks, most significant first; all comparisons of all
+//!    elements are lanes of one tree.
+//! 3. *open bits* (1 round): the parties open `g_mid ⊕ e_1`, `β ⊕ e_2`, `g_hi ⊕ e_3` (`e`
+//!    the dealer's random bits) and compute additive shares of
+//!    `lo + g_mid·(H + zp − lo − Q_h − β) + g_hi·(hi − lo)` from the dealer's shares of `e_1`,
+//!    `e_2`, `e_3`, `e_1·e_2`, `Q_h` and `e_1·Q_h` (of both readings of the mask).
+//!
+//! A comparison whose outcome is public for every element (a threshold outside the
+//! bounds, a denominator of 1) is not computed, and a selector bit that is public is not
+//! opened. Every value a party sees is masked: `c` by `r`, tree openings by the triples,
+//! the opened bits by `e`.
+
+use super::prep::{Block, Layout};
+use super::Semi2k;
+use crate::bitvec::{bit_bytes, concat, get, pack, part, set, unpack, words, xor};
+use crate::cost::{Round, Rounds};
+use crate::word::Word;
+use crate::{Bounds, ProtocolError, Requant};
+use chacha20::rand_core::Rng;
+use chacha20::ChaCha12Rng;
+
+type R<T> = Result<T, ProtocolError>;
+
+/// The widest chunk of a comparison table (`2^5` entries).
+const MAX_CHUNK: u32 = 5;
+/// Ring words the dealer shares per element: `r`, `e_1`, `e_2`, `e_3`, `e_1·e_2`, then
+/// `Q_h` and `e_1·Q_h` for the readings `r` and `r − r_{m−1}·2^m`.
+const WORDS: usize = 9;
+
+/// A comparison of the tree.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Lane {
+    Borrow,
+    Lo,
+    Hi,
+}
+
+/// Public parameters of one call.
+#[derive(Clone, Debug)]
+pub(super) struct Plan {
+    /// Bits of the opening `c`.
+    m: u32,
+    /// Comparisons the tree computes, in lane order.
+    lanes: Vec<Lane>,
+    /// Chunk widths of the threshold comparisons (`m − 1` bits), least significant first.
+    t_chunks: Vec<u32>,
+    /// Chunk widths of the borrow comparison (the parity, then the remainder's bits).
+    b_chunks: Vec<u32>,
+    /// Units of every tree (a power of two).
+    units: usize,
+    /// `(T_lo, T_hi)` per element, in `y`-space.
+    thresholds: Vec<(u64, u64)>,
+}
+
+/// `total` bits in at most `units` chunks, as even as possible.
+fn split(total: u32, units: usize) -> Vec<u32> {
+    let u = (units as u32).min(total).max(1);
+    (0..u)
+        .map(|j| total / u + u32::from(j < total % u))
+        .collect()
+}
+
+fn mask(bits: u32) -> u64 {
+    if bits >= 64 {
+        u64::MAX
+    } else {
+        (1u64 << bits) - 1
+    }
+}
+
+/// Bits of the binary representation of `v`.
+fn bits_of(v: u128) -> u32 {
+    128 - v.leading_zeros()
+}
+
+impl Plan {
+    /// The plan of `q` on values in `b` for a ring of `ring_bits`; fails where the opening
+    /// would not fit the ring (or 64 bits).
+    pub fn new(q: &Requant, b: Bounds, ring_bits: u32) -> R<Plan> {
+        if b.lo > b.hi {
+            return Err(ProtocolError::Invalid(format!(
+                "empty bounds [{}, {}]",
+                b.lo, b.hi
+            )));
+        }
+        if q.num.iter().any(|&v| !(0..=1 << 62).contains(&v)) || q.den.iter().any(|&d| d < 1) {
+            return Err(ProtocolError::Invalid(
+                "a selection needs multipliers in [0, 2^62] and positive denominators".into(),
+            ));
+        }
+        let span = (b.hi as i128 - b.lo as i128) as u128;
+        let bits = bits_of(span).max(1);
+        let m = bits + 1;
+        if m > ring_bits.min(64) {
+            return Err(ProtocolError::Invalid(format!(
+                "values of {bits} bits do not fit a masked opening in Z_2^{ring_bits}"
+            )));
+        }
+        let thresholds = q.y_thresholds(b, bits);
+        let varies = |t: u64| t > 0 && t as u128 <= span;
+        let mut lanes = Vec::new();
+        if q.den.iter().any(|&d| d > 1) {
+            lanes.push(Lane::Borrow);
+        }
+        if thresholds.iter().any(|&(t, _)| varies(t)) {
+            lanes.push(Lane::Lo);
+        }
+        if thresholds.iter().any(|&(_, t)| varies(t)) {
+            lanes.push(Lane::Hi);
+        }
+        let d_bits = q
+            .den
+            .iter()
+            .map(|&d| bits_of(d as u128 - 1))
+            .max()
+            .unwrap_or(0);
+        let need = |t: u32| t.div_ceil(MAX_CHUNK).next_power_of_two() as usize;
+        let mut units = 1;
+        for l in &lanes {
+            units = units.max(match l {
+                Lane::Borrow => need(d_bits + 1),
+                _ => need(m - 1),
+            });
+        }
+        Ok(Plan {
+            m,
+            t_chunks: split(m - 1, units),
+            b_chunks: split(d_bits + 1, units),
+            units,
+            lanes,
+            thresholds,
+        })
+    }
+
+    fn has(&self, l: Lane) -> bool {
+        self.lanes.contains(&l)
+    }
+
+    fn has_thresholds(&self) -> bool {
+        self.has(Lane::Lo) || self.has(Lane::Hi)
+    }
+
+    /// Which selector bits are secret and get opened: `g_mid`, `β`, `g_hi`.
+    fn opened(&self) -> [bool; 3] {
+        [
+            self.has_thresholds(),
+            self.has(Lane::Borrow),
+            self.has(Lane::Hi),
+        ]
+    }
+
+    fn opened_count(&self) -> usize {
+        self.opened().iter().filter(|&&o| o).count()
+    }
+
+    /// Whether the call needs no communication: no secret selector, every `d = 1`.
+    pub fn is_local(&self) -> bool {
+        self.lanes.is_empty()
+    }
+
+    /// `(g_mid, g_hi)` of element `i` when both are public.
+    pub fn public_selectors(&self, i: usize) -> (bool, bool) {
+        let (t_lo, t_hi) = self.thresholds[i];
+        let hi = Plan::fixed(t_hi) == 1;
+        (Plan::fixed(t_lo) == 1 && !hi, hi)
+    }
+
+    /// The public outcome of a threshold that does not vary.
+    fn fixed(t: u64) -> u64 {
+        u64::from(t == 0)
+    }
+
+    fn t_table_bits(&self) -> usize {
+        if self.has_thresholds() {
+            self.t_chunks.iter().map(|&w| 1usize << w).sum()
+        } else {
+            0
+        }
+    }
+
+    fn b_table_bits(&self) -> usize {
+        if self.has(Lane::Borrow) {
+            self.b_chunks.iter().map(|&w| 1usize << w).sum()
+        } else {
+            0
+        }
+    }
+
+    /// Table bits per element: threshold tables, then borrow tables of both readings.
+    fn table_bits(&self) -> usize {
+        self.t_table_bits() + 2 * self.b_table_bits()
+    }
+
+    /// Per tree level: pairs of units combined, and whether it is the last.
+    fn levels(&self) -> Vec<(usize, bool)> {
+        if self.lanes.is_empty() {
+            return Vec::new();
+        }
+        let mut units = self.units;
+        let mut out = Vec::new();
+        while units > 1 {
+            out.push((units / 2, units == 2));
+            units /= 2;
+        }
+        out
+    }
+
+    fn open_bytes(&self) -> usize {
+        (self.m as usize).div_ceil(8)
+    }
+
+    /// The dealer's material for `n` elements: words, then the tables, the top bits of
+    /// `r`, the bits `e`, and per tree level the triples `a, b_1, c_1, b_2, c_2`.
+    pub fn layout(&self, n: usize) -> Layout {
+        let mut l = Layout::words(WORDS * n)
+            .seg(n * self.table_bits())
+            .seg(n)
+            .seg(3 * n);
+        let lanes = self.lanes.len() * n;
+        for (pairs, last) in self.levels() {
+            let p = pairs * lanes;
+            let second = if last { 0 } else { p };
+            l = l.seg(p).seg(p).seg(p).seg(second).seg(second);
+        }
+        l
+    }
+
+    /// The messages of one call on `n` elements among `parties` parties.
+    pub fn pattern(&self, n: usize, parties: usize) -> Rounds {
+        let mut bytes = vec![n * self.open_bytes()];
+        let lanes = self.lanes.len() * n;
+        for (pairs, last) in self.levels() {
+            bytes.push(bit_bytes(pairs * lanes) * if last { 2 } else { 3 });
+        }
+        if self.opened_count() > 0 {
+            bytes.push(bit_bytes(self.opened_count() * n));
+        }
+        bytes.into_iter().map(|b| all_to_all(parties, b)).collect()
+    }
+
+    /// The dealer's material (values) for `q` on `n` elements, from its own randomness.
+    pub fn deal<W: Word>(&self, q: &Requant, rng: &mut ChaCha12Rng) -> Block<W> {
+        let n = q.num.len();
+        let m = self.m;
+        let tb = self.table_bits();
+        let (t_bits, b_bits) = (self.t_table_bits(), self.b_table_bits());
+        let mut tables = vec![0u64; words(n * tb)];
+        let mut rtop = vec![0u64; words(n)];
+        let [o_mid, o_beta, o_hi] = self.opened();
+        let mut e = vec![0u64; words(3 * n)];
+        for (k, open) in [o_mid, o_beta, o_hi].into_iter().enumerate() {
+            if open {
+                let r = random_bits(rng, n);
+                for i in 0..n {
+                    set(&mut e, k * n + i, get(&r, i));
+                }
+            }
+        }
+        let mut w = vec![W::ZERO; WORDS * n];
+        let rs = random_bits(rng, 64 * n);
+        for i in 0..n {
+            let r = rs[i] & mask(m);
+            let rt = (r >> (m - 1)) & 1;
+            set(&mut rtop, i, rt);
+            if t_bits > 0 {
+                fill_tables(&mut tables, i * tb, &self.t_chunks, r & mask(m - 1), None);
+            }
+            let readings = [r as i128, r as i128 - ((rt as i128) << m)];
+            let (num, d) = (q.num[i] as i128, q.den[i] as i128);
+            let split_q = |rv: i128| {
+                let qv = rv * num;
+                (qv.rem_euclid(d) as u64, qv.div_euclid(d))
+            };
+            let mut qh = [0i128; 2];
+            for (v, &rv) in readings.iter().enumerate() {
+                let (ql, h) = split_q(rv);
+                qh[v] = h;
+                if b_bits > 0 {
+                    let tie = (d % 2 == 0).then_some((h & 1) as u64);
+                    fill_tables(
+                        &mut tables,
+                        i * tb + t_bits + v * b_bits,
+                        &self.b_chunks,
+                        ql << 1,
+                        Some(tie),
+                    );
+                }
+            }
+            let bit = |k: usize| W::from_u128(u128::from(get(&e, k * n + i)));
+            let (e1, e2, e3) = (bit(0), bit(1), bit(2));
+            let ring = |v: i128| W::from_u128(v as u128);
+            let vals = [
+                W::from_u128(u128::from(r)),
+                e1,
+                e2,
+                e3,
+                e1.mul(e2),
+                ring(qh[0]),
+                e1.mul(ring(qh[0])),
+                ring(qh[1]),
+                e1.mul(ring(qh[1])),
+            ];
+            for (k, v) in vals.into_iter().enumerate() {
+                w[k * n + i] = v;
+            }
+        }
+        let mut segs = vec![tables, rtop, e];
+        let lanes = self.lanes.len() * n;
+        for (pairs, last) in self.levels() {
+            let p = pairs * lanes;
+            let a = random_bits(rng, p);
+            let b1 = random_bits(rng, p);
+            let c1 = and_bits(&a, &b1);
+            segs.extend([a.clone(), b1, c1]);
+            if last {
+                segs.extend([Vec::new(), Vec::new()]);
+            } else {
+                let b2 = random_bits(rng, p);
+                let c2 = and_bits(&a, &b2);
+                segs.extend([b2, c2]);
+            }
+        }
+        Block { words: w, segs }
+    }
+}
+
+/// Comparison tables at bit `base` of `tables`: for each chunk `j` of `q` (widths
+/// `chunks`), `[v < q_j]` for every `v` of the chunk. With `tie = Some(t)` the lowest chunk
+/// compares `v >> 1` with `q_0 >> 1` and borrows at equality when `t = Some(parity)` and
+/// `(v & 1) ⊕ parity = 1` (round half to even); `Some(None)` never borrows at equality.
+fn fill_tables(tables: &mut [u64], base: usize, chunks: &[u32], q: u64, tie: Option<Option<u64>>) {
+    let (mut shift, mut off) = (0u32, 0usize);
+    for (j, &w) in chunks.iter().enumerate() {
+        let qj = (q >> shift) & mask(w);
+        for v in 0..(1u64 << w) {
+            let lt = match tie {
+                Some(t) if j == 0 => {
+                    let (a, b) = (v >> 1, qj >> 1);
+                    a < b || (a == b && t.is_some_and(|par| ((v & 1) ^ par) == 1))
+                }
+                _ => v < qj,
+            };
+            set(tables, base + off + v as usize, u64::from(lt));
+        }
+        shift += w;
+        off += 1usize << w;
+    }
+}
+
+fn random_bits(rng: &mut ChaCha12Rng, n: usize) -> Vec<u64> {
+    let mut raw = vec![0u8; 8 * words(n)];
+    rng.fill_bytes(&mut raw);
+    let mut v: Vec<u64> = raw
+        .chunks_exact(8)
+        .map(|c| u64::from_le_bytes(c.try_into().unwrap_or_default()))
+        .collect();
+    crate::bitvec::clear_tail(&mut v, n);
+    v
+}
+
+fn and_bits(a: &[u64], b: &[u64]) -> Vec<u64> {
+    a.iter().zip(b).map(|(x, y)| x & y).collect()
+}
+
+/// A round in which every party sends `bytes` to every other party.
+pub(super) fn all_to_all(parties: usize, bytes: usize) -> Round {
+    Round::of((0..parties).flat_map(|f| {
+        (0..parties)
+            .filter(move |&t| t != f)
+            .map(move |t| (f, t, bytes as u64))
+    }))
+}
+
+/// Per chunk unit: XOR shares of `lt` and `eq` over all lanes.
+type Unit = (Vec<u64>, Vec<u64>);
+
+/// Party `p`'s share of `q` applied to `x` (values in `b`); see the module doc.
+pub(super) fn eval<W: Word>(
+    p: &mut Semi2k<W>,
+    x: &[W],
+    q: &Requant,
+    b: Bounds,
+    plan: &Plan,
+) -> R<Vec<W>> {
+    let n = x.len();
+    let mat: Block<W> = p.prep.take(&plan.layout(n))?;
+    let first = p.me == 0;
+    let m = plan.m;
+    let mm = mask(m);
+    let ob = plan.open_bytes();
+    let low = |w: W| (w.to_u128() as u64) & mm;
+    let word = |k: usize, i: usize| mat.words[k * n + i];
+
+    // Round 1: c = y + r mod 2^m.
+    let neg_lo = W::from_i64(b.lo).neg();
+    let mine: Vec<u64> = (0..n)
+        .map(|i| {
+            let y = if first { x[i].add(neg_lo) } else { x[i] };
+            low(y.add(word(0, i)))
+        })
+        .collect();
+    let mut msg = Vec::with_capacity(n * ob);
+    for v in &mine {
+        msg.extend_from_slice(&v.to_le_bytes()[..ob]);
+    }
+    let got = p.all_round(msg)?;
+    let c: Vec<u64> = (0..n)
+        .map(|i| {
+            got.iter().fold(mine[i], |acc, m| {
+                let mut bytes = [0u8; 8];
+                bytes[..ob].copy_from_slice(&m[i * ob..(i + 1) * ob]);
+                acc.wrapping_add(u64::from_le_bytes(bytes))
+            }) & mm
+        })
+        .collect();
+    let top = |i: usize| (c[i] >> (m - 1)) & 1;
+
+    // Public quotient and remainder of P by d.
+    let (hs, pls): (Vec<i128>, Vec<u64>) = (0..n)
+        .map(|i| {
+            let d = q.den[i] as i128;
+            let pv = (c[i] as i128 + b.lo as i128) * q.num[i] as i128 + d / 2;
+            (pv.div_euclid(d), pv.rem_euclid(d) as u64)
+        })
+        .unzip();
+
+    // Leaves of every comparison lane.
+    let tables = &mat.segs[0];
+    let rtop = &mat.segs[1];
+    let e = &mat.segs[2];
+    let tb = plan.table_bits();
+    let (t_bits, b_bits) = (plan.t_table_bits(), plan.b_table_bits());
+    let lanes = plan.lanes.len() * n;
+    let mut units: Vec<Unit> = (0..plan.units)
+        .map(|_| (vec![0u64; words(lanes)], vec![0u64; words(lanes)]))
+        .collect();
+    // The public part and the shared top bit of each threshold comparison.
+    let mut fixed_part = vec![0u64; words(lanes)];
+    for (k, &lane) in plan.lanes.iter().enumerate() {
+        for i in 0..n {
+            let at = k * n + i;
+            let (index, chunks, base) = match lane {
+                Lane::Borrow => {
+                    let reading = 1 - top(i) as usize;
+                    (
+                        (pls[i] << 1) | (hs[i] & 1) as u64,
+                        &plan.b_chunks,
+                        i * tb + t_bits + reading * b_bits,
+                    )
+                }
+                Lane::Lo | Lane::Hi => {
+                    let (t_lo, t_hi) = plan.thresholds[i];
+                    let t = if lane == Lane::Lo { t_lo } else { t_hi };
+                    let a = c[i].wrapping_sub(t) & mm;
+                    let public = if first { 1 ^ (a >> (m - 1)) } else { 0 };
+                    set(&mut fixed_part, at, public ^ get(rtop, i));
+                    (a & mask(m - 1), &plan.t_chunks, i * tb)
+                }
+            };
+            let (mut shift, mut off) = (0u32, 0usize);
+            for (j, unit) in units.iter_mut().enumerate() {
+                let Some(&w) = chunks.get(j) else {
+                    // A neutral unit on top: lt = 0, eq = 1.
+                    set(&mut unit.1, at, u64::from(first));
+                    continue;
+                };
+                let v = ((index >> shift) & mask(w)) as usize;
+                let lt = get(tables, base + off + v);
+                let below = if v == 0 {
+                    u64::from(first)
+                } else {
+                    get(tables, base + off + v - 1)
+                };
+                set(&mut unit.0, at, lt);
+                set(&mut unit.1, at, below ^ lt);
+                shift += w;
+                off += 1usize << w;
+            }
+        }
+    }
+    let lt = tree(p, units, lanes, &mat.segs[3..], &plan.levels())?;
+    let results = xor(&lt, &fixed_part);
+
+    // XOR shares (or public values) of g_lo, g_hi, β per element.
+    let lane_bit = |l: Lane, i: usize, public: u64| match plan.lanes.iter().position(|&x| x == l) {
+        Some(k) => get(&results, k * n + i),
+        None => public & u64::from(first),
+    };
+    let mut sel = vec![0u64; words(3 * n)];
+    for i in 0..n {
+        let (t_lo, t_hi) = plan.thresholds[i];
+        let g_lo = lane_bit(Lane::Lo, i, Plan::fixed(t_lo));
+        let g_hi = lane_bit(Lane::Hi, i, Plan::fixed(t_hi));
+        let beta = lane_bit(Lane::Borrow, i, 0);
+        set(&mut sel, i, g_lo ^ g_hi);
+        set(&mut sel, n + i, beta);
+        set(&mut sel, 2 * n + i, g_hi);
+    }
+    // Open the secret ones, masked by e; the public ones are known to all.
+    let opened = plan.opened();
+    let mut h = vec![0u64; words(3 * n)];
+    let mut masked = Vec::new();
+    for (k, &o) in opened.iter().enumerate() {
+        if o {
+            masked.push(xor(&part(&sel, k, n), &part(e, k, n)));
+        }
+    }
+    if !masked.is_empty() {
+        let refs: Vec<&Vec<u64>> = masked.iter().collect();
+        let mine = concat(&refs, n);
+        let mut msg = Vec::new();
+        pack(&mine, masked.len() * n, &mut msg);
+        let got = p.all_round(msg)?;
+        let mut all = mine;
+        for g in &got {
+            all = xor(&all, &unpack(g, masked.len() * n));
+        }
+        let mut at = 0;
+        for (k, &o) in opened.iter().enumerate() {
+            if o {
+                let v = part(&all, at, n);
+                for i in 0..n {
+                    set(&mut h, k * n + i, get(&v, i));
+                }
+                at += 1;
+            }
+        }
+    }
+    for i in 0..n {
+        let (t_lo, t_hi) = plan.thresholds[i];
+        let public = [Plan::fixed(t_lo) ^ Plan::fixed(t_hi), 0, Plan::fixed(t_hi)];
+        for (k, &o) in opened.iter().enumerate() {
+            if !o {
+                set(&mut h, k * n + i, public[k]);
+            }
+        }
+    }
+
+    // Additive shares of the result.
+    let bit = |v: u64| if v == 1 { W::ONE } else { W::ZERO };
+    let sign = |v: u64| if v == 1 { W::ONE.neg() } else { W::ONE };
+    let pubw = |v: W| if first { v } else { W::ZERO };
+    let ring = |v: i128| W::from_u128(v as u128);
+    let span = ring(q.hi as i128 - q.lo as i128);
+    Ok((0..n)
+        .map(|i| {
+            let (mh, bh, hh) = (get(&h, i), get(&h, n + i), get(&h, 2 * n + i));
+            let mid = pubw(bit(mh)).add(sign(mh).mul(word(1, i)));
+            let qk = if top(i) == 1 { 5 } else { 7 };
+            let mid_qh = bit(mh).mul(word(qk, i)).add(sign(mh).mul(word(qk + 1, i)));
+            let mid_beta = pubw(bit(mh & bh))
+                .add(bit(mh).mul(sign(bh)).mul(word(2, i)))
+                .add(bit(bh).mul(sign(mh)).mul(word(1, i)))
+                .add(sign(mh).mul(sign(bh)).mul(word(4, i)));
+            let hi_bit = pubw(bit(hh)).add(sign(hh).mul(word(3, i)));
+            let v = ring(hs[i] + q.zp[i] as i128 - q.lo as i128);
+            mid.mul(v)
+                .sub(mid_qh)
+                .sub(mid_beta)
+                .add(span.mul(hi_bit))
+                .add(pubw(W::from_i64(q.lo)))
+        })
+        .collect())
+}
+
+/// Combine the units pairwise, one round of Beaver ANDs per level: with `(lt, eq)` of the
+/// high and the low unit, `lt = lt_hi ⊕ eq_hi·lt_lo` and `eq = eq_hi·eq_lo` (both ANDs
+/// share the triple's `a`). Returns the shares of `lt` of the whole comparison.
+fn tree<W: Word>(
+    p: &mut Semi2k<W>,
+    mut units: Vec<Unit>,
+    lanes: usize,
+    triples: &[Vec<u64>],
+    levels: &[(usize, bool)],
+) -> R<Vec<u64>> {
+    let first = p.me == 0;
+    for (lv, &(pairs, last)) in levels.iter().enumerate() {
+        let t = &triples[5 * lv..5 * lv + 5];
+        let (a, b1, c1, b2, c2) = (&t[0], &t[1], &t[2], &t[3], &t[4]);
+        let bits = pairs * lanes;
+        let eq_hi: Vec<&Vec<u64>> = (0..pairs).map(|j| &units[2 * j + 1].1).collect();
+        let lt_lo: Vec<&Vec<u64>> = (0..pairs).map(|j| &units[2 * j].0).collect();
+        let eq_lo: Vec<&Vec<u64>> = (0..pairs).map(|j| &units[2 * j].1).collect();
+        let d = xor(&concat(&eq_hi, lanes), a);
+        let f1 = xor(&concat(&lt_lo, lanes), b1);
+        let f2 = if last {
+            Vec::new()
+        } else {
+            xor(&concat(&eq_lo, lanes), b2)
+        };
+        let mut msg = Vec::new();
+        pack(&d, bits, &mut msg);
+        pack(&f1, bits, &mut msg);
+        if !last {
+            pack(&f2, bits, &mut msg);
+        }
+        let got = p.all_round(msg)?;
+        let bb = bit_bytes(bits);
+        let (mut d, mut f1, mut f2) = (d, f1, f2);
+        for g in &got {
+            d = xor(&d, &unpack(&g[..bb], bits));
+            f1 = xor(&f1, &unpack(&g[bb..2 * bb], bits));
+            if !last {
+                f2 = xor(&f2, &unpack(&g[2 * bb..3 * bb], bits));
+            }
+        }
+        let and_share = |f: &[u64], b: &[u64], c: &[u64]| -> Vec<u64> {
+            (0..words(bits))
+                .map(|k| {
+                    let own = if first { d[k] & f[k] } else { 0 };
+                    c[k] ^ (d[k] & b[k]) ^ (f[k] & a[k]) ^ own
+                })
+                .collect()
+        };
+        let z1 = and_share(&f1, b1, c1);
+        let z2 = if last {
+            Vec::new()
+        } else {
+            and_share(&f2, b2, c2)
+        };
+        units = (0..pairs)
+            .map(|j| {
+                let lt = xor(&units[2 * j + 1].0, &part(&z1, j, lanes));
+                let eq = if last {
+                    Vec::new()
+                } else {
+                    part(&z2, j, lanes)
+                };
+                (lt, eq)
+            })
+            .collect();
+    }
+    Ok(units.swap_remove(0).0)
+}

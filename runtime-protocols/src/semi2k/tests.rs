@@ -1,0 +1,436 @@
+//! Every `semi2k` primitive against the plaintext meaning, `n` parties and the dealer over
+//! loopback TCP; the cost formulas against the measured traffic; a party's view.
+
+use super::*;
+use crate::net::Mesh;
+use crate::ring::rescale as clear_rescale;
+use crate::testutil::{max_z, on_mesh, values, Recorder};
+use std::sync::{Arc, Mutex};
+
+/// What every party (and the dealer, which holds nothing) does in a test.
+trait Script: Sync {
+    fn run<P: Protocol>(&self, p: &mut P) -> R<Vec<Option<Vec<i64>>>>;
+}
+
+/// Runs `s` in `n` parties and the dealer (party `n`); returns each computing party's
+/// results and online traffic.
+fn run<W: Word, S: Script>(n: usize, s: &S) -> Vec<(Vec<Option<Vec<i64>>>, Stats)> {
+    run_with::<W, S>(n, s, |_, mesh| Box::new(mesh))
+}
+
+fn run_with<W: Word, S: Script>(
+    n: usize,
+    s: &S,
+    wrap: impl Fn(PartyId, Mesh) -> Box<dyn Transport> + Sync,
+) -> Vec<(Vec<Option<Vec<i64>>>, Stats)> {
+    let mut out = on_mesh(n + 1, "semi2k", |i, mesh| {
+        if i == n {
+            let mut d = Dealer::<W>::new(n).unwrap();
+            d.begin_instruction(0);
+            s.run(&mut d).unwrap();
+            let mut net: Box<dyn Transport> = Box::new(mesh);
+            d.send(net.as_mut()).unwrap();
+            return None;
+        }
+        let mut p = Semi2k::<W>::setup(wrap(i, mesh)).unwrap();
+        p.begin_instruction(0);
+        let r = s.run(&mut p).unwrap();
+        Some((r, p.stats()))
+    });
+    out.pop();
+    out.into_iter().map(Option::unwrap).collect()
+}
+
+/// The results revealed to party `to`.
+fn at(out: &[(Vec<Option<Vec<i64>>>, Stats)], to: PartyId) -> Vec<Vec<i64>> {
+    for (i, (r, _)) in out.iter().enumerate() {
+        if i != to {
+            assert!(r.iter().all(Option::is_none), "party {i} learnt an output");
+        }
+    }
+    out[to].0.iter().map(|r| r.clone().unwrap()).collect()
+}
+
+/// Party 0 inputs `x`, party `n − 1` inputs `y`; both go through `op`; results to `to`.
+struct Binary<F> {
+    x: Vec<i64>,
+    y: Vec<i64>,
+    to: PartyId,
+    op: F,
+}
+
+impl<F> Script for Binary<F>
+where
+    F: Fn(usize) -> Vec<Call> + Sync,
+{
+    fn run<P: Protocol>(&self, p: &mut P) -> R<Vec<Option<Vec<i64>>>> {
+        let n = p.parties();
+        let me = p.party();
+        let x = p.input(0, (me == 0).then_some(&self.x[..]), self.x.len())?;
+        let y = p.input(n - 1, (me == n - 1).then_some(&self.y[..]), self.y.len())?;
+        let mut out = Vec::new();
+        for call in (self.op)(n) {
+            let r = call.apply(p, &x, &y)?;
+            out.push(p.reveal(&r, self.to)?);
+        }
+        Ok(out)
+    }
+}
+
+/// One primitive call on the inputs `x` and `y`.
+#[derive(Clone, Debug)]
+enum Call {
+    Mul,
+    MatMul(MatDims),
+    Rescale(Vec<i64>, Vec<i64>, Bounds),
+    Requant(Requant, Bounds),
+    Clamp(i64, i64, Bounds),
+    Max(Bounds),
+    Argmax(usize, bool, Bounds),
+    Lookup(Vec<i64>, i64),
+}
+
+impl Call {
+    fn apply<P: Protocol>(&self, p: &mut P, x: &[P::Share], y: &[P::Share]) -> R<Vec<P::Share>> {
+        let e = TruncMode::Exact;
+        match self {
+            Call::Mul => p.mul(x, y),
+            Call::MatMul(d) => p.matmul(x, y, *d),
+            Call::Rescale(num, den, b) => p.rescale(x, num, den, *b, e),
+            Call::Requant(q, b) => p.requantize(x, q, *b, e),
+            Call::Clamp(lo, hi, b) => p.clamp(x, *lo, *hi, *b),
+            Call::Max(b) => p.max(x, y, *b),
+            Call::Argmax(row, last, b) => p.argmax(x, *row, *last, *b),
+            Call::Lookup(t, off) => p.lookup(x, t, *off),
+        }
+    }
+
+    /// The plaintext meaning.
+    fn clear(&self, x: &[i64], y: &[i64]) -> Vec<i64> {
+        match self {
+            Call::Mul => x.iter().zip(y).map(|(a, b)| a * b).collect(),
+            Call::MatMul(d) => {
+                let lift = |v: &[i64]| v.iter().map(|&e| e as u64).collect::<Vec<u64>>();
+                matmul_words(&lift(x), &lift(y), *d)
+                    .into_iter()
+                    .map(|e| e as i64)
+                    .collect()
+            }
+            Call::Rescale(num, den, _) => (0..x.len())
+                .map(|i| clear_rescale(x[i], num[i], den[i]))
+                .collect(),
+            Call::Requant(q, _) => (0..x.len()).map(|i| q.apply(i, x[i])).collect(),
+            Call::Clamp(lo, hi, _) => x.iter().map(|v| (*v).clamp(*lo, *hi)).collect(),
+            Call::Max(_) => x.iter().zip(y).map(|(a, b)| *a.max(b)).collect(),
+            Call::Argmax(row, last, _) => x
+                .chunks(*row)
+                .map(|r| {
+                    let best = *r.iter().max().unwrap();
+                    let pos = if *last {
+                        r.iter().rposition(|&v| v == best)
+                    } else {
+                        r.iter().position(|&v| v == best)
+                    };
+                    pos.unwrap() as i64
+                })
+                .collect(),
+            Call::Lookup(t, off) => x.iter().map(|v| t[(v - off) as usize]).collect(),
+        }
+    }
+}
+
+/// Runs `calls` on `x`, `y` among `n` parties in the ring of `W`; checks every result
+/// against the plaintext and the measured traffic against the cost formulas.
+fn check<W: Word>(n: usize, x: &[i64], y: &[i64], calls: Vec<Call>) {
+    let s = Binary {
+        x: x.to_vec(),
+        y: y.to_vec(),
+        to: 1,
+        op: |_| calls.clone(),
+    };
+    let out = run::<W, _>(n, &s);
+    let got = at(&out, 1);
+    for (call, g) in calls.iter().zip(&got) {
+        assert_eq!(
+            g,
+            &call.clear(x, y),
+            "{call:?} in Z_2^{} among {n}",
+            W::BITS
+        );
+    }
+    // Static figures: every call's rounds, then the reveal of its result.
+    let costs = Semi2kCosts {
+        parties: n,
+        ring_bits: W::BITS,
+    };
+    let mut rounds: Rounds = Vec::new();
+    for (call, g) in calls.iter().zip(&got) {
+        rounds.extend(call_cost(&costs, call, x.len()));
+        rounds.extend(costs.reveal(g.len(), 1));
+    }
+    let want = crate::cost::per_party(&rounds, n);
+    for (i, (_, stats)) in out.iter().enumerate() {
+        assert_eq!(
+            (stats.rounds, stats.bytes_sent),
+            (want[i].rounds, want[i].bytes_sent),
+            "party {i} of {n} in Z_2^{}",
+            W::BITS
+        );
+    }
+}
+
+use crate::cost::{Costs, Rounds};
+
+fn call_cost(c: &Semi2kCosts, call: &Call, len: usize) -> Rounds {
+    let e = TruncMode::Exact;
+    match call {
+        Call::Mul => c.mul(len),
+        Call::MatMul(d) => c.matmul(*d),
+        Call::Rescale(num, den, b) => c.rescale(num, den, *b, e).unwrap(),
+        Call::Requant(q, b) => c.requantize(q, *b, e).unwrap(),
+        Call::Clamp(lo, hi, b) => c.clamp(len, *lo, *hi, *b).unwrap(),
+        Call::Max(b) => c.max(len, *b).unwrap(),
+        Call::Argmax(row, last, b) => c.argmax(len, *row, *last, *b).unwrap(),
+        Call::Lookup(t, _) => c.lookup(len, t.len()).unwrap(),
+    }
+}
+
+#[test]
+fn products_match_clear_for_any_number_of_parties() {
+    let x = values(24, -1000, 1000, 1);
+    let y = values(24, -1000, 1000, 2);
+    let d = MatDims {
+        batch: 2,
+        m: 3,
+        k: 4,
+        n: 1,
+        a_batched: true,
+        b_batched: true,
+    };
+    let shared_right = MatDims {
+        batch: 2,
+        m: 3,
+        k: 4,
+        n: 2,
+        a_batched: true,
+        b_batched: false,
+    };
+    for n in [2, 3, 5] {
+        check::<u64>(n, &x, &y, vec![Call::Mul, Call::MatMul(d)]);
+    }
+    let y8 = y[..8].to_vec();
+    check::<u32>(2, &x, &y8, vec![Call::MatMul(shared_right)]);
+}
+
+#[test]
+fn exact_rescale_matches_clear_including_ties_and_odd_divisors() {
+    let b = Bounds {
+        lo: -5000,
+        hi: 5000,
+    };
+    let mut x = values(64, b.lo, b.hi, 3);
+    // Exact ties for the even divisors.
+    x[2] = 12;
+    x[3] = -12;
+    x[4] = 40;
+    let n = x.len();
+    let den: Vec<i64> = (0..n).map(|i| [8, 3, 7, 1 << 12, 24, 1][i % 6]).collect();
+    let num: Vec<i64> = (0..n).map(|i| [1, 5, -3, 77, 1, -2][i % 6]).collect();
+    for parties in [2, 3] {
+        check::<u64>(
+            parties,
+            &x,
+            &x,
+            vec![Call::Rescale(num.clone(), den.clone(), b)],
+        );
+    }
+    check::<u32>(3, &x, &x, vec![Call::Rescale(num, den, b)]);
+}
+
+#[test]
+fn requantization_matches_clear_for_every_divisor_kind() {
+    let b = Bounds {
+        lo: -(1 << 20),
+        hi: 1 << 20,
+    };
+    let mut x = values(96, b.lo, b.hi, 4);
+    // Ties of 2^10 whose floor is odd (2.5 → 2, −2.5 → −2).
+    x[5] = 5 << 9;
+    x[6] = -(5 << 9);
+    let n = x.len();
+    let pow2 = Requant {
+        num: (0..n).map(|i| 1000 + i as i64).collect(),
+        den: (0..n).map(|i| 1 << (14 + i % 3)).collect(),
+        zp: (0..n).map(|i| i as i64 % 5 - 2).collect(),
+        lo: -128,
+        hi: 127,
+    };
+    let general = Requant {
+        num: vec![7; n],
+        den: (0..n).map(|i| [9, 10, 1000, 3][i % 4]).collect(),
+        zp: vec![3; n],
+        lo: 0,
+        hi: 255,
+    };
+    let tie = Requant {
+        num: vec![1; n],
+        den: vec![1 << 10; n],
+        zp: vec![0; n],
+        lo: -1000,
+        hi: 1000,
+    };
+    for parties in [2, 3, 5] {
+        check::<u64>(
+            parties,
+            &x,
+            &x,
+            vec![
+                Call::Requant(pow2.clone(), b),
+                Call::Requant(general.clone(), b),
+                Call::Requant(tie.clone(), b),
+            ],
+        );
+    }
+    check::<u32>(
+        2,
+        &x,
+        &x,
+        vec![Call::Requant(pow2, b), Call::Requant(general, b)],
+    );
+}
+
+#[test]
+fn comparisons_match_clear() {
+    let b = Bounds { lo: -300, hi: 300 };
+    let mut x = values(40, b.lo, b.hi, 5);
+    let y = values(40, b.lo, b.hi, 6);
+    // Ties for argmax, within a row of 8 and at its ends.
+    x[1] = x[6];
+    x[8] = 300;
+    x[15] = 300;
+    for parties in [2, 3] {
+        check::<u64>(
+            parties,
+            &x,
+            &y,
+            vec![
+                Call::Clamp(-20, 100, b),
+                Call::Clamp(0, 1000, b),
+                Call::Max(b),
+                Call::Argmax(8, false, b),
+                Call::Argmax(8, true, b),
+                Call::Argmax(5, false, b),
+                Call::Argmax(1, false, b),
+            ],
+        );
+    }
+    check::<u32>(5, &x, &y, vec![Call::Max(b), Call::Argmax(10, false, b)]);
+}
+
+#[test]
+fn lookups_match_clear() {
+    let x = values(30, -100, 100, 7);
+    let table: Vec<i64> = (0..201).map(|i| (i * 37) % 91 - 45).collect();
+    for parties in [2, 4] {
+        check::<u64>(parties, &x, &x, vec![Call::Lookup(table.clone(), -100)]);
+    }
+    let zeros = vec![5; 30];
+    check::<u32>(2, &zeros, &zeros, vec![Call::Lookup(vec![9], 5)]);
+}
+
+#[test]
+fn too_wide_values_are_an_error_not_a_wrong_answer() {
+    let costs = Semi2kCosts {
+        parties: 2,
+        ring_bits: 32,
+    };
+    let wide = Bounds {
+        lo: -(1 << 40),
+        hi: 1 << 40,
+    };
+    assert!(costs.clamp(4, 0, 10, wide).is_err());
+    let costs64 = Semi2kCosts {
+        parties: 2,
+        ring_bits: 64,
+    };
+    assert!(costs64.clamp(4, 0, 10, wide).is_ok());
+}
+
+/// Privacy: what a party receives must not depend on secrets it is not entitled to.
+mod view {
+    use super::*;
+
+    /// Party 0's secret `x` through every primitive; returns what each party received
+    /// (the dealer's messages included).
+    fn views(n: usize, x: &[i64]) -> Vec<Vec<u8>> {
+        let b = Bounds { lo: -100, hi: 100 };
+        let len = x.len();
+        let calls = vec![
+            Call::Mul,
+            Call::Rescale(vec![3; len], vec![7; len], b),
+            Call::Requant(
+                Requant {
+                    num: vec![77; len],
+                    den: vec![1 << 9; len],
+                    zp: vec![-3; len],
+                    lo: -10,
+                    hi: 9,
+                },
+                b,
+            ),
+            Call::Clamp(-20, 20, b),
+            Call::Max(b),
+            Call::Argmax(4, false, b),
+            Call::Lookup((0..201).map(|i| (i * 7) % 13).collect(), -100),
+        ];
+        let s = Binary {
+            x: x.to_vec(),
+            y: vec![0; len],
+            to: 0,
+            op: |_| calls.clone(),
+        };
+        let seen: Vec<Arc<Mutex<Vec<u8>>>> =
+            (0..n).map(|_| Arc::new(Mutex::new(Vec::new()))).collect();
+        run_with::<u32, _>(n, &s, |i, mesh| {
+            Box::new(Recorder {
+                inner: Box::new(mesh),
+                seen: seen[i].clone(),
+            })
+        });
+        seen.iter().map(|s| s.lock().unwrap().clone()).collect()
+    }
+
+    #[test]
+    fn views_do_not_depend_on_the_secret_input() {
+        let xa: Vec<i64> = vec![-100, -3, 0, 5, 99, 100, 17, -64];
+        let xb: Vec<i64> = vec![100, 42, -77, 0, -1, 1, -100, 63];
+        const RUNS: usize = 100;
+        for n in [2, 3] {
+            let mut va = vec![Vec::new(); n];
+            let mut vb = vec![Vec::new(); n];
+            for _ in 0..RUNS {
+                for (i, v) in views(n, &xa).into_iter().enumerate() {
+                    va[i].push(v);
+                }
+                for (i, v) in views(n, &xb).into_iter().enumerate() {
+                    vb[i].push(v);
+                }
+            }
+            // Every party but the owner, who also receives the outputs.
+            for w in 1..n {
+                let z = max_z(&va[w], &vb[w]);
+                assert!(
+                    z < 6.5,
+                    "party {w} of {n}: its view depends on the input: max |z| = {z:.1}"
+                );
+                // The detector does fire on a view that carries the input in the clear.
+                let leak = |vs: &[Vec<u8>], x: &[i64]| -> Vec<Vec<u8>> {
+                    vs.iter()
+                        .map(|v| [v.clone(), x.iter().map(|&e| e as u8).collect()].concat())
+                        .collect()
+                };
+                assert!(max_z(&leak(&va[w], &xa), &leak(&vb[w], &xb)).is_infinite());
+            }
+        }
+    }
+}
