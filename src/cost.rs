@@ -20,9 +20,9 @@ pub struct CostArgs {
     pub roles: Roles,
 }
 
-/// The static cost of `args.model`.
-/// The cost and the ring it was computed for.
-pub fn compute(args: &CostArgs) -> Result<(ProgramCost, u32)> {
+/// The static cost of `args.model`, the ring it was computed for, and the bytes the dealer
+/// sends before the computation (0 without one).
+pub fn compute(args: &CostArgs) -> Result<(ProgramCost, u32, u64)> {
     let n = session::parties_for(&args.protocol, args.parties)?;
     if args.batch == 0 {
         bail!("--batch must be at least 1");
@@ -47,16 +47,18 @@ pub fn compute(args: &CostArgs) -> Result<(ProgramCost, u32)> {
     let costs = qmpc_protocols::cost::costs_for(&args.protocol, n, ring)?;
     let c = qmpc_vm::cost::cost(&program, costs.as_ref(), roles, args.batch)
         .with_context(|| format!("{}: cannot cost the program", args.model.display()))?;
-    Ok((c, ring))
+    let pre = session::preprocessing_bytes(&args.protocol, &program, n, roles, args.batch)
+        .with_context(|| format!("{}: cannot cost the preprocessing", args.model.display()))?;
+    Ok((c, ring, pre))
 }
 
 /// `qmpc cost`: print the figures, then check the budget.
 pub fn cost(args: &CostArgs) -> Result<()> {
-    let (c, ring) = compute(args)?;
+    let (c, ring, pre) = compute(args)?;
     let out = if args.json {
-        json(&c, ring)
+        json(&c, ring, pre)
     } else {
-        text(&args.model, &c)
+        text(&args.model, &c, pre)
     };
     print!("{out}");
     if let Some(path) = &args.budget {
@@ -87,7 +89,7 @@ fn grouped(v: u64) -> String {
     out
 }
 
-fn text(model: &Path, c: &ProgramCost) -> String {
+fn text(model: &Path, c: &ProgramCost, pre: u64) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
@@ -99,6 +101,13 @@ fn text(model: &Path, c: &ProgramCost) -> String {
         c.rounds(),
         grouped(c.bytes_sent())
     );
+    if pre > 0 {
+        let _ = writeln!(
+            s,
+            "preprocessing: the dealer sends {} bytes before the computation",
+            grouped(pre)
+        );
+    }
     let _ = writeln!(s, "\n{:>6} {:>8} {:>16}", "party", "rounds", "bytes sent");
     for (i, p) in c.per_party.iter().enumerate() {
         let _ = writeln!(s, "{i:>6} {:>8} {:>16}", p.rounds, grouped(p.bytes_sent));
@@ -155,7 +164,7 @@ fn json_str(s: &str) -> String {
 }
 
 /// The `--stats` keys that are known before running, plus the per-layer list.
-fn json(c: &ProgramCost, ring: u32) -> String {
+fn json(c: &ProgramCost, ring: u32, pre: u64) -> String {
     let parties: Vec<String> = c
         .per_party
         .iter()
@@ -182,7 +191,7 @@ fn json(c: &ProgramCost, ring: u32) -> String {
     format!(
         "{{\"protocol\": \"{}\", \"parties\": {}, \"batch\": {}, \"rounds\": {}, \
          \"bytes_sent\": {}, \"per_party\": [{}], \
-         \"preprocessing\": {{\"bytes_sent\": 0, \"wall_s\": 0.0}}, \"ring_bits\": {}, \
+         \"preprocessing\": {{\"bytes_sent\": {}}}, \"ring_bits\": {}, \
          \"layers\": [{}]}}\n",
         c.protocol,
         c.parties,
@@ -190,6 +199,7 @@ fn json(c: &ProgramCost, ring: u32) -> String {
         c.rounds(),
         c.bytes_sent(),
         parties.join(", "),
+        pre,
         ring,
         layers.join(", ")
     )

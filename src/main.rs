@@ -140,8 +140,13 @@ enum Cmd {
         roles: RoleFlags,
     },
     Party {
-        #[arg(long)]
-        id: usize,
+        /// This party's id (a computing party).
+        #[arg(long, required_unless_present = "role")]
+        id: Option<usize>,
+        /// `dealer`: run the trusted dealer of `semi2k`, whose address is `[dealer]` in
+        /// the config, instead of a computing party.
+        #[arg(long, value_parser = ["dealer"], conflicts_with = "id")]
+        role: Option<String>,
         #[arg(long)]
         config: PathBuf,
         model: PathBuf,
@@ -279,6 +284,7 @@ fn dispatch(cmd: Cmd) -> Result<()> {
         }),
         Cmd::Party {
             id,
+            role,
             config,
             model,
             weights_file,
@@ -286,7 +292,7 @@ fn dispatch(cmd: Cmd) -> Result<()> {
             output,
             stats,
         } => run::party(&run::PartyArgs {
-            id,
+            id: if role.is_some() { None } else { id },
             config,
             model,
             weights_file,

@@ -223,7 +223,7 @@ pub fn run(args: &RunArgs) -> Result<()> {
     let n = session::parties_for(&args.protocol, args.parties)?;
     let (program, weights) = load(args)?;
     let (inputs, batch) = read_inputs(&program, &args.input)?;
-    let (outs, per_party, times) = if args.protocol == "clear" {
+    let (outs, per_party, times, dealer) = if args.protocol == "clear" {
         let start = Instant::now();
         let roles = Roles {
             model_owner: 0,
@@ -236,7 +236,7 @@ pub fn run(args: &RunArgs) -> Result<()> {
         };
         let outs = interp::run(&program, &mut qmpc_protocols::Clear, roles, &data, batch)?;
         let wall = start.elapsed().as_secs_f64();
-        (outs, vec![Stats::default()], (wall, wall))
+        (outs, vec![Stats::default()], (wall, wall), None)
     } else {
         run_local_parties(args, n, &program, weights, inputs, batch)?
     };
@@ -252,6 +252,7 @@ pub fn run(args: &RunArgs) -> Result<()> {
                 batch,
                 &per_party,
                 times,
+                dealer.as_ref(),
             ),
         )
         .with_context(|| format!("{}: cannot write", path.display()))?;
@@ -273,8 +274,13 @@ fn write_output(program: &Program, outs: &[Option<Tensor<i64>>], path: &Path) ->
 }
 
 /// The output receiver's outputs, each party's online traffic, the wall time with and
-/// without the connection set-up (the slowest party's).
-type Outcome = (Vec<Option<Tensor<i64>>>, Vec<Stats>, (f64, f64));
+/// without the connection set-up (the slowest party's), and the dealer's figures.
+type Outcome = (
+    Vec<Option<Tensor<i64>>>,
+    Vec<Stats>,
+    (f64, f64),
+    Option<session::DealerResult>,
+);
 
 /// Every party of a secure protocol on its own thread, connected over loopback TCP. Returns
 /// the output receiver's outputs, each party's online traffic and the wall time.
@@ -288,7 +294,9 @@ fn run_local_parties(
 ) -> Result<Outcome> {
     let roles = args.roles;
     session::check_roles(roles, n).with_context(|| format!("protocol `{}`", args.protocol))?;
-    let (addrs, listeners) = qmpc_protocols::net::loopback(n)?;
+    let dealt = session::has_dealer(&args.protocol);
+    let (addrs, mut listeners) = qmpc_protocols::net::loopback(n + usize::from(dealt))?;
+    let dealer_listener = if dealt { listeners.pop() } else { None };
     let mut weights = Some(weights);
     let mut inputs = Some(inputs);
     let datas: Vec<PartyData> = (0..n)
@@ -306,7 +314,14 @@ fn run_local_parties(
         })
         .collect();
     let start = Instant::now();
-    let results: Vec<Result<session::PartyResult>> = std::thread::scope(|s| {
+    let (results, dealer) = std::thread::scope(|s| {
+        let dealer = dealer_listener.map(|l| {
+            let addrs = &addrs;
+            s.spawn(move || {
+                session::run_dealer(program, &args.protocol, l, addrs, roles, args.timeouts)
+                    .context("the dealer")
+            })
+        });
         let handles: Vec<_> = listeners
             .into_iter()
             .zip(&datas)
@@ -329,18 +344,27 @@ fn run_local_parties(
                 })
             })
             .collect();
-        handles
+        let results: Vec<Result<session::PartyResult>> = handles
             .into_iter()
             .map(|h| {
                 h.join()
                     .unwrap_or_else(|_| Err(anyhow::anyhow!("a party thread panicked")))
             })
-            .collect()
+            .collect();
+        let dealer = dealer.map(|h| {
+            h.join()
+                .unwrap_or_else(|_| Err(anyhow::anyhow!("the dealer thread panicked")))
+        });
+        (results, dealer)
     });
     let wall = start.elapsed().as_secs_f64();
     // A party that fails first makes the others see it disconnect: report the root cause.
-    if results.iter().any(|r| r.is_err()) {
-        let errs: Vec<anyhow::Error> = results.into_iter().filter_map(|r| r.err()).collect();
+    let dealer_failed = matches!(dealer, Some(Err(_)));
+    if results.iter().any(|r| r.is_err()) || dealer_failed {
+        let mut errs: Vec<anyhow::Error> = results.into_iter().filter_map(|r| r.err()).collect();
+        if let Some(Err(e)) = dealer {
+            errs.insert(0, e);
+        }
         let is_echo = |e: &anyhow::Error| session::is_echo(&format!("{e:#}"));
         let pick = errs.iter().position(|e| !is_echo(e)).unwrap_or(0);
         return Err(errs
@@ -359,14 +383,16 @@ fn run_local_parties(
             outs = r.outputs;
         }
     }
-    Ok((outs, per_party, (wall, online)))
+    Ok((outs, per_party, (wall, online), dealer.transpose()?))
 }
 
 /// `qmpc party`: one party in its own process, addresses and roles from the TOML file.
 pub fn party(args: &PartyArgs) -> Result<()> {
     let cfg = session::PartiesConfig::read(&args.config)?;
     let n = session::parties_for(&cfg.protocol, Some(cfg.party.len()))?;
-    let me = args.id;
+    let Some(me) = args.id else {
+        return dealer(args, &cfg);
+    };
     if me >= n {
         bail!("--id {me}: {} lists parties 0..{n}", args.config.display());
     }
@@ -446,6 +472,7 @@ pub fn party(args: &PartyArgs) -> Result<()> {
                 r.batch,
                 &[r.stats],
                 (r.wall_s, r.online_s),
+                None,
             ),
         )
         .with_context(|| format!("{}: cannot write", path.display()))?;
@@ -453,8 +480,42 @@ pub fn party(args: &PartyArgs) -> Result<()> {
     Ok(())
 }
 
+/// `qmpc party --role dealer`: the dealer holds no data and writes no output.
+fn dealer(args: &PartyArgs, cfg: &session::PartiesConfig) -> Result<()> {
+    if !session::has_dealer(&cfg.protocol) {
+        bail!("protocol `{}` has no dealer", cfg.protocol);
+    }
+    if args.weights_file.is_some() || !args.input.is_empty() || args.output.is_some() {
+        bail!("the dealer holds no weights, input or output");
+    }
+    let program = load_program(&args.model)?;
+    let addrs = cfg.addrs()?;
+    let me = addrs.len() - 1;
+    let listener = std::net::TcpListener::bind(addrs[me])
+        .with_context(|| format!("the dealer: cannot listen on {}", addrs[me]))?;
+    let d = session::run_dealer(
+        &program,
+        &cfg.protocol,
+        listener,
+        &addrs,
+        cfg.roles(),
+        cfg.timeouts()?,
+    )
+    .context("the dealer")?;
+    if let Some(path) = &args.stats {
+        let json = format!(
+            "{{\"protocol\": \"{}\", \"role\": \"dealer\", \"preprocessing\": \
+             {{\"bytes_sent\": {}, \"wall_s\": {:.6}}}}}\n",
+            cfg.protocol, d.stats.bytes_sent, d.wall_s
+        );
+        std::fs::write(path, json).with_context(|| format!("{}: cannot write", path.display()))?;
+    }
+    Ok(())
+}
+
 pub struct PartyArgs {
-    pub id: usize,
+    /// `None`: the dealer.
+    pub id: Option<usize>,
     pub config: PathBuf,
     pub model: PathBuf,
     pub weights_file: Option<PathBuf>,

@@ -4,7 +4,9 @@
 
 use anyhow::{bail, Context, Result};
 use qmpc_protocols::net::{Hello, Mesh, NetError, Stats, Timeouts, Transport};
-use qmpc_protocols::{PartyId, Rep3};
+use qmpc_protocols::semi2k::Dealer;
+use qmpc_protocols::word::Word;
+use qmpc_protocols::{PartyId, Rep3, Semi2k};
 use qmpc_vm::bytecode::Program;
 use qmpc_vm::interp::{self, PartyData, Roles};
 use qmpc_vm::tensor::Tensor;
@@ -14,8 +16,30 @@ use std::net::{SocketAddr, TcpListener};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-/// The secure protocols this build runs, with their party counts.
-pub const SECURE: &[(&str, usize)] = &[("rep3", 3)];
+/// How many computing parties a protocol this build runs takes.
+#[derive(Clone, Copy, Debug)]
+enum PartyCount {
+    Exactly(usize),
+    /// At least `min`; `default` without `--parties`.
+    AtLeast {
+        min: usize,
+        default: usize,
+    },
+}
+
+/// The secure protocols this build runs.
+const SECURE: &[(&str, PartyCount)] = &[
+    ("rep3", PartyCount::Exactly(3)),
+    ("semi2k", PartyCount::AtLeast { min: 2, default: 2 }),
+];
+
+/// The most computing parties a run may have.
+const MAX_PARTIES: usize = 64;
+
+/// Whether `protocol` has a dealer beside its computing parties (the mesh's last party).
+pub fn has_dealer(protocol: &str) -> bool {
+    protocol == "semi2k"
+}
 
 /// Every protocol name of DESIGN.md, implemented or not.
 pub const ALL: &[&str] = &[
@@ -24,17 +48,23 @@ pub const ALL: &[&str] = &[
 
 /// Check a protocol name and party count; returns the number of parties.
 pub fn parties_for(protocol: &str, parties: Option<usize>) -> Result<usize> {
-    let n = match (protocol, SECURE.iter().find(|(p, _)| *p == protocol)) {
-        ("clear", _) => 1,
-        (_, Some((_, n))) => *n,
+    let count = match (protocol, SECURE.iter().find(|(p, _)| *p == protocol)) {
+        ("clear", _) => PartyCount::Exactly(1),
+        (_, Some((_, c))) => *c,
         (p, None) if ALL.contains(&p) => {
-            bail!("protocol `{p}` is not implemented yet; this build runs clear and rep3")
+            bail!("protocol `{p}` is not implemented yet; this build runs clear, rep3 and semi2k")
         }
         (p, None) => bail!("unknown protocol `{p}`; protocols: {}", ALL.join(", ")),
     };
-    match parties {
-        Some(k) if k != n => bail!("protocol `{protocol}` runs with {n} parties, not {k}"),
-        _ => Ok(n),
+    match (count, parties) {
+        (PartyCount::Exactly(n), Some(k)) if k != n => {
+            bail!("protocol `{protocol}` runs with {n} parties, not {k}")
+        }
+        (PartyCount::Exactly(n), _) => Ok(n),
+        (PartyCount::AtLeast { min, .. }, Some(k)) if !(min..=MAX_PARTIES).contains(&k) => {
+            bail!("protocol `{protocol}` runs with {min} to {MAX_PARTIES} parties, not {k}")
+        }
+        (PartyCount::AtLeast { default, .. }, k) => Ok(k.unwrap_or(default)),
     }
 }
 
@@ -73,59 +103,198 @@ pub fn run_party(
     let start = Instant::now();
     let mut mesh = Mesh::with_listener(me, listener, addrs, &hello, timeouts)?;
     let batch = agree_batch(&mut mesh, roles.data_owner, batch)?;
-    if protocol != "rep3" {
-        bail!("protocol `{protocol}` cannot run as a party");
-    }
-    let (outputs, stats, online_s) = match ring_bits(protocol, program) {
-        32 => run_rep3(
+    let ring = ring_bits(protocol, program);
+    let run = match (protocol, ring) {
+        ("rep3", 32) => run_with(
             Rep3::<u32>::setup(Box::new(mesh))?,
             program,
             roles,
             data,
             batch,
-        )?,
-        64 => run_rep3(
+        ),
+        ("rep3", 64) => run_with(
             Rep3::<u64>::setup(Box::new(mesh))?,
             program,
             roles,
             data,
             batch,
-        )?,
-        _ => run_rep3(
+        ),
+        ("rep3", _) => run_with(
             Rep3::<u128>::setup(Box::new(mesh))?,
             program,
             roles,
             data,
             batch,
-        )?,
-    };
+        ),
+        ("semi2k", 32) => run_semi2k::<u32>(mesh, program, roles, data, batch),
+        ("semi2k", 64) => run_semi2k::<u64>(mesh, program, roles, data, batch),
+        ("semi2k", _) => run_semi2k::<u128>(mesh, program, roles, data, batch),
+        _ => bail!("protocol `{protocol}` cannot run as a party"),
+    }?;
     Ok(PartyResult {
-        outputs,
+        outputs: run.outputs,
         batch,
-        stats,
+        stats: run.stats,
         wall_s: start.elapsed().as_secs_f64(),
-        online_s,
+        online_s: run.online_s,
     })
+}
+
+/// What a protocol's run gives back.
+struct Run {
+    outputs: Outputs,
+    stats: Stats,
+    online_s: f64,
 }
 
 type Outputs = Vec<Option<Tensor<i64>>>;
 
-fn run_rep3<W: qmpc_protocols::word::Word>(
-    mut proto: Rep3<W>,
+/// A party of a set-up protocol: what the run needs besides [`qmpc_vm::interp`].
+trait Party: qmpc_protocols::Protocol + Send {
+    fn online(&self) -> Stats;
+    fn abort(&mut self, reason: &str);
+}
+
+impl<W: Word> Party for Rep3<W> {
+    fn online(&self) -> Stats {
+        self.stats()
+    }
+    fn abort(&mut self, reason: &str) {
+        Rep3::abort(self, reason)
+    }
+}
+
+impl<W: Word> Party for Semi2k<W> {
+    fn online(&self) -> Stats {
+        self.stats()
+    }
+    fn abort(&mut self, reason: &str) {
+        Semi2k::abort(self, reason)
+    }
+}
+
+fn run_semi2k<W: Word>(
+    mesh: Mesh,
     program: &Program,
     roles: Roles,
     data: &PartyData,
     batch: usize,
-) -> Result<(Outputs, Stats, f64)> {
+) -> Result<Run> {
+    run_with(
+        Semi2k::<W>::setup(Box::new(mesh))?,
+        program,
+        roles,
+        data,
+        batch,
+    )
+}
+
+fn run_with<P: Party>(
+    mut proto: P,
+    program: &Program,
+    roles: Roles,
+    data: &PartyData,
+    batch: usize,
+) -> Result<Run> {
     let start = Instant::now();
     match interp::run(program, &mut proto, roles, data, batch) {
-        // Rep3 counts from the end of its key exchange, so the batch agreement before it is
-        // left out too.
-        Ok(o) => Ok((o, proto.stats(), start.elapsed().as_secs_f64())),
+        // Protocols count from the end of their set-up, so the batch agreement before it
+        // is left out too.
+        Ok(outputs) => Ok(Run {
+            outputs,
+            stats: proto.online(),
+            online_s: start.elapsed().as_secs_f64(),
+        }),
         Err(e) => {
             proto.abort(&abort_reason(&e));
             Err(e.into())
         }
+    }
+}
+
+/// What the dealer did.
+pub struct DealerResult {
+    pub stats: Stats,
+    pub wall_s: f64,
+}
+
+/// Run the dealer of `protocol` (party `addrs.len() − 1` of the mesh): learn the batch,
+/// walk the program making every call's material, send it, leave.
+pub fn run_dealer(
+    program: &Program,
+    protocol: &str,
+    listener: TcpListener,
+    addrs: &[SocketAddr],
+    roles: Roles,
+    timeouts: Timeouts,
+) -> Result<DealerResult> {
+    let hello = Hello {
+        program: program.digest(),
+        protocol: protocol.to_string(),
+        parties: addrs.len(),
+    };
+    let start = Instant::now();
+    let n = addrs.len() - 1;
+    let mut mesh = Mesh::with_listener(n, listener, addrs, &hello, timeouts)?;
+    let batch = agree_batch(&mut mesh, roles.data_owner, None)?;
+    let stats = match ring_bits(protocol, program) {
+        32 => deal::<u32>(&mut mesh, program, roles, batch, n),
+        64 => deal::<u64>(&mut mesh, program, roles, batch, n),
+        _ => deal::<u128>(&mut mesh, program, roles, batch, n),
+    };
+    let stats = match stats {
+        Ok(s) => s,
+        Err(e) => {
+            Transport::abort(&mut mesh, "the dealer failed");
+            return Err(e);
+        }
+    };
+    Ok(DealerResult {
+        stats,
+        wall_s: start.elapsed().as_secs_f64(),
+    })
+}
+
+fn deal<W: Word>(
+    mesh: &mut Mesh,
+    program: &Program,
+    roles: Roles,
+    batch: usize,
+    n: usize,
+) -> Result<Stats> {
+    let before = Transport::stats(mesh);
+    let mut dealer = Dealer::<W>::new(n)?;
+    interp::run(program, &mut dealer, roles, &PartyData::default(), batch)
+        .context("the dealer cannot walk the program")?;
+    let after = dealer.send(mesh)?;
+    Ok(Stats {
+        rounds: after.rounds - before.rounds,
+        bytes_sent: after.bytes_sent - before.bytes_sent,
+        bytes_received: after.bytes_received - before.bytes_received,
+    })
+}
+
+/// The bytes the dealer of `protocol` sends for `program` at `batch` (0 without a dealer),
+/// without running it.
+pub fn preprocessing_bytes(
+    protocol: &str,
+    program: &Program,
+    parties: usize,
+    roles: Roles,
+    batch: usize,
+) -> Result<u64> {
+    if !has_dealer(protocol) {
+        return Ok(0);
+    }
+    fn count<W: Word>(program: &Program, n: usize, roles: Roles, batch: usize) -> Result<u64> {
+        let mut d = Dealer::<W>::counting(n);
+        interp::run(program, &mut d, roles, &PartyData::default(), batch)?;
+        Ok(d.bytes_per_party().iter().sum())
+    }
+    match ring_bits(protocol, program) {
+        32 => count::<u32>(program, parties, roles, batch),
+        64 => count::<u64>(program, parties, roles, batch),
+        _ => count::<u128>(program, parties, roles, batch),
     }
 }
 
@@ -201,10 +370,12 @@ pub fn ring_bits(protocol: &str, program: &Program) -> u32 {
         return 64;
     }
     let fits = |bits: u32| {
-        let n = SECURE
-            .iter()
-            .find(|(p, _)| *p == protocol)
-            .map_or(3, |(_, n)| *n);
+        // The ring does not depend on the number of parties.
+        let n = match SECURE.iter().find(|(p, _)| *p == protocol) {
+            Some((_, PartyCount::Exactly(n))) => *n,
+            Some((_, PartyCount::AtLeast { default, .. })) => *default,
+            None => 3,
+        };
         qmpc_protocols::cost::costs_for(protocol, n, bits).is_ok_and(|c| {
             let roles = Roles {
                 model_owner: 0,
@@ -235,7 +406,9 @@ pub fn stats_json(
     batch: usize,
     per_party: &[Stats],
     (wall_s, online_s): (f64, f64),
+    preprocessing: Option<&DealerResult>,
 ) -> String {
+    let (pre_bytes, pre_wall) = preprocessing.map_or((0, 0.0), |d| (d.stats.bytes_sent, d.wall_s));
     let rounds = per_party.iter().map(|s| s.rounds).max().unwrap_or(0);
     let sent: u64 = per_party.iter().map(|s| s.bytes_sent).sum();
     let parties: Vec<String> = per_party
@@ -251,7 +424,7 @@ pub fn stats_json(
     format!(
         "{{\"protocol\": \"{protocol}\", \"parties\": {}, \"batch\": {batch}, \"rounds\": {rounds}, \
          \"bytes_sent\": {sent}, \"per_party\": [{}], \
-         \"preprocessing\": {{\"bytes_sent\": 0, \"wall_s\": 0.0}}, \"ring_bits\": {ring}, \
+         \"preprocessing\": {{\"bytes_sent\": {pre_bytes}, \"wall_s\": {pre_wall:.6}}}, \"ring_bits\": {ring}, \
          \"wall_s\": {wall_s:.6}, \"online_s\": {online_s:.6}}}\n",
         per_party.len(),
         parties.join(", ")
@@ -273,6 +446,15 @@ pub struct PartiesConfig {
     #[serde(default)]
     pub roles: RolesConfig,
     pub party: Vec<PartyEntry>,
+    /// The dealer's address, for protocols with one.
+    pub dealer: Option<DealerEntry>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DealerEntry {
+    /// `HOST:PORT` the dealer listens on.
+    pub address: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -345,18 +527,34 @@ impl PartiesConfig {
         Ok(c)
     }
 
+    /// Every party's address, then the dealer's where the protocol has one.
     pub fn addrs(&self) -> Result<Vec<SocketAddr>> {
-        self.party
+        let resolve = |what: String, address: &str| {
+            use std::net::ToSocketAddrs;
+            address
+                .to_socket_addrs()
+                .ok()
+                .and_then(|mut a| a.next())
+                .with_context(|| format!("{what}: bad address `{address}`"))
+        };
+        let mut out = self
+            .party
             .iter()
-            .map(|p| {
-                use std::net::ToSocketAddrs;
-                p.address
-                    .to_socket_addrs()
-                    .ok()
-                    .and_then(|mut a| a.next())
-                    .with_context(|| format!("party {}: bad address `{}`", p.id, p.address))
-            })
-            .collect()
+            .map(|p| resolve(format!("party {}", p.id), &p.address))
+            .collect::<Result<Vec<_>>>()?;
+        match (&self.dealer, has_dealer(&self.protocol)) {
+            (Some(d), true) => out.push(resolve("the dealer".into(), &d.address)?),
+            (None, true) => bail!(
+                "protocol `{}` needs a dealer: add `[dealer] address = \"HOST:PORT\"`",
+                self.protocol
+            ),
+            (Some(_), false) => bail!(
+                "protocol `{}` has no dealer; remove [dealer]",
+                self.protocol
+            ),
+            (None, false) => {}
+        }
+        Ok(out)
     }
 
     pub fn roles(&self) -> Roles {
