@@ -10,84 +10,6 @@ use common::npy::{self, Array};
 use common::*;
 use std::path::Path;
 
-fn s(p: &Path) -> String {
-    p.to_str().expect("a UTF-8 path").to_string()
-}
-
-/// Run `program` under `protocol`, then hold the measured online figures equal to what
-/// `qmpc cost` predicts for the same program and batch.
-fn run(program: &Path, protocol: &str, input: &Path, out: &Path) -> Result<(), String> {
-    let stats = out.with_extension("stats.json");
-    let o = qmpc(&[
-        "run",
-        &s(program),
-        "--protocol",
-        protocol,
-        "--input",
-        &s(input),
-        "--output",
-        &s(out),
-        "--stats",
-        &s(&stats),
-    ]);
-    if !o.status.success() {
-        return Err(format!("{protocol}: {}", stderr(&o)));
-    }
-    let measured = figures(&std::fs::read_to_string(&stats).map_err(|e| e.to_string())?)?;
-    let o = qmpc(&[
-        "cost",
-        &s(program),
-        "--protocol",
-        protocol,
-        "--batch",
-        &measured.0.to_string(),
-        "--format",
-        "json",
-    ]);
-    if !o.status.success() {
-        return Err(format!("cost under {protocol}: {}", stderr(&o)));
-    }
-    let predicted = figures(&String::from_utf8_lossy(&o.stdout))?;
-    if predicted != measured {
-        return Err(format!(
-            "{protocol}: `qmpc cost` says (batch, rounds, bytes, per party) {predicted:?}, \
-             the run measured {measured:?}"
-        ));
-    }
-    Ok(())
-}
-
-/// Batch, rounds, bytes sent and per-party (rounds, bytes sent) of a stats or cost JSON.
-type Figures = (u64, u64, u64, Vec<(u64, u64)>);
-
-fn figures(json: &str) -> Result<Figures, String> {
-    let j: serde_json::Value = serde_json::from_str(json).map_err(|e| e.to_string())?;
-    let num = |v: &serde_json::Value| v.as_u64().ok_or_else(|| format!("not a count: {v}"));
-    let per = j["per_party"]
-        .as_array()
-        .ok_or("no per_party list")?
-        .iter()
-        .map(|p| Ok((num(&p["rounds"])?, num(&p["bytes_sent"])?)))
-        .collect::<Result<Vec<_>, String>>()?;
-    Ok((
-        num(&j["batch"])?,
-        num(&j["rounds"])?,
-        num(&j["bytes_sent"])?,
-        per,
-    ))
-}
-
-fn compile(model: &Path, out: &Path, extra: &[&str]) -> Result<(), String> {
-    let mut args = vec!["compile".to_string(), s(model), "-o".into(), s(out)];
-    args.extend(extra.iter().map(|a| a.to_string()));
-    let a: Vec<&str> = args.iter().map(String::as_str).collect();
-    let o = qmpc(&a);
-    o.status
-        .success()
-        .then_some(())
-        .ok_or_else(|| format!("compile: {}", stderr(&o)))
-}
-
 /// Elements that differ, and the largest difference in output steps.
 fn diff(a: &Array, b: &Array, step: f32) -> (usize, usize, i64) {
     match (a, b) {
@@ -160,8 +82,8 @@ fn check(e: &Entry, rates: &mut Vec<String>) -> Result<(), String> {
             prog.with_extension("clear.npy"),
             prog.with_extension("rep3.npy"),
         );
-        run(&prog, "clear", &e.input, &c)?;
-        run(&prog, "rep3", &e.input, &r)?;
+        run(&prog, "clear", None, &e.input, &c)?;
+        run(&prog, "rep3", None, &e.input, &r)?;
         let (c, r) = (std::fs::read(&c), std::fs::read(&r));
         if c.is_err() || c.ok() != r.ok() {
             return Err(format!("{weights} weights: rep3 differs from clear"));
@@ -174,8 +96,8 @@ fn check(e: &Entry, rates: &mut Vec<String>) -> Result<(), String> {
         prog.with_extension("clear.npy"),
         prog.with_extension("rep3.npy"),
     );
-    run(&prog, "clear", &e.input, &c)?;
-    run(&prog, "rep3", &e.input, &r)?;
+    run(&prog, "clear", None, &e.input, &c)?;
+    run(&prog, "rep3", None, &e.input, &r)?;
     let (c, r) = (
         npy::read(&c).map_err(|e| e.to_string())?,
         npy::read(&r).map_err(|e| e.to_string())?,

@@ -75,3 +75,100 @@ pub fn tmp(name: &str) -> PathBuf {
     std::fs::create_dir_all(&d).expect("temp dir");
     d.join(name.replace('/', "_"))
 }
+
+pub fn s(p: &Path) -> String {
+    p.to_str().expect("a UTF-8 path").to_string()
+}
+
+/// Run `program` under `protocol` (with `parties` computing parties where the protocol
+/// takes a number), then hold the measured figures (online, and the dealer's) equal to
+/// what `qmpc cost` predicts for the same program and batch.
+pub fn run(
+    program: &Path,
+    protocol: &str,
+    parties: Option<usize>,
+    input: &Path,
+    out: &Path,
+) -> Result<(), String> {
+    let stats = out.with_extension("stats.json");
+    let n = parties.map(|n| n.to_string());
+    let mut args = vec![
+        "run",
+        program.to_str().unwrap_or_default(),
+        "--protocol",
+        protocol,
+        "--input",
+        input.to_str().unwrap_or_default(),
+        "--output",
+        out.to_str().unwrap_or_default(),
+        "--stats",
+        stats.to_str().unwrap_or_default(),
+    ];
+    if let Some(n) = &n {
+        args.extend(["--parties", n]);
+    }
+    let o = qmpc(&args);
+    if !o.status.success() {
+        return Err(format!("{protocol}: {}", stderr(&o)));
+    }
+    let measured = figures(&std::fs::read_to_string(&stats).map_err(|e| e.to_string())?)?;
+    let batch = measured.0.to_string();
+    let mut args = vec![
+        "cost",
+        program.to_str().unwrap_or_default(),
+        "--protocol",
+        protocol,
+        "--batch",
+        &batch,
+        "--format",
+        "json",
+    ];
+    if let Some(n) = &n {
+        args.extend(["--parties", n]);
+    }
+    let o = qmpc(&args);
+    if !o.status.success() {
+        return Err(format!("cost under {protocol}: {}", stderr(&o)));
+    }
+    let predicted = figures(&String::from_utf8_lossy(&o.stdout))?;
+    if predicted != measured {
+        return Err(format!(
+            "{protocol}: `qmpc cost` says (batch, rounds, bytes, per party) {predicted:?}, \
+             the run measured {measured:?}"
+        ));
+    }
+    Ok(())
+}
+
+/// Batch, rounds, bytes sent, per-party (rounds, bytes sent) and the dealer's bytes of a
+/// stats or cost JSON.
+pub type Figures = (u64, u64, u64, Vec<(u64, u64)>, u64);
+
+pub fn figures(json: &str) -> Result<Figures, String> {
+    let j: serde_json::Value = serde_json::from_str(json).map_err(|e| e.to_string())?;
+    let num = |v: &serde_json::Value| v.as_u64().ok_or_else(|| format!("not a count: {v}"));
+    let per = j["per_party"]
+        .as_array()
+        .ok_or("no per_party list")?
+        .iter()
+        .map(|p| Ok((num(&p["rounds"])?, num(&p["bytes_sent"])?)))
+        .collect::<Result<Vec<_>, String>>()?;
+    Ok((
+        num(&j["batch"])?,
+        num(&j["rounds"])?,
+        num(&j["bytes_sent"])?,
+        per,
+        num(&j["preprocessing"]["bytes_sent"])?,
+    ))
+}
+
+pub fn compile(model: &Path, out: &Path, extra: &[&str]) -> Result<(), String> {
+    let mut args = vec!["compile".to_string(), s(model), "-o".into(), s(out)];
+    args.extend(extra.iter().map(|a| a.to_string()));
+    let a: Vec<&str> = args.iter().map(String::as_str).collect();
+    let o = qmpc(&a);
+    o.status
+        .success()
+        .then_some(())
+        .ok_or_else(|| format!("compile: {}", stderr(&o)))
+}
