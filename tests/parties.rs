@@ -362,3 +362,107 @@ fn roles_are_enforced_on_the_command_line() {
     ]);
     assert!(stderr(&o).contains("protocol `rep3` runs with 3 parties, not 4"));
 }
+
+#[test]
+fn semi2k_parties_and_the_dealer_as_processes_match_clear() {
+    let base = fresh_dir("semi2k-processes");
+    let dirs: Vec<PathBuf> = ["p0", "p1", "dealer"]
+        .iter()
+        .map(|d| base.join(d))
+        .collect();
+    for d in &dirs {
+        std::fs::create_dir_all(d).expect("dir");
+    }
+    let program = compile_into(&dirs[0], MODEL);
+    for d in &dirs[1..] {
+        std::fs::copy(&program, d.join("model.qmpc")).expect("copy program");
+    }
+    let p = ports(3);
+    let mut t = String::from("protocol = \"semi2k\"\nconnect_timeout_s = 5\nio_timeout_s = 5\n");
+    t.push_str("[roles]\nmodel_owner = 0\ndata_owner = 1\noutput_to = 1\n");
+    for (i, port) in p[..2].iter().enumerate() {
+        t.push_str(&format!(
+            "[[party]]\nid = {i}\naddress = \"127.0.0.1:{port}\"\n"
+        ));
+    }
+    let without_dealer = base.join("no-dealer.toml");
+    std::fs::write(&without_dealer, &t).expect("write config");
+    t.push_str(&format!("[dealer]\naddress = \"127.0.0.1:{}\"\n", p[2]));
+    let config = base.join("parties.toml");
+    std::fs::write(&config, &t).expect("write config");
+    let input = root().join(INPUT);
+    let start = Instant::now();
+    let dealer_args: Vec<String> = vec![
+        "party".into(),
+        "--role".into(),
+        "dealer".into(),
+        "--config".into(),
+        s(&config),
+        s(&dirs[2].join("model.qmpc")),
+        "--stats".into(),
+        "dealer.json".into(),
+    ];
+    let children = vec![
+        spawn(
+            &dirs[0],
+            &party_args(
+                0,
+                &config,
+                &dirs[0].join("model.qmpc"),
+                &["--weights-file", "model.qmpw"],
+            ),
+            None,
+        ),
+        spawn(
+            &dirs[1],
+            &party_args(
+                1,
+                &config,
+                &dirs[1].join("model.qmpc"),
+                &["--input", &s(&input), "--output", "out.npy"],
+            ),
+            None,
+        ),
+        spawn(&dirs[2], &dealer_args, None),
+    ];
+    let outs: Vec<Output> = children.into_iter().map(|c| finish(c, start)).collect();
+    for (i, o) in outs.iter().enumerate() {
+        assert!(o.status.success(), "process {i}: {}", stderr(o));
+        assert!(
+            o.stdout.is_empty() && o.stderr.is_empty(),
+            "process {i} printed"
+        );
+    }
+    let clear = base.join("clear.npy");
+    let o = qmpc(&[
+        "run",
+        &s(&program),
+        "--protocol",
+        "clear",
+        "--input",
+        &s(&input),
+        "--output",
+        &s(&clear),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(
+        std::fs::read(dirs[1].join("out.npy")).expect("data owner's output"),
+        std::fs::read(&clear).expect("clear output")
+    );
+    let j: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dirs[2].join("dealer.json")).expect("dealer stats"),
+    )
+    .expect("JSON");
+    assert!(j["preprocessing"]["bytes_sent"].as_u64().unwrap_or(0) > 0);
+    // The dealer holds nothing but the program.
+    let o = qmpc(&[
+        "party",
+        "--role",
+        "dealer",
+        "--config",
+        &s(&without_dealer),
+        &s(&program),
+    ]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("needs a dealer"), "{}", stderr(&o));
+}
