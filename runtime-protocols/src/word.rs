@@ -103,28 +103,6 @@ pub fn decode<W: Word>(bytes: &[u8], n: usize) -> Option<Vec<W>> {
     Some(bytes.chunks_exact(W::BYTES).map(W::read).collect())
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn values_round_trip_through_every_ring() {
-        for v in [0i64, 1, -1, i64::MIN, i64::MAX, -(1 << 62), 12345] {
-            assert_eq!(u64::from_i64(v).to_i64(), v);
-            assert_eq!(u128::from_i64(v).to_i64(), v);
-        }
-        for v in [0i64, 1, -1, i32::MIN.into(), i32::MAX.into(), -12345] {
-            assert_eq!(u32::from_i64(v).to_i64(), v);
-        }
-        assert_eq!(u32::from_i64(-1), u32::MAX);
-        assert_eq!(u32::from_i64(1 << 31).to_i64(), i64::from(i32::MIN));
-        assert_eq!(u128::from_i64(-1), u128::MAX);
-        let w: Vec<u128> = vec![1, u128::MAX, 1 << 100];
-        assert_eq!(decode::<u128>(&encode(&w), 3), Some(w));
-        assert_eq!(decode::<u128>(&[0u8; 15], 1), None);
-    }
-}
-
 /// Row-major batched matrix product over the ring.
 pub(crate) fn matmul_words<W: Word>(a: &[W], b: &[W], d: MatDims) -> Vec<W> {
     let (m, k, n) = (d.m, d.k, d.n);
@@ -147,4 +125,26 @@ pub(crate) fn matmul_words<W: Word>(a: &[W], b: &[W], d: MatDims) -> Vec<W> {
             }
         });
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_round_trip_through_every_ring() {
+        for v in [0i64, 1, -1, i64::MIN, i64::MAX, -(1 << 62), 12345] {
+            assert_eq!(u64::from_i64(v).to_i64(), v);
+            assert_eq!(u128::from_i64(v).to_i64(), v);
+        }
+        for v in [0i64, 1, -1, i32::MIN.into(), i32::MAX.into(), -12345] {
+            assert_eq!(u32::from_i64(v).to_i64(), v);
+        }
+        assert_eq!(u32::from_i64(-1), u32::MAX);
+        assert_eq!(u32::from_i64(1 << 31).to_i64(), i64::from(i32::MIN));
+        assert_eq!(u128::from_i64(-1), u128::MAX);
+        let w: Vec<u128> = vec![1, u128::MAX, 1 << 100];
+        assert_eq!(decode::<u128>(&encode(&w), 3), Some(w));
+        assert_eq!(decode::<u128>(&[0u8; 15], 1), None);
+    }
 }
