@@ -434,3 +434,35 @@ mod view {
         }
     }
 }
+
+#[test]
+fn malformed_preprocessing_is_an_error_naming_the_dealer() {
+    let mut c = prep::Corrections::new();
+    c.insert(3, vec![1, 2, 3, 4, 5]);
+    c.insert(9, vec![6; 17]);
+    let good = prep::encode_corrections(&c);
+    assert_eq!(prep::decode_corrections(&good, 2).unwrap(), c);
+    // Every truncation and every single-byte change either parses or names the dealer.
+    for cut in 0..good.len() {
+        let e = prep::decode_corrections(&good[..cut], 2).unwrap_err();
+        assert!(e.to_string().contains("party 2"), "{e}");
+    }
+    let mut s = 0x2545_f491_4f6c_dd1du64;
+    for _ in 0..2000 {
+        s ^= s << 13;
+        s ^= s >> 7;
+        s ^= s << 17;
+        let mut bad = good.clone();
+        let at = (s as usize) % bad.len();
+        bad[at] = (s >> 32) as u8;
+        let _ = prep::decode_corrections(&bad, 2);
+        let len = (s >> 40) as usize % 64;
+        let noise: Vec<u8> = (0..len).map(|i| (s >> (i % 56)) as u8).collect();
+        let _ = prep::decode_corrections(&noise, 2);
+    }
+    // Too little material for a call is an error too, not a short read.
+    let mut src = prep::Source::new(2, None, c);
+    src.begin(3);
+    let e = src.take::<u32>(&prep::Layout::words(2)).unwrap_err();
+    assert!(e.to_string().contains("too little material"), "{e}");
+}
