@@ -284,7 +284,7 @@ fn dispatch(cmd: Cmd) -> Result<()> {
         }),
         Cmd::Party {
             id,
-            role,
+            role: _,
             config,
             model,
             weights_file,
@@ -292,7 +292,8 @@ fn dispatch(cmd: Cmd) -> Result<()> {
             output,
             stats,
         } => run::party(&run::PartyArgs {
-            id: if role.is_some() { None } else { id },
+            // `--role dealer` excludes `--id`.
+            id,
             config,
             model,
             weights_file,

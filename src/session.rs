@@ -266,12 +266,7 @@ fn deal<W: Word>(
     let mut dealer = Dealer::<W>::new(n)?;
     interp::run(program, &mut dealer, roles, &PartyData::default(), batch)
         .context("the dealer cannot walk the program")?;
-    let after = dealer.send(mesh)?;
-    Ok(Stats {
-        rounds: after.rounds - before.rounds,
-        bytes_sent: after.bytes_sent - before.bytes_sent,
-        bytes_received: after.bytes_received - before.bytes_received,
-    })
+    Ok(dealer.send(mesh)?.since(before))
 }
 
 /// The bytes the dealer of `protocol` sends for `program` at `batch` (0 without a dealer),

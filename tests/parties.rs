@@ -117,6 +117,26 @@ fn spawn_owners(dir: &Path, config: &Path, program: &Path) -> [Child; 2] {
     ]
 }
 
+/// The output a party wrote equals the one-process `clear` run's.
+fn assert_matches_clear(base: &Path, program: &Path, input: &Path, written: &Path) {
+    let clear = base.join("clear.npy");
+    let o = qmpc(&[
+        "run",
+        &s(program),
+        "--protocol",
+        "clear",
+        "--input",
+        &s(input),
+        "--output",
+        &s(&clear),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(
+        std::fs::read(written).expect("the data owner's output"),
+        std::fs::read(&clear).expect("clear output")
+    );
+}
+
 fn strace_works() -> bool {
     Command::new("strace")
         .args(["-qq", "-o", "/dev/null", "true"])
@@ -172,22 +192,7 @@ fn three_processes_match_clear_and_keep_secrets_where_they_belong() {
         );
     }
     // The output equals the one-process clear run, and only the data owner wrote one.
-    let clear = base.join("clear.npy");
-    let o = qmpc(&[
-        "run",
-        &s(&program),
-        "--protocol",
-        "clear",
-        "--input",
-        &s(&input),
-        "--output",
-        &s(&clear),
-    ]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    assert_eq!(
-        std::fs::read(dirs[1].join("out.npy")).expect("data owner's output"),
-        std::fs::read(&clear).expect("clear output")
-    );
+    assert_matches_clear(&base, &program, &input, &dirs[1].join("out.npy"));
     for (i, d) in dirs.iter().enumerate() {
         let mut names: Vec<String> = std::fs::read_dir(d)
             .expect("list")
@@ -433,22 +438,7 @@ fn semi2k_parties_and_the_dealer_as_processes_match_clear() {
             "process {i} printed"
         );
     }
-    let clear = base.join("clear.npy");
-    let o = qmpc(&[
-        "run",
-        &s(&program),
-        "--protocol",
-        "clear",
-        "--input",
-        &s(&input),
-        "--output",
-        &s(&clear),
-    ]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    assert_eq!(
-        std::fs::read(dirs[1].join("out.npy")).expect("data owner's output"),
-        std::fs::read(&clear).expect("clear output")
-    );
+    assert_matches_clear(&base, &program, &input, &dirs[1].join("out.npy"));
     let j: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(dirs[2].join("dealer.json")).expect("dealer stats"),
     )

@@ -24,21 +24,7 @@ fn check(e: &Entry) -> Result<(), String> {
 }
 
 fn run_all(dir: &Path) {
-    let mut failures = Vec::new();
-    let mut checked = 0;
-    for e in entries(dir).iter().filter(|e| !e.float && !e.dynamic) {
-        checked += 1;
-        if let Err(f) = check(e) {
-            failures.push(format!("{}: {f}", e.id));
-        }
-    }
-    eprintln!(
-        "{}: {checked} models under semi2k, {} failed",
-        dir.display(),
-        failures.len()
-    );
-    assert!(checked > 0);
-    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    check_models(dir, "semi2k", check);
 }
 
 #[test]

@@ -78,3 +78,25 @@ pub(crate) fn part(v: &[u64], k: usize, n: usize) -> Vec<u64> {
     }
     out
 }
+
+/// The low `bits` bits set (all 64 for `bits ≥ 64`).
+pub(crate) fn low_mask(bits: u32) -> u64 {
+    if bits >= 64 {
+        u64::MAX
+    } else {
+        (1u64 << bits) - 1
+    }
+}
+
+/// Bits of the binary representation of `v` (0 for 0).
+pub(crate) fn bits_of(v: u128) -> u32 {
+    128 - v.leading_zeros()
+}
+
+/// `total` bits in at most `units` chunks, as even as possible, least significant first.
+pub(crate) fn split(total: u32, units: usize) -> Vec<u32> {
+    let u = (units as u32).min(total).max(1);
+    (0..u)
+        .map(|j| total / u + u32::from(j < total % u))
+        .collect()
+}

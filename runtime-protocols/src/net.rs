@@ -143,6 +143,17 @@ pub struct Stats {
     pub bytes_received: u64,
 }
 
+impl Stats {
+    /// The traffic after `before` (an earlier reading of the same counters).
+    pub fn since(self, before: Stats) -> Stats {
+        Stats {
+            rounds: self.rounds - before.rounds,
+            bytes_sent: self.bytes_sent - before.bytes_sent,
+            bytes_received: self.bytes_received - before.bytes_received,
+        }
+    }
+}
+
 /// How a protocol reaches its peers: one call per communication round. [`Mesh`] is the TCP
 /// implementation; protocols never see sockets.
 pub trait Transport: Send {

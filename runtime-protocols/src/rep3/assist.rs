@@ -77,7 +77,7 @@ impl SignTest {
             return None;
         }
         let span = (hi as i128 - lo as i128) as u128;
-        let bits = super::bits_of(span).max(1);
+        let bits = crate::bitvec::bits_of(span).max(1);
         if bits + 1 > MAX_BITS.min(ring_bits) {
             return None;
         }

@@ -4,9 +4,9 @@
 
 use super::assist::{select_pattern, SignTest};
 use super::bits::compare_levels;
-use super::bits_of;
 use super::masked::{check_opening, divisor_width, sign_test_bits, RescalePlan, OPENER};
 use super::requant::RequantPlan;
+use crate::bitvec::bits_of;
 use crate::cost::{Costs, Round, Rounds};
 use crate::{Bounds, MatDims, PartyId, ProtocolError, Requant, TruncMode};
 

@@ -20,7 +20,8 @@
 //! `round_half_even` or one more. A sign test `[v ≥ 0]` divides `v + 2^p` by `2^p`.
 
 use super::assist::SignTest;
-use super::{bits_of, Rep, Rep3, Xor};
+use super::{Rep, Rep3, Xor};
+use crate::bitvec::bits_of;
 use crate::word::Word;
 use crate::{Bounds, PartyId, ProtocolError, TruncMode};
 use rayon::prelude::*;

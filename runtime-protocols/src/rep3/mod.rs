@@ -125,12 +125,7 @@ impl<W: Word> Rep3<W> {
 
     /// Online traffic so far (key set-up excluded).
     pub fn stats(&self) -> Stats {
-        let s = self.net.stats();
-        Stats {
-            rounds: s.rounds - self.setup.rounds,
-            bytes_sent: s.bytes_sent - self.setup.bytes_sent,
-            bytes_received: s.bytes_received - self.setup.bytes_received,
-        }
+        self.net.stats().since(self.setup)
     }
 
     fn next(&self) -> PartyId {
@@ -363,11 +358,6 @@ impl<W: Word> Rep3<W> {
 
 fn pair<E>(a: Vec<E>, b: Vec<E>) -> Vec<Rep<E>> {
     a.into_iter().zip(b).map(|(a, b)| Rep { a, b }).collect()
-}
-
-/// Bits of the binary representation of `v` (0 for 0).
-fn bits_of(v: u128) -> u32 {
-    128 - v.leading_zeros()
 }
 
 fn comps<W: Word>(x: &[Rep<W>]) -> (Vec<W>, Vec<W>) {

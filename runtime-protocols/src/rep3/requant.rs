@@ -41,7 +41,8 @@ use super::assist::{
     bit_bytes, combine_tree, concat, draw_triples, get, group, pack, pack_b_products, part,
     put_words, role, set, words, xor, Post, Role, Tree, Triples,
 };
-use super::{bits_of, Rep, Rep3};
+use super::{Rep, Rep3};
+use crate::bitvec::{bits_of, low_mask as mask, split};
 use crate::word::Word;
 use crate::{Bounds, PartyId, ProtocolError, Requant};
 use std::ops::Range;
@@ -75,22 +76,6 @@ pub(super) struct RequantPlan {
     pub b_chunks: Vec<u32>,
     /// Units of every tree, a power of two; shorter trees get neutral units on top.
     pub units: usize,
-}
-
-/// `total` bits in at most `units` chunks, as even as possible.
-fn split(total: u32, units: usize) -> Vec<u32> {
-    let u = (units as u32).min(total).max(1);
-    (0..u)
-        .map(|j| total / u + u32::from(j < total % u))
-        .collect()
-}
-
-fn mask(bits: u32) -> u64 {
-    if bits >= 64 {
-        u64::MAX
-    } else {
-        (1u64 << bits) - 1
-    }
 }
 
 impl RequantPlan {

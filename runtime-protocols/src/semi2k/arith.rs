@@ -8,23 +8,16 @@
 //!   to a power of two) and the one-hot vector of `r`; the parties open
 //!   `c = x − offset + r mod L` and `T[x − offset] = Σ_j [j = r]·T[c − j mod L]`.
 
-use super::prep::{Block, Layout};
+use super::prep::{random_words, Block, Layout};
 use super::select::all_to_all;
 use super::Semi2k;
 use crate::cost::Rounds;
 use crate::word::{matmul_words, Word};
 use crate::{MatDims, ProtocolError};
-use chacha20::rand_core::Rng;
 use chacha20::ChaCha12Rng;
 use rayon::prelude::*;
 
 type R<T> = Result<T, ProtocolError>;
-
-fn random_words<W: Word>(rng: &mut ChaCha12Rng, n: usize) -> Vec<W> {
-    let mut bytes = vec![0u8; n * W::BYTES];
-    rng.fill_bytes(&mut bytes);
-    bytes.chunks_exact(W::BYTES).map(W::read).collect()
-}
 
 // ---- element-wise product ----------------------------------------------------------------
 
@@ -151,12 +144,10 @@ pub(super) fn lookup_pattern(n: usize, table_len: usize, parties: usize) -> Roun
 
 pub(super) fn lookup_deal<W: Word>(n: usize, table_len: usize, rng: &mut ChaCha12Rng) -> Block<W> {
     let len = 1usize << lookup_bits(table_len);
-    let mut raw = vec![0u8; 8 * n];
-    rng.fill_bytes(&mut raw);
+    let raw = random_words::<u64>(rng, n);
     let mut words = vec![W::ZERO; n * (1 + len)];
     for i in 0..n {
-        let r = u64::from_le_bytes(raw[8 * i..8 * i + 8].try_into().unwrap_or_default())
-            & (len as u64 - 1);
+        let r = raw[i] & (len as u64 - 1);
         words[i] = W::from_u128(u128::from(r));
         words[n + i * len + r as usize] = W::ONE;
     }

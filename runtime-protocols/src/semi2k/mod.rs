@@ -49,8 +49,7 @@ pub struct Semi2k<W: Word> {
     /// The current instruction's streams of `keys`, drawn lazily.
     input_streams: Vec<Option<ChaCha12Rng>>,
     index: usize,
-    /// Traffic received from the dealer, then the key set-up: not online.
-    preprocessing: Stats,
+    /// Traffic of the dealer's message and the key set-up: not online.
     setup: Stats,
     _ring: PhantomData<W>,
 }
@@ -84,7 +83,6 @@ impl<W: Word> Semi2k<W> {
             })?;
             prep::Source::new(dealer, Some(seed), Default::default())
         };
-        let preprocessing = net.stats();
         let mut keys: Vec<Option<[u8; 32]>> = vec![None; n];
         let mut out = Vec::new();
         for (j, key) in keys.iter_mut().enumerate().skip(me + 1) {
@@ -107,7 +105,6 @@ impl<W: Word> Semi2k<W> {
             prep: source,
             input_streams: (0..n).map(|_| None).collect(),
             index: 0,
-            preprocessing,
             setup,
             _ring: PhantomData,
         })
@@ -120,17 +117,7 @@ impl<W: Word> Semi2k<W> {
 
     /// Online traffic so far (preprocessing and key set-up excluded).
     pub fn stats(&self) -> Stats {
-        let s = self.net.stats();
-        Stats {
-            rounds: s.rounds - self.setup.rounds,
-            bytes_sent: s.bytes_sent - self.setup.bytes_sent,
-            bytes_received: s.bytes_received - self.setup.bytes_received,
-        }
-    }
-
-    /// What this party received from the dealer.
-    pub fn preprocessing_stats(&self) -> Stats {
-        self.preprocessing
+        self.net.stats().since(self.setup)
     }
 
     fn start(&mut self, index: usize) {
@@ -233,7 +220,6 @@ impl<W: Word> Protocol for Semi2k<W> {
             prep: self.prep.fork(),
             input_streams: Vec::new(),
             index: 0,
-            preprocessing: Stats::default(),
             setup: Stats::default(),
             _ring: PhantomData,
         };

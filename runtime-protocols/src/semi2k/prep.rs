@@ -63,24 +63,27 @@ pub(super) fn stream(seed: &[u8; 32], index: usize) -> ChaCha12Rng {
     r
 }
 
+/// `n` pseudo-random ring words.
+pub(super) fn random_words<W: Word>(rng: &mut ChaCha12Rng, n: usize) -> Vec<W> {
+    let mut bytes = vec![0u8; n * W::BYTES];
+    rng.fill_bytes(&mut bytes);
+    bytes.chunks_exact(W::BYTES).map(W::read).collect()
+}
+
+/// `n` pseudo-random packed bits.
+pub(super) fn random_bits(rng: &mut ChaCha12Rng, n: usize) -> Vec<u64> {
+    let mut v = random_words::<u64>(rng, words(n));
+    clear_tail(&mut v, n);
+    v
+}
+
 /// A pseudo-random block of layout `l`.
 pub(super) fn draw<W: Word>(rng: &mut ChaCha12Rng, l: &Layout) -> Block<W> {
-    let mut bytes = vec![0u8; l.words * W::BYTES];
-    rng.fill_bytes(&mut bytes);
-    let words_out = bytes.chunks_exact(W::BYTES).map(W::read).collect();
+    let words_out = random_words(rng, l.words);
     let segs = l
         .segments
         .iter()
-        .map(|&bits| {
-            let mut raw = vec![0u8; 8 * words(bits)];
-            rng.fill_bytes(&mut raw);
-            let mut v: Vec<u64> = raw
-                .chunks_exact(8)
-                .map(|c| u64::from_le_bytes(c.try_into().unwrap_or_default()))
-                .collect();
-            clear_tail(&mut v, bits);
-            v
-        })
+        .map(|&bits| random_bits(rng, bits))
         .collect();
     Block {
         words: words_out,

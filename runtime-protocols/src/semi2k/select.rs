@@ -30,13 +30,15 @@
 //! opened. Every value a party sees is masked: `c` by `r`, tree openings by the triples,
 //! the opened bits by `e`.
 
-use super::prep::{Block, Layout};
+use super::prep::{random_bits, Block, Layout};
 use super::Semi2k;
-use crate::bitvec::{bit_bytes, concat, get, pack, part, set, unpack, words, xor};
+use crate::bitvec::{
+    and, bit_bytes, bits_of, concat, get, low_mask as mask, pack, part, set, split, unpack, words,
+    xor,
+};
 use crate::cost::{Round, Rounds};
 use crate::word::Word;
 use crate::{Bounds, ProtocolError, Requant};
-use chacha20::rand_core::Rng;
 use chacha20::ChaCha12Rng;
 
 type R<T> = Result<T, ProtocolError>;
@@ -70,27 +72,6 @@ pub(super) struct Plan {
     units: usize,
     /// `(T_lo, T_hi)` per element, in `y`-space.
     thresholds: Vec<(u64, u64)>,
-}
-
-/// `total` bits in at most `units` chunks, as even as possible.
-fn split(total: u32, units: usize) -> Vec<u32> {
-    let u = (units as u32).min(total).max(1);
-    (0..u)
-        .map(|j| total / u + u32::from(j < total % u))
-        .collect()
-}
-
-fn mask(bits: u32) -> u64 {
-    if bits >= 64 {
-        u64::MAX
-    } else {
-        (1u64 << bits) - 1
-    }
-}
-
-/// Bits of the binary representation of `v`.
-fn bits_of(v: u128) -> u32 {
-    128 - v.leading_zeros()
 }
 
 impl Plan {
@@ -330,13 +311,13 @@ impl Plan {
             let p = pairs * lanes;
             let a = random_bits(rng, p);
             let b1 = random_bits(rng, p);
-            let c1 = and_bits(&a, &b1);
+            let c1 = and(&a, &b1);
             segs.extend([a.clone(), b1, c1]);
             if last {
                 segs.extend([Vec::new(), Vec::new()]);
             } else {
                 let b2 = random_bits(rng, p);
-                let c2 = and_bits(&a, &b2);
+                let c2 = and(&a, &b2);
                 segs.extend([b2, c2]);
             }
         }
@@ -365,21 +346,6 @@ fn fill_tables(tables: &mut [u64], base: usize, chunks: &[u32], q: u64, tie: Opt
         shift += w;
         off += 1usize << w;
     }
-}
-
-fn random_bits(rng: &mut ChaCha12Rng, n: usize) -> Vec<u64> {
-    let mut raw = vec![0u8; 8 * words(n)];
-    rng.fill_bytes(&mut raw);
-    let mut v: Vec<u64> = raw
-        .chunks_exact(8)
-        .map(|c| u64::from_le_bytes(c.try_into().unwrap_or_default()))
-        .collect();
-    crate::bitvec::clear_tail(&mut v, n);
-    v
-}
-
-fn and_bits(a: &[u64], b: &[u64]) -> Vec<u64> {
-    a.iter().zip(b).map(|(x, y)| x & y).collect()
 }
 
 /// A round in which every party sends `bytes` to every other party.
