@@ -1,0 +1,249 @@
+//! Distributed comparison functions (DCF): two-party function secret sharing of
+//! `f(x) = β·[x < α]` on `bits`-bit inputs, `β` a vector of `P` ring words (Boyle, Chandran,
+//! Gilboa, Gupta, Ishai, Kumar, Rathee, "Function Secret Sharing for Mixed-Mode and
+//! Fixed-Point Secure Computation", Eurocrypt 2021, Fig. 1).
+//!
+//! A key is a party's root seed plus correction words common to both keys: per input bit
+//! a seed correction (16 bytes), two control-bit corrections (one byte) and a value
+//! correction (`P` words), then one final value correction. Evaluating at `x` walks `x`'s
+//! path from the most significant bit, one PRG call per bit; the two parties' outputs add
+//! up to `f(x)` in the ring, and either key alone is pseudo-random, so it says nothing of
+//! `α` or `β`.
+//!
+//! The PRG is fixed-key AES-128 in Matyas–Meyer–Oseas mode (`AES(s ⊕ j) ⊕ s ⊕ j` for
+//! block `j`), the usual choice of FSS implementations.
+
+use crate::word::Word;
+use aes::cipher::{BlockEncrypt, KeyInit};
+use aes::{Aes128, Block};
+use std::sync::LazyLock;
+
+/// Bytes of a seed (λ = 128 bits).
+pub(crate) const SEED_BYTES: usize = 16;
+
+pub(crate) type Seed = [u8; SEED_BYTES];
+
+/// Bytes of the correction words of a key on `bits`-bit inputs with `P` payload words of
+/// `word_bytes` bytes each.
+pub(crate) fn key_bytes(bits: u32, payload: usize, word_bytes: usize) -> usize {
+    bits as usize * (SEED_BYTES + 1 + payload * word_bytes) + payload * word_bytes
+}
+
+/// The fixed AES key of the PRG: public, any constant does.
+static PRG: LazyLock<Aes128> = LazyLock::new(|| Aes128::new(&(*b"qmpc dcf prg key").into()));
+
+/// AES blocks of `P` words.
+fn value_blocks<W: Word, const P: usize>() -> usize {
+    (P * W::BYTES).div_ceil(16)
+}
+
+/// Blocks `first..first + count` of the PRG on seed `s`.
+fn prg(s: &Seed, first: usize, count: usize) -> Vec<Block> {
+    let inputs: Vec<Block> = (first..first + count)
+        .map(|j| {
+            let mut b = *s;
+            b[15] ^= j as u8;
+            Block::from(b)
+        })
+        .collect();
+    let mut out = inputs.clone();
+    PRG.encrypt_blocks(&mut out);
+    for (o, i) in out.iter_mut().zip(&inputs) {
+        for (x, y) in o.iter_mut().zip(i) {
+            *x ^= y;
+        }
+    }
+    out
+}
+
+fn words_of<W: Word, const P: usize>(blocks: &[Block]) -> [W; P] {
+    let bytes: Vec<u8> = blocks.iter().flat_map(|b| b.iter().copied()).collect();
+    std::array::from_fn(|k| W::read(&bytes[k * W::BYTES..]))
+}
+
+/// One side (`0` left, `1` right) of the PRG's expansion of `s`: the child seed, its
+/// control bit, and the value words.
+fn expand<W: Word, const P: usize>(s: &Seed, side: usize) -> (Seed, u8, [W; P]) {
+    let vb = value_blocks::<W, P>();
+    let blocks = prg(s, side * (1 + vb), 1 + vb);
+    let mut seed: Seed = blocks[0].into();
+    let t = seed[0] & 1;
+    seed[0] &= !1;
+    (seed, t, words_of::<W, P>(&blocks[1..]))
+}
+
+/// The final conversion of a leaf seed to `P` words.
+fn convert<W: Word, const P: usize>(s: &Seed) -> [W; P] {
+    let vb = value_blocks::<W, P>();
+    words_of::<W, P>(&prg(s, 2 * (1 + vb), vb))
+}
+
+fn add<W: Word, const P: usize>(a: [W; P], b: [W; P]) -> [W; P] {
+    std::array::from_fn(|k| a[k].add(b[k]))
+}
+
+fn sub<W: Word, const P: usize>(a: [W; P], b: [W; P]) -> [W; P] {
+    std::array::from_fn(|k| a[k].sub(b[k]))
+}
+
+fn neg_if<W: Word, const P: usize>(a: [W; P], neg: bool) -> [W; P] {
+    if neg {
+        std::array::from_fn(|k| a[k].neg())
+    } else {
+        a
+    }
+}
+
+fn write<W: Word, const P: usize>(v: &[W; P], out: &mut Vec<u8>) {
+    for w in v {
+        w.write(out);
+    }
+}
+
+fn xor_seed(a: &Seed, b: &Seed) -> Seed {
+    std::array::from_fn(|k| a[k] ^ b[k])
+}
+
+/// Append the correction words of the keys of `β·[x < α]` on `bits`-bit inputs whose
+/// root seeds are `roots` (party 0's, party 1's) to `out`.
+pub(crate) fn gen<W: Word, const P: usize>(
+    bits: u32,
+    alpha: u64,
+    beta: [W; P],
+    roots: [Seed; 2],
+    out: &mut Vec<u8>,
+) {
+    let mut s = roots;
+    let mut t = [0u8, 1u8];
+    let mut v_alpha = [W::ZERO; P];
+    for i in (0..bits).rev() {
+        let a = ((alpha >> i) & 1) as usize;
+        let e: [[(Seed, u8, [W; P]); 2]; 2] =
+            std::array::from_fn(|b| std::array::from_fn(|side| expand::<W, P>(&s[b], side)));
+        let (keep, lose) = (a, 1 - a);
+        let s_cw = xor_seed(&e[0][lose].0, &e[1][lose].0);
+        let neg = t[1] == 1;
+        let mut v_cw = neg_if(sub(sub(e[1][lose].2, e[0][lose].2), v_alpha), neg);
+        if lose == 0 {
+            // The path of α turns right here: every input that turns left is below α.
+            v_cw = add(v_cw, neg_if(beta, neg));
+        }
+        v_alpha = add(
+            sub(v_alpha, e[1][keep].2),
+            add(e[0][keep].2, neg_if(v_cw, neg)),
+        );
+        let t_cw = [
+            e[0][0].1 ^ e[1][0].1 ^ a as u8 ^ 1,
+            e[0][1].1 ^ e[1][1].1 ^ a as u8,
+        ];
+        out.extend_from_slice(&s_cw);
+        out.push(t_cw[0] | (t_cw[1] << 1));
+        write(&v_cw, out);
+        for b in 0..2 {
+            let (seed, tk, _) = e[b][keep];
+            s[b] = if t[b] == 1 { xor_seed(&seed, &s_cw) } else { seed };
+            t[b] = tk ^ (t[b] & t_cw[keep]);
+        }
+    }
+    let last = neg_if(
+        sub(
+            sub(convert::<W, P>(&s[1]), convert::<W, P>(&s[0])),
+            v_alpha,
+        ),
+        t[1] == 1,
+    );
+    write(&last, out);
+}
+
+/// Party `party`'s share of `β·[x < α]`, from its root seed and the correction words `key`
+/// (exactly [`key_bytes`] long) of a key on `bits`-bit inputs.
+pub(crate) fn eval<W: Word, const P: usize>(
+    party: usize,
+    root: &Seed,
+    key: &[u8],
+    bits: u32,
+    x: u64,
+) -> [W; P] {
+    let level = SEED_BYTES + 1 + P * W::BYTES;
+    let mut s = *root;
+    let mut t = party as u8 & 1;
+    let mut v = [W::ZERO; P];
+    for (k, i) in (0..bits).rev().enumerate() {
+        let cw = &key[k * level..(k + 1) * level];
+        let side = ((x >> i) & 1) as usize;
+        let (mut seed, mut tk, val) = expand::<W, P>(&s, side);
+        let mut step = val;
+        if t == 1 {
+            let s_cw: Seed = cw[..SEED_BYTES].try_into().unwrap_or_default();
+            seed = xor_seed(&seed, &s_cw);
+            tk ^= (cw[SEED_BYTES] >> side) & 1;
+            let v_cw: [W; P] =
+                std::array::from_fn(|j| W::read(&cw[SEED_BYTES + 1 + j * W::BYTES..]));
+            step = add(step, v_cw);
+        }
+        v = add(v, neg_if(step, party == 1));
+        s = seed;
+        t = tk;
+    }
+    let mut leaf = convert::<W, P>(&s);
+    if t == 1 {
+        let at = bits as usize * level;
+        let last: [W; P] = std::array::from_fn(|j| W::read(&key[at + j * W::BYTES..]));
+        leaf = add(leaf, last);
+    }
+    add(v, neg_if(leaf, party == 1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chacha20::rand_core::{Rng, SeedableRng};
+    use chacha20::ChaCha12Rng;
+
+    fn seeds(rng: &mut ChaCha12Rng) -> [Seed; 2] {
+        let mut s = [[0u8; 16]; 2];
+        rng.fill_bytes(&mut s[0]);
+        rng.fill_bytes(&mut s[1]);
+        s
+    }
+
+    fn check<W: Word, const P: usize>(bits: u32, alpha: u64, beta: [W; P], rng: &mut ChaCha12Rng) {
+        let roots = seeds(rng);
+        let mut key = Vec::new();
+        gen::<W, P>(bits, alpha, beta, roots, &mut key);
+        assert_eq!(key.len(), key_bytes(bits, P, W::BYTES));
+        let mask = if bits == 64 { u64::MAX } else { (1u64 << bits) - 1 };
+        let mut points: Vec<u64> = vec![0, mask, alpha & mask, (alpha.wrapping_sub(1)) & mask];
+        points.push(alpha.wrapping_add(1) & mask);
+        if bits <= 6 {
+            points.extend(0..=mask);
+        } else {
+            points.extend((0..64).map(|_| rng.next_u64() & mask));
+        }
+        for x in points {
+            let a = eval::<W, P>(0, &roots[0], &key, bits, x);
+            let b = eval::<W, P>(1, &roots[1], &key, bits, x);
+            let want = if x < alpha { beta } else { [W::ZERO; P] };
+            assert_eq!(add(a, b), want, "bits {bits}, alpha {alpha}, x {x}");
+        }
+    }
+
+    #[test]
+    fn shares_add_up_to_the_comparison_everywhere() {
+        let mut rng = ChaCha12Rng::from_seed([7; 32]);
+        for bits in [0u32, 1, 2, 3, 6] {
+            for alpha in 0..(1u64 << bits) {
+                check::<u32, 1>(bits, alpha, [1], &mut rng);
+                check::<u64, 2>(bits, alpha, [1, 0xdead_beef_0000_1234], &mut rng);
+            }
+        }
+        for bits in [17u32, 33, 63, 64] {
+            for _ in 0..8 {
+                let mask = if bits == 64 { u64::MAX } else { (1u64 << bits) - 1 };
+                let alpha = rng.next_u64() & mask;
+                check::<u32, 2>(bits, alpha, [1, 77], &mut rng);
+                check::<u128, 1>(bits, alpha, [u128::MAX - 5], &mut rng);
+            }
+        }
+    }
+}
