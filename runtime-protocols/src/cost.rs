@@ -191,12 +191,23 @@ pub fn costs_for(
         "rep3" => {
             fixed(3).map(|_| Box::new(crate::rep3::Rep3Costs { ring_bits }) as Box<dyn Costs>)
         }
-        "semi2k" if parties >= 2 => Ok(Box::new(crate::semi2k::Semi2kCosts { parties, ring_bits })),
+        "semi2k" if parties >= 2 => Ok(Box::new(crate::semi2k::Semi2kCosts {
+            parties,
+            ring_bits,
+            gates: crate::semi2k::Gates::Beaver,
+        })),
         "semi2k" => Err(ProtocolError::Invalid(format!(
             "semi2k runs with 2 or more parties, not {parties}"
         ))),
+        "fss" => fixed(2).map(|_| {
+            Box::new(crate::semi2k::Semi2kCosts {
+                parties,
+                ring_bits,
+                gates: crate::semi2k::Gates::Fss,
+            }) as Box<dyn Costs>
+        }),
         other => Err(ProtocolError::Invalid(format!(
-            "protocol `{other}` is not implemented (implemented: clear, rep3, semi2k)"
+            "protocol `{other}` is not implemented (implemented: clear, rep3, semi2k, fss)"
         ))),
     }
 }

@@ -33,10 +33,7 @@ pub(super) fn mul_deal<W: Word>(n: usize, rng: &mut ChaCha12Rng) -> Block<W> {
     let mut words = random_words::<W>(rng, 2 * n);
     let c: Vec<W> = (0..n).map(|i| words[i].mul(words[n + i])).collect();
     words.extend(c);
-    Block {
-        words,
-        segs: Vec::new(),
-    }
+    Block::of_words(words)
 }
 
 pub(super) fn mul<W: Word>(p: &mut Semi2k<W>, x: &[W], y: &[W]) -> R<Vec<W>> {
@@ -91,10 +88,7 @@ pub(super) fn matmul_deal<W: Word>(d: MatDims, rng: &mut ChaCha12Rng) -> Block<W
     let mut words = random_words::<W>(rng, l + r);
     let c = matmul_words(&words[..l], &words[l..], d);
     words.extend(c);
-    Block {
-        words,
-        segs: Vec::new(),
-    }
+    Block::of_words(words)
 }
 
 pub(super) fn matmul<W: Word>(p: &mut Semi2k<W>, x: &[W], y: &[W], d: MatDims) -> R<Vec<W>> {
@@ -151,10 +145,7 @@ pub(super) fn lookup_deal<W: Word>(n: usize, table_len: usize, rng: &mut ChaCha1
         words[i] = W::from_u128(u128::from(r));
         words[n + i * len + r as usize] = W::ONE;
     }
-    Block {
-        words,
-        segs: Vec::new(),
-    }
+    Block::of_words(words)
 }
 
 pub(super) fn lookup<W: Word>(p: &mut Semi2k<W>, x: &[W], table: &[i64], offset: i64) -> R<Vec<W>> {

@@ -1,26 +1,28 @@
-//! The cost formulas of `semi2k`: each primitive runs on a counting [`Dealer`], which
+//! The cost formulas of `semi2k` and `fss`: each primitive runs on a counting [`Dealer`], which
 //! follows the parties' calls and records their message pattern.
 
-use super::Dealer;
+use super::{Dealer, Gates};
 use crate::cost::{Costs, Round, Rounds};
 use crate::word::Word;
 use crate::{Bounds, MatDims, PartyId, Protocol, ProtocolError, Requant, TruncMode};
 
 type R<T> = Result<T, ProtocolError>;
 
-/// `semi2k` among `parties` computing parties in Z_2^`ring_bits`.
+/// `semi2k` (or `fss`, by `gates`) among `parties` computing parties in Z_2^`ring_bits`.
 pub struct Semi2kCosts {
     pub parties: usize,
     pub ring_bits: u32,
+    pub gates: Gates,
 }
 
 impl Semi2kCosts {
     /// The rounds `call` records on a counting dealer of this ring.
     fn run(&self, call: impl Fn(&mut dyn Counting) -> R<()>) -> R<Rounds> {
+        let (n, g) = (self.parties, self.gates);
         match self.ring_bits {
-            32 => counted::<u32>(self.parties, call),
-            64 => counted::<u64>(self.parties, call),
-            _ => counted::<u128>(self.parties, call),
+            32 => counted::<u32>(n, g, call),
+            64 => counted::<u64>(n, g, call),
+            _ => counted::<u128>(n, g, call),
         }
     }
 }
@@ -66,15 +68,19 @@ impl<W: Word> Counting for Dealer<W> {
     }
 }
 
-fn counted<W: Word>(parties: usize, call: impl Fn(&mut dyn Counting) -> R<()>) -> R<Rounds> {
-    let mut d = Dealer::<W>::counting(parties);
+fn counted<W: Word>(
+    parties: usize,
+    gates: Gates,
+    call: impl Fn(&mut dyn Counting) -> R<()>,
+) -> R<Rounds> {
+    let mut d = Dealer::<W>::counting(parties, gates);
     call(&mut d)?;
     Ok(d.take_rounds())
 }
 
 impl Costs for Semi2kCosts {
     fn name(&self) -> &'static str {
-        "semi2k"
+        self.gates.name()
     }
     fn parties(&self) -> usize {
         self.parties

@@ -5,7 +5,7 @@
 
 use super::prep::{self, Block, Corrections, Layout};
 use super::select::Plan;
-use super::{arith, reduce};
+use super::{arith, fss, reduce, Gates};
 use crate::cost::Rounds;
 use crate::net::{Stats, Transport, FRAME_HEADER};
 use crate::word::Word;
@@ -26,14 +26,19 @@ struct Generating {
     /// Streams of parties `0..n − 1` for the current instruction.
     streams: Vec<ChaCha12Rng>,
     corrections: Corrections,
+    /// Public bytes per instruction, which the parties with a seed also get.
+    public: Corrections,
 }
 
 /// The trusted dealer of `n` computing parties over the ring of `W`.
 pub struct Dealer<W: Word> {
     n: usize,
+    gates: Gates,
     current: usize,
-    /// Bytes of material per instruction index.
+    /// Bytes of material per instruction index (to the last party).
     sizes: BTreeMap<usize, usize>,
+    /// Public bytes per instruction index (to every party).
+    public_sizes: BTreeMap<usize, usize>,
     /// Online rounds of the calls so far.
     rounds: Rounds,
     gen: Option<Generating>,
@@ -49,26 +54,29 @@ fn os_seed() -> R<[u8; 32]> {
 
 impl<W: Word> Dealer<W> {
     /// A dealer that generates material, every seed from the operating system.
-    pub fn new(parties: usize) -> R<Self> {
+    pub fn new(parties: usize, gates: Gates) -> R<Self> {
         let seeds = (0..parties.saturating_sub(1))
             .map(|_| os_seed())
             .collect::<R<Vec<_>>>()?;
-        let mut d = Dealer::counting(parties);
+        let mut d = Dealer::counting(parties, gates);
         d.gen = Some(Generating {
             seeds,
             rng: ChaCha12Rng::from_seed(os_seed()?),
             streams: Vec::new(),
             corrections: Corrections::new(),
+            public: Corrections::new(),
         });
         Ok(d)
     }
 
     /// A dealer that only counts sizes and rounds.
-    pub fn counting(parties: usize) -> Self {
+    pub fn counting(parties: usize, gates: Gates) -> Self {
         Dealer {
             n: parties,
+            gates,
             current: 0,
             sizes: BTreeMap::new(),
+            public_sizes: BTreeMap::new(),
             rounds: Vec::new(),
             gen: None,
             _ring: PhantomData,
@@ -81,13 +89,26 @@ impl<W: Word> Dealer<W> {
     }
 
     /// Bytes the dealer sends every party (frame headers included): a seed to each but the
-    /// last, and the corrections with their directory to the last.
+    /// last, with the public bytes and their directory if there are any, and the
+    /// corrections with their directory to the last.
     pub fn bytes_per_party(&self) -> Vec<u64> {
         let header = FRAME_HEADER as u64;
-        let mut out = vec![32 + header; self.n.saturating_sub(1)];
-        let data: usize = self.sizes.values().sum();
-        out.push(header + 4 + 8 * self.sizes.len() as u64 + data as u64);
+        let directory = |sizes: &BTreeMap<usize, usize>| {
+            4 + 8 * sizes.len() as u64 + sizes.values().sum::<usize>() as u64
+        };
+        let public = if self.public_sizes.is_empty() {
+            0
+        } else {
+            directory(&self.public_sizes)
+        };
+        let mut out = vec![32 + header + public; self.n.saturating_sub(1)];
+        out.push(header + directory(&self.sizes));
         out
+    }
+
+    /// Public bytes (key correction words) sent to each party.
+    pub fn public_bytes(&self) -> u64 {
+        self.public_sizes.values().sum::<usize>() as u64
     }
 
     /// Send every party its preprocessing (one round); the dealer is party `n` of `net`.
@@ -95,24 +116,30 @@ impl<W: Word> Dealer<W> {
         let g = self.gen.ok_or_else(|| {
             ProtocolError::Invalid("a counting dealer has no material to send".into())
         })?;
+        let public = if g.public.is_empty() {
+            Vec::new()
+        } else {
+            prep::encode_corrections(&g.public)
+        };
         let mut out: Vec<(PartyId, Vec<u8>)> = g
             .seeds
             .iter()
             .enumerate()
-            .map(|(p, s)| (p, s.to_vec()))
+            .map(|(p, s)| (p, [s.as_slice(), &public].concat()))
             .collect();
         out.push((self.n - 1, prep::encode_corrections(&g.corrections)));
         net.exchange(out, &[])?;
         Ok(net.stats())
     }
 
-    /// Supply one call's material (made by `make` from the dealer's randomness) and
-    /// record its online rounds.
-    fn supply(
+    /// Supply one call's material and record its online rounds. `make` makes the values
+    /// from the dealer's randomness and the shares of every party but the last (which
+    /// `fss` keys need: party 0's root seeds are its share).
+    pub(super) fn supply(
         &mut self,
         layout: Layout,
         rounds: Rounds,
-        make: impl FnOnce(&mut ChaCha12Rng) -> Block<W>,
+        make: impl FnOnce(&mut ChaCha12Rng, &[Block<W>]) -> Block<W>,
     ) {
         self.rounds.extend(rounds);
         let bytes = layout.bytes(W::BYTES);
@@ -120,10 +147,24 @@ impl<W: Word> Dealer<W> {
             return;
         }
         *self.sizes.entry(self.current).or_default() += bytes;
+        if layout.public > 0 {
+            *self.public_sizes.entry(self.current).or_default() += layout.public;
+        }
         if let Some(g) = self.gen.as_mut() {
-            let mut block = make(&mut g.rng);
-            for s in g.streams.iter_mut() {
-                prep::remove_share(&mut block, &prep::draw(s, &layout));
+            let shares: Vec<Block<W>> = g
+                .streams
+                .iter_mut()
+                .map(|s| prep::draw(s, &layout))
+                .collect();
+            let mut block = make(&mut g.rng, &shares);
+            for s in &shares {
+                prep::remove_share(&mut block, s);
+            }
+            if !block.public.is_empty() {
+                g.public
+                    .entry(self.current)
+                    .or_default()
+                    .extend_from_slice(&block.public);
             }
             prep::encode_block(&block, g.corrections.entry(self.current).or_default());
         }
@@ -134,11 +175,19 @@ impl<W: Word> reduce::Engine for Dealer<W> {
     fn ring_bits(&self) -> u32 {
         W::BITS
     }
-    fn select_with(&mut self, x: &[()], q: &Requant, _b: Bounds, plan: &Plan) -> R<Vec<()>> {
+    fn gates(&self) -> Gates {
+        self.gates
+    }
+    fn select_with(&mut self, x: &[()], q: &Requant, b: Bounds, plan: &Plan) -> R<Vec<()>> {
         let n = x.len();
-        self.supply(plan.layout(n), plan.pattern(n, self.n), |rng| {
-            plan.deal(q, rng)
-        });
+        match self.gates {
+            Gates::Beaver => {
+                self.supply(plan.layout(n), plan.pattern(n, self.n), |rng, _| {
+                    plan.deal(q, rng)
+                });
+            }
+            Gates::Fss => fss::supply(self, q, b, plan)?,
+        }
         Ok(vec![(); n])
     }
 }
@@ -147,7 +196,7 @@ impl<W: Word> Protocol for Dealer<W> {
     type Share = ();
 
     fn name(&self) -> &'static str {
-        "semi2k"
+        self.gates.name()
     }
     /// The dealer's id in the mesh: no role of the program is its.
     fn party(&self) -> PartyId {
@@ -198,7 +247,7 @@ impl<W: Word> Protocol for Dealer<W> {
             self.supply(
                 arith::mul_layout(n),
                 arith::mul_pattern(n, self.n, W::BYTES),
-                |rng| arith::mul_deal(n, rng),
+                |rng, _| arith::mul_deal(n, rng),
             );
         }
         Ok(a.to_vec())
@@ -208,7 +257,7 @@ impl<W: Word> Protocol for Dealer<W> {
             self.supply(
                 arith::matmul_layout(d),
                 arith::matmul_pattern(d, self.n, W::BYTES),
-                |rng| arith::matmul_deal(d, rng),
+                |rng, _| arith::matmul_deal(d, rng),
             );
         }
         Ok(vec![(); d.batch * d.m * d.n])
@@ -241,7 +290,7 @@ impl<W: Word> Protocol for Dealer<W> {
         self.supply(
             arith::lookup_layout(n, len),
             arith::lookup_pattern(n, len, self.n),
-            |rng| arith::lookup_deal(n, len, rng),
+            |rng, _| arith::lookup_deal(n, len, rng),
         );
         Ok(x.to_vec())
     }

@@ -20,12 +20,14 @@
 mod arith;
 mod cost;
 mod dealer;
+mod fss;
 mod prep;
 mod reduce;
 mod select;
 
 pub use cost::Semi2kCosts;
 pub use dealer::Dealer;
+pub use fss::key_bytes_per_comparison;
 
 use crate::mux::{self, Port, Reply, Request};
 use crate::net::{NetError, Stats, Transport};
@@ -37,9 +39,32 @@ use std::marker::PhantomData;
 
 type R<T> = Result<T, ProtocolError>;
 
-/// A party of `semi2k` over the ring of `W`.
+/// How the parties compute comparisons, roundings and clamps: the one difference between
+/// `semi2k` and `fss`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Gates {
+    /// `semi2k`: XOR-shared comparison tables and a tree of Beaver ANDs ([`select`]),
+    /// `2 + log2(units)` rounds, any number of parties.
+    Beaver,
+    /// `fss`: the dealer's DCF keys, one masked opening per comparison or rounding
+    /// ([`fss`]), two parties.
+    Fss,
+}
+
+impl Gates {
+    /// The protocol's command-line name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Gates::Beaver => "semi2k",
+            Gates::Fss => "fss",
+        }
+    }
+}
+
+/// A party of `semi2k` or `fss` over the ring of `W`.
 pub struct Semi2k<W: Word> {
     me: PartyId,
+    gates: Gates,
     /// Computing parties; the dealer is party `n` of the mesh.
     n: usize,
     net: Box<dyn Transport>,
@@ -58,11 +83,22 @@ impl<W: Word> Semi2k<W> {
     /// Receive the dealer's preprocessing (one message from party `n`), then agree on
     /// pairwise input keys: party `i` draws the key of each pair `(i, j)`, `j > i`, from
     /// the operating system and sends it to `j` (one round, 32 bytes per pair).
-    pub fn setup(mut net: Box<dyn Transport>) -> R<Self> {
+    pub fn setup(net: Box<dyn Transport>) -> R<Self> {
+        Self::setup_with(net, Gates::Beaver)
+    }
+
+    /// [`Semi2k::setup`] for the gates `gates` (`fss` needs exactly 2 parties).
+    pub fn setup_with(mut net: Box<dyn Transport>, gates: Gates) -> R<Self> {
         let total = net.parties();
         if total < 3 {
             return Err(ProtocolError::Invalid(format!(
-                "semi2k needs at least 2 parties and the dealer, not {total} in all"
+                "{} needs at least 2 parties and the dealer, not {total} in all",
+                gates.name()
+            )));
+        }
+        if gates == Gates::Fss && total != 3 {
+            return Err(ProtocolError::Invalid(format!(
+                "fss runs with exactly 2 parties and the dealer, not {total} in all"
             )));
         }
         let (me, n) = (net.party(), total - 1);
@@ -77,11 +113,19 @@ impl<W: Word> Semi2k<W> {
         let source = if me == n - 1 {
             prep::Source::new(dealer, None, prep::decode_corrections(&msg, dealer)?)
         } else {
-            let seed: [u8; 32] = msg.as_slice().try_into().map_err(|_| ProtocolError::Peer {
-                party: dealer,
-                what: format!("the dealer sent a seed of {} bytes", msg.len()),
-            })?;
-            prep::Source::new(dealer, Some(seed), Default::default())
+            let seed: [u8; 32] = msg
+                .get(..32)
+                .and_then(|s| s.try_into().ok())
+                .ok_or_else(|| ProtocolError::Peer {
+                    party: dealer,
+                    what: format!("the dealer sent a seed of {} bytes", msg.len()),
+                })?;
+            let public = if msg.len() > 32 {
+                prep::decode_corrections(&msg[32..], dealer)?
+            } else {
+                Default::default()
+            };
+            prep::Source::new(dealer, Some(seed), public)
         };
         let mut keys: Vec<Option<[u8; 32]>> = vec![None; n];
         let mut out = Vec::new();
@@ -99,6 +143,7 @@ impl<W: Word> Semi2k<W> {
         let setup = net.stats();
         Ok(Semi2k {
             me,
+            gates,
             n,
             net,
             keys,
@@ -187,8 +232,14 @@ impl<W: Word> reduce::Engine for Semi2k<W> {
     fn ring_bits(&self) -> u32 {
         W::BITS
     }
+    fn gates(&self) -> Gates {
+        self.gates
+    }
     fn select_with(&mut self, x: &[W], q: &Requant, b: Bounds, plan: &select::Plan) -> R<Vec<W>> {
-        select::eval(self, x, q, b, plan)
+        match self.gates {
+            Gates::Beaver => select::eval(self, x, q, b, plan),
+            Gates::Fss => fss::eval(self, x, q, b, plan),
+        }
     }
 }
 
@@ -196,7 +247,7 @@ impl<W: Word> Protocol for Semi2k<W> {
     type Share = W;
 
     fn name(&self) -> &'static str {
-        "semi2k"
+        self.gates.name()
     }
     fn party(&self) -> PartyId {
         self.me
@@ -214,6 +265,7 @@ impl<W: Word> Protocol for Semi2k<W> {
     fn fork(&self, task: u64, port: Port) -> Option<Self> {
         let mut f = Semi2k {
             me: self.me,
+            gates: self.gates,
             n: self.n,
             net: Box::new(port),
             keys: self.keys.clone(),

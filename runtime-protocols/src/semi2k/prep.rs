@@ -6,6 +6,10 @@
 //! it got from the dealer (`index` is the instruction's), and only the last party receives
 //! bytes, the *correction* that makes the shares add up (XOR up, for bits). So the dealer
 //! sends one seed to each party and one correction per primitive call to the last party.
+//!
+//! A block may also carry *public* bytes that every party receives as they are (the
+//! correction words of `fss` keys, which both keys share); the parties with a seed get
+//! them in a directory of the same shape as the corrections.
 
 use crate::bitvec::{clear_tail, words};
 use crate::word::Word;
@@ -23,6 +27,8 @@ type R<T> = Result<T, ProtocolError>;
 pub(super) struct Layout {
     pub words: usize,
     pub segments: Vec<usize>,
+    /// Bytes every party receives as they are.
+    pub public: usize,
 }
 
 impl Layout {
@@ -30,7 +36,14 @@ impl Layout {
         Layout {
             words,
             segments: Vec::new(),
+            public: 0,
         }
+    }
+
+    /// Append `bytes` public bytes.
+    pub fn public(mut self, bytes: usize) -> Layout {
+        self.public += bytes;
+        self
     }
 
     /// Append a segment of `bits` bits.
@@ -43,9 +56,10 @@ impl Layout {
         self.segments.iter().map(|&b| words(b)).sum()
     }
 
-    /// Bytes of a correction of this layout.
+    /// Bytes the last party receives for this layout: the correction, then the public
+    /// bytes.
     pub fn bytes(&self, word_bytes: usize) -> usize {
-        self.words * word_bytes + 8 * self.bit_words()
+        self.words * word_bytes + 8 * self.bit_words() + self.public
     }
 }
 
@@ -54,6 +68,18 @@ impl Layout {
 pub(super) struct Block<W> {
     pub words: Vec<W>,
     pub segs: Vec<Vec<u64>>,
+    /// Not shared: the same at every party.
+    pub public: Vec<u8>,
+}
+
+impl<W> Block<W> {
+    pub fn of_words(words: Vec<W>) -> Block<W> {
+        Block {
+            words,
+            segs: Vec::new(),
+            public: Vec::new(),
+        }
+    }
 }
 
 /// Stream `index + 1` of `seed`: a party's share of instruction `index`'s material.
@@ -88,6 +114,7 @@ pub(super) fn draw<W: Word>(rng: &mut ChaCha12Rng, l: &Layout) -> Block<W> {
     Block {
         words: words_out,
         segs,
+        public: Vec::new(),
     }
 }
 
@@ -113,6 +140,7 @@ pub(super) fn encode_block<W: Word>(block: &Block<W>, out: &mut Vec<u8>) {
             out.extend_from_slice(&w.to_le_bytes());
         }
     }
+    out.extend_from_slice(&block.public);
 }
 
 fn decode_block<W: Word>(bytes: &[u8], l: &Layout) -> Block<W> {
@@ -136,6 +164,7 @@ fn decode_block<W: Word>(bytes: &[u8], l: &Layout) -> Block<W> {
     Block {
         words: words_out,
         segs,
+        public: bytes[at..at + l.public].to_vec(),
     }
 }
 
@@ -199,7 +228,8 @@ pub(super) struct Source {
     /// Every party but the last: its seed, and its stream for the current instruction.
     seed: Option<[u8; 32]>,
     stream: Option<ChaCha12Rng>,
-    /// The last party: the dealer's corrections, read from `at` on for the current index.
+    /// The last party: the dealer's corrections and public bytes; every other party: the
+    /// public bytes. Read from `at` on for the current index.
     corrections: Arc<Corrections>,
     index: usize,
     at: usize,
@@ -239,11 +269,18 @@ impl Source {
     /// This party's share of the next block.
     pub fn take<W: Word>(&mut self, l: &Layout) -> R<Block<W>> {
         if let Some(rng) = self.stream.as_mut() {
-            return Ok(draw(rng, l));
+            let mut block = draw(rng, l);
+            block.public = self.bytes(l.public)?.to_vec();
+            return Ok(block);
         }
-        let len = l.bytes(W::BYTES);
+        let data = self.bytes(l.bytes(W::BYTES))?;
+        Ok(decode_block(data, l))
+    }
+
+    /// The next `len` bytes of the current instruction's message.
+    fn bytes(&mut self, len: usize) -> R<&[u8]> {
         if len == 0 {
-            return Ok(decode_block(&[], l));
+            return Ok(&[]);
         }
         let data = self
             .corrections
@@ -257,6 +294,6 @@ impl Source {
                 ),
             })?;
         self.at += len;
-        Ok(decode_block(data, l))
+        Ok(data)
     }
 }

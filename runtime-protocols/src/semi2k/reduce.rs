@@ -4,6 +4,7 @@
 //! formulas all follow the same calls.
 
 use super::select::Plan;
+use super::Gates;
 use crate::{Bounds, Protocol, ProtocolError, Requant, TruncMode};
 
 type R<T> = Result<T, ProtocolError>;
@@ -11,7 +12,9 @@ type R<T> = Result<T, ProtocolError>;
 /// A [`Protocol`] with the selection primitive.
 pub(super) trait Engine: Protocol + Sized {
     fn ring_bits(&self) -> u32;
-    /// `q` on `x` (values in `b`) for a plan that communicates.
+    fn gates(&self) -> Gates;
+    /// `q` on `x` (values in `b`) for a plan that communicates; with [`Gates::Fss`], one
+    /// that rounds or compares, not both.
     fn select_with(
         &mut self,
         x: &[Self::Share],
@@ -32,6 +35,18 @@ pub(super) fn select<P: Engine>(
         return Ok(Vec::new());
     }
     let plan = Plan::new(q, b, p.ring_bits())?;
+    if p.gates() == Gates::Fss && plan.rounds() && plan.has_thresholds() {
+        // A DCF key rounds or clamps on one opening, not both: round (with the zero
+        // point) under a clamp that never binds, then clamp.
+        let mid = q.mid_bounds(b, TruncMode::Exact);
+        let round = Requant {
+            lo: mid.lo,
+            hi: mid.hi,
+            ..q.clone()
+        };
+        let v = select(p, x, &round, b)?;
+        return select(p, &v, &unit(x.len(), q.lo, q.hi), mid);
+    }
     if !plan.is_local() {
         return p.select_with(x, q, b, &plan);
     }

@@ -137,7 +137,18 @@ impl Plan {
         self.lanes.contains(&l)
     }
 
-    fn has_thresholds(&self) -> bool {
+    /// Whether some element has a denominator above 1.
+    pub fn rounds(&self) -> bool {
+        self.has(Lane::Borrow)
+    }
+
+    /// `(T_lo, T_hi)` per element, in `y`-space.
+    pub fn thresholds(&self) -> &[(u64, u64)] {
+        &self.thresholds
+    }
+
+    /// Whether some threshold depends on the secret.
+    pub fn has_thresholds(&self) -> bool {
         self.has(Lane::Lo) || self.has(Lane::Hi)
     }
 
@@ -167,7 +178,7 @@ impl Plan {
     }
 
     /// The public outcome of a threshold that does not vary.
-    fn fixed(t: u64) -> u64 {
+    pub fn fixed(t: u64) -> u64 {
         u64::from(t == 0)
     }
 
@@ -321,7 +332,11 @@ impl Plan {
                 segs.extend([b2, c2]);
             }
         }
-        Block { words: w, segs }
+        Block {
+            words: w,
+            segs,
+            public: Vec::new(),
+        }
     }
 }
 

@@ -1,5 +1,6 @@
-//! Every `semi2k` primitive against the plaintext meaning, `n` parties and the dealer over
-//! loopback TCP; the cost formulas against the measured traffic; a party's view.
+//! Every `semi2k` and `fss` primitive against the plaintext meaning, `n` parties and the
+//! dealer over loopback TCP; the cost formulas against the measured traffic; a party's
+//! view.
 
 use super::*;
 use crate::net::Mesh;
@@ -14,25 +15,26 @@ trait Script: Sync {
 
 /// Runs `s` in `n` parties and the dealer (party `n`); returns each computing party's
 /// results and online traffic.
-fn run<W: Word, S: Script>(n: usize, s: &S) -> Vec<(Vec<Option<Vec<i64>>>, Stats)> {
-    run_with::<W, S>(n, s, |_, mesh| Box::new(mesh))
+fn run<W: Word, S: Script>(g: Gates, n: usize, s: &S) -> Vec<(Vec<Option<Vec<i64>>>, Stats)> {
+    run_with::<W, S>(g, n, s, |_, mesh| Box::new(mesh))
 }
 
 fn run_with<W: Word, S: Script>(
+    g: Gates,
     n: usize,
     s: &S,
     wrap: impl Fn(PartyId, Mesh) -> Box<dyn Transport> + Sync,
 ) -> Vec<(Vec<Option<Vec<i64>>>, Stats)> {
-    let mut out = on_mesh(n + 1, "semi2k", |i, mesh| {
+    let mut out = on_mesh(n + 1, g.name(), |i, mesh| {
         if i == n {
-            let mut d = Dealer::<W>::new(n).unwrap();
+            let mut d = Dealer::<W>::new(n, g).unwrap();
             d.begin_instruction(0);
             s.run(&mut d).unwrap();
             let mut net: Box<dyn Transport> = Box::new(mesh);
             d.send(net.as_mut()).unwrap();
             return None;
         }
-        let mut p = Semi2k::<W>::setup(wrap(i, mesh)).unwrap();
+        let mut p = Semi2k::<W>::setup_with(wrap(i, mesh), g).unwrap();
         p.begin_instruction(0);
         let r = s.run(&mut p).unwrap();
         Some((r, p.stats()))
@@ -139,22 +141,27 @@ impl Call {
     }
 }
 
-/// Runs `calls` on `x`, `y` among `n` parties in the ring of `W`; checks every result
-/// against the plaintext and the measured traffic against the cost formulas.
+/// `semi2k`'s [`check_with`].
 fn check<W: Word>(n: usize, x: &[i64], y: &[i64], calls: Vec<Call>) {
+    check_with::<W>(Gates::Beaver, n, x, y, calls)
+}
+
+/// Runs `calls` on `x`, `y` among `n` parties in the ring of `W` with `gates`; checks every
+/// result against the plaintext and the measured traffic against the cost formulas.
+fn check_with<W: Word>(gates: Gates, n: usize, x: &[i64], y: &[i64], calls: Vec<Call>) {
     let s = Binary {
         x: x.to_vec(),
         y: y.to_vec(),
         to: 1,
         op: |_| calls.clone(),
     };
-    let out = run::<W, _>(n, &s);
+    let out = run::<W, _>(gates, n, &s);
     let got = at(&out, 1);
     for (call, g) in calls.iter().zip(&got) {
         assert_eq!(
             g,
             &call.clear(x, y),
-            "{call:?} in Z_2^{} among {n}",
+            "{call:?} in Z_2^{} among {n} ({gates:?})",
             W::BITS
         );
     }
@@ -162,6 +169,7 @@ fn check<W: Word>(n: usize, x: &[i64], y: &[i64], calls: Vec<Call>) {
     let costs = Semi2kCosts {
         parties: n,
         ring_bits: W::BITS,
+        gates,
     };
     let mut rounds: Rounds = Vec::new();
     for (call, g) in calls.iter().zip(&got) {
@@ -327,6 +335,93 @@ fn comparisons_match_clear() {
     check::<u32>(5, &x, &y, vec![Call::Max(b), Call::Argmax(10, false, b)]);
 }
 
+/// Every primitive under `fss`: two parties, DCF keys.
+#[test]
+fn fss_gates_match_clear() {
+    let b = Bounds { lo: -300, hi: 300 };
+    let mut x = values(40, b.lo, b.hi, 5);
+    let y = values(40, b.lo, b.hi, 6);
+    x[1] = x[6];
+    x[8] = 300;
+    x[15] = 300;
+    x[16] = -300;
+    let comparisons = vec![
+        Call::Clamp(-20, 100, b),
+        Call::Clamp(0, 1000, b),
+        Call::Clamp(-300, 300, b),
+        Call::Max(b),
+        Call::Argmax(8, false, b),
+        Call::Argmax(8, true, b),
+        Call::Argmax(5, false, b),
+        Call::Mul,
+        Call::Lookup((0..601).map(|i| (i * 37) % 91 - 45).collect(), -300),
+    ];
+    check_with::<u64>(Gates::Fss, 2, &x, &y, comparisons.clone());
+    check_with::<u32>(Gates::Fss, 2, &x, &y, comparisons);
+
+    let wide = Bounds {
+        lo: -(1 << 20),
+        hi: 1 << 20,
+    };
+    let mut x = values(96, wide.lo, wide.hi, 4);
+    x[2] = 12;
+    x[3] = -12;
+    x[4] = 40;
+    x[5] = 5 << 9;
+    x[6] = -(5 << 9);
+    x[7] = wide.lo;
+    x[8] = wide.hi;
+    let n = x.len();
+    let den: Vec<i64> = (0..n).map(|i| [8, 3, 7, 1 << 12, 24, 1][i % 6]).collect();
+    let num: Vec<i64> = (0..n).map(|i| [1, 5, -3, 77, 1, -2][i % 6]).collect();
+    let pow2 = Requant {
+        num: (0..n).map(|i| 1000 + i as i64).collect(),
+        den: (0..n).map(|i| 1 << (14 + i % 3)).collect(),
+        zp: (0..n).map(|i| i as i64 % 5 - 2).collect(),
+        lo: -128,
+        hi: 127,
+    };
+    let general = Requant {
+        num: vec![7; n],
+        den: (0..n).map(|i| [9, 10, 1000, 3][i % 4]).collect(),
+        zp: vec![3; n],
+        lo: 0,
+        hi: 255,
+    };
+    let tie = Requant {
+        num: vec![1; n],
+        den: vec![1 << 10; n],
+        zp: vec![0; n],
+        lo: -1000,
+        hi: 1000,
+    };
+    let roundings = vec![
+        Call::Rescale(num, den, wide),
+        Call::Requant(pow2, wide),
+        Call::Requant(general, wide),
+        Call::Requant(tie, wide),
+    ];
+    check_with::<u64>(Gates::Fss, 2, &x, &x, roundings.clone());
+    check_with::<u32>(Gates::Fss, 2, &x, &x, roundings.clone());
+
+    // One opening per comparison or rounding; two for a requantization that also clamps.
+    let costs = Semi2kCosts {
+        parties: 2,
+        ring_bits: 64,
+        gates: Gates::Fss,
+    };
+    let rounds = |call: &Call, len: usize| call_cost(&costs, call, len).len();
+    assert_eq!(rounds(&Call::Clamp(-20, 100, b), 40), 1);
+    assert_eq!(rounds(&Call::Max(b), 40), 1);
+    assert_eq!(rounds(&Call::Argmax(8, false, b), 40), 4);
+    let [rescale, pow2, _, tie] = &roundings[..] else {
+        unreachable!()
+    };
+    assert_eq!(rounds(rescale, n), 1);
+    assert_eq!(rounds(pow2, n), 2);
+    assert_eq!(rounds(tie, n), 2);
+}
+
 #[test]
 fn lookups_match_clear() {
     let x = values(30, -100, 100, 7);
@@ -343,6 +438,7 @@ fn too_wide_values_are_an_error_not_a_wrong_answer() {
     let costs = Semi2kCosts {
         parties: 2,
         ring_bits: 32,
+        gates: Gates::Beaver,
     };
     let wide = Bounds {
         lo: -(1 << 40),
@@ -352,6 +448,7 @@ fn too_wide_values_are_an_error_not_a_wrong_answer() {
     let costs64 = Semi2kCosts {
         parties: 2,
         ring_bits: 64,
+        gates: Gates::Fss,
     };
     assert!(costs64.clamp(4, 0, 10, wide).is_ok());
 }
@@ -362,7 +459,7 @@ mod view {
 
     /// Party 0's secret `x` through every primitive; returns what each party received
     /// (the dealer's messages included).
-    fn views(n: usize, x: &[i64]) -> Vec<Vec<u8>> {
+    fn views(g: Gates, n: usize, x: &[i64]) -> Vec<Vec<u8>> {
         let b = Bounds { lo: -100, hi: 100 };
         let len = x.len();
         let calls = vec![
@@ -391,7 +488,7 @@ mod view {
         };
         let seen: Vec<Arc<Mutex<Vec<u8>>>> =
             (0..n).map(|_| Arc::new(Mutex::new(Vec::new()))).collect();
-        run_with::<u32, _>(n, &s, |i, mesh| {
+        run_with::<u32, _>(g, n, &s, |i, mesh| {
             Box::new(Recorder {
                 inner: Box::new(mesh),
                 seen: seen[i].clone(),
@@ -405,14 +502,14 @@ mod view {
         let xa: Vec<i64> = vec![-100, -3, 0, 5, 99, 100, 17, -64];
         let xb: Vec<i64> = vec![100, 42, -77, 0, -1, 1, -100, 63];
         const RUNS: usize = 100;
-        for n in [2, 3] {
+        for (g, n) in [(Gates::Beaver, 2), (Gates::Beaver, 3), (Gates::Fss, 2)] {
             let mut va = vec![Vec::new(); n];
             let mut vb = vec![Vec::new(); n];
             for _ in 0..RUNS {
-                for (i, v) in views(n, &xa).into_iter().enumerate() {
+                for (i, v) in views(g, n, &xa).into_iter().enumerate() {
                     va[i].push(v);
                 }
-                for (i, v) in views(n, &xb).into_iter().enumerate() {
+                for (i, v) in views(g, n, &xb).into_iter().enumerate() {
                     vb[i].push(v);
                 }
             }
@@ -421,7 +518,7 @@ mod view {
                 let z = max_z(&va[w], &vb[w]);
                 assert!(
                     z < 6.5,
-                    "party {w} of {n}: its view depends on the input: max |z| = {z:.1}"
+                    "party {w} of {n} ({g:?}): its view depends on the input: max |z| = {z:.1}"
                 );
                 // The detector does fire on a view that carries the input in the clear.
                 let leak = |vs: &[Vec<u8>], x: &[i64]| -> Vec<Vec<u8>> {

@@ -1,0 +1,376 @@
+//! The nonlinear gates of `fss`: two parties and the dealer's DCF keys ([`crate::dcf`]),
+//! after AriaNN (Ryffel, Tholoniat, Pointcheval, Bach, PETS 2022) and the gates of Boyle
+//! et al. (Eurocrypt 2021). Each gate is one masked opening and local key evaluations.
+//!
+//! With `x ∈ [x_lo, x_hi]` and `y = x − x_lo < 2^ℓ`, the dealer shares a mask `r < N = 2^m`
+//! and the parties open `c = y + r mod N` (1 round, `⌈m/8⌉` bytes per element each way).
+//!
+//! - **compare** (`den = 1`; `m = ℓ`): `clamp(num·x + zp, lo, hi)`, so clamp, ReLU and max.
+//!   With `D(v) = [v < r]` and `R(v) = r·[v < r]`, one key of `[v < r]` with payload
+//!   `(1, r)`, and `y = c − r + N·D(c)`, every threshold test and its product with `y` is
+//!   linear in key outputs at public points:
+//!   `[y ≥ T] = [c ≥ T] + D(c) − D(c − T mod N)`, and
+//!   `[y ≥ T]·y = c·[y ≥ T] − ([c ≥ T]·r + R(c) − R(c − T mod N)) + N·[y ≥ T]·D(c)` where
+//!   `[y ≥ T]·D(c)` is `D(c)` if `c ≥ T`, else `D(c) − D(c − T + N)` (nested sets). The
+//!   result is `lo + (g_lo − g_hi)·(num·x + zp − lo) + g_hi·(hi − lo)`.
+//! - **round** (`m = ℓ + 1`): `round_half_even(x·num/d) + zp`. As `y < N/2`, `y = c − r'`
+//!   with `r' = r` when `c`'s top bit is set and `r' = r − N·r_top` otherwise, so
+//!   `x·num + ⌊d/2⌋ = P − Q` with `P = (c + x_lo)·num + ⌊d/2⌋` public and `Q = r'·num` the
+//!   dealer's. With `D = d` (odd `d`) or `2d` (even), `(H, u) = divmod(P, D)`,
+//!   `(Q_h, s) = divmod(Q, D)` and `E(v) = [v < s]`:
+//!   odd `d`: `H − Q_h − E(u)` (no ties);
+//!   even `d`: round-half-even is `2⌊a/2d⌋ + [a mod 2d > d]` for `a = x·num + d/2`, which is
+//!   `2H − 2Q_h + [u ≥ d + 1] − E(u) − E(u − d − 1 mod D)`.
+//!   The dealer keys both readings of `r'`; the public top bit of `c` picks one.
+//!
+//! A requantization whose clamp binds is a round then a compare (2 rounds): a comparison
+//! key cannot also carry the borrow of the rounding, whose product with the clamp's
+//! selector is a function of two secret thresholds at once. Everything a party sees is
+//! `c`, uniform because `r` is, and keys, pseudo-random one at a time.
+
+use super::dealer::Dealer;
+use super::prep::{Block, Layout};
+use super::select::{all_to_all, Plan};
+use super::Semi2k;
+use crate::bitvec::{bits_of, low_mask};
+use crate::cost::Rounds;
+use crate::dcf::{self, Seed, SEED_BYTES};
+use crate::word::Word;
+use crate::{Bounds, ProtocolError, Requant};
+use chacha20::rand_core::Rng;
+use chacha20::ChaCha12Rng;
+use rayon::prelude::*;
+
+type R<T> = Result<T, ProtocolError>;
+
+/// Payload words of a compare key: `1` and `r`.
+const COMPARE_PAYLOAD: usize = 2;
+/// Payload words of a round key: `1`.
+const ROUND_PAYLOAD: usize = 1;
+
+/// Bytes of the key material of one comparison on `bits`-bit values in a ring of
+/// `word_bytes`-byte words, per party: the correction words and the root seed.
+pub fn key_bytes_per_comparison(bits: u32, word_bytes: usize) -> usize {
+    dcf::key_bytes(bits, COMPARE_PAYLOAD, word_bytes) + SEED_BYTES
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    Compare,
+    Round,
+}
+
+/// The public shape of one gate call.
+struct Gate {
+    kind: Kind,
+    /// Bits of the opening.
+    m: u32,
+    /// Elements that open `c` and evaluate keys, in order.
+    keyed: Vec<usize>,
+    /// Per keyed element, input bits of its keys.
+    dom: Vec<u32>,
+}
+
+/// `D` of the round gate: `d`, or `2d` for even `d`.
+fn modulus(d: i64) -> i128 {
+    if d % 2 == 0 {
+        2 * d as i128
+    } else {
+        d as i128
+    }
+}
+
+impl Gate {
+    fn new(q: &Requant, b: Bounds, plan: &Plan) -> Gate {
+        let span = (b.hi as i128 - b.lo as i128) as u128;
+        let bits = bits_of(span).max(1);
+        let varies = |t: u64| t > 0 && t as u128 <= span;
+        let th = plan.thresholds();
+        if plan.rounds() {
+            let keyed: Vec<usize> = (0..q.num.len())
+                .filter(|&i| q.den[i] > 1 && plan.public_selectors(i) == (true, false))
+                .collect();
+            let dom = keyed
+                .iter()
+                .map(|&i| bits_of((modulus(q.den[i]) - 1) as u128))
+                .collect();
+            Gate {
+                kind: Kind::Round,
+                m: bits + 1,
+                keyed,
+                dom,
+            }
+        } else {
+            let keyed: Vec<usize> = (0..q.num.len())
+                .filter(|&i| varies(th[i].0) || varies(th[i].1))
+                .collect();
+            let dom = vec![bits; keyed.len()];
+            Gate {
+                kind: Kind::Compare,
+                m: bits,
+                keyed,
+                dom,
+            }
+        }
+    }
+
+    fn keys_per_element(&self) -> usize {
+        match self.kind {
+            Kind::Compare => 1,
+            Kind::Round => 2,
+        }
+    }
+
+    fn payload(&self) -> usize {
+        match self.kind {
+            Kind::Compare => COMPARE_PAYLOAD,
+            Kind::Round => ROUND_PAYLOAD,
+        }
+    }
+
+    /// Bytes of the correction words of keyed element `j`'s keys.
+    fn key_bytes(&self, j: usize, word_bytes: usize) -> usize {
+        dcf::key_bytes(self.dom[j], self.payload(), word_bytes)
+    }
+
+    /// Words per keyed element: `r` (and both readings of `Q_h` for round).
+    fn words_per_element(&self) -> usize {
+        match self.kind {
+            Kind::Compare => 1,
+            Kind::Round => 3,
+        }
+    }
+
+    /// The shares of `r` (and `Q_h`), the root seeds (XOR shares: party 0's is its draw),
+    /// then the keys' correction words.
+    fn layout(&self, word_bytes: usize) -> Layout {
+        let k = self.keyed.len();
+        let public = (0..k)
+            .map(|j| self.keys_per_element() * self.key_bytes(j, word_bytes))
+            .sum();
+        Layout::words(self.words_per_element() * k)
+            .seg(128 * self.keys_per_element() * k)
+            .public(public)
+    }
+
+    fn open_bytes(&self) -> usize {
+        (self.m as usize).div_ceil(8)
+    }
+
+    fn pattern(&self) -> Rounds {
+        if self.keyed.is_empty() {
+            return Vec::new();
+        }
+        vec![all_to_all(2, self.keyed.len() * self.open_bytes())]
+    }
+
+    /// The dealer's values: `share0` is party 0's share of this block (its root seeds).
+    fn deal<W: Word>(&self, q: &Requant, rng: &mut ChaCha12Rng, share0: &Block<W>) -> Block<W> {
+        let k = self.keyed.len();
+        let kp = self.keys_per_element();
+        let mut words = vec![W::ZERO; self.words_per_element() * k];
+        let mut seeds = vec![0u64; 2 * kp * k];
+        let mut public = Vec::new();
+        let mask = low_mask(self.m);
+        for (j, &i) in self.keyed.iter().enumerate() {
+            let r = rng.next_u64() & mask;
+            words[j] = W::from_u128(u128::from(r));
+            let mut roots = |key: usize| -> [Seed; 2] {
+                let at = 2 * (j * kp + key);
+                let s0 = seed_at(&share0.segs[0], at);
+                let mut s1 = [0u8; SEED_BYTES];
+                rng.fill_bytes(&mut s1);
+                let v0 = u64::from_le_bytes(s1[..8].try_into().unwrap_or_default());
+                let v1 = u64::from_le_bytes(s1[8..].try_into().unwrap_or_default());
+                seeds[at] = share0.segs[0][at] ^ v0;
+                seeds[at + 1] = share0.segs[0][at + 1] ^ v1;
+                [s0, s1]
+            };
+            match self.kind {
+                Kind::Compare => {
+                    let beta = [W::ONE, W::from_u128(u128::from(r))];
+                    dcf::gen::<W, 2>(self.m, r, beta, roots(0), &mut public);
+                }
+                Kind::Round => {
+                    let big_d = modulus(q.den[i]);
+                    let top = (r >> (self.m - 1)) & 1;
+                    let wide = r as i128;
+                    let readings = [wide - ((top as i128) << self.m), wide];
+                    for (v, &rv) in readings.iter().enumerate() {
+                        let qv = rv * q.num[i] as i128;
+                        words[k + 2 * j + v] = W::from_u128(qv.div_euclid(big_d) as u128);
+                        let s = qv.rem_euclid(big_d) as u64;
+                        dcf::gen::<W, 1>(self.dom[j], s, [W::ONE], roots(v), &mut public);
+                    }
+                }
+            }
+        }
+        Block {
+            words,
+            segs: vec![seeds],
+            public,
+        }
+    }
+}
+
+/// The 16-byte seed at word `at` of a packed segment.
+fn seed_at(seg: &[u64], at: usize) -> Seed {
+    let mut s = [0u8; SEED_BYTES];
+    s[..8].copy_from_slice(&seg[at].to_le_bytes());
+    s[8..].copy_from_slice(&seg[at + 1].to_le_bytes());
+    s
+}
+
+/// The dealer's side of a gate call.
+pub(super) fn supply<W: Word>(d: &mut Dealer<W>, q: &Requant, b: Bounds, plan: &Plan) -> R<()> {
+    let g = Gate::new(q, b, plan);
+    let layout = g.layout(W::BYTES);
+    d.supply(layout, g.pattern(), |rng, shares| match shares.first() {
+        Some(share0) => g.deal(q, rng, share0),
+        None => Block::default(),
+    });
+    Ok(())
+}
+
+/// Party `p`'s share of `q` on `x` (values in `b`); see the module doc.
+pub(super) fn eval<W: Word>(
+    p: &mut Semi2k<W>,
+    x: &[W],
+    q: &Requant,
+    b: Bounds,
+    plan: &Plan,
+) -> R<Vec<W>> {
+    let g = Gate::new(q, b, plan);
+    let mat: Block<W> = p.prep.take(&g.layout(W::BYTES))?;
+    let me = p.me;
+    let first = me == 0;
+    let pubw = |v: W| if first { v } else { W::ZERO };
+    let ring = |v: i128| W::from_u128(v as u128);
+    let neg_lo = W::from_i64(b.lo).neg();
+    let mask = low_mask(g.m);
+    let k = g.keyed.len();
+
+    // The opening of c = y + r mod N.
+    let ob = g.open_bytes();
+    let mine: Vec<u64> = g
+        .keyed
+        .iter()
+        .enumerate()
+        .map(|(j, &i)| {
+            let y = if first { x[i].add(neg_lo) } else { x[i] };
+            (y.add(mat.words[j]).to_u128() as u64) & mask
+        })
+        .collect();
+    let c: Vec<u64> = if k == 0 {
+        Vec::new()
+    } else {
+        let mut msg = Vec::with_capacity(k * ob);
+        for v in &mine {
+            msg.extend_from_slice(&v.to_le_bytes()[..ob]);
+        }
+        let got = p.all_round(msg)?;
+        let theirs = got.first().map(Vec::as_slice).unwrap_or_default();
+        (0..k)
+            .map(|j| {
+                let mut bytes = [0u8; 8];
+                bytes[..ob].copy_from_slice(&theirs[j * ob..(j + 1) * ob]);
+                mine[j].wrapping_add(u64::from_le_bytes(bytes)) & mask
+            })
+            .collect()
+    };
+
+    // Where each keyed element's keys start in the public bytes.
+    let kp = g.keys_per_element();
+    let mut offsets = Vec::with_capacity(k);
+    let mut at = 0;
+    for j in 0..k {
+        offsets.push(at);
+        at += kp * g.key_bytes(j, W::BYTES);
+    }
+
+    // Elements without keys: public selectors, `d = 1`.
+    let mut out: Vec<W> = (0..x.len())
+        .map(|i| match plan.public_selectors(i) {
+            (true, _) => x[i].mul(W::from_i64(q.num[i])).add(pubw(W::from_i64(q.zp[i]))),
+            (false, true) => pubw(W::from_i64(q.hi)),
+            (false, false) => pubw(W::from_i64(q.lo)),
+        })
+        .collect();
+
+    let keyed: Vec<W> = (0..k)
+        .into_par_iter()
+        .map(|j| {
+            let i = g.keyed[j];
+            let key_len = g.key_bytes(j, W::BYTES);
+            let key = |v: usize| &mat.public[offsets[j] + v * key_len..][..key_len];
+            let root = |v: usize| seed_at(&mat.segs[0], 2 * (j * kp + v));
+            match g.kind {
+                Kind::Compare => {
+                    let (t_lo, t_hi) = plan.thresholds()[i];
+                    let span = (b.hi as i128 - b.lo as i128) as u128;
+                    let y = x[i].add(pubw(neg_lo));
+                    let r = mat.words[j];
+                    let cj = c[j];
+                    let big_n = W::from_u128(1u128 << g.m);
+                    let eval = |v: u64| dcf::eval::<W, 2>(me, &root(0), key(0), g.m, v);
+                    let at_c = eval(cj);
+                    // Shares of [y ≥ t] and [y ≥ t]·y.
+                    let select = |t: u64| -> (W, W) {
+                        if !(t > 0 && t as u128 <= span) {
+                            let f = Plan::fixed(t);
+                            return (pubw(W::from_u128(u128::from(f))), y.mul(W::from_u128(u128::from(f))));
+                        }
+                        let above = cj >= t;
+                        let shifted = cj.wrapping_sub(t) & mask;
+                        let at_t = eval(shifted);
+                        let g = pubw(W::from_u128(u128::from(above)))
+                            .add(at_c[0])
+                            .sub(at_t[0]);
+                        let g_r = if above { r } else { W::ZERO }.add(at_c[1]).sub(at_t[1]);
+                        let g_w = if above { at_c[0] } else { at_c[0].sub(at_t[0]) };
+                        let gy = g
+                            .mul(W::from_u128(u128::from(cj)))
+                            .sub(g_r)
+                            .add(big_n.mul(g_w));
+                        (g, gy)
+                    };
+                    let (g_lo, gy_lo) = select(t_lo);
+                    let (g_hi, gy_hi) = select(t_hi);
+                    let num = q.num[i] as i128;
+                    let base = ring(num * b.lo as i128 + q.zp[i] as i128 - q.lo as i128);
+                    pubw(W::from_i64(q.lo))
+                        .add(ring(num).mul(gy_lo.sub(gy_hi)))
+                        .add(base.mul(g_lo.sub(g_hi)))
+                        .add(ring(q.hi as i128 - q.lo as i128).mul(g_hi))
+                }
+                Kind::Round => {
+                    let d = q.den[i] as i128;
+                    let big_d = modulus(q.den[i]);
+                    let cj = c[j];
+                    let v = ((cj >> (g.m - 1)) & 1) as usize;
+                    let pv = (cj as i128 + b.lo as i128) * q.num[i] as i128 + d / 2;
+                    let (h, u) = (pv.div_euclid(big_d), pv.rem_euclid(big_d));
+                    let qh = mat.words[k + 2 * j + v];
+                    let eval = |at: i128| dcf::eval::<W, 1>(me, &root(v), key(v), g.dom[j], at as u64)[0];
+                    let e1 = eval(u);
+                    let zp = pubw(W::from_i64(q.zp[i]));
+                    if d % 2 == 1 {
+                        pubw(ring(h)).sub(qh).sub(e1).add(zp)
+                    } else {
+                        let e2 = eval((u - d - 1).rem_euclid(big_d));
+                        let public = 2 * h + i128::from(u > d);
+                        pubw(ring(public))
+                            .sub(qh.add(qh))
+                            .sub(e1)
+                            .sub(e2)
+                            .add(zp)
+                    }
+                }
+            }
+        })
+        .collect();
+    for (j, &i) in g.keyed.iter().enumerate() {
+        out[i] = keyed[j];
+    }
+    Ok(out)
+}
