@@ -1,7 +1,7 @@
 //! `qmpc cost`: a program's rounds and bytes per party and per layer, without running it,
 //! and the budget check users put in CI.
 
-use crate::session;
+use crate::session::{self, Preprocessing};
 use anyhow::{bail, Context, Result};
 use qmpc_vm::cost::ProgramCost;
 use qmpc_vm::interp::Roles;
@@ -22,7 +22,7 @@ pub struct CostArgs {
 
 /// The static cost of `args.model`, the ring it was computed for, and the bytes the dealer
 /// sends before the computation (0 without one).
-pub fn compute(args: &CostArgs) -> Result<(ProgramCost, u32, u64)> {
+pub fn compute(args: &CostArgs) -> Result<(ProgramCost, u32, Preprocessing)> {
     let n = session::parties_for(&args.protocol, args.parties)?;
     if args.batch == 0 {
         bail!("--batch must be at least 1");
@@ -47,7 +47,7 @@ pub fn compute(args: &CostArgs) -> Result<(ProgramCost, u32, u64)> {
     let costs = qmpc_protocols::cost::costs_for(&args.protocol, n, ring)?;
     let c = qmpc_vm::cost::cost(&program, costs.as_ref(), roles, args.batch)
         .with_context(|| format!("{}: cannot cost the program", args.model.display()))?;
-    let pre = session::preprocessing_bytes(&args.protocol, &program, n, roles, args.batch)
+    let pre = session::preprocessing(&args.protocol, &program, n, roles, args.batch)
         .with_context(|| format!("{}: cannot cost the preprocessing", args.model.display()))?;
     Ok((c, ring, pre))
 }
@@ -89,7 +89,7 @@ fn grouped(v: u64) -> String {
     out
 }
 
-fn text(model: &Path, c: &ProgramCost, pre: u64) -> String {
+fn text(model: &Path, c: &ProgramCost, pre: Preprocessing) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
@@ -101,11 +101,20 @@ fn text(model: &Path, c: &ProgramCost, pre: u64) -> String {
         c.rounds(),
         grouped(c.bytes_sent())
     );
-    if pre > 0 {
+    if pre.bytes > 0 {
         let _ = writeln!(
             s,
             "preprocessing: the dealer sends {} bytes before the computation",
-            grouped(pre)
+            grouped(pre.bytes)
+        );
+    }
+    if pre.keys > 0 {
+        let _ = writeln!(
+            s,
+            "keys: {} DCF keys, {} bytes of key material per party ({} bytes per key on average)",
+            grouped(pre.keys),
+            grouped(pre.key_bytes),
+            grouped(pre.key_bytes / pre.keys)
         );
     }
     let _ = writeln!(s, "\n{:>6} {:>8} {:>16}", "party", "rounds", "bytes sent");
@@ -164,7 +173,7 @@ fn json_str(s: &str) -> String {
 }
 
 /// The `--stats` keys that are known before running, plus the per-layer list.
-fn json(c: &ProgramCost, ring: u32, pre: u64) -> String {
+fn json(c: &ProgramCost, ring: u32, pre: Preprocessing) -> String {
     let parties: Vec<String> = c
         .per_party
         .iter()
@@ -191,7 +200,8 @@ fn json(c: &ProgramCost, ring: u32, pre: u64) -> String {
     format!(
         "{{\"protocol\": \"{}\", \"parties\": {}, \"batch\": {}, \"rounds\": {}, \
          \"bytes_sent\": {}, \"per_party\": [{}], \
-         \"preprocessing\": {{\"bytes_sent\": {}}}, \"ring_bits\": {}, \
+         \"preprocessing\": {{\"bytes_sent\": {}, \"dcf_keys\": {}, \"key_bytes_per_party\": {}}}, \
+         \"ring_bits\": {}, \
          \"layers\": [{}]}}\n",
         c.protocol,
         c.parties,
@@ -199,7 +209,9 @@ fn json(c: &ProgramCost, ring: u32, pre: u64) -> String {
         c.rounds(),
         c.bytes_sent(),
         parties.join(", "),
-        pre,
+        pre.bytes,
+        pre.keys,
+        pre.key_bytes,
         ring,
         layers.join(", ")
     )

@@ -4,7 +4,7 @@
 
 use anyhow::{bail, Context, Result};
 use qmpc_protocols::net::{Hello, Mesh, NetError, Stats, Timeouts, Transport};
-use qmpc_protocols::semi2k::Dealer;
+use qmpc_protocols::semi2k::{Dealer, Gates};
 use qmpc_protocols::word::Word;
 use qmpc_protocols::{PartyId, Rep3, Semi2k};
 use qmpc_vm::bytecode::Program;
@@ -31,6 +31,7 @@ enum PartyCount {
 const SECURE: &[(&str, PartyCount)] = &[
     ("rep3", PartyCount::Exactly(3)),
     ("semi2k", PartyCount::AtLeast { min: 2, default: 2 }),
+    ("fss", PartyCount::Exactly(2)),
 ];
 
 /// The most computing parties a run may have.
@@ -38,7 +39,16 @@ const MAX_PARTIES: usize = 64;
 
 /// Whether `protocol` has a dealer beside its computing parties (the mesh's last party).
 pub fn has_dealer(protocol: &str) -> bool {
-    protocol == "semi2k"
+    dealer_gates(protocol).is_some()
+}
+
+/// The gates of a protocol with a dealer.
+fn dealer_gates(protocol: &str) -> Option<Gates> {
+    match protocol {
+        "semi2k" => Some(Gates::Beaver),
+        "fss" => Some(Gates::Fss),
+        _ => None,
+    }
 }
 
 /// Every protocol name of DESIGN.md, implemented or not.
@@ -52,7 +62,9 @@ pub fn parties_for(protocol: &str, parties: Option<usize>) -> Result<usize> {
         ("clear", _) => PartyCount::Exactly(1),
         (_, Some((_, c))) => *c,
         (p, None) if ALL.contains(&p) => {
-            bail!("protocol `{p}` is not implemented yet; this build runs clear, rep3 and semi2k")
+            bail!(
+                "protocol `{p}` is not implemented yet; this build runs clear, rep3, semi2k and fss"
+            )
         }
         (p, None) => bail!("unknown protocol `{p}`; protocols: {}", ALL.join(", ")),
     };
@@ -126,9 +138,12 @@ pub fn run_party(
             data,
             batch,
         ),
-        ("semi2k", 32) => run_semi2k::<u32>(mesh, program, roles, data, batch),
-        ("semi2k", 64) => run_semi2k::<u64>(mesh, program, roles, data, batch),
-        ("semi2k", _) => run_semi2k::<u128>(mesh, program, roles, data, batch),
+        ("semi2k", 32) => run_semi2k::<u32>(Gates::Beaver, mesh, program, roles, data, batch),
+        ("semi2k", 64) => run_semi2k::<u64>(Gates::Beaver, mesh, program, roles, data, batch),
+        ("semi2k", _) => run_semi2k::<u128>(Gates::Beaver, mesh, program, roles, data, batch),
+        ("fss", 32) => run_semi2k::<u32>(Gates::Fss, mesh, program, roles, data, batch),
+        ("fss", 64) => run_semi2k::<u64>(Gates::Fss, mesh, program, roles, data, batch),
+        ("fss", _) => run_semi2k::<u128>(Gates::Fss, mesh, program, roles, data, batch),
         _ => bail!("protocol `{protocol}` cannot run as a party"),
     }?;
     Ok(PartyResult {
@@ -174,6 +189,7 @@ impl<W: Word> Party for Semi2k<W> {
 }
 
 fn run_semi2k<W: Word>(
+    gates: Gates,
     mesh: Mesh,
     program: &Program,
     roles: Roles,
@@ -181,7 +197,7 @@ fn run_semi2k<W: Word>(
     batch: usize,
 ) -> Result<Run> {
     run_with(
-        Semi2k::<W>::setup(Box::new(mesh))?,
+        Semi2k::<W>::setup_with(Box::new(mesh), gates)?,
         program,
         roles,
         data,
@@ -237,10 +253,12 @@ pub fn run_dealer(
     let n = addrs.len() - 1;
     let mut mesh = Mesh::with_listener(n, listener, addrs, &hello, timeouts)?;
     let batch = agree_batch(&mut mesh, roles.data_owner, None)?;
+    let gates = dealer_gates(protocol)
+        .ok_or_else(|| anyhow::anyhow!("protocol `{protocol}` has no dealer"))?;
     let stats = match ring_bits(protocol, program) {
-        32 => deal::<u32>(&mut mesh, program, roles, batch, n),
-        64 => deal::<u64>(&mut mesh, program, roles, batch, n),
-        _ => deal::<u128>(&mut mesh, program, roles, batch, n),
+        32 => deal::<u32>(&mut mesh, program, roles, batch, (n, gates)),
+        64 => deal::<u64>(&mut mesh, program, roles, batch, (n, gates)),
+        _ => deal::<u128>(&mut mesh, program, roles, batch, (n, gates)),
     };
     let stats = match stats {
         Ok(s) => s,
@@ -260,36 +278,57 @@ fn deal<W: Word>(
     program: &Program,
     roles: Roles,
     batch: usize,
-    n: usize,
+    (n, gates): (usize, Gates),
 ) -> Result<Stats> {
     let before = Transport::stats(mesh);
-    let mut dealer = Dealer::<W>::new(n)?;
+    let mut dealer = Dealer::<W>::new(n, gates)?;
     interp::run(program, &mut dealer, roles, &PartyData::default(), batch)
         .context("the dealer cannot walk the program")?;
     Ok(dealer.send(mesh)?.since(before))
 }
 
-/// The bytes the dealer of `protocol` sends for `program` at `batch` (0 without a dealer),
-/// without running it.
-pub fn preprocessing_bytes(
+/// What the dealer sends before the computation.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Preprocessing {
+    /// Bytes to all parties together.
+    pub bytes: u64,
+    /// DCF keys (`fss`), and their bytes per party: correction words and root seeds.
+    pub keys: u64,
+    pub key_bytes: u64,
+}
+
+/// What the dealer of `protocol` sends for `program` at `batch` (nothing without a
+/// dealer), without running it.
+pub fn preprocessing(
     protocol: &str,
     program: &Program,
     parties: usize,
     roles: Roles,
     batch: usize,
-) -> Result<u64> {
-    if !has_dealer(protocol) {
-        return Ok(0);
-    }
-    fn count<W: Word>(program: &Program, n: usize, roles: Roles, batch: usize) -> Result<u64> {
-        let mut d = Dealer::<W>::counting(n);
+) -> Result<Preprocessing> {
+    let Some(gates) = dealer_gates(protocol) else {
+        return Ok(Preprocessing::default());
+    };
+    fn count<W: Word>(
+        program: &Program,
+        (n, gates): (usize, Gates),
+        roles: Roles,
+        batch: usize,
+    ) -> Result<Preprocessing> {
+        let mut d = Dealer::<W>::counting(n, gates);
         interp::run(program, &mut d, roles, &PartyData::default(), batch)?;
-        Ok(d.bytes_per_party().iter().sum())
+        let (keys, key_bytes) = d.keys();
+        Ok(Preprocessing {
+            bytes: d.bytes_per_party().iter().sum(),
+            keys,
+            key_bytes,
+        })
     }
+    let who = (parties, gates);
     match ring_bits(protocol, program) {
-        32 => count::<u32>(program, parties, roles, batch),
-        64 => count::<u64>(program, parties, roles, batch),
-        _ => count::<u128>(program, parties, roles, batch),
+        32 => count::<u32>(program, who, roles, batch),
+        64 => count::<u64>(program, who, roles, batch),
+        _ => count::<u128>(program, who, roles, batch),
     }
 }
 

@@ -39,6 +39,8 @@ pub struct Dealer<W: Word> {
     sizes: BTreeMap<usize, usize>,
     /// Public bytes per instruction index (to every party).
     public_sizes: BTreeMap<usize, usize>,
+    /// DCF keys made, and their bytes per party (correction words and root seeds).
+    keys: (u64, u64),
     /// Online rounds of the calls so far.
     rounds: Rounds,
     gen: Option<Generating>,
@@ -77,6 +79,7 @@ impl<W: Word> Dealer<W> {
             current: 0,
             sizes: BTreeMap::new(),
             public_sizes: BTreeMap::new(),
+            keys: (0, 0),
             rounds: Vec::new(),
             gen: None,
             _ring: PhantomData,
@@ -106,9 +109,14 @@ impl<W: Word> Dealer<W> {
         out
     }
 
-    /// Public bytes (key correction words) sent to each party.
-    pub fn public_bytes(&self) -> u64 {
-        self.public_sizes.values().sum::<usize>() as u64
+    /// DCF keys made so far, and their bytes per party.
+    pub fn keys(&self) -> (u64, u64) {
+        self.keys
+    }
+
+    pub(super) fn count_keys(&mut self, keys: usize, bytes: usize) {
+        self.keys.0 += keys as u64;
+        self.keys.1 += bytes as u64;
     }
 
     /// Send every party its preprocessing (one round); the dealer is party `n` of `net`.

@@ -225,6 +225,8 @@ fn seed_at(seg: &[u64], at: usize) -> Seed {
 pub(super) fn supply<W: Word>(d: &mut Dealer<W>, q: &Requant, b: Bounds, plan: &Plan) -> R<()> {
     let g = Gate::new(q, b, plan);
     let layout = g.layout(W::BYTES);
+    let keys = g.keys_per_element() * g.keyed.len();
+    d.count_keys(keys, layout.public + keys * SEED_BYTES);
     d.supply(layout, g.pattern(), |rng, shares| match shares.first() {
         Some(share0) => g.deal(q, rng, share0),
         None => Block::default(),
