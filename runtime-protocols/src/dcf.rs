@@ -37,27 +37,30 @@ fn value_blocks<W: Word, const P: usize>() -> usize {
     (P * W::BYTES).div_ceil(16)
 }
 
-/// Blocks `first..first + count` of the PRG on seed `s`.
-fn prg(s: &Seed, first: usize, count: usize) -> Vec<Block> {
-    let inputs: Vec<Block> = (first..first + count)
-        .map(|j| {
-            let mut b = *s;
-            b[15] ^= j as u8;
-            Block::from(b)
-        })
-        .collect();
-    let mut out = inputs.clone();
-    PRG.encrypt_blocks(&mut out);
-    for (o, i) in out.iter_mut().zip(&inputs) {
-        for (x, y) in o.iter_mut().zip(i) {
-            *x ^= y;
+/// The most blocks one PRG call makes: a seed block and the value blocks of 2 words of
+/// Z_2^128.
+const MAX_BLOCKS: usize = 3;
+
+/// Blocks `first..first + count` of the PRG on seed `s` (`count ≤ MAX_BLOCKS`), as bytes.
+fn prg(s: &Seed, first: usize, count: usize) -> [u8; 16 * MAX_BLOCKS] {
+    let mut inputs = [Block::default(); MAX_BLOCKS];
+    for (j, b) in inputs.iter_mut().enumerate().take(count) {
+        let mut v = *s;
+        v[15] ^= (first + j) as u8;
+        *b = Block::from(v);
+    }
+    let mut blocks = inputs;
+    PRG.encrypt_blocks(&mut blocks[..count]);
+    let mut out = [0u8; 16 * MAX_BLOCKS];
+    for j in 0..count {
+        for k in 0..16 {
+            out[16 * j + k] = blocks[j][k] ^ inputs[j][k];
         }
     }
     out
 }
 
-fn words_of<W: Word, const P: usize>(blocks: &[Block]) -> [W; P] {
-    let bytes: Vec<u8> = blocks.iter().flat_map(|b| b.iter().copied()).collect();
+fn words_of<W: Word, const P: usize>(bytes: &[u8]) -> [W; P] {
     std::array::from_fn(|k| W::read(&bytes[k * W::BYTES..]))
 }
 
@@ -65,11 +68,11 @@ fn words_of<W: Word, const P: usize>(blocks: &[Block]) -> [W; P] {
 /// control bit, and the value words.
 fn expand<W: Word, const P: usize>(s: &Seed, side: usize) -> (Seed, u8, [W; P]) {
     let vb = value_blocks::<W, P>();
-    let blocks = prg(s, side * (1 + vb), 1 + vb);
-    let mut seed: Seed = blocks[0].into();
+    let bytes = prg(s, side * (1 + vb), 1 + vb);
+    let mut seed: Seed = std::array::from_fn(|k| bytes[k]);
     let t = seed[0] & 1;
     seed[0] &= !1;
-    (seed, t, words_of::<W, P>(&blocks[1..]))
+    (seed, t, words_of::<W, P>(&bytes[16..]))
 }
 
 /// The final conversion of a leaf seed to `P` words.

@@ -29,7 +29,7 @@
 //! `c`, uniform because `r` is, and keys, pseudo-random one at a time.
 
 use super::dealer::Dealer;
-use super::prep::{Block, Layout};
+use super::prep::{random_words, Block, Layout};
 use super::select::{all_to_all, Plan};
 use super::Semi2k;
 use crate::bitvec::{bits_of, low_mask};
@@ -165,45 +165,52 @@ impl Gate {
     }
 
     /// The dealer's values: `share0` is party 0's share of this block (its root seeds).
+    /// The randomness is drawn in order, then the keys are made in parallel.
     fn deal<W: Word>(&self, q: &Requant, rng: &mut ChaCha12Rng, share0: &Block<W>) -> Block<W> {
         let k = self.keyed.len();
         let kp = self.keys_per_element();
-        let mut words = vec![W::ZERO; self.words_per_element() * k];
-        let mut seeds = vec![0u64; 2 * kp * k];
-        let mut public = Vec::new();
         let mask = low_mask(self.m);
-        for (j, &i) in self.keyed.iter().enumerate() {
-            let r = rng.next_u64() & mask;
-            words[j] = W::from_u128(u128::from(r));
-            let mut roots = |key: usize| -> [Seed; 2] {
-                let at = 2 * (j * kp + key);
-                let s0 = seed_at(&share0.segs[0], at);
-                let mut s1 = [0u8; SEED_BYTES];
-                rng.fill_bytes(&mut s1);
-                let v0 = u64::from_le_bytes(s1[..8].try_into().unwrap_or_default());
-                let v1 = u64::from_le_bytes(s1[8..].try_into().unwrap_or_default());
-                seeds[at] = share0.segs[0][at] ^ v0;
-                seeds[at + 1] = share0.segs[0][at + 1] ^ v1;
-                [s0, s1]
-            };
-            match self.kind {
-                Kind::Compare => {
-                    let beta = [W::ONE, W::from_u128(u128::from(r))];
-                    dcf::gen::<W, 2>(self.m, r, beta, roots(0), &mut public);
-                }
-                Kind::Round => {
-                    let big_d = modulus(q.den[i]);
-                    let top = (r >> (self.m - 1)) & 1;
-                    let wide = r as i128;
-                    let readings = [wide - ((top as i128) << self.m), wide];
-                    for (v, &rv) in readings.iter().enumerate() {
-                        let qv = rv * q.num[i] as i128;
-                        words[k + 2 * j + v] = W::from_u128(qv.div_euclid(big_d) as u128);
-                        let s = qv.rem_euclid(big_d) as u64;
-                        dcf::gen::<W, 1>(self.dom[j], s, [W::ONE], roots(v), &mut public);
+        let masks: Vec<u64> = (0..k).map(|_| rng.next_u64() & mask).collect();
+        let mut seeds: Vec<u64> = random_words(rng, 2 * kp * k);
+        // The value of the root segment is s0 ⊕ s1, so party 1's correction is its root.
+        let roots = |j: usize, key: usize| -> [Seed; 2] {
+            let at = 2 * (j * kp + key);
+            [seed_at(&share0.segs[0], at), seed_at(&seeds, at)]
+        };
+        let made: Vec<(Vec<W>, Vec<u8>)> = (0..k)
+            .into_par_iter()
+            .map(|j| {
+                let (i, r) = (self.keyed[j], masks[j]);
+                let mut key = Vec::with_capacity(kp * self.key_bytes(j, W::BYTES));
+                let mut qh = Vec::new();
+                match self.kind {
+                    Kind::Compare => {
+                        let beta = [W::ONE, W::from_u128(u128::from(r))];
+                        dcf::gen::<W, 2>(self.m, r, beta, roots(j, 0), &mut key);
+                    }
+                    Kind::Round => {
+                        let big_d = modulus(q.den[i]);
+                        let top = (r >> (self.m - 1)) & 1;
+                        let readings = [r as i128 - ((top as i128) << self.m), r as i128];
+                        for (v, &rv) in readings.iter().enumerate() {
+                            let qv = rv * q.num[i] as i128;
+                            qh.push(W::from_u128(qv.div_euclid(big_d) as u128));
+                            let s = qv.rem_euclid(big_d) as u64;
+                            dcf::gen::<W, 1>(self.dom[j], s, [W::ONE], roots(j, v), &mut key);
+                        }
                     }
                 }
-            }
+                (qh, key)
+            })
+            .collect();
+        let mut words: Vec<W> = masks.iter().map(|&r| W::from_u128(u128::from(r))).collect();
+        let mut public = Vec::with_capacity(made.iter().map(|m| m.1.len()).sum());
+        for (qh, key) in made {
+            words.extend(qh);
+            public.extend(key);
+        }
+        for (s, own) in seeds.iter_mut().zip(&share0.segs[0]) {
+            *s ^= own;
         }
         Block {
             words,
