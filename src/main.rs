@@ -143,7 +143,7 @@ enum Cmd {
         /// This party's id (a computing party).
         #[arg(long, required_unless_present = "role")]
         id: Option<usize>,
-        /// `dealer`: run the trusted dealer of `semi2k`, whose address is `[dealer]` in
+        /// `dealer`: run the trusted dealer of `semi2k` or `fss`, whose address is `[dealer]` in
         /// the config, instead of a computing party.
         #[arg(long, value_parser = ["dealer"], conflicts_with = "id")]
         role: Option<String>,

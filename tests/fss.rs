@@ -51,7 +51,10 @@ fn keys_are_reported_and_the_party_count_is_two() {
     assert!(keys > 0 && key_bytes > 16 * keys, "{pre}");
     // Both parties get every key's correction words, so the dealer sends at least twice
     // the key material.
-    assert!(pre["bytes_sent"].as_u64().unwrap_or(0) >= 2 * key_bytes, "{pre}");
+    assert!(
+        pre["bytes_sent"].as_u64().unwrap_or(0) >= 2 * key_bytes,
+        "{pre}"
+    );
     let o = qmpc(&["cost", &s(&model), "--protocol", "fss"]);
     let text = String::from_utf8_lossy(&o.stdout);
     assert!(text.contains("DCF keys"), "{text}");

@@ -370,7 +370,17 @@ fn roles_are_enforced_on_the_command_line() {
 
 #[test]
 fn semi2k_parties_and_the_dealer_as_processes_match_clear() {
-    let base = fresh_dir("semi2k-processes");
+    dealer_and_parties_as_processes("semi2k");
+}
+
+#[test]
+fn fss_parties_and_the_dealer_as_processes_match_clear() {
+    dealer_and_parties_as_processes("fss");
+}
+
+/// Two parties and the dealer of `protocol`, each a `qmpc party` process.
+fn dealer_and_parties_as_processes(protocol: &str) {
+    let base = fresh_dir(&format!("{protocol}-processes"));
     let dirs: Vec<PathBuf> = ["p0", "p1", "dealer"]
         .iter()
         .map(|d| base.join(d))
@@ -383,7 +393,7 @@ fn semi2k_parties_and_the_dealer_as_processes_match_clear() {
         std::fs::copy(&program, d.join("model.qmpc")).expect("copy program");
     }
     let p = ports(3);
-    let mut t = String::from("protocol = \"semi2k\"\nconnect_timeout_s = 5\nio_timeout_s = 5\n");
+    let mut t = format!("protocol = \"{protocol}\"\nconnect_timeout_s = 5\nio_timeout_s = 5\n");
     t.push_str("[roles]\nmodel_owner = 0\ndata_owner = 1\noutput_to = 1\n");
     for (i, port) in p[..2].iter().enumerate() {
         t.push_str(&format!(

@@ -144,15 +144,16 @@ pub(crate) fn gen<W: Word, const P: usize>(
         write(&v_cw, out);
         for b in 0..2 {
             let (seed, tk, _) = e[b][keep];
-            s[b] = if t[b] == 1 { xor_seed(&seed, &s_cw) } else { seed };
+            s[b] = if t[b] == 1 {
+                xor_seed(&seed, &s_cw)
+            } else {
+                seed
+            };
             t[b] = tk ^ (t[b] & t_cw[keep]);
         }
     }
     let last = neg_if(
-        sub(
-            sub(convert::<W, P>(&s[1]), convert::<W, P>(&s[0])),
-            v_alpha,
-        ),
+        sub(sub(convert::<W, P>(&s[1]), convert::<W, P>(&s[0])), v_alpha),
         t[1] == 1,
     );
     write(&last, out);
@@ -215,7 +216,11 @@ mod tests {
         let mut key = Vec::new();
         gen::<W, P>(bits, alpha, beta, roots, &mut key);
         assert_eq!(key.len(), key_bytes(bits, P, W::BYTES));
-        let mask = if bits == 64 { u64::MAX } else { (1u64 << bits) - 1 };
+        let mask = if bits == 64 {
+            u64::MAX
+        } else {
+            (1u64 << bits) - 1
+        };
         let mut points: Vec<u64> = vec![0, mask, alpha & mask, (alpha.wrapping_sub(1)) & mask];
         points.push(alpha.wrapping_add(1) & mask);
         if bits <= 6 {
@@ -242,7 +247,11 @@ mod tests {
         }
         for bits in [17u32, 33, 63, 64] {
             for _ in 0..8 {
-                let mask = if bits == 64 { u64::MAX } else { (1u64 << bits) - 1 };
+                let mask = if bits == 64 {
+                    u64::MAX
+                } else {
+                    (1u64 << bits) - 1
+                };
                 let alpha = rng.next_u64() & mask;
                 check::<u32, 2>(bits, alpha, [1, 77], &mut rng);
                 check::<u128, 1>(bits, alpha, [u128::MAX - 5], &mut rng);

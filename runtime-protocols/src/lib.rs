@@ -8,9 +8,9 @@
 //! Architecture invariant: this crate knows nothing about ONNX or bytecode.
 
 mod bitvec;
-pub(crate) mod dcf;
 pub mod clear;
 pub mod cost;
+pub(crate) mod dcf;
 mod error;
 pub mod mux;
 pub mod net;

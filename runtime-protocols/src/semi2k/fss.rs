@@ -300,7 +300,9 @@ pub(super) fn eval<W: Word>(
     // Elements without keys: public selectors, `d = 1`.
     let mut out: Vec<W> = (0..x.len())
         .map(|i| match plan.public_selectors(i) {
-            (true, _) => x[i].mul(W::from_i64(q.num[i])).add(pubw(W::from_i64(q.zp[i]))),
+            (true, _) => x[i]
+                .mul(W::from_i64(q.num[i]))
+                .add(pubw(W::from_i64(q.zp[i]))),
             (false, true) => pubw(W::from_i64(q.hi)),
             (false, false) => pubw(W::from_i64(q.lo)),
         })
@@ -327,7 +329,10 @@ pub(super) fn eval<W: Word>(
                     let select = |t: u64| -> (W, W) {
                         if !(t > 0 && t as u128 <= span) {
                             let f = Plan::fixed(t);
-                            return (pubw(W::from_u128(u128::from(f))), y.mul(W::from_u128(u128::from(f))));
+                            return (
+                                pubw(W::from_u128(u128::from(f))),
+                                y.mul(W::from_u128(u128::from(f))),
+                            );
                         }
                         let above = cj >= t;
                         let shifted = cj.wrapping_sub(t) & mask;
@@ -360,7 +365,8 @@ pub(super) fn eval<W: Word>(
                     let pv = (cj as i128 + b.lo as i128) * q.num[i] as i128 + d / 2;
                     let (h, u) = (pv.div_euclid(big_d), pv.rem_euclid(big_d));
                     let qh = mat.words[k + 2 * j + v];
-                    let eval = |at: i128| dcf::eval::<W, 1>(me, &root(v), key(v), g.dom[j], at as u64)[0];
+                    let eval =
+                        |at: i128| dcf::eval::<W, 1>(me, &root(v), key(v), g.dom[j], at as u64)[0];
                     let e1 = eval(u);
                     let zp = pubw(W::from_i64(q.zp[i]));
                     if d % 2 == 1 {
@@ -368,11 +374,7 @@ pub(super) fn eval<W: Word>(
                     } else {
                         let e2 = eval((u - d - 1).rem_euclid(big_d));
                         let public = 2 * h + i128::from(u > d);
-                        pubw(ring(public))
-                            .sub(qh.add(qh))
-                            .sub(e1)
-                            .sub(e2)
-                            .add(zp)
+                        pubw(ring(public)).sub(qh.add(qh)).sub(e1).sub(e2).add(zp)
                     }
                 }
             }

@@ -113,13 +113,13 @@ impl<W: Word> Semi2k<W> {
         let source = if me == n - 1 {
             prep::Source::new(dealer, None, prep::decode_corrections(&msg, dealer)?)
         } else {
-            let seed: [u8; 32] = msg
-                .get(..32)
-                .and_then(|s| s.try_into().ok())
-                .ok_or_else(|| ProtocolError::Peer {
-                    party: dealer,
-                    what: format!("the dealer sent a seed of {} bytes", msg.len()),
-                })?;
+            let seed: [u8; 32] =
+                msg.get(..32)
+                    .and_then(|s| s.try_into().ok())
+                    .ok_or_else(|| ProtocolError::Peer {
+                        party: dealer,
+                        what: format!("the dealer sent a seed of {} bytes", msg.len()),
+                    })?;
             let public = if msg.len() > 32 {
                 prep::decode_corrections(&msg[32..], dealer)?
             } else {
