@@ -37,17 +37,21 @@ fn value_blocks<W: Word, const P: usize>() -> usize {
     (P * W::BYTES).div_ceil(16)
 }
 
-/// The most blocks one PRG call makes: a seed block and the value blocks of 2 words of
-/// Z_2^128.
-const MAX_BLOCKS: usize = 3;
+/// The most blocks of one batched PRG call: four expansions (both sides of both parties'
+/// seeds, in key generation) of a seed block and two value blocks (2 words of Z_2^128).
+const MAX_BLOCKS: usize = 12;
 
-/// Blocks `first..first + count` of the PRG on seed `s` (`count ≤ MAX_BLOCKS`), as bytes.
-fn prg(s: &Seed, first: usize, count: usize) -> [u8; 16 * MAX_BLOCKS] {
+/// For each `(seed, first)` of `reqs`, blocks `first..first + per` of the PRG on that seed,
+/// as bytes, back to back; one AES call for all, so AES-NI pipelines them.
+fn prg(reqs: &[(&Seed, usize)], per: usize) -> [u8; 16 * MAX_BLOCKS] {
     let mut inputs = [Block::default(); MAX_BLOCKS];
-    for (j, b) in inputs.iter_mut().enumerate().take(count) {
-        let mut v = *s;
-        v[15] ^= (first + j) as u8;
-        *b = Block::from(v);
+    let count = reqs.len() * per;
+    for (r, (s, first)) in reqs.iter().enumerate() {
+        for j in 0..per {
+            let mut v = **s;
+            v[15] ^= (first + j) as u8;
+            inputs[r * per + j] = Block::from(v);
+        }
     }
     let mut blocks = inputs;
     PRG.encrypt_blocks(&mut blocks[..count]);
@@ -64,21 +68,30 @@ fn words_of<W: Word, const P: usize>(bytes: &[u8]) -> [W; P] {
     std::array::from_fn(|k| W::read(&bytes[k * W::BYTES..]))
 }
 
-/// One side (`0` left, `1` right) of the PRG's expansion of `s`: the child seed, its
-/// control bit, and the value words.
-fn expand<W: Word, const P: usize>(s: &Seed, side: usize) -> (Seed, u8, [W; P]) {
-    let vb = value_blocks::<W, P>();
-    let bytes = prg(s, side * (1 + vb), 1 + vb);
-    let mut seed: Seed = std::array::from_fn(|k| bytes[k]);
-    let t = seed[0] & 1;
-    seed[0] &= !1;
-    (seed, t, words_of::<W, P>(&bytes[16..]))
+/// One expansion: the child seed, its control bit and the value words.
+type Expansion<W, const P: usize> = (Seed, u8, [W; P]);
+
+/// For each `(seed, side)` (`0` left, `1` right), that side of the PRG's expansion of the
+/// seed, in one AES call.
+fn expand<W: Word, const P: usize, const K: usize>(
+    reqs: [(&Seed, usize); K],
+) -> [Expansion<W, P>; K] {
+    let per = 1 + value_blocks::<W, P>();
+    let starts: [(&Seed, usize); K] = std::array::from_fn(|r| (reqs[r].0, reqs[r].1 * per));
+    let bytes = prg(&starts, per);
+    std::array::from_fn(|r| {
+        let b = &bytes[16 * per * r..];
+        let mut seed: Seed = std::array::from_fn(|k| b[k]);
+        let t = seed[0] & 1;
+        seed[0] &= !1;
+        (seed, t, words_of::<W, P>(&b[16..]))
+    })
 }
 
 /// The final conversion of a leaf seed to `P` words.
 fn convert<W: Word, const P: usize>(s: &Seed) -> [W; P] {
     let vb = value_blocks::<W, P>();
-    words_of::<W, P>(&prg(s, 2 * (1 + vb), vb))
+    words_of::<W, P>(&prg(&[(s, 2 * (1 + vb))], vb))
 }
 
 fn add<W: Word, const P: usize>(a: [W; P], b: [W; P]) -> [W; P] {
@@ -121,8 +134,8 @@ pub(crate) fn gen<W: Word, const P: usize>(
     let mut v_alpha = [W::ZERO; P];
     for i in (0..bits).rev() {
         let a = ((alpha >> i) & 1) as usize;
-        let e: [[(Seed, u8, [W; P]); 2]; 2] =
-            std::array::from_fn(|b| std::array::from_fn(|side| expand::<W, P>(&s[b], side)));
+        let [l0, r0, l1, r1] = expand::<W, P, 4>([(&s[0], 0), (&s[0], 1), (&s[1], 0), (&s[1], 1)]);
+        let e = [[l0, r0], [l1, r1]];
         let (keep, lose) = (a, 1 - a);
         let s_cw = xor_seed(&e[0][lose].0, &e[1][lose].0);
         let neg = t[1] == 1;
@@ -159,43 +172,47 @@ pub(crate) fn gen<W: Word, const P: usize>(
     write(&last, out);
 }
 
-/// Party `party`'s share of `β·[x < α]`, from its root seed and the correction words `key`
-/// (exactly [`key_bytes`] long) of a key on `bits`-bit inputs.
-pub(crate) fn eval<W: Word, const P: usize>(
+/// Party `party`'s shares of `β·[x < α]` at each of the `K` points `xs`, from its root
+/// seed and the correction words `key` (exactly [`key_bytes`] long) of a key on `bits`-bit
+/// inputs. The points' paths are walked in lockstep, one AES call per level.
+pub(crate) fn eval<W: Word, const P: usize, const K: usize>(
     party: usize,
     root: &Seed,
     key: &[u8],
     bits: u32,
-    x: u64,
-) -> [W; P] {
+    xs: [u64; K],
+) -> [[W; P]; K] {
     let level = SEED_BYTES + 1 + P * W::BYTES;
-    let mut s = *root;
-    let mut t = party as u8 & 1;
-    let mut v = [W::ZERO; P];
+    let mut s = [*root; K];
+    let mut t = [party as u8 & 1; K];
+    let mut v = [[W::ZERO; P]; K];
     for (k, i) in (0..bits).rev().enumerate() {
         let cw = &key[k * level..(k + 1) * level];
-        let side = ((x >> i) & 1) as usize;
-        let (mut seed, mut tk, val) = expand::<W, P>(&s, side);
-        let mut step = val;
-        if t == 1 {
-            let s_cw: Seed = cw[..SEED_BYTES].try_into().unwrap_or_default();
-            seed = xor_seed(&seed, &s_cw);
-            tk ^= (cw[SEED_BYTES] >> side) & 1;
-            let v_cw: [W; P] =
-                std::array::from_fn(|j| W::read(&cw[SEED_BYTES + 1 + j * W::BYTES..]));
-            step = add(step, v_cw);
+        let s_cw: Seed = cw[..SEED_BYTES].try_into().unwrap_or_default();
+        let v_cw: [W; P] = std::array::from_fn(|j| W::read(&cw[SEED_BYTES + 1 + j * W::BYTES..]));
+        let sides: [usize; K] = std::array::from_fn(|p| ((xs[p] >> i) & 1) as usize);
+        let e = expand::<W, P, K>(std::array::from_fn(|p| (&s[p], sides[p])));
+        for p in 0..K {
+            let (mut seed, mut tk, mut step) = e[p];
+            if t[p] == 1 {
+                seed = xor_seed(&seed, &s_cw);
+                tk ^= (cw[SEED_BYTES] >> sides[p]) & 1;
+                step = add(step, v_cw);
+            }
+            v[p] = add(v[p], neg_if(step, party == 1));
+            s[p] = seed;
+            t[p] = tk;
         }
-        v = add(v, neg_if(step, party == 1));
-        s = seed;
-        t = tk;
     }
-    let mut leaf = convert::<W, P>(&s);
-    if t == 1 {
-        let at = bits as usize * level;
-        let last: [W; P] = std::array::from_fn(|j| W::read(&key[at + j * W::BYTES..]));
-        leaf = add(leaf, last);
-    }
-    add(v, neg_if(leaf, party == 1))
+    let at = bits as usize * level;
+    let last: [W; P] = std::array::from_fn(|j| W::read(&key[at + j * W::BYTES..]));
+    std::array::from_fn(|p| {
+        let mut leaf = convert::<W, P>(&s[p]);
+        if t[p] == 1 {
+            leaf = add(leaf, last);
+        }
+        add(v[p], neg_if(leaf, party == 1))
+    })
 }
 
 #[cfg(test)]
@@ -229,8 +246,15 @@ mod tests {
             points.extend((0..64).map(|_| rng.next_u64() & mask));
         }
         for x in points {
-            let a = eval::<W, P>(0, &roots[0], &key, bits, x);
-            let b = eval::<W, P>(1, &roots[1], &key, bits, x);
+            let [a] = eval::<W, P, 1>(0, &roots[0], &key, bits, [x]);
+            let [b, b2] = eval::<W, P, 2>(1, &roots[1], &key, bits, [x, x ^ 1]);
+            let [a2] = eval::<W, P, 1>(0, &roots[0], &key, bits, [x ^ 1]);
+            let want2 = if (x ^ 1) & mask < alpha {
+                beta
+            } else {
+                [W::ZERO; P]
+            };
+            assert_eq!(add(a2, b2), want2, "lockstep, bits {bits}, x {}", x ^ 1);
             let want = if x < alpha { beta } else { [W::ZERO; P] };
             assert_eq!(add(a, b), want, "bits {bits}, alpha {alpha}, x {x}");
         }

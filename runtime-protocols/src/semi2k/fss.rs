@@ -241,6 +241,22 @@ pub(super) fn supply<W: Word>(d: &mut Dealer<W>, q: &Requant, b: Bounds, plan: &
     Ok(())
 }
 
+/// The key's values at 1 to 3 points, walked in lockstep.
+fn eval_points<W: Word, const P: usize>(
+    me: usize,
+    root: &Seed,
+    key: &[u8],
+    bits: u32,
+    points: &[u64],
+) -> Vec<[W; P]> {
+    match *points {
+        [a] => dcf::eval::<W, P, 1>(me, root, key, bits, [a]).to_vec(),
+        [a, b] => dcf::eval::<W, P, 2>(me, root, key, bits, [a, b]).to_vec(),
+        [a, b, c, ..] => dcf::eval::<W, P, 3>(me, root, key, bits, [a, b, c]).to_vec(),
+        [] => Vec::new(),
+    }
+}
+
 /// Party `p`'s share of `q` on `x` (values in `b`); see the module doc.
 pub(super) fn eval<W: Word>(
     p: &mut Semi2k<W>,
@@ -323,11 +339,19 @@ pub(super) fn eval<W: Word>(
                     let r = mat.words[j];
                     let cj = c[j];
                     let big_n = W::from_u128(1u128 << g.m);
-                    let eval = |v: u64| dcf::eval::<W, 2>(me, &root(0), key(0), g.m, v);
-                    let at_c = eval(cj);
-                    // Shares of [y ≥ t] and [y ≥ t]·y.
-                    let select = |t: u64| -> (W, W) {
-                        if !(t > 0 && t as u128 <= span) {
+                    let varies = |t: u64| t > 0 && t as u128 <= span;
+                    // The key at c and at c − t for each threshold that varies, in lockstep.
+                    let mut points = vec![cj];
+                    for t in [t_lo, t_hi] {
+                        if varies(t) {
+                            points.push(cj.wrapping_sub(t) & mask);
+                        }
+                    }
+                    let vals = eval_points::<W, 2>(me, &root(0), key(0), g.m, &points);
+                    let at_c = vals[0];
+                    // Shares of [y ≥ t] and [y ≥ t]·y; `at` the index of c − t's value.
+                    let select = |t: u64, at: usize| -> (W, W) {
+                        if !varies(t) {
                             let f = Plan::fixed(t);
                             return (
                                 pubw(W::from_u128(u128::from(f))),
@@ -335,8 +359,7 @@ pub(super) fn eval<W: Word>(
                             );
                         }
                         let above = cj >= t;
-                        let shifted = cj.wrapping_sub(t) & mask;
-                        let at_t = eval(shifted);
+                        let at_t = vals[at];
                         let g = pubw(W::from_u128(u128::from(above)))
                             .add(at_c[0])
                             .sub(at_t[0]);
@@ -348,8 +371,8 @@ pub(super) fn eval<W: Word>(
                             .add(big_n.mul(g_w));
                         (g, gy)
                     };
-                    let (g_lo, gy_lo) = select(t_lo);
-                    let (g_hi, gy_hi) = select(t_hi);
+                    let (g_lo, gy_lo) = select(t_lo, 1);
+                    let (g_hi, gy_hi) = select(t_hi, if varies(t_lo) { 2 } else { 1 });
                     let num = q.num[i] as i128;
                     let base = ring(num * b.lo as i128 + q.zp[i] as i128 - q.lo as i128);
                     pubw(W::from_i64(q.lo))
@@ -365,14 +388,15 @@ pub(super) fn eval<W: Word>(
                     let pv = (cj as i128 + b.lo as i128) * q.num[i] as i128 + d / 2;
                     let (h, u) = (pv.div_euclid(big_d), pv.rem_euclid(big_d));
                     let qh = mat.words[k + 2 * j + v];
-                    let eval =
-                        |at: i128| dcf::eval::<W, 1>(me, &root(v), key(v), g.dom[j], at as u64)[0];
-                    let e1 = eval(u);
                     let zp = pubw(W::from_i64(q.zp[i]));
+                    let (root, key, dom) = (root(v), key(v), g.dom[j]);
                     if d % 2 == 1 {
+                        let [[e1]] = dcf::eval::<W, 1, 1>(me, &root, key, dom, [u as u64]);
                         pubw(ring(h)).sub(qh).sub(e1).add(zp)
                     } else {
-                        let e2 = eval((u - d - 1).rem_euclid(big_d));
+                        let u2 = (u - d - 1).rem_euclid(big_d);
+                        let [[e1], [e2]] =
+                            dcf::eval::<W, 1, 2>(me, &root, key, dom, [u as u64, u2 as u64]);
                         let public = 2 * h + i128::from(u > d);
                         pubw(ring(public)).sub(qh.add(qh)).sub(e1).sub(e2).add(zp)
                     }
