@@ -12,6 +12,7 @@ pub mod clear;
 pub mod cost;
 pub(crate) mod dcf;
 mod error;
+pub mod field;
 pub mod mux;
 pub mod net;
 pub mod rep3;
