@@ -53,41 +53,13 @@ impl Fp {
         self.0
     }
 
-    pub fn add(self, o: Fp) -> Fp {
-        // Both < 2^127, so the sum fits.
-        Fp(reduce(self.0 + o.0))
-    }
-
-    pub fn sub(self, o: Fp) -> Fp {
-        self.add(o.neg())
-    }
-
-    pub fn neg(self) -> Fp {
-        if self.0 == 0 {
-            self
-        } else {
-            Fp(MODULUS - self.0)
-        }
-    }
-
-    pub fn mul(self, o: Fp) -> Fp {
-        let (a1, a0) = (self.0 >> 64, self.0 & u128::from(u64::MAX));
-        let (b1, b0) = (o.0 >> 64, o.0 & u128::from(u64::MAX));
-        // a·b = a1b1·2^128 + (a1b0 + a0b1)·2^64 + a0b0, each partial product < 2^127.
-        let mid = a1 * b0 + a0 * b1;
-        let (lo, carry) = (a0 * b0).overflowing_add(mid << 64);
-        let hi = a1 * b1 + (mid >> 64) + u128::from(carry);
-        // 2^128 ≡ 2 (mod p), and hi < 2^126.
-        Fp(reduce(lo)).add(Fp(reduce(hi << 1)))
-    }
-
     pub fn pow(self, mut e: u128) -> Fp {
         let (mut base, mut acc) = (self, Fp::ONE);
         while e > 0 {
             if e & 1 == 1 {
-                acc = acc.mul(base);
+                acc = acc * base;
             }
-            base = base.mul(base);
+            base = base * base;
             e >>= 1;
         }
         acc
@@ -101,7 +73,47 @@ impl Fp {
     /// A square root of a square (p ≡ 3 mod 4, so `v^((p+1)/4)`); `None` for a non-square.
     pub fn sqrt(self) -> Option<Fp> {
         let r = self.pow((MODULUS + 1) / 4);
-        (r.mul(r) == self).then_some(r)
+        (r * r == self).then_some(r)
+    }
+}
+
+impl std::ops::Add for Fp {
+    type Output = Fp;
+    fn add(self, o: Fp) -> Fp {
+        // Both < 2^127, so the sum fits.
+        Fp(reduce(self.0 + o.0))
+    }
+}
+
+impl std::ops::Neg for Fp {
+    type Output = Fp;
+    fn neg(self) -> Fp {
+        if self.0 == 0 {
+            self
+        } else {
+            Fp(MODULUS - self.0)
+        }
+    }
+}
+
+impl std::ops::Sub for Fp {
+    type Output = Fp;
+    fn sub(self, o: Fp) -> Fp {
+        self + -o
+    }
+}
+
+impl std::ops::Mul for Fp {
+    type Output = Fp;
+    fn mul(self, o: Fp) -> Fp {
+        let (a1, a0) = (self.0 >> 64, self.0 & u128::from(u64::MAX));
+        let (b1, b0) = (o.0 >> 64, o.0 & u128::from(u64::MAX));
+        // a·b = a1b1·2^128 + (a1b0 + a0b1)·2^64 + a0b0, each partial product < 2^127.
+        let mid = a1 * b0 + a0 * b1;
+        let (lo, carry) = (a0 * b0).overflowing_add(mid << 64);
+        let hi = a1 * b1 + (mid >> 64) + u128::from(carry);
+        // 2^128 ≡ 2 (mod p), and hi < 2^126.
+        Fp(reduce(lo)) + Fp(reduce(hi << 1))
     }
 }
 
@@ -116,10 +128,7 @@ pub fn evaluate(coeffs: &[Fp], n: usize) -> Vec<Fp> {
     (0..n)
         .map(|i| {
             let x = point(i);
-            coeffs
-                .iter()
-                .rev()
-                .fold(Fp::ZERO, |acc, &c| acc.mul(x).add(c))
+            coeffs.iter().rev().fold(Fp::ZERO, |acc, &c| acc * x + c)
         })
         .collect()
 }
@@ -133,11 +142,11 @@ pub fn lagrange_at_zero(who: &[usize]) -> Vec<Fp> {
             let (mut num, mut den) = (Fp::ONE, Fp::ONE);
             for &j in who.iter().filter(|&&j| j != i) {
                 let xj = point(j);
-                num = num.mul(xj);
-                den = den.mul(xj.sub(xi));
+                num = num * xj;
+                den = den * (xj - xi);
             }
             // Distinct points, so `den` is never zero.
-            num.mul(den.inv().unwrap_or(Fp::ZERO))
+            num * den.inv().unwrap_or(Fp::ZERO)
         })
         .collect()
 }
@@ -150,9 +159,9 @@ mod tests {
     fn slow_mul(a: Fp, b: Fp) -> Fp {
         let mut acc = Fp::ZERO;
         for bit in (0..127).rev() {
-            acc = acc.add(acc);
+            acc = acc + acc;
             if (b.0 >> bit) & 1 == 1 {
-                acc = acc.add(a);
+                acc = acc + a;
             }
         }
         acc
@@ -184,15 +193,15 @@ mod tests {
         for &a in &xs {
             assert!(a.0 < MODULUS);
             for &b in xs.iter().step_by(7) {
-                assert_eq!(a.mul(b), slow_mul(a, b), "{a:?} · {b:?}");
-                assert_eq!(a.add(b).sub(b), a);
+                assert_eq!(a * b, slow_mul(a, b), "{a:?} · {b:?}");
+                assert_eq!(a + b - b, a);
             }
             if a != Fp::ZERO {
-                assert_eq!(a.mul(a.inv().unwrap()), Fp::ONE);
+                assert_eq!(a * a.inv().unwrap(), Fp::ONE);
             }
-            let sq = a.mul(a);
+            let sq = a * a;
             let r = sq.sqrt().unwrap();
-            assert!(r == a || r == a.neg());
+            assert!(r == a || r == -a);
         }
         assert_eq!(Fp::ZERO.inv(), None);
         for v in [0i64, 1, -1, 1 << 62, -(1 << 62), i64::MAX, i64::MIN] {
@@ -216,12 +225,12 @@ mod tests {
             let got = who
                 .iter()
                 .zip(&l)
-                .fold(Fp::ZERO, |acc, (&i, &c)| acc.add(c.mul(shares[i])));
+                .fold(Fp::ZERO, |acc, (&i, &c)| acc + c * shares[i]);
             assert_eq!(got, secret, "{who:?}");
         }
         // Too few points give something else (degree 3 needs 4).
         let l = lagrange_at_zero(&[0, 1, 2]);
-        let got = (0..3).fold(Fp::ZERO, |acc, i| acc.add(l[i].mul(shares[i])));
+        let got = (0..3).fold(Fp::ZERO, |acc, i| acc + l[i] * shares[i]);
         assert_ne!(got, secret);
     }
 }
