@@ -3,7 +3,7 @@
 //! the parties' same call takes. Counting mode records the sizes and the online message
 //! pattern only, which is how the cost formulas get their figures.
 
-use super::prep::{self, Block, Corrections, Layout};
+use super::prep::{self, Block, Layout, Records};
 use super::select::Plan;
 use super::{arith, fss, reduce, Gates};
 use crate::cost::Rounds;
@@ -25,9 +25,10 @@ struct Generating {
     rng: ChaCha12Rng,
     /// Streams of parties `0..n − 1` for the current instruction.
     streams: Vec<ChaCha12Rng>,
-    corrections: Corrections,
-    /// Public bytes per instruction, which the parties with a seed also get.
-    public: Corrections,
+    /// The last party's message: corrections and public bytes.
+    last: Records,
+    /// The message of the parties with a seed: room for the seed, then public bytes.
+    public: Records,
 }
 
 /// The trusted dealer of `n` computing parties over the ring of `W`.
@@ -65,8 +66,8 @@ impl<W: Word> Dealer<W> {
             seeds,
             rng: ChaCha12Rng::from_seed(os_seed()?),
             streams: Vec::new(),
-            corrections: Corrections::new(),
-            public: Corrections::new(),
+            last: Records::default(),
+            public: Records::with_prefix(32),
         });
         Ok(d)
     }
@@ -97,7 +98,7 @@ impl<W: Word> Dealer<W> {
     pub fn bytes_per_party(&self) -> Vec<u64> {
         let header = FRAME_HEADER as u64;
         let directory = |sizes: &BTreeMap<usize, usize>| {
-            4 + 8 * sizes.len() as u64 + sizes.values().sum::<usize>() as u64
+            8 * sizes.len() as u64 + sizes.values().sum::<usize>() as u64
         };
         let public = if self.public_sizes.is_empty() {
             0
@@ -124,18 +125,23 @@ impl<W: Word> Dealer<W> {
         let g = self.gen.ok_or_else(|| {
             ProtocolError::Invalid("a counting dealer has no material to send".into())
         })?;
-        let public = if g.public.is_empty() {
-            Vec::new()
+        let mut out: Vec<(PartyId, Vec<u8>)> = Vec::new();
+        let mut public = if g.public.is_empty() {
+            vec![0; 32]
         } else {
-            prep::encode_corrections(&g.public)
+            g.public.finish()
         };
-        let mut out: Vec<(PartyId, Vec<u8>)> = g
-            .seeds
-            .iter()
-            .enumerate()
-            .map(|(p, s)| (p, [s.as_slice(), &public].concat()))
-            .collect();
-        out.push((self.n - 1, prep::encode_corrections(&g.corrections)));
+        for (p, seed) in g.seeds.iter().enumerate().rev() {
+            public[..32].copy_from_slice(seed);
+            // The last seed holder takes the buffer itself.
+            let msg = if p == 0 {
+                std::mem::take(&mut public)
+            } else {
+                public.clone()
+            };
+            out.push((p, msg));
+        }
+        out.push((self.n - 1, g.last.finish()));
         net.exchange(out, &[])?;
         Ok(net.stats())
     }
@@ -170,11 +176,10 @@ impl<W: Word> Dealer<W> {
             }
             if !block.public.is_empty() {
                 g.public
-                    .entry(self.current)
-                    .or_default()
-                    .extend_from_slice(&block.public);
+                    .append(self.current, |out| out.extend_from_slice(&block.public));
             }
-            prep::encode_block(&block, g.corrections.entry(self.current).or_default());
+            g.last
+                .append(self.current, |out| prep::encode_block(&block, out));
         }
     }
 }

@@ -111,7 +111,7 @@ impl<W: Word> Semi2k<W> {
         let got = net.exchange(Vec::new(), &[dealer])?;
         let msg = got.into_iter().next().map(|(_, m)| m).unwrap_or_default();
         let source = if me == n - 1 {
-            prep::Source::new(dealer, None, prep::decode_corrections(&msg, dealer)?)
+            prep::Source::new(dealer, None, prep::Directory::decode(msg, 0, dealer)?)
         } else {
             let seed: [u8; 32] =
                 msg.get(..32)
@@ -120,11 +120,7 @@ impl<W: Word> Semi2k<W> {
                         party: dealer,
                         what: format!("the dealer sent a seed of {} bytes", msg.len()),
                     })?;
-            let public = if msg.len() > 32 {
-                prep::decode_corrections(&msg[32..], dealer)?
-            } else {
-                Default::default()
-            };
+            let public = prep::Directory::decode(msg, 32, dealer)?;
             prep::Source::new(dealer, Some(seed), public)
         };
         let mut keys: Vec<Option<[u8; 32]>> = vec![None; n];

@@ -168,58 +168,97 @@ fn decode_block<W: Word>(bytes: &[u8], l: &Layout) -> Block<W> {
     }
 }
 
-/// The corrections of every instruction, as the last party receives them.
-pub(super) type Corrections = BTreeMap<usize, Vec<u8>>;
-
-/// The dealer's message to the last party: the number of instructions, each one's index
-/// and length (u32 each), then their corrections back to back.
-pub(super) fn encode_corrections(c: &Corrections) -> Vec<u8> {
-    let total: usize = c.values().map(Vec::len).sum();
-    let mut out = Vec::with_capacity(4 + 8 * c.len() + total);
-    out.extend((c.len() as u32).to_le_bytes());
-    for (&i, v) in c {
-        out.extend((i as u32).to_le_bytes());
-        out.extend((v.len() as u32).to_le_bytes());
-    }
-    for v in c.values() {
-        out.extend_from_slice(v);
-    }
-    out
+/// A dealer's message being written: records `index (u32), length (u32), bytes`, one per
+/// instruction with material, in the order the dealer walks the program. Written in
+/// place, so the material is never copied into a second buffer.
+#[derive(Debug, Default)]
+pub(super) struct Records {
+    out: Vec<u8>,
+    /// Where the open record's header starts, and its instruction.
+    open: Option<(usize, usize)>,
 }
 
-/// Parse the dealer's message; an error names the dealer.
-pub(super) fn decode_corrections(bytes: &[u8], dealer: PartyId) -> R<Corrections> {
-    let bad = |what: &str| ProtocolError::Peer {
-        party: dealer,
-        what: format!("the dealer sent malformed preprocessing: {what}"),
-    };
-    let u32_at = |at: usize| -> R<usize> {
-        bytes
-            .get(at..at + 4)
-            .and_then(|b| b.try_into().ok())
-            .map(|b| u32::from_le_bytes(b) as usize)
-            .ok_or_else(|| bad("it ends early"))
-    };
-    let count = u32_at(0)?;
-    if count > bytes.len() / 8 {
-        return Err(bad("too many instructions"));
-    }
-    let mut at = 4 + 8 * count;
-    let mut out = Corrections::new();
-    for k in 0..count {
-        let (index, len) = (u32_at(4 + 8 * k)?, u32_at(8 + 8 * k)?);
-        let data = bytes
-            .get(at..at + len)
-            .ok_or_else(|| bad("a length past its end"))?;
-        if out.insert(index, data.to_vec()).is_some() {
-            return Err(bad("an instruction twice"));
+impl Records {
+    /// Records after `prefix` bytes of zeros (a seed's room).
+    pub fn with_prefix(prefix: usize) -> Records {
+        Records {
+            out: vec![0; prefix],
+            open: None,
         }
-        at += len;
     }
-    if at != bytes.len() {
-        return Err(bad("bytes past its end"));
+
+    /// Append `data` to instruction `index`'s record (opening it if needed).
+    pub fn append(&mut self, index: usize, data: impl FnOnce(&mut Vec<u8>)) {
+        if self.open.map(|(_, i)| i) != Some(index) {
+            self.close();
+            self.open = Some((self.out.len(), index));
+            self.out.extend((index as u32).to_le_bytes());
+            self.out.extend(0u32.to_le_bytes());
+        }
+        data(&mut self.out);
     }
-    Ok(out)
+
+    fn close(&mut self) {
+        if let Some((at, _)) = self.open.take() {
+            let len = (self.out.len() - at - 8) as u32;
+            self.out[at + 4..at + 8].copy_from_slice(&len.to_le_bytes());
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.open.is_none()
+    }
+
+    /// The message.
+    pub fn finish(mut self) -> Vec<u8> {
+        self.close();
+        self.out
+    }
+}
+
+/// A received dealer message: the bytes, and where each instruction's record lies.
+#[derive(Debug, Default)]
+pub(super) struct Directory {
+    bytes: Vec<u8>,
+    entries: BTreeMap<usize, (usize, usize)>,
+}
+
+impl Directory {
+    /// Parse the records of `bytes` from `start` on; an error names the dealer.
+    pub fn decode(bytes: Vec<u8>, start: usize, dealer: PartyId) -> R<Directory> {
+        let bad = |what: &str| ProtocolError::Peer {
+            party: dealer,
+            what: format!("the dealer sent malformed preprocessing: {what}"),
+        };
+        let u32_at = |at: usize| -> R<usize> {
+            bytes
+                .get(at..at + 4)
+                .and_then(|b| b.try_into().ok())
+                .map(|b| u32::from_le_bytes(b) as usize)
+                .ok_or_else(|| bad("it ends early"))
+        };
+        let mut entries = BTreeMap::new();
+        let mut at = start;
+        while at < bytes.len() {
+            let (index, len) = (u32_at(at)?, u32_at(at + 4)?);
+            let end = (at + 8)
+                .checked_add(len)
+                .filter(|&e| e <= bytes.len())
+                .ok_or_else(|| bad("a length past its end"))?;
+            if entries.insert(index, (at + 8, end)).is_some() {
+                return Err(bad("an instruction twice"));
+            }
+            at = end;
+        }
+        Ok(Directory { bytes, entries })
+    }
+
+    /// Instruction `index`'s bytes (none if it has no record).
+    pub fn get(&self, index: usize) -> &[u8] {
+        self.entries
+            .get(&index)
+            .map_or(&[], |&(a, b)| &self.bytes[a..b])
+    }
 }
 
 /// Where a party takes its share of the current instruction's material from.
@@ -230,18 +269,18 @@ pub(super) struct Source {
     stream: Option<ChaCha12Rng>,
     /// The last party: the dealer's corrections and public bytes; every other party: the
     /// public bytes. Read from `at` on for the current index.
-    corrections: Arc<Corrections>,
+    records: Arc<Directory>,
     index: usize,
     at: usize,
 }
 
 impl Source {
-    pub fn new(dealer: PartyId, seed: Option<[u8; 32]>, corrections: Corrections) -> Source {
+    pub fn new(dealer: PartyId, seed: Option<[u8; 32]>, records: Directory) -> Source {
         Source {
             dealer,
             seed,
             stream: None,
-            corrections: Arc::new(corrections),
+            records: Arc::new(records),
             index: 0,
             at: 0,
         }
@@ -253,7 +292,7 @@ impl Source {
             dealer: self.dealer,
             seed: self.seed,
             stream: None,
-            corrections: self.corrections.clone(),
+            records: self.records.clone(),
             index: 0,
             at: 0,
         }
@@ -283,9 +322,9 @@ impl Source {
             return Ok(&[]);
         }
         let data = self
-            .corrections
-            .get(&self.index)
-            .and_then(|d| d.get(self.at..self.at + len))
+            .records
+            .get(self.index)
+            .get(self.at..self.at + len)
             .ok_or_else(|| ProtocolError::Peer {
                 party: self.dealer,
                 what: format!(

@@ -534,16 +534,32 @@ mod view {
 
 #[test]
 fn malformed_preprocessing_is_an_error_naming_the_dealer() {
-    let mut c = prep::Corrections::new();
-    c.insert(3, vec![1, 2, 3, 4, 5]);
-    c.insert(9, vec![6; 17]);
-    let good = prep::encode_corrections(&c);
-    assert_eq!(prep::decode_corrections(&good, 2).unwrap(), c);
-    // Every truncation and every single-byte change either parses or names the dealer.
+    let mut r = prep::Records::default();
+    r.append(3, |o| o.extend([1, 2, 3]));
+    r.append(3, |o| o.extend([4, 5]));
+    r.append(9, |o| o.extend([6; 17]));
+    let good = r.finish();
+    let dir = prep::Directory::decode(good.clone(), 0, 2).unwrap();
+    assert_eq!(dir.get(3), &[1, 2, 3, 4, 5]);
+    assert_eq!(dir.get(9), &[6; 17]);
+    assert!(dir.get(4).is_empty());
+    // Both instructions' material, read through a party's source.
+    let take_all = |dir: prep::Directory| -> R<()> {
+        let mut src = prep::Source::new(2, None, dir);
+        src.begin(3);
+        src.take::<u32>(&prep::Layout::words(0).public(5))?;
+        src.begin(9);
+        src.take::<u32>(&prep::Layout::words(0).public(17))
+            .map(drop)
+    };
+    // Every truncation is an error naming the dealer, when parsed or when read.
     for cut in 0..good.len() {
-        let e = prep::decode_corrections(&good[..cut], 2).unwrap_err();
+        let e = prep::Directory::decode(good[..cut].to_vec(), 0, 2)
+            .and_then(take_all)
+            .unwrap_err();
         assert!(e.to_string().contains("party 2"), "{e}");
     }
+    // Byte changes and noise parse or fail; they never panic.
     let mut s = 0x2545_f491_4f6c_dd1du64;
     for _ in 0..2000 {
         s ^= s << 13;
@@ -552,14 +568,13 @@ fn malformed_preprocessing_is_an_error_naming_the_dealer() {
         let mut bad = good.clone();
         let at = (s as usize) % bad.len();
         bad[at] = (s >> 32) as u8;
-        let _ = prep::decode_corrections(&bad, 2);
+        let _ = prep::Directory::decode(bad, 0, 2).and_then(take_all);
         let len = (s >> 40) as usize % 64;
         let noise: Vec<u8> = (0..len).map(|i| (s >> (i % 56)) as u8).collect();
-        let _ = prep::decode_corrections(&noise, 2);
+        let _ = prep::Directory::decode(noise, 0, 2).and_then(take_all);
     }
-    // Too little material for a call is an error too, not a short read.
-    let mut src = prep::Source::new(2, None, c);
-    src.begin(3);
-    let e = src.take::<u32>(&prep::Layout::words(2)).unwrap_err();
-    assert!(e.to_string().contains("too little material"), "{e}");
+    // An instruction twice is refused.
+    let twice = [good.clone(), good[..13].to_vec()].concat();
+    let e = prep::Directory::decode(twice, 0, 2).unwrap_err();
+    assert!(e.to_string().contains("twice"), "{e}");
 }
