@@ -276,7 +276,6 @@ pub(super) fn eval<W: Word>(
     let k = g.keyed.len();
 
     // The opening of c = y + r mod N.
-    let ob = g.open_bytes();
     let mine: Vec<u64> = g
         .keyed
         .iter()
@@ -286,22 +285,10 @@ pub(super) fn eval<W: Word>(
             (y.add(mat.words[j]).to_u128() as u64) & mask
         })
         .collect();
-    let c: Vec<u64> = if k == 0 {
+    let c = if k == 0 {
         Vec::new()
     } else {
-        let mut msg = Vec::with_capacity(k * ob);
-        for v in &mine {
-            msg.extend_from_slice(&v.to_le_bytes()[..ob]);
-        }
-        let got = p.all_round(msg)?;
-        let theirs = got.first().map(Vec::as_slice).unwrap_or_default();
-        (0..k)
-            .map(|j| {
-                let mut bytes = [0u8; 8];
-                bytes[..ob].copy_from_slice(&theirs[j * ob..(j + 1) * ob]);
-                mine[j].wrapping_add(u64::from_le_bytes(bytes)) & mask
-            })
-            .collect()
+        p.open_low(mine, g.m)?
     };
 
     // Where each keyed element's keys start in the public bytes.

@@ -201,6 +201,30 @@ impl<W: Word> Semi2k<W> {
         Ok(sum)
     }
 
+    /// Open values of `m ≤ 64` bits, `mine` this party's shares mod 2^m (1 round,
+    /// `⌈m/8⌉` bytes per value to every other party): the masked openings of [`select`]
+    /// and [`fss`].
+    fn open_low(&mut self, mine: Vec<u64>, m: u32) -> R<Vec<u64>> {
+        let (n, ob, mask) = (
+            mine.len(),
+            (m as usize).div_ceil(8),
+            crate::bitvec::low_mask(m),
+        );
+        let mut msg = Vec::with_capacity(n * ob);
+        for v in &mine {
+            msg.extend_from_slice(&v.to_le_bytes()[..ob]);
+        }
+        let mut sum = mine;
+        for theirs in self.all_round(msg)? {
+            for (i, s) in sum.iter_mut().enumerate() {
+                let mut bytes = [0u8; 8];
+                bytes[..ob].copy_from_slice(&theirs[i * ob..(i + 1) * ob]);
+                *s = s.wrapping_add(u64::from_le_bytes(bytes)) & mask;
+            }
+        }
+        Ok(sum)
+    }
+
     /// `len` words of the current instruction's stream of the key shared with `peer`.
     fn input_draw(&mut self, peer: PartyId, len: usize) -> R<Vec<W>> {
         let key = self.keys[peer].ok_or_else(|| {

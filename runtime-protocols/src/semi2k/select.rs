@@ -388,7 +388,6 @@ pub(super) fn eval<W: Word>(
     let first = p.me == 0;
     let m = plan.m;
     let mm = mask(m);
-    let ob = plan.open_bytes();
     let low = |w: W| (w.to_u128() as u64) & mm;
     let word = |k: usize, i: usize| mat.words[k * n + i];
 
@@ -400,20 +399,7 @@ pub(super) fn eval<W: Word>(
             low(y.add(word(0, i)))
         })
         .collect();
-    let mut msg = Vec::with_capacity(n * ob);
-    for v in &mine {
-        msg.extend_from_slice(&v.to_le_bytes()[..ob]);
-    }
-    let got = p.all_round(msg)?;
-    let c: Vec<u64> = (0..n)
-        .map(|i| {
-            got.iter().fold(mine[i], |acc, m| {
-                let mut bytes = [0u8; 8];
-                bytes[..ob].copy_from_slice(&m[i * ob..(i + 1) * ob]);
-                acc.wrapping_add(u64::from_le_bytes(bytes))
-            }) & mm
-        })
-        .collect();
+    let c = p.open_low(mine, m)?;
     let top = |i: usize| (c[i] >> (m - 1)) & 1;
 
     // Public quotient and remainder of P by d.
