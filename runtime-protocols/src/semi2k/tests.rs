@@ -255,17 +255,9 @@ fn exact_rescale_matches_clear_including_ties_and_odd_divisors() {
     check::<u32>(3, &x, &x, vec![Call::Rescale(num, den, b)]);
 }
 
-#[test]
-fn requantization_matches_clear_for_every_divisor_kind() {
-    let b = Bounds {
-        lo: -(1 << 20),
-        hi: 1 << 20,
-    };
-    let mut x = values(96, b.lo, b.hi, 4);
-    // Ties of 2^10 whose floor is odd (2.5 → 2, −2.5 → −2).
-    x[5] = 5 << 9;
-    x[6] = -(5 << 9);
-    let n = x.len();
+/// Requantizations of `n` elements: power-of-two divisors with per-element parameters,
+/// general divisors into `[0, 255]`, and exact ties of `2^10`.
+fn requants(n: usize) -> [Requant; 3] {
     let pow2 = Requant {
         num: (0..n).map(|i| 1000 + i as i64).collect(),
         den: (0..n).map(|i| 1 << (14 + i % 3)).collect(),
@@ -287,6 +279,21 @@ fn requantization_matches_clear_for_every_divisor_kind() {
         lo: -1000,
         hi: 1000,
     };
+    [pow2, general, tie]
+}
+
+#[test]
+fn requantization_matches_clear_for_every_divisor_kind() {
+    let b = Bounds {
+        lo: -(1 << 20),
+        hi: 1 << 20,
+    };
+    let mut x = values(96, b.lo, b.hi, 4);
+    // Ties of 2^10 whose floor is odd (2.5 → 2, −2.5 → −2).
+    x[5] = 5 << 9;
+    x[6] = -(5 << 9);
+    let n = x.len();
+    let [pow2, general, tie] = requants(n);
     for parties in [2, 3, 5] {
         check::<u64>(
             parties,
@@ -374,27 +381,7 @@ fn fss_gates_match_clear() {
     let n = x.len();
     let den: Vec<i64> = (0..n).map(|i| [8, 3, 7, 1 << 12, 24, 1][i % 6]).collect();
     let num: Vec<i64> = (0..n).map(|i| [1, 5, -3, 77, 1, -2][i % 6]).collect();
-    let pow2 = Requant {
-        num: (0..n).map(|i| 1000 + i as i64).collect(),
-        den: (0..n).map(|i| 1 << (14 + i % 3)).collect(),
-        zp: (0..n).map(|i| i as i64 % 5 - 2).collect(),
-        lo: -128,
-        hi: 127,
-    };
-    let general = Requant {
-        num: vec![7; n],
-        den: (0..n).map(|i| [9, 10, 1000, 3][i % 4]).collect(),
-        zp: vec![3; n],
-        lo: 0,
-        hi: 255,
-    };
-    let tie = Requant {
-        num: vec![1; n],
-        den: vec![1 << 10; n],
-        zp: vec![0; n],
-        lo: -1000,
-        hi: 1000,
-    };
+    let [pow2, general, tie] = requants(n);
     let roundings = vec![
         Call::Rescale(num, den, wide),
         Call::Requant(pow2, wide),
