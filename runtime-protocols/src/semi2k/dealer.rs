@@ -93,20 +93,21 @@ impl<W: Word> Dealer<W> {
     }
 
     /// Bytes the dealer sends every party (frame headers included): a seed to each but the
-    /// last, with the public bytes and their directory if there are any, and the
-    /// corrections with their directory to the last.
+    /// last, followed by the public bytes as records if there are any, and the
+    /// corrections (and public bytes) as records to the last: 8 bytes of header per
+    /// instruction with material ([`prep::Records`]).
     pub fn bytes_per_party(&self) -> Vec<u64> {
         let header = FRAME_HEADER as u64;
-        let directory = |sizes: &BTreeMap<usize, usize>| {
+        let records = |sizes: &BTreeMap<usize, usize>| {
             8 * sizes.len() as u64 + sizes.values().sum::<usize>() as u64
         };
         let public = if self.public_sizes.is_empty() {
             0
         } else {
-            directory(&self.public_sizes)
+            records(&self.public_sizes)
         };
         let mut out = vec![32 + header + public; self.n.saturating_sub(1)];
-        out.push(header + directory(&self.sizes));
+        out.push(header + records(&self.sizes));
         out
     }
 

@@ -9,7 +9,8 @@
 //!
 //! A block may also carry *public* bytes that every party receives as they are (the
 //! correction words of `fss` keys, which both keys share); the parties with a seed get
-//! them in a directory of the same shape as the corrections.
+//! them after their seed. Both messages are [`Records`]: per instruction, its index, its
+//! length and its bytes, written and read in place.
 
 use crate::bitvec::{clear_tail, words};
 use crate::word::Word;
