@@ -39,6 +39,15 @@ impl Fp {
         }
     }
 
+    /// A signed integer of fewer than 127 bits, negatives as `p − |v|`.
+    pub fn from_i128(v: i128) -> Fp {
+        if v >= 0 {
+            Fp::new(v as u128)
+        } else {
+            -Fp::new(v.unsigned_abs())
+        }
+    }
+
     /// The element as a signed integer in `(−p/2, p/2)`.
     pub fn to_i128(self) -> i128 {
         if self.0 > MODULUS / 2 {

@@ -19,6 +19,7 @@ pub mod rep3;
 pub mod requant;
 pub mod ring;
 pub mod semi2k;
+pub mod shamir;
 #[cfg(test)]
 mod testutil;
 pub mod word;

@@ -1,7 +1,11 @@
 //! Helpers of the protocols' unit tests.
 
 use crate::net::{loopback, Hello, Mesh, NetError, Stats, Timeouts, Transport};
-use crate::PartyId;
+use crate::ring::rescale as clear_rescale;
+use crate::word::matmul_words;
+use crate::{Bounds, MatDims, PartyId, Protocol, ProtocolError, Requant, TruncMode};
+
+type R<T> = Result<T, ProtocolError>;
 use std::sync::{Arc, Mutex};
 
 /// Runs `f` in `n` parties, each with its mesh over loopback; returns their results.
@@ -112,3 +116,136 @@ pub fn max_z(a: &[Vec<u8>], b: &[Vec<u8>]) -> f64 {
         })
         .fold(0.0, f64::max)
 }
+
+/// What every party (a dealer holds nothing) does in a test.
+pub trait Script: Sync {
+    fn run<P: Protocol>(&self, p: &mut P) -> R<Vec<Option<Vec<i64>>>>;
+}
+
+
+/// The results revealed to party `to`.
+pub fn at(out: &[(Vec<Option<Vec<i64>>>, Stats)], to: PartyId) -> Vec<Vec<i64>> {
+    for (i, (r, _)) in out.iter().enumerate() {
+        if i != to {
+            assert!(r.iter().all(Option::is_none), "party {i} learnt an output");
+        }
+    }
+    out[to].0.iter().map(|r| r.clone().unwrap()).collect()
+}
+
+/// Party 0 inputs `x`, party `n − 1` inputs `y`; both go through `op`; results to `to`.
+pub struct Binary<F> {
+    pub x: Vec<i64>,
+    pub y: Vec<i64>,
+    pub to: PartyId,
+    pub op: F,
+}
+
+impl<F> Script for Binary<F>
+where
+    F: Fn(usize) -> Vec<Call> + Sync,
+{
+    fn run<P: Protocol>(&self, p: &mut P) -> R<Vec<Option<Vec<i64>>>> {
+        let n = p.parties();
+        let me = p.party();
+        let x = p.input(0, (me == 0).then_some(&self.x[..]), self.x.len())?;
+        let y = p.input(n - 1, (me == n - 1).then_some(&self.y[..]), self.y.len())?;
+        let mut out = Vec::new();
+        for call in (self.op)(n) {
+            let r = call.apply(p, &x, &y)?;
+            out.push(p.reveal(&r, self.to)?);
+        }
+        Ok(out)
+    }
+}
+
+/// One primitive call on the inputs `x` and `y`.
+#[derive(Clone, Debug)]
+pub enum Call {
+    Mul,
+    MatMul(MatDims),
+    Rescale(Vec<i64>, Vec<i64>, Bounds),
+    Requant(Requant, Bounds),
+    Clamp(i64, i64, Bounds),
+    Max(Bounds),
+    Argmax(usize, bool, Bounds),
+    Lookup(Vec<i64>, i64),
+}
+
+impl Call {
+    pub fn apply<P: Protocol>(&self, p: &mut P, x: &[P::Share], y: &[P::Share]) -> R<Vec<P::Share>> {
+        let e = TruncMode::Exact;
+        match self {
+            Call::Mul => p.mul(x, y),
+            Call::MatMul(d) => p.matmul(x, y, *d),
+            Call::Rescale(num, den, b) => p.rescale(x, num, den, *b, e),
+            Call::Requant(q, b) => p.requantize(x, q, *b, e),
+            Call::Clamp(lo, hi, b) => p.clamp(x, *lo, *hi, *b),
+            Call::Max(b) => p.max(x, y, *b),
+            Call::Argmax(row, last, b) => p.argmax(x, *row, *last, *b),
+            Call::Lookup(t, off) => p.lookup(x, t, *off),
+        }
+    }
+
+    /// The plaintext meaning.
+    pub fn clear(&self, x: &[i64], y: &[i64]) -> Vec<i64> {
+        match self {
+            Call::Mul => x.iter().zip(y).map(|(a, b)| a * b).collect(),
+            Call::MatMul(d) => {
+                let lift = |v: &[i64]| v.iter().map(|&e| e as u64).collect::<Vec<u64>>();
+                matmul_words(&lift(x), &lift(y), *d)
+                    .into_iter()
+                    .map(|e| e as i64)
+                    .collect()
+            }
+            Call::Rescale(num, den, _) => (0..x.len())
+                .map(|i| clear_rescale(x[i], num[i], den[i]))
+                .collect(),
+            Call::Requant(q, _) => (0..x.len()).map(|i| q.apply(i, x[i])).collect(),
+            Call::Clamp(lo, hi, _) => x.iter().map(|v| (*v).clamp(*lo, *hi)).collect(),
+            Call::Max(_) => x.iter().zip(y).map(|(a, b)| *a.max(b)).collect(),
+            Call::Argmax(row, last, _) => x
+                .chunks(*row)
+                .map(|r| {
+                    let best = *r.iter().max().unwrap();
+                    let pos = if *last {
+                        r.iter().rposition(|&v| v == best)
+                    } else {
+                        r.iter().position(|&v| v == best)
+                    };
+                    pos.unwrap() as i64
+                })
+                .collect(),
+            Call::Lookup(t, off) => x.iter().map(|v| t[(v - off) as usize]).collect(),
+        }
+    }
+}
+
+
+/// Requantizations of `n` elements: power-of-two divisors with per-element parameters,
+/// general divisors into `[0, 255]`, and exact ties of `2^10`.
+pub fn requants(n: usize) -> [Requant; 3] {
+    let pow2 = Requant {
+        num: (0..n).map(|i| 1000 + i as i64).collect(),
+        den: (0..n).map(|i| 1 << (14 + i % 3)).collect(),
+        zp: (0..n).map(|i| i as i64 % 5 - 2).collect(),
+        lo: -128,
+        hi: 127,
+    };
+    let general = Requant {
+        num: vec![7; n],
+        den: (0..n).map(|i| [9, 10, 1000, 3][i % 4]).collect(),
+        zp: vec![3; n],
+        lo: 0,
+        hi: 255,
+    };
+    let tie = Requant {
+        num: vec![1; n],
+        den: vec![1 << 10; n],
+        zp: vec![0; n],
+        lo: -1000,
+        hi: 1000,
+    };
+    [pow2, general, tie]
+}
+

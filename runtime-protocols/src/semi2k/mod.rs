@@ -22,8 +22,8 @@ mod cost;
 mod dealer;
 mod fss;
 mod prep;
-mod reduce;
-mod select;
+pub(crate) mod reduce;
+pub(crate) mod select;
 
 pub use cost::Semi2kCosts;
 pub use dealer::Dealer;

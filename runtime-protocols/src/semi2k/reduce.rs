@@ -10,7 +10,7 @@ use crate::{Bounds, Protocol, ProtocolError, Requant, TruncMode};
 type R<T> = Result<T, ProtocolError>;
 
 /// A [`Protocol`] with the selection primitive.
-pub(super) trait Engine: Protocol + Sized {
+pub(crate) trait Engine: Protocol + Sized {
     fn ring_bits(&self) -> u32;
     fn gates(&self) -> Gates;
     /// `q` on `x` (values in `b`) for a plan that communicates; with [`Gates::Fss`], one
@@ -25,7 +25,7 @@ pub(super) trait Engine: Protocol + Sized {
 }
 
 /// `clamp(round_half_even(x·num/den) + zp, lo, hi)` with `num ≥ 0`.
-pub(super) fn select<P: Engine>(
+pub(crate) fn select<P: Engine>(
     p: &mut P,
     x: &[P::Share],
     q: &Requant,
@@ -66,7 +66,7 @@ pub(super) fn select<P: Engine>(
     Ok(p.add_public(&scaled, &add))
 }
 
-pub(super) fn rescale<P: Engine>(
+pub(crate) fn rescale<P: Engine>(
     p: &mut P,
     x: &[P::Share],
     num: &[i64],
@@ -97,7 +97,7 @@ pub(super) fn rescale<P: Engine>(
     select(p, &x, &q, b)
 }
 
-pub(super) fn requantize<P: Engine>(
+pub(crate) fn requantize<P: Engine>(
     p: &mut P,
     x: &[P::Share],
     q: &Requant,
@@ -119,7 +119,7 @@ fn unit(n: usize, lo: i64, hi: i64) -> Requant {
     }
 }
 
-pub(super) fn clamp<P: Engine>(
+pub(crate) fn clamp<P: Engine>(
     p: &mut P,
     x: &[P::Share],
     lo: i64,
@@ -130,7 +130,7 @@ pub(super) fn clamp<P: Engine>(
 }
 
 /// `b + max(a − b, 0)`.
-pub(super) fn max<P: Engine>(
+pub(crate) fn max<P: Engine>(
     p: &mut P,
     a: &[P::Share],
     b: &[P::Share],
@@ -160,7 +160,7 @@ fn too_wide(b: Bounds) -> ProtocolError {
 /// The index of each row's maximum: the maximum of the keys `(v − lo)·2^t + tag` (`tag`
 /// the index, or `row_len − 1 −` it when ties go to the first), then the key's low `t`
 /// bits, taken off with an exact floor division.
-pub(super) fn argmax<P: Engine>(
+pub(crate) fn argmax<P: Engine>(
     p: &mut P,
     x: &[P::Share],
     row_len: usize,

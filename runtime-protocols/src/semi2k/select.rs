@@ -59,7 +59,7 @@ enum Lane {
 
 /// Public parameters of one call.
 #[derive(Clone, Debug)]
-pub(super) struct Plan {
+pub(crate) struct Plan {
     /// Bits of the opening `c`.
     m: u32,
     /// Comparisons the tree computes, in lane order.
@@ -223,7 +223,7 @@ impl Plan {
 
     /// The dealer's material for `n` elements: words, then the tables, the top bits of
     /// `r`, the bits `e`, and per tree level the triples `a, b_1, c_1, b_2, c_2`.
-    pub fn layout(&self, n: usize) -> Layout {
+    pub(super) fn layout(&self, n: usize) -> Layout {
         let mut l = Layout::words(WORDS * n)
             .seg(n * self.table_bits())
             .seg(n)
@@ -251,7 +251,7 @@ impl Plan {
     }
 
     /// The dealer's material (values) for `q` on `n` elements, from its own randomness.
-    pub fn deal<W: Word>(&self, q: &Requant, rng: &mut ChaCha12Rng) -> Block<W> {
+    pub(super) fn deal<W: Word>(&self, q: &Requant, rng: &mut ChaCha12Rng) -> Block<W> {
         let n = q.num.len();
         let m = self.m;
         let tb = self.table_bits();

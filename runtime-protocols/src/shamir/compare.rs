@@ -1,0 +1,201 @@
+//! Shared random bits, comparisons of public values with shared bits, and one-hot vectors
+//! of shared bits: the nonlinear building blocks of [`super::select`].
+
+use super::Shamir;
+use crate::field::Fp;
+use crate::{Protocol, ProtocolError};
+use rayon::prelude::*;
+
+type R<T> = Result<T, ProtocolError>;
+
+/// `count` shared uniform bits (1 round). For a random sharing `[a]` the parties open
+/// `a²` from their degree-`2t` products, re-randomised by a sharing of zero so the opening
+/// shows `a²` and nothing else; then `b = (a/√(a²) + 1)/2` is 0 or 1 as `a`'s square
+/// root is `±a` (Damgård, Fitzi, Kiltz, Nielsen, Toft, TCC 2006).
+pub fn random_bits(p: &mut Shamir, count: usize) -> R<Vec<Fp>> {
+    if count == 0 {
+        return Ok(Vec::new());
+    }
+    let a = p.streams.random(count);
+    let z = p.streams.zero(count);
+    let squares: Vec<Fp> = a.par_iter().zip(z).map(|(&a, z)| a * a + z).collect();
+    let opened = p.open(&squares, 2 * p.geo.t)?;
+    let half = Fp::new(2).inv().unwrap_or(Fp::ZERO);
+    a.par_iter()
+        .zip(opened)
+        .map(|(&a, sq)| {
+            let inv = sq.sqrt().and_then(Fp::inv).ok_or_else(|| {
+                ProtocolError::Invalid(
+                    "a random bit drew zero (probability 2^-126); run again".into(),
+                )
+            })?;
+            Ok((a * inv + Fp::ONE) * half)
+        })
+        .collect()
+}
+
+/// The leaf of one bit position of a comparison `[a < b]`: `(lt, eq)` for a public bit
+/// `a` and a shared bit `b`.
+pub fn leaf(a: bool, b: Fp) -> (Fp, Fp) {
+    if a {
+        (Fp::ZERO, b)
+    } else {
+        (b, Fp::ONE - b)
+    }
+}
+
+/// The tree levels over `width` leaves: pairs combined per level, and whether it is the
+/// last (where only `lt` is needed).
+pub fn levels(width: usize) -> Vec<(usize, bool)> {
+    let mut out = Vec::new();
+    let mut units = width;
+    while units > 1 {
+        out.push((units / 2, units / 2 + units % 2 == 1));
+        units = units / 2 + units % 2;
+    }
+    out
+}
+
+/// Products of one comparison's tree over `width` leaves.
+pub fn tree_products(width: usize) -> Vec<usize> {
+    levels(width)
+        .into_iter()
+        .map(|(pairs, last)| if last { pairs } else { 2 * pairs })
+        .collect()
+}
+
+/// `[A < B]` for `count` comparisons of `width` leaves each, leaves least significant
+/// first, laid out leaf-major (`lt[j * count + c]`). One product round per level: with
+/// the high unit `(lt_h, eq_h)` and the low one `(lt_l, eq_l)`, `lt = lt_h + eq_h·lt_l`
+/// (the two cases exclude each other) and `eq = eq_h·eq_l`.
+pub fn less_than(
+    p: &mut Shamir,
+    lt: Vec<Fp>,
+    eq: Vec<Fp>,
+    count: usize,
+    width: usize,
+) -> R<Vec<Fp>> {
+    let unit = |v: &[Fp], j: usize| v[j * count..(j + 1) * count].to_vec();
+    let mut units: Vec<(Vec<Fp>, Vec<Fp>)> =
+        (0..width).map(|j| (unit(&lt, j), unit(&eq, j))).collect();
+    for (pairs, last) in levels(width) {
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        for k in 0..pairs {
+            let (lo, hi) = (&units[2 * k], &units[2 * k + 1]);
+            a.extend_from_slice(&hi.1);
+            b.extend_from_slice(&lo.0);
+            if !last {
+                a.extend_from_slice(&hi.1);
+                b.extend_from_slice(&lo.1);
+            }
+        }
+        let prod = p.mul(&a, &b)?;
+        let step = if last { 1 } else { 2 };
+        let mut next = Vec::with_capacity(pairs + 1);
+        for k in 0..pairs {
+            let at = k * step * count;
+            let hi_lt = &units[2 * k + 1].0;
+            let new_lt: Vec<Fp> = hi_lt
+                .iter()
+                .zip(&prod[at..at + count])
+                .map(|(&h, &m)| h + m)
+                .collect();
+            let new_eq = if last {
+                Vec::new()
+            } else {
+                prod[at + count..at + 2 * count].to_vec()
+            };
+            next.push((new_lt, new_eq));
+        }
+        if units.len() % 2 == 1 {
+            next.push(units.pop().unwrap_or_default());
+        }
+        units = next;
+    }
+    Ok(units.into_iter().next().map(|u| u.0).unwrap_or_default())
+}
+
+/// The levels of a one-hot tree over `bits` bits: per level, the products of each pair of
+/// groups (`|lo|·|hi|`).
+pub fn one_hot_products(bits: usize) -> Vec<usize> {
+    let mut sizes: Vec<usize> = vec![2; bits];
+    let mut out = Vec::new();
+    while sizes.len() > 1 {
+        let mut next = Vec::new();
+        let mut products = 0;
+        for pair in sizes.chunks(2) {
+            if pair.len() == 2 {
+                products += pair[0] * pair[1];
+                next.push(pair[0] * pair[1]);
+            } else {
+                next.push(pair[0]);
+            }
+        }
+        out.push(products);
+        sizes = next;
+    }
+    out
+}
+
+/// The one-hot vectors `[v = Σ 2^j b_j]` for `v < 2^bits`, of `count` values whose bits
+/// are laid out bit-major (`b[j * count + e]`); returns them value-major. One product
+/// round per level of a tree of outer products.
+pub fn one_hot(p: &mut Shamir, b: &[Fp], count: usize, bits: usize) -> R<Vec<Fp>> {
+    // A group: `size` entries of `count` shares each, entry-major.
+    let mut groups: Vec<Vec<Fp>> = (0..bits)
+        .map(|j| {
+            let bit = &b[j * count..(j + 1) * count];
+            let mut g: Vec<Fp> = bit.iter().map(|&x| Fp::ONE - x).collect();
+            g.extend_from_slice(bit);
+            g
+        })
+        .collect();
+    while groups.len() > 1 {
+        let (mut a, mut c) = (Vec::new(), Vec::new());
+        let mut shapes = Vec::new();
+        for pair in groups.chunks(2) {
+            if let [lo, hi] = pair {
+                let (sl, sh) = (lo.len() / count, hi.len() / count);
+                for vh in 0..sh {
+                    for vl in 0..sl {
+                        a.extend_from_slice(&lo[vl * count..(vl + 1) * count]);
+                        c.extend_from_slice(&hi[vh * count..(vh + 1) * count]);
+                    }
+                }
+                shapes.push(Some(sl * sh));
+            } else {
+                shapes.push(None);
+            }
+        }
+        let prod = p.mul(&a, &c)?;
+        let mut at = 0;
+        let mut next = Vec::new();
+        for (k, shape) in shapes.into_iter().enumerate() {
+            match shape {
+                Some(size) => {
+                    next.push(prod[at..at + size * count].to_vec());
+                    at += size * count;
+                }
+                None => next.push(std::mem::take(&mut groups[2 * k])),
+            }
+        }
+        groups = next;
+    }
+    Ok(groups.pop().unwrap_or_default())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tree_shapes_count_every_pair_once() {
+        assert_eq!(levels(1), vec![]);
+        assert_eq!(levels(2), vec![(1, true)]);
+        assert_eq!(levels(3), vec![(1, false), (1, true)]);
+        assert_eq!(levels(5), vec![(2, false), (1, false), (1, true)]);
+        assert_eq!(tree_products(8), vec![8, 4, 1]);
+        assert_eq!(one_hot_products(3), vec![4, 8]);
+        assert_eq!(one_hot_products(4), vec![8, 16]);
+    }
+}

@@ -1,0 +1,178 @@
+//! The cost formulas of `shamir`: the round patterns of [`Geometry`], and for the
+//! selections a data-free [`Counter`] that makes the same calls as a party (through
+//! [`crate::semi2k::reduce`]) and records each call's [`ShamirPlan::pattern`].
+
+use super::geometry::Geometry;
+use super::select::{lookup_pattern, ShamirPlan};
+use super::streams::Streams;
+use crate::cost::{Costs, Rounds};
+use crate::semi2k::reduce::{self, Engine};
+use crate::semi2k::select::Plan;
+use crate::semi2k::Gates;
+use crate::{Bounds, MatDims, PartyId, Protocol, ProtocolError, Requant, TruncMode};
+
+type R<T> = Result<T, ProtocolError>;
+
+/// `shamir` among `parties` parties.
+pub struct ShamirCosts {
+    geo: Geometry,
+}
+
+impl ShamirCosts {
+    pub fn new(parties: usize) -> ShamirCosts {
+        ShamirCosts {
+            geo: Geometry::new(parties.max(3)),
+        }
+    }
+
+    fn run(&self, call: impl FnOnce(&mut Counter) -> R<()>) -> R<Rounds> {
+        let mut c = Counter {
+            geo: &self.geo,
+            rounds: Vec::new(),
+        };
+        call(&mut c)?;
+        Ok(c.rounds)
+    }
+}
+
+/// A party without data that records the rounds of its calls.
+struct Counter<'g> {
+    geo: &'g Geometry,
+    rounds: Rounds,
+}
+
+impl Engine for Counter<'_> {
+    fn ring_bits(&self) -> u32 {
+        64
+    }
+    fn gates(&self) -> Gates {
+        Gates::Beaver
+    }
+    fn select_with(&mut self, x: &[()], q: &Requant, b: Bounds, plan: &Plan) -> R<Vec<()>> {
+        let subsets = Streams::subset_count(self.geo.n, self.geo.t);
+        let sp = ShamirPlan::new(q, b, plan, subsets)?;
+        self.rounds.extend(sp.pattern(self.geo));
+        Ok(x.to_vec())
+    }
+}
+
+impl Protocol for Counter<'_> {
+    type Share = ();
+
+    fn name(&self) -> &'static str {
+        "shamir"
+    }
+    fn party(&self) -> PartyId {
+        usize::MAX
+    }
+    fn parties(&self) -> usize {
+        self.geo.n
+    }
+    fn input(&mut self, owner: PartyId, _: Option<&[i64]>, len: usize) -> R<Vec<()>> {
+        self.rounds.push(self.geo.input_round(owner, len));
+        Ok(vec![(); len])
+    }
+    fn reveal(&mut self, x: &[()], to: PartyId) -> R<Option<Vec<i64>>> {
+        self.rounds.push(self.geo.reveal_round(x.len(), to));
+        Ok(None)
+    }
+    fn public(&self, values: &[i64]) -> Vec<()> {
+        vec![(); values.len()]
+    }
+    fn add(&self, a: &[()], _: &[()]) -> Vec<()> {
+        a.to_vec()
+    }
+    fn sub(&self, a: &[()], _: &[()]) -> Vec<()> {
+        a.to_vec()
+    }
+    fn add_public(&self, a: &[()], _: &[i64]) -> Vec<()> {
+        a.to_vec()
+    }
+    fn mul_public(&self, a: &[()], _: &[i64]) -> Vec<()> {
+        a.to_vec()
+    }
+    fn matmul_public(&self, _: &[()], _: &[i64], d: MatDims, _: bool) -> Vec<()> {
+        vec![(); d.batch * d.m * d.n]
+    }
+    fn mul(&mut self, a: &[()], _: &[()]) -> R<Vec<()>> {
+        if !a.is_empty() {
+            self.rounds.push(self.geo.reshare_round(a.len()));
+        }
+        Ok(a.to_vec())
+    }
+    fn matmul(&mut self, _: &[()], _: &[()], d: MatDims) -> R<Vec<()>> {
+        let len = d.batch * d.m * d.n;
+        if len > 0 {
+            self.rounds.push(self.geo.reshare_round(len));
+        }
+        Ok(vec![(); len])
+    }
+    fn rescale(
+        &mut self,
+        x: &[()],
+        num: &[i64],
+        den: &[i64],
+        b: Bounds,
+        _: TruncMode,
+    ) -> R<Vec<()>> {
+        reduce::rescale(self, x, num, den, b)
+    }
+    fn requantize(&mut self, x: &[()], q: &Requant, b: Bounds, _: TruncMode) -> R<Vec<()>> {
+        reduce::requantize(self, x, q, b)
+    }
+    fn clamp(&mut self, x: &[()], lo: i64, hi: i64, b: Bounds) -> R<Vec<()>> {
+        reduce::clamp(self, x, lo, hi, b)
+    }
+    fn max(&mut self, a: &[()], b: &[()], bounds: Bounds) -> R<Vec<()>> {
+        reduce::max(self, a, b, bounds)
+    }
+    fn argmax(&mut self, x: &[()], row_len: usize, last: bool, b: Bounds) -> R<Vec<()>> {
+        reduce::argmax(self, x, row_len, last, b)
+    }
+    fn lookup(&mut self, x: &[()], table: &[i64], _: i64) -> R<Vec<()>> {
+        self.rounds
+            .extend(lookup_pattern(self.geo, x.len(), table.len()));
+        Ok(x.to_vec())
+    }
+}
+
+impl Costs for ShamirCosts {
+    fn name(&self) -> &'static str {
+        "shamir"
+    }
+    fn parties(&self) -> usize {
+        self.geo.n
+    }
+    fn input(&self, owner: PartyId, len: usize) -> Rounds {
+        vec![self.geo.input_round(owner, len)]
+    }
+    fn reveal(&self, len: usize, to: PartyId) -> Rounds {
+        vec![self.geo.reveal_round(len, to)]
+    }
+    fn mul(&self, len: usize) -> Rounds {
+        self.run(|c| c.mul(&vec![(); len], &vec![(); len]).map(drop))
+            .unwrap_or_default()
+    }
+    fn matmul(&self, dims: MatDims) -> Rounds {
+        self.run(|c| c.matmul(&[], &[], dims).map(drop))
+            .unwrap_or_default()
+    }
+    fn rescale(&self, num: &[i64], den: &[i64], b: Bounds, m: TruncMode) -> R<Rounds> {
+        self.run(|c| c.rescale(&vec![(); num.len()], num, den, b, m).map(drop))
+    }
+    fn clamp(&self, len: usize, lo: i64, hi: i64, b: Bounds) -> R<Rounds> {
+        self.run(|c| c.clamp(&vec![(); len], lo, hi, b).map(drop))
+    }
+    fn requantize(&self, q: &Requant, b: Bounds, m: TruncMode) -> R<Rounds> {
+        self.run(|c| c.requantize(&vec![(); q.num.len()], q, b, m).map(drop))
+    }
+    fn max(&self, len: usize, b: Bounds) -> R<Rounds> {
+        self.run(|c| c.max(&vec![(); len], &vec![(); len], b).map(drop))
+    }
+    fn argmax(&self, len: usize, row_len: usize, last: bool, b: Bounds) -> R<Rounds> {
+        self.run(|c| c.argmax(&vec![(); len], row_len, last, b).map(drop))
+    }
+    fn lookup(&self, len: usize, table_len: usize) -> R<Rounds> {
+        self.run(|c| c.lookup(&vec![(); len], &vec![0; table_len], 0).map(drop))
+    }
+}

@@ -1,0 +1,444 @@
+//! `shamir`: Shamir secret sharing over F_p, p = 2^127 − 1, among `n ≥ 3` parties,
+//! semi-honest, secure against any `t = ⌊(n − 1)/2⌋` of them (honest majority). No dealer
+//! and no preprocessing: correlated randomness comes from keys agreed at set-up
+//! ([`streams`]).
+//!
+//! A value `x` is `f(0)` for a random polynomial `f` of degree `t`; party `i` holds
+//! `f(α_i)`, `α_i = i + 1`. Program values are integers embedded in F_p (negatives as
+//! `p − |v|`); every intermediate value of the protocol stays far below `p/2`, so the
+//! field computes the integers exactly. The online phase:
+//!
+//! - input: 1 round; the owner deals, sending to the `n − 1 − t` parties that do not draw
+//!   their share from a stream they share with it;
+//! - reveal: 1 round, `t` parties send their shares to the receiver;
+//! - product, matrix product: 1 round; each of parties `0..=2t` reshares its degree-`2t`
+//!   local product (one resharing per output of a matrix product) and every party
+//!   recombines (Gennaro, Rabin, Rabin, PODC 1998);
+//! - rescale, requantization, clamp, max: `⌈log2 w⌉ + 3` rounds ([`select`]), `w` the
+//!   widest comparison; argmax: `⌈log2 row⌉ + 1` of those; lookup: `⌈log2 ℓ⌉ + 2`.
+
+mod compare;
+mod cost;
+mod geometry;
+mod select;
+mod streams;
+
+pub use cost::ShamirCosts;
+
+use crate::field::{point, Fp};
+use crate::mux::{self, Port, Reply, Request};
+use crate::net::{NetError, Stats, Transport};
+use crate::semi2k::reduce;
+use crate::{Bounds, MatDims, PartyId, Protocol, ProtocolError, Requant, TruncMode};
+use geometry::{Geometry, ELEM};
+use rayon::prelude::*;
+use std::sync::Arc;
+use streams::Streams;
+
+type R<T> = Result<T, ProtocolError>;
+
+/// One party of `shamir`.
+pub struct Shamir {
+    me: PartyId,
+    geo: Arc<Geometry>,
+    net: Box<dyn Transport>,
+    streams: Streams,
+    /// Traffic of the key agreement: not online.
+    setup: Stats,
+}
+
+impl Shamir {
+    /// Agree on the pairwise and subset keys (one round, 32 bytes per key).
+    pub fn setup(mut net: Box<dyn Transport>) -> R<Shamir> {
+        let n = net.parties();
+        if n < 3 {
+            return Err(ProtocolError::Invalid(format!(
+                "shamir needs at least 3 parties for an honest majority, not {n}"
+            )));
+        }
+        let geo = Arc::new(Geometry::new(n));
+        let streams = Streams::agree(net.as_mut(), &geo)?;
+        let setup = net.stats();
+        Ok(Shamir {
+            me: net.party(),
+            geo,
+            net,
+            streams,
+            setup,
+        })
+    }
+
+    /// Tell the peers this party stops, and why.
+    pub fn abort(&mut self, reason: &str) {
+        self.net.abort(reason);
+    }
+
+    /// Online traffic so far (key agreement excluded).
+    pub fn stats(&self) -> Stats {
+        self.net.stats().since(self.setup)
+    }
+
+    fn n(&self) -> usize {
+        self.geo.n
+    }
+
+    fn garbage(party: PartyId) -> ProtocolError {
+        ProtocolError::Net(NetError::Garbage {
+            party,
+            what: "a vector of field elements of the wrong length or out of range".into(),
+        })
+    }
+
+    fn decode(party: PartyId, m: &[u8], len: usize) -> R<Vec<Fp>> {
+        if m.len() != len * ELEM {
+            return Err(Self::garbage(party));
+        }
+        m.chunks_exact(ELEM)
+            .map(|c| {
+                let v = u128::from_le_bytes(c.try_into().unwrap_or_default());
+                (v < crate::field::MODULUS)
+                    .then(|| Fp::new(v))
+                    .ok_or_else(|| Self::garbage(party))
+            })
+            .collect()
+    }
+
+    fn encode(v: &[Fp]) -> Vec<u8> {
+        let mut out = Vec::with_capacity(v.len() * ELEM);
+        for x in v {
+            out.extend_from_slice(&x.value().to_le_bytes());
+        }
+        out
+    }
+
+    /// Open a degree-`deg` sharing to every party (1 round): parties `0..=deg` send
+    /// their shares to all others.
+    fn open(&mut self, x: &[Fp], deg: usize) -> R<Vec<Fp>> {
+        let (me, n, len) = (self.me, self.n(), x.len());
+        let openers = self.geo.openers(deg);
+        let out = if openers.contains(&me) {
+            let msg = Self::encode(x);
+            (0..n).filter(|&p| p != me).map(|p| (p, msg.clone())).collect()
+        } else {
+            Vec::new()
+        };
+        let expect: Vec<(PartyId, usize)> = openers
+            .clone()
+            .filter(|&p| p != me)
+            .map(|p| (p, len * ELEM))
+            .collect();
+        let got = self.net.exchange_sized(out, &expect)?;
+        let lambda = if deg == self.geo.t {
+            &self.geo.lambda_t
+        } else {
+            &self.geo.lambda_2t
+        };
+        let mut shares: Vec<Option<Vec<Fp>>> = vec![None; deg + 1];
+        if openers.contains(&me) {
+            shares[me] = Some(x.to_vec());
+        }
+        for (p, m) in got {
+            shares[p] = Some(Self::decode(p, &m, len)?);
+        }
+        let shares: Vec<Vec<Fp>> = shares.into_iter().map(Option::unwrap_or_default).collect();
+        Ok((0..len)
+            .into_par_iter()
+            .map(|e| {
+                shares
+                    .iter()
+                    .zip(lambda)
+                    .fold(Fp::ZERO, |a, (s, &l)| a + l * s[e])
+            })
+            .collect())
+    }
+
+    /// This party as dealer of `values`: the shares of every party, with those of
+    /// `keyed[me]` drawn from the pair streams.
+    fn deal(&mut self, values: &[Fp]) -> R<Vec<Vec<Fp>>> {
+        let (me, n, len) = (self.me, self.n(), values.len());
+        let keyed = self.geo.keyed[me].clone();
+        let mut shares: Vec<Vec<Fp>> = vec![Vec::new(); n];
+        for &k in &keyed {
+            shares[k] = self.streams.pair(me, k, len)?;
+        }
+        let geo = self.geo.clone();
+        // Evaluate the other points from (value, keyed shares).
+        let keyed_shares: Vec<Vec<Fp>> = keyed.iter().map(|&k| shares[k].clone()).collect();
+        for (j, slot) in shares.iter_mut().enumerate() {
+            if keyed.contains(&j) {
+                continue;
+            }
+            let coef = &geo.deal[me][j];
+            *slot = (0..len)
+                .into_par_iter()
+                .map(|e| {
+                    let mut acc = coef[0] * values[e];
+                    for (c, s) in coef[1..].iter().zip(&keyed_shares) {
+                        acc = acc + *c * s[e];
+                    }
+                    acc
+                })
+                .collect();
+        }
+        Ok(shares)
+    }
+
+    /// Reduce degree-`2t` products `h` to degree-`t` shares (1 round).
+    fn reshare(&mut self, h: Vec<Fp>) -> R<Vec<Fp>> {
+        let (me, len) = (self.me, h.len());
+        let geo = self.geo.clone();
+        let mut mine: Option<Vec<Fp>> = None;
+        let mut out = Vec::new();
+        if geo.resharers().contains(&me) {
+            let mut shares = self.deal(&h)?;
+            for (j, s) in shares.iter_mut().enumerate() {
+                if geo.sends(me, j) {
+                    out.push((j, Self::encode(s)));
+                }
+            }
+            mine = Some(std::mem::take(&mut shares[me]));
+        }
+        let expect: Vec<(PartyId, usize)> = geo
+            .resharers()
+            .filter(|&i| geo.sends(i, me))
+            .map(|i| (i, len * ELEM))
+            .collect();
+        let got = self.net.exchange_sized(out, &expect)?;
+        let mut parts: Vec<Vec<Fp>> = vec![Vec::new(); geo.resharers().len()];
+        for (i, m) in got {
+            parts[i] = Self::decode(i, &m, len)?;
+        }
+        for i in geo.resharers() {
+            if i == me {
+                parts[i] = mine.take().unwrap_or_default();
+            } else if !geo.sends(i, me) {
+                parts[i] = self.streams.pair(i, me, len)?;
+            }
+        }
+        let lambda = &geo.lambda_2t;
+        Ok((0..len)
+            .into_par_iter()
+            .map(|e| {
+                parts
+                    .iter()
+                    .zip(lambda)
+                    .fold(Fp::ZERO, |a, (p, &l)| a + l * p[e])
+            })
+            .collect())
+    }
+
+    fn lift(values: &[i64]) -> Vec<Fp> {
+        values.iter().map(|&v| Fp::from_i64(v)).collect()
+    }
+
+    /// The signed integer of an opened value, or an error naming the party that made it
+    /// leave the program's range.
+    fn to_i64(v: Fp) -> R<i64> {
+        i64::try_from(v.to_i128()).map_err(|_| {
+            ProtocolError::Invalid("an opened value is outside the 64-bit range".into())
+        })
+    }
+}
+
+/// `a · b` for matrices of field elements.
+fn matmul_fp(a: &[Fp], b: &[Fp], d: MatDims) -> Vec<Fp> {
+    let (m, k, n) = (d.m, d.k, d.n);
+    let mut out = vec![Fp::ZERO; d.batch * m * n];
+    out.par_chunks_mut(n).enumerate().for_each(|(row, o)| {
+        let (bi, i) = (row / m, row % m);
+        let a_off = if d.a_batched { bi * m * k } else { 0 } + i * k;
+        let b_off = if d.b_batched { bi * k * n } else { 0 };
+        for (j, oj) in o.iter_mut().enumerate() {
+            let mut acc = Fp::ZERO;
+            for l in 0..k {
+                acc = acc + a[a_off + l] * b[b_off + l * n + j];
+            }
+            *oj = acc;
+        }
+    });
+    out
+}
+
+impl reduce::Engine for Shamir {
+    fn ring_bits(&self) -> u32 {
+        64
+    }
+    fn gates(&self) -> crate::semi2k::Gates {
+        crate::semi2k::Gates::Beaver
+    }
+    fn select_with(
+        &mut self,
+        x: &[Fp],
+        q: &Requant,
+        b: Bounds,
+        plan: &crate::semi2k::select::Plan,
+    ) -> R<Vec<Fp>> {
+        select::eval(self, x, q, b, plan)
+    }
+}
+
+impl Protocol for Shamir {
+    type Share = Fp;
+
+    fn name(&self) -> &'static str {
+        "shamir"
+    }
+    fn party(&self) -> PartyId {
+        self.me
+    }
+    fn parties(&self) -> usize {
+        self.n()
+    }
+    fn begin_instruction(&mut self, index: usize) {
+        self.streams.begin(index);
+    }
+    fn shares_rounds(&self) -> bool {
+        true
+    }
+    fn fork(&self, task: u64, port: Port) -> Option<Self> {
+        Some(Shamir {
+            me: self.me,
+            geo: self.geo.clone(),
+            net: Box::new(port),
+            streams: self.streams.fork(task as usize),
+            setup: Stats::default(),
+        })
+    }
+    fn exchange_merged(&mut self, requests: Vec<Request>) -> R<Vec<Reply>> {
+        Ok(mux::exchange_merged(self.net.as_mut(), requests)?)
+    }
+
+    fn input(&mut self, owner: PartyId, values: Option<&[i64]>, len: usize) -> R<Vec<Fp>> {
+        let me = self.me;
+        if me == owner {
+            let v = values.ok_or_else(|| {
+                ProtocolError::Invalid(format!("party {owner} has no value for its input"))
+            })?;
+            if v.len() != len {
+                return Err(ProtocolError::Invalid(format!(
+                    "party {owner} input has {} values, the program expects {len}",
+                    v.len()
+                )));
+            }
+            let mut shares = self.deal(&Self::lift(v))?;
+            let out = (0..self.n())
+                .filter(|&j| self.geo.sends(me, j))
+                .map(|j| (j, Self::encode(&shares[j])))
+                .collect();
+            self.net.exchange_sized(out, &[])?;
+            return Ok(std::mem::take(&mut shares[me]));
+        }
+        if self.geo.sends(owner, me) {
+            let got = self.net.exchange_sized(Vec::new(), &[(owner, len * ELEM)])?;
+            let m = got.into_iter().next().map(|(_, m)| m).unwrap_or_default();
+            Self::decode(owner, &m, len)
+        } else {
+            self.streams.pair(owner, me, len)
+        }
+    }
+
+    fn reveal(&mut self, x: &[Fp], to: PartyId) -> R<Option<Vec<i64>>> {
+        let (me, len) = (self.me, x.len());
+        let from = self.geo.revealers(to);
+        if me != to {
+            if from.contains(&me) {
+                self.net
+                    .exchange_sized(vec![(to, Self::encode(x))], &[])?;
+            }
+            return Ok(None);
+        }
+        let expect: Vec<(PartyId, usize)> = from.iter().map(|&p| (p, len * ELEM)).collect();
+        let got = self.net.exchange_sized(Vec::new(), &expect)?;
+        let mut who = vec![to];
+        let mut shares = vec![x.to_vec()];
+        for (p, m) in got {
+            who.push(p);
+            shares.push(Self::decode(p, &m, len)?);
+        }
+        let xs: Vec<Fp> = who.iter().map(|&p| point(p)).collect();
+        let lambda = geometry::lagrange_at(&xs, Fp::ZERO);
+        (0..len)
+            .map(|e| {
+                let v = shares
+                    .iter()
+                    .zip(&lambda)
+                    .fold(Fp::ZERO, |a, (s, &l)| a + l * s[e]);
+                Self::to_i64(v)
+            })
+            .collect::<R<Vec<i64>>>()
+            .map(Some)
+    }
+
+    fn public(&self, values: &[i64]) -> Vec<Fp> {
+        Self::lift(values)
+    }
+    fn add(&self, a: &[Fp], b: &[Fp]) -> Vec<Fp> {
+        a.par_iter().zip(b.par_iter()).map(|(&x, &y)| x + y).collect()
+    }
+    fn sub(&self, a: &[Fp], b: &[Fp]) -> Vec<Fp> {
+        a.par_iter().zip(b.par_iter()).map(|(&x, &y)| x - y).collect()
+    }
+    fn add_public(&self, a: &[Fp], c: &[i64]) -> Vec<Fp> {
+        a.par_iter()
+            .zip(c.par_iter())
+            .map(|(&x, &c)| x + Fp::from_i64(c))
+            .collect()
+    }
+    fn mul_public(&self, a: &[Fp], c: &[i64]) -> Vec<Fp> {
+        a.par_iter()
+            .zip(c.par_iter())
+            .map(|(&x, &c)| x * Fp::from_i64(c))
+            .collect()
+    }
+    fn matmul_public(&self, secret: &[Fp], public: &[i64], d: MatDims, public_left: bool) -> Vec<Fp> {
+        let p = Self::lift(public);
+        if public_left {
+            matmul_fp(&p, secret, d)
+        } else {
+            matmul_fp(secret, &p, d)
+        }
+    }
+
+    fn mul(&mut self, a: &[Fp], b: &[Fp]) -> R<Vec<Fp>> {
+        if a.is_empty() {
+            return Ok(Vec::new());
+        }
+        let h = a.par_iter().zip(b.par_iter()).map(|(&x, &y)| x * y).collect();
+        self.reshare(h)
+    }
+    fn matmul(&mut self, a: &[Fp], b: &[Fp], d: MatDims) -> R<Vec<Fp>> {
+        if d.batch * d.m * d.n == 0 {
+            return Ok(Vec::new());
+        }
+        let h = matmul_fp(a, b, d);
+        self.reshare(h)
+    }
+    fn rescale(
+        &mut self,
+        x: &[Fp],
+        num: &[i64],
+        den: &[i64],
+        bounds: Bounds,
+        _mode: TruncMode,
+    ) -> R<Vec<Fp>> {
+        reduce::rescale(self, x, num, den, bounds)
+    }
+    fn requantize(&mut self, x: &[Fp], q: &Requant, bounds: Bounds, _mode: TruncMode) -> R<Vec<Fp>> {
+        reduce::requantize(self, x, q, bounds)
+    }
+    fn clamp(&mut self, x: &[Fp], lo: i64, hi: i64, bounds: Bounds) -> R<Vec<Fp>> {
+        reduce::clamp(self, x, lo, hi, bounds)
+    }
+    fn max(&mut self, a: &[Fp], b: &[Fp], bounds: Bounds) -> R<Vec<Fp>> {
+        reduce::max(self, a, b, bounds)
+    }
+    fn argmax(&mut self, x: &[Fp], row_len: usize, select_last: bool, bounds: Bounds) -> R<Vec<Fp>> {
+        reduce::argmax(self, x, row_len, select_last, bounds)
+    }
+    fn lookup(&mut self, x: &[Fp], table: &[i64], offset: i64) -> R<Vec<Fp>> {
+        select::lookup(self, x, table, offset)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,454 @@
+//! `clamp(round_half_even(x·num/d) + zp, lo, hi)` element-wise for Shamir shares, and
+//! table lookups. Rescale, clamp, max and argmax are special cases of the first (see
+//! [`crate::semi2k::reduce`], which `shamir` shares with `semi2k`).
+//!
+//! Every element becomes a secret `v = (x − x_lo)·num·M < 2^K` (`M = 1` unless `d` is not
+//! a power of two) and a few *lanes* `floor((v + δ)/2^s)` for public `δ`, `s ≤ K`:
+//!
+//! 1. *bits* (1 round): `K` shared random bits `b_j` per element ([`compare::random_bits`]);
+//! 2. *open* (1 round): `c = v + r` with `r = Σ_{j<K} 2^j b_j + 2^K·R`, `R` a statistical
+//!    mask of `40 + log2 C` bits from the subset streams (no round): nothing wraps in F_p,
+//!    and `c` hides `v` to within 2^-40;
+//! 3. *compare* (`⌈log2 w⌉` rounds): `floor((v + δ)/2^s) = ⌊(c + δ)/2^s⌋ − ⌊r/2^s⌋ −
+//!    [(c + δ) mod 2^s < r mod 2^s]`, where `⌊r/2^s⌋` is linear in the bits and `R`, and
+//!    the borrow is a comparison of public bits with shared ones ([`compare::less_than`]);
+//!    every lane of every element is one comparison of one tree;
+//! 4. *select* (1 round): `lo + (g_lo − g_hi)·(q + zp − lo) + g_hi·(hi − lo)`, one product.
+//!
+//! The lanes: for `d = 2^s`, `q = ⌊(w + 2^(s−1))/2^s⌋` less one at a tie with an odd
+//! quotient; a tie is `(c + δ) mod 2^s = r mod 2^s` and the quotient's parity is
+//! `⌊(c + δ)/2^s⌋_0 ⊕ b_s` there, so one comparison of `s + 1` leaves with that parity as
+//! the lowest leaf gives both. For an odd `d`, `q = ⌊(w + (d − 1)/2)/d⌋` and
+//! `⌊a/d⌋ = ⌊a·M/2^S⌋` exactly for `0 ≤ a < 2^k`, `S = k + bits(d)`, `M = ⌈2^S/d⌉`. For
+//! an even `d` that is not a power of two, with `D = 2d` and `a = w + d/2`, round half to
+//! even is `⌊a/D⌋ + ⌊(a − d − 1)/D⌋ + 1`: two lanes. The clamp tests `[y ≥ T]` (`y = x −
+//! x_lo`, thresholds from [`Plan`]) are `[v ≥ T·num·M] = ⌊(v + 2^K − T·num·M)/2^K⌋`.
+
+use super::compare::{self, leaf};
+use super::geometry::Geometry;
+use super::Shamir;
+use crate::cost::Rounds;
+use crate::field::Fp;
+use crate::semi2k::select::Plan;
+use crate::{Bounds, Protocol, ProtocolError, Requant};
+use rayon::prelude::*;
+
+type R<T> = Result<T, ProtocolError>;
+
+/// Bits of statistical masking per term of `R`.
+const STAT_BITS: u32 = 40;
+
+/// One comparison: `floor((v + δ)/2^s)`, with the round-half-even parity leaf if `parity`.
+#[derive(Clone, Copy, Debug)]
+struct Lane {
+    delta: i128,
+    s: u32,
+    parity: bool,
+}
+
+impl Lane {
+    fn leaves(&self) -> usize {
+        self.s as usize + usize::from(self.parity)
+    }
+}
+
+/// How an element's rounded value `q` comes from its lanes: `Σ lanes + add`, or
+/// `v/M + add` with no lane (`d = 1`).
+#[derive(Clone, Debug)]
+struct Element {
+    /// `num·M`: `v = y·scale`.
+    scale: u128,
+    rounding: Vec<Lane>,
+    add: i128,
+    /// Clamp lanes (`None`: the public outcome).
+    g_lo: Result<Lane, bool>,
+    g_hi: Result<Lane, bool>,
+}
+
+/// Public parameters of one call.
+pub(super) struct ShamirPlan {
+    k: u32,
+    elements: Vec<Element>,
+    width: usize,
+    comparisons: usize,
+    product: bool,
+}
+
+fn bits(v: u128) -> u32 {
+    128 - v.leading_zeros()
+}
+
+fn too_wide(what: &str) -> ProtocolError {
+    ProtocolError::Invalid(format!(
+        "shamir: {what} does not fit the field with its statistical mask"
+    ))
+}
+
+impl ShamirPlan {
+    pub fn new(q: &Requant, b: Bounds, plan: &Plan, subsets: usize) -> R<ShamirPlan> {
+        let span = (b.hi as i128 - b.lo as i128) as u128;
+        let mut elements = Vec::with_capacity(q.num.len());
+        let mut k = 1u32;
+        for i in 0..q.num.len() {
+            let (num, d) = (q.num[i] as i128, q.den[i] as i128);
+            let base = b.lo as i128 * num;
+            let mut rounding = Vec::new();
+            let (scale, add, need);
+            if d == 1 || num == 0 {
+                // A product by `num`, or zero (round(0) = 0).
+                scale = num as u128;
+                add = if num == 0 { 0 } else { base };
+                need = bits(span * num as u128);
+            } else if d & (d - 1) == 0 {
+                let s = d.trailing_zeros();
+                scale = num as u128;
+                rounding.push(Lane {
+                    delta: base + (d >> 1),
+                    s,
+                    parity: true,
+                });
+                add = 0;
+                need = bits(span * num as u128).max(s + 1);
+            } else {
+                let (big_d, args) = if d % 2 == 1 {
+                    (d, vec![base + (d - 1) / 2])
+                } else {
+                    (2 * d, vec![base + d / 2, base + d / 2 - d - 1])
+                };
+                let offsets: Vec<(i128, i128)> = args
+                    .iter()
+                    .map(|&a| (a.div_euclid(big_d), a.rem_euclid(big_d)))
+                    .collect();
+                let top = span
+                    .checked_mul(num as u128)
+                    .and_then(|v| v.checked_add(offsets.iter().map(|o| o.1 as u128).max()?))
+                    .ok_or_else(|| too_wide("a rescaled value"))?;
+                let s = bits(top) + bits(big_d as u128);
+                if s > 100 {
+                    return Err(too_wide("a rescaled value"));
+                }
+                let m = (1u128 << s).div_ceil(big_d as u128);
+                scale = (num as u128)
+                    .checked_mul(m)
+                    .ok_or_else(|| too_wide("a rescaled value"))?;
+                for &(_, o) in &offsets {
+                    rounding.push(Lane {
+                        delta: o * m as i128,
+                        s,
+                        parity: false,
+                    });
+                }
+                add = offsets.iter().map(|o| o.0).sum::<i128>() + offsets.len() as i128 - 1;
+                need = bits(
+                    span.checked_mul(scale)
+                        .ok_or_else(|| too_wide("a rescaled value"))?,
+                )
+                .max(s);
+            }
+            k = k.max(need);
+            elements.push(Element {
+                scale,
+                rounding,
+                add,
+                g_lo: Err(false),
+                g_hi: Err(false),
+            });
+        }
+        // With `R < C·2^40` and `c < 2^(K+1) + 2^K·R`, nothing may reach p/2.
+        let c_bits = bits(subsets as u128);
+        if k + STAT_BITS + c_bits + 2 > 126 {
+            return Err(too_wide(&format!("a value of {k} bits")));
+        }
+        let mut product = false;
+        for (i, e) in elements.iter_mut().enumerate() {
+            let (t_lo, t_hi) = plan.thresholds()[i];
+            let lane = |t: u64| -> Result<Lane, bool> {
+                if t > 0 && u128::from(t) <= span {
+                    let theta = t as i128 * e.scale as i128;
+                    Ok(Lane {
+                        delta: (1i128 << k) - theta,
+                        s: k,
+                        parity: false,
+                    })
+                } else {
+                    Err(Plan::fixed(t) == 1)
+                }
+            };
+            e.g_lo = lane(t_lo);
+            e.g_hi = lane(t_hi);
+            product |= e.g_lo.is_ok() || e.g_hi.is_ok();
+        }
+        let all = elements.iter().flat_map(lanes_of);
+        let width = all.clone().map(|l| l.leaves()).max().unwrap_or(0);
+        let comparisons = all.count();
+        Ok(ShamirPlan {
+            k,
+            elements,
+            width,
+            comparisons,
+            product,
+        })
+    }
+
+    /// The rounds of one call on these elements.
+    pub fn pattern(&self, g: &Geometry) -> Rounds {
+        let len = self.elements.len();
+        if self.comparisons == 0 {
+            return Vec::new();
+        }
+        let mut r = vec![
+            g.open_round(self.k as usize * len, 2 * g.t),
+            g.open_round(len, g.t),
+        ];
+        for p in compare::tree_products(self.width) {
+            r.push(g.reshare_round(p * self.comparisons));
+        }
+        if self.product {
+            r.push(g.reshare_round(len));
+        }
+        r
+    }
+}
+
+/// The public outcome of a clamp test without a lane.
+fn fixed(g: &Result<Lane, bool>) -> bool {
+    matches!(g, Err(true))
+}
+
+fn lanes_of(e: &Element) -> impl Iterator<Item = Lane> + Clone + '_ {
+    e.rounding
+        .iter()
+        .copied()
+        .chain(e.g_lo.ok())
+        .chain(e.g_hi.ok())
+}
+
+/// Party `p`'s share of `q` applied to `x` (values in `b`); see the module doc.
+pub(super) fn eval(p: &mut Shamir, x: &[Fp], q: &Requant, b: Bounds, plan: &Plan) -> R<Vec<Fp>> {
+    let subsets = super::streams::Streams::subset_count(p.geo.n, p.geo.t);
+    let sp = ShamirPlan::new(q, b, plan, subsets)?;
+    let len = x.len();
+    let lo = Fp::from_i64(b.lo);
+    let v: Vec<Fp> = x
+        .par_iter()
+        .zip(&sp.elements)
+        .map(|(&x, e)| (x - lo) * Fp::new(e.scale))
+        .collect();
+    if sp.comparisons == 0 {
+        let rounded: Vec<Fp> = sp
+            .elements
+            .iter()
+            .zip(&v)
+            .map(|(el, &v)| v + Fp::from_i128(el.add))
+            .collect();
+        let selectors: Vec<_> = sp
+            .elements
+            .iter()
+            .map(|el| (Err(fixed(&el.g_lo)), Err(fixed(&el.g_hi))))
+            .collect();
+        return Ok(finish(&sp, q, &rounded, &selectors, None));
+    }
+    let k = sp.k as usize;
+    // Bits laid out bit-major: b[j * len + e].
+    let bits = compare::random_bits(p, k * len)?;
+    let big_r = p.streams.bounded(len, STAT_BITS);
+    let two = |j: u32| Fp::new(1u128 << j);
+    let r: Vec<Fp> = (0..len)
+        .into_par_iter()
+        .map(|e| {
+            let low = (0..k).fold(Fp::ZERO, |a, j| a + two(j as u32) * bits[j * len + e]);
+            low + two(sp.k) * big_r[e]
+        })
+        .collect();
+    let masked: Vec<Fp> = v.iter().zip(&r).map(|(&a, &b)| a + b).collect();
+    let c = p.open(&masked, p.geo.t)?;
+    let c: Vec<i128> = c.into_iter().map(|v| v.value() as i128).collect();
+
+    // Leaves of every comparison, leaf-major.
+    let width = sp.width;
+    let count = sp.comparisons;
+    let mut lt = vec![Fp::ZERO; width * count];
+    let mut eq = vec![Fp::ONE; width * count];
+    let mut at = 0;
+    let mut publics = Vec::with_capacity(count);
+    for (e, el) in sp.elements.iter().enumerate() {
+        for lane in lanes_of(el) {
+            let pc = c[e] + lane.delta;
+            let high = pc.div_euclid(1i128 << lane.s);
+            let low = pc.rem_euclid(1i128 << lane.s) as u128;
+            publics.push(high);
+            let mut j0 = 0;
+            if lane.parity {
+                let b_s = bits[lane.s as usize * len + e];
+                let par = if high & 1 == 0 { b_s } else { Fp::ONE - b_s };
+                (lt[at], eq[at]) = leaf(false, par);
+                j0 = 1;
+            }
+            for j in 0..lane.s as usize {
+                let (l, q) = leaf((low >> j) & 1 == 1, bits[j * len + e]);
+                lt[(j + j0) * count + at] = l;
+                eq[(j + j0) * count + at] = q;
+            }
+            at += 1;
+        }
+    }
+    let borrows = compare::less_than(p, lt, eq, count, width)?;
+
+    // floor((v + δ)/2^s) per comparison.
+    let r_high = |e: usize, s: u32| -> Fp {
+        let mut acc = Fp::ZERO;
+        for j in s..sp.k {
+            acc = acc + two(j - s) * bits[j as usize * len + e];
+        }
+        acc + two(sp.k - s) * big_r[e]
+    };
+    let mut floors = Vec::with_capacity(count);
+    let mut at = 0;
+    for (e, el) in sp.elements.iter().enumerate() {
+        for lane in lanes_of(el) {
+            let f = Fp::new(publics[at] as u128) - r_high(e, lane.s) - borrows[at];
+            floors.push(f);
+            at += 1;
+        }
+    }
+    let mut selectors = Vec::new();
+    let mut at = 0;
+    let mut qs = Vec::with_capacity(len);
+    for el in &sp.elements {
+        let n_round = el.rounding.len();
+        let q_e = if n_round == 0 {
+            None
+        } else {
+            Some(floors[at..at + n_round].iter().fold(Fp::ZERO, |a, &f| a + f))
+        };
+        at += n_round;
+        let mut take = |g: &Result<Lane, bool>| match g {
+            Ok(_) => {
+                let f = floors[at];
+                at += 1;
+                Ok(f)
+            }
+            Err(fixed) => Err(*fixed),
+        };
+        let g_lo = take(&el.g_lo);
+        let g_hi = take(&el.g_hi);
+        qs.push(q_e);
+        selectors.push((g_lo, g_hi));
+    }
+    let rounded: Vec<Fp> = sp
+        .elements
+        .iter()
+        .zip(&qs)
+        .zip(&v)
+        .map(|((el, q_e), &v)| match q_e {
+            Some(f) => *f + Fp::from_i128(el.add),
+            None => {
+                // d = 1: v = y·num, so q = v + x_lo·num.
+                v + Fp::from_i128(el.add)
+            }
+        })
+        .collect();
+    if !sp.product {
+        return Ok(finish(&sp, q, &rounded, &selectors, None));
+    }
+    let as_fp = |g: &Result<Fp, bool>| match g {
+        Ok(f) => *f,
+        Err(b) => Fp::new(u128::from(*b)),
+    };
+    let (mut a, mut m) = (Vec::with_capacity(len), Vec::with_capacity(len));
+    for (i, (g, &qv)) in selectors.iter().zip(&rounded).enumerate() {
+        a.push(as_fp(&g.0) - as_fp(&g.1));
+        m.push(qv + Fp::from_i64(q.zp[i]) - Fp::from_i64(q.lo));
+    }
+    let prod = p.mul(&a, &m)?;
+    Ok(finish(&sp, q, &rounded, &selectors, Some(&prod)))
+}
+
+/// The outputs from the rounded values, the selectors and the product
+/// `(g_lo − g_hi)·(q + zp − lo)` when it was computed.
+fn finish(
+    sp: &ShamirPlan,
+    q: &Requant,
+    rounded: &[Fp],
+    selectors: &[(Result<Fp, bool>, Result<Fp, bool>)],
+    prod: Option<&[Fp]>,
+) -> Vec<Fp> {
+    let lo = Fp::from_i64(q.lo);
+    let span = Fp::from_i64(q.hi) - lo;
+    (0..sp.elements.len())
+        .map(|i| {
+            let zp = Fp::from_i64(q.zp[i]);
+            let (g_lo, g_hi) = selectors[i];
+            let hi_part = match g_hi {
+                Ok(g) => g * span,
+                Err(true) => span,
+                Err(false) => Fp::ZERO,
+            };
+            let mid = match (prod, &g_lo, &g_hi) {
+                (Some(p), _, _) => p[i],
+                (None, Err(l), Err(h)) => {
+                    if *l && !*h {
+                        rounded[i] + zp - lo
+                    } else {
+                        Fp::ZERO
+                    }
+                }
+                _ => Fp::ZERO,
+            };
+            lo + mid + hi_part
+        })
+        .collect()
+}
+
+/// `table[x − offset]` element-wise: open `c = y + r` for `y = x − offset < 2^ℓ` and
+/// a mask with `ℓ` shared bits, so `[y = v] = [r mod 2^ℓ = (c − v) mod 2^ℓ]`, an entry of
+/// the one-hot vector of the mask's bits ([`compare::one_hot`]). `⌈log2 ℓ⌉ + 2` rounds.
+pub(super) fn lookup(p: &mut Shamir, x: &[Fp], table: &[i64], offset: i64) -> R<Vec<Fp>> {
+    let len = x.len();
+    if len == 0 || table.is_empty() {
+        return Ok(vec![Fp::ZERO; len]);
+    }
+    let ell = lookup_bits(table.len());
+    let bits = compare::random_bits(p, ell * len)?;
+    let big_r = p.streams.bounded(len, STAT_BITS);
+    let off = Fp::from_i64(offset);
+    let masked: Vec<Fp> = (0..len)
+        .map(|e| {
+            let low = (0..ell).fold(Fp::ZERO, |a, j| {
+                a + Fp::new(1u128 << j) * bits[j * len + e]
+            });
+            x[e] - off + low + Fp::new(1u128 << ell) * big_r[e]
+        })
+        .collect();
+    let c = p.open(&masked, p.geo.t)?;
+    let hot = compare::one_hot(p, &bits, len, ell)?;
+    let size = 1u128 << ell;
+    Ok((0..len)
+        .into_par_iter()
+        .map(|e| {
+            let ce = c[e].value() % size;
+            table.iter().enumerate().fold(Fp::ZERO, |a, (v, &t)| {
+                let idx = (ce + size - v as u128 % size) % size;
+                a + Fp::from_i64(t) * hot[idx as usize * len + e]
+            })
+        })
+        .collect())
+}
+
+/// Bits of a lookup's index.
+pub(super) fn lookup_bits(table_len: usize) -> usize {
+    (usize::BITS - table_len.saturating_sub(1).leading_zeros()).max(1) as usize
+}
+
+/// The rounds of a lookup of `len` values in a table of `table_len`.
+pub(super) fn lookup_pattern(g: &Geometry, len: usize, table_len: usize) -> Rounds {
+    if len == 0 || table_len == 0 {
+        return Vec::new();
+    }
+    let ell = lookup_bits(table_len);
+    let mut r = vec![g.open_round(ell * len, 2 * g.t), g.open_round(len, g.t)];
+    for p in compare::one_hot_products(ell) {
+        r.push(g.reshare_round(p * len));
+    }
+    r
+}

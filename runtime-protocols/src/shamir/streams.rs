@@ -1,0 +1,282 @@
+//! The PRG streams parties share, agreed once at set-up and restarted per instruction:
+//!
+//! - per ordered pair `(i, j)`: the shares `i` deals to the `t` parties of `keyed[i]` are
+//!   drawn by both, so `i` never sends them;
+//! - per subset `T` of `t` parties, known to the `n − t` others: pseudo-random secret sharing
+//!   (Cramer, Damgård, Ishai, TCC 2005). With `f_T` the degree-`t` polynomial with
+//!   `f_T(0) = 1` and `f_T(α_j) = 0` for `j ∈ T`, party `i` holds `Σ_{T ∌ i} ψ_T·f_T(α_i)`:
+//!   a degree-`t` sharing of `Σ_T ψ_T`, where any `t` parties miss the `ψ_T` of their own
+//!   set. With `Σ_{k=1..t} ψ_{T,k}·x^k·f_T(x)` instead, a degree-`2t` sharing of zero.
+//!
+//! Keys come from the operating system; streams are ChaCha12 with the instruction index as
+//! the stream number, so instructions that run at the same time draw apart.
+
+use super::geometry::{subsets, Geometry};
+use crate::field::{point, Fp, MODULUS};
+use crate::net::Transport;
+use crate::{PartyId, ProtocolError};
+use chacha20::rand_core::{Rng, SeedableRng};
+use chacha20::ChaCha12Rng;
+use rayon::prelude::*;
+
+type R<T> = Result<T, ProtocolError>;
+type Key = [u8; 32];
+
+fn stream(key: &Key, index: usize) -> ChaCha12Rng {
+    let mut r = ChaCha12Rng::from_seed(*key);
+    r.set_stream(index as u64 + 1);
+    r
+}
+
+fn os_key() -> R<Key> {
+    let mut k = [0u8; 32];
+    getrandom::fill(&mut k)
+        .map_err(|e| ProtocolError::Invalid(format!("the OS random source failed: {e}")))?;
+    Ok(k)
+}
+
+/// `len` uniform field elements.
+fn uniform(rng: &mut ChaCha12Rng, len: usize) -> Vec<Fp> {
+    let mut bytes = vec![0u8; len * 16];
+    rng.fill_bytes(&mut bytes);
+    bytes
+        .chunks_exact(16)
+        .map(|c| Fp::new(u128::from_le_bytes(c.try_into().unwrap_or_default()) & MODULUS))
+        .collect()
+}
+
+/// A subset's key and this party's weight `f_T(α_me)`.
+struct Set {
+    key: Key,
+    weight: Fp,
+    rng: Option<ChaCha12Rng>,
+}
+
+/// One party's shared streams.
+pub struct Streams {
+    me: PartyId,
+    n: usize,
+    t: usize,
+    /// `pair[i * n + j]`: the key of dealings from `i` to `j` (`me` is `i` or `j`).
+    pair: Vec<Option<Key>>,
+    pair_rng: Vec<Option<ChaCha12Rng>>,
+    /// The subsets `T ∌ me`.
+    sets: Vec<Set>,
+    /// `α_me^k` for `k = 1..=t`.
+    powers: Vec<Fp>,
+    index: usize,
+}
+
+impl Streams {
+    /// Agree on every key in one round: party `i` draws the key of each pair `{i, j}`,
+    /// `j > i`, and the subset key of each `T` whose complement it leads (its least
+    /// member), and sends each to the parties that hold it.
+    pub fn agree(net: &mut dyn Transport, g: &Geometry) -> R<Streams> {
+        let (me, n, t) = (net.party(), g.n, g.t);
+        let all = subsets(n, t);
+        let holders = |s: &[PartyId]| -> Vec<PartyId> { (0..n).filter(|p| !s.contains(p)).collect() };
+        let mut out: Vec<Vec<u8>> = vec![Vec::new(); n];
+        let mut pair_base: Vec<Option<Key>> = vec![None; n];
+        for (j, slot) in pair_base.iter_mut().enumerate().skip(me + 1) {
+            let k = os_key()?;
+            *slot = Some(k);
+            out[j].extend_from_slice(&k);
+        }
+        let mut set_keys: Vec<Option<Key>> = vec![None; all.len()];
+        for (s, set) in all.iter().enumerate() {
+            let h = holders(set);
+            if h.first() == Some(&me) {
+                let k = os_key()?;
+                set_keys[s] = Some(k);
+                for &p in &h[1..] {
+                    out[p].extend_from_slice(&k);
+                }
+            }
+        }
+        let expect: Vec<(PartyId, usize)> = (0..n)
+            .filter(|&p| p != me)
+            .map(|p| {
+                let from_sets = all
+                    .iter()
+                    .filter(|s| {
+                        let h = holders(s);
+                        h.first() == Some(&p) && h.contains(&me)
+                    })
+                    .count();
+                (p, 32 * (usize::from(p < me) + from_sets))
+            })
+            .collect();
+        let msgs = out
+            .into_iter()
+            .enumerate()
+            .filter(|&(p, _)| p != me)
+            .collect();
+        for (p, m) in net.exchange_sized(msgs, &expect)? {
+            let mut at = 0;
+            let mut take = || {
+                let k: Key = m[at..at + 32].try_into().unwrap_or_default();
+                at += 32;
+                k
+            };
+            if p < me {
+                pair_base[p] = Some(take());
+            }
+            for (s, set) in all.iter().enumerate() {
+                let h = holders(set);
+                if h.first() == Some(&p) && h.contains(&me) {
+                    set_keys[s] = Some(take());
+                }
+            }
+        }
+        // Two directions per pair, derived from the pair's key.
+        let mut pair = vec![None; n * n];
+        for (p, base) in pair_base.iter().enumerate() {
+            if let Some(b) = base {
+                let mut r = stream(b, usize::MAX - 1);
+                let (mut lo_hi, mut hi_lo) = ([0u8; 32], [0u8; 32]);
+                r.fill_bytes(&mut lo_hi);
+                r.fill_bytes(&mut hi_lo);
+                let (lo, hi) = (me.min(p), me.max(p));
+                pair[lo * n + hi] = Some(lo_hi);
+                pair[hi * n + lo] = Some(hi_lo);
+            }
+        }
+        let me_x = point(me);
+        let sets = all
+            .iter()
+            .zip(set_keys)
+            .filter_map(|(s, k)| {
+                let key = k?;
+                let weight = s.iter().fold(Fp::ONE, |acc, &j| {
+                    let xj = point(j);
+                    acc * (xj - me_x) * xj.inv().unwrap_or(Fp::ZERO)
+                });
+                Some(Set {
+                    key,
+                    weight,
+                    rng: None,
+                })
+            })
+            .collect();
+        let powers = (1..=t).map(|k| me_x.pow(k as u128)).collect();
+        Ok(Streams {
+            me,
+            n,
+            t,
+            pair,
+            pair_rng: (0..n * n).map(|_| None).collect(),
+            sets,
+            powers,
+            index: 0,
+        })
+    }
+
+    /// Restart every stream for instruction `index`.
+    pub fn begin(&mut self, index: usize) {
+        self.index = index;
+        self.pair_rng.iter_mut().for_each(|r| *r = None);
+        self.sets.iter_mut().for_each(|s| s.rng = None);
+    }
+
+    /// A copy for instruction `index`, running beside this one.
+    pub fn fork(&self, index: usize) -> Streams {
+        let mut f = Streams {
+            me: self.me,
+            n: self.n,
+            t: self.t,
+            pair: self.pair.clone(),
+            pair_rng: (0..self.n * self.n).map(|_| None).collect(),
+            sets: self
+                .sets
+                .iter()
+                .map(|s| Set {
+                    key: s.key,
+                    weight: s.weight,
+                    rng: None,
+                })
+                .collect(),
+            powers: self.powers.clone(),
+            index,
+        };
+        f.begin(index);
+        f
+    }
+
+    /// `len` elements of the stream of dealings from `from` to `to`.
+    pub fn pair(&mut self, from: PartyId, to: PartyId, len: usize) -> R<Vec<Fp>> {
+        let at = from * self.n + to;
+        let key = self.pair.get(at).copied().flatten().ok_or_else(|| {
+            ProtocolError::Invalid(format!(
+                "party {} has no stream from party {from} to party {to}",
+                self.me
+            ))
+        })?;
+        let index = self.index;
+        let rng = self.pair_rng[at].get_or_insert_with(|| stream(&key, index));
+        Ok(uniform(rng, len))
+    }
+
+    /// Sum over this party's subsets of `term(rng, weight)`, computed set by set in parallel.
+    fn over_sets(
+        &mut self,
+        len: usize,
+        term: impl Fn(&mut ChaCha12Rng, Fp) -> Vec<Fp> + Sync,
+    ) -> Vec<Fp> {
+        let index = self.index;
+        self.sets
+            .par_iter_mut()
+            .map(|s| {
+                let rng = s.rng.get_or_insert_with(|| stream(&s.key, index));
+                term(rng, s.weight)
+            })
+            .reduce(
+                || vec![Fp::ZERO; len],
+                |mut a, b| {
+                    a.iter_mut().zip(b).for_each(|(x, y)| *x = *x + y);
+                    a
+                },
+            )
+    }
+
+    /// Shares of `len` uniform random secrets.
+    pub fn random(&mut self, len: usize) -> Vec<Fp> {
+        self.over_sets(len, |rng, w| {
+            uniform(rng, len).into_iter().map(|v| v * w).collect()
+        })
+    }
+
+    /// Shares of `len` random secrets in `[0, C·2^bits)`, `C` the number of subsets, each a
+    /// sum of `C` terms uniform in `[0, 2^bits)` (`bits ≤ 64`): statistical masks.
+    pub fn bounded(&mut self, len: usize, bits: u32) -> Vec<Fp> {
+        let mask = crate::bitvec::low_mask(bits);
+        self.over_sets(len, move |rng, w| {
+            let mut bytes = vec![0u8; len * 8];
+            rng.fill_bytes(&mut bytes);
+            bytes
+                .chunks_exact(8)
+                .map(|c| {
+                    let v = u64::from_le_bytes(c.try_into().unwrap_or_default()) & mask;
+                    Fp::new(u128::from(v)) * w
+                })
+                .collect()
+        })
+    }
+
+    /// Degree-`2t` shares of `len` zeros.
+    pub fn zero(&mut self, len: usize) -> Vec<Fp> {
+        let (t, powers) = (self.t, self.powers.clone());
+        self.over_sets(len, move |rng, w| {
+            let coeffs = uniform(rng, len * t);
+            let scaled: Vec<Fp> = powers.iter().map(|&p| p * w).collect();
+            coeffs
+                .chunks_exact(t)
+                .map(|c| c.iter().zip(&scaled).fold(Fp::ZERO, |a, (&x, &s)| a + x * s))
+                .collect()
+        })
+    }
+
+    /// How many subsets' terms a secret of [`Streams::bounded`] sums.
+    pub fn subset_count(n: usize, t: usize) -> usize {
+        subsets(n, t).len()
+    }
+}

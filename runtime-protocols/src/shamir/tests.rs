@@ -1,0 +1,257 @@
+//! Every `shamir` primitive against the plaintext meaning, `n` parties over loopback TCP;
+//! the cost formulas against the measured traffic; the view of `t` colluding parties.
+
+use super::*;
+use crate::cost::{Costs, Rounds};
+use crate::net::Mesh;
+use crate::testutil::{at, max_z, on_mesh, values, Binary, Call, Recorder, Script};
+use std::sync::Mutex;
+
+fn run_with<S: Script>(
+    n: usize,
+    s: &S,
+    wrap: impl Fn(PartyId, Mesh) -> Box<dyn Transport> + Sync,
+) -> Vec<(Vec<Option<Vec<i64>>>, Stats)> {
+    on_mesh(n, "shamir", |i, mesh| {
+        let mut p = Shamir::setup(wrap(i, mesh)).unwrap();
+        p.begin_instruction(0);
+        let r = s.run(&mut p).unwrap();
+        (r, p.stats())
+    })
+}
+
+fn call_cost(c: &ShamirCosts, call: &Call, len: usize) -> Rounds {
+    let e = TruncMode::Exact;
+    match call {
+        Call::Mul => c.mul(len),
+        Call::MatMul(d) => c.matmul(*d),
+        Call::Rescale(num, den, b) => c.rescale(num, den, *b, e).unwrap(),
+        Call::Requant(q, b) => c.requantize(q, *b, e).unwrap(),
+        Call::Clamp(lo, hi, b) => c.clamp(len, *lo, *hi, *b).unwrap(),
+        Call::Max(b) => c.max(len, *b).unwrap(),
+        Call::Argmax(row, last, b) => c.argmax(len, *row, *last, *b).unwrap(),
+        Call::Lookup(t, _) => c.lookup(len, t.len()).unwrap(),
+    }
+}
+
+/// Runs `calls` on `x` (party 0's) and `y` (party `n − 1`'s) among `n` parties; checks
+/// every result against the plaintext and the traffic against the cost formulas.
+fn check(n: usize, x: &[i64], y: &[i64], calls: Vec<Call>) {
+    let s = Binary {
+        x: x.to_vec(),
+        y: y.to_vec(),
+        to: 1,
+        op: |_| calls.clone(),
+    };
+    let out = run_with(n, &s, |_, mesh| Box::new(mesh));
+    let got = at(&out, 1);
+    for (call, g) in calls.iter().zip(&got) {
+        assert_eq!(g, &call.clear(x, y), "{call:?} among {n}");
+    }
+    let costs = ShamirCosts::new(n);
+    let mut rounds: Rounds = costs.input(0, x.len());
+    rounds.extend(costs.input(n - 1, y.len()));
+    for (call, g) in calls.iter().zip(&got) {
+        rounds.extend(call_cost(&costs, call, x.len()));
+        rounds.extend(costs.reveal(g.len(), 1));
+    }
+    let want = crate::cost::per_party(&rounds, n);
+    for (i, (_, stats)) in out.iter().enumerate() {
+        assert_eq!(
+            (stats.rounds, stats.bytes_sent),
+            (want[i].rounds, want[i].bytes_sent),
+            "party {i} of {n}"
+        );
+    }
+}
+
+#[test]
+fn products_match_clear_for_any_number_of_parties() {
+    let x = values(24, -1000, 1000, 1);
+    let y = values(24, -1000, 1000, 2);
+    let d = MatDims {
+        batch: 2,
+        m: 3,
+        k: 4,
+        n: 1,
+        a_batched: true,
+        b_batched: true,
+    };
+    for n in [3, 4, 5, 7, 10] {
+        check(n, &x, &y, vec![Call::Mul, Call::MatMul(d)]);
+    }
+}
+
+#[test]
+fn roundings_match_clear_including_ties_and_every_divisor_kind() {
+    let b = Bounds {
+        lo: -(1 << 20),
+        hi: 1 << 20,
+    };
+    let mut x = values(96, b.lo, b.hi, 4);
+    x[2] = 12;
+    x[3] = -12;
+    x[4] = 40;
+    x[5] = 5 << 9;
+    x[6] = -(5 << 9);
+    let n = x.len();
+    let den: Vec<i64> = (0..n).map(|i| [8, 3, 7, 1 << 12, 24, 1][i % 6]).collect();
+    let num: Vec<i64> = (0..n).map(|i| [1, 5, -3, 77, 1, -2][i % 6]).collect();
+    let [pow2, general, tie] = crate::testutil::requants(n);
+    let calls = vec![
+        Call::Rescale(num, den, b),
+        Call::Requant(pow2, b),
+        Call::Requant(general, b),
+        Call::Requant(tie, b),
+    ];
+    for parties in [3, 4, 5] {
+        check(parties, &x, &x, calls.clone());
+    }
+}
+
+#[test]
+fn comparisons_and_lookups_match_clear() {
+    let b = Bounds { lo: -300, hi: 300 };
+    let mut x = values(40, b.lo, b.hi, 5);
+    let y = values(40, b.lo, b.hi, 6);
+    x[1] = x[6];
+    x[8] = 300;
+    x[15] = 300;
+    let calls = vec![
+        Call::Clamp(-20, 100, b),
+        Call::Clamp(0, 1000, b),
+        Call::Max(b),
+        Call::Argmax(8, false, b),
+        Call::Argmax(8, true, b),
+        Call::Argmax(5, false, b),
+        Call::Argmax(1, false, b),
+        Call::Lookup((0..601).map(|i| (i * 37) % 91 - 45).collect(), -300),
+    ];
+    for parties in [3, 5] {
+        check(parties, &x, &y, calls.clone());
+    }
+    check(7, &x, &y, vec![Call::Max(b), Call::Argmax(10, false, b)]);
+    let fives = vec![5; 30];
+    check(3, &fives, &fives, vec![Call::Lookup(vec![9], 5)]);
+}
+
+#[test]
+fn rounds_per_primitive_are_as_documented() {
+    let costs = ShamirCosts::new(3);
+    let b = Bounds { lo: -300, hi: 300 };
+    // Max of int8-range differences: 10-bit comparison, 4 levels, plus bits, open, select.
+    assert_eq!(call_cost(&costs, &Call::Max(b), 8).len(), 3 + 4);
+    assert_eq!(costs.mul(5).len(), 1);
+    // A LeNet-like requantization: 20-bit accumulators, a 23-bit multiplier, 2^33.
+    let q = Requant {
+        num: vec![7_883_973; 4],
+        den: vec![1 << 33; 4],
+        zp: vec![-128; 4],
+        lo: -128,
+        hi: 127,
+    };
+    let acc = Bounds {
+        lo: -(1 << 19),
+        hi: 1 << 19,
+    };
+    assert_eq!(call_cost(&costs, &Call::Requant(q, acc), 4).len(), 3 + 6);
+}
+
+#[test]
+fn too_wide_values_are_an_error_not_a_wrong_answer() {
+    let costs = ShamirCosts::new(10);
+    let wide = Bounds {
+        lo: -(1 << 61),
+        hi: 1 << 61,
+    };
+    let q = Requant {
+        num: vec![1 << 30; 2],
+        den: vec![3; 2],
+        zp: vec![0; 2],
+        lo: -100,
+        hi: 100,
+    };
+    let e = costs.requantize(&q, wide, TruncMode::Exact).unwrap_err();
+    assert!(e.to_string().contains("does not fit the field"), "{e}");
+}
+
+/// Privacy: what `t` colluding parties receive must not depend on party 0's input.
+mod view {
+    use super::*;
+
+    fn views(n: usize, x: &[i64]) -> Vec<Vec<u8>> {
+        let b = Bounds { lo: -100, hi: 100 };
+        let len = x.len();
+        let calls = vec![
+            Call::Mul,
+            Call::Rescale(vec![3; len], vec![7; len], b),
+            Call::Requant(
+                Requant {
+                    num: vec![77; len],
+                    den: vec![1 << 9; len],
+                    zp: vec![-3; len],
+                    lo: -10,
+                    hi: 9,
+                },
+                b,
+            ),
+            Call::Clamp(-20, 20, b),
+            Call::Max(b),
+            Call::Argmax(4, false, b),
+            Call::Lookup((0..201).map(|i| (i * 7) % 13).collect(), -100),
+        ];
+        let s = Binary {
+            x: x.to_vec(),
+            y: vec![0; len],
+            to: 0,
+            op: |_| calls.clone(),
+        };
+        let seen: Vec<Arc<Mutex<Vec<u8>>>> =
+            (0..n).map(|_| Arc::new(Mutex::new(Vec::new()))).collect();
+        run_with(n, &s, |i, mesh| {
+            Box::new(Recorder {
+                inner: Box::new(mesh),
+                seen: seen[i].clone(),
+            })
+        });
+        seen.iter().map(|s| s.lock().unwrap().clone()).collect()
+    }
+
+    #[test]
+    fn views_of_t_parties_do_not_depend_on_the_secret_input() {
+        let xa: Vec<i64> = vec![-100, -3, 0, 5, 99, 100, 17, -64];
+        let xb: Vec<i64> = vec![100, 42, -77, 0, -1, 1, -100, 63];
+        const RUNS: usize = 60;
+        for n in [3, 5] {
+            let t = (n - 1) / 2;
+            // The coalitions of parties 1..=t and of the last t parties.
+            for coalition in [(1..=t).collect::<Vec<_>>(), (n - t..n).collect()] {
+                let joint = |v: Vec<Vec<u8>>| -> Vec<u8> {
+                    coalition.iter().flat_map(|&p| v[p].clone()).collect()
+                };
+                let va: Vec<Vec<u8>> = (0..RUNS).map(|_| joint(views(n, &xa))).collect();
+                let vb: Vec<Vec<u8>> = (0..RUNS).map(|_| joint(views(n, &xb))).collect();
+                let z = max_z(&va, &vb);
+                assert!(
+                    z < 6.5,
+                    "parties {coalition:?} of {n}: their view depends on the input: max |z| = {z:.1}"
+                );
+                let leak = |vs: &[Vec<u8>], x: &[i64]| -> Vec<Vec<u8>> {
+                    vs.iter()
+                        .map(|v| [v.clone(), x.iter().map(|&e| e as u8).collect()].concat())
+                        .collect()
+                };
+                assert!(max_z(&leak(&va, &xa), &leak(&vb, &xb)).is_infinite());
+            }
+        }
+    }
+}
+
+#[test]
+fn a_peer_sending_garbage_is_an_error_naming_it() {
+    let bad = vec![0xffu8; ELEM];
+    let e = Shamir::decode(2, &bad, 1).unwrap_err();
+    assert!(e.to_string().contains("party 2"), "{e}");
+    let e = Shamir::decode(1, &[0u8; 5], 1).unwrap_err();
+    assert!(e.to_string().contains("party 1"), "{e}");
+}
