@@ -6,6 +6,7 @@ use anyhow::{bail, Context, Result};
 use qmpc_protocols::net::{Hello, Mesh, NetError, Stats, Timeouts, Transport};
 use qmpc_protocols::semi2k::{Dealer, Gates};
 use qmpc_protocols::word::Word;
+use qmpc_protocols::shamir::Shamir;
 use qmpc_protocols::{PartyId, Rep3, Semi2k};
 use qmpc_vm::bytecode::Program;
 use qmpc_vm::interp::{self, PartyData, Roles};
@@ -31,6 +32,7 @@ enum PartyCount {
 const SECURE: &[(&str, PartyCount)] = &[
     ("rep3", PartyCount::Exactly(3)),
     ("semi2k", PartyCount::AtLeast { min: 2, default: 2 }),
+    ("shamir", PartyCount::AtLeast { min: 3, default: 3 }),
     ("fss", PartyCount::Exactly(2)),
 ];
 
@@ -63,7 +65,7 @@ pub fn parties_for(protocol: &str, parties: Option<usize>) -> Result<usize> {
         (_, Some((_, c))) => *c,
         (p, None) if ALL.contains(&p) => {
             bail!(
-                "protocol `{p}` is not implemented yet; this build runs clear, rep3, semi2k and fss"
+                "protocol `{p}` is not implemented yet; this build runs clear, rep3, semi2k, shamir and fss"
             )
         }
         (p, None) => bail!("unknown protocol `{p}`; protocols: {}", ALL.join(", ")),
@@ -141,6 +143,7 @@ pub fn run_party(
         ("semi2k", 32) => run_semi2k::<u32>(Gates::Beaver, mesh, program, roles, data, batch),
         ("semi2k", 64) => run_semi2k::<u64>(Gates::Beaver, mesh, program, roles, data, batch),
         ("semi2k", _) => run_semi2k::<u128>(Gates::Beaver, mesh, program, roles, data, batch),
+        ("shamir", _) => run_with(Shamir::setup(Box::new(mesh))?, program, roles, data, batch),
         ("fss", 32) => run_semi2k::<u32>(Gates::Fss, mesh, program, roles, data, batch),
         ("fss", 64) => run_semi2k::<u64>(Gates::Fss, mesh, program, roles, data, batch),
         ("fss", _) => run_semi2k::<u128>(Gates::Fss, mesh, program, roles, data, batch),
@@ -176,6 +179,15 @@ impl<W: Word> Party for Rep3<W> {
     }
     fn abort(&mut self, reason: &str) {
         Rep3::abort(self, reason)
+    }
+}
+
+impl Party for Shamir {
+    fn online(&self) -> Stats {
+        self.stats()
+    }
+    fn abort(&mut self, reason: &str) {
+        Shamir::abort(self, reason)
     }
 }
 
@@ -400,8 +412,11 @@ fn agree_batch(mesh: &mut Mesh, owner: PartyId, batch: Option<usize>) -> Result<
 /// Z_2^32, that holds every secret register's bounds. A function of the public program, so
 /// every party and `qmpc cost` pick the same.
 pub fn ring_bits(protocol: &str, program: &Program) -> u32 {
-    if protocol == "clear" {
-        return 64;
+    match protocol {
+        "clear" => return 64,
+        // A prime field: the bits of p = 2^127 − 1.
+        "shamir" => return 127,
+        _ => {}
     }
     let fits = |bits: u32| {
         // The ring does not depend on the number of parties.
