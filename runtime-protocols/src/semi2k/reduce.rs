@@ -13,6 +13,11 @@ type R<T> = Result<T, ProtocolError>;
 pub(crate) trait Engine: Protocol + Sized {
     fn ring_bits(&self) -> u32;
     fn gates(&self) -> Gates;
+    /// Whether a requantization that rounds and clamps is two selections (round, then
+    /// clamp) rather than one.
+    fn splits_rounding(&self) -> bool {
+        self.gates() == Gates::Fss
+    }
     /// `q` on `x` (values in `b`) for a plan that communicates; with [`Gates::Fss`], one
     /// that rounds or compares, not both.
     fn select_with(
@@ -35,9 +40,10 @@ pub(crate) fn select<P: Engine>(
         return Ok(Vec::new());
     }
     let plan = Plan::new(q, b, p.ring_bits())?;
-    if p.gates() == Gates::Fss && plan.rounds() && plan.has_thresholds() {
-        // A DCF key rounds or clamps on one opening, not both: round (with the zero
-        // point) under a clamp that never binds, then clamp.
+    if p.splits_rounding() && plan.rounds() && plan.has_thresholds() {
+        // fss: a DCF key rounds or clamps on one opening, not both. shamir: a clamp
+        // compares on the rounded value's few bits, not the product's many. Round (with
+        // the zero point) under a clamp that never binds, then clamp.
         let mid = q.mid_bounds(b, TruncMode::Exact);
         let round = Requant {
             lo: mid.lo,

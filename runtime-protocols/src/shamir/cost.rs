@@ -48,6 +48,9 @@ impl Engine for Counter<'_> {
     fn gates(&self) -> Gates {
         Gates::Beaver
     }
+    fn splits_rounding(&self) -> bool {
+        true
+    }
     fn select_with(&mut self, x: &[()], q: &Requant, b: Bounds, plan: &Plan) -> R<Vec<()>> {
         let subsets = Streams::subset_count(self.geo.n, self.geo.t);
         let sp = ShamirPlan::new(q, b, plan, subsets)?;

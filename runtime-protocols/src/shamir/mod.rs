@@ -266,6 +266,9 @@ impl reduce::Engine for Shamir {
     fn gates(&self) -> crate::semi2k::Gates {
         crate::semi2k::Gates::Beaver
     }
+    fn splits_rounding(&self) -> bool {
+        true
+    }
     fn select_with(
         &mut self,
         x: &[Fp],

@@ -68,6 +68,8 @@ struct Element {
 /// Public parameters of one call.
 pub(super) struct ShamirPlan {
     k: u32,
+    /// Bits of each term of the statistical mask `R`.
+    stat: u32,
     elements: Vec<Element>,
     width: usize,
     comparisons: usize,
@@ -88,7 +90,8 @@ impl ShamirPlan {
     pub fn new(q: &Requant, b: Bounds, plan: &Plan, subsets: usize) -> R<ShamirPlan> {
         let span = (b.hi as i128 - b.lo as i128) as u128;
         let mut elements = Vec::with_capacity(q.num.len());
-        let mut k = 1u32;
+        // `vbits`: bits of every `v`; `k`: bits of the mask the lanes compare.
+        let (mut vbits, mut k) = (1u32, 1u32);
         for i in 0..q.num.len() {
             let (num, d) = (q.num[i] as i128, q.den[i] as i128);
             let base = b.lo as i128 * num;
@@ -108,7 +111,7 @@ impl ShamirPlan {
                     parity: true,
                 });
                 add = 0;
-                need = bits(span * num as u128).max(s + 1);
+                need = bits(span * num as u128);
             } else {
                 let (big_d, args) = if d % 2 == 1 {
                     (d, vec![base + (d - 1) / 2])
@@ -142,10 +145,16 @@ impl ShamirPlan {
                 need = bits(
                     span.checked_mul(scale)
                         .ok_or_else(|| too_wide("a rescaled value"))?,
-                )
-                .max(s);
+                );
             }
-            k = k.max(need);
+            vbits = vbits.max(need);
+            k = k.max(
+                rounding
+                    .iter()
+                    .map(|l: &Lane| l.s + u32::from(l.parity))
+                    .max()
+                    .unwrap_or(1),
+            );
             elements.push(Element {
                 scale,
                 rounding,
@@ -154,10 +163,21 @@ impl ShamirPlan {
                 g_hi: Err(false),
             });
         }
-        // With `R < C·2^40` and `c < 2^(K+1) + 2^K·R`, nothing may reach p/2.
+        let clamps = elements.iter().enumerate().any(|(i, _)| {
+            let (t_lo, t_hi) = plan.thresholds()[i];
+            let varies = |t: u64| t > 0 && u128::from(t) <= span;
+            varies(t_lo) || varies(t_hi)
+        });
+        if clamps {
+            // A clamp test is the top bit of `v + 2^K − θ`: the mask covers `v`.
+            k = k.max(vbits);
+        }
+        // The bits of `v` above the mask's are hidden by `R` alone, which grows to match.
+        let stat = STAT_BITS + vbits.saturating_sub(k);
+        // With `R < C·2^stat` and `c < 2^vbits + 2^K + 2^K·R`, nothing may reach p/2.
         let c_bits = bits(subsets as u128);
-        if k + STAT_BITS + c_bits + 2 > 126 {
-            return Err(too_wide(&format!("a value of {k} bits")));
+        if stat > 64 || k.max(vbits) + stat + c_bits + 2 > 126 {
+            return Err(too_wide(&format!("a value of {vbits} bits")));
         }
         let mut product = false;
         for (i, e) in elements.iter_mut().enumerate() {
@@ -183,6 +203,7 @@ impl ShamirPlan {
         let comparisons = all.count();
         Ok(ShamirPlan {
             k,
+            stat,
             elements,
             width,
             comparisons,
@@ -251,7 +272,7 @@ pub(super) fn eval(p: &mut Shamir, x: &[Fp], q: &Requant, b: Bounds, plan: &Plan
     let k = sp.k as usize;
     // Bits laid out bit-major: b[j * len + e].
     let bits = compare::random_bits(p, k * len)?;
-    let big_r = p.streams.bounded(len, STAT_BITS);
+    let big_r = p.streams.bounded(len, sp.stat);
     let two = |j: u32| Fp::new(1u128 << j);
     let r: Vec<Fp> = (0..len)
         .into_par_iter()
