@@ -86,6 +86,24 @@ impl Fp {
     }
 }
 
+/// The inverses of `v` (Montgomery's trick: one inversion and three products per element);
+/// `None` if some element is zero.
+pub fn batch_inverse(v: &[Fp]) -> Option<Vec<Fp>> {
+    let mut prefix = Vec::with_capacity(v.len());
+    let mut acc = Fp::ONE;
+    for &x in v {
+        prefix.push(acc);
+        acc = acc * x;
+    }
+    let mut inv = acc.inv()?;
+    let mut out = vec![Fp::ZERO; v.len()];
+    for i in (0..v.len()).rev() {
+        out[i] = inv * prefix[i];
+        inv = inv * v[i];
+    }
+    Some(out)
+}
+
 impl std::ops::Add for Fp {
     type Output = Fp;
     fn add(self, o: Fp) -> Fp {
@@ -174,6 +192,17 @@ mod tests {
             }
         }
         acc
+    }
+
+    #[test]
+    fn batch_inverses_are_inverses() {
+        let v = samples().into_iter().filter(|x| *x != Fp::ZERO).collect::<Vec<_>>();
+        let inv = batch_inverse(&v).unwrap();
+        for (x, y) in v.iter().zip(&inv) {
+            assert_eq!(*x * *y, Fp::ONE);
+        }
+        assert!(batch_inverse(&[Fp::ONE, Fp::ZERO]).is_none());
+        assert_eq!(batch_inverse(&[]), Some(vec![]));
     }
 
     fn samples() -> Vec<Fp> {

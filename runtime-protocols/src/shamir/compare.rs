@@ -21,17 +21,23 @@ pub fn random_bits(p: &mut Shamir, count: usize) -> R<Vec<Fp>> {
     let squares: Vec<Fp> = a.par_iter().zip(z).map(|(&a, z)| a * a + z).collect();
     let opened = p.open(&squares, 2 * p.geo.t)?;
     let half = Fp::new(2).inv().unwrap_or(Fp::ZERO);
-    a.par_iter()
-        .zip(opened)
-        .map(|(&a, sq)| {
-            let inv = sq.sqrt().and_then(Fp::inv).ok_or_else(|| {
-                ProtocolError::Invalid(
-                    "a random bit drew zero (probability 2^-126); run again".into(),
-                )
-            })?;
-            Ok((a * inv + Fp::ONE) * half)
-        })
-        .collect()
+    let zero = || {
+        ProtocolError::Invalid("a random bit drew zero (probability 2^-126); run again".into())
+    };
+    // Roots one by one (p ≡ 3 mod 4: 125 squarings), inverses in chunks by one inversion.
+    let roots: Vec<Fp> = opened
+        .par_iter()
+        .map(|&sq| sq.sqrt().ok_or_else(zero))
+        .collect::<R<_>>()?;
+    let inverses: Vec<Fp> = roots
+        .par_chunks(4096)
+        .map(|c| crate::field::batch_inverse(c).ok_or_else(zero))
+        .collect::<R<Vec<_>>>()?
+        .concat();
+    Ok(a.par_iter()
+        .zip(inverses)
+        .map(|(&a, inv)| (a * inv + Fp::ONE) * half)
+        .collect())
 }
 
 /// The leaf of one bit position of a comparison `[a < b]`: `(lt, eq)` for a public bit
