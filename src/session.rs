@@ -5,8 +5,8 @@
 use anyhow::{bail, Context, Result};
 use qmpc_protocols::net::{Hello, Mesh, NetError, Stats, Timeouts, Transport};
 use qmpc_protocols::semi2k::{Dealer, Gates};
-use qmpc_protocols::word::Word;
 use qmpc_protocols::shamir::Shamir;
+use qmpc_protocols::word::Word;
 use qmpc_protocols::{PartyId, Rep3, Semi2k};
 use qmpc_vm::bytecode::Program;
 use qmpc_vm::interp::{self, PartyData, Roles};

@@ -196,7 +196,10 @@ mod tests {
 
     #[test]
     fn batch_inverses_are_inverses() {
-        let v = samples().into_iter().filter(|x| *x != Fp::ZERO).collect::<Vec<_>>();
+        let v = samples()
+            .into_iter()
+            .filter(|x| *x != Fp::ZERO)
+            .collect::<Vec<_>>();
         let inv = batch_inverse(&v).unwrap();
         for (x, y) in v.iter().zip(&inv) {
             assert_eq!(*x * *y, Fp::ONE);

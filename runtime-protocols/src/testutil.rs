@@ -122,7 +122,6 @@ pub trait Script: Sync {
     fn run<P: Protocol>(&self, p: &mut P) -> R<Vec<Option<Vec<i64>>>>;
 }
 
-
 /// The results revealed to party `to`.
 pub fn at(out: &[(Vec<Option<Vec<i64>>>, Stats)], to: PartyId) -> Vec<Vec<i64>> {
     for (i, (r, _)) in out.iter().enumerate() {
@@ -173,7 +172,12 @@ pub enum Call {
 }
 
 impl Call {
-    pub fn apply<P: Protocol>(&self, p: &mut P, x: &[P::Share], y: &[P::Share]) -> R<Vec<P::Share>> {
+    pub fn apply<P: Protocol>(
+        &self,
+        p: &mut P,
+        x: &[P::Share],
+        y: &[P::Share],
+    ) -> R<Vec<P::Share>> {
         let e = TruncMode::Exact;
         match self {
             Call::Mul => p.mul(x, y),
@@ -221,7 +225,6 @@ impl Call {
     }
 }
 
-
 /// Requantizations of `n` elements: power-of-two divisors with per-element parameters,
 /// general divisors into `[0, 255]`, and exact ties of `2^10`.
 pub fn requants(n: usize) -> [Requant; 3] {
@@ -248,4 +251,3 @@ pub fn requants(n: usize) -> [Requant; 3] {
     };
     [pow2, general, tie]
 }
-

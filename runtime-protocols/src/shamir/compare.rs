@@ -21,9 +21,8 @@ pub fn random_bits(p: &mut Shamir, count: usize) -> R<Vec<Fp>> {
     let squares: Vec<Fp> = a.par_iter().zip(z).map(|(&a, z)| a * a + z).collect();
     let opened = p.open(&squares, 2 * p.geo.t)?;
     let half = Fp::new(2).inv().unwrap_or(Fp::ZERO);
-    let zero = || {
-        ProtocolError::Invalid("a random bit drew zero (probability 2^-126); run again".into())
-    };
+    let zero =
+        || ProtocolError::Invalid("a random bit drew zero (probability 2^-126); run again".into());
     // Roots one by one (p ≡ 3 mod 4: 125 squarings), inverses in chunks by one inversion.
     let roots: Vec<Fp> = opened
         .par_iter()

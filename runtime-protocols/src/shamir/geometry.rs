@@ -116,10 +116,11 @@ impl Geometry {
     /// An opening of `len` elements of a degree-`deg` sharing to every party.
     pub fn open_round(&self, len: usize, deg: usize) -> Round {
         let bytes = (len * ELEM) as u64;
-        Round::of(
-            self.openers(deg)
-                .flat_map(|f| (0..self.n).filter(move |&t| t != f).map(move |t| (f, t, bytes))),
-        )
+        Round::of(self.openers(deg).flat_map(|f| {
+            (0..self.n)
+                .filter(move |&t| t != f)
+                .map(move |t| (f, t, bytes))
+        }))
     }
 
     /// A resharing of `len` degree-`2t` products.

@@ -118,7 +118,10 @@ impl Shamir {
         let openers = self.geo.openers(deg);
         let out = if openers.contains(&me) {
             let msg = Self::encode(x);
-            (0..n).filter(|&p| p != me).map(|p| (p, msg.clone())).collect()
+            (0..n)
+                .filter(|&p| p != me)
+                .map(|p| (p, msg.clone()))
+                .collect()
         } else {
             Vec::new()
         };
@@ -331,11 +334,16 @@ impl Protocol for Shamir {
             self.net.exchange_sized(out, &[])?;
             return Ok(std::mem::take(&mut shares[me]));
         }
+        // Every party takes part in the round, even with nothing to receive, so that
+        // instructions sharing rounds stay in step.
         if self.geo.sends(owner, me) {
-            let got = self.net.exchange_sized(Vec::new(), &[(owner, len * ELEM)])?;
+            let got = self
+                .net
+                .exchange_sized(Vec::new(), &[(owner, len * ELEM)])?;
             let m = got.into_iter().next().map(|(_, m)| m).unwrap_or_default();
             Self::decode(owner, &m, len)
         } else {
+            self.net.exchange_sized(Vec::new(), &[])?;
             self.streams.pair(owner, me, len)
         }
     }
@@ -344,10 +352,12 @@ impl Protocol for Shamir {
         let (me, len) = (self.me, x.len());
         let from = self.geo.revealers(to);
         if me != to {
-            if from.contains(&me) {
-                self.net
-                    .exchange_sized(vec![(to, Self::encode(x))], &[])?;
-            }
+            let out = if from.contains(&me) {
+                vec![(to, Self::encode(x))]
+            } else {
+                Vec::new()
+            };
+            self.net.exchange_sized(out, &[])?;
             return Ok(None);
         }
         let expect: Vec<(PartyId, usize)> = from.iter().map(|&p| (p, len * ELEM)).collect();
@@ -376,10 +386,16 @@ impl Protocol for Shamir {
         Self::lift(values)
     }
     fn add(&self, a: &[Fp], b: &[Fp]) -> Vec<Fp> {
-        a.par_iter().zip(b.par_iter()).map(|(&x, &y)| x + y).collect()
+        a.par_iter()
+            .zip(b.par_iter())
+            .map(|(&x, &y)| x + y)
+            .collect()
     }
     fn sub(&self, a: &[Fp], b: &[Fp]) -> Vec<Fp> {
-        a.par_iter().zip(b.par_iter()).map(|(&x, &y)| x - y).collect()
+        a.par_iter()
+            .zip(b.par_iter())
+            .map(|(&x, &y)| x - y)
+            .collect()
     }
     fn add_public(&self, a: &[Fp], c: &[i64]) -> Vec<Fp> {
         a.par_iter()
@@ -393,7 +409,13 @@ impl Protocol for Shamir {
             .map(|(&x, &c)| x * Fp::from_i64(c))
             .collect()
     }
-    fn matmul_public(&self, secret: &[Fp], public: &[i64], d: MatDims, public_left: bool) -> Vec<Fp> {
+    fn matmul_public(
+        &self,
+        secret: &[Fp],
+        public: &[i64],
+        d: MatDims,
+        public_left: bool,
+    ) -> Vec<Fp> {
         let p = Self::lift(public);
         if public_left {
             matmul_fp(&p, secret, d)
@@ -406,7 +428,11 @@ impl Protocol for Shamir {
         if a.is_empty() {
             return Ok(Vec::new());
         }
-        let h = a.par_iter().zip(b.par_iter()).map(|(&x, &y)| x * y).collect();
+        let h = a
+            .par_iter()
+            .zip(b.par_iter())
+            .map(|(&x, &y)| x * y)
+            .collect();
         self.reshare(h)
     }
     fn matmul(&mut self, a: &[Fp], b: &[Fp], d: MatDims) -> R<Vec<Fp>> {
@@ -426,7 +452,13 @@ impl Protocol for Shamir {
     ) -> R<Vec<Fp>> {
         reduce::rescale(self, x, num, den, bounds)
     }
-    fn requantize(&mut self, x: &[Fp], q: &Requant, bounds: Bounds, _mode: TruncMode) -> R<Vec<Fp>> {
+    fn requantize(
+        &mut self,
+        x: &[Fp],
+        q: &Requant,
+        bounds: Bounds,
+        _mode: TruncMode,
+    ) -> R<Vec<Fp>> {
         reduce::requantize(self, x, q, bounds)
     }
     fn clamp(&mut self, x: &[Fp], lo: i64, hi: i64, bounds: Bounds) -> R<Vec<Fp>> {
@@ -435,7 +467,13 @@ impl Protocol for Shamir {
     fn max(&mut self, a: &[Fp], b: &[Fp], bounds: Bounds) -> R<Vec<Fp>> {
         reduce::max(self, a, b, bounds)
     }
-    fn argmax(&mut self, x: &[Fp], row_len: usize, select_last: bool, bounds: Bounds) -> R<Vec<Fp>> {
+    fn argmax(
+        &mut self,
+        x: &[Fp],
+        row_len: usize,
+        select_last: bool,
+        bounds: Bounds,
+    ) -> R<Vec<Fp>> {
         reduce::argmax(self, x, row_len, select_last, bounds)
     }
     fn lookup(&mut self, x: &[Fp], table: &[i64], offset: i64) -> R<Vec<Fp>> {

@@ -2,7 +2,7 @@
 //! table lookups. Rescale, clamp, max and argmax are special cases of the first (see
 //! [`crate::semi2k::reduce`], which `shamir` shares with `semi2k`).
 //!
-//! Every element becomes a secret `v = (x − x_lo)·num·M < 2^K` (`M = 1` unless `d` is not
+//! Every element becomes a secret `v = (x − x_lo)·M < 2^K` (`M = num` unless `d` is not
 //! a power of two) and a few *lanes* `floor((v + δ)/2^s)` for public `δ`, `s ≤ K`:
 //!
 //! 1. *bits* (1 round): `K` shared random bits `b_j` per element ([`compare::random_bits`]);
@@ -19,7 +19,8 @@
 //! quotient; a tie is `(c + δ) mod 2^s = r mod 2^s` and the quotient's parity is
 //! `⌊(c + δ)/2^s⌋_0 ⊕ b_s` there, so one comparison of `s + 1` leaves with that parity as
 //! the lowest leaf gives both. For an odd `d`, `q = ⌊(w + (d − 1)/2)/d⌋` and
-//! `⌊a/d⌋ = ⌊a·M/2^S⌋` exactly for `0 ≤ a < 2^k`, `S = k + bits(d)`, `M = ⌈2^S/d⌉`. For
+//! `⌊(y·num + o)/d⌋ = ⌊(y·M + O)/2^S⌋` exactly for `y ≤ span` when `2^S ≥ (span + 1)·d`,
+//! `M = ⌈num·2^S/d⌉`, `O = ⌈o·2^S/d⌉` (the round-ups add less than `1/d`). For
 //! an even `d` that is not a power of two, with `D = 2d` and `a = w + d/2`, round half to
 //! even is `⌊a/D⌋ + ⌊(a − d − 1)/D⌋ + 1`: two lanes. The clamp tests `[y ≥ T]` (`y = x −
 //! x_lo`, thresholds from [`Plan`]) are `[v ≥ T·num·M] = ⌊(v + 2^K − T·num·M)/2^K⌋`.
@@ -122,21 +123,23 @@ impl ShamirPlan {
                     .iter()
                     .map(|&a| (a.div_euclid(big_d), a.rem_euclid(big_d)))
                     .collect();
-                let top = span
-                    .checked_mul(num as u128)
-                    .and_then(|v| v.checked_add(offsets.iter().map(|o| o.1 as u128).max()?))
-                    .ok_or_else(|| too_wide("a rescaled value"))?;
-                let s = bits(top) + bits(big_d as u128);
-                if s > 100 {
-                    return Err(too_wide("a rescaled value"));
-                }
-                let m = (1u128 << s).div_ceil(big_d as u128);
-                scale = (num as u128)
-                    .checked_mul(m)
-                    .ok_or_else(|| too_wide("a rescaled value"))?;
+                // ⌊(y·num + o)/D⌋ = ⌊(y·M + O)/2^S⌋ for y ≤ span when 2^S ≥ (span + 1)·D,
+                // with M = ⌈num·2^S/D⌉ and O = ⌈o·2^S/D⌉: the two round-ups add less than
+                // (span + 1)/2^S ≤ 1/D, which never reaches the next multiple of 1/D.
+                let s = bits(span + 1) + bits(big_d as u128);
+                let up = |v: u128| -> R<u128> {
+                    v.checked_mul(1u128 << s)
+                        .filter(|_| s < 100)
+                        .map(|p| p.div_ceil(big_d as u128))
+                        .ok_or_else(|| too_wide("a rescaled value"))
+                };
+                scale = up(num as u128)?;
+                let mut top = 0u128;
                 for &(_, o) in &offsets {
+                    let lift = up(o as u128)?;
+                    top = top.max(lift);
                     rounding.push(Lane {
-                        delta: o * m as i128,
+                        delta: lift as i128,
                         s,
                         parity: false,
                     });
@@ -144,6 +147,7 @@ impl ShamirPlan {
                 add = offsets.iter().map(|o| o.0).sum::<i128>() + offsets.len() as i128 - 1;
                 need = bits(
                     span.checked_mul(scale)
+                        .and_then(|v| v.checked_add(top))
                         .ok_or_else(|| too_wide("a rescaled value"))?,
                 );
             }
@@ -172,11 +176,17 @@ impl ShamirPlan {
             // A clamp test is the top bit of `v + 2^K − θ`: the mask covers `v`.
             k = k.max(vbits);
         }
-        // The bits of `v` above the mask's are hidden by `R` alone, which grows to match.
-        let stat = STAT_BITS + vbits.saturating_sub(k);
-        // With `R < C·2^stat` and `c < 2^vbits + 2^K + 2^K·R`, nothing may reach p/2.
+        // The bits of `v` above the mask's are hidden by `R` alone, which grows to match;
+        // with `R < C·2^stat`, `c < 2^vbits + 2^K + 2^K·R` must stay below p/2, so the mask
+        // takes more bits where `R` would not fit.
         let c_bits = bits(subsets as u128);
-        if stat > 64 || k.max(vbits) + stat + c_bits + 2 > 126 {
+        let room = 126i64 - 2 - i64::from(c_bits) - i64::from(STAT_BITS) - i64::from(vbits);
+        if room < 0 {
+            return Err(too_wide(&format!("a value of {vbits} bits")));
+        }
+        k = k.max(vbits.saturating_sub(room as u32));
+        let stat = STAT_BITS + vbits.saturating_sub(k);
+        if stat > 64 {
             return Err(too_wide(&format!("a value of {vbits} bits")));
         }
         let mut product = false;
@@ -340,7 +350,11 @@ pub(super) fn eval(p: &mut Shamir, x: &[Fp], q: &Requant, b: Bounds, plan: &Plan
         let q_e = if n_round == 0 {
             None
         } else {
-            Some(floors[at..at + n_round].iter().fold(Fp::ZERO, |a, &f| a + f))
+            Some(
+                floors[at..at + n_round]
+                    .iter()
+                    .fold(Fp::ZERO, |a, &f| a + f),
+            )
         };
         at += n_round;
         let mut take = |g: &Result<Lane, bool>| match g {
@@ -435,9 +449,7 @@ pub(super) fn lookup(p: &mut Shamir, x: &[Fp], table: &[i64], offset: i64) -> R<
     let off = Fp::from_i64(offset);
     let masked: Vec<Fp> = (0..len)
         .map(|e| {
-            let low = (0..ell).fold(Fp::ZERO, |a, j| {
-                a + Fp::new(1u128 << j) * bits[j * len + e]
-            });
+            let low = (0..ell).fold(Fp::ZERO, |a, j| a + Fp::new(1u128 << j) * bits[j * len + e]);
             x[e] - off + low + Fp::new(1u128 << ell) * big_r[e]
         })
         .collect();

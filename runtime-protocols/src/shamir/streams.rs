@@ -74,7 +74,8 @@ impl Streams {
     pub fn agree(net: &mut dyn Transport, g: &Geometry) -> R<Streams> {
         let (me, n, t) = (net.party(), g.n, g.t);
         let all = subsets(n, t);
-        let holders = |s: &[PartyId]| -> Vec<PartyId> { (0..n).filter(|p| !s.contains(p)).collect() };
+        let holders =
+            |s: &[PartyId]| -> Vec<PartyId> { (0..n).filter(|p| !s.contains(p)).collect() };
         let mut out: Vec<Vec<u8>> = vec![Vec::new(); n];
         let mut pair_base: Vec<Option<Key>> = vec![None; n];
         for (j, slot) in pair_base.iter_mut().enumerate().skip(me + 1) {
@@ -270,7 +271,11 @@ impl Streams {
             let scaled: Vec<Fp> = powers.iter().map(|&p| p * w).collect();
             coeffs
                 .chunks_exact(t)
-                .map(|c| c.iter().zip(&scaled).fold(Fp::ZERO, |a, (&x, &s)| a + x * s))
+                .map(|c| {
+                    c.iter()
+                        .zip(&scaled)
+                        .fold(Fp::ZERO, |a, (&x, &s)| a + x * s)
+                })
                 .collect()
         })
     }
