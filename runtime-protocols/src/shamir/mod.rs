@@ -22,6 +22,7 @@ mod cost;
 mod geometry;
 mod select;
 mod streams;
+mod wide;
 
 pub use cost::ShamirCosts;
 
@@ -279,6 +280,10 @@ impl reduce::Engine for Shamir {
         b: Bounds,
         plan: &crate::semi2k::select::Plan,
     ) -> R<Vec<Fp>> {
+        let subsets = Streams::subset_count(self.geo.n, self.geo.t);
+        if select::needs_wide(q, b, plan, subsets) {
+            return wide::requantize(self, x, q, b);
+        }
         select::eval(self, x, q, b, plan)
     }
 }

@@ -246,6 +246,13 @@ fn fixed(g: &Result<Lane, bool>) -> bool {
     matches!(g, Err(true))
 }
 
+/// Whether `q` on values in `b` takes [`super::wide`]: a divisor that is not a power of two
+/// on values too wide for one selection.
+pub(super) fn needs_wide(q: &Requant, b: Bounds, plan: &Plan, subsets: usize) -> bool {
+    q.den.iter().any(|&d| d > 1 && d & (d - 1) != 0)
+        && ShamirPlan::new(q, b, plan, subsets).is_err()
+}
+
 fn lanes_of(e: &Element) -> impl Iterator<Item = Lane> + Clone + '_ {
     e.rounding
         .iter()

@@ -110,6 +110,45 @@ fn roundings_match_clear_including_ties_and_every_divisor_kind() {
 }
 
 #[test]
+fn wide_values_over_large_odd_and_even_divisors_match_clear() {
+    // QDQ additions: ~38-bit values over 25-bit divisors, too wide for one selection.
+    let b = Bounds {
+        lo: -(1 << 38),
+        hi: 1 << 38,
+    };
+    let mut x = values(24, b.lo, b.hi, 9);
+    // Exact ties of the even divisor (x/d = k + 1/2) and near-misses.
+    x[2] = 29_274_098 * 7 + 14_637_049;
+    x[3] = -(29_274_098 * 7 + 14_637_049);
+    x[4] = x[2] - 1;
+    let n = x.len();
+    let q = Requant {
+        num: vec![1; n],
+        den: (0..n)
+            .map(|i| [29_274_098, 14_637_049, 455_463_673][i % 3])
+            .collect(),
+        zp: vec![37; n],
+        lo: -128,
+        hi: 127,
+    };
+    let sums = Requant {
+        lo: -100_000,
+        hi: 100_000,
+        ..q.clone()
+    };
+    let costs = ShamirCosts::new(3);
+    assert!(costs.requantize(&q, b, TruncMode::Exact).is_ok());
+    for parties in [3, 5] {
+        check(
+            parties,
+            &x,
+            &x,
+            vec![Call::Requant(q.clone(), b), Call::Requant(sums.clone(), b)],
+        );
+    }
+}
+
+#[test]
 fn comparisons_and_lookups_match_clear() {
     let b = Bounds { lo: -300, hi: 300 };
     let mut x = values(40, b.lo, b.hi, 5);
@@ -142,7 +181,8 @@ fn rounds_per_primitive_are_as_documented() {
     // Max of int8-range differences: 10-bit comparison, 4 levels, plus bits, open, select.
     assert_eq!(call_cost(&costs, &Call::Max(b), 8).len(), 3 + 4);
     assert_eq!(costs.mul(5).len(), 1);
-    // A LeNet-like requantization: 20-bit accumulators, a 23-bit multiplier, 2^33.
+    // A LeNet-like requantization: 20-bit accumulators, a 23-bit multiplier, 2^33; the
+    // rounded value spans ±512 + 128.
     let q = Requant {
         num: vec![7_883_973; 4],
         den: vec![1 << 33; 4],
@@ -154,7 +194,9 @@ fn rounds_per_primitive_are_as_documented() {
         lo: -(1 << 19),
         hi: 1 << 19,
     };
-    assert_eq!(call_cost(&costs, &Call::Requant(q, acc), 4).len(), 3 + 6);
+    // Round (bits, open, 35 leaves: 6 levels), then clamp (bits, open, 11 leaves: 4 levels,
+    // select).
+    assert_eq!(call_cost(&costs, &Call::Requant(q, acc), 4).len(), (2 + 6) + (3 + 4));
 }
 
 #[test]
