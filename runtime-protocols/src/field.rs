@@ -68,10 +68,21 @@ impl Fp {
             if e & 1 == 1 {
                 acc = acc * base;
             }
-            base = base * base;
+            base = base.square();
             e >>= 1;
         }
         acc
+    }
+
+    /// `self²`, with three limb products instead of four.
+    pub fn square(self) -> Fp {
+        let (a1, a0) = ((self.0 >> 64) as u64, self.0 as u64);
+        let wide = |x: u64, y: u64| u128::from(x) * u128::from(y);
+        // a² = a1²·2^128 + 2·a1a0·2^64 + a0², with a1 < 2^63 so 2·a1a0 < 2^128.
+        let mid = wide(a1, a0) << 1;
+        let (lo, carry) = wide(a0, a0).overflowing_add(mid << 64);
+        let hi = wide(a1, a1) + (mid >> 64) + u128::from(carry);
+        Fp(reduce(lo)) + Fp(reduce(hi << 1))
     }
 
     /// The inverse (Fermat); `None` for zero.
@@ -79,9 +90,10 @@ impl Fp {
         (self.0 != 0).then(|| self.pow(MODULUS - 2))
     }
 
-    /// A square root of a square (p ≡ 3 mod 4, so `v^((p+1)/4)`); `None` for a non-square.
+    /// A square root of a square (p ≡ 3 mod 4, so `v^((p+1)/4) = v^(2^125)`: 125
+    /// squarings); `None` for a non-square.
     pub fn sqrt(self) -> Option<Fp> {
-        let r = self.pow((MODULUS + 1) / 4);
+        let r = (0..125).fold(self, |v, _| v.square());
         (r * r == self).then_some(r)
     }
 }
@@ -192,6 +204,13 @@ mod tests {
             }
         }
         acc
+    }
+
+    #[test]
+    fn squares_are_products() {
+        for a in samples() {
+            assert_eq!(a.square(), a * a);
+        }
     }
 
     #[test]

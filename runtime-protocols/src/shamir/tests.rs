@@ -196,7 +196,10 @@ fn rounds_per_primitive_are_as_documented() {
     };
     // Round (bits, open, 35 leaves: 6 levels), then clamp (bits, open, 11 leaves: 4 levels,
     // select).
-    assert_eq!(call_cost(&costs, &Call::Requant(q, acc), 4).len(), (2 + 6) + (3 + 4));
+    assert_eq!(
+        call_cost(&costs, &Call::Requant(q, acc), 4).len(),
+        (2 + 6) + (3 + 4)
+    );
 }
 
 #[test]

@@ -32,7 +32,12 @@ fn too_wide() -> ProtocolError {
 }
 
 /// `round_half_even(x·num/d) + zp` for `x` in `b` (`num ≥ 0`), clamped to `[q.lo, q.hi]`.
-pub fn requantize<P: Protocol>(p: &mut P, x: &[P::Share], q: &Requant, b: Bounds) -> R<Vec<P::Share>> {
+pub fn requantize<P: Protocol>(
+    p: &mut P,
+    x: &[P::Share],
+    q: &Requant,
+    b: Bounds,
+) -> R<Vec<P::Share>> {
     let len = x.len();
     let w = p.mul_public(x, &q.num);
     // Floors to take: (element, offset added to w, divisor).
@@ -82,7 +87,12 @@ pub fn requantize<P: Protocol>(p: &mut P, x: &[P::Share], q: &Requant, b: Bounds
 }
 
 /// `⌊a_k/D_k⌋` for `a` within `(lo, hi)`.
-fn floor_div<P: Protocol>(p: &mut P, a: &[P::Share], (lo, hi): (i128, i128), d: &[i128]) -> R<Vec<P::Share>> {
+fn floor_div<P: Protocol>(
+    p: &mut P,
+    a: &[P::Share],
+    (lo, hi): (i128, i128),
+    d: &[i128],
+) -> R<Vec<P::Share>> {
     let n = a.len();
     let fit = |v: i128| i64::try_from(v).map_err(|_| too_wide());
     let f: Vec<u32> = d.iter().map(|&d| 127 - d.leading_zeros() - 1).collect();
@@ -104,8 +114,12 @@ fn floor_div<P: Protocol>(p: &mut P, a: &[P::Share], (lo, hi): (i128, i128), d: 
     // 2. r = round_half_even(t·2^f/D).
     let f_min = f.iter().copied().min().unwrap_or(0);
     let tb = Bounds {
-        lo: fit(lo.div_euclid(1i128 << f_min).min(lo.div_euclid(1i128 << f_max)))?,
-        hi: fit(hi.div_euclid(1i128 << f_min).max(hi.div_euclid(1i128 << f_max)))?,
+        lo: fit(lo
+            .div_euclid(1i128 << f_min)
+            .min(lo.div_euclid(1i128 << f_max)))?,
+        hi: fit(hi
+            .div_euclid(1i128 << f_min)
+            .max(hi.div_euclid(1i128 << f_max)))?,
     };
     let half: Vec<i64> = f.iter().map(|&f| fit(1i128 << f)).collect::<R<_>>()?;
     let dd: Vec<i64> = d.iter().map(|&d| fit(d)).collect::<R<_>>()?;
