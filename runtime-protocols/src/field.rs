@@ -74,6 +74,12 @@ impl Fp {
         acc
     }
 
+    /// `hi·2^128 + lo mod p` for `hi < 2^126`: as 2^128 ≡ 2, the sum
+    /// `(lo mod 2^127) + ⌊lo/2^127⌋ + 2·hi` is below 2^128, and one reduction ends it.
+    fn from_halves(lo: u128, hi: u128) -> Fp {
+        Fp(reduce((lo & MODULUS) + (lo >> 127) + (hi << 1)))
+    }
+
     /// `self²`, with three limb products instead of four.
     pub fn square(self) -> Fp {
         let (a1, a0) = ((self.0 >> 64) as u64, self.0 as u64);
@@ -82,7 +88,7 @@ impl Fp {
         let mid = wide(a1, a0) << 1;
         let (lo, carry) = wide(a0, a0).overflowing_add(mid << 64);
         let hi = wide(a1, a1) + (mid >> 64) + u128::from(carry);
-        Fp(reduce(lo)) + Fp(reduce(hi << 1))
+        Fp::from_halves(lo, hi)
     }
 
     /// The inverse (Fermat); `None` for zero.
@@ -151,8 +157,7 @@ impl std::ops::Mul for Fp {
         let mid = a1 * b0 + a0 * b1;
         let (lo, carry) = (a0 * b0).overflowing_add(mid << 64);
         let hi = a1 * b1 + (mid >> 64) + u128::from(carry);
-        // 2^128 ≡ 2 (mod p), and hi < 2^126.
-        Fp(reduce(lo)) + Fp(reduce(hi << 1))
+        Fp::from_halves(lo, hi)
     }
 }
 
