@@ -36,6 +36,9 @@ use rayon::prelude::*;
 
 type R<T> = Result<T, ProtocolError>;
 
+/// A clamp selector bit of one element: shared, or public where the secret cannot move it.
+type Selector = Result<Fp, bool>;
+
 /// Bits of statistical masking per term of `R`.
 const STAT_BITS: u32 = 40;
 
@@ -412,7 +415,7 @@ fn finish(
     sp: &ShamirPlan,
     q: &Requant,
     rounded: &[Fp],
-    selectors: &[(Result<Fp, bool>, Result<Fp, bool>)],
+    selectors: &[(Selector, Selector)],
     prod: Option<&[Fp]>,
 ) -> Vec<Fp> {
     let lo = Fp::from_i64(q.lo);
