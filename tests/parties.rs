@@ -466,3 +466,63 @@ fn dealer_and_parties_as_processes(protocol: &str) {
     assert!(!o.status.success());
     assert!(stderr(&o).contains("needs a dealer"), "{}", stderr(&o));
 }
+
+#[test]
+fn shamir_parties_as_four_processes_match_clear() {
+    let base = fresh_dir("shamir-processes");
+    let dirs: Vec<PathBuf> = (0..4).map(|i| base.join(format!("p{i}"))).collect();
+    for d in &dirs {
+        std::fs::create_dir_all(d).expect("dir");
+    }
+    let program = compile_into(&dirs[0], MODEL);
+    for d in &dirs[1..] {
+        std::fs::copy(&program, d.join("model.qmpc")).expect("copy program");
+    }
+    let p = ports(4);
+    let mut t = String::from("protocol = \"shamir\"\nconnect_timeout_s = 5\nio_timeout_s = 5\n");
+    t.push_str("[roles]\nmodel_owner = 0\ndata_owner = 1\noutput_to = 1\n");
+    for (i, port) in p.iter().enumerate() {
+        t.push_str(&format!(
+            "[[party]]\nid = {i}\naddress = \"127.0.0.1:{port}\"\n"
+        ));
+    }
+    let config = base.join("parties.toml");
+    std::fs::write(&config, &t).expect("write config");
+    let input = root().join(INPUT);
+    let start = Instant::now();
+    let children: Vec<Child> = (0..4)
+        .map(|i| {
+            let program = dirs[i].join("model.qmpc");
+            let extra: Vec<String> = match i {
+                0 => vec!["--weights-file".into(), "model.qmpw".into()],
+                1 => vec![
+                    "--input".into(),
+                    s(&input),
+                    "--output".into(),
+                    "out.npy".into(),
+                ],
+                _ => Vec::new(),
+            };
+            let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
+            spawn(&dirs[i], &party_args(i, &config, &program, &extra), None)
+        })
+        .collect();
+    let outs: Vec<Output> = children.into_iter().map(|c| finish(c, start)).collect();
+    for (i, o) in outs.iter().enumerate() {
+        assert!(o.status.success(), "process {i}: {}", stderr(o));
+    }
+    assert_matches_clear(&base, &program, &input, &dirs[1].join("out.npy"));
+    // No dealer in an honest-majority protocol.
+    t.push_str(&format!("[dealer]\naddress = \"127.0.0.1:{}\"\n", p[0]));
+    std::fs::write(&config, &t).expect("write config");
+    let o = qmpc(&[
+        "party",
+        "--role",
+        "dealer",
+        "--config",
+        &s(&config),
+        &s(&program),
+    ]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("has no dealer"), "{}", stderr(&o));
+}

@@ -9,15 +9,17 @@ use rayon::prelude::*;
 type R<T> = Result<T, ProtocolError>;
 
 /// `count` shared uniform bits (1 round). For a random sharing `[a]` the parties open
-/// `a²` from their degree-`2t` products, re-randomised by a sharing of zero so the opening
-/// shows `a²` and nothing else; then `b = (a/√(a²) + 1)/2` is 0 or 1 as `a`'s square
+/// `a²` from their degree-`2t` products, masked by shares of zero that cancel in the
+/// opening, so it shows `a²` and nothing else; then `b = (a/√(a²) + 1)/2` is 0 or 1 as `a`'s square
 /// root is `±a` (Damgård, Fitzi, Kiltz, Nielsen, Toft, TCC 2006).
 pub fn random_bits(p: &mut Shamir, count: usize) -> R<Vec<Fp>> {
     if count == 0 {
         return Ok(Vec::new());
     }
     let a = p.streams.random(count);
-    let z = p.streams.zero(count);
+    let z = p
+        .streams
+        .zero_among(p.geo.openers(2 * p.geo.t), &p.geo.lambda_2t, count)?;
     let squares: Vec<Fp> = a.par_iter().zip(z).map(|(&a, z)| a * a + z).collect();
     let opened = p.open(&squares, 2 * p.geo.t)?;
     let half = Fp::new(2).inv().unwrap_or(Fp::ZERO);

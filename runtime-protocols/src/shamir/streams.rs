@@ -6,7 +6,8 @@
 //!   (Cramer, Damgård, Ishai, TCC 2005). With `f_T` the degree-`t` polynomial with
 //!   `f_T(0) = 1` and `f_T(α_j) = 0` for `j ∈ T`, party `i` holds `Σ_{T ∌ i} ψ_T·f_T(α_i)`:
 //!   a degree-`t` sharing of `Σ_T ψ_T`, where any `t` parties miss the `ψ_T` of their own
-//!   set. With `Σ_{k=1..t} ψ_{T,k}·x^k·f_T(x)` instead, a degree-`2t` sharing of zero.
+//!   set. The pair streams of the parties of an opening also mask their degree-`2t`
+//!   products with shares that cancel in the opening ([`Streams::zero_among`]).
 //!
 //! Keys come from the operating system; streams are ChaCha12 with the instruction index as
 //! the stream number, so instructions that run at the same time draw apart.
@@ -62,8 +63,6 @@ pub struct Streams {
     pair_rng: Vec<Option<ChaCha12Rng>>,
     /// The subsets `T ∌ me`.
     sets: Vec<Set>,
-    /// `α_me^k` for `k = 1..=t`.
-    powers: Vec<Fp>,
     index: usize,
 }
 
@@ -159,7 +158,6 @@ impl Streams {
                 })
             })
             .collect();
-        let powers = (1..=t).map(|k| me_x.pow(k as u128)).collect();
         Ok(Streams {
             me,
             n,
@@ -167,7 +165,6 @@ impl Streams {
             pair,
             pair_rng: (0..n * n).map(|_| None).collect(),
             sets,
-            powers,
             index: 0,
         })
     }
@@ -196,7 +193,6 @@ impl Streams {
                     rng: None,
                 })
                 .collect(),
-            powers: self.powers.clone(),
             index,
         };
         f.begin(index);
@@ -263,21 +259,34 @@ impl Streams {
         })
     }
 
-    /// Degree-`2t` shares of `len` zeros.
-    pub fn zero(&mut self, len: usize) -> Vec<Fp> {
-        let (t, powers) = (self.t, self.powers.clone());
-        self.over_sets(len, move |rng, w| {
-            let coeffs = uniform(rng, len * t);
-            let scaled: Vec<Fp> = powers.iter().map(|&p| p * w).collect();
-            coeffs
-                .chunks_exact(t)
-                .map(|c| {
-                    c.iter()
-                        .zip(&scaled)
-                        .fold(Fp::ZERO, |a, (&x, &s)| a + x * s)
-                })
-                .collect()
-        })
+    /// Masks `z_i` of `len` zeros for the parties `openers` of a degree-`2t` opening, with
+    /// `Σ λ_i·z_i = 0` (`lambda` their Lagrange coefficients at zero): `z_i` is
+    /// `(Σ_{j > i} s_ij − Σ_{j < i} s_ji)/λ_i` over the pair streams of the openers. Each
+    /// opened `y_i + z_i` is then uniform but for the one sum the opening reveals, as any
+    /// `t` parties miss the streams between the `t + 1 ≥ 2` others. Parties outside
+    /// `openers` get zeros.
+    pub fn zero_among(
+        &mut self,
+        openers: std::ops::Range<PartyId>,
+        lambda: &[Fp],
+        len: usize,
+    ) -> R<Vec<Fp>> {
+        let me = self.me;
+        if !openers.contains(&me) {
+            return Ok(vec![Fp::ZERO; len]);
+        }
+        let mut z = vec![Fp::ZERO; len];
+        for j in openers.filter(|&j| j != me) {
+            let draws = self.pair(me.min(j), me.max(j), len)?;
+            for (zi, d) in z.iter_mut().zip(draws) {
+                *zi = if me < j { *zi + d } else { *zi - d };
+            }
+        }
+        let inv = lambda
+            .get(me)
+            .and_then(|l| l.inv())
+            .ok_or_else(|| ProtocolError::Invalid("a zero Lagrange coefficient".into()))?;
+        Ok(z.into_iter().map(|v| v * inv).collect())
     }
 
     /// How many subsets' terms a secret of [`Streams::bounded`] sums.
