@@ -115,6 +115,25 @@ impl Shamir {
     /// Open a degree-`deg` sharing to every party (1 round): parties `0..=deg` send
     /// their shares to all others.
     fn open(&mut self, x: &[Fp], deg: usize) -> R<Vec<Fp>> {
+        let req = self.open_request(x, deg);
+        let got = self.net.exchange_sized(req.out, &req.expect)?;
+        self.open_reply(x, deg, got)
+    }
+
+    /// An opening of `x` and a resharing of the products `h` in one round.
+    fn open_and_reshare(&mut self, x: &[Fp], deg: usize, h: Vec<Fp>) -> R<(Vec<Fp>, Vec<Fp>)> {
+        if h.is_empty() {
+            return Ok((self.open(x, deg)?, Vec::new()));
+        }
+        let open = self.open_request(x, deg);
+        let (reshare, mine) = self.reshare_request(&h)?;
+        let mut got = mux::exchange_merged(self.net.as_mut(), vec![open, reshare])?.into_iter();
+        let opened = self.open_reply(x, deg, got.next().unwrap_or_default())?;
+        let products = self.reshare_reply(h.len(), mine, got.next().unwrap_or_default())?;
+        Ok((opened, products))
+    }
+
+    fn open_request(&self, x: &[Fp], deg: usize) -> Request {
         let (me, n, len) = (self.me, self.n(), x.len());
         let openers = self.geo.openers(deg);
         let out = if openers.contains(&me) {
@@ -126,19 +145,22 @@ impl Shamir {
         } else {
             Vec::new()
         };
-        let expect: Vec<(PartyId, usize)> = openers
-            .clone()
+        let expect = openers
             .filter(|&p| p != me)
             .map(|p| (p, len * ELEM))
             .collect();
-        let got = self.net.exchange_sized(out, &expect)?;
+        Request { out, expect }
+    }
+
+    fn open_reply(&self, x: &[Fp], deg: usize, got: Reply) -> R<Vec<Fp>> {
+        let (me, len) = (self.me, x.len());
         let lambda = if deg == self.geo.t {
             &self.geo.lambda_t
         } else {
             &self.geo.lambda_2t
         };
         let mut shares: Vec<Option<Vec<Fp>>> = vec![None; deg + 1];
-        if openers.contains(&me) {
+        if self.geo.openers(deg).contains(&me) {
             shares[me] = Some(x.to_vec());
         }
         for (p, m) in got {
@@ -189,12 +211,19 @@ impl Shamir {
 
     /// Reduce degree-`2t` products `h` to degree-`t` shares (1 round).
     fn reshare(&mut self, h: Vec<Fp>) -> R<Vec<Fp>> {
+        let (req, mine) = self.reshare_request(&h)?;
+        let got = self.net.exchange_sized(req.out, &req.expect)?;
+        self.reshare_reply(h.len(), mine, got)
+    }
+
+    /// The shares this party deals of its products (if it is a resharer), and its own.
+    fn reshare_request(&mut self, h: &[Fp]) -> R<(Request, Option<Vec<Fp>>)> {
         let (me, len) = (self.me, h.len());
         let geo = self.geo.clone();
-        let mut mine: Option<Vec<Fp>> = None;
+        let mut mine = None;
         let mut out = Vec::new();
         if geo.resharers().contains(&me) {
-            let mut shares = self.deal(&h)?;
+            let mut shares = self.deal(h)?;
             for (j, s) in shares.iter_mut().enumerate() {
                 if geo.sends(me, j) {
                     out.push((j, Self::encode(s)));
@@ -202,12 +231,17 @@ impl Shamir {
             }
             mine = Some(std::mem::take(&mut shares[me]));
         }
-        let expect: Vec<(PartyId, usize)> = geo
+        let expect = geo
             .resharers()
             .filter(|&i| geo.sends(i, me))
             .map(|i| (i, len * ELEM))
             .collect();
-        let got = self.net.exchange_sized(out, &expect)?;
+        Ok((Request { out, expect }, mine))
+    }
+
+    fn reshare_reply(&mut self, len: usize, mut mine: Option<Vec<Fp>>, got: Reply) -> R<Vec<Fp>> {
+        let me = self.me;
+        let geo = self.geo.clone();
         let mut parts: Vec<Vec<Fp>> = vec![Vec::new(); geo.resharers().len()];
         for (i, m) in got {
             parts[i] = Self::decode(i, &m, len)?;

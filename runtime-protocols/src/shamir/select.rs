@@ -51,8 +51,9 @@ struct Lane {
 }
 
 impl Lane {
-    fn leaves(&self) -> usize {
-        self.s as usize + usize::from(self.parity)
+    /// Units of its comparison: the parity leaf, then one per 2-bit chunk of the mask.
+    fn units(&self) -> usize {
+        usize::from(self.parity) + (self.s as usize).div_ceil(2)
     }
 }
 
@@ -212,7 +213,7 @@ impl ShamirPlan {
             product |= e.g_lo.is_ok() || e.g_hi.is_ok();
         }
         let all = elements.iter().flat_map(lanes_of);
-        let width = all.clone().map(|l| l.leaves()).max().unwrap_or(0);
+        let width = all.clone().map(|l| l.units()).max().unwrap_or(0);
         let comparisons = all.count();
         Ok(ShamirPlan {
             k,
@@ -230,10 +231,12 @@ impl ShamirPlan {
         if self.comparisons == 0 {
             return Vec::new();
         }
-        let mut r = vec![
-            g.open_round(self.k as usize * len, 2 * g.t),
-            g.open_round(len, g.t),
-        ];
+        let mut open = g.open_round(len, g.t);
+        let chunks = self.k as usize / 2;
+        if chunks > 0 {
+            open.merge(&g.reshare_round(chunks * len));
+        }
+        let mut r = vec![g.open_round(self.k as usize * len, 2 * g.t), open];
         for p in compare::tree_products(self.width) {
             r.push(g.reshare_round(p * self.comparisons));
         }
@@ -302,10 +305,24 @@ pub(super) fn eval(p: &mut Shamir, x: &[Fp], q: &Requant, b: Bounds, plan: &Plan
         })
         .collect();
     let masked: Vec<Fp> = v.iter().zip(&r).map(|(&a, &b)| a + b).collect();
-    let c = p.open(&masked, p.geo.t)?;
+    // The one-hot vectors of the mask's 2-bit chunks need `b_2m·b_(2m+1)`: those
+    // products are reshared in the round that opens `c`.
+    let chunks = k / 2;
+    let bit = |j: usize, e: usize| bits[j * len + e];
+    let h: Vec<Fp> = (0..chunks * len)
+        .into_par_iter()
+        .map(|i| bit(2 * (i / len), i % len) * bit(2 * (i / len) + 1, i % len))
+        .collect();
+    let (c, both) = p.open_and_reshare(&masked, p.geo.t, h)?;
     let c: Vec<i128> = c.into_iter().map(|v| v.value() as i128).collect();
+    // `[chunk m of r = v]` for v in 0..4.
+    let one_hot = |m: usize, e: usize| -> [Fp; 4] {
+        let (b0, b1, b01) = (bit(2 * m, e), bit(2 * m + 1, e), both[m * len + e]);
+        [Fp::ONE - b0 - b1 + b01, b0 - b01, b1 - b01, b01]
+    };
 
-    // Leaves of every comparison, leaf-major.
+    // Units of every comparison, unit-major: a chunk `A` of public bits against the
+    // mask's chunk is `lt = Σ_{v > A} [r_m = v]`, `eq = [r_m = A]`.
     let width = sp.width;
     let count = sp.comparisons;
     let mut lt = vec![Fp::ZERO; width * count];
@@ -325,10 +342,16 @@ pub(super) fn eval(p: &mut Shamir, x: &[Fp], q: &Requant, b: Bounds, plan: &Plan
                 (lt[at], eq[at]) = leaf(false, par);
                 j0 = 1;
             }
-            for j in 0..lane.s as usize {
-                let (l, q) = leaf((low >> j) & 1 == 1, bits[j * len + e]);
-                lt[(j + j0) * count + at] = l;
-                eq[(j + j0) * count + at] = q;
+            for m in 0..(lane.s as usize).div_ceil(2) {
+                let u = (m + j0) * count + at;
+                if 2 * m + 1 < lane.s as usize {
+                    let a = ((low >> (2 * m)) & 3) as usize;
+                    let hot = one_hot(m, e);
+                    lt[u] = hot[a + 1..].iter().fold(Fp::ZERO, |x, &y| x + y);
+                    eq[u] = hot[a];
+                } else {
+                    (lt[u], eq[u]) = leaf((low >> (2 * m)) & 1 == 1, bit(2 * m, e));
+                }
             }
             at += 1;
         }

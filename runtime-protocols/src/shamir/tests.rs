@@ -178,8 +178,9 @@ fn comparisons_and_lookups_match_clear() {
 fn rounds_per_primitive_are_as_documented() {
     let costs = ShamirCosts::new(3);
     let b = Bounds { lo: -300, hi: 300 };
-    // Max of int8-range differences: 10-bit comparison, 4 levels, plus bits, open, select.
-    assert_eq!(call_cost(&costs, &Call::Max(b), 8).len(), 3 + 4);
+    // Max of ±600: an 11-bit comparison, 6 units of 2 bits, 3 levels; plus bits, open,
+    // select.
+    assert_eq!(call_cost(&costs, &Call::Max(b), 8).len(), 3 + 3);
     assert_eq!(costs.mul(5).len(), 1);
     // A LeNet-like requantization: 20-bit accumulators, a 23-bit multiplier, 2^33; the
     // rounded value spans ±512 + 128.
@@ -194,11 +195,11 @@ fn rounds_per_primitive_are_as_documented() {
         lo: -(1 << 19),
         hi: 1 << 19,
     };
-    // Round (bits, open, 35 leaves: 6 levels), then clamp (bits, open, 11 leaves: 4 levels,
-    // select).
+    // Round (bits, open, the parity and 17 chunks: 5 levels), then clamp (bits, open,
+    // 6 chunks: 3 levels, select).
     assert_eq!(
         call_cost(&costs, &Call::Requant(q, acc), 4).len(),
-        (2 + 6) + (3 + 4)
+        (2 + 5) + (3 + 3)
     );
 }
 
