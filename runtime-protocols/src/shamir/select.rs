@@ -7,13 +7,15 @@
 //!
 //! 1. *bits* (1 round): `K` shared random bits `b_j` per element ([`compare::random_bits`]);
 //! 2. *open* (1 round): `c = v + r` with `r = Σ_{j<K} 2^j b_j + 2^K·R`, `R` a statistical
-//!    mask of `40 + log2 C` bits from the subset streams (no round): nothing wraps in F_p,
-//!    and `c` hides `v` to within 2^-40;
+//!    mask from the subset streams (no round) whose terms have `40 + bits(v) − K` bits
+//!    (at least 40): nothing wraps in F_p, and `c` hides `v` to within 2^-40. The products
+//!    `b_2m·b_(2m+1)` are reshared in the same round;
 //! 3. *compare* (`⌈log2 w⌉` rounds): `floor((v + δ)/2^s) = ⌊(c + δ)/2^s⌋ − ⌊r/2^s⌋ −
 //!    [(c + δ) mod 2^s < r mod 2^s]`, where `⌊r/2^s⌋` is linear in the bits and `R`, and
-//!    the borrow is a comparison of public bits with shared ones ([`compare::less_than`]);
-//!    every lane of every element is one comparison of one tree;
-//! 4. *select* (1 round): `lo + (g_lo − g_hi)·(q + zp − lo) + g_hi·(hi − lo)`, one product.
+//!    the borrow is a comparison of public bits with shared ones ([`compare::less_than`])
+//!    over `w` units: the 2-bit chunks of the mask, whose one-hot vectors make each
+//!    unit's `(lt, eq)` linear. Every lane of every element is one comparison of one tree;
+//! 4. *select* (1 round, with a clamp): `lo + (g_lo − g_hi)·(q + zp − lo) + g_hi·(hi − lo)`.
 //!
 //! The lanes: for `d = 2^s`, `q = ⌊(w + 2^(s−1))/2^s⌋` less one at a tie with an odd
 //! quotient; a tie is `(c + δ) mod 2^s = r mod 2^s` and the quotient's parity is
@@ -65,7 +67,7 @@ struct Element {
     scale: u128,
     rounding: Vec<Lane>,
     add: i128,
-    /// Clamp lanes (`None`: the public outcome).
+    /// Clamp lanes, or the test's outcome where the secret cannot change it.
     g_lo: Result<Lane, bool>,
     g_hi: Result<Lane, bool>,
 }
