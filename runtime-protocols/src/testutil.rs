@@ -251,3 +251,59 @@ pub fn requants(n: usize) -> [Requant; 3] {
     };
     [pow2, general, tie]
 }
+
+/// Party 0's secret `x` through every primitive, results to party 0: the view tests' script.
+pub fn view_script(x: &[i64]) -> Binary<impl Fn(usize) -> Vec<Call> + Sync> {
+    let b = Bounds { lo: -100, hi: 100 };
+    let len = x.len();
+    let calls = vec![
+        Call::Mul,
+        Call::Rescale(vec![3; len], vec![7; len], b),
+        Call::Requant(
+            Requant {
+                num: vec![77; len],
+                den: vec![1 << 9; len],
+                zp: vec![-3; len],
+                lo: -10,
+                hi: 9,
+            },
+            b,
+        ),
+        Call::Clamp(-20, 20, b),
+        Call::Max(b),
+        Call::Argmax(4, false, b),
+        Call::Lookup((0..201).map(|i| (i * 7) % 13).collect(), -100),
+    ];
+    Binary {
+        x: x.to_vec(),
+        y: vec![0; len],
+        to: 0,
+        op: move |_| calls.clone(),
+    }
+}
+
+/// One byte log per party, for [`Recorder`]s.
+pub fn logs(n: usize) -> Vec<Arc<Mutex<Vec<u8>>>> {
+    (0..n).map(|_| Arc::new(Mutex::new(Vec::new()))).collect()
+}
+
+/// What each log holds.
+pub fn logged(logs: &[Arc<Mutex<Vec<u8>>>]) -> Vec<Vec<u8>> {
+    logs.iter().map(|s| s.lock().unwrap().clone()).collect()
+}
+
+/// Views `va` (of runs on input `xa`) and `vb` (on `xb`) must not tell the inputs apart;
+/// and the detector must fire on the same views with the input appended in the clear.
+pub fn assert_views_independent(va: &[Vec<u8>], vb: &[Vec<u8>], xa: &[i64], xb: &[i64], who: &str) {
+    let z = max_z(va, vb);
+    assert!(
+        z < 6.5,
+        "{who}: the view depends on the input: max |z| = {z:.1}"
+    );
+    let leak = |vs: &[Vec<u8>], x: &[i64]| -> Vec<Vec<u8>> {
+        vs.iter()
+            .map(|v| [v.clone(), x.iter().map(|&e| e as u8).collect()].concat())
+            .collect()
+    };
+    assert!(max_z(&leak(va, xa), &leak(vb, xb)).is_infinite());
+}

@@ -4,8 +4,10 @@
 use super::*;
 use crate::cost::{Costs, Rounds};
 use crate::net::Mesh;
-use crate::testutil::{at, max_z, on_mesh, values, Binary, Call, Recorder, Script};
-use std::sync::Mutex;
+use crate::testutil::{
+    assert_views_independent, at, logged, logs, on_mesh, values, view_script, Binary, Call,
+    Recorder, Script,
+};
 
 fn run_with<S: Script>(
     n: usize,
@@ -226,41 +228,14 @@ mod view {
     use super::*;
 
     fn views(n: usize, x: &[i64]) -> Vec<Vec<u8>> {
-        let b = Bounds { lo: -100, hi: 100 };
-        let len = x.len();
-        let calls = vec![
-            Call::Mul,
-            Call::Rescale(vec![3; len], vec![7; len], b),
-            Call::Requant(
-                Requant {
-                    num: vec![77; len],
-                    den: vec![1 << 9; len],
-                    zp: vec![-3; len],
-                    lo: -10,
-                    hi: 9,
-                },
-                b,
-            ),
-            Call::Clamp(-20, 20, b),
-            Call::Max(b),
-            Call::Argmax(4, false, b),
-            Call::Lookup((0..201).map(|i| (i * 7) % 13).collect(), -100),
-        ];
-        let s = Binary {
-            x: x.to_vec(),
-            y: vec![0; len],
-            to: 0,
-            op: |_| calls.clone(),
-        };
-        let seen: Vec<Arc<Mutex<Vec<u8>>>> =
-            (0..n).map(|_| Arc::new(Mutex::new(Vec::new()))).collect();
-        run_with(n, &s, |i, mesh| {
+        let seen = logs(n);
+        run_with(n, &view_script(x), |i, mesh| {
             Box::new(Recorder {
                 inner: Box::new(mesh),
                 seen: seen[i].clone(),
             })
         });
-        seen.iter().map(|s| s.lock().unwrap().clone()).collect()
+        logged(&seen)
     }
 
     #[test]
@@ -277,17 +252,13 @@ mod view {
                 };
                 let va: Vec<Vec<u8>> = (0..RUNS).map(|_| joint(views(n, &xa))).collect();
                 let vb: Vec<Vec<u8>> = (0..RUNS).map(|_| joint(views(n, &xb))).collect();
-                let z = max_z(&va, &vb);
-                assert!(
-                    z < 6.5,
-                    "parties {coalition:?} of {n}: their view depends on the input: max |z| = {z:.1}"
+                assert_views_independent(
+                    &va,
+                    &vb,
+                    &xa,
+                    &xb,
+                    &format!("parties {coalition:?} of {n}"),
                 );
-                let leak = |vs: &[Vec<u8>], x: &[i64]| -> Vec<Vec<u8>> {
-                    vs.iter()
-                        .map(|v| [v.clone(), x.iter().map(|&e| e as u8).collect()].concat())
-                        .collect()
-                };
-                assert!(max_z(&leak(&va, &xa), &leak(&vb, &xb)).is_infinite());
             }
         }
     }
