@@ -216,6 +216,32 @@ pub fn costs_for(
     }
 }
 
+/// The local [`Protocol`] methods of a protocol that holds no data (`Share = ()`): they
+/// only keep shapes. Written into its `impl Protocol`.
+macro_rules! shape_only_locals {
+    () => {
+        fn public(&self, values: &[i64]) -> Vec<()> {
+            vec![(); values.len()]
+        }
+        fn add(&self, a: &[()], _: &[()]) -> Vec<()> {
+            a.to_vec()
+        }
+        fn sub(&self, a: &[()], _: &[()]) -> Vec<()> {
+            a.to_vec()
+        }
+        fn add_public(&self, a: &[()], _: &[i64]) -> Vec<()> {
+            a.to_vec()
+        }
+        fn mul_public(&self, a: &[()], _: &[i64]) -> Vec<()> {
+            a.to_vec()
+        }
+        fn matmul_public(&self, _: &[()], _: &[i64], d: $crate::MatDims, _: bool) -> Vec<()> {
+            vec![(); d.batch * d.m * d.n]
+        }
+    };
+}
+pub(crate) use shape_only_locals;
+
 /// A [`Protocol`] that holds no data and records the rounds of every interactive call,
 /// grouped by the instruction the VM announced with [`Protocol::begin_instruction`].
 pub struct Tally<'c> {
@@ -276,24 +302,7 @@ impl Protocol for Tally<'_> {
         self.record(r);
         Ok(None)
     }
-    fn public(&self, values: &[i64]) -> Vec<()> {
-        vec![(); values.len()]
-    }
-    fn add(&self, a: &[()], _: &[()]) -> Vec<()> {
-        a.to_vec()
-    }
-    fn sub(&self, a: &[()], _: &[()]) -> Vec<()> {
-        a.to_vec()
-    }
-    fn add_public(&self, a: &[()], _: &[i64]) -> Vec<()> {
-        a.to_vec()
-    }
-    fn mul_public(&self, a: &[()], _: &[i64]) -> Vec<()> {
-        a.to_vec()
-    }
-    fn matmul_public(&self, _: &[()], _: &[i64], d: MatDims, _: bool) -> Vec<()> {
-        vec![(); d.batch * d.m * d.n]
-    }
+    shape_only_locals!();
     fn mul(&mut self, a: &[()], _: &[()]) -> Result<Vec<()>, ProtocolError> {
         let r = self.costs.mul(a.len());
         self.record(r);

@@ -9,7 +9,7 @@ use super::{arith, fss, reduce, Gates};
 use crate::cost::Rounds;
 use crate::net::{Stats, Transport, FRAME_HEADER};
 use crate::word::Word;
-use crate::{Bounds, MatDims, PartyId, Protocol, ProtocolError, Requant, TruncMode};
+use crate::{Bounds, MatDims, PartyId, Protocol, ProtocolError, Requant};
 use chacha20::rand_core::SeedableRng;
 use chacha20::ChaCha12Rng;
 use std::collections::BTreeMap;
@@ -236,25 +236,7 @@ impl<W: Word> Protocol for Dealer<W> {
         ));
         Ok(None)
     }
-    fn public(&self, values: &[i64]) -> Vec<()> {
-        vec![(); values.len()]
-    }
-    fn add(&self, a: &[()], _: &[()]) -> Vec<()> {
-        a.to_vec()
-    }
-    fn sub(&self, a: &[()], _: &[()]) -> Vec<()> {
-        a.to_vec()
-    }
-    fn add_public(&self, a: &[()], _: &[i64]) -> Vec<()> {
-        a.to_vec()
-    }
-    fn mul_public(&self, a: &[()], _: &[i64]) -> Vec<()> {
-        a.to_vec()
-    }
-    fn matmul_public(&self, _: &[()], _: &[i64], d: MatDims, _: bool) -> Vec<()> {
-        vec![(); d.batch * d.m * d.n]
-    }
-
+    crate::cost::shape_only_locals!();
     fn mul(&mut self, a: &[()], _: &[()]) -> R<Vec<()>> {
         let n = a.len();
         if n > 0 {
@@ -276,28 +258,7 @@ impl<W: Word> Protocol for Dealer<W> {
         }
         Ok(vec![(); d.batch * d.m * d.n])
     }
-    fn rescale(
-        &mut self,
-        x: &[()],
-        num: &[i64],
-        den: &[i64],
-        b: Bounds,
-        _: TruncMode,
-    ) -> R<Vec<()>> {
-        reduce::rescale(self, x, num, den, b)
-    }
-    fn requantize(&mut self, x: &[()], q: &Requant, b: Bounds, _: TruncMode) -> R<Vec<()>> {
-        reduce::requantize(self, x, q, b)
-    }
-    fn clamp(&mut self, x: &[()], lo: i64, hi: i64, b: Bounds) -> R<Vec<()>> {
-        reduce::clamp(self, x, lo, hi, b)
-    }
-    fn max(&mut self, a: &[()], b: &[()], bounds: Bounds) -> R<Vec<()>> {
-        reduce::max(self, a, b, bounds)
-    }
-    fn argmax(&mut self, x: &[()], row_len: usize, last: bool, b: Bounds) -> R<Vec<()>> {
-        reduce::argmax(self, x, row_len, last, b)
-    }
+    reduce::selections_from_reduce!(());
     fn lookup(&mut self, x: &[()], table: &[i64], _: i64) -> R<Vec<()>> {
         let n = x.len();
         let len = table.len();

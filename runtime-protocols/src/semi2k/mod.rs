@@ -32,7 +32,7 @@ pub use fss::key_bytes_per_comparison;
 use crate::mux::{self, Port, Reply, Request};
 use crate::net::{NetError, Stats, Transport};
 use crate::word::{matmul_words, Word};
-use crate::{Bounds, MatDims, PartyId, Protocol, ProtocolError, Requant, TruncMode};
+use crate::{Bounds, MatDims, PartyId, Protocol, ProtocolError, Requant};
 use chacha20::ChaCha12Rng;
 use rayon::prelude::*;
 use std::marker::PhantomData;
@@ -396,28 +396,7 @@ impl<W: Word> Protocol for Semi2k<W> {
     fn matmul(&mut self, a: &[W], b: &[W], d: MatDims) -> R<Vec<W>> {
         arith::matmul(self, a, b, d)
     }
-    fn rescale(
-        &mut self,
-        x: &[W],
-        num: &[i64],
-        den: &[i64],
-        bounds: Bounds,
-        _mode: TruncMode,
-    ) -> R<Vec<W>> {
-        reduce::rescale(self, x, num, den, bounds)
-    }
-    fn requantize(&mut self, x: &[W], q: &Requant, bounds: Bounds, _mode: TruncMode) -> R<Vec<W>> {
-        reduce::requantize(self, x, q, bounds)
-    }
-    fn clamp(&mut self, x: &[W], lo: i64, hi: i64, bounds: Bounds) -> R<Vec<W>> {
-        reduce::clamp(self, x, lo, hi, bounds)
-    }
-    fn max(&mut self, a: &[W], b: &[W], bounds: Bounds) -> R<Vec<W>> {
-        reduce::max(self, a, b, bounds)
-    }
-    fn argmax(&mut self, x: &[W], row_len: usize, select_last: bool, bounds: Bounds) -> R<Vec<W>> {
-        reduce::argmax(self, x, row_len, select_last, bounds)
-    }
+    reduce::selections_from_reduce!(W);
     fn lookup(&mut self, x: &[W], table: &[i64], offset: i64) -> R<Vec<W>> {
         arith::lookup(self, x, table, offset)
     }

@@ -9,6 +9,59 @@ use crate::{Bounds, Protocol, ProtocolError, Requant, TruncMode};
 
 type R<T> = Result<T, ProtocolError>;
 
+/// The [`Protocol`] methods an [`Engine`] takes from this module, written into its
+/// `impl Protocol` (shares of type `$share`).
+macro_rules! selections_from_reduce {
+    ($share:ty) => {
+        fn rescale(
+            &mut self,
+            x: &[$share],
+            num: &[i64],
+            den: &[i64],
+            b: $crate::Bounds,
+            _: $crate::TruncMode,
+        ) -> Result<Vec<$share>, $crate::ProtocolError> {
+            $crate::semi2k::reduce::rescale(self, x, num, den, b)
+        }
+        fn requantize(
+            &mut self,
+            x: &[$share],
+            q: &$crate::Requant,
+            b: $crate::Bounds,
+            _: $crate::TruncMode,
+        ) -> Result<Vec<$share>, $crate::ProtocolError> {
+            $crate::semi2k::reduce::requantize(self, x, q, b)
+        }
+        fn clamp(
+            &mut self,
+            x: &[$share],
+            lo: i64,
+            hi: i64,
+            b: $crate::Bounds,
+        ) -> Result<Vec<$share>, $crate::ProtocolError> {
+            $crate::semi2k::reduce::clamp(self, x, lo, hi, b)
+        }
+        fn max(
+            &mut self,
+            a: &[$share],
+            b: &[$share],
+            bounds: $crate::Bounds,
+        ) -> Result<Vec<$share>, $crate::ProtocolError> {
+            $crate::semi2k::reduce::max(self, a, b, bounds)
+        }
+        fn argmax(
+            &mut self,
+            x: &[$share],
+            row_len: usize,
+            select_last: bool,
+            b: $crate::Bounds,
+        ) -> Result<Vec<$share>, $crate::ProtocolError> {
+            $crate::semi2k::reduce::argmax(self, x, row_len, select_last, b)
+        }
+    };
+}
+pub(crate) use selections_from_reduce;
+
 /// A [`Protocol`] with the selection primitive.
 pub(crate) trait Engine: Protocol + Sized {
     fn ring_bits(&self) -> u32;

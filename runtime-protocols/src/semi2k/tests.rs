@@ -8,6 +8,7 @@ use crate::testutil::{
     assert_views_independent, at, logged, logs, on_mesh, requants, values, view_script, Binary,
     Call, Recorder, Script,
 };
+use crate::TruncMode;
 
 /// Runs `s` in `n` parties and the dealer (party `n`); returns each computing party's
 /// results and online traffic.

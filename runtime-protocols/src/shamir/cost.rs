@@ -82,24 +82,7 @@ impl Protocol for Counter<'_> {
         self.rounds.push(self.geo.reveal_round(x.len(), to));
         Ok(None)
     }
-    fn public(&self, values: &[i64]) -> Vec<()> {
-        vec![(); values.len()]
-    }
-    fn add(&self, a: &[()], _: &[()]) -> Vec<()> {
-        a.to_vec()
-    }
-    fn sub(&self, a: &[()], _: &[()]) -> Vec<()> {
-        a.to_vec()
-    }
-    fn add_public(&self, a: &[()], _: &[i64]) -> Vec<()> {
-        a.to_vec()
-    }
-    fn mul_public(&self, a: &[()], _: &[i64]) -> Vec<()> {
-        a.to_vec()
-    }
-    fn matmul_public(&self, _: &[()], _: &[i64], d: MatDims, _: bool) -> Vec<()> {
-        vec![(); d.batch * d.m * d.n]
-    }
+    crate::cost::shape_only_locals!();
     fn mul(&mut self, a: &[()], _: &[()]) -> R<Vec<()>> {
         if !a.is_empty() {
             self.rounds.push(self.geo.reshare_round(a.len()));
@@ -113,28 +96,7 @@ impl Protocol for Counter<'_> {
         }
         Ok(vec![(); len])
     }
-    fn rescale(
-        &mut self,
-        x: &[()],
-        num: &[i64],
-        den: &[i64],
-        b: Bounds,
-        _: TruncMode,
-    ) -> R<Vec<()>> {
-        reduce::rescale(self, x, num, den, b)
-    }
-    fn requantize(&mut self, x: &[()], q: &Requant, b: Bounds, _: TruncMode) -> R<Vec<()>> {
-        reduce::requantize(self, x, q, b)
-    }
-    fn clamp(&mut self, x: &[()], lo: i64, hi: i64, b: Bounds) -> R<Vec<()>> {
-        reduce::clamp(self, x, lo, hi, b)
-    }
-    fn max(&mut self, a: &[()], b: &[()], bounds: Bounds) -> R<Vec<()>> {
-        reduce::max(self, a, b, bounds)
-    }
-    fn argmax(&mut self, x: &[()], row_len: usize, last: bool, b: Bounds) -> R<Vec<()>> {
-        reduce::argmax(self, x, row_len, last, b)
-    }
+    reduce::selections_from_reduce!(());
     fn lookup(&mut self, x: &[()], table: &[i64], _: i64) -> R<Vec<()>> {
         self.rounds
             .extend(lookup_pattern(self.geo, x.len(), table.len()));

@@ -30,7 +30,7 @@ use crate::field::{point, Fp};
 use crate::mux::{self, Port, Reply, Request};
 use crate::net::{NetError, Stats, Transport};
 use crate::semi2k::reduce;
-use crate::{Bounds, MatDims, PartyId, Protocol, ProtocolError, Requant, TruncMode};
+use crate::{Bounds, MatDims, PartyId, Protocol, ProtocolError, Requant};
 use geometry::{Geometry, ELEM};
 use rayon::prelude::*;
 use std::sync::Arc;
@@ -481,40 +481,7 @@ impl Protocol for Shamir {
         let h = matmul_fp(a, b, d);
         self.reshare(h)
     }
-    fn rescale(
-        &mut self,
-        x: &[Fp],
-        num: &[i64],
-        den: &[i64],
-        bounds: Bounds,
-        _mode: TruncMode,
-    ) -> R<Vec<Fp>> {
-        reduce::rescale(self, x, num, den, bounds)
-    }
-    fn requantize(
-        &mut self,
-        x: &[Fp],
-        q: &Requant,
-        bounds: Bounds,
-        _mode: TruncMode,
-    ) -> R<Vec<Fp>> {
-        reduce::requantize(self, x, q, bounds)
-    }
-    fn clamp(&mut self, x: &[Fp], lo: i64, hi: i64, bounds: Bounds) -> R<Vec<Fp>> {
-        reduce::clamp(self, x, lo, hi, bounds)
-    }
-    fn max(&mut self, a: &[Fp], b: &[Fp], bounds: Bounds) -> R<Vec<Fp>> {
-        reduce::max(self, a, b, bounds)
-    }
-    fn argmax(
-        &mut self,
-        x: &[Fp],
-        row_len: usize,
-        select_last: bool,
-        bounds: Bounds,
-    ) -> R<Vec<Fp>> {
-        reduce::argmax(self, x, row_len, select_last, bounds)
-    }
+    reduce::selections_from_reduce!(Fp);
     fn lookup(&mut self, x: &[Fp], table: &[i64], offset: i64) -> R<Vec<Fp>> {
         select::lookup(self, x, table, offset)
     }

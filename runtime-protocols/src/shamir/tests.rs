@@ -8,6 +8,7 @@ use crate::testutil::{
     assert_views_independent, at, logged, logs, on_mesh, values, view_script, Binary, Call,
     Recorder, Script,
 };
+use crate::TruncMode;
 
 fn run_with<S: Script>(
     n: usize,
