@@ -3,8 +3,7 @@
 //! [`crate::semi2k::reduce`]) and records each call's [`ShamirPlan::pattern`].
 
 use super::geometry::Geometry;
-use super::select::{lookup_pattern, needs_wide, ShamirPlan};
-use super::streams::Streams;
+use super::select::{self, lookup_pattern};
 use crate::cost::{Costs, Rounds};
 use crate::semi2k::reduce::{self, Engine};
 use crate::semi2k::select::Plan;
@@ -52,12 +51,10 @@ impl Engine for Counter<'_> {
         true
     }
     fn select_with(&mut self, x: &[()], q: &Requant, b: Bounds, plan: &Plan) -> R<Vec<()>> {
-        let subsets = Streams::subset_count(self.geo.n, self.geo.t);
-        if needs_wide(q, b, plan, subsets) {
-            return super::wide::requantize(self, x, q, b);
+        match select::plan(q, b, plan, self.geo)? {
+            Some(sp) => self.rounds.extend(sp.pattern(self.geo)),
+            None => return super::wide::requantize(self, x, q, b),
         }
-        let sp = ShamirPlan::new(q, b, plan, subsets)?;
-        self.rounds.extend(sp.pattern(self.geo));
         Ok(x.to_vec())
     }
 }

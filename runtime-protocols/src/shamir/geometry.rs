@@ -59,6 +59,9 @@ pub struct Geometry {
     /// `deal[i][j]`: coefficients over `(f(0), f(α_k) for k in keyed[i])` giving `f(α_j)`,
     /// for `j ∉ keyed[i]` (empty otherwise).
     pub deal: Vec<Vec<Vec<Fp>>>,
+    /// `C(n, t)`: the subsets of pseudo-random secret sharing, so the terms a PRSS
+    /// bounded random sums.
+    pub subsets: usize,
 }
 
 impl Geometry {
@@ -90,6 +93,7 @@ impl Geometry {
             lambda_2t: at_zero(2 * t + 1),
             keyed,
             deal,
+            subsets: subsets(n, t).len(),
         }
     }
 

@@ -314,11 +314,10 @@ impl reduce::Engine for Shamir {
         b: Bounds,
         plan: &crate::semi2k::select::Plan,
     ) -> R<Vec<Fp>> {
-        let subsets = Streams::subset_count(self.geo.n, self.geo.t);
-        if select::needs_wide(q, b, plan, subsets) {
-            return wide::requantize(self, x, q, b);
+        match select::plan(q, b, plan, &self.geo)? {
+            Some(sp) => select::eval(self, x, q, b, sp),
+            None => wide::requantize(self, x, q, b),
         }
-        select::eval(self, x, q, b, plan)
     }
 }
 

@@ -254,11 +254,15 @@ fn fixed(g: &Result<Lane, bool>) -> bool {
     matches!(g, Err(true))
 }
 
-/// Whether `q` on values in `b` takes [`super::wide`]: a divisor that is not a power of two
-/// on values too wide for one selection.
-pub(super) fn needs_wide(q: &Requant, b: Bounds, plan: &Plan, subsets: usize) -> bool {
-    q.den.iter().any(|&d| d > 1 && d & (d - 1) != 0)
-        && ShamirPlan::new(q, b, plan, subsets).is_err()
+/// The plan of one selection of `q` on values in `b`, or `None` where it takes
+/// [`super::wide`]: a divisor that is not a power of two on values too wide for one
+/// selection.
+pub(super) fn plan(q: &Requant, b: Bounds, plan: &Plan, g: &Geometry) -> R<Option<ShamirPlan>> {
+    match ShamirPlan::new(q, b, plan, g.subsets) {
+        Ok(sp) => Ok(Some(sp)),
+        Err(_) if q.den.iter().any(|&d| d > 1 && d & (d - 1) != 0) => Ok(None),
+        Err(e) => Err(e),
+    }
 }
 
 fn lanes_of(e: &Element) -> impl Iterator<Item = Lane> + Clone + '_ {
@@ -270,9 +274,7 @@ fn lanes_of(e: &Element) -> impl Iterator<Item = Lane> + Clone + '_ {
 }
 
 /// Party `p`'s share of `q` applied to `x` (values in `b`); see the module doc.
-pub(super) fn eval(p: &mut Shamir, x: &[Fp], q: &Requant, b: Bounds, plan: &Plan) -> R<Vec<Fp>> {
-    let subsets = super::streams::Streams::subset_count(p.geo.n, p.geo.t);
-    let sp = ShamirPlan::new(q, b, plan, subsets)?;
+pub(super) fn eval(p: &mut Shamir, x: &[Fp], q: &Requant, b: Bounds, sp: ShamirPlan) -> R<Vec<Fp>> {
     let len = x.len();
     let lo = Fp::from_i64(b.lo);
     let v: Vec<Fp> = x

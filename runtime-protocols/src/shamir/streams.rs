@@ -288,9 +288,4 @@ impl Streams {
             .ok_or_else(|| ProtocolError::Invalid("a zero Lagrange coefficient".into()))?;
         Ok(z.into_iter().map(|v| v * inv).collect())
     }
-
-    /// How many subsets' terms a secret of [`Streams::bounded`] sums.
-    pub fn subset_count(n: usize, t: usize) -> usize {
-        subsets(n, t).len()
-    }
 }
