@@ -21,9 +21,10 @@ use std::time::{Duration, Instant};
 #[derive(Clone, Copy, Debug)]
 enum PartyCount {
     Exactly(usize),
-    /// At least `min`; `default` without `--parties`.
-    AtLeast {
+    /// `min` to `max`; `default` without `--parties`.
+    Between {
         min: usize,
+        max: usize,
         default: usize,
     },
 }
@@ -31,8 +32,23 @@ enum PartyCount {
 /// The secure protocols this build runs.
 const SECURE: &[(&str, PartyCount)] = &[
     ("rep3", PartyCount::Exactly(3)),
-    ("semi2k", PartyCount::AtLeast { min: 2, default: 2 }),
-    ("shamir", PartyCount::AtLeast { min: 3, default: 3 }),
+    (
+        "semi2k",
+        PartyCount::Between {
+            min: 2,
+            max: MAX_PARTIES,
+            default: 2,
+        },
+    ),
+    // Every party holds a key per subset of `t` others: C(n − 1, t) grows fast.
+    (
+        "shamir",
+        PartyCount::Between {
+            min: 3,
+            max: qmpc_protocols::shamir::MAX_PARTIES,
+            default: 3,
+        },
+    ),
     ("fss", PartyCount::Exactly(2)),
 ];
 
@@ -75,10 +91,10 @@ pub fn parties_for(protocol: &str, parties: Option<usize>) -> Result<usize> {
             bail!("protocol `{protocol}` runs with {n} parties, not {k}")
         }
         (PartyCount::Exactly(n), _) => Ok(n),
-        (PartyCount::AtLeast { min, .. }, Some(k)) if !(min..=MAX_PARTIES).contains(&k) => {
-            bail!("protocol `{protocol}` runs with {min} to {MAX_PARTIES} parties, not {k}")
+        (PartyCount::Between { min, max, .. }, Some(k)) if !(min..=max).contains(&k) => {
+            bail!("protocol `{protocol}` runs with {min} to {max} parties, not {k}")
         }
-        (PartyCount::AtLeast { default, .. }, k) => Ok(k.unwrap_or(default)),
+        (PartyCount::Between { default, .. }, k) => Ok(k.unwrap_or(default)),
     }
 }
 
@@ -422,7 +438,7 @@ pub fn ring_bits(protocol: &str, program: &Program) -> u32 {
         // The ring does not depend on the number of parties.
         let n = match SECURE.iter().find(|(p, _)| *p == protocol) {
             Some((_, PartyCount::Exactly(n))) => *n,
-            Some((_, PartyCount::AtLeast { default, .. })) => *default,
+            Some((_, PartyCount::Between { default, .. })) => *default,
             None => 3,
         };
         qmpc_protocols::cost::costs_for(protocol, n, bits).is_ok_and(|c| {

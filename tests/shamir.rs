@@ -79,7 +79,7 @@ fn shared_corpus_shamir_equals_clear_with_3_5_7_and_10_parties() {
 }
 
 #[test]
-fn two_parties_are_refused() {
+fn two_or_thirteen_parties_are_refused() {
     let model = root().join("models/tiny_mlp/qop_s8_pt.onnx");
     let input = root().join("models/tiny_mlp/ref/qop_s8_pt/input.npy");
     let o = qmpc(&[
@@ -93,5 +93,15 @@ fn two_parties_are_refused() {
         &s(&input),
     ]);
     assert!(!o.status.success());
-    assert!(stderr(&o).contains("3 to 64 parties"), "{}", stderr(&o));
+    assert!(stderr(&o).contains("3 to 12 parties"), "{}", stderr(&o));
+    let o = qmpc(&[
+        "cost",
+        &s(&model),
+        "--protocol",
+        "shamir",
+        "--parties",
+        "13",
+    ]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("3 to 12 parties"), "{}", stderr(&o));
 }

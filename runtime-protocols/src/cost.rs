@@ -206,9 +206,12 @@ pub fn costs_for(
                 gates: crate::semi2k::Gates::Fss,
             }) as Box<dyn Costs>
         }),
-        "shamir" if parties >= 3 => Ok(Box::new(crate::shamir::ShamirCosts::new(parties))),
+        "shamir" if (3..=crate::shamir::MAX_PARTIES).contains(&parties) => {
+            Ok(Box::new(crate::shamir::ShamirCosts::new(parties)))
+        }
         "shamir" => Err(ProtocolError::Invalid(format!(
-            "shamir runs with 3 or more parties, not {parties}"
+            "shamir runs with 3 to {} parties, not {parties}",
+            crate::shamir::MAX_PARTIES
         ))),
         other => Err(ProtocolError::Invalid(format!(
             "protocol `{other}` is not implemented (implemented: clear, rep3, semi2k, shamir, fss)"

@@ -26,6 +26,10 @@ mod wide;
 
 pub use cost::ShamirCosts;
 
+/// The most parties `shamir` runs with: each party holds `C(n − 1, t)` subset keys (462
+/// at 12) and draws from each for every random element.
+pub const MAX_PARTIES: usize = 12;
+
 use crate::field::{point, Fp};
 use crate::mux::{self, Port, Reply, Request};
 use crate::net::{NetError, Stats, Transport};
@@ -52,9 +56,9 @@ impl Shamir {
     /// Agree on the pairwise and subset keys (one round, 32 bytes per key).
     pub fn setup(mut net: Box<dyn Transport>) -> R<Shamir> {
         let n = net.parties();
-        if n < 3 {
+        if !(3..=MAX_PARTIES).contains(&n) {
             return Err(ProtocolError::Invalid(format!(
-                "shamir needs at least 3 parties for an honest majority, not {n}"
+                "shamir runs with 3 to {MAX_PARTIES} parties, not {n}"
             )));
         }
         let geo = Arc::new(Geometry::new(n));
