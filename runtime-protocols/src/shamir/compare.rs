@@ -1,20 +1,27 @@
 //! Shared random bits, comparisons of public values with shared bits, and one-hot vectors
 //! of shared bits: the nonlinear building blocks of [`super::select`].
 
+use super::geometry::Geometry;
 use super::Shamir;
+use crate::cost::Rounds;
 use crate::field::Fp;
 use crate::{Protocol, ProtocolError};
 use rayon::prelude::*;
 
 type R<T> = Result<T, ProtocolError>;
 
-/// `count` shared uniform bits (1 round). For a random sharing `[a]` the parties open
-/// `a²` from their degree-`2t` products, masked by shares of zero that cancel in the
-/// opening, so it shows `a²` and nothing else; then `b = (a/√(a²) + 1)/2` is 0 or 1 as `a`'s square
-/// root is `±a` (Damgård, Fitzi, Kiltz, Nielsen, Toft, TCC 2006).
+/// `count` shared uniform bits: with three parties the field half of
+/// [`super::dabits`] (2 rounds, one element sent per party per bit); with more, 1 round:
+/// for a random sharing `[a]` the parties open `a²` from their degree-`2t` products,
+/// masked by shares of zero that cancel in the opening, so it shows `a²` and nothing
+/// else; then `b = (a/√(a²) + 1)/2` is 0 or 1 as `a`'s square root is `±a` (Damgård,
+/// Fitzi, Kiltz, Nielsen, Toft, TCC 2006).
 pub fn random_bits(p: &mut Shamir, count: usize) -> R<Vec<Fp>> {
     if count == 0 {
         return Ok(Vec::new());
+    }
+    if p.geo.n == 3 {
+        return Ok(super::dabits::dabits(p, count)?.fp);
     }
     let a = p.streams.random(count);
     let z = p
@@ -39,6 +46,17 @@ pub fn random_bits(p: &mut Shamir, count: usize) -> R<Vec<Fp>> {
         .zip(inverses)
         .map(|(&a, inv)| (a * inv + Fp::ONE) * half)
         .collect())
+}
+
+/// The rounds of [`random_bits`].
+pub fn random_bits_pattern(g: &Geometry, count: usize) -> Rounds {
+    if count == 0 {
+        Vec::new()
+    } else if g.n == 3 {
+        super::dabits::pattern(count)
+    } else {
+        vec![g.open_round(count, 2 * g.t)]
+    }
 }
 
 /// The leaf of one bit position of a comparison `[a < b]`: `(lt, eq)` for a public bit

@@ -17,8 +17,10 @@
 //! - rescale, requantization, clamp, max: `⌈log2 w⌉ + 3` rounds ([`select`]), `w` the
 //!   widest comparison; argmax: `⌈log2 row⌉ + 1` of those; lookup: `⌈log2 ℓ⌉ + 2`.
 
+mod boolean;
 mod compare;
 mod cost;
+mod dabits;
 mod geometry;
 mod select;
 mod streams;

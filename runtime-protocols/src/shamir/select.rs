@@ -27,7 +27,10 @@
 //! even is `⌊a/D⌋ + ⌊(a − d − 1)/D⌋ + 1`: two lanes. The clamp tests `[y ≥ T]` (`y = x −
 //! x_lo`, thresholds from [`Plan`]) are `[v ≥ T·num·M] = ⌊(v + 2^K − T·num·M)/2^K⌋`.
 
+use super::boolean::{self, Bits};
 use super::compare::{self, leaf};
+use super::dabits;
+use crate::bitvec;
 use super::geometry::Geometry;
 use super::Shamir;
 use crate::cost::Rounds;
@@ -78,7 +81,10 @@ pub(super) struct ShamirPlan {
     /// Bits of each term of the statistical mask `R`.
     stat: u32,
     elements: Vec<Element>,
+    /// Units of the widest comparison: 2-bit chunks (over the field) and one per bit
+    /// (boolean, three parties).
     width: usize,
+    bit_width: usize,
     comparisons: usize,
     product: bool,
 }
@@ -216,22 +222,40 @@ impl ShamirPlan {
         }
         let all = elements.iter().flat_map(lanes_of);
         let width = all.clone().map(|l| l.units()).max().unwrap_or(0);
+        let bit_width = all
+            .clone()
+            .map(|l| usize::from(l.parity) + l.s as usize)
+            .max()
+            .unwrap_or(0);
         let comparisons = all.count();
         Ok(ShamirPlan {
             k,
             stat,
             elements,
             width,
+            bit_width,
             comparisons,
             product,
         })
     }
 
+    pub fn debug(&self) -> String { let e=&self.elements[0]; format!("k {} stat {} width {} comps {} product {} lanes0 {:?} glo {:?} ghi {:?}", self.k, self.stat, self.width, self.comparisons, self.product, e.rounding, e.g_lo, e.g_hi) }
     /// The rounds of one call on these elements.
     pub fn pattern(&self, g: &Geometry) -> Rounds {
         let len = self.elements.len();
         if self.comparisons == 0 {
             return Vec::new();
+        }
+        if g.n == 3 {
+            let count = self.comparisons;
+            let mut r = dabits::pattern(self.k as usize * len + count);
+            r.push(g.open_round(len, g.t));
+            r.extend(boolean::less_than_rounds(count, self.bit_width));
+            r.push(boolean::open_round(bitvec::words(count)));
+            if self.product {
+                r.push(g.reshare_round(len));
+            }
+            return r;
         }
         let mut open = g.open_round(len, g.t);
         let chunks = self.k as usize / 2;
@@ -247,6 +271,142 @@ impl ShamirPlan {
         }
         r
     }
+}
+
+/// `⌊(c + δ)/2^s⌋` and `(c + δ) mod 2^s` of every comparison, in order, with its element.
+fn lane_publics<'a>(
+    sp: &'a ShamirPlan,
+    c: &'a [i128],
+) -> impl Iterator<Item = (usize, Lane, i128, u128)> + 'a {
+    sp.elements.iter().enumerate().flat_map(move |(e, el)| {
+        lanes_of(el).map(move |lane| {
+            let pc = c[e] + lane.delta;
+            let high = pc.div_euclid(1i128 << lane.s);
+            let low = pc.rem_euclid(1i128 << lane.s) as u128;
+            (e, lane, high, low)
+        })
+    })
+}
+
+fn open_masked(p: &mut Shamir, masked: &[Fp], h: Vec<Fp>) -> R<(Vec<i128>, Vec<Fp>)> {
+    let (c, both) = p.open_and_reshare(masked, p.geo.t, h)?;
+    Ok((c.into_iter().map(|v| v.value() as i128).collect(), both))
+}
+
+/// The public parts and the borrows `[(c + δ) mod 2^s < r mod 2^s]` of every comparison,
+/// over the field: 2-bit chunks of the mask as units, whose one-hot vectors need the
+/// products `b_2m·b_(2m+1)`, reshared in the round that opens `c`.
+fn borrows_field(
+    p: &mut Shamir,
+    sp: &ShamirPlan,
+    masked: &[Fp],
+    bits: &[Fp],
+) -> R<(Vec<i128>, Vec<Fp>)> {
+    let len = masked.len();
+    let chunks = sp.k as usize / 2;
+    let bit = |j: usize, e: usize| bits[j * len + e];
+    let h: Vec<Fp> = (0..chunks * len)
+        .into_par_iter()
+        .map(|i| bit(2 * (i / len), i % len) * bit(2 * (i / len) + 1, i % len))
+        .collect();
+    let (c, both) = open_masked(p, masked, h)?;
+    // `[chunk m of r = v]` for v in 0..4.
+    let one_hot = |m: usize, e: usize| -> [Fp; 4] {
+        let (b0, b1, b01) = (bit(2 * m, e), bit(2 * m + 1, e), both[m * len + e]);
+        [Fp::ONE - b0 - b1 + b01, b0 - b01, b1 - b01, b01]
+    };
+    // Units of every comparison, unit-major: a chunk `A` of public bits against the
+    // mask's chunk is `lt = Σ_{v > A} [r_m = v]`, `eq = [r_m = A]`.
+    let (width, count) = (sp.width, sp.comparisons);
+    let mut lt = vec![Fp::ZERO; width * count];
+    let mut eq = vec![Fp::ONE; width * count];
+    let mut publics = Vec::with_capacity(count);
+    for (at, (e, lane, high, low)) in lane_publics(sp, &c).enumerate() {
+        publics.push(high);
+        let mut j0 = 0;
+        if lane.parity {
+            let b_s = bit(lane.s as usize, e);
+            let par = if high & 1 == 0 { b_s } else { Fp::ONE - b_s };
+            (lt[at], eq[at]) = leaf(false, par);
+            j0 = 1;
+        }
+        for m in 0..(lane.s as usize).div_ceil(2) {
+            let u = (m + j0) * count + at;
+            if 2 * m + 1 < lane.s as usize {
+                let a = ((low >> (2 * m)) & 3) as usize;
+                let hot = one_hot(m, e);
+                lt[u] = hot[a + 1..].iter().fold(Fp::ZERO, |x, &y| x + y);
+                eq[u] = hot[a];
+            } else {
+                (lt[u], eq[u]) = leaf((low >> (2 * m)) & 1 == 1, bit(2 * m, e));
+            }
+        }
+    }
+    let borrows = compare::less_than(p, lt, eq, count, width)?;
+    Ok((publics, borrows))
+}
+
+/// The public parts and the borrows of every comparison, with three parties: one unit
+/// per bit of the mask, compared over replicated boolean shares ([`boolean`]), then each
+/// borrow `β` brought into the field with a daBit `d` by opening `β ⊕ d`.
+fn borrows_boolean(
+    p: &mut Shamir,
+    sp: &ShamirPlan,
+    masked: &[Fp],
+    bits: &[Fp],
+    boolean: &Bits,
+) -> R<(Vec<i128>, Vec<Fp>)> {
+    let (me, len) = (p.me, masked.len());
+    let (c, _) = open_masked(p, masked, Vec::new())?;
+    let (width, count) = (sp.bit_width, sp.comparisons);
+    let words = bitvec::words(count);
+    let (mut lt, mut eq) = (Bits::zeros(width * words), Bits::zeros(width * words));
+    let at_unit = |u: usize, at: usize| u * words * 64 + at;
+    let none = (0, 0);
+    let mut publics = Vec::with_capacity(count);
+    for (at, (e, lane, high, low)) in lane_publics(sp, &c).enumerate() {
+        publics.push(high);
+        let mut u = 0;
+        if lane.parity {
+            // The quotient's parity `b_s ⊕ [high odd]` as the lowest leaf.
+            let b_s = boolean.get(lane.s as usize * len + e);
+            lt.put(me, at_unit(0, at), b_s, high & 1 == 1);
+            eq.put(me, at_unit(0, at), b_s, high & 1 == 0);
+            u = 1;
+        }
+        for m in 0..lane.s as usize {
+            let b_m = boolean.get(m * len + e);
+            if (low >> m) & 1 == 1 {
+                eq.put(me, at_unit(u, at), b_m, false);
+            } else {
+                lt.put(me, at_unit(u, at), b_m, false);
+                eq.put(me, at_unit(u, at), b_m, true);
+            }
+            u += 1;
+        }
+        // Units above the lane's: equal.
+        for pad in u..width {
+            eq.put(me, at_unit(pad, at), none, true);
+        }
+    }
+    let borrow = boolean::less_than(p, lt, eq, count, width)?;
+    let base = sp.k as usize * len;
+    let mut d = Bits::zeros(words);
+    for at in 0..count {
+        d.put(me, at, boolean.get(base + at), false);
+    }
+    let opened = boolean::open(p, &borrow.xor(&d))?;
+    let borrows = (0..count)
+        .map(|at| {
+            let d_fp = bits[base + at];
+            if bitvec::get(&opened, at) == 1 {
+                Fp::ONE - d_fp
+            } else {
+                d_fp
+            }
+        })
+        .collect();
+    Ok((publics, borrows))
 }
 
 /// The public outcome of a clamp test without a lane.
@@ -297,8 +457,15 @@ pub(super) fn eval(p: &mut Shamir, x: &[Fp], q: &Requant, b: Bounds, sp: ShamirP
         return Ok(finish(&sp, q, &rounded, &selectors, None));
     }
     let k = sp.k as usize;
-    // Bits laid out bit-major: b[j * len + e].
-    let bits = compare::random_bits(p, k * len)?;
+    let count = sp.comparisons;
+    // Mask bits, bit-major (b[j * len + e]); with three parties daBits, and one more per
+    // comparison that brings its boolean borrow into the field.
+    let (bits, boolean) = if p.geo.n == 3 {
+        let d = dabits::dabits(p, k * len + count)?;
+        (d.fp, Some(d.bits))
+    } else {
+        (compare::random_bits(p, k * len)?, None)
+    };
     let big_r = p.streams.bounded(len, sp.stat);
     let two = |j: u32| Fp::new(1u128 << j);
     let r: Vec<Fp> = (0..len)
@@ -309,58 +476,10 @@ pub(super) fn eval(p: &mut Shamir, x: &[Fp], q: &Requant, b: Bounds, sp: ShamirP
         })
         .collect();
     let masked: Vec<Fp> = v.iter().zip(&r).map(|(&a, &b)| a + b).collect();
-    // The one-hot vectors of the mask's 2-bit chunks need `b_2m·b_(2m+1)`: those
-    // products are reshared in the round that opens `c`.
-    let chunks = k / 2;
-    let bit = |j: usize, e: usize| bits[j * len + e];
-    let h: Vec<Fp> = (0..chunks * len)
-        .into_par_iter()
-        .map(|i| bit(2 * (i / len), i % len) * bit(2 * (i / len) + 1, i % len))
-        .collect();
-    let (c, both) = p.open_and_reshare(&masked, p.geo.t, h)?;
-    let c: Vec<i128> = c.into_iter().map(|v| v.value() as i128).collect();
-    // `[chunk m of r = v]` for v in 0..4.
-    let one_hot = |m: usize, e: usize| -> [Fp; 4] {
-        let (b0, b1, b01) = (bit(2 * m, e), bit(2 * m + 1, e), both[m * len + e]);
-        [Fp::ONE - b0 - b1 + b01, b0 - b01, b1 - b01, b01]
+    let (publics, borrows) = match boolean {
+        Some(b) => borrows_boolean(p, &sp, &masked, &bits, &b)?,
+        None => borrows_field(p, &sp, &masked, &bits)?,
     };
-
-    // Units of every comparison, unit-major: a chunk `A` of public bits against the
-    // mask's chunk is `lt = Σ_{v > A} [r_m = v]`, `eq = [r_m = A]`.
-    let width = sp.width;
-    let count = sp.comparisons;
-    let mut lt = vec![Fp::ZERO; width * count];
-    let mut eq = vec![Fp::ONE; width * count];
-    let mut at = 0;
-    let mut publics = Vec::with_capacity(count);
-    for (e, el) in sp.elements.iter().enumerate() {
-        for lane in lanes_of(el) {
-            let pc = c[e] + lane.delta;
-            let high = pc.div_euclid(1i128 << lane.s);
-            let low = pc.rem_euclid(1i128 << lane.s) as u128;
-            publics.push(high);
-            let mut j0 = 0;
-            if lane.parity {
-                let b_s = bits[lane.s as usize * len + e];
-                let par = if high & 1 == 0 { b_s } else { Fp::ONE - b_s };
-                (lt[at], eq[at]) = leaf(false, par);
-                j0 = 1;
-            }
-            for m in 0..(lane.s as usize).div_ceil(2) {
-                let u = (m + j0) * count + at;
-                if 2 * m + 1 < lane.s as usize {
-                    let a = ((low >> (2 * m)) & 3) as usize;
-                    let hot = one_hot(m, e);
-                    lt[u] = hot[a + 1..].iter().fold(Fp::ZERO, |x, &y| x + y);
-                    eq[u] = hot[a];
-                } else {
-                    (lt[u], eq[u]) = leaf((low >> (2 * m)) & 1 == 1, bit(2 * m, e));
-                }
-            }
-            at += 1;
-        }
-    }
-    let borrows = compare::less_than(p, lt, eq, count, width)?;
 
     // floor((v + δ)/2^s) per comparison.
     let r_high = |e: usize, s: u32| -> Fp {
@@ -516,7 +635,8 @@ pub(super) fn lookup_pattern(g: &Geometry, len: usize, table_len: usize) -> Roun
         return Vec::new();
     }
     let ell = lookup_bits(table_len);
-    let mut r = vec![g.open_round(ell * len, 2 * g.t), g.open_round(len, g.t)];
+    let mut r = compare::random_bits_pattern(g, ell * len);
+    r.push(g.open_round(len, g.t));
     for p in compare::one_hot_products(ell) {
         r.push(g.reshare_round(p * len));
     }

@@ -48,6 +48,7 @@ fn uniform(rng: &mut ChaCha12Rng, len: usize) -> Vec<Fp> {
 
 /// A subset's key and this party's weight `f_T(α_me)`.
 struct Set {
+    members: Vec<PartyId>,
     key: Key,
     weight: Fp,
     rng: Option<ChaCha12Rng>,
@@ -152,6 +153,7 @@ impl Streams {
                     acc * (xj - me_x) * xj.inv().unwrap_or(Fp::ZERO)
                 });
                 Some(Set {
+                    members: s.clone(),
                     key,
                     weight,
                     rng: None,
@@ -188,6 +190,7 @@ impl Streams {
                 .sets
                 .iter()
                 .map(|s| Set {
+                    members: s.members.clone(),
                     key: s.key,
                     weight: s.weight,
                     rng: None,
@@ -233,6 +236,41 @@ impl Streams {
                     a
                 },
             )
+    }
+
+    /// The stream of subset `members`, which this party must hold.
+    fn set_rng(&mut self, members: &[PartyId]) -> R<&mut ChaCha12Rng> {
+        let (me, index) = (self.me, self.index);
+        let s = self
+            .sets
+            .iter_mut()
+            .find(|s| s.members == members)
+            .ok_or_else(|| {
+                ProtocolError::Invalid(format!("party {me} has no stream of subset {members:?}"))
+            })?;
+        Ok(s.rng.get_or_insert_with(|| stream(&s.key, index)))
+    }
+
+    /// `f_T(α_me)` for the subset `T = {k}` (`t = 1`), or `None` where this party is `k`.
+    pub fn single_weight(&self, k: PartyId) -> Option<Fp> {
+        self.sets.iter().find(|s| s.members == [k]).map(|s| s.weight)
+    }
+
+    /// With three parties: `words` random words of components `x_me` and `x_(me+1)` of a
+    /// replicated boolean sharing ([`super::boolean`]), component `x_j` from the stream of
+    /// subset `{j + 1}`, which parties `j` and `j − 1` hold.
+    pub fn replicated_words(&mut self, words: usize) -> R<(Vec<u64>, Vec<u64>)> {
+        let me = self.me;
+        let mut draw = |k: PartyId| -> R<Vec<u64>> {
+            let rng = self.set_rng(&[k])?;
+            let mut bytes = vec![0u8; words * 8];
+            rng.fill_bytes(&mut bytes);
+            Ok(bytes
+                .chunks_exact(8)
+                .map(|c| u64::from_le_bytes(c.try_into().unwrap_or_default()))
+                .collect())
+        };
+        Ok((draw((me + 1) % 3)?, draw((me + 2) % 3)?))
     }
 
     /// Shares of `len` uniform random secrets.
