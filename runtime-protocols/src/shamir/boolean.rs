@@ -86,7 +86,11 @@ fn decode(party: PartyId, m: &[u8], words: usize) -> R<Vec<u64>> {
     if m.len() != words * 8 {
         return Err(ProtocolError::Net(NetError::Garbage {
             party,
-            what: format!("{} bytes of packed bits where {} were due", m.len(), words * 8),
+            what: format!(
+                "{} bytes of packed bits where {} were due",
+                m.len(),
+                words * 8
+            ),
         }));
     }
     Ok(m.chunks_exact(8)
@@ -137,12 +141,20 @@ pub fn open(p: &mut Shamir, x: &Bits) -> R<Vec<u64>> {
 
 /// The round of an AND of `words` words.
 pub fn and_round(words: usize) -> Round {
-    Round::of((0..3).filter(|_| words > 0).map(|i| (i, prev(i), words as u64 * 8)))
+    Round::of(
+        (0..3)
+            .filter(|_| words > 0)
+            .map(|i| (i, prev(i), words as u64 * 8)),
+    )
 }
 
 /// The round of an opening of `words` words.
 pub fn open_round(words: usize) -> Round {
-    Round::of((0..3).filter(|_| words > 0).map(|i| (i, next(i), words as u64 * 8)))
+    Round::of(
+        (0..3)
+            .filter(|_| words > 0)
+            .map(|i| (i, next(i), words as u64 * 8)),
+    )
 }
 
 /// `[A < B]` for `count` comparisons of `width` units each, units least significant first,

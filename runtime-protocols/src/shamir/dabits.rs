@@ -81,9 +81,9 @@ pub fn dabits(p: &mut Shamir, count: usize) -> R<DaBits> {
 
     // Round 1: `w_b` of the bits this party helps, and its dealing as `a`, to `pv`.
     let mut msg = Vec::with_capacity(c0 + c1);
-    for k in 0..c0 {
+    for (k, &w_a) in out[..c0].iter().enumerate() {
         let (a, b) = bit(3 * k + me);
-        msg.push(fp_bit(a ^ b) - out[k]);
+        msg.push(fp_bit(a ^ b) - w_a);
     }
     let mut mine_as_a = Vec::with_capacity(c1);
     for k in 0..c1 {

@@ -15,7 +15,11 @@
 //!   local product (one resharing per output of a matrix product) and every party
 //!   recombines (Gennaro, Rabin, Rabin, PODC 1998);
 //! - rescale, requantization, clamp, max: `⌈log2 w⌉ + 3` rounds ([`select`]), `w` the
-//!   widest comparison; argmax: `⌈log2 row⌉ + 1` of those; lookup: `⌈log2 ℓ⌉ + 2`.
+//!   widest comparison; argmax: `⌈log2 row⌉ + 1` of those; lookup: `⌈log2 ℓ⌉ + 2`;
+//! - with three parties, random bits are daBits ([`dabits`], 2 rounds, one element per
+//!   party per bit) and comparisons run over replicated boolean shares ([`boolean`]):
+//!   a selection takes `⌈log2 w⌉ + 5` rounds, `w` the widest comparison in bits, and a
+//!   lookup one more than above.
 
 mod boolean;
 mod compare;

@@ -30,9 +30,9 @@
 use super::boolean::{self, Bits};
 use super::compare::{self, leaf};
 use super::dabits;
-use crate::bitvec;
 use super::geometry::Geometry;
 use super::Shamir;
+use crate::bitvec;
 use crate::cost::Rounds;
 use crate::field::Fp;
 use crate::semi2k::select::Plan;
@@ -239,7 +239,20 @@ impl ShamirPlan {
         })
     }
 
-    pub fn debug(&self) -> String { let e=&self.elements[0]; format!("k {} stat {} width {} comps {} product {} lanes0 {:?} glo {:?} ghi {:?}", self.k, self.stat, self.width, self.comparisons, self.product, e.rounding, e.g_lo, e.g_hi) }
+    pub fn debug(&self) -> String {
+        let e = &self.elements[0];
+        format!(
+            "k {} stat {} width {} comps {} product {} lanes0 {:?} glo {:?} ghi {:?}",
+            self.k,
+            self.stat,
+            self.width,
+            self.comparisons,
+            self.product,
+            e.rounding,
+            e.g_lo,
+            e.g_hi
+        )
+    }
     /// The rounds of one call on these elements.
     pub fn pattern(&self, g: &Geometry) -> Rounds {
         let len = self.elements.len();

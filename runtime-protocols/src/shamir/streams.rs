@@ -253,7 +253,10 @@ impl Streams {
 
     /// `f_T(α_me)` for the subset `T = {k}` (`t = 1`), or `None` where this party is `k`.
     pub fn single_weight(&self, k: PartyId) -> Option<Fp> {
-        self.sets.iter().find(|s| s.members == [k]).map(|s| s.weight)
+        self.sets
+            .iter()
+            .find(|s| s.members == [k])
+            .map(|s| s.weight)
     }
 
     /// With three parties: `words` random words of components `x_me` and `x_(me+1)` of a

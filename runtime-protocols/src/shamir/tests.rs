@@ -179,12 +179,14 @@ fn comparisons_and_lookups_match_clear() {
 
 #[test]
 fn rounds_per_primitive_are_as_documented() {
-    let costs = ShamirCosts::new(3);
+    let (three, five) = (ShamirCosts::new(3), ShamirCosts::new(5));
     let b = Bounds { lo: -300, hi: 300 };
-    // Max of ±600: an 11-bit comparison, 6 units of 2 bits, 3 levels; plus bits, open,
-    // select.
-    assert_eq!(call_cost(&costs, &Call::Max(b), 8).len(), 3 + 3);
-    assert_eq!(costs.mul(5).len(), 1);
+    // Max of ±600, an 11-bit comparison. Over the field (5 parties): 6 units of 2 bits,
+    // 3 levels, plus bits, open, select. Boolean (3 parties): 11 units, 4 levels, plus
+    // daBits (2), open, the borrow's opening, select.
+    assert_eq!(call_cost(&five, &Call::Max(b), 8).len(), 3 + 3);
+    assert_eq!(call_cost(&three, &Call::Max(b), 8).len(), 4 + 5);
+    assert_eq!(three.mul(5).len(), 1);
     // A LeNet-like requantization: 20-bit accumulators, a 23-bit multiplier, 2^33; the
     // rounded value spans ±512 + 128.
     let q = Requant {
@@ -198,12 +200,13 @@ fn rounds_per_primitive_are_as_documented() {
         lo: -(1 << 19),
         hi: 1 << 19,
     };
-    // Round (bits, open, the parity and 17 chunks: 5 levels), then clamp (bits, open,
-    // 6 chunks: 3 levels, select).
-    assert_eq!(
-        call_cost(&costs, &Call::Requant(q, acc), 4).len(),
-        (2 + 5) + (3 + 3)
-    );
+    // Over the field: round (bits, open, the parity and 17 chunks: 5 levels), then clamp
+    // (bits, open, 6 chunks: 3 levels, select).
+    let requant = Call::Requant(q, acc);
+    assert_eq!(call_cost(&five, &requant, 4).len(), (2 + 5) + (3 + 3));
+    // Boolean: round (daBits, open, the parity and 33 bits: 6 levels, borrow), then clamp
+    // (daBits, open, 11 bits: 4 levels, borrow, select).
+    assert_eq!(call_cost(&three, &requant, 4).len(), (4 + 6) + (5 + 4));
 }
 
 #[test]
@@ -272,4 +275,44 @@ fn a_peer_sending_garbage_is_an_error_naming_it() {
     assert!(e.to_string().contains("party 2"), "{e}");
     let e = Shamir::decode(1, &[0u8; 5], 1).unwrap_err();
     assert!(e.to_string().contains("party 1"), "{e}");
+}
+
+#[test]
+fn dabits_agree_across_the_field_and_the_boolean_sharing() {
+    const COUNT: usize = 301;
+    let out = on_mesh(3, "shamir", |_, mesh| {
+        let mut p = Shamir::setup(Box::new(mesh)).unwrap();
+        p.begin_instruction(0);
+        let d = dabits::dabits(&mut p, COUNT).unwrap();
+        (d.fp, d.bits, p.stats())
+    });
+    let geo = Geometry::new(3);
+    let mut seen = [0usize; 2];
+    for j in 0..COUNT {
+        let fp = geo.lambda_t[0] * out[0].0[j] + geo.lambda_t[1] * out[1].0[j];
+        // Shares of parties 1 and 2 give the same value: one degree-1 polynomial.
+        let pts = [point(1), point(2)];
+        let l = geometry::lagrange_at(&pts, Fp::ZERO);
+        assert_eq!(fp, l[0] * out[1].0[j] + l[1] * out[2].0[j], "bit {j}");
+        let boolean: u64 = (0..3).map(|i| out[i].1.get(j).0).fold(0, |a, b| a ^ b);
+        for i in 0..3 {
+            // Party i's second component is party i + 1's first.
+            assert_eq!(out[i].1.get(j).1, out[(i + 1) % 3].1.get(j).0);
+        }
+        assert!(fp == Fp::ZERO || fp == Fp::ONE, "bit {j} is {fp:?}");
+        assert_eq!(fp, Fp::new(u128::from(boolean)), "bit {j}");
+        seen[boolean as usize] += 1;
+    }
+    assert!(seen[0] > 100 && seen[1] > 100, "{seen:?}");
+    let want = crate::cost::per_party(&dabits::pattern(COUNT), 3);
+    for (i, (_, _, s)) in out.iter().enumerate() {
+        assert_eq!(
+            (s.rounds, s.bytes_sent),
+            (2, want[i].bytes_sent),
+            "party {i}"
+        );
+        // One element per bit, give or take one, and two frame headers.
+        let elems = (s.bytes_sent - 2 * crate::net::FRAME_HEADER as u64) / ELEM as u64;
+        assert!(elems.abs_diff(COUNT as u64) <= 2, "party {i}: {elems}");
+    }
 }
