@@ -82,7 +82,7 @@ fn encode(v: &[u64]) -> Vec<u8> {
     v.iter().flat_map(|w| w.to_le_bytes()).collect()
 }
 
-fn decode(party: PartyId, m: &[u8], words: usize) -> R<Vec<u64>> {
+pub(super) fn decode(party: PartyId, m: &[u8], words: usize) -> R<Vec<u64>> {
     if m.len() != words * 8 {
         return Err(ProtocolError::Net(NetError::Garbage {
             party,

@@ -275,6 +275,9 @@ fn a_peer_sending_garbage_is_an_error_naming_it() {
     assert!(e.to_string().contains("party 2"), "{e}");
     let e = Shamir::decode(1, &[0u8; 5], 1).unwrap_err();
     assert!(e.to_string().contains("party 1"), "{e}");
+    // Packed bits of the boolean comparisons (three parties).
+    let e = boolean::decode(2, &[0u8; 12], 2).unwrap_err();
+    assert!(e.to_string().contains("party 2"), "{e}");
 }
 
 #[test]
