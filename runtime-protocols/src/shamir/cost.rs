@@ -52,12 +52,7 @@ impl Engine for Counter<'_> {
     }
     fn select_with(&mut self, x: &[()], q: &Requant, b: Bounds, plan: &Plan) -> R<Vec<()>> {
         match select::plan(q, b, plan, self.geo)? {
-            Some(sp) => {
-                if std::env::var("QDBG").is_ok() {
-                    eprintln!("sel len {} b {:?} {}", x.len(), b, sp.debug());
-                }
-                self.rounds.extend(sp.pattern(self.geo))
-            }
+            Some(sp) => self.rounds.extend(sp.pattern(self.geo)),
             None => return super::wide::requantize(self, x, q, b),
         }
         Ok(x.to_vec())

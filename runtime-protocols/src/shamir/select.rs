@@ -17,6 +17,10 @@
 //!    unit's `(lt, eq)` linear. Every lane of every element is one comparison of one tree;
 //! 4. *select* (1 round, with a clamp): `lo + (g_lo − g_hi)·(q + zp − lo) + g_hi·(hi − lo)`.
 //!
+//! With three parties the bits are daBits ([`dabits`], 2 rounds) and step 3 runs over
+//! their replicated boolean shares ([`boolean`]): one unit per bit, no chunk products,
+//! then one more round opens each borrow XOR a daBit to bring it into the field.
+//!
 //! The lanes: for `d = 2^s`, `q = ⌊(w + 2^(s−1))/2^s⌋` less one at a tie with an odd
 //! quotient; a tie is `(c + δ) mod 2^s = r mod 2^s` and the quotient's parity is
 //! `⌊(c + δ)/2^s⌋_0 ⊕ b_s` there, so one comparison of `s + 1` leaves with that parity as
@@ -239,20 +243,6 @@ impl ShamirPlan {
         })
     }
 
-    pub fn debug(&self) -> String {
-        let e = &self.elements[0];
-        format!(
-            "k {} stat {} width {} comps {} product {} lanes0 {:?} glo {:?} ghi {:?}",
-            self.k,
-            self.stat,
-            self.width,
-            self.comparisons,
-            self.product,
-            e.rounding,
-            e.g_lo,
-            e.g_hi
-        )
-    }
     /// The rounds of one call on these elements.
     pub fn pattern(&self, g: &Geometry) -> Rounds {
         let len = self.elements.len();
