@@ -20,12 +20,38 @@ pub struct Bits {
     pub b: Vec<u64>,
 }
 
-fn next(i: PartyId) -> PartyId {
+/// The party after `i` around the ring of three.
+pub(super) fn next(i: PartyId) -> PartyId {
     (i + 1) % 3
 }
 
-fn prev(i: PartyId) -> PartyId {
+/// The party before `i`.
+pub(super) fn prev(i: PartyId) -> PartyId {
     (i + 2) % 3
+}
+
+/// One round around the ring: send `msg` to `to` and take `len` bytes from `from`, an
+/// empty message not sent and an empty expectation not awaited (every party still calls
+/// the transport, so merged rounds stay in step).
+pub(super) fn pass(
+    p: &mut Shamir,
+    to: PartyId,
+    msg: Vec<u8>,
+    from: PartyId,
+    len: usize,
+) -> R<Vec<u8>> {
+    let out = if msg.is_empty() {
+        Vec::new()
+    } else {
+        vec![(to, msg)]
+    };
+    let expect = if len == 0 {
+        Vec::new()
+    } else {
+        vec![(from, len)]
+    };
+    let got = p.net.exchange_sized(out, &expect)?;
+    Ok(got.into_iter().next().map(|(_, m)| m).unwrap_or_default())
 }
 
 impl Bits {
@@ -57,24 +83,27 @@ impl Bits {
         bitvec::set(&mut self.b, i, b);
     }
 
-    /// Words `range` of both components.
-    pub fn slice(&self, range: std::ops::Range<usize>) -> Bits {
-        Bits {
-            a: self.a[range.clone()].to_vec(),
-            b: self.b[range].to_vec(),
-        }
-    }
-
     pub fn xor(&self, o: &Bits) -> Bits {
         Bits {
             a: bitvec::xor(&self.a, &o.a),
             b: bitvec::xor(&self.b, &o.b),
         }
     }
+}
 
-    pub fn extend(&mut self, o: &Bits) {
+impl super::compare::Rows for Bits {
+    fn part(&self, at: usize, len: usize) -> Bits {
+        Bits {
+            a: self.a[at..at + len].to_vec(),
+            b: self.b[at..at + len].to_vec(),
+        }
+    }
+    fn append(&mut self, o: &Bits) {
         self.a.extend_from_slice(&o.a);
         self.b.extend_from_slice(&o.b);
+    }
+    fn either(&self, o: &Bits) -> Bits {
+        self.xor(o)
     }
 }
 
@@ -108,14 +137,7 @@ pub fn and(p: &mut Shamir, x: &Bits, y: &Bits) -> R<Bits> {
     let z: Vec<u64> = (0..words)
         .map(|w| (x.a[w] & y.a[w]) ^ (x.a[w] & y.b[w]) ^ (x.b[w] & y.a[w]) ^ ra[w] ^ rb[w])
         .collect();
-    if words == 0 {
-        p.net.exchange_sized(Vec::new(), &[])?;
-        return Ok(Bits::default());
-    }
-    let got = p
-        .net
-        .exchange_sized(vec![(prev(me), encode(&z))], &[(next(me), words * 8)])?;
-    let m = got.into_iter().next().map(|(_, m)| m).unwrap_or_default();
+    let m = pass(p, prev(me), encode(&z), next(me), words * 8)?;
     Ok(Bits {
         a: z,
         b: decode(next(me), &m, words)?,
@@ -127,14 +149,7 @@ pub fn and(p: &mut Shamir, x: &Bits, y: &Bits) -> R<Bits> {
 pub fn open(p: &mut Shamir, x: &Bits) -> R<Vec<u64>> {
     let words = x.words();
     let me = p.me;
-    if words == 0 {
-        p.net.exchange_sized(Vec::new(), &[])?;
-        return Ok(Vec::new());
-    }
-    let got = p
-        .net
-        .exchange_sized(vec![(next(me), encode(&x.a))], &[(prev(me), words * 8)])?;
-    let m = got.into_iter().next().map(|(_, m)| m).unwrap_or_default();
+    let m = pass(p, next(me), encode(&x.a), prev(me), words * 8)?;
     let missing = decode(prev(me), &m, words)?;
     Ok((0..words).map(|w| x.a[w] ^ x.b[w] ^ missing[w]).collect())
 }
@@ -158,43 +173,10 @@ pub fn open_round(words: usize) -> Round {
 }
 
 /// `[A < B]` for `count` comparisons of `width` units each, units least significant first,
-/// each unit `(lt, eq)` a row of `⌈count/64⌉` words. One AND round per level of the tree
-/// of [`super::compare::levels`]: `lt = lt_h ⊕ eq_h·lt_l` (the two exclude each other),
-/// `eq = eq_h·eq_l`.
+/// each unit `(lt, eq)` a row of `⌈count/64⌉` words: [`super::compare::tree`] with one AND
+/// round per level.
 pub fn less_than(p: &mut Shamir, lt: Bits, eq: Bits, count: usize, width: usize) -> R<Bits> {
-    let w = bitvec::words(count);
-    let row = |v: &Bits, j: usize| v.slice(j * w..(j + 1) * w);
-    let mut units: Vec<(Bits, Bits)> = (0..width).map(|j| (row(&lt, j), row(&eq, j))).collect();
-    for (pairs, last) in super::compare::levels(width) {
-        let (mut x, mut y) = (Bits::default(), Bits::default());
-        for k in 0..pairs {
-            let (lo, hi) = (&units[2 * k], &units[2 * k + 1]);
-            x.extend(&hi.1);
-            y.extend(&lo.0);
-            if !last {
-                x.extend(&hi.1);
-                y.extend(&lo.1);
-            }
-        }
-        let prod = and(p, &x, &y)?;
-        let step = if last { 1 } else { 2 };
-        let mut merged = Vec::with_capacity(pairs + 1);
-        for k in 0..pairs {
-            let at = k * step * w;
-            let new_lt = units[2 * k + 1].0.xor(&prod.slice(at..at + w));
-            let new_eq = if last {
-                Bits::default()
-            } else {
-                prod.slice(at + w..at + 2 * w)
-            };
-            merged.push((new_lt, new_eq));
-        }
-        if units.len() % 2 == 1 {
-            merged.push(units.pop().unwrap_or_default());
-        }
-        units = merged;
-    }
-    Ok(units.into_iter().next().map(|u| u.0).unwrap_or_default())
+    super::compare::tree(lt, eq, width, bitvec::words(count), |x, y| and(p, x, y))
 }
 
 /// The AND rounds of [`less_than`].

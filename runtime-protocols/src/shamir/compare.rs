@@ -89,46 +89,63 @@ pub fn tree_products(width: usize) -> Vec<usize> {
         .collect()
 }
 
-/// `[A < B]` for `count` comparisons of `width` leaves each, leaves least significant
-/// first, laid out leaf-major (`lt[j * count + c]`). One product round per level: with
-/// the high unit `(lt_h, eq_h)` and the low one `(lt_l, eq_l)`, `lt = lt_h + eq_h·lt_l`
-/// (the two cases exclude each other) and `eq = eq_h·eq_l`.
-pub fn less_than(
-    p: &mut Shamir,
-    lt: Vec<Fp>,
-    eq: Vec<Fp>,
-    count: usize,
+/// The rows of a comparison tree: one unit's `lt` or `eq` over every comparison, as field
+/// shares or packed boolean shares.
+pub trait Rows: Default {
+    /// `len` row positions from `at`.
+    fn part(&self, at: usize, len: usize) -> Self;
+    fn append(&mut self, o: &Self);
+    /// The sum of two cases that exclude each other (`+` in F_p, `⊕` over bits).
+    fn either(&self, o: &Self) -> Self;
+}
+
+impl Rows for Vec<Fp> {
+    fn part(&self, at: usize, len: usize) -> Self {
+        self[at..at + len].to_vec()
+    }
+    fn append(&mut self, o: &Self) {
+        self.extend_from_slice(o);
+    }
+    fn either(&self, o: &Self) -> Self {
+        self.iter().zip(o).map(|(&a, &b)| a + b).collect()
+    }
+}
+
+/// `[A < B]` over `width` units, each `(lt, eq)` a row of `row` positions, least
+/// significant first. One round of `mul` per level: with the high unit `(lt_h, eq_h)` and
+/// the low one `(lt_l, eq_l)`, `lt = lt_h + eq_h·lt_l` (the two cases exclude each other)
+/// and `eq = eq_h·eq_l`, which the last level skips.
+pub fn tree<T: Rows>(
+    lt: T,
+    eq: T,
     width: usize,
-) -> R<Vec<Fp>> {
-    let unit = |v: &[Fp], j: usize| v[j * count..(j + 1) * count].to_vec();
-    let mut units: Vec<(Vec<Fp>, Vec<Fp>)> =
-        (0..width).map(|j| (unit(&lt, j), unit(&eq, j))).collect();
+    row: usize,
+    mut mul: impl FnMut(&T, &T) -> R<T>,
+) -> R<T> {
+    let mut units: Vec<(T, T)> = (0..width)
+        .map(|j| (lt.part(j * row, row), eq.part(j * row, row)))
+        .collect();
     for (pairs, last) in levels(width) {
-        let (mut a, mut b) = (Vec::new(), Vec::new());
+        let (mut a, mut b) = (T::default(), T::default());
         for k in 0..pairs {
             let (lo, hi) = (&units[2 * k], &units[2 * k + 1]);
-            a.extend_from_slice(&hi.1);
-            b.extend_from_slice(&lo.0);
+            a.append(&hi.1);
+            b.append(&lo.0);
             if !last {
-                a.extend_from_slice(&hi.1);
-                b.extend_from_slice(&lo.1);
+                a.append(&hi.1);
+                b.append(&lo.1);
             }
         }
-        let prod = p.mul(&a, &b)?;
+        let prod = mul(&a, &b)?;
         let step = if last { 1 } else { 2 };
         let mut next = Vec::with_capacity(pairs + 1);
         for k in 0..pairs {
-            let at = k * step * count;
-            let hi_lt = &units[2 * k + 1].0;
-            let new_lt: Vec<Fp> = hi_lt
-                .iter()
-                .zip(&prod[at..at + count])
-                .map(|(&h, &m)| h + m)
-                .collect();
+            let at = k * step * row;
+            let new_lt = units[2 * k + 1].0.either(&prod.part(at, row));
             let new_eq = if last {
-                Vec::new()
+                T::default()
             } else {
-                prod[at + count..at + 2 * count].to_vec()
+                prod.part(at + row, row)
             };
             next.push((new_lt, new_eq));
         }
@@ -138,6 +155,18 @@ pub fn less_than(
         units = next;
     }
     Ok(units.into_iter().next().map(|u| u.0).unwrap_or_default())
+}
+
+/// `[A < B]` for `count` comparisons of `width` leaves each, leaves least significant
+/// first, laid out leaf-major (`lt[j * count + c]`), over the field.
+pub fn less_than(
+    p: &mut Shamir,
+    lt: Vec<Fp>,
+    eq: Vec<Fp>,
+    count: usize,
+    width: usize,
+) -> R<Vec<Fp>> {
+    tree(lt, eq, width, count, |a, b| p.mul(a, b))
 }
 
 /// The levels of a one-hot tree over `bits` bits: per level, the products of each pair of

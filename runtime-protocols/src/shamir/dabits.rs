@@ -16,7 +16,7 @@
 //! `h` sees only shares dealt with a coefficient from a stream it lacks; `a` and `b` see
 //! `w` only through `w_a` or `w_b`, uniform on their own, and each misses one `x_j`.
 
-use super::boolean::Bits;
+use super::boolean::{self, next, prev, Bits};
 use super::geometry::ELEM;
 use super::Shamir;
 use crate::bitvec;
@@ -35,14 +35,6 @@ pub struct DaBits {
 /// How many of bits `0..count` have helper `h`.
 fn helped_by(count: usize, h: PartyId) -> usize {
     (count + 2 - h) / 3
-}
-
-fn next(i: PartyId) -> PartyId {
-    (i + 1) % 3
-}
-
-fn prev(i: PartyId) -> PartyId {
-    (i + 2) % 3
 }
 
 /// `count` daBits (2 rounds).
@@ -129,21 +121,8 @@ pub fn dabits(p: &mut Shamir, count: usize) -> R<DaBits> {
 /// Send `msg` to the previous party, receive `len` elements from the next.
 fn exchange(p: &mut Shamir, msg: Vec<Fp>, len: usize) -> R<Vec<Fp>> {
     let me = p.me;
-    let out = if msg.is_empty() {
-        Vec::new()
-    } else {
-        vec![(prev(me), Shamir::encode(&msg))]
-    };
-    let expect = if len == 0 {
-        Vec::new()
-    } else {
-        vec![(next(me), len * ELEM)]
-    };
-    let got = p.net.exchange_sized(out, &expect)?;
-    match got.into_iter().next() {
-        Some((q, m)) => Shamir::decode(q, &m, len),
-        None => Ok(Vec::new()),
-    }
+    let m = boolean::pass(p, prev(me), Shamir::encode(&msg), next(me), len * ELEM)?;
+    Shamir::decode(next(me), &m, len)
 }
 
 /// The rounds of [`dabits`].
