@@ -9,8 +9,8 @@ pub mod lower;
 pub mod onnx;
 pub mod passes;
 
-use qmpc_protocols::TruncMode;
-use qmpc_vm::{Program, Weights};
+use qmpc_bytecode::{Program, Weights};
+use qmpc_semantics::TruncMode;
 
 /// Who may see the weights.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -54,7 +54,7 @@ pub enum CompileError {
     #[error("{file}: internal error, the generated program does not verify: {err}")]
     Verify {
         file: String,
-        err: qmpc_vm::verify::VerifyError,
+        err: qmpc_bytecode::verify::VerifyError,
     },
 }
 
@@ -75,7 +75,7 @@ pub fn compile_bytes(bytes: &[u8], file: &str, opts: &Options) -> Result<Compile
         file: file.to_string(),
         err,
     })?;
-    qmpc_vm::verify::verify(&program).map_err(|err| CompileError::Verify {
+    qmpc_bytecode::verify::verify(&program).map_err(|err| CompileError::Verify {
         file: file.to_string(),
         err,
     })?;

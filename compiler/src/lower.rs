@@ -3,9 +3,9 @@
 use crate::ir::{Graph, Op};
 use crate::{Options, WeightsMode};
 use petgraph::algo::toposort;
-use qmpc_vm::bytecode::operand::{Dst, Index};
-use qmpc_vm::bytecode::{ConstTensor, Program, RegDecl, WeightDecl, Weights};
-use qmpc_vm::{Instr, TensorType, Visibility};
+use qmpc_bytecode::operand::{Dst, Index};
+use qmpc_bytecode::{ConstTensor, Program, RegDecl, WeightDecl, Weights};
+use qmpc_bytecode::{Instr, TensorType, Visibility};
 use std::collections::HashMap;
 
 /// Registers in topological order; each node's instruction with operands renamed. An error
@@ -70,9 +70,7 @@ pub fn lower(g: &Graph, opts: &Options) -> Result<(Program, Weights), String> {
                 }
             },
             Op::Output { index } => Instr::Output {
-                x: qmpc_vm::bytecode::operand::Reg(
-                    *ops.first().ok_or("an output without an operand")?,
-                ),
+                x: qmpc_bytecode::operand::Reg(*ops.first().ok_or("an output without an operand")?),
                 index: Index(*index as u32),
             },
             Op::Compute(i) => rename(i, dst, &ops)
@@ -113,7 +111,7 @@ pub fn lower(g: &Graph, opts: &Options) -> Result<(Program, Weights), String> {
 
 /// The instruction with `dst` and operand positions replaced by registers.
 fn rename(i: &Instr, dst: u32, ops: &[u32]) -> Option<Instr> {
-    use qmpc_vm::bytecode::operand::AsmValue;
+    use qmpc_bytecode::operand::AsmValue;
     let reg = |r: u32| ops.get(r as usize).copied().map(AsmValue::Reg);
     let args: Vec<(String, AsmValue)> = i
         .operands()

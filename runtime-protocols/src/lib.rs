@@ -16,8 +16,6 @@ pub mod field;
 pub mod mux;
 pub mod net;
 pub mod rep3;
-pub mod requant;
-pub mod ring;
 pub mod semi2k;
 pub mod shamir;
 #[cfg(test)]
@@ -26,56 +24,12 @@ pub mod word;
 
 pub use clear::Clear;
 pub use error::ProtocolError;
+pub use qmpc_semantics::{requant, ring, Bounds, MatDims, Requant, TruncMode};
 pub use rep3::Rep3;
-pub use requant::Requant;
 pub use semi2k::Semi2k;
 
 /// Index of a party, `0..parties`.
 pub type PartyId = usize;
-
-/// How a protocol should truncate after a rescale (`--trunc`).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-pub enum TruncMode {
-    /// Bit-exact with `clear`.
-    #[default]
-    Exact,
-    /// May differ from `clear` by one in the last place, with a documented frequency.
-    Probabilistic,
-}
-
-/// Shapes of a batched matrix product `[batch, m, k] x [batch, k, n] -> [batch, m, n]`.
-/// A `batch` of operands with stride 0 is expressed by `a_batched`/`b_batched` = false.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct MatDims {
-    pub batch: usize,
-    pub m: usize,
-    pub k: usize,
-    pub n: usize,
-    pub a_batched: bool,
-    pub b_batched: bool,
-}
-
-/// Static bounds of a secret value, known to every party from the public program.
-/// Protocols use them to compare on fewer bits than the ring has.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Bounds {
-    pub lo: i64,
-    pub hi: i64,
-}
-
-impl Bounds {
-    /// Number of bits of a two's complement integer holding every value in the bounds.
-    pub fn signed_bits(&self) -> u32 {
-        let need = |v: i64| {
-            if v < 0 {
-                65 - (!v).leading_zeros()
-            } else {
-                65 - v.leading_zeros()
-            }
-        };
-        need(self.lo).max(need(self.hi))
-    }
-}
 
 /// A secret-sharing protocol as the VM drives it.
 ///

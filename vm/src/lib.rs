@@ -1,18 +1,16 @@
-//! qmpc's virtual machine: the bytecode (binary container and text assembly), the loader
-//! that verifies it, and the interpreter that runs it in one party against a [`Protocol`].
+//! qmpc's virtual machine: the interpreter that runs a verified program in one party against
+//! a [`Protocol`], the runner of programs whose instructions share rounds, and the static
+//! cost walk. The bytecode itself (container, assembly, verifier) is `qmpc-bytecode`,
+//! re-exported here.
 //!
 //! Architecture invariant: the VM knows nothing of ONNX; it sees only bytecode.
 //!
 //! [`Protocol`]: qmpc_protocols::Protocol
 
-pub mod bytecode;
 mod concurrent;
 pub mod cost;
 pub mod interp;
-pub mod shapes;
-pub mod tensor;
-pub mod types;
-pub mod verify;
 
-pub use bytecode::{Instr, Program, Weights};
-pub use types::{DType, TensorType, Visibility};
+pub use qmpc_bytecode as bytecode;
+pub use qmpc_bytecode::{shapes, tensor, types, verify};
+pub use qmpc_bytecode::{DType, Instr, Program, TensorType, Visibility, Weights};

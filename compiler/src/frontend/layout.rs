@@ -5,9 +5,9 @@ use super::sym::{IntVal, Real, Sym};
 use super::{Importer, R};
 use crate::onnx::{TensorData, Values};
 use petgraph::stable_graph::NodeIndex;
-use qmpc_vm::bytecode::operand::{Dst, Int, Ints, Reg, Regs};
-use qmpc_vm::tensor::{self, Tensor};
-use qmpc_vm::Instr;
+use qmpc_bytecode::operand::{Dst, Int, Ints, Reg, Regs};
+use qmpc_bytecode::tensor::{self, Tensor};
+use qmpc_bytecode::Instr;
 
 /// A layout change, described once and applied to every kind of tensor.
 #[derive(Clone, Debug)]
@@ -244,7 +244,7 @@ impl Importer<'_> {
 pub fn concat_const(ts: &[&TensorData], axis: usize) -> R<TensorData> {
     let first = ts.first().ok_or("empty Concat")?;
     let dims: Vec<&[usize]> = ts.iter().map(|t| t.dims.as_slice()).collect();
-    let out = qmpc_vm::shapes::concat(&dims, axis as i64)?;
+    let out = qmpc_bytecode::shapes::concat(&dims, axis as i64)?;
     let values = if first.is_float() {
         let parts: Vec<Tensor<f32>> = ts
             .iter()

@@ -15,8 +15,8 @@ use crate::ir::Graph;
 use crate::onnx::proto::{data_type, ModelProto, NodeProto};
 use crate::onnx::{self, tensor_data, Attrs, TensorData};
 use crate::Options;
-use qmpc_vm::bytecode::{ExternalType, InputDecl, OutputDecl, PostOp, QuantParams};
-use qmpc_vm::{DType, TensorType};
+use qmpc_bytecode::{DType, TensorType};
+use qmpc_bytecode::{ExternalType, InputDecl, OutputDecl, PostOp, QuantParams};
 use std::collections::HashMap;
 use sym::{IntVal, Real, Sym};
 
@@ -349,7 +349,7 @@ impl Importer<'_> {
             IntVal::Node(n) => Ok(*n),
             IntVal::Const { data, name, lo, hi } => {
                 let ints = data.ints().ok_or("expected an integer tensor")?.to_vec();
-                let c = qmpc_vm::bytecode::ConstTensor {
+                let c = qmpc_bytecode::ConstTensor {
                     dtype: DType::fitting(*lo, *hi),
                     dims: data.dims.clone(),
                     data: ints,
@@ -365,7 +365,7 @@ impl Importer<'_> {
     pub fn konst(&mut self, dims: Vec<usize>, data: Vec<i64>) -> petgraph::stable_graph::NodeIndex {
         let lo = data.iter().copied().min().unwrap_or(0);
         let hi = data.iter().copied().max().unwrap_or(0);
-        let c = qmpc_vm::bytecode::ConstTensor {
+        let c = qmpc_bytecode::ConstTensor {
             dtype: DType::fitting(lo.min(0), hi.max(0)),
             dims,
             data,
@@ -375,7 +375,7 @@ impl Importer<'_> {
 
     pub fn compute(
         &mut self,
-        instr: qmpc_vm::Instr,
+        instr: qmpc_bytecode::Instr,
         operands: &[petgraph::stable_graph::NodeIndex],
     ) -> R<petgraph::stable_graph::NodeIndex> {
         let o = self.origin.clone();
@@ -384,7 +384,7 @@ impl Importer<'_> {
 
     pub fn compute_to(
         &mut self,
-        instr: qmpc_vm::Instr,
+        instr: qmpc_bytecode::Instr,
         operands: &[petgraph::stable_graph::NodeIndex],
         dims: &[usize],
         dtype: Option<DType>,

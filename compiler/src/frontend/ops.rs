@@ -7,8 +7,8 @@ use super::sym::{ElemFn, IntVal, Real, Scale, Sym};
 use super::{attrs, dtype_of, float_scalar, Importer, R};
 use crate::onnx::proto::{data_type, NodeProto};
 use crate::onnx::{TensorData, Values};
-use qmpc_vm::bytecode::operand::{Dst, Int, Ints, Reg};
-use qmpc_vm::Instr;
+use qmpc_bytecode::operand::{Dst, Int, Ints, Reg};
+use qmpc_bytecode::Instr;
 
 type Handler = fn(&mut Importer, &NodeProto, i64, &[Option<Sym>]) -> R<Vec<Sym>>;
 
@@ -242,14 +242,14 @@ fn quantize_linear(
             dims,
             batched,
         } => {
-            let ty = qmpc_vm::TensorType {
+            let ty = qmpc_bytecode::TensorType {
                 dtype: dtype_of(q.onnx)?,
                 dims: dims.clone(),
                 batched: *batched,
             };
-            let decl = qmpc_vm::bytecode::InputDecl {
+            let decl = qmpc_bytecode::InputDecl {
                 name: name.clone(),
-                external: qmpc_vm::bytecode::ExternalType::F32,
+                external: qmpc_bytecode::ExternalType::F32,
                 quant: Some(q.to_quant()),
                 ty,
             };
@@ -744,18 +744,18 @@ fn binary(imp: &mut Importer, node: &NodeProto, inputs: &[Option<Sym>], op: &str
 }
 
 fn fold_binary(x: &TensorData, y: &TensorData, op: &str) -> R<TensorData> {
-    let dims = qmpc_vm::shapes::broadcast(&x.dims, &y.dims)?;
+    let dims = qmpc_bytecode::shapes::broadcast(&x.dims, &y.dims)?;
     let bx = |t: &TensorData| -> R<Vec<i64>> {
-        Ok(qmpc_vm::tensor::broadcast_to(
-            &qmpc_vm::tensor::Tensor::new(t.dims.clone(), ints_of(t, "operand")?),
+        Ok(qmpc_bytecode::tensor::broadcast_to(
+            &qmpc_bytecode::tensor::Tensor::new(t.dims.clone(), ints_of(t, "operand")?),
             &dims,
         ))
     };
     if x.is_float() || y.is_float() {
         let fx = |t: &TensorData| -> R<Vec<f32>> {
             let v = t.floats().ok_or("mixed float and integer constants")?;
-            Ok(qmpc_vm::tensor::broadcast_to(
-                &qmpc_vm::tensor::Tensor::new(t.dims.clone(), v.to_vec()),
+            Ok(qmpc_bytecode::tensor::broadcast_to(
+                &qmpc_bytecode::tensor::Tensor::new(t.dims.clone(), v.to_vec()),
                 &dims,
             ))
         };
@@ -1195,7 +1195,7 @@ fn transpose(imp: &mut Importer, node: &NodeProto, _o: i64, inputs: &[Option<Sym
             .collect::<Result<Vec<_>, _>>()?,
         None => (0..n).rev().collect(),
     };
-    qmpc_vm::shapes::transpose(
+    qmpc_bytecode::shapes::transpose(
         &vec![1; n],
         &perm.iter().map(|&v| v as i64).collect::<Vec<_>>(),
     )?;
@@ -1566,7 +1566,7 @@ fn argmax(imp: &mut Importer, node: &NodeProto, _o: i64, inputs: &[Option<Sym>])
         },
         &[v],
         &out,
-        Some(qmpc_vm::DType::I64),
+        Some(qmpc_bytecode::DType::I64),
     )?;
     one(Sym::Int {
         node: n,

@@ -7,11 +7,11 @@ use super::{dtype_of, Importer, R};
 use crate::onnx::proto::data_type;
 use crate::onnx::{TensorData, Values};
 use petgraph::stable_graph::NodeIndex;
-use qmpc_protocols::ring;
-use qmpc_vm::bytecode::operand::{Dst, Index, Int, Ints, Reg};
-use qmpc_vm::bytecode::{ConstTensor, QuantParams};
-use qmpc_vm::verify::RING_BOUND;
-use qmpc_vm::{DType, Instr};
+use qmpc_bytecode::operand::{Dst, Index, Int, Ints, Reg};
+use qmpc_bytecode::verify::RING_BOUND;
+use qmpc_bytecode::{ConstTensor, QuantParams};
+use qmpc_bytecode::{DType, Instr};
+use qmpc_semantics::ring;
 
 /// Quantization parameters read from a (scale, zero point) pair of ONNX tensors.
 pub struct QParams {
@@ -315,11 +315,12 @@ impl Importer<'_> {
             Some(t) => (t.dims.clone(), t.ints().ok_or("bad divisor")?.to_vec()),
         };
         // Full num/den tensors: channel multipliers broadcast against the divisor.
-        let dims = qmpc_vm::tensor::broadcast_dims(&cd, &cdims).ok_or("divisor shape")?;
-        let ct = qmpc_vm::tensor::Tensor::new(cd.clone(), (0..channels).collect::<Vec<usize>>());
-        let ch = qmpc_vm::tensor::broadcast_to(&ct, &dims);
-        let dt = qmpc_vm::tensor::Tensor::new(cdims.clone(), div.clone());
-        let dv = qmpc_vm::tensor::broadcast_to(&dt, &dims);
+        let dims = qmpc_bytecode::tensor::broadcast_dims(&cd, &cdims).ok_or("divisor shape")?;
+        let ct =
+            qmpc_bytecode::tensor::Tensor::new(cd.clone(), (0..channels).collect::<Vec<usize>>());
+        let ch = qmpc_bytecode::tensor::broadcast_to(&ct, &dims);
+        let dt = qmpc_bytecode::tensor::Tensor::new(cdims.clone(), div.clone());
+        let dv = qmpc_bytecode::tensor::broadcast_to(&dt, &dims);
         let vmax = (vd.lo as i128).abs().max((vd.hi as i128).abs()).max(1);
         let mut num = Vec::with_capacity(ch.len());
         let mut den = Vec::with_capacity(ch.len());

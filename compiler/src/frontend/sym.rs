@@ -3,7 +3,7 @@
 use super::rational::Rational;
 use crate::onnx::TensorData;
 use petgraph::stable_graph::NodeIndex;
-use qmpc_vm::bytecode::QuantParams;
+use qmpc_bytecode::QuantParams;
 
 /// An ONNX tensor during import.
 #[derive(Clone, Debug)]

@@ -2,7 +2,7 @@
 
 use super::{Graph, Op};
 use petgraph::algo::toposort;
-use qmpc_vm::bytecode::operand::AsmValue;
+use qmpc_bytecode::operand::AsmValue;
 use std::collections::HashMap;
 use std::fmt::Write;
 

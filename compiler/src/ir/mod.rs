@@ -9,9 +9,9 @@ mod dump;
 use petgraph::stable_graph::{NodeIndex, StableDiGraph};
 use petgraph::visit::EdgeRef;
 use petgraph::Direction;
-use qmpc_vm::bytecode::{ConstTensor, InputDecl, Instr, OutputDecl, RegDecl, WeightDecl};
-use qmpc_vm::verify::{infer, InferCtx};
-use qmpc_vm::{DType, TensorType, Visibility};
+use qmpc_bytecode::verify::{infer, InferCtx};
+use qmpc_bytecode::{ConstTensor, InputDecl, Instr, OutputDecl, RegDecl, WeightDecl};
+use qmpc_bytecode::{DType, TensorType, Visibility};
 
 pub use dump::dump;
 
@@ -48,9 +48,9 @@ pub struct Graph {
     /// Lookup tables referred to by `lookup` instructions (by index).
     pub tables: Vec<ConstTensor>,
     /// How secure protocols truncate; probabilistic results may exceed exact ones by one.
-    pub trunc: qmpc_protocols::TruncMode,
+    pub trunc: qmpc_semantics::TruncMode,
     /// How the program's instructions use rounds (the `schedule` pass sets it).
-    pub rounds: qmpc_vm::bytecode::RoundSchedule,
+    pub rounds: qmpc_bytecode::RoundSchedule,
     /// The order to lower nodes in, when a pass chose one (else a topological order).
     pub order: Vec<NodeIndex>,
 }
@@ -73,7 +73,7 @@ impl InferCtx for Ctx<'_> {
     fn weight(&self, _: u32) -> Option<&WeightDecl> {
         None
     }
-    fn trunc(&self) -> qmpc_protocols::TruncMode {
+    fn trunc(&self) -> qmpc_semantics::TruncMode {
         self.graph.trunc
     }
 }
@@ -265,6 +265,6 @@ impl Graph {
 pub fn check_size(dims: &[usize]) -> Result<usize, String> {
     dims.iter()
         .try_fold(1usize, |a, &d| a.checked_mul(d))
-        .filter(|&n| n <= qmpc_vm::verify::MAX_REGISTER_ELEMS)
+        .filter(|&n| n <= qmpc_bytecode::verify::MAX_REGISTER_ELEMS)
         .ok_or_else(|| format!("shape {dims:?} has too many elements"))
 }

@@ -10,9 +10,9 @@ use crate::ir::{Graph, Op};
 use petgraph::stable_graph::NodeIndex;
 use petgraph::visit::EdgeRef;
 use petgraph::Direction;
-use qmpc_vm::bytecode::operand::{Dst, Int, Reg};
-use qmpc_vm::bytecode::ConstTensor;
-use qmpc_vm::{DType, Instr, Visibility};
+use qmpc_bytecode::operand::{Dst, Int, Reg};
+use qmpc_bytecode::ConstTensor;
+use qmpc_bytecode::{DType, Instr, Visibility};
 
 /// Fuse every secret `rescale` → (`add` zero point) → `clamp` chain.
 pub fn fuse_requant(g: &mut Graph) {

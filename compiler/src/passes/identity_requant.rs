@@ -9,8 +9,8 @@ use crate::ir::{Graph, Op};
 use petgraph::stable_graph::NodeIndex;
 use petgraph::visit::EdgeRef;
 use petgraph::Direction;
-use qmpc_vm::bytecode::operand::{Dst, Reg};
-use qmpc_vm::Instr;
+use qmpc_bytecode::operand::{Dst, Reg};
+use qmpc_bytecode::Instr;
 
 /// Replace every requantization by one whose clamp never binds with an `add`.
 pub fn identity_requant(g: &mut Graph) {

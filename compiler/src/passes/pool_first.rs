@@ -14,7 +14,7 @@ use crate::ir::{Graph, Op};
 use petgraph::stable_graph::NodeIndex;
 use petgraph::visit::EdgeRef;
 use petgraph::Direction;
-use qmpc_vm::{Instr, Visibility};
+use qmpc_bytecode::{Instr, Visibility};
 
 /// Move every secret `maxpool` before the monotone chain that feeds it.
 pub fn pool_first(g: &mut Graph) {

@@ -15,9 +15,9 @@
 
 use crate::ir::{Graph, Op};
 use petgraph::stable_graph::NodeIndex;
-use qmpc_protocols::{Bounds, Requant};
-use qmpc_vm::bytecode::operand::{Dst, Reg};
-use qmpc_vm::{Instr, Visibility};
+use qmpc_bytecode::operand::{Dst, Reg};
+use qmpc_bytecode::{Instr, Visibility};
+use qmpc_semantics::{Bounds, Requant};
 
 /// Clamp the secret bias of every `requant(add(a, bias))`.
 pub fn saturate_bias(g: &mut Graph) {
@@ -139,9 +139,9 @@ fn saturate(g: &mut Graph, r: NodeIndex) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use qmpc_vm::bytecode::operand::Int;
-    use qmpc_vm::bytecode::ConstTensor;
-    use qmpc_vm::{DType, TensorType};
+    use qmpc_bytecode::operand::Int;
+    use qmpc_bytecode::ConstTensor;
+    use qmpc_bytecode::{DType, TensorType};
 
     fn tensor(dtype: DType, dims: &[usize], data: Vec<i64>) -> ConstTensor {
         ConstTensor {
@@ -155,9 +155,9 @@ mod tests {
     fn graph(bias: Vec<i64>) -> (Graph, NodeIndex) {
         let mut g = Graph::default();
         let x = g.add_input(
-            qmpc_vm::bytecode::InputDecl {
+            qmpc_bytecode::InputDecl {
                 name: "x".into(),
-                external: qmpc_vm::bytecode::ExternalType::I64,
+                external: qmpc_bytecode::ExternalType::I64,
                 quant: None,
                 ty: TensorType {
                     dtype: DType::I8,

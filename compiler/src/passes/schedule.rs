@@ -9,8 +9,8 @@
 
 use crate::ir::{Graph, Op};
 use petgraph::algo::toposort;
-use qmpc_vm::bytecode::RoundSchedule;
-use qmpc_vm::Visibility;
+use qmpc_bytecode::RoundSchedule;
+use qmpc_bytecode::Visibility;
 
 /// Whether node `n` communicates under any protocol that communicates at all.
 fn interactive(g: &Graph, n: petgraph::stable_graph::NodeIndex) -> bool {

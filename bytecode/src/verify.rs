@@ -2,10 +2,10 @@
 //! bounds, read an unwritten register, mix public and secret values the wrong way, or
 //! overflow the 64-bit ring (every register's bounds are re-derived by interval arithmetic).
 
-use crate::bytecode::{ConstTensor, InputDecl, Instr, Program, RegDecl, WeightDecl};
 use crate::shapes;
 use crate::types::Visibility;
-use qmpc_protocols::TruncMode;
+use crate::{ConstTensor, InputDecl, Instr, Program, RegDecl, WeightDecl};
+use qmpc_semantics::TruncMode;
 
 /// Why a program was rejected.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -117,7 +117,7 @@ pub fn verify(p: &Program) -> Result<(), VerifyError> {
     Ok(())
 }
 
-fn check_quant(q: &crate::bytecode::QuantParams, what: &str) -> Result<(), VerifyError> {
+fn check_quant(q: &crate::QuantParams, what: &str) -> Result<(), VerifyError> {
     if q.scale.is_empty() || q.scale.len() != q.zero_point.len() {
         return Err(VerifyError::Program(format!(
             "{what}: {} scales and {} zero points",

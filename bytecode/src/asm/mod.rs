@@ -14,7 +14,7 @@ mod lexer;
 lalrpop_util::lalrpop_mod!(
     #[allow(clippy::all, unused)]
     grammar,
-    "/bytecode/asm/grammar.rs"
+    "/asm/grammar.rs"
 );
 
 use super::operand::AsmValue;
@@ -22,7 +22,7 @@ use super::ops::Instr;
 use super::program::*;
 use crate::types::{DType, TensorType, Visibility};
 use ast::{Arg, Stmt};
-use qmpc_protocols::TruncMode;
+use qmpc_semantics::TruncMode;
 
 /// An assembly error, with its 1-based line.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

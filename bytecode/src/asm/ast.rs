@@ -1,6 +1,6 @@
 //! Parsed statements, before they are given meaning.
 
-use crate::bytecode::operand::AsmValue;
+use crate::operand::AsmValue;
 
 /// One line: `[%dst =] word args`.
 #[derive(Debug, Clone, PartialEq)]

@@ -7,7 +7,7 @@ use super::ops::Instr;
 use super::program::*;
 use crate::types::{DType, TensorType, Visibility};
 use prost::Message;
-use qmpc_protocols::TruncMode;
+use qmpc_semantics::TruncMode;
 
 /// Magic bytes in front of every `.qmpc` file.
 pub const PROGRAM_MAGIC: &[u8; 4] = b"QMPC";

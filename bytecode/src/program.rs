@@ -2,7 +2,7 @@
 
 use super::ops::Instr;
 use crate::types::{DType, TensorType, Visibility};
-use qmpc_protocols::TruncMode;
+use qmpc_semantics::TruncMode;
 
 /// Version of the bytecode format this build reads and writes.
 pub const FORMAT_VERSION: u32 = 1;

@@ -1,0 +1,136 @@
+//! The architecture invariants of `docs/architecture.md` that the crate graph and the
+//! source tree can show: checked here so that a change that breaks one fails CI.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// The crates in the normal (non-dev, non-build) dependency tree of `package`.
+fn dependencies(package: &str) -> Vec<String> {
+    let out = Command::new(env!("CARGO"))
+        .args([
+            "tree",
+            "--offline",
+            "-e",
+            "normal",
+            "--prefix",
+            "none",
+            "-p",
+            package,
+        ])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("cargo tree runs");
+    assert!(
+        out.status.success(),
+        "cargo tree -p {package} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut names: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split_whitespace().next().map(str::to_string))
+        .collect();
+    names.sort();
+    names.dedup();
+    names
+}
+
+/// Crates that carry secret sharing, randomness, ciphers or the network layer.
+const CRYPTO_OR_NETWORK: &[&str] = &[
+    "qmpc-protocols",
+    "qmpc-vm",
+    "rand",
+    "rand_core",
+    "rand_chacha",
+    "chacha20",
+    "getrandom",
+    "aes",
+    "rayon",
+];
+
+#[test]
+fn compiler_links_no_cryptography_and_no_network_layer() {
+    let deps = dependencies("qmpc-compiler");
+    assert!(deps.contains(&"qmpc-bytecode".to_string()), "{deps:?}");
+    for banned in CRYPTO_OR_NETWORK {
+        assert!(
+            !deps.iter().any(|d| d == banned),
+            "qmpc-compiler depends on `{banned}`: {deps:?}"
+        );
+    }
+}
+
+#[test]
+fn semantics_and_bytecode_link_no_cryptography() {
+    for package in ["qmpc-semantics", "qmpc-bytecode"] {
+        let deps = dependencies(package);
+        for banned in CRYPTO_OR_NETWORK {
+            assert!(
+                !deps.iter().any(|d| d == banned),
+                "{package} depends on `{banned}`: {deps:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn vm_and_protocols_know_nothing_of_onnx() {
+    for package in ["qmpc-vm", "qmpc-protocols"] {
+        let deps = dependencies(package);
+        assert!(
+            !deps.iter().any(|d| d == "qmpc-compiler"),
+            "{package} depends on the compiler: {deps:?}"
+        );
+    }
+    // The protocols do not see bytecode either: flat slices and public metadata only.
+    let deps = dependencies("qmpc-protocols");
+    assert!(
+        !deps.iter().any(|d| d == "qmpc-bytecode"),
+        "qmpc-protocols depends on the bytecode: {deps:?}"
+    );
+}
+
+fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    for entry in std::fs::read_dir(dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
+        let path = entry.expect("directory entry").path();
+        if path.is_dir() {
+            rust_files(&path, out);
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            out.push(path);
+        }
+    }
+}
+
+/// Only the network layer (`runtime-protocols/src/net.rs`) and the command line's session
+/// set-up, which binds the listeners it hands to it, name sockets.
+#[test]
+fn only_the_network_layer_touches_sockets() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let allowed = [
+        "runtime-protocols/src/net.rs",
+        "src/session.rs",
+        "src/run.rs",
+    ];
+    let mut files = Vec::new();
+    for dir in [
+        "src",
+        "semantics/src",
+        "bytecode/src",
+        "compiler/src",
+        "vm/src",
+        "runtime-protocols/src",
+    ] {
+        rust_files(&root.join(dir), &mut files);
+    }
+    assert!(files.len() > 50, "the source tree was not found");
+    for f in files {
+        let rel = f.strip_prefix(root).expect("under the root");
+        let rel = rel.to_string_lossy().replace('\\', "/");
+        if allowed.contains(&rel.as_str()) {
+            continue;
+        }
+        let text = std::fs::read_to_string(&f).expect("readable source");
+        for word in ["std::net", "TcpStream", "TcpListener", "UdpSocket"] {
+            assert!(!text.contains(word), "{rel} names `{word}`");
+        }
+    }
+}
