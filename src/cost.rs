@@ -23,7 +23,7 @@ pub struct CostArgs {
 /// The static cost of `args.model`, the ring it was computed for, and the bytes the dealer
 /// sends before the computation (0 without one).
 pub fn compute(args: &CostArgs) -> Result<(ProgramCost, u32, Preprocessing)> {
-    let n = session::parties_for(&args.protocol, args.parties)?;
+    let (spec, n) = session::protocol(&args.protocol, args.parties)?;
     if args.batch == 0 {
         bail!("--batch must be at least 1");
     }
@@ -32,7 +32,7 @@ pub fn compute(args: &CostArgs) -> Result<(ProgramCost, u32, Preprocessing)> {
     } else {
         crate::run::load_program(&args.model)?
     };
-    let roles = if args.protocol == "clear" {
+    let roles = if spec.is_clear() {
         Roles {
             model_owner: 0,
             data_owner: 0,
@@ -43,11 +43,11 @@ pub fn compute(args: &CostArgs) -> Result<(ProgramCost, u32, Preprocessing)> {
             .with_context(|| format!("protocol `{}`", args.protocol))?;
         args.roles
     };
-    let ring = session::ring_bits(&args.protocol, &program);
-    let costs = qmpc_protocols::cost::costs_for(&args.protocol, n, ring)?;
+    let ring = session::ring_bits(spec, &program);
+    let costs = spec.costs(n, ring)?;
     let c = qmpc_vm::cost::cost(&program, costs.as_ref(), roles, args.batch)
         .with_context(|| format!("{}: cannot cost the program", args.model.display()))?;
-    let pre = session::preprocessing(&args.protocol, &program, n, roles, args.batch)
+    let pre = session::preprocessing(spec, &program, n, roles, args.batch)
         .with_context(|| format!("{}: cannot cost the preprocessing", args.model.display()))?;
     Ok((c, ring, pre))
 }

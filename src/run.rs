@@ -4,6 +4,7 @@ use crate::npy::{self, Array};
 use crate::session;
 use anyhow::{bail, Context, Result};
 use qmpc_protocols::net::{Stats, Timeouts};
+use qmpc_protocols::Spec;
 use qmpc_vm::bytecode::{
     ExternalType, InputDecl, OutputDecl, PostOp, Program, QuantParams, Weights,
 };
@@ -220,10 +221,10 @@ fn softmax(v: &mut [f32], dims: &[usize], axis: usize) {
 }
 
 pub fn run(args: &RunArgs) -> Result<()> {
-    let n = session::parties_for(&args.protocol, args.parties)?;
+    let (spec, n) = session::protocol(&args.protocol, args.parties)?;
     let (program, weights) = load(args)?;
     let (inputs, batch) = read_inputs(&program, &args.input)?;
-    let (outs, per_party, times, dealer) = if args.protocol == "clear" {
+    let (outs, per_party, times, dealer) = if spec.is_clear() {
         let start = Instant::now();
         let roles = Roles {
             model_owner: 0,
@@ -238,7 +239,7 @@ pub fn run(args: &RunArgs) -> Result<()> {
         let wall = start.elapsed().as_secs_f64();
         (outs, vec![Stats::default()], (wall, wall), None)
     } else {
-        run_local_parties(args, n, &program, weights, inputs, batch)?
+        run_local_parties(args, (spec, n), &program, weights, inputs, batch)?
     };
     if let Some(path) = &args.output {
         write_output(&program, &outs, path)?;
@@ -247,8 +248,8 @@ pub fn run(args: &RunArgs) -> Result<()> {
         std::fs::write(
             path,
             session::stats_json(
-                &args.protocol,
-                session::ring_bits(&args.protocol, &program),
+                spec,
+                session::ring_bits(spec, &program),
                 batch,
                 &per_party,
                 times,
@@ -286,7 +287,7 @@ type Outcome = (
 /// the output receiver's outputs, each party's online traffic and the wall time.
 fn run_local_parties(
     args: &RunArgs,
-    n: usize,
+    (spec, n): (&'static Spec, usize),
     program: &Program,
     weights: Weights,
     inputs: Vec<Tensor<i64>>,
@@ -294,7 +295,7 @@ fn run_local_parties(
 ) -> Result<Outcome> {
     let roles = args.roles;
     session::check_roles(roles, n).with_context(|| format!("protocol `{}`", args.protocol))?;
-    let dealt = session::has_dealer(&args.protocol);
+    let dealt = spec.dealer;
     let (addrs, mut listeners) = qmpc_protocols::net::loopback(n + usize::from(dealt))?;
     let dealer_listener = if dealt { listeners.pop() } else { None };
     let mut weights = Some(weights);
@@ -318,7 +319,7 @@ fn run_local_parties(
         let dealer = dealer_listener.map(|l| {
             let addrs = &addrs;
             s.spawn(move || {
-                session::run_dealer(program, &args.protocol, l, addrs, roles, args.timeouts)
+                session::run_dealer(program, spec, l, addrs, roles, args.timeouts)
                     .context("the dealer")
             })
         });
@@ -331,7 +332,7 @@ fn run_local_parties(
                 s.spawn(move || {
                     session::run_party(
                         program,
-                        &args.protocol,
+                        spec,
                         i,
                         l,
                         addrs,
@@ -389,9 +390,9 @@ fn run_local_parties(
 /// `qmpc party`: one party in its own process, addresses and roles from the TOML file.
 pub fn party(args: &PartyArgs) -> Result<()> {
     let cfg = session::PartiesConfig::read(&args.config)?;
-    let n = session::parties_for(&cfg.protocol, Some(cfg.party.len()))?;
+    let (spec, n) = session::protocol(&cfg.protocol, Some(cfg.party.len()))?;
     let Some(me) = args.id else {
-        return dealer(args, &cfg);
+        return dealer(args, &cfg, spec);
     };
     if me >= n {
         bail!("--id {me}: {} lists parties 0..{n}", args.config.display());
@@ -449,7 +450,7 @@ pub fn party(args: &PartyArgs) -> Result<()> {
     let data = PartyData { inputs, weights };
     let r = session::run_party(
         &program,
-        &cfg.protocol,
+        spec,
         me,
         listener,
         &addrs,
@@ -467,8 +468,8 @@ pub fn party(args: &PartyArgs) -> Result<()> {
         std::fs::write(
             path,
             session::stats_json(
-                &cfg.protocol,
-                session::ring_bits(&cfg.protocol, &program),
+                spec,
+                session::ring_bits(spec, &program),
                 r.batch,
                 &[r.stats],
                 (r.wall_s, r.online_s),
@@ -481,9 +482,9 @@ pub fn party(args: &PartyArgs) -> Result<()> {
 }
 
 /// `qmpc party --role dealer`: the dealer holds no data and writes no output.
-fn dealer(args: &PartyArgs, cfg: &session::PartiesConfig) -> Result<()> {
-    if !session::has_dealer(&cfg.protocol) {
-        bail!("protocol `{}` has no dealer", cfg.protocol);
+fn dealer(args: &PartyArgs, cfg: &session::PartiesConfig, spec: &Spec) -> Result<()> {
+    if !spec.dealer {
+        bail!("protocol `{}` has no dealer", spec.name);
     }
     if args.weights_file.is_some() || !args.input.is_empty() || args.output.is_some() {
         bail!("the dealer holds no weights, input or output");
@@ -495,7 +496,7 @@ fn dealer(args: &PartyArgs, cfg: &session::PartiesConfig) -> Result<()> {
         .with_context(|| format!("the dealer: cannot listen on {}", addrs[me]))?;
     let d = session::run_dealer(
         &program,
-        &cfg.protocol,
+        spec,
         listener,
         &addrs,
         cfg.roles(),

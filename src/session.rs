@@ -4,10 +4,8 @@
 
 use anyhow::{bail, Context, Result};
 use qmpc_protocols::net::{Hello, Mesh, NetError, Stats, Timeouts, Transport};
-use qmpc_protocols::semi2k::{Dealer, Gates};
-use qmpc_protocols::shamir::Shamir;
-use qmpc_protocols::word::Word;
-use qmpc_protocols::{PartyId, Rep3, Semi2k};
+use qmpc_protocols::registry::{self, DealerMode, DealerRole, DealerVisitor, Party, PartyVisitor};
+use qmpc_protocols::{PartyId, Spec};
 use qmpc_vm::bytecode::Program;
 use qmpc_vm::interp::{self, PartyData, Roles};
 use qmpc_vm::tensor::Tensor;
@@ -17,85 +15,12 @@ use std::net::{SocketAddr, TcpListener};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-/// How many computing parties a protocol this build runs takes.
-#[derive(Clone, Copy, Debug)]
-enum PartyCount {
-    Exactly(usize),
-    /// `min` to `max`; `default` without `--parties`.
-    Between {
-        min: usize,
-        max: usize,
-        default: usize,
-    },
-}
-
-/// The secure protocols this build runs.
-const SECURE: &[(&str, PartyCount)] = &[
-    ("rep3", PartyCount::Exactly(3)),
-    (
-        "semi2k",
-        PartyCount::Between {
-            min: 2,
-            max: MAX_PARTIES,
-            default: 2,
-        },
-    ),
-    // Every party holds a key per subset of `t` others: C(n − 1, t) grows fast.
-    (
-        "shamir",
-        PartyCount::Between {
-            min: 3,
-            max: qmpc_protocols::shamir::MAX_PARTIES,
-            default: 3,
-        },
-    ),
-    ("fss", PartyCount::Exactly(2)),
-];
-
-/// The most computing parties a run may have.
-const MAX_PARTIES: usize = 64;
-
-/// Whether `protocol` has a dealer beside its computing parties (the mesh's last party).
-pub fn has_dealer(protocol: &str) -> bool {
-    dealer_gates(protocol).is_some()
-}
-
-/// The gates of a protocol with a dealer.
-fn dealer_gates(protocol: &str) -> Option<Gates> {
-    match protocol {
-        "semi2k" => Some(Gates::Beaver),
-        "fss" => Some(Gates::Fss),
-        _ => None,
-    }
-}
-
-/// Every protocol name of DESIGN.md, implemented or not.
-pub const ALL: &[&str] = &[
-    "clear", "rep3", "semi2k", "shamir", "fss", "mal-rep3", "spdz2k",
-];
-
-/// Check a protocol name and party count; returns the number of parties.
-pub fn parties_for(protocol: &str, parties: Option<usize>) -> Result<usize> {
-    let count = match (protocol, SECURE.iter().find(|(p, _)| *p == protocol)) {
-        ("clear", _) => PartyCount::Exactly(1),
-        (_, Some((_, c))) => *c,
-        (p, None) if ALL.contains(&p) => {
-            bail!(
-                "protocol `{p}` is not implemented yet; this build runs clear, rep3, semi2k, shamir and fss"
-            )
-        }
-        (p, None) => bail!("unknown protocol `{p}`; protocols: {}", ALL.join(", ")),
-    };
-    match (count, parties) {
-        (PartyCount::Exactly(n), Some(k)) if k != n => {
-            bail!("protocol `{protocol}` runs with {n} parties, not {k}")
-        }
-        (PartyCount::Exactly(n), _) => Ok(n),
-        (PartyCount::Between { min, max, .. }, Some(k)) if !(min..=max).contains(&k) => {
-            bail!("protocol `{protocol}` runs with {min} to {max} parties, not {k}")
-        }
-        (PartyCount::Between { default, .. }, k) => Ok(k.unwrap_or(default)),
-    }
+/// The protocol called `name` (which this build must run) and its number of computing
+/// parties for `--parties`.
+pub fn protocol(name: &str, parties: Option<usize>) -> Result<(&'static Spec, usize)> {
+    let spec = registry::find(name)?;
+    let n = spec.party_count(parties)?;
+    Ok((spec, n))
 }
 
 /// What one party has at the end of a run.
@@ -116,7 +41,7 @@ pub struct PartyResult {
 #[allow(clippy::too_many_arguments)]
 pub fn run_party(
     program: &Program,
-    protocol: &str,
+    protocol: &Spec,
     me: PartyId,
     listener: TcpListener,
     addrs: &[SocketAddr],
@@ -127,44 +52,23 @@ pub fn run_party(
 ) -> Result<PartyResult> {
     let hello = Hello {
         program: program.digest(),
-        protocol: protocol.to_string(),
+        protocol: protocol.name.to_string(),
         parties: addrs.len(),
     };
     let start = Instant::now();
     let mut mesh = Mesh::with_listener(me, listener, addrs, &hello, timeouts)?;
     let batch = agree_batch(&mut mesh, roles.data_owner, batch)?;
     let ring = ring_bits(protocol, program);
-    let run = match (protocol, ring) {
-        ("rep3", 32) => run_with(
-            Rep3::<u32>::setup(Box::new(mesh))?,
+    let run = protocol.setup_party(
+        Box::new(mesh),
+        ring,
+        RunWith {
             program,
             roles,
             data,
             batch,
-        ),
-        ("rep3", 64) => run_with(
-            Rep3::<u64>::setup(Box::new(mesh))?,
-            program,
-            roles,
-            data,
-            batch,
-        ),
-        ("rep3", _) => run_with(
-            Rep3::<u128>::setup(Box::new(mesh))?,
-            program,
-            roles,
-            data,
-            batch,
-        ),
-        ("semi2k", 32) => run_semi2k::<u32>(Gates::Beaver, mesh, program, roles, data, batch),
-        ("semi2k", 64) => run_semi2k::<u64>(Gates::Beaver, mesh, program, roles, data, batch),
-        ("semi2k", _) => run_semi2k::<u128>(Gates::Beaver, mesh, program, roles, data, batch),
-        ("shamir", _) => run_with(Shamir::setup(Box::new(mesh))?, program, roles, data, batch),
-        ("fss", 32) => run_semi2k::<u32>(Gates::Fss, mesh, program, roles, data, batch),
-        ("fss", 64) => run_semi2k::<u64>(Gates::Fss, mesh, program, roles, data, batch),
-        ("fss", _) => run_semi2k::<u128>(Gates::Fss, mesh, program, roles, data, batch),
-        _ => bail!("protocol `{protocol}` cannot run as a party"),
-    }?;
+        },
+    )??;
     Ok(PartyResult {
         outputs: run.outputs,
         batch,
@@ -183,54 +87,19 @@ struct Run {
 
 type Outputs = Vec<Option<Tensor<i64>>>;
 
-/// A party of a set-up protocol: what the run needs besides [`qmpc_vm::interp`].
-trait Party: qmpc_protocols::Protocol + Send {
-    fn online(&self) -> Stats;
-    fn abort(&mut self, reason: &str);
-}
-
-impl<W: Word> Party for Rep3<W> {
-    fn online(&self) -> Stats {
-        self.stats()
-    }
-    fn abort(&mut self, reason: &str) {
-        Rep3::abort(self, reason)
-    }
-}
-
-impl Party for Shamir {
-    fn online(&self) -> Stats {
-        self.stats()
-    }
-    fn abort(&mut self, reason: &str) {
-        Shamir::abort(self, reason)
-    }
-}
-
-impl<W: Word> Party for Semi2k<W> {
-    fn online(&self) -> Stats {
-        self.stats()
-    }
-    fn abort(&mut self, reason: &str) {
-        Semi2k::abort(self, reason)
-    }
-}
-
-fn run_semi2k<W: Word>(
-    gates: Gates,
-    mesh: Mesh,
-    program: &Program,
+/// Runs a freshly set-up party on the program.
+struct RunWith<'a> {
+    program: &'a Program,
     roles: Roles,
-    data: &PartyData,
+    data: &'a PartyData,
     batch: usize,
-) -> Result<Run> {
-    run_with(
-        Semi2k::<W>::setup_with(Box::new(mesh), gates)?,
-        program,
-        roles,
-        data,
-        batch,
-    )
+}
+
+impl PartyVisitor for RunWith<'_> {
+    type Output = Result<Run>;
+    fn visit<P: Party>(self, party: P) -> Result<Run> {
+        run_with(party, self.program, self.roles, self.data, self.batch)
+    }
 }
 
 fn run_with<P: Party>(
@@ -266,7 +135,7 @@ pub struct DealerResult {
 /// walk the program making every call's material, send it, leave.
 pub fn run_dealer(
     program: &Program,
-    protocol: &str,
+    protocol: &Spec,
     listener: TcpListener,
     addrs: &[SocketAddr],
     roles: Roles,
@@ -274,21 +143,26 @@ pub fn run_dealer(
 ) -> Result<DealerResult> {
     let hello = Hello {
         program: program.digest(),
-        protocol: protocol.to_string(),
+        protocol: protocol.name.to_string(),
         parties: addrs.len(),
     };
     let start = Instant::now();
     let n = addrs.len() - 1;
     let mut mesh = Mesh::with_listener(n, listener, addrs, &hello, timeouts)?;
     let batch = agree_batch(&mut mesh, roles.data_owner, None)?;
-    let gates = dealer_gates(protocol)
-        .ok_or_else(|| anyhow::anyhow!("protocol `{protocol}` has no dealer"))?;
-    let stats = match ring_bits(protocol, program) {
-        32 => deal::<u32>(&mut mesh, program, roles, batch, (n, gates)),
-        64 => deal::<u64>(&mut mesh, program, roles, batch, (n, gates)),
-        _ => deal::<u128>(&mut mesh, program, roles, batch, (n, gates)),
-    };
-    let stats = match stats {
+    let ring = ring_bits(protocol, program);
+    let made = protocol.dealer(
+        n,
+        ring,
+        DealerMode::Generate,
+        Deal {
+            mesh: &mut mesh,
+            program,
+            roles,
+            batch,
+        },
+    );
+    let stats = match made.map_err(anyhow::Error::from).and_then(|r| r) {
         Ok(s) => s,
         Err(e) => {
             Transport::abort(&mut mesh, "the dealer failed");
@@ -301,18 +175,28 @@ pub fn run_dealer(
     })
 }
 
-fn deal<W: Word>(
-    mesh: &mut Mesh,
-    program: &Program,
+/// Walks the program with a generating dealer, then sends its material.
+struct Deal<'a> {
+    mesh: &'a mut Mesh,
+    program: &'a Program,
     roles: Roles,
     batch: usize,
-    (n, gates): (usize, Gates),
-) -> Result<Stats> {
-    let before = Transport::stats(mesh);
-    let mut dealer = Dealer::<W>::new(n, gates)?;
-    interp::run(program, &mut dealer, roles, &PartyData::default(), batch)
+}
+
+impl DealerVisitor for Deal<'_> {
+    type Output = Result<Stats>;
+    fn visit<D: DealerRole>(self, mut dealer: D) -> Result<Stats> {
+        let before = Transport::stats(self.mesh);
+        interp::run(
+            self.program,
+            &mut dealer,
+            self.roles,
+            &PartyData::default(),
+            self.batch,
+        )
         .context("the dealer cannot walk the program")?;
-    Ok(dealer.send(mesh)?.since(before))
+        Ok(dealer.send(self.mesh)?.since(before))
+    }
 }
 
 /// What the dealer sends before the computation.
@@ -328,36 +212,50 @@ pub struct Preprocessing {
 /// What the dealer of `protocol` sends for `program` at `batch` (nothing without a
 /// dealer), without running it.
 pub fn preprocessing(
-    protocol: &str,
+    protocol: &Spec,
     program: &Program,
     parties: usize,
     roles: Roles,
     batch: usize,
 ) -> Result<Preprocessing> {
-    let Some(gates) = dealer_gates(protocol) else {
+    if !protocol.dealer {
         return Ok(Preprocessing::default());
-    };
-    fn count<W: Word>(
-        program: &Program,
-        (n, gates): (usize, Gates),
+    }
+    /// Walks the program with a counting dealer.
+    struct Count<'a> {
+        program: &'a Program,
         roles: Roles,
         batch: usize,
-    ) -> Result<Preprocessing> {
-        let mut d = Dealer::<W>::counting(n, gates);
-        interp::run(program, &mut d, roles, &PartyData::default(), batch)?;
-        let (keys, key_bytes) = d.keys();
-        Ok(Preprocessing {
-            bytes: d.bytes_per_party().iter().sum(),
-            keys,
-            key_bytes,
-        })
     }
-    let who = (parties, gates);
-    match ring_bits(protocol, program) {
-        32 => count::<u32>(program, who, roles, batch),
-        64 => count::<u64>(program, who, roles, batch),
-        _ => count::<u128>(program, who, roles, batch),
+    impl DealerVisitor for Count<'_> {
+        type Output = Result<Preprocessing>;
+        fn visit<D: DealerRole>(self, mut d: D) -> Result<Preprocessing> {
+            interp::run(
+                self.program,
+                &mut d,
+                self.roles,
+                &PartyData::default(),
+                self.batch,
+            )?;
+            let (keys, key_bytes) = d.keys();
+            Ok(Preprocessing {
+                bytes: d.bytes_per_party().iter().sum(),
+                keys,
+                key_bytes,
+            })
+        }
     }
+    let ring = ring_bits(protocol, program);
+    protocol.dealer(
+        parties,
+        ring,
+        DealerMode::Count,
+        Count {
+            program,
+            roles,
+            batch,
+        },
+    )?
 }
 
 /// What a failing party tells the others: instruction, node and network cause, never the
@@ -427,21 +325,15 @@ fn agree_batch(mesh: &mut Mesh, owner: PartyId, batch: Option<usize>) -> Result<
 /// primitive would, e.g. a masked opening without its statistical headroom) and, for
 /// Z_2^32, that holds every secret register's bounds. A function of the public program, so
 /// every party and `qmpc cost` pick the same.
-pub fn ring_bits(protocol: &str, program: &Program) -> u32 {
-    match protocol {
-        "clear" => return 64,
-        // A prime field: the bits of p = 2^127 − 1.
-        "shamir" => return 127,
-        _ => {}
+pub fn ring_bits(protocol: &Spec, program: &Program) -> u32 {
+    let widths = protocol.widths();
+    if let [only] = widths {
+        return *only;
     }
+    // The ring does not depend on the number of parties.
+    let n = protocol.party_count(None).unwrap_or(3);
     let fits = |bits: u32| {
-        // The ring does not depend on the number of parties.
-        let n = match SECURE.iter().find(|(p, _)| *p == protocol) {
-            Some((_, PartyCount::Exactly(n))) => *n,
-            Some((_, PartyCount::Between { default, .. })) => *default,
-            None => 3,
-        };
-        qmpc_protocols::cost::costs_for(protocol, n, bits).is_ok_and(|c| {
+        protocol.costs(n, bits).is_ok_and(|c| {
             let roles = Roles {
                 model_owner: 0,
                 data_owner: 0,
@@ -454,19 +346,18 @@ pub fn ring_bits(protocol: &str, program: &Program) -> u32 {
     let secret_in_32 = program.registers.iter().all(|r| {
         r.vis == Visibility::Public || (i32_range.contains(&r.lo) && i32_range.contains(&r.hi))
     });
-    if secret_in_32 && fits(32) {
-        32
-    } else if fits(64) {
-        64
-    } else {
-        128
-    }
+    let last = widths.last().copied().unwrap_or(64);
+    widths
+        .iter()
+        .copied()
+        .find(|&bits| (bits != 32 || secret_in_32) && fits(bits))
+        .unwrap_or(last)
 }
 
 /// `--stats` JSON (DESIGN.md keys, plus bytes received, the ring and `online_s`: the wall
 /// time without the connection set-up).
 pub fn stats_json(
-    protocol: &str,
+    protocol: &Spec,
     ring: u32,
     batch: usize,
     per_party: &[Stats],
@@ -487,10 +378,11 @@ pub fn stats_json(
         })
         .collect();
     format!(
-        "{{\"protocol\": \"{protocol}\", \"parties\": {}, \"batch\": {batch}, \"rounds\": {rounds}, \
+        "{{\"protocol\": \"{}\", \"parties\": {}, \"batch\": {batch}, \"rounds\": {rounds}, \
          \"bytes_sent\": {sent}, \"per_party\": [{}], \
          \"preprocessing\": {{\"bytes_sent\": {pre_bytes}, \"wall_s\": {pre_wall:.6}}}, \"ring_bits\": {ring}, \
          \"wall_s\": {wall_s:.6}, \"online_s\": {online_s:.6}}}\n",
+        protocol.name,
         per_party.len(),
         parties.join(", ")
     )
@@ -607,7 +499,7 @@ impl PartiesConfig {
             .iter()
             .map(|p| resolve(format!("party {}", p.id), &p.address))
             .collect::<Result<Vec<_>>>()?;
-        match (&self.dealer, has_dealer(&self.protocol)) {
+        match (&self.dealer, registry::find(&self.protocol)?.dealer) {
             (Some(d), true) => out.push(resolve("the dealer".into(), &d.address)?),
             (None, true) => bail!(
                 "protocol `{}` needs a dealer: add `[dealer] address = \"HOST:PORT\"`",

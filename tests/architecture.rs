@@ -134,3 +134,43 @@ fn only_the_network_layer_touches_sockets() {
         }
     }
 }
+
+/// Protocols are chosen through `qmpc_protocols::registry`: no code outside it matches on a
+/// protocol's command-line name.
+#[test]
+fn only_the_registry_matches_on_protocol_names() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let names = [
+        "clear", "rep3", "semi2k", "shamir", "fss", "mal-rep3", "spdz2k",
+    ];
+    let mut files = Vec::new();
+    for dir in ["src", "vm/src", "runtime-protocols/src", "compiler/src"] {
+        rust_files(&root.join(dir), &mut files);
+    }
+    for f in files {
+        let rel = f.strip_prefix(root).expect("under the root");
+        let rel = rel.to_string_lossy().replace('\\', "/");
+        if rel == "runtime-protocols/src/registry.rs" {
+            continue;
+        }
+        let text = std::fs::read_to_string(&f).expect("readable source");
+        for name in names {
+            let quoted = format!("\"{name}\"");
+            for (i, line) in text.lines().enumerate() {
+                let Some(at) = line.find(&quoted) else {
+                    continue;
+                };
+                let after = line[at + quoted.len()..].trim_start();
+                let before = line[..at].trim_end();
+                assert!(
+                    !(after.starts_with("=>")
+                        || after.starts_with('|')
+                        || before.ends_with("==")
+                        || before.ends_with("!=")),
+                    "{rel}:{}: matches on the protocol name {quoted}: {line}",
+                    i + 1
+                );
+            }
+        }
+    }
+}

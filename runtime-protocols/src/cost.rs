@@ -170,55 +170,6 @@ impl Costs for ClearCosts {
     }
 }
 
-/// The cost formulas of a protocol by its command-line name, for `parties` parties and a
-/// ring of `ring_bits` (where the protocol computes in a ring).
-pub fn costs_for(
-    protocol: &str,
-    parties: usize,
-    ring_bits: u32,
-) -> Result<Box<dyn Costs>, ProtocolError> {
-    let fixed = |n: usize| {
-        if parties == n {
-            Ok(())
-        } else {
-            Err(ProtocolError::Invalid(format!(
-                "{protocol} runs with exactly {n} parties, not {parties}"
-            )))
-        }
-    };
-    match protocol {
-        "clear" => fixed(1).map(|_| Box::new(ClearCosts) as Box<dyn Costs>),
-        "rep3" => {
-            fixed(3).map(|_| Box::new(crate::rep3::Rep3Costs { ring_bits }) as Box<dyn Costs>)
-        }
-        "semi2k" if parties >= 2 => Ok(Box::new(crate::semi2k::Semi2kCosts {
-            parties,
-            ring_bits,
-            gates: crate::semi2k::Gates::Beaver,
-        })),
-        "semi2k" => Err(ProtocolError::Invalid(format!(
-            "semi2k runs with 2 or more parties, not {parties}"
-        ))),
-        "fss" => fixed(2).map(|_| {
-            Box::new(crate::semi2k::Semi2kCosts {
-                parties,
-                ring_bits,
-                gates: crate::semi2k::Gates::Fss,
-            }) as Box<dyn Costs>
-        }),
-        "shamir" if (3..=crate::shamir::MAX_PARTIES).contains(&parties) => {
-            Ok(Box::new(crate::shamir::ShamirCosts::new(parties)))
-        }
-        "shamir" => Err(ProtocolError::Invalid(format!(
-            "shamir runs with 3 to {} parties, not {parties}",
-            crate::shamir::MAX_PARTIES
-        ))),
-        other => Err(ProtocolError::Invalid(format!(
-            "protocol `{other}` is not implemented (implemented: clear, rep3, semi2k, shamir, fss)"
-        ))),
-    }
-}
-
 /// The local [`Protocol`] methods of a protocol that holds no data (`Share = ()`): they
 /// only keep shapes. Written into its `impl Protocol`.
 macro_rules! shape_only_locals {

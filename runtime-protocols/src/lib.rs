@@ -15,6 +15,7 @@ mod error;
 pub mod field;
 pub mod mux;
 pub mod net;
+pub mod registry;
 pub mod rep3;
 pub mod semi2k;
 pub mod shamir;
@@ -25,7 +26,8 @@ pub mod word;
 pub use clear::Clear;
 pub use error::ProtocolError;
 pub use qmpc_semantics::{requant, ring, Bounds, MatDims, Requant, TruncMode};
-pub use rep3::Rep3;
+pub use registry::{Party, Spec};
+pub use rep3::{Rep3, Rep3Costs};
 pub use semi2k::Semi2k;
 
 /// Index of a party, `0..parties`.

@@ -1,0 +1,534 @@
+//! Every protocol qmpc knows, by command-line name: how many parties it takes, what it
+//! computes in, whether a dealer serves it, how to set up one of its parties or its dealer,
+//! and its cost formulas. The command line and the tests ask this table; nothing outside
+//! it matches on protocol names.
+//!
+//! Set-up returns concrete protocol types (the VM is generic over [`Protocol`]), so the
+//! caller passes a visitor ([`PartyVisitor`], [`DealerVisitor`]) that receives the
+//! protocol at its own type.
+
+use crate::cost::{ClearCosts, Costs};
+use crate::net::{Stats, Transport};
+use crate::semi2k::{Dealer, Gates, Semi2kCosts};
+use crate::shamir::{Shamir, ShamirCosts};
+use crate::word::Word;
+use crate::{Protocol, ProtocolError, Rep3, Rep3Costs, Semi2k};
+use std::fmt;
+
+/// The most computing parties a run may have, where a protocol sets no lower limit.
+pub const MAX_PARTIES: usize = 64;
+
+/// How many computing parties a protocol takes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PartyCount {
+    Exactly(usize),
+    /// `min` to `max`; `default` without `--parties`.
+    Between {
+        min: usize,
+        max: usize,
+        default: usize,
+    },
+}
+
+impl PartyCount {
+    /// The counts a test matrix should cover: both ends and the default (at most 10).
+    pub fn representative(self) -> Vec<usize> {
+        match self {
+            PartyCount::Exactly(n) => vec![n],
+            PartyCount::Between { min, max, default } => {
+                let mut v = vec![min, default, (min + 2).min(max)];
+                v.sort_unstable();
+                v.dedup();
+                v
+            }
+        }
+    }
+}
+
+impl fmt::Display for PartyCount {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PartyCount::Exactly(n) => write!(f, "{n}"),
+            PartyCount::Between { min, max, .. } => write!(f, "{min} to {max}"),
+        }
+    }
+}
+
+/// What a protocol's shares live in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Domain {
+    /// Plain 64-bit integers (the reference).
+    Plain,
+    /// The narrowest of Z_2^32, Z_2^64 and Z_2^128 that the program fits (chosen by the
+    /// caller from the public program with [`Spec::costs`]).
+    Ring,
+    /// A prime field of this many bits.
+    Field(u32),
+}
+
+/// Who may be corrupted, and how.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Threat {
+    /// No secrets: one party computes in the clear.
+    None,
+    /// Corrupted parties follow the protocol; `colluding` of them may pool their views
+    /// (`usize::MAX`: all but one).
+    SemiHonest { colluding: Colluding },
+    /// Corrupted parties may deviate arbitrarily; honest parties abort.
+    Malicious { colluding: Colluding },
+}
+
+/// How many computing parties a coalition may hold.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Colluding {
+    /// A minority: `⌊(n − 1)/2⌋`.
+    Minority,
+    /// All but one: `n − 1`.
+    AllButOne,
+}
+
+/// Which implementation a name stands for (private: callers only see the [`Spec`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    Clear,
+    Rep3,
+    Semi2k(Gates),
+    Shamir,
+    /// Named by DESIGN.md, not built yet.
+    Planned,
+}
+
+/// One protocol of the registry.
+#[derive(Clone, Copy, Debug)]
+pub struct Spec {
+    /// The command-line name.
+    pub name: &'static str,
+    pub parties: PartyCount,
+    pub domain: Domain,
+    pub threat: Threat,
+    /// A trusted dealer beside the computing parties (the mesh's last member), which sends
+    /// its material before the computation and leaves.
+    pub dealer: bool,
+    kind: Kind,
+}
+
+/// Every protocol name of DESIGN.md, implemented or not.
+pub const PROTOCOLS: &[Spec] = &[
+    Spec {
+        name: "clear",
+        parties: PartyCount::Exactly(1),
+        domain: Domain::Plain,
+        threat: Threat::None,
+        dealer: false,
+        kind: Kind::Clear,
+    },
+    Spec {
+        name: "rep3",
+        parties: PartyCount::Exactly(3),
+        domain: Domain::Ring,
+        threat: Threat::SemiHonest {
+            colluding: Colluding::Minority,
+        },
+        dealer: false,
+        kind: Kind::Rep3,
+    },
+    Spec {
+        name: "semi2k",
+        parties: PartyCount::Between {
+            min: 2,
+            max: MAX_PARTIES,
+            default: 2,
+        },
+        domain: Domain::Ring,
+        threat: Threat::SemiHonest {
+            colluding: Colluding::AllButOne,
+        },
+        dealer: true,
+        kind: Kind::Semi2k(Gates::Beaver),
+    },
+    Spec {
+        name: "shamir",
+        // Every party holds a key per subset of `t` others: C(n − 1, t) grows fast.
+        parties: PartyCount::Between {
+            min: 3,
+            max: crate::shamir::MAX_PARTIES,
+            default: 3,
+        },
+        domain: Domain::Field(127),
+        threat: Threat::SemiHonest {
+            colluding: Colluding::Minority,
+        },
+        dealer: false,
+        kind: Kind::Shamir,
+    },
+    Spec {
+        name: "fss",
+        parties: PartyCount::Exactly(2),
+        domain: Domain::Ring,
+        threat: Threat::SemiHonest {
+            colluding: Colluding::AllButOne,
+        },
+        dealer: true,
+        kind: Kind::Semi2k(Gates::Fss),
+    },
+    Spec {
+        name: "mal-rep3",
+        parties: PartyCount::Exactly(3),
+        domain: Domain::Ring,
+        threat: Threat::Malicious {
+            colluding: Colluding::Minority,
+        },
+        dealer: false,
+        kind: Kind::Planned,
+    },
+    Spec {
+        name: "spdz2k",
+        parties: PartyCount::Between {
+            min: 2,
+            max: MAX_PARTIES,
+            default: 2,
+        },
+        domain: Domain::Ring,
+        threat: Threat::Malicious {
+            colluding: Colluding::AllButOne,
+        },
+        dealer: true,
+        kind: Kind::Planned,
+    },
+];
+
+/// Why a protocol name or party count is refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum RegistryError {
+    #[error("unknown protocol `{name}`; protocols: {}", names().join(", "))]
+    Unknown { name: String },
+    #[error("protocol `{name}` is not implemented yet; this build runs {}", implemented().join(", "))]
+    NotImplemented { name: &'static str },
+    #[error("protocol `{name}` runs with {count} parties, not {asked}")]
+    PartyCount {
+        name: &'static str,
+        count: PartyCount,
+        asked: usize,
+    },
+    #[error("protocol `{name}` has no dealer")]
+    NoDealer { name: &'static str },
+    #[error("protocol `{name}` cannot compute in a ring of {bits} bits")]
+    Ring { name: &'static str, bits: u32 },
+}
+
+/// Every name, in registry order.
+pub fn names() -> Vec<&'static str> {
+    PROTOCOLS.iter().map(|s| s.name).collect()
+}
+
+/// The names this build runs.
+pub fn implemented() -> Vec<&'static str> {
+    PROTOCOLS
+        .iter()
+        .filter(|s| s.implemented())
+        .map(|s| s.name)
+        .collect()
+}
+
+/// The protocol called `name`, implemented or not.
+pub fn lookup(name: &str) -> Result<&'static Spec, RegistryError> {
+    PROTOCOLS
+        .iter()
+        .find(|s| s.name == name)
+        .ok_or_else(|| RegistryError::Unknown { name: name.into() })
+}
+
+/// The protocol called `name`, which this build must run.
+pub fn find(name: &str) -> Result<&'static Spec, RegistryError> {
+    let spec = lookup(name)?;
+    if spec.implemented() {
+        Ok(spec)
+    } else {
+        Err(RegistryError::NotImplemented { name: spec.name })
+    }
+}
+
+/// A party of a set-up protocol, as the command line drives it: the VM's [`Protocol`] and
+/// what a run needs around it.
+pub trait Party: Protocol + Send {
+    /// Online traffic so far (the set-up excluded).
+    fn online(&self) -> Stats;
+    /// Tell the peers this party stops, and why.
+    fn abort(&mut self, reason: &str);
+}
+
+impl<W: Word> Party for Rep3<W> {
+    fn online(&self) -> Stats {
+        self.stats()
+    }
+    fn abort(&mut self, reason: &str) {
+        Rep3::abort(self, reason)
+    }
+}
+
+impl Party for Shamir {
+    fn online(&self) -> Stats {
+        self.stats()
+    }
+    fn abort(&mut self, reason: &str) {
+        Shamir::abort(self, reason)
+    }
+}
+
+impl<W: Word> Party for Semi2k<W> {
+    fn online(&self) -> Stats {
+        self.stats()
+    }
+    fn abort(&mut self, reason: &str) {
+        Semi2k::abort(self, reason)
+    }
+}
+
+/// What receives a freshly set-up party at its concrete type.
+pub trait PartyVisitor {
+    type Output;
+    fn visit<P: Party>(self, party: P) -> Self::Output;
+}
+
+/// A protocol's dealer, as the command line drives it: a [`Protocol`] with no data that the
+/// VM walks to make the material.
+pub trait DealerRole: Protocol<Share = ()> + Send {
+    /// Send every party its material (the dealer is the transport's last party).
+    fn send(self, net: &mut dyn Transport) -> Result<Stats, ProtocolError>;
+    /// Bytes sent to each computing party so far (frame headers included).
+    fn bytes_per_party(&self) -> Vec<u64>;
+    /// Function-secret-sharing keys made so far, and their bytes per party.
+    fn keys(&self) -> (u64, u64);
+}
+
+impl<W: Word> DealerRole for Dealer<W> {
+    fn send(self, net: &mut dyn Transport) -> Result<Stats, ProtocolError> {
+        Dealer::send(self, net)
+    }
+    fn bytes_per_party(&self) -> Vec<u64> {
+        Dealer::bytes_per_party(self)
+    }
+    fn keys(&self) -> (u64, u64) {
+        Dealer::keys(self)
+    }
+}
+
+/// What receives a dealer at its concrete type.
+pub trait DealerVisitor {
+    type Output;
+    fn visit<D: DealerRole>(self, dealer: D) -> Self::Output;
+}
+
+/// Whether a dealer makes material or only counts it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DealerMode {
+    Generate,
+    Count,
+}
+
+impl Spec {
+    /// Whether this build runs the protocol.
+    pub fn implemented(&self) -> bool {
+        self.kind != Kind::Planned
+    }
+
+    /// The reference protocol: one party, plaintext, in-process.
+    pub fn is_clear(&self) -> bool {
+        self.kind == Kind::Clear
+    }
+
+    /// The number of computing parties for `asked` (`--parties`), checked.
+    pub fn party_count(&self, asked: Option<usize>) -> Result<usize, RegistryError> {
+        let bad = |asked| RegistryError::PartyCount {
+            name: self.name,
+            count: self.parties,
+            asked,
+        };
+        match (self.parties, asked) {
+            (PartyCount::Exactly(n), Some(k)) if k != n => Err(bad(k)),
+            (PartyCount::Exactly(n), _) => Ok(n),
+            (PartyCount::Between { min, max, .. }, Some(k)) if !(min..=max).contains(&k) => {
+                Err(bad(k))
+            }
+            (PartyCount::Between { default, .. }, k) => Ok(k.unwrap_or(default)),
+        }
+    }
+
+    /// The ring or field widths to try for a program, narrowest first; the caller takes the
+    /// first one the program's costs accept (see [`Domain::Ring`]).
+    pub fn widths(&self) -> &'static [u32] {
+        match self.domain {
+            Domain::Plain => &[64],
+            Domain::Ring => &[32, 64, 128],
+            Domain::Field(_) => &[127],
+        }
+    }
+
+    /// The cost formulas of `parties` parties computing in `bits` (one of [`Spec::widths`]).
+    pub fn costs(&self, parties: usize, bits: u32) -> Result<Box<dyn Costs>, ProtocolError> {
+        self.party_count(Some(parties))
+            .map_err(|e| ProtocolError::Invalid(e.to_string()))?;
+        self.check_width(bits)
+            .map_err(|e| ProtocolError::Invalid(e.to_string()))?;
+        Ok(match self.kind {
+            Kind::Clear => Box::new(ClearCosts),
+            Kind::Rep3 => Box::new(Rep3Costs { ring_bits: bits }),
+            Kind::Semi2k(gates) => Box::new(Semi2kCosts {
+                parties,
+                ring_bits: bits,
+                gates,
+            }),
+            Kind::Shamir => Box::new(ShamirCosts::new(parties)),
+            Kind::Planned => {
+                return Err(ProtocolError::Invalid(
+                    RegistryError::NotImplemented { name: self.name }.to_string(),
+                ))
+            }
+        })
+    }
+
+    fn check_width(&self, bits: u32) -> Result<(), RegistryError> {
+        if self.widths().contains(&bits) {
+            Ok(())
+        } else {
+            Err(RegistryError::Ring {
+                name: self.name,
+                bits,
+            })
+        }
+    }
+
+    /// Set up this party over `net` (every computing party, and the dealer last where the
+    /// protocol has one) in a ring of `bits`, and hand it to `visitor`.
+    pub fn setup_party<V: PartyVisitor>(
+        &self,
+        net: Box<dyn Transport>,
+        bits: u32,
+        visitor: V,
+    ) -> Result<V::Output, ProtocolError> {
+        self.check_width(bits)
+            .map_err(|e| ProtocolError::Invalid(e.to_string()))?;
+        Ok(match (self.kind, bits) {
+            (Kind::Rep3, 32) => visitor.visit(Rep3::<u32>::setup(net)?),
+            (Kind::Rep3, 64) => visitor.visit(Rep3::<u64>::setup(net)?),
+            (Kind::Rep3, _) => visitor.visit(Rep3::<u128>::setup(net)?),
+            (Kind::Semi2k(g), 32) => visitor.visit(Semi2k::<u32>::setup_with(net, g)?),
+            (Kind::Semi2k(g), 64) => visitor.visit(Semi2k::<u64>::setup_with(net, g)?),
+            (Kind::Semi2k(g), _) => visitor.visit(Semi2k::<u128>::setup_with(net, g)?),
+            (Kind::Shamir, _) => visitor.visit(Shamir::setup(net)?),
+            (Kind::Clear | Kind::Planned, _) => {
+                return Err(ProtocolError::Invalid(format!(
+                    "protocol `{}` cannot run as a networked party",
+                    self.name
+                )))
+            }
+        })
+    }
+
+    /// This protocol's dealer for `parties` computing parties in a ring of `bits`, making
+    /// material or only counting it, handed to `visitor`.
+    pub fn dealer<V: DealerVisitor>(
+        &self,
+        parties: usize,
+        bits: u32,
+        mode: DealerMode,
+        visitor: V,
+    ) -> Result<V::Output, ProtocolError> {
+        let Kind::Semi2k(gates) = self.kind else {
+            return Err(ProtocolError::Invalid(
+                RegistryError::NoDealer { name: self.name }.to_string(),
+            ));
+        };
+        self.check_width(bits)
+            .map_err(|e| ProtocolError::Invalid(e.to_string()))?;
+        fn make<W: Word, V: DealerVisitor>(
+            n: usize,
+            gates: Gates,
+            mode: DealerMode,
+            v: V,
+        ) -> Result<V::Output, ProtocolError> {
+            Ok(match mode {
+                DealerMode::Generate => v.visit(Dealer::<W>::new(n, gates)?),
+                DealerMode::Count => v.visit(Dealer::<W>::counting(n, gates)),
+            })
+        }
+        match bits {
+            32 => make::<u32, V>(parties, gates, mode, visitor),
+            64 => make::<u64, V>(parties, gates, mode, visitor),
+            _ => make::<u128, V>(parties, gates, mode, visitor),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_unique_and_lookups_name_the_alternatives() {
+        let mut n = names();
+        n.sort_unstable();
+        n.dedup();
+        assert_eq!(n.len(), PROTOCOLS.len());
+        let e = find("rep4").unwrap_err().to_string();
+        assert!(
+            e.contains("unknown protocol `rep4`") && e.contains("semi2k"),
+            "{e}"
+        );
+        assert_eq!(find("rep3").map(|s| s.name), Ok("rep3"));
+    }
+
+    #[test]
+    fn party_counts_are_checked() {
+        let semi2k = find("semi2k").unwrap();
+        assert_eq!(semi2k.party_count(None), Ok(2));
+        assert_eq!(semi2k.party_count(Some(5)), Ok(5));
+        let e = semi2k.party_count(Some(1)).unwrap_err().to_string();
+        assert!(e.contains("2 to 64 parties, not 1"), "{e}");
+        let e = find("fss").unwrap().party_count(Some(3)).unwrap_err();
+        assert!(e.to_string().contains("with 2 parties, not 3"), "{e}");
+        assert_eq!(find("shamir").unwrap().parties.representative(), vec![3, 5]);
+    }
+
+    #[test]
+    fn every_implemented_protocol_has_costs_in_each_width() {
+        for spec in PROTOCOLS.iter().filter(|s| s.implemented()) {
+            let n = spec.party_count(None).unwrap();
+            for &bits in spec.widths() {
+                let c = spec.costs(n, bits).unwrap();
+                assert_eq!(c.name(), spec.name);
+                assert_eq!(c.parties(), n);
+            }
+            assert!(spec.costs(n, 7).is_err());
+        }
+    }
+
+    #[test]
+    fn dealers_exactly_where_the_registry_says() {
+        struct Bytes;
+        impl DealerVisitor for Bytes {
+            type Output = usize;
+            fn visit<D: DealerRole>(self, d: D) -> usize {
+                d.bytes_per_party().len()
+            }
+        }
+        for spec in PROTOCOLS.iter().filter(|s| s.implemented()) {
+            let n = spec.party_count(None).unwrap();
+            let bits = spec.widths()[0];
+            let got = spec.dealer(n, bits, DealerMode::Count, Bytes);
+            assert_eq!(got.is_ok(), spec.dealer, "{}", spec.name);
+            if let Ok(parties) = got {
+                assert_eq!(parties, n);
+            }
+        }
+    }
+
+    #[test]
+    fn planned_protocols_say_so() {
+        let e = find("spdz2k").unwrap_err().to_string();
+        assert!(
+            e.contains("not implemented yet") && e.contains("rep3"),
+            "{e}"
+        );
+    }
+}
