@@ -227,8 +227,7 @@ fn check(name: &str, kind: &str, dir: &Path, keep: &[usize]) -> Option<String> {
 
 #[test]
 fn onnx_node_tests() {
-    let Some(corpus) = common::shared_corpus() else {
-        eprintln!("skipped: ../shared/corpus is absent");
+    let Some(corpus) = common::required_corpus() else {
         return;
     };
     let root = corpus.join("onnx-node");
@@ -279,8 +278,7 @@ fn label(e: &Expect) -> &'static str {
 /// passed as `--input NAME=FILE`).
 #[test]
 fn two_secret_operands() {
-    let Some(corpus) = common::shared_corpus() else {
-        eprintln!("skipped: ../shared/corpus is absent");
+    let Some(corpus) = common::required_corpus() else {
         return;
     };
     let root = corpus.join("onnx-node");

@@ -29,8 +29,7 @@ fn own_models() {
 
 #[test]
 fn corpus_models() {
-    let Some(corpus) = common::shared_corpus() else {
-        eprintln!("skipped: ../shared/corpus is absent");
+    let Some(corpus) = common::required_corpus() else {
         return;
     };
     let m = corpus.join("models");

@@ -17,6 +17,21 @@ pub fn shared_corpus() -> Option<PathBuf> {
     p.join("manifest.json").exists().then_some(p)
 }
 
+/// `../shared/corpus` for a test that needs it: a missing corpus fails the test unless
+/// `QMPC_SKIP_SHARED=1` says to skip (then `None`, with a printed reason).
+pub fn required_corpus() -> Option<PathBuf> {
+    match shared_corpus() {
+        Some(d) => Some(d),
+        None if std::env::var_os("QMPC_SKIP_SHARED").is_some() => {
+            eprintln!("skipped: ../shared/corpus is absent and QMPC_SKIP_SHARED is set");
+            None
+        }
+        None => panic!(
+            "../shared/corpus is absent; set QMPC_SKIP_SHARED=1 to skip the tests that need it"
+        ),
+    }
+}
+
 pub fn qmpc(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_qmpc"))
         .args(args)
@@ -191,4 +206,38 @@ pub fn check_models(dir: &Path, what: &str, mut check: impl FnMut(&Entry) -> Res
     );
     assert!(checked > 0);
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// The first item of an `.npy` batch, written beside `prog`.
+pub fn first_item(input: &Path, prog: &Path) -> Result<std::path::PathBuf, String> {
+    let bytes = std::fs::read(input).map_err(|e| e.to_string())?;
+    let a = npy::parse(&bytes).map_err(|e| e.to_string())?;
+    let dims = a.dims().to_vec();
+    let count: usize = dims.iter().product();
+    let header = String::from_utf8_lossy(&bytes[..bytes.len().min(256)]).into_owned();
+    let descr = header
+        .split("'descr': '")
+        .nth(1)
+        .and_then(|d| d.split('\'').next())
+        .ok_or("no descr")?
+        .to_string();
+    let width = elem_size(&descr);
+    let data = &bytes[bytes.len() - count * width..];
+    let mut one = dims.clone();
+    let per = count / dims.first().copied().unwrap_or(1).max(1);
+    if let Some(d) = one.first_mut() {
+        *d = 1;
+    }
+    let out = prog.with_extension("first.npy");
+    std::fs::write(&out, npy::encode(&descr, &one, &data[..per * width]))
+        .map_err(|e| e.to_string())?;
+    Ok(out)
+}
+
+fn elem_size(descr: &str) -> usize {
+    descr
+        .trim_start_matches(['<', '>', '|', '='])
+        .get(1..)
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(1)
 }
