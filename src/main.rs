@@ -227,6 +227,9 @@ fn dispatch(cmd: Cmd) -> Result<()> {
             write(&output, &c.program.to_bytes())?;
             if matches!(build.weights, WeightsArg::Secret) {
                 write(&weights_path(&output), &c.weights.to_bytes())?;
+                if matches!(build.trunc, TruncArg::Probabilistic) {
+                    eprintln!("{}", session::PROBABILISTIC_WARNING);
+                }
             }
             if let Some(p) = emit_asm {
                 write(

@@ -223,6 +223,7 @@ fn softmax(v: &mut [f32], dims: &[usize], axis: usize) {
 pub fn run(args: &RunArgs) -> Result<()> {
     let (spec, n) = session::protocol(&args.protocol, args.parties)?;
     let (program, weights) = load(args)?;
+    session::warn_probabilistic(&program, spec);
     let (inputs, batch) = read_inputs(&program, &args.input)?;
     let (outs, per_party, times, dealer) = if spec.is_clear() {
         let start = Instant::now();
@@ -417,6 +418,7 @@ pub fn party(args: &PartyArgs) -> Result<()> {
         );
     }
     let program = load_program(&args.model)?;
+    session::warn_probabilistic(&program, spec);
     let weights = if me == roles.model_owner {
         if program.weights.is_empty() {
             Some(Weights { tensors: vec![] })

@@ -5,7 +5,7 @@
 use anyhow::{bail, Context, Result};
 use qmpc_protocols::net::{Hello, Mesh, NetError, Stats, Timeouts, Transport};
 use qmpc_protocols::registry::{self, DealerMode, DealerRole, DealerVisitor, Party, PartyVisitor};
-use qmpc_protocols::{PartyId, Spec};
+use qmpc_protocols::{PartyId, Spec, TruncMode};
 use qmpc_vm::bytecode::Program;
 use qmpc_vm::interp::{self, PartyData, Roles};
 use qmpc_vm::tensor::Tensor;
@@ -21,6 +21,22 @@ pub fn protocol(name: &str, parties: Option<usize>) -> Result<(&'static Spec, us
     let spec = registry::find(name)?;
     let n = spec.party_count(parties)?;
     Ok((spec, n))
+}
+
+/// The warning printed where `--trunc probabilistic` meets secret weights (compile, run,
+/// party): the one-step error of each rescale happens with a probability that depends on
+/// the secret low bits of the value, so a data owner who repeats a query learns them.
+pub const PROBABILISTIC_WARNING: &str = "warning: --trunc probabilistic with secret weights: \
+     whether a rescale rounds one step off depends on secret low bits, so repeated queries \
+     learn about the weights (docs/protocols.md, \"What probabilistic truncation leaks\")";
+
+/// Print [`PROBABILISTIC_WARNING`] when `program` truncates probabilistically with secret
+/// weights under a secure protocol.
+pub fn warn_probabilistic(program: &Program, protocol: &Spec) {
+    let secret_weights = !program.weights.is_empty();
+    if secret_weights && program.trunc == TruncMode::Probabilistic && !protocol.is_clear() {
+        eprintln!("{PROBABILISTIC_WARNING}");
+    }
 }
 
 /// What one party has at the end of a run.

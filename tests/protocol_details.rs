@@ -88,3 +88,51 @@ fn keys_are_reported_and_the_party_count_is_two() {
     let text = String::from_utf8_lossy(&o.stdout);
     assert!(text.contains("DCF keys"), "{text}");
 }
+
+/// `--trunc probabilistic` with secret weights warns at compile time and in a secure run
+/// (docs/protocols.md, "What probabilistic truncation leaks"); public weights and `clear`
+/// do not.
+#[test]
+fn probabilistic_truncation_with_secret_weights_warns() {
+    let model = root().join("models/tiny_mlp/qop_s8_pt.onnx");
+    let input = root().join("models/tiny_mlp/ref/qop_s8_pt/input.npy");
+    let warns =
+        |o: &std::process::Output| stderr(o).contains("--trunc probabilistic with secret weights");
+    for (weights, warned) in [("secret", true), ("public", false)] {
+        let prog = tmp(&format!("prob-warning-{weights}.qmpc"));
+        let o = qmpc(&[
+            "compile",
+            &s(&model),
+            "-o",
+            &s(&prog),
+            "--trunc",
+            "probabilistic",
+            "--weights",
+            weights,
+        ]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        assert_eq!(
+            warns(&o),
+            warned,
+            "compile, {weights} weights: {}",
+            stderr(&o)
+        );
+        for (protocol, secure) in [("rep3", true), ("clear", false)] {
+            let o = qmpc(&[
+                "run",
+                &s(&prog),
+                "--protocol",
+                protocol,
+                "--input",
+                &s(&input),
+            ]);
+            assert!(o.status.success(), "{}", stderr(&o));
+            assert_eq!(
+                warns(&o),
+                warned && secure,
+                "{protocol}, {weights} weights: {}",
+                stderr(&o)
+            );
+        }
+    }
+}
