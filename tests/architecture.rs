@@ -174,3 +174,26 @@ fn only_the_registry_matches_on_protocol_names() {
         }
     }
 }
+
+/// Every seed comes through `runtime-protocols/src/coins.rs` (`Coins`): no other source
+/// file asks the operating system for randomness, so the view tests can fix a coalition's
+/// keys and nothing escapes them.
+#[test]
+fn only_coins_draws_from_the_operating_system() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut files = Vec::new();
+    for dir in ["src", "vm/src", "runtime-protocols/src", "compiler/src"] {
+        rust_files(&root.join(dir), &mut files);
+    }
+    for f in files {
+        let rel = f.strip_prefix(root).expect("under the root");
+        let rel = rel.to_string_lossy().replace('\\', "/");
+        if rel == "runtime-protocols/src/coins.rs" {
+            continue;
+        }
+        let text = std::fs::read_to_string(&f).expect("readable source");
+        for word in ["getrandom", "OsRng", "thread_rng", "from_os_rng", "from_entropy"] {
+            assert!(!text.contains(word), "{rel} names `{word}`");
+        }
+    }
+}

@@ -9,6 +9,7 @@
 
 mod bitvec;
 pub mod clear;
+pub mod coins;
 pub mod cost;
 pub(crate) mod dcf;
 mod error;

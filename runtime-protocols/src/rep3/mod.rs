@@ -24,6 +24,7 @@ mod requant;
 pub use cost::Rep3Costs;
 pub use elem::{Elem, Xor};
 
+use crate::coins::{Coins, KeyId, OsCoins};
 use crate::mux::{self, Port, Reply, Request};
 use crate::net::{NetError, Stats, Transport};
 use crate::word::{matmul_words, Word};
@@ -70,7 +71,15 @@ fn slot(me: PartyId, j: usize) -> Option<usize> {
 impl<W: Word> Rep3<W> {
     /// Agree on pairwise PRG keys: party `i` draws `key_{i+1}` from the operating system and
     /// sends it to party `i + 1` (one round, 32 bytes, before the computation).
-    pub fn setup(mut net: Box<dyn Transport>) -> Result<Self, ProtocolError> {
+    pub fn setup(net: Box<dyn Transport>) -> Result<Self, ProtocolError> {
+        Self::setup_with_coins(net, &OsCoins)
+    }
+
+    /// [`Rep3::setup`] with the key seeds from `coins`.
+    pub fn setup_with_coins(
+        mut net: Box<dyn Transport>,
+        coins: &dyn Coins,
+    ) -> Result<Self, ProtocolError> {
         if net.parties() != 3 {
             return Err(ProtocolError::Invalid(format!(
                 "rep3 runs with exactly 3 parties, not {}",
@@ -79,9 +88,11 @@ impl<W: Word> Rep3<W> {
         }
         let me = net.party();
         let (prev, next) = ((me + 2) % 3, (me + 1) % 3);
-        let mut mine = [0u8; 32];
-        getrandom::fill(&mut mine)
-            .map_err(|e| ProtocolError::Invalid(format!("the OS random source failed: {e}")))?;
+        let mine = coins.seed(KeyId {
+            purpose: "rep3 pair",
+            holders: &[me, next],
+            index: 0,
+        })?;
         let got = net.exchange(vec![(next, mine.to_vec())], &[prev])?;
         let theirs: [u8; 32] = got
             .first()

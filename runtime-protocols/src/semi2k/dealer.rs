@@ -6,6 +6,7 @@
 use super::prep::{self, Block, Layout, Records};
 use super::select::Plan;
 use super::{arith, fss, reduce, Gates};
+use crate::coins::{Coins, KeyId, OsCoins};
 use crate::cost::Rounds;
 use crate::net::{Stats, Transport, FRAME_HEADER};
 use crate::word::Word;
@@ -48,23 +49,33 @@ pub struct Dealer<W: Word> {
     _ring: PhantomData<W>,
 }
 
-fn os_seed() -> R<[u8; 32]> {
-    let mut s = [0u8; 32];
-    getrandom::fill(&mut s)
-        .map_err(|e| ProtocolError::Invalid(format!("the OS random source failed: {e}")))?;
-    Ok(s)
-}
-
 impl<W: Word> Dealer<W> {
     /// A dealer that generates material, every seed from the operating system.
     pub fn new(parties: usize, gates: Gates) -> R<Self> {
+        Self::with_coins(parties, gates, &OsCoins)
+    }
+
+    /// [`Dealer::new`] with the seeds from `coins`: party `p`'s seed is held by `p` and
+    /// the dealer (party `parties`), the dealer's own by the dealer alone.
+    pub fn with_coins(parties: usize, gates: Gates, coins: &dyn Coins) -> R<Self> {
+        let dealer = parties;
         let seeds = (0..parties.saturating_sub(1))
-            .map(|_| os_seed())
+            .map(|p| {
+                coins.seed(KeyId {
+                    purpose: "semi2k dealer seed",
+                    holders: &[p, dealer],
+                    index: 0,
+                })
+            })
             .collect::<R<Vec<_>>>()?;
         let mut d = Dealer::counting(parties, gates);
         d.gen = Some(Generating {
             seeds,
-            rng: ChaCha12Rng::from_seed(os_seed()?),
+            rng: ChaCha12Rng::from_seed(coins.seed(KeyId {
+                purpose: "semi2k dealer own",
+                holders: &[dealer],
+                index: 0,
+            })?),
             streams: Vec::new(),
             last: Records::default(),
             public: Records::with_prefix(32),

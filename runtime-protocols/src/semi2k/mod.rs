@@ -29,6 +29,7 @@ pub use cost::Semi2kCosts;
 pub use dealer::Dealer;
 pub use fss::key_bytes_per_comparison;
 
+use crate::coins::{Coins, KeyId, OsCoins};
 use crate::mux::{self, Port, Reply, Request};
 use crate::net::{NetError, Stats, Transport};
 use crate::word::{matmul_words, Word};
@@ -88,7 +89,16 @@ impl<W: Word> Semi2k<W> {
     }
 
     /// [`Semi2k::setup`] for the gates `gates` (`fss` needs exactly 2 parties).
-    pub fn setup_with(mut net: Box<dyn Transport>, gates: Gates) -> R<Self> {
+    pub fn setup_with(net: Box<dyn Transport>, gates: Gates) -> R<Self> {
+        Self::setup_with_coins(net, gates, &OsCoins)
+    }
+
+    /// [`Semi2k::setup_with`] with the key seeds from `coins`.
+    pub fn setup_with_coins(
+        mut net: Box<dyn Transport>,
+        gates: Gates,
+        coins: &dyn Coins,
+    ) -> R<Self> {
         let total = net.parties();
         if total < 3 {
             return Err(ProtocolError::Invalid(format!(
@@ -126,9 +136,11 @@ impl<W: Word> Semi2k<W> {
         let mut keys: Vec<Option<[u8; 32]>> = vec![None; n];
         let mut out = Vec::new();
         for (j, key) in keys.iter_mut().enumerate().skip(me + 1) {
-            let mut k = [0u8; 32];
-            getrandom::fill(&mut k)
-                .map_err(|e| ProtocolError::Invalid(format!("the OS random source failed: {e}")))?;
+            let k = coins.seed(KeyId {
+                purpose: "semi2k input pair",
+                holders: &[me, j],
+                index: 0,
+            })?;
             *key = Some(k);
             out.push((j, k.to_vec()));
         }

@@ -36,6 +36,7 @@ pub use cost::ShamirCosts;
 /// at 12) and draws from each for every random element.
 pub const MAX_PARTIES: usize = 12;
 
+use crate::coins::{Coins, OsCoins};
 use crate::field::{point, Fp};
 use crate::mux::{self, Port, Reply, Request};
 use crate::net::{NetError, Stats, Transport};
@@ -60,7 +61,12 @@ pub struct Shamir {
 
 impl Shamir {
     /// Agree on the pairwise and subset keys (one round, 32 bytes per key).
-    pub fn setup(mut net: Box<dyn Transport>) -> R<Shamir> {
+    pub fn setup(net: Box<dyn Transport>) -> R<Shamir> {
+        Self::setup_with_coins(net, &OsCoins)
+    }
+
+    /// [`Shamir::setup`] with the key seeds from `coins`.
+    pub fn setup_with_coins(mut net: Box<dyn Transport>, coins: &dyn Coins) -> R<Shamir> {
         let n = net.parties();
         if !(3..=MAX_PARTIES).contains(&n) {
             return Err(ProtocolError::Invalid(format!(
@@ -68,7 +74,7 @@ impl Shamir {
             )));
         }
         let geo = Arc::new(Geometry::new(n));
-        let streams = Streams::agree(net.as_mut(), &geo)?;
+        let streams = Streams::agree(net.as_mut(), &geo, coins)?;
         let setup = net.stats();
         Ok(Shamir {
             me: net.party(),

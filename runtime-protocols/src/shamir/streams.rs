@@ -13,6 +13,7 @@
 //! the stream number, so instructions that run at the same time draw apart.
 
 use super::geometry::{subsets, Geometry};
+use crate::coins::{Coins, KeyId};
 use crate::field::{point, Fp, MODULUS};
 use crate::net::Transport;
 use crate::{PartyId, ProtocolError};
@@ -27,13 +28,6 @@ fn stream(key: &Key, index: usize) -> ChaCha12Rng {
     let mut r = ChaCha12Rng::from_seed(*key);
     r.set_stream(index as u64 + 1);
     r
-}
-
-fn os_key() -> R<Key> {
-    let mut k = [0u8; 32];
-    getrandom::fill(&mut k)
-        .map_err(|e| ProtocolError::Invalid(format!("the OS random source failed: {e}")))?;
-    Ok(k)
 }
 
 /// `len` uniform field elements.
@@ -71,7 +65,7 @@ impl Streams {
     /// Agree on every key in one round: party `i` draws the key of each pair `{i, j}`,
     /// `j > i`, and the subset key of each `T` whose complement it leads (its least
     /// member), and sends each to the parties that hold it.
-    pub fn agree(net: &mut dyn Transport, g: &Geometry) -> R<Streams> {
+    pub fn agree(net: &mut dyn Transport, g: &Geometry, coins: &dyn Coins) -> R<Streams> {
         let (me, n, t) = (net.party(), g.n, g.t);
         let all = subsets(n, t);
         let holders =
@@ -79,7 +73,11 @@ impl Streams {
         let mut out: Vec<Vec<u8>> = vec![Vec::new(); n];
         let mut pair_base: Vec<Option<Key>> = vec![None; n];
         for (j, slot) in pair_base.iter_mut().enumerate().skip(me + 1) {
-            let k = os_key()?;
+            let k = coins.seed(KeyId {
+                purpose: "shamir pair",
+                holders: &[me, j],
+                index: 0,
+            })?;
             *slot = Some(k);
             out[j].extend_from_slice(&k);
         }
@@ -87,7 +85,11 @@ impl Streams {
         for (s, set) in all.iter().enumerate() {
             let h = holders(set);
             if h.first() == Some(&me) {
-                let k = os_key()?;
+                let k = coins.seed(KeyId {
+                    purpose: "shamir subset",
+                    holders: &h,
+                    index: s,
+                })?;
                 set_keys[s] = Some(k);
                 for &p in &h[1..] {
                     out[p].extend_from_slice(&k);

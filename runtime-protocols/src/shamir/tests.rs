@@ -6,7 +6,7 @@ use crate::cost::{Costs, Rounds};
 use crate::net::Mesh;
 use crate::testutil::{
     assert_views_independent, at, logged, logs, on_mesh, values, view_script, Binary, Call,
-    Recorder, Script,
+    CoalitionCoins, Recorder, Script,
 };
 use crate::TruncMode;
 
@@ -15,8 +15,18 @@ fn run_with<S: Script>(
     s: &S,
     wrap: impl Fn(PartyId, Mesh) -> Box<dyn Transport> + Sync,
 ) -> Vec<(Vec<Option<Vec<i64>>>, Stats)> {
+    run_with_coins(n, s, wrap, &crate::coins::OsCoins)
+}
+
+/// [`run_with`], every key's seed from `coins`.
+fn run_with_coins<S: Script>(
+    n: usize,
+    s: &S,
+    wrap: impl Fn(PartyId, Mesh) -> Box<dyn Transport> + Sync,
+    coins: &dyn crate::coins::Coins,
+) -> Vec<(Vec<Option<Vec<i64>>>, Stats)> {
     on_mesh(n, "shamir", |i, mesh| {
-        let mut p = Shamir::setup(wrap(i, mesh)).unwrap();
+        let mut p = Shamir::setup_with_coins(wrap(i, mesh), coins).unwrap();
         p.begin_instruction(0);
         let r = s.run(&mut p).unwrap();
         (r, p.stats())
@@ -231,14 +241,19 @@ fn too_wide_values_are_an_error_not_a_wrong_answer() {
 mod view {
     use super::*;
 
-    fn views(n: usize, x: &[i64]) -> Vec<Vec<u8>> {
+    fn views(n: usize, x: &[i64], coins: &CoalitionCoins) -> Vec<Vec<u8>> {
         let seen = logs(n);
-        run_with(n, &view_script(x), |i, mesh| {
-            Box::new(Recorder {
-                inner: Box::new(mesh),
-                seen: seen[i].clone(),
-            })
-        });
+        run_with_coins(
+            n,
+            &view_script(x),
+            |i, mesh| {
+                Box::new(Recorder {
+                    inner: Box::new(mesh),
+                    seen: seen[i].clone(),
+                })
+            },
+            coins,
+        );
         logged(&seen)
     }
 
@@ -254,8 +269,12 @@ mod view {
                 let joint = |v: Vec<Vec<u8>>| -> Vec<u8> {
                     coalition.iter().flat_map(|&p| v[p].clone()).collect()
                 };
-                let va: Vec<Vec<u8>> = (0..RUNS).map(|_| joint(views(n, &xa))).collect();
-                let vb: Vec<Vec<u8>> = (0..RUNS).map(|_| joint(views(n, &xb))).collect();
+                // The coalition's own keys are the same in every run.
+                let coins = CoalitionCoins {
+                    coalition: coalition.clone(),
+                };
+                let va: Vec<Vec<u8>> = (0..RUNS).map(|_| joint(views(n, &xa, &coins))).collect();
+                let vb: Vec<Vec<u8>> = (0..RUNS).map(|_| joint(views(n, &xb, &coins))).collect();
                 assert_views_independent(
                     &va,
                     &vb,
