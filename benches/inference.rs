@@ -7,119 +7,12 @@
 //! `QMPC_BENCH_FILTER=lenet` keeps the models whose id contains the text;
 //! `QMPC_BENCH_REPS` (default 3) sets how many runs the median is taken over.
 
-#[path = "../src/npy.rs"]
-#[allow(dead_code, unused_imports)]
-mod npy;
-
-use std::path::{Path, PathBuf};
+mod common;
+use common::{batch_input, models, npy, qmpc_run};
+use std::path::Path;
 use std::process::Command;
 use std::time::Instant;
 use tract_onnx::prelude::*;
-
-struct Model {
-    id: String,
-    onnx: PathBuf,
-    input: PathBuf,
-}
-
-fn models() -> Vec<Model> {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let corpus = root.join("../shared/corpus");
-    let dir = if corpus.join("manifest.json").exists() {
-        corpus
-    } else {
-        root.join("models")
-    };
-    let text = std::fs::read_to_string(dir.join("manifest.json")).expect("manifest");
-    let m: serde_json::Value = serde_json::from_str(&text).expect("manifest JSON");
-    let filter = std::env::var("QMPC_BENCH_FILTER").unwrap_or_default();
-    m["models"]
-        .as_array()
-        .expect("models")
-        .iter()
-        .filter(|e| {
-            let f = e["format"].as_str().unwrap_or_default();
-            !f.starts_with("dynamic") && !f.starts_with("float")
-        })
-        .map(|e| Model {
-            id: e["id"].as_str().unwrap_or_default().to_string(),
-            onnx: dir.join(e["model"].as_str().unwrap_or_default()),
-            input: dir.join(
-                e["reference"]["files"]["input"]
-                    .as_str()
-                    .unwrap_or_default(),
-            ),
-        })
-        .filter(|m| m.id.contains(&filter))
-        .collect()
-}
-
-/// The reference input cut or tiled to `batch` samples.
-fn batch_input(m: &Model, batch: usize, out: &Path) -> Option<Vec<usize>> {
-    let npy::Array::F32(dims, data) = npy::read(&m.input).ok()? else {
-        return None;
-    };
-    let per: usize = dims[1..].iter().product();
-    let have = dims[0];
-    let mut v = Vec::with_capacity(batch * per);
-    for i in 0..batch {
-        let s = i % have;
-        v.extend_from_slice(&data[s * per..(s + 1) * per]);
-    }
-    let mut d = dims.clone();
-    d[0] = batch;
-    std::fs::write(out, npy::encode_f32(&d, &v)).ok()?;
-    Some(d)
-}
-
-struct Figures {
-    wall: f64,
-    rounds: u64,
-    max_sent: u64,
-}
-
-fn qmpc_run(program: &Path, protocol: &str, input: &Path, reps: usize) -> Result<Figures, String> {
-    let stats = program.with_extension(format!("{protocol}.json"));
-    let mut walls = Vec::new();
-    let mut last = None;
-    for _ in 0..reps {
-        let o = Command::new(env!("CARGO_BIN_EXE_qmpc"))
-            .args([
-                "run",
-                program.to_str().unwrap_or_default(),
-                "--protocol",
-                protocol,
-            ])
-            .args(["--input", input.to_str().unwrap_or_default()])
-            .args(["--stats", stats.to_str().unwrap_or_default()])
-            .output()
-            .map_err(|e| e.to_string())?;
-        if !o.status.success() {
-            return Err(String::from_utf8_lossy(&o.stderr).trim().to_string());
-        }
-        let j: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(&stats).map_err(|e| e.to_string())?)
-                .map_err(|e| e.to_string())?;
-        walls.push(j["wall_s"].as_f64().unwrap_or(f64::NAN));
-        last = Some(j);
-    }
-    let j = last.ok_or("no run")?;
-    walls.sort_by(f64::total_cmp);
-    let max_sent = j["per_party"]
-        .as_array()
-        .map(|ps| {
-            ps.iter()
-                .filter_map(|p| p["bytes_sent"].as_u64())
-                .max()
-                .unwrap_or(0)
-        })
-        .unwrap_or(0);
-    Ok(Figures {
-        wall: walls[walls.len() / 2],
-        rounds: j["rounds"].as_u64().unwrap_or(0),
-        max_sent,
-    })
-}
 
 fn tract_model(onnx: &Path, dims: &[usize]) -> TractResult<std::sync::Arc<TypedRunnableModel>> {
     tract_onnx::onnx()

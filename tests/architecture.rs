@@ -192,7 +192,13 @@ fn only_coins_draws_from_the_operating_system() {
             continue;
         }
         let text = std::fs::read_to_string(&f).expect("readable source");
-        for word in ["getrandom", "OsRng", "thread_rng", "from_os_rng", "from_entropy"] {
+        for word in [
+            "getrandom",
+            "OsRng",
+            "thread_rng",
+            "from_os_rng",
+            "from_entropy",
+        ] {
             assert!(!text.contains(word), "{rel} names `{word}`");
         }
     }

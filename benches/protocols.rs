@@ -1,0 +1,66 @@
+//! `cargo bench --bench protocols`: every protocol of the registry on the corpus's LeNet
+//! (`lenet/qop_s8_pt`, secret weights; `QMPC_BENCH_FILTER` picks other models) at batch 1
+//! and 64, each at its default party count: the median wall time (with and without the
+//! connection set-up), rounds, the most bytes one party sends and the dealer's bytes.
+//! Prints a Markdown table; docs/performance.md holds the last one. This is the baseline
+//! a change to the protocols is held to (issue 18: no protocol's LeNet time may regress by
+//! more than 10 %).
+//!
+//! `QMPC_BENCH_REPS` (default 3) sets how many runs the median is taken over.
+
+mod common;
+use common::{batch_input, models, qmpc_run};
+use qmpc_protocols::registry;
+use std::process::Command;
+
+fn main() {
+    // `cargo bench` passes `--bench`; `cargo test` runs this with no arguments: do nothing.
+    if !std::env::args().any(|a| a == "--bench") {
+        return;
+    }
+    let reps: usize = std::env::var("QMPC_BENCH_REPS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3);
+    if std::env::var_os("QMPC_BENCH_FILTER").is_none() {
+        std::env::set_var("QMPC_BENCH_FILTER", "lenet/qop_s8_pt");
+    }
+    let dir = std::env::temp_dir().join(format!("qmpc-bench-protocols-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    println!("| model | protocol | parties | batch | wall | online | rounds | MB sent (max party) | dealer MB |");
+    println!("|---|---|---|---|---|---|---|---|---|");
+    for m in models() {
+        let program = dir.join(format!("{}.qmpc", m.id.replace('/', "_")));
+        let o = Command::new(env!("CARGO_BIN_EXE_qmpc"))
+            .args(["compile", m.onnx.to_str().unwrap_or_default(), "-o"])
+            .arg(&program)
+            .output()
+            .expect("qmpc compile");
+        if !o.status.success() {
+            println!("| {} | - | - | - | compile failed | | | | |", m.id);
+            continue;
+        }
+        for batch in [1usize, 64] {
+            let input = dir.join(format!("{}-b{batch}.npy", m.id.replace('/', "_")));
+            if batch_input(&m, batch, &input).is_none() {
+                println!("| {} | - | - | {batch} | no float input | | | | |", m.id);
+                continue;
+            }
+            for spec in registry::PROTOCOLS.iter().filter(|s| s.implemented()) {
+                let n = spec.party_count(None).unwrap_or(0);
+                let row = match qmpc_run(&program, spec.name, &input, reps) {
+                    Ok(f) => format!(
+                        "{:.4} s | {:.4} s | {} | {:.3} | {:.3}",
+                        f.wall,
+                        f.online,
+                        f.rounds,
+                        f.max_sent as f64 / 1e6,
+                        f.dealer as f64 / 1e6
+                    ),
+                    Err(e) => format!("failed: {e} | | | |"),
+                };
+                println!("| {} | {} | {n} | {batch} | {row} |", m.id, spec.name);
+            }
+        }
+    }
+}
