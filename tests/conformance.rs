@@ -170,23 +170,7 @@ fn probabilistic(spec: &Spec, e: &Entry, n: usize) -> Result<String, String> {
 
 /// Known gaps: (protocol, model id, variant, what the run must say). A listed case must
 /// fail with that message, so the list shrinks as soon as a gap is closed (NOTES.md).
-const KNOWN_LIMITS: &[(&str, &str, &str, &str)] = &[
-    // Without `fuse_requant`/`saturate_bias` the second convolution rescales a 32-bit
-    // secret bias sum by a non-power-of-two divisor in one multiply-shift, which does not
-    // fit F_p beside shamir's statistical mask; `shamir/wide.rs` splits only requants.
-    (
-        "shamir",
-        "tiny_cnn/qop_s8_pt",
-        "prob",
-        "does not fit the field with its statistical mask",
-    ),
-    (
-        "shamir",
-        "tiny_cnn/qop_u8_pt",
-        "prob",
-        "does not fit the field with its statistical mask",
-    ),
-];
+const KNOWN_LIMITS: &[(&str, &str, &str, &str)] = &[];
 
 /// `result` of `variant`, held to [`KNOWN_LIMITS`].
 fn expect<T>(

@@ -201,6 +201,9 @@ impl ShamirPlan {
             return Err(too_wide(&format!("a value of {vbits} bits")));
         }
         k = k.max(vbits.saturating_sub(room as u32));
+        // `R` comes from 64-bit PRSS draws: where the bits of `v` above the mask's would
+        // take it past that, the mask takes more bits instead.
+        k = k.max(vbits.saturating_sub(64 - STAT_BITS));
         let stat = STAT_BITS + vbits.saturating_sub(k);
         if stat > 64 {
             return Err(too_wide(&format!("a value of {vbits} bits")));

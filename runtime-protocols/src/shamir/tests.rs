@@ -161,6 +161,35 @@ fn wide_values_over_large_odd_and_even_divisors_match_clear() {
     }
 }
 
+/// An unfused rescale of a 33-bit accumulator by a 21-bit multiplier over a power of two
+/// (what `-O0` leaves of a convolution with an unclamped secret bias): 54-bit values, more
+/// than the 64-bit statistical draw can cover above the mask, so the mask takes more bits.
+#[test]
+fn wide_values_over_powers_of_two_match_clear() {
+    let b = Bounds {
+        lo: -(1 << 33),
+        hi: 1 << 33,
+    };
+    let mut x = values(16, b.lo, b.hi, 11);
+    // Odd multipliers over 2^16: `x = ±2^15` are ties, `2^15 + 1` a near-miss.
+    x[2] = 1 << 15;
+    x[3] = -(1 << 15);
+    x[4] = (1 << 15) + 1;
+    let n = x.len();
+    let num: Vec<i64> = (0..n).map(|i| (1 << 20) + 1 + 24_690 * i as i64).collect();
+    let den = vec![1i64 << 16; n];
+    let costs = ShamirCosts::new(3);
+    assert!(costs.rescale(&num, &den, b, TruncMode::Exact).is_ok());
+    for parties in [3, 4] {
+        check(
+            parties,
+            &x,
+            &x,
+            vec![Call::Rescale(num.clone(), den.clone(), b)],
+        );
+    }
+}
+
 #[test]
 fn comparisons_and_lookups_match_clear() {
     let b = Bounds { lo: -300, hi: 300 };
