@@ -16,6 +16,7 @@ mod error;
 pub mod field;
 pub mod mux;
 pub mod net;
+pub mod planes;
 pub mod registry;
 pub mod rep3;
 pub mod semi2k;
