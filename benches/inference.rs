@@ -8,9 +8,8 @@
 //! `QMPC_BENCH_REPS` (default 3) sets how many runs the median is taken over.
 
 mod common;
-use common::{batch_input, models, npy, qmpc_run};
+use common::{batch_input, compile, models, npy, qmpc_run};
 use std::path::Path;
-use std::process::Command;
 use std::time::Instant;
 use tract_onnx::prelude::*;
 
@@ -92,16 +91,10 @@ fn main() {
     println!("|---|---|---|---|---|---|---|");
     let mut notes = Vec::new();
     for m in models() {
-        let program = dir.join(format!("{}.qmpc", m.id.replace('/', "_")));
-        let o = Command::new(env!("CARGO_BIN_EXE_qmpc"))
-            .args(["compile", m.onnx.to_str().unwrap_or_default(), "-o"])
-            .arg(&program)
-            .output()
-            .expect("qmpc compile");
-        if !o.status.success() {
+        let Some(program) = compile(&m, &dir) else {
             println!("| {} | - | compile failed | | | | |", m.id);
             continue;
-        }
+        };
         for batch in [1usize, 64] {
             let input = dir.join(format!("{}-b{batch}.npy", m.id.replace('/', "_")));
             let Some(dims) = batch_input(&m, batch, &input) else {

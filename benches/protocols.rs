@@ -9,9 +9,8 @@
 //! `QMPC_BENCH_REPS` (default 3) sets how many runs the median is taken over.
 
 mod common;
-use common::{batch_input, models, qmpc_run};
+use common::{batch_input, compile, models, qmpc_run};
 use qmpc_protocols::registry;
-use std::process::Command;
 
 fn main() {
     // `cargo bench` passes `--bench`; `cargo test` runs this with no arguments: do nothing.
@@ -30,16 +29,10 @@ fn main() {
     println!("| model | protocol | parties | batch | wall | online | rounds | MB sent (max party) | dealer MB |");
     println!("|---|---|---|---|---|---|---|---|---|");
     for m in models() {
-        let program = dir.join(format!("{}.qmpc", m.id.replace('/', "_")));
-        let o = Command::new(env!("CARGO_BIN_EXE_qmpc"))
-            .args(["compile", m.onnx.to_str().unwrap_or_default(), "-o"])
-            .arg(&program)
-            .output()
-            .expect("qmpc compile");
-        if !o.status.success() {
+        let Some(program) = compile(&m, &dir) else {
             println!("| {} | - | - | - | compile failed | | | | |", m.id);
             continue;
-        }
+        };
         for batch in [1usize, 64] {
             let input = dir.join(format!("{}-b{batch}.npy", m.id.replace('/', "_")));
             if batch_input(&m, batch, &input).is_none() {

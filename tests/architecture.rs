@@ -47,21 +47,12 @@ const CRYPTO_OR_NETWORK: &[&str] = &[
     "rayon",
 ];
 
+/// The compiler, and the semantics and bytecode crates it builds on, link no cryptography,
+/// no randomness and no network layer.
 #[test]
 fn compiler_links_no_cryptography_and_no_network_layer() {
-    let deps = dependencies("qmpc-compiler");
-    assert!(deps.contains(&"qmpc-bytecode".to_string()), "{deps:?}");
-    for banned in CRYPTO_OR_NETWORK {
-        assert!(
-            !deps.iter().any(|d| d == banned),
-            "qmpc-compiler depends on `{banned}`: {deps:?}"
-        );
-    }
-}
-
-#[test]
-fn semantics_and_bytecode_link_no_cryptography() {
-    for package in ["qmpc-semantics", "qmpc-bytecode"] {
+    assert!(dependencies("qmpc-compiler").contains(&"qmpc-bytecode".to_string()));
+    for package in ["qmpc-compiler", "qmpc-semantics", "qmpc-bytecode"] {
         let deps = dependencies(package);
         for banned in CRYPTO_OR_NETWORK {
             assert!(
@@ -100,35 +91,48 @@ fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
     }
 }
 
+/// Every Rust source file below `dirs`, as (path relative to the root, text).
+fn sources(dirs: &[&str]) -> Vec<(String, String)> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut files = Vec::new();
+    for dir in dirs {
+        rust_files(&root.join(dir), &mut files);
+    }
+    assert!(files.len() > 30, "the source tree was not found");
+    files
+        .into_iter()
+        .map(|f| {
+            let rel = f.strip_prefix(root).expect("under the root");
+            let rel = rel.to_string_lossy().replace('\\', "/");
+            let text = std::fs::read_to_string(&f).expect("readable source");
+            (rel, text)
+        })
+        .collect()
+}
+
+/// The directories of every crate's own code.
+const CODE: &[&str] = &[
+    "src",
+    "semantics/src",
+    "bytecode/src",
+    "compiler/src",
+    "vm/src",
+    "runtime-protocols/src",
+];
+
 /// Only the network layer (`runtime-protocols/src/net.rs`) and the command line's session
 /// set-up, which binds the listeners it hands to it, name sockets.
 #[test]
 fn only_the_network_layer_touches_sockets() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let allowed = [
         "runtime-protocols/src/net.rs",
         "src/session.rs",
         "src/run.rs",
     ];
-    let mut files = Vec::new();
-    for dir in [
-        "src",
-        "semantics/src",
-        "bytecode/src",
-        "compiler/src",
-        "vm/src",
-        "runtime-protocols/src",
-    ] {
-        rust_files(&root.join(dir), &mut files);
-    }
-    assert!(files.len() > 50, "the source tree was not found");
-    for f in files {
-        let rel = f.strip_prefix(root).expect("under the root");
-        let rel = rel.to_string_lossy().replace('\\', "/");
+    for (rel, text) in sources(CODE) {
         if allowed.contains(&rel.as_str()) {
             continue;
         }
-        let text = std::fs::read_to_string(&f).expect("readable source");
         for word in ["std::net", "TcpStream", "TcpListener", "UdpSocket"] {
             assert!(!text.contains(word), "{rel} names `{word}`");
         }
@@ -139,21 +143,13 @@ fn only_the_network_layer_touches_sockets() {
 /// protocol's command-line name.
 #[test]
 fn only_the_registry_matches_on_protocol_names() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let names = [
         "clear", "rep3", "semi2k", "shamir", "fss", "mal-rep3", "spdz2k",
     ];
-    let mut files = Vec::new();
-    for dir in ["src", "vm/src", "runtime-protocols/src", "compiler/src"] {
-        rust_files(&root.join(dir), &mut files);
-    }
-    for f in files {
-        let rel = f.strip_prefix(root).expect("under the root");
-        let rel = rel.to_string_lossy().replace('\\', "/");
+    for (rel, text) in sources(CODE) {
         if rel == "runtime-protocols/src/registry.rs" {
             continue;
         }
-        let text = std::fs::read_to_string(&f).expect("readable source");
         for name in names {
             let quoted = format!("\"{name}\"");
             for (i, line) in text.lines().enumerate() {
@@ -180,18 +176,10 @@ fn only_the_registry_matches_on_protocol_names() {
 /// keys and nothing escapes them.
 #[test]
 fn only_coins_draws_from_the_operating_system() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let mut files = Vec::new();
-    for dir in ["src", "vm/src", "runtime-protocols/src", "compiler/src"] {
-        rust_files(&root.join(dir), &mut files);
-    }
-    for f in files {
-        let rel = f.strip_prefix(root).expect("under the root");
-        let rel = rel.to_string_lossy().replace('\\', "/");
+    for (rel, text) in sources(CODE) {
         if rel == "runtime-protocols/src/coins.rs" {
             continue;
         }
-        let text = std::fs::read_to_string(&f).expect("readable source");
         for word in [
             "getrandom",
             "OsRng",

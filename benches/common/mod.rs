@@ -126,3 +126,14 @@ pub fn qmpc_run(
         dealer: j["preprocessing"]["bytes_sent"].as_u64().unwrap_or(0),
     })
 }
+
+/// `qmpc compile` of `m` into `dir`; `None` where it fails.
+pub fn compile(m: &Model, dir: &Path) -> Option<PathBuf> {
+    let program = dir.join(format!("{}.qmpc", m.id.replace('/', "_")));
+    let o = Command::new(env!("CARGO_BIN_EXE_qmpc"))
+        .args(["compile", m.onnx.to_str().unwrap_or_default(), "-o"])
+        .arg(&program)
+        .output()
+        .expect("qmpc compile");
+    o.status.success().then_some(program)
+}

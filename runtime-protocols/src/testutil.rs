@@ -97,26 +97,9 @@ pub fn max_z(a: &[Vec<u8>], b: &[Vec<u8>]) -> f64 {
         a.iter().chain(b).all(|v| v.len() == len),
         "view sizes differ"
     );
-    let stats = |s: &[Vec<u8>], j: usize| {
-        let n = s.len() as f64;
-        let m = s.iter().map(|v| v[j] as f64).sum::<f64>() / n;
-        let var = s.iter().map(|v| (v[j] as f64 - m).powi(2)).sum::<f64>() / (n - 1.0);
-        (m, var, n)
-    };
+    let column = |s: &[Vec<u8>], j: usize| -> Vec<f64> { s.iter().map(|v| v[j] as f64).collect() };
     (0..len)
-        .map(|j| {
-            let ((ma, va, na), (mb, vb, nb)) = (stats(a, j), stats(b, j));
-            let se = (va / na + vb / nb).sqrt();
-            if se == 0.0 {
-                if ma == mb {
-                    0.0
-                } else {
-                    f64::INFINITY
-                }
-            } else {
-                (ma - mb).abs() / se
-            }
-        })
+        .map(|j| welch(&column(a, j), &column(b, j)))
         .fold(0.0, f64::max)
 }
 
@@ -282,6 +265,18 @@ pub fn view_script(x: &[i64]) -> Binary<impl Fn(usize) -> Vec<Call> + Sync> {
         y: vec![0; len],
         to: 0,
         op: move |_| calls.clone(),
+    }
+}
+
+/// A transport wrapper that records what each of `n` parties receives into `logs`.
+pub fn recording(
+    logs: &[Arc<Mutex<Vec<u8>>>],
+) -> impl Fn(PartyId, Mesh) -> Box<dyn Transport> + Sync + '_ {
+    move |i, mesh| {
+        Box::new(Recorder {
+            inner: Box::new(mesh),
+            seen: logs[i].clone(),
+        })
     }
 }
 

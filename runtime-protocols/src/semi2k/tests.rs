@@ -5,8 +5,8 @@
 use super::*;
 use crate::net::Mesh;
 use crate::testutil::{
-    assert_views_independent, at, logged, logs, on_mesh, requants, values, view_script, Binary,
-    Call, CoalitionCoins, Recorder, Script,
+    assert_views_independent, at, logged, logs, on_mesh, recording, requants, values, view_script,
+    Binary, Call, CoalitionCoins, Script,
 };
 use crate::TruncMode;
 
@@ -331,18 +331,7 @@ mod view {
     /// script on `x`.
     fn views(g: Gates, n: usize, x: &[i64], coins: &CoalitionCoins) -> Vec<Vec<u8>> {
         let seen = logs(n);
-        run_with_coins::<u32, _>(
-            g,
-            n,
-            &view_script(x),
-            |i, mesh| {
-                Box::new(Recorder {
-                    inner: Box::new(mesh),
-                    seen: seen[i].clone(),
-                })
-            },
-            coins,
-        );
+        run_with_coins::<u32, _>(g, n, &view_script(x), recording(&seen), coins);
         logged(&seen)
     }
 

@@ -5,8 +5,8 @@ use super::*;
 use crate::cost::{Costs, Rounds};
 use crate::net::Mesh;
 use crate::testutil::{
-    assert_views_independent, at, logged, logs, on_mesh, values, view_script, Binary, Call,
-    CoalitionCoins, Recorder, Script,
+    assert_views_independent, at, logged, logs, on_mesh, recording, values, view_script, Binary,
+    Call, CoalitionCoins, Script,
 };
 use crate::TruncMode;
 
@@ -272,17 +272,7 @@ mod view {
 
     fn views(n: usize, x: &[i64], coins: &CoalitionCoins) -> Vec<Vec<u8>> {
         let seen = logs(n);
-        run_with_coins(
-            n,
-            &view_script(x),
-            |i, mesh| {
-                Box::new(Recorder {
-                    inner: Box::new(mesh),
-                    seen: seen[i].clone(),
-                })
-            },
-            coins,
-        );
+        run_with_coins(n, &view_script(x), recording(&seen), coins);
         logged(&seen)
     }
 
