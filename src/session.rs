@@ -9,7 +9,6 @@ use qmpc_protocols::{PartyId, Spec, TruncMode};
 use qmpc_vm::bytecode::Program;
 use qmpc_vm::interp::{self, PartyData, Roles};
 use qmpc_vm::tensor::Tensor;
-use qmpc_vm::types::Visibility;
 use serde::Deserialize;
 use std::net::{SocketAddr, TcpListener};
 use std::path::Path;
@@ -336,38 +335,9 @@ fn agree_batch(mesh: &mut Mesh, owner: PartyId, batch: Option<usize>) -> Result<
     }
 }
 
-/// Bits of the ring a protocol computes `program` in: the narrowest of Z_2^32, Z_2^64 and
-/// Z_2^128 that every primitive of the program fits (the cost formulas fail exactly where a
-/// primitive would, e.g. a masked opening without its statistical headroom) and, for
-/// Z_2^32, that holds every secret register's bounds. A function of the public program, so
-/// every party and `qmpc cost` pick the same.
+/// Bits of the ring `protocol` computes `program` in ([`qmpc_vm::cost::ring_bits`]).
 pub fn ring_bits(protocol: &Spec, program: &Program) -> u32 {
-    let widths = protocol.widths();
-    if let [only] = widths {
-        return *only;
-    }
-    // The ring does not depend on the number of parties.
-    let n = protocol.party_count(None).unwrap_or(3);
-    let fits = |bits: u32| {
-        protocol.costs(n, bits).is_ok_and(|c| {
-            let roles = Roles {
-                model_owner: 0,
-                data_owner: 0,
-                output_to: 0,
-            };
-            qmpc_vm::cost::cost(program, c.as_ref(), roles, 1).is_ok()
-        })
-    };
-    let i32_range = i64::from(i32::MIN)..=i64::from(i32::MAX);
-    let secret_in_32 = program.registers.iter().all(|r| {
-        r.vis == Visibility::Public || (i32_range.contains(&r.lo) && i32_range.contains(&r.hi))
-    });
-    let last = widths.last().copied().unwrap_or(64);
-    widths
-        .iter()
-        .copied()
-        .find(|&bits| (bits != 32 || secret_in_32) && fits(bits))
-        .unwrap_or(last)
+    qmpc_vm::cost::ring_bits(protocol, program)
 }
 
 /// `--stats` JSON (DESIGN.md keys, plus bytes received, the ring and `online_s`: the wall

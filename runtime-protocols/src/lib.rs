@@ -23,6 +23,8 @@ pub mod semi2k;
 pub mod shamir;
 #[cfg(test)]
 mod testutil;
+#[cfg(any(test, feature = "view-tests"))]
+pub mod viewtest;
 pub mod word;
 
 pub use clear::Clear;

@@ -7,6 +7,7 @@
 //! caller passes a visitor ([`PartyVisitor`], [`DealerVisitor`]) that receives the
 //! protocol at its own type.
 
+use crate::coins::{Coins, OsCoins};
 use crate::cost::{ClearCosts, Costs};
 use crate::net::{Stats, Transport};
 use crate::semi2k::{Dealer, Gates, Semi2kCosts};
@@ -406,16 +407,28 @@ impl Spec {
         bits: u32,
         visitor: V,
     ) -> Result<V::Output, ProtocolError> {
+        self.setup_party_with_coins(net, bits, &OsCoins, visitor)
+    }
+
+    /// [`Spec::setup_party`] with every key seed from `coins` (the view tests fix a
+    /// coalition's).
+    pub fn setup_party_with_coins<V: PartyVisitor>(
+        &self,
+        net: Box<dyn Transport>,
+        bits: u32,
+        coins: &dyn Coins,
+        visitor: V,
+    ) -> Result<V::Output, ProtocolError> {
         self.check_width(bits)
             .map_err(|e| ProtocolError::Invalid(e.to_string()))?;
         Ok(match (self.kind, bits) {
-            (Kind::Rep3, 32) => visitor.visit(Rep3::<u32>::setup(net)?),
-            (Kind::Rep3, 64) => visitor.visit(Rep3::<u64>::setup(net)?),
-            (Kind::Rep3, _) => visitor.visit(Rep3::<u128>::setup(net)?),
-            (Kind::Semi2k(g), 32) => visitor.visit(Semi2k::<u32>::setup_with(net, g)?),
-            (Kind::Semi2k(g), 64) => visitor.visit(Semi2k::<u64>::setup_with(net, g)?),
-            (Kind::Semi2k(g), _) => visitor.visit(Semi2k::<u128>::setup_with(net, g)?),
-            (Kind::Shamir, _) => visitor.visit(Shamir::setup(net)?),
+            (Kind::Rep3, 32) => visitor.visit(Rep3::<u32>::setup_with_coins(net, coins)?),
+            (Kind::Rep3, 64) => visitor.visit(Rep3::<u64>::setup_with_coins(net, coins)?),
+            (Kind::Rep3, _) => visitor.visit(Rep3::<u128>::setup_with_coins(net, coins)?),
+            (Kind::Semi2k(g), 32) => visitor.visit(Semi2k::<u32>::setup_with_coins(net, g, coins)?),
+            (Kind::Semi2k(g), 64) => visitor.visit(Semi2k::<u64>::setup_with_coins(net, g, coins)?),
+            (Kind::Semi2k(g), _) => visitor.visit(Semi2k::<u128>::setup_with_coins(net, g, coins)?),
+            (Kind::Shamir, _) => visitor.visit(Shamir::setup_with_coins(net, coins)?),
             (Kind::Clear | Kind::Planned, _) => {
                 return Err(ProtocolError::Invalid(format!(
                     "protocol `{}` cannot run as a networked party",
@@ -434,6 +447,18 @@ impl Spec {
         mode: DealerMode,
         visitor: V,
     ) -> Result<V::Output, ProtocolError> {
+        self.dealer_with_coins(parties, bits, mode, &OsCoins, visitor)
+    }
+
+    /// [`Spec::dealer`] with every seed from `coins`.
+    pub fn dealer_with_coins<V: DealerVisitor>(
+        &self,
+        parties: usize,
+        bits: u32,
+        mode: DealerMode,
+        coins: &dyn Coins,
+        visitor: V,
+    ) -> Result<V::Output, ProtocolError> {
         let Kind::Semi2k(gates) = self.kind else {
             return Err(ProtocolError::Invalid(
                 RegistryError::NoDealer { name: self.name }.to_string(),
@@ -444,18 +469,18 @@ impl Spec {
         fn make<W: Word, V: DealerVisitor>(
             n: usize,
             gates: Gates,
-            mode: DealerMode,
+            (mode, coins): (DealerMode, &dyn Coins),
             v: V,
         ) -> Result<V::Output, ProtocolError> {
             Ok(match mode {
-                DealerMode::Generate => v.visit(Dealer::<W>::new(n, gates)?),
+                DealerMode::Generate => v.visit(Dealer::<W>::with_coins(n, gates, coins)?),
                 DealerMode::Count => v.visit(Dealer::<W>::counting(n, gates)),
             })
         }
         match bits {
-            32 => make::<u32, V>(parties, gates, mode, visitor),
-            64 => make::<u64, V>(parties, gates, mode, visitor),
-            _ => make::<u128, V>(parties, gates, mode, visitor),
+            32 => make::<u32, V>(parties, gates, (mode, coins), visitor),
+            64 => make::<u64, V>(parties, gates, (mode, coins), visitor),
+            _ => make::<u128, V>(parties, gates, (mode, coins), visitor),
         }
     }
 }

@@ -4,8 +4,9 @@
 
 use crate::bytecode::RoundSchedule;
 use crate::interp::{self, PartyData, Roles, VmError};
-use crate::Program;
+use crate::{Program, Visibility};
 use qmpc_protocols::cost::{per_party, Costs, PartyCost, Round, Rounds, Tally};
+use qmpc_protocols::Spec;
 use std::collections::{BTreeMap, BTreeSet};
 
 /// The cost of one ONNX node (all the instructions it lowered to).
@@ -129,4 +130,38 @@ fn start_rounds(program: &Program, log: &BTreeMap<usize, Rounds>) -> Vec<usize> 
         }
     }
     start
+}
+
+/// Bits of the ring a protocol computes `program` in: the narrowest of Z_2^32, Z_2^64 and
+/// Z_2^128 that every primitive of the program fits (the cost formulas fail exactly where a
+/// primitive would, e.g. a masked opening without its statistical headroom) and, for
+/// Z_2^32, that holds every secret register's bounds. A function of the public program, so
+/// every party and `qmpc cost` pick the same.
+pub fn ring_bits(protocol: &Spec, program: &Program) -> u32 {
+    let widths = protocol.widths();
+    if let [only] = widths {
+        return *only;
+    }
+    // The ring does not depend on the number of parties.
+    let n = protocol.party_count(None).unwrap_or(3);
+    let fits = |bits: u32| {
+        protocol.costs(n, bits).is_ok_and(|c| {
+            let roles = Roles {
+                model_owner: 0,
+                data_owner: 0,
+                output_to: 0,
+            };
+            cost(program, c.as_ref(), roles, 1).is_ok()
+        })
+    };
+    let i32_range = i64::from(i32::MIN)..=i64::from(i32::MAX);
+    let secret_in_32 = program.registers.iter().all(|r| {
+        r.vis == Visibility::Public || (i32_range.contains(&r.lo) && i32_range.contains(&r.hi))
+    });
+    let last = widths.last().copied().unwrap_or(64);
+    widths
+        .iter()
+        .copied()
+        .find(|&bits| (bits != 32 || secret_in_32) && fits(bits))
+        .unwrap_or(last)
 }
