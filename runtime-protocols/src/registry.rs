@@ -31,21 +31,6 @@ pub enum PartyCount {
     },
 }
 
-impl PartyCount {
-    /// The counts a test matrix should cover: both ends and the default (at most 10).
-    pub fn representative(self) -> Vec<usize> {
-        match self {
-            PartyCount::Exactly(n) => vec![n],
-            PartyCount::Between { min, max, default } => {
-                let mut v = vec![min, default, (min + 2).min(max)];
-                v.sort_unstable();
-                v.dedup();
-                v
-            }
-        }
-    }
-}
-
 impl fmt::Display for PartyCount {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -512,7 +497,6 @@ mod tests {
         assert!(e.contains("2 to 64 parties, not 1"), "{e}");
         let e = find("fss").unwrap().party_count(Some(3)).unwrap_err();
         assert!(e.to_string().contains("with 2 parties, not 3"), "{e}");
-        assert_eq!(find("shamir").unwrap().parties.representative(), vec![3, 5]);
     }
 
     #[test]
