@@ -77,14 +77,9 @@ fn fmt_bytes(b: u64) -> String {
 }
 
 fn main() {
-    // `cargo bench` passes `--bench`; `cargo test` runs this with no arguments: do nothing.
-    if !std::env::args().any(|a| a == "--bench") {
+    let Some(reps) = common::bench_reps() else {
         return;
-    }
-    let reps: usize = std::env::var("QMPC_BENCH_REPS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(3);
+    };
     let dir = std::env::temp_dir().join(format!("qmpc-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
     println!("| model | batch | rep3 wall | rep3 rounds | rep3 MB sent (max party) | clear wall | tract plaintext |");

@@ -13,14 +13,9 @@ use common::{batch_input, compile, models, qmpc_run};
 use qmpc_protocols::registry;
 
 fn main() {
-    // `cargo bench` passes `--bench`; `cargo test` runs this with no arguments: do nothing.
-    if !std::env::args().any(|a| a == "--bench") {
+    let Some(reps) = common::bench_reps() else {
         return;
-    }
-    let reps: usize = std::env::var("QMPC_BENCH_REPS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(3);
+    };
     if std::env::var_os("QMPC_BENCH_FILTER").is_none() {
         std::env::set_var("QMPC_BENCH_FILTER", "lenet/qop_s8_pt");
     }

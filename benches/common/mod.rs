@@ -137,3 +137,17 @@ pub fn compile(m: &Model, dir: &Path) -> Option<PathBuf> {
         .expect("qmpc compile");
     o.status.success().then_some(program)
 }
+
+/// The repetitions to take the median over (`QMPC_BENCH_REPS`, default 3), or `None` when
+/// `cargo test` runs the bench binary without `--bench` (then it does nothing).
+pub fn bench_reps() -> Option<usize> {
+    if !std::env::args().any(|a| a == "--bench") {
+        return None;
+    }
+    Some(
+        std::env::var("QMPC_BENCH_REPS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(3),
+    )
+}
