@@ -43,7 +43,7 @@ pub fn compute(args: &CostArgs) -> Result<(ProgramCost, u32, Preprocessing)> {
             .with_context(|| format!("protocol `{}`", args.protocol))?;
         args.roles
     };
-    let ring = session::ring_bits(spec, &program);
+    let ring = qmpc_vm::cost::ring_bits(spec, &program);
     let costs = spec.costs(n, ring)?;
     let c = qmpc_vm::cost::cost(&program, costs.as_ref(), roles, args.batch)
         .with_context(|| format!("{}: cannot cost the program", args.model.display()))?;

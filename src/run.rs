@@ -250,7 +250,7 @@ pub fn run(args: &RunArgs) -> Result<()> {
             path,
             session::stats_json(
                 spec,
-                session::ring_bits(spec, &program),
+                qmpc_vm::cost::ring_bits(spec, &program),
                 batch,
                 &per_party,
                 times,
@@ -471,7 +471,7 @@ pub fn party(args: &PartyArgs) -> Result<()> {
             path,
             session::stats_json(
                 spec,
-                session::ring_bits(spec, &program),
+                qmpc_vm::cost::ring_bits(spec, &program),
                 r.batch,
                 &[r.stats],
                 (r.wall_s, r.online_s),

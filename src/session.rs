@@ -73,7 +73,7 @@ pub fn run_party(
     let start = Instant::now();
     let mut mesh = Mesh::with_listener(me, listener, addrs, &hello, timeouts)?;
     let batch = agree_batch(&mut mesh, roles.data_owner, batch)?;
-    let ring = ring_bits(protocol, program);
+    let ring = qmpc_vm::cost::ring_bits(protocol, program);
     let run = protocol.setup_party(
         Box::new(mesh),
         ring,
@@ -165,7 +165,7 @@ pub fn run_dealer(
     let n = addrs.len() - 1;
     let mut mesh = Mesh::with_listener(n, listener, addrs, &hello, timeouts)?;
     let batch = agree_batch(&mut mesh, roles.data_owner, None)?;
-    let ring = ring_bits(protocol, program);
+    let ring = qmpc_vm::cost::ring_bits(protocol, program);
     let made = protocol.dealer(
         n,
         ring,
@@ -260,7 +260,7 @@ pub fn preprocessing(
             })
         }
     }
-    let ring = ring_bits(protocol, program);
+    let ring = qmpc_vm::cost::ring_bits(protocol, program);
     protocol.dealer(
         parties,
         ring,
@@ -333,11 +333,6 @@ fn agree_batch(mesh: &mut Mesh, owner: PartyId, batch: Option<usize>) -> Result<
         }
         Ok(b)
     }
-}
-
-/// Bits of the ring `protocol` computes `program` in ([`qmpc_vm::cost::ring_bits`]).
-pub fn ring_bits(protocol: &Spec, program: &Program) -> u32 {
-    qmpc_vm::cost::ring_bits(protocol, program)
 }
 
 /// `--stats` JSON (DESIGN.md keys, plus bytes received, the ring and `online_s`: the wall

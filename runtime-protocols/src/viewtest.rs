@@ -32,7 +32,8 @@ impl Transport for Recorder {
         expect: &[PartyId],
     ) -> Result<Vec<(PartyId, Vec<u8>)>, NetError> {
         let got = self.inner.exchange(out, expect)?;
-        let mut seen = self.seen.lock().unwrap();
+        // A log poisoned by another thread's panic still holds what was recorded.
+        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
         for (_, m) in &got {
             seen.extend_from_slice(m);
         }
