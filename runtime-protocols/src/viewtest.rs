@@ -134,7 +134,7 @@ pub struct WordStats {
     pub max_z: f64,
     /// The word position of `max_z`.
     pub at: usize,
-    /// `(Σ z² − V)/√(2V)` over the `V` varying positions (unsigned reading): a leak spread
+    /// `(Σ z² − V)/√(2V)` over the `V` varying positions (signed reading): a leak spread
     /// thinly over many words (a mask a few bits too narrow) adds up here.
     pub excess: f64,
     /// A pair of positions whose difference is the same in every run of a set but differs
@@ -173,13 +173,15 @@ pub fn word_stats(va: &[Vec<u8>], vb: &[Vec<u8>], width: usize) -> WordStats {
         let ub: Vec<f64> = wb.iter().map(|w| unsigned(w[j], base)).collect();
         let sa: Vec<f64> = wa.iter().map(|w| signed(w[j], base)).collect();
         let sb: Vec<f64> = wb.iter().map(|w| signed(w[j], base)).collect();
-        let zu = welch(&ua, &ub);
-        let z = zu.max(welch(&sa, &sb));
+        let (zu, zs) = (welch(&ua, &ub), welch(&sa, &sb));
+        let z = zu.max(zs);
         if z > max_z {
             (max_z, at) = (z, j);
         }
-        if zu.is_finite() && (ua.iter().chain(&ub).any(|&v| v != ua[0])) {
-            sum += zu * zu;
+        // The signed reading relative to the first run keeps a narrowly spread word in one
+        // piece (the unsigned one splits it at the first run's value).
+        if zs.is_finite() && (sa.iter().chain(&sb).any(|&v| v != sa[0])) {
+            sum += zs * zs;
             varying += 1;
         }
     }
