@@ -81,6 +81,11 @@ pub fn per_party(rounds: &[Round], parties: usize) -> Vec<PartyCost> {
 pub trait Costs: Sync {
     fn name(&self) -> &'static str;
     fn parties(&self) -> usize;
+    /// Whether the protocol's instructions may share rounds ([`Protocol::shares_rounds`]);
+    /// a program compiled for merged rounds runs one instruction at a time otherwise.
+    fn shares_rounds(&self) -> bool {
+        true
+    }
     fn input(&self, owner: PartyId, len: usize) -> Rounds;
     fn reveal(&self, len: usize, to: PartyId) -> Rounds;
     fn mul(&self, len: usize) -> Rounds;

@@ -12,4 +12,8 @@ pub enum ProtocolError {
     LookupOutOfRange { value: i64, offset: i64, len: usize },
     #[error("{0}")]
     Invalid(String),
+    /// A maliciously secure protocol's check failed: some party deviated. Every honest
+    /// party stops here, before any output.
+    #[error("the {check} failed: {what}; a party deviated from the protocol, aborting before any output")]
+    Cheat { check: &'static str, what: String },
 }

@@ -21,6 +21,7 @@ pub mod registry;
 pub mod rep3;
 pub mod semi2k;
 pub mod shamir;
+pub mod spdz2k;
 #[cfg(test)]
 mod testutil;
 #[cfg(any(test, feature = "view-tests"))]

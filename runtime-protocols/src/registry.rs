@@ -12,6 +12,7 @@ use crate::cost::{ClearCosts, Costs};
 use crate::net::{Stats, Transport};
 use crate::semi2k::{Dealer, Gates, Semi2kCosts};
 use crate::shamir::{Shamir, ShamirCosts};
+use crate::spdz2k::{Spdz2k, Spdz2kCosts, Spdz2kDealer};
 use crate::word::Word;
 use crate::{Protocol, ProtocolError, Rep3, Rep3Costs, Semi2k};
 use std::fmt;
@@ -48,6 +49,9 @@ pub enum Domain {
     /// The narrowest of Z_2^32, Z_2^64 and Z_2^128 that the program fits (chosen by the
     /// caller from the public program with [`Spec::costs`]).
     Ring,
+    /// Z_2^32 or Z_2^64 (the narrowest the program fits), each value authenticated by a MAC
+    /// in Z_2^128: 64 bits or more of statistical headroom above the ring.
+    MacRing,
     /// A prime field of this many bits.
     Field(u32),
 }
@@ -80,6 +84,7 @@ enum Kind {
     Rep3,
     Semi2k(Gates),
     Shamir,
+    Spdz2k,
     /// Named by DESIGN.md, not built yet.
     Planned,
 }
@@ -174,12 +179,12 @@ pub const PROTOCOLS: &[Spec] = &[
             max: MAX_PARTIES,
             default: 2,
         },
-        domain: Domain::Ring,
+        domain: Domain::MacRing,
         threat: Threat::Malicious {
             colluding: Colluding::AllButOne,
         },
         dealer: true,
-        kind: Kind::Planned,
+        kind: Kind::Spdz2k,
     },
 ];
 
@@ -270,6 +275,15 @@ impl<W: Word> Party for Semi2k<W> {
     }
 }
 
+impl<W: Word> Party for Spdz2k<W> {
+    fn online(&self) -> Stats {
+        self.stats()
+    }
+    fn abort(&mut self, reason: &str) {
+        Spdz2k::abort(self, reason)
+    }
+}
+
 /// What receives a freshly set-up party at its concrete type.
 pub trait PartyVisitor {
     type Output;
@@ -296,6 +310,18 @@ impl<W: Word> DealerRole for Dealer<W> {
     }
     fn keys(&self) -> (u64, u64) {
         Dealer::keys(self)
+    }
+}
+
+impl<W: Word> DealerRole for Spdz2kDealer<W> {
+    fn send(self, net: &mut dyn Transport) -> Result<Stats, ProtocolError> {
+        Spdz2kDealer::send(self, net)
+    }
+    fn bytes_per_party(&self) -> Vec<u64> {
+        Spdz2kDealer::bytes_per_party(self)
+    }
+    fn keys(&self) -> (u64, u64) {
+        (0, 0)
     }
 }
 
@@ -346,6 +372,7 @@ impl Spec {
         match self.domain {
             Domain::Plain => &[64],
             Domain::Ring => &[32, 64, 128],
+            Domain::MacRing => &[32, 64],
             Domain::Field(_) => &[127],
         }
     }
@@ -365,6 +392,10 @@ impl Spec {
                 gates,
             }),
             Kind::Shamir => Box::new(ShamirCosts::new(parties)),
+            Kind::Spdz2k => Box::new(Spdz2kCosts {
+                parties,
+                ring_bits: bits,
+            }),
             Kind::Planned => {
                 return Err(ProtocolError::Invalid(
                     RegistryError::NotImplemented { name: self.name }.to_string(),
@@ -414,6 +445,8 @@ impl Spec {
             (Kind::Semi2k(g), 64) => visitor.visit(Semi2k::<u64>::setup_with_coins(net, g, coins)?),
             (Kind::Semi2k(g), _) => visitor.visit(Semi2k::<u128>::setup_with_coins(net, g, coins)?),
             (Kind::Shamir, _) => visitor.visit(Shamir::setup_with_coins(net, coins)?),
+            (Kind::Spdz2k, 32) => visitor.visit(Spdz2k::<u32>::setup_with_coins(net, coins)?),
+            (Kind::Spdz2k, _) => visitor.visit(Spdz2k::<u64>::setup_with_coins(net, coins)?),
             (Kind::Clear | Kind::Planned, _) => {
                 return Err(ProtocolError::Invalid(format!(
                     "protocol `{}` cannot run as a networked party",
@@ -444,13 +477,26 @@ impl Spec {
         coins: &dyn Coins,
         visitor: V,
     ) -> Result<V::Output, ProtocolError> {
+        self.check_width(bits)
+            .map_err(|e| ProtocolError::Invalid(e.to_string()))?;
+        if self.kind == Kind::Spdz2k {
+            let n = parties;
+            return Ok(match (mode, bits) {
+                (DealerMode::Generate, 32) => {
+                    visitor.visit(Spdz2kDealer::<u32>::with_coins(n, coins)?)
+                }
+                (DealerMode::Generate, _) => {
+                    visitor.visit(Spdz2kDealer::<u64>::with_coins(n, coins)?)
+                }
+                (DealerMode::Count, 32) => visitor.visit(Spdz2kDealer::<u32>::counting(n)),
+                (DealerMode::Count, _) => visitor.visit(Spdz2kDealer::<u64>::counting(n)),
+            });
+        }
         let Kind::Semi2k(gates) = self.kind else {
             return Err(ProtocolError::Invalid(
                 RegistryError::NoDealer { name: self.name }.to_string(),
             ));
         };
-        self.check_width(bits)
-            .map_err(|e| ProtocolError::Invalid(e.to_string()))?;
         fn make<W: Word, V: DealerVisitor>(
             n: usize,
             gates: Gates,
@@ -534,7 +580,7 @@ mod tests {
 
     #[test]
     fn planned_protocols_say_so() {
-        let e = find("spdz2k").unwrap_err().to_string();
+        let e = find("mal-rep3").unwrap_err().to_string();
         assert!(
             e.contains("not implemented yet") && e.contains("rep3"),
             "{e}"

@@ -52,7 +52,7 @@ pub fn cost(
     interp::run(program, &mut tally, roles, &PartyData::default(), batch)?;
     let log = tally.into_log();
     let parties = costs.parties();
-    let start = start_rounds(program, &log);
+    let start = start_rounds(program, &log, costs.shares_rounds());
     let mut slots: Vec<Round> = Vec::new();
     let mut layers: Vec<(LayerCost, BTreeSet<usize>)> = Vec::new();
     for (&index, rounds) in &log {
@@ -98,13 +98,19 @@ pub fn cost(
     })
 }
 
-/// The round in which each instruction sends first. Sequential programs: right after the
+/// The round in which each instruction sends first. Sequential programs (or a protocol
+/// that does not merge rounds): right after the
 /// previous instruction's rounds. Merged programs: right after its operands' last rounds,
 /// the rule the VM's concurrent runner follows.
-fn start_rounds(program: &Program, log: &BTreeMap<usize, Rounds>) -> Vec<usize> {
+fn start_rounds(program: &Program, log: &BTreeMap<usize, Rounds>, merging: bool) -> Vec<usize> {
     let len = |i: usize| log.get(&i).map_or(0, Vec::len);
     let mut start = vec![0; program.code.len()];
-    match program.rounds {
+    let schedule = if merging {
+        program.rounds
+    } else {
+        RoundSchedule::Sequential
+    };
+    match schedule {
         RoundSchedule::Sequential => {
             let mut next = 0;
             for (i, s) in start.iter_mut().enumerate() {

@@ -21,22 +21,22 @@ type R<T> = Result<T, ProtocolError>;
 
 // ---- element-wise product ----------------------------------------------------------------
 
-pub(super) fn mul_layout(n: usize) -> Layout {
+pub(crate) fn mul_layout(n: usize) -> Layout {
     Layout::words(3 * n)
 }
 
-pub(super) fn mul_pattern(n: usize, parties: usize, word: usize) -> Rounds {
+pub(crate) fn mul_pattern(n: usize, parties: usize, word: usize) -> Rounds {
     vec![all_to_all(parties, 2 * n * word)]
 }
 
-pub(super) fn mul_deal<W: Word>(n: usize, rng: &mut ChaCha12Rng) -> Block<W> {
+pub(crate) fn mul_deal<W: Word>(n: usize, rng: &mut ChaCha12Rng) -> Block<W> {
     let mut words = random_words::<W>(rng, 2 * n);
     let c: Vec<W> = (0..n).map(|i| words[i].mul(words[n + i])).collect();
     words.extend(c);
     Block::of_words(words)
 }
 
-pub(super) fn mul<W: Word>(p: &mut Semi2k<W>, x: &[W], y: &[W]) -> R<Vec<W>> {
+pub(crate) fn mul<W: Word>(p: &mut Semi2k<W>, x: &[W], y: &[W]) -> R<Vec<W>> {
     let n = x.len();
     let t: Block<W> = p.prep.take(&mul_layout(n))?;
     let (a, b, c) = (&t.words[..n], &t.words[n..2 * n], &t.words[2 * n..]);
@@ -61,29 +61,29 @@ pub(super) fn mul<W: Word>(p: &mut Semi2k<W>, x: &[W], y: &[W]) -> R<Vec<W>> {
 // ---- matrix product ------------------------------------------------------------------------
 
 /// Elements of the left operand, the right operand and the product.
-fn mat_sizes(d: MatDims) -> (usize, usize, usize) {
+pub(crate) fn mat_sizes(d: MatDims) -> (usize, usize, usize) {
     let left = if d.a_batched { d.batch } else { 1 } * d.m * d.k;
     let right = if d.b_batched { d.batch } else { 1 } * d.k * d.n;
     (left, right, d.batch * d.m * d.n)
 }
 
 /// A product with no operand element or no output element: zeros, no round.
-pub(super) fn matmul_is_trivial(d: MatDims) -> bool {
+pub(crate) fn matmul_is_trivial(d: MatDims) -> bool {
     let (l, r, o) = mat_sizes(d);
     l + r == 0 || o == 0
 }
 
-pub(super) fn matmul_layout(d: MatDims) -> Layout {
+pub(crate) fn matmul_layout(d: MatDims) -> Layout {
     let (l, r, o) = mat_sizes(d);
     Layout::words(l + r + o)
 }
 
-pub(super) fn matmul_pattern(d: MatDims, parties: usize, word: usize) -> Rounds {
+pub(crate) fn matmul_pattern(d: MatDims, parties: usize, word: usize) -> Rounds {
     let (l, r, _) = mat_sizes(d);
     vec![all_to_all(parties, (l + r) * word)]
 }
 
-pub(super) fn matmul_deal<W: Word>(d: MatDims, rng: &mut ChaCha12Rng) -> Block<W> {
+pub(crate) fn matmul_deal<W: Word>(d: MatDims, rng: &mut ChaCha12Rng) -> Block<W> {
     let (l, r, _) = mat_sizes(d);
     let mut words = random_words::<W>(rng, l + r);
     let c = matmul_words(&words[..l], &words[l..], d);
@@ -91,7 +91,7 @@ pub(super) fn matmul_deal<W: Word>(d: MatDims, rng: &mut ChaCha12Rng) -> Block<W
     Block::of_words(words)
 }
 
-pub(super) fn matmul<W: Word>(p: &mut Semi2k<W>, x: &[W], y: &[W], d: MatDims) -> R<Vec<W>> {
+pub(crate) fn matmul<W: Word>(p: &mut Semi2k<W>, x: &[W], y: &[W], d: MatDims) -> R<Vec<W>> {
     let (l, r, o) = mat_sizes(d);
     if matmul_is_trivial(d) {
         return Ok(vec![W::ZERO; o]);
@@ -117,18 +117,18 @@ pub(super) fn matmul<W: Word>(p: &mut Semi2k<W>, x: &[W], y: &[W], d: MatDims) -
 // ---- lookup ---------------------------------------------------------------------------------
 
 /// Bits of the padded table length.
-fn lookup_bits(table_len: usize) -> u32 {
+pub(crate) fn lookup_bits(table_len: usize) -> u32 {
     table_len.max(1).next_power_of_two().trailing_zeros()
 }
 
-pub(super) fn lookup_layout(n: usize, table_len: usize) -> Layout {
+pub(crate) fn lookup_layout(n: usize, table_len: usize) -> Layout {
     if lookup_bits(table_len) == 0 {
         return Layout::default();
     }
     Layout::words(n * (1 + (1usize << lookup_bits(table_len))))
 }
 
-pub(super) fn lookup_pattern(n: usize, table_len: usize, parties: usize) -> Rounds {
+pub(crate) fn lookup_pattern(n: usize, table_len: usize, parties: usize) -> Rounds {
     let bits = lookup_bits(table_len);
     if bits == 0 || n == 0 {
         return Vec::new();
@@ -136,7 +136,7 @@ pub(super) fn lookup_pattern(n: usize, table_len: usize, parties: usize) -> Roun
     vec![all_to_all(parties, n * (bits as usize).div_ceil(8))]
 }
 
-pub(super) fn lookup_deal<W: Word>(n: usize, table_len: usize, rng: &mut ChaCha12Rng) -> Block<W> {
+pub(crate) fn lookup_deal<W: Word>(n: usize, table_len: usize, rng: &mut ChaCha12Rng) -> Block<W> {
     let len = 1usize << lookup_bits(table_len);
     let raw = random_words::<u64>(rng, n);
     let mut words = vec![W::ZERO; n * (1 + len)];
@@ -148,7 +148,7 @@ pub(super) fn lookup_deal<W: Word>(n: usize, table_len: usize, rng: &mut ChaCha1
     Block::of_words(words)
 }
 
-pub(super) fn lookup<W: Word>(p: &mut Semi2k<W>, x: &[W], table: &[i64], offset: i64) -> R<Vec<W>> {
+pub(crate) fn lookup<W: Word>(p: &mut Semi2k<W>, x: &[W], table: &[i64], offset: i64) -> R<Vec<W>> {
     let n = x.len();
     let bits = lookup_bits(table.len());
     if bits == 0 || n == 0 {

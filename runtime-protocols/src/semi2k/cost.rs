@@ -27,8 +27,9 @@ impl Semi2kCosts {
     }
 }
 
-/// The calls of [`Protocol`] the cost formulas make, object-safe.
-trait Counting {
+/// The calls of [`Protocol`] the cost formulas make, object-safe; any data-free protocol
+/// (a counting dealer) answers them.
+pub(crate) trait Counting {
     fn mul(&mut self, len: usize) -> R<()>;
     fn matmul(&mut self, d: MatDims) -> R<()>;
     fn rescale(&mut self, num: &[i64], den: &[i64], b: Bounds) -> R<()>;
@@ -39,7 +40,7 @@ trait Counting {
     fn lookup(&mut self, len: usize, table_len: usize) -> R<()>;
 }
 
-impl<W: Word> Counting for Dealer<W> {
+impl<P: Protocol<Share = ()>> Counting for P {
     fn mul(&mut self, len: usize) -> R<()> {
         Protocol::mul(self, &vec![(); len], &vec![(); len]).map(drop)
     }

@@ -17,11 +17,11 @@
 //! Every round is all-to-all among the computing parties, and every party takes part in
 //! every round of every primitive, so instructions can share rounds.
 
-mod arith;
-mod cost;
+pub(crate) mod arith;
+pub(crate) mod cost;
 mod dealer;
 mod fss;
-mod prep;
+pub(crate) mod prep;
 pub(crate) mod reduce;
 pub(crate) mod select;
 

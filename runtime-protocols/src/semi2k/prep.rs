@@ -25,7 +25,7 @@ type R<T> = Result<T, ProtocolError>;
 /// The shape of one block: ring words (additive shares), then bit segments (XOR shares),
 /// each segment padded to whole 64-bit words so that slicing never shifts bits.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub(super) struct Layout {
+pub(crate) struct Layout {
     pub words: usize,
     pub segments: Vec<usize>,
     /// Bytes every party receives as they are.
@@ -66,7 +66,7 @@ impl Layout {
 
 /// One block of material (values at the dealer, shares at a party).
 #[derive(Clone, Debug, Default)]
-pub(super) struct Block<W> {
+pub(crate) struct Block<W> {
     pub words: Vec<W>,
     pub segs: Vec<Vec<u64>>,
     /// Not shared: the same at every party.
@@ -84,28 +84,28 @@ impl<W> Block<W> {
 }
 
 /// Stream `index + 1` of `seed`: a party's share of instruction `index`'s material.
-pub(super) fn stream(seed: &[u8; 32], index: usize) -> ChaCha12Rng {
+pub(crate) fn stream(seed: &[u8; 32], index: usize) -> ChaCha12Rng {
     let mut r = ChaCha12Rng::from_seed(*seed);
     r.set_stream(index as u64 + 1);
     r
 }
 
 /// `n` pseudo-random ring words.
-pub(super) fn random_words<W: Word>(rng: &mut ChaCha12Rng, n: usize) -> Vec<W> {
+pub(crate) fn random_words<W: Word>(rng: &mut ChaCha12Rng, n: usize) -> Vec<W> {
     let mut bytes = vec![0u8; n * W::BYTES];
     rng.fill_bytes(&mut bytes);
     bytes.chunks_exact(W::BYTES).map(W::read).collect()
 }
 
 /// `n` pseudo-random packed bits.
-pub(super) fn random_bits(rng: &mut ChaCha12Rng, n: usize) -> Vec<u64> {
+pub(crate) fn random_bits(rng: &mut ChaCha12Rng, n: usize) -> Vec<u64> {
     let mut v = random_words::<u64>(rng, words(n));
     clear_tail(&mut v, n);
     v
 }
 
 /// A pseudo-random block of layout `l`.
-pub(super) fn draw<W: Word>(rng: &mut ChaCha12Rng, l: &Layout) -> Block<W> {
+pub(crate) fn draw<W: Word>(rng: &mut ChaCha12Rng, l: &Layout) -> Block<W> {
     let words_out = random_words(rng, l.words);
     let segs = l
         .segments
@@ -120,7 +120,7 @@ pub(super) fn draw<W: Word>(rng: &mut ChaCha12Rng, l: &Layout) -> Block<W> {
 }
 
 /// Subtract (XOR, for bits) `share` from `block` in place.
-pub(super) fn remove_share<W: Word>(block: &mut Block<W>, share: &Block<W>) {
+pub(crate) fn remove_share<W: Word>(block: &mut Block<W>, share: &Block<W>) {
     for (x, s) in block.words.iter_mut().zip(&share.words) {
         *x = x.sub(*s);
     }
@@ -132,7 +132,7 @@ pub(super) fn remove_share<W: Word>(block: &mut Block<W>, share: &Block<W>) {
 }
 
 /// Append `block` to `out` as bytes.
-pub(super) fn encode_block<W: Word>(block: &Block<W>, out: &mut Vec<u8>) {
+pub(crate) fn encode_block<W: Word>(block: &Block<W>, out: &mut Vec<u8>) {
     for w in &block.words {
         w.write(out);
     }
@@ -173,7 +173,7 @@ fn decode_block<W: Word>(bytes: &[u8], l: &Layout) -> Block<W> {
 /// instruction with material, in the order the dealer walks the program. Written in
 /// place, so the material is never copied into a second buffer.
 #[derive(Debug, Default)]
-pub(super) struct Records {
+pub(crate) struct Records {
     out: Vec<u8>,
     /// Where the open record's header starts, and its instruction.
     open: Option<(usize, usize)>,
@@ -219,7 +219,7 @@ impl Records {
 
 /// A received dealer message: the bytes, and where each instruction's record lies.
 #[derive(Debug, Default)]
-pub(super) struct Directory {
+pub(crate) struct Directory {
     bytes: Vec<u8>,
     entries: BTreeMap<usize, (usize, usize)>,
 }
@@ -263,7 +263,7 @@ impl Directory {
 }
 
 /// Where a party takes its share of the current instruction's material from.
-pub(super) struct Source {
+pub(crate) struct Source {
     dealer: PartyId,
     /// Every party but the last: its seed, and its stream for the current instruction.
     seed: Option<[u8; 32]>,

@@ -51,7 +51,7 @@ const WORDS: usize = 9;
 
 /// A comparison of the tree.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Lane {
+pub(crate) enum Lane {
     Borrow,
     Lo,
     Hi,
@@ -61,17 +61,17 @@ enum Lane {
 #[derive(Clone, Debug)]
 pub(crate) struct Plan {
     /// Bits of the opening `c`.
-    m: u32,
+    pub(crate) m: u32,
     /// Comparisons the tree computes, in lane order.
-    lanes: Vec<Lane>,
+    pub(crate) lanes: Vec<Lane>,
     /// Chunk widths of the threshold comparisons (`m − 1` bits), least significant first.
-    t_chunks: Vec<u32>,
+    pub(crate) t_chunks: Vec<u32>,
     /// Chunk widths of the borrow comparison (the parity, then the remainder's bits).
-    b_chunks: Vec<u32>,
+    pub(crate) b_chunks: Vec<u32>,
     /// Units of every tree (a power of two).
-    units: usize,
+    pub(crate) units: usize,
     /// `(T_lo, T_hi)` per element, in `y`-space.
-    thresholds: Vec<(u64, u64)>,
+    pub(crate) thresholds: Vec<(u64, u64)>,
 }
 
 impl Plan {
@@ -133,7 +133,7 @@ impl Plan {
         })
     }
 
-    fn has(&self, l: Lane) -> bool {
+    pub(crate) fn has(&self, l: Lane) -> bool {
         self.lanes.contains(&l)
     }
 
@@ -153,7 +153,7 @@ impl Plan {
     }
 
     /// Which selector bits are secret and get opened: `g_mid`, `β`, `g_hi`.
-    fn opened(&self) -> [bool; 3] {
+    pub(crate) fn opened(&self) -> [bool; 3] {
         [
             self.has_thresholds(),
             self.has(Lane::Borrow),
@@ -161,7 +161,7 @@ impl Plan {
         ]
     }
 
-    fn opened_count(&self) -> usize {
+    pub(crate) fn opened_count(&self) -> usize {
         self.opened().iter().filter(|&&o| o).count()
     }
 
@@ -182,7 +182,7 @@ impl Plan {
         u64::from(t == 0)
     }
 
-    fn t_table_bits(&self) -> usize {
+    pub(crate) fn t_table_bits(&self) -> usize {
         if self.has_thresholds() {
             self.t_chunks.iter().map(|&w| 1usize << w).sum()
         } else {
@@ -190,7 +190,7 @@ impl Plan {
         }
     }
 
-    fn b_table_bits(&self) -> usize {
+    pub(crate) fn b_table_bits(&self) -> usize {
         if self.has(Lane::Borrow) {
             self.b_chunks.iter().map(|&w| 1usize << w).sum()
         } else {
@@ -199,12 +199,12 @@ impl Plan {
     }
 
     /// Table bits per element: threshold tables, then borrow tables of both readings.
-    fn table_bits(&self) -> usize {
+    pub(crate) fn table_bits(&self) -> usize {
         self.t_table_bits() + 2 * self.b_table_bits()
     }
 
     /// Per tree level: pairs of units combined, and whether it is the last.
-    fn levels(&self) -> Vec<(usize, bool)> {
+    pub(crate) fn levels(&self) -> Vec<(usize, bool)> {
         if self.lanes.is_empty() {
             return Vec::new();
         }
@@ -223,7 +223,7 @@ impl Plan {
 
     /// The dealer's material for `n` elements: words, then the tables, the top bits of
     /// `r`, the bits `e`, and per tree level the triples `a, b_1, c_1, b_2, c_2`.
-    pub(super) fn layout(&self, n: usize) -> Layout {
+    pub(crate) fn layout(&self, n: usize) -> Layout {
         let mut l = Layout::words(WORDS * n)
             .seg(n * self.table_bits())
             .seg(n)
@@ -251,7 +251,7 @@ impl Plan {
     }
 
     /// The dealer's material (values) for `q` on `n` elements, from its own randomness.
-    pub(super) fn deal<W: Word>(&self, q: &Requant, rng: &mut ChaCha12Rng) -> Block<W> {
+    pub(crate) fn deal<W: Word>(&self, q: &Requant, rng: &mut ChaCha12Rng) -> Block<W> {
         let n = q.num.len();
         let m = self.m;
         let tb = self.table_bits();
@@ -364,7 +364,7 @@ fn fill_tables(tables: &mut [u64], base: usize, chunks: &[u32], q: u64, tie: Opt
 }
 
 /// A round in which every party sends `bytes` to every other party.
-pub(super) fn all_to_all(parties: usize, bytes: usize) -> Round {
+pub(crate) fn all_to_all(parties: usize, bytes: usize) -> Round {
     Round::of((0..parties).flat_map(|f| {
         (0..parties)
             .filter(move |&t| t != f)
@@ -376,7 +376,7 @@ pub(super) fn all_to_all(parties: usize, bytes: usize) -> Round {
 type Unit = (Vec<u64>, Vec<u64>);
 
 /// Party `p`'s share of `q` applied to `x` (values in `b`); see the module doc.
-pub(super) fn eval<W: Word>(
+pub(crate) fn eval<W: Word>(
     p: &mut Semi2k<W>,
     x: &[W],
     q: &Requant,

@@ -1,0 +1,309 @@
+//! The dealer of `spdz2k`: a [`Protocol`] with no data that the VM walks like a party,
+//! each call supplying the authenticated material the parties' same call takes, and
+//! recording the call's online rounds. In counting mode it makes nothing, which is how
+//! [`super::Spdz2kCosts`] gets its figures: the costs come from this code, not from a
+//! second formula.
+//!
+//! Material is shared as in `semi2k` ([`crate::semi2k::prep`]): parties `0..n − 1` draw
+//! their shares of values and MACs from a seed, the last party receives the corrections.
+//! This is the interface a dealer-free generator (OT or HE triples with MACs) would
+//! implement later: the same calls, the same order, the same material.
+
+use super::{auth, check, select, SETUP};
+use crate::coins::{Coins, KeyId, OsCoins};
+use crate::cost::{Round, Rounds};
+use crate::net::{Stats, Transport, FRAME_HEADER};
+use crate::semi2k::prep::{self, Block, Layout, Records};
+use crate::semi2k::select::{all_to_all, Plan};
+use crate::semi2k::{arith, reduce, Gates};
+use crate::word::Word;
+use crate::{Bounds, MatDims, PartyId, Protocol, ProtocolError, Requant};
+use chacha20::rand_core::{Rng, SeedableRng};
+use chacha20::ChaCha12Rng;
+use std::collections::BTreeMap;
+use std::marker::PhantomData;
+
+type R<T> = Result<T, ProtocolError>;
+
+/// What a generating dealer holds besides the sizes.
+struct Generating {
+    alpha: u128,
+    seeds: Vec<[u8; 32]>,
+    rng: ChaCha12Rng,
+    streams: Vec<ChaCha12Rng>,
+    /// The last party's message.
+    last: Records,
+}
+
+/// The trusted dealer of `n` computing parties of `spdz2k` in the ring of `W`.
+pub struct Spdz2kDealer<W: Word> {
+    n: usize,
+    current: usize,
+    /// Bytes of material per instruction index (to the last party).
+    sizes: BTreeMap<usize, usize>,
+    rounds: Rounds,
+    gen: Option<Generating>,
+    _ring: PhantomData<W>,
+}
+
+impl<W: Word> Spdz2kDealer<W> {
+    /// A dealer that generates material from the operating system's randomness.
+    pub fn new(parties: usize) -> R<Self> {
+        Self::with_coins(parties, &OsCoins)
+    }
+
+    /// [`Spdz2kDealer::new`] with the seeds from `coins`.
+    pub fn with_coins(parties: usize, coins: &dyn Coins) -> R<Self> {
+        let dealer = parties;
+        let seeds = (0..parties.saturating_sub(1))
+            .map(|p| {
+                coins.seed(KeyId {
+                    purpose: "spdz2k dealer seed",
+                    holders: &[p, dealer],
+                    index: 0,
+                })
+            })
+            .collect::<R<Vec<_>>>()?;
+        let mut rng = ChaCha12Rng::from_seed(coins.seed(KeyId {
+            purpose: "spdz2k dealer own",
+            holders: &[dealer],
+            index: 0,
+        })?);
+        // α: s = 64 random bits.
+        let alpha = u128::from(rng.next_u64());
+        Ok(Self::build(
+            parties,
+            Some(Generating {
+                alpha,
+                seeds,
+                rng,
+                streams: Vec::new(),
+                last: Records::default(),
+            }),
+        ))
+    }
+
+    /// A dealer that only counts sizes and rounds.
+    pub fn counting(parties: usize) -> Self {
+        Self::build(parties, None)
+    }
+
+    /// A dealer with the set-up record (the MAC key's shares) supplied.
+    fn build(parties: usize, gen: Option<Generating>) -> Self {
+        let mut d = Spdz2kDealer {
+            n: parties,
+            current: 0,
+            sizes: BTreeMap::new(),
+            rounds: Vec::new(),
+            gen,
+            _ring: PhantomData,
+        };
+        d.begin(SETUP);
+        let alpha = d.gen.as_ref().map_or(0, |g| g.alpha);
+        d.supply_words(Layout::words(1), |_| vec![alpha]);
+        d
+    }
+
+    fn begin(&mut self, index: usize) {
+        self.current = index;
+        if let Some(g) = self.gen.as_mut() {
+            g.streams = g.seeds.iter().map(|s| prep::stream(s, index)).collect();
+        }
+    }
+
+    /// The online rounds recorded so far, leaving none.
+    pub fn take_rounds(&mut self) -> Rounds {
+        std::mem::take(&mut self.rounds)
+    }
+
+    /// Bytes the dealer sends every party (frame headers included): a seed to each but
+    /// the last, the corrections as records (8 bytes of header each) to the last.
+    pub fn bytes_per_party(&self) -> Vec<u64> {
+        let header = FRAME_HEADER as u64;
+        let records = 8 * self.sizes.len() as u64 + self.sizes.values().sum::<usize>() as u64;
+        let mut out = vec![32 + header; self.n.saturating_sub(1)];
+        out.push(header + records);
+        out
+    }
+
+    /// Send every party its material (one round); the dealer is party `n` of `net`.
+    pub fn send(self, net: &mut dyn Transport) -> R<Stats> {
+        let g = self.gen.ok_or_else(|| {
+            ProtocolError::Invalid("a counting dealer has no material to send".into())
+        })?;
+        let mut out: Vec<(PartyId, Vec<u8>)> = g
+            .seeds
+            .iter()
+            .enumerate()
+            .map(|(p, s)| (p, s.to_vec()))
+            .collect();
+        out.push((self.n - 1, g.last.finish()));
+        net.exchange(out, &[])?;
+        Ok(net.stats())
+    }
+
+    /// Share the ring words `make` returns (layout `l`): parties with a seed draw theirs,
+    /// the last party gets the rest.
+    fn supply_words(&mut self, l: Layout, make: impl FnOnce(&mut Generating) -> Vec<u128>) {
+        let bytes = l.bytes(16);
+        if bytes == 0 {
+            return;
+        }
+        *self.sizes.entry(self.current).or_default() += bytes;
+        if let Some(g) = self.gen.as_mut() {
+            let shares: Vec<Block<u128>> =
+                g.streams.iter_mut().map(|s| prep::draw(s, &l)).collect();
+            let mut block = Block::of_words(make(g));
+            for s in &shares {
+                prep::remove_share(&mut block, s);
+            }
+            g.last
+                .append(self.current, |out| prep::encode_block(&block, out));
+        }
+    }
+
+    /// Authenticate and share `count` values from `make`.
+    fn supply(&mut self, count: usize, make: impl FnOnce(&mut ChaCha12Rng) -> Vec<u128>) {
+        self.supply_words(Layout::words(2 * count), |g| {
+            let values = make(&mut g.rng);
+            auth::to_words(&values, g.alpha)
+        });
+    }
+
+    /// `count` random values given to `owner` alone (its stream, or the last party's
+    /// record); returned for the dealer's own use.
+    fn supply_private(&mut self, owner: PartyId, count: usize) -> Vec<u128> {
+        if count == 0 {
+            return Vec::new();
+        }
+        let l = Layout::words(count);
+        if owner + 1 < self.n {
+            return self.gen.as_mut().map_or_else(Vec::new, |g| {
+                prep::draw::<u128>(&mut g.streams[owner], &l).words
+            });
+        }
+        *self.sizes.entry(self.current).or_default() += l.bytes(16);
+        match self.gen.as_mut() {
+            Some(g) => {
+                let v = prep::random_words::<u128>(&mut g.rng, count);
+                let block = Block::of_words(v.clone());
+                g.last
+                    .append(self.current, |out| prep::encode_block(&block, out));
+                v
+            }
+            None => Vec::new(),
+        }
+    }
+
+    /// A check's rounds (it takes no material).
+    fn check(&mut self) {
+        self.rounds.extend(check::pattern(self.n));
+    }
+
+    fn opening(&self, bytes: usize) -> Round {
+        all_to_all(self.n, bytes)
+    }
+}
+
+impl<W: Word> reduce::Engine for Spdz2kDealer<W> {
+    fn ring_bits(&self) -> u32 {
+        W::BITS
+    }
+    fn gates(&self) -> Gates {
+        Gates::Beaver
+    }
+    fn select_with(&mut self, x: &[()], q: &Requant, _: Bounds, plan: &Plan) -> R<Vec<()>> {
+        let n = x.len();
+        self.supply(select::count(plan, n), |rng| select::deal(plan, q, rng));
+        self.rounds.extend(select::pattern(plan, n, self.n));
+        Ok(vec![(); n])
+    }
+}
+
+impl<W: Word> Protocol for Spdz2kDealer<W> {
+    type Share = ();
+
+    fn name(&self) -> &'static str {
+        "spdz2k"
+    }
+    /// The dealer's id in the mesh: no role of the program is its.
+    fn party(&self) -> PartyId {
+        self.n
+    }
+    fn parties(&self) -> usize {
+        self.n
+    }
+    fn begin_instruction(&mut self, index: usize) {
+        self.begin(index);
+    }
+
+    fn input(&mut self, owner: PartyId, _: Option<&[i64]>, len: usize) -> R<Vec<()>> {
+        if len == 0 {
+            return Ok(Vec::new());
+        }
+        let r = self.supply_private(owner, len);
+        self.supply(len, |_| r);
+        let bytes = super::encoded_len(len, W::BITS) as u64;
+        self.rounds.push(Round::of(
+            (0..self.n)
+                .filter(|&p| p != owner)
+                .map(|p| (owner, p, bytes)),
+        ));
+        Ok(vec![(); len])
+    }
+
+    fn reveal(&mut self, x: &[()], to: PartyId) -> R<Option<Vec<i64>>> {
+        let n = x.len();
+        self.check();
+        let r = self.supply_private(to, n);
+        self.supply(n, |_| r);
+        if n > 0 {
+            let open = self.opening(16 * n);
+            self.rounds.push(open);
+        }
+        self.check();
+        Ok(None)
+    }
+
+    crate::cost::shape_only_locals!();
+
+    fn mul(&mut self, a: &[()], _: &[()]) -> R<Vec<()>> {
+        let n = a.len();
+        if n > 0 {
+            self.supply(3 * n, |rng| arith::mul_deal::<u128>(n, rng).words);
+            self.rounds.extend(arith::mul_pattern(n, self.n, 16));
+        }
+        Ok(a.to_vec())
+    }
+
+    fn matmul(&mut self, _: &[()], _: &[()], d: MatDims) -> R<Vec<()>> {
+        let (l, r, o) = arith::mat_sizes(d);
+        if !arith::matmul_is_trivial(d) {
+            self.supply(l + r + o, |rng| arith::matmul_deal::<u128>(d, rng).words);
+            self.rounds.extend(arith::matmul_pattern(d, self.n, 16));
+        }
+        Ok(vec![(); o])
+    }
+
+    reduce::selections_from_reduce!(());
+
+    fn lookup(&mut self, x: &[()], table: &[i64], _: i64) -> R<Vec<()>> {
+        let n = x.len();
+        let bits = arith::lookup_bits(table.len());
+        if bits > 0 && n > 0 {
+            let len = 1usize << bits;
+            // r, with random bits above the table's index bits.
+            self.supply(n * (1 + len), |rng| {
+                let mut words = arith::lookup_deal::<u128>(n, table.len(), rng).words;
+                let high = prep::random_words::<u128>(rng, n);
+                for (r, h) in words.iter_mut().zip(high) {
+                    *r = r.wrapping_add(h << bits);
+                }
+                words
+            });
+            let open = self.opening(16 * n);
+            self.rounds.push(open);
+        }
+        Ok(x.to_vec())
+    }
+}

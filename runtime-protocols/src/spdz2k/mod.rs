@@ -1,0 +1,506 @@
+//! `spdz2k`: additive secret sharing with MACs over Z_2^(k+s) among `n ≥ 2` parties,
+//! secure with abort against any `n − 1` that deviate arbitrarily (SPDZ2k, Cramer et al.,
+//! CRYPTO 2018), with a trusted dealer for the preprocessing.
+//!
+//! Shares live in Z_2^128: a value of the program's ring Z_2^k (`k` = 32 or 64) is the low
+//! `k` bits of a sharing `[x]`, authenticated by shares of `α·x` under the dealer's MAC key
+//! `α` (64 random bits, additively shared), so `s = 128 − k ≥ 64`. The structure is
+//! `semi2k`'s ([`crate::semi2k`]) with every value and every piece of the dealer's
+//! material authenticated:
+//!
+//! - input: 1 round. The dealer gives the owner a random `r` and everyone `[r]`; the
+//!   owner sends `x − r mod 2^k` to every party;
+//! - product, matrix product, lookup: 1 round each, Beaver triples and one-hot vectors;
+//! - rescale, requantize, clamp, max, argmax: `semi2k`'s plan ([`select`]) with the
+//!   comparison bits as authenticated values whose meaning is their low bit;
+//! - reveal: a MAC check of everything opened so far (4 rounds, [`check`]), one masked
+//!   opening `x + r` to all, a second check, and only then the receiver removes its `r`.
+//!
+//! Every opening reveals only the low bits it needs and goes to the [`check::Ledger`]; no
+//! output exists before a check has passed. On a failed check every honest party returns
+//! [`ProtocolError::Cheat`] naming the check.
+//!
+//! The dealer (the mesh's last party) is trusted, as in `semi2k`; a dealer-free offline
+//! phase (OT or HE triples) would implement the same material interface ([`dealer`]).
+
+mod auth;
+mod check;
+mod cost;
+mod dealer;
+mod select;
+#[cfg(test)]
+mod tests;
+
+pub use auth::Auth;
+pub use cost::Spdz2kCosts;
+pub use dealer::Spdz2kDealer;
+
+use crate::coins::{Coins, KeyId, OsCoins};
+use crate::net::{Stats, Transport};
+use crate::semi2k::prep::{self, Layout};
+use crate::semi2k::reduce;
+use crate::semi2k::select::Plan;
+use crate::semi2k::{arith, Gates};
+use crate::word::{matmul_words, Word};
+use crate::{Bounds, MatDims, PartyId, Protocol, ProtocolError, Requant};
+use auth::{lift, Ctx};
+use rayon::prelude::*;
+use std::marker::PhantomData;
+
+type R<T> = Result<T, ProtocolError>;
+
+/// The material index of the set-up record (the MAC key's shares).
+const SETUP: usize = u32::MAX as usize;
+
+/// A party of `spdz2k` over the ring of `W` (its shares are always Z_2^128).
+pub struct Spdz2k<W: Word> {
+    me: PartyId,
+    /// Computing parties; the dealer is party `n` of the mesh.
+    n: usize,
+    net: Box<dyn Transport>,
+    /// This party's share of the MAC key.
+    alpha: u128,
+    prep: prep::Source,
+    ledger: check::Ledger,
+    coins: check::CoinChain,
+    /// Traffic of the dealer's message and the set-up: not online.
+    setup: Stats,
+    /// Tests: the number of opened groups to let pass before this party adds `delta` to
+    /// its share of the next one's first value (a consistent lie: its own view changes
+    /// with it).
+    #[cfg(test)]
+    tamper_open: Option<(usize, u128)>,
+    _ring: PhantomData<W>,
+}
+
+impl<W: Word> Spdz2k<W> {
+    /// Receive the dealer's material, take the MAC key share and commit to the first coin
+    /// seed of the checks (one round).
+    pub fn setup(net: Box<dyn Transport>) -> R<Self> {
+        Self::setup_with_coins(net, &OsCoins)
+    }
+
+    /// [`Spdz2k::setup`] with this party's private randomness from `coins`.
+    pub fn setup_with_coins(mut net: Box<dyn Transport>, coins: &dyn Coins) -> R<Self> {
+        if W::BITS > 64 {
+            return Err(ProtocolError::Invalid(format!(
+                "spdz2k computes in Z_2^32 or Z_2^64 (with 64 bits of MAC headroom), not Z_2^{}",
+                W::BITS
+            )));
+        }
+        let total = net.parties();
+        if total < 3 {
+            return Err(ProtocolError::Invalid(format!(
+                "spdz2k needs at least 2 parties and the dealer, not {total} in all"
+            )));
+        }
+        let (me, n) = (net.party(), total - 1);
+        if me >= n {
+            return Err(ProtocolError::Invalid(
+                "the dealer cannot compute; run it with `Spdz2kDealer`".into(),
+            ));
+        }
+        let dealer = n;
+        let got = net.exchange(Vec::new(), &[dealer])?;
+        let msg = got.into_iter().next().map(|(_, m)| m).unwrap_or_default();
+        let source = if me == n - 1 {
+            prep::Source::new(dealer, None, prep::Directory::decode(msg, 0, dealer)?)
+        } else {
+            let seed: [u8; 32] =
+                msg.get(..32)
+                    .and_then(|s| s.try_into().ok())
+                    .ok_or_else(|| ProtocolError::Peer {
+                        party: dealer,
+                        what: format!("the dealer sent a seed of {} bytes", msg.len()),
+                    })?;
+            prep::Source::new(dealer, Some(seed), prep::Directory::default())
+        };
+        let chain = check::CoinChain::new(
+            coins.seed(KeyId {
+                purpose: "spdz2k check coins",
+                holders: &[me],
+                index: 0,
+            })?,
+            n,
+        );
+        let mut p = Spdz2k {
+            me,
+            n,
+            net,
+            alpha: 0,
+            prep: source,
+            ledger: check::Ledger::new(),
+            coins: chain,
+            setup: Stats::default(),
+            #[cfg(test)]
+            tamper_open: None,
+            _ring: PhantomData,
+        };
+        p.prep.begin(SETUP);
+        p.alpha = p.prep.take::<u128>(&Layout::words(1))?.words[0];
+        let commitment = p.coins.commitment().to_vec();
+        for (q, c) in p.peers().into_iter().zip(p.all_round(commitment)?) {
+            let c: [u8; 32] = c.try_into().unwrap_or_default();
+            p.coins.set_commitment(q, c);
+        }
+        p.setup = p.net.stats();
+        Ok(p)
+    }
+
+    /// Tell the peers this party stops, and why.
+    pub fn abort(&mut self, reason: &str) {
+        self.net.abort(reason);
+    }
+
+    /// Online traffic so far (preprocessing and set-up excluded).
+    pub fn stats(&self) -> Stats {
+        self.net.stats().since(self.setup)
+    }
+
+    fn ctx(&self) -> Ctx {
+        Ctx {
+            first: self.me == 0,
+            alpha: self.alpha,
+        }
+    }
+
+    fn peers(&self) -> Vec<PartyId> {
+        (0..self.n).filter(|&p| p != self.me).collect()
+    }
+
+    /// One round: `msg` to every other computing party, as many bytes back from each.
+    fn all_round(&mut self, msg: Vec<u8>) -> R<Vec<Vec<u8>>> {
+        let len = msg.len();
+        let peers = self.peers();
+        let out = peers.iter().map(|&p| (p, msg.clone())).collect();
+        let expect: Vec<(PartyId, usize)> = peers.iter().map(|&p| (p, len)).collect();
+        Ok(self
+            .net
+            .exchange_sized(out, &expect)?
+            .into_iter()
+            .map(|(_, m)| m)
+            .collect())
+    }
+
+    /// This party's shares of the next `count` authenticated values of the material.
+    fn take_auth(&mut self, count: usize) -> R<Vec<auth::Auth>> {
+        let block = self.prep.take::<u128>(&Layout::words(2 * count))?;
+        Ok(auth::from_words(&block.words))
+    }
+
+    /// The next `count` values the dealer gave this party alone, in the clear.
+    fn take_private(&mut self, count: usize) -> R<Vec<u128>> {
+        Ok(self.prep.take::<u128>(&Layout::words(count))?.words)
+    }
+
+    /// Open several groups of shares in one round, all 128 bits of each (the dealer's
+    /// masks are uniform in Z_2^128, so the bits above a value's meaning reveal nothing).
+    /// Every opening goes to the ledger.
+    fn open(&mut self, groups: &[&[auth::Auth]]) -> R<Vec<Vec<u128>>> {
+        let total: usize = groups.iter().map(|g| g.len()).sum();
+        let mut msg = Vec::with_capacity(16 * total);
+        for shares in groups {
+            #[allow(unused_mut)]
+            let mut mine: Vec<u128> = shares.iter().map(|s| s.x).collect();
+            #[cfg(test)]
+            if let (Some((k, delta)), Some(first)) = (self.tamper_open.as_mut(), mine.first_mut()) {
+                if *k == 0 {
+                    *first = first.wrapping_add(*delta);
+                }
+                *k = k.wrapping_sub(1);
+            }
+            for v in mine {
+                msg.extend_from_slice(&v.to_le_bytes());
+            }
+        }
+        let got = self.all_round(msg.clone())?;
+        let mut sums: Vec<u128> = msg
+            .chunks_exact(16)
+            .map(|c| u128::from_le_bytes(c.try_into().unwrap_or_default()))
+            .collect();
+        for m in &got {
+            for (s, c) in sums.iter_mut().zip(m.chunks_exact(16)) {
+                *s = s.wrapping_add(u128::from_le_bytes(c.try_into().unwrap_or_default()));
+            }
+        }
+        let mut out = Vec::with_capacity(groups.len());
+        let mut at = 0;
+        for shares in groups {
+            let v = sums[at..at + shares.len()].to_vec();
+            self.ledger.record(shares, &v);
+            at += shares.len();
+            out.push(v);
+        }
+        Ok(out)
+    }
+
+    /// Open one group.
+    fn open_one(&mut self, shares: &[auth::Auth]) -> R<Vec<u128>> {
+        Ok(self.open(&[shares])?.swap_remove(0))
+    }
+
+    fn k_mask() -> u64 {
+        crate::bitvec::low_mask(W::BITS)
+    }
+}
+
+/// Bytes of `n` values of `width` bits on the wire.
+pub(super) fn encoded_len(n: usize, width: u32) -> usize {
+    if width == 1 {
+        crate::bitvec::bit_bytes(n)
+    } else {
+        n * (width as usize).div_ceil(8)
+    }
+}
+
+fn encode_low(v: &[u64], width: u32, out: &mut Vec<u8>) {
+    if width == 1 {
+        let mut packed = vec![0u64; crate::bitvec::words(v.len())];
+        for (i, &b) in v.iter().enumerate() {
+            crate::bitvec::set(&mut packed, i, b & 1);
+        }
+        crate::bitvec::pack(&packed, v.len(), out);
+    } else {
+        let b = (width as usize).div_ceil(8);
+        for x in v {
+            out.extend_from_slice(&x.to_le_bytes()[..b]);
+        }
+    }
+}
+
+fn decode_low(bytes: &[u8], n: usize, width: u32) -> Vec<u64> {
+    if width == 1 {
+        let packed = crate::bitvec::unpack(bytes, n);
+        (0..n).map(|i| crate::bitvec::get(&packed, i)).collect()
+    } else {
+        let b = (width as usize).div_ceil(8);
+        bytes
+            .chunks_exact(b)
+            .map(|c| {
+                let mut w = [0u8; 8];
+                w[..b].copy_from_slice(c);
+                u64::from_le_bytes(w)
+            })
+            .collect()
+    }
+}
+
+impl<W: Word> reduce::Engine for Spdz2k<W> {
+    fn ring_bits(&self) -> u32 {
+        W::BITS
+    }
+    fn gates(&self) -> Gates {
+        Gates::Beaver
+    }
+    fn select_with(
+        &mut self,
+        x: &[auth::Auth],
+        q: &Requant,
+        b: Bounds,
+        plan: &Plan,
+    ) -> R<Vec<auth::Auth>> {
+        select::eval(self, x, q, b, plan)
+    }
+}
+
+impl<W: Word> Protocol for Spdz2k<W> {
+    type Share = auth::Auth;
+
+    fn name(&self) -> &'static str {
+        "spdz2k"
+    }
+    fn party(&self) -> PartyId {
+        self.me
+    }
+    fn parties(&self) -> usize {
+        self.n
+    }
+    fn begin_instruction(&mut self, index: usize) {
+        self.prep.begin(index);
+    }
+
+    fn input(&mut self, owner: PartyId, values: Option<&[i64]>, len: usize) -> R<Vec<Auth>> {
+        if len == 0 {
+            return Ok(Vec::new());
+        }
+        let k = Self::k_mask();
+        let width = W::BITS;
+        let bytes = encoded_len(len, width);
+        let d: Vec<u64> = if self.me == owner {
+            let v = values.ok_or_else(|| {
+                ProtocolError::Invalid(format!("party {owner} has no value for its input"))
+            })?;
+            if v.len() != len {
+                return Err(ProtocolError::Invalid(format!(
+                    "party {owner} input has {} values, the program expects {len}",
+                    v.len()
+                )));
+            }
+            let r = self.take_private(len)?;
+            let d: Vec<u64> = v
+                .iter()
+                .zip(&r)
+                .map(|(&x, &r)| (lift(x).wrapping_sub(r) as u64) & k)
+                .collect();
+            let mut msg = Vec::with_capacity(bytes);
+            encode_low(&d, width, &mut msg);
+            let out = self.peers().into_iter().map(|p| (p, msg.clone())).collect();
+            self.net.exchange_sized(out, &[])?;
+            d
+        } else {
+            let got = self.net.exchange_sized(Vec::new(), &[(owner, bytes)])?;
+            decode_low(&got[0].1, len, width)
+        };
+        self.ledger.broadcast(&d);
+        let r = self.take_auth(len)?;
+        let ctx = self.ctx();
+        Ok(r.iter()
+            .zip(&d)
+            .map(|(r, &d)| ctx.add_const(*r, u128::from(d)))
+            .collect())
+    }
+
+    fn reveal(&mut self, x: &[Auth], to: PartyId) -> R<Option<Vec<i64>>> {
+        // Nothing derived from an unchecked opening leaves the parties.
+        self.check()?;
+        let r = if self.me == to {
+            Some(self.take_private(x.len())?)
+        } else {
+            None
+        };
+        let masks = self.take_auth(x.len())?;
+        let masked = auth::add(x, &masks);
+        let opened = if x.is_empty() {
+            Vec::new()
+        } else {
+            self.open_one(&masked)?
+        };
+        self.check()?;
+        Ok(r.map(|r| {
+            opened
+                .iter()
+                .zip(r)
+                .map(|(&c, r)| W::from_u128(c.wrapping_sub(r)).to_i64())
+                .collect()
+        }))
+    }
+
+    fn public(&self, values: &[i64]) -> Vec<Auth> {
+        let ctx = self.ctx();
+        values.iter().map(|&v| ctx.constant(lift(v))).collect()
+    }
+    fn add(&self, a: &[Auth], b: &[Auth]) -> Vec<Auth> {
+        auth::add(a, b)
+    }
+    fn sub(&self, a: &[Auth], b: &[Auth]) -> Vec<Auth> {
+        auth::sub(a, b)
+    }
+    fn add_public(&self, a: &[Auth], c: &[i64]) -> Vec<Auth> {
+        let ctx = self.ctx();
+        a.par_iter()
+            .zip(c)
+            .map(|(s, &c)| ctx.add_const(*s, lift(c)))
+            .collect()
+    }
+    fn mul_public(&self, a: &[Auth], c: &[i64]) -> Vec<Auth> {
+        a.par_iter()
+            .zip(c)
+            .map(|(s, &c)| s.scale(lift(c)))
+            .collect()
+    }
+    fn matmul_public(&self, secret: &[Auth], public: &[i64], d: MatDims, left: bool) -> Vec<Auth> {
+        let p: Vec<u128> = public.iter().map(|&v| lift(v)).collect();
+        let (x, m) = auth::planes(secret);
+        let prod = |s: &[u128]| {
+            if left {
+                matmul_words(&p, s, d)
+            } else {
+                matmul_words(s, &p, d)
+            }
+        };
+        auth::zip(prod(&x), prod(&m))
+    }
+
+    fn mul(&mut self, a: &[Auth], b: &[Auth]) -> R<Vec<Auth>> {
+        let n = a.len();
+        if n == 0 {
+            return Ok(Vec::new());
+        }
+        let t = self.take_auth(3 * n)?;
+        let (ta, tb, tc) = (&t[..n], &t[n..2 * n], &t[2 * n..]);
+        let d = auth::sub(a, ta);
+        let e = auth::sub(b, tb);
+        let o = self.open(&[&d, &e])?;
+        let ctx = self.ctx();
+        Ok((0..n)
+            .into_par_iter()
+            .map(|i| {
+                let (d, e) = (o[0][i], o[1][i]);
+                let z = tc[i].add(tb[i].scale(d)).add(ta[i].scale(e));
+                ctx.add_const(z, d.wrapping_mul(e))
+            })
+            .collect())
+    }
+
+    fn matmul(&mut self, a: &[Auth], b: &[Auth], d: MatDims) -> R<Vec<Auth>> {
+        let (l, r, o) = arith::mat_sizes(d);
+        if arith::matmul_is_trivial(d) {
+            return Ok(vec![Auth::ZERO; o]);
+        }
+        let t = self.take_auth(l + r + o)?;
+        let (ta, tb, tc) = (&t[..l], &t[l..l + r], &t[l + r..]);
+        let dx = auth::sub(a, ta);
+        let ey = auth::sub(b, tb);
+        let mut opened = self.open(&[&dx, &ey])?;
+        let ev = opened.pop().unwrap_or_default();
+        let dv = opened.pop().unwrap_or_default();
+        // Z = C + D·B + A·E + D·E.
+        let (bx, bm) = auth::planes(tb);
+        let (ax, am) = auth::planes(ta);
+        let z = auth::zip(matmul_words(&dv, &bx, d), matmul_words(&dv, &bm, d));
+        let ae = auth::zip(matmul_words(&ax, &ev, d), matmul_words(&am, &ev, d));
+        let de = matmul_words(&dv, &ev, d);
+        let ctx = self.ctx();
+        Ok((0..o)
+            .into_par_iter()
+            .map(|i| ctx.add_const(z[i].add(ae[i]).add(tc[i]), de[i]))
+            .collect())
+    }
+
+    reduce::selections_from_reduce!(Auth);
+
+    fn lookup(&mut self, x: &[Auth], table: &[i64], offset: i64) -> R<Vec<Auth>> {
+        let n = x.len();
+        let bits = arith::lookup_bits(table.len());
+        let ctx = self.ctx();
+        if bits == 0 || n == 0 {
+            // One entry: x must be `offset`.
+            let v = lift(table.first().copied().unwrap_or(0));
+            return Ok(vec![ctx.constant(v); n]);
+        }
+        let len = 1usize << bits;
+        let mat = self.take_auth(n * (1 + len))?;
+        let shift = lift(offset).wrapping_neg();
+        let masked: Vec<Auth> = (0..n)
+            .map(|i| ctx.add_const(x[i], shift).add(mat[i]))
+            .collect();
+        let lmask = len as u64 - 1;
+        let c: Vec<u64> = self
+            .open_one(&masked)?
+            .into_iter()
+            .map(|v| v as u64 & lmask)
+            .collect();
+        let table: Vec<u128> = (0..len)
+            .map(|j| lift(table.get(j).copied().unwrap_or(0)))
+            .collect();
+        Ok((0..n)
+            .into_par_iter()
+            .map(|i| {
+                let onehot = &mat[n + i * len..n + (i + 1) * len];
+                onehot.iter().enumerate().fold(Auth::ZERO, |acc, (j, h)| {
+                    acc.add(h.scale(table[(c[i].wrapping_sub(j as u64) & lmask) as usize]))
+                })
+            })
+            .collect())
+    }
+}
