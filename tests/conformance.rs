@@ -170,7 +170,17 @@ fn probabilistic(spec: &Spec, e: &Entry, n: usize) -> Result<String, String> {
 
 /// Known gaps: (protocol, model id, variant, what the run must say). A listed case must
 /// fail with that message, so the list shrinks as soon as a gap is closed (NOTES.md).
-const KNOWN_LIMITS: &[(&str, &str, &str, &str)] = &[];
+const KNOWN_LIMITS: &[(&str, &str, &str, &str)] = &[
+    // spdz2k's dealer sends its authenticated material in one message (issue 21 streams
+    // it); the corpus batch of resnet_tiny needs more.
+    ("spdz2k", "resnet_tiny/qdq_s8_pc", "batch", SPDZ2K_FRAME),
+    ("spdz2k", "resnet_tiny/qdq_s8_pt", "batch", SPDZ2K_FRAME),
+    ("spdz2k", "resnet_tiny/qdq_u8_pt", "batch", SPDZ2K_FRAME),
+    ("spdz2k", "resnet_tiny/qop_s8_pc", "batch", SPDZ2K_FRAME),
+    ("spdz2k", "resnet_tiny/qop_s8_pt", "batch", SPDZ2K_FRAME),
+    ("spdz2k", "resnet_tiny/qop_u8_pt", "batch", SPDZ2K_FRAME),
+];
+const SPDZ2K_FRAME: &str = "the dealer's material for party 1 passes the 2 GiB one message carries";
 
 /// `result` of `variant`, held to [`KNOWN_LIMITS`].
 fn expect<T>(
@@ -221,7 +231,8 @@ fn check(spec: &Spec, e: &Entry, suite: Suite, rates: &mut Vec<String>) -> Resul
             rates.extend(expect(spec, e, "prob", prob)?);
         }
         Suite::Corpus => {
-            exact(spec, e, "batch", &[], &smallest, &e.input)?;
+            let batch = exact(spec, e, "batch", &[], &smallest, &e.input);
+            expect(spec, e, "batch", batch)?;
             if counts.len() > 1 {
                 let one = first_item(&e.input, &tmp(&format!("{}-{}", spec.name, e.id)))?;
                 exact(spec, e, "first", &[], &counts[1..], &one)?;
@@ -275,6 +286,7 @@ suite! {
     semi2k_models, semi2k_corpus: "semi2k";
     shamir_models, shamir_corpus: "shamir";
     fss_models, fss_corpus: "fss";
+    spdz2k_models, spdz2k_corpus: "spdz2k";
 }
 
 /// Every protocol refuses a party count outside its range, by `run` and by `cost`, with one

@@ -12,7 +12,7 @@
 use super::{auth, check, select, SETUP};
 use crate::coins::{Coins, KeyId, OsCoins};
 use crate::cost::{Round, Rounds};
-use crate::net::{Stats, Transport, FRAME_HEADER};
+use crate::net::{Stats, Transport, FRAME_HEADER, MAX_FRAME};
 use crate::semi2k::prep::{self, Block, Layout, Records};
 use crate::semi2k::select::{all_to_all, Plan};
 use crate::semi2k::{arith, reduce, Gates};
@@ -100,7 +100,8 @@ impl<W: Word> Spdz2kDealer<W> {
         };
         d.begin(SETUP);
         let alpha = d.gen.as_ref().map_or(0, |g| g.alpha);
-        d.supply_words(Layout::words(1), |_| vec![alpha]);
+        // 16 bytes: never past the frame.
+        let _ = d.supply_words(Layout::words(1), |_| vec![alpha]);
         d
     }
 
@@ -142,14 +143,36 @@ impl<W: Word> Spdz2kDealer<W> {
         Ok(net.stats())
     }
 
+    /// Count `bytes` more for the last party; an error once its one message would pass
+    /// what a frame carries.
+    fn grow(&mut self, bytes: usize) -> R<()> {
+        *self.sizes.entry(self.current).or_default() += bytes;
+        let total: usize = self.sizes.values().map(|b| b + 8).sum();
+        if total > MAX_FRAME {
+            return Err(ProtocolError::Invalid(format!(
+                "spdz2k: the dealer's material for party {} passes the {} GiB one message \
+                 carries at instruction {}; run a smaller batch (streaming the material is \
+                 a later issue)",
+                self.n - 1,
+                MAX_FRAME >> 30,
+                self.current
+            )));
+        }
+        Ok(())
+    }
+
     /// Share the ring words `make` returns (layout `l`): parties with a seed draw theirs,
     /// the last party gets the rest.
-    fn supply_words(&mut self, l: Layout, make: impl FnOnce(&mut Generating) -> Vec<u128>) {
+    fn supply_words(
+        &mut self,
+        l: Layout,
+        make: impl FnOnce(&mut Generating) -> Vec<u128>,
+    ) -> R<()> {
         let bytes = l.bytes(16);
         if bytes == 0 {
-            return;
+            return Ok(());
         }
-        *self.sizes.entry(self.current).or_default() += bytes;
+        self.grow(bytes)?;
         if let Some(g) = self.gen.as_mut() {
             let shares: Vec<Block<u128>> =
                 g.streams.iter_mut().map(|s| prep::draw(s, &l)).collect();
@@ -160,30 +183,31 @@ impl<W: Word> Spdz2kDealer<W> {
             g.last
                 .append(self.current, |out| prep::encode_block(&block, out));
         }
+        Ok(())
     }
 
     /// Authenticate and share `count` values from `make`.
-    fn supply(&mut self, count: usize, make: impl FnOnce(&mut ChaCha12Rng) -> Vec<u128>) {
+    fn supply(&mut self, count: usize, make: impl FnOnce(&mut ChaCha12Rng) -> Vec<u128>) -> R<()> {
         self.supply_words(Layout::words(2 * count), |g| {
             let values = make(&mut g.rng);
             auth::to_words(&values, g.alpha)
-        });
+        })
     }
 
     /// `count` random values given to `owner` alone (its stream, or the last party's
     /// record); returned for the dealer's own use.
-    fn supply_private(&mut self, owner: PartyId, count: usize) -> Vec<u128> {
+    fn supply_private(&mut self, owner: PartyId, count: usize) -> R<Vec<u128>> {
         if count == 0 {
-            return Vec::new();
+            return Ok(Vec::new());
         }
         let l = Layout::words(count);
         if owner + 1 < self.n {
-            return self.gen.as_mut().map_or_else(Vec::new, |g| {
+            return Ok(self.gen.as_mut().map_or_else(Vec::new, |g| {
                 prep::draw::<u128>(&mut g.streams[owner], &l).words
-            });
+            }));
         }
-        *self.sizes.entry(self.current).or_default() += l.bytes(16);
-        match self.gen.as_mut() {
+        self.grow(l.bytes(16))?;
+        Ok(match self.gen.as_mut() {
             Some(g) => {
                 let v = prep::random_words::<u128>(&mut g.rng, count);
                 let block = Block::of_words(v.clone());
@@ -192,7 +216,7 @@ impl<W: Word> Spdz2kDealer<W> {
                 v
             }
             None => Vec::new(),
-        }
+        })
     }
 
     /// A check's rounds (it takes no material).
@@ -214,7 +238,7 @@ impl<W: Word> reduce::Engine for Spdz2kDealer<W> {
     }
     fn select_with(&mut self, x: &[()], q: &Requant, _: Bounds, plan: &Plan) -> R<Vec<()>> {
         let n = x.len();
-        self.supply(select::count(plan, n), |rng| select::deal(plan, q, rng));
+        self.supply(select::count(plan, n), |rng| select::deal(plan, q, rng))?;
         self.rounds.extend(select::pattern(plan, n, self.n));
         Ok(vec![(); n])
     }
@@ -241,8 +265,8 @@ impl<W: Word> Protocol for Spdz2kDealer<W> {
         if len == 0 {
             return Ok(Vec::new());
         }
-        let r = self.supply_private(owner, len);
-        self.supply(len, |_| r);
+        let r = self.supply_private(owner, len)?;
+        self.supply(len, |_| r)?;
         let bytes = super::encoded_len(len, W::BITS) as u64;
         self.rounds.push(Round::of(
             (0..self.n)
@@ -255,8 +279,8 @@ impl<W: Word> Protocol for Spdz2kDealer<W> {
     fn reveal(&mut self, x: &[()], to: PartyId) -> R<Option<Vec<i64>>> {
         let n = x.len();
         self.check();
-        let r = self.supply_private(to, n);
-        self.supply(n, |_| r);
+        let r = self.supply_private(to, n)?;
+        self.supply(n, |_| r)?;
         if n > 0 {
             let open = self.opening(16 * n);
             self.rounds.push(open);
@@ -270,7 +294,7 @@ impl<W: Word> Protocol for Spdz2kDealer<W> {
     fn mul(&mut self, a: &[()], _: &[()]) -> R<Vec<()>> {
         let n = a.len();
         if n > 0 {
-            self.supply(3 * n, |rng| arith::mul_deal::<u128>(n, rng).words);
+            self.supply(3 * n, |rng| arith::mul_deal::<u128>(n, rng).words)?;
             self.rounds.extend(arith::mul_pattern(n, self.n, 16));
         }
         Ok(a.to_vec())
@@ -279,7 +303,7 @@ impl<W: Word> Protocol for Spdz2kDealer<W> {
     fn matmul(&mut self, _: &[()], _: &[()], d: MatDims) -> R<Vec<()>> {
         let (l, r, o) = arith::mat_sizes(d);
         if !arith::matmul_is_trivial(d) {
-            self.supply(l + r + o, |rng| arith::matmul_deal::<u128>(d, rng).words);
+            self.supply(l + r + o, |rng| arith::matmul_deal::<u128>(d, rng).words)?;
             self.rounds.extend(arith::matmul_pattern(d, self.n, 16));
         }
         Ok(vec![(); o])
@@ -300,7 +324,7 @@ impl<W: Word> Protocol for Spdz2kDealer<W> {
                     *r = r.wrapping_add(h << bits);
                 }
                 words
-            });
+            })?;
             let open = self.opening(16 * n);
             self.rounds.push(open);
         }
