@@ -191,3 +191,39 @@ fn only_coins_draws_from_the_operating_system() {
         }
     }
 }
+
+/// The test-only features (fault injection, the view tests' recorders) are absent from
+/// what `cargo build --release` links: only the tests' dev-dependency turns them on.
+#[test]
+fn release_builds_have_no_test_only_features() {
+    let out = Command::new(env!("CARGO"))
+        .args([
+            "tree",
+            "--offline",
+            "-e",
+            "normal,features",
+            "--prefix",
+            "none",
+            "-p",
+            "qmpc",
+        ])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("cargo tree runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let tree = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        tree.contains("qmpc-protocols"),
+        "no protocols crate in:\n{tree}"
+    );
+    for feature in ["fault-injection", "view-tests"] {
+        assert!(
+            !tree.contains(&format!("feature \"{feature}\"")),
+            "a release build has `{feature}`:\n{tree}"
+        );
+    }
+}

@@ -58,6 +58,11 @@ fn compile_into(dir: &Path, model: &str) -> PathBuf {
 }
 
 fn spawn(dir: &Path, args: &[String], trace: Option<&Path>) -> Child {
+    spawn_with(dir, args, trace, &[])
+}
+
+/// [`spawn`] with environment variables (`QMPC_CHEAT` for a corrupted party).
+fn spawn_with(dir: &Path, args: &[String], trace: Option<&Path>, env: &[(&str, &str)]) -> Child {
     let mut c = match trace {
         Some(t) => {
             let mut c = Command::new("strace");
@@ -68,6 +73,7 @@ fn spawn(dir: &Path, args: &[String], trace: Option<&Path>) -> Child {
         None => Command::new(env!("CARGO_BIN_EXE_qmpc")),
     };
     c.args(args)
+        .envs(env.iter().copied())
         .current_dir(dir)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -370,17 +376,35 @@ fn roles_are_enforced_on_the_command_line() {
 
 #[test]
 fn semi2k_parties_and_the_dealer_as_processes_match_clear() {
-    dealer_and_parties_as_processes("semi2k");
+    dealer_and_parties_as_processes("semi2k", None);
 }
 
 #[test]
 fn fss_parties_and_the_dealer_as_processes_match_clear() {
-    dealer_and_parties_as_processes("fss");
+    dealer_and_parties_as_processes("fss", None);
 }
 
-/// Two parties and the dealer of `protocol`, each a `qmpc party` process.
-fn dealer_and_parties_as_processes(protocol: &str) {
-    let base = fresh_dir(&format!("{protocol}-processes"));
+#[test]
+fn spdz2k_parties_and_the_dealer_as_processes_match_clear() {
+    dealer_and_parties_as_processes("spdz2k", None);
+}
+
+/// A corrupted model owner (its own process, told to cheat by `QMPC_CHEAT`) that lies in
+/// a product's opening, or replays an earlier message: the honest data owner aborts
+/// naming the failed check and writes no output (tests/faults.rs runs every cheat kind).
+#[test]
+fn a_cheating_spdz2k_process_makes_the_honest_one_abort() {
+    dealer_and_parties_as_processes("spdz2k", Some("mul@0"));
+    dealer_and_parties_as_processes("spdz2k", Some("replay@0+2"));
+}
+
+/// Two parties and the dealer of `protocol`, each a `qmpc party` process; with `cheat`,
+/// party 0 deviates as `QMPC_CHEAT` says and party 1 must abort.
+fn dealer_and_parties_as_processes(protocol: &str, cheat: Option<&str>) {
+    let tag = cheat.map_or(String::new(), |c| {
+        format!("-{}", c.replace(['@', '+'], "_"))
+    });
+    let base = fresh_dir(&format!("{protocol}-processes{tag}"));
     let dirs: Vec<PathBuf> = ["p0", "p1", "dealer"]
         .iter()
         .map(|d| base.join(d))
@@ -417,8 +441,9 @@ fn dealer_and_parties_as_processes(protocol: &str) {
         "--stats".into(),
         "dealer.json".into(),
     ];
+    let env: Vec<(&str, &str)> = cheat.map(|c| ("QMPC_CHEAT", c)).into_iter().collect();
     let children = vec![
-        spawn(
+        spawn_with(
             &dirs[0],
             &party_args(
                 0,
@@ -427,6 +452,7 @@ fn dealer_and_parties_as_processes(protocol: &str) {
                 &["--weights-file", "model.qmpw"],
             ),
             None,
+            &env,
         ),
         spawn(
             &dirs[1],
@@ -441,6 +467,24 @@ fn dealer_and_parties_as_processes(protocol: &str) {
         spawn(&dirs[2], &dealer_args, None),
     ];
     let outs: Vec<Output> = children.into_iter().map(|c| finish(c, start)).collect();
+    if let Some(cheat) = cheat {
+        let honest = &outs[1];
+        let err = stderr(honest);
+        assert!(
+            !honest.status.success(),
+            "{cheat}: the honest party finished"
+        );
+        assert!(
+            err.contains("check") && err.trim().lines().count() == 1,
+            "{cheat}: the honest party did not name a check in one line: {err}"
+        );
+        assert!(
+            !dirs[1].join("out.npy").exists(),
+            "{cheat}: an output was written"
+        );
+        eprintln!("{cheat}: the honest party said: {}", err.trim());
+        return;
+    }
     for (i, o) in outs.iter().enumerate() {
         assert!(o.status.success(), "process {i}: {}", stderr(o));
         assert!(

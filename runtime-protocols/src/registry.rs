@@ -32,6 +32,16 @@ pub enum PartyCount {
     },
 }
 
+impl PartyCount {
+    /// Whether `n` computing parties may run the protocol.
+    pub fn allows(&self, n: usize) -> bool {
+        match *self {
+            PartyCount::Exactly(m) => n == m,
+            PartyCount::Between { min, max, .. } => (min..=max).contains(&n),
+        }
+    }
+}
+
 impl fmt::Display for PartyCount {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -357,11 +367,8 @@ impl Spec {
             asked,
         };
         match (self.parties, asked) {
-            (PartyCount::Exactly(n), Some(k)) if k != n => Err(bad(k)),
+            (count, Some(k)) if !count.allows(k) => Err(bad(k)),
             (PartyCount::Exactly(n), _) => Ok(n),
-            (PartyCount::Between { min, max, .. }, Some(k)) if !(min..=max).contains(&k) => {
-                Err(bad(k))
-            }
             (PartyCount::Between { default, .. }, k) => Ok(k.unwrap_or(default)),
         }
     }

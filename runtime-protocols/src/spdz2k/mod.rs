@@ -35,6 +35,7 @@ pub use auth::Auth;
 pub use cost::Spdz2kCosts;
 pub use dealer::Spdz2kDealer;
 
+use crate::cheat::{self, Cheater};
 use crate::coins::{Coins, KeyId, OsCoins};
 use crate::net::{Stats, Transport};
 use crate::semi2k::prep::{self, Layout};
@@ -70,6 +71,8 @@ pub struct Spdz2k<W: Word> {
     /// with it).
     #[cfg(test)]
     tamper_open: Option<(usize, u128)>,
+    /// Fault injection (a test-only feature; a no-op otherwise).
+    cheat: Cheater,
     _ring: PhantomData<W>,
 }
 
@@ -81,7 +84,8 @@ impl<W: Word> Spdz2k<W> {
     }
 
     /// [`Spdz2k::setup`] with this party's private randomness from `coins`.
-    pub fn setup_with_coins(mut net: Box<dyn Transport>, coins: &dyn Coins) -> R<Self> {
+    pub fn setup_with_coins(net: Box<dyn Transport>, coins: &dyn Coins) -> R<Self> {
+        let mut net = cheat::wrap(net);
         if W::BITS > 64 {
             return Err(ProtocolError::Invalid(format!(
                 "spdz2k computes in Z_2^32 or Z_2^64 (with 64 bits of MAC headroom), not Z_2^{}",
@@ -134,6 +138,7 @@ impl<W: Word> Spdz2k<W> {
             setup: Stats::default(),
             #[cfg(test)]
             tamper_open: None,
+            cheat: Cheater::for_party(me),
             _ring: PhantomData,
         };
         p.prep.begin(SETUP);
@@ -195,13 +200,17 @@ impl<W: Word> Spdz2k<W> {
 
     /// Open several groups of shares in one round, all 128 bits of each (the dealer's
     /// masks are uniform in Z_2^128, so the bits above a value's meaning reveal nothing).
-    /// Every opening goes to the ledger.
-    fn open(&mut self, groups: &[&[auth::Auth]]) -> R<Vec<Vec<u128>>> {
+    /// Every opening goes to the ledger. `site` says what the opening is for (where a
+    /// corrupted party of the fault-injection tests deviates).
+    fn open(&mut self, site: cheat::Kind, groups: &[&[auth::Auth]]) -> R<Vec<Vec<u128>>> {
         let total: usize = groups.iter().map(|g| g.len()).sum();
         let mut msg = Vec::with_capacity(16 * total);
-        for shares in groups {
-            #[allow(unused_mut)]
+        let lie = self.cheat.fires(site);
+        for (g, shares) in groups.iter().enumerate() {
             let mut mine: Vec<u128> = shares.iter().map(|s| s.x).collect();
+            if let (true, 0, Some(first)) = (lie, g, mine.first_mut()) {
+                *first = first.wrapping_add(1);
+            }
             #[cfg(test)]
             if let (Some((k, delta)), Some(first)) = (self.tamper_open.as_mut(), mine.first_mut()) {
                 if *k == 0 {
@@ -225,9 +234,19 @@ impl<W: Word> Spdz2k<W> {
         }
         let mut out = Vec::with_capacity(groups.len());
         let mut at = 0;
-        for shares in groups {
+        let forge = self.cheat.fires(cheat::Kind::Mac);
+        for (g, shares) in groups.iter().enumerate() {
             let v = sums[at..at + shares.len()].to_vec();
-            self.ledger.record(shares, &v);
+            match (forge, g) {
+                (true, 0) => {
+                    let mut forged = shares.to_vec();
+                    if let Some(first) = forged.first_mut() {
+                        first.m = first.m.wrapping_add(1);
+                    }
+                    self.ledger.record(&forged, &v);
+                }
+                _ => self.ledger.record(shares, &v),
+            }
             at += shares.len();
             out.push(v);
         }
@@ -235,8 +254,20 @@ impl<W: Word> Spdz2k<W> {
     }
 
     /// Open one group.
-    fn open_one(&mut self, shares: &[auth::Auth]) -> R<Vec<u128>> {
-        Ok(self.open(&[shares])?.swap_remove(0))
+    fn open_one(&mut self, site: cheat::Kind, shares: &[auth::Auth]) -> R<Vec<u128>> {
+        Ok(self.open(site, &[shares])?.swap_remove(0))
+    }
+
+    /// A Beaver triple's shares: the next `count` authenticated values, which a
+    /// corrupted party of the fault-injection tests may alter.
+    fn take_triple(&mut self, count: usize) -> R<Vec<auth::Auth>> {
+        let mut t = self.take_auth(count)?;
+        if self.cheat.fires(cheat::Kind::Material) {
+            if let Some(first) = t.first_mut() {
+                first.x = first.x.wrapping_add(1);
+            }
+        }
+        Ok(t)
     }
 
     fn k_mask() -> u64 {
@@ -344,7 +375,15 @@ impl<W: Word> Protocol for Spdz2k<W> {
                 .collect();
             let mut msg = Vec::with_capacity(bytes);
             encode_low(&d, width, &mut msg);
-            let out = self.peers().into_iter().map(|p| (p, msg.clone())).collect();
+            let mut out: Vec<(PartyId, Vec<u8>)> =
+                self.peers().into_iter().map(|p| (p, msg.clone())).collect();
+            if self.cheat.fires(cheat::Kind::Input) {
+                // Another value to the first peer than to the rest (and itself).
+                let mut other = d.clone();
+                other[0] = other[0].wrapping_add(1) & k;
+                out[0].1.clear();
+                encode_low(&other, width, &mut out[0].1);
+            }
             self.net.exchange_sized(out, &[])?;
             d
         } else {
@@ -373,7 +412,7 @@ impl<W: Word> Protocol for Spdz2k<W> {
         let opened = if x.is_empty() {
             Vec::new()
         } else {
-            self.open_one(&masked)?
+            self.open_one(cheat::Kind::Open, &masked)?
         };
         self.check()?;
         Ok(r.map(|r| {
@@ -426,11 +465,11 @@ impl<W: Word> Protocol for Spdz2k<W> {
         if n == 0 {
             return Ok(Vec::new());
         }
-        let t = self.take_auth(3 * n)?;
+        let t = self.take_triple(3 * n)?;
         let (ta, tb, tc) = (&t[..n], &t[n..2 * n], &t[2 * n..]);
         let d = auth::sub(a, ta);
         let e = auth::sub(b, tb);
-        let o = self.open(&[&d, &e])?;
+        let o = self.open(cheat::Kind::Mul, &[&d, &e])?;
         let ctx = self.ctx();
         Ok((0..n)
             .into_par_iter()
@@ -447,11 +486,11 @@ impl<W: Word> Protocol for Spdz2k<W> {
         if arith::matmul_is_trivial(d) {
             return Ok(vec![Auth::ZERO; o]);
         }
-        let t = self.take_auth(l + r + o)?;
+        let t = self.take_triple(l + r + o)?;
         let (ta, tb, tc) = (&t[..l], &t[l..l + r], &t[l + r..]);
         let dx = auth::sub(a, ta);
         let ey = auth::sub(b, tb);
-        let mut opened = self.open(&[&dx, &ey])?;
+        let mut opened = self.open(cheat::Kind::Mul, &[&dx, &ey])?;
         let ev = opened.pop().unwrap_or_default();
         let dv = opened.pop().unwrap_or_default();
         // Z = C + D·B + A·E + D·E.
@@ -486,7 +525,7 @@ impl<W: Word> Protocol for Spdz2k<W> {
             .collect();
         let lmask = len as u64 - 1;
         let c: Vec<u64> = self
-            .open_one(&masked)?
+            .open_one(cheat::Kind::Compare, &masked)?
             .into_iter()
             .map(|v| v as u64 & lmask)
             .collect();

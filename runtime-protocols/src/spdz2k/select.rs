@@ -9,6 +9,7 @@
 use super::auth::{Auth, Ctx};
 use super::Spdz2k;
 use crate::bitvec::{get, low_mask as mask};
+use crate::cheat;
 use crate::cost::Rounds;
 use crate::semi2k::prep::{random_words, Block};
 use crate::semi2k::select::{all_to_all, Lane, Plan};
@@ -128,7 +129,7 @@ pub(super) fn eval<W: Word>(
         .map(|i| ctx.add_const(x[i], neg_lo).add(word(0, i)))
         .collect();
     let c: Vec<u64> = p
-        .open_one(&ys)?
+        .open_one(cheat::Kind::Compare, &ys)?
         .into_iter()
         .map(|v| v as u64 & mm)
         .collect();
@@ -221,7 +222,7 @@ pub(super) fn eval<W: Word>(
     let mut h = vec![[0u64; 3]; n];
     if !masked.is_empty() {
         let all: Vec<u64> = p
-            .open_one(&masked)?
+            .open_one(cheat::Kind::Compare, &masked)?
             .iter()
             .map(|v| (v & 1) as u64)
             .collect();
@@ -322,7 +323,7 @@ fn tree<W: Word>(
         if !last {
             groups.push(&f2);
         }
-        let o = p.open(&groups)?;
+        let o = p.open(cheat::Kind::Compare, &groups)?;
         // The full Beaver identity: the product is exact in Z_2^128, so its low bit is
         // the AND of the low bits.
         let and = |k: usize, f: &[u128], b: &[Auth], c: &[Auth]| -> Auth {
