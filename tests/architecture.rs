@@ -192,6 +192,34 @@ fn only_coins_draws_from_the_operating_system() {
     }
 }
 
+/// Every share and mask comes from `stream::Stream`, so the mask ledger sees every draw:
+/// no other file of the protocols makes a ChaCha generator (the view tests' own coins and
+/// the DCF tests' inputs aside).
+#[test]
+fn only_stream_makes_a_prg() {
+    for (rel, text) in sources(CODE) {
+        if [
+            "runtime-protocols/src/stream.rs",
+            "runtime-protocols/src/viewtest.rs",
+        ]
+        .contains(&rel.as_str())
+        {
+            continue;
+        }
+        // Test modules at the end of a file may use a plain generator for test inputs.
+        let code = text.split("#[cfg(test)]").next().unwrap_or_default();
+        for word in [
+            "ChaCha12Rng",
+            "ChaCha20Rng",
+            "ChaCha8Rng",
+            "StdRng",
+            "SmallRng",
+        ] {
+            assert!(!code.contains(word), "{rel} names `{word}`");
+        }
+    }
+}
+
 /// The test-only features (fault injection, the view tests' recorders) are absent from
 /// what `cargo build --release` links: only the tests' dev-dependency turns them on.
 #[test]

@@ -10,6 +10,7 @@ use qmpc_protocols::net::{loopback, Hello, Mesh, Timeouts, Transport};
 use qmpc_protocols::registry::{
     self, Colluding, DealerMode, DealerRole, DealerVisitor, Party, PartyVisitor, Threat,
 };
+use qmpc_protocols::stream::ledger::Ledger;
 use qmpc_protocols::viewtest::{views_differ, CoalitionCoins, Recorder};
 use qmpc_protocols::{PartyId, Spec};
 use qmpc_vm::bytecode::{Program, Weights};
@@ -71,6 +72,7 @@ fn view(
     (program, weights): (&Program, &Weights),
     input: &Tensor<i64>,
     coalition: &[PartyId],
+    ledger: Option<&Ledger>,
 ) -> Vec<u8> {
     let coins = CoalitionCoins {
         coalition: coalition.to_vec(),
@@ -88,6 +90,7 @@ fn view(
         for (i, l) in listeners.into_iter().enumerate() {
             let (addrs, hello, coins, logs) = (&addrs, &hello, &coins, &logs);
             s.spawn(move || {
+                let _ledger = ledger.map(|l| l.enter(i));
                 let mesh = Mesh::with_listener(i, l, addrs, hello, Timeouts::default())
                     .expect("the mesh connects");
                 if i == n {
@@ -123,6 +126,62 @@ fn view(
         .collect()
 }
 
+/// The mask ledger (`qmpc_protocols::stream::ledger`): every protocol at each party count
+/// of its range up to 4 runs a model; no party may draw the same bytes of a key twice,
+/// and every holder of a key must draw exactly the bytes of it the others draw (a mask
+/// drawn by one holder alone is known to another party). Its detector power is in
+/// `stream.rs`'s tests.
+#[test]
+fn every_protocol_draws_each_key_once_and_alike_at_every_holder() {
+    let model = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models/tiny_mlp/qop_s8_pt.onnx");
+    let c = qmpc_compiler::compile_file(&model, &Default::default()).expect("compiles");
+    let x = input_of(&c.program, |i| (i as i64 * 37) % 256 - 128);
+    let mut checked = Vec::new();
+    for spec in registry::PROTOCOLS
+        .iter()
+        .filter(|s| s.implemented() && !s.is_clear())
+    {
+        for n in 2..=4 {
+            if !spec.parties.allows(n) {
+                continue;
+            }
+            let ledger = Ledger::default();
+            view(spec, n, (&c.program, &c.weights), &x, &[], Some(&ledger));
+            let records = ledger.records();
+            assert!(
+                records.len() >= n,
+                "{} with {n} parties: {} streams recorded",
+                spec.name,
+                records.len()
+            );
+            if let Err(why) = ledger.verify() {
+                panic!("{} with {n} parties:\n{why}", spec.name);
+            }
+            let shared = ledger.shared();
+            assert!(
+                shared > 0,
+                "{} with {n} parties: no key has two holders",
+                spec.name
+            );
+            checked.push(format!(
+                "{}/{n}: {} streams, {shared} drawn by several parties",
+                spec.name,
+                records.len()
+            ));
+        }
+    }
+    eprintln!("{}", checked.join(", "));
+    assert!(checked.len() >= 5);
+}
+
+/// The data owner's input tensor of `program` at batch 1, element `i` being `f(i)`.
+fn input_of(program: &Program, f: impl Fn(usize) -> i64) -> Tensor<i64> {
+    let mut dims = program.inputs[0].ty.dims.clone();
+    dims[0] = 1;
+    let len: usize = dims.iter().product();
+    Tensor::new(dims, (0..len).map(f).collect())
+}
+
 #[test]
 fn no_coalition_of_any_protocol_learns_the_data_owners_input() {
     let model = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models/tiny_mlp/qop_s8_pt.onnx");
@@ -152,7 +211,7 @@ fn no_coalition_of_any_protocol_learns_the_data_owners_input() {
         for coalition in coalitions(spec, n) {
             let runs = |x: &Tensor<i64>| -> Vec<Vec<u8>> {
                 (0..RUNS)
-                    .map(|_| view(spec, n, (&c.program, &c.weights), x, &coalition))
+                    .map(|_| view(spec, n, (&c.program, &c.weights), x, &coalition, None))
                     .collect()
             };
             let (va, vb) = (runs(&xa), runs(&xb));

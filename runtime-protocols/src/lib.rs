@@ -23,6 +23,7 @@ pub mod rep3;
 pub mod semi2k;
 pub mod shamir;
 pub mod spdz2k;
+pub mod stream;
 #[cfg(test)]
 mod testutil;
 #[cfg(any(test, feature = "view-tests"))]

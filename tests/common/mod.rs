@@ -210,6 +210,12 @@ pub fn check_models(dir: &Path, what: &str, mut check: impl FnMut(&Entry) -> Res
 
 /// The first item of an `.npy` batch, written beside `prog`.
 pub fn first_item(input: &Path, prog: &Path) -> Result<std::path::PathBuf, String> {
+    first_items(input, 1, prog)
+}
+
+/// The first `k` items of an `.npy` batch (all of it where it has fewer), written beside
+/// `prog`.
+pub fn first_items(input: &Path, k: usize, prog: &Path) -> Result<std::path::PathBuf, String> {
     let bytes = std::fs::read(input).map_err(|e| e.to_string())?;
     let a = npy::parse(&bytes).map_err(|e| e.to_string())?;
     let dims = a.dims().to_vec();
@@ -224,12 +230,14 @@ pub fn first_item(input: &Path, prog: &Path) -> Result<std::path::PathBuf, Strin
     let width = elem_size(&descr);
     let data = &bytes[bytes.len() - count * width..];
     let mut one = dims.clone();
-    let per = count / dims.first().copied().unwrap_or(1).max(1);
+    let items = dims.first().copied().unwrap_or(1).max(1);
+    let per = count / items;
+    let k = k.clamp(1, items);
     if let Some(d) = one.first_mut() {
-        *d = 1;
+        *d = k;
     }
-    let out = prog.with_extension("first.npy");
-    std::fs::write(&out, npy::encode(&descr, &one, &data[..per * width]))
+    let out = prog.with_extension(format!("first{k}.npy"));
+    std::fs::write(&out, npy::encode(&descr, &one, &data[..k * per * width]))
         .map_err(|e| e.to_string())?;
     Ok(out)
 }

@@ -170,7 +170,10 @@ pub(crate) fn run<P: Protocol + Send>(
                     )
                 })?;
                 let n_out = program.outputs.len();
+                // The task's randomness stays its party's in the tests' mask ledger.
+                let tap = qmpc_protocols::stream::Tap::current();
                 scope.spawn(move || {
+                    let _tap = tap.enter();
                     let mut outs = vec![None; n_out];
                     let r = step(
                         program, &mut fork, roles, data, batch, &operands, ins, &mut outs,

@@ -27,10 +27,10 @@ pub use elem::{Elem, Xor};
 use crate::coins::{Coins, KeyId, OsCoins};
 use crate::mux::{self, Port, Reply, Request};
 use crate::net::{NetError, Stats, Transport};
+use crate::stream::Stream;
 use crate::word::{matmul_words, Word};
 use crate::{Bounds, MatDims, PartyId, Protocol, ProtocolError, Requant, TruncMode};
-use chacha20::rand_core::{Rng, SeedableRng};
-use chacha20::ChaCha12Rng;
+use chacha20::rand_core::Rng;
 use rayon::prelude::*;
 use std::marker::PhantomData;
 
@@ -51,7 +51,7 @@ pub struct Rep3<W: Word> {
     net: Box<dyn Transport>,
     /// `keys[0]` is `key_me` (shared with party `me − 1`), `keys[1]` is `key_{me+1}`
     /// (shared with party `me + 1`).
-    keys: [ChaCha12Rng; 2],
+    keys: [Stream; 2],
     /// Traffic of the key set-up, which is not part of the online figures.
     setup: Stats,
     _ring: PhantomData<W>,
@@ -105,7 +105,7 @@ impl<W: Word> Rep3<W> {
         Ok(Rep3 {
             me,
             net,
-            keys: [ChaCha12Rng::from_seed(theirs), ChaCha12Rng::from_seed(mine)],
+            keys: [Stream::new(theirs, 0), Stream::new(mine, 0)],
             setup,
             _ring: PhantomData,
         })
@@ -120,11 +120,7 @@ impl<W: Word> Rep3<W> {
     /// rounds go through `port`, and its randomness comes from ChaCha stream `task + 1` of
     /// each pairwise key, so the order in which instructions draw does not matter.
     fn fork_with(&self, task: u64, port: Port) -> Self {
-        let derive = |k: &ChaCha12Rng| {
-            let mut r = ChaCha12Rng::from_seed(k.get_seed());
-            r.set_stream(task + 1);
-            r
-        };
+        let derive = |k: &Stream| Stream::new(k.seed(), task + 1);
         Rep3 {
             me: self.me,
             net: Box::new(port),

@@ -12,9 +12,9 @@ use super::prep::{random_words, Block, Layout};
 use super::select::all_to_all;
 use super::Semi2k;
 use crate::cost::Rounds;
+use crate::stream::Stream;
 use crate::word::{matmul_words, Word};
 use crate::{MatDims, ProtocolError};
-use chacha20::ChaCha12Rng;
 use rayon::prelude::*;
 
 type R<T> = Result<T, ProtocolError>;
@@ -29,7 +29,7 @@ pub(crate) fn mul_pattern(n: usize, parties: usize, word: usize) -> Rounds {
     vec![all_to_all(parties, 2 * n * word)]
 }
 
-pub(crate) fn mul_deal<W: Word>(n: usize, rng: &mut ChaCha12Rng) -> Block<W> {
+pub(crate) fn mul_deal<W: Word>(n: usize, rng: &mut Stream) -> Block<W> {
     let mut words = random_words::<W>(rng, 2 * n);
     let c: Vec<W> = (0..n).map(|i| words[i].mul(words[n + i])).collect();
     words.extend(c);
@@ -83,7 +83,7 @@ pub(crate) fn matmul_pattern(d: MatDims, parties: usize, word: usize) -> Rounds 
     vec![all_to_all(parties, (l + r) * word)]
 }
 
-pub(crate) fn matmul_deal<W: Word>(d: MatDims, rng: &mut ChaCha12Rng) -> Block<W> {
+pub(crate) fn matmul_deal<W: Word>(d: MatDims, rng: &mut Stream) -> Block<W> {
     let (l, r, _) = mat_sizes(d);
     let mut words = random_words::<W>(rng, l + r);
     let c = matmul_words(&words[..l], &words[l..], d);
@@ -136,7 +136,7 @@ pub(crate) fn lookup_pattern(n: usize, table_len: usize, parties: usize) -> Roun
     vec![all_to_all(parties, n * (bits as usize).div_ceil(8))]
 }
 
-pub(crate) fn lookup_deal<W: Word>(n: usize, table_len: usize, rng: &mut ChaCha12Rng) -> Block<W> {
+pub(crate) fn lookup_deal<W: Word>(n: usize, table_len: usize, rng: &mut Stream) -> Block<W> {
     let len = 1usize << lookup_bits(table_len);
     let raw = random_words::<u64>(rng, n);
     let mut words = vec![W::ZERO; n * (1 + len)];

@@ -8,11 +8,10 @@ use super::select::Plan;
 use super::{arith, fss, reduce, Gates};
 use crate::coins::{Coins, KeyId, OsCoins};
 use crate::cost::Rounds;
-use crate::net::{Stats, Transport, FRAME_HEADER};
+use crate::net::{long_message_bytes, send_long, Stats, Transport};
+use crate::stream::Stream;
 use crate::word::Word;
 use crate::{Bounds, MatDims, PartyId, Protocol, ProtocolError, Requant};
-use chacha20::rand_core::SeedableRng;
-use chacha20::ChaCha12Rng;
 use std::collections::BTreeMap;
 use std::marker::PhantomData;
 
@@ -23,9 +22,9 @@ struct Generating {
     /// Seeds of parties `0..n − 1`.
     seeds: Vec<[u8; 32]>,
     /// The dealer's own randomness.
-    rng: ChaCha12Rng,
+    rng: Stream,
     /// Streams of parties `0..n − 1` for the current instruction.
-    streams: Vec<ChaCha12Rng>,
+    streams: Vec<Stream>,
     /// The last party's message: corrections and public bytes.
     last: Records,
     /// The message of the parties with a seed: room for the seed, then public bytes.
@@ -71,11 +70,14 @@ impl<W: Word> Dealer<W> {
         let mut d = Dealer::counting(parties, gates);
         d.gen = Some(Generating {
             seeds,
-            rng: ChaCha12Rng::from_seed(coins.seed(KeyId {
-                purpose: "semi2k dealer own",
-                holders: &[dealer],
-                index: 0,
-            })?),
+            rng: Stream::new(
+                coins.seed(KeyId {
+                    purpose: "semi2k dealer own",
+                    holders: &[dealer],
+                    index: 0,
+                })?,
+                0,
+            ),
             streams: Vec::new(),
             last: Records::default(),
             public: Records::with_prefix(32),
@@ -103,22 +105,20 @@ impl<W: Word> Dealer<W> {
         std::mem::take(&mut self.rounds)
     }
 
-    /// Bytes the dealer sends every party (frame headers included): a seed to each but the
-    /// last, followed by the public bytes as records if there are any, and the
-    /// corrections (and public bytes) as records to the last: 8 bytes of header per
-    /// instruction with material ([`prep::Records`]).
+    /// Bytes the dealer sends every party (framing included; each is a long message,
+    /// [`send_long`]): a seed to each but the last, followed by the public bytes as
+    /// records if there are any, and the corrections (and public bytes) as records to the
+    /// last: 8 bytes of header per instruction with material ([`prep::Records`]).
     pub fn bytes_per_party(&self) -> Vec<u64> {
-        let header = FRAME_HEADER as u64;
-        let records = |sizes: &BTreeMap<usize, usize>| {
-            8 * sizes.len() as u64 + sizes.values().sum::<usize>() as u64
-        };
+        let records =
+            |sizes: &BTreeMap<usize, usize>| 8 * sizes.len() + sizes.values().sum::<usize>();
         let public = if self.public_sizes.is_empty() {
             0
         } else {
             records(&self.public_sizes)
         };
-        let mut out = vec![32 + header + public; self.n.saturating_sub(1)];
-        out.push(header + records(&self.sizes));
+        let mut out = vec![long_message_bytes(32 + public); self.n.saturating_sub(1)];
+        out.push(long_message_bytes(records(&self.sizes)));
         out
     }
 
@@ -141,7 +141,7 @@ impl<W: Word> Dealer<W> {
         let mut public = if g.public.is_empty() {
             vec![0; 32]
         } else {
-            g.public.finish()
+            g.public.finish()?
         };
         for (p, seed) in g.seeds.iter().enumerate().rev() {
             public[..32].copy_from_slice(seed);
@@ -153,8 +153,8 @@ impl<W: Word> Dealer<W> {
             };
             out.push((p, msg));
         }
-        out.push((self.n - 1, g.last.finish()));
-        net.exchange(out, &[])?;
+        out.push((self.n - 1, g.last.finish()?));
+        send_long(net, out)?;
         Ok(net.stats())
     }
 
@@ -165,7 +165,7 @@ impl<W: Word> Dealer<W> {
         &mut self,
         layout: Layout,
         rounds: Rounds,
-        make: impl FnOnce(&mut ChaCha12Rng, &[Block<W>]) -> Block<W>,
+        make: impl FnOnce(&mut Stream, &[Block<W>]) -> Block<W>,
     ) {
         self.rounds.extend(rounds);
         let bytes = layout.bytes(W::BYTES);

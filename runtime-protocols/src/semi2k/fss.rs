@@ -35,10 +35,10 @@ use super::Semi2k;
 use crate::bitvec::{bits_of, low_mask};
 use crate::cost::Rounds;
 use crate::dcf::{self, Seed, SEED_BYTES};
+use crate::stream::Stream;
 use crate::word::Word;
 use crate::{Bounds, ProtocolError, Requant};
 use chacha20::rand_core::Rng;
-use chacha20::ChaCha12Rng;
 use rayon::prelude::*;
 
 type R<T> = Result<T, ProtocolError>;
@@ -166,7 +166,7 @@ impl Gate {
 
     /// The dealer's values: `share0` is party 0's share of this block (its root seeds).
     /// The randomness is drawn in order, then the keys are made in parallel.
-    fn deal<W: Word>(&self, q: &Requant, rng: &mut ChaCha12Rng, share0: &Block<W>) -> Block<W> {
+    fn deal<W: Word>(&self, q: &Requant, rng: &mut Stream, share0: &Block<W>) -> Block<W> {
         let k = self.keyed.len();
         let kp = self.keys_per_element();
         let mask = low_mask(self.m);

@@ -32,9 +32,9 @@ pub use fss::key_bytes_per_comparison;
 use crate::coins::{Coins, KeyId, OsCoins};
 use crate::mux::{self, Port, Reply, Request};
 use crate::net::{NetError, Stats, Transport};
+use crate::stream::Stream;
 use crate::word::{matmul_words, Word};
 use crate::{Bounds, MatDims, PartyId, Protocol, ProtocolError, Requant};
-use chacha20::ChaCha12Rng;
 use rayon::prelude::*;
 use std::marker::PhantomData;
 
@@ -73,7 +73,7 @@ pub struct Semi2k<W: Word> {
     keys: Vec<Option<[u8; 32]>>,
     prep: prep::Source,
     /// The current instruction's streams of `keys`, drawn lazily.
-    input_streams: Vec<Option<ChaCha12Rng>>,
+    input_streams: Vec<Option<Stream>>,
     index: usize,
     /// Traffic of the dealer's message and the key set-up: not online.
     setup: Stats,
@@ -118,8 +118,7 @@ impl<W: Word> Semi2k<W> {
             ));
         }
         let dealer = n;
-        let got = net.exchange(Vec::new(), &[dealer])?;
-        let msg = got.into_iter().next().map(|(_, m)| m).unwrap_or_default();
+        let msg = crate::net::receive_long(net.as_mut(), dealer)?;
         let source = if me == n - 1 {
             prep::Source::new(dealer, None, prep::Directory::decode(msg, 0, dealer)?)
         } else {

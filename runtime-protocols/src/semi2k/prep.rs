@@ -13,10 +13,10 @@
 //! length and its bytes, written and read in place.
 
 use crate::bitvec::{clear_tail, words};
+use crate::stream::Stream;
 use crate::word::Word;
 use crate::{PartyId, ProtocolError};
-use chacha20::rand_core::{Rng, SeedableRng};
-use chacha20::ChaCha12Rng;
+use chacha20::rand_core::Rng;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -84,28 +84,27 @@ impl<W> Block<W> {
 }
 
 /// Stream `index + 1` of `seed`: a party's share of instruction `index`'s material.
-pub(crate) fn stream(seed: &[u8; 32], index: usize) -> ChaCha12Rng {
-    let mut r = ChaCha12Rng::from_seed(*seed);
-    r.set_stream(index as u64 + 1);
-    r
+#[track_caller]
+pub(crate) fn stream(seed: &[u8; 32], index: usize) -> Stream {
+    Stream::new(*seed, index as u64 + 1)
 }
 
 /// `n` pseudo-random ring words.
-pub(crate) fn random_words<W: Word>(rng: &mut ChaCha12Rng, n: usize) -> Vec<W> {
+pub(crate) fn random_words<W: Word>(rng: &mut Stream, n: usize) -> Vec<W> {
     let mut bytes = vec![0u8; n * W::BYTES];
     rng.fill_bytes(&mut bytes);
     bytes.chunks_exact(W::BYTES).map(W::read).collect()
 }
 
 /// `n` pseudo-random packed bits.
-pub(crate) fn random_bits(rng: &mut ChaCha12Rng, n: usize) -> Vec<u64> {
+pub(crate) fn random_bits(rng: &mut Stream, n: usize) -> Vec<u64> {
     let mut v = random_words::<u64>(rng, words(n));
     clear_tail(&mut v, n);
     v
 }
 
 /// A pseudo-random block of layout `l`.
-pub(crate) fn draw<W: Word>(rng: &mut ChaCha12Rng, l: &Layout) -> Block<W> {
+pub(crate) fn draw<W: Word>(rng: &mut Stream, l: &Layout) -> Block<W> {
     let words_out = random_words(rng, l.words);
     let segs = l
         .segments
@@ -177,6 +176,8 @@ pub(crate) struct Records {
     out: Vec<u8>,
     /// Where the open record's header starts, and its instruction.
     open: Option<(usize, usize)>,
+    /// The first instruction whose record passed what its u32 length can say.
+    too_long: Option<usize>,
 }
 
 impl Records {
@@ -185,6 +186,7 @@ impl Records {
         Records {
             out: vec![0; prefix],
             open: None,
+            too_long: None,
         }
     }
 
@@ -200,8 +202,11 @@ impl Records {
     }
 
     fn close(&mut self) {
-        if let Some((at, _)) = self.open.take() {
-            let len = (self.out.len() - at - 8) as u32;
+        if let Some((at, index)) = self.open.take() {
+            let len = u32::try_from(self.out.len() - at - 8).unwrap_or_else(|_| {
+                self.too_long.get_or_insert(index);
+                0
+            });
             self.out[at + 4..at + 8].copy_from_slice(&len.to_le_bytes());
         }
     }
@@ -210,10 +215,17 @@ impl Records {
         self.open.is_none()
     }
 
-    /// The message.
-    pub fn finish(mut self) -> Vec<u8> {
+    /// The message; an error where one instruction's material passed 4 GiB, which a
+    /// record's length cannot say.
+    pub fn finish(mut self) -> Result<Vec<u8>, ProtocolError> {
         self.close();
-        self.out
+        if let Some(index) = self.too_long {
+            return Err(ProtocolError::Invalid(format!(
+                "the dealer's material for instruction {index} passes the 4 GiB one record \
+                 carries; run a smaller batch"
+            )));
+        }
+        Ok(self.out)
     }
 }
 
@@ -267,7 +279,7 @@ pub(crate) struct Source {
     dealer: PartyId,
     /// Every party but the last: its seed, and its stream for the current instruction.
     seed: Option<[u8; 32]>,
-    stream: Option<ChaCha12Rng>,
+    stream: Option<Stream>,
     /// The last party: the dealer's corrections and public bytes; every other party: the
     /// public bytes. Read from `at` on for the current index.
     records: Arc<Directory>,

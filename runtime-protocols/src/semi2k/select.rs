@@ -37,9 +37,9 @@ use crate::bitvec::{
     xor,
 };
 use crate::cost::{Round, Rounds};
+use crate::stream::Stream;
 use crate::word::Word;
 use crate::{Bounds, ProtocolError, Requant};
-use chacha20::ChaCha12Rng;
 
 type R<T> = Result<T, ProtocolError>;
 
@@ -251,7 +251,7 @@ impl Plan {
     }
 
     /// The dealer's material (values) for `q` on `n` elements, from its own randomness.
-    pub(crate) fn deal<W: Word>(&self, q: &Requant, rng: &mut ChaCha12Rng) -> Block<W> {
+    pub(crate) fn deal<W: Word>(&self, q: &Requant, rng: &mut Stream) -> Block<W> {
         let n = q.num.len();
         let m = self.m;
         let tb = self.table_bits();

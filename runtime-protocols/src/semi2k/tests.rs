@@ -369,7 +369,7 @@ fn malformed_preprocessing_is_an_error_naming_the_dealer() {
     r.append(3, |o| o.extend([1, 2, 3]));
     r.append(3, |o| o.extend([4, 5]));
     r.append(9, |o| o.extend([6; 17]));
-    let good = r.finish();
+    let good = r.finish().unwrap();
     let dir = prep::Directory::decode(good.clone(), 0, 2).unwrap();
     assert_eq!(dir.get(3), &[1, 2, 3, 4, 5]);
     assert_eq!(dir.get(9), &[6; 17]);

@@ -16,22 +16,21 @@ use super::geometry::{subsets, Geometry};
 use crate::coins::{Coins, KeyId};
 use crate::field::{point, Fp, MODULUS};
 use crate::net::Transport;
+use crate::stream::{Stream, Tap};
 use crate::{PartyId, ProtocolError};
-use chacha20::rand_core::{Rng, SeedableRng};
-use chacha20::ChaCha12Rng;
+use chacha20::rand_core::Rng;
 use rayon::prelude::*;
 
 type R<T> = Result<T, ProtocolError>;
 type Key = [u8; 32];
 
-fn stream(key: &Key, index: usize) -> ChaCha12Rng {
-    let mut r = ChaCha12Rng::from_seed(*key);
-    r.set_stream(index as u64 + 1);
-    r
+#[track_caller]
+fn stream(key: &Key, index: usize) -> Stream {
+    Stream::new(*key, index as u64 + 1)
 }
 
 /// `len` uniform field elements.
-fn uniform(rng: &mut ChaCha12Rng, len: usize) -> Vec<Fp> {
+fn uniform(rng: &mut Stream, len: usize) -> Vec<Fp> {
     let mut bytes = vec![0u8; len * 16];
     rng.fill_bytes(&mut bytes);
     bytes
@@ -45,7 +44,7 @@ struct Set {
     members: Vec<PartyId>,
     key: Key,
     weight: Fp,
-    rng: Option<ChaCha12Rng>,
+    rng: Option<Stream>,
 }
 
 /// One party's shared streams.
@@ -55,7 +54,7 @@ pub struct Streams {
     t: usize,
     /// `pair[i * n + j]`: the key of dealings from `i` to `j` (`me` is `i` or `j`).
     pair: Vec<Option<Key>>,
-    pair_rng: Vec<Option<ChaCha12Rng>>,
+    pair_rng: Vec<Option<Stream>>,
     /// The subsets `T ∌ me`.
     sets: Vec<Set>,
     index: usize,
@@ -222,13 +221,17 @@ impl Streams {
     fn over_sets(
         &mut self,
         len: usize,
-        term: impl Fn(&mut ChaCha12Rng, Fp) -> Vec<Fp> + Sync,
+        term: impl Fn(&mut Stream, Fp) -> Vec<Fp> + Sync,
     ) -> Vec<Fp> {
         let index = self.index;
+        // The workers do not know whose streams they make; the party's thread does.
+        let tap = Tap::current();
         self.sets
             .par_iter_mut()
             .map(|s| {
-                let rng = s.rng.get_or_insert_with(|| stream(&s.key, index));
+                let rng = s
+                    .rng
+                    .get_or_insert_with(|| Stream::with_tap(&tap, s.key, index as u64 + 1));
                 term(rng, s.weight)
             })
             .reduce(
@@ -241,7 +244,7 @@ impl Streams {
     }
 
     /// The stream of subset `members`, which this party must hold.
-    fn set_rng(&mut self, members: &[PartyId]) -> R<&mut ChaCha12Rng> {
+    fn set_rng(&mut self, members: &[PartyId]) -> R<&mut Stream> {
         let (me, index) = (self.me, self.index);
         let s = self
             .sets

@@ -26,10 +26,10 @@ use super::auth::Auth;
 use super::Spdz2k;
 use crate::cost::Rounds;
 use crate::semi2k::select::all_to_all;
+use crate::stream::Stream;
 use crate::word::Word;
 use crate::{PartyId, ProtocolError};
-use chacha20::rand_core::{Rng, SeedableRng};
-use chacha20::ChaCha12Rng;
+use chacha20::rand_core::Rng;
 use rayon::prelude::*;
 
 type R<T> = Result<T, ProtocolError>;
@@ -82,7 +82,7 @@ impl Ledger {
 /// This party's coin seeds for the checks' coefficients: the one committed to, and each
 /// peer's commitment.
 pub(super) struct CoinChain {
-    rng: ChaCha12Rng,
+    rng: Stream,
     mine: [u8; 16],
     commitments: Vec<[u8; 32]>,
 }
@@ -103,7 +103,7 @@ impl CoinChain {
     /// A chain from this party's private randomness; [`CoinChain::commitment`] goes to
     /// every peer at set-up.
     pub fn new(seed: [u8; 32], parties: usize) -> CoinChain {
-        let mut rng = ChaCha12Rng::from_seed(seed);
+        let mut rng = Stream::new(seed, 0);
         let mut mine = [0u8; 16];
         rng.fill_bytes(&mut mine);
         CoinChain {
@@ -167,7 +167,7 @@ impl<W: Word> Spdz2k<W> {
         self.coins.mine = next;
 
         // Rounds 2 and 3: commit to z_i, then open it.
-        let mut rng = ChaCha12Rng::from_seed(*blake3::hash(&seed).as_bytes());
+        let mut rng = Stream::new(*blake3::hash(&seed).as_bytes(), 0);
         let chi: Vec<u128> = (0..self.ledger.opened.len())
             .map(|_| u128::from(rng.next_u64()))
             .collect();

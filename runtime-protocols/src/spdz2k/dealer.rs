@@ -12,14 +12,14 @@
 use super::{auth, check, select, SETUP};
 use crate::coins::{Coins, KeyId, OsCoins};
 use crate::cost::{Round, Rounds};
-use crate::net::{Stats, Transport, FRAME_HEADER, MAX_FRAME};
+use crate::net::{long_message_bytes, send_long, Stats, Transport};
 use crate::semi2k::prep::{self, Block, Layout, Records};
 use crate::semi2k::select::{all_to_all, Plan};
 use crate::semi2k::{arith, reduce, Gates};
+use crate::stream::Stream;
 use crate::word::Word;
 use crate::{Bounds, MatDims, PartyId, Protocol, ProtocolError, Requant};
-use chacha20::rand_core::{Rng, SeedableRng};
-use chacha20::ChaCha12Rng;
+use chacha20::rand_core::Rng;
 use std::collections::BTreeMap;
 use std::marker::PhantomData;
 
@@ -29,8 +29,8 @@ type R<T> = Result<T, ProtocolError>;
 struct Generating {
     alpha: u128,
     seeds: Vec<[u8; 32]>,
-    rng: ChaCha12Rng,
-    streams: Vec<ChaCha12Rng>,
+    rng: Stream,
+    streams: Vec<Stream>,
     /// The last party's message.
     last: Records,
 }
@@ -64,11 +64,14 @@ impl<W: Word> Spdz2kDealer<W> {
                 })
             })
             .collect::<R<Vec<_>>>()?;
-        let mut rng = ChaCha12Rng::from_seed(coins.seed(KeyId {
-            purpose: "spdz2k dealer own",
-            holders: &[dealer],
-            index: 0,
-        })?);
+        let mut rng = Stream::new(
+            coins.seed(KeyId {
+                purpose: "spdz2k dealer own",
+                holders: &[dealer],
+                index: 0,
+            })?,
+            0,
+        );
         // α: s = 64 random bits.
         let alpha = u128::from(rng.next_u64());
         Ok(Self::build(
@@ -117,13 +120,13 @@ impl<W: Word> Spdz2kDealer<W> {
         std::mem::take(&mut self.rounds)
     }
 
-    /// Bytes the dealer sends every party (frame headers included): a seed to each but
-    /// the last, the corrections as records (8 bytes of header each) to the last.
+    /// Bytes the dealer sends every party (framing included; each is a long message,
+    /// [`send_long`]): a seed to each but the last, the corrections as records (8 bytes
+    /// of header each) to the last.
     pub fn bytes_per_party(&self) -> Vec<u64> {
-        let header = FRAME_HEADER as u64;
-        let records = 8 * self.sizes.len() as u64 + self.sizes.values().sum::<usize>() as u64;
-        let mut out = vec![32 + header; self.n.saturating_sub(1)];
-        out.push(header + records);
+        let records = 8 * self.sizes.len() + self.sizes.values().sum::<usize>();
+        let mut out = vec![long_message_bytes(32); self.n.saturating_sub(1)];
+        out.push(long_message_bytes(records));
         out
     }
 
@@ -138,27 +141,14 @@ impl<W: Word> Spdz2kDealer<W> {
             .enumerate()
             .map(|(p, s)| (p, s.to_vec()))
             .collect();
-        out.push((self.n - 1, g.last.finish()));
-        net.exchange(out, &[])?;
+        out.push((self.n - 1, g.last.finish()?));
+        send_long(net, out)?;
         Ok(net.stats())
     }
 
-    /// Count `bytes` more for the last party; an error once its one message would pass
-    /// what a frame carries.
-    fn grow(&mut self, bytes: usize) -> R<()> {
+    /// Count `bytes` more for the last party.
+    fn grow(&mut self, bytes: usize) {
         *self.sizes.entry(self.current).or_default() += bytes;
-        let total: usize = self.sizes.values().map(|b| b + 8).sum();
-        if total > MAX_FRAME {
-            return Err(ProtocolError::Invalid(format!(
-                "spdz2k: the dealer's material for party {} passes the {} GiB one message \
-                 carries at instruction {}; run a smaller batch (streaming the material is \
-                 a later issue)",
-                self.n - 1,
-                MAX_FRAME >> 30,
-                self.current
-            )));
-        }
-        Ok(())
     }
 
     /// Share the ring words `make` returns (layout `l`): parties with a seed draw theirs,
@@ -172,7 +162,7 @@ impl<W: Word> Spdz2kDealer<W> {
         if bytes == 0 {
             return Ok(());
         }
-        self.grow(bytes)?;
+        self.grow(bytes);
         if let Some(g) = self.gen.as_mut() {
             let shares: Vec<Block<u128>> =
                 g.streams.iter_mut().map(|s| prep::draw(s, &l)).collect();
@@ -187,7 +177,7 @@ impl<W: Word> Spdz2kDealer<W> {
     }
 
     /// Authenticate and share `count` values from `make`.
-    fn supply(&mut self, count: usize, make: impl FnOnce(&mut ChaCha12Rng) -> Vec<u128>) -> R<()> {
+    fn supply(&mut self, count: usize, make: impl FnOnce(&mut Stream) -> Vec<u128>) -> R<()> {
         self.supply_words(Layout::words(2 * count), |g| {
             let values = make(&mut g.rng);
             auth::to_words(&values, g.alpha)
@@ -206,7 +196,7 @@ impl<W: Word> Spdz2kDealer<W> {
                 prep::draw::<u128>(&mut g.streams[owner], &l).words
             }));
         }
-        self.grow(l.bytes(16))?;
+        self.grow(l.bytes(16));
         Ok(match self.gen.as_mut() {
             Some(g) => {
                 let v = prep::random_words::<u128>(&mut g.rng, count);

@@ -105,8 +105,7 @@ impl<W: Word> Spdz2k<W> {
             ));
         }
         let dealer = n;
-        let got = net.exchange(Vec::new(), &[dealer])?;
-        let msg = got.into_iter().next().map(|(_, m)| m).unwrap_or_default();
+        let msg = crate::net::receive_long(net.as_mut(), dealer)?;
         let source = if me == n - 1 {
             prep::Source::new(dealer, None, prep::Directory::decode(msg, 0, dealer)?)
         } else {

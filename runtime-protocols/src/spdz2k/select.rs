@@ -13,9 +13,9 @@ use crate::cheat;
 use crate::cost::Rounds;
 use crate::semi2k::prep::{random_words, Block};
 use crate::semi2k::select::{all_to_all, Lane, Plan};
+use crate::stream::Stream;
 use crate::word::Word;
 use crate::{Bounds, ProtocolError, Requant};
-use chacha20::ChaCha12Rng;
 
 type R<T> = Result<T, ProtocolError>;
 
@@ -60,7 +60,7 @@ pub(super) fn pattern(plan: &Plan, n: usize, parties: usize) -> Rounds {
 /// The dealer's values for `q` on `n` elements, in [`count`]'s order. Everything that is
 /// opened is masked by values uniform in Z_2^128 that agree with `semi2k`'s in the bits the
 /// parties read.
-pub(super) fn deal(plan: &Plan, q: &Requant, rng: &mut ChaCha12Rng) -> Vec<u128> {
+pub(super) fn deal(plan: &Plan, q: &Requant, rng: &mut Stream) -> Vec<u128> {
     let n = q.num.len();
     let block: Block<u128> = plan.deal(q, rng);
     let l = plan.layout(n);
