@@ -367,12 +367,27 @@ fn run_local_parties(
         if let Some(Err(e)) = dealer {
             errs.insert(0, e);
         }
-        let is_echo = |e: &anyhow::Error| session::is_echo(&format!("{e:#}"));
-        let pick = errs.iter().position(|e| !is_echo(e)).unwrap_or(0);
-        return Err(errs
+        let text = |e: &anyhow::Error| format!("{e:#}");
+        // Where every error echoes another, a wait that ran out is the root cause (a party
+        // or the dealer that took longer than the timeout), not the disconnects it caused.
+        let timed_out = |e: &anyhow::Error| text(e).contains("sent nothing");
+        let pick = errs
+            .iter()
+            .position(|e| !session::is_echo(&text(e)))
+            .or_else(|| errs.iter().position(timed_out))
+            .unwrap_or(0);
+        let err = errs
             .into_iter()
             .nth(pick)
-            .unwrap_or_else(|| anyhow::anyhow!("a party failed")));
+            .unwrap_or_else(|| anyhow::anyhow!("a party failed"));
+        if timed_out(&err) {
+            return Err(err.context(format!(
+                "a party waited longer than --timeout {} s; a large batch can need more (the \
+                 dealer builds all its material before it sends)",
+                args.timeouts.io.as_secs_f64()
+            )));
+        }
+        return Err(err);
     }
     let mut per_party = Vec::new();
     let mut outs = Vec::new();

@@ -4,7 +4,8 @@
 //! line naming the failed check, and write no output. The same program without a cheat
 //! must succeed, so the aborts are the cheats' doing.
 //!
-//! A cheating party as its own process is in tests/parties.rs.
+//! A cheating party as its own process is in tests/parties.rs. A party that stalls (here
+//! the dealer, building more material than the timeout allows) is named as a timeout.
 
 mod common;
 use common::*;
@@ -123,4 +124,42 @@ fn every_cheat_aborts_every_malicious_protocol() {
     eprintln!("{cases} cheats, {} not caught", failures.len());
     assert!(cases > 0);
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// The dealer builds a batch's material for longer than the parties wait: the run stops
+/// with one line that says a wait ran out and how to allow more, and writes nothing.
+#[test]
+fn a_dealer_slower_than_the_timeout_is_named_as_a_timeout() {
+    let Some(dir) = required_corpus() else { return };
+    let e = entries(&dir)
+        .into_iter()
+        .find(|e| e.id == MODEL)
+        .expect("the corpus has LeNet");
+    let program = tmp("slow-dealer-lenet.qmpc");
+    compile(&e.model, &program, &[]).expect("compile");
+    let spec = malicious()
+        .into_iter()
+        .find(|s| s.implemented() && s.dealer)
+        .expect("a malicious protocol with a dealer");
+    let out = program.with_extension("out.npy");
+    let o = qmpc(&[
+        "run",
+        &s(&program),
+        "--protocol",
+        spec.name,
+        "--input",
+        &s(&e.input),
+        "--output",
+        &s(&out),
+        "--timeout",
+        "0.2",
+    ]);
+    let err = stderr(&o);
+    assert!(!o.status.success(), "the run finished");
+    assert!(!out.exists(), "an output was written");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(
+        err.contains("waited longer than --timeout 0.2 s") && err.contains("sent nothing"),
+        "{err}"
+    );
 }
