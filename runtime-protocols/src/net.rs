@@ -232,16 +232,21 @@ fn send_long_in(
                 party: net.party(),
                 what: format!("a message of {} bytes is too long to send", msg.len()),
             })?;
-        let mut payload = Vec::with_capacity(4 + msg.len());
-        payload.extend(count.to_le_bytes());
-        payload.extend(msg);
+        // In place: the count goes before the message without copying it to a new buffer
+        // (a dealer's message is hundreds of megabytes).
+        let mut payload = msg;
+        payload.splice(0..0, count.to_le_bytes());
         payloads.push((to, payload));
     }
     let rounds = payloads.iter().map(|(_, m)| m.len().div_ceil(size)).max();
     for i in 0..rounds.unwrap_or(0) {
         let round: Vec<(PartyId, Vec<u8>)> = payloads
-            .iter()
+            .iter_mut()
             .filter_map(|(to, m)| {
+                if i == 0 && m.len() <= size {
+                    // The whole message is one piece: send it, do not copy it.
+                    return (!m.is_empty()).then(|| (*to, std::mem::take(m)));
+                }
                 let piece = m.get(i * size..m.len().min((i + 1) * size))?;
                 (!piece.is_empty()).then(|| (*to, piece.to_vec()))
             })
