@@ -28,14 +28,27 @@ pub(crate) fn and(a: &[u64], b: &[u64]) -> Vec<u64> {
 
 /// `n` bits as `⌈n/8⌉` bytes.
 pub(crate) fn pack(v: &[u64], n: usize, out: &mut Vec<u8>) {
-    let bytes: Vec<u8> = v.iter().flat_map(|w| w.to_le_bytes()).collect();
-    out.extend_from_slice(&bytes[..bit_bytes(n)]);
+    let len = bit_bytes(n);
+    out.reserve(len);
+    for w in &v[..len / 8] {
+        out.extend_from_slice(&w.to_le_bytes());
+    }
+    if !len.is_multiple_of(8) {
+        out.extend_from_slice(&v[len / 8].to_le_bytes()[..len % 8]);
+    }
 }
 
 pub(crate) fn unpack(bytes: &[u8], n: usize) -> Vec<u64> {
     let mut v = vec![0u64; words(n)];
-    for (i, b) in bytes.iter().enumerate() {
-        v[i / 8] |= u64::from(*b) << (8 * (i % 8));
+    let mut chunks = bytes.chunks_exact(8);
+    for (w, c) in v.iter_mut().zip(&mut chunks) {
+        *w = u64::from_le_bytes(c.try_into().unwrap_or_default());
+    }
+    let tail = chunks.remainder();
+    if let Some(w) = v.get_mut(bytes.len() / 8) {
+        for (i, b) in tail.iter().enumerate() {
+            *w |= u64::from(*b) << (8 * i);
+        }
     }
     clear_tail(&mut v, n);
     v
@@ -60,9 +73,7 @@ pub(crate) fn concat(parts: &[&Vec<u64>], n: usize) -> Vec<u64> {
     }
     let mut v = vec![0u64; words(n * parts.len())];
     for (k, p) in parts.iter().enumerate() {
-        for i in 0..n {
-            set(&mut v, k * n + i, get(p, i));
-        }
+        insert(&mut v, k * n, p, n);
     }
     v
 }
@@ -72,11 +83,30 @@ pub(crate) fn part(v: &[u64], k: usize, n: usize) -> Vec<u64> {
     if n.is_multiple_of(64) {
         return v[k * n / 64..(k + 1) * n / 64].to_vec();
     }
-    let mut out = vec![0u64; words(n)];
-    for i in 0..n {
-        set(&mut out, i, get(v, k * n + i));
-    }
+    let (w, s) = ((k * n) / 64, ((k * n) % 64) as u32);
+    let word = |i: usize| v.get(i).copied().unwrap_or(0);
+    let mut out: Vec<u64> = (0..words(n))
+        .map(|i| {
+            let lo = word(w + i) >> s;
+            // `checked_shl` is `None` at a shift of 64 (an aligned start).
+            let hi = word(w + i + 1).checked_shl(64 - s).unwrap_or(0);
+            lo | hi
+        })
+        .collect();
+    clear_tail(&mut out, n);
     out
+}
+
+/// OR the first `n` bits of `src` into `dst` from bit `at` on, a word at a time.
+fn insert(dst: &mut [u64], at: usize, src: &[u64], n: usize) {
+    let (w, s) = (at / 64, (at % 64) as u32);
+    for (i, &x) in src[..words(n)].iter().enumerate() {
+        let x = x & low_mask((n - 64 * i) as u32);
+        dst[w + i] |= x << s;
+        if let Some(hi) = x.checked_shr(64 - s).filter(|&h| h != 0) {
+            dst[w + i + 1] |= hi;
+        }
+    }
 }
 
 /// The low `bits` bits set (all 64 for `bits ≥ 64`).
@@ -99,4 +129,55 @@ pub(crate) fn split(total: u32, units: usize) -> Vec<u32> {
     (0..u)
         .map(|j| total / u + u32::from(j < total % u))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Bit by bit, the way the word-level functions must agree with.
+    fn part_by_bits(v: &[u64], k: usize, n: usize) -> Vec<u64> {
+        let mut out = vec![0u64; words(n)];
+        for i in 0..n {
+            set(&mut out, i, get(v, k * n + i));
+        }
+        out
+    }
+
+    /// SplitMix64: test words, not secrets.
+    fn next(state: &mut u64) -> u64 {
+        *state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = *state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    fn random_bits(rng: &mut u64, n: usize) -> Vec<u64> {
+        let mut v: Vec<u64> = (0..words(n)).map(|_| next(rng)).collect();
+        clear_tail(&mut v, n);
+        v
+    }
+
+    #[test]
+    fn word_level_parts_and_concatenations_agree_with_bits() {
+        let mut rng = 7u64;
+        for n in [1, 3, 63, 64, 65, 100, 127, 128, 129, 200, 1000] {
+            for count in 1..5 {
+                let parts: Vec<Vec<u64>> = (0..count).map(|_| random_bits(&mut rng, n)).collect();
+                let refs: Vec<&Vec<u64>> = parts.iter().collect();
+                let v = concat(&refs, n);
+                assert_eq!(v.len(), words(n * count), "n {n}");
+                for (k, p) in parts.iter().enumerate() {
+                    assert_eq!(&part(&v, k, n), p, "n {n}, part {k}");
+                    assert_eq!(part(&v, k, n), part_by_bits(&v, k, n), "n {n}, part {k}");
+                }
+                let total = n * count;
+                let mut bytes = Vec::new();
+                pack(&v, total, &mut bytes);
+                assert_eq!(bytes.len(), bit_bytes(total));
+                assert_eq!(unpack(&bytes, total), v, "n {n}, {count} parts");
+            }
+        }
+    }
 }

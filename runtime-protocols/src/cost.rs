@@ -130,6 +130,89 @@ pub fn requantize_unfused(
     Ok(r)
 }
 
+/// The calls of [`Protocol`] a cost formula makes, object-safe and on lengths only. Any
+/// party whose shares can be made without data answers them: a counting dealer (shares
+/// `()`), or a party's data-free twin run against [`crate::dry_run::DryRun`].
+pub(crate) trait Counting {
+    fn input(&mut self, owner: PartyId, len: usize) -> Result<(), ProtocolError>;
+    fn reveal(&mut self, len: usize, to: PartyId) -> Result<(), ProtocolError>;
+    fn mul(&mut self, len: usize) -> Result<(), ProtocolError>;
+    fn matmul(&mut self, d: MatDims) -> Result<(), ProtocolError>;
+    fn rescale(
+        &mut self,
+        num: &[i64],
+        den: &[i64],
+        b: Bounds,
+        mode: TruncMode,
+    ) -> Result<(), ProtocolError>;
+    fn clamp(&mut self, len: usize, lo: i64, hi: i64, b: Bounds) -> Result<(), ProtocolError>;
+    fn requantize(&mut self, q: &Requant, b: Bounds, mode: TruncMode) -> Result<(), ProtocolError>;
+    fn max(&mut self, len: usize, b: Bounds) -> Result<(), ProtocolError>;
+    fn argmax(
+        &mut self,
+        len: usize,
+        row_len: usize,
+        last: bool,
+        b: Bounds,
+    ) -> Result<(), ProtocolError>;
+    fn lookup(&mut self, len: usize, table_len: usize) -> Result<(), ProtocolError>;
+}
+
+impl<P: Protocol> Counting for P
+where
+    P::Share: Default,
+{
+    fn input(&mut self, owner: PartyId, len: usize) -> Result<(), ProtocolError> {
+        let values = (self.party() == owner).then(|| vec![0; len]);
+        Protocol::input(self, owner, values.as_deref(), len).map(drop)
+    }
+    fn reveal(&mut self, len: usize, to: PartyId) -> Result<(), ProtocolError> {
+        Protocol::reveal(self, &blank(len), to).map(drop)
+    }
+    fn mul(&mut self, len: usize) -> Result<(), ProtocolError> {
+        Protocol::mul(self, &blank(len), &blank(len)).map(drop)
+    }
+    fn matmul(&mut self, d: MatDims) -> Result<(), ProtocolError> {
+        let (a, b) = (blank(d.batch * d.m * d.k), blank(d.batch * d.k * d.n));
+        Protocol::matmul(self, &a, &b, d).map(drop)
+    }
+    fn rescale(
+        &mut self,
+        num: &[i64],
+        den: &[i64],
+        b: Bounds,
+        mode: TruncMode,
+    ) -> Result<(), ProtocolError> {
+        Protocol::rescale(self, &blank(num.len()), num, den, b, mode).map(drop)
+    }
+    fn clamp(&mut self, len: usize, lo: i64, hi: i64, b: Bounds) -> Result<(), ProtocolError> {
+        Protocol::clamp(self, &blank(len), lo, hi, b).map(drop)
+    }
+    fn requantize(&mut self, q: &Requant, b: Bounds, mode: TruncMode) -> Result<(), ProtocolError> {
+        Protocol::requantize(self, &blank(q.num.len()), q, b, mode).map(drop)
+    }
+    fn max(&mut self, len: usize, b: Bounds) -> Result<(), ProtocolError> {
+        Protocol::max(self, &blank(len), &blank(len), b).map(drop)
+    }
+    fn argmax(
+        &mut self,
+        len: usize,
+        row_len: usize,
+        last: bool,
+        b: Bounds,
+    ) -> Result<(), ProtocolError> {
+        Protocol::argmax(self, &blank(len), row_len, last, b).map(drop)
+    }
+    fn lookup(&mut self, len: usize, table_len: usize) -> Result<(), ProtocolError> {
+        Protocol::lookup(self, &blank(len), &vec![0; table_len], 0).map(drop)
+    }
+}
+
+/// `len` shares without data.
+fn blank<S: Default + Clone>(len: usize) -> Vec<S> {
+    vec![S::default(); len]
+}
+
 /// The `clear` protocol communicates nothing.
 pub struct ClearCosts;
 

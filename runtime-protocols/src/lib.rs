@@ -13,6 +13,8 @@ pub mod clear;
 pub mod coins;
 pub mod cost;
 pub(crate) mod dcf;
+pub mod dry_run;
+pub mod dzkp;
 mod error;
 pub mod field;
 pub mod mux;

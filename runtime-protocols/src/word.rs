@@ -11,6 +11,7 @@
 use crate::MatDims;
 use rayon::prelude::*;
 use std::fmt::Debug;
+use std::marker::PhantomData;
 
 /// A power-of-two ring word.
 pub trait Word:
@@ -22,6 +23,9 @@ pub trait Word:
     const BYTES: usize;
     const ZERO: Self;
     const ONE: Self;
+    /// Whether the word holds a value: false only for a data-free twin's [`Shape`], whose
+    /// protocol code skips work that only computes values (never what it sends).
+    const DATA: bool = true;
 
     fn add(self, o: Self) -> Self;
     fn sub(self, o: Self) -> Self;
@@ -85,6 +89,52 @@ macro_rules! impl_word {
 impl_word!(u32, i32);
 impl_word!(u64, i64);
 impl_word!(u128, i128);
+
+/// A ring word without data: the share of a protocol's data-free twin, which runs the
+/// protocol's own code to learn its messages ([`crate::dry_run`]). Arithmetic does nothing,
+/// every value reads as zero, and an encoded word is `W::BYTES` zero bytes, so messages
+/// keep their real lengths.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Shape<W>(PhantomData<W>);
+
+impl<W: Word> Word for Shape<W> {
+    const BITS: u32 = W::BITS;
+    const BYTES: usize = W::BYTES;
+    const ZERO: Self = Shape(PhantomData);
+    const ONE: Self = Shape(PhantomData);
+    const DATA: bool = false;
+
+    fn add(self, _: Self) -> Self {
+        self
+    }
+    fn sub(self, _: Self) -> Self {
+        self
+    }
+    fn mul(self, _: Self) -> Self {
+        self
+    }
+    fn neg(self) -> Self {
+        self
+    }
+    fn from_i64(_: i64) -> Self {
+        Self::ZERO
+    }
+    fn to_i64(self) -> i64 {
+        0
+    }
+    fn from_u128(_: u128) -> Self {
+        Self::ZERO
+    }
+    fn to_u128(self) -> u128 {
+        0
+    }
+    fn write(self, out: &mut Vec<u8>) {
+        out.resize(out.len() + W::BYTES, 0);
+    }
+    fn read(_: &[u8]) -> Self {
+        Self::ZERO
+    }
+}
 
 /// Encode words little-endian, back to back.
 pub fn encode<W: Word>(words: &[W]) -> Vec<u8> {

@@ -535,7 +535,7 @@ pub(super) fn select<W: Word>(
         for &w in &test.chunks {
             let mut gv = vec![0u64; words(nn)];
             let mut pv = vec![0u64; words(nn)];
-            for (i, &ai) in a.iter().enumerate() {
+            for (i, &ai) in a.iter().enumerate().filter(|_| W::DATA) {
                 let x = ((ai >> shift) & ((1u64 << w) - 1)) as usize;
                 let base = i * sbits + off;
                 let lt = get(&gr.tables, base + x);
@@ -687,59 +687,6 @@ pub(super) fn dealer_bytes(test: &SignTest, n: usize, k: usize, word: usize) -> 
     b + (1 + k) * n * word
 }
 
-/// The message pattern of [`select`]: `(from, to, bytes)` per round, for `n` tests with `k`
-/// factors each and ring words of `word` bytes.
-pub(super) fn select_pattern(
-    test: &SignTest,
-    n: usize,
-    k: usize,
-    word: usize,
-) -> Vec<Vec<(PartyId, PartyId, usize)>> {
-    let groups: Vec<(PartyId, PartyId, PartyId, usize)> = (0..3)
-        .map(|g| (g, (g + 1) % 3, (g + 2) % 3, group(n, g).len()))
-        .filter(|&(.., nn)| nn > 0)
-        .collect();
-    let ob = test.open_bytes();
-    let mut rounds = Vec::new();
-    rounds.push(
-        groups
-            .iter()
-            .flat_map(|&(d, a, b, nn)| {
-                [
-                    (a, b, nn * ob),
-                    (b, a, nn * ob),
-                    (d, b, dealer_bytes(test, nn, k, word)),
-                ]
-            })
-            .collect(),
-    );
-    for (pairs, last) in test.levels() {
-        let per = if last { 2 } else { 3 };
-        rounds.push(
-            groups
-                .iter()
-                .flat_map(|&(_, a, b, nn)| {
-                    let bytes = per * bit_bytes(pairs * nn);
-                    [(a, b, bytes), (b, a, bytes)]
-                })
-                .collect(),
-        );
-    }
-    rounds.push(
-        groups
-            .iter()
-            .flat_map(|&(_, a, b, nn)| [(a, b, bit_bytes(nn)), (b, a, bit_bytes(nn))])
-            .collect(),
-    );
-    rounds.push(
-        groups
-            .iter()
-            .flat_map(|&(d, a, b, nn)| [(a, d, k * nn * word), (b, d, k * nn * word)])
-            .collect(),
-    );
-    rounds
-}
-
 /// An evaluator's draws, in the dealer's order (see [`dealer_material`]).
 fn draw_evaluator<W: Word>(
     p: &mut Rep3<W>,
@@ -781,7 +728,7 @@ fn dealer_material<W: Word>(
     // Tables: entry x of chunk j is [x < r_j], masked with A's pads.
     let pads = p.draw_bits(gr.da, nn * sbits);
     let mut tables = vec![0u64; words(nn * sbits)];
-    for (i, &ri) in r.iter().enumerate() {
+    for (i, &ri) in r.iter().enumerate().filter(|_| W::DATA) {
         let mut off = 0usize;
         let mut shift = 0u32;
         for &w in &test.chunks {

@@ -118,13 +118,22 @@ impl<W: Word> Rep3<W> {
         let w = divisor_width(d)?;
         let known = self.open_masked(v, bits)?;
         let word = |q: u128, m: u128, e: u64| ((m as u64) << 1) | ((q as u64 ^ e) & 1);
+        // A twin's values are all zero: no division to do (u128 divisions dominate here).
+        let (c_d, c_m) = (
+            |c: &u128, d: &u128| if W::DATA { c / d } else { 0 },
+            |c: &u128, d: &u128| if W::DATA { c % d } else { 0 },
+        );
         let (cq, x, rq_vals, y) = match known {
             Known::Opened(c) => {
-                let q: Vec<W> = c.iter().zip(d).map(|(c, d)| W::from_u128(c / d)).collect();
+                let q: Vec<W> = c
+                    .iter()
+                    .zip(d)
+                    .map(|(c, d)| W::from_u128(c_d(c, d)))
+                    .collect();
                 let xw: Vec<Xor> = c
                     .iter()
                     .zip(d)
-                    .map(|(c, d)| Xor(word(c / d, c % d, 0)))
+                    .map(|(c, d)| Xor(word(c_d(c, d), c_m(c, d), 0)))
                     .collect();
                 let nq = if want_quotient { n } else { 0 };
                 let (cq, x) = self.share_two_from(OPENER, Some(&q[..nq]), nq, Some(&xw), n)?;
@@ -133,12 +142,16 @@ impl<W: Word> Rep3<W> {
             Known::Mask(r) => {
                 let nq = if want_quotient { n } else { 0 };
                 let (cq, x) = self.share_two_from::<W, Xor>(OPENER, None, nq, None, n)?;
-                let rq: Vec<W> = r.iter().zip(d).map(|(r, d)| W::from_u128(r / d)).collect();
+                let rq: Vec<W> = r
+                    .iter()
+                    .zip(d)
+                    .map(|(r, d)| W::from_u128(c_d(r, d)))
+                    .collect();
                 let yw: Vec<Xor> = r
                     .iter()
                     .zip(d)
                     .zip(extra)
-                    .map(|((r, d), e)| Xor(word(r / d, r % d, *e)))
+                    .map(|((r, d), e)| Xor(word(c_d(r, d), c_m(r, d), *e)))
                     .collect();
                 (cq, x, Some(rq), Some(yw))
             }

@@ -27,7 +27,7 @@ pub use elem::{Elem, Xor};
 use crate::coins::{Coins, KeyId, OsCoins};
 use crate::mux::{self, Port, Reply, Request};
 use crate::net::{NetError, Stats, Transport};
-use crate::stream::Stream;
+use crate::stream::{Stream, Tap};
 use crate::word::{matmul_words, Word};
 use crate::{Bounds, MatDims, PartyId, Protocol, ProtocolError, Requant, TruncMode};
 use chacha20::rand_core::Rng;
@@ -111,6 +111,20 @@ impl<W: Word> Rep3<W> {
         })
     }
 
+    /// Party `me`'s data-free twin over `net` (see [`crate::dry_run`]): fixed keys, never
+    /// recorded in the tests' mask ledger; with [`crate::word::Shape`] words it does no
+    /// arithmetic and draws no ring masks.
+    pub(crate) fn twin(me: PartyId, net: Box<dyn Transport>) -> Self {
+        let key = |i: u8| Stream::with_tap(&Tap::default(), [i; 32], 0);
+        Rep3 {
+            me,
+            net,
+            keys: [key(0), key(1)],
+            setup: Stats::default(),
+            _ring: PhantomData,
+        }
+    }
+
     /// Tell the peers this party stops, and why.
     pub fn abort(&mut self, reason: &str) {
         self.net.abort(reason);
@@ -146,6 +160,10 @@ impl<W: Word> Rep3<W> {
     /// not hold it.
     fn draw<E: Elem>(&mut self, j: usize, n: usize) -> Option<Vec<E>> {
         let s = slot(self.me, j)?;
+        if !W::DATA {
+            // A twin draws nothing: its masks would mask nothing.
+            return Some(vec![E::default(); n]);
+        }
         let mut bytes = vec![0u8; n * E::BYTES];
         self.keys[s].fill_bytes(&mut bytes);
         Some(bytes.chunks_exact(E::BYTES).map(E::read).collect())

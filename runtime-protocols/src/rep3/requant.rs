@@ -148,56 +148,6 @@ impl RequantPlan {
         }
         b + ARITH * n * word
     }
-
-    /// The message pattern of [`requantize`]: `(from, to, bytes)` per round.
-    pub fn pattern(&self, n: usize, word: usize) -> Vec<Vec<(PartyId, PartyId, usize)>> {
-        if n == 0 {
-            return Vec::new();
-        }
-        let groups: Vec<(PartyId, PartyId, PartyId, usize)> = (0..3)
-            .map(|g| (g, (g + 1) % 3, (g + 2) % 3, group(n, g).len()))
-            .filter(|&(.., nn)| nn > 0)
-            .collect();
-        let ob = self.open_bytes();
-        let mut rounds = vec![groups
-            .iter()
-            .flat_map(|&(d, a, b, nn)| {
-                [
-                    (a, b, nn * ob),
-                    (b, a, nn * ob),
-                    (d, b, self.dealer_bytes(nn, word)),
-                ]
-            })
-            .collect()];
-        for (pairs, last) in self.levels() {
-            let per = if last { 2 } else { 3 };
-            rounds.push(
-                groups
-                    .iter()
-                    .flat_map(|&(_, a, b, nn)| {
-                        let bytes = per * bit_bytes(pairs * LANES * nn);
-                        [(a, b, bytes), (b, a, bytes)]
-                    })
-                    .collect(),
-            );
-        }
-        rounds.push(
-            groups
-                .iter()
-                .flat_map(|&(_, a, b, nn)| {
-                    let bytes = bit_bytes(LANES * nn);
-                    [(a, b, bytes), (b, a, bytes)]
-                })
-                .collect(),
-        );
-        rounds.push(
-            groups
-                .iter()
-                .flat_map(|&(d, a, b, nn)| [(a, d, nn * word), (b, d, nn * word)])
-                .collect(),
-        );
-        rounds
-    }
 }
 
 /// What one party holds of one group.
@@ -369,9 +319,9 @@ pub(super) fn requantize<W: Word>(
         // Per element: the borrow index `2·P_l + H_0` and the two threshold operands.
         let lanes = LANES * nn;
         let mut idx: Vec<u64> = vec![0; lanes];
-        let mut h = Vec::with_capacity(nn);
+        let mut h = vec![0; nn];
         let mut tv = vec![0u64; words(lanes)];
-        for (i, e) in gr.range.clone().enumerate() {
+        for (i, e) in gr.range.clone().enumerate().filter(|_| W::DATA) {
             let c = gr.c[i];
             // Elements with a narrower shift leave the top bits of P_l and Q_l zero.
             let se = plan.shifts[e];
@@ -380,7 +330,7 @@ pub(super) fn requantize<W: Word>(
             let hv = pv >> se;
             let pl = (pv & (two_s - 1)) as u64;
             idx[i] = (pl << 1) | (hv & 1) as u64;
-            h.push(hv);
+            h[i] = hv;
             let (t_lo, t_hi) = thr[e];
             for (k, t) in [(1, t_lo), (2, t_hi)] {
                 let a = c.wrapping_sub(t) & mmask;
@@ -396,7 +346,7 @@ pub(super) fn requantize<W: Word>(
         for j in 0..plan.units {
             let mut gv = vec![0u64; words(lanes)];
             let mut pv = vec![0u64; words(lanes)];
-            for (lane, &iv) in idx.iter().enumerate() {
+            for (lane, &iv) in idx.iter().enumerate().filter(|_| W::DATA) {
                 let (i, k) = (lane % nn, lane / nn);
                 let (chunks, base) = if k == 0 {
                     // With `c < 2^(m−1)` the mask reads as `r − 2^m` (see `dealer_material`).
@@ -576,7 +526,7 @@ fn dealer_material<W: Word>(
     let mut tables = vec![0u64; words(nn * sbits)];
     let mut rtop = vec![0u64; words(nn)];
     let mut values: Vec<W> = vec![W::ZERO; ARITH * nn];
-    for (i, e_idx) in gr.range.clone().enumerate() {
+    for (i, e_idx) in gr.range.clone().enumerate().filter(|_| W::DATA) {
         let r = ra[i].wrapping_add(rb[i]) & mask(m);
         let se = plan.shifts[e_idx];
         let rt = (r >> (m - 1)) & 1;

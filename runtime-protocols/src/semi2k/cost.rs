@@ -2,9 +2,9 @@
 //! follows the parties' calls and records their message pattern.
 
 use super::{Dealer, Gates};
-use crate::cost::{Costs, Round, Rounds};
+use crate::cost::{Costs, Counting, Round, Rounds};
 use crate::word::Word;
-use crate::{Bounds, MatDims, PartyId, Protocol, ProtocolError, Requant, TruncMode};
+use crate::{Bounds, MatDims, PartyId, ProtocolError, Requant, TruncMode};
 
 type R<T> = Result<T, ProtocolError>;
 
@@ -24,48 +24,6 @@ impl Semi2kCosts {
             64 => counted::<u64>(n, g, call),
             _ => counted::<u128>(n, g, call),
         }
-    }
-}
-
-/// The calls of [`Protocol`] the cost formulas make, object-safe; any data-free protocol
-/// (a counting dealer) answers them.
-pub(crate) trait Counting {
-    fn mul(&mut self, len: usize) -> R<()>;
-    fn matmul(&mut self, d: MatDims) -> R<()>;
-    fn rescale(&mut self, num: &[i64], den: &[i64], b: Bounds) -> R<()>;
-    fn clamp(&mut self, len: usize, lo: i64, hi: i64, b: Bounds) -> R<()>;
-    fn requantize(&mut self, q: &Requant, b: Bounds) -> R<()>;
-    fn max(&mut self, len: usize, b: Bounds) -> R<()>;
-    fn argmax(&mut self, len: usize, row_len: usize, last: bool, b: Bounds) -> R<()>;
-    fn lookup(&mut self, len: usize, table_len: usize) -> R<()>;
-}
-
-impl<P: Protocol<Share = ()>> Counting for P {
-    fn mul(&mut self, len: usize) -> R<()> {
-        Protocol::mul(self, &vec![(); len], &vec![(); len]).map(drop)
-    }
-    fn matmul(&mut self, d: MatDims) -> R<()> {
-        Protocol::matmul(self, &[], &[], d).map(drop)
-    }
-    fn rescale(&mut self, num: &[i64], den: &[i64], b: Bounds) -> R<()> {
-        let x = vec![(); num.len()];
-        Protocol::rescale(self, &x, num, den, b, TruncMode::Exact).map(drop)
-    }
-    fn clamp(&mut self, len: usize, lo: i64, hi: i64, b: Bounds) -> R<()> {
-        Protocol::clamp(self, &vec![(); len], lo, hi, b).map(drop)
-    }
-    fn requantize(&mut self, q: &Requant, b: Bounds) -> R<()> {
-        let x = vec![(); q.num.len()];
-        Protocol::requantize(self, &x, q, b, TruncMode::Exact).map(drop)
-    }
-    fn max(&mut self, len: usize, b: Bounds) -> R<()> {
-        Protocol::max(self, &vec![(); len], &vec![(); len], b).map(drop)
-    }
-    fn argmax(&mut self, len: usize, row_len: usize, last: bool, b: Bounds) -> R<()> {
-        Protocol::argmax(self, &vec![(); len], row_len, last, b).map(drop)
-    }
-    fn lookup(&mut self, len: usize, table_len: usize) -> R<()> {
-        Protocol::lookup(self, &vec![(); len], &vec![0; table_len], 0).map(drop)
     }
 }
 
@@ -103,14 +61,14 @@ impl Costs for Semi2kCosts {
     fn matmul(&self, dims: MatDims) -> Rounds {
         self.run(|d| d.matmul(dims)).unwrap_or_default()
     }
-    fn rescale(&self, num: &[i64], den: &[i64], b: Bounds, _: TruncMode) -> R<Rounds> {
-        self.run(|d| d.rescale(num, den, b))
+    fn rescale(&self, num: &[i64], den: &[i64], b: Bounds, mode: TruncMode) -> R<Rounds> {
+        self.run(|d| d.rescale(num, den, b, mode))
     }
     fn clamp(&self, len: usize, lo: i64, hi: i64, b: Bounds) -> R<Rounds> {
         self.run(|d| d.clamp(len, lo, hi, b))
     }
-    fn requantize(&self, q: &Requant, b: Bounds, _: TruncMode) -> R<Rounds> {
-        self.run(|d| d.requantize(q, b))
+    fn requantize(&self, q: &Requant, b: Bounds, mode: TruncMode) -> R<Rounds> {
+        self.run(|d| d.requantize(q, b, mode))
     }
     fn max(&self, len: usize, b: Bounds) -> R<Rounds> {
         self.run(|d| d.max(len, b))

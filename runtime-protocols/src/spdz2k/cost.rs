@@ -2,9 +2,8 @@
 //! which follows the parties' calls (the checks included) and records their messages.
 
 use super::Spdz2kDealer;
-use crate::cost::{Costs, Rounds};
-use crate::semi2k::cost::Counting;
-use crate::{Bounds, MatDims, PartyId, Protocol, ProtocolError, Requant, TruncMode};
+use crate::cost::{Costs, Counting, Rounds};
+use crate::{Bounds, MatDims, PartyId, ProtocolError, Requant, TruncMode};
 
 type R<T> = Result<T, ProtocolError>;
 
@@ -32,40 +31,6 @@ impl Spdz2kCosts {
             ))),
         }
     }
-
-    /// The rounds of a direct call on a counting dealer (for the calls [`Counting`] lacks).
-    fn direct(&self, call: impl Fn(&mut dyn DirectCalls) -> R<()>) -> Rounds {
-        fn counted<W: crate::word::Word>(
-            n: usize,
-            call: impl Fn(&mut dyn DirectCalls) -> R<()>,
-        ) -> Rounds {
-            let mut d = Spdz2kDealer::<W>::counting(n);
-            match call(&mut d) {
-                Ok(()) => d.take_rounds(),
-                Err(_) => Vec::new(),
-            }
-        }
-        if self.ring_bits == 32 {
-            counted::<u32>(self.parties, call)
-        } else {
-            counted::<u64>(self.parties, call)
-        }
-    }
-}
-
-/// Input and reveal on a data-free party.
-trait DirectCalls {
-    fn input(&mut self, owner: PartyId, len: usize) -> R<()>;
-    fn reveal(&mut self, len: usize, to: PartyId) -> R<()>;
-}
-
-impl<P: Protocol<Share = ()>> DirectCalls for P {
-    fn input(&mut self, owner: PartyId, len: usize) -> R<()> {
-        Protocol::input(self, owner, None, len).map(drop)
-    }
-    fn reveal(&mut self, len: usize, to: PartyId) -> R<()> {
-        Protocol::reveal(self, &vec![(); len], to).map(drop)
-    }
 }
 
 impl Costs for Spdz2kCosts {
@@ -79,10 +44,10 @@ impl Costs for Spdz2kCosts {
         false
     }
     fn input(&self, owner: PartyId, len: usize) -> Rounds {
-        self.direct(|d| d.input(owner, len))
+        self.run(|d| d.input(owner, len)).unwrap_or_default()
     }
     fn reveal(&self, len: usize, to: PartyId) -> Rounds {
-        self.direct(|d| d.reveal(len, to))
+        self.run(|d| d.reveal(len, to)).unwrap_or_default()
     }
     fn mul(&self, len: usize) -> Rounds {
         self.run(|d| d.mul(len)).unwrap_or_default()
@@ -90,14 +55,14 @@ impl Costs for Spdz2kCosts {
     fn matmul(&self, dims: MatDims) -> Rounds {
         self.run(|d| d.matmul(dims)).unwrap_or_default()
     }
-    fn rescale(&self, num: &[i64], den: &[i64], b: Bounds, _: TruncMode) -> R<Rounds> {
-        self.run(|d| d.rescale(num, den, b))
+    fn rescale(&self, num: &[i64], den: &[i64], b: Bounds, mode: TruncMode) -> R<Rounds> {
+        self.run(|d| d.rescale(num, den, b, mode))
     }
     fn clamp(&self, len: usize, lo: i64, hi: i64, b: Bounds) -> R<Rounds> {
         self.run(|d| d.clamp(len, lo, hi, b))
     }
-    fn requantize(&self, q: &Requant, b: Bounds, _: TruncMode) -> R<Rounds> {
-        self.run(|d| d.requantize(q, b))
+    fn requantize(&self, q: &Requant, b: Bounds, mode: TruncMode) -> R<Rounds> {
+        self.run(|d| d.requantize(q, b, mode))
     }
     fn max(&self, len: usize, b: Bounds) -> R<Rounds> {
         self.run(|d| d.max(len, b))

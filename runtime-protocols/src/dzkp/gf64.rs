@@ -1,0 +1,152 @@
+//! GF(2^64) = GF(2)[X] / (X^64 + X^4 + X^3 + X + 1), the field of the distributed proofs
+//! about boolean relations: XOR shares of bits are additive shares of field elements, so
+//! the verifiers' shares of a statement need no conversion.
+
+use crate::stream::Stream;
+use chacha20::rand_core::Rng;
+use std::ops::{Add, AddAssign, Mul};
+
+/// An element of GF(2^64): bit `i` is the coefficient of `X^i`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Gf64(pub u64);
+
+impl Gf64 {
+    pub const ZERO: Gf64 = Gf64(0);
+    pub const ONE: Gf64 = Gf64(1);
+
+    /// `n` uniform elements from `s`.
+    pub fn random(s: &mut Stream, n: usize) -> Vec<Gf64> {
+        (0..n).map(|_| Gf64(s.next_u64())).collect()
+    }
+
+    /// `self^e` by squaring.
+    pub fn pow(self, mut e: u128) -> Gf64 {
+        let (mut base, mut acc) = (self, Gf64::ONE);
+        while e > 0 {
+            if e & 1 == 1 {
+                acc = acc * base;
+            }
+            base = base * base;
+            e >>= 1;
+        }
+        acc
+    }
+
+    /// The inverse (`a^(2^64 − 2)`); zero has none and maps to zero.
+    pub fn inv(self) -> Gf64 {
+        self.pow((1u128 << 64) - 2)
+    }
+}
+
+// Addition in characteristic 2 is XOR.
+#[allow(clippy::suspicious_arithmetic_impl)]
+impl Add for Gf64 {
+    type Output = Gf64;
+    #[inline]
+    fn add(self, o: Gf64) -> Gf64 {
+        Gf64(self.0 ^ o.0)
+    }
+}
+
+#[allow(clippy::suspicious_op_assign_impl)]
+impl AddAssign for Gf64 {
+    #[inline]
+    fn add_assign(&mut self, o: Gf64) {
+        self.0 ^= o.0;
+    }
+}
+
+impl Mul for Gf64 {
+    type Output = Gf64;
+    #[inline]
+    fn mul(self, o: Gf64) -> Gf64 {
+        reduce(clmul(self.0, o.0))
+    }
+}
+
+/// Carry-less product of two 64-bit polynomials, four bits of `b` at a time.
+#[inline]
+fn clmul(a: u64, b: u64) -> u128 {
+    let a = u128::from(a);
+    let mut table = [0u128; 16];
+    for i in 1..16 {
+        table[i] = if i % 2 == 0 {
+            table[i / 2] << 1
+        } else {
+            table[i - 1] ^ a
+        };
+    }
+    let mut r = 0u128;
+    for k in (0..16).rev() {
+        r = (r << 4) ^ table[((b >> (4 * k)) & 15) as usize];
+    }
+    r
+}
+
+/// `x mod (X^64 + X^4 + X^3 + X + 1)`: `X^64 ≡ X^4 + X^3 + X + 1`, folded twice.
+#[inline]
+fn reduce(x: u128) -> Gf64 {
+    let fold = |h: u128| h ^ (h << 1) ^ (h << 3) ^ (h << 4);
+    let t = fold(x >> 64);
+    let t2 = fold(t >> 64);
+    Gf64((x as u64) ^ (t as u64) ^ (t2 as u64))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(n: usize) -> Vec<Gf64> {
+        let mut s = 0x243f_6a88_85a3_08d3u64;
+        (0..n)
+            .map(|_| {
+                s = s
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                Gf64(s ^ (s >> 29))
+            })
+            .collect()
+    }
+
+    /// Carry-less product bit by bit, and reduction by long division.
+    fn mul_by_bits(a: u64, b: u64) -> u64 {
+        let mut r = 0u128;
+        for i in 0..64 {
+            if (b >> i) & 1 == 1 {
+                r ^= u128::from(a) << i;
+            }
+        }
+        let poly = (1u128 << 64) | 0b11011;
+        for bit in (64..128).rev() {
+            if (r >> bit) & 1 == 1 {
+                r ^= poly << (bit - 64);
+            }
+        }
+        r as u64
+    }
+
+    #[test]
+    fn products_agree_with_long_division() {
+        let v = sample(200);
+        for w in v.windows(2) {
+            assert_eq!((w[0] * w[1]).0, mul_by_bits(w[0].0, w[1].0));
+        }
+        assert_eq!(
+            (Gf64(u64::MAX) * Gf64(u64::MAX)).0,
+            mul_by_bits(u64::MAX, u64::MAX)
+        );
+    }
+
+    #[test]
+    fn it_is_a_field() {
+        let v = sample(64);
+        for w in v.windows(3) {
+            let (a, b, c) = (w[0], w[1], w[2]);
+            assert_eq!(a * (b + c), a * b + a * c);
+            assert_eq!((a * b) * c, a * (b * c));
+            assert_eq!(a * a.inv(), Gf64::ONE, "{a:?}");
+        }
+        // X^(2^64) = X: the modulus divides X^(2^64) − X.
+        assert_eq!(Gf64(2).pow(1u128 << 64), Gf64(2));
+    }
+}

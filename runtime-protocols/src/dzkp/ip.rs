@@ -1,0 +1,460 @@
+//! A distributed zero-knowledge proof of an inner product: a prover `P` knows `x, y ∈ F^L`,
+//! two verifiers `V1`, `V2` hold additive shares of `x`, `y` and `z`, and `P` proves
+//! `⟨x, y⟩ = z` with `O(k log_k L)` field elements and `2 log_k L + 1` rounds, without
+//! either verifier learning anything about `x` or `y` (Boneh–Boyle–Corrigan-Gibbs–Gilboa–
+//! Ishai, CRYPTO'19; the recursion of Boyle–Gilboa–Ishai–Nof, CCS'19). A batch of degree-2
+//! relations `Σ_j ρ_j (a_j b_j − c_j) = 0` with verifier-chosen `ρ` is one such statement,
+//! which is how `mal-rep3` is to check every message a party computes.
+//!
+//! **Compression level** (length `L > k`, padded to `k·m`): write `x` as `k` blocks of `m`,
+//! let `f_i` be the polynomial of degree `< k` with `f_i(e_ℓ) = x_{ℓm+i}` (points
+//! `e_ℓ = ℓ` as field elements), `g_i` likewise for `y`, and `h = Σ_i f_i g_i` (degree
+//! `≤ 2k − 2`), so `Σ_{ℓ<k} h(e_ℓ) = ⟨x, y⟩`. `P` sends `h`'s values at `e_0..e_{2k−2}` as
+//! shares: `V1`'s are pads from a stream it shares with `P` (nothing is sent), `V2` gets
+//! `h + pad`. Each verifier keeps its share of `Σ_{ℓ<k} h(e_ℓ) − z`, which must open to
+//! zero. Then both verifiers send `P` the challenge `r` (from a stream only they share;
+//! `P` checks both agree), and all fold: `x'_i = f_i(r)`, `y'_i = g_i(r)`, `z' = h(r)`.
+//!
+//! **Final level** (length `≤ k`, padded to `k`): `P` appends random `a_0`, `b_0` at point
+//! `e_k`, so `f` and `g` have degree `k` and `h = f·g` degree `2k`; it sends the shares of
+//! `a_0`, `b_0` and `h(e_0..e_{2k})`. After the challenge the verifiers open their shares
+//! of every level's check, `f(r)`, `g(r)` and `h(r)`, and accept iff every check is zero
+//! and `f(r)·g(r) = h(r)`.
+//!
+//! Soundness: a false claim survives a level only if `r` is a root of the difference of the
+//! true and the sent `h` (degree `≤ 2k`), so the error is at most
+//! `levels · 2k / 2^64` (`2^−56` for `k = 8` and `2^30` relations). Zero knowledge: each
+//! verifier's shares of `h` are uniform on their own (pads it does not know, or pads
+//! alone), the checks open to zero, and `f(r)`, `g(r)` are uniform by `a_0`, `b_0`
+//! (`r` is never an interpolation point).
+
+use super::gf64::Gf64;
+use crate::stream::Stream;
+use chacha20::rand_core::Rng;
+use rayon::prelude::*;
+
+/// Why a proof step could not be taken.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ProofError {
+    #[error("a proof message of {got} field elements where {expected} were due")]
+    Length { expected: usize, got: usize },
+    #[error("the proof is over: no message is due")]
+    Over,
+}
+
+/// The `t`-th interpolation point.
+fn point(t: usize) -> Gf64 {
+    Gf64(t as u64)
+}
+
+/// The Lagrange basis over `e_0..e_{n−1}`, evaluated at `r`.
+fn lagrange_at(n: usize, r: Gf64) -> Vec<Gf64> {
+    (0..n)
+        .map(|l| {
+            let (mut num, mut den) = (Gf64::ONE, Gf64::ONE);
+            for j in (0..n).filter(|&j| j != l) {
+                num = num * (r + point(j));
+                den = den * (point(l) + point(j));
+            }
+            num * den.inv()
+        })
+        .collect()
+}
+
+/// `Σ_ℓ v_ℓ · w_ℓ`.
+fn dot(v: &[Gf64], w: &[Gf64]) -> Gf64 {
+    v.iter()
+        .zip(w)
+        .fold(Gf64::ZERO, |acc, (&a, &b)| acc + a * b)
+}
+
+fn draw(s: &mut Stream, n: usize) -> Vec<Gf64> {
+    Gf64::random(s, n)
+}
+
+/// The challenge of a level: uniform, and never an interpolation point.
+pub fn challenge(verifiers: &mut Stream, k: usize) -> Gf64 {
+    loop {
+        let r = Gf64(verifiers.next_u64());
+        if r.0 > 2 * k as u64 {
+            return r;
+        }
+    }
+}
+
+/// Elements of the message of a level of length `len`.
+pub fn message_len(len: usize, k: usize) -> usize {
+    if len > k {
+        2 * k - 1
+    } else {
+        2 * k + 3
+    }
+}
+
+/// `v` zero-padded to `n`.
+fn padded(mut v: Vec<Gf64>, n: usize) -> Vec<Gf64> {
+    v.resize(n, Gf64::ZERO);
+    v
+}
+
+/// `v'_i = Σ_ℓ v_{ℓm+i} · basis_ℓ`: the fold of one vector (prover and verifiers alike).
+fn fold(v: &[Gf64], basis: &[Gf64]) -> Vec<Gf64> {
+    let m = v.len() / basis.len();
+    (0..m)
+        .into_par_iter()
+        .map(|i| {
+            basis
+                .iter()
+                .enumerate()
+                .fold(Gf64::ZERO, |acc, (l, &b)| acc + v[l * m + i] * b)
+        })
+        .collect()
+}
+
+/// The prover.
+pub struct Prover {
+    x: Vec<Gf64>,
+    y: Vec<Gf64>,
+    k: usize,
+    /// Shared with `V1`: its shares.
+    pad: Stream,
+    /// The prover's own coins (the final masks).
+    own: Stream,
+    /// Whether the final message has been made.
+    done: bool,
+}
+
+impl Prover {
+    /// A proof of `⟨x, y⟩` with compression factor `k ≥ 2`.
+    pub fn new(x: Vec<Gf64>, y: Vec<Gf64>, k: usize, pad: Stream, own: Stream) -> Prover {
+        let n = x.len().max(y.len());
+        Prover {
+            x: padded(x, n),
+            y: padded(y, n),
+            k: k.max(2),
+            pad,
+            own,
+            done: false,
+        }
+    }
+
+    /// The message to `V2` of the current level.
+    pub fn message(&mut self) -> Result<Vec<Gf64>, ProofError> {
+        if self.done {
+            return Err(ProofError::Over);
+        }
+        let k = self.k;
+        let h = if self.x.len() > k {
+            let m = self.x.len().div_ceil(k);
+            self.x = padded(std::mem::take(&mut self.x), k * m);
+            self.y = padded(std::mem::take(&mut self.y), k * m);
+            compressed_h(&self.x, &self.y, k)
+        } else {
+            self.done = true;
+            let x = padded(std::mem::take(&mut self.x), k);
+            let y = padded(std::mem::take(&mut self.y), k);
+            let masks = draw(&mut self.own, 2);
+            let h = final_h(&x, &y, masks[0], masks[1], k);
+            masks.into_iter().chain(h).collect()
+        };
+        let pads = draw(&mut self.pad, h.len());
+        Ok(h.into_iter().zip(pads).map(|(v, p)| v + p).collect())
+    }
+
+    /// Fold with the verifiers' challenge (after a compression level's message).
+    pub fn fold(&mut self, r: Gf64) {
+        if self.done {
+            return;
+        }
+        let basis = lagrange_at(self.k, r);
+        self.x = fold(&self.x, &basis);
+        self.y = fold(&self.y, &basis);
+    }
+
+    /// Whether the final message has been made.
+    pub fn is_done(&self) -> bool {
+        self.done
+    }
+}
+
+/// `h(e_0..e_{2k−2})` of a compression level.
+fn compressed_h(x: &[Gf64], y: &[Gf64], k: usize) -> Vec<Gf64> {
+    let m = x.len() / k;
+    let lambda: Vec<Vec<Gf64>> = (k..2 * k - 1).map(|t| lagrange_at(k, point(t))).collect();
+    let zero = || vec![Gf64::ZERO; 2 * k - 1];
+    (0..m)
+        .into_par_iter()
+        .fold(zero, |mut h, i| {
+            let fv: Vec<Gf64> = (0..k).map(|l| x[l * m + i]).collect();
+            let gv: Vec<Gf64> = (0..k).map(|l| y[l * m + i]).collect();
+            for t in 0..k {
+                h[t] += fv[t] * gv[t];
+            }
+            for (t, lam) in lambda.iter().enumerate() {
+                h[k + t] += dot(&fv, lam) * dot(&gv, lam);
+            }
+            h
+        })
+        .reduce(zero, |a, b| {
+            a.into_iter().zip(b).map(|(u, v)| u + v).collect()
+        })
+}
+
+/// `h(e_0..e_{2k})` of the final level, with the masks at `e_k`.
+fn final_h(x: &[Gf64], y: &[Gf64], a0: Gf64, b0: Gf64, k: usize) -> Vec<Gf64> {
+    let fv: Vec<Gf64> = x.iter().copied().chain([a0]).collect();
+    let gv: Vec<Gf64> = y.iter().copied().chain([b0]).collect();
+    (0..=2 * k)
+        .map(|t| {
+            if t <= k {
+                fv[t] * gv[t]
+            } else {
+                let lam = lagrange_at(k + 1, point(t));
+                dot(&fv, &lam) * dot(&gv, &lam)
+            }
+        })
+        .collect()
+}
+
+/// Where a verifier's shares of the prover's values come from.
+pub enum Source {
+    /// `V1`: the pad stream it shares with the prover.
+    Pads(Box<Stream>),
+    /// `V2`: the prover's messages.
+    Messages,
+}
+
+/// A verifier's state: its shares of the current statement and of every level's check.
+pub struct Verifier {
+    source: Source,
+    k: usize,
+    x: Vec<Gf64>,
+    y: Vec<Gf64>,
+    z: Gf64,
+    /// Shares of `h` of the current level (and of `a_0`, `b_0` first at the final one).
+    h: Vec<Gf64>,
+    checks: Vec<Gf64>,
+    last: Option<[Gf64; 3]>,
+}
+
+impl Verifier {
+    /// A verifier holding shares `x`, `y`, `z` (padded to a common length).
+    pub fn new(source: Source, x: Vec<Gf64>, y: Vec<Gf64>, z: Gf64, k: usize) -> Verifier {
+        let n = x.len().max(y.len());
+        Verifier {
+            source,
+            k: k.max(2),
+            x: padded(x, n),
+            y: padded(y, n),
+            z,
+            h: Vec::new(),
+            checks: Vec::new(),
+            last: None,
+        }
+    }
+
+    /// Take this level's shares: the prover's message for `V2` (`None` for `V1`).
+    pub fn receive(&mut self, msg: Option<&[Gf64]>) -> Result<(), ProofError> {
+        if self.last.is_some() {
+            return Err(ProofError::Over);
+        }
+        let k = self.k;
+        let expected = message_len(self.x.len(), k);
+        let shares = match (&mut self.source, msg) {
+            (Source::Pads(s), _) => draw(s.as_mut(), expected),
+            (Source::Messages, Some(m)) if m.len() == expected => m.to_vec(),
+            (Source::Messages, m) => {
+                return Err(ProofError::Length {
+                    expected,
+                    got: m.map_or(0, <[Gf64]>::len),
+                })
+            }
+        };
+        let at = if self.x.len() > k { 0 } else { 2 };
+        let sum = shares[at..at + k].iter().fold(self.z, |acc, &v| acc + v);
+        self.checks.push(sum);
+        self.h = shares;
+        Ok(())
+    }
+
+    /// Fold with the challenge `r`.
+    pub fn fold(&mut self, r: Gf64) {
+        let k = self.k;
+        if self.x.len() > k {
+            let m = self.x.len().div_ceil(k);
+            let basis = lagrange_at(k, r);
+            self.x = fold(&padded(std::mem::take(&mut self.x), k * m), &basis);
+            self.y = fold(&padded(std::mem::take(&mut self.y), k * m), &basis);
+            self.z = dot(&self.h, &lagrange_at(2 * k - 1, r));
+        } else {
+            let basis = lagrange_at(k + 1, r);
+            let with = |v: &[Gf64], mask: Gf64| -> Gf64 {
+                let v: Vec<Gf64> = padded(v.to_vec(), k).into_iter().chain([mask]).collect();
+                dot(&v, &basis)
+            };
+            let f = with(&self.x, self.h[0]);
+            let g = with(&self.y, self.h[1]);
+            let h = dot(&self.h[2..], &lagrange_at(2 * k + 1, r));
+            self.last = Some([f, g, h]);
+            self.x.clear();
+        }
+    }
+
+    /// Whether the final level has been folded (its shares are ready to open).
+    pub fn is_done(&self) -> bool {
+        self.last.is_some()
+    }
+
+    /// The shares to open: every level's check, then `f(r)`, `g(r)`, `h(r)`.
+    pub fn shares(&self) -> Vec<Gf64> {
+        let mut out = self.checks.clone();
+        out.extend(self.last.unwrap_or_default());
+        out
+    }
+}
+
+/// Whether two verifiers' opened shares accept the proof.
+pub fn accepts(a: &[Gf64], b: &[Gf64]) -> bool {
+    if a.len() != b.len() || a.len() < 3 {
+        return false;
+    }
+    let v: Vec<Gf64> = a.iter().zip(b).map(|(&u, &w)| u + w).collect();
+    let (checks, last) = v.split_at(v.len() - 3);
+    checks.iter().all(|&c| c == Gf64::ZERO) && last[0] * last[1] == last[2]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stream(seed: u8, n: u64) -> Stream {
+        Stream::new([seed; 32], n)
+    }
+
+    /// Random additive shares of `v` (the first from `s`).
+    fn split(v: &[Gf64], s: &mut Stream) -> (Vec<Gf64>, Vec<Gf64>) {
+        let a = draw(s, v.len());
+        let b = v.iter().zip(&a).map(|(&x, &y)| x + y).collect();
+        (a, b)
+    }
+
+    /// What a prover may do to its messages: level index → message → altered message.
+    type Tamper<'a> = &'a dyn Fn(usize, &mut Vec<Gf64>);
+
+    /// Run a whole proof of `⟨x, y⟩ = z` among three parties in memory.
+    fn prove(x: &[Gf64], y: &[Gf64], z: Gf64, k: usize, seed: u8, tamper: Tamper) -> bool {
+        let mut coins = stream(seed, 99);
+        let (x1, x2) = split(x, &mut coins);
+        let (y1, y2) = split(y, &mut coins);
+        let z1 = draw(&mut coins, 1)[0];
+        let z2 = z + z1;
+        let mut p = Prover::new(x.to_vec(), y.to_vec(), k, stream(seed, 1), stream(seed, 2));
+        let mut v1 = Verifier::new(Source::Pads(Box::new(stream(seed, 1))), x1, y1, z1, k);
+        let mut v2 = Verifier::new(Source::Messages, x2, y2, z2, k);
+        let mut verifiers_key = stream(seed, 3);
+        let mut level = 0;
+        while !v2.is_done() {
+            let mut msg = p.message().unwrap();
+            tamper(level, &mut msg);
+            v1.receive(None).unwrap();
+            v2.receive(Some(&msg)).unwrap();
+            let r = challenge(&mut verifiers_key, k);
+            p.fold(r);
+            v1.fold(r);
+            v2.fold(r);
+            level += 1;
+        }
+        assert!(v1.is_done() && p.is_done());
+        accepts(&v1.shares(), &v2.shares())
+    }
+
+    fn vectors(n: usize, seed: u8) -> (Vec<Gf64>, Vec<Gf64>, Gf64) {
+        let mut s = stream(seed, 7);
+        let (x, y) = (draw(&mut s, n), draw(&mut s, n));
+        let z = dot(&x, &y);
+        (x, y, z)
+    }
+
+    const HONEST: Tamper = &|_, _| {};
+
+    #[test]
+    fn a_true_claim_is_accepted() {
+        for k in [2, 3, 4, 8] {
+            for n in [0, 1, 2, 3, 7, 8, 9, 100, 1000, 4097] {
+                let (x, y, z) = vectors(n, n as u8);
+                assert!(prove(&x, &y, z, k, 1, HONEST), "k {k}, length {n}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_false_claim_is_rejected() {
+        for k in [2, 4, 8] {
+            for n in [1, 5, 64, 1000] {
+                let (x, y, z) = vectors(n, 3);
+                assert!(
+                    !prove(&x, &y, z + Gf64(1), k, 1, HONEST),
+                    "k {k}, length {n}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn every_altered_message_element_is_caught() {
+        let k = 4;
+        let (x, y, z) = vectors(300, 5);
+        // 300 → 75 → 19 → 5 → final: four compression levels, then the final message.
+        for level in 0..5 {
+            let len = if level < 4 { 2 * k - 1 } else { 2 * k + 3 };
+            for at in 0..len {
+                let tamper = move |l: usize, m: &mut Vec<Gf64>| {
+                    if l == level {
+                        m[at] += Gf64(1 << 40);
+                    }
+                };
+                assert!(
+                    !prove(&x, &y, z, k, 9, &tamper),
+                    "level {level}, element {at}"
+                );
+            }
+        }
+    }
+
+    /// A cheating prover of a false claim that keeps every level's sum check true (it moves
+    /// the error into `h`'s first value) still fails at the challenge.
+    #[test]
+    fn a_prover_that_satisfies_the_sum_checks_is_caught() {
+        let (x, y, z) = vectors(50, 11);
+        let err = Gf64(0xdead_beef);
+        let tamper = move |l: usize, m: &mut Vec<Gf64>| {
+            if l == 0 {
+                m[0] += err;
+            }
+        };
+        for seed in 0..20 {
+            assert!(!prove(&x, &y, z + err, 4, seed, &tamper), "seed {seed}");
+        }
+    }
+
+    #[test]
+    fn wrong_lengths_and_extra_messages_are_errors() {
+        let mut v = Verifier::new(
+            Source::Messages,
+            vec![Gf64(1); 10],
+            vec![Gf64(1); 10],
+            Gf64(0),
+            4,
+        );
+        assert_eq!(
+            v.receive(Some(&[Gf64(0); 3])),
+            Err(ProofError::Length {
+                expected: 7,
+                got: 3
+            })
+        );
+        let mut p = Prover::new(vec![Gf64(1)], vec![Gf64(1)], 4, stream(1, 1), stream(1, 2));
+        p.message().unwrap();
+        assert_eq!(p.message(), Err(ProofError::Over));
+    }
+}
