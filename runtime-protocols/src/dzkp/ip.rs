@@ -15,6 +15,9 @@
 //! zero. Then both verifiers send `P` the challenge `r` (from a stream only they share;
 //! `P` checks both agree), and all fold: `x'_i = f_i(r)`, `y'_i = g_i(r)`, `z' = h(r)`.
 //!
+//! Vectors longer than [`LONG`] compress by 2 (where `f(e_2)` is a shift and a fold one
+//! product per element), shorter ones by `k`.
+//!
 //! **Final level** (length `≤ k`, padded to `k`): `P` appends random `a_0`, `b_0` at point
 //! `e_k`, so `f` and `g` have degree `k` and `h = f·g` degree `2k`; it sends the shares of
 //! `a_0`, `b_0` and `h(e_0..e_{2k})`. After the challenge the verifiers open their shares
@@ -82,10 +85,23 @@ pub fn challenge(verifiers: &mut Stream, k: usize) -> Gf64 {
     }
 }
 
+/// Vectors longer than this compress by 2, the cheapest factor per element (`f(e_2)` is a
+/// shift, a fold one product per element); shorter ones by `k`, which saves rounds.
+pub const LONG: usize = 1 << 12;
+
+/// The compression factor of a level of length `len > k`.
+pub fn factor(len: usize, k: usize) -> usize {
+    if len > LONG {
+        2
+    } else {
+        k
+    }
+}
+
 /// Elements of the message of a level of length `len`.
 pub fn message_len(len: usize, k: usize) -> usize {
     if len > k {
-        2 * k - 1
+        2 * factor(len, k) - 1
     } else {
         2 * k + 3
     }
@@ -100,6 +116,14 @@ fn padded(mut v: Vec<Gf64>, n: usize) -> Vec<Gf64> {
 /// `v'_i = Σ_ℓ v_{ℓm+i} · basis_ℓ`: the fold of one vector (prover and verifiers alike).
 fn fold(v: &[Gf64], basis: &[Gf64]) -> Vec<Gf64> {
     let m = v.len() / basis.len();
+    if basis.len() == 2 {
+        // L_0(r) = r + 1, L_1(r) = r: one product per element.
+        let r = basis[1];
+        return (0..m)
+            .into_par_iter()
+            .map(|i| v[i] + r * (v[i] + v[m + i]))
+            .collect();
+    }
     (0..m)
         .into_par_iter()
         .map(|i| {
@@ -145,10 +169,11 @@ impl Prover {
         }
         let k = self.k;
         let h = if self.x.len() > k {
-            let m = self.x.len().div_ceil(k);
-            self.x = padded(std::mem::take(&mut self.x), k * m);
-            self.y = padded(std::mem::take(&mut self.y), k * m);
-            compressed_h(&self.x, &self.y, k)
+            let f = factor(self.x.len(), k);
+            let m = self.x.len().div_ceil(f);
+            self.x = padded(std::mem::take(&mut self.x), f * m);
+            self.y = padded(std::mem::take(&mut self.y), f * m);
+            compressed_h(&self.x, &self.y, f)
         } else {
             self.done = true;
             let x = padded(std::mem::take(&mut self.x), k);
@@ -166,7 +191,9 @@ impl Prover {
         if self.done {
             return;
         }
-        let basis = lagrange_at(self.k, r);
+        // `message` padded the vectors to a multiple of this level's factor.
+        let f = factor(self.x.len(), self.k);
+        let basis = lagrange_at(f, r);
         self.x = fold(&self.x, &basis);
         self.y = fold(&self.y, &basis);
     }
@@ -180,6 +207,26 @@ impl Prover {
 /// `h(e_0..e_{2k−2})` of a compression level.
 fn compressed_h(x: &[Gf64], y: &[Gf64], k: usize) -> Vec<Gf64> {
     let m = x.len() / k;
+    if k == 2 {
+        // f(e_2) = x_0 + (x_0 + x_1)·X with e_2 = X.
+        return (0..m)
+            .into_par_iter()
+            .fold(
+                || [Gf64::ZERO; 3],
+                |mut h, i| {
+                    let (x0, x1, y0, y1) = (x[i], x[m + i], y[i], y[m + i]);
+                    h[0] += x0 * y0;
+                    h[1] += x1 * y1;
+                    h[2] += (x0 + (x0 + x1).mul_x()) * (y0 + (y0 + y1).mul_x());
+                    h
+                },
+            )
+            .reduce(
+                || [Gf64::ZERO; 3],
+                |a, b| [a[0] + b[0], a[1] + b[1], a[2] + b[2]],
+            )
+            .to_vec();
+    }
     let lambda: Vec<Vec<Gf64>> = (k..2 * k - 1).map(|t| lagrange_at(k, point(t))).collect();
     let zero = || vec![Gf64::ZERO; 2 * k - 1];
     (0..m)
@@ -270,8 +317,14 @@ impl Verifier {
                 })
             }
         };
-        let at = if self.x.len() > k { 0 } else { 2 };
-        let sum = shares[at..at + k].iter().fold(self.z, |acc, &v| acc + v);
+        let (at, width) = if self.x.len() > k {
+            (0, factor(self.x.len(), k))
+        } else {
+            (2, k)
+        };
+        let sum = shares[at..at + width]
+            .iter()
+            .fold(self.z, |acc, &v| acc + v);
         self.checks.push(sum);
         self.h = shares;
         Ok(())
@@ -281,11 +334,12 @@ impl Verifier {
     pub fn fold(&mut self, r: Gf64) {
         let k = self.k;
         if self.x.len() > k {
-            let m = self.x.len().div_ceil(k);
-            let basis = lagrange_at(k, r);
-            self.x = fold(&padded(std::mem::take(&mut self.x), k * m), &basis);
-            self.y = fold(&padded(std::mem::take(&mut self.y), k * m), &basis);
-            self.z = dot(&self.h, &lagrange_at(2 * k - 1, r));
+            let f = factor(self.x.len(), k);
+            let m = self.x.len().div_ceil(f);
+            let basis = lagrange_at(f, r);
+            self.x = fold(&padded(std::mem::take(&mut self.x), f * m), &basis);
+            self.y = fold(&padded(std::mem::take(&mut self.y), f * m), &basis);
+            self.z = dot(&self.h, &lagrange_at(2 * f - 1, r));
         } else {
             let basis = lagrange_at(k + 1, r);
             let with = |v: &[Gf64], mask: Gf64| -> Gf64 {
@@ -380,7 +434,7 @@ mod tests {
     #[test]
     fn a_true_claim_is_accepted() {
         for k in [2, 3, 4, 8] {
-            for n in [0, 1, 2, 3, 7, 8, 9, 100, 1000, 4097] {
+            for n in [0, 1, 2, 3, 7, 8, 9, 100, 1000, 4097, 3 * LONG + 5] {
                 let (x, y, z) = vectors(n, n as u8);
                 assert!(prove(&x, &y, z, k, 1, HONEST), "k {k}, length {n}");
             }
@@ -390,7 +444,7 @@ mod tests {
     #[test]
     fn a_false_claim_is_rejected() {
         for k in [2, 4, 8] {
-            for n in [1, 5, 64, 1000] {
+            for n in [1, 5, 64, 1000, 2 * LONG + 1] {
                 let (x, y, z) = vectors(n, 3);
                 assert!(
                     !prove(&x, &y, z + Gf64(1), k, 1, HONEST),
