@@ -220,6 +220,19 @@ fn only_stream_makes_a_prg() {
     }
 }
 
+/// The one `unsafe` block of qmpc is the carry-less multiply of the proofs' field, behind
+/// the CPU feature check; nothing else may need one.
+#[test]
+fn only_the_proof_field_uses_unsafe() {
+    for (rel, text) in sources(CODE) {
+        if rel == "runtime-protocols/src/dzkp/gf64.rs" {
+            assert_eq!(text.matches("unsafe {").count(), 1, "{rel}");
+            continue;
+        }
+        assert!(!text.contains("unsafe "), "{rel} uses `unsafe`");
+    }
+}
+
 /// The test-only features (fault injection, the view tests' recorders) are absent from
 /// what `cargo build --release` links: only the tests' dev-dependency turns them on.
 #[test]

@@ -4,8 +4,10 @@
 //! number of relations.
 //!
 //! Status: the inner-product proof over GF(2^64) ([`ip`]) with its tests and a bench
-//! (`cargo bench --bench dzkp`); the relations of `rep3`'s messages and the Galois-ring
-//! version for its arithmetic are not written yet.
+//! (`cargo bench --bench dzkp`), and the first relation, the dealer's AND triples
+//! ([`relations::and_triples`]); the other relations of `rep3`'s messages (docs/core.md)
+//! and the Galois-ring version for its arithmetic are not written yet.
 
 pub mod gf64;
 pub mod ip;
+pub mod relations;

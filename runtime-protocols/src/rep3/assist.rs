@@ -535,17 +535,20 @@ pub(super) fn select<W: Word>(
         for &w in &test.chunks {
             let mut gv = vec![0u64; words(nn)];
             let mut pv = vec![0u64; words(nn)];
-            for (i, &ai) in a.iter().enumerate().filter(|_| W::DATA) {
-                let x = ((ai >> shift) & ((1u64 << w) - 1)) as usize;
-                let base = i * sbits + off;
-                let lt = get(&gr.tables, base + x);
-                let below = if x == 0 {
-                    u64::from(is_b)
-                } else {
-                    get(&gr.tables, base + x - 1)
-                };
-                set(&mut gv, i, lt);
-                set(&mut pv, i, below ^ lt);
+            // A twin computes no values (see `Word::DATA`).
+            if W::DATA {
+                for (i, &ai) in a.iter().enumerate() {
+                    let x = ((ai >> shift) & ((1u64 << w) - 1)) as usize;
+                    let base = i * sbits + off;
+                    let lt = get(&gr.tables, base + x);
+                    let below = if x == 0 {
+                        u64::from(is_b)
+                    } else {
+                        get(&gr.tables, base + x - 1)
+                    };
+                    set(&mut gv, i, lt);
+                    set(&mut pv, i, below ^ lt);
+                }
             }
             units[gi].push((gv, pv));
             off += 1usize << w;
@@ -728,16 +731,19 @@ fn dealer_material<W: Word>(
     // Tables: entry x of chunk j is [x < r_j], masked with A's pads.
     let pads = p.draw_bits(gr.da, nn * sbits);
     let mut tables = vec![0u64; words(nn * sbits)];
-    for (i, &ri) in r.iter().enumerate().filter(|_| W::DATA) {
-        let mut off = 0usize;
-        let mut shift = 0u32;
-        for &w in &test.chunks {
-            let rj = (ri >> shift) & ((1u64 << w) - 1);
-            for x in 0..(1u64 << w) {
-                set(&mut tables, i * sbits + off + x as usize, u64::from(x < rj));
+    // A twin computes no values (see `Word::DATA`).
+    if W::DATA {
+        for (i, &ri) in r.iter().enumerate() {
+            let mut off = 0usize;
+            let mut shift = 0u32;
+            for &w in &test.chunks {
+                let rj = (ri >> shift) & ((1u64 << w) - 1);
+                for x in 0..(1u64 << w) {
+                    set(&mut tables, i * sbits + off + x as usize, u64::from(x < rj));
+                }
+                off += 1usize << w;
+                shift += w;
             }
-            off += 1usize << w;
-            shift += w;
         }
     }
     let tables = xor(&tables, &pads);

@@ -321,22 +321,25 @@ pub(super) fn requantize<W: Word>(
         let mut idx: Vec<u64> = vec![0; lanes];
         let mut h = vec![0; nn];
         let mut tv = vec![0u64; words(lanes)];
-        for (i, e) in gr.range.clone().enumerate().filter(|_| W::DATA) {
-            let c = gr.c[i];
-            // Elements with a narrower shift leave the top bits of P_l and Q_l zero.
-            let se = plan.shifts[e];
-            let two_s = 1i128 << se;
-            let pv = (c as i128 + b.lo as i128) * q.num[e] as i128 + (two_s >> 1);
-            let hv = pv >> se;
-            let pl = (pv & (two_s - 1)) as u64;
-            idx[i] = (pl << 1) | (hv & 1) as u64;
-            h[i] = hv;
-            let (t_lo, t_hi) = thr[e];
-            for (k, t) in [(1, t_lo), (2, t_hi)] {
-                let a = c.wrapping_sub(t) & mmask;
-                idx[k * nn + i] = a;
-                let pubbit = if is_a { 1 ^ (a >> (m - 1)) } else { 0 };
-                set(&mut tv, k * nn + i, pubbit ^ get(&gr.rtop, i));
+        // A twin computes no values (see `Word::DATA`).
+        if W::DATA {
+            for (i, e) in gr.range.clone().enumerate() {
+                let c = gr.c[i];
+                // Elements with a narrower shift leave the top bits of P_l and Q_l zero.
+                let se = plan.shifts[e];
+                let two_s = 1i128 << se;
+                let pv = (c as i128 + b.lo as i128) * q.num[e] as i128 + (two_s >> 1);
+                let hv = pv >> se;
+                let pl = (pv & (two_s - 1)) as u64;
+                idx[i] = (pl << 1) | (hv & 1) as u64;
+                h[i] = hv;
+                let (t_lo, t_hi) = thr[e];
+                for (k, t) in [(1, t_lo), (2, t_hi)] {
+                    let a = c.wrapping_sub(t) & mmask;
+                    idx[k * nn + i] = a;
+                    let pubbit = if is_a { 1 ^ (a >> (m - 1)) } else { 0 };
+                    set(&mut tv, k * nn + i, pubbit ^ get(&gr.rtop, i));
+                }
             }
         }
         hs[gi] = h;
@@ -346,34 +349,37 @@ pub(super) fn requantize<W: Word>(
         for j in 0..plan.units {
             let mut gv = vec![0u64; words(lanes)];
             let mut pv = vec![0u64; words(lanes)];
-            for (lane, &iv) in idx.iter().enumerate().filter(|_| W::DATA) {
-                let (i, k) = (lane % nn, lane / nn);
-                let (chunks, base) = if k == 0 {
-                    // With `c < 2^(m−1)` the mask reads as `r − 2^m` (see `dealer_material`).
-                    let second = plan.dual && gr.c[i] >> (m - 1) == 0;
-                    (
-                        &plan.b_chunks,
-                        i * sbits + t_bits + usize::from(second) * b_bits,
-                    )
-                } else {
-                    (&plan.t_chunks, i * sbits)
-                };
-                let Some(&w) = chunks.get(j) else {
-                    // A neutral unit on top: lt = 0, eq = 1 (held by A).
-                    set(&mut pv, lane, u64::from(is_a));
-                    continue;
-                };
-                let shift: u32 = chunks[..j].iter().sum();
-                let off: usize = chunks[..j].iter().map(|&c| 1usize << c).sum();
-                let xv = ((iv >> shift) & mask(w)) as usize;
-                let lt = get(&gr.tables, base + off + xv);
-                let below = if xv == 0 {
-                    u64::from(!is_a)
-                } else {
-                    get(&gr.tables, base + off + xv - 1)
-                };
-                set(&mut gv, lane, lt);
-                set(&mut pv, lane, below ^ lt);
+            // A twin computes no values (see `Word::DATA`).
+            if W::DATA {
+                for (lane, &iv) in idx.iter().enumerate() {
+                    let (i, k) = (lane % nn, lane / nn);
+                    let (chunks, base) = if k == 0 {
+                        // With `c < 2^(m−1)` the mask reads as `r − 2^m` (see `dealer_material`).
+                        let second = plan.dual && gr.c[i] >> (m - 1) == 0;
+                        (
+                            &plan.b_chunks,
+                            i * sbits + t_bits + usize::from(second) * b_bits,
+                        )
+                    } else {
+                        (&plan.t_chunks, i * sbits)
+                    };
+                    let Some(&w) = chunks.get(j) else {
+                        // A neutral unit on top: lt = 0, eq = 1 (held by A).
+                        set(&mut pv, lane, u64::from(is_a));
+                        continue;
+                    };
+                    let shift: u32 = chunks[..j].iter().sum();
+                    let off: usize = chunks[..j].iter().map(|&c| 1usize << c).sum();
+                    let xv = ((iv >> shift) & mask(w)) as usize;
+                    let lt = get(&gr.tables, base + off + xv);
+                    let below = if xv == 0 {
+                        u64::from(!is_a)
+                    } else {
+                        get(&gr.tables, base + off + xv - 1)
+                    };
+                    set(&mut gv, lane, lt);
+                    set(&mut pv, lane, below ^ lt);
+                }
             }
             units[gi].push((gv, pv));
         }
@@ -526,74 +532,77 @@ fn dealer_material<W: Word>(
     let mut tables = vec![0u64; words(nn * sbits)];
     let mut rtop = vec![0u64; words(nn)];
     let mut values: Vec<W> = vec![W::ZERO; ARITH * nn];
-    for (i, e_idx) in gr.range.clone().enumerate().filter(|_| W::DATA) {
-        let r = ra[i].wrapping_add(rb[i]) & mask(m);
-        let se = plan.shifts[e_idx];
-        let rt = (r >> (m - 1)) & 1;
-        set(&mut rtop, i, rt);
-        // Threshold tables: [x < chunk_j(r mod 2^(m−1))].
-        let (mut shift, mut off) = (0u32, 0usize);
-        for &w in &plan.t_chunks {
-            let rj = (r >> shift) & mask(w);
-            for xv in 0..(1u64 << w) {
-                set(
-                    &mut tables,
-                    i * sbits + off + xv as usize,
-                    u64::from(xv < rj),
-                );
-            }
-            shift += w;
-            off += 1usize << w;
-        }
-        // `y = c − r` when `c`'s top bit is set, else `y = c − (r − rt·2^m)`: `Q = r'·num`
-        // for both readings `r'` of the mask, split at `2^s`.
-        let readings = [r as i128, r as i128 - ((rt as i128) << m)];
-        let split_q = |rv: i128| {
-            let qv = rv * q.num[e_idx] as i128;
-            (qv.rem_euclid(1 << se) as u64, qv.div_euclid(1 << se))
-        };
-        let (ql1, qh1) = split_q(readings[0]);
-        let (ql0, qh0) = split_q(readings[1]);
-        let sets: &[(u64, i128)] = if plan.dual {
-            &[(ql1, qh1), (ql0, qh0)]
-        } else {
-            &[(ql1, qh1)]
-        };
-        for (v, &(ql, qh)) in sets.iter().enumerate() {
-            // Borrow tables on 2·Q_l: the lowest chunk also takes the parity.
-            let parity = (qh & 1) as u64;
-            let q2 = ql << 1;
-            let (mut shift, mut off) = (0u32, t_bits + v * b_bits);
-            for (j, &w) in plan.b_chunks.iter().enumerate() {
-                let qj = (q2 >> shift) & mask(w);
+    // A twin computes no values (see `Word::DATA`).
+    if W::DATA {
+        for (i, e_idx) in gr.range.clone().enumerate() {
+            let r = ra[i].wrapping_add(rb[i]) & mask(m);
+            let se = plan.shifts[e_idx];
+            let rt = (r >> (m - 1)) & 1;
+            set(&mut rtop, i, rt);
+            // Threshold tables: [x < chunk_j(r mod 2^(m−1))].
+            let (mut shift, mut off) = (0u32, 0usize);
+            for &w in &plan.t_chunks {
+                let rj = (r >> shift) & mask(w);
                 for xv in 0..(1u64 << w) {
-                    let lt = if j == 0 {
-                        let (al, qlow) = (xv >> 1, qj >> 1);
-                        al < qlow || (al == qlow && ((xv & 1) ^ parity) == 1)
-                    } else {
-                        xv < qj
-                    };
-                    set(&mut tables, i * sbits + off + xv as usize, u64::from(lt));
+                    set(
+                        &mut tables,
+                        i * sbits + off + xv as usize,
+                        u64::from(xv < rj),
+                    );
                 }
                 shift += w;
                 off += 1usize << w;
             }
-        }
-        let bitw = |v: u64| W::from_u128(u128::from(v));
-        let (e1, e2, e3) = (get(&e, i), get(&e, nn + i), get(&e, 2 * nn + i));
-        let (q1w, q0w) = (ring::<W>(qh1), ring::<W>(qh0));
-        let vals = [
-            bitw(e1),
-            bitw(e2),
-            bitw(e3),
-            bitw(e1 & e2),
-            q1w,
-            bitw(e1).mul(q1w),
-            q0w,
-            bitw(e1).mul(q0w),
-        ];
-        for (k, v) in vals.into_iter().enumerate() {
-            values[k * nn + i] = v.sub(arith_a[k * nn + i]);
+            // `y = c − r` when `c`'s top bit is set, else `y = c − (r − rt·2^m)`: `Q = r'·num`
+            // for both readings `r'` of the mask, split at `2^s`.
+            let readings = [r as i128, r as i128 - ((rt as i128) << m)];
+            let split_q = |rv: i128| {
+                let qv = rv * q.num[e_idx] as i128;
+                (qv.rem_euclid(1 << se) as u64, qv.div_euclid(1 << se))
+            };
+            let (ql1, qh1) = split_q(readings[0]);
+            let (ql0, qh0) = split_q(readings[1]);
+            let sets: &[(u64, i128)] = if plan.dual {
+                &[(ql1, qh1), (ql0, qh0)]
+            } else {
+                &[(ql1, qh1)]
+            };
+            for (v, &(ql, qh)) in sets.iter().enumerate() {
+                // Borrow tables on 2·Q_l: the lowest chunk also takes the parity.
+                let parity = (qh & 1) as u64;
+                let q2 = ql << 1;
+                let (mut shift, mut off) = (0u32, t_bits + v * b_bits);
+                for (j, &w) in plan.b_chunks.iter().enumerate() {
+                    let qj = (q2 >> shift) & mask(w);
+                    for xv in 0..(1u64 << w) {
+                        let lt = if j == 0 {
+                            let (al, qlow) = (xv >> 1, qj >> 1);
+                            al < qlow || (al == qlow && ((xv & 1) ^ parity) == 1)
+                        } else {
+                            xv < qj
+                        };
+                        set(&mut tables, i * sbits + off + xv as usize, u64::from(lt));
+                    }
+                    shift += w;
+                    off += 1usize << w;
+                }
+            }
+            let bitw = |v: u64| W::from_u128(u128::from(v));
+            let (e1, e2, e3) = (get(&e, i), get(&e, nn + i), get(&e, 2 * nn + i));
+            let (q1w, q0w) = (ring::<W>(qh1), ring::<W>(qh0));
+            let vals = [
+                bitw(e1),
+                bitw(e2),
+                bitw(e3),
+                bitw(e1 & e2),
+                q1w,
+                bitw(e1).mul(q1w),
+                q0w,
+                bitw(e1).mul(q0w),
+            ];
+            for (k, v) in vals.into_iter().enumerate() {
+                values[k * nn + i] = v.sub(arith_a[k * nn + i]);
+            }
         }
     }
     let mut msg = Vec::new();
