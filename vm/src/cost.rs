@@ -7,7 +7,8 @@ use crate::interp::{self, PartyData, Roles, VmError};
 use crate::{Program, Visibility};
 use qmpc_protocols::cost::{per_party, Costs, PartyCost, Round, Rounds, Tally};
 use qmpc_protocols::Spec;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Mutex, OnceLock};
 
 /// The cost of one ONNX node (all the instructions it lowered to).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -144,6 +145,22 @@ fn start_rounds(program: &Program, log: &BTreeMap<usize, Rounds>, merging: bool)
 /// Z_2^32, that holds every secret register's bounds. A function of the public program, so
 /// every party and `qmpc cost` pick the same.
 pub fn ring_bits(protocol: &Spec, program: &Program) -> u32 {
+    // Every party thread of one process asks for the same program, and the answer costs a
+    // whole dry run at batch 1: keep it per protocol and program digest (the lock is held
+    // while computing, so concurrent parties wait for the one answer).
+    type Rings = Mutex<HashMap<(&'static str, [u8; 32]), u32>>;
+    static RINGS: OnceLock<Rings> = OnceLock::new();
+    let key = (protocol.name, program.digest());
+    let mut rings = RINGS
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    *rings
+        .entry(key)
+        .or_insert_with(|| choose_ring_bits(protocol, program))
+}
+
+fn choose_ring_bits(protocol: &Spec, program: &Program) -> u32 {
     let widths = protocol.widths();
     if let [only] = widths {
         return *only;
