@@ -13,7 +13,6 @@ use crate::net::{NetError, Stats, Transport, FRAME_HEADER};
 use crate::{PartyId, ProtocolError};
 use rayon::prelude::*;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 
 /// One `exchange` call of one party: payload bytes sent to and expected from each peer.
 #[derive(Clone, Debug, Default)]
@@ -96,27 +95,12 @@ pub fn rounds(
         let mut calls = calls.lock().map_err(|_| broken(me, "its record"))?;
         Ok(std::mem::take(&mut *calls))
     };
-    // Most calls are small, where waking the thread pool costs more than the work: the
-    // other parties run in parallel only when the first took long.
-    let start = Instant::now();
-    let mut logs = vec![party(0)?];
-    let rest = 1..parties;
-    if start.elapsed() > PARALLEL_ABOVE {
-        logs.extend(
-            rest.into_par_iter()
-                .map(party)
-                .collect::<Result<Vec<_>, ProtocolError>>()?,
-        );
-    } else {
-        for me in rest {
-            logs.push(party(me)?);
-        }
-    }
+    let logs = (0..parties)
+        .into_par_iter()
+        .map(party)
+        .collect::<Result<Vec<_>, ProtocolError>>()?;
     line_up(&logs)
 }
-
-/// A first party's dry run longer than this runs the others in parallel.
-const PARALLEL_ABOVE: Duration = Duration::from_millis(2);
 
 fn broken(party: PartyId, what: &str) -> ProtocolError {
     ProtocolError::Invalid(format!("dry run of party {party}: {what} is unusable"))
