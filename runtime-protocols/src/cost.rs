@@ -173,7 +173,9 @@ where
         Protocol::mul(self, &blank(len), &blank(len)).map(drop)
     }
     fn matmul(&mut self, d: MatDims) -> Result<(), ProtocolError> {
-        let (a, b) = (blank(d.batch * d.m * d.k), blank(d.batch * d.k * d.n));
+        let copies = |batched: bool| if batched { d.batch } else { 1 };
+        let a = blank(copies(d.a_batched) * d.m * d.k);
+        let b = blank(copies(d.b_batched) * d.k * d.n);
         Protocol::matmul(self, &a, &b, d).map(drop)
     }
     fn rescale(
