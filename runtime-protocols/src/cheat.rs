@@ -122,6 +122,14 @@ impl Cheater {
         }
     }
 
+    /// A cheater armed in code, not from the environment (the protocols' unit tests).
+    #[cfg(feature = "fault-injection")]
+    pub fn armed(kind: Kind, skip: usize) -> Cheater {
+        Cheater {
+            armed: Some((kind, skip)),
+        }
+    }
+
     /// Whether to deviate at this point of kind `kind`: true once, at the planned one.
     #[inline]
     pub fn fires(&mut self, kind: Kind) -> bool {

@@ -17,7 +17,7 @@
 mod assist;
 mod bits;
 mod cost;
-mod elem;
+pub(crate) mod elem;
 mod masked;
 mod requant;
 
@@ -47,8 +47,8 @@ pub struct Rep<E> {
 
 /// A party of `rep3` over the ring of `W`.
 pub struct Rep3<W: Word> {
-    me: PartyId,
-    net: Box<dyn Transport>,
+    pub(crate) me: PartyId,
+    pub(crate) net: Box<dyn Transport>,
     /// `keys[0]` is `key_me` (shared with party `me − 1`), `keys[1]` is `key_{me+1}`
     /// (shared with party `me + 1`).
     keys: [Stream; 2],
@@ -149,16 +149,16 @@ impl<W: Word> Rep3<W> {
         self.net.stats().since(self.setup)
     }
 
-    fn next(&self) -> PartyId {
+    pub(crate) fn next(&self) -> PartyId {
         (self.me + 1) % 3
     }
-    fn prev(&self) -> PartyId {
+    pub(crate) fn prev(&self) -> PartyId {
         (self.me + 2) % 3
     }
 
     /// `n` pseudo-random elements from the key of component `j`; `None` if this party does
     /// not hold it.
-    fn draw<E: Elem>(&mut self, j: usize, n: usize) -> Option<Vec<E>> {
+    pub(crate) fn draw<E: Elem>(&mut self, j: usize, n: usize) -> Option<Vec<E>> {
         let s = slot(self.me, j)?;
         if !W::DATA {
             // A twin draws nothing: its masks would mask nothing.
@@ -170,7 +170,7 @@ impl<W: Word> Rep3<W> {
     }
 
     /// This party's part of a fresh sharing of zero: `F(key_{me+1}) − F(key_me)`.
-    fn zero_share<E: Elem>(&mut self, n: usize) -> Vec<E> {
+    pub(crate) fn zero_share<E: Elem>(&mut self, n: usize) -> Vec<E> {
         let me = self.me;
         let hi: Vec<E> = self.draw(me + 1, n).unwrap_or_default();
         let lo: Vec<E> = self.draw(me, n).unwrap_or_default();
@@ -179,7 +179,7 @@ impl<W: Word> Rep3<W> {
 
     /// One round: send each message, receive one from each of `from`, each exactly
     /// `counts[i]` elements long.
-    fn round<E: Elem>(
+    pub(crate) fn round<E: Elem>(
         &mut self,
         out: Vec<(PartyId, Vec<E>)>,
         from: &[(PartyId, usize)],
@@ -209,7 +209,7 @@ impl<W: Word> Rep3<W> {
 
     /// Turn this party's additive part `z` (parts of all parties sum to the value) into
     /// replicated shares: add a zero share, send to `me − 1`, receive from `me + 1`.
-    fn reshare<E: Elem>(&mut self, z: Vec<E>) -> Result<Vec<Rep<E>>, ProtocolError> {
+    pub(crate) fn reshare<E: Elem>(&mut self, z: Vec<E>) -> Result<Vec<Rep<E>>, ProtocolError> {
         let n = z.len();
         let alpha: Vec<E> = self.zero_share(n);
         let mine: Vec<E> = z.into_iter().zip(alpha).map(|(z, a)| z.plus(a)).collect();
@@ -225,7 +225,7 @@ impl<W: Word> Rep3<W> {
     /// Share `n` values held by `owner` (1 round; the owner sends one element per value to
     /// party `owner − 1`). Component `owner + 2` is zero, component `owner + 1` comes from
     /// `key_{owner+1}`, and component `owner` is the value minus that mask.
-    fn share_from<E: Elem>(
+    pub(crate) fn share_from<E: Elem>(
         &mut self,
         owner: PartyId,
         values: Option<&[E]>,
@@ -313,7 +313,7 @@ impl<W: Word> Rep3<W> {
 
     /// Shares of values known to both holders of component `j` (`Some` exactly there):
     /// the value is component `j`, the others are zero. No communication.
-    fn known_to_comp<E: Elem>(&self, j: usize, values: Option<&[E]>, n: usize) -> Vec<Rep<E>> {
+    pub(crate) fn known_to_comp<E: Elem>(&self, j: usize, values: Option<&[E]>, n: usize) -> Vec<Rep<E>> {
         match (slot(self.me, j), values) {
             (Some(0), Some(v)) => v.iter().map(|&a| Rep { a, b: E::default() }).collect(),
             (Some(1), Some(v)) => v.iter().map(|&b| Rep { a: E::default(), b }).collect(),
@@ -322,7 +322,7 @@ impl<W: Word> Rep3<W> {
     }
 
     /// Open `x` to party `to`: party `to + 1` sends it the component it lacks.
-    fn open_to<E: Elem>(
+    pub(crate) fn open_to<E: Elem>(
         &mut self,
         x: &[Rep<E>],
         to: PartyId,
@@ -347,7 +347,7 @@ impl<W: Word> Rep3<W> {
     }
 
     /// Local part of an element-wise product: `x_i·y_i + x_i·y_{i+1} + x_{i+1}·y_i`.
-    fn mul_local(a: &[Rep<W>], b: &[Rep<W>]) -> Vec<W> {
+    pub(crate) fn mul_local(a: &[Rep<W>], b: &[Rep<W>]) -> Vec<W> {
         a.par_iter()
             .zip(b.par_iter())
             .map(|(x, y)| x.a.mul(y.a).add(x.a.mul(y.b)).add(x.b.mul(y.a)))
@@ -381,11 +381,11 @@ impl<W: Word> Rep3<W> {
     }
 }
 
-fn pair<E>(a: Vec<E>, b: Vec<E>) -> Vec<Rep<E>> {
+pub(crate) fn pair<E>(a: Vec<E>, b: Vec<E>) -> Vec<Rep<E>> {
     a.into_iter().zip(b).map(|(a, b)| Rep { a, b }).collect()
 }
 
-fn comps<W: Word>(x: &[Rep<W>]) -> (Vec<W>, Vec<W>) {
+pub(crate) fn comps<W: Word>(x: &[Rep<W>]) -> (Vec<W>, Vec<W>) {
     (
         x.iter().map(|s| s.a).collect(),
         x.iter().map(|s| s.b).collect(),

@@ -1,0 +1,263 @@
+//! `mal-rep3`: three-party replicated secret sharing over Z_2^k, secure with abort against
+//! one party that deviates arbitrarily (honest majority). docs/core.md has the design and
+//! why; docs/protocols.md what each party learns.
+//!
+//! Arithmetic is `rep3`'s over Z_2^128 with a MAC half (SPDZ-wise replicated sharing,
+//! Abspoel–Dalskov–Escudero–Nof): a value of the program's ring Z_2^k is the low `k` bits
+//! of `[x]`, authenticated by `[α·x]`, `s = 128 − k ≥ 64` ([`auth`]).
+//!
+//! - input: 1 round (`rep3`'s: the owner sends one component to one party; the other two
+//!   come from pairwise keys, so the two holders of each component take it from one
+//!   source and the sharing is consistent whatever the owner sends) and 1 round for the
+//!   MAC, `[α]·[x]`;
+//! - product, matrix product: 1 round, `rep3`'s resharing of both halves (two words per
+//!   output element per party); each output pair goes to the MAC check's ledger;
+//! - openings: checked on receipt ([`open`]);
+//! - reveal: the MAC check of everything produced so far ([`check`], 3 rounds), then the
+//!   opening to the receiver, checked on receipt. No output exists before a check passed.
+
+mod auth;
+mod check;
+mod open;
+#[cfg(test)]
+mod tests;
+
+pub use auth::Auth;
+
+use crate::cheat::{self, Cheater};
+use crate::coins::{Coins, OsCoins};
+use crate::net::{Stats, Transport};
+use crate::rep3::{comps, Rep, Rep3};
+use crate::word::{matmul_words, Word};
+use crate::{Bounds, MatDims, PartyId, Protocol, ProtocolError, Requant, TruncMode};
+use auth::{join, lift, lower, macs, values, Key};
+use rayon::prelude::*;
+use std::marker::PhantomData;
+
+type R<T> = Result<T, ProtocolError>;
+
+/// A party of `mal-rep3` over the program's ring of `W` (shares are Z_2^128).
+pub struct MalRep3<W: Word> {
+    rep: Rep3<u128>,
+    key: Key,
+    ledger: check::Ledger,
+    /// Openings so far: bound into each opening's hash.
+    openings: u64,
+    /// Traffic of the set-up: not online.
+    setup: Stats,
+    cheat: Cheater,
+    _ring: PhantomData<W>,
+}
+
+impl<W: Word> MalRep3<W> {
+    /// Agree on the pairwise keys (one round) and draw the MAC key's components from them.
+    pub fn setup(net: Box<dyn Transport>) -> R<Self> {
+        Self::setup_with_coins(net, &OsCoins)
+    }
+
+    /// [`MalRep3::setup`] with the key seeds from `coins`.
+    pub fn setup_with_coins(net: Box<dyn Transport>, coins: &dyn Coins) -> R<Self> {
+        if W::BITS > 64 {
+            return Err(ProtocolError::Invalid(format!(
+                "mal-rep3 computes in Z_2^32 or Z_2^64 (with 64 bits of MAC headroom), not Z_2^{}",
+                W::BITS
+            )));
+        }
+        let mut rep = Rep3::<u128>::setup_with_coins(cheat::wrap(net), coins)
+            .map_err(|e| match e {
+                ProtocolError::Invalid(m) => ProtocolError::Invalid(m.replace("rep3", "mal-rep3")),
+                e => e,
+            })?;
+        let me = rep.me;
+        let alpha = Rep {
+            a: rep.draw::<u128>(me, 1).unwrap_or_default()[0],
+            b: rep.draw::<u128>(me + 1, 1).unwrap_or_default()[0],
+        };
+        let setup = rep.stats();
+        Ok(MalRep3 {
+            rep,
+            key: Key { alpha },
+            ledger: check::Ledger::default(),
+            openings: 0,
+            setup,
+            cheat: Cheater::for_party(me),
+            _ring: PhantomData,
+        })
+    }
+
+    /// Online traffic so far (key set-up excluded).
+    pub fn stats(&self) -> Stats {
+        self.rep.stats().since(self.setup)
+    }
+
+    /// Tell the peers this party stops, and why.
+    pub fn abort(&mut self, reason: &str) {
+        self.rep.abort(reason);
+    }
+
+    /// Everything that must hold before a value leaves the secret domain.
+    pub fn check(&mut self) -> R<()> {
+        self.mac_check()
+    }
+
+    /// Reshare this party's additive parts of values and MACs in one round, and ledger
+    /// the pairs.
+    fn reshare_pairs(&mut self, mut z: Vec<u128>, m: Vec<u128>) -> R<Vec<Auth>> {
+        let n = z.len();
+        if self.cheat.fires(cheat::Kind::Mul) && n > 0 {
+            z[0] = z[0].wrapping_add(1);
+        }
+        z.extend(m);
+        let mut both = self.rep.reshare(z)?;
+        let m = both.split_off(n);
+        self.ledger.push(&both, &m);
+        Ok(join(both, m))
+    }
+
+    /// `[α]·[x]` for each `x` (1 round): the MACs of fresh values.
+    fn authenticate(&mut self, x: Vec<Rep<u128>>) -> R<Vec<Auth>> {
+        let alpha = vec![self.key.alpha; x.len()];
+        let mut m = Rep3::<u128>::mul_local(&alpha, &x);
+        if self.cheat.fires(cheat::Kind::Input) && !m.is_empty() {
+            m[0] = m[0].wrapping_add(1);
+        }
+        let m = self.rep.reshare(m)?;
+        self.ledger.push(&x, &m);
+        Ok(join(x, m))
+    }
+
+    /// One round in which party `from` tells the others it accepted what it received.
+    fn confirm(&mut self, from: PartyId) -> R<()> {
+        let me = self.rep.me;
+        if me == from {
+            let out = (0..3).filter(|&p| p != me).map(|p| (p, vec![1u8])).collect();
+            self.rep.net.exchange_sized(out, &[])?;
+        } else {
+            let got = self.rep.net.exchange_sized(Vec::new(), &[(from, 1)])?;
+            if got.first().map(|(_, b)| b.as_slice()) != Some(&[1u8][..]) {
+                return Err(ProtocolError::Peer {
+                    party: from,
+                    what: "did not confirm the output it received".into(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    fn unsupported(&self, what: &str) -> ProtocolError {
+        ProtocolError::Invalid(format!("mal-rep3 does not {what} yet"))
+    }
+}
+
+impl<W: Word> Protocol for MalRep3<W> {
+    type Share = Auth;
+
+    fn name(&self) -> &'static str {
+        "mal-rep3"
+    }
+    fn party(&self) -> PartyId {
+        self.rep.me
+    }
+    fn parties(&self) -> usize {
+        3
+    }
+
+    fn input(&mut self, owner: PartyId, values: Option<&[i64]>, len: usize) -> R<Vec<Auth>> {
+        let lifted: Option<Vec<u128>> = values.map(|v| v.iter().map(|&x| lift(x)).collect());
+        let x = self.rep.share_from::<u128>(owner, lifted.as_deref(), len)?;
+        self.authenticate(x)
+    }
+
+    fn reveal(&mut self, x: &[Auth], to: PartyId) -> R<Option<Vec<i64>>> {
+        // Nothing derived from an unchecked value leaves the parties.
+        self.check()?;
+        let opened = self.open_to(cheat::Kind::Open, &values(x), to)?;
+        // The receiver confirms, so that the other parties learn of a failed opening (and
+        // stop with an error) instead of finishing as if the output had arrived.
+        self.confirm(to)?;
+        Ok(opened.map(|v| v.into_iter().map(lower::<W>).collect()))
+    }
+
+    fn public(&self, values: &[i64]) -> Vec<Auth> {
+        let me = self.rep.me;
+        values
+            .iter()
+            .map(|&v| self.key.constant(me, lift(v)))
+            .collect()
+    }
+
+    fn add(&self, a: &[Auth], b: &[Auth]) -> Vec<Auth> {
+        auth::add_all(a, b)
+    }
+    fn sub(&self, a: &[Auth], b: &[Auth]) -> Vec<Auth> {
+        auth::sub_all(a, b)
+    }
+    fn add_public(&self, a: &[Auth], c: &[i64]) -> Vec<Auth> {
+        let (me, key) = (self.rep.me, self.key);
+        a.par_iter()
+            .zip(c.par_iter())
+            .map(|(&s, &c)| key.add_const(me, s, lift(c)))
+            .collect()
+    }
+    fn mul_public(&self, a: &[Auth], c: &[i64]) -> Vec<Auth> {
+        a.par_iter()
+            .zip(c.par_iter())
+            .map(|(&s, &c)| auth::scale(s, lift(c)))
+            .collect()
+    }
+    fn matmul_public(&self, secret: &[Auth], public: &[i64], d: MatDims, public_left: bool) -> Vec<Auth> {
+        let p: Vec<u128> = public.iter().map(|&v| lift(v)).collect();
+        let half = |h: Vec<Rep<u128>>| {
+            let (a, b) = comps(&h);
+            let (a, b) = if public_left {
+                (matmul_words(&p, &a, d), matmul_words(&p, &b, d))
+            } else {
+                (matmul_words(&a, &p, d), matmul_words(&b, &p, d))
+            };
+            crate::rep3::pair(a, b)
+        };
+        join(half(values(secret)), half(macs(secret)))
+    }
+
+    fn mul(&mut self, a: &[Auth], b: &[Auth]) -> R<Vec<Auth>> {
+        let y = values(b);
+        let z = Rep3::<u128>::mul_local(&values(a), &y);
+        let m = Rep3::<u128>::mul_local(&macs(a), &y);
+        self.reshare_pairs(z, m)
+    }
+
+    fn matmul(&mut self, a: &[Auth], b: &[Auth], d: MatDims) -> R<Vec<Auth>> {
+        // x_i·(y_i + y_{i+1}) + x_{i+1}·y_i, summed over k before resharing; the MAC half
+        // with α·x in place of x.
+        let (ya, yb) = comps(&values(b));
+        let ysum: Vec<u128> = ya.iter().zip(&yb).map(|(x, y)| x.wrapping_add(*y)).collect();
+        let local = |x: Vec<Rep<u128>>| -> Vec<u128> {
+            let (xa, xb) = comps(&x);
+            let t1 = matmul_words(&xa, &ysum, d);
+            let t2 = matmul_words(&xb, &ya, d);
+            t1.into_iter().zip(t2).map(|(p, q)| p.wrapping_add(q)).collect()
+        };
+        let z = local(values(a));
+        let m = local(macs(a));
+        self.reshare_pairs(z, m)
+    }
+
+    fn rescale(&mut self, _: &[Auth], _: &[i64], _: &[i64], _: Bounds, _: TruncMode) -> R<Vec<Auth>> {
+        Err(self.unsupported("rescale"))
+    }
+    fn requantize(&mut self, _: &[Auth], _: &Requant, _: Bounds, _: TruncMode) -> R<Vec<Auth>> {
+        Err(self.unsupported("requantize"))
+    }
+    fn clamp(&mut self, _: &[Auth], _: i64, _: i64, _: Bounds) -> R<Vec<Auth>> {
+        Err(self.unsupported("clamp"))
+    }
+    fn max(&mut self, _: &[Auth], _: &[Auth], _: Bounds) -> R<Vec<Auth>> {
+        Err(self.unsupported("compare"))
+    }
+    fn argmax(&mut self, _: &[Auth], _: usize, _: bool, _: Bounds) -> R<Vec<Auth>> {
+        Err(self.unsupported("compare"))
+    }
+    fn lookup(&mut self, _: &[Auth], _: &[i64], _: i64) -> R<Vec<Auth>> {
+        Err(self.unsupported("look up"))
+    }
+}

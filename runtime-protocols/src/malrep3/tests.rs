@@ -1,0 +1,152 @@
+//! `mal-rep3` against `clear`, and its checks against cheating parties, three parties over
+//! loopback TCP.
+
+use super::*;
+use crate::net::Mesh;
+use crate::testutil::values;
+use crate::Clear;
+
+/// Runs `f` on `mal-rep3` in three parties; returns each party's result.
+fn run3<W: Word, T: Send>(f: impl Fn(&mut MalRep3<W>) -> T + Sync) -> Vec<T> {
+    crate::testutil::on_mesh(3, "mal-rep3", |_, mesh: Mesh| {
+        f(&mut MalRep3::<W>::setup(Box::new(mesh)).unwrap())
+    })
+}
+
+fn dims() -> MatDims {
+    MatDims {
+        batch: 2,
+        m: 5,
+        k: 5,
+        n: 1,
+        a_batched: true,
+        b_batched: true,
+    }
+}
+
+/// Products, a matrix product and linear steps of party 0's and party 2's inputs.
+fn script<P: Protocol>(p: &mut P, a: &[i64], b: &[i64]) -> R<Option<Vec<i64>>> {
+    // `clear` is one party that owns every input.
+    let (me, all) = (p.party(), p.parties() == 1);
+    let sa = p.input(0, (all || me == 0).then_some(a), a.len())?;
+    let sb = p.input(if all { 0 } else { 2 }, (all || me == 2).then_some(b), b.len())?;
+    let prod = p.mul(&sa, &sb)?;
+    let mm = p.matmul(&sa, &sb[..10], dims())?;
+    let sq = p.mul(&prod, &sb)?;
+    let lin = p.add_public(&p.mul_public(&p.sub(&sa, &sb), b), a);
+    let mut out = prod;
+    out.extend(mm);
+    out.extend(sq);
+    out.extend(lin);
+    out.extend(p.public(&[5, -7]));
+    p.reveal(&out, if all { 0 } else { 1 })
+}
+
+fn expected(a: &[i64], b: &[i64]) -> Vec<i64> {
+    let mut c = Clear;
+    script(&mut c, a, b).unwrap().unwrap()
+}
+
+#[test]
+fn arithmetic_matches_clear_in_both_rings() {
+    let a = values(50, -1000, 1000, 1);
+    let b = values(50, -1000, 1000, 2);
+    let want = expected(&a, &b);
+    let out = run3::<u64, _>(|p| script(p, &a, &b).unwrap());
+    assert!(out[0].is_none() && out[2].is_none());
+    assert_eq!(out[1].as_ref().unwrap(), &want);
+    let out = run3::<u32, _>(|p| script(p, &a, &b).unwrap());
+    let want32: Vec<i64> = want.iter().map(|&v| v as i32 as i64).collect();
+    assert_eq!(out[1].as_ref().unwrap(), &want32);
+}
+
+#[test]
+fn a_product_costs_two_words_and_the_reveal_a_check() {
+    let a = values(20, -5, 5, 3);
+    let out = run3::<u64, _>(|p| {
+        let x = p.input(0, (p.party() == 0).then_some(&a[..]), 20).unwrap();
+        let before = p.stats();
+        let y = p.mul(&x, &x).unwrap();
+        let mid = p.stats();
+        p.reveal(&y, 2).unwrap();
+        let after = p.stats();
+        (mid.since(before), after.since(mid))
+    });
+    for (i, (mul, reveal)) in out.iter().enumerate() {
+        assert_eq!(mul.rounds, 1, "party {i}");
+        // Two 16-byte words per element, one frame header.
+        assert_eq!(mul.bytes_sent, 2 * 16 * 20 + 4, "party {i}");
+        // Seed opening, α·u, opening of v, the output's opening, the receiver's word.
+        assert_eq!(reveal.rounds, 5, "party {i}");
+    }
+}
+
+#[cfg(feature = "fault-injection")]
+mod cheating {
+    use super::*;
+    use crate::cheat::{Cheater, Kind};
+
+    /// Runs the script with `cheater` arming party `bad`; returns every party's outcome.
+    fn attacked(bad: PartyId, kind: Kind, skip: usize) -> Vec<R<Option<Vec<i64>>>> {
+        let a = values(50, -100, 100, 4);
+        let b = values(50, -100, 100, 5);
+        crate::testutil::on_mesh(3, "mal-rep3", |me, mesh: Mesh| {
+            let mut p = MalRep3::<u64>::setup(Box::new(mesh)).unwrap();
+            if me == bad {
+                p.cheat = Cheater::armed(kind, skip);
+            }
+            let r = script(&mut p, &a, &b);
+            if let Err(e) = &r {
+                p.abort(&e.to_string());
+            }
+            r
+        })
+    }
+
+    fn assert_caught(out: &[R<Option<Vec<i64>>>], bad: PartyId, check: &str) {
+        for (i, r) in out.iter().enumerate().filter(|&(i, _)| i != bad) {
+            match r {
+                Err(ProtocolError::Cheat { check: c, .. }) => {
+                    assert_eq!(*c, check, "party {i}: {r:?}")
+                }
+                // Told by a party that caught the cheat.
+                Err(ProtocolError::Peer { .. })
+                | Err(ProtocolError::Net(crate::net::NetError::Aborted { .. })) => {}
+                other => panic!("party {i} did not abort: {other:?}"),
+            }
+        }
+        assert!(
+            out.iter()
+                .enumerate()
+                .filter(|&(i, _)| i != bad)
+                .any(|(_, r)| matches!(r, Err(ProtocolError::Cheat { .. }))),
+            "no honest party named the check: {out:?}"
+        );
+    }
+
+    #[test]
+    fn an_altered_product_share_fails_the_mac_check() {
+        for bad in 0..3 {
+            for skip in 0..3 {
+                assert_caught(&attacked(bad, Kind::Mul, skip), bad, "MAC check");
+            }
+        }
+    }
+
+    #[test]
+    fn an_altered_mac_fails_the_mac_check() {
+        for bad in 0..3 {
+            assert_caught(&attacked(bad, Kind::Input, 0), bad, "MAC check");
+        }
+    }
+
+    #[test]
+    fn an_altered_opening_fails_on_receipt() {
+        // Party 2 helps party 1 to the output (`to + 1`); party 0 vouches for it.
+        assert_caught(&attacked(2, Kind::Open, 0), 2, "opening check");
+        // Each party's part of the check's openings.
+        for bad in 0..3 {
+            assert_caught(&attacked(bad, Kind::Mac, 0), bad, "opening check");
+        }
+    }
+}
