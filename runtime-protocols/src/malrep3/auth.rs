@@ -98,12 +98,18 @@ pub fn scale(a: Auth, c: u128) -> Auth {
 
 /// Element-wise sums of two vectors.
 pub fn add_all(a: &[Auth], b: &[Auth]) -> Vec<Auth> {
-    a.par_iter().zip(b.par_iter()).map(|(&a, &b)| add(a, b)).collect()
+    a.par_iter()
+        .zip(b.par_iter())
+        .map(|(&a, &b)| add(a, b))
+        .collect()
 }
 
 /// Element-wise differences of two vectors.
 pub fn sub_all(a: &[Auth], b: &[Auth]) -> Vec<Auth> {
-    a.par_iter().zip(b.par_iter()).map(|(&a, &b)| sub(a, b)).collect()
+    a.par_iter()
+        .zip(b.par_iter())
+        .map(|(&a, &b)| sub(a, b))
+        .collect()
 }
 
 /// The value halves.

@@ -98,9 +98,7 @@ impl<W: Word> MalRep3<W> {
         if opened[0] != 0 {
             return Err(ProtocolError::Cheat {
                 check: "MAC check",
-                what: format!(
-                    "{n} authenticated values of this batch do not match their MACs"
-                ),
+                what: format!("{n} authenticated values of this batch do not match their MACs"),
             });
         }
         Ok(())

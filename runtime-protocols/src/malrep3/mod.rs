@@ -17,15 +17,19 @@
 //!   opening to the receiver, checked on receipt. No output exists before a check passed.
 
 mod auth;
+// The comparisons (next) are its users; until then only the tests call `and`.
+#[allow(dead_code)]
+mod boolean;
 mod check;
 mod open;
+mod prove;
 #[cfg(test)]
 mod tests;
 
 pub use auth::Auth;
 
 use crate::cheat::{self, Cheater};
-use crate::coins::{Coins, OsCoins};
+use crate::coins::{Coins, KeyId, OsCoins};
 use crate::net::{Stats, Transport};
 use crate::rep3::{comps, Rep, Rep3};
 use crate::word::{matmul_words, Word};
@@ -41,6 +45,12 @@ pub struct MalRep3<W: Word> {
     rep: Rep3<u128>,
     key: Key,
     ledger: check::Ledger,
+    /// AND words sent since the last proof.
+    ands: boolean::AndLedger,
+    /// Proofs run so far (each draws fresh streams).
+    proofs: u64,
+    /// This party's own seed: the proofs' final masks.
+    own_seed: [u8; 32],
     /// Openings so far: bound into each opening's hash.
     openings: u64,
     /// Traffic of the set-up: not online.
@@ -63,8 +73,8 @@ impl<W: Word> MalRep3<W> {
                 W::BITS
             )));
         }
-        let mut rep = Rep3::<u128>::setup_with_coins(cheat::wrap(net), coins)
-            .map_err(|e| match e {
+        let mut rep =
+            Rep3::<u128>::setup_with_coins(cheat::wrap(net), coins).map_err(|e| match e {
                 ProtocolError::Invalid(m) => ProtocolError::Invalid(m.replace("rep3", "mal-rep3")),
                 e => e,
             })?;
@@ -73,11 +83,19 @@ impl<W: Word> MalRep3<W> {
             a: rep.draw::<u128>(me, 1).unwrap_or_default()[0],
             b: rep.draw::<u128>(me + 1, 1).unwrap_or_default()[0],
         };
+        let own_seed = coins.seed(KeyId {
+            purpose: "mal-rep3 proof masks",
+            holders: &[me],
+            index: 0,
+        })?;
         let setup = rep.stats();
         Ok(MalRep3 {
             rep,
             key: Key { alpha },
             ledger: check::Ledger::default(),
+            ands: boolean::AndLedger::default(),
+            proofs: 0,
+            own_seed,
             openings: 0,
             setup,
             cheat: Cheater::for_party(me),
@@ -97,6 +115,7 @@ impl<W: Word> MalRep3<W> {
 
     /// Everything that must hold before a value leaves the secret domain.
     pub fn check(&mut self) -> R<()> {
+        self.prove_ands()?;
         self.mac_check()
     }
 
@@ -130,7 +149,10 @@ impl<W: Word> MalRep3<W> {
     fn confirm(&mut self, from: PartyId) -> R<()> {
         let me = self.rep.me;
         if me == from {
-            let out = (0..3).filter(|&p| p != me).map(|p| (p, vec![1u8])).collect();
+            let out = (0..3)
+                .filter(|&p| p != me)
+                .map(|p| (p, vec![1u8]))
+                .collect();
             self.rep.net.exchange_sized(out, &[])?;
         } else {
             let got = self.rep.net.exchange_sized(Vec::new(), &[(from, 1)])?;
@@ -205,7 +227,13 @@ impl<W: Word> Protocol for MalRep3<W> {
             .map(|(&s, &c)| auth::scale(s, lift(c)))
             .collect()
     }
-    fn matmul_public(&self, secret: &[Auth], public: &[i64], d: MatDims, public_left: bool) -> Vec<Auth> {
+    fn matmul_public(
+        &self,
+        secret: &[Auth],
+        public: &[i64],
+        d: MatDims,
+        public_left: bool,
+    ) -> Vec<Auth> {
         let p: Vec<u128> = public.iter().map(|&v| lift(v)).collect();
         let half = |h: Vec<Rep<u128>>| {
             let (a, b) = comps(&h);
@@ -230,19 +258,33 @@ impl<W: Word> Protocol for MalRep3<W> {
         // x_i·(y_i + y_{i+1}) + x_{i+1}·y_i, summed over k before resharing; the MAC half
         // with α·x in place of x.
         let (ya, yb) = comps(&values(b));
-        let ysum: Vec<u128> = ya.iter().zip(&yb).map(|(x, y)| x.wrapping_add(*y)).collect();
+        let ysum: Vec<u128> = ya
+            .iter()
+            .zip(&yb)
+            .map(|(x, y)| x.wrapping_add(*y))
+            .collect();
         let local = |x: Vec<Rep<u128>>| -> Vec<u128> {
             let (xa, xb) = comps(&x);
             let t1 = matmul_words(&xa, &ysum, d);
             let t2 = matmul_words(&xb, &ya, d);
-            t1.into_iter().zip(t2).map(|(p, q)| p.wrapping_add(q)).collect()
+            t1.into_iter()
+                .zip(t2)
+                .map(|(p, q)| p.wrapping_add(q))
+                .collect()
         };
         let z = local(values(a));
         let m = local(macs(a));
         self.reshare_pairs(z, m)
     }
 
-    fn rescale(&mut self, _: &[Auth], _: &[i64], _: &[i64], _: Bounds, _: TruncMode) -> R<Vec<Auth>> {
+    fn rescale(
+        &mut self,
+        _: &[Auth],
+        _: &[i64],
+        _: &[i64],
+        _: Bounds,
+        _: TruncMode,
+    ) -> R<Vec<Auth>> {
         Err(self.unsupported("rescale"))
     }
     fn requantize(&mut self, _: &[Auth], _: &Requant, _: Bounds, _: TruncMode) -> R<Vec<Auth>> {

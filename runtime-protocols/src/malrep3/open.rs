@@ -66,7 +66,10 @@ impl<W: Word> MalRep3<W> {
         let (prev, next) = (self.rep.prev(), self.rep.next());
         let n = x.len();
         let to_prev = sent(self, site, x.iter().map(|s| s.b).collect());
-        let to_next = digest(count, &elem::encode(&x.iter().map(|s| s.a).collect::<Vec<E>>()));
+        let to_next = digest(
+            count,
+            &elem::encode(&x.iter().map(|s| s.a).collect::<Vec<E>>()),
+        );
         let got = self.rep.net.exchange_sized(
             vec![(prev, to_prev), (next, to_next.to_vec())],
             &[(next, n * E::BYTES), (prev, HASH)],
@@ -112,7 +115,9 @@ impl<W: Word> MalRep3<W> {
         if me == witness {
             let comps = elem::encode(&x.iter().map(|s| s.a).collect::<Vec<E>>());
             let hash = digest(count, &comps);
-            self.rep.net.exchange_sized(vec![(to, hash.to_vec())], &[])?;
+            self.rep
+                .net
+                .exchange_sized(vec![(to, hash.to_vec())], &[])?;
             return Ok(None);
         }
         let got = self

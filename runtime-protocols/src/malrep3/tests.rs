@@ -29,7 +29,11 @@ fn script<P: Protocol>(p: &mut P, a: &[i64], b: &[i64]) -> R<Option<Vec<i64>>> {
     // `clear` is one party that owns every input.
     let (me, all) = (p.party(), p.parties() == 1);
     let sa = p.input(0, (all || me == 0).then_some(a), a.len())?;
-    let sb = p.input(if all { 0 } else { 2 }, (all || me == 2).then_some(b), b.len())?;
+    let sb = p.input(
+        if all { 0 } else { 2 },
+        (all || me == 2).then_some(b),
+        b.len(),
+    )?;
     let prod = p.mul(&sa, &sb)?;
     let mm = p.matmul(&sa, &sb[..10], dims())?;
     let sq = p.mul(&prod, &sb)?;
@@ -141,6 +145,27 @@ mod cheating {
     }
 
     #[test]
+    fn a_flipped_and_bit_fails_the_proof() {
+        let (x, y) = (words(40, 3), words(40, 4));
+        for bad in 0..3 {
+            for skip in 0..2 {
+                let out = crate::testutil::on_mesh(3, "mal-rep3", |me, mesh: Mesh| {
+                    let mut p = MalRep3::<u64>::setup(Box::new(mesh)).unwrap();
+                    if me == bad {
+                        p.cheat = Cheater::armed(Kind::Compare, skip);
+                    }
+                    let r = and_script(&mut p, &x, &y).map(|_| None);
+                    if let Err(e) = &r {
+                        p.abort(&e.to_string());
+                    }
+                    r
+                });
+                assert_caught(&out, bad, "AND proof");
+            }
+        }
+    }
+
+    #[test]
     fn an_altered_opening_fails_on_receipt() {
         // Party 2 helps party 1 to the output (`to + 1`); party 0 vouches for it.
         assert_caught(&attacked(2, Kind::Open, 0), 2, "opening check");
@@ -148,5 +173,46 @@ mod cheating {
         for bad in 0..3 {
             assert_caught(&attacked(bad, Kind::Mac, 0), bad, "opening check");
         }
+    }
+}
+
+/// Party 0's words AND party 2's words, checked and opened to party 1.
+fn and_script(p: &mut MalRep3<u64>, x: &[u64], y: &[u64]) -> R<Option<Vec<u64>>> {
+    use crate::rep3::Xor;
+    let me = p.party();
+    let wrap = |v: &[u64]| v.iter().map(|&w| Xor(w)).collect::<Vec<_>>();
+    let (xw, yw) = (wrap(x), wrap(y));
+    let sx = p
+        .rep
+        .share_from::<Xor>(0, (me == 0).then_some(&xw[..]), x.len())?;
+    let sy = p
+        .rep
+        .share_from::<Xor>(2, (me == 2).then_some(&yw[..]), y.len())?;
+    let z = p.and(&sx, &sy)?;
+    let zz = p.and(&z, &sx)?;
+    p.check()?;
+    let out = p.open_to(crate::cheat::Kind::Open, &zz, 1)?;
+    Ok(out.map(|v| v.into_iter().map(|w| w.0).collect()))
+}
+
+fn words(n: usize, seed: u64) -> Vec<u64> {
+    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..n)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            s
+        })
+        .collect()
+}
+
+#[test]
+fn ands_match_clear_and_their_proofs_accept() {
+    for n in [1, 7, 300] {
+        let (x, y) = (words(n, 1), words(n, 2));
+        let out = run3::<u64, _>(|p| and_script(p, &x, &y).unwrap());
+        let want: Vec<u64> = x.iter().zip(&y).map(|(a, b)| a & b & a).collect();
+        assert_eq!(out[1].as_ref().unwrap(), &want, "{n} words");
     }
 }

@@ -144,6 +144,12 @@ impl<W: Word> Rep3<W> {
         }
     }
 
+    /// The seed of `key_j`, if this party holds it (for streams of other purposes than the
+    /// protocol's own draws, such as a proof's pads and challenges).
+    pub(crate) fn key_seed(&self, j: usize) -> Option<[u8; 32]> {
+        slot(self.me, j).map(|s| self.keys[s].seed())
+    }
+
     /// Online traffic so far (key set-up excluded).
     pub fn stats(&self) -> Stats {
         self.net.stats().since(self.setup)
@@ -313,7 +319,12 @@ impl<W: Word> Rep3<W> {
 
     /// Shares of values known to both holders of component `j` (`Some` exactly there):
     /// the value is component `j`, the others are zero. No communication.
-    pub(crate) fn known_to_comp<E: Elem>(&self, j: usize, values: Option<&[E]>, n: usize) -> Vec<Rep<E>> {
+    pub(crate) fn known_to_comp<E: Elem>(
+        &self,
+        j: usize,
+        values: Option<&[E]>,
+        n: usize,
+    ) -> Vec<Rep<E>> {
         match (slot(self.me, j), values) {
             (Some(0), Some(v)) => v.iter().map(|&a| Rep { a, b: E::default() }).collect(),
             (Some(1), Some(v)) => v.iter().map(|&b| Rep { a: E::default(), b }).collect(),
