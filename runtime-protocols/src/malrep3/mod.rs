@@ -21,6 +21,10 @@ mod auth;
 #[allow(dead_code)]
 mod boolean;
 mod check;
+#[allow(dead_code)]
+mod circuits;
+#[allow(dead_code)]
+mod convert;
 mod open;
 mod prove;
 #[cfg(test)]

@@ -216,3 +216,82 @@ fn ands_match_clear_and_their_proofs_accept() {
         assert_eq!(out[1].as_ref().unwrap(), &want, "{n} words");
     }
 }
+
+/// Bit `t` of `a + b + c + d` for numbers `a`, `b`, `c` that two parties each know and a
+/// public `d`, by carry-save additions and a carry tree, opened to everyone.
+#[test]
+fn circuits_give_the_bits_of_sums() {
+    use super::circuits::bit;
+    let n = 150;
+    let w = 20;
+    let comp = |j: u64| -> Vec<u64> {
+        words(n, 10 + j)
+            .iter()
+            .map(|v| v & ((1 << w) - 1))
+            .collect()
+    };
+    let (a, b, c) = (comp(0), comp(1), comp(2));
+    let d: Vec<u64> = words(n, 20).iter().map(|v| v & ((1 << w) - 1)).collect();
+    for t in [1usize, 5, 20, 21] {
+        let out = run3::<u64, _>(|p| {
+            let me = p.party();
+            let holds = |j: usize| j == me || j == (me + 1) % 3;
+            let vals = [&a, &b, &c];
+            let k: Vec<_> = (0..3)
+                .map(|j| p.known_bits(j, holds(j).then_some(&vals[j][..]), n, w))
+                .collect();
+            let (s1, t1) = p.csa(&k[0], &k[1], &k[2]).unwrap();
+            let (s2, t2) = p.csa_public(&s1, &t1.shifted(), &d).unwrap();
+            let t2 = t2.shifted();
+            let carry = p.carry_into(&s2, &t2, t).unwrap();
+            let top = s2.bits(t, t + 1).xor(&t2.bits(t, t + 1));
+            let plane: Vec<_> = top.planes[0]
+                .iter()
+                .zip(&carry)
+                .map(|(x, y)| crate::rep3::Rep {
+                    a: crate::rep3::Xor(x.a.0 ^ y.a.0),
+                    b: crate::rep3::Xor(x.b.0 ^ y.b.0),
+                })
+                .collect();
+            p.check().unwrap();
+            let opened = p.open_all(crate::cheat::Kind::Open, &plane).unwrap();
+            opened.iter().map(|x| x.0).collect::<Vec<u64>>()
+        });
+        let want: Vec<u64> = (0..n)
+            .map(|e| (a[e] + b[e] + c[e] + d[e]) >> t & 1)
+            .collect();
+        for o in &out {
+            let got: Vec<u64> = (0..n).map(|e| bit(o, e)).collect();
+            assert_eq!(got, want, "bit {t}");
+        }
+    }
+}
+
+/// Party 0's bits converted to the ring, multiplied by party 2's values, revealed.
+#[test]
+fn bits_convert_to_the_ring() {
+    let n = 100;
+    let x = words(2, 7);
+    let y = values(n, -50, 50, 8);
+    let out = run3::<u64, _>(|p| {
+        use crate::rep3::Xor;
+        let me = p.party();
+        let xw: Vec<Xor> = x.iter().map(|&w| Xor(w)).collect();
+        let plane = p
+            .rep
+            .share_from::<Xor>(0, (me == 0).then_some(&xw[..]), 2)
+            .unwrap();
+        let ring = p.bits_to_ring(&plane, n).unwrap();
+        let sy = p.input(2, (me == 2).then_some(&y[..]), n).unwrap();
+        let prod = p.mul(&ring, &sy).unwrap();
+        let mut all = ring;
+        all.extend(prod);
+        p.reveal(&all, 0).unwrap()
+    });
+    let got = out[0].clone().unwrap();
+    for e in 0..n {
+        let b = (x[e / 64] >> (e % 64) & 1) as i64;
+        assert_eq!(got[e], b, "bit {e}");
+        assert_eq!(got[n + e], b * y[e], "product {e}");
+    }
+}
