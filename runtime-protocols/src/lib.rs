@@ -17,6 +17,7 @@ pub mod dry_run;
 pub mod dzkp;
 mod error;
 pub mod field;
+pub(crate) mod lanes;
 pub mod malrep3;
 pub mod mux;
 pub mod net;

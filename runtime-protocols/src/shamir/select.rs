@@ -39,6 +39,7 @@ use super::Shamir;
 use crate::bitvec;
 use crate::cost::Rounds;
 use crate::field::Fp;
+use crate::lanes::{self, bits, lanes_of, Element, Lane};
 use crate::semi2k::select::Plan;
 use crate::{Bounds, Protocol, ProtocolError, Requant};
 use rayon::prelude::*;
@@ -50,34 +51,6 @@ type Selector = Result<Fp, bool>;
 
 /// Bits of statistical masking per term of `R`.
 const STAT_BITS: u32 = 40;
-
-/// One comparison: `floor((v + δ)/2^s)`, with the round-half-even parity leaf if `parity`.
-#[derive(Clone, Copy, Debug)]
-struct Lane {
-    delta: i128,
-    s: u32,
-    parity: bool,
-}
-
-impl Lane {
-    /// Units of its comparison: the parity leaf, then one per 2-bit chunk of the mask.
-    fn units(&self) -> usize {
-        usize::from(self.parity) + (self.s as usize).div_ceil(2)
-    }
-}
-
-/// How an element's rounded value `q` comes from its lanes: `Σ lanes + add`, or
-/// `v/M + add` with no lane (`d = 1`).
-#[derive(Clone, Debug)]
-struct Element {
-    /// `num·M`: `v = y·scale`.
-    scale: u128,
-    rounding: Vec<Lane>,
-    add: i128,
-    /// Clamp lanes, or the test's outcome where the secret cannot change it.
-    g_lo: Result<Lane, bool>,
-    g_hi: Result<Lane, bool>,
-}
 
 /// Public parameters of one call.
 pub(super) struct ShamirPlan {
@@ -93,10 +66,6 @@ pub(super) struct ShamirPlan {
     product: bool,
 }
 
-fn bits(v: u128) -> u32 {
-    128 - v.leading_zeros()
-}
-
 fn too_wide(what: &str) -> ProtocolError {
     ProtocolError::Invalid(format!(
         "shamir: {what} does not fit the field with its statistical mask"
@@ -105,90 +74,9 @@ fn too_wide(what: &str) -> ProtocolError {
 
 impl ShamirPlan {
     pub fn new(q: &Requant, b: Bounds, plan: &Plan, subsets: usize) -> R<ShamirPlan> {
-        let span = (b.hi as i128 - b.lo as i128) as u128;
-        let mut elements = Vec::with_capacity(q.num.len());
-        // `vbits`: bits of every `v`; `k`: bits of the mask the lanes compare.
-        let (mut vbits, mut k) = (1u32, 1u32);
-        for i in 0..q.num.len() {
-            let (num, d) = (q.num[i] as i128, q.den[i] as i128);
-            let base = b.lo as i128 * num;
-            let mut rounding = Vec::new();
-            let (scale, add, need);
-            if d == 1 || num == 0 {
-                // A product by `num`, or zero (round(0) = 0).
-                scale = num as u128;
-                add = if num == 0 { 0 } else { base };
-                need = bits(span * num as u128);
-            } else if d & (d - 1) == 0 {
-                let s = d.trailing_zeros();
-                scale = num as u128;
-                rounding.push(Lane {
-                    delta: base + (d >> 1),
-                    s,
-                    parity: true,
-                });
-                add = 0;
-                need = bits(span * num as u128);
-            } else {
-                let (big_d, args) = if d % 2 == 1 {
-                    (d, vec![base + (d - 1) / 2])
-                } else {
-                    (2 * d, vec![base + d / 2, base + d / 2 - d - 1])
-                };
-                let offsets: Vec<(i128, i128)> = args
-                    .iter()
-                    .map(|&a| (a.div_euclid(big_d), a.rem_euclid(big_d)))
-                    .collect();
-                // ⌊(y·num + o)/D⌋ = ⌊(y·M + O)/2^S⌋ for y ≤ span when 2^S ≥ (span + 1)·D,
-                // with M = ⌈num·2^S/D⌉ and O = ⌈o·2^S/D⌉: the two round-ups add less than
-                // (span + 1)/2^S ≤ 1/D, which never reaches the next multiple of 1/D.
-                let s = bits(span + 1) + bits(big_d as u128);
-                let up = |v: u128| -> R<u128> {
-                    v.checked_mul(1u128 << s)
-                        .filter(|_| s < 100)
-                        .map(|p| p.div_ceil(big_d as u128))
-                        .ok_or_else(|| too_wide("a rescaled value"))
-                };
-                scale = up(num as u128)?;
-                let mut top = 0u128;
-                for &(_, o) in &offsets {
-                    let lift = up(o as u128)?;
-                    top = top.max(lift);
-                    rounding.push(Lane {
-                        delta: lift as i128,
-                        s,
-                        parity: false,
-                    });
-                }
-                add = offsets.iter().map(|o| o.0).sum::<i128>() + offsets.len() as i128 - 1;
-                need = bits(
-                    span.checked_mul(scale)
-                        .and_then(|v| v.checked_add(top))
-                        .ok_or_else(|| too_wide("a rescaled value"))?,
-                );
-            }
-            vbits = vbits.max(need);
-            k = k.max(
-                rounding
-                    .iter()
-                    .map(|l: &Lane| l.s + u32::from(l.parity))
-                    .max()
-                    .unwrap_or(1),
-            );
-            elements.push(Element {
-                scale,
-                rounding,
-                add,
-                g_lo: Err(false),
-                g_hi: Err(false),
-            });
-        }
-        let clamps = elements.iter().enumerate().any(|(i, _)| {
-            let (t_lo, t_hi) = plan.thresholds()[i];
-            let varies = |t: u64| t > 0 && u128::from(t) <= span;
-            varies(t_lo) || varies(t_hi)
-        });
-        if clamps {
+        let (mut elements, vbits, mut k) =
+            lanes::rounding(q, b, 100).map_err(|_| too_wide("a rescaled value"))?;
+        if lanes::clamps(&elements, b, plan) {
             // A clamp test is the top bit of `v + 2^K − θ`: the mask covers `v`.
             k = k.max(vbits);
         }
@@ -208,25 +96,7 @@ impl ShamirPlan {
         if stat > 64 {
             return Err(too_wide(&format!("a value of {vbits} bits")));
         }
-        let mut product = false;
-        for (i, e) in elements.iter_mut().enumerate() {
-            let (t_lo, t_hi) = plan.thresholds()[i];
-            let lane = |t: u64| -> Result<Lane, bool> {
-                if t > 0 && u128::from(t) <= span {
-                    let theta = t as i128 * e.scale as i128;
-                    Ok(Lane {
-                        delta: (1i128 << k) - theta,
-                        s: k,
-                        parity: false,
-                    })
-                } else {
-                    Err(Plan::fixed(t) == 1)
-                }
-            };
-            e.g_lo = lane(t_lo);
-            e.g_hi = lane(t_hi);
-            product |= e.g_lo.is_ok() || e.g_hi.is_ok();
-        }
+        let product = lanes::clamp_lanes(&mut elements, b, plan, k);
         let all = elements.iter().flat_map(lanes_of);
         let width = all.clone().map(|l| l.units()).max().unwrap_or(0);
         let bit_width = all
@@ -429,14 +299,6 @@ pub(super) fn plan(q: &Requant, b: Bounds, plan: &Plan, g: &Geometry) -> R<Optio
         Err(_) if q.den.iter().any(|&d| d > 1 && d & (d - 1) != 0) => Ok(None),
         Err(e) => Err(e),
     }
-}
-
-fn lanes_of(e: &Element) -> impl Iterator<Item = Lane> + Clone + '_ {
-    e.rounding
-        .iter()
-        .copied()
-        .chain(e.g_lo.ok())
-        .chain(e.g_hi.ok())
 }
 
 /// Party `p`'s share of `q` applied to `x` (values in `b`); see the module doc.
