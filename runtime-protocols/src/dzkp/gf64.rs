@@ -4,7 +4,7 @@
 
 use crate::stream::Stream;
 use chacha20::rand_core::Rng;
-use std::ops::{Add, AddAssign, Mul};
+use std::ops::{Add, AddAssign, Mul, Sub};
 
 /// An element of GF(2^64): bit `i` is the coefficient of `X^i`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -59,6 +59,16 @@ impl AddAssign for Gf64 {
     #[inline]
     fn add_assign(&mut self, o: Gf64) {
         self.0 ^= o.0;
+    }
+}
+
+// Subtraction in characteristic 2 is addition.
+#[allow(clippy::suspicious_arithmetic_impl)]
+impl Sub for Gf64 {
+    type Output = Gf64;
+    #[inline]
+    fn sub(self, o: Gf64) -> Gf64 {
+        Gf64(self.0 ^ o.0)
     }
 }
 

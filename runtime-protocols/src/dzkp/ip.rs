@@ -31,9 +31,8 @@
 //! alone), the checks open to zero, and `f(r)`, `g(r)` are uniform by `a_0`, `b_0`
 //! (`r` is never an interpolation point).
 
-use super::gf64::Gf64;
+use super::field::{self as pf, ProofField};
 use crate::stream::Stream;
-use chacha20::rand_core::Rng;
 use rayon::prelude::*;
 
 /// Why a proof step could not be taken.
@@ -45,19 +44,14 @@ pub enum ProofError {
     Over,
 }
 
-/// The `t`-th interpolation point.
-fn point(t: usize) -> Gf64 {
-    Gf64(t as u64)
-}
-
 /// The Lagrange basis over `e_0..e_{n−1}`, evaluated at `r`.
-fn lagrange_at(n: usize, r: Gf64) -> Vec<Gf64> {
+fn lagrange_at<F: ProofField>(n: usize, r: F) -> Vec<F> {
     (0..n)
         .map(|l| {
-            let (mut num, mut den) = (Gf64::ONE, Gf64::ONE);
+            let (mut num, mut den) = (F::ONE, F::ONE);
             for j in (0..n).filter(|&j| j != l) {
-                num = num * (r + point(j));
-                den = den * (point(l) + point(j));
+                num = num * (r - F::point(j));
+                den = den * (F::point(l) - F::point(j));
             }
             num * den.inv()
         })
@@ -65,21 +59,19 @@ fn lagrange_at(n: usize, r: Gf64) -> Vec<Gf64> {
 }
 
 /// `Σ_ℓ v_ℓ · w_ℓ`.
-fn dot(v: &[Gf64], w: &[Gf64]) -> Gf64 {
-    v.iter()
-        .zip(w)
-        .fold(Gf64::ZERO, |acc, (&a, &b)| acc + a * b)
+fn dot<F: ProofField>(v: &[F], w: &[F]) -> F {
+    v.iter().zip(w).fold(F::ZERO, |acc, (&a, &b)| acc + a * b)
 }
 
-fn draw(s: &mut Stream, n: usize) -> Vec<Gf64> {
-    Gf64::random(s, n)
+fn draw<F: ProofField>(s: &mut Stream, n: usize) -> Vec<F> {
+    pf::random(s, n)
 }
 
 /// The challenge of a level: uniform, and never an interpolation point.
-pub fn challenge(verifiers: &mut Stream, k: usize) -> Gf64 {
+pub fn challenge<F: ProofField>(verifiers: &mut Stream, k: usize) -> F {
     loop {
-        let r = Gf64(verifiers.next_u64());
-        if r.0 > 2 * k as u64 {
+        let r = F::random(verifiers);
+        if !r.is_point_below(2 * k + 1) {
             return r;
         }
     }
@@ -108,20 +100,20 @@ pub fn message_len(len: usize, k: usize) -> usize {
 }
 
 /// `v` zero-padded to `n`.
-fn padded(mut v: Vec<Gf64>, n: usize) -> Vec<Gf64> {
-    v.resize(n, Gf64::ZERO);
+fn padded<F: ProofField>(mut v: Vec<F>, n: usize) -> Vec<F> {
+    v.resize(n, F::ZERO);
     v
 }
 
 /// `v'_i = Σ_ℓ v_{ℓm+i} · basis_ℓ`: the fold of one vector (prover and verifiers alike).
-fn fold(v: &[Gf64], basis: &[Gf64]) -> Vec<Gf64> {
+fn fold<F: ProofField>(v: &[F], basis: &[F]) -> Vec<F> {
     let m = v.len() / basis.len();
     if basis.len() == 2 {
-        // L_0(r) = r + 1, L_1(r) = r: one product per element.
+        // L_0(r) = 1 − r, L_1(r) = r: one product per element.
         let r = basis[1];
         return (0..m)
             .into_par_iter()
-            .map(|i| v[i] + r * (v[i] + v[m + i]))
+            .map(|i| v[i] + r * (v[m + i] - v[i]))
             .collect();
     }
     (0..m)
@@ -130,15 +122,15 @@ fn fold(v: &[Gf64], basis: &[Gf64]) -> Vec<Gf64> {
             basis
                 .iter()
                 .enumerate()
-                .fold(Gf64::ZERO, |acc, (l, &b)| acc + v[l * m + i] * b)
+                .fold(F::ZERO, |acc, (l, &b)| acc + v[l * m + i] * b)
         })
         .collect()
 }
 
 /// The prover.
-pub struct Prover {
-    x: Vec<Gf64>,
-    y: Vec<Gf64>,
+pub struct Prover<F> {
+    x: Vec<F>,
+    y: Vec<F>,
     k: usize,
     /// Shared with `V1`: its shares.
     pad: Stream,
@@ -148,9 +140,9 @@ pub struct Prover {
     done: bool,
 }
 
-impl Prover {
+impl<F: ProofField> Prover<F> {
     /// A proof of `⟨x, y⟩` with compression factor `k ≥ 2`.
-    pub fn new(x: Vec<Gf64>, y: Vec<Gf64>, k: usize, pad: Stream, own: Stream) -> Prover {
+    pub fn new(x: Vec<F>, y: Vec<F>, k: usize, pad: Stream, own: Stream) -> Prover<F> {
         let n = x.len().max(y.len());
         Prover {
             x: padded(x, n),
@@ -163,7 +155,7 @@ impl Prover {
     }
 
     /// The message to `V2` of the current level.
-    pub fn message(&mut self) -> Result<Vec<Gf64>, ProofError> {
+    pub fn message(&mut self) -> Result<Vec<F>, ProofError> {
         if self.done {
             return Err(ProofError::Over);
         }
@@ -178,16 +170,17 @@ impl Prover {
             self.done = true;
             let x = padded(std::mem::take(&mut self.x), k);
             let y = padded(std::mem::take(&mut self.y), k);
-            let masks = draw(&mut self.own, 2);
+            let masks: Vec<F> = draw(&mut self.own, 2);
             let h = final_h(&x, &y, masks[0], masks[1], k);
             masks.into_iter().chain(h).collect()
         };
-        let pads = draw(&mut self.pad, h.len());
-        Ok(h.into_iter().zip(pads).map(|(v, p)| v + p).collect())
+        // `V1`'s shares are the pads, `V2`'s the rest.
+        let pads: Vec<F> = draw(&mut self.pad, h.len());
+        Ok(h.into_iter().zip(pads).map(|(v, p)| v - p).collect())
     }
 
     /// Fold with the verifiers' challenge (after a compression level's message).
-    pub fn fold(&mut self, r: Gf64) {
+    pub fn fold(&mut self, r: F) {
         if self.done {
             return;
         }
@@ -205,40 +198,42 @@ impl Prover {
 }
 
 /// `h(e_0..e_{2k−2})` of a compression level.
-fn compressed_h(x: &[Gf64], y: &[Gf64], k: usize) -> Vec<Gf64> {
+fn compressed_h<F: ProofField>(x: &[F], y: &[F], k: usize) -> Vec<F> {
     let m = x.len() / k;
     if k == 2 {
-        // f(e_2) = x_0 + (x_0 + x_1)·X with e_2 = X.
+        // f(e_2) = x_0 + (x_1 − x_0)·e_2.
         return (0..m)
             .into_par_iter()
             .fold(
-                || [Gf64::ZERO; 3],
+                || [F::ZERO; 3],
                 |mut h, i| {
                     let (x0, x1, y0, y1) = (x[i], x[m + i], y[i], y[m + i]);
-                    h[0] += x0 * y0;
-                    h[1] += x1 * y1;
-                    h[2] += (x0 + (x0 + x1).mul_x()) * (y0 + (y0 + y1).mul_x());
+                    h[0] = h[0] + x0 * y0;
+                    h[1] = h[1] + x1 * y1;
+                    h[2] = h[2] + (x0 + (x1 - x0).mul_point2()) * (y0 + (y1 - y0).mul_point2());
                     h
                 },
             )
             .reduce(
-                || [Gf64::ZERO; 3],
+                || [F::ZERO; 3],
                 |a, b| [a[0] + b[0], a[1] + b[1], a[2] + b[2]],
             )
             .to_vec();
     }
-    let lambda: Vec<Vec<Gf64>> = (k..2 * k - 1).map(|t| lagrange_at(k, point(t))).collect();
-    let zero = || vec![Gf64::ZERO; 2 * k - 1];
+    let lambda: Vec<Vec<F>> = (k..2 * k - 1)
+        .map(|t| lagrange_at(k, F::point(t)))
+        .collect();
+    let zero = || vec![F::ZERO; 2 * k - 1];
     (0..m)
         .into_par_iter()
         .fold(zero, |mut h, i| {
-            let fv: Vec<Gf64> = (0..k).map(|l| x[l * m + i]).collect();
-            let gv: Vec<Gf64> = (0..k).map(|l| y[l * m + i]).collect();
+            let fv: Vec<F> = (0..k).map(|l| x[l * m + i]).collect();
+            let gv: Vec<F> = (0..k).map(|l| y[l * m + i]).collect();
             for t in 0..k {
-                h[t] += fv[t] * gv[t];
+                h[t] = h[t] + fv[t] * gv[t];
             }
             for (t, lam) in lambda.iter().enumerate() {
-                h[k + t] += dot(&fv, lam) * dot(&gv, lam);
+                h[k + t] = h[k + t] + dot(&fv, lam) * dot(&gv, lam);
             }
             h
         })
@@ -248,15 +243,15 @@ fn compressed_h(x: &[Gf64], y: &[Gf64], k: usize) -> Vec<Gf64> {
 }
 
 /// `h(e_0..e_{2k})` of the final level, with the masks at `e_k`.
-fn final_h(x: &[Gf64], y: &[Gf64], a0: Gf64, b0: Gf64, k: usize) -> Vec<Gf64> {
-    let fv: Vec<Gf64> = x.iter().copied().chain([a0]).collect();
-    let gv: Vec<Gf64> = y.iter().copied().chain([b0]).collect();
+fn final_h<F: ProofField>(x: &[F], y: &[F], a0: F, b0: F, k: usize) -> Vec<F> {
+    let fv: Vec<F> = x.iter().copied().chain([a0]).collect();
+    let gv: Vec<F> = y.iter().copied().chain([b0]).collect();
     (0..=2 * k)
         .map(|t| {
             if t <= k {
                 fv[t] * gv[t]
             } else {
-                let lam = lagrange_at(k + 1, point(t));
+                let lam = lagrange_at(k + 1, F::point(t));
                 dot(&fv, &lam) * dot(&gv, &lam)
             }
         })
@@ -272,21 +267,21 @@ pub enum Source {
 }
 
 /// A verifier's state: its shares of the current statement and of every level's check.
-pub struct Verifier {
+pub struct Verifier<F> {
     source: Source,
     k: usize,
-    x: Vec<Gf64>,
-    y: Vec<Gf64>,
-    z: Gf64,
+    x: Vec<F>,
+    y: Vec<F>,
+    z: F,
     /// Shares of `h` of the current level (and of `a_0`, `b_0` first at the final one).
-    h: Vec<Gf64>,
-    checks: Vec<Gf64>,
-    last: Option<[Gf64; 3]>,
+    h: Vec<F>,
+    checks: Vec<F>,
+    last: Option<[F; 3]>,
 }
 
-impl Verifier {
+impl<F: ProofField> Verifier<F> {
     /// A verifier holding shares `x`, `y`, `z` (padded to a common length).
-    pub fn new(source: Source, x: Vec<Gf64>, y: Vec<Gf64>, z: Gf64, k: usize) -> Verifier {
+    pub fn new(source: Source, x: Vec<F>, y: Vec<F>, z: F, k: usize) -> Verifier<F> {
         let n = x.len().max(y.len());
         Verifier {
             source,
@@ -301,7 +296,7 @@ impl Verifier {
     }
 
     /// Take this level's shares: the prover's message for `V2` (`None` for `V1`).
-    pub fn receive(&mut self, msg: Option<&[Gf64]>) -> Result<(), ProofError> {
+    pub fn receive(&mut self, msg: Option<&[F]>) -> Result<(), ProofError> {
         if self.last.is_some() {
             return Err(ProofError::Over);
         }
@@ -313,7 +308,7 @@ impl Verifier {
             (Source::Messages, m) => {
                 return Err(ProofError::Length {
                     expected,
-                    got: m.map_or(0, <[Gf64]>::len),
+                    got: m.map_or(0, <[F]>::len),
                 })
             }
         };
@@ -322,16 +317,17 @@ impl Verifier {
         } else {
             (2, k)
         };
+        // A share of `Σ h(e_ℓ) − z`.
         let sum = shares[at..at + width]
             .iter()
-            .fold(self.z, |acc, &v| acc + v);
+            .fold(F::ZERO - self.z, |acc, &v| acc + v);
         self.checks.push(sum);
         self.h = shares;
         Ok(())
     }
 
     /// Fold with the challenge `r`.
-    pub fn fold(&mut self, r: Gf64) {
+    pub fn fold(&mut self, r: F) {
         let k = self.k;
         if self.x.len() > k {
             let f = factor(self.x.len(), k);
@@ -342,8 +338,8 @@ impl Verifier {
             self.z = dot(&self.h, &lagrange_at(2 * f - 1, r));
         } else {
             let basis = lagrange_at(k + 1, r);
-            let with = |v: &[Gf64], mask: Gf64| -> Gf64 {
-                let v: Vec<Gf64> = padded(v.to_vec(), k).into_iter().chain([mask]).collect();
+            let with = |v: &[F], mask: F| -> F {
+                let v: Vec<F> = padded(v.to_vec(), k).into_iter().chain([mask]).collect();
                 dot(&v, &basis)
             };
             let f = with(&self.x, self.h[0]);
@@ -360,7 +356,7 @@ impl Verifier {
     }
 
     /// The shares to open: every level's check, then `f(r)`, `g(r)`, `h(r)`.
-    pub fn shares(&self) -> Vec<Gf64> {
+    pub fn shares(&self) -> Vec<F> {
         let mut out = self.checks.clone();
         out.extend(self.last.unwrap_or_default());
         out
@@ -368,40 +364,41 @@ impl Verifier {
 }
 
 /// Whether two verifiers' opened shares accept the proof.
-pub fn accepts(a: &[Gf64], b: &[Gf64]) -> bool {
+pub fn accepts<F: ProofField>(a: &[F], b: &[F]) -> bool {
     if a.len() != b.len() || a.len() < 3 {
         return false;
     }
-    let v: Vec<Gf64> = a.iter().zip(b).map(|(&u, &w)| u + w).collect();
+    let v: Vec<F> = a.iter().zip(b).map(|(&u, &w)| u + w).collect();
     let (checks, last) = v.split_at(v.len() - 3);
-    checks.iter().all(|&c| c == Gf64::ZERO) && last[0] * last[1] == last[2]
+    checks.iter().all(|&c| c == F::ZERO) && last[0] * last[1] == last[2]
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::dzkp::gf64::Gf64;
 
     fn stream(seed: u8, n: u64) -> Stream {
         Stream::new([seed; 32], n)
     }
 
     /// Random additive shares of `v` (the first from `s`).
-    fn split(v: &[Gf64], s: &mut Stream) -> (Vec<Gf64>, Vec<Gf64>) {
+    fn split<F: ProofField>(v: &[F], s: &mut Stream) -> (Vec<F>, Vec<F>) {
         let a = draw(s, v.len());
-        let b = v.iter().zip(&a).map(|(&x, &y)| x + y).collect();
+        let b = v.iter().zip(&a).map(|(&x, &y)| x - y).collect();
         (a, b)
     }
 
     /// What a prover may do to its messages: level index → message → altered message.
-    type Tamper<'a> = &'a dyn Fn(usize, &mut Vec<Gf64>);
+    type Tamper<'a, F> = &'a dyn Fn(usize, &mut Vec<F>);
 
     /// Run a whole proof of `⟨x, y⟩ = z` among three parties in memory.
-    fn prove(x: &[Gf64], y: &[Gf64], z: Gf64, k: usize, seed: u8, tamper: Tamper) -> bool {
+    fn prove<F: ProofField>(x: &[F], y: &[F], z: F, k: usize, seed: u8, tamper: Tamper<F>) -> bool {
         let mut coins = stream(seed, 99);
         let (x1, x2) = split(x, &mut coins);
         let (y1, y2) = split(y, &mut coins);
         let z1 = draw(&mut coins, 1)[0];
-        let z2 = z + z1;
+        let z2 = z - z1;
         let mut p = Prover::new(x.to_vec(), y.to_vec(), k, stream(seed, 1), stream(seed, 2));
         let mut v1 = Verifier::new(Source::Pads(Box::new(stream(seed, 1))), x1, y1, z1, k);
         let mut v2 = Verifier::new(Source::Messages, x2, y2, z2, k);
@@ -429,7 +426,32 @@ mod tests {
         (x, y, z)
     }
 
-    const HONEST: Tamper = &|_, _| {};
+    const HONEST: Tamper<Gf64> = &|_, _| {};
+
+    /// The same proof over F_p (p = 2^127 − 1): additive shares, odd characteristic.
+    #[test]
+    fn the_proof_over_the_prime_field_accepts_truth_and_rejects_a_lie() {
+        use crate::field::Fp;
+        for k in [2, 3, 8] {
+            for n in [1, 2, 9, 100, 2 * LONG + 3] {
+                let mut s = stream(n as u8, 5);
+                let (x, y): (Vec<Fp>, Vec<Fp>) = (draw(&mut s, n), draw(&mut s, n));
+                let z = dot(&x, &y);
+                let honest: Tamper<Fp> = &|_, _| {};
+                assert!(prove(&x, &y, z, k, 2, honest), "k {k}, length {n}");
+                assert!(
+                    !prove(&x, &y, z + Fp::ONE, k, 2, honest),
+                    "k {k}, length {n}"
+                );
+                let tamper: Tamper<Fp> = &|l, m| {
+                    if l == 0 {
+                        m[0] = m[0] + Fp::ONE;
+                    }
+                };
+                assert!(!prove(&x, &y, z, k, 2, tamper), "k {k}, length {n}");
+            }
+        }
+    }
 
     #[test]
     fn a_true_claim_is_accepted() {

@@ -8,6 +8,7 @@
 //! ([`relations::and_triples`]); the other relations of `rep3`'s messages (docs/core.md)
 //! and the Galois-ring version for its arithmetic are not written yet.
 
+pub mod field;
 pub mod gf64;
 pub mod ip;
 pub mod relations;

@@ -213,7 +213,7 @@ impl<W: Word> MalRep3<W> {
                 .map_err(|e| ProtocolError::Invalid(e.to_string()))?;
             // Challenges: to `next` for its proof, to `prev` for its; both of this
             // party's verifiers send it theirs.
-            let (r_next, r_prev) = (
+            let (r_next, r_prev): (Gf64, Gf64) = (
                 ip::challenge(&mut ch_next, K),
                 ip::challenge(&mut ch_prev, K),
             );
