@@ -99,6 +99,17 @@ pub fn message_len(len: usize, k: usize) -> usize {
     }
 }
 
+/// Messages of a proof of vectors of length `len`: its compression levels and the final.
+pub fn levels(mut len: usize, k: usize) -> usize {
+    let k = k.max(2);
+    let mut n = 1;
+    while len > k {
+        len = len.div_ceil(factor(len, k));
+        n += 1;
+    }
+    n
+}
+
 /// `v` zero-padded to `n`.
 fn padded<F: ProofField>(mut v: Vec<F>, n: usize) -> Vec<F> {
     v.resize(n, F::ZERO);
@@ -353,6 +364,11 @@ impl<F: ProofField> Verifier<F> {
     /// Whether the final level has been folded (its shares are ready to open).
     pub fn is_done(&self) -> bool {
         self.last.is_some()
+    }
+
+    /// Elements of the prover's next message.
+    pub fn due(&self) -> usize {
+        message_len(self.x.len(), self.k)
     }
 
     /// The shares to open: every level's check, then `f(r)`, `g(r)`, `h(r)`.

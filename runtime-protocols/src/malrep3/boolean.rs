@@ -15,26 +15,6 @@ use rayon::prelude::*;
 
 type R<T> = Result<T, ProtocolError>;
 
-/// One party's record of its AND words: its components of both factors, its two keys'
-/// draws, and the word it received (from party `me + 1`).
-#[derive(Default)]
-pub(super) struct AndLedger {
-    pub xa: Vec<u64>,
-    pub xb: Vec<u64>,
-    pub ya: Vec<u64>,
-    pub yb: Vec<u64>,
-    /// `F(k_me)`, `F(k_{me+1})`.
-    pub f_lo: Vec<u64>,
-    pub f_hi: Vec<u64>,
-    pub received: Vec<u64>,
-}
-
-impl AndLedger {
-    pub fn len(&self) -> usize {
-        self.xa.len()
-    }
-}
-
 impl<W: Word> MalRep3<W> {
     /// Lane-wise AND of boolean sharings (1 round, one word per element per party).
     pub(super) fn and(&mut self, x: &[Rep<Xor>], y: &[Rep<Xor>]) -> R<Vec<Rep<Xor>>> {
@@ -56,14 +36,29 @@ impl<W: Word> MalRep3<W> {
         let (prev, next) = (self.rep.prev(), self.rep.next());
         let got = self.rep.round(vec![(prev, sent.clone())], &[(next, n)])?;
         let got = got.into_iter().next().unwrap_or_default();
-        let l = &mut self.ands;
-        l.xa.extend(x.iter().map(|s| s.a.0));
-        l.xb.extend(x.iter().map(|s| s.b.0));
-        l.ya.extend(y.iter().map(|s| s.a.0));
-        l.yb.extend(y.iter().map(|s| s.b.0));
-        l.f_lo.extend(lo.iter().map(|v| v.0));
-        l.f_hi.extend(hi.iter().map(|v| v.0));
-        l.received.extend(got.iter().map(|v| v.0));
+        // Relations (module doc of `prove`): this party's words, `next`'s (as V1: its
+        // components are this party's second ones), `prev`'s (as V2: its second
+        // components are this party's first ones).
+        let word = |v: &[Rep<Xor>], a: bool| -> Vec<u64> {
+            v.iter().map(|s| if a { s.a.0 } else { s.b.0 }).collect()
+        };
+        let (xa, xb, ya, yb) = (word(x, true), word(x, false), word(y, true), word(y, false));
+        let rel = &mut self.bits;
+        let f = rel.own.begin(n);
+        rel.own.u(f, xa.clone());
+        rel.own.w(f, yb.clone());
+        rel.own.u(f, ya.clone());
+        rel.own.w(f, xb.clone());
+        let f = rel.next.begin(n);
+        rel.next.z((0..n)
+            .map(|j| got[j].0 ^ hi[j].0 ^ (xb[j] & yb[j]))
+            .collect());
+        rel.next.u(f, xb);
+        rel.next.u(f, yb);
+        let f = rel.prev.begin(n);
+        rel.prev.w(f, ya);
+        rel.prev.w(f, xa);
+        rel.prev.z(lo.iter().map(|v| v.0).collect());
         Ok(sent
             .into_iter()
             .zip(got)

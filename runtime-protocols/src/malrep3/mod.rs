@@ -49,8 +49,10 @@ pub struct MalRep3<W: Word> {
     rep: Rep3<u128>,
     key: Key,
     ledger: check::Ledger,
-    /// AND words sent since the last proof.
-    ands: boolean::AndLedger,
+    /// Bit relations (AND words, dealt carries) since the last proof.
+    bits: prove::Relations<u64>,
+    /// Integer relations of dealt values since the last proof.
+    ints: prove::Relations<crate::field::Fp>,
     /// Proofs run so far (each draws fresh streams).
     proofs: u64,
     /// This party's own seed: the proofs' final masks.
@@ -97,7 +99,8 @@ impl<W: Word> MalRep3<W> {
             rep,
             key: Key { alpha },
             ledger: check::Ledger::default(),
-            ands: boolean::AndLedger::default(),
+            bits: Default::default(),
+            ints: Default::default(),
             proofs: 0,
             own_seed,
             openings: 0,
@@ -119,7 +122,10 @@ impl<W: Word> MalRep3<W> {
 
     /// Everything that must hold before a value leaves the secret domain.
     pub fn check(&mut self) -> R<()> {
-        self.prove_ands()?;
+        let bits = std::mem::take(&mut self.bits);
+        self.prove(bits)?;
+        let ints = std::mem::take(&mut self.ints);
+        self.prove(ints)?;
         self.mac_check()
     }
 

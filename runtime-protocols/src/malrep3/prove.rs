@@ -1,21 +1,28 @@
-//! The proof of every AND word a party sent since the last check ([`super::boolean`]):
-//! each party proves its words to the other two and checks theirs, all three proofs in
-//! lockstep, before any output.
+//! The proofs of every message a party computed alone since the last check: its AND words
+//! ([`super::boolean`]) and, as the third party of a group, the material it dealt. Each
+//! party proves its own to the other two and checks theirs, the three proofs in lockstep,
+//! before any output.
 //!
-//! For prover `p`, `V1 = p − 1` knows `x_p, y_p`, the word it received and `F(k_p)`;
-//! `V2 = p + 1` knows `x_{p+1}, y_{p+1}` and `F(k_{p+1})`. With coefficients `θ` (one per
-//! lane, GF(2^64), from the key the verifiers share and sent to the prover only once the
-//! words are fixed) the words are right iff
-//! `⟨θ∘x_p, y_{p+1}⟩ + ⟨θ∘y_p, x_{p+1}⟩ = Σ θ·(received + F(k_p) + x_p y_p) + Σ θ·F(k_{p+1})`
-//! (except with probability `2^−64` over `θ`): an inner product between a vector `V1`
-//! knows and one `V2` knows, with the right side in shares, which [`crate::dzkp::ip`]
-//! proves. Its pads are from `k_p` (prover and `V1`), its challenges from `k_{p+2}` (the
-//! verifiers), the final masks from the prover's own seed.
+//! A relation of prover `p` is `Σ_t u_t·w_t = z` where `V1 = p − 1` knows every `u_t` and a
+//! share of `z`, and `V2 = p + 1` every `w_t` and the other share. With coefficients `θ`
+//! (one per relation, from the key the verifiers share, sent to the prover only once its
+//! messages are fixed), all of them hold iff `⟨θ∘u, w⟩ = Σ θ·z` (except with probability
+//! one over the field's size), an inner product [`crate::dzkp::ip`] proves: its pads are
+//! from `k_p` (prover and `V1`), its challenges from `k_{p+2}` (the verifiers), the final
+//! masks from the prover's own seed.
+//!
+//! Two fields: GF(2^64) for bit relations (64 per word, XOR shares are additive there) and
+//! F_p for integer relations of dealt values ([`Entry`]).
+//!
+//! For an AND word of `p`: `V1` knows `x_p, y_p`, the word it received and `F(k_p)`; `V2`
+//! knows `x_{p+1}, y_{p+1}` and `F(k_{p+1})`; the word is right iff
+//! `x_p·y_{p+1} + y_p·x_{p+1} = (received + F(k_p) + x_p y_p) + F(k_{p+1})`.
 
-use super::boolean::AndLedger;
 use super::MalRep3;
+use crate::dzkp::field::ProofField;
 use crate::dzkp::gf64::Gf64;
 use crate::dzkp::ip::{self, Prover, Source, Verifier};
+use crate::field::Fp;
 use crate::net::NetError;
 use crate::stream::Stream;
 use crate::word::Word;
@@ -39,68 +46,136 @@ const THETA: u64 = 2;
 
 fn cheat(party: PartyId, what: &str) -> ProtocolError {
     ProtocolError::Cheat {
-        check: "AND proof",
+        check: "proof of computed messages",
         what: format!("party {party} {what}"),
     }
 }
 
-fn encode(v: &[Gf64]) -> Vec<u8> {
-    v.iter().flat_map(|g| g.0.to_le_bytes()).collect()
+/// What a relation's entries are: words of 64 bit relations, or F_p elements.
+pub(super) trait Entry: Copy + Default + Send + Sync + 'static {
+    type F: ProofField;
+    /// Relations per entry.
+    const LANES: usize;
+    /// `θ_rel · e` for each relation of the entry `e` (relations `first..`).
+    fn weighted(theta: &[Self::F], first: usize, e: &[Self]) -> Vec<Self::F>;
+    /// Each relation's value of `e` in the field.
+    fn lift(e: &[Self]) -> Vec<Self::F>;
 }
 
-fn decode(party: PartyId, b: &[u8]) -> R<Vec<Gf64>> {
-    if !b.len().is_multiple_of(8) {
+impl Entry for u64 {
+    type F = Gf64;
+    const LANES: usize = 64;
+    fn weighted(theta: &[Gf64], first: usize, e: &[u64]) -> Vec<Gf64> {
+        e.par_iter()
+            .enumerate()
+            .flat_map_iter(|(j, &w)| {
+                let base = 64 * (first + j);
+                (0..64).map(move |l| {
+                    if w >> l & 1 == 1 {
+                        theta[base + l]
+                    } else {
+                        Gf64::ZERO
+                    }
+                })
+            })
+            .collect()
+    }
+    fn lift(e: &[u64]) -> Vec<Gf64> {
+        e.par_iter()
+            .flat_map_iter(|&w| (0..64).map(move |l| Gf64(w >> l & 1)))
+            .collect()
+    }
+}
+
+impl Entry for Fp {
+    type F = Fp;
+    const LANES: usize = 1;
+    fn weighted(theta: &[Fp], first: usize, e: &[Fp]) -> Vec<Fp> {
+        e.par_iter()
+            .enumerate()
+            .map(|(j, &v)| theta[first + j] * v)
+            .collect()
+    }
+    fn lift(e: &[Fp]) -> Vec<Fp> {
+        e.to_vec()
+    }
+}
+
+/// One role's part of the relations of one proof: terms of `u` (prover, `V1`), of `w`
+/// (prover, `V2`), each a run of entries from relation `first` on, and `z` shares.
+#[derive(Default)]
+pub(super) struct Side<T> {
+    /// Entries so far (relations = `LANES` times as many).
+    pub n: usize,
+    u: Vec<(usize, Vec<T>)>,
+    w: Vec<(usize, Vec<T>)>,
+    z: Vec<T>,
+}
+
+impl<T: Entry> Side<T> {
+    /// Reserve `n` entries; returns the first.
+    pub fn begin(&mut self, n: usize) -> usize {
+        self.n += n;
+        self.n - n
+    }
+    pub fn u(&mut self, first: usize, v: Vec<T>) {
+        self.u.push((first, v));
+    }
+    pub fn w(&mut self, first: usize, v: Vec<T>) {
+        self.w.push((first, v));
+    }
+    /// This verifier's share of the right sides, entry by entry, in relation order.
+    pub fn z(&mut self, v: Vec<T>) {
+        self.z.extend(v);
+    }
+
+    fn x(&self, theta: &[T::F]) -> Vec<T::F> {
+        self.u
+            .iter()
+            .flat_map(|(first, v)| T::weighted(theta, *first, v))
+            .collect()
+    }
+    fn y(&self) -> Vec<T::F> {
+        self.w.iter().flat_map(|(_, v)| T::lift(v)).collect()
+    }
+    fn z_share(&self, theta: &[T::F]) -> T::F {
+        T::weighted(theta, 0, &self.z)
+            .into_iter()
+            .fold(T::F::ZERO, |a, b| a + b)
+    }
+}
+
+/// A party's relations over one field in its three roles: its own (prover), `next`'s
+/// (as `V1`) and `prev`'s (as `V2`).
+#[derive(Default)]
+pub(super) struct Relations<T> {
+    pub own: Side<T>,
+    pub next: Side<T>,
+    pub prev: Side<T>,
+}
+
+fn encode<F: ProofField>(v: &[F]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(v.len() * F::BYTES);
+    for e in v {
+        e.write(&mut out);
+    }
+    out
+}
+
+fn decode<F: ProofField>(party: PartyId, b: &[u8]) -> R<Vec<F>> {
+    if !b.len().is_multiple_of(F::BYTES) {
         return Err(ProtocolError::Net(NetError::Garbage {
             party,
             what: format!("a proof message of {} bytes", b.len()),
         }));
     }
-    Ok(b.chunks_exact(8)
-        .map(|c| Gf64(u64::from_le_bytes(c.try_into().unwrap_or_default())))
-        .collect())
+    Ok(b.chunks_exact(F::BYTES).map(F::read).collect())
 }
 
-/// One coefficient per lane of `n` words.
-fn thetas(seed: [u8; 32], n: usize) -> Vec<Gf64> {
+/// One coefficient per relation.
+fn thetas<F: ProofField>(seed: [u8; 32], n: usize) -> Vec<F> {
     let mut s = Stream::new(seed, 0);
-    (0..64 * n).map(|_| Gf64(s.next_u64())).collect()
-}
-
-/// `θ∘bits` lane by lane: `θ` where the lane's bit is set.
-fn weighted(theta: &[Gf64], words: &[u64]) -> Vec<Gf64> {
-    words
-        .par_iter()
-        .enumerate()
-        .flat_map_iter(|(j, &w)| {
-            (0..64).map(move |l| {
-                if w >> l & 1 == 1 {
-                    theta[64 * j + l]
-                } else {
-                    Gf64::ZERO
-                }
-            })
-        })
-        .collect()
-}
-
-/// Every lane of `words` as 0 or 1.
-fn lanes(words: &[u64]) -> Vec<Gf64> {
-    words
-        .par_iter()
-        .flat_map_iter(|&w| (0..64).map(move |l| Gf64(w >> l & 1)))
-        .collect()
-}
-
-/// `Σ θ·word`, lane by lane.
-fn weighted_sum(theta: &[Gf64], words: &[u64]) -> Gf64 {
-    weighted(theta, words)
-        .into_par_iter()
-        .reduce(|| Gf64::ZERO, |a, b| a + b)
-}
-
-fn cat(mut a: Vec<Gf64>, b: Vec<Gf64>) -> Vec<Gf64> {
-    a.extend(b);
-    a
+    (0..n).map(|_| F::random(&mut s)).collect()
 }
 
 impl<W: Word> MalRep3<W> {
@@ -110,7 +185,7 @@ impl<W: Word> MalRep3<W> {
     }
 
     /// One round with both neighbours: `to_prev`, `to_next` out, one message from each in.
-    fn swap(
+    pub(super) fn swap(
         &mut self,
         to_prev: Vec<u8>,
         to_next: Vec<u8>,
@@ -133,13 +208,12 @@ impl<W: Word> MalRep3<W> {
         Ok((p, n))
     }
 
-    /// Prove this party's AND words and verify its neighbours' (nothing when none).
-    pub(super) fn prove_ands(&mut self) -> R<()> {
-        let n = self.ands.len();
-        if n == 0 {
+    /// Prove this party's relations and verify its neighbours' (nothing when there are
+    /// none in any role; the parties agree on that, as every count follows the program).
+    pub(super) fn prove<T: Entry>(&mut self, rel: Relations<T>) -> R<()> {
+        if rel.own.n == 0 && rel.next.n == 0 && rel.prev.n == 0 {
             return Ok(());
         }
-        let l: AndLedger = std::mem::take(&mut self.ands);
         let count = self.proofs;
         self.proofs += 1;
         let (me, prev, next) = (self.rep.me, self.rep.prev(), self.rep.next());
@@ -162,89 +236,104 @@ impl<W: Word> MalRep3<W> {
             ));
         }
         let mine: [u8; 32] = a.try_into().unwrap_or_default();
+        let lanes = T::LANES;
 
-        let t_own = thetas(mine, n);
-        let x = cat(weighted(&t_own, &l.xa), weighted(&t_own, &l.ya));
-        let y = cat(lanes(&l.yb), lanes(&l.xb));
-        let own_seed = self.own_seed;
+        let t_own: Vec<T::F> = thetas(mine, lanes * rel.own.n);
+        let (x, y) = (rel.own.x(&t_own), rel.own.y());
+        // Every party knows all three lengths, so all take part in the same rounds.
+        let len = |a: usize, b: usize| a.max(b);
+        let mut rounds = ip::levels(len(x.len(), y.len()), K);
         let mut prover = Prover::new(
             x,
             y,
             K,
             self.proof_stream(me, count, PADS),
-            Stream::new(own_seed, count),
+            Stream::new(self.own_seed, count),
         );
-
-        // V1 of `next`'s proof: knows `x_next = xb`, `y_next = yb`, the word from `next`.
-        let t_next = thetas(for_next, n);
-        let a_words: Vec<u64> = (0..n)
-            .map(|j| l.received[j] ^ l.f_hi[j] ^ (l.xb[j] & l.yb[j]))
-            .collect();
+        let t_next: Vec<T::F> = thetas(for_next, lanes * rel.next.n);
+        let x1 = rel.next.x(&t_next);
+        rounds = rounds.max(ip::levels(x1.len(), K));
         let mut v1 = Verifier::new(
             Source::Pads(Box::new(self.proof_stream(me + 1, count, PADS))),
-            cat(weighted(&t_next, &l.xb), weighted(&t_next, &l.yb)),
+            x1,
             Vec::new(),
-            weighted_sum(&t_next, &a_words),
+            rel.next.z_share(&t_next),
             K,
         );
-        // V2 of `prev`'s proof: knows `x_{prev+1} = xa`, `y_{prev+1} = ya`, `F(k_me)`.
-        let t_prev = thetas(for_prev, n);
+        let t_prev: Vec<T::F> = thetas(for_prev, lanes * rel.prev.n);
+        let y2 = rel.prev.y();
+        rounds = rounds.max(ip::levels(y2.len(), K));
         let mut v2 = Verifier::new(
             Source::Messages,
             Vec::new(),
-            cat(lanes(&l.ya), lanes(&l.xa)),
-            weighted_sum(&t_prev, &l.f_lo),
+            y2,
+            rel.prev.z_share(&t_prev),
             K,
         );
+        drop(rel);
         let mut ch_next = self.proof_stream(me, count, CHALLENGES);
         let mut ch_prev = self.proof_stream(me + 1, count, CHALLENGES);
 
-        while !v2.is_done() {
+        // The three proofs' lengths differ where a party deals for its own groups only,
+        // so each runs its own levels; every party takes part in every round of the
+        // longest.
+        for _ in 0..rounds {
             // The prover's message goes to its V2 (`next`); this party's V2 role gets `prev`'s.
-            let msg = prover
-                .message()
-                .map_err(|e| ProtocolError::Invalid(e.to_string()))?;
-            let len = msg.len();
-            let (from_prev, _) = self.swap(Vec::new(), encode(&msg), 8 * len, 0)?;
-            let from_prev = decode(prev, &from_prev)?;
-            v2.receive(Some(&from_prev))
-                .map_err(|e| cheat(prev, &format!("sent a malformed proof: {e}")))?;
-            v1.receive(None)
-                .map_err(|e| ProtocolError::Invalid(e.to_string()))?;
+            let msg = if prover.is_done() {
+                Vec::new()
+            } else {
+                prover
+                    .message()
+                    .map_err(|e| ProtocolError::Invalid(e.to_string()))?
+            };
+            let due = if v2.is_done() { 0 } else { v2.due() };
+            let (from_prev, _) = self.swap(Vec::new(), encode(&msg), T::F::BYTES * due, 0)?;
+            if !v2.is_done() {
+                let from_prev: Vec<T::F> = decode(prev, &from_prev)?;
+                v2.receive(Some(&from_prev))
+                    .map_err(|e| cheat(prev, &format!("sent a malformed proof: {e}")))?;
+            }
+            if !v1.is_done() {
+                v1.receive(None)
+                    .map_err(|e| ProtocolError::Invalid(e.to_string()))?;
+            }
             // Challenges: to `next` for its proof, to `prev` for its; both of this
             // party's verifiers send it theirs.
-            let (r_next, r_prev): (Gf64, Gf64) = (
-                ip::challenge(&mut ch_next, K),
-                ip::challenge(&mut ch_prev, K),
-            );
-            let (a, b) = self.swap(
-                r_prev.0.to_le_bytes().to_vec(),
-                r_next.0.to_le_bytes().to_vec(),
-                8,
-                8,
-            )?;
+            let r_next: T::F = ip::challenge(&mut ch_next, K);
+            let r_prev: T::F = ip::challenge(&mut ch_prev, K);
+            let (mut to_prev, mut to_next) = (Vec::new(), Vec::new());
+            r_prev.write(&mut to_prev);
+            r_next.write(&mut to_next);
+            let (a, b) = self.swap(to_prev, to_next, T::F::BYTES, T::F::BYTES)?;
             if a != b {
                 return Err(cheat(
                     prev,
                     "and its neighbour sent different proof challenges",
                 ));
             }
-            let r = Gf64(u64::from_le_bytes(a.try_into().unwrap_or_default()));
-            prover.fold(r);
-            v1.fold(r_next);
-            v2.fold(r_prev);
+            prover.fold(T::F::read(&a));
+            if !v1.is_done() {
+                v1.fold(r_next);
+            }
+            if !v2.is_done() {
+                v2.fold(r_prev);
+            }
         }
         // The verifiers of each proof open their shares to each other: this party's V1
         // shares (of `next`'s proof) to `prev`, its V2 shares (of `prev`'s) to `next`.
         let (s1, s2) = (v1.shares(), v2.shares());
-        let (from_prev, from_next) =
-            self.swap(encode(&s1), encode(&s2), 8 * s2.len(), 8 * s1.len())?;
+        let (from_prev, from_next) = self.swap(
+            encode(&s1),
+            encode(&s2),
+            T::F::BYTES * s1.len(),
+            T::F::BYTES * s2.len(),
+        )?;
         // `prev` is V2 of `next`'s proof; `next` is V1 of `prev`'s.
         if !ip::accepts(&s1, &decode(prev, &from_prev)?) {
-            return Err(cheat(next, "sent AND words that do not verify"));
+            return Err(cheat(next, "sent messages that do not verify"));
         }
         if !ip::accepts(&decode(next, &from_next)?, &s2) {
-            return Err(cheat(prev, "sent AND words that do not verify"));
+            return Err(cheat(prev, "sent messages that do not verify"));
         }
         Ok(())
     }

@@ -160,7 +160,7 @@ mod cheating {
                     }
                     r
                 });
-                assert_caught(&out, bad, "AND proof");
+                assert_caught(&out, bad, "proof of computed messages");
             }
         }
     }
