@@ -25,6 +25,8 @@ mod check;
 mod circuits;
 #[allow(dead_code)]
 mod convert;
+#[allow(dead_code)]
+mod dealt;
 mod open;
 mod prove;
 #[cfg(test)]

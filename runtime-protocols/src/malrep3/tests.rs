@@ -166,6 +166,31 @@ mod cheating {
     }
 
     #[test]
+    fn altered_dealt_material_fails_the_proof() {
+        use super::super::dealt::Order;
+        for bad in 0..3 {
+            let out = crate::testutil::on_mesh(3, "mal-rep3", |me, mesh: Mesh| {
+                let mut p = MalRep3::<u64>::setup(Box::new(mesh)).unwrap();
+                if me == bad {
+                    p.cheat = Cheater::armed(Kind::Material, 0);
+                }
+                let o = Order {
+                    n: 30,
+                    m: 12,
+                    carries: vec![4],
+                    dabits: 1,
+                };
+                let r = p.deal(&o).and_then(|_| p.check()).map(|_| None);
+                if let Err(e) = &r {
+                    p.abort(&e.to_string());
+                }
+                r
+            });
+            assert_caught(&out, bad, "proof of computed messages");
+        }
+    }
+
+    #[test]
     fn an_altered_opening_fails_on_receipt() {
         // Party 2 helps party 1 to the output (`to + 1`); party 0 vouches for it.
         assert_caught(&attacked(2, Kind::Open, 0), 2, "opening check");
@@ -293,5 +318,71 @@ fn bits_convert_to_the_ring() {
         let b = (x[e / 64] >> (e % 64) & 1) as i64;
         assert_eq!(got[e], b, "bit {e}");
         assert_eq!(got[n + e], b * y[e], "product {e}");
+    }
+}
+
+/// Dealt masks: the bits are the mask's, the dealt ring bits its carries, top bit and the
+/// daBits' boolean halves; and the proofs accept.
+#[test]
+fn dealt_masks_and_bits_agree() {
+    use super::circuits::bit;
+    use super::dealt::Order;
+    use crate::cheat::Kind;
+    let o = Order {
+        n: 100,
+        m: 20,
+        carries: vec![5, 12],
+        dabits: 2,
+    };
+    let out = run3::<u64, _>(|p| {
+        let d = p.deal(&o).unwrap();
+        p.check().unwrap();
+        let r = p.open_all(Kind::Open, &d.r).unwrap();
+        let bits: Vec<Vec<u64>> = d
+            .bits
+            .iter()
+            .map(|pl| {
+                p.open_all(Kind::Open, pl)
+                    .unwrap()
+                    .iter()
+                    .map(|x| x.0)
+                    .collect()
+            })
+            .collect();
+        let ring: Vec<Vec<u128>> = d
+            .ring
+            .iter()
+            .map(|v| p.open_all(Kind::Open, v).unwrap())
+            .collect();
+        let da: Vec<Vec<u64>> =
+            d.da.iter()
+                .map(|pl| {
+                    p.open_all(Kind::Open, pl)
+                        .unwrap()
+                        .iter()
+                        .map(|x| x.0)
+                        .collect()
+                })
+                .collect();
+        (r, bits, ring, da)
+    });
+    let (r, bits, ring, da) = &out[0];
+    let m = o.m;
+    for e in 0..o.n {
+        let low = r[e] & ((1 << m) - 1);
+        let from_bits: u128 = (0..m as usize)
+            .map(|j| u128::from(bit(&bits[j], e)) << j)
+            .sum();
+        assert_eq!(from_bits, low, "element {e}");
+        assert_eq!(ring[2][e], r[e] >> m, "carry out, element {e}");
+        assert_eq!(ring[3][e], low >> (m - 1), "top bit, element {e}");
+        assert!(ring[0][e] <= 1 && ring[1][e] <= 1);
+        for k in 0..2 {
+            assert_eq!(
+                ring[4 + k][e],
+                u128::from(bit(&da[k], e)),
+                "daBit {k}, element {e}"
+            );
+        }
     }
 }

@@ -40,14 +40,14 @@ pub(super) const CHUNK: u32 = 4;
 pub(super) const MAX_BITS: u32 = 64;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum Role {
+pub(crate) enum Role {
     Dealer,
     A,
     B,
 }
 
 /// The role of party `me` in group `g`.
-pub(super) fn role(me: PartyId, g: usize) -> Role {
+pub(crate) fn role(me: PartyId, g: usize) -> Role {
     match (me + 3 - g % 3) % 3 {
         0 => Role::Dealer,
         1 => Role::A,
@@ -56,7 +56,7 @@ pub(super) fn role(me: PartyId, g: usize) -> Role {
 }
 
 /// The elements of group `g` out of `n`.
-pub(super) fn group(n: usize, g: usize) -> Range<usize> {
+pub(crate) fn group(n: usize, g: usize) -> Range<usize> {
     g * n / 3..(g + 1) * n / 3
 }
 

@@ -14,7 +14,7 @@
 //!
 //! Boolean shares (XOR, up to 64 bit lanes per element) use the same components.
 
-mod assist;
+pub(crate) mod assist;
 mod bits;
 mod cost;
 pub(crate) mod elem;
