@@ -409,9 +409,9 @@ impl<W: Word> MalRep3<W> {
                     } else {
                         bit_b[e] = rbits;
                     }
-                    for k in 0..kinds {
-                        if let Some(v) = av.get(k).and_then(|v| v.get(i)) {
-                            set(&mut ring[k][e], *v as u128);
+                    for (kind, values) in ring.iter_mut().zip(av) {
+                        if let Some(&v) = values.get(i) {
+                            set(&mut kind[e], v as u128);
                         }
                     }
                     for k in 0..o.dabits {
