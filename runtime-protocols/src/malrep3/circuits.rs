@@ -195,12 +195,33 @@ impl<W: Word> MalRep3<W> {
         Ok((s, t))
     }
 
-    /// The carry into bit `top` of `a + b` (`⌈log2 top⌉` rounds): generate and propagate
-    /// of each position, combined pairwise, low block with the block above it.
+    /// The carry into bit `top` of `a + b` (`⌈log2 top⌉ + 1` rounds): generate and
+    /// propagate of each position, combined pairwise, low block with the block above it.
     pub(super) fn carry_into(&mut self, a: &Sliced, b: &Sliced, top: usize) -> R<Plane> {
+        Ok(self.carry_and_propagate(a, b, top, false)?.0)
+    }
+
+    /// The carry into bit `top` of `a + b` and, with `all`, whether every position below
+    /// propagates (`a + b = 2^top − 1`): the AND of all propagates, in the same rounds.
+    pub(super) fn carry_and_propagate(
+        &mut self,
+        a: &Sliced,
+        b: &Sliced,
+        top: usize,
+        all: bool,
+    ) -> R<(Plane, Plane)> {
         let nw = words(a.n);
+        let zero = || vec![Rep::default(); nw];
         if top == 0 {
-            return Ok(vec![Rep::default(); nw]);
+            // An empty sum: no carry, and it equals 2^0 − 1 = 0.
+            let one: Plane = vec![
+                Rep {
+                    a: Xor(if self.rep.me == 0 { u64::MAX } else { 0 }),
+                    b: Xor(if self.rep.me == 2 { u64::MAX } else { 0 }),
+                };
+                nw
+            ];
+            return Ok((zero(), one));
         }
         let (a, b) = (a.bits(0, top), b.bits(0, top));
         let pairs: Vec<(&Plane, &Plane)> = a.planes.iter().zip(&b.planes).collect();
@@ -215,12 +236,13 @@ impl<W: Word> MalRep3<W> {
         // below is (G ⊕ P∧G', P∧P') — G and P∧G' are never both 1.
         while g.len() > 1 {
             let pairs_n = g.len() / 2;
+            // The lowest block's propagate matters only for `all`.
+            let from = usize::from(!all);
             let mut ops: Vec<(&Plane, &Plane)> = Vec::with_capacity(2 * pairs_n);
             for i in 0..pairs_n {
                 ops.push((&p[2 * i + 1], &g[2 * i]));
             }
-            // The lowest block's propagate is never needed: it has nothing below it.
-            for i in 1..pairs_n {
+            for i in from..pairs_n {
                 ops.push((&p[2 * i + 1], &p[2 * i]));
             }
             let prods = self.and_planes(&ops)?;
@@ -229,10 +251,10 @@ impl<W: Word> MalRep3<W> {
             let mut np = Vec::with_capacity(g.len().div_ceil(2));
             for i in 0..pairs_n {
                 ng.push(xor_plane(&g[2 * i + 1], &pg[i]));
-                np.push(if i == 0 {
-                    vec![Rep::default(); nw]
+                np.push(if i < from {
+                    zero()
                 } else {
-                    pp[i - 1].clone()
+                    pp[i - from].clone()
                 });
             }
             if g.len() % 2 == 1 {
@@ -242,6 +264,6 @@ impl<W: Word> MalRep3<W> {
             g = ng;
             p = np;
         }
-        Ok(g.pop().unwrap_or_else(|| vec![Rep::default(); nw]))
+        Ok((g.pop().unwrap_or_else(zero), p.pop().unwrap_or_else(zero)))
     }
 }

@@ -28,7 +28,10 @@ mod convert;
 #[allow(dead_code)]
 mod dealt;
 mod open;
+#[allow(dead_code)]
+mod pair;
 mod prove;
+mod select;
 #[cfg(test)]
 mod tests;
 
@@ -39,7 +42,7 @@ use crate::coins::{Coins, KeyId, OsCoins};
 use crate::net::{Stats, Transport};
 use crate::rep3::{comps, Rep, Rep3};
 use crate::word::{matmul_words, Word};
-use crate::{Bounds, MatDims, PartyId, Protocol, ProtocolError, Requant, TruncMode};
+use crate::{Bounds, MatDims, PartyId, Protocol, ProtocolError, Requant};
 use auth::{join, lift, lower, macs, values, Key};
 use rayon::prelude::*;
 use std::marker::PhantomData;
@@ -183,6 +186,24 @@ impl<W: Word> MalRep3<W> {
     }
 }
 
+impl<W: Word> crate::semi2k::reduce::Engine for MalRep3<W> {
+    fn ring_bits(&self) -> u32 {
+        W::BITS
+    }
+    fn gates(&self) -> crate::semi2k::Gates {
+        crate::semi2k::Gates::Beaver
+    }
+    fn select_with(
+        &mut self,
+        x: &[Auth],
+        q: &Requant,
+        b: Bounds,
+        plan: &crate::semi2k::select::Plan,
+    ) -> R<Vec<Auth>> {
+        self.select(x, q, b, plan)
+    }
+}
+
 impl<W: Word> Protocol for MalRep3<W> {
     type Share = Auth;
 
@@ -289,28 +310,7 @@ impl<W: Word> Protocol for MalRep3<W> {
         self.reshare_pairs(z, m)
     }
 
-    fn rescale(
-        &mut self,
-        _: &[Auth],
-        _: &[i64],
-        _: &[i64],
-        _: Bounds,
-        _: TruncMode,
-    ) -> R<Vec<Auth>> {
-        Err(self.unsupported("rescale"))
-    }
-    fn requantize(&mut self, _: &[Auth], _: &Requant, _: Bounds, _: TruncMode) -> R<Vec<Auth>> {
-        Err(self.unsupported("requantize"))
-    }
-    fn clamp(&mut self, _: &[Auth], _: i64, _: i64, _: Bounds) -> R<Vec<Auth>> {
-        Err(self.unsupported("clamp"))
-    }
-    fn max(&mut self, _: &[Auth], _: &[Auth], _: Bounds) -> R<Vec<Auth>> {
-        Err(self.unsupported("compare"))
-    }
-    fn argmax(&mut self, _: &[Auth], _: usize, _: bool, _: Bounds) -> R<Vec<Auth>> {
-        Err(self.unsupported("compare"))
-    }
+    crate::semi2k::reduce::selections_from_reduce!(Auth);
     fn lookup(&mut self, _: &[Auth], _: &[i64], _: i64) -> R<Vec<Auth>> {
         Err(self.unsupported("look up"))
     }

@@ -386,3 +386,75 @@ fn dealt_masks_and_bits_agree() {
         }
     }
 }
+
+/// Runs `calls` on party 0's `x` and party 2's `y`; checks each result against `clear`.
+fn check_calls<W: Word>(x: &[i64], y: &[i64], calls: Vec<crate::testutil::Call>) {
+    use crate::testutil::{at, Binary, Script};
+    let s = Binary {
+        x: x.to_vec(),
+        y: y.to_vec(),
+        to: 1,
+        op: |_| calls.clone(),
+    };
+    let out = crate::testutil::on_mesh(3, "mal-rep3", |_, mesh: Mesh| {
+        let mut p = MalRep3::<W>::setup(Box::new(mesh)).unwrap();
+        let r = s.run(&mut p).unwrap();
+        (r, p.stats())
+    });
+    let got = at(&out, 1);
+    for (call, g) in calls.iter().zip(&got) {
+        assert_eq!(g, &call.clear(x, y), "{call:?} in Z_2^{}", W::BITS);
+    }
+}
+
+#[test]
+fn roundings_and_requantizations_match_clear() {
+    use crate::testutil::{requants, Call};
+    use crate::Bounds;
+    let b = Bounds {
+        lo: -(1 << 20),
+        hi: 1 << 20,
+    };
+    let mut x = values(48, b.lo, b.hi, 4);
+    x[2] = 12;
+    x[3] = -12;
+    x[5] = 5 << 9;
+    x[6] = -(5 << 9);
+    x[7] = b.lo;
+    x[8] = b.hi;
+    let n = x.len();
+    let den: Vec<i64> = (0..n).map(|i| [8, 3, 7, 1 << 12, 24, 1][i % 6]).collect();
+    let num: Vec<i64> = (0..n).map(|i| [1, 5, -3, 77, 1, -2][i % 6]).collect();
+    let [pow2, general, tie] = requants(n);
+    let calls = vec![
+        Call::Rescale(num, den, b),
+        Call::Requant(pow2, b),
+        Call::Requant(general, b),
+        Call::Requant(tie, b),
+    ];
+    check_calls::<u64>(&x, &x, calls.clone());
+    check_calls::<u32>(&x, &x, calls);
+}
+
+#[test]
+fn comparisons_match_clear() {
+    use crate::testutil::Call;
+    use crate::Bounds;
+    let b = Bounds { lo: -300, hi: 300 };
+    let mut x = values(40, b.lo, b.hi, 5);
+    let y = values(40, b.lo, b.hi, 6);
+    x[1] = x[6];
+    x[8] = 300;
+    x[15] = 300;
+    x[16] = -300;
+    let calls = vec![
+        Call::Clamp(-20, 100, b),
+        Call::Clamp(0, 1000, b),
+        Call::Max(b),
+        Call::Argmax(8, false, b),
+        Call::Argmax(8, true, b),
+        Call::Argmax(5, false, b),
+    ];
+    check_calls::<u64>(&x, &y, calls.clone());
+    check_calls::<u32>(&x, &y, calls);
+}
