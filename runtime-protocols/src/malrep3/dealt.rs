@@ -33,7 +33,7 @@ use crate::ProtocolError;
 type R<T> = Result<T, ProtocolError>;
 
 /// Bits of `a_A`: a dealt bit's ring parts hide it up to 2^−99.
-const SPREAD: u32 = 100;
+pub(super) const SPREAD: u32 = 100;
 
 /// What to deal for `n` elements.
 pub(super) struct Order {
@@ -226,7 +226,7 @@ impl<W: Word> MalRep3<W> {
                         .collect()
                 })
                 .collect();
-            if grp.ab.iter().flatten().any(|v| v.abs() >= limit) {
+            if !self.twin && grp.ab.iter().flatten().any(|v| v.abs() >= limit) {
                 return Err(ProtocolError::Cheat {
                     check: "dealt material check",
                     what: format!("party {} dealt a ring part out of range", (me + 1) % 3),

@@ -458,3 +458,19 @@ fn comparisons_match_clear() {
     check_calls::<u64>(&x, &y, calls.clone());
     check_calls::<u32>(&x, &y, calls);
 }
+
+#[test]
+fn lookups_match_clear() {
+    use crate::testutil::Call;
+    let x = values(40, -300, 300, 7);
+    let table: Vec<i64> = (0..601).map(|i| (i * 37) % 91 - 45).collect();
+    let calls = vec![
+        Call::Lookup(table, -300),
+        Call::Lookup(vec![5], -300),
+        Call::Lookup((0..700).map(|i| i - 350).collect(), -300),
+    ];
+    let one = vec![-300; 40];
+    check_calls::<u64>(&x, &x, calls[..1].to_vec());
+    check_calls::<u32>(&one, &one, calls[1..2].to_vec());
+    check_calls::<u32>(&x, &x, calls[2..].to_vec());
+}
