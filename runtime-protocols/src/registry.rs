@@ -9,9 +9,9 @@
 
 use crate::coins::{Coins, OsCoins};
 use crate::cost::{ClearCosts, Costs};
+use crate::malrep3::{MalRep3, MalRep3Costs};
 use crate::net::{Stats, Transport};
 use crate::semi2k::{Dealer, Gates, Semi2kCosts};
-use crate::malrep3::{MalRep3, MalRep3Costs};
 use crate::shamir::{Shamir, ShamirCosts};
 use crate::spdz2k::{Spdz2k, Spdz2kCosts, Spdz2kDealer};
 use crate::word::Word;
@@ -97,7 +97,7 @@ enum Kind {
     Shamir,
     Spdz2k,
     MalRep3,
-    /// Named by DESIGN.md, not built yet (none today: every name of DESIGN.md runs).
+    /// Named by DESIGN.md, not built yet (none today).
     #[allow(dead_code)]
     Planned,
 }
@@ -361,9 +361,17 @@ pub enum DealerMode {
 }
 
 impl Spec {
-    /// Whether this build runs the protocol.
+    /// Whether this build runs the protocol. `mal-rep3` runs (its tests are in
+    /// `malrep3/tests.rs`) but is held back from the command line, the conformance suite
+    /// and the benches until it meets its bars (docs/core.md): `QMPC_PREVIEW=mal-rep3`
+    /// lets it through for measurement.
     pub fn implemented(&self) -> bool {
-        self.kind != Kind::Planned
+        match self.kind {
+            Kind::Planned => false,
+            Kind::MalRep3 => std::env::var("QMPC_PREVIEW")
+                .is_ok_and(|v| v.split(',').any(|n| n.trim() == self.name)),
+            _ => true,
+        }
     }
 
     /// The reference protocol: one party, plaintext, in-process.
@@ -601,7 +609,14 @@ mod tests {
     }
 
     #[test]
-    fn every_protocol_of_the_design_runs() {
-        assert_eq!(implemented(), names());
+    fn protocols_held_back_say_so() {
+        if std::env::var("QMPC_PREVIEW").is_ok() {
+            return;
+        }
+        let e = find("mal-rep3").unwrap_err().to_string();
+        assert!(
+            e.contains("not implemented yet") && e.contains("rep3"),
+            "{e}"
+        );
     }
 }

@@ -110,6 +110,18 @@ pub fn levels(mut len: usize, k: usize) -> usize {
     n
 }
 
+/// The prover's message lengths, level by level, for vectors of length `len`.
+pub fn message_lengths(mut len: usize, k: usize) -> Vec<usize> {
+    let k = k.max(2);
+    let mut out = Vec::new();
+    while len > k {
+        out.push(message_len(len, k));
+        len = len.div_ceil(factor(len, k));
+    }
+    out.push(message_len(len, k));
+    out
+}
+
 /// `v` zero-padded to `n`.
 fn padded<F: ProofField>(mut v: Vec<F>, n: usize) -> Vec<F> {
     v.resize(n, F::ZERO);

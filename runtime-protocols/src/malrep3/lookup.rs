@@ -31,6 +31,9 @@ fn fp(v: i128) -> Fp {
     }
 }
 
+/// A group's `r_A`, `r_B` and the dealt values' `A` and `B` words (kind-major).
+type Sides = (Vec<u128>, Vec<u128>, Vec<Vec<i128>>, Vec<Vec<i128>>);
+
 /// Bits of the padded table length.
 fn table_bits(len: usize) -> u32 {
     len.max(1).next_power_of_two().trailing_zeros()
@@ -52,7 +55,7 @@ impl<W: Word> MalRep3<W> {
         let mut r = vec![Rep::<u128>::default(); n];
         let mut ring = vec![vec![Rep::<u128>::default(); n]; kinds];
         let mut to_prev = Vec::new();
-        let mut sides: Vec<(Vec<u128>, Vec<u128>, Vec<Vec<i128>>, Vec<Vec<i128>>)> = Vec::new();
+        let mut sides: Vec<Sides> = Vec::new();
         for g in 0..3 {
             let ng = group(n, g).len();
             let (ka, kb) = (g + 1, g);
@@ -137,10 +140,7 @@ impl<W: Word> MalRep3<W> {
             };
             let f = side.begin(kinds * ng + 2 * ng);
             let bit_z = |a: &[Vec<i128>]| -> Vec<Fp> {
-                a.iter()
-                    .flatten()
-                    .map(|&v| fp(v) - fp(v) * fp(v))
-                    .collect()
+                a.iter().flatten().map(|&v| fp(v) - fp(v) * fp(v)).collect()
             };
             if rl != 1 {
                 side.u(f, ab.iter().flatten().map(|&v| fp(2 * v)).collect());

@@ -21,14 +21,14 @@ mod auth;
 #[allow(dead_code)]
 mod boolean;
 mod check;
-mod cost;
-mod lookup;
 #[allow(dead_code)]
 mod circuits;
 #[allow(dead_code)]
 mod convert;
+mod cost;
 #[allow(dead_code)]
 mod dealt;
+mod lookup;
 mod open;
 #[allow(dead_code)]
 mod pair;
@@ -208,10 +208,6 @@ impl<W: Word> MalRep3<W> {
         }
         Ok(())
     }
-
-    fn unsupported(&self, what: &str) -> ProtocolError {
-        ProtocolError::Invalid(format!("mal-rep3 does not {what} yet"))
-    }
 }
 
 impl<W: Word> crate::semi2k::reduce::Engine for MalRep3<W> {
@@ -220,6 +216,11 @@ impl<W: Word> crate::semi2k::reduce::Engine for MalRep3<W> {
     }
     fn gates(&self) -> crate::semi2k::Gates {
         crate::semi2k::Gates::Beaver
+    }
+    /// Round first, then clamp the rounded value: a clamp test then compares the few bits
+    /// of the result, not the many of the product (every compared bit is a proven AND).
+    fn splits_rounding(&self) -> bool {
+        true
     }
     fn select_with(
         &mut self,

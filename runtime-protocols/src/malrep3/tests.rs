@@ -464,7 +464,7 @@ fn lookups_match_clear() {
     use crate::testutil::Call;
     let x = values(40, -300, 300, 7);
     let table: Vec<i64> = (0..601).map(|i| (i * 37) % 91 - 45).collect();
-    let calls = vec![
+    let calls = [
         Call::Lookup(table, -300),
         Call::Lookup(vec![5], -300),
         Call::Lookup((0..700).map(|i| i - 350).collect(), -300),
