@@ -11,4 +11,5 @@
 pub mod field;
 pub mod gf64;
 pub mod ip;
+pub mod packed;
 pub mod relations;
