@@ -218,6 +218,11 @@ impl<F: ProofField> Prover<F> {
     pub fn is_done(&self) -> bool {
         self.done
     }
+
+    /// Length of the current vectors.
+    pub fn vector_len(&self) -> usize {
+        self.x.len()
+    }
 }
 
 /// `h(e_0..e_{2k−2})` of a compression level.
@@ -376,6 +381,11 @@ impl<F: ProofField> Verifier<F> {
     /// Whether the final level has been folded (its shares are ready to open).
     pub fn is_done(&self) -> bool {
         self.last.is_some()
+    }
+
+    /// Length of the current vectors.
+    pub fn vector_len(&self) -> usize {
+        self.x.len()
     }
 
     /// Elements of the prover's next message.

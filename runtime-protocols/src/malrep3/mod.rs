@@ -156,7 +156,7 @@ impl<W: Word> MalRep3<W> {
     /// Everything that must hold before a value leaves the secret domain.
     pub fn check(&mut self) -> R<()> {
         let bits = std::mem::take(&mut self.bits);
-        self.prove(bits)?;
+        self.prove_bits(bits)?;
         let ints = std::mem::take(&mut self.ints);
         self.prove(ints)?;
         self.mac_check()

@@ -22,6 +22,7 @@ use super::MalRep3;
 use crate::dzkp::field::ProofField;
 use crate::dzkp::gf64::Gf64;
 use crate::dzkp::ip::{self, Prover, Source, Verifier};
+use crate::dzkp::packed;
 use crate::field::Fp;
 use crate::net::NetError;
 use crate::stream::Stream;
@@ -214,16 +215,25 @@ impl<W: Word> MalRep3<W> {
         Ok((p, n))
     }
 
-    /// A twin's proof: the same messages, of zeros, without the arithmetic.
+    /// A twin's proof: the same messages, of zeros, without the arithmetic. `packed`:
+    /// the lane level of bit words first (one message of [`packed::MESSAGE`] and a
+    /// challenge), after which each word is 8 elements.
     fn prove_twin<T: Entry>(&mut self, rel: &Relations<T>) -> R<()> {
         let b = T::F::BYTES;
         self.swap(vec![0; 32], vec![0; 32], 32, 32)?;
+        let packed = T::LANES == 64;
+        let scale = |words: usize| if packed { 8 * words / 64 } else { words };
+        if packed {
+            let m = packed::MESSAGE;
+            self.swap(Vec::new(), vec![0; b * m], b * m, 0)?;
+            self.swap(vec![0; b], vec![0; b], b, b)?;
+        }
         let own = {
             let (x, y) = rel.own.lens();
-            ip::message_lengths(x.max(y), K)
+            ip::message_lengths(scale(x.max(y)), K)
         };
-        let of_prev = ip::message_lengths(rel.prev.lens().1, K);
-        let of_next = ip::message_lengths(rel.next.lens().0, K);
+        let of_prev = ip::message_lengths(scale(rel.prev.lens().1), K);
+        let of_next = ip::message_lengths(scale(rel.next.lens().0), K);
         let rounds = own.len().max(of_prev.len()).max(of_next.len());
         for i in 0..rounds {
             let out = own.get(i).copied().unwrap_or(0);
@@ -231,9 +241,32 @@ impl<W: Word> MalRep3<W> {
             self.swap(Vec::new(), vec![0; b * out], b * due, 0)?;
             self.swap(vec![0; b], vec![0; b], b, b)?;
         }
-        let (s1, s2) = (of_next.len() + 3, of_prev.len() + 3);
+        let extra = usize::from(packed);
+        let (s1, s2) = (of_next.len() + 3 + extra, of_prev.len() + 3 + extra);
         self.swap(vec![0; b * s1], vec![0; b * s2], b * s1, b * s2)?;
         Ok(())
+    }
+
+    /// The coefficient seeds: this party draws those of `next`'s proof from `k_me` and of
+    /// `prev`'s from `k_{me+1}` (the keys each pair of verifiers shares) and sends each
+    /// prover its seed; its own comes from both neighbours, who must agree.
+    fn coefficient_seeds(&mut self, count: u64) -> R<([u8; 32], [u8; 32], [u8; 32])> {
+        let (me, prev) = (self.rep.me, self.rep.prev());
+        let seed_of = |j: usize| {
+            let mut s = self.proof_stream(j, count, THETA);
+            let mut b = [0u8; 32];
+            s.fill_bytes(&mut b);
+            b
+        };
+        let (for_next, for_prev) = (seed_of(me), seed_of(me + 1));
+        let (a, b) = self.swap(for_prev.to_vec(), for_next.to_vec(), 32, 32)?;
+        if a != b {
+            return Err(cheat(
+                prev,
+                "and its neighbour sent different proof coefficients",
+            ));
+        }
+        Ok((a.try_into().unwrap_or_default(), for_next, for_prev))
     }
 
     /// Prove this party's relations and verify its neighbours' (nothing when there are
@@ -247,67 +280,158 @@ impl<W: Word> MalRep3<W> {
         if self.twin {
             return self.prove_twin(&rel);
         }
-        let (me, prev, next) = (self.rep.me, self.rep.prev(), self.rep.next());
-
-        // Coefficients: this party draws those of `next`'s proof from `k_me` and of
-        // `prev`'s from `k_{me+1}` (the keys each pair of verifiers shares), and sends each
-        // prover its seed; its own comes from both neighbours, who must agree.
-        let seed_of = |j: usize| {
-            let mut s = self.proof_stream(j, count, THETA);
-            let mut b = [0u8; 32];
-            s.fill_bytes(&mut b);
-            b
-        };
-        let (for_next, for_prev) = (seed_of(me), seed_of(me + 1));
-        let (a, b) = self.swap(for_prev.to_vec(), for_next.to_vec(), 32, 32)?;
-        if !self.twin && a != b {
-            return Err(cheat(
-                prev,
-                "and its neighbour sent different proof coefficients",
-            ));
-        }
-        let mine: [u8; 32] = a.try_into().unwrap_or_default();
+        let me = self.rep.me;
+        let (mine, for_next, for_prev) = self.coefficient_seeds(count)?;
         let lanes = T::LANES;
-
         let t_own: Vec<T::F> = thetas(mine, lanes * rel.own.n);
-        let (x, y) = (rel.own.x(&t_own), rel.own.y());
-        // Every party knows all three lengths, so all take part in the same rounds.
-        let len = |a: usize, b: usize| a.max(b);
-        let mut rounds = ip::levels(len(x.len(), y.len()), K);
-        let mut prover = Prover::new(
-            x,
-            y,
+        let prover = Prover::new(
+            rel.own.x(&t_own),
+            rel.own.y(),
             K,
             self.proof_stream(me, count, PADS),
             Stream::new(self.own_seed, count),
         );
         let t_next: Vec<T::F> = thetas(for_next, lanes * rel.next.n);
-        let x1 = rel.next.x(&t_next);
-        rounds = rounds.max(ip::levels(x1.len(), K));
-        let mut v1 = Verifier::new(
+        let v1 = Verifier::new(
             Source::Pads(Box::new(self.proof_stream(me + 1, count, PADS))),
-            x1,
+            rel.next.x(&t_next),
             Vec::new(),
             rel.next.z_share(&t_next),
             K,
         );
         let t_prev: Vec<T::F> = thetas(for_prev, lanes * rel.prev.n);
-        let y2 = rel.prev.y();
-        rounds = rounds.max(ip::levels(y2.len(), K));
-        let mut v2 = Verifier::new(
+        let v2 = Verifier::new(
             Source::Messages,
             Vec::new(),
-            y2,
+            rel.prev.y(),
             rel.prev.z_share(&t_prev),
             K,
         );
         drop(rel);
+        self.run_proofs(count, prover, v1, v2, Vec::new(), Vec::new())
+    }
+
+    /// [`MalRep3::prove`] for bit words, through the lane level of [`packed`]: one
+    /// coefficient per word, `h` over each byte's lanes, then the inner-product proof on
+    /// 8 elements per word.
+    pub(super) fn prove_bits(&mut self, rel: Relations<u64>) -> R<()> {
+        if rel.own.n == 0 && rel.next.n == 0 && rel.prev.n == 0 {
+            return Ok(());
+        }
+        let count = self.proofs;
+        self.proofs += 1;
+        if self.twin {
+            return self.prove_twin(&rel);
+        }
+        let (me, prev) = (self.rep.me, self.rep.prev());
+        let (mine, for_next, for_prev) = self.coefficient_seeds(count)?;
+        let m = packed::MESSAGE;
+        // Each side's entries (terms one after another) with their relation's coefficient.
+        let entries = |side: &Side<u64>, u: bool, seed: [u8; 32]| -> (Vec<u64>, Vec<Gf64>) {
+            let theta: Vec<Gf64> = thetas(seed, side.n);
+            let segs = if u { &side.u } else { &side.w };
+            let words = segs.iter().flat_map(|(_, v)| v.iter().copied()).collect();
+            let coef = segs
+                .iter()
+                .flat_map(|(f, v)| (0..v.len()).map(move |i| f + i))
+                .map(|r| theta[r])
+                .collect();
+            (words, coef)
+        };
+        let word_z = |side: &Side<u64>, seed: [u8; 32]| -> Gf64 {
+            let theta: Vec<Gf64> = thetas(seed, side.n);
+            side.z
+                .iter()
+                .zip(&theta)
+                .fold(Gf64::ZERO, |a, (&z, &t)| a + t * Gf64(z))
+        };
+        let (own_u, own_t) = entries(&rel.own, true, mine);
+        let (own_w, _) = entries(&rel.own, false, mine);
+        let (next_u, next_t) = entries(&rel.next, true, for_next);
+        let (prev_w, _) = entries(&rel.prev, false, for_prev);
+        let (z1, z2) = (word_z(&rel.next, for_next), word_z(&rel.prev, for_prev));
+        drop(rel);
+
+        // The lane level: `h` to `next` (`V1`'s shares are pads), `prev`'s `h` in.
+        let h = packed::prover_h(&own_u, &own_w, &own_t);
+        let mut pad = self.proof_stream(me, count, PADS);
+        let mut pad1 = self.proof_stream(me + 1, count, PADS);
+        let pads: Vec<Gf64> = crate::dzkp::field::random(&mut pad, m);
+        let h1: Vec<Gf64> = crate::dzkp::field::random(&mut pad1, m);
+        let msg: Vec<Gf64> = h.iter().zip(&pads).map(|(&v, &p)| v - p).collect();
+        let (from_prev, _) = self.swap(Vec::new(), encode(&msg), 8 * m, 0)?;
+        let h2: Vec<Gf64> = decode(prev, &from_prev)?;
+        if h2.len() != m {
+            return Err(cheat(prev, "sent a malformed proof"));
+        }
+        let (c1, c2) = (packed::lane_sum(&h1) - z1, packed::lane_sum(&h2) - z2);
         let mut ch_next = self.proof_stream(me, count, CHALLENGES);
         let mut ch_prev = self.proof_stream(me + 1, count, CHALLENGES);
+        let (r_next, r_prev): (Gf64, Gf64) = (
+            ip::challenge(&mut ch_next, packed::MESSAGE),
+            ip::challenge(&mut ch_prev, packed::MESSAGE),
+        );
+        let (a, b) = self.swap(
+            r_prev.0.to_le_bytes().to_vec(),
+            r_next.0.to_le_bytes().to_vec(),
+            8,
+            8,
+        )?;
+        if a != b {
+            return Err(cheat(
+                prev,
+                "and its neighbour sent different proof challenges",
+            ));
+        }
+        let rho = Gf64::read(&a);
+        let prover = Prover::new(
+            packed::fold_u(&own_u, &own_t, rho),
+            packed::fold_w(&own_w, rho),
+            K,
+            pad,
+            Stream::new(self.own_seed, count),
+        );
+        let v1 = Verifier::new(
+            Source::Pads(Box::new(pad1)),
+            packed::fold_u(&next_u, &next_t, r_next),
+            Vec::new(),
+            packed::h_at(&h1, r_next),
+            K,
+        );
+        let v2 = Verifier::new(
+            Source::Messages,
+            Vec::new(),
+            packed::fold_w(&prev_w, r_prev),
+            packed::h_at(&h2, r_prev),
+            K,
+        );
+        self.run_proofs(count, prover, v1, v2, vec![c1], vec![c2])
+    }
 
-        // The three proofs' lengths differ where a party deals for its own groups only,
-        // so each runs its own levels; every party takes part in every round of the
-        // longest.
+    /// The inner-product proofs' rounds, three in lockstep, and their verdicts; `pre1` and
+    /// `pre2` are this party's shares of further checks (of `next`'s and `prev`'s proofs)
+    /// that must open to zero with them.
+    fn run_proofs<F: ProofField>(
+        &mut self,
+        count: u64,
+        mut prover: Prover<F>,
+        mut v1: Verifier<F>,
+        mut v2: Verifier<F>,
+        pre1: Vec<F>,
+        pre2: Vec<F>,
+    ) -> R<()> {
+        let (me, prev, next) = (self.rep.me, self.rep.prev(), self.rep.next());
+        let mut ch_next = self.proof_stream(me, count, CHALLENGES);
+        let mut ch_prev = self.proof_stream(me + 1, count, CHALLENGES);
+        if !pre1.is_empty() {
+            // The lane level drew one challenge from each.
+            let _: F = ip::challenge(&mut ch_next, packed::MESSAGE);
+            let _: F = ip::challenge(&mut ch_prev, packed::MESSAGE);
+        }
+        // Every party knows all three lengths, so all take part in the same rounds.
+        let rounds = ip::levels(prover.vector_len(), K)
+            .max(ip::levels(v1.vector_len(), K))
+            .max(ip::levels(v2.vector_len(), K));
         for _ in 0..rounds {
             // The prover's message goes to its V2 (`next`); this party's V2 role gets `prev`'s.
             let msg = if prover.is_done() {
@@ -318,9 +442,9 @@ impl<W: Word> MalRep3<W> {
                     .map_err(|e| ProtocolError::Invalid(e.to_string()))?
             };
             let due = if v2.is_done() { 0 } else { v2.due() };
-            let (from_prev, _) = self.swap(Vec::new(), encode(&msg), T::F::BYTES * due, 0)?;
+            let (from_prev, _) = self.swap(Vec::new(), encode(&msg), F::BYTES * due, 0)?;
             if !v2.is_done() {
-                let from_prev: Vec<T::F> = decode(prev, &from_prev)?;
+                let from_prev: Vec<F> = decode(prev, &from_prev)?;
                 v2.receive(Some(&from_prev))
                     .map_err(|e| cheat(prev, &format!("sent a malformed proof: {e}")))?;
             }
@@ -330,19 +454,19 @@ impl<W: Word> MalRep3<W> {
             }
             // Challenges: to `next` for its proof, to `prev` for its; both of this
             // party's verifiers send it theirs.
-            let r_next: T::F = ip::challenge(&mut ch_next, K);
-            let r_prev: T::F = ip::challenge(&mut ch_prev, K);
+            let r_next: F = ip::challenge(&mut ch_next, K);
+            let r_prev: F = ip::challenge(&mut ch_prev, K);
             let (mut to_prev, mut to_next) = (Vec::new(), Vec::new());
             r_prev.write(&mut to_prev);
             r_next.write(&mut to_next);
-            let (a, b) = self.swap(to_prev, to_next, T::F::BYTES, T::F::BYTES)?;
-            if !self.twin && a != b {
+            let (a, b) = self.swap(to_prev, to_next, F::BYTES, F::BYTES)?;
+            if a != b {
                 return Err(cheat(
                     prev,
                     "and its neighbour sent different proof challenges",
                 ));
             }
-            prover.fold(T::F::read(&a));
+            prover.fold(F::read(&a));
             if !v1.is_done() {
                 v1.fold(r_next);
             }
@@ -351,19 +475,21 @@ impl<W: Word> MalRep3<W> {
             }
         }
         // The verifiers of each proof open their shares to each other: this party's V1
-        // shares (of `next`'s proof) to `prev`, its V2 shares (of `prev`'s) to `next`.
-        let (s1, s2) = (v1.shares(), v2.shares());
+        // shares (of `next`'s proof) to `prev`, its V2 shares (of `prev`'s) to `next`;
+        // further checks first, which [`ip::accepts`] requires to be zero like the rest.
+        let s1: Vec<F> = pre1.into_iter().chain(v1.shares()).collect();
+        let s2: Vec<F> = pre2.into_iter().chain(v2.shares()).collect();
         let (from_prev, from_next) = self.swap(
             encode(&s1),
             encode(&s2),
-            T::F::BYTES * s1.len(),
-            T::F::BYTES * s2.len(),
+            F::BYTES * s1.len(),
+            F::BYTES * s2.len(),
         )?;
         // `prev` is V2 of `next`'s proof; `next` is V1 of `prev`'s.
-        if !self.twin && !ip::accepts(&s1, &decode(prev, &from_prev)?) {
+        if !ip::accepts(&s1, &decode(prev, &from_prev)?) {
             return Err(cheat(next, "sent messages that do not verify"));
         }
-        if !self.twin && !ip::accepts(&decode(next, &from_next)?, &s2) {
+        if !ip::accepts(&decode(next, &from_next)?, &s2) {
             return Err(cheat(prev, "sent messages that do not verify"));
         }
         Ok(())
