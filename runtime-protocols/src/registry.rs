@@ -423,7 +423,7 @@ impl Spec {
                 parties,
                 ring_bits: bits,
             }),
-            Kind::MalRep3 => Box::new(MalRep3Costs { ring_bits: bits }),
+            Kind::MalRep3 => Box::new(MalRep3Costs::new(bits)),
             Kind::Planned => {
                 return Err(ProtocolError::Invalid(
                     RegistryError::NotImplemented { name: self.name }.to_string(),

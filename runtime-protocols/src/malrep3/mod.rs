@@ -52,6 +52,14 @@ use std::marker::PhantomData;
 
 type R<T> = Result<T, ProtocolError>;
 
+/// A twin's unchecked relations and pairs, by size (costs).
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Pending {
+    bits: [prove::Size; 3],
+    ints: [prove::Size; 3],
+    macs: bool,
+}
+
 /// A party of `mal-rep3` over the program's ring of `W` (shares are Z_2^128).
 pub struct MalRep3<W: Word> {
     rep: Rep3<u128>,
@@ -119,6 +127,29 @@ impl<W: Word> MalRep3<W> {
             twin: false,
             _ring: PhantomData,
         })
+    }
+
+    /// What a twin has not checked yet, by size: the next check's proofs and whether it
+    /// runs a MAC check (a twin of the next call starts from it, so the reveal that checks
+    /// pays for everything before it, as a party does).
+    pub(crate) fn pending(&self) -> Pending {
+        Pending {
+            bits: self.bits.size(),
+            ints: self.ints.size(),
+            macs: self.ledger.len() > 0,
+        }
+    }
+
+    /// A twin that starts with `p` unchecked.
+    pub(crate) fn twin_with(me: PartyId, net: Box<dyn Transport>, p: &Pending) -> Self {
+        let mut t = Self::twin(me, net);
+        t.bits = prove::Relations::phantom(p.bits);
+        t.ints = prove::Relations::phantom(p.ints);
+        if p.macs {
+            let zero = [Rep::default()];
+            t.ledger.push(&zero, &zero);
+        }
+        t
     }
 
     /// Party `me`'s twin over `net` (see [`crate::dry_run`]): fixed keys, real code on

@@ -111,7 +111,12 @@ pub(super) struct Side<T> {
     u: Vec<(usize, Vec<T>)>,
     w: Vec<(usize, Vec<T>)>,
     z: Vec<T>,
+    /// A twin's relations of earlier calls, by size only: `u` and `w` entries.
+    phantom: (usize, usize),
 }
+
+/// A side's size: relations, `u` entries, `w` entries.
+pub(super) type Size = (usize, usize, usize);
 
 impl<T: Entry> Side<T> {
     /// Reserve `n` entries; returns the first.
@@ -141,8 +146,32 @@ impl<T: Entry> Side<T> {
     }
     /// Lengths of this side's `u` and `w` vectors in the field.
     fn lens(&self) -> (usize, usize) {
-        let len = |v: &[(usize, Vec<T>)]| v.iter().map(|(_, e)| e.len() * T::LANES).sum();
-        (len(&self.u), len(&self.w))
+        let len = |v: &[(usize, Vec<T>)]| -> usize { v.iter().map(|(_, e)| e.len()).sum() };
+        (
+            (len(&self.u) + self.phantom.0) * T::LANES,
+            (len(&self.w) + self.phantom.1) * T::LANES,
+        )
+    }
+
+    /// Relations and entries, by size.
+    pub fn size(&self) -> Size {
+        let len = |v: &[(usize, Vec<T>)]| -> usize { v.iter().map(|(_, e)| e.len()).sum() };
+        (
+            self.n,
+            len(&self.u) + self.phantom.0,
+            len(&self.w) + self.phantom.1,
+        )
+    }
+
+    /// A side that has `size`'s relations without their data (a twin's earlier calls).
+    pub fn phantom(size: Size) -> Side<T> {
+        Side {
+            n: size.0,
+            u: Vec::new(),
+            w: Vec::new(),
+            z: Vec::new(),
+            phantom: (size.1, size.2),
+        }
     }
 
     fn z_share(&self, theta: &[T::F]) -> T::F {
@@ -159,6 +188,19 @@ pub(super) struct Relations<T> {
     pub own: Side<T>,
     pub next: Side<T>,
     pub prev: Side<T>,
+}
+
+impl<T: Entry> Relations<T> {
+    pub fn size(&self) -> [Size; 3] {
+        [self.own.size(), self.next.size(), self.prev.size()]
+    }
+    pub fn phantom(s: [Size; 3]) -> Relations<T> {
+        Relations {
+            own: Side::phantom(s[0]),
+            next: Side::phantom(s[1]),
+            prev: Side::phantom(s[2]),
+        }
+    }
 }
 
 fn encode<F: ProofField>(v: &[F]) -> Vec<u8> {
