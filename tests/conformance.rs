@@ -326,6 +326,7 @@ suite! {
     shamir_models, shamir_corpus: "shamir";
     fss_models, fss_corpus: "fss";
     spdz2k_models, spdz2k_corpus: "spdz2k";
+    mal_rep3_models, mal_rep3_corpus: "mal-rep3";
 }
 
 /// Every protocol refuses a party count outside its range, by `run` and by `cost`, with one

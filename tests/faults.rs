@@ -16,7 +16,7 @@ use std::process::Command;
 
 /// Malicious protocols not implemented yet: named here so that the test fails once one is,
 /// until it joins the matrix.
-const NOT_YET: &[&str] = &["mal-rep3"];
+const NOT_YET: &[&str] = &[];
 
 /// LeNet (conv, matrix products, requantizations, max pools) with secret weights.
 const MODEL: &str = "lenet/qop_s8_pt";

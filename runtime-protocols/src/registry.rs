@@ -361,17 +361,9 @@ pub enum DealerMode {
 }
 
 impl Spec {
-    /// Whether this build runs the protocol. `mal-rep3` runs (its tests are in
-    /// `malrep3/tests.rs`) but is held back from the command line, the conformance suite
-    /// and the benches until it meets its bars (docs/core.md): `QMPC_PREVIEW=mal-rep3`
-    /// lets it through for measurement.
+    /// Whether this build runs the protocol.
     pub fn implemented(&self) -> bool {
-        match self.kind {
-            Kind::Planned => false,
-            Kind::MalRep3 => std::env::var("QMPC_PREVIEW")
-                .is_ok_and(|v| v.split(',').any(|n| n.trim() == self.name)),
-            _ => true,
-        }
+        self.kind != Kind::Planned
     }
 
     /// The reference protocol: one party, plaintext, in-process.
@@ -609,14 +601,7 @@ mod tests {
     }
 
     #[test]
-    fn protocols_held_back_say_so() {
-        if std::env::var("QMPC_PREVIEW").is_ok() {
-            return;
-        }
-        let e = find("mal-rep3").unwrap_err().to_string();
-        assert!(
-            e.contains("not implemented yet") && e.contains("rep3"),
-            "{e}"
-        );
+    fn every_protocol_of_the_design_runs() {
+        assert_eq!(implemented(), names());
     }
 }

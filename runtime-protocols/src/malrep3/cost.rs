@@ -4,11 +4,11 @@
 //! material included — come from the code that sends.
 
 use super::{MalRep3, Pending};
-use std::sync::Mutex;
 use crate::cost::{Costs, Counting, Rounds};
 use crate::dry_run;
 use crate::word::Word;
 use crate::{Bounds, MatDims, PartyId, ProtocolError, Requant, TruncMode};
+use std::sync::Mutex;
 
 type R<T> = Result<T, ProtocolError>;
 

@@ -211,7 +211,10 @@ impl<W: Word> MalRep3<W> {
     fn authenticate(&mut self, x: Vec<Rep<u128>>) -> R<Vec<Auth>> {
         let alpha = vec![self.key.alpha; x.len()];
         let mut m = Rep3::<u128>::mul_local(&alpha, &x);
-        if self.cheat.fires(cheat::Kind::Input) && !m.is_empty() {
+        // An input's owner that keeps another component than it sent, or any party that
+        // alters its part of a MAC: the MAC half is off by a value chosen without `α`.
+        let lie = self.cheat.fires(cheat::Kind::Input) | self.cheat.fires(cheat::Kind::Mac);
+        if lie && !m.is_empty() {
             m[0] = m[0].wrapping_add(1);
         }
         let m = self.rep.reshare(m)?;

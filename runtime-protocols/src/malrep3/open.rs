@@ -114,7 +114,11 @@ impl<W: Word> MalRep3<W> {
         }
         if me == witness {
             let comps = elem::encode(&x.iter().map(|s| s.a).collect::<Vec<E>>());
-            let hash = digest(count, &comps);
+            let mut hash = digest(count, &comps);
+            if self.cheat.fires(site) {
+                // A lie about the component it vouches for.
+                hash[0] ^= 1;
+            }
             self.rep
                 .net
                 .exchange_sized(vec![(to, hash.to_vec())], &[])?;

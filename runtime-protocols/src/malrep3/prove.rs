@@ -47,7 +47,7 @@ const THETA: u64 = 2;
 
 fn cheat(party: PartyId, what: &str) -> ProtocolError {
     ProtocolError::Cheat {
-        check: "proof of computed messages",
+        check: "proof check",
         what: format!("party {party} {what}"),
     }
 }
@@ -350,7 +350,11 @@ impl<W: Word> MalRep3<W> {
             K,
         );
         drop(rel);
-        self.run_proofs(count, prover, v1, v2, Vec::new(), Vec::new())
+        let ch = (
+            self.proof_stream(me, count, CHALLENGES),
+            self.proof_stream(me + 1, count, CHALLENGES),
+        );
+        self.run_proofs(ch, prover, v1, v2, Vec::new(), Vec::new())
     }
 
     /// [`MalRep3::prove`] for bit words, through the lane level of [`packed`]: one
@@ -369,8 +373,13 @@ impl<W: Word> MalRep3<W> {
         let (mine, for_next, for_prev) = self.coefficient_seeds(count)?;
         let m = packed::MESSAGE;
         // Each side's entries (terms one after another) with their relation's coefficient.
-        let entries = |side: &Side<u64>, u: bool, seed: [u8; 32]| -> (Vec<u64>, Vec<Gf64>) {
-            let theta: Vec<Gf64> = thetas(seed, side.n);
+        // One coefficient per relation word, drawn once per proof and role.
+        let (th_own, th_next, th_prev): (Vec<Gf64>, Vec<Gf64>, Vec<Gf64>) = (
+            thetas(mine, rel.own.n),
+            thetas(for_next, rel.next.n),
+            thetas(for_prev, rel.prev.n),
+        );
+        let entries = |side: &Side<u64>, u: bool, theta: &[Gf64]| -> (Vec<u64>, Vec<Gf64>) {
             let segs = if u { &side.u } else { &side.w };
             let words = segs.iter().flat_map(|(_, v)| v.iter().copied()).collect();
             let coef = segs
@@ -380,18 +389,17 @@ impl<W: Word> MalRep3<W> {
                 .collect();
             (words, coef)
         };
-        let word_z = |side: &Side<u64>, seed: [u8; 32]| -> Gf64 {
-            let theta: Vec<Gf64> = thetas(seed, side.n);
+        let word_z = |side: &Side<u64>, theta: &[Gf64]| -> Gf64 {
             side.z
                 .iter()
-                .zip(&theta)
+                .zip(theta)
                 .fold(Gf64::ZERO, |a, (&z, &t)| a + t * Gf64(z))
         };
-        let (own_u, own_t) = entries(&rel.own, true, mine);
-        let (own_w, _) = entries(&rel.own, false, mine);
-        let (next_u, next_t) = entries(&rel.next, true, for_next);
-        let (prev_w, _) = entries(&rel.prev, false, for_prev);
-        let (z1, z2) = (word_z(&rel.next, for_next), word_z(&rel.prev, for_prev));
+        let (own_u, own_t) = entries(&rel.own, true, &th_own);
+        let (own_w, _) = entries(&rel.own, false, &th_own);
+        let (next_u, next_t) = entries(&rel.next, true, &th_next);
+        let (prev_w, _) = entries(&rel.prev, false, &th_prev);
+        let (z1, z2) = (word_z(&rel.next, &th_next), word_z(&rel.prev, &th_prev));
         drop(rel);
 
         // The lane level: `h` to `next` (`V1`'s shares are pads), `prev`'s `h` in.
@@ -447,7 +455,7 @@ impl<W: Word> MalRep3<W> {
             packed::h_at(&h2, r_prev),
             K,
         );
-        self.run_proofs(count, prover, v1, v2, vec![c1], vec![c2])
+        self.run_proofs((ch_next, ch_prev), prover, v1, v2, vec![c1], vec![c2])
     }
 
     /// The inner-product proofs' rounds, three in lockstep, and their verdicts; `pre1` and
@@ -455,21 +463,14 @@ impl<W: Word> MalRep3<W> {
     /// that must open to zero with them.
     fn run_proofs<F: ProofField>(
         &mut self,
-        count: u64,
+        (mut ch_next, mut ch_prev): (Stream, Stream),
         mut prover: Prover<F>,
         mut v1: Verifier<F>,
         mut v2: Verifier<F>,
         pre1: Vec<F>,
         pre2: Vec<F>,
     ) -> R<()> {
-        let (me, prev, next) = (self.rep.me, self.rep.prev(), self.rep.next());
-        let mut ch_next = self.proof_stream(me, count, CHALLENGES);
-        let mut ch_prev = self.proof_stream(me + 1, count, CHALLENGES);
-        if !pre1.is_empty() {
-            // The lane level drew one challenge from each.
-            let _: F = ip::challenge(&mut ch_next, packed::MESSAGE);
-            let _: F = ip::challenge(&mut ch_prev, packed::MESSAGE);
-        }
+        let (prev, next) = (self.rep.prev(), self.rep.next());
         // Every party knows all three lengths, so all take part in the same rounds.
         let rounds = ip::levels(prover.vector_len(), K)
             .max(ip::levels(v1.vector_len(), K))

@@ -160,7 +160,7 @@ mod cheating {
                     }
                     r
                 });
-                assert_caught(&out, bad, "proof of computed messages");
+                assert_caught(&out, bad, "proof check");
             }
         }
     }
@@ -186,7 +186,7 @@ mod cheating {
                 }
                 r
             });
-            assert_caught(&out, bad, "proof of computed messages");
+            assert_caught(&out, bad, "proof check");
         }
     }
 
@@ -194,9 +194,11 @@ mod cheating {
     fn an_altered_opening_fails_on_receipt() {
         // Party 2 helps party 1 to the output (`to + 1`); party 0 vouches for it.
         assert_caught(&attacked(2, Kind::Open, 0), 2, "opening check");
-        // Each party's part of the check's openings.
+        // The witness of the output's opening lies about its hash.
+        assert_caught(&attacked(0, Kind::Open, 0), 0, "opening check");
+        // A MAC share altered at any party (the first is an input's MAC).
         for bad in 0..3 {
-            assert_caught(&attacked(bad, Kind::Mac, 0), bad, "opening check");
+            assert_caught(&attacked(bad, Kind::Mac, 0), bad, "MAC check");
         }
     }
 }
