@@ -45,7 +45,7 @@ pub enum ProofError {
 }
 
 /// The Lagrange basis over `e_0..e_{n−1}`, evaluated at `r`.
-fn lagrange_at<F: ProofField>(n: usize, r: F) -> Vec<F> {
+pub(crate) fn lagrange_at<F: ProofField>(n: usize, r: F) -> Vec<F> {
     (0..n)
         .map(|l| {
             let (mut num, mut den) = (F::ONE, F::ONE);

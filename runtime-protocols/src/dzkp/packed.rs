@@ -24,18 +24,8 @@ fn point(t: usize) -> Gf64 {
     Gf64(t as u64)
 }
 
-/// `L_λ(r)` over the nodes `e_0..e_{n−1}`.
 fn lagrange(n: usize, r: Gf64) -> Vec<Gf64> {
-    (0..n)
-        .map(|l| {
-            let (mut num, mut den) = (Gf64::ONE, Gf64::ONE);
-            for j in (0..n).filter(|&j| j != l) {
-                num = num * (r + point(j));
-                den = den * (point(l) + point(j));
-            }
-            num * den.inv()
-        })
-        .collect()
+    super::ip::lagrange_at(n, r)
 }
 
 /// `X^k`.

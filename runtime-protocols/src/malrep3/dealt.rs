@@ -86,12 +86,9 @@ fn cat(planes: &[Vec<u64>], range: std::ops::Range<usize>) -> Vec<u64> {
     planes[range].iter().flatten().copied().collect()
 }
 
-fn fp(v: i128) -> Fp {
-    if v >= 0 {
-        Fp::new(v as u128)
-    } else {
-        Fp::ZERO - Fp::new(v.unsigned_abs())
-    }
+/// A signed integer in F_p (`Fp::from_i128`).
+pub(super) fn fp(v: i128) -> Fp {
+    Fp::from_i128(v)
 }
 
 /// What the three roles know of one group's material.

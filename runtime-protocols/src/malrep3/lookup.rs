@@ -11,7 +11,7 @@
 //! Four rounds; `2^ℓ` dealt and authenticated words per element (lookups are few).
 
 use super::auth::{self, Auth};
-use super::dealt::SPREAD;
+use super::dealt::{fp, SPREAD};
 use super::pair::{group_of, role};
 use super::MalRep3;
 use crate::field::Fp;
@@ -22,14 +22,6 @@ use crate::word::Word;
 use crate::ProtocolError;
 
 type R<T> = Result<T, ProtocolError>;
-
-fn fp(v: i128) -> Fp {
-    if v >= 0 {
-        Fp::new(v as u128)
-    } else {
-        Fp::ZERO - Fp::new(v.unsigned_abs())
-    }
-}
 
 /// A group's `r_A`, `r_B` and the dealt values' `A` and `B` words (kind-major).
 type Sides = (Vec<u128>, Vec<u128>, Vec<Vec<i128>>, Vec<Vec<i128>>);
