@@ -315,6 +315,7 @@ fn run_local_parties(
             },
         })
         .collect();
+    let pool = &session::party_pool(n)?;
     let start = Instant::now();
     let (results, dealer) = std::thread::scope(|s| {
         let dealer = dealer_listener.map(|l| {
@@ -331,17 +332,19 @@ fn run_local_parties(
             .map(|(i, (l, data))| {
                 let addrs = &addrs;
                 s.spawn(move || {
-                    session::run_party(
-                        program,
-                        spec,
-                        i,
-                        l,
-                        addrs,
-                        roles,
-                        data,
-                        (i == roles.data_owner).then_some(batch),
-                        args.timeouts,
-                    )
+                    pool.install(|| {
+                        session::run_party(
+                            program,
+                            spec,
+                            i,
+                            l,
+                            addrs,
+                            roles,
+                            data,
+                            (i == roles.data_owner).then_some(batch),
+                            args.timeouts,
+                        )
+                    })
                     .with_context(|| format!("party {i}"))
                 })
             })
@@ -465,18 +468,14 @@ pub fn party(args: &PartyArgs) -> Result<()> {
     let listener = std::net::TcpListener::bind(addrs[me])
         .with_context(|| format!("party {me}: cannot listen on {}", addrs[me]))?;
     let data = PartyData { inputs, weights };
-    let r = session::run_party(
-        &program,
-        spec,
-        me,
-        listener,
-        &addrs,
-        roles,
-        &data,
-        batch,
-        cfg.timeouts()?,
-    )
-    .with_context(|| format!("party {me}"))?;
+    let timeouts = cfg.timeouts()?;
+    let r = session::party_pool(1)?
+        .install(|| {
+            session::run_party(
+                &program, spec, me, listener, &addrs, roles, &data, batch, timeouts,
+            )
+        })
+        .with_context(|| format!("party {me}"))?;
     if let Some(path) = &args.output {
         write_output(&program, &r.outputs, path)?;
     }

@@ -417,3 +417,37 @@ fn stats_files_have_the_design_keys_and_add_up() {
         }
     }
 }
+
+/// A protocol that chooses its ring from the secret bounds alone (no dry run,
+/// `Spec::ring_from_bounds`) chooses what the dry run at each width would, on every model
+/// of `models/` and the corpus, so that shortcut cannot change a result.
+#[test]
+fn rings_from_bounds_agree_with_the_dry_run() {
+    let mut dirs = vec![root().join("models")];
+    dirs.extend(required_corpus());
+    let specs: Vec<&Spec> = registry::PROTOCOLS
+        .iter()
+        .filter(|s| s.implemented() && s.ring_from_bounds())
+        .collect();
+    assert!(
+        !specs.is_empty(),
+        "no protocol chooses its ring from bounds"
+    );
+    for dir in dirs {
+        check_models(&dir, "the ring from bounds", |e| {
+            let c = qmpc_compiler::compile_file(&e.model, &Default::default())
+                .map_err(|err| err.to_string())?;
+            for spec in &specs {
+                let by_run = qmpc_vm::cost::choose_ring(spec, &c.program, true);
+                let by_bounds = qmpc_vm::cost::choose_ring(spec, &c.program, false);
+                if by_run != by_bounds {
+                    return Err(format!(
+                        "{}: the dry run chooses Z_2^{by_run}, the bounds Z_2^{by_bounds}",
+                        spec.name
+                    ));
+                }
+            }
+            Ok(())
+        });
+    }
+}

@@ -465,30 +465,48 @@ impl Mesh {
             return Ok(Vec::new());
         }
         let me = self.me;
-        let mut writers = Vec::new();
-        for (p, msg) in &out {
-            let s = self.link(*p)?;
-            let s = s
-                .try_clone()
-                .map_err(|err| NetError::Io { party: *p, err })?;
-            writers.push((*p, s, msg));
-        }
         let sent: u64 = out
             .iter()
             .map(|(_, m)| (FRAME_HEADER + m.len()) as u64)
             .sum();
+        // Each frame goes out without blocking as far as the socket's buffer takes it (all
+        // of a small one): a thread per message and round cost more than LeNet's whole
+        // batch-1 computation. What does not fit is written by a thread beside the reads
+        // below, so large messages in both directions cannot deadlock.
+        let mut rest = Vec::new();
+        for (p, msg) in &out {
+            let s = self.link(*p)?;
+            let len = u32::try_from(msg.len()).map_err(|_| NetError::Garbage {
+                party: me,
+                what: "a message over 4 GiB".into(),
+            })?;
+            let header = len.to_le_bytes();
+            let done = match write_without_blocking(s, &header, msg) {
+                Ok(done) => done,
+                // A peer that hung up may have said why first.
+                Err(e) => {
+                    return Err(match write_error(*p, e) {
+                        NetError::Disconnected { party } => self.why_gone(party),
+                        e => e,
+                    })
+                }
+            };
+            if done < FRAME_HEADER + msg.len() {
+                let s = s
+                    .try_clone()
+                    .map_err(|err| NetError::Io { party: *p, err })?;
+                rest.push((*p, s, header, msg, done));
+            }
+        }
         let io = self.timeouts.io;
         let received = std::thread::scope(|scope| {
-            let handles: Vec<_> = writers
+            let handles: Vec<_> = rest
                 .into_iter()
-                .map(|(p, mut s, msg)| {
+                .map(|(p, mut s, header, msg, done)| {
                     scope.spawn(move || {
-                        let len = u32::try_from(msg.len()).map_err(|_| NetError::Garbage {
-                            party: me,
-                            what: "a message over 4 GiB".into(),
-                        })?;
-                        s.write_all(&len.to_le_bytes())
-                            .and_then(|_| s.write_all(msg))
+                        let body = &msg[done.saturating_sub(FRAME_HEADER)..];
+                        s.write_all(&header[done.min(FRAME_HEADER)..])
+                            .and_then(|_| s.write_all(body))
                             .map_err(|err| write_error(p, err))
                     })
                 })
@@ -583,6 +601,35 @@ fn dial(
             Err(_) => std::thread::sleep(Duration::from_millis(20)),
         }
     }
+}
+
+/// Writes as much of `header` then `body` as the socket takes now, and how many bytes that
+/// was. The socket is blocking again on return (reads of this link rely on it).
+fn write_without_blocking(s: &TcpStream, header: &[u8], body: &[u8]) -> std::io::Result<usize> {
+    use std::io::IoSlice;
+    let mut w = s;
+    s.set_nonblocking(true)?;
+    let total = header.len() + body.len();
+    let mut done = 0;
+    let result = loop {
+        if done == total {
+            break Ok(done);
+        }
+        let (h, b) = if done < header.len() {
+            (&header[done..], body)
+        } else {
+            (&header[..0], &body[done - header.len()..])
+        };
+        match w.write_vectored(&[IoSlice::new(h), IoSlice::new(b)]) {
+            Ok(0) => break Err(ErrorKind::WriteZero.into()),
+            Ok(n) => done += n,
+            Err(e) if e.kind() == ErrorKind::WouldBlock => break Ok(done),
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) => break Err(e),
+        }
+    };
+    s.set_nonblocking(false)?;
+    result
 }
 
 fn write_error(p: PartyId, err: std::io::Error) -> NetError {

@@ -396,6 +396,15 @@ impl Spec {
         }
     }
 
+    /// Whether the ring follows from the program's secret bounds alone — the narrowest
+    /// width that holds every secret register and a masked opening of its span — so that
+    /// choosing it needs no dry run. True of `mal-rep3`: its shares are 128 bits whatever
+    /// the ring, and the only limit that depends on the ring is the selection plan's
+    /// opening (tests/conformance.rs compares both ways of choosing on every model).
+    pub fn ring_from_bounds(&self) -> bool {
+        matches!(self.kind, Kind::MalRep3)
+    }
+
     /// The cost formulas of `parties` parties computing in `bits` (one of [`Spec::widths`]).
     pub fn costs(&self, parties: usize, bits: u32) -> Result<Box<dyn Costs>, ProtocolError> {
         self.party_count(Some(parties))

@@ -161,6 +161,14 @@ pub fn ring_bits(protocol: &Spec, program: &Program) -> u32 {
 }
 
 fn choose_ring_bits(protocol: &Spec, program: &Program) -> u32 {
+    choose_ring(protocol, program, !protocol.ring_from_bounds())
+}
+
+/// The ring [`ring_bits`] chooses, by a dry run at each width or (`dry_run` false) from
+/// the secret registers' bounds alone: the two must agree for every protocol whose
+/// [`Spec::ring_from_bounds`] holds (the dry run at batch 1 took a fifth of `mal-rep3`'s
+/// LeNet run).
+pub fn choose_ring(protocol: &Spec, program: &Program, dry_run: bool) -> u32 {
     let widths = protocol.widths();
     if let [only] = widths {
         return *only;
@@ -181,10 +189,23 @@ fn choose_ring_bits(protocol: &Spec, program: &Program) -> u32 {
     let secret_in_32 = program.registers.iter().all(|r| {
         r.vis == Visibility::Public || (i32_range.contains(&r.lo) && i32_range.contains(&r.hi))
     });
+    // Without a dry run, Z_2^32 also needs room for a masked opening of every secret
+    // register's span (the selection plan opens `bits(hi − lo) + 1` bits).
+    let spans_in_31 = program
+        .registers
+        .iter()
+        .all(|r| r.vis == Visibility::Public || (r.hi as i128 - r.lo as i128) < 1 << 31);
     let last = widths.last().copied().unwrap_or(64);
     widths
         .iter()
         .copied()
-        .find(|&bits| (bits != 32 || secret_in_32) && fits(bits))
+        .find(|&bits| {
+            (bits != 32 || secret_in_32)
+                && if dry_run {
+                    fits(bits)
+                } else {
+                    bits != 32 || spans_in_31
+                }
+        })
         .unwrap_or(last)
 }
