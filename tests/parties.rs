@@ -37,7 +37,11 @@ fn ports(n: usize) -> Vec<u16> {
 }
 
 fn write_config(dir: &Path, ports: &[u16]) -> PathBuf {
-    let mut t = String::from("protocol = \"rep3\"\nconnect_timeout_s = 3\nio_timeout_s = 3\n");
+    write_config_for(dir, ports, "rep3")
+}
+
+fn write_config_for(dir: &Path, ports: &[u16], protocol: &str) -> PathBuf {
+    let mut t = format!("protocol = \"{protocol}\"\nconnect_timeout_s = 3\nio_timeout_s = 3\n");
     t.push_str("[roles]\nmodel_owner = 0\ndata_owner = 1\noutput_to = 1\n");
     for (i, p) in ports.iter().enumerate() {
         t.push_str(&format!(
@@ -396,6 +400,55 @@ fn spdz2k_parties_and_the_dealer_as_processes_match_clear() {
 fn a_cheating_spdz2k_process_makes_the_honest_one_abort() {
     dealer_and_parties_as_processes("spdz2k", Some("mul@0"));
     dealer_and_parties_as_processes("spdz2k", Some("replay@0+2"));
+}
+
+/// A corrupted `mal-rep3` party (its own process, told to cheat by `QMPC_CHEAT`) makes
+/// both honest processes abort with one line naming the failed check, and no output is
+/// written: a product share altered by the model owner, a comparison message altered by the
+/// party that owns no data, a replayed message.
+#[test]
+fn a_cheating_mal_rep3_process_makes_the_honest_ones_abort() {
+    for (cheat, liar) in [("mul@0", 0), ("compare@2+3", 2), ("replay@2+5", 2)] {
+        let base = fresh_dir(&format!("mal-rep3-{}", cheat.replace(['@', '+'], "_")));
+        let program = compile_into(&base, MODEL);
+        let config = write_config_for(&base, &ports(3), "mal-rep3");
+        let input = s(&root().join(INPUT));
+        let start = Instant::now();
+        let extra: [&[&str]; 3] = [
+            &["--weights-file", "model.qmpw"],
+            &["--input", &input, "--output", "out.npy"],
+            &[],
+        ];
+        let children: Vec<Child> = (0..3)
+            .map(|i| {
+                let env: &[(&str, &str)] = if i == liar {
+                    &[("QMPC_CHEAT", cheat)]
+                } else {
+                    &[]
+                };
+                spawn_with(
+                    &base,
+                    &party_args(i, &config, &program, extra[i]),
+                    None,
+                    env,
+                )
+            })
+            .collect();
+        let outs: Vec<Output> = children.into_iter().map(|c| finish(c, start)).collect();
+        for (i, o) in outs.iter().enumerate().filter(|(i, _)| *i != liar) {
+            let err = stderr(o);
+            assert!(!o.status.success(), "{cheat}: honest party {i} finished");
+            assert!(
+                err.contains("check") && err.trim().lines().count() == 1,
+                "{cheat}: honest party {i} did not name a check in one line: {err}"
+            );
+            eprintln!("{cheat}: party {i} said: {}", err.trim());
+        }
+        assert!(
+            !base.join("out.npy").exists(),
+            "{cheat}: an output was written"
+        );
+    }
 }
 
 /// Two parties and the dealer of `protocol`, each a `qmpc party` process; with `cheat`,

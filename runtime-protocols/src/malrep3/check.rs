@@ -98,7 +98,9 @@ impl<W: Word> MalRep3<W> {
         if !self.twin && opened[0] != 0 {
             return Err(ProtocolError::Cheat {
                 check: "MAC check",
-                what: format!("{n} authenticated values of this batch do not match their MACs"),
+                what: format!(
+                    "the {n} authenticated values of this batch do not all match their MACs"
+                ),
             });
         }
         Ok(())
