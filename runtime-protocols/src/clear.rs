@@ -2,6 +2,7 @@
 //! each primitive is the definition in [`crate::ring`]. Every secure protocol is tested
 //! against it.
 
+use crate::Core;
 use crate::{ring, Bounds, MatDims, PartyId, Protocol, ProtocolError, TruncMode};
 use rayon::prelude::*;
 
@@ -48,7 +49,7 @@ fn zip_with(a: &[i64], b: &[i64], f: impl Fn(i64, i64) -> i64 + Sync) -> Vec<i64
         .collect()
 }
 
-impl Protocol for Clear {
+impl Core for Clear {
     type Share = i64;
 
     fn name(&self) -> &'static str {
@@ -119,6 +120,23 @@ impl Protocol for Clear {
     fn matmul(&mut self, a: &[i64], b: &[i64], d: MatDims) -> Result<Vec<i64>, ProtocolError> {
         Ok(matmul_ring(a, b, d))
     }
+    fn lookup(&mut self, x: &[i64], table: &[i64], offset: i64) -> Result<Vec<i64>, ProtocolError> {
+        x.iter()
+            .map(|&v| {
+                usize::try_from(v.wrapping_sub(offset))
+                    .ok()
+                    .and_then(|i| table.get(i).copied())
+                    .ok_or(ProtocolError::LookupOutOfRange {
+                        value: v,
+                        offset,
+                        len: table.len(),
+                    })
+            })
+            .collect()
+    }
+}
+
+impl Protocol for Clear {
     fn rescale(
         &mut self,
         x: &[i64],
@@ -162,19 +180,5 @@ impl Protocol for Clear {
                 best as i64
             })
             .collect())
-    }
-    fn lookup(&mut self, x: &[i64], table: &[i64], offset: i64) -> Result<Vec<i64>, ProtocolError> {
-        x.iter()
-            .map(|&v| {
-                usize::try_from(v.wrapping_sub(offset))
-                    .ok()
-                    .and_then(|i| table.get(i).copied())
-                    .ok_or(ProtocolError::LookupOutOfRange {
-                        value: v,
-                        offset,
-                        len: table.len(),
-                    })
-            })
-            .collect()
     }
 }

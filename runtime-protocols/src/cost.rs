@@ -7,6 +7,7 @@
 //! header. [`Tally`] is a [`Protocol`] that runs nothing and records these lists, so the VM's
 //! own layout code decides which primitives an instruction calls, exactly as in a real run.
 
+use crate::Core;
 use crate::{Bounds, MatDims, PartyId, Protocol, ProtocolError, Requant, TruncMode};
 use std::collections::BTreeMap;
 
@@ -164,19 +165,19 @@ where
 {
     fn input(&mut self, owner: PartyId, len: usize) -> Result<(), ProtocolError> {
         let values = (self.party() == owner).then(|| vec![0; len]);
-        Protocol::input(self, owner, values.as_deref(), len).map(drop)
+        Core::input(self, owner, values.as_deref(), len).map(drop)
     }
     fn reveal(&mut self, len: usize, to: PartyId) -> Result<(), ProtocolError> {
-        Protocol::reveal(self, &blank(len), to).map(drop)
+        Core::reveal(self, &blank(len), to).map(drop)
     }
     fn mul(&mut self, len: usize) -> Result<(), ProtocolError> {
-        Protocol::mul(self, &blank(len), &blank(len)).map(drop)
+        Core::mul(self, &blank(len), &blank(len)).map(drop)
     }
     fn matmul(&mut self, d: MatDims) -> Result<(), ProtocolError> {
         let copies = |batched: bool| if batched { d.batch } else { 1 };
         let a = blank(copies(d.a_batched) * d.m * d.k);
         let b = blank(copies(d.b_batched) * d.k * d.n);
-        Protocol::matmul(self, &a, &b, d).map(drop)
+        Core::matmul(self, &a, &b, d).map(drop)
     }
     fn rescale(
         &mut self,
@@ -206,7 +207,7 @@ where
         Protocol::argmax(self, &blank(len), row_len, last, b).map(drop)
     }
     fn lookup(&mut self, len: usize, table_len: usize) -> Result<(), ProtocolError> {
-        Protocol::lookup(self, &blank(len), &vec![0; table_len], 0).map(drop)
+        Core::lookup(self, &blank(len), &vec![0; table_len], 0).map(drop)
     }
 }
 
@@ -316,7 +317,7 @@ impl<'c> Tally<'c> {
 /// No party: the VM treats a tally as a party that owns no data.
 const NOBODY: PartyId = usize::MAX;
 
-impl Protocol for Tally<'_> {
+impl Core for Tally<'_> {
     type Share = ();
 
     fn name(&self) -> &'static str {
@@ -357,6 +358,14 @@ impl Protocol for Tally<'_> {
         self.record(r);
         Ok(vec![(); d.batch * d.m * d.n])
     }
+    fn lookup(&mut self, x: &[()], table: &[i64], _: i64) -> Result<Vec<()>, ProtocolError> {
+        let r = self.costs.lookup(x.len(), table.len())?;
+        self.record(r);
+        Ok(x.to_vec())
+    }
+}
+
+impl Protocol for Tally<'_> {
     fn rescale(
         &mut self,
         x: &[()],
@@ -400,11 +409,6 @@ impl Protocol for Tally<'_> {
         let r = self.costs.argmax(x.len(), row_len, select_last, b)?;
         self.record(r);
         Ok(vec![(); x.len() / row_len.max(1)])
-    }
-    fn lookup(&mut self, x: &[()], table: &[i64], _: i64) -> Result<Vec<()>, ProtocolError> {
-        let r = self.costs.lookup(x.len(), table.len())?;
-        self.record(r);
-        Ok(x.to_vec())
     }
 }
 

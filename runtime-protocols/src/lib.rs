@@ -17,6 +17,7 @@ pub mod dry_run;
 pub mod dzkp;
 mod error;
 pub mod field;
+pub mod func;
 pub(crate) mod lanes;
 pub mod malrep3;
 pub mod mux;
@@ -44,11 +45,12 @@ pub use semi2k::Semi2k;
 /// Index of a party, `0..parties`.
 pub type PartyId = usize;
 
-/// A secret-sharing protocol as the VM drives it.
+/// The arithmetic black box of one protocol (docs/core.md): sharing, opening, local
+/// linear maps, products, lookups, and the hooks that let instructions share rounds.
 ///
 /// Local operations take `&self`; operations that communicate take `&mut self` and are
 /// batched over whole slices so that one call is at most a fixed number of rounds.
-pub trait Protocol {
+pub trait Core {
     /// One party's share of one ring element.
     type Share: Clone + Send + Sync + std::fmt::Debug;
 
@@ -61,7 +63,7 @@ pub trait Protocol {
     /// The VM starts instruction `index` (cost tallies group their records by it).
     fn begin_instruction(&mut self, _index: usize) {}
 
-    /// Whether [`Protocol::fork`] and [`Protocol::exchange_merged`] work, so instructions
+    /// Whether [`Core::fork`] and [`Core::exchange_merged`] work, so instructions
     /// can share rounds.
     fn shares_rounds(&self) -> bool {
         false
@@ -127,6 +129,20 @@ pub trait Protocol {
         b: &[Self::Share],
         dims: MatDims,
     ) -> Result<Vec<Self::Share>, ProtocolError>;
+    /// `table[x - offset]` element-wise, for `x` in `offset..offset + table.len()`.
+    fn lookup(
+        &mut self,
+        x: &[Self::Share],
+        table: &[i64],
+        offset: i64,
+    ) -> Result<Vec<Self::Share>, ProtocolError>;
+}
+
+/// A secret-sharing protocol as the VM drives it: its [`Core`] and the functionalities
+/// over it. A protocol with the selection primitive ([`func::Selection`]) gets every
+/// functionality from [`func`], written once for all of them; `rep3` and `clear` override
+/// them with their own constructions.
+pub trait Protocol: Core {
     /// `round_half_even(x · num / den)` element-wise (`num`, `den` public, `den > 0`).
     fn rescale(
         &mut self,
@@ -174,13 +190,6 @@ pub trait Protocol {
         row_len: usize,
         select_last: bool,
         bounds: Bounds,
-    ) -> Result<Vec<Self::Share>, ProtocolError>;
-    /// `table[x - offset]` element-wise, for `x` in `offset..offset + table.len()`.
-    fn lookup(
-        &mut self,
-        x: &[Self::Share],
-        table: &[i64],
-        offset: i64,
     ) -> Result<Vec<Self::Share>, ProtocolError>;
 }
 

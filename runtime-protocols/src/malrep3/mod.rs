@@ -45,7 +45,8 @@ use crate::coins::{Coins, KeyId, OsCoins};
 use crate::net::{Stats, Transport};
 use crate::rep3::{comps, Rep, Rep3};
 use crate::word::{matmul_words, Word};
-use crate::{Bounds, MatDims, PartyId, Protocol, ProtocolError, Requant};
+use crate::Core;
+use crate::{Bounds, MatDims, PartyId, ProtocolError, Requant};
 use auth::{join, lift, lower, macs, values, Key};
 use rayon::prelude::*;
 use std::marker::PhantomData;
@@ -244,7 +245,7 @@ impl<W: Word> MalRep3<W> {
     }
 }
 
-impl<W: Word> crate::semi2k::reduce::Engine for MalRep3<W> {
+impl<W: Word> crate::func::Selection for MalRep3<W> {
     fn ring_bits(&self) -> u32 {
         W::BITS
     }
@@ -267,7 +268,7 @@ impl<W: Word> crate::semi2k::reduce::Engine for MalRep3<W> {
     }
 }
 
-impl<W: Word> Protocol for MalRep3<W> {
+impl<W: Word> Core for MalRep3<W> {
     type Share = Auth;
 
     fn name(&self) -> &'static str {
@@ -372,8 +373,6 @@ impl<W: Word> Protocol for MalRep3<W> {
         let m = local(macs(a));
         self.reshare_pairs(z, m)
     }
-
-    crate::semi2k::reduce::selections_from_reduce!(Auth);
     fn lookup(&mut self, x: &[Auth], table: &[i64], offset: i64) -> R<Vec<Auth>> {
         self.lookup_table(x, table, offset)
     }

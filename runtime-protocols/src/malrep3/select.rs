@@ -1,5 +1,5 @@
 //! `clamp(round_half_even(x·num/d) + zp, lo, hi)` element-wise: the one nonlinear primitive
-//! ([`crate::semi2k::reduce`] makes rescale, requantize, clamp, max and argmax of it), over
+//! ([`crate::func`] makes rescale, requantize, clamp, max and argmax of it), over
 //! the lanes of [`crate::lanes`], with the dealt masks of [`super::dealt`].
 //!
 //! Per element (group roles `D`, `A`, `B`), `v = (x − x_lo)·scale < 2^(M−1)`:
@@ -35,7 +35,7 @@ use crate::lanes::{self, lanes_of, Lane};
 use crate::rep3::Rep;
 use crate::semi2k::select::Plan;
 use crate::word::Word;
-use crate::{Bounds, Protocol, ProtocolError, Requant};
+use crate::{Bounds, Core, ProtocolError, Requant};
 
 type R<T> = Result<T, ProtocolError>;
 

@@ -4,7 +4,7 @@
 use super::*;
 use crate::net::Mesh;
 use crate::testutil::values;
-use crate::Clear;
+use crate::{Clear, Protocol};
 
 /// Runs `f` on `mal-rep3` in three parties; returns each party's result.
 fn run3<W: Word, T: Send>(f: impl Fn(&mut MalRep3<W>) -> T + Sync) -> Vec<T> {

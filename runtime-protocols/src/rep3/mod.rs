@@ -29,6 +29,7 @@ use crate::mux::{self, Port, Reply, Request};
 use crate::net::{NetError, Stats, Transport};
 use crate::stream::{Stream, Tap};
 use crate::word::{matmul_words, Word};
+use crate::Core;
 use crate::{Bounds, MatDims, PartyId, Protocol, ProtocolError, Requant, TruncMode};
 use chacha20::rand_core::Rng;
 use rayon::prelude::*;
@@ -403,7 +404,7 @@ pub(crate) fn comps<W: Word>(x: &[Rep<W>]) -> (Vec<W>, Vec<W>) {
     )
 }
 
-impl<W: Word> Protocol for Rep3<W> {
+impl<W: Word> Core for Rep3<W> {
     type Share = Rep<W>;
 
     fn name(&self) -> &'static str {
@@ -519,6 +520,17 @@ impl<W: Word> Protocol for Rep3<W> {
         self.reshare(z)
     }
 
+    fn lookup(
+        &mut self,
+        x: &[Rep<W>],
+        table: &[i64],
+        offset: i64,
+    ) -> Result<Vec<Rep<W>>, ProtocolError> {
+        masked::lookup(self, x, table, offset)
+    }
+}
+
+impl<W: Word> Protocol for Rep3<W> {
     fn rescale(
         &mut self,
         x: &[Rep<W>],
@@ -570,15 +582,6 @@ impl<W: Word> Protocol for Rep3<W> {
         bounds: Bounds,
     ) -> Result<Vec<Rep<W>>, ProtocolError> {
         masked::argmax(self, x, row_len, select_last, bounds)
-    }
-
-    fn lookup(
-        &mut self,
-        x: &[Rep<W>],
-        table: &[i64],
-        offset: i64,
-    ) -> Result<Vec<Rep<W>>, ProtocolError> {
-        masked::lookup(self, x, table, offset)
     }
 }
 

@@ -5,13 +5,14 @@
 
 use super::prep::{self, Block, Layout, Records};
 use super::select::Plan;
-use super::{arith, fss, reduce, Gates};
+use super::{arith, fss, Gates};
 use crate::coins::{Coins, KeyId, OsCoins};
 use crate::cost::Rounds;
 use crate::net::{long_message_bytes, send_long, Stats, Transport};
 use crate::stream::Stream;
 use crate::word::Word;
-use crate::{Bounds, MatDims, PartyId, Protocol, ProtocolError, Requant};
+use crate::Core;
+use crate::{Bounds, MatDims, PartyId, ProtocolError, Requant};
 use std::collections::BTreeMap;
 use std::marker::PhantomData;
 
@@ -196,7 +197,7 @@ impl<W: Word> Dealer<W> {
     }
 }
 
-impl<W: Word> reduce::Engine for Dealer<W> {
+impl<W: Word> crate::func::Selection for Dealer<W> {
     fn ring_bits(&self) -> u32 {
         W::BITS
     }
@@ -217,7 +218,7 @@ impl<W: Word> reduce::Engine for Dealer<W> {
     }
 }
 
-impl<W: Word> Protocol for Dealer<W> {
+impl<W: Word> Core for Dealer<W> {
     type Share = ();
 
     fn name(&self) -> &'static str {
@@ -269,7 +270,6 @@ impl<W: Word> Protocol for Dealer<W> {
         }
         Ok(vec![(); d.batch * d.m * d.n])
     }
-    reduce::selections_from_reduce!(());
     fn lookup(&mut self, x: &[()], table: &[i64], _: i64) -> R<Vec<()>> {
         let n = x.len();
         let len = table.len();

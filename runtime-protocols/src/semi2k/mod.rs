@@ -22,7 +22,6 @@ pub(crate) mod cost;
 mod dealer;
 mod fss;
 pub(crate) mod prep;
-pub(crate) mod reduce;
 pub(crate) mod select;
 
 pub use cost::Semi2kCosts;
@@ -34,7 +33,8 @@ use crate::mux::{self, Port, Reply, Request};
 use crate::net::{NetError, Stats, Transport};
 use crate::stream::Stream;
 use crate::word::{matmul_words, Word};
-use crate::{Bounds, MatDims, PartyId, Protocol, ProtocolError, Requant};
+use crate::Core;
+use crate::{Bounds, MatDims, PartyId, ProtocolError, Requant};
 use rayon::prelude::*;
 use std::marker::PhantomData;
 
@@ -259,7 +259,7 @@ impl<W: Word> Semi2k<W> {
     }
 }
 
-impl<W: Word> reduce::Engine for Semi2k<W> {
+impl<W: Word> crate::func::Selection for Semi2k<W> {
     fn ring_bits(&self) -> u32 {
         W::BITS
     }
@@ -274,7 +274,7 @@ impl<W: Word> reduce::Engine for Semi2k<W> {
     }
 }
 
-impl<W: Word> Protocol for Semi2k<W> {
+impl<W: Word> Core for Semi2k<W> {
     type Share = W;
 
     fn name(&self) -> &'static str {
@@ -407,7 +407,6 @@ impl<W: Word> Protocol for Semi2k<W> {
     fn matmul(&mut self, a: &[W], b: &[W], d: MatDims) -> R<Vec<W>> {
         arith::matmul(self, a, b, d)
     }
-    reduce::selections_from_reduce!(W);
     fn lookup(&mut self, x: &[W], table: &[i64], offset: i64) -> R<Vec<W>> {
         arith::lookup(self, x, table, offset)
     }

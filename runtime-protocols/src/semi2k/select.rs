@@ -1,6 +1,6 @@
 //! `clamp(round_half_even(x·num/d) + zp, lo, hi)` element-wise for additive shares among
 //! `n` parties, with the dealer's help: the one nonlinear primitive of `semi2k`. Rescale,
-//! clamp, max and argmax are special cases of it (see [`super::reduce`]).
+//! clamp, max and argmax are special cases of it (see [`crate::func`]).
 //!
 //! With `x ∈ [x_lo, x_hi]`, `y = x − x_lo < 2^ℓ` and `m = ℓ + 1`:
 //!

@@ -5,7 +5,7 @@ use super::geometry::Geometry;
 use super::Shamir;
 use crate::cost::Rounds;
 use crate::field::Fp;
-use crate::{Protocol, ProtocolError};
+use crate::{Core, ProtocolError};
 use rayon::prelude::*;
 
 type R<T> = Result<T, ProtocolError>;

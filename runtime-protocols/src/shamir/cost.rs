@@ -1,13 +1,14 @@
 //! The cost formulas of `shamir`: the round patterns of [`Geometry`], and for the
 //! selections a data-free [`Counter`] that makes the same calls as a party (through
-//! [`crate::semi2k::reduce`]) and records each call's [`ShamirPlan::pattern`].
+//! [`crate::func`]) and records each call's [`ShamirPlan::pattern`].
 
 use super::geometry::Geometry;
 use super::select::{self, lookup_pattern};
 use crate::cost::{Costs, Rounds};
-use crate::semi2k::reduce::{self, Engine};
+use crate::func::Selection;
 use crate::semi2k::select::Plan;
 use crate::semi2k::Gates;
+use crate::Core;
 use crate::{Bounds, MatDims, PartyId, Protocol, ProtocolError, Requant, TruncMode};
 
 type R<T> = Result<T, ProtocolError>;
@@ -40,7 +41,7 @@ struct Counter<'g> {
     rounds: Rounds,
 }
 
-impl Engine for Counter<'_> {
+impl Selection for Counter<'_> {
     fn ring_bits(&self) -> u32 {
         64
     }
@@ -59,7 +60,7 @@ impl Engine for Counter<'_> {
     }
 }
 
-impl Protocol for Counter<'_> {
+impl Core for Counter<'_> {
     type Share = ();
 
     fn name(&self) -> &'static str {
@@ -93,7 +94,6 @@ impl Protocol for Counter<'_> {
         }
         Ok(vec![(); len])
     }
-    reduce::selections_from_reduce!(());
     fn lookup(&mut self, x: &[()], table: &[i64], _: i64) -> R<Vec<()>> {
         self.rounds
             .extend(lookup_pattern(self.geo, x.len(), table.len()));

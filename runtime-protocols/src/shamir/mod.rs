@@ -40,8 +40,9 @@ use crate::coins::{Coins, OsCoins};
 use crate::field::{point, Fp};
 use crate::mux::{self, Port, Reply, Request};
 use crate::net::{NetError, Stats, Transport};
-use crate::semi2k::reduce;
-use crate::{Bounds, MatDims, PartyId, Protocol, ProtocolError, Requant};
+use crate::Core;
+
+use crate::{Bounds, MatDims, PartyId, ProtocolError, Requant};
 use geometry::{Geometry, ELEM};
 use rayon::prelude::*;
 use std::sync::Arc;
@@ -313,7 +314,7 @@ fn matmul_fp(a: &[Fp], b: &[Fp], d: MatDims) -> Vec<Fp> {
     out
 }
 
-impl reduce::Engine for Shamir {
+impl crate::func::Selection for Shamir {
     fn ring_bits(&self) -> u32 {
         64
     }
@@ -337,7 +338,7 @@ impl reduce::Engine for Shamir {
     }
 }
 
-impl Protocol for Shamir {
+impl Core for Shamir {
     type Share = Fp;
 
     fn name(&self) -> &'static str {
@@ -496,7 +497,6 @@ impl Protocol for Shamir {
         let h = matmul_fp(a, b, d);
         self.reshare(h)
     }
-    reduce::selections_from_reduce!(Fp);
     fn lookup(&mut self, x: &[Fp], table: &[i64], offset: i64) -> R<Vec<Fp>> {
         select::lookup(self, x, table, offset)
     }

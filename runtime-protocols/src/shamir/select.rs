@@ -1,6 +1,6 @@
 //! `clamp(round_half_even(x·num/d) + zp, lo, hi)` element-wise for Shamir shares, and
 //! table lookups. Rescale, clamp, max and argmax are special cases of the first (see
-//! [`crate::semi2k::reduce`], which `shamir` shares with `semi2k`).
+//! [`crate::func`], which `shamir` shares with `semi2k`).
 //!
 //! Every element becomes a secret `v = (x − x_lo)·M < 2^K` (`M = num` unless `d` is not
 //! a power of two) and a few *lanes* `floor((v + δ)/2^s)` for public `δ`, `s ≤ K`:
@@ -41,7 +41,7 @@ use crate::cost::Rounds;
 use crate::field::Fp;
 use crate::lanes::{self, bits, lanes_of, Element, Lane};
 use crate::semi2k::select::Plan;
-use crate::{Bounds, Protocol, ProtocolError, Requant};
+use crate::{Bounds, Core, ProtocolError, Requant};
 use rayon::prelude::*;
 
 type R<T> = Result<T, ProtocolError>;

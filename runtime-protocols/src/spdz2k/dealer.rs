@@ -15,10 +15,11 @@ use crate::cost::{Round, Rounds};
 use crate::net::{long_message_bytes, send_long, Stats, Transport};
 use crate::semi2k::prep::{self, Block, Layout, Records};
 use crate::semi2k::select::{all_to_all, Plan};
-use crate::semi2k::{arith, reduce, Gates};
+use crate::semi2k::{arith, Gates};
 use crate::stream::Stream;
 use crate::word::Word;
-use crate::{Bounds, MatDims, PartyId, Protocol, ProtocolError, Requant};
+use crate::Core;
+use crate::{Bounds, MatDims, PartyId, ProtocolError, Requant};
 use chacha20::rand_core::Rng;
 use std::collections::BTreeMap;
 use std::marker::PhantomData;
@@ -219,7 +220,7 @@ impl<W: Word> Spdz2kDealer<W> {
     }
 }
 
-impl<W: Word> reduce::Engine for Spdz2kDealer<W> {
+impl<W: Word> crate::func::Selection for Spdz2kDealer<W> {
     fn ring_bits(&self) -> u32 {
         W::BITS
     }
@@ -234,7 +235,7 @@ impl<W: Word> reduce::Engine for Spdz2kDealer<W> {
     }
 }
 
-impl<W: Word> Protocol for Spdz2kDealer<W> {
+impl<W: Word> Core for Spdz2kDealer<W> {
     type Share = ();
 
     fn name(&self) -> &'static str {
@@ -298,8 +299,6 @@ impl<W: Word> Protocol for Spdz2kDealer<W> {
         }
         Ok(vec![(); o])
     }
-
-    reduce::selections_from_reduce!(());
 
     fn lookup(&mut self, x: &[()], table: &[i64], _: i64) -> R<Vec<()>> {
         let n = x.len();

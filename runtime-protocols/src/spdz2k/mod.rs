@@ -39,11 +39,11 @@ use crate::cheat::{self, Cheater};
 use crate::coins::{Coins, KeyId, OsCoins};
 use crate::net::{Stats, Transport};
 use crate::semi2k::prep::{self, Layout};
-use crate::semi2k::reduce;
 use crate::semi2k::select::Plan;
 use crate::semi2k::{arith, Gates};
 use crate::word::{matmul_words, Word};
-use crate::{Bounds, MatDims, PartyId, Protocol, ProtocolError, Requant};
+use crate::Core;
+use crate::{Bounds, MatDims, PartyId, ProtocolError, Requant};
 use auth::{lift, Ctx};
 use rayon::prelude::*;
 use std::marker::PhantomData;
@@ -315,7 +315,7 @@ fn decode_low(bytes: &[u8], n: usize, width: u32) -> Vec<u64> {
     }
 }
 
-impl<W: Word> reduce::Engine for Spdz2k<W> {
+impl<W: Word> crate::func::Selection for Spdz2k<W> {
     fn ring_bits(&self) -> u32 {
         W::BITS
     }
@@ -333,7 +333,7 @@ impl<W: Word> reduce::Engine for Spdz2k<W> {
     }
 }
 
-impl<W: Word> Protocol for Spdz2k<W> {
+impl<W: Word> Core for Spdz2k<W> {
     type Share = auth::Auth;
 
     fn name(&self) -> &'static str {
@@ -504,8 +504,6 @@ impl<W: Word> Protocol for Spdz2k<W> {
             .map(|i| ctx.add_const(z[i].add(ae[i]).add(tc[i]), de[i]))
             .collect())
     }
-
-    reduce::selections_from_reduce!(Auth);
 
     fn lookup(&mut self, x: &[Auth], table: &[i64], offset: i64) -> R<Vec<Auth>> {
         let n = x.len();

@@ -1,69 +1,21 @@
-//! Rescale, requantize, clamp, max and argmax as calls of the one selection primitive
-//! ([`super::select`]) and local steps. Written once over [`Engine`], so the parties, the
-//! dealer (which must supply material for exactly the calls the parties make) and the cost
-//! formulas all follow the same calls.
+//! The functionalities written once: rescale, requantize, clamp, max and argmax as calls
+//! of the one selection primitive ([`Selection::select_with`]) and local steps of the
+//! [`Core`]. Every protocol with that primitive is a [`Protocol`] by the blanket impl
+//! below — `semi2k`, `fss`, `shamir`, `spdz2k`, `mal-rep3`, and the data-free twins
+//! (the semi2k and spdz2k dealers, shamir's cost counter) — so the parties, the dealer
+//! (which must supply material for exactly the calls the parties make) and the costs all
+//! follow the same calls, and a new functionality is one function here. `rep3` and
+//! `clear` implement [`Protocol`] themselves (docs/core.md, "Overrides that stay").
 
-use super::select::Plan;
-use super::Gates;
-use crate::{Bounds, Protocol, ProtocolError, Requant, TruncMode};
+use crate::semi2k::select::Plan;
+use crate::semi2k::Gates;
+use crate::{Bounds, Core, Protocol, ProtocolError, Requant, TruncMode};
 
 type R<T> = Result<T, ProtocolError>;
 
-/// The [`Protocol`] methods an [`Engine`] takes from this module, written into its
-/// `impl Protocol` (shares of type `$share`).
-macro_rules! selections_from_reduce {
-    ($share:ty) => {
-        fn rescale(
-            &mut self,
-            x: &[$share],
-            num: &[i64],
-            den: &[i64],
-            b: $crate::Bounds,
-            _: $crate::TruncMode,
-        ) -> Result<Vec<$share>, $crate::ProtocolError> {
-            $crate::semi2k::reduce::rescale(self, x, num, den, b)
-        }
-        fn requantize(
-            &mut self,
-            x: &[$share],
-            q: &$crate::Requant,
-            b: $crate::Bounds,
-            _: $crate::TruncMode,
-        ) -> Result<Vec<$share>, $crate::ProtocolError> {
-            $crate::semi2k::reduce::requantize(self, x, q, b)
-        }
-        fn clamp(
-            &mut self,
-            x: &[$share],
-            lo: i64,
-            hi: i64,
-            b: $crate::Bounds,
-        ) -> Result<Vec<$share>, $crate::ProtocolError> {
-            $crate::semi2k::reduce::clamp(self, x, lo, hi, b)
-        }
-        fn max(
-            &mut self,
-            a: &[$share],
-            b: &[$share],
-            bounds: $crate::Bounds,
-        ) -> Result<Vec<$share>, $crate::ProtocolError> {
-            $crate::semi2k::reduce::max(self, a, b, bounds)
-        }
-        fn argmax(
-            &mut self,
-            x: &[$share],
-            row_len: usize,
-            select_last: bool,
-            b: $crate::Bounds,
-        ) -> Result<Vec<$share>, $crate::ProtocolError> {
-            $crate::semi2k::reduce::argmax(self, x, row_len, select_last, b)
-        }
-    };
-}
-pub(crate) use selections_from_reduce;
-
-/// A [`Protocol`] with the selection primitive.
-pub(crate) trait Engine: Protocol + Sized {
+/// A [`Core`] with the selection primitive, the one nonlinear step the functionalities
+/// are built from.
+pub(crate) trait Selection: Core + Sized {
     fn ring_bits(&self) -> u32;
     fn gates(&self) -> Gates;
     /// Whether a requantization that rounds and clamps is two selections (round, then
@@ -82,8 +34,45 @@ pub(crate) trait Engine: Protocol + Sized {
     ) -> R<Vec<Self::Share>>;
 }
 
+impl<P: Selection> Protocol for P {
+    fn rescale(
+        &mut self,
+        x: &[P::Share],
+        num: &[i64],
+        den: &[i64],
+        b: Bounds,
+        _: TruncMode,
+    ) -> R<Vec<P::Share>> {
+        rescale(self, x, num, den, b)
+    }
+    fn requantize(
+        &mut self,
+        x: &[P::Share],
+        q: &Requant,
+        b: Bounds,
+        _: TruncMode,
+    ) -> R<Vec<P::Share>> {
+        requantize(self, x, q, b)
+    }
+    fn clamp(&mut self, x: &[P::Share], lo: i64, hi: i64, b: Bounds) -> R<Vec<P::Share>> {
+        clamp(self, x, lo, hi, b)
+    }
+    fn max(&mut self, a: &[P::Share], b: &[P::Share], bounds: Bounds) -> R<Vec<P::Share>> {
+        max(self, a, b, bounds)
+    }
+    fn argmax(
+        &mut self,
+        x: &[P::Share],
+        row_len: usize,
+        select_last: bool,
+        b: Bounds,
+    ) -> R<Vec<P::Share>> {
+        argmax(self, x, row_len, select_last, b)
+    }
+}
+
 /// `clamp(round_half_even(x·num/den) + zp, lo, hi)` with `num ≥ 0`.
-pub(crate) fn select<P: Engine>(
+pub(crate) fn select<P: Selection>(
     p: &mut P,
     x: &[P::Share],
     q: &Requant,
@@ -125,7 +114,7 @@ pub(crate) fn select<P: Engine>(
     Ok(p.add_public(&scaled, &add))
 }
 
-pub(crate) fn rescale<P: Engine>(
+pub(crate) fn rescale<P: Selection>(
     p: &mut P,
     x: &[P::Share],
     num: &[i64],
@@ -156,7 +145,7 @@ pub(crate) fn rescale<P: Engine>(
     select(p, &x, &q, b)
 }
 
-pub(crate) fn requantize<P: Engine>(
+pub(crate) fn requantize<P: Selection>(
     p: &mut P,
     x: &[P::Share],
     q: &Requant,
@@ -178,7 +167,7 @@ fn unit(n: usize, lo: i64, hi: i64) -> Requant {
     }
 }
 
-pub(crate) fn clamp<P: Engine>(
+pub(crate) fn clamp<P: Selection>(
     p: &mut P,
     x: &[P::Share],
     lo: i64,
@@ -189,7 +178,7 @@ pub(crate) fn clamp<P: Engine>(
 }
 
 /// `b + max(a − b, 0)`.
-pub(crate) fn max<P: Engine>(
+pub(crate) fn max<P: Selection>(
     p: &mut P,
     a: &[P::Share],
     b: &[P::Share],
@@ -219,7 +208,7 @@ fn too_wide(b: Bounds) -> ProtocolError {
 /// The index of each row's maximum: the maximum of the keys `(v − lo)·2^t + tag` (`tag`
 /// the index, or `row_len − 1 −` it when ties go to the first), then the key's low `t`
 /// bits, taken off with an exact floor division.
-pub(crate) fn argmax<P: Engine>(
+pub(crate) fn argmax<P: Selection>(
     p: &mut P,
     x: &[P::Share],
     row_len: usize,
