@@ -77,139 +77,186 @@ pub fn per_party(rounds: &[Round], parties: usize) -> Vec<PartyCost> {
         .collect()
 }
 
-/// A protocol's cost formulas, one per interactive primitive of [`Protocol`]. Each mirrors
-/// the primitive's code and fails where the primitive would fail for these parameters.
-pub trait Costs: Sync {
-    fn name(&self) -> &'static str;
-    fn parties(&self) -> usize;
-    /// Whether the protocol's instructions may share rounds ([`Protocol::shares_rounds`]);
-    /// a program compiled for merged rounds runs one instruction at a time otherwise.
-    fn shares_rounds(&self) -> bool {
-        true
-    }
-    fn input(&self, owner: PartyId, len: usize) -> Rounds;
-    fn reveal(&self, len: usize, to: PartyId) -> Rounds;
-    fn mul(&self, len: usize) -> Rounds;
-    fn matmul(&self, dims: MatDims) -> Rounds;
-    fn rescale(
-        &self,
-        num: &[i64],
-        den: &[i64],
+/// One interactive call of [`Core`] or [`Protocol`], on lengths and public parameters only:
+/// what a cost question asks and what a data-free party answers. A new interactive
+/// primitive is one variant here and one arm of [`Counting`]'s dispatch; no protocol's
+/// costs change.
+#[derive(Clone, Copy, Debug)]
+pub enum Call<'a> {
+    Input {
+        owner: PartyId,
+        len: usize,
+    },
+    Reveal {
+        len: usize,
+        to: PartyId,
+    },
+    Mul {
+        len: usize,
+    },
+    MatMul(MatDims),
+    Rescale {
+        num: &'a [i64],
+        den: &'a [i64],
         bounds: Bounds,
         mode: TruncMode,
-    ) -> Result<Rounds, ProtocolError>;
-    fn clamp(&self, len: usize, lo: i64, hi: i64, bounds: Bounds) -> Result<Rounds, ProtocolError>;
-    /// Mirrors [`Protocol::requantize`]'s default unless the protocol fuses it.
-    fn requantize(
-        &self,
-        q: &Requant,
+    },
+    Clamp {
+        len: usize,
+        lo: i64,
+        hi: i64,
+        bounds: Bounds,
+    },
+    Requantize {
+        q: &'a Requant,
         bounds: Bounds,
         mode: TruncMode,
-    ) -> Result<Rounds, ProtocolError> {
-        requantize_unfused(self, q, bounds, mode)
-    }
-    fn max(&self, len: usize, bounds: Bounds) -> Result<Rounds, ProtocolError>;
-    fn argmax(
-        &self,
+    },
+    Max {
+        len: usize,
+        bounds: Bounds,
+    },
+    Argmax {
         len: usize,
         row_len: usize,
         select_last: bool,
         bounds: Bounds,
-    ) -> Result<Rounds, ProtocolError>;
-    fn lookup(&self, len: usize, table_len: usize) -> Result<Rounds, ProtocolError>;
-}
-
-/// The rounds of [`crate::requantize_unfused`].
-pub fn requantize_unfused(
-    c: &(impl Costs + ?Sized),
-    q: &Requant,
-    bounds: Bounds,
-    mode: TruncMode,
-) -> Result<Rounds, ProtocolError> {
-    let mut r = c.rescale(&q.num, &q.den, bounds, mode)?;
-    r.extend(c.clamp(q.num.len(), q.lo, q.hi, q.mid_bounds(bounds, mode))?);
-    Ok(r)
-}
-
-/// The calls of [`Protocol`] a cost formula makes, object-safe and on lengths only. Any
-/// party whose shares can be made without data answers them: a counting dealer (shares
-/// `()`), or a party's data-free twin run against [`crate::dry_run::DryRun`].
-pub(crate) trait Counting {
-    fn input(&mut self, owner: PartyId, len: usize) -> Result<(), ProtocolError>;
-    fn reveal(&mut self, len: usize, to: PartyId) -> Result<(), ProtocolError>;
-    fn mul(&mut self, len: usize) -> Result<(), ProtocolError>;
-    fn matmul(&mut self, d: MatDims) -> Result<(), ProtocolError>;
-    fn rescale(
-        &mut self,
-        num: &[i64],
-        den: &[i64],
-        b: Bounds,
-        mode: TruncMode,
-    ) -> Result<(), ProtocolError>;
-    fn clamp(&mut self, len: usize, lo: i64, hi: i64, b: Bounds) -> Result<(), ProtocolError>;
-    fn requantize(&mut self, q: &Requant, b: Bounds, mode: TruncMode) -> Result<(), ProtocolError>;
-    fn max(&mut self, len: usize, b: Bounds) -> Result<(), ProtocolError>;
-    fn argmax(
-        &mut self,
+    },
+    Lookup {
         len: usize,
-        row_len: usize,
-        last: bool,
-        b: Bounds,
-    ) -> Result<(), ProtocolError>;
-    fn lookup(&mut self, len: usize, table_len: usize) -> Result<(), ProtocolError>;
+        table_len: usize,
+    },
+}
+
+/// A protocol's costs: the rounds of each [`Call`], from the protocol's own code run on
+/// data-free parties (a twin against [`crate::dry_run::DryRun`], a counting dealer), and
+/// failing where the call would fail for these parameters.
+pub trait Costs: Sync {
+    fn name(&self) -> &'static str;
+    fn parties(&self) -> usize;
+    /// Whether the protocol's instructions may share rounds ([`Core::shares_rounds`]);
+    /// a program compiled for merged rounds runs one instruction at a time otherwise.
+    fn shares_rounds(&self) -> bool {
+        true
+    }
+    /// The rounds of `call`.
+    fn rounds(&self, call: Call<'_>) -> Result<Rounds, ProtocolError>;
+}
+
+/// A party that answers a [`Call`] on shares without data. Any party whose shares can be
+/// made without data does: a counting dealer (shares `()`), or a party's data-free twin
+/// run against [`crate::dry_run::DryRun`].
+pub(crate) trait Counting {
+    fn call(&mut self, call: Call<'_>) -> Result<(), ProtocolError>;
 }
 
 impl<P: Protocol> Counting for P
 where
     P::Share: Default,
 {
-    fn input(&mut self, owner: PartyId, len: usize) -> Result<(), ProtocolError> {
-        let values = (self.party() == owner).then(|| vec![0; len]);
-        Core::input(self, owner, values.as_deref(), len).map(drop)
-    }
-    fn reveal(&mut self, len: usize, to: PartyId) -> Result<(), ProtocolError> {
-        Core::reveal(self, &blank(len), to).map(drop)
-    }
-    fn mul(&mut self, len: usize) -> Result<(), ProtocolError> {
-        Core::mul(self, &blank(len), &blank(len)).map(drop)
-    }
-    fn matmul(&mut self, d: MatDims) -> Result<(), ProtocolError> {
-        let copies = |batched: bool| if batched { d.batch } else { 1 };
-        let a = blank(copies(d.a_batched) * d.m * d.k);
-        let b = blank(copies(d.b_batched) * d.k * d.n);
-        Core::matmul(self, &a, &b, d).map(drop)
-    }
-    fn rescale(
-        &mut self,
-        num: &[i64],
-        den: &[i64],
-        b: Bounds,
-        mode: TruncMode,
-    ) -> Result<(), ProtocolError> {
-        Protocol::rescale(self, &blank(num.len()), num, den, b, mode).map(drop)
-    }
-    fn clamp(&mut self, len: usize, lo: i64, hi: i64, b: Bounds) -> Result<(), ProtocolError> {
-        Protocol::clamp(self, &blank(len), lo, hi, b).map(drop)
-    }
-    fn requantize(&mut self, q: &Requant, b: Bounds, mode: TruncMode) -> Result<(), ProtocolError> {
-        Protocol::requantize(self, &blank(q.num.len()), q, b, mode).map(drop)
-    }
-    fn max(&mut self, len: usize, b: Bounds) -> Result<(), ProtocolError> {
-        Protocol::max(self, &blank(len), &blank(len), b).map(drop)
-    }
-    fn argmax(
-        &mut self,
-        len: usize,
-        row_len: usize,
-        last: bool,
-        b: Bounds,
-    ) -> Result<(), ProtocolError> {
-        Protocol::argmax(self, &blank(len), row_len, last, b).map(drop)
-    }
-    fn lookup(&mut self, len: usize, table_len: usize) -> Result<(), ProtocolError> {
-        Core::lookup(self, &blank(len), &vec![0; table_len], 0).map(drop)
+    fn call(&mut self, call: Call<'_>) -> Result<(), ProtocolError> {
+        match call {
+            Call::Input { owner, len } => {
+                let values = (self.party() == owner).then(|| vec![0; len]);
+                self.input(owner, values.as_deref(), len).map(drop)
+            }
+            Call::Reveal { len, to } => self.reveal(&blank(len), to).map(drop),
+            Call::Mul { len } => Core::mul(self, &blank(len), &blank(len)).map(drop),
+            Call::MatMul(d) => {
+                let copies = |batched: bool| if batched { d.batch } else { 1 };
+                let a = blank(copies(d.a_batched) * d.m * d.k);
+                let b = blank(copies(d.b_batched) * d.k * d.n);
+                Core::matmul(self, &a, &b, d).map(drop)
+            }
+            Call::Rescale {
+                num,
+                den,
+                bounds,
+                mode,
+            } => self
+                .rescale(&blank(num.len()), num, den, bounds, mode)
+                .map(drop),
+            Call::Clamp {
+                len,
+                lo,
+                hi,
+                bounds,
+            } => self.clamp(&blank(len), lo, hi, bounds).map(drop),
+            Call::Requantize { q, bounds, mode } => self
+                .requantize(&blank(q.num.len()), q, bounds, mode)
+                .map(drop),
+            Call::Max { len, bounds } => self.max(&blank(len), &blank(len), bounds).map(drop),
+            Call::Argmax {
+                len,
+                row_len,
+                select_last,
+                bounds,
+            } => self
+                .argmax(&blank(len), row_len, select_last, bounds)
+                .map(drop),
+            Call::Lookup { len, table_len } => {
+                self.lookup(&blank(len), &vec![0; table_len], 0).map(drop)
+            }
+        }
     }
 }
+
+/// The cost questions as methods, for tests that ask many of them.
+#[cfg(test)]
+pub(crate) trait Ask: Costs {
+    fn input(&self, owner: PartyId, len: usize) -> Rounds {
+        self.rounds(Call::Input { owner, len })
+            .expect("input costs")
+    }
+    fn reveal(&self, len: usize, to: PartyId) -> Rounds {
+        self.rounds(Call::Reveal { len, to }).expect("reveal costs")
+    }
+    fn mul(&self, len: usize) -> Rounds {
+        self.rounds(Call::Mul { len }).expect("mul costs")
+    }
+    fn matmul(&self, d: MatDims) -> Rounds {
+        self.rounds(Call::MatMul(d)).expect("matmul costs")
+    }
+    fn rescale(&self, num: &[i64], den: &[i64], bounds: Bounds, mode: TruncMode) -> R<Rounds> {
+        self.rounds(Call::Rescale {
+            num,
+            den,
+            bounds,
+            mode,
+        })
+    }
+    fn clamp(&self, len: usize, lo: i64, hi: i64, bounds: Bounds) -> R<Rounds> {
+        self.rounds(Call::Clamp {
+            len,
+            lo,
+            hi,
+            bounds,
+        })
+    }
+    fn requantize(&self, q: &Requant, bounds: Bounds, mode: TruncMode) -> R<Rounds> {
+        self.rounds(Call::Requantize { q, bounds, mode })
+    }
+    fn max(&self, len: usize, bounds: Bounds) -> R<Rounds> {
+        self.rounds(Call::Max { len, bounds })
+    }
+    fn argmax(&self, len: usize, row_len: usize, select_last: bool, bounds: Bounds) -> R<Rounds> {
+        self.rounds(Call::Argmax {
+            len,
+            row_len,
+            select_last,
+            bounds,
+        })
+    }
+    fn lookup(&self, len: usize, table_len: usize) -> R<Rounds> {
+        self.rounds(Call::Lookup { len, table_len })
+    }
+}
+
+#[cfg(test)]
+impl<C: Costs + ?Sized> Ask for C {}
+
+#[cfg(test)]
+type R<T> = Result<T, ProtocolError>;
 
 /// `len` shares without data.
 fn blank<S: Default + Clone>(len: usize) -> Vec<S> {
@@ -226,37 +273,7 @@ impl Costs for ClearCosts {
     fn parties(&self) -> usize {
         1
     }
-    fn input(&self, _: PartyId, _: usize) -> Rounds {
-        Vec::new()
-    }
-    fn reveal(&self, _: usize, _: PartyId) -> Rounds {
-        Vec::new()
-    }
-    fn mul(&self, _: usize) -> Rounds {
-        Vec::new()
-    }
-    fn matmul(&self, _: MatDims) -> Rounds {
-        Vec::new()
-    }
-    fn rescale(
-        &self,
-        _: &[i64],
-        _: &[i64],
-        _: Bounds,
-        _: TruncMode,
-    ) -> Result<Rounds, ProtocolError> {
-        Ok(Vec::new())
-    }
-    fn clamp(&self, _: usize, _: i64, _: i64, _: Bounds) -> Result<Rounds, ProtocolError> {
-        Ok(Vec::new())
-    }
-    fn max(&self, _: usize, _: Bounds) -> Result<Rounds, ProtocolError> {
-        Ok(Vec::new())
-    }
-    fn argmax(&self, _: usize, _: usize, _: bool, _: Bounds) -> Result<Rounds, ProtocolError> {
-        Ok(Vec::new())
-    }
-    fn lookup(&self, _: usize, _: usize) -> Result<Rounds, ProtocolError> {
+    fn rounds(&self, _: Call<'_>) -> Result<Rounds, ProtocolError> {
         Ok(Vec::new())
     }
 }
@@ -309,8 +326,11 @@ impl<'c> Tally<'c> {
         self.log
     }
 
-    fn record(&mut self, r: Rounds) {
+    /// Records the rounds of `call` under the current instruction.
+    fn record(&mut self, call: Call<'_>) -> Result<(), ProtocolError> {
+        let r = self.costs.rounds(call)?;
         self.log.entry(self.current).or_default().extend(r);
+        Ok(())
     }
 }
 
@@ -338,29 +358,27 @@ impl Core for Tally<'_> {
         _: Option<&[i64]>,
         len: usize,
     ) -> Result<Vec<()>, ProtocolError> {
-        let r = self.costs.input(owner, len);
-        self.record(r);
+        self.record(Call::Input { owner, len })?;
         Ok(vec![(); len])
     }
     fn reveal(&mut self, x: &[()], to: PartyId) -> Result<Option<Vec<i64>>, ProtocolError> {
-        let r = self.costs.reveal(x.len(), to);
-        self.record(r);
+        self.record(Call::Reveal { len: x.len(), to })?;
         Ok(None)
     }
     shape_only_locals!();
     fn mul(&mut self, a: &[()], _: &[()]) -> Result<Vec<()>, ProtocolError> {
-        let r = self.costs.mul(a.len());
-        self.record(r);
+        self.record(Call::Mul { len: a.len() })?;
         Ok(a.to_vec())
     }
     fn matmul(&mut self, _: &[()], _: &[()], d: MatDims) -> Result<Vec<()>, ProtocolError> {
-        let r = self.costs.matmul(d);
-        self.record(r);
+        self.record(Call::MatMul(d))?;
         Ok(vec![(); d.batch * d.m * d.n])
     }
     fn lookup(&mut self, x: &[()], table: &[i64], _: i64) -> Result<Vec<()>, ProtocolError> {
-        let r = self.costs.lookup(x.len(), table.len())?;
-        self.record(r);
+        self.record(Call::Lookup {
+            len: x.len(),
+            table_len: table.len(),
+        })?;
         Ok(x.to_vec())
     }
 }
@@ -374,13 +392,21 @@ impl Protocol for Tally<'_> {
         bounds: Bounds,
         mode: TruncMode,
     ) -> Result<Vec<()>, ProtocolError> {
-        let r = self.costs.rescale(num, den, bounds, mode)?;
-        self.record(r);
+        self.record(Call::Rescale {
+            num,
+            den,
+            bounds,
+            mode,
+        })?;
         Ok(x.to_vec())
     }
     fn clamp(&mut self, x: &[()], lo: i64, hi: i64, b: Bounds) -> Result<Vec<()>, ProtocolError> {
-        let r = self.costs.clamp(x.len(), lo, hi, b)?;
-        self.record(r);
+        self.record(Call::Clamp {
+            len: x.len(),
+            lo,
+            hi,
+            bounds: b,
+        })?;
         Ok(x.to_vec())
     }
     fn requantize(
@@ -390,13 +416,14 @@ impl Protocol for Tally<'_> {
         b: Bounds,
         mode: TruncMode,
     ) -> Result<Vec<()>, ProtocolError> {
-        let r = self.costs.requantize(q, b, mode)?;
-        self.record(r);
+        self.record(Call::Requantize { q, bounds: b, mode })?;
         Ok(x.to_vec())
     }
     fn max(&mut self, a: &[()], _: &[()], b: Bounds) -> Result<Vec<()>, ProtocolError> {
-        let r = self.costs.max(a.len(), b)?;
-        self.record(r);
+        self.record(Call::Max {
+            len: a.len(),
+            bounds: b,
+        })?;
         Ok(a.to_vec())
     }
     fn argmax(
@@ -406,8 +433,12 @@ impl Protocol for Tally<'_> {
         select_last: bool,
         b: Bounds,
     ) -> Result<Vec<()>, ProtocolError> {
-        let r = self.costs.argmax(x.len(), row_len, select_last, b)?;
-        self.record(r);
+        self.record(Call::Argmax {
+            len: x.len(),
+            row_len,
+            select_last,
+            bounds: b,
+        })?;
         Ok(vec![(); x.len() / row_len.max(1)])
     }
 }

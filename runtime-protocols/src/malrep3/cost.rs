@@ -4,10 +4,10 @@
 //! material included — come from the code that sends.
 
 use super::{MalRep3, Pending};
-use crate::cost::{Costs, Counting, Rounds};
+use crate::cost::{Call, Costs, Counting, Rounds};
 use crate::dry_run;
 use crate::word::Word;
-use crate::{Bounds, MatDims, PartyId, ProtocolError, Requant, TruncMode};
+use crate::ProtocolError;
 use std::sync::Mutex;
 
 type R<T> = Result<T, ProtocolError>;
@@ -69,34 +69,7 @@ impl Costs for MalRep3Costs {
     fn shares_rounds(&self) -> bool {
         false
     }
-    fn input(&self, owner: PartyId, len: usize) -> Rounds {
-        self.run(|p| p.input(owner, len)).unwrap_or_default()
-    }
-    fn reveal(&self, len: usize, to: PartyId) -> Rounds {
-        self.run(|p| p.reveal(len, to)).unwrap_or_default()
-    }
-    fn mul(&self, len: usize) -> Rounds {
-        self.run(|p| p.mul(len)).unwrap_or_default()
-    }
-    fn matmul(&self, d: MatDims) -> Rounds {
-        self.run(|p| p.matmul(d)).unwrap_or_default()
-    }
-    fn rescale(&self, num: &[i64], den: &[i64], b: Bounds, mode: TruncMode) -> R<Rounds> {
-        self.run(|p| p.rescale(num, den, b, mode))
-    }
-    fn requantize(&self, q: &Requant, b: Bounds, mode: TruncMode) -> R<Rounds> {
-        self.run(|p| p.requantize(q, b, mode))
-    }
-    fn clamp(&self, len: usize, lo: i64, hi: i64, b: Bounds) -> R<Rounds> {
-        self.run(|p| p.clamp(len, lo, hi, b))
-    }
-    fn max(&self, len: usize, b: Bounds) -> R<Rounds> {
-        self.run(|p| p.max(len, b))
-    }
-    fn argmax(&self, len: usize, row_len: usize, last: bool, b: Bounds) -> R<Rounds> {
-        self.run(|p| p.argmax(len, row_len, last, b))
-    }
-    fn lookup(&self, len: usize, table_len: usize) -> R<Rounds> {
-        self.run(|p| p.lookup(len, table_len))
+    fn rounds(&self, call: Call<'_>) -> R<Rounds> {
+        self.run(|p| p.call(call))
     }
 }

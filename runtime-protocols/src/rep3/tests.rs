@@ -1,6 +1,7 @@
 //! Every `rep3` primitive against `clear`, three parties over loopback TCP.
 
 use super::*;
+use crate::cost::Ask as _;
 use crate::net::Mesh;
 use crate::testutil::values;
 use crate::{ring, Clear};
@@ -362,7 +363,7 @@ fn fused_requantization_matches_clear_including_ties() {
 
 /// Per-party rounds and bytes of one requantization in `Z_2^W::BITS`, measured and costed.
 fn requant_cost_matches<W: crate::word::Word>(q: &crate::Requant, b: Bounds) -> usize {
-    use crate::cost::{per_party, Costs};
+    use crate::cost::per_party;
     let n = q.num.len();
     let x = values(n, b.lo, b.hi, 5);
     let stats = run3::<W, _>(|p| {

@@ -2,9 +2,9 @@
 //! follows the parties' calls and records their message pattern.
 
 use super::{Dealer, Gates};
-use crate::cost::{Costs, Counting, Round, Rounds};
+use crate::cost::{Call, Costs, Counting, Round, Rounds};
 use crate::word::Word;
-use crate::{Bounds, MatDims, PartyId, ProtocolError, Requant, TruncMode};
+use crate::ProtocolError;
 
 type R<T> = Result<T, ProtocolError>;
 
@@ -44,39 +44,21 @@ impl Costs for Semi2kCosts {
     fn parties(&self) -> usize {
         self.parties
     }
-    fn input(&self, _: PartyId, _: usize) -> Rounds {
-        Vec::new()
-    }
-    fn reveal(&self, len: usize, to: PartyId) -> Rounds {
-        let bytes = (len * (self.ring_bits as usize / 8)) as u64;
-        vec![Round::of(
-            (0..self.parties)
-                .filter(|&p| p != to)
-                .map(|p| (p, to, bytes)),
-        )]
-    }
-    fn mul(&self, len: usize) -> Rounds {
-        self.run(|d| d.mul(len)).unwrap_or_default()
-    }
-    fn matmul(&self, dims: MatDims) -> Rounds {
-        self.run(|d| d.matmul(dims)).unwrap_or_default()
-    }
-    fn rescale(&self, num: &[i64], den: &[i64], b: Bounds, mode: TruncMode) -> R<Rounds> {
-        self.run(|d| d.rescale(num, den, b, mode))
-    }
-    fn clamp(&self, len: usize, lo: i64, hi: i64, b: Bounds) -> R<Rounds> {
-        self.run(|d| d.clamp(len, lo, hi, b))
-    }
-    fn requantize(&self, q: &Requant, b: Bounds, mode: TruncMode) -> R<Rounds> {
-        self.run(|d| d.requantize(q, b, mode))
-    }
-    fn max(&self, len: usize, b: Bounds) -> R<Rounds> {
-        self.run(|d| d.max(len, b))
-    }
-    fn argmax(&self, len: usize, row_len: usize, last: bool, b: Bounds) -> R<Rounds> {
-        self.run(|d| d.argmax(len, row_len, last, b))
-    }
-    fn lookup(&self, len: usize, table_len: usize) -> R<Rounds> {
-        self.run(|d| d.lookup(len, table_len))
+    /// Inputs and reveals involve no dealer material, so the counting dealer does not see
+    /// them: an input is local (the owner's pairwise streams), a reveal one message from
+    /// every other party.
+    fn rounds(&self, call: Call<'_>) -> R<Rounds> {
+        match call {
+            Call::Input { .. } => Ok(Vec::new()),
+            Call::Reveal { len, to } => {
+                let bytes = (len * (self.ring_bits as usize / 8)) as u64;
+                Ok(vec![Round::of(
+                    (0..self.parties)
+                        .filter(|&p| p != to)
+                        .map(|p| (p, to, bytes)),
+                )])
+            }
+            _ => self.run(|d| d.call(call)),
+        }
     }
 }

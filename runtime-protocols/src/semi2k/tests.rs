@@ -3,6 +3,7 @@
 //! view.
 
 use super::*;
+use crate::cost::Ask as _;
 use crate::net::Mesh;
 use crate::testutil::{
     assert_views_independent, at, logged, logs, on_mesh, recording, requants, values, view_script,
@@ -97,7 +98,7 @@ fn check_with<W: Word>(gates: Gates, n: usize, x: &[i64], y: &[i64], calls: Vec<
     }
 }
 
-use crate::cost::{Costs, Rounds};
+use crate::cost::Rounds;
 
 fn call_cost(c: &Semi2kCosts, call: &Call, len: usize) -> Rounds {
     let e = TruncMode::Exact;

@@ -4,12 +4,12 @@
 
 use super::geometry::Geometry;
 use super::select::{self, lookup_pattern};
-use crate::cost::{Costs, Rounds};
+use crate::cost::{Call, Costs, Counting, Rounds};
 use crate::func::Selection;
 use crate::semi2k::select::Plan;
 use crate::semi2k::Gates;
 use crate::Core;
-use crate::{Bounds, MatDims, PartyId, Protocol, ProtocolError, Requant, TruncMode};
+use crate::{Bounds, MatDims, PartyId, ProtocolError, Requant};
 
 type R<T> = Result<T, ProtocolError>;
 
@@ -108,36 +108,13 @@ impl Costs for ShamirCosts {
     fn parties(&self) -> usize {
         self.geo.n
     }
-    fn input(&self, owner: PartyId, len: usize) -> Rounds {
-        vec![self.geo.input_round(owner, len)]
-    }
-    fn reveal(&self, len: usize, to: PartyId) -> Rounds {
-        vec![self.geo.reveal_round(len, to)]
-    }
-    fn mul(&self, len: usize) -> Rounds {
-        self.run(|c| c.mul(&vec![(); len], &vec![(); len]).map(drop))
-            .unwrap_or_default()
-    }
-    fn matmul(&self, dims: MatDims) -> Rounds {
-        self.run(|c| c.matmul(&[], &[], dims).map(drop))
-            .unwrap_or_default()
-    }
-    fn rescale(&self, num: &[i64], den: &[i64], b: Bounds, m: TruncMode) -> R<Rounds> {
-        self.run(|c| c.rescale(&vec![(); num.len()], num, den, b, m).map(drop))
-    }
-    fn clamp(&self, len: usize, lo: i64, hi: i64, b: Bounds) -> R<Rounds> {
-        self.run(|c| c.clamp(&vec![(); len], lo, hi, b).map(drop))
-    }
-    fn requantize(&self, q: &Requant, b: Bounds, m: TruncMode) -> R<Rounds> {
-        self.run(|c| c.requantize(&vec![(); q.num.len()], q, b, m).map(drop))
-    }
-    fn max(&self, len: usize, b: Bounds) -> R<Rounds> {
-        self.run(|c| c.max(&vec![(); len], &vec![(); len], b).map(drop))
-    }
-    fn argmax(&self, len: usize, row_len: usize, last: bool, b: Bounds) -> R<Rounds> {
-        self.run(|c| c.argmax(&vec![(); len], row_len, last, b).map(drop))
-    }
-    fn lookup(&self, len: usize, table_len: usize) -> R<Rounds> {
-        self.run(|c| c.lookup(&vec![(); len], &vec![0; table_len], 0).map(drop))
+    /// Inputs and reveals from the geometry's patterns (the counter records only what
+    /// goes through the selection and products).
+    fn rounds(&self, call: Call<'_>) -> R<Rounds> {
+        match call {
+            Call::Input { owner, len } => Ok(vec![self.geo.input_round(owner, len)]),
+            Call::Reveal { len, to } => Ok(vec![self.geo.reveal_round(len, to)]),
+            _ => self.run(|c| c.call(call)),
+        }
     }
 }

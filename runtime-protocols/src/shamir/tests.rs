@@ -2,7 +2,8 @@
 //! the cost formulas against the measured traffic; the view of `t` colluding parties.
 
 use super::*;
-use crate::cost::{Costs, Rounds};
+use crate::cost::Ask as _;
+use crate::cost::Rounds;
 use crate::net::Mesh;
 use crate::testutil::{
     assert_views_independent, at, logged, logs, on_mesh, recording, values, view_script, Binary,

@@ -2,8 +2,8 @@
 //! which follows the parties' calls (the checks included) and records their messages.
 
 use super::Spdz2kDealer;
-use crate::cost::{Costs, Counting, Rounds};
-use crate::{Bounds, MatDims, PartyId, ProtocolError, Requant, TruncMode};
+use crate::cost::{Call, Costs, Counting, Rounds};
+use crate::ProtocolError;
 
 type R<T> = Result<T, ProtocolError>;
 
@@ -43,34 +43,7 @@ impl Costs for Spdz2kCosts {
     fn shares_rounds(&self) -> bool {
         false
     }
-    fn input(&self, owner: PartyId, len: usize) -> Rounds {
-        self.run(|d| d.input(owner, len)).unwrap_or_default()
-    }
-    fn reveal(&self, len: usize, to: PartyId) -> Rounds {
-        self.run(|d| d.reveal(len, to)).unwrap_or_default()
-    }
-    fn mul(&self, len: usize) -> Rounds {
-        self.run(|d| d.mul(len)).unwrap_or_default()
-    }
-    fn matmul(&self, dims: MatDims) -> Rounds {
-        self.run(|d| d.matmul(dims)).unwrap_or_default()
-    }
-    fn rescale(&self, num: &[i64], den: &[i64], b: Bounds, mode: TruncMode) -> R<Rounds> {
-        self.run(|d| d.rescale(num, den, b, mode))
-    }
-    fn clamp(&self, len: usize, lo: i64, hi: i64, b: Bounds) -> R<Rounds> {
-        self.run(|d| d.clamp(len, lo, hi, b))
-    }
-    fn requantize(&self, q: &Requant, b: Bounds, mode: TruncMode) -> R<Rounds> {
-        self.run(|d| d.requantize(q, b, mode))
-    }
-    fn max(&self, len: usize, b: Bounds) -> R<Rounds> {
-        self.run(|d| d.max(len, b))
-    }
-    fn argmax(&self, len: usize, row_len: usize, last: bool, b: Bounds) -> R<Rounds> {
-        self.run(|d| d.argmax(len, row_len, last, b))
-    }
-    fn lookup(&self, len: usize, table_len: usize) -> R<Rounds> {
-        self.run(|d| d.lookup(len, table_len))
+    fn rounds(&self, call: Call<'_>) -> R<Rounds> {
+        self.run(|d| d.call(call))
     }
 }

@@ -3,7 +3,8 @@
 //! and parties that lie, caught by the checks before any output.
 
 use super::*;
-use crate::cost::{Costs, Rounds};
+use crate::cost::Ask as _;
+use crate::cost::Rounds;
 use crate::net::{Mesh, NetError};
 use crate::testutil::{at, on_mesh, requants, values, Binary, Call, Script};
 use crate::TruncMode;
