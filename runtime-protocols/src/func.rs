@@ -32,8 +32,50 @@ pub(crate) trait Selection: Core + Sized {
         b: Bounds,
         plan: &Plan,
     ) -> R<Vec<Self::Share>>;
+
+    // The functionalities. The defaults are this module's functions; a protocol with a
+    // faster construction overrides them (`rep3`), and its tests hold the override to the
+    // default (bit-exact, no more rounds or bytes).
+
+    /// `round_half_even(x · num / den)`; every mode is exact here.
+    fn rescale(
+        &mut self,
+        x: &[Self::Share],
+        num: &[i64],
+        den: &[i64],
+        b: Bounds,
+        _mode: TruncMode,
+    ) -> R<Vec<Self::Share>> {
+        rescale(self, x, num, den, b)
+    }
+    fn requantize(
+        &mut self,
+        x: &[Self::Share],
+        q: &Requant,
+        b: Bounds,
+        _mode: TruncMode,
+    ) -> R<Vec<Self::Share>> {
+        requantize(self, x, q, b)
+    }
+    fn clamp(&mut self, x: &[Self::Share], lo: i64, hi: i64, b: Bounds) -> R<Vec<Self::Share>> {
+        clamp(self, x, lo, hi, b)
+    }
+    fn max(&mut self, a: &[Self::Share], b: &[Self::Share], bounds: Bounds) -> R<Vec<Self::Share>> {
+        max(self, a, b, bounds)
+    }
+    fn argmax(
+        &mut self,
+        x: &[Self::Share],
+        row_len: usize,
+        select_last: bool,
+        b: Bounds,
+    ) -> R<Vec<Self::Share>> {
+        argmax(self, x, row_len, select_last, b)
+    }
 }
 
+/// Every [`Selection`] is a [`Protocol`]: the VM's calls go to the functionalities above
+/// (the defaults of this module, or the protocol's overrides).
 impl<P: Selection> Protocol for P {
     fn rescale(
         &mut self,
@@ -41,24 +83,24 @@ impl<P: Selection> Protocol for P {
         num: &[i64],
         den: &[i64],
         b: Bounds,
-        _: TruncMode,
+        mode: TruncMode,
     ) -> R<Vec<P::Share>> {
-        rescale(self, x, num, den, b)
+        Selection::rescale(self, x, num, den, b, mode)
     }
     fn requantize(
         &mut self,
         x: &[P::Share],
         q: &Requant,
         b: Bounds,
-        _: TruncMode,
+        mode: TruncMode,
     ) -> R<Vec<P::Share>> {
-        requantize(self, x, q, b)
+        Selection::requantize(self, x, q, b, mode)
     }
     fn clamp(&mut self, x: &[P::Share], lo: i64, hi: i64, b: Bounds) -> R<Vec<P::Share>> {
-        clamp(self, x, lo, hi, b)
+        Selection::clamp(self, x, lo, hi, b)
     }
     fn max(&mut self, a: &[P::Share], b: &[P::Share], bounds: Bounds) -> R<Vec<P::Share>> {
-        max(self, a, b, bounds)
+        Selection::max(self, a, b, bounds)
     }
     fn argmax(
         &mut self,
@@ -67,7 +109,7 @@ impl<P: Selection> Protocol for P {
         select_last: bool,
         b: Bounds,
     ) -> R<Vec<P::Share>> {
-        argmax(self, x, row_len, select_last, b)
+        Selection::argmax(self, x, row_len, select_last, b)
     }
 }
 
@@ -121,16 +163,36 @@ pub(crate) fn rescale<P: Selection>(
     den: &[i64],
     b: Bounds,
 ) -> R<Vec<P::Share>> {
-    if den.iter().all(|&d| d == 1) {
+    let Some(s) = rescale_selection(num, den, b) else {
         return Ok(p.mul_public(x, num));
+    };
+    let x = match &s.signs {
+        Some(signs) => p.mul_public(x, signs),
+        None => x.to_vec(),
+    };
+    select(p, &x, &s.q, s.bounds)
+}
+
+/// A rescale as one selection: `q` (a clamp that never binds) on `x · signs` in `bounds`.
+pub(crate) struct RescaleSelection {
+    /// −1 where `num < 0` (round-half-even is odd-symmetric: rescale −x by −num).
+    pub signs: Option<Vec<i64>>,
+    pub bounds: Bounds,
+    pub q: Requant,
+}
+
+/// The selection of `round_half_even(x · num / den)` on values in `b`; `None` where every
+/// `den` is 1 (a local product).
+pub(crate) fn rescale_selection(num: &[i64], den: &[i64], b: Bounds) -> Option<RescaleSelection> {
+    if den.iter().all(|&d| d == 1) {
+        return None;
     }
-    // Round-half-even is odd-symmetric: rescale −x by −num where num < 0.
-    let (x, b) = if num.iter().any(|&v| v < 0) {
+    let (signs, b) = if num.iter().any(|&v| v < 0) {
         let signs: Vec<i64> = num.iter().map(|&v| if v < 0 { -1 } else { 1 }).collect();
         let w = b.lo.saturating_abs().max(b.hi.saturating_abs());
-        (p.mul_public(x, &signs), Bounds { lo: -w, hi: w })
+        (Some(signs), Bounds { lo: -w, hi: w })
     } else {
-        (x.to_vec(), b)
+        (None, b)
     };
     let mut q = Requant {
         num: num.iter().map(|v| v.saturating_abs()).collect(),
@@ -139,10 +201,13 @@ pub(crate) fn rescale<P: Selection>(
         lo: 0,
         hi: 0,
     };
-    // A clamp that never binds.
     let mid = q.mid_bounds(b, TruncMode::Exact);
     (q.lo, q.hi) = (mid.lo, mid.hi);
-    select(p, &x, &q, b)
+    Some(RescaleSelection {
+        signs,
+        bounds: b,
+        q,
+    })
 }
 
 pub(crate) fn requantize<P: Selection>(

@@ -4,7 +4,7 @@ use super::*;
 use crate::cost::Ask as _;
 use crate::net::Mesh;
 use crate::testutil::values;
-use crate::{ring, Clear};
+use crate::{ring, Clear, Protocol};
 
 /// Runs `f` in three parties, each with its mesh over loopback; returns their results.
 fn on_three<T: Send>(f: impl Fn(PartyId, Mesh) -> T + Sync) -> Vec<T> {
@@ -522,5 +522,119 @@ mod view {
                 );
             }
         }
+    }
+}
+
+/// `rep3`'s functionalities override [`crate::func`]'s defaults; the defaults run on
+/// `rep3` too (its selection is its exact requantization). Each override gives the
+/// default's result bit for bit, in no more rounds and bytes for any party.
+#[test]
+fn overrides_match_the_generic_defaults_and_cost_no_more() {
+    use crate::func::{self, Selection};
+    type Op = dyn Fn(&mut Rep3<u64>, &[Rep<u64>], bool) -> Vec<Rep<u64>> + Sync;
+    let n = 64;
+    let wide = Bounds {
+        lo: -(1 << 20),
+        hi: 1 << 20,
+    };
+    let small = Bounds { lo: -300, hi: 300 };
+    let q = Requant {
+        num: vec![1358385; n],
+        den: vec![1 << 30; n],
+        zp: vec![-3; n],
+        lo: -128,
+        hi: 127,
+    };
+    let (num, den) = (vec![3; n], vec![8; n]);
+    let cases: Vec<(&str, Bounds, Box<Op>)> = vec![
+        (
+            "requantize",
+            wide,
+            Box::new(move |p, s, own| {
+                if own {
+                    Selection::requantize(p, s, &q, wide, TruncMode::Exact).unwrap()
+                } else {
+                    func::requantize(p, s, &q, wide).unwrap()
+                }
+            }),
+        ),
+        (
+            "rescale",
+            small,
+            Box::new(move |p, s, own| {
+                if own {
+                    Selection::rescale(p, s, &num, &den, small, TruncMode::Exact).unwrap()
+                } else {
+                    func::rescale(p, s, &num, &den, small).unwrap()
+                }
+            }),
+        ),
+        (
+            "clamp",
+            small,
+            Box::new(move |p, s, own| {
+                if own {
+                    Selection::clamp(p, s, -128, 127, small).unwrap()
+                } else {
+                    func::clamp(p, s, -128, 127, small).unwrap()
+                }
+            }),
+        ),
+        (
+            "max",
+            small,
+            Box::new(move |p, s, own| {
+                let (a, b) = s.split_at(n / 2);
+                if own {
+                    Selection::max(p, a, b, small).unwrap()
+                } else {
+                    func::max(p, a, b, small).unwrap()
+                }
+            }),
+        ),
+        (
+            "argmax",
+            small,
+            Box::new(move |p, s, own| {
+                if own {
+                    Selection::argmax(p, s, 8, false, small).unwrap()
+                } else {
+                    func::argmax(p, s, 8, false, small).unwrap()
+                }
+            }),
+        ),
+    ];
+    for (name, b, op) in &cases {
+        let x = values(n, b.lo, b.hi, 31);
+        let out = run3::<u64, _>(|p| {
+            let s = p.input(1, (p.party() == 1).then_some(&x[..]), n).unwrap();
+            let before = p.net.stats();
+            let own = op(p, &s, true);
+            let mid = p.net.stats();
+            let default = op(p, &s, false);
+            let after = p.net.stats();
+            let cost = |from: crate::net::Stats, to: crate::net::Stats| {
+                (to.rounds - from.rounds, to.bytes_sent - from.bytes_sent)
+            };
+            let figures = (cost(before, mid), cost(mid, after));
+            let own = p.reveal(&own, 1).unwrap();
+            let default = p.reveal(&default, 1).unwrap();
+            (own, default, figures)
+        });
+        assert_eq!(
+            out[1].0, out[1].1,
+            "{name}: the override differs from the default"
+        );
+        for (party, (_, _, (own, default))) in out.iter().enumerate() {
+            assert!(
+                own.0 <= default.0 && own.1 <= default.1,
+                "{name}, party {party}: the override costs {own:?} (rounds, bytes), the \
+                 default {default:?}"
+            );
+        }
+        eprintln!(
+            "{name}: override {:?}, default {:?} (party 0: rounds, bytes)",
+            out[0].2 .0, out[0].2 .1
+        );
     }
 }
