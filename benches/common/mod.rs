@@ -9,6 +9,17 @@ pub mod npy;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+/// The `qmpc` binary to measure: `QMPC_BIN` where set, else the one `cargo bench` built.
+/// That one carries the test features the workspace's dev-dependencies switch on (fault
+/// injection, the mask ledger that records every PRG draw), which slow small runs: LeNet
+/// under `mal-rep3` at batch 1 takes 0.16 s with them and 0.127 s as `cargo build
+/// --release` builds it. Measure with `cargo build --release && QMPC_BIN=target/release/qmpc
+/// cargo bench --bench protocols`.
+pub fn qmpc_bin() -> PathBuf {
+    std::env::var_os("QMPC_BIN")
+        .map_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_qmpc")), PathBuf::from)
+}
+
 pub struct Model {
     pub id: String,
     pub onnx: PathBuf,
@@ -85,7 +96,7 @@ pub fn qmpc_run(
     let mut onlines = Vec::new();
     let mut last = None;
     for _ in 0..reps {
-        let o = Command::new(env!("CARGO_BIN_EXE_qmpc"))
+        let o = Command::new(qmpc_bin())
             .args([
                 "run",
                 program.to_str().unwrap_or_default(),
@@ -130,7 +141,7 @@ pub fn qmpc_run(
 /// `qmpc compile` of `m` into `dir`; `None` where it fails.
 pub fn compile(m: &Model, dir: &Path) -> Option<PathBuf> {
     let program = dir.join(format!("{}.qmpc", m.id.replace('/', "_")));
-    let o = Command::new(env!("CARGO_BIN_EXE_qmpc"))
+    let o = Command::new(qmpc_bin())
         .args(["compile", m.onnx.to_str().unwrap_or_default(), "-o"])
         .arg(&program)
         .output()
