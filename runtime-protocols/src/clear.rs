@@ -3,7 +3,7 @@
 //! against it.
 
 use crate::Core;
-use crate::{ring, Bounds, MatDims, PartyId, Protocol, ProtocolError, TruncMode};
+use crate::{ring, Bounds, MatDims, PartyId, ProtocolError, Requant, TruncMode};
 use rayon::prelude::*;
 
 /// The plaintext protocol (one party, no communication).
@@ -136,7 +136,35 @@ impl Core for Clear {
     }
 }
 
-impl Protocol for Clear {
+/// `clear` sits on the same seam as the secure protocols: its selection is the definition
+/// (`Requant::apply`), and it overrides every functionality with the plaintext definition
+/// of [`crate::ring`], so [`crate::func`]'s defaults run on plaintext too — which is how
+/// the tests below check them against the definitions.
+impl crate::func::Selection for Clear {
+    fn ring_bits(&self) -> u32 {
+        64
+    }
+    fn gates(&self) -> crate::semi2k::Gates {
+        crate::semi2k::Gates::Beaver
+    }
+    fn select_with(
+        &mut self,
+        x: &[i64],
+        q: &Requant,
+        _: Bounds,
+        _: &crate::semi2k::select::Plan,
+    ) -> Result<Vec<i64>, ProtocolError> {
+        Ok(x.iter().enumerate().map(|(i, &v)| q.apply(i, v)).collect())
+    }
+    fn requantize(
+        &mut self,
+        x: &[i64],
+        q: &Requant,
+        bounds: Bounds,
+        mode: TruncMode,
+    ) -> Result<Vec<i64>, ProtocolError> {
+        crate::requantize_unfused(self, x, q, bounds, mode)
+    }
     fn rescale(
         &mut self,
         x: &[i64],
@@ -180,5 +208,75 @@ impl Protocol for Clear {
                 best as i64
             })
             .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::func::{self, Selection};
+    use proptest::prelude::*;
+
+    /// Values in `b`, from `seed`.
+    fn within(b: Bounds, n: usize, seed: u64) -> Vec<i64> {
+        crate::testutil::values(n, b.lo, b.hi, seed)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(200))]
+
+        /// The functionalities written once over the selection (`func`), run on
+        /// plaintext, equal their definitions: requantization with ties and per-element
+        /// parameters, rescale by any sign of multiplier, clamp, max and argmax. (A
+        /// selection that is off by one where `v % 7 == 3` fails this at once.)
+        #[test]
+        fn the_generic_functionalities_equal_their_definitions(
+            lo in -(1i64 << 24)..0,
+            span in 1i64..(1 << 25),
+            num in -(1i64 << 20)..(1 << 20),
+            shift in 0u32..30,
+            zp in -128i64..128,
+            clamp in 1i64..300,
+            row in 1usize..9,
+            last in any::<bool>(),
+            seed in any::<u64>(),
+        ) {
+            let n = 24;
+            let b = Bounds { lo, hi: lo + span };
+            let x = within(b, n, seed);
+            let y = within(b, n, seed ^ 1);
+            let den = 1i64 << shift;
+            let q = Requant {
+                num: vec![num.abs(); n],
+                den: vec![den; n],
+                zp: vec![zp; n],
+                lo: -clamp,
+                hi: clamp,
+            };
+            let mut c = Clear;
+            let exact = TruncMode::Exact;
+            prop_assert_eq!(
+                func::requantize(&mut c, &x, &q, b).unwrap(),
+                Selection::requantize(&mut c, &x, &q, b, exact).unwrap()
+            );
+            let (nums, dens) = (vec![num; n], vec![den; n]);
+            prop_assert_eq!(
+                func::rescale(&mut c, &x, &nums, &dens, b).unwrap(),
+                Selection::rescale(&mut c, &x, &nums, &dens, b, exact).unwrap()
+            );
+            prop_assert_eq!(
+                func::clamp(&mut c, &x, -clamp, clamp, b).unwrap(),
+                Selection::clamp(&mut c, &x, -clamp, clamp, b).unwrap()
+            );
+            prop_assert_eq!(
+                func::max(&mut c, &x, &y, b).unwrap(),
+                Selection::max(&mut c, &x, &y, b).unwrap()
+            );
+            let rows = &x[..n / row * row];
+            prop_assert_eq!(
+                func::argmax(&mut c, rows, row, last, b).unwrap(),
+                Selection::argmax(&mut c, rows, row, last, b).unwrap()
+            );
+        }
     }
 }
