@@ -144,9 +144,6 @@ impl crate::func::Selection for Clear {
     fn ring_bits(&self) -> u32 {
         64
     }
-    fn gates(&self) -> crate::semi2k::Gates {
-        crate::semi2k::Gates::Beaver
-    }
     fn select_with(
         &mut self,
         x: &[i64],

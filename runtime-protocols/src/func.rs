@@ -8,7 +8,6 @@
 //! `clear` implement [`Protocol`] themselves (docs/core.md, "Overrides that stay").
 
 use crate::semi2k::select::Plan;
-use crate::semi2k::Gates;
 use crate::{Bounds, Core, Protocol, ProtocolError, Requant, TruncMode};
 
 type R<T> = Result<T, ProtocolError>;
@@ -17,14 +16,13 @@ type R<T> = Result<T, ProtocolError>;
 /// are built from.
 pub(crate) trait Selection: Core + Sized {
     fn ring_bits(&self) -> u32;
-    fn gates(&self) -> Gates;
     /// Whether a requantization that rounds and clamps is two selections (round, then
-    /// clamp) rather than one.
+    /// clamp) rather than one (`fss`, `shamir`, `mal-rep3`).
     fn splits_rounding(&self) -> bool {
-        self.gates() == Gates::Fss
+        false
     }
-    /// `q` on `x` (values in `b`) for a plan that communicates; with [`Gates::Fss`], one
-    /// that rounds or compares, not both.
+    /// `q` on `x` (values in `b`) for a plan that communicates; where
+    /// [`Selection::splits_rounding`], one that rounds or compares, not both.
     fn select_with(
         &mut self,
         x: &[Self::Share],

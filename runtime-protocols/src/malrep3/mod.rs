@@ -249,9 +249,6 @@ impl<W: Word> crate::func::Selection for MalRep3<W> {
     fn ring_bits(&self) -> u32 {
         W::BITS
     }
-    fn gates(&self) -> crate::semi2k::Gates {
-        crate::semi2k::Gates::Beaver
-    }
     /// Round first, then clamp the rounded value: a clamp test then compares the few bits
     /// of the result, not the many of the product (every compared bit is a proven AND).
     fn splits_rounding(&self) -> bool {

@@ -538,9 +538,6 @@ impl<W: Word> crate::func::Selection for Rep3<W> {
     fn ring_bits(&self) -> u32 {
         W::BITS
     }
-    fn gates(&self) -> crate::semi2k::Gates {
-        crate::semi2k::Gates::Beaver
-    }
     fn select_with(
         &mut self,
         x: &[Rep<W>],

@@ -201,8 +201,9 @@ impl<W: Word> crate::func::Selection for Dealer<W> {
     fn ring_bits(&self) -> u32 {
         W::BITS
     }
-    fn gates(&self) -> Gates {
-        self.gates
+    /// fss: a DCF key rounds or clamps on one opening, not both.
+    fn splits_rounding(&self) -> bool {
+        self.gates == Gates::Fss
     }
     fn select_with(&mut self, x: &[()], q: &Requant, b: Bounds, plan: &Plan) -> R<Vec<()>> {
         let n = x.len();

@@ -263,8 +263,9 @@ impl<W: Word> crate::func::Selection for Semi2k<W> {
     fn ring_bits(&self) -> u32 {
         W::BITS
     }
-    fn gates(&self) -> Gates {
-        self.gates
+    /// fss: a DCF key rounds or clamps on one opening, not both.
+    fn splits_rounding(&self) -> bool {
+        self.gates == Gates::Fss
     }
     fn select_with(&mut self, x: &[W], q: &Requant, b: Bounds, plan: &select::Plan) -> R<Vec<W>> {
         match self.gates {

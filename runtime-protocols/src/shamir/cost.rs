@@ -7,7 +7,6 @@ use super::select::{self, lookup_pattern};
 use crate::cost::{Call, Costs, Counting, Rounds};
 use crate::func::Selection;
 use crate::semi2k::select::Plan;
-use crate::semi2k::Gates;
 use crate::Core;
 use crate::{Bounds, MatDims, PartyId, ProtocolError, Requant};
 
@@ -44,9 +43,6 @@ struct Counter<'g> {
 impl Selection for Counter<'_> {
     fn ring_bits(&self) -> u32 {
         64
-    }
-    fn gates(&self) -> Gates {
-        Gates::Beaver
     }
     fn splits_rounding(&self) -> bool {
         true

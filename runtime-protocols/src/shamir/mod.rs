@@ -318,9 +318,6 @@ impl crate::func::Selection for Shamir {
     fn ring_bits(&self) -> u32 {
         64
     }
-    fn gates(&self) -> crate::semi2k::Gates {
-        crate::semi2k::Gates::Beaver
-    }
     fn splits_rounding(&self) -> bool {
         true
     }

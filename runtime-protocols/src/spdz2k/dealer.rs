@@ -13,9 +13,9 @@ use super::{auth, check, select, SETUP};
 use crate::coins::{Coins, KeyId, OsCoins};
 use crate::cost::{Round, Rounds};
 use crate::net::{long_message_bytes, send_long, Stats, Transport};
+use crate::semi2k::arith;
 use crate::semi2k::prep::{self, Block, Layout, Records};
 use crate::semi2k::select::{all_to_all, Plan};
-use crate::semi2k::{arith, Gates};
 use crate::stream::Stream;
 use crate::word::Word;
 use crate::Core;
@@ -223,9 +223,6 @@ impl<W: Word> Spdz2kDealer<W> {
 impl<W: Word> crate::func::Selection for Spdz2kDealer<W> {
     fn ring_bits(&self) -> u32 {
         W::BITS
-    }
-    fn gates(&self) -> Gates {
-        Gates::Beaver
     }
     fn select_with(&mut self, x: &[()], q: &Requant, _: Bounds, plan: &Plan) -> R<Vec<()>> {
         let n = x.len();

@@ -38,9 +38,9 @@ pub use dealer::Spdz2kDealer;
 use crate::cheat::{self, Cheater};
 use crate::coins::{Coins, KeyId, OsCoins};
 use crate::net::{Stats, Transport};
+use crate::semi2k::arith;
 use crate::semi2k::prep::{self, Layout};
 use crate::semi2k::select::Plan;
-use crate::semi2k::{arith, Gates};
 use crate::word::{matmul_words, Word};
 use crate::Core;
 use crate::{Bounds, MatDims, PartyId, ProtocolError, Requant};
@@ -318,9 +318,6 @@ fn decode_low(bytes: &[u8], n: usize, width: u32) -> Vec<u64> {
 impl<W: Word> crate::func::Selection for Spdz2k<W> {
     fn ring_bits(&self) -> u32 {
         W::BITS
-    }
-    fn gates(&self) -> Gates {
-        Gates::Beaver
     }
     fn select_with(
         &mut self,
