@@ -50,7 +50,7 @@ fn zip_with(a: &[i64], b: &[i64], f: impl Fn(i64, i64) -> i64 + Sync) -> Vec<i64
 }
 
 impl Core for Clear {
-    type Share = i64;
+    type Shares = Vec<i64>;
 
     fn name(&self) -> &'static str {
         "clear"
@@ -80,7 +80,7 @@ impl Core for Clear {
         }
     }
 
-    fn reveal(&mut self, x: &[i64], _to: PartyId) -> Result<Option<Vec<i64>>, ProtocolError> {
+    fn reveal(&mut self, x: &Vec<i64>, _to: PartyId) -> Result<Option<Vec<i64>>, ProtocolError> {
         Ok(Some(x.to_vec()))
     }
 
@@ -88,21 +88,21 @@ impl Core for Clear {
         values.to_vec()
     }
 
-    fn add(&self, a: &[i64], b: &[i64]) -> Vec<i64> {
+    fn add(&self, a: &Vec<i64>, b: &Vec<i64>) -> Vec<i64> {
         zip_with(a, b, i64::wrapping_add)
     }
-    fn sub(&self, a: &[i64], b: &[i64]) -> Vec<i64> {
+    fn sub(&self, a: &Vec<i64>, b: &Vec<i64>) -> Vec<i64> {
         zip_with(a, b, i64::wrapping_sub)
     }
-    fn add_public(&self, a: &[i64], c: &[i64]) -> Vec<i64> {
+    fn add_public(&self, a: &Vec<i64>, c: &[i64]) -> Vec<i64> {
         zip_with(a, c, i64::wrapping_add)
     }
-    fn mul_public(&self, a: &[i64], c: &[i64]) -> Vec<i64> {
+    fn mul_public(&self, a: &Vec<i64>, c: &[i64]) -> Vec<i64> {
         zip_with(a, c, i64::wrapping_mul)
     }
     fn matmul_public(
         &self,
-        secret: &[i64],
+        secret: &Vec<i64>,
         public: &[i64],
         d: MatDims,
         public_left: bool,
@@ -114,13 +114,23 @@ impl Core for Clear {
         }
     }
 
-    fn mul(&mut self, a: &[i64], b: &[i64]) -> Result<Vec<i64>, ProtocolError> {
+    fn mul(&mut self, a: &Vec<i64>, b: &Vec<i64>) -> Result<Vec<i64>, ProtocolError> {
         Ok(zip_with(a, b, i64::wrapping_mul))
     }
-    fn matmul(&mut self, a: &[i64], b: &[i64], d: MatDims) -> Result<Vec<i64>, ProtocolError> {
+    fn matmul(
+        &mut self,
+        a: &Vec<i64>,
+        b: &Vec<i64>,
+        d: MatDims,
+    ) -> Result<Vec<i64>, ProtocolError> {
         Ok(matmul_ring(a, b, d))
     }
-    fn lookup(&mut self, x: &[i64], table: &[i64], offset: i64) -> Result<Vec<i64>, ProtocolError> {
+    fn lookup(
+        &mut self,
+        x: &Vec<i64>,
+        table: &[i64],
+        offset: i64,
+    ) -> Result<Vec<i64>, ProtocolError> {
         x.iter()
             .map(|&v| {
                 usize::try_from(v.wrapping_sub(offset))
@@ -146,7 +156,7 @@ impl crate::func::Selection for Clear {
     }
     fn select_with(
         &mut self,
-        x: &[i64],
+        x: &Vec<i64>,
         q: &Requant,
         _: Bounds,
         _: &crate::semi2k::select::Plan,
@@ -155,7 +165,7 @@ impl crate::func::Selection for Clear {
     }
     fn requantize(
         &mut self,
-        x: &[i64],
+        x: &Vec<i64>,
         q: &Requant,
         bounds: Bounds,
         mode: TruncMode,
@@ -164,7 +174,7 @@ impl crate::func::Selection for Clear {
     }
     fn rescale(
         &mut self,
-        x: &[i64],
+        x: &Vec<i64>,
         num: &[i64],
         den: &[i64],
         _bounds: Bounds,
@@ -177,19 +187,24 @@ impl crate::func::Selection for Clear {
     }
     fn clamp(
         &mut self,
-        x: &[i64],
+        x: &Vec<i64>,
         lo: i64,
         hi: i64,
         _b: Bounds,
     ) -> Result<Vec<i64>, ProtocolError> {
         Ok(x.par_iter().map(|&v| v.clamp(lo, hi)).collect())
     }
-    fn max(&mut self, a: &[i64], b: &[i64], _bounds: Bounds) -> Result<Vec<i64>, ProtocolError> {
+    fn max(
+        &mut self,
+        a: &Vec<i64>,
+        b: &Vec<i64>,
+        _bounds: Bounds,
+    ) -> Result<Vec<i64>, ProtocolError> {
         Ok(zip_with(a, b, i64::max))
     }
     fn argmax(
         &mut self,
-        x: &[i64],
+        x: &Vec<i64>,
         row_len: usize,
         select_last: bool,
         _b: Bounds,
@@ -269,7 +284,7 @@ mod tests {
                 func::max(&mut c, &x, &y, b).unwrap(),
                 Selection::max(&mut c, &x, &y, b).unwrap()
             );
-            let rows = &x[..n / row * row];
+            let rows = &x[..n / row * row].to_vec();
             prop_assert_eq!(
                 func::argmax(&mut c, rows, row, last, b).unwrap(),
                 Selection::argmax(&mut c, rows, row, last, b).unwrap()

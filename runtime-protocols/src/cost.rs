@@ -7,6 +7,7 @@
 //! header. [`Tally`] is a [`Protocol`] that runs nothing and records these lists, so the VM's
 //! own layout code decides which primitives an instruction calls, exactly as in a real run.
 
+use crate::planes::{Len, Plane};
 use crate::Core;
 use crate::{Bounds, MatDims, PartyId, Protocol, ProtocolError, Requant, TruncMode};
 use std::collections::BTreeMap;
@@ -150,10 +151,7 @@ pub(crate) trait Counting {
     fn call(&mut self, call: Call<'_>) -> Result<(), ProtocolError>;
 }
 
-impl<P: Protocol> Counting for P
-where
-    P::Share: Default,
-{
+impl<P: Protocol> Counting for P {
     fn call(&mut self, call: Call<'_>) -> Result<(), ProtocolError> {
         match call {
             Call::Input { owner, len } => {
@@ -259,8 +257,8 @@ impl<C: Costs + ?Sized> Ask for C {}
 type R<T> = Result<T, ProtocolError>;
 
 /// `len` shares without data.
-fn blank<S: Default + Clone>(len: usize) -> Vec<S> {
-    vec![S::default(); len]
+fn blank<S: crate::planes::Plane>(len: usize) -> S {
+    S::zeros(len)
 }
 
 /// The `clear` protocol communicates nothing.
@@ -282,23 +280,23 @@ impl Costs for ClearCosts {
 /// only keep shapes. Written into its `impl Protocol`.
 macro_rules! shape_only_locals {
     () => {
-        fn public(&self, values: &[i64]) -> Vec<()> {
-            vec![(); values.len()]
+        fn public(&self, values: &[i64]) -> Len {
+            Len(values.len())
         }
-        fn add(&self, a: &[()], _: &[()]) -> Vec<()> {
-            a.to_vec()
+        fn add(&self, a: &Len, _: &Len) -> Len {
+            *a
         }
-        fn sub(&self, a: &[()], _: &[()]) -> Vec<()> {
-            a.to_vec()
+        fn sub(&self, a: &Len, _: &Len) -> Len {
+            *a
         }
-        fn add_public(&self, a: &[()], _: &[i64]) -> Vec<()> {
-            a.to_vec()
+        fn add_public(&self, a: &Len, _: &[i64]) -> Len {
+            *a
         }
-        fn mul_public(&self, a: &[()], _: &[i64]) -> Vec<()> {
-            a.to_vec()
+        fn mul_public(&self, a: &Len, _: &[i64]) -> Len {
+            *a
         }
-        fn matmul_public(&self, _: &[()], _: &[i64], d: $crate::MatDims, _: bool) -> Vec<()> {
-            vec![(); d.batch * d.m * d.n]
+        fn matmul_public(&self, _: &Len, _: &[i64], d: $crate::MatDims, _: bool) -> Len {
+            Len(d.batch * d.m * d.n)
         }
     };
 }
@@ -338,7 +336,7 @@ impl<'c> Tally<'c> {
 const NOBODY: PartyId = usize::MAX;
 
 impl Core for Tally<'_> {
-    type Share = ();
+    type Shares = Len;
 
     fn name(&self) -> &'static str {
         self.costs.name()
@@ -357,89 +355,89 @@ impl Core for Tally<'_> {
         owner: PartyId,
         _: Option<&[i64]>,
         len: usize,
-    ) -> Result<Vec<()>, ProtocolError> {
+    ) -> Result<Len, ProtocolError> {
         self.record(Call::Input { owner, len })?;
-        Ok(vec![(); len])
+        Ok(Len(len))
     }
-    fn reveal(&mut self, x: &[()], to: PartyId) -> Result<Option<Vec<i64>>, ProtocolError> {
+    fn reveal(&mut self, x: &Len, to: PartyId) -> Result<Option<Vec<i64>>, ProtocolError> {
         self.record(Call::Reveal { len: x.len(), to })?;
         Ok(None)
     }
     shape_only_locals!();
-    fn mul(&mut self, a: &[()], _: &[()]) -> Result<Vec<()>, ProtocolError> {
+    fn mul(&mut self, a: &Len, _: &Len) -> Result<Len, ProtocolError> {
         self.record(Call::Mul { len: a.len() })?;
-        Ok(a.to_vec())
+        Ok(*a)
     }
-    fn matmul(&mut self, _: &[()], _: &[()], d: MatDims) -> Result<Vec<()>, ProtocolError> {
+    fn matmul(&mut self, _: &Len, _: &Len, d: MatDims) -> Result<Len, ProtocolError> {
         self.record(Call::MatMul(d))?;
-        Ok(vec![(); d.batch * d.m * d.n])
+        Ok(Len(d.batch * d.m * d.n))
     }
-    fn lookup(&mut self, x: &[()], table: &[i64], _: i64) -> Result<Vec<()>, ProtocolError> {
+    fn lookup(&mut self, x: &Len, table: &[i64], _: i64) -> Result<Len, ProtocolError> {
         self.record(Call::Lookup {
             len: x.len(),
             table_len: table.len(),
         })?;
-        Ok(x.to_vec())
+        Ok(*x)
     }
 }
 
 impl Protocol for Tally<'_> {
     fn rescale(
         &mut self,
-        x: &[()],
+        x: &Len,
         num: &[i64],
         den: &[i64],
         bounds: Bounds,
         mode: TruncMode,
-    ) -> Result<Vec<()>, ProtocolError> {
+    ) -> Result<Len, ProtocolError> {
         self.record(Call::Rescale {
             num,
             den,
             bounds,
             mode,
         })?;
-        Ok(x.to_vec())
+        Ok(*x)
     }
-    fn clamp(&mut self, x: &[()], lo: i64, hi: i64, b: Bounds) -> Result<Vec<()>, ProtocolError> {
+    fn clamp(&mut self, x: &Len, lo: i64, hi: i64, b: Bounds) -> Result<Len, ProtocolError> {
         self.record(Call::Clamp {
             len: x.len(),
             lo,
             hi,
             bounds: b,
         })?;
-        Ok(x.to_vec())
+        Ok(*x)
     }
     fn requantize(
         &mut self,
-        x: &[()],
+        x: &Len,
         q: &Requant,
         b: Bounds,
         mode: TruncMode,
-    ) -> Result<Vec<()>, ProtocolError> {
+    ) -> Result<Len, ProtocolError> {
         self.record(Call::Requantize { q, bounds: b, mode })?;
-        Ok(x.to_vec())
+        Ok(*x)
     }
-    fn max(&mut self, a: &[()], _: &[()], b: Bounds) -> Result<Vec<()>, ProtocolError> {
+    fn max(&mut self, a: &Len, _: &Len, b: Bounds) -> Result<Len, ProtocolError> {
         self.record(Call::Max {
             len: a.len(),
             bounds: b,
         })?;
-        Ok(a.to_vec())
+        Ok(*a)
     }
     fn argmax(
         &mut self,
-        x: &[()],
+        x: &Len,
         row_len: usize,
         select_last: bool,
         b: Bounds,
-    ) -> Result<Vec<()>, ProtocolError> {
+    ) -> Result<Len, ProtocolError> {
         self.record(Call::Argmax {
             len: x.len(),
             row_len,
             select_last,
             bounds: b,
         })?;
-        Ok(vec![(); x.len() / row_len.max(1)])
+        Ok(Len(x.len() / row_len.max(1)))
     }
 }
 

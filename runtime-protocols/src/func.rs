@@ -7,6 +7,7 @@
 //! follow the same calls, and a new functionality is one function here. `rep3` and
 //! `clear` implement [`Protocol`] themselves (docs/core.md, "Overrides that stay").
 
+use crate::planes::Plane;
 use crate::semi2k::select::Plan;
 use crate::{Bounds, Core, Protocol, ProtocolError, Requant, TruncMode};
 
@@ -25,11 +26,11 @@ pub(crate) trait Selection: Core + Sized {
     /// [`Selection::splits_rounding`], one that rounds or compares, not both.
     fn select_with(
         &mut self,
-        x: &[Self::Share],
+        x: &Self::Shares,
         q: &Requant,
         b: Bounds,
         plan: &Plan,
-    ) -> R<Vec<Self::Share>>;
+    ) -> R<Self::Shares>;
 
     // The functionalities. The defaults are this module's functions; a protocol with a
     // faster construction overrides them (`rep3`), and its tests hold the override to the
@@ -38,36 +39,36 @@ pub(crate) trait Selection: Core + Sized {
     /// `round_half_even(x · num / den)`; every mode is exact here.
     fn rescale(
         &mut self,
-        x: &[Self::Share],
+        x: &Self::Shares,
         num: &[i64],
         den: &[i64],
         b: Bounds,
         _mode: TruncMode,
-    ) -> R<Vec<Self::Share>> {
+    ) -> R<Self::Shares> {
         rescale(self, x, num, den, b)
     }
     fn requantize(
         &mut self,
-        x: &[Self::Share],
+        x: &Self::Shares,
         q: &Requant,
         b: Bounds,
         _mode: TruncMode,
-    ) -> R<Vec<Self::Share>> {
+    ) -> R<Self::Shares> {
         requantize(self, x, q, b)
     }
-    fn clamp(&mut self, x: &[Self::Share], lo: i64, hi: i64, b: Bounds) -> R<Vec<Self::Share>> {
+    fn clamp(&mut self, x: &Self::Shares, lo: i64, hi: i64, b: Bounds) -> R<Self::Shares> {
         clamp(self, x, lo, hi, b)
     }
-    fn max(&mut self, a: &[Self::Share], b: &[Self::Share], bounds: Bounds) -> R<Vec<Self::Share>> {
+    fn max(&mut self, a: &Self::Shares, b: &Self::Shares, bounds: Bounds) -> R<Self::Shares> {
         max(self, a, b, bounds)
     }
     fn argmax(
         &mut self,
-        x: &[Self::Share],
+        x: &Self::Shares,
         row_len: usize,
         select_last: bool,
         b: Bounds,
-    ) -> R<Vec<Self::Share>> {
+    ) -> R<Self::Shares> {
         argmax(self, x, row_len, select_last, b)
     }
 }
@@ -77,36 +78,36 @@ pub(crate) trait Selection: Core + Sized {
 impl<P: Selection> Protocol for P {
     fn rescale(
         &mut self,
-        x: &[P::Share],
+        x: &P::Shares,
         num: &[i64],
         den: &[i64],
         b: Bounds,
         mode: TruncMode,
-    ) -> R<Vec<P::Share>> {
+    ) -> R<P::Shares> {
         Selection::rescale(self, x, num, den, b, mode)
     }
     fn requantize(
         &mut self,
-        x: &[P::Share],
+        x: &P::Shares,
         q: &Requant,
         b: Bounds,
         mode: TruncMode,
-    ) -> R<Vec<P::Share>> {
+    ) -> R<P::Shares> {
         Selection::requantize(self, x, q, b, mode)
     }
-    fn clamp(&mut self, x: &[P::Share], lo: i64, hi: i64, b: Bounds) -> R<Vec<P::Share>> {
+    fn clamp(&mut self, x: &P::Shares, lo: i64, hi: i64, b: Bounds) -> R<P::Shares> {
         Selection::clamp(self, x, lo, hi, b)
     }
-    fn max(&mut self, a: &[P::Share], b: &[P::Share], bounds: Bounds) -> R<Vec<P::Share>> {
+    fn max(&mut self, a: &P::Shares, b: &P::Shares, bounds: Bounds) -> R<P::Shares> {
         Selection::max(self, a, b, bounds)
     }
     fn argmax(
         &mut self,
-        x: &[P::Share],
+        x: &P::Shares,
         row_len: usize,
         select_last: bool,
         b: Bounds,
-    ) -> R<Vec<P::Share>> {
+    ) -> R<P::Shares> {
         Selection::argmax(self, x, row_len, select_last, b)
     }
 }
@@ -114,12 +115,12 @@ impl<P: Selection> Protocol for P {
 /// `clamp(round_half_even(x·num/den) + zp, lo, hi)` with `num ≥ 0`.
 pub(crate) fn select<P: Selection>(
     p: &mut P,
-    x: &[P::Share],
+    x: &P::Shares,
     q: &Requant,
     b: Bounds,
-) -> R<Vec<P::Share>> {
+) -> R<P::Shares> {
     if x.is_empty() {
-        return Ok(Vec::new());
+        return Ok(x.clone());
     }
     let plan = Plan::new(q, b, p.ring_bits())?;
     if p.splits_rounding() && plan.rounds() && plan.has_thresholds() {
@@ -156,17 +157,17 @@ pub(crate) fn select<P: Selection>(
 
 pub(crate) fn rescale<P: Selection>(
     p: &mut P,
-    x: &[P::Share],
+    x: &P::Shares,
     num: &[i64],
     den: &[i64],
     b: Bounds,
-) -> R<Vec<P::Share>> {
+) -> R<P::Shares> {
     let Some(s) = rescale_selection(num, den, b) else {
         return Ok(p.mul_public(x, num));
     };
     let x = match &s.signs {
         Some(signs) => p.mul_public(x, signs),
-        None => x.to_vec(),
+        None => x.clone(),
     };
     select(p, &x, &s.q, s.bounds)
 }
@@ -210,10 +211,10 @@ pub(crate) fn rescale_selection(num: &[i64], den: &[i64], b: Bounds) -> Option<R
 
 pub(crate) fn requantize<P: Selection>(
     p: &mut P,
-    x: &[P::Share],
+    x: &P::Shares,
     q: &Requant,
     b: Bounds,
-) -> R<Vec<P::Share>> {
+) -> R<P::Shares> {
     if q.num.iter().any(|&v| v < 0) {
         return crate::requantize_unfused(p, x, q, b, TruncMode::Exact);
     }
@@ -232,21 +233,21 @@ fn unit(n: usize, lo: i64, hi: i64) -> Requant {
 
 pub(crate) fn clamp<P: Selection>(
     p: &mut P,
-    x: &[P::Share],
+    x: &P::Shares,
     lo: i64,
     hi: i64,
     b: Bounds,
-) -> R<Vec<P::Share>> {
+) -> R<P::Shares> {
     select(p, x, &unit(x.len(), lo, hi), b)
 }
 
 /// `b + max(a − b, 0)`.
 pub(crate) fn max<P: Selection>(
     p: &mut P,
-    a: &[P::Share],
-    b: &[P::Share],
+    a: &P::Shares,
+    b: &P::Shares,
     bounds: Bounds,
-) -> R<Vec<P::Share>> {
+) -> R<P::Shares> {
     let span = bounds
         .hi
         .checked_sub(bounds.lo)
@@ -273,11 +274,11 @@ fn too_wide(b: Bounds) -> ProtocolError {
 /// bits, taken off with an exact floor division.
 pub(crate) fn argmax<P: Selection>(
     p: &mut P,
-    x: &[P::Share],
+    x: &P::Shares,
     row_len: usize,
     select_last: bool,
     b: Bounds,
-) -> R<Vec<P::Share>> {
+) -> R<P::Shares> {
     let rows = x.len() / row_len.max(1);
     if row_len <= 1 {
         return Ok(p.public(&vec![0; rows]));
@@ -307,19 +308,21 @@ pub(crate) fn argmax<P: Selection>(
         let (mut left, mut right) = (Vec::new(), Vec::new());
         for r in 0..rows {
             for j in 0..half {
-                left.push(keys[r * len + 2 * j].clone());
-                right.push(keys[r * len + 2 * j + 1].clone());
+                left.push(r * len + 2 * j);
+                right.push(r * len + 2 * j + 1);
             }
         }
-        let best = max(p, &left, &right, kb)?;
+        let best = max(p, &keys.gather(&left), &keys.gather(&right), kb)?;
         let next = half + len % 2;
-        let mut out = Vec::with_capacity(rows * next);
+        // `best` then `keys` in one index space: each row's maxima, then its odd one out.
+        let mut pick = Vec::with_capacity(rows * next);
         for r in 0..rows {
-            out.extend_from_slice(&best[r * half..(r + 1) * half]);
+            pick.extend(r * half..(r + 1) * half);
             if len % 2 == 1 {
-                out.push(keys[r * len + len - 1].clone());
+                pick.push(best.len() + r * len + len - 1);
             }
         }
+        let out = P::Shares::concat(&[&best, &keys]).gather(&pick);
         keys = out;
         len = next;
     }

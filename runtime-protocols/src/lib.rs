@@ -51,8 +51,10 @@ pub type PartyId = usize;
 /// Local operations take `&self`; operations that communicate take `&mut self` and are
 /// batched over whole slices so that one call is at most a fixed number of rounds.
 pub trait Core {
-    /// One party's share of one ring element.
-    type Share: Clone + Send + Sync + std::fmt::Debug;
+    /// One party's shares of a run of elements, stored as planes (structure of arrays,
+    /// [`planes`]): a tensor's shares are one value of this type, and every layout move
+    /// the VM makes is a [`planes::Plane::gather`].
+    type Shares: planes::Plane;
 
     /// The protocol's command-line name.
     fn name(&self) -> &'static str;
@@ -90,52 +92,57 @@ pub trait Core {
         )))
     }
 
+    /// Verify everything opened or computed alone since the last check: a malicious
+    /// protocol's MAC check and proofs; a semi-honest one has nothing to verify. Every
+    /// `reveal` runs it before anything leaves the secret domain, and so must any
+    /// functionality that lets a value derived from unchecked ones decide what a party
+    /// sends (docs/protocols.md, "Delayed checks"). On failure every honest party gets
+    /// [`ProtocolError::Cheat`] naming the check.
+    fn check(&mut self) -> Result<(), ProtocolError> {
+        Ok(())
+    }
+
     /// Secret-share `len` values that `owner` holds (`values` is `Some` exactly at the owner).
     fn input(
         &mut self,
         owner: PartyId,
         values: Option<&[i64]>,
         len: usize,
-    ) -> Result<Vec<Self::Share>, ProtocolError>;
+    ) -> Result<Self::Shares, ProtocolError>;
     /// Open `x` to party `to` only; every other party gets `None`.
-    fn reveal(&mut self, x: &[Self::Share], to: PartyId)
-        -> Result<Option<Vec<i64>>, ProtocolError>;
+    fn reveal(&mut self, x: &Self::Shares, to: PartyId) -> Result<Option<Vec<i64>>, ProtocolError>;
     /// A sharing of public values (no communication).
-    fn public(&self, values: &[i64]) -> Vec<Self::Share>;
+    fn public(&self, values: &[i64]) -> Self::Shares;
 
-    fn add(&self, a: &[Self::Share], b: &[Self::Share]) -> Vec<Self::Share>;
-    fn sub(&self, a: &[Self::Share], b: &[Self::Share]) -> Vec<Self::Share>;
-    fn add_public(&self, a: &[Self::Share], c: &[i64]) -> Vec<Self::Share>;
-    fn mul_public(&self, a: &[Self::Share], c: &[i64]) -> Vec<Self::Share>;
+    fn add(&self, a: &Self::Shares, b: &Self::Shares) -> Self::Shares;
+    fn sub(&self, a: &Self::Shares, b: &Self::Shares) -> Self::Shares;
+    fn add_public(&self, a: &Self::Shares, c: &[i64]) -> Self::Shares;
+    fn mul_public(&self, a: &Self::Shares, c: &[i64]) -> Self::Shares;
     /// `a · B` with a secret `a` and a public `B`, or `A · b` when `public_left`.
     fn matmul_public(
         &self,
-        secret: &[Self::Share],
+        secret: &Self::Shares,
         public: &[i64],
         dims: MatDims,
         public_left: bool,
-    ) -> Vec<Self::Share>;
+    ) -> Self::Shares;
 
     /// Element-wise product of two secrets.
-    fn mul(
-        &mut self,
-        a: &[Self::Share],
-        b: &[Self::Share],
-    ) -> Result<Vec<Self::Share>, ProtocolError>;
+    fn mul(&mut self, a: &Self::Shares, b: &Self::Shares) -> Result<Self::Shares, ProtocolError>;
     /// Product of two secret matrices; one resharing per output element.
     fn matmul(
         &mut self,
-        a: &[Self::Share],
-        b: &[Self::Share],
+        a: &Self::Shares,
+        b: &Self::Shares,
         dims: MatDims,
-    ) -> Result<Vec<Self::Share>, ProtocolError>;
+    ) -> Result<Self::Shares, ProtocolError>;
     /// `table[x - offset]` element-wise, for `x` in `offset..offset + table.len()`.
     fn lookup(
         &mut self,
-        x: &[Self::Share],
+        x: &Self::Shares,
         table: &[i64],
         offset: i64,
-    ) -> Result<Vec<Self::Share>, ProtocolError>;
+    ) -> Result<Self::Shares, ProtocolError>;
 }
 
 /// A secret-sharing protocol as the VM drives it: its [`Core`] and the functionalities
@@ -146,22 +153,22 @@ pub trait Protocol: Core {
     /// `round_half_even(x · num / den)` element-wise (`num`, `den` public, `den > 0`).
     fn rescale(
         &mut self,
-        x: &[Self::Share],
+        x: &Self::Shares,
         num: &[i64],
         den: &[i64],
         bounds: Bounds,
         mode: TruncMode,
-    ) -> Result<Vec<Self::Share>, ProtocolError>;
+    ) -> Result<Self::Shares, ProtocolError>;
     /// `clamp(round_half_even(x · num / den) + zp, lo, hi)` element-wise: one whole
     /// requantization. By default a `rescale`, an addition and a `clamp`; a protocol may
     /// share work between them.
     fn requantize(
         &mut self,
-        x: &[Self::Share],
+        x: &Self::Shares,
         q: &Requant,
         bounds: Bounds,
         mode: TruncMode,
-    ) -> Result<Vec<Self::Share>, ProtocolError>
+    ) -> Result<Self::Shares, ProtocolError>
     where
         Self: Sized,
     {
@@ -170,27 +177,27 @@ pub trait Protocol: Core {
     /// `min(max(x, lo), hi)` element-wise.
     fn clamp(
         &mut self,
-        x: &[Self::Share],
+        x: &Self::Shares,
         lo: i64,
         hi: i64,
         bounds: Bounds,
-    ) -> Result<Vec<Self::Share>, ProtocolError>;
+    ) -> Result<Self::Shares, ProtocolError>;
     /// Element-wise maximum of two secrets.
     fn max(
         &mut self,
-        a: &[Self::Share],
-        b: &[Self::Share],
+        a: &Self::Shares,
+        b: &Self::Shares,
         bounds: Bounds,
-    ) -> Result<Vec<Self::Share>, ProtocolError>;
+    ) -> Result<Self::Shares, ProtocolError>;
     /// Index of the maximum of each row of `rows` (`row_len` elements each); ties go to
     /// the first index, or the last with `select_last`.
     fn argmax(
         &mut self,
-        x: &[Self::Share],
+        x: &Self::Shares,
         row_len: usize,
         select_last: bool,
         bounds: Bounds,
-    ) -> Result<Vec<Self::Share>, ProtocolError>;
+    ) -> Result<Self::Shares, ProtocolError>;
 }
 
 /// A requantization as its three steps: `rescale`, the zero point, `clamp` (on the bounds of
@@ -198,11 +205,11 @@ pub trait Protocol: Core {
 /// protocol that fuses only some parameters.
 pub fn requantize_unfused<P: Protocol>(
     p: &mut P,
-    x: &[P::Share],
+    x: &P::Shares,
     q: &Requant,
     bounds: Bounds,
     mode: TruncMode,
-) -> Result<Vec<P::Share>, ProtocolError> {
+) -> Result<P::Shares, ProtocolError> {
     let mid = q.mid_bounds(bounds, mode);
     let r = p.rescale(x, &q.num, &q.den, bounds, mode)?;
     let r = p.add_public(&r, &q.zp);

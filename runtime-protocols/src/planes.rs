@@ -8,11 +8,15 @@
 //! (docs/core.md, step 1).
 
 use crate::bitvec;
+use rayon::prelude::*;
 use std::fmt::Debug;
 use std::ops::Range;
 
 /// The index [`Plane::gather`] reads as "a sharing of zero" (a padding element).
 pub const PAD: usize = usize::MAX;
+
+/// Gathers of at least this many elements run on the rayon pool.
+const PARALLEL: usize = 1 << 15;
 
 /// One party's shares of a run of elements.
 pub trait Plane: Clone + Debug + Send + Sync + Sized {
@@ -21,6 +25,9 @@ pub trait Plane: Clone + Debug + Send + Sync + Sized {
     fn is_empty(&self) -> bool {
         self.len() == 0
     }
+    /// A sharing of `len` zeros (every component zero: true of additive, replicated,
+    /// Shamir and MAC'd shares alike).
+    fn zeros(len: usize) -> Self;
     /// Elements `range`.
     fn slice(&self, range: Range<usize>) -> Self;
     /// The planes one after another.
@@ -35,6 +42,9 @@ impl<T: Copy + Default + Debug + Send + Sync> Plane for Vec<T> {
     fn len(&self) -> usize {
         <[T]>::len(self)
     }
+    fn zeros(len: usize) -> Self {
+        vec![T::default(); len]
+    }
     fn slice(&self, range: Range<usize>) -> Self {
         self[range].to_vec()
     }
@@ -46,9 +56,12 @@ impl<T: Copy + Default + Debug + Send + Sync> Plane for Vec<T> {
         out
     }
     fn gather(&self, idx: &[usize]) -> Self {
-        idx.iter()
-            .map(|&i| if i == PAD { T::default() } else { self[i] })
-            .collect()
+        let pick = |&i: &usize| if i == PAD { T::default() } else { self[i] };
+        if idx.len() < PARALLEL {
+            idx.iter().map(pick).collect()
+        } else {
+            idx.par_iter().map(pick).collect()
+        }
     }
 }
 
@@ -63,6 +76,12 @@ pub struct Pair<T> {
 impl<T: Copy + Default + Debug + Send + Sync> Plane for Pair<T> {
     fn len(&self) -> usize {
         self.a.len()
+    }
+    fn zeros(len: usize) -> Self {
+        Pair {
+            a: vec![T::default(); len],
+            b: vec![T::default(); len],
+        }
     }
     fn slice(&self, range: Range<usize>) -> Self {
         Pair {
@@ -86,6 +105,46 @@ impl<T: Copy + Default + Debug + Send + Sync> Plane for Pair<T> {
     }
 }
 
+/// A value plane and its MAC plane, as authenticated shares hold them: `spdz2k`'s are
+/// `Mac<Vec<u128>>`, `mal-rep3`'s `Mac<Pair<u128>>`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Mac<P> {
+    pub x: P,
+    pub m: P,
+}
+
+impl<P: Plane> Plane for Mac<P> {
+    fn len(&self) -> usize {
+        self.x.len()
+    }
+    fn zeros(len: usize) -> Self {
+        Mac {
+            x: P::zeros(len),
+            m: P::zeros(len),
+        }
+    }
+    fn slice(&self, range: Range<usize>) -> Self {
+        Mac {
+            x: self.x.slice(range.clone()),
+            m: self.m.slice(range),
+        }
+    }
+    fn concat(parts: &[&Self]) -> Self {
+        let x: Vec<&P> = parts.iter().map(|p| &p.x).collect();
+        let m: Vec<&P> = parts.iter().map(|p| &p.m).collect();
+        Mac {
+            x: P::concat(&x),
+            m: P::concat(&m),
+        }
+    }
+    fn gather(&self, idx: &[usize]) -> Self {
+        Mac {
+            x: self.x.gather(idx),
+            m: self.m.gather(idx),
+        }
+    }
+}
+
 /// No data, only a length: the planes of data-free twins (cost formulas, dealers).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Len(pub usize);
@@ -93,6 +152,9 @@ pub struct Len(pub usize);
 impl Plane for Len {
     fn len(&self) -> usize {
         self.0
+    }
+    fn zeros(len: usize) -> Self {
+        Len(len)
     }
     fn slice(&self, range: Range<usize>) -> Self {
         Len(range.len())
@@ -163,6 +225,9 @@ impl BitPlane {
 impl Plane for BitPlane {
     fn len(&self) -> usize {
         self.len
+    }
+    fn zeros(len: usize) -> Self {
+        BitPlane::zeros(len)
     }
     fn slice(&self, range: Range<usize>) -> Self {
         let idx: Vec<usize> = range.collect();
@@ -256,6 +321,18 @@ mod tests {
                     prop_assert_eq!(p.words().last().copied().unwrap_or(0) >> tail, 0);
                 }
             }
+
+            let mac = |v: &[u64]| Mac { x: pair(v), m: pair(&v.iter().map(|x| x ^ 5).collect::<Vec<_>>()) };
+            let (ma, mb) = (mac(&a), mac(&b));
+            laws(&ma, &mb, |p: &Mac<Pair<u64>>| p.x.a.clone(), &idx);
+            let g = ma.gather(&idx);
+            for (k, &i) in idx.iter().enumerate() {
+                prop_assert_eq!(g.m.b[k], if i == PAD { 0 } else { !(a[i] ^ 5) });
+            }
+            // Long enough to gather on the pool.
+            let long: Vec<u64> = (0..(PARALLEL as u64 + 7)).collect();
+            let far: Vec<usize> = (0..long.len()).rev().map(|i| if i % 9 == 0 { PAD } else { i }).collect();
+            laws(&long, &b, |v: &Vec<u64>| v.clone(), &far);
 
             let (la, lb) = (Len(a.len()), Len(b.len()));
             laws(&la, &lb, |l: &Len| vec![0; l.0], &idx.iter().map(|_| PAD).collect::<Vec<_>>());

@@ -314,7 +314,7 @@ pub trait PartyVisitor {
 
 /// A protocol's dealer, as the command line drives it: a [`Protocol`] with no data that the
 /// VM walks to make the material.
-pub trait DealerRole: Protocol<Share = ()> + Send {
+pub trait DealerRole: Protocol<Shares = crate::planes::Len> + Send {
     /// Send every party its material (the dealer is the transport's last party).
     fn send(self, net: &mut dyn Transport) -> Result<Stats, ProtocolError>;
     /// Bytes sent to each computing party so far (frame headers included).

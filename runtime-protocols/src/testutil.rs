@@ -110,12 +110,7 @@ pub enum Call {
 }
 
 impl Call {
-    pub fn apply<P: Protocol>(
-        &self,
-        p: &mut P,
-        x: &[P::Share],
-        y: &[P::Share],
-    ) -> R<Vec<P::Share>> {
+    pub fn apply<P: Protocol>(&self, p: &mut P, x: &P::Shares, y: &P::Shares) -> R<P::Shares> {
         let e = TruncMode::Exact;
         match self {
             Call::Mul => p.mul(x, y),

@@ -141,9 +141,9 @@ pub(crate) fn run<P: Protocol + Send>(
     batch: usize,
 ) -> Result<Vec<Option<Tensor<i64>>>, VmError> {
     let (me, parties) = (proto.party(), proto.parties());
-    let mut st: State<P::Share> = State::new(program);
+    let mut st: State<P::Shares> = State::new(program);
     std::thread::scope(|scope| {
-        let mut tasks: Vec<Task<P::Share>> = Vec::new();
+        let mut tasks: Vec<Task<P::Shares>> = Vec::new();
         loop {
             // Run what is ready: local instructions now, interactive ones on their thread.
             while let Some(i) = st.ready.pop_first() {

@@ -7,6 +7,7 @@
 use crate::bytecode::{Instr, Program, RoundSchedule, Weights};
 use crate::shapes;
 use crate::tensor::{self, broadcast_to, Tensor};
+use qmpc_protocols::planes::{Plane, PAD};
 use qmpc_protocols::{Bounds, Core, MatDims, PartyId, Protocol, ProtocolError};
 
 /// Which party plays which role.
@@ -60,14 +61,50 @@ pub enum VmError {
     Setup(String),
 }
 
+/// A secret tensor in one party: its dimensions and its shares, one plane for all of it.
+#[derive(Clone, Debug)]
+pub struct Shared<S> {
+    pub dims: Vec<usize>,
+    pub data: S,
+}
+
+impl<S: Plane> Shared<S> {
+    fn new(dims: Vec<usize>, data: S) -> Self {
+        debug_assert_eq!(dims.iter().product::<usize>(), data.len());
+        Shared { dims, data }
+    }
+
+    /// A layout move written for any element type (`tensor`'s functions), applied to the
+    /// shares: `f` moves the tensor of element indices (padding reads [`PAD`], a sharing
+    /// of zero) and the plane gathers by the result.
+    fn relayout(&self, f: impl FnOnce(&Tensor<usize>) -> Tensor<usize>) -> Self {
+        let moved = f(&self.indices());
+        Shared::new(moved.dims, self.data.gather(&moved.data))
+    }
+
+    /// The tensor of this tensor's element indices.
+    fn indices(&self) -> Tensor<usize> {
+        Tensor::new(self.dims.clone(), (0..self.data.len()).collect())
+    }
+
+    /// The shares broadcast to `dims` (no copy where they already have them).
+    fn broadcast(&self, dims: &[usize]) -> S {
+        if self.dims == dims {
+            self.data.clone()
+        } else {
+            self.data.gather(&broadcast_to(&self.indices(), dims))
+        }
+    }
+}
+
 /// A register's value in one party.
 #[derive(Clone, Debug)]
 pub enum Value<S> {
     Public(Tensor<i64>),
-    Secret(Tensor<S>),
+    Secret(Shared<S>),
 }
 
-impl<S: Clone> Value<S> {
+impl<S: Plane> Value<S> {
     fn dims(&self) -> &[usize] {
         match self {
             Value::Public(t) => &t.dims,
@@ -79,7 +116,7 @@ impl<S: Clone> Value<S> {
     fn repeat_rows(&self, times: usize) -> Value<S> {
         match self {
             Value::Public(t) => Value::Public(tensor::repeat_rows(t, times)),
-            Value::Secret(t) => Value::Secret(tensor::repeat_rows(t, times)),
+            Value::Secret(t) => Value::Secret(t.relayout(|i| tensor::repeat_rows(i, times))),
         }
     }
 }
@@ -197,7 +234,7 @@ pub fn run<P: Protocol + Send>(
             last_use[s as usize] = i;
         }
     }
-    let mut regs: Vec<Option<Value<P::Share>>> = vec![None; program.registers.len()];
+    let mut regs: Vec<Option<Value<P::Shares>>> = vec![None; program.registers.len()];
     let mut outputs = vec![None; program.outputs.len()];
     for (index, ins) in program.code.iter().enumerate() {
         proto.begin_instruction(index);
@@ -233,21 +270,23 @@ fn public<S>(regs: &[Option<Value<S>>], r: u32) -> Result<&Tensor<i64>, String> 
     }
 }
 
-fn secret_of<P: Protocol>(proto: &P, v: &Value<P::Share>) -> Tensor<P::Share> {
+fn secret_of<P: Protocol>(proto: &P, v: &Value<P::Shares>) -> Shared<P::Shares> {
     match v {
         Value::Secret(t) => t.clone(),
-        Value::Public(t) => Tensor::new(t.dims.clone(), proto.public(&t.data)),
+        Value::Public(t) => Shared::new(t.dims.clone(), proto.public(&t.data)),
     }
 }
 
-fn map_layout<S: Clone>(
+/// One layout move on a value: `f` on public values, `g` on the element indices of a
+/// secret one ([`Shared::relayout`]).
+fn map_layout<S: Plane>(
     v: &Value<S>,
-    f: impl Fn(&Tensor<i64>) -> Tensor<i64>,
-    g: impl Fn(&Tensor<S>) -> Tensor<S>,
+    f: impl FnOnce(&Tensor<i64>) -> Tensor<i64>,
+    g: impl FnOnce(&Tensor<usize>) -> Tensor<usize>,
 ) -> Value<S> {
     match v {
         Value::Public(t) => Value::Public(f(t)),
-        Value::Secret(t) => Value::Secret(g(t)),
+        Value::Secret(t) => Value::Secret(t.relayout(g)),
     }
 }
 
@@ -263,10 +302,10 @@ pub(crate) fn step<P: Protocol>(
     roles: Roles,
     data: &PartyData,
     batch: usize,
-    regs: &[Option<Value<P::Share>>],
+    regs: &[Option<Value<P::Shares>>],
     ins: &Instr,
     outputs: &mut [Option<Tensor<i64>>],
-) -> Result<Option<Value<P::Share>>, Fail> {
+) -> Result<Option<Value<P::Shares>>, Fail> {
     let me = proto.party();
     let dst_dims = |d: u32| p.registers[d as usize].ty.dims_at(batch);
     let v = match ins {
@@ -279,7 +318,7 @@ pub(crate) fn step<P: Protocol>(
             } else {
                 None
             };
-            Value::Secret(Tensor::new(dims, proto.input(roles.data_owner, mine, n)?))
+            Value::Secret(Shared::new(dims, proto.input(roles.data_owner, mine, n)?))
         }
         Instr::Weight { dst, index } => {
             let dims = dst_dims(dst.0);
@@ -299,7 +338,7 @@ pub(crate) fn step<P: Protocol>(
             } else {
                 None
             };
-            Value::Secret(Tensor::new(dims, proto.input(roles.model_owner, mine, n)?))
+            Value::Secret(Shared::new(dims, proto.input(roles.model_owner, mine, n)?))
         }
         Instr::Const { index, .. } => {
             let c = &p.consts[index.0 as usize];
@@ -325,7 +364,7 @@ pub(crate) fn step<P: Protocol>(
                     Value::Public(Tensor::new(dims, x.iter().zip(&y).map(f).collect()))
                 }
                 (Value::Secret(s), Value::Public(c)) => {
-                    let (s, c) = (broadcast_to(s, &dims), broadcast_to(c, &dims));
+                    let (s, c) = (s.broadcast(&dims), broadcast_to(c, &dims));
                     let out = if mul {
                         proto.mul_public(&s, &c)
                     } else if sub {
@@ -334,10 +373,10 @@ pub(crate) fn step<P: Protocol>(
                     } else {
                         proto.add_public(&s, &c)
                     };
-                    Value::Secret(Tensor::new(dims, out))
+                    Value::Secret(Shared::new(dims, out))
                 }
                 (Value::Public(c), Value::Secret(s)) => {
-                    let (s, c) = (broadcast_to(s, &dims), broadcast_to(c, &dims));
+                    let (s, c) = (s.broadcast(&dims), broadcast_to(c, &dims));
                     let out = if mul {
                         proto.mul_public(&s, &c)
                     } else if sub {
@@ -346,10 +385,10 @@ pub(crate) fn step<P: Protocol>(
                     } else {
                         proto.add_public(&s, &c)
                     };
-                    Value::Secret(Tensor::new(dims, out))
+                    Value::Secret(Shared::new(dims, out))
                 }
                 (Value::Secret(x), Value::Secret(y)) => {
-                    let (x, y) = (broadcast_to(x, &dims), broadcast_to(y, &dims));
+                    let (x, y) = (x.broadcast(&dims), y.broadcast(&dims));
                     let out = if mul {
                         proto.mul(&x, &y)?
                     } else if sub {
@@ -357,7 +396,7 @@ pub(crate) fn step<P: Protocol>(
                     } else {
                         proto.add(&x, &y)
                     };
-                    Value::Secret(Tensor::new(dims, out))
+                    Value::Secret(Shared::new(dims, out))
                 }
             }
         }
@@ -397,30 +436,25 @@ pub(crate) fn step<P: Protocol>(
             let k = shapes::kernel_of(&kernel.0)?;
             let win = shapes::window(&k, &strides.0, &pads.0, &dilations.0)?;
             let xv = get(regs, x.0)?;
-            let parts = gather_windows(xv, &win)?;
-            let out_dims = parts.0;
-            match parts.1 {
-                Gathered::Public(cols) => {
+            let (out_dims, cols) = gather_windows(xv.dims(), &win)?;
+            match xv {
+                Value::Public(t) => {
                     let mut acc = vec![0i64; cols[0].len()];
                     for c in &cols {
-                        for (a, v) in acc.iter_mut().zip(c) {
-                            *a = a.wrapping_add(v.unwrap_or(0));
+                        for (a, &i) in acc.iter_mut().zip(c) {
+                            if i != PAD {
+                                *a = a.wrapping_add(t.data[i]);
+                            }
                         }
                     }
                     Value::Public(Tensor::new(out_dims, acc))
                 }
-                Gathered::Secret(cols) => {
-                    let zero = proto.public(&[0])[0].clone();
-                    let fill = |c: &Vec<Option<P::Share>>| {
-                        c.iter()
-                            .map(|v| v.clone().unwrap_or_else(|| zero.clone()))
-                            .collect::<Vec<_>>()
-                    };
-                    let mut acc = fill(&cols[0]);
+                Value::Secret(t) => {
+                    let mut acc = t.data.gather(&cols[0]);
                     for c in &cols[1..] {
-                        acc = proto.add(&acc, &fill(c));
+                        acc = proto.add(&acc, &t.data.gather(c));
                     }
-                    Value::Secret(Tensor::new(out_dims, acc))
+                    Value::Secret(Shared::new(out_dims, acc))
                 }
             }
         }
@@ -435,53 +469,47 @@ pub(crate) fn step<P: Protocol>(
             let k = shapes::kernel_of(&kernel.0)?;
             let win = shapes::window(&k, &strides.0, &pads.0, &dilations.0)?;
             let xv = get(regs, x.0)?;
-            let (out_dims, parts) = gather_windows(xv, &win)?;
-            match parts {
-                Gathered::Public(cols) => {
-                    let n = cols[0].len();
+            let (out_dims, mut cols) = gather_windows(xv.dims(), &win)?;
+            // Padding never wins: a padded slot repeats a real element of its window.
+            let n = cols[0].len();
+            for i in 0..n {
+                let real = cols
+                    .iter()
+                    .map(|c| c[i])
+                    .find(|&e| e != PAD)
+                    .ok_or("empty pooling window")?;
+                for c in cols.iter_mut() {
+                    if c[i] == PAD {
+                        c[i] = real;
+                    }
+                }
+            }
+            match xv {
+                Value::Public(t) => {
                     let out = (0..n)
-                        .map(|i| cols.iter().filter_map(|c| c[i]).max().unwrap_or(0))
+                        .map(|i| cols.iter().map(|c| t.data[c[i]]).max().unwrap_or(0))
                         .collect();
                     Value::Public(Tensor::new(out_dims, out))
                 }
-                Gathered::Secret(cols) => {
-                    // Padding never wins: a padded slot repeats a real element of its window.
-                    let n = cols[0].len();
-                    let mut layers: Vec<Vec<P::Share>> = Vec::with_capacity(cols.len());
-                    for c in &cols {
-                        let mut v = Vec::with_capacity(n);
-                        for i in 0..n {
-                            let e = match &c[i] {
-                                Some(e) => e.clone(),
-                                None => cols
-                                    .iter()
-                                    .find_map(|o| o[i].clone())
-                                    .ok_or("empty pooling window")?,
-                            };
-                            v.push(e);
-                        }
-                        layers.push(v);
-                    }
+                Value::Secret(t) => {
+                    let mut layers: Vec<P::Shares> =
+                        cols.iter().map(|c| t.data.gather(c)).collect();
                     let b = bounds(p, x.0);
                     // Tree reduction: ceil(log2(k)) rounds of element-wise maxima.
                     while layers.len() > 1 {
                         let half = layers.len() / 2;
                         let odd = layers.len() % 2 == 1;
-                        let mut lhs = Vec::with_capacity(half * n);
-                        let mut rhs = Vec::with_capacity(half * n);
-                        for j in 0..half {
-                            lhs.extend_from_slice(&layers[2 * j]);
-                            rhs.extend_from_slice(&layers[2 * j + 1]);
-                        }
-                        let m = proto.max(&lhs, &rhs, b)?;
-                        let mut next: Vec<Vec<P::Share>> =
-                            m.chunks(n).map(|c| c.to_vec()).collect();
+                        let lhs: Vec<&P::Shares> = layers.iter().step_by(2).take(half).collect();
+                        let rhs: Vec<&P::Shares> = layers.iter().skip(1).step_by(2).collect();
+                        let m = proto.max(&P::Shares::concat(&lhs), &P::Shares::concat(&rhs), b)?;
+                        let mut next: Vec<P::Shares> =
+                            (0..half).map(|j| m.slice(j * n..(j + 1) * n)).collect();
                         if odd {
                             next.push(layers.pop().ok_or("empty pooling window")?);
                         }
                         layers = next;
                     }
-                    Value::Secret(Tensor::new(
+                    Value::Secret(Shared::new(
                         out_dims,
                         layers.pop().ok_or("empty pooling window")?,
                     ))
@@ -501,7 +529,7 @@ pub(crate) fn step<P: Protocol>(
                         .map(|(&v, (&n, &d))| qmpc_protocols::ring::rescale(v, n, d))
                         .collect(),
                 )),
-                Value::Secret(t) => Value::Secret(Tensor::new(
+                Value::Secret(t) => Value::Secret(Shared::new(
                     dims,
                     proto.rescale(&t.data, &num, &den, bounds(p, x.0), p.trunc)?,
                 )),
@@ -533,7 +561,7 @@ pub(crate) fn step<P: Protocol>(
                         .map(|(i, &v)| q.apply(i, v))
                         .collect(),
                 )),
-                Value::Secret(t) => Value::Secret(Tensor::new(
+                Value::Secret(t) => Value::Secret(Shared::new(
                     dims,
                     proto.requantize(&t.data, &q, bounds(p, x.0), p.trunc)?,
                 )),
@@ -544,7 +572,7 @@ pub(crate) fn step<P: Protocol>(
                 t.dims.clone(),
                 t.data.iter().map(|v| (*v).clamp(lo.0, hi.0)).collect(),
             )),
-            Value::Secret(t) => Value::Secret(Tensor::new(
+            Value::Secret(t) => Value::Secret(Shared::new(
                 t.dims.clone(),
                 proto.clamp(&t.data, lo.0, hi.0, bounds(p, x.0))?,
             )),
@@ -564,7 +592,7 @@ pub(crate) fn step<P: Protocol>(
                         lo: bb.lo.min(bc.lo),
                         hi: bb.hi.max(bc.hi),
                     };
-                    Value::Secret(Tensor::new(x.dims.clone(), proto.max(&x.data, &y.data, b)?))
+                    Value::Secret(Shared::new(x.dims.clone(), proto.max(&x.data, &y.data, b)?))
                 }
             }
         }
@@ -597,7 +625,7 @@ pub(crate) fn step<P: Protocol>(
                     )?;
                     Value::Public(Tensor::new(dims, out))
                 }
-                Value::Secret(t) => Value::Secret(Tensor::new(
+                Value::Secret(t) => Value::Secret(Shared::new(
                     dims,
                     proto.argmax(&t.data, row, select_last.0 == 1, bounds(p, x.0))?,
                 )),
@@ -612,7 +640,7 @@ pub(crate) fn step<P: Protocol>(
                     v.dims.clone(),
                     qmpc_protocols::Clear.lookup(&v.data, t, offset.0)?,
                 )),
-                Value::Secret(v) => Value::Secret(Tensor::new(
+                Value::Secret(v) => Value::Secret(Shared::new(
                     v.dims.clone(),
                     proto.lookup(&v.data, t, offset.0)?,
                 )),
@@ -620,17 +648,10 @@ pub(crate) fn step<P: Protocol>(
         }
         Instr::Reshape { dst, x } | Instr::Cast { dst, x } => {
             let dims = dst_dims(dst.0);
-            map_layout(
-                get(regs, x.0)?,
-                |t| Tensor {
-                    dims: dims.clone(),
-                    data: t.data.clone(),
-                },
-                |t| Tensor {
-                    dims: dims.clone(),
-                    data: t.data.clone(),
-                },
-            )
+            match get(regs, x.0)? {
+                Value::Public(t) => Value::Public(Tensor::new(dims, t.data.clone())),
+                Value::Secret(t) => Value::Secret(Shared::new(dims, t.data.clone())),
+            }
         }
         Instr::Transpose { x, perm, .. } => {
             let perm: Vec<usize> = perm.0.iter().map(|&v| v as usize).collect();
@@ -642,15 +663,26 @@ pub(crate) fn step<P: Protocol>(
         }
         Instr::Pad { x, pads, value, .. } => {
             let pads: Vec<usize> = pads.0.iter().map(|&v| v as usize).collect();
-            let fill = proto.public(&[value.0])[0].clone();
-            map_layout(
-                get(regs, x.0)?,
-                |t| tensor::pad(t, &pads, value.0),
-                |t| tensor::pad(t, &pads, fill.clone()),
-            )
+            match get(regs, x.0)? {
+                Value::Public(t) => Value::Public(tensor::pad(t, &pads, value.0)),
+                Value::Secret(t) => {
+                    let idx = tensor::pad(&t.indices(), &pads, PAD);
+                    let mut data = t.data.gather(&idx.data);
+                    if value.0 != 0 {
+                        // Padding reads a sharing of 0: add the fill there.
+                        let fill: Vec<i64> = idx
+                            .data
+                            .iter()
+                            .map(|&i| if i == PAD { value.0 } else { 0 })
+                            .collect();
+                        data = proto.add_public(&data, &fill);
+                    }
+                    Value::Secret(Shared::new(idx.dims, data))
+                }
+            }
         }
         Instr::Concat { xs, axis, .. } => {
-            let vals: Vec<&Value<P::Share>> =
+            let vals: Vec<&Value<P::Shares>> =
                 xs.0.iter()
                     .map(|&r| get(regs, r))
                     .collect::<Result<_, _>>()?;
@@ -658,7 +690,7 @@ pub(crate) fn step<P: Protocol>(
             // Operands without the batch axis are repeated for every sample.
             let batched = |r: u32| p.registers[r as usize].ty.batched;
             let rows = xs.0.iter().any(|&r| batched(r)).then_some(batch);
-            let tiled: Vec<Option<Value<P::Share>>> =
+            let tiled: Vec<Option<Value<P::Shares>>> =
                 xs.0.iter()
                     .zip(&vals)
                     .map(|(&r, v)| match rows {
@@ -666,7 +698,7 @@ pub(crate) fn step<P: Protocol>(
                         _ => None,
                     })
                     .collect();
-            let vals: Vec<&Value<P::Share>> = vals
+            let vals: Vec<&Value<P::Shares>> = vals
                 .into_iter()
                 .zip(&tiled)
                 .map(|(v, t)| t.as_ref().unwrap_or(v))
@@ -684,9 +716,21 @@ pub(crate) fn step<P: Protocol>(
             if publics.len() == vals.len() {
                 Value::Public(tensor::concat(&publics, a))
             } else {
-                let ts: Vec<Tensor<P::Share>> = vals.iter().map(|v| secret_of(proto, v)).collect();
-                let refs: Vec<&Tensor<P::Share>> = ts.iter().collect();
-                Value::Secret(tensor::concat(&refs, a))
+                // The operands one after another, then their element indices (offset
+                // into that run) concatenated along the axis and gathered.
+                let ts: Vec<Shared<P::Shares>> = vals.iter().map(|v| secret_of(proto, v)).collect();
+                let mut at = 0;
+                let idx: Vec<Tensor<usize>> = ts
+                    .iter()
+                    .map(|t| {
+                        let i = Tensor::new(t.dims.clone(), (at..at + t.data.len()).collect());
+                        at += t.data.len();
+                        i
+                    })
+                    .collect();
+                let run = P::Shares::concat(&ts.iter().map(|t| &t.data).collect::<Vec<_>>());
+                let moved = tensor::concat(&idx.iter().collect::<Vec<_>>(), a);
+                Value::Secret(Shared::new(moved.dims, run.gather(&moved.data)))
             }
         }
         Instr::Output { x, index } => {
@@ -703,17 +747,12 @@ pub(crate) fn step<P: Protocol>(
     Ok(Some(v))
 }
 
-enum Gathered<S> {
-    Public(Vec<Vec<Option<i64>>>),
-    Secret(Vec<Vec<Option<S>>>),
-}
-
-/// For each kernel offset, the element every output position reads there (`None` = padding).
-fn gather_windows<S: Clone>(
-    x: &Value<S>,
+/// For each kernel offset, the element index every output position reads there ([`PAD`]
+/// for padding), over a tensor `[N,C,H,W]`; and the output's dimensions.
+fn gather_windows(
+    d: &[usize],
     win: &tensor::Window,
-) -> Result<(Vec<usize>, Gathered<S>), String> {
-    let d = x.dims().to_vec();
+) -> Result<(Vec<usize>, Vec<Vec<usize>>), String> {
     if d.len() != 4 {
         return Err(format!("pooling needs [N,C,H,W], has {d:?}"));
     }
@@ -722,55 +761,76 @@ fn gather_windows<S: Clone>(
         .gather_plan(h, w)
         .ok_or("pooling window larger than the input")?;
     let kk = win.kernel[0] * win.kernel[1];
-    let planes = n * c;
-    fn collect<T: Clone>(
-        data: &[T],
-        planes: usize,
-        hw: usize,
-        ohw: usize,
-        kk: usize,
-        plan: &[Option<usize>],
-    ) -> Vec<Vec<Option<T>>> {
-        (0..kk)
-            .map(|k| {
-                let mut col = Vec::with_capacity(planes * ohw);
-                for pl in 0..planes {
-                    let base = &data[pl * hw..(pl + 1) * hw];
-                    for o in 0..ohw {
-                        col.push(plan[o * kk + k].map(|i| base[i].clone()));
-                    }
+    let (hw, ohw) = (h * w, oh * ow);
+    let cols = (0..kk)
+        .map(|k| {
+            let mut col = Vec::with_capacity(n * c * ohw);
+            for pl in 0..n * c {
+                for o in 0..ohw {
+                    col.push(plan[o * kk + k].map_or(PAD, |i| pl * hw + i));
                 }
-                col
-            })
-            .collect()
+            }
+            col
+        })
+        .collect();
+    Ok((vec![n, c, oh, ow], cols))
+}
+
+/// What a matmul operand needs of a tensor, public or secret: its dimensions, its data,
+/// and its data broadcast to other dimensions.
+trait Operand {
+    type Data;
+    fn dims(&self) -> &[usize];
+    fn data(&self) -> Self::Data;
+    fn broadcast(&self, dims: &[usize]) -> Self::Data;
+}
+
+impl Operand for Tensor<i64> {
+    type Data = Vec<i64>;
+    fn dims(&self) -> &[usize] {
+        &self.dims
     }
-    let dims = vec![n, c, oh, ow];
-    let g = match x {
-        Value::Public(t) => Gathered::Public(collect(&t.data, planes, h * w, oh * ow, kk, &plan)),
-        Value::Secret(t) => Gathered::Secret(collect(&t.data, planes, h * w, oh * ow, kk, &plan)),
-    };
-    Ok((dims, g))
+    fn data(&self) -> Vec<i64> {
+        self.data.clone()
+    }
+    fn broadcast(&self, dims: &[usize]) -> Vec<i64> {
+        broadcast_to(self, dims)
+    }
+}
+
+impl<S: Plane> Operand for Shared<S> {
+    type Data = S;
+    fn dims(&self) -> &[usize] {
+        &self.dims
+    }
+    fn data(&self) -> S {
+        self.data.clone()
+    }
+    fn broadcast(&self, dims: &[usize]) -> S {
+        Shared::broadcast(self, dims)
+    }
 }
 
 /// Broadcast the batch axes of a matmul operand to `batch_dims`; returns the flat data and
 /// whether it varies along the batch.
-fn matmul_operand<T: Clone>(t: &Tensor<T>, batch_dims: &[usize]) -> (Vec<T>, bool) {
-    let r = t.dims.len();
-    let own_batch: usize = t.dims[..r - 2].iter().product();
+fn matmul_operand<T: Operand>(t: &T, batch_dims: &[usize]) -> (T::Data, bool) {
+    let dims = t.dims();
+    let r = dims.len();
+    let own_batch: usize = dims[..r - 2].iter().product();
     if own_batch <= 1 {
-        return (t.data.clone(), false);
+        return (t.data(), false);
     }
     let mut full = batch_dims.to_vec();
-    full.extend_from_slice(&t.dims[r - 2..]);
-    (broadcast_to(t, &full), true)
+    full.extend_from_slice(&dims[r - 2..]);
+    (t.broadcast(&full), true)
 }
 
 fn matmul<P: Protocol>(
     proto: &mut P,
-    a: &Value<P::Share>,
-    b: &Value<P::Share>,
+    a: &Value<P::Shares>,
+    b: &Value<P::Shares>,
     out: &[usize],
-) -> Result<Value<P::Share>, Fail> {
+) -> Result<Value<P::Shares>, Fail> {
     let (ad, bd) = (a.dims().to_vec(), b.dims().to_vec());
     let (m, k, n) = (ad[ad.len() - 2], ad[ad.len() - 1], bd[bd.len() - 1]);
     let batch_dims = &out[..out.len() - 2];
@@ -783,6 +843,7 @@ fn matmul<P: Protocol>(
         a_batched: false,
         b_batched: false,
     };
+    let secret = |data| Value::Secret(Shared::new(out.to_vec(), data));
     Ok(match (a, b) {
         (Value::Public(x), Value::Public(y)) => {
             let (xa, ya, d) = matmul_operands(x, y, batch_dims, base);
@@ -793,33 +854,27 @@ fn matmul<P: Protocol>(
         }
         (Value::Secret(x), Value::Public(y)) => {
             let (xa, ya, d) = matmul_operands(x, y, batch_dims, base);
-            Value::Secret(Tensor::new(
-                out.to_vec(),
-                proto.matmul_public(&xa, &ya, d, false),
-            ))
+            secret(proto.matmul_public(&xa, &ya, d, false))
         }
         (Value::Public(x), Value::Secret(y)) => {
             let (xa, ya, d) = matmul_operands(x, y, batch_dims, base);
-            Value::Secret(Tensor::new(
-                out.to_vec(),
-                proto.matmul_public(&ya, &xa, d, true),
-            ))
+            secret(proto.matmul_public(&ya, &xa, d, true))
         }
         (Value::Secret(x), Value::Secret(y)) => {
             let (xa, ya, d) = matmul_operands(x, y, batch_dims, base);
-            Value::Secret(Tensor::new(out.to_vec(), proto.matmul(&xa, &ya, d)?))
+            secret(proto.matmul(&xa, &ya, d)?)
         }
     })
 }
 
 /// Both operands of a matmul broadcast over `batch_dims`, with `base` marked by which of
 /// them varies along the batch.
-fn matmul_operands<A: Clone, B: Clone>(
-    x: &Tensor<A>,
-    y: &Tensor<B>,
+fn matmul_operands<A: Operand, B: Operand>(
+    x: &A,
+    y: &B,
     batch_dims: &[usize],
     base: MatDims,
-) -> (Vec<A>, Vec<B>, MatDims) {
+) -> (A::Data, B::Data, MatDims) {
     let (xa, a_batched) = matmul_operand(x, batch_dims);
     let (ya, b_batched) = matmul_operand(y, batch_dims);
     let d = MatDims {
@@ -864,27 +919,38 @@ fn im2col<T: Clone>(
     Ok((oh, ow, cols))
 }
 
-/// Weights `[M, C/G, kh, kw]` as `[N·G, M/G, C/G·kh·kw]`, repeated for every sample.
-fn weight_blocks<T: Clone>(w: &Tensor<T>, group: usize, n: usize) -> Vec<T> {
+/// Weights `[M, C/G, kh, kw]` as `[N·G, M/G, C/G·kh·kw]`, repeated for every sample
+/// (`[M, C/G·kk]` is already `[G, M/G, C/G·kk]` in row-major order).
+fn weight_blocks<T: Clone>(w: &Tensor<T>, n: usize) -> Vec<T> {
     let mut out = Vec::with_capacity(n * w.data.len());
     for _ in 0..n {
         out.extend_from_slice(&w.data);
     }
-    let _ = group; // [M, C/G·kk] is already [G, M/G, C/G·kk] in row-major order.
     out
+}
+
+/// [`weight_blocks`] of secret weights.
+fn weight_blocks_shared<S: Plane>(w: &Shared<S>, n: usize) -> S {
+    S::concat(&vec![&w.data; n])
+}
+
+/// [`im2col`] of a secret input: the columns of its element indices, gathered.
+fn im2col_shared<S: Plane>(x: &Shared<S>, win: &tensor::Window, group: usize) -> Result<S, String> {
+    let (_, _, idx) = im2col(&x.indices(), win, group, PAD)?;
+    Ok(x.data.gather(&idx))
 }
 
 #[allow(clippy::too_many_arguments)]
 fn conv<P: Protocol>(
     proto: &mut P,
-    x: &Value<P::Share>,
-    w: &Value<P::Share>,
+    x: &Value<P::Shares>,
+    w: &Value<P::Shares>,
     strides: &[i64],
     pads: &[i64],
     dilations: &[i64],
     group: usize,
     out: &[usize],
-) -> Result<Value<P::Share>, Fail> {
+) -> Result<Value<P::Shares>, Fail> {
     let wd = w.dims().to_vec();
     let win = shapes::window(&wd[2..], strides, pads, dilations)?;
     let n = x.dims()[0];
@@ -904,23 +970,21 @@ fn conv<P: Protocol>(
             let (_, _, cols) = im2col(xt, &win, group, 0)?;
             return Ok(Value::Public(Tensor::new(
                 out.to_vec(),
-                qmpc_protocols::clear::matmul_ring(&weight_blocks(wt, group, n), &cols, dims),
+                qmpc_protocols::clear::matmul_ring(&weight_blocks(wt, n), &cols, dims),
             )));
         }
         (Value::Secret(xt), Value::Public(wt)) => {
-            let zero = proto.public(&[0])[0].clone();
-            let (_, _, cols) = im2col(xt, &win, group, zero)?;
-            proto.matmul_public(&cols, &weight_blocks(wt, group, n), dims, true)
+            let cols = im2col_shared(xt, &win, group)?;
+            proto.matmul_public(&cols, &weight_blocks(wt, n), dims, true)
         }
         (Value::Public(xt), Value::Secret(wt)) => {
             let (_, _, cols) = im2col(xt, &win, group, 0)?;
-            proto.matmul_public(&weight_blocks(wt, group, n), &cols, dims, false)
+            proto.matmul_public(&weight_blocks_shared(wt, n), &cols, dims, false)
         }
         (Value::Secret(xt), Value::Secret(wt)) => {
-            let zero = proto.public(&[0])[0].clone();
-            let (_, _, cols) = im2col(xt, &win, group, zero)?;
-            proto.matmul(&weight_blocks(wt, group, n), &cols, dims)?
+            let cols = im2col_shared(xt, &win, group)?;
+            proto.matmul(&weight_blocks_shared(wt, n), &cols, dims)?
         }
     };
-    Ok(Value::Secret(Tensor::new(out.to_vec(), data)))
+    Ok(Value::Secret(Shared::new(out.to_vec(), data)))
 }

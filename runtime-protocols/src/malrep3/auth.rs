@@ -7,7 +7,6 @@
 
 use crate::rep3::Rep;
 use crate::word::Word;
-use rayon::prelude::*;
 
 /// One party's shares of an authenticated value: its two components of `x` and of `α·x`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -94,22 +93,6 @@ pub fn scale(a: Auth, c: u128) -> Auth {
         x: scale_rep(a.x, c),
         m: scale_rep(a.m, c),
     }
-}
-
-/// Element-wise sums of two vectors.
-pub fn add_all(a: &[Auth], b: &[Auth]) -> Vec<Auth> {
-    a.par_iter()
-        .zip(b.par_iter())
-        .map(|(&a, &b)| add(a, b))
-        .collect()
-}
-
-/// Element-wise differences of two vectors.
-pub fn sub_all(a: &[Auth], b: &[Auth]) -> Vec<Auth> {
-    a.par_iter()
-        .zip(b.par_iter())
-        .map(|(&a, &b)| sub(a, b))
-        .collect()
 }
 
 /// The value halves.

@@ -38,6 +38,7 @@ pub(super) fn slice(values: &[u64], w: usize) -> Vec<Vec<u64>> {
     planes
 }
 
+#[cfg(test)] // building blocks of a dealer-free comparison, tested
 /// Element `e`'s bit of a plaintext plane.
 pub(super) fn bit(plane: &[u64], e: usize) -> u64 {
     plane[e / 64] >> (e % 64) & 1
@@ -53,6 +54,7 @@ fn xor_plane(a: &[Rep<Xor>], b: &[Rep<Xor>]) -> Plane {
         .collect()
 }
 
+#[cfg(test)] // building blocks of a dealer-free comparison, tested
 /// `a` where the public plane `p` is 1, else 0 (local).
 fn and_public(a: &[Rep<Xor>], p: &[u64]) -> Plane {
     a.iter()
@@ -85,6 +87,7 @@ impl Sliced {
         }
     }
 
+    #[cfg(test)] // building blocks of a dealer-free comparison, tested
     /// The number times 2 (a zero plane below).
     pub fn shifted(&self) -> Sliced {
         let mut planes = vec![vec![Rep::default(); words(self.n)]];
@@ -108,6 +111,7 @@ impl Sliced {
 }
 
 impl<W: Word> MalRep3<W> {
+    #[cfg(test)] // building blocks of a dealer-free comparison, tested
     /// Numbers known to both holders of component `j` (`Some` exactly there): the value
     /// is component `j`, the others zero. No communication.
     pub(super) fn known_bits(
@@ -134,6 +138,7 @@ impl<W: Word> MalRep3<W> {
         }
     }
 
+    #[cfg(test)] // building blocks of a dealer-free comparison, tested
     /// Numbers every party knows.
     pub(super) fn public_bits(&self, values: &[u64], w: usize) -> Sliced {
         self.known_bits(0, Some(values), values.len(), w)
@@ -155,6 +160,7 @@ impl<W: Word> MalRep3<W> {
         Ok(out)
     }
 
+    #[cfg(test)] // building blocks of a dealer-free comparison, tested
     /// Carry-save addition of three shared numbers (1 round): `a + b + c = s + 2·t`.
     pub(super) fn csa(&mut self, a: &Sliced, b: &Sliced, c: &Sliced) -> R<(Sliced, Sliced)> {
         let w = a.width().max(b.width()).max(c.width());
@@ -173,6 +179,7 @@ impl<W: Word> MalRep3<W> {
         Ok((s, t))
     }
 
+    #[cfg(test)] // building blocks of a dealer-free comparison, tested
     /// Carry-save addition of two shared numbers and a public one (1 round).
     pub(super) fn csa_public(&mut self, a: &Sliced, b: &Sliced, p: &[u64]) -> R<(Sliced, Sliced)> {
         let w = a.width().max(b.width());
@@ -195,6 +202,7 @@ impl<W: Word> MalRep3<W> {
         Ok((s, t))
     }
 
+    #[cfg(test)] // building blocks of a dealer-free comparison, tested
     /// The carry into bit `top` of `a + b` (`⌈log2 top⌉ + 1` rounds): generate and
     /// propagate of each position, combined pairwise, low block with the block above it.
     pub(super) fn carry_into(&mut self, a: &Sliced, b: &Sliced, top: usize) -> R<Plane> {

@@ -18,19 +18,15 @@
 
 mod auth;
 // The comparisons (next) are its users; until then only the tests call `and`.
-#[allow(dead_code)]
 mod boolean;
 mod check;
-#[allow(dead_code)]
 mod circuits;
-#[allow(dead_code)]
+#[cfg(test)] // daBits without a dealer (7 words per bit): the dealt ones replaced them
 mod convert;
 mod cost;
-#[allow(dead_code)]
 mod dealt;
 mod lookup;
 mod open;
-#[allow(dead_code)]
 mod pair;
 mod prove;
 mod select;
@@ -43,7 +39,8 @@ pub use cost::MalRep3Costs;
 use crate::cheat::{self, Cheater};
 use crate::coins::{Coins, KeyId, OsCoins};
 use crate::net::{Stats, Transport};
-use crate::rep3::{comps, Rep, Rep3};
+use crate::planes::{Mac, Pair};
+use crate::rep3::{Rep, Rep3};
 use crate::word::{matmul_words, Word};
 use crate::Core;
 use crate::{Bounds, MatDims, PartyId, ProtocolError, Requant};
@@ -256,17 +253,72 @@ impl<W: Word> crate::func::Selection for MalRep3<W> {
     }
     fn select_with(
         &mut self,
-        x: &[Auth],
+        x: &Mac<Pair<u128>>,
         q: &Requant,
         b: Bounds,
         plan: &crate::semi2k::select::Plan,
-    ) -> R<Vec<Auth>> {
-        self.select(x, q, b, plan)
+    ) -> R<Mac<Pair<u128>>> {
+        Ok(mac_planes(self.select(&auths(x), q, b, plan)?))
+    }
+}
+
+/// `x` as one value per element (the layout the openings, proofs and selections work in).
+pub(crate) fn auths(x: &Mac<Pair<u128>>) -> Vec<Auth> {
+    join(crate::rep3::reps(&x.x), crate::rep3::reps(&x.m))
+}
+
+/// Shares in the plane layout of [`Core`].
+pub(crate) fn mac_planes(x: Vec<Auth>) -> Mac<Pair<u128>> {
+    let (v, m): (Vec<_>, Vec<_>) = x.into_iter().map(|s| (s.x, s.m)).unzip();
+    Mac {
+        x: crate::rep3::planes(v),
+        m: crate::rep3::planes(m),
+    }
+}
+
+/// `f` on the four planes of `a` and `b`, element by element.
+fn zip_planes(
+    a: &Mac<Pair<u128>>,
+    b: &Mac<Pair<u128>>,
+    f: impl Fn(u128, u128) -> u128 + Sync,
+) -> Mac<Pair<u128>> {
+    let both = |u: &[u128], v: &[u128]| u.par_iter().zip(v).map(|(&p, &q)| f(p, q)).collect();
+    let pair = |u: &Pair<u128>, v: &Pair<u128>| Pair {
+        a: both(&u.a, &v.a),
+        b: both(&u.b, &v.b),
+    };
+    Mac {
+        x: pair(&a.x, &b.x),
+        m: pair(&a.m, &b.m),
+    }
+}
+
+/// The local part of products of replicated shares: `x_i·y_i + x_i·y_{i+1} + x_{i+1}·y_i`.
+fn mul_local(x: &Pair<u128>, y: &Pair<u128>) -> Vec<u128> {
+    (&x.a, &x.b, &y.a, &y.b)
+        .into_par_iter()
+        .map(|(&xa, &xb, &ya, &yb)| {
+            xa.wrapping_mul(ya)
+                .wrapping_add(xa.wrapping_mul(yb))
+                .wrapping_add(xb.wrapping_mul(ya))
+        })
+        .collect()
+}
+
+/// `f` on each of the four planes of `a`.
+fn map_planes(a: &Mac<Pair<u128>>, f: impl Fn(&[u128]) -> Vec<u128>) -> Mac<Pair<u128>> {
+    let pair = |u: &Pair<u128>| Pair {
+        a: f(&u.a),
+        b: f(&u.b),
+    };
+    Mac {
+        x: pair(&a.x),
+        m: pair(&a.m),
     }
 }
 
 impl<W: Word> Core for MalRep3<W> {
-    type Share = Auth;
+    type Shares = Mac<Pair<u128>>;
 
     fn name(&self) -> &'static str {
         "mal-rep3"
@@ -278,13 +330,93 @@ impl<W: Word> Core for MalRep3<W> {
         3
     }
 
-    fn input(&mut self, owner: PartyId, values: Option<&[i64]>, len: usize) -> R<Vec<Auth>> {
+    fn check(&mut self) -> R<()> {
+        MalRep3::check(self)
+    }
+
+    fn input(&mut self, owner: PartyId, values: Option<&[i64]>, len: usize) -> R<Self::Shares> {
+        Ok(mac_planes(self.input_auth(owner, values, len)?))
+    }
+    fn reveal(&mut self, x: &Self::Shares, to: PartyId) -> R<Option<Vec<i64>>> {
+        self.reveal_auth(&auths(x), to)
+    }
+    fn public(&self, values: &[i64]) -> Self::Shares {
+        let me = self.rep.me;
+        let key = self.key;
+        let consts: Vec<Auth> = values.iter().map(|&v| key.constant(me, lift(v))).collect();
+        mac_planes(consts)
+    }
+    fn add(&self, a: &Self::Shares, b: &Self::Shares) -> Self::Shares {
+        zip_planes(a, b, u128::wrapping_add)
+    }
+    fn sub(&self, a: &Self::Shares, b: &Self::Shares) -> Self::Shares {
+        zip_planes(a, b, u128::wrapping_sub)
+    }
+    fn add_public(&self, a: &Self::Shares, c: &[i64]) -> Self::Shares {
+        self.add(a, &self.public(c))
+    }
+    fn mul_public(&self, a: &Self::Shares, c: &[i64]) -> Self::Shares {
+        map_planes(a, |u| {
+            u.par_iter()
+                .zip(c)
+                .map(|(&x, &c)| x.wrapping_mul(lift(c)))
+                .collect()
+        })
+    }
+    fn matmul_public(
+        &self,
+        secret: &Self::Shares,
+        public: &[i64],
+        d: MatDims,
+        public_left: bool,
+    ) -> Self::Shares {
+        let p: Vec<u128> = public.iter().map(|&v| lift(v)).collect();
+        map_planes(secret, |s| {
+            if public_left {
+                matmul_words(&p, s, d)
+            } else {
+                matmul_words(s, &p, d)
+            }
+        })
+    }
+    fn mul(&mut self, a: &Self::Shares, b: &Self::Shares) -> R<Self::Shares> {
+        let z = mul_local(&a.x, &b.x);
+        let m = mul_local(&a.m, &b.x);
+        Ok(mac_planes(self.reshare_pairs(z, m)?))
+    }
+    fn matmul(&mut self, a: &Self::Shares, b: &Self::Shares, d: MatDims) -> R<Self::Shares> {
+        // x_i·(y_i + y_{i+1}) + x_{i+1}·y_i, summed over k before resharing; the MAC half
+        // with α·x in place of x.
+        let y = &b.x;
+        let ysum: Vec<u128> =
+            y.a.par_iter()
+                .zip(&y.b)
+                .map(|(p, q)| p.wrapping_add(*q))
+                .collect();
+        let local = |x: &Pair<u128>| -> Vec<u128> {
+            let t1 = matmul_words(&x.a, &ysum, d);
+            let t2 = matmul_words(&x.b, &y.a, d);
+            t1.into_par_iter()
+                .zip(t2)
+                .map(|(p, q)| p.wrapping_add(q))
+                .collect()
+        };
+        let (z, m) = (local(&a.x), local(&a.m));
+        Ok(mac_planes(self.reshare_pairs(z, m)?))
+    }
+    fn lookup(&mut self, x: &Self::Shares, table: &[i64], offset: i64) -> R<Self::Shares> {
+        Ok(mac_planes(self.lookup_auth(&auths(x), table, offset)?))
+    }
+}
+
+impl<W: Word> MalRep3<W> {
+    fn input_auth(&mut self, owner: PartyId, values: Option<&[i64]>, len: usize) -> R<Vec<Auth>> {
         let lifted: Option<Vec<u128>> = values.map(|v| v.iter().map(|&x| lift(x)).collect());
         let x = self.rep.share_from::<u128>(owner, lifted.as_deref(), len)?;
         self.authenticate(x)
     }
 
-    fn reveal(&mut self, x: &[Auth], to: PartyId) -> R<Option<Vec<i64>>> {
+    fn reveal_auth(&mut self, x: &[Auth], to: PartyId) -> R<Option<Vec<i64>>> {
         // Nothing derived from an unchecked value leaves the parties.
         self.check()?;
         let opened = self.open_to(cheat::Kind::Open, &values(x), to)?;
@@ -294,83 +426,14 @@ impl<W: Word> Core for MalRep3<W> {
         Ok(opened.map(|v| v.into_iter().map(lower::<W>).collect()))
     }
 
-    fn public(&self, values: &[i64]) -> Vec<Auth> {
-        let me = self.rep.me;
-        values
-            .iter()
-            .map(|&v| self.key.constant(me, lift(v)))
-            .collect()
-    }
-
-    fn add(&self, a: &[Auth], b: &[Auth]) -> Vec<Auth> {
-        auth::add_all(a, b)
-    }
-    fn sub(&self, a: &[Auth], b: &[Auth]) -> Vec<Auth> {
-        auth::sub_all(a, b)
-    }
-    fn add_public(&self, a: &[Auth], c: &[i64]) -> Vec<Auth> {
-        let (me, key) = (self.rep.me, self.key);
-        a.par_iter()
-            .zip(c.par_iter())
-            .map(|(&s, &c)| key.add_const(me, s, lift(c)))
-            .collect()
-    }
-    fn mul_public(&self, a: &[Auth], c: &[i64]) -> Vec<Auth> {
-        a.par_iter()
-            .zip(c.par_iter())
-            .map(|(&s, &c)| auth::scale(s, lift(c)))
-            .collect()
-    }
-    fn matmul_public(
-        &self,
-        secret: &[Auth],
-        public: &[i64],
-        d: MatDims,
-        public_left: bool,
-    ) -> Vec<Auth> {
-        let p: Vec<u128> = public.iter().map(|&v| lift(v)).collect();
-        let half = |h: Vec<Rep<u128>>| {
-            let (a, b) = comps(&h);
-            let (a, b) = if public_left {
-                (matmul_words(&p, &a, d), matmul_words(&p, &b, d))
-            } else {
-                (matmul_words(&a, &p, d), matmul_words(&b, &p, d))
-            };
-            crate::rep3::pair(a, b)
-        };
-        join(half(values(secret)), half(macs(secret)))
-    }
-
-    fn mul(&mut self, a: &[Auth], b: &[Auth]) -> R<Vec<Auth>> {
+    fn mul_auth(&mut self, a: &[Auth], b: &[Auth]) -> R<Vec<Auth>> {
         let y = values(b);
         let z = Rep3::<u128>::mul_local(&values(a), &y);
         let m = Rep3::<u128>::mul_local(&macs(a), &y);
         self.reshare_pairs(z, m)
     }
 
-    fn matmul(&mut self, a: &[Auth], b: &[Auth], d: MatDims) -> R<Vec<Auth>> {
-        // x_i·(y_i + y_{i+1}) + x_{i+1}·y_i, summed over k before resharing; the MAC half
-        // with α·x in place of x.
-        let (ya, yb) = comps(&values(b));
-        let ysum: Vec<u128> = ya
-            .iter()
-            .zip(&yb)
-            .map(|(x, y)| x.wrapping_add(*y))
-            .collect();
-        let local = |x: Vec<Rep<u128>>| -> Vec<u128> {
-            let (xa, xb) = comps(&x);
-            let t1 = matmul_words(&xa, &ysum, d);
-            let t2 = matmul_words(&xb, &ya, d);
-            t1.into_iter()
-                .zip(t2)
-                .map(|(p, q)| p.wrapping_add(q))
-                .collect()
-        };
-        let z = local(values(a));
-        let m = local(macs(a));
-        self.reshare_pairs(z, m)
-    }
-    fn lookup(&mut self, x: &[Auth], table: &[i64], offset: i64) -> R<Vec<Auth>> {
+    fn lookup_auth(&mut self, x: &[Auth], table: &[i64], offset: i64) -> R<Vec<Auth>> {
         self.lookup_table(x, table, offset)
     }
 }

@@ -4,7 +4,7 @@
 //! into replicated shares.
 
 use super::auth::Auth;
-use super::circuits::{Plane, Sliced};
+use super::circuits::Sliced;
 use super::open::digest;
 use super::MalRep3;
 use crate::bitvec::words;
@@ -247,14 +247,4 @@ impl<W: Word> MalRep3<W> {
         self.ledger.push(&x, &m);
         Ok(out)
     }
-}
-
-/// A boolean plane's bits per element as 0/1 values.
-pub(super) fn plane_bits(p: &Plane, n: usize, a: bool) -> Vec<u64> {
-    (0..n)
-        .map(|e| {
-            let w = &p[e / 64];
-            (if a { w.a.0 } else { w.b.0 }) >> (e % 64) & 1
-        })
-        .collect()
 }

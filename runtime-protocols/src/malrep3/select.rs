@@ -35,7 +35,7 @@ use crate::lanes::{self, lanes_of, Lane};
 use crate::rep3::Rep;
 use crate::semi2k::select::Plan;
 use crate::word::Word;
-use crate::{Bounds, Core, ProtocolError, Requant};
+use crate::{Bounds, ProtocolError, Requant};
 
 type R<T> = Result<T, ProtocolError>;
 
@@ -404,7 +404,7 @@ impl<W: Word> MalRep3<W> {
             hi_sel.push(gh);
         }
         let mid = if product {
-            self.mul(&a, &mv)?
+            self.mul_auth(&a, &mv)?
         } else {
             // Public selectors: the middle term is q + zp − lo or nothing.
             elements

@@ -3,8 +3,9 @@
 
 use super::*;
 use crate::net::Mesh;
+use crate::planes::Plane;
 use crate::testutil::values;
-use crate::{Clear, Protocol};
+use crate::{Clear, Core, Protocol};
 
 /// Runs `f` on `mal-rep3` in three parties; returns each party's result.
 fn run3<W: Word, T: Send>(f: impl Fn(&mut MalRep3<W>) -> T + Sync) -> Vec<T> {
@@ -35,14 +36,10 @@ fn script<P: Protocol>(p: &mut P, a: &[i64], b: &[i64]) -> R<Option<Vec<i64>>> {
         b.len(),
     )?;
     let prod = p.mul(&sa, &sb)?;
-    let mm = p.matmul(&sa, &sb[..10], dims())?;
+    let mm = p.matmul(&sa, &sb.slice(0..10), dims())?;
     let sq = p.mul(&prod, &sb)?;
     let lin = p.add_public(&p.mul_public(&p.sub(&sa, &sb), b), a);
-    let mut out = prod;
-    out.extend(mm);
-    out.extend(sq);
-    out.extend(lin);
-    out.extend(p.public(&[5, -7]));
+    let out = P::Shares::concat(&[&prod, &mm, &sq, &lin, &p.public(&[5, -7])]);
     p.reveal(&out, if all { 0 } else { 1 })
 }
 
@@ -126,6 +123,38 @@ mod cheating {
                 .any(|(_, r)| matches!(r, Err(ProtocolError::Cheat { .. }))),
             "no honest party named the check: {out:?}"
         );
+    }
+
+    /// `Core::check` is the malicious core's check: called through the trait after the
+    /// products, before any opening, it passes when everyone is honest and fails at the
+    /// honest parties when one altered a product share.
+    #[test]
+    fn the_core_check_catches_a_cheat_before_any_opening() {
+        fn products<P: Core>(p: &mut P, a: &[i64], b: &[i64]) -> R<Option<Vec<i64>>> {
+            let sa = p.input(0, (p.party() == 0).then_some(a), a.len())?;
+            let sb = p.input(2, (p.party() == 2).then_some(b), b.len())?;
+            p.mul(&sa, &sb)?;
+            p.check()?;
+            Ok(None)
+        }
+        let (a, b) = (values(50, -100, 100, 4), values(50, -100, 100, 5));
+        for bad in [None, Some(0), Some(1), Some(2)] {
+            let out = crate::testutil::on_mesh(3, "mal-rep3", |me, mesh: Mesh| {
+                let mut p = MalRep3::<u64>::setup(Box::new(mesh)).unwrap();
+                if Some(me) == bad {
+                    p.cheat = Cheater::armed(Kind::Mul, 0);
+                }
+                let r = products(&mut p, &a, &b);
+                if let Err(e) = &r {
+                    p.abort(&e.to_string());
+                }
+                r
+            });
+            match bad {
+                None => assert!(out.iter().all(|r| r.is_ok()), "{out:?}"),
+                Some(bad) => assert_caught(&out, bad, "MAC check"),
+            }
+        }
     }
 
     #[test]
@@ -308,12 +337,10 @@ fn bits_convert_to_the_ring() {
             .rep
             .share_from::<Xor>(0, (me == 0).then_some(&xw[..]), 2)
             .unwrap();
-        let ring = p.bits_to_ring(&plane, n).unwrap();
+        let ring = mac_planes(p.bits_to_ring(&plane, n).unwrap());
         let sy = p.input(2, (me == 2).then_some(&y[..]), n).unwrap();
         let prod = p.mul(&ring, &sy).unwrap();
-        let mut all = ring;
-        all.extend(prod);
-        p.reveal(&all, 0).unwrap()
+        p.reveal(&Mac::concat(&[&ring, &prod]), 0).unwrap()
     });
     let got = out[0].clone().unwrap();
     for e in 0..n {

@@ -27,6 +27,7 @@ pub use elem::{Elem, Xor};
 use crate::coins::{Coins, KeyId, OsCoins};
 use crate::mux::{self, Port, Reply, Request};
 use crate::net::{NetError, Stats, Transport};
+use crate::planes::Pair;
 use crate::stream::{Stream, Tap};
 use crate::word::{matmul_words, Word};
 use crate::Core;
@@ -217,16 +218,20 @@ impl<W: Word> Rep3<W> {
     /// Turn this party's additive part `z` (parts of all parties sum to the value) into
     /// replicated shares: add a zero share, send to `me − 1`, receive from `me + 1`.
     pub(crate) fn reshare<E: Elem>(&mut self, z: Vec<E>) -> Result<Vec<Rep<E>>, ProtocolError> {
+        let p = self.reshare_planes(z)?;
+        Ok(pair(p.a, p.b))
+    }
+
+    /// [`Rep3::reshare`] into planes.
+    pub(crate) fn reshare_planes<E: Elem>(&mut self, z: Vec<E>) -> Result<Pair<E>, ProtocolError> {
         let n = z.len();
         let alpha: Vec<E> = self.zero_share(n);
         let mine: Vec<E> = z.into_iter().zip(alpha).map(|(z, a)| z.plus(a)).collect();
         let (prev, next) = (self.prev(), self.next());
         let got = self.round(vec![(prev, mine.clone())], &[(next, n)])?;
-        Ok(mine
-            .into_iter()
-            .zip(got.into_iter().next().unwrap_or_default())
-            .map(|(a, b)| Rep { a, b })
-            .collect())
+        // `round` checked the length of `next`'s message.
+        let b = got.into_iter().next().unwrap_or_default();
+        Ok(Pair { a: mine, b })
     }
 
     /// Share `n` values held by `owner` (1 round; the owner sends one element per value to
@@ -397,15 +402,29 @@ pub(crate) fn pair<E>(a: Vec<E>, b: Vec<E>) -> Vec<Rep<E>> {
     a.into_iter().zip(b).map(|(a, b)| Rep { a, b }).collect()
 }
 
-pub(crate) fn comps<W: Word>(x: &[Rep<W>]) -> (Vec<W>, Vec<W>) {
-    (
-        x.iter().map(|s| s.a).collect(),
-        x.iter().map(|s| s.b).collect(),
-    )
+/// `x` as one value per element (the layout `masked.rs`, `assist.rs` and `requant.rs`
+/// still work in).
+pub(crate) fn reps<E: Copy>(x: &Pair<E>) -> Vec<Rep<E>> {
+    x.a.iter().zip(&x.b).map(|(&a, &b)| Rep { a, b }).collect()
+}
+
+/// Shares in the plane layout of [`Core`].
+pub(crate) fn planes<E: Copy>(x: Vec<Rep<E>>) -> Pair<E> {
+    let (a, b) = x.into_iter().map(|s| (s.a, s.b)).unzip();
+    Pair { a, b }
+}
+
+/// `f` on the two component planes of `x` and `y`, element by element.
+fn zip_planes<W: Word>(x: &Pair<W>, y: &Pair<W>, f: impl Fn(W, W) -> W + Sync) -> Pair<W> {
+    let both = |u: &[W], v: &[W]| u.par_iter().zip(v).map(|(&p, &q)| f(p, q)).collect();
+    Pair {
+        a: both(&x.a, &y.a),
+        b: both(&x.b, &y.b),
+    }
 }
 
 impl<W: Word> Core for Rep3<W> {
-    type Share = Rep<W>;
+    type Shares = Pair<W>;
 
     fn name(&self) -> &'static str {
         "rep3"
@@ -434,99 +453,89 @@ impl<W: Word> Core for Rep3<W> {
         owner: PartyId,
         values: Option<&[i64]>,
         len: usize,
-    ) -> Result<Vec<Rep<W>>, ProtocolError> {
+    ) -> Result<Pair<W>, ProtocolError> {
         let lifted = values.map(Self::lift);
-        self.share_from(owner, lifted.as_deref(), len)
+        Ok(planes(self.share_from(owner, lifted.as_deref(), len)?))
     }
 
-    fn reveal(&mut self, x: &[Rep<W>], to: PartyId) -> Result<Option<Vec<i64>>, ProtocolError> {
+    fn reveal(&mut self, x: &Pair<W>, to: PartyId) -> Result<Option<Vec<i64>>, ProtocolError> {
         Ok(self
-            .open_to(x, to)?
+            .open_to(&reps(x), to)?
             .map(|v| v.into_iter().map(W::to_i64).collect()))
     }
 
-    fn public(&self, values: &[i64]) -> Vec<Rep<W>> {
-        self.public_shares(&Self::lift(values))
+    fn public(&self, values: &[i64]) -> Pair<W> {
+        planes(self.public_shares(&Self::lift(values)))
     }
 
-    fn add(&self, a: &[Rep<W>], b: &[Rep<W>]) -> Vec<Rep<W>> {
-        a.par_iter()
-            .zip(b.par_iter())
-            .map(|(x, y)| Rep {
-                a: x.a.add(y.a),
-                b: x.b.add(y.b),
-            })
-            .collect()
+    fn add(&self, a: &Pair<W>, b: &Pair<W>) -> Pair<W> {
+        zip_planes(a, b, W::add)
     }
-    fn sub(&self, a: &[Rep<W>], b: &[Rep<W>]) -> Vec<Rep<W>> {
-        a.par_iter()
-            .zip(b.par_iter())
-            .map(|(x, y)| Rep {
-                a: x.a.sub(y.a),
-                b: x.b.sub(y.b),
-            })
-            .collect()
+    fn sub(&self, a: &Pair<W>, b: &Pair<W>) -> Pair<W> {
+        zip_planes(a, b, W::sub)
     }
-    fn add_public(&self, a: &[Rep<W>], c: &[i64]) -> Vec<Rep<W>> {
+    fn add_public(&self, a: &Pair<W>, c: &[i64]) -> Pair<W> {
         let c = self.public(c);
         self.add(a, &c)
     }
-    fn mul_public(&self, a: &[Rep<W>], c: &[i64]) -> Vec<Rep<W>> {
-        a.par_iter()
-            .zip(c.par_iter())
-            .map(|(x, &c)| {
-                let c = W::from_i64(c);
-                Rep {
-                    a: x.a.mul(c),
-                    b: x.b.mul(c),
-                }
-            })
-            .collect()
+    fn mul_public(&self, a: &Pair<W>, c: &[i64]) -> Pair<W> {
+        let scale = |u: &[W]| {
+            u.par_iter()
+                .zip(c)
+                .map(|(&x, &c)| x.mul(W::from_i64(c)))
+                .collect()
+        };
+        Pair {
+            a: scale(&a.a),
+            b: scale(&a.b),
+        }
     }
     fn matmul_public(
         &self,
-        secret: &[Rep<W>],
+        secret: &Pair<W>,
         public: &[i64],
         d: MatDims,
         public_left: bool,
-    ) -> Vec<Rep<W>> {
+    ) -> Pair<W> {
         let p = Self::lift(public);
-        let (sa, sb) = comps(secret);
-        let (a, b) = if public_left {
-            (matmul_words(&p, &sa, d), matmul_words(&p, &sb, d))
+        if public_left {
+            Pair {
+                a: matmul_words(&p, &secret.a, d),
+                b: matmul_words(&p, &secret.b, d),
+            }
         } else {
-            (matmul_words(&sa, &p, d), matmul_words(&sb, &p, d))
-        };
-        a.into_iter().zip(b).map(|(a, b)| Rep { a, b }).collect()
+            Pair {
+                a: matmul_words(&secret.a, &p, d),
+                b: matmul_words(&secret.b, &p, d),
+            }
+        }
     }
 
-    fn mul(&mut self, a: &[Rep<W>], b: &[Rep<W>]) -> Result<Vec<Rep<W>>, ProtocolError> {
-        self.mul_shares(a, b)
+    fn mul(&mut self, a: &Pair<W>, b: &Pair<W>) -> Result<Pair<W>, ProtocolError> {
+        // x_i·y_i + x_i·y_{i+1} + x_{i+1}·y_i, then one resharing.
+        let z = (&a.a, &a.b, &b.a, &b.b)
+            .into_par_iter()
+            .map(|(&xa, &xb, &ya, &yb)| xa.mul(ya).add(xa.mul(yb)).add(xb.mul(ya)))
+            .collect();
+        self.reshare_planes(z)
     }
 
-    fn matmul(
-        &mut self,
-        a: &[Rep<W>],
-        b: &[Rep<W>],
-        d: MatDims,
-    ) -> Result<Vec<Rep<W>>, ProtocolError> {
+    fn matmul(&mut self, a: &Pair<W>, b: &Pair<W>, d: MatDims) -> Result<Pair<W>, ProtocolError> {
         // x_i·(y_i + y_{i+1}) + x_{i+1}·y_i, summed over k before resharing.
-        let (aa, ab) = comps(a);
-        let (ba, bb) = comps(b);
-        let bsum: Vec<W> = ba.iter().zip(&bb).map(|(x, y)| x.add(*y)).collect();
-        let t1 = matmul_words(&aa, &bsum, d);
-        let t2 = matmul_words(&ab, &ba, d);
-        let z = t1.into_iter().zip(t2).map(|(x, y)| x.add(y)).collect();
-        self.reshare(z)
+        let bsum: Vec<W> = b.a.par_iter().zip(&b.b).map(|(x, y)| x.add(*y)).collect();
+        let t1 = matmul_words(&a.a, &bsum, d);
+        let t2 = matmul_words(&a.b, &b.a, d);
+        let z = t1.into_par_iter().zip(t2).map(|(x, y)| x.add(y)).collect();
+        self.reshare_planes(z)
     }
 
     fn lookup(
         &mut self,
-        x: &[Rep<W>],
+        x: &Pair<W>,
         table: &[i64],
         offset: i64,
-    ) -> Result<Vec<Rep<W>>, ProtocolError> {
-        masked::lookup(self, x, table, offset)
+    ) -> Result<Pair<W>, ProtocolError> {
+        Ok(planes(masked::lookup(self, &reps(x), table, offset)?))
     }
 }
 
@@ -540,21 +549,21 @@ impl<W: Word> crate::func::Selection for Rep3<W> {
     }
     fn select_with(
         &mut self,
-        x: &[Rep<W>],
+        x: &Pair<W>,
         q: &Requant,
         b: Bounds,
         _: &crate::semi2k::select::Plan,
-    ) -> Result<Vec<Rep<W>>, ProtocolError> {
+    ) -> Result<Pair<W>, ProtocolError> {
         crate::func::Selection::requantize(self, x, q, b, TruncMode::Exact)
     }
     fn rescale(
         &mut self,
-        x: &[Rep<W>],
+        x: &Pair<W>,
         num: &[i64],
         den: &[i64],
         bounds: Bounds,
         mode: TruncMode,
-    ) -> Result<Vec<Rep<W>>, ProtocolError> {
+    ) -> Result<Pair<W>, ProtocolError> {
         // An exact rescale is one fused requantization where its plan fits the ring: 4
         // rounds where the masked division takes 8 (the default of `func` found it).
         let fused = crate::func::rescale_selection(num, den, bounds)
@@ -563,53 +572,73 @@ impl<W: Word> crate::func::Selection for Rep3<W> {
         if let Some((plan, s)) = fused {
             let x = match &s.signs {
                 Some(signs) => self.mul_public(x, signs),
-                None => x.to_vec(),
+                None => x.clone(),
             };
-            return requant::requantize(self, &plan, &s.q, &x, s.bounds);
+            return Ok(planes(requant::requantize(
+                self,
+                &plan,
+                &s.q,
+                &reps(&x),
+                s.bounds,
+            )?));
         }
-        masked::rescale(self, x, num, den, bounds, mode)
+        Ok(planes(masked::rescale(
+            self,
+            &reps(x),
+            num,
+            den,
+            bounds,
+            mode,
+        )?))
     }
 
     fn requantize(
         &mut self,
-        x: &[Rep<W>],
+        x: &Pair<W>,
         q: &Requant,
         bounds: Bounds,
         mode: TruncMode,
-    ) -> Result<Vec<Rep<W>>, ProtocolError> {
+    ) -> Result<Pair<W>, ProtocolError> {
         if let Some(plan) = requant::RequantPlan::new(q, bounds, W::BITS) {
-            return requant::requantize(self, &plan, q, x, bounds);
+            return Ok(planes(requant::requantize(
+                self,
+                &plan,
+                q,
+                &reps(x),
+                bounds,
+            )?));
         }
         crate::requantize_unfused(self, x, q, bounds, mode)
     }
 
     fn clamp(
         &mut self,
-        x: &[Rep<W>],
+        x: &Pair<W>,
         lo: i64,
         hi: i64,
         bounds: Bounds,
-    ) -> Result<Vec<Rep<W>>, ProtocolError> {
-        masked::clamp(self, x, lo, hi, bounds)
+    ) -> Result<Pair<W>, ProtocolError> {
+        Ok(planes(masked::clamp(self, &reps(x), lo, hi, bounds)?))
     }
 
-    fn max(
-        &mut self,
-        a: &[Rep<W>],
-        b: &[Rep<W>],
-        bounds: Bounds,
-    ) -> Result<Vec<Rep<W>>, ProtocolError> {
-        masked::max(self, a, b, bounds)
+    fn max(&mut self, a: &Pair<W>, b: &Pair<W>, bounds: Bounds) -> Result<Pair<W>, ProtocolError> {
+        Ok(planes(masked::max(self, &reps(a), &reps(b), bounds)?))
     }
 
     fn argmax(
         &mut self,
-        x: &[Rep<W>],
+        x: &Pair<W>,
         row_len: usize,
         select_last: bool,
         bounds: Bounds,
-    ) -> Result<Vec<Rep<W>>, ProtocolError> {
-        masked::argmax(self, x, row_len, select_last, bounds)
+    ) -> Result<Pair<W>, ProtocolError> {
+        Ok(planes(masked::argmax(
+            self,
+            &reps(x),
+            row_len,
+            select_last,
+            bounds,
+        )?))
     }
 }
 

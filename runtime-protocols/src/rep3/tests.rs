@@ -3,6 +3,7 @@
 use super::*;
 use crate::cost::Ask as _;
 use crate::net::Mesh;
+use crate::planes::Plane;
 use crate::testutil::values;
 use crate::{ring, Clear, Protocol};
 
@@ -17,10 +18,7 @@ fn run3<W: Word, T: Send>(f: impl Fn(&mut Rep3<W>) -> T + Sync) -> Vec<T> {
 }
 
 /// Shares `x` from party 1, applies `op`, reveals to party 1.
-fn secure<W: Word>(
-    x: &[i64],
-    op: impl Fn(&mut Rep3<W>, &[Rep<W>]) -> Vec<Rep<W>> + Sync,
-) -> Vec<i64> {
+fn secure<W: Word>(x: &[i64], op: impl Fn(&mut Rep3<W>, &Pair<W>) -> Pair<W> + Sync) -> Vec<i64> {
     let out = run3::<W, _>(|p| {
         let mine = (p.party() == 1).then_some(x);
         let s = p.input(1, mine, x.len()).unwrap();
@@ -47,11 +45,9 @@ fn arithmetic_matches_clear() {
             a_batched: true,
             b_batched: true,
         };
-        let mm = p.matmul(&sa, &sb[..10], d).unwrap();
+        let mm = p.matmul(&sa, &sb.slice(0..10), d).unwrap();
         let lin = p.add_public(&p.mul_public(&p.sub(&sa, &sb), &b), &a);
-        let mut all = prod;
-        all.extend(mm);
-        all.extend(lin);
+        let all = Pair::concat(&[&prod, &mm, &lin]);
         p.reveal(&all, 0).unwrap()
     });
     let mut c = Clear;
@@ -64,7 +60,7 @@ fn arithmetic_matches_clear() {
         b_batched: true,
     };
     let mut want = c.mul(&a, &b).unwrap();
-    want.extend(c.matmul(&a, &b[..10], d).unwrap());
+    want.extend(c.matmul(&a, &b.slice(0..10), d).unwrap());
     want.extend(c.add_public(&c.mul_public(&c.sub(&a, &b), &b), &a));
     assert_eq!(out[0].as_ref().unwrap(), &want);
     assert!(out[1].is_none() && out[2].is_none());
@@ -159,7 +155,9 @@ fn comparisons_match_clear() {
     assert_eq!(relu, x.iter().map(|v| (*v).max(0)).collect::<Vec<_>>());
     let mut xy = x.clone();
     xy.extend(&y);
-    let m = secure::<u64>(&xy, |p, s| p.max(&s[..200], &s[200..], b).unwrap());
+    let m = secure::<u64>(&xy, |p, s| {
+        p.max(&s.slice(0..200), &s.slice(200..s.len()), b).unwrap()
+    });
     let want: Vec<i64> = x.iter().zip(&y).map(|(a, b)| *a.max(b)).collect();
     assert_eq!(m, want);
 }
@@ -227,23 +225,29 @@ fn dealer_assisted_sign_tests_at_every_width_and_size() {
             let mut xy = values(n, lo, hi, 40 + k as u64);
             xy.extend(values(n, lo, hi, 80 + n as u64));
             let want: Vec<i64> = (0..n).map(|i| xy[i].max(xy[n + i])).collect();
-            let got = secure::<u64>(&xy, |p, s| p.max(&s[..n], &s[n..], b).unwrap());
+            let got = secure::<u64>(&xy, |p, s| {
+                p.max(&s.slice(0..n), &s.slice(n..s.len()), b).unwrap()
+            });
             assert_eq!(got, want, "max in [{lo}, {hi}], n = {n}, Z_2^64");
-            let got = secure::<u128>(&xy, |p, s| p.max(&s[..n], &s[n..], b).unwrap());
+            let got = secure::<u128>(&xy, |p, s| {
+                p.max(&s.slice(0..n), &s.slice(n..s.len()), b).unwrap()
+            });
             assert_eq!(got, want, "max in [{lo}, {hi}], n = {n}, Z_2^128");
             if hi <= 1 << 29 {
-                let got = secure::<u32>(&xy, |p, s| p.max(&s[..n], &s[n..], b).unwrap());
+                let got = secure::<u32>(&xy, |p, s| {
+                    p.max(&s.slice(0..n), &s.slice(n..s.len()), b).unwrap()
+                });
                 assert_eq!(got, want, "max in [{lo}, {hi}], n = {n}, Z_2^32");
             }
             let (clo, chi) = (lo / 3, hi / 2);
             let want: Vec<i64> = xy[..n].iter().map(|v| (*v).clamp(clo, chi)).collect();
-            let got = secure::<u64>(&xy[..n], |p, s| p.clamp(s, clo, chi, b).unwrap());
+            let got = secure::<u64>(&xy.slice(0..n), |p, s| p.clamp(s, clo, chi, b).unwrap());
             assert_eq!(
                 got, want,
                 "clamp to [{clo}, {chi}] in [{lo}, {hi}], n = {n}"
             );
             if hi <= 1 << 29 {
-                let got = secure::<u32>(&xy[..n], |p, s| p.clamp(s, clo, chi, b).unwrap());
+                let got = secure::<u32>(&xy.slice(0..n), |p, s| p.clamp(s, clo, chi, b).unwrap());
                 assert_eq!(got, want, "clamp in [{lo}, {hi}], n = {n}, Z_2^32");
             }
         }
@@ -531,7 +535,7 @@ mod view {
 #[test]
 fn overrides_match_the_generic_defaults_and_cost_no_more() {
     use crate::func::{self, Selection};
-    type Op = dyn Fn(&mut Rep3<u64>, &[Rep<u64>], bool) -> Vec<Rep<u64>> + Sync;
+    type Op = dyn Fn(&mut Rep3<u64>, &Pair<u64>, bool) -> Pair<u64> + Sync;
     let n = 64;
     let wide = Bounds {
         lo: -(1 << 20),
@@ -584,7 +588,7 @@ fn overrides_match_the_generic_defaults_and_cost_no_more() {
             "max",
             small,
             Box::new(move |p, s, own| {
-                let (a, b) = s.split_at(n / 2);
+                let (a, b) = (&s.slice(0..n / 2), &s.slice(n / 2..n));
                 if own {
                     Selection::max(p, a, b, small).unwrap()
                 } else {

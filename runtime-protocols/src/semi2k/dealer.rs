@@ -9,6 +9,7 @@ use super::{arith, fss, Gates};
 use crate::coins::{Coins, KeyId, OsCoins};
 use crate::cost::Rounds;
 use crate::net::{long_message_bytes, send_long, Stats, Transport};
+use crate::planes::{Len, Plane};
 use crate::stream::Stream;
 use crate::word::Word;
 use crate::Core;
@@ -205,7 +206,7 @@ impl<W: Word> crate::func::Selection for Dealer<W> {
     fn splits_rounding(&self) -> bool {
         self.gates == Gates::Fss
     }
-    fn select_with(&mut self, x: &[()], q: &Requant, b: Bounds, plan: &Plan) -> R<Vec<()>> {
+    fn select_with(&mut self, x: &Len, q: &Requant, b: Bounds, plan: &Plan) -> R<Len> {
         let n = x.len();
         match self.gates {
             Gates::Beaver => {
@@ -215,12 +216,12 @@ impl<W: Word> crate::func::Selection for Dealer<W> {
             }
             Gates::Fss => fss::supply(self, q, b, plan)?,
         }
-        Ok(vec![(); n])
+        Ok(Len(n))
     }
 }
 
 impl<W: Word> Core for Dealer<W> {
-    type Share = ();
+    type Shares = Len;
 
     fn name(&self) -> &'static str {
         self.gates.name()
@@ -239,10 +240,10 @@ impl<W: Word> Core for Dealer<W> {
         }
     }
 
-    fn input(&mut self, _: PartyId, _: Option<&[i64]>, len: usize) -> R<Vec<()>> {
-        Ok(vec![(); len])
+    fn input(&mut self, _: PartyId, _: Option<&[i64]>, len: usize) -> R<Len> {
+        Ok(Len(len))
     }
-    fn reveal(&mut self, x: &[()], to: PartyId) -> R<Option<Vec<i64>>> {
+    fn reveal(&mut self, x: &Len, to: PartyId) -> R<Option<Vec<i64>>> {
         let bytes = (x.len() * W::BYTES) as u64;
         self.rounds.push(crate::cost::Round::of(
             (0..self.n).filter(|&p| p != to).map(|p| (p, to, bytes)),
@@ -250,7 +251,7 @@ impl<W: Word> Core for Dealer<W> {
         Ok(None)
     }
     crate::cost::shape_only_locals!();
-    fn mul(&mut self, a: &[()], _: &[()]) -> R<Vec<()>> {
+    fn mul(&mut self, a: &Len, _: &Len) -> R<Len> {
         let n = a.len();
         if n > 0 {
             self.supply(
@@ -259,9 +260,9 @@ impl<W: Word> Core for Dealer<W> {
                 |rng, _| arith::mul_deal(n, rng),
             );
         }
-        Ok(a.to_vec())
+        Ok(*a)
     }
-    fn matmul(&mut self, _: &[()], _: &[()], d: MatDims) -> R<Vec<()>> {
+    fn matmul(&mut self, _: &Len, _: &Len, d: MatDims) -> R<Len> {
         if !arith::matmul_is_trivial(d) {
             self.supply(
                 arith::matmul_layout(d),
@@ -269,9 +270,9 @@ impl<W: Word> Core for Dealer<W> {
                 |rng, _| arith::matmul_deal(d, rng),
             );
         }
-        Ok(vec![(); d.batch * d.m * d.n])
+        Ok(Len(d.batch * d.m * d.n))
     }
-    fn lookup(&mut self, x: &[()], table: &[i64], _: i64) -> R<Vec<()>> {
+    fn lookup(&mut self, x: &Len, table: &[i64], _: i64) -> R<Len> {
         let n = x.len();
         let len = table.len();
         self.supply(
@@ -279,6 +280,6 @@ impl<W: Word> Core for Dealer<W> {
             arith::lookup_pattern(n, len, self.n),
             |rng, _| arith::lookup_deal(n, len, rng),
         );
-        Ok(x.to_vec())
+        Ok(*x)
     }
 }

@@ -267,7 +267,13 @@ impl<W: Word> crate::func::Selection for Semi2k<W> {
     fn splits_rounding(&self) -> bool {
         self.gates == Gates::Fss
     }
-    fn select_with(&mut self, x: &[W], q: &Requant, b: Bounds, plan: &select::Plan) -> R<Vec<W>> {
+    fn select_with(
+        &mut self,
+        x: &Vec<W>,
+        q: &Requant,
+        b: Bounds,
+        plan: &select::Plan,
+    ) -> R<Vec<W>> {
         match self.gates {
             Gates::Beaver => select::eval(self, x, q, b, plan),
             Gates::Fss => fss::eval(self, x, q, b, plan),
@@ -276,7 +282,7 @@ impl<W: Word> crate::func::Selection for Semi2k<W> {
 }
 
 impl<W: Word> Core for Semi2k<W> {
-    type Share = W;
+    type Shares = Vec<W>;
 
     fn name(&self) -> &'static str {
         self.gates.name()
@@ -338,7 +344,7 @@ impl<W: Word> Core for Semi2k<W> {
         Ok(share)
     }
 
-    fn reveal(&mut self, x: &[W], to: PartyId) -> R<Option<Vec<i64>>> {
+    fn reveal(&mut self, x: &Vec<W>, to: PartyId) -> R<Option<Vec<i64>>> {
         let n = x.len();
         if self.me != to {
             self.net
@@ -368,29 +374,35 @@ impl<W: Word> Core for Semi2k<W> {
         self.public_words(&Self::lift(values))
     }
 
-    fn add(&self, a: &[W], b: &[W]) -> Vec<W> {
+    fn add(&self, a: &Vec<W>, b: &Vec<W>) -> Vec<W> {
         a.par_iter()
             .zip(b.par_iter())
             .map(|(x, y)| x.add(*y))
             .collect()
     }
-    fn sub(&self, a: &[W], b: &[W]) -> Vec<W> {
+    fn sub(&self, a: &Vec<W>, b: &Vec<W>) -> Vec<W> {
         a.par_iter()
             .zip(b.par_iter())
             .map(|(x, y)| x.sub(*y))
             .collect()
     }
-    fn add_public(&self, a: &[W], c: &[i64]) -> Vec<W> {
+    fn add_public(&self, a: &Vec<W>, c: &[i64]) -> Vec<W> {
         let c = self.public(c);
         self.add(a, &c)
     }
-    fn mul_public(&self, a: &[W], c: &[i64]) -> Vec<W> {
+    fn mul_public(&self, a: &Vec<W>, c: &[i64]) -> Vec<W> {
         a.par_iter()
             .zip(c.par_iter())
             .map(|(x, &c)| x.mul(W::from_i64(c)))
             .collect()
     }
-    fn matmul_public(&self, secret: &[W], public: &[i64], d: MatDims, public_left: bool) -> Vec<W> {
+    fn matmul_public(
+        &self,
+        secret: &Vec<W>,
+        public: &[i64],
+        d: MatDims,
+        public_left: bool,
+    ) -> Vec<W> {
         let p = Self::lift(public);
         if public_left {
             matmul_words(&p, secret, d)
@@ -399,16 +411,16 @@ impl<W: Word> Core for Semi2k<W> {
         }
     }
 
-    fn mul(&mut self, a: &[W], b: &[W]) -> R<Vec<W>> {
+    fn mul(&mut self, a: &Vec<W>, b: &Vec<W>) -> R<Vec<W>> {
         if a.is_empty() {
             return Ok(Vec::new());
         }
         arith::mul(self, a, b)
     }
-    fn matmul(&mut self, a: &[W], b: &[W], d: MatDims) -> R<Vec<W>> {
+    fn matmul(&mut self, a: &Vec<W>, b: &Vec<W>, d: MatDims) -> R<Vec<W>> {
         arith::matmul(self, a, b, d)
     }
-    fn lookup(&mut self, x: &[W], table: &[i64], offset: i64) -> R<Vec<W>> {
+    fn lookup(&mut self, x: &Vec<W>, table: &[i64], offset: i64) -> R<Vec<W>> {
         arith::lookup(self, x, table, offset)
     }
 }

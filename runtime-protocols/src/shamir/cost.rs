@@ -6,6 +6,7 @@ use super::geometry::Geometry;
 use super::select::{self, lookup_pattern};
 use crate::cost::{Call, Costs, Counting, Rounds};
 use crate::func::Selection;
+use crate::planes::{Len, Plane};
 use crate::semi2k::select::Plan;
 use crate::Core;
 use crate::{Bounds, MatDims, PartyId, ProtocolError, Requant};
@@ -47,17 +48,17 @@ impl Selection for Counter<'_> {
     fn splits_rounding(&self) -> bool {
         true
     }
-    fn select_with(&mut self, x: &[()], q: &Requant, b: Bounds, plan: &Plan) -> R<Vec<()>> {
+    fn select_with(&mut self, x: &Len, q: &Requant, b: Bounds, plan: &Plan) -> R<Len> {
         match select::plan(q, b, plan, self.geo)? {
             Some(sp) => self.rounds.extend(sp.pattern(self.geo)),
             None => return super::wide::requantize(self, x, q, b),
         }
-        Ok(x.to_vec())
+        Ok(*x)
     }
 }
 
 impl Core for Counter<'_> {
-    type Share = ();
+    type Shares = Len;
 
     fn name(&self) -> &'static str {
         "shamir"
@@ -68,32 +69,32 @@ impl Core for Counter<'_> {
     fn parties(&self) -> usize {
         self.geo.n
     }
-    fn input(&mut self, owner: PartyId, _: Option<&[i64]>, len: usize) -> R<Vec<()>> {
+    fn input(&mut self, owner: PartyId, _: Option<&[i64]>, len: usize) -> R<Len> {
         self.rounds.push(self.geo.input_round(owner, len));
-        Ok(vec![(); len])
+        Ok(Len(len))
     }
-    fn reveal(&mut self, x: &[()], to: PartyId) -> R<Option<Vec<i64>>> {
+    fn reveal(&mut self, x: &Len, to: PartyId) -> R<Option<Vec<i64>>> {
         self.rounds.push(self.geo.reveal_round(x.len(), to));
         Ok(None)
     }
     crate::cost::shape_only_locals!();
-    fn mul(&mut self, a: &[()], _: &[()]) -> R<Vec<()>> {
+    fn mul(&mut self, a: &Len, _: &Len) -> R<Len> {
         if !a.is_empty() {
             self.rounds.push(self.geo.reshare_round(a.len()));
         }
-        Ok(a.to_vec())
+        Ok(*a)
     }
-    fn matmul(&mut self, _: &[()], _: &[()], d: MatDims) -> R<Vec<()>> {
+    fn matmul(&mut self, _: &Len, _: &Len, d: MatDims) -> R<Len> {
         let len = d.batch * d.m * d.n;
         if len > 0 {
             self.rounds.push(self.geo.reshare_round(len));
         }
-        Ok(vec![(); len])
+        Ok(Len(len))
     }
-    fn lookup(&mut self, x: &[()], table: &[i64], _: i64) -> R<Vec<()>> {
+    fn lookup(&mut self, x: &Len, table: &[i64], _: i64) -> R<Len> {
         self.rounds
             .extend(lookup_pattern(self.geo, x.len(), table.len()));
-        Ok(x.to_vec())
+        Ok(*x)
     }
 }
 

@@ -323,7 +323,7 @@ impl crate::func::Selection for Shamir {
     }
     fn select_with(
         &mut self,
-        x: &[Fp],
+        x: &Vec<Fp>,
         q: &Requant,
         b: Bounds,
         plan: &crate::semi2k::select::Plan,
@@ -336,7 +336,7 @@ impl crate::func::Selection for Shamir {
 }
 
 impl Core for Shamir {
-    type Share = Fp;
+    type Shares = Vec<Fp>;
 
     fn name(&self) -> &'static str {
         "shamir"
@@ -400,7 +400,7 @@ impl Core for Shamir {
         }
     }
 
-    fn reveal(&mut self, x: &[Fp], to: PartyId) -> R<Option<Vec<i64>>> {
+    fn reveal(&mut self, x: &Vec<Fp>, to: PartyId) -> R<Option<Vec<i64>>> {
         let (me, len) = (self.me, x.len());
         let from = self.geo.revealers(to);
         if me != to {
@@ -437,25 +437,25 @@ impl Core for Shamir {
     fn public(&self, values: &[i64]) -> Vec<Fp> {
         Self::lift(values)
     }
-    fn add(&self, a: &[Fp], b: &[Fp]) -> Vec<Fp> {
+    fn add(&self, a: &Vec<Fp>, b: &Vec<Fp>) -> Vec<Fp> {
         a.par_iter()
             .zip(b.par_iter())
             .map(|(&x, &y)| x + y)
             .collect()
     }
-    fn sub(&self, a: &[Fp], b: &[Fp]) -> Vec<Fp> {
+    fn sub(&self, a: &Vec<Fp>, b: &Vec<Fp>) -> Vec<Fp> {
         a.par_iter()
             .zip(b.par_iter())
             .map(|(&x, &y)| x - y)
             .collect()
     }
-    fn add_public(&self, a: &[Fp], c: &[i64]) -> Vec<Fp> {
+    fn add_public(&self, a: &Vec<Fp>, c: &[i64]) -> Vec<Fp> {
         a.par_iter()
             .zip(c.par_iter())
             .map(|(&x, &c)| x + Fp::from_i64(c))
             .collect()
     }
-    fn mul_public(&self, a: &[Fp], c: &[i64]) -> Vec<Fp> {
+    fn mul_public(&self, a: &Vec<Fp>, c: &[i64]) -> Vec<Fp> {
         a.par_iter()
             .zip(c.par_iter())
             .map(|(&x, &c)| x * Fp::from_i64(c))
@@ -463,7 +463,7 @@ impl Core for Shamir {
     }
     fn matmul_public(
         &self,
-        secret: &[Fp],
+        secret: &Vec<Fp>,
         public: &[i64],
         d: MatDims,
         public_left: bool,
@@ -476,7 +476,7 @@ impl Core for Shamir {
         }
     }
 
-    fn mul(&mut self, a: &[Fp], b: &[Fp]) -> R<Vec<Fp>> {
+    fn mul(&mut self, a: &Vec<Fp>, b: &Vec<Fp>) -> R<Vec<Fp>> {
         if a.is_empty() {
             return Ok(Vec::new());
         }
@@ -487,14 +487,14 @@ impl Core for Shamir {
             .collect();
         self.reshare(h)
     }
-    fn matmul(&mut self, a: &[Fp], b: &[Fp], d: MatDims) -> R<Vec<Fp>> {
+    fn matmul(&mut self, a: &Vec<Fp>, b: &Vec<Fp>, d: MatDims) -> R<Vec<Fp>> {
         if d.batch * d.m * d.n == 0 {
             return Ok(Vec::new());
         }
         let h = matmul_fp(a, b, d);
         self.reshare(h)
     }
-    fn lookup(&mut self, x: &[Fp], table: &[i64], offset: i64) -> R<Vec<Fp>> {
+    fn lookup(&mut self, x: &Vec<Fp>, table: &[i64], offset: i64) -> R<Vec<Fp>> {
         select::lookup(self, x, table, offset)
     }
 }

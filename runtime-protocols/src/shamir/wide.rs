@@ -14,6 +14,7 @@
 //!
 //! Only [`Protocol`] calls, so the parties and the cost formulas run the same steps.
 
+use crate::planes::{Plane, PAD};
 use crate::{Bounds, Protocol, ProtocolError, Requant};
 
 type R<T> = Result<T, ProtocolError>;
@@ -32,12 +33,7 @@ fn too_wide() -> ProtocolError {
 }
 
 /// `round_half_even(x·num/d) + zp` for `x` in `b` (`num ≥ 0`), clamped to `[q.lo, q.hi]`.
-pub fn requantize<P: Protocol>(
-    p: &mut P,
-    x: &[P::Share],
-    q: &Requant,
-    b: Bounds,
-) -> R<Vec<P::Share>> {
+pub fn requantize<P: Protocol>(p: &mut P, x: &P::Shares, q: &Requant, b: Bounds) -> R<P::Shares> {
     let len = x.len();
     let w = p.mul_public(x, &q.num);
     // Floors to take: (element, offset added to w, divisor).
@@ -52,7 +48,7 @@ pub fn requantize<P: Protocol>(
         }
     }
     let fit = |v: i128| i64::try_from(v).map_err(|_| too_wide());
-    let args: Vec<P::Share> = items.iter().map(|&(i, _, _)| w[i].clone()).collect();
+    let args = w.gather(&items.iter().map(|&(i, _, _)| i).collect::<Vec<_>>());
     let offsets: Vec<i64> = items.iter().map(|&(_, o, _)| fit(o)).collect::<R<_>>()?;
     let a = p.add_public(&args, &offsets);
     let (mut lo, mut hi) = (i128::MAX, i128::MIN);
@@ -64,22 +60,22 @@ pub fn requantize<P: Protocol>(
     let divisors: Vec<i128> = items.iter().map(|&(_, _, d)| d).collect();
     let floors = floor_div(p, &a, (lo, hi), &divisors)?;
     // q_i = Σ its floors + (count − 1) + zp; items of one element are adjacent.
-    let zero = p.public(&[0]);
     let (mut first, mut second) = (Vec::with_capacity(len), Vec::with_capacity(len));
     let mut extra = vec![0i64; len];
     let mut k = 0;
     while k < items.len() {
         let i = items[k].0;
-        first.push(floors[k].clone());
+        first.push(k);
         if items.get(k + 1).is_some_and(|it| it.0 == i) {
-            second.push(floors[k + 1].clone());
+            second.push(k + 1);
             extra[i] = 1;
             k += 2;
         } else {
-            second.push(zero[0].clone());
+            second.push(PAD);
             k += 1;
         }
     }
+    let (first, second) = (floors.gather(&first), floors.gather(&second));
     let rounded = p.add(&first, &second);
     let add: Vec<i64> = (0..len).map(|i| extra[i] + q.zp[i]).collect();
     let out = p.add_public(&rounded, &add);
@@ -89,10 +85,10 @@ pub fn requantize<P: Protocol>(
 /// `⌊a_k/D_k⌋` for `a` within `(lo, hi)`.
 fn floor_div<P: Protocol>(
     p: &mut P,
-    a: &[P::Share],
+    a: &P::Shares,
     (lo, hi): (i128, i128),
     d: &[i128],
-) -> R<Vec<P::Share>> {
+) -> R<P::Shares> {
     let n = a.len();
     let fit = |v: i128| i64::try_from(v).map_err(|_| too_wide());
     let f: Vec<u32> = d.iter().map(|&d| 127 - d.leading_zeros() - 1).collect();
@@ -129,7 +125,7 @@ fn floor_div<P: Protocol>(
     let u = p.sub(a, &rd);
     let neg_d: Vec<i64> = dd.iter().map(|&d| -d).collect();
     let u2 = p.add_public(&u, &neg_d);
-    let both: Vec<P::Share> = u.iter().chain(&u2).cloned().collect();
+    let both = P::Shares::concat(&[&u, &u2]);
     let plus_one = p.add_public(&both, &vec![1; 2 * n]);
     let d_max = d.iter().copied().max().unwrap_or(1);
     let ub = Bounds {
@@ -137,7 +133,7 @@ fn floor_div<P: Protocol>(
         hi: fit(2 * d_max + 1)?,
     };
     let g = p.clamp(&plus_one, 0, 1, ub)?;
-    let g_sum = p.add(&g[..n], &g[n..]);
+    let g_sum = p.add(&g.slice(0..n), &g.slice(n..2 * n));
     let q = p.add(&r, &g_sum);
     Ok(p.add_public(&q, &vec![-1; n]))
 }

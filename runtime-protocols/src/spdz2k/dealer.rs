@@ -13,6 +13,7 @@ use super::{auth, check, select, SETUP};
 use crate::coins::{Coins, KeyId, OsCoins};
 use crate::cost::{Round, Rounds};
 use crate::net::{long_message_bytes, send_long, Stats, Transport};
+use crate::planes::{Len, Plane};
 use crate::semi2k::arith;
 use crate::semi2k::prep::{self, Block, Layout, Records};
 use crate::semi2k::select::{all_to_all, Plan};
@@ -224,16 +225,16 @@ impl<W: Word> crate::func::Selection for Spdz2kDealer<W> {
     fn ring_bits(&self) -> u32 {
         W::BITS
     }
-    fn select_with(&mut self, x: &[()], q: &Requant, _: Bounds, plan: &Plan) -> R<Vec<()>> {
+    fn select_with(&mut self, x: &Len, q: &Requant, _: Bounds, plan: &Plan) -> R<Len> {
         let n = x.len();
         self.supply(select::count(plan, n), |rng| select::deal(plan, q, rng))?;
         self.rounds.extend(select::pattern(plan, n, self.n));
-        Ok(vec![(); n])
+        Ok(Len(n))
     }
 }
 
 impl<W: Word> Core for Spdz2kDealer<W> {
-    type Share = ();
+    type Shares = Len;
 
     fn name(&self) -> &'static str {
         "spdz2k"
@@ -249,9 +250,9 @@ impl<W: Word> Core for Spdz2kDealer<W> {
         self.begin(index);
     }
 
-    fn input(&mut self, owner: PartyId, _: Option<&[i64]>, len: usize) -> R<Vec<()>> {
+    fn input(&mut self, owner: PartyId, _: Option<&[i64]>, len: usize) -> R<Len> {
         if len == 0 {
-            return Ok(Vec::new());
+            return Ok(Len(0));
         }
         let r = self.supply_private(owner, len)?;
         self.supply(len, |_| r)?;
@@ -261,10 +262,10 @@ impl<W: Word> Core for Spdz2kDealer<W> {
                 .filter(|&p| p != owner)
                 .map(|p| (owner, p, bytes)),
         ));
-        Ok(vec![(); len])
+        Ok(Len(len))
     }
 
-    fn reveal(&mut self, x: &[()], to: PartyId) -> R<Option<Vec<i64>>> {
+    fn reveal(&mut self, x: &Len, to: PartyId) -> R<Option<Vec<i64>>> {
         let n = x.len();
         self.check();
         let r = self.supply_private(to, n)?;
@@ -279,25 +280,25 @@ impl<W: Word> Core for Spdz2kDealer<W> {
 
     crate::cost::shape_only_locals!();
 
-    fn mul(&mut self, a: &[()], _: &[()]) -> R<Vec<()>> {
+    fn mul(&mut self, a: &Len, _: &Len) -> R<Len> {
         let n = a.len();
         if n > 0 {
             self.supply(3 * n, |rng| arith::mul_deal::<u128>(n, rng).words)?;
             self.rounds.extend(arith::mul_pattern(n, self.n, 16));
         }
-        Ok(a.to_vec())
+        Ok(*a)
     }
 
-    fn matmul(&mut self, _: &[()], _: &[()], d: MatDims) -> R<Vec<()>> {
+    fn matmul(&mut self, _: &Len, _: &Len, d: MatDims) -> R<Len> {
         let (l, r, o) = arith::mat_sizes(d);
         if !arith::matmul_is_trivial(d) {
             self.supply(l + r + o, |rng| arith::matmul_deal::<u128>(d, rng).words)?;
             self.rounds.extend(arith::matmul_pattern(d, self.n, 16));
         }
-        Ok(vec![(); o])
+        Ok(Len(o))
     }
 
-    fn lookup(&mut self, x: &[()], table: &[i64], _: i64) -> R<Vec<()>> {
+    fn lookup(&mut self, x: &Len, table: &[i64], _: i64) -> R<Len> {
         let n = x.len();
         let bits = arith::lookup_bits(table.len());
         if bits > 0 && n > 0 {
@@ -314,6 +315,6 @@ impl<W: Word> Core for Spdz2kDealer<W> {
             let open = self.opening(16 * n);
             self.rounds.push(open);
         }
-        Ok(x.to_vec())
+        Ok(*x)
     }
 }

@@ -38,6 +38,7 @@ pub use dealer::Spdz2kDealer;
 use crate::cheat::{self, Cheater};
 use crate::coins::{Coins, KeyId, OsCoins};
 use crate::net::{Stats, Transport};
+use crate::planes::Mac;
 use crate::semi2k::arith;
 use crate::semi2k::prep::{self, Layout};
 use crate::semi2k::select::Plan;
@@ -321,17 +322,41 @@ impl<W: Word> crate::func::Selection for Spdz2k<W> {
     }
     fn select_with(
         &mut self,
-        x: &[auth::Auth],
+        x: &Mac<Vec<u128>>,
         q: &Requant,
         b: Bounds,
         plan: &Plan,
-    ) -> R<Vec<auth::Auth>> {
-        select::eval(self, x, q, b, plan)
+    ) -> R<Mac<Vec<u128>>> {
+        Ok(macs(select::eval(self, &auths(x), q, b, plan)?))
+    }
+}
+
+/// `x` as one value per element (the layout `select.rs` and the openings work in).
+pub(crate) fn auths(x: &Mac<Vec<u128>>) -> Vec<Auth> {
+    auth::zip(x.x.clone(), x.m.clone())
+}
+
+/// Shares in the plane layout of [`Core`].
+pub(crate) fn macs(x: Vec<Auth>) -> Mac<Vec<u128>> {
+    let (x, m) = auth::planes(&x);
+    Mac { x, m }
+}
+
+/// `f` on both planes of `a` and `b`, element by element.
+fn zip_planes(
+    a: &Mac<Vec<u128>>,
+    b: &Mac<Vec<u128>>,
+    f: impl Fn(u128, u128) -> u128 + Sync,
+) -> Mac<Vec<u128>> {
+    let both = |u: &[u128], v: &[u128]| u.par_iter().zip(v).map(|(&p, &q)| f(p, q)).collect();
+    Mac {
+        x: both(&a.x, &b.x),
+        m: both(&a.m, &b.m),
     }
 }
 
 impl<W: Word> Core for Spdz2k<W> {
-    type Share = auth::Auth;
+    type Shares = Mac<Vec<u128>>;
 
     fn name(&self) -> &'static str {
         "spdz2k"
@@ -346,7 +371,82 @@ impl<W: Word> Core for Spdz2k<W> {
         self.prep.begin(index);
     }
 
-    fn input(&mut self, owner: PartyId, values: Option<&[i64]>, len: usize) -> R<Vec<Auth>> {
+    fn check(&mut self) -> R<()> {
+        Spdz2k::check(self)
+    }
+
+    fn input(&mut self, owner: PartyId, values: Option<&[i64]>, len: usize) -> R<Self::Shares> {
+        Ok(macs(self.input_auth(owner, values, len)?))
+    }
+    fn reveal(&mut self, x: &Self::Shares, to: PartyId) -> R<Option<Vec<i64>>> {
+        self.reveal_auth(&auths(x), to)
+    }
+    fn public(&self, values: &[i64]) -> Self::Shares {
+        let ctx = self.ctx();
+        let x = values
+            .iter()
+            .map(|&v| if ctx.first { lift(v) } else { 0 })
+            .collect();
+        let m = values
+            .iter()
+            .map(|&v| ctx.alpha.wrapping_mul(lift(v)))
+            .collect();
+        Mac { x, m }
+    }
+    fn add(&self, a: &Self::Shares, b: &Self::Shares) -> Self::Shares {
+        zip_planes(a, b, u128::wrapping_add)
+    }
+    fn sub(&self, a: &Self::Shares, b: &Self::Shares) -> Self::Shares {
+        zip_planes(a, b, u128::wrapping_sub)
+    }
+    fn add_public(&self, a: &Self::Shares, c: &[i64]) -> Self::Shares {
+        self.add(a, &self.public(c))
+    }
+    fn mul_public(&self, a: &Self::Shares, c: &[i64]) -> Self::Shares {
+        let scale = |u: &[u128]| {
+            u.par_iter()
+                .zip(c)
+                .map(|(&x, &c)| x.wrapping_mul(lift(c)))
+                .collect()
+        };
+        Mac {
+            x: scale(&a.x),
+            m: scale(&a.m),
+        }
+    }
+    fn matmul_public(
+        &self,
+        secret: &Self::Shares,
+        public: &[i64],
+        d: MatDims,
+        left: bool,
+    ) -> Self::Shares {
+        let p: Vec<u128> = public.iter().map(|&v| lift(v)).collect();
+        let prod = |s: &[u128]| {
+            if left {
+                matmul_words(&p, s, d)
+            } else {
+                matmul_words(s, &p, d)
+            }
+        };
+        Mac {
+            x: prod(&secret.x),
+            m: prod(&secret.m),
+        }
+    }
+    fn mul(&mut self, a: &Self::Shares, b: &Self::Shares) -> R<Self::Shares> {
+        Ok(macs(self.mul_auth(&auths(a), &auths(b))?))
+    }
+    fn matmul(&mut self, a: &Self::Shares, b: &Self::Shares, d: MatDims) -> R<Self::Shares> {
+        Ok(macs(self.matmul_auth(&auths(a), &auths(b), d)?))
+    }
+    fn lookup(&mut self, x: &Self::Shares, table: &[i64], offset: i64) -> R<Self::Shares> {
+        Ok(macs(self.lookup_auth(&auths(x), table, offset)?))
+    }
+}
+
+impl<W: Word> Spdz2k<W> {
+    fn input_auth(&mut self, owner: PartyId, values: Option<&[i64]>, len: usize) -> R<Vec<Auth>> {
         if len == 0 {
             return Ok(Vec::new());
         }
@@ -395,7 +495,7 @@ impl<W: Word> Core for Spdz2k<W> {
             .collect())
     }
 
-    fn reveal(&mut self, x: &[Auth], to: PartyId) -> R<Option<Vec<i64>>> {
+    fn reveal_auth(&mut self, x: &[Auth], to: PartyId) -> R<Option<Vec<i64>>> {
         // Nothing derived from an unchecked opening leaves the parties.
         self.check()?;
         let r = if self.me == to {
@@ -420,43 +520,7 @@ impl<W: Word> Core for Spdz2k<W> {
         }))
     }
 
-    fn public(&self, values: &[i64]) -> Vec<Auth> {
-        let ctx = self.ctx();
-        values.iter().map(|&v| ctx.constant(lift(v))).collect()
-    }
-    fn add(&self, a: &[Auth], b: &[Auth]) -> Vec<Auth> {
-        auth::add(a, b)
-    }
-    fn sub(&self, a: &[Auth], b: &[Auth]) -> Vec<Auth> {
-        auth::sub(a, b)
-    }
-    fn add_public(&self, a: &[Auth], c: &[i64]) -> Vec<Auth> {
-        let ctx = self.ctx();
-        a.par_iter()
-            .zip(c)
-            .map(|(s, &c)| ctx.add_const(*s, lift(c)))
-            .collect()
-    }
-    fn mul_public(&self, a: &[Auth], c: &[i64]) -> Vec<Auth> {
-        a.par_iter()
-            .zip(c)
-            .map(|(s, &c)| s.scale(lift(c)))
-            .collect()
-    }
-    fn matmul_public(&self, secret: &[Auth], public: &[i64], d: MatDims, left: bool) -> Vec<Auth> {
-        let p: Vec<u128> = public.iter().map(|&v| lift(v)).collect();
-        let (x, m) = auth::planes(secret);
-        let prod = |s: &[u128]| {
-            if left {
-                matmul_words(&p, s, d)
-            } else {
-                matmul_words(s, &p, d)
-            }
-        };
-        auth::zip(prod(&x), prod(&m))
-    }
-
-    fn mul(&mut self, a: &[Auth], b: &[Auth]) -> R<Vec<Auth>> {
+    fn mul_auth(&mut self, a: &[Auth], b: &[Auth]) -> R<Vec<Auth>> {
         let n = a.len();
         if n == 0 {
             return Ok(Vec::new());
@@ -477,7 +541,7 @@ impl<W: Word> Core for Spdz2k<W> {
             .collect())
     }
 
-    fn matmul(&mut self, a: &[Auth], b: &[Auth], d: MatDims) -> R<Vec<Auth>> {
+    fn matmul_auth(&mut self, a: &[Auth], b: &[Auth], d: MatDims) -> R<Vec<Auth>> {
         let (l, r, o) = arith::mat_sizes(d);
         if arith::matmul_is_trivial(d) {
             return Ok(vec![Auth::ZERO; o]);
@@ -502,7 +566,7 @@ impl<W: Word> Core for Spdz2k<W> {
             .collect())
     }
 
-    fn lookup(&mut self, x: &[Auth], table: &[i64], offset: i64) -> R<Vec<Auth>> {
+    fn lookup_auth(&mut self, x: &[Auth], table: &[i64], offset: i64) -> R<Vec<Auth>> {
         let n = x.len();
         let bits = arith::lookup_bits(table.len());
         let ctx = self.ctx();
