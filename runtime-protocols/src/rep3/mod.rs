@@ -574,13 +574,7 @@ impl<W: Word> crate::func::Selection for Rep3<W> {
                 Some(signs) => self.mul_public(x, signs),
                 None => x.clone(),
             };
-            return Ok(planes(requant::requantize(
-                self,
-                &plan,
-                &s.q,
-                &reps(&x),
-                s.bounds,
-            )?));
+            return requant::requantize(self, &plan, &s.q, &x, s.bounds);
         }
         Ok(planes(masked::rescale(
             self,
@@ -600,13 +594,7 @@ impl<W: Word> crate::func::Selection for Rep3<W> {
         mode: TruncMode,
     ) -> Result<Pair<W>, ProtocolError> {
         if let Some(plan) = requant::RequantPlan::new(q, bounds, W::BITS) {
-            return Ok(planes(requant::requantize(
-                self,
-                &plan,
-                q,
-                &reps(x),
-                bounds,
-            )?));
+            return requant::requantize(self, &plan, q, x, bounds);
         }
         crate::requantize_unfused(self, x, q, bounds, mode)
     }

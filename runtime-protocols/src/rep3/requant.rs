@@ -41,8 +41,9 @@ use super::assist::{
     bit_bytes, combine_tree, concat, draw_triples, get, group, pack, pack_b_products, part,
     put_words, role, set, words, xor, Post, Role, Tree, Triples,
 };
-use super::{Rep, Rep3};
+use super::Rep3;
 use crate::bitvec::{bits_of, low_mask as mask, split};
+use crate::planes::{Pair, Plane};
 use crate::word::Word;
 use crate::{Bounds, PartyId, ProtocolError, Requant};
 use std::ops::Range;
@@ -194,12 +195,12 @@ pub(super) fn requantize<W: Word>(
     p: &mut Rep3<W>,
     plan: &RequantPlan,
     q: &Requant,
-    x: &[Rep<W>],
+    x: &Pair<W>,
     b: Bounds,
-) -> R<Vec<Rep<W>>> {
+) -> R<Pair<W>> {
     let n = x.len();
     if n == 0 {
-        return Ok(Vec::new());
+        return Ok(Pair::default());
     }
     let me = p.me;
     let m = plan.m;
@@ -245,9 +246,9 @@ pub(super) fn requantize<W: Word>(
                 for (i, e) in range.enumerate() {
                     // A sends component g+1 (with −x_lo folded in), B component g.
                     let comp = if gr.role == Role::A {
-                        x[e].a.add(neg_lo)
+                        x.a[e].add(neg_lo)
                     } else {
-                        x[e].b
+                        x.b[e]
                     };
                     let v = low(comp).wrapping_add(own[i]) & mmask;
                     msg.extend_from_slice(&v.to_le_bytes()[..ob]);
@@ -294,9 +295,9 @@ pub(super) fn requantize<W: Word>(
             .enumerate()
             .map(|(i, e)| {
                 let mine = if is_a {
-                    low(x[e].a.add(neg_lo)).wrapping_add(low(x[e].b))
+                    low(x.a[e].add(neg_lo)).wrapping_add(low(x.b[e]))
                 } else {
-                    low(x[e].a).wrapping_add(low(x[e].b))
+                    low(x.a[e]).wrapping_add(low(x.b[e]))
                 };
                 let mut bytes = [0u8; 8];
                 bytes[..ob].copy_from_slice(&got[i * ob..(i + 1) * ob]);
@@ -482,7 +483,7 @@ pub(super) fn requantize<W: Word>(
         kept[gi] = (send, tt);
     }
     let mut inbox = p.post(post)?;
-    let mut out = vec![Rep::<W>::default(); n];
+    let mut out = Pair::<W>::zeros(n);
     for (gi, gr) in parts.iter().enumerate() {
         let nn = gr.n();
         if nn == 0 {
@@ -495,10 +496,8 @@ pub(super) fn requantize<W: Word>(
             Role::B => (kept[gi].1.clone(), kept[gi].0.clone()),
         };
         for (i, e) in gr.range.clone().enumerate() {
-            out[e] = Rep {
-                a: a[i],
-                b: bcomp[i],
-            };
+            out.a[e] = a[i];
+            out.b[e] = bcomp[i];
         }
     }
     Ok(out)
