@@ -7,9 +7,11 @@
 //! more than 10 %).
 //!
 //! `QMPC_BENCH_REPS` (default 3) sets how many runs the median is taken over.
+//! `QMPC_BASE_BIN=path/to/old/qmpc` compares against another build: the runs of both
+//! interleave, and the time columns read `base → this`.
 
 mod common;
-use common::{batch_input, compile, models, qmpc_run};
+use common::{base_bin, batch_input, compile, models, qmpc_bin, qmpc_runs};
 use qmpc_protocols::registry;
 
 fn main() {
@@ -36,15 +38,24 @@ fn main() {
             }
             for spec in registry::PROTOCOLS.iter().filter(|s| s.implemented()) {
                 let n = spec.party_count(None).unwrap_or(0);
-                let row = match qmpc_run(&program, spec.name, &input, reps) {
-                    Ok(f) => format!(
-                        "{:.4} s | {:.4} s | {} | {:.3} | {:.3}",
-                        f.wall,
-                        f.online,
-                        f.rounds,
-                        f.max_sent as f64 / 1e6,
-                        f.dealer as f64 / 1e6
-                    ),
+                let bins: Vec<_> = base_bin().into_iter().chain([qmpc_bin()]).collect();
+                let row = match qmpc_runs(&bins, &program, spec.name, &input, reps) {
+                    Ok(f) => {
+                        let secs = |g: fn(&common::Figures) -> f64| {
+                            let v: Vec<String> =
+                                f.iter().map(|x| format!("{:.4} s", g(x))).collect();
+                            v.join(" → ")
+                        };
+                        let last = &f[f.len() - 1];
+                        format!(
+                            "{} | {} | {} | {:.3} | {:.3}",
+                            secs(|x| x.wall),
+                            secs(|x| x.online),
+                            last.rounds,
+                            last.max_sent as f64 / 1e6,
+                            last.dealer as f64 / 1e6
+                        )
+                    }
                     Err(e) => format!("failed: {e} | | | |"),
                 };
                 println!("| {} | {} | {n} | {batch} | {row} |", m.id, spec.name);

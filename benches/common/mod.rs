@@ -91,51 +91,83 @@ pub fn qmpc_run(
     input: &Path,
     reps: usize,
 ) -> Result<Figures, String> {
+    let mut f = qmpc_runs(&[qmpc_bin()], program, protocol, input, reps)?;
+    f.pop().ok_or_else(|| "no run".to_string())
+}
+
+/// The binary a change is compared against (`QMPC_BASE_BIN`, e.g. a release build of the
+/// last commit), if any.
+pub fn base_bin() -> Option<PathBuf> {
+    std::env::var_os("QMPC_BASE_BIN").map(PathBuf::from)
+}
+
+/// [`qmpc_run`] of each of `bins`, interleaved (`reps` rounds of one run of each, in
+/// order), so that the machine's slow phases hit every binary alike: two runs of the
+/// same binary differ by up to 15 % here, one after the other, which back-to-back blocks
+/// of runs turn into fake regressions.
+pub fn qmpc_runs(
+    bins: &[PathBuf],
+    program: &Path,
+    protocol: &str,
+    input: &Path,
+    reps: usize,
+) -> Result<Vec<Figures>, String> {
     let stats = program.with_extension(format!("{protocol}.json"));
-    let mut walls = Vec::new();
-    let mut onlines = Vec::new();
-    let mut last = None;
+    let mut walls = vec![Vec::new(); bins.len()];
+    let mut onlines = vec![Vec::new(); bins.len()];
+    let mut last = vec![None; bins.len()];
     for _ in 0..reps {
-        let o = Command::new(qmpc_bin())
-            .args([
-                "run",
-                program.to_str().unwrap_or_default(),
-                "--protocol",
-                protocol,
-            ])
-            .args(["--input", input.to_str().unwrap_or_default()])
-            .args(["--stats", stats.to_str().unwrap_or_default()])
-            .output()
-            .map_err(|e| e.to_string())?;
-        if !o.status.success() {
-            return Err(String::from_utf8_lossy(&o.stderr).trim().to_string());
-        }
-        let j: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(&stats).map_err(|e| e.to_string())?)
+        for (b, bin) in bins.iter().enumerate() {
+            let o = Command::new(bin)
+                .args([
+                    "run",
+                    program.to_str().unwrap_or_default(),
+                    "--protocol",
+                    protocol,
+                ])
+                .args(["--input", input.to_str().unwrap_or_default()])
+                .args(["--stats", stats.to_str().unwrap_or_default()])
+                .output()
                 .map_err(|e| e.to_string())?;
-        walls.push(j["wall_s"].as_f64().unwrap_or(f64::NAN));
-        onlines.push(j["online_s"].as_f64().unwrap_or(f64::NAN));
-        last = Some(j);
+            if !o.status.success() {
+                return Err(String::from_utf8_lossy(&o.stderr).trim().to_string());
+            }
+            let j: serde_json::Value =
+                serde_json::from_str(&std::fs::read_to_string(&stats).map_err(|e| e.to_string())?)
+                    .map_err(|e| e.to_string())?;
+            walls[b].push(j["wall_s"].as_f64().unwrap_or(f64::NAN));
+            onlines[b].push(j["online_s"].as_f64().unwrap_or(f64::NAN));
+            last[b] = Some(j);
+        }
     }
-    let j = last.ok_or("no run")?;
-    walls.sort_by(f64::total_cmp);
-    onlines.sort_by(f64::total_cmp);
-    let max_sent = j["per_party"]
-        .as_array()
-        .map(|ps| {
-            ps.iter()
-                .filter_map(|p| p["bytes_sent"].as_u64())
-                .max()
-                .unwrap_or(0)
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    walls
+        .into_iter()
+        .zip(onlines)
+        .zip(last)
+        .map(|((w, o), j)| {
+            let j = j.ok_or("no run")?;
+            let max_sent = j["per_party"]
+                .as_array()
+                .map(|ps| {
+                    ps.iter()
+                        .filter_map(|p| p["bytes_sent"].as_u64())
+                        .max()
+                        .unwrap_or(0)
+                })
+                .unwrap_or(0);
+            Ok(Figures {
+                wall: median(w),
+                online: median(o),
+                rounds: j["rounds"].as_u64().unwrap_or(0),
+                max_sent,
+                dealer: j["preprocessing"]["bytes_sent"].as_u64().unwrap_or(0),
+            })
         })
-        .unwrap_or(0);
-    Ok(Figures {
-        wall: walls[walls.len() / 2],
-        online: onlines[onlines.len() / 2],
-        rounds: j["rounds"].as_u64().unwrap_or(0),
-        max_sent,
-        dealer: j["preprocessing"]["bytes_sent"].as_u64().unwrap_or(0),
-    })
+        .collect()
 }
 
 /// `qmpc compile` of `m` into `dir`; `None` where it fails.
