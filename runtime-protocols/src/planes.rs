@@ -34,6 +34,11 @@ pub trait Plane: Clone + Debug + Send + Sync + Sized {
     fn concat(parts: &[&Self]) -> Self;
     /// `out[i] = self[idx[i]]`, and a sharing of zero where `idx[i]` is [`PAD`].
     fn gather(&self, idx: &[usize]) -> Self;
+    /// [`Plane::gather`] of `len` elements with `at(i)` in place of `idx[i]`: a move whose
+    /// indices are a formula (im2col) needs no index vector as long as its output.
+    fn gather_by(&self, len: usize, at: impl Fn(usize) -> usize + Sync) -> Self {
+        self.gather(&(0..len).map(at).collect::<Vec<_>>())
+    }
 }
 
 /// One component per element: additive and Shamir shares, plaintext values. `T::default()`
@@ -56,11 +61,17 @@ impl<T: Copy + Default + Debug + Send + Sync> Plane for Vec<T> {
         out
     }
     fn gather(&self, idx: &[usize]) -> Self {
-        let pick = |&i: &usize| if i == PAD { T::default() } else { self[i] };
-        if idx.len() < PARALLEL {
-            idx.iter().map(pick).collect()
+        self.gather_by(idx.len(), |o| idx[o])
+    }
+    fn gather_by(&self, len: usize, at: impl Fn(usize) -> usize + Sync) -> Self {
+        let pick = |o: usize| match at(o) {
+            PAD => T::default(),
+            i => self[i],
+        };
+        if len < PARALLEL {
+            (0..len).map(pick).collect()
         } else {
-            idx.par_iter().map(pick).collect()
+            (0..len).into_par_iter().map(pick).collect()
         }
     }
 }
@@ -103,6 +114,12 @@ impl<T: Copy + Default + Debug + Send + Sync> Plane for Pair<T> {
             b: self.b.gather(idx),
         }
     }
+    fn gather_by(&self, len: usize, at: impl Fn(usize) -> usize + Sync) -> Self {
+        Pair {
+            a: self.a.gather_by(len, &at),
+            b: self.b.gather_by(len, &at),
+        }
+    }
 }
 
 /// A value plane and its MAC plane, as authenticated shares hold them: `spdz2k`'s are
@@ -143,6 +160,12 @@ impl<P: Plane> Plane for Mac<P> {
             m: self.m.gather(idx),
         }
     }
+    fn gather_by(&self, len: usize, at: impl Fn(usize) -> usize + Sync) -> Self {
+        Mac {
+            x: self.x.gather_by(len, &at),
+            m: self.m.gather_by(len, &at),
+        }
+    }
 }
 
 /// No data, only a length: the planes of data-free twins (cost formulas, dealers).
@@ -164,6 +187,9 @@ impl Plane for Len {
     }
     fn gather(&self, idx: &[usize]) -> Self {
         Len(idx.len())
+    }
+    fn gather_by(&self, len: usize, _: impl Fn(usize) -> usize + Sync) -> Self {
+        Len(len)
     }
 }
 
@@ -279,6 +305,7 @@ mod tests {
             .map(|&i| if i == PAD { 0 } else { pv[i] })
             .collect();
         assert_eq!(as_vec(&p.gather(idx)), want);
+        assert!(p.gather_by(idx.len(), |o| idx[o]) == p.gather(idx));
         // Slicing is gathering a range; concatenating one plane is the plane.
         let range: Vec<usize> = (cut..pv.len()).collect();
         assert!(p.slice(cut..pv.len()) == p.gather(&range));

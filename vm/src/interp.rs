@@ -87,13 +87,26 @@ impl<S: Plane> Shared<S> {
         Tensor::new(self.dims.clone(), (0..self.data.len()).collect())
     }
 
-    /// The shares broadcast to `dims` (no copy where they already have them).
+    /// The shares broadcast to `dims` (no copy where they already have them; no index
+    /// vector otherwise: the source of each element is a formula of its position).
     fn broadcast(&self, dims: &[usize]) -> S {
         if self.dims == dims {
-            self.data.clone()
-        } else {
-            self.data.gather(&broadcast_to(&self.indices(), dims))
+            return self.data.clone();
         }
+        let offset = dims.len() - self.dims.len();
+        let src = tensor::strides(&self.dims);
+        let out = tensor::strides(dims);
+        // (stride of the output axis, its length, the source stride or 0 if broadcast).
+        let axes: Vec<(usize, usize, usize)> = (0..dims.len())
+            .map(|d| {
+                let from = d.checked_sub(offset).filter(|&i| self.dims[i] != 1);
+                (out[d], dims[d], from.map_or(0, |i| src[i]))
+            })
+            .collect();
+        let len = dims.iter().product();
+        self.data.gather_by(len, |o| {
+            axes.iter().map(|&(os, n, ss)| (o / os % n) * ss).sum()
+        })
     }
 }
 
@@ -934,10 +947,23 @@ fn weight_blocks_shared<S: Plane>(w: &Shared<S>, n: usize) -> S {
     S::concat(&vec![&w.data; n])
 }
 
-/// [`im2col`] of a secret input: the columns of its element indices, gathered.
-fn im2col_shared<S: Plane>(x: &Shared<S>, win: &tensor::Window, group: usize) -> Result<S, String> {
-    let (_, _, idx) = im2col(&x.indices(), win, group, PAD)?;
-    Ok(x.data.gather(&idx))
+/// [`im2col`] of a secret input: the columns of its element indices, gathered. The
+/// indices are written straight from the window plan, one input plane per task.
+fn im2col_shared<S: Plane>(x: &Shared<S>, win: &tensor::Window) -> Result<S, String> {
+    let (h, w) = (x.dims[2], x.dims[3]);
+    let (oh, ow, plan) = win
+        .gather_plan(h, w)
+        .ok_or("convolution window larger than the input")?;
+    let (kk, ohw) = (win.kernel[0] * win.kernel[1], oh * ow);
+    // `im2col` walks (sample, group, channel of the group) in order, which is the input
+    // plane's own index `b·c + g·(c/g) + ci`; so output block `p` reads input plane `p`
+    // whatever the grouping.
+    let block = (kk * ohw).max(1);
+    let len = x.data.len() / (h * w).max(1) * kk * ohw;
+    Ok(x.data.gather_by(len, |o| {
+        let (plane, r) = (o / block, o % block);
+        plan[(r % ohw) * kk + r / ohw].map_or(PAD, |i| plane * h * w + i)
+    }))
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -974,7 +1000,7 @@ fn conv<P: Protocol>(
             )));
         }
         (Value::Secret(xt), Value::Public(wt)) => {
-            let cols = im2col_shared(xt, &win, group)?;
+            let cols = im2col_shared(xt, &win)?;
             proto.matmul_public(&cols, &weight_blocks(wt, n), dims, true)
         }
         (Value::Public(xt), Value::Secret(wt)) => {
@@ -982,9 +1008,51 @@ fn conv<P: Protocol>(
             proto.matmul_public(&weight_blocks_shared(wt, n), &cols, dims, false)
         }
         (Value::Secret(xt), Value::Secret(wt)) => {
-            let cols = im2col_shared(xt, &win, group)?;
+            let cols = im2col_shared(xt, &win)?;
             proto.matmul(&weight_blocks_shared(wt, n), &cols, dims)?
         }
     };
     Ok(Value::Secret(Shared::new(out.to_vec(), data)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::collection::vec;
+    use proptest::prelude::*;
+
+    /// A secret tensor whose shares are its element numbers, so a move of shares can be
+    /// compared with the same move of public values.
+    fn numbered(dims: &[usize]) -> (Tensor<i64>, Shared<Vec<i64>>) {
+        let n: usize = dims.iter().product();
+        let v: Vec<i64> = (1..=n as i64).collect();
+        (
+            Tensor::new(dims.to_vec(), v.clone()),
+            Shared::new(dims.to_vec(), v),
+        )
+    }
+
+    proptest! {
+        /// The formula moves (`broadcast`, `im2col_shared`) equal `tensor.rs`'s moves of
+        /// values, padding reading zero.
+        #[test]
+        fn moves_of_shares_equal_the_moves_of_values(
+            dims in vec(1usize..4, 1..4),
+            ones in vec(any::<bool>(), 4),
+            lead in vec(1usize..3, 0..2),
+            (c, g) in (1usize..3).prop_flat_map(|g| (1usize..3).prop_map(move |k| (k * g, g))),
+            (hw, k, s, pad, dil) in (3usize..7, 1usize..4, 1i64..3, 0i64..2, 1i64..3),
+        ) {
+            let small: Vec<usize> = dims.iter().zip(&ones).map(|(&d, &o)| if o { 1 } else { d }).collect();
+            let full: Vec<usize> = lead.iter().chain(&dims).copied().collect();
+            let (t, sh) = numbered(&small);
+            prop_assert_eq!(sh.broadcast(&full), broadcast_to(&t, &full));
+
+            let (t, sh) = numbered(&[2, c, hw, hw + 1]);
+            let win = shapes::window(&[k, k], &[s, s], &[pad, pad, pad, pad], &[dil, dil]).unwrap();
+            if let Ok((_, _, want)) = im2col(&t, &win, g, 0) {
+                prop_assert_eq!(im2col_shared(&sh, &win).unwrap(), want);
+            }
+        }
+    }
 }
