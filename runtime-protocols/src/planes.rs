@@ -168,6 +168,55 @@ impl<P: Plane> Plane for Mac<P> {
     }
 }
 
+/// Planes whose components are all `Vec<T>` of one word type: the local linear maps of
+/// additive, replicated and authenticated shares act on every component alike, so each
+/// is written once here instead of once per share layout.
+pub trait Words<T>: Plane {
+    /// `f` element by element on every component of `self` and `o` (on the pool).
+    fn zip_with(&self, o: &Self, f: impl Fn(T, T) -> T + Sync) -> Self;
+    /// `f` on every component.
+    fn map_components(&self, f: impl Fn(&[T]) -> Vec<T> + Sync) -> Self;
+}
+
+impl<T: Copy + Default + Debug + Send + Sync> Words<T> for Vec<T> {
+    fn zip_with(&self, o: &Self, f: impl Fn(T, T) -> T + Sync) -> Self {
+        self.par_iter().zip(o).map(|(&p, &q)| f(p, q)).collect()
+    }
+    fn map_components(&self, f: impl Fn(&[T]) -> Vec<T> + Sync) -> Self {
+        f(self)
+    }
+}
+
+impl<T: Copy + Default + Debug + Send + Sync> Words<T> for Pair<T> {
+    fn zip_with(&self, o: &Self, f: impl Fn(T, T) -> T + Sync) -> Self {
+        Pair {
+            a: self.a.zip_with(&o.a, &f),
+            b: self.b.zip_with(&o.b, &f),
+        }
+    }
+    fn map_components(&self, f: impl Fn(&[T]) -> Vec<T> + Sync) -> Self {
+        Pair {
+            a: f(&self.a),
+            b: f(&self.b),
+        }
+    }
+}
+
+impl<T, P: Words<T>> Words<T> for Mac<P> {
+    fn zip_with(&self, o: &Self, f: impl Fn(T, T) -> T + Sync) -> Self {
+        Mac {
+            x: self.x.zip_with(&o.x, &f),
+            m: self.m.zip_with(&o.m, &f),
+        }
+    }
+    fn map_components(&self, f: impl Fn(&[T]) -> Vec<T> + Sync) -> Self {
+        Mac {
+            x: self.x.map_components(&f),
+            m: self.m.map_components(&f),
+        }
+    }
+}
+
 /// No data, only a length: the planes of data-free twins (cost formulas, dealers).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Len(pub usize);
@@ -355,6 +404,16 @@ mod tests {
             let g = ma.gather(&idx);
             for (k, &i) in idx.iter().enumerate() {
                 prop_assert_eq!(g.m.b[k], if i == PAD { 0 } else { !(a[i] ^ 5) });
+            }
+            // `Words` acts on every component alike.
+            let n = a.len().min(b.len());
+            let (ma2, mb2) = (ma.slice(0..n), mb.slice(0..n));
+            let sum = ma2.zip_with(&mb2, u64::wrapping_add);
+            let doubled = ma2.map_components(|u| u.iter().map(|x| x.wrapping_mul(2)).collect());
+            for k in 0..n {
+                prop_assert_eq!(sum.m.b[k], ma2.m.b[k].wrapping_add(mb2.m.b[k]));
+                prop_assert_eq!(sum.x.a[k], a[k].wrapping_add(b[k]));
+                prop_assert_eq!(doubled.m.a[k], ma2.m.a[k].wrapping_mul(2));
             }
             // Long enough to gather on the pool.
             let long: Vec<u64> = (0..(PARALLEL as u64 + 7)).collect();

@@ -153,6 +153,32 @@ pub fn decode<W: Word>(bytes: &[u8], n: usize) -> Option<Vec<W>> {
     Some(bytes.chunks_exact(W::BYTES).map(W::read).collect())
 }
 
+/// `u · c` element-wise, each public `c` sign-extended into the ring.
+pub(crate) fn scale_by<W: Word>(u: &[W], c: &[i64]) -> Vec<W> {
+    u.par_iter()
+        .zip(c)
+        .map(|(&x, &c)| x.mul(W::from_i64(c)))
+        .collect()
+}
+
+/// The product of secret shares and a public matrix, on every component of the shares
+/// (`secret · public`, or `public · secret` when `public_left`).
+pub(crate) fn matmul_public_words<W: Word, P: crate::planes::Words<W>>(
+    secret: &P,
+    public: &[i64],
+    d: MatDims,
+    public_left: bool,
+) -> P {
+    let p: Vec<W> = public.iter().map(|&v| W::from_i64(v)).collect();
+    secret.map_components(|s| {
+        if public_left {
+            matmul_words(&p, s, d)
+        } else {
+            matmul_words(s, &p, d)
+        }
+    })
+}
+
 /// Row-major batched matrix product over the ring.
 pub(crate) fn matmul_words<W: Word>(a: &[W], b: &[W], d: MatDims) -> Vec<W> {
     let (m, k, n) = (d.m, d.k, d.n);

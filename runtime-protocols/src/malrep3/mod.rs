@@ -39,8 +39,9 @@ pub use cost::MalRep3Costs;
 use crate::cheat::{self, Cheater};
 use crate::coins::{Coins, KeyId, OsCoins};
 use crate::net::{Stats, Transport};
-use crate::planes::{Mac, Pair};
+use crate::planes::{Mac, Pair, Words};
 use crate::rep3::{Rep, Rep3};
+use crate::word::{matmul_public_words, scale_by};
 use crate::word::{matmul_words, Word};
 use crate::Core;
 use crate::{Bounds, MatDims, PartyId, ProtocolError, Requant};
@@ -276,23 +277,6 @@ pub(crate) fn mac_planes(x: Vec<Auth>) -> Mac<Pair<u128>> {
     }
 }
 
-/// `f` on the four planes of `a` and `b`, element by element.
-fn zip_planes(
-    a: &Mac<Pair<u128>>,
-    b: &Mac<Pair<u128>>,
-    f: impl Fn(u128, u128) -> u128 + Sync,
-) -> Mac<Pair<u128>> {
-    let both = |u: &[u128], v: &[u128]| u.par_iter().zip(v).map(|(&p, &q)| f(p, q)).collect();
-    let pair = |u: &Pair<u128>, v: &Pair<u128>| Pair {
-        a: both(&u.a, &v.a),
-        b: both(&u.b, &v.b),
-    };
-    Mac {
-        x: pair(&a.x, &b.x),
-        m: pair(&a.m, &b.m),
-    }
-}
-
 /// The local part of products of replicated shares: `x_i·y_i + x_i·y_{i+1} + x_{i+1}·y_i`.
 fn mul_local(x: &Pair<u128>, y: &Pair<u128>) -> Vec<u128> {
     (&x.a, &x.b, &y.a, &y.b)
@@ -303,18 +287,6 @@ fn mul_local(x: &Pair<u128>, y: &Pair<u128>) -> Vec<u128> {
                 .wrapping_add(xb.wrapping_mul(ya))
         })
         .collect()
-}
-
-/// `f` on each of the four planes of `a`.
-fn map_planes(a: &Mac<Pair<u128>>, f: impl Fn(&[u128]) -> Vec<u128>) -> Mac<Pair<u128>> {
-    let pair = |u: &Pair<u128>| Pair {
-        a: f(&u.a),
-        b: f(&u.b),
-    };
-    Mac {
-        x: pair(&a.x),
-        m: pair(&a.m),
-    }
 }
 
 impl<W: Word> Core for MalRep3<W> {
@@ -347,21 +319,16 @@ impl<W: Word> Core for MalRep3<W> {
         mac_planes(consts)
     }
     fn add(&self, a: &Self::Shares, b: &Self::Shares) -> Self::Shares {
-        zip_planes(a, b, u128::wrapping_add)
+        a.zip_with(b, u128::wrapping_add)
     }
     fn sub(&self, a: &Self::Shares, b: &Self::Shares) -> Self::Shares {
-        zip_planes(a, b, u128::wrapping_sub)
+        a.zip_with(b, u128::wrapping_sub)
     }
     fn add_public(&self, a: &Self::Shares, c: &[i64]) -> Self::Shares {
         self.add(a, &self.public(c))
     }
     fn mul_public(&self, a: &Self::Shares, c: &[i64]) -> Self::Shares {
-        map_planes(a, |u| {
-            u.par_iter()
-                .zip(c)
-                .map(|(&x, &c)| x.wrapping_mul(lift(c)))
-                .collect()
-        })
+        a.map_components(|u| scale_by(u, c))
     }
     fn matmul_public(
         &self,
@@ -370,14 +337,7 @@ impl<W: Word> Core for MalRep3<W> {
         d: MatDims,
         public_left: bool,
     ) -> Self::Shares {
-        let p: Vec<u128> = public.iter().map(|&v| lift(v)).collect();
-        map_planes(secret, |s| {
-            if public_left {
-                matmul_words(&p, s, d)
-            } else {
-                matmul_words(s, &p, d)
-            }
-        })
+        matmul_public_words(secret, public, d, public_left)
     }
     fn mul(&mut self, a: &Self::Shares, b: &Self::Shares) -> R<Self::Shares> {
         let z = mul_local(&a.x, &b.x);

@@ -27,9 +27,9 @@ pub use elem::{Elem, Xor};
 use crate::coins::{Coins, KeyId, OsCoins};
 use crate::mux::{self, Port, Reply, Request};
 use crate::net::{NetError, Stats, Transport};
-use crate::planes::Pair;
+use crate::planes::{Pair, Words};
 use crate::stream::{Stream, Tap};
-use crate::word::{matmul_words, Word};
+use crate::word::{matmul_public_words, matmul_words, scale_by, Word};
 use crate::Core;
 use crate::{Bounds, MatDims, PartyId, ProtocolError, Requant, TruncMode};
 use chacha20::rand_core::Rng;
@@ -414,15 +414,6 @@ pub(crate) fn planes<E: Copy>(x: Vec<Rep<E>>) -> Pair<E> {
     Pair { a, b }
 }
 
-/// `f` on the two component planes of `x` and `y`, element by element.
-fn zip_planes<W: Word>(x: &Pair<W>, y: &Pair<W>, f: impl Fn(W, W) -> W + Sync) -> Pair<W> {
-    let both = |u: &[W], v: &[W]| u.par_iter().zip(v).map(|(&p, &q)| f(p, q)).collect();
-    Pair {
-        a: both(&x.a, &y.a),
-        b: both(&x.b, &y.b),
-    }
-}
-
 impl<W: Word> Core for Rep3<W> {
     type Shares = Pair<W>;
 
@@ -469,26 +460,17 @@ impl<W: Word> Core for Rep3<W> {
     }
 
     fn add(&self, a: &Pair<W>, b: &Pair<W>) -> Pair<W> {
-        zip_planes(a, b, W::add)
+        a.zip_with(b, W::add)
     }
     fn sub(&self, a: &Pair<W>, b: &Pair<W>) -> Pair<W> {
-        zip_planes(a, b, W::sub)
+        a.zip_with(b, W::sub)
     }
     fn add_public(&self, a: &Pair<W>, c: &[i64]) -> Pair<W> {
         let c = self.public(c);
         self.add(a, &c)
     }
     fn mul_public(&self, a: &Pair<W>, c: &[i64]) -> Pair<W> {
-        let scale = |u: &[W]| {
-            u.par_iter()
-                .zip(c)
-                .map(|(&x, &c)| x.mul(W::from_i64(c)))
-                .collect()
-        };
-        Pair {
-            a: scale(&a.a),
-            b: scale(&a.b),
-        }
+        a.map_components(|u| scale_by(u, c))
     }
     fn matmul_public(
         &self,
@@ -497,18 +479,7 @@ impl<W: Word> Core for Rep3<W> {
         d: MatDims,
         public_left: bool,
     ) -> Pair<W> {
-        let p = Self::lift(public);
-        if public_left {
-            Pair {
-                a: matmul_words(&p, &secret.a, d),
-                b: matmul_words(&p, &secret.b, d),
-            }
-        } else {
-            Pair {
-                a: matmul_words(&secret.a, &p, d),
-                b: matmul_words(&secret.b, &p, d),
-            }
-        }
+        matmul_public_words(secret, public, d, public_left)
     }
 
     fn mul(&mut self, a: &Pair<W>, b: &Pair<W>) -> Result<Pair<W>, ProtocolError> {

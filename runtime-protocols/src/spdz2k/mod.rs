@@ -38,10 +38,11 @@ pub use dealer::Spdz2kDealer;
 use crate::cheat::{self, Cheater};
 use crate::coins::{Coins, KeyId, OsCoins};
 use crate::net::{Stats, Transport};
-use crate::planes::Mac;
+use crate::planes::{Mac, Words};
 use crate::semi2k::arith;
 use crate::semi2k::prep::{self, Layout};
 use crate::semi2k::select::Plan;
+use crate::word::{matmul_public_words, scale_by};
 use crate::word::{matmul_words, Word};
 use crate::Core;
 use crate::{Bounds, MatDims, PartyId, ProtocolError, Requant};
@@ -342,19 +343,6 @@ pub(crate) fn macs(x: Vec<Auth>) -> Mac<Vec<u128>> {
     Mac { x, m }
 }
 
-/// `f` on both planes of `a` and `b`, element by element.
-fn zip_planes(
-    a: &Mac<Vec<u128>>,
-    b: &Mac<Vec<u128>>,
-    f: impl Fn(u128, u128) -> u128 + Sync,
-) -> Mac<Vec<u128>> {
-    let both = |u: &[u128], v: &[u128]| u.par_iter().zip(v).map(|(&p, &q)| f(p, q)).collect();
-    Mac {
-        x: both(&a.x, &b.x),
-        m: both(&a.m, &b.m),
-    }
-}
-
 impl<W: Word> Core for Spdz2k<W> {
     type Shares = Mac<Vec<u128>>;
 
@@ -394,25 +382,16 @@ impl<W: Word> Core for Spdz2k<W> {
         Mac { x, m }
     }
     fn add(&self, a: &Self::Shares, b: &Self::Shares) -> Self::Shares {
-        zip_planes(a, b, u128::wrapping_add)
+        a.zip_with(b, u128::wrapping_add)
     }
     fn sub(&self, a: &Self::Shares, b: &Self::Shares) -> Self::Shares {
-        zip_planes(a, b, u128::wrapping_sub)
+        a.zip_with(b, u128::wrapping_sub)
     }
     fn add_public(&self, a: &Self::Shares, c: &[i64]) -> Self::Shares {
         self.add(a, &self.public(c))
     }
     fn mul_public(&self, a: &Self::Shares, c: &[i64]) -> Self::Shares {
-        let scale = |u: &[u128]| {
-            u.par_iter()
-                .zip(c)
-                .map(|(&x, &c)| x.wrapping_mul(lift(c)))
-                .collect()
-        };
-        Mac {
-            x: scale(&a.x),
-            m: scale(&a.m),
-        }
+        a.map_components(|u| scale_by(u, c))
     }
     fn matmul_public(
         &self,
@@ -421,18 +400,7 @@ impl<W: Word> Core for Spdz2k<W> {
         d: MatDims,
         left: bool,
     ) -> Self::Shares {
-        let p: Vec<u128> = public.iter().map(|&v| lift(v)).collect();
-        let prod = |s: &[u128]| {
-            if left {
-                matmul_words(&p, s, d)
-            } else {
-                matmul_words(s, &p, d)
-            }
-        };
-        Mac {
-            x: prod(&secret.x),
-            m: prod(&secret.m),
-        }
+        matmul_public_words(secret, public, d, left)
     }
     fn mul(&mut self, a: &Self::Shares, b: &Self::Shares) -> R<Self::Shares> {
         Ok(macs(self.mul_auth(&auths(a), &auths(b))?))
