@@ -268,6 +268,13 @@ impl BitPlane {
         p
     }
 
+    /// `len` bits packed in `words` (bits past the length are cleared).
+    pub fn from_words(mut words: Vec<u64>, len: usize) -> Self {
+        words.resize(bitvec::words(len), 0);
+        bitvec::clear_tail(&mut words, len);
+        BitPlane { words, len }
+    }
+
     /// Bit `i`.
     pub fn get(&self, i: usize) -> u64 {
         bitvec::get(&self.words, i)

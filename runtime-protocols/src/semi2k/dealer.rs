@@ -160,6 +160,12 @@ impl<W: Word> Dealer<W> {
         Ok(net.stats())
     }
 
+    /// Record an online round that takes no material (an opening).
+    #[cfg(test)]
+    pub(super) fn record(&mut self, round: crate::cost::Round) {
+        self.rounds.push(round);
+    }
+
     /// Supply one call's material and record its online rounds. `make` makes the values
     /// from the dealer's randomness and the shares of every party but the last (which
     /// `fss` keys need: party 0's root seeds are its share).

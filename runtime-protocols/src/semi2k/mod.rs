@@ -21,6 +21,8 @@ pub(crate) mod arith;
 pub(crate) mod cost;
 mod dealer;
 mod fss;
+#[cfg(test)]
+mod gates;
 pub(crate) mod prep;
 pub(crate) mod select;
 

@@ -4,6 +4,7 @@
 
 use super::*;
 use crate::cost::Ask as _;
+use crate::func::gates::Generic;
 use crate::net::Mesh;
 use crate::testutil::{
     assert_views_independent, at, logged, logs, on_mesh, recording, requants, values, view_script,
@@ -291,6 +292,92 @@ fn fss_gates_match_clear() {
     assert_eq!(rounds(rescale, n), 1);
     assert_eq!(rounds(pow2, n), 2);
     assert_eq!(rounds(tie, n), 2);
+}
+
+/// Each computing party's results and online traffic.
+type Outcomes = Vec<(Vec<Option<Vec<i64>>>, Stats)>;
+
+/// Runs `s` with the generic selection ([`Generic`]) in place of the protocol's own, in
+/// the parties and the dealer; returns what [`run`] does, and the rounds a counting dealer
+/// records for the same script.
+fn run_generic<W: Word, S: Script>(
+    g: Gates,
+    n: usize,
+    s: &S,
+) -> (Outcomes, Rounds) {
+    let mut out = on_mesh(n + 1, g.name(), |i, mesh| {
+        if i == n {
+            let mut d = Generic(Dealer::<W>::new(n, g).unwrap());
+            d.begin_instruction(0);
+            s.run(&mut d).unwrap();
+            let mut net: Box<dyn Transport> = Box::new(mesh);
+            d.0.send(net.as_mut()).unwrap();
+            return None;
+        }
+        let mut p = Generic(Semi2k::<W>::setup_with(Box::new(mesh), g).unwrap());
+        p.begin_instruction(0);
+        let r = s.run(&mut p).unwrap();
+        Some((r, p.0.stats()))
+    });
+    out.pop();
+    let mut counting = Generic(Dealer::<W>::counting(n, g));
+    s.run(&mut counting).unwrap();
+    let rounds = counting.0.take_rounds();
+    (out.into_iter().map(Option::unwrap).collect(), rounds)
+}
+
+/// The selections of `semi2k` (tables and a tree of Beaver ANDs) and `fss` (DCF keys)
+/// against the generic one over their gate set: the same results, bit for bit, and never
+/// more rounds or bytes; the generic one's traffic is what its counting dealer records.
+#[test]
+fn the_selections_match_the_generic_one_and_cost_no_more() {
+    let b = Bounds {
+        lo: -3000,
+        hi: 3000,
+    };
+    let mut x = values(40, b.lo, b.hi, 11);
+    let y = values(40, b.lo, b.hi, 12);
+    x[2] = 1 << 9;
+    x[3] = -(3 << 9);
+    x[5] = x[9];
+    let mut calls: Vec<Call> = requants(40)
+        .into_iter()
+        .map(|q| Call::Requant(q, b))
+        .collect();
+    calls.extend([
+        Call::Rescale((0..40).map(|i| i - 20).collect(), vec![12; 40], b),
+        Call::Clamp(-20, 100, b),
+        Call::Max(b),
+        Call::Argmax(8, false, b),
+    ]);
+    for (gates, n) in [(Gates::Beaver, 2), (Gates::Beaver, 3), (Gates::Fss, 2)] {
+        for call in &calls {
+            let s = Binary {
+                x: x.clone(),
+                y: y.clone(),
+                to: 1,
+                op: |_| vec![call.clone()],
+            };
+            let own = run::<u64, _>(gates, n, &s);
+            let (generic, counted) = run_generic::<u64, _>(gates, n, &s);
+            let what = format!("{call:?} under {gates:?} among {n}");
+            assert_eq!(at(&own, 1), vec![call.clear(&x, &y)], "{what}");
+            assert_eq!(at(&generic, 1), at(&own, 1), "{what}");
+            let counted = crate::cost::per_party(&counted, n);
+            for i in 0..n {
+                let (o, g) = (own[i].1, generic[i].1);
+                assert!(
+                    o.rounds <= g.rounds && o.bytes_sent <= g.bytes_sent,
+                    "party {i}: {o:?} against the generic {g:?}, {what}"
+                );
+                assert_eq!(
+                    (g.rounds, g.bytes_sent),
+                    (counted[i].rounds, counted[i].bytes_sent),
+                    "party {i}, {what}"
+                );
+            }
+        }
+    }
 }
 
 #[test]

@@ -22,7 +22,7 @@
 //!   lookup one more than above.
 
 mod boolean;
-mod compare;
+pub(crate) mod compare;
 mod cost;
 mod dabits;
 mod geometry;

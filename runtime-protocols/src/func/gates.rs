@@ -1,0 +1,142 @@
+//! The gate set a masked comparison needs (docs/core.md, step 3): the small set of
+//! operations beyond the arithmetic black box over which [`super::compare`] writes the
+//! selection once. A protocol that implements it gets a generic selection to hold its own
+//! construction to; the preprocessing calls (`masks`, and the material behind `and` and
+//! `b2a`) are the interface a dealer, PRSS or a future OT/HE generator implements.
+
+use crate::planes::{BitPlane, Plane};
+use crate::{Core, ProtocolError};
+
+type R<T> = Result<T, ProtocolError>;
+
+/// The domain a core computes in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Domain {
+    /// Z_2^`bits`.
+    Ring { bits: u32 },
+    /// F_p with `p > 2^bits`: an integer below `2^bits` opens as itself. Masks hide
+    /// statistically, with `stat` bits.
+    Field { bits: u32, stat: u32 },
+}
+
+/// `n` random masks `r = Σ_{j<m} 2^j·b_j + 2^m·h` with their low bits in both forms
+/// (edaBits whose bits are daBits).
+pub struct Masks<S, B> {
+    /// Bit `j` of mask `e` at `j·n + e`, as boolean shares.
+    pub bits: B,
+    /// The same bits in the domain, in the same order.
+    pub arith: S,
+    /// `h = ⌊r / 2^m⌋`: in a ring, uniform below `2^(k − m)` (so `r` is uniform); in a
+    /// field, uniform below `2^high` (the statistical part).
+    pub high: S,
+    /// In a ring, bit `k − 1` of `r` in the ring (the top-bit reading of an opening needs
+    /// it); zero in a field.
+    pub top: S,
+}
+
+/// A [`Core`] with boolean shares and the conversions a masked comparison needs.
+///
+/// Boolean shares are one bit per element of [`GateSet::Bits`]; `either` and `xor_public` are
+/// local, `and` is one round for every pair of one call, `b2a` one round.
+pub trait GateSet: Core {
+    /// Boolean shares, one bit per element.
+    type Bits: Plane;
+
+    fn domain(&self) -> Domain;
+    /// `n` masks of `m` low bits (`m ≤ k` in a ring); `high` bits of `h` in a field
+    /// (a ring ignores it).
+    fn masks(&mut self, n: usize, m: u32, high: u32) -> R<Masks<Self::Shares, Self::Bits>>;
+    /// Open `x` to every party, as residues: `[0, 2^k)` in a ring, `[0, p)` in a field
+    /// (a data-free twin returns zeros).
+    fn open_all(&mut self, x: &Self::Shares) -> R<Vec<u128>>;
+    /// `a ∧ b` element-wise.
+    fn and(&mut self, a: &Self::Bits, b: &Self::Bits) -> R<Self::Bits>;
+    /// `a ∨ b` for bits never both set: `a ⊕ b` of boolean shares, `a + b` of bits
+    /// shared in the domain (local either way).
+    fn either(&self, a: &Self::Bits, b: &Self::Bits) -> Self::Bits;
+    /// `a ⊕ c` for public bits `c`.
+    fn xor_public(&self, a: &Self::Bits, c: &BitPlane) -> Self::Bits;
+    /// The bits as 0 or 1 in the domain.
+    fn b2a(&mut self, a: &Self::Bits) -> R<Self::Shares>;
+}
+
+/// A protocol with its own selection replaced by the generic one ([`super::compare`]):
+/// what the tests run to hold the override to the default.
+pub struct Generic<P>(pub P);
+
+impl<P: GateSet> Core for Generic<P> {
+    type Shares = P::Shares;
+
+    fn name(&self) -> &'static str {
+        self.0.name()
+    }
+    fn party(&self) -> crate::PartyId {
+        self.0.party()
+    }
+    fn parties(&self) -> usize {
+        self.0.parties()
+    }
+    fn begin_instruction(&mut self, index: usize) {
+        self.0.begin_instruction(index)
+    }
+    fn check(&mut self) -> R<()> {
+        self.0.check()
+    }
+    fn input(&mut self, owner: crate::PartyId, values: Option<&[i64]>, len: usize) -> R<P::Shares> {
+        self.0.input(owner, values, len)
+    }
+    fn reveal(&mut self, x: &P::Shares, to: crate::PartyId) -> R<Option<Vec<i64>>> {
+        self.0.reveal(x, to)
+    }
+    fn public(&self, values: &[i64]) -> P::Shares {
+        self.0.public(values)
+    }
+    fn add(&self, a: &P::Shares, b: &P::Shares) -> P::Shares {
+        self.0.add(a, b)
+    }
+    fn sub(&self, a: &P::Shares, b: &P::Shares) -> P::Shares {
+        self.0.sub(a, b)
+    }
+    fn add_public(&self, a: &P::Shares, c: &[i64]) -> P::Shares {
+        self.0.add_public(a, c)
+    }
+    fn mul_public(&self, a: &P::Shares, c: &[i64]) -> P::Shares {
+        self.0.mul_public(a, c)
+    }
+    fn matmul_public(
+        &self,
+        s: &P::Shares,
+        c: &[i64],
+        d: crate::MatDims,
+        public_left: bool,
+    ) -> P::Shares {
+        self.0.matmul_public(s, c, d, public_left)
+    }
+    fn mul(&mut self, a: &P::Shares, b: &P::Shares) -> R<P::Shares> {
+        self.0.mul(a, b)
+    }
+    fn matmul(&mut self, a: &P::Shares, b: &P::Shares, d: crate::MatDims) -> R<P::Shares> {
+        self.0.matmul(a, b, d)
+    }
+    fn lookup(&mut self, x: &P::Shares, table: &[i64], offset: i64) -> R<P::Shares> {
+        self.0.lookup(x, table, offset)
+    }
+}
+
+impl<P: GateSet + super::Selection> super::Selection for Generic<P> {
+    fn ring_bits(&self) -> u32 {
+        self.0.ring_bits()
+    }
+    fn splits_rounding(&self) -> bool {
+        self.0.splits_rounding()
+    }
+    fn select_with(
+        &mut self,
+        x: &P::Shares,
+        q: &crate::Requant,
+        b: crate::Bounds,
+        plan: &crate::semi2k::select::Plan,
+    ) -> R<P::Shares> {
+        super::compare::select(&mut self.0, x, q, b, plan)
+    }
+}
