@@ -300,11 +300,7 @@ type Outcomes = Vec<(Vec<Option<Vec<i64>>>, Stats)>;
 /// Runs `s` with the generic selection ([`Generic`]) in place of the protocol's own, in
 /// the parties and the dealer; returns what [`run`] does, and the rounds a counting dealer
 /// records for the same script.
-fn run_generic<W: Word, S: Script>(
-    g: Gates,
-    n: usize,
-    s: &S,
-) -> (Outcomes, Rounds) {
+fn run_generic<W: Word, S: Script>(g: Gates, n: usize, s: &S) -> (Outcomes, Rounds) {
     let mut out = on_mesh(n + 1, g.name(), |i, mesh| {
         if i == n {
             let mut d = Generic(Dealer::<W>::new(n, g).unwrap());

@@ -36,9 +36,24 @@ impl ShamirCosts {
 }
 
 /// A party without data that records the rounds of its calls.
-struct Counter<'g> {
-    geo: &'g Geometry,
-    rounds: Rounds,
+pub(super) struct Counter<'g> {
+    pub(super) geo: &'g Geometry,
+    pub(super) rounds: Rounds,
+}
+
+/// The rounds `f` records on a counter of `parties` parties with the generic selection.
+#[cfg(test)]
+pub(super) fn counted_generic(
+    parties: usize,
+    f: impl FnOnce(&mut crate::func::gates::Generic<Counter>) -> R<()>,
+) -> R<Rounds> {
+    let costs = ShamirCosts::new(parties);
+    let mut c = crate::func::gates::Generic(Counter {
+        geo: &costs.geo,
+        rounds: Vec::new(),
+    });
+    f(&mut c)?;
+    Ok(c.0.rounds)
 }
 
 impl Selection for Counter<'_> {

@@ -25,6 +25,8 @@ mod boolean;
 pub(crate) mod compare;
 mod cost;
 mod dabits;
+#[cfg(test)]
+mod gates;
 mod geometry;
 mod select;
 mod streams;

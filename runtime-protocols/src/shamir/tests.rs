@@ -358,3 +358,71 @@ fn dabits_agree_across_the_field_and_the_boolean_sharing() {
         assert!(elems.abs_diff(COUNT as u64) <= 2, "party {i}: {elems}");
     }
 }
+
+/// `shamir`'s selection against the generic one over its gate set (field bits): the
+/// same results, bit for bit; the generic one's traffic is what its counter records.
+/// With four or more parties the own construction (2-bit chunks whose one-hot products
+/// ride on the opening) costs no more rounds or bytes. With three it compares over
+/// replicated boolean shares, a bit per AND instead of a field element, for one more
+/// round per selection that brings the borrows into the field: a third to a half of
+/// the bytes for one or two rounds more (NOTES.md).
+#[test]
+fn the_selection_matches_the_generic_one() {
+    use crate::func::gates::Generic;
+    let b = Bounds {
+        lo: -3000,
+        hi: 3000,
+    };
+    let mut x = values(40, b.lo, b.hi, 11);
+    let y = values(40, b.lo, b.hi, 12);
+    x[2] = 1 << 9;
+    x[3] = -(3 << 9);
+    x[5] = x[9];
+    let mut calls: Vec<Call> = crate::testutil::requants(40)
+        .into_iter()
+        .map(|q| Call::Requant(q, b))
+        .collect();
+    calls.extend([
+        Call::Rescale((0..40).map(|i| i - 20).collect(), vec![12; 40], b),
+        Call::Clamp(-20, 100, b),
+        Call::Max(b),
+        Call::Argmax(8, false, b),
+    ]);
+    for n in [3, 4, 5] {
+        for call in &calls {
+            let s = Binary {
+                x: x.clone(),
+                y: y.clone(),
+                to: 1,
+                op: |_| vec![call.clone()],
+            };
+            let own = run_with(n, &s, |_, mesh| Box::new(mesh));
+            let generic = on_mesh(n, "shamir", |_, mesh| {
+                let mut p = Generic(Shamir::setup(Box::new(mesh)).unwrap());
+                p.begin_instruction(0);
+                let r = s.run(&mut p).unwrap();
+                (r, p.0.stats())
+            });
+            let counted = super::cost::counted_generic(n, |c| s.run(c).map(|_| ())).unwrap();
+            let counted = crate::cost::per_party(&counted, n);
+            let what = format!("{call:?} among {n}");
+            assert_eq!(at(&own, 1), vec![call.clear(&x, &y)], "{what}");
+            assert_eq!(at(&generic, 1), at(&own, 1), "{what}");
+            for i in 0..n {
+                let (o, g) = (own[i].1, generic[i].1);
+                assert!(
+                    o.bytes_sent <= g.bytes_sent,
+                    "party {i}: {o:?}, {g:?}, {what}"
+                );
+                if n > 3 {
+                    assert!(o.rounds <= g.rounds, "party {i}: {o:?}, {g:?}, {what}");
+                }
+                assert_eq!(
+                    (g.rounds, g.bytes_sent),
+                    (counted[i].rounds, counted[i].bytes_sent),
+                    "party {i}, {what}"
+                );
+            }
+        }
+    }
+}
