@@ -151,8 +151,8 @@ impl Core for Clear {
 /// of [`crate::ring`], so [`crate::func`]'s defaults run on plaintext too — which is how
 /// the tests below check them against the definitions.
 impl crate::func::Selection for Clear {
-    fn ring_bits(&self) -> u32 {
-        64
+    fn domain(&self) -> crate::func::Domain {
+        crate::func::Domain::Ring { bits: 64 }
     }
     fn select_with(
         &mut self,

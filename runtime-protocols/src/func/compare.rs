@@ -18,7 +18,8 @@
 //! 5. *select* (1 round, where a clamp depends on the secret): `lo + (g_lo − g_hi)·(q +
 //!    zp − lo) + g_hi·(hi − lo)`.
 
-use super::gates::{Domain, GateSet};
+use super::gates::GateSet;
+use super::Domain;
 use crate::lanes::{self, lanes_of, Element, Lane};
 use crate::planes::{BitPlane, Plane, PAD};
 use crate::semi2k::select::Plan;

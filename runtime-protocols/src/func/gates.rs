@@ -4,20 +4,11 @@
 //! construction to; the preprocessing calls (`masks`, and the material behind `and` and
 //! `b2a`) are the interface a dealer, PRSS or a future OT/HE generator implements.
 
+use super::{Domain, Selection};
 use crate::planes::{BitPlane, Plane};
 use crate::{Core, ProtocolError};
 
 type R<T> = Result<T, ProtocolError>;
-
-/// The domain a core computes in.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Domain {
-    /// Z_2^`bits`.
-    Ring { bits: u32 },
-    /// F_p with `p > 2^bits`: an integer below `2^bits` opens as itself. Masks hide
-    /// statistically, with `stat` bits.
-    Field { bits: u32, stat: u32 },
-}
 
 /// `n` random masks `r = Σ_{j<m} 2^j·b_j + 2^m·h` with their low bits in both forms
 /// (edaBits whose bits are daBits).
@@ -38,11 +29,10 @@ pub struct Masks<S, B> {
 ///
 /// Boolean shares are one bit per element of [`GateSet::Bits`]; `either` and `xor_public` are
 /// local, `and` is one round for every pair of one call, `b2a` one round.
-pub trait GateSet: Core {
+pub trait GateSet: Selection {
     /// Boolean shares, one bit per element.
     type Bits: Plane;
 
-    fn domain(&self) -> Domain;
     /// `n` masks of `m` low bits (`m ≤ k` in a ring); `high` bits of `h` in a field
     /// (a ring ignores it).
     fn masks(&mut self, n: usize, m: u32, high: u32) -> R<Masks<Self::Shares, Self::Bits>>;
@@ -123,9 +113,9 @@ impl<P: GateSet> Core for Generic<P> {
     }
 }
 
-impl<P: GateSet + super::Selection> super::Selection for Generic<P> {
-    fn ring_bits(&self) -> u32 {
-        self.0.ring_bits()
+impl<P: GateSet> Selection for Generic<P> {
+    fn domain(&self) -> Domain {
+        self.0.domain()
     }
     fn splits_rounding(&self) -> bool {
         self.0.splits_rounding()

@@ -22,10 +22,21 @@ use crate::{Bounds, Core, Protocol, ProtocolError, Requant, TruncMode};
 
 type R<T> = Result<T, ProtocolError>;
 
+/// The domain a core computes in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Domain {
+    /// Z_2^`bits`.
+    Ring { bits: u32 },
+    /// F_p with `p > 2^bits`: an integer below `2^bits` opens as itself. Masks hide
+    /// statistically, with `stat` bits.
+    Field { bits: u32, stat: u32 },
+}
+
 /// A [`Core`] with the selection primitive, the one nonlinear step the functionalities
 /// are built from.
 pub(crate) trait Selection: Core + Sized {
-    fn ring_bits(&self) -> u32;
+    /// The ring or field the core computes in.
+    fn domain(&self) -> Domain;
     /// Whether a requantization that rounds and clamps is two selections (round, then
     /// clamp) rather than one (`fss`, `shamir`, `mal-rep3`).
     fn splits_rounding(&self) -> bool {
@@ -131,7 +142,7 @@ pub(crate) fn select<P: Selection>(
     if x.is_empty() {
         return Ok(x.clone());
     }
-    let plan = Plan::new(q, b, p.ring_bits())?;
+    let plan = Plan::new(q, b, p.domain())?;
     if p.splits_rounding() && plan.rounds() && plan.has_thresholds() {
         // fss: a DCF key rounds or clamps on one opening, not both. shamir: a clamp
         // compares on the rounded value's few bits, not the product's many. Round (with

@@ -3,7 +3,8 @@
 //! and in the field of `shamir`, with real random masks, so every reading of an opening
 //! (wrapped or not, ties, both parities) is exercised without a network.
 
-use super::gates::{Domain, GateSet, Masks};
+use super::gates::{GateSet, Masks};
+use super::Domain;
 use crate::field::Fp;
 use crate::planes::{BitPlane, Plane};
 use crate::semi2k::select::Plan;
@@ -151,9 +152,6 @@ impl Core for Plain {
 impl GateSet for Plain {
     type Bits = BitPlane;
 
-    fn domain(&self) -> Domain {
-        self.domain
-    }
     fn masks(&mut self, n: usize, m: u32, high: u32) -> R<Masks<Vec<u128>, BitPlane>> {
         let (low, h, k) = match self.domain {
             Domain::Ring { bits } => {
@@ -196,11 +194,8 @@ impl GateSet for Plain {
 }
 
 impl super::Selection for Plain {
-    fn ring_bits(&self) -> u32 {
-        match self.domain {
-            Domain::Ring { bits } => bits,
-            Domain::Field { .. } => 64,
-        }
+    fn domain(&self) -> Domain {
+        self.domain
     }
     fn select_with(&mut self, x: &Vec<u128>, q: &Requant, b: Bounds, plan: &Plan) -> R<Vec<u128>> {
         super::compare::select(self, x, q, b, plan)

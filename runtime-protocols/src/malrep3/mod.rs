@@ -244,8 +244,8 @@ impl<W: Word> MalRep3<W> {
 }
 
 impl<W: Word> crate::func::Selection for MalRep3<W> {
-    fn ring_bits(&self) -> u32 {
-        W::BITS
+    fn domain(&self) -> crate::func::Domain {
+        crate::func::Domain::Ring { bits: W::BITS }
     }
     /// Round first, then clamp the rounded value: a clamp test then compares the few bits
     /// of the result, not the many of the product (every compared bit is a proven AND).

@@ -515,8 +515,8 @@ impl<W: Word> Core for Rep3<W> {
 /// Its selection is its exact requantization, so the defaults run on `rep3` too, and
 /// `rep3/tests.rs` holds each override to its default (bit-exact, no more rounds or bytes).
 impl<W: Word> crate::func::Selection for Rep3<W> {
-    fn ring_bits(&self) -> u32 {
-        W::BITS
+    fn domain(&self) -> crate::func::Domain {
+        crate::func::Domain::Ring { bits: W::BITS }
     }
     fn select_with(
         &mut self,

@@ -205,8 +205,8 @@ impl<W: Word> Dealer<W> {
 }
 
 impl<W: Word> crate::func::Selection for Dealer<W> {
-    fn ring_bits(&self) -> u32 {
-        W::BITS
+    fn domain(&self) -> crate::func::Domain {
+        crate::func::Domain::Ring { bits: W::BITS }
     }
     /// fss: a DCF key rounds or clamps on one opening, not both.
     fn splits_rounding(&self) -> bool {

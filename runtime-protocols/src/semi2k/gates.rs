@@ -11,7 +11,7 @@ use super::prep::{random_bits, random_words, Block, Layout};
 use super::select::all_to_all;
 use super::{Dealer, Semi2k};
 use crate::bitvec::{self, bit_bytes, pack, unpack};
-use crate::func::gates::{Domain, GateSet, Masks};
+use crate::func::gates::{GateSet, Masks};
 use crate::planes::{BitPlane, Len, Plane};
 use crate::stream::Stream;
 use crate::word::Word;
@@ -108,9 +108,6 @@ impl<W: Word> Semi2k<W> {
 impl<W: Word> GateSet for Semi2k<W> {
     type Bits = BitPlane;
 
-    fn domain(&self) -> Domain {
-        Domain::Ring { bits: W::BITS }
-    }
     fn masks(&mut self, n: usize, m: u32, _: u32) -> R<Masks<Vec<W>, BitPlane>> {
         let mut t: Block<W> = self.prep.take(&mask_layout(n, m))?;
         let bits = BitPlane::from_words(std::mem::take(&mut t.segs[0]), m as usize * n);
@@ -177,9 +174,6 @@ impl<W: Word> GateSet for Semi2k<W> {
 impl<W: Word> GateSet for Dealer<W> {
     type Bits = Len;
 
-    fn domain(&self) -> Domain {
-        Domain::Ring { bits: W::BITS }
-    }
     fn masks(&mut self, n: usize, m: u32, _: u32) -> R<Masks<Len, Len>> {
         self.supply(mask_layout(n, m), Vec::new(), |rng, _| mask_deal(n, m, rng));
         Ok(Masks {

@@ -75,9 +75,13 @@ pub(crate) struct Plan {
 }
 
 impl Plan {
-    /// The plan of `q` on values in `b` for a ring of `ring_bits`; fails where the opening
+    /// The plan of `q` on values in `b` for a core in `domain`; fails where the opening
     /// would not fit the ring (or 64 bits).
-    pub fn new(q: &Requant, b: Bounds, ring_bits: u32) -> R<Plan> {
+    pub fn new(q: &Requant, b: Bounds, domain: crate::func::Domain) -> R<Plan> {
+        let (ring_bits, ring) = match domain {
+            crate::func::Domain::Ring { bits } => (bits, format!("Z_2^{bits}")),
+            crate::func::Domain::Field { bits, .. } => (bits, "the field".to_string()),
+        };
         if b.lo > b.hi {
             return Err(ProtocolError::Invalid(format!(
                 "empty bounds [{}, {}]",
@@ -94,7 +98,7 @@ impl Plan {
         let m = bits + 1;
         if m > ring_bits.min(64) {
             return Err(ProtocolError::Invalid(format!(
-                "values of {bits} bits do not fit a masked opening in Z_2^{ring_bits}"
+                "values of {bits} bits do not fit a masked opening in {ring}"
             )));
         }
         let thresholds = q.y_thresholds(b, bits);

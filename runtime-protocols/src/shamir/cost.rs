@@ -57,8 +57,8 @@ pub(super) fn counted_generic(
 }
 
 impl Selection for Counter<'_> {
-    fn ring_bits(&self) -> u32 {
-        64
+    fn domain(&self) -> crate::func::Domain {
+        super::geometry::field_domain(self.geo.subsets)
     }
     fn splits_rounding(&self) -> bool {
         true

@@ -8,24 +8,11 @@ use super::compare;
 use super::cost::Counter;
 use super::Shamir;
 use crate::field::Fp;
-use crate::func::gates::{Domain, GateSet, Masks};
-use crate::lanes::bits;
+use crate::func::gates::{GateSet, Masks};
 use crate::planes::{BitPlane, Len, Plane};
 use crate::{Core, ProtocolError};
 
 type R<T> = Result<T, ProtocolError>;
-
-/// Bits of statistical masking.
-const STAT_BITS: u32 = 40;
-
-/// The field as a domain: `h` is a sum of one term per subset, so the opened `c` stays
-/// below `p/2` with the subsets' bits to spare.
-fn domain(subsets: usize) -> Domain {
-    Domain::Field {
-        bits: 126 - bits(subsets as u128),
-        stat: STAT_BITS,
-    }
-}
 
 fn too_wide(high: u32) -> ProtocolError {
     ProtocolError::Invalid(format!(
@@ -36,9 +23,6 @@ fn too_wide(high: u32) -> ProtocolError {
 impl GateSet for Shamir {
     type Bits = Vec<Fp>;
 
-    fn domain(&self) -> Domain {
-        domain(self.geo.subsets)
-    }
     fn masks(&mut self, n: usize, m: u32, high: u32) -> R<Masks<Vec<Fp>, Vec<Fp>>> {
         if high > 64 {
             return Err(too_wide(high));
@@ -78,9 +62,6 @@ impl GateSet for Shamir {
 impl GateSet for Counter<'_> {
     type Bits = Len;
 
-    fn domain(&self) -> Domain {
-        domain(self.geo.subsets)
-    }
     fn masks(&mut self, n: usize, m: u32, high: u32) -> R<Masks<Len, Len>> {
         if high > 64 {
             return Err(too_wide(high));

@@ -154,6 +154,16 @@ impl Geometry {
     }
 }
 
+/// The field as the domain of the gate set (`crate::func::gates`): the statistical part
+/// of a mask is a sum of one term per subset, so an opened `c` stays below `p/2` with the
+/// subsets' bits to spare.
+pub(crate) fn field_domain(subsets: usize) -> crate::func::Domain {
+    crate::func::Domain::Field {
+        bits: 126 - crate::lanes::bits(subsets as u128),
+        stat: super::select::STAT_BITS,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

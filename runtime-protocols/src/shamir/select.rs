@@ -50,7 +50,7 @@ type R<T> = Result<T, ProtocolError>;
 type Selector = Result<Fp, bool>;
 
 /// Bits of statistical masking per term of `R`.
-const STAT_BITS: u32 = 40;
+pub(super) const STAT_BITS: u32 = 40;
 
 /// Public parameters of one call.
 pub(super) struct ShamirPlan {

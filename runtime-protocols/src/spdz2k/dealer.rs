@@ -222,8 +222,8 @@ impl<W: Word> Spdz2kDealer<W> {
 }
 
 impl<W: Word> crate::func::Selection for Spdz2kDealer<W> {
-    fn ring_bits(&self) -> u32 {
-        W::BITS
+    fn domain(&self) -> crate::func::Domain {
+        crate::func::Domain::Ring { bits: W::BITS }
     }
     fn select_with(&mut self, x: &Len, q: &Requant, _: Bounds, plan: &Plan) -> R<Len> {
         let n = x.len();

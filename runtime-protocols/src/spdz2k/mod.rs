@@ -318,8 +318,8 @@ fn decode_low(bytes: &[u8], n: usize, width: u32) -> Vec<u64> {
 }
 
 impl<W: Word> crate::func::Selection for Spdz2k<W> {
-    fn ring_bits(&self) -> u32 {
-        W::BITS
+    fn domain(&self) -> crate::func::Domain {
+        crate::func::Domain::Ring { bits: W::BITS }
     }
     fn select_with(
         &mut self,
