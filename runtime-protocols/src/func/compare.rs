@@ -18,7 +18,7 @@
 //! 5. *select* (1 round, where a clamp depends on the secret): `lo + (g_lo − g_hi)·(q +
 //!    zp − lo) + g_hi·(hi − lo)`.
 
-use super::gates::GateSet;
+use super::gates::{digits, fits_i64, pow2, scale, GateSet};
 use super::Domain;
 use crate::lanes::{self, lanes_of, Element, Lane};
 use crate::planes::{BitPlane, Plane, PAD};
@@ -34,32 +34,9 @@ fn too_wide(what: String) -> ProtocolError {
     ProtocolError::Invalid(format!("the generic selection: {what}"))
 }
 
-/// `2^e` as a constant of [`lift`] (`0` for `e ≥ 128`: the residue mod 2^128).
-fn pow2(e: u32) -> i128 {
-    if e >= 128 {
-        0
-    } else {
-        (1u128 << e) as i128
-    }
-}
-
-/// Base-2^62 digits of `v`: `v = d0 + 2^62·d1 + 2^124·d2`, each an `i64`.
-fn digits(v: i128) -> [i64; 3] {
-    let mask = (1i128 << 62) - 1;
-    [
-        (v & mask) as i64,
-        ((v >> 62) & mask) as i64,
-        (v >> 124) as i64,
-    ]
-}
-
-fn fits_i64(c: &[i128]) -> bool {
-    c.iter().all(|&v| i64::try_from(v).is_ok())
-}
-
 /// A sharing of the public constants `c`: their residues mod 2^128 in a ring of at most
 /// 128 bits, the integers themselves in a field.
-fn lift<P: Core>(p: &P, c: &[i128]) -> P::Shares {
+pub(crate) fn lift<P: Core>(p: &P, c: &[i128]) -> P::Shares {
     if fits_i64(c) {
         return p.public(&c.iter().map(|&v| v as i64).collect::<Vec<_>>());
     }
@@ -67,20 +44,6 @@ fn lift<P: Core>(p: &P, c: &[i128]) -> P::Shares {
     let shift = vec![1i64 << 62; c.len()];
     let top = p.add(&p.mul_public(&p.public(&d(2)), &shift), &p.public(&d(1)));
     p.add(&p.mul_public(&top, &shift), &p.public(&d(0)))
-}
-
-/// `x · c` element-wise for public constants `c` (as in [`lift`]).
-fn scale<P: Core>(p: &P, x: &P::Shares, c: &[i128]) -> P::Shares {
-    if fits_i64(c) {
-        return p.mul_public(x, &c.iter().map(|&v| v as i64).collect::<Vec<_>>());
-    }
-    let d = |k: usize| -> Vec<i64> { c.iter().map(|&v| digits(v)[k]).collect() };
-    let shift = vec![1i64 << 62; c.len()];
-    let top = p.add(
-        &p.mul_public(&p.mul_public(x, &d(2)), &shift),
-        &p.mul_public(x, &d(1)),
-    );
-    p.add(&p.mul_public(&top, &shift), &p.mul_public(x, &d(0)))
 }
 
 /// The public parts of one lane: `⌊(c + δ)/2^s⌋` and `(c + δ) mod 2^s`.
@@ -167,11 +130,7 @@ fn floors<P: GateSet>(
     let n = v.len();
     let masks = p.masks(n, m, high)?;
     let arith = |j: u32| masks.arith.slice(j as usize * n..(j as usize + 1) * n);
-    let mut r = scale(p, &masks.high, &vec![pow2(m); n]);
-    for j in 0..m {
-        r = p.add(&r, &scale(p, &arith(j), &vec![pow2(j); n]));
-    }
-    let c = p.open_all(&p.add(v, &r))?;
+    let c = p.open_all(&p.add(v, &masks.value(p, m)))?;
     let publics = lanes
         .iter()
         .map(|(e, lane)| lane_public(c.get(*e).copied().unwrap_or(0), lane))

@@ -4,7 +4,9 @@
 //! construction to; the preprocessing calls (`masks`, and the material behind `and` and
 //! `b2a`) are the interface a dealer, PRSS or a future OT/HE generator implements.
 
-use super::{Domain, Selection};
+#[cfg(test)]
+use super::Domain;
+use super::Selection;
 use crate::planes::{BitPlane, Plane};
 use crate::{Core, ProtocolError};
 
@@ -22,7 +24,58 @@ pub struct Masks<S, B> {
     pub high: S,
     /// In a ring, bit `k − 1` of `r` in the ring (the top-bit reading of an opening needs
     /// it); zero in a field.
+    #[cfg_attr(not(test), allow(dead_code))] // read by the generic selection (tests only)
     pub top: S,
+}
+
+/// `2^e` as a constant of [`lift`] (`0` for `e ≥ 128`: the residue mod 2^128).
+pub(crate) fn pow2(e: u32) -> i128 {
+    if e >= 128 {
+        0
+    } else {
+        (1u128 << e) as i128
+    }
+}
+
+/// Base-2^62 digits of `v`: `v = d0 + 2^62·d1 + 2^124·d2`, each an `i64`.
+pub(crate) fn digits(v: i128) -> [i64; 3] {
+    let mask = (1i128 << 62) - 1;
+    [
+        (v & mask) as i64,
+        ((v >> 62) & mask) as i64,
+        (v >> 124) as i64,
+    ]
+}
+
+pub(crate) fn fits_i64(c: &[i128]) -> bool {
+    c.iter().all(|&v| i64::try_from(v).is_ok())
+}
+
+/// `x · c` element-wise for public constants `c` (as in [`lift`]).
+pub(crate) fn scale<P: Core>(p: &P, x: &P::Shares, c: &[i128]) -> P::Shares {
+    if fits_i64(c) {
+        return p.mul_public(x, &c.iter().map(|&v| v as i64).collect::<Vec<_>>());
+    }
+    let d = |k: usize| -> Vec<i64> { c.iter().map(|&v| digits(v)[k]).collect() };
+    let shift = vec![1i64 << 62; c.len()];
+    let top = p.add(
+        &p.mul_public(&p.mul_public(x, &d(2)), &shift),
+        &p.mul_public(x, &d(1)),
+    );
+    p.add(&p.mul_public(&top, &shift), &p.mul_public(x, &d(0)))
+}
+
+impl<S: Plane, B> Masks<S, B> {
+    /// The masks `r = Σ_{j<m} 2^j·b_j + 2^m·h` themselves (`m` their low bits).
+    pub fn value<P: Core<Shares = S>>(&self, p: &P, m: u32) -> S {
+        let n = self.high.len();
+        let mut r = scale(p, &self.high, &vec![pow2(m); n]);
+        for j in 0..m as usize {
+            let bit = self.arith.slice(j * n..(j + 1) * n);
+            r = p.add(&r, &scale(p, &bit, &vec![pow2(j as u32); n]));
+        }
+        r
+    }
 }
 
 /// A [`Core`] with boolean shares and the conversions a masked comparison needs.
@@ -43,6 +96,7 @@ pub trait GateSet: Selection {
     fn and(&mut self, a: &Self::Bits, b: &Self::Bits) -> R<Self::Bits>;
     /// `a ∨ b` for bits never both set: `a ⊕ b` of boolean shares, `a + b` of bits
     /// shared in the domain (local either way).
+    #[cfg_attr(not(test), allow(dead_code))] // used by the generic selection (tests only)
     fn either(&self, a: &Self::Bits, b: &Self::Bits) -> Self::Bits;
     /// `a ⊕ c` for public bits `c`.
     fn xor_public(&self, a: &Self::Bits, c: &BitPlane) -> Self::Bits;
@@ -50,10 +104,13 @@ pub trait GateSet: Selection {
     fn b2a(&mut self, a: &Self::Bits) -> R<Self::Shares>;
 }
 
-/// A protocol with its own selection replaced by the generic one ([`super::compare`]):
-/// what the tests run to hold the override to the default.
+/// A protocol with its own selection and lookup replaced by the generic ones
+/// ([`super::compare`], [`super::lookup`]): what the tests run to hold the overrides to
+/// the defaults.
+#[cfg(test)]
 pub struct Generic<P>(pub P);
 
+#[cfg(test)]
 impl<P: GateSet> Core for Generic<P> {
     type Shares = P::Shares;
 
@@ -109,10 +166,11 @@ impl<P: GateSet> Core for Generic<P> {
         self.0.matmul(a, b, d)
     }
     fn lookup(&mut self, x: &P::Shares, table: &[i64], offset: i64) -> R<P::Shares> {
-        self.0.lookup(x, table, offset)
+        super::lookup::lookup(&mut self.0, x, table, offset)
     }
 }
 
+#[cfg(test)]
 impl<P: GateSet> Selection for Generic<P> {
     fn domain(&self) -> Domain {
         self.0.domain()

@@ -7,12 +7,12 @@
 //! follow the same calls, and a new functionality is one function here. `rep3` and
 //! `clear` implement [`Protocol`] themselves (docs/core.md, "Overrides that stay").
 
-// The generic selection and its gate set: the default each protocol's selection is held to
-// by its tests (docs/core.md, step 3); no protocol runs it outside them yet.
+// The generic selection: the default each protocol's own selection is held to by its
+// tests (docs/core.md, step 3); no protocol runs it outside them yet.
 #[cfg(test)]
 pub(crate) mod compare;
-#[cfg(test)]
 pub(crate) mod gates;
+pub(crate) mod lookup;
 #[cfg(test)]
 mod plain;
 

@@ -322,9 +322,10 @@ fn run_generic<W: Word, S: Script>(g: Gates, n: usize, s: &S) -> (Outcomes, Roun
     (out.into_iter().map(Option::unwrap).collect(), rounds)
 }
 
-/// The selections of `semi2k` (tables and a tree of Beaver ANDs) and `fss` (DCF keys)
-/// against the generic one over their gate set: the same results, bit for bit, and never
-/// more rounds or bytes; the generic one's traffic is what its counting dealer records.
+/// The selections and lookups of `semi2k` (tables and a tree of Beaver ANDs, a dealt
+/// one-hot vector) and `fss` (DCF keys) against the generic ones over their gate set: the
+/// same results, bit for bit, and never more rounds or bytes; the generic ones' traffic is
+/// what their counting dealer records.
 #[test]
 fn the_selections_match_the_generic_one_and_cost_no_more() {
     let b = Bounds {
@@ -345,6 +346,7 @@ fn the_selections_match_the_generic_one_and_cost_no_more() {
         Call::Clamp(-20, 100, b),
         Call::Max(b),
         Call::Argmax(8, false, b),
+        Call::Lookup((0..6001).map(|i| (i * 37) % 91 - 45).collect(), -3000),
     ]);
     for (gates, n) in [(Gates::Beaver, 2), (Gates::Beaver, 3), (Gates::Fss, 2)] {
         for call in &calls {

@@ -169,75 +169,6 @@ pub fn less_than(
     tree(lt, eq, width, count, |a, b| p.mul(a, b))
 }
 
-/// The levels of a one-hot tree over `bits` bits: per level, the products of each pair of
-/// groups (`|lo|·|hi|`).
-pub fn one_hot_products(bits: usize) -> Vec<usize> {
-    let mut sizes: Vec<usize> = vec![2; bits];
-    let mut out = Vec::new();
-    while sizes.len() > 1 {
-        let mut next = Vec::new();
-        let mut products = 0;
-        for pair in sizes.chunks(2) {
-            if pair.len() == 2 {
-                products += pair[0] * pair[1];
-                next.push(pair[0] * pair[1]);
-            } else {
-                next.push(pair[0]);
-            }
-        }
-        out.push(products);
-        sizes = next;
-    }
-    out
-}
-
-/// The one-hot vectors `[v = Σ 2^j b_j]` for `v < 2^bits`, of `count` values whose bits
-/// are laid out bit-major (`b[j * count + e]`); returns them value-major. One product
-/// round per level of a tree of outer products.
-pub fn one_hot(p: &mut Shamir, b: &[Fp], count: usize, bits: usize) -> R<Vec<Fp>> {
-    // A group: `size` entries of `count` shares each, entry-major.
-    let mut groups: Vec<Vec<Fp>> = (0..bits)
-        .map(|j| {
-            let bit = &b[j * count..(j + 1) * count];
-            let mut g: Vec<Fp> = bit.iter().map(|&x| Fp::ONE - x).collect();
-            g.extend_from_slice(bit);
-            g
-        })
-        .collect();
-    while groups.len() > 1 {
-        let (mut a, mut c) = (Vec::new(), Vec::new());
-        let mut shapes = Vec::new();
-        for pair in groups.chunks(2) {
-            if let [lo, hi] = pair {
-                let (sl, sh) = (lo.len() / count, hi.len() / count);
-                for vh in 0..sh {
-                    for vl in 0..sl {
-                        a.extend_from_slice(&lo[vl * count..(vl + 1) * count]);
-                        c.extend_from_slice(&hi[vh * count..(vh + 1) * count]);
-                    }
-                }
-                shapes.push(Some(sl * sh));
-            } else {
-                shapes.push(None);
-            }
-        }
-        let prod = p.mul(&a, &c)?;
-        let mut at = 0;
-        let mut next = Vec::new();
-        for (k, shape) in shapes.into_iter().enumerate() {
-            match shape {
-                Some(size) => {
-                    next.push(prod[at..at + size * count].to_vec());
-                    at += size * count;
-                }
-                None => next.push(std::mem::take(&mut groups[2 * k])),
-            }
-        }
-        groups = next;
-    }
-    Ok(groups.pop().unwrap_or_default())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -249,7 +180,5 @@ mod tests {
         assert_eq!(levels(3), vec![(1, false), (1, true)]);
         assert_eq!(levels(5), vec![(2, false), (1, false), (1, true)]);
         assert_eq!(tree_products(8), vec![8, 4, 1]);
-        assert_eq!(one_hot_products(3), vec![4, 8]);
-        assert_eq!(one_hot_products(4), vec![8, 16]);
     }
 }

@@ -3,7 +3,7 @@
 //! [`crate::func`]) and records each call's [`ShamirPlan::pattern`].
 
 use super::geometry::Geometry;
-use super::select::{self, lookup_pattern};
+use super::select;
 use crate::cost::{Call, Costs, Counting, Rounds};
 use crate::func::Selection;
 use crate::planes::{Len, Plane};
@@ -106,10 +106,8 @@ impl Core for Counter<'_> {
         }
         Ok(Len(len))
     }
-    fn lookup(&mut self, x: &Len, table: &[i64], _: i64) -> R<Len> {
-        self.rounds
-            .extend(lookup_pattern(self.geo, x.len(), table.len()));
-        Ok(*x)
+    fn lookup(&mut self, x: &Len, table: &[i64], offset: i64) -> R<Len> {
+        crate::func::lookup::lookup(self, x, table, offset)
     }
 }
 

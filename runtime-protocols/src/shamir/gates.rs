@@ -1,8 +1,8 @@
-//! The gate set ([`GateSet`]) of `shamir` and of its cost counter: the generic selection
-//! ([`crate::func::compare`]) runs on it, and the tests hold `shamir`'s own selection
-//! ([`super::select`]) to it. Bits are shared in the field (so `and` is a product and
-//! `b2a` is nothing); masks are [`compare::random_bits`] (daBits with three parties)
-//! and a statistical part from the subset streams.
+//! The gate set ([`GateSet`]) of `shamir` and of its cost counter. `shamir`'s lookup is
+//! the generic one over it ([`crate::func::lookup`]); the tests hold its own selection
+//! ([`super::select`]) to the generic one. Bits are shared in the field (so `and` is a
+//! product and `b2a` is nothing); masks are [`compare::random_bits`] (daBits with three
+//! parties) and a statistical part from the subset streams.
 
 use super::compare;
 use super::cost::Counter;

@@ -25,7 +25,6 @@ mod boolean;
 pub(crate) mod compare;
 mod cost;
 mod dabits;
-#[cfg(test)]
 mod gates;
 mod geometry;
 mod select;
@@ -497,7 +496,7 @@ impl Core for Shamir {
         self.reshare(h)
     }
     fn lookup(&mut self, x: &Vec<Fp>, table: &[i64], offset: i64) -> R<Vec<Fp>> {
-        select::lookup(self, x, table, offset)
+        crate::func::lookup::lookup(self, x, table, offset)
     }
 }
 

@@ -387,6 +387,7 @@ fn the_selection_matches_the_generic_one() {
         Call::Clamp(-20, 100, b),
         Call::Max(b),
         Call::Argmax(8, false, b),
+        Call::Lookup((0..6001).map(|i| (i * 37) % 91 - 45).collect(), -3000),
     ]);
     for n in [3, 4, 5] {
         for call in &calls {
