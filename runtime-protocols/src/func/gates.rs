@@ -4,9 +4,7 @@
 //! construction to; the preprocessing calls (`masks`, and the material behind `and` and
 //! `b2a`) are the interface a dealer, PRSS or a future OT/HE generator implements.
 
-#[cfg(test)]
-use super::Domain;
-use super::Selection;
+use super::{Domain, Selection};
 use crate::planes::{BitPlane, Plane};
 use crate::{Core, ProtocolError};
 
@@ -19,13 +17,16 @@ pub struct Masks<S, B> {
     pub bits: B,
     /// The same bits in the domain, in the same order.
     pub arith: S,
-    /// `h = ⌊r / 2^m⌋`: in a ring, uniform below `2^(k − m)` (so `r` is uniform); in a
-    /// field, uniform below `2^high` (the statistical part).
+    /// `h`: in a ring of `k` bits, `⌊(r mod 2^k) / 2^m⌋`, uniform below `2^(k − m)` (so
+    /// `r mod 2^k` is uniform); in a field, uniform below `2^high` (the statistical part).
     pub high: S,
     /// In a ring, bit `k − 1` of `r` in the ring (the top-bit reading of an opening needs
     /// it); zero in a field.
     #[cfg_attr(not(test), allow(dead_code))] // read by the generic selection (tests only)
     pub top: S,
+    /// `⌊r / 2^k⌋` where shares are wider than the ring (`spdz2k` computes in Z_2^128 for
+    /// a ring of `k` bits): it hides the bits above `k` of an opening of all of them.
+    pub above: Option<S>,
 }
 
 /// `2^e` as a constant of [`lift`] (`0` for `e ≥ 128`: the residue mod 2^128).
@@ -66,10 +67,14 @@ pub(crate) fn scale<P: Core>(p: &P, x: &P::Shares, c: &[i128]) -> P::Shares {
 }
 
 impl<S: Plane, B> Masks<S, B> {
-    /// The masks `r = Σ_{j<m} 2^j·b_j + 2^m·h` themselves (`m` their low bits).
-    pub fn value<P: Core<Shares = S>>(&self, p: &P, m: u32) -> S {
+    /// The masks `r = Σ_{j<m} 2^j·b_j + 2^m·h (+ 2^k·above)` themselves (`m` their low
+    /// bits).
+    pub fn value<P: GateSet<Shares = S>>(&self, p: &P, m: u32) -> S {
         let n = self.high.len();
         let mut r = scale(p, &self.high, &vec![pow2(m); n]);
+        if let (Some(above), Domain::Ring { bits }) = (&self.above, p.domain()) {
+            r = p.add(&r, &scale(p, above, &vec![pow2(bits); n]));
+        }
         for j in 0..m as usize {
             let bit = self.arith.slice(j * n..(j + 1) * n);
             r = p.add(&r, &scale(p, &bit, &vec![pow2(j as u32); n]));

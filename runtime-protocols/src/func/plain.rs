@@ -174,6 +174,7 @@ impl GateSet for Plain {
             bits: BitPlane::from_bits(&bits),
             high: h,
             top,
+            above: None,
         })
     }
     fn open_all(&mut self, x: &Vec<u128>) -> R<Vec<u128>> {

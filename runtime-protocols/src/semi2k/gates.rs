@@ -118,6 +118,7 @@ impl<W: Word> GateSet for Semi2k<W> {
             arith: t.words,
             high,
             top,
+            above: None,
         })
     }
     fn open_all(&mut self, x: &Vec<W>) -> R<Vec<u128>> {
@@ -181,6 +182,7 @@ impl<W: Word> GateSet for Dealer<W> {
             arith: Len(m as usize * n),
             high: Len(n),
             top: Len(n),
+            above: None,
         })
     }
     fn open_all(&mut self, x: &Len) -> R<Vec<u128>> {

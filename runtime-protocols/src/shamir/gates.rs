@@ -33,6 +33,7 @@ impl GateSet for Shamir {
             bits,
             high: self.streams.bounded(n, high),
             top: vec![Fp::ZERO; n],
+            above: None,
         })
     }
     fn open_all(&mut self, x: &Vec<Fp>) -> R<Vec<u128>> {
@@ -74,6 +75,7 @@ impl GateSet for Counter<'_> {
             arith: Len(count),
             high: Len(n),
             top: Len(n),
+            above: None,
         })
     }
     fn open_all(&mut self, x: &Len) -> R<Vec<u128>> {

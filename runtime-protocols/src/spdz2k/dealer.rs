@@ -318,3 +318,42 @@ impl<W: Word> Core for Spdz2kDealer<W> {
         Ok(*x)
     }
 }
+
+/// The dealer's side of the gate set ([`super::gates`]): masks are authenticated values,
+/// `and` a product, openings all 128 bits of each value.
+#[cfg(test)]
+impl<W: Word> crate::func::gates::GateSet for Spdz2kDealer<W> {
+    type Bits = Len;
+
+    fn masks(&mut self, n: usize, m: u32, _: u32) -> R<crate::func::gates::Masks<Len, Len>> {
+        self.supply(super::gates::mask_count(n, m), |rng| {
+            let r = prep::random_words::<u128>(rng, n);
+            super::gates::mask_values(n, m, W::BITS, &r)
+        })?;
+        let m = m as usize;
+        Ok(crate::func::gates::Masks {
+            bits: Len(m * n),
+            arith: Len(m * n),
+            high: Len(n),
+            top: Len(n),
+            above: Some(Len(n)),
+        })
+    }
+    fn open_all(&mut self, x: &Len) -> R<Vec<u128>> {
+        let open = self.opening(16 * x.len());
+        self.rounds.push(open);
+        Ok(vec![0; x.len()])
+    }
+    fn and(&mut self, a: &Len, b: &Len) -> R<Len> {
+        self.mul(a, b)
+    }
+    fn either(&self, a: &Len, _: &Len) -> Len {
+        *a
+    }
+    fn xor_public(&self, a: &Len, _: &crate::planes::BitPlane) -> Len {
+        *a
+    }
+    fn b2a(&mut self, a: &Len) -> R<Len> {
+        Ok(*a)
+    }
+}

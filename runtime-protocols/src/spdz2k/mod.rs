@@ -27,6 +27,8 @@ mod auth;
 mod check;
 mod cost;
 mod dealer;
+#[cfg(test)]
+mod gates;
 mod select;
 #[cfg(test)]
 mod tests;

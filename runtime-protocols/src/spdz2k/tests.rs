@@ -309,3 +309,76 @@ fn an_altered_message_on_the_wire_is_caught_before_any_output() {
         assert_caught(&out, liar, &format!("exchange {at} among {n}"));
     }
 }
+
+/// `spdz2k`'s selection and lookup (`semi2k`'s tables with authenticated bits, a dealt
+/// one-hot vector) against the generic ones over its gate set: the same results, bit for
+/// bit, never more rounds or bytes; the generic ones' traffic is what their counting
+/// dealer records, checks included.
+#[test]
+fn the_selection_and_lookup_match_the_generic_ones_and_cost_no_more() {
+    use crate::func::gates::Generic;
+    let b = Bounds {
+        lo: -3000,
+        hi: 3000,
+    };
+    let mut x = values(24, b.lo, b.hi, 21);
+    let y = values(24, b.lo, b.hi, 22);
+    x[2] = 1 << 9;
+    x[3] = -(3 << 9);
+    x[5] = x[9];
+    let mut calls: Vec<Call> = requants(24)
+        .into_iter()
+        .map(|q| Call::Requant(q, b))
+        .collect();
+    calls.extend([
+        Call::Rescale((0..24).map(|i| i - 12).collect(), vec![12; 24], b),
+        Call::Max(b),
+        Call::Argmax(8, false, b),
+        Call::Lookup((0..6001).map(|i| (i * 37) % 91 - 45).collect(), -3000),
+    ]);
+    for n in [2, 3] {
+        for call in &calls {
+            let s = Binary {
+                x: x.clone(),
+                y: y.clone(),
+                to: 1,
+                op: |_| vec![call.clone()],
+            };
+            let own = run::<u64, _>(n, &s);
+            let mut generic = on_mesh(n + 1, "spdz2k", |i, mesh| {
+                if i == n {
+                    let mut d = Generic(Spdz2kDealer::<u64>::new(n).unwrap());
+                    d.begin_instruction(0);
+                    s.run(&mut d).unwrap();
+                    let mut net: Box<dyn Transport> = Box::new(mesh);
+                    d.0.send(net.as_mut()).unwrap();
+                    return None;
+                }
+                let mut p = Generic(Spdz2k::<u64>::setup(Box::new(mesh)).unwrap());
+                p.begin_instruction(0);
+                let r = s.run(&mut p).unwrap();
+                Some((r, p.0.stats()))
+            });
+            generic.pop();
+            let generic: Vec<_> = generic.into_iter().map(Option::unwrap).collect();
+            let mut counting = Generic(Spdz2kDealer::<u64>::counting(n));
+            s.run(&mut counting).unwrap();
+            let counted = crate::cost::per_party(&counting.0.take_rounds(), n);
+            let what = format!("{call:?} among {n}");
+            assert_eq!(at(&own, 1), vec![call.clear(&x, &y)], "{what}");
+            assert_eq!(at(&generic, 1), at(&own, 1), "{what}");
+            for i in 0..n {
+                let (o, g) = (own[i].1, generic[i].1);
+                assert!(
+                    o.rounds <= g.rounds && o.bytes_sent <= g.bytes_sent,
+                    "party {i}: {o:?} against the generic {g:?}, {what}"
+                );
+                assert_eq!(
+                    (g.rounds, g.bytes_sent),
+                    (counted[i].rounds, counted[i].bytes_sent),
+                    "party {i}, {what}"
+                );
+            }
+        }
+    }
+}
