@@ -18,6 +18,8 @@ pub(crate) mod assist;
 mod bits;
 mod cost;
 pub(crate) mod elem;
+#[cfg(test)]
+mod gates;
 mod masked;
 mod requant;
 

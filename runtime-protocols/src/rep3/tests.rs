@@ -642,3 +642,66 @@ fn overrides_match_the_generic_defaults_and_cost_no_more() {
         );
     }
 }
+
+/// `rep3`'s selections and lookup (the third party as dealer, [`super::assist`],
+/// [`super::masked`]) against the generic ones over its dealer-free gate set: the same
+/// results, bit for bit, and never more bytes (a fifth to a fiftieth of them). Never more
+/// rounds either, but for a requantization by divisors that are not powers of two: a
+/// masked division, then a clamp, 15 rounds against the generic one's 11-12 (NOTES.md).
+#[test]
+fn the_functionalities_match_the_generic_ones_and_cost_no_more() {
+    use crate::func::gates::Generic;
+    use crate::testutil::{at, on_mesh, requants, Binary, Call, Script};
+    let b = Bounds {
+        lo: -3000,
+        hi: 3000,
+    };
+    let mut x = values(24, b.lo, b.hi, 31);
+    let y = values(24, b.lo, b.hi, 32);
+    x[2] = 1 << 9;
+    x[3] = -(3 << 9);
+    x[5] = x[9];
+    let mut calls: Vec<Call> = requants(24)
+        .into_iter()
+        .map(|q| Call::Requant(q, b))
+        .collect();
+    calls.extend([
+        Call::Rescale((0..24).map(|i| i - 12).collect(), vec![12; 24], b),
+        Call::Clamp(-20, 100, b),
+        Call::Max(b),
+        Call::Argmax(8, false, b),
+        Call::Lookup((0..6001).map(|i| (i * 37) % 91 - 45).collect(), -3000),
+    ]);
+    for call in &calls {
+        let s = Binary {
+            x: x.clone(),
+            y: y.clone(),
+            to: 1,
+            op: |_| vec![call.clone()],
+        };
+        let own = on_mesh(3, "rep3", |_, mesh| {
+            let mut p = Rep3::<u64>::setup(Box::new(mesh)).unwrap();
+            let r = s.run(&mut p).unwrap();
+            (r, p.stats())
+        });
+        let generic = on_mesh(3, "rep3", |_, mesh| {
+            let mut p = Generic(Rep3::<u64>::setup(Box::new(mesh)).unwrap());
+            let r = s.run(&mut p).unwrap();
+            (r, p.0.stats())
+        });
+        let what = format!("{call:?}");
+        assert_eq!(at(&own, 1), vec![call.clear(&x, &y)], "{what}");
+        assert_eq!(at(&generic, 1), at(&own, 1), "{what}");
+        for i in 0..3 {
+            let (o, g) = (own[i].1, generic[i].1);
+            let slack = match call {
+                Call::Requant(q, _) if q.den.iter().any(|&d| d & (d - 1) != 0) => 4,
+                _ => 0,
+            };
+            assert!(
+                o.rounds <= g.rounds + slack && o.bytes_sent <= g.bytes_sent,
+                "party {i}: {o:?} against the generic {g:?}, {what}"
+            );
+        }
+    }
+}
