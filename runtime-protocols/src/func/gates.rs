@@ -83,6 +83,15 @@ impl<S: Plane, B> Masks<S, B> {
     }
 }
 
+#[cfg(test)]
+/// `a ⊕ c` for bits held as 0/1 values: `a` where `c` is clear, `1 − a` where it is set.
+pub(crate) fn flip<C: Core>(p: &C, a: &C::Shares, c: &BitPlane) -> C::Shares {
+    let n = a.len();
+    let signs: Vec<i64> = (0..n).map(|i| 1 - 2 * c.get(i) as i64).collect();
+    let ones: Vec<i64> = (0..n).map(|i| c.get(i) as i64).collect();
+    p.add_public(&p.mul_public(a, &signs), &ones)
+}
+
 /// A [`Core`] with boolean shares and the conversions a masked comparison needs.
 ///
 /// Boolean shares are one bit per element of [`GateSet::Bits`]; `either` and `xor_public` are

@@ -25,6 +25,8 @@ mod circuits;
 mod convert;
 mod cost;
 mod dealt;
+#[cfg(test)]
+mod gates;
 mod lookup;
 mod open;
 mod pair;

@@ -34,14 +34,6 @@ pub(super) fn mask_values(n: usize, m: u32, k: u32, r: &[u128]) -> Vec<u128> {
     out
 }
 
-/// `a ⊕ c` for bits held as 0/1 values: `a` where `c` is clear, `1 − a` where it is set.
-pub(super) fn flip<C: Core>(p: &C, a: &C::Shares, c: &BitPlane) -> C::Shares {
-    let n = a.len();
-    let signs: Vec<i64> = (0..n).map(|i| 1 - 2 * c.get(i) as i64).collect();
-    let ones: Vec<i64> = (0..n).map(|i| c.get(i) as i64).collect();
-    p.add_public(&p.mul_public(a, &signs), &ones)
-}
-
 impl<W: Word> GateSet for Spdz2k<W> {
     type Bits = Mac<Vec<u128>>;
 
@@ -72,7 +64,7 @@ impl<W: Word> GateSet for Spdz2k<W> {
         self.add(a, b)
     }
     fn xor_public(&self, a: &Self::Bits, c: &BitPlane) -> Self::Bits {
-        flip(self, a, c)
+        crate::func::gates::flip(self, a, c)
     }
     fn b2a(&mut self, a: &Self::Bits) -> R<Self::Shares> {
         Ok(a.clone())
