@@ -2,6 +2,7 @@
 //! each primitive is the definition in [`crate::ring`]. Every secure protocol is tested
 //! against it.
 
+use crate::planes::{BitPlane, Plane};
 use crate::Core;
 use crate::{ring, Bounds, MatDims, PartyId, ProtocolError, Requant, TruncMode};
 use rayon::prelude::*;
@@ -146,14 +147,52 @@ impl Core for Clear {
     }
 }
 
+/// The gate set of a party that hides nothing from anyone: its masks are zero, so the
+/// generic selection and lookup run on `clear` by the same steps as on a secret-sharing
+/// protocol (the tests below hold them to the definitions).
+impl crate::func::gates::GateSet for Clear {
+    type Bits = BitPlane;
+
+    fn domain(&self) -> crate::func::Domain {
+        crate::func::Domain::Ring { bits: 64 }
+    }
+    fn masks(
+        &mut self,
+        n: usize,
+        m: u32,
+        _: u32,
+    ) -> Result<crate::func::gates::Masks<Vec<i64>, BitPlane>, ProtocolError> {
+        let m = m as usize;
+        Ok(crate::func::gates::Masks {
+            bits: BitPlane::zeros(m * n),
+            arith: vec![0; m * n],
+            high: vec![0; n],
+            top: vec![0; n],
+            above: None,
+        })
+    }
+    fn open_all(&mut self, x: &Vec<i64>) -> Result<Vec<u128>, ProtocolError> {
+        Ok(x.iter().map(|&v| u128::from(v as u64)).collect())
+    }
+    fn and(&mut self, a: &BitPlane, b: &BitPlane) -> Result<BitPlane, ProtocolError> {
+        Ok(a.and(b))
+    }
+    fn either(&self, a: &BitPlane, b: &BitPlane) -> BitPlane {
+        a.xor(b)
+    }
+    fn xor_public(&self, a: &BitPlane, c: &BitPlane) -> BitPlane {
+        a.xor(c)
+    }
+    fn b2a(&mut self, a: &BitPlane) -> Result<Vec<i64>, ProtocolError> {
+        Ok((0..a.len()).map(|i| a.get(i) as i64).collect())
+    }
+}
+
 /// `clear` sits on the same seam as the secure protocols: its selection is the definition
 /// (`Requant::apply`), and it overrides every functionality with the plaintext definition
 /// of [`crate::ring`], so [`crate::func`]'s defaults run on plaintext too — which is how
 /// the tests below check them against the definitions.
 impl crate::func::Selection for Clear {
-    fn domain(&self) -> crate::func::Domain {
-        crate::func::Domain::Ring { bits: 64 }
-    }
     fn select_with(
         &mut self,
         x: &Vec<i64>,
@@ -289,6 +328,19 @@ mod tests {
                 func::argmax(&mut c, rows, row, last, b).unwrap(),
                 Selection::argmax(&mut c, rows, row, last, b).unwrap()
             );
+            // The generic selection (zero masks) and lookup on plaintext.
+            let mut g = crate::func::gates::Generic(Clear);
+            prop_assert_eq!(
+                Selection::requantize(&mut g, &x, &q, b, exact).unwrap(),
+                Selection::requantize(&mut c, &x, &q, b, exact).unwrap()
+            );
+            prop_assert_eq!(
+                Selection::rescale(&mut g, &x, &nums, &dens, b, exact).unwrap(),
+                Selection::rescale(&mut c, &x, &nums, &dens, b, exact).unwrap()
+            );
+            let table: Vec<i64> = (0..=span.min(5000)).map(|i| i * 7 % 23 - 11).collect();
+            let idx: Vec<i64> = x.iter().map(|&v| lo + (v - lo) % table.len() as i64).collect();
+            prop_assert_eq!(g.lookup(&idx, &table, lo).unwrap(), c.lookup(&idx, &table, lo).unwrap());
         }
     }
 }

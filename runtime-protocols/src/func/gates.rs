@@ -4,7 +4,9 @@
 //! construction to; the preprocessing calls (`masks`, and the material behind `and` and
 //! `b2a`) are the interface a dealer, PRSS or a future OT/HE generator implements.
 
-use super::{Domain, Selection};
+use super::Domain;
+#[cfg(test)]
+use super::Selection;
 use crate::planes::{BitPlane, Plane};
 use crate::{Core, ProtocolError};
 
@@ -22,7 +24,6 @@ pub struct Masks<S, B> {
     pub high: S,
     /// In a ring, bit `k − 1` of `r` in the ring (the top-bit reading of an opening needs
     /// it); zero in a field.
-    #[cfg_attr(not(test), allow(dead_code))] // read by the generic selection (tests only)
     pub top: S,
     /// `⌊r / 2^k⌋` where shares are wider than the ring (`spdz2k` computes in Z_2^128 for
     /// a ring of `k` bits): it hides the bits above `k` of an opening of all of them.
@@ -83,7 +84,6 @@ impl<S: Plane, B> Masks<S, B> {
     }
 }
 
-#[cfg(test)]
 /// `a ⊕ c` for bits held as 0/1 values: `a` where `c` is clear, `1 − a` where it is set.
 pub(crate) fn flip<C: Core>(p: &C, a: &C::Shares, c: &BitPlane) -> C::Shares {
     let n = a.len();
@@ -96,9 +96,12 @@ pub(crate) fn flip<C: Core>(p: &C, a: &C::Shares, c: &BitPlane) -> C::Shares {
 ///
 /// Boolean shares are one bit per element of [`GateSet::Bits`]; `either` and `xor_public` are
 /// local, `and` is one round for every pair of one call, `b2a` one round.
-pub trait GateSet: Selection {
+pub trait GateSet: Core {
     /// Boolean shares, one bit per element.
     type Bits: Plane;
+
+    /// The ring or field the core computes in.
+    fn domain(&self) -> Domain;
 
     /// `n` masks of `m` low bits (`m ≤ k` in a ring); `high` bits of `h` in a field
     /// (a ring ignores it).
@@ -110,7 +113,6 @@ pub trait GateSet: Selection {
     fn and(&mut self, a: &Self::Bits, b: &Self::Bits) -> R<Self::Bits>;
     /// `a ∨ b` for bits never both set: `a ⊕ b` of boolean shares, `a + b` of bits
     /// shared in the domain (local either way).
-    #[cfg_attr(not(test), allow(dead_code))] // used by the generic selection (tests only)
     fn either(&self, a: &Self::Bits, b: &Self::Bits) -> Self::Bits;
     /// `a ⊕ c` for public bits `c`.
     fn xor_public(&self, a: &Self::Bits, c: &BitPlane) -> Self::Bits;
@@ -185,20 +187,36 @@ impl<P: GateSet> Core for Generic<P> {
 }
 
 #[cfg(test)]
-impl<P: GateSet> Selection for Generic<P> {
+impl<P: GateSet> GateSet for Generic<P> {
+    type Bits = P::Bits;
+
     fn domain(&self) -> Domain {
         self.0.domain()
     }
+    fn masks(&mut self, n: usize, m: u32, high: u32) -> R<Masks<P::Shares, P::Bits>> {
+        self.0.masks(n, m, high)
+    }
+    fn open_all(&mut self, x: &P::Shares) -> R<Vec<u128>> {
+        self.0.open_all(x)
+    }
+    fn and(&mut self, a: &P::Bits, b: &P::Bits) -> R<P::Bits> {
+        self.0.and(a, b)
+    }
+    fn either(&self, a: &P::Bits, b: &P::Bits) -> P::Bits {
+        self.0.either(a, b)
+    }
+    fn xor_public(&self, a: &P::Bits, c: &BitPlane) -> P::Bits {
+        self.0.xor_public(a, c)
+    }
+    fn b2a(&mut self, a: &P::Bits) -> R<P::Shares> {
+        self.0.b2a(a)
+    }
+}
+
+/// The defaults: the generic selection, the functionalities over it.
+#[cfg(test)]
+impl<P: Selection> Selection for Generic<P> {
     fn splits_rounding(&self) -> bool {
         self.0.splits_rounding()
-    }
-    fn select_with(
-        &mut self,
-        x: &P::Shares,
-        q: &crate::Requant,
-        b: crate::Bounds,
-        plan: &crate::semi2k::select::Plan,
-    ) -> R<P::Shares> {
-        super::compare::select(&mut self.0, x, q, b, plan)
     }
 }

@@ -1,15 +1,15 @@
 //! The functionalities written once: rescale, requantize, clamp, max and argmax as calls
 //! of the one selection primitive ([`Selection::select_with`]) and local steps of the
-//! [`Core`]. Every protocol with that primitive is a [`Protocol`] by the blanket impl
-//! below — `semi2k`, `fss`, `shamir`, `spdz2k`, `mal-rep3`, and the data-free twins
-//! (the semi2k and spdz2k dealers, shamir's cost counter) — so the parties, the dealer
-//! (which must supply material for exactly the calls the parties make) and the costs all
-//! follow the same calls, and a new functionality is one function here. `rep3` and
-//! `clear` implement [`Protocol`] themselves (docs/core.md, "Overrides that stay").
+//! [`crate::Core`]; the selection itself ([`compare`]) and the lookup ([`lookup`]) written
+//! once over the gate set ([`gates::GateSet`]). Those are the defaults; a protocol
+//! overrides any of them with a cheaper construction, and its tests hold the override to
+//! the default (bit-exact, the rounds and bytes compared). Every [`Selection`] is a
+//! [`Protocol`] by the blanket impl below — every protocol, and the data-free twins (the
+//! semi2k and spdz2k dealers, shamir's cost counter) — so the parties, the dealer (which
+//! must supply material for exactly the calls the parties make) and the costs all follow
+//! the same calls, and a new functionality is one function here. `rep3` and `clear`
+//! override every functionality (docs/core.md, "Overrides that stay").
 
-// The generic selection: the default each protocol's own selection is held to by its
-// tests (docs/core.md, step 3); no protocol runs it outside them yet.
-#[cfg(test)]
 pub(crate) mod compare;
 pub(crate) mod gates;
 pub(crate) mod lookup;
@@ -18,7 +18,7 @@ mod plain;
 
 use crate::planes::Plane;
 use crate::semi2k::select::Plan;
-use crate::{Bounds, Core, Protocol, ProtocolError, Requant, TruncMode};
+use crate::{Bounds, Protocol, ProtocolError, Requant, TruncMode};
 
 type R<T> = Result<T, ProtocolError>;
 
@@ -32,25 +32,27 @@ pub enum Domain {
     Field { bits: u32, stat: u32 },
 }
 
-/// A [`Core`] with the selection primitive, the one nonlinear step the functionalities
-/// are built from.
-pub(crate) trait Selection: Core + Sized {
-    /// The ring or field the core computes in.
-    fn domain(&self) -> Domain;
+/// A core with the gate set and the selection primitive, the one nonlinear step the
+/// functionalities are built from.
+pub(crate) trait Selection: gates::GateSet + Sized {
     /// Whether a requantization that rounds and clamps is two selections (round, then
     /// clamp) rather than one (`fss`, `shamir`, `mal-rep3`).
     fn splits_rounding(&self) -> bool {
         false
     }
     /// `q` on `x` (values in `b`) for a plan that communicates; where
-    /// [`Selection::splits_rounding`], one that rounds or compares, not both.
+    /// [`Selection::splits_rounding`], one that rounds or compares, not both. By default
+    /// the generic selection over the gate set ([`compare::select`]); every protocol
+    /// overrides it with a cheaper construction, held to the default by its tests.
     fn select_with(
         &mut self,
         x: &Self::Shares,
         q: &Requant,
         b: Bounds,
         plan: &Plan,
-    ) -> R<Self::Shares>;
+    ) -> R<Self::Shares> {
+        compare::select(self, x, q, b, plan)
+    }
 
     // The functionalities. The defaults are this module's functions; a protocol with a
     // faster construction overrides them (`rep3`), and its tests hold the override to the

@@ -152,6 +152,9 @@ impl Core for Plain {
 impl GateSet for Plain {
     type Bits = BitPlane;
 
+    fn domain(&self) -> Domain {
+        self.domain
+    }
     fn masks(&mut self, n: usize, m: u32, high: u32) -> R<Masks<Vec<u128>, BitPlane>> {
         let (low, h, k) = match self.domain {
             Domain::Ring { bits } => {
@@ -195,9 +198,6 @@ impl GateSet for Plain {
 }
 
 impl super::Selection for Plain {
-    fn domain(&self) -> Domain {
-        self.domain
-    }
     fn select_with(&mut self, x: &Vec<u128>, q: &Requant, b: Bounds, plan: &Plan) -> R<Vec<u128>> {
         super::compare::select(self, x, q, b, plan)
     }

@@ -38,7 +38,6 @@ pub(super) fn slice(values: &[u64], w: usize) -> Vec<Vec<u64>> {
     planes
 }
 
-#[cfg(test)] // building blocks of a dealer-free comparison, tested
 /// Element `e`'s bit of a plaintext plane.
 pub(super) fn bit(plane: &[u64], e: usize) -> u64 {
     plane[e / 64] >> (e % 64) & 1

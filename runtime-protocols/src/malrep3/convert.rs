@@ -23,6 +23,8 @@ type R<T> = Result<T, ProtocolError>;
 
 /// Random bits shared twice: a boolean plane and authenticated ring values.
 pub(super) struct DaBits {
+    /// Read by the conversion of the tests; the gate set needs the ring side only.
+    #[cfg_attr(not(test), allow(dead_code))]
     pub bits: Plane,
     pub ring: Vec<Auth>,
 }
@@ -99,6 +101,7 @@ impl<W: Word> MalRep3<W> {
 
     /// The ring values of the bits of `plane` (`n` elements; 3 rounds): open `β ⊕ e` to
     /// everyone for a fresh daBit `e`, then `β = o + (1 − 2o)·e`.
+    #[cfg(test)]
     pub(super) fn bits_to_ring(&mut self, plane: &Plane, n: usize) -> R<Vec<Auth>> {
         let d = self.dabits(n)?;
         let masked: Plane = plane

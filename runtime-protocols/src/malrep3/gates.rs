@@ -18,6 +18,10 @@ type R<T> = Result<T, ProtocolError>;
 impl<W: Word> GateSet for MalRep3<W> {
     type Bits = Mac<Pair<u128>>;
 
+    fn domain(&self) -> crate::func::Domain {
+        crate::func::Domain::Ring { bits: W::BITS }
+    }
+
     fn masks(&mut self, n: usize, m: u32, _: u32) -> R<Masks<Self::Shares, Self::Bits>> {
         let k = W::BITS as usize;
         let bits = mac_planes(self.dabits(128 * n)?.ring);

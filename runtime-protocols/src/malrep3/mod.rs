@@ -21,11 +21,11 @@ mod auth;
 mod boolean;
 mod check;
 mod circuits;
-#[cfg(test)] // daBits without a dealer (7 words per bit): the dealt ones replaced them
+// daBits without a dealer (7 words per bit): the gate set's masks; the selections use the
+// dealt ones (`dealt.rs`)
 mod convert;
 mod cost;
 mod dealt;
-#[cfg(test)]
 mod gates;
 mod lookup;
 mod open;
@@ -246,9 +246,6 @@ impl<W: Word> MalRep3<W> {
 }
 
 impl<W: Word> crate::func::Selection for MalRep3<W> {
-    fn domain(&self) -> crate::func::Domain {
-        crate::func::Domain::Ring { bits: W::BITS }
-    }
     /// Round first, then clamp the rounded value: a clamp test then compares the few bits
     /// of the result, not the many of the product (every compared bit is a proven AND).
     fn splits_rounding(&self) -> bool {

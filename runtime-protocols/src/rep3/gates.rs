@@ -16,6 +16,10 @@ impl<W: Word> GateSet for Rep3<W> {
     /// One bit per element in lane 0 of each component (the other lanes are ignored).
     type Bits = Pair<Xor>;
 
+    fn domain(&self) -> crate::func::Domain {
+        crate::func::Domain::Ring { bits: W::BITS }
+    }
+
     fn masks(&mut self, n: usize, m: u32, _: u32) -> R<Masks<Pair<W>, Pair<Xor>>> {
         let k = W::BITS as usize;
         let me = self.me;

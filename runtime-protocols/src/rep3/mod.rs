@@ -18,7 +18,6 @@ pub(crate) mod assist;
 mod bits;
 mod cost;
 pub(crate) mod elem;
-#[cfg(test)]
 mod gates;
 mod masked;
 mod requant;
@@ -517,9 +516,6 @@ impl<W: Word> Core for Rep3<W> {
 /// Its selection is its exact requantization, so the defaults run on `rep3` too, and
 /// `rep3/tests.rs` holds each override to its default (bit-exact, no more rounds or bytes).
 impl<W: Word> crate::func::Selection for Rep3<W> {
-    fn domain(&self) -> crate::func::Domain {
-        crate::func::Domain::Ring { bits: W::BITS }
-    }
     fn select_with(
         &mut self,
         x: &Pair<W>,

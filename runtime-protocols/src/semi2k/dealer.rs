@@ -161,7 +161,6 @@ impl<W: Word> Dealer<W> {
     }
 
     /// Record an online round that takes no material (an opening).
-    #[cfg(test)]
     pub(super) fn record(&mut self, round: crate::cost::Round) {
         self.rounds.push(round);
     }
@@ -205,9 +204,6 @@ impl<W: Word> Dealer<W> {
 }
 
 impl<W: Word> crate::func::Selection for Dealer<W> {
-    fn domain(&self) -> crate::func::Domain {
-        crate::func::Domain::Ring { bits: W::BITS }
-    }
     /// fss: a DCF key rounds or clamps on one opening, not both.
     fn splits_rounding(&self) -> bool {
         self.gates == Gates::Fss

@@ -108,6 +108,10 @@ impl<W: Word> Semi2k<W> {
 impl<W: Word> GateSet for Semi2k<W> {
     type Bits = BitPlane;
 
+    fn domain(&self) -> crate::func::Domain {
+        crate::func::Domain::Ring { bits: W::BITS }
+    }
+
     fn masks(&mut self, n: usize, m: u32, _: u32) -> R<Masks<Vec<W>, BitPlane>> {
         let mut t: Block<W> = self.prep.take(&mask_layout(n, m))?;
         let bits = BitPlane::from_words(std::mem::take(&mut t.segs[0]), m as usize * n);
@@ -174,6 +178,10 @@ impl<W: Word> GateSet for Semi2k<W> {
 
 impl<W: Word> GateSet for Dealer<W> {
     type Bits = Len;
+
+    fn domain(&self) -> crate::func::Domain {
+        crate::func::Domain::Ring { bits: W::BITS }
+    }
 
     fn masks(&mut self, n: usize, m: u32, _: u32) -> R<Masks<Len, Len>> {
         self.supply(mask_layout(n, m), Vec::new(), |rng, _| mask_deal(n, m, rng));

@@ -21,7 +21,6 @@ pub(crate) mod arith;
 pub(crate) mod cost;
 mod dealer;
 mod fss;
-#[cfg(test)]
 mod gates;
 pub(crate) mod prep;
 pub(crate) mod select;
@@ -262,9 +261,6 @@ impl<W: Word> Semi2k<W> {
 }
 
 impl<W: Word> crate::func::Selection for Semi2k<W> {
-    fn domain(&self) -> crate::func::Domain {
-        crate::func::Domain::Ring { bits: W::BITS }
-    }
     /// fss: a DCF key rounds or clamps on one opening, not both.
     fn splits_rounding(&self) -> bool {
         self.gates == Gates::Fss

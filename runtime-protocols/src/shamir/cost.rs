@@ -57,9 +57,6 @@ pub(super) fn counted_generic(
 }
 
 impl Selection for Counter<'_> {
-    fn domain(&self) -> crate::func::Domain {
-        super::geometry::field_domain(self.geo.subsets)
-    }
     fn splits_rounding(&self) -> bool {
         true
     }

@@ -23,6 +23,9 @@ fn too_wide(high: u32) -> ProtocolError {
 impl GateSet for Shamir {
     type Bits = Vec<Fp>;
 
+    fn domain(&self) -> crate::func::Domain {
+        super::geometry::field_domain(self.geo.subsets)
+    }
     fn masks(&mut self, n: usize, m: u32, high: u32) -> R<Masks<Vec<Fp>, Vec<Fp>>> {
         if high > 64 {
             return Err(too_wide(high));
@@ -63,6 +66,9 @@ impl GateSet for Shamir {
 impl GateSet for Counter<'_> {
     type Bits = Len;
 
+    fn domain(&self) -> crate::func::Domain {
+        super::geometry::field_domain(self.geo.subsets)
+    }
     fn masks(&mut self, n: usize, m: u32, high: u32) -> R<Masks<Len, Len>> {
         if high > 64 {
             return Err(too_wide(high));

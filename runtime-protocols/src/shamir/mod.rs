@@ -316,9 +316,6 @@ fn matmul_fp(a: &[Fp], b: &[Fp], d: MatDims) -> Vec<Fp> {
 }
 
 impl crate::func::Selection for Shamir {
-    fn domain(&self) -> crate::func::Domain {
-        geometry::field_domain(self.geo.subsets)
-    }
     fn splits_rounding(&self) -> bool {
         true
     }

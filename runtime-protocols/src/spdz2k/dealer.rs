@@ -222,9 +222,6 @@ impl<W: Word> Spdz2kDealer<W> {
 }
 
 impl<W: Word> crate::func::Selection for Spdz2kDealer<W> {
-    fn domain(&self) -> crate::func::Domain {
-        crate::func::Domain::Ring { bits: W::BITS }
-    }
     fn select_with(&mut self, x: &Len, q: &Requant, _: Bounds, plan: &Plan) -> R<Len> {
         let n = x.len();
         self.supply(select::count(plan, n), |rng| select::deal(plan, q, rng))?;
@@ -321,9 +318,12 @@ impl<W: Word> Core for Spdz2kDealer<W> {
 
 /// The dealer's side of the gate set ([`super::gates`]): masks are authenticated values,
 /// `and` a product, openings all 128 bits of each value.
-#[cfg(test)]
 impl<W: Word> crate::func::gates::GateSet for Spdz2kDealer<W> {
     type Bits = Len;
+
+    fn domain(&self) -> crate::func::Domain {
+        crate::func::Domain::Ring { bits: W::BITS }
+    }
 
     fn masks(&mut self, n: usize, m: u32, _: u32) -> R<crate::func::gates::Masks<Len, Len>> {
         self.supply(super::gates::mask_count(n, m), |rng| {

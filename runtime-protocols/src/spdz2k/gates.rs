@@ -37,6 +37,10 @@ pub(super) fn mask_values(n: usize, m: u32, k: u32, r: &[u128]) -> Vec<u128> {
 impl<W: Word> GateSet for Spdz2k<W> {
     type Bits = Mac<Vec<u128>>;
 
+    fn domain(&self) -> crate::func::Domain {
+        crate::func::Domain::Ring { bits: W::BITS }
+    }
+
     fn masks(&mut self, n: usize, m: u32, _: u32) -> R<Masks<Self::Shares, Self::Bits>> {
         let all = macs(self.take_auth(mask_count(n, m))?);
         let m = m as usize;

@@ -27,7 +27,6 @@ mod auth;
 mod check;
 mod cost;
 mod dealer;
-#[cfg(test)]
 mod gates;
 mod select;
 #[cfg(test)]
@@ -320,9 +319,6 @@ fn decode_low(bytes: &[u8], n: usize, width: u32) -> Vec<u64> {
 }
 
 impl<W: Word> crate::func::Selection for Spdz2k<W> {
-    fn domain(&self) -> crate::func::Domain {
-        crate::func::Domain::Ring { bits: W::BITS }
-    }
     fn select_with(
         &mut self,
         x: &Mac<Vec<u128>>,
