@@ -126,25 +126,6 @@ impl Core for Clear {
     ) -> Result<Vec<i64>, ProtocolError> {
         Ok(matmul_ring(a, b, d))
     }
-    fn lookup(
-        &mut self,
-        x: &Vec<i64>,
-        table: &[i64],
-        offset: i64,
-    ) -> Result<Vec<i64>, ProtocolError> {
-        x.iter()
-            .map(|&v| {
-                usize::try_from(v.wrapping_sub(offset))
-                    .ok()
-                    .and_then(|i| table.get(i).copied())
-                    .ok_or(ProtocolError::LookupOutOfRange {
-                        value: v,
-                        offset,
-                        len: table.len(),
-                    })
-            })
-            .collect()
-    }
 }
 
 /// The gate set of a party that hides nothing from anyone: its masks are zero, so the
@@ -259,6 +240,25 @@ impl crate::func::Selection for Clear {
                 best as i64
             })
             .collect())
+    }
+    fn lookup(
+        &mut self,
+        x: &Vec<i64>,
+        table: &[i64],
+        offset: i64,
+    ) -> Result<Vec<i64>, ProtocolError> {
+        x.iter()
+            .map(|&v| {
+                usize::try_from(v.wrapping_sub(offset))
+                    .ok()
+                    .and_then(|i| table.get(i).copied())
+                    .ok_or(ProtocolError::LookupOutOfRange {
+                        value: v,
+                        offset,
+                        len: table.len(),
+                    })
+            })
+            .collect()
     }
 }
 

@@ -372,13 +372,6 @@ impl Core for Tally<'_> {
         self.record(Call::MatMul(d))?;
         Ok(Len(d.batch * d.m * d.n))
     }
-    fn lookup(&mut self, x: &Len, table: &[i64], _: i64) -> Result<Len, ProtocolError> {
-        self.record(Call::Lookup {
-            len: x.len(),
-            table_len: table.len(),
-        })?;
-        Ok(*x)
-    }
 }
 
 impl Protocol for Tally<'_> {
@@ -438,6 +431,13 @@ impl Protocol for Tally<'_> {
             bounds: b,
         })?;
         Ok(Len(x.len() / row_len.max(1)))
+    }
+    fn lookup(&mut self, x: &Len, table: &[i64], _: i64) -> Result<Len, ProtocolError> {
+        self.record(Call::Lookup {
+            len: x.len(),
+            table_len: table.len(),
+        })?;
+        Ok(*x)
     }
 }
 

@@ -46,7 +46,7 @@ pub use semi2k::Semi2k;
 pub type PartyId = usize;
 
 /// The arithmetic black box of one protocol (docs/core.md): sharing, opening, local
-/// linear maps, products, lookups, and the hooks that let instructions share rounds.
+/// linear maps, products, and the hooks that let instructions share rounds.
 ///
 /// Local operations take `&self`; operations that communicate take `&mut self` and are
 /// batched over whole slices so that one call is at most a fixed number of rounds.
@@ -136,13 +136,6 @@ pub trait Core {
         b: &Self::Shares,
         dims: MatDims,
     ) -> Result<Self::Shares, ProtocolError>;
-    /// `table[x - offset]` element-wise, for `x` in `offset..offset + table.len()`.
-    fn lookup(
-        &mut self,
-        x: &Self::Shares,
-        table: &[i64],
-        offset: i64,
-    ) -> Result<Self::Shares, ProtocolError>;
 }
 
 /// A secret-sharing protocol as the VM drives it: its [`Core`] and the functionalities
@@ -188,6 +181,13 @@ pub trait Protocol: Core {
         a: &Self::Shares,
         b: &Self::Shares,
         bounds: Bounds,
+    ) -> Result<Self::Shares, ProtocolError>;
+    /// `table[x - offset]` element-wise, for `x` in `offset..offset + table.len()`.
+    fn lookup(
+        &mut self,
+        x: &Self::Shares,
+        table: &[i64],
+        offset: i64,
     ) -> Result<Self::Shares, ProtocolError>;
     /// Index of the maximum of each row of `rows` (`row_len` elements each); ties go to
     /// the first index, or the last with `select_last`.

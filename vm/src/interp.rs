@@ -8,7 +8,7 @@ use crate::bytecode::{Instr, Program, RoundSchedule, Weights};
 use crate::shapes;
 use crate::tensor::{self, broadcast_to, Tensor};
 use qmpc_protocols::planes::{Plane, PAD};
-use qmpc_protocols::{Bounds, Core, MatDims, PartyId, Protocol, ProtocolError};
+use qmpc_protocols::{Bounds, MatDims, PartyId, Protocol, ProtocolError};
 
 /// Which party plays which role.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

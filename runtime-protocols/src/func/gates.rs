@@ -181,9 +181,6 @@ impl<P: GateSet> Core for Generic<P> {
     fn matmul(&mut self, a: &P::Shares, b: &P::Shares, d: crate::MatDims) -> R<P::Shares> {
         self.0.matmul(a, b, d)
     }
-    fn lookup(&mut self, x: &P::Shares, table: &[i64], offset: i64) -> R<P::Shares> {
-        super::lookup::lookup(&mut self.0, x, table, offset)
-    }
 }
 
 #[cfg(test)]

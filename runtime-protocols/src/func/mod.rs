@@ -93,6 +93,11 @@ pub(crate) trait Selection: gates::GateSet + Sized {
     ) -> R<Self::Shares> {
         argmax(self, x, row_len, select_last, b)
     }
+    /// `table[x − offset]`: by default the generic lookup over the gate set
+    /// ([`lookup::lookup`]).
+    fn lookup(&mut self, x: &Self::Shares, table: &[i64], offset: i64) -> R<Self::Shares> {
+        lookup::lookup(self, x, table, offset)
+    }
 }
 
 /// Every [`Selection`] is a [`Protocol`]: the VM's calls go to the functionalities above
@@ -131,6 +136,9 @@ impl<P: Selection> Protocol for P {
         b: Bounds,
     ) -> R<P::Shares> {
         Selection::argmax(self, x, row_len, select_last, b)
+    }
+    fn lookup(&mut self, x: &P::Shares, table: &[i64], offset: i64) -> R<P::Shares> {
+        Selection::lookup(self, x, table, offset)
     }
 }
 

@@ -142,11 +142,6 @@ impl Core for Plain {
         let a: Vec<i64> = a.iter().map(|&v| self.signed(v)).collect();
         Ok(self.matmul_public(b, &a, d, true))
     }
-    fn lookup(&mut self, x: &Vec<u128>, table: &[i64], offset: i64) -> R<Vec<u128>> {
-        Ok(x.iter()
-            .map(|&v| self.of_i64(table[(self.signed(v) - offset) as usize]))
-            .collect())
-    }
 }
 
 impl GateSet for Plain {

@@ -260,6 +260,9 @@ impl<W: Word> crate::func::Selection for MalRep3<W> {
     ) -> R<Mac<Pair<u128>>> {
         Ok(mac_planes(self.select(&auths(x), q, b, plan)?))
     }
+    fn lookup(&mut self, x: &Self::Shares, table: &[i64], offset: i64) -> R<Self::Shares> {
+        Ok(mac_planes(self.lookup_auth(&auths(x), table, offset)?))
+    }
 }
 
 /// `x` as one value per element (the layout the openings, proofs and selections work in).
@@ -362,9 +365,6 @@ impl<W: Word> Core for MalRep3<W> {
         };
         let (z, m) = (local(&a.x), local(&a.m));
         Ok(mac_planes(self.reshare_pairs(z, m)?))
-    }
-    fn lookup(&mut self, x: &Self::Shares, table: &[i64], offset: i64) -> R<Self::Shares> {
-        Ok(mac_planes(self.lookup_auth(&auths(x), table, offset)?))
     }
 }
 

@@ -500,15 +500,6 @@ impl<W: Word> Core for Rep3<W> {
         let z = t1.into_par_iter().zip(t2).map(|(x, y)| x.add(y)).collect();
         self.reshare_planes(z)
     }
-
-    fn lookup(
-        &mut self,
-        x: &Pair<W>,
-        table: &[i64],
-        offset: i64,
-    ) -> Result<Pair<W>, ProtocolError> {
-        Ok(planes(masked::lookup(self, &reps(x), table, offset)?))
-    }
 }
 
 /// `rep3`'s functionalities are its own constructions with the third party as a dealer
@@ -596,6 +587,14 @@ impl<W: Word> crate::func::Selection for Rep3<W> {
             select_last,
             bounds,
         )?))
+    }
+    fn lookup(
+        &mut self,
+        x: &Pair<W>,
+        table: &[i64],
+        offset: i64,
+    ) -> Result<Pair<W>, ProtocolError> {
+        Ok(planes(masked::lookup(self, &reps(x), table, offset)?))
     }
 }
 

@@ -220,6 +220,16 @@ impl<W: Word> crate::func::Selection for Dealer<W> {
         }
         Ok(Len(n))
     }
+    fn lookup(&mut self, x: &Len, table: &[i64], _: i64) -> R<Len> {
+        let n = x.len();
+        let len = table.len();
+        self.supply(
+            arith::lookup_layout(n, len),
+            arith::lookup_pattern(n, len, self.n),
+            |rng, _| arith::lookup_deal(n, len, rng),
+        );
+        Ok(*x)
+    }
 }
 
 impl<W: Word> Core for Dealer<W> {
@@ -273,15 +283,5 @@ impl<W: Word> Core for Dealer<W> {
             );
         }
         Ok(Len(d.batch * d.m * d.n))
-    }
-    fn lookup(&mut self, x: &Len, table: &[i64], _: i64) -> R<Len> {
-        let n = x.len();
-        let len = table.len();
-        self.supply(
-            arith::lookup_layout(n, len),
-            arith::lookup_pattern(n, len, self.n),
-            |rng, _| arith::lookup_deal(n, len, rng),
-        );
-        Ok(*x)
     }
 }

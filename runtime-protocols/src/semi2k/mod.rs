@@ -277,6 +277,9 @@ impl<W: Word> crate::func::Selection for Semi2k<W> {
             Gates::Fss => fss::eval(self, x, q, b, plan),
         }
     }
+    fn lookup(&mut self, x: &Vec<W>, table: &[i64], offset: i64) -> R<Vec<W>> {
+        arith::lookup(self, x, table, offset)
+    }
 }
 
 impl<W: Word> Core for Semi2k<W> {
@@ -417,9 +420,6 @@ impl<W: Word> Core for Semi2k<W> {
     }
     fn matmul(&mut self, a: &Vec<W>, b: &Vec<W>, d: MatDims) -> R<Vec<W>> {
         arith::matmul(self, a, b, d)
-    }
-    fn lookup(&mut self, x: &Vec<W>, table: &[i64], offset: i64) -> R<Vec<W>> {
-        arith::lookup(self, x, table, offset)
     }
 }
 

@@ -103,9 +103,6 @@ impl Core for Counter<'_> {
         }
         Ok(Len(len))
     }
-    fn lookup(&mut self, x: &Len, table: &[i64], offset: i64) -> R<Len> {
-        crate::func::lookup::lookup(self, x, table, offset)
-    }
 }
 
 impl Costs for ShamirCosts {

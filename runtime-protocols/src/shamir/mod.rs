@@ -492,9 +492,6 @@ impl Core for Shamir {
         let h = matmul_fp(a, b, d);
         self.reshare(h)
     }
-    fn lookup(&mut self, x: &Vec<Fp>, table: &[i64], offset: i64) -> R<Vec<Fp>> {
-        crate::func::lookup::lookup(self, x, table, offset)
-    }
 }
 
 #[cfg(test)]

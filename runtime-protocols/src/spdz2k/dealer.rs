@@ -228,6 +228,25 @@ impl<W: Word> crate::func::Selection for Spdz2kDealer<W> {
         self.rounds.extend(select::pattern(plan, n, self.n));
         Ok(Len(n))
     }
+    fn lookup(&mut self, x: &Len, table: &[i64], _: i64) -> R<Len> {
+        let n = x.len();
+        let bits = arith::lookup_bits(table.len());
+        if bits > 0 && n > 0 {
+            let len = 1usize << bits;
+            // r, with random bits above the table's index bits.
+            self.supply(n * (1 + len), |rng| {
+                let mut words = arith::lookup_deal::<u128>(n, table.len(), rng).words;
+                let high = prep::random_words::<u128>(rng, n);
+                for (r, h) in words.iter_mut().zip(high) {
+                    *r = r.wrapping_add(h << bits);
+                }
+                words
+            })?;
+            let open = self.opening(16 * n);
+            self.rounds.push(open);
+        }
+        Ok(*x)
+    }
 }
 
 impl<W: Word> Core for Spdz2kDealer<W> {
@@ -293,26 +312,6 @@ impl<W: Word> Core for Spdz2kDealer<W> {
             self.rounds.extend(arith::matmul_pattern(d, self.n, 16));
         }
         Ok(Len(o))
-    }
-
-    fn lookup(&mut self, x: &Len, table: &[i64], _: i64) -> R<Len> {
-        let n = x.len();
-        let bits = arith::lookup_bits(table.len());
-        if bits > 0 && n > 0 {
-            let len = 1usize << bits;
-            // r, with random bits above the table's index bits.
-            self.supply(n * (1 + len), |rng| {
-                let mut words = arith::lookup_deal::<u128>(n, table.len(), rng).words;
-                let high = prep::random_words::<u128>(rng, n);
-                for (r, h) in words.iter_mut().zip(high) {
-                    *r = r.wrapping_add(h << bits);
-                }
-                words
-            })?;
-            let open = self.opening(16 * n);
-            self.rounds.push(open);
-        }
-        Ok(*x)
     }
 }
 

@@ -328,6 +328,9 @@ impl<W: Word> crate::func::Selection for Spdz2k<W> {
     ) -> R<Mac<Vec<u128>>> {
         Ok(macs(select::eval(self, &auths(x), q, b, plan)?))
     }
+    fn lookup(&mut self, x: &Self::Shares, table: &[i64], offset: i64) -> R<Self::Shares> {
+        Ok(macs(self.lookup_auth(&auths(x), table, offset)?))
+    }
 }
 
 /// `x` as one value per element (the layout `select.rs` and the openings work in).
@@ -405,9 +408,6 @@ impl<W: Word> Core for Spdz2k<W> {
     }
     fn matmul(&mut self, a: &Self::Shares, b: &Self::Shares, d: MatDims) -> R<Self::Shares> {
         Ok(macs(self.matmul_auth(&auths(a), &auths(b), d)?))
-    }
-    fn lookup(&mut self, x: &Self::Shares, table: &[i64], offset: i64) -> R<Self::Shares> {
-        Ok(macs(self.lookup_auth(&auths(x), table, offset)?))
     }
 }
 
