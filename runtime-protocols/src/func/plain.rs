@@ -1,13 +1,13 @@
-//! A one-party plaintext core with the gate set: the generic selection run against the
-//! integer semantics (`ring::rescale`, `Requant::apply`) in rings of 32, 64 and 128 bits
-//! and in the field of `shamir`, with real random masks, so every reading of an opening
-//! (wrapped or not, ties, both parities) is exercised without a network.
+//! A one-party plaintext core with the gate set and nothing else: its selection and
+//! lookup are the generic defaults, run against the integer semantics (`ring::rescale`,
+//! `Requant::apply`, the table) in rings of 32, 64 and 128 bits and in the field of
+//! `shamir`, with real random masks, so every reading of an opening (wrapped or not, ties,
+//! both parities) is exercised without a network.
 
 use super::gates::{GateSet, Masks};
 use super::Domain;
 use crate::field::Fp;
 use crate::planes::{BitPlane, Plane};
-use crate::semi2k::select::Plan;
 use crate::stream::Stream;
 use crate::{Bounds, Core, MatDims, PartyId, ProtocolError, Requant};
 
@@ -192,11 +192,9 @@ impl GateSet for Plain {
     }
 }
 
-impl super::Selection for Plain {
-    fn select_with(&mut self, x: &Vec<u128>, q: &Requant, b: Bounds, plan: &Plan) -> R<Vec<u128>> {
-        super::compare::select(self, x, q, b, plan)
-    }
-}
+/// Nothing to override: a core with the gate set has every functionality by default (the
+/// generic selection and lookup, and the functionalities over them).
+impl super::Selection for Plain {}
 
 #[cfg(test)]
 mod tests {
@@ -252,6 +250,7 @@ mod tests {
             Call::Max(b),
             Call::Argmax(8, false, b),
             Call::Argmax(6, true, b),
+            Call::Lookup((0..10_001).map(|i| (i * 37) % 91 - 45).collect(), b.lo),
         ]);
         for d in DOMAINS {
             for seed in 0..4 {
