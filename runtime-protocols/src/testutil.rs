@@ -236,3 +236,61 @@ pub fn logs(n: usize) -> Vec<Arc<Mutex<Vec<u8>>>> {
 pub fn logged(logs: &[Arc<Mutex<Vec<u8>>>]) -> Vec<Vec<u8>> {
     logs.iter().map(|s| s.lock().unwrap().clone()).collect()
 }
+
+/// The cases of the tests that hold a protocol's own selection and lookup to the generic
+/// ones (`func::gates::Generic`): `n` values in `±3000` (party 0's with ties of `2^10`,
+/// an even and an odd quotient, and a repeated value) and `n` of party `n − 1`'s, through
+/// requantizations of every divisor kind, a signed rescale, a clamp, max, argmax and a
+/// 6001-entry lookup.
+pub fn generic_cases(n: usize, seed: u64) -> (Vec<i64>, Vec<i64>, Vec<Call>) {
+    let b = Bounds {
+        lo: -3000,
+        hi: 3000,
+    };
+    let mut x = values(n, b.lo, b.hi, seed);
+    let y = values(n, b.lo, b.hi, seed + 1);
+    x[2] = 1 << 9;
+    x[3] = -(3 << 9);
+    x[5] = x[9];
+    let half = n as i64 / 2;
+    let mut calls: Vec<Call> = requants(n)
+        .into_iter()
+        .map(|q| Call::Requant(q, b))
+        .collect();
+    calls.extend([
+        Call::Rescale((0..n as i64).map(|i| i - half).collect(), vec![12; n], b),
+        Call::Clamp(-20, 100, b),
+        Call::Max(b),
+        Call::Argmax(if n.is_multiple_of(8) { 8 } else { 4 }, false, b),
+        Call::Lookup((0..6001).map(|i| (i * 37) % 91 - 45).collect(), b.lo),
+    ]);
+    (x, y, calls)
+}
+
+/// `call` on party 0's `x` and party `n − 1`'s `y`, revealed to party 1.
+pub fn one_call<'a>(
+    x: &[i64],
+    y: &[i64],
+    call: &'a Call,
+) -> Binary<impl Fn(usize) -> Vec<Call> + Sync + 'a> {
+    Binary {
+        x: x.to_vec(),
+        y: y.to_vec(),
+        to: 1,
+        op: move |_| vec![call.clone()],
+    }
+}
+
+/// The protocol's own run of `call` and the generic one both reveal its plaintext
+/// meaning to party 1, and nothing to anyone else.
+pub fn assert_agrees(
+    own: &[(Vec<Option<Vec<i64>>>, Stats)],
+    generic: &[(Vec<Option<Vec<i64>>>, Stats)],
+    call: &Call,
+    x: &[i64],
+    y: &[i64],
+    what: &str,
+) {
+    assert_eq!(at(own, 1), vec![call.clear(x, y)], "{what}");
+    assert_eq!(at(generic, 1), at(own, 1), "{what}");
+}

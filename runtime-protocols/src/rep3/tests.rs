@@ -651,34 +651,10 @@ fn overrides_match_the_generic_defaults_and_cost_no_more() {
 #[test]
 fn the_functionalities_match_the_generic_ones_and_cost_no_more() {
     use crate::func::gates::Generic;
-    use crate::testutil::{at, on_mesh, requants, Binary, Call, Script};
-    let b = Bounds {
-        lo: -3000,
-        hi: 3000,
-    };
-    let mut x = values(24, b.lo, b.hi, 31);
-    let y = values(24, b.lo, b.hi, 32);
-    x[2] = 1 << 9;
-    x[3] = -(3 << 9);
-    x[5] = x[9];
-    let mut calls: Vec<Call> = requants(24)
-        .into_iter()
-        .map(|q| Call::Requant(q, b))
-        .collect();
-    calls.extend([
-        Call::Rescale((0..24).map(|i| i - 12).collect(), vec![12; 24], b),
-        Call::Clamp(-20, 100, b),
-        Call::Max(b),
-        Call::Argmax(8, false, b),
-        Call::Lookup((0..6001).map(|i| (i * 37) % 91 - 45).collect(), -3000),
-    ]);
+    use crate::testutil::{on_mesh, Call, Script};
+    let (x, y, calls) = crate::testutil::generic_cases(24, 31);
     for call in &calls {
-        let s = Binary {
-            x: x.clone(),
-            y: y.clone(),
-            to: 1,
-            op: |_| vec![call.clone()],
-        };
+        let s = crate::testutil::one_call(&x, &y, call);
         let own = on_mesh(3, "rep3", |_, mesh| {
             let mut p = Rep3::<u64>::setup(Box::new(mesh)).unwrap();
             let r = s.run(&mut p).unwrap();
@@ -690,8 +666,7 @@ fn the_functionalities_match_the_generic_ones_and_cost_no_more() {
             (r, p.0.stats())
         });
         let what = format!("{call:?}");
-        assert_eq!(at(&own, 1), vec![call.clear(&x, &y)], "{what}");
-        assert_eq!(at(&generic, 1), at(&own, 1), "{what}");
+        crate::testutil::assert_agrees(&own, &generic, call, &x, &y, &what);
         for i in 0..3 {
             let (o, g) = (own[i].1, generic[i].1);
             let slack = match call {

@@ -328,39 +328,14 @@ fn run_generic<W: Word, S: Script>(g: Gates, n: usize, s: &S) -> (Outcomes, Roun
 /// what their counting dealer records.
 #[test]
 fn the_selections_match_the_generic_one_and_cost_no_more() {
-    let b = Bounds {
-        lo: -3000,
-        hi: 3000,
-    };
-    let mut x = values(40, b.lo, b.hi, 11);
-    let y = values(40, b.lo, b.hi, 12);
-    x[2] = 1 << 9;
-    x[3] = -(3 << 9);
-    x[5] = x[9];
-    let mut calls: Vec<Call> = requants(40)
-        .into_iter()
-        .map(|q| Call::Requant(q, b))
-        .collect();
-    calls.extend([
-        Call::Rescale((0..40).map(|i| i - 20).collect(), vec![12; 40], b),
-        Call::Clamp(-20, 100, b),
-        Call::Max(b),
-        Call::Argmax(8, false, b),
-        Call::Lookup((0..6001).map(|i| (i * 37) % 91 - 45).collect(), -3000),
-    ]);
+    let (x, y, calls) = crate::testutil::generic_cases(40, 11);
     for (gates, n) in [(Gates::Beaver, 2), (Gates::Beaver, 3), (Gates::Fss, 2)] {
         for call in &calls {
-            let s = Binary {
-                x: x.clone(),
-                y: y.clone(),
-                to: 1,
-                op: |_| vec![call.clone()],
-            };
+            let s = crate::testutil::one_call(&x, &y, call);
             let own = run::<u64, _>(gates, n, &s);
             let (generic, counted) = run_generic::<u64, _>(gates, n, &s);
             let what = format!("{call:?} under {gates:?} among {n}");
-            assert_eq!(at(&own, 1), vec![call.clear(&x, &y)], "{what}");
-            assert_eq!(at(&generic, 1), at(&own, 1), "{what}");
+            crate::testutil::assert_agrees(&own, &generic, call, &x, &y, &what);
             let counted = crate::cost::per_party(&counted, n);
             for i in 0..n {
                 let (o, g) = (own[i].1, generic[i].1);

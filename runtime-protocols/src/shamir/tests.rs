@@ -369,34 +369,10 @@ fn dabits_agree_across_the_field_and_the_boolean_sharing() {
 #[test]
 fn the_selection_matches_the_generic_one() {
     use crate::func::gates::Generic;
-    let b = Bounds {
-        lo: -3000,
-        hi: 3000,
-    };
-    let mut x = values(40, b.lo, b.hi, 11);
-    let y = values(40, b.lo, b.hi, 12);
-    x[2] = 1 << 9;
-    x[3] = -(3 << 9);
-    x[5] = x[9];
-    let mut calls: Vec<Call> = crate::testutil::requants(40)
-        .into_iter()
-        .map(|q| Call::Requant(q, b))
-        .collect();
-    calls.extend([
-        Call::Rescale((0..40).map(|i| i - 20).collect(), vec![12; 40], b),
-        Call::Clamp(-20, 100, b),
-        Call::Max(b),
-        Call::Argmax(8, false, b),
-        Call::Lookup((0..6001).map(|i| (i * 37) % 91 - 45).collect(), -3000),
-    ]);
+    let (x, y, calls) = crate::testutil::generic_cases(40, 11);
     for n in [3, 4, 5] {
         for call in &calls {
-            let s = Binary {
-                x: x.clone(),
-                y: y.clone(),
-                to: 1,
-                op: |_| vec![call.clone()],
-            };
+            let s = crate::testutil::one_call(&x, &y, call);
             let own = run_with(n, &s, |_, mesh| Box::new(mesh));
             let generic = on_mesh(n, "shamir", |_, mesh| {
                 let mut p = Generic(Shamir::setup(Box::new(mesh)).unwrap());
@@ -407,8 +383,7 @@ fn the_selection_matches_the_generic_one() {
             let counted = super::cost::counted_generic(n, |c| s.run(c).map(|_| ())).unwrap();
             let counted = crate::cost::per_party(&counted, n);
             let what = format!("{call:?} among {n}");
-            assert_eq!(at(&own, 1), vec![call.clear(&x, &y)], "{what}");
-            assert_eq!(at(&generic, 1), at(&own, 1), "{what}");
+            crate::testutil::assert_agrees(&own, &generic, call, &x, &y, &what);
             for i in 0..n {
                 let (o, g) = (own[i].1, generic[i].1);
                 assert!(

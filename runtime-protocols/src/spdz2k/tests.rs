@@ -317,33 +317,10 @@ fn an_altered_message_on_the_wire_is_caught_before_any_output() {
 #[test]
 fn the_selection_and_lookup_match_the_generic_ones_and_cost_no_more() {
     use crate::func::gates::Generic;
-    let b = Bounds {
-        lo: -3000,
-        hi: 3000,
-    };
-    let mut x = values(24, b.lo, b.hi, 21);
-    let y = values(24, b.lo, b.hi, 22);
-    x[2] = 1 << 9;
-    x[3] = -(3 << 9);
-    x[5] = x[9];
-    let mut calls: Vec<Call> = requants(24)
-        .into_iter()
-        .map(|q| Call::Requant(q, b))
-        .collect();
-    calls.extend([
-        Call::Rescale((0..24).map(|i| i - 12).collect(), vec![12; 24], b),
-        Call::Max(b),
-        Call::Argmax(8, false, b),
-        Call::Lookup((0..6001).map(|i| (i * 37) % 91 - 45).collect(), -3000),
-    ]);
+    let (x, y, calls) = crate::testutil::generic_cases(24, 21);
     for n in [2, 3] {
         for call in &calls {
-            let s = Binary {
-                x: x.clone(),
-                y: y.clone(),
-                to: 1,
-                op: |_| vec![call.clone()],
-            };
+            let s = crate::testutil::one_call(&x, &y, call);
             let own = run::<u64, _>(n, &s);
             let mut generic = on_mesh(n + 1, "spdz2k", |i, mesh| {
                 if i == n {
@@ -365,8 +342,7 @@ fn the_selection_and_lookup_match_the_generic_ones_and_cost_no_more() {
             s.run(&mut counting).unwrap();
             let counted = crate::cost::per_party(&counting.0.take_rounds(), n);
             let what = format!("{call:?} among {n}");
-            assert_eq!(at(&own, 1), vec![call.clear(&x, &y)], "{what}");
-            assert_eq!(at(&generic, 1), at(&own, 1), "{what}");
+            crate::testutil::assert_agrees(&own, &generic, call, &x, &y, &what);
             for i in 0..n {
                 let (o, g) = (own[i].1, generic[i].1);
                 assert!(
