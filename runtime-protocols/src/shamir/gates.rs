@@ -8,7 +8,7 @@ use super::compare;
 use super::cost::Counter;
 use super::Shamir;
 use crate::field::Fp;
-use crate::func::gates::{GateSet, Masks};
+use crate::func::gates::{flip, GateSet, Masks};
 use crate::planes::{BitPlane, Len, Plane};
 use crate::{Core, ProtocolError};
 
@@ -53,10 +53,7 @@ impl GateSet for Shamir {
         self.add(a, b)
     }
     fn xor_public(&self, a: &Vec<Fp>, c: &BitPlane) -> Vec<Fp> {
-        a.iter()
-            .enumerate()
-            .map(|(i, &v)| if c.get(i) == 1 { Fp::ONE - v } else { v })
-            .collect()
+        flip(self, a, c)
     }
     fn b2a(&mut self, a: &Vec<Fp>) -> R<Vec<Fp>> {
         Ok(a.clone())
