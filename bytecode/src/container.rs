@@ -54,6 +54,20 @@ struct ProgramProto {
     /// 0: sequential, 1: merged.
     #[prost(int32, tag = "11")]
     rounds: i32,
+    #[prost(message, repeated, tag = "12")]
+    states: Vec<StateProto>,
+}
+
+#[derive(Clone, PartialEq, Message)]
+struct StateProto {
+    #[prost(string, tag = "1")]
+    name: String,
+    #[prost(message, optional, tag = "2")]
+    ty: Option<TypeProto>,
+    #[prost(sint64, tag = "3")]
+    lo: i64,
+    #[prost(sint64, tag = "4")]
+    hi: i64,
 }
 
 #[derive(Clone, PartialEq, Message)]
@@ -308,6 +322,16 @@ impl Program {
                 .collect(),
             code: encode_code(&self.code),
             origins: self.origins.clone(),
+            states: self
+                .states
+                .iter()
+                .map(|s| StateProto {
+                    name: s.name.clone(),
+                    ty: Some(ty_to(&s.ty)),
+                    lo: s.lo,
+                    hi: s.hi,
+                })
+                .collect(),
         };
         let mut out = PROGRAM_MAGIC.to_vec();
         out.extend(p.encode_to_vec());
@@ -406,6 +430,18 @@ impl Program {
                 })
             })
             .collect::<Result<_, ContainerError>>()?;
+        let states = p
+            .states
+            .iter()
+            .map(|s| {
+                Ok(StateDecl {
+                    name: s.name.clone(),
+                    ty: ty_from(s.ty.as_ref(), &format!("state `{}`", s.name))?,
+                    lo: s.lo,
+                    hi: s.hi,
+                })
+            })
+            .collect::<Result<_, ContainerError>>()?;
         Ok(Program {
             name: p.name,
             trunc,
@@ -415,6 +451,7 @@ impl Program {
             inputs,
             weights,
             outputs,
+            states,
             code: decode_code(&p.code)?,
             origins: p.origins,
         })

@@ -47,6 +47,8 @@ macro_rules! for_each_op {
             Weight = 0x02, "weight", Always { dst: Dst, index: Index };
             /// Load public constant `index`.
             Const = 0x03, "const", Local { dst: Dst, index: Index };
+            /// Load secret state `index`: a tensor that lives across runs of the programs of one session (training's weights, optimizer state and current batch).
+            Load = 0x04, "load", Local { dst: Dst, index: Index };
             /// Element-wise `a + b` with numpy broadcasting.
             Add = 0x10, "add", Local { dst: Dst, a: Reg, b: Reg };
             /// Element-wise `a - b` with numpy broadcasting.
@@ -85,6 +87,8 @@ macro_rules! for_each_op {
             Cast = 0x34, "cast", Local { dst: Dst, x: Reg };
             /// Reveal `x` to the party entitled to output `index`.
             Output = 0x40, "output", Always { x: Reg, index: Index };
+            /// Make `x` the value state `index` has after this run (at most once per state).
+            Store = 0x41, "store", Local { x: Reg, index: Index };
         }
     };
 }

@@ -124,6 +124,18 @@ pub struct WeightDecl {
     pub ty: TensorType,
 }
 
+/// A secret tensor that outlives one run: the programs of a session (a training run's
+/// set-up, step, evaluation and finish) `load` and `store` it, and the runner keeps its
+/// shares in between. Its bounds are an invariant: every `store` must prove its value
+/// within them, so every `load` may assume them (docs/training.md, "Headroom").
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StateDecl {
+    pub name: String,
+    pub ty: TensorType,
+    pub lo: i64,
+    pub hi: i64,
+}
+
 /// What the output receiver computes in the clear after the reveal.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PostOp {
@@ -175,6 +187,8 @@ pub struct Program {
     pub inputs: Vec<InputDecl>,
     pub weights: Vec<WeightDecl>,
     pub outputs: Vec<OutputDecl>,
+    /// Session state the program loads or stores (empty outside training).
+    pub states: Vec<StateDecl>,
     pub code: Vec<Instr>,
     /// For each instruction, the ONNX node it came from (for errors and per-layer costs).
     pub origins: Vec<String>,

@@ -4,6 +4,11 @@ use std::fmt;
 
 /// Element type of a register. Every value lives in Z_2^64 at run time; the type states the
 /// range the program guarantees, which the verifier and the protocols rely on.
+///
+/// `Fx(f)` is a fixed-point number: the integer `v` stands for the real `v · 2^-f`
+/// (training, docs/training.md). Its range is the 64-bit one; the register's bounds say
+/// how much of it is used. The verifier's scale rules (`verify::check_scales`) keep the
+/// fractional bits of every operation consistent.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum DType {
     I8,
@@ -12,10 +17,12 @@ pub enum DType {
     U16,
     I32,
     I64,
+    Fx(u8),
 }
 
 impl DType {
-    pub const ALL: [DType; 6] = [
+    /// The integer types, narrowest first.
+    pub const INTS: [DType; 6] = [
         DType::I8,
         DType::U8,
         DType::I16,
@@ -24,34 +31,63 @@ impl DType {
         DType::I64,
     ];
 
-    pub fn name(self) -> &'static str {
+    /// The most fractional bits a fixed-point type may have.
+    pub const MAX_FRAC: u8 = 62;
+
+    pub fn name(self) -> String {
         match self {
-            DType::I8 => "i8",
-            DType::U8 => "u8",
-            DType::I16 => "i16",
-            DType::U16 => "u16",
-            DType::I32 => "i32",
-            DType::I64 => "i64",
+            DType::I8 => "i8".into(),
+            DType::U8 => "u8".into(),
+            DType::I16 => "i16".into(),
+            DType::U16 => "u16".into(),
+            DType::I32 => "i32".into(),
+            DType::I64 => "i64".into(),
+            DType::Fx(f) => format!("fx{f}"),
         }
     }
 
     pub fn from_name(s: &str) -> Option<DType> {
-        DType::ALL.into_iter().find(|d| d.name() == s)
+        if let Some(f) = s.strip_prefix("fx") {
+            return f
+                .parse::<u8>()
+                .ok()
+                .filter(|f| (1..=Self::MAX_FRAC).contains(f))
+                .map(DType::Fx);
+        }
+        DType::INTS.into_iter().find(|d| d.name() == s)
     }
 
-    /// Stable numeric code used in the binary container.
+    /// Stable numeric code used in the binary container: 1–6 the integer types, 100 + f
+    /// the fixed-point types.
     pub fn code(self) -> i32 {
-        DType::ALL
-            .iter()
-            .position(|&d| d == self)
-            .map_or(0, |p| p as i32 + 1)
+        match self {
+            DType::Fx(f) => 100 + f as i32,
+            _ => DType::INTS
+                .iter()
+                .position(|&d| d == self)
+                .map_or(0, |p| p as i32 + 1),
+        }
     }
 
     pub fn from_code(c: i32) -> Option<DType> {
+        if let Some(f) = c.checked_sub(100).filter(|&f| f > 0) {
+            return u8::try_from(f)
+                .ok()
+                .filter(|&f| f <= Self::MAX_FRAC)
+                .map(DType::Fx);
+        }
         usize::try_from(c)
             .ok()
             .and_then(|c| c.checked_sub(1))
-            .and_then(|i| DType::ALL.get(i).copied())
+            .and_then(|i| DType::INTS.get(i).copied())
+    }
+
+    /// Fractional bits: 0 for the integer types.
+    pub fn frac(self) -> u8 {
+        match self {
+            DType::Fx(f) => f,
+            _ => 0,
+        }
     }
 
     /// Smallest and largest value of the type.
@@ -62,13 +98,13 @@ impl DType {
             DType::I16 => (i16::MIN as i64, i16::MAX as i64),
             DType::U16 => (0, u16::MAX as i64),
             DType::I32 => (i32::MIN as i64, i32::MAX as i64),
-            DType::I64 => (i64::MIN, i64::MAX),
+            DType::I64 | DType::Fx(_) => (i64::MIN, i64::MAX),
         }
     }
 
-    /// The narrowest type holding every value in `lo..=hi`.
+    /// The narrowest integer type holding every value in `lo..=hi`.
     pub fn fitting(lo: i64, hi: i64) -> DType {
-        DType::ALL
+        DType::INTS
             .into_iter()
             .find(|d| {
                 let (a, b) = d.range();
@@ -80,7 +116,7 @@ impl DType {
 
 impl fmt::Display for DType {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
+        f.write_str(&self.name())
     }
 }
 

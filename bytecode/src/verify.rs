@@ -3,8 +3,9 @@
 //! overflow the 64-bit ring (every register's bounds are re-derived by interval arithmetic).
 
 use crate::shapes;
+use crate::types::DType;
 use crate::types::Visibility;
-use crate::{ConstTensor, InputDecl, Instr, Program, RegDecl, WeightDecl};
+use crate::{ConstTensor, InputDecl, Instr, Program, RegDecl, StateDecl, WeightDecl};
 use qmpc_semantics::TruncMode;
 
 /// Why a program was rejected.
@@ -71,6 +72,33 @@ pub fn verify(p: &Program) -> Result<(), VerifyError> {
             )));
         }
     }
+    for (i, st) in p.states.iter().enumerate() {
+        let (lo, hi) = st.ty.dtype.range();
+        if st.lo > st.hi
+            || st.lo < lo
+            || st.hi > hi
+            || (st.lo as i128).abs() >= RING_BOUND
+            || (st.hi as i128).abs() >= RING_BOUND
+        {
+            return Err(VerifyError::Program(format!(
+                "state {i} `{}`: bounds [{}, {}] do not fit {} within the ring",
+                st.name, st.lo, st.hi, st.ty.dtype
+            )));
+        }
+        if (st.ty.batched && st.ty.dims.is_empty())
+            || st
+                .ty
+                .dims
+                .iter()
+                .try_fold(1usize, |a, &d| a.checked_mul(d))
+                .is_none_or(|n| n > MAX_REGISTER_ELEMS)
+        {
+            return Err(VerifyError::Program(format!(
+                "state {i} `{}`: bad shape {}",
+                st.name, st.ty
+            )));
+        }
+    }
     for o in &p.outputs {
         if let Some(q) = &o.dequant {
             check_quant(q, &format!("output `{}`", o.name))?;
@@ -83,6 +111,7 @@ pub fn verify(p: &Program) -> Result<(), VerifyError> {
     }
     let mut written = vec![false; p.registers.len()];
     let mut outputs_done = vec![false; p.outputs.len()];
+    let mut stored = vec![false; p.states.len()];
     for (index, ins) in p.code.iter().enumerate() {
         let fail = |msg: String| VerifyError::Instr {
             index,
@@ -106,7 +135,7 @@ pub fn verify(p: &Program) -> Result<(), VerifyError> {
                 return Err(fail(format!("writes %{d} a second time")));
             }
         }
-        check_instr(p, ins, &mut outputs_done).map_err(fail)?;
+        check_instr(p, ins, &mut outputs_done, &mut stored).map_err(fail)?;
     }
     if let Some(i) = outputs_done.iter().position(|d| !d) {
         return Err(VerifyError::Program(format!(
@@ -171,6 +200,7 @@ pub trait InferCtx {
     fn konst(&self, i: u32) -> Option<&ConstTensor>;
     fn input(&self, i: u32) -> Option<&InputDecl>;
     fn weight(&self, i: u32) -> Option<&WeightDecl>;
+    fn state(&self, i: u32) -> Option<&StateDecl>;
     /// The program's truncation mode: probabilistic rescales may round one above exact.
     fn trunc(&self) -> TruncMode;
 }
@@ -191,9 +221,83 @@ impl InferCtx for Program {
     fn weight(&self, i: u32) -> Option<&WeightDecl> {
         self.weights.get(i as usize)
     }
+    fn state(&self, i: u32) -> Option<&StateDecl> {
+        self.states.get(i as usize)
+    }
 }
 
-fn check_instr(p: &Program, ins: &Instr, outputs_done: &mut [bool]) -> Result<(), String> {
+/// A `store` must keep its state's invariant: same type and shape, values within the
+/// declared bounds (so every later `load` may assume them).
+fn check_store(x: &RegDecl, st: &StateDecl) -> Result<(), String> {
+    if x.ty != st.ty {
+        return Err(format!(
+            "stores a {} value into state `{}` of type {}",
+            x.ty, st.name, st.ty
+        ));
+    }
+    if x.lo < st.lo || x.hi > st.hi {
+        return Err(format!(
+            "values may reach [{}, {}], state `{}` promises [{}, {}]",
+            x.lo, x.hi, st.name, st.lo, st.hi
+        ));
+    }
+    Ok(())
+}
+
+/// The scale rules of fixed-point types (integers have 0 fractional bits): sums, maxima
+/// and layout moves keep their operands' scale, products add them. Rescales,
+/// requantizations, lookups, casts and loads may set any scale: their public parameters
+/// say what it is, and the compiler states it in the destination's type.
+pub fn check_scales(ins: &Instr, dst: DType, operands: &[DType]) -> Result<(), String> {
+    let f = |d: DType| d.frac() as u32;
+    let want = match ins {
+        Instr::Add { .. } | Instr::Sub { .. } | Instr::Max { .. } | Instr::Concat { .. } => {
+            let first = operands.first().map_or(0, |&d| f(d));
+            if operands.iter().any(|&d| f(d) != first) {
+                return Err(format!(
+                    "operands of different scales ({})",
+                    operands
+                        .iter()
+                        .map(|d| d.name())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ));
+            }
+            first
+        }
+        Instr::Mul { .. } | Instr::MatMul { .. } | Instr::Conv { .. } => {
+            operands.iter().map(|&d| f(d)).sum()
+        }
+        Instr::SumPool { .. }
+        | Instr::MaxPool { .. }
+        | Instr::Clamp { .. }
+        | Instr::Reshape { .. }
+        | Instr::Transpose { .. }
+        | Instr::Pad { .. } => operands.first().map_or(0, |&d| f(d)),
+        _ => return Ok(()),
+    };
+    if want != f(dst) {
+        return Err(format!(
+            "result has {want} fractional bits, the destination is {dst}"
+        ));
+    }
+    Ok(())
+}
+
+fn check_instr(
+    p: &Program,
+    ins: &Instr,
+    outputs_done: &mut [bool],
+    stored: &mut [bool],
+) -> Result<(), String> {
+    if let Instr::Store { x, index } = ins {
+        let i = index.0 as usize;
+        let st = p.states.get(i).ok_or(format!("no state {i}"))?;
+        if std::mem::replace(&mut stored[i], true) {
+            return Err(format!("state {i} `{}` stored twice", st.name));
+        }
+        return check_store(p.reg(x.0), st);
+    }
     if let Instr::Output { index, .. } = ins {
         let i = index.0 as usize;
         if i >= outputs_done.len() {
@@ -208,6 +312,7 @@ fn check_instr(p: &Program, ins: &Instr, outputs_done: &mut [bool]) -> Result<()
     let r = p.reg(dst);
     let inf = infer(p, ins, &r.ty.dims)?;
     let declared_dtype = match ins {
+        Instr::Load { index, .. } => p.state(index.0).map(|d| d.ty.dtype),
         Instr::Input { index, .. } => p.input(index.0).map(|d| d.ty.dtype),
         Instr::Weight { index, .. } => p.weight(index.0).map(|d| d.ty.dtype),
         Instr::Const { index, .. } => p.konst(index.0).map(|c| c.dtype),
@@ -238,6 +343,8 @@ fn check_instr(p: &Program, ins: &Instr, outputs_done: &mut [bool]) -> Result<()
             r.vis.name()
         ));
     }
+    let operand_types: Vec<DType> = ins.srcs().iter().map(|&s| p.reg(s).ty.dtype).collect();
+    check_scales(ins, r.ty.dtype, &operand_types)?;
     // A weight's declared bounds may be narrower than its type: they are a public promise
     // (e.g. a bias clamped where its requantization saturates) that the interpreter checks
     // the model owner's values against when it loads them.
@@ -291,6 +398,16 @@ pub fn infer(p: &dyn InferCtx, ins: &Instr, dst_dims: &[usize]) -> Result<Inferr
                 (lo as i128, hi as i128),
             )
         }
+        Instr::Load { index, .. } => {
+            let d = p.state(index.0).ok_or(format!("no state {}", index.0))?;
+            (
+                d.ty.dims.clone(),
+                d.ty.batched,
+                Visibility::Secret,
+                (d.lo as i128, d.hi as i128),
+            )
+        }
+        Instr::Store { x, .. } => (dims(x.0), reg(x.0).ty.batched, vis_of(&[x.0]), bnd(x.0)),
         Instr::Const { index, .. } => {
             let c = p.konst(index.0).ok_or(format!("no constant {}", index.0))?;
             let lo = c.data.iter().copied().min().unwrap_or(0) as i128;

@@ -73,10 +73,18 @@ pub fn lower(g: &Graph, opts: &Options) -> Result<(Program, Weights), String> {
                 x: qmpc_bytecode::operand::Reg(*ops.first().ok_or("an output without an operand")?),
                 index: Index(*index as u32),
             },
+            Op::Load { index } => Instr::Load {
+                dst: Dst(dst),
+                index: Index(*index as u32),
+            },
+            Op::Store { index } => Instr::Store {
+                x: qmpc_bytecode::operand::Reg(*ops.first().ok_or("a store without an operand")?),
+                index: Index(*index as u32),
+            },
             Op::Compute(i) => rename(i, dst, &ops)
                 .ok_or_else(|| format!("node `{}`: operands do not match", node.origin))?,
         };
-        if !matches!(node.op, Op::Output { .. }) {
+        if !matches!(node.op, Op::Output { .. } | Op::Store { .. }) {
             let mut decl = node.decl.clone();
             if let (Op::Weight { data, .. }, WeightsMode::Public) = (&node.op, opts.weights) {
                 decl.vis = Visibility::Public;
@@ -98,6 +106,7 @@ pub fn lower(g: &Graph, opts: &Options) -> Result<(Program, Weights), String> {
         inputs: g.inputs.clone(),
         weights,
         outputs: g.outputs.clone(),
+        states: g.states.clone(),
         code,
         origins,
     };

@@ -11,7 +11,8 @@
 //! instruction's first round is the one after its last operand's last round.
 
 use crate::bytecode::{Instr, Program};
-use crate::interp::{failed, step, Fail, PartyData, Roles, Value, VmError};
+use crate::interp::VmError;
+use crate::interp::{failed, state_step, step, Fail, PartyData, Roles, States, Stores, Value};
 use crate::tensor::Tensor;
 use crate::Visibility;
 use qmpc_protocols::mux::{Event, Port, Reply, Request};
@@ -139,6 +140,8 @@ pub(crate) fn run<P: Protocol + Send>(
     roles: Roles,
     data: &PartyData,
     batch: usize,
+    states: &States<P::Shares>,
+    stores: &mut Stores<P::Shares>,
 ) -> Result<Vec<Option<Tensor<i64>>>, VmError> {
     let (me, parties) = (proto.party(), proto.parties());
     let mut st: State<P::Shares> = State::new(program);
@@ -151,9 +154,13 @@ pub(crate) fn run<P: Protocol + Send>(
                 let operands = st.take_operands(i);
                 if !communicates(program, ins) {
                     let mut outs = vec![None; program.outputs.len()];
-                    let v = step(
-                        program, proto, roles, data, batch, &operands, ins, &mut outs,
-                    )
+                    let v = match state_step(program, proto, batch, &operands, ins, states, stores)
+                    {
+                        Some(r) => r,
+                        None => step(
+                            program, proto, roles, data, batch, &operands, ins, &mut outs,
+                        ),
+                    }
                     .map_err(|f| failed(program, i, f))?;
                     st.complete(i, v, revealed(outs));
                     continue;

@@ -50,7 +50,20 @@ pub fn cost(
     batch: usize,
 ) -> Result<ProgramCost, VmError> {
     let mut tally = Tally::new(costs);
-    interp::run(program, &mut tally, roles, &PartyData::default(), batch)?;
+    // Session state costs nothing to load: blank planes of the right length stand in.
+    let mut states: interp::States<_> = program
+        .states
+        .iter()
+        .map(|s| (s.name.clone(), interp::Shared::zeros(s.ty.dims_at(batch))))
+        .collect();
+    interp::run_session(
+        program,
+        &mut tally,
+        roles,
+        &PartyData::default(),
+        batch,
+        &mut states,
+    )?;
     let log = tally.into_log();
     let parties = costs.parties();
     let start = start_rounds(program, &log, costs.shares_rounds());

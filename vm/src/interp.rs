@@ -9,6 +9,7 @@ use crate::shapes;
 use crate::tensor::{self, broadcast_to, Tensor};
 use qmpc_protocols::planes::{Plane, PAD};
 use qmpc_protocols::{Bounds, MatDims, PartyId, Protocol, ProtocolError};
+use std::collections::BTreeMap;
 
 /// Which party plays which role.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -69,9 +70,15 @@ pub struct Shared<S> {
 }
 
 impl<S: Plane> Shared<S> {
-    fn new(dims: Vec<usize>, data: S) -> Self {
+    pub fn new(dims: Vec<usize>, data: S) -> Self {
         debug_assert_eq!(dims.iter().product::<usize>(), data.len());
         Shared { dims, data }
+    }
+
+    /// A sharing of zeros of these dimensions.
+    pub fn zeros(dims: Vec<usize>) -> Self {
+        let len = dims.iter().product();
+        Shared::new(dims, S::zeros(len))
     }
 
     /// A layout move written for any element type (`tensor`'s functions), applied to the
@@ -227,7 +234,52 @@ pub(crate) fn check_party_data(
     Ok(())
 }
 
+/// One party's shares of the session states (`load`/`store`, [`StateDecl`]) by name: what
+/// a training run keeps between the runs of its programs.
+pub type States<S> = BTreeMap<String, Shared<S>>;
+
+/// The `store`s of one run, applied to the [`States`] only when the whole run succeeded,
+/// so a failed step leaves the session as it was.
+pub(crate) type Stores<S> = Vec<(String, Shared<S>)>;
+
+/// `load` and `store`, which touch the session's states rather than the protocol; `None`
+/// for every other instruction.
+pub(crate) fn state_step<P: Protocol>(
+    p: &Program,
+    proto: &P,
+    batch: usize,
+    regs: &[Option<Value<P::Shares>>],
+    ins: &Instr,
+    states: &States<P::Shares>,
+    stores: &mut Stores<P::Shares>,
+) -> Option<Result<Option<Value<P::Shares>>, Fail>> {
+    match ins {
+        Instr::Load { index, .. } => {
+            let decl = &p.states[index.0 as usize];
+            let want = decl.ty.dims_at(batch);
+            Some(match states.get(&decl.name) {
+                None => Err(format!("state `{}` has no value in this session", decl.name).into()),
+                Some(t) if t.dims != want => Err(format!(
+                    "state `{}` holds shape {:?}, the program expects {want:?}",
+                    decl.name, t.dims
+                )
+                .into()),
+                Some(t) => Ok(Some(Value::Secret(t.clone()))),
+            })
+        }
+        Instr::Store { x, index } => {
+            let decl = &p.states[index.0 as usize];
+            Some(get(regs, x.0).map_err(Fail::from).map(|v| {
+                stores.push((decl.name.clone(), secret_of(proto, v)));
+                None
+            }))
+        }
+        _ => None,
+    }
+}
+
 /// Run a verified program. Returns the outputs this party is entitled to (`None` elsewhere).
+/// A program with session state needs [`run_session`].
 pub fn run<P: Protocol + Send>(
     program: &Program,
     proto: &mut P,
@@ -235,11 +287,40 @@ pub fn run<P: Protocol + Send>(
     data: &PartyData,
     batch: usize,
 ) -> Result<Vec<Option<Tensor<i64>>>, VmError> {
+    run_session(program, proto, roles, data, batch, &mut States::new())
+}
+
+/// [`run`] within a session: `load`s read `states`, and the run's `store`s replace them
+/// once every instruction has succeeded.
+pub fn run_session<P: Protocol + Send>(
+    program: &Program,
+    proto: &mut P,
+    roles: Roles,
+    data: &PartyData,
+    batch: usize,
+    states: &mut States<P::Shares>,
+) -> Result<Vec<Option<Tensor<i64>>>, VmError> {
     let me = proto.party();
     check_party_data(program, roles, me, data, batch)?;
-    if program.rounds == RoundSchedule::Merged && proto.shares_rounds() {
-        return crate::concurrent::run(program, proto, roles, data, batch);
-    }
+    let mut stores = Stores::new();
+    let outputs = if program.rounds == RoundSchedule::Merged && proto.shares_rounds() {
+        crate::concurrent::run(program, proto, roles, data, batch, states, &mut stores)?
+    } else {
+        run_in_order(program, proto, roles, data, batch, states, &mut stores)?
+    };
+    states.extend(stores);
+    Ok(outputs)
+}
+
+fn run_in_order<P: Protocol + Send>(
+    program: &Program,
+    proto: &mut P,
+    roles: Roles,
+    data: &PartyData,
+    batch: usize,
+    states: &States<P::Shares>,
+    stores: &mut Stores<P::Shares>,
+) -> Result<Vec<Option<Tensor<i64>>>, VmError> {
     // Registers are dropped after their last read to bound memory.
     let mut last_use = vec![usize::MAX; program.registers.len()];
     for (i, ins) in program.code.iter().enumerate() {
@@ -251,7 +332,10 @@ pub fn run<P: Protocol + Send>(
     let mut outputs = vec![None; program.outputs.len()];
     for (index, ins) in program.code.iter().enumerate() {
         proto.begin_instruction(index);
-        let result = step(program, proto, roles, data, batch, &regs, ins, &mut outputs);
+        let result = match state_step(program, proto, batch, &regs, ins, states, stores) {
+            Some(r) => r,
+            None => step(program, proto, roles, data, batch, &regs, ins, &mut outputs),
+        };
         match result {
             Ok(Some(v)) => {
                 if let Some(d) = ins.dst() {
@@ -746,6 +830,9 @@ pub(crate) fn step<P: Protocol>(
                 Value::Secret(Shared::new(moved.dims, run.gather(&moved.data)))
             }
         }
+        Instr::Load { .. } | Instr::Store { .. } => {
+            return Err("session state is handled by the runner, not `step`".into())
+        }
         Instr::Output { x, index } => {
             let revealed = match get(regs, x.0)? {
                 Value::Public(t) => (me == roles.output_to).then(|| t.clone()),
@@ -1054,5 +1141,101 @@ mod tests {
                 prop_assert_eq!(im2col_shared(&sh, &win).unwrap(), want);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod state_tests {
+    use super::*;
+    use crate::bytecode::asm::assemble;
+    use crate::verify::verify;
+    use qmpc_protocols::clear::Clear;
+
+    /// A momentum step in fixed point: `v' = 9v/10 + g`, with `g` a constant; `v` must
+    /// stay within ±2^20, which `9·2^20/10 + 1 + 2^16 ≤ 2^20` proves.
+    const STEP: &str = r#"
+.program name="momentum", trunc=exact
+.state 0, name="v", type=fx16, dims=[2], batched=0, lo=-1048576, hi=1048576
+.const 0, type=fx16, dims=[2], data=[65536, -32768]
+.const 1, type=i64, dims=[1], data=[9]
+.const 2, type=i64, dims=[1], data=[10]
+.reg %0, type=fx16, dims=[2], batched=0, vis=secret, lo=-1048576, hi=1048576
+.reg %1, type=i64, dims=[1], batched=0, vis=public, lo=9, hi=9
+.reg %2, type=i64, dims=[1], batched=0, vis=public, lo=10, hi=10
+.reg %3, type=fx16, dims=[2], batched=0, vis=secret, lo=-943719, hi=943719
+.reg %4, type=fx16, dims=[2], batched=0, vis=public, lo=-32768, hi=65536
+.reg %5, type=fx16, dims=[2], batched=0, vis=secret, lo=-976487, hi=1009255
+%0 = load index=0
+%1 = const index=1
+%2 = const index=2
+%3 = rescale x=%0, num=%1, den=%2
+%4 = const index=0
+%5 = add a=%3, b=%4
+store x=%5, index=0
+"#;
+
+    #[test]
+    fn stores_carry_state_from_one_run_to_the_next() {
+        let p = assemble(STEP).unwrap();
+        verify(&p).unwrap();
+        let text = crate::bytecode::asm::disassemble(&p);
+        assert_eq!(assemble(&text).unwrap(), p);
+        let bytes = p.to_bytes();
+        assert_eq!(Program::from_bytes(&bytes).unwrap(), p);
+        let mut states = States::new();
+        states.insert("v".into(), Shared::new(vec![2], vec![0i64, 0]));
+        let (mut v0, mut v1) = (0i64, 0i64);
+        for _ in 0..5 {
+            run_session(
+                &p,
+                &mut Clear,
+                Roles::default(),
+                &PartyData::default(),
+                1,
+                &mut states,
+            )
+            .unwrap();
+            v0 = qmpc_protocols::ring::rescale(v0, 9, 10) + 65536;
+            v1 = qmpc_protocols::ring::rescale(v1, 9, 10) - 32768;
+        }
+        assert_eq!(states["v"].data, vec![v0, v1]);
+        assert!(v0 > 4 * 65536, "five steps of momentum accumulate: {v0}");
+    }
+
+    #[test]
+    fn a_load_without_a_value_names_the_state() {
+        let p = assemble(STEP).unwrap();
+        let e = run(&p, &mut Clear, Roles::default(), &PartyData::default(), 1).unwrap_err();
+        assert!(e.to_string().contains("state `v` has no value"), "{e}");
+    }
+
+    #[test]
+    fn the_verifier_holds_stores_to_the_state_invariant_and_scales_to_their_rules() {
+        // A state whose bound the step cannot keep: 9·2^19/10 + 2^16 > 2^19.
+        let loose = STEP
+            .replace(
+                "lo=-1048576, hi=1048576\n.const",
+                "lo=-524288, hi=524288\n.const",
+            )
+            .replace(
+                "%0, type=fx16, dims=[2], batched=0, vis=secret, lo=-1048576, hi=1048576",
+                "%0, type=fx16, dims=[2], batched=0, vis=secret, lo=-524288, hi=524288",
+            );
+        let e = verify(&assemble(&loose).unwrap()).unwrap_err().to_string();
+        assert!(e.contains("state `v` promises"), "{e}");
+        let twice = format!("{STEP}store x=%5, index=0\n");
+        let e = verify(&assemble(&twice).unwrap()).unwrap_err().to_string();
+        assert!(e.contains("stored twice"), "{e}");
+        // Adding an integer to a fixed-point value mixes scales.
+        let mixed = STEP.replace(
+            ".const 0, type=fx16, dims=[2]",
+            ".const 0, type=i64, dims=[2]",
+        );
+        let mixed = mixed.replace(
+            "%4, type=fx16, dims=[2], batched=0, vis=public",
+            "%4, type=i64, dims=[2], batched=0, vis=public",
+        );
+        let e = verify(&assemble(&mixed).unwrap()).unwrap_err().to_string();
+        assert!(e.contains("different scales"), "{e}");
     }
 }

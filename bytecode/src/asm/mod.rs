@@ -87,6 +87,7 @@ struct Builder {
     inputs: Vec<InputDecl>,
     weights: Vec<WeightDecl>,
     outputs: Vec<OutputDecl>,
+    states: Vec<StateDecl>,
     code: Vec<Instr>,
     origins: Vec<String>,
 }
@@ -330,6 +331,14 @@ impl Builder {
                 let ty = a.ty()?;
                 self.weights.push(WeightDecl { name, ty });
             }
+            ".state" => {
+                a.index(self.states.len())?;
+                let name = a.string("name")?;
+                let ty = a.ty()?;
+                let lo = a.int("lo")?;
+                let hi = a.int("hi")?;
+                self.states.push(StateDecl { name, ty, lo, hi });
+            }
             ".output" => {
                 a.index(self.outputs.len())?;
                 let name = a.string("name")?;
@@ -385,6 +394,7 @@ impl Builder {
             inputs: self.inputs,
             weights: self.weights,
             outputs: self.outputs,
+            states: self.states,
             code: self.code,
             origins: self.origins,
         })
@@ -451,6 +461,15 @@ pub fn disassemble(p: &Program) -> String {
             ".weight {i}, name={:?}, {}\n",
             w.name,
             ty_text(&w.ty)
+        ));
+    }
+    for (i, st) in p.states.iter().enumerate() {
+        out.push_str(&format!(
+            ".state {i}, name={:?}, {}, lo={}, hi={}\n",
+            st.name,
+            ty_text(&st.ty),
+            st.lo,
+            st.hi
         ));
     }
     for (i, o) in p.outputs.iter().enumerate() {

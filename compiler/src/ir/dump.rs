@@ -39,6 +39,8 @@ pub fn dump(g: &Graph) -> String {
             Op::Weight { name, data } => format!("weight `{name}` {}", short(&data.data)),
             Op::Const { data } => format!("const {}", short(&data.data)),
             Op::Output { index } => format!("output `{}` {}", g.outputs[*index].name, opname(0)),
+            Op::Load { index } => format!("load `{}`", g.states[*index].name),
+            Op::Store { index } => format!("store `{}` {}", g.states[*index].name, opname(0)),
             Op::Compute(i) => {
                 let args: Vec<String> = i
                     .operands()

@@ -10,7 +10,7 @@ use petgraph::stable_graph::{NodeIndex, StableDiGraph};
 use petgraph::visit::EdgeRef;
 use petgraph::Direction;
 use qmpc_bytecode::verify::{infer, InferCtx};
-use qmpc_bytecode::{ConstTensor, InputDecl, Instr, OutputDecl, RegDecl, WeightDecl};
+use qmpc_bytecode::{ConstTensor, InputDecl, Instr, OutputDecl, RegDecl, StateDecl, WeightDecl};
 use qmpc_bytecode::{DType, TensorType, Visibility};
 
 pub use dump::dump;
@@ -28,6 +28,10 @@ pub enum Op {
     Compute(Instr),
     /// Output `index`, revealed to the output receiver.
     Output { index: usize },
+    /// Session state `index` as the run starts (training, docs/training.md).
+    Load { index: usize },
+    /// The operand becomes session state `index` after the run.
+    Store { index: usize },
 }
 
 /// One node: its operation, result declaration and the ONNX node it came from.
@@ -47,6 +51,8 @@ pub struct Graph {
     pub outputs: Vec<OutputDecl>,
     /// Lookup tables referred to by `lookup` instructions (by index).
     pub tables: Vec<ConstTensor>,
+    /// Session state the program loads or stores (training).
+    pub states: Vec<StateDecl>,
     /// How secure protocols truncate; probabilistic results may exceed exact ones by one.
     pub trunc: qmpc_semantics::TruncMode,
     /// How the program's instructions use rounds (the `schedule` pass sets it).
@@ -72,6 +78,9 @@ impl InferCtx for Ctx<'_> {
     }
     fn weight(&self, _: u32) -> Option<&WeightDecl> {
         None
+    }
+    fn state(&self, i: u32) -> Option<&StateDecl> {
+        self.graph.states.get(i as usize)
     }
     fn trunc(&self) -> qmpc_semantics::TruncMode {
         self.graph.trunc
@@ -223,6 +232,8 @@ impl Graph {
             }
             None => DType::fitting(lo, hi),
         };
+        let operand_types: Vec<DType> = operands.iter().map(|&o| self.g[o].decl.ty.dtype).collect();
+        qmpc_bytecode::verify::check_scales(&instr, dtype, &operand_types)?;
         let ty = TensorType {
             dtype,
             dims: inf.dims,
@@ -252,6 +263,49 @@ impl Graph {
             &[x],
             origin,
         )
+    }
+
+    /// Declare a session state; returns its index.
+    pub fn add_state(&mut self, decl: StateDecl) -> usize {
+        self.states.push(decl);
+        self.states.len() - 1
+    }
+
+    /// The value of state `index` as the run starts: secret, within its declared bounds.
+    pub fn add_load(&mut self, index: usize, origin: &str) -> Result<NodeIndex, String> {
+        let st = self
+            .states
+            .get(index)
+            .ok_or_else(|| format!("no state {index}"))?;
+        let decl = RegDecl {
+            ty: st.ty.clone(),
+            vis: Visibility::Secret,
+            lo: st.lo,
+            hi: st.hi,
+        };
+        Ok(self.add(Op::Load { index }, decl, &[], origin))
+    }
+
+    /// `x` becomes state `index` after the run. Its type and bounds must keep the state's
+    /// invariant (the verifier's rule, checked here so the compiler names the node).
+    pub fn add_store(
+        &mut self,
+        index: usize,
+        x: NodeIndex,
+        origin: &str,
+    ) -> Result<NodeIndex, String> {
+        let st = self
+            .states
+            .get(index)
+            .ok_or_else(|| format!("no state {index}"))?;
+        let d = self.g[x].decl.clone();
+        if d.ty != st.ty || d.lo < st.lo || d.hi > st.hi {
+            return Err(format!(
+                "stores {} in [{}, {}] into state `{}` ({} in [{}, {}])",
+                d.ty, d.lo, d.hi, st.name, st.ty, st.lo, st.hi
+            ));
+        }
+        Ok(self.add(Op::Store { index }, d, &[x], origin))
     }
 
     /// Add a lookup table; returns its index.

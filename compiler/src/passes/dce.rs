@@ -1,14 +1,14 @@
-//! Dead-code elimination: drop nodes no output depends on.
+//! Dead-code elimination: drop nodes no output or stored state depends on.
 
 use crate::ir::{Graph, Op};
 use petgraph::visit::Dfs;
 use petgraph::visit::{Reversed, Walker};
 
-/// Remove every node from which no output is reachable.
+/// Remove every node from which no output or `store` is reachable.
 pub fn dead_code_elimination(g: &mut Graph) {
     let outputs: Vec<_> =
         g.g.node_indices()
-            .filter(|&n| matches!(g.g[n].op, Op::Output { .. }))
+            .filter(|&n| matches!(g.g[n].op, Op::Output { .. } | Op::Store { .. }))
             .collect();
     let mut live = std::collections::HashSet::new();
     for o in outputs {

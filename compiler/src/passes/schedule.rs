@@ -17,7 +17,7 @@ fn interactive(g: &Graph, n: petgraph::stable_graph::NodeIndex) -> bool {
     match &g.g[n].op {
         Op::Input { .. } | Op::Output { .. } => true,
         Op::Weight { .. } => g.decl(n).vis == Visibility::Secret,
-        Op::Const { .. } => false,
+        Op::Const { .. } | Op::Load { .. } | Op::Store { .. } => false,
         Op::Compute(ins) => {
             let secret: Vec<bool> = g
                 .operands(n)
