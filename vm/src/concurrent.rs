@@ -169,7 +169,7 @@ pub(crate) fn run<P: Protocol + Send>(
                 let (rep_tx, rep_rx) = channel();
                 let (out_tx, out_rx) = channel();
                 let port = Port::new(me, parties, ev_tx.clone(), rep_rx);
-                let mut fork = proto.fork(i as u64, port).ok_or_else(|| {
+                let mut fork = proto.fork(states.task(i), port).ok_or_else(|| {
                     failed(
                         program,
                         i,

@@ -51,11 +51,10 @@ pub fn cost(
 ) -> Result<ProgramCost, VmError> {
     let mut tally = Tally::new(costs);
     // Session state costs nothing to load: blank planes of the right length stand in.
-    let mut states: interp::States<_> = program
-        .states
-        .iter()
-        .map(|s| (s.name.clone(), interp::Shared::zeros(s.ty.dims_at(batch))))
-        .collect();
+    let mut states = interp::States::new();
+    for s in &program.states {
+        states.insert(s.name.clone(), interp::Shared::zeros(s.ty.dims_at(batch)));
+    }
     interp::run_session(
         program,
         &mut tally,

@@ -234,9 +234,47 @@ pub(crate) fn check_party_data(
     Ok(())
 }
 
-/// One party's shares of the session states (`load`/`store`, [`StateDecl`]) by name: what
-/// a training run keeps between the runs of its programs.
-pub type States<S> = BTreeMap<String, Shared<S>>;
+/// What one party keeps between the runs of a session's programs: the shares of the
+/// session states (`load`/`store`, [`crate::bytecode::StateDecl`]) by name, and how many
+/// runs there were.
+#[derive(Clone, Debug)]
+pub struct States<S> {
+    values: BTreeMap<String, Shared<S>>,
+    runs: u64,
+}
+
+impl<S> Default for States<S> {
+    fn default() -> Self {
+        States {
+            values: BTreeMap::new(),
+            runs: 0,
+        }
+    }
+}
+
+impl<S> States<S> {
+    pub fn new() -> Self {
+        Self::default()
+    }
+    pub fn get(&self, name: &str) -> Option<&Shared<S>> {
+        self.values.get(name)
+    }
+    pub fn insert(&mut self, name: String, value: Shared<S>) {
+        self.values.insert(name, value);
+    }
+    pub fn remove(&mut self, name: &str) -> Option<Shared<S>> {
+        self.values.remove(name)
+    }
+    /// Runs so far in this session.
+    pub fn runs(&self) -> u64 {
+        self.runs
+    }
+    /// The stream number of instruction `index`'s forked copy in this run. Two runs of
+    /// one program must not draw the same masks, so the run number is part of it.
+    pub(crate) fn task(&self, index: usize) -> u64 {
+        (self.runs << 32) | index as u64
+    }
+}
 
 /// The `store`s of one run, applied to the [`States`] only when the whole run succeeded,
 /// so a failed step leaves the session as it was.
@@ -302,13 +340,20 @@ pub fn run_session<P: Protocol + Send>(
 ) -> Result<Vec<Option<Tensor<i64>>>, VmError> {
     let me = proto.party();
     check_party_data(program, roles, me, data, batch)?;
+    if program.code.len() >= 1 << 32 {
+        return Err(VmError::Setup(
+            "the program has too many instructions".into(),
+        ));
+    }
     let mut stores = Stores::new();
     let outputs = if program.rounds == RoundSchedule::Merged && proto.shares_rounds() {
-        crate::concurrent::run(program, proto, roles, data, batch, states, &mut stores)?
+        crate::concurrent::run(program, proto, roles, data, batch, states, &mut stores)
     } else {
-        run_in_order(program, proto, roles, data, batch, states, &mut stores)?
+        run_in_order(program, proto, roles, data, batch, states, &mut stores)
     };
-    states.extend(stores);
+    states.runs += 1;
+    let outputs = outputs?;
+    states.values.extend(stores);
     Ok(outputs)
 }
 
@@ -1184,6 +1229,7 @@ store x=%5, index=0
         assert_eq!(Program::from_bytes(&bytes).unwrap(), p);
         let mut states = States::new();
         states.insert("v".into(), Shared::new(vec![2], vec![0i64, 0]));
+        assert_eq!(states.runs(), 0);
         let (mut v0, mut v1) = (0i64, 0i64);
         for _ in 0..5 {
             run_session(
@@ -1198,7 +1244,8 @@ store x=%5, index=0
             v0 = qmpc_protocols::ring::rescale(v0, 9, 10) + 65536;
             v1 = qmpc_protocols::ring::rescale(v1, 9, 10) - 32768;
         }
-        assert_eq!(states["v"].data, vec![v0, v1]);
+        assert_eq!(states.get("v").unwrap().data, vec![v0, v1]);
+        assert_eq!(states.runs(), 5);
         assert!(v0 > 4 * 65536, "five steps of momentum accumulate: {v0}");
     }
 
