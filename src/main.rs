@@ -4,6 +4,7 @@ mod cost;
 mod npy;
 mod run;
 mod session;
+mod train;
 
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -163,6 +164,50 @@ enum Cmd {
         #[arg(long)]
         stats: Option<PathBuf>,
     },
+    /// Train a float ONNX model under a protocol: the model owner's initial weights and the
+    /// data owner's rows stay secret; the trained model goes to the model owner.
+    Train {
+        model: PathBuf,
+        /// Training rows (float32 `[N, ...]`, the model's input shape per row).
+        #[arg(long)]
+        data: PathBuf,
+        /// Their classes (integer `[N]`).
+        #[arg(long)]
+        labels: PathBuf,
+        #[arg(long, default_value_t = 1)]
+        epochs: usize,
+        #[arg(long, default_value_t = 128)]
+        batch: usize,
+        #[arg(long)]
+        lr: f64,
+        #[arg(long, default_value_t = 0.0)]
+        momentum: f64,
+        /// `sgd` (with momentum); `adam` is not there yet.
+        #[arg(long, default_value = "sgd", value_parser = ["sgd", "adam"])]
+        optimizer: String,
+        #[arg(long)]
+        protocol: String,
+        #[arg(long)]
+        parties: Option<usize>,
+        /// Where the model owner writes the trained model (the same graph, new weights).
+        #[arg(short, long)]
+        output: PathBuf,
+        /// Test rows and classes: after each epoch the model owner learns how many of them
+        /// the model classifies right (a count, nothing else).
+        #[arg(long)]
+        test_data: Option<PathBuf>,
+        #[arg(long)]
+        test_labels: Option<PathBuf>,
+        #[arg(long)]
+        stats: Option<PathBuf>,
+        #[arg(long, value_enum, default_value = "exact")]
+        trunc: TruncArg,
+        /// Seed of the public shuffle.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        #[arg(long, default_value_t = 60.0)]
+        timeout: f64,
+    },
     /// Assemble text into a binary program.
     Asm {
         input: PathBuf,
@@ -305,6 +350,51 @@ fn dispatch(cmd: Cmd) -> Result<()> {
             stats,
         }),
         Cmd::Demo { model, dir } => run::demo(&model, &dir),
+        Cmd::Train {
+            model,
+            data,
+            labels,
+            epochs,
+            batch,
+            lr,
+            momentum,
+            optimizer,
+            protocol,
+            parties,
+            output,
+            test_data,
+            test_labels,
+            stats,
+            trunc,
+            seed,
+            timeout,
+        } => {
+            if optimizer == "adam" {
+                anyhow::bail!("--optimizer adam is not supported yet (it needs the secure inverse square root); use sgd");
+            }
+            let t = session::seconds("--timeout", timeout)?;
+            train::train(&train::TrainArgs {
+                model,
+                data,
+                labels,
+                test_data,
+                test_labels,
+                epochs,
+                batch,
+                lr,
+                momentum,
+                protocol,
+                parties,
+                output,
+                stats,
+                trunc: match trunc {
+                    TruncArg::Exact => qmpc_protocols::TruncMode::Exact,
+                    TruncArg::Probabilistic => qmpc_protocols::TruncMode::Probabilistic,
+                },
+                seed,
+                timeouts: qmpc_protocols::net::Timeouts { connect: t, io: t },
+            })
+        }
         Cmd::Asm { input, output } => {
             let text = std::fs::read_to_string(&input)
                 .with_context(|| format!("{}: cannot read", input.display()))?;

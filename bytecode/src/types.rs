@@ -6,8 +6,8 @@ use std::fmt;
 /// range the program guarantees, which the verifier and the protocols rely on.
 ///
 /// `Fx(f)` is a fixed-point number: the integer `v` stands for the real `v · 2^-f`
-/// (training, docs/training.md). Its range is the 64-bit one; the register's bounds say
-/// how much of it is used. The verifier's scale rules (`verify::check_scales`) keep the
+/// (training, docs/training.md). Its range is the ring's exact one, `|v| < 2^62`; the
+/// register's bounds say how much of it is used. The verifier's scale rules (`verify::check_scales`) keep the
 /// fractional bits of every operation consistent.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum DType {
@@ -98,7 +98,10 @@ impl DType {
             DType::I16 => (i16::MIN as i64, i16::MAX as i64),
             DType::U16 => (0, u16::MAX as i64),
             DType::I32 => (i32::MIN as i64, i32::MAX as i64),
-            DType::I64 | DType::Fx(_) => (i64::MIN, i64::MAX),
+            DType::I64 => (i64::MIN, i64::MAX),
+            // Within the ring's exact range (`verify::RING_BOUND`), so that a fixed-point
+            // tensor loaded at its type's bounds (a weight) still verifies.
+            DType::Fx(_) => (-(1 << 62) + 1, (1 << 62) - 1),
         }
     }
 

@@ -8,6 +8,7 @@ pub mod ir;
 pub mod lower;
 pub mod onnx;
 pub mod passes;
+pub mod train;
 
 use qmpc_bytecode::{Program, Weights};
 use qmpc_semantics::TruncMode;

@@ -190,7 +190,7 @@ pub(crate) fn check_party_data(
     data: &PartyData,
     batch: usize,
 ) -> Result<(), VmError> {
-    if me == roles.data_owner {
+    if me == roles.data_owner && !p.inputs.is_empty() {
         let inputs = data.inputs.as_ref().ok_or_else(|| {
             VmError::Setup(format!("party {me} owns the input but was given none"))
         })?;

@@ -1,0 +1,530 @@
+//! Training: a float ONNX export becomes the programs of a training session
+//! (docs/training.md). The session's secret state — parameters, momenta, the shared data
+//! set and the current batch — lives in session states between runs:
+//!
+//! - `setup_model`: the model owner shares the initial parameters; momenta start at zero;
+//! - `setup_data`: a data owner shares its rows and one-hot labels (run once per owner);
+//! - `step`: one SGD-with-momentum step on the batch the runner gathered into
+//!   `batch:x` / `batch:y` (a public permutation of the shared rows);
+//! - `eval`: the number of test rows classified right, revealed to the model owner only;
+//! - `finish`: the trained parameters, revealed to the model owner only.
+//!
+//! The step is compiled for a fixed batch size, so its cost does not depend on the data
+//! set's size, and its backward pass is derived from the forward graph (`step.rs`).
+
+mod emit;
+pub mod model;
+mod nonlinear;
+mod step;
+
+use crate::ir::Graph;
+use crate::{lower, passes, Options, WeightsMode};
+use emit::{Emit, R};
+use model::Model;
+use nonlinear::fixed;
+use petgraph::stable_graph::NodeIndex;
+use qmpc_bytecode::{DType, ExternalType, InputDecl, OutputDecl, PostOp, Program};
+use qmpc_bytecode::{QuantParams, StateDecl, TensorType, Weights};
+use qmpc_semantics::TruncMode;
+
+/// The state holding parameter `name`.
+pub fn param_state(name: &str) -> String {
+    format!("param:{name}")
+}
+/// The state holding the momentum of parameter `name`.
+pub fn momentum_state(name: &str) -> String {
+    format!("mom:{name}")
+}
+/// The shared rows and one-hot labels of the data set (all owners' rows, in order).
+pub const DATA_X: &str = "data:x";
+pub const DATA_Y: &str = "data:y";
+/// The rows of the current step, gathered by the runner from [`DATA_X`] / [`DATA_Y`].
+pub const BATCH_X: &str = "batch:x";
+pub const BATCH_Y: &str = "batch:y";
+
+/// The fixed-point plan: fractional bits and the clips that let the verifier prove that no
+/// value wraps the 64-bit ring (docs/training.md, "Headroom"). A clip that binds changes
+/// the result; the defaults are far above what these models reach.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Numerics {
+    /// Fractional bits of every activation, gradient and parameter.
+    pub frac: u32,
+    /// Fractional bits the data owner encodes its values with (`i16`: `|x| < 2^(15 − data_frac)`).
+    pub data_frac: u32,
+    /// Parameters are clipped to ± this after every update.
+    pub weight: f64,
+    /// Activations are clipped to ± this (ReLU outputs to `[0, act]`).
+    pub act: f64,
+    /// Logits are clipped to ± this.
+    pub logit: f64,
+    /// Gradients of activations are clipped to ± this.
+    pub grad: f64,
+    /// Gradients of parameters (summed over the batch) are clipped to ± this.
+    pub wgrad: f64,
+}
+
+impl Default for Numerics {
+    fn default() -> Self {
+        Numerics {
+            frac: 16,
+            data_frac: 12,
+            weight: 8.0,
+            act: 1024.0,
+            logit: 32.0,
+            grad: 1024.0,
+            wgrad: 16384.0,
+        }
+    }
+}
+
+impl Numerics {
+    /// The data owner's largest value.
+    pub fn data_range(&self) -> f64 {
+        (1i64 << (15 - self.data_frac)) as f64
+    }
+    /// Momenta stay within ± this: `|v| ≤ μ|v| + 1 + wgrad` holds for every
+    /// `|v| ≤ (wgrad + 2) / (1 − μ)`, so a store never breaks the state's bounds.
+    fn momentum_bound(&self, momentum: f64) -> f64 {
+        let need = (self.wgrad + 2.0) / (1.0 - momentum).max(1e-3);
+        2f64.powi(need.log2().ceil() as i32)
+    }
+}
+
+/// What a training session is compiled for.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TrainOptions {
+    /// Rows per step (the last rows of an epoch that do not fill a batch are left out).
+    pub batch: usize,
+    pub lr: f64,
+    pub momentum: f64,
+    /// Rows of the data set, all owners together.
+    pub rows: usize,
+    /// Rows of the test set, if the model owner asks for the test accuracy.
+    pub test_rows: Option<usize>,
+    pub trunc: TruncMode,
+    pub numerics: Numerics,
+}
+
+/// The compiled programs of a training session.
+pub struct Training {
+    pub model: Model,
+    pub classes: usize,
+    pub numerics: Numerics,
+    pub setup_model: Program,
+    /// The model owner's initial parameters for `setup_model`, in fixed point.
+    pub weights: Weights,
+    /// One data owner's rows (batched: any number of rows).
+    pub setup_data: Program,
+    pub step: Program,
+    pub eval: Option<Program>,
+    pub finish: Program,
+}
+
+/// Compile the training programs of the float ONNX model `bytes` (`file` names it).
+pub fn compile(bytes: &[u8], file: &str, opts: &TrainOptions) -> Result<Training, String> {
+    let model = Model::read(bytes, file)?;
+    let num = opts.numerics.clone();
+    if !(opts.lr > 0.0 && opts.lr.is_finite()) {
+        return Err(format!(
+            "the learning rate must be positive, not {}",
+            opts.lr
+        ));
+    }
+    if !(0.0..1.0).contains(&opts.momentum) {
+        return Err(format!(
+            "the momentum must be in [0, 1), not {}",
+            opts.momentum
+        ));
+    }
+    if opts.batch == 0 || opts.batch > opts.rows {
+        return Err(format!(
+            "a batch of {} rows from a data set of {}",
+            opts.batch, opts.rows
+        ));
+    }
+    let shapes = model.sample_dims_of().map_err(|e| format!("{file}: {e}"))?;
+    let out = &shapes[&model.output];
+    let [classes] = out.as_slice() else {
+        return Err(format!(
+            "{file}: the output `{}` must be a vector of class scores per sample, is {out:?}",
+            model.output
+        ));
+    };
+    let classes = *classes;
+    let build = Build {
+        model: &model,
+        num: &num,
+        opts,
+        classes,
+    };
+    let (setup_model, weights) = build.setup_model().map_err(|e| format!("{file}: {e}"))?;
+    let setup_data = build.program(Build::setup_data, "setup_data")?;
+    let step = build.program(Build::step, "step")?;
+    let eval = match opts.test_rows {
+        Some(n) => Some(build.program(|b, g| b.eval(g, n), "eval")?),
+        None => None,
+    };
+    let finish = build.program(Build::finish, "finish")?;
+    Ok(Training {
+        model: model.clone(),
+        classes,
+        numerics: num,
+        setup_model,
+        weights,
+        setup_data,
+        step,
+        eval,
+        finish,
+    })
+}
+
+struct Build<'a> {
+    model: &'a Model,
+    num: &'a Numerics,
+    opts: &'a TrainOptions,
+    classes: usize,
+}
+
+fn fx_type(frac: u32, dims: &[usize], batched: bool) -> TensorType {
+    TensorType {
+        dtype: DType::Fx(frac as u8),
+        dims: dims.to_vec(),
+        batched,
+    }
+}
+
+impl Build<'_> {
+    fn compile_opts(&self) -> Options {
+        Options {
+            weights: WeightsMode::Secret,
+            trunc: self.opts.trunc,
+            passes: passes::PassSet::default(),
+        }
+    }
+
+    /// Lower and verify the graph `f` builds.
+    fn program(
+        &self,
+        f: impl Fn(&Self, &mut Graph) -> R<()>,
+        name: &str,
+    ) -> Result<Program, String> {
+        let mut g = Graph {
+            name: name.into(),
+            trunc: self.opts.trunc,
+            ..Graph::default()
+        };
+        f(self, &mut g).map_err(|e| format!("training program `{name}`: {e}"))?;
+        self.finish_graph(g, name).map(|(p, _)| p)
+    }
+
+    fn finish_graph(&self, mut g: Graph, name: &str) -> Result<(Program, Weights), String> {
+        passes::dead_code_elimination(&mut g);
+        passes::schedule(&mut g);
+        let (p, w) = lower::lower(&g, &self.compile_opts())
+            .map_err(|e| format!("training program `{name}`: {e}"))?;
+        qmpc_bytecode::verify::verify(&p)
+            .map_err(|e| format!("training program `{name}` does not verify: {e}"))?;
+        Ok((p, w))
+    }
+
+    fn param_decl(&self, i: usize) -> StateDecl {
+        let p = &self.model.params[i];
+        let w = fixed(self.num.weight, self.num.frac);
+        StateDecl {
+            name: param_state(&p.name),
+            ty: fx_type(self.num.frac, &p.dims, false),
+            lo: -w,
+            hi: w,
+        }
+    }
+
+    fn momentum_decl(&self, i: usize) -> StateDecl {
+        let p = &self.model.params[i];
+        let v = fixed(self.num.momentum_bound(self.opts.momentum), self.num.frac);
+        StateDecl {
+            name: momentum_state(&p.name),
+            ty: fx_type(self.num.frac, &p.dims, false),
+            lo: -v,
+            hi: v,
+        }
+    }
+
+    /// Rows of `rows` samples (`batched`: any number at run time).
+    fn x_decl(&self, name: &str, rows: usize, batched: bool) -> StateDecl {
+        let mut dims = vec![rows];
+        dims.extend(&self.model.sample_dims);
+        let b = 1i64 << 15 << (self.num.frac - self.num.data_frac);
+        StateDecl {
+            name: name.into(),
+            ty: fx_type(self.num.frac, &dims, batched),
+            lo: -b,
+            hi: b - (1 << (self.num.frac - self.num.data_frac)),
+        }
+    }
+
+    fn y_decl(&self, name: &str, rows: usize, batched: bool) -> StateDecl {
+        StateDecl {
+            name: name.into(),
+            ty: fx_type(self.num.frac, &[rows, self.classes], batched),
+            lo: 0,
+            hi: 255 << self.num.frac,
+        }
+    }
+
+    /// The model owner's parameters, in fixed point and within the weight clip.
+    fn initial_weights(&self) -> R<Vec<(String, qmpc_bytecode::ConstTensor)>> {
+        let w = self.num.weight;
+        self.model
+            .params
+            .iter()
+            .map(|p| {
+                if let Some(v) = p.values.iter().find(|v| !(v.abs() as f64 <= w)) {
+                    return Err(format!(
+                        "initializer `{}` holds {v}, outside the weight range ±{w}",
+                        p.name
+                    ));
+                }
+                Ok((
+                    p.name.clone(),
+                    qmpc_bytecode::ConstTensor {
+                        dtype: DType::Fx(self.num.frac as u8),
+                        dims: p.dims.clone(),
+                        data: p
+                            .values
+                            .iter()
+                            .map(|&v| fixed(v as f64, self.num.frac))
+                            .collect(),
+                    },
+                ))
+            })
+            .collect()
+    }
+
+    fn setup_model(&self) -> R<(Program, Weights)> {
+        let mut g = Graph {
+            name: "setup_model".into(),
+            trunc: self.opts.trunc,
+            ..Graph::default()
+        };
+        let weights = self.initial_weights()?;
+        for (i, (name, data)) in weights.into_iter().enumerate() {
+            let decl = self.param_decl(i);
+            let (lo, hi) = (decl.lo, decl.hi);
+            let ps = g.add_state(decl);
+            let w = g.add_weight(&name, data.clone(), &name);
+            // The owner promises the clip; the VM checks its values against it on loading.
+            g.g[w].decl.lo = lo;
+            g.g[w].decl.hi = hi;
+            g.add_store(ps, w, &name)?;
+            let ms = g.add_state(self.momentum_decl(i));
+            let mut e = Emit {
+                g: &mut g,
+                origin: name.clone(),
+            };
+            let zeros = e.konst(self.num.frac, &data.dims, vec![0; data.data.len()]);
+            g.add_store(ms, zeros, &name)?;
+        }
+        self.finish_graph(g, "setup_model")
+    }
+
+    /// A data owner's rows (`i16` with `data_frac` fractional bits) and one-hot labels.
+    fn setup_data(&self, g: &mut Graph) -> R<()> {
+        let rows = self.opts.batch;
+        let mut xdims = vec![rows];
+        xdims.extend(&self.model.sample_dims);
+        let x = g.add_input(
+            InputDecl {
+                name: "data".into(),
+                external: ExternalType::F32,
+                quant: Some(QuantParams {
+                    scale: vec![2f32.powi(-(self.num.data_frac as i32))],
+                    zero_point: vec![0],
+                    axis: 0,
+                    block: 0,
+                }),
+                ty: TensorType {
+                    dtype: DType::I16,
+                    dims: xdims,
+                    batched: true,
+                },
+            },
+            "data",
+        );
+        let y = g.add_input(
+            InputDecl {
+                name: "labels".into(),
+                external: ExternalType::F32,
+                quant: Some(QuantParams {
+                    scale: vec![1.0],
+                    zero_point: vec![0],
+                    axis: 0,
+                    block: 0,
+                }),
+                ty: TensorType {
+                    dtype: DType::U8,
+                    dims: vec![rows, self.classes],
+                    batched: true,
+                },
+            },
+            "labels",
+        );
+        let xs = g.add_state(self.x_decl(DATA_X, rows, true));
+        let ys = g.add_state(self.y_decl(DATA_Y, rows, true));
+        let mut e = Emit {
+            g,
+            origin: "data".into(),
+        };
+        let x = to_fixed(&mut e, x, self.num.frac - self.num.data_frac, self.num.frac)?;
+        e.origin = "labels".into();
+        let y = to_fixed(&mut e, y, self.num.frac, self.num.frac)?;
+        g.add_store(xs, x, "data")?;
+        g.add_store(ys, y, "labels")?;
+        Ok(())
+    }
+
+    /// Load every parameter; returns their nodes by index and their state indices.
+    fn load_params(&self, g: &mut Graph) -> R<(Vec<NodeIndex>, Vec<usize>)> {
+        let mut nodes = Vec::new();
+        let mut states = Vec::new();
+        for i in 0..self.model.params.len() {
+            let s = g.add_state(self.param_decl(i));
+            nodes.push(g.add_load(s, &self.model.params[i].name)?);
+            states.push(s);
+        }
+        Ok((nodes, states))
+    }
+
+    fn step(&self, g: &mut Graph) -> R<()> {
+        let b = self.opts.batch;
+        let xs = g.add_state(self.x_decl(BATCH_X, b, false));
+        let ys = g.add_state(self.y_decl(BATCH_Y, b, false));
+        let x = g.add_load(xs, BATCH_X)?;
+        let y = g.add_load(ys, BATCH_Y)?;
+        let (params, pstates) = self.load_params(g)?;
+        let mut e = Emit {
+            g,
+            origin: String::new(),
+        };
+        let fwd = step::forward(&mut e, self.model, self.num, x, &params)?;
+        let grads = step::backward(&mut e, self.model, self.num, &fwd, y, &params)?;
+        // SGD with momentum (PyTorch's): v ← μ v + g, w ← w − (lr / B) v, then the clip.
+        let frac = self.num.frac;
+        let (mu_num, mu_den) = (fixed(self.opts.momentum, 20), 1i64 << 20);
+        let (lr_num, lr_den) = (fixed(self.opts.lr, 20), (b as i64) << 20);
+        let wmax = fixed(self.num.weight, frac);
+        let mut stores = Vec::new();
+        for (i, p) in self.model.params.iter().enumerate() {
+            e.origin = format!("{}/update", p.name);
+            let ms = e.g.add_state(self.momentum_decl(i));
+            let v = e.g.add_load(ms, &p.name)?;
+            let mv = e.rescale(v, (mu_num, mu_den), frac)?;
+            let v2 = e.add(mv, grads[i])?;
+            let den = e.int(lr_den);
+            let num = e.int(lr_num);
+            let scaled_w = e.mul(params[i], den)?;
+            let step = e.mul(v2, num)?;
+            let target = e.sub(scaled_w, step)?;
+            let w2 = e.requant(target, (1, lr_den), (-wmax, wmax), frac)?;
+            stores.push((pstates[i], w2, ms, v2, p.name.clone()));
+        }
+        for (ps, w2, ms, v2, name) in stores {
+            g.add_store(ps, w2, &name)?;
+            g.add_store(ms, v2, &name)?;
+        }
+        Ok(())
+    }
+
+    /// The count of test rows whose arg-max is their label, to the model owner.
+    fn eval(&self, g: &mut Graph, rows: usize) -> R<()> {
+        let mut xdims = vec![rows];
+        xdims.extend(&self.model.sample_dims);
+        let x = g.add_input(
+            InputDecl {
+                name: "test_data".into(),
+                external: ExternalType::F32,
+                quant: Some(QuantParams {
+                    scale: vec![2f32.powi(-(self.num.data_frac as i32))],
+                    zero_point: vec![0],
+                    axis: 0,
+                    block: 0,
+                }),
+                ty: TensorType {
+                    dtype: DType::I16,
+                    dims: xdims,
+                    batched: false,
+                },
+            },
+            "test_data",
+        );
+        let labels = g.add_input(
+            InputDecl {
+                name: "test_labels".into(),
+                external: ExternalType::I64,
+                quant: None,
+                ty: TensorType {
+                    dtype: DType::U8,
+                    dims: vec![rows],
+                    batched: false,
+                },
+            },
+            "test_labels",
+        );
+        let (params, _) = self.load_params(g)?;
+        let mut e = Emit {
+            g,
+            origin: "test_data".into(),
+        };
+        let x = to_fixed(&mut e, x, self.num.frac - self.num.data_frac, self.num.frac)?;
+        let fwd = step::forward(&mut e, self.model, self.num, x, &params)?;
+        e.origin = "accuracy".into();
+        let arg = e.argmax_rows(fwd.logits)?;
+        let diff = e.sub(arg, labels)?;
+        let (lo, hi) = (e.g.decl(diff).lo, e.g.decl(diff).hi);
+        let hit: Vec<i64> = (lo..=hi).map(|d| i64::from(d == 0)).collect();
+        let right = e.lookup(diff, hit, lo, 0)?;
+        let right = e.reshape(right, &[1, rows])?;
+        let ones = e.konst(0, &[rows, 1], vec![1; rows]);
+        let count = e.matmul(right, ones)?;
+        g.add_output(
+            OutputDecl {
+                name: "correct".into(),
+                external: ExternalType::I64,
+                dequant: None,
+                post: PostOp::None,
+            },
+            count,
+            "accuracy",
+        );
+        Ok(())
+    }
+
+    /// Every trained parameter, as floats, to the model owner.
+    fn finish(&self, g: &mut Graph) -> R<()> {
+        let (params, _) = self.load_params(g)?;
+        for (p, n) in self.model.params.iter().zip(params) {
+            g.add_output(
+                OutputDecl {
+                    name: p.name.clone(),
+                    external: ExternalType::F32,
+                    dequant: Some(QuantParams {
+                        scale: vec![2f32.powi(-(self.num.frac as i32))],
+                        zero_point: vec![0],
+                        axis: 0,
+                        block: 0,
+                    }),
+                    post: PostOp::None,
+                },
+                n,
+                &p.name,
+            );
+        }
+        Ok(())
+    }
+}
+
+/// Integers `x` times `2^shift`, read with `frac` fractional bits.
+fn to_fixed(e: &mut Emit, x: NodeIndex, shift: u32, frac: u32) -> R<NodeIndex> {
+    let k = e.int(1i64 << shift);
+    let v = e.mul(x, k)?;
+    e.cast(v, frac)
+}

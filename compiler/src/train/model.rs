@@ -1,0 +1,329 @@
+//! A float ONNX export read as a training graph: its layers in ONNX order, each naming the
+//! tensors it reads and writes, and the trainable initializers with their float values.
+//!
+//! Only what training supports is accepted; any other node is refused naming it.
+
+use crate::onnx::proto::{GraphProto, NodeProto};
+use crate::onnx::{self, tensor_data, Attrs};
+use std::collections::{HashMap, HashSet};
+
+/// A trainable tensor: an initializer of the ONNX file.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Param {
+    /// The initializer's name, which the trained ONNX file keeps.
+    pub name: String,
+    pub dims: Vec<usize>,
+    pub values: Vec<f32>,
+}
+
+/// What a layer computes.
+#[derive(Clone, Debug, PartialEq)]
+pub enum LayerOp {
+    /// `y = x · W` (`MatMul`, W `[in, out]`) or `y = x · Wᵀ` (`Gemm` with `transB = 1`,
+    /// W `[out, in]`), plus a bias `[out]` where `Gemm` has one.
+    Dense {
+        w: usize,
+        bias: Option<usize>,
+        trans_w: bool,
+    },
+    /// `y = x + b`, `b` a parameter broadcast along the rows (`Add` after `MatMul`).
+    Bias {
+        b: usize,
+    },
+    Relu,
+    /// `[N, ...] → [N, prod(...)]` (`Flatten` with axis 1, or a `Reshape` that does that).
+    Flatten,
+}
+
+/// One ONNX node.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Layer {
+    pub op: LayerOp,
+    /// The activation it reads.
+    pub input: String,
+    pub output: String,
+    /// The ONNX node's name and op type, for errors and origins.
+    pub node: String,
+    pub op_type: String,
+}
+
+/// A float model ready for training.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Model {
+    pub input: String,
+    /// Dimensions of one sample (the batch axis left out).
+    pub sample_dims: Vec<usize>,
+    pub output: String,
+    pub layers: Vec<Layer>,
+    pub params: Vec<Param>,
+}
+
+impl Model {
+    /// Read the float graph of `bytes` (`file` names it in errors).
+    pub fn read(bytes: &[u8], file: &str) -> Result<Model, String> {
+        let m = onnx::decode_model(bytes, file).map_err(|e| e.to_string())?;
+        let g = m
+            .graph
+            .as_ref()
+            .ok_or(format!("{file}: the model has no graph"))?;
+        read_graph(g).map_err(|e| format!("{file}: {e}"))
+    }
+
+    /// Dimensions of one sample at each activation, from the input's.
+    pub fn sample_dims_of(&self) -> Result<HashMap<String, Vec<usize>>, String> {
+        let mut dims = HashMap::from([(self.input.clone(), self.sample_dims.clone())]);
+        for l in &self.layers {
+            let x = dims
+                .get(&l.input)
+                .cloned()
+                .ok_or_else(|| l.error(&format!("reads `{}`, computed nowhere", l.input)))?;
+            let y = match &l.op {
+                LayerOp::Dense { w, trans_w, .. } => {
+                    let wd = &self.params[*w].dims;
+                    let (k, n) = if *trans_w {
+                        (wd[1], wd[0])
+                    } else {
+                        (wd[0], wd[1])
+                    };
+                    if x.len() != 1 || x[0] != k {
+                        return Err(l.error(&format!(
+                            "multiplies a sample of shape {x:?} by a weight of shape {wd:?}"
+                        )));
+                    }
+                    vec![n]
+                }
+                LayerOp::Bias { b } => {
+                    if self.params[*b].dims != x {
+                        return Err(l.error(&format!(
+                            "adds a bias of shape {:?} to a sample of shape {x:?}",
+                            self.params[*b].dims
+                        )));
+                    }
+                    x
+                }
+                LayerOp::Relu => x,
+                LayerOp::Flatten => vec![x.iter().product()],
+            };
+            dims.insert(l.output.clone(), y);
+        }
+        Ok(dims)
+    }
+}
+
+impl Layer {
+    pub fn error(&self, msg: &str) -> String {
+        format!("node `{}` ({}): {msg}", self.node, self.op_type)
+    }
+}
+
+fn read_graph(g: &GraphProto) -> Result<Model, String> {
+    let mut inits: HashMap<&str, onnx::TensorData> = HashMap::new();
+    for t in &g.initializer {
+        let d = tensor_data(t).map_err(|e| format!("initializer `{}`: {e}", t.name))?;
+        inits.insert(t.name.as_str(), d);
+    }
+    let inputs: Vec<_> = g
+        .input
+        .iter()
+        .filter(|i| !inits.contains_key(i.name.as_str()))
+        .collect();
+    let [input] = inputs.as_slice() else {
+        return Err(format!(
+            "training needs exactly one graph input (the data), found {}",
+            inputs.len()
+        ));
+    };
+    let dims: Vec<usize> = input
+        .r#type
+        .as_ref()
+        .and_then(|t| t.tensor_type.as_ref())
+        .and_then(|t| t.shape.as_ref())
+        .map(|s| {
+            s.dim
+                .iter()
+                .map(|d| d.dim_value.unwrap_or(1).max(1) as usize)
+                .collect()
+        })
+        .ok_or_else(|| format!("input `{}` has no shape", input.name))?;
+    if dims.len() < 2 {
+        return Err(format!(
+            "input `{}` must have a batch axis and a sample shape, has shape {dims:?}",
+            input.name
+        ));
+    }
+    let [output] = g.output.as_slice() else {
+        return Err(format!(
+            "training needs exactly one graph output (the logits), found {}",
+            g.output.len()
+        ));
+    };
+    let mut params: Vec<Param> = Vec::new();
+    let mut param_of: HashMap<String, usize> = HashMap::new();
+    let mut param = |name: &str, node: &NodeProto| -> Result<usize, String> {
+        if let Some(&i) = param_of.get(name) {
+            return Ok(i);
+        }
+        let t = inits.get(name).ok_or_else(|| {
+            node_error(
+                node,
+                &format!("`{name}` must be an initializer (a trainable weight)"),
+            )
+        })?;
+        let values = t
+            .floats()
+            .ok_or_else(|| node_error(node, &format!("initializer `{name}` is not float")))?
+            .to_vec();
+        params.push(Param {
+            name: name.to_string(),
+            dims: t.dims.clone(),
+            values,
+        });
+        param_of.insert(name.to_string(), params.len() - 1);
+        Ok(params.len() - 1)
+    };
+    let mut layers = Vec::new();
+    let mut constants: HashSet<String> = HashSet::new();
+    for n in &g.node {
+        let a = Attrs::new(n);
+        let op = match n.op_type.as_str() {
+            "Gemm" => {
+                if a.int("transA", 0)? != 0
+                    || a.float("alpha", 1.0)? != 1.0
+                    || a.float("beta", 1.0)? != 1.0
+                {
+                    return Err(node_error(
+                        n,
+                        "only Gemm with transA = 0 and alpha = beta = 1 is trainable",
+                    ));
+                }
+                let w = param(input_at(n, 1)?, n)?;
+                let bias = match n.input.get(2).filter(|s| !s.is_empty()) {
+                    Some(b) => Some(param(b, n)?),
+                    None => None,
+                };
+                LayerOp::Dense {
+                    w,
+                    bias,
+                    trans_w: a.int("transB", 0)? != 0,
+                }
+            }
+            "MatMul" => LayerOp::Dense {
+                w: param(input_at(n, 1)?, n)?,
+                bias: None,
+                trans_w: false,
+            },
+            "Add" => {
+                let b = input_at(n, 1)?;
+                if !inits.contains_key(b) {
+                    return Err(node_error(
+                        n,
+                        "an Add of two activations (a residual) is not trainable yet",
+                    ));
+                }
+                LayerOp::Bias { b: param(b, n)? }
+            }
+            "Relu" => LayerOp::Relu,
+            "Flatten" => {
+                if a.int("axis", 1)? != 1 {
+                    return Err(node_error(n, "only Flatten with axis 1 is trainable"));
+                }
+                LayerOp::Flatten
+            }
+            "Reshape" => {
+                let shape = input_at(n, 1)?;
+                let s = inits
+                    .get(shape)
+                    .and_then(|t| t.ints())
+                    .ok_or_else(|| node_error(n, "the shape must be a constant"))?;
+                if s.len() != 2 || s[1] != -1 {
+                    return Err(node_error(
+                        n,
+                        &format!("only a Reshape to [N, -1] is trainable, not {s:?}"),
+                    ));
+                }
+                constants.insert(shape.to_string());
+                LayerOp::Flatten
+            }
+            "Identity" | "Dropout" => {
+                return Err(node_error(
+                    n,
+                    "not trainable yet (export the model in eval mode without it)",
+                ))
+            }
+            other => {
+                return Err(node_error(
+                    n,
+                    &format!("`{other}` is not supported in a training graph"),
+                ))
+            }
+        };
+        layers.push(Layer {
+            op,
+            input: input_at(n, 0)?.to_string(),
+            output: n
+                .output
+                .first()
+                .cloned()
+                .ok_or_else(|| node_error(n, "has no output"))?,
+            node: n.name.clone(),
+            op_type: n.op_type.clone(),
+        });
+    }
+    let model = Model {
+        input: input.name.clone(),
+        sample_dims: dims[1..].to_vec(),
+        output: output.name.clone(),
+        layers,
+        params,
+    };
+    let shapes = model.sample_dims_of()?;
+    if !shapes.contains_key(&model.output) {
+        return Err(format!("the output `{}` is computed nowhere", model.output));
+    }
+    Ok(model)
+}
+
+fn input_at(n: &NodeProto, i: usize) -> Result<&str, String> {
+    n.input
+        .get(i)
+        .map(String::as_str)
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| node_error(n, &format!("has no input {i}")))
+}
+
+fn node_error(n: &NodeProto, msg: &str) -> String {
+    format!("node `{}` ({}): {msg}", n.name, n.op_type)
+}
+
+/// The ONNX file `bytes` with the float initializers named in `params` replaced by the
+/// given values (same shapes): the trained model, which loads wherever the export did.
+pub fn with_params(
+    bytes: &[u8],
+    file: &str,
+    params: &[(String, Vec<f32>)],
+) -> Result<Vec<u8>, String> {
+    use prost::Message;
+    let mut m = onnx::decode_model(bytes, file).map_err(|e| e.to_string())?;
+    let g = m
+        .graph
+        .as_mut()
+        .ok_or(format!("{file}: the model has no graph"))?;
+    for (name, values) in params {
+        let t = g
+            .initializer
+            .iter_mut()
+            .find(|t| &t.name == name)
+            .ok_or_else(|| format!("{file}: no initializer `{name}`"))?;
+        let n: i64 = t.dims.iter().product();
+        if n != values.len() as i64 {
+            return Err(format!(
+                "{file}: initializer `{name}` has {n} values, {} given",
+                values.len()
+            ));
+        }
+        t.data_type = crate::onnx::proto::data_type::FLOAT;
+        t.float_data.clear();
+        t.raw_data = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+    }
+    Ok(m.encode_to_vec())
+}

@@ -1,0 +1,99 @@
+//! Exponential, reciprocal and softmax in fixed point, written once with the instructions
+//! every protocol runs (products, fused requantizations, small public lookups), so every
+//! protocol of the registry has them. Error bounds and costs: docs/training.md.
+//!
+//! Every clip below is on a value's true range, so it changes nothing but the bounds the
+//! verifier can prove (interval arithmetic does not know that `y − round(y)` is at most
+//! one half).
+
+use super::emit::{Emit, R};
+use petgraph::stable_graph::NodeIndex;
+
+/// `round(v · 2^frac)`.
+pub(crate) fn fixed(v: f64, frac: u32) -> i64 {
+    (v * (1u64 << frac) as f64).round() as i64
+}
+
+/// Largest exponent input kept: `exp(d)` for `d < −24.5 / log2(e) ≈ −17` is below
+/// `2^-24` and rounds to zero at 16 fractional bits.
+const EXP2_FLOOR: f64 = 24.5;
+
+/// `exp(d)` for `d ≤ 0` with `frac` fractional bits, in `[0, 1]`: `2^y` for
+/// `y = d · log2(e)` split as `y = n + f` with `n = round(y)` (a public lookup of `2^n`)
+/// and `|f| ≤ 1/2` (a degree-5 Taylor polynomial of `2^f`, error below 3.5e-6).
+pub(crate) fn exp_nonpositive(e: &mut Emit, d: NodeIndex) -> R<NodeIndex> {
+    let frac = e.frac(d);
+    let one = 1i64 << frac;
+    // y = d · log2(e), clipped to [−24.5, 0].
+    let log2e = fixed(std::f64::consts::LOG2_E, 20);
+    let y = e.requant(d, (log2e, 1 << 20), (-fixed(EXP2_FLOOR, frac), 0), frac)?;
+    let n = e.rescale(y, (1, one), 0)?;
+    let unit = e.konst(frac, &[1], vec![one]);
+    let n_fx = e.mul(n, unit)?;
+    let f = e.sub(y, n_fx)?;
+    // f, f², f³, f⁴, f⁵ (three levels of products), each clipped to its true range.
+    let sq = e.mul(f, f)?;
+    let f2 = e.trunc(sq, frac, (0, one / 4))?;
+    let cube = e.mul(f2, f)?;
+    let f3 = e.trunc(cube, frac, (-one / 8, one / 8))?;
+    let quad = e.mul(f2, f2)?;
+    let f4 = e.trunc(quad, frac, (0, one / 16))?;
+    let quint = e.mul(f4, f)?;
+    let f5 = e.trunc(quint, frac, (-one / 32, one / 32))?;
+    // Σ (ln 2)^k / k! · f^k, summed with 2·frac fractional bits, then truncated once.
+    let mut coef = 1.0f64;
+    let mut acc = e.konst(2 * frac, &[1], vec![one * one]);
+    for (k, p) in [f, f2, f3, f4, f5].into_iter().enumerate() {
+        coef *= std::f64::consts::LN_2 / (k + 1) as f64;
+        let c = e.konst(frac, &[1], vec![fixed(coef, frac)]);
+        let term = e.mul(p, c)?;
+        acc = e.add(acc, term)?;
+    }
+    let p = e.trunc(acc, frac, (fixed(0.70, frac), fixed(1.42, frac)))?;
+    // 2^n for every n the verifier allows (n ≥ −25; 2^1 never happens but is in range).
+    let table: Vec<i64> = (-25..=1).map(|n| fixed(2f64.powi(n), frac)).collect();
+    let pow = e.lookup(n, table, -25, frac)?;
+    let prod = e.mul(pow, p)?;
+    e.trunc(prod, frac, (0, one))
+}
+
+/// `1 / s` for `1 ≤ s ≤ smax` with `frac` fractional bits: a public table of `1 / (k/16)`
+/// at `k = round(16 s)` (relative error at most 1/32), then two Newton steps
+/// `r ← r (2 − s r)` (error below 1e-6 before the last rounding).
+pub(crate) fn reciprocal(e: &mut Emit, s: NodeIndex, smax: f64) -> R<NodeIndex> {
+    let frac = e.frac(s);
+    let one = 1i64 << frac;
+    let k = e.rescale(s, (1, one / 16), 0)?;
+    let (lo, hi) = (e.g.decl(k).lo, e.g.decl(k).hi);
+    let table: Vec<i64> = (lo..=hi)
+        .map(|k| fixed(1.0 / (k as f64 / 16.0).max(1.0), frac))
+        .collect();
+    let mut r = e.lookup(k, table, lo, frac)?;
+    let two = e.konst(frac, &[1], vec![2 * one]);
+    for _ in 0..2 {
+        let sr = e.mul(s, r)?;
+        let t = e.trunc(sr, frac, (0, 2 * one))?;
+        let u = e.sub(two, t)?;
+        let ru = e.mul(r, u)?;
+        r = e.trunc(ru, frac, (fixed(1.0 / smax, frac) / 2, one))?;
+    }
+    Ok(r)
+}
+
+/// Softmax along the last axis of the matrix `z` (`[n, c]`), with the row maximum
+/// subtracted first so that every exponent is at most zero and the sum is in `[1, c]`.
+pub(crate) fn softmax(e: &mut Emit, z: NodeIndex) -> R<NodeIndex> {
+    let frac = e.frac(z);
+    let one = 1i64 << frac;
+    let d = e.dims(z);
+    let (n, c) = (d[0], d[1]);
+    let z4 = e.reshape(z, &[n, 1, 1, c])?;
+    let m4 = e.maxpool(z4, &[1, c])?;
+    let m = e.reshape(m4, &[n, 1])?;
+    let shifted = e.sub(z, m)?;
+    let ex = exp_nonpositive(e, shifted)?;
+    let s = e.sum_cols(ex)?;
+    let r = reciprocal(e, s, c as f64)?;
+    let p = e.mul(ex, r)?;
+    e.trunc(p, frac, (0, one))
+}

@@ -1,0 +1,221 @@
+//! The forward pass, the backward pass derived from it, and the optimizer update, as IR.
+//!
+//! Activations and their gradients have `frac` fractional bits. A product of two of them
+//! has `2·frac` until one fused requantization truncates it back and clips it to the bound
+//! of the headroom plan ([`super::Numerics`]), so that the verifier proves that nothing
+//! wraps the ring. A dense layer followed by a ReLU is one product and one requantization
+//! (bias, truncation, ReLU and clip together).
+
+use super::emit::{Emit, R};
+use super::model::{LayerOp, Model};
+use super::nonlinear::{fixed, softmax};
+use super::Numerics;
+use petgraph::stable_graph::NodeIndex;
+use std::collections::HashMap;
+
+/// An activation: with `frac` fractional bits, or a product not yet truncated (`2·frac`).
+#[derive(Clone, Copy, Debug)]
+enum Act {
+    Fx(NodeIndex),
+    Wide(NodeIndex),
+}
+
+/// What the backward pass needs of a forward run.
+pub(crate) struct Forward {
+    /// The truncated value of every activation tensor by name.
+    values: HashMap<String, NodeIndex>,
+    /// The logits (`frac` fractional bits, clipped to ± the logit bound).
+    pub logits: NodeIndex,
+}
+
+/// Emit the forward pass of `model` on `x` with the parameters `params` (by index).
+pub(crate) fn forward(
+    e: &mut Emit,
+    model: &Model,
+    num: &Numerics,
+    x: NodeIndex,
+    params: &[NodeIndex],
+) -> R<Forward> {
+    let frac = num.frac;
+    let act = fixed(num.act, frac);
+    let mut acts: HashMap<String, Act> = HashMap::from([(model.input.clone(), Act::Fx(x))]);
+    let mut values: HashMap<String, NodeIndex> = HashMap::from([(model.input.clone(), x)]);
+    let readers = |name: &str| model.layers.iter().filter(|l| l.input == name).count();
+    for l in &model.layers {
+        e.origin = l.node.clone();
+        let input = *acts
+            .get(&l.input)
+            .ok_or_else(|| l.error(&format!("reads `{}`, computed nowhere", l.input)))?;
+        // A wide value feeding anything but a bias or ReLU is truncated and clipped first.
+        let fx = |e: &mut Emit, a: Act| -> R<NodeIndex> {
+            match a {
+                Act::Fx(n) => Ok(n),
+                Act::Wide(n) => e.trunc(n, frac, (-act, act)),
+            }
+        };
+        let out = match &l.op {
+            LayerOp::Dense { w, bias, trans_w } => {
+                let xin = fx(e, input)?;
+                values.insert(l.input.clone(), xin);
+                let wt = if *trans_w {
+                    e.t(params[*w])?
+                } else {
+                    params[*w]
+                };
+                let mut z = e.matmul(xin, wt)?;
+                if let Some(b) = bias {
+                    z = add_bias_wide(e, z, params[*b], frac)?;
+                }
+                Act::Wide(z)
+            }
+            LayerOp::Bias { b } => match input {
+                Act::Wide(z) => Act::Wide(add_bias_wide(e, z, params[*b], frac)?),
+                Act::Fx(v) => Act::Fx(e.add(v, params[*b])?),
+            },
+            LayerOp::Relu => Act::Fx(match input {
+                Act::Wide(z) => e.trunc(z, frac, (0, act))?,
+                Act::Fx(v) => e.clamp(v, 0, act)?,
+            }),
+            LayerOp::Flatten => {
+                let v = fx(e, input)?;
+                let d = e.dims(v);
+                Act::Fx(e.reshape(v, &[d[0], d[1..].iter().product()])?)
+            }
+        };
+        if let Act::Fx(n) = out {
+            values.insert(l.output.clone(), n);
+        }
+        // A wide value read twice is truncated once, here.
+        let out = match out {
+            Act::Wide(z) if readers(&l.output) > 1 => {
+                let n = e.trunc(z, frac, (-act, act))?;
+                values.insert(l.output.clone(), n);
+                Act::Fx(n)
+            }
+            o => o,
+        };
+        acts.insert(l.output.clone(), out);
+    }
+    e.origin = model.output.clone();
+    let logit = fixed(num.logit, frac);
+    let logits = match acts.get(&model.output) {
+        Some(Act::Wide(z)) => e.trunc(*z, frac, (-logit, logit))?,
+        Some(Act::Fx(v)) => e.clamp(*v, -logit, logit)?,
+        None => return Err(format!("the output `{}` is computed nowhere", model.output)),
+    };
+    values.insert(model.output.clone(), logits);
+    Ok(Forward { values, logits })
+}
+
+/// `z + b` where `z` has `2·frac` fractional bits and `b` has `frac`.
+fn add_bias_wide(e: &mut Emit, z: NodeIndex, b: NodeIndex, frac: u32) -> R<NodeIndex> {
+    let unit = e.konst(0, &[1], vec![1i64 << frac]);
+    let bw = e.mul(b, unit)?;
+    let bw = e.cast(bw, 2 * frac)?;
+    e.add(z, bw)
+}
+
+/// Emit the gradient of the mean softmax cross-entropy times the batch size (the mean's
+/// `1/B` is folded into the learning rate), `softmax(z) − y`, and the backward pass.
+/// Returns the gradient of every parameter (by index), with `frac` fractional bits,
+/// clipped to ± the weight-gradient bound.
+pub(crate) fn backward(
+    e: &mut Emit,
+    model: &Model,
+    num: &Numerics,
+    fwd: &Forward,
+    y: NodeIndex,
+    params: &[NodeIndex],
+) -> R<Vec<NodeIndex>> {
+    let frac = num.frac;
+    let (grad, wgrad) = (fixed(num.grad, frac), fixed(num.wgrad, frac));
+    e.origin = "SoftmaxCrossEntropy".into();
+    let p = softmax(e, fwd.logits)?;
+    let g = e.sub(p, y)?;
+    let mut grads: HashMap<String, NodeIndex> = HashMap::from([(model.output.clone(), g)]);
+    let mut pgrads: Vec<Option<NodeIndex>> = vec![None; model.params.len()];
+    let mut add_pgrad = |e: &mut Emit, i: usize, g: NodeIndex| -> R<()> {
+        pgrads[i] = Some(match pgrads[i] {
+            Some(old) => e.add(old, g)?,
+            None => g,
+        });
+        Ok(())
+    };
+    for l in model.layers.iter().rev() {
+        e.origin = format!("{}/grad", l.node);
+        let Some(&gy) = grads.get(&l.output) else {
+            continue; // nothing downstream depends on it
+        };
+        let needs_input = l.input != model.input;
+        let gx = match &l.op {
+            LayerOp::Dense { w, bias, trans_w } => {
+                let x = *fwd
+                    .values
+                    .get(&l.input)
+                    .ok_or_else(|| l.error("its input was not kept"))?;
+                // dW: gyᵀ·x ([out, in]) for W [out, in], xᵀ·gy for W [in, out].
+                let gw = if *trans_w {
+                    let gyt = e.t(gy)?;
+                    e.matmul(gyt, x)?
+                } else {
+                    let xt = e.t(x)?;
+                    e.matmul(xt, gy)?
+                };
+                let gw = e.trunc(gw, frac, (-wgrad, wgrad))?;
+                add_pgrad(e, *w, gw)?;
+                if let Some(b) = bias {
+                    let gb = e.sum_rows(gy)?;
+                    let gb = e.clamp(gb, -wgrad, wgrad)?;
+                    add_pgrad(e, *b, gb)?;
+                }
+                if needs_input {
+                    let wm = if *trans_w {
+                        params[*w]
+                    } else {
+                        e.t(params[*w])?
+                    };
+                    let gx = e.matmul(gy, wm)?;
+                    Some(e.trunc(gx, frac, (-grad, grad))?)
+                } else {
+                    None
+                }
+            }
+            LayerOp::Bias { b } => {
+                let gb = e.sum_rows(gy)?;
+                let gb = e.clamp(gb, -wgrad, wgrad)?;
+                add_pgrad(e, *b, gb)?;
+                Some(gy)
+            }
+            LayerOp::Relu => {
+                let yv = *fwd
+                    .values
+                    .get(&l.output)
+                    .ok_or_else(|| l.error("its output was not kept"))?;
+                // 1 where the output is positive: the integer clamp(y, 0, 1), read as 0/1.
+                let bit = e.clamp(yv, 0, 1)?;
+                let bit = e.cast(bit, 0)?;
+                Some(e.mul(gy, bit)?)
+            }
+            LayerOp::Flatten => {
+                let x = *fwd
+                    .values
+                    .get(&l.input)
+                    .ok_or_else(|| l.error("its input was not kept"))?;
+                let d = e.dims(x);
+                Some(e.reshape(gy, &d)?)
+            }
+        };
+        if let (Some(gx), true) = (gx, needs_input) {
+            let sum = match grads.get(&l.input) {
+                Some(&old) => e.add(old, gx)?,
+                None => gx,
+            };
+            grads.insert(l.input.clone(), sum);
+        }
+    }
+    pgrads
+        .into_iter()
+        .zip(&model.params)
+        .map(|(g, p)| g.ok_or_else(|| format!("parameter `{}` does not reach the loss", p.name)))
+        .collect()
+}

@@ -1,0 +1,421 @@
+//! `qmpc train`: compile the training programs of a float ONNX export, then run the
+//! session in every party — share the model and the data once, run the step over the
+//! batches of a public per-epoch shuffle, count the test rows classified right, and reveal
+//! the trained parameters to the model owner, who writes the trained ONNX file.
+
+use crate::npy::{self, Array};
+use crate::run::quantize_input;
+use crate::session;
+use anyhow::{bail, Context, Result};
+use qmpc_compiler::train::{self as tc, TrainOptions, Training};
+use qmpc_protocols::net::{Hello, Mesh, Stats, Timeouts};
+use qmpc_protocols::planes::Plane;
+use qmpc_protocols::registry::{Party, PartyVisitor};
+use qmpc_protocols::{PartyId, Protocol, Spec, TruncMode};
+use qmpc_vm::bytecode::{Program, Weights};
+use qmpc_vm::interp::{self, PartyData, Roles, Shared, States};
+use qmpc_vm::tensor::Tensor;
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::Instant;
+
+/// What `qmpc train` was asked.
+pub struct TrainArgs {
+    pub model: PathBuf,
+    pub data: PathBuf,
+    pub labels: PathBuf,
+    pub test_data: Option<PathBuf>,
+    pub test_labels: Option<PathBuf>,
+    pub epochs: usize,
+    pub batch: usize,
+    pub lr: f64,
+    pub momentum: f64,
+    pub protocol: String,
+    pub parties: Option<usize>,
+    pub output: PathBuf,
+    pub stats: Option<PathBuf>,
+    pub trunc: TruncMode,
+    pub seed: u64,
+    pub timeouts: Timeouts,
+}
+
+/// The public shuffle of epoch `epoch`: Fisher–Yates driven by splitmix64 from `seed`
+/// (docs/training.md; `models/train/make_train_refs.py` implements the same).
+pub fn epoch_perm(n: usize, seed: u64, epoch: u64) -> Vec<usize> {
+    let mut state = seed ^ (epoch + 1).wrapping_mul(0xD1B5_4A32_D192_ED03);
+    let mut next = || {
+        state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    };
+    let mut p: Vec<usize> = (0..n).collect();
+    for i in (1..n).rev() {
+        let j = (next() % (i as u64 + 1)) as usize;
+        p.swap(i, j);
+    }
+    p
+}
+
+/// The data owner's rows, quantized as `setup_data` takes them, with one-hot labels.
+fn read_rows(
+    program: &Program,
+    x: &Array,
+    labels: &Array,
+    classes: usize,
+) -> Result<Vec<Tensor<i64>>> {
+    let n = x.dims().first().copied().unwrap_or(0);
+    let Array::Int(ld, lv, _) = labels else {
+        bail!("labels must be integer class indices, the file holds float32");
+    };
+    if ld.as_slice() != [n] {
+        bail!("{} rows of data but labels of shape {ld:?}", n);
+    }
+    if let Some(bad) = lv.iter().find(|&&c| c < 0 || c as usize >= classes) {
+        bail!("label {bad} is not a class of a model with {classes} outputs");
+    }
+    let mut onehot = vec![0f32; n * classes];
+    for (r, &c) in lv.iter().enumerate() {
+        onehot[r * classes + c as usize] = 1.0;
+    }
+    let (xq, _) = quantize_input(&program.inputs[0], x).context("--data")?;
+    let (yq, _) = quantize_input(&program.inputs[1], &Array::F32(vec![n, classes], onehot))?;
+    Ok(vec![xq, yq])
+}
+
+/// What one party brings to the session.
+#[derive(Default)]
+struct Owned {
+    weights: Option<Weights>,
+    data: Option<Vec<Tensor<i64>>>,
+    test: Option<Vec<Tensor<i64>>>,
+}
+
+/// What the session is: the programs and the public schedule.
+struct Plan<'a> {
+    t: &'a Training,
+    epochs: usize,
+    batch: usize,
+    rows: usize,
+    seed: u64,
+    roles: Roles,
+    /// Whether this party prints progress (the model owner does).
+    talk: bool,
+}
+
+/// What one party has at the end.
+#[derive(Default)]
+struct Outcome {
+    params: Option<Vec<Option<Tensor<i64>>>>,
+    correct: Vec<i64>,
+    stats: Stats,
+}
+
+/// `rows` of `src` (along its first axis), as a new sharing.
+fn gather_rows<S: Plane>(src: &Shared<S>, rows: &[usize]) -> Shared<S> {
+    let row: usize = src.dims[1..].iter().product();
+    let idx: Vec<usize> = rows.iter().flat_map(|&r| r * row..(r + 1) * row).collect();
+    let mut dims = src.dims.clone();
+    dims[0] = rows.len();
+    Shared::new(dims, src.data.gather(&idx))
+}
+
+/// Run the whole session in one party.
+fn session_loop<P: Protocol + Send>(
+    proto: &mut P,
+    plan: &Plan,
+    own: &Owned,
+    online: impl Fn(&P) -> Stats,
+) -> Result<Outcome> {
+    let t = plan.t;
+    let roles = plan.roles;
+    let owner = Roles {
+        output_to: roles.model_owner,
+        ..roles
+    };
+    let mut states = States::new();
+    let me_model = PartyData {
+        inputs: None,
+        weights: own.weights.clone(),
+    };
+    interp::run_session(&t.setup_model, proto, roles, &me_model, 1, &mut states)
+        .context("sharing the model")?;
+    let data = PartyData {
+        inputs: own.data.clone(),
+        weights: None,
+    };
+    interp::run_session(&t.setup_data, proto, roles, &data, plan.rows, &mut states)
+        .context("sharing the data")?;
+    let (xs, ys) = (
+        states.remove(tc::DATA_X).context("no shared data")?,
+        states.remove(tc::DATA_Y).context("no shared labels")?,
+    );
+    let steps = plan.rows / plan.batch;
+    let mut out = Outcome::default();
+    let start = Instant::now();
+    for epoch in 0..plan.epochs {
+        let perm = epoch_perm(plan.rows, plan.seed, epoch as u64);
+        for s in 0..steps {
+            let rows = &perm[s * plan.batch..(s + 1) * plan.batch];
+            states.insert(tc::BATCH_X.into(), gather_rows(&xs, rows));
+            states.insert(tc::BATCH_Y.into(), gather_rows(&ys, rows));
+            interp::run_session(&t.step, proto, roles, &PartyData::default(), 1, &mut states)
+                .with_context(|| format!("epoch {}, step {}", epoch + 1, s + 1))?;
+            if plan.talk {
+                let st = online(proto);
+                let done = (epoch * steps + s + 1) * plan.batch;
+                eprint!(
+                    "\repoch {}/{} batch {}/{steps}: {:.0} samples/s, {} rounds, {:.1} MB sent   ",
+                    epoch + 1,
+                    plan.epochs,
+                    s + 1,
+                    done as f64 / start.elapsed().as_secs_f64().max(1e-9),
+                    st.rounds,
+                    st.bytes_sent as f64 / 1e6
+                );
+            }
+        }
+        if let Some(eval) = &t.eval {
+            let test = PartyData {
+                inputs: own.test.clone(),
+                weights: None,
+            };
+            let got = interp::run_session(eval, proto, owner, &test, 1, &mut states)
+                .context("counting the test rows classified right")?;
+            if let Some(Some(c)) = got.first() {
+                out.correct.push(c.data.first().copied().unwrap_or(0));
+            }
+        }
+        if plan.talk {
+            match out.correct.last() {
+                Some(c) if t.eval.is_some() => eprintln!("test: {c} right"),
+                _ => eprintln!(),
+            }
+        }
+    }
+    let params = interp::run_session(
+        &t.finish,
+        proto,
+        owner,
+        &PartyData::default(),
+        1,
+        &mut states,
+    )
+    .context("revealing the trained parameters")?;
+    if proto.party() == roles.model_owner {
+        out.params = Some(params);
+    }
+    out.stats = online(proto);
+    Ok(out)
+}
+
+/// Runs the session in a freshly set-up networked party.
+struct TrainWith<'a> {
+    plan: &'a Plan<'a>,
+    own: &'a Owned,
+}
+
+impl PartyVisitor for TrainWith<'_> {
+    type Output = Result<Outcome>;
+    fn visit<P: Party>(self, mut party: P) -> Result<Outcome> {
+        let r = session_loop(&mut party, self.plan, self.own, |p: &P| p.online());
+        if let Err(e) = &r {
+            party.abort(&format!("training failed: {}", e.root_cause()));
+        }
+        r
+    }
+}
+
+/// The ring every program of the session fits: one ring for the whole session, since
+/// the states outlive each program.
+fn session_ring(spec: &Spec, t: &Training) -> u32 {
+    let mut programs = vec![&t.setup_model, &t.setup_data, &t.step, &t.finish];
+    programs.extend(&t.eval);
+    programs
+        .into_iter()
+        .map(|p| qmpc_vm::cost::ring_bits(spec, p))
+        .max()
+        .unwrap_or(64)
+}
+
+pub fn train(args: &TrainArgs) -> Result<()> {
+    let bytes = std::fs::read(&args.model)
+        .with_context(|| format!("{}: cannot read", args.model.display()))?;
+    let file = args.model.display().to_string();
+    let x = npy::read(&args.data).with_context(|| format!("--data {}", args.data.display()))?;
+    let labels =
+        npy::read(&args.labels).with_context(|| format!("--labels {}", args.labels.display()))?;
+    let rows = x.dims().first().copied().unwrap_or(0);
+    let test = match (&args.test_data, &args.test_labels) {
+        (Some(a), Some(b)) => Some((
+            npy::read(a).with_context(|| format!("--test-data {}", a.display()))?,
+            npy::read(b).with_context(|| format!("--test-labels {}", b.display()))?,
+        )),
+        (None, None) => None,
+        _ => bail!("--test-data and --test-labels go together"),
+    };
+    if args.epochs == 0 {
+        bail!("--epochs must be at least 1");
+    }
+    let opts = TrainOptions {
+        batch: args.batch,
+        lr: args.lr,
+        momentum: args.momentum,
+        rows,
+        test_rows: test
+            .as_ref()
+            .map(|(x, _)| x.dims().first().copied().unwrap_or(0)),
+        trunc: args.trunc,
+        numerics: tc::Numerics::default(),
+    };
+    let t = tc::compile(&bytes, &file, &opts).map_err(anyhow::Error::msg)?;
+    let (spec, n) = session::protocol(&args.protocol, args.parties)?;
+    if spec.dealer {
+        bail!(
+            "training under `{}` is not supported yet: its dealer would have to send fresh \
+             material for every step (rep3, shamir, mal-rep3 and clear train today)",
+            spec.name
+        );
+    }
+    let roles = if n == 1 {
+        Roles {
+            model_owner: 0,
+            data_owner: 0,
+            output_to: 0,
+        }
+    } else {
+        Roles::default()
+    };
+    let data = read_rows(&t.setup_data, &x, &labels, t.classes)?;
+    let test = match (&t.eval, &test) {
+        (Some(eval), Some((tx, tl))) => {
+            let (xq, _) = quantize_input(&eval.inputs[0], tx).context("--test-data")?;
+            let (lq, _) = quantize_input(&eval.inputs[1], tl).context("--test-labels")?;
+            Some(vec![xq, lq])
+        }
+        _ => None,
+    };
+    let test_rows = opts.test_rows.unwrap_or(0);
+    let mut owned: Vec<Owned> = (0..n).map(|_| Owned::default()).collect();
+    owned[roles.model_owner].weights = Some(t.weights.clone());
+    owned[roles.data_owner].data = Some(data);
+    owned[roles.data_owner].test = test;
+    let plan = |me: PartyId| Plan {
+        t: &t,
+        epochs: args.epochs,
+        batch: args.batch,
+        rows,
+        seed: args.seed,
+        roles,
+        talk: me == roles.model_owner,
+    };
+    let start = Instant::now();
+    let results: Vec<Result<Outcome>> = if spec.is_clear() {
+        let mut c = qmpc_protocols::clear::Clear;
+        vec![session_loop(&mut c, &plan(0), &owned[0], |_| {
+            Stats::default()
+        })]
+    } else {
+        let ring = session_ring(spec, &t);
+        let (addrs, listeners) = qmpc_protocols::net::loopback(n)?;
+        let hello = Hello {
+            program: t.step.digest(),
+            protocol: spec.name.to_string(),
+            parties: n,
+        };
+        let pool = &session::party_pool(n)?;
+        std::thread::scope(|s| {
+            let handles: Vec<_> = listeners
+                .into_iter()
+                .enumerate()
+                .map(|(i, l)| {
+                    let (addrs, hello, own) = (&addrs, &hello, &owned[i]);
+                    let plan = plan(i);
+                    s.spawn(move || -> Result<Outcome> {
+                        pool.install(|| {
+                            let mesh = Mesh::with_listener(i, l, addrs, hello, args.timeouts)?;
+                            spec.setup_party(Box::new(mesh), ring, TrainWith { plan: &plan, own })?
+                        })
+                        .with_context(|| format!("party {i}"))
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join()
+                        .unwrap_or_else(|_| Err(anyhow::anyhow!("a party thread panicked")))
+                })
+                .collect()
+        })
+    };
+    let wall = start.elapsed().as_secs_f64();
+    let mut outcomes = Vec::new();
+    let mut errs = Vec::new();
+    for r in results {
+        match r {
+            Ok(o) => outcomes.push(o),
+            Err(e) => errs.push(e),
+        }
+    }
+    if !errs.is_empty() {
+        let pick = errs
+            .iter()
+            .position(|e| !session::is_echo(&format!("{e:#}")))
+            .unwrap_or(0);
+        return Err(errs.swap_remove(pick));
+    }
+    let mine = &outcomes[roles.model_owner];
+    let params = mine
+        .params
+        .as_ref()
+        .context("the model owner got no parameters")?;
+    let mut trained = Vec::new();
+    for ((decl, p), v) in t.finish.outputs.iter().zip(&t.model.params).zip(params) {
+        let v = v.as_ref().context("a parameter was not revealed")?;
+        let scale = decl.dequant.as_ref().map_or(1.0, |q| q.scale[0]);
+        trained.push((
+            p.name.clone(),
+            v.data.iter().map(|&q| q as f32 * scale).collect(),
+        ));
+    }
+    let onnx = tc::model::with_params(&bytes, &file, &trained).map_err(anyhow::Error::msg)?;
+    std::fs::write(&args.output, onnx)
+        .with_context(|| format!("{}: cannot write", args.output.display()))?;
+    for (e, c) in mine.correct.iter().enumerate() {
+        println!(
+            "epoch {}: test accuracy {:.2} % ({c} / {test_rows})",
+            e + 1,
+            100.0 * *c as f64 / test_rows.max(1) as f64
+        );
+    }
+    if let Some(path) = &args.stats {
+        let per: Vec<Stats> = outcomes.iter().map(|o| o.stats).collect();
+        let steps = (rows / args.batch) * args.epochs;
+        let mut f = std::fs::File::create(path)
+            .with_context(|| format!("{}: cannot write", path.display()))?;
+        let rounds = per.iter().map(|s| s.rounds).max().unwrap_or(0);
+        let acc: Vec<String> = mine.correct.iter().map(|c| c.to_string()).collect();
+        writeln!(
+            f,
+            "{{\"protocol\": \"{}\", \"parties\": {n}, \"batch\": {}, \"epochs\": {}, \
+             \"steps\": {steps}, \"rounds\": {rounds}, \"bytes_sent\": {}, \"per_party\": [{}], \
+             \"test_correct\": [{}], \"test_rows\": {test_rows}, \"wall_s\": {wall:.6}}}",
+            spec.name,
+            args.batch,
+            args.epochs,
+            per.iter().map(|s| s.bytes_sent).sum::<u64>(),
+            per.iter()
+                .enumerate()
+                .map(|(i, s)| format!(
+                    "{{\"id\": {i}, \"rounds\": {}, \"bytes_sent\": {}}}",
+                    s.rounds, s.bytes_sent
+                ))
+                .collect::<Vec<_>>()
+                .join(", "),
+            acc.join(", ")
+        )?;
+    }
+    Ok(())
+}
