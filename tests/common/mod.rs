@@ -249,3 +249,59 @@ fn elem_size(descr: &str) -> usize {
         .and_then(|n| n.parse().ok())
         .unwrap_or(1)
 }
+
+/// `../shared/data` for a test that needs it (like [`required_corpus`]).
+pub fn required_data() -> Option<PathBuf> {
+    let p = root().join("../shared/data");
+    match p.join("digits.npz").exists() {
+        true => Some(p),
+        false if std::env::var_os("QMPC_SKIP_SHARED").is_some() => {
+            eprintln!("skipped: ../shared/data is absent and QMPC_SKIP_SHARED is set");
+            None
+        }
+        false => panic!(
+            "../shared/data is absent; set QMPC_SKIP_SHARED=1 to skip the tests that need it"
+        ),
+    }
+}
+
+/// The arrays of an `.npz` archive (numpy's `savez` / `savez_compressed`: a zip of `.npy`
+/// files, stored or deflated), by name without `.npy`, as `.npy` bytes.
+pub fn npz(path: &Path) -> Vec<(String, Vec<u8>)> {
+    let b = std::fs::read(path).expect("the .npz file is readable");
+    let u16_at = |i: usize| u16::from_le_bytes([b[i], b[i + 1]]) as usize;
+    let u32_at = |i: usize| u32::from_le_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]) as usize;
+    let eocd = (0..b.len() - 21)
+        .rev()
+        .find(|&i| u32_at(i) == 0x0605_4b50)
+        .expect("a zip end record");
+    let (count, mut at) = (u16_at(eocd + 10), u32_at(eocd + 16));
+    let mut out = Vec::new();
+    for _ in 0..count {
+        assert_eq!(u32_at(at), 0x0201_4b50, "a zip central header");
+        let method = u16_at(at + 10);
+        let size = u32_at(at + 20);
+        let name_len = u16_at(at + 28);
+        let skip = name_len + u16_at(at + 30) + u16_at(at + 32);
+        let name = String::from_utf8_lossy(&b[at + 46..at + 46 + name_len]).into_owned();
+        let local = u32_at(at + 42);
+        let data = local + 30 + u16_at(local + 26) + u16_at(local + 28);
+        let raw = &b[data..data + size];
+        let bytes = match method {
+            0 => raw.to_vec(),
+            8 => miniz_oxide::inflate::decompress_to_vec(raw).expect("deflated data"),
+            m => panic!("zip method {m}"),
+        };
+        out.push((name.trim_end_matches(".npy").to_string(), bytes));
+        at += 46 + skip;
+    }
+    out
+}
+
+/// Write the arrays of `npz` into `dir` as `NAME.npy` files.
+pub fn unpack_npz(path: &Path, dir: &Path) {
+    std::fs::create_dir_all(dir).expect("a directory for the arrays");
+    for (name, bytes) in npz(path) {
+        std::fs::write(dir.join(format!("{name}.npy")), bytes).expect("writes the array");
+    }
+}
