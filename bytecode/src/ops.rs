@@ -59,6 +59,10 @@ macro_rules! for_each_op {
             MatMul = 0x13, "matmul", IfBothSecret { dst: Dst, a: Reg, b: Reg };
             /// 2-D convolution `[N, C, H, W] * [M, C/group, kh, kw]`, no bias; pads are top, left, bottom, right.
             Conv = 0x14, "conv", IfBothSecret { dst: Dst, x: Reg, w: Reg, strides: Ints, pads: Ints, dilations: Ints, group: Int };
+            /// Gradient of `conv` with respect to its weight, `Σ_n gy[n] ⋆ x[n]`, in the shape `[M, C/group, kh, kw]` of `dst`; both operands of a fixed batch.
+            ConvGradW = 0x16, "convgradw", IfBothSecret { dst: Dst, x: Reg, gy: Reg, strides: Ints, pads: Ints, dilations: Ints, group: Int };
+            /// Gradient of `conv` with respect to its input (a transposed convolution) in the shape `[N, C, H, W]` of `dst`.
+            ConvGradX = 0x17, "convgradx", IfBothSecret { dst: Dst, gy: Reg, w: Reg, strides: Ints, pads: Ints, dilations: Ints, group: Int };
             /// Sum over each window (zero padding); averaging is a following `rescale`.
             SumPool = 0x15, "sumpool", Local { dst: Dst, x: Reg, kernel: Ints, strides: Ints, pads: Ints, dilations: Ints };
             /// `round_half_even(x · num / den)` element-wise; `num` and `den` are public and broadcast.
@@ -83,6 +87,10 @@ macro_rules! for_each_op {
             Pad = 0x32, "pad", Local { dst: Dst, x: Reg, pads: Ints, value: Int };
             /// Concatenate along `axis`.
             Concat = 0x33, "concat", Local { dst: Dst, xs: Regs, axis: Int };
+            /// The windows of `x` `[N, C, H, W]` (fixed batch) as `[kh·kw, N, C, OH, OW]`; padding reads zero.
+            Window = 0x35, "window", Local { dst: Dst, x: Reg, kernel: Ints, strides: Ints, pads: Ints, dilations: Ints };
+            /// The adjoint of `window`: `[kh·kw, N, C, OH, OW]` summed back onto the positions they were read from, in the shape `[N, C, H, W]` of `dst`.
+            Unwindow = 0x36, "unwindow", Local { dst: Dst, x: Reg, kernel: Ints, strides: Ints, pads: Ints, dilations: Ints };
             /// Change the element type; the verifier checks the value range fits.
             Cast = 0x34, "cast", Local { dst: Dst, x: Reg };
             /// Reveal `x` to the party entitled to output `index`.

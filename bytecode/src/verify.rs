@@ -184,6 +184,43 @@ fn scale_bounds(a: Bounds, k: usize) -> Bounds {
     (a.0.min(0) * k as i128, a.1.max(0) * k as i128)
 }
 
+/// Checks that `x` `[N, C, H, W]`, the output gradient `gy` `[N, M, OH, OW]` and the weight
+/// `w` `[M, C/group, kh, kw]` of a convolution fit each other (`dst` is the result's
+/// declared shape, one of `x` or `w`).
+#[allow(clippy::too_many_arguments)]
+fn conv_grad_geometry(
+    x: &[usize],
+    gy: &[usize],
+    w: &[usize],
+    dst: &[usize],
+    strides: &crate::operand::Ints,
+    pads: &crate::operand::Ints,
+    dilations: &crate::operand::Ints,
+    group: i64,
+) -> Result<(), String> {
+    let g = usize::try_from(group)
+        .ok()
+        .filter(|&g| g > 0)
+        .ok_or("group must be positive")?;
+    if x.len() != 4 || gy.len() != 4 || w.len() != 4 || dst.len() != 4 {
+        return Err(format!(
+            "a conv gradient needs 4-D tensors: input {x:?}, output gradient {gy:?}, weight {w:?}"
+        ));
+    }
+    let win = shapes::window(&w[2..], &strides.0, &pads.0, &dilations.0)?;
+    let fits = x[0] == gy[0]
+        && gy[1] == w[0]
+        && w[0] % g == 0
+        && x[1] == w[1] * g
+        && win.out_hw(x[2], x[3]) == Some((gy[2], gy[3]));
+    if !fits {
+        return Err(format!(
+            "input {x:?}, output gradient {gy:?} and weight {w:?} are not one convolution with group {g}"
+        ));
+    }
+    Ok(())
+}
+
 /// What the verifier derives for an instruction's result.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Inferred {
@@ -265,14 +302,18 @@ pub fn check_scales(ins: &Instr, dst: DType, operands: &[DType]) -> Result<(), S
             }
             first
         }
-        Instr::Mul { .. } | Instr::MatMul { .. } | Instr::Conv { .. } => {
-            operands.iter().map(|&d| f(d)).sum()
-        }
+        Instr::Mul { .. }
+        | Instr::MatMul { .. }
+        | Instr::Conv { .. }
+        | Instr::ConvGradW { .. }
+        | Instr::ConvGradX { .. } => operands.iter().map(|&d| f(d)).sum(),
         Instr::SumPool { .. }
         | Instr::MaxPool { .. }
         | Instr::Clamp { .. }
         | Instr::Reshape { .. }
         | Instr::Transpose { .. }
+        | Instr::Window { .. }
+        | Instr::Unwindow { .. }
         | Instr::Pad { .. } => operands.first().map_or(0, |&d| f(d)),
         _ => return Ok(()),
     };
@@ -467,6 +508,108 @@ pub fn infer(p: &dyn InferCtx, ins: &Instr, dst_dims: &[usize]) -> Result<Inferr
                 vis_of(&[x.0, w.0]),
                 scale_bounds(mul_bounds(bnd(x.0), bnd(w.0)), k),
             )
+        }
+        Instr::ConvGradW {
+            x,
+            gy,
+            strides,
+            pads,
+            dilations,
+            group,
+            ..
+        } => {
+            if reg(x.0).ty.batched || reg(gy.0).ty.batched {
+                return Err(
+                    "a weight gradient sums over the batch: its operands need a fixed batch".into(),
+                );
+            }
+            let (xd, gd) = (dims(x.0), dims(gy.0));
+            conv_grad_geometry(
+                &xd, &gd, dst_dims, dst_dims, strides, pads, dilations, group.0,
+            )?;
+            let k = xd[0] * gd[2] * gd[3];
+            (
+                dst_dims.to_vec(),
+                false,
+                vis_of(&[x.0, gy.0]),
+                scale_bounds(mul_bounds(bnd(x.0), bnd(gy.0)), k),
+            )
+        }
+        Instr::ConvGradX {
+            gy,
+            w,
+            strides,
+            pads,
+            dilations,
+            group,
+            ..
+        } => {
+            if reg(w.0).ty.batched {
+                return Err("conv weight cannot have a batch dimension".into());
+            }
+            let (gd, wd) = (dims(gy.0), dims(w.0));
+            conv_grad_geometry(
+                dst_dims, &gd, &wd, dst_dims, strides, pads, dilations, group.0,
+            )?;
+            let k = wd[0] / group.0.max(1) as usize * wd[2] * wd[3];
+            (
+                dst_dims.to_vec(),
+                reg(gy.0).ty.batched,
+                vis_of(&[gy.0, w.0]),
+                scale_bounds(mul_bounds(bnd(gy.0), bnd(w.0)), k),
+            )
+        }
+        Instr::Window {
+            x,
+            kernel,
+            strides,
+            pads,
+            dilations,
+            ..
+        }
+        | Instr::Unwindow {
+            x,
+            kernel,
+            strides,
+            pads,
+            dilations,
+            ..
+        } => {
+            if reg(x.0).ty.batched {
+                return Err("windows move the batch axis: the operand needs a fixed batch".into());
+            }
+            let k = shapes::kernel_of(&kernel.0)?;
+            let win = shapes::window(&k, &strides.0, &pads.0, &dilations.0)?;
+            let kk = k[0] * k[1];
+            let xd = dims(x.0);
+            let b = bnd(x.0);
+            if let Instr::Window { .. } = ins {
+                if xd.len() != 4 {
+                    return Err(format!("window needs [N, C, H, W], not {xd:?}"));
+                }
+                let (oh, ow) = win
+                    .out_hw(xd[2], xd[3])
+                    .ok_or("window larger than the input")?;
+                (
+                    vec![kk, xd[0], xd[1], oh, ow],
+                    false,
+                    vis_of(&[x.0]),
+                    (b.0.min(0), b.1.max(0)),
+                )
+            } else {
+                let d = dst_dims;
+                let ok = d.len() == 4
+                    && xd.len() == 5
+                    && xd[0] == kk
+                    && xd[1..3] == d[..2]
+                    && win.out_hw(d[2], d[3]) == Some((xd[3], xd[4]));
+                if !ok {
+                    return Err(format!(
+                        "unwindow of {xd:?} onto {d:?} does not match the window"
+                    ));
+                }
+                (d.to_vec(), false, vis_of(&[x.0]), scale_bounds(b, kk))
+            }
         }
         Instr::SumPool {
             x,

@@ -567,6 +567,60 @@ pub(crate) fn step<P: Protocol>(
                 &dims,
             )?
         }
+        Instr::ConvGradW {
+            dst,
+            x,
+            gy,
+            strides,
+            pads,
+            dilations,
+            group,
+        } => {
+            let out = dst_dims(dst.0);
+            let win = shapes::window(&out[2..], &strides.0, &pads.0, &dilations.0)?;
+            let (x, gy) = (get(regs, x.0)?, get(regs, gy.0)?);
+            crate::grad::conv_grad_w(proto, x, gy, &win, group.0 as usize, &out)?
+        }
+        Instr::ConvGradX {
+            dst,
+            gy,
+            w,
+            strides,
+            pads,
+            dilations,
+            group,
+        } => {
+            let out = dst_dims(dst.0);
+            let (gy, w) = (get(regs, gy.0)?, get(regs, w.0)?);
+            let win = shapes::window(&w.dims()[2..], &strides.0, &pads.0, &dilations.0)?;
+            crate::grad::conv_grad_x(proto, gy, w, &win, group.0 as usize, &out)?
+        }
+        Instr::Window {
+            dst,
+            x,
+            kernel,
+            strides,
+            pads,
+            dilations,
+        }
+        | Instr::Unwindow {
+            dst,
+            x,
+            kernel,
+            strides,
+            pads,
+            dilations,
+        } => {
+            let out = dst_dims(dst.0);
+            let k = shapes::kernel_of(&kernel.0)?;
+            let win = shapes::window(&k, &strides.0, &pads.0, &dilations.0)?;
+            let x = get(regs, x.0)?;
+            if matches!(ins, Instr::Window { .. }) {
+                crate::grad::window(x, &win, &out)?
+            } else {
+                crate::grad::unwindow(proto, x, &win, &out)?
+            }
+        }
         Instr::SumPool {
             x,
             kernel,
@@ -970,7 +1024,7 @@ fn matmul_operand<T: Operand>(t: &T, batch_dims: &[usize]) -> (T::Data, bool) {
     (t.broadcast(&full), true)
 }
 
-fn matmul<P: Protocol>(
+pub(crate) fn matmul<P: Protocol>(
     proto: &mut P,
     a: &Value<P::Shares>,
     b: &Value<P::Shares>,

@@ -9,6 +9,7 @@
 
 mod concurrent;
 pub mod cost;
+mod grad;
 pub mod interp;
 
 pub use qmpc_bytecode as bytecode;
