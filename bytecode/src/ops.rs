@@ -91,6 +91,8 @@ macro_rules! for_each_op {
             Window = 0x35, "window", Local { dst: Dst, x: Reg, kernel: Ints, strides: Ints, pads: Ints, dilations: Ints };
             /// The adjoint of `window`: `[kh·kw, N, C, OH, OW]` summed back onto the positions they were read from, in the shape `[N, C, H, W]` of `dst`.
             Unwindow = 0x36, "unwindow", Local { dst: Dst, x: Reg, kernel: Ints, strides: Ints, pads: Ints, dilations: Ints };
+            /// Element `i` of `dst` along each axis is element `starts + i·steps` of `x` (steps ≥ 1); the shape of `dst` says how many.
+            Slice = 0x37, "slice", Local { dst: Dst, x: Reg, starts: Ints, steps: Ints };
             /// Change the element type; the verifier checks the value range fits.
             Cast = 0x34, "cast", Local { dst: Dst, x: Reg };
             /// Reveal `x` to the party entitled to output `index`.

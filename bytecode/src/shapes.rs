@@ -150,3 +150,30 @@ pub fn argmax(x: &[usize], axis: i64, dst: &[usize]) -> Result<Vec<usize>, Strin
         Ok(drop)
     }
 }
+
+/// Checks a `slice` of `x` into `dst`: one start and one step (≥ 1) per axis, and the
+/// last element read inside `x`. Returns the starts and steps.
+pub fn slice(
+    x: &[usize],
+    starts: &[i64],
+    steps: &[i64],
+    dst: &[usize],
+) -> Result<(Vec<usize>, Vec<usize>), String> {
+    let r = x.len();
+    let st = usizes(starts, r, "starts")?;
+    let sp = usizes(steps, r, "steps")?;
+    if dst.len() != r {
+        return Err(format!("slice of {x:?} into {dst:?} changes the rank"));
+    }
+    for a in 0..r {
+        let last = dst[a]
+            .checked_sub(1)
+            .map(|l| l.checked_mul(sp[a]).and_then(|v| v.checked_add(st[a])));
+        if sp[a] == 0 || last.is_some_and(|l| l.is_none_or(|l| l >= x[a])) {
+            return Err(format!(
+                "slice of {x:?} from {st:?} by {sp:?} into {dst:?} reads outside axis {a}"
+            ));
+        }
+    }
+    Ok((st, sp))
+}

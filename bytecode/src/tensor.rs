@@ -152,6 +152,36 @@ pub fn concat<T: Clone>(parts: &[&Tensor<T>], axis: usize) -> Tensor<T> {
     Tensor { dims, data }
 }
 
+/// Element `i` of the result along each axis is element `starts + i·steps` of `x`, for a
+/// result of shape `dims` (checked by `shapes::slice`).
+pub fn slice<T: Clone>(
+    x: &Tensor<T>,
+    starts: &[usize],
+    steps: &[usize],
+    dims: &[usize],
+) -> Tensor<T> {
+    let r = dims.len();
+    let mut xs = vec![1usize; r];
+    for a in (0..r.saturating_sub(1)).rev() {
+        xs[a] = xs[a + 1] * x.dims[a + 1];
+    }
+    let n: usize = dims.iter().product();
+    let data = (0..n)
+        .map(|mut o| {
+            let mut at = 0;
+            for a in (0..r).rev() {
+                at += (starts[a] + (o % dims[a]) * steps[a]) * xs[a];
+                o /= dims[a];
+            }
+            x.data[at].clone()
+        })
+        .collect();
+    Tensor {
+        dims: dims.to_vec(),
+        data,
+    }
+}
+
 /// Geometry of a 2-D sliding window over `[N, C, H, W]` (1-D ops use `H = 1`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Window {

@@ -314,6 +314,7 @@ pub fn check_scales(ins: &Instr, dst: DType, operands: &[DType]) -> Result<(), S
         | Instr::Transpose { .. }
         | Instr::Window { .. }
         | Instr::Unwindow { .. }
+        | Instr::Slice { .. }
         | Instr::Pad { .. } => operands.first().map_or(0, |&d| f(d)),
         _ => return Ok(()),
     };
@@ -812,6 +813,17 @@ pub fn infer(p: &dyn InferCtx, ins: &Instr, dst_dims: &[usize]) -> Result<Inferr
             let lo = xs.0.iter().map(|&r| bnd(r).0).min().unwrap_or(0);
             let hi = xs.0.iter().map(|&r| bnd(r).1).max().unwrap_or(0);
             (d, batched, vis_of(&xs.0), (lo, hi))
+        }
+        Instr::Slice {
+            x, starts, steps, ..
+        } => {
+            let xd = dims(x.0);
+            let (st, sp) = shapes::slice(&xd, &starts.0, &steps.0, dst_dims)?;
+            let batched = reg(x.0).ty.batched;
+            if batched && (st[0] != 0 || sp[0] != 1 || dst_dims[0] != xd[0]) {
+                return Err("slice along the batch dimension".into());
+            }
+            (dst_dims.to_vec(), batched, vis_of(&[x.0]), bnd(x.0))
         }
         Instr::Cast { x, .. } => (dims(x.0), reg(x.0).ty.batched, vis_of(&[x.0]), bnd(x.0)),
         Instr::Output { x, .. } => (dims(x.0), reg(x.0).ty.batched, vis_of(&[x.0]), bnd(x.0)),

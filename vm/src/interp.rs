@@ -857,6 +857,21 @@ pub(crate) fn step<P: Protocol>(
                 |t| tensor::transpose(t, &perm),
             )
         }
+        Instr::Slice {
+            dst,
+            x,
+            starts,
+            steps,
+        } => {
+            let out = dst_dims(dst.0);
+            let xv = get(regs, x.0)?;
+            let (st, sp) = shapes::slice(xv.dims(), &starts.0, &steps.0, &out)?;
+            map_layout(
+                xv,
+                |t| tensor::slice(t, &st, &sp, &out),
+                |t| tensor::slice(t, &st, &sp, &out),
+            )
+        }
         Instr::Pad { x, pads, value, .. } => {
             let pads: Vec<usize> = pads.0.iter().map(|&v| v as usize).collect();
             match get(regs, x.0)? {

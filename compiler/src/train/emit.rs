@@ -4,10 +4,31 @@
 
 use crate::ir::Graph;
 use petgraph::stable_graph::NodeIndex;
-use qmpc_bytecode::operand::{Dst, Index, Int, Ints, Reg};
+use qmpc_bytecode::operand::{Dst, Index, Int, Ints, Reg, Regs};
 use qmpc_bytecode::{ConstTensor, DType, Instr};
 
 pub(crate) type R<T> = Result<T, String>;
+
+/// A convolution's geometry.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ConvGeo {
+    pub strides: [usize; 2],
+    pub pads: [usize; 4],
+    pub dilations: [usize; 2],
+    pub group: usize,
+}
+
+impl ConvGeo {
+    fn strides(&self) -> Vec<i64> {
+        self.strides.iter().map(|&v| v as i64).collect()
+    }
+    fn pads(&self) -> Vec<i64> {
+        self.pads.iter().map(|&v| v as i64).collect()
+    }
+    fn dilations(&self) -> Vec<i64> {
+        self.dilations.iter().map(|&v| v as i64).collect()
+    }
+}
 
 /// An IR builder for one training program; new nodes take `origin` as their ONNX node.
 pub(crate) struct Emit<'g> {
@@ -37,9 +58,19 @@ impl Emit<'_> {
         dtype: Option<DType>,
     ) -> R<NodeIndex> {
         let o = self.origin.clone();
+        let what = instr.mnemonic();
+        let bounds: Vec<String> = ops
+            .iter()
+            .map(|&n| format!("[{}, {}]", self.g.decl(n).lo, self.g.decl(n).hi))
+            .collect();
         self.g
             .add_compute(instr, ops, dims, dtype, &o)
-            .map_err(|e| format!("node `{o}`: {e}"))
+            .map_err(|e| {
+                format!(
+                    "node `{o}`: `{what}` of operands in {}: {e}",
+                    bounds.join(", ")
+                )
+            })
     }
 
     /// An instruction whose result scale follows from its operands' (sums keep it,
@@ -47,7 +78,11 @@ impl Emit<'_> {
     fn scaled(&mut self, instr: Instr, ops: &[NodeIndex], dims: Option<&[usize]>) -> R<NodeIndex> {
         let fracs: Vec<u32> = ops.iter().map(|&o| self.frac(o)).collect();
         let frac = match instr {
-            Instr::Mul { .. } | Instr::MatMul { .. } | Instr::Conv { .. } => fracs.iter().sum(),
+            Instr::Mul { .. }
+            | Instr::MatMul { .. }
+            | Instr::Conv { .. }
+            | Instr::ConvGradW { .. }
+            | Instr::ConvGradX { .. } => fracs.iter().sum(),
             _ => fracs.first().copied().unwrap_or(0),
         };
         self.node(instr, ops, dims, of_frac(frac))
@@ -158,6 +193,160 @@ impl Emit<'_> {
             dilations: Ints(vec![1, 1]),
         };
         self.scaled(instr, &[x], None)
+    }
+
+    /// A convolution of `x` `[N, C, H, W]` by `w` `[M, C/group, kh, kw]`.
+    pub fn conv(&mut self, x: NodeIndex, w: NodeIndex, geo: &ConvGeo) -> R<NodeIndex> {
+        let instr = Instr::Conv {
+            dst: Dst(0),
+            x: Reg(0),
+            w: Reg(1),
+            strides: Ints(geo.strides()),
+            pads: Ints(geo.pads()),
+            dilations: Ints(geo.dilations()),
+            group: Int(geo.group as i64),
+        };
+        self.scaled(instr, &[x, w], None)
+    }
+
+    /// The gradient of [`Emit::conv`] with respect to its weight, of shape `wdims`.
+    pub fn conv_grad_w(
+        &mut self,
+        x: NodeIndex,
+        gy: NodeIndex,
+        geo: &ConvGeo,
+        wdims: &[usize],
+    ) -> R<NodeIndex> {
+        let instr = Instr::ConvGradW {
+            dst: Dst(0),
+            x: Reg(0),
+            gy: Reg(1),
+            strides: Ints(geo.strides()),
+            pads: Ints(geo.pads()),
+            dilations: Ints(geo.dilations()),
+            group: Int(geo.group as i64),
+        };
+        self.scaled(instr, &[x, gy], Some(wdims))
+    }
+
+    /// The gradient of [`Emit::conv`] with respect to its input, of shape `xdims`.
+    pub fn conv_grad_x(
+        &mut self,
+        gy: NodeIndex,
+        w: NodeIndex,
+        geo: &ConvGeo,
+        xdims: &[usize],
+    ) -> R<NodeIndex> {
+        let instr = Instr::ConvGradX {
+            dst: Dst(0),
+            gy: Reg(0),
+            w: Reg(1),
+            strides: Ints(geo.strides()),
+            pads: Ints(geo.pads()),
+            dilations: Ints(geo.dilations()),
+            group: Int(geo.group as i64),
+        };
+        self.scaled(instr, &[gy, w], Some(xdims))
+    }
+
+    /// Sum over each `kernel` window moved by `strides` (no padding).
+    pub fn sumpool(
+        &mut self,
+        x: NodeIndex,
+        kernel: [usize; 2],
+        strides: [usize; 2],
+    ) -> R<NodeIndex> {
+        let instr = Instr::SumPool {
+            dst: Dst(0),
+            x: Reg(0),
+            kernel: Ints(kernel.iter().map(|&k| k as i64).collect()),
+            strides: Ints(strides.iter().map(|&k| k as i64).collect()),
+            pads: Ints(vec![0; 4]),
+            dilations: Ints(vec![1, 1]),
+        };
+        self.scaled(instr, &[x], None)
+    }
+
+    /// Maximum over each `kernel` window moved by `strides` (no padding).
+    pub fn maxpool_strided(
+        &mut self,
+        x: NodeIndex,
+        kernel: [usize; 2],
+        strides: [usize; 2],
+    ) -> R<NodeIndex> {
+        let instr = Instr::MaxPool {
+            dst: Dst(0),
+            x: Reg(0),
+            kernel: Ints(kernel.iter().map(|&k| k as i64).collect()),
+            strides: Ints(strides.iter().map(|&k| k as i64).collect()),
+            pads: Ints(vec![0; 4]),
+            dilations: Ints(vec![1, 1]),
+        };
+        self.scaled(instr, &[x], None)
+    }
+
+    /// The windows of `x` as `[kh·kw, N, C, OH, OW]` (no padding).
+    pub fn window(
+        &mut self,
+        x: NodeIndex,
+        kernel: [usize; 2],
+        strides: [usize; 2],
+    ) -> R<NodeIndex> {
+        let instr = Instr::Window {
+            dst: Dst(0),
+            x: Reg(0),
+            kernel: Ints(kernel.iter().map(|&k| k as i64).collect()),
+            strides: Ints(strides.iter().map(|&k| k as i64).collect()),
+            pads: Ints(vec![0; 4]),
+            dilations: Ints(vec![1, 1]),
+        };
+        self.scaled(instr, &[x], None)
+    }
+
+    /// Windows `[kh·kw, N, C, OH, OW]` added back onto `[N, C, H, W]` (`xdims`).
+    pub fn unwindow(
+        &mut self,
+        x: NodeIndex,
+        kernel: [usize; 2],
+        strides: [usize; 2],
+        xdims: &[usize],
+    ) -> R<NodeIndex> {
+        let instr = Instr::Unwindow {
+            dst: Dst(0),
+            x: Reg(0),
+            kernel: Ints(kernel.iter().map(|&k| k as i64).collect()),
+            strides: Ints(strides.iter().map(|&k| k as i64).collect()),
+            pads: Ints(vec![0; 4]),
+            dilations: Ints(vec![1, 1]),
+        };
+        self.scaled(instr, &[x], Some(xdims))
+    }
+
+    /// Elements `starts + i·steps` of `x` along each axis, `dims` of them.
+    pub fn slice(
+        &mut self,
+        x: NodeIndex,
+        starts: &[usize],
+        steps: &[usize],
+        dims: &[usize],
+    ) -> R<NodeIndex> {
+        let instr = Instr::Slice {
+            dst: Dst(0),
+            x: Reg(0),
+            starts: Ints(starts.iter().map(|&v| v as i64).collect()),
+            steps: Ints(steps.iter().map(|&v| v as i64).collect()),
+        };
+        self.scaled(instr, &[x], Some(dims))
+    }
+
+    /// The operands one after the other along `axis`.
+    pub fn concat(&mut self, xs: &[NodeIndex], axis: usize) -> R<NodeIndex> {
+        let instr = Instr::Concat {
+            dst: Dst(0),
+            xs: Regs((0..xs.len() as u32).collect()),
+            axis: Int(axis as i64),
+        };
+        self.scaled(instr, xs, None)
     }
 
     /// `clamp(x, lo, hi)`, same scale.

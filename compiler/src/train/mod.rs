@@ -69,9 +69,9 @@ impl Default for Numerics {
             frac: 16,
             data_frac: 12,
             weight: 8.0,
-            act: 1024.0,
+            act: 64.0,
             logit: 32.0,
-            grad: 1024.0,
+            grad: 16.0,
             wgrad: 16384.0,
         }
     }

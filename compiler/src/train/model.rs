@@ -30,6 +30,31 @@ pub enum LayerOp {
     Bias {
         b: usize,
     },
+    /// A 2-D convolution `[N, C, H, W] * [M, C/group, kh, kw]` with an optional bias `[M]`.
+    Conv {
+        w: usize,
+        bias: Option<usize>,
+        strides: [usize; 2],
+        /// top, left, bottom, right
+        pads: [usize; 4],
+        dilations: [usize; 2],
+        group: usize,
+    },
+    /// Max or average over windows (no padding).
+    MaxPool {
+        kernel: [usize; 2],
+        strides: [usize; 2],
+    },
+    AvgPool {
+        kernel: [usize; 2],
+        strides: [usize; 2],
+    },
+    /// The mean over `H × W`, `[N, C, H, W] → [N, C, 1, 1]`.
+    GlobalAvgPool,
+    /// `y = x + other`, two activations (a residual connection).
+    Residual {
+        other: String,
+    },
     Relu,
     /// `[N, ...] → [N, prod(...)]` (`Flatten` with axis 1, or a `Reshape` that does that).
     Flatten,
@@ -103,6 +128,53 @@ impl Model {
                 }
                 LayerOp::Relu => x,
                 LayerOp::Flatten => vec![x.iter().product()],
+                LayerOp::Conv {
+                    w,
+                    strides,
+                    pads,
+                    dilations,
+                    group,
+                    bias,
+                } => {
+                    let wd = &self.params[*w].dims;
+                    if x.len() != 3 || wd.len() != 4 || x[0] != wd[1] * group || wd[0] % group != 0
+                    {
+                        return Err(l.error(&format!(
+                            "a sample of shape {x:?} and a weight of shape {wd:?} with group {group}"
+                        )));
+                    }
+                    if let Some(b) = bias {
+                        if self.params[*b].dims != [wd[0]] {
+                            return Err(l.error("the bias must have one value per output channel"));
+                        }
+                    }
+                    let (oh, ow) = out_hw(x[1], x[2], [wd[2], wd[3]], *strides, *pads, *dilations)
+                        .ok_or_else(|| l.error("the kernel is larger than the padded input"))?;
+                    vec![wd[0], oh, ow]
+                }
+                LayerOp::MaxPool { kernel, strides } | LayerOp::AvgPool { kernel, strides } => {
+                    if x.len() != 3 {
+                        return Err(l.error(&format!("pools a sample of shape {x:?}")));
+                    }
+                    let (oh, ow) = out_hw(x[1], x[2], *kernel, *strides, [0; 4], [1, 1])
+                        .ok_or_else(|| l.error("the window is larger than the input"))?;
+                    vec![x[0], oh, ow]
+                }
+                LayerOp::GlobalAvgPool => {
+                    if x.len() != 3 {
+                        return Err(l.error(&format!("pools a sample of shape {x:?}")));
+                    }
+                    vec![x[0], 1, 1]
+                }
+                LayerOp::Residual { other } => {
+                    let o = dims
+                        .get(other)
+                        .ok_or_else(|| l.error(&format!("reads `{other}`, computed nowhere")))?;
+                    if *o != x {
+                        return Err(l.error(&format!("adds shapes {x:?} and {o:?}")));
+                    }
+                    x
+                }
             };
             dims.insert(l.output.clone(), y);
         }
@@ -110,7 +182,67 @@ impl Model {
     }
 }
 
+/// Output size of a window over `h × w` (floor mode).
+pub fn out_hw(
+    h: usize,
+    w: usize,
+    k: [usize; 2],
+    s: [usize; 2],
+    p: [usize; 4],
+    d: [usize; 2],
+) -> Option<(usize, usize)> {
+    let ext = |i: usize| Some(k[i].checked_sub(1)? * d[i] + 1);
+    let (eh, ew) = (ext(0)?, ext(1)?);
+    let (ph, pw) = (h + p[0] + p[2], w + p[1] + p[3]);
+    if ph < eh || pw < ew || s[0] == 0 || s[1] == 0 {
+        return None;
+    }
+    Some(((ph - eh) / s[0] + 1, (pw - ew) / s[1] + 1))
+}
+
+/// `[a, b]` from an attribute of two non-negative integers (or `default`).
+fn pair(a: &Attrs, name: &str, default: usize, n: &NodeProto) -> Result<[usize; 2], String> {
+    match a.ints(name)? {
+        None => Ok([default; 2]),
+        Some(v) => match v.as_slice() {
+            [x, y] if *x >= 0 && *y >= 0 => Ok([*x as usize, *y as usize]),
+            _ => Err(node_error(
+                n,
+                &format!("`{name}` must be two non-negative integers, not {v:?}"),
+            )),
+        },
+    }
+}
+
+/// ONNX `pads` `[top, left, bottom, right]`.
+fn pads4(a: &Attrs, n: &NodeProto) -> Result<[usize; 4], String> {
+    if a.string("auto_pad", "NOTSET")? != "NOTSET" {
+        return Err(node_error(
+            n,
+            "only explicit pads (auto_pad NOTSET) are trainable",
+        ));
+    }
+    match a.ints("pads")? {
+        None => Ok([0; 4]),
+        Some(v) if v.len() == 4 && v.iter().all(|&p| p >= 0) => {
+            Ok([v[0] as usize, v[1] as usize, v[2] as usize, v[3] as usize])
+        }
+        Some(v) => Err(node_error(
+            n,
+            &format!("pads {v:?} are not four non-negative integers"),
+        )),
+    }
+}
+
 impl Layer {
+    /// The activations it reads.
+    pub fn inputs(&self) -> Vec<&str> {
+        match &self.op {
+            LayerOp::Residual { other } => vec![&self.input, other],
+            _ => vec![&self.input],
+        }
+    }
+
     pub fn error(&self, msg: &str) -> String {
         format!("node `{}` ({}): {msg}", self.node, self.op_type)
     }
@@ -214,14 +346,56 @@ fn read_graph(g: &GraphProto) -> Result<Model, String> {
             },
             "Add" => {
                 let b = input_at(n, 1)?;
-                if !inits.contains_key(b) {
+                if inits.contains_key(b) {
+                    LayerOp::Bias { b: param(b, n)? }
+                } else if inits.contains_key(input_at(n, 0)?) {
+                    return Err(node_error(n, "the bias must be the second operand"));
+                } else {
+                    LayerOp::Residual {
+                        other: b.to_string(),
+                    }
+                }
+            }
+            "Conv" => {
+                let w = param(input_at(n, 1)?, n)?;
+                let bias = match n.input.get(2).filter(|s| !s.is_empty()) {
+                    Some(b) => Some(param(b, n)?),
+                    None => None,
+                };
+                LayerOp::Conv {
+                    w,
+                    bias,
+                    strides: pair(&a, "strides", 1, n)?,
+                    pads: pads4(&a, n)?,
+                    dilations: pair(&a, "dilations", 1, n)?,
+                    group: usize::try_from(a.int("group", 1)?)
+                        .ok()
+                        .filter(|&g| g > 0)
+                        .ok_or_else(|| node_error(n, "group must be positive"))?,
+                }
+            }
+            "MaxPool" | "AveragePool" => {
+                if pads4(&a, n)? != [0; 4] || a.int("ceil_mode", 0)? != 0 {
                     return Err(node_error(
                         n,
-                        "an Add of two activations (a residual) is not trainable yet",
+                        "only pooling without padding or ceil mode is trainable",
                     ));
                 }
-                LayerOp::Bias { b: param(b, n)? }
+                if pair(&a, "dilations", 1, n)? != [1, 1] || a.int("storage_order", 0)? != 0 {
+                    return Err(node_error(n, "only pooling without dilation is trainable"));
+                }
+                let kernel = pair(&a, "kernel_shape", 1, n)?;
+                let strides = pair(&a, "strides", 1, n)?;
+                if n.op_type == "MaxPool" {
+                    if n.output.len() > 1 {
+                        return Err(node_error(n, "MaxPool's indices output is not trainable"));
+                    }
+                    LayerOp::MaxPool { kernel, strides }
+                } else {
+                    LayerOp::AvgPool { kernel, strides }
+                }
             }
+            "GlobalAveragePool" => LayerOp::GlobalAvgPool,
             "Relu" => LayerOp::Relu,
             "Flatten" => {
                 if a.int("axis", 1)? != 1 {

@@ -6,7 +6,7 @@
 //! wraps the ring. A dense layer followed by a ReLU is one product and one requantization
 //! (bias, truncation, ReLU and clip together).
 
-use super::emit::{Emit, R};
+use super::emit::{ConvGeo, Emit, R};
 use super::model::{LayerOp, Model};
 use super::nonlinear::{fixed, softmax};
 use super::Numerics;
@@ -40,7 +40,14 @@ pub(crate) fn forward(
     let act = fixed(num.act, frac);
     let mut acts: HashMap<String, Act> = HashMap::from([(model.input.clone(), Act::Fx(x))]);
     let mut values: HashMap<String, NodeIndex> = HashMap::from([(model.input.clone(), x)]);
-    let readers = |name: &str| model.layers.iter().filter(|l| l.input == name).count();
+    let readers = |name: &str| {
+        model
+            .layers
+            .iter()
+            .flat_map(|l| l.inputs())
+            .filter(|&i| i == name)
+            .count()
+    };
     for l in &model.layers {
         e.origin = l.node.clone();
         let input = *acts
@@ -81,6 +88,54 @@ pub(crate) fn forward(
                 let d = e.dims(v);
                 Act::Fx(e.reshape(v, &[d[0], d[1..].iter().product()])?)
             }
+            LayerOp::Conv {
+                w,
+                bias,
+                strides,
+                pads,
+                dilations,
+                group,
+            } => {
+                let xin = fx(e, input)?;
+                values.insert(l.input.clone(), xin);
+                let geo = ConvGeo {
+                    strides: *strides,
+                    pads: *pads,
+                    dilations: *dilations,
+                    group: *group,
+                };
+                let mut z = e.conv(xin, params[*w], &geo)?;
+                if let Some(b) = bias {
+                    let m = e.dims(params[*b])[0];
+                    let b3 = e.reshape(params[*b], &[m, 1, 1])?;
+                    z = add_bias_wide(e, z, b3, frac)?;
+                }
+                Act::Wide(z)
+            }
+            LayerOp::MaxPool { kernel, strides } => {
+                let xin = fx(e, input)?;
+                values.insert(l.input.clone(), xin);
+                Act::Fx(e.maxpool_strided(xin, *kernel, *strides)?)
+            }
+            LayerOp::AvgPool { kernel, strides } => {
+                let xin = fx(e, input)?;
+                let s = e.sumpool(xin, *kernel, *strides)?;
+                Act::Fx(e.rescale(s, (1, (kernel[0] * kernel[1]) as i64), frac)?)
+            }
+            LayerOp::GlobalAvgPool => {
+                let xin = fx(e, input)?;
+                let d = e.dims(xin);
+                let s = e.sumpool(xin, [d[2], d[3]], [1, 1])?;
+                Act::Fx(e.rescale(s, (1, (d[2] * d[3]) as i64), frac)?)
+            }
+            LayerOp::Residual { other } => {
+                let a = fx(e, input)?;
+                let b = *acts
+                    .get(other)
+                    .ok_or_else(|| l.error(&format!("reads `{other}`, computed nowhere")))?;
+                let b = fx(e, b)?;
+                Act::Fx(e.add(a, b)?)
+            }
         };
         if let Act::Fx(n) = out {
             values.insert(l.output.clone(), n);
@@ -105,6 +160,76 @@ pub(crate) fn forward(
     };
     values.insert(model.output.clone(), logits);
     Ok(Forward { values, logits })
+}
+
+/// The forward value of `name`, which a layer's gradient needs.
+fn kept(fwd: &Forward, name: &str, l: &super::model::Layer) -> R<NodeIndex> {
+    fwd.values
+        .get(name)
+        .copied()
+        .ok_or_else(|| l.error(&format!("`{name}` was not kept for the backward pass")))
+}
+
+fn input_dims(e: &Emit, fwd: &Forward, l: &super::model::Layer) -> R<Vec<usize>> {
+    Ok(e.dims(kept(fwd, &l.input, l)?))
+}
+
+/// `gy` `[N, C, OH, OW]` repeated for each of the `kk` window offsets, `[kk, N, C, OH, OW]`.
+fn spread(e: &mut Emit, gy: NodeIndex, kk: usize) -> R<NodeIndex> {
+    let d = e.dims(gy);
+    let g5 = e.reshape(gy, &[1, d[0], d[1], d[2], d[3]])?;
+    let ones = e.konst(0, &[kk, 1, 1, 1, 1], vec![1; kk]);
+    e.mul(g5, ones)
+}
+
+/// The gradient of a max-pool: each window's gradient goes to its first maximum (as
+/// PyTorch's), found from `y − window ≥ 0` (zero exactly at the maxima) by one clamp per
+/// window element, then products that keep only the first (`kk − 1` rounds).
+fn maxpool_grad(
+    e: &mut Emit,
+    x: NodeIndex,
+    y: NodeIndex,
+    gy: NodeIndex,
+    kernel: [usize; 2],
+    strides: [usize; 2],
+) -> R<NodeIndex> {
+    let kk = kernel[0] * kernel[1];
+    let yd = e.dims(y);
+    let xd = e.dims(x);
+    let n: usize = yd.iter().product();
+    let wins = e.window(x, kernel, strides)?;
+    let y5 = e.reshape(y, &[1, yd[0], yd[1], yd[2], yd[3]])?;
+    let below = e.sub(y5, wins)?;
+    let below = e.clamp(below, 0, 1)?;
+    let below = e.cast(below, 0)?;
+    let one = e.int(1);
+    let is_max = e.sub(one, below)?;
+    let rows = e.reshape(is_max, &[kk, n])?;
+    let ones = vec![1; 2];
+    // first_k = is_max_k · Π_{j<k} (1 − is_max_j): products of 0/1 values, so the
+    // verifier sees every factor in [0, 1].
+    let mut firsts = Vec::with_capacity(kk);
+    let mut free: Option<NodeIndex> = None;
+    for k in 0..kk {
+        let row = e.slice(rows, &[k, 0], &ones, &[1, n])?;
+        let first = match free {
+            None => row,
+            Some(f) => e.mul(row, f)?,
+        };
+        if k + 1 < kk {
+            let not_row = e.sub(one, row)?;
+            free = Some(match free {
+                None => not_row,
+                Some(f) => e.mul(f, not_row)?,
+            });
+        }
+        firsts.push(first);
+    }
+    let mask = e.concat(&firsts, 0)?;
+    let mask = e.reshape(mask, &[kk, yd[0], yd[1], yd[2], yd[3]])?;
+    let g5 = e.reshape(gy, &[1, yd[0], yd[1], yd[2], yd[3]])?;
+    let routed = e.mul(mask, g5)?;
+    e.unwindow(routed, kernel, strides, &xd)
 }
 
 /// `z + b` where `z` has `2·frac` fractional bits and `b` has `frac`.
@@ -197,12 +322,73 @@ pub(crate) fn backward(
                 Some(e.mul(gy, bit)?)
             }
             LayerOp::Flatten => {
-                let x = *fwd
-                    .values
-                    .get(&l.input)
-                    .ok_or_else(|| l.error("its input was not kept"))?;
-                let d = e.dims(x);
+                let d = input_dims(e, fwd, l)?;
                 Some(e.reshape(gy, &d)?)
+            }
+            LayerOp::Conv {
+                w,
+                bias,
+                strides,
+                pads,
+                dilations,
+                group,
+            } => {
+                let x = kept(fwd, &l.input, l)?;
+                let geo = ConvGeo {
+                    strides: *strides,
+                    pads: *pads,
+                    dilations: *dilations,
+                    group: *group,
+                };
+                let wdims = e.dims(params[*w]);
+                let gw = e.conv_grad_w(x, gy, &geo, &wdims)?;
+                let gw = e.trunc(gw, frac, (-wgrad, wgrad))?;
+                add_pgrad(e, *w, gw)?;
+                if let Some(b) = bias {
+                    // Σ over samples and positions: [M, N·OH·OW] times ones.
+                    let d = e.dims(gy);
+                    let gt = e.transpose(gy, &[1, 0, 2, 3])?;
+                    let gm = e.reshape(gt, &[d[1], d[0] * d[2] * d[3]])?;
+                    let gb = e.sum_cols(gm)?;
+                    let gb = e.reshape(gb, &[d[1]])?;
+                    let gb = e.clamp(gb, -wgrad, wgrad)?;
+                    add_pgrad(e, *b, gb)?;
+                }
+                if needs_input {
+                    let xd = e.dims(x);
+                    let gx = e.conv_grad_x(gy, params[*w], &geo, &xd)?;
+                    Some(e.trunc(gx, frac, (-grad, grad))?)
+                } else {
+                    None
+                }
+            }
+            LayerOp::MaxPool { kernel, strides } => {
+                let x = kept(fwd, &l.input, l)?;
+                let y = kept(fwd, &l.output, l)?;
+                Some(maxpool_grad(e, x, y, gy, *kernel, *strides)?)
+            }
+            LayerOp::AvgPool { kernel, strides } => {
+                let xd = input_dims(e, fwd, l)?;
+                let kk = kernel[0] * kernel[1];
+                let spread = spread(e, gy, kk)?;
+                let back = e.unwindow(spread, *kernel, *strides, &xd)?;
+                Some(e.rescale(back, (1, kk as i64), frac)?)
+            }
+            LayerOp::GlobalAvgPool => {
+                let xd = input_dims(e, fwd, l)?;
+                let ones = e.konst(0, &[1, 1, xd[2], xd[3]], vec![1; xd[2] * xd[3]]);
+                let back = e.mul(gy, ones)?;
+                Some(e.rescale(back, (1, (xd[2] * xd[3]) as i64), frac)?)
+            }
+            LayerOp::Residual { other } => {
+                if other != &model.input {
+                    let sum = match grads.get(other) {
+                        Some(&old) => e.add(old, gy)?,
+                        None => gy,
+                    };
+                    grads.insert(other.clone(), sum);
+                }
+                Some(gy)
             }
         };
         if let (Some(gx), true) = (gx, needs_input) {
