@@ -5,7 +5,7 @@
 
 use crate::onnx::proto::{GraphProto, NodeProto};
 use crate::onnx::{self, tensor_data, Attrs};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 /// A trainable tensor: an initializer of the ONNX file.
 #[derive(Clone, Debug, PartialEq)]
@@ -314,9 +314,21 @@ fn read_graph(g: &GraphProto) -> Result<Model, String> {
         Ok(params.len() - 1)
     };
     let mut layers = Vec::new();
-    let mut constants: HashSet<String> = HashSet::new();
+    // Outputs of `Constant` nodes (a Reshape's target shape).
+    let mut constants: HashMap<String, onnx::TensorData> = HashMap::new();
     for n in &g.node {
         let a = Attrs::new(n);
+        if n.op_type == "Constant" {
+            let t = a.tensor("value")?.ok_or_else(|| {
+                node_error(n, "only a Constant with a `value` tensor is supported")
+            })?;
+            let out = n
+                .output
+                .first()
+                .ok_or_else(|| node_error(n, "has no output"))?;
+            constants.insert(out.clone(), t);
+            continue;
+        }
         let op = match n.op_type.as_str() {
             "Gemm" => {
                 if a.int("transA", 0)? != 0
@@ -407,15 +419,16 @@ fn read_graph(g: &GraphProto) -> Result<Model, String> {
                 let shape = input_at(n, 1)?;
                 let s = inits
                     .get(shape)
+                    .or_else(|| constants.get(shape))
                     .and_then(|t| t.ints())
                     .ok_or_else(|| node_error(n, "the shape must be a constant"))?;
+                // The exporter writes the example's batch size (or -1, or 0) first.
                 if s.len() != 2 || s[1] != -1 {
                     return Err(node_error(
                         n,
                         &format!("only a Reshape to [N, -1] is trainable, not {s:?}"),
                     ));
                 }
-                constants.insert(shape.to_string());
                 LayerOp::Flatten
             }
             "Identity" | "Dropout" => {

@@ -85,6 +85,7 @@ pub(crate) fn forward(
             }),
             LayerOp::Flatten => {
                 let v = fx(e, input)?;
+                values.insert(l.input.clone(), v);
                 let d = e.dims(v);
                 Act::Fx(e.reshape(v, &[d[0], d[1..].iter().product()])?)
             }
@@ -119,11 +120,13 @@ pub(crate) fn forward(
             }
             LayerOp::AvgPool { kernel, strides } => {
                 let xin = fx(e, input)?;
+                values.insert(l.input.clone(), xin);
                 let s = e.sumpool(xin, *kernel, *strides)?;
                 Act::Fx(e.rescale(s, (1, (kernel[0] * kernel[1]) as i64), frac)?)
             }
             LayerOp::GlobalAvgPool => {
                 let xin = fx(e, input)?;
+                values.insert(l.input.clone(), xin);
                 let d = e.dims(xin);
                 let s = e.sumpool(xin, [d[2], d[3]], [1, 1])?;
                 Act::Fx(e.rescale(s, (1, (d[2] * d[3]) as i64), frac)?)
