@@ -18,6 +18,15 @@ pub struct CostArgs {
     pub budget: Option<PathBuf>,
     pub opts: qmpc_compiler::Options,
     pub roles: Roles,
+    /// `--train`: cost one training step of a float model (and an epoch of `rows` rows).
+    pub train: Option<TrainCost>,
+}
+
+/// What a training step is compiled for (`qmpc cost --train`).
+pub struct TrainCost {
+    pub rows: usize,
+    pub lr: f64,
+    pub momentum: f64,
 }
 
 /// The static cost of `args.model`, the ring it was computed for, and the bytes the dealer
@@ -52,8 +61,60 @@ pub fn compute(args: &CostArgs) -> Result<(ProgramCost, u32, Preprocessing)> {
     Ok((c, ring, pre))
 }
 
+/// The static cost of one training step of `args.model` in the ring of the whole session,
+/// and the steps of one epoch.
+pub fn compute_train(args: &CostArgs, t: &TrainCost) -> Result<(ProgramCost, u32, usize)> {
+    let (spec, n) = session::protocol(&args.protocol, args.parties)?;
+    let rows = t.rows.max(args.batch);
+    let training = crate::train::compile(
+        &args.model,
+        args.batch,
+        rows,
+        None,
+        t.lr,
+        t.momentum,
+        args.opts.trunc,
+    )?;
+    let roles = if n == 1 {
+        Roles {
+            model_owner: 0,
+            data_owner: 0,
+            output_to: 0,
+        }
+    } else {
+        Roles::default()
+    };
+    let ring = crate::train::session_ring(spec, &training);
+    let costs = spec.costs(n, ring)?;
+    let c = qmpc_vm::cost::cost(&training.step, costs.as_ref(), roles, 1)
+        .with_context(|| format!("{}: cannot cost the training step", args.model.display()))?;
+    Ok((c, ring, rows / args.batch))
+}
+
 /// `qmpc cost`: print the figures, then check the budget.
 pub fn cost(args: &CostArgs) -> Result<()> {
+    if let Some(t) = &args.train {
+        let (c, ring, steps) = compute_train(args, t)?;
+        let epoch_rounds = c.rounds() * steps as u64;
+        let epoch_bytes = c.bytes_sent() * steps as u64;
+        if args.json {
+            let step = json(&c, ring, Preprocessing::default());
+            print!(
+                "{{\"step\": {}, \"steps_per_epoch\": {steps}, \"epoch_rounds\": {epoch_rounds}, \"epoch_bytes_sent\": {epoch_bytes}}}\n",
+                step.trim_end()
+            );
+        } else {
+            print!(
+                "one training step: {}",
+                text(&args.model, &c, Preprocessing::default())
+            );
+            println!(
+                "\none epoch ({steps} steps): {epoch_rounds} rounds, {} bytes sent by all parties",
+                grouped(epoch_bytes)
+            );
+        }
+        return Ok(());
+    }
     let (c, ring, pre) = compute(args)?;
     let out = if args.json {
         json(&c, ring, pre)

@@ -139,6 +139,18 @@ enum Cmd {
         build: BuildFlags,
         #[command(flatten)]
         roles: RoleFlags,
+        /// Cost one step of `qmpc train` on a float model (batch `--batch`) and an epoch
+        /// of `--rows` rows.
+        #[arg(long)]
+        train: bool,
+        /// With `--train`: rows of the data set.
+        #[arg(long, requires = "train")]
+        rows: Option<usize>,
+        /// With `--train`: the learning rate and momentum the step is compiled for.
+        #[arg(long, requires = "train", default_value_t = 0.1)]
+        lr: f64,
+        #[arg(long, requires = "train", default_value_t = 0.0)]
+        momentum: f64,
     },
     Party {
         /// This party's id (a computing party).
@@ -320,6 +332,10 @@ fn dispatch(cmd: Cmd) -> Result<()> {
             budget,
             build,
             roles,
+            train,
+            rows,
+            lr,
+            momentum,
         } => cost::cost(&cost::CostArgs {
             model,
             protocol,
@@ -329,6 +345,11 @@ fn dispatch(cmd: Cmd) -> Result<()> {
             json: matches!(format, FormatArg::Json),
             opts: options(&build),
             roles: roles.roles(),
+            train: train.then_some(cost::TrainCost {
+                rows: rows.unwrap_or(batch),
+                lr,
+                momentum,
+            }),
         }),
         Cmd::Party {
             id,

@@ -110,6 +110,8 @@ struct Outcome {
     params: Option<Vec<Option<Tensor<i64>>>>,
     correct: Vec<i64>,
     stats: Stats,
+    /// The traffic of the first step alone (`qmpc cost --train` predicts it).
+    step: Stats,
 }
 
 /// `rows` of `src` (along its first axis), as a new sharing.
@@ -154,6 +156,7 @@ fn session_loop<P: Protocol + Send>(
     let steps = plan.rows / plan.batch;
     let mut out = Outcome::default();
     let start = Instant::now();
+    let before = online(proto);
     for epoch in 0..plan.epochs {
         let perm = epoch_perm(plan.rows, plan.seed, epoch as u64);
         for s in 0..steps {
@@ -162,6 +165,9 @@ fn session_loop<P: Protocol + Send>(
             states.insert(tc::BATCH_Y.into(), gather_rows(&ys, rows));
             interp::run_session(&t.step, proto, roles, &PartyData::default(), 1, &mut states)
                 .with_context(|| format!("epoch {}, step {}", epoch + 1, s + 1))?;
+            if epoch == 0 && s == 0 {
+                out.step = online(proto).since(before);
+            }
             if plan.talk {
                 let st = online(proto);
                 let done = (epoch * steps + s + 1) * plan.batch;
@@ -229,7 +235,7 @@ impl PartyVisitor for TrainWith<'_> {
 
 /// The ring every program of the session fits: one ring for the whole session, since
 /// the states outlive each program.
-fn session_ring(spec: &Spec, t: &Training) -> u32 {
+pub fn session_ring(spec: &Spec, t: &Training) -> u32 {
     let mut programs = vec![&t.setup_model, &t.setup_data, &t.step, &t.finish];
     programs.extend(&t.eval);
     programs
@@ -239,10 +245,30 @@ fn session_ring(spec: &Spec, t: &Training) -> u32 {
         .unwrap_or(64)
 }
 
+/// The training programs of the float model at `path`.
+pub fn compile(
+    path: &std::path::Path,
+    batch: usize,
+    rows: usize,
+    test_rows: Option<usize>,
+    lr: f64,
+    momentum: f64,
+    trunc: TruncMode,
+) -> Result<Training> {
+    let bytes = std::fs::read(path).with_context(|| format!("{}: cannot read", path.display()))?;
+    let opts = TrainOptions {
+        batch,
+        lr,
+        momentum,
+        rows,
+        test_rows,
+        trunc,
+        numerics: tc::Numerics::default(),
+    };
+    tc::compile(&bytes, &path.display().to_string(), &opts).map_err(anyhow::Error::msg)
+}
+
 pub fn train(args: &TrainArgs) -> Result<()> {
-    let bytes = std::fs::read(&args.model)
-        .with_context(|| format!("{}: cannot read", args.model.display()))?;
-    let file = args.model.display().to_string();
     let x = npy::read(&args.data).with_context(|| format!("--data {}", args.data.display()))?;
     let labels =
         npy::read(&args.labels).with_context(|| format!("--labels {}", args.labels.display()))?;
@@ -258,18 +284,18 @@ pub fn train(args: &TrainArgs) -> Result<()> {
     if args.epochs == 0 {
         bail!("--epochs must be at least 1");
     }
-    let opts = TrainOptions {
-        batch: args.batch,
-        lr: args.lr,
-        momentum: args.momentum,
+    let test_rows = test
+        .as_ref()
+        .map(|(x, _)| x.dims().first().copied().unwrap_or(0));
+    let t = compile(
+        &args.model,
+        args.batch,
         rows,
-        test_rows: test
-            .as_ref()
-            .map(|(x, _)| x.dims().first().copied().unwrap_or(0)),
-        trunc: args.trunc,
-        numerics: tc::Numerics::default(),
-    };
-    let t = tc::compile(&bytes, &file, &opts).map_err(anyhow::Error::msg)?;
+        test_rows,
+        args.lr,
+        args.momentum,
+        args.trunc,
+    )?;
     let (spec, n) = session::protocol(&args.protocol, args.parties)?;
     if spec.dealer {
         bail!(
@@ -296,7 +322,7 @@ pub fn train(args: &TrainArgs) -> Result<()> {
         }
         _ => None,
     };
-    let test_rows = opts.test_rows.unwrap_or(0);
+    let test_rows = test_rows.unwrap_or(0);
     let mut owned: Vec<Owned> = (0..n).map(|_| Owned::default()).collect();
     owned[roles.model_owner].weights = Some(t.weights.clone());
     owned[roles.data_owner].data = Some(data);
@@ -311,13 +337,13 @@ pub fn train(args: &TrainArgs) -> Result<()> {
         talk: me == roles.model_owner,
     };
     let start = Instant::now();
+    let ring = session_ring(spec, &t);
     let results: Vec<Result<Outcome>> = if spec.is_clear() {
         let mut c = qmpc_protocols::clear::Clear;
         vec![session_loop(&mut c, &plan(0), &owned[0], |_| {
             Stats::default()
         })]
     } else {
-        let ring = session_ring(spec, &t);
         let (addrs, listeners) = qmpc_protocols::net::loopback(n)?;
         let hello = Hello {
             program: t.step.digest(),
@@ -380,6 +406,9 @@ pub fn train(args: &TrainArgs) -> Result<()> {
             v.data.iter().map(|&q| q as f32 * scale).collect(),
         ));
     }
+    let bytes = std::fs::read(&args.model)
+        .with_context(|| format!("{}: cannot read", args.model.display()))?;
+    let file = args.model.display().to_string();
     let onnx = tc::model::with_params(&bytes, &file, &trained).map_err(anyhow::Error::msg)?;
     std::fs::write(&args.output, onnx)
         .with_context(|| format!("{}: cannot write", args.output.display()))?;
@@ -401,7 +430,7 @@ pub fn train(args: &TrainArgs) -> Result<()> {
             f,
             "{{\"protocol\": \"{}\", \"parties\": {n}, \"batch\": {}, \"epochs\": {}, \
              \"steps\": {steps}, \"rounds\": {rounds}, \"bytes_sent\": {}, \"per_party\": [{}], \
-             \"test_correct\": [{}], \"test_rows\": {test_rows}, \"wall_s\": {wall:.6}}}",
+             \"step\": {{\"per_party\": [{}]}}, \"test_correct\": [{}], \"test_rows\": {test_rows}, \"ring_bits\": {ring}, \"wall_s\": {wall:.6}}}",
             spec.name,
             args.batch,
             args.epochs,
@@ -411,6 +440,15 @@ pub fn train(args: &TrainArgs) -> Result<()> {
                 .map(|(i, s)| format!(
                     "{{\"id\": {i}, \"rounds\": {}, \"bytes_sent\": {}}}",
                     s.rounds, s.bytes_sent
+                ))
+                .collect::<Vec<_>>()
+                .join(", "),
+            outcomes
+                .iter()
+                .enumerate()
+                .map(|(i, o)| format!(
+                    "{{\"id\": {i}, \"rounds\": {}, \"bytes_sent\": {}}}",
+                    o.step.rounds, o.step.bytes_sent
                 ))
                 .collect::<Vec<_>>()
                 .join(", "),

@@ -84,6 +84,32 @@ fn every_protocol_trains_bit_identically_with_clear() {
         let (got, stats) = train(&model, &dir, p, &["--epochs", "2"]);
         assert!(got == want, "{p}: the trained model differs from clear's");
         assert!(stats.contains("\"steps\": 6"), "{p}: {stats}");
+        // `qmpc cost --train` predicts the measured step, party by party.
+        let o = qmpc(&[
+            "cost",
+            &s(&model),
+            "--train",
+            "--batch",
+            "64",
+            "--rows",
+            "192",
+            "--lr",
+            "0.1",
+            "--momentum",
+            "0.9",
+            "--protocol",
+            p,
+            "--format",
+            "json",
+        ]);
+        assert!(o.status.success(), "{p}: {}", stderr(&o));
+        let cost: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        let measured: serde_json::Value = serde_json::from_str(&stats).unwrap();
+        assert_eq!(
+            cost["step"]["per_party"], measured["step"]["per_party"],
+            "{p}: qmpc cost --train against the measured first step"
+        );
+        assert_eq!(cost["steps_per_epoch"], 3);
     }
 }
 
@@ -301,4 +327,79 @@ fn digits_training_reaches_pytorch_accuracy() {
         files[0] == files[1],
         "rep3's trained model differs from clear's"
     );
+}
+
+/// `exp`, `1/x` and softmax over their documented ranges (docs/training.md): the largest
+/// error of the fixed-point versions against f64 on inputs on the 2^-16 grid, under
+/// `clear`; `rep3` gives the same bits.
+#[test]
+fn nonlinear_functions_meet_their_error_bounds() {
+    use qmpc_compiler::train::{function_program, Function};
+    let grid = |v: f64| (v * 65536.0).round() / 65536.0;
+    let cases: Vec<(Function, Vec<f64>, f64)> = vec![
+        (
+            Function::Exp,
+            (0..2000).map(|i| grid(-17.0 * i as f64 / 1999.0)).collect(),
+            3e-5,
+        ),
+        (
+            Function::Reciprocal { max: 10.0 },
+            (0..2000)
+                .map(|i| grid(1.0 + 9.0 * i as f64 / 1999.0))
+                .collect(),
+            3e-5,
+        ),
+        (
+            Function::Softmax { classes: 10 },
+            (0..2000)
+                .map(|i| grid(((i * 7919) % 2000) as f64 / 125.0 - 8.0))
+                .collect(),
+            1e-4,
+        ),
+    ];
+    for (f, xs, bound) in cases {
+        let p = function_program(f, xs.len(), 16).unwrap();
+        let prog = tmp(&format!("{f:?}.qmpc"));
+        std::fs::write(&prog, p.to_bytes()).unwrap();
+        let input = tmp(&format!("{f:?}-x.npy"));
+        let dims: Vec<usize> = p.inputs[0].ty.dims.clone();
+        let x32: Vec<f32> = xs.iter().map(|&v| v as f32).collect();
+        std::fs::write(&input, npy::encode_f32(&dims, &x32)).unwrap();
+        let mut outs = Vec::new();
+        for proto in ["clear", "rep3"] {
+            let out = tmp(&format!("{f:?}-{proto}.npy"));
+            let o = qmpc(&[
+                "run",
+                &s(&prog),
+                "--protocol",
+                proto,
+                "--input",
+                &s(&input),
+                "--output",
+                &s(&out),
+            ]);
+            assert!(o.status.success(), "{f:?} {proto}: {}", stderr(&o));
+            outs.push(floats(&npy::read(&out).unwrap()));
+        }
+        assert_eq!(outs[0], outs[1], "{f:?}: rep3 differs from clear");
+        let want: Vec<f64> = match f {
+            Function::Exp => xs.iter().map(|x| x.exp()).collect(),
+            Function::Reciprocal { .. } => xs.iter().map(|x| 1.0 / x).collect(),
+            Function::Softmax { classes } => xs
+                .chunks(classes)
+                .flat_map(|r| {
+                    let m = r.iter().cloned().fold(f64::MIN, f64::max);
+                    let s: f64 = r.iter().map(|v| (v - m).exp()).sum();
+                    r.iter().map(move |v| (v - m).exp() / s).collect::<Vec<_>>()
+                })
+                .collect(),
+        };
+        let worst = outs[0]
+            .iter()
+            .zip(&want)
+            .map(|(g, w)| (g - w).abs())
+            .fold(0.0, f64::max);
+        eprintln!("{f:?}: largest error {worst:.2e}");
+        assert!(worst <= bound, "{f:?}: error {worst} above {bound}");
+    }
 }

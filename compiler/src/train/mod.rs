@@ -528,3 +528,85 @@ fn to_fixed(e: &mut Emit, x: NodeIndex, shift: u32, frac: u32) -> R<NodeIndex> {
     let v = e.mul(x, k)?;
     e.cast(v, frac)
 }
+
+/// A nonlinear function of training, for measuring its error over its documented range.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Function {
+    /// `exp(x)` for `x ≤ 0`.
+    Exp,
+    /// `1 / x` for `1 ≤ x ≤ max`.
+    Reciprocal { max: f64 },
+    /// Softmax over rows of `classes` values.
+    Softmax { classes: usize },
+}
+
+/// A program applying `f` to `n` float inputs (`Softmax`: `n / classes` rows), each first
+/// clipped to the function's domain, with `frac` fractional bits; its output is float.
+pub fn function_program(f: Function, n: usize, frac: u32) -> Result<Program, String> {
+    let one = 1i64 << frac;
+    let mut g = Graph {
+        name: "function".into(),
+        ..Graph::default()
+    };
+    let dims = match f {
+        Function::Softmax { classes } => vec![n / classes, classes],
+        _ => vec![n],
+    };
+    let x = g.add_input(
+        InputDecl {
+            name: "x".into(),
+            external: ExternalType::F32,
+            quant: Some(QuantParams {
+                scale: vec![2f32.powi(-(frac as i32))],
+                zero_point: vec![0],
+                axis: 0,
+                block: 0,
+            }),
+            ty: TensorType {
+                dtype: DType::I32,
+                dims,
+                batched: false,
+            },
+        },
+        "x",
+    );
+    let mut e = Emit {
+        g: &mut g,
+        origin: "function".into(),
+    };
+    let x = e.cast(x, frac)?;
+    let y = match f {
+        Function::Exp => {
+            let x = e.clamp(x, -64 * one, 0)?;
+            nonlinear::exp_nonpositive(&mut e, x)?
+        }
+        Function::Reciprocal { max } => {
+            let x = e.clamp(x, one, fixed(max, frac))?;
+            nonlinear::reciprocal(&mut e, x, max)?
+        }
+        Function::Softmax { .. } => {
+            let x = e.clamp(x, -32 * one, 32 * one)?;
+            nonlinear::softmax(&mut e, x)?
+        }
+    };
+    g.add_output(
+        OutputDecl {
+            name: "y".into(),
+            external: ExternalType::F32,
+            dequant: Some(QuantParams {
+                scale: vec![2f32.powi(-(frac as i32))],
+                zero_point: vec![0],
+                axis: 0,
+                block: 0,
+            }),
+            post: PostOp::None,
+        },
+        y,
+        "y",
+    );
+    passes::dead_code_elimination(&mut g);
+    let opts = Options::default();
+    let (p, _) = lower::lower(&g, &opts)?;
+    qmpc_bytecode::verify::verify(&p).map_err(|e| e.to_string())?;
+    Ok(p)
+}
