@@ -86,8 +86,10 @@ pub fn compute_train(args: &CostArgs, t: &TrainCost) -> Result<(ProgramCost, u32
     };
     let ring = crate::train::session_ring(spec, &training);
     let costs = spec.costs(n, ring)?;
-    let c = qmpc_vm::cost::cost(&training.step, costs.as_ref(), roles, 1)
+    let mut c = qmpc_vm::cost::cost(&training.step, costs.as_ref(), roles, 1)
         .with_context(|| format!("{}: cannot cost the training step", args.model.display()))?;
+    // The step's batch is fixed in the program, not the VM's batch axis.
+    c.batch = args.batch;
     Ok((c, ring, rows / args.batch))
 }
 
@@ -99,8 +101,8 @@ pub fn cost(args: &CostArgs) -> Result<()> {
         let epoch_bytes = c.bytes_sent() * steps as u64;
         if args.json {
             let step = json(&c, ring, Preprocessing::default());
-            print!(
-                "{{\"step\": {}, \"steps_per_epoch\": {steps}, \"epoch_rounds\": {epoch_rounds}, \"epoch_bytes_sent\": {epoch_bytes}}}\n",
+            println!(
+                "{{\"step\": {}, \"steps_per_epoch\": {steps}, \"epoch_rounds\": {epoch_rounds}, \"epoch_bytes_sent\": {epoch_bytes}}}",
                 step.trim_end()
             );
         } else {

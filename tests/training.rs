@@ -340,7 +340,7 @@ fn nonlinear_functions_meet_their_error_bounds() {
         (
             Function::Exp,
             (0..2000).map(|i| grid(-17.0 * i as f64 / 1999.0)).collect(),
-            3e-5,
+            2e-5,
         ),
         (
             Function::Reciprocal { max: 10.0 },
@@ -354,7 +354,7 @@ fn nonlinear_functions_meet_their_error_bounds() {
             (0..2000)
                 .map(|i| grid(((i * 7919) % 2000) as f64 / 125.0 - 8.0))
                 .collect(),
-            1e-4,
+            2e-5,
         ),
     ];
     for (f, xs, bound) in cases {

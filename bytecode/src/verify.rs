@@ -210,7 +210,7 @@ fn conv_grad_geometry(
     let win = shapes::window(&w[2..], &strides.0, &pads.0, &dilations.0)?;
     let fits = x[0] == gy[0]
         && gy[1] == w[0]
-        && w[0] % g == 0
+        && w[0].is_multiple_of(g)
         && x[1] == w[1] * g
         && win.out_hw(x[2], x[3]) == Some((gy[2], gy[3]));
     if !fits {

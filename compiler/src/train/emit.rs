@@ -38,7 +38,7 @@ pub(crate) struct Emit<'g> {
 
 /// The type of `frac` fractional bits (an integer type for 0).
 fn of_frac(frac: u32) -> Option<DType> {
-    (frac > 0).then(|| DType::Fx(frac as u8))
+    (frac > 0).then_some(DType::Fx(frac as u8))
 }
 
 impl Emit<'_> {

@@ -278,7 +278,11 @@ impl Build<'_> {
             .params
             .iter()
             .map(|p| {
-                if let Some(v) = p.values.iter().find(|v| !(v.abs() as f64 <= w)) {
+                if let Some(v) = p
+                    .values
+                    .iter()
+                    .find(|v| !v.is_finite() || v.abs() as f64 > w)
+                {
                     return Err(format!(
                         "initializer `{}` holds {v}, outside the weight range ±{w}",
                         p.name

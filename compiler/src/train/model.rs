@@ -137,7 +137,10 @@ impl Model {
                     bias,
                 } => {
                     let wd = &self.params[*w].dims;
-                    if x.len() != 3 || wd.len() != 4 || x[0] != wd[1] * group || wd[0] % group != 0
+                    if x.len() != 3
+                        || wd.len() != 4
+                        || x[0] != wd[1] * group
+                        || !wd[0].is_multiple_of(*group)
                     {
                         return Err(l.error(&format!(
                             "a sample of shape {x:?} and a weight of shape {wd:?} with group {group}"
