@@ -239,3 +239,197 @@ fn no_coalition_of_any_protocol_learns_the_data_owners_input() {
     }
     assert!(checked >= 5, "{checked} protocol coalitions checked");
 }
+
+/// A training session's parties: share the model and rows, then run the step `steps`
+/// times, each in the session's own `States` (`fresh`: a new `States` per step instead,
+/// which restarts the run counter — what the ledger must catch).
+struct TrainParty<'a> {
+    t: &'a qmpc_compiler::train::Training,
+    data: &'a PartyData,
+    model: &'a PartyData,
+    rows: usize,
+    steps: usize,
+    fresh: bool,
+}
+
+impl PartyVisitor for TrainParty<'_> {
+    type Output = ();
+    fn visit<P: Party>(self, mut p: P) {
+        use qmpc_compiler::train::{BATCH_X, BATCH_Y, DATA_X, DATA_Y};
+        let mut states = interp::States::new();
+        interp::run_session(
+            &self.t.setup_model,
+            &mut p,
+            ROLES,
+            self.model,
+            1,
+            &mut states,
+        )
+        .expect("the model is shared");
+        interp::run_session(
+            &self.t.setup_data,
+            &mut p,
+            ROLES,
+            self.data,
+            self.rows,
+            &mut states,
+        )
+        .expect("the rows are shared");
+        let (x, y) = (
+            states.remove(DATA_X).unwrap(),
+            states.remove(DATA_Y).unwrap(),
+        );
+        let batch = self
+            .t
+            .step
+            .states
+            .iter()
+            .find(|s| s.name == BATCH_X)
+            .unwrap()
+            .ty
+            .dims[0];
+        let cut = |v: &interp::Shared<P::Shares>| {
+            use qmpc_protocols::planes::Plane;
+            let row: usize = v.dims[1..].iter().product();
+            let mut dims = v.dims.clone();
+            dims[0] = batch;
+            interp::Shared::new(dims, v.data.slice(0..batch * row))
+        };
+        for _ in 0..self.steps {
+            states.insert(BATCH_X.into(), cut(&x));
+            states.insert(BATCH_Y.into(), cut(&y));
+            if !self.fresh {
+                interp::run_session(
+                    &self.t.step,
+                    &mut p,
+                    ROLES,
+                    &PartyData::default(),
+                    1,
+                    &mut states,
+                )
+                .expect("the step runs");
+                continue;
+            }
+            let mut fresh = interp::States::new();
+            for s in &self.t.step.states {
+                if let Some(v) = states.get(&s.name) {
+                    fresh.insert(s.name.clone(), v.clone());
+                }
+            }
+            interp::run_session(
+                &self.t.step,
+                &mut p,
+                ROLES,
+                &PartyData::default(),
+                1,
+                &mut fresh,
+            )
+            .expect("the step runs");
+            for s in &self.t.step.states {
+                if let Some(v) = fresh.get(&s.name) {
+                    states.insert(s.name.clone(), v.clone());
+                }
+            }
+        }
+    }
+}
+
+/// Runs a training session of the digits MLP under `spec` (3 parties) with the ledger on.
+fn train_ledger(spec: &Spec, fresh: bool) -> Ledger {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let bytes = std::fs::read(root.join("models/train/mlp_digits_init.onnx")).expect("model");
+    let (rows, batch) = (64, 32);
+    let opts = qmpc_compiler::train::TrainOptions {
+        batch,
+        lr: 0.1,
+        momentum: 0.9,
+        rows,
+        test_rows: None,
+        trunc: qmpc_protocols::TruncMode::Exact,
+        numerics: Default::default(),
+    };
+    let t = qmpc_compiler::train::compile(&bytes, "mlp_digits_init.onnx", &opts).expect("compiles");
+    let x = Tensor::new(
+        vec![rows, 64],
+        (0..rows * 64).map(|i| (i as i64 * 37) % 4096).collect(),
+    );
+    let y = Tensor::new(
+        vec![rows, 10],
+        (0..rows * 10)
+            .map(|i| i64::from(i % 10 == (i / 10) % 10))
+            .collect(),
+    );
+    let data = PartyData {
+        inputs: Some(vec![x, y]),
+        weights: None,
+    };
+    let model = PartyData {
+        inputs: None,
+        weights: Some(t.weights.clone()),
+    };
+    let n = 3;
+    let (addrs, listeners) = loopback(n).expect("loopback");
+    let hello = Hello {
+        program: t.step.digest(),
+        protocol: spec.name.into(),
+        parties: n,
+    };
+    let ledger = Ledger::default();
+    let bits = [&t.setup_model, &t.setup_data, &t.step]
+        .into_iter()
+        .map(|p| qmpc_vm::cost::ring_bits(spec, p))
+        .max()
+        .unwrap_or(64);
+    std::thread::scope(|s| {
+        for (i, l) in listeners.into_iter().enumerate() {
+            let (addrs, hello, ledger, t, data, model) =
+                (&addrs, &hello, &ledger, &t, &data, &model);
+            s.spawn(move || {
+                let _in = ledger.enter(i);
+                let mesh = Mesh::with_listener(i, l, addrs, hello, Timeouts::default())
+                    .expect("the mesh connects");
+                let none = PartyData::default();
+                spec.setup_party(
+                    Box::new(mesh),
+                    bits,
+                    TrainParty {
+                        t,
+                        data: if i == ROLES.data_owner { data } else { &none },
+                        model: if i == ROLES.model_owner { model } else { &none },
+                        rows,
+                        steps: 2,
+                        fresh,
+                    },
+                )
+                .expect("the party sets up");
+            });
+        }
+    });
+    ledger
+}
+
+/// Two steps of a training session draw fresh masks: every protocol that trains passes
+/// the ledger over a whole session. Restarting the run counter between the steps (as if
+/// every run began a new session) must be caught as a two-time pad wherever instructions
+/// run as forked copies keyed by their index (`rep3`, `shamir`; `mal-rep3` runs them in
+/// order from streams that never restart).
+#[test]
+fn a_training_session_never_draws_a_mask_twice() {
+    let mut caught = Vec::new();
+    for spec in registry::PROTOCOLS
+        .iter()
+        .filter(|s| s.implemented() && !s.is_clear() && !s.dealer && s.parties.allows(3))
+    {
+        let ledger = train_ledger(spec, false);
+        if let Err(why) = ledger.verify() {
+            panic!("{}: a training session reuses masks:\n{why}", spec.name);
+        }
+        if train_ledger(spec, true).verify().is_err() {
+            caught.push(spec.name);
+        }
+    }
+    assert!(
+        caught.len() >= 2,
+        "the ledger caught restarted runs only in {caught:?}"
+    );
+}
