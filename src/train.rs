@@ -84,6 +84,31 @@ fn read_rows(
     Ok(vec![xq, yq])
 }
 
+/// The test rows padded to whole chunks of `rows`: zero rows labelled 255, a class no
+/// model here has, so they never count.
+fn padded_test(x: &Array, labels: &Array, rows: usize) -> Result<(Array, Array, usize)> {
+    let (Array::F32(xd, xv), Array::Int(ld, lv, t)) = (x, labels) else {
+        bail!("test rows must be float32 and test labels integers");
+    };
+    let n = xd.first().copied().unwrap_or(0);
+    if ld.as_slice() != [n] {
+        bail!("{n} test rows but test labels of shape {ld:?}");
+    }
+    let chunks = n.div_ceil(rows).max(1);
+    let row: usize = xd[1..].iter().product();
+    let mut xd = xd.clone();
+    xd[0] = chunks * rows;
+    let mut xv = xv.clone();
+    xv.resize(chunks * rows * row, 0.0);
+    let mut lv = lv.clone();
+    lv.resize(chunks * rows, 255);
+    Ok((
+        Array::F32(xd, xv),
+        Array::Int(vec![chunks * rows], lv, t),
+        chunks,
+    ))
+}
+
 /// What one party brings to the session.
 #[derive(Default)]
 struct Owned {
@@ -100,6 +125,8 @@ struct Plan<'a> {
     rows: usize,
     seed: u64,
     roles: Roles,
+    /// Chunks of the padded test set (0 without one).
+    test_chunks: usize,
     /// Whether this party prints progress (the model owner does).
     talk: bool,
 }
@@ -183,15 +210,9 @@ fn session_loop<P: Protocol + Send>(
             }
         }
         if let Some(eval) = &t.eval {
-            let test = PartyData {
-                inputs: own.test.clone(),
-                weights: None,
-            };
-            let got = interp::run_session(eval, proto, owner, &test, 1, &mut states)
+            let c = count_right(proto, eval, plan.test_chunks, roles, own, &mut states)
                 .context("counting the test rows classified right")?;
-            if let Some(Some(c)) = got.first() {
-                out.correct.push(c.data.first().copied().unwrap_or(0));
-            }
+            out.correct.extend(c);
         }
         if plan.talk {
             match out.correct.last() {
@@ -216,6 +237,54 @@ fn session_loop<P: Protocol + Send>(
     Ok(out)
 }
 
+/// Chunk `c` of `rows` rows of each tensor.
+fn chunk_of(ts: &[Tensor<i64>], c: usize, rows: usize) -> Vec<Tensor<i64>> {
+    ts.iter()
+        .map(|t| {
+            let row: usize = t.dims[1..].iter().product();
+            let mut dims = t.dims.clone();
+            dims[0] = rows;
+            Tensor::new(dims, t.data[c * rows * row..(c + 1) * rows * row].to_vec())
+        })
+        .collect()
+}
+
+/// The count of test rows classified right: every chunk's count stays shared, their
+/// shares are added here (a local sum), and only the total is revealed, to the model
+/// owner. Returns it where this party is the model owner.
+fn count_right<P: Protocol + Send>(
+    proto: &mut P,
+    eval: &tc::Eval,
+    chunks: usize,
+    roles: Roles,
+    own: &Owned,
+    states: &mut States<P::Shares>,
+) -> Result<Option<i64>> {
+    let mut total: Option<Shared<P::Shares>> = None;
+    for c in 0..chunks {
+        let data = PartyData {
+            inputs: own.test.as_ref().map(|ts| chunk_of(ts, c, eval.rows)),
+            weights: None,
+        };
+        interp::run_session(&eval.chunk, proto, roles, &data, 1, states)?;
+        let count = states.remove(tc::EVAL_COUNT).context("no count")?;
+        total = Some(match total {
+            None => count,
+            Some(t) => Shared::new(t.dims.clone(), proto.add(&t.data, &count.data)),
+        });
+    }
+    states.insert(tc::EVAL_TOTAL.into(), total.context("no test rows")?);
+    let owner = Roles {
+        output_to: roles.model_owner,
+        ..roles
+    };
+    let got = interp::run_session(&eval.total, proto, owner, &PartyData::default(), 1, states)?;
+    Ok(got
+        .first()
+        .and_then(|c| c.as_ref())
+        .map(|c| c.data.first().copied().unwrap_or(0)))
+}
+
 /// Runs the session in a freshly set-up networked party.
 struct TrainWith<'a> {
     plan: &'a Plan<'a>,
@@ -237,7 +306,9 @@ impl PartyVisitor for TrainWith<'_> {
 /// the states outlive each program.
 pub fn session_ring(spec: &Spec, t: &Training) -> u32 {
     let mut programs = vec![&t.setup_model, &t.setup_data, &t.step, &t.finish];
-    programs.extend(&t.eval);
+    if let Some(e) = &t.eval {
+        programs.extend([&e.chunk, &e.total]);
+    }
     programs
         .into_iter()
         .map(|p| qmpc_vm::cost::ring_bits(spec, p))
@@ -314,13 +385,19 @@ pub fn train(args: &TrainArgs) -> Result<()> {
         Roles::default()
     };
     let data = read_rows(&t.setup_data, &x, &labels, t.classes)?;
-    let test = match (&t.eval, &test) {
+    let (test, test_chunks) = match (&t.eval, &test) {
         (Some(eval), Some((tx, tl))) => {
-            let (xq, _) = quantize_input(&eval.inputs[0], tx).context("--test-data")?;
-            let (lq, _) = quantize_input(&eval.inputs[1], tl).context("--test-labels")?;
-            Some(vec![xq, lq])
+            let (x, labels, chunks) = padded_test(tx, tl, eval.rows)?;
+            let decl = |i: usize| {
+                let mut d = eval.chunk.inputs[i].clone();
+                d.ty.dims[0] = chunks * eval.rows;
+                d
+            };
+            let (xq, _) = quantize_input(&decl(0), &x).context("--test-data")?;
+            let (lq, _) = quantize_input(&decl(1), &labels).context("--test-labels")?;
+            (Some(vec![xq, lq]), chunks)
         }
-        _ => None,
+        _ => (None, 0),
     };
     let test_rows = test_rows.unwrap_or(0);
     let mut owned: Vec<Owned> = (0..n).map(|_| Owned::default()).collect();
@@ -334,6 +411,7 @@ pub fn train(args: &TrainArgs) -> Result<()> {
         rows,
         seed: args.seed,
         roles,
+        test_chunks,
         talk: me == roles.model_owner,
     };
     let start = Instant::now();

@@ -38,6 +38,14 @@ pub fn momentum_state(name: &str) -> String {
 /// The shared rows and one-hot labels of the data set (all owners' rows, in order).
 pub const DATA_X: &str = "data:x";
 pub const DATA_Y: &str = "data:y";
+/// Test rows per run of the evaluation program: the count of a larger test set is the
+/// sum of the counts of its chunks (the last one padded with rows that never count), so
+/// memory does not grow with the test set.
+pub const EVAL_CHUNK: usize = 1000;
+/// The shared count of one evaluation chunk, and the sum the runner keeps of them.
+pub const EVAL_COUNT: &str = "eval:count";
+pub const EVAL_TOTAL: &str = "eval:total";
+
 /// The rows of the current step, gathered by the runner from [`DATA_X`] / [`DATA_Y`].
 pub const BATCH_X: &str = "batch:x";
 pub const BATCH_Y: &str = "batch:y";
@@ -116,8 +124,17 @@ pub struct Training {
     /// One data owner's rows (batched: any number of rows).
     pub setup_data: Program,
     pub step: Program,
-    pub eval: Option<Program>,
+    pub eval: Option<Eval>,
     pub finish: Program,
+}
+
+/// Counting the test rows classified right: `chunk` runs on `rows` rows at a time and
+/// stores its count in [`EVAL_COUNT`]; the runner adds the counts' shares into
+/// [`EVAL_TOTAL`] (a local sum), which `total` reveals to the model owner.
+pub struct Eval {
+    pub chunk: Program,
+    pub rows: usize,
+    pub total: Program,
 }
 
 /// Compile the training programs of the float ONNX model `bytes` (`file` names it).
@@ -161,7 +178,15 @@ pub fn compile(bytes: &[u8], file: &str, opts: &TrainOptions) -> Result<Training
     let setup_data = build.program(Build::setup_data, "setup_data")?;
     let step = build.program(Build::step, "step")?;
     let eval = match opts.test_rows {
-        Some(n) => Some(build.program(|b, g| b.eval(g, n), "eval")?),
+        Some(n) => {
+            let rows = n.clamp(1, EVAL_CHUNK);
+            let padded = n.div_ceil(rows) * rows;
+            Some(Eval {
+                chunk: build.program(|b, g| b.eval(g, rows), "eval")?,
+                rows,
+                total: build.program(|b, g| b.eval_total(g, padded), "eval_total")?,
+            })
+        }
         None => None,
     };
     let finish = build.program(Build::finish, "finish")?;
@@ -438,7 +463,7 @@ impl Build<'_> {
         Ok(())
     }
 
-    /// The count of test rows whose arg-max is their label, to the model owner.
+    /// The count of test rows whose arg-max is their label, into [`EVAL_COUNT`].
     fn eval(&self, g: &mut Graph, rows: usize) -> R<()> {
         let mut xdims = vec![rows];
         xdims.extend(&self.model.sample_dims);
@@ -489,6 +514,30 @@ impl Build<'_> {
         let right = e.reshape(right, &[1, rows])?;
         let ones = e.konst(0, &[rows, 1], vec![1; rows]);
         let count = e.matmul(right, ones)?;
+        let decl = g.decl(count).clone();
+        let s = g.add_state(StateDecl {
+            name: EVAL_COUNT.into(),
+            ty: decl.ty,
+            lo: 0,
+            hi: decl.hi,
+        });
+        g.add_store(s, count, "accuracy")?;
+        Ok(())
+    }
+
+    /// The sum of the chunks' counts (at most `rows`), to the model owner.
+    fn eval_total(&self, g: &mut Graph, rows: usize) -> R<()> {
+        let s = g.add_state(StateDecl {
+            name: EVAL_TOTAL.into(),
+            ty: TensorType {
+                dtype: DType::I32,
+                dims: vec![1, 1],
+                batched: false,
+            },
+            lo: 0,
+            hi: rows as i64,
+        });
+        let total = g.add_load(s, "accuracy")?;
         g.add_output(
             OutputDecl {
                 name: "correct".into(),
@@ -496,7 +545,7 @@ impl Build<'_> {
                 dequant: None,
                 post: PostOp::None,
             },
-            count,
+            total,
             "accuracy",
         );
         Ok(())
