@@ -129,6 +129,50 @@ proptest! {
             let _ = assemble(&String::from_utf8_lossy(&b));
         }
     }
+
+    /// The training importer and compiler on mutated float exports (the PyTorch
+    /// references of `models/train`).
+    #[test]
+    fn the_training_compiler_never_panics(
+        seed in any::<prop::sample::Index>(),
+        flips in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..8),
+        cut in any::<prop::sample::Index>(),
+    ) {
+        let seeds = training_seeds();
+        let onnx = &seeds[seed.index(seeds.len())];
+        let opts = qmpc_compiler::train::TrainOptions {
+            batch: 4,
+            lr: 0.1,
+            momentum: 0.9,
+            rows: 8,
+            test_rows: Some(5),
+            trunc: qmpc_protocols::TruncMode::Exact,
+            numerics: Default::default(),
+        };
+        for b in mutate(onnx, &flips, &cut) {
+            let _ = qmpc_compiler::train::compile(&b, "fuzz.onnx", &opts);
+        }
+    }
+}
+
+/// Every float model of `models/train` (the exports and the gradient cases).
+fn training_seeds() -> &'static [Vec<u8>] {
+    static SEEDS: OnceLock<Vec<Vec<u8>>> = OnceLock::new();
+    SEEDS.get_or_init(|| {
+        let dir = root().join("models/train");
+        let mut files = vec![
+            dir.join("mlp_digits_init.onnx"),
+            dir.join("lenet_init.onnx"),
+        ];
+        if let Ok(cases) = std::fs::read_dir(dir.join("grads")) {
+            files.extend(cases.flatten().map(|c| c.path().join("model.onnx")));
+        }
+        files.sort();
+        files
+            .into_iter()
+            .filter_map(|f| std::fs::read(f).ok())
+            .collect()
+    })
 }
 
 #[test]

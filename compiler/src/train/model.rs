@@ -105,6 +105,9 @@ impl Model {
             let y = match &l.op {
                 LayerOp::Dense { w, trans_w, .. } => {
                     let wd = &self.params[*w].dims;
+                    if wd.len() != 2 {
+                        return Err(l.error(&format!("the weight must be a matrix, is {wd:?}")));
+                    }
                     let (k, n) = if *trans_w {
                         (wd[1], wd[0])
                     } else {
