@@ -19,14 +19,13 @@ pub(crate) struct ConvGeo {
 }
 
 impl ConvGeo {
-    fn strides(&self) -> Vec<i64> {
-        self.strides.iter().map(|&v| v as i64).collect()
-    }
-    fn pads(&self) -> Vec<i64> {
-        self.pads.iter().map(|&v| v as i64).collect()
-    }
-    fn dilations(&self) -> Vec<i64> {
-        self.dilations.iter().map(|&v| v as i64).collect()
+    fn operands(&self) -> (Ints, Ints, Ints, Int) {
+        (
+            ints(&self.strides),
+            ints(&self.pads),
+            ints(&self.dilations),
+            Int(self.group as i64),
+        )
     }
 }
 
@@ -34,6 +33,21 @@ impl ConvGeo {
 pub(crate) struct Emit<'g> {
     pub g: &'g mut Graph,
     pub origin: String,
+}
+
+/// An `Ints` operand from sizes.
+fn ints(v: &[usize]) -> Ints {
+    Ints(v.iter().map(|&x| x as i64).collect())
+}
+
+/// The geometry operands of a window without padding or dilation.
+fn plain_window(kernel: [usize; 2], strides: [usize; 2]) -> (Ints, Ints, Ints, Ints) {
+    (
+        ints(&kernel),
+        ints(&strides),
+        Ints(vec![0; 4]),
+        Ints(vec![1, 1]),
+    )
 }
 
 /// The type of `frac` fractional bits (an integer type for 0).
@@ -182,29 +196,17 @@ impl Emit<'_> {
         )
     }
 
-    pub fn maxpool(&mut self, x: NodeIndex, kernel: &[usize]) -> R<NodeIndex> {
-        let k: Vec<i64> = kernel.iter().map(|&k| k as i64).collect();
-        let instr = Instr::MaxPool {
-            dst: Dst(0),
-            x: Reg(0),
-            kernel: Ints(k.clone()),
-            strides: Ints(k),
-            pads: Ints(vec![0; 4]),
-            dilations: Ints(vec![1, 1]),
-        };
-        self.scaled(instr, &[x], None)
-    }
-
     /// A convolution of `x` `[N, C, H, W]` by `w` `[M, C/group, kh, kw]`.
     pub fn conv(&mut self, x: NodeIndex, w: NodeIndex, geo: &ConvGeo) -> R<NodeIndex> {
+        let (strides, pads, dilations, group) = geo.operands();
         let instr = Instr::Conv {
             dst: Dst(0),
             x: Reg(0),
             w: Reg(1),
-            strides: Ints(geo.strides()),
-            pads: Ints(geo.pads()),
-            dilations: Ints(geo.dilations()),
-            group: Int(geo.group as i64),
+            strides,
+            pads,
+            dilations,
+            group,
         };
         self.scaled(instr, &[x, w], None)
     }
@@ -217,14 +219,15 @@ impl Emit<'_> {
         geo: &ConvGeo,
         wdims: &[usize],
     ) -> R<NodeIndex> {
+        let (strides, pads, dilations, group) = geo.operands();
         let instr = Instr::ConvGradW {
             dst: Dst(0),
             x: Reg(0),
             gy: Reg(1),
-            strides: Ints(geo.strides()),
-            pads: Ints(geo.pads()),
-            dilations: Ints(geo.dilations()),
-            group: Int(geo.group as i64),
+            strides,
+            pads,
+            dilations,
+            group,
         };
         self.scaled(instr, &[x, gy], Some(wdims))
     }
@@ -237,14 +240,15 @@ impl Emit<'_> {
         geo: &ConvGeo,
         xdims: &[usize],
     ) -> R<NodeIndex> {
+        let (strides, pads, dilations, group) = geo.operands();
         let instr = Instr::ConvGradX {
             dst: Dst(0),
             gy: Reg(0),
             w: Reg(1),
-            strides: Ints(geo.strides()),
-            pads: Ints(geo.pads()),
-            dilations: Ints(geo.dilations()),
-            group: Int(geo.group as i64),
+            strides,
+            pads,
+            dilations,
+            group,
         };
         self.scaled(instr, &[gy, w], Some(xdims))
     }
@@ -256,31 +260,33 @@ impl Emit<'_> {
         kernel: [usize; 2],
         strides: [usize; 2],
     ) -> R<NodeIndex> {
+        let (kernel, strides, pads, dilations) = plain_window(kernel, strides);
         let instr = Instr::SumPool {
             dst: Dst(0),
             x: Reg(0),
-            kernel: Ints(kernel.iter().map(|&k| k as i64).collect()),
-            strides: Ints(strides.iter().map(|&k| k as i64).collect()),
-            pads: Ints(vec![0; 4]),
-            dilations: Ints(vec![1, 1]),
+            kernel,
+            strides,
+            pads,
+            dilations,
         };
         self.scaled(instr, &[x], None)
     }
 
     /// Maximum over each `kernel` window moved by `strides` (no padding).
-    pub fn maxpool_strided(
+    pub fn maxpool(
         &mut self,
         x: NodeIndex,
         kernel: [usize; 2],
         strides: [usize; 2],
     ) -> R<NodeIndex> {
+        let (kernel, strides, pads, dilations) = plain_window(kernel, strides);
         let instr = Instr::MaxPool {
             dst: Dst(0),
             x: Reg(0),
-            kernel: Ints(kernel.iter().map(|&k| k as i64).collect()),
-            strides: Ints(strides.iter().map(|&k| k as i64).collect()),
-            pads: Ints(vec![0; 4]),
-            dilations: Ints(vec![1, 1]),
+            kernel,
+            strides,
+            pads,
+            dilations,
         };
         self.scaled(instr, &[x], None)
     }
@@ -292,13 +298,14 @@ impl Emit<'_> {
         kernel: [usize; 2],
         strides: [usize; 2],
     ) -> R<NodeIndex> {
+        let (kernel, strides, pads, dilations) = plain_window(kernel, strides);
         let instr = Instr::Window {
             dst: Dst(0),
             x: Reg(0),
-            kernel: Ints(kernel.iter().map(|&k| k as i64).collect()),
-            strides: Ints(strides.iter().map(|&k| k as i64).collect()),
-            pads: Ints(vec![0; 4]),
-            dilations: Ints(vec![1, 1]),
+            kernel,
+            strides,
+            pads,
+            dilations,
         };
         self.scaled(instr, &[x], None)
     }
@@ -311,13 +318,14 @@ impl Emit<'_> {
         strides: [usize; 2],
         xdims: &[usize],
     ) -> R<NodeIndex> {
+        let (kernel, strides, pads, dilations) = plain_window(kernel, strides);
         let instr = Instr::Unwindow {
             dst: Dst(0),
             x: Reg(0),
-            kernel: Ints(kernel.iter().map(|&k| k as i64).collect()),
-            strides: Ints(strides.iter().map(|&k| k as i64).collect()),
-            pads: Ints(vec![0; 4]),
-            dilations: Ints(vec![1, 1]),
+            kernel,
+            strides,
+            pads,
+            dilations,
         };
         self.scaled(instr, &[x], Some(xdims))
     }

@@ -88,7 +88,7 @@ pub(crate) fn softmax(e: &mut Emit, z: NodeIndex) -> R<NodeIndex> {
     let d = e.dims(z);
     let (n, c) = (d[0], d[1]);
     let z4 = e.reshape(z, &[n, 1, 1, c])?;
-    let m4 = e.maxpool(z4, &[1, c])?;
+    let m4 = e.maxpool(z4, [1, c], [1, c])?;
     let m = e.reshape(m4, &[n, 1])?;
     let shifted = e.sub(z, m)?;
     let ex = exp_nonpositive(e, shifted)?;

@@ -116,7 +116,7 @@ pub(crate) fn forward(
             LayerOp::MaxPool { kernel, strides } => {
                 let xin = fx(e, input)?;
                 values.insert(l.input.clone(), xin);
-                Act::Fx(e.maxpool_strided(xin, *kernel, *strides)?)
+                Act::Fx(e.maxpool(xin, *kernel, *strides)?)
             }
             LayerOp::AvgPool { kernel, strides } => {
                 let xin = fx(e, input)?;
