@@ -75,15 +75,7 @@ pub fn compute_train(args: &CostArgs, t: &TrainCost) -> Result<(ProgramCost, u32
         t.momentum,
         args.opts.trunc,
     )?;
-    let roles = if n == 1 {
-        Roles {
-            model_owner: 0,
-            data_owner: 0,
-            output_to: 0,
-        }
-    } else {
-        Roles::default()
-    };
+    let roles = crate::train::session_roles(n);
     let ring = crate::train::session_ring(spec, &training);
     let costs = spec.costs(n, ring)?;
     let mut c = qmpc_vm::cost::cost(&training.step, costs.as_ref(), roles, 1)

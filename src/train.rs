@@ -302,6 +302,20 @@ impl PartyVisitor for TrainWith<'_> {
     }
 }
 
+/// Who plays which role in a training session of `n` parties: one party plays all of
+/// them under `clear`.
+pub fn session_roles(n: usize) -> Roles {
+    if n == 1 {
+        Roles {
+            model_owner: 0,
+            data_owner: 0,
+            output_to: 0,
+        }
+    } else {
+        Roles::default()
+    }
+}
+
 /// The ring every program of the session fits: one ring for the whole session, since
 /// the states outlive each program.
 pub fn session_ring(spec: &Spec, t: &Training) -> u32 {
@@ -375,15 +389,7 @@ pub fn train(args: &TrainArgs) -> Result<()> {
             spec.name
         );
     }
-    let roles = if n == 1 {
-        Roles {
-            model_owner: 0,
-            data_owner: 0,
-            output_to: 0,
-        }
-    } else {
-        Roles::default()
-    };
+    let roles = session_roles(n);
     let data = read_rows(&t.setup_data, &x, &labels, t.classes)?;
     let (test, test_chunks) = match (&t.eval, &test) {
         (Some(eval), Some((tx, tl))) => {

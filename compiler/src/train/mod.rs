@@ -296,6 +296,25 @@ impl Build<'_> {
         }
     }
 
+    /// A data owner's float rows, encoded as `i16` with `data_frac` fractional bits.
+    fn rows_input(&self, name: &str, dims: Vec<usize>, batched: bool) -> InputDecl {
+        InputDecl {
+            name: name.into(),
+            external: ExternalType::F32,
+            quant: Some(QuantParams {
+                scale: vec![2f32.powi(-(self.num.data_frac as i32))],
+                zero_point: vec![0],
+                axis: 0,
+                block: 0,
+            }),
+            ty: TensorType {
+                dtype: DType::I16,
+                dims,
+                batched,
+            },
+        }
+    }
+
     /// The model owner's parameters, in fixed point and within the weight clip.
     fn initial_weights(&self) -> R<Vec<(String, qmpc_bytecode::ConstTensor)>> {
         let w = self.num.weight;
@@ -361,24 +380,7 @@ impl Build<'_> {
         let rows = self.opts.batch;
         let mut xdims = vec![rows];
         xdims.extend(&self.model.sample_dims);
-        let x = g.add_input(
-            InputDecl {
-                name: "data".into(),
-                external: ExternalType::F32,
-                quant: Some(QuantParams {
-                    scale: vec![2f32.powi(-(self.num.data_frac as i32))],
-                    zero_point: vec![0],
-                    axis: 0,
-                    block: 0,
-                }),
-                ty: TensorType {
-                    dtype: DType::I16,
-                    dims: xdims,
-                    batched: true,
-                },
-            },
-            "data",
-        );
+        let x = g.add_input(self.rows_input("data", xdims, true), "data");
         let y = g.add_input(
             InputDecl {
                 name: "labels".into(),
@@ -467,24 +469,7 @@ impl Build<'_> {
     fn eval(&self, g: &mut Graph, rows: usize) -> R<()> {
         let mut xdims = vec![rows];
         xdims.extend(&self.model.sample_dims);
-        let x = g.add_input(
-            InputDecl {
-                name: "test_data".into(),
-                external: ExternalType::F32,
-                quant: Some(QuantParams {
-                    scale: vec![2f32.powi(-(self.num.data_frac as i32))],
-                    zero_point: vec![0],
-                    axis: 0,
-                    block: 0,
-                }),
-                ty: TensorType {
-                    dtype: DType::I16,
-                    dims: xdims,
-                    batched: false,
-                },
-            },
-            "test_data",
-        );
+        let x = g.add_input(self.rows_input("test_data", xdims, false), "test_data");
         let labels = g.add_input(
             InputDecl {
                 name: "test_labels".into(),
