@@ -291,7 +291,7 @@ pub fn preprocessing(
 /// text of a local check, which may quote the party's own data.
 fn abort_reason(e: &interp::VmError) -> String {
     match e {
-        interp::VmError::Protocol { .. } => e.to_string(),
+        interp::VmError::Protocol { .. } | interp::VmError::Run { .. } => e.to_string(),
         interp::VmError::Instr {
             index,
             mnemonic,

@@ -10,7 +10,8 @@ use anyhow::{bail, Context, Result};
 use qmpc_compiler::train::{self as tc, TrainOptions, Training};
 use qmpc_protocols::net::{Hello, Mesh, Stats, Timeouts};
 use qmpc_protocols::planes::Plane;
-use qmpc_protocols::registry::{Party, PartyVisitor};
+use qmpc_protocols::net::Transport;
+use qmpc_protocols::registry::{DealerMode, DealerRole, DealerVisitor, Party, PartyVisitor};
 use qmpc_protocols::{PartyId, Protocol, Spec, TruncMode};
 use qmpc_vm::bytecode::{Program, Weights};
 use qmpc_vm::interp::{self, PartyData, Roles, Shared, States};
@@ -302,6 +303,26 @@ impl PartyVisitor for TrainWith<'_> {
     }
 }
 
+/// Walks the session in the dealer, sending each run's material as the run ends.
+struct DealSession<'a> {
+    plan: &'a Plan<'a>,
+    net: Box<dyn Transport>,
+}
+
+impl DealerVisitor for DealSession<'_> {
+    type Output = Result<Stats>;
+    fn visit<D: DealerRole>(self, mut dealer: D) -> Result<Stats> {
+        dealer.attach(self.net);
+        let r = session_loop(&mut dealer, self.plan, &Owned::default(), |_| {
+            Stats::default()
+        });
+        if let Err(e) = &r {
+            dealer.abort_session(&format!("the dealer failed: {}", e.root_cause()));
+        }
+        r.map(|_| dealer.session_stats())
+    }
+}
+
 /// Who plays which role in a training session of `n` parties: one party plays all of
 /// them under `clear`.
 pub fn session_roles(n: usize) -> Roles {
@@ -382,13 +403,6 @@ pub fn train(args: &TrainArgs) -> Result<()> {
         args.trunc,
     )?;
     let (spec, n) = session::protocol(&args.protocol, args.parties)?;
-    if spec.dealer {
-        bail!(
-            "training under `{}` is not supported yet: its dealer would have to send fresh \
-             material for every step (rep3, shamir, mal-rep3 and clear train today)",
-            spec.name
-        );
-    }
     let roles = session_roles(n);
     let data = read_rows(&t.setup_data, &x, &labels, t.classes)?;
     let (test, test_chunks) = match (&t.eval, &test) {
@@ -422,13 +436,13 @@ pub fn train(args: &TrainArgs) -> Result<()> {
     };
     let start = Instant::now();
     let ring = session_ring(spec, &t);
-    let results: Vec<Result<Outcome>> = if spec.is_clear() {
+    let (results, dealer): (Vec<Result<Outcome>>, Option<Result<Stats>>) = if spec.is_clear() {
         let mut c = qmpc_protocols::clear::Clear;
-        vec![session_loop(&mut c, &plan(0), &owned[0], |_| {
-            Stats::default()
-        })]
+        let r = session_loop(&mut c, &plan(0), &owned[0], |_| Stats::default());
+        (vec![r], None)
     } else {
-        let (addrs, listeners) = qmpc_protocols::net::loopback(n)?;
+        let (addrs, mut listeners) = qmpc_protocols::net::loopback(n + usize::from(spec.dealer))?;
+        let dealer_listener = if spec.dealer { listeners.pop() } else { None };
         let hello = Hello {
             program: t.step.digest(),
             protocol: spec.name.to_string(),
@@ -436,6 +450,18 @@ pub fn train(args: &TrainArgs) -> Result<()> {
         };
         let pool = &session::party_pool(n)?;
         std::thread::scope(|s| {
+            let dealer = dealer_listener.map(|l| {
+                let (addrs, hello) = (&addrs, &hello);
+                let plan = plan(n);
+                s.spawn(move || -> Result<Stats> {
+                    let mesh = Mesh::with_listener(n, l, addrs, hello, args.timeouts)?;
+                    spec.dealer(n, ring, DealerMode::Generate, DealSession {
+                        plan: &plan,
+                        net: Box::new(mesh),
+                    })?
+                    .context("the dealer")
+                })
+            });
             let handles: Vec<_> = listeners
                 .into_iter()
                 .enumerate()
@@ -451,18 +477,31 @@ pub fn train(args: &TrainArgs) -> Result<()> {
                     })
                 })
                 .collect();
-            handles
+            let results = handles
                 .into_iter()
                 .map(|h| {
                     h.join()
                         .unwrap_or_else(|_| Err(anyhow::anyhow!("a party thread panicked")))
                 })
-                .collect()
+                .collect();
+            let dealer = dealer.map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(anyhow::anyhow!("the dealer thread panicked")))
+            });
+            (results, dealer)
         })
     };
     let wall = start.elapsed().as_secs_f64();
     let mut outcomes = Vec::new();
     let mut errs = Vec::new();
+    let dealer_sent = match dealer {
+        Some(Ok(s)) => Some(s.bytes_sent),
+        Some(Err(e)) => {
+            errs.push(e);
+            None
+        }
+        None => None,
+    };
     for r in results {
         match r {
             Ok(o) => outcomes.push(o),
@@ -514,7 +553,7 @@ pub fn train(args: &TrainArgs) -> Result<()> {
             f,
             "{{\"protocol\": \"{}\", \"parties\": {n}, \"batch\": {}, \"epochs\": {}, \
              \"steps\": {steps}, \"rounds\": {rounds}, \"bytes_sent\": {}, \"per_party\": [{}], \
-             \"step\": {{\"per_party\": [{}]}}, \"test_correct\": [{}], \"test_rows\": {test_rows}, \"ring_bits\": {ring}, \"wall_s\": {wall:.6}}}",
+             \"step\": {{\"per_party\": [{}]}}, \"test_correct\": [{}], \"test_rows\": {test_rows}, \"ring_bits\": {ring}, \"dealer_bytes_sent\": {}, \"wall_s\": {wall:.6}}}",
             spec.name,
             args.batch,
             args.epochs,
@@ -536,7 +575,8 @@ pub fn train(args: &TrainArgs) -> Result<()> {
                 ))
                 .collect::<Vec<_>>()
                 .join(", "),
-            acc.join(", ")
+            acc.join(", "),
+            dealer_sent.unwrap_or(0)
         )?;
     }
     Ok(())

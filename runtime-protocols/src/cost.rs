@@ -347,8 +347,8 @@ impl Core for Tally<'_> {
     fn parties(&self) -> usize {
         self.costs.parties()
     }
-    fn begin_instruction(&mut self, index: usize) {
-        self.current = index;
+    fn begin_instruction(&mut self, task: u64) {
+        self.current = crate::task_index(task);
     }
     fn input(
         &mut self,

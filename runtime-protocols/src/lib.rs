@@ -45,6 +45,17 @@ pub use semi2k::Semi2k;
 /// Index of a party, `0..parties`.
 pub type PartyId = usize;
 
+/// The stream number of instruction `index` in run `run` of a session: forks and
+/// [`Core::begin_instruction`] take it, so masks never repeat across runs.
+pub fn task_id(run: u64, index: usize) -> u64 {
+    (run << 32) | index as u64
+}
+
+/// The instruction index within its run of a [`task_id`].
+pub fn task_index(task: u64) -> usize {
+    (task & 0xFFFF_FFFF) as usize
+}
+
 /// The arithmetic black box of one protocol (docs/core.md): sharing, opening, local
 /// linear maps, products, and the hooks that let instructions share rounds.
 ///
@@ -62,8 +73,23 @@ pub trait Core {
     fn party(&self) -> PartyId;
     /// Number of computing parties.
     fn parties(&self) -> usize;
-    /// The VM starts instruction `index` (cost tallies group their records by it).
-    fn begin_instruction(&mut self, _index: usize) {}
+    /// The VM starts an instruction in sequence; `task` is its stream number
+    /// ([`task_id`]: the run of the session and the instruction's index), so no two
+    /// instructions of a session draw the same masks. Cost tallies group their records
+    /// by the index ([`task_index`]).
+    fn begin_instruction(&mut self, _task: u64) {}
+
+    /// The VM starts run `run` of a session (run 0 is the first program a party runs).
+    /// A dealer-assisted party fetches that run's material here.
+    fn begin_run(&mut self, _run: u64) -> Result<(), ProtocolError> {
+        Ok(())
+    }
+
+    /// The VM finished a run successfully. A dealer in a session sends the material of
+    /// the run it has just walked.
+    fn end_run(&mut self) -> Result<(), ProtocolError> {
+        Ok(())
+    }
 
     /// Whether [`Core::fork`] and [`Core::exchange_merged`] work, so instructions
     /// can share rounds.

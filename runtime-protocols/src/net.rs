@@ -152,6 +152,15 @@ impl Stats {
             bytes_received: self.bytes_received - before.bytes_received,
         }
     }
+
+    /// Both traffics together.
+    pub fn plus(self, other: Stats) -> Stats {
+        Stats {
+            rounds: self.rounds + other.rounds,
+            bytes_sent: self.bytes_sent + other.bytes_sent,
+            bytes_received: self.bytes_received + other.bytes_received,
+        }
+    }
 }
 
 /// How a protocol reaches its peers: one call per communication round. [`Mesh`] is the TCP

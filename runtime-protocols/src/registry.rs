@@ -321,6 +321,13 @@ pub trait DealerRole: Protocol<Shares = crate::planes::Len> + Send {
     fn bytes_per_party(&self) -> Vec<u64>;
     /// Function-secret-sharing keys made so far, and their bytes per party.
     fn keys(&self) -> (u64, u64);
+    /// Deal a session of several runs over `net`: the material of each run goes out
+    /// when the VM ends it ([`crate::Core::end_run`]).
+    fn attach(&mut self, net: Box<dyn Transport>);
+    /// The traffic of an attached session so far.
+    fn session_stats(&self) -> Stats;
+    /// Tell the parties of an attached session that the dealer stops, and why.
+    fn abort_session(&mut self, reason: &str);
 }
 
 impl<W: Word> DealerRole for Dealer<W> {
@@ -333,6 +340,15 @@ impl<W: Word> DealerRole for Dealer<W> {
     fn keys(&self) -> (u64, u64) {
         Dealer::keys(self)
     }
+    fn attach(&mut self, net: Box<dyn Transport>) {
+        Dealer::attach(self, net)
+    }
+    fn session_stats(&self) -> Stats {
+        Dealer::session_stats(self)
+    }
+    fn abort_session(&mut self, reason: &str) {
+        Dealer::abort_session(self, reason)
+    }
 }
 
 impl<W: Word> DealerRole for Spdz2kDealer<W> {
@@ -344,6 +360,15 @@ impl<W: Word> DealerRole for Spdz2kDealer<W> {
     }
     fn keys(&self) -> (u64, u64) {
         (0, 0)
+    }
+    fn attach(&mut self, net: Box<dyn Transport>) {
+        Spdz2kDealer::attach(self, net)
+    }
+    fn session_stats(&self) -> Stats {
+        Spdz2kDealer::session_stats(self)
+    }
+    fn abort_session(&mut self, reason: &str) {
+        Spdz2kDealer::abort_session(self, reason)
     }
 }
 

@@ -60,6 +60,9 @@ pub enum VmError {
     },
     #[error("{0}")]
     Setup(String),
+    /// Fetching or sending a run's dealer material between two runs of a session.
+    #[error("between runs of the session (run {run}): {cause}")]
+    Run { run: u64, cause: ProtocolError },
 }
 
 /// A secret tensor in one party: its dimensions and its shares, one plane for all of it.
@@ -272,7 +275,7 @@ impl<S> States<S> {
     /// The stream number of instruction `index`'s forked copy in this run. Two runs of
     /// one program must not draw the same masks, so the run number is part of it.
     pub(crate) fn task(&self, index: usize) -> u64 {
-        (self.runs << 32) | index as u64
+        qmpc_protocols::task_id(self.runs, index)
     }
 }
 
@@ -346,6 +349,12 @@ pub fn run_session<P: Protocol + Send>(
         ));
     }
     let mut stores = Stores::new();
+    proto
+        .begin_run(states.runs)
+        .map_err(|cause| VmError::Run {
+            run: states.runs,
+            cause,
+        })?;
     let outputs = if program.rounds == RoundSchedule::Merged && proto.shares_rounds() {
         crate::concurrent::run(program, proto, roles, data, batch, states, &mut stores)
     } else {
@@ -353,6 +362,12 @@ pub fn run_session<P: Protocol + Send>(
     };
     states.runs += 1;
     let outputs = outputs?;
+    proto
+        .end_run()
+        .map_err(|cause| VmError::Run {
+            run: states.runs - 1,
+            cause,
+        })?;
     states.values.extend(stores);
     Ok(outputs)
 }
@@ -376,7 +391,7 @@ fn run_in_order<P: Protocol + Send>(
     let mut regs: Vec<Option<Value<P::Shares>>> = vec![None; program.registers.len()];
     let mut outputs = vec![None; program.outputs.len()];
     for (index, ins) in program.code.iter().enumerate() {
-        proto.begin_instruction(index);
+        proto.begin_instruction(states.task(index));
         let result = match state_step(program, proto, batch, &regs, ins, states, stores) {
             Some(r) => r,
             None => step(program, proto, roles, data, batch, &regs, ins, &mut outputs),

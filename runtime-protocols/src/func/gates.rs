@@ -139,8 +139,14 @@ impl<P: GateSet> Core for Generic<P> {
     fn parties(&self) -> usize {
         self.0.parties()
     }
-    fn begin_instruction(&mut self, index: usize) {
-        self.0.begin_instruction(index)
+    fn begin_instruction(&mut self, task: u64) {
+        self.0.begin_instruction(task)
+    }
+    fn begin_run(&mut self, run: u64) -> R<()> {
+        self.0.begin_run(run)
+    }
+    fn end_run(&mut self) -> R<()> {
+        self.0.end_run()
     }
     fn check(&mut self) -> R<()> {
         self.0.check()

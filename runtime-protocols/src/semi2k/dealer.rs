@@ -47,6 +47,10 @@ pub struct Dealer<W: Word> {
     /// Online rounds of the calls so far.
     rounds: Rounds,
     gen: Option<Generating>,
+    /// The parties' links, while dealing a session ([`Dealer::attach`]).
+    session: Option<Box<dyn Transport>>,
+    /// Runs whose material has been sent.
+    runs_sent: u64,
     _ring: PhantomData<W>,
 }
 
@@ -98,6 +102,8 @@ impl<W: Word> Dealer<W> {
             keys: (0, 0),
             rounds: Vec::new(),
             gen: None,
+            session: None,
+            runs_sent: 0,
             _ring: PhantomData,
         }
     }
@@ -135,18 +141,63 @@ impl<W: Word> Dealer<W> {
     }
 
     /// Send every party its preprocessing (one round); the dealer is party `n` of `net`.
-    pub fn send(self, net: &mut dyn Transport) -> R<Stats> {
-        let g = self.gen.ok_or_else(|| {
+    pub fn send(mut self, net: &mut dyn Transport) -> R<Stats> {
+        let out = self.messages()?;
+        send_long(net, out)?;
+        Ok(net.stats())
+    }
+
+    /// Deal a session of several runs over `net` (the dealer is its party `n`): after
+    /// each run the VM walks, [`Core::end_run`] sends that run's material; the first
+    /// message carries the seeds, the later ones go to parties that ask for them
+    /// ([`prep::request_run`]).
+    pub fn attach(&mut self, net: Box<dyn Transport>) {
+        self.session = Some(net);
+    }
+
+    /// The traffic of an attached session so far.
+    pub fn session_stats(&self) -> Stats {
+        self.session.as_ref().map(|n| n.stats()).unwrap_or_default()
+    }
+
+    /// Tell the parties of an attached session that the dealer stops, and why.
+    pub fn abort_session(&mut self, reason: &str) {
+        if let Some(net) = self.session.as_mut() {
+            net.abort(reason);
+        }
+    }
+
+    fn flush(&mut self, net: &mut dyn Transport) -> R<()> {
+        let first = self.runs_sent == 0;
+        let out = self.messages()?;
+        self.runs_sent += 1;
+        if first {
+            Ok(send_long(net, out)?)
+        } else {
+            prep::answer_run(net, out)
+        }
+    }
+
+    /// The messages of the material made so far, leaving none: to each party with a
+    /// seed, the seed (in the first message only) and the public records; to the last
+    /// party, the corrections.
+    fn messages(&mut self) -> R<Vec<(PartyId, Vec<u8>)>> {
+        let first = self.runs_sent == 0;
+        let g = self.gen.as_mut().ok_or_else(|| {
             ProtocolError::Invalid("a counting dealer has no material to send".into())
         })?;
-        let mut out: Vec<(PartyId, Vec<u8>)> = Vec::new();
-        let mut public = if g.public.is_empty() {
-            vec![0; 32]
+        let prefix = if first { 32 } else { 0 };
+        let public = std::mem::replace(&mut g.public, Records::with_prefix(0));
+        let mut public = if public.is_empty() {
+            vec![0; prefix]
         } else {
-            g.public.finish()?
+            public.finish()?
         };
+        let mut out: Vec<(PartyId, Vec<u8>)> = Vec::new();
         for (p, seed) in g.seeds.iter().enumerate().rev() {
-            public[..32].copy_from_slice(seed);
+            if first {
+                public[..32].copy_from_slice(seed);
+            }
             // The last seed holder takes the buffer itself.
             let msg = if p == 0 {
                 std::mem::take(&mut public)
@@ -155,9 +206,8 @@ impl<W: Word> Dealer<W> {
             };
             out.push((p, msg));
         }
-        out.push((self.n - 1, g.last.finish()?));
-        send_long(net, out)?;
-        Ok(net.stats())
+        out.push((self.n - 1, std::mem::take(&mut g.last).finish()?));
+        Ok(out)
     }
 
     /// Record an online round that takes no material (an opening).
@@ -245,11 +295,19 @@ impl<W: Word> Core for Dealer<W> {
     fn parties(&self) -> usize {
         self.n
     }
-    fn begin_instruction(&mut self, index: usize) {
-        self.current = index;
+    fn begin_instruction(&mut self, task: u64) {
+        self.current = crate::task_index(task);
         if let Some(g) = self.gen.as_mut() {
-            g.streams = g.seeds.iter().map(|s| prep::stream(s, index)).collect();
+            g.streams = g.seeds.iter().map(|s| prep::stream(s, task)).collect();
         }
+    }
+    fn end_run(&mut self) -> R<()> {
+        let Some(mut net) = self.session.take() else {
+            return Ok(());
+        };
+        let r = self.flush(net.as_mut());
+        self.session = Some(net);
+        r
     }
 
     fn input(&mut self, _: PartyId, _: Option<&[i64]>, len: usize) -> R<Len> {

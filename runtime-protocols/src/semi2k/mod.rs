@@ -75,9 +75,10 @@ pub struct Semi2k<W: Word> {
     prep: prep::Source,
     /// The current instruction's streams of `keys`, drawn lazily.
     input_streams: Vec<Option<Stream>>,
-    index: usize,
-    /// Traffic of the dealer's message and the key set-up: not online.
-    setup: Stats,
+    /// The current instruction's stream number ([`crate::task_id`]).
+    task: u64,
+    /// Traffic of the dealer's messages and the key set-up: not online.
+    offline: Stats,
     _ring: PhantomData<W>,
 }
 
@@ -148,7 +149,7 @@ impl<W: Word> Semi2k<W> {
         for (i, m) in net.exchange_sized(out, &from)? {
             keys[i] = m.as_slice().try_into().ok();
         }
-        let setup = net.stats();
+        let offline = net.stats();
         Ok(Semi2k {
             me,
             gates,
@@ -157,8 +158,8 @@ impl<W: Word> Semi2k<W> {
             keys,
             prep: source,
             input_streams: (0..n).map(|_| None).collect(),
-            index: 0,
-            setup,
+            task: 0,
+            offline,
             _ring: PhantomData,
         })
     }
@@ -170,12 +171,12 @@ impl<W: Word> Semi2k<W> {
 
     /// Online traffic so far (preprocessing and key set-up excluded).
     pub fn stats(&self) -> Stats {
-        self.net.stats().since(self.setup)
+        self.net.stats().since(self.offline)
     }
 
-    fn start(&mut self, index: usize) {
-        self.index = index;
-        self.prep.begin(index);
+    fn start(&mut self, task: u64) {
+        self.task = task;
+        self.prep.begin(task);
         self.input_streams = (0..self.n).map(|_| None).collect();
     }
 
@@ -242,8 +243,8 @@ impl<W: Word> Semi2k<W> {
         let key = self.keys[peer].ok_or_else(|| {
             ProtocolError::Invalid(format!("party {} has no key with party {peer}", self.me))
         })?;
-        let index = self.index;
-        let rng = self.input_streams[peer].get_or_insert_with(|| prep::stream(&key, index));
+        let task = self.task;
+        let rng = self.input_streams[peer].get_or_insert_with(|| prep::stream(&key, task));
         Ok(prep::draw::<W>(rng, &prep::Layout::words(len)).words)
     }
 
@@ -294,8 +295,20 @@ impl<W: Word> Core for Semi2k<W> {
     fn parties(&self) -> usize {
         self.n
     }
-    fn begin_instruction(&mut self, index: usize) {
-        self.start(index);
+    fn begin_instruction(&mut self, task: u64) {
+        self.start(task);
+    }
+    fn begin_run(&mut self, run: u64) -> R<()> {
+        if run == 0 {
+            // The first run's material came with the set-up.
+            return Ok(());
+        }
+        let before = self.net.stats();
+        let msg = prep::request_run(self.net.as_mut(), self.n)?;
+        self.prep
+            .next_run(prep::Directory::decode(msg, 0, self.n)?);
+        self.offline = self.offline.plus(self.net.stats().since(before));
+        Ok(())
     }
     fn shares_rounds(&self) -> bool {
         true
@@ -310,11 +323,11 @@ impl<W: Word> Core for Semi2k<W> {
             keys: self.keys.clone(),
             prep: self.prep.fork(),
             input_streams: Vec::new(),
-            index: 0,
-            setup: Stats::default(),
+            task: 0,
+            offline: Stats::default(),
             _ring: PhantomData,
         };
-        f.start(task as usize);
+        f.start(task);
         Some(f)
     }
 

@@ -13,6 +13,7 @@
 //! length and its bytes, written and read in place.
 
 use crate::bitvec::{clear_tail, words};
+use crate::net::{receive_long, send_long, Transport};
 use crate::stream::Stream;
 use crate::word::Word;
 use crate::{PartyId, ProtocolError};
@@ -83,10 +84,11 @@ impl<W> Block<W> {
     }
 }
 
-/// Stream `index + 1` of `seed`: a party's share of instruction `index`'s material.
+/// Stream `task + 1` of `seed`: a party's share of the material of the instruction whose
+/// stream number is `task` ([`crate::task_id`]).
 #[track_caller]
-pub(crate) fn stream(seed: &[u8; 32], index: usize) -> Stream {
-    Stream::new(*seed, index as u64 + 1)
+pub(crate) fn stream(seed: &[u8; 32], task: u64) -> Stream {
+    Stream::new(*seed, task + 1)
 }
 
 /// `n` pseudo-random ring words.
@@ -274,6 +276,32 @@ impl Directory {
     }
 }
 
+/// What a party sends the dealer to ask for the next run's material.
+const RUN_REQUEST: u8 = 0x52;
+
+/// Ask the dealer (party `dealer`) for the material of the next run of a session, and
+/// receive it: the dealer walks a run ahead of the parties, and sends a run's material
+/// only once every party asked, so at most one run of it waits in buffers.
+pub(crate) fn request_run(net: &mut dyn Transport, dealer: PartyId) -> R<Vec<u8>> {
+    net.exchange(vec![(dealer, vec![RUN_REQUEST])], &[])?;
+    Ok(receive_long(net, dealer)?)
+}
+
+/// The dealer's side of [`request_run`]: wait for every party's request, then send each
+/// its message.
+pub(crate) fn answer_run(net: &mut dyn Transport, out: Vec<(PartyId, Vec<u8>)>) -> R<()> {
+    let parties: Vec<PartyId> = out.iter().map(|&(p, _)| p).collect();
+    for (p, m) in net.exchange(Vec::new(), &parties)? {
+        if m != [RUN_REQUEST] {
+            return Err(ProtocolError::Peer {
+                party: p,
+                what: format!("sent {} bytes where the dealer expects a run request", m.len()),
+            });
+        }
+    }
+    Ok(send_long(net, out)?)
+}
+
 /// Where a party takes its share of the current instruction's material from.
 pub(crate) struct Source {
     dealer: PartyId,
@@ -311,11 +339,18 @@ impl Source {
         }
     }
 
-    /// Start instruction `index`'s material.
-    pub fn begin(&mut self, index: usize) {
-        self.index = index;
+    /// Start the material of the instruction whose stream number is `task`: its record
+    /// in this run's message, its stream of the seed.
+    pub fn begin(&mut self, task: u64) {
+        self.index = crate::task_index(task);
         self.at = 0;
-        self.stream = self.seed.as_ref().map(|s| stream(s, index));
+        self.stream = self.seed.as_ref().map(|s| stream(s, task));
+    }
+
+    /// The records of the next run (a message with no seed in front).
+    pub fn next_run(&mut self, records: Directory) {
+        self.records = Arc::new(records);
+        self.stream = None;
     }
 
     /// This party's share of the next block.

@@ -345,8 +345,8 @@ impl Core for Shamir {
     fn parties(&self) -> usize {
         self.n()
     }
-    fn begin_instruction(&mut self, index: usize) {
-        self.streams.begin(index);
+    fn begin_instruction(&mut self, task: u64) {
+        self.streams.begin(task as usize);
     }
     fn shares_rounds(&self) -> bool {
         true

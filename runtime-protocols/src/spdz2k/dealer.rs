@@ -45,6 +45,10 @@ pub struct Spdz2kDealer<W: Word> {
     sizes: BTreeMap<usize, usize>,
     rounds: Rounds,
     gen: Option<Generating>,
+    /// The parties' links, while dealing a session ([`Spdz2kDealer::attach`]).
+    session: Option<Box<dyn Transport>>,
+    /// Runs whose material has been sent.
+    runs_sent: u64,
     _ring: PhantomData<W>,
 }
 
@@ -101,6 +105,8 @@ impl<W: Word> Spdz2kDealer<W> {
             sizes: BTreeMap::new(),
             rounds: Vec::new(),
             gen,
+            session: None,
+            runs_sent: 0,
             _ring: PhantomData,
         };
         d.begin(SETUP);
@@ -110,10 +116,10 @@ impl<W: Word> Spdz2kDealer<W> {
         d
     }
 
-    fn begin(&mut self, index: usize) {
-        self.current = index;
+    fn begin(&mut self, task: u64) {
+        self.current = crate::task_index(task);
         if let Some(g) = self.gen.as_mut() {
-            g.streams = g.seeds.iter().map(|s| prep::stream(s, index)).collect();
+            g.streams = g.seeds.iter().map(|s| prep::stream(s, task)).collect();
         }
     }
 
@@ -133,19 +139,56 @@ impl<W: Word> Spdz2kDealer<W> {
     }
 
     /// Send every party its material (one round); the dealer is party `n` of `net`.
-    pub fn send(self, net: &mut dyn Transport) -> R<Stats> {
-        let g = self.gen.ok_or_else(|| {
+    pub fn send(mut self, net: &mut dyn Transport) -> R<Stats> {
+        let out = self.messages()?;
+        send_long(net, out)?;
+        Ok(net.stats())
+    }
+
+    /// Deal a session of several runs over `net`, as [`crate::semi2k::Dealer::attach`]:
+    /// the MAC key stays the same for the whole session.
+    pub fn attach(&mut self, net: Box<dyn Transport>) {
+        self.session = Some(net);
+    }
+
+    /// The traffic of an attached session so far.
+    pub fn session_stats(&self) -> Stats {
+        self.session.as_ref().map(|n| n.stats()).unwrap_or_default()
+    }
+
+    /// Tell the parties of an attached session that the dealer stops, and why.
+    pub fn abort_session(&mut self, reason: &str) {
+        if let Some(net) = self.session.as_mut() {
+            net.abort(reason);
+        }
+    }
+
+    fn flush(&mut self, net: &mut dyn Transport) -> R<()> {
+        let first = self.runs_sent == 0;
+        let out = self.messages()?;
+        self.runs_sent += 1;
+        if first {
+            Ok(send_long(net, out)?)
+        } else {
+            prep::answer_run(net, out)
+        }
+    }
+
+    /// The messages of the material made so far, leaving none: each seed holder its seed
+    /// (first message only; nothing later), the last party the corrections.
+    fn messages(&mut self) -> R<Vec<(PartyId, Vec<u8>)>> {
+        let first = self.runs_sent == 0;
+        let g = self.gen.as_mut().ok_or_else(|| {
             ProtocolError::Invalid("a counting dealer has no material to send".into())
         })?;
         let mut out: Vec<(PartyId, Vec<u8>)> = g
             .seeds
             .iter()
             .enumerate()
-            .map(|(p, s)| (p, s.to_vec()))
+            .map(|(p, s)| (p, if first { s.to_vec() } else { Vec::new() }))
             .collect();
-        out.push((self.n - 1, g.last.finish()?));
-        send_long(net, out)?;
-        Ok(net.stats())
+        out.push((self.n - 1, std::mem::take(&mut g.last).finish()?));
+        Ok(out)
     }
 
     /// Count `bytes` more for the last party.
@@ -262,8 +305,16 @@ impl<W: Word> Core for Spdz2kDealer<W> {
     fn parties(&self) -> usize {
         self.n
     }
-    fn begin_instruction(&mut self, index: usize) {
-        self.begin(index);
+    fn begin_instruction(&mut self, task: u64) {
+        self.begin(task);
+    }
+    fn end_run(&mut self) -> R<()> {
+        let Some(mut net) = self.session.take() else {
+            return Ok(());
+        };
+        let r = self.flush(net.as_mut());
+        self.session = Some(net);
+        r
     }
 
     fn input(&mut self, owner: PartyId, _: Option<&[i64]>, len: usize) -> R<Len> {

@@ -54,7 +54,7 @@ use std::marker::PhantomData;
 type R<T> = Result<T, ProtocolError>;
 
 /// The material index of the set-up record (the MAC key's shares).
-const SETUP: usize = u32::MAX as usize;
+const SETUP: u64 = u32::MAX as u64;
 
 /// A party of `spdz2k` over the ring of `W` (its shares are always Z_2^128).
 pub struct Spdz2k<W: Word> {
@@ -67,8 +67,8 @@ pub struct Spdz2k<W: Word> {
     prep: prep::Source,
     ledger: check::Ledger,
     coins: check::CoinChain,
-    /// Traffic of the dealer's message and the set-up: not online.
-    setup: Stats,
+    /// Traffic of the dealer's messages and the set-up: not online.
+    offline: Stats,
     /// Tests: the number of opened groups to let pass before this party adds `delta` to
     /// its share of the next one's first value (a consistent lie: its own view changes
     /// with it).
@@ -137,7 +137,7 @@ impl<W: Word> Spdz2k<W> {
             prep: source,
             ledger: check::Ledger::new(),
             coins: chain,
-            setup: Stats::default(),
+            offline: Stats::default(),
             #[cfg(test)]
             tamper_open: None,
             cheat: Cheater::for_party(me),
@@ -150,7 +150,7 @@ impl<W: Word> Spdz2k<W> {
             let c: [u8; 32] = c.try_into().unwrap_or_default();
             p.coins.set_commitment(q, c);
         }
-        p.setup = p.net.stats();
+        p.offline = p.net.stats();
         Ok(p)
     }
 
@@ -161,7 +161,7 @@ impl<W: Word> Spdz2k<W> {
 
     /// Online traffic so far (preprocessing and set-up excluded).
     pub fn stats(&self) -> Stats {
-        self.net.stats().since(self.setup)
+        self.net.stats().since(self.offline)
     }
 
     fn ctx(&self) -> Ctx {
@@ -356,8 +356,20 @@ impl<W: Word> Core for Spdz2k<W> {
     fn parties(&self) -> usize {
         self.n
     }
-    fn begin_instruction(&mut self, index: usize) {
-        self.prep.begin(index);
+    fn begin_instruction(&mut self, task: u64) {
+        self.prep.begin(task);
+    }
+    fn begin_run(&mut self, run: u64) -> R<()> {
+        if run == 0 {
+            // The first run's material came with the set-up.
+            return Ok(());
+        }
+        let before = self.net.stats();
+        let msg = prep::request_run(self.net.as_mut(), self.n)?;
+        self.prep
+            .next_run(prep::Directory::decode(msg, 0, self.n)?);
+        self.offline = self.offline.plus(self.net.stats().since(before));
+        Ok(())
     }
 
     fn check(&mut self) -> R<()> {
