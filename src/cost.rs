@@ -63,7 +63,10 @@ pub fn compute(args: &CostArgs) -> Result<(ProgramCost, u32, Preprocessing)> {
 
 /// The static cost of one training step of `args.model` in the ring of the whole session,
 /// and the steps of one epoch.
-pub fn compute_train(args: &CostArgs, t: &TrainCost) -> Result<(ProgramCost, u32, usize)> {
+pub fn compute_train(
+    args: &CostArgs,
+    t: &TrainCost,
+) -> Result<(ProgramCost, u32, usize, Preprocessing)> {
     let (spec, n) = session::protocol(&args.protocol, args.parties)?;
     let rows = t.rows.max(args.batch);
     let training = crate::train::compile(
@@ -82,17 +85,18 @@ pub fn compute_train(args: &CostArgs, t: &TrainCost) -> Result<(ProgramCost, u32
         .with_context(|| format!("{}: cannot cost the training step", args.model.display()))?;
     // The step's batch is fixed in the program, not the VM's batch axis.
     c.batch = args.batch;
-    Ok((c, ring, rows / args.batch))
+    let pre = session::preprocessing(spec, &training.step, n, roles, 1)?;
+    Ok((c, ring, rows / args.batch, pre))
 }
 
 /// `qmpc cost`: print the figures, then check the budget.
 pub fn cost(args: &CostArgs) -> Result<()> {
     if let Some(t) = &args.train {
-        let (c, ring, steps) = compute_train(args, t)?;
+        let (c, ring, steps, pre) = compute_train(args, t)?;
         let epoch_rounds = c.rounds() * steps as u64;
         let epoch_bytes = c.bytes_sent() * steps as u64;
         if args.json {
-            let step = json(&c, ring, Preprocessing::default());
+            let step = json(&c, ring, pre);
             println!(
                 "{{\"step\": {}, \"steps_per_epoch\": {steps}, \"epoch_rounds\": {epoch_rounds}, \"epoch_bytes_sent\": {epoch_bytes}}}",
                 step.trim_end()
@@ -100,7 +104,7 @@ pub fn cost(args: &CostArgs) -> Result<()> {
         } else {
             print!(
                 "one training step: {}",
-                text(&args.model, &c, Preprocessing::default())
+                text(&args.model, &c, pre)
             );
             println!(
                 "\none epoch ({steps} steps): {epoch_rounds} rounds, {} bytes sent by all parties",

@@ -259,12 +259,13 @@ pub fn preprocessing(
     impl DealerVisitor for Count<'_> {
         type Output = Result<Preprocessing>;
         fn visit<D: DealerRole>(self, mut d: D) -> Result<Preprocessing> {
-            interp::run(
+            interp::run_session(
                 self.program,
                 &mut d,
                 self.roles,
                 &PartyData::default(),
                 self.batch,
+                &mut qmpc_vm::cost::blank_states(self.program, self.batch),
             )?;
             let (keys, key_bytes) = d.keys();
             Ok(Preprocessing {

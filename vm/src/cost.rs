@@ -6,6 +6,7 @@ use crate::bytecode::RoundSchedule;
 use crate::interp::{self, PartyData, Roles, VmError};
 use crate::{Program, Visibility};
 use qmpc_protocols::cost::{per_party, Costs, PartyCost, Round, Rounds, Tally};
+use qmpc_protocols::planes::Plane;
 use qmpc_protocols::Spec;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Mutex, OnceLock};
@@ -42,6 +43,16 @@ impl ProgramCost {
     }
 }
 
+/// Session state costs nothing to load: blank planes of the right length stand in for
+/// every state `program` loads, so a data-free walk of it runs.
+pub fn blank_states<S: Plane>(program: &Program, batch: usize) -> interp::States<S> {
+    let mut states = interp::States::new();
+    for s in &program.states {
+        states.insert(s.name.clone(), interp::Shared::zeros(s.ty.dims_at(batch)));
+    }
+    states
+}
+
 /// Cost of running `program` on `batch` samples under `costs`, with these roles.
 pub fn cost(
     program: &Program,
@@ -50,11 +61,7 @@ pub fn cost(
     batch: usize,
 ) -> Result<ProgramCost, VmError> {
     let mut tally = Tally::new(costs);
-    // Session state costs nothing to load: blank planes of the right length stand in.
-    let mut states = interp::States::new();
-    for s in &program.states {
-        states.insert(s.name.clone(), interp::Shared::zeros(s.ty.dims_at(batch)));
-    }
+    let mut states = blank_states(program, batch);
     interp::run_session(
         program,
         &mut tally,
