@@ -26,7 +26,7 @@ pub struct CostArgs {
 pub struct TrainCost {
     pub rows: usize,
     pub lr: f64,
-    pub momentum: f64,
+    pub optimizer: qmpc_compiler::train::Optimizer,
 }
 
 /// The static cost of `args.model`, the ring it was computed for, and the bytes the dealer
@@ -75,7 +75,7 @@ pub fn compute_train(
         rows,
         None,
         t.lr,
-        t.momentum,
+        t.optimizer,
         args.opts.trunc,
     )?;
     let roles = crate::train::session_roles(n);

@@ -69,6 +69,45 @@ impl RoleFlags {
 }
 
 #[derive(Clone, Copy, ValueEnum)]
+enum OptimizerArg {
+    /// SGD with momentum (`--momentum`).
+    Sgd,
+    /// Adam (`--beta1`, `--beta2`; PyTorch's defaults).
+    Adam,
+}
+
+/// How a training step updates the parameters (`train`, and `cost --train`).
+#[derive(Args)]
+struct OptimizerFlags {
+    #[arg(long, value_enum, default_value = "sgd")]
+    optimizer: OptimizerArg,
+    /// SGD's momentum.
+    #[arg(long, default_value_t = 0.0)]
+    momentum: f64,
+    /// Adam's decay of the first moment.
+    #[arg(long, default_value_t = 0.9)]
+    beta1: f64,
+    /// Adam's decay of the second moment.
+    #[arg(long, default_value_t = 0.999)]
+    beta2: f64,
+}
+
+impl OptimizerFlags {
+    fn optimizer(&self) -> qmpc_compiler::train::Optimizer {
+        use qmpc_compiler::train::Optimizer;
+        match self.optimizer {
+            OptimizerArg::Sgd => Optimizer::Sgd {
+                momentum: self.momentum,
+            },
+            OptimizerArg::Adam => Optimizer::Adam {
+                beta1: self.beta1,
+                beta2: self.beta2,
+            },
+        }
+    }
+}
+
+#[derive(Clone, Copy, ValueEnum)]
 enum FormatArg {
     Text,
     Json,
@@ -146,11 +185,11 @@ enum Cmd {
         /// With `--train`: rows of the data set.
         #[arg(long, requires = "train")]
         rows: Option<usize>,
-        /// With `--train`: the learning rate and momentum the step is compiled for.
+        /// With `--train`: the learning rate and optimizer the step is compiled for.
         #[arg(long, requires = "train", default_value_t = 0.1)]
         lr: f64,
-        #[arg(long, requires = "train", default_value_t = 0.0)]
-        momentum: f64,
+        #[command(flatten)]
+        optimizer: OptimizerFlags,
     },
     Party {
         /// This party's id (a computing party).
@@ -192,11 +231,8 @@ enum Cmd {
         batch: usize,
         #[arg(long)]
         lr: f64,
-        #[arg(long, default_value_t = 0.0)]
-        momentum: f64,
-        /// `sgd` (with momentum); `adam` is not there yet.
-        #[arg(long, default_value = "sgd", value_parser = ["sgd", "adam"])]
-        optimizer: String,
+        #[command(flatten)]
+        optimizer: OptimizerFlags,
         #[arg(long)]
         protocol: String,
         #[arg(long)]
@@ -335,7 +371,7 @@ fn dispatch(cmd: Cmd) -> Result<()> {
             train,
             rows,
             lr,
-            momentum,
+            optimizer,
         } => cost::cost(&cost::CostArgs {
             model,
             protocol,
@@ -348,7 +384,7 @@ fn dispatch(cmd: Cmd) -> Result<()> {
             train: train.then_some(cost::TrainCost {
                 rows: rows.unwrap_or(batch),
                 lr,
-                momentum,
+                optimizer: optimizer.optimizer(),
             }),
         }),
         Cmd::Party {
@@ -378,7 +414,6 @@ fn dispatch(cmd: Cmd) -> Result<()> {
             epochs,
             batch,
             lr,
-            momentum,
             optimizer,
             protocol,
             parties,
@@ -390,9 +425,6 @@ fn dispatch(cmd: Cmd) -> Result<()> {
             seed,
             timeout,
         } => {
-            if optimizer == "adam" {
-                anyhow::bail!("--optimizer adam is not supported yet (it needs the secure inverse square root); use sgd");
-            }
             let t = session::seconds("--timeout", timeout)?;
             train::train(&train::TrainArgs {
                 model,
@@ -403,7 +435,7 @@ fn dispatch(cmd: Cmd) -> Result<()> {
                 epochs,
                 batch,
                 lr,
-                momentum,
+                optimizer: optimizer.optimizer(),
                 protocol,
                 parties,
                 output,

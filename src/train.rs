@@ -30,7 +30,7 @@ pub struct TrainArgs {
     pub epochs: usize,
     pub batch: usize,
     pub lr: f64,
-    pub momentum: f64,
+    pub optimizer: tc::Optimizer,
     pub protocol: String,
     pub parties: Option<usize>,
     pub output: PathBuf,
@@ -191,6 +191,15 @@ fn session_loop<P: Protocol + Send>(
             let rows = &perm[s * plan.batch..(s + 1) * plan.batch];
             states.insert(tc::BATCH_X.into(), gather_rows(&xs, rows));
             states.insert(tc::BATCH_Y.into(), gather_rows(&ys, rows));
+            if let tc::Optimizer::Adam { beta1, beta2 } = t.optimizer {
+                // Adam's bias corrections for this step: public, the same in every party.
+                let t = (epoch * steps + s + 1) as u64;
+                let c = tc::adam::adam_scale(beta1, beta2, t);
+                states.insert(
+                    tc::adam::ADAM_SCALE.into(),
+                    Shared::new(vec![1], proto.public(&[c])),
+                );
+            }
             interp::run_session(&t.step, proto, roles, &PartyData::default(), 1, &mut states)
                 .with_context(|| format!("epoch {}, step {}", epoch + 1, s + 1))?;
             if epoch == 0 && s == 0 {
@@ -358,14 +367,14 @@ pub fn compile(
     rows: usize,
     test_rows: Option<usize>,
     lr: f64,
-    momentum: f64,
+    optimizer: tc::Optimizer,
     trunc: TruncMode,
 ) -> Result<Training> {
     let bytes = std::fs::read(path).with_context(|| format!("{}: cannot read", path.display()))?;
     let opts = TrainOptions {
         batch,
         lr,
-        momentum,
+        optimizer,
         rows,
         test_rows,
         trunc,
@@ -399,7 +408,7 @@ pub fn train(args: &TrainArgs) -> Result<()> {
         rows,
         test_rows,
         args.lr,
-        args.momentum,
+        args.optimizer,
         args.trunc,
     )?;
     let (spec, n) = session::protocol(&args.protocol, args.parties)?;

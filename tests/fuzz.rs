@@ -143,7 +143,7 @@ proptest! {
         let opts = qmpc_compiler::train::TrainOptions {
             batch: 4,
             lr: 0.1,
-            momentum: 0.9,
+            optimizer: qmpc_compiler::train::Optimizer::Sgd { momentum: 0.9 },
             rows: 8,
             test_rows: Some(5),
             trunc: qmpc_protocols::TruncMode::Exact,

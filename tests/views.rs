@@ -362,7 +362,7 @@ fn train_ledger(spec: &Spec, fresh: bool) -> Ledger {
     let opts = qmpc_compiler::train::TrainOptions {
         batch,
         lr: 0.1,
-        momentum: 0.9,
+        optimizer: qmpc_compiler::train::Optimizer::Sgd { momentum: 0.9 },
         rows,
         test_rows: None,
         trunc: qmpc_protocols::TruncMode::Exact,

@@ -393,7 +393,20 @@ impl Emit<'_> {
         (lo, hi): (i64, i64),
         frac: u32,
     ) -> R<NodeIndex> {
-        let (n, d, z) = (self.int(num), self.int(den), self.int(0));
+        let (n, d) = (self.int(num), self.int(den));
+        self.requant_by(x, (n, d), (lo, hi), frac)
+    }
+
+    /// [`Emit::requant`] with public tensors `num` and `den` that broadcast against `x`
+    /// (a factor per column, say).
+    pub fn requant_by(
+        &mut self,
+        x: NodeIndex,
+        (n, d): (NodeIndex, NodeIndex),
+        (lo, hi): (i64, i64),
+        frac: u32,
+    ) -> R<NodeIndex> {
+        let z = self.int(0);
         let instr = Instr::Requant {
             dst: Dst(0),
             x: Reg(0),

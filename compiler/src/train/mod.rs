@@ -12,6 +12,7 @@
 //! The step is compiled for a fixed batch size, so its cost does not depend on the data
 //! set's size, and its backward pass is derived from the forward graph (`step.rs`).
 
+pub mod adam;
 mod emit;
 pub mod model;
 mod nonlinear;
@@ -34,6 +35,11 @@ pub fn param_state(name: &str) -> String {
 /// The state holding the momentum of parameter `name`.
 pub fn momentum_state(name: &str) -> String {
     format!("mom:{name}")
+}
+/// The state holding Adam's second moment of parameter `name` (the first is
+/// [`momentum_state`]).
+pub fn variance_state(name: &str) -> String {
+    format!("var:{name}")
 }
 /// The shared rows and one-hot labels of the data set (all owners' rows, in order).
 pub const DATA_X: &str = "data:x";
@@ -69,6 +75,9 @@ pub struct Numerics {
     pub grad: f64,
     /// Gradients of parameters (summed over the batch) are clipped to ± this.
     pub wgrad: f64,
+    /// Adam: batch-mean gradients are clipped to ± this (a power of two at most 4, so
+    /// the second moment's integer stays within 2^44).
+    pub adam_grad: f64,
 }
 
 impl Default for Numerics {
@@ -81,6 +90,7 @@ impl Default for Numerics {
             logit: 32.0,
             grad: 16.0,
             wgrad: 16384.0,
+            adam_grad: 4.0,
         }
     }
 }
@@ -98,13 +108,23 @@ impl Numerics {
     }
 }
 
+/// How the step updates the parameters.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Optimizer {
+    /// SGD with momentum (PyTorch's: `v ← μ v + g`, `w ← w − lr v`).
+    Sgd { momentum: f64 },
+    /// Adam (PyTorch's, without weight decay; `ε` is in effect `2^-12`, see
+    /// [`adam`]).
+    Adam { beta1: f64, beta2: f64 },
+}
+
 /// What a training session is compiled for.
 #[derive(Clone, Debug, PartialEq)]
 pub struct TrainOptions {
     /// Rows per step (the last rows of an epoch that do not fill a batch are left out).
     pub batch: usize,
     pub lr: f64,
-    pub momentum: f64,
+    pub optimizer: Optimizer,
     /// Rows of the data set, all owners together.
     pub rows: usize,
     /// Rows of the test set, if the model owner asks for the test accuracy.
@@ -116,6 +136,7 @@ pub struct TrainOptions {
 /// The compiled programs of a training session.
 pub struct Training {
     pub model: Model,
+    pub optimizer: Optimizer,
     pub classes: usize,
     pub numerics: Numerics,
     pub setup_model: Program,
@@ -147,11 +168,21 @@ pub fn compile(bytes: &[u8], file: &str, opts: &TrainOptions) -> Result<Training
             opts.lr
         ));
     }
-    if !(0.0..1.0).contains(&opts.momentum) {
-        return Err(format!(
-            "the momentum must be in [0, 1), not {}",
-            opts.momentum
-        ));
+    match opts.optimizer {
+        Optimizer::Sgd { momentum } if !(0.0..1.0).contains(&momentum) => {
+            return Err(format!("the momentum must be in [0, 1), not {momentum}"));
+        }
+        Optimizer::Adam { beta1, beta2 }
+            if !(0.0..1.0).contains(&beta1)
+                || !(0.0..1.0).contains(&beta2)
+                || beta1 * beta1 >= beta2 =>
+        {
+            return Err(format!(
+                "Adam's betas must be in [0, 1) with β1² < β2 (its update's bound), \
+                 not ({beta1}, {beta2})"
+            ));
+        }
+        _ => {}
     }
     if opts.batch == 0 || opts.batch > opts.rows {
         return Err(format!(
@@ -192,6 +223,7 @@ pub fn compile(bytes: &[u8], file: &str, opts: &TrainOptions) -> Result<Training
     let finish = build.program(Build::finish, "finish")?;
     Ok(Training {
         model: model.clone(),
+        optimizer: opts.optimizer,
         classes,
         numerics: num,
         setup_model,
@@ -265,12 +297,27 @@ impl Build<'_> {
 
     fn momentum_decl(&self, i: usize) -> StateDecl {
         let p = &self.model.params[i];
-        let v = fixed(self.num.momentum_bound(self.opts.momentum), self.num.frac);
+        let (bound, frac) = match self.opts.optimizer {
+            Optimizer::Sgd { momentum } => (self.num.momentum_bound(momentum), self.num.frac),
+            Optimizer::Adam { .. } => (self.num.adam_grad, adam::MOMENT_FRAC),
+        };
+        let v = fixed(bound, frac);
         StateDecl {
             name: momentum_state(&p.name),
-            ty: fx_type(self.num.frac, &p.dims, false),
+            ty: fx_type(frac, &p.dims, false),
             lo: -v,
             hi: v,
+        }
+    }
+
+    /// Adam's second moment of parameter `i`.
+    fn variance_decl(&self, i: usize) -> StateDecl {
+        let p = &self.model.params[i];
+        StateDecl {
+            name: variance_state(&p.name),
+            ty: fx_type(adam::ADAM_VFRAC, &p.dims, false),
+            lo: 0,
+            hi: adam::v_bound(self.num),
         }
     }
 
@@ -369,7 +416,13 @@ impl Build<'_> {
                 g: &mut g,
                 origin: name.clone(),
             };
-            let zeros = e.konst(self.num.frac, &data.dims, vec![0; data.data.len()]);
+            let mfrac = self.momentum_decl(i).ty.dtype.frac() as u32;
+            let zeros = e.konst(mfrac, &data.dims, vec![0; data.data.len()]);
+            if let Optimizer::Adam { .. } = self.opts.optimizer {
+                let vzeros = e.konst(adam::ADAM_VFRAC, &data.dims, vec![0; data.data.len()]);
+                let vs = g.add_state(self.variance_decl(i));
+                g.add_store(vs, vzeros, &name)?;
+            }
             g.add_store(ms, zeros, &name)?;
         }
         self.finish_graph(g, "setup_model")
@@ -438,9 +491,15 @@ impl Build<'_> {
         };
         let fwd = step::forward(&mut e, self.model, self.num, x, &params)?;
         let grads = step::backward(&mut e, self.model, self.num, &fwd, y, &params)?;
+        let momentum = match self.opts.optimizer {
+            Optimizer::Sgd { momentum } => momentum,
+            Optimizer::Adam { beta1, beta2 } => {
+                return self.adam_update(e, &params, &pstates, &grads, (beta1, beta2));
+            }
+        };
         // SGD with momentum (PyTorch's): v ← μ v + g, w ← w − (lr / B) v, then the clip.
         let frac = self.num.frac;
-        let (mu_num, mu_den) = (fixed(self.opts.momentum, 20), 1i64 << 20);
+        let (mu_num, mu_den) = (fixed(momentum, 20), 1i64 << 20);
         let (lr_num, lr_den) = (fixed(self.opts.lr, 20), (b as i64) << 20);
         let wmax = fixed(self.num.weight, frac);
         let mut stores = Vec::new();
@@ -461,6 +520,49 @@ impl Build<'_> {
         for (ps, w2, ms, v2, name) in stores {
             g.add_store(ps, w2, &name)?;
             g.add_store(ms, v2, &name)?;
+        }
+        Ok(())
+    }
+
+    /// Adam's update of every parameter ([`adam`]).
+    fn adam_update(
+        &self,
+        mut e: Emit,
+        params: &[NodeIndex],
+        pstates: &[usize],
+        grads: &[NodeIndex],
+        (beta1, beta2): (f64, f64),
+    ) -> R<()> {
+        e.origin = "adam".into();
+        let ss = e.g.add_state(StateDecl {
+            name: adam::ADAM_SCALE.into(),
+            ty: fx_type(adam::SCALE_FRAC, &[1], false),
+            lo: 0,
+            hi: 2 << adam::SCALE_FRAC,
+        });
+        let scale = e.g.add_load(ss, adam::ADAM_SCALE)?;
+        let adam = adam::Adam {
+            num: self.num,
+            lr: self.opts.lr,
+            beta1,
+            beta2,
+            batch: self.opts.batch,
+            scale,
+        };
+        let mut stores = Vec::new();
+        for (i, p) in self.model.params.iter().enumerate() {
+            e.origin = format!("{}/update", p.name);
+            let ms = e.g.add_state(self.momentum_decl(i));
+            let vs = e.g.add_state(self.variance_decl(i));
+            let m = e.g.add_load(ms, &p.name)?;
+            let v = e.g.add_load(vs, &p.name)?;
+            let next = adam.update(&mut e, params[i], grads[i], m, v)?;
+            stores.push((pstates[i], next.w, p.name.clone()));
+            stores.push((ms, next.m, p.name.clone()));
+            stores.push((vs, next.v, p.name.clone()));
+        }
+        for (s, x, name) in stores {
+            e.g.add_store(s, x, &name)?;
         }
         Ok(())
     }

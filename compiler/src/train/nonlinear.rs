@@ -80,6 +80,34 @@ pub(crate) fn reciprocal(e: &mut Emit, s: NodeIndex, smax: f64) -> R<NodeIndex> 
     Ok(r)
 }
 
+/// `1 / √m` for `1 ≤ m ≤ 2` with `frac` fractional bits: a public table of `1 / √(k/16)`
+/// at `k = round(16 m)` (relative error below 1.6 %), then two Newton steps
+/// `r ← r (3 − m r²) / 2`, each squaring the relative error (times 3/2): below 1e-6
+/// before the last rounding.
+pub(crate) fn rsqrt_mantissa(e: &mut Emit, m: NodeIndex) -> R<NodeIndex> {
+    let frac = e.frac(m);
+    let one = 1i64 << frac;
+    let k = e.rescale(m, (1, one / 16), 0)?;
+    let (lo, hi) = (e.g.decl(k).lo, e.g.decl(k).hi);
+    let table: Vec<i64> = (lo..=hi)
+        .map(|k| fixed(1.0 / (k as f64 / 16.0).clamp(1.0, 2.0).sqrt(), frac))
+        .collect();
+    let mut r = e.lookup(k, table, lo, frac)?;
+    let three = e.konst(frac, &[1], vec![3 * one]);
+    // r stays in [1/√2 − 1 %, 1 + 1 %] all along.
+    let (rlo, rhi) = (fixed(0.70, frac), fixed(1.01, frac));
+    for _ in 0..2 {
+        let sq = e.mul(r, r)?;
+        let r2 = e.trunc(sq, frac, (fixed(0.49, frac), fixed(1.03, frac)))?;
+        let mr = e.mul(m, r2)?;
+        let mr2 = e.trunc(mr, frac, (fixed(0.9, frac), fixed(1.1, frac)))?;
+        let h = e.sub(three, mr2)?;
+        let rh = e.mul(r, h)?;
+        r = e.requant(rh, (1, 2 * one), (rlo, rhi), frac)?;
+    }
+    Ok(r)
+}
+
 /// Softmax along the last axis of the matrix `z` (`[n, c]`), with the row maximum
 /// subtracted first so that every exponent is at most zero and the sum is in `[1, c]`.
 pub(crate) fn softmax(e: &mut Emit, z: NodeIndex) -> R<NodeIndex> {
