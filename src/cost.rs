@@ -102,10 +102,7 @@ pub fn cost(args: &CostArgs) -> Result<()> {
                 step.trim_end()
             );
         } else {
-            print!(
-                "one training step: {}",
-                text(&args.model, &c, pre)
-            );
+            print!("one training step: {}", text(&args.model, &c, pre));
             println!(
                 "\none epoch ({steps} steps): {epoch_rounds} rounds, {} bytes sent by all parties",
                 grouped(epoch_bytes)

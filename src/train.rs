@@ -8,9 +8,9 @@ use crate::run::quantize_input;
 use crate::session;
 use anyhow::{bail, Context, Result};
 use qmpc_compiler::train::{self as tc, TrainOptions, Training};
+use qmpc_protocols::net::Transport;
 use qmpc_protocols::net::{Hello, Mesh, Stats, Timeouts};
 use qmpc_protocols::planes::Plane;
-use qmpc_protocols::net::Transport;
 use qmpc_protocols::registry::{DealerMode, DealerRole, DealerVisitor, Party, PartyVisitor};
 use qmpc_protocols::{PartyId, Protocol, Spec, TruncMode};
 use qmpc_vm::bytecode::{Program, Weights};
@@ -464,10 +464,15 @@ pub fn train(args: &TrainArgs) -> Result<()> {
                 let plan = plan(n);
                 s.spawn(move || -> Result<Stats> {
                     let mesh = Mesh::with_listener(n, l, addrs, hello, args.timeouts)?;
-                    spec.dealer(n, ring, DealerMode::Generate, DealSession {
-                        plan: &plan,
-                        net: Box::new(mesh),
-                    })?
+                    spec.dealer(
+                        n,
+                        ring,
+                        DealerMode::Generate,
+                        DealSession {
+                            plan: &plan,
+                            net: Box::new(mesh),
+                        },
+                    )?
                     .context("the dealer")
                 })
             });

@@ -277,15 +277,8 @@ impl TrainParty<'_> {
     fn walk<P: qmpc_protocols::Protocol + Send>(&self, p: &mut P) {
         use qmpc_compiler::train::{BATCH_X, BATCH_Y, DATA_X, DATA_Y};
         let mut states = interp::States::new();
-        interp::run_session(
-            &self.t.setup_model,
-            p,
-            ROLES,
-            self.model,
-            1,
-            &mut states,
-        )
-        .expect("the model is shared");
+        interp::run_session(&self.t.setup_model, p, ROLES, self.model, 1, &mut states)
+            .expect("the model is shared");
         interp::run_session(
             &self.t.setup_data,
             p,
@@ -336,15 +329,8 @@ impl TrainParty<'_> {
                     fresh.insert(s.name.clone(), v.clone());
                 }
             }
-            interp::run_session(
-                &self.t.step,
-                p,
-                ROLES,
-                &PartyData::default(),
-                1,
-                &mut fresh,
-            )
-            .expect("the step runs");
+            interp::run_session(&self.t.step, p, ROLES, &PartyData::default(), 1, &mut fresh)
+                .expect("the step runs");
             for s in &self.t.step.states {
                 if let Some(v) = fresh.get(&s.name) {
                     states.insert(s.name.clone(), v.clone());

@@ -349,12 +349,10 @@ pub fn run_session<P: Protocol + Send>(
         ));
     }
     let mut stores = Stores::new();
-    proto
-        .begin_run(states.runs)
-        .map_err(|cause| VmError::Run {
-            run: states.runs,
-            cause,
-        })?;
+    proto.begin_run(states.runs).map_err(|cause| VmError::Run {
+        run: states.runs,
+        cause,
+    })?;
     let outputs = if program.rounds == RoundSchedule::Merged && proto.shares_rounds() {
         crate::concurrent::run(program, proto, roles, data, batch, states, &mut stores)
     } else {
@@ -362,12 +360,10 @@ pub fn run_session<P: Protocol + Send>(
     };
     states.runs += 1;
     let outputs = outputs?;
-    proto
-        .end_run()
-        .map_err(|cause| VmError::Run {
-            run: states.runs - 1,
-            cause,
-        })?;
+    proto.end_run().map_err(|cause| VmError::Run {
+        run: states.runs - 1,
+        cause,
+    })?;
     states.values.extend(stores);
     Ok(outputs)
 }

@@ -19,7 +19,7 @@
 //! [`nonlinear::rsqrt_mantissa`] inverts the mantissa's root.
 
 use super::emit::{Emit, R};
-use super::nonlinear::{self, fixed};
+use super::nonlinear::{self, fixed, Normalized};
 use super::Numerics;
 use petgraph::stable_graph::NodeIndex;
 
@@ -116,7 +116,11 @@ impl Adam<'_> {
         let step = e.mul(ratio, lr_num)?;
         let target = e.sub(scaled_w, step)?;
         let w2 = e.requant(target, (1, lr_den), (-wmax, wmax), frac)?;
-        Ok(Moments { w: w2, m: m2, v: v2 })
+        Ok(Moments {
+            w: w2,
+            m: m2,
+            v: v2,
+        })
     }
 
     /// `mc / √v` elementwise (a column `[n, 1]` with `frac` fractional bits; `mc` has
@@ -126,28 +130,7 @@ impl Adam<'_> {
         let n: usize = e.dims(v).iter().product();
         let v = e.reshape(v, &[n, 1])?;
         let mc = e.reshape(mc, &[n, 1])?;
-        let onehot = octave(e, v)?;
-        let pick = |e: &mut Emit, cols: NodeIndex| -> R<NodeIndex> {
-            let picked = e.mul(onehot, cols)?;
-            e.sum_cols(picked)
-        };
-        // The mantissa v / 2^j at `frac` bits: columns j ≤ frac are exact products of
-        // v clipped to 2^(frac+1) (the rows where they count), the others a rounding
-        // division.
-        let unit = 1i64 << frac;
-        let low = e.clamp(v, 0, 2 * unit)?;
-        let ups: Vec<i64> = (0..=frac).map(|j| 1i64 << (frac - j)).collect();
-        let ups = e.konst(0, &[1, ups.len()], ups);
-        let up = e.mul(low, ups)?;
-        let up = e.cast(up, frac)?;
-        let dens: Vec<i64> = (frac as usize + 1..OCTAVES)
-            .map(|j| 1i64 << (j - frac as usize))
-            .collect();
-        let width = dens.len();
-        let down = self.columns(e, v, vec![1; width], dens, (0, 1 << (OCTAVES - 1)))?;
-        let cols = e.concat(&[up, down], 1)?;
-        let mant = pick(e, cols)?;
-        let mant = e.requant(mant, (1, 1), (unit, 2 * unit), frac)?;
+        let Normalized { onehot, mant } = nonlinear::normalize(e, v, OCTAVES)?;
         // mc · 2^((ADAM_VFRAC − j)/2) per octave, each clipped to the ratio's bound
         // (|m / √v · √mantissa| ≤ 32 · √2 for β1² < β2, docs): only the picked column
         // counts.
@@ -157,51 +140,12 @@ impl Adam<'_> {
             .map(|j| fixed(2f64.powf((ADAM_VFRAC as f64 - j as f64) / 2.0), k))
             .collect();
         let shift = MOMENT_FRAC - frac + k;
-        let scaled = self.columns(e, mc, nums, vec![1 << shift; OCTAVES], (-qmax, qmax))?;
-        let q = pick(e, scaled)?;
+        let dens = vec![1 << shift; OCTAVES];
+        let scaled = nonlinear::columns(e, mc, nums, dens, (-qmax, qmax), frac)?;
+        let picked = e.mul(onehot, scaled)?;
+        let q = e.sum_cols(picked)?;
         let r = nonlinear::rsqrt_mantissa(e, mant)?;
         let qr = e.mul(q, r)?;
         e.trunc(qr, frac, (-qmax, qmax))
     }
-
-    /// The column `x` (`[n, 1]`) requantized once per column of `nums` / `dens`
-    /// (`[n, k]`), to `frac` fractional bits within `[lo, hi]`.
-    fn columns(
-        &self,
-        e: &mut Emit,
-        x: NodeIndex,
-        nums: Vec<i64>,
-        dens: Vec<i64>,
-        (lo, hi): (i64, i64),
-    ) -> R<NodeIndex> {
-        let k = nums.len();
-        // A requantization keeps its operand's shape: widen `x` to the columns first.
-        let ones = e.konst(0, &[1, k], vec![1; k]);
-        let wide = e.mul(x, ones)?;
-        let (nums, dens) = (e.konst(0, &[1, k], nums), e.konst(0, &[1, k], dens));
-        e.requant_by(wide, (nums, dens), (lo, hi), self.num.frac)
-    }
-}
-
-/// The one-hot octave of the column `v`'s integers (`[n, 1]` → `[n, OCTAVES]`): column
-/// `j` is 1 where `2^j ≤ v < 2^(j+1)`, column 0 also for `v < 1`.
-fn octave(e: &mut Emit, v: NodeIndex) -> R<NodeIndex> {
-    let frac = e.frac(v);
-    // b_j = [v ≥ 2^j] for j = 1..OCTAVES−1: clip(v − 2^j + 1, 0, 1).
-    let thresholds: Vec<i64> = (1..OCTAVES).map(|j| 1 - (1i64 << j)).collect();
-    let t = e.konst(frac, &[1, OCTAVES - 1], thresholds);
-    let shifted = e.add(v, t)?;
-    let bits = e.requant(shifted, (1, 1), (0, 1), 0)?;
-    // onehot_j = b_j − b_{j+1} with b_0 = 1 and b_OCTAVES = 0 (column k of `bits` is
-    // b_{k+1}), from slices so the verifier sees every entry within [−1, 1].
-    let n = e.dims(v)[0];
-    let last = OCTAVES - 2;
-    let lower = e.slice(bits, &[0, 0], &[1, 1], &[n, last])?;
-    let upper = e.slice(bits, &[0, 1], &[1, 1], &[n, last])?;
-    let middle = e.sub(lower, upper)?;
-    let b1 = e.slice(bits, &[0, 0], &[1, 1], &[n, 1])?;
-    let one = e.konst(0, &[1, 1], vec![1]);
-    let first = e.sub(one, b1)?;
-    let top = e.slice(bits, &[0, last], &[1, 1], &[n, 1])?;
-    e.concat(&[first, middle, top], 1)
 }

@@ -678,6 +678,8 @@ pub enum Function {
     Reciprocal { max: f64 },
     /// Softmax over rows of `classes` values.
     Softmax { classes: usize },
+    /// `1 / √x` for `2^-frac ≤ x ≤ 16` (smaller values read as `2^-frac`).
+    Rsqrt,
 }
 
 /// A program applying `f` to `n` float inputs (`Softmax`: `n / classes` rows), each first
@@ -727,6 +729,16 @@ pub fn function_program(f: Function, n: usize, frac: u32) -> Result<Program, Str
         Function::Softmax { .. } => {
             let x = e.clamp(x, -32 * one, 32 * one)?;
             nonlinear::softmax(&mut e, x)?
+        }
+        Function::Rsqrt => {
+            // Adam's second moments have 40 fractional bits and stay within 16.
+            let x = e.clamp(x, 0, 16 * one)?;
+            let wide = e.int(1 << (adam::ADAM_VFRAC - frac));
+            let v = e.mul(x, wide)?;
+            let v = e.cast(v, adam::ADAM_VFRAC)?;
+            let v = e.reshape(v, &[n, 1])?;
+            let r = nonlinear::rsqrt(&mut e, v, 45)?;
+            e.reshape(r, &[n])?
         }
     };
     g.add_output(

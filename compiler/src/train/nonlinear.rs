@@ -108,6 +108,105 @@ pub(crate) fn rsqrt_mantissa(e: &mut Emit, m: NodeIndex) -> R<NodeIndex> {
     Ok(r)
 }
 
+/// A column of values `v` (`[n, 1]`, integers below `2^octaves`) as `2^j · mantissa`:
+/// the one-hot octave `j` (`[n, octaves]`) and the mantissa in `[1, 2]` with 16
+/// fractional bits (`v < 1` reads as 1, octave 0).
+pub(crate) struct Normalized {
+    pub onehot: NodeIndex,
+    pub mant: NodeIndex,
+}
+
+/// Normalize the column `v` ([`Normalized`]): `octaves − 1` comparisons per value in one
+/// call, then the mantissa through the one-hot vector (one product round): low octaves
+/// are exact products of `v` clipped to `2^17`, high ones rounding divisions.
+pub(crate) fn normalize(e: &mut Emit, v: NodeIndex, octaves: usize) -> R<Normalized> {
+    const MANT_FRAC: u32 = 16;
+    let onehot = octave(e, v, octaves)?;
+    let unit = 1i64 << MANT_FRAC;
+    let low = e.clamp(v, 0, 2 * unit)?;
+    let ups: Vec<i64> = (0..=MANT_FRAC).map(|j| 1i64 << (MANT_FRAC - j)).collect();
+    let ups = e.konst(0, &[1, ups.len()], ups);
+    let up = e.mul(low, ups)?;
+    let up = e.cast(up, MANT_FRAC)?;
+    let dens: Vec<i64> = (MANT_FRAC as usize + 1..octaves)
+        .map(|j| 1i64 << (j - MANT_FRAC as usize))
+        .collect();
+    let width = dens.len();
+    let down = columns(
+        e,
+        v,
+        vec![1; width],
+        dens,
+        (0, 1 << (octaves - 1)),
+        MANT_FRAC,
+    )?;
+    let cols = e.concat(&[up, down], 1)?;
+    let picked = e.mul(onehot, cols)?;
+    let mant = e.sum_cols(picked)?;
+    let mant = e.requant(mant, (1, 1), (unit, 2 * unit), MANT_FRAC)?;
+    Ok(Normalized { onehot, mant })
+}
+
+/// `1 / √v` for the column `v` (`[n, 1]`, `frac(v)` fractional bits, integers below
+/// `2^octaves`; values below `2^-frac(v)` read as that), with 16 fractional bits:
+/// `2^((frac − j)/2) / √mantissa`, the factor a public product through the one-hot
+/// vector. Relative error below 1e-4 (the factor's 16 bits), see docs/training.md.
+pub(crate) fn rsqrt(e: &mut Emit, v: NodeIndex, octaves: usize) -> R<NodeIndex> {
+    let vfrac = e.frac(v) as f64;
+    let Normalized { onehot, mant } = normalize(e, v, octaves)?;
+    let r = rsqrt_mantissa(e, mant)?;
+    const F: u32 = 16;
+    let f: Vec<i64> = (0..octaves)
+        .map(|j| fixed(2f64.powf((vfrac - j as f64) / 2.0), F))
+        .collect();
+    let top = f[0];
+    let fk = e.konst(F, &[octaves, 1], f);
+    let factor = e.matmul(onehot, fk)?;
+    let y = e.mul(r, factor)?;
+    e.trunc(y, F, (0, top))
+}
+
+/// The column `x` (`[n, 1]`) requantized once per column of `nums` / `dens` (`[n, k]`),
+/// to `frac` fractional bits within `[lo, hi]`: a value times a factor per octave.
+pub(crate) fn columns(
+    e: &mut Emit,
+    x: NodeIndex,
+    nums: Vec<i64>,
+    dens: Vec<i64>,
+    (lo, hi): (i64, i64),
+    frac: u32,
+) -> R<NodeIndex> {
+    let k = nums.len();
+    // A requantization keeps its operand's shape: widen `x` to the columns first.
+    let ones = e.konst(0, &[1, k], vec![1; k]);
+    let wide = e.mul(x, ones)?;
+    let (nums, dens) = (e.konst(0, &[1, k], nums), e.konst(0, &[1, k], dens));
+    e.requant_by(wide, (nums, dens), (lo, hi), frac)
+}
+
+/// The one-hot octave of the column `v`'s integers (`[n, 1]` → `[n, octaves]`): column
+/// `j` is 1 where `2^j ≤ v < 2^(j+1)`, column 0 also for `v < 1`.
+fn octave(e: &mut Emit, v: NodeIndex, octaves: usize) -> R<NodeIndex> {
+    let frac = e.frac(v);
+    // b_j = [v ≥ 2^j] for j = 1..octaves−1: clip(v − 2^j + 1, 0, 1).
+    let thresholds: Vec<i64> = (1..octaves).map(|j| 1 - (1i64 << j)).collect();
+    let t = e.konst(frac, &[1, octaves - 1], thresholds);
+    let shifted = e.add(v, t)?;
+    let bits = e.requant(shifted, (1, 1), (0, 1), 0)?;
+    // onehot_j = b_j − b_{j+1} with b_0 = 1 and b_octaves = 0 (column k of `bits` is
+    // b_{k+1}), from slices so the verifier sees every entry within [−1, 1].
+    let n = e.dims(v)[0];
+    let last = octaves - 2;
+    let lower = e.slice(bits, &[0, 0], &[1, 1], &[n, last])?;
+    let upper = e.slice(bits, &[0, 1], &[1, 1], &[n, last])?;
+    let middle = e.sub(lower, upper)?;
+    let b1 = e.slice(bits, &[0, 0], &[1, 1], &[n, 1])?;
+    let one = e.konst(0, &[1, 1], vec![1]);
+    let first = e.sub(one, b1)?;
+    let top = e.slice(bits, &[0, last], &[1, 1], &[n, 1])?;
+    e.concat(&[first, middle, top], 1)
+}
+
 /// Softmax along the last axis of the matrix `z` (`[n, c]`), with the row maximum
 /// subtracted first so that every exponent is at most zero and the sum is in `[1, c]`.
 pub(crate) fn softmax(e: &mut Emit, z: NodeIndex) -> R<NodeIndex> {

@@ -295,7 +295,10 @@ pub(crate) fn answer_run(net: &mut dyn Transport, out: Vec<(PartyId, Vec<u8>)>) 
         if m != [RUN_REQUEST] {
             return Err(ProtocolError::Peer {
                 party: p,
-                what: format!("sent {} bytes where the dealer expects a run request", m.len()),
+                what: format!(
+                    "sent {} bytes where the dealer expects a run request",
+                    m.len()
+                ),
             });
         }
     }

@@ -366,8 +366,7 @@ impl<W: Word> Core for Spdz2k<W> {
         }
         let before = self.net.stats();
         let msg = prep::request_run(self.net.as_mut(), self.n)?;
-        self.prep
-            .next_run(prep::Directory::decode(msg, 0, self.n)?);
+        self.prep.next_run(prep::Directory::decode(msg, 0, self.n)?);
         self.offline = self.offline.plus(self.net.stats().since(before));
         Ok(())
     }
