@@ -219,12 +219,14 @@ enum Cmd {
     /// data owner's rows stay secret; the trained model goes to the model owner.
     Train {
         model: PathBuf,
-        /// Training rows (float32 `[N, ...]`, the model's input shape per row).
-        #[arg(long)]
-        data: PathBuf,
-        /// Their classes (integer `[N]`).
-        #[arg(long)]
-        labels: PathBuf,
+        /// Training rows (float32 `[N, ...]`, the model's input shape per row), of party
+        /// 1; `P=FILE` for party P's. Once per data owner: the rows of several owners
+        /// (horizontally split data) are trained on together, in owner order.
+        #[arg(long, required = true)]
+        data: Vec<String>,
+        /// Their classes (integer `[N]`): `FILE` or `P=FILE`, once per data owner.
+        #[arg(long, required = true)]
+        labels: Vec<String>,
         #[arg(long, default_value_t = 1)]
         epochs: usize,
         #[arg(long, default_value_t = 128)]
@@ -428,8 +430,8 @@ fn dispatch(cmd: Cmd) -> Result<()> {
             let t = session::seconds("--timeout", timeout)?;
             train::train(&train::TrainArgs {
                 model,
-                data,
-                labels,
+                data: train::owned_files("--data", &data)?,
+                labels: train::owned_files("--labels", &labels)?,
                 test_data,
                 test_labels,
                 epochs,

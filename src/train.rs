@@ -16,6 +16,7 @@ use qmpc_protocols::{PartyId, Protocol, Spec, TruncMode};
 use qmpc_vm::bytecode::{Program, Weights};
 use qmpc_vm::interp::{self, PartyData, Roles, Shared, States};
 use qmpc_vm::tensor::Tensor;
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::PathBuf;
 use std::time::Instant;
@@ -23,8 +24,9 @@ use std::time::Instant;
 /// What `qmpc train` was asked.
 pub struct TrainArgs {
     pub model: PathBuf,
-    pub data: PathBuf,
-    pub labels: PathBuf,
+    /// Each data owner's rows and labels, by party.
+    pub data: Vec<(PartyId, PathBuf)>,
+    pub labels: Vec<(PartyId, PathBuf)>,
     pub test_data: Option<PathBuf>,
     pub test_labels: Option<PathBuf>,
     pub epochs: usize,
@@ -38,6 +40,26 @@ pub struct TrainArgs {
     pub trunc: TruncMode,
     pub seed: u64,
     pub timeouts: Timeouts,
+}
+
+/// `FILE` (party 1's) or `P=FILE` (party P's), once per data owner.
+pub fn owned_files(flag: &str, values: &[String]) -> Result<Vec<(PartyId, PathBuf)>> {
+    let mut out: Vec<(PartyId, PathBuf)> = Vec::new();
+    for v in values {
+        let (party, file) = match v.split_once('=') {
+            Some((p, f)) if !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) => (
+                p.parse()
+                    .with_context(|| format!("{flag} {v}: `{p}` is not a party id"))?,
+                f,
+            ),
+            _ => (1, v.as_str()),
+        };
+        if out.iter().any(|(q, _)| *q == party) {
+            bail!("{flag} names party {party} twice");
+        }
+        out.push((party, PathBuf::from(file)));
+    }
+    Ok(out)
 }
 
 /// The public shuffle of epoch `epoch`: Fisher–Yates driven by splitmix64 from `seed`
@@ -114,7 +136,9 @@ fn padded_test(x: &Array, labels: &Array, rows: usize) -> Result<(Array, Array, 
 #[derive(Default)]
 struct Owned {
     weights: Option<Weights>,
-    data: Option<Vec<Tensor<i64>>>,
+    /// The rows and labels of the data owners this party is, by their place in
+    /// [`Plan::owners`].
+    data: BTreeMap<usize, Vec<Tensor<i64>>>,
     test: Option<Vec<Tensor<i64>>>,
 }
 
@@ -124,6 +148,9 @@ struct Plan<'a> {
     epochs: usize,
     batch: usize,
     rows: usize,
+    /// The data owners in order, and their rows: the data set is their rows one after
+    /// the other.
+    owners: Vec<(PartyId, usize)>,
     seed: u64,
     roles: Roles,
     /// Chunks of the padded test set (0 without one).
@@ -140,6 +167,16 @@ struct Outcome {
     stats: Stats,
     /// The traffic of the first step alone (`qmpc cost --train` predicts it).
     step: Stats,
+}
+
+/// The sharings one after the other along their first axis.
+fn concat_rows<S: Plane>(parts: &[Shared<S>]) -> Shared<S> {
+    let mut dims = parts.first().map(|p| p.dims.clone()).unwrap_or_default();
+    if let Some(d) = dims.first_mut() {
+        *d = parts.iter().map(|p| p.dims[0]).sum();
+    }
+    let planes: Vec<&S> = parts.iter().map(|p| &p.data).collect();
+    Shared::new(dims, S::concat(&planes))
 }
 
 /// `rows` of `src` (along its first axis), as a new sharing.
@@ -171,16 +208,22 @@ fn session_loop<P: Protocol + Send>(
     };
     interp::run_session(&t.setup_model, proto, roles, &me_model, 1, &mut states)
         .context("sharing the model")?;
-    let data = PartyData {
-        inputs: own.data.clone(),
-        weights: None,
-    };
-    interp::run_session(&t.setup_data, proto, roles, &data, plan.rows, &mut states)
-        .context("sharing the data")?;
-    let (xs, ys) = (
-        states.remove(tc::DATA_X).context("no shared data")?,
-        states.remove(tc::DATA_Y).context("no shared labels")?,
-    );
+    let (mut xs, mut ys) = (Vec::new(), Vec::new());
+    for (k, &(owner, rows)) in plan.owners.iter().enumerate() {
+        let data = PartyData {
+            inputs: own.data.get(&k).cloned(),
+            weights: None,
+        };
+        let r = Roles {
+            data_owner: owner,
+            ..roles
+        };
+        interp::run_session(&t.setup_data, proto, r, &data, rows, &mut states)
+            .with_context(|| format!("sharing the rows of party {owner}"))?;
+        xs.push(states.remove(tc::DATA_X).context("no shared data")?);
+        ys.push(states.remove(tc::DATA_Y).context("no shared labels")?);
+    }
+    let (xs, ys) = (concat_rows(&xs), concat_rows(&ys));
     let steps = plan.rows / plan.batch;
     let mut out = Outcome::default();
     let start = Instant::now();
@@ -384,10 +427,31 @@ pub fn compile(
 }
 
 pub fn train(args: &TrainArgs) -> Result<()> {
-    let x = npy::read(&args.data).with_context(|| format!("--data {}", args.data.display()))?;
-    let labels =
-        npy::read(&args.labels).with_context(|| format!("--labels {}", args.labels.display()))?;
-    let rows = x.dims().first().copied().unwrap_or(0);
+    let (spec, n) = session::protocol(&args.protocol, args.parties)?;
+    // Every owner's rows and labels, read before anything is compiled.
+    let mut sets = Vec::new();
+    for (owner, path) in &args.data {
+        if n > 1 && *owner >= n {
+            bail!("--data {owner}=…: there are parties 0 to {} only", n - 1);
+        }
+        let Some((_, lpath)) = args.labels.iter().find(|(p, _)| p == owner) else {
+            bail!("--data names party {owner} but no --labels does");
+        };
+        let x = npy::read(path).with_context(|| format!("--data {}", path.display()))?;
+        let y = npy::read(lpath).with_context(|| format!("--labels {}", lpath.display()))?;
+        sets.push((*owner, x, y));
+    }
+    if let Some((p, _)) = args
+        .labels
+        .iter()
+        .find(|(p, _)| !args.data.iter().any(|(q, _)| q == p))
+    {
+        bail!("--labels names party {p} but no --data does");
+    }
+    let rows: usize = sets
+        .iter()
+        .map(|(_, x, _)| x.dims().first().copied().unwrap_or(0))
+        .sum();
     let test = match (&args.test_data, &args.test_labels) {
         (Some(a), Some(b)) => Some((
             npy::read(a).with_context(|| format!("--test-data {}", a.display()))?,
@@ -411,9 +475,13 @@ pub fn train(args: &TrainArgs) -> Result<()> {
         args.optimizer,
         args.trunc,
     )?;
-    let (spec, n) = session::protocol(&args.protocol, args.parties)?;
-    let roles = session_roles(n);
-    let data = read_rows(&t.setup_data, &x, &labels, t.classes)?;
+    // Under `clear` one party plays every role.
+    let party_of = |owner: PartyId| if n == 1 { 0 } else { owner };
+    let first = sets.first().map(|s| s.0).context("no --data")?;
+    let roles = Roles {
+        data_owner: party_of(first),
+        ..session_roles(n)
+    };
     let (test, test_chunks) = match (&t.eval, &test) {
         (Some(eval), Some((tx, tl))) => {
             let (x, labels, chunks) = padded_test(tx, tl, eval.rows)?;
@@ -431,13 +499,20 @@ pub fn train(args: &TrainArgs) -> Result<()> {
     let test_rows = test_rows.unwrap_or(0);
     let mut owned: Vec<Owned> = (0..n).map(|_| Owned::default()).collect();
     owned[roles.model_owner].weights = Some(t.weights.clone());
-    owned[roles.data_owner].data = Some(data);
+    let mut owners = Vec::new();
+    for (k, (owner, x, y)) in sets.iter().enumerate() {
+        let data = read_rows(&t.setup_data, x, y, t.classes)
+            .with_context(|| format!("the rows of party {owner}"))?;
+        owners.push((party_of(*owner), x.dims().first().copied().unwrap_or(0)));
+        owned[party_of(*owner)].data.insert(k, data);
+    }
     owned[roles.data_owner].test = test;
     let plan = |me: PartyId| Plan {
         t: &t,
         epochs: args.epochs,
         batch: args.batch,
         rows,
+        owners: owners.clone(),
         seed: args.seed,
         roles,
         test_chunks,

@@ -133,6 +133,89 @@ fn every_protocol_trains_bit_identically_with_clear() {
     }
 }
 
+/// Two hospitals: the rows split between parties 1 and 2 (`--data 1=… --data 2=…`) train
+/// the same model as all of them at party 1, under `clear` and `rep3`; a party that does
+/// not exist, or data without labels, is one line.
+#[test]
+fn several_data_owners_train_on_their_rows_together() {
+    let Some(dir) = digits(192) else { return };
+    let model = corpus_mlp();
+    let x = npy::read(&dir.join("x_cut.npy")).unwrap();
+    let y = npy::read(&dir.join("y_cut.npy")).unwrap();
+    let (Array::F32(xd, xv), Array::Int(_, yv, _)) = (x, y) else {
+        panic!("float rows, integer labels");
+    };
+    let (row, cut) = (xd[1], 80);
+    let part = |name: &str, a: usize, b: usize| {
+        let xp = tmp(&format!("{name}-x.npy"));
+        let yp = tmp(&format!("{name}-y.npy"));
+        std::fs::write(&xp, npy::encode_f32(&[b - a, row], &xv[a * row..b * row])).unwrap();
+        std::fs::write(&yp, npy::encode_ints("<i8", &[b - a], &yv[a..b])).unwrap();
+        (s(&xp), s(&yp))
+    };
+    let (x1, y1) = part("owner1", 0, cut);
+    let (x2, y2) = part("owner2", cut, 192);
+    let (whole, _) = train(&model, &dir, "clear", &[]);
+    for p in ["clear", "rep3"] {
+        let out = tmp(&format!("split-{p}.onnx"));
+        let o = qmpc(&[
+            "train",
+            &s(&model),
+            "--data",
+            &format!("1={x1}"),
+            "--labels",
+            &format!("1={y1}"),
+            "--data",
+            &format!("2={x2}"),
+            "--labels",
+            &format!("2={y2}"),
+            "--batch",
+            "64",
+            "--lr",
+            "0.1",
+            "--momentum",
+            "0.9",
+            "--protocol",
+            p,
+            "-o",
+            &s(&out),
+        ]);
+        assert!(o.status.success(), "{p}: {}", stderr(&o));
+        assert!(
+            std::fs::read(&out).unwrap() == whole,
+            "{p}: the split rows trained another model"
+        );
+    }
+    let refused = |extra: &[&str], want: &str| {
+        let mut args = vec![
+            "train".to_string(),
+            s(&model),
+            "--lr".into(),
+            "0.1".into(),
+            "--protocol".into(),
+            "rep3".into(),
+            "-o".into(),
+            s(&tmp("refused-split.onnx")),
+        ];
+        args.extend(extra.iter().map(|a| a.to_string()));
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        let o = qmpc(&refs);
+        let e = stderr(&o);
+        assert!(!o.status.success() && e.contains(want), "{extra:?}: {e}");
+        assert_eq!(e.trim_end().lines().count(), 1, "{e}");
+    };
+    let (d5, l5) = (format!("5={x1}"), format!("5={y1}"));
+    refused(
+        &["--data", &d5, "--labels", &l5],
+        "there are parties 0 to 2 only",
+    );
+    let (d2, l1) = (format!("2={x2}"), format!("1={y1}"));
+    refused(
+        &["--data", &d2, "--labels", &l1],
+        "--data names party 2 but no --labels does",
+    );
+}
+
 /// The shuffle is the documented splitmix64 Fisher–Yates: training on the same rows in
 /// another order (another seed) gives another model, the same seed the same one.
 #[test]
