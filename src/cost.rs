@@ -77,6 +77,7 @@ pub fn compute_train(
         t.lr,
         t.optimizer,
         args.opts.trunc,
+        false,
     )?;
     let roles = crate::train::session_roles(n);
     let ring = crate::train::session_ring(spec, &training);

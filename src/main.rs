@@ -235,6 +235,10 @@ enum Cmd {
         lr: f64,
         #[command(flatten)]
         optimizer: OptimizerFlags,
+        /// Reveal each epoch's mean training loss (the only value revealed besides the
+        /// trained weights and the test count), to the model owner.
+        #[arg(long)]
+        reveal_loss: bool,
         #[arg(long)]
         protocol: String,
         #[arg(long)]
@@ -417,6 +421,7 @@ fn dispatch(cmd: Cmd) -> Result<()> {
             batch,
             lr,
             optimizer,
+            reveal_loss,
             protocol,
             parties,
             output,
@@ -448,6 +453,7 @@ fn dispatch(cmd: Cmd) -> Result<()> {
                 },
                 seed,
                 timeouts: qmpc_protocols::net::Timeouts { connect: t, io: t },
+                reveal_loss,
             })
         }
         Cmd::Asm { input, output } => {

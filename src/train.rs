@@ -40,6 +40,8 @@ pub struct TrainArgs {
     pub trunc: TruncMode,
     pub seed: u64,
     pub timeouts: Timeouts,
+    /// Reveal each epoch's mean training loss to the model owner.
+    pub reveal_loss: bool,
 }
 
 /// `FILE` (party 1's) or `P=FILE` (party P's), once per data owner.
@@ -164,6 +166,8 @@ struct Plan<'a> {
 struct Outcome {
     params: Option<Vec<Option<Tensor<i64>>>>,
     correct: Vec<i64>,
+    /// With `--reveal-loss`, at the model owner: each epoch's summed loss (fixed point).
+    losses: Vec<i64>,
     stats: Stats,
     /// The traffic of the first step alone (`qmpc cost --train` predicts it).
     step: Stats,
@@ -230,6 +234,7 @@ fn session_loop<P: Protocol + Send>(
     let before = online(proto);
     for epoch in 0..plan.epochs {
         let perm = epoch_perm(plan.rows, plan.seed, epoch as u64);
+        let mut epoch_loss: Option<Shared<P::Shares>> = None;
         for s in 0..steps {
             let rows = &perm[s * plan.batch..(s + 1) * plan.batch];
             states.insert(tc::BATCH_X.into(), gather_rows(&xs, rows));
@@ -245,6 +250,13 @@ fn session_loop<P: Protocol + Send>(
             }
             interp::run_session(&t.step, proto, roles, &PartyData::default(), 1, &mut states)
                 .with_context(|| format!("epoch {}, step {}", epoch + 1, s + 1))?;
+            if let Some(l) = states.remove(tc::LOSS_STEP) {
+                // The epoch's loss stays shared: a local sum of the steps' shares.
+                epoch_loss = Some(match epoch_loss {
+                    None => l,
+                    Some(t) => Shared::new(t.dims.clone(), proto.add(&t.data, &l.data)),
+                });
+            }
             if epoch == 0 && s == 0 {
                 out.step = online(proto).since(before);
             }
@@ -260,6 +272,15 @@ fn session_loop<P: Protocol + Send>(
                     st.rounds,
                     st.bytes_sent as f64 / 1e6
                 );
+            }
+        }
+        if let (Some(reveal), Some(total)) = (&t.loss_total, epoch_loss) {
+            states.insert(tc::LOSS_TOTAL.into(), total);
+            let got =
+                interp::run_session(reveal, proto, owner, &PartyData::default(), 1, &mut states)
+                    .context("revealing the epoch's loss")?;
+            if let Some(Some(l)) = got.first() {
+                out.losses.push(l.data.first().copied().unwrap_or(0));
             }
         }
         if let Some(eval) = &t.eval {
@@ -412,6 +433,7 @@ pub fn compile(
     lr: f64,
     optimizer: tc::Optimizer,
     trunc: TruncMode,
+    reveal_loss: bool,
 ) -> Result<Training> {
     let bytes = std::fs::read(path).with_context(|| format!("{}: cannot read", path.display()))?;
     let opts = TrainOptions {
@@ -422,6 +444,7 @@ pub fn compile(
         test_rows,
         trunc,
         numerics: tc::Numerics::default(),
+        reveal_loss,
     };
     tc::compile(&bytes, &path.display().to_string(), &opts).map_err(anyhow::Error::msg)
 }
@@ -474,6 +497,7 @@ pub fn train(args: &TrainArgs) -> Result<()> {
         args.lr,
         args.optimizer,
         args.trunc,
+        args.reveal_loss,
     )?;
     // Under `clear` one party plays every role.
     let party_of = |owner: PartyId| if n == 1 { 0 } else { owner };
@@ -624,6 +648,15 @@ pub fn train(args: &TrainArgs) -> Result<()> {
     let onnx = tc::model::with_params(&bytes, &file, &trained).map_err(anyhow::Error::msg)?;
     std::fs::write(&args.output, onnx)
         .with_context(|| format!("{}: cannot write", args.output.display()))?;
+    let frac = t.numerics.frac as i32;
+    let mean_loss: Vec<f64> = mine
+        .losses
+        .iter()
+        .map(|&l| l as f64 * 2f64.powi(-frac) / ((rows / args.batch) * args.batch) as f64)
+        .collect();
+    for (e, l) in mean_loss.iter().enumerate() {
+        println!("epoch {}: mean training loss {l:.6}", e + 1);
+    }
     for (e, c) in mine.correct.iter().enumerate() {
         println!(
             "epoch {}: test accuracy {:.2} % ({c} / {test_rows})",
@@ -642,7 +675,7 @@ pub fn train(args: &TrainArgs) -> Result<()> {
             f,
             "{{\"protocol\": \"{}\", \"parties\": {n}, \"batch\": {}, \"epochs\": {}, \
              \"steps\": {steps}, \"rounds\": {rounds}, \"bytes_sent\": {}, \"per_party\": [{}], \
-             \"step\": {{\"per_party\": [{}]}}, \"test_correct\": [{}], \"test_rows\": {test_rows}, \"ring_bits\": {ring}, \"dealer_bytes_sent\": {}, \"wall_s\": {wall:.6}}}",
+             \"step\": {{\"per_party\": [{}]}}, \"test_correct\": [{}], \"test_rows\": {test_rows}, \"ring_bits\": {ring}, \"dealer_bytes_sent\": {}, \"mean_loss\": [{}], \"wall_s\": {wall:.6}}}",
             spec.name,
             args.batch,
             args.epochs,
@@ -665,7 +698,12 @@ pub fn train(args: &TrainArgs) -> Result<()> {
                 .collect::<Vec<_>>()
                 .join(", "),
             acc.join(", "),
-            dealer_sent.unwrap_or(0)
+            dealer_sent.unwrap_or(0),
+            mean_loss
+                .iter()
+                .map(|l| format!("{l:.6}"))
+                .collect::<Vec<_>>()
+                .join(", ")
         )?;
     }
     Ok(())

@@ -148,6 +148,7 @@ proptest! {
             test_rows: Some(5),
             trunc: qmpc_protocols::TruncMode::Exact,
             numerics: Default::default(),
+            reveal_loss: true,
         };
         for b in mutate(onnx, &flips, &cut) {
             let _ = qmpc_compiler::train::compile(&b, "fuzz.onnx", &opts);

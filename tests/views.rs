@@ -353,6 +353,7 @@ fn train_ledger(spec: &Spec, fresh: bool) -> Ledger {
         test_rows: None,
         trunc: qmpc_protocols::TruncMode::Exact,
         numerics: Default::default(),
+        reveal_loss: false,
     };
     let t = qmpc_compiler::train::compile(&bytes, "mlp_digits_init.onnx", &opts).expect("compiles");
     let x = Tensor::new(

@@ -52,6 +52,11 @@ pub const EVAL_CHUNK: usize = 1000;
 pub const EVAL_COUNT: &str = "eval:count";
 pub const EVAL_TOTAL: &str = "eval:total";
 
+/// With `--reveal-loss`: the step's summed loss, and the sum the runner keeps of an
+/// epoch's, which `loss_total` reveals to the model owner.
+pub const LOSS_STEP: &str = "loss:step";
+pub const LOSS_TOTAL: &str = "loss:total";
+
 /// The rows of the current step, gathered by the runner from [`DATA_X`] / [`DATA_Y`].
 pub const BATCH_X: &str = "batch:x";
 pub const BATCH_Y: &str = "batch:y";
@@ -131,6 +136,8 @@ pub struct TrainOptions {
     pub test_rows: Option<usize>,
     pub trunc: TruncMode,
     pub numerics: Numerics,
+    /// Whether the step keeps its summed loss for the runner to reveal after each epoch.
+    pub reveal_loss: bool,
 }
 
 /// The compiled programs of a training session.
@@ -146,6 +153,8 @@ pub struct Training {
     pub setup_data: Program,
     pub step: Program,
     pub eval: Option<Eval>,
+    /// With `reveal_loss`: reveals [`LOSS_TOTAL`] (a float, the epoch's summed loss).
+    pub loss_total: Option<Program>,
     pub finish: Program,
 }
 
@@ -221,7 +230,20 @@ pub fn compile(bytes: &[u8], file: &str, opts: &TrainOptions) -> Result<Training
         None => None,
     };
     let finish = build.program(Build::finish, "finish")?;
+    let loss_total = if opts.reveal_loss {
+        let decl = step
+            .states
+            .iter()
+            .find(|s| s.name == LOSS_STEP)
+            .cloned()
+            .ok_or("the step stores no loss")?;
+        let steps = (opts.rows / opts.batch) as i64;
+        Some(build.program(|b, g| b.loss_total(g, &decl, steps), "loss_total")?)
+    } else {
+        None
+    };
     Ok(Training {
+        loss_total,
         model: model.clone(),
         optimizer: opts.optimizer,
         classes,
@@ -490,7 +512,18 @@ impl Build<'_> {
             origin: String::new(),
         };
         let fwd = step::forward(&mut e, self.model, self.num, x, &params)?;
-        let grads = step::backward(&mut e, self.model, self.num, &fwd, y, &params)?;
+        let step::Backward { grads, loss } =
+            step::backward(&mut e, self.model, self.num, &fwd, y, &params)?;
+        if self.opts.reveal_loss {
+            let decl = e.g.decl(loss).clone();
+            let ls = e.g.add_state(StateDecl {
+                name: LOSS_STEP.into(),
+                ty: decl.ty,
+                lo: decl.lo,
+                hi: decl.hi,
+            });
+            e.g.add_store(ls, loss, "loss")?;
+        }
         let momentum = match self.opts.optimizer {
             Optimizer::Sgd { momentum } => momentum,
             Optimizer::Adam { beta1, beta2 } => {
@@ -634,6 +667,34 @@ impl Build<'_> {
             },
             total,
             "accuracy",
+        );
+        Ok(())
+    }
+
+    /// The epoch's summed loss (`steps` steps' sums, each within `step`'s bounds), as a
+    /// float, to the model owner.
+    fn loss_total(&self, g: &mut Graph, step: &StateDecl, steps: i64) -> R<()> {
+        let s = g.add_state(StateDecl {
+            name: LOSS_TOTAL.into(),
+            ty: step.ty.clone(),
+            lo: step.lo.saturating_mul(steps),
+            hi: step.hi.saturating_mul(steps),
+        });
+        let total = g.add_load(s, "loss")?;
+        g.add_output(
+            OutputDecl {
+                name: "loss".into(),
+                external: ExternalType::F32,
+                dequant: Some(QuantParams {
+                    scale: vec![2f32.powi(-(self.num.frac as i32))],
+                    zero_point: vec![0],
+                    axis: 0,
+                    block: 0,
+                }),
+                post: PostOp::None,
+            },
+            total,
+            "loss",
         );
         Ok(())
     }

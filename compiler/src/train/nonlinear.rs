@@ -207,9 +207,53 @@ fn octave(e: &mut Emit, v: NodeIndex, octaves: usize) -> R<NodeIndex> {
     e.concat(&[first, middle, top], 1)
 }
 
+/// A softmax and the parts the cross-entropy needs: `p = exp(z − max) / sum`.
+pub(crate) struct Softmax {
+    pub p: NodeIndex,
+    /// Each row's maximum (`[n, 1]`).
+    pub max: NodeIndex,
+    /// Each row's `Σ exp(z − max)`, in `[1, c]` (`[n, 1]`).
+    pub sum: NodeIndex,
+}
+
+/// `ln s` for `1 ≤ s ≤ smax` with `frac` fractional bits: `k = round(16 s)`, public tables
+/// of `ln(k/16)` and `16/k`, then `ln(1 + u)` for `u = s·16/k − 1` (`|u| ≤ 1/32`) by its
+/// degree-3 Taylor polynomial (error below 2.5e-7).
+pub(crate) fn ln_range(e: &mut Emit, s: NodeIndex) -> R<NodeIndex> {
+    let frac = e.frac(s);
+    let one = 1i64 << frac;
+    let k = e.rescale(s, (1, one / 16), 0)?;
+    // Values below 1 (never, but the bounds allow them) read as 1.
+    let (lo, hi) = (e.g.decl(k).lo, e.g.decl(k).hi);
+    let at = |k: i64| k.max(16) as f64 / 16.0;
+    let ln: Vec<i64> = (lo..=hi).map(|k| fixed(at(k).ln(), frac)).collect();
+    let inv: Vec<i64> = (lo..=hi).map(|k| fixed(1.0 / at(k), frac)).collect();
+    let base = e.lookup(k, ln, lo, frac)?;
+    let scale = e.lookup(k, inv, lo, frac)?;
+    let t = e.mul(s, scale)?;
+    let u1 = e.trunc(t, frac, (one - one / 16, one + one / 16))?;
+    let unit = e.konst(frac, &[1], vec![one]);
+    let u = e.sub(u1, unit)?;
+    let sq = e.mul(u, u)?;
+    let u2 = e.trunc(sq, frac, (0, one / 256))?;
+    let cube = e.mul(u2, u)?;
+    let u3 = e.trunc(cube, frac, (-one / 4096, one / 4096))?;
+    // u − u²/2 + u³/3, then ln(k/16).
+    let half = e.rescale(u2, (1, 2), frac)?;
+    let third = e.rescale(u3, (1, 3), frac)?;
+    let a = e.sub(u, half)?;
+    let b = e.add(a, third)?;
+    e.add(base, b)
+}
+
 /// Softmax along the last axis of the matrix `z` (`[n, c]`), with the row maximum
 /// subtracted first so that every exponent is at most zero and the sum is in `[1, c]`.
 pub(crate) fn softmax(e: &mut Emit, z: NodeIndex) -> R<NodeIndex> {
+    Ok(softmax_parts(e, z)?.p)
+}
+
+/// [`softmax`], with the row maxima and sums.
+pub(crate) fn softmax_parts(e: &mut Emit, z: NodeIndex) -> R<Softmax> {
     let frac = e.frac(z);
     let one = 1i64 << frac;
     let d = e.dims(z);
@@ -222,5 +266,6 @@ pub(crate) fn softmax(e: &mut Emit, z: NodeIndex) -> R<NodeIndex> {
     let s = e.sum_cols(ex)?;
     let r = reciprocal(e, s, c as f64)?;
     let p = e.mul(ex, r)?;
-    e.trunc(p, frac, (0, one))
+    let p = e.trunc(p, frac, (0, one))?;
+    Ok(Softmax { p, max: m, sum: s })
 }

@@ -8,7 +8,7 @@
 
 use super::emit::{ConvGeo, Emit, R};
 use super::model::{LayerOp, Model};
-use super::nonlinear::{fixed, softmax};
+use super::nonlinear::{self, fixed, Softmax};
 use super::Numerics;
 use petgraph::stable_graph::NodeIndex;
 use std::collections::HashMap;
@@ -254,12 +254,13 @@ pub(crate) fn backward(
     fwd: &Forward,
     y: NodeIndex,
     params: &[NodeIndex],
-) -> R<Vec<NodeIndex>> {
+) -> R<Backward> {
     let frac = num.frac;
     let (grad, wgrad) = (fixed(num.grad, frac), fixed(num.wgrad, frac));
     e.origin = "SoftmaxCrossEntropy".into();
-    let p = softmax(e, fwd.logits)?;
-    let g = e.sub(p, y)?;
+    let sm = nonlinear::softmax_parts(e, fwd.logits)?;
+    let loss = batch_loss(e, fwd.logits, y, &sm)?;
+    let g = e.sub(sm.p, y)?;
     let mut grads: HashMap<String, NodeIndex> = HashMap::from([(model.output.clone(), g)]);
     let mut pgrads: Vec<Option<NodeIndex>> = vec![None; model.params.len()];
     let mut add_pgrad = |e: &mut Emit, i: usize, g: NodeIndex| -> R<()> {
@@ -402,9 +403,32 @@ pub(crate) fn backward(
             grads.insert(l.input.clone(), sum);
         }
     }
-    pgrads
+    let grads = pgrads
         .into_iter()
         .zip(&model.params)
         .map(|(g, p)| g.ok_or_else(|| format!("parameter `{}` does not reach the loss", p.name)))
-        .collect()
+        .collect::<R<Vec<_>>>()?;
+    Ok(Backward { grads, loss })
+}
+
+/// The parameters' gradients (summed over the batch), and the batch's summed loss (which
+/// dead-code elimination drops unless the step stores it).
+pub(crate) struct Backward {
+    pub grads: Vec<NodeIndex>,
+    pub loss: NodeIndex,
+}
+
+/// The cross-entropy summed over the batch, `Σ_rows max + ln(sum) − z_label` (`[1]`),
+/// from the softmax's parts: one product for `z_label` (the labels are secret), the
+/// logarithm of each row's sum in `[1, c]`.
+fn batch_loss(e: &mut Emit, z: NodeIndex, y: NodeIndex, sm: &Softmax) -> R<NodeIndex> {
+    let frac = e.frac(z);
+    let (lo, hi) = (e.g.decl(z).lo, e.g.decl(z).hi);
+    let yz = e.mul(y, z)?;
+    let picked = e.sum_cols(yz)?;
+    let zy = e.trunc(picked, frac, (lo, hi))?;
+    let ln = nonlinear::ln_range(e, sm.sum)?;
+    let a = e.add(sm.max, ln)?;
+    let per_row = e.sub(a, zy)?;
+    e.sum_rows(per_row)
 }
