@@ -71,13 +71,17 @@ pub fn compute_train(
     let rows = t.rows.max(args.batch);
     let training = crate::train::compile(
         &args.model,
-        args.batch,
-        rows,
-        None,
-        t.lr,
-        t.optimizer,
-        args.opts.trunc,
-        false,
+        &qmpc_compiler::train::TrainOptions {
+            batch: args.batch,
+            lr: t.lr,
+            optimizer: t.optimizer,
+            loss: qmpc_compiler::train::Loss::CrossEntropy,
+            rows,
+            test_rows: None,
+            trunc: args.opts.trunc,
+            numerics: Default::default(),
+            reveal_loss: false,
+        },
     )?;
     let roles = crate::train::session_roles(n);
     let ring = crate::train::session_ring(spec, &training);

@@ -69,6 +69,14 @@ impl RoleFlags {
 }
 
 #[derive(Clone, Copy, ValueEnum)]
+enum LossArg {
+    /// Softmax cross-entropy against integer class labels `[N]`.
+    CrossEntropy,
+    /// Mean squared error against float32 targets `[N, C]`.
+    Mse,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
 enum OptimizerArg {
     /// SGD with momentum (`--momentum`).
     Sgd,
@@ -224,7 +232,8 @@ enum Cmd {
         /// (horizontally split data) are trained on together, in owner order.
         #[arg(long, required = true)]
         data: Vec<String>,
-        /// Their classes (integer `[N]`): `FILE` or `P=FILE`, once per data owner.
+        /// Their classes (integer `[N]`), or with `--loss mse` float32 targets `[N, C]`:
+        /// `FILE` or `P=FILE`, once per data owner.
         #[arg(long, required = true)]
         labels: Vec<String>,
         #[arg(long, default_value_t = 1)]
@@ -235,6 +244,9 @@ enum Cmd {
         lr: f64,
         #[command(flatten)]
         optimizer: OptimizerFlags,
+        /// What the step minimizes.
+        #[arg(long, value_enum, default_value = "cross-entropy")]
+        loss: LossArg,
         /// Reveal each epoch's mean training loss (the only value revealed besides the
         /// trained weights and the test count), to the model owner.
         #[arg(long)]
@@ -421,6 +433,7 @@ fn dispatch(cmd: Cmd) -> Result<()> {
             batch,
             lr,
             optimizer,
+            loss,
             reveal_loss,
             protocol,
             parties,
@@ -443,6 +456,10 @@ fn dispatch(cmd: Cmd) -> Result<()> {
                 batch,
                 lr,
                 optimizer: optimizer.optimizer(),
+                loss: match loss {
+                    LossArg::CrossEntropy => qmpc_compiler::train::Loss::CrossEntropy,
+                    LossArg::Mse => qmpc_compiler::train::Loss::Mse,
+                },
                 protocol,
                 parties,
                 output,

@@ -33,6 +33,7 @@ pub struct TrainArgs {
     pub batch: usize,
     pub lr: f64,
     pub optimizer: tc::Optimizer,
+    pub loss: tc::Loss,
     pub protocol: String,
     pub parties: Option<usize>,
     pub output: PathBuf,
@@ -89,8 +90,21 @@ fn read_rows(
     x: &Array,
     labels: &Array,
     classes: usize,
+    loss: tc::Loss,
 ) -> Result<Vec<Tensor<i64>>> {
     let n = x.dims().first().copied().unwrap_or(0);
+    if loss == tc::Loss::Mse {
+        // Float targets, one row of `classes` per sample, encoded as the rows are.
+        if !matches!(labels, Array::F32(..)) || labels.dims() != [n, classes] {
+            bail!(
+                "--loss mse takes float32 targets of shape [{n}, {classes}], not {:?}",
+                labels.dims()
+            );
+        }
+        let (xq, _) = quantize_input(&program.inputs[0], x).context("--data")?;
+        let (yq, _) = quantize_input(&program.inputs[1], labels).context("--labels")?;
+        return Ok(vec![xq, yq]);
+    }
     let Array::Int(ld, lv, _) = labels else {
         bail!("labels must be integer class indices, the file holds float32");
     };
@@ -425,28 +439,9 @@ pub fn session_ring(spec: &Spec, t: &Training) -> u32 {
 }
 
 /// The training programs of the float model at `path`.
-pub fn compile(
-    path: &std::path::Path,
-    batch: usize,
-    rows: usize,
-    test_rows: Option<usize>,
-    lr: f64,
-    optimizer: tc::Optimizer,
-    trunc: TruncMode,
-    reveal_loss: bool,
-) -> Result<Training> {
+pub fn compile(path: &std::path::Path, opts: &TrainOptions) -> Result<Training> {
     let bytes = std::fs::read(path).with_context(|| format!("{}: cannot read", path.display()))?;
-    let opts = TrainOptions {
-        batch,
-        lr,
-        optimizer,
-        rows,
-        test_rows,
-        trunc,
-        numerics: tc::Numerics::default(),
-        reveal_loss,
-    };
-    tc::compile(&bytes, &path.display().to_string(), &opts).map_err(anyhow::Error::msg)
+    tc::compile(&bytes, &path.display().to_string(), opts).map_err(anyhow::Error::msg)
 }
 
 pub fn train(args: &TrainArgs) -> Result<()> {
@@ -491,13 +486,17 @@ pub fn train(args: &TrainArgs) -> Result<()> {
         .map(|(x, _)| x.dims().first().copied().unwrap_or(0));
     let t = compile(
         &args.model,
-        args.batch,
-        rows,
-        test_rows,
-        args.lr,
-        args.optimizer,
-        args.trunc,
-        args.reveal_loss,
+        &TrainOptions {
+            batch: args.batch,
+            lr: args.lr,
+            optimizer: args.optimizer,
+            loss: args.loss,
+            rows,
+            test_rows,
+            trunc: args.trunc,
+            numerics: tc::Numerics::default(),
+            reveal_loss: args.reveal_loss,
+        },
     )?;
     // Under `clear` one party plays every role.
     let party_of = |owner: PartyId| if n == 1 { 0 } else { owner };
@@ -525,7 +524,7 @@ pub fn train(args: &TrainArgs) -> Result<()> {
     owned[roles.model_owner].weights = Some(t.weights.clone());
     let mut owners = Vec::new();
     for (k, (owner, x, y)) in sets.iter().enumerate() {
-        let data = read_rows(&t.setup_data, x, y, t.classes)
+        let data = read_rows(&t.setup_data, x, y, t.classes, t.loss)
             .with_context(|| format!("the rows of party {owner}"))?;
         owners.push((party_of(*owner), x.dims().first().copied().unwrap_or(0)));
         owned[party_of(*owner)].data.insert(k, data);

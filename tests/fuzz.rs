@@ -144,6 +144,7 @@ proptest! {
             batch: 4,
             lr: 0.1,
             optimizer: qmpc_compiler::train::Optimizer::Sgd { momentum: 0.9 },
+            loss: qmpc_compiler::train::Loss::CrossEntropy,
             rows: 8,
             test_rows: Some(5),
             trunc: qmpc_protocols::TruncMode::Exact,

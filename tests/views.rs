@@ -349,6 +349,7 @@ fn train_ledger(spec: &Spec, fresh: bool) -> Ledger {
         batch,
         lr: 0.1,
         optimizer: qmpc_compiler::train::Optimizer::Sgd { momentum: 0.9 },
+        loss: qmpc_compiler::train::Loss::CrossEntropy,
         rows,
         test_rows: None,
         trunc: qmpc_protocols::TruncMode::Exact,

@@ -123,6 +123,16 @@ pub enum Optimizer {
     Adam { beta1: f64, beta2: f64 },
 }
 
+/// What the step minimizes, averaged over the batch (and for MSE over the outputs).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Loss {
+    /// Softmax cross-entropy against integer class labels (PyTorch's `CrossEntropyLoss`).
+    CrossEntropy,
+    /// Mean squared error against float targets `[N, C]` (PyTorch's `MSELoss`), within
+    /// the data range (`|y| < 8`).
+    Mse,
+}
+
 /// What a training session is compiled for.
 #[derive(Clone, Debug, PartialEq)]
 pub struct TrainOptions {
@@ -130,6 +140,7 @@ pub struct TrainOptions {
     pub batch: usize,
     pub lr: f64,
     pub optimizer: Optimizer,
+    pub loss: Loss,
     /// Rows of the data set, all owners together.
     pub rows: usize,
     /// Rows of the test set, if the model owner asks for the test accuracy.
@@ -144,6 +155,7 @@ pub struct TrainOptions {
 pub struct Training {
     pub model: Model,
     pub optimizer: Optimizer,
+    pub loss: Loss,
     pub classes: usize,
     pub numerics: Numerics,
     pub setup_model: Program,
@@ -192,6 +204,13 @@ pub fn compile(bytes: &[u8], file: &str, opts: &TrainOptions) -> Result<Training
             ));
         }
         _ => {}
+    }
+    if opts.loss == Loss::Mse && opts.test_rows.is_some() {
+        return Err(
+            "the test count compares arg-maxes with class labels; a model trained with MSE \
+             has no classes to count (leave out --test-data)"
+                .into(),
+        );
     }
     if opts.batch == 0 || opts.batch > opts.rows {
         return Err(format!(
@@ -246,6 +265,7 @@ pub fn compile(bytes: &[u8], file: &str, opts: &TrainOptions) -> Result<Training
         loss_total,
         model: model.clone(),
         optimizer: opts.optimizer,
+        loss: opts.loss,
         classes,
         numerics: num,
         setup_model,
@@ -347,22 +367,34 @@ impl Build<'_> {
     fn x_decl(&self, name: &str, rows: usize, batched: bool) -> StateDecl {
         let mut dims = vec![rows];
         dims.extend(&self.model.sample_dims);
-        let b = 1i64 << 15 << (self.num.frac - self.num.data_frac);
+        let (lo, hi) = self.data_bounds();
         StateDecl {
             name: name.into(),
             ty: fx_type(self.num.frac, &dims, batched),
-            lo: -b,
-            hi: b - (1 << (self.num.frac - self.num.data_frac)),
+            lo,
+            hi,
         }
     }
 
+    /// One-hot labels (cross-entropy) or float targets (MSE, encoded as the rows are).
     fn y_decl(&self, name: &str, rows: usize, batched: bool) -> StateDecl {
+        let (lo, hi) = match self.opts.loss {
+            Loss::CrossEntropy => (0, 255 << self.num.frac),
+            Loss::Mse => self.data_bounds(),
+        };
         StateDecl {
             name: name.into(),
             ty: fx_type(self.num.frac, &[rows, self.classes], batched),
-            lo: 0,
-            hi: 255 << self.num.frac,
+            lo,
+            hi,
         }
+    }
+
+    /// The bounds of a data owner's `i16` values once in fixed point.
+    fn data_bounds(&self) -> (i64, i64) {
+        let unit = 1i64 << (self.num.frac - self.num.data_frac);
+        let b = (1i64 << 15) * unit;
+        (-b, b - unit)
     }
 
     /// A data owner's float rows, encoded as `i16` with `data_frac` fractional bits.
@@ -456,24 +488,31 @@ impl Build<'_> {
         let mut xdims = vec![rows];
         xdims.extend(&self.model.sample_dims);
         let x = g.add_input(self.rows_input("data", xdims, true), "data");
-        let y = g.add_input(
-            InputDecl {
-                name: "labels".into(),
-                external: ExternalType::F32,
-                quant: Some(QuantParams {
-                    scale: vec![1.0],
-                    zero_point: vec![0],
-                    axis: 0,
-                    block: 0,
-                }),
-                ty: TensorType {
-                    dtype: DType::U8,
-                    dims: vec![rows, self.classes],
-                    batched: true,
+        let (labels, shift) = match self.opts.loss {
+            Loss::CrossEntropy => (
+                InputDecl {
+                    name: "labels".into(),
+                    external: ExternalType::F32,
+                    quant: Some(QuantParams {
+                        scale: vec![1.0],
+                        zero_point: vec![0],
+                        axis: 0,
+                        block: 0,
+                    }),
+                    ty: TensorType {
+                        dtype: DType::U8,
+                        dims: vec![rows, self.classes],
+                        batched: true,
+                    },
                 },
-            },
-            "labels",
-        );
+                self.num.frac,
+            ),
+            Loss::Mse => (
+                self.rows_input("labels", vec![rows, self.classes], true),
+                self.num.frac - self.num.data_frac,
+            ),
+        };
+        let y = g.add_input(labels, "labels");
         let xs = g.add_state(self.x_decl(DATA_X, rows, true));
         let ys = g.add_state(self.y_decl(DATA_Y, rows, true));
         let mut e = Emit {
@@ -482,7 +521,7 @@ impl Build<'_> {
         };
         let x = to_fixed(&mut e, x, self.num.frac - self.num.data_frac, self.num.frac)?;
         e.origin = "labels".into();
-        let y = to_fixed(&mut e, y, self.num.frac, self.num.frac)?;
+        let y = to_fixed(&mut e, y, shift, self.num.frac)?;
         g.add_store(xs, x, "data")?;
         g.add_store(ys, y, "labels")?;
         Ok(())
@@ -512,8 +551,15 @@ impl Build<'_> {
             origin: String::new(),
         };
         let fwd = step::forward(&mut e, self.model, self.num, x, &params)?;
-        let step::Backward { grads, loss } =
-            step::backward(&mut e, self.model, self.num, &fwd, y, &params)?;
+        let step::Backward { grads, loss } = step::backward(
+            &mut e,
+            self.model,
+            self.num,
+            self.opts.loss,
+            &fwd,
+            y,
+            &params,
+        )?;
         if self.opts.reveal_loss {
             let decl = e.g.decl(loss).clone();
             let ls = e.g.add_state(StateDecl {

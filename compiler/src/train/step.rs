@@ -9,7 +9,7 @@
 use super::emit::{ConvGeo, Emit, R};
 use super::model::{LayerOp, Model};
 use super::nonlinear::{self, fixed, Softmax};
-use super::Numerics;
+use super::{Loss, Numerics};
 use petgraph::stable_graph::NodeIndex;
 use std::collections::HashMap;
 
@@ -251,16 +251,25 @@ pub(crate) fn backward(
     e: &mut Emit,
     model: &Model,
     num: &Numerics,
+    loss_kind: Loss,
     fwd: &Forward,
     y: NodeIndex,
     params: &[NodeIndex],
 ) -> R<Backward> {
     let frac = num.frac;
     let (grad, wgrad) = (fixed(num.grad, frac), fixed(num.wgrad, frac));
-    e.origin = "SoftmaxCrossEntropy".into();
-    let sm = nonlinear::softmax_parts(e, fwd.logits)?;
-    let loss = batch_loss(e, fwd.logits, y, &sm)?;
-    let g = e.sub(sm.p, y)?;
+    let (g, loss) = match loss_kind {
+        Loss::CrossEntropy => {
+            e.origin = "SoftmaxCrossEntropy".into();
+            let sm = nonlinear::softmax_parts(e, fwd.logits)?;
+            let loss = batch_loss(e, fwd.logits, y, &sm)?;
+            (e.sub(sm.p, y)?, loss)
+        }
+        Loss::Mse => {
+            e.origin = "MeanSquaredError".into();
+            mse(e, fwd.logits, y, grad)?
+        }
+    };
     let mut grads: HashMap<String, NodeIndex> = HashMap::from([(model.output.clone(), g)]);
     let mut pgrads: Vec<Option<NodeIndex>> = vec![None; model.params.len()];
     let mut add_pgrad = |e: &mut Emit, i: usize, g: NodeIndex| -> R<()> {
@@ -416,6 +425,21 @@ pub(crate) fn backward(
 pub(crate) struct Backward {
     pub grads: Vec<NodeIndex>,
     pub loss: NodeIndex,
+}
+
+/// MSE against the targets `y` (`[n, c]`): the output's gradient `2 (z − y) / c` per row
+/// (the batch's `1/B` is folded into the learning rate, as for the cross-entropy),
+/// clipped to ±`grad`, and the loss summed over the batch, `Σ_rows Σ (z − y)² / c`.
+fn mse(e: &mut Emit, z: NodeIndex, y: NodeIndex, grad: i64) -> R<(NodeIndex, NodeIndex)> {
+    let frac = e.frac(z);
+    let c = e.dims(z)[1] as i64;
+    let d = e.sub(z, y)?;
+    let g = e.requant(d, (2, c), (-grad, grad), frac)?;
+    let sq = e.mul(d, d)?;
+    let per_row = e.sum_cols(sq)?;
+    let hi = e.g.decl(per_row).hi;
+    let per_row = e.requant(per_row, (1, c << frac), (0, hi / (c << frac) + 1), frac)?;
+    Ok((g, e.sum_rows(per_row)?))
 }
 
 /// The cross-entropy summed over the batch, `Σ_rows max + ln(sum) − z_label` (`[1]`),
