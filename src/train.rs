@@ -21,6 +21,10 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::time::Instant;
 
+/// The most dealer material one step may take: it is held whole by the dealer and by
+/// the last party while the run goes.
+const MAX_DEALT_PER_STEP: u64 = 4_000_000_000;
+
 /// What `qmpc train` was asked.
 pub struct TrainArgs {
     pub model: PathBuf,
@@ -511,6 +515,22 @@ pub fn train(args: &TrainArgs) -> Result<()> {
         data_owner: party_of(first),
         ..session_roles(n)
     };
+    if spec.dealer {
+        // A run's material is built whole before it is sent (docs/training.md): refuse
+        // what would not fit rather than be killed for memory halfway.
+        let pre = session::preprocessing(spec, &t.step, n, roles, 1)?;
+        if pre.bytes > MAX_DEALT_PER_STEP {
+            bail!(
+                "{}'s dealer would send {:.1} GB for every step of {} rows (more than the \
+                 {:.0} GB one run's material may take); use a smaller --batch or another \
+                 protocol",
+                spec.name,
+                pre.bytes as f64 / 1e9,
+                args.batch,
+                MAX_DEALT_PER_STEP as f64 / 1e9
+            );
+        }
+    }
     let (test, test_chunks) = match (&t.eval, &test) {
         (Some(eval), Some((tx, tl))) => {
             let (x, labels, chunks) = padded_test(tx, tl, eval.rows)?;

@@ -272,6 +272,14 @@ fn refusals_are_one_line_naming_the_cause() {
             "a batch of 1000 rows from a data set of 192",
         ),
         (
+            base(&[
+                &s(&common::root().join("models/train/lenet_init.onnx")),
+                "--protocol",
+                "spdz2k",
+            ]),
+            "spdz2k's dealer would send 18.8 GB for every step of 128 rows",
+        ),
+        (
             base(&[&s(&model), "--protocol", "clear", "--loss", "mse"]),
             "--loss mse takes float32 targets of shape [192, 10]",
         ),
