@@ -27,6 +27,7 @@ pub struct TrainCost {
     pub rows: usize,
     pub lr: f64,
     pub optimizer: qmpc_compiler::train::Optimizer,
+    pub loss: qmpc_compiler::train::Loss,
 }
 
 /// The static cost of `args.model`, the ring it was computed for, and the bytes the dealer
@@ -75,7 +76,7 @@ pub fn compute_train(
             batch: args.batch,
             lr: t.lr,
             optimizer: t.optimizer,
-            loss: qmpc_compiler::train::Loss::CrossEntropy,
+            loss: t.loss,
             rows,
             test_rows: None,
             trunc: args.opts.trunc,

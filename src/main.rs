@@ -84,9 +84,13 @@ enum OptimizerArg {
     Adam,
 }
 
-/// How a training step updates the parameters (`train`, and `cost --train`).
+/// What a training step minimizes and how it updates the parameters (`train`, and
+/// `cost --train`).
 #[derive(Args)]
 struct OptimizerFlags {
+    /// What the step minimizes.
+    #[arg(long, value_enum, default_value = "cross-entropy")]
+    loss: LossArg,
     #[arg(long, value_enum, default_value = "sgd")]
     optimizer: OptimizerArg,
     /// SGD's momentum.
@@ -101,6 +105,13 @@ struct OptimizerFlags {
 }
 
 impl OptimizerFlags {
+    fn loss(&self) -> qmpc_compiler::train::Loss {
+        match self.loss {
+            LossArg::CrossEntropy => qmpc_compiler::train::Loss::CrossEntropy,
+            LossArg::Mse => qmpc_compiler::train::Loss::Mse,
+        }
+    }
+
     fn optimizer(&self) -> qmpc_compiler::train::Optimizer {
         use qmpc_compiler::train::Optimizer;
         match self.optimizer {
@@ -244,9 +255,6 @@ enum Cmd {
         lr: f64,
         #[command(flatten)]
         optimizer: OptimizerFlags,
-        /// What the step minimizes.
-        #[arg(long, value_enum, default_value = "cross-entropy")]
-        loss: LossArg,
         /// Reveal each epoch's mean training loss (the only value revealed besides the
         /// trained weights and the test count), to the model owner.
         #[arg(long)]
@@ -403,6 +411,7 @@ fn dispatch(cmd: Cmd) -> Result<()> {
                 rows: rows.unwrap_or(batch),
                 lr,
                 optimizer: optimizer.optimizer(),
+                loss: optimizer.loss(),
             }),
         }),
         Cmd::Party {
@@ -433,7 +442,6 @@ fn dispatch(cmd: Cmd) -> Result<()> {
             batch,
             lr,
             optimizer,
-            loss,
             reveal_loss,
             protocol,
             parties,
@@ -456,10 +464,7 @@ fn dispatch(cmd: Cmd) -> Result<()> {
                 batch,
                 lr,
                 optimizer: optimizer.optimizer(),
-                loss: match loss {
-                    LossArg::CrossEntropy => qmpc_compiler::train::Loss::CrossEntropy,
-                    LossArg::Mse => qmpc_compiler::train::Loss::Mse,
-                },
+                loss: optimizer.loss(),
                 protocol,
                 parties,
                 output,

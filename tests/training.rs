@@ -216,6 +216,73 @@ fn several_data_owners_train_on_their_rows_together() {
     );
 }
 
+/// MSE (`--loss mse`) on the `mse` gradient case: `rep3` and `semi2k` write `clear`'s
+/// file, and `qmpc cost --train --loss mse` predicts the measured step.
+#[test]
+fn mse_trains_bit_identically_and_is_priced() {
+    let d = common::root().join("models/train/grads/mse");
+    let model = s(&d.join("model.onnx"));
+    let run = |p: &str| -> (Vec<u8>, serde_json::Value) {
+        let out = tmp(&format!("mse-{p}.onnx"));
+        let stats = tmp(&format!("mse-{p}.json"));
+        let o = qmpc(&[
+            "train",
+            &model,
+            "--data",
+            &s(&d.join("x.npy")),
+            "--labels",
+            &s(&d.join("target.npy")),
+            "--loss",
+            "mse",
+            "--batch",
+            "4",
+            "--epochs",
+            "3",
+            "--lr",
+            "0.1",
+            "--protocol",
+            p,
+            "-o",
+            &s(&out),
+            "--stats",
+            &s(&stats),
+        ]);
+        assert!(o.status.success(), "{p}: {}", stderr(&o));
+        (
+            std::fs::read(&out).unwrap(),
+            serde_json::from_str(&std::fs::read_to_string(&stats).unwrap()).unwrap(),
+        )
+    };
+    let (want, _) = run("clear");
+    for p in ["rep3", "semi2k"] {
+        let (got, measured) = run(p);
+        assert!(got == want, "{p}: MSE training differs from clear's");
+        let o = qmpc(&[
+            "cost",
+            &model,
+            "--train",
+            "--loss",
+            "mse",
+            "--batch",
+            "4",
+            "--rows",
+            "4",
+            "--lr",
+            "0.1",
+            "--protocol",
+            p,
+            "--format",
+            "json",
+        ]);
+        assert!(o.status.success(), "{p}: {}", stderr(&o));
+        let cost: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        assert_eq!(
+            cost["step"]["per_party"], measured["step"]["per_party"],
+            "{p}: qmpc cost --train --loss mse against the measured first step"
+        );
+    }
+}
+
 /// The shuffle is the documented splitmix64 Fisher–Yates: training on the same rows in
 /// another order (another seed) gives another model, the same seed the same one.
 #[test]
