@@ -6,16 +6,17 @@
 //! With `ĝ` the batch-mean gradient (clipped to ± [`Numerics::adam_grad`]):
 //!
 //! ```text
-//! m ← β1 m + (1 − β1) ĝ            (frac bits: frac)
-//! v ← β2 v + (1 − β2) ĝ²           (frac bits: ADAM_VFRAC; v ≥ 2^-24 in effect)
+//! m ← β1 m + (1 − β1) ĝ            (frac bits: MOMENT_FRAC)
+//! v ← β2 v + (1 − β2) ĝ²           (frac bits: ADAM_VFRAC; v ≥ 2^-40 in effect)
 //! w ← w − lr · c_t · m / √v        c_t = √(1 − β2^t) / (1 − β1^t)
 //! ```
 //!
 //! `c_t` is PyTorch's two bias corrections in one public number per step; the runner
 //! supplies it in the state [`ADAM_SCALE`] before each step, so one compiled step serves
-//! every step. `1/√v` is `2^((24 − j)/2) / √(v / 2^j)` for the octave `j` of `v`'s
-//! integer: one comparison per octave finds it (one-hot), the mantissa `v / 2^j` and the
-//! factor `2^((24 − j)/2)` are read through the one-hot vector, and
+//! every step. `1/√v` is `2^((40 − j)/2) / √(v / 2^j)` for the octave `j` of `v`'s
+//! integer ([`nonlinear::normalize`]): `m · 2^((40 − j)/2)` is computed per octave
+//! column, each clipped to the ratio's bound, and picked through the one-hot vector (a
+//! small `m` goes with a small `v`, which interval arithmetic cannot see), then
 //! [`nonlinear::rsqrt_mantissa`] inverts the mantissa's root.
 
 use super::emit::{Emit, R};
