@@ -14,10 +14,10 @@
 //! `c_t` is PyTorch's two bias corrections in one public number per step; the runner
 //! supplies it in the state [`ADAM_SCALE`] before each step, so one compiled step serves
 //! every step. `1/√v` is `2^((40 − j)/2) / √(v / 2^j)` for the octave `j` of `v`'s
-//! integer ([`nonlinear::normalize`]): `m · 2^((40 − j)/2)` is computed per octave
+//! integer (`nonlinear::normalize`): `m · 2^((40 − j)/2)` is computed per octave
 //! column, each clipped to the ratio's bound, and picked through the one-hot vector (a
 //! small `m` goes with a small `v`, which interval arithmetic cannot see), then
-//! [`nonlinear::rsqrt_mantissa`] inverts the mantissa's root.
+//! `nonlinear::rsqrt_mantissa` inverts the mantissa's root.
 
 use super::emit::{Emit, R};
 use super::nonlinear::{self, fixed, Normalized};
