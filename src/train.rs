@@ -105,8 +105,11 @@ fn read_rows(
                 labels.dims()
             );
         }
-        let (xq, _) = quantize_input(&program.inputs[0], x).context("--data")?;
-        let (yq, _) = quantize_input(&program.inputs[1], labels).context("--labels")?;
+        let [xd, yd] = program.inputs.as_slice() else {
+            bail!("the data program takes rows and targets");
+        };
+        let (xq, _) = quantize_input(xd, x).context("--data")?;
+        let (yq, _) = quantize_input(yd, labels).context("--labels")?;
         return Ok(vec![xq, yq]);
     }
     let Array::Int(ld, lv, _) = labels else {

@@ -402,12 +402,7 @@ impl Build<'_> {
         InputDecl {
             name: name.into(),
             external: ExternalType::F32,
-            quant: Some(QuantParams {
-                scale: vec![2f32.powi(-(self.num.data_frac as i32))],
-                zero_point: vec![0],
-                axis: 0,
-                block: 0,
-            }),
+            quant: Some(fixed_point(self.num.data_frac)),
             ty: TensorType {
                 dtype: DType::I16,
                 dims,
@@ -731,12 +726,7 @@ impl Build<'_> {
             OutputDecl {
                 name: "loss".into(),
                 external: ExternalType::F32,
-                dequant: Some(QuantParams {
-                    scale: vec![2f32.powi(-(self.num.frac as i32))],
-                    zero_point: vec![0],
-                    axis: 0,
-                    block: 0,
-                }),
+                dequant: Some(fixed_point(self.num.frac)),
                 post: PostOp::None,
             },
             total,
@@ -753,12 +743,7 @@ impl Build<'_> {
                 OutputDecl {
                     name: p.name.clone(),
                     external: ExternalType::F32,
-                    dequant: Some(QuantParams {
-                        scale: vec![2f32.powi(-(self.num.frac as i32))],
-                        zero_point: vec![0],
-                        axis: 0,
-                        block: 0,
-                    }),
+                    dequant: Some(fixed_point(self.num.frac)),
                     post: PostOp::None,
                 },
                 n,
@@ -774,6 +759,16 @@ fn to_fixed(e: &mut Emit, x: NodeIndex, shift: u32, frac: u32) -> R<NodeIndex> {
     let k = e.int(1i64 << shift);
     let v = e.mul(x, k)?;
     e.cast(v, frac)
+}
+
+/// The quantization of a fixed-point value with `frac` fractional bits: `v · 2^-frac`.
+fn fixed_point(frac: u32) -> QuantParams {
+    QuantParams {
+        scale: vec![2f32.powi(-(frac as i32))],
+        zero_point: vec![0],
+        axis: 0,
+        block: 0,
+    }
 }
 
 /// A nonlinear function of training, for measuring its error over its documented range.
@@ -805,12 +800,7 @@ pub fn function_program(f: Function, n: usize, frac: u32) -> Result<Program, Str
         InputDecl {
             name: "x".into(),
             external: ExternalType::F32,
-            quant: Some(QuantParams {
-                scale: vec![2f32.powi(-(frac as i32))],
-                zero_point: vec![0],
-                axis: 0,
-                block: 0,
-            }),
+            quant: Some(fixed_point(frac)),
             ty: TensorType {
                 dtype: DType::I32,
                 dims,
@@ -852,12 +842,7 @@ pub fn function_program(f: Function, n: usize, frac: u32) -> Result<Program, Str
         OutputDecl {
             name: "y".into(),
             external: ExternalType::F32,
-            dequant: Some(QuantParams {
-                scale: vec![2f32.powi(-(frac as i32))],
-                zero_point: vec![0],
-                axis: 0,
-                block: 0,
-            }),
+            dequant: Some(fixed_point(frac)),
             post: PostOp::None,
         },
         y,

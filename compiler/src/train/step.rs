@@ -432,7 +432,10 @@ pub(crate) struct Backward {
 /// clipped to ±`grad`, and the loss summed over the batch, `Σ_rows Σ (z − y)² / c`.
 fn mse(e: &mut Emit, z: NodeIndex, y: NodeIndex, grad: i64) -> R<(NodeIndex, NodeIndex)> {
     let frac = e.frac(z);
-    let c = e.dims(z)[1] as i64;
+    let c = *e
+        .dims(z)
+        .get(1)
+        .ok_or("MSE needs outputs of shape [batch, classes]")? as i64;
     let d = e.sub(z, y)?;
     let g = e.requant(d, (2, c), (-grad, grad), frac)?;
     let sq = e.mul(d, d)?;
