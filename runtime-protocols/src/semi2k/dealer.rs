@@ -48,9 +48,7 @@ pub struct Dealer<W: Word> {
     rounds: Rounds,
     gen: Option<Generating>,
     /// The parties' links, while dealing a session ([`Dealer::attach`]).
-    session: Option<Box<dyn Transport>>,
-    /// Runs whose material has been sent.
-    runs_sent: u64,
+    session: prep::DealerSession,
     _ring: PhantomData<W>,
 }
 
@@ -102,8 +100,7 @@ impl<W: Word> Dealer<W> {
             keys: (0, 0),
             rounds: Vec::new(),
             gen: None,
-            session: None,
-            runs_sent: 0,
+            session: prep::DealerSession::default(),
             _ring: PhantomData,
         }
     }
@@ -142,7 +139,7 @@ impl<W: Word> Dealer<W> {
 
     /// Send every party its preprocessing (one round); the dealer is party `n` of `net`.
     pub fn send(mut self, net: &mut dyn Transport) -> R<Stats> {
-        let out = self.messages()?;
+        let out = self.messages(true)?;
         send_long(net, out)?;
         Ok(net.stats())
     }
@@ -152,37 +149,23 @@ impl<W: Word> Dealer<W> {
     /// message carries the seeds, the later ones go to parties that ask for them
     /// ([`prep::request_run`]).
     pub fn attach(&mut self, net: Box<dyn Transport>) {
-        self.session = Some(net);
+        self.session.attach(net);
     }
 
     /// The traffic of an attached session so far.
     pub fn session_stats(&self) -> Stats {
-        self.session.as_ref().map(|n| n.stats()).unwrap_or_default()
+        self.session.stats()
     }
 
     /// Tell the parties of an attached session that the dealer stops, and why.
     pub fn abort_session(&mut self, reason: &str) {
-        if let Some(net) = self.session.as_mut() {
-            net.abort(reason);
-        }
-    }
-
-    fn flush(&mut self, net: &mut dyn Transport) -> R<()> {
-        let first = self.runs_sent == 0;
-        let out = self.messages()?;
-        self.runs_sent += 1;
-        if first {
-            Ok(send_long(net, out)?)
-        } else {
-            prep::answer_run(net, out)
-        }
+        self.session.abort(reason);
     }
 
     /// The messages of the material made so far, leaving none: to each party with a
     /// seed, the seed (in the first message only) and the public records; to the last
     /// party, the corrections.
-    fn messages(&mut self) -> R<Vec<(PartyId, Vec<u8>)>> {
-        let first = self.runs_sent == 0;
+    fn messages(&mut self, first: bool) -> R<Vec<(PartyId, Vec<u8>)>> {
         let g = self.gen.as_mut().ok_or_else(|| {
             ProtocolError::Invalid("a counting dealer has no material to send".into())
         })?;
@@ -302,12 +285,11 @@ impl<W: Word> Core for Dealer<W> {
         }
     }
     fn end_run(&mut self) -> R<()> {
-        let Some(mut net) = self.session.take() else {
+        if !self.session.is_attached() {
             return Ok(());
-        };
-        let r = self.flush(net.as_mut());
-        self.session = Some(net);
-        r
+        }
+        let out = self.messages(self.session.first())?;
+        self.session.send_run(out)
     }
 
     fn input(&mut self, _: PartyId, _: Option<&[i64]>, len: usize) -> R<Len> {

@@ -13,7 +13,7 @@
 //! length and its bytes, written and read in place.
 
 use crate::bitvec::{clear_tail, words};
-use crate::net::{receive_long, send_long, Transport};
+use crate::net::{receive_long, send_long, Stats, Transport};
 use crate::stream::Stream;
 use crate::word::Word;
 use crate::{PartyId, ProtocolError};
@@ -305,6 +305,55 @@ pub(crate) fn answer_run(net: &mut dyn Transport, out: Vec<(PartyId, Vec<u8>)>) 
     Ok(send_long(net, out)?)
 }
 
+/// A dealer's link to the parties while it deals a session run by run: the first run's
+/// material goes out unasked (the parties' set-up receives it), every later run's once
+/// every party asked ([`request_run`]). Both dealers (`semi2k`'s, `spdz2k`'s) hold one.
+#[derive(Default)]
+pub(crate) struct DealerSession {
+    net: Option<Box<dyn Transport>>,
+    runs_sent: u64,
+}
+
+impl DealerSession {
+    pub fn attach(&mut self, net: Box<dyn Transport>) {
+        self.net = Some(net);
+    }
+
+    pub fn is_attached(&self) -> bool {
+        self.net.is_some()
+    }
+
+    /// Whether no run's material went out yet (the first message carries the seeds).
+    pub fn first(&self) -> bool {
+        self.runs_sent == 0
+    }
+
+    pub fn stats(&self) -> Stats {
+        self.net.as_ref().map(|n| n.stats()).unwrap_or_default()
+    }
+
+    pub fn abort(&mut self, reason: &str) {
+        if let Some(net) = self.net.as_mut() {
+            net.abort(reason);
+        }
+    }
+
+    /// Send one run's messages.
+    pub fn send_run(&mut self, out: Vec<(PartyId, Vec<u8>)>) -> R<()> {
+        let net = self
+            .net
+            .as_mut()
+            .ok_or_else(|| ProtocolError::Invalid("the dealer has no session to send to".into()))?;
+        let first = self.runs_sent == 0;
+        self.runs_sent += 1;
+        if first {
+            Ok(send_long(net.as_mut(), out)?)
+        } else {
+            answer_run(net.as_mut(), out)
+        }
+    }
+}
+
 /// Where a party takes its share of the current instruction's material from.
 pub(crate) struct Source {
     dealer: PartyId,
@@ -350,10 +399,18 @@ impl Source {
         self.stream = self.seed.as_ref().map(|s| stream(s, task));
     }
 
-    /// The records of the next run (a message with no seed in front).
-    pub fn next_run(&mut self, records: Directory) {
-        self.records = Arc::new(records);
+    /// Fetch run `run`'s material from the dealer over `net` (run 0's came with the
+    /// set-up); returns the traffic it took, which is preprocessing, not online.
+    pub fn fetch_run(&mut self, net: &mut dyn Transport, run: u64) -> R<Stats> {
+        if run == 0 {
+            return Ok(Stats::default());
+        }
+        let before = net.stats();
+        let msg = request_run(net, self.dealer)?;
+        // Later messages carry no seed in front.
+        self.records = Arc::new(Directory::decode(msg, 0, self.dealer)?);
         self.stream = None;
+        Ok(net.stats().since(before))
     }
 
     /// This party's share of the next block.

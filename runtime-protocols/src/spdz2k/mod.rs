@@ -360,14 +360,8 @@ impl<W: Word> Core for Spdz2k<W> {
         self.prep.begin(task);
     }
     fn begin_run(&mut self, run: u64) -> R<()> {
-        if run == 0 {
-            // The first run's material came with the set-up.
-            return Ok(());
-        }
-        let before = self.net.stats();
-        let msg = prep::request_run(self.net.as_mut(), self.n)?;
-        self.prep.next_run(prep::Directory::decode(msg, 0, self.n)?);
-        self.offline = self.offline.plus(self.net.stats().since(before));
+        let fetched = self.prep.fetch_run(self.net.as_mut(), run)?;
+        self.offline = self.offline.plus(fetched);
         Ok(())
     }
 
