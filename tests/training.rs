@@ -37,6 +37,16 @@ fn digits(rows: usize) -> Option<PathBuf> {
     Some(dir)
 }
 
+/// `qmpc cost MODEL --train ARGS --protocol P --format json`, parsed.
+fn step_cost(model: &str, protocol: &str, args: &[&str]) -> serde_json::Value {
+    let mut all = vec!["cost", model, "--train"];
+    all.extend_from_slice(args);
+    all.extend_from_slice(&["--protocol", protocol, "--format", "json"]);
+    let o = qmpc(&all);
+    assert!(o.status.success(), "{protocol}: {}", stderr(&o));
+    serde_json::from_slice(&o.stdout).unwrap()
+}
+
 fn corpus_mlp() -> PathBuf {
     common::root().join("../shared/corpus/models/mlp_digits/float.onnx")
 }
@@ -91,25 +101,20 @@ fn every_protocol_trains_bit_identically_with_clear() {
         assert!(got == want, "{p}: the trained model differs from clear's");
         assert!(stats.contains("\"steps\": 6"), "{p}: {stats}");
         // `qmpc cost --train` predicts the measured step, party by party.
-        let o = qmpc(&[
-            "cost",
+        let cost = step_cost(
             &s(&model),
-            "--train",
-            "--batch",
-            "64",
-            "--rows",
-            "192",
-            "--lr",
-            "0.1",
-            "--momentum",
-            "0.9",
-            "--protocol",
             p,
-            "--format",
-            "json",
-        ]);
-        assert!(o.status.success(), "{p}: {}", stderr(&o));
-        let cost: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+            &[
+                "--batch",
+                "64",
+                "--rows",
+                "192",
+                "--lr",
+                "0.1",
+                "--momentum",
+                "0.9",
+            ],
+        );
         let measured: serde_json::Value = serde_json::from_str(&stats).unwrap();
         assert_eq!(
             cost["step"]["per_party"], measured["step"]["per_party"],
@@ -257,25 +262,13 @@ fn mse_trains_bit_identically_and_is_priced() {
     for p in ["rep3", "semi2k"] {
         let (got, measured) = run(p);
         assert!(got == want, "{p}: MSE training differs from clear's");
-        let o = qmpc(&[
-            "cost",
+        let cost = step_cost(
             &model,
-            "--train",
-            "--loss",
-            "mse",
-            "--batch",
-            "4",
-            "--rows",
-            "4",
-            "--lr",
-            "0.1",
-            "--protocol",
             p,
-            "--format",
-            "json",
-        ]);
-        assert!(o.status.success(), "{p}: {}", stderr(&o));
-        let cost: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+            &[
+                "--loss", "mse", "--batch", "4", "--rows", "4", "--lr", "0.1",
+            ],
+        );
         assert_eq!(
             cost["step"]["per_party"], measured["step"]["per_party"],
             "{p}: qmpc cost --train --loss mse against the measured first step"
@@ -654,25 +647,20 @@ fn adam_trains_as_pytorch_does_under_every_protocol() {
             got == clear,
             "{p}: Adam's trained model differs from clear's"
         );
-        let o = qmpc(&[
-            "cost",
+        let cost = step_cost(
             &s(&model),
-            "--train",
-            "--batch",
-            "64",
-            "--rows",
-            "192",
-            "--lr",
-            "0.1",
-            "--optimizer",
-            "adam",
-            "--protocol",
             p,
-            "--format",
-            "json",
-        ]);
-        assert!(o.status.success(), "{p}: {}", stderr(&o));
-        let cost: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+            &[
+                "--batch",
+                "64",
+                "--rows",
+                "192",
+                "--lr",
+                "0.1",
+                "--optimizer",
+                "adam",
+            ],
+        );
         let measured: serde_json::Value = serde_json::from_str(&stats).unwrap();
         assert_eq!(
             cost["step"]["per_party"], measured["step"]["per_party"],
