@@ -337,7 +337,7 @@ fn refusals_are_one_line_naming_the_cause() {
                 "--protocol",
                 "spdz2k",
             ]),
-            "spdz2k's dealer would send 18.8 GB for every step of 128 rows",
+            "GB for every step of 128 rows (more than the 4 GB one run's material may take)",
         ),
         (
             base(&[&s(&model), "--protocol", "clear", "--loss", "mse"]),

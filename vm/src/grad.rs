@@ -7,6 +7,7 @@ use crate::interp::{matmul, Fail, Shared, Value};
 use crate::tensor::{Tensor, Window};
 use qmpc_protocols::planes::{Plane, PAD};
 use qmpc_protocols::Protocol;
+use rayon::prelude::*;
 
 /// `out[o] = v[at(o)]`, zero where `at` gives [`PAD`].
 fn gather<S: Plane>(
@@ -26,6 +27,15 @@ fn gather<S: Plane>(
             Value::Public(Tensor::new(dims, data))
         }
         Value::Secret(t) => Value::Secret(Shared::new(dims, t.data.gather_by(len, at))),
+    }
+}
+
+/// `out[o] = v[idx[o]]`, zero where `idx` gives [`PAD`]: [`gather`] by an index vector
+/// built once for every plane of the shares.
+fn gather_at<S: Plane>(v: &Value<S>, dims: Vec<usize>, idx: &[usize]) -> Value<S> {
+    match v {
+        Value::Public(_) => gather(v, dims, |o| idx[o]),
+        Value::Secret(t) => Value::Secret(Shared::new(dims, t.data.gather(idx))),
     }
 }
 
@@ -184,8 +194,11 @@ pub(crate) fn conv_grad_w<P: Protocol>(
     })
 }
 
-/// `convgradx`: the columns `Wᵀ · gy` per sample and group, added back onto the input
-/// positions their windows read (a transposed convolution).
+/// `convgradx`: a transposed convolution as one product whose result is the gradient
+/// itself, `gx[n, g, ci, p] = Σ_{m, k} W[g·M/G + m, ci, k] · gy[n, g·M/G + m, o_k(p)]`
+/// (`o_k(p)` the window that reads `p` at offset `k`, zero where none does). The columns
+/// are gathered from `gy` instead of added back after the product, so a protocol whose
+/// product reshares its result reshares `[N, C, H, W]`, not `kk` times the output.
 pub(crate) fn conv_grad_x<P: Protocol>(
     proto: &mut P,
     gy: &Value<P::Shares>,
@@ -197,27 +210,35 @@ pub(crate) fn conv_grad_x<P: Protocol>(
     let (gd, wd) = (x_dims(gy), x_dims(w));
     let (n, m, ohw) = (gd[0], gd[1], gd[2] * gd[3]);
     let (c, h, wi) = (out[1], out[2], out[3]);
+    let hw = h * wi;
     let (mg, cg, kk) = (m / group, c / group, wd[2] * wd[3]);
-    let rows = cg * kk;
-    // Wᵀ per group: [1, G, C/G·kk, M/G] from w [G, M/G, C/G·kk].
-    let wt = gather(w, vec![1, group, rows, mg], |i| {
-        let (g, r) = (i / (rows * mg), i % (rows * mg));
-        let (row, mi) = (r / mg, r % mg);
-        (g * mg + mi) * rows + row
+    let inner = mg * kk;
+    // W per group as [1, G, C/G, M/G·kk] from w [G, M/G, C/G, kk].
+    let wg = gather(w, vec![1, group, cg, inner], |i| {
+        let (g, r) = (i / (cg * inner), i % (cg * inner));
+        let (ci, r) = (r / inner, r % inner);
+        let (mi, k) = (r / kk, r % kk);
+        ((g * mg + mi) * cg + ci) * kk + k
     });
-    // gy as [N, G, M/G, OH·OW] is its own layout.
-    let g4 = match gy {
-        Value::Public(t) => Value::Public(Tensor::new(vec![n, group, mg, ohw], t.data.clone())),
-        Value::Secret(t) => Value::Secret(Shared::new(vec![n, group, mg, ohw], t.data.clone())),
-    };
-    // cols: [N, G, C/G·kk, OH·OW].
-    let cols = matmul(proto, &wt, &g4, &[n, group, rows, ohw])?;
+    // The columns [N, G, M/G·kk, H·W] from gy [N, G, M/G, OH·OW].
     let (_, inv) = inverse_plan(win, h, wi)?;
-    col2im(proto, &cols, out, &inv, |k, plane, o| {
-        // plane = n·C + g·C/G + ci, which is block (n, g) and row ci·kk + k.
-        let (bn, ch) = (plane / c, plane % c);
-        let (g, ci) = (ch / cg, ch % cg);
-        (((bn * group + g) * cg + ci) * kk + k) * ohw + o
+    // Rows (sample·group, m, k), each `H·W` long: the largest gather of a training step,
+    // so its indices are built once, row by row, without a division per element.
+    let mut idx = vec![PAD; n * group * inner * hw];
+    idx.par_chunks_mut(hw.max(1))
+        .enumerate()
+        .for_each(|(row, out)| {
+            let (bgm, k) = (row / kk, row % kk);
+            let base = bgm * ohw;
+            for (o, at) in out.iter_mut().zip(&inv[k * hw..(k + 1) * hw]) {
+                *o = at.map_or(PAD, |a| base + a);
+            }
+        });
+    let cols = gather_at(gy, vec![n, group, inner, hw], &idx);
+    let gx = matmul(proto, &wg, &cols, &[n, group, cg, hw])?;
+    Ok(match gx {
+        Value::Public(t) => Value::Public(Tensor::new(out.to_vec(), t.data)),
+        Value::Secret(t) => Value::Secret(Shared::new(out.to_vec(), t.data)),
     })
 }
 

@@ -545,7 +545,7 @@ impl Build<'_> {
             g,
             origin: String::new(),
         };
-        let fwd = step::forward(&mut e, self.model, self.num, x, &params)?;
+        let fwd = step::forward(&mut e, self.model, self.num, x, &params, step::Pass::Train)?;
         let step::Backward { grads, loss } = step::backward(
             &mut e,
             self.model,
@@ -665,7 +665,7 @@ impl Build<'_> {
             origin: "test_data".into(),
         };
         let x = to_fixed(&mut e, x, self.num.frac - self.num.data_frac, self.num.frac)?;
-        let fwd = step::forward(&mut e, self.model, self.num, x, &params)?;
+        let fwd = step::forward(&mut e, self.model, self.num, x, &params, step::Pass::Eval)?;
         e.origin = "accuracy".into();
         let arg = e.argmax_rows(fwd.logits)?;
         let diff = e.sub(arg, labels)?;

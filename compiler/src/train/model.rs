@@ -466,7 +466,7 @@ fn read_graph(g: &GraphProto) -> Result<Model, String> {
         input: input.name.clone(),
         sample_dims: dims[1..].to_vec(),
         output: output.name.clone(),
-        layers,
+        layers: pool_before_relu(layers, &output.name),
         params,
     };
     let shapes = model.sample_dims_of()?;
@@ -474,6 +474,42 @@ fn read_graph(g: &GraphProto) -> Result<Model, String> {
         return Err(format!("the output `{}` is computed nowhere", model.output));
     }
     Ok(model)
+}
+
+/// A `Relu` read only by a `MaxPool` is computed after it: the values are the same (a
+/// maximum commutes with a non-decreasing function, as the fixed-point ReLU's rounding and
+/// clip are), and so are the gradients — the pool routes to the first maximum of the
+/// pre-activations, which is the first maximum after the ReLU wherever the ReLU passes a
+/// gradient at all. The ReLU, its truncation and its gradient's test then touch a quarter
+/// of the elements (a 2×2 pool), and the pool compares the untruncated products.
+fn pool_before_relu(mut layers: Vec<Layer>, output: &str) -> Vec<Layer> {
+    let readers = |layers: &[Layer], name: &str| {
+        layers
+            .iter()
+            .flat_map(|l| l.inputs())
+            .filter(|&i| i == name)
+            .count()
+    };
+    for i in 0..layers.len().saturating_sub(1) {
+        let (relu, pool) = (&layers[i], &layers[i + 1]);
+        let swap = relu.op == LayerOp::Relu
+            && matches!(pool.op, LayerOp::MaxPool { .. })
+            && pool.input == relu.output
+            && relu.output != output
+            && readers(&layers, &relu.output) == 1;
+        if swap {
+            let pooled = format!("{}/before_relu", pool.output);
+            let (relu_in, pool_out) = (relu.input.clone(), pool.output.clone());
+            let mut pool = layers.remove(i + 1);
+            pool.input = relu_in;
+            pool.output = pooled.clone();
+            let relu = &mut layers[i];
+            relu.input = pooled;
+            relu.output = pool_out;
+            layers.insert(i, pool);
+        }
+    }
+    layers
 }
 
 fn input_at(n: &NodeProto, i: usize) -> Result<&str, String> {

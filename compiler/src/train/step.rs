@@ -24,8 +24,18 @@ enum Act {
 pub(crate) struct Forward {
     /// The truncated value of every activation tensor by name.
     values: HashMap<String, NodeIndex>,
+    /// Each max pool's route by its output's name (training passes only).
+    routes: HashMap<String, Pooled>,
     /// The logits (`frac` fractional bits, clipped to ± the logit bound).
     pub logits: NodeIndex,
+}
+
+/// What a forward pass is for: a training step keeps what its gradient needs (each max
+/// pool's route); an evaluation does not.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Pass {
+    Train,
+    Eval,
 }
 
 /// Emit the forward pass of `model` on `x` with the parameters `params` (by index).
@@ -35,11 +45,13 @@ pub(crate) fn forward(
     num: &Numerics,
     x: NodeIndex,
     params: &[NodeIndex],
+    pass: Pass,
 ) -> R<Forward> {
     let frac = num.frac;
     let act = fixed(num.act, frac);
     let mut acts: HashMap<String, Act> = HashMap::from([(model.input.clone(), Act::Fx(x))]);
     let mut values: HashMap<String, NodeIndex> = HashMap::from([(model.input.clone(), x)]);
+    let mut routes = HashMap::new();
     let readers = |name: &str| {
         model
             .layers
@@ -114,9 +126,21 @@ pub(crate) fn forward(
                 Act::Wide(z)
             }
             LayerOp::MaxPool { kernel, strides } => {
-                let xin = fx(e, input)?;
-                values.insert(l.input.clone(), xin);
-                Act::Fx(e.maxpool(xin, *kernel, *strides)?)
+                // A wide input (a pool before its ReLU, `pool_before_relu`) is pooled as it
+                // is: the maximum commutes with the truncation that follows.
+                let (v, wrap): (NodeIndex, fn(NodeIndex) -> Act) = match input {
+                    Act::Wide(z) => (z, Act::Wide),
+                    Act::Fx(v) => (v, Act::Fx),
+                };
+                wrap(match pass {
+                    Pass::Eval => e.maxpool(v, *kernel, *strides)?,
+                    Pass::Train => {
+                        let pooled = max_pool_routed(e, v, *kernel, *strides)?;
+                        let max = pooled.max;
+                        routes.insert(l.output.clone(), pooled);
+                        max
+                    }
+                })
             }
             LayerOp::AvgPool { kernel, strides } => {
                 let xin = fx(e, input)?;
@@ -162,7 +186,11 @@ pub(crate) fn forward(
         None => return Err(format!("the output `{}` is computed nowhere", model.output)),
     };
     values.insert(model.output.clone(), logits);
-    Ok(Forward { values, logits })
+    Ok(Forward {
+        values,
+        routes,
+        logits,
+    })
 }
 
 /// The forward value of `name`, which a layer's gradient needs.
@@ -185,54 +213,125 @@ fn spread(e: &mut Emit, gy: NodeIndex, kk: usize) -> R<NodeIndex> {
     e.mul(g5, ones)
 }
 
-/// The gradient of a max-pool: each window's gradient goes to its first maximum (as
-/// PyTorch's), found from `y − window ≥ 0` (zero exactly at the maxima) by one clamp per
-/// window element, then products that keep only the first (`kk − 1` rounds).
-fn maxpool_grad(
+/// A max pool kept for its gradient.
+pub(crate) struct Pooled {
+    /// Each window's maximum, `[N, C, OH, OW]`.
+    max: NodeIndex,
+    /// 1 at each window's first maximum, else 0, `[kk, N, C, OH, OW]` (as `window` lays
+    /// the windows out).
+    route: NodeIndex,
+    /// The pooled input's shape, `[N, C, H, W]`.
+    input_dims: Vec<usize>,
+}
+
+/// One entry of a max pool's tournament: a value, and for each window element it stands
+/// for, whether that element is its maximum (`None`: the entry is that element itself).
+struct Entry {
+    value: NodeIndex,
+    route: Vec<Option<NodeIndex>>,
+}
+
+/// A max pool whose comparisons are kept for the gradient: a tournament over the window
+/// elements, `[a ≥ b]` per duel (ties to the earlier element, PyTorch's first maximum),
+/// `⌈log2 kk⌉` comparison levels, and the winner's one-hot route from the duels' bits
+/// (products that overlap the rest of the forward pass). The backward pass then routes
+/// with one product instead of comparing every window element with the maximum again.
+fn max_pool_routed(
     e: &mut Emit,
     x: NodeIndex,
-    y: NodeIndex,
-    gy: NodeIndex,
     kernel: [usize; 2],
     strides: [usize; 2],
-) -> R<NodeIndex> {
+) -> R<Pooled> {
+    let input_dims = e.dims(x);
     let kk = kernel[0] * kernel[1];
-    let yd = e.dims(y);
-    let xd = e.dims(x);
-    let n: usize = yd.iter().product();
     let wins = e.window(x, kernel, strides)?;
-    let y5 = e.reshape(y, &[1, yd[0], yd[1], yd[2], yd[3]])?;
-    let below = e.sub(y5, wins)?;
-    let below = e.clamp(below, 0, 1)?;
-    let below = e.cast(below, 0)?;
+    let wd = e.dims(wins);
+    let n: usize = wd[1..].iter().product();
+    let rows = e.reshape(wins, &[kk, n])?;
+    let mut entries = (0..kk)
+        .map(|k| {
+            Ok(Entry {
+                value: e.slice(rows, &[k, 0], &[1, 1], &[1, n])?,
+                route: vec![None],
+            })
+        })
+        .collect::<R<Vec<_>>>()?;
     let one = e.int(1);
-    let is_max = e.sub(one, below)?;
-    let rows = e.reshape(is_max, &[kk, n])?;
-    let ones = vec![1; 2];
-    // first_k = is_max_k · Π_{j<k} (1 − is_max_j): products of 0/1 values, so the
-    // verifier sees every factor in [0, 1].
-    let mut firsts = Vec::with_capacity(kk);
-    let mut free: Option<NodeIndex> = None;
-    for k in 0..kk {
-        let row = e.slice(rows, &[k, 0], &ones, &[1, n])?;
-        let first = match free {
-            None => row,
-            Some(f) => e.mul(row, f)?,
-        };
-        if k + 1 < kk {
-            let not_row = e.sub(one, row)?;
-            free = Some(match free {
-                None => not_row,
-                Some(f) => e.mul(f, not_row)?,
+    while entries.len() > 1 {
+        let mut next = Vec::with_capacity(entries.len().div_ceil(2));
+        let mut it = entries.into_iter();
+        while let Some(a) = it.next() {
+            next.push(match it.next() {
+                Some(b) => duel(e, a, b, one)?,
+                None => a,
             });
         }
-        firsts.push(first);
+        entries = next;
     }
-    let mask = e.concat(&firsts, 0)?;
-    let mask = e.reshape(mask, &[kk, yd[0], yd[1], yd[2], yd[3]])?;
-    let g5 = e.reshape(gy, &[1, yd[0], yd[1], yd[2], yd[3]])?;
-    let routed = e.mul(mask, g5)?;
-    e.unwindow(routed, kernel, strides, &xd)
+    let winner = entries.pop().ok_or("a max pool over an empty window")?;
+    let route = winner
+        .route
+        .into_iter()
+        .map(|r| match r {
+            Some(r) => r,
+            None => e.konst(0, &[1, n], vec![1; n]),
+        })
+        .collect::<Vec<_>>();
+    let route = e.concat(&route, 0)?;
+    Ok(Pooled {
+        max: e.reshape(winner.value, &wd[1..])?,
+        route: e.reshape(route, &wd)?,
+        input_dims,
+    })
+}
+
+/// The later-in-window entry `b` against the earlier `a`: `s = [a ≥ b]` (one comparison,
+/// `clamp(a − b, −1, 0) + 1`), the maximum `b + s·(a − b)`, and the routes `s·route_a`,
+/// `(1 − s)·route_b`.
+fn duel(e: &mut Emit, a: Entry, b: Entry, one: NodeIndex) -> R<Entry> {
+    let d = e.sub(a.value, b.value)?;
+    let ge = e.clamp(d, -1, 0)?;
+    let ge = e.cast(ge, 0)?;
+    let s = e.add(ge, one)?;
+    let not_s = e.sub(one, s)?;
+    let gain = e.mul(d, s)?;
+    let mut route = scaled_route(e, a.route, s)?;
+    route.extend(scaled_route(e, b.route, not_s)?);
+    Ok(Entry {
+        value: e.add(b.value, gain)?,
+        route,
+    })
+}
+
+/// `bit · route` for a one-hot route: one product per element but the last, which is
+/// `bit` less the others (exactly one element of a route is 1).
+fn scaled_route(
+    e: &mut Emit,
+    route: Vec<Option<NodeIndex>>,
+    bit: NodeIndex,
+) -> R<Vec<Option<NodeIndex>>> {
+    let Some((last, rest)) = route.split_last() else {
+        return Ok(Vec::new());
+    };
+    let mut out = Vec::with_capacity(route.len());
+    let mut rest_sum: Option<NodeIndex> = None;
+    for r in rest {
+        let p = match r {
+            Some(r) => e.mul(*r, bit)?,
+            None => bit,
+        };
+        rest_sum = Some(match rest_sum {
+            Some(acc) => e.add(acc, p)?,
+            None => p,
+        });
+        out.push(Some(p));
+    }
+    out.push(Some(match (last, rest_sum) {
+        (_, Some(acc)) => e.sub(bit, acc)?,
+        (None, None) => bit,
+        (Some(r), None) => e.mul(*r, bit)?,
+    }));
+    Ok(out)
 }
 
 /// `z + b` where `z` has `2·frac` fractional bits and `b` has `frac`.
@@ -376,9 +475,14 @@ pub(crate) fn backward(
                 }
             }
             LayerOp::MaxPool { kernel, strides } => {
-                let x = kept(fwd, &l.input, l)?;
-                let y = kept(fwd, &l.output, l)?;
-                Some(maxpool_grad(e, x, y, gy, *kernel, *strides)?)
+                let pooled = fwd
+                    .routes
+                    .get(&l.output)
+                    .ok_or_else(|| l.error("its route was not kept for the backward pass"))?;
+                let rd = e.dims(pooled.route);
+                let g5 = e.reshape(gy, &[&[1], &rd[1..]].concat())?;
+                let routed = e.mul(pooled.route, g5)?;
+                Some(e.unwindow(routed, *kernel, *strides, &pooled.input_dims)?)
             }
             LayerOp::AvgPool { kernel, strides } => {
                 let xd = input_dims(e, fwd, l)?;

@@ -410,8 +410,16 @@ pub(super) fn clamp<W: Word>(
     if !need_lo && !need_hi {
         return Ok(x.to_vec());
     }
-    // d1 = x − lo ≥ 0 keeps x over lo; d2 = hi − x ≥ 0 keeps it under hi.
     let zero = vec![Rep::default(); n];
+    if need_lo && need_hi && hi.checked_sub(lo) == Some(1) {
+        // Nothing lies strictly between: `lo + [x ≥ hi]`, one sign test (a comparison's bit).
+        let hi_s = p.public_shares(&vec![W::from_i64(hi); n]);
+        let t = lin(&[(x, 1), (&hi_s, -1)], &zero);
+        let one = p.public_shares(&vec![W::from_i64(1); n]);
+        let ge = p.select_non_negative(&t, b.lo - hi, b.hi - hi, &one)?;
+        return Ok(p.add_words(&ge, W::from_i64(lo)));
+    }
+    // d1 = x − lo ≥ 0 keeps x over lo; d2 = hi − x ≥ 0 keeps it under hi.
     let lo_s = p.public_shares(&vec![W::from_i64(lo); n]);
     let hi_s = p.public_shares(&vec![W::from_i64(hi); n]);
     let d1 = lin(&[(x, 1), (&lo_s, -1)], &zero);

@@ -585,6 +585,18 @@ fn overrides_match_the_generic_defaults_and_cost_no_more() {
             }),
         ),
         (
+            // Nothing strictly between the bounds: one sign test (a comparison's bit).
+            "clamp to two neighbours",
+            small,
+            Box::new(move |p, s, own| {
+                if own {
+                    Selection::clamp(p, s, -1, 0, small).unwrap()
+                } else {
+                    func::clamp(p, s, -1, 0, small).unwrap()
+                }
+            }),
+        ),
+        (
             "max",
             small,
             Box::new(move |p, s, own| {
