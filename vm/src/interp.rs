@@ -9,6 +9,7 @@ use crate::shapes;
 use crate::tensor::{self, broadcast_to, Tensor};
 use qmpc_protocols::planes::{Plane, PAD};
 use qmpc_protocols::{Bounds, MatDims, PartyId, Protocol, ProtocolError};
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 /// Which party plays which role.
@@ -99,9 +100,9 @@ impl<S: Plane> Shared<S> {
 
     /// The shares broadcast to `dims` (no copy where they already have them; no index
     /// vector otherwise: the source of each element is a formula of its position).
-    fn broadcast(&self, dims: &[usize]) -> S {
+    fn broadcast(&self, dims: &[usize]) -> Cow<'_, S> {
         if self.dims == dims {
-            return self.data.clone();
+            return Cow::Borrowed(&self.data);
         }
         let offset = dims.len() - self.dims.len();
         let src = tensor::strides(&self.dims);
@@ -114,9 +115,9 @@ impl<S: Plane> Shared<S> {
             })
             .collect();
         let len = dims.iter().product();
-        self.data.gather_by(len, |o| {
+        Cow::Owned(self.data.gather_by(len, |o| {
             axes.iter().map(|&(os, n, ss)| (o / os % n) * ss).sum()
-        })
+        }))
     }
 }
 
@@ -1004,10 +1005,10 @@ fn gather_windows(
 /// What a matmul operand needs of a tensor, public or secret: its dimensions, its data,
 /// and its data broadcast to other dimensions.
 trait Operand {
-    type Data;
+    type Data: Clone;
     fn dims(&self) -> &[usize];
-    fn data(&self) -> Self::Data;
-    fn broadcast(&self, dims: &[usize]) -> Self::Data;
+    fn data(&self) -> &Self::Data;
+    fn broadcast(&self, dims: &[usize]) -> Cow<'_, Self::Data>;
 }
 
 impl Operand for Tensor<i64> {
@@ -1015,11 +1016,11 @@ impl Operand for Tensor<i64> {
     fn dims(&self) -> &[usize] {
         &self.dims
     }
-    fn data(&self) -> Vec<i64> {
-        self.data.clone()
+    fn data(&self) -> &Vec<i64> {
+        &self.data
     }
-    fn broadcast(&self, dims: &[usize]) -> Vec<i64> {
-        broadcast_to(self, dims)
+    fn broadcast(&self, dims: &[usize]) -> Cow<'_, Vec<i64>> {
+        Cow::Owned(broadcast_to(self, dims))
     }
 }
 
@@ -1028,22 +1029,25 @@ impl<S: Plane> Operand for Shared<S> {
     fn dims(&self) -> &[usize] {
         &self.dims
     }
-    fn data(&self) -> S {
-        self.data.clone()
+    fn data(&self) -> &S {
+        &self.data
     }
-    fn broadcast(&self, dims: &[usize]) -> S {
+    fn broadcast(&self, dims: &[usize]) -> Cow<'_, S> {
         Shared::broadcast(self, dims)
     }
 }
 
 /// Broadcast the batch axes of a matmul operand to `batch_dims`; returns the flat data and
 /// whether it varies along the batch.
-fn matmul_operand<T: Operand>(t: &T, batch_dims: &[usize]) -> (T::Data, bool) {
+fn matmul_operand<'a, T: Operand>(t: &'a T, batch_dims: &[usize]) -> (Cow<'a, T::Data>, bool) {
     let dims = t.dims();
     let r = dims.len();
     let own_batch: usize = dims[..r - 2].iter().product();
     if own_batch <= 1 {
-        return (t.data(), false);
+        return (Cow::Borrowed(t.data()), false);
+    }
+    if dims[..r - 2] == *batch_dims {
+        return (Cow::Borrowed(t.data()), true);
     }
     let mut full = batch_dims.to_vec();
     full.extend_from_slice(&dims[r - 2..]);
@@ -1094,12 +1098,12 @@ pub(crate) fn matmul<P: Protocol>(
 
 /// Both operands of a matmul broadcast over `batch_dims`, with `base` marked by which of
 /// them varies along the batch.
-fn matmul_operands<A: Operand, B: Operand>(
-    x: &A,
-    y: &B,
+fn matmul_operands<'a, 'b, A: Operand, B: Operand>(
+    x: &'a A,
+    y: &'b B,
     batch_dims: &[usize],
     base: MatDims,
-) -> (A::Data, B::Data, MatDims) {
+) -> (Cow<'a, A::Data>, Cow<'b, B::Data>, MatDims) {
     let (xa, a_batched) = matmul_operand(x, batch_dims);
     let (ya, b_batched) = matmul_operand(y, batch_dims);
     let d = MatDims {
@@ -1258,7 +1262,7 @@ mod tests {
             let small: Vec<usize> = dims.iter().zip(&ones).map(|(&d, &o)| if o { 1 } else { d }).collect();
             let full: Vec<usize> = lead.iter().chain(&dims).copied().collect();
             let (t, sh) = numbered(&small);
-            prop_assert_eq!(sh.broadcast(&full), broadcast_to(&t, &full));
+            prop_assert_eq!(sh.broadcast(&full).into_owned(), broadcast_to(&t, &full));
 
             let (t, sh) = numbered(&[2, c, hw, hw + 1]);
             let win = shapes::window(&[k, k], &[s, s], &[pad, pad, pad, pad], &[dil, dil]).unwrap();
