@@ -9,7 +9,7 @@ root=$(cd "$(dirname "$0")/../.." && pwd)
 qmpc=${QMPC_BIN:-$root/target/release/qmpc}
 dir=${1:?usage: $0 DIR}
 out=$(mktemp -d)
-for p in clear rep3 semi2k fss shamir mal-rep3 spdz2k; do
+for p in ${PROTOCOLS:-clear rep3 semi2k fss shamir mal-rep3 spdz2k}; do
   "$qmpc" train "$root/models/train/mlp_digits_init.onnx" \
     --data "$dir/x_train.npy" --labels "$dir/y_train.npy" \
     --test-data "$dir/x_test.npy" --test-labels "$dir/y_test.npy" \
