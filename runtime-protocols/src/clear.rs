@@ -53,6 +53,10 @@ fn zip_with(a: &[i64], b: &[i64], f: impl Fn(i64, i64) -> i64 + Sync) -> Vec<i64
 impl Core for Clear {
     type Shares = Vec<i64>;
 
+    /// No traffic either way; the operands' layout does the least local work.
+    fn products_open_operands(&self) -> bool {
+        true
+    }
     fn name(&self) -> &'static str {
         "clear"
     }

@@ -140,6 +140,10 @@ pub trait Costs: Sync {
     fn shares_rounds(&self) -> bool {
         true
     }
+    /// [`Core::products_open_operands`] of the protocol.
+    fn products_open_operands(&self) -> bool {
+        false
+    }
     /// The rounds of `call`.
     fn rounds(&self, call: Call<'_>) -> Result<Rounds, ProtocolError>;
 }
@@ -271,6 +275,10 @@ impl Costs for ClearCosts {
     fn parties(&self) -> usize {
         1
     }
+    /// As [`crate::clear::Clear`].
+    fn products_open_operands(&self) -> bool {
+        true
+    }
     fn rounds(&self, _: Call<'_>) -> Result<Rounds, ProtocolError> {
         Ok(Vec::new())
     }
@@ -340,6 +348,9 @@ impl Core for Tally<'_> {
 
     fn name(&self) -> &'static str {
         self.costs.name()
+    }
+    fn products_open_operands(&self) -> bool {
+        self.costs.products_open_operands()
     }
     fn party(&self) -> PartyId {
         NOBODY

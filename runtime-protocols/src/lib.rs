@@ -97,6 +97,15 @@ pub trait Core {
         false
     }
 
+    /// Whether a product of two secrets sends its masked operands (Beaver triples: its
+    /// traffic grows with the operands) rather than a resharing of its result
+    /// (replicated and Shamir shares). The VM lays out a product whose operands and
+    /// result differ much in size (a transposed convolution) for the cheaper side; a
+    /// protocol's data-free twins (its dealer, its costs) answer as the protocol does.
+    fn products_open_operands(&self) -> bool {
+        false
+    }
+
     /// A copy of this party that runs one of several instructions at the same time, its
     /// rounds going through `port` (see [`mux`]); `None` if the protocol runs instructions
     /// one at a time (it never communicates).

@@ -194,11 +194,12 @@ pub(crate) fn conv_grad_w<P: Protocol>(
     })
 }
 
-/// `convgradx`: a transposed convolution as one product whose result is the gradient
-/// itself, `gx[n, g, ci, p] = Σ_{m, k} W[g·M/G + m, ci, k] · gy[n, g·M/G + m, o_k(p)]`
-/// (`o_k(p)` the window that reads `p` at offset `k`, zero where none does). The columns
-/// are gathered from `gy` instead of added back after the product, so a protocol whose
-/// product reshares its result reshares `[N, C, H, W]`, not `kk` times the output.
+/// `convgradx`, a transposed convolution: `gx[n, g, ci, p] = Σ_{m, k} W[g·M/G + m, ci, k] ·
+/// gy[n, g·M/G + m, o_k(p)]` (`o_k(p)` the window that reads `p` at offset `k`). Its
+/// columns `Wᵀ·gy` are `kk` times the result: a protocol that reshares a product's result
+/// gathers the columns from `gy` before the product, so it reshares `[N, C, H, W]`; one
+/// whose product opens its operands ([`qmpc_protocols::Core::products_open_operands`])
+/// multiplies the small `Wᵀ` and `gy` and adds the columns back after it.
 pub(crate) fn conv_grad_x<P: Protocol>(
     proto: &mut P,
     gy: &Value<P::Shares>,
@@ -208,10 +209,96 @@ pub(crate) fn conv_grad_x<P: Protocol>(
     out: &[usize],
 ) -> Result<Value<P::Shares>, Fail> {
     let (gd, wd) = (x_dims(gy), x_dims(w));
-    let (n, m, ohw) = (gd[0], gd[1], gd[2] * gd[3]);
-    let (c, h, wi) = (out[1], out[2], out[3]);
+    let geo = GradX {
+        n: gd[0],
+        m: gd[1],
+        ohw: gd[2] * gd[3],
+        c: out[1],
+        h: out[2],
+        w: out[3],
+        group,
+        kk: wd[2] * wd[3],
+    };
+    let (_, inv) = inverse_plan(win, geo.h, geo.w)?;
+    if proto.products_open_operands() {
+        grad_x_by_columns(proto, gy, w, &geo, &inv, out)
+    } else {
+        grad_x_gathered(proto, gy, w, &geo, &inv, out)
+    }
+}
+
+/// The sizes of a transposed convolution.
+struct GradX {
+    n: usize,
+    m: usize,
+    ohw: usize,
+    c: usize,
+    h: usize,
+    w: usize,
+    group: usize,
+    kk: usize,
+}
+
+/// The columns `Wᵀ·gy` `[N, G, C/G·kk, OH·OW]` as one product, added back onto the input
+/// positions their windows read.
+fn grad_x_by_columns<P: Protocol>(
+    proto: &mut P,
+    gy: &Value<P::Shares>,
+    w: &Value<P::Shares>,
+    geo: &GradX,
+    inv: &[Option<usize>],
+    out: &[usize],
+) -> Result<Value<P::Shares>, Fail> {
+    let &GradX {
+        n,
+        m,
+        ohw,
+        c,
+        group,
+        kk,
+        ..
+    } = geo;
+    let (mg, cg) = (m / group, c / group);
+    let rows = cg * kk;
+    // Wᵀ per group: [1, G, C/G·kk, M/G] from w [G, M/G, C/G·kk].
+    let wt = gather(w, vec![1, group, rows, mg], |i| {
+        let (g, r) = (i / (rows * mg), i % (rows * mg));
+        let (row, mi) = (r / mg, r % mg);
+        (g * mg + mi) * rows + row
+    });
+    // gy as [N, G, M/G, OH·OW] is its own layout.
+    let g4 = gather(gy, vec![n, group, mg, ohw], |i| i);
+    let cols = matmul(proto, &wt, &g4, &[n, group, rows, ohw])?;
+    col2im(proto, &cols, out, inv, |k, plane, o| {
+        // plane = n·C + g·C/G + ci, which is block (n, g) and row ci·kk + k.
+        let (bn, ch) = (plane / c, plane % c);
+        let (g, ci) = (ch / cg, ch % cg);
+        (((bn * group + g) * cg + ci) * kk + k) * ohw + o
+    })
+}
+
+/// The columns `[N, G, M/G·kk, H·W]` gathered from `gy`, then one product with `W` per
+/// group `[1, G, C/G, M/G·kk]` whose result is the gradient itself.
+fn grad_x_gathered<P: Protocol>(
+    proto: &mut P,
+    gy: &Value<P::Shares>,
+    w: &Value<P::Shares>,
+    geo: &GradX,
+    inv: &[Option<usize>],
+    out: &[usize],
+) -> Result<Value<P::Shares>, Fail> {
+    let &GradX {
+        n,
+        m,
+        ohw,
+        c,
+        h,
+        w: wi,
+        group,
+        kk,
+    } = geo;
     let hw = h * wi;
-    let (mg, cg, kk) = (m / group, c / group, wd[2] * wd[3]);
+    let (mg, cg) = (m / group, c / group);
     let inner = mg * kk;
     // W per group as [1, G, C/G, M/G·kk] from w [G, M/G, C/G, kk].
     let wg = gather(w, vec![1, group, cg, inner], |i| {
@@ -220,8 +307,6 @@ pub(crate) fn conv_grad_x<P: Protocol>(
         let (mi, k) = (r / kk, r % kk);
         ((g * mg + mi) * cg + ci) * kk + k
     });
-    // The columns [N, G, M/G·kk, H·W] from gy [N, G, M/G, OH·OW].
-    let (_, inv) = inverse_plan(win, h, wi)?;
     // Rows (sample·group, m, k), each `H·W` long: the largest gather of a training step,
     // so its indices are built once, row by row, without a division per element.
     let mut idx = vec![PAD; n * group * inner * hw];
@@ -323,6 +408,25 @@ mod tests {
             let got_x = conv_grad_x(&mut Clear, &gy, &wt, &win, g, &[n, c, h, w])
                 .unwrap_or_else(|_| panic!("geometry {gi}"));
             assert_eq!(data(&got_x), want_x, "input gradient, geometry {gi}");
+            // Both layouts of the product, whichever one `Clear` picks.
+            let geo = GradX {
+                n,
+                m,
+                ohw: oh * ow,
+                c,
+                h,
+                w,
+                group: g,
+                kk: k * k,
+            };
+            let (_, inv) = inverse_plan(&win, h, w).unwrap();
+            let out = [n, c, h, w];
+            let by_columns = grad_x_by_columns(&mut Clear, &gy, &wt, &geo, &inv, &out)
+                .unwrap_or_else(|_| panic!("geometry {gi}"));
+            let gathered = grad_x_gathered(&mut Clear, &gy, &wt, &geo, &inv, &out)
+                .unwrap_or_else(|_| panic!("geometry {gi}"));
+            assert_eq!(data(&by_columns), want_x, "columns, geometry {gi}");
+            assert_eq!(data(&gathered), want_x, "gathered, geometry {gi}");
             // The same with public operands.
             let public = |v: &Value<Vec<i64>>, dims: &[usize]| {
                 Value::Public(Tensor::new(dims.to_vec(), data(v)))

@@ -133,6 +133,9 @@ impl<P: GateSet> Core for Generic<P> {
     fn name(&self) -> &'static str {
         self.0.name()
     }
+    fn products_open_operands(&self) -> bool {
+        self.0.products_open_operands()
+    }
     fn party(&self) -> crate::PartyId {
         self.0.party()
     }

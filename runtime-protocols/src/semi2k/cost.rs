@@ -44,6 +44,9 @@ impl Costs for Semi2kCosts {
     fn parties(&self) -> usize {
         self.parties
     }
+    fn products_open_operands(&self) -> bool {
+        true
+    }
     /// Inputs and reveals involve no dealer material, so the counting dealer does not see
     /// them: an input is local (the owner's pairwise streams), a reveal one message from
     /// every other party.

@@ -268,6 +268,10 @@ impl<W: Word> crate::func::Selection for Dealer<W> {
 impl<W: Word> Core for Dealer<W> {
     type Shares = Len;
 
+    /// As the parties it deals to: the triples are for their products' operands.
+    fn products_open_operands(&self) -> bool {
+        true
+    }
     fn name(&self) -> &'static str {
         self.gates.name()
     }

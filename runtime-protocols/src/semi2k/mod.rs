@@ -286,6 +286,10 @@ impl<W: Word> crate::func::Selection for Semi2k<W> {
 impl<W: Word> Core for Semi2k<W> {
     type Shares = Vec<W>;
 
+    /// Beaver triples: a product opens its masked operands.
+    fn products_open_operands(&self) -> bool {
+        true
+    }
     fn name(&self) -> &'static str {
         self.gates.name()
     }

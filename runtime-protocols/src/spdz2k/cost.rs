@@ -43,6 +43,9 @@ impl Costs for Spdz2kCosts {
     fn shares_rounds(&self) -> bool {
         false
     }
+    fn products_open_operands(&self) -> bool {
+        true
+    }
     fn rounds(&self, call: Call<'_>) -> R<Rounds> {
         self.run(|d| d.call(call))
     }

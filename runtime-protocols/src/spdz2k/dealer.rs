@@ -278,6 +278,10 @@ impl<W: Word> crate::func::Selection for Spdz2kDealer<W> {
 impl<W: Word> Core for Spdz2kDealer<W> {
     type Shares = Len;
 
+    /// As the parties it deals to: the triples are for their products' operands.
+    fn products_open_operands(&self) -> bool {
+        true
+    }
     fn name(&self) -> &'static str {
         "spdz2k"
     }

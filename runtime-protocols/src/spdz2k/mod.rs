@@ -347,6 +347,10 @@ pub(crate) fn macs(x: Vec<Auth>) -> Mac<Vec<u128>> {
 impl<W: Word> Core for Spdz2k<W> {
     type Shares = Mac<Vec<u128>>;
 
+    /// Beaver triples: a product opens its masked operands.
+    fn products_open_operands(&self) -> bool {
+        true
+    }
     fn name(&self) -> &'static str {
         "spdz2k"
     }
