@@ -221,6 +221,35 @@ fn several_data_owners_train_on_their_rows_together() {
     );
 }
 
+/// LeNet's step of 128 under `rep3` stays within the 250 rounds and within the
+/// bytes docs/training.md reports (58.2 MB from party 0; 119 MB before its pools came
+/// before their ReLUs): a layout that compares or truncates the pre-pool elements again
+/// fails this.
+#[test]
+fn lenet_step_keeps_its_rounds_and_bytes() {
+    let model = common::root().join("models/train/lenet_init.onnx");
+    let cost = step_cost(
+        &s(&model),
+        "rep3",
+        &[
+            "--batch",
+            "128",
+            "--rows",
+            "10000",
+            "--lr",
+            "0.05",
+            "--momentum",
+            "0.9",
+        ],
+    );
+    for party in cost["step"]["per_party"].as_array().unwrap() {
+        let rounds = party["rounds"].as_u64().unwrap();
+        let bytes = party["bytes_sent"].as_u64().unwrap();
+        assert!(rounds <= 250, "{rounds} rounds per LeNet step");
+        assert!(bytes <= 60_000_000, "{bytes} bytes per LeNet step");
+    }
+}
+
 /// MSE (`--loss mse`) on the `mse` gradient case: `rep3` and `semi2k` write `clear`'s
 /// file, and `qmpc cost --train --loss mse` predicts the measured step.
 #[test]

@@ -556,3 +556,64 @@ pub fn with_params(
     }
     Ok(m.encode_to_vec())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn layer(op: LayerOp, input: &str, output: &str) -> Layer {
+        Layer {
+            op,
+            input: input.into(),
+            output: output.into(),
+            node: format!("/{output}"),
+            op_type: String::new(),
+        }
+    }
+
+    fn pool() -> LayerOp {
+        LayerOp::MaxPool {
+            kernel: [2, 2],
+            strides: [2, 2],
+        }
+    }
+
+    fn flow(layers: &[Layer]) -> Vec<(String, String, String)> {
+        layers
+            .iter()
+            .map(|l| (l.node.clone(), l.input.clone(), l.output.clone()))
+            .collect()
+    }
+
+    #[test]
+    fn a_relu_read_only_by_a_max_pool_moves_after_it() {
+        let layers = vec![
+            layer(LayerOp::Relu, "x", "r"),
+            layer(pool(), "r", "p"),
+            layer(LayerOp::Flatten, "p", "y"),
+        ];
+        let got = pool_before_relu(layers, "y");
+        assert_eq!(got[0].op, pool());
+        assert_eq!(got[1].op, LayerOp::Relu);
+        assert_eq!(
+            flow(&got),
+            vec![
+                ("/p".into(), "x".into(), "p/before_relu".into()),
+                ("/r".into(), "p/before_relu".into(), "p".into()),
+                ("/y".into(), "p".into(), "y".into()),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_relu_read_elsewhere_too_stays_before_its_pool() {
+        let twice = vec![
+            layer(LayerOp::Relu, "x", "r"),
+            layer(pool(), "r", "p"),
+            layer(LayerOp::Residual { other: "r".into() }, "p", "y"),
+        ];
+        assert_eq!(pool_before_relu(twice.clone(), "y"), twice);
+        let output = vec![layer(LayerOp::Relu, "x", "r"), layer(pool(), "r", "p")];
+        assert_eq!(pool_before_relu(output.clone(), "r"), output);
+    }
+}
