@@ -217,25 +217,36 @@ fn spread(e: &mut Emit, gy: NodeIndex, kk: usize) -> R<NodeIndex> {
 pub(crate) struct Pooled {
     /// Each window's maximum, `[N, C, OH, OW]`.
     max: NodeIndex,
-    /// 1 at each window's first maximum, else 0, `[kk, N, C, OH, OW]` (as `window` lays
-    /// the windows out).
-    route: NodeIndex,
+    /// The tournament that found it, whose duels' bits route the gradient back.
+    tree: Tree,
+    /// The windows' shape, `[kk, N, C, OH, OW]` (as `window` lays them out).
+    window_dims: Vec<usize>,
     /// The pooled input's shape, `[N, C, H, W]`.
     input_dims: Vec<usize>,
 }
 
-/// One entry of a max pool's tournament: a value, and for each window element it stands
-/// for, whether that element is its maximum (`None`: the entry is that element itself).
+/// A max pool's tournament: a window element (its offset in the window), or a duel whose
+/// bit `s` is 1 where the earlier side won.
+enum Tree {
+    Leaf(usize),
+    Duel {
+        s: NodeIndex,
+        earlier: Box<Tree>,
+        later: Box<Tree>,
+    },
+}
+
+/// One entry of a tournament: its value and how it was found.
 struct Entry {
     value: NodeIndex,
-    route: Vec<Option<NodeIndex>>,
+    tree: Tree,
 }
 
 /// A max pool whose comparisons are kept for the gradient: a tournament over the window
 /// elements, `[a ≥ b]` per duel (ties to the earlier element, PyTorch's first maximum),
-/// `⌈log2 kk⌉` comparison levels, and the winner's one-hot route from the duels' bits
-/// (products that overlap the rest of the forward pass). The backward pass then routes
-/// with one product instead of comparing every window element with the maximum again.
+/// `⌈log2 kk⌉` comparison levels. The backward pass sends the gradient down the same
+/// tree, one product per duel, instead of comparing every window element with the
+/// maximum again.
 fn max_pool_routed(
     e: &mut Emit,
     x: NodeIndex,
@@ -245,14 +256,14 @@ fn max_pool_routed(
     let input_dims = e.dims(x);
     let kk = kernel[0] * kernel[1];
     let wins = e.window(x, kernel, strides)?;
-    let wd = e.dims(wins);
-    let n: usize = wd[1..].iter().product();
+    let window_dims = e.dims(wins);
+    let n: usize = window_dims[1..].iter().product();
     let rows = e.reshape(wins, &[kk, n])?;
     let mut entries = (0..kk)
         .map(|k| {
             Ok(Entry {
                 value: e.slice(rows, &[k, 0], &[1, 1], &[1, n])?,
-                route: vec![None],
+                tree: Tree::Leaf(k),
             })
         })
         .collect::<R<Vec<_>>>()?;
@@ -269,69 +280,69 @@ fn max_pool_routed(
         entries = next;
     }
     let winner = entries.pop().ok_or("a max pool over an empty window")?;
-    let route = winner
-        .route
-        .into_iter()
-        .map(|r| match r {
-            Some(r) => r,
-            None => e.konst(0, &[1, n], vec![1; n]),
-        })
-        .collect::<Vec<_>>();
-    let route = e.concat(&route, 0)?;
     Ok(Pooled {
-        max: e.reshape(winner.value, &wd[1..])?,
-        route: e.reshape(route, &wd)?,
+        max: e.reshape(winner.value, &window_dims[1..])?,
+        tree: winner.tree,
+        window_dims,
         input_dims,
     })
 }
 
 /// The later-in-window entry `b` against the earlier `a`: `s = [a ≥ b]` (one comparison,
-/// `clamp(a − b, −1, 0) + 1`), the maximum `b + s·(a − b)`, and the routes `s·route_a`,
-/// `(1 − s)·route_b`.
+/// `clamp(a − b, −1, 0) + 1`) and the maximum `b + s·(a − b)`.
 fn duel(e: &mut Emit, a: Entry, b: Entry, one: NodeIndex) -> R<Entry> {
     let d = e.sub(a.value, b.value)?;
     let ge = e.clamp(d, -1, 0)?;
     let ge = e.cast(ge, 0)?;
     let s = e.add(ge, one)?;
-    let not_s = e.sub(one, s)?;
     let gain = e.mul(d, s)?;
-    let mut route = scaled_route(e, a.route, s)?;
-    route.extend(scaled_route(e, b.route, not_s)?);
     Ok(Entry {
         value: e.add(b.value, gain)?,
-        route,
+        tree: Tree::Duel {
+            s,
+            earlier: Box::new(a.tree),
+            later: Box::new(b.tree),
+        },
     })
 }
 
-/// `bit · route` for a one-hot route: one product per element but the last, which is
-/// `bit` less the others (exactly one element of a route is 1).
-fn scaled_route(
+/// The gradient of a max pool: `gy` sent down its tournament (the earlier side of a duel
+/// gets `s·g`, the later `g − s·g`) to the window elements, added back onto the input by
+/// `unwindow`.
+fn max_pool_grad(
     e: &mut Emit,
-    route: Vec<Option<NodeIndex>>,
-    bit: NodeIndex,
-) -> R<Vec<Option<NodeIndex>>> {
-    let Some((last, rest)) = route.split_last() else {
-        return Ok(Vec::new());
-    };
-    let mut out = Vec::with_capacity(route.len());
-    let mut rest_sum: Option<NodeIndex> = None;
-    for r in rest {
-        let p = match r {
-            Some(r) => e.mul(*r, bit)?,
-            None => bit,
-        };
-        rest_sum = Some(match rest_sum {
-            Some(acc) => e.add(acc, p)?,
-            None => p,
-        });
-        out.push(Some(p));
+    pooled: &Pooled,
+    gy: NodeIndex,
+    kernel: [usize; 2],
+    strides: [usize; 2],
+) -> R<NodeIndex> {
+    let wd = &pooled.window_dims;
+    let n: usize = wd[1..].iter().product();
+    let g = e.reshape(gy, &[1, n])?;
+    let mut parts = vec![None; wd[0]];
+    route_down(e, &pooled.tree, g, &mut parts)?;
+    let parts = parts
+        .into_iter()
+        .map(|p| p.ok_or_else(|| "a window element outside its pool's tournament".to_string()))
+        .collect::<R<Vec<_>>>()?;
+    let routed = e.concat(&parts, 0)?;
+    let routed = e.reshape(routed, wd)?;
+    e.unwindow(routed, kernel, strides, &pooled.input_dims)
+}
+
+fn route_down(e: &mut Emit, tree: &Tree, g: NodeIndex, out: &mut [Option<NodeIndex>]) -> R<()> {
+    match tree {
+        Tree::Leaf(k) => {
+            out[*k] = Some(g);
+            Ok(())
+        }
+        Tree::Duel { s, earlier, later } => {
+            let won = e.mul(g, *s)?;
+            let lost = e.sub(g, won)?;
+            route_down(e, earlier, won, out)?;
+            route_down(e, later, lost, out)
+        }
     }
-    out.push(Some(match (last, rest_sum) {
-        (_, Some(acc)) => e.sub(bit, acc)?,
-        (None, None) => bit,
-        (Some(r), None) => e.mul(*r, bit)?,
-    }));
-    Ok(out)
 }
 
 /// `z + b` where `z` has `2·frac` fractional bits and `b` has `frac`.
@@ -479,10 +490,7 @@ pub(crate) fn backward(
                     .routes
                     .get(&l.output)
                     .ok_or_else(|| l.error("its route was not kept for the backward pass"))?;
-                let rd = e.dims(pooled.route);
-                let g5 = e.reshape(gy, &[&[1], &rd[1..]].concat())?;
-                let routed = e.mul(pooled.route, g5)?;
-                Some(e.unwindow(routed, *kernel, *strides, &pooled.input_dims)?)
+                Some(max_pool_grad(e, pooled, gy, *kernel, *strides)?)
             }
             LayerOp::AvgPool { kernel, strides } => {
                 let xd = input_dims(e, fwd, l)?;
