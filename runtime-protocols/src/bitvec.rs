@@ -18,6 +18,22 @@ pub(crate) fn set(v: &mut [u64], i: usize, b: u64) {
     v[i / 64] |= (b & 1) << (i % 64);
 }
 
+/// Set bits `start .. start + len` (a word at a time).
+pub(crate) fn set_run(v: &mut [u64], start: usize, len: usize) {
+    let (mut i, end) = (start, start + len);
+    while i < end {
+        let (w, b) = (i / 64, i % 64);
+        let n = (64 - b).min(end - i);
+        let ones = if n == 64 {
+            u64::MAX
+        } else {
+            ((1u64 << n) - 1) << b
+        };
+        v[w] |= ones;
+        i += n;
+    }
+}
+
 pub(crate) fn xor(a: &[u64], b: &[u64]) -> Vec<u64> {
     a.iter().zip(b).map(|(x, y)| x ^ y).collect()
 }

@@ -33,8 +33,8 @@
 use super::prep::{random_bits, Block, Layout};
 use super::Semi2k;
 use crate::bitvec::{
-    and, bit_bytes, bits_of, concat, get, low_mask as mask, pack, part, set, split, unpack, words,
-    xor,
+    and, bit_bytes, bits_of, concat, get, low_mask as mask, pack, part, set, set_run, split,
+    unpack, words, xor,
 };
 use crate::cost::{Round, Rounds};
 use crate::stream::Stream;
@@ -349,18 +349,22 @@ impl Plan {
 /// compares `v >> 1` with `q_0 >> 1` and borrows at equality when `t = Some(parity)` and
 /// `(v & 1) ⊕ parity = 1` (round half to even); `Some(None)` never borrows at equality.
 fn fill_tables(tables: &mut [u64], base: usize, chunks: &[u32], q: u64, tie: Option<Option<u64>>) {
+    // Each chunk's table is a run of ones (`v < q_j`) and, at a tie, one more bit: set
+    // as runs, not entry by entry (this is most of the dealer's work).
     let (mut shift, mut off) = (0u32, 0usize);
     for (j, &w) in chunks.iter().enumerate() {
         let qj = (q >> shift) & mask(w);
-        for v in 0..(1u64 << w) {
-            let lt = match tie {
-                Some(t) if j == 0 => {
-                    let (a, b) = (v >> 1, qj >> 1);
-                    a < b || (a == b && t.is_some_and(|par| ((v & 1) ^ par) == 1))
+        let at = base + off;
+        match tie {
+            Some(t) if j == 0 => {
+                // `v >> 1 < q_j >> 1`, and at `v >> 1 = q_j >> 1` the `v` of odd parity.
+                let half = (qj >> 1) as usize;
+                set_run(tables, at, 2 * half);
+                if let Some(par) = t {
+                    set(tables, at + 2 * half + (1 ^ par as usize), 1);
                 }
-                _ => v < qj,
-            };
-            set(tables, base + off + v as usize, u64::from(lt));
+            }
+            _ => set_run(tables, at, qj as usize),
         }
         shift += w;
         off += 1usize << w;
