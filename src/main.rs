@@ -16,12 +16,6 @@ use std::path::{Path, PathBuf};
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// mimalloc's `mi_option_purge_delay` (v2's option 15; the `-sys` crate names no constant
-/// for it): freed pages go back to the OS after this many milliseconds rather than 10, so
-/// the next instruction's planes reuse them instead of faulting in fresh zeroed pages.
-const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
-const PURGE_DELAY_MS: std::os::raw::c_long = 1000;
-
 #[derive(Parser)]
 #[command(
     name = "qmpc",
@@ -338,8 +332,6 @@ pub fn weights_path(program: &Path) -> PathBuf {
 }
 
 fn main() {
-    // SAFETY: setting an option of the allocator this binary links; any value is valid.
-    unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, PURGE_DELAY_MS) };
     let cli = Cli::parse();
     if let Err(e) = dispatch(cli.cmd) {
         eprintln!("error: {e:#}");
