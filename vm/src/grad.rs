@@ -145,6 +145,14 @@ fn col2im<P: Protocol>(
     acc.ok_or_else(|| "an empty window".into())
 }
 
+/// The same elements in the shape `dims`.
+fn with_dims<S: Plane>(v: Value<S>, dims: &[usize]) -> Value<S> {
+    match v {
+        Value::Public(t) => Value::Public(Tensor::new(dims.to_vec(), t.data)),
+        Value::Secret(t) => Value::Secret(Shared::new(dims.to_vec(), t.data)),
+    }
+}
+
 fn x_dims<S>(v: &Value<S>) -> Vec<usize> {
     match v {
         Value::Public(t) => t.dims.clone(),
@@ -188,10 +196,7 @@ pub(crate) fn conv_grad_w<P: Protocol>(
         plan[o * kk + k].map_or(PAD, |p| ((bn * c) + g * cg + ci) * h * w + p)
     });
     let prod = matmul(proto, &a, &b, &[group, mg, cols])?;
-    Ok(match prod {
-        Value::Public(t) => Value::Public(Tensor::new(out.to_vec(), t.data)),
-        Value::Secret(t) => Value::Secret(Shared::new(out.to_vec(), t.data)),
-    })
+    Ok(with_dims(prod, out))
 }
 
 /// `convgradx`, a transposed convolution: `gx[n, g, ci, p] = Σ_{m, k} W[g·M/G + m, ci, k] ·
@@ -267,7 +272,7 @@ fn grad_x_by_columns<P: Protocol>(
         (g * mg + mi) * rows + row
     });
     // gy as [N, G, M/G, OH·OW] is its own layout.
-    let g4 = gather(gy, vec![n, group, mg, ohw], |i| i);
+    let g4 = with_dims(gy.clone(), &[n, group, mg, ohw]);
     let cols = matmul(proto, &wt, &g4, &[n, group, rows, ohw])?;
     col2im(proto, &cols, out, inv, |k, plane, o| {
         // plane = n·C + g·C/G + ci, which is block (n, g) and row ci·kk + k.
@@ -321,10 +326,7 @@ fn grad_x_gathered<P: Protocol>(
         });
     let cols = gather_at(gy, vec![n, group, inner, hw], &idx);
     let gx = matmul(proto, &wg, &cols, &[n, group, cg, hw])?;
-    Ok(match gx {
-        Value::Public(t) => Value::Public(Tensor::new(out.to_vec(), t.data)),
-        Value::Secret(t) => Value::Secret(Shared::new(out.to_vec(), t.data)),
-    })
+    Ok(with_dims(gx, out))
 }
 
 #[cfg(test)]
