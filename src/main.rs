@@ -5,6 +5,7 @@ mod npy;
 mod run;
 mod session;
 mod train;
+mod train_party;
 
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -132,6 +133,57 @@ impl OptimizerFlags {
     }
 }
 
+/// The public choices of a training session (`train`, and `party --train`, where every
+/// party must give the same ones).
+#[derive(Args)]
+struct TrainFlags {
+    /// Passes over the data set.
+    #[arg(long, default_value_t = 1)]
+    epochs: usize,
+    /// Rows per step.
+    #[arg(long, default_value_t = 128)]
+    batch: usize,
+    /// The learning rate (required).
+    #[arg(long)]
+    lr: Option<f64>,
+    #[command(flatten)]
+    optimizer: OptimizerFlags,
+    /// Reveal each epoch's mean training loss (the only value revealed besides the
+    /// trained weights and the test count), to the model owner.
+    #[arg(long)]
+    reveal_loss: bool,
+    /// Truncation after products: bit-exact, or cheaper and off by one at most.
+    #[arg(long, value_enum, default_value = "exact")]
+    trunc: TruncArg,
+    /// Seed of the public shuffle.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+}
+
+impl TrainFlags {
+    fn settings(&self) -> Result<train::Settings> {
+        Ok(train::Settings {
+            epochs: self.epochs,
+            batch: self.batch,
+            lr: self
+                .lr
+                .context("--lr is required: the learning rate of the training")?,
+            optimizer: self.optimizer.optimizer(),
+            loss: self.optimizer.loss(),
+            trunc: trunc_mode(self.trunc),
+            seed: self.seed,
+            reveal_loss: self.reveal_loss,
+        })
+    }
+}
+
+fn trunc_mode(t: TruncArg) -> qmpc_protocols::TruncMode {
+    match t {
+        TruncArg::Exact => qmpc_protocols::TruncMode::Exact,
+        TruncArg::Probabilistic => qmpc_protocols::TruncMode::Probabilistic,
+    }
+}
+
 #[derive(Clone, Copy, ValueEnum)]
 enum FormatArg {
     Text,
@@ -216,29 +268,59 @@ enum Cmd {
         #[command(flatten)]
         optimizer: OptimizerFlags,
     },
+    /// One party (or the dealer) of a run, or with `--train` of a training session, in its
+    /// own process; addresses, protocol and roles come from the config (parties.toml).
     Party {
         /// This party's id (a computing party).
         #[arg(long, required_unless_present = "role")]
         id: Option<usize>,
-        /// `dealer`: run the trusted dealer of `semi2k` or `fss`, whose address is `[dealer]` in
-        /// the config, instead of a computing party.
+        /// `dealer`: run the trusted dealer of `semi2k`, `fss` or `spdz2k`, whose address is
+        /// `[dealer]` in the config, instead of a computing party.
         #[arg(long, value_parser = ["dealer"], conflicts_with = "id")]
         role: Option<String>,
         #[arg(long)]
         config: PathBuf,
+        /// The program (MODEL.qmpc), or with `--train` the float ONNX model: the model
+        /// owner's own file, the architecture (`qmpc strip`) for every other party.
         model: PathBuf,
         /// The model owner's secret weights (MODEL.qmpw); only the model owner takes it.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "train")]
         weights_file: Option<PathBuf>,
         /// The data owner's input(s), as for `run`; only the data owner takes them.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "train")]
         input: Vec<String>,
-        /// Where the output receiver writes the output; only it takes this.
-        #[arg(long)]
+        /// Where the output receiver writes the output (with `--train`: where the model
+        /// owner writes the trained model); only it takes this.
+        #[arg(long, short)]
         output: Option<PathBuf>,
         /// This party's own rounds and bytes as JSON.
         #[arg(long)]
         stats: Option<PathBuf>,
+        /// Train MODEL, a float ONNX export, as `qmpc train` does, with the session's flags
+        /// below (the same in every party, checked at start-up).
+        #[arg(long)]
+        train: bool,
+        /// With `--train`: this party's training rows, if it is a data owner (float32
+        /// `[N, ...]`). The data set is the owners' rows in party order.
+        #[arg(long, requires = "train")]
+        data: Option<PathBuf>,
+        /// With `--train`: the classes of its rows (integer `[N]`).
+        #[arg(long, requires = "train")]
+        labels: Option<PathBuf>,
+        /// With `--train`: test rows, of one party; the model owner learns the count right.
+        #[arg(long, requires = "train")]
+        test_data: Option<PathBuf>,
+        #[arg(long, requires = "train")]
+        test_labels: Option<PathBuf>,
+        #[command(flatten, next_help_heading = "Training session (with --train)")]
+        training: TrainFlags,
+    },
+    /// Write a float ONNX model with its trainable weights set to zero: the architecture the
+    /// other parties of `party --train` compile from, without the model owner's weights.
+    Strip {
+        model: PathBuf,
+        #[arg(short, long)]
+        output: PathBuf,
     },
     /// Train a float ONNX model under a protocol: the model owner's initial weights and the
     /// data owner's rows stay secret; the trained model goes to the model owner.
@@ -253,18 +335,8 @@ enum Cmd {
         /// `FILE` or `P=FILE`, once per data owner.
         #[arg(long, required = true)]
         labels: Vec<String>,
-        #[arg(long, default_value_t = 1)]
-        epochs: usize,
-        #[arg(long, default_value_t = 128)]
-        batch: usize,
-        #[arg(long)]
-        lr: f64,
         #[command(flatten)]
-        optimizer: OptimizerFlags,
-        /// Reveal each epoch's mean training loss (the only value revealed besides the
-        /// trained weights and the test count), to the model owner.
-        #[arg(long)]
-        reveal_loss: bool,
+        training: TrainFlags,
         #[arg(long)]
         protocol: String,
         #[arg(long)]
@@ -280,11 +352,6 @@ enum Cmd {
         test_labels: Option<PathBuf>,
         #[arg(long)]
         stats: Option<PathBuf>,
-        #[arg(long, value_enum, default_value = "exact")]
-        trunc: TruncArg,
-        /// Seed of the public shuffle.
-        #[arg(long, default_value_t = 0)]
-        seed: u64,
         #[arg(long, default_value_t = 60.0)]
         timeout: f64,
     },
@@ -311,10 +378,7 @@ fn options(b: &BuildFlags) -> qmpc_compiler::Options {
             WeightsArg::Secret => qmpc_compiler::WeightsMode::Secret,
             WeightsArg::Public => qmpc_compiler::WeightsMode::Public,
         },
-        trunc: match b.trunc {
-            TruncArg::Exact => qmpc_protocols::TruncMode::Exact,
-            TruncArg::Probabilistic => qmpc_protocols::TruncMode::Probabilistic,
-        },
+        trunc: trunc_mode(b.trunc),
         passes: qmpc_compiler::passes::PassSet {
             none: b.opt_level == 0,
             disabled: b.no_pass.clone(),
@@ -422,6 +486,31 @@ fn dispatch(cmd: Cmd) -> Result<()> {
         }),
         Cmd::Party {
             id,
+            config,
+            model,
+            output,
+            stats,
+            train: true,
+            data,
+            labels,
+            test_data,
+            test_labels,
+            training,
+            ..
+        } => train_party::party(&train_party::PartyTrainArgs {
+            id,
+            config,
+            model,
+            data,
+            labels,
+            test_data,
+            test_labels,
+            settings: training.settings()?,
+            output,
+            stats,
+        }),
+        Cmd::Party {
+            id,
             role: _,
             config,
             model,
@@ -429,34 +518,36 @@ fn dispatch(cmd: Cmd) -> Result<()> {
             input,
             output,
             stats,
-        } => run::party(&run::PartyArgs {
-            // `--role dealer` excludes `--id`.
-            id,
-            config,
-            model,
-            weights_file,
-            input,
-            output,
-            stats,
-        }),
+            training,
+            ..
+        } => {
+            if training.lr.is_some() {
+                anyhow::bail!("--lr and the other training flags go with --train");
+            }
+            run::party(&run::PartyArgs {
+                // `--role dealer` excludes `--id`.
+                id,
+                config,
+                model,
+                weights_file,
+                input,
+                output,
+                stats,
+            })
+        }
+        Cmd::Strip { model, output } => train::strip(&model, &output),
         Cmd::Demo { model, dir } => run::demo(&model, &dir),
         Cmd::Train {
             model,
             data,
             labels,
-            epochs,
-            batch,
-            lr,
-            optimizer,
-            reveal_loss,
+            training,
             protocol,
             parties,
             output,
             test_data,
             test_labels,
             stats,
-            trunc,
-            seed,
             timeout,
         } => {
             let t = session::seconds("--timeout", timeout)?;
@@ -466,22 +557,12 @@ fn dispatch(cmd: Cmd) -> Result<()> {
                 labels: train::owned_files("--labels", &labels)?,
                 test_data,
                 test_labels,
-                epochs,
-                batch,
-                lr,
-                optimizer: optimizer.optimizer(),
-                loss: optimizer.loss(),
+                settings: training.settings()?,
                 protocol,
                 parties,
                 output,
                 stats,
-                trunc: match trunc {
-                    TruncArg::Exact => qmpc_protocols::TruncMode::Exact,
-                    TruncArg::Probabilistic => qmpc_protocols::TruncMode::Probabilistic,
-                },
-                seed,
                 timeouts: qmpc_protocols::net::Timeouts { connect: t, io: t },
-                reveal_loss,
             })
         }
         Cmd::Asm { input, output } => {

@@ -18,12 +18,71 @@ use qmpc_vm::interp::{self, PartyData, Roles, Shared, States};
 use qmpc_vm::tensor::Tensor;
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 /// The most dealer material one step may take: it is held whole by the dealer and by
 /// the last party while the run goes.
 const MAX_DEALT_PER_STEP: u64 = 4_000_000_000;
+
+/// The public choices of a training session: every party must make them alike (`qmpc
+/// party --train` compares them at start-up).
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub epochs: usize,
+    pub batch: usize,
+    pub lr: f64,
+    pub optimizer: tc::Optimizer,
+    pub loss: tc::Loss,
+    pub trunc: TruncMode,
+    /// Seed of the public shuffle.
+    pub seed: u64,
+    /// Reveal each epoch's mean training loss to the model owner.
+    pub reveal_loss: bool,
+}
+
+impl Settings {
+    /// The compiler's options for a data set of `rows` rows and `test_rows` test rows.
+    pub fn options(&self, rows: usize, test_rows: Option<usize>) -> TrainOptions {
+        TrainOptions {
+            batch: self.batch,
+            lr: self.lr,
+            optimizer: self.optimizer,
+            loss: self.loss,
+            rows,
+            test_rows,
+            trunc: self.trunc,
+            numerics: tc::Numerics::default(),
+            reveal_loss: self.reveal_loss,
+        }
+    }
+
+    /// Each choice as a flag and its value (floats in Rust's shortest round-trip form),
+    /// to compare with another party's.
+    pub fn fields(&self) -> Vec<(&'static str, String)> {
+        let mut f = vec![
+            ("--epochs", self.epochs.to_string()),
+            ("--batch", self.batch.to_string()),
+            ("--lr", format!("{:?}", self.lr)),
+            ("--loss", format!("{:?}", self.loss)),
+        ];
+        match self.optimizer {
+            tc::Optimizer::Sgd { momentum } => {
+                f.push(("--optimizer", "sgd".into()));
+                f.push(("--momentum", format!("{momentum:?}")));
+            }
+            tc::Optimizer::Adam { beta1, beta2 } => {
+                f.push(("--optimizer", "adam".into()));
+                f.push(("--beta1", format!("{beta1:?}")));
+                f.push(("--beta2", format!("{beta2:?}")));
+            }
+        }
+        f.push(("--trunc", format!("{:?}", self.trunc)));
+        f.push(("--seed", self.seed.to_string()));
+        f.push(("--reveal-loss", self.reveal_loss.to_string()));
+        f
+    }
+}
 
 /// What `qmpc train` was asked.
 pub struct TrainArgs {
@@ -33,20 +92,12 @@ pub struct TrainArgs {
     pub labels: Vec<(PartyId, PathBuf)>,
     pub test_data: Option<PathBuf>,
     pub test_labels: Option<PathBuf>,
-    pub epochs: usize,
-    pub batch: usize,
-    pub lr: f64,
-    pub optimizer: tc::Optimizer,
-    pub loss: tc::Loss,
+    pub settings: Settings,
     pub protocol: String,
     pub parties: Option<usize>,
     pub output: PathBuf,
     pub stats: Option<PathBuf>,
-    pub trunc: TruncMode,
-    pub seed: u64,
     pub timeouts: Timeouts,
-    /// Reveal each epoch's mean training loss to the model owner.
-    pub reveal_loss: bool,
 }
 
 /// `FILE` (party 1's) or `P=FILE` (party P's), once per data owner.
@@ -89,7 +140,7 @@ pub fn epoch_perm(n: usize, seed: u64, epoch: u64) -> Vec<usize> {
 }
 
 /// The data owner's rows, quantized as `setup_data` takes them, with one-hot labels.
-fn read_rows(
+pub(crate) fn read_rows(
     program: &Program,
     x: &Array,
     labels: &Array,
@@ -130,6 +181,11 @@ fn read_rows(
     Ok(vec![xq, yq])
 }
 
+/// Chunks of `rows` rows that hold `n` test rows (public: every party counts them).
+pub(crate) fn test_chunks(n: usize, rows: usize) -> usize {
+    n.div_ceil(rows).max(1)
+}
+
 /// The test rows padded to whole chunks of `rows`: zero rows labelled 255, a class no
 /// model here has, so they never count.
 fn padded_test(x: &Array, labels: &Array, rows: usize) -> Result<(Array, Array, usize)> {
@@ -140,7 +196,7 @@ fn padded_test(x: &Array, labels: &Array, rows: usize) -> Result<(Array, Array, 
     if ld.as_slice() != [n] {
         bail!("{n} test rows but test labels of shape {ld:?}");
     }
-    let chunks = n.div_ceil(rows).max(1);
+    let chunks = test_chunks(n, rows);
     let row: usize = xd[1..].iter().product();
     let mut xd = xd.clone();
     xd[0] = chunks * rows;
@@ -157,41 +213,43 @@ fn padded_test(x: &Array, labels: &Array, rows: usize) -> Result<(Array, Array, 
 
 /// What one party brings to the session.
 #[derive(Default)]
-struct Owned {
-    weights: Option<Weights>,
+pub(crate) struct Owned {
+    pub weights: Option<Weights>,
     /// The rows and labels of the data owners this party is, by their place in
     /// [`Plan::owners`].
-    data: BTreeMap<usize, Vec<Tensor<i64>>>,
-    test: Option<Vec<Tensor<i64>>>,
+    pub data: BTreeMap<usize, Vec<Tensor<i64>>>,
+    pub test: Option<Vec<Tensor<i64>>>,
 }
 
 /// What the session is: the programs and the public schedule.
-struct Plan<'a> {
-    t: &'a Training,
-    epochs: usize,
-    batch: usize,
-    rows: usize,
+pub(crate) struct Plan<'a> {
+    pub t: &'a Training,
+    pub epochs: usize,
+    pub batch: usize,
+    pub rows: usize,
     /// The data owners in order, and their rows: the data set is their rows one after
     /// the other.
-    owners: Vec<(PartyId, usize)>,
-    seed: u64,
-    roles: Roles,
+    pub owners: Vec<(PartyId, usize)>,
+    pub seed: u64,
+    pub roles: Roles,
+    /// The party that shares the test rows.
+    pub test_owner: PartyId,
     /// Chunks of the padded test set (0 without one).
-    test_chunks: usize,
+    pub test_chunks: usize,
     /// Whether this party prints progress (the model owner does).
-    talk: bool,
+    pub talk: bool,
 }
 
 /// What one party has at the end.
 #[derive(Default)]
-struct Outcome {
-    params: Option<Vec<Option<Tensor<i64>>>>,
-    correct: Vec<i64>,
+pub(crate) struct Outcome {
+    pub params: Option<Vec<Option<Tensor<i64>>>>,
+    pub correct: Vec<i64>,
     /// With `--reveal-loss`, at the model owner: each epoch's summed loss (fixed point).
-    losses: Vec<i64>,
-    stats: Stats,
+    pub losses: Vec<i64>,
+    pub stats: Stats,
     /// The traffic of the first step alone (`qmpc cost --train` predicts it).
-    step: Stats,
+    pub step: Stats,
 }
 
 /// The sharings one after the other along their first axis.
@@ -311,7 +369,11 @@ fn session_loop<P: Protocol + Send>(
             }
         }
         if let Some(eval) = &t.eval {
-            let c = count_right(proto, eval, plan.test_chunks, roles, own, &mut states)
+            let r = Roles {
+                data_owner: plan.test_owner,
+                ..roles
+            };
+            let c = count_right(proto, eval, plan.test_chunks, r, own, &mut states)
                 .context("counting the test rows classified right")?;
             out.correct.extend(c);
         }
@@ -387,9 +449,9 @@ fn count_right<P: Protocol + Send>(
 }
 
 /// Runs the session in a freshly set-up networked party.
-struct TrainWith<'a> {
-    plan: &'a Plan<'a>,
-    own: &'a Owned,
+pub(crate) struct TrainWith<'a> {
+    pub plan: &'a Plan<'a>,
+    pub own: &'a Owned,
 }
 
 impl PartyVisitor for TrainWith<'_> {
@@ -404,9 +466,9 @@ impl PartyVisitor for TrainWith<'_> {
 }
 
 /// Walks the session in the dealer, sending each run's material as the run ends.
-struct DealSession<'a> {
-    plan: &'a Plan<'a>,
-    net: Box<dyn Transport>,
+pub(crate) struct DealSession<'a> {
+    pub plan: &'a Plan<'a>,
+    pub net: Box<dyn Transport>,
 }
 
 impl DealerVisitor for DealSession<'_> {
@@ -451,13 +513,142 @@ pub fn session_ring(spec: &Spec, t: &Training) -> u32 {
         .unwrap_or(64)
 }
 
+/// `qmpc strip`: the float model at `model` with every trainable weight zero, written to
+/// `output` — what the parties other than the model owner compile the training from
+/// (the programs do not depend on the weights' values; the start-up compares them).
+pub fn strip(model: &Path, output: &Path) -> Result<()> {
+    let bytes =
+        std::fs::read(model).with_context(|| format!("{}: cannot read", model.display()))?;
+    let file = model.display().to_string();
+    let m = tc::model::Model::read(&bytes, &file).map_err(anyhow::Error::msg)?;
+    let zeros: Vec<(String, Vec<f32>)> = m
+        .params
+        .iter()
+        .map(|p| (p.name.clone(), vec![0.0; p.values.len()]))
+        .collect();
+    let out = tc::model::with_params(&bytes, &file, &zeros).map_err(anyhow::Error::msg)?;
+    std::fs::write(output, out).with_context(|| format!("{}: cannot write", output.display()))
+}
+
 /// The training programs of the float model at `path`.
 pub fn compile(path: &std::path::Path, opts: &TrainOptions) -> Result<Training> {
     let bytes = std::fs::read(path).with_context(|| format!("{}: cannot read", path.display()))?;
     tc::compile(&bytes, &path.display().to_string(), opts).map_err(anyhow::Error::msg)
 }
 
+/// The test rows and labels of `--test-data` / `--test-labels`, read.
+pub(crate) fn read_test(
+    data: Option<&PathBuf>,
+    labels: Option<&PathBuf>,
+) -> Result<Option<(Array, Array)>> {
+    Ok(match (data, labels) {
+        (Some(a), Some(b)) => Some((
+            npy::read(a).with_context(|| format!("--test-data {}", a.display()))?,
+            npy::read(b).with_context(|| format!("--test-labels {}", b.display()))?,
+        )),
+        (None, None) => None,
+        _ => bail!("--test-data and --test-labels go together"),
+    })
+}
+
+/// The test rows quantized for the count program, padded to whole chunks, and the
+/// number of chunks (0 without a test set).
+pub(crate) fn test_inputs(
+    t: &Training,
+    test: Option<&(Array, Array)>,
+) -> Result<(Option<Vec<Tensor<i64>>>, usize)> {
+    let (Some(eval), Some((tx, tl))) = (&t.eval, test) else {
+        return Ok((None, 0));
+    };
+    let (x, labels, chunks) = padded_test(tx, tl, eval.rows)?;
+    let decl = |i: usize| {
+        let mut d = eval.chunk.inputs[i].clone();
+        d.ty.dims[0] = chunks * eval.rows;
+        d
+    };
+    let (xq, _) = quantize_input(&decl(0), &x).context("--test-data")?;
+    let (lq, _) = quantize_input(&decl(1), &labels).context("--test-labels")?;
+    Ok((Some(vec![xq, lq]), chunks))
+}
+
+/// A dealer protocol's run material is built whole before it is sent (docs/training.md):
+/// refuse a step whose material would not fit rather than be killed for memory halfway.
+pub(crate) fn check_dealt(
+    spec: &Spec,
+    t: &Training,
+    n: usize,
+    roles: Roles,
+    batch: usize,
+) -> Result<()> {
+    if !spec.dealer {
+        return Ok(());
+    }
+    let pre = session::preprocessing(spec, &t.step, n, roles, 1)?;
+    if pre.bytes > MAX_DEALT_PER_STEP {
+        bail!(
+            "{}'s dealer would send {:.1} GB for every step of {} rows (more than the \
+             {:.0} GB one run's material may take); use a smaller --batch or another \
+             protocol",
+            spec.name,
+            pre.bytes as f64 / 1e9,
+            batch,
+            MAX_DEALT_PER_STEP as f64 / 1e9
+        );
+    }
+    Ok(())
+}
+
+/// The model owner's end of a session: the trained ONNX file written, each epoch's mean
+/// loss and test accuracy printed. Returns the mean losses.
+pub(crate) fn finish_owner(
+    t: &Training,
+    model: &Path,
+    output: &Path,
+    mine: &Outcome,
+    settings: &Settings,
+    rows: usize,
+    test_rows: usize,
+) -> Result<Vec<f64>> {
+    let params = mine
+        .params
+        .as_ref()
+        .context("the model owner got no parameters")?;
+    let mut trained = Vec::new();
+    for ((decl, p), v) in t.finish.outputs.iter().zip(&t.model.params).zip(params) {
+        let v = v.as_ref().context("a parameter was not revealed")?;
+        let scale = decl.dequant.as_ref().map_or(1.0, |q| q.scale[0]);
+        trained.push((
+            p.name.clone(),
+            v.data.iter().map(|&q| q as f32 * scale).collect(),
+        ));
+    }
+    let bytes =
+        std::fs::read(model).with_context(|| format!("{}: cannot read", model.display()))?;
+    let file = model.display().to_string();
+    let onnx = tc::model::with_params(&bytes, &file, &trained).map_err(anyhow::Error::msg)?;
+    std::fs::write(output, onnx).with_context(|| format!("{}: cannot write", output.display()))?;
+    let frac = t.numerics.frac as i32;
+    let batch = settings.batch;
+    let mean_loss: Vec<f64> = mine
+        .losses
+        .iter()
+        .map(|&l| l as f64 * 2f64.powi(-frac) / ((rows / batch) * batch) as f64)
+        .collect();
+    for (e, l) in mean_loss.iter().enumerate() {
+        println!("epoch {}: mean training loss {l:.6}", e + 1);
+    }
+    for (e, c) in mine.correct.iter().enumerate() {
+        println!(
+            "epoch {}: test accuracy {:.2} % ({c} / {test_rows})",
+            e + 1,
+            100.0 * *c as f64 / test_rows.max(1) as f64
+        );
+    }
+    Ok(mean_loss)
+}
+
 pub fn train(args: &TrainArgs) -> Result<()> {
+    let settings = &args.settings;
     let (spec, n) = session::protocol(&args.protocol, args.parties)?;
     // Every owner's rows and labels, read before anything is compiled.
     let mut sets = Vec::new();
@@ -483,34 +674,14 @@ pub fn train(args: &TrainArgs) -> Result<()> {
         .iter()
         .map(|(_, x, _)| x.dims().first().copied().unwrap_or(0))
         .sum();
-    let test = match (&args.test_data, &args.test_labels) {
-        (Some(a), Some(b)) => Some((
-            npy::read(a).with_context(|| format!("--test-data {}", a.display()))?,
-            npy::read(b).with_context(|| format!("--test-labels {}", b.display()))?,
-        )),
-        (None, None) => None,
-        _ => bail!("--test-data and --test-labels go together"),
-    };
-    if args.epochs == 0 {
+    let test = read_test(args.test_data.as_ref(), args.test_labels.as_ref())?;
+    if settings.epochs == 0 {
         bail!("--epochs must be at least 1");
     }
     let test_rows = test
         .as_ref()
         .map(|(x, _)| x.dims().first().copied().unwrap_or(0));
-    let t = compile(
-        &args.model,
-        &TrainOptions {
-            batch: args.batch,
-            lr: args.lr,
-            optimizer: args.optimizer,
-            loss: args.loss,
-            rows,
-            test_rows,
-            trunc: args.trunc,
-            numerics: tc::Numerics::default(),
-            reveal_loss: args.reveal_loss,
-        },
-    )?;
+    let t = compile(&args.model, &settings.options(rows, test_rows))?;
     // Under `clear` one party plays every role.
     let party_of = |owner: PartyId| if n == 1 { 0 } else { owner };
     let first = sets.first().map(|s| s.0).context("no --data")?;
@@ -518,36 +689,8 @@ pub fn train(args: &TrainArgs) -> Result<()> {
         data_owner: party_of(first),
         ..session_roles(n)
     };
-    if spec.dealer {
-        // A run's material is built whole before it is sent (docs/training.md): refuse
-        // what would not fit rather than be killed for memory halfway.
-        let pre = session::preprocessing(spec, &t.step, n, roles, 1)?;
-        if pre.bytes > MAX_DEALT_PER_STEP {
-            bail!(
-                "{}'s dealer would send {:.1} GB for every step of {} rows (more than the \
-                 {:.0} GB one run's material may take); use a smaller --batch or another \
-                 protocol",
-                spec.name,
-                pre.bytes as f64 / 1e9,
-                args.batch,
-                MAX_DEALT_PER_STEP as f64 / 1e9
-            );
-        }
-    }
-    let (test, test_chunks) = match (&t.eval, &test) {
-        (Some(eval), Some((tx, tl))) => {
-            let (x, labels, chunks) = padded_test(tx, tl, eval.rows)?;
-            let decl = |i: usize| {
-                let mut d = eval.chunk.inputs[i].clone();
-                d.ty.dims[0] = chunks * eval.rows;
-                d
-            };
-            let (xq, _) = quantize_input(&decl(0), &x).context("--test-data")?;
-            let (lq, _) = quantize_input(&decl(1), &labels).context("--test-labels")?;
-            (Some(vec![xq, lq]), chunks)
-        }
-        _ => (None, 0),
-    };
+    check_dealt(spec, &t, n, roles, settings.batch)?;
+    let (test, test_chunks) = test_inputs(&t, test.as_ref())?;
     let test_rows = test_rows.unwrap_or(0);
     let mut owned: Vec<Owned> = (0..n).map(|_| Owned::default()).collect();
     owned[roles.model_owner].weights = Some(t.weights.clone());
@@ -561,12 +704,13 @@ pub fn train(args: &TrainArgs) -> Result<()> {
     owned[roles.data_owner].test = test;
     let plan = |me: PartyId| Plan {
         t: &t,
-        epochs: args.epochs,
-        batch: args.batch,
+        epochs: settings.epochs,
+        batch: settings.batch,
         rows,
         owners: owners.clone(),
-        seed: args.seed,
+        seed: settings.seed,
         roles,
+        test_owner: roles.data_owner,
         test_chunks,
         talk: me == roles.model_owner,
     };
@@ -657,44 +801,18 @@ pub fn train(args: &TrainArgs) -> Result<()> {
         return Err(errs.swap_remove(pick));
     }
     let mine = &outcomes[roles.model_owner];
-    let params = mine
-        .params
-        .as_ref()
-        .context("the model owner got no parameters")?;
-    let mut trained = Vec::new();
-    for ((decl, p), v) in t.finish.outputs.iter().zip(&t.model.params).zip(params) {
-        let v = v.as_ref().context("a parameter was not revealed")?;
-        let scale = decl.dequant.as_ref().map_or(1.0, |q| q.scale[0]);
-        trained.push((
-            p.name.clone(),
-            v.data.iter().map(|&q| q as f32 * scale).collect(),
-        ));
-    }
-    let bytes = std::fs::read(&args.model)
-        .with_context(|| format!("{}: cannot read", args.model.display()))?;
-    let file = args.model.display().to_string();
-    let onnx = tc::model::with_params(&bytes, &file, &trained).map_err(anyhow::Error::msg)?;
-    std::fs::write(&args.output, onnx)
-        .with_context(|| format!("{}: cannot write", args.output.display()))?;
-    let frac = t.numerics.frac as i32;
-    let mean_loss: Vec<f64> = mine
-        .losses
-        .iter()
-        .map(|&l| l as f64 * 2f64.powi(-frac) / ((rows / args.batch) * args.batch) as f64)
-        .collect();
-    for (e, l) in mean_loss.iter().enumerate() {
-        println!("epoch {}: mean training loss {l:.6}", e + 1);
-    }
-    for (e, c) in mine.correct.iter().enumerate() {
-        println!(
-            "epoch {}: test accuracy {:.2} % ({c} / {test_rows})",
-            e + 1,
-            100.0 * *c as f64 / test_rows.max(1) as f64
-        );
-    }
+    let mean_loss = finish_owner(
+        &t,
+        &args.model,
+        &args.output,
+        mine,
+        settings,
+        rows,
+        test_rows,
+    )?;
     if let Some(path) = &args.stats {
         let per: Vec<Stats> = outcomes.iter().map(|o| o.stats).collect();
-        let steps = (rows / args.batch) * args.epochs;
+        let steps = (rows / settings.batch) * settings.epochs;
         let mut f = std::fs::File::create(path)
             .with_context(|| format!("{}: cannot write", path.display()))?;
         let rounds = per.iter().map(|s| s.rounds).max().unwrap_or(0);
@@ -705,8 +823,8 @@ pub fn train(args: &TrainArgs) -> Result<()> {
              \"steps\": {steps}, \"rounds\": {rounds}, \"bytes_sent\": {}, \"per_party\": [{}], \
              \"step\": {{\"per_party\": [{}]}}, \"test_correct\": [{}], \"test_rows\": {test_rows}, \"ring_bits\": {ring}, \"dealer_bytes_sent\": {}, \"mean_loss\": [{}], \"wall_s\": {wall:.6}}}",
             spec.name,
-            args.batch,
-            args.epochs,
+            settings.batch,
+            settings.epochs,
             per.iter().map(|s| s.bytes_sent).sum::<u64>(),
             per.iter()
                 .enumerate()

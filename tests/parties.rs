@@ -1,5 +1,6 @@
 //! `qmpc party`: three processes on 127.0.0.1, and the ways a run can go wrong (a party
-//! that never connects, one that dies, one that sends garbage, one with other bytecode).
+//! that never connects, one that dies, one that sends garbage, one with other bytecode);
+//! then `qmpc party --train`, the training session as processes.
 //! Every failure must end every live party with a clear error within the configured bound.
 
 mod common;
@@ -622,4 +623,303 @@ fn shamir_parties_as_four_processes_match_clear() {
     ]);
     assert!(!o.status.success());
     assert!(stderr(&o).contains("has no dealer"), "{}", stderr(&o));
+}
+
+// `qmpc party --train`: the training session of `qmpc train`, one process per party.
+
+/// Digits cut for a short session in `dir`: owner 1's rows 0..80, owner 2's 80..192, and
+/// 100 test rows (held by party 2); `None` where `../shared/data` is absent and skipped.
+fn digits_split(dir: &Path) -> Option<()> {
+    use common::npy::{self, Array};
+    let data = required_data()?;
+    let all = dir.join("digits");
+    common::unpack_npz(&data.join("digits.npz"), &all);
+    let read = |n: &str| npy::read(&all.join(format!("{n}.npy"))).expect("digits array");
+    let cut = |x: &Array, y: &Array, a: usize, b: usize, name: &str| {
+        let (Array::F32(xd, xv), Array::Int(_, yv, _)) = (x, y) else {
+            panic!("digits has float rows and integer labels");
+        };
+        let row = xd[1];
+        std::fs::write(
+            dir.join(format!("x_{name}.npy")),
+            npy::encode_f32(&[b - a, row], &xv[a * row..b * row]),
+        )
+        .expect("write rows");
+        std::fs::write(
+            dir.join(format!("y_{name}.npy")),
+            npy::encode_ints("<i8", &[b - a], &yv[a..b]),
+        )
+        .expect("write labels");
+    };
+    let (x, y) = (read("x_train"), read("y_train"));
+    cut(&x, &y, 0, 80, "owner1");
+    cut(&x, &y, 80, 192, "owner2");
+    let (xt, yt) = (read("x_test"), read("y_test"));
+    cut(&xt, &yt, 0, 100, "test");
+    Some(())
+}
+
+const MLP_FLOAT: &str = "../shared/corpus/models/mlp_digits/float.onnx";
+
+/// The flags of the session every test below trains with.
+const SESSION: [&str; 7] = [
+    "--train",
+    "--batch",
+    "64",
+    "--lr",
+    "0.1",
+    "--momentum",
+    "0.9",
+];
+
+fn train_args(id: Option<usize>, config: &Path, model: &Path, extra: &[String]) -> Vec<String> {
+    let mut a: Vec<String> = vec!["party".into()];
+    match id {
+        Some(i) => a.extend(["--id".into(), i.to_string()]),
+        None => a.extend(["--role".into(), "dealer".into()]),
+    }
+    a.extend(["--config".into(), s(config), s(model)]);
+    a.extend(SESSION.iter().map(|x| x.to_string()));
+    a.extend(extra.iter().cloned());
+    a
+}
+
+/// The one-process `clear` session on the same split: what every protocol must give.
+fn clear_training(base: &Path) -> (Vec<u8>, String) {
+    let out = base.join("clear.onnx");
+    let f = |n: &str| s(&base.join(n));
+    let o = qmpc(&[
+        "train",
+        &s(&root().join(MLP_FLOAT)),
+        "--data",
+        &format!("1={}", f("x_owner1.npy")),
+        "--labels",
+        &format!("1={}", f("y_owner1.npy")),
+        "--data",
+        &format!("2={}", f("x_owner2.npy")),
+        "--labels",
+        &format!("2={}", f("y_owner2.npy")),
+        "--test-data",
+        &f("x_test.npy"),
+        "--test-labels",
+        &f("y_test.npy"),
+        "--batch",
+        "64",
+        "--lr",
+        "0.1",
+        "--momentum",
+        "0.9",
+        "--protocol",
+        "clear",
+        "-o",
+        &s(&out),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    (
+        std::fs::read(&out).expect("clear's model"),
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+    )
+}
+
+/// Runs one training session as processes: party 0 owns the model (and alone has its
+/// weights), parties 1 and 2 (where there are three) own rows, the last party the test
+/// rows; the others compile from `qmpc strip`'s architecture.
+fn train_as_processes(base: &Path, protocol: &str, parties: usize, dealer: bool) -> Vec<Output> {
+    let p = ports(parties + usize::from(dealer));
+    let mut t = format!("protocol = \"{protocol}\"\nconnect_timeout_s = 5\nio_timeout_s = 5\n");
+    for (i, port) in p[..parties].iter().enumerate() {
+        t.push_str(&format!(
+            "[[party]]\nid = {i}\naddress = \"127.0.0.1:{port}\"\n"
+        ));
+    }
+    if dealer {
+        t.push_str(&format!(
+            "[dealer]\naddress = \"127.0.0.1:{}\"\n",
+            p[parties]
+        ));
+    }
+    let config = base.join(format!("{protocol}.toml"));
+    std::fs::write(&config, t).expect("write config");
+    let arch = base.join("arch.onnx");
+    let model = root().join(MLP_FLOAT);
+    let o = qmpc(&["strip", &s(&model), "-o", &s(&arch)]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let f = |n: &str| s(&base.join(n));
+    let owns = |k: usize| -> Vec<String> {
+        let mut e = vec![];
+        if k >= 1 {
+            e.extend([
+                "--data".into(),
+                f(&format!("x_owner{k}.npy")),
+                "--labels".into(),
+                f(&format!("y_owner{k}.npy")),
+            ]);
+        }
+        e
+    };
+    let start = Instant::now();
+    let mut children = vec![];
+    for i in 0..parties {
+        let mut extra = owns(i);
+        if i == 0 {
+            extra.extend(["-o".into(), f(&format!("{protocol}.onnx"))]);
+        }
+        if i == parties - 1 {
+            extra.extend(["--test-data".into(), f("x_test.npy")]);
+            extra.extend(["--test-labels".into(), f("y_test.npy")]);
+        }
+        let m = if i == 0 { &model } else { &arch };
+        children.push(spawn(base, &train_args(Some(i), &config, m, &extra), None));
+    }
+    if dealer {
+        let extra = ["--stats".to_string(), f("dealer.json")];
+        children.push(spawn(base, &train_args(None, &config, &arch, &extra), None));
+    }
+    children.into_iter().map(|c| finish(c, start)).collect()
+}
+
+/// Three `rep3` processes, two data owners with their own rows, the model owner alone with
+/// the weights: the trained file and the test counts are `qmpc train --protocol clear`'s,
+/// and only the model owner prints (the counts it is owed, and its progress).
+#[test]
+fn training_as_processes_writes_what_train_writes() {
+    let base = fresh_dir("train-processes");
+    let Some(()) = digits_split(&base) else {
+        return;
+    };
+    let (want, printed) = clear_training(&base);
+    let outs = train_as_processes(&base, "rep3", 3, false);
+    for (i, o) in outs.iter().enumerate() {
+        assert!(o.status.success(), "party {i}: {}", stderr(o));
+        if i > 0 {
+            assert!(
+                o.stdout.is_empty() && o.stderr.is_empty(),
+                "party {i} printed"
+            );
+        }
+    }
+    let got = std::fs::read(base.join("rep3.onnx")).expect("the model owner's file");
+    assert!(got == want, "rep3 as processes trained another model");
+    assert_eq!(String::from_utf8_lossy(&outs[0].stdout), printed);
+    assert!(printed.contains("test accuracy"), "{printed}");
+}
+
+/// `semi2k`'s two parties and its dealer as processes give `clear`'s model (party 1 holds
+/// all the rows here: the session is the same as owners 1 and 2 in a row).
+#[test]
+fn training_with_a_dealer_process_writes_what_train_writes() {
+    let base = fresh_dir("train-dealer-processes");
+    let Some(()) = digits_split(&base) else {
+        return;
+    };
+    // One owner with both halves, in order.
+    use common::npy::{self, Array};
+    let rows = |n: &str| npy::read(&base.join(n)).expect("rows");
+    let (Array::F32(d1, x1), Array::F32(d2, x2)) = (rows("x_owner1.npy"), rows("x_owner2.npy"))
+    else {
+        panic!("float rows");
+    };
+    let (Array::Int(_, y1, _), Array::Int(_, y2, _)) = (rows("y_owner1.npy"), rows("y_owner2.npy"))
+    else {
+        panic!("integer labels");
+    };
+    let both = base.join("both");
+    std::fs::create_dir_all(&both).expect("dir");
+    let n = d1[0] + d2[0];
+    let xs: Vec<f32> = x1.iter().chain(&x2).copied().collect();
+    let ys: Vec<i64> = y1.iter().chain(&y2).copied().collect();
+    std::fs::write(both.join("x_owner1.npy"), npy::encode_f32(&[n, d1[1]], &xs)).expect("w");
+    std::fs::write(
+        both.join("y_owner1.npy"),
+        npy::encode_ints("<i8", &[n], &ys),
+    )
+    .expect("w");
+    for f in ["x_test.npy", "y_test.npy"] {
+        std::fs::copy(base.join(f), both.join(f)).expect("copy");
+    }
+    let (want, _) = clear_training(&base);
+    let outs = train_as_processes(&both, "semi2k", 2, true);
+    for (i, o) in outs.iter().enumerate() {
+        assert!(o.status.success(), "process {i}: {}", stderr(o));
+    }
+    let got = std::fs::read(both.join("semi2k.onnx")).expect("the model owner's file");
+    assert!(got == want, "semi2k as processes trained another model");
+    let j: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(both.join("dealer.json")).expect("dealer stats"),
+    )
+    .expect("JSON");
+    assert!(j["dealer_bytes_sent"].as_u64().unwrap_or(0) > 0, "{j}");
+}
+
+/// A party given another flag or another architecture stops every party before a share
+/// is sent, each with one line naming the difference; misplaced roles are refused first.
+#[test]
+fn a_training_party_with_other_flags_or_model_stops_every_party() {
+    let base = fresh_dir("train-mismatch");
+    let Some(()) = digits_split(&base) else {
+        return;
+    };
+    let config = write_config(&base, &ports(3));
+    let model = root().join(MLP_FLOAT);
+    let other = root().join("../shared/corpus/models/lenet/float.onnx");
+    let rows = |k: usize| -> Vec<String> {
+        vec![
+            "--data".into(),
+            s(&base.join(format!("x_owner{k}.npy"))),
+            "--labels".into(),
+            s(&base.join(format!("y_owner{k}.npy"))),
+        ]
+    };
+    let session = |models: [&Path; 3], extra2: &[&str], want: &str| {
+        let start = Instant::now();
+        let mut e2 = rows(2);
+        e2.extend(extra2.iter().map(|x| x.to_string()));
+        let extras = [
+            vec!["-o".to_string(), s(&base.join("never.onnx"))],
+            rows(1),
+            e2,
+        ];
+        let children: Vec<Child> = (0..3)
+            .map(|i| {
+                spawn(
+                    &base,
+                    &train_args(Some(i), &config, models[i], &extras[i]),
+                    None,
+                )
+            })
+            .collect();
+        for (i, o) in children.into_iter().map(|c| finish(c, start)).enumerate() {
+            let e = stderr(&o);
+            assert!(!o.status.success(), "party {i} trained");
+            assert!(e.contains(want), "party {i}: {e}");
+            assert_eq!(e.trim_end().lines().count(), 1, "party {i}: {e}");
+        }
+        assert!(!base.join("never.onnx").exists());
+    };
+    // Party 2 alone shuffles with seed 7.
+    session(
+        [&model, &model, &model],
+        &["--seed", "7"],
+        "trains with --seed",
+    );
+    session(
+        [&model, &model, &other],
+        &[],
+        "compiled other training programs",
+    );
+    let refused = |id: &str, extra: &[&str], want: &str| {
+        let mut a = vec!["party", "--id", id, "--config"];
+        let c = s(&config);
+        let m = s(&model);
+        a.extend([c.as_str(), m.as_str()]);
+        a.extend(SESSION);
+        a.extend(extra);
+        let o = qmpc(&a);
+        let e = stderr(&o);
+        assert!(!o.status.success() && e.contains(want), "{extra:?}: {e}");
+        assert_eq!(e.trim_end().lines().count(), 1, "{e}");
+    };
+    refused("1", &["-o", "x.onnx"], "is not the model owner");
+    refused("0", &[], "needs --output");
+    refused("1", &["--data", "x.npy"], "--data and --labels go together");
 }
