@@ -465,8 +465,7 @@ pub fn party(args: &PartyArgs) -> Result<()> {
         (None, None)
     };
     let addrs = cfg.addrs()?;
-    let listener = std::net::TcpListener::bind(addrs[me])
-        .with_context(|| format!("party {me}: cannot listen on {}", addrs[me]))?;
+    let listener = session::listen(addrs[me], &format!("party {me}"))?;
     let data = PartyData { inputs, weights };
     let timeouts = cfg.timeouts()?;
     let r = session::party_pool(1)?
@@ -508,8 +507,7 @@ fn dealer(args: &PartyArgs, cfg: &session::PartiesConfig, spec: &Spec) -> Result
     let program = load_program(&args.model)?;
     let addrs = cfg.addrs()?;
     let me = addrs.len() - 1;
-    let listener = std::net::TcpListener::bind(addrs[me])
-        .with_context(|| format!("the dealer: cannot listen on {}", addrs[me]))?;
+    let listener = session::listen(addrs[me], "the dealer")?;
     let d = session::run_dealer(
         &program,
         spec,

@@ -452,6 +452,11 @@ fn one() -> usize {
     1
 }
 
+/// Listen on `addr`, the address `who` (a party, or the dealer) has in the config.
+pub fn listen(addr: SocketAddr, who: &str) -> Result<TcpListener> {
+    TcpListener::bind(addr).with_context(|| format!("{who}: cannot listen on {addr}"))
+}
+
 /// A timeout in seconds, checked.
 pub fn seconds(what: &str, s: f64) -> Result<Duration> {
     if !(s.is_finite() && s > 0.0 && s < 1e6) {

@@ -245,8 +245,7 @@ pub fn party(args: &PartyTrainArgs) -> Result<()> {
         bail!("--data holds no rows");
     }
     let addrs = cfg.addrs()?;
-    let listener = std::net::TcpListener::bind(addrs[me])
-        .with_context(|| format!("{}: cannot listen on {}", who(me, n), addrs[me]))?;
+    let listener = session::listen(addrs[me], &who(me, n))?;
     let hello = Hello {
         program: TRAIN_HELLO,
         protocol: spec.name.to_string(),
