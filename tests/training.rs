@@ -248,6 +248,25 @@ fn lenet_step_keeps_its_rounds_and_bytes() {
         assert!(rounds <= 250, "{rounds} rounds per LeNet step");
         assert!(bytes <= 56_000_000, "{bytes} bytes per LeNet step");
     }
+    // Probabilistic truncation compiles too (its exp table covers the wider bounds of a
+    // probabilistic rescale), but needs Z_2^128 for its headroom: more bytes, not fewer.
+    let pr = step_cost(
+        &s(&model),
+        "rep3",
+        &[
+            "--batch",
+            "128",
+            "--rows",
+            "10000",
+            "--lr",
+            "0.05",
+            "--momentum",
+            "0.9",
+            "--trunc",
+            "probabilistic",
+        ],
+    );
+    assert_eq!(pr["ring_bits"].as_u64(), Some(128), "{pr}");
 }
 
 /// MSE (`--loss mse`) on the `mse` gradient case: `rep3` and `semi2k` write `clear`'s

@@ -50,9 +50,11 @@ pub(crate) fn exp_nonpositive(e: &mut Emit, d: NodeIndex) -> R<NodeIndex> {
         acc = e.add(acc, term)?;
     }
     let p = e.trunc(acc, frac, (fixed(0.70, frac), fixed(1.42, frac)))?;
-    // 2^n for every n the verifier allows (n ≥ −25; 2^1 never happens but is in range).
-    let table: Vec<i64> = (-25..=1).map(|n| fixed(2f64.powi(n), frac)).collect();
-    let pow = e.lookup(n, table, -25, frac)?;
+    // 2^n for every n the verifier allows (n ≥ −25; 2^1, and under probabilistic
+    // truncation 2^2 and 2^−26, never happen but are in range).
+    let (lo, hi) = (e.g.decl(n).lo, e.g.decl(n).hi);
+    let table: Vec<i64> = (lo..=hi).map(|n| fixed(2f64.powi(n as i32), frac)).collect();
+    let pow = e.lookup(n, table, lo, frac)?;
     let prod = e.mul(pow, p)?;
     e.trunc(prod, frac, (0, one))
 }
