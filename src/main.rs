@@ -1,5 +1,6 @@
 //! `qmpc`: compile int8-quantized ONNX models to MPC bytecode and run them.
 
+mod alloc;
 mod cost;
 mod npy;
 mod run;
@@ -10,12 +11,6 @@ mod train_party;
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::{Path, PathBuf};
-
-/// Secure runs allocate and free share planes of tens of MB per instruction; glibc's
-/// allocator maps and unmaps each one (page faults were a quarter of LeNet's training
-/// time), mimalloc keeps them.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[derive(Parser)]
 #[command(
@@ -396,6 +391,7 @@ pub fn weights_path(program: &Path) -> PathBuf {
 }
 
 fn main() {
+    alloc::keep_freed_memory();
     let cli = Cli::parse();
     if let Err(e) = dispatch(cli.cmd) {
         eprintln!("error: {e:#}");

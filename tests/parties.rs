@@ -255,6 +255,42 @@ fn a_party_that_never_connects_is_named() {
     }
 }
 
+/// `qmpc` restarts itself with mimalloc's purge delay set (`src/alloc.rs`): a party
+/// waiting for its peers has it in its environment, and a value the user set is kept.
+#[test]
+fn a_party_runs_with_freed_memory_kept() {
+    let base = fresh_dir("purge-delay");
+    let program = compile_into(&base, MODEL);
+    let config = write_config(&base, &ports(3));
+    for (given, want) in [(None, "-1"), (Some("250"), "250")] {
+        let env: Vec<(&str, &str)> = given
+            .map(|v| ("MIMALLOC_PURGE_DELAY", v))
+            .into_iter()
+            .collect();
+        let mut c = spawn_with(&base, &party_args(2, &config, &program, &[]), None, &env);
+        // The party waits up to 3 s for peers that never come: read its environment then.
+        let environ = format!("/proc/{}/environ", c.id());
+        let start = Instant::now();
+        let mut seen = None;
+        while start.elapsed() < Duration::from_secs(2) {
+            if let Ok(b) = std::fs::read(&environ) {
+                let vars = String::from_utf8_lossy(&b).into_owned();
+                if let Some(v) = vars
+                    .split('\0')
+                    .find_map(|v| v.strip_prefix("MIMALLOC_PURGE_DELAY="))
+                {
+                    seen = Some(v.to_string());
+                    break;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = c.kill();
+        let _ = c.wait();
+        assert_eq!(seen.as_deref(), Some(want), "given {given:?}");
+    }
+}
+
 /// Plays party 2 by hand: connects and says hello, receives the batch, exchanges keys, then
 /// either hangs up or sends `garbage`.
 fn fake_party_2(program: &Path, config_ports: &[u16], garbage: Option<Vec<u8>>) {

@@ -53,7 +53,9 @@ pub(crate) fn exp_nonpositive(e: &mut Emit, d: NodeIndex) -> R<NodeIndex> {
     // 2^n for every n the verifier allows (n ≥ −25; 2^1, and under probabilistic
     // truncation 2^2 and 2^−26, never happen but are in range).
     let (lo, hi) = (e.g.decl(n).lo, e.g.decl(n).hi);
-    let table: Vec<i64> = (lo..=hi).map(|n| fixed(2f64.powi(n as i32), frac)).collect();
+    let table: Vec<i64> = (lo..=hi)
+        .map(|n| fixed(2f64.powi(n as i32), frac))
+        .collect();
     let pow = e.lookup(n, table, lo, frac)?;
     let prod = e.mul(pow, p)?;
     e.trunc(prod, frac, (0, one))
