@@ -34,6 +34,16 @@ pub(crate) fn set_run(v: &mut [u64], start: usize, len: usize) {
     }
 }
 
+/// OR the low `len ≤ 64` bits of `x` into bits `at .. at + len` (one or two words).
+pub(crate) fn or_bits(v: &mut [u64], at: usize, x: u64, len: usize) {
+    let x = x & low_mask(len as u32);
+    let (w, s) = (at / 64, (at % 64) as u32);
+    v[w] |= x << s;
+    if s > 0 && s as usize + len > 64 {
+        v[w + 1] |= x >> (64 - s);
+    }
+}
+
 pub(crate) fn xor(a: &[u64], b: &[u64]) -> Vec<u64> {
     a.iter().zip(b).map(|(x, y)| x ^ y).collect()
 }
@@ -173,6 +183,24 @@ mod tests {
         let mut v: Vec<u64> = (0..words(n)).map(|_| next(rng)).collect();
         clear_tail(&mut v, n);
         v
+    }
+
+    #[test]
+    fn or_bits_writes_a_run_like_bit_by_bit_sets() {
+        let mut rng = 3u64;
+        for at in [0, 1, 31, 32, 60, 63, 64, 65, 100] {
+            for len in [1, 2, 16, 32, 33, 63, 64] {
+                let x = next(&mut rng);
+                let base = random_bits(&mut rng, 256);
+                let mut got = base.clone();
+                or_bits(&mut got, at, x, len);
+                let mut want = base.clone();
+                for i in 0..len {
+                    set(&mut want, at + i, (x >> i) & 1);
+                }
+                assert_eq!(got, want, "at {at}, len {len}");
+            }
+        }
     }
 
     #[test]

@@ -42,7 +42,7 @@ use super::assist::{
     put_words, role, set, words, xor, Post, Role, Tree, Triples,
 };
 use super::Rep3;
-use crate::bitvec::{bits_of, low_mask as mask, split};
+use crate::bitvec::{bits_of, low_mask as mask, or_bits, split};
 use crate::planes::{Pair, Plane};
 use crate::word::Word;
 use crate::{Bounds, PartyId, ProtocolError, Requant};
@@ -352,34 +352,42 @@ pub(super) fn requantize<W: Word>(
             let mut pv = vec![0u64; words(lanes)];
             // A twin computes no values (see `Word::DATA`).
             if W::DATA {
-                for (lane, &iv) in idx.iter().enumerate() {
-                    let (i, k) = (lane % nn, lane / nn);
-                    let (chunks, base) = if k == 0 {
-                        // With `c < 2^(m−1)` the mask reads as `r − 2^m` (see `dealer_material`).
-                        let second = plan.dual && gr.c[i] >> (m - 1) == 0;
-                        (
-                            &plan.b_chunks,
-                            i * sbits + t_bits + usize::from(second) * b_bits,
-                        )
+                for k in 0..LANES {
+                    let chunks = if k == 0 {
+                        &plan.b_chunks
                     } else {
-                        (&plan.t_chunks, i * sbits)
+                        &plan.t_chunks
                     };
+                    let lanes = k * nn..(k + 1) * nn;
                     let Some(&w) = chunks.get(j) else {
                         // A neutral unit on top: lt = 0, eq = 1 (held by A).
-                        set(&mut pv, lane, u64::from(is_a));
+                        if is_a {
+                            crate::bitvec::set_run(&mut pv, lanes.start, nn);
+                        }
                         continue;
                     };
+                    // Where unit `j` reads the operand, and where its table starts.
                     let shift: u32 = chunks[..j].iter().sum();
                     let off: usize = chunks[..j].iter().map(|&c| 1usize << c).sum();
-                    let xv = ((iv >> shift) & mask(w)) as usize;
-                    let lt = get(&gr.tables, base + off + xv);
-                    let below = if xv == 0 {
-                        u64::from(!is_a)
-                    } else {
-                        get(&gr.tables, base + off + xv - 1)
-                    };
-                    set(&mut gv, lane, lt);
-                    set(&mut pv, lane, below ^ lt);
+                    for (i, lane) in lanes.enumerate() {
+                        let base = if k == 0 {
+                            // With `c < 2^(m−1)` the mask reads as `r − 2^m` (see
+                            // `dealer_material`).
+                            let second = plan.dual && gr.c[i] >> (m - 1) == 0;
+                            i * sbits + t_bits + usize::from(second) * b_bits
+                        } else {
+                            i * sbits
+                        };
+                        let xv = ((idx[lane] >> shift) & mask(w)) as usize;
+                        let lt = get(&gr.tables, base + off + xv);
+                        let below = if xv == 0 {
+                            u64::from(!is_a)
+                        } else {
+                            get(&gr.tables, base + off + xv - 1)
+                        };
+                        set(&mut gv, lane, lt);
+                        set(&mut pv, lane, below ^ lt);
+                    }
                 }
             }
             units[gi].push((gv, pv));
@@ -503,6 +511,17 @@ pub(super) fn requantize<W: Word>(
     Ok(out)
 }
 
+/// A comparison unit's table for the dealer's chunk `q` (at most [`MAX_CHUNK`] bits) as a
+/// word, entry `x` in bit `x`: `[x < q]`; or for the lowest unit of the borrow, whose
+/// entry `x = 2·a + h` also carries the parity `h` of the evaluators' floor,
+/// `[a < q/2] ∨ (a = q/2 ∧ h ⊕ parity)` (`q`'s own lowest bit is zero).
+fn less_than(q: u64, parity: Option<u64>) -> u64 {
+    match parity {
+        None => mask(q as u32),
+        Some(p) => mask(q as u32) | 1 << (q | (1 ^ p)),
+    }
+}
+
 /// The dealer's draws (in the evaluators' order on each key) and its message to `B`.
 fn dealer_material<W: Word>(
     p: &mut Rep3<W>,
@@ -542,13 +561,7 @@ fn dealer_material<W: Word>(
             let (mut shift, mut off) = (0u32, 0usize);
             for &w in &plan.t_chunks {
                 let rj = (r >> shift) & mask(w);
-                for xv in 0..(1u64 << w) {
-                    set(
-                        &mut tables,
-                        i * sbits + off + xv as usize,
-                        u64::from(xv < rj),
-                    );
-                }
+                or_bits(&mut tables, i * sbits + off, less_than(rj, None), 1 << w);
                 shift += w;
                 off += 1usize << w;
             }
@@ -573,15 +586,8 @@ fn dealer_material<W: Word>(
                 let (mut shift, mut off) = (0u32, t_bits + v * b_bits);
                 for (j, &w) in plan.b_chunks.iter().enumerate() {
                     let qj = (q2 >> shift) & mask(w);
-                    for xv in 0..(1u64 << w) {
-                        let lt = if j == 0 {
-                            let (al, qlow) = (xv >> 1, qj >> 1);
-                            al < qlow || (al == qlow && ((xv & 1) ^ parity) == 1)
-                        } else {
-                            xv < qj
-                        };
-                        set(&mut tables, i * sbits + off + xv as usize, u64::from(lt));
-                    }
+                    let table = less_than(qj, (j == 0).then_some(parity));
+                    or_bits(&mut tables, i * sbits + off, table, 1 << w);
                     shift += w;
                     off += 1usize << w;
                 }
@@ -610,4 +616,33 @@ fn dealer_material<W: Word>(
     pack_b_products(&ta, &tb, &levels, LANES * nn, &mut msg);
     put_words(&values, &mut msg);
     Ok(msg)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The word tables are the entry-by-entry definitions.
+    #[test]
+    fn comparison_tables_as_words_match_their_entries() {
+        for w in 1..=MAX_CHUNK {
+            for q in 0..(1u64 << w) {
+                let word = less_than(q, None);
+                for x in 0..(1u64 << w) {
+                    assert_eq!((word >> x) & 1, u64::from(x < q), "w {w}, q {q}, x {x}");
+                }
+                if q & 1 == 1 {
+                    continue;
+                }
+                for parity in 0..2 {
+                    let word = less_than(q, Some(parity));
+                    for x in 0..(1u64 << w) {
+                        let (a, half) = (x >> 1, q >> 1);
+                        let lt = a < half || (a == half && ((x & 1) ^ parity) == 1);
+                        assert_eq!((word >> x) & 1, u64::from(lt), "w {w}, q {q}, x {x}");
+                    }
+                }
+            }
+        }
+    }
 }
