@@ -738,9 +738,13 @@ fn dealer_material<W: Word>(
             let mut shift = 0u32;
             for &w in &test.chunks {
                 let rj = (ri >> shift) & ((1u64 << w) - 1);
-                for x in 0..(1u64 << w) {
-                    set(&mut tables, i * sbits + off + x as usize, u64::from(x < rj));
-                }
+                // The table's entries `[x < r_j]` are its low `r_j` bits.
+                crate::bitvec::or_bits(
+                    &mut tables,
+                    i * sbits + off,
+                    crate::bitvec::low_mask(rj as u32),
+                    1 << w,
+                );
                 off += 1usize << w;
                 shift += w;
             }
