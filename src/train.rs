@@ -308,6 +308,7 @@ fn session_loop<P: Protocol + Send>(
     }
     let (xs, ys) = (concat_rows(&xs), concat_rows(&ys));
     let steps = plan.rows / plan.batch;
+    let tty = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let mut out = Outcome::default();
     let start = Instant::now();
     let before = online(proto);
@@ -345,17 +346,21 @@ fn session_loop<P: Protocol + Send>(
             proto
                 .check()
                 .with_context(|| format!("epoch {}, step {}: the check", epoch + 1, s + 1))?;
-            if plan.talk {
+            // On a terminal the line is redrawn after every step; in a log, it is written
+            // once per epoch.
+            if plan.talk && (tty || s + 1 == steps) {
                 let st = online(proto);
                 let done = (epoch * steps + s + 1) * plan.batch;
                 eprint!(
-                    "\repoch {}/{} batch {}/{steps}: {:.0} samples/s, {} rounds, {:.1} MB sent   ",
+                    "{}epoch {}/{} batch {}/{steps}: {:.0} samples/s, {} rounds, {:.1} MB sent{}",
+                    if tty { "\r" } else { "" },
                     epoch + 1,
                     plan.epochs,
                     s + 1,
                     done as f64 / start.elapsed().as_secs_f64().max(1e-9),
                     st.rounds,
-                    st.bytes_sent as f64 / 1e6
+                    st.bytes_sent as f64 / 1e6,
+                    if tty { "   " } else { "" }
                 );
             }
         }
@@ -379,7 +384,9 @@ fn session_loop<P: Protocol + Send>(
         }
         if plan.talk {
             match out.correct.last() {
-                Some(c) if t.eval.is_some() => eprintln!("test: {c} right"),
+                Some(c) if t.eval.is_some() => {
+                    eprintln!("{}test: {c} right", if tty { "" } else { ", " })
+                }
                 _ => eprintln!(),
             }
         }

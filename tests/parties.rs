@@ -838,6 +838,15 @@ fn training_as_processes_writes_what_train_writes() {
     assert!(got == want, "rep3 as processes trained another model");
     assert_eq!(String::from_utf8_lossy(&outs[0].stdout), printed);
     assert!(printed.contains("test accuracy"), "{printed}");
+    // Not a terminal: the progress is one line per epoch, not a redrawn one per step.
+    let progress = stderr(&outs[0]);
+    assert!(
+        progress.lines().count() == 1
+            && progress.starts_with("epoch 1/1 batch 3/3: ")
+            && progress.contains(", test: ")
+            && !progress.contains('\r'),
+        "{progress:?}"
+    );
 }
 
 /// `semi2k`'s two parties and its dealer as processes give `clear`'s model (party 1 holds

@@ -266,7 +266,7 @@ fn lenet_step_keeps_its_rounds_and_bytes() {
             "probabilistic",
         ],
     );
-    assert_eq!(pr["ring_bits"].as_u64(), Some(128), "{pr}");
+    assert_eq!(pr["step"]["ring_bits"].as_u64(), Some(128), "{pr}");
 }
 
 /// MSE (`--loss mse`) on the `mse` gradient case: `rep3` and `semi2k` write `clear`'s

@@ -34,6 +34,18 @@ pub(crate) fn set_run(v: &mut [u64], start: usize, len: usize) {
     }
 }
 
+/// Bits `at .. at + len` (`len ≤ 64`) as a word, bit `at` lowest.
+pub(crate) fn bits_at(v: &[u64], at: usize, len: usize) -> u64 {
+    let (w, s) = (at / 64, (at % 64) as u32);
+    let lo = v[w] >> s;
+    let hi = if s > 0 && s as usize + len > 64 {
+        v[w + 1] << (64 - s)
+    } else {
+        0
+    };
+    (lo | hi) & low_mask(len as u32)
+}
+
 /// OR the low `len ≤ 64` bits of `x` into bits `at .. at + len` (one or two words).
 pub(crate) fn or_bits(v: &mut [u64], at: usize, x: u64, len: usize) {
     let x = x & low_mask(len as u32);
@@ -186,7 +198,7 @@ mod tests {
     }
 
     #[test]
-    fn or_bits_writes_a_run_like_bit_by_bit_sets() {
+    fn word_runs_read_and_write_like_bit_by_bit() {
         let mut rng = 3u64;
         for at in [0, 1, 31, 32, 60, 63, 64, 65, 100] {
             for len in [1, 2, 16, 32, 33, 63, 64] {
@@ -199,6 +211,8 @@ mod tests {
                     set(&mut want, at + i, (x >> i) & 1);
                 }
                 assert_eq!(got, want, "at {at}, len {len}");
+                let read = (0..len).fold(0u64, |a, i| a | get(&got, at + i) << i);
+                assert_eq!(bits_at(&got, at, len), read, "at {at}, len {len}");
             }
         }
     }

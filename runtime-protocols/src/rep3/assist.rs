@@ -538,14 +538,12 @@ pub(super) fn select<W: Word>(
             // A twin computes no values (see `Word::DATA`).
             if W::DATA {
                 for (i, &ai) in a.iter().enumerate() {
-                    let x = ((ai >> shift) & ((1u64 << w) - 1)) as usize;
-                    let base = i * sbits + off;
-                    let lt = get(&gr.tables, base + x);
-                    let below = if x == 0 {
-                        u64::from(is_b)
-                    } else {
-                        get(&gr.tables, base + x - 1)
-                    };
+                    let x = (ai >> shift) & ((1u64 << w) - 1);
+                    // The chunk's table shifted up one, entry −1 below it (see
+                    // `requant.rs`): `below` and `lt` side by side.
+                    let t = crate::bitvec::bits_at(&gr.tables, i * sbits + off, 1 << w) << 1
+                        | u64::from(is_b);
+                    let (below, lt) = ((t >> x) & 1, (t >> (x + 1)) & 1);
                     set(&mut gv, i, lt);
                     set(&mut pv, i, below ^ lt);
                 }

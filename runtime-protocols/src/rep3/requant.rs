@@ -42,7 +42,7 @@ use super::assist::{
     put_words, role, set, words, xor, Post, Role, Tree, Triples,
 };
 use super::Rep3;
-use crate::bitvec::{bits_of, low_mask as mask, or_bits, split};
+use crate::bitvec::{bits_at, bits_of, low_mask as mask, or_bits, split};
 use crate::planes::{Pair, Plane};
 use crate::word::Word;
 use crate::{Bounds, PartyId, ProtocolError, Requant};
@@ -378,13 +378,11 @@ pub(super) fn requantize<W: Word>(
                         } else {
                             i * sbits
                         };
-                        let xv = ((idx[lane] >> shift) & mask(w)) as usize;
-                        let lt = get(&gr.tables, base + off + xv);
-                        let below = if xv == 0 {
-                            u64::from(!is_a)
-                        } else {
-                            get(&gr.tables, base + off + xv - 1)
-                        };
+                        let xv = (idx[lane] >> shift) & mask(w);
+                        // The unit's table shifted up one, entry −1 (B's `[x < r]` at
+                        // x = −1 is 1, A's pad 0) below it: `below` and `lt` side by side.
+                        let t = bits_at(&gr.tables, base + off, 1 << w) << 1 | u64::from(!is_a);
+                        let (below, lt) = ((t >> xv) & 1, (t >> (xv + 1)) & 1);
                         set(&mut gv, lane, lt);
                         set(&mut pv, lane, below ^ lt);
                     }
