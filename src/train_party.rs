@@ -241,8 +241,20 @@ pub fn party(args: &PartyTrainArgs) -> Result<()> {
         rows: set.as_ref().map_or(0, |(x, _)| rows_of(x)),
         test_rows: test.as_ref().map_or(0, |(x, _)| rows_of(x)),
     };
-    if set.is_some() && held.rows == 0 {
-        bail!("--data holds no rows");
+    // What can be checked alone is checked before connecting.
+    for (what, pair) in [("--data", &set), ("--test-data", &test)] {
+        if let Some((x, y)) = pair {
+            if rows_of(x) == 0 {
+                bail!("{what} holds no rows");
+            }
+            if rows_of(y) != rows_of(x) {
+                bail!(
+                    "{what} has {} rows but its labels {}",
+                    rows_of(x),
+                    rows_of(y)
+                );
+            }
+        }
     }
     let addrs = cfg.addrs()?;
     let listener = session::listen(addrs[me], &who(me, n))?;

@@ -967,4 +967,10 @@ fn a_training_party_with_other_flags_or_model_stops_every_party() {
     refused("1", &["-o", "x.onnx"], "is not the model owner");
     refused("0", &[], "needs --output");
     refused("1", &["--data", "x.npy"], "--data and --labels go together");
+    let (x, y) = (s(&base.join("x_owner1.npy")), s(&base.join("y_owner2.npy")));
+    refused(
+        "1",
+        &["--data", &x, "--labels", &y],
+        "--data has 80 rows but its labels 112",
+    );
 }
