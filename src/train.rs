@@ -64,7 +64,14 @@ impl Settings {
             ("--epochs", self.epochs.to_string()),
             ("--batch", self.batch.to_string()),
             ("--lr", format!("{:?}", self.lr)),
-            ("--loss", format!("{:?}", self.loss)),
+            (
+                "--loss",
+                match self.loss {
+                    tc::Loss::CrossEntropy => "cross-entropy",
+                    tc::Loss::Mse => "mse",
+                }
+                .into(),
+            ),
         ];
         match self.optimizer {
             tc::Optimizer::Sgd { momentum } => {
@@ -77,7 +84,14 @@ impl Settings {
                 f.push(("--beta2", format!("{beta2:?}")));
             }
         }
-        f.push(("--trunc", format!("{:?}", self.trunc)));
+        f.push((
+            "--trunc",
+            match self.trunc {
+                TruncMode::Exact => "exact",
+                TruncMode::Probabilistic => "probabilistic",
+            }
+            .into(),
+        ));
         f.push(("--seed", self.seed.to_string()));
         f.push(("--reveal-loss", self.reveal_loss.to_string()));
         f
