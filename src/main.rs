@@ -273,6 +273,8 @@ enum Cmd {
         /// `[dealer]` in the config, instead of a computing party.
         #[arg(long, value_parser = ["dealer"], conflicts_with = "id")]
         role: Option<String>,
+        /// The parties' addresses, the protocol and the roles (parties.toml; the same
+        /// file for every party; docs/parties.md).
         #[arg(long)]
         config: PathBuf,
         /// The program (MODEL.qmpc), or with `--train` the float ONNX model: the model
@@ -305,6 +307,7 @@ enum Cmd {
         /// With `--train`: test rows, of one party; the model owner learns the count right.
         #[arg(long, requires = "train")]
         test_data: Option<PathBuf>,
+        /// With `--train`: the classes of the test rows.
         #[arg(long, requires = "train")]
         test_labels: Option<PathBuf>,
         #[command(flatten, next_help_heading = "Training session (with --train)")]
