@@ -724,32 +724,34 @@ fn train_args(id: Option<usize>, config: &Path, model: &Path, extra: &[String]) 
 fn clear_training(base: &Path) -> (Vec<u8>, String) {
     let out = base.join("clear.onnx");
     let f = |n: &str| s(&base.join(n));
-    let o = qmpc(&[
-        "train",
-        &s(&root().join(MLP_FLOAT)),
-        "--data",
-        &format!("1={}", f("x_owner1.npy")),
-        "--labels",
-        &format!("1={}", f("y_owner1.npy")),
-        "--data",
-        &format!("2={}", f("x_owner2.npy")),
-        "--labels",
-        &format!("2={}", f("y_owner2.npy")),
-        "--test-data",
-        &f("x_test.npy"),
-        "--test-labels",
-        &f("y_test.npy"),
-        "--batch",
-        "64",
-        "--lr",
-        "0.1",
-        "--momentum",
-        "0.9",
-        "--protocol",
-        "clear",
-        "-o",
-        &s(&out),
-    ]);
+    let out_s = s(&out);
+    // `SESSION` without its `--train`.
+    let o = qmpc(
+        &[
+            &[
+                "train",
+                &s(&root().join(MLP_FLOAT)),
+                "--data",
+                &format!("1={}", f("x_owner1.npy")),
+                "--labels",
+                &format!("1={}", f("y_owner1.npy")),
+                "--data",
+                &format!("2={}", f("x_owner2.npy")),
+                "--labels",
+                &format!("2={}", f("y_owner2.npy")),
+                "--test-data",
+                &f("x_test.npy"),
+                "--test-labels",
+                &f("y_test.npy"),
+                "--protocol",
+                "clear",
+                "-o",
+                &out_s,
+            ][..],
+            &SESSION[1..],
+        ]
+        .concat(),
+    );
     assert!(o.status.success(), "{}", stderr(&o));
     (
         std::fs::read(&out).expect("clear's model"),

@@ -228,20 +228,17 @@ fn several_data_owners_train_on_their_rows_together() {
 #[test]
 fn lenet_step_keeps_its_rounds_and_bytes() {
     let model = common::root().join("models/train/lenet_init.onnx");
-    let cost = step_cost(
-        &s(&model),
-        "rep3",
-        &[
-            "--batch",
-            "128",
-            "--rows",
-            "10000",
-            "--lr",
-            "0.05",
-            "--momentum",
-            "0.9",
-        ],
-    );
+    let step = [
+        "--batch",
+        "128",
+        "--rows",
+        "10000",
+        "--lr",
+        "0.05",
+        "--momentum",
+        "0.9",
+    ];
+    let cost = step_cost(&s(&model), "rep3", &step);
     for party in cost["step"]["per_party"].as_array().unwrap() {
         let rounds = party["rounds"].as_u64().unwrap();
         let bytes = party["bytes_sent"].as_u64().unwrap();
@@ -253,18 +250,7 @@ fn lenet_step_keeps_its_rounds_and_bytes() {
     let pr = step_cost(
         &s(&model),
         "rep3",
-        &[
-            "--batch",
-            "128",
-            "--rows",
-            "10000",
-            "--lr",
-            "0.05",
-            "--momentum",
-            "0.9",
-            "--trunc",
-            "probabilistic",
-        ],
+        &[&step[..], &["--trunc", "probabilistic"]].concat(),
     );
     assert_eq!(pr["step"]["ring_bits"].as_u64(), Some(128), "{pr}");
 }
