@@ -33,8 +33,8 @@
 use super::prep::{random_bits, Block, Layout};
 use super::Semi2k;
 use crate::bitvec::{
-    and, bit_bytes, bits_of, concat, get, low_mask as mask, pack, part, set, set_run, split,
-    unpack, words, xor,
+    and, bit_bytes, bits_at, bits_of, concat, get, low_mask as mask, or_bits, pack, part, set,
+    split, unpack, words, xor,
 };
 use crate::cost::{Round, Rounds};
 use crate::stream::Stream;
@@ -349,23 +349,20 @@ impl Plan {
 /// compares `v >> 1` with `q_0 >> 1` and borrows at equality when `t = Some(parity)` and
 /// `(v & 1) ⊕ parity = 1` (round half to even); `Some(None)` never borrows at equality.
 fn fill_tables(tables: &mut [u64], base: usize, chunks: &[u32], q: u64, tie: Option<Option<u64>>) {
-    // Each chunk's table is a run of ones (`v < q_j`) and, at a tie, one more bit: set
-    // as runs, not entry by entry (this is most of the dealer's work).
+    // Each chunk's table is a run of ones (`v < q_j`) and, at a tie, one more bit: one
+    // word per chunk, not entry by entry (this is most of the dealer's work).
     let (mut shift, mut off) = (0u32, 0usize);
     for (j, &w) in chunks.iter().enumerate() {
         let qj = (q >> shift) & mask(w);
-        let at = base + off;
-        match tie {
+        let entries = match tie {
+            // `v >> 1 < q_j >> 1`, and at `v >> 1 = q_j >> 1` the `v` of odd parity.
             Some(t) if j == 0 => {
-                // `v >> 1 < q_j >> 1`, and at `v >> 1 = q_j >> 1` the `v` of odd parity.
-                let half = (qj >> 1) as usize;
-                set_run(tables, at, 2 * half);
-                if let Some(par) = t {
-                    set(tables, at + 2 * half + (1 ^ par as usize), 1);
-                }
+                let even = qj & !1;
+                mask(even as u32) | t.map_or(0, |par| 1 << (even | (1 ^ par)))
             }
-            _ => set_run(tables, at, qj as usize),
-        }
+            _ => mask(qj as u32),
+        };
+        or_bits(tables, base + off, entries, 1 << w);
         shift += w;
         off += 1usize << w;
     }
@@ -459,13 +456,11 @@ pub(crate) fn eval<W: Word>(
                     set(&mut unit.1, at, u64::from(first));
                     continue;
                 };
-                let v = ((index >> shift) & mask(w)) as usize;
-                let lt = get(tables, base + off + v);
-                let below = if v == 0 {
-                    u64::from(first)
-                } else {
-                    get(tables, base + off + v - 1)
-                };
+                let v = (index >> shift) & mask(w);
+                // The table shifted up one, entry −1 (`[v < q]` at v = −1 is 1, shared
+                // as party 0's) below it: `below` and `lt` side by side, one read.
+                let t = bits_at(tables, base + off, 1 << w) << 1 | u64::from(first);
+                let (below, lt) = ((t >> v) & 1, (t >> (v + 1)) & 1);
                 set(&mut unit.0, at, lt);
                 set(&mut unit.1, at, below ^ lt);
                 shift += w;
