@@ -1,12 +1,19 @@
-//! Links between parties: one TCP connection per pair, length-prefixed frames, one batched
-//! exchange per communication round, byte and round counters, and bounded waits.
+//! Links between parties: one connection per pair and direction (plain TCP, or mutual TLS
+//! with pinned certificates: [`tls`]), length-prefixed frames, one batched exchange per
+//! communication round, byte and round counters, and bounded waits.
 //!
 //! Architecture invariant: this is the only module of qmpc that touches sockets. Protocols
 //! build their messages as bytes and hand a whole round to [`Mesh::exchange`].
 
+mod link;
+pub mod tls;
+
 use crate::PartyId;
-use std::io::{ErrorKind, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use link::{Incoming, Outgoing, Sent};
+use std::io::ErrorKind;
+use std::net::{SocketAddr, TcpListener};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
 /// The largest frame a party accepts; anything longer is treated as garbage.
@@ -15,6 +22,15 @@ pub const MAX_FRAME: usize = 1 << 31;
 /// Bytes of framing before every message (its length, little-endian u32).
 pub const FRAME_HEADER: usize = 4;
 
+/// The largest start-up message (the hello, the batch size, the plan of a training
+/// session): a peer that announces more before the session is agreed is garbage.
+pub const MAX_HELLO: usize = 1 << 16;
+
+/// The slowest a peer may send a message once its first byte came: a frame of `n` bytes
+/// must arrive within the I/O timeout plus `n / MIN_RATE` seconds, so a peer that trickles
+/// bytes cannot hold a round open.
+pub const MIN_RATE: f64 = (1 << 20) as f64;
+
 /// A frame header that announces an abort: a short UTF-8 reason follows (its own u32
 /// length first) instead of a message.
 const ABORT: u32 = u32::MAX;
@@ -22,10 +38,25 @@ const ABORT: u32 = u32::MAX;
 /// Why the link to a peer failed. Every variant names the peer.
 #[derive(Debug, thiserror::Error)]
 pub enum NetError {
-    #[error("party {party} did not connect within {secs:.1} s")]
-    ConnectTimeout { party: PartyId, secs: f64 },
+    #[error("party {party} did not connect within {secs:.1} s{refused}")]
+    ConnectTimeout {
+        party: PartyId,
+        secs: f64,
+        /// Why connections that came instead were refused (empty, or "; refused …").
+        refused: String,
+    },
     #[error("party {party} sent nothing for {secs:.1} s")]
     Timeout { party: PartyId, secs: f64 },
+    #[error("party {party} took over {secs:.1} s to send a message of {bytes} bytes")]
+    TooSlow {
+        party: PartyId,
+        bytes: usize,
+        secs: f64,
+    },
+    #[error("refused {addr}: {why}")]
+    Refused { addr: SocketAddr, why: String },
+    #[error("{0}")]
+    Tls(String),
     #[error("party {party} disconnected")]
     Disconnected { party: PartyId },
     #[error("party {party} stopped: {reason}")]
@@ -318,7 +349,7 @@ impl Transport for Mesh {
         self.me
     }
     fn parties(&self) -> usize {
-        self.links.len()
+        self.out.len()
     }
     fn exchange(
         &mut self,
@@ -326,6 +357,15 @@ impl Transport for Mesh {
         expect: &[PartyId],
     ) -> Result<Vec<(PartyId, Vec<u8>)>, NetError> {
         Mesh::exchange(self, out, expect)
+    }
+    fn exchange_sized(
+        &mut self,
+        out: Vec<(PartyId, Vec<u8>)>,
+        expect: &[(PartyId, usize)],
+    ) -> Result<Vec<(PartyId, Vec<u8>)>, NetError> {
+        let expect: Vec<(PartyId, Option<usize>)> =
+            expect.iter().map(|&(p, n)| (p, Some(n))).collect();
+        self.round(out, &expect, MAX_FRAME)
     }
     fn stats(&self) -> Stats {
         self.stats
@@ -335,25 +375,35 @@ impl Transport for Mesh {
         let mut frame = ABORT.to_le_bytes().to_vec();
         frame.extend((r.len() as u32).to_le_bytes());
         frame.extend_from_slice(r);
-        for s in self.links.iter_mut().flatten() {
-            let _ = s.set_write_timeout(Some(Duration::from_millis(200)));
-            let _ = s.write_all(&frame);
+        for o in self.out.iter_mut().flatten() {
+            o.write_briefly(&frame);
         }
     }
+}
+
+/// How a mesh's links are secured.
+#[derive(Clone)]
+pub enum Security {
+    /// Plain TCP: `qmpc run`'s parties on loopback, or `qmpc party --insecure`.
+    Plain,
+    /// Mutual TLS 1.3, every member's certificate pinned.
+    Tls(Arc<tls::Tls>),
 }
 
 /// One party's links to all others.
 pub struct Mesh {
     me: PartyId,
-    /// `links[p]` is the connection to party `p` (`None` for `me`).
-    links: Vec<Option<TcpStream>>,
+    /// `out[p]` carries this party's messages to party `p` (`None` for `me`).
+    out: Vec<Option<Outgoing>>,
+    /// `inc[p]` carries party `p`'s messages to this party.
+    inc: Vec<Option<Incoming>>,
     timeouts: Timeouts,
     stats: Stats,
 }
 
 impl Mesh {
-    /// Connects party `me` to every other party of `addrs` (party `p` listens on `addrs[p]`;
-    /// each party dials those with a smaller id), then checks that all agree on `hello`.
+    /// Connects party `me` to every other party of `addrs` (party `p` listens on `addrs[p]`)
+    /// over plain TCP, then checks that all agree on `hello`.
     pub fn connect(
         me: PartyId,
         addrs: &[SocketAddr],
@@ -375,73 +425,102 @@ impl Mesh {
         hello: &Hello,
         timeouts: Timeouts,
     ) -> Result<Mesh, NetError> {
+        Mesh::establish(me, listener, addrs, hello, timeouts, &Security::Plain)
+    }
+
+    /// Every party dials every other for the direction it writes, and accepts the
+    /// directions it reads (concurrently, each connection within the connect deadline);
+    /// then all check that they agree on `hello`.
+    pub fn establish(
+        me: PartyId,
+        listener: TcpListener,
+        addrs: &[SocketAddr],
+        hello: &Hello,
+        timeouts: Timeouts,
+        security: &Security,
+    ) -> Result<Mesh, NetError> {
         let n = addrs.len();
-        let deadline = Instant::now() + timeouts.connect;
-        let mut links: Vec<Option<TcpStream>> = (0..n).map(|_| None).collect();
-        for (p, addr) in addrs.iter().enumerate().take(me) {
-            let mut s = dial(p, *addr, deadline, timeouts.connect)?;
-            s.write_all(&(me as u32).to_le_bytes())
-                .map_err(|err| NetError::Io { party: p, err })?;
-            links[p] = Some(s);
+        let tls = match security {
+            Security::Plain => None,
+            Security::Tls(t) => Some(t.as_ref()),
+        };
+        if let Some(t) = tls {
+            check_pins(t, me, n)?;
         }
+        let accepting = match tls {
+            Some(t) => Some((t.acceptor()?, t.pins().to_vec())),
+            None => None,
+        };
         listener
             .set_nonblocking(true)
             .map_err(|err| NetError::Listen {
                 addr: addrs[me],
                 err,
             })?;
-        while links.iter().enumerate().any(|(p, l)| p > me && l.is_none()) {
-            match listener.accept() {
-                Ok((mut s, _)) => {
-                    s.set_nonblocking(false)
-                        .map_err(|err| NetError::Io { party: me, err })?;
-                    s.set_read_timeout(Some(timeouts.connect))
-                        .map_err(|err| NetError::Io { party: me, err })?;
-                    let mut id = [0u8; 4];
-                    // An unknown dialer that says nothing useful is dropped, not trusted.
-                    if s.read_exact(&mut id).is_err() {
-                        continue;
+        let deadline = Instant::now() + timeouts.connect;
+        let stop = AtomicBool::new(false);
+        let (out, inc) = std::thread::scope(|scope| {
+            let acceptor = scope.spawn(|| {
+                accept_all(me, &listener, addrs, accepting, deadline, timeouts, &stop)
+            });
+            let mut out: Vec<Option<Outgoing>> = (0..n).map(|_| None).collect();
+            let mut failed = None;
+            for p in (0..n).filter(|&p| p != me) {
+                match link::dial(me, p, addrs[p], deadline, timeouts.connect, tls) {
+                    Ok(o) => out[p] = Some(o),
+                    Err(e) => {
+                        failed = Some(e);
+                        stop.store(true, Ordering::Relaxed);
+                        break;
                     }
-                    let p = u32::from_le_bytes(id) as usize;
-                    if p > me && p < n && links[p].is_none() {
-                        links[p] = Some(s);
-                    }
-                }
-                Err(e) if e.kind() == ErrorKind::WouldBlock => {
-                    if Instant::now() >= deadline {
-                        let party = (me + 1..n).find(|&p| links[p].is_none()).unwrap_or(me);
-                        return Err(NetError::ConnectTimeout {
-                            party,
-                            secs: timeouts.connect.as_secs_f64(),
-                        });
-                    }
-                    std::thread::sleep(Duration::from_millis(5));
-                }
-                Err(err) => {
-                    return Err(NetError::Listen {
-                        addr: addrs[me],
-                        err,
-                    })
                 }
             }
-        }
-        for (p, l) in links.iter().enumerate() {
-            if let Some(s) = l {
-                s.set_nodelay(true)
-                    .map_err(|err| NetError::Io { party: p, err })?;
-                s.set_read_timeout(Some(timeouts.io))
+            let inc = acceptor.join().unwrap_or_else(|_| {
+                Err(NetError::Garbage {
+                    party: me,
+                    what: "the acceptor thread failed".into(),
+                })
+            });
+            match (failed, inc) {
+                // A dialer that gave up says which strangers came meanwhile.
+                (
+                    Some(NetError::ConnectTimeout {
+                        party,
+                        secs,
+                        refused,
+                    }),
+                    Ok((_, Some(why))),
+                ) if refused.is_empty() => Err(NetError::ConnectTimeout {
+                    party,
+                    secs,
+                    refused: format!("; refused meanwhile: {why}"),
+                }),
+                (Some(e), _) => Err(e),
+                (None, inc) => inc.map(|(inc, _)| (out, inc)),
+            }
+        })?;
+        for (p, o) in out.iter().enumerate() {
+            if let Some(o) = o {
+                o.socket()
+                    .set_write_timeout(Some(timeouts.io))
                     .map_err(|err| NetError::Io { party: p, err })?;
             }
         }
         let mut mesh = Mesh {
             me,
-            links,
+            out,
+            inc,
             timeouts,
             stats: Stats::default(),
         };
-        let peers: Vec<PartyId> = (0..n).filter(|&p| p != me).collect();
+        let peers: Vec<(PartyId, Option<usize>)> =
+            (0..n).filter(|&p| p != me).map(|p| (p, None)).collect();
         let msg = hello.encode();
-        let got = mesh.exchange(peers.iter().map(|&p| (p, msg.clone())).collect(), &peers)?;
+        let got = mesh.round(
+            peers.iter().map(|&(p, _)| (p, msg.clone())).collect(),
+            &peers,
+            MAX_HELLO,
+        )?;
         for (p, bytes) in got {
             hello.check(p, &bytes)?;
         }
@@ -455,7 +534,7 @@ impl Mesh {
     }
 
     pub fn parties(&self) -> usize {
-        self.links.len()
+        self.out.len()
     }
 
     pub fn stats(&self) -> Stats {
@@ -470,6 +549,18 @@ impl Mesh {
         out: Vec<(PartyId, Vec<u8>)>,
         expect: &[PartyId],
     ) -> Result<Vec<(PartyId, Vec<u8>)>, NetError> {
+        let expect: Vec<(PartyId, Option<usize>)> = expect.iter().map(|&p| (p, None)).collect();
+        self.round(out, &expect, MAX_FRAME)
+    }
+
+    /// [`Mesh::exchange`] where a peer's frame must have the expected length where one is
+    /// given, and at most `max` bytes otherwise; checked before anything is allocated.
+    fn round(
+        &mut self,
+        out: Vec<(PartyId, Vec<u8>)>,
+        expect: &[(PartyId, Option<usize>)],
+        max: usize,
+    ) -> Result<Vec<(PartyId, Vec<u8>)>, NetError> {
         if out.is_empty() && expect.is_empty() {
             return Ok(Vec::new());
         }
@@ -482,16 +573,17 @@ impl Mesh {
         // of a small one): a thread per message and round cost more than LeNet's whole
         // batch-1 computation. What does not fit is written by a thread beside the reads
         // below, so large messages in both directions cannot deadlock.
-        let mut rest = Vec::new();
+        let mut rest: Vec<(PartyId, [u8; FRAME_HEADER], &[u8], usize)> = Vec::new();
         for (p, msg) in &out {
-            let s = self.link(*p)?;
             let len = u32::try_from(msg.len()).map_err(|_| NetError::Garbage {
                 party: me,
                 what: "a message over 4 GiB".into(),
             })?;
             let header = len.to_le_bytes();
-            let done = match write_without_blocking(s, &header, msg) {
-                Ok(done) => done,
+            let link = link_mut(&mut self.out, me, *p)?;
+            match link.send_now(&header, msg) {
+                Ok(Sent::Done) => {}
+                Ok(Sent::Partly(at)) => rest.push((*p, header, msg, at)),
                 // A peer that hung up may have said why first.
                 Err(e) => {
                     return Err(match write_error(*p, e) {
@@ -499,31 +591,32 @@ impl Mesh {
                         e => e,
                     })
                 }
-            };
-            if done < FRAME_HEADER + msg.len() {
-                let s = s
-                    .try_clone()
-                    .map_err(|err| NetError::Io { party: *p, err })?;
-                rest.push((*p, s, header, msg, done));
             }
         }
         let io = self.timeouts.io;
+        let Mesh {
+            out: outs, inc, ..
+        } = self;
+        let mut writers: Vec<(PartyId, &mut Outgoing, [u8; FRAME_HEADER], &[u8], usize)> =
+            Vec::new();
+        for (p, o) in outs.iter_mut().enumerate() {
+            if let (Some(o), Some(&(_, header, msg, at))) =
+                (o.as_mut(), rest.iter().find(|r| r.0 == p))
+            {
+                writers.push((p, o, header, msg, at));
+            }
+        }
         let received = std::thread::scope(|scope| {
-            let handles: Vec<_> = rest
+            let handles: Vec<_> = writers
                 .into_iter()
-                .map(|(p, mut s, header, msg, done)| {
-                    scope.spawn(move || {
-                        let body = &msg[done.saturating_sub(FRAME_HEADER)..];
-                        s.write_all(&header[done.min(FRAME_HEADER)..])
-                            .and_then(|_| s.write_all(body))
-                            .map_err(|err| write_error(p, err))
-                    })
+                .map(|(p, o, header, msg, at)| {
+                    scope.spawn(move || o.finish(&header, msg, at).map_err(|e| write_error(p, e)))
                 })
                 .collect();
             let mut got = Vec::with_capacity(expect.len());
             let mut first_err = None;
-            for &p in expect {
-                match self.link(p).and_then(|s| read_frame(p, s, io)) {
+            for &(p, size) in expect {
+                match link_mut(inc, me, p).and_then(|s| read_frame(p, s, io, size, max)) {
                     Ok(m) => got.push((p, m)),
                     Err(e) => {
                         first_err = Some(e);
@@ -546,12 +639,15 @@ impl Mesh {
                 }
             }
             match first_err {
-                // A peer that hung up may have said why first.
-                Some(NetError::Disconnected { party }) => Err(self.why_gone(party)),
                 Some(e) => Err(e),
                 None => Ok(got),
             }
-        })?;
+        });
+        let received = match received {
+            // A peer that hung up may have said why first.
+            Err(NetError::Disconnected { party }) => return Err(self.why_gone(party)),
+            r => r?,
+        };
         self.stats.rounds += 1;
         self.stats.bytes_sent += sent;
         self.stats.bytes_received += received
@@ -562,15 +658,16 @@ impl Mesh {
     }
 
     /// The abort reason a departed peer left in the link, if any; else `Disconnected`.
-    fn why_gone(&self, p: PartyId) -> NetError {
+    fn why_gone(&mut self, p: PartyId) -> NetError {
         let gone = NetError::Disconnected { party: p };
-        let Ok(s) = self.link(p) else { return gone };
+        let Ok(s) = link_mut(&mut self.inc, self.me, p) else {
+            return gone;
+        };
         // Skip whatever data frames precede the abort, for a bounded time.
         let wait = Duration::from_millis(300);
-        let _ = s.set_read_timeout(Some(wait));
         let deadline = Instant::now() + wait;
         while Instant::now() < deadline {
-            match read_frame(p, s, wait) {
+            match read_frame(p, s, wait, None, MAX_FRAME) {
                 Ok(_) => continue,
                 Err(e @ NetError::Aborted { .. }) => return e,
                 Err(_) => break,
@@ -578,115 +675,219 @@ impl Mesh {
         }
         gone
     }
-
-    fn link(&self, p: PartyId) -> Result<&TcpStream, NetError> {
-        self.links
-            .get(p)
-            .and_then(Option::as_ref)
-            .ok_or_else(|| NetError::Garbage {
-                party: p,
-                what: format!("no link from party {} to party {p}", self.me),
-            })
-    }
 }
 
-fn dial(
-    p: PartyId,
-    addr: SocketAddr,
+/// The link of `links` to or from party `p`.
+fn link_mut<T>(links: &mut [Option<T>], me: PartyId, p: PartyId) -> Result<&mut T, NetError> {
+    links
+        .get_mut(p)
+        .and_then(Option::as_mut)
+        .ok_or_else(|| NetError::Garbage {
+            party: p,
+            what: format!("no link between party {me} and party {p}"),
+        })
+}
+
+/// The configuration pins one certificate per member, this party's own among them.
+fn check_pins(t: &tls::Tls, me: PartyId, n: usize) -> Result<(), NetError> {
+    if t.pins().len() != n {
+        return Err(NetError::Tls(format!(
+            "{} certificates are pinned for {n} members",
+            t.pins().len()
+        )));
+    }
+    let own = t.own_fingerprint();
+    if t.pins()[me] != own {
+        return Err(NetError::Tls(format!(
+            "this party's certificate is {own}, but the configuration pins {} for it \
+             (member {me}): wrong --key, or a stale pin",
+            t.pins()[me]
+        )));
+    }
+    Ok(())
+}
+
+/// Accept a connection from every other member before `deadline`: each is secured and
+/// identified on its own thread, so a peer that connects and says nothing holds up no
+/// other. Connections that fail are refused and reported if a member never comes; with
+/// `stop` (this party's dialing failed) it returns what it has and the last refusal.
+fn accept_all(
+    me: PartyId,
+    listener: &TcpListener,
+    addrs: &[SocketAddr],
+    tls: Option<(Arc<tls::ServerConfig>, Vec<tls::Fingerprint>)>,
     deadline: Instant,
-    wait: Duration,
-) -> Result<TcpStream, NetError> {
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
+    timeouts: Timeouts,
+    stop: &AtomicBool,
+) -> Result<Accepted, NetError> {
+    let n = addrs.len();
+    let mut inc: Vec<Option<Incoming>> = (0..n).map(|_| None).collect();
+    let (tx, rx) = mpsc::channel();
+    let mut refused: Option<String> = None;
+    let missing = |inc: &[Option<Incoming>]| (0..n).find(|&p| p != me && inc[p].is_none());
+    while let Some(first_missing) = missing(&inc) {
+        if stop.load(Ordering::Relaxed) {
+            return Ok((inc, refused));
+        }
+        let mut idle = true;
+        match listener.accept() {
+            Ok((sock, addr)) => {
+                idle = false;
+                let (tx, tls) = (tx.clone(), tls.clone());
+                let ready = sock.set_nonblocking(false);
+                std::thread::spawn(move || {
+                    let r = match ready {
+                        Ok(()) => link::accept(sock, addr, n, tls, deadline),
+                        Err(e) => Err(format!("{addr}: {e}")),
+                    };
+                    let _ = tx.send(r);
+                });
+            }
+            Err(e) if e.kind() == ErrorKind::WouldBlock => {}
+            Err(err) => {
+                return Err(NetError::Listen {
+                    addr: addrs[me],
+                    err,
+                })
+            }
+        }
+        while let Ok(r) = rx.try_recv() {
+            idle = false;
+            match r {
+                Ok((p, link)) if p != me && inc[p].is_none() => inc[p] = Some(link),
+                Ok((p, _)) => refused = Some(format!("a second connection claiming party {p}")),
+                Err(why) => refused = Some(why),
+            }
+        }
+        if Instant::now() >= deadline {
             return Err(NetError::ConnectTimeout {
-                party: p,
-                secs: wait.as_secs_f64(),
+                party: first_missing,
+                secs: timeouts.connect.as_secs_f64(),
+                refused: refused.map_or(String::new(), |r| format!("; refused meanwhile: {r}")),
             });
         }
-        match TcpStream::connect_timeout(&addr, left.min(Duration::from_secs(1))) {
-            Ok(s) => return Ok(s),
-            // The peer may not listen yet: retry until the deadline.
-            Err(_) => std::thread::sleep(Duration::from_millis(20)),
+        if idle {
+            std::thread::sleep(Duration::from_millis(2));
         }
     }
+    Ok((inc, refused))
 }
 
-/// Writes as much of `header` then `body` as the socket takes now, and how many bytes that
-/// was. The socket is blocking again on return (reads of this link rely on it).
-fn write_without_blocking(s: &TcpStream, header: &[u8], body: &[u8]) -> std::io::Result<usize> {
-    use std::io::IoSlice;
-    let mut w = s;
-    s.set_nonblocking(true)?;
-    let total = header.len() + body.len();
-    let mut done = 0;
-    let result = loop {
-        if done == total {
-            break Ok(done);
-        }
-        let (h, b) = if done < header.len() {
-            (&header[done..], body)
-        } else {
-            (&header[..0], &body[done - header.len()..])
-        };
-        match w.write_vectored(&[IoSlice::new(h), IoSlice::new(b)]) {
-            Ok(0) => break Err(ErrorKind::WriteZero.into()),
-            Ok(n) => done += n,
-            Err(e) if e.kind() == ErrorKind::WouldBlock => break Ok(done),
-            Err(e) if e.kind() == ErrorKind::Interrupted => {}
-            Err(e) => break Err(e),
-        }
-    };
-    s.set_nonblocking(false)?;
-    result
-}
+/// The accepted links, and why the last refused connection was refused.
+type Accepted = (Vec<Option<Incoming>>, Option<String>);
 
 fn write_error(p: PartyId, err: std::io::Error) -> NetError {
     match err.kind() {
         ErrorKind::BrokenPipe | ErrorKind::ConnectionReset | ErrorKind::ConnectionAborted => {
             NetError::Disconnected { party: p }
         }
+        ErrorKind::WouldBlock | ErrorKind::TimedOut => NetError::Timeout {
+            party: p,
+            secs: 0.0,
+        },
         _ => NetError::Io { party: p, err },
     }
 }
 
-fn read_frame(p: PartyId, mut s: &TcpStream, io: Duration) -> Result<Vec<u8>, NetError> {
+/// One frame of party `p`: its header within `io`, its body within `io` plus its length
+/// at [`MIN_RATE`]; its length checked against `expected` (or `max`) before allocating.
+fn read_frame(
+    p: PartyId,
+    s: &mut Incoming,
+    io: Duration,
+    expected: Option<usize>,
+    max: usize,
+) -> Result<Vec<u8>, NetError> {
     let mut len = [0u8; FRAME_HEADER];
-    read_all(p, &mut s, &mut len, io)?;
+    read_all(p, s, &mut len, Instant::now() + io, None, io)?;
     if u32::from_le_bytes(len) == ABORT {
+        let deadline = Instant::now() + io;
         let mut n = [0u8; 4];
-        read_all(p, &mut s, &mut n, io)?;
+        read_all(p, s, &mut n, deadline, None, io)?;
         let n = (u32::from_le_bytes(n) as usize).min(4096);
         let mut reason = vec![0u8; n];
-        read_all(p, &mut s, &mut reason, io)?;
+        read_all(p, s, &mut reason, deadline, None, io)?;
         return Err(NetError::Aborted {
             party: p,
-            reason: String::from_utf8_lossy(&reason).into_owned(),
+            reason: printable(&reason),
         });
     }
     let len = u32::from_le_bytes(len) as usize;
-    if len > MAX_FRAME {
-        return Err(NetError::Garbage {
-            party: p,
-            what: format!("a frame of {len} bytes"),
-        });
+    match expected {
+        Some(e) if len != e => {
+            return Err(NetError::Garbage {
+                party: p,
+                what: format!("a message of {len} bytes where {e} were due"),
+            })
+        }
+        None if len > max => {
+            return Err(NetError::Garbage {
+                party: p,
+                what: format!("a frame of {len} bytes (at most {max} here)"),
+            })
+        }
+        _ => {}
     }
+    let allowed = io + Duration::from_secs_f64(len as f64 / MIN_RATE);
     let mut buf = vec![0u8; len];
-    read_all(p, &mut s, &mut buf, io)?;
+    read_all(p, s, &mut buf, Instant::now() + allowed, Some(len), io)?;
     Ok(buf)
 }
 
-fn read_all(p: PartyId, s: &mut &TcpStream, buf: &mut [u8], io: Duration) -> Result<(), NetError> {
-    s.read_exact(buf).map_err(|err| match err.kind() {
-        ErrorKind::WouldBlock | ErrorKind::TimedOut => NetError::Timeout {
-            party: p,
-            secs: io.as_secs_f64(),
-        },
-        ErrorKind::UnexpectedEof | ErrorKind::ConnectionReset | ErrorKind::ConnectionAborted => {
-            NetError::Disconnected { party: p }
+/// A peer's text as one printable line: control characters (a forged newline, terminal
+/// escapes) become `?`.
+fn printable(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes)
+        .chars()
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect()
+}
+
+/// Fill `buf` from party `p` before `deadline`; `body` is the frame's length when `buf` is
+/// a body (a deadline missed there is a slow sender, not a silent one).
+fn read_all(
+    p: PartyId,
+    s: &mut Incoming,
+    buf: &mut [u8],
+    deadline: Instant,
+    body: Option<usize>,
+    io: Duration,
+) -> Result<(), NetError> {
+    let mut got = 0;
+    while got < buf.len() {
+        match s.read_some(&mut buf[got..], deadline) {
+            Ok(n) => got += n,
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(err) => {
+                return Err(match err.kind() {
+                    ErrorKind::WouldBlock | ErrorKind::TimedOut => match body {
+                        Some(bytes) => NetError::TooSlow {
+                            party: p,
+                            bytes,
+                            secs: (io + Duration::from_secs_f64(bytes as f64 / MIN_RATE))
+                                .as_secs_f64(),
+                        },
+                        None => NetError::Timeout {
+                            party: p,
+                            secs: io.as_secs_f64(),
+                        },
+                    },
+                    ErrorKind::UnexpectedEof
+                    | ErrorKind::ConnectionReset
+                    | ErrorKind::ConnectionAborted => NetError::Disconnected { party: p },
+                    ErrorKind::InvalidData => NetError::Garbage {
+                        party: p,
+                        what: format!(
+                            "a TLS record that fails authentication ({err}): the link was \
+                             tampered with"
+                        ),
+                    },
+                    _ => NetError::Io { party: p, err },
+                })
+            }
         }
-        _ => NetError::Io { party: p, err },
-    })
+    }
+    Ok(())
 }
 
 /// `n` free loopback addresses, with their listeners already bound (so no other process can
@@ -705,6 +906,9 @@ pub fn loopback(n: usize) -> Result<(Vec<SocketAddr>, Vec<TcpListener>), NetErro
     }
     Ok((addrs, listeners))
 }
+
+#[cfg(test)]
+mod tls_tests;
 
 #[cfg(test)]
 mod tests {
@@ -831,11 +1035,8 @@ mod tests {
             match m.party() {
                 // Party 2 announces an absurd frame to party 0, then leaves.
                 2 => {
-                    let s = m.link(0)?;
-                    let mut w = s
-                        .try_clone()
-                        .map_err(|err| NetError::Io { party: 0, err })?;
-                    w.write_all(&(u32::MAX - 1).to_le_bytes())
+                    link_mut(&mut m.out, 2, 0)?
+                        .finish(&(u32::MAX - 1).to_le_bytes(), &[], 0)
                         .map_err(|err| NetError::Io { party: 0, err })?;
                     Ok(())
                 }
