@@ -2,6 +2,7 @@
 
 mod alloc;
 mod cost;
+mod keygen;
 mod npy;
 mod run;
 mod session;
@@ -312,6 +313,25 @@ enum Cmd {
         test_labels: Option<PathBuf>,
         #[command(flatten, next_help_heading = "Training session (with --train)")]
         training: TrainFlags,
+        /// This party's private key and certificate (`qmpc keygen`'s KEY file); the
+        /// config pins every member's certificate, and every link is mutual TLS.
+        #[arg(long)]
+        key: Option<PathBuf>,
+        /// Plain TCP links instead of TLS: anyone on the network path reads every share
+        /// and can take a party's seat. For a private network you trust.
+        #[arg(long)]
+        insecure: bool,
+    },
+    /// Make a party's (or the dealer's) TLS key and self-signed certificate, and print the
+    /// certificate's fingerprint for the others' parties.toml.
+    Keygen {
+        /// The party's id, or `dealer`.
+        #[arg(long)]
+        id: String,
+        /// The directory for `party-I.key` (secret: this party alone reads it) and
+        /// `party-I.crt` (public: the others pin it).
+        #[arg(long)]
+        out: PathBuf,
     },
     /// Write a float ONNX model with its trainable weights set to zero: the architecture the
     /// other parties of `party --train` compile from, without the model owner's weights.
@@ -495,6 +515,8 @@ fn dispatch(cmd: Cmd) -> Result<()> {
             test_data,
             test_labels,
             training,
+            key,
+            insecure,
             ..
         } => train_party::party(&train_party::PartyTrainArgs {
             id,
@@ -507,6 +529,8 @@ fn dispatch(cmd: Cmd) -> Result<()> {
             settings: training.settings()?,
             output,
             stats,
+            key,
+            insecure,
         }),
         Cmd::Party {
             id,
@@ -518,6 +542,8 @@ fn dispatch(cmd: Cmd) -> Result<()> {
             output,
             stats,
             training,
+            key,
+            insecure,
             ..
         } => {
             if training.lr.is_some() {
@@ -532,8 +558,11 @@ fn dispatch(cmd: Cmd) -> Result<()> {
                 input,
                 output,
                 stats,
+                key,
+                insecure,
             })
         }
+        Cmd::Keygen { id, out } => keygen::keygen(&id, &out),
         Cmd::Strip { model, output } => train::strip(&model, &output),
         Cmd::Demo { model, dir } => run::demo(&model, &dir),
         Cmd::Train {

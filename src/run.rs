@@ -3,7 +3,7 @@
 use crate::npy::{self, Array};
 use crate::session;
 use anyhow::{bail, Context, Result};
-use qmpc_protocols::net::{Stats, Timeouts};
+use qmpc_protocols::net::{Security, Stats, Timeouts};
 use qmpc_protocols::Spec;
 use qmpc_vm::bytecode::{
     ExternalType, InputDecl, OutputDecl, PostOp, Program, QuantParams, Weights,
@@ -321,7 +321,7 @@ fn run_local_parties(
         let dealer = dealer_listener.map(|l| {
             let addrs = &addrs;
             s.spawn(move || {
-                session::run_dealer(program, spec, l, addrs, roles, args.timeouts)
+                session::run_dealer(program, spec, l, addrs, roles, (args.timeouts, &PLAIN))
                     .context("the dealer")
             })
         });
@@ -342,7 +342,7 @@ fn run_local_parties(
                             roles,
                             data,
                             (i == roles.data_owner).then_some(batch),
-                            args.timeouts,
+                            (args.timeouts, &PLAIN),
                         )
                     })
                     .with_context(|| format!("party {i}"))
@@ -435,6 +435,7 @@ pub fn party(args: &PartyArgs) -> Result<()> {
             roles.output_to
         );
     }
+    let security = cfg.security(&args.config, args.key.as_deref(), args.insecure)?;
     let program = load_program(&args.model)?;
     session::warn_probabilistic(&program, spec);
     let weights = if me == roles.model_owner {
@@ -471,7 +472,15 @@ pub fn party(args: &PartyArgs) -> Result<()> {
     let r = session::party_pool(1)?
         .install(|| {
             session::run_party(
-                &program, spec, me, listener, &addrs, roles, &data, batch, timeouts,
+                &program,
+                spec,
+                me,
+                listener,
+                &addrs,
+                roles,
+                &data,
+                batch,
+                (timeouts, &security),
             )
         })
         .with_context(|| format!("party {me}"))?;
@@ -504,6 +513,7 @@ fn dealer(args: &PartyArgs, cfg: &session::PartiesConfig, spec: &Spec) -> Result
     if args.weights_file.is_some() || !args.input.is_empty() || args.output.is_some() {
         bail!("the dealer holds no weights, input or output");
     }
+    let security = cfg.security(&args.config, args.key.as_deref(), args.insecure)?;
     let program = load_program(&args.model)?;
     let addrs = cfg.addrs()?;
     let me = addrs.len() - 1;
@@ -514,7 +524,7 @@ fn dealer(args: &PartyArgs, cfg: &session::PartiesConfig, spec: &Spec) -> Result
         listener,
         &addrs,
         cfg.roles(),
-        cfg.timeouts()?,
+        (cfg.timeouts()?, &security),
     )
     .context("the dealer")?;
     if let Some(path) = &args.stats {
@@ -537,7 +547,14 @@ pub struct PartyArgs {
     pub input: Vec<String>,
     pub output: Option<PathBuf>,
     pub stats: Option<PathBuf>,
+    /// This party's TLS key (`qmpc keygen`), or `None` with `insecure`.
+    pub key: Option<PathBuf>,
+    pub insecure: bool,
 }
+
+/// `qmpc run`'s parties are threads of one process on loopback: no one else is on the
+/// links (tests run the same meshes with TLS on).
+const PLAIN: Security = Security::Plain;
 
 fn argmax(row: &[f32]) -> usize {
     row.iter()

@@ -3,7 +3,8 @@
 //! `qmpc party` runs one per process.
 
 use anyhow::{bail, Context, Result};
-use qmpc_protocols::net::{Hello, Mesh, NetError, Stats, Timeouts, Transport};
+use qmpc_protocols::net::tls::{self, Fingerprint};
+use qmpc_protocols::net::{Hello, Mesh, NetError, Security, Stats, Timeouts, Transport};
 use qmpc_protocols::registry::{self, DealerMode, DealerRole, DealerVisitor, Party, PartyVisitor};
 use qmpc_protocols::{PartyId, Spec, TruncMode};
 use qmpc_vm::bytecode::Program;
@@ -12,6 +13,7 @@ use qmpc_vm::tensor::Tensor;
 use serde::Deserialize;
 use std::net::{SocketAddr, TcpListener};
 use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// The protocol called `name` (which this build must run) and its number of computing
@@ -77,7 +79,7 @@ pub fn run_party(
     roles: Roles,
     data: &PartyData,
     batch: Option<usize>,
-    timeouts: Timeouts,
+    (timeouts, security): (Timeouts, &Security),
 ) -> Result<PartyResult> {
     let hello = Hello {
         program: program.digest(),
@@ -85,7 +87,7 @@ pub fn run_party(
         parties: addrs.len(),
     };
     let start = Instant::now();
-    let mut mesh = Mesh::with_listener(me, listener, addrs, &hello, timeouts)?;
+    let mut mesh = Mesh::establish(me, listener, addrs, &hello, timeouts, security)?;
     let batch = agree_batch(&mut mesh, roles.data_owner, batch)?;
     let ring = qmpc_vm::cost::ring_bits(protocol, program);
     let run = protocol.setup_party(
@@ -168,7 +170,7 @@ pub fn run_dealer(
     listener: TcpListener,
     addrs: &[SocketAddr],
     roles: Roles,
-    timeouts: Timeouts,
+    (timeouts, security): (Timeouts, &Security),
 ) -> Result<DealerResult> {
     let hello = Hello {
         program: program.digest(),
@@ -177,7 +179,7 @@ pub fn run_dealer(
     };
     let start = Instant::now();
     let n = addrs.len() - 1;
-    let mut mesh = Mesh::with_listener(n, listener, addrs, &hello, timeouts)?;
+    let mut mesh = Mesh::establish(n, listener, addrs, &hello, timeouts, security)?;
     let batch = agree_batch(&mut mesh, roles.data_owner, None)?;
     let ring = qmpc_vm::cost::ring_bits(protocol, program);
     let made = protocol.dealer(
@@ -408,6 +410,16 @@ pub struct PartiesConfig {
 pub struct DealerEntry {
     /// `HOST:PORT` the dealer listens on.
     pub address: String,
+    /// Its certificate file (PEM), relative to the config's directory.
+    pub certificate: Option<String>,
+    /// Or the certificate's SHA-256 fingerprint, `sha256:` and 64 hex digits.
+    pub fingerprint: Option<String>,
+}
+
+/// Which certificate a member must present (`qmpc keygen` prints both forms).
+struct Pin<'a> {
+    certificate: &'a Option<String>,
+    fingerprint: &'a Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -416,6 +428,10 @@ pub struct PartyEntry {
     pub id: usize,
     /// `HOST:PORT` this party listens on.
     pub address: String,
+    /// Its certificate file (PEM), relative to the config's directory.
+    pub certificate: Option<String>,
+    /// Or the certificate's SHA-256 fingerprint, `sha256:` and 64 hex digits.
+    pub fingerprint: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -450,6 +466,37 @@ fn default_io() -> f64 {
 }
 fn one() -> usize {
     1
+}
+
+impl Pin<'_> {
+    fn fingerprint(&self, dir: &Path, who: &str, config: &Path) -> Result<Fingerprint> {
+        match (self.certificate, self.fingerprint) {
+            (Some(c), None) => {
+                let file = dir.join(c);
+                let pem = std::fs::read(&file).with_context(|| {
+                    format!(
+                        "{}: {who}'s certificate {}: cannot read",
+                        config.display(),
+                        file.display()
+                    )
+                })?;
+                tls::certificate_fingerprint(&pem)
+                    .with_context(|| format!("{}: {who}'s certificate", file.display()))
+            }
+            (None, Some(f)) => Fingerprint::parse(f)
+                .map_err(anyhow::Error::msg)
+                .with_context(|| format!("{}: {who}'s fingerprint", config.display())),
+            (Some(_), Some(_)) => bail!(
+                "{}: {who} has both `certificate` and `fingerprint`: give one",
+                config.display()
+            ),
+            (None, None) => bail!(
+                "{}: {who} has no `certificate` or `fingerprint`: TLS pins every member's \
+                 certificate (`qmpc keygen` prints both), or run with --insecure",
+                config.display()
+            ),
+        }
+    }
 }
 
 /// Listen on `addr`, the address `who` (a party, or the dealer) has in the config.
@@ -521,6 +568,54 @@ impl PartiesConfig {
             data_owner: self.roles.data_owner,
             output_to: self.roles.output_to,
         }
+    }
+
+    /// Every member's pinned certificate, in the order of [`PartiesConfig::addrs`].
+    fn pins(&self, path: &Path) -> Result<Vec<Fingerprint>> {
+        let dir = path.parent().unwrap_or(Path::new("."));
+        let mut out = Vec::new();
+        for p in &self.party {
+            let pin = Pin {
+                certificate: &p.certificate,
+                fingerprint: &p.fingerprint,
+            };
+            out.push(pin.fingerprint(dir, &format!("party {}", p.id), path)?);
+        }
+        if let (Some(d), true) = (&self.dealer, registry::find(&self.protocol)?.dealer) {
+            let pin = Pin {
+                certificate: &d.certificate,
+                fingerprint: &d.fingerprint,
+            };
+            out.push(pin.fingerprint(dir, "the dealer", path)?);
+        }
+        Ok(out)
+    }
+
+    /// How `qmpc party` secures its links: `--key` and the config's pins (mutual TLS), or
+    /// plain TCP with `--insecure` (and a warning).
+    pub fn security(&self, path: &Path, key: Option<&Path>, insecure: bool) -> Result<Security> {
+        if insecure {
+            if key.is_some() {
+                bail!("--insecure and --key exclude each other");
+            }
+            eprintln!(
+                "warning: --insecure: the links are plain TCP; anyone on the network path \
+                 reads every share and can take a party's seat"
+            );
+            return Ok(Security::Plain);
+        }
+        let key = key.context(
+            "qmpc party needs --key KEY (this party's key, made by `qmpc keygen`) and every \
+             party's certificate pinned in the config (docs/deploy.md), or --insecure for \
+             plain TCP",
+        )?;
+        let pem = std::fs::read(key).with_context(|| format!("{}: cannot read", key.display()))?;
+        let identity =
+            tls::Identity::from_pem(&pem).with_context(|| format!("{}", key.display()))?;
+        Ok(Security::Tls(Arc::new(tls::Tls::new(
+            identity,
+            self.pins(path)?,
+        ))))
     }
 
     pub fn timeouts(&self) -> Result<Timeouts> {

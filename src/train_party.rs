@@ -35,6 +35,9 @@ pub struct PartyTrainArgs {
     /// Where the model owner writes the trained model.
     pub output: Option<PathBuf>,
     pub stats: Option<PathBuf>,
+    /// This party's TLS key (`qmpc keygen`), or `None` with `insecure`.
+    pub key: Option<PathBuf>,
+    pub insecure: bool,
 }
 
 /// The handshake's program digest of a training session: the programs are compiled only
@@ -235,6 +238,7 @@ pub fn party(args: &PartyTrainArgs) -> Result<()> {
     if args.settings.epochs == 0 {
         bail!("--epochs must be at least 1");
     }
+    let security = cfg.security(&args.config, args.key.as_deref(), args.insecure)?;
     let set = read_set(args)?;
     let test = train::read_test(args.test_data.as_ref(), args.test_labels.as_ref())?;
     let held = Holdings {
@@ -264,7 +268,7 @@ pub fn party(args: &PartyTrainArgs) -> Result<()> {
         parties: addrs.len(),
     };
     let start = Instant::now();
-    let mut mesh = Mesh::with_listener(me, listener, &addrs, &hello, cfg.timeouts()?)?;
+    let mut mesh = Mesh::establish(me, listener, &addrs, &hello, cfg.timeouts()?, &security)?;
     // Until the protocol takes the links, a failure here tells the others which stage
     // stopped (never the local error's text, which may quote this party's data).
     let session = match prepare(&mut mesh, args, spec, roles, held, set, test) {

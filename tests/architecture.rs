@@ -120,16 +120,29 @@ const CODE: &[&str] = &[
     "runtime-protocols/src",
 ];
 
-/// Only the network layer (`runtime-protocols/src/net.rs`) and the command line's session
+/// Only the network layer (`runtime-protocols/src/net/`) and the command line's session
 /// set-up, which binds the listeners it hands to it, name sockets.
 #[test]
 fn only_the_network_layer_touches_sockets() {
-    let allowed = ["runtime-protocols/src/net.rs", "src/session.rs"];
     for (rel, text) in sources(CODE) {
-        if allowed.contains(&rel.as_str()) {
+        if rel.starts_with("runtime-protocols/src/net/") || rel == "src/session.rs" {
             continue;
         }
         for word in ["std::net", "TcpStream", "TcpListener", "UdpSocket"] {
+            assert!(!text.contains(word), "{rel} names `{word}`");
+        }
+    }
+}
+
+/// TLS is one module's business: only `net/tls.rs` names rustls and its key generator, so
+/// the links' trust decisions (pins, TLS 1.3 only) live in one place.
+#[test]
+fn only_the_tls_module_names_rustls() {
+    for (rel, text) in sources(CODE) {
+        if rel == "runtime-protocols/src/net/tls.rs" {
+            continue;
+        }
+        for word in ["rustls", "rcgen"] {
             assert!(!text.contains(word), "{rel} names `{word}`");
         }
     }

@@ -5,10 +5,11 @@
 
 mod common;
 use common::*;
-use qmpc_protocols::net::{Hello, Mesh, Timeouts};
+use qmpc_protocols::net::{tls, Hello, Mesh, Security, Timeouts};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const MODEL: &str = "models/tiny_mlp/qop_s8_pt.onnx";
@@ -44,14 +45,45 @@ fn write_config(dir: &Path, ports: &[u16]) -> PathBuf {
 fn write_config_for(dir: &Path, ports: &[u16], protocol: &str) -> PathBuf {
     let mut t = format!("protocol = \"{protocol}\"\nconnect_timeout_s = 3\nio_timeout_s = 3\n");
     t.push_str("[roles]\nmodel_owner = 0\ndata_owner = 1\noutput_to = 1\n");
-    for (i, p) in ports.iter().enumerate() {
-        t.push_str(&format!(
-            "[[party]]\nid = {i}\naddress = \"127.0.0.1:{p}\"\n"
-        ));
-    }
+    t.push_str(&members(dir, ports, None));
     let path = dir.join("parties.toml");
     std::fs::write(&path, t).expect("write config");
     path
+}
+
+/// The `[[party]]` entries (and `[dealer]`) of a config in `dir`, each with the certificate
+/// `qmpc keygen` made for it in `dir/keys`, as operators set them up (docs/deploy.md).
+fn members(dir: &Path, parties: &[u16], dealer: Option<u16>) -> String {
+    let keys = dir.join("keys");
+    let mut t = String::new();
+    let pin = |who: String, id: &str| {
+        if !keys.join(format!("{who}.key")).exists() {
+            let o = qmpc(&["keygen", "--id", id, "--out", &s(&keys)]);
+            assert!(o.status.success(), "{}", stderr(&o));
+        }
+        format!("certificate = \"keys/{who}.crt\"\n")
+    };
+    for (i, p) in parties.iter().enumerate() {
+        t.push_str(&format!(
+            "[[party]]\nid = {i}\naddress = \"127.0.0.1:{p}\"\n"
+        ));
+        t.push_str(&pin(format!("party-{i}"), &i.to_string()));
+    }
+    if let Some(p) = dealer {
+        t.push_str(&format!("[dealer]\naddress = \"127.0.0.1:{p}\"\n"));
+        t.push_str(&pin("dealer".into(), "dealer"));
+    }
+    t
+}
+
+/// `--key` for party `id` (or the dealer) of the config at `config`.
+fn key_args(config: &Path, id: Option<usize>) -> [String; 2] {
+    let who = id.map_or("dealer".to_string(), |i| format!("party-{i}"));
+    let dir = config.parent().expect("the config's directory");
+    [
+        "--key".into(),
+        s(&dir.join("keys").join(format!("{who}.key"))),
+    ]
 }
 
 /// Compile `model` into `dir/model.qmpc` (+ `.qmpw`).
@@ -107,6 +139,7 @@ fn party_args(id: usize, config: &Path, program: &Path, extra: &[&str]) -> Vec<S
         s(config),
         s(program),
     ];
+    a.extend(key_args(config, Some(id)));
     a.extend(extra.iter().map(|x| x.to_string()));
     a
 }
@@ -293,7 +326,7 @@ fn a_party_runs_with_freed_memory_kept() {
 
 /// Plays party 2 by hand: connects and says hello, receives the batch, exchanges keys, then
 /// either hangs up or sends `garbage`.
-fn fake_party_2(program: &Path, config_ports: &[u16], garbage: Option<Vec<u8>>) {
+fn fake_party_2(dir: &Path, program: &Path, config_ports: &[u16], garbage: Option<Vec<u8>>) {
     let bytes = std::fs::read(program).expect("program");
     let p = qmpc_vm::bytecode::Program::from_bytes(&bytes).expect("program");
     let hello = Hello {
@@ -305,7 +338,17 @@ fn fake_party_2(program: &Path, config_ports: &[u16], garbage: Option<Vec<u8>>) 
         .iter()
         .map(|p| ([127, 0, 0, 1], *p).into())
         .collect();
-    let mut mesh = Mesh::connect(2, &addrs, &hello, Timeouts::default()).expect("connect");
+    // It holds party 2's key: a real party that misbehaves, not an impostor.
+    let keys = dir.join("keys");
+    let read = |n: &str| std::fs::read(keys.join(n)).expect("key material");
+    let pins = (0..3)
+        .map(|i| tls::certificate_fingerprint(&read(&format!("party-{i}.crt"))).expect("pin"))
+        .collect();
+    let identity = tls::Identity::from_pem(&read("party-2.key")).expect("key");
+    let security = Security::Tls(Arc::new(tls::Tls::new(identity, pins)));
+    let listener = TcpListener::bind(addrs[2]).expect("listen");
+    let mut mesh = Mesh::establish(2, listener, &addrs, &hello, Timeouts::default(), &security)
+        .expect("connect");
     mesh.exchange(vec![], &[1]).expect("batch");
     mesh.exchange(vec![(0, vec![0u8; 32])], &[1]).expect("keys");
     if let Some(g) = garbage {
@@ -321,7 +364,7 @@ fn run_against_fake(name: &str, garbage: Option<Vec<u8>>) -> Vec<String> {
     let config = write_config(&base, &ports);
     let start = Instant::now();
     let owners = spawn_owners(&base, &config, &program);
-    fake_party_2(&program, &ports, garbage);
+    fake_party_2(&base, &program, &ports, garbage);
     owners
         .into_iter()
         .map(|c| {
@@ -509,14 +552,13 @@ fn dealer_and_parties_as_processes(protocol: &str, cheat: Option<&str>) {
     let p = ports(3);
     let mut t = format!("protocol = \"{protocol}\"\nconnect_timeout_s = 5\nio_timeout_s = 5\n");
     t.push_str("[roles]\nmodel_owner = 0\ndata_owner = 1\noutput_to = 1\n");
-    for (i, port) in p[..2].iter().enumerate() {
-        t.push_str(&format!(
-            "[[party]]\nid = {i}\naddress = \"127.0.0.1:{port}\"\n"
-        ));
-    }
     let without_dealer = base.join("no-dealer.toml");
-    std::fs::write(&without_dealer, &t).expect("write config");
-    t.push_str(&format!("[dealer]\naddress = \"127.0.0.1:{}\"\n", p[2]));
+    std::fs::write(
+        &without_dealer,
+        format!("{t}{}", members(&base, &p[..2], None)),
+    )
+    .expect("write config");
+    t.push_str(&members(&base, &p[..2], Some(p[2])));
     let config = base.join("parties.toml");
     std::fs::write(&config, &t).expect("write config");
     let input = root().join(INPUT);
@@ -530,6 +572,8 @@ fn dealer_and_parties_as_processes(protocol: &str, cheat: Option<&str>) {
         s(&dirs[2].join("model.qmpc")),
         "--stats".into(),
         "dealer.json".into(),
+        key_args(&config, None)[0].clone(),
+        key_args(&config, None)[1].clone(),
     ];
     let env: Vec<(&str, &str)> = cheat.map(|c| ("QMPC_CHEAT", c)).into_iter().collect();
     let children = vec![
@@ -589,6 +633,7 @@ fn dealer_and_parties_as_processes(protocol: &str, cheat: Option<&str>) {
     .expect("JSON");
     assert!(j["preprocessing"]["bytes_sent"].as_u64().unwrap_or(0) > 0);
     // The dealer holds nothing but the program.
+    let key = key_args(&config, None);
     let o = qmpc(&[
         "party",
         "--role",
@@ -596,6 +641,8 @@ fn dealer_and_parties_as_processes(protocol: &str, cheat: Option<&str>) {
         "--config",
         &s(&without_dealer),
         &s(&program),
+        &key[0],
+        &key[1],
     ]);
     assert!(!o.status.success());
     assert!(stderr(&o).contains("needs a dealer"), "{}", stderr(&o));
@@ -615,11 +662,7 @@ fn shamir_parties_as_four_processes_match_clear() {
     let p = ports(4);
     let mut t = String::from("protocol = \"shamir\"\nconnect_timeout_s = 5\nio_timeout_s = 5\n");
     t.push_str("[roles]\nmodel_owner = 0\ndata_owner = 1\noutput_to = 1\n");
-    for (i, port) in p.iter().enumerate() {
-        t.push_str(&format!(
-            "[[party]]\nid = {i}\naddress = \"127.0.0.1:{port}\"\n"
-        ));
-    }
+    t.push_str(&members(&base, &p, None));
     let config = base.join("parties.toml");
     std::fs::write(&config, &t).expect("write config");
     let input = root().join(INPUT);
@@ -715,6 +758,7 @@ fn train_args(id: Option<usize>, config: &Path, model: &Path, extra: &[String]) 
         None => a.extend(["--role".into(), "dealer".into()]),
     }
     a.extend(["--config".into(), s(config), s(model)]);
+    a.extend(key_args(config, id));
     a.extend(SESSION.iter().map(|x| x.to_string()));
     a.extend(extra.iter().cloned());
     a
@@ -765,17 +809,7 @@ fn clear_training(base: &Path) -> (Vec<u8>, String) {
 fn train_as_processes(base: &Path, protocol: &str, parties: usize, dealer: bool) -> Vec<Output> {
     let p = ports(parties + usize::from(dealer));
     let mut t = format!("protocol = \"{protocol}\"\nconnect_timeout_s = 5\nio_timeout_s = 5\n");
-    for (i, port) in p[..parties].iter().enumerate() {
-        t.push_str(&format!(
-            "[[party]]\nid = {i}\naddress = \"127.0.0.1:{port}\"\n"
-        ));
-    }
-    if dealer {
-        t.push_str(&format!(
-            "[dealer]\naddress = \"127.0.0.1:{}\"\n",
-            p[parties]
-        ));
-    }
+    t.push_str(&members(base, &p[..parties], dealer.then(|| p[parties])));
     let config = base.join(format!("{protocol}.toml"));
     std::fs::write(&config, t).expect("write config");
     let arch = base.join("arch.onnx");
@@ -958,7 +992,8 @@ fn a_training_party_with_other_flags_or_model_stops_every_party() {
         let mut a = vec!["party", "--id", id, "--config"];
         let c = s(&config);
         let m = s(&model);
-        a.extend([c.as_str(), m.as_str()]);
+        let key = key_args(&config, Some(id.parse().expect("an id")));
+        a.extend([c.as_str(), m.as_str(), &key[0], &key[1]]);
         a.extend(SESSION);
         a.extend(extra);
         let o = qmpc(&a);
@@ -974,5 +1009,173 @@ fn a_training_party_with_other_flags_or_model_stops_every_party() {
         "1",
         &["--data", &x, "--labels", &y],
         "--data has 80 rows but its labels 112",
+    );
+}
+
+// Links: mutual TLS by default, plain TCP only with `--insecure`.
+
+#[test]
+fn keygen_writes_a_private_key_and_a_pinnable_certificate() {
+    use std::os::unix::fs::PermissionsExt;
+    let base = fresh_dir("keygen");
+    let keys = base.join("keys");
+    let o = qmpc(&["keygen", "--id", "2", "--out", &s(&keys)]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    let key = keys.join("party-2.key");
+    let mode = std::fs::metadata(&key).expect("key").permissions().mode();
+    assert_eq!(mode & 0o077, 0, "the key is readable by others: {mode:o}");
+    // The printed fingerprint is the certificate's.
+    let crt = std::fs::read(keys.join("party-2.crt")).expect("certificate");
+    let f = tls::certificate_fingerprint(&crt).expect("a certificate");
+    assert!(out.contains(&format!("fingerprint {f}")), "{out}");
+    // A second keygen would change the pin the others hold: refused, nothing replaced.
+    let before = std::fs::read(&key).expect("key");
+    let o = qmpc(&["keygen", "--id", "2", "--out", &s(&keys)]);
+    assert!(
+        !o.status.success() && stderr(&o).contains("exists"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(std::fs::read(&key).expect("key"), before);
+    let o = qmpc(&["keygen", "--id", "two", "--out", &s(&keys)]);
+    assert!(
+        stderr(&o).contains("party number or `dealer`"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+/// Without `--key` a party refuses to start (one line saying what to give); with
+/// `--insecure` three parties run over plain TCP, each warning once, and match clear.
+#[test]
+fn plain_tcp_takes_insecure_and_says_so() {
+    let base = fresh_dir("insecure");
+    let program = compile_into(&base, MODEL);
+    let p = ports(3);
+    let mut t = String::from("connect_timeout_s = 3\nio_timeout_s = 3\n");
+    for (i, port) in p.iter().enumerate() {
+        t.push_str(&format!(
+            "[[party]]\nid = {i}\naddress = \"127.0.0.1:{port}\"\n"
+        ));
+    }
+    let config = base.join("plain.toml");
+    std::fs::write(&config, t).expect("config");
+    let bare = |id: usize, extra: &[&str]| {
+        let mut a = vec![
+            "party".to_string(),
+            "--id".into(),
+            id.to_string(),
+            "--config".into(),
+            s(&config),
+            s(&program),
+        ];
+        a.extend(extra.iter().map(|x| x.to_string()));
+        a
+    };
+    let o = qmpc(&bare(2, &[]).iter().map(String::as_str).collect::<Vec<_>>());
+    let e = stderr(&o);
+    assert!(
+        !o.status.success() && e.contains("needs --key") && e.contains("--insecure"),
+        "{e}"
+    );
+    assert_eq!(e.trim_end().lines().count(), 1, "{e}");
+    // TLS with a config that pins nothing names the entry.
+    let other = base.join("keys");
+    let o = qmpc(&["keygen", "--id", "2", "--out", &s(&other)]);
+    assert!(o.status.success());
+    let key = s(&other.join("party-2.key"));
+    let o = qmpc(
+        &bare(2, &["--key", &key])
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+    );
+    assert!(
+        stderr(&o).contains("party 0 has no `certificate` or `fingerprint`"),
+        "{}",
+        stderr(&o)
+    );
+    let input = root().join(INPUT);
+    let start = Instant::now();
+    let input_s = s(&input);
+    let extras: [Vec<&str>; 3] = [
+        vec!["--weights-file", "model.qmpw", "--insecure"],
+        vec!["--input", &input_s, "--output", "out.npy", "--insecure"],
+        vec!["--insecure"],
+    ];
+    let children: Vec<Child> = (0..3)
+        .map(|i| spawn(&base, &bare(i, &extras[i]), None))
+        .collect();
+    for (i, o) in children.into_iter().map(|c| finish(c, start)).enumerate() {
+        let e = stderr(&o);
+        assert!(o.status.success(), "party {i}: {e}");
+        assert!(
+            e.starts_with("warning: --insecure") && e.lines().count() == 1,
+            "{e}"
+        );
+    }
+    assert_matches_clear(&base, &program, &input, &base.join("out.npy"));
+}
+
+/// Party 2 starts with a key the others did not pin for it (its own copy of the config
+/// pins that key): the others refuse it with its address and both fingerprints, it learns
+/// that they did not accept it, and nobody computes.
+#[test]
+fn a_party_with_an_unpinned_certificate_is_refused_by_name() {
+    let base = fresh_dir("unpinned");
+    let program = compile_into(&base, MODEL);
+    let p = ports(3);
+    let config = write_config(&base, &p);
+    let elsewhere = base.join("impostor");
+    std::fs::create_dir_all(&elsewhere).expect("dir");
+    let o = qmpc(&["keygen", "--id", "2", "--out", &s(&elsewhere.join("keys"))]);
+    assert!(o.status.success());
+    let theirs = tls::certificate_fingerprint(
+        &std::fs::read(elsewhere.join("keys/party-2.crt")).expect("crt"),
+    )
+    .expect("pin");
+    let pinned =
+        tls::certificate_fingerprint(&std::fs::read(base.join("keys/party-2.crt")).expect("crt"))
+            .expect("pin");
+    // Its config: the same, but its own entry pins its own new certificate.
+    let text = std::fs::read_to_string(&config).expect("config");
+    let own = text.replace(
+        "certificate = \"keys/party-2.crt\"",
+        &format!(
+            "certificate = \"{}\"",
+            s(&elsewhere.join("keys/party-2.crt"))
+        ),
+    );
+    for i in 0..2 {
+        std::fs::copy(
+            base.join(format!("keys/party-{i}.crt")),
+            elsewhere.join(format!("keys/party-{i}.crt")),
+        )
+        .expect("copy");
+    }
+    let own_config = elsewhere.join("parties.toml");
+    std::fs::write(&own_config, own).expect("config");
+    let start = Instant::now();
+    let [c0, c1] = spawn_owners(&base, &config, &program);
+    let c2 = spawn(&elsewhere, &party_args(2, &own_config, &program, &[]), None);
+    for (i, c) in [c0, c1].into_iter().enumerate() {
+        let o = finish(c, start);
+        let e = stderr(&o);
+        assert!(!o.status.success(), "party {i} ran");
+        assert!(
+            e.contains(&format!("refused 127.0.0.1:{}", p[2]))
+                && e.contains(&format!("presented certificate {theirs}"))
+                && e.contains(&format!("pins {pinned} for party 2")),
+            "party {i}: {e}"
+        );
+        assert_eq!(e.trim_end().lines().count(), 1, "party {i}: {e}");
+    }
+    let o = finish(c2, start);
+    assert!(!o.status.success());
+    let e = stderr(&o);
+    assert!(
+        e.contains("did not accept this party") || e.contains("disconnected"),
+        "{e}"
     );
 }

@@ -157,7 +157,10 @@ impl Outgoing {
             }
         };
         if got != ACK {
-            return Err(std::io::Error::new(ErrorKind::InvalidData, "not an acceptance"));
+            return Err(std::io::Error::new(
+                ErrorKind::InvalidData,
+                "not an acceptance",
+            ));
         }
         self.socket().set_read_timeout(None)
     }
@@ -173,7 +176,11 @@ impl Outgoing {
 
 impl Incoming {
     /// Reads some bytes (at least one) before `deadline`.
-    pub(super) fn read_some(&mut self, buf: &mut [u8], deadline: Instant) -> std::io::Result<usize> {
+    pub(super) fn read_some(
+        &mut self,
+        buf: &mut [u8],
+        deadline: Instant,
+    ) -> std::io::Result<usize> {
         let wait = |s: &TcpStream| {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
@@ -247,7 +254,9 @@ pub(super) fn dial(
     let (config, seen) = tls.dialer(p)?;
     let mut conn = tls::client(config)?;
     let mut sock = sock;
-    let left = deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(1));
+    let left = deadline
+        .saturating_duration_since(Instant::now())
+        .max(Duration::from_millis(1));
     sock.set_read_timeout(Some(left)).map_err(io)?;
     sock.set_write_timeout(Some(left)).map_err(io)?;
     while conn.is_handshaking() {
@@ -298,7 +307,9 @@ pub(super) fn accept(
         Some((config, _)) => {
             let mut conn = tls::server(config.clone()).map_err(|e| e.to_string())?;
             let mut sock = sock;
-            let left = deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(1));
+            let left = deadline
+                .saturating_duration_since(Instant::now())
+                .max(Duration::from_millis(1));
             sock.set_read_timeout(Some(left)).map_err(fail)?;
             sock.set_write_timeout(Some(left)).map_err(fail)?;
             while conn.is_handshaking() {

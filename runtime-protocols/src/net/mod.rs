@@ -460,9 +460,8 @@ impl Mesh {
         let deadline = Instant::now() + timeouts.connect;
         let stop = AtomicBool::new(false);
         let (out, inc) = std::thread::scope(|scope| {
-            let acceptor = scope.spawn(|| {
-                accept_all(me, &listener, addrs, accepting, deadline, timeouts, &stop)
-            });
+            let acceptor = scope
+                .spawn(|| accept_all(me, &listener, addrs, accepting, deadline, timeouts, &stop));
             let mut out: Vec<Option<Outgoing>> = (0..n).map(|_| None).collect();
             let mut failed = None;
             for p in (0..n).filter(|&p| p != me) {
@@ -573,7 +572,7 @@ impl Mesh {
         // of a small one): a thread per message and round cost more than LeNet's whole
         // batch-1 computation. What does not fit is written by a thread beside the reads
         // below, so large messages in both directions cannot deadlock.
-        let mut rest: Vec<(PartyId, [u8; FRAME_HEADER], &[u8], usize)> = Vec::new();
+        let mut rest: Vec<Unsent> = Vec::new();
         for (p, msg) in &out {
             let len = u32::try_from(msg.len()).map_err(|_| NetError::Garbage {
                 party: me,
@@ -583,7 +582,12 @@ impl Mesh {
             let link = link_mut(&mut self.out, me, *p)?;
             match link.send_now(&header, msg) {
                 Ok(Sent::Done) => {}
-                Ok(Sent::Partly(at)) => rest.push((*p, header, msg, at)),
+                Ok(Sent::Partly(at)) => rest.push(Unsent {
+                    to: *p,
+                    header,
+                    msg,
+                    at,
+                }),
                 // A peer that hung up may have said why first.
                 Err(e) => {
                     return Err(match write_error(*p, e) {
@@ -594,23 +598,21 @@ impl Mesh {
             }
         }
         let io = self.timeouts.io;
-        let Mesh {
-            out: outs, inc, ..
-        } = self;
-        let mut writers: Vec<(PartyId, &mut Outgoing, [u8; FRAME_HEADER], &[u8], usize)> =
-            Vec::new();
+        let Mesh { out: outs, inc, .. } = self;
+        let mut writers: Vec<(&mut Outgoing, &Unsent)> = Vec::new();
         for (p, o) in outs.iter_mut().enumerate() {
-            if let (Some(o), Some(&(_, header, msg, at))) =
-                (o.as_mut(), rest.iter().find(|r| r.0 == p))
-            {
-                writers.push((p, o, header, msg, at));
+            if let (Some(o), Some(u)) = (o.as_mut(), rest.iter().find(|u| u.to == p)) {
+                writers.push((o, u));
             }
         }
         let received = std::thread::scope(|scope| {
             let handles: Vec<_> = writers
                 .into_iter()
-                .map(|(p, o, header, msg, at)| {
-                    scope.spawn(move || o.finish(&header, msg, at).map_err(|e| write_error(p, e)))
+                .map(|(o, u)| {
+                    scope.spawn(move || {
+                        o.finish(&u.header, u.msg, u.at)
+                            .map_err(|e| write_error(u.to, e))
+                    })
                 })
                 .collect();
             let mut got = Vec::with_capacity(expect.len());
@@ -675,6 +677,15 @@ impl Mesh {
         }
         gone
     }
+}
+
+/// A message the socket did not take whole at once: `at` bytes of its header and body
+/// went out.
+struct Unsent<'m> {
+    to: PartyId,
+    header: [u8; FRAME_HEADER],
+    msg: &'m [u8],
+    at: usize,
 }
 
 /// The link of `links` to or from party `p`.

@@ -186,7 +186,10 @@ impl Tls {
             .map_err(config_error)?
             .dangerous()
             .with_custom_certificate_verifier(verifier)
-            .with_client_auth_cert(vec![self.identity.cert.clone()], self.identity.key.clone_key())
+            .with_client_auth_cert(
+                vec![self.identity.cert.clone()],
+                self.identity.key.clone_key(),
+            )
             .map_err(config_error)?;
         Ok((Arc::new(config), seen))
     }
@@ -202,7 +205,10 @@ impl Tls {
             .with_protocol_versions(&[&rustls::version::TLS13])
             .map_err(config_error)?
             .with_client_cert_verifier(verifier)
-            .with_single_cert(vec![self.identity.cert.clone()], self.identity.key.clone_key())
+            .with_single_cert(
+                vec![self.identity.cert.clone()],
+                self.identity.key.clone_key(),
+            )
             .map_err(config_error)?;
         // Each connection carries one direction of a link; nothing resumes.
         config.send_tls13_tickets = 0;
@@ -364,7 +370,10 @@ mod tests {
     fn fingerprints_print_and_parse_both_ways() {
         let f = Fingerprint::of(b"a certificate");
         let text = f.to_string();
-        assert!(text.starts_with("sha256:") && text.len() == 7 + 64, "{text}");
+        assert!(
+            text.starts_with("sha256:") && text.len() == 7 + 64,
+            "{text}"
+        );
         assert_eq!(Fingerprint::parse(&text).unwrap(), f);
         let colons: Vec<String> = f.0.iter().map(|b| format!("{b:02X}")).collect();
         assert_eq!(Fingerprint::parse(&colons.join(":")).unwrap(), f);
@@ -377,7 +386,10 @@ mod tests {
         let m = generate("party-0").unwrap();
         let id = Identity::from_pem(m.key_pem.as_bytes()).unwrap();
         assert_eq!(id.fingerprint(), m.fingerprint);
-        assert_eq!(certificate_fingerprint(m.cert_pem.as_bytes()).unwrap(), m.fingerprint);
+        assert_eq!(
+            certificate_fingerprint(m.cert_pem.as_bytes()).unwrap(),
+            m.fingerprint
+        );
         // The certificate alone is not an identity.
         assert!(Identity::from_pem(m.cert_pem.as_bytes()).is_err());
         // Two keys are two fingerprints.
