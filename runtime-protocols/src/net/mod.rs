@@ -460,8 +460,8 @@ impl Mesh {
         let deadline = Instant::now() + timeouts.connect;
         let stop = AtomicBool::new(false);
         let (out, inc) = std::thread::scope(|scope| {
-            let acceptor = scope
-                .spawn(|| accept_all(me, &listener, addrs, accepting, deadline, timeouts, &stop));
+            let acceptor =
+                scope.spawn(|| accept_all(me, &listener, addrs, accepting, deadline, &stop));
             let mut out: Vec<Option<Outgoing>> = (0..n).map(|_| None).collect();
             let mut failed = None;
             for p in (0..n).filter(|&p| p != me) {
@@ -480,22 +480,25 @@ impl Mesh {
                     what: "the acceptor thread failed".into(),
                 })
             });
-            match (failed, inc) {
+            let (inc, refused) = inc?;
+            let refused = refused.map_or(String::new(), |r| format!("; refused meanwhile: {r}"));
+            let missing = (0..n).find(|&p| p != me && inc[p].is_none());
+            match (failed, missing) {
                 // A dialer that gave up says which strangers came meanwhile.
-                (
-                    Some(NetError::ConnectTimeout {
+                (Some(NetError::ConnectTimeout { party, secs, .. }), _) => {
+                    Err(NetError::ConnectTimeout {
                         party,
                         secs,
                         refused,
-                    }),
-                    Ok((_, Some(why))),
-                ) if refused.is_empty() => Err(NetError::ConnectTimeout {
-                    party,
-                    secs,
-                    refused: format!("; refused meanwhile: {why}"),
-                }),
+                    })
+                }
                 (Some(e), _) => Err(e),
-                (None, inc) => inc.map(|(inc, _)| (out, inc)),
+                (None, Some(party)) => Err(NetError::ConnectTimeout {
+                    party,
+                    secs: timeouts.connect.as_secs_f64(),
+                    refused,
+                }),
+                (None, None) => Ok((out, inc)),
             }
         })?;
         for (p, o) in out.iter().enumerate() {
@@ -720,15 +723,14 @@ fn check_pins(t: &tls::Tls, me: PartyId, n: usize) -> Result<(), NetError> {
 
 /// Accept a connection from every other member before `deadline`: each is secured and
 /// identified on its own thread, so a peer that connects and says nothing holds up no
-/// other. Connections that fail are refused and reported if a member never comes; with
-/// `stop` (this party's dialing failed) it returns what it has and the last refusal.
+/// other. It returns at `deadline`, or at `stop` (this party's dialing failed), with what
+/// it has and why the last refused connection was refused.
 fn accept_all(
     me: PartyId,
     listener: &TcpListener,
     addrs: &[SocketAddr],
     tls: Option<(Arc<tls::ServerConfig>, Vec<tls::Fingerprint>)>,
     deadline: Instant,
-    timeouts: Timeouts,
     stop: &AtomicBool,
 ) -> Result<Accepted, NetError> {
     let n = addrs.len();
@@ -736,7 +738,7 @@ fn accept_all(
     let (tx, rx) = mpsc::channel();
     let mut refused: Option<String> = None;
     let missing = |inc: &[Option<Incoming>]| (0..n).find(|&p| p != me && inc[p].is_none());
-    while let Some(first_missing) = missing(&inc) {
+    while missing(&inc).is_some() {
         if stop.load(Ordering::Relaxed) {
             return Ok((inc, refused));
         }
@@ -771,11 +773,7 @@ fn accept_all(
             }
         }
         if Instant::now() >= deadline {
-            return Err(NetError::ConnectTimeout {
-                party: first_missing,
-                secs: timeouts.connect.as_secs_f64(),
-                refused: refused.map_or(String::new(), |r| format!("; refused meanwhile: {r}")),
-            });
+            return Ok((inc, refused));
         }
         if idle {
             std::thread::sleep(Duration::from_millis(2));
