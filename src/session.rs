@@ -336,7 +336,7 @@ fn agree_batch(mesh: &mut Mesh, owner: PartyId, batch: Option<usize>) -> Result<
         Transport::exchange(mesh, out, &[])?;
         Ok(b)
     } else {
-        let got = Transport::exchange(mesh, Vec::new(), &[owner])?;
+        let got = Transport::exchange_sized(mesh, Vec::new(), &[(owner, 8)])?;
         let bytes: [u8; 8] = got
             .first()
             .and_then(|(_, m)| m.as_slice().try_into().ok())

@@ -12,7 +12,7 @@ use crate::session::{self, PartiesConfig};
 use crate::train::{self, DealSession, Outcome, Owned, Plan, Settings, TrainWith};
 use anyhow::{bail, Context, Result};
 use qmpc_compiler::train::Training;
-use qmpc_protocols::net::{Hello, Mesh, NetError, Stats, Transport};
+use qmpc_protocols::net::{Hello, Mesh, NetError, Stats, Transport, MAX_HELLO};
 use qmpc_protocols::registry::DealerMode;
 use qmpc_protocols::{PartyId, Spec};
 use qmpc_vm::interp::Roles;
@@ -124,7 +124,11 @@ fn agree_plan(
     let members = mesh.parties();
     let peers: Vec<PartyId> = (0..members).filter(|&p| p != me).collect();
     let msg = plan_message(settings, roles, own);
-    let got = mesh.exchange(peers.iter().map(|&p| (p, msg.clone())).collect(), &peers)?;
+    let got = mesh.exchange_capped(
+        peers.iter().map(|&p| (p, msg.clone())).collect(),
+        &peers,
+        MAX_PLAN,
+    )?;
     let mut all = vec![own; members];
     for (p, bytes) in got {
         all[p] = read_plan(&bytes, &who(p, members - 1), settings, roles)?;
@@ -149,7 +153,8 @@ fn agree_programs(mesh: &mut Mesh, t: &Training) -> Result<()> {
     let members = mesh.parties();
     let peers: Vec<PartyId> = (0..members).filter(|&p| p != me).collect();
     let ours = programs_digest(t);
-    let got = mesh.exchange(peers.iter().map(|&p| (p, ours.clone())).collect(), &peers)?;
+    let out = peers.iter().map(|&p| (p, ours.clone())).collect();
+    let got = mesh.exchange_capped(out, &peers, MAX_HELLO)?;
     for (p, theirs) in got {
         if theirs != ours {
             let hex = |d: &[u8]| {

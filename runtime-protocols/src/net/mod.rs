@@ -555,6 +555,18 @@ impl Mesh {
         self.round(out, &expect, MAX_FRAME)
     }
 
+    /// [`Mesh::exchange`] of start-up messages: a peer's frame over `max` bytes is
+    /// garbage, refused before anything is allocated.
+    pub fn exchange_capped(
+        &mut self,
+        out: Vec<(PartyId, Vec<u8>)>,
+        expect: &[PartyId],
+        max: usize,
+    ) -> Result<Vec<(PartyId, Vec<u8>)>, NetError> {
+        let expect: Vec<(PartyId, Option<usize>)> = expect.iter().map(|&p| (p, None)).collect();
+        self.round(out, &expect, max)
+    }
+
     /// [`Mesh::exchange`] where a peer's frame must have the expected length where one is
     /// given, and at most `max` bytes otherwise; checked before anything is allocated.
     fn round(
