@@ -85,6 +85,7 @@ pub fn run_party(
         program: program.digest(),
         protocol: protocol.name.to_string(),
         parties: addrs.len(),
+        roles: roles_text(roles),
     };
     let start = Instant::now();
     let mut mesh = Mesh::establish(me, listener, addrs, &hello, timeouts, security)?;
@@ -107,6 +108,14 @@ pub fn run_party(
         wall_s: start.elapsed().as_secs_f64(),
         online_s: run.online_s,
     })
+}
+
+/// The roles as the start-up announces them (every party must have the same).
+fn roles_text(r: Roles) -> String {
+    format!(
+        "model owner {}, data owner {}, output to {}",
+        r.model_owner, r.data_owner, r.output_to
+    )
 }
 
 /// What a protocol's run gives back.
@@ -176,6 +185,7 @@ pub fn run_dealer(
         program: program.digest(),
         protocol: protocol.name.to_string(),
         parties: addrs.len(),
+        roles: roles_text(roles),
     };
     let start = Instant::now();
     let n = addrs.len() - 1;

@@ -748,6 +748,7 @@ pub fn train(args: &TrainArgs) -> Result<()> {
             program: t.step.digest(),
             protocol: spec.name.to_string(),
             parties: n,
+            roles: format!("model owner {}", roles.model_owner),
         };
         let pool = &session::party_pool(n)?;
         std::thread::scope(|s| {

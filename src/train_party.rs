@@ -271,6 +271,7 @@ pub fn party(args: &PartyTrainArgs) -> Result<()> {
         program: TRAIN_HELLO,
         protocol: spec.name.to_string(),
         parties: addrs.len(),
+        roles: format!("model owner {}", roles.model_owner),
     };
     let start = Instant::now();
     let mut mesh = Mesh::establish(me, listener, &addrs, &hello, cfg.timeouts()?, &security)?;

@@ -333,6 +333,7 @@ fn fake_party_2(dir: &Path, program: &Path, config_ports: &[u16], garbage: Optio
         program: p.digest(),
         protocol: "rep3".into(),
         parties: 3,
+        roles: "model owner 0, data owner 1, output to 1".into(),
     };
     let addrs: Vec<_> = config_ports
         .iter()

@@ -83,6 +83,7 @@ fn view(
         program: program.digest(),
         protocol: spec.name.into(),
         parties: total,
+        roles: String::new(),
     };
     let bits = qmpc_vm::cost::ring_bits(spec, program);
     let logs: Vec<Arc<Mutex<Vec<u8>>>> = (0..n).map(|_| Arc::default()).collect();
@@ -382,6 +383,7 @@ fn train_ledger(spec: &Spec, fresh: bool) -> Ledger {
         program: t.step.digest(),
         protocol: spec.name.into(),
         parties: total,
+        roles: String::new(),
     };
     let ledger = Ledger::default();
     let bits = [&t.setup_model, &t.setup_data, &t.step]

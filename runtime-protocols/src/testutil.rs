@@ -17,6 +17,7 @@ pub fn on_mesh<T: Send>(n: usize, protocol: &str, f: impl Fn(PartyId, Mesh) -> T
         program: [7; 32],
         protocol: protocol.into(),
         parties: n,
+        roles: String::new(),
     };
     std::thread::scope(|s| {
         let handles: Vec<_> = listeners

@@ -5,8 +5,11 @@
 //! Architecture invariant: this is the only module of qmpc that touches sockets. Protocols
 //! build their messages as bytes and hand a whole round to [`Mesh::exchange`].
 
+mod hello;
 mod link;
 pub mod tls;
+
+pub use hello::Hello;
 
 use crate::PartyId;
 use link::{Incoming, Outgoing, Sent};
@@ -53,6 +56,15 @@ pub enum NetError {
         bytes: usize,
         secs: f64,
     },
+    #[error(
+        "party {party} confirms another start-up (session {theirs}, this party's {ours}): it \
+         saw other announcements, pins other certificates, or replays an earlier session"
+    )]
+    Session {
+        party: PartyId,
+        ours: String,
+        theirs: String,
+    },
     #[error("refused {addr}: {why}")]
     Refused { addr: SocketAddr, why: String },
     #[error("{0}")]
@@ -77,73 +89,6 @@ pub enum NetError {
     },
     #[error("link to party {party}: {err}")]
     Io { party: PartyId, err: std::io::Error },
-}
-
-/// What every party must agree on before computing.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Hello {
-    /// Digest of the public program.
-    pub program: [u8; 32],
-    pub protocol: String,
-    pub parties: usize,
-}
-
-impl Hello {
-    fn encode(&self) -> Vec<u8> {
-        let mut b = self.program.to_vec();
-        b.extend((self.parties as u32).to_le_bytes());
-        b.extend(self.protocol.as_bytes());
-        b
-    }
-
-    fn check(&self, party: PartyId, bytes: &[u8]) -> Result<(), NetError> {
-        let garbage = || NetError::Garbage {
-            party,
-            what: "a malformed hello".into(),
-        };
-        let program: [u8; 32] = bytes
-            .get(..32)
-            .ok_or_else(garbage)?
-            .try_into()
-            .map_err(|_| garbage())?;
-        let parties = u32::from_le_bytes(
-            bytes
-                .get(32..36)
-                .ok_or_else(garbage)?
-                .try_into()
-                .map_err(|_| garbage())?,
-        );
-        let protocol = std::str::from_utf8(&bytes[36..]).map_err(|_| garbage())?;
-        if protocol != self.protocol {
-            return Err(NetError::Mismatch {
-                party,
-                what: "protocol",
-                ours: self.protocol.clone(),
-                theirs: protocol.to_string(),
-            });
-        }
-        if parties as usize != self.parties {
-            return Err(NetError::Mismatch {
-                party,
-                what: "party count",
-                ours: self.parties.to_string(),
-                theirs: parties.to_string(),
-            });
-        }
-        if program != self.program {
-            return Err(NetError::Mismatch {
-                party,
-                what: "program",
-                ours: hex8(&self.program),
-                theirs: hex8(&program),
-            });
-        }
-        Ok(())
-    }
-}
-
-fn hex8(d: &[u8; 32]) -> String {
-    d[..8].iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// How long to wait for peers.
@@ -399,6 +344,8 @@ pub struct Mesh {
     inc: Vec<Option<Incoming>>,
     timeouts: Timeouts,
     stats: Stats,
+    /// [`Mesh::session_id`].
+    session: [u8; 32],
 }
 
 impl Mesh {
@@ -436,6 +383,23 @@ impl Mesh {
         listener: TcpListener,
         addrs: &[SocketAddr],
         hello: &Hello,
+        timeouts: Timeouts,
+        security: &Security,
+    ) -> Result<Mesh, NetError> {
+        let mut mesh = Mesh::links(me, listener, addrs, timeouts, security)?;
+        let pins = match security {
+            Security::Plain => None,
+            Security::Tls(t) => Some(t.pins().iter().map(|f| f.0).collect::<Vec<_>>()),
+        };
+        mesh.agree(hello, pins.as_deref(), None)?;
+        Ok(mesh)
+    }
+
+    /// The links alone, before the start-up agreement.
+    fn links(
+        me: PartyId,
+        listener: TcpListener,
+        addrs: &[SocketAddr],
         timeouts: Timeouts,
         security: &Security,
     ) -> Result<Mesh, NetError> {
@@ -508,27 +472,63 @@ impl Mesh {
                     .map_err(|err| NetError::Io { party: p, err })?;
             }
         }
-        let mut mesh = Mesh {
+        Ok(Mesh {
             me,
             out,
             inc,
             timeouts,
             stats: Stats::default(),
-        };
+            session: [0; 32],
+        })
+    }
+
+    /// Two rounds ([`hello`]): every member's announcement with a fresh nonce, checked
+    /// against this member's; then every member's digest of the whole start-up (the
+    /// session id), which must equal this member's. `confirm` replaces this member's
+    /// digest (tests: a replayed start-up).
+    fn agree(
+        &mut self,
+        hello: &Hello,
+        pins: Option<&[[u8; 32]]>,
+        confirm: Option<[u8; 32]>,
+    ) -> Result<(), NetError> {
+        let (me, n) = (self.me, self.parties());
         let peers: Vec<(PartyId, Option<usize>)> =
             (0..n).filter(|&p| p != me).map(|p| (p, None)).collect();
-        let msg = hello.encode();
-        let got = mesh.round(
-            peers.iter().map(|&(p, _)| (p, msg.clone())).collect(),
-            &peers,
-            MAX_HELLO,
-        )?;
+        let mine = hello.encode(&hello::nonce()?);
+        let out = peers.iter().map(|&(p, _)| (p, mine.clone())).collect();
+        let got = self.round(out, &peers, MAX_HELLO)?;
+        let mut all = vec![Vec::new(); n];
+        all[me] = mine;
         for (p, bytes) in got {
             hello.check(p, &bytes)?;
+            all[p] = bytes;
         }
-        // The handshake is set-up, not computation.
-        mesh.stats = Stats::default();
-        Ok(mesh)
+        self.session = hello::session_id(&all, pins);
+        let said = confirm.unwrap_or(self.session);
+        let sized: Vec<(PartyId, Option<usize>)> =
+            peers.iter().map(|&(p, _)| (p, Some(32))).collect();
+        let out = peers.iter().map(|&(p, _)| (p, said.to_vec())).collect();
+        for (p, theirs) in self.round(out, &sized, 32)? {
+            if theirs != self.session {
+                let mut t = [0u8; 32];
+                t.copy_from_slice(&theirs);
+                return Err(NetError::Session {
+                    party: p,
+                    ours: hello::hex8(&self.session),
+                    theirs: hello::hex8(&t),
+                });
+            }
+        }
+        // The start-up is set-up, not computation.
+        self.stats = Stats::default();
+        Ok(())
+    }
+
+    /// The digest of this session's start-up, the same in every member: every
+    /// announcement (each with a fresh nonce) and every pinned certificate.
+    pub fn session_id(&self) -> [u8; 32] {
+        self.session
     }
 
     pub fn party(&self) -> PartyId {
@@ -963,6 +963,7 @@ mod tests {
             program: [7; 32],
             protocol: protocol.into(),
             parties: 3,
+            roles: "model owner 0".into(),
         }
     }
 

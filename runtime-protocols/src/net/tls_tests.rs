@@ -1,6 +1,7 @@
 //! Meshes over TLS: they carry what plain TCP carries, a recorded link shows TLS records
 //! and no plaintext, a peer with another certificate is refused by name, a flipped byte is
-//! caught, and a peer that trickles a frame is cut off.
+//! caught, and a peer that trickles a frame is cut off. The start-up agreement: other
+//! roles, or a replayed start-up, stop every member before a share is sent.
 
 use super::tls::{generate, Fingerprint, Identity, Tls};
 use super::*;
@@ -13,6 +14,7 @@ fn hello() -> Hello {
         program: [3; 32],
         protocol: "rep3".into(),
         parties: 3,
+        roles: "model owner 0, data owner 1, output to 1".into(),
     }
 }
 
@@ -432,4 +434,93 @@ fn an_unknown_host_is_refused_and_named() {
             && msg.contains("pinned for no party"),
         "{msg}"
     );
+}
+
+/// Every member of a session holds the same session id; the next session, on the same
+/// keys and program, another (fresh nonces).
+#[test]
+fn members_agree_on_a_fresh_session_id() {
+    let (keys, pins) = identities();
+    let ids = |_: ()| {
+        let sec = [0, 1, 2].map(|i| tls(&keys[i], &pins));
+        three(sec, |m| Ok(m.session_id()))
+            .into_iter()
+            .map(|r| r.unwrap())
+            .collect::<Vec<_>>()
+    };
+    let (a, b) = (ids(()), ids(()));
+    assert!(a.iter().all(|x| *x == a[0]) && b.iter().all(|x| *x == b[0]));
+    assert_ne!(a[0], b[0]);
+}
+
+/// A member started with other roles is named by every member, with both versions.
+#[test]
+fn other_roles_stop_every_member_before_a_share() {
+    let (keys, pins) = identities();
+    let (addrs, listeners) = loopback(3).unwrap();
+    let r: Vec<_> = std::thread::scope(|s| {
+        let hs: Vec<_> = listeners
+            .into_iter()
+            .enumerate()
+            .map(|(i, l)| {
+                let (addrs, sec) = (&addrs, tls(&keys[i], &pins));
+                let mut h = hello();
+                if i == 2 {
+                    h.roles = "model owner 0, data owner 2, output to 2".into();
+                }
+                s.spawn(move || Mesh::establish(i, l, addrs, &h, quick(), &sec).map(|_| ()))
+            })
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for (i, e) in r.iter().enumerate() {
+        let msg = e
+            .as_ref()
+            .err()
+            .map(ToString::to_string)
+            .unwrap_or_default();
+        assert!(
+            msg.contains("runs a different set of roles"),
+            "party {i}: {msg}"
+        );
+        assert!(
+            msg.contains("data owner 2") && msg.contains("data owner 1"),
+            "party {i}: {msg}"
+        );
+    }
+}
+
+/// Party 2 replays the confirmation of an earlier session (its announcement is fresh, its
+/// confirmation stale): both other members stop, naming it, before any share moves.
+#[test]
+fn a_stale_session_confirmation_stops_the_others() {
+    let (keys, pins) = identities();
+    let (addrs, listeners) = loopback(3).unwrap();
+    let stale = [0x5a; 32];
+    let raw: Vec<[u8; 32]> = pins.iter().map(|f| f.0).collect();
+    let r: Vec<_> = std::thread::scope(|s| {
+        let hs: Vec<_> = listeners
+            .into_iter()
+            .enumerate()
+            .map(|(i, l)| {
+                let (addrs, sec, raw) = (&addrs, tls(&keys[i], &pins), &raw);
+                s.spawn(move || {
+                    let mut m = Mesh::links(i, l, addrs, quick(), &sec)?;
+                    m.agree(&hello(), Some(raw), (i == 2).then_some(stale))
+                })
+            })
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for (i, e) in r.iter().enumerate().take(2) {
+        let msg = e
+            .as_ref()
+            .err()
+            .map(ToString::to_string)
+            .unwrap_or_default();
+        assert!(
+            msg.starts_with("party 2 confirms another start-up (session 5a5a5a5a5a5a5a5a"),
+            "party {i}: {msg}"
+        );
+    }
 }
