@@ -331,7 +331,10 @@ pub fn check_roles(roles: Roles, n: usize) -> Result<()> {
 
 /// Whether an error only repeats another party's failure.
 pub fn is_echo(msg: &str) -> bool {
-    msg.contains("disconnected") || msg.contains("sent nothing") || msg.contains("stopped:")
+    msg.contains("disconnected")
+        || msg.contains("sent nothing")
+        || msg.contains("took nothing")
+        || msg.contains("stopped:")
 }
 
 /// The data owner tells every other party the batch size (8 bytes, before the computation).

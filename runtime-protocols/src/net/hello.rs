@@ -128,8 +128,8 @@ pub(super) fn session_id(announcements: &[Vec<u8>], pins: Option<&[[u8; 32]]>) -
 
 /// A fresh nonce from the operating system.
 pub(super) fn nonce() -> Result<[u8; NONCE], NetError> {
+    let seed = crate::coins::os_seed().map_err(|e| NetError::Tls(e.to_string()))?;
     let mut n = [0u8; NONCE];
-    getrandom::fill(&mut n)
-        .map_err(|e| NetError::Tls(format!("no randomness from the OS: {e}")))?;
+    n.copy_from_slice(&seed[..NONCE]);
     Ok(n)
 }

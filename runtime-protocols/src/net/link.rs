@@ -11,6 +11,7 @@ use super::NetError;
 use crate::PartyId;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -226,22 +227,64 @@ pub(super) fn dial(
     deadline: Instant,
     wait: Duration,
     tls: Option<&Tls>,
+    stop: &AtomicBool,
 ) -> Result<Outgoing, NetError> {
-    let io = |err| NetError::Io { party: p, err };
-    let sock = loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return Err(NetError::ConnectTimeout {
-                party: p,
-                secs: wait.as_secs_f64(),
-                refused: String::new(),
-            });
+    loop {
+        let sock = loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            // Another link of this party failed: no use waiting for this one.
+            if left.is_zero() || stop.load(Ordering::Relaxed) {
+                return Err(NetError::ConnectTimeout {
+                    party: p,
+                    secs: wait.as_secs_f64(),
+                    refused: String::new(),
+                });
+            }
+            match TcpStream::connect_timeout(&addr, left.min(Duration::from_secs(1))) {
+                Ok(s) => break s,
+                // The peer may not listen yet: retry until the deadline.
+                Err(_) => std::thread::sleep(Duration::from_millis(20)),
+            }
+        };
+        match secure(me, p, addr, sock, deadline, tls) {
+            Ok(out) => return Ok(out),
+            // Closed before a word was said: a relay or proxy whose party is not up yet.
+            Err(Attempt::Again) => std::thread::sleep(Duration::from_millis(50)),
+            Err(Attempt::Fail(e)) => return Err(e),
         }
-        match TcpStream::connect_timeout(&addr, left.min(Duration::from_secs(1))) {
-            Ok(s) => break s,
-            // The peer may not listen yet: retry until the deadline.
-            Err(_) => std::thread::sleep(Duration::from_millis(20)),
-        }
+    }
+}
+
+/// Why one connection attempt did not become a link.
+enum Attempt {
+    /// The connection closed before the peer said anything: try again.
+    Again,
+    Fail(NetError),
+}
+
+fn closed(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        ErrorKind::ConnectionReset
+            | ErrorKind::ConnectionAborted
+            | ErrorKind::UnexpectedEof
+            | ErrorKind::BrokenPipe
+    )
+}
+
+/// Secures a fresh connection to party `p` (TLS, or plain TCP), says which party this is
+/// and waits for the acceptor's answer.
+fn secure(
+    me: PartyId,
+    p: PartyId,
+    addr: SocketAddr,
+    sock: TcpStream,
+    deadline: Instant,
+    tls: Option<&Tls>,
+) -> Result<Outgoing, Attempt> {
+    let io = |err: std::io::Error| match closed(&err) {
+        true => Attempt::Again,
+        false => Attempt::Fail(NetError::Io { party: p, err }),
     };
     sock.set_nodelay(true).map_err(io)?;
     let id = (me as u32).to_le_bytes();
@@ -251,8 +294,8 @@ pub(super) fn dial(
         out.read_ack(deadline).map_err(io)?;
         return Ok(out);
     };
-    let (config, seen) = tls.dialer(p)?;
-    let mut conn = tls::client(config)?;
+    let (config, seen) = tls.dialer(p).map_err(Attempt::Fail)?;
+    let mut conn = tls::client(config).map_err(Attempt::Fail)?;
     let mut sock = sock;
     let left = deadline
         .saturating_duration_since(Instant::now())
@@ -262,18 +305,19 @@ pub(super) fn dial(
     while conn.is_handshaking() {
         if let Err(e) = conn.complete_io(&mut sock) {
             return Err(match seen.get() {
-                Some(theirs) => NetError::Refused {
+                Some(theirs) => Attempt::Fail(NetError::Refused {
                     addr,
                     why: format!(
                         "it presented certificate {theirs}, but this party pins {} for party {p}",
                         tls.pins()[p]
                     ),
-                },
-                None => NetError::Tls(format!(
+                }),
+                None if closed(&e) => Attempt::Again,
+                None => Attempt::Fail(NetError::Tls(format!(
                     "the TLS handshake with party {p} at {addr} failed: {e} (does its \
                      configuration pin this party's certificate, {}?)",
                     tls.own_fingerprint()
-                )),
+                ))),
             });
         }
     }
@@ -282,11 +326,11 @@ pub(super) fn dial(
     // In TLS 1.3 a client's handshake ends before the server has judged its certificate:
     // the acceptor's one-byte answer says it did.
     out.read_ack(deadline).map_err(|e| {
-        NetError::Tls(format!(
+        Attempt::Fail(NetError::Tls(format!(
             "party {p} at {addr} did not accept this party ({e}): does its configuration pin \
              this party's certificate, {}?",
             tls.own_fingerprint()
-        ))
+        )))
     })?;
     Ok(out)
 }

@@ -50,6 +50,8 @@ pub enum NetError {
     },
     #[error("party {party} sent nothing for {secs:.1} s")]
     Timeout { party: PartyId, secs: f64 },
+    #[error("party {party} took nothing this party sent for {secs:.1} s")]
+    Stalled { party: PartyId, secs: f64 },
     #[error("party {party} took over {secs:.1} s to send a message of {bytes} bytes")]
     TooSlow {
         party: PartyId,
@@ -426,17 +428,41 @@ impl Mesh {
         let (out, inc) = std::thread::scope(|scope| {
             let acceptor =
                 scope.spawn(|| accept_all(me, &listener, addrs, accepting, deadline, &stop));
+            // Every peer is dialed at once: a party that finds an impostor and leaves
+            // must not keep the others from reaching the impostor too.
+            let dials: Vec<_> = (0..n)
+                .filter(|&p| p != me)
+                .map(|p| {
+                    let stop = &stop;
+                    scope.spawn(move || {
+                        let r = link::dial(me, p, addrs[p], deadline, timeouts.connect, tls, stop);
+                        // An impostor is the cause of whatever else fails: the other dials
+                        // stop at once. Any other failure lets them run on (they may find
+                        // an impostor a peer that left before them had found).
+                        let refused = matches!(r, Err(NetError::Refused { .. }));
+                        if refused {
+                            stop.store(true, Ordering::Relaxed);
+                        }
+                        (p, r)
+                    })
+                })
+                .collect();
             let mut out: Vec<Option<Outgoing>> = (0..n).map(|_| None).collect();
-            let mut failed = None;
-            for p in (0..n).filter(|&p| p != me) {
-                match link::dial(me, p, addrs[p], deadline, timeouts.connect, tls) {
+            let mut failed: Option<NetError> = None;
+            for d in dials {
+                let (p, r) = d
+                    .join()
+                    .unwrap_or_else(|_| (me, Err(NetError::Tls("a dialing thread failed".into()))));
+                match r {
                     Ok(o) => out[p] = Some(o),
-                    Err(e) => {
-                        failed = Some(e);
-                        stop.store(true, Ordering::Relaxed);
-                        break;
-                    }
+                    // A refusal names an impostor: it wins over whatever failed beside it.
+                    Err(e @ NetError::Refused { .. }) => failed = Some(e),
+                    Err(e) if failed.is_none() => failed = Some(e),
+                    Err(_) => {}
                 }
+            }
+            if failed.is_some() {
+                stop.store(true, Ordering::Relaxed);
             }
             let inc = acceptor.join().unwrap_or_else(|_| {
                 Err(NetError::Garbage {
@@ -605,7 +631,7 @@ impl Mesh {
                 }),
                 // A peer that hung up may have said why first.
                 Err(e) => {
-                    return Err(match write_error(*p, e) {
+                    return Err(match write_error(*p, e, self.timeouts.io) {
                         NetError::Disconnected { party } => self.why_gone(party),
                         e => e,
                     })
@@ -626,7 +652,7 @@ impl Mesh {
                 .map(|(o, u)| {
                     scope.spawn(move || {
                         o.finish(&u.header, u.msg, u.at)
-                            .map_err(|e| write_error(u.to, e))
+                            .map_err(|e| write_error(u.to, e, io))
                     })
                 })
                 .collect();
@@ -797,14 +823,14 @@ fn accept_all(
 /// The accepted links, and why the last refused connection was refused.
 type Accepted = (Vec<Option<Incoming>>, Option<String>);
 
-fn write_error(p: PartyId, err: std::io::Error) -> NetError {
+fn write_error(p: PartyId, err: std::io::Error, io: Duration) -> NetError {
     match err.kind() {
         ErrorKind::BrokenPipe | ErrorKind::ConnectionReset | ErrorKind::ConnectionAborted => {
             NetError::Disconnected { party: p }
         }
-        ErrorKind::WouldBlock | ErrorKind::TimedOut => NetError::Timeout {
+        ErrorKind::WouldBlock | ErrorKind::TimedOut => NetError::Stalled {
             party: p,
-            secs: 0.0,
+            secs: io.as_secs_f64(),
         },
         _ => NetError::Io { party: p, err },
     }
@@ -876,19 +902,22 @@ fn read_all(
 ) -> Result<(), NetError> {
     let mut got = 0;
     while got < buf.len() {
-        match s.read_some(&mut buf[got..], deadline) {
+        // A silent peer is cut off after `io`; a slow one at the frame's deadline.
+        let until = deadline.min(Instant::now() + io);
+        match s.read_some(&mut buf[got..], until) {
             Ok(n) => got += n,
             Err(e) if e.kind() == ErrorKind::Interrupted => {}
             Err(err) => {
+                let late = Instant::now() >= deadline;
                 return Err(match err.kind() {
                     ErrorKind::WouldBlock | ErrorKind::TimedOut => match body {
-                        Some(bytes) => NetError::TooSlow {
+                        Some(bytes) if late => NetError::TooSlow {
                             party: p,
                             bytes,
                             secs: (io + Duration::from_secs_f64(bytes as f64 / MIN_RATE))
                                 .as_secs_f64(),
                         },
-                        None => NetError::Timeout {
+                        _ => NetError::Timeout {
                             party: p,
                             secs: io.as_secs_f64(),
                         },
@@ -904,7 +933,7 @@ fn read_all(
                         ),
                     },
                     _ => NetError::Io { party: p, err },
-                })
+                });
             }
         }
     }

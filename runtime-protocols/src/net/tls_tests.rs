@@ -416,7 +416,15 @@ fn an_unknown_host_is_refused_and_named() {
         unreachable!()
     };
     let deadline = Instant::now() + Duration::from_secs(1);
-    let dialed = link::dial(1, 0, addrs[0], deadline, Duration::from_secs(1), Some(&st));
+    let dialed = link::dial(
+        1,
+        0,
+        addrs[0],
+        deadline,
+        Duration::from_secs(1),
+        Some(&st),
+        &AtomicBool::new(false),
+    );
     let mine = dialed.err().map(|e| e.to_string()).unwrap_or_default();
     assert!(
         mine.contains("party 0 at") && mine.contains("did not accept this party"),
