@@ -436,11 +436,10 @@ impl Mesh {
                     let stop = &stop;
                     scope.spawn(move || {
                         let r = link::dial(me, p, addrs[p], deadline, timeouts.connect, tls, stop);
-                        // An impostor is the cause of whatever else fails: the other dials
-                        // stop at once. Any other failure lets them run on (they may find
-                        // an impostor a peer that left before them had found).
-                        let refused = matches!(r, Err(NetError::Refused { .. }));
-                        if refused {
+                        // An impostor explains whatever else fails: the other dials stop
+                        // at once. Any other failure lets them run on, since one of them
+                        // may still reach an impostor (the better error).
+                        if matches!(r, Err(NetError::Refused { .. })) {
                             stop.store(true, Ordering::Relaxed);
                         }
                         (p, r)
