@@ -3,7 +3,8 @@
 # (a network namespace), with mutual TLS, each host's uplink shaped by `tc tbf`, and on
 # the WAN a one-way delay added by a relay in front of every party (tests/netns/relay.py:
 # this kernel's tc has no netem). Needs root. Prints one line per model, protocol and
-# network, with the measured time beside rounds × RTT + bytes / bandwidth.
+# network, with the measured time beside rounds × RTT + bytes / bandwidth and rounds ×
+# RTT / 2 + bytes / bandwidth (a markdown table row: docs/performance.md).
 #
 # Usage: benches/wan/run.sh [BATCH]        (QMPC_BIN overrides the binary)
 set -euo pipefail
@@ -103,9 +104,11 @@ s = json.load(open(sys.argv[1]))
 name, protocol, net = sys.argv[2:5]
 rtt, mbit, start, end = float(sys.argv[5]), float(sys.argv[6]), float(sys.argv[7]), float(sys.argv[8])
 rounds, sent = s["rounds"], s["bytes_sent"]
-model = rounds * rtt / 1000 + sent * 8 / (mbit * 1e6)
-print(f"{name:12s} {protocol:7s} {net}: online {s['online_s']:7.3f} s (wall {end - start:6.2f} s), "
-      f"{rounds} rounds, {sent / 1e6:7.2f} MB from party 0; rounds x RTT + bytes / bandwidth = {model:6.3f} s")
+# A round is every party's message at once: one one-way latency (RTT / 2) each.
+wire = sent * 8 / (mbit * 1e6)
+full, half = rounds * rtt / 1000 + wire, rounds * rtt / 2000 + wire
+print(f"| {name} | {protocol} | {net} | {s['online_s']:.3f} s | {end - start:.2f} s | {rounds} | "
+      f"{sent / 1e6:.2f} MB | {full:.3f} s | {half:.3f} s |")
 PY
 }
 
