@@ -532,3 +532,52 @@ fn a_stale_session_confirmation_stops_the_others() {
         );
     }
 }
+
+/// A peer that announces more than its round expects is refused on the header, before
+/// anything is allocated: 1 GiB where 3 bytes are due, and a 1 MiB start-up message.
+#[test]
+fn an_oversized_length_is_refused_before_allocating() {
+    let r = three(
+        [Security::Plain, Security::Plain, Security::Plain],
+        |mut m| match m.party() {
+            2 => {
+                let o = link_mut(&mut m.out, 2, 0)?;
+                o.finish(&(1u32 << 30).to_le_bytes(), &[], 0)
+                    .map_err(|err| NetError::Io { party: 0, err })?;
+                std::thread::sleep(Duration::from_millis(300));
+                Ok(())
+            }
+            0 => m.exchange_sized(vec![], &[(2, 3)]).map(|_| ()),
+            _ => Ok(()),
+        },
+    );
+    let msg = r[0]
+        .as_ref()
+        .err()
+        .map(ToString::to_string)
+        .unwrap_or_default();
+    assert!(
+        msg.contains("a message of 1073741824 bytes where 3 were due"),
+        "{msg}"
+    );
+
+    let r = three(
+        [Security::Plain, Security::Plain, Security::Plain],
+        |mut m| match m.party() {
+            1 => m
+                .exchange_capped(vec![(0, vec![7u8; 1 << 20])], &[], MAX_HELLO)
+                .map(|_| ()),
+            0 => m.exchange_capped(vec![], &[1], MAX_HELLO).map(|_| ()),
+            _ => Ok(()),
+        },
+    );
+    let msg = r[0]
+        .as_ref()
+        .err()
+        .map(ToString::to_string)
+        .unwrap_or_default();
+    assert!(
+        msg.contains("a frame of 1048576 bytes (at most 65536 here)"),
+        "{msg}"
+    );
+}
