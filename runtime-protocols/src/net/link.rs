@@ -357,9 +357,17 @@ pub(super) fn accept(
             sock.set_read_timeout(Some(left)).map_err(fail)?;
             sock.set_write_timeout(Some(left)).map_err(fail)?;
             while conn.is_handshaking() {
-                conn.complete_io(&mut sock).map_err(|e| {
-                    format!("{addr}: TLS handshake failed ({e}); its certificate is pinned for no party")
-                })?;
+                conn.complete_io(&mut sock)
+                    .map_err(|e| match tls::alert_received(&e) {
+                        // The dialer judged this party's certificate and refused it.
+                        true => format!(
+                            "{addr} refused this party's certificate ({e}): does it pin this \
+                         party's certificate?"
+                        ),
+                        false => format!(
+                        "{addr}: TLS handshake failed ({e}); its certificate is pinned for no party"
+                    ),
+                    })?;
             }
             Incoming::Tls(Box::new((conn, sock)))
         }

@@ -339,6 +339,14 @@ impl ClientCertVerifier for PinnedClients {
     }
 }
 
+/// Whether a failed handshake ended with the peer's alert (it refused this side), rather
+/// than this side's own refusal of the peer.
+pub(super) fn alert_received(e: &std::io::Error) -> bool {
+    e.get_ref()
+        .and_then(|inner| inner.downcast_ref::<Error>())
+        .is_some_and(|r| matches!(r, Error::AlertReceived(_)))
+}
+
 /// The fingerprint of the certificate a finished handshake's peer presented.
 pub(super) fn peer_fingerprint(conn: &rustls::CommonState) -> Option<Fingerprint> {
     conn.peer_certificates()

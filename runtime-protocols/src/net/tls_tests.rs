@@ -223,18 +223,19 @@ fn a_peer_with_another_certificate_is_refused_by_name() {
     };
     let config = it.acceptor().unwrap();
     let l2 = listeners.pop().unwrap();
-    std::thread::spawn(move || {
+    let impostor = std::thread::spawn(move || {
+        let mut heard = Vec::new();
         for sock in l2.incoming().take(2).flatten() {
             let addr = sock.peer_addr().unwrap();
             let deadline = Instant::now() + Duration::from_secs(2);
-            let _ = link::accept(
-                sock,
-                addr,
-                3,
-                Some((config.clone(), its_pins.clone())),
-                deadline,
+            let pins = Some((config.clone(), its_pins.clone()));
+            heard.push(
+                link::accept(sock, addr, 3, pins, deadline)
+                    .err()
+                    .unwrap_or_default(),
             );
         }
+        heard
     });
     let r: Vec<_> = std::thread::scope(|s| {
         let hs: Vec<_> = listeners
@@ -259,6 +260,11 @@ fn a_peer_with_another_certificate_is_refused_by_name() {
                 && msg.contains(&format!("pins {} for party 2", pins[2])),
             "party {i}: {msg}"
         );
+    }
+    // The impostor learns that the dialers refused its certificate (their alert), not that
+    // it refused theirs.
+    for why in impostor.join().unwrap() {
+        assert!(why.contains("refused this party's certificate"), "{why}");
     }
 }
 
