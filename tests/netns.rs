@@ -218,15 +218,8 @@ fn start(
 }
 
 /// Waits for a member within [`BOUND`] of `start`; one still running then is a hang.
-fn finish(mut c: Child, start: Instant) -> Output {
-    while c.try_wait().expect("wait").is_none() {
-        if start.elapsed() > BOUND {
-            let _ = c.kill();
-            panic!("a party hung for more than {BOUND:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    c.wait_with_output().expect("output")
+fn finish(c: Child, start: Instant) -> Output {
+    finish_within(c, start, BOUND)
 }
 
 /// LeNet (int8, the corpus) compiled in `dir`, and an input of `rows` rows.

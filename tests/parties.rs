@@ -119,15 +119,8 @@ fn spawn_with(dir: &Path, args: &[String], trace: Option<&Path>, env: &[(&str, &
 }
 
 /// Waits for a party within `BOUND`; a party still running then is a hang.
-fn finish(mut c: Child, start: Instant) -> Output {
-    while c.try_wait().expect("wait").is_none() {
-        if start.elapsed() > BOUND {
-            let _ = c.kill();
-            panic!("a party hung for more than {BOUND:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    c.wait_with_output().expect("output")
+fn finish(c: Child, start: Instant) -> Output {
+    finish_within(c, start, BOUND)
 }
 
 fn party_args(id: usize, config: &Path, program: &Path, extra: &[&str]) -> Vec<String> {

@@ -32,6 +32,23 @@ pub fn required_corpus() -> Option<PathBuf> {
     }
 }
 
+/// Waits for a process within `bound` of `start`; one still running then is a hang (it
+/// is killed and the test fails).
+pub fn finish_within(
+    mut c: std::process::Child,
+    start: std::time::Instant,
+    bound: std::time::Duration,
+) -> Output {
+    while c.try_wait().expect("wait").is_none() {
+        if start.elapsed() > bound {
+            let _ = c.kill();
+            panic!("a party hung for more than {bound:?}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    c.wait_with_output().expect("output")
+}
+
 pub fn qmpc(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_qmpc"))
         .args(args)

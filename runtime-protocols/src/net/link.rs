@@ -126,38 +126,17 @@ impl Outgoing {
     /// The acceptor's one byte that it took this link.
     fn read_ack(&mut self, deadline: Instant) -> std::io::Result<()> {
         let mut b = [0u8; 1];
-        let wait = |s: &TcpStream| {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return Err(std::io::Error::from(ErrorKind::TimedOut));
-            }
-            s.set_read_timeout(Some(left))
-        };
-        let got = match self {
+        match self {
             Outgoing::Plain(s) => {
-                wait(s)?;
+                wait_until(s, deadline)?;
                 s.read_exact(&mut b)?;
-                b[0]
             }
             Outgoing::Tls(t) => {
                 let (conn, sock) = &mut **t;
-                loop {
-                    match conn.reader().read(&mut b) {
-                        Ok(0) => return Err(ErrorKind::UnexpectedEof.into()),
-                        Ok(_) => break b[0],
-                        Err(e) if e.kind() == ErrorKind::WouldBlock => {}
-                        Err(e) => return Err(e),
-                    }
-                    wait(sock)?;
-                    if conn.read_tls(sock)? == 0 {
-                        return Err(ErrorKind::UnexpectedEof.into());
-                    }
-                    conn.process_new_packets()
-                        .map_err(|e| std::io::Error::new(ErrorKind::InvalidData, e))?;
-                }
+                tls::read_some(conn, sock, &mut b, deadline)?;
             }
-        };
-        if got != ACK {
+        }
+        if b[0] != ACK {
             return Err(std::io::Error::new(
                 ErrorKind::InvalidData,
                 "not an acceptance",
@@ -182,16 +161,9 @@ impl Incoming {
         buf: &mut [u8],
         deadline: Instant,
     ) -> std::io::Result<usize> {
-        let wait = |s: &TcpStream| {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return Err(std::io::Error::from(ErrorKind::TimedOut));
-            }
-            s.set_read_timeout(Some(left))
-        };
         match self {
             Incoming::Plain(s) => {
-                wait(s)?;
+                wait_until(s, deadline)?;
                 match s.read(buf)? {
                     0 => Err(ErrorKind::UnexpectedEof.into()),
                     n => Ok(n),
@@ -199,23 +171,19 @@ impl Incoming {
             }
             Incoming::Tls(t) => {
                 let (conn, sock) = &mut **t;
-                loop {
-                    match conn.reader().read(buf) {
-                        Ok(0) => return Err(ErrorKind::UnexpectedEof.into()),
-                        Ok(n) => return Ok(n),
-                        Err(e) if e.kind() == ErrorKind::WouldBlock => {}
-                        Err(e) => return Err(e),
-                    }
-                    wait(sock)?;
-                    if conn.read_tls(sock)? == 0 {
-                        return Err(ErrorKind::UnexpectedEof.into());
-                    }
-                    conn.process_new_packets()
-                        .map_err(|e| std::io::Error::new(ErrorKind::InvalidData, e))?;
-                }
+                tls::read_some(conn, sock, buf, deadline)
             }
         }
     }
+}
+
+/// Bounds the next read of `s` by `deadline` (`TimedOut` once it has passed).
+pub(super) fn wait_until(s: &TcpStream, deadline: Instant) -> std::io::Result<()> {
+    let left = deadline.saturating_duration_since(Instant::now());
+    if left.is_zero() {
+        return Err(ErrorKind::TimedOut.into());
+    }
+    s.set_read_timeout(Some(left))
 }
 
 /// Connect to party `p` at `addr` before `deadline` (retrying while it does not listen

@@ -221,9 +221,7 @@ fn config_error(e: Error) -> NetError {
 }
 
 /// The name a dialer gives the server (the pin decides; the name is not checked).
-pub(super) fn server_name() -> ServerName<'static> {
-    ServerName::try_from("party.qmpc").expect("a valid DNS name")
-}
+const SERVER_NAME: &str = "party.qmpc";
 
 /// The certificate a peer presented when it was not the pinned one.
 #[derive(Debug, Default)]
@@ -356,12 +354,40 @@ pub(super) fn peer_fingerprint(conn: &rustls::CommonState) -> Option<Fingerprint
 
 pub(super) use rustls::{ClientConnection, ServerConnection};
 
+/// Plaintext from `conn` (at least one byte) before `deadline`: records are read from
+/// `sock` and decrypted until some arrives. A record that fails authentication is
+/// `InvalidData`; a close is `UnexpectedEof`.
+pub(super) fn read_some<D>(
+    conn: &mut rustls::ConnectionCommon<D>,
+    sock: &mut std::net::TcpStream,
+    buf: &mut [u8],
+    deadline: std::time::Instant,
+) -> std::io::Result<usize> {
+    use std::io::{ErrorKind, Read};
+    loop {
+        match conn.reader().read(buf) {
+            Ok(0) => return Err(ErrorKind::UnexpectedEof.into()),
+            Ok(n) => return Ok(n),
+            Err(e) if e.kind() == ErrorKind::WouldBlock => {}
+            Err(e) => return Err(e),
+        }
+        super::link::wait_until(sock, deadline)?;
+        if conn.read_tls(sock)? == 0 {
+            return Err(ErrorKind::UnexpectedEof.into());
+        }
+        conn.process_new_packets()
+            .map_err(|e| std::io::Error::new(ErrorKind::InvalidData, e))?;
+    }
+}
+
 /// The acceptor's configuration.
 pub(super) type ServerConfig = rustls::ServerConfig;
 
 /// A client connection to `peer` (not yet handshaken).
 pub(super) fn client(config: Arc<ClientConfig>) -> Result<ClientConnection, NetError> {
-    let mut c = ClientConnection::new(config, server_name()).map_err(config_error)?;
+    let name = ServerName::try_from(SERVER_NAME)
+        .map_err(|e| NetError::Tls(format!("cannot set up TLS: {e}")))?;
+    let mut c = ClientConnection::new(config, name).map_err(config_error)?;
     c.set_buffer_limit(None);
     Ok(c)
 }
