@@ -1,13 +1,8 @@
 //! `qmpc`: compile int8-quantized ONNX models to MPC bytecode and run them.
 
 mod alloc;
-mod cost;
-mod keygen;
-mod npy;
-mod run;
-mod session;
-mod train;
-mod train_party;
+
+use qmpc_session::{cost, keygen, party as session, run, train, train_party};
 
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -408,11 +403,6 @@ fn write(path: &Path, bytes: &[u8]) -> Result<()> {
     std::fs::write(path, bytes).with_context(|| format!("{}: cannot write", path.display()))
 }
 
-/// `MODEL.qmpw` beside `MODEL.qmpc`.
-pub fn weights_path(program: &Path) -> PathBuf {
-    program.with_extension("qmpw")
-}
-
 fn main() {
     alloc::keep_freed_memory();
     let cli = Cli::parse();
@@ -434,7 +424,7 @@ fn dispatch(cmd: Cmd) -> Result<()> {
             let c = qmpc_compiler::compile_file(&model, &options(&build))?;
             write(&output, &c.program.to_bytes())?;
             if matches!(build.weights, WeightsArg::Secret) {
-                write(&weights_path(&output), &c.weights.to_bytes())?;
+                write(&qmpc_session::weights_path(&output), &c.weights.to_bytes())?;
                 if matches!(build.trunc, TruncArg::Probabilistic) {
                     eprintln!("{}", session::PROBABILISTIC_WARNING);
                 }

@@ -2,9 +2,7 @@
 //! figures.
 #![allow(dead_code)]
 
-#[path = "../../src/npy.rs"]
-#[allow(dead_code, unused_imports)]
-pub mod npy;
+pub use qmpc_session::npy;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

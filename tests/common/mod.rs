@@ -1,8 +1,7 @@
 //! Shared helpers of the end-to-end tests: the corpus manifests and the `qmpc` binary.
 #![allow(dead_code)]
 
-#[path = "../../src/npy.rs"]
-pub mod npy;
+pub use qmpc_session::npy;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

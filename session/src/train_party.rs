@@ -8,7 +8,7 @@
 //! ([`train::session_loop`] through [`TrainWith`] and [`DealSession`]).
 
 use crate::npy::{self, Array};
-use crate::session::{self, PartiesConfig};
+use crate::party::{self, PartiesConfig};
 use crate::train::{self, DealSession, Outcome, Owned, Plan, Settings, TrainWith};
 use anyhow::{bail, Context, Result};
 use qmpc_compiler::train::Training;
@@ -218,7 +218,7 @@ fn owners_of(all: &[Holdings], parties: usize) -> Result<(Owners, Option<PartyId
 
 pub fn party(args: &PartyTrainArgs) -> Result<()> {
     let cfg = PartiesConfig::read(&args.config)?;
-    let (spec, n) = session::protocol(&cfg.protocol, Some(cfg.party.len()))?;
+    let (spec, n) = party::protocol(&cfg.protocol, Some(cfg.party.len()))?;
     let roles = cfg.roles();
     let me = match args.id {
         Some(i) if i >= n => bail!("--id {i}: {} lists parties 0..{n}", args.config.display()),
@@ -266,7 +266,7 @@ pub fn party(args: &PartyTrainArgs) -> Result<()> {
         }
     }
     let addrs = cfg.addrs()?;
-    let listener = session::listen(addrs[me], &who(me, n))?;
+    let listener = party::listen(addrs[me], &who(me, n))?;
     let hello = Hello {
         program: TRAIN_HELLO,
         protocol: spec.name.to_string(),
@@ -280,7 +280,7 @@ pub fn party(args: &PartyTrainArgs) -> Result<()> {
     let session = match prepare(&mut mesh, args, spec, roles, held, set, test) {
         Ok(s) => s,
         Err(e) => {
-            if e.downcast_ref::<NetError>().is_none() && !session::is_echo(&format!("{e:#}")) {
+            if e.downcast_ref::<NetError>().is_none() && !party::is_echo(&format!("{e:#}")) {
                 Transport::abort(
                     &mut mesh,
                     &format!("{} could not prepare the training session", who(me, n)),
@@ -334,7 +334,7 @@ pub fn party(args: &PartyTrainArgs) -> Result<()> {
         return Ok(());
     }
     let own = &session.own;
-    let out: Outcome = session::party_pool(1)?
+    let out: Outcome = party::party_pool(1)?
         .install(|| spec.setup_party(Box::new(mesh), ring, TrainWith { plan: &plan, own })?)
         .with_context(|| format!("party {me}"))?;
     if let Some(output) = &args.output {

@@ -1,7 +1,7 @@
 //! `qmpc run`: load or compile a program, quantize the input, run every party, write outputs.
 
 use crate::npy::{self, Array};
-use crate::session;
+use crate::party;
 use anyhow::{bail, Context, Result};
 use qmpc_protocols::net::{Security, Stats, Timeouts};
 use qmpc_protocols::Spec;
@@ -221,9 +221,9 @@ fn softmax(v: &mut [f32], dims: &[usize], axis: usize) {
 }
 
 pub fn run(args: &RunArgs) -> Result<()> {
-    let (spec, n) = session::protocol(&args.protocol, args.parties)?;
+    let (spec, n) = party::protocol(&args.protocol, args.parties)?;
     let (program, weights) = load(args)?;
-    session::warn_probabilistic(&program, spec);
+    party::warn_probabilistic(&program, spec);
     let (inputs, batch) = read_inputs(&program, &args.input)?;
     let (outs, per_party, times, dealer) = if spec.is_clear() {
         let start = Instant::now();
@@ -248,7 +248,7 @@ pub fn run(args: &RunArgs) -> Result<()> {
     if let Some(path) = &args.stats {
         std::fs::write(
             path,
-            session::stats_json(
+            party::stats_json(
                 spec,
                 qmpc_vm::cost::ring_bits(spec, &program),
                 batch,
@@ -281,7 +281,7 @@ type Outcome = (
     Vec<Option<Tensor<i64>>>,
     Vec<Stats>,
     (f64, f64),
-    Option<session::DealerResult>,
+    Option<party::DealerResult>,
 );
 
 /// Every party of a secure protocol on its own thread, connected over loopback TCP. Returns
@@ -295,7 +295,7 @@ fn run_local_parties(
     batch: usize,
 ) -> Result<Outcome> {
     let roles = args.roles;
-    session::check_roles(roles, n).with_context(|| format!("protocol `{}`", args.protocol))?;
+    party::check_roles(roles, n).with_context(|| format!("protocol `{}`", args.protocol))?;
     let dealt = spec.dealer;
     let (addrs, mut listeners) = qmpc_protocols::net::loopback(n + usize::from(dealt))?;
     let dealer_listener = if dealt { listeners.pop() } else { None };
@@ -315,13 +315,13 @@ fn run_local_parties(
             },
         })
         .collect();
-    let pool = &session::party_pool(n)?;
+    let pool = &party::party_pool(n)?;
     let start = Instant::now();
     let (results, dealer) = std::thread::scope(|s| {
         let dealer = dealer_listener.map(|l| {
             let addrs = &addrs;
             s.spawn(move || {
-                session::run_dealer(program, spec, l, addrs, roles, (args.timeouts, &PLAIN))
+                party::run_dealer(program, spec, l, addrs, roles, (args.timeouts, &PLAIN))
                     .context("the dealer")
             })
         });
@@ -333,7 +333,7 @@ fn run_local_parties(
                 let addrs = &addrs;
                 s.spawn(move || {
                     pool.install(|| {
-                        session::run_party(
+                        party::run_party(
                             program,
                             spec,
                             i,
@@ -349,7 +349,7 @@ fn run_local_parties(
                 })
             })
             .collect();
-        let results: Vec<Result<session::PartyResult>> = handles
+        let results: Vec<Result<party::PartyResult>> = handles
             .into_iter()
             .map(|h| {
                 h.join()
@@ -376,7 +376,7 @@ fn run_local_parties(
         let timed_out = |e: &anyhow::Error| text(e).contains("sent nothing");
         let pick = errs
             .iter()
-            .position(|e| !session::is_echo(&text(e)))
+            .position(|e| !party::is_echo(&text(e)))
             .or_else(|| errs.iter().position(timed_out))
             .unwrap_or(0);
         let err = errs
@@ -408,8 +408,8 @@ fn run_local_parties(
 
 /// `qmpc party`: one party in its own process, addresses and roles from the TOML file.
 pub fn party(args: &PartyArgs) -> Result<()> {
-    let cfg = session::PartiesConfig::read(&args.config)?;
-    let (spec, n) = session::protocol(&cfg.protocol, Some(cfg.party.len()))?;
+    let cfg = party::PartiesConfig::read(&args.config)?;
+    let (spec, n) = party::protocol(&cfg.protocol, Some(cfg.party.len()))?;
     let Some(me) = args.id else {
         return dealer(args, &cfg, spec);
     };
@@ -437,7 +437,7 @@ pub fn party(args: &PartyArgs) -> Result<()> {
     }
     let security = cfg.security(&args.config, args.key.as_deref(), args.insecure)?;
     let program = load_program(&args.model)?;
-    session::warn_probabilistic(&program, spec);
+    party::warn_probabilistic(&program, spec);
     let weights = if me == roles.model_owner {
         if program.weights.is_empty() {
             Some(Weights { tensors: vec![] })
@@ -466,12 +466,12 @@ pub fn party(args: &PartyArgs) -> Result<()> {
         (None, None)
     };
     let addrs = cfg.addrs()?;
-    let listener = session::listen(addrs[me], &format!("party {me}"))?;
+    let listener = party::listen(addrs[me], &format!("party {me}"))?;
     let data = PartyData { inputs, weights };
     let timeouts = cfg.timeouts()?;
-    let r = session::party_pool(1)?
+    let r = party::party_pool(1)?
         .install(|| {
-            session::run_party(
+            party::run_party(
                 &program,
                 spec,
                 me,
@@ -491,7 +491,7 @@ pub fn party(args: &PartyArgs) -> Result<()> {
         // This party's own figures; the others are not known here.
         std::fs::write(
             path,
-            session::stats_json(
+            party::stats_json(
                 spec,
                 qmpc_vm::cost::ring_bits(spec, &program),
                 r.batch,
@@ -506,7 +506,7 @@ pub fn party(args: &PartyArgs) -> Result<()> {
 }
 
 /// `qmpc party --role dealer`: the dealer holds no data and writes no output.
-fn dealer(args: &PartyArgs, cfg: &session::PartiesConfig, spec: &Spec) -> Result<()> {
+fn dealer(args: &PartyArgs, cfg: &party::PartiesConfig, spec: &Spec) -> Result<()> {
     if !spec.dealer {
         bail!("protocol `{}` has no dealer", spec.name);
     }
@@ -517,8 +517,8 @@ fn dealer(args: &PartyArgs, cfg: &session::PartiesConfig, spec: &Spec) -> Result
     let program = load_program(&args.model)?;
     let addrs = cfg.addrs()?;
     let me = addrs.len() - 1;
-    let listener = session::listen(addrs[me], "the dealer")?;
-    let d = session::run_dealer(
+    let listener = party::listen(addrs[me], "the dealer")?;
+    let d = party::run_dealer(
         &program,
         spec,
         listener,

@@ -1,7 +1,7 @@
 //! `qmpc cost`: a program's rounds and bytes per party and per layer, without running it,
 //! and the budget check users put in CI.
 
-use crate::session::{self, Preprocessing};
+use crate::party::{self, Preprocessing};
 use anyhow::{bail, Context, Result};
 use qmpc_vm::cost::ProgramCost;
 use qmpc_vm::interp::Roles;
@@ -33,7 +33,7 @@ pub struct TrainCost {
 /// The static cost of `args.model`, the ring it was computed for, and the bytes the dealer
 /// sends before the computation (0 without one).
 pub fn compute(args: &CostArgs) -> Result<(ProgramCost, u32, Preprocessing)> {
-    let (spec, n) = session::protocol(&args.protocol, args.parties)?;
+    let (spec, n) = party::protocol(&args.protocol, args.parties)?;
     if args.batch == 0 {
         bail!("--batch must be at least 1");
     }
@@ -49,7 +49,7 @@ pub fn compute(args: &CostArgs) -> Result<(ProgramCost, u32, Preprocessing)> {
             output_to: 0,
         }
     } else {
-        session::check_roles(args.roles, n)
+        party::check_roles(args.roles, n)
             .with_context(|| format!("protocol `{}`", args.protocol))?;
         args.roles
     };
@@ -57,7 +57,7 @@ pub fn compute(args: &CostArgs) -> Result<(ProgramCost, u32, Preprocessing)> {
     let costs = spec.costs(n, ring)?;
     let c = qmpc_vm::cost::cost(&program, costs.as_ref(), roles, args.batch)
         .with_context(|| format!("{}: cannot cost the program", args.model.display()))?;
-    let pre = session::preprocessing(spec, &program, n, roles, args.batch)
+    let pre = party::preprocessing(spec, &program, n, roles, args.batch)
         .with_context(|| format!("{}: cannot cost the preprocessing", args.model.display()))?;
     Ok((c, ring, pre))
 }
@@ -68,7 +68,7 @@ pub fn compute_train(
     args: &CostArgs,
     t: &TrainCost,
 ) -> Result<(ProgramCost, u32, usize, Preprocessing)> {
-    let (spec, n) = session::protocol(&args.protocol, args.parties)?;
+    let (spec, n) = party::protocol(&args.protocol, args.parties)?;
     let rows = t.rows.max(args.batch);
     let training = crate::train::compile(
         &args.model,
@@ -91,7 +91,7 @@ pub fn compute_train(
         .with_context(|| format!("{}: cannot cost the training step", args.model.display()))?;
     // The step's batch is fixed in the program, not the VM's batch axis.
     c.batch = args.batch;
-    let pre = session::preprocessing(spec, &training.step, n, roles, 1)?;
+    let pre = party::preprocessing(spec, &training.step, n, roles, 1)?;
     Ok((c, ring, rows / args.batch, pre))
 }
 

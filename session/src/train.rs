@@ -4,8 +4,8 @@
 //! the trained parameters to the model owner, who writes the trained ONNX file.
 
 use crate::npy::{self, Array};
+use crate::party;
 use crate::run::quantize_input;
-use crate::session;
 use anyhow::{bail, Context, Result};
 use qmpc_compiler::train::{self as tc, TrainOptions, Training};
 use qmpc_protocols::net::Transport;
@@ -604,7 +604,7 @@ pub(crate) fn check_dealt(
     if !spec.dealer {
         return Ok(());
     }
-    let pre = session::preprocessing(spec, &t.step, n, roles, 1)?;
+    let pre = party::preprocessing(spec, &t.step, n, roles, 1)?;
     if pre.bytes > MAX_DEALT_PER_STEP {
         bail!(
             "{}'s dealer would send {:.1} GB for every step of {} rows (more than the \
@@ -670,7 +670,7 @@ pub(crate) fn finish_owner(
 
 pub fn train(args: &TrainArgs) -> Result<()> {
     let settings = &args.settings;
-    let (spec, n) = session::protocol(&args.protocol, args.parties)?;
+    let (spec, n) = party::protocol(&args.protocol, args.parties)?;
     // Every owner's rows and labels, read before anything is compiled.
     let mut sets = Vec::new();
     for (owner, path) in &args.data {
@@ -750,7 +750,7 @@ pub fn train(args: &TrainArgs) -> Result<()> {
             parties: n,
             roles: format!("model owner {}", roles.model_owner),
         };
-        let pool = &session::party_pool(n)?;
+        let pool = &party::party_pool(n)?;
         std::thread::scope(|s| {
             let dealer = dealer_listener.map(|l| {
                 let (addrs, hello) = (&addrs, &hello);
@@ -818,7 +818,7 @@ pub fn train(args: &TrainArgs) -> Result<()> {
     if !errs.is_empty() {
         let pick = errs
             .iter()
-            .position(|e| !session::is_echo(&format!("{e:#}")))
+            .position(|e| !party::is_echo(&format!("{e:#}")))
             .unwrap_or(0);
         return Err(errs.swap_remove(pick));
     }
