@@ -1,8 +1,9 @@
 //! `qmpc`: compile int8-quantized ONNX models to MPC bytecode and run them.
 
 mod alloc;
+mod run;
 
-use qmpc_session::{cost, keygen, party as session, run, train, train_party};
+use qmpc_session::{cost, keygen, party as session, train, train_party};
 
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -593,7 +594,7 @@ fn dispatch(cmd: Cmd) -> Result<()> {
             write(&output, &p.to_bytes())
         }
         Cmd::Disasm { input, output } => {
-            let p = run::load_program(&input)?;
+            let p = qmpc_session::load_program(&input)?;
             let text = qmpc_vm::bytecode::asm::disassemble(&p);
             match output {
                 Some(o) => write(&o, text.as_bytes()),

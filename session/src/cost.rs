@@ -2,6 +2,7 @@
 //! and the budget check users put in CI.
 
 use crate::party::{self, Preprocessing};
+use crate::Session;
 use anyhow::{bail, Context, Result};
 use qmpc_vm::cost::ProgramCost;
 use qmpc_vm::interp::Roles;
@@ -33,33 +34,19 @@ pub struct TrainCost {
 /// The static cost of `args.model`, the ring it was computed for, and the bytes the dealer
 /// sends before the computation (0 without one).
 pub fn compute(args: &CostArgs) -> Result<(ProgramCost, u32, Preprocessing)> {
-    let (spec, n) = party::protocol(&args.protocol, args.parties)?;
+    let session = Session::new(&args.protocol, args.parties)?.with_roles(args.roles)?;
     if args.batch == 0 {
         bail!("--batch must be at least 1");
     }
     let program = if args.model.extension().is_some_and(|e| e == "onnx") {
         qmpc_compiler::compile_file(&args.model, &args.opts)?.program
     } else {
-        crate::run::load_program(&args.model)?
+        crate::load_program(&args.model)?
     };
-    let roles = if spec.is_clear() {
-        Roles {
-            model_owner: 0,
-            data_owner: 0,
-            output_to: 0,
-        }
-    } else {
-        party::check_roles(args.roles, n)
-            .with_context(|| format!("protocol `{}`", args.protocol))?;
-        args.roles
-    };
-    let ring = qmpc_vm::cost::ring_bits(spec, &program);
-    let costs = spec.costs(n, ring)?;
-    let c = qmpc_vm::cost::cost(&program, costs.as_ref(), roles, args.batch)
-        .with_context(|| format!("{}: cannot cost the program", args.model.display()))?;
-    let pre = party::preprocessing(spec, &program, n, roles, args.batch)
-        .with_context(|| format!("{}: cannot cost the preprocessing", args.model.display()))?;
-    Ok((c, ring, pre))
+    let c = session
+        .cost(&program, args.batch)
+        .with_context(|| args.model.display().to_string())?;
+    Ok((c.program, c.ring_bits, c.preprocessing))
 }
 
 /// The static cost of one training step of `args.model` in the ring of the whole session,
@@ -108,7 +95,10 @@ pub fn cost(args: &CostArgs) -> Result<()> {
                 step.trim_end()
             );
         } else {
-            print!("one training step: {}", text(&args.model, &c, pre));
+            print!(
+                "one training step: {}",
+                text(&args.model.display().to_string(), &c, pre)
+            );
             println!(
                 "\none epoch ({steps} steps): {epoch_rounds} rounds, {} bytes sent by all parties",
                 grouped(epoch_bytes)
@@ -120,7 +110,7 @@ pub fn cost(args: &CostArgs) -> Result<()> {
     let out = if args.json {
         json(&c, ring, pre)
     } else {
-        text(&args.model, &c, pre)
+        text(&args.model.display().to_string(), &c, pre)
     };
     print!("{out}");
     if let Some(path) = &args.budget {
@@ -151,12 +141,12 @@ fn grouped(v: u64) -> String {
     out
 }
 
-fn text(model: &Path, c: &ProgramCost, pre: Preprocessing) -> String {
+pub(crate) fn text(model: &str, c: &ProgramCost, pre: Preprocessing) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
         "{} under {} ({} parties), batch {}: {} rounds, {} bytes sent by all parties",
-        model.display(),
+        model,
         c.protocol,
         c.parties,
         c.batch,
@@ -235,7 +225,7 @@ fn json_str(s: &str) -> String {
 }
 
 /// The `--stats` keys that are known before running, plus the per-layer list.
-fn json(c: &ProgramCost, ring: u32, pre: Preprocessing) -> String {
+pub(crate) fn json(c: &ProgramCost, ring: u32, pre: Preprocessing) -> String {
     let parties: Vec<String> = c
         .per_party
         .iter()

@@ -16,6 +16,27 @@ impl Array {
             Array::F32(d, _) | Array::Int(d, _, _) => d,
         }
     }
+
+    /// The array as an `.npy` file, in its own type.
+    pub fn to_npy(&self) -> Vec<u8> {
+        match self {
+            Array::F32(d, v) => encode_f32(d, v),
+            Array::Int(d, v, t) => encode_ints(descr_of(t), d, v),
+        }
+    }
+}
+
+/// The `.npy` type string of a numpy integer type name.
+fn descr_of(name: &str) -> &'static str {
+    match name {
+        "int8" => "|i1",
+        "uint8" => "|u1",
+        "int16" => "<i2",
+        "uint16" => "<u2",
+        "int32" => "<i4",
+        "uint32" => "<u4",
+        _ => "<i8",
+    }
 }
 
 fn parse_header(h: &str) -> Result<(String, bool, Vec<usize>)> {
@@ -164,7 +185,8 @@ pub fn encode_f32(dims: &[usize], v: &[f32]) -> Vec<u8> {
 pub fn encode_ints(descr: &str, dims: &[usize], v: &[i64]) -> Vec<u8> {
     let bytes: Vec<u8> = match descr {
         "|i1" | "|u1" => v.iter().map(|&x| x as u8).collect(),
-        "<i4" => v.iter().flat_map(|&x| (x as i32).to_le_bytes()).collect(),
+        "<i2" | "<u2" => v.iter().flat_map(|&x| (x as u16).to_le_bytes()).collect(),
+        "<i4" | "<u4" => v.iter().flat_map(|&x| (x as u32).to_le_bytes()).collect(),
         _ => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
     };
     encode(descr, dims, &bytes)

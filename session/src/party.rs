@@ -166,6 +166,7 @@ fn run_with<P: Party>(
 }
 
 /// What the dealer did.
+#[derive(Clone, Copy, Debug)]
 pub struct DealerResult {
     pub stats: Stats,
     pub wall_s: f64,

@@ -3,9 +3,9 @@
 //! batches of a public per-epoch shuffle, count the test rows classified right, and reveal
 //! the trained parameters to the model owner, who writes the trained ONNX file.
 
+use crate::io::quantize_input;
 use crate::npy::{self, Array};
 use crate::party;
-use crate::run::quantize_input;
 use anyhow::{bail, Context, Result};
 use qmpc_compiler::train::{self as tc, TrainOptions, Training};
 use qmpc_protocols::net::Transport;

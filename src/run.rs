@@ -1,0 +1,234 @@
+//! `qmpc run`, `qmpc party` (inference) and `qmpc demo`: files in and out around the
+//! library's [`Session`] and [`Member`].
+
+use anyhow::{bail, Context, Result};
+use qmpc_protocols::net::Timeouts;
+use qmpc_session::{load_program, load_weights, npy, Array, Input, Member, Model, Roles, Session};
+use std::path::{Path, PathBuf};
+
+pub struct RunArgs {
+    pub model: PathBuf,
+    pub protocol: String,
+    pub parties: Option<usize>,
+    /// `X.npy` or `NAME=X.npy`, one per distinct graph input.
+    pub input: Vec<String>,
+    pub output: Option<PathBuf>,
+    pub stats: Option<PathBuf>,
+    pub opts: qmpc_session::CompileOptions,
+    pub roles: Roles,
+    pub timeouts: Timeouts,
+}
+
+/// Reads the data owner's `--input` files, one per graph input of the program: `NAME=FILE`
+/// for the input `NAME`, plain files for the others in graph order.
+fn read_inputs(
+    program: &qmpc_vm::bytecode::Program,
+    specs: &[String],
+) -> Result<Vec<(PathBuf, Array)>> {
+    let names = qmpc_session::io::input_names(program);
+    let mut files: Vec<Option<PathBuf>> = vec![None; names.len()];
+    let mut positional = Vec::new();
+    for spec in specs {
+        match spec.split_once('=') {
+            Some((name, path)) if !Path::new(spec).exists() => {
+                let i = names.iter().position(|n| *n == name).with_context(|| {
+                    format!("--input {spec}: the model has no input `{name}` (it takes {names:?})")
+                })?;
+                files[i] = Some(PathBuf::from(path));
+            }
+            _ => positional.push(PathBuf::from(spec)),
+        }
+    }
+    let mut positional = positional.into_iter();
+    for f in files.iter_mut().filter(|f| f.is_none()) {
+        *f = positional.next();
+    }
+    if positional.next().is_some() {
+        bail!(
+            "{} --input files for a model with {} input(s) {names:?}",
+            specs.len(),
+            names.len()
+        );
+    }
+    names
+        .iter()
+        .zip(files)
+        .map(|(name, f)| {
+            let f = f.with_context(|| format!("no --input for the model's input `{name}`"))?;
+            let a = npy::read(&f)?;
+            Ok((f, a))
+        })
+        .collect()
+}
+
+/// The arrays as the library's inputs, each named by its file in errors.
+fn as_inputs(arrays: &[(PathBuf, Array)]) -> Vec<Input<'_>> {
+    arrays
+        .iter()
+        .map(|(f, a)| Input {
+            array: a,
+            origin: Some(f.display().to_string()),
+        })
+        .collect()
+}
+
+pub fn run(args: &RunArgs) -> Result<()> {
+    let session = Session::new(&args.protocol, args.parties)?
+        .with_roles(args.roles)?
+        .with_timeout(args.timeouts.io);
+    let model = Model::open(&args.model, &args.opts)?;
+    let arrays = read_inputs(&model.program, &args.input)?;
+    let outcome = session.run(&model, &as_inputs(&arrays))?;
+    if let Some(path) = &args.output {
+        write_output(outcome.outputs.first(), path)?;
+    }
+    if let Some(path) = &args.stats {
+        write(path, outcome.stats_json().as_bytes())?;
+    }
+    Ok(())
+}
+
+fn write(path: &Path, bytes: &[u8]) -> Result<()> {
+    std::fs::write(path, bytes).with_context(|| format!("{}: cannot write", path.display()))
+}
+
+/// Write the first output of the program (what the receiver computes from the integers).
+fn write_output(out: Option<&Array>, path: &Path) -> Result<()> {
+    let out = out.context("the program has no output")?;
+    write(path, &out.to_npy())
+}
+
+/// `qmpc party`: one party in its own process, addresses and roles from the TOML file.
+pub fn party(args: &PartyArgs) -> Result<()> {
+    let member = Member::open(&args.config)?;
+    let Some(me) = args.id else {
+        return dealer(args, &member);
+    };
+    member.check_id(me)?;
+    let roles = member.roles();
+    if args.weights_file.is_some() && me != roles.model_owner {
+        bail!(
+            "party {me} is not the model owner (party {}); it must not be given --weights-file",
+            roles.model_owner
+        );
+    }
+    if !args.input.is_empty() && me != roles.data_owner {
+        bail!(
+            "party {me} is not the data owner (party {}); it must not be given --input",
+            roles.data_owner
+        );
+    }
+    if args.output.is_some() && me != roles.output_to {
+        bail!(
+            "party {me} does not receive the output (party {} does); it must not be given --output",
+            roles.output_to
+        );
+    }
+    let security = member.security(args.key.as_deref(), args.insecure)?;
+    let program = load_program(&args.model)?;
+    let weights = if me == roles.model_owner && !program.weights.is_empty() {
+        let wp = args
+            .weights_file
+            .as_ref()
+            .context("the model owner needs --weights-file MODEL.qmpw")?;
+        load_weights(wp, "the weights")?
+    } else {
+        qmpc_vm::bytecode::Weights { tensors: vec![] }
+    };
+    let model = Model { program, weights };
+    let arrays = if me == roles.data_owner {
+        if args.input.is_empty() {
+            bail!("the data owner needs --input X.npy");
+        }
+        Some(read_inputs(&model.program, &args.input)?)
+    } else {
+        None
+    };
+    let inputs = arrays.as_deref().map(as_inputs);
+    let r = member.run_party(me, &model, inputs.as_deref(), &security)?;
+    if let Some(path) = &args.output {
+        match r.outputs.first() {
+            Some(None) => bail!("no output was revealed to this party"),
+            first => write_output(first.and_then(Option::as_ref), path)?,
+        }
+    }
+    if let Some(path) = &args.stats {
+        write(path, r.stats_json().as_bytes())?;
+    }
+    Ok(())
+}
+
+/// `qmpc party --role dealer`: the dealer holds no data and writes no output.
+fn dealer(args: &PartyArgs, member: &Member) -> Result<()> {
+    if !member.protocol().dealer {
+        bail!("protocol `{}` has no dealer", member.protocol().name);
+    }
+    if args.weights_file.is_some() || !args.input.is_empty() || args.output.is_some() {
+        bail!("the dealer holds no weights, input or output");
+    }
+    let security = member.security(args.key.as_deref(), args.insecure)?;
+    let program = load_program(&args.model)?;
+    let d = member.run_dealer(&program, &security)?;
+    if let Some(path) = &args.stats {
+        let json = format!(
+            "{{\"protocol\": \"{}\", \"role\": \"dealer\", \"preprocessing\": \
+             {{\"bytes_sent\": {}, \"wall_s\": {:.6}}}}}\n",
+            member.protocol().name,
+            d.stats.bytes_sent,
+            d.wall_s
+        );
+        write(path, json.as_bytes())?;
+    }
+    Ok(())
+}
+
+pub struct PartyArgs {
+    /// `None`: the dealer.
+    pub id: Option<usize>,
+    pub config: PathBuf,
+    pub model: PathBuf,
+    pub weights_file: Option<PathBuf>,
+    pub input: Vec<String>,
+    pub output: Option<PathBuf>,
+    pub stats: Option<PathBuf>,
+    /// This party's TLS key (`qmpc keygen`), or `None` with `insecure`.
+    pub key: Option<PathBuf>,
+    pub insecure: bool,
+}
+
+fn argmax(row: &[f32]) -> usize {
+    row.iter()
+        .enumerate()
+        .fold(0, |b, (i, &x)| if x > row[b] { i } else { b })
+}
+
+/// `qmpc demo`: the README's first command.
+pub fn demo(model: &Path, dir: &Path) -> Result<()> {
+    let model = Model::open(model, &Default::default())?;
+    let x = npy::read(&dir.join("input.npy"))?;
+    let outcome = Session::new("clear", None)?.run(
+        &model,
+        &[Input {
+            array: &x,
+            origin: None,
+        }],
+    )?;
+    let want = npy::read(&dir.join("output_0.npy"))?;
+    let (Some(Array::F32(d, g)), Array::F32(_, w)) = (outcome.outputs.first(), want) else {
+        bail!("unexpected output types")
+    };
+    let cols = d
+        .get(1)
+        .copied()
+        .context("output is not [batch, classes]")?;
+    let mut agree = 0;
+    for (i, (a, b)) in g.chunks(cols).zip(w.chunks(cols)).enumerate() {
+        let (p, r) = (argmax(a), argmax(b));
+        agree += usize::from(p == r);
+        if i < 8 {
+            println!("image {i}: qmpc (clear) predicts {p}, onnxruntime predicts {r}");
+        }
+    }
+    println!("{agree}/{} predictions agree with onnxruntime", d[0]);
+    Ok(())
+}
