@@ -553,7 +553,10 @@ fn dispatch(cmd: Cmd) -> Result<()> {
                 insecure,
             })
         }
-        Cmd::Keygen { id, out } => keygen::keygen(&id, &out),
+        Cmd::Keygen { id, out } => {
+            println!("{}", keygen::keygen(&id, &out)?.describe());
+            Ok(())
+        }
         Cmd::Strip { model, output } => train::strip(&model, &output),
         Cmd::Demo { model, dir } => run::demo(&model, &dir),
         Cmd::Train {

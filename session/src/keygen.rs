@@ -3,12 +3,38 @@
 use anyhow::{bail, Context, Result};
 use qmpc_protocols::net::tls;
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+/// What [`keygen`] wrote.
+#[derive(Clone, Debug)]
+pub struct KeyFiles {
+    /// `party-I` or `dealer`.
+    pub name: String,
+    /// The key and the certificate (secret: this member alone reads it).
+    pub key: PathBuf,
+    /// The certificate, for the other members to pin.
+    pub certificate: PathBuf,
+    /// `sha256:…` of the certificate.
+    pub fingerprint: String,
+}
+
+impl KeyFiles {
+    /// What `qmpc keygen` prints.
+    pub fn describe(&self) -> String {
+        let (name, key, crt) = (&self.name, self.key.display(), self.certificate.display());
+        format!(
+            "{name}: key {key} (keep it here), certificate {crt}\nfingerprint {fp}\npin it in \
+             every parties.toml, in {name}'s entry: certificate = \"{crt}\" or fingerprint = \
+             \"{fp}\"",
+            fp = self.fingerprint
+        )
+    }
+}
 
 /// Writes `OUT/NAME.key` (key and certificate, readable by the owner alone) and
-/// `OUT/NAME.crt` (the certificate), `NAME` being `party-I` or `dealer`; prints the
-/// fingerprint. An existing key is never overwritten: its pin is in other parties' files.
-pub fn keygen(id: &str, out: &Path) -> Result<()> {
+/// `OUT/NAME.crt` (the certificate), `NAME` being `party-I` or `dealer`. An existing key
+/// is never overwritten: its pin is in other parties' files.
+pub fn keygen(id: &str, out: &Path) -> Result<KeyFiles> {
     let name = match id {
         "dealer" => "dealer".to_string(),
         n => match n.parse::<usize>() {
@@ -31,18 +57,12 @@ pub fn keygen(id: &str, out: &Path) -> Result<()> {
     let m = tls::generate(&name)?;
     write_new(&key_path, m.key_pem.as_bytes(), 0o600)?;
     write_new(&crt_path, m.cert_pem.as_bytes(), 0o644)?;
-    println!(
-        "{name}: key {} (keep it here), certificate {}",
-        key_path.display(),
-        crt_path.display()
-    );
-    println!("fingerprint {}", m.fingerprint);
-    println!(
-        "pin it in every parties.toml, in {name}'s entry: certificate = \"{}\" or fingerprint = \"{}\"",
-        crt_path.display(),
-        m.fingerprint
-    );
-    Ok(())
+    Ok(KeyFiles {
+        name,
+        key: key_path,
+        certificate: crt_path,
+        fingerprint: m.fingerprint.to_string(),
+    })
 }
 
 /// Create `path` (never replacing a file) with permissions `mode`.
