@@ -119,6 +119,7 @@ const CODE: &[&str] = &[
     "vm/src",
     "runtime-protocols/src",
     "session/src",
+    "python/src",
 ];
 
 /// Only the network layer (`runtime-protocols/src/net/`) and the session library's party

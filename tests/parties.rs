@@ -323,6 +323,7 @@ fn fake_party_2(dir: &Path, program: &Path, config_ports: &[u16], garbage: Optio
     let bytes = std::fs::read(program).expect("program");
     let p = qmpc_vm::bytecode::Program::from_bytes(&bytes).expect("program");
     let hello = Hello {
+        claim: Vec::new(),
         program: p.digest(),
         protocol: "rep3".into(),
         parties: 3,

@@ -80,6 +80,7 @@ fn view(
     let total = n + usize::from(spec.dealer);
     let (addrs, listeners) = loopback(total).expect("loopback");
     let hello = Hello {
+        claim: Vec::new(),
         program: program.digest(),
         protocol: spec.name.into(),
         parties: total,
@@ -380,6 +381,7 @@ fn train_ledger(spec: &Spec, fresh: bool) -> Ledger {
     let total = n + usize::from(spec.dealer);
     let (addrs, listeners) = loopback(total).expect("loopback");
     let hello = Hello {
+        claim: Vec::new(),
         program: t.step.digest(),
         protocol: spec.name.into(),
         parties: total,

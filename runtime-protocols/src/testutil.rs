@@ -14,6 +14,7 @@ pub use crate::viewtest::{assert_views_independent, CoalitionCoins, Recorder};
 pub fn on_mesh<T: Send>(n: usize, protocol: &str, f: impl Fn(PartyId, Mesh) -> T + Sync) -> Vec<T> {
     let (addrs, listeners) = loopback(n).unwrap();
     let hello = Hello {
+        claim: Vec::new(),
         program: [7; 32],
         protocol: protocol.into(),
         parties: n,

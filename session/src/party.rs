@@ -81,7 +81,10 @@ pub fn run_party(
     batch: Option<usize>,
     (timeouts, security): (Timeouts, &Security),
 ) -> Result<PartyResult> {
+    // The data owner states the batch in its announcement: bound into the session id, so
+    // every member computes on the same batch or none starts.
     let hello = Hello {
+        claim: batch.map_or(Vec::new(), |b| (b as u64).to_le_bytes().to_vec()),
         program: program.digest(),
         protocol: protocol.name.to_string(),
         parties: addrs.len(),
@@ -183,6 +186,7 @@ pub fn run_dealer(
     (timeouts, security): (Timeouts, &Security),
 ) -> Result<DealerResult> {
     let hello = Hello {
+        claim: Vec::new(),
         program: program.digest(),
         protocol: protocol.name.to_string(),
         parties: addrs.len(),
@@ -338,32 +342,24 @@ pub fn is_echo(msg: &str) -> bool {
         || msg.contains("stopped:")
 }
 
-/// The data owner tells every other party the batch size (8 bytes, before the computation).
+/// The batch size the data owner stated in its start-up announcement (8 bytes, the same
+/// at every member: the session id binds every announcement).
 fn agree_batch(mesh: &mut Mesh, owner: PartyId, batch: Option<usize>) -> Result<usize> {
-    let me = Transport::party(mesh);
-    if me == owner {
-        let b = batch.context("the data owner has no input")?;
-        let out = (0..mesh.parties())
-            .filter(|&p| p != me)
-            .map(|p| (p, (b as u64).to_le_bytes().to_vec()))
-            .collect();
-        Transport::exchange(mesh, out, &[])?;
-        Ok(b)
-    } else {
-        let got = Transport::exchange_sized(mesh, Vec::new(), &[(owner, 8)])?;
-        let bytes: [u8; 8] = got
-            .first()
-            .and_then(|(_, m)| m.as_slice().try_into().ok())
-            .ok_or(NetError::Garbage {
-                party: owner,
-                what: "a malformed batch size".into(),
-            })?;
-        let b = u64::from_le_bytes(bytes) as usize;
-        if b == 0 || b > 1 << 20 {
-            bail!("party {owner} announced a batch of {b}");
-        }
-        Ok(b)
+    if Transport::party(mesh) == owner {
+        return batch.context("the data owner has no input");
     }
+    let bytes: [u8; 8] = mesh
+        .claim(owner)
+        .try_into()
+        .map_err(|_| NetError::Garbage {
+            party: owner,
+            what: "a malformed batch size".into(),
+        })?;
+    let b = u64::from_le_bytes(bytes) as usize;
+    if b == 0 || b > 1 << 20 {
+        bail!("party {owner} announced a batch of {b}");
+    }
+    Ok(b)
 }
 
 /// `--stats` JSON (DESIGN.md keys, plus bytes received, the ring and `online_s`: the wall

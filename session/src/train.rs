@@ -745,6 +745,7 @@ pub fn train(args: &TrainArgs) -> Result<()> {
         let (addrs, mut listeners) = qmpc_protocols::net::loopback(n + usize::from(spec.dealer))?;
         let dealer_listener = if spec.dealer { listeners.pop() } else { None };
         let hello = Hello {
+            claim: Vec::new(),
             program: t.step.digest(),
             protocol: spec.name.to_string(),
             parties: n,

@@ -268,6 +268,7 @@ pub fn party(args: &PartyTrainArgs) -> Result<()> {
     let addrs = cfg.addrs()?;
     let listener = party::listen(addrs[me], &who(me, n))?;
     let hello = Hello {
+        claim: Vec::new(),
         program: TRAIN_HELLO,
         protocol: spec.name.to_string(),
         parties: addrs.len(),

@@ -1,5 +1,6 @@
 //! The start-up agreement, before any share is sent: every member announces what it is
-//! about to run (program digest, protocol, party count, roles) with a fresh random nonce;
+//! about to run (program digest, protocol, party count, roles) and what it alone states
+//! (its claim: the data owner's batch size) with a fresh random nonce;
 //! then every member confirms the digest of the whole start-up — all announcements in
 //! member order and every member's pinned certificate — which is the session id. A member
 //! that saw another announcement, pins another certificate for someone, or replays a
@@ -17,7 +18,14 @@ pub struct Hello {
     pub parties: usize,
     /// Who plays which role, in words (`model owner 0, data owner 1, output to 1`).
     pub roles: String,
+    /// What this member alone states (the data owner's batch size), at most
+    /// [`MAX_CLAIM`] bytes: not compared with the others' announcements, but bound into the
+    /// session id with them, so every member has seen the same claim of every member.
+    pub claim: Vec<u8>,
 }
+
+/// The most bytes of a member's claim.
+pub const MAX_CLAIM: usize = 256;
 
 /// Bytes of a member's fresh nonce.
 pub(super) const NONCE: usize = 16;
@@ -28,11 +36,21 @@ impl Hello {
         let mut b = self.program.to_vec();
         b.extend((self.parties as u32).to_le_bytes());
         b.extend(nonce);
-        for text in [&self.protocol, &self.roles] {
+        for text in [self.protocol.as_bytes(), self.roles.as_bytes(), &self.claim] {
             b.extend((text.len().min(u16::MAX as usize) as u16).to_le_bytes());
-            b.extend(&text.as_bytes()[..text.len().min(u16::MAX as usize)]);
+            b.extend(&text[..text.len().min(u16::MAX as usize)]);
         }
         b
+    }
+
+    /// The claim in member `party`'s announcement (checked by [`Hello::check`]).
+    pub(super) fn claim_of(bytes: &[u8]) -> Vec<u8> {
+        let mut r = Reader(bytes);
+        let skip = r.take(32 + 4 + NONCE).is_some() && r.bytes().is_some() && r.bytes().is_some();
+        if !skip {
+            return Vec::new();
+        }
+        r.bytes().map(<[u8]>::to_vec).unwrap_or_default()
     }
 
     /// Checks member `party`'s announcement against this member's own.
@@ -56,7 +74,8 @@ impl Hello {
         r.take(NONCE).ok_or_else(garbage)?;
         let protocol = r.text().ok_or_else(garbage)?;
         let roles = r.text().ok_or_else(garbage)?;
-        if !r.0.is_empty() {
+        let claim = r.bytes().ok_or_else(garbage)?;
+        if !r.0.is_empty() || claim.len() > MAX_CLAIM {
             return Err(garbage());
         }
         let mismatch = |what, ours: String, theirs: String| NetError::Mismatch {
@@ -93,9 +112,12 @@ impl<'a> Reader<'a> {
         self.0 = rest;
         Some(head)
     }
-    fn text(&mut self) -> Option<&'a str> {
+    fn bytes(&mut self) -> Option<&'a [u8]> {
         let n = u16::from_le_bytes(self.take(2)?.try_into().ok()?) as usize;
-        std::str::from_utf8(self.take(n)?).ok()
+        self.take(n)
+    }
+    fn text(&mut self) -> Option<&'a str> {
+        std::str::from_utf8(self.bytes()?).ok()
     }
 }
 

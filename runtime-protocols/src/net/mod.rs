@@ -348,6 +348,8 @@ pub struct Mesh {
     stats: Stats,
     /// [`Mesh::session_id`].
     session: [u8; 32],
+    /// Every member's claim in its start-up announcement.
+    claims: Vec<Vec<u8>>,
 }
 
 impl Mesh {
@@ -504,6 +506,7 @@ impl Mesh {
             timeouts,
             stats: Stats::default(),
             session: [0; 32],
+            claims: Vec::new(),
         })
     }
 
@@ -529,6 +532,7 @@ impl Mesh {
             hello.check(p, &bytes)?;
             all[p] = bytes;
         }
+        self.claims = all.iter().map(|a| Hello::claim_of(a)).collect();
         self.session = hello::session_id(&all, pins);
         let said = confirm.unwrap_or(self.session);
         let sized: Vec<(PartyId, Option<usize>)> =
@@ -554,6 +558,12 @@ impl Mesh {
     /// announcement (each with a fresh nonce) and every pinned certificate.
     pub fn session_id(&self) -> [u8; 32] {
         self.session
+    }
+
+    /// Member `party`'s claim in its start-up announcement ([`Hello::claim`]): the same
+    /// bytes at every member, or the start-up would have stopped.
+    pub fn claim(&self, party: PartyId) -> &[u8] {
+        self.claims.get(party).map_or(&[], Vec::as_slice)
     }
 
     pub fn party(&self) -> PartyId {
@@ -988,6 +998,7 @@ mod tests {
 
     fn hello(protocol: &str) -> Hello {
         Hello {
+            claim: Vec::new(),
             program: [7; 32],
             protocol: protocol.into(),
             parties: 3,

@@ -11,6 +11,7 @@ use std::sync::Mutex;
 
 fn hello() -> Hello {
     Hello {
+        claim: Vec::new(),
         program: [3; 32],
         protocol: "rep3".into(),
         parties: 3,
@@ -402,6 +403,7 @@ fn an_unknown_host_is_refused_and_named() {
     let (addrs, mut listeners) = loopback(2).unwrap();
     drop(listeners.pop()); // party 1 never starts
     let h = Hello {
+        claim: Vec::new(),
         parties: 2,
         ..hello()
     };
@@ -586,4 +588,46 @@ fn an_oversized_length_is_refused_before_allocating() {
         msg.contains("a frame of 1048576 bytes (at most 65536 here)"),
         "{msg}"
     );
+}
+
+/// What one member alone states (the data owner's batch) reaches every member, and is
+/// part of the session id: a member that heard another claim confirms another digest.
+#[test]
+fn a_members_claim_reaches_everyone_and_is_bound_into_the_session_id() {
+    let (addrs, listeners) = loopback(3).unwrap();
+    let got: Vec<_> = std::thread::scope(|s| {
+        let hs: Vec<_> = listeners
+            .into_iter()
+            .enumerate()
+            .map(|(i, l)| {
+                let addrs = &addrs;
+                s.spawn(move || {
+                    let mut h = hello();
+                    if i == 1 {
+                        h.claim = 8u64.to_le_bytes().to_vec();
+                    }
+                    let m = Mesh::establish(i, l, addrs, &h, quick(), &Security::Plain).unwrap();
+                    (m.claim(1).to_vec(), m.claim(0).to_vec(), m.session_id())
+                })
+            })
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for (batch, none, id) in &got {
+        assert_eq!(batch.as_slice(), 8u64.to_le_bytes());
+        assert!(none.is_empty());
+        assert_eq!(*id, got[0].2);
+    }
+    let nonce = [7; hello::NONCE];
+    let mut other = hello();
+    other.claim = 9u64.to_le_bytes().to_vec();
+    let mut ours = hello();
+    ours.claim = 8u64.to_le_bytes().to_vec();
+    let id = |h: &Hello| hello::session_id(&[h.encode(&nonce)], None);
+    assert_ne!(id(&ours), id(&other));
+    // An oversized claim is refused as a malformed announcement.
+    let mut big = hello();
+    big.claim = vec![0; hello::MAX_CLAIM + 1];
+    assert!(hello().check(0, &big.encode(&nonce)).is_err());
+    assert!(hello().check(0, &ours.encode(&nonce)).is_ok());
 }
