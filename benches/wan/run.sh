@@ -6,11 +6,14 @@
 # network, with the measured time beside rounds × RTT + bytes / bandwidth and rounds ×
 # RTT / 2 + bytes / bandwidth (a markdown table row: docs/performance.md).
 #
-# Usage: benches/wan/run.sh [BATCH]        (QMPC_BIN overrides the binary)
+# Usage: benches/wan/run.sh [BATCH]        (QMPC_BIN overrides the binary; MODELS the
+#        models, default "lenet resnet_tiny"; CORPUS their directory, default
+#        ../shared/corpus/models — ../shared/corpus/realnets/models for resnet18)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 qmpc=${QMPC_BIN:-$root/target/release/qmpc}
-corpus=$root/../shared/corpus/models
+corpus=${CORPUS:-$root/../shared/corpus/models}
+models=${MODELS:-lenet resnet_tiny}
 batch=${1:-1}
 work=$(mktemp -d)
 p=qwan$$
@@ -112,7 +115,7 @@ print(f"| {name} | {protocol} | {net} | {s['online_s']:.3f} s | {end - start:.2f
 PY
 }
 
-for name in lenet resnet_tiny; do
+for name in $models; do
   "$qmpc" compile "$corpus/$name/qdq_s8_pc.onnx" -o "$work/$name.qmpc" >/dev/null
   python3 - "$corpus/$name/ref/qdq_s8_pc/input.npy" "$work/$name.npy" "$batch" <<'PY'
 import sys
@@ -134,8 +137,8 @@ PY
 done
 for net in lan wan; do
   if [ $net = lan ]; then shape 1gbit; rtt=0.2; mbit=1000; else shape 400mbit; rtt=40; mbit=400; fi
-  for name in lenet resnet_tiny; do
-    for protocol in rep3 semi2k shamir fss; do
+  for name in $models; do
+    for protocol in ${PROTOCOLS:-rep3 semi2k shamir fss}; do
       measure $name $protocol $net $rtt $mbit
     done
   done

@@ -85,8 +85,9 @@ class Program:
     """A compiled model: the public program every party runs and, at the model owner,
     the secret weights."""
 
-    def __init__(self, inner: "_qmpc.Program"):
+    def __init__(self, inner: "_qmpc.Program", name: str = "program"):
         self._p = inner
+        self._name = name
 
     @staticmethod
     def from_bytes(program: bytes, weights: Optional[bytes] = None) -> "Program":
@@ -143,7 +144,7 @@ class Program:
         ``batch`` samples, without running: what ``run`` measures. The dict is ``qmpc
         cost --format json``'s; ``str(cost)`` of ``cost["text"]`` is its table."""
         js, text = self._p.cost(
-            protocol, parties, batch, model_owner, data_owner, output_to, "model"
+            protocol, parties, batch, model_owner, data_owner, output_to, self._name
         )
         out = json.loads(js)
         out["text"] = text
@@ -229,14 +230,15 @@ def compile(
         raise SetupError(f"trunc must be 'exact' or 'probabilistic', not {trunc!r}")
     data, name = _model_bytes(model)
     return Program(
-        _qmpc.compile(data, name, weights == "secret", trunc == "exact", bool(optimize))
+        _qmpc.compile(data, name, weights == "secret", trunc == "exact", bool(optimize)),
+        name,
     )
 
 
 def load(path: PathLike) -> Program:
     """A ``.qmpc`` program (with its ``.qmpw`` weights beside it, where secret) or an
     ``.onnx`` model compiled with secret weights."""
-    return Program(_qmpc.load(os.fspath(path)))
+    return Program(_qmpc.load(os.fspath(path)), os.fspath(path))
 
 
 def keygen(id: Union[int, str], out: PathLike) -> dict:
