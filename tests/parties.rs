@@ -317,8 +317,8 @@ fn a_party_runs_with_freed_memory_kept() {
     }
 }
 
-/// Plays party 2 by hand: connects and says hello, receives the batch, exchanges keys, then
-/// either hangs up or sends `garbage`.
+/// Plays party 2 by hand: connects and says hello (the batch is the data owner's claim in
+/// its announcement), exchanges keys, then either hangs up or sends `garbage`.
 fn fake_party_2(dir: &Path, program: &Path, config_ports: &[u16], garbage: Option<Vec<u8>>) {
     let bytes = std::fs::read(program).expect("program");
     let p = qmpc_vm::bytecode::Program::from_bytes(&bytes).expect("program");
@@ -344,7 +344,6 @@ fn fake_party_2(dir: &Path, program: &Path, config_ports: &[u16], garbage: Optio
     let listener = TcpListener::bind(addrs[2]).expect("listen");
     let mut mesh = Mesh::establish(2, listener, &addrs, &hello, Timeouts::default(), &security)
         .expect("connect");
-    mesh.exchange(vec![], &[1]).expect("batch");
     mesh.exchange(vec![(0, vec![0u8; 32])], &[1]).expect("keys");
     if let Some(g) = garbage {
         let _ = mesh.exchange(vec![(0, g.clone()), (1, g)], &[]);
