@@ -205,12 +205,13 @@ fn argmax(row: &[f32]) -> usize {
 /// `qmpc demo`: the README's first command.
 pub fn demo(model: &Path, dir: &Path) -> Result<()> {
     let model = Model::open(model, &Default::default())?;
-    let x = npy::read(&dir.join("input.npy"))?;
+    let input = dir.join("input.npy");
+    let x = npy::read(&input)?;
     let outcome = Session::new("clear", None)?.run(
         &model,
         &[Input {
             array: &x,
-            origin: None,
+            origin: Some(input.display().to_string()),
         }],
     )?;
     let want = npy::read(&dir.join("output_0.npy"))?;

@@ -50,7 +50,10 @@ def _as_inputs(x: Any, names: Sequence[str]) -> list:
         if missing:
             raise InputError(f"no array for the model's input {missing[0]!r}")
         arrays = [x[n] for n in names]
-    elif isinstance(x, (list, tuple)):
+    elif isinstance(x, (list, tuple)) and (
+        len(names) > 1 or (len(x) > 0 and all(isinstance(a, np.ndarray) for a in x))
+    ):
+        # Several inputs; a nested list for a one-input model is one array.
         arrays = list(x)
     else:
         arrays = [x]
@@ -186,8 +189,10 @@ class Program:
         """Run party ``id`` of the session that ``config`` (parties.toml) describes, on
         this host, as ``qmpc party`` does: the model owner's program holds the weights,
         the data owner passes ``x``; links are mutual TLS with ``key`` (``qmpc.keygen``)
-        unless ``insecure``. Returns the first output where it is revealed here, else
-        None (and with ``return_stats`` this party's stats)."""
+        unless ``insecure``. Every party but the model owner must be given the public
+        program alone (``Program.from_bytes(prog.to_bytes())``), or it is refused.
+        Returns the output as ``run`` does where it is revealed here, else None (and with
+        ``return_stats`` this party's stats)."""
         arrays = None if x is None else _as_inputs(x, [i["name"] for i in self.inputs])
         outs, stats = self._p.party(
             os.fspath(config),
@@ -196,7 +201,10 @@ class Program:
             None if key is None else os.fspath(key),
             insecure,
         )
-        y = outs[0] if outs else None
+        if all(o is None for o in outs):
+            y = None
+        else:
+            y = outs[0] if len(outs) == 1 else outs
         return (y, json.loads(stats)) if return_stats else y
 
     def dealer(
@@ -235,10 +243,19 @@ def compile(
     )
 
 
-def load(path: PathLike) -> Program:
+def load(path: PathLike, *, weights: bool = True) -> Program:
     """A ``.qmpc`` program (with its ``.qmpw`` weights beside it, where secret) or an
-    ``.onnx`` model compiled with secret weights."""
-    return Program(_qmpc.load(os.fspath(path)), os.fspath(path))
+    ``.onnx`` model compiled with secret weights. ``weights=False`` loads the public
+    program alone, as every party but the model owner holds it."""
+    path = os.fspath(path)
+    if not weights:
+        try:
+            with open(path, "rb") as f:
+                data = f.read()
+        except OSError as e:
+            raise ModelError(f"{path}: cannot read ({e.strerror})") from None
+        return Program(_qmpc.Program.from_bytes(data, None), path)
+    return Program(_qmpc.load(path), path)
 
 
 def keygen(id: Union[int, str], out: PathLike) -> dict:

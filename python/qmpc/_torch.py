@@ -77,6 +77,8 @@ def from_torch(
                 opset_version=opset,
                 input_names=["input"],
                 output_names=["output"],
+                # Any batch: calibration batches and runs need not have the example's.
+                dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}},
             )
         quant_pre_process(f32, pre, skip_symbolic_shape=False)
         quantize_static(

@@ -49,6 +49,8 @@ def train(
     written to ``output`` where given) and the stats of ``qmpc train --stats``
     (``test_correct`` per epoch, rounds, bytes). The arrays reach the session as
     ``.npy`` files in a private temporary directory."""
+    if trunc not in ("exact", "probabilistic"):
+        raise _qmpc.SetupError(f"trunc must be 'exact' or 'probabilistic', not {trunc!r}")
     xs, ys = _rows(data, "data"), _rows(labels, "labels")
     with tempfile.TemporaryDirectory(prefix="qmpc-train-") as d:
         if isinstance(model, (bytes, bytearray)):

@@ -354,6 +354,13 @@ impl Program {
                         member.protocol().name
                     )));
                 }
+                if self.model.secret_weights() && !self.model.weights.tensors.is_empty() {
+                    return Err(qmpc_session::Error::Setup(
+                        "the dealer must not be given the weights (give it the public \
+                         program alone)"
+                            .into(),
+                    ));
+                }
                 let security = member.security(key.as_deref(), insecure)?;
                 member.run_dealer(&self.model.program, &security)
             })

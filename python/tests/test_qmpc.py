@@ -83,6 +83,8 @@ def test_inputs_by_name_list_or_array(tiny, x_tiny):
     # numpy's default float64 is cast to the model's float32; strides do not matter.
     assert np.array_equal(tiny.run(x_tiny.astype(np.float64)), a)
     assert np.array_equal(tiny.run(np.asfortranarray(x_tiny)), a)
+    # A nested list for a one-input model is one array, not several inputs.
+    assert np.array_equal(tiny.run(x_tiny.tolist()), a)
 
 
 def test_save_load_and_bytes(tiny, x_tiny, tmp_path):
@@ -97,6 +99,14 @@ def test_save_load_and_bytes(tiny, x_tiny, tmp_path):
     assert public.secret_weights and public.weights_bytes() is None
     with pytest.raises(qmpc.SetupError, match="holds none"):
         public.run(x_tiny)
+    assert qmpc.load(path, weights=False).weights_bytes() is None
+    (tmp_path / "m.qmpw").unlink()
+    assert qmpc.load(path, weights=False).digest == tiny.digest
+    with pytest.raises(qmpc.ModelError, match="m.qmpw"):
+        qmpc.load(path)
+    with pytest.raises(qmpc.SetupError, match="no weights"):
+        public.save(tmp_path / "p.qmpc")
+    assert not (tmp_path / "p.qmpc").exists()
     whole = qmpc.Program.from_bytes(tiny.to_bytes(), tiny.weights_bytes())
     assert np.array_equal(whole.run(x_tiny), tiny.run(x_tiny))
 
@@ -198,6 +208,25 @@ def test_parties_over_tls_equal_the_local_run(tiny, x_tiny, tmp_path):
     assert stats["rounds"] == tiny.cost(protocol="rep3", batch=len(x_tiny))["rounds"]
 
 
+def test_only_the_model_owner_may_hold_the_weights(tiny, x_tiny, tmp_path):
+    k = qmpc.keygen(1, tmp_path)
+    config = tmp_path / "parties.toml"
+    config.write_text(
+        'protocol = "semi2k"\n'
+        + "".join(
+            f'[[party]]\nid = {i}\naddress = "127.0.0.1:{p}"\nfingerprint = "{k["fingerprint"]}"\n'
+            for i, p in enumerate(free_ports(2))
+        )
+        + f'[dealer]\naddress = "127.0.0.1:{free_ports(1)[0]}"\nfingerprint = "{k["fingerprint"]}"\n'
+    )
+    start = time.time()
+    with pytest.raises(qmpc.SetupError, match="not the model owner"):
+        tiny.party(config, 1, x_tiny, key=k["key"])
+    with pytest.raises(qmpc.SetupError, match="dealer must not"):
+        tiny.dealer(config, key=k["key"])
+    assert time.time() - start < 5  # refused before connecting
+
+
 def test_a_party_alone_times_out_with_one_line(tiny, tmp_path):
     k = qmpc.keygen(0, tmp_path)
     ports = free_ports(3)
@@ -228,6 +257,8 @@ def test_training_is_bit_identical_across_protocols(tmp_path):
     assert s1["test_correct"] == s3["test_correct"] and s3["rounds"] > 0
     with pytest.raises(qmpc.Error, match="lr|learning|optimizer"):
         qmpc.train(model, x, y, protocol="rep3", lr=0.1, optimizer="rmsprop")
+    with pytest.raises(qmpc.SetupError, match="trunc"):
+        qmpc.train(model, x, y, protocol="rep3", lr=0.1, trunc="exakt")
 
 
 def test_from_torch(tmp_path):
@@ -239,13 +270,14 @@ def test_from_torch(tmp_path):
     net = torch.nn.Sequential(
         torch.nn.Conv2d(1, 4, 3), torch.nn.ReLU(), torch.nn.Flatten(), torch.nn.Linear(4 * 6 * 6, 10)
     )
-    calib = [torch.randn(1, 1, 8, 8) for _ in range(8)]
+    # Calibration batches of another size than the example's (the export's batch is free).
+    calib = [torch.randn(4, 1, 8, 8) for _ in range(4)]
     onnx_path = tmp_path / "q.onnx"
-    prog = qmpc.from_torch(net, calib[0], calibration=calib, save_onnx=str(onnx_path))
+    prog = qmpc.from_torch(net, torch.randn(1, 1, 8, 8), calibration=calib, save_onnx=str(onnx_path))
     x = np.random.default_rng(1).standard_normal((16, 1, 8, 8)).astype(np.float32)
     y = prog.run(x, protocol="rep3")
     sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
-    ref = np.concatenate([sess.run(None, {"input": x[i:i + 1]})[0] for i in range(len(x))])
+    ref = sess.run(None, {"input": x})[0]
     assert y.shape == ref.shape
     assert (y.argmax(1) == ref.argmax(1)).mean() >= 0.9
     assert np.array_equal(y, prog.run(x))

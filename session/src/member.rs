@@ -119,6 +119,13 @@ impl Member {
                 )));
             }
             Some(model.weights.clone())
+        } else if model.secret_weights() && !model.weights.tensors.is_empty() {
+            // The weights must stay on the model owner's host: refuse them anywhere else.
+            return Err(Error::Setup(format!(
+                "party {me} is not the model owner (party {}); it must not be given the \
+                 weights (give it the public program alone)",
+                roles.model_owner
+            )));
         } else {
             None
         };

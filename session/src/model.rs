@@ -108,13 +108,13 @@ impl Model {
                 .with_context(|| format!("{}: cannot write", p.display()))
                 .or_setup()
         };
+        if !self.has_weights() {
+            return Err(Error::Setup(
+                "this model holds no weights to write (only the model owner has them)".into(),
+            ));
+        }
         write(path, self.program.to_bytes())?;
         if self.secret_weights() {
-            if !self.has_weights() {
-                return Err(Error::Setup(
-                    "this model holds no weights to write (only the model owner has them)".into(),
-                ));
-            }
             write(&weights_path(path), self.weights.to_bytes())?;
         }
         Ok(())

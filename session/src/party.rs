@@ -83,6 +83,9 @@ pub fn run_party(
 ) -> Result<PartyResult> {
     // The data owner states the batch in its announcement: bound into the session id, so
     // every member computes on the same batch or none starts.
+    if me == roles.data_owner {
+        check_batch(me, batch.context("the data owner has no input")?)?;
+    }
     let hello = Hello {
         claim: batch.map_or(Vec::new(), |b| (b as u64).to_le_bytes().to_vec()),
         program: program.digest(),
@@ -356,10 +359,16 @@ fn agree_batch(mesh: &mut Mesh, owner: PartyId, batch: Option<usize>) -> Result<
             what: "a malformed batch size".into(),
         })?;
     let b = u64::from_le_bytes(bytes) as usize;
+    check_batch(owner, b)?;
+    Ok(b)
+}
+
+/// A batch any member accepts: 1 to 2^20 samples.
+fn check_batch(owner: PartyId, b: usize) -> Result<()> {
     if b == 0 || b > 1 << 20 {
         bail!("party {owner} announced a batch of {b}");
     }
-    Ok(b)
+    Ok(())
 }
 
 /// `--stats` JSON (DESIGN.md keys, plus bytes received, the ring and `online_s`: the wall

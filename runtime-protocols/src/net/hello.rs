@@ -129,7 +129,7 @@ pub(super) fn hex8(d: &[u8; 32]) -> String {
 /// the certificates this member pins for them (`None`: plain TCP).
 pub(super) fn session_id(announcements: &[Vec<u8>], pins: Option<&[[u8; 32]]>) -> [u8; 32] {
     let mut h = blake3::Hasher::new();
-    h.update(b"qmpc session v1");
+    h.update(b"qmpc session v2");
     for a in announcements {
         h.update(&(a.len() as u64).to_le_bytes());
         h.update(a);

@@ -25,7 +25,7 @@ pub const MAX_FRAME: usize = 1 << 31;
 /// Bytes of framing before every message (its length, little-endian u32).
 pub const FRAME_HEADER: usize = 4;
 
-/// The largest start-up message (the hello, the batch size, the plan of a training
+/// The largest start-up message (the hello with its claim, the plan of a training
 /// session): a peer that announces more before the session is agreed is garbage.
 pub const MAX_HELLO: usize = 1 << 16;
 
