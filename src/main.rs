@@ -192,7 +192,10 @@ enum TruncArg {
 enum Cmd {
     /// Compile an ONNX model to bytecode (MODEL.qmpc) and the model owner's weights (MODEL.qmpw).
     Compile {
+        /// The int8-quantized ONNX model (QOperator or QDQ, as onnxruntime's quantizer
+        /// writes them).
         model: PathBuf,
+        /// The program to write (MODEL.qmpc); with secret weights, MODEL.qmpw beside it.
         #[arg(short, long)]
         output: PathBuf,
         #[command(flatten)]
@@ -206,17 +209,27 @@ enum Cmd {
     },
     /// Run a program (or an ONNX model, compiled on the fly) on an input.
     Run {
+        /// The program (MODEL.qmpc, with MODEL.qmpw beside it where the weights are
+        /// secret) or an ONNX model, compiled first.
         model: PathBuf,
+        /// clear (plaintext reference), rep3 (3 parties, honest majority), semi2k (2 or
+        /// more, dishonest majority, dealer), shamir (3 to 12, honest majority), fss (2,
+        /// dealer), mal-rep3 (3, malicious), spdz2k (2 or more, malicious, dealer).
         #[arg(long)]
         protocol: String,
+        /// Computing parties, where the protocol takes several counts (semi2k, shamir,
+        /// spdz2k); its default otherwise.
         #[arg(long)]
         parties: Option<usize>,
         /// X.npy, or NAME=X.npy for the graph input NAME; repeat it for a model with several
         /// inputs (plain files go to the inputs in graph order).
         #[arg(long, required = true)]
         input: Vec<String>,
+        /// Where the output receiver writes the model's first output (.npy, its ONNX type);
+        /// without it, its shape and each row's top class are printed.
         #[arg(long)]
         output: Option<PathBuf>,
+        /// Every party's rounds and bytes, the dealer's bytes and the times, as JSON.
         #[arg(long)]
         stats: Option<PathBuf>,
         /// With an ONNX model: how to compile it.
@@ -230,9 +243,12 @@ enum Cmd {
     },
     /// Online rounds and bytes of every party and layer, without running; `--budget` gates CI.
     Cost {
+        /// The program (MODEL.qmpc) or an ONNX model, compiled first.
         model: PathBuf,
+        /// The protocol to cost (as for `run`).
         #[arg(long)]
         protocol: String,
+        /// Computing parties (as for `run`).
         #[arg(long)]
         parties: Option<usize>,
         /// Samples per run (the input's leading dimension).
@@ -425,10 +441,22 @@ fn dispatch(cmd: Cmd) -> Result<()> {
             let c = qmpc_compiler::compile_file(&model, &options(&build))?;
             write(&output, &c.program.to_bytes())?;
             if matches!(build.weights, WeightsArg::Secret) {
-                write(&qmpc_session::weights_path(&output), &c.weights.to_bytes())?;
+                let wp = qmpc_session::weights_path(&output);
+                write(&wp, &c.weights.to_bytes())?;
+                println!(
+                    "wrote {} (the public program, for every party) and {} (the model \
+                     owner's secret weights)",
+                    output.display(),
+                    wp.display()
+                );
                 if matches!(build.trunc, TruncArg::Probabilistic) {
                     eprintln!("{}", session::PROBABILISTIC_WARNING);
                 }
+            } else {
+                println!(
+                    "wrote {} (the program, with the weights as public constants)",
+                    output.display()
+                );
             }
             if let Some(p) = emit_asm {
                 write(

@@ -81,11 +81,38 @@ pub fn run(args: &RunArgs) -> Result<()> {
     let outcome = session.run(&model, &as_inputs(&arrays))?;
     if let Some(path) = &args.output {
         write_output(outcome.outputs.first(), path)?;
+    } else {
+        for (decl, out) in model.program.outputs.iter().zip(&outcome.outputs) {
+            println!("{}", summary(&decl.name, out));
+        }
     }
     if let Some(path) = &args.stats {
         write(path, outcome.stats_json().as_bytes())?;
     }
     Ok(())
+}
+
+/// What `qmpc run` prints of an output it writes nowhere: its type and shape, and for a
+/// classifier (`[batch, classes]` floats) each row's top class.
+fn summary(name: &str, out: &Array) -> String {
+    let (ty, dims) = match out {
+        Array::F32(d, _) => ("float32", d),
+        Array::Int(d, _, t) => (*t, d),
+    };
+    let mut s = format!("output `{name}`: {ty} {dims:?}");
+    if let (Array::F32(d, v), [_, classes]) = (out, dims.as_slice()) {
+        if *classes > 1 && !v.is_empty() {
+            const SHOWN: usize = 32;
+            let tops: Vec<String> = v
+                .chunks(*classes)
+                .take(SHOWN)
+                .map(|row| argmax(row).to_string())
+                .collect();
+            let more = if d[0] > SHOWN { " …" } else { "" };
+            s.push_str(&format!("; top-1 per row: {}{more}", tops.join(" ")));
+        }
+    }
+    s
 }
 
 fn write(path: &Path, bytes: &[u8]) -> Result<()> {

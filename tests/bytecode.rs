@@ -160,3 +160,67 @@ fn unsupported_op_names_node_and_lists_supported() {
         "{err}"
     );
 }
+
+/// What a new user sees: `compile` says what it wrote, `run` without `--output` prints the
+/// output's type, shape and each row's top class (here equal to onnxruntime's), and
+/// numpy's default float64 input is taken as float32.
+#[test]
+fn compile_and_run_say_what_they_did() {
+    let dir = std::env::temp_dir().join(format!("qmpc-say-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let prog = dir.join("m.qmpc");
+    let o = common::qmpc(&[
+        "compile",
+        "models/tiny_mlp/qop_s8_pt.onnx",
+        "-o",
+        prog.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", common::stderr(&o));
+    let said = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(
+        said.contains("m.qmpw") && said.contains("secret weights"),
+        "{said}"
+    );
+    let input = "models/tiny_mlp/ref/qop_s8_pt/input.npy";
+    let want = match common::npy::read(std::path::Path::new(
+        "models/tiny_mlp/ref/qop_s8_pt/output_0.npy",
+    ))
+    .unwrap()
+    {
+        common::npy::Array::F32(d, v) => v
+            .chunks(d[1])
+            .map(|r| {
+                (0..r.len())
+                    .fold(0, |b, i| if r[i] > r[b] { i } else { b })
+                    .to_string()
+            })
+            .collect::<Vec<_>>()
+            .join(" "),
+        _ => panic!("float reference"),
+    };
+    // The same input as float64.
+    let x64 = dir.join("x64.npy");
+    let common::npy::Array::F32(d, v) = common::npy::read(std::path::Path::new(input)).unwrap()
+    else {
+        panic!("float input")
+    };
+    let bytes: Vec<u8> = v.iter().flat_map(|&x| (x as f64).to_le_bytes()).collect();
+    std::fs::write(&x64, common::npy::encode("<f8", &d, &bytes)).unwrap();
+    for x in [input, x64.to_str().unwrap()] {
+        let o = common::qmpc(&[
+            "run",
+            prog.to_str().unwrap(),
+            "--protocol",
+            "rep3",
+            "--input",
+            x,
+        ]);
+        assert!(o.status.success(), "{}", common::stderr(&o));
+        let out = String::from_utf8_lossy(&o.stdout).into_owned();
+        assert_eq!(
+            out.trim(),
+            format!("output `logits`: float32 [8, 10]; top-1 per row: {want}"),
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -415,7 +415,7 @@ fn floats(a: &Array) -> Vec<f64> {
     }
 }
 
-/// Float64 `.npy` (numpy `<f8`), which the CLI's reader does not take.
+/// Float64 `.npy` (numpy `<f8`) at full precision (the CLI's reader narrows it to float32).
 fn f64s(path: &Path) -> Vec<f64> {
     let b = std::fs::read(path).unwrap();
     let hl = u16::from_le_bytes([b[8], b[9]]) as usize;

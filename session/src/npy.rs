@@ -99,6 +99,9 @@ pub fn parse(bytes: &[u8]) -> Result<Array> {
         .context("shape too large")?;
     let (width, kind): (usize, &str) = match descr.as_str() {
         "<f4" => (4, "float32"),
+        // numpy's default float type: narrowed to the float32 an ONNX model takes, as
+        // `x.astype(np.float32)` would.
+        "<f8" => (8, "float64"),
         "|i1" | "<i1" => (1, "int8"),
         "|u1" | "<u1" => (1, "uint8"),
         "<i4" => (4, "int32"),
@@ -116,6 +119,11 @@ pub fn parse(bytes: &[u8]) -> Result<Array> {
         "float32" => Array::F32(
             dims,
             c.map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect(),
+        ),
+        "float64" => Array::F32(
+            dims,
+            c.map(|b| f64::from_le_bytes(b.try_into().unwrap_or([0; 8])) as f32)
                 .collect(),
         ),
         "int8" => Array::Int(dims, c.map(|b| b[0] as i8 as i64).collect(), "int8"),
@@ -210,5 +218,19 @@ mod tests {
         );
         assert!(parse(&b[..b.len() - 1]).is_err());
         assert!(parse(b"garbage").is_err());
+    }
+
+    /// numpy's default float64 is read as the float32 a model takes.
+    #[test]
+    fn float64_is_narrowed_to_float32() {
+        let data: Vec<u8> = [0.5f64, -1.25, 3.0e38]
+            .iter()
+            .flat_map(|x| x.to_le_bytes())
+            .collect();
+        let b = encode("<f8", &[3], &data);
+        assert_eq!(
+            parse(&b).unwrap(),
+            Array::F32(vec![3], vec![0.5, -1.25, 3.0e38])
+        );
     }
 }
