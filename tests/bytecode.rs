@@ -69,7 +69,8 @@ fn cli_roundtrip_and_errors() {
     assert_eq!(o.status.code(), Some(1));
     let err = stderr(&o);
     assert!(
-        err.contains("input `input` has shape [1, 63]") && err.contains("i8[N,64]"),
+        err.contains("input `input` has shape [1, 63]")
+            && err.contains("the model takes float32 [N, 64]"),
         "{err}"
     );
 

@@ -113,7 +113,8 @@ def test_save_load_and_bytes(tiny, x_tiny, tmp_path):
 
 def test_errors_are_one_line_of_their_kind(tiny, x_tiny, tmp_path):
     cases = [
-        (qmpc.InputError, lambda: tiny.run(x_tiny[:, :5], protocol="rep3"), "has shape"),
+        (qmpc.InputError, lambda: tiny.run(x_tiny[:, :5], protocol="rep3"),
+         "has shape [8, 5], the model takes float32 [N, 64]"),
         (qmpc.InputError, lambda: tiny.run(x_tiny.astype(np.complex64)), "complex64"),
         (qmpc.SetupError, lambda: tiny.run(x_tiny, protocol="rot13"), "unknown protocol"),
         (qmpc.SetupError, lambda: tiny.run(x_tiny, protocol="rep3", data_owner=7), "data owner"),

@@ -37,17 +37,17 @@ pub fn quantize_input(decl: &InputDecl, a: &Array) -> anyhow::Result<(Tensor<i64
                 "input `{}` has shape {:?}, the model takes {}",
                 decl.name,
                 got,
-                decl.ty
+                onnx_type(decl)
             );
         }
         got[0]
     } else {
         if got != want.as_slice() {
             bail!(
-                "input `{}` has shape {:?}, the model takes {:?}",
+                "input `{}` has shape {:?}, the model takes {}",
                 decl.name,
                 got,
-                want
+                onnx_type(decl)
             );
         }
         1
@@ -72,6 +72,32 @@ pub fn quantize_input(decl: &InputDecl, a: &Array) -> anyhow::Result<(Tensor<i64
         }
     };
     Ok((Tensor::new(got.to_vec(), data), batch))
+}
+
+/// The input's type as the ONNX graph declares it (what the data owner gives, not the
+/// register it is shared as): `float32 [N, 3, 32, 32]`, `N` the batch.
+pub fn onnx_type(decl: &InputDecl) -> String {
+    let ty = match decl.external {
+        ExternalType::F32 => "float32",
+        ExternalType::I8 => "int8",
+        ExternalType::U8 => "uint8",
+        ExternalType::I32 => "int32",
+        ExternalType::I64 => "int64",
+    };
+    let dims: Vec<String> = decl
+        .ty
+        .dims
+        .iter()
+        .enumerate()
+        .map(|(i, d)| {
+            if i == 0 && decl.ty.batched {
+                "N".to_string()
+            } else {
+                d.to_string()
+            }
+        })
+        .collect();
+    format!("{ty} [{}]", dims.join(", "))
 }
 
 /// Quantize the data owner's arrays, one per graph input in [`input_names`] order, for
