@@ -5,7 +5,7 @@ use crate::error::{Error, Kind, Result};
 use crate::io::{self, Input};
 use crate::model::Model;
 use crate::npy::Array;
-use crate::party::{self, DealerResult, PartyResult, Preprocessing};
+use crate::party::{self, DealerResult, Preprocessing};
 use anyhow::Context;
 use qmpc_protocols::net::{Security, Stats, Timeouts};
 use qmpc_protocols::Spec;
@@ -277,18 +277,7 @@ impl Session {
                     })
                 })
                 .collect();
-            let results: Vec<anyhow::Result<PartyResult>> = handles
-                .into_iter()
-                .map(|h| {
-                    h.join()
-                        .unwrap_or_else(|_| Err(anyhow::anyhow!("a party thread panicked")))
-                })
-                .collect();
-            let dealer = dealer.map(|h| {
-                h.join()
-                    .unwrap_or_else(|_| Err(anyhow::anyhow!("the dealer thread panicked")))
-            });
-            (results, dealer)
+            party::join_all(handles, dealer)
         });
         let wall = start.elapsed().as_secs_f64();
         // A party that fails first makes the others see it disconnect: report the root cause.

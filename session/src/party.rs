@@ -644,3 +644,23 @@ impl PartiesConfig {
         })
     }
 }
+
+/// Joins the threads of every party and of the dealer of one process's session; a thread
+/// that panicked becomes an error like any other.
+pub(crate) fn join_all<T, D>(
+    parties: Vec<std::thread::ScopedJoinHandle<'_, Result<T>>>,
+    dealer: Option<std::thread::ScopedJoinHandle<'_, Result<D>>>,
+) -> (Vec<Result<T>>, Option<Result<D>>) {
+    let parties = parties
+        .into_iter()
+        .map(|h| {
+            h.join()
+                .unwrap_or_else(|_| Err(anyhow::anyhow!("a party thread panicked")))
+        })
+        .collect();
+    let dealer = dealer.map(|h| {
+        h.join()
+            .unwrap_or_else(|_| Err(anyhow::anyhow!("the dealer thread panicked")))
+    });
+    (parties, dealer)
+}

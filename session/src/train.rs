@@ -785,18 +785,7 @@ pub fn train(args: &TrainArgs) -> Result<()> {
                     })
                 })
                 .collect();
-            let results = handles
-                .into_iter()
-                .map(|h| {
-                    h.join()
-                        .unwrap_or_else(|_| Err(anyhow::anyhow!("a party thread panicked")))
-                })
-                .collect();
-            let dealer = dealer.map(|h| {
-                h.join()
-                    .unwrap_or_else(|_| Err(anyhow::anyhow!("the dealer thread panicked")))
-            });
-            (results, dealer)
+            party::join_all(handles, dealer)
         })
     };
     let wall = start.elapsed().as_secs_f64();
