@@ -703,6 +703,142 @@ def m_argmax_softmax(tail):
     return res
 
 
+def qdq_in(g, name, kind, shape, lo=-1.0, hi=1.5):
+    """Input -> Q -> DQ ("x_dq"); returns the inputs and the dequantized float values."""
+    x = uniform(name, shape, lo, hi)
+    sx, zx = qparams(x.min(), x.max(), kind, 0.95)
+    g.Q("input", g.qp("x", sx, zx), "x_q")
+    g.DQ("x_q", ("x_scale", "x_zero_point"), "x_dq")
+    return x, dequant(quant(x, sx, zx, kind), sx, zx)
+
+
+def requant(g, name, fy, kind, shrink=1.0):
+    """float `name` -> Q -> DQ (`name`_dq) with MinMax parameters for the values fy."""
+    s, z = qparams(fy.min(), fy.max(), kind, shrink)
+    g.Q(name, g.qp(name, s, z), name + "_q")
+    g.DQ(name + "_q", (name + "_scale", name + "_zero_point"), name + "_dq")
+    return dequant(quant(fy, s, z, kind), s, z)
+
+
+def hard_sigmoid(x, alpha, beta):
+    return np.clip(alpha * x + beta, 0.0, 1.0).astype(np.float32)
+
+
+def m_qdq_hardswish():
+    """HardSigmoid, HardSwish and the activations MobileNetV3 multiplies."""
+    res = []
+    shape = [1, 4, 5, 5]
+    for var, kind in [("hardsigmoid_s8", "s8"), ("hardswish_u8", "u8"), ("inline_s8", "s8"), ("se_u8", "u8")]:
+        name = f"qdq_HardSwish/{var}"
+        g = B()
+        x, fx = qdq_in(g, name, kind, shape, -4.0, 4.0)
+        opset = 13
+        if var.startswith("hardsigmoid"):
+            g.n("HardSigmoid", ["x_dq"], "y", alpha=0.2, beta=0.6)
+            fy = hard_sigmoid(fx, 0.2, 0.6)
+        elif var.startswith("hardswish"):
+            g.n("HardSwish", ["x_dq"], "y")
+            fy = fx * hard_sigmoid(fx, 1 / 6, 0.5)
+            opset = 14
+        elif var.startswith("inline"):
+            # quant_pre_process inlines HardSwish as an unnamed HardSigmoid and a Mul
+            g.nodes.append(h.make_node("HardSigmoid", ["x_dq"], ["hs"], alpha=1 / 6, beta=0.5))
+            fh = requant(g, "hs", hard_sigmoid(fx, 1 / 6, 0.5), kind)
+            g.nodes.append(h.make_node("Mul", ["x_dq", "hs_dq"], ["y"]))
+            fy = fx * fh
+        else:
+            # squeeze-excitation: a global pool, its HardSigmoid broadcast over the map
+            g.n("GlobalAveragePool", ["x_dq"], "pool")
+            fp = requant(g, "pool", fx.mean(axis=(2, 3), keepdims=True), kind)
+            g.n("HardSigmoid", ["pool_dq"], "gate", alpha=1 / 6, beta=0.5)
+            fgate = requant(g, "gate", hard_sigmoid(fp, 1 / 6, 0.5), kind)
+            g.n("Mul", ["gate_dq", "x_dq"], "y")
+            fy = fgate * fx
+        qdq_tail(g, "y", fy, kind)
+        res.append((var, g.model(TP.FLOAT, shape, opset=opset), x, {"activation_type": kind}))
+    return res
+
+
+def m_qdq_slice():
+    """Slice, Split and ShuffleNet's channel shuffle on dequantized tensors."""
+    res = []
+    shape = [1, 4, 5, 5]
+    big = np.iinfo(np.int64).max
+    for var, kind in [("slice_s8", "s8"), ("shuffle_u8", "u8"), ("split18_s8", "s8")]:
+        name = f"qdq_Slice/{var}"
+        g = B()
+        x, fx = qdq_in(g, name, kind, shape)
+        opset = 13
+        if var.startswith("slice"):
+            g.c("starts", np.array([1, -4], np.int64))
+            g.c("ends", np.array([big, 5], np.int64))
+            g.c("axes", np.array([1, 3], np.int64))
+            g.c("steps", np.array([2, 2], np.int64))
+            g.n("Slice", ["x_dq", "starts", "ends", "axes", "steps"], "y")
+            fy = fx[:, 1::2, :, 1:5:2]
+        elif var.startswith("shuffle"):
+            # ShuffleNetV2: split channels in halves (Slice), concat, shuffle groups of 2
+            for part, (a, b) in (("lo", (0, 2)), ("hi", (2, 4))):
+                g.c(part + "_starts", np.array([a], np.int64))
+                g.c(part + "_ends", np.array([b], np.int64))
+                g.c(part + "_axes", np.array([1], np.int64))
+                g.n("Slice", ["x_dq", part + "_starts", part + "_ends", part + "_axes"], part)
+            g.n("Concat", ["hi", "lo"], "cat", axis=1)
+            g.c("shape5", np.array([1, 2, 2, 5, 5], np.int64))
+            g.n("Reshape", ["cat", "shape5"], "r5")
+            g.n("Transpose", ["r5"], "t5", perm=[0, 2, 1, 3, 4])
+            g.c("shape4", np.array([1, 4, 5, 5], np.int64))
+            g.n("Reshape", ["t5", "shape4"], "y")
+            cat = np.concatenate([fx[:, 2:], fx[:, :2]], axis=1)
+            fy = cat.reshape(-1, 2, 2, 5, 5).transpose(0, 2, 1, 3, 4).reshape(-1, 4, 5, 5)
+        else:
+            # opset 18: Split into equal parts along the rows (3 + 2), concatenated back reversed
+            opset = 18
+            g.nodes.append(h.make_node("Split", ["x_dq"], ["top", "bottom"], name="Split_rows", axis=2,
+                                       num_outputs=2))
+            g.n("Concat", ["bottom", "top"], "y", axis=2)
+            fy = np.concatenate([fx[:, :, 3:], fx[:, :, :3]], axis=2)
+        qdq_tail(g, "y", fy, kind)
+        res.append((var, g.model(TP.FLOAT, shape, opset=opset), x, {"activation_type": kind}))
+    return res
+
+
+def m_qdq_reduce():
+    """ReduceMean as the dynamo exporter's global pool, and reductions over other axes."""
+    res = []
+    shape = [1, 4, 5, 5]
+    for var, kind in [("mean_hw_s8", "s8"), ("mean_c_u8", "u8"), ("sum_s8", "s8"), ("max_u8", "u8"),
+                      ("min_s8", "s8")]:
+        name = f"qdq_Reduce/{var}"
+        g = B()
+        x, fx = qdq_in(g, name, kind, shape)
+        opset = 13
+        if var.startswith("mean_hw"):
+            # dynamo's ResNet tail: ReduceMean(axes [-1, -2], keepdims) then Reshape [1, C]
+            opset = 18
+            g.c("axes", np.array([-1, -2], np.int64))
+            g.n("ReduceMean", ["x_dq", "axes"], "m", keepdims=1)
+            g.c("shape", np.array([1, 4], np.int64))
+            g.n("Reshape", ["m", "shape"], "y", allowzero=1)
+            fy = fx.mean(axis=(2, 3))
+        elif var.startswith("mean_c"):
+            g.n("ReduceMean", ["x_dq"], "y", axes=[1], keepdims=0)
+            fy = fx.mean(axis=1)
+        elif var.startswith("sum"):
+            g.c("axes", np.array([1, 3], np.int64))
+            g.n("ReduceSum", ["x_dq", "axes"], "y", keepdims=0)
+            fy = fx.sum(axis=(1, 3))
+        elif var.startswith("max"):
+            g.n("ReduceMax", ["x_dq"], "y", axes=[2], keepdims=1)
+            fy = fx.max(axis=2, keepdims=True)
+        else:
+            g.n("ReduceMin", ["x_dq"], "y", axes=[1, 2, 3], keepdims=1)
+            fy = fx.min(axis=(1, 2, 3), keepdims=True)
+        qdq_tail(g, "y", fy, kind)
+        res.append((var, g.model(TP.FLOAT, shape, opset=opset), x, {"activation_type": kind}))
+    return res
+
+
 OP_MODELS = [
     ("op_qlinearadd", "com.microsoft QLinearAdd on [1,4,5,5] (B: constant full / broadcast [1,4,1,1] / "
                       "second quantization of the input)", lambda: m_qlinear_binary("QLinearAdd")),
@@ -738,6 +874,15 @@ OP_MODELS = [
     ("op_argmax", "QLinearMatMul then ArgMax (on the dequantized float, or on the int8 tensor); int64 output",
      lambda: m_argmax_softmax("ArgMax")),
     ("op_softmax", "QLinearMatMul -> DequantizeLinear -> Softmax", lambda: m_argmax_softmax("Softmax")),
+    ("op_qdq_hardswish", "QDQ: HardSigmoid, HardSwish (opset 14), HardSwish inlined as HardSigmoid + Mul of two "
+                         "activations, squeeze-excitation (GlobalAveragePool, HardSigmoid, broadcast Mul)",
+     m_qdq_hardswish),
+    ("op_qdq_slice", "QDQ: Slice (negative start, INT64_MAX end, steps 2 on two axes), ShuffleNet's channel split "
+                     "(Slice), Concat and shuffle (Reshape 5-D, Transpose, Reshape), opset-18 Split",
+     m_qdq_slice),
+    ("op_qdq_reduce", "QDQ: ReduceMean over H, W (opset 18 axes input) + Reshape as dynamo exports a global "
+                      "pool; ReduceMean over C (keepdims 0), ReduceSum, ReduceMax, ReduceMin",
+     m_qdq_reduce),
 ]
 
 # ----------------------------------------------------------------------------------------------

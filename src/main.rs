@@ -240,6 +240,10 @@ enum Cmd {
         /// Seconds a party waits for a peer (to connect, or for one message) before it stops.
         #[arg(long, default_value_t = 60.0)]
         timeout: f64,
+        /// Print nothing on stderr: neither the predicted rounds and bytes before a secure
+        /// run nor the measured ones after it.
+        #[arg(long, short)]
+        quiet: bool,
     },
     /// Online rounds and bytes of every party and layer, without running; `--budget` gates CI.
     Cost {
@@ -391,8 +395,9 @@ enum Cmd {
         #[arg(short, long)]
         output: PathBuf,
     },
-    /// Run a program on the reference inputs in DIR (input.npy, output_0.npy) and print the
-    /// predicted class of the first images next to onnxruntime's.
+    /// Run a program on the reference inputs in DIR (input.npy, output_0.npy) in the clear
+    /// and under rep3 (three parties, everything secret-shared); print each image's class
+    /// from both beside onnxruntime's, and the secure run's rounds, bytes and time.
     Demo { model: PathBuf, dir: PathBuf },
     /// Print a binary program as assembly text.
     Disasm {
@@ -479,9 +484,11 @@ fn dispatch(cmd: Cmd) -> Result<()> {
             build,
             roles,
             timeout,
+            quiet,
         } => {
             let t = session::seconds("--timeout", timeout)?;
             run::run(&run::RunArgs {
+                quiet,
                 model,
                 protocol,
                 parties,

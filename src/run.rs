@@ -17,6 +17,8 @@ pub struct RunArgs {
     pub opts: qmpc_session::CompileOptions,
     pub roles: Roles,
     pub timeouts: Timeouts,
+    /// No prediction before a secure run, no summary after it.
+    pub quiet: bool,
 }
 
 /// Reads the data owner's `--input` files, one per graph input of the program: `NAME=FILE`
@@ -78,7 +80,18 @@ pub fn run(args: &RunArgs) -> Result<()> {
         .with_timeout(args.timeouts.io);
     let model = Model::open(&args.model, &args.opts)?;
     let arrays = read_inputs(&model.program, &args.input)?;
-    let outcome = session.run(&model, &as_inputs(&arrays))?;
+    let inputs = as_inputs(&arrays);
+    let secure = !session.protocol().is_clear();
+    if secure && !args.quiet {
+        // Before a run that may send tens of GB, say what it will cost.
+        let (_, batch) = qmpc_session::io::quantize_inputs(&model.program, &inputs)?;
+        let cost = session.cost(&model.program, batch)?;
+        eprintln!("{}", prediction(&cost));
+    }
+    let outcome = session.run(&model, &inputs)?;
+    if secure && !args.quiet {
+        eprintln!("{}", measured(&outcome));
+    }
     if let Some(path) = &args.output {
         write_output(outcome.outputs.first(), path)?;
     } else {
@@ -90,6 +103,49 @@ pub fn run(args: &RunArgs) -> Result<()> {
         write(path, outcome.stats_json().as_bytes())?;
     }
     Ok(())
+}
+
+/// `1234567` bytes as `1.23 MB` (decimal units, as `qmpc cost` and the benchmarks).
+fn megabytes(bytes: u64) -> String {
+    match bytes {
+        b if b >= 1_000_000_000 => format!("{:.2} GB", b as f64 / 1e9),
+        b if b >= 1_000_000 => format!("{:.1} MB", b as f64 / 1e6),
+        b => format!("{:.1} kB", b as f64 / 1e3),
+    }
+}
+
+/// The line printed before a secure run: `qmpc cost`'s totals for this batch.
+fn prediction(cost: &qmpc_session::Cost) -> String {
+    let p = &cost.program;
+    let busiest = p.per_party.iter().map(|c| c.bytes_sent).max().unwrap_or(0);
+    let mut s = format!(
+        "{} ({} parties), batch {}: {} rounds, {} sent by the busiest party, {} in all",
+        p.protocol,
+        p.parties,
+        p.batch,
+        p.rounds(),
+        megabytes(busiest),
+        megabytes(p.bytes_sent())
+    );
+    if cost.preprocessing.bytes > 0 {
+        s += &format!(
+            ", and {} from the dealer before it",
+            megabytes(cost.preprocessing.bytes)
+        );
+    }
+    s + " (predicted)"
+}
+
+/// The line printed after a secure run: what it took.
+fn measured(o: &qmpc_session::Outcome) -> String {
+    let busiest = o.per_party.iter().map(|s| s.bytes_sent).max().unwrap_or(0);
+    format!(
+        "done in {:.2} s ({:.2} s online): {} rounds, {} sent by the busiest party",
+        o.wall_s,
+        o.online_s,
+        o.rounds(),
+        megabytes(busiest)
+    )
 }
 
 /// What `qmpc run` prints of an output it writes nowhere: its type and shape, and for a
@@ -229,20 +285,23 @@ fn argmax(row: &[f32]) -> usize {
         .fold(0, |b, (i, &x)| if x > row[b] { i } else { b })
 }
 
-/// `qmpc demo`: the README's first command.
+/// `qmpc demo`: the README's first command. The model runs in the clear and under `rep3`
+/// (three parties over loopback, the weights and the image secret-shared); each image's
+/// prediction is printed beside onnxruntime's, then what the secure run cost.
 pub fn demo(model: &Path, dir: &Path) -> Result<()> {
     let model = Model::open(model, &Default::default())?;
     let input = dir.join("input.npy");
     let x = npy::read(&input)?;
-    let outcome = Session::new("clear", None)?.run(
-        &model,
-        &[Input {
-            array: &x,
-            origin: Some(input.display().to_string()),
-        }],
-    )?;
+    let inputs = [Input {
+        array: &x,
+        origin: Some(input.display().to_string()),
+    }];
+    let clear = Session::new("clear", None)?.run(&model, &inputs)?;
+    let secure = Session::new("rep3", None)?.run(&model, &inputs)?;
     let want = npy::read(&dir.join("output_0.npy"))?;
-    let (Some(Array::F32(d, g)), Array::F32(_, w)) = (outcome.outputs.first(), want) else {
+    let (Some(Array::F32(d, c)), Some(Array::F32(_, r)), Array::F32(_, w)) =
+        (clear.outputs.first(), secure.outputs.first(), want)
+    else {
         bail!("unexpected output types")
     };
     let cols = d
@@ -250,13 +309,39 @@ pub fn demo(model: &Path, dir: &Path) -> Result<()> {
         .copied()
         .context("output is not [batch, classes]")?;
     let mut agree = 0;
-    for (i, (a, b)) in g.chunks(cols).zip(w.chunks(cols)).enumerate() {
-        let (p, r) = (argmax(a), argmax(b));
-        agree += usize::from(p == r);
+    let rows = c.chunks(cols).zip(r.chunks(cols)).zip(w.chunks(cols));
+    for (i, ((c, r), w)) in rows.enumerate() {
+        let (pc, pr, pw) = (argmax(c), argmax(r), argmax(w));
+        agree += usize::from(pc == pw && pr == pw);
         if i < 8 {
-            println!("image {i}: qmpc (clear) predicts {p}, onnxruntime predicts {r}");
+            println!(
+                "image {i}: clear predicts {pc}, rep3 predicts {pr}, onnxruntime predicts {pw}"
+            );
         }
     }
     println!("{agree}/{} predictions agree with onnxruntime", d[0]);
+    let same = if c == r {
+        "bit-identical with clear"
+    } else {
+        "DIFFERENT from clear"
+    };
+    println!(
+        "rep3 (3 parties over loopback, weights and images secret-shared): {same}; {} rounds, \
+         {} sent by the busiest party, {:.3} s (clear: {:.3} s)",
+        secure.rounds(),
+        megabytes(
+            secure
+                .per_party
+                .iter()
+                .map(|s| s.bytes_sent)
+                .max()
+                .unwrap_or(0)
+        ),
+        secure.wall_s,
+        clear.wall_s
+    );
+    if c != r {
+        bail!("rep3's output differs from clear's");
+    }
     Ok(())
 }

@@ -162,6 +162,60 @@ fn unsupported_op_names_node_and_lists_supported() {
     );
 }
 
+/// Every unsupported node is reported at once, grouped by op; a node without a name is
+/// named by its index and inputs.
+#[test]
+fn every_unsupported_node_is_reported_at_once() {
+    let mut m = qmpc_compiler::onnx::decode_model(
+        &std::fs::read(root().join("models/tiny_mlp/qop_s8_pt.onnx")).unwrap(),
+        "x",
+    )
+    .unwrap();
+    let g = m.graph.as_mut().unwrap();
+    let mut renamed = Vec::new();
+    for (i, n) in g.node.iter_mut().enumerate() {
+        if n.op_type == "QuantizeLinear" || n.op_type == "DequantizeLinear" {
+            n.op_type = if renamed.len() % 2 == 0 {
+                "Erf"
+            } else {
+                "Gelu"
+            }
+            .into();
+            if renamed.is_empty() {
+                n.name.clear();
+            }
+            renamed.push((i, n.name.clone(), n.input[0].clone()));
+        }
+    }
+    assert!(renamed.len() >= 2, "the model has a Q and a DQ");
+    let err = qmpc_compiler::compile_bytes(
+        &prost::Message::encode_to_vec(&m),
+        "m.onnx",
+        &Default::default(),
+    )
+    .err()
+    .unwrap()
+    .to_string();
+    assert!(!err.contains('\n'), "one line: {err}");
+    let erfs = renamed.len().div_ceil(2);
+    assert!(
+        err.contains(&format!(
+            "{} nodes use ops qmpc does not compile",
+            renamed.len()
+        )) && err.contains(&format!("ai.onnx::Erf × {erfs}"))
+            && err.contains("ai.onnx::Gelu ×"),
+        "{err}"
+    );
+    let (i, _, input) = &renamed[0];
+    assert!(
+        err.contains(&format!("#{i} (no name; inputs `{input}`")),
+        "{err}"
+    );
+    for (_, name, _) in &renamed[1..] {
+        assert!(err.contains(&format!("`{name}`")), "{name}: {err}");
+    }
+}
+
 /// What a new user sees: `compile` says what it wrote, `run` without `--output` prints the
 /// output's type, shape and each row's top class (here equal to onnxruntime's), and
 /// numpy's default float64 input is taken as float32.
@@ -222,6 +276,62 @@ fn compile_and_run_say_what_they_did() {
             out.trim(),
             format!("output `logits`: float32 [8, 10]; top-1 per row: {want}"),
         );
+        // Before a secure run, `qmpc cost`'s prediction; after it, what it took.
+        let err = common::stderr(&o);
+        let cost = common::qmpc(&[
+            "cost",
+            prog.to_str().unwrap(),
+            "--protocol",
+            "rep3",
+            "--batch",
+            "8",
+        ]);
+        let table = String::from_utf8_lossy(&cost.stdout).into_owned();
+        let rounds = table
+            .split("batch 8: ")
+            .nth(1)
+            .and_then(|t| t.split(' ').next())
+            .expect("cost's first line names the rounds");
+        let lines: Vec<&str> = err.lines().collect();
+        assert_eq!(lines.len(), 2, "{err}");
+        assert!(
+            lines[0].starts_with(&format!("rep3 (3 parties), batch 8: {rounds} rounds, "))
+                && lines[0].ends_with("(predicted)"),
+            "{err}"
+        );
+        assert!(
+            lines[1].starts_with("done in ") && lines[1].contains(&format!(": {rounds} rounds")),
+            "{err}"
+        );
     }
+    // --quiet silences both.
+    let o = common::qmpc(&[
+        "run",
+        prog.to_str().unwrap(),
+        "--protocol",
+        "rep3",
+        "--quiet",
+        "--input",
+        input,
+    ]);
+    assert!(
+        o.status.success() && o.stderr.is_empty(),
+        "{}",
+        common::stderr(&o)
+    );
+    // The README's demo: clear and rep3 side by side, both agreeing with onnxruntime.
+    let o = common::qmpc(&[
+        "demo",
+        prog.to_str().unwrap(),
+        "models/tiny_mlp/ref/qop_s8_pt",
+    ]);
+    assert!(o.status.success(), "{}", common::stderr(&o));
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(
+        out.contains("8/8 predictions agree with onnxruntime")
+            && out.contains("bit-identical with clear")
+            && out.contains("rounds"),
+        "{out}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }

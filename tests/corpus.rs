@@ -108,7 +108,16 @@ fn check(e: &Entry) -> Option<String> {
 /// exact half-to-even ones, and from the reference's own pooled integers qmpc's logits match
 /// onnxruntime's exactly. The one-step pooling difference grows to two steps through the last
 /// Gemm. Investigated in session 2 of issue 2 (see NOTES.md).
-const FLOAT_TIE_TOLERANCE: &[(&str, i64)] = &[("tiny_cnn/qdq_s8_pc", 2)];
+///
+/// `mobilenet_v3_small` (realnets, both formats): 2 steps in a few logits, top-1 equal;
+/// onnxruntime's own optimized and literal runs of the QDQ file differ by 2 steps as well
+/// (the manifest's `ort_optimized_vs_unoptimized_max_steps`). Not yet traced layer by
+/// layer to its ties (NOTES.md, issue 21).
+const FLOAT_TIE_TOLERANCE: &[(&str, i64)] = &[
+    ("tiny_cnn/qdq_s8_pc", 2),
+    ("mobilenet_v3_small/qdq_s8_pc", 2),
+    ("mobilenet_v3_small/qop_u8_pt", 2),
+];
 
 fn run_all(dir: &Path) {
     let entries = entries(dir);
@@ -140,6 +149,16 @@ fn shared_corpus_matches_onnxruntime() {
         return;
     };
     run_all(&dir);
+}
+
+/// `../shared/corpus/realnets/`: ImageNet-size networks (224×224) from today's exporters,
+/// TorchScript and dynamo, QDQ and QOperator (issue 21), on their four reference images.
+#[test]
+fn realnets_match_onnxruntime() {
+    let Some(dir) = required_corpus() else {
+        return;
+    };
+    run_all(&dir.join("realnets"));
 }
 
 #[test]

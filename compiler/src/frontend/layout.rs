@@ -17,6 +17,12 @@ pub enum Layout {
     Transpose(Vec<usize>),
     /// Begins of every axis then ends; the pad value is in the tensor's integer domain.
     Pad(Vec<usize>, i64),
+    /// Element `i` along each axis is element `starts + i·steps`, into these dimensions.
+    Slice {
+        starts: Vec<usize>,
+        steps: Vec<usize>,
+        dims: Vec<usize>,
+    },
 }
 
 impl Layout {
@@ -25,6 +31,7 @@ impl Layout {
             Layout::Reshape(n) => n.clone(),
             Layout::Transpose(p) => p.iter().map(|&i| d[i]).collect(),
             Layout::Pad(p, _) => (0..d.len()).map(|i| d[i] + p[i] + p[i + d.len()]).collect(),
+            Layout::Slice { dims, .. } => dims.clone(),
         }
     }
 
@@ -42,6 +49,26 @@ impl Layout {
             }
             (Values::Float(v), Layout::Pad(p, x)) => Values::Float(
                 tensor::pad(&Tensor::new(t.dims.clone(), v.clone()), p, *x as f32).data,
+            ),
+            (
+                Values::Int(v),
+                Layout::Slice {
+                    starts,
+                    steps,
+                    dims,
+                },
+            ) => Values::Int(
+                tensor::slice(&Tensor::new(t.dims.clone(), v.clone()), starts, steps, dims).data,
+            ),
+            (
+                Values::Float(v),
+                Layout::Slice {
+                    starts,
+                    steps,
+                    dims,
+                },
+            ) => Values::Float(
+                tensor::slice(&Tensor::new(t.dims.clone(), v.clone()), starts, steps, dims).data,
             ),
         };
         Ok(TensorData {
@@ -70,6 +97,12 @@ impl Layout {
                 pads: Ints(p.iter().map(|&v| v as i64).collect()),
                 value: Int(*v),
             },
+            Layout::Slice { starts, steps, .. } => Instr::Slice {
+                dst: Dst(0),
+                x: Reg(0),
+                starts: Ints(starts.iter().map(|&v| v as i64).collect()),
+                steps: Ints(steps.iter().map(|&v| v as i64).collect()),
+            },
         };
         let d = imp.g.decl(n).clone();
         let fits = match self {
@@ -83,7 +116,7 @@ impl Layout {
     fn axis(&self, axis: usize, from: &[usize]) -> Option<usize> {
         match self {
             Layout::Transpose(p) => p.iter().position(|&i| i == axis),
-            Layout::Pad(..) => Some(axis),
+            Layout::Pad(..) | Layout::Slice { .. } => Some(axis),
             Layout::Reshape(to) => {
                 // Kept only if the axis keeps its size and everything before it is unchanged.
                 let before: usize = from[..axis].iter().product();
@@ -133,6 +166,20 @@ impl Importer<'_> {
                     out.scale.axis = l
                         .axis(r.scale.axis, &from)
                         .ok_or("this reshape mixes the axis of per-channel scales")?;
+                    if let Layout::Slice {
+                        starts,
+                        steps,
+                        dims,
+                    } = l
+                    {
+                        // The scales of the channels kept, in their new order.
+                        let a = r.scale.axis;
+                        let pick = |i: usize| starts[a] + i * steps[a];
+                        out.scale.r = (0..dims[a]).map(|i| r.scale.r[pick(i)]).collect();
+                        if let Some(h) = &r.scale.hint {
+                            out.scale.hint = Some((0..dims[a]).map(|i| h[pick(i)]).collect());
+                        }
+                    }
                 }
                 if let Some(d) = &r.divisor {
                     if d.numel() > 1 {

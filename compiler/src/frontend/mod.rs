@@ -5,10 +5,13 @@
 //! graph spells them, and each float op on [`Real`] values is computed on integers with an
 //! exact public scale. A quantize then turns `v · scale` back into int8 with one `rescale`.
 
+mod elemfn;
 mod layout;
 mod ops;
 pub mod rational;
 mod real;
+mod reduce;
+mod select;
 pub mod sym;
 
 use crate::ir::Graph;
@@ -31,9 +34,10 @@ pub enum FrontendError {
 
 /// A node the frontend cannot compile, with everything needed to find it.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("{file}: node `{node}` ({domain}::{op}, opset {opset}): {msg}")]
+#[error("{file}: node {node} ({domain}::{op}, opset {opset}): {msg}")]
 pub struct NodeError {
     pub file: String,
+    /// The node's name in backticks, or its index and inputs where it has none.
     pub node: String,
     pub op: String,
     pub domain: String,
@@ -94,13 +98,14 @@ pub fn import(model: &ModelProto, file: &str, opts: &Options) -> Result<Graph, F
             .map_err(|m| gerr(format!("input `{}`: {m}", vi.name)))?;
         imp.syms.insert(vi.name.clone(), s);
     }
-    for node in topo_order(&graph.node).map_err(gerr)? {
+    unsupported_nodes(&graph.node, &imp.opsets, file)?;
+    for (index, node) in topo_order(&graph.node).map_err(gerr)? {
         let domain = onnx::canonical_domain(&node.domain).to_string();
         let opset = imp.opsets.get(&domain).copied().unwrap_or(0);
         let nerr = |msg: String| {
             FrontendError::Node(Box::new(NodeError {
                 file: file.to_string(),
-                node: node.name.clone(),
+                node: node_label(index, node),
                 op: node.op_type.clone(),
                 domain: domain.clone(),
                 opset,
@@ -153,8 +158,74 @@ pub fn import(model: &ModelProto, file: &str, opts: &Options) -> Result<Graph, F
     Ok(imp.g)
 }
 
-/// Nodes in dependency order (ONNX requires it, but not every exporter obeys).
-fn topo_order(nodes: &[NodeProto]) -> Result<Vec<&NodeProto>, String> {
+/// How an error names a node: its name, or (for a nameless one) its index and inputs.
+fn node_label(index: usize, node: &NodeProto) -> String {
+    if !node.name.is_empty() {
+        return format!("`{}`", node.name);
+    }
+    let ins: Vec<String> = node.input.iter().map(|i| format!("`{i}`")).collect();
+    format!("#{index} (no name; inputs {})", ins.join(", "))
+}
+
+/// Every node whose op qmpc does not compile, reported at once: one node as a node error,
+/// several grouped by op (a user fixing an export wants the whole list, not one per try).
+fn unsupported_nodes(
+    nodes: &[NodeProto],
+    opsets: &HashMap<String, i64>,
+    file: &str,
+) -> Result<(), FrontendError> {
+    let mut by_op: Vec<(String, Vec<String>)> = Vec::new();
+    let mut first = None;
+    for (i, n) in nodes.iter().enumerate() {
+        let domain = onnx::canonical_domain(&n.domain);
+        if ops::is_supported(domain, &n.op_type) {
+            continue;
+        }
+        let op = format!("{domain}::{}", n.op_type);
+        first.get_or_insert((i, n, domain.to_string()));
+        match by_op.iter_mut().find(|(o, _)| *o == op) {
+            Some((_, v)) => v.push(node_label(i, n)),
+            None => by_op.push((op, vec![node_label(i, n)])),
+        }
+    }
+    let count: usize = by_op.iter().map(|(_, v)| v.len()).sum();
+    let supported = ops::supported_list();
+    match first {
+        None => Ok(()),
+        Some((i, n, domain)) if count == 1 => Err(FrontendError::Node(Box::new(NodeError {
+            file: file.to_string(),
+            node: node_label(i, n),
+            op: n.op_type.clone(),
+            opset: opsets.get(&domain).copied().unwrap_or(0),
+            domain,
+            msg: format!("unsupported op; qmpc compiles: {supported}"),
+        }))),
+        Some(_) => {
+            const SHOWN: usize = 6;
+            let groups: Vec<String> = by_op
+                .iter()
+                .map(|(op, v)| {
+                    let mut names = v[..v.len().min(SHOWN)].join(", ");
+                    if v.len() > SHOWN {
+                        names += &format!(" and {} more", v.len() - SHOWN);
+                    }
+                    format!("{op} × {} ({names})", v.len())
+                })
+                .collect();
+            Err(FrontendError::Graph {
+                file: file.to_string(),
+                msg: format!(
+                    "{count} nodes use ops qmpc does not compile: {}; qmpc compiles: {supported}",
+                    groups.join("; ")
+                ),
+            })
+        }
+    }
+}
+
+/// Nodes in dependency order (ONNX requires it, but not every exporter obeys), with their
+/// index in the file.
+fn topo_order(nodes: &[NodeProto]) -> Result<Vec<(usize, &NodeProto)>, String> {
     let produced: HashMap<&str, usize> = nodes
         .iter()
         .enumerate()
@@ -185,7 +256,7 @@ fn topo_order(nodes: &[NodeProto]) -> Result<Vec<&NodeProto>, String> {
                 }
             } else {
                 state[n] = 2;
-                order.push(&nodes[n]);
+                order.push((n, &nodes[n]));
                 stack.pop();
             }
         }

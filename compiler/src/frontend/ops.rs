@@ -63,7 +63,20 @@ const OPS: &[(&str, &str, i64, Handler)] = &[
     ("ai.onnx", "Softmax", 1, softmax),
     ("ai.onnx", "ArgMax", 1, argmax),
     ("ai.onnx", "DynamicQuantizeLinear", 11, dynamic_quantize),
+    ("ai.onnx", "HardSigmoid", 1, hard_sigmoid),
+    ("ai.onnx", "HardSwish", 14, hard_swish),
+    ("ai.onnx", "Slice", 1, super::select::slice),
+    ("ai.onnx", "Split", 1, super::select::split),
+    ("ai.onnx", "ReduceMean", 1, super::reduce::reduce_mean),
+    ("ai.onnx", "ReduceSum", 1, super::reduce::reduce_sum),
+    ("ai.onnx", "ReduceMax", 1, super::reduce::reduce_max),
+    ("ai.onnx", "ReduceMin", 1, super::reduce::reduce_min),
 ];
+
+/// Whether qmpc has a handler for this op (any opset).
+pub fn is_supported(domain: &str, op: &str) -> bool {
+    OPS.iter().any(|(d, o, _, _)| *d == domain && *o == op)
+}
 
 /// The supported ops, for error messages.
 pub fn supported_list() -> String {
@@ -117,18 +130,18 @@ pub fn dispatch(
     h(imp, node, opset, inputs)
 }
 
-fn arg<'a>(inputs: &'a [Option<Sym>], i: usize, what: &str) -> R<&'a Sym> {
+pub(super) fn arg<'a>(inputs: &'a [Option<Sym>], i: usize, what: &str) -> R<&'a Sym> {
     inputs
         .get(i)
         .and_then(Option::as_ref)
         .ok_or_else(|| format!("missing input {i} ({what})"))
 }
 
-fn opt(inputs: &[Option<Sym>], i: usize) -> Option<&Sym> {
+pub(super) fn opt(inputs: &[Option<Sym>], i: usize) -> Option<&Sym> {
     inputs.get(i).and_then(Option::as_ref)
 }
 
-fn konst<'a>(inputs: &'a [Option<Sym>], i: usize, what: &str) -> R<&'a TensorData> {
+pub(super) fn konst<'a>(inputs: &'a [Option<Sym>], i: usize, what: &str) -> R<&'a TensorData> {
     match arg(inputs, i, what)? {
         Sym::Const(t) => Ok(t),
         _ => Err(format!(
@@ -137,7 +150,11 @@ fn konst<'a>(inputs: &'a [Option<Sym>], i: usize, what: &str) -> R<&'a TensorDat
     }
 }
 
-fn opt_konst<'a>(inputs: &'a [Option<Sym>], i: usize, what: &str) -> R<Option<&'a TensorData>> {
+pub(super) fn opt_konst<'a>(
+    inputs: &'a [Option<Sym>],
+    i: usize,
+    what: &str,
+) -> R<Option<&'a TensorData>> {
     match opt(inputs, i) {
         None => Ok(None),
         Some(Sym::Const(t)) => Ok(Some(t)),
@@ -145,13 +162,13 @@ fn opt_konst<'a>(inputs: &'a [Option<Sym>], i: usize, what: &str) -> R<Option<&'
     }
 }
 
-fn ints_of(t: &TensorData, what: &str) -> R<Vec<i64>> {
+pub(super) fn ints_of(t: &TensorData, what: &str) -> R<Vec<i64>> {
     t.ints()
         .map(<[i64]>::to_vec)
         .ok_or_else(|| format!("{what} must be integers"))
 }
 
-fn norm_axis(axis: i64, rank: usize) -> R<usize> {
+pub(super) fn norm_axis(axis: i64, rank: usize) -> R<usize> {
     let a = if axis < 0 { axis + rank as i64 } else { axis };
     usize::try_from(a)
         .ok()
@@ -159,14 +176,14 @@ fn norm_axis(axis: i64, rank: usize) -> R<usize> {
         .ok_or_else(|| format!("axis {axis} out of range for rank {rank}"))
 }
 
-fn check_attrs(node: &NodeProto, known: &[&str]) -> R<()> {
+pub(super) fn check_attrs(node: &NodeProto, known: &[&str]) -> R<()> {
     match attrs(node).unknown(known) {
         Some(a) => Err(format!("attribute `{a}` is not supported")),
         None => Ok(()),
     }
 }
 
-fn real_of(imp: &mut Importer, s: &Sym) -> R<Real> {
+pub(super) fn real_of(imp: &mut Importer, s: &Sym) -> R<Real> {
     match s {
         Sym::Real(r) => Ok(r.clone()),
         Sym::Int { node, onnx } if *onnx == data_type::INT32 => Ok(Real::plain(IntVal::Node(*node), Scale::scalar(Rational::int(1)))),
@@ -202,7 +219,7 @@ fn qparams(
     QParams::read(s, z, axis, rank, default)
 }
 
-fn one(s: Sym) -> R<Vec<Sym>> {
+pub(super) fn one(s: Sym) -> R<Vec<Sym>> {
     Ok(vec![s])
 }
 
@@ -926,7 +943,7 @@ fn clip(imp: &mut Importer, node: &NodeProto, opset: i64, inputs: &[Option<Sym>]
     }
 }
 
-fn with_func(imp: &mut Importer, inputs: &[Option<Sym>], f: ElemFn) -> R<Real> {
+pub(super) fn with_func(imp: &mut Importer, inputs: &[Option<Sym>], f: ElemFn) -> R<Real> {
     let mut r = real_of(imp, arg(inputs, 0, "X")?)?;
     super::real::plain(&r)?;
     r.func = Some(f);
@@ -948,6 +965,31 @@ fn leaky_relu(
 fn sigmoid(imp: &mut Importer, node: &NodeProto, _o: i64, inputs: &[Option<Sym>]) -> R<Vec<Sym>> {
     check_attrs(node, &[])?;
     one(Sym::Real(with_func(imp, inputs, ElemFn::Sigmoid)?))
+}
+
+fn hard_sigmoid(
+    imp: &mut Importer,
+    node: &NodeProto,
+    _o: i64,
+    inputs: &[Option<Sym>],
+) -> R<Vec<Sym>> {
+    check_attrs(node, &["alpha", "beta"])?;
+    let a = attrs(node);
+    let f = ElemFn::HardSigmoid {
+        alpha: a.float("alpha", 0.2)?,
+        beta: a.float("beta", 0.5)?,
+    };
+    one(Sym::Real(with_func(imp, inputs, f)?))
+}
+
+fn hard_swish(
+    imp: &mut Importer,
+    node: &NodeProto,
+    _o: i64,
+    inputs: &[Option<Sym>],
+) -> R<Vec<Sym>> {
+    check_attrs(node, &[])?;
+    one(Sym::Real(with_func(imp, inputs, ElemFn::HardSwish)?))
 }
 
 /// The dequantized `X` of a one-input com.microsoft op (`X, X_scale, X_zp, Y_scale, Y_zp`)

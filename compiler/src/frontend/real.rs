@@ -2,7 +2,7 @@
 //! that enter and leave them.
 
 use super::rational::Rational;
-use super::sym::{ElemFn, IntVal, Real, Scale, Sym};
+use super::sym::{IntVal, Real, Scale, Sym};
 use super::{dtype_of, Importer, R};
 use crate::onnx::proto::data_type;
 use crate::onnx::{TensorData, Values};
@@ -11,7 +11,6 @@ use qmpc_bytecode::operand::{Dst, Index, Int, Ints, Reg};
 use qmpc_bytecode::verify::RING_BOUND;
 use qmpc_bytecode::{ConstTensor, QuantParams};
 use qmpc_bytecode::{DType, Instr};
-use qmpc_semantics::ring;
 
 /// Quantization parameters read from a (scale, zero point) pair of ONNX tensors.
 pub struct QParams {
@@ -158,10 +157,6 @@ pub fn channel_dims(rank: usize, axis: usize, n: usize) -> Vec<usize> {
     d
 }
 
-fn round_half_even_f64(x: f64) -> f64 {
-    x.round_ties_even()
-}
-
 impl Importer<'_> {
     /// `DequantizeLinear`.
     pub fn dequantize(&mut self, x: &Sym, q: &QParams) -> R<Real> {
@@ -249,28 +244,14 @@ impl Importer<'_> {
             }
             let s = x.scale.get(0);
             let table: Vec<i64> = (d.lo..=d.hi)
-                .map(|i| -> R<i64> {
-                    let q = match f {
-                        ElemFn::LeakyRelu(alpha) => {
-                            // Exact: v·s (· alpha if negative) / ys, rounded half to even.
-                            let mut r = Rational::int(i).checked_mul(s).ok_or("overflow")?;
-                            if i < 0 {
-                                r = r
-                                    .checked_mul(Rational::from_f32(alpha).ok_or("bad alpha")?)
-                                    .ok_or("overflow")?;
-                            }
-                            let r = r.checked_div(ys).ok_or("overflow")?;
-                            ring::div_round_half_even(r.num, r.den) as i64
-                        }
-                        ElemFn::Sigmoid => {
-                            let xr = (i as f64) * s.to_f64();
-                            let y = 1.0 / (1.0 + (-xr).exp());
-                            round_half_even_f64(y / ys.to_f64()) as i64
-                        }
-                    };
-                    Ok((q + zy).clamp(qlo, qhi))
-                })
+                .map(|i| -> R<i64> { Ok((f.quantized(i, s, ys)? + zy).clamp(qlo, qhi)) })
                 .collect::<Result<_, _>>()?;
+            if let Some(n) = self.piecewise(f, v, s, ys, zy, (qlo, qhi), &table, dtype)? {
+                return Ok(Sym::Int {
+                    node: n,
+                    onnx: q.onnx,
+                });
+            }
             let t = self.g.add_table(ConstTensor {
                 dtype: DType::fitting(qlo, qhi),
                 dims: vec![table.len()],

@@ -86,6 +86,13 @@ impl Scale {
 pub enum ElemFn {
     LeakyRelu(f32),
     Sigmoid,
+    /// `max(0, min(1, alpha · x + beta))`.
+    HardSigmoid {
+        alpha: f32,
+        beta: f32,
+    },
+    /// `x · HardSigmoid(x)` with alpha 1/6, beta 1/2.
+    HardSwish,
 }
 
 /// `real = v · scale / divisor`, then `func` if any.
