@@ -1,6 +1,7 @@
 //! `qmpc`: compile int8-quantized ONNX models to MPC bytecode and run them.
 
 mod alloc;
+mod progress;
 mod run;
 
 use qmpc_session::{cost, keygen, party as session, train, train_party};

@@ -1,10 +1,12 @@
 //! `qmpc run`, `qmpc party` (inference) and `qmpc demo`: files in and out around the
 //! library's [`Session`] and [`Member`].
 
+use crate::progress::{Goal, Progress};
 use anyhow::{bail, Context, Result};
-use qmpc_protocols::net::Timeouts;
+use qmpc_protocols::net::{Timeouts, Traffic};
 use qmpc_session::{load_program, load_weights, npy, Array, Input, Member, Model, Roles, Session};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 pub struct RunArgs {
     pub model: PathBuf,
@@ -82,13 +84,28 @@ pub fn run(args: &RunArgs) -> Result<()> {
     let arrays = read_inputs(&model.program, &args.input)?;
     let inputs = as_inputs(&arrays);
     let secure = !session.protocol().is_clear();
-    if secure && !args.quiet {
-        // Before a run that may send tens of GB, say what it will cost.
+    let (session, progress) = if secure && !args.quiet {
+        // Before a run that may send tens of GB, say what it will cost; while it runs, a
+        // progress line on a terminal.
         let (_, batch) = qmpc_session::io::quantize_inputs(&model.program, &inputs)?;
         let cost = session.cost(&model.program, batch)?;
         eprintln!("{}", prediction(&cost));
-    }
-    let outcome = session.run(&model, &inputs)?;
+        let party0 = cost.program.per_party.first();
+        let goal = Goal {
+            rounds: party0.map_or(0, |p| p.rounds),
+            bytes: party0.map_or(0, |p| p.bytes_sent),
+        };
+        let traffic = Arc::new(Traffic::default());
+        (
+            session.watched(traffic.clone()),
+            Some(Progress::start(traffic, goal)),
+        )
+    } else {
+        (session, None)
+    };
+    let outcome = session.run(&model, &inputs);
+    drop(progress);
+    let outcome = outcome?;
     if secure && !args.quiet {
         eprintln!("{}", measured(&outcome));
     }

@@ -7,12 +7,13 @@ use crate::model::Model;
 use crate::npy::Array;
 use crate::party::{self, DealerResult, Preprocessing};
 use anyhow::Context;
-use qmpc_protocols::net::{Security, Stats, Timeouts};
+use qmpc_protocols::net::{Security, Stats, Timeouts, Traffic};
 use qmpc_protocols::Spec;
 use qmpc_vm::bytecode::{Program, Weights};
 use qmpc_vm::cost::ProgramCost;
 use qmpc_vm::interp::{self, PartyData, Roles};
 use qmpc_vm::tensor::Tensor;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// A protocol, its number of computing parties, who plays which role, and how long a
@@ -23,6 +24,8 @@ pub struct Session {
     parties: usize,
     roles: Roles,
     timeouts: Timeouts,
+    /// Where party 0 publishes its rounds and bytes while a run goes on.
+    traffic: Option<Arc<Traffic>>,
 }
 
 /// Under `clear` one party plays every role.
@@ -107,6 +110,7 @@ impl Session {
             parties,
             roles,
             timeouts: Timeouts::default(),
+            traffic: None,
         };
         session.with_roles(roles)
     }
@@ -127,6 +131,13 @@ impl Session {
     /// How long a party waits for a peer to connect and for one message.
     pub fn with_timeout(mut self, t: Duration) -> Session {
         self.timeouts = Timeouts { connect: t, io: t };
+        self
+    }
+
+    /// Let another thread follow a run: party 0 (the busiest in every protocol's usual
+    /// roles) publishes its rounds and bytes to `traffic` after every round.
+    pub fn watched(mut self, traffic: Arc<Traffic>) -> Session {
+        self.traffic = Some(traffic);
         self
     }
 
@@ -259,6 +270,7 @@ impl Session {
                 .enumerate()
                 .map(|(i, (l, data))| {
                     let addrs = &addrs;
+                    let traffic = self.traffic.as_ref().filter(|_| i == 0);
                     s.spawn(move || {
                         pool.install(|| {
                             party::run_party(
@@ -270,7 +282,7 @@ impl Session {
                                 roles,
                                 data,
                                 (i == roles.data_owner).then_some(batch),
-                                (timeouts, &PLAIN),
+                                (timeouts, &PLAIN, traffic),
                             )
                         })
                         .with_context(|| format!("party {i}"))

@@ -163,7 +163,7 @@ impl Member {
                     roles,
                     &data,
                     batch,
-                    (timeouts, security),
+                    (timeouts, security, None),
                 )
             })
             .with_context(|| format!("party {me}"))

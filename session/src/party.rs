@@ -4,7 +4,7 @@
 
 use anyhow::{bail, Context, Result};
 use qmpc_protocols::net::tls::{self, Fingerprint};
-use qmpc_protocols::net::{Hello, Mesh, NetError, Security, Stats, Timeouts, Transport};
+use qmpc_protocols::net::{Hello, Mesh, NetError, Security, Stats, Timeouts, Traffic, Transport};
 use qmpc_protocols::registry::{self, DealerMode, DealerRole, DealerVisitor, Party, PartyVisitor};
 use qmpc_protocols::{PartyId, Spec, TruncMode};
 use qmpc_vm::bytecode::Program;
@@ -79,7 +79,7 @@ pub fn run_party(
     roles: Roles,
     data: &PartyData,
     batch: Option<usize>,
-    (timeouts, security): (Timeouts, &Security),
+    (timeouts, security, traffic): (Timeouts, &Security, Option<&Arc<Traffic>>),
 ) -> Result<PartyResult> {
     // The data owner states the batch in its announcement: bound into the session id, so
     // every member computes on the same batch or none starts.
@@ -96,6 +96,9 @@ pub fn run_party(
     let start = Instant::now();
     let mut mesh = Mesh::establish(me, listener, addrs, &hello, timeouts, security)?;
     let batch = agree_batch(&mut mesh, roles.data_owner, batch)?;
+    if let Some(t) = traffic {
+        mesh.watch(t.clone());
+    }
     let ring = qmpc_vm::cost::ring_bits(protocol, program);
     let run = protocol.setup_party(
         Box::new(mesh),

@@ -15,7 +15,7 @@ use crate::PartyId;
 use link::{Incoming, Outgoing, Sent};
 use std::io::ErrorKind;
 use std::net::{SocketAddr, TcpListener};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
@@ -138,6 +138,24 @@ impl Stats {
             bytes_sent: self.bytes_sent + other.bytes_sent,
             bytes_received: self.bytes_received + other.bytes_received,
         }
+    }
+}
+
+/// A mesh's traffic as another thread sees it while the computation runs (a progress
+/// display): updated after every round, read without stopping the party.
+#[derive(Debug, Default)]
+pub struct Traffic {
+    rounds: AtomicU64,
+    bytes_sent: AtomicU64,
+}
+
+impl Traffic {
+    /// Rounds and bytes sent so far.
+    pub fn now(&self) -> (u64, u64) {
+        (
+            self.rounds.load(Ordering::Relaxed),
+            self.bytes_sent.load(Ordering::Relaxed),
+        )
     }
 }
 
@@ -350,6 +368,8 @@ pub struct Mesh {
     session: [u8; 32],
     /// Every member's claim in its start-up announcement.
     claims: Vec<Vec<u8>>,
+    /// Where [`Mesh::watch`] publishes the counters.
+    traffic: Option<Arc<Traffic>>,
 }
 
 impl Mesh {
@@ -507,6 +527,7 @@ impl Mesh {
             stats: Stats::default(),
             session: [0; 32],
             claims: Vec::new(),
+            traffic: None,
         })
     }
 
@@ -552,6 +573,11 @@ impl Mesh {
         // The start-up is set-up, not computation.
         self.stats = Stats::default();
         Ok(())
+    }
+
+    /// Publish this mesh's rounds and bytes to `traffic` after every round.
+    pub fn watch(&mut self, traffic: Arc<Traffic>) {
+        self.traffic = Some(traffic);
     }
 
     /// The digest of this session's start-up, the same in every member: every
@@ -706,6 +732,10 @@ impl Mesh {
             .iter()
             .map(|(_, m)| (FRAME_HEADER + m.len()) as u64)
             .sum::<u64>();
+        if let Some(t) = &self.traffic {
+            t.rounds.store(self.stats.rounds, Ordering::Relaxed);
+            t.bytes_sent.store(self.stats.bytes_sent, Ordering::Relaxed);
+        }
         Ok(received)
     }
 
