@@ -839,6 +839,61 @@ def m_qdq_reduce():
     return res
 
 
+def m_qdq_float_chain():
+    """Float ops between DQ and Q that are one function of one quantized tensor."""
+    from math import erf, sqrt
+    verf = np.vectorize(erf)
+    res = []
+    shape = [1, 4, 5, 5]
+    for var, kind in [("gelu_s8", "s8"), ("gelu20_u8", "u8"), ("silu_s8", "s8"), ("rsqrt_u8", "u8"),
+                      ("tanh_clip_s8", "s8")]:
+        name = f"qdq_FloatChain/{var}"
+        g = B()
+        x, fx = qdq_in(g, name, kind, shape, -3.0, 3.0)
+        opset = 13
+        if var.startswith("gelu_"):
+            # as torch.onnx exports nn.GELU(): Div, Erf, Add, Mul, Mul
+            g.c("sqrt2", np.array(sqrt(2.0), np.float32))
+            g.c("one", np.array(1.0, np.float32))
+            g.c("half", np.array(0.5, np.float32))
+            g.n("Div", ["x_dq", "sqrt2"], "d")
+            g.n("Erf", ["d"], "e")
+            g.n("Add", ["e", "one"], "a")
+            g.n("Mul", ["x_dq", "a"], "m")
+            g.n("Mul", ["m", "half"], "y")
+            fy = 0.5 * fx * (1 + verf(fx / np.float32(sqrt(2.0))))
+        elif var.startswith("gelu20"):
+            opset = 20
+            g.n("Gelu", ["x_dq"], "y", approximate="tanh")
+            fy = 0.5 * fx * (1 + np.tanh(np.sqrt(2 / np.pi) * (fx + 0.044715 * fx ** 3)))
+        elif var.startswith("silu"):
+            g.n("Sigmoid", ["x_dq"], "sig")
+            g.n("Mul", ["x_dq", "sig"], "y")
+            fy = fx / (1 + np.exp(-fx))
+        elif var.startswith("rsqrt"):
+            # a normalization's 1 / sqrt(x^2 + eps)
+            g.c("two", np.array(2.0, np.float32))
+            g.c("eps", np.array(1e-3, np.float32))
+            g.n("Pow", ["x_dq", "two"], "p")
+            g.n("Add", ["p", "eps"], "pe")
+            g.n("Sqrt", ["pe"], "r")
+            g.n("Reciprocal", ["r"], "y")
+            fy = 1 / np.sqrt(fx ** 2 + 1e-3)
+        else:
+            g.c("k", np.array(0.7, np.float32))
+            g.c("b", np.array(0.3, np.float32))
+            g.c("lo", np.array(-0.5, np.float32))
+            g.c("hi", np.array(0.8, np.float32))
+            g.n("Mul", ["x_dq", "k"], "xk")
+            g.n("Add", ["xk", "b"], "xb")
+            g.n("Tanh", ["xb"], "t")
+            g.n("Clip", ["t", "lo", "hi"], "y")
+            fy = np.clip(np.tanh(fx * 0.7 + 0.3), -0.5, 0.8)
+        qdq_tail(g, "y", fy.astype(np.float32), kind)
+        res.append((var, g.model(TP.FLOAT, shape, opset=opset), x, {"activation_type": kind}))
+    return res
+
+
 OP_MODELS = [
     ("op_qlinearadd", "com.microsoft QLinearAdd on [1,4,5,5] (B: constant full / broadcast [1,4,1,1] / "
                       "second quantization of the input)", lambda: m_qlinear_binary("QLinearAdd")),
@@ -880,6 +935,9 @@ OP_MODELS = [
     ("op_qdq_slice", "QDQ: Slice (negative start, INT64_MAX end, steps 2 on two axes), ShuffleNet's channel split "
                      "(Slice), Concat and shuffle (Reshape 5-D, Transpose, Reshape), opset-18 Split",
      m_qdq_slice),
+    ("op_qdq_float_chain", "QDQ: float ops between DQ and Q that are one function of one tensor: GELU as "
+                           "Div/Erf/Add/Mul/Mul, Gelu-20 (tanh), SiLU (Sigmoid, Mul by its input), "
+                           "Pow/Add/Sqrt/Reciprocal, Mul/Add/Tanh/Clip", m_qdq_float_chain),
     ("op_qdq_reduce", "QDQ: ReduceMean over H, W (opset 18 axes input) + Reshape as dynamo exports a global "
                       "pool; ReduceMean over C (keepdims 0), ReduceSum, ReduceMax, ReduceMin",
      m_qdq_reduce),

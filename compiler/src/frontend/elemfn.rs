@@ -16,7 +16,7 @@ use qmpc_semantics::ring;
 
 impl ElemFn {
     /// `round_half_even(f(i · s) / ys)`: the quantized result before the zero point.
-    pub fn quantized(self, i: i64, s: Rational, ys: Rational) -> R<i64> {
+    pub fn quantized(&self, i: i64, s: Rational, ys: Rational) -> R<i64> {
         if let Some(q) = self.exact(i, s, ys) {
             return Ok(q);
         }
@@ -31,39 +31,27 @@ impl ElemFn {
     }
 
     /// The exact rounded value where the function is rational and nothing overflows.
-    fn exact(self, i: i64, s: Rational, ys: Rational) -> Option<i64> {
+    fn exact(&self, i: i64, s: Rational, ys: Rational) -> Option<i64> {
         let x = Rational::int(i).checked_mul(s)?;
         let y = match self {
             ElemFn::LeakyRelu(alpha) => {
                 if i < 0 {
-                    x.checked_mul(Rational::from_f32(alpha)?)?
+                    x.checked_mul(Rational::from_f32(*alpha)?)?
                 } else {
                     x
                 }
             }
-            ElemFn::HardSigmoid { alpha, beta } => hard_sigmoid(x, alpha, beta)?,
+            ElemFn::HardSigmoid { alpha, beta } => hard_sigmoid(x, *alpha, *beta)?,
             ElemFn::HardSwish => x.checked_mul(hard_sigmoid(x, 1.0 / 6.0, 0.5)?)?,
-            ElemFn::Sigmoid => return None,
+            ElemFn::Sigmoid | ElemFn::Expr(_) => return None,
         };
         let q = y.checked_div(ys)?;
         Some(ring::div_round_half_even(q.num, q.den) as i64)
     }
 
     /// The function in f64 (where no exact value exists).
-    fn f64(self, x: f64) -> f64 {
-        let hs = |x: f64, a: f32, b: f32| (a as f64 * x + b as f64).clamp(0.0, 1.0);
-        match self {
-            ElemFn::LeakyRelu(alpha) => {
-                if x < 0.0 {
-                    x * alpha as f64
-                } else {
-                    x
-                }
-            }
-            ElemFn::Sigmoid => 1.0 / (1.0 + (-x).exp()),
-            ElemFn::HardSigmoid { alpha, beta } => hs(x, alpha, beta),
-            ElemFn::HardSwish => x * hs(x, 1.0 / 6.0, 0.5),
-        }
+    fn f64(&self, x: f64) -> f64 {
+        self.expr().eval(x)
     }
 }
 
@@ -129,7 +117,7 @@ impl Affine {
     /// The smallest-denominator form of `f` that equals `table` (indexed from `lo_in`) on
     /// every input, if any fits [`AFFINE_BOUND`].
     fn find(
-        f: ElemFn,
+        f: &ElemFn,
         s: Rational,
         ys: Rational,
         zp: i64,
@@ -137,7 +125,7 @@ impl Affine {
         lo_in: i64,
         table: &[i64],
     ) -> Option<Affine> {
-        let (alpha, beta) = match f {
+        let (alpha, beta) = match *f {
             ElemFn::HardSigmoid { alpha, beta } => (alpha, beta),
             ElemFn::HardSwish => (1.0 / 6.0, 0.5),
             _ => return None,
@@ -207,7 +195,7 @@ impl Importer<'_> {
     #[allow(clippy::too_many_arguments)]
     pub(super) fn piecewise(
         &mut self,
-        f: ElemFn,
+        f: &ElemFn,
         v: NodeIndex,
         s: Rational,
         ys: Rational,
@@ -381,7 +369,7 @@ mod tests {
                 let table: Vec<i64> = (-128..=127)
                     .map(|i| (f.quantized(i, s, ys).unwrap() + zp).clamp(-128, 127))
                     .collect();
-                if let Some(form) = Affine::find(f, s, ys, zp, (-128, 127), -128, &table) {
+                if let Some(form) = Affine::find(&f, s, ys, zp, (-128, 127), -128, &table) {
                     found += 1;
                     for (i, t) in (-128..=127).zip(&table) {
                         assert_eq!(form.eval(i), *t, "{f:?} at {i}");

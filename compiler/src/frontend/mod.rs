@@ -6,6 +6,7 @@
 //! exact public scale. A quantize then turns `v · scale` back into int8 with one `rescale`.
 
 mod elemfn;
+mod expr;
 mod layout;
 mod ops;
 pub mod rational;

@@ -71,6 +71,21 @@ const OPS: &[(&str, &str, i64, Handler)] = &[
     ("ai.onnx", "ReduceSum", 1, super::reduce::reduce_sum),
     ("ai.onnx", "ReduceMax", 1, super::reduce::reduce_max),
     ("ai.onnx", "ReduceMin", 1, super::reduce::reduce_min),
+    ("ai.onnx", "Div", 1, div),
+    ("ai.onnx", "Pow", 1, pow),
+    ("ai.onnx", "Max", 1, max),
+    ("ai.onnx", "Min", 1, min),
+    ("ai.onnx", "Erf", 9, super::expr::erf),
+    ("ai.onnx", "Tanh", 1, super::expr::tanh),
+    ("ai.onnx", "Exp", 1, super::expr::exp),
+    ("ai.onnx", "Log", 1, super::expr::log),
+    ("ai.onnx", "Sqrt", 1, super::expr::sqrt),
+    ("ai.onnx", "Neg", 1, super::expr::neg),
+    ("ai.onnx", "Abs", 1, super::expr::abs),
+    ("ai.onnx", "Reciprocal", 1, super::expr::reciprocal),
+    ("ai.onnx", "Softplus", 1, super::expr::softplus),
+    ("ai.onnx", "Gelu", 20, super::expr::gelu),
+    ("ai.onnx", "Elu", 1, super::expr::elu),
 ];
 
 /// Whether qmpc has a handler for this op (any opset).
@@ -717,12 +732,46 @@ fn binary(imp: &mut Importer, node: &NodeProto, inputs: &[Option<Sym>], op: &str
     if let (Sym::Const(x), Sym::Const(y)) = (a, b) {
         return one(Sym::Const(fold_binary(x, y, op)?));
     }
-    if op == "Mul" {
+    let pending = |s: &Sym| matches!(s, Sym::Real(r) if r.func.is_some());
+    if op == "Mul" && !pending(a) && !pending(b) {
         if let (Sym::Real(r), Sym::Const(c)) | (Sym::Const(c), Sym::Real(r)) = (a, b) {
             if c.is_float() {
                 return one(Sym::Real(imp.mul_const(r, c)?));
             }
         }
+    }
+    if op == "Div" && !pending(a) {
+        if let (Sym::Real(r), Sym::Const(c)) = (a, b) {
+            if c.is_float() && c.numel() == 1 {
+                return one(Sym::Real(imp.div_const(r, c)?));
+            }
+        }
+    }
+    // A float function of one quantized tensor (GELU's parts, SiLU's product, an added
+    // constant): evaluated at compile time for every value of that tensor.
+    let float_const = |s: &Sym| matches!(s, Sym::Const(t) if t.is_float());
+    let as_expr = pending(a)
+        || pending(b)
+        || !matches!(op, "Add" | "Sub" | "Mul")
+        || float_const(a)
+        || float_const(b);
+    if as_expr {
+        let f = match op {
+            "Add" => super::expr::Binary::Add,
+            "Sub" => super::expr::Binary::Sub,
+            "Mul" => super::expr::Binary::Mul,
+            "Div" => super::expr::Binary::Div,
+            "Pow" => super::expr::Binary::Pow,
+            "Max" => super::expr::Binary::Max,
+            _ => super::expr::Binary::Min,
+        };
+        return match super::expr::binary(a, b, f) {
+            Some(r) => one(Sym::Real(r)),
+            None => Err(format!(
+                "{op} of these operands is not supported: qmpc computes float {op} where its \
+                 operands are functions of one quantized tensor or scalar constants"
+            )),
+        };
     }
     if let (Sym::Int { node: x, onnx: t }, Sym::Int { node: y, .. }) = (a, b) {
         let instr = match op {
@@ -780,6 +829,10 @@ fn fold_binary(x: &TensorData, y: &TensorData, op: &str) -> R<TensorData> {
         let v = a.iter().zip(&b).map(|(p, q)| match op {
             "Add" => p + q,
             "Sub" => p - q,
+            "Div" => p / q,
+            "Pow" => p.powf(*q),
+            "Max" => p.max(*q),
+            "Min" => p.min(*q),
             _ => p * q,
         });
         return Ok(TensorData {
@@ -789,9 +842,17 @@ fn fold_binary(x: &TensorData, y: &TensorData, op: &str) -> R<TensorData> {
         });
     }
     let (a, b) = (bx(x)?, bx(y)?);
+    if op == "Div" && b.contains(&0) {
+        return Err("integer division by zero".into());
+    }
     let v = a.iter().zip(&b).map(|(p, q)| match op {
         "Add" => p.wrapping_add(*q),
         "Sub" => p.wrapping_sub(*q),
+        // ONNX's integer Div truncates toward zero, as Rust's does.
+        "Div" => p.wrapping_div(*q),
+        "Pow" => p.wrapping_pow((*q).clamp(0, 64) as u32),
+        "Max" => *p.max(q),
+        "Min" => *p.min(q),
         _ => p.wrapping_mul(*q),
     });
     Ok(TensorData {
@@ -809,6 +870,25 @@ fn sub(imp: &mut Importer, node: &NodeProto, _o: i64, inputs: &[Option<Sym>]) ->
 }
 fn mul(imp: &mut Importer, node: &NodeProto, _o: i64, inputs: &[Option<Sym>]) -> R<Vec<Sym>> {
     binary(imp, node, inputs, "Mul")
+}
+fn div(imp: &mut Importer, node: &NodeProto, _o: i64, inputs: &[Option<Sym>]) -> R<Vec<Sym>> {
+    binary(imp, node, inputs, "Div")
+}
+fn pow(imp: &mut Importer, node: &NodeProto, _o: i64, inputs: &[Option<Sym>]) -> R<Vec<Sym>> {
+    binary(imp, node, inputs, "Pow")
+}
+/// `Max` / `Min` of two operands (ONNX allows any number; exporters emit two).
+fn extremum(imp: &mut Importer, node: &NodeProto, inputs: &[Option<Sym>], op: &str) -> R<Vec<Sym>> {
+    if inputs.iter().flatten().count() != 2 {
+        return Err(format!("{op} of {} operands: qmpc takes two", inputs.len()));
+    }
+    binary(imp, node, inputs, op)
+}
+fn max(imp: &mut Importer, node: &NodeProto, _o: i64, inputs: &[Option<Sym>]) -> R<Vec<Sym>> {
+    extremum(imp, node, inputs, "Max")
+}
+fn min(imp: &mut Importer, node: &NodeProto, _o: i64, inputs: &[Option<Sym>]) -> R<Vec<Sym>> {
+    extremum(imp, node, inputs, "Min")
 }
 
 fn qlinear_binary(
@@ -945,8 +1025,10 @@ fn clip(imp: &mut Importer, node: &NodeProto, opset: i64, inputs: &[Option<Sym>]
 
 pub(super) fn with_func(imp: &mut Importer, inputs: &[Option<Sym>], f: ElemFn) -> R<Real> {
     let mut r = real_of(imp, arg(inputs, 0, "X")?)?;
-    super::real::plain(&r)?;
-    r.func = Some(f);
+    if r.divisor.is_some() {
+        return Err("an averaged tensor must be quantized before a float function".into());
+    }
+    r.func = Some(super::expr::then(&r, f));
     r.raw = None;
     Ok(r)
 }

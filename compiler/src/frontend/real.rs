@@ -229,7 +229,7 @@ impl Importer<'_> {
         let ys = Rational::from_f32(q.scale[0]).ok_or("scale out of range")?;
         let zy = q.zp[0];
         let v = self.int_node(&x.v)?;
-        if let Some(f) = x.func {
+        if let Some(f) = &x.func {
             if x.divisor.is_some() || !x.scale.is_scalar() {
                 return Err(
                     "an element-wise function after pooling or per-channel scales is not supported"
@@ -651,8 +651,42 @@ impl Importer<'_> {
         Ok(out)
     }
 
+    /// Divide a real by a positive scalar float constant: exact, a change of scale.
+    pub fn div_const(&mut self, a: &Real, c: &TensorData) -> R<Real> {
+        let v = c
+            .floats()
+            .and_then(|v| v.first().copied())
+            .ok_or("bad divisor")?;
+        let k = Rational::from_f32(v)
+            .filter(|k| k.is_positive())
+            .ok_or_else(|| format!("Div by {v}: only positive constant divisors are supported"))?;
+        let mut out = a.clone();
+        out.raw = None;
+        out.scale.hint = None;
+        out.scale.r = a
+            .scale
+            .r
+            .iter()
+            .map(|r| r.checked_div(k).ok_or("scale out of range"))
+            .collect::<Result<_, _>>()?;
+        Ok(out)
+    }
+
     /// `Relu`, or `Clip` with real bounds, on a real.
     pub fn clip_real(&mut self, a: &Real, min: Option<f32>, max: Option<f32>) -> R<Real> {
+        if a.func.is_some() && a.divisor.is_none() {
+            // After a float function: part of the function's table.
+            use super::expr::{Expr, Unary};
+            let lo = min.map_or(f64::NEG_INFINITY, f64::from);
+            let hi = max.map_or(f64::INFINITY, f64::from);
+            let clip = Expr::Unary(Unary::Clip(lo, hi), std::sync::Arc::new(Expr::X));
+            let f = super::sym::ElemFn::Expr(std::sync::Arc::new(clip));
+            return Ok(Real {
+                func: Some(super::expr::then(a, f)),
+                raw: None,
+                ..a.clone()
+            });
+        }
         plain(a)?;
         // Relu commutes with any positive scale; other bounds need one scale.
         let relu_only = min.is_none_or(|m| m == 0.0) && max.is_none();

@@ -82,7 +82,7 @@ impl Scale {
 }
 
 /// An element-wise float function applied before the next quantization (as a lookup table).
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq)]
 pub enum ElemFn {
     LeakyRelu(f32),
     Sigmoid,
@@ -93,6 +93,8 @@ pub enum ElemFn {
     },
     /// `x · HardSigmoid(x)` with alpha 1/6, beta 1/2.
     HardSwish,
+    /// Any chain of float ops of `x` (`frontend/expr.rs`).
+    Expr(std::sync::Arc<super::expr::Expr>),
 }
 
 /// `real = v · scale / divisor`, then `func` if any.
