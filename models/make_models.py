@@ -894,6 +894,43 @@ def m_qdq_float_chain():
     return res
 
 
+def m_qdq_gather_resize():
+    """Gather with constant indices and nearest-neighbour Resize on dequantized tensors."""
+    res = []
+    shape = [1, 4, 5, 5]
+    for var, kind in [("gather_s8", "s8"), ("gather_scalar_u8", "u8"), ("resize2x_s8", "s8"),
+                      ("resize_sizes_u8", "u8")]:
+        name = f"qdq_GatherResize/{var}"
+        g = B()
+        x, fx = qdq_in(g, name, kind, shape)
+        if var.startswith("gather_s8"):
+            g.c("idx", np.array([3, 1, 1], np.int64))
+            g.n("Gather", ["x_dq", "idx"], "y", axis=1)
+            fy = fx[:, [3, 1, 1]]
+        elif var.startswith("gather_scalar"):
+            # a class token: one position, its axis dropped
+            g.c("idx", np.array(-1, np.int64))
+            g.n("Gather", ["x_dq", "idx"], "y", axis=3)
+            fy = fx[:, :, :, -1]
+        elif var.startswith("resize2x"):
+            # an FPN / U-Net upsampling: scales [1, 1, 2, 2], the defaults (half_pixel,
+            # round_prefer_floor)
+            g.c("roi", np.array([], np.float32))
+            g.c("scales", np.array([1, 1, 2, 2], np.float32))
+            g.n("Resize", ["x_dq", "roi", "scales"], "y", mode="nearest")
+            fy = fx.repeat(2, axis=2).repeat(2, axis=3)
+        else:
+            g.c("roi", np.array([], np.float32))
+            g.c("scales", np.array([], np.float32))
+            g.c("sizes", np.array([1, 4, 7, 3], np.int64))
+            g.n("Resize", ["x_dq", "roi", "scales", "sizes"], "y", mode="nearest",
+                coordinate_transformation_mode="asymmetric", nearest_mode="floor")
+            fy = fx
+        qdq_tail(g, "y", fy, kind)
+        res.append((var, g.model(TP.FLOAT, shape), x, {"activation_type": kind}))
+    return res
+
+
 OP_MODELS = [
     ("op_qlinearadd", "com.microsoft QLinearAdd on [1,4,5,5] (B: constant full / broadcast [1,4,1,1] / "
                       "second quantization of the input)", lambda: m_qlinear_binary("QLinearAdd")),
@@ -938,6 +975,9 @@ OP_MODELS = [
     ("op_qdq_float_chain", "QDQ: float ops between DQ and Q that are one function of one tensor: GELU as "
                            "Div/Erf/Add/Mul/Mul, Gelu-20 (tanh), SiLU (Sigmoid, Mul by its input), "
                            "Pow/Add/Sqrt/Reciprocal, Mul/Add/Tanh/Clip", m_qdq_float_chain),
+    ("op_qdq_gather_resize", "QDQ: Gather with constant indices (a list along C; a scalar index dropping W), "
+                             "nearest Resize (scales 2x2 with the defaults; sizes [1,4,7,3] asymmetric floor)",
+     m_qdq_gather_resize),
     ("op_qdq_reduce", "QDQ: ReduceMean over H, W (opset 18 axes input) + Reshape as dynamo exports a global "
                       "pool; ReduceMean over C (keepdims 0), ReduceSum, ReduceMax, ReduceMin",
      m_qdq_reduce),

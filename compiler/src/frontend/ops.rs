@@ -58,7 +58,9 @@ const OPS: &[(&str, &str, i64, Handler)] = &[
     ("ai.onnx", "Constant", 1, constant),
     ("ai.onnx", "ConstantOfShape", 9, constant_of_shape),
     ("ai.onnx", "Shape", 1, shape),
-    ("ai.onnx", "Gather", 1, gather),
+    ("ai.onnx", "Gather", 1, super::select::gather),
+    ("ai.onnx", "Resize", 10, super::select::resize),
+    ("ai.onnx", "Upsample", 7, super::select::resize),
     ("ai.onnx", "BatchNormalization", 1, batch_norm),
     ("ai.onnx", "Softmax", 1, softmax),
     ("ai.onnx", "ArgMax", 1, argmax),
@@ -1591,41 +1593,6 @@ fn shape(imp: &mut Importer, node: &NodeProto, _o: i64, inputs: &[Option<Sym>]) 
         dtype: data_type::INT64,
         dims: vec![v.len()],
         values: Values::Int(v),
-    }))
-}
-
-fn gather(_: &mut Importer, node: &NodeProto, _o: i64, inputs: &[Option<Sym>]) -> R<Vec<Sym>> {
-    check_attrs(node, &["axis"])?;
-    let data = konst(inputs, 0, "data (Gather is folded at compile time)")?;
-    let idx = ints_of(konst(inputs, 1, "indices")?, "indices")?;
-    let idims = konst(inputs, 1, "indices")?.dims.clone();
-    let axis = norm_axis(attrs(node).int("axis", 0)?, data.dims.len())?;
-    let n = data.dims[axis] as i64;
-    let outer: usize = data.dims[..axis].iter().product();
-    let inner: usize = data.dims[axis + 1..].iter().product();
-    let mut order = Vec::new();
-    for o in 0..outer {
-        for &i in &idx {
-            let i = if i < 0 { i + n } else { i };
-            if i < 0 || i >= n {
-                return Err(format!("index {i} out of range"));
-            }
-            for k in 0..inner {
-                order.push(o * n as usize * inner + i as usize * inner + k);
-            }
-        }
-    }
-    let mut dims = data.dims[..axis].to_vec();
-    dims.extend(idims);
-    dims.extend_from_slice(&data.dims[axis + 1..]);
-    let values = match &data.values {
-        Values::Int(v) => Values::Int(order.iter().map(|&i| v[i]).collect()),
-        Values::Float(v) => Values::Float(order.iter().map(|&i| v[i]).collect()),
-    };
-    one(Sym::Const(TensorData {
-        dtype: data.dtype,
-        dims,
-        values,
     }))
 }
 

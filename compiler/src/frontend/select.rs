@@ -1,11 +1,17 @@
-//! `Slice` and `Split`: ops that keep a regular part of a tensor, on every kind of tensor
-//! (constants, integer nodes, reals with per-channel scales) through [`Layout::Slice`].
+//! Ops that pick elements at public positions, on every kind of tensor (constants, integer
+//! nodes, reals with per-channel scales): `Slice` and `Split` through [`Layout::Slice`];
+//! `Gather` with constant indices and nearest-neighbour `Resize` as index lists along
+//! axes, run as slices of consecutive runs (concatenated) or, for a repetition of every
+//! element `k` times (integer upsampling), as one broadcast.
 
 use super::layout::Layout;
-use super::ops::{arg, check_attrs, ints_of, norm_axis, one, opt_konst};
-use super::sym::Sym;
+use super::ops::{arg, check_attrs, ints_of, konst, norm_axis, one, opt_konst};
+use super::sym::{IntVal, Real, Sym};
 use super::{attrs, Importer, R};
 use crate::onnx::proto::NodeProto;
+use crate::onnx::{TensorData, Values};
+use qmpc_bytecode::operand::{Dst, Reg};
+use qmpc_bytecode::Instr;
 
 /// Start and length along one axis of size `d` for ONNX `Slice`'s `start`, `end`, `step`
 /// (negative values count from the end; out-of-range values clamp).
@@ -173,9 +179,359 @@ pub(super) fn split(
     Ok(outs)
 }
 
+/// `t` with axis `axis` replaced by the elements at `indices` along it, shaped `idims`.
+fn gather_values(t: &TensorData, axis: usize, indices: &[usize], idims: &[usize]) -> TensorData {
+    let n = t.dims[axis];
+    let outer: usize = t.dims[..axis].iter().product();
+    let inner: usize = t.dims[axis + 1..].iter().product();
+    let order: Vec<usize> = (0..outer)
+        .flat_map(|o| {
+            indices
+                .iter()
+                .flat_map(move |&i| (0..inner).map(move |k| (o * n + i) * inner + k))
+        })
+        .collect();
+    let mut dims = t.dims[..axis].to_vec();
+    dims.extend_from_slice(idims);
+    dims.extend_from_slice(&t.dims[axis + 1..]);
+    let values = match &t.values {
+        Values::Int(v) => Values::Int(order.iter().map(|&i| v[i]).collect()),
+        Values::Float(v) => Values::Float(order.iter().map(|&i| v[i]).collect()),
+    };
+    TensorData {
+        dtype: t.dtype,
+        dims,
+        values,
+    }
+}
+
+/// `k` where `indices` is `0, 0, .., 1, 1, ..` (each of `0..n` repeated `k` times).
+fn repeat_factor(indices: &[usize], n: usize) -> Option<usize> {
+    let k = indices.len() / n.max(1);
+    (k > 1 && indices.len() == n * k && indices.iter().enumerate().all(|(i, &v)| v == i / k))
+        .then_some(k)
+}
+
+/// Consecutive runs of `indices` as (first, length).
+fn runs(indices: &[usize]) -> Vec<(usize, usize)> {
+    let mut out: Vec<(usize, usize)> = Vec::new();
+    for &i in indices {
+        match out.last_mut() {
+            Some((s, l)) if *s + *l == i => *l += 1,
+            _ => out.push((i, 1)),
+        }
+    }
+    out
+}
+
+impl Importer<'_> {
+    /// `x` with axis `axis` replaced by its elements at `indices` (all in range).
+    pub(super) fn gather_axis(&mut self, x: &Sym, axis: usize, indices: &[usize]) -> R<Sym> {
+        let dims = self.sym_dims(x)?;
+        let n = dims[axis];
+        if indices.len() == n && indices.iter().enumerate().all(|(i, &v)| i == v) {
+            return Ok(x.clone());
+        }
+        let fold = |t: &TensorData| gather_values(t, axis, indices, &[indices.len()]);
+        let node = match x {
+            Sym::Const(t) => return Ok(Sym::Const(fold(t))),
+            Sym::Real(Real {
+                v: IntVal::Const { data, name, lo, hi },
+                ..
+            }) => {
+                let Sym::Real(r) = x else { unreachable!() };
+                return Ok(Sym::Real(Real {
+                    v: IntVal::Const {
+                        data: fold(data),
+                        name: name.clone(),
+                        lo: *lo,
+                        hi: *hi,
+                    },
+                    ..r.clone()
+                }));
+            }
+            Sym::Int { node, .. }
+            | Sym::Real(Real {
+                v: IntVal::Node(node),
+                ..
+            }) => *node,
+            _ => return Err("picking elements of an unquantized tensor is not supported".into()),
+        };
+        if axis == 0 && self.g.decl(node).ty.batched {
+            return Err("picking elements along the batch axis is not supported".into());
+        }
+        if let (Some(k), Sym::Int { .. } | Sym::Real(_)) = (repeat_factor(indices, n), x) {
+            if let Sym::Real(r) = x {
+                if !r.scale.is_scalar() && r.scale.axis == axis {
+                    return Err("repeating along the axis of per-channel scales".into());
+                }
+            }
+            return self.repeat_axis(x, node, axis, k);
+        }
+        let rank = dims.len();
+        let parts = runs(indices)
+            .into_iter()
+            .map(|(first, len)| {
+                let mut starts = vec![0; rank];
+                starts[axis] = first;
+                let mut out = dims.clone();
+                out[axis] = len;
+                slice_to(self, x, starts, vec![1; rank], out)
+            })
+            .collect::<R<Vec<_>>>()?;
+        match parts.as_slice() {
+            [one] => Ok(one.clone()),
+            _ => self.concat(&parts, axis),
+        }
+    }
+
+    /// Every element of `x` along `axis` repeated `k` times: `[.., n, 1, ..] + 0[.., 1, k, ..]`
+    /// (a local broadcast), merged to `[.., n·k, ..]`.
+    fn repeat_axis(
+        &mut self,
+        x: &Sym,
+        node: petgraph::stable_graph::NodeIndex,
+        axis: usize,
+        k: usize,
+    ) -> R<Sym> {
+        let dims = self.g.dims(node).to_vec();
+        let mut split = dims.clone();
+        split.insert(axis + 1, 1);
+        let mut zeros = vec![1; split.len()];
+        zeros[axis + 1] = k;
+        let dtype = Some(self.g.decl(node).ty.dtype);
+        let reshape = Instr::Reshape {
+            dst: Dst(0),
+            x: Reg(0),
+        };
+        let v = self.compute_to(reshape.clone(), &[node], &split, dtype)?;
+        let z = self.konst(zeros.clone(), vec![0; k]);
+        let add = Instr::Add {
+            dst: Dst(0),
+            a: Reg(0),
+            b: Reg(1),
+        };
+        let wide = self.compute_to(add, &[v, z], &[], dtype)?;
+        let mut out = dims;
+        out[axis] *= k;
+        let y = self.compute_to(reshape, &[wide], &out, dtype)?;
+        Ok(match x {
+            Sym::Int { onnx, .. } => Sym::Int {
+                node: y,
+                onnx: *onnx,
+            },
+            Sym::Real(r) => Sym::Real(Real {
+                v: IntVal::Node(y),
+                raw: None,
+                ..r.clone()
+            }),
+            _ => unreachable!("only nodes are repeated"),
+        })
+    }
+}
+
+/// ONNX `Gather` with constant indices: folded over constants, else the elements picked
+/// along the axis (a scalar index drops the axis).
+pub(super) fn gather(
+    imp: &mut Importer,
+    node: &NodeProto,
+    _o: i64,
+    inputs: &[Option<Sym>],
+) -> R<Vec<Sym>> {
+    check_attrs(node, &["axis"])?;
+    let x = arg(inputs, 0, "data")?;
+    let it = match arg(inputs, 1, "indices")? {
+        Sym::Const(t) => t,
+        _ => {
+            return Err(
+                "indices computed at run time (an embedding lookup of secret positions) are \
+                 not supported: Gather needs constant indices"
+                    .into(),
+            )
+        }
+    };
+    let idx = ints_of(it, "indices")?;
+    let dims = imp.sym_dims(x)?;
+    let axis = norm_axis(attrs(node).int("axis", 0)?, dims.len())?;
+    let n = dims[axis] as i64;
+    let indices = idx
+        .iter()
+        .map(|&i| {
+            let j = if i < 0 { i + n } else { i };
+            usize::try_from(j)
+                .ok()
+                .filter(|&j| j < dims[axis])
+                .ok_or_else(|| format!("index {i} out of range for axis {axis} of {dims:?}"))
+        })
+        .collect::<R<Vec<_>>>()?;
+    if let Sym::Const(t) = x {
+        return one(Sym::Const(gather_values(t, axis, &indices, &it.dims)));
+    }
+    let picked = imp.gather_axis(x, axis, &indices)?;
+    let mut out = dims[..axis].to_vec();
+    out.extend_from_slice(&it.dims);
+    out.extend_from_slice(&dims[axis + 1..]);
+    if imp.sym_dims(&picked)? == out {
+        return one(picked);
+    }
+    one(imp.layout(&picked, &Layout::Reshape(out))?)
+}
+
+/// The input position each output position of one axis reads under nearest-neighbour
+/// `Resize` (ONNX's coordinate transformations and rounding modes).
+fn nearest_indices(
+    len_in: usize,
+    len_out: usize,
+    scale: f64,
+    transform: &str,
+    rounding: &str,
+) -> R<Vec<usize>> {
+    (0..len_out)
+        .map(|i| {
+            let x = i as f64;
+            let orig = match transform {
+                "half_pixel" => (x + 0.5) / scale - 0.5,
+                "pytorch_half_pixel" if len_out > 1 => (x + 0.5) / scale - 0.5,
+                "pytorch_half_pixel" => 0.0,
+                "align_corners" if len_out > 1 => {
+                    x * (len_in as f64 - 1.0) / (len_out as f64 - 1.0)
+                }
+                "align_corners" => 0.0,
+                "asymmetric" => x / scale,
+                "tf_half_pixel_for_nn" => (x + 0.5) / scale,
+                t => {
+                    return Err(format!(
+                        "coordinate_transformation_mode `{t}` is not supported"
+                    ))
+                }
+            };
+            let tie = (orig - orig.floor() - 0.5).abs() < 1e-9;
+            let r = match rounding {
+                "round_prefer_floor" if tie => orig.floor(),
+                "round_prefer_ceil" if tie => orig.ceil(),
+                "round_prefer_floor" | "round_prefer_ceil" => orig.round(),
+                "floor" => orig.floor(),
+                "ceil" => orig.ceil(),
+                m => return Err(format!("nearest_mode `{m}` is not supported")),
+            };
+            Ok(r.clamp(0.0, len_in as f64 - 1.0) as usize)
+        })
+        .collect()
+}
+
+/// ONNX `Resize` (and opset 9's `Upsample`) in `nearest` mode: each axis's index list
+/// from the scales or sizes, picked with [`Importer::gather_axis`].
+pub(super) fn resize(
+    imp: &mut Importer,
+    node: &NodeProto,
+    opset: i64,
+    inputs: &[Option<Sym>],
+) -> R<Vec<Sym>> {
+    check_attrs(
+        node,
+        &[
+            "mode",
+            "coordinate_transformation_mode",
+            "nearest_mode",
+            "cubic_coeff_a",
+            "exclude_outside",
+            "extrapolation_value",
+            "scales",
+        ],
+    )?;
+    let a = attrs(node);
+    let mode = a.string("mode", "nearest")?;
+    if mode != "nearest" {
+        return Err(format!(
+            "mode `{mode}`: only nearest-neighbour Resize is supported"
+        ));
+    }
+    let x = arg(inputs, 0, "X")?;
+    let dims = imp.sym_dims(x)?;
+    let floats = |t: &TensorData| -> R<Vec<f64>> {
+        t.floats()
+            .map(|v| v.iter().map(|&f| f as f64).collect())
+            .ok_or_else(|| "scales must be float".to_string())
+    };
+    let nonempty = |t: Option<&TensorData>| t.filter(|t| t.numel() > 0).cloned();
+    let (scales, sizes) = if node.op_type == "Upsample" || opset < 11 {
+        let s = match a.floats("scales")? {
+            Some(v) => v.iter().map(|&f| f as f64).collect(),
+            None => floats(konst(inputs, 1, "scales")?)?,
+        };
+        (Some(s), None)
+    } else {
+        let s = nonempty(opt_konst(inputs, 2, "scales")?)
+            .map(|t| floats(&t))
+            .transpose()?;
+        let z = nonempty(opt_konst(inputs, 3, "sizes")?)
+            .map(|t| ints_of(&t, "sizes"))
+            .transpose()?;
+        (s, z)
+    };
+    let transform = if opset < 11 {
+        "asymmetric".to_string()
+    } else {
+        a.string("coordinate_transformation_mode", "half_pixel")?
+    };
+    let rounding = if opset < 11 {
+        "floor".to_string()
+    } else {
+        a.string("nearest_mode", "round_prefer_floor")?
+    };
+    let mut y = x.clone();
+    for (axis, &len_in) in dims.iter().enumerate() {
+        let (out, scale) = match (&scales, &sizes) {
+            (_, Some(z)) => {
+                let o = *z
+                    .get(axis)
+                    .ok_or("sizes has fewer entries than the input's rank")?;
+                let o = usize::try_from(o).map_err(|_| format!("size {o}"))?;
+                (o, o as f64 / len_in as f64)
+            }
+            (Some(s), None) => {
+                let s = *s
+                    .get(axis)
+                    .ok_or("scales has fewer entries than the input's rank")?;
+                if s.is_nan() || s <= 0.0 {
+                    return Err(format!("scale {s} must be positive"));
+                }
+                ((len_in as f64 * s).floor() as usize, s)
+            }
+            (None, None) => return Err("Resize needs scales or sizes".into()),
+        };
+        if out == 0 {
+            return Err(format!("axis {axis} resized to nothing"));
+        }
+        let idx = nearest_indices(len_in, out, scale, &transform, &rounding)?;
+        y = imp.gather_axis(&y, axis, &idx)?;
+    }
+    one(y)
+}
+
 #[cfg(test)]
 mod tests {
     use super::axis_range;
+    use super::{nearest_indices, repeat_factor, runs};
+
+    #[test]
+    fn nearest_resize_indices_follow_onnx() {
+        // Integer upsampling: every transformation ends at floor(i / 2).
+        for t in ["half_pixel", "asymmetric", "pytorch_half_pixel"] {
+            let idx = nearest_indices(3, 6, 2.0, t, "round_prefer_floor").unwrap();
+            assert_eq!(idx, vec![0, 0, 1, 1, 2, 2], "{t}");
+            assert_eq!(repeat_factor(&idx, 3), Some(2));
+        }
+        // asymmetric ×3 with round_prefer_floor rounds 2/3 up: not a repetition.
+        let idx = nearest_indices(2, 6, 3.0, "asymmetric", "round_prefer_floor").unwrap();
+        assert_eq!(idx, vec![0, 0, 1, 1, 1, 1]);
+        assert_eq!(repeat_factor(&idx, 2), None);
+        assert_eq!(runs(&idx), vec![(0, 1), (0, 2), (1, 1), (1, 1), (1, 1)]);
+        // Downsampling by 2 keeps every other element.
+        let idx = nearest_indices(6, 3, 0.5, "asymmetric", "floor").unwrap();
+        assert_eq!(idx, vec![0, 2, 4]);
+        assert_eq!(runs(&[2, 3, 4, 7, 8]), vec![(2, 3), (7, 2)]);
+    }
 
     #[test]
     fn onnx_slice_ranges() {

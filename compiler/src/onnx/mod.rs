@@ -295,6 +295,15 @@ impl<'a> Attrs<'a> {
             Some(_) => Err(format!("attribute `{name}` must be a float")),
         }
     }
+    pub fn floats(&self, name: &str) -> Result<Option<Vec<f32>>, String> {
+        match self.find(name) {
+            None => Ok(None),
+            Some(a) if a.r#type == attribute_type::FLOATS || a.r#type == 0 => {
+                Ok(Some(a.floats.clone()))
+            }
+            Some(_) => Err(format!("attribute `{name}` must be a list of floats")),
+        }
+    }
     pub fn ints(&self, name: &str) -> Result<Option<Vec<i64>>, String> {
         match self.find(name) {
             None => Ok(None),

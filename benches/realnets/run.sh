@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# docs/performance.md's ImageNet table, from one command: every model of
+# ../shared/corpus/realnets (or CORPUS, any directory in that layout) at batch 1 on its
+# first reference image, under `clear` and each protocol given (default rep3), all parties
+# as threads of one process over loopback, beside onnxruntime's 1-thread time on the same
+# file. Prints a markdown table: rounds and MB sent (the busiest party, online) from
+# `--stats`, wall and online seconds, the process's peak RSS, and whether the output is
+# byte-identical with clear's.
+#
+# Usage: benches/realnets/run.sh [PROTOCOL...]
+#   QMPC_BIN   the binary (default target/release/qmpc)
+#   CORPUS     the models' directory (default ../shared/corpus/realnets)
+#   MODELS     a regex on `model/variant` (default: all)
+#   PYTHON     a python with onnxruntime and numpy (default: python3 if it has them, else a
+#              virtualenv made in target/bench-venv with the corpus's versions)
+#   ORT_REPS   onnxruntime runs per model (default 20; the median is printed)
+set -euo pipefail
+root=$(cd "$(dirname "$0")/../.." && pwd)
+qmpc=${QMPC_BIN:-$root/target/release/qmpc}
+corpus=${CORPUS:-$root/../shared/corpus/realnets}
+filter=${MODELS:-.}
+reps=${ORT_REPS:-20}
+protocols=("$@")
+[ ${#protocols[@]} -gt 0 ] || protocols=(rep3)
+py=${PYTHON:-}
+if [ -z "$py" ]; then
+  if python3 -c "import onnxruntime, numpy" 2>/dev/null; then
+    py=python3
+  else
+    venv=$root/target/bench-venv
+    if [ ! -x "$venv/bin/python" ]; then
+      python3 -m venv "$venv"
+      "$venv/bin/pip" install -q onnxruntime==1.31.1 numpy==2.4.6
+    fi
+    py=$venv/bin/python
+  fi
+fi
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+# One figure of a stats file.
+stat() { "$py" -c "import json,sys; j=json.load(open(sys.argv[1])); print($2)" "$1"; }
+echo "| model | format | onnxruntime 1 thread | clear | clear / ort | protocol | rounds | MB sent (busiest party) | dealer MB | wall | online | peak RSS | = clear |"
+echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+for onnx in "$corpus"/models/*/*.onnx; do
+  var=$(basename "$onnx" .onnx)
+  model=$(basename "$(dirname "$onnx")")
+  [[ "$model/$var" =~ $filter ]] || continue
+  ref=$corpus/models/$model/ref/$var
+  ort_ms=$("$py" "$root/benches/realnets/ort_time.py" "$onnx" "$ref/input.npy" "$work/x.npy" "$reps")
+  "$qmpc" compile "$onnx" -o "$work/m.qmpc" >/dev/null
+  "$qmpc" run "$work/m.qmpc" --protocol clear --input "$work/x.npy" --output "$work/clear.npy" \
+    --stats "$work/clear.json"
+  clear_s=$(stat "$work/clear.json" "f\"{j['wall_s']:.2f}\"")
+  ratio=$("$py" -c "print(f'{1000 * $clear_s / $ort_ms:.0f}×')")
+  for p in "${protocols[@]}"; do
+    /usr/bin/time -f "%M" -o "$work/rss" "$qmpc" run "$work/m.qmpc" --protocol "$p" --quiet \
+      --input "$work/x.npy" --output "$work/out.npy" --stats "$work/s.json"
+    rounds=$(stat "$work/s.json" "j['rounds']")
+    mb=$(stat "$work/s.json" "f\"{max(p['bytes_sent'] for p in j['per_party']) / 1e6:.0f}\"")
+    dealer=$(stat "$work/s.json" "f\"{j['preprocessing']['bytes_sent'] / 1e6:.0f}\"")
+    wall=$(stat "$work/s.json" "f\"{j['wall_s']:.1f}\"")
+    online=$(stat "$work/s.json" "f\"{j['online_s']:.1f}\"")
+    rss=$("$py" -c "print(f'{$(cat "$work/rss") / 1e6:.1f}')")
+    same=$(cmp -s "$work/clear.npy" "$work/out.npy" && echo yes || echo NO)
+    echo "| $model | $var | $ort_ms ms | $clear_s s | $ratio | $p | $rounds | $mb | $dealer | $wall s | $online s | $rss GB | $same |"
+  done
+done
