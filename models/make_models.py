@@ -931,6 +931,33 @@ def m_qdq_gather_resize():
     return res
 
 
+def m_qdq_batchnorm():
+    """BatchNormalization left unfolded between DQ and Q (as an MXNet export keeps it)."""
+    res = []
+    shape = [1, 4, 5, 5]
+    for var, kind in [("bn_s8", "s8"), ("bn_relu_u8", "u8")]:
+        name = f"qdq_BatchNorm/{var}"
+        rng = rng_for(name)
+        g = B()
+        x, fx = qdq_in(g, name, kind, shape)
+        gamma = np.array([1.3, -0.6, 0.8, 2.1], np.float32)   # one negative scale
+        beta = rng.uniform(-0.5, 0.5, 4).astype(np.float32)
+        mean = rng.uniform(-0.3, 0.3, 4).astype(np.float32)
+        var_ = rng.uniform(0.2, 1.5, 4).astype(np.float32)
+        for n, v in (("gamma", gamma), ("beta", beta), ("mean", mean), ("var", var_)):
+            g.c(n, v)
+        out = "bn" if "relu" in var else "y"
+        g.n("BatchNormalization", ["x_dq", "gamma", "beta", "mean", "var"], out, epsilon=1e-3)
+        c = lambda v: v.reshape(1, 4, 1, 1)
+        fy = c(gamma) * (fx - c(mean)) / np.sqrt(c(var_) + 1e-3) + c(beta)
+        if "relu" in var:
+            g.n("Relu", ["bn"], "y")
+            fy = np.maximum(fy, 0)
+        qdq_tail(g, "y", fy.astype(np.float32), kind)
+        res.append((var, g.model(TP.FLOAT, shape), x, {"activation_type": kind}))
+    return res
+
+
 OP_MODELS = [
     ("op_qlinearadd", "com.microsoft QLinearAdd on [1,4,5,5] (B: constant full / broadcast [1,4,1,1] / "
                       "second quantization of the input)", lambda: m_qlinear_binary("QLinearAdd")),
@@ -978,6 +1005,8 @@ OP_MODELS = [
     ("op_qdq_gather_resize", "QDQ: Gather with constant indices (a list along C; a scalar index dropping W), "
                              "nearest Resize (scales 2x2 with the defaults; sizes [1,4,7,3] asymmetric floor)",
      m_qdq_gather_resize),
+    ("op_qdq_batchnorm", "QDQ: BatchNormalization unfolded between DQ and Q (one negative scale), alone and "
+                         "followed by Relu", m_qdq_batchnorm),
     ("op_qdq_reduce", "QDQ: ReduceMean over H, W (opset 18 axes input) + Reshape as dynamo exports a global "
                       "pool; ReduceMean over C (keepdims 0), ReduceSum, ReduceMax, ReduceMin",
      m_qdq_reduce),

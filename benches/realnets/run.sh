@@ -9,7 +9,9 @@
 #
 # Usage: benches/realnets/run.sh [PROTOCOL...]
 #   QMPC_BIN   the binary (default target/release/qmpc)
-#   CORPUS     the models' directory (default ../shared/corpus/realnets)
+#   CORPUS     the models' directory (default ../shared/corpus/realnets; ../shared/corpus
+#              gives the main corpus's models, a row with the error for those that do not
+#              compile)
 #   MODELS     a regex on `model/variant` (default: all)
 #   PYTHON     a python with onnxruntime and numpy (default: python3 if it has them, else a
 #              virtualenv made in target/bench-venv with the corpus's versions)
@@ -47,7 +49,11 @@ for onnx in "$corpus"/models/*/*.onnx; do
   [[ "$model/$var" =~ $filter ]] || continue
   ref=$corpus/models/$model/ref/$var
   ort_ms=$("$py" "$root/benches/realnets/ort_time.py" "$onnx" "$ref/input.npy" "$work/x.npy" "$reps")
-  "$qmpc" compile "$onnx" -o "$work/m.qmpc" >/dev/null
+  if ! "$qmpc" compile "$onnx" -o "$work/m.qmpc" >/dev/null 2>"$work/err"; then
+    # A float or dynamically quantized file of the main corpus: say why, go on.
+    echo "| $model | $var | $ort_ms ms | — | — | — | — | — | — | — | — | — | $(tr '|' '/' <"$work/err" | head -c 160) |"
+    continue
+  fi
   "$qmpc" run "$work/m.qmpc" --protocol clear --input "$work/x.npy" --output "$work/clear.npy" \
     --stats "$work/clear.json"
   clear_s=$(stat "$work/clear.json" "f\"{j['wall_s']:.2f}\"")

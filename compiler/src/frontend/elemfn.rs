@@ -43,7 +43,7 @@ impl ElemFn {
             }
             ElemFn::HardSigmoid { alpha, beta } => hard_sigmoid(x, *alpha, *beta)?,
             ElemFn::HardSwish => x.checked_mul(hard_sigmoid(x, 1.0 / 6.0, 0.5)?)?,
-            ElemFn::Sigmoid | ElemFn::Expr(_) => return None,
+            ElemFn::Sigmoid | ElemFn::Expr(_) | ElemFn::ChannelAffine(_) => return None,
         };
         let q = y.checked_div(ys)?;
         Some(ring::div_round_half_even(q.num, q.den) as i64)
@@ -51,7 +51,7 @@ impl ElemFn {
 
     /// The function in f64 (where no exact value exists).
     fn f64(&self, x: f64) -> f64 {
-        self.expr().eval(x)
+        self.expr().map_or(f64::NAN, |e| e.eval(x))
     }
 }
 

@@ -133,16 +133,17 @@ impl Expr {
 }
 
 impl ElemFn {
-    /// This function as an expression of `x`.
-    pub fn expr(&self) -> Expr {
+    /// This function as an expression of `x` (none for a per-channel one).
+    pub fn expr(&self) -> Option<Expr> {
         let named = |n| Expr::Unary(Unary::Named(n), Arc::new(Expr::X));
-        match self {
+        Some(match self {
             ElemFn::LeakyRelu(a) => named(NamedFn::LeakyRelu(*a)),
             ElemFn::Sigmoid => named(NamedFn::Sigmoid),
             ElemFn::HardSigmoid { alpha, beta } => named(NamedFn::HardSigmoid(*alpha, *beta)),
             ElemFn::HardSwish => named(NamedFn::HardSwish),
             ElemFn::Expr(e) => (**e).clone(),
-        }
+            ElemFn::ChannelAffine(_) => return None,
+        })
     }
 }
 
@@ -161,10 +162,15 @@ fn substitute(e: &Expr, inner: &Expr) -> Expr {
 }
 
 /// `f` applied after whatever `r` already applies.
-pub fn then(r: &Real, f: ElemFn) -> ElemFn {
+pub fn then(r: &Real, f: ElemFn) -> R<ElemFn> {
     match &r.func {
-        None => f,
-        Some(g) => ElemFn::Expr(Arc::new(substitute(&f.expr(), &g.expr()))),
+        None => Ok(f),
+        Some(g) => match (f.expr(), g.expr()) {
+            (Some(f), Some(g)) => Ok(ElemFn::Expr(Arc::new(substitute(&f, &g)))),
+            _ => Err("a float function after a per-channel step (an unfolded \
+                      BatchNormalization) must be quantized first"
+                .into()),
+        },
     }
 }
 
@@ -191,7 +197,10 @@ fn term(s: &Sym) -> Option<Term> {
                     Arc::new(Expr::X),
                     Arc::new(Expr::Const(r.scale.get(0).to_f64())),
                 );
-                let f = r.func.as_ref().map_or(Expr::X, ElemFn::expr);
+                let f = match &r.func {
+                    None => Expr::X,
+                    Some(f) => f.expr()?,
+                };
                 Some(Term::Of {
                     node,
                     expr: substitute(&f, &scaled),
@@ -249,7 +258,7 @@ fn unary(imp: &mut Importer, inputs: &[Option<Sym>], u: Unary) -> R<Vec<Sym>> {
                 );
             }
             let f = ElemFn::Expr(Arc::new(Expr::Unary(u, Arc::new(Expr::X))));
-            r.func = Some(then(&r, f));
+            r.func = Some(then(&r, f)?);
             r.raw = None;
             one(Sym::Real(r))
         }
@@ -340,7 +349,8 @@ mod tests {
         let f = then(
             &r,
             ElemFn::Expr(Arc::new(Expr::Unary(Unary::Log, Arc::new(Expr::X)))),
-        );
+        )
+        .unwrap();
         let ElemFn::Expr(e) = f else {
             panic!("an expression")
         };

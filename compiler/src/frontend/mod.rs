@@ -5,6 +5,7 @@
 //! graph spells them, and each float op on [`Real`] values is computed on integers with an
 //! exact public scale. A quantize then turns `v · scale` back into int8 with one `rescale`.
 
+mod batchnorm;
 mod elemfn;
 mod expr;
 mod layout;

@@ -61,7 +61,12 @@ const OPS: &[(&str, &str, i64, Handler)] = &[
     ("ai.onnx", "Gather", 1, super::select::gather),
     ("ai.onnx", "Resize", 10, super::select::resize),
     ("ai.onnx", "Upsample", 7, super::select::resize),
-    ("ai.onnx", "BatchNormalization", 1, batch_norm),
+    (
+        "ai.onnx",
+        "BatchNormalization",
+        1,
+        super::batchnorm::batch_norm,
+    ),
     ("ai.onnx", "Softmax", 1, softmax),
     ("ai.onnx", "ArgMax", 1, argmax),
     ("ai.onnx", "DynamicQuantizeLinear", 11, dynamic_quantize),
@@ -1030,7 +1035,7 @@ pub(super) fn with_func(imp: &mut Importer, inputs: &[Option<Sym>], f: ElemFn) -
     if r.divisor.is_some() {
         return Err("an averaged tensor must be quantized before a float function".into());
     }
-    r.func = Some(super::expr::then(&r, f));
+    r.func = Some(super::expr::then(&r, f)?);
     r.raw = None;
     Ok(r)
 }
@@ -1594,14 +1599,6 @@ fn shape(imp: &mut Importer, node: &NodeProto, _o: i64, inputs: &[Option<Sym>]) 
         dims: vec![v.len()],
         values: Values::Int(v),
     }))
-}
-
-fn batch_norm(_: &mut Importer, _: &NodeProto, _o: i64, _: &[Option<Sym>]) -> R<Vec<Sym>> {
-    Err(
-        "BatchNormalization must be folded into the preceding Conv before quantization \
-         (onnxruntime's quant_pre_process does this)"
-            .into(),
-    )
 }
 
 fn softmax(

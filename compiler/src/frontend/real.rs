@@ -2,7 +2,7 @@
 //! that enter and leave them.
 
 use super::rational::Rational;
-use super::sym::{IntVal, Real, Scale, Sym};
+use super::sym::{ElemFn, IntVal, Real, Scale, Sym};
 use super::{dtype_of, Importer, R};
 use crate::onnx::proto::data_type;
 use crate::onnx::{TensorData, Values};
@@ -228,6 +228,9 @@ impl Importer<'_> {
         }
         let ys = Rational::from_f32(q.scale[0]).ok_or("scale out of range")?;
         let zy = q.zp[0];
+        if let Some(ElemFn::ChannelAffine(ca)) = &x.func {
+            return self.quantize_channel_affine(&x, ca, q);
+        }
         let v = self.int_node(&x.v)?;
         if let Some(f) = &x.func {
             if x.divisor.is_some() || !x.scale.is_scalar() {
@@ -674,6 +677,14 @@ impl Importer<'_> {
 
     /// `Relu`, or `Clip` with real bounds, on a real.
     pub fn clip_real(&mut self, a: &Real, min: Option<f32>, max: Option<f32>) -> R<Real> {
+        if let (Some(ElemFn::ChannelAffine(ca)), None) = (&a.func, &a.divisor) {
+            let narrowed = super::batchnorm::clamped(ca, min, max);
+            return Ok(Real {
+                func: Some(ElemFn::ChannelAffine(std::sync::Arc::new(narrowed))),
+                raw: None,
+                ..a.clone()
+            });
+        }
         if a.func.is_some() && a.divisor.is_none() {
             // After a float function: part of the function's table.
             use super::expr::{Expr, Unary};
@@ -682,7 +693,7 @@ impl Importer<'_> {
             let clip = Expr::Unary(Unary::Clip(lo, hi), std::sync::Arc::new(Expr::X));
             let f = super::sym::ElemFn::Expr(std::sync::Arc::new(clip));
             return Ok(Real {
-                func: Some(super::expr::then(a, f)),
+                func: Some(super::expr::then(a, f)?),
                 raw: None,
                 ..a.clone()
             });

@@ -95,6 +95,8 @@ pub enum ElemFn {
     HardSwish,
     /// Any chain of float ops of `x` (`frontend/expr.rs`).
     Expr(std::sync::Arc<super::expr::Expr>),
+    /// A per-channel affine step, perhaps clamped (`frontend/batchnorm.rs`).
+    ChannelAffine(std::sync::Arc<super::batchnorm::ChannelAffine>),
 }
 
 /// `real = v · scale / divisor`, then `func` if any.
