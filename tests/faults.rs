@@ -33,7 +33,7 @@ fn cheated(
     let out = program.with_extension(format!("{protocol}{parties}-{cheat}.npy"));
     let _ = std::fs::remove_file(&out);
     let o = Command::new(env!("CARGO_BIN_EXE_qmpc"))
-        .args(["run", &s(program), "--protocol", protocol, "--parties"])
+        .args(["run", &s(program), "--quiet", "--protocol", protocol, "--parties"])
         .arg(parties.to_string())
         .args(["--input", &s(input), "--output", &s(&out)])
         .env("QMPC_CHEAT", cheat)
@@ -153,6 +153,7 @@ fn a_dealer_slower_than_the_timeout_is_named_as_a_timeout() {
         &s(&out),
         "--timeout",
         "0.2",
+        "--quiet",
     ]);
     let err = stderr(&o);
     assert!(!o.status.success(), "the run finished");
