@@ -33,7 +33,14 @@ fn cheated(
     let out = program.with_extension(format!("{protocol}{parties}-{cheat}.npy"));
     let _ = std::fs::remove_file(&out);
     let o = Command::new(env!("CARGO_BIN_EXE_qmpc"))
-        .args(["run", &s(program), "--quiet", "--protocol", protocol, "--parties"])
+        .args([
+            "run",
+            &s(program),
+            "--quiet",
+            "--protocol",
+            protocol,
+            "--parties",
+        ])
         .arg(parties.to_string())
         .args(["--input", &s(input), "--output", &s(&out)])
         .env("QMPC_CHEAT", cheat)
