@@ -216,6 +216,66 @@ fn every_unsupported_node_is_reported_at_once() {
     }
 }
 
+/// A graph that merges the batch axis into another (here ShuffleNet's channel shuffle
+/// spelled as `[1, 4, 5, 5] → [2, 2, 5, 5]`, a transpose and back) compiles for the
+/// exported batch: it computes what the free-batch spelling computes on one image, and
+/// refuses a batch of eight with the shape it takes.
+#[test]
+fn a_graph_that_moves_the_batch_axis_compiles_for_its_exported_batch() {
+    let path = root().join("models/op_qdq_slice/shuffle_u8.onnx");
+    let mut m = qmpc_compiler::onnx::decode_model(&std::fs::read(&path).unwrap(), "x").unwrap();
+    let g = m.graph.as_mut().unwrap();
+    let shape5 = g
+        .initializer
+        .iter_mut()
+        .find(|t| t.name == "shape5")
+        .unwrap();
+    shape5.dims = vec![4];
+    shape5.int64_data = vec![2, 2, 5, 5];
+    shape5.raw_data.clear();
+    let t = g
+        .node
+        .iter_mut()
+        .find(|n| n.op_type == "Transpose")
+        .unwrap();
+    t.attribute[0].ints = vec![1, 0, 2, 3];
+    let dir = std::env::temp_dir().join(format!("qmpc-batch-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let merged = dir.join("merged.onnx");
+    std::fs::write(&merged, prost::Message::encode_to_vec(&m)).unwrap();
+    let input = root().join("models/op_qdq_slice/ref/shuffle_u8/input.npy");
+    let one = common::first_item(&input, &dir.join("x.qmpc")).unwrap();
+    let out = |model: &std::path::Path, x: &std::path::Path, name: &str| {
+        let o = common::qmpc(&[
+            "run",
+            model.to_str().unwrap(),
+            "--protocol",
+            "rep3",
+            "--quiet",
+            "--input",
+            x.to_str().unwrap(),
+            "--output",
+            dir.join(name).to_str().unwrap(),
+        ]);
+        (
+            o.status.success(),
+            common::stderr(&o),
+            std::fs::read(dir.join(name)).ok(),
+        )
+    };
+    let (ok, err, want) = out(&path, &one, "free.npy");
+    assert!(ok, "{err}");
+    let (ok, err, got) = out(&merged, &one, "fixed.npy");
+    assert!(ok, "{err}");
+    assert_eq!(got, want, "the fixed-batch program computes something else");
+    let (ok, err, _) = out(&merged, &input, "eight.npy");
+    assert!(
+        !ok && err.contains("[1, 4, 5, 5]") && err.lines().count() == 1,
+        "{err}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// What a new user sees: `compile` says what it wrote, `run` without `--output` prints the
 /// output's type, shape and each row's top class (here equal to onnxruntime's), and
 /// numpy's default float64 input is taken as float32.

@@ -24,4 +24,4 @@ for _ in range(reps):
     t = time.perf_counter()
     s.run(None, {name: x})
     times.append(time.perf_counter() - t)
-print(f"{1000 * float(np.median(times)):.1f}")
+print(f"{1000 * float(np.median(times)):.3g}")

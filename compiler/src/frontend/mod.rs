@@ -54,12 +54,41 @@ pub(crate) struct Importer<'a> {
     pub opsets: HashMap<String, i64>,
     /// The ONNX node being imported, for names of new IR nodes.
     pub origin: String,
+    /// Every graph input at its exported shape (no free batch axis).
+    pub fixed_batch: bool,
 }
 
 pub(crate) type R<T> = Result<T, String>;
 
-/// Import an ONNX model into the IR.
+/// Import an ONNX model into the IR. A graph input whose first axis is symbolic or 1 gets
+/// a free batch; a graph that moves or merges that axis (a reshape of `[1, S, D]` into
+/// `[S, D]`, a transpose that takes it inward) is compiled again for the exported batch,
+/// which the data owner's input must then have.
 pub fn import(model: &ModelProto, file: &str, opts: &Options) -> Result<Graph, FrontendError> {
+    match import_as(model, file, opts, false) {
+        Err(FrontendError::Node(e)) if moves_batch(&e.msg) => import_as(model, file, opts, true),
+        r => r,
+    }
+}
+
+/// Whether an error says that the graph moves the batch axis.
+fn moves_batch(msg: &str) -> bool {
+    [
+        "moves the batch",
+        "move the batch",
+        "along the batch",
+        "over the batch",
+    ]
+    .iter()
+    .any(|p| msg.contains(p))
+}
+
+fn import_as(
+    model: &ModelProto,
+    file: &str,
+    opts: &Options,
+    fixed_batch: bool,
+) -> Result<Graph, FrontendError> {
     let gerr = |msg: String| FrontendError::Graph {
         file: file.to_string(),
         msg,
@@ -82,6 +111,7 @@ pub fn import(model: &ModelProto, file: &str, opts: &Options) -> Result<Graph, F
         syms: HashMap::new(),
         opsets: onnx::opsets(model),
         origin: String::new(),
+        fixed_batch,
     };
     if !imp.opsets.contains_key("ai.onnx") {
         imp.opsets.insert("ai.onnx".into(), 1);
@@ -318,7 +348,7 @@ impl Importer<'_> {
         }
         crate::ir::check_size(&dims)?;
         // The first axis is a batch axis when it is symbolic or 1 on a tensor of rank >= 2.
-        let batched = dims.len() >= 2 && (symbolic_first || dims[0] == 1);
+        let batched = !self.fixed_batch && dims.len() >= 2 && (symbolic_first || dims[0] == 1);
         match tt.elem_type {
             data_type::FLOAT => Ok(Sym::FloatInput {
                 name: vi.name.clone(),
