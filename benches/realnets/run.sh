@@ -56,8 +56,8 @@ for onnx in "$corpus"/models/*/*.onnx; do
   fi
   "$qmpc" run "$work/m.qmpc" --protocol clear --input "$work/x.npy" --output "$work/clear.npy" \
     --stats "$work/clear.json"
-  clear_s=$(stat "$work/clear.json" "f\"{j['wall_s']:.3f}\"")
-  ratio=$("$py" -c "print(f'{1000 * $clear_s / $ort_ms:.0f}×' if $ort_ms > 0 else '—')")
+  clear_ms=$(stat "$work/clear.json" "f\"{1000 * j['wall_s']:.3g}\"")
+  ratio=$("$py" -c "print(f'{$clear_ms / $ort_ms:.0f}×' if $ort_ms > 0 else '—')")
   for p in "${protocols[@]}"; do
     /usr/bin/time -f "%M" -o "$work/rss" "$qmpc" run "$work/m.qmpc" --protocol "$p" --quiet \
       --input "$work/x.npy" --output "$work/out.npy" --stats "$work/s.json"
@@ -68,6 +68,6 @@ for onnx in "$corpus"/models/*/*.onnx; do
     online=$(stat "$work/s.json" "f\"{j['online_s']:.3g}\"")
     rss=$("$py" -c "print(f'{$(cat "$work/rss") / 1e6:.1f}')")
     same=$(cmp -s "$work/clear.npy" "$work/out.npy" && echo yes || echo NO)
-    echo "| $model | $var | $ort_ms ms | $clear_s s | $ratio | $p | $rounds | $mb | $dealer | $wall s | $online s | $rss GB | $same |"
+    echo "| $model | $var | $ort_ms ms | $clear_ms ms | $ratio | $p | $rounds | $mb | $dealer | $wall s | $online s | $rss GB | $same |"
   done
 done
