@@ -740,17 +740,25 @@ fn binary(imp: &mut Importer, node: &NodeProto, inputs: &[Option<Sym>], op: &str
         return one(Sym::Const(fold_binary(x, y, op)?));
     }
     let pending = |s: &Sym| matches!(s, Sym::Real(r) if r.func.is_some());
+    // A positive constant factor or divisor is a change of scale (exact, free); another
+    // scalar (a negative one) falls through to the table below.
     if op == "Mul" && !pending(a) && !pending(b) {
         if let (Sym::Real(r), Sym::Const(c)) | (Sym::Const(c), Sym::Real(r)) = (a, b) {
             if c.is_float() {
-                return one(Sym::Real(imp.mul_const(r, c)?));
+                match imp.mul_const(r, c) {
+                    Ok(y) => return one(Sym::Real(y)),
+                    Err(e) if c.numel() != 1 => return Err(e),
+                    Err(_) => {}
+                }
             }
         }
     }
     if op == "Div" && !pending(a) {
         if let (Sym::Real(r), Sym::Const(c)) = (a, b) {
             if c.is_float() && c.numel() == 1 {
-                return one(Sym::Real(imp.div_const(r, c)?));
+                if let Ok(y) = imp.div_const(r, c) {
+                    return one(Sym::Real(y));
+                }
             }
         }
     }
