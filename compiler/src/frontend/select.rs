@@ -235,20 +235,13 @@ impl Importer<'_> {
         let fold = |t: &TensorData| gather_values(t, axis, indices, &[indices.len()]);
         let node = match x {
             Sym::Const(t) => return Ok(Sym::Const(fold(t))),
-            Sym::Real(Real {
-                v: IntVal::Const { data, name, lo, hi },
-                ..
-            }) => {
-                let Sym::Real(r) = x else { unreachable!() };
-                return Ok(Sym::Real(Real {
-                    v: IntVal::Const {
-                        data: fold(data),
-                        name: name.clone(),
-                        lo: *lo,
-                        hi: *hi,
-                    },
-                    ..r.clone()
-                }));
+            Sym::Real(r) if matches!(r.v, IntVal::Const { .. }) => {
+                let mut out = r.clone();
+                if let IntVal::Const { data, .. } = &mut out.v {
+                    *data = fold(data);
+                }
+                out.raw = None;
+                return Ok(Sym::Real(out));
             }
             Sym::Int { node, .. }
             | Sym::Real(Real {
@@ -325,7 +318,7 @@ impl Importer<'_> {
                 raw: None,
                 ..r.clone()
             }),
-            _ => unreachable!("only nodes are repeated"),
+            _ => return Err("only computed tensors are repeated".into()),
         })
     }
 }
