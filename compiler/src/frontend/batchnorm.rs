@@ -10,8 +10,6 @@ use super::real::{channel_dims, QParams};
 use super::sym::{ElemFn, Real, Sym};
 use super::{attrs, Importer, R};
 use crate::onnx::proto::NodeProto;
-use qmpc_bytecode::operand::{Dst, Int, Reg};
-use qmpc_bytecode::Instr;
 use qmpc_semantics::ring;
 use std::sync::Arc;
 
@@ -166,43 +164,10 @@ impl Importer<'_> {
         let cd = channel_dims(rank, ca.axis, channels);
         let ka = self.konst(cd.clone(), a.iter().map(|&v| v as i64).collect());
         let kb = self.konst(cd, b.iter().map(|&v| v as i64).collect());
-        let binop = |imp: &mut Self, instr: Instr, x, y| imp.compute(instr, &[x, y]);
-        let mul = Instr::Mul {
-            dst: Dst(0),
-            a: Reg(0),
-            b: Reg(1),
-        };
-        let add = Instr::Add {
-            dst: Dst(0),
-            a: Reg(0),
-            b: Reg(1),
-        };
-        let u = binop(self, mul, v, ka)?;
-        let u = binop(self, add, u, kb)?;
-        let (one_n, den_n) = (
-            self.konst(vec![1], vec![1]),
-            self.konst(vec![1], vec![den as i64]),
-        );
-        let r = self.compute(
-            Instr::Rescale {
-                dst: Dst(0),
-                x: Reg(0),
-                num: Reg(1),
-                den: Reg(2),
-            },
-            &[u, one_n, den_n],
-        )?;
-        let y = self.compute_to(
-            Instr::Clamp {
-                dst: Dst(0),
-                x: Reg(0),
-                lo: Int(lo),
-                hi: Int(hi.max(lo)),
-            },
-            &[r],
-            &[],
-            Some(dtype),
-        )?;
+        let u = self.mul_nodes(v, ka)?;
+        let u = self.add_nodes(u, kb)?;
+        let r = self.rescale_by(u, 1, den as i64)?;
+        let y = self.clamp_to(r, lo, hi.max(lo), Some(dtype))?;
         Ok(Sym::Int {
             node: y,
             onnx: q.onnx,

@@ -10,8 +10,7 @@ use super::rational::Rational;
 use super::sym::ElemFn;
 use super::{Importer, R};
 use petgraph::stable_graph::NodeIndex;
-use qmpc_bytecode::operand::{Dst, Int, Reg};
-use qmpc_bytecode::{DType, Instr};
+use qmpc_bytecode::DType;
 use qmpc_semantics::ring;
 
 impl ElemFn {
@@ -208,65 +207,15 @@ impl Importer<'_> {
         let Some(form) = Affine::find(f, s, ys, zp, range, lo_in, table) else {
             return Ok(None);
         };
-        let mul = |imp: &mut Self, x: NodeIndex, y: NodeIndex| {
-            imp.compute(
-                Instr::Mul {
-                    dst: Dst(0),
-                    a: Reg(0),
-                    b: Reg(1),
-                },
-                &[x, y],
-            )
-        };
-        let add = |imp: &mut Self, x: NodeIndex, c: i64| -> R<NodeIndex> {
-            if c == 0 {
-                return Ok(x);
-            }
-            let k = imp.konst(vec![1], vec![c]);
-            imp.compute(
-                Instr::Add {
-                    dst: Dst(0),
-                    a: Reg(0),
-                    b: Reg(1),
-                },
-                &[x, k],
-            )
-        };
-        let rescale = |imp: &mut Self, x: NodeIndex, num: i64, den: i64| {
-            let (n, d) = (imp.konst(vec![1], vec![num]), imp.konst(vec![1], vec![den]));
-            imp.compute(
-                Instr::Rescale {
-                    dst: Dst(0),
-                    x: Reg(0),
-                    num: Reg(1),
-                    den: Reg(2),
-                },
-                &[x, n, d],
-            )
-        };
-        let clamp = |imp: &mut Self, x: NodeIndex, lo: i64, hi: i64, t: Option<DType>| {
-            imp.compute_to(
-                Instr::Clamp {
-                    dst: Dst(0),
-                    x: Reg(0),
-                    lo: Int(lo),
-                    hi: Int(hi),
-                },
-                &[x],
-                &[],
-                t,
-            )
-        };
         let affine = |imp: &mut Self, a: i64, b: i64| -> R<NodeIndex> {
-            let ka = imp.konst(vec![1], vec![a]);
-            let u = mul(imp, v, ka)?;
-            add(imp, u, b)
+            let u = imp.times(v, a)?;
+            imp.add_scalar(u, b)
         };
         let out = match form {
             Affine::Clamped { a, b, den, lo, hi } => {
                 let u = affine(self, a, b)?;
-                let r = rescale(self, u, 1, den)?;
-                clamp(self, r, lo, hi, Some(dtype))?
+                let r = self.rescale_by(u, 1, den)?;
+                self.clamp_to(r, lo, hi, Some(dtype))?
             }
             Affine::Gated {
                 a,
@@ -279,11 +228,11 @@ impl Importer<'_> {
                 hi,
             } => {
                 let u = affine(self, a, b)?;
-                let gate = clamp(self, u, 0, den, None)?;
-                let p = mul(self, v, gate)?;
-                let r = rescale(self, p, num, mden)?;
-                let r = add(self, r, zp)?;
-                clamp(self, r, lo, hi, Some(dtype))?
+                let gate = self.clamp_to(u, 0, den, None)?;
+                let p = self.mul_nodes(v, gate)?;
+                let r = self.rescale_by(p, num, mden)?;
+                let r = self.add_scalar(r, zp)?;
+                self.clamp_to(r, lo, hi, Some(dtype))?
             }
         };
         Ok(Some(out))

@@ -20,6 +20,9 @@ use crate::ir::Graph;
 use crate::onnx::proto::{data_type, ModelProto, NodeProto};
 use crate::onnx::{self, tensor_data, Attrs, TensorData};
 use crate::Options;
+use petgraph::stable_graph::NodeIndex;
+use qmpc_bytecode::operand::{Dst, Int, Reg};
+use qmpc_bytecode::Instr;
 use qmpc_bytecode::{DType, TensorType};
 use qmpc_bytecode::{ExternalType, InputDecl, OutputDecl, PostOp, QuantParams};
 use std::collections::HashMap;
@@ -494,6 +497,73 @@ impl Importer<'_> {
     ) -> R<petgraph::stable_graph::NodeIndex> {
         let o = self.origin.clone();
         self.g.add_compute(instr, operands, Some(dims), dtype, &o)
+    }
+
+    /// `a + b` with numpy broadcasting.
+    pub fn add_nodes(&mut self, a: NodeIndex, b: NodeIndex) -> R<NodeIndex> {
+        let (dst, a_, b_) = (Dst(0), Reg(0), Reg(1));
+        self.compute(Instr::Add { dst, a: a_, b: b_ }, &[a, b])
+    }
+
+    /// `x + c` for a public scalar `c` (nothing for 0).
+    pub fn add_scalar(&mut self, x: NodeIndex, c: i64) -> R<NodeIndex> {
+        if c == 0 {
+            return Ok(x);
+        }
+        let k = self.konst(vec![1], vec![c]);
+        self.add_nodes(x, k)
+    }
+
+    /// `a · b` with numpy broadcasting.
+    pub fn mul_nodes(&mut self, a: NodeIndex, b: NodeIndex) -> R<NodeIndex> {
+        let (dst, a_, b_) = (Dst(0), Reg(0), Reg(1));
+        self.compute(Instr::Mul { dst, a: a_, b: b_ }, &[a, b])
+    }
+
+    /// `round_half_even(x · num / den)` by public scalars.
+    pub fn rescale_by(&mut self, x: NodeIndex, num: i64, den: i64) -> R<NodeIndex> {
+        let (n, d) = (
+            self.konst(vec![1], vec![num]),
+            self.konst(vec![1], vec![den]),
+        );
+        let instr = Instr::Rescale {
+            dst: Dst(0),
+            x: Reg(0),
+            num: Reg(1),
+            den: Reg(2),
+        };
+        self.compute(instr, &[x, n, d])
+    }
+
+    /// `min(max(x, lo), hi)`, typed `dtype` where given.
+    pub fn clamp_to(
+        &mut self,
+        x: NodeIndex,
+        lo: i64,
+        hi: i64,
+        dtype: Option<DType>,
+    ) -> R<NodeIndex> {
+        let instr = Instr::Clamp {
+            dst: Dst(0),
+            x: Reg(0),
+            lo: Int(lo),
+            hi: Int(hi),
+        };
+        self.compute_to(instr, &[x], &[], dtype)
+    }
+
+    /// The same elements in `dims`, typed `dtype` where given.
+    pub fn reshape_to(
+        &mut self,
+        x: NodeIndex,
+        dims: &[usize],
+        dtype: Option<DType>,
+    ) -> R<NodeIndex> {
+        let instr = Instr::Reshape {
+            dst: Dst(0),
+            x: Reg(0),
+        };
+        self.compute_to(instr, &[x], dims, dtype)
     }
 }
 

@@ -22,37 +22,24 @@ enum Kind {
     Min,
 }
 
-pub(super) fn reduce_mean(
-    imp: &mut Importer,
-    node: &NodeProto,
-    opset: i64,
-    inputs: &[Option<Sym>],
-) -> R<Vec<Sym>> {
-    reduce(imp, node, opset, inputs, Kind::Mean)
+macro_rules! reductions {
+    ($($name:ident => $kind:expr;)*) => {
+        $(pub(super) fn $name(
+            imp: &mut Importer,
+            node: &NodeProto,
+            opset: i64,
+            inputs: &[Option<Sym>],
+        ) -> R<Vec<Sym>> {
+            reduce(imp, node, opset, inputs, $kind)
+        })*
+    };
 }
-pub(super) fn reduce_sum(
-    imp: &mut Importer,
-    node: &NodeProto,
-    opset: i64,
-    inputs: &[Option<Sym>],
-) -> R<Vec<Sym>> {
-    reduce(imp, node, opset, inputs, Kind::Sum)
-}
-pub(super) fn reduce_max(
-    imp: &mut Importer,
-    node: &NodeProto,
-    opset: i64,
-    inputs: &[Option<Sym>],
-) -> R<Vec<Sym>> {
-    reduce(imp, node, opset, inputs, Kind::Max)
-}
-pub(super) fn reduce_min(
-    imp: &mut Importer,
-    node: &NodeProto,
-    opset: i64,
-    inputs: &[Option<Sym>],
-) -> R<Vec<Sym>> {
-    reduce(imp, node, opset, inputs, Kind::Min)
+
+reductions! {
+    reduce_mean => Kind::Mean;
+    reduce_sum => Kind::Sum;
+    reduce_max => Kind::Max;
+    reduce_min => Kind::Min;
 }
 
 fn reduce(
@@ -177,16 +164,7 @@ impl Importer<'_> {
             Some(0) => (dims[0], kept[1..].iter().map(|&a| dims[a]).product()),
             _ => (1, kept.iter().map(|&a| dims[a]).product()),
         };
-        let dt = Some(decl.ty.dtype);
-        x = self.compute_to(
-            Instr::Reshape {
-                dst: Dst(0),
-                x: Reg(0),
-            },
-            &[x],
-            &[lead, chans, 1, k],
-            dt,
-        )?;
+        x = self.reshape_to(x, &[lead, chans, 1, k], Some(decl.ty.dtype))?;
         let window = |kernel: Vec<i64>| (Ints(kernel), Ints(vec![1, 1]), Ints(vec![0; 4]));
         let (kernel, strides, pads) = window(vec![1, k as i64]);
         let dilations = Ints(vec![1, 1]);
@@ -203,17 +181,7 @@ impl Importer<'_> {
                 &[x],
             )?,
             Kind::Max | Kind::Min => {
-                let neg = |imp: &mut Importer, n: NodeIndex| -> R<NodeIndex> {
-                    let zero = imp.konst(vec![1], vec![0]);
-                    imp.compute(
-                        Instr::Sub {
-                            dst: Dst(0),
-                            a: Reg(0),
-                            b: Reg(1),
-                        },
-                        &[zero, n],
-                    )
-                };
+                let neg = |imp: &mut Importer, n: NodeIndex| imp.times(n, -1);
                 if kind == Kind::Min {
                     x = neg(self, x)?;
                 }
@@ -233,14 +201,6 @@ impl Importer<'_> {
             }
         };
         let dt = matches!(kind, Kind::Max | Kind::Min).then_some(decl.ty.dtype);
-        self.compute_to(
-            Instr::Reshape {
-                dst: Dst(0),
-                x: Reg(0),
-            },
-            &[x],
-            &out,
-            dt,
-        )
+        self.reshape_to(x, &out, dt)
     }
 }

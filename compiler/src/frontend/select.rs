@@ -10,8 +10,6 @@ use super::sym::{IntVal, Real, Sym};
 use super::{attrs, Importer, R};
 use crate::onnx::proto::NodeProto;
 use crate::onnx::{TensorData, Values};
-use qmpc_bytecode::operand::{Dst, Reg};
-use qmpc_bytecode::Instr;
 
 /// Start and length along one axis of size `d` for ONNX `Slice`'s `start`, `end`, `step`
 /// (negative values count from the end; out-of-range values clamp).
@@ -293,21 +291,12 @@ impl Importer<'_> {
         let mut zeros = vec![1; split.len()];
         zeros[axis + 1] = k;
         let dtype = Some(self.g.decl(node).ty.dtype);
-        let reshape = Instr::Reshape {
-            dst: Dst(0),
-            x: Reg(0),
-        };
-        let v = self.compute_to(reshape.clone(), &[node], &split, dtype)?;
-        let z = self.konst(zeros.clone(), vec![0; k]);
-        let add = Instr::Add {
-            dst: Dst(0),
-            a: Reg(0),
-            b: Reg(1),
-        };
-        let wide = self.compute_to(add, &[v, z], &[], dtype)?;
+        let v = self.reshape_to(node, &split, dtype)?;
+        let z = self.konst(zeros, vec![0; k]);
+        let wide = self.add_nodes(v, z)?;
         let mut out = dims;
         out[axis] *= k;
-        let y = self.compute_to(reshape, &[wide], &out, dtype)?;
+        let y = self.reshape_to(wide, &out, dtype)?;
         Ok(match x {
             Sym::Int { onnx, .. } => Sym::Int {
                 node: y,
