@@ -566,6 +566,12 @@ impl<W: Word> crate::func::Selection for Rep3<W> {
         hi: i64,
         bounds: Bounds,
     ) -> Result<Pair<W>, ProtocolError> {
+        // As a fused requantization by one where the ring holds its opening: one round
+        // fewer than the masked comparison, whose opening also needs 41 more bits.
+        let q = crate::func::unit(x.a.len(), lo, hi);
+        if let Some(plan) = requant::RequantPlan::new(&q, bounds, W::BITS) {
+            return requant::requantize(self, &plan, &q, x, bounds);
+        }
         Ok(planes(masked::clamp(self, &reps(x), lo, hi, bounds)?))
     }
 

@@ -60,10 +60,11 @@ const LANES: usize = 3;
 /// Public parameters of a fused requantization.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(super) struct RequantPlan {
-    /// The widest shift: every `den` is `2^s_i` with `s_i ≤ s`.
+    /// Bits of the widest remainder: every divisor `D_i` (see [`divisor`]) is at most
+    /// `2^s`.
     pub s: u32,
-    /// `s_i` per element.
-    pub shifts: Vec<u32>,
+    /// Per element.
+    pub divs: Vec<Divisor>,
     /// `y = x − x_lo < 2^bits`.
     pub bits: u32,
     /// Bits of the opening `c`.
@@ -80,18 +81,26 @@ pub(super) struct RequantPlan {
 }
 
 impl RequantPlan {
-    /// `None` when the requantization is not of this form (a power-of-two denominator, a
-    /// positive multiplier) or too wide for `ring_bits`.
+    /// `None` when the requantization is not of this form (a positive multiplier, a
+    /// divisor under `2^62`) or too wide for `ring_bits`.
     pub fn new(q: &Requant, b: Bounds, ring_bits: u32) -> Option<RequantPlan> {
-        let shifts = q.shifts()?;
-        let s = shifts.iter().copied().max()?;
-        if q.num.iter().any(|&v| !(1..=1 << 62).contains(&v)) || b.lo > b.hi {
+        if b.lo > b.hi || q.num.is_empty() {
             return None;
         }
+        let divs: Vec<Divisor> = q
+            .num
+            .iter()
+            .zip(&q.den)
+            .map(|(&num, &den)| divisor(num, den))
+            .collect::<Option<_>>()?;
+        let s = divs.iter().map(|d| bits_of((d.den - 1) as u128)).max()?;
+        let dyadic = divs.iter().all(|d| d.den.count_ones() == 1);
         let bits = bits_of((b.hi as i128 - b.lo as i128) as u128).max(1);
-        // The widest opening the shares allow; `m > s` saves the second borrow tables.
+        // The widest opening the shares allow; `m > s` saves the second borrow tables
+        // where every divisor is a power of two (the readings `r` and `r − 2^m` of the
+        // mask then leave the same remainder and parity).
         let cap = ring_bits.min(64);
-        let (m, dual) = if bits.max(s) < cap {
+        let (m, dual) = if dyadic && bits.max(s) < cap {
             (bits.max(s) + 1, false)
         } else if bits < cap {
             (bits + 1, true)
@@ -102,7 +111,7 @@ impl RequantPlan {
         let units = need(m - 1).max(need(s + 1));
         Some(RequantPlan {
             s,
-            shifts,
+            divs,
             bits,
             m,
             dual,
@@ -149,6 +158,38 @@ impl RequantPlan {
         }
         b + ARITH * n * word
     }
+}
+
+/// `round_half_even(x·num/den)` as a floor `⌊(x·N + O) / D⌋`, with a tie exactly where
+/// the remainder is zero: `(num, den, den/2)` for an even `den`, `(2·num, 2·den, den)` for
+/// an odd one. `None` outside `num ∈ [1, 2^62]`, `D ≤ 2^62` (which keeps `P` and `Q` of the
+/// module doc within `i128`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct Divisor {
+    pub num: i64,
+    pub den: i64,
+    pub half: i64,
+}
+
+pub(super) fn divisor(num: i64, den: i64) -> Option<Divisor> {
+    const CAP: i64 = 1 << 62;
+    if !(1..=CAP).contains(&num) || !(1..=CAP).contains(&den) {
+        return None;
+    }
+    let d = if den % 2 == 0 {
+        Divisor {
+            num,
+            den,
+            half: den / 2,
+        }
+    } else {
+        Divisor {
+            num: 2 * num,
+            den: 2 * den,
+            half: den,
+        }
+    };
+    (d.num <= CAP && d.den <= CAP).then_some(d)
 }
 
 /// What one party holds of one group.
@@ -270,7 +311,7 @@ pub(super) fn requantize<W: Word>(
                 }
             }
             Role::Dealer => {
-                let msg = dealer_material(p, gr, plan, q, low)?;
+                let msg = dealer_material(p, gr, plan, low)?;
                 post.out[gr.pb].extend(msg);
             }
         }
@@ -326,12 +367,11 @@ pub(super) fn requantize<W: Word>(
         if W::DATA {
             for (i, e) in gr.range.clone().enumerate() {
                 let c = gr.c[i];
-                // Elements with a narrower shift leave the top bits of P_l and Q_l zero.
-                let se = plan.shifts[e];
-                let two_s = 1i128 << se;
-                let pv = (c as i128 + b.lo as i128) * q.num[e] as i128 + (two_s >> 1);
-                let hv = pv >> se;
-                let pl = (pv & (two_s - 1)) as u64;
+                // Elements with a smaller divisor leave the top bits of P_l and Q_l zero.
+                let d = plan.divs[e];
+                let pv = (c as i128 + b.lo as i128) * d.num as i128 + d.half as i128;
+                let hv = pv.div_euclid(d.den as i128);
+                let pl = pv.rem_euclid(d.den as i128) as u64;
                 idx[i] = (pl << 1) | (hv & 1) as u64;
                 h[i] = hv;
                 let (t_lo, t_hi) = thr[e];
@@ -525,7 +565,6 @@ fn dealer_material<W: Word>(
     p: &mut Rep3<W>,
     gr: &Part<W>,
     plan: &RequantPlan,
-    q: &Requant,
     low: impl Fn(W) -> u64,
 ) -> R<Vec<u8>> {
     let nn = gr.n();
@@ -552,7 +591,7 @@ fn dealer_material<W: Word>(
     if W::DATA {
         for (i, e_idx) in gr.range.clone().enumerate() {
             let r = ra[i].wrapping_add(rb[i]) & mask(m);
-            let se = plan.shifts[e_idx];
+            let d = plan.divs[e_idx];
             let rt = (r >> (m - 1)) & 1;
             set(&mut rtop, i, rt);
             // Threshold tables: [x < chunk_j(r mod 2^(m−1))].
@@ -564,11 +603,12 @@ fn dealer_material<W: Word>(
                 off += 1usize << w;
             }
             // `y = c − r` when `c`'s top bit is set, else `y = c − (r − rt·2^m)`: `Q = r'·num`
-            // for both readings `r'` of the mask, split at `2^s`.
+            // for both readings `r'` of the mask, split at `D`.
             let readings = [r as i128, r as i128 - ((rt as i128) << m)];
             let split_q = |rv: i128| {
-                let qv = rv * q.num[e_idx] as i128;
-                (qv.rem_euclid(1 << se) as u64, qv.div_euclid(1 << se))
+                let qv = rv * d.num as i128;
+                let den = d.den as i128;
+                (qv.rem_euclid(den) as u64, qv.div_euclid(den))
             };
             let (ql1, qh1) = split_q(readings[0]);
             let (ql0, qh0) = split_q(readings[1]);
