@@ -11,36 +11,9 @@ use rayon::prelude::*;
 #[derive(Debug, Default)]
 pub struct Clear;
 
-/// Row-major batched matrix product on wrapping 64-bit integers.
+/// Row-major batched matrix product on wrapping 64-bit integers ([`crate::gemm`]).
 pub fn matmul_ring(a: &[i64], b: &[i64], d: MatDims) -> Vec<i64> {
-    let (m, k, n) = (d.m, d.k, d.n);
-    let mut out = vec![0i64; d.batch * m * n];
-    out.par_chunks_mut(m * n).enumerate().for_each(|(bi, o)| {
-        let a = if d.a_batched {
-            &a[bi * m * k..(bi + 1) * m * k]
-        } else {
-            &a[..m * k]
-        };
-        let b = if d.b_batched {
-            &b[bi * k * n..(bi + 1) * k * n]
-        } else {
-            &b[..k * n]
-        };
-        for i in 0..m {
-            let row = &mut o[i * n..(i + 1) * n];
-            for p in 0..k {
-                let av = a[i * k + p];
-                if av == 0 {
-                    continue;
-                }
-                let brow = &b[p * n..(p + 1) * n];
-                for (r, &bv) in row.iter_mut().zip(brow) {
-                    *r = r.wrapping_add(av.wrapping_mul(bv));
-                }
-            }
-        }
-    });
-    out
+    crate::gemm::gemm_i64(a, b, d)
 }
 
 fn zip_with(a: &[i64], b: &[i64], f: impl Fn(i64, i64) -> i64 + Sync) -> Vec<i64> {

@@ -18,6 +18,7 @@ pub mod dzkp;
 mod error;
 pub mod field;
 pub mod func;
+pub mod gemm;
 pub(crate) mod lanes;
 pub mod malrep3;
 pub mod mux;

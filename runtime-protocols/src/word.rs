@@ -179,28 +179,13 @@ pub(crate) fn matmul_public_words<W: Word, P: crate::planes::Words<W>>(
     })
 }
 
-/// Row-major batched matrix product over the ring.
+/// Row-major batched matrix product over the ring ([`crate::gemm`]).
 pub(crate) fn matmul_words<W: Word>(a: &[W], b: &[W], d: MatDims) -> Vec<W> {
-    let (m, k, n) = (d.m, d.k, d.n);
-    let mut out = vec![W::ZERO; d.batch * m * n];
-    out.par_chunks_mut(n.max(1))
-        .enumerate()
-        .for_each(|(row_index, row)| {
-            let (bi, i) = (row_index / m.max(1), row_index % m.max(1));
-            let a0 = if d.a_batched { bi * m * k } else { 0 };
-            let b0 = if d.b_batched { bi * k * n } else { 0 };
-            for p in 0..k {
-                let av = a[a0 + i * k + p];
-                if av == W::ZERO {
-                    continue;
-                }
-                let brow = &b[b0 + p * n..b0 + (p + 1) * n];
-                for (r, &bv) in row.iter_mut().zip(brow) {
-                    *r = r.add(av.mul(bv));
-                }
-            }
-        });
-    out
+    if !W::DATA {
+        // A twin's products have no values (see `Word::DATA`).
+        return vec![W::ZERO; d.batch * d.m * d.n];
+    }
+    crate::gemm::gemm(a, b, d)
 }
 
 #[cfg(test)]

@@ -387,9 +387,25 @@ fn fused_requantization_with_any_divisor_matches_clear() {
         // Even, not powers of two, with ties (x·num/den = k + 1/2).
         (-60, 60, vec![1], vec![6, 10], vec![0], -9, 9),
         // A global average pool of 7×7: num/(49·den').
-        (-6272, 6272, vec![5_000_011], vec![49 << 23], vec![2], -128, 127),
+        (
+            -6272,
+            6272,
+            vec![5_000_011],
+            vec![49 << 23],
+            vec![2],
+            -128,
+            127,
+        ),
         // A divisor of one (a pure clamp of a multiple) and mixed divisors per element.
-        (-300, 300, vec![1, 2], vec![1, 7, 8, 1 << 20], vec![0], -128, 127),
+        (
+            -300,
+            300,
+            vec![1, 2],
+            vec![1, 7, 8, 1 << 20],
+            vec![0],
+            -128,
+            127,
+        ),
     ];
     for (k, (lo, hi, nums, dens, zps, clo, chi)) in cases.into_iter().enumerate() {
         for n in [1, 3, 10, 64] {
