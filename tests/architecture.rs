@@ -231,13 +231,24 @@ fn only_stream_makes_a_prg() {
     }
 }
 
-/// The one `unsafe` block of qmpc is the carry-less multiply of the proofs' field, behind
-/// the CPU feature check; nothing else may need one.
+/// qmpc's `unsafe` blocks are calls of code compiled for CPU features, each behind the
+/// feature check: the carry-less multiply of the proofs' field, and the GEMM kernel's
+/// AVX2 / AVX-512 builds (and its test against the portable one); nothing else may need
+/// one.
 #[test]
-fn only_the_proof_field_uses_unsafe() {
+fn only_cpu_feature_dispatch_uses_unsafe() {
     for (rel, text) in sources(CODE) {
         if rel == "runtime-protocols/src/dzkp/gf64.rs" {
             assert_eq!(text.matches("unsafe {").count(), 1, "{rel}");
+            continue;
+        }
+        if rel == "runtime-protocols/src/gemm.rs" {
+            assert_eq!(text.matches("unsafe {").count(), 2, "{rel}");
+            assert_eq!(
+                text.matches("unsafe fn").count(),
+                1,
+                "{rel}: the kernel type"
+            );
             continue;
         }
         assert!(!text.contains("unsafe "), "{rel} uses `unsafe`");

@@ -74,12 +74,18 @@ fn row_block<T: Lane>(a: &[T], b: &[T], d: MatDims, first: usize, rows: &mut [T]
         let b0 = if d.b_batched { bi * k * n } else { 0 };
         let a_rows = &a[a0..a0 + here * k];
         let b_mat = &b[b0..b0 + k * n];
-        tile_rows(a_rows, b_mat, k, n, &mut rows[done * n..(done + here) * n]);
+        let out = &mut rows[done * n..(done + here) * n];
+        match simd::kernel::<T>() {
+            // SAFETY: `simd::kernel` returns a kernel only where the CPU has its features.
+            Some(fast) => unsafe { fast(a_rows, b_mat, k, n, out) },
+            None => tile_rows(a_rows, b_mat, k, n, out),
+        }
         done += here;
     }
 }
 
 /// `out[r] = a[r] · B` for up to `MR` rows `a[r]` of length `k`, tile by tile.
+#[inline(always)]
 fn tile_rows<T: Lane>(a: &[T], b: &[T], k: usize, n: usize, out: &mut [T]) {
     let rows = out.len() / n;
     let mut j0 = 0;
@@ -99,6 +105,61 @@ fn tile_rows<T: Lane>(a: &[T], b: &[T], k: usize, n: usize, out: &mut [T]) {
             out[r * n + j0..r * n + j0 + w].copy_from_slice(&acc_r[..w]);
         }
         j0 += w;
+    }
+}
+
+/// [`tile_rows`] compiled for wider vector units, chosen once per process by the CPU's
+/// features: the portable build targets SSE2, which has no 32-bit lane multiply and
+/// emulates each 64-bit one with three; AVX2 has the former (8 lanes), AVX-512DQ both.
+mod simd {
+    use super::{tile_rows, Lane};
+    use std::sync::OnceLock;
+
+    pub type Kernel<T> = unsafe fn(&[T], &[T], usize, usize, &mut [T]);
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    fn avx2<T: Lane>(a: &[T], b: &[T], k: usize, n: usize, out: &mut [T]) {
+        tile_rows(a, b, k, n, out)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f,avx512dq,avx512vl,avx2")]
+    fn avx512<T: Lane>(a: &[T], b: &[T], k: usize, n: usize, out: &mut [T]) {
+        tile_rows(a, b, k, n, out)
+    }
+
+    /// 0: none, 1: AVX2, 2: AVX-512 (F, DQ, VL).
+    fn level() -> u8 {
+        static LEVEL: OnceLock<u8> = OnceLock::new();
+        *LEVEL.get_or_init(|| {
+            #[cfg(target_arch = "x86_64")]
+            {
+                if std::arch::is_x86_feature_detected!("avx512f")
+                    && std::arch::is_x86_feature_detected!("avx512dq")
+                    && std::arch::is_x86_feature_detected!("avx512vl")
+                    && std::arch::is_x86_feature_detected!("avx2")
+                {
+                    return 2;
+                }
+                if std::arch::is_x86_feature_detected!("avx2") {
+                    return 1;
+                }
+            }
+            0
+        })
+    }
+
+    /// The widest kernel this CPU runs, if any beats the portable one.
+    pub fn kernel<T: Lane>() -> Option<Kernel<T>> {
+        #[cfg(target_arch = "x86_64")]
+        match level() {
+            2 => return Some(avx512::<T> as Kernel<T>),
+            1 => return Some(avx2::<T> as Kernel<T>),
+            _ => {}
+        }
+        let _ = level;
+        None
     }
 }
 
@@ -171,6 +232,44 @@ mod tests {
             let (a, b) = operands(d, seed, wide);
             prop_assert_eq!(gemm_i64(&a, &b, d), reference(&a, &b, d));
         }
+    }
+
+    /// The CPU's vector kernel (where it has one) equals the portable one in every lane
+    /// type, for full and partial row blocks and tiles.
+    #[test]
+    fn the_vector_kernel_equals_the_portable_one() {
+        fn check<T: Lane + PartialEq + std::fmt::Debug>(f: impl Fn(i64) -> T) {
+            let Some(fast) = simd::kernel::<T>() else {
+                eprintln!("no vector kernel on this CPU: nothing to compare");
+                return;
+            };
+            for (rows, k, n) in [(4, 7, 600), (3, 1, 5), (1, 33, 257), (4, 0, 9)] {
+                let d = MatDims {
+                    batch: 1,
+                    m: rows,
+                    k,
+                    n,
+                    a_batched: false,
+                    b_batched: false,
+                };
+                let (a, b) = operands(d, 99 + k as u64, true);
+                let (a, b): (Vec<T>, Vec<T>) = (
+                    a.into_iter().map(&f).collect(),
+                    b.into_iter().map(&f).collect(),
+                );
+                let mut want = vec![T::default(); rows * n];
+                tile_rows(&a, &b, k, n, &mut want);
+                let mut got = vec![T::default(); rows * n];
+                // SAFETY: `simd::kernel` returned it for this CPU.
+                unsafe { fast(&a, &b, k, n, &mut got) };
+                assert_eq!(got, want, "{rows}×{k}·{k}×{n}");
+            }
+        }
+        check(|v| v as i32);
+        check(|v| v);
+        check(|v| v as u32);
+        check(|v| v as u64);
+        check(|v| (v as u128) << 64 | v as u64 as u128);
     }
 
     /// Operands just inside and just outside the 32-bit lane's bound.
