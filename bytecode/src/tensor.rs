@@ -67,12 +67,34 @@ pub fn broadcast_to<T: Clone>(t: &Tensor<T>, dims: &[usize]) -> Vec<T> {
         eff[i + offset] = if t.dims[i] == 1 { 0 } else { src_strides[i] };
     }
     let total: usize = dims.iter().product();
+    // The trailing axes form one run per outer position: either all repeat one element
+    // (a per-channel parameter over H·W) or all read on contiguously (the source's own
+    // trailing axes), so the run is a fill or a slice copy.
+    let mut tail = n;
+    let repeat = n > 0 && eff[n - 1] == 0;
+    let mut run = 1usize;
+    while tail > 0 {
+        let d = tail - 1;
+        let fits = if repeat { eff[d] == 0 } else { eff[d] == run };
+        if !fits {
+            break;
+        }
+        run *= dims[d];
+        tail = d;
+    }
     let mut out = Vec::with_capacity(total);
-    let mut idx = vec![0usize; n];
-    for _ in 0..total {
+    if total == 0 {
+        return out;
+    }
+    let mut idx = vec![0usize; tail];
+    for _ in 0..total / run.max(1) {
         let src: usize = idx.iter().zip(&eff).map(|(i, s)| i * s).sum();
-        out.push(t.data[src].clone());
-        for d in (0..n).rev() {
+        if repeat {
+            out.extend(std::iter::repeat_n(t.data[src].clone(), run));
+        } else {
+            out.extend_from_slice(&t.data[src..src + run]);
+        }
+        for d in (0..tail).rev() {
             idx[d] += 1;
             if idx[d] < dims[d] {
                 break;
@@ -240,6 +262,41 @@ impl Window {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// The run-wise broadcast equals numpy's definition element by element: every
+        /// output index reads the source at that index with broadcast axes at 0.
+        #[test]
+        fn broadcast_reads_every_element_by_numpy_rules(
+            out in proptest::collection::vec(0usize..4, 0..5),
+            keep in proptest::collection::vec(any::<bool>(), 5),
+            drop_lead in 0usize..3,
+        ) {
+            let lead = drop_lead.min(out.len());
+            let src_dims: Vec<usize> = out[lead..]
+                .iter()
+                .zip(&keep)
+                .map(|(&d, &k)| if k { d } else { 1 })
+                .collect();
+            let len: usize = src_dims.iter().product();
+            let t = Tensor::new(src_dims.clone(), (0..len as i64).collect());
+            let got = broadcast_to(&t, &out);
+            let total: usize = out.iter().product();
+            prop_assert_eq!(got.len(), total);
+            let ss = strides(&src_dims);
+            let os = strides(&out);
+            for (flat, &v) in got.iter().enumerate() {
+                let mut src = 0;
+                for (i, (&dd, &st)) in src_dims.iter().zip(&ss).enumerate() {
+                    let axis = lead + i;
+                    let at = flat / os[axis] % out[axis];
+                    src += if dd == 1 { 0 } else { at * st };
+                }
+                prop_assert_eq!(v, src as i64);
+            }
+        }
+    }
 
     #[test]
     fn broadcast_and_transpose() {
