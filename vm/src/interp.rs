@@ -1148,19 +1148,27 @@ fn im2col<T: Clone>(
     Ok((oh, ow, cols))
 }
 
-/// Weights `[M, C/G, kh, kw]` as `[N·G, M/G, C/G·kh·kw]`, repeated for every sample
-/// (`[M, C/G·kk]` is already `[G, M/G, C/G·kk]` in row-major order).
-fn weight_blocks<T: Clone>(w: &Tensor<T>, n: usize) -> Vec<T> {
+/// Weights `[M, C/G, kh, kw]` as `[N·G, M/G, C/G·kh·kw]`, repeated for every sample where
+/// `repeat` (`[M, C/G·kk]` is already `[G, M/G, C/G·kk]` in row-major order), else
+/// borrowed.
+fn weight_blocks<T: Clone>(w: &Tensor<T>, n: usize, repeat: bool) -> Cow<'_, [T]> {
+    if !repeat {
+        return Cow::Borrowed(&w.data);
+    }
     let mut out = Vec::with_capacity(n * w.data.len());
     for _ in 0..n {
         out.extend_from_slice(&w.data);
     }
-    out
+    Cow::Owned(out)
 }
 
-/// [`weight_blocks`] of secret weights.
-fn weight_blocks_shared<S: Plane>(w: &Shared<S>, n: usize) -> S {
-    S::concat(&vec![&w.data; n])
+/// [`weight_blocks`] of secret weights, borrowed where they need no repeat.
+fn weight_blocks_shared<S: Plane>(w: &Shared<S>, n: usize, repeat: bool) -> Cow<'_, S> {
+    if repeat {
+        Cow::Owned(S::concat(&vec![&w.data; n]))
+    } else {
+        Cow::Borrowed(&w.data)
+    }
 }
 
 /// [`im2col`] of a secret input: the columns of its element indices, gathered. The
@@ -1198,34 +1206,42 @@ fn conv<P: Protocol>(
     let n = x.dims()[0];
     let (mg, k) = (wd[0] / group, wd[1] * wd[2] * wd[3]);
     let ohw = out[2] * out[3];
-    // One batched product over N·G blocks: [M/G, K] x [K, OH·OW] each.
+    // One batched product over N·G blocks: [M/G, K] x [K, OH·OW] each. Block `b` reads
+    // weight block `b mod G`: with one group every block reads the same weights, and with
+    // one sample the blocks are the weights' own groups, so only several samples of a
+    // grouped convolution need the weights repeated.
+    let repeat = n > 1 && group > 1;
     let dims = MatDims {
         batch: n * group,
         m: mg,
         k,
         n: ohw,
-        a_batched: true,
+        a_batched: group > 1,
         b_batched: true,
     };
     let data = match (x, w) {
         (Value::Public(xt), Value::Public(wt)) => {
             let (_, _, cols) = im2col(xt, &win, group, 0)?;
+            let wb = weight_blocks(wt, n, repeat);
             return Ok(Value::Public(Tensor::new(
                 out.to_vec(),
-                qmpc_protocols::clear::matmul_ring(&weight_blocks(wt, n), &cols, dims),
+                qmpc_protocols::clear::matmul_ring(&wb, &cols, dims),
             )));
         }
         (Value::Secret(xt), Value::Public(wt)) => {
             let cols = im2col_shared(xt, &win)?;
-            proto.matmul_public(&cols, &weight_blocks(wt, n), dims, true)
+            let wb = weight_blocks(wt, n, repeat);
+            proto.matmul_public(&cols, &wb, dims, true)
         }
         (Value::Public(xt), Value::Secret(wt)) => {
             let (_, _, cols) = im2col(xt, &win, group, 0)?;
-            proto.matmul_public(&weight_blocks_shared(wt, n), &cols, dims, false)
+            let wb = weight_blocks_shared(wt, n, repeat);
+            proto.matmul_public(&wb, &cols, dims, false)
         }
         (Value::Secret(xt), Value::Secret(wt)) => {
             let cols = im2col_shared(xt, &win)?;
-            proto.matmul(&weight_blocks_shared(wt, n), &cols, dims)?
+            let wb = weight_blocks_shared(wt, n, repeat);
+            proto.matmul(&wb, &cols, dims)?
         }
     };
     Ok(Value::Secret(Shared::new(out.to_vec(), data)))

@@ -251,8 +251,7 @@ pub(crate) fn requantize<P: Selection>(
     select(p, x, q, b)
 }
 
-/// `clamp(x, lo, hi)` as a requantization.
-pub(crate) fn unit(n: usize, lo: i64, hi: i64) -> Requant {
+fn unit(n: usize, lo: i64, hi: i64) -> Requant {
     Requant {
         num: vec![1; n],
         den: vec![1; n],

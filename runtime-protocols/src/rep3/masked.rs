@@ -291,6 +291,19 @@ impl RescalePlan {
     }
 }
 
+/// Whether [`rescale`] of these parameters fits a ring of `ring_bits` (its masked opening
+/// with the statistical headroom).
+pub(super) fn division_fits(
+    num: &[i64],
+    den: &[i64],
+    bounds: Bounds,
+    mode: TruncMode,
+    ring_bits: u32,
+) -> bool {
+    RescalePlan::new(num, den, bounds, mode)
+        .is_ok_and(|plan| check_opening(plan.bits, ring_bits).is_ok())
+}
+
 /// A masked opening of `bits`-bit values must not wrap around a ring of `ring_bits`.
 pub(super) fn check_opening(bits: u32, ring_bits: u32) -> R<()> {
     if bits + SIGMA + 1 > ring_bits {

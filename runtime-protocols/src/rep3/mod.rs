@@ -502,6 +502,19 @@ impl<W: Word> Core for Rep3<W> {
     }
 }
 
+/// The fused requantization's plan where `rep3` prefers it to the masked division (then
+/// a clamp): always for power-of-two divisors (fewer rounds and bytes), and for any other
+/// divisor only where the masked division's 40 bits of statistical headroom do not fit the
+/// ring — the masked division sends fewer bytes, the fused one takes fewer rounds and needs
+/// no headroom (so `Add`, `Concat` and average pools of int8 networks fit Z_2^64 or
+/// Z_2^32 instead of Z_2^128).
+fn fused_plan<W: Word>(q: &Requant, b: Bounds, mode: TruncMode) -> Option<requant::RequantPlan> {
+    if q.shifts().is_none() && masked::division_fits(&q.num, &q.den, b, mode, W::BITS) {
+        return None;
+    }
+    requant::RequantPlan::new(q, b, W::BITS)
+}
+
 /// `rep3`'s functionalities are its own constructions with the third party as a dealer
 /// (`masked.rs`, `assist.rs`, `requant.rs`): they override every default of [`crate::func`].
 /// Its selection is its exact requantization, so the defaults run on `rep3` too, and
@@ -524,11 +537,12 @@ impl<W: Word> crate::func::Selection for Rep3<W> {
         bounds: Bounds,
         mode: TruncMode,
     ) -> Result<Pair<W>, ProtocolError> {
-        // An exact rescale is one fused requantization where its plan fits the ring: 4
-        // rounds where the masked division takes 8 (the default of `func` found it).
+        // An exact rescale is one fused requantization where rep3 prefers it
+        // ([`fused_plan`]): 4 rounds where the masked division takes 8 (the default of
+        // `func` found it).
         let fused = crate::func::rescale_selection(num, den, bounds)
             .filter(|_| mode == TruncMode::Exact)
-            .and_then(|s| Some((requant::RequantPlan::new(&s.q, s.bounds, W::BITS)?, s)));
+            .and_then(|s| Some((fused_plan::<W>(&s.q, s.bounds, mode)?, s)));
         if let Some((plan, s)) = fused {
             let x = match &s.signs {
                 Some(signs) => self.mul_public(x, signs),
@@ -553,7 +567,7 @@ impl<W: Word> crate::func::Selection for Rep3<W> {
         bounds: Bounds,
         mode: TruncMode,
     ) -> Result<Pair<W>, ProtocolError> {
-        if let Some(plan) = requant::RequantPlan::new(q, bounds, W::BITS) {
+        if let Some(plan) = fused_plan::<W>(q, bounds, mode) {
             return requant::requantize(self, &plan, q, x, bounds);
         }
         crate::requantize_unfused(self, x, q, bounds, mode)
@@ -566,12 +580,6 @@ impl<W: Word> crate::func::Selection for Rep3<W> {
         hi: i64,
         bounds: Bounds,
     ) -> Result<Pair<W>, ProtocolError> {
-        // As a fused requantization by one where the ring holds its opening: one round
-        // fewer than the masked comparison, whose opening also needs 41 more bits.
-        let q = crate::func::unit(x.a.len(), lo, hi);
-        if let Some(plan) = requant::RequantPlan::new(&q, bounds, W::BITS) {
-            return requant::requantize(self, &plan, &q, x, bounds);
-        }
         Ok(planes(masked::clamp(self, &reps(x), lo, hi, bounds)?))
     }
 

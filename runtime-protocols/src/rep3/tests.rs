@@ -421,26 +421,36 @@ fn fused_requantization_with_any_divisor_matches_clear() {
                 lo: clo,
                 hi: chi,
             };
-            let plan = super::requant::RequantPlan::new(&q, b, 64);
-            assert!(plan.is_some(), "case {k} takes the fused path in Z_2^64");
             let want: Vec<i64> = x.iter().enumerate().map(|(i, &v)| q.apply(i, v)).collect();
             if k == 1 && n >= 4 {
                 assert_eq!(&want[..4], &[0, 0, 2, 2], "ties of 3/6, -5/10, 9/6, 15/10");
             }
+            // The fused construction itself (`requantize` prefers the masked division
+            // where that fits the ring), in every ring that holds its opening.
+            fn fused<W: Word>(x: &[i64], q: &Requant, b: Bounds) -> Option<Vec<i64>> {
+                let plan = super::requant::RequantPlan::new(q, b, W::BITS)?;
+                Some(secure::<W>(x, |p, sh| {
+                    super::requant::requantize(p, &plan, q, sh, b).unwrap()
+                }))
+            }
+            assert_eq!(
+                fused::<u64>(&x, &q, b),
+                Some(want.clone()),
+                "case {k}, n = {n}, Z_2^64"
+            );
+            if let Some(got) = fused::<u32>(&x, &q, b) {
+                assert_eq!(got, want, "case {k}, n = {n}, Z_2^32");
+            }
+            assert_eq!(
+                fused::<u128>(&x, &q, b),
+                Some(want.clone()),
+                "case {k}, n = {n}, Z_2^128"
+            );
+            // And whichever path `requantize` picks.
             let got = secure::<u64>(&x, |p, sh| {
                 p.requantize(sh, &q, b, TruncMode::Exact).unwrap()
             });
-            assert_eq!(got, want, "case {k}, n = {n}, Z_2^64");
-            if super::requant::RequantPlan::new(&q, b, 32).is_some() {
-                let got = secure::<u32>(&x, |p, sh| {
-                    p.requantize(sh, &q, b, TruncMode::Exact).unwrap()
-                });
-                assert_eq!(got, want, "case {k}, n = {n}, Z_2^32");
-            }
-            let got = secure::<u128>(&x, |p, sh| {
-                p.requantize(sh, &q, b, TruncMode::Exact).unwrap()
-            });
-            assert_eq!(got, want, "case {k}, n = {n}, Z_2^128");
+            assert_eq!(got, want, "case {k}, n = {n}, Z_2^64, preferred path");
         }
     }
 }
@@ -740,7 +750,10 @@ fn overrides_match_the_generic_defaults_and_cost_no_more() {
 
 /// `rep3`'s selections and lookup (the third party as dealer, [`super::assist`],
 /// [`super::masked`]) against the generic ones over its dealer-free gate set: the same
-/// results, bit for bit, and never more rounds or bytes (a fifth to a fiftieth of them).
+/// results, bit for bit, and never more bytes (a fifth to a fiftieth of them). Never more
+/// rounds either, but for a requantization by divisors that are not powers of two where
+/// the masked division fits the ring (`fused_plan` prefers its fewer bytes): a masked
+/// division, then a clamp, 15 rounds against the generic one's 11-12.
 #[test]
 fn the_functionalities_match_the_generic_ones_and_cost_no_more() {
     use crate::func::gates::Generic;
@@ -762,8 +775,12 @@ fn the_functionalities_match_the_generic_ones_and_cost_no_more() {
         crate::testutil::assert_agrees(&own, &generic, call, &x, &y, &what);
         for i in 0..3 {
             let (o, g) = (own[i].1, generic[i].1);
+            let slack = match call {
+                Call::Requant(q, _) if q.den.iter().any(|&d| d & (d - 1) != 0) => 4,
+                _ => 0,
+            };
             assert!(
-                o.rounds <= g.rounds && o.bytes_sent <= g.bytes_sent,
+                o.rounds <= g.rounds + slack && o.bytes_sent <= g.bytes_sent,
                 "party {i}: {o:?} against the generic {g:?}, {what}"
             );
         }
