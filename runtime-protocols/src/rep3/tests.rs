@@ -558,7 +558,7 @@ mod view {
     }
 
     /// The same for the Z_2^32 paths: a requantization whose shift is wider than the
-    /// opening (both readings of the mask), a clamp and a max.
+    /// opening (both readings of the mask), one by an odd divisor, a clamp and a max.
     fn views32(x: &[i64], owner: PartyId, coins: &CoalitionCoins) -> Vec<Vec<u8>> {
         let b = Bounds { lo: -100, hi: 100 };
         on_three(|i, mesh| {
@@ -580,9 +580,21 @@ mod view {
                 hi: 9,
             };
             let f = p.requantize(&sq, &rq, sq_bounds, TruncMode::Exact).unwrap();
+            // An odd divisor whose masked division would not fit Z_2^32: the fused path
+            // with both readings' borrow tables.
+            let odd = crate::Requant {
+                num: vec![12_582_917; n],
+                den: vec![3 * 12_582_917; n],
+                zp: vec![1; n],
+                lo: -128,
+                hi: 2000,
+            };
+            let g = p
+                .requantize(&sq, &odd, sq_bounds, TruncMode::Exact)
+                .unwrap();
             let c = p.clamp(&v, -20, 20, b).unwrap();
             let m = p.max(&v, &c, b).unwrap();
-            for y in [f, m] {
+            for y in [f, g, m] {
                 p.reveal(&y, owner).unwrap();
             }
             drop(p);
