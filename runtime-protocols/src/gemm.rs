@@ -3,9 +3,10 @@
 //!
 //! The kernel computes `MR` output rows at a time over column tiles of `NT` entries, so
 //! that each row of `B` read from memory serves `MR` rows of `A` from L1, and splits the
-//! work over rayon by (batch, row block) — a convolution at batch 1 is one batch block
-//! with many row blocks, so both cores work on it. The inner loop is a multiply-add over
-//! a contiguous tile, which the compiler vectorizes for 32-bit lanes.
+//! work over rayon by blocks of rows of the stacked output `[batch·m, n]` — a convolution
+//! at batch 1 is one batch block with many row blocks, so both cores work on it. The
+//! inner loop is a multiply-add over a contiguous tile, which the compiler vectorizes;
+//! [`simd`] picks an AVX2 or AVX-512 build of it at run time.
 //!
 //! `clear`'s products ([`gemm_i64`]) run in 32-bit lanes when the operands' magnitudes
 //! prove that no partial sum leaves the i32 range (int8 tensors, accumulators of a
