@@ -260,27 +260,11 @@ impl RescalePlan {
         let mut kq = Vec::with_capacity(n);
         let mut bits = 1;
         for (&nm, &dn) in num.iter().zip(den) {
-            if dn <= 0 {
-                return Err(ProtocolError::Invalid(format!(
-                    "rescale by a non-positive denominator {dn}"
-                )));
-            }
-            let (a, b) = (
-                bounds.lo as i128 * nm as i128,
-                bounds.hi as i128 * nm as i128,
-            );
-            let shift = dn as i128 - if exact { 0 } else { 1 };
-            let (vlo, vhi) = (2 * a.min(b) + shift, 2 * a.max(b) + shift);
-            let dd = 2 * dn as i128;
-            let k = if vlo < 0 {
-                (-vlo + dd - 1) / dd * dd
-            } else {
-                0
-            };
-            bits = bits.max(bits_of((vhi + k) as u128));
-            d.push(dd as u128);
-            offset.push(shift + k);
-            kq.push(k / dd);
+            let e = Element::new(nm, dn, bounds, exact)?;
+            bits = bits.max(e.bits);
+            d.push(e.d as u128);
+            offset.push(e.shift + e.k);
+            kq.push(e.k / e.d);
         }
         Ok(RescalePlan {
             d,
@@ -291,8 +275,44 @@ impl RescalePlan {
     }
 }
 
+/// One element's part of a [`RescalePlan`].
+struct Element {
+    /// `2·den`.
+    d: i128,
+    /// `den` (exact) or `den − 1` (probabilistic).
+    shift: i128,
+    /// The multiple of `d` that keeps `v` non-negative.
+    k: i128,
+    /// Bits of the largest `v + k`.
+    bits: u32,
+}
+
+impl Element {
+    fn new(nm: i64, dn: i64, bounds: Bounds, exact: bool) -> R<Element> {
+        if dn <= 0 {
+            return Err(ProtocolError::Invalid(format!(
+                "rescale by a non-positive denominator {dn}"
+            )));
+        }
+        let (a, b) = (
+            bounds.lo as i128 * nm as i128,
+            bounds.hi as i128 * nm as i128,
+        );
+        let shift = dn as i128 - if exact { 0 } else { 1 };
+        let (vlo, vhi) = (2 * a.min(b) + shift, 2 * a.max(b) + shift);
+        let d = 2 * dn as i128;
+        let k = if vlo < 0 { (-vlo + d - 1) / d * d } else { 0 };
+        Ok(Element {
+            d,
+            shift,
+            k,
+            bits: bits_of((vhi + k) as u128),
+        })
+    }
+}
+
 /// Whether [`rescale`] of these parameters fits a ring of `ring_bits` (its masked opening
-/// with the statistical headroom).
+/// with the statistical headroom), without building the plan.
 pub(super) fn division_fits(
     num: &[i64],
     den: &[i64],
@@ -300,8 +320,13 @@ pub(super) fn division_fits(
     mode: TruncMode,
     ring_bits: u32,
 ) -> bool {
-    RescalePlan::new(num, den, bounds, mode)
-        .is_ok_and(|plan| check_opening(plan.bits, ring_bits).is_ok())
+    let exact = mode == TruncMode::Exact;
+    num.iter()
+        .zip(den)
+        .try_fold(1, |bits: u32, (&nm, &dn)| {
+            Element::new(nm, dn, bounds, exact).map(|e| bits.max(e.bits))
+        })
+        .is_ok_and(|bits| check_opening(bits, ring_bits).is_ok())
 }
 
 /// A masked opening of `bits`-bit values must not wrap around a ring of `ring_bits`.

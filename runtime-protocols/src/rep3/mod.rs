@@ -509,7 +509,8 @@ impl<W: Word> Core for Rep3<W> {
 /// no headroom (so `Add`, `Concat` and average pools of int8 networks fit Z_2^64 or
 /// Z_2^32 instead of Z_2^128).
 fn fused_plan<W: Word>(q: &Requant, b: Bounds, mode: TruncMode) -> Option<requant::RequantPlan> {
-    if q.shifts().is_none() && masked::division_fits(&q.num, &q.den, b, mode, W::BITS) {
+    let dyadic = q.den.iter().all(|&d| d > 1 && d.count_ones() == 1);
+    if !dyadic && masked::division_fits(&q.num, &q.den, b, mode, W::BITS) {
         return None;
     }
     requant::RequantPlan::new(q, b, W::BITS)
