@@ -10,7 +10,7 @@ fn all_models() -> Vec<Entry> {
     if let Some(c) = shared_corpus() {
         v.extend(entries(&c));
     }
-    v.into_iter().filter(|e| !e.dynamic && !e.float).collect()
+    v.into_iter().filter(|e| !e.float).collect()
 }
 
 #[test]

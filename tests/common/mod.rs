@@ -204,12 +204,12 @@ pub fn compile(model: &Path, out: &Path, extra: &[&str]) -> Result<(), String> {
         .ok_or_else(|| format!("compile: {}", stderr(&o)))
 }
 
-/// Runs `check` on every statically quantized model of `dir`'s manifest; fails listing
+/// Runs `check` on every quantized model (static or dynamic) of `dir`'s manifest; fails listing
 /// every model whose check failed (`what` names the suite in the summary line).
 pub fn check_models(dir: &Path, what: &str, mut check: impl FnMut(&Entry) -> Result<(), String>) {
     let mut failures = Vec::new();
     let mut checked = 0;
-    for e in entries(dir).iter().filter(|e| !e.float && !e.dynamic) {
+    for e in entries(dir).iter().filter(|e| !e.float) {
         checked += 1;
         if let Err(f) = check(e) {
             failures.push(format!("{}: {f}", e.id));

@@ -190,7 +190,10 @@ impl Importer<'_> {
                 }
                 Sym::Real(out)
             }
-            Sym::FloatInput { .. } | Sym::Softmax { .. } | Sym::BlockedReal { .. } => return Err(
+            Sym::FloatInput { .. }
+            | Sym::Softmax { .. }
+            | Sym::BlockedReal { .. }
+            | Sym::DynScale { .. } => return Err(
                 "layout ops on an unquantized or block-dequantized float tensor are not supported"
                     .into(),
             ),
@@ -207,6 +210,7 @@ impl Importer<'_> {
                 IntVal::Const { data, .. } => data.dims.clone(),
             },
             Sym::FloatInput { dims, .. } => dims.clone(),
+            Sym::DynScale { .. } => vec![],
         })
     }
 

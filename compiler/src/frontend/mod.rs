@@ -6,6 +6,7 @@
 //! exact public scale. A quantize then turns `v · scale` back into int8 with one `rescale`.
 
 mod batchnorm;
+mod dynamic;
 mod elemfn;
 mod expr;
 mod layout;
@@ -406,6 +407,17 @@ impl Importer<'_> {
                 return Err("the output is a constant; there is nothing to compute".into())
             }
             Sym::FloatInput { .. } => return Err("the output is an unquantized input".into()),
+            // A graph output of DynamicQuantizeLinear's scale: the range, dequantized by the
+            // receiver (an f32 of the exact `range · unit`).
+            Sym::DynScale { range, unit } => {
+                let q = QuantParams {
+                    scale: vec![unit.to_f64() as f32],
+                    zero_point: vec![0],
+                    axis: 0,
+                    block: 0,
+                };
+                (range, Some(q), PostOp::None, ExternalType::F32)
+            }
         };
         if elem != 0 && external_of(elem) != Some(external) {
             return Err(format!(

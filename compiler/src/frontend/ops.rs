@@ -69,7 +69,12 @@ const OPS: &[(&str, &str, i64, Handler)] = &[
     ),
     ("ai.onnx", "Softmax", 1, softmax),
     ("ai.onnx", "ArgMax", 1, argmax),
-    ("ai.onnx", "DynamicQuantizeLinear", 11, dynamic_quantize),
+    (
+        "ai.onnx",
+        "DynamicQuantizeLinear",
+        11,
+        super::dynamic::dynamic_quantize,
+    ),
     ("ai.onnx", "HardSigmoid", 1, hard_sigmoid),
     ("ai.onnx", "HardSwish", 14, hard_swish),
     ("ai.onnx", "Slice", 1, super::select::slice),
@@ -104,7 +109,6 @@ pub fn is_supported(domain: &str, op: &str) -> bool {
 pub fn supported_list() -> String {
     let mut v: Vec<String> = OPS
         .iter()
-        .filter(|o| o.1 != "DynamicQuantizeLinear")
         .map(|(d, o, _, _)| {
             if *d == "ai.onnx" {
                 o.to_string()
@@ -356,14 +360,6 @@ fn qdq_params(
     QParams::read_blocked(s, z, axis, block, dims, default)
 }
 
-fn dynamic_quantize(_: &mut Importer, _: &NodeProto, _: i64, _: &[Option<Sym>]) -> R<Vec<Sym>> {
-    Err(
-        "dynamic quantization (scales computed from the data at run time) is not supported yet; \
-         quantize the model statically (onnxruntime quantize_static)"
-            .into(),
-    )
-}
-
 // ---- convolution and matrix products ----------------------------------------------------
 
 fn geometry(
@@ -589,8 +585,19 @@ fn integer_operands(imp: &mut Importer, inputs: &[Option<Sym>], b_axis: i64) -> 
         dims: vec![],
         values: Values::Float(vec![1.0]),
     };
-    let az = opt_konst(inputs, 2, "a_zero_point")?;
     let bz = opt_konst(inputs, 3, "b_zero_point")?;
+    // A DynamicQuantizeLinear's zero point is secret, per sample.
+    let dynamic_a = match (a, opt(inputs, 2)) {
+        (Sym::Int { node, .. }, Some(Sym::Int { node: zp, .. })) => {
+            Some(imp.minus_dynamic_zero_point(*node, *zp)?)
+        }
+        _ => None,
+    };
+    let az = if dynamic_a.is_some() {
+        None
+    } else {
+        opt_konst(inputs, 2, "a_zero_point")?
+    };
     let aq = QParams::read(&one_f, az, 1, ar, at)?;
     let b_axis = if bz.is_some_and(|z| z.numel() > 1) {
         b_axis
@@ -613,7 +620,11 @@ fn integer_operands(imp: &mut Importer, inputs: &[Option<Sym>], b_axis: i64) -> 
         br,
         bt,
     )?;
-    Ok((imp.dequantize(a, &aq)?, imp.dequantize(b, &bq)?))
+    let a = match dynamic_a {
+        Some(r) => r,
+        None => imp.dequantize(a, &aq)?,
+    };
+    Ok((a, imp.dequantize(b, &bq)?))
 }
 
 fn int32_of(imp: &mut Importer, r: Real) -> R<Vec<Sym>> {
@@ -739,6 +750,9 @@ fn binary(imp: &mut Importer, node: &NodeProto, inputs: &[Option<Sym>], op: &str
     if let (Sym::Const(x), Sym::Const(y)) = (a, b) {
         return one(Sym::Const(fold_binary(x, y, op)?));
     }
+    if let Some(y) = dynamic_binary(imp, a, b, op)? {
+        return one(y);
+    }
     let pending = |s: &Sym| matches!(s, Sym::Real(r) if r.func.is_some());
     // A positive constant factor or divisor is a change of scale (exact, free); another
     // scalar (a negative one) falls through to the table below.
@@ -822,6 +836,56 @@ fn binary(imp: &mut Importer, node: &NodeProto, inputs: &[Option<Sym>], op: &str
         "Sub" => imp.add(&x, &y, true)?,
         _ => imp.mul(&x, &y)?,
     }))
+}
+
+/// The float tail of dynamic quantization (`frontend/dynamic.rs`): a dynamic scale times a
+/// constant or a real, and a float constant added to a real too wide for a table.
+fn dynamic_binary(imp: &mut Importer, a: &Sym, b: &Sym, op: &str) -> R<Option<Sym>> {
+    use super::dynamic::{is_wide, positive_scalar};
+    match (a, b) {
+        (Sym::DynScale { range, unit }, Sym::Const(c))
+        | (Sym::Const(c), Sym::DynScale { range, unit })
+            if op == "Mul" =>
+        {
+            let k = positive_scalar(c)
+                .ok_or("a dynamic scale may be multiplied only by a positive float scalar")?;
+            let unit = unit.checked_mul(k).ok_or("scale out of range")?;
+            Ok(Some(Sym::DynScale {
+                range: *range,
+                unit,
+            }))
+        }
+        (Sym::DynScale { range, unit }, Sym::Real(r))
+        | (Sym::Real(r), Sym::DynScale { range, unit })
+            if op == "Mul" =>
+        {
+            Ok(Some(Sym::Real(imp.times_dynamic_scale(r, *range, *unit)?)))
+        }
+        (Sym::DynScale { .. }, _) | (_, Sym::DynScale { .. }) => Err(format!(
+            "{op} of a DynamicQuantizeLinear scale: qmpc takes it only as a factor of a \
+             MatMulInteger / ConvInteger result, after a Mul by the weight scale (as \
+             onnxruntime's quantize_dynamic writes it)"
+        )),
+        (Sym::Real(r), Sym::Const(c)) | (Sym::Const(c), Sym::Real(r))
+            if matches!(op, "Add" | "Sub")
+                && c.is_float()
+                && r.func.is_none()
+                && r.divisor.is_none()
+                && r.scale.is_scalar()
+                && is_wide(imp, r) =>
+        {
+            let real_first = matches!(a, Sym::Real(_));
+            let (sign, const_sign) = match (op, real_first) {
+                ("Sub", true) => (1, -1),
+                ("Sub", false) => (-1, 1),
+                _ => (1, 1),
+            };
+            Ok(Some(Sym::Real(
+                imp.add_const_rounded(r, c, sign, const_sign)?,
+            )))
+        }
+        _ => Ok(None),
+    }
 }
 
 fn fold_binary(x: &TensorData, y: &TensorData, op: &str) -> R<TensorData> {

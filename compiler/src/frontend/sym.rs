@@ -25,6 +25,9 @@ pub enum Sym {
     /// A blocked `DequantizeLinear` of a run-time tensor: its scales vary along every axis, so
     /// it is allowed only as a graph output (dequantized by the receiver).
     BlockedReal { node: NodeIndex, quant: QuantParams },
+    /// The scale output of `DynamicQuantizeLinear`, `range · unit`: `range` a secret
+    /// per-sample integer `[N, 1]`, `unit` public (`frontend/dynamic.rs`).
+    DynScale { range: NodeIndex, unit: Rational },
 }
 
 /// Integers of a real tensor: a run-time node or compile-time values (weights).
