@@ -71,7 +71,7 @@ def run_rows(sess, x, out_names=None):
             outs = [[] for _ in r]
         for j, a in enumerate(r):
             outs[j].append(np.asarray(a))
-    return [np.concatenate(o, axis=0) for o in outs]
+    return [np.concatenate(o, axis=0) if o[0].ndim else np.stack(o) for o in outs]
 
 
 def float_op(op, inputs, attrs=None, opset=13):
@@ -958,6 +958,71 @@ def m_qdq_batchnorm():
     return res
 
 
+# ---- dynamic quantization (onnxruntime's quantize_dynamic pattern) ----------------------------
+
+
+def dynamic_rows(name, shape):
+    """Reference rows for dynamic quantization: uniform ones, and the edge cases of a range picked
+    at run time (all zero, all negative, a tiny range, a large one, one outlier)."""
+    x = uniform(name, shape, -1.0, 1.5)
+    x[0] = 0.0
+    x[1] = -np.abs(x[1])
+    x[2] *= 1e-2
+    x[3] *= 300.0
+    x[4].flat[0] = 40.0
+    return x
+
+
+def dyn_linear(g, x, w, ws, wz, bias, out, conv=None):
+    """DynamicQuantizeLinear -> MatMulInteger/ConvInteger -> Cast -> Mul(x_scale * w_scale) -> Add(bias)."""
+    p = f"l{len(g.nodes)}"
+    g.nodes.append(h.make_node("DynamicQuantizeLinear", [x], [p + "_q", p + "_s", p + "_z"], name=p + "_dql"))
+    g.c(p + "_w", w)
+    g.c(p + "_ws", np.asarray(np.float32(ws)))
+    g.c(p + "_wz", np.asarray(wz))
+    g.n("Mul", [p + "_s", p + "_ws"], p + "_scale")
+    if conv is None:
+        g.n("MatMulInteger", [p + "_q", p + "_w", p + "_z", p + "_wz"], p + "_acc")
+    else:
+        g.n("ConvInteger", [p + "_q", p + "_w", p + "_z", p + "_wz"], p + "_acc", **conv)
+    g.n("Cast", [p + "_acc"], p + "_accf", to=TP.FLOAT)
+    g.n("Mul", [p + "_accf", p + "_scale"], p + "_y")
+    g.c(p + "_b", bias.astype(np.float32))
+    return g.n("Add", [p + "_y", p + "_b"], out)
+
+
+def m_dynamic():
+    """What quantize_dynamic writes: the activation scale and zero point picked from each tensor at
+    run time, a float tail between the integer products."""
+    res = []
+    # mlp: two MatMulInteger layers (int8 then uint8 weights with a zero point).
+    name = "Dynamic/mlp"
+    rng = rng_for(name)
+    g = B()
+    h1 = dyn_linear(g, "input", int_weights(rng, [16, 12], "s8", -127, 127), 0.011, np.int8(0),
+                    rng.uniform(-0.5, 0.5, 12), "h1")
+    g.n("Relu", [h1], "h1r")
+    dyn_linear(g, "h1r", int_weights(rng, [12, 6], "u8", 0, 255), 0.0093, np.uint8(131),
+               rng.uniform(-0.5, 0.5, 6), "logits")
+    res.append(("mlp", g.model(TP.FLOAT, [1, 16], TP.FLOAT, [1, 6]), dynamic_rows(name, [1, 16]),
+                {"activation_type": "u8", "weight_type": "s8"}))
+    # cnn: ConvInteger (uint8 weights, zero point), Relu, MaxPool, Flatten, MatMulInteger.
+    name = "Dynamic/cnn"
+    rng = rng_for(name)
+    g = B()
+    c1 = dyn_linear(g, "input", int_weights(rng, [4, 2, 3, 3], "u8", 0, 255), 0.0071, np.uint8(118),
+                    rng.uniform(-0.3, 0.3, (1, 4, 1, 1)), "c1",
+                    conv=dict(kernel_shape=[3, 3], pads=[1, 1, 1, 1]))
+    g.n("Relu", [c1], "c1r")
+    g.n("MaxPool", ["c1r"], "p1", kernel_shape=[2, 2], strides=[2, 2])
+    g.n("Flatten", ["p1"], "f1", axis=1)
+    dyn_linear(g, "f1", int_weights(rng, [36, 5], "s8", -127, 127), 0.0088, np.int8(0),
+               rng.uniform(-0.5, 0.5, 5), "logits")
+    res.append(("cnn", g.model(TP.FLOAT, [1, 2, 6, 6], TP.FLOAT, [1, 5]), dynamic_rows(name, [1, 2, 6, 6]),
+                {"activation_type": "u8", "weight_type": "u8"}))
+    return res
+
+
 OP_MODELS = [
     ("op_qlinearadd", "com.microsoft QLinearAdd on [1,4,5,5] (B: constant full / broadcast [1,4,1,1] / "
                       "second quantization of the input)", lambda: m_qlinear_binary("QLinearAdd")),
@@ -1010,6 +1075,9 @@ OP_MODELS = [
     ("op_qdq_reduce", "QDQ: ReduceMean over H, W (opset 18 axes input) + Reshape as dynamo exports a global "
                       "pool; ReduceMean over C (keepdims 0), ReduceSum, ReduceMax, ReduceMin",
      m_qdq_reduce),
+    ("op_dynamic", "dynamic quantization as quantize_dynamic writes it: DynamicQuantizeLinear -> MatMulInteger / "
+                   "ConvInteger -> Cast -> Mul by the run-time scale -> Add bias -> Relu (MaxPool, Flatten); rows "
+                   "with all zeros, all negatives, a tiny range, a large one, an outlier", m_dynamic),
 ]
 
 # ----------------------------------------------------------------------------------------------
@@ -1324,6 +1392,8 @@ def main():
             continue
         for var, model, x, meta in fn():
             fmt = ("QDQ" if mname.startswith("op_qdq_") else
+                   "dynamic (DynamicQuantizeLinear + MatMulInteger/ConvInteger, float rescale)"
+                   if mname == "op_dynamic" else
                    "integer (MatMulInteger/ConvInteger)" if mname in ("op_matmulinteger", "op_convinteger") else
                    "QOperator")
             m = {"dataset": "synthetic (numpy default_rng, seeded by crc32 of the model id)",

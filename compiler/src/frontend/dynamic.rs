@@ -6,8 +6,8 @@
 //!
 //! Everything stays in integers, so every protocol computes it bit-exactly like `clear`:
 //! - a float tensor of the tail is held in fixed point, integers times `2^-FRAC`,
-//!   saturating at `±SATURATION` units (±4096); a float graph input is shared the same way
-//!   by its owner;
+//!   saturating at `±SATURATION` units (±8192); a float graph input is shared the same way
+//!   by its owner (saturating at ±32768);
 //! - `DynamicQuantizeLinear` of `v` (unit `t`), per sample: `mx = max(0, max v)`,
 //!   `mn = min(0, min v)`, `R = mx − mn`; `y = clamp(round(255·v/R) + zp, 0, 255)` and
 //!   `zp = clamp(round(−255·mn/R), 0, 255)`, with `1/R` a fixed-point reciprocal of
@@ -37,10 +37,10 @@ use qmpc_bytecode::{ConstTensor, DType, Instr, QuantParams};
 /// Fractional bits of the fixed-point float tail.
 pub const FRAC: u32 = 16;
 /// Saturation of the fixed-point tail, in units of `2^-FRAC`.
-pub const SATURATION: i64 = 1 << 28;
+pub const SATURATION: i64 = 1 << 29;
 /// Largest magnitude the range computation takes as it is (a wider tensor is first
-/// rescaled by a power of two): keeps `R·P` below 2^61.
-const MAX_INPUT: i64 = 1 << 29;
+/// rescaled by a power of two): `R < 2^31`, so `R·P < 2^61` and `v·P < 2^60`.
+const MAX_INPUT: i64 = (1 << 30) - 1;
 /// Fractional bits of the normalized range `s ∈ [1, 2]` and of its reciprocal.
 const F: u32 = 20;
 /// Fractional bits of the normalized values `v·P`.
