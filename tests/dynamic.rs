@@ -31,7 +31,6 @@ fn value_info(name: &str, elem: i32, dims: &[Option<i64>]) -> ValueInfoProto {
                 }),
             }),
         }),
-        ..Default::default()
     }
 }
 
