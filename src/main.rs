@@ -419,6 +419,7 @@ fn options(b: &BuildFlags) -> qmpc_compiler::Options {
             none: b.opt_level == 0,
             disabled: b.no_pass.clone(),
         },
+        progress: None,
     }
 }
 
@@ -430,6 +431,10 @@ fn main() {
     alloc::keep_freed_memory();
     let cli = Cli::parse();
     if let Err(e) = dispatch(cli.cmd) {
+        // A progress line may be half drawn.
+        if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+            eprint!("\r\x1b[2K");
+        }
         eprintln!("error: {e:#}");
         std::process::exit(1);
     }
@@ -444,7 +449,21 @@ fn dispatch(cmd: Cmd) -> Result<()> {
             emit_asm,
             emit_ir,
         } => {
-            let c = qmpc_compiler::compile_file(&model, &options(&build))?;
+            let start = std::time::Instant::now();
+            let mut opts = options(&build);
+            let name = model.file_name().unwrap_or(model.as_os_str());
+            opts.progress = progress::compile_hook(name.to_string_lossy().into_owned());
+            let c = qmpc_compiler::compile_file(&model, &opts)?;
+            let took = start.elapsed();
+            // Big models get one summary line (on a terminal, after the progress line).
+            if took >= std::time::Duration::from_secs(1) {
+                eprintln!(
+                    "compiled {} to {} instructions in {:.1} s",
+                    model.display(),
+                    c.program.code.len(),
+                    took.as_secs_f64()
+                );
+            }
             write(&output, &c.program.to_bytes())?;
             if matches!(build.weights, WeightsArg::Secret) {
                 let wp = qmpc_session::weights_path(&output);

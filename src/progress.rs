@@ -1,12 +1,14 @@
 //! The progress line of a secure `qmpc run` on a terminal: party 0's rounds and bytes so
 //! far against `qmpc cost`'s prediction for it, the time taken and an estimate of the time
 //! left. Nothing is drawn when stderr is not a terminal (a log gets the one summary line
-//! `run` prints after the run).
+//! `run` prints after the run). The same for a compilation that takes a while: its stage
+//! and the ONNX nodes imported so far.
 
+use qmpc_compiler::{ProgressHook, Stage};
 use qmpc_protocols::net::Traffic;
 use std::io::{IsTerminal, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -53,6 +55,53 @@ impl Drop for Progress {
     }
 }
 
+/// A compilation's progress line on a terminal, drawn once it has taken `DELAY` (small
+/// models compile before anything would show) and cleared when the program is ready.
+pub fn compile_hook(name: String) -> Option<ProgressHook> {
+    const DELAY: Duration = Duration::from_millis(300);
+    const EVERY: Duration = Duration::from_millis(100);
+    if !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let start = Instant::now();
+    let last: Mutex<Option<Instant>> = Mutex::new(None);
+    Some(ProgressHook(Arc::new(move |s: Stage| {
+        let Ok(mut last) = last.lock() else { return };
+        if s == Stage::Done {
+            if last.is_some() {
+                let _ = write!(std::io::stderr(), "\r\x1b[2K");
+            }
+            return;
+        }
+        let due = match *last {
+            None => start.elapsed() >= DELAY,
+            Some(t) => t.elapsed() >= EVERY || !matches!(s, Stage::Import { .. }),
+        };
+        if due {
+            let line = compile_line(&name, s, start.elapsed());
+            let _ = write!(std::io::stderr(), "\r\x1b[2K{line}");
+            *last = Some(Instant::now());
+        }
+    })))
+}
+
+/// `compiling resnet50.onnx: [########----] 120/250 nodes  1.2 s`.
+fn compile_line(name: &str, s: Stage, elapsed: Duration) -> String {
+    let what = match s {
+        Stage::Decoded { nodes } => format!("decoded, {nodes} nodes"),
+        Stage::Import { done, nodes } => {
+            const WIDTH: usize = 24;
+            let filled = (done * WIDTH).checked_div(nodes).unwrap_or(0).min(WIDTH);
+            let bar = format!("{}{}", "#".repeat(filled), "-".repeat(WIDTH - filled));
+            format!("[{bar}] {done}/{nodes} nodes")
+        }
+        Stage::Passes => "passes".into(),
+        Stage::Lower => "lowering and verifying".into(),
+        Stage::Done => "done".into(),
+    };
+    format!("compiling {name}: {what}  {:.1} s", elapsed.as_secs_f64())
+}
+
 /// `[#########-----------] 45%  130/286 rounds  252.4/561.0 MB  5.5 s, about 6.7 s left`.
 fn line(goal: Goal, rounds: u64, bytes: u64, elapsed: Duration) -> String {
     // Bytes track the work better than rounds (a convolution's round moves MBs, a
@@ -86,6 +135,24 @@ fn line(goal: Goal, rounds: u64, bytes: u64, elapsed: Duration) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_compile_line_shows_the_stage_and_the_nodes() {
+        let l = compile_line(
+            "m.onnx",
+            Stage::Import {
+                done: 60,
+                nodes: 240,
+            },
+            Duration::from_millis(1500),
+        );
+        assert_eq!(
+            l,
+            "compiling m.onnx: [######------------------] 60/240 nodes  1.5 s"
+        );
+        let l = compile_line("m.onnx", Stage::Lower, Duration::from_secs(2));
+        assert_eq!(l, "compiling m.onnx: lowering and verifying  2.0 s");
+    }
 
     #[test]
     fn the_line_shows_the_fraction_by_bytes_and_the_time_left() {

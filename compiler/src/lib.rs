@@ -29,6 +29,8 @@ pub struct Options {
     pub weights: WeightsMode,
     pub trunc: TruncMode,
     pub passes: passes::PassSet,
+    /// Told where a compilation is (the compiler itself prints nothing).
+    pub progress: Option<ProgressHook>,
 }
 
 impl Default for Options {
@@ -37,6 +39,40 @@ impl Default for Options {
             weights: WeightsMode::Secret,
             trunc: TruncMode::Exact,
             passes: passes::PassSet::default(),
+            progress: None,
+        }
+    }
+}
+
+/// A stage of a compilation, for a progress line on big models.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stage {
+    /// The ONNX file is decoded; its nodes are next.
+    Decoded { nodes: usize },
+    /// ONNX node `done` of `nodes` is imported.
+    Import { done: usize, nodes: usize },
+    /// The IR passes run.
+    Passes,
+    /// The IR is lowered to bytecode and verified.
+    Lower,
+    /// The program is ready.
+    Done,
+}
+
+/// A callback told each [`Stage`]; it runs once per ONNX node, so it must be cheap.
+#[derive(Clone)]
+pub struct ProgressHook(pub std::sync::Arc<dyn Fn(Stage) + Send + Sync>);
+
+impl std::fmt::Debug for ProgressHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ProgressHook")
+    }
+}
+
+impl Options {
+    pub(crate) fn tell(&self, s: Stage) {
+        if let Some(h) = &self.progress {
+            (h.0)(s);
         }
     }
 }
@@ -70,8 +106,13 @@ pub struct Compiled {
 pub fn compile_bytes(bytes: &[u8], file: &str, opts: &Options) -> Result<Compiled, CompileError> {
     opts.passes.check().map_err(CompileError::Options)?;
     let model = onnx::decode_model(bytes, file)?;
+    opts.tell(Stage::Decoded {
+        nodes: model.graph.as_ref().map_or(0, |g| g.node.len()),
+    });
     let mut ir = frontend::import(&model, file, opts)?;
+    opts.tell(Stage::Passes);
     passes::run(&mut ir, &opts.passes);
+    opts.tell(Stage::Lower);
     let (program, weights) = lower::lower(&ir, opts).map_err(|err| CompileError::Lower {
         file: file.to_string(),
         err,
@@ -80,6 +121,7 @@ pub fn compile_bytes(bytes: &[u8], file: &str, opts: &Options) -> Result<Compile
         file: file.to_string(),
         err,
     })?;
+    opts.tell(Stage::Done);
     Ok(Compiled {
         ir,
         program,

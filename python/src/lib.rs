@@ -395,6 +395,7 @@ fn compile(
             none: !optimize,
             disabled: Vec::new(),
         },
+        progress: None,
     };
     let model = py
         .detach(|| Model::compile(&onnx, &name, &opts))

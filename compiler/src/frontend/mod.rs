@@ -135,7 +135,13 @@ fn import_as(
         imp.syms.insert(vi.name.clone(), s);
     }
     unsupported_nodes(&graph.node, &imp.opsets, file)?;
-    for (index, node) in topo_order(&graph.node).map_err(gerr)? {
+    let nodes = graph.node.len();
+    for (done, (index, node)) in topo_order(&graph.node)
+        .map_err(gerr)?
+        .into_iter()
+        .enumerate()
+    {
+        opts.tell(crate::Stage::Import { done, nodes });
         let domain = onnx::canonical_domain(&node.domain).to_string();
         let opset = imp.opsets.get(&domain).copied().unwrap_or(0);
         let nerr = |msg: String| {

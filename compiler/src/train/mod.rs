@@ -298,6 +298,7 @@ impl Build<'_> {
             weights: WeightsMode::Secret,
             trunc: self.opts.trunc,
             passes: passes::PassSet::default(),
+            progress: None,
         }
     }
 
