@@ -26,13 +26,14 @@
 use super::ops::{arg, check_attrs};
 use super::rational::Rational;
 use super::real::plain;
+use super::recip::{bit_len, round_half_even, F};
 use super::sym::{IntVal, Real, Scale, Sym};
 use super::{Importer, R};
 use crate::onnx::proto::{data_type, NodeProto};
 use crate::onnx::{TensorData, Values};
 use petgraph::stable_graph::NodeIndex;
-use qmpc_bytecode::operand::{Dst, Index, Int, Ints, Reg, Regs};
-use qmpc_bytecode::{ConstTensor, DType, Instr, QuantParams};
+use qmpc_bytecode::operand::{Dst, Int, Ints, Reg, Regs};
+use qmpc_bytecode::{DType, Instr, QuantParams};
 
 /// Fractional bits of the fixed-point float tail.
 pub const FRAC: u32 = 16;
@@ -41,12 +42,8 @@ pub const SATURATION: i64 = 1 << 29;
 /// Largest magnitude the range computation takes as it is (a wider tensor is first
 /// rescaled by a power of two): `R < 2^31`, so `R·P < 2^61` and `v·P < 2^60`.
 const MAX_INPUT: i64 = (1 << 30) - 1;
-/// Fractional bits of the normalized range `s ∈ [1, 2]` and of its reciprocal.
-const F: u32 = 20;
 /// Fractional bits of the normalized values `v·P`.
 const G: u32 = 20;
-/// Index bits of the reciprocal's first table.
-const TABLE_BITS: u32 = 10;
 /// Bits of the range after its public rescaling in a product by the secret scale.
 const RANGE_BITS: u32 = 30;
 /// Fractional bits of that public factor.
@@ -97,22 +94,6 @@ pub(super) fn dynamic_quantize(
     ])
 }
 
-/// `round_half_even(x)` of an exact rational.
-fn round_half_even(x: Rational) -> i128 {
-    let fl = x.floor();
-    let twice_rest = 2 * (x.num - fl * x.den);
-    match twice_rest.cmp(&x.den) {
-        std::cmp::Ordering::Less => fl,
-        std::cmp::Ordering::Greater => fl + 1,
-        std::cmp::Ordering::Equal => fl + (fl & 1),
-    }
-}
-
-/// Bits needed for the magnitude `x` (0 for 0).
-fn bit_len(x: i128) -> u32 {
-    128 - x.unsigned_abs().leading_zeros()
-}
-
 impl Importer<'_> {
     /// A float graph input shared in fixed point (`2^-FRAC`, int32) by its owner.
     fn fixed_input(&mut self, name: &str, dims: &[usize], batched: bool) -> Real {
@@ -134,15 +115,6 @@ impl Importer<'_> {
         let o = self.origin.clone();
         let node = self.g.add_input(decl, &o);
         Real::plain(IntVal::Node(node), Scale::scalar(unit()))
-    }
-
-    /// `round_half_even(x · 2^k)`.
-    fn shift(&mut self, x: NodeIndex, k: i32) -> R<NodeIndex> {
-        match k {
-            0 => Ok(x),
-            k if k > 0 => self.times(x, 1i64 << k),
-            k => self.rescale_by(x, 1, 1i64 << -k),
-        }
     }
 
     /// A per-sample scalar `[N, 1]` as `[N, 1, …, 1]` of rank `rank` (or `[1, …]` unbatched).
@@ -210,99 +182,6 @@ impl Importer<'_> {
         Ok((pick(0)?, pick(1)?))
     }
 
-    /// `P = 2^(bits − 1 − bitlen(R))` for `1 ≤ R < 2^bits` (`2^(bits−1)` for `R = 0`): the
-    /// indicators `[R ≥ 2^j]` from one clamp, counted, and the power looked up (a table
-    /// keeps `P`'s bounds exact where a weighted sum's would not be).
-    fn normalizer(&mut self, range: NodeIndex, bits: u32) -> R<NodeIndex> {
-        let lead = self.g.dims(range)[0];
-        if bits <= 1 {
-            return Ok(self.konst(vec![1, 1], vec![1]));
-        }
-        let n = (bits - 1) as usize;
-        let thresholds = (1..bits).map(|j| (1i64 << j) - 1).collect();
-        let t = self.konst(vec![1, n], thresholds);
-        let d = self.compute(
-            Instr::Sub {
-                dst: Dst(0),
-                a: Reg(0),
-                b: Reg(1),
-            },
-            &[range, t],
-        )?;
-        let ind = self.clamp_to(d, 0, 1, None)?;
-        let ones = self.konst(vec![n, 1], vec![1; n]);
-        let count = self.compute_to(
-            Instr::MatMul {
-                dst: Dst(0),
-                a: Reg(0),
-                b: Reg(1),
-            },
-            &[ind, ones],
-            &[lead, 1],
-            None,
-        )?;
-        let table: Vec<i64> = (0..bits).map(|e| 1i64 << (bits - 1 - e)).collect();
-        let t = self.g.add_table(ConstTensor {
-            dtype: DType::fitting(0, 1i64 << (bits - 1)),
-            dims: vec![table.len()],
-            data: table,
-        });
-        self.compute(
-            Instr::Lookup {
-                dst: Dst(0),
-                x: Reg(0),
-                table: Index(t),
-                offset: Int(0),
-            },
-            &[count],
-        )
-    }
-
-    /// `2^(2F) / s` for `s ∈ [2^F, 2^(F+1)]`: a public table at `TABLE_BITS` bits, one
-    /// Newton step `r ← r·(2 − s·r)`.
-    fn reciprocal(&mut self, s: NodeIndex) -> R<NodeIndex> {
-        let one = 1i64 << F;
-        // In [2^TABLE_BITS, 2^(TABLE_BITS+1)] since s is; the table spans the verifier's
-        // wider bounds (entries outside are never read).
-        let k = self.rescale_by(s, 1, 1i64 << (F - TABLE_BITS))?;
-        let (first, last) = (self.g.decl(k).lo, self.g.decl(k).hi);
-        let table: Vec<i64> = (first..=last)
-            .map(|k| {
-                let k = k.clamp(1 << TABLE_BITS, 2 << TABLE_BITS);
-                let x = Rational::new(1i128 << (F + TABLE_BITS), k as i128).expect("k > 0");
-                round_half_even(x) as i64
-            })
-            .collect();
-        let t = self.g.add_table(ConstTensor {
-            dtype: DType::fitting(0, one),
-            dims: vec![table.len()],
-            data: table,
-        });
-        let r0 = self.compute(
-            Instr::Lookup {
-                dst: Dst(0),
-                x: Reg(0),
-                table: Index(t),
-                offset: Int(first),
-            },
-            &[k],
-        )?;
-        // s·r0 is within 2^-TABLE_BITS of one; every bound here is small, so no clamp.
-        let sr = self.mul_nodes(s, r0)?;
-        let sr = self.rescale_by(sr, 1, one)?;
-        let two = self.konst(vec![1], vec![2 * one]);
-        let e = self.compute(
-            Instr::Sub {
-                dst: Dst(0),
-                a: Reg(0),
-                b: Reg(1),
-            },
-            &[two, sr],
-        )?;
-        let r = self.mul_nodes(r0, e)?;
-        self.rescale_by(r, 1, one)
-    }
-
     /// `round(255 · x·P / (R·P))` for `x·P` scaled to `2^G` (`xp`) and the reciprocal
     /// `2^(2F)/s` (`r`).
     fn times_255_over_range(&mut self, xp: NodeIndex, r: NodeIndex) -> R<NodeIndex> {
@@ -334,9 +213,7 @@ impl Importer<'_> {
         let bits = bit_len(self.g.decl(range).hi as i128).max(1);
         let p = self.normalizer(range, bits)?;
         // s = R·P scaled to [2^F, 2^(F+1)]; 2^F where R = 0 (then every v is 0).
-        let rp = self.mul_nodes(range, p)?;
-        let s = self.shift(rp, F as i32 - (bits as i32 - 1))?;
-        let s = self.clamp_to(s, 1 << F, 2 << F, None)?;
+        let s = self.normalized(range, p, bits)?;
         let r = self.reciprocal(s)?;
         // |v·P| ≤ R·P < 2^bits, so v·P/2^(bits−1) is within ±2 (scaled to 2^G).
         let pb = self.per_sample(p, rank)?;

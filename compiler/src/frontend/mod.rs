@@ -13,6 +13,7 @@ mod layout;
 mod ops;
 pub mod rational;
 mod real;
+mod recip;
 mod reduce;
 mod select;
 pub mod sym;
