@@ -894,6 +894,46 @@ def m_qdq_float_chain():
     return res
 
 
+def m_qdq_softmax():
+    """Softmax inside the network: DQ -> (Div by a constant) -> Softmax -> Q, on the last axis and on an
+    inner one, int8 and uint8 (the output parameters onnxruntime's quantizer gives a softmax: 1/256 or 1/255)."""
+    res = []
+    for var, kind, shape, axis, div in [("s8_last", "s8", [1, 3, 10], -1, None),
+                                        ("u8_inner", "u8", [1, 4, 5, 3], 1, None),
+                                        ("s8_scaled", "s8", [1, 2, 6, 16], -1, 2.828427)]:
+        name = f"QDQSoftmax/{var}"
+        g = B()
+        x, _ = qdq_in(g, name, kind, shape, -3.0, 4.0)
+        src = "x_dq"
+        if div is not None:
+            g.c("d", np.asarray(np.float32(div)))
+            src = g.n("Div", [src, "d"], "x_div")
+        g.n("Softmax", [src], "p", axis=axis)
+        sy, zy = (np.float32(1 / 256), np.int8(-128)) if kind == "s8" else (np.float32(1 / 255), np.uint8(0))
+        g.Q("p", g.qp("y", sy, zy), "y_q")
+        g.DQ("y_q", ("y_scale", "y_zero_point"), "logits")
+        res.append((var, g.model(TP.FLOAT, shape, TP.FLOAT, shape), x, {"activation_type": kind, "axis": axis}))
+    return res
+
+
+def m_qlinear_softmax():
+    """com.microsoft QLinearSoftmax (what onnxruntime's QOperator quantizer writes for a Softmax)."""
+    res = []
+    for var, kind, shape, axis in [("u8", "u8", [1, 3, 12], -1), ("s8_inner", "s8", [1, 5, 4], 1)]:
+        name = f"QLinearSoftmax/{var}"
+        x = uniform(name, shape, -2.0, 3.0)
+        sx, zx = qparams(x.min(), x.max(), kind, 0.95)
+        sy, zy = (np.float32(1 / 256), np.int8(-128)) if kind == "s8" else (np.float32(1 / 256), np.uint8(0))
+        g = B()
+        g.Q("input", g.qp("x", sx, zx), "x_q")
+        g.qp("y", sy, zy)
+        g.n("QLinearSoftmax", ["x_q", "x_scale", "x_zero_point", "y_scale", "y_zero_point"], "y_q", domain=MS,
+            axis=axis, opset=13)
+        g.DQ("y_q", ("y_scale", "y_zero_point"), "logits")
+        res.append((var, g.model(TP.FLOAT, shape, TP.FLOAT, shape), x, {"activation_type": kind, "axis": axis}))
+    return res
+
+
 def m_qdq_gather_resize():
     """Gather with constant indices and nearest-neighbour Resize on dequantized tensors."""
     res = []
@@ -1075,6 +1115,10 @@ OP_MODELS = [
     ("op_qdq_reduce", "QDQ: ReduceMean over H, W (opset 18 axes input) + Reshape as dynamo exports a global "
                       "pool; ReduceMean over C (keepdims 0), ReduceSum, ReduceMax, ReduceMin",
      m_qdq_reduce),
+    ("op_qdq_softmax", "QDQ: Softmax inside the network (DQ -> Softmax -> Q) on the last axis, on an inner axis, "
+                       "and after a Div by a constant (attention's scaling)", m_qdq_softmax),
+    ("op_qlinearsoftmax", "com.microsoft QLinearSoftmax (opset 13 semantics) on the last axis and on an inner one",
+     m_qlinear_softmax),
     ("op_dynamic", "dynamic quantization as quantize_dynamic writes it: DynamicQuantizeLinear -> MatMulInteger / "
                    "ConvInteger -> Cast -> Mul by the run-time scale -> Add bias -> Relu (MaxPool, Flatten); rows "
                    "with all zeros, all negatives, a tiny range, a large one, an outlier", m_dynamic),

@@ -16,6 +16,7 @@ mod real;
 mod recip;
 mod reduce;
 mod select;
+mod softmax;
 pub mod sym;
 
 use crate::ir::Graph;

@@ -33,6 +33,7 @@ const OPS: &[(&str, &str, i64, Handler)] = &[
     ("com.microsoft", "QLinearConcat", 1, qlinear_concat),
     ("com.microsoft", "QLinearLeakyRelu", 1, qlinear_leaky_relu),
     ("com.microsoft", "QLinearSigmoid", 1, qlinear_sigmoid),
+    ("com.microsoft", "QLinearSoftmax", 1, qlinear_softmax),
     ("ai.onnx", "Conv", 1, conv),
     ("ai.onnx", "MatMul", 1, matmul),
     ("ai.onnx", "Gemm", 1, gemm),
@@ -301,6 +302,7 @@ fn quantize_linear(
             one(Sym::Int { node, onnx: q.onnx })
         }
         Sym::Real(r) => one(imp.quantize(r.clone(), &q)?),
+        Sym::Softmax { real, axis } => one(imp.quantize_softmax(real, *axis, &q)?),
         Sym::Const(t) if t.is_float() => one(imp.quantize_const(t, &q)?),
         _ => Err("QuantizeLinear needs a float tensor".into()),
     }
@@ -1191,6 +1193,30 @@ fn qlinear_sigmoid(
 ) -> R<Vec<Sym>> {
     check_attrs(node, &[])?;
     qlinear_unary(imp, inputs, ElemFn::Sigmoid)
+}
+
+/// onnxruntime's `QLinearSoftmax` (QOperator form): its `opset` attribute says which
+/// Softmax it is (before 13, the trailing axes from `axis` are one; only the last is taken).
+fn qlinear_softmax(
+    imp: &mut Importer,
+    node: &NodeProto,
+    _o: i64,
+    inputs: &[Option<Sym>],
+) -> R<Vec<Sym>> {
+    check_attrs(node, &["axis", "opset"])?;
+    let a = attrs(node);
+    let opset = a.int("opset", 13)?;
+    let (xr, yq) = qlinear_operand(imp, inputs)?;
+    let rank = imp.sym_dims(&Sym::Real(xr.clone()))?.len();
+    let axis = norm_axis(a.int("axis", if opset >= 13 { -1 } else { 1 })?, rank)?;
+    if opset < 13 && axis + 1 != rank {
+        return Err(
+            "QLinearSoftmax of a Softmax before opset 13 flattens trailing axes; only the last \
+             axis is supported"
+                .into(),
+        );
+    }
+    one(imp.quantize_softmax(&xr, axis, &yq)?)
 }
 
 // ---- pooling ------------------------------------------------------------------------------

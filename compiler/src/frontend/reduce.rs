@@ -130,6 +130,12 @@ fn reduce(
 }
 
 impl Importer<'_> {
+    /// The maximum (or the sum) of `v` along `axis`, kept as an axis of one.
+    pub(super) fn reduce_axis(&mut self, v: NodeIndex, axis: usize, max: bool) -> R<NodeIndex> {
+        let kind = if max { Kind::Max } else { Kind::Sum };
+        self.reduce_node(v, &[axis], kind)
+    }
+
     /// Reduce `v` over `axes` (sorted, distinct), keeping them as axes of one.
     fn reduce_node(&mut self, v: NodeIndex, axes: &[usize], kind: Kind) -> R<NodeIndex> {
         let decl = self.g.decl(v).clone();
