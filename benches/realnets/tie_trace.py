@@ -537,7 +537,7 @@ def check_local(e, q, o, near=1e-9):
         v = e.vexact(idx)
         vq = e.vexact(idx, qmpc_form=True)
         yq, yd = e.quantize(vq), e.quantize(v)
-        rec = dict(idx=idx, v=v, vq=vq, q=int(qi[idx]), o=int(o[idx]),
+        rec = dict(idx=idx, v=v, vq=vq, q=int(qi[idx]), o=int(o[idx]), yd=yd, yq=yq,
                    dist=float(rhe_dist(v)), distq=float(rhe_dist(vq)),
                    rhe=(yq == qi[idx] or yd == qi[idx]))
         if yq != qi[idx]:
@@ -549,7 +549,14 @@ def check_local(e, q, o, near=1e-9):
     return diffs, bad_q, bad_d
 
 
-def short(t, n=58):
+def short(t, n=60):
+    for suffix in ("_QuantizeLinear_Output", "_quantized"):
+        if t.endswith(suffix) and len(t) > len(suffix):
+            t = t[:-len(suffix)]
+    t = t.lstrip("/")
+    if t.startswith("features/"):
+        t = t[len("features/"):]
+    t = t.replace("/block/block.", "/block.")
     return t if len(t) <= n else "…" + t[-(n - 1):]
 
 
@@ -713,13 +720,14 @@ def trace(spec):
     print(f"\nLocal differences element by element (image, element index; v = exact "
           f"pre-rounding value in output steps per ONNX, before the zero point; v_qmpc = "
           f"the rational qmpc rounds; distances |frac - 1/2|):\n")
-    print("| # | image | element | v | v − tie | v_qmpc − tie | qmpc | onnxruntime | qmpc = rhe |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("| # | image | element | v | v − tie | v_qmpc − tie | qmpc | onnxruntime | "
+          "rhe(v) | rhe(v_qmpc) |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for d in all_diffs:
         half = lambda v: v - (v.numerator // v.denominator) - Fraction(1, 2)
         print(f"| {d['k']} | {d['idx'][0]} | {list(d['idx'][1:])} | {float(d['v']):.9f} | "
               f"{float(half(d['v'])):+.2e} | {float(half(d['vq'])):+.2e} | {d['q']} | {d['o']} | "
-              f"{'yes' if d['rhe'] else 'NO'} |")
+              f"{d['yd']} | {d['yq']} |")
     n_local = sum(local[t]["n"] for t in model.quantized)
     bad_q = sum(len(local[t]["bad_q"] or []) for t in model.quantized)
     bad_d = sum(len(local[t]["bad_d"] or []) for t in model.quantized)
@@ -742,7 +750,10 @@ def trace(spec):
           f"{len(all_diffs) - len(untraced)} at ties (1 step, |frac(v) - 1/2| < {TIE_EPS:g}, "
           f"qmpc = round-half-even); max |frac(v) - 1/2| of a difference "
           f"{max((d['dist'] for d in all_diffs), default=0):.3g}"
-          f"{'' if not nonties else f'; {len(nonties)} NOT at a tie'}.")
+          f"{'' if not nonties else f'; {len(nonties)} NOT at a tie'}; "
+          f"qmpc = rhe(v) (the exact ONNX value) at {sum(d['q'] == d['yd'] for d in all_diffs)}, "
+          f"onnxruntime at {sum(d['o'] == d['yd'] for d in all_diffs)}; "
+          f"qmpc = rhe(v_qmpc) at {sum(d['q'] == d['yq'] for d in all_diffs)}.")
     print(f"Exact check of every element ({n_elems} elements of "
           f"{sum(1 for t in model.quantized if local[t]['diffs'] is not None)} tensors, "
           f"from onnxruntime's inputs): qmpc != round-half-even(v_qmpc) at {bad_q}, "
