@@ -934,6 +934,40 @@ def m_qlinear_softmax():
     return res
 
 
+def layer_norm(x, axis, gamma, beta, eps):
+    axes = tuple(range(axis % x.ndim, x.ndim))
+    m = x.mean(axis=axes, keepdims=True)
+    v = ((x - m) ** 2).mean(axis=axes, keepdims=True)
+    return (x - m) / np.sqrt(v + eps) * gamma + (0 if beta is None else beta)
+
+
+def m_qdq_layernorm():
+    """LayerNormalization (opset 17) between DQ and Q: over the last axis, over the last two, without a bias."""
+    res = []
+    for var, kind, shape, axis, bias, eps in [("s8_last", "s8", [1, 4, 16], -1, True, 1e-5),
+                                              ("u8_two_axes", "u8", [1, 3, 4, 5], 2, True, 1e-5),
+                                              ("s8_nobias", "s8", [1, 2, 64], -1, False, 1e-3)]:
+        name = f"QDQLayerNorm/{var}"
+        rng = rng_for(name)
+        g = B()
+        x, xd = qdq_in(g, name, kind, shape, -2.0, 3.0)
+        norm = shape[axis % len(shape):]
+        gamma = rng.uniform(0.5, 1.5, norm).astype(np.float32)
+        beta = rng.uniform(-0.3, 0.3, norm).astype(np.float32) if bias else None
+        g.c("gamma", gamma)
+        ins = ["x_dq", "gamma"]
+        if bias:
+            ins.append(g.c("beta", beta))
+        g.n("LayerNormalization", ins, "ln", axis=axis, epsilon=eps)
+        fy = layer_norm(xd.astype(np.float64), axis, gamma, beta, eps)
+        sy, zy = qparams(fy.min(), fy.max(), kind)
+        g.Q("ln", g.qp("y", sy, zy), "y_q")
+        g.DQ("y_q", ("y_scale", "y_zero_point"), "logits")
+        res.append((var, g.model(TP.FLOAT, shape, TP.FLOAT, shape, opset=17), x,
+                    {"activation_type": kind, "axis": axis}))
+    return res
+
+
 def m_qdq_gather_resize():
     """Gather with constant indices and nearest-neighbour Resize on dequantized tensors."""
     res = []
@@ -1119,6 +1153,8 @@ OP_MODELS = [
                        "and after a Div by a constant (attention's scaling)", m_qdq_softmax),
     ("op_qlinearsoftmax", "com.microsoft QLinearSoftmax (opset 13 semantics) on the last axis and on an inner one",
      m_qlinear_softmax),
+    ("op_qdq_layernorm", "QDQ: LayerNormalization (opset 17) between DQ and Q: last axis, last two axes, no bias",
+     m_qdq_layernorm),
     ("op_dynamic", "dynamic quantization as quantize_dynamic writes it: DynamicQuantizeLinear -> MatMulInteger / "
                    "ConvInteger -> Cast -> Mul by the run-time scale -> Add bias -> Relu (MaxPool, Flatten); rows "
                    "with all zeros, all negatives, a tiny range, a large one, an outlier", m_dynamic),

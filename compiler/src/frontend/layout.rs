@@ -193,7 +193,8 @@ impl Importer<'_> {
             Sym::FloatInput { .. }
             | Sym::Softmax { .. }
             | Sym::BlockedReal { .. }
-            | Sym::DynScale { .. } => return Err(
+            | Sym::DynScale { .. }
+            | Sym::LayerNorm(_) => return Err(
                 "layout ops on an unquantized or block-dequantized float tensor are not supported"
                     .into(),
             ),
@@ -211,6 +212,10 @@ impl Importer<'_> {
             },
             Sym::FloatInput { dims, .. } => dims.clone(),
             Sym::DynScale { .. } => vec![],
+            Sym::LayerNorm(ln) => match &ln.real.v {
+                IntVal::Node(n) => self.g.dims(*n).to_vec(),
+                IntVal::Const { data, .. } => data.dims.clone(),
+            },
         })
     }
 

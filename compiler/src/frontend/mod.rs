@@ -9,6 +9,7 @@ mod batchnorm;
 mod dynamic;
 mod elemfn;
 mod expr;
+mod layernorm;
 mod layout;
 mod ops;
 pub mod rational;
@@ -415,6 +416,11 @@ impl Importer<'_> {
                 return Err("the output is a constant; there is nothing to compute".into())
             }
             Sym::FloatInput { .. } => return Err("the output is an unquantized input".into()),
+            Sym::LayerNorm(_) => {
+                return Err(
+                    "a LayerNormalization output must be quantized (QuantizeLinear) first".into(),
+                )
+            }
             // A graph output of DynamicQuantizeLinear's scale: the range, dequantized by the
             // receiver (an f32 of the exact `range · unit`).
             Sym::DynScale { range, unit } => {

@@ -69,6 +69,12 @@ const OPS: &[(&str, &str, i64, Handler)] = &[
         super::batchnorm::batch_norm,
     ),
     ("ai.onnx", "Softmax", 1, softmax),
+    (
+        "ai.onnx",
+        "LayerNormalization",
+        17,
+        super::layernorm::layer_norm,
+    ),
     ("ai.onnx", "ArgMax", 1, argmax),
     (
         "ai.onnx",
@@ -303,6 +309,7 @@ fn quantize_linear(
         }
         Sym::Real(r) => one(imp.quantize(r.clone(), &q)?),
         Sym::Softmax { real, axis } => one(imp.quantize_softmax(real, *axis, &q)?),
+        Sym::LayerNorm(ln) => one(imp.quantize_layer_norm(ln, &q)?),
         Sym::Const(t) if t.is_float() => one(imp.quantize_const(t, &q)?),
         _ => Err("QuantizeLinear needs a float tensor".into()),
     }

@@ -8,7 +8,7 @@
 
 use super::rational::Rational;
 use super::real::{plain, QParams};
-use super::recip::{bit_len, F};
+use super::recip::F;
 use super::sym::{Real, Sym};
 use super::{dtype_of, Importer, R};
 use qmpc_bytecode::operand::{Dst, Index, Int, Reg};
@@ -71,13 +71,14 @@ impl Importer<'_> {
         )?;
         // Σ e ≥ 2^K (the maximum's own term); 1/Σ e = P·r / 2^(bits−1+F).
         let sum = self.reduce_axis(e, axis, false)?;
-        let bits = bit_len(self.g.decl(sum).hi as i128).max(K + 1);
+        let (sum, bits, d) = self.narrowed(sum)?;
+        let bits = bits.max(K + 1 - d);
         let p = self.normalizer(sum, bits)?;
         let sn = self.normalized(sum, p, bits)?;
         let r = self.reciprocal(sn)?;
-        // e·P/2^(bits−1) < 2 as e ≤ Σ e.
+        // e·P/2^(bits−1+d) < 2 as e ≤ Σ e.
         let ep = self.mul_nodes(e, p)?;
-        let ep = self.shift(ep, G as i32 - (bits as i32 - 1))?;
+        let ep = self.shift(ep, G as i32 - (bits as i32 - 1) - d as i32)?;
         let ep = self.clamp_to(ep, 0, 2 << G, None)?;
         let a = self.mul_nodes(ep, r)?;
         // y = a / 2^(G+F); the output step is y_scale.

@@ -28,6 +28,8 @@ pub enum Sym {
     /// The scale output of `DynamicQuantizeLinear`, `range · unit`: `range` a secret
     /// per-sample integer `[N, 1]`, `unit` public (`frontend/dynamic.rs`).
     DynScale { range: NodeIndex, unit: Rational },
+    /// A `LayerNormalization` of a real tensor, computed at its `QuantizeLinear`.
+    LayerNorm(Box<super::layernorm::LayerNorm>),
 }
 
 /// Integers of a real tensor: a run-time node or compile-time values (weights).
