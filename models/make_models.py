@@ -1173,6 +1173,100 @@ def digits():
     return X[~test], y[~test], X[test], y[test]
 
 
+def encoder_models(out, tmp):
+    """A one-layer transformer encoder (post-LN, 2 heads, S=8, D=16; GELU as Div/Erf/Add/Mul/Mul) built
+    with onnx.helper in float, then quantized by onnxruntime's quantize_static (after quant_pre_process
+    without its graph optimizations, which would merge the batch into Gemm rows) as QDQ s8 per tensor,
+    QDQ s8 per channel and QOperator u8. Yields (model name, variant, model, x, meta)."""
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+    S, D, H = 8, 16, 2
+    dh = D // H
+    rng = np.random.default_rng(zlib.crc32(b"tiny_encoder"))
+    g = B()
+
+    def w(*shape):
+        return (rng.standard_normal(shape) / np.sqrt(shape[0])).astype(np.float32)
+
+    def small(n):
+        return (0.1 * rng.standard_normal(n)).astype(np.float32)
+
+    for k in "qkv":
+        g.c(f"W{k}", w(D, D))
+        g.c(f"b{k}", small(D))
+        g.n("MatMul", ["input", f"W{k}"], f"{k}0")
+        g.n("Add", [f"{k}0", f"b{k}"], f"{k}1")
+        g.c(f"shape_{k}", np.array([0, S, H, dh], np.int64))
+        g.n("Reshape", [f"{k}1", f"shape_{k}"], f"{k}2")
+        g.n("Transpose", [f"{k}2"], f"{k}3", perm=[0, 2, 3, 1] if k == "k" else [0, 2, 1, 3])
+    g.n("MatMul", ["q3", "k3"], "att0")
+    g.c("sqrt_dh", np.array(np.sqrt(dh), np.float32))
+    g.n("Div", ["att0", "sqrt_dh"], "att1")
+    g.n("Softmax", ["att1"], "att2", axis=-1)
+    g.n("MatMul", ["att2", "v3"], "ctx0")
+    g.n("Transpose", ["ctx0"], "ctx1", perm=[0, 2, 1, 3])
+    g.c("shape_o", np.array([0, S, D], np.int64))
+    g.n("Reshape", ["ctx1", "shape_o"], "ctx2")
+    g.c("Wo", w(D, D))
+    g.c("bo", small(D))
+    g.n("MatMul", ["ctx2", "Wo"], "o0")
+    g.n("Add", ["o0", "bo"], "o1")
+    g.n("Add", ["o1", "input"], "r1")
+    g.c("ln1_g", (1 + small(D)).astype(np.float32))
+    g.c("ln1_b", small(D))
+    g.n("LayerNormalization", ["r1", "ln1_g", "ln1_b"], "ln1", axis=-1, epsilon=1e-5)
+    g.c("W1", w(D, 4 * D))
+    g.c("b1", small(4 * D))
+    g.n("MatMul", ["ln1", "W1"], "f0")
+    g.n("Add", ["f0", "b1"], "f1")
+    g.c("sqrt2", np.array(np.sqrt(2), np.float32))
+    g.c("one", np.array(1, np.float32))
+    g.c("half", np.array(0.5, np.float32))
+    g.n("Div", ["f1", "sqrt2"], "e0")
+    g.n("Erf", ["e0"], "e1")
+    g.n("Add", ["e1", "one"], "e2")
+    g.n("Mul", ["f1", "e2"], "e3")
+    g.n("Mul", ["e3", "half"], "f2")
+    g.c("W2", w(4 * D, D))
+    g.c("b2", small(D))
+    g.n("MatMul", ["f2", "W2"], "f3")
+    g.n("Add", ["f3", "b2"], "f4")
+    g.n("Add", ["f4", "ln1"], "r2")
+    g.c("ln2_g", (1 + small(D)).astype(np.float32))
+    g.c("ln2_b", small(D))
+    g.n("LayerNormalization", ["r2", "ln2_g", "ln2_b"], "logits", axis=-1, epsilon=1e-5)
+    model = g.model(TP.FLOAT, [1, S, D], TP.FLOAT, [1, S, D], opset=17)
+    fpath = os.path.join(tmp, "encoder_float.onnx")
+    onnx.save(model, fpath)
+    pre = os.path.join(tmp, "encoder_pre.onnx")
+    quant_pre_process(fpath, pre, skip_symbolic_shape=True, skip_optimization=True)
+    calib = rng.standard_normal((32, 1, S, D)).astype(np.float32)
+    x = rng.standard_normal((N_REF, S, D)).astype(np.float32)
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self.it = iter([{"input": c} for c in calib])
+
+        def get_next(self):
+            return next(self.it, None)
+
+    for var, fmt, act, pc in [("qdq_s8_pt", QuantFormat.QDQ, QuantType.QInt8, False),
+                              ("qdq_s8_pc", QuantFormat.QDQ, QuantType.QInt8, True),
+                              ("qop_u8_pt", QuantFormat.QOperator, QuantType.QUInt8, False)]:
+        qpath = os.path.join(tmp, f"encoder_{var}.onnx")
+        quantize_static(pre, qpath, Reader(), quant_format=fmt, activation_type=act, weight_type=QuantType.QInt8,
+                        per_channel=pc)
+        q = onnx.load(qpath)
+        q.producer_name, q.producer_version = "qmpc models/make_models.py", "1"
+        meta = {"activation_type": "s8" if act == QuantType.QInt8 else "u8", "weight_type": "s8",
+                "per_channel": pc, "format": "QDQ" if fmt == QuantFormat.QDQ else "QOperator",
+                "architecture": "one transformer encoder layer (post-LN, 2 heads, S=8, D=16, GELU), float built with "
+                                "onnx.helper, quantized by onnxruntime.quantization.quantize_static",
+                "quantizer": f"onnxruntime.quantization.quantize_static (onnxruntime {ort.__version__}) after "
+                             "quant_pre_process(skip_optimization=True), 32 calibration rows"}
+        yield "tiny_encoder", var, q, x, meta
+
+
 def torch_models(out, tmp):
     import torch
     import torch.nn as nn
@@ -1467,6 +1561,10 @@ def main():
             for mname, var, model, x, meta, labels in torch_models(out, tmp):
                 if a.only in mname:
                     entries.append(write_entry(out, mname, var, model, x, meta, labels))
+    if a.only in "tiny_encoder":
+        with tempfile.TemporaryDirectory() as tmp:
+            for mname, var, model, x, meta in encoder_models(out, tmp):
+                entries.append(write_entry(out, mname, var, model, x, meta))
     for mname, desc, fn in OP_MODELS:
         if a.only not in mname:
             continue

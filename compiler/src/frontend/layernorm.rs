@@ -10,13 +10,12 @@
 //! the output is rounded once, half to even. Error against the exact value: below 10^-4
 //! output steps (docs/semantics.md).
 
-use super::ops::{arg, check_attrs, konst, norm_axis, one, opt_konst, real_of};
+use super::ops::{arg, check_attrs, norm_axis, one, real_of};
 use super::real::{plain, QParams};
 use super::recip::F;
-use super::sym::{Real, Sym};
+use super::sym::{IntVal, Real, Sym};
 use super::{attrs, dtype_of, Importer, R};
 use crate::onnx::proto::NodeProto;
-use crate::onnx::TensorData;
 
 /// Fractional bits of `c/√W` (at most 1 in magnitude).
 const G: u32 = 20;
@@ -60,21 +59,19 @@ pub(super) fn layer_norm(
         return Err("LayerNormalization over the batch axis is not supported".into());
     }
     let norm_dims = dims[axis..].to_vec();
-    let spread = |t: &TensorData, what: &str| -> R<Vec<f64>> {
-        let v = t.floats().ok_or_else(|| format!("{what} must be float"))?;
-        let src = qmpc_bytecode::tensor::Tensor::new(
-            t.dims.clone(),
-            v.iter().map(|&x| x as f64).collect::<Vec<f64>>(),
-        );
-        qmpc_bytecode::shapes::broadcast(&t.dims, &norm_dims)
+    let spread = |s: &Sym, what: &str| -> R<Vec<f64>> {
+        let (dims, v) = constant_values(s)
+            .ok_or_else(|| format!("{what} must be a constant (or a DequantizeLinear of one)"))?;
+        qmpc_bytecode::shapes::broadcast(&dims, &norm_dims)
             .ok()
             .filter(|d| *d == norm_dims)
-            .ok_or_else(|| format!("{what} of shape {:?} does not fit {norm_dims:?}", t.dims))?;
+            .ok_or_else(|| format!("{what} of shape {dims:?} does not fit {norm_dims:?}"))?;
+        let src = qmpc_bytecode::tensor::Tensor::new(dims, v);
         Ok(qmpc_bytecode::tensor::broadcast_to(&src, &norm_dims))
     };
-    let gamma = spread(konst(inputs, 1, "Scale")?, "Scale")?;
+    let gamma = spread(arg(inputs, 1, "Scale")?, "Scale")?;
     let n: usize = norm_dims.iter().product();
-    let beta = match opt_konst(inputs, 2, "B")? {
+    let beta = match inputs.get(2).and_then(Option::as_ref) {
         Some(b) => spread(b, "B")?,
         None => vec![0.0; n],
     };
@@ -85,6 +82,34 @@ pub(super) fn layer_norm(
         beta,
         eps: a.float("epsilon", 1e-5)? as f64,
     })))
+}
+
+/// The float values of a constant: a float initializer, or the `DequantizeLinear` of an
+/// integer one (onnxruntime's quantizer quantizes a LayerNormalization's Scale and B).
+fn constant_values(s: &Sym) -> Option<(Vec<usize>, Vec<f64>)> {
+    match s {
+        Sym::Const(t) => Some((
+            t.dims.clone(),
+            t.floats()?.iter().map(|&x| x as f64).collect(),
+        )),
+        Sym::Real(r) if r.func.is_none() && r.divisor.is_none() => {
+            let IntVal::Const { data, .. } = &r.v else {
+                return None;
+            };
+            let ints = data.ints()?;
+            let dims = data.dims.clone();
+            let axis = r.scale.axis;
+            let inner: usize = dims.get(axis + 1..).map_or(1, |d| d.iter().product());
+            let channels = dims.get(axis).copied().unwrap_or(1).max(1);
+            let vals = ints
+                .iter()
+                .enumerate()
+                .map(|(i, &q)| q as f64 * r.scale.get((i / inner.max(1)) % channels).to_f64())
+                .collect();
+            Some((dims, vals))
+        }
+        _ => None,
+    }
 }
 
 impl Importer<'_> {

@@ -416,10 +416,20 @@ impl Importer<'_> {
                 return Err("the output is a constant; there is nothing to compute".into())
             }
             Sym::FloatInput { .. } => return Err("the output is an unquantized input".into()),
-            Sym::LayerNorm(_) => {
-                return Err(
-                    "a LayerNormalization output must be quantized (QuantizeLinear) first".into(),
-                )
+            // A float LayerNormalization output (a QOperator file has no quantized form of
+            // it): computed at 2^-16 as an int32, dequantized by the receiver.
+            Sym::LayerNorm(ln) => {
+                let unit = real::QParams {
+                    scale: vec![1.0 / 65536.0],
+                    zp: vec![0],
+                    axis: 0,
+                    block: 0,
+                    onnx: data_type::INT32,
+                };
+                let Sym::Int { node, .. } = self.quantize_layer_norm(&ln, &unit)? else {
+                    return Err("a LayerNormalization output did not quantize".into());
+                };
+                (node, Some(unit.to_quant()), PostOp::None, ExternalType::F32)
             }
             // A graph output of DynamicQuantizeLinear's scale: the range, dequantized by the
             // receiver (an f32 of the exact `range · unit`).
