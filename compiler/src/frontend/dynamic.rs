@@ -238,14 +238,7 @@ impl Importer<'_> {
     pub fn minus_dynamic_zero_point(&mut self, a: NodeIndex, zp: NodeIndex) -> R<Real> {
         let rank = self.g.dims(a).len();
         let zb = self.per_sample(zp, rank)?;
-        let d = self.compute(
-            Instr::Sub {
-                dst: Dst(0),
-                a: Reg(0),
-                b: Reg(1),
-            },
-            &[a, zb],
-        )?;
+        let d = self.sub_nodes(a, zb)?;
         Ok(Real::plain(
             IntVal::Node(d),
             Scale::scalar(Rational::int(1)),

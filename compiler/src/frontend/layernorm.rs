@@ -132,14 +132,7 @@ impl Importer<'_> {
         // c = n·v − Σv; W = Σc² + E.
         let sum = self.reduce_axis(x, last, false)?;
         let nx = self.times(x, n as i64)?;
-        let c = self.compute(
-            qmpc_bytecode::Instr::Sub {
-                dst: qmpc_bytecode::operand::Dst(0),
-                a: qmpc_bytecode::operand::Reg(0),
-                b: qmpc_bytecode::operand::Reg(1),
-            },
-            &[nx, sum],
-        )?;
+        let c = self.sub_nodes(nx, sum)?;
         let c2 = self.mul_nodes(c, c)?;
         let ss = self.reduce_axis(c2, last, false)?;
         let s = ln.real.scale.get(0).to_f64();

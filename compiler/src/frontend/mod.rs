@@ -541,6 +541,12 @@ impl Importer<'_> {
         self.compute(Instr::Add { dst, a: a_, b: b_ }, &[a, b])
     }
 
+    /// `a − b` with numpy broadcasting.
+    pub fn sub_nodes(&mut self, a: NodeIndex, b: NodeIndex) -> R<NodeIndex> {
+        let (dst, a_, b_) = (Dst(0), Reg(0), Reg(1));
+        self.compute(Instr::Sub { dst, a: a_, b: b_ }, &[a, b])
+    }
+
     /// `x + c` for a public scalar `c` (nothing for 0).
     pub fn add_scalar(&mut self, x: NodeIndex, c: i64) -> R<NodeIndex> {
         if c == 0 {

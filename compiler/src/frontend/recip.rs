@@ -68,14 +68,7 @@ impl Importer<'_> {
         tdims[wide.len() - 1] = n;
         let thresholds = (1..bits).map(|j| (1i64 << j) - 1).collect();
         let t = self.konst(tdims, thresholds);
-        let d = self.compute(
-            Instr::Sub {
-                dst: Dst(0),
-                a: Reg(0),
-                b: Reg(1),
-            },
-            &[col, t],
-        )?;
+        let d = self.sub_nodes(col, t)?;
         let ind = self.clamp_to(d, 0, 1, None)?;
         let ones = self.konst(vec![n, 1], vec![1; n]);
         let count = self.compute_to(
@@ -150,32 +143,12 @@ impl Importer<'_> {
                 round_half_even(x) as i64
             })
             .collect();
-        let t = self.g.add_table(ConstTensor {
-            dtype: DType::fitting(0, one),
-            dims: vec![table.len()],
-            data: table,
-        });
-        let r0 = self.compute(
-            Instr::Lookup {
-                dst: Dst(0),
-                x: Reg(0),
-                table: Index(t),
-                offset: Int(first),
-            },
-            &[k],
-        )?;
+        let r0 = self.table_lookup(k, table, first)?;
         // s·r0 is within 2^-TABLE_BITS of one; every bound here is small, so no clamp.
         let sr = self.mul_nodes(s, r0)?;
         let sr = self.rescale_by(sr, 1, one)?;
         let two = self.konst(vec![1], vec![2 * one]);
-        let e = self.compute(
-            Instr::Sub {
-                dst: Dst(0),
-                a: Reg(0),
-                b: Reg(1),
-            },
-            &[two, sr],
-        )?;
+        let e = self.sub_nodes(two, sr)?;
         let r = self.mul_nodes(r0, e)?;
         self.rescale_by(r, 1, one)
     }
@@ -201,14 +174,7 @@ impl Importer<'_> {
         let srr = self.mul_nodes(sr, r0)?;
         let srr = self.rescale_by(srr, 1, one)?;
         let three = self.konst(vec![1], vec![3 * one]);
-        let e = self.compute(
-            Instr::Sub {
-                dst: Dst(0),
-                a: Reg(0),
-                b: Reg(1),
-            },
-            &[three, srr],
-        )?;
+        let e = self.sub_nodes(three, srr)?;
         let r = self.mul_nodes(r0, e)?;
         self.rescale_by(r, 1, 2 * one)
     }

@@ -11,8 +11,6 @@ use super::real::{plain, QParams};
 use super::recip::F;
 use super::sym::{Real, Sym};
 use super::{dtype_of, Importer, R};
-use qmpc_bytecode::operand::{Dst, Index, Int, Reg};
-use qmpc_bytecode::{ConstTensor, DType, Instr};
 
 /// Fractional bits of the exponentials.
 const K: u32 = 20;
@@ -42,33 +40,13 @@ impl Importer<'_> {
         // e = round(2^K · exp(s · (v − max))), v − max ≤ 0 (the table's other entries are
         // never read).
         let m = self.reduce_axis(v, axis, true)?;
-        let diff = self.compute(
-            Instr::Sub {
-                dst: Dst(0),
-                a: Reg(0),
-                b: Reg(1),
-            },
-            &[v, m],
-        )?;
+        let diff = self.sub_nodes(v, m)?;
         let s = x.scale.get(0).to_f64();
         let (lo, hi) = (self.g.decl(diff).lo, self.g.decl(diff).hi);
         let table: Vec<i64> = (lo..=hi)
             .map(|t| ((1u64 << K) as f64 * (s * t.min(0) as f64).exp()).round() as i64)
             .collect();
-        let t = self.g.add_table(ConstTensor {
-            dtype: DType::fitting(0, 1 << K),
-            dims: vec![table.len()],
-            data: table,
-        });
-        let e = self.compute(
-            Instr::Lookup {
-                dst: Dst(0),
-                x: Reg(0),
-                table: Index(t),
-                offset: Int(lo),
-            },
-            &[diff],
-        )?;
+        let e = self.table_lookup(diff, table, lo)?;
         // Σ e ≥ 2^K (the maximum's own term); 1/Σ e = P·r / 2^(bits−1+F).
         let sum = self.reduce_axis(e, axis, false)?;
         let (sum, bits, d) = self.narrowed(sum)?;
