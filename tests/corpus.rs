@@ -100,7 +100,7 @@ fn check(e: &Entry) -> Option<String> {
 }
 
 /// Dynamically quantized models (`quantize_dynamic`: scales picked at run time, a float tail;
-/// docs/dynamic-quantization.md): every row within 1% of its largest reference magnitude,
+/// docs/semantics.md): every row within 1% of its largest reference magnitude,
 /// and the same top-1.
 fn dynamic_within_one_percent(id: &str, d: &[usize], g: &[f32], w: &[f32]) -> Option<String> {
     let cols = d.last().copied().unwrap_or(1).max(1);

@@ -18,9 +18,9 @@
 //!   first, so the secret product stays within the ring.
 //!
 //! onnxruntime computes the same steps in f32; the differences (float rounding, the
-//! fixed-point tail's 2^-16 steps) are documented with measured errors in
-//! docs/dynamic-quantization.md. The range is per sample: for a batch of one, the tensor's
-//! range as ONNX defines it; a larger batch quantizes each sample on its own (the data of one
+//! fixed-point tail's 2^-16 steps) are documented with measured errors in docs/semantics.md
+//! ("Dynamic quantization"). The range is per sample: for a batch of one, the tensor's range
+//! as ONNX defines it; a larger batch quantizes each sample on its own (the data of one
 //! sample does not change another's result).
 
 use super::ops::{arg, check_attrs};
