@@ -51,7 +51,10 @@ const FACTOR_BITS: u32 = 24;
 
 /// The unit of the fixed-point tail, `2^-FRAC`.
 pub fn unit() -> Rational {
-    Rational::new(1, 1 << FRAC).expect("nonzero")
+    Rational {
+        num: 1,
+        den: 1 << FRAC,
+    }
 }
 
 pub(super) fn dynamic_quantize(

@@ -139,8 +139,11 @@ impl Importer<'_> {
         let table: Vec<i64> = (first..=last)
             .map(|k| {
                 let k = k.clamp(1 << TABLE_BITS, 2 << TABLE_BITS);
-                let x = Rational::new(1i128 << (F + TABLE_BITS), k as i128).expect("k > 0");
-                round_half_even(x) as i64
+                // k ≥ 2^TABLE_BITS after the clamp: a positive denominator.
+                round_half_even(Rational {
+                    num: 1i128 << (F + TABLE_BITS),
+                    den: k as i128,
+                }) as i64
             })
             .collect();
         let r0 = self.table_lookup(k, table, first)?;
