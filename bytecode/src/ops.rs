@@ -79,6 +79,10 @@ macro_rules! for_each_op {
             Lookup = 0x25, "lookup", IfSecret { dst: Dst, x: Reg, table: Index, offset: Int };
             /// `clamp(round_half_even(x · num / den) + zp, lo, hi)`: a rescale, zero point and clamp fused (`num`, `den`, `zp` public, broadcast).
             Requant = 0x26, "requant", IfSecret { dst: Dst, x: Reg, num: Reg, den: Reg, zp: Reg, lo: Int, hi: Int };
+            /// `requant(conv(x, w) + bias)` as one instruction (`bias`, `num`, `den`, `zp` broadcast to the convolution's shape): a product that only its requantization reads, which a protocol may requantize from the product's unreshared parts.
+            ConvRequant = 0x27, "convrequant", IfSecret { dst: Dst, x: Reg, w: Reg, bias: Reg, num: Reg, den: Reg, zp: Reg, strides: Ints, pads: Ints, dilations: Ints, group: Int, lo: Int, hi: Int };
+            /// `requant(matmul(a, b) + bias)` as one instruction, as `convrequant`.
+            MatMulRequant = 0x28, "matmulrequant", IfSecret { dst: Dst, a: Reg, b: Reg, bias: Reg, num: Reg, den: Reg, zp: Reg, lo: Int, hi: Int };
             /// Same elements in the shape of `dst`.
             Reshape = 0x30, "reshape", Local { dst: Dst, x: Reg };
             /// Permute axes: output axis `i` is input axis `perm[i]`.

@@ -162,7 +162,8 @@ fn check_quant(q: &crate::QuantParams, what: &str) -> Result<(), VerifyError> {
     Ok(())
 }
 
-type Bounds = (i128, i128);
+/// Bounds of values `(lo, hi)`, wide enough for products of any two `i64` bounds.
+pub type Bounds = (i128, i128);
 
 fn mul_bounds(a: Bounds, b: Bounds) -> Bounds {
     let c = [a.0 * b.0, a.0 * b.1, a.1 * b.0, a.1 * b.1];
@@ -307,6 +308,17 @@ pub fn check_scales(ins: &Instr, dst: DType, operands: &[DType]) -> Result<(), S
         | Instr::Conv { .. }
         | Instr::ConvGradW { .. }
         | Instr::ConvGradX { .. } => operands.iter().map(|&d| f(d)).sum(),
+        Instr::ConvRequant { .. } | Instr::MatMulRequant { .. } => {
+            // The bias is added to the product: it has the product's scale.
+            if let [x, w, bias, ..] = operands {
+                if f(*x) + f(*w) != f(*bias) {
+                    return Err(format!(
+                        "a bias of scale {bias} added to a product of {x} and {w}"
+                    ));
+                }
+            }
+            return Ok(());
+        }
         Instr::SumPool { .. }
         | Instr::MaxPool { .. }
         | Instr::Clamp { .. }
@@ -400,6 +412,119 @@ fn check_instr(
     Ok(())
 }
 
+/// Shape and bounds of `matmul(a, b)`.
+fn matmul_product(p: &dyn InferCtx, a: u32, b: u32) -> Result<(Vec<usize>, Bounds), String> {
+    let (ad, bd) = (&p.reg(a).ty.dims, &p.reg(b).ty.dims);
+    let d = shapes::matmul(ad, bd)?;
+    let k = ad[ad.len() - 1];
+    let bnd = |r: u32| (p.reg(r).lo as i128, p.reg(r).hi as i128);
+    Ok((d, scale_bounds(mul_bounds(bnd(a), bnd(b)), k)))
+}
+
+/// Shape and bounds of the product a `conv`, `matmul` or fused instruction computes;
+/// `None` for every other instruction.
+pub fn product(p: &dyn InferCtx, ins: &Instr) -> Result<Option<(Vec<usize>, Bounds)>, String> {
+    let bnd = |r: u32| (p.reg(r).lo as i128, p.reg(r).hi as i128);
+    match ins {
+        Instr::MatMul { a, b, .. } | Instr::MatMulRequant { a, b, .. } => {
+            matmul_product(p, a.0, b.0).map(Some)
+        }
+        Instr::Conv {
+            x,
+            w,
+            strides,
+            pads,
+            dilations,
+            group,
+            ..
+        }
+        | Instr::ConvRequant {
+            x,
+            w,
+            strides,
+            pads,
+            dilations,
+            group,
+            ..
+        } => {
+            let wd = &p.reg(w.0).ty.dims;
+            if wd.len() != 4 {
+                return Err(format!("conv weight must be 4-D, is {wd:?}"));
+            }
+            let win = shapes::window(&wd[2..], &strides.0, &pads.0, &dilations.0)?;
+            let d = shapes::conv(&p.reg(x.0).ty.dims, wd, &win, group.0)?;
+            if p.reg(w.0).ty.batched {
+                return Err("conv weight cannot have a batch dimension".into());
+            }
+            let k = wd[1] * wd[2] * wd[3];
+            Ok(Some((d, scale_bounds(mul_bounds(bnd(x.0), bnd(w.0)), k))))
+        }
+        _ => Ok(None),
+    }
+}
+
+/// Shape and bounds of the sum `product + bias` a fused `convrequant` or `matmulrequant`
+/// requantizes (no register holds it); `None` for every other instruction.
+pub fn accumulator(p: &dyn InferCtx, ins: &Instr) -> Result<Option<(Vec<usize>, Bounds)>, String> {
+    let bias = match ins {
+        Instr::ConvRequant { bias, .. } | Instr::MatMulRequant { bias, .. } => bias.0,
+        _ => return Ok(None),
+    };
+    let (d, b) = product(p, ins)?.ok_or("not a product")?;
+    let bias_dims = &p.reg(bias).ty.dims;
+    if shapes::broadcast(&d, bias_dims)? != d {
+        return Err(format!(
+            "a bias of shape {bias_dims:?} does not broadcast to the product's {d:?}"
+        ));
+    }
+    let acc = (b.0 + p.reg(bias).lo as i128, b.1 + p.reg(bias).hi as i128);
+    if acc.0.abs() >= RING_BOUND || acc.1.abs() >= RING_BOUND {
+        return Err(format!(
+            "the product and bias may reach [{}, {}], beyond the exact range of the 64-bit ring",
+            acc.0, acc.1
+        ));
+    }
+    Ok(Some((d, acc)))
+}
+
+/// Bounds of `requant` on values of shape `x_dims` within `acc`, its parameters in
+/// registers `(num, den, zp)`; the checks of the parameters.
+fn requant_result(
+    p: &dyn InferCtx,
+    x_dims: &[usize],
+    acc: Bounds,
+    (num, den, zp): (u32, u32, u32),
+    (lo, hi): (i64, i64),
+) -> Result<Bounds, String> {
+    let reg = |r: u32| p.reg(r);
+    let bnd = |r: u32| (reg(r).lo as i128, reg(r).hi as i128);
+    if [num, den, zp]
+        .iter()
+        .any(|&r| reg(r).vis == Visibility::Secret)
+    {
+        return Err("requant factors and zero point must be public".into());
+    }
+    if lo > hi {
+        return Err(format!("requant bounds {lo} > {hi}"));
+    }
+    let mut d = x_dims.to_vec();
+    for r in [num, den, zp] {
+        d = shapes::broadcast(&d, &reg(r).ty.dims)?;
+    }
+    if d != x_dims {
+        return Err("requant parameters must broadcast to the operand's shape".into());
+    }
+    if bnd(den).0 < 1 {
+        return Err("requant denominator must be positive".into());
+    }
+    // The bounds the unfused rescale, add and clamp would give.
+    let r = rescale_bounds(acc, bnd(num), bnd(den).0, p.trunc());
+    let (zl, zh) = bnd(zp);
+    let mid = (r.0 + zl, r.1 + zh);
+    let (l, h) = (lo as i128, hi as i128);
+    Ok((mid.0.clamp(l, h), mid.1.clamp(l, h)))
+}
+
 /// Result type, visibility and bounds of `ins` from its operands' declarations. `dst_dims` is
 /// the declared shape of the result, consulted only where an instruction takes its shape from
 /// its destination (`reshape`, `cast`, `argmax`'s kept axis).
@@ -474,41 +599,39 @@ pub fn infer(p: &dyn InferCtx, ins: &Instr, dst_dims: &[usize]) -> Result<Inferr
             (d, batched_any(&[a.0, b.0]), vis_of(&[a.0, b.0]), bb)
         }
         Instr::MatMul { a, b, .. } => {
-            let d = shapes::matmul(&dims(a.0), &dims(b.0))?;
-            let ad = dims(a.0);
-            let k = ad[ad.len() - 1];
-            (
-                d,
-                batched_any(&[a.0, b.0]),
-                vis_of(&[a.0, b.0]),
-                scale_bounds(mul_bounds(bnd(a.0), bnd(b.0)), k),
-            )
+            let (d, bb) = matmul_product(p, a.0, b.0)?;
+            (d, batched_any(&[a.0, b.0]), vis_of(&[a.0, b.0]), bb)
         }
-        Instr::Conv {
+        Instr::Conv { x, w, .. } => {
+            let (d, bb) = product(p, ins)?.ok_or("not a product")?;
+            (d, reg(x.0).ty.batched, vis_of(&[x.0, w.0]), bb)
+        }
+        Instr::ConvRequant {
             x,
             w,
-            strides,
-            pads,
-            dilations,
-            group,
+            bias,
+            num,
+            den,
+            zp,
+            lo,
+            hi,
+            ..
+        }
+        | Instr::MatMulRequant {
+            a: x,
+            b: w,
+            bias,
+            num,
+            den,
+            zp,
+            lo,
+            hi,
             ..
         } => {
-            let wd = dims(w.0);
-            if wd.len() != 4 {
-                return Err(format!("conv weight must be 4-D, is {wd:?}"));
-            }
-            let win = shapes::window(&wd[2..], &strides.0, &pads.0, &dilations.0)?;
-            let d = shapes::conv(&dims(x.0), &wd, &win, group.0)?;
-            if reg(w.0).ty.batched {
-                return Err("conv weight cannot have a batch dimension".into());
-            }
-            let k = wd[1] * wd[2] * wd[3];
-            (
-                d,
-                reg(x.0).ty.batched,
-                vis_of(&[x.0, w.0]),
-                scale_bounds(mul_bounds(bnd(x.0), bnd(w.0)), k),
-            )
+            let (d, acc) = accumulator(p, ins)?.ok_or("not a fused product")?;
+            let out = requant_result(p, &d, acc, (num.0, den.0, zp.0), (lo.0, hi.0))?;
+            let srcs = [x.0, w.0, bias.0];
+            (d, batched_any(&srcs), vis_of(&srcs), out)
         }
         Instr::ConvGradW {
             x,
@@ -681,33 +804,8 @@ pub fn infer(p: &dyn InferCtx, ins: &Instr, dst_dims: &[usize]) -> Result<Inferr
             hi,
             ..
         } => {
-            if secret(num.0) || secret(den.0) || secret(zp.0) {
-                return Err("requant factors and zero point must be public".into());
-            }
-            if lo.0 > hi.0 {
-                return Err(format!("requant bounds {} > {}", lo.0, hi.0));
-            }
-            let mut d = shapes::broadcast(&dims(x.0), &dims(num.0))?;
-            for r in [den.0, zp.0] {
-                d = shapes::broadcast(&d, &dims(r))?;
-            }
-            if d != dims(x.0) {
-                return Err("requant parameters must broadcast to the operand's shape".into());
-            }
-            if bnd(den.0).0 < 1 {
-                return Err("requant denominator must be positive".into());
-            }
-            // The bounds the unfused rescale, add and clamp would give.
-            let r = rescale_bounds(bnd(x.0), bnd(num.0), bnd(den.0).0, p.trunc());
-            let (zl, zh) = bnd(zp.0);
-            let mid = (r.0 + zl, r.1 + zh);
-            let (l, h) = (lo.0 as i128, hi.0 as i128);
-            (
-                d,
-                reg(x.0).ty.batched,
-                vis_of(&[x.0]),
-                (mid.0.clamp(l, h), mid.1.clamp(l, h)),
-            )
+            let out = requant_result(p, &dims(x.0), bnd(x.0), (num.0, den.0, zp.0), (lo.0, hi.0))?;
+            (dims(x.0), reg(x.0).ty.batched, vis_of(&[x.0]), out)
         }
         Instr::Clamp { x, lo, hi, .. } => {
             if lo.0 > hi.0 {

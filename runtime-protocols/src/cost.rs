@@ -113,6 +113,13 @@ pub enum Call<'a> {
         bounds: Bounds,
         mode: TruncMode,
     },
+    /// [`Protocol::product_requantize`]: `bounds` are the sum's.
+    ProductRequantize {
+        dims: MatDims,
+        q: &'a Requant,
+        bounds: Bounds,
+        mode: TruncMode,
+    },
     Max {
         len: usize,
         bounds: Bounds,
@@ -165,10 +172,19 @@ impl<P: Protocol> Counting for P {
             Call::Reveal { len, to } => self.reveal(&blank(len), to).map(drop),
             Call::Mul { len } => Core::mul(self, &blank(len), &blank(len)).map(drop),
             Call::MatMul(d) => {
-                let copies = |batched: bool| if batched { d.batch } else { 1 };
-                let a = blank(copies(d.a_batched) * d.m * d.k);
-                let b = blank(copies(d.b_batched) * d.k * d.n);
+                let (a, b) = blank_operands(d);
                 Core::matmul(self, &a, &b, d).map(drop)
+            }
+            Call::ProductRequantize {
+                dims: d,
+                q,
+                bounds,
+                mode,
+            } => {
+                let (a, b) = blank_operands(d);
+                let bias = blank(d.batch * d.m * d.n);
+                self.product_requantize(&a, &b, d, &bias, q, bounds, mode)
+                    .map(drop)
             }
             Call::Rescale {
                 num,
@@ -263,6 +279,15 @@ type R<T> = Result<T, ProtocolError>;
 /// `len` shares without data.
 fn blank<S: crate::planes::Plane>(len: usize) -> S {
     S::zeros(len)
+}
+
+/// Blank operands of a product of dimensions `d`.
+fn blank_operands<S: crate::planes::Plane>(d: MatDims) -> (S, S) {
+    let copies = |batched: bool| if batched { d.batch } else { 1 };
+    (
+        blank(copies(d.a_batched) * d.m * d.k),
+        blank(copies(d.b_batched) * d.k * d.n),
+    )
 }
 
 /// The `clear` protocol communicates nothing.
@@ -420,6 +445,24 @@ impl Protocol for Tally<'_> {
     ) -> Result<Len, ProtocolError> {
         self.record(Call::Requantize { q, bounds: b, mode })?;
         Ok(*x)
+    }
+    fn product_requantize(
+        &mut self,
+        _: &Len,
+        _: &Len,
+        dims: MatDims,
+        _: &Len,
+        q: &Requant,
+        bounds: Bounds,
+        mode: TruncMode,
+    ) -> Result<Len, ProtocolError> {
+        self.record(Call::ProductRequantize {
+            dims,
+            q,
+            bounds,
+            mode,
+        })?;
+        Ok(Len(dims.batch * dims.m * dims.n))
     }
     fn max(&mut self, a: &Len, _: &Len, b: Bounds) -> Result<Len, ProtocolError> {
         self.record(Call::Max {

@@ -203,6 +203,29 @@ pub trait Protocol: Core {
     {
         requantize_unfused(self, x, q, bounds, mode)
     }
+    /// `requantize(a·b + bias)` for a product of two secret matrices that only this
+    /// requantization reads (`bias` in the product's layout, `bounds` those of the sum). By
+    /// default the product, the sum and the requantization one after the other; a protocol
+    /// may requantize the product's unreshared parts (`rep3`: a round and a word per
+    /// element fewer).
+    #[allow(clippy::too_many_arguments)]
+    fn product_requantize(
+        &mut self,
+        a: &Self::Shares,
+        b: &Self::Shares,
+        dims: MatDims,
+        bias: &Self::Shares,
+        q: &Requant,
+        bounds: Bounds,
+        mode: TruncMode,
+    ) -> Result<Self::Shares, ProtocolError>
+    where
+        Self: Sized,
+    {
+        let z = self.matmul(a, b, dims)?;
+        let z = self.add(&z, bias);
+        self.requantize(&z, q, bounds, mode)
+    }
     /// `min(max(x, lo), hi)` element-wise.
     fn clamp(
         &mut self,

@@ -100,7 +100,7 @@ impl<S: Plane> Shared<S> {
 
     /// The shares broadcast to `dims` (no copy where they already have them; no index
     /// vector otherwise: the source of each element is a formula of its position).
-    fn broadcast(&self, dims: &[usize]) -> Cow<'_, S> {
+    pub(crate) fn broadcast(&self, dims: &[usize]) -> Cow<'_, S> {
         if self.dims == dims {
             return Cow::Borrowed(&self.data);
         }
@@ -129,7 +129,7 @@ pub enum Value<S> {
 }
 
 impl<S: Plane> Value<S> {
-    fn dims(&self) -> &[usize] {
+    pub(crate) fn dims(&self) -> &[usize] {
         match self {
             Value::Public(t) => &t.dims,
             Value::Secret(t) => &t.dims,
@@ -411,7 +411,7 @@ fn run_in_order<P: Protocol + Send>(
     Ok(outputs)
 }
 
-fn get<S>(regs: &[Option<Value<S>>], r: u32) -> Result<&Value<S>, String> {
+pub(crate) fn get<S>(regs: &[Option<Value<S>>], r: u32) -> Result<&Value<S>, String> {
     regs.get(r as usize)
         .and_then(Option::as_ref)
         .ok_or_else(|| format!("register %{r} is empty"))
@@ -444,7 +444,7 @@ fn map_layout<S: Plane>(
     }
 }
 
-fn bounds(p: &Program, r: u32) -> Bounds {
+pub(crate) fn bounds(p: &Program, r: u32) -> Bounds {
     let d = &p.registers[r as usize];
     Bounds { lo: d.lo, hi: d.hi }
 }
@@ -499,60 +499,12 @@ pub(crate) fn step<P: Protocol>(
             Value::Public(Tensor::new(c.dims.clone(), c.data.clone()))
         }
         Instr::Add { dst, a, b } | Instr::Sub { dst, a, b } | Instr::Mul { dst, a, b } => {
-            let dims = dst_dims(dst.0);
-            let (x, y) = (get(regs, a.0)?, get(regs, b.0)?);
-            let sub = matches!(ins, Instr::Sub { .. });
-            let mul = matches!(ins, Instr::Mul { .. });
-            match (x, y) {
-                (Value::Public(x), Value::Public(y)) => {
-                    let (x, y) = (broadcast_to(x, &dims), broadcast_to(y, &dims));
-                    let f = |(a, b): (&i64, &i64)| {
-                        if mul {
-                            a.wrapping_mul(*b)
-                        } else if sub {
-                            a.wrapping_sub(*b)
-                        } else {
-                            a.wrapping_add(*b)
-                        }
-                    };
-                    Value::Public(Tensor::new(dims, x.iter().zip(&y).map(f).collect()))
-                }
-                (Value::Secret(s), Value::Public(c)) => {
-                    let (s, c) = (s.broadcast(&dims), broadcast_to(c, &dims));
-                    let out = if mul {
-                        proto.mul_public(&s, &c)
-                    } else if sub {
-                        let neg: Vec<i64> = c.iter().map(|v| v.wrapping_neg()).collect();
-                        proto.add_public(&s, &neg)
-                    } else {
-                        proto.add_public(&s, &c)
-                    };
-                    Value::Secret(Shared::new(dims, out))
-                }
-                (Value::Public(c), Value::Secret(s)) => {
-                    let (s, c) = (s.broadcast(&dims), broadcast_to(c, &dims));
-                    let out = if mul {
-                        proto.mul_public(&s, &c)
-                    } else if sub {
-                        let cs = proto.public(&c);
-                        proto.sub(&cs, &s)
-                    } else {
-                        proto.add_public(&s, &c)
-                    };
-                    Value::Secret(Shared::new(dims, out))
-                }
-                (Value::Secret(x), Value::Secret(y)) => {
-                    let (x, y) = (x.broadcast(&dims), y.broadcast(&dims));
-                    let out = if mul {
-                        proto.mul(&x, &y)?
-                    } else if sub {
-                        proto.sub(&x, &y)
-                    } else {
-                        proto.add(&x, &y)
-                    };
-                    Value::Secret(Shared::new(dims, out))
-                }
-            }
+            let op = match ins {
+                Instr::Sub { .. } => Elementwise::Sub,
+                Instr::Mul { .. } => Elementwise::Mul,
+                _ => Elementwise::Add,
+            };
+            elementwise(proto, get(regs, a.0)?, get(regs, b.0)?, dst_dims(dst.0), op)?
         }
         Instr::MatMul { dst, a, b } => {
             let dims = dst_dims(dst.0);
@@ -753,27 +705,11 @@ pub(crate) fn step<P: Protocol>(
             hi,
         } => {
             let dims = dst_dims(dst.0);
-            let q = qmpc_protocols::Requant {
-                num: broadcast_to(public(regs, num.0)?, &dims),
-                den: broadcast_to(public(regs, den.0)?, &dims),
-                zp: broadcast_to(public(regs, zp.0)?, &dims),
-                lo: lo.0,
-                hi: hi.0,
-            };
-            match get(regs, x.0)? {
-                Value::Public(t) => Value::Public(Tensor::new(
-                    dims,
-                    t.data
-                        .iter()
-                        .enumerate()
-                        .map(|(i, &v)| q.apply(i, v))
-                        .collect(),
-                )),
-                Value::Secret(t) => Value::Secret(Shared::new(
-                    dims,
-                    proto.requantize(&t.data, &q, bounds(p, x.0), p.trunc)?,
-                )),
-            }
+            let q = requant_params(regs, (num.0, den.0, zp.0), (lo.0, hi.0), &dims)?;
+            requant(proto, get(regs, x.0)?, &q, bounds(p, x.0), p.trunc)?
+        }
+        Instr::ConvRequant { .. } | Instr::MatMulRequant { .. } => {
+            crate::fused::product_requant(p, proto, regs, ins, &dst_dims)?
         }
         Instr::Clamp { x, lo, hi, .. } => match get(regs, x.0)? {
             Value::Public(t) => Value::Public(Tensor::new(
@@ -1037,6 +973,114 @@ impl<S: Plane> Operand for Shared<S> {
     }
 }
 
+/// Which element-wise operation of two values.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Elementwise {
+    Add,
+    Sub,
+    Mul,
+}
+
+/// `x op y` with numpy broadcasting to `dims`.
+pub(crate) fn elementwise<P: Protocol>(
+    proto: &mut P,
+    x: &Value<P::Shares>,
+    y: &Value<P::Shares>,
+    dims: Vec<usize>,
+    op: Elementwise,
+) -> Result<Value<P::Shares>, Fail> {
+    Ok(match (x, y) {
+        (Value::Public(x), Value::Public(y)) => {
+            let (x, y) = (broadcast_to(x, &dims), broadcast_to(y, &dims));
+            let f = |(a, b): (&i64, &i64)| {
+                if op == Elementwise::Mul {
+                    a.wrapping_mul(*b)
+                } else if op == Elementwise::Sub {
+                    a.wrapping_sub(*b)
+                } else {
+                    a.wrapping_add(*b)
+                }
+            };
+            Value::Public(Tensor::new(dims, x.iter().zip(&y).map(f).collect()))
+        }
+        (Value::Secret(s), Value::Public(c)) => {
+            let (s, c) = (s.broadcast(&dims), broadcast_to(c, &dims));
+            let out = if op == Elementwise::Mul {
+                proto.mul_public(&s, &c)
+            } else if op == Elementwise::Sub {
+                let neg: Vec<i64> = c.iter().map(|v| v.wrapping_neg()).collect();
+                proto.add_public(&s, &neg)
+            } else {
+                proto.add_public(&s, &c)
+            };
+            Value::Secret(Shared::new(dims, out))
+        }
+        (Value::Public(c), Value::Secret(s)) => {
+            let (s, c) = (s.broadcast(&dims), broadcast_to(c, &dims));
+            let out = if op == Elementwise::Mul {
+                proto.mul_public(&s, &c)
+            } else if op == Elementwise::Sub {
+                let cs = proto.public(&c);
+                proto.sub(&cs, &s)
+            } else {
+                proto.add_public(&s, &c)
+            };
+            Value::Secret(Shared::new(dims, out))
+        }
+        (Value::Secret(x), Value::Secret(y)) => {
+            let (x, y) = (x.broadcast(&dims), y.broadcast(&dims));
+            let out = if op == Elementwise::Mul {
+                proto.mul(&x, &y)?
+            } else if op == Elementwise::Sub {
+                proto.sub(&x, &y)
+            } else {
+                proto.add(&x, &y)
+            };
+            Value::Secret(Shared::new(dims, out))
+        }
+    })
+}
+
+/// A requantization's parameters from their registers, broadcast to `dims`.
+pub(crate) fn requant_params<S>(
+    regs: &[Option<Value<S>>],
+    (num, den, zp): (u32, u32, u32),
+    (lo, hi): (i64, i64),
+    dims: &[usize],
+) -> Result<qmpc_protocols::Requant, Fail> {
+    Ok(qmpc_protocols::Requant {
+        num: broadcast_to(public(regs, num)?, dims),
+        den: broadcast_to(public(regs, den)?, dims),
+        zp: broadcast_to(public(regs, zp)?, dims),
+        lo,
+        hi,
+    })
+}
+
+/// `q` on `x`, whose values lie in `b`.
+pub(crate) fn requant<P: Protocol>(
+    proto: &mut P,
+    x: &Value<P::Shares>,
+    q: &qmpc_protocols::Requant,
+    b: Bounds,
+    trunc: qmpc_protocols::TruncMode,
+) -> Result<Value<P::Shares>, Fail> {
+    Ok(match x {
+        Value::Public(t) => Value::Public(Tensor::new(
+            t.dims.clone(),
+            t.data
+                .iter()
+                .enumerate()
+                .map(|(i, &v)| q.apply(i, v))
+                .collect(),
+        )),
+        Value::Secret(t) => Value::Secret(Shared::new(
+            t.dims.clone(),
+            proto.requantize(&t.data, q, b, trunc)?,
+        )),
+    })
+}
+
 /// Broadcast the batch axes of a matmul operand to `batch_dims`; returns the flat data and
 /// whether it varies along the batch.
 fn matmul_operand<'a, T: Operand>(t: &'a T, batch_dims: &[usize]) -> (Cow<'a, T::Data>, bool) {
@@ -1094,6 +1138,26 @@ pub(crate) fn matmul<P: Protocol>(
             secret(proto.matmul(&xa, &ya, d)?)
         }
     })
+}
+
+/// The operands of a matmul of two secrets, broadcast over the batch axes of `out`, and
+/// the product's dimensions.
+pub(crate) fn matmul_secret_operands<'a, S: Plane>(
+    x: &'a Shared<S>,
+    y: &'a Shared<S>,
+    out: &[usize],
+) -> (Cow<'a, S>, Cow<'a, S>, MatDims) {
+    let (ad, bd) = (&x.dims, &y.dims);
+    let batch_dims = &out[..out.len() - 2];
+    let base = MatDims {
+        batch: batch_dims.iter().product(),
+        m: ad[ad.len() - 2],
+        k: ad[ad.len() - 1],
+        n: bd[bd.len() - 1],
+        a_batched: false,
+        b_batched: false,
+    };
+    matmul_operands(x, y, batch_dims, base)
 }
 
 /// Both operands of a matmul broadcast over `batch_dims`, with `base` marked by which of
@@ -1190,20 +1254,25 @@ fn im2col_shared<S: Plane>(x: &Shared<S>, win: &tensor::Window) -> Result<S, Str
     }))
 }
 
-#[allow(clippy::too_many_arguments)]
-fn conv<P: Protocol>(
-    proto: &mut P,
-    x: &Value<P::Shares>,
-    w: &Value<P::Shares>,
-    strides: &[i64],
-    pads: &[i64],
-    dilations: &[i64],
+/// A convolution as one batched product over `N·G` blocks `[M/G, K] x [K, OH·OW]`.
+pub(crate) struct ConvPlan {
+    pub dims: MatDims,
+    pub win: tensor::Window,
+    /// Samples, whose weights repeat where `repeat`.
+    pub n: usize,
+    pub repeat: bool,
+}
+
+/// The product a convolution of `x` by `w` (dimensions) runs as, for an output of `out`.
+pub(crate) fn conv_plan(
+    x: &[usize],
+    wd: &[usize],
+    (strides, pads, dilations): (&[i64], &[i64], &[i64]),
     group: usize,
     out: &[usize],
-) -> Result<Value<P::Shares>, Fail> {
-    let wd = w.dims().to_vec();
+) -> Result<ConvPlan, Fail> {
     let win = shapes::window(&wd[2..], strides, pads, dilations)?;
-    let n = x.dims()[0];
+    let n = x[0];
     let (mg, k) = (wd[0] / group, wd[1] * wd[2] * wd[3]);
     let ohw = out[2] * out[3];
     // One batched product over N·G blocks: [M/G, K] x [K, OH·OW] each. Block `b` reads
@@ -1219,9 +1288,53 @@ fn conv<P: Protocol>(
         a_batched: group > 1,
         b_batched: true,
     };
+    Ok(ConvPlan {
+        dims,
+        win,
+        n,
+        repeat,
+    })
+}
+
+/// The operands of a convolution of two secrets as its product runs them: the weight
+/// blocks and the input's columns.
+pub(crate) fn conv_secret_operands<'w, S: Plane>(
+    plan: &ConvPlan,
+    x: &Shared<S>,
+    w: &'w Shared<S>,
+) -> Result<(Cow<'w, S>, S), Fail> {
+    let cols = im2col_shared(x, &plan.win)?;
+    Ok((weight_blocks_shared(w, plan.n, plan.repeat), cols))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn conv<P: Protocol>(
+    proto: &mut P,
+    x: &Value<P::Shares>,
+    w: &Value<P::Shares>,
+    strides: &[i64],
+    pads: &[i64],
+    dilations: &[i64],
+    group: usize,
+    out: &[usize],
+) -> Result<Value<P::Shares>, Fail> {
+    let plan = conv_plan(x.dims(), w.dims(), (strides, pads, dilations), group, out)?;
+    conv_value(proto, x, w, &plan, group, out)
+}
+
+/// The convolution of `x` by `w` as `plan` runs it.
+pub(crate) fn conv_value<P: Protocol>(
+    proto: &mut P,
+    x: &Value<P::Shares>,
+    w: &Value<P::Shares>,
+    plan: &ConvPlan,
+    group: usize,
+    out: &[usize],
+) -> Result<Value<P::Shares>, Fail> {
+    let (win, n, repeat, dims) = (&plan.win, plan.n, plan.repeat, plan.dims);
     let data = match (x, w) {
         (Value::Public(xt), Value::Public(wt)) => {
-            let (_, _, cols) = im2col(xt, &win, group, 0)?;
+            let (_, _, cols) = im2col(xt, win, group, 0)?;
             let wb = weight_blocks(wt, n, repeat);
             return Ok(Value::Public(Tensor::new(
                 out.to_vec(),
@@ -1229,18 +1342,17 @@ fn conv<P: Protocol>(
             )));
         }
         (Value::Secret(xt), Value::Public(wt)) => {
-            let cols = im2col_shared(xt, &win)?;
+            let cols = im2col_shared(xt, win)?;
             let wb = weight_blocks(wt, n, repeat);
             proto.matmul_public(&cols, &wb, dims, true)
         }
         (Value::Public(xt), Value::Secret(wt)) => {
-            let (_, _, cols) = im2col(xt, &win, group, 0)?;
+            let (_, _, cols) = im2col(xt, win, group, 0)?;
             let wb = weight_blocks_shared(wt, n, repeat);
             proto.matmul_public(&wb, &cols, dims, false)
         }
         (Value::Secret(xt), Value::Secret(wt)) => {
-            let cols = im2col_shared(xt, &win)?;
-            let wb = weight_blocks_shared(wt, n, repeat);
+            let (wb, cols) = conv_secret_operands(plan, xt, wt)?;
             proto.matmul(&wb, &cols, dims)?
         }
     };

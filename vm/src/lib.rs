@@ -9,6 +9,7 @@
 
 mod concurrent;
 pub mod cost;
+mod fused;
 mod grad;
 pub mod interp;
 

@@ -1,6 +1,7 @@
 //! IR passes, one per file. Each can be switched off (`--no-pass NAME`, or all with `-O0`).
 
 mod dce;
+mod fuse_product;
 mod fuse_requant;
 mod identity_requant;
 mod pool_first;
@@ -8,6 +9,7 @@ mod saturate_bias;
 mod schedule;
 
 pub use dce::dead_code_elimination;
+pub use fuse_product::fuse_product;
 pub use fuse_requant::fuse_requant;
 pub use identity_requant::identity_requant;
 pub use pool_first::pool_first;
@@ -45,6 +47,11 @@ pub const PASSES: &[Pass] = &[
         name: "saturate_bias",
         doc: "clamp a secret bias where its requantization saturates anyway, so sums have public bounds under 2^31",
         run: saturate_bias,
+    },
+    Pass {
+        name: "fuse_product",
+        doc: "a product of two secrets read only by its requantization (after a bias) becomes one instruction, requantized from the product's unreshared parts",
+        run: fuse_product,
     },
     Pass {
         name: "dce",

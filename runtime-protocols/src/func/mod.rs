@@ -18,7 +18,7 @@ mod plain;
 
 use crate::planes::Plane;
 use crate::semi2k::select::Plan;
-use crate::{Bounds, Protocol, ProtocolError, Requant, TruncMode};
+use crate::{Bounds, MatDims, Protocol, ProtocolError, Requant, TruncMode};
 
 type R<T> = Result<T, ProtocolError>;
 
@@ -78,6 +78,22 @@ pub(crate) trait Selection: gates::GateSet + Sized {
     ) -> R<Self::Shares> {
         requantize(self, x, q, b)
     }
+    /// See [`Protocol::product_requantize`].
+    #[allow(clippy::too_many_arguments)]
+    fn product_requantize(
+        &mut self,
+        a: &Self::Shares,
+        b: &Self::Shares,
+        dims: MatDims,
+        bias: &Self::Shares,
+        q: &Requant,
+        bounds: Bounds,
+        mode: TruncMode,
+    ) -> R<Self::Shares> {
+        let z = self.matmul(a, b, dims)?;
+        let z = self.add(&z, bias);
+        Selection::requantize(self, &z, q, bounds, mode)
+    }
     fn clamp(&mut self, x: &Self::Shares, lo: i64, hi: i64, b: Bounds) -> R<Self::Shares> {
         clamp(self, x, lo, hi, b)
     }
@@ -121,6 +137,18 @@ impl<P: Selection> Protocol for P {
         mode: TruncMode,
     ) -> R<P::Shares> {
         Selection::requantize(self, x, q, b, mode)
+    }
+    fn product_requantize(
+        &mut self,
+        a: &P::Shares,
+        b: &P::Shares,
+        dims: MatDims,
+        bias: &P::Shares,
+        q: &Requant,
+        bounds: Bounds,
+        mode: TruncMode,
+    ) -> R<P::Shares> {
+        Selection::product_requantize(self, a, b, dims, bias, q, bounds, mode)
     }
     fn clamp(&mut self, x: &P::Shares, lo: i64, hi: i64, b: Bounds) -> R<P::Shares> {
         Selection::clamp(self, x, lo, hi, b)

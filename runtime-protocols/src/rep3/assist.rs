@@ -24,8 +24,11 @@
 //! by the other evaluator's triple parts; `D` receives two parts masked with randomness of
 //! `A` and `B`. Every value a party sees is uniform and independent of the data.
 
+use super::tree::{
+    self, combine_tree, draw_triples, pack_b_products, receive_products, Level, Tree, Triples,
+};
 use super::{Rep, Rep3};
-pub(super) use crate::bitvec::{and, bit_bytes, concat, get, pack, part, set, words, xor};
+pub(super) use crate::bitvec::{bit_bytes, concat, get, pack, part, set, words, xor};
 use crate::bitvec::{clear_tail, unpack};
 use crate::word::Word;
 use crate::{PartyId, ProtocolError};
@@ -97,16 +100,9 @@ impl SignTest {
         (self.bits as usize + 1).div_ceil(8)
     }
 
-    /// Per tree level: how many pairs of units combine, and whether the level is the last
-    /// (which needs no `eq`).
-    pub fn levels(&self) -> Vec<(usize, bool)> {
-        let mut units = self.chunks.len();
-        let mut out = Vec::new();
-        while units > 1 {
-            out.push((units / 2, units == 2));
-            units = units.div_ceil(2);
-        }
-        out
+    /// The rounds of its comparison tree.
+    pub fn levels(&self) -> Vec<Level> {
+        tree::levels(self.chunks.len())
     }
 }
 
@@ -195,165 +191,6 @@ impl<W: Word> Rep3<W> {
     pub(super) fn draw_words(&mut self, j: usize, n: usize) -> Vec<W> {
         self.draw::<W>(j, n).unwrap_or_default()
     }
-}
-
-/// Beaver triples of one tree level, as one party holds them: `a` is shared by the pair's
-/// two ANDs (`P_hi·G_lo` and `P_hi·P_lo`).
-pub(super) struct Triples {
-    a: Vec<u64>,
-    b1: Vec<u64>,
-    b2: Vec<u64>,
-    pub c1: Vec<u64>,
-    pub c2: Vec<u64>,
-}
-
-/// Draw one party's triple parts for a tree over `lanes` lanes from key `key`; `with_c`
-/// for `A` (and the dealer's copy of `A`'s parts), whose `c` parts are random. The dealer
-/// calls it with the evaluators' keys, so both sides draw in the same order by
-/// construction.
-pub(super) fn draw_triples<W: Word>(
-    p: &mut Rep3<W>,
-    key: usize,
-    levels: &[(usize, bool)],
-    lanes: usize,
-    with_c: bool,
-) -> Vec<Triples> {
-    levels
-        .iter()
-        .map(|&(pairs, last)| {
-            let len = pairs * lanes;
-            let mut draw = |on: bool| {
-                if on {
-                    p.draw_bits(key, len)
-                } else {
-                    Vec::new()
-                }
-            };
-            let a = draw(true);
-            let b1 = draw(true);
-            let b2 = draw(!last);
-            let c1 = draw(with_c);
-            let c2 = draw(with_c && !last);
-            Triples { a, b1, b2, c1, c2 }
-        })
-        .collect()
-}
-
-/// `B`'s triple `c` parts, as the dealer computes them from both evaluators' draws
-/// (`x` is `A`'s, with `c`), packed per level.
-pub(super) fn pack_b_products(
-    x: &[Triples],
-    y: &[Triples],
-    levels: &[(usize, bool)],
-    lanes: usize,
-    msg: &mut Vec<u8>,
-) {
-    for (lv, &(pairs, last)) in levels.iter().enumerate() {
-        let len = pairs * lanes;
-        let (x, y) = (&x[lv], &y[lv]);
-        let a = xor(&x.a, &y.a);
-        pack(&xor(&and(&a, &xor(&x.b1, &y.b1)), &x.c1), len, msg);
-        if !last {
-            pack(&xor(&and(&a, &xor(&x.b2, &y.b2)), &x.c2), len, msg);
-        }
-    }
-}
-
-/// Comparison units `(lt, eq)` over the lanes, least significant first.
-pub(super) type Units = Vec<(Vec<u64>, Vec<u64>)>;
-
-/// One evaluator's comparison tree in one group.
-pub(super) struct Tree<'t> {
-    pub is_a: bool,
-    /// The other evaluator.
-    pub other: PartyId,
-    pub lanes: usize,
-    pub triples: &'t [Triples],
-    pub units: Units,
-}
-
-/// Combine the units of every tree, `(G, P) = (G_h ⊕ P_h·G_l, P_h·P_l)`, one round of Beaver
-/// ANDs per level (every party takes part in every round, with or without a tree); on
-/// return `units[0].0` of each tree is its `lt`.
-pub(super) fn combine_tree<W: Word>(
-    p: &mut Rep3<W>,
-    trees: &mut [Option<Tree>],
-    levels: &[(usize, bool)],
-) -> R<()> {
-    for (lv, &(pairs, last)) in levels.iter().enumerate() {
-        let mut post = Post::new();
-        let mut opened: Vec<Option<[Vec<u64>; 3]>> = trees.iter().map(|_| None).collect();
-        for (t, slot) in trees.iter().zip(opened.iter_mut()) {
-            let Some(t) = t else { continue };
-            let u = &t.units;
-            let xs: Vec<&Vec<u64>> = (0..pairs).map(|k| &u[2 * k + 1].1).collect();
-            let y1: Vec<&Vec<u64>> = (0..pairs).map(|k| &u[2 * k].0).collect();
-            let y2: Vec<&Vec<u64>> = (0..pairs).map(|k| &u[2 * k].1).collect();
-            let tr = &t.triples[lv];
-            let dx = xor(&concat(&xs, t.lanes), &tr.a);
-            let d1 = xor(&concat(&y1, t.lanes), &tr.b1);
-            let d2 = if last {
-                Vec::new()
-            } else {
-                xor(&concat(&y2, t.lanes), &tr.b2)
-            };
-            let len = pairs * t.lanes;
-            let mut msg = Vec::new();
-            pack(&dx, len, &mut msg);
-            pack(&d1, len, &mut msg);
-            if !last {
-                pack(&d2, len, &mut msg);
-            }
-            post.expect[t.other] += msg.len();
-            post.out[t.other].extend(msg);
-            *slot = Some([dx, d1, d2]);
-        }
-        let mut inbox = p.post(post)?;
-        for (t, slot) in trees.iter_mut().zip(opened) {
-            let (Some(t), Some([dx, d1, d2])) = (t, slot) else {
-                continue;
-            };
-            let len = pairs * t.lanes;
-            let ox = xor(&dx, &inbox.bits(t.other, len));
-            let o1 = xor(&d1, &inbox.bits(t.other, len));
-            let o2 = if last {
-                Vec::new()
-            } else {
-                xor(&d2, &inbox.bits(t.other, len))
-            };
-            let tr = &t.triples[lv];
-            // x·y = d·e ⊕ d·b ⊕ e·a ⊕ c, with d·e added by A only.
-            let prod = |o: &[u64], bb: &[u64], cc: &[u64]| -> Vec<u64> {
-                let mut z = xor(&xor(&and(&ox, bb), &and(o, &tr.a)), cc);
-                if t.is_a {
-                    z = xor(&z, &and(&ox, o));
-                }
-                z
-            };
-            let g1 = prod(&o1, &tr.b1, &tr.c1);
-            let g2 = if last {
-                Vec::new()
-            } else {
-                prod(&o2, &tr.b2, &tr.c2)
-            };
-            let u = &t.units;
-            let mut next = Vec::with_capacity(pairs + 1);
-            for k in 0..pairs {
-                let gk = xor(&u[2 * k + 1].0, &part(&g1, k, t.lanes));
-                let pk = if last {
-                    Vec::new()
-                } else {
-                    part(&g2, k, t.lanes)
-                };
-                next.push((gk, pk));
-            }
-            if u.len() % 2 == 1 {
-                next.push(u[u.len() - 1].clone());
-            }
-            t.units = next;
-        }
-    }
-    Ok(())
 }
 
 /// What one party holds of one group while the test runs.
@@ -518,12 +355,7 @@ pub(super) fn select<W: Word>(
         if gr.role == Role::B {
             gr.tables = inbox.bits(gr.d, nn * sbits);
             gr.rbit = inbox.bits(gr.d, nn);
-            for (lv, &(pairs, last)) in levels.iter().enumerate() {
-                gr.triples[lv].c1 = inbox.bits(gr.d, pairs * nn);
-                if !last {
-                    gr.triples[lv].c2 = inbox.bits(gr.d, pairs * nn);
-                }
-            }
+            receive_products(&mut gr.triples, &levels, nn, &mut inbox, gr.d);
             gr.e_arith = inbox.words(gr.d, nn);
             gr.ef = inbox.words(gr.d, k * nn);
         }
@@ -681,11 +513,10 @@ pub(super) fn select<W: Word>(
 /// Bytes `D` sends `B` in round 1 for a group of `n` elements, `k` factors and ring words
 /// of `word` bytes.
 pub(super) fn dealer_bytes(test: &SignTest, n: usize, k: usize, word: usize) -> usize {
-    let mut b = bit_bytes(n * test.table_bits()) + bit_bytes(n);
-    for (pairs, last) in test.levels() {
-        b += bit_bytes(pairs * n) * if last { 1 } else { 2 };
-    }
-    b + (1 + k) * n * word
+    bit_bytes(n * test.table_bits())
+        + bit_bytes(n)
+        + tree::dealer_bytes(&test.levels(), n)
+        + (1 + k) * n * word
 }
 
 /// An evaluator's draws, in the dealer's order (see [`dealer_material`]).
@@ -693,7 +524,7 @@ fn draw_evaluator<W: Word>(
     p: &mut Rep3<W>,
     gr: &mut Group<W>,
     sbits: usize,
-    levels: &[(usize, bool)],
+    levels: &[Level],
     k: usize,
 ) {
     let nn = gr.n();
@@ -721,7 +552,7 @@ fn dealer_material<W: Word>(
     factors: &[Rep<W>],
     n: usize,
     k: usize,
-    levels: &[(usize, bool)],
+    levels: &[Level],
 ) -> Vec<u8> {
     let nn = gr.n();
     let sbits = test.table_bits();

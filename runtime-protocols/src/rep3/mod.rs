@@ -21,6 +21,8 @@ pub(crate) mod elem;
 mod gates;
 mod masked;
 mod requant;
+use requant::Operand;
+mod tree;
 
 pub use cost::Rep3Costs;
 pub use elem::{Elem, Xor};
@@ -493,13 +495,18 @@ impl<W: Word> Core for Rep3<W> {
     }
 
     fn matmul(&mut self, a: &Pair<W>, b: &Pair<W>, d: MatDims) -> Result<Pair<W>, ProtocolError> {
-        // x_i·(y_i + y_{i+1}) + x_{i+1}·y_i, summed over k before resharing.
-        let bsum: Vec<W> = b.a.par_iter().zip(&b.b).map(|(x, y)| x.add(*y)).collect();
-        let t1 = matmul_words(&a.a, &bsum, d);
-        let t2 = matmul_words(&a.b, &b.a, d);
-        let z = t1.into_par_iter().zip(t2).map(|(x, y)| x.add(y)).collect();
+        let z = product_parts(a, b, d);
         self.reshare_planes(z)
     }
+}
+
+/// This party's additive part of `a·b`: `x_i·(y_i + y_{i+1}) + x_{i+1}·y_i`, summed over
+/// `k` (the three parties' parts sum to the product).
+fn product_parts<W: Word>(a: &Pair<W>, b: &Pair<W>, d: MatDims) -> Vec<W> {
+    let bsum: Vec<W> = b.a.par_iter().zip(&b.b).map(|(x, y)| x.add(*y)).collect();
+    let t1 = matmul_words(&a.a, &bsum, d);
+    let t2 = matmul_words(&a.b, &b.a, d);
+    t1.into_par_iter().zip(t2).map(|(x, y)| x.add(y)).collect()
 }
 
 /// The fused requantization's plan where `rep3` prefers it to the masked division (then
@@ -549,7 +556,7 @@ impl<W: Word> crate::func::Selection for Rep3<W> {
                 Some(signs) => self.mul_public(x, signs),
                 None => x.clone(),
             };
-            return requant::requantize(self, &plan, &s.q, &x, s.bounds);
+            return requant::requantize(self, &plan, &s.q, Operand::Shares(&x), s.bounds);
         }
         Ok(planes(masked::rescale(
             self,
@@ -569,9 +576,34 @@ impl<W: Word> crate::func::Selection for Rep3<W> {
         mode: TruncMode,
     ) -> Result<Pair<W>, ProtocolError> {
         if let Some(plan) = fused_plan::<W>(q, bounds, mode) {
-            return requant::requantize(self, &plan, q, x, bounds);
+            return requant::requantize(self, &plan, q, Operand::Shares(x), bounds);
         }
         crate::requantize_unfused(self, x, q, bounds, mode)
+    }
+
+    /// The product's parts go to the requantization's opening unreshared (the bias's
+    /// component `me` added to them) where the fused requantization runs.
+    fn product_requantize(
+        &mut self,
+        a: &Pair<W>,
+        b: &Pair<W>,
+        d: MatDims,
+        bias: &Pair<W>,
+        q: &Requant,
+        bounds: Bounds,
+        mode: TruncMode,
+    ) -> Result<Pair<W>, ProtocolError> {
+        let Some(plan) = fused_plan::<W>(q, bounds, mode) else {
+            let z = Core::matmul(self, a, b, d)?;
+            let z = self.add(&z, bias);
+            return crate::func::Selection::requantize(self, &z, q, bounds, mode);
+        };
+        let z: Vec<W> = product_parts(a, b, d)
+            .into_par_iter()
+            .zip(&bias.a)
+            .map(|(z, c)| z.add(*c))
+            .collect();
+        requant::requantize(self, &plan, q, Operand::Parts(&z), bounds)
     }
 
     fn clamp(

@@ -38,8 +38,10 @@
 //! dealer's two incoming parts by randomness of `A` and `B`.
 
 use super::assist::{
-    bit_bytes, combine_tree, concat, draw_triples, get, group, pack, pack_b_products, part,
-    put_words, role, set, words, xor, Post, Role, Tree, Triples,
+    bit_bytes, concat, get, group, pack, part, put_words, role, set, words, xor, Post, Role,
+};
+use super::tree::{
+    self, combine_tree, draw_triples, pack_b_products, receive_products, Level, Tree, Triples,
 };
 use super::Rep3;
 use crate::bitvec::{bits_at, bits_of, low_mask as mask, or_bits, split};
@@ -121,15 +123,9 @@ impl RequantPlan {
         })
     }
 
-    /// Per tree level: pairs of units combined, and whether it is the last level.
-    pub fn levels(&self) -> Vec<(usize, bool)> {
-        let mut units = self.units;
-        let mut out = Vec::new();
-        while units > 1 {
-            out.push((units / 2, units == 2));
-            units = units.div_ceil(2);
-        }
-        out
+    /// The rounds of the comparison tree.
+    pub fn levels(&self) -> Vec<Level> {
+        tree::levels(self.units)
     }
 
     pub fn open_bytes(&self) -> usize {
@@ -152,11 +148,10 @@ impl RequantPlan {
 
     /// Bytes `D` sends `B` in round 1 for a group of `n` elements.
     pub fn dealer_bytes(&self, n: usize, word: usize) -> usize {
-        let mut b = bit_bytes(n * self.table_bits()) + bit_bytes(n);
-        for (pairs, last) in self.levels() {
-            b += bit_bytes(pairs * LANES * n) * if last { 1 } else { 2 };
-        }
-        b + ARITH * n * word
+        bit_bytes(n * self.table_bits())
+            + bit_bytes(n)
+            + tree::dealer_bytes(&self.levels(), LANES * n)
+            + ARITH * n * word
     }
 }
 
@@ -231,14 +226,60 @@ fn ring<W: Word>(v: i128) -> W {
     W::from_u128(v as u128)
 }
 
-/// `q` applied to `x` (bounds `b`) as replicated shares; see the module doc.
+/// What a requantization reads.
+#[derive(Clone, Copy)]
+pub(super) enum Operand<'a, W> {
+    /// Replicated shares.
+    Shares(&'a Pair<W>),
+    /// This party's additive part of a product before its resharing (the three parties'
+    /// parts sum to the value).
+    Parts(&'a [W]),
+}
+
+impl<W: Word> Operand<'_, W> {
+    fn len(&self) -> usize {
+        match self {
+            Operand::Shares(x) => x.len(),
+            Operand::Parts(z) => z.len(),
+        }
+    }
+
+    /// What an evaluator sends the other for element `e` before masking: `A` component
+    /// `g + 1` or its part with `−x_lo` folded in, `B` component `g` or its part.
+    fn sent(&self, e: usize, is_a: bool, neg_lo: W) -> W {
+        match (self, is_a) {
+            (Operand::Shares(x), true) => x.a[e].add(neg_lo),
+            (Operand::Shares(x), false) => x.b[e],
+            (Operand::Parts(z), true) => z[e].add(neg_lo),
+            (Operand::Parts(z), false) => z[e],
+        }
+    }
+
+    /// What an evaluator adds of its own to the others' openings for element `e`.
+    fn kept(&self, e: usize, is_a: bool, neg_lo: W) -> W {
+        match self {
+            Operand::Shares(x) => {
+                let a = if is_a { x.a[e].add(neg_lo) } else { x.a[e] };
+                a.add(x.b[e])
+            }
+            Operand::Parts(_) => self.sent(e, is_a, neg_lo),
+        }
+    }
+}
+
+/// `q` applied to `x` (bounds `b`), as replicated shares; see the module doc. From a
+/// product's parts ([`Operand::Parts`]) the opening of round 1 takes the dealer's part
+/// too: `A` and `B` send theirs masked with a key they share with `D` (`u_A`, `u_B`), and
+/// `D` sends `A` its part masked with `v_B` and `B` with `v_A` (the keys' second draws),
+/// so `c = y + r` with `r = u_A + v_A + u_B + v_B`, which only `D` knows.
 pub(super) fn requantize<W: Word>(
     p: &mut Rep3<W>,
     plan: &RequantPlan,
     q: &Requant,
-    x: &Pair<W>,
+    x: Operand<'_, W>,
     b: Bounds,
 ) -> R<Pair<W>> {
+    let from_parts = matches!(x, Operand::Parts(_));
     let n = x.len();
     if n == 0 {
         return Ok(Pair::default());
@@ -281,23 +322,27 @@ pub(super) fn requantize<W: Word>(
         let range = gr.range.clone();
         match gr.role {
             Role::A | Role::B => {
-                let key = if gr.role == Role::A { gr.da } else { gr.db };
+                let is_a = gr.role == Role::A;
+                let key = if is_a { gr.da } else { gr.db };
                 let own: Vec<u64> = p.draw_words(key, nn).iter().map(|&w| low(w)).collect();
                 let mut msg = Vec::with_capacity(nn * ob);
                 for (i, e) in range.enumerate() {
-                    // A sends component g+1 (with −x_lo folded in), B component g.
-                    let comp = if gr.role == Role::A {
-                        x.a[e].add(neg_lo)
-                    } else {
-                        x.b[e]
-                    };
-                    let v = low(comp).wrapping_add(own[i]) & mmask;
+                    let v = low(x.sent(e, is_a, neg_lo)).wrapping_add(own[i]) & mmask;
                     msg.extend_from_slice(&v.to_le_bytes()[..ob]);
                 }
                 let other = gr.other();
                 post.out[other].extend(msg);
                 post.expect[other] += nn * ob;
                 gr.mask = own;
+                if from_parts {
+                    // The dealer's part comes masked with the other key's second draw; this
+                    // key's second draw masks what the dealer sends the other evaluator.
+                    let second = p.draw_words(key, nn);
+                    for (m, w) in gr.mask.iter_mut().zip(second) {
+                        *m = m.wrapping_add(low(w)) & mmask;
+                    }
+                    post.expect[gr.d] += nn * ob;
+                }
                 if gr.role == Role::A {
                     gr.tables = p.draw_bits(gr.da, nn * sbits);
                     gr.rtop = p.draw_bits(gr.da, nn);
@@ -311,7 +356,40 @@ pub(super) fn requantize<W: Word>(
                 }
             }
             Role::Dealer => {
-                let msg = dealer_material(p, gr, plan, low)?;
+                let mut draw = |key: usize| -> Vec<u64> {
+                    p.draw_words(key, nn).iter().map(|&w| low(w)).collect()
+                };
+                let (ua, va) = if from_parts {
+                    (draw(gr.da), draw(gr.da))
+                } else {
+                    (draw(gr.da), vec![0; nn])
+                };
+                let (ub, vb) = if from_parts {
+                    (draw(gr.db), draw(gr.db))
+                } else {
+                    (draw(gr.db), vec![0; nn])
+                };
+                if let Operand::Parts(z) = x {
+                    // Its own part: to `A` under `v_B`, to `B` under `v_A`.
+                    for (to, pad) in [(gr.pa, &vb), (gr.pb, &va)] {
+                        let mut msg = Vec::with_capacity(nn * ob);
+                        for (i, e) in range.clone().enumerate() {
+                            let v = low(z[e]).wrapping_add(pad[i]) & mmask;
+                            msg.extend_from_slice(&v.to_le_bytes()[..ob]);
+                        }
+                        post.out[to].extend(msg);
+                    }
+                }
+                let r: Vec<u64> = (0..nn)
+                    .map(|i| {
+                        ua[i]
+                            .wrapping_add(va[i])
+                            .wrapping_add(ub[i])
+                            .wrapping_add(vb[i])
+                            & mmask
+                    })
+                    .collect();
+                let msg = dealer_material(p, gr, plan, &r)?;
                 post.out[gr.pb].extend(msg);
             }
         }
@@ -329,33 +407,35 @@ pub(super) fn requantize<W: Word>(
             continue;
         }
         let got = inbox.take(gr.other(), nn * ob).to_vec();
+        let dealt = if from_parts {
+            inbox.take(gr.d, nn * ob).to_vec()
+        } else {
+            Vec::new()
+        };
+        let opened = |v: &[u8], i: usize| -> u64 {
+            let mut bytes = [0u8; 8];
+            if let Some(b) = v.get(i * ob..(i + 1) * ob) {
+                bytes[..ob].copy_from_slice(b);
+            }
+            u64::from_le_bytes(bytes)
+        };
         let is_a = gr.role == Role::A;
         gr.c = gr
             .range
             .clone()
             .enumerate()
             .map(|(i, e)| {
-                let mine = if is_a {
-                    low(x.a[e].add(neg_lo)).wrapping_add(low(x.b[e]))
-                } else {
-                    low(x.a[e]).wrapping_add(low(x.b[e]))
-                };
-                let mut bytes = [0u8; 8];
-                bytes[..ob].copy_from_slice(&got[i * ob..(i + 1) * ob]);
-                mine.wrapping_add(gr.mask[i])
-                    .wrapping_add(u64::from_le_bytes(bytes))
+                low(x.kept(e, is_a, neg_lo))
+                    .wrapping_add(gr.mask[i])
+                    .wrapping_add(opened(&got, i))
+                    .wrapping_add(opened(&dealt, i))
                     & mmask
             })
             .collect();
         if !is_a {
             gr.tables = inbox.bits(gr.d, nn * sbits);
             gr.rtop = inbox.bits(gr.d, nn);
-            for (lv, &(pairs, last)) in levels.iter().enumerate() {
-                gr.triples[lv].c1 = inbox.bits(gr.d, pairs * LANES * nn);
-                if !last {
-                    gr.triples[lv].c2 = inbox.bits(gr.d, pairs * LANES * nn);
-                }
-            }
+            receive_products(&mut gr.triples, &levels, LANES * nn, &mut inbox, gr.d);
             gr.arith = inbox.words(gr.d, ARITH * nn);
         }
         // Per element: the borrow index `2·P_l + H_0` and the two threshold operands.
@@ -565,14 +645,12 @@ fn dealer_material<W: Word>(
     p: &mut Rep3<W>,
     gr: &Part<W>,
     plan: &RequantPlan,
-    low: impl Fn(W) -> u64,
+    r: &[u64],
 ) -> R<Vec<u8>> {
     let nn = gr.n();
     let m = plan.m;
     let levels = plan.levels();
     let sbits = plan.table_bits();
-    let ra: Vec<u64> = p.draw_words(gr.da, nn).iter().map(|&w| low(w)).collect();
-    let rb: Vec<u64> = p.draw_words(gr.db, nn).iter().map(|&w| low(w)).collect();
     let pads = p.draw_bits(gr.da, nn * sbits);
     let rtop_pad = p.draw_bits(gr.da, nn);
     let ta = draw_triples(p, gr.da, &levels, LANES * nn, true);
@@ -590,7 +668,7 @@ fn dealer_material<W: Word>(
     // A twin computes no values (see `Word::DATA`).
     if W::DATA {
         for (i, e_idx) in gr.range.clone().enumerate() {
-            let r = ra[i].wrapping_add(rb[i]) & mask(m);
+            let r = r[i];
             let d = plan.divs[e_idx];
             let rt = (r >> (m - 1)) & 1;
             set(&mut rtop, i, rt);

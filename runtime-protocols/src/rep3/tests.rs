@@ -430,7 +430,8 @@ fn fused_requantization_with_any_divisor_matches_clear() {
             fn fused<W: Word>(x: &[i64], q: &Requant, b: Bounds) -> Option<Vec<i64>> {
                 let plan = super::requant::RequantPlan::new(q, b, W::BITS)?;
                 Some(secure::<W>(x, |p, sh| {
-                    super::requant::requantize(p, &plan, q, sh, b).unwrap()
+                    super::requant::requantize(p, &plan, q, super::requant::Operand::Shares(sh), b)
+                        .unwrap()
                 }))
             }
             assert_eq!(
@@ -502,13 +503,110 @@ fn fused_requantization_costs_equal_the_run() {
         hi: 127,
     };
     let rounds = requant_cost_matches::<u128>(&q(1 << 28), b);
-    assert_eq!(rounds, 6, "open, 3 tree levels, open bits, reshare");
-    assert_eq!(requant_cost_matches::<u64>(&q(1 << 28), b), 6);
+    // Eight units: a level of pairs, then the last four at once.
+    assert_eq!(rounds, 5, "open, 2 tree levels, open bits, reshare");
+    assert_eq!(requant_cost_matches::<u64>(&q(1 << 28), b), 5);
     // Z_2^32 with a shift the opening cannot cover: two sets of borrow tables.
-    assert_eq!(requant_cost_matches::<u32>(&q(1 << 34), b), 6);
+    assert_eq!(requant_cost_matches::<u32>(&q(1 << 34), b), 5);
     // A divisor that is not a power of two: two sets of borrow tables in every ring.
-    assert_eq!(requant_cost_matches::<u64>(&q(49 * 12_582_917), b), 6);
-    assert_eq!(requant_cost_matches::<u32>(&q(15 << 20), b), 6);
+    assert_eq!(requant_cost_matches::<u64>(&q(49 * 12_582_917), b), 5);
+    assert_eq!(requant_cost_matches::<u32>(&q(15 << 20), b), 5);
+    // Four units (a 15-bit shift): the tree is one round.
+    assert_eq!(requant_cost_matches::<u64>(&q(1 << 15), b), 4);
+}
+
+/// A product requantized from its unreshared parts equals the product, the bias and the
+/// requantization one after the other (bit-exact against `clear`), takes the
+/// requantization's rounds alone, and costs what it sends.
+fn product_requantization_matches<W: Word>(den: i64, per_channel: bool) {
+    use crate::cost::{per_party, Call, Costs};
+    let d = MatDims {
+        batch: 2,
+        m: 4,
+        k: 9,
+        n: 5,
+        a_batched: true,
+        b_batched: true,
+    };
+    let (na, nb, nz) = (
+        d.batch * d.m * d.k,
+        d.batch * d.k * d.n,
+        d.batch * d.m * d.n,
+    );
+    let a = values(na, -128, 127, 21);
+    let b = values(nb, -128, 127, 22);
+    let bias = values(nz, -3000, 3000, 23);
+    let bounds = Bounds {
+        lo: -(9 * 128 * 128) - 3000,
+        hi: 9 * 128 * 128 + 3000,
+    };
+    let num = |i: usize| {
+        if per_channel {
+            1234567 + 1000 * (i % 4) as i64
+        } else {
+            1234567
+        }
+    };
+    let q = Requant {
+        num: (0..nz).map(num).collect(),
+        den: vec![den; nz],
+        zp: vec![3; nz],
+        lo: -128,
+        hi: 127,
+    };
+    let mut c = Clear;
+    let want = c
+        .product_requantize(&a, &b, d, &bias, &q, bounds, TruncMode::Exact)
+        .unwrap();
+    let prod = c.matmul(&a, &b, d).unwrap();
+    let z = c.add(&prod, &bias);
+    assert_eq!(want, (0..nz).map(|i| q.apply(i, z[i])).collect::<Vec<_>>());
+    let out = run3::<W, _>(|p| {
+        let me = p.party();
+        let sa = p.input(0, (me == 0).then_some(&a[..]), na).unwrap();
+        let sb = p.input(2, (me == 2).then_some(&b[..]), nb).unwrap();
+        let sc = p.input(1, (me == 1).then_some(&bias[..]), nz).unwrap();
+        let before = p.stats();
+        let y = p
+            .product_requantize(&sa, &sb, d, &sc, &q, bounds, TruncMode::Exact)
+            .unwrap();
+        let after = p.stats();
+        let cost = (
+            after.rounds - before.rounds,
+            after.bytes_sent - before.bytes_sent,
+        );
+        (p.reveal(&y, 0).unwrap(), cost)
+    });
+    assert_eq!(out[0].0.as_ref(), Some(&want), "Z_2^{}", W::BITS);
+    let costs = Rep3Costs { ring_bits: W::BITS };
+    let fused = costs
+        .rounds(Call::ProductRequantize {
+            dims: d,
+            q: &q,
+            bounds,
+            mode: TruncMode::Exact,
+        })
+        .unwrap();
+    let alone = costs.requantize(&q, bounds, TruncMode::Exact).unwrap();
+    assert_eq!(fused.len(), alone.len(), "no round for the product");
+    for (i, (party, f)) in out.iter().zip(per_party(&fused, 3)).enumerate() {
+        assert_eq!(
+            party.1,
+            (f.rounds, f.bytes_sent),
+            "party {i}, Z_2^{}",
+            W::BITS
+        );
+    }
+}
+
+#[test]
+fn product_requantization_opens_the_unreshared_product() {
+    product_requantization_matches::<u64>(1 << 28, false);
+    product_requantization_matches::<u64>(1 << 28, true);
+    product_requantization_matches::<u32>(1 << 34, true);
+    product_requantization_matches::<u128>(1 << 28, false);
+    // A divisor that is not a power of two: two sets of borrow tables.
+    product_requantization_matches::<u64>(49 * 12_582_917, true);
 }
 
 /// Privacy: what a party receives must not depend on secrets it is not entitled to.
@@ -548,13 +646,39 @@ mod view {
             let m = p.max(&v, &c, b).unwrap();
             let a = p.argmax(&v, 4, false, b).unwrap();
             let t = p.lookup(&v, &table, -100).unwrap();
-            for y in [r, m, a, t, f] {
+            let pr = product_requantized(&mut p, &v, &c, &rq);
+            for y in [r, m, a, t, f, pr] {
                 p.reveal(&y, owner).unwrap();
             }
             drop(p);
             let v = seen.lock().unwrap().clone();
             v
         })
+    }
+
+    /// `requant(v·c_0 + v)` from the product's unreshared parts (`v` in [−100, 100], `c`
+    /// in [−20, 20]).
+    fn product_requantized<W: Word>(
+        p: &mut Rep3<W>,
+        v: &Pair<W>,
+        c: &Pair<W>,
+        rq: &crate::Requant,
+    ) -> Pair<W> {
+        let n = v.len();
+        let d = MatDims {
+            batch: 1,
+            m: n,
+            k: 1,
+            n: 1,
+            a_batched: false,
+            b_batched: false,
+        };
+        let b = Bounds {
+            lo: -2100,
+            hi: 2100,
+        };
+        p.product_requantize(v, &c.slice(0..1), d, v, rq, b, TruncMode::Exact)
+            .unwrap()
     }
 
     /// The same for the Z_2^32 paths: a requantization whose shift is wider than the
@@ -594,7 +718,8 @@ mod view {
                 .unwrap();
             let c = p.clamp(&v, -20, 20, b).unwrap();
             let m = p.max(&v, &c, b).unwrap();
-            for y in [f, g, m] {
+            let pr = product_requantized(&mut p, &v, &c, &rq);
+            for y in [f, g, m, pr] {
                 p.reveal(&y, owner).unwrap();
             }
             drop(p);
