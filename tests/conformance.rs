@@ -100,7 +100,12 @@ fn rescales(model: &Path) -> usize {
             c.program
                 .code
                 .iter()
-                .filter(|i| matches!(i.mnemonic(), "rescale" | "requant"))
+                .filter(|i| {
+                    matches!(
+                        i.mnemonic(),
+                        "rescale" | "requant" | "convrequant" | "matmulrequant"
+                    )
+                })
                 .count()
         })
         .unwrap_or(0)

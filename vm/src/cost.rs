@@ -204,16 +204,28 @@ pub fn choose_ring(protocol: &Spec, program: &Program, dry_run: bool) -> u32 {
             cost(program, c.as_ref(), roles, 1).is_ok()
         })
     };
-    let i32_range = i64::from(i32::MIN)..=i64::from(i32::MAX);
-    let secret_in_32 = program.registers.iter().all(|r| {
-        r.vis == Visibility::Public || (i32_range.contains(&r.lo) && i32_range.contains(&r.hi))
-    });
-    // Without a dry run, Z_2^32 also needs room for a masked opening of every secret
-    // register's span (the selection plan opens `bits(hi − lo) + 1` bits).
-    let spans_in_31 = program
+    // Every secret value: the registers, and the sums a fused product requantizes (no
+    // register holds them; a protocol without the fusion computes them as values).
+    let mut secret: Vec<(i128, i128)> = program
         .registers
         .iter()
-        .all(|r| r.vis == Visibility::Public || (r.hi as i128 - r.lo as i128) < 1 << 31);
+        .filter(|r| r.vis == Visibility::Secret)
+        .map(|r| (r.lo as i128, r.hi as i128))
+        .collect();
+    secret.extend(
+        program
+            .code
+            .iter()
+            .filter_map(|ins| crate::verify::accumulator(program, ins).ok().flatten())
+            .map(|(_, b)| b),
+    );
+    let i32_range = i128::from(i32::MIN)..=i128::from(i32::MAX);
+    let secret_in_32 = secret
+        .iter()
+        .all(|(lo, hi)| i32_range.contains(lo) && i32_range.contains(hi));
+    // Without a dry run, Z_2^32 also needs room for a masked opening of every secret
+    // value's span (the selection plan opens `bits(hi − lo) + 1` bits).
+    let spans_in_31 = secret.iter().all(|(lo, hi)| hi - lo < 1 << 31);
     let last = widths.last().copied().unwrap_or(64);
     widths
         .iter()

@@ -1237,7 +1237,15 @@ fn weight_blocks_shared<S: Plane>(w: &Shared<S>, n: usize, repeat: bool) -> Cow<
 
 /// [`im2col`] of a secret input: the columns of its element indices, gathered. The
 /// indices are written straight from the window plan, one input plane per task.
-fn im2col_shared<S: Plane>(x: &Shared<S>, win: &tensor::Window) -> Result<S, String> {
+fn im2col_shared<'x, S: Plane>(
+    x: &'x Shared<S>,
+    win: &tensor::Window,
+) -> Result<Cow<'x, S>, String> {
+    if is_pointwise(win) {
+        // A 1×1 window without stride or padding reads every element once, in order:
+        // the columns are the input itself.
+        return Ok(Cow::Borrowed(&x.data));
+    }
     let (h, w) = (x.dims[2], x.dims[3]);
     let (oh, ow, plan) = win
         .gather_plan(h, w)
@@ -1248,10 +1256,15 @@ fn im2col_shared<S: Plane>(x: &Shared<S>, win: &tensor::Window) -> Result<S, Str
     // whatever the grouping.
     let block = (kk * ohw).max(1);
     let len = x.data.len() / (h * w).max(1) * kk * ohw;
-    Ok(x.data.gather_by(len, |o| {
+    Ok(Cow::Owned(x.data.gather_by(len, |o| {
         let (plane, r) = (o / block, o % block);
         plan[(r % ohw) * kk + r / ohw].map_or(PAD, |i| plane * h * w + i)
-    }))
+    })))
+}
+
+/// Whether `win` is a 1×1 window with unit strides and no padding.
+fn is_pointwise(win: &tensor::Window) -> bool {
+    win.kernel == [1, 1] && win.strides == [1, 1] && win.pads == [0; 4]
 }
 
 /// A convolution as one batched product over `N·G` blocks `[M/G, K] x [K, OH·OW]`.
@@ -1298,11 +1311,11 @@ pub(crate) fn conv_plan(
 
 /// The operands of a convolution of two secrets as its product runs them: the weight
 /// blocks and the input's columns.
-pub(crate) fn conv_secret_operands<'w, S: Plane>(
+pub(crate) fn conv_secret_operands<'a, S: Plane>(
     plan: &ConvPlan,
-    x: &Shared<S>,
-    w: &'w Shared<S>,
-) -> Result<(Cow<'w, S>, S), Fail> {
+    x: &'a Shared<S>,
+    w: &'a Shared<S>,
+) -> Result<(Cow<'a, S>, Cow<'a, S>), Fail> {
     let cols = im2col_shared(x, &plan.win)?;
     Ok((weight_blocks_shared(w, plan.n, plan.repeat), cols))
 }
@@ -1395,7 +1408,7 @@ mod tests {
             let (t, sh) = numbered(&[2, c, hw, hw + 1]);
             let win = shapes::window(&[k, k], &[s, s], &[pad, pad, pad, pad], &[dil, dil]).unwrap();
             if let Ok((_, _, want)) = im2col(&t, &win, g, 0) {
-                prop_assert_eq!(im2col_shared(&sh, &win).unwrap(), want);
+                prop_assert_eq!(im2col_shared(&sh, &win).unwrap().into_owned(), want);
             }
         }
     }
