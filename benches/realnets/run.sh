@@ -20,6 +20,7 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 qmpc=${QMPC_BIN:-$root/target/release/qmpc}
 corpus=${CORPUS:-$root/../shared/corpus/realnets}
+corpus=$(cd "$corpus" && pwd)  # absolute: relative paths broke the reference links
 filter=${MODELS:-.}
 reps=${ORT_REPS:-20}
 protocols=("$@")
