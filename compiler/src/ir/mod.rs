@@ -106,6 +106,18 @@ impl Graph {
         it.next().is_none().then(|| e.target())
     }
 
+    /// Make every reader of `from` read `to` instead (same operand positions).
+    pub fn move_readers(&mut self, from: NodeIndex, to: NodeIndex) {
+        let uses: Vec<(NodeIndex, u32)> = self
+            .g
+            .edges_directed(from, Direction::Outgoing)
+            .map(|e| (e.target(), *e.weight()))
+            .collect();
+        for (t, w) in uses {
+            self.g.add_edge(to, t, w);
+        }
+    }
+
     /// The values of a constant node.
     pub fn const_data(&self, n: NodeIndex) -> Option<&[i64]> {
         match &self.g[n].op {

@@ -10,8 +10,6 @@
 
 use crate::ir::{Graph, Op};
 use petgraph::stable_graph::NodeIndex;
-use petgraph::visit::EdgeRef;
-use petgraph::Direction;
 use qmpc_bytecode::operand::{Dst, Reg};
 use qmpc_bytecode::{ConstTensor, Instr, Visibility};
 
@@ -122,13 +120,7 @@ fn fuse(g: &mut Graph, requant: NodeIndex) {
     ) else {
         return;
     };
-    let uses: Vec<(NodeIndex, u32)> =
-        g.g.edges_directed(requant, Direction::Outgoing)
-            .map(|e| (e.target(), *e.weight()))
-            .collect();
-    for (t, w) in uses {
-        g.g.add_edge(fused, t, w);
-    }
+    g.move_readers(requant, fused);
     g.g.remove_node(requant);
     if let Some(add) = add {
         g.g.remove_node(add);

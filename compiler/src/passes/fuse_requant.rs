@@ -8,8 +8,6 @@
 
 use crate::ir::{Graph, Op};
 use petgraph::stable_graph::NodeIndex;
-use petgraph::visit::EdgeRef;
-use petgraph::Direction;
 use qmpc_bytecode::operand::{Dst, Int, Reg};
 use qmpc_bytecode::ConstTensor;
 use qmpc_bytecode::{DType, Instr, Visibility};
@@ -92,13 +90,7 @@ fn fuse(g: &mut Graph, rescale: NodeIndex) {
     ) else {
         return;
     };
-    let uses: Vec<(NodeIndex, u32)> =
-        g.g.edges_directed(clamp, Direction::Outgoing)
-            .map(|e| (e.target(), *e.weight()))
-            .collect();
-    for (t, w) in uses {
-        g.g.add_edge(fused, t, w);
-    }
+    g.move_readers(clamp, fused);
     g.g.remove_node(clamp);
     if next != clamp {
         g.g.remove_node(next);

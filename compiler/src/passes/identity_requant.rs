@@ -7,8 +7,6 @@
 
 use crate::ir::{Graph, Op};
 use petgraph::stable_graph::NodeIndex;
-use petgraph::visit::EdgeRef;
-use petgraph::Direction;
 use qmpc_bytecode::operand::{Dst, Reg};
 use qmpc_bytecode::Instr;
 
@@ -64,12 +62,6 @@ fn replace(g: &mut Graph, r: NodeIndex) {
         g.g.remove_node(sum);
         return;
     }
-    let uses: Vec<(NodeIndex, u32)> =
-        g.g.edges_directed(r, Direction::Outgoing)
-            .map(|e| (e.target(), *e.weight()))
-            .collect();
-    for (t, w) in uses {
-        g.g.add_edge(sum, t, w);
-    }
+    g.move_readers(r, sum);
     g.g.remove_node(r);
 }

@@ -12,7 +12,6 @@
 
 use crate::ir::{Graph, Op};
 use petgraph::stable_graph::NodeIndex;
-use petgraph::visit::EdgeRef;
 use petgraph::Direction;
 use qmpc_bytecode::{Instr, Visibility};
 
@@ -129,13 +128,7 @@ fn move_pool(g: &mut Graph, pool: NodeIndex) {
             }
         }
     }
-    let uses: Vec<(NodeIndex, u32)> =
-        g.g.edges_directed(pool, Direction::Outgoing)
-            .map(|e| (e.target(), *e.weight()))
-            .collect();
-    for (t, w) in uses {
-        g.g.add_edge(value, t, w);
-    }
+    g.move_readers(pool, value);
     g.g.remove_node(pool);
     for (n, _) in chain {
         g.g.remove_node(n);
