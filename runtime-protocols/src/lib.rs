@@ -222,9 +222,7 @@ pub trait Protocol: Core {
     where
         Self: Sized,
     {
-        let z = self.matmul(a, b, dims)?;
-        let z = self.add(&z, bias);
-        self.requantize(&z, q, bounds, mode)
+        product_requantize_unfused(self, a, b, dims, bias, q, bounds, mode)
     }
     /// `min(max(x, lo), hi)` element-wise.
     fn clamp(
@@ -257,6 +255,24 @@ pub trait Protocol: Core {
         select_last: bool,
         bounds: Bounds,
     ) -> Result<Self::Shares, ProtocolError>;
+}
+
+/// [`Protocol::product_requantize`] as its steps: the product (resharing it), the sum, the
+/// requantization. The default, and the fallback of a protocol that fuses only some.
+#[allow(clippy::too_many_arguments)]
+pub fn product_requantize_unfused<P: Protocol>(
+    p: &mut P,
+    a: &P::Shares,
+    b: &P::Shares,
+    dims: MatDims,
+    bias: &P::Shares,
+    q: &Requant,
+    bounds: Bounds,
+    mode: TruncMode,
+) -> Result<P::Shares, ProtocolError> {
+    let z = p.matmul(a, b, dims)?;
+    let z = p.add(&z, bias);
+    p.requantize(&z, q, bounds, mode)
 }
 
 /// A requantization as its three steps: `rescale`, the zero point, `clamp` (on the bounds of

@@ -90,9 +90,7 @@ pub(crate) trait Selection: gates::GateSet + Sized {
         bounds: Bounds,
         mode: TruncMode,
     ) -> R<Self::Shares> {
-        let z = self.matmul(a, b, dims)?;
-        let z = self.add(&z, bias);
-        Selection::requantize(self, &z, q, bounds, mode)
+        crate::product_requantize_unfused(self, a, b, dims, bias, q, bounds, mode)
     }
     fn clamp(&mut self, x: &Self::Shares, lo: i64, hi: i64, b: Bounds) -> R<Self::Shares> {
         clamp(self, x, lo, hi, b)

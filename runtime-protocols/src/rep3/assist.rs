@@ -315,7 +315,7 @@ pub(super) fn select<W: Word>(
                     .zip(&rb)
                     .map(|(x, y)| x.wrapping_add(*y) & mmask)
                     .collect();
-                let msg = dealer_material(p, gr, test, &rr, factors, n, k, &levels);
+                let msg = dealer_material(p, gr, test, &rr, factors, n, k, &levels)?;
                 post.out[gr.pb].extend(msg);
             }
         }
@@ -355,7 +355,7 @@ pub(super) fn select<W: Word>(
         if gr.role == Role::B {
             gr.tables = inbox.bits(gr.d, nn * sbits);
             gr.rbit = inbox.bits(gr.d, nn);
-            receive_products(&mut gr.triples, &levels, nn, &mut inbox, gr.d);
+            receive_products(&mut gr.triples, &levels, nn, &mut inbox, gr.d)?;
             gr.e_arith = inbox.words(gr.d, nn);
             gr.ef = inbox.words(gr.d, k * nn);
         }
@@ -553,7 +553,7 @@ fn dealer_material<W: Word>(
     n: usize,
     k: usize,
     levels: &[Level],
-) -> Vec<u8> {
+) -> R<Vec<u8>> {
     let nn = gr.n();
     let sbits = test.table_bits();
     let bits = test.bits;
@@ -595,7 +595,7 @@ fn dealer_material<W: Word>(
     let e_arith_a: Vec<W> = p.draw_words(gr.da, nn);
     let rho: Vec<W> = p.draw_words(gr.da, k * nn);
     let b_parts = draw_triples(p, gr.db, levels, nn, false);
-    pack_b_products(&a_parts, &b_parts, levels, nn, &mut msg);
+    pack_b_products(&a_parts, &b_parts, levels, nn, &mut msg)?;
     let e_b = p.draw_bits(gr.db, nn);
     let e = xor(&e_a, &e_b);
     let e_arith_b: Vec<W> = (0..nn)
@@ -612,5 +612,5 @@ fn dealer_material<W: Word>(
         }
     }
     put_words(&ef, &mut msg);
-    msg
+    Ok(msg)
 }

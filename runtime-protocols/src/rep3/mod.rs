@@ -594,9 +594,7 @@ impl<W: Word> crate::func::Selection for Rep3<W> {
         mode: TruncMode,
     ) -> Result<Pair<W>, ProtocolError> {
         let Some(plan) = fused_plan::<W>(q, bounds, mode) else {
-            let z = Core::matmul(self, a, b, d)?;
-            let z = self.add(&z, bias);
-            return crate::func::Selection::requantize(self, &z, q, bounds, mode);
+            return crate::product_requantize_unfused(self, a, b, d, bias, q, bounds, mode);
         };
         let z: Vec<W> = product_parts(a, b, d)
             .into_par_iter()

@@ -436,7 +436,7 @@ pub(super) fn requantize<W: Word>(
         if !is_a {
             gr.tables = inbox.bits(gr.d, nn * sbits);
             gr.rtop = inbox.bits(gr.d, nn);
-            receive_products(&mut gr.triples, &levels, LANES * nn, &mut inbox, gr.d);
+            receive_products(&mut gr.triples, &levels, LANES * nn, &mut inbox, gr.d)?;
             gr.arith = inbox.words(gr.d, ARITH * nn);
         }
         // Per element: the borrow index `2·P_l + H_0` and the two threshold operands.
@@ -730,7 +730,7 @@ fn dealer_material<W: Word>(
     let mut msg = Vec::new();
     pack(&xor(&tables, &pads), nn * sbits, &mut msg);
     pack(&xor(&rtop, &rtop_pad), nn, &mut msg);
-    pack_b_products(&ta, &tb, &levels, LANES * nn, &mut msg);
+    pack_b_products(&ta, &tb, &levels, LANES * nn, &mut msg)?;
     put_words(&values, &mut msg);
     Ok(msg)
 }

@@ -26,6 +26,12 @@ use crate::{PartyId, ProtocolError};
 
 type R<T> = Result<T, ProtocolError>;
 
+/// Correlated randomness drawn for another tree than the one it is used in (a bug, not
+/// an input: both sides draw by the same levels).
+fn mismatch() -> ProtocolError {
+    ProtocolError::Invalid("rep3 comparison tree: randomness drawn for other levels".into())
+}
+
 /// One round of the tree.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum Level {
@@ -185,7 +191,7 @@ pub(super) fn pack_b_products(
     levels: &[Level],
     lanes: usize,
     msg: &mut Vec<u8>,
-) {
+) -> R<()> {
     for ((level, x), y) in levels.iter().zip(x).zip(y) {
         match (level, x, y) {
             (
@@ -222,9 +228,10 @@ pub(super) fn pack_b_products(
                 }
             }
             // Both parties' draws follow `levels`.
-            _ => unreachable!("triples drawn for other levels"),
+            _ => return Err(mismatch()),
         }
     }
+    Ok(())
 }
 
 /// `B` reads its product parts from the dealer's message.
@@ -234,7 +241,7 @@ pub(super) fn receive_products(
     lanes: usize,
     inbox: &mut Inbox,
     dealer: PartyId,
-) {
+) -> R<()> {
     for (t, &level) in triples.iter_mut().zip(levels) {
         match (t, level) {
             (Triples::Pairs { c1, c2, .. }, Level::Pairs { pairs, last }) => {
@@ -249,9 +256,10 @@ pub(super) fn receive_products(
                     .map(|_| inbox.bits(dealer, lanes))
                     .collect();
             }
-            _ => unreachable!("triples drawn for other levels"),
+            _ => return Err(mismatch()),
         }
     }
+    Ok(())
 }
 
 /// Comparison units `(lt, eq)` over the lanes, least significant first.
@@ -269,9 +277,9 @@ pub(super) struct Tree<'t> {
 
 impl Tree<'_> {
     /// This evaluator's masked factors of `level`, to be sent to the other.
-    fn opening(&self, level: Level, triples: &Triples) -> Vec<Vec<u64>> {
+    fn opening(&self, level: Level, triples: &Triples) -> R<Vec<Vec<u64>>> {
         let u = &self.units;
-        match (level, triples) {
+        Ok(match (level, triples) {
             (Level::Pairs { pairs, last }, Triples::Pairs { a, b1, b2, .. }) => {
                 let xs: Vec<&Vec<u64>> = (0..pairs).map(|k| &u[2 * k + 1].1).collect();
                 let y1: Vec<&Vec<u64>> = (0..pairs).map(|k| &u[2 * k].0).collect();
@@ -295,14 +303,14 @@ impl Tree<'_> {
                     xor(x, &masks[v])
                 })
                 .collect(),
-            _ => unreachable!("triples drawn for other levels"),
-        }
+            _ => return Err(mismatch()),
+        })
     }
 
     /// The units after `level`, from the opened factors `o`.
-    fn combine(&self, level: Level, triples: &Triples, o: &[Vec<u64>]) -> Units {
+    fn combine(&self, level: Level, triples: &Triples, o: &[Vec<u64>]) -> R<Units> {
         let u = &self.units;
-        match (level, triples) {
+        Ok(match (level, triples) {
             (Level::Pairs { pairs, last }, Triples::Pairs { a, b1, b2, c1, c2 }) => {
                 let ox = &o[0];
                 // x·y = d·e ⊕ d·b ⊕ e·a ⊕ c, with d·e added by A only.
@@ -372,8 +380,8 @@ impl Tree<'_> {
                 }
                 vec![(lt, Vec::new())]
             }
-            _ => unreachable!("triples drawn for other levels"),
-        }
+            _ => return Err(mismatch()),
+        })
     }
 }
 
@@ -392,7 +400,7 @@ pub(super) fn combine_tree<W: Word>(
                 opened.push(Vec::new());
                 continue;
             };
-            let d = t.opening(level, &t.triples[lv]);
+            let d = t.opening(level, &t.triples[lv])?;
             let len = level.len(t.lanes);
             let mut msg = Vec::new();
             for v in &d {
@@ -410,7 +418,7 @@ pub(super) fn combine_tree<W: Word>(
                 .iter()
                 .map(|v| xor(v, &inbox.bits(t.other, len)))
                 .collect();
-            t.units = t.combine(level, &t.triples[lv], &o);
+            t.units = t.combine(level, &t.triples[lv], &o)?;
         }
     }
     Ok(())
