@@ -759,6 +759,39 @@ def m_qdq_hardswish():
     return res
 
 
+def m_qdq_silu():
+    """SiLU as quantize_static writes it (Sigmoid quantized before the Mul by its input) and
+    EfficientNet's squeeze-excitation around it."""
+    res = []
+    shape = [1, 4, 5, 5]
+    for var, kind in [("silu_s8", "s8"), ("se_u8", "u8")]:
+        name = f"qdq_SiLU/{var}"
+        g = B()
+        x, fx = qdq_in(g, name, kind, shape, -4.0, 4.0)
+        g.n("Sigmoid", ["x_dq"], "sig")
+        fsig = requant(g, "sig", sigmoid(fx), kind)
+        if var.startswith("silu"):
+            g.n("Mul", ["x_dq", "sig_dq"], "y")
+            fy = fx * fsig
+        else:
+            g.n("Mul", ["x_dq", "sig_dq"], "silu")
+            # the SiLU is read twice: by the pool of the gate and by the gated product
+            fsilu = requant(g, "silu", fx * fsig, kind)
+            g.n("GlobalAveragePool", ["silu_dq"], "pool")
+            fp = requant(g, "pool", fsilu.mean(axis=(2, 3), keepdims=True), kind)
+            g.n("Sigmoid", ["pool_dq"], "gate")
+            fgate = requant(g, "gate", sigmoid(fp), kind)
+            g.n("Mul", ["gate_dq", "silu_dq"], "y")
+            fy = fgate * fsilu
+        qdq_tail(g, "y", fy, kind)
+        res.append((var, g.model(TP.FLOAT, shape, opset=13), x, {"activation_type": kind}))
+    return res
+
+
+def sigmoid(x):
+    return (1.0 / (1.0 + np.exp(-x.astype(np.float64)))).astype(np.float32)
+
+
 def m_qdq_slice():
     """Slice, Split and ShuffleNet's channel shuffle on dequantized tensors."""
     res = []
@@ -1135,6 +1168,8 @@ OP_MODELS = [
     ("op_qdq_hardswish", "QDQ: HardSigmoid, HardSwish (opset 14), HardSwish inlined as HardSigmoid + Mul of two "
                          "activations, squeeze-excitation (GlobalAveragePool, HardSigmoid, broadcast Mul)",
      m_qdq_hardswish),
+    ("op_qdq_silu", "QDQ: SiLU with its Sigmoid quantized before the Mul by its input (quantize_static), and "
+                    "read twice by a squeeze-excitation gate (GlobalAveragePool, Sigmoid, Mul)", m_qdq_silu),
     ("op_qdq_slice", "QDQ: Slice (negative start, INT64_MAX end, steps 2 on two axes), ShuffleNet's channel split "
                      "(Slice), Concat and shuffle (Reshape 5-D, Transpose, Reshape), opset-18 Split",
      m_qdq_slice),

@@ -1,6 +1,7 @@
 //! IR passes, one per file. Each can be switched off (`--no-pass NAME`, or all with `-O0`).
 
 mod dce;
+mod fold_table;
 mod fuse_product;
 mod fuse_requant;
 mod identity_requant;
@@ -9,6 +10,7 @@ mod saturate_bias;
 mod schedule;
 
 pub use dce::dead_code_elimination;
+pub use fold_table::fold_table;
 pub use fuse_product::fuse_product;
 pub use fuse_requant::fuse_requant;
 pub use identity_requant::identity_requant;
@@ -52,6 +54,11 @@ pub const PASSES: &[Pass] = &[
         name: "fuse_product",
         doc: "a product of two secrets read only by its requantization (after a bias) becomes one instruction, requantized from the product's unreshared parts",
         run: fuse_product,
+    },
+    Pass {
+        name: "fold_table",
+        doc: "an element-wise chain of one small-range register that holds a lookup (a quantized SiLU: table, product, requantization) becomes one lookup",
+        run: fold_table,
     },
     Pass {
         name: "dce",
