@@ -130,10 +130,24 @@ pub enum Call<'a> {
         select_last: bool,
         bounds: Bounds,
     },
+    /// A lookup in a table of `table_len` entries with values in `[lo, hi]` (what a
+    /// protocol's messages may depend on).
     Lookup {
         len: usize,
         table_len: usize,
+        lo: i64,
+        hi: i64,
     },
+}
+
+/// The [`Call`] of a lookup of `len` elements in `table`.
+pub fn lookup_call(len: usize, table: &[i64]) -> Call<'static> {
+    Call::Lookup {
+        len,
+        table_len: table.len(),
+        lo: table.iter().copied().min().unwrap_or(0),
+        hi: table.iter().copied().max().unwrap_or(0),
+    }
 }
 
 /// A protocol's costs: the rounds of each [`Call`], from the protocol's own code run on
@@ -212,8 +226,18 @@ impl<P: Protocol> Counting for P {
             } => self
                 .argmax(&blank(len), row_len, select_last, bounds)
                 .map(drop),
-            Call::Lookup { len, table_len } => {
-                self.lookup(&blank(len), &vec![0; table_len], 0).map(drop)
+            Call::Lookup {
+                len,
+                table_len,
+                lo,
+                hi,
+            } => {
+                // A table with the same length and range of values.
+                let mut table = vec![lo; table_len];
+                if let Some(last) = table.last_mut() {
+                    *last = hi;
+                }
+                self.lookup(&blank(len), &table, 0).map(drop)
             }
         }
     }
@@ -265,8 +289,8 @@ pub(crate) trait Ask: Costs {
             bounds,
         })
     }
-    fn lookup(&self, len: usize, table_len: usize) -> R<Rounds> {
-        self.rounds(Call::Lookup { len, table_len })
+    fn lookup(&self, len: usize, table: &[i64]) -> R<Rounds> {
+        self.rounds(lookup_call(len, table))
     }
 }
 
@@ -487,10 +511,7 @@ impl Protocol for Tally<'_> {
         Ok(Len(x.len() / row_len.max(1)))
     }
     fn lookup(&mut self, x: &Len, table: &[i64], _: i64) -> Result<Len, ProtocolError> {
-        self.record(Call::Lookup {
-            len: x.len(),
-            table_len: table.len(),
-        })?;
+        self.record(lookup_call(x.len(), table))?;
         Ok(*x)
     }
 }

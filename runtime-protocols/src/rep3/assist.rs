@@ -63,6 +63,105 @@ pub(crate) fn group(n: usize, g: usize) -> Range<usize> {
     g * n / 3..(g + 1) * n / 3
 }
 
+/// Where one party sits in group `g`: its role, the components of the keys it shares
+/// (`D`–`A`, `D`–`B`, `A`–`B`), the peers by role, and the group's elements.
+#[derive(Clone, Debug)]
+pub(super) struct Seat {
+    pub role: Role,
+    pub da: usize,
+    pub db: usize,
+    pub ab: usize,
+    pub d: PartyId,
+    pub pa: PartyId,
+    pub pb: PartyId,
+    pub range: Range<usize>,
+}
+
+impl Seat {
+    /// Party `me`'s seat in group `g` of `n` elements.
+    pub fn new(me: PartyId, g: usize, n: usize) -> Seat {
+        Seat {
+            role: role(me, g),
+            da: (g + 1) % 3,
+            db: g % 3,
+            ab: (g + 2) % 3,
+            d: g % 3,
+            pa: (g + 1) % 3,
+            pb: (g + 2) % 3,
+            range: group(n, g),
+        }
+    }
+
+    pub fn n(&self) -> usize {
+        self.range.len()
+    }
+
+    /// The other evaluator (for `A` and `B`).
+    pub fn other(&self) -> PartyId {
+        if self.role == Role::A {
+            self.pb
+        } else {
+            self.pa
+        }
+    }
+}
+
+/// The last round of a group-wise computation: `A` and `B` hold additive parts `z[g]` of
+/// `k` results per element of group `g`; both send `D` a part masked with draws of the key
+/// `A`–`B`. `D` then holds components `g` (from `B`) and `g + 1` (from `A`), `A` holds
+/// `g + 1` (what it sent) and `g + 2` (its draw), `B` holds `g + 2` and `g`. Returns this
+/// party's components `(a, b)` per group.
+pub(super) fn reshare_parts<W: Word>(
+    p: &mut Rep3<W>,
+    seats: &[Seat],
+    z: &[Vec<W>],
+    k: usize,
+) -> R<Vec<(Vec<W>, Vec<W>)>> {
+    let mut post = Post::new();
+    let mut kept: Vec<(Vec<W>, Vec<W>)> = vec![(Vec::new(), Vec::new()); seats.len()];
+    for (gi, s) in seats.iter().enumerate() {
+        let len = k * s.n();
+        if len == 0 {
+            continue;
+        }
+        if s.role == Role::Dealer {
+            post.expect[s.pa] += len * W::BYTES;
+            post.expect[s.pb] += len * W::BYTES;
+            continue;
+        }
+        let tt = p.draw_words(s.ab, len);
+        let t2 = p.draw_words(s.ab, len);
+        let send: Vec<W> = if s.role == Role::A {
+            z[gi]
+                .iter()
+                .zip(&tt)
+                .zip(&t2)
+                .map(|((z, t), u)| z.sub(*t).sub(*u))
+                .collect()
+        } else {
+            z[gi].iter().zip(&t2).map(|(z, u)| z.add(*u)).collect()
+        };
+        let mut msg = Vec::new();
+        put_words(&send, &mut msg);
+        post.out[s.d].extend(msg);
+        kept[gi] = (send, tt);
+    }
+    let mut inbox = p.post(post)?;
+    Ok(seats
+        .iter()
+        .zip(kept)
+        .map(|(s, (sent, drawn))| {
+            let len = k * s.n();
+            match s.role {
+                _ if len == 0 => (Vec::new(), Vec::new()),
+                Role::Dealer => (inbox.words(s.pb, len), inbox.words(s.pa, len)),
+                Role::A => (sent, drawn),
+                Role::B => (drawn, sent),
+            }
+        })
+        .collect())
+}
+
 /// Public parameters of a sign test of values in `[lo, hi]` (with `lo < 0 ≤ hi`).
 #[derive(Clone, Debug)]
 pub(super) struct SignTest {

@@ -19,6 +19,7 @@ mod bits;
 mod cost;
 pub(crate) mod elem;
 mod gates;
+mod lookup;
 mod masked;
 mod requant;
 use requant::Operand;
@@ -639,7 +640,16 @@ impl<W: Word> crate::func::Selection for Rep3<W> {
         table: &[i64],
         offset: i64,
     ) -> Result<Pair<W>, ProtocolError> {
-        Ok(planes(masked::lookup(self, &reps(x), table, offset)?))
+        match lookup::Shape::new(table) {
+            Some(shape) => Ok(planes(lookup::lookup(
+                self,
+                shape,
+                &reps(x),
+                table,
+                offset,
+            )?)),
+            None => Ok(planes(masked::lookup(self, &reps(x), table, offset)?)),
+        }
     }
 }
 

@@ -176,12 +176,97 @@ fn argmax_matches_clear_with_ties() {
     }
 }
 
+/// Tables as networks use them (a quantized SiLU over int8, a sigmoid over uint8), a short
+/// odd-length one, one of wide values, a single entry; inputs over the whole index range.
+fn lookup_cases() -> Vec<(Vec<i64>, i64)> {
+    vec![
+        (
+            (-128..128)
+                .map(|i: i64| (i * i / 200 - 30).clamp(-128, 127))
+                .collect(),
+            -128,
+        ),
+        ((0..256).map(|i| 5 + i * 239 / 255).collect(), 0),
+        ((0..37).map(|i| i * i - 100).collect(), -10),
+        ((0..100).map(|i| (i - 50) << 33).collect(), 7),
+        (vec![-9], 3),
+    ]
+}
+
+fn lookup_matches<W: Word>() {
+    for (table, offset) in lookup_cases() {
+        for n in [0, 1, 2, 90] {
+            let hi = offset + table.len() as i64 - 1;
+            let mut x = values(n, offset, hi, 4);
+            // Both ends of the index range.
+            if n >= 2 {
+                x[0] = offset;
+                x[1] = hi;
+            }
+            let got = secure::<W>(&x, |p, s| p.lookup(s, &table, offset).unwrap());
+            let want = Clear.lookup(&x, &table, offset).unwrap();
+            let wrap = |v: i64| W::from_i64(v).to_i64();
+            let want: Vec<i64> = want.into_iter().map(wrap).collect();
+            assert_eq!(
+                got,
+                want,
+                "Z_2^{}, {} entries, n = {n}",
+                W::BITS,
+                table.len()
+            );
+        }
+    }
+}
+
 #[test]
 fn lookup_matches_clear() {
-    let table: Vec<i64> = (0..37).map(|i| i * i - 100).collect();
-    let x = values(90, -10, 26, 4);
-    let got = secure::<u64>(&x, |p, s| p.lookup(s, &table, -10).unwrap());
-    assert_eq!(got, Clear.lookup(&x, &table, -10).unwrap());
+    lookup_matches::<u32>();
+    lookup_matches::<u64>();
+    lookup_matches::<u128>();
+}
+
+/// A lookup takes 3 rounds, sends what its cost says, and the dealer's one-hot vector is
+/// bits: far fewer bytes than a vector of ring words per element.
+#[test]
+fn lookup_costs_equal_the_run() {
+    use crate::cost::{per_party, Costs};
+    let n = 300;
+    for (table, offset) in lookup_cases() {
+        let hi = offset + table.len() as i64 - 1;
+        let x = values(n, offset, hi, 6);
+        let stats = run3::<u64, _>(|p| {
+            let mine = (p.party() == 1).then_some(&x[..]);
+            let s = p.input(1, mine, n).unwrap();
+            let before = p.stats();
+            p.lookup(&s, &table, offset).unwrap();
+            let after = p.stats();
+            (
+                after.rounds - before.rounds,
+                after.bytes_sent - before.bytes_sent,
+            )
+        });
+        let rounds = Rep3Costs { ring_bits: 64 }.lookup(n, &table).unwrap();
+        assert_eq!(rounds.len(), 3, "open, select, reshare");
+        let want = per_party(&rounds, 3);
+        for (i, (r, bytes)) in stats.into_iter().enumerate() {
+            assert_eq!(
+                (r, bytes),
+                (want[i].rounds, want[i].bytes_sent),
+                "party {i}"
+            );
+        }
+    }
+    // An int8 table: every party sends under 60 bytes per element (it is the dealer of a
+    // third: 32 bytes of one-hot bits and 8 words, then 2 bytes and a word as an evaluator).
+    let (table, _) = &lookup_cases()[0];
+    let rounds = Rep3Costs { ring_bits: 64 }.lookup(n, table).unwrap();
+    for c in per_party(&rounds, 3) {
+        assert!(
+            c.bytes_sent < 60 * n as u64,
+            "{} bytes for {n} elements",
+            c.bytes_sent
+        );
+    }
 }
 
 #[test]

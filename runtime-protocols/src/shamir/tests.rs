@@ -44,7 +44,7 @@ fn call_cost(c: &ShamirCosts, call: &Call, len: usize) -> Rounds {
         Call::Clamp(lo, hi, b) => c.clamp(len, *lo, *hi, *b).unwrap(),
         Call::Max(b) => c.max(len, *b).unwrap(),
         Call::Argmax(row, last, b) => c.argmax(len, *row, *last, *b).unwrap(),
-        Call::Lookup(t, _) => c.lookup(len, t.len()).unwrap(),
+        Call::Lookup(t, _) => c.lookup(len, t).unwrap(),
     }
 }
 

@@ -1,0 +1,285 @@
+//! `table[x − offset]` with the third party as a dealer, in the groups of [`super::assist`].
+//!
+//! The table is padded to `L = 2^m` entries and its values shifted to `T'[j] = table[j] −
+//! min ∈ [0, 2^w)`. For `y = x − offset ∈ [0, L)`:
+//!
+//! 1. *open* (1 round): `A` and `B` learn `c = y + r mod 2^m` (`r = r_A + r_B` from the keys
+//!    `D`–`A` and `D`–`B`, as in [`super::assist`]). In the same round `D` sends `B` XOR
+//!    shares of the one-hot vector of `r` (`L` bits, `A`'s half are pads it draws) and,
+//!    for a random `ρ ∈ [0, 2^w)` of which `A` and `B` each draw an XOR half, ring shares of
+//!    each bit of `ρ` (`w` words, `A`'s half drawn).
+//! 2. *select and open* (1 round): entry `k` of the one-hot vector stands for `y = c − k`,
+//!    so `⊕_k f[k]·T'[c − k] = T'[y]` — linear over GF(2), so each evaluator applies it to
+//!    its own XOR share `f_A` or `f_B` locally. They open `T'[y] ⊕ ρ = u`.
+//! 3. *convert and reshare* (1 round): `T'[y] = Σ_k 2^k (u_k + ρ_k − 2 u_k ρ_k)`, additive
+//!    in the ring shares of `ρ_k`; `A` adds `min`; the parts are reshared through `D`.
+//!
+//! `D` sends `L/8 + w·word` bytes per element, `A` and `B` `⌈m/8⌉ + ⌈w/8⌉` and a word:
+//! for an int8 table in Z_2^64, 96 + 10 bytes instead of the one-hot vector of ring words
+//! (2 KB) of a lookup that opens `y` to one party. `A` sees `c` (masked by `r_B`) and
+//! `u` (by `ρ_B`); `B` sees `c`, `u` and `D`'s shares (masked by `A`'s pads); `D` sees
+//! only parts masked with randomness of `A` and `B`.
+
+use super::assist::{put_words, reshare_parts, Post, Role, Seat};
+use super::{Rep, Rep3};
+use crate::bitvec::{bit_bytes, bits_of, get, low_mask, or_bits, pack, set, words, xor};
+use crate::word::Word;
+use crate::ProtocolError;
+use rayon::prelude::*;
+
+type R<T> = Result<T, ProtocolError>;
+
+/// The widest index this lookup takes: its one-hot vector is `2^m` bits per element.
+pub(super) const MAX_INDEX_BITS: u32 = 24;
+/// The widest range of table values: each bit is one ring word from the dealer.
+pub(super) const MAX_VALUE_BITS: u32 = 63;
+
+/// The public shape of a lookup: index bits `m`, value bits `w`, the smallest value.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Shape {
+    pub m: u32,
+    pub w: u32,
+    pub min: i64,
+}
+
+impl Shape {
+    /// `None` where the table is empty or too wide for this method.
+    pub fn new(table: &[i64]) -> Option<Shape> {
+        let min = *table.iter().min()?;
+        let max = *table.iter().max()?;
+        let m = bits_of(table.len() as u128 - 1).max(1);
+        let w = bits_of((max as i128 - min as i128) as u128).max(1);
+        (m <= MAX_INDEX_BITS && w <= MAX_VALUE_BITS).then_some(Shape { m, w, min })
+    }
+
+    fn len(&self) -> usize {
+        1 << self.m
+    }
+}
+
+/// `table[x − offset]` for every `x` (see the module doc). 3 rounds.
+pub(super) fn lookup<W: Word>(
+    p: &mut Rep3<W>,
+    shape: Shape,
+    x: &[Rep<W>],
+    table: &[i64],
+    offset: i64,
+) -> R<Vec<Rep<W>>> {
+    let n = x.len();
+    let (m, w, len) = (shape.m, shape.w, shape.len());
+    let mmask = low_mask(m);
+    let ob = (m as usize).div_ceil(8);
+    let low = |v: W| (v.to_u128() as u64) & mmask;
+    let neg_offset = W::from_i64(offset).neg();
+    // T'[j] = table[j] − min; entries past the table are never selected.
+    let shifted: Vec<u64> = (0..len)
+        .map(|j| {
+            table
+                .get(j)
+                .map_or(0, |&v| (v as i128 - shape.min as i128) as u64)
+        })
+        .collect();
+    let seats: Vec<Seat> = (0..3).map(|g| Seat::new(p.me, g, n)).collect();
+
+    // Round 1: the openings of c, and the dealer's shares.
+    let mut post = Post::new();
+    // Per group: c (evaluators), the one-hot share, ρ's XOR half, ρ's bits' ring shares.
+    let mut mask: Vec<Vec<u64>> = vec![Vec::new(); 3];
+    let mut onehot: Vec<Vec<u64>> = vec![Vec::new(); 3];
+    let mut rho: Vec<Vec<u64>> = vec![Vec::new(); 3];
+    let mut rho_ring: Vec<Vec<W>> = vec![Vec::new(); 3];
+    for (gi, s) in seats.iter().enumerate() {
+        let nn = s.n();
+        if nn == 0 {
+            continue;
+        }
+        let r = s.range.clone();
+        let masks = |p: &mut Rep3<W>, key| -> Vec<u64> {
+            p.draw_words(key, nn).iter().map(|&v| low(v)).collect()
+        };
+        match s.role {
+            Role::A | Role::B => {
+                let is_a = s.role == Role::A;
+                let rx = masks(p, if is_a { s.da } else { s.db });
+                // A sends its component g+1 (with −offset folded in), B its component g.
+                let mut msg = Vec::with_capacity(nn * ob);
+                for (i, e) in r.enumerate() {
+                    let comp = if is_a { x[e].a.add(neg_offset) } else { x[e].b };
+                    let v = low(comp).wrapping_add(rx[i]) & mmask;
+                    msg.extend_from_slice(&v.to_le_bytes()[..ob]);
+                }
+                post.out[s.other()].extend(msg);
+                post.expect[s.other()] += nn * ob;
+                mask[gi] = rx;
+                if is_a {
+                    onehot[gi] = p.draw_bits(s.da, nn * len);
+                    rho[gi] = p.draw_bits(s.da, nn * w as usize);
+                    rho_ring[gi] = p.draw_words(s.da, nn * w as usize);
+                } else {
+                    rho[gi] = p.draw_bits(s.db, nn * w as usize);
+                    post.expect[s.d] += dealer_bytes(shape, nn, W::BYTES);
+                }
+            }
+            Role::Dealer => {
+                let (ra, rb) = (masks(p, s.da), masks(p, s.db));
+                let msg = dealer_material(p, s, shape, &ra, &rb);
+                post.out[s.pb].extend(msg);
+            }
+        }
+    }
+    let mut inbox = p.post(post)?;
+
+    // Round 2: each evaluator's share of T'[y], opened under ρ.
+    let mut post = Post::new();
+    let mut opened_mine: Vec<Vec<u64>> = vec![Vec::new(); 3];
+    let mut cs: Vec<Vec<u64>> = vec![Vec::new(); 3];
+    for (gi, s) in seats.iter().enumerate() {
+        let nn = s.n();
+        if nn == 0 || s.role == Role::Dealer {
+            continue;
+        }
+        let is_a = s.role == Role::A;
+        let got = inbox.take(s.other(), nn * ob).to_vec();
+        let c: Vec<u64> = s
+            .range
+            .clone()
+            .enumerate()
+            .map(|(i, e)| {
+                let mine = if is_a {
+                    low(x[e].a.add(neg_offset)).wrapping_add(low(x[e].b))
+                } else {
+                    low(x[e].a).wrapping_add(low(x[e].b))
+                };
+                let mut b = [0u8; 8];
+                b[..ob].copy_from_slice(&got[i * ob..(i + 1) * ob]);
+                mine.wrapping_add(mask[gi][i])
+                    .wrapping_add(u64::from_le_bytes(b))
+                    & mmask
+            })
+            .collect();
+        if !is_a {
+            onehot[gi] = inbox.bits(s.d, nn * len);
+            rho_ring[gi] = inbox.words(s.d, nn * w as usize);
+        }
+        // A twin computes no values (see `Word::DATA`).
+        let share = if W::DATA {
+            select(&onehot[gi], &c, &shifted, w)
+        } else {
+            vec![0u64; words(nn * w as usize)]
+        };
+        let masked = xor(&share, &rho[gi]);
+        let mut msg = Vec::new();
+        pack(&masked, nn * w as usize, &mut msg);
+        post.expect[s.other()] += msg.len();
+        post.out[s.other()].extend(msg);
+        opened_mine[gi] = masked;
+        cs[gi] = c;
+    }
+    let mut inbox = p.post(post)?;
+
+    // Round 3: additive parts of T'[y] + min, reshared.
+    let mut z: Vec<Vec<W>> = vec![Vec::new(); 3];
+    for (gi, s) in seats.iter().enumerate() {
+        let nn = s.n();
+        if nn == 0 || s.role == Role::Dealer {
+            continue;
+        }
+        let is_a = s.role == Role::A;
+        let u = xor(&opened_mine[gi], &inbox.bits(s.other(), nn * w as usize));
+        z[gi] = (0..nn)
+            .map(|i| {
+                let mut acc = if is_a {
+                    W::from_i64(shape.min)
+                } else {
+                    W::ZERO
+                };
+                for k in 0..w as usize {
+                    let uk = get(&u, i * w as usize + k);
+                    let pow = W::from_u128(1u128 << k);
+                    if uk == 1 && is_a {
+                        acc = acc.add(pow);
+                    }
+                    let share = rho_ring[gi][i * w as usize + k];
+                    // 2^k (1 − 2u_k) ρ_k
+                    let term = pow.mul(share);
+                    acc = if uk == 1 {
+                        acc.sub(term)
+                    } else {
+                        acc.add(term)
+                    };
+                }
+                acc
+            })
+            .collect();
+    }
+    let parts = reshare_parts(p, &seats, &z, 1)?;
+    let mut out = vec![Rep::<W>::default(); n];
+    for (s, (a, b)) in seats.iter().zip(parts) {
+        for (i, e) in s.range.clone().enumerate() {
+            out[e] = Rep { a: a[i], b: b[i] };
+        }
+    }
+    Ok(out)
+}
+
+/// `⊕_k f[k]·T'[(c − k) mod L]` per element: one evaluator's XOR share of `T'[y]`, `w` bits
+/// per element.
+fn select(f: &[u64], c: &[u64], shifted: &[u64], w: u32) -> Vec<u64> {
+    let len = shifted.len();
+    let lmask = len - 1;
+    let values: Vec<u64> = c
+        .par_iter()
+        .enumerate()
+        .map(|(i, &ci)| {
+            let mut acc = 0u64;
+            for k in 0..len {
+                if get(f, i * len + k) == 1 {
+                    acc ^= shifted[(ci as usize).wrapping_sub(k) & lmask];
+                }
+            }
+            acc
+        })
+        .collect();
+    let mut out = vec![0u64; words(c.len() * w as usize)];
+    for (i, &v) in values.iter().enumerate() {
+        or_bits(&mut out, i * w as usize, v, w as usize);
+    }
+    out
+}
+
+/// Bytes `D` sends `B` in round 1 for a group of `n` elements and ring words of `word`
+/// bytes.
+pub(super) fn dealer_bytes(shape: Shape, n: usize, word: usize) -> usize {
+    bit_bytes(n * shape.len()) + n * shape.w as usize * word
+}
+
+/// The dealer's draws (in `A`'s and `B`'s order) and its message to `B`: `B`'s XOR share of
+/// the one-hot vectors of `r = r_A + r_B`, then `B`'s ring shares of the bits of `ρ`.
+fn dealer_material<W: Word>(
+    p: &mut Rep3<W>,
+    s: &Seat,
+    shape: Shape,
+    ra: &[u64],
+    rb: &[u64],
+) -> Vec<u8> {
+    let nn = s.n();
+    let (len, w) = (shape.len(), shape.w as usize);
+    let mmask = low_mask(shape.m);
+    let pads = p.draw_bits(s.da, nn * len);
+    let rho_a = p.draw_bits(s.da, nn * w);
+    let ring_a: Vec<W> = p.draw_words(s.da, nn * w);
+    let rho_b = p.draw_bits(s.db, nn * w);
+    let mut e = vec![0u64; words(nn * len)];
+    for (i, (a, b)) in ra.iter().zip(rb).enumerate() {
+        let r = (a.wrapping_add(*b) & mmask) as usize;
+        set(&mut e, i * len + r, 1);
+    }
+    let mut msg = Vec::with_capacity(dealer_bytes(shape, nn, W::BYTES));
+    pack(&xor(&e, &pads), nn * len, &mut msg);
+    let rho = xor(&rho_a, &rho_b);
+    let ring_b: Vec<W> = (0..nn * w)
+        .map(|j| W::from_u128(u128::from(get(&rho, j))).sub(ring_a[j]))
+        .collect();
+    put_words(&ring_b, &mut msg);
+    msg
+}
