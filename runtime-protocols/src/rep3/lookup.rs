@@ -22,7 +22,7 @@
 
 use super::assist::{put_words, reshare_parts, Post, Role, Seat};
 use super::{Rep, Rep3};
-use crate::bitvec::{bit_bytes, bits_of, get, low_mask, or_bits, pack, set, words, xor};
+use crate::bitvec::{bit_bytes, bits_at, bits_of, get, low_mask, or_bits, pack, set, words, xor};
 use crate::word::Word;
 use crate::ProtocolError;
 use rayon::prelude::*;
@@ -232,9 +232,13 @@ fn select(f: &[u64], c: &[u64], shifted: &[u64], w: u32) -> Vec<u64> {
         .enumerate()
         .map(|(i, &ci)| {
             let mut acc = 0u64;
-            for k in 0..len {
-                if get(f, i * len + k) == 1 {
+            // The set bits of the element's share, 64 at a time.
+            for k0 in (0..len).step_by(64) {
+                let mut bits = bits_at(f, i * len + k0, 64.min(len - k0));
+                while bits != 0 {
+                    let k = k0 + bits.trailing_zeros() as usize;
                     acc ^= shifted[(ci as usize).wrapping_sub(k) & lmask];
+                    bits &= bits - 1;
                 }
             }
             acc
