@@ -427,6 +427,19 @@ fn write(path: &Path, bytes: &[u8]) -> Result<()> {
     std::fs::write(path, bytes).with_context(|| format!("{}: cannot write", path.display()))
 }
 
+/// Write `text` to standard output; a reader that closed the pipe (`| head`) ends the
+/// output quietly, as for any Unix filter, instead of a panic.
+fn to_stdout(text: &str) -> Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(e).context("cannot write to standard output")
+        }
+        _ => Ok(()),
+    }
+}
+
 fn main() {
     alloc::keep_freed_memory();
     let cli = Cli::parse();
@@ -656,10 +669,7 @@ fn dispatch(cmd: Cmd) -> Result<()> {
             let text = qmpc_vm::bytecode::asm::disassemble(&p);
             match output {
                 Some(o) => write(&o, text.as_bytes()),
-                None => {
-                    print!("{text}");
-                    Ok(())
-                }
+                None => to_stdout(&text),
             }
         }
     }

@@ -395,3 +395,38 @@ fn compile_and_run_say_what_they_did() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `qmpc disasm big.qmpc | head` ends quietly: a reader closing the pipe is not a panic.
+#[test]
+fn disasm_into_a_closed_pipe_ends_quietly() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    let Some(corpus) = required_corpus() else {
+        return;
+    };
+    // ShuffleNetV2's assembly is ≈ 300 KB, far more than a pipe buffers.
+    let model = corpus.join("realnets/models/shufflenet_v2_x0_5/qdq_s8_pc.onnx");
+    let bin = tmp("pipe.qmpc");
+    let o = qmpc(&[
+        "compile",
+        model.to_str().unwrap(),
+        "-o",
+        bin.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let mut c = Command::new(env!("CARGO_BIN_EXE_qmpc"))
+        .args(["disasm", bin.to_str().unwrap()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the qmpc binary runs");
+    let mut first = String::new();
+    BufReader::new(c.stdout.take().expect("stdout"))
+        .read_line(&mut first)
+        .expect("a first line");
+    // The reader is dropped here: the pipe closes with most of the text unread.
+    assert!(first.starts_with("; qmpc bytecode"), "{first}");
+    let o = c.wait_with_output().expect("exit");
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(!stderr(&o).contains("panicked"), "{}", stderr(&o));
+}
