@@ -229,7 +229,7 @@ fn lookup_matches_clear() {
 /// bits: far fewer bytes than a vector of ring words per element.
 #[test]
 fn lookup_costs_equal_the_run() {
-    use crate::cost::{per_party, Costs};
+    use crate::cost::per_party;
     let n = 300;
     for (table, offset) in lookup_cases() {
         let hi = offset + table.len() as i64 - 1;
