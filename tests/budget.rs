@@ -163,3 +163,33 @@ fn pool_first_runs_the_requantization_on_the_pooled_tensor() {
     };
     assert!(bytes(&[]) < bytes(&["--no-pass", "pool_first"]));
 }
+
+/// A squeeze-excitation gate's product (`[N, C, 1, 1]` times `[N, C, H, W]`, then its
+/// requantization) becomes a `matmulrequant` between reshapes, one round fewer under rep3.
+#[test]
+fn fuse_product_takes_a_squeeze_excitation_gate() {
+    let model = s(&root().join("models/op_qdq_silu/se_u8.onnx"));
+    let asm = |extra: &[&str]| {
+        let out = tmp("se_gate.qmpc");
+        let mut args = vec!["compile", &model, "-o", out.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        let o = qmpc(&args);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let d = qmpc(&["disasm", out.to_str().unwrap()]);
+        String::from_utf8(d.stdout).expect("UTF-8 assembly")
+    };
+    let fused = asm(&[]);
+    assert!(fused.contains("= matmulrequant"), "{fused}");
+    assert!(!fused.contains("= mul "), "{fused}");
+    let unfused = asm(&["--no-pass", "fuse_product"]);
+    assert!(unfused.contains("= mul "), "{unfused}");
+    let rounds = |extra: &[&str]| {
+        let mut args = vec!["cost", &model, "--protocol", "rep3", "--format", "json"];
+        args.extend_from_slice(extra);
+        let o = qmpc(&args);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let j: serde_json::Value = serde_json::from_slice(&o.stdout).expect("JSON");
+        j["rounds"].as_u64().expect("rounds")
+    };
+    assert_eq!(rounds(&[]) + 1, rounds(&["--no-pass", "fuse_product"]));
+}

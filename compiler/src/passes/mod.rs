@@ -52,7 +52,7 @@ pub const PASSES: &[Pass] = &[
     },
     Pass {
         name: "fuse_product",
-        doc: "a product of two secrets read only by its requantization (after a bias) becomes one instruction, requantized from the product's unreshared parts",
+        doc: "a product of two secrets read only by its requantization (after a bias; or a squeeze-excitation gate's product, as a batch of one-column matrix products) becomes one instruction, requantized from the product's unreshared parts",
         run: fuse_product,
     },
     Pass {
