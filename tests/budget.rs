@@ -129,15 +129,7 @@ fn cost_errors_are_one_line() {
 #[test]
 fn pool_first_runs_the_requantization_on_the_pooled_tensor() {
     let model = s(&root().join("models/tiny_cnn/qop_s8_pt.onnx"));
-    let asm = |extra: &[&str]| {
-        let out = tmp("pool_first.qmpc");
-        let mut args = vec!["compile", &model, "-o", out.to_str().unwrap()];
-        args.extend_from_slice(extra);
-        let o = qmpc(&args);
-        assert!(o.status.success(), "{}", stderr(&o));
-        let d = qmpc(&["disasm", out.to_str().unwrap()]);
-        String::from_utf8(d.stdout).expect("UTF-8 assembly")
-    };
+    let asm = |extra: &[&str]| assembly(&model, "pool_first.qmpc", extra);
     // The instruction right after the pool, in program order of the data flow.
     let reads_pool = |text: &str| {
         let pool = text
@@ -153,14 +145,7 @@ fn pool_first_runs_the_requantization_on_the_pooled_tensor() {
     };
     assert_eq!(reads_pool(&asm(&["--no-pass", "pool_first"])), "sub");
     assert_eq!(reads_pool(&asm(&[])), "add");
-    let bytes = |extra: &[&str]| {
-        let mut args = vec!["cost", &model, "--protocol", "rep3", "--format", "json"];
-        args.extend_from_slice(extra);
-        let o = qmpc(&args);
-        assert!(o.status.success(), "{}", stderr(&o));
-        let j: serde_json::Value = serde_json::from_slice(&o.stdout).expect("JSON");
-        j["bytes_sent"].as_u64().expect("bytes_sent")
-    };
+    let bytes = |extra: &[&str]| rep3_cost(&model, extra, "bytes_sent");
     assert!(bytes(&[]) < bytes(&["--no-pass", "pool_first"]));
 }
 
@@ -169,27 +154,33 @@ fn pool_first_runs_the_requantization_on_the_pooled_tensor() {
 #[test]
 fn fuse_product_takes_a_squeeze_excitation_gate() {
     let model = s(&root().join("models/op_qdq_silu/se_u8.onnx"));
-    let asm = |extra: &[&str]| {
-        let out = tmp("se_gate.qmpc");
-        let mut args = vec!["compile", &model, "-o", out.to_str().unwrap()];
-        args.extend_from_slice(extra);
-        let o = qmpc(&args);
-        assert!(o.status.success(), "{}", stderr(&o));
-        let d = qmpc(&["disasm", out.to_str().unwrap()]);
-        String::from_utf8(d.stdout).expect("UTF-8 assembly")
-    };
+    let asm = |extra: &[&str]| assembly(&model, "se_gate.qmpc", extra);
     let fused = asm(&[]);
     assert!(fused.contains("= matmulrequant"), "{fused}");
     assert!(!fused.contains("= mul "), "{fused}");
     let unfused = asm(&["--no-pass", "fuse_product"]);
     assert!(unfused.contains("= mul "), "{unfused}");
-    let rounds = |extra: &[&str]| {
-        let mut args = vec!["cost", &model, "--protocol", "rep3", "--format", "json"];
-        args.extend_from_slice(extra);
-        let o = qmpc(&args);
-        assert!(o.status.success(), "{}", stderr(&o));
-        let j: serde_json::Value = serde_json::from_slice(&o.stdout).expect("JSON");
-        j["rounds"].as_u64().expect("rounds")
-    };
+    let rounds = |extra: &[&str]| rep3_cost(&model, extra, "rounds");
     assert_eq!(rounds(&[]) + 1, rounds(&["--no-pass", "fuse_product"]));
+}
+
+/// The assembly of `model` compiled (to `out` in the test directory) with `extra` flags.
+fn assembly(model: &str, out: &str, extra: &[&str]) -> String {
+    let out = tmp(out);
+    let mut args = vec!["compile", model, "-o", out.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    let o = qmpc(&args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let d = qmpc(&["disasm", out.to_str().unwrap()]);
+    String::from_utf8(d.stdout).expect("UTF-8 assembly")
+}
+
+/// Figure `key` of `qmpc cost --protocol rep3 --format json` on `model` with `extra` flags.
+fn rep3_cost(model: &str, extra: &[&str], key: &str) -> u64 {
+    let mut args = vec!["cost", model, "--protocol", "rep3", "--format", "json"];
+    args.extend_from_slice(extra);
+    let o = qmpc(&args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let j: serde_json::Value = serde_json::from_slice(&o.stdout).expect("JSON");
+    j[key].as_u64().unwrap_or_else(|| panic!("{key} in {j}"))
 }

@@ -350,19 +350,7 @@ mod tests {
 
     fn silu() -> Silu {
         let mut g = Graph::default();
-        let x = g.add_input(
-            InputDecl {
-                name: "x".into(),
-                external: ExternalType::I8,
-                quant: None,
-                ty: TensorType {
-                    dtype: DType::I8,
-                    dims: vec![2, 4],
-                    batched: true,
-                },
-            },
-            "x",
-        );
+        let x = input(&mut g, "x");
         let zx = scalar(&mut g, DType::I8, ZX);
         let d = sub(&mut g, x, zx);
         let t = g.add_table(ConstTensor {
@@ -415,6 +403,21 @@ mod tests {
             .map(|x| q.apply(0, (x - ZX) * (table(x - ZX) - ZT)))
             .collect();
         Silu { g, x, y, reference }
+    }
+
+    /// A secret int8 input of shape `[N, 4]` (batch 2).
+    fn input(g: &mut Graph, name: &str) -> NodeIndex {
+        let decl = InputDecl {
+            name: name.into(),
+            external: ExternalType::I8,
+            quant: None,
+            ty: TensorType {
+                dtype: DType::I8,
+                dims: vec![2, 4],
+                batched: true,
+            },
+        };
+        g.add_input(decl, name)
     }
 
     fn output(g: &mut Graph, x: NodeIndex, name: &str) -> NodeIndex {
@@ -493,19 +496,7 @@ mod tests {
     #[test]
     fn a_product_of_two_registers_is_not_folded() {
         let Silu { mut g, y, .. } = silu();
-        let other = g.add_input(
-            InputDecl {
-                name: "w".into(),
-                external: ExternalType::I8,
-                quant: None,
-                ty: TensorType {
-                    dtype: DType::I8,
-                    dims: vec![2, 4],
-                    batched: true,
-                },
-            },
-            "w",
-        );
+        let other = input(&mut g, "w");
         let p = compute(
             &mut g,
             Instr::Mul {

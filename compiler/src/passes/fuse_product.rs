@@ -105,17 +105,7 @@ fn fuse(g: &mut Graph, requant: NodeIndex) {
             lo,
             hi,
         },
-        _ => Instr::MatMulRequant {
-            dst: Dst(0),
-            a: Reg(0),
-            b: Reg(1),
-            bias: Reg(2),
-            num: Reg(3),
-            den: Reg(4),
-            zp: Reg(5),
-            lo,
-            hi,
-        },
+        _ => matmul_requant(lo, hi),
     };
     let p = g.operands(product);
     let dtype = g.decl(requant).ty.dtype;
@@ -134,6 +124,21 @@ fn fuse(g: &mut Graph, requant: NodeIndex) {
         g.g.remove_node(add);
     }
     g.g.remove_node(product);
+}
+
+/// `matmulrequant` of operands 0 to 5 (`a`, `b`, `bias`, `num`, `den`, `zp`).
+fn matmul_requant(lo: Int, hi: Int) -> Instr {
+    Instr::MatMulRequant {
+        dst: Dst(0),
+        a: Reg(0),
+        b: Reg(1),
+        bias: Reg(2),
+        num: Reg(3),
+        den: Reg(4),
+        zp: Reg(5),
+        lo,
+        hi,
+    }
 }
 
 /// A `mul` of two secrets read only by `reader` where one operand is a per-channel gate
@@ -220,17 +225,7 @@ fn fuse_gate(g: &mut Graph, requant: NodeIndex, product: NodeIndex, gate: Gate, 
         },
         &origin,
     );
-    let instr = Instr::MatMulRequant {
-        dst: Dst(0),
-        a: Reg(0),
-        b: Reg(1),
-        bias: Reg(2),
-        num: Reg(3),
-        den: Reg(4),
-        zp: Reg(5),
-        lo,
-        hi,
-    };
+    let instr = matmul_requant(lo, hi);
     let out_dtype = g.decl(requant).ty.dtype;
     let Ok(fused) = g.add_compute(
         instr,

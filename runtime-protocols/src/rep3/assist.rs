@@ -298,7 +298,6 @@ struct Group<W> {
     /// Component indices of the keys `D`–`A`, `D`–`B` and `A`–`B`.
     da: usize,
     db: usize,
-    ab: usize,
     range: Range<usize>,
     /// Peers by role.
     d: PartyId,
@@ -352,7 +351,6 @@ pub(super) fn select<W: Word>(
             role: role(me, g),
             da: (g + 1) % 3,
             db: g % 3,
-            ab: (g + 2) % 3,
             range: group(n, g),
             d: g % 3,
             pa: (g + 1) % 3,
@@ -532,71 +530,39 @@ pub(super) fn select<W: Word>(
         gbits[gi] = g;
     }
     let mut inbox = p.post(post)?;
-    let mut post = Post::new();
-    // z parts kept by the evaluators: (what becomes component g+1 or g, and t).
-    let mut kept: Vec<(Vec<W>, Vec<W>)> = vec![(Vec::new(), Vec::new()); 3];
+    // Additive parts of g·f, then the reshare through `D`.
+    let mut zs: Vec<Vec<W>> = vec![Vec::new(); 3];
     for (gi, gr) in groups.iter().enumerate() {
         let nn = gr.n();
-        if nn == 0 {
+        if nn == 0 || gr.role == Role::Dealer {
             continue;
         }
-        match gr.role {
-            Role::Dealer => {
-                post.expect[gr.pa] += k * nn * W::BYTES;
-                post.expect[gr.pb] += k * nn * W::BYTES;
-            }
-            Role::A | Role::B => {
-                let other = if gr.role == Role::A { gr.pb } else { gr.pa };
-                let opened = xor(&gbits[gi], &inbox.bits(other, nn));
-                let tt = p.draw_words(gr.ab, k * nn);
-                let t2 = p.draw_words(gr.ab, k * nn);
-                let mut z = Vec::with_capacity(k * nn);
-                for j in 0..k {
-                    for (i, e) in gr.range.clone().enumerate() {
-                        let f = factors[j * n + e];
-                        let gp = get(&opened, i);
-                        let one_minus = if gp == 1 { W::ONE.neg() } else { W::ONE };
-                        // d_{g+2} is A's component b and B's component a.
-                        let (mine, d2) = if gr.role == Role::A {
-                            (f.a.add(f.b), f.b)
-                        } else {
-                            (f.b, f.a)
-                        };
-                        let ef = gr.e_arith[i].mul(d2).add(gr.ef[j * nn + i]);
-                        let part = if gp == 1 { mine } else { W::ZERO };
-                        z.push(part.add(one_minus.mul(ef)));
-                    }
-                }
-                let send: Vec<W> = if gr.role == Role::A {
-                    z.iter()
-                        .zip(&tt)
-                        .zip(&t2)
-                        .map(|((z, t), u)| z.sub(*t).sub(*u))
-                        .collect()
+        let other = if gr.role == Role::A { gr.pb } else { gr.pa };
+        let opened = xor(&gbits[gi], &inbox.bits(other, nn));
+        let mut z = Vec::with_capacity(k * nn);
+        for j in 0..k {
+            for (i, e) in gr.range.clone().enumerate() {
+                let f = factors[j * n + e];
+                let gp = get(&opened, i);
+                let one_minus = if gp == 1 { W::ONE.neg() } else { W::ONE };
+                // d_{g+2} is A's component b and B's component a.
+                let (mine, d2) = if gr.role == Role::A {
+                    (f.a.add(f.b), f.b)
                 } else {
-                    z.iter().zip(&t2).map(|(z, u)| z.add(*u)).collect()
+                    (f.b, f.a)
                 };
-                let mut msg = Vec::new();
-                put_words(&send, &mut msg);
-                post.out[gr.d].extend(msg);
-                kept[gi] = (send, tt);
+                let ef = gr.e_arith[i].mul(d2).add(gr.ef[j * nn + i]);
+                let part = if gp == 1 { mine } else { W::ZERO };
+                z.push(part.add(one_minus.mul(ef)));
             }
         }
+        zs[gi] = z;
     }
-    let mut inbox = p.post(post)?;
+    let seats: Vec<Seat> = (0..3).map(|g| Seat::new(me, g, n)).collect();
+    let parts = reshare_parts(p, &seats, &zs, k)?;
     let mut out = vec![Rep::<W>::default(); k * n];
-    for (gi, gr) in groups.iter().enumerate() {
+    for (gr, (a, b)) in groups.iter().zip(parts) {
         let nn = gr.n();
-        if nn == 0 {
-            continue;
-        }
-        // This party's components (a, b): the dealer holds g (from B) and g + 1 (from A);
-        // A holds g + 1 (what it sent) and g + 2 (t); B holds g + 2 (t) and g (what it sent).
-        let (a, b): (Vec<W>, Vec<W>) = match gr.role {
-            Role::Dealer => (inbox.words(gr.pb, k * nn), inbox.words(gr.pa, k * nn)),
-            Role::A => kept[gi].clone(),
-            Role::B => (kept[gi].1.clone(), kept[gi].0.clone()),
-        };
         for j in 0..k {
             for (i, e) in gr.range.clone().enumerate() {
                 out[j * n + e] = Rep {

@@ -39,7 +39,8 @@
 //! dealer's two incoming parts by randomness of `A` and `B`.
 
 use super::assist::{
-    bit_bytes, concat, get, group, pack, part, put_words, role, set, words, xor, Post, Role,
+    bit_bytes, concat, get, group, pack, part, put_words, reshare_parts, role, set, words, xor,
+    Post, Role, Seat,
 };
 use super::tree::{
     self, combine_tree, draw_triples, pack_b_products, receive_products, Level, Tree, Triples,
@@ -193,7 +194,6 @@ struct Part<W> {
     role: Role,
     da: usize,
     db: usize,
-    ab: usize,
     range: Range<usize>,
     d: PartyId,
     pa: PartyId,
@@ -298,7 +298,6 @@ pub(super) fn requantize<W: Word>(
             role: role(me, g),
             da: (g + 1) % 3,
             db: g % 3,
-            ab: (g + 2) % 3,
             range: group(n, g),
             d: g % 3,
             pa: (g + 1) % 3,
@@ -554,27 +553,19 @@ pub(super) fn requantize<W: Word>(
     let mut inbox = p.post(post)?;
 
     // Additive shares of the result, then the reshare to `D`.
-    let mut post = Post::new();
-    let mut kept: Vec<(Vec<W>, Vec<W>)> = vec![(Vec::new(), Vec::new()); 3];
+    let mut zs: Vec<Vec<W>> = vec![Vec::new(); 3];
     for (gi, gr) in parts.iter().enumerate() {
         let nn = gr.n();
-        if nn == 0 {
-            continue;
-        }
-        if gr.role == Role::Dealer {
-            post.expect[gr.pa] += nn * W::BYTES;
-            post.expect[gr.pb] += nn * W::BYTES;
+        if nn == 0 || gr.role == Role::Dealer {
             continue;
         }
         let is_a = gr.role == Role::A;
         let opened = xor(&mine[gi], &inbox.bits(gr.other(), LANES * nn));
-        let tt = p.draw_words(gr.ab, nn);
-        let t2 = p.draw_words(gr.ab, nn);
         let bit = |v: u64| if v == 1 { W::ONE } else { W::ZERO };
         let sign = |v: u64| if v == 1 { W::ONE.neg() } else { W::ONE };
         let pubw = |v: W| if is_a { v } else { W::ZERO };
         let span = ring::<W>(q.hi as i128 - q.lo as i128);
-        let mut send = Vec::with_capacity(nn);
+        let mut z = Vec::with_capacity(nn);
         for (i, e) in gr.range.clone().enumerate() {
             let (mh, bh, hh) = (
                 get(&opened, i),
@@ -592,39 +583,23 @@ pub(super) fn requantize<W: Word>(
                 .add(sign(mh).mul(sign(bh)).mul(a(3)));
             let hi_bit = pubw(bit(hh)).add(sign(hh).mul(a(2)));
             let v = ring::<W>(hs[gi][i] + q.zp[e] as i128 - q.lo as i128);
-            let z = mid
-                .mul(v)
-                .sub(mid_qh)
-                .sub(mid_beta)
-                .add(span.mul(hi_bit))
-                .add(pubw(W::from_i64(q.lo)));
-            send.push(if is_a {
-                z.sub(tt[i]).sub(t2[i])
-            } else {
-                z.add(t2[i])
-            });
+            z.push(
+                mid.mul(v)
+                    .sub(mid_qh)
+                    .sub(mid_beta)
+                    .add(span.mul(hi_bit))
+                    .add(pubw(W::from_i64(q.lo))),
+            );
         }
-        let mut msg = Vec::new();
-        put_words(&send, &mut msg);
-        post.out[gr.d].extend(msg);
-        kept[gi] = (send, tt);
+        zs[gi] = z;
     }
-    let mut inbox = p.post(post)?;
+    let seats: Vec<Seat> = (0..3).map(|g| Seat::new(me, g, n)).collect();
+    let shares = reshare_parts(p, &seats, &zs, 1)?;
     let mut out = Pair::<W>::zeros(n);
-    for (gi, gr) in parts.iter().enumerate() {
-        let nn = gr.n();
-        if nn == 0 {
-            continue;
-        }
-        // D holds components g (from B) and g+1 (from A); A holds g+1 and g+2; B g+2 and g.
-        let (a, bcomp): (Vec<W>, Vec<W>) = match gr.role {
-            Role::Dealer => (inbox.words(gr.pb, nn), inbox.words(gr.pa, nn)),
-            Role::A => kept[gi].clone(),
-            Role::B => (kept[gi].1.clone(), kept[gi].0.clone()),
-        };
+    for (gr, (a, b)) in parts.iter().zip(shares) {
         for (i, e) in gr.range.clone().enumerate() {
             out.a[e] = a[i];
-            out.b[e] = bcomp[i];
+            out.b[e] = b[i];
         }
     }
     Ok(out)
