@@ -58,10 +58,10 @@ struct Deal<'a> {
 
 impl DealerVisitor for Deal<'_> {
     type Output = ();
-    fn visit<D: DealerRole>(mut self, mut d: D) {
+    fn visit<D: DealerRole>(self, mut d: D) {
+        d.attach(Box::new(self.net));
         interp::run(self.program, &mut d, ROLES, &PartyData::default(), 1)
-            .expect("the dealer walks the program");
-        d.send(&mut self.net).expect("the dealer sends");
+            .expect("the dealer walks and sends");
     }
 }
 

@@ -110,7 +110,7 @@ pub trait Core {
     /// A copy of this party that runs one of several instructions at the same time, its
     /// rounds going through `port` (see [`mux`]); `None` if the protocol runs instructions
     /// one at a time (it never communicates).
-    fn fork(&self, _task: u64, _port: mux::Port) -> Option<Self>
+    fn fork(&mut self, _task: u64, _port: mux::Port) -> Option<Self>
     where
         Self: Sized,
     {

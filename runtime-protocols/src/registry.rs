@@ -315,25 +315,21 @@ pub trait PartyVisitor {
 /// A protocol's dealer, as the command line drives it: a [`Protocol`] with no data that the
 /// VM walks to make the material.
 pub trait DealerRole: Protocol<Shares = crate::planes::Len> + Send {
-    /// Send every party its material (the dealer is the transport's last party).
-    fn send(self, net: &mut dyn Transport) -> Result<Stats, ProtocolError>;
     /// Bytes sent to each computing party so far (frame headers included).
     fn bytes_per_party(&self) -> Vec<u64>;
     /// Function-secret-sharing keys made so far, and their bytes per party.
     fn keys(&self) -> (u64, u64);
-    /// Deal a session of several runs over `net`: the material of each run goes out
-    /// when the VM ends it ([`crate::Core::end_run`]).
+    /// Deal over `net` (the dealer is its last party), before the VM walks the program:
+    /// the material goes out in chunks as the walk makes it, each run's last when the
+    /// VM ends the run ([`crate::Core::end_run`]).
     fn attach(&mut self, net: Box<dyn Transport>);
-    /// The traffic of an attached session so far.
+    /// The traffic sent so far.
     fn session_stats(&self) -> Stats;
-    /// Tell the parties of an attached session that the dealer stops, and why.
+    /// Tell the parties that the dealer stops, and why.
     fn abort_session(&mut self, reason: &str);
 }
 
 impl<W: Word> DealerRole for Dealer<W> {
-    fn send(self, net: &mut dyn Transport) -> Result<Stats, ProtocolError> {
-        Dealer::send(self, net)
-    }
     fn bytes_per_party(&self) -> Vec<u64> {
         Dealer::bytes_per_party(self)
     }
@@ -352,9 +348,6 @@ impl<W: Word> DealerRole for Dealer<W> {
 }
 
 impl<W: Word> DealerRole for Spdz2kDealer<W> {
-    fn send(self, net: &mut dyn Transport) -> Result<Stats, ProtocolError> {
-        Spdz2kDealer::send(self, net)
-    }
     fn bytes_per_party(&self) -> Vec<u64> {
         Spdz2kDealer::bytes_per_party(self)
     }

@@ -335,8 +335,7 @@ impl Session {
             .unwrap_or_else(|| anyhow::anyhow!("a party failed"));
         if timed_out(&err) {
             return Error::Run(text(&err.context(format!(
-                "a party waited longer than --timeout {} s; a large batch can need more (the \
-                 dealer builds all its material before it sends)",
+                "a party waited longer than --timeout {} s; a large batch can need more",
                 self.timeouts.io.as_secs_f64()
             ))));
         }

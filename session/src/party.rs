@@ -203,33 +203,29 @@ pub fn run_dealer(
     let mut mesh = Mesh::establish(n, listener, addrs, &hello, timeouts, security)?;
     let batch = agree_batch(&mut mesh, roles.data_owner, None)?;
     let ring = qmpc_vm::cost::ring_bits(protocol, program);
-    let made = protocol.dealer(
-        n,
-        ring,
-        DealerMode::Generate,
-        Deal {
-            mesh: &mut mesh,
-            program,
-            roles,
-            batch,
-        },
-    );
-    let stats = match made.map_err(anyhow::Error::from).and_then(|r| r) {
-        Ok(s) => s,
-        Err(e) => {
-            Transport::abort(&mut mesh, "the dealer failed");
-            return Err(e);
-        }
-    };
+    let stats = protocol
+        .dealer(
+            n,
+            ring,
+            DealerMode::Generate,
+            Deal {
+                mesh,
+                program,
+                roles,
+                batch,
+            },
+        )
+        .map_err(anyhow::Error::from)
+        .and_then(|r| r)?;
     Ok(DealerResult {
         stats,
         wall_s: start.elapsed().as_secs_f64(),
     })
 }
 
-/// Walks the program with a generating dealer, then sends its material.
+/// Walks the program with a generating dealer, its material going out as it is made.
 struct Deal<'a> {
-    mesh: &'a mut Mesh,
+    mesh: Mesh,
     program: &'a Program,
     roles: Roles,
     batch: usize,
@@ -238,16 +234,21 @@ struct Deal<'a> {
 impl DealerVisitor for Deal<'_> {
     type Output = Result<Stats>;
     fn visit<D: DealerRole>(self, mut dealer: D) -> Result<Stats> {
-        let before = Transport::stats(self.mesh);
-        interp::run(
+        // The start-up's traffic is not the dealer's material.
+        let before = Transport::stats(&self.mesh);
+        dealer.attach(Box::new(self.mesh));
+        let walked = interp::run(
             self.program,
             &mut dealer,
             self.roles,
             &PartyData::default(),
             self.batch,
-        )
-        .context("the dealer cannot walk the program")?;
-        Ok(dealer.send(self.mesh)?.since(before))
+        );
+        if let Err(e) = walked {
+            dealer.abort_session("the dealer failed");
+            return Err(anyhow::Error::from(e).context("the dealer cannot walk the program"));
+        }
+        Ok(dealer.session_stats().since(before))
     }
 }
 

@@ -435,7 +435,7 @@ impl<W: Word> Core for Rep3<W> {
         true
     }
 
-    fn fork(&self, task: u64, port: Port) -> Option<Self> {
+    fn fork(&mut self, task: u64, port: Port) -> Option<Self> {
         Some(self.fork_with(task, port))
     }
 

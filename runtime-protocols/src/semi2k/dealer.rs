@@ -3,12 +3,13 @@
 //! the parties' same call takes. Counting mode records the sizes and the online message
 //! pattern only, which is how the cost formulas get their figures.
 
-use super::prep::{self, Block, Layout, Records};
+use super::chunks::{self, Outbox};
+use super::prep::{self, Block, Layout};
 use super::select::Plan;
 use super::{arith, fss, Gates};
 use crate::coins::{Coins, KeyId, OsCoins};
 use crate::cost::Rounds;
-use crate::net::{long_message_bytes, send_long, Stats, Transport};
+use crate::net::{long_message_bytes, Stats, Transport};
 use crate::planes::{Len, Plane};
 use crate::stream::Stream;
 use crate::word::Word;
@@ -27,10 +28,9 @@ struct Generating {
     rng: Stream,
     /// Streams of parties `0..n − 1` for the current instruction.
     streams: Vec<Stream>,
-    /// The last party's message: corrections and public bytes.
-    last: Records,
-    /// The message of the parties with a seed: room for the seed, then public bytes.
-    public: Records,
+    /// The chunks on their way: corrections and public bytes to the last party, public
+    /// bytes to the parties with a seed (`fss`).
+    outbox: Outbox,
 }
 
 /// The trusted dealer of `n` computing parties over the ring of `W`.
@@ -47,8 +47,6 @@ pub struct Dealer<W: Word> {
     /// Online rounds of the calls so far.
     rounds: Rounds,
     gen: Option<Generating>,
-    /// The parties' links, while dealing a session ([`Dealer::attach`]).
-    session: prep::DealerSession,
     _ring: PhantomData<W>,
 }
 
@@ -83,8 +81,7 @@ impl<W: Word> Dealer<W> {
                 0,
             ),
             streams: Vec::new(),
-            last: Records::default(),
-            public: Records::with_prefix(32),
+            outbox: Outbox::new(parties - 1, d.public_receivers()),
         });
         Ok(d)
     }
@@ -100,7 +97,6 @@ impl<W: Word> Dealer<W> {
             keys: (0, 0),
             rounds: Vec::new(),
             gen: None,
-            session: prep::DealerSession::default(),
             _ring: PhantomData,
         }
     }
@@ -110,20 +106,26 @@ impl<W: Word> Dealer<W> {
         std::mem::take(&mut self.rounds)
     }
 
-    /// Bytes the dealer sends every party (framing included; each is a long message,
-    /// [`send_long`]): a seed to each but the last, followed by the public bytes as
-    /// records if there are any, and the corrections (and public bytes) as records to the
-    /// last: 8 bytes of header per instruction with material ([`prep::Records`]).
+    /// The parties that receive the public records: those with a seed, under `fss`
+    /// (the last party reads public bytes from its own records).
+    fn public_receivers(&self) -> Vec<PartyId> {
+        match self.gates {
+            Gates::Fss => (0..self.n.saturating_sub(1)).collect(),
+            Gates::Beaver => Vec::new(),
+        }
+    }
+
+    /// Bytes the dealer sends every party in a run (framing included; each message is a
+    /// long message): its seed to each but the last, then (`fss`) the chunks of public
+    /// records; the chunks of corrections and public bytes to the last
+    /// ([`chunks::chunk_bytes`]).
     pub fn bytes_per_party(&self) -> Vec<u64> {
-        let records =
-            |sizes: &BTreeMap<usize, usize>| 8 * sizes.len() + sizes.values().sum::<usize>();
-        let public = if self.public_sizes.is_empty() {
-            0
-        } else {
-            records(&self.public_sizes)
+        let public = match self.gates {
+            Gates::Fss => chunks::chunk_bytes(&self.sizes, Some(&self.public_sizes)),
+            Gates::Beaver => 0,
         };
-        let mut out = vec![long_message_bytes(32 + public); self.n.saturating_sub(1)];
-        out.push(long_message_bytes(records(&self.sizes)));
+        let mut out = vec![long_message_bytes(32) + public; self.n.saturating_sub(1)];
+        out.push(chunks::chunk_bytes(&self.sizes, None));
         out
     }
 
@@ -137,60 +139,26 @@ impl<W: Word> Dealer<W> {
         self.keys.1 += bytes as u64;
     }
 
-    /// Send every party its preprocessing (one round); the dealer is party `n` of `net`.
-    pub fn send(mut self, net: &mut dyn Transport) -> R<Stats> {
-        let out = self.messages(true)?;
-        send_long(net, out)?;
-        Ok(net.stats())
-    }
-
-    /// Deal a session of several runs over `net` (the dealer is its party `n`): after
-    /// each run the VM walks, [`Core::end_run`] sends that run's material; the first
-    /// message carries the seeds, the later ones go to parties that ask for them
-    /// ([`prep::request_run`]).
+    /// Deal over `net` (the dealer is its party `n`): every party with a seed gets it at
+    /// once; the material follows in chunks as the VM walks the program, each run ending
+    /// with [`Core::end_run`]. A generating dealer must be attached before it walks.
     pub fn attach(&mut self, net: Box<dyn Transport>) {
-        self.session.attach(net);
-    }
-
-    /// The traffic of an attached session so far.
-    pub fn session_stats(&self) -> Stats {
-        self.session.stats()
-    }
-
-    /// Tell the parties of an attached session that the dealer stops, and why.
-    pub fn abort_session(&mut self, reason: &str) {
-        self.session.abort(reason);
-    }
-
-    /// The messages of the material made so far, leaving none: to each party with a
-    /// seed, the seed (in the first message only) and the public records; to the last
-    /// party, the corrections.
-    fn messages(&mut self, first: bool) -> R<Vec<(PartyId, Vec<u8>)>> {
-        let g = self.gen.as_mut().ok_or_else(|| {
-            ProtocolError::Invalid("a counting dealer has no material to send".into())
-        })?;
-        let prefix = if first { 32 } else { 0 };
-        let public = std::mem::replace(&mut g.public, Records::with_prefix(0));
-        let mut public = if public.is_empty() {
-            vec![0; prefix]
-        } else {
-            public.finish()?
-        };
-        let mut out: Vec<(PartyId, Vec<u8>)> = Vec::new();
-        for (p, seed) in g.seeds.iter().enumerate().rev() {
-            if first {
-                public[..32].copy_from_slice(seed);
-            }
-            // The last seed holder takes the buffer itself.
-            let msg = if p == 0 {
-                std::mem::take(&mut public)
-            } else {
-                public.clone()
-            };
-            out.push((p, msg));
+        if let Some(g) = self.gen.as_mut() {
+            let seeds = g.seeds.iter().enumerate().map(|(p, s)| (p, s.to_vec()));
+            g.outbox.attach(net, seeds.collect());
         }
-        out.push((self.n - 1, std::mem::take(&mut g.last).finish()?));
-        Ok(out)
+    }
+
+    /// The traffic sent so far.
+    pub fn session_stats(&self) -> Stats {
+        self.gen.as_ref().map(|g| g.outbox.stats()).unwrap_or_default()
+    }
+
+    /// Tell the parties that the dealer stops, and why.
+    pub fn abort_session(&mut self, reason: &str) {
+        if let Some(g) = self.gen.as_mut() {
+            g.outbox.abort(reason);
+        }
     }
 
     /// Record an online round that takes no material (an opening).
@@ -216,7 +184,7 @@ impl<W: Word> Dealer<W> {
         if layout.public > 0 {
             *self.public_sizes.entry(self.current).or_default() += layout.public;
         }
-        if let Some(g) = self.gen.as_mut() {
+        if let Some(g) = self.gen.as_mut().filter(|g| !g.outbox.failed()) {
             let shares: Vec<Block<W>> = g
                 .streams
                 .iter_mut()
@@ -226,12 +194,11 @@ impl<W: Word> Dealer<W> {
             for s in &shares {
                 prep::remove_share(&mut block, s);
             }
-            if !block.public.is_empty() {
-                g.public
-                    .append(self.current, |out| out.extend_from_slice(&block.public));
-            }
-            g.last
+            g.outbox
                 .append(self.current, |out| prep::encode_block(&block, out));
+            if !block.public.is_empty() {
+                g.outbox.append_public(self.current, &block.public);
+            }
         }
     }
 }
@@ -289,11 +256,10 @@ impl<W: Word> Core for Dealer<W> {
         }
     }
     fn end_run(&mut self) -> R<()> {
-        if !self.session.is_attached() {
-            return Ok(());
+        match self.gen.as_mut() {
+            Some(g) => g.outbox.end_run(),
+            None => Ok(()),
         }
-        let out = self.messages(self.session.first())?;
-        self.session.send_run(out)
     }
 
     fn input(&mut self, _: PartyId, _: Option<&[i64]>, len: usize) -> R<Len> {

@@ -18,6 +18,7 @@
 //! every round of every primitive, so instructions can share rounds.
 
 pub(crate) mod arith;
+pub(crate) mod chunks;
 pub(crate) mod cost;
 mod dealer;
 mod fss;
@@ -120,19 +121,17 @@ impl<W: Word> Semi2k<W> {
             ));
         }
         let dealer = n;
-        let msg = crate::net::receive_long(net.as_mut(), dealer)?;
+        // The last party's material comes in chunks as it goes; every other party
+        // starts with its seed (and, under fss, reads chunks of public bytes too).
         let source = if me == n - 1 {
-            prep::Source::new(dealer, None, prep::Directory::decode(msg, 0, dealer)?)
+            prep::Source::new(dealer, None, true)
         } else {
-            let seed: [u8; 32] =
-                msg.get(..32)
-                    .and_then(|s| s.try_into().ok())
-                    .ok_or_else(|| ProtocolError::Peer {
-                        party: dealer,
-                        what: format!("the dealer sent a seed of {} bytes", msg.len()),
-                    })?;
-            let public = prep::Directory::decode(msg, 32, dealer)?;
-            prep::Source::new(dealer, Some(seed), public)
+            let msg = crate::net::receive_long(net.as_mut(), dealer)?;
+            let seed: [u8; 32] = msg.as_slice().try_into().map_err(|_| ProtocolError::Peer {
+                party: dealer,
+                what: format!("the dealer sent a seed of {} bytes", msg.len()),
+            })?;
+            prep::Source::new(dealer, Some(seed), gates == Gates::Fss)
         };
         let mut keys: Vec<Option<[u8; 32]>> = vec![None; n];
         let mut out = Vec::new();
@@ -171,12 +170,14 @@ impl<W: Word> Semi2k<W> {
 
     /// Online traffic so far (preprocessing and key set-up excluded).
     pub fn stats(&self) -> Stats {
-        self.net.stats().since(self.offline)
+        self.net
+            .stats()
+            .since(self.offline.plus(self.prep.traffic()))
     }
 
     fn start(&mut self, task: u64) {
         self.task = task;
-        self.prep.begin(task);
+        self.prep.begin(task, self.net.as_mut());
         self.input_streams = (0..self.n).map(|_| None).collect();
     }
 
@@ -303,29 +304,28 @@ impl<W: Word> Core for Semi2k<W> {
         self.start(task);
     }
     fn begin_run(&mut self, run: u64) -> R<()> {
-        let fetched = self.prep.fetch_run(self.net.as_mut(), run)?;
-        self.offline = self.offline.plus(fetched);
+        if run > 0 {
+            self.prep.next_run();
+        }
         Ok(())
     }
     fn shares_rounds(&self) -> bool {
         true
     }
 
-    fn fork(&self, task: u64, port: Port) -> Option<Self> {
-        let mut f = Semi2k {
+    fn fork(&mut self, task: u64, port: Port) -> Option<Self> {
+        Some(Semi2k {
             me: self.me,
             gates: self.gates,
             n: self.n,
             net: Box::new(port),
             keys: self.keys.clone(),
-            prep: self.prep.fork(),
-            input_streams: Vec::new(),
-            task: 0,
+            prep: self.prep.fork(task, self.net.as_mut()),
+            input_streams: (0..self.n).map(|_| None).collect(),
+            task,
             offline: Stats::default(),
             _ring: PhantomData,
-        };
-        f.start(task);
-        Some(f)
+        })
     }
 
     fn exchange_merged(&mut self, requests: Vec<Request>) -> R<Vec<Reply>> {

@@ -8,18 +8,16 @@
 //! sends one seed to each party and one correction per primitive call to the last party.
 //!
 //! A block may also carry *public* bytes that every party receives as they are (the
-//! correction words of `fss` keys, which both keys share); the parties with a seed get
-//! them after their seed. Both messages are [`Records`]: per instruction, its index, its
-//! length and its bytes, written and read in place.
+//! correction words of `fss` keys, which both keys share). Corrections and public bytes
+//! travel in chunks beside the computation ([`super::chunks`]).
 
 use crate::bitvec::{clear_tail, words};
-use crate::net::{receive_long, send_long, Stats, Transport};
+use super::chunks::{Inbox, Record};
+use crate::net::{Stats, Transport};
 use crate::stream::Stream;
 use crate::word::Word;
 use crate::{PartyId, ProtocolError};
 use chacha20::rand_core::Rng;
-use std::collections::BTreeMap;
-use std::sync::Arc;
 
 type R<T> = Result<T, ProtocolError>;
 
@@ -170,275 +168,110 @@ fn decode_block<W: Word>(bytes: &[u8], l: &Layout) -> Block<W> {
     }
 }
 
-/// A dealer's message being written: records `index (u32), length (u32), bytes`, one per
-/// instruction with material, in the order the dealer walks the program. Written in
-/// place, so the material is never copied into a second buffer.
-#[derive(Debug, Default)]
-pub(crate) struct Records {
-    out: Vec<u8>,
-    /// Where the open record's header starts, and its instruction.
-    open: Option<(usize, usize)>,
-    /// The first instruction whose record passed what its u32 length can say.
-    too_long: Option<usize>,
-}
-
-impl Records {
-    /// Records after `prefix` bytes of zeros (a seed's room).
-    pub fn with_prefix(prefix: usize) -> Records {
-        Records {
-            out: vec![0; prefix],
-            open: None,
-            too_long: None,
-        }
-    }
-
-    /// Append `data` to instruction `index`'s record (opening it if needed).
-    pub fn append(&mut self, index: usize, data: impl FnOnce(&mut Vec<u8>)) {
-        if self.open.map(|(_, i)| i) != Some(index) {
-            self.close();
-            self.open = Some((self.out.len(), index));
-            self.out.extend((index as u32).to_le_bytes());
-            self.out.extend(0u32.to_le_bytes());
-        }
-        data(&mut self.out);
-    }
-
-    fn close(&mut self) {
-        if let Some((at, index)) = self.open.take() {
-            let len = u32::try_from(self.out.len() - at - 8).unwrap_or_else(|_| {
-                self.too_long.get_or_insert(index);
-                0
-            });
-            self.out[at + 4..at + 8].copy_from_slice(&len.to_le_bytes());
-        }
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.open.is_none()
-    }
-
-    /// The message; an error where one instruction's material passed 4 GiB, which a
-    /// record's length cannot say.
-    pub fn finish(mut self) -> Result<Vec<u8>, ProtocolError> {
-        self.close();
-        if let Some(index) = self.too_long {
-            return Err(ProtocolError::Invalid(format!(
-                "the dealer's material for instruction {index} passes the 4 GiB one record \
-                 carries; run a smaller batch"
-            )));
-        }
-        Ok(self.out)
-    }
-}
-
-/// A received dealer message: the bytes, and where each instruction's record lies.
-#[derive(Debug, Default)]
-pub(crate) struct Directory {
-    bytes: Vec<u8>,
-    entries: BTreeMap<usize, (usize, usize)>,
-}
-
-impl Directory {
-    /// Parse the records of `bytes` from `start` on; an error names the dealer.
-    pub fn decode(bytes: Vec<u8>, start: usize, dealer: PartyId) -> R<Directory> {
-        let bad = |what: &str| ProtocolError::Peer {
-            party: dealer,
-            what: format!("the dealer sent malformed preprocessing: {what}"),
-        };
-        let u32_at = |at: usize| -> R<usize> {
-            bytes
-                .get(at..at + 4)
-                .and_then(|b| b.try_into().ok())
-                .map(|b| u32::from_le_bytes(b) as usize)
-                .ok_or_else(|| bad("it ends early"))
-        };
-        let mut entries = BTreeMap::new();
-        let mut at = start;
-        while at < bytes.len() {
-            let (index, len) = (u32_at(at)?, u32_at(at + 4)?);
-            let end = (at + 8)
-                .checked_add(len)
-                .filter(|&e| e <= bytes.len())
-                .ok_or_else(|| bad("a length past its end"))?;
-            if entries.insert(index, (at + 8, end)).is_some() {
-                return Err(bad("an instruction twice"));
-            }
-            at = end;
-        }
-        Ok(Directory { bytes, entries })
-    }
-
-    /// Instruction `index`'s bytes (none if it has no record).
-    pub fn get(&self, index: usize) -> &[u8] {
-        self.entries
-            .get(&index)
-            .map_or(&[], |&(a, b)| &self.bytes[a..b])
-    }
-}
-
-/// What a party sends the dealer to ask for the next run's material.
-const RUN_REQUEST: u8 = 0x52;
-
-/// Ask the dealer (party `dealer`) for the material of the next run of a session, and
-/// receive it: the dealer walks a run ahead of the parties, and sends a run's material
-/// only once every party asked, so at most one run of it waits in buffers.
-pub(crate) fn request_run(net: &mut dyn Transport, dealer: PartyId) -> R<Vec<u8>> {
-    net.exchange(vec![(dealer, vec![RUN_REQUEST])], &[])?;
-    Ok(receive_long(net, dealer)?)
-}
-
-/// The dealer's side of [`request_run`]: wait for every party's request, then send each
-/// its message.
-pub(crate) fn answer_run(net: &mut dyn Transport, out: Vec<(PartyId, Vec<u8>)>) -> R<()> {
-    let parties: Vec<PartyId> = out.iter().map(|&(p, _)| p).collect();
-    for (p, m) in net.exchange(Vec::new(), &parties)? {
-        if m != [RUN_REQUEST] {
-            return Err(ProtocolError::Peer {
-                party: p,
-                what: format!(
-                    "sent {} bytes where the dealer expects a run request",
-                    m.len()
-                ),
-            });
-        }
-    }
-    Ok(send_long(net, out)?)
-}
-
-/// A dealer's link to the parties while it deals a session run by run: the first run's
-/// material goes out unasked (the parties' set-up receives it), every later run's once
-/// every party asked ([`request_run`]). Both dealers (`semi2k`'s, `spdz2k`'s) hold one.
-#[derive(Default)]
-pub(crate) struct DealerSession {
-    net: Option<Box<dyn Transport>>,
-    runs_sent: u64,
-}
-
-impl DealerSession {
-    pub fn attach(&mut self, net: Box<dyn Transport>) {
-        self.net = Some(net);
-    }
-
-    pub fn is_attached(&self) -> bool {
-        self.net.is_some()
-    }
-
-    /// Whether no run's material went out yet (the first message carries the seeds).
-    pub fn first(&self) -> bool {
-        self.runs_sent == 0
-    }
-
-    pub fn stats(&self) -> Stats {
-        self.net.as_ref().map(|n| n.stats()).unwrap_or_default()
-    }
-
-    pub fn abort(&mut self, reason: &str) {
-        if let Some(net) = self.net.as_mut() {
-            net.abort(reason);
-        }
-    }
-
-    /// Send one run's messages.
-    pub fn send_run(&mut self, out: Vec<(PartyId, Vec<u8>)>) -> R<()> {
-        let net = self
-            .net
-            .as_mut()
-            .ok_or_else(|| ProtocolError::Invalid("the dealer has no session to send to".into()))?;
-        let first = self.runs_sent == 0;
-        self.runs_sent += 1;
-        if first {
-            Ok(send_long(net.as_mut(), out)?)
-        } else {
-            answer_run(net.as_mut(), out)
-        }
-    }
-}
-
 /// Where a party takes its share of the current instruction's material from.
 pub(crate) struct Source {
     dealer: PartyId,
     /// Every party but the last: its seed, and its stream for the current instruction.
     seed: Option<[u8; 32]>,
     stream: Option<Stream>,
-    /// The last party: the dealer's corrections and public bytes; every other party: the
-    /// public bytes. Read from `at` on for the current index.
-    records: Arc<Directory>,
+    /// The chunks from the dealer (the last party's corrections, or the public records
+    /// of a seed holder of `fss`); `None` in a fork and where nothing but a seed comes.
+    inbox: Option<Inbox>,
+    /// The current instruction's record, or why it could not be fetched.
+    record: Result<Record, String>,
     index: usize,
     at: usize,
 }
 
 impl Source {
-    pub fn new(dealer: PartyId, seed: Option<[u8; 32]>, records: Directory) -> Source {
+    /// A party's source: its seed if it has one, and whether chunks come too.
+    pub fn new(dealer: PartyId, seed: Option<[u8; 32]>, chunks: bool) -> Source {
         Source {
             dealer,
             seed,
             stream: None,
-            records: Arc::new(records),
+            inbox: chunks.then(|| Inbox::new(dealer)),
+            record: Ok(Record::default()),
             index: 0,
             at: 0,
         }
     }
 
-    /// A copy for another instruction (its stream is set by [`Source::begin`]).
-    pub fn fork(&self) -> Source {
-        Source {
-            dealer: self.dealer,
-            seed: self.seed,
-            stream: None,
-            records: self.records.clone(),
-            index: 0,
-            at: 0,
-        }
-    }
-
-    /// Start the material of the instruction whose stream number is `task`: its record
-    /// in this run's message, its stream of the seed.
-    pub fn begin(&mut self, task: u64) {
+    /// Start the material of the instruction whose stream number is `task`: its record,
+    /// read from the dealer's chunks over `net` if it has not come yet, and its stream of
+    /// the seed.
+    pub fn begin(&mut self, task: u64, net: &mut dyn Transport) {
         self.index = crate::task_index(task);
         self.at = 0;
         self.stream = self.seed.as_ref().map(|s| stream(s, task));
+        self.record = match self.inbox.as_mut() {
+            Some(inbox) => inbox.take(self.index, net),
+            None => Ok(Record::default()),
+        };
     }
 
-    /// Fetch run `run`'s material from the dealer over `net` (run 0's came with the
-    /// set-up); returns the traffic it took, which is preprocessing, not online.
-    pub fn fetch_run(&mut self, net: &mut dyn Transport, run: u64) -> R<Stats> {
-        if run == 0 {
-            return Ok(Stats::default());
+    /// A source for another instruction, started at `task` ([`Source::begin`]): it
+    /// takes that instruction's record along.
+    pub fn fork(&mut self, task: u64, net: &mut dyn Transport) -> Source {
+        let index = crate::task_index(task);
+        let record = match self.inbox.as_mut() {
+            Some(inbox) => inbox.take(index, net),
+            None => Ok(Record::default()),
+        };
+        Source {
+            dealer: self.dealer,
+            seed: self.seed,
+            stream: self.seed.as_ref().map(|s| stream(s, task)),
+            inbox: None,
+            record,
+            index,
+            at: 0,
         }
-        let before = net.stats();
-        let msg = request_run(net, self.dealer)?;
-        // Later messages carry no seed in front.
-        self.records = Arc::new(Directory::decode(msg, 0, self.dealer)?);
-        self.stream = None;
-        Ok(net.stats().since(before))
+    }
+
+    /// The next run of a session begins: its chunks follow the last run's.
+    pub fn next_run(&mut self) {
+        if let Some(inbox) = self.inbox.as_mut() {
+            inbox.next_run();
+        }
+    }
+
+    /// Traffic of the dealer's chunks so far: preprocessing, not online.
+    pub fn traffic(&self) -> Stats {
+        self.inbox.as_ref().map(Inbox::traffic).unwrap_or_default()
     }
 
     /// This party's share of the next block.
     pub fn take<W: Word>(&mut self, l: &Layout) -> R<Block<W>> {
-        if let Some(rng) = self.stream.as_mut() {
+        if self.stream.is_some() {
+            let public = self.bytes(l.public)?.to_vec();
+            let rng = self.stream.as_mut().ok_or_else(|| {
+                ProtocolError::Invalid("a seed holder without its stream".into())
+            })?;
             let mut block = draw(rng, l);
-            block.public = self.bytes(l.public)?.to_vec();
+            block.public = public;
             return Ok(block);
         }
         let data = self.bytes(l.bytes(W::BYTES))?;
         Ok(decode_block(data, l))
     }
 
-    /// The next `len` bytes of the current instruction's message.
+    /// The next `len` bytes of the current instruction's record.
     fn bytes(&mut self, len: usize) -> R<&[u8]> {
         if len == 0 {
             return Ok(&[]);
         }
-        let data = self
-            .records
-            .get(self.index)
+        let (dealer, index) = (self.dealer, self.index);
+        let record = self.record.as_ref().map_err(|e| ProtocolError::Peer {
+            party: dealer,
+            what: format!("the dealer's material for instruction {index} did not come: {e}"),
+        })?;
+        let data = record
+            .bytes()
             .get(self.at..self.at + len)
             .ok_or_else(|| ProtocolError::Peer {
-                party: self.dealer,
-                what: format!(
-                    "the dealer sent too little material for instruction {}",
-                    self.index
-                ),
+                party: dealer,
+                what: format!("the dealer sent too little material for instruction {index}"),
             })?;
         self.at += len;
         Ok(data)

@@ -38,10 +38,10 @@ fn run_with_coins<W: Word, S: Script>(
     let mut out = on_mesh(n + 1, g.name(), |i, mesh| {
         if i == n {
             let mut d = Dealer::<W>::with_coins(n, g, coins).unwrap();
+            d.attach(Box::new(mesh));
             d.begin_instruction(0);
             s.run(&mut d).unwrap();
-            let mut net: Box<dyn Transport> = Box::new(mesh);
-            d.send(net.as_mut()).unwrap();
+            d.end_run().unwrap();
             return None;
         }
         let mut p = Semi2k::<W>::setup_with_coins(wrap(i, mesh), g, coins).unwrap();
@@ -304,10 +304,10 @@ fn run_generic<W: Word, S: Script>(g: Gates, n: usize, s: &S) -> (Outcomes, Roun
     let mut out = on_mesh(n + 1, g.name(), |i, mesh| {
         if i == n {
             let mut d = Generic(Dealer::<W>::new(n, g).unwrap());
+            d.0.attach(Box::new(mesh));
             d.begin_instruction(0);
             s.run(&mut d).unwrap();
-            let mut net: Box<dyn Transport> = Box::new(mesh);
-            d.0.send(net.as_mut()).unwrap();
+            d.0.end_run().unwrap();
             return None;
         }
         let mut p = Generic(Semi2k::<W>::setup_with(Box::new(mesh), g).unwrap());
@@ -426,29 +426,27 @@ mod view {
 
 #[test]
 fn malformed_preprocessing_is_an_error_naming_the_dealer() {
-    let mut r = prep::Records::default();
+    use super::chunks::{Chunk, Records};
+    let mut r = Records::default();
     r.append(3, |o| o.extend([1, 2, 3]));
     r.append(3, |o| o.extend([4, 5]));
     r.append(9, |o| o.extend([6; 17]));
-    let good = r.finish().unwrap();
-    let dir = prep::Directory::decode(good.clone(), 0, 2).unwrap();
-    assert_eq!(dir.get(3), &[1, 2, 3, 4, 5]);
-    assert_eq!(dir.get(9), &[6; 17]);
-    assert!(dir.get(4).is_empty());
-    // Both instructions' material, read through a party's source.
-    let take_all = |dir: prep::Directory| -> R<()> {
-        let mut src = prep::Source::new(2, None, dir);
-        src.begin(3);
-        src.take::<u32>(&prep::Layout::words(0).public(5))?;
-        src.begin(9);
-        src.take::<u32>(&prep::Layout::words(0).public(17))
-            .map(drop)
-    };
-    // Every truncation is an error naming the dealer, when parsed or when read.
+    let good = r.finish(false, 12).unwrap();
+    let chunk = Chunk::decode(good.clone(), 2, 2).unwrap();
+    assert_eq!(chunk.through, Some(12));
+    let got: Vec<(usize, Vec<u8>)> = chunk
+        .records
+        .iter()
+        .map(|(i, r)| (*i, r.bytes().to_vec()))
+        .collect();
+    assert_eq!(got, vec![(3, vec![1, 2, 3, 4, 5]), (9, vec![6; 17])]);
+    // Every truncation is an error naming the dealer.
     for cut in 0..good.len() {
-        let e = prep::Directory::decode(good[..cut].to_vec(), 0, 2)
-            .and_then(take_all)
-            .unwrap_err();
+        let Err(e) = Chunk::decode(good[..cut].to_vec(), 2, 2) else {
+            // Cut between records: a shorter chunk, still well formed.
+            assert!(cut == 8 || cut == 8 + 8 + 5, "cut at {cut} parsed");
+            continue;
+        };
         assert!(e.to_string().contains("party 2"), "{e}");
     }
     // Byte changes and noise parse or fail; they never panic.
@@ -460,13 +458,86 @@ fn malformed_preprocessing_is_an_error_naming_the_dealer() {
         let mut bad = good.clone();
         let at = (s as usize) % bad.len();
         bad[at] = (s >> 32) as u8;
-        let _ = prep::Directory::decode(bad, 0, 2).and_then(take_all);
+        let _ = Chunk::decode(bad, 2, 2);
         let len = (s >> 40) as usize % 64;
         let noise: Vec<u8> = (0..len).map(|i| (s >> (i % 56)) as u8).collect();
-        let _ = prep::Directory::decode(noise, 0, 2).and_then(take_all);
+        let _ = Chunk::decode(noise, 0, 2);
     }
-    // An instruction twice is refused.
-    let twice = [good.clone(), good[..13].to_vec()].concat();
-    let e = prep::Directory::decode(twice, 0, 2).unwrap_err();
+    // An instruction twice, one the last chunk covered, or one past the chunk's end is
+    // refused.
+    let twice = [good.clone(), good[8..16].to_vec(), vec![0; 3]].concat();
+    let e = Chunk::decode(twice, 0, 2).unwrap_err();
     assert!(e.to_string().contains("twice"), "{e}");
+    let e = Chunk::decode(good.clone(), 4, 2).unwrap_err();
+    assert!(e.to_string().contains("instruction 3"), "{e}");
+    let mut short = Records::default();
+    short.append(12, |o| o.push(1));
+    let e = Chunk::decode(short.finish(false, 12).unwrap(), 0, 2).unwrap_err();
+    assert!(e.to_string().contains("ends before it"), "{e}");
+    // The run's last chunk reaches every instruction.
+    let mut last = Records::default();
+    last.append(4000, |o| o.push(1));
+    assert_eq!(Chunk::decode(last.finish(true, 0).unwrap(), 13, 2).unwrap().through, None);
+}
+
+/// The material of several instructions goes out in many chunks (1 KiB under test), and
+/// the parties begin the instructions in another order than the dealer walked them: the
+/// last party reads ahead and keeps what it has not begun. Results equal the products,
+/// the dealer's measured bytes equal the counting dealer's, and the chunks are not
+/// online traffic.
+#[test]
+fn material_streams_in_chunks_read_in_any_order() {
+    const LEN: usize = 300;
+    let x = values(LEN, -1000, 1000, 3);
+    let y = values(LEN, -1000, 1000, 4);
+    let with_material = |k: u64| k % 3 != 2;
+    /// Instruction `k` of a run: inputs, and a product revealed to party 1 where `k` has
+    /// material.
+    fn walk<P: Core>(p: &mut P, order: &[u64], x: &[i64], y: &[i64]) -> Vec<Option<Vec<i64>>> {
+        let mine = p.party() == 0;
+        order
+            .iter()
+            .map(|&k| {
+                p.begin_instruction(k);
+                if k % 3 == 2 {
+                    return None;
+                }
+                let a = p.input(0, mine.then_some(x), x.len()).unwrap();
+                let b = p.input(0, mine.then_some(y), y.len()).unwrap();
+                let c = p.mul(&a, &b).unwrap();
+                p.reveal(&c, 1).unwrap()
+            })
+            .collect()
+    }
+    let walked: Vec<u64> = (0..12).collect();
+    let shuffled = [0, 3, 1, 2, 7, 4, 5, 6, 11, 10, 8, 9];
+    for gates in [Gates::Beaver, Gates::Fss] {
+        let mut out = on_mesh(3, gates.name(), |i, mesh| {
+            if i == 2 {
+                let mut d = Dealer::<u64>::new(2, gates).unwrap();
+                d.attach(Box::new(mesh));
+                walk(&mut d, &walked, &x, &y);
+                d.end_run().unwrap();
+                return (Vec::new(), d.session_stats());
+            }
+            let mut p = Semi2k::<u64>::setup_with(Box::new(mesh), gates).unwrap();
+            let r = walk(&mut p, &shuffled, &x, &y);
+            (r, p.stats())
+        });
+        let (_, dealt) = out.pop().unwrap();
+        let mut counting = Dealer::<u64>::counting(2, gates);
+        walk(&mut counting, &walked, &x, &y);
+        let predicted: u64 = counting.bytes_per_party().iter().sum();
+        assert_eq!(dealt.bytes_sent, predicted, "{gates:?}");
+        let products: Vec<i64> = x.iter().zip(&y).map(|(a, b)| a * b).collect();
+        for (k, r) in shuffled.iter().zip(&out[1].0) {
+            assert_eq!(r.as_ref(), with_material(*k).then_some(&products), "{k}");
+        }
+        // Material for 8 instructions of 7,200 bytes at least: 8 chunks or more.
+        assert!(dealt.rounds >= 9, "{dealt:?}");
+        // Online: a product and an opening per instruction with material.
+        for (_, s) in &out {
+            assert_eq!(s.rounds, 16, "{gates:?}: {s:?}");
+        }
+    }
 }

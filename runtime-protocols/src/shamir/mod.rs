@@ -351,7 +351,7 @@ impl Core for Shamir {
     fn shares_rounds(&self) -> bool {
         true
     }
-    fn fork(&self, task: u64, port: Port) -> Option<Self> {
+    fn fork(&mut self, task: u64, port: Port) -> Option<Self> {
         Some(Shamir {
             me: self.me,
             geo: self.geo.clone(),

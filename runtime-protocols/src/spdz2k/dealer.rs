@@ -12,10 +12,11 @@
 use super::{auth, check, select, SETUP};
 use crate::coins::{Coins, KeyId, OsCoins};
 use crate::cost::{Round, Rounds};
-use crate::net::{long_message_bytes, send_long, Stats, Transport};
+use crate::net::{long_message_bytes, Stats, Transport};
 use crate::planes::{Len, Plane};
 use crate::semi2k::arith;
-use crate::semi2k::prep::{self, Block, Layout, Records};
+use crate::semi2k::chunks::{self, Outbox};
+use crate::semi2k::prep::{self, Block, Layout};
 use crate::semi2k::select::{all_to_all, Plan};
 use crate::stream::Stream;
 use crate::word::Word;
@@ -33,8 +34,10 @@ struct Generating {
     seeds: Vec<[u8; 32]>,
     rng: Stream,
     streams: Vec<Stream>,
-    /// The last party's message.
-    last: Records,
+    /// The last party's start message: its share of the MAC key.
+    start_last: Vec<u8>,
+    /// The chunks of corrections on their way to the last party.
+    outbox: Outbox,
 }
 
 /// The trusted dealer of `n` computing parties of `spdz2k` in the ring of `W`.
@@ -45,8 +48,6 @@ pub struct Spdz2kDealer<W: Word> {
     sizes: BTreeMap<usize, usize>,
     rounds: Rounds,
     gen: Option<Generating>,
-    /// The parties' links, while dealing a session ([`Spdz2kDealer::attach`]).
-    session: prep::DealerSession,
     _ring: PhantomData<W>,
 }
 
@@ -85,7 +86,8 @@ impl<W: Word> Spdz2kDealer<W> {
                 seeds,
                 rng,
                 streams: Vec::new(),
-                last: Records::default(),
+                start_last: Vec::new(),
+                outbox: Outbox::new(parties - 1, Vec::new()),
             }),
         ))
     }
@@ -95,22 +97,25 @@ impl<W: Word> Spdz2kDealer<W> {
         Self::build(parties, None)
     }
 
-    /// A dealer with the set-up record (the MAC key's shares) supplied.
-    fn build(parties: usize, gen: Option<Generating>) -> Self {
-        let mut d = Spdz2kDealer {
+    /// A dealer with the MAC key's shares made: the parties with a seed draw theirs
+    /// from its stream [`SETUP`], the last party's is its start message.
+    fn build(parties: usize, mut gen: Option<Generating>) -> Self {
+        if let Some(g) = gen.as_mut() {
+            let l = Layout::words(1);
+            let mut block = Block::of_words(vec![g.alpha]);
+            for s in &g.seeds {
+                prep::remove_share(&mut block, &prep::draw(&mut prep::stream(s, SETUP), &l));
+            }
+            prep::encode_block(&block, &mut g.start_last);
+        }
+        Spdz2kDealer {
             n: parties,
             current: 0,
             sizes: BTreeMap::new(),
             rounds: Vec::new(),
             gen,
-            session: prep::DealerSession::default(),
             _ring: PhantomData,
-        };
-        d.begin(SETUP);
-        let alpha = d.gen.as_ref().map_or(0, |g| g.alpha);
-        // 16 bytes: never past the frame.
-        let _ = d.supply_words(Layout::words(1), |_| vec![alpha]);
-        d
+        }
     }
 
     fn begin(&mut self, task: u64) {
@@ -125,53 +130,36 @@ impl<W: Word> Spdz2kDealer<W> {
         std::mem::take(&mut self.rounds)
     }
 
-    /// Bytes the dealer sends every party (framing included; each is a long message,
-    /// [`send_long`]): a seed to each but the last, the corrections as records (8 bytes
-    /// of header each) to the last.
+    /// Bytes the dealer sends every party in a run (framing included; each message is a
+    /// long message): a seed to each but the last; the last its share of the MAC key,
+    /// then the chunks of corrections ([`chunks::chunk_bytes`]).
     pub fn bytes_per_party(&self) -> Vec<u64> {
-        let records = 8 * self.sizes.len() + self.sizes.values().sum::<usize>();
         let mut out = vec![long_message_bytes(32); self.n.saturating_sub(1)];
-        out.push(long_message_bytes(records));
+        out.push(long_message_bytes(16) + chunks::chunk_bytes(&self.sizes, None));
         out
     }
 
-    /// Send every party its material (one round); the dealer is party `n` of `net`.
-    pub fn send(mut self, net: &mut dyn Transport) -> R<Stats> {
-        let out = self.messages(true)?;
-        send_long(net, out)?;
-        Ok(net.stats())
-    }
-
-    /// Deal a session of several runs over `net`, as [`crate::semi2k::Dealer::attach`]:
-    /// the MAC key stays the same for the whole session.
+    /// Deal over `net`, as [`crate::semi2k::Dealer::attach`]: the MAC key stays the same
+    /// for every run.
     pub fn attach(&mut self, net: Box<dyn Transport>) {
-        self.session.attach(net);
+        if let Some(g) = self.gen.as_mut() {
+            let mut start: Vec<(PartyId, Vec<u8>)> =
+                g.seeds.iter().enumerate().map(|(p, s)| (p, s.to_vec())).collect();
+            start.push((self.n - 1, g.start_last.clone()));
+            g.outbox.attach(net, start);
+        }
     }
 
-    /// The traffic of an attached session so far.
+    /// The traffic sent so far.
     pub fn session_stats(&self) -> Stats {
-        self.session.stats()
+        self.gen.as_ref().map(|g| g.outbox.stats()).unwrap_or_default()
     }
 
-    /// Tell the parties of an attached session that the dealer stops, and why.
+    /// Tell the parties that the dealer stops, and why.
     pub fn abort_session(&mut self, reason: &str) {
-        self.session.abort(reason);
-    }
-
-    /// The messages of the material made so far, leaving none: each seed holder its seed
-    /// (first message only; nothing later), the last party the corrections.
-    fn messages(&mut self, first: bool) -> R<Vec<(PartyId, Vec<u8>)>> {
-        let g = self.gen.as_mut().ok_or_else(|| {
-            ProtocolError::Invalid("a counting dealer has no material to send".into())
-        })?;
-        let mut out: Vec<(PartyId, Vec<u8>)> = g
-            .seeds
-            .iter()
-            .enumerate()
-            .map(|(p, s)| (p, if first { s.to_vec() } else { Vec::new() }))
-            .collect();
-        out.push((self.n - 1, std::mem::take(&mut g.last).finish()?));
-        Ok(out)
+        if let Some(g) = self.gen.as_mut() {
+            g.outbox.abort(reason);
+        }
     }
 
     /// Count `bytes` more for the last party.
@@ -191,14 +179,14 @@ impl<W: Word> Spdz2kDealer<W> {
             return Ok(());
         }
         self.grow(bytes);
-        if let Some(g) = self.gen.as_mut() {
+        if let Some(g) = self.gen.as_mut().filter(|g| !g.outbox.failed()) {
             let shares: Vec<Block<u128>> =
                 g.streams.iter_mut().map(|s| prep::draw(s, &l)).collect();
             let mut block = Block::of_words(make(g));
             for s in &shares {
                 prep::remove_share(&mut block, s);
             }
-            g.last
+            g.outbox
                 .append(self.current, |out| prep::encode_block(&block, out));
         }
         Ok(())
@@ -229,7 +217,7 @@ impl<W: Word> Spdz2kDealer<W> {
             Some(g) => {
                 let v = prep::random_words::<u128>(&mut g.rng, count);
                 let block = Block::of_words(v.clone());
-                g.last
+                g.outbox
                     .append(self.current, |out| prep::encode_block(&block, out));
                 v
             }
@@ -296,11 +284,10 @@ impl<W: Word> Core for Spdz2kDealer<W> {
         self.begin(task);
     }
     fn end_run(&mut self) -> R<()> {
-        if !self.session.is_attached() {
-            return Ok(());
+        match self.gen.as_mut() {
+            Some(g) => g.outbox.end_run(),
+            None => Ok(()),
         }
-        let out = self.messages(self.session.first())?;
-        self.session.send_run(out)
     }
 
     fn input(&mut self, owner: PartyId, _: Option<&[i64]>, len: usize) -> R<Len> {

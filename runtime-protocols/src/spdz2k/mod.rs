@@ -108,18 +108,22 @@ impl<W: Word> Spdz2k<W> {
             ));
         }
         let dealer = n;
-        let msg = crate::net::receive_long(net.as_mut(), dealer)?;
-        let source = if me == n - 1 {
-            prep::Source::new(dealer, None, prep::Directory::decode(msg, 0, dealer)?)
+        // Every party's start message: a seed, or the last party's share of the MAC key
+        // (its corrections follow in chunks as it goes).
+        let start = crate::net::receive_long(net.as_mut(), dealer)?;
+        let bad = |what: &str| ProtocolError::Peer {
+            party: dealer,
+            what: format!("the dealer sent {what} of {} bytes", start.len()),
+        };
+        let (source, alpha) = if me == n - 1 {
+            let share: [u8; 16] = start.as_slice().try_into().map_err(|_| bad("a key share"))?;
+            (prep::Source::new(dealer, None, true), u128::from_le_bytes(share))
         } else {
-            let seed: [u8; 32] =
-                msg.get(..32)
-                    .and_then(|s| s.try_into().ok())
-                    .ok_or_else(|| ProtocolError::Peer {
-                        party: dealer,
-                        what: format!("the dealer sent a seed of {} bytes", msg.len()),
-                    })?;
-            prep::Source::new(dealer, Some(seed), prep::Directory::default())
+            let seed: [u8; 32] = start.as_slice().try_into().map_err(|_| bad("a seed"))?;
+            let mut source = prep::Source::new(dealer, Some(seed), false);
+            source.begin(SETUP, net.as_mut());
+            let alpha = source.take::<u128>(&Layout::words(1))?.words[0];
+            (source, alpha)
         };
         let chain = check::CoinChain::new(
             coins.seed(KeyId {
@@ -133,7 +137,7 @@ impl<W: Word> Spdz2k<W> {
             me,
             n,
             net,
-            alpha: 0,
+            alpha,
             prep: source,
             ledger: check::Ledger::new(),
             coins: chain,
@@ -143,8 +147,6 @@ impl<W: Word> Spdz2k<W> {
             cheat: Cheater::for_party(me),
             _ring: PhantomData,
         };
-        p.prep.begin(SETUP);
-        p.alpha = p.prep.take::<u128>(&Layout::words(1))?.words[0];
         let commitment = p.coins.commitment().to_vec();
         for (q, c) in p.peers().into_iter().zip(p.all_round(commitment)?) {
             let c: [u8; 32] = c.try_into().unwrap_or_default();
@@ -161,7 +163,9 @@ impl<W: Word> Spdz2k<W> {
 
     /// Online traffic so far (preprocessing and set-up excluded).
     pub fn stats(&self) -> Stats {
-        self.net.stats().since(self.offline)
+        self.net
+            .stats()
+            .since(self.offline.plus(self.prep.traffic()))
     }
 
     fn ctx(&self) -> Ctx {
@@ -361,11 +365,12 @@ impl<W: Word> Core for Spdz2k<W> {
         self.n
     }
     fn begin_instruction(&mut self, task: u64) {
-        self.prep.begin(task);
+        self.prep.begin(task, self.net.as_mut());
     }
     fn begin_run(&mut self, run: u64) -> R<()> {
-        let fetched = self.prep.fetch_run(self.net.as_mut(), run)?;
-        self.offline = self.offline.plus(fetched);
+        if run > 0 {
+            self.prep.next_run();
+        }
         Ok(())
     }
 

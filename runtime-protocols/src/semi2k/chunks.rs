@@ -1,0 +1,381 @@
+//! How the dealer's material travels: as a stream of chunks, cut between instructions.
+//!
+//! The dealer walks the program beside the parties. Whenever the records it has made
+//! reach [`CHUNK`] bytes and the next instruction's material begins, it sends them as one
+//! chunk (a long message, [`send_long`]) and goes on; the last chunk of a run says so. A
+//! party reads the next chunk when it begins an instruction past the ones it holds, and
+//! drops each instruction's record once the instruction has begun. So neither side ever
+//! holds more than a chunk and the largest instruction's record, and a slow party stops
+//! the dealer through the connection's flow control, not by buffering: the whole
+//! material of ResNet-18 under `fss` (14 GB) never sits in one place.
+//!
+//! A chunk is `last (u32: 1 on a run's last chunk, else 0)`, `through (u32: every
+//! instruction below it is dealt)`, then records `index (u32), length (u32), bytes`, one
+//! per instruction with material, in increasing order. Before the first chunk each party
+//! gets one start message (its seed, or the last party's set-up material).
+
+use crate::net::{long_message_bytes, receive_long, send_long, Stats, Transport};
+use crate::{PartyId, ProtocolError};
+use std::collections::BTreeMap;
+use std::ops::Range;
+use std::sync::Arc;
+
+type R<T> = Result<T, ProtocolError>;
+
+/// Bytes of records after which the dealer sends a chunk (at the next instruction with
+/// material): small against the memory bound, large against the 16 bytes of framing.
+#[cfg(not(test))]
+pub(crate) const CHUNK: usize = 4 << 20;
+/// The unit tests' scripts are small: cut them into many chunks.
+#[cfg(test)]
+pub(crate) const CHUNK: usize = 1 << 10;
+
+/// Bytes before a chunk's records.
+const HEADER: usize = 8;
+
+/// A chunk's records being written: per instruction with material, its index, its
+/// length and its bytes, written in place after room for the header.
+#[derive(Debug)]
+pub(crate) struct Records {
+    out: Vec<u8>,
+    /// Where the open record's header starts, and its instruction.
+    open: Option<(usize, usize)>,
+    /// The first instruction whose record passed what its u32 length can say.
+    too_long: Option<usize>,
+}
+
+impl Default for Records {
+    fn default() -> Self {
+        Records {
+            out: vec![0; HEADER],
+            open: None,
+            too_long: None,
+        }
+    }
+}
+
+impl Records {
+    /// Append `data` to instruction `index`'s record (opening it if needed).
+    pub fn append(&mut self, index: usize, data: impl FnOnce(&mut Vec<u8>)) {
+        if self.open.map(|(_, i)| i) != Some(index) {
+            self.close();
+            self.open = Some((self.out.len(), index));
+            self.out.extend((index as u32).to_le_bytes());
+            self.out.extend(0u32.to_le_bytes());
+        }
+        data(&mut self.out);
+    }
+
+    fn close(&mut self) {
+        if let Some((at, index)) = self.open.take() {
+            let len = u32::try_from(self.out.len() - at - 8).unwrap_or_else(|_| {
+                self.too_long.get_or_insert(index);
+                0
+            });
+            self.out[at + 4..at + 8].copy_from_slice(&len.to_le_bytes());
+        }
+    }
+
+    /// Bytes of records so far (headers included).
+    pub fn len(&self) -> usize {
+        self.out.len() - HEADER
+    }
+
+    /// Whether a record of instruction `index` is open (more of it may follow).
+    fn holds(&self, index: usize) -> bool {
+        self.open.map(|(_, i)| i) == Some(index)
+    }
+
+    /// The chunk: `last` says it ends the run, `through` that every instruction below it
+    /// is dealt. An error where one instruction's material passed 4 GiB, which a
+    /// record's length cannot say.
+    pub fn finish(mut self, last: bool, through: usize) -> R<Vec<u8>> {
+        self.close();
+        if let Some(index) = self.too_long {
+            return Err(ProtocolError::Invalid(format!(
+                "the dealer's material for instruction {index} passes the 4 GiB one record \
+                 carries; run a smaller batch"
+            )));
+        }
+        self.out[..4].copy_from_slice(&u32::from(last).to_le_bytes());
+        let through = u32::try_from(through).unwrap_or(u32::MAX);
+        self.out[4..8].copy_from_slice(&through.to_le_bytes());
+        Ok(self.out)
+    }
+}
+
+/// The bytes of the chunks of one run whose material for the last party is `sizes` (per
+/// instruction, in walking order), cut as [`Outbox`] cuts them: to the last party, or
+/// with `public` the chunks of those public records (the counting twin of the
+/// generating dealer).
+pub(crate) fn chunk_bytes(
+    sizes: &BTreeMap<usize, usize>,
+    public: Option<&BTreeMap<usize, usize>>,
+) -> u64 {
+    let mut total = 0;
+    let (mut pending, mut mine) = (0usize, 0usize);
+    for (i, &s) in sizes {
+        if pending >= CHUNK {
+            total += long_message_bytes(HEADER + mine);
+            (pending, mine) = (0, 0);
+        }
+        pending += 8 + s;
+        mine += match public {
+            None => 8 + s,
+            Some(m) => m.get(i).map_or(0, |&b| 8 + b),
+        };
+    }
+    total + long_message_bytes(HEADER + mine)
+}
+
+/// The dealer's side: the records of the chunk being made, and the link they leave by.
+pub(crate) struct Outbox {
+    net: Option<Box<dyn Transport>>,
+    /// The party that receives the corrections (the last computing party).
+    last_party: PartyId,
+    /// Parties that receive the public records too (`fss`'s correction words), with a
+    /// copy of the chunk's public records each.
+    public_to: Vec<PartyId>,
+    last: Records,
+    public: Records,
+    /// Why sending failed: nothing more is made or sent, and the run ends with it.
+    failed: Option<String>,
+}
+
+impl Outbox {
+    /// An outbox to `last_party`, and the public records to `public_to` too.
+    pub fn new(last_party: PartyId, public_to: Vec<PartyId>) -> Outbox {
+        Outbox {
+            net: None,
+            last_party,
+            public_to,
+            last: Records::default(),
+            public: Records::default(),
+            failed: None,
+        }
+    }
+
+    /// Start dealing over `net` (the dealer is its last party): each party's start
+    /// message goes out at once.
+    pub fn attach(&mut self, mut net: Box<dyn Transport>, start: Vec<(PartyId, Vec<u8>)>) {
+        if let Err(e) = send_long(net.as_mut(), start) {
+            self.failed = Some(e.to_string());
+        }
+        self.net = Some(net);
+    }
+
+    pub fn stats(&self) -> Stats {
+        self.net.as_ref().map(|n| n.stats()).unwrap_or_default()
+    }
+
+    pub fn abort(&mut self, reason: &str) {
+        if let Some(net) = self.net.as_mut() {
+            net.abort(reason);
+        }
+    }
+
+    /// Whether making more material is pointless (sending failed).
+    pub fn failed(&self) -> bool {
+        self.failed.is_some()
+    }
+
+    /// Before instruction `index`'s material: send the chunk made so far if it is full
+    /// and this is a new instruction.
+    fn before(&mut self, index: usize) {
+        if self.last.len() >= CHUNK && !self.last.holds(index) {
+            if let Err(e) = self.flush(false, index) {
+                self.failed = Some(e.to_string());
+            }
+        }
+    }
+
+    /// Append to instruction `index`'s record for the last party.
+    pub fn append(&mut self, index: usize, data: impl FnOnce(&mut Vec<u8>)) {
+        self.before(index);
+        if self.failed.is_none() {
+            self.last.append(index, data);
+        }
+    }
+
+    /// Append `bytes` to instruction `index`'s public record (every receiver's), after
+    /// its [`Outbox::append`].
+    pub fn append_public(&mut self, index: usize, bytes: &[u8]) {
+        if self.failed.is_none() && !self.public_to.is_empty() {
+            self.public.append(index, |out| out.extend_from_slice(bytes));
+        }
+    }
+
+    /// Send the run's last chunk; the error of any send that failed in the run.
+    pub fn end_run(&mut self) -> R<()> {
+        if let Some(e) = &self.failed {
+            return Err(ProtocolError::Invalid(format!(
+                "the dealer could not send its material: {e}"
+            )));
+        }
+        self.flush(true, usize::MAX)
+    }
+
+    fn flush(&mut self, last: bool, through: usize) -> R<()> {
+        let net = self.net.as_mut().ok_or_else(|| {
+            ProtocolError::Invalid("the dealer has no parties to send its material to".into())
+        })?;
+        let mut out = Vec::with_capacity(1 + self.public_to.len());
+        if !self.public_to.is_empty() {
+            let public = std::mem::take(&mut self.public).finish(last, through)?;
+            for &p in &self.public_to[1..] {
+                out.push((p, public.clone()));
+            }
+            out.push((self.public_to[0], public));
+        }
+        let records = std::mem::take(&mut self.last).finish(last, through)?;
+        out.push((self.last_party, records));
+        Ok(send_long(net.as_mut(), out)?)
+    }
+}
+
+/// One instruction's record, within the chunk it came in.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Record {
+    chunk: Arc<Vec<u8>>,
+    range: Range<usize>,
+}
+
+impl Record {
+    pub fn bytes(&self) -> &[u8] {
+        self.chunk.get(self.range.clone()).unwrap_or(&[])
+    }
+}
+
+/// A received chunk, parsed: its records by instruction, and how far it reaches.
+#[derive(Debug)]
+pub(crate) struct Chunk {
+    pub records: Vec<(usize, Record)>,
+    /// Every instruction below this is dealt; `None` on a run's last chunk.
+    pub through: Option<usize>,
+}
+
+impl Chunk {
+    /// Parse a chunk that follows one reaching `from`; an error names the dealer.
+    pub fn decode(bytes: Vec<u8>, from: usize, dealer: PartyId) -> R<Chunk> {
+        let bad = |what: &str| ProtocolError::Peer {
+            party: dealer,
+            what: format!("the dealer sent malformed preprocessing: {what}"),
+        };
+        let u32_at = |at: usize| -> R<usize> {
+            bytes
+                .get(at..at + 4)
+                .and_then(|b| b.try_into().ok())
+                .map(|b| u32::from_le_bytes(b) as usize)
+                .ok_or_else(|| bad("it ends early"))
+        };
+        let through = match (u32_at(0)?, u32_at(4)?) {
+            (1, _) => None,
+            (0, t) if t >= from => Some(t),
+            (0, t) => return Err(bad(&format!("a chunk reaching back to instruction {t}"))),
+            (flag, _) => return Err(bad(&format!("a chunk flagged {flag}"))),
+        };
+        let mut spans = Vec::new();
+        let mut next = from;
+        let mut at = HEADER;
+        while at < bytes.len() {
+            let (index, len) = (u32_at(at)?, u32_at(at + 4)?);
+            if index < next {
+                return Err(bad(&format!(
+                    "instruction {index} twice or out of order"
+                )));
+            }
+            if through.is_some_and(|t| index >= t) {
+                return Err(bad(&format!("instruction {index} in a chunk that ends before it")));
+            }
+            let end = (at + 8)
+                .checked_add(len)
+                .filter(|&e| e <= bytes.len())
+                .ok_or_else(|| bad("a length past its end"))?;
+            spans.push((index, at + 8..end));
+            next = index + 1;
+            at = end;
+        }
+        let chunk = Arc::new(bytes);
+        let records = spans
+            .into_iter()
+            .map(|(i, range)| {
+                (
+                    i,
+                    Record {
+                        chunk: chunk.clone(),
+                        range,
+                    },
+                )
+            })
+            .collect();
+        Ok(Chunk { records, through })
+    }
+}
+
+/// A party's side: the records received and not yet begun.
+#[derive(Debug)]
+pub(crate) struct Inbox {
+    dealer: PartyId,
+    pending: BTreeMap<usize, Record>,
+    /// Every instruction below this has its record here or none.
+    through: usize,
+    /// The run's last chunk came.
+    done: bool,
+    /// Traffic of the chunks: preprocessing, not online.
+    traffic: Stats,
+    /// Why a chunk could not be read: every later instruction fails with it.
+    broken: Option<String>,
+}
+
+impl Inbox {
+    pub fn new(dealer: PartyId) -> Inbox {
+        Inbox {
+            dealer,
+            pending: BTreeMap::new(),
+            through: 0,
+            done: false,
+            traffic: Stats::default(),
+            broken: None,
+        }
+    }
+
+    /// The next run's chunks follow.
+    pub fn next_run(&mut self) {
+        self.pending.clear();
+        self.through = 0;
+        self.done = false;
+    }
+
+    pub fn traffic(&self) -> Stats {
+        self.traffic
+    }
+
+    /// Instruction `index`'s record (empty if it has none), reading chunks from `net`
+    /// until one reaches it; an error text if the dealer's chunks could not be read.
+    pub fn take(&mut self, index: usize, net: &mut dyn Transport) -> Result<Record, String> {
+        while !self.done && self.through <= index {
+            if let Some(e) = &self.broken {
+                return Err(e.clone());
+            }
+            if let Err(e) = self.receive(net) {
+                let e = e.to_string();
+                self.broken = Some(e.clone());
+                return Err(e);
+            }
+        }
+        Ok(self.pending.remove(&index).unwrap_or_default())
+    }
+
+    fn receive(&mut self, net: &mut dyn Transport) -> R<()> {
+        let before = net.stats();
+        let msg = receive_long(net, self.dealer)?;
+        self.traffic = self.traffic.plus(net.stats().since(before));
+        let chunk = Chunk::decode(msg, self.through, self.dealer)?;
+        self.pending.extend(chunk.records);
+        match chunk.through {
+            Some(t) => self.through = t,
+            None => self.done = true,
+        }
+        Ok(())
+    }
+}
