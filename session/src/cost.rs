@@ -32,7 +32,7 @@ pub struct TrainCost {
 }
 
 /// The static cost of `args.model`, the ring it was computed for, and the bytes the dealer
-/// sends before the computation (0 without one).
+/// sends (0 without one).
 pub fn compute(args: &CostArgs) -> Result<(ProgramCost, u32, Preprocessing)> {
     let session = Session::new(&args.protocol, args.parties)?.with_roles(args.roles)?;
     if args.batch == 0 {
@@ -156,7 +156,7 @@ pub(crate) fn text(model: &str, c: &ProgramCost, pre: Preprocessing) -> String {
     if pre.bytes > 0 {
         let _ = writeln!(
             s,
-            "preprocessing: the dealer sends {} bytes before the computation",
+            "preprocessing: the dealer sends {} bytes (streamed beside the computation)",
             grouped(pre.bytes)
         );
     }

@@ -78,7 +78,7 @@ impl Outcome {
 pub struct Cost {
     pub program: ProgramCost,
     pub ring_bits: u32,
-    /// What the dealer sends before the computation (nothing without a dealer).
+    /// What the dealer sends (nothing without a dealer).
     pub preprocessing: Preprocessing,
 }
 

@@ -252,7 +252,7 @@ impl DealerVisitor for Deal<'_> {
     }
 }
 
-/// What the dealer sends before the computation.
+/// What the dealer sends: its material, streamed beside the computation.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Preprocessing {
     /// Bytes to all parties together.
