@@ -201,7 +201,8 @@ impl Outbox {
     /// its [`Outbox::append`].
     pub fn append_public(&mut self, index: usize, bytes: &[u8]) {
         if self.failed.is_none() && !self.public_to.is_empty() {
-            self.public.append(index, |out| out.extend_from_slice(bytes));
+            self.public
+                .append(index, |out| out.extend_from_slice(bytes));
         }
     }
 
@@ -233,7 +234,8 @@ impl Outbox {
     }
 }
 
-/// One instruction's record, within the chunk it came in.
+/// Bytes within a chunk that came (one instruction's record, or a part of it), or bytes
+/// of their own: shared, never copied.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Record {
     chunk: Arc<Vec<u8>>,
@@ -243,6 +245,32 @@ pub(crate) struct Record {
 impl Record {
     pub fn bytes(&self) -> &[u8] {
         self.chunk.get(self.range.clone()).unwrap_or(&[])
+    }
+
+    /// Bytes `at..at + len` of this record, if it has them.
+    pub fn part(&self, at: usize, len: usize) -> Option<Record> {
+        let start = self.range.start.checked_add(at)?;
+        let end = start.checked_add(len).filter(|&e| e <= self.range.end)?;
+        Some(Record {
+            chunk: self.chunk.clone(),
+            range: start..end,
+        })
+    }
+}
+
+impl From<Vec<u8>> for Record {
+    fn from(bytes: Vec<u8>) -> Record {
+        Record {
+            range: 0..bytes.len(),
+            chunk: Arc::new(bytes),
+        }
+    }
+}
+
+impl std::ops::Deref for Record {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        self.bytes()
     }
 }
 
@@ -280,12 +308,12 @@ impl Chunk {
         while at < bytes.len() {
             let (index, len) = (u32_at(at)?, u32_at(at + 4)?);
             if index < next {
-                return Err(bad(&format!(
-                    "instruction {index} twice or out of order"
-                )));
+                return Err(bad(&format!("instruction {index} twice or out of order")));
             }
             if through.is_some_and(|t| index >= t) {
-                return Err(bad(&format!("instruction {index} in a chunk that ends before it")));
+                return Err(bad(&format!(
+                    "instruction {index} in a chunk that ends before it"
+                )));
             }
             let end = (at + 8)
                 .checked_add(len)

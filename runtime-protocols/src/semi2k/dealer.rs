@@ -151,7 +151,10 @@ impl<W: Word> Dealer<W> {
 
     /// The traffic sent so far.
     pub fn session_stats(&self) -> Stats {
-        self.gen.as_ref().map(|g| g.outbox.stats()).unwrap_or_default()
+        self.gen
+            .as_ref()
+            .map(|g| g.outbox.stats())
+            .unwrap_or_default()
     }
 
     /// Tell the parties that the dealer stops, and why.

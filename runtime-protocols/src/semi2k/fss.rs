@@ -215,7 +215,7 @@ impl Gate {
         Block {
             words,
             segs: vec![seeds],
-            public,
+            public: public.into(),
         }
     }
 }

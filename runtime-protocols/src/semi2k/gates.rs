@@ -46,7 +46,7 @@ fn mask_deal<W: Word>(n: usize, m: u32, rng: &mut Stream) -> Block<W> {
     Block {
         words,
         segs: vec![seg],
-        public: Vec::new(),
+        public: Default::default(),
     }
 }
 
@@ -61,7 +61,7 @@ fn and_deal<W: Word>(n: usize, rng: &mut Stream) -> Block<W> {
     Block {
         words: Vec::new(),
         segs: vec![a, b, c],
-        public: Vec::new(),
+        public: Default::default(),
     }
 }
 
@@ -77,7 +77,7 @@ fn b2a_deal<W: Word>(n: usize, rng: &mut Stream) -> Block<W> {
             .map(|i| W::from_u128(u128::from(bitvec::get(&d, i))))
             .collect(),
         segs: vec![d],
-        public: Vec::new(),
+        public: Default::default(),
     }
 }
 

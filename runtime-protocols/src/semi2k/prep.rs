@@ -11,8 +11,8 @@
 //! correction words of `fss` keys, which both keys share). Corrections and public bytes
 //! travel in chunks beside the computation ([`super::chunks`]).
 
-use crate::bitvec::{clear_tail, words};
 use super::chunks::{Inbox, Record};
+use crate::bitvec::{clear_tail, words};
 use crate::net::{Stats, Transport};
 use crate::stream::Stream;
 use crate::word::Word;
@@ -68,8 +68,8 @@ impl Layout {
 pub(crate) struct Block<W> {
     pub words: Vec<W>,
     pub segs: Vec<Vec<u64>>,
-    /// Not shared: the same at every party.
-    pub public: Vec<u8>,
+    /// Not shared: the same at every party (a party's are a part of the dealer's chunk).
+    pub public: Record,
 }
 
 impl<W> Block<W> {
@@ -77,7 +77,7 @@ impl<W> Block<W> {
         Block {
             words,
             segs: Vec::new(),
-            public: Vec::new(),
+            public: Record::default(),
         }
     }
 }
@@ -114,7 +114,7 @@ pub(crate) fn draw<W: Word>(rng: &mut Stream, l: &Layout) -> Block<W> {
     Block {
         words: words_out,
         segs,
-        public: Vec::new(),
+        public: Record::default(),
     }
 }
 
@@ -143,7 +143,10 @@ pub(crate) fn encode_block<W: Word>(block: &Block<W>, out: &mut Vec<u8>) {
     out.extend_from_slice(&block.public);
 }
 
-fn decode_block<W: Word>(bytes: &[u8], l: &Layout) -> Block<W> {
+/// The block of layout `l` at the start of `record` (which holds it whole); its public
+/// bytes stay in the record.
+fn decode_block<W: Word>(record: &Record, l: &Layout) -> Block<W> {
+    let bytes = record.bytes();
     let split = l.words * W::BYTES;
     let words_out = bytes[..split].chunks_exact(W::BYTES).map(W::read).collect();
     let mut at = split;
@@ -164,7 +167,7 @@ fn decode_block<W: Word>(bytes: &[u8], l: &Layout) -> Block<W> {
     Block {
         words: words_out,
         segs,
-        public: bytes[at..at + l.public].to_vec(),
+        public: record.part(at, l.public).unwrap_or_default(),
     }
 }
 
@@ -244,22 +247,23 @@ impl Source {
     /// This party's share of the next block.
     pub fn take<W: Word>(&mut self, l: &Layout) -> R<Block<W>> {
         if self.stream.is_some() {
-            let public = self.bytes(l.public)?.to_vec();
-            let rng = self.stream.as_mut().ok_or_else(|| {
-                ProtocolError::Invalid("a seed holder without its stream".into())
-            })?;
+            let public = self.bytes(l.public)?;
+            let rng = self
+                .stream
+                .as_mut()
+                .ok_or_else(|| ProtocolError::Invalid("a seed holder without its stream".into()))?;
             let mut block = draw(rng, l);
             block.public = public;
             return Ok(block);
         }
         let data = self.bytes(l.bytes(W::BYTES))?;
-        Ok(decode_block(data, l))
+        Ok(decode_block(&data, l))
     }
 
     /// The next `len` bytes of the current instruction's record.
-    fn bytes(&mut self, len: usize) -> R<&[u8]> {
+    fn bytes(&mut self, len: usize) -> R<Record> {
         if len == 0 {
-            return Ok(&[]);
+            return Ok(Record::default());
         }
         let (dealer, index) = (self.dealer, self.index);
         let record = self.record.as_ref().map_err(|e| ProtocolError::Peer {
@@ -267,8 +271,7 @@ impl Source {
             what: format!("the dealer's material for instruction {index} did not come: {e}"),
         })?;
         let data = record
-            .bytes()
-            .get(self.at..self.at + len)
+            .part(self.at, len)
             .ok_or_else(|| ProtocolError::Peer {
                 party: dealer,
                 what: format!("the dealer sent too little material for instruction {index}"),

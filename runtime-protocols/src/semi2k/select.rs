@@ -339,7 +339,7 @@ impl Plan {
         Block {
             words: w,
             segs,
-            public: Vec::new(),
+            public: Default::default(),
         }
     }
 }

@@ -477,7 +477,12 @@ fn malformed_preprocessing_is_an_error_naming_the_dealer() {
     // The run's last chunk reaches every instruction.
     let mut last = Records::default();
     last.append(4000, |o| o.push(1));
-    assert_eq!(Chunk::decode(last.finish(true, 0).unwrap(), 13, 2).unwrap().through, None);
+    assert_eq!(
+        Chunk::decode(last.finish(true, 0).unwrap(), 13, 2)
+            .unwrap()
+            .through,
+        None
+    );
 }
 
 /// The material of several instructions goes out in many chunks (1 KiB under test), and

@@ -143,8 +143,12 @@ impl<W: Word> Spdz2kDealer<W> {
     /// for every run.
     pub fn attach(&mut self, net: Box<dyn Transport>) {
         if let Some(g) = self.gen.as_mut() {
-            let mut start: Vec<(PartyId, Vec<u8>)> =
-                g.seeds.iter().enumerate().map(|(p, s)| (p, s.to_vec())).collect();
+            let mut start: Vec<(PartyId, Vec<u8>)> = g
+                .seeds
+                .iter()
+                .enumerate()
+                .map(|(p, s)| (p, s.to_vec()))
+                .collect();
             start.push((self.n - 1, g.start_last.clone()));
             g.outbox.attach(net, start);
         }
@@ -152,7 +156,10 @@ impl<W: Word> Spdz2kDealer<W> {
 
     /// The traffic sent so far.
     pub fn session_stats(&self) -> Stats {
-        self.gen.as_ref().map(|g| g.outbox.stats()).unwrap_or_default()
+        self.gen
+            .as_ref()
+            .map(|g| g.outbox.stats())
+            .unwrap_or_default()
     }
 
     /// Tell the parties that the dealer stops, and why.

@@ -116,8 +116,14 @@ impl<W: Word> Spdz2k<W> {
             what: format!("the dealer sent {what} of {} bytes", start.len()),
         };
         let (source, alpha) = if me == n - 1 {
-            let share: [u8; 16] = start.as_slice().try_into().map_err(|_| bad("a key share"))?;
-            (prep::Source::new(dealer, None, true), u128::from_le_bytes(share))
+            let share: [u8; 16] = start
+                .as_slice()
+                .try_into()
+                .map_err(|_| bad("a key share"))?;
+            (
+                prep::Source::new(dealer, None, true),
+                u128::from_le_bytes(share),
+            )
         } else {
             let seed: [u8; 32] = start.as_slice().try_into().map_err(|_| bad("a seed"))?;
             let mut source = prep::Source::new(dealer, Some(seed), false);
