@@ -25,13 +25,19 @@ type R<T> = Result<T, ProtocolError>;
 /// Bytes of records after which the dealer sends a chunk (at the next instruction with
 /// material): small against the memory bound, large against the 16 bytes of framing.
 #[cfg(not(test))]
-pub(crate) const CHUNK: usize = 4 << 20;
+const CHUNK: usize = 4 << 20;
 /// The unit tests' scripts are small: cut them into many chunks.
 #[cfg(test)]
-pub(crate) const CHUNK: usize = 1 << 10;
+const CHUNK: usize = 1 << 10;
 
 /// Bytes before a chunk's records.
 const HEADER: usize = 8;
+
+/// Whether a chunk holding `pending` bytes of records goes out before the next
+/// instruction's record: the one rule of the generating dealer and its counting twin.
+fn full(pending: usize) -> bool {
+    pending >= CHUNK
+}
 
 /// A chunk's records being written: per instruction with material, its index, its
 /// length and its bytes, written in place after room for the header.
@@ -115,7 +121,7 @@ pub(crate) fn chunk_bytes(
     let mut total = 0;
     let (mut pending, mut mine) = (0usize, 0usize);
     for (i, &s) in sizes {
-        if pending >= CHUNK {
+        if full(pending) {
             total += long_message_bytes(HEADER + mine);
             (pending, mine) = (0, 0);
         }
@@ -182,7 +188,7 @@ impl Outbox {
     /// Before instruction `index`'s material: send the chunk made so far if it is full
     /// and this is a new instruction.
     fn before(&mut self, index: usize) {
-        if self.last.len() >= CHUNK && !self.last.holds(index) {
+        if full(self.last.len()) && !self.last.holds(index) {
             if let Err(e) = self.flush(false, index) {
                 self.failed = Some(e.to_string());
             }
@@ -221,12 +227,10 @@ impl Outbox {
             ProtocolError::Invalid("the dealer has no parties to send its material to".into())
         })?;
         let mut out = Vec::with_capacity(1 + self.public_to.len());
-        if !self.public_to.is_empty() {
+        if let Some((&first, rest)) = self.public_to.split_first() {
             let public = std::mem::take(&mut self.public).finish(last, through)?;
-            for &p in &self.public_to[1..] {
-                out.push((p, public.clone()));
-            }
-            out.push((self.public_to[0], public));
+            out.extend(rest.iter().map(|&p| (p, public.clone())));
+            out.push((first, public));
         }
         let records = std::mem::take(&mut self.last).finish(last, through)?;
         out.push((self.last_party, records));

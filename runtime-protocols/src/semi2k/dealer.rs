@@ -120,9 +120,10 @@ impl<W: Word> Dealer<W> {
     /// records; the chunks of corrections and public bytes to the last
     /// ([`chunks::chunk_bytes`]).
     pub fn bytes_per_party(&self) -> Vec<u64> {
-        let public = match self.gates {
-            Gates::Fss => chunks::chunk_bytes(&self.sizes, Some(&self.public_sizes)),
-            Gates::Beaver => 0,
+        let public = if self.public_receivers().is_empty() {
+            0
+        } else {
+            chunks::chunk_bytes(&self.sizes, Some(&self.public_sizes))
         };
         let mut out = vec![long_message_bytes(32) + public; self.n.saturating_sub(1)];
         out.push(chunks::chunk_bytes(&self.sizes, None));

@@ -204,32 +204,32 @@ impl Source {
     /// read from the dealer's chunks over `net` if it has not come yet, and its stream of
     /// the seed.
     pub fn begin(&mut self, task: u64, net: &mut dyn Transport) {
-        self.index = crate::task_index(task);
-        self.at = 0;
-        self.stream = self.seed.as_ref().map(|s| stream(s, task));
-        self.record = match self.inbox.as_mut() {
-            Some(inbox) => inbox.take(self.index, net),
-            None => Ok(Record::default()),
-        };
+        let record = self.fetch(task, net);
+        self.start(task, record);
     }
 
     /// A source for another instruction, started at `task` ([`Source::begin`]): it
-    /// takes that instruction's record along.
+    /// takes that instruction's record along; the chunks stay here.
     pub fn fork(&mut self, task: u64, net: &mut dyn Transport) -> Source {
-        let index = crate::task_index(task);
-        let record = match self.inbox.as_mut() {
-            Some(inbox) => inbox.take(index, net),
+        let record = self.fetch(task, net);
+        let mut f = Source::new(self.dealer, self.seed, false);
+        f.start(task, record);
+        f
+    }
+
+    /// The record of the instruction whose stream number is `task`.
+    fn fetch(&mut self, task: u64, net: &mut dyn Transport) -> Result<Record, String> {
+        match self.inbox.as_mut() {
+            Some(inbox) => inbox.take(crate::task_index(task), net),
             None => Ok(Record::default()),
-        };
-        Source {
-            dealer: self.dealer,
-            seed: self.seed,
-            stream: self.seed.as_ref().map(|s| stream(s, task)),
-            inbox: None,
-            record,
-            index,
-            at: 0,
         }
+    }
+
+    fn start(&mut self, task: u64, record: Result<Record, String>) {
+        self.index = crate::task_index(task);
+        self.at = 0;
+        self.stream = self.seed.as_ref().map(|s| stream(s, task));
+        self.record = record;
     }
 
     /// The next run of a session begins: its chunks follow the last run's.
