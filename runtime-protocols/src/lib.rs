@@ -117,6 +117,15 @@ pub trait Core {
         None
     }
 
+    /// Read the dealer's next chunk of material for a running copy that needs it
+    /// ([`mux::Fetcher`]): the dealer's link is this copy's transport's.
+    fn fetch_material(&mut self) -> Result<(), ProtocolError> {
+        Err(ProtocolError::Invalid(format!(
+            "{} takes no material from a dealer",
+            self.name()
+        )))
+    }
+
     /// One real round carrying the rounds of every running copy, in `requests` order.
     fn exchange_merged(
         &mut self,

@@ -27,6 +27,10 @@ pub type Reply = Vec<(PartyId, Vec<u8>)>;
 pub enum Event {
     /// It waits for this round.
     Round(Request),
+    /// It needs the dealer's next chunk of material, which only the VM's own copy of
+    /// the protocol reads ([`crate::Core::fetch_material`]); the answer goes back on the
+    /// sender.
+    Material(Sender<Result<(), String>>),
     /// It has finished (its result is waiting in the VM's own channel).
     Done,
 }
@@ -53,6 +57,13 @@ impl Port {
             parties,
             events,
             replies,
+        }
+    }
+
+    /// How the instruction asks for the dealer's next chunk.
+    pub fn fetcher(&self) -> Fetcher {
+        Fetcher {
+            events: self.events.clone(),
         }
     }
 
@@ -104,6 +115,26 @@ impl Transport for Port {
     }
     /// The VM aborts on the real transport.
     fn abort(&mut self, _: &str) {}
+}
+
+/// A running instruction's way to have the VM read the dealer's next chunk: the dealer's
+/// link is the VM's transport's, which reads one chunk at a time into the inbox every
+/// copy shares.
+#[derive(Clone, Debug)]
+pub struct Fetcher {
+    events: Sender<Event>,
+}
+
+impl Fetcher {
+    /// Ask, and wait until the chunk is read (or the error text why not).
+    pub fn fetch(&self) -> Result<(), String> {
+        let stopped = || "the run stopped".to_string();
+        let (tx, rx) = std::sync::mpsc::channel();
+        self.events
+            .send(Event::Material(tx))
+            .map_err(|_| stopped())?;
+        rx.recv().map_err(|_| stopped())?
+    }
 }
 
 /// One real round for all `requests`: per peer, their messages concatenated in request

@@ -211,6 +211,11 @@ pub(crate) fn run<P: Protocol + Send>(
                         tasks[k].waiting = Some(req);
                         k += 1;
                     }
+                    // It goes on running once the chunk is read.
+                    Ok(Event::Material(reply)) => {
+                        let read = proto.fetch_material().map_err(|e| e.to_string());
+                        let _ = reply.send(read);
+                    }
                     Ok(Event::Done) => {
                         let t = tasks.remove(k);
                         let (v, outs) = t

@@ -38,7 +38,7 @@ pub(crate) fn mul_deal<W: Word>(n: usize, rng: &mut Stream) -> Block<W> {
 
 pub(crate) fn mul<W: Word>(p: &mut Semi2k<W>, x: &[W], y: &[W]) -> R<Vec<W>> {
     let n = x.len();
-    let t: Block<W> = p.prep.take(&mul_layout(n))?;
+    let t: Block<W> = p.prep.take(&mul_layout(n), p.net.as_mut())?;
     let (a, b, c) = (&t.words[..n], &t.words[n..2 * n], &t.words[2 * n..]);
     let mut masked: Vec<W> = x.iter().zip(a).map(|(x, a)| x.sub(*a)).collect();
     masked.extend(y.iter().zip(b).map(|(y, b)| y.sub(*b)));
@@ -96,7 +96,7 @@ pub(crate) fn matmul<W: Word>(p: &mut Semi2k<W>, x: &[W], y: &[W], d: MatDims) -
     if matmul_is_trivial(d) {
         return Ok(vec![W::ZERO; o]);
     }
-    let t: Block<W> = p.prep.take(&matmul_layout(d))?;
+    let t: Block<W> = p.prep.take(&matmul_layout(d), p.net.as_mut())?;
     let (a, b, c) = (&t.words[..l], &t.words[l..l + r], &t.words[l + r..]);
     let mut masked: Vec<W> = x.iter().zip(a).map(|(x, a)| x.sub(*a)).collect();
     masked.extend(y.iter().zip(b).map(|(y, b)| y.sub(*b)));
@@ -157,7 +157,9 @@ pub(crate) fn lookup<W: Word>(p: &mut Semi2k<W>, x: &[W], table: &[i64], offset:
         return Ok(p.public_words(&vec![W::from_i64(v); n]));
     }
     let len = 1usize << bits;
-    let t: Block<W> = p.prep.take(&lookup_layout(n, table.len()))?;
+    let t: Block<W> = p
+        .prep
+        .take(&lookup_layout(n, table.len()), p.net.as_mut())?;
     let lmask = len as u64 - 1;
     let ob = (bits as usize).div_ceil(8);
     let shift = W::from_i64(offset).neg();

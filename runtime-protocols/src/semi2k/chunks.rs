@@ -1,18 +1,22 @@
-//! How the dealer's material travels: as a stream of chunks, cut between instructions.
+//! How the dealer's material travels: as a stream of chunks, cut between blocks.
 //!
 //! The dealer walks the program beside the parties. Whenever the records it has made
-//! reach [`CHUNK`] bytes and the next instruction's material begins, it sends them as one
-//! chunk (a long message, [`send_long`]) and goes on; the last chunk of a run says so. A
-//! party reads the next chunk when it begins an instruction past the ones it holds, and
-//! drops each instruction's record once the instruction has begun. So neither side ever
-//! holds more than a chunk and the largest instruction's record, and a slow party stops
-//! the dealer through the connection's flow control, not by buffering: the whole
-//! material of ResNet-18 under `fss` (14 GB) never sits in one place.
+//! reach [`CHUNK`] bytes and the next block of material begins, it sends them as one
+//! chunk (a long message, [`send_long`]) and goes on; the last chunk of a run says so. An
+//! instruction's record may so span chunks: a huge gate deals its material as several
+//! blocks (`fss` keys, a piece of elements each), and a party reads them as it goes. A
+//! party reads chunks until every instruction before the one it begins is dealt, reads
+//! more when the running instruction needs a block not here yet, and drops each block
+//! once taken. So neither side holds more than a few chunks and the blocks of the
+//! instructions running at the same time, and a slow party stops the dealer through the
+//! connection's flow control, not by buffering: the whole material of ResNet-18 under
+//! `fss` (14 GB) never sits in one place.
 //!
 //! A chunk is `last (u32: 1 on a run's last chunk, else 0)`, `through (u32: every
-//! instruction below it is dealt)`, then records `index (u32), length (u32), bytes`, one
-//! per instruction with material, in increasing order. Before the first chunk each party
-//! gets one start message (its seed, or the last party's set-up material).
+//! instruction below it is dealt; its records may begin this one)`, then records
+//! `index (u32), length (u32), bytes`, at most one per instruction, in increasing order.
+//! Before the first chunk each party gets one start message (its seed, or the last
+//! party's set-up material).
 
 use crate::net::{long_message_bytes, receive_long, send_long, Stats, Transport};
 use crate::{PartyId, ProtocolError};
@@ -22,8 +26,7 @@ use std::sync::Arc;
 
 type R<T> = Result<T, ProtocolError>;
 
-/// Bytes of records after which the dealer sends a chunk (at the next instruction with
-/// material): small against the memory bound, large against the 16 bytes of framing.
+/// Bytes of records after which the dealer sends a chunk (at the next block): small against the memory bound, large against the 16 bytes of framing.
 #[cfg(not(test))]
 const CHUNK: usize = 4 << 20;
 /// The unit tests' scripts are small: cut them into many chunks.
@@ -33,8 +36,8 @@ const CHUNK: usize = 1 << 10;
 /// Bytes before a chunk's records.
 const HEADER: usize = 8;
 
-/// Whether a chunk holding `pending` bytes of records goes out before the next
-/// instruction's record: the one rule of the generating dealer and its counting twin.
+/// Whether a chunk holding `pending` bytes of records goes out before the next block: the
+/// one rule of the generating dealer and its counting twin.
 fn full(pending: usize) -> bool {
     pending >= CHUNK
 }
@@ -87,13 +90,8 @@ impl Records {
         self.out.len() - HEADER
     }
 
-    /// Whether a record of instruction `index` is open (more of it may follow).
-    fn holds(&self, index: usize) -> bool {
-        self.open.map(|(_, i)| i) == Some(index)
-    }
-
     /// The chunk: `last` says it ends the run, `through` that every instruction below it
-    /// is dealt. An error where one instruction's material passed 4 GiB, which a
+    /// is dealt (and the next block is `through`'s). An error where one instruction's material passed 4 GiB, which a
     /// record's length cannot say.
     pub fn finish(mut self, last: bool, through: usize) -> R<Vec<u8>> {
         self.close();
@@ -110,25 +108,42 @@ impl Records {
     }
 }
 
-/// The bytes of the chunks of one run whose material for the last party is `sizes` (per
-/// instruction, in walking order), cut as [`Outbox`] cuts them: to the last party, or
-/// with `public` the chunks of those public records (the counting twin of the
-/// generating dealer).
-pub(crate) fn chunk_bytes(
-    sizes: &BTreeMap<usize, usize>,
-    public: Option<&BTreeMap<usize, usize>>,
-) -> u64 {
+/// One block of the dealer's material as its counting twin sees it: the instruction, its
+/// bytes to the last party, and how many of them are public (to every party).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Dealt {
+    pub index: usize,
+    pub bytes: usize,
+    pub public: usize,
+}
+
+/// The bytes of the chunks of one run whose blocks are `blocks` (in walking order), cut
+/// as [`Outbox`] cuts them: to the last party, or with `public` the chunks of the public
+/// records (the counting twin of the generating dealer).
+pub(crate) fn chunk_bytes(blocks: &[Dealt], public: bool) -> u64 {
     let mut total = 0;
     let (mut pending, mut mine) = (0usize, 0usize);
-    for (i, &s) in sizes {
+    // The instruction of the chunk's open record, to the last party and public.
+    let (mut open, mut open_public) = (None, None);
+    for b in blocks {
         if full(pending) {
             total += long_message_bytes(HEADER + mine);
-            (pending, mine) = (0, 0);
+            (pending, mine, open, open_public) = (0, 0, None, None);
         }
-        pending += 8 + s;
+        let header = |open: &mut Option<usize>| {
+            if *open == Some(b.index) {
+                0
+            } else {
+                *open = Some(b.index);
+                8
+            }
+        };
+        let last = header(&mut open) + b.bytes;
+        pending += last;
         mine += match public {
-            None => 8 + s,
-            Some(m) => m.get(i).map_or(0, |&b| 8 + b),
+            false => last,
+            true if b.public > 0 => header(&mut open_public) + b.public,
+            true => 0,
         };
     }
     total + long_message_bytes(HEADER + mine)
@@ -185,17 +200,16 @@ impl Outbox {
         self.failed.is_some()
     }
 
-    /// Before instruction `index`'s material: send the chunk made so far if it is full
-    /// and this is a new instruction.
+    /// Before a block of instruction `index`: send the chunk made so far if it is full.
     fn before(&mut self, index: usize) {
-        if full(self.last.len()) && !self.last.holds(index) {
+        if full(self.last.len()) {
             if let Err(e) = self.flush(false, index) {
                 self.failed = Some(e.to_string());
             }
         }
     }
 
-    /// Append to instruction `index`'s record for the last party.
+    /// Append a block to instruction `index`'s record for the last party.
     pub fn append(&mut self, index: usize, data: impl FnOnce(&mut Vec<u8>)) {
         self.before(index);
         if self.failed.is_none() {
@@ -314,7 +328,7 @@ impl Chunk {
             if index < next {
                 return Err(bad(&format!("instruction {index} twice or out of order")));
             }
-            if through.is_some_and(|t| index >= t) {
+            if through.is_some_and(|t| index > t) {
                 return Err(bad(&format!(
                     "instruction {index} in a chunk that ends before it"
                 )));
@@ -344,18 +358,19 @@ impl Chunk {
     }
 }
 
-/// A party's side: the records received and not yet begun.
+/// A party's side: the records received and not yet taken, per instruction the parts of
+/// its record in the order they came (one per chunk it spans).
 #[derive(Debug)]
 pub(crate) struct Inbox {
     dealer: PartyId,
-    pending: BTreeMap<usize, Record>,
-    /// Every instruction below this has its record here or none.
+    pending: BTreeMap<usize, Vec<Record>>,
+    /// Every instruction below this is dealt.
     through: usize,
     /// The run's last chunk came.
     done: bool,
     /// Traffic of the chunks: preprocessing, not online.
     traffic: Stats,
-    /// Why a chunk could not be read: every later instruction fails with it.
+    /// Why a chunk could not be read: every later read fails with it.
     broken: Option<String>,
 }
 
@@ -382,20 +397,36 @@ impl Inbox {
         self.traffic
     }
 
-    /// Instruction `index`'s record (empty if it has none), reading chunks from `net`
-    /// until one reaches it; an error text if the dealer's chunks could not be read.
-    pub fn take(&mut self, index: usize, net: &mut dyn Transport) -> Result<Record, String> {
-        while !self.done && self.through <= index {
-            if let Some(e) = &self.broken {
-                return Err(e.clone());
-            }
-            if let Err(e) = self.receive(net) {
-                let e = e.to_string();
-                self.broken = Some(e.clone());
-                return Err(e);
-            }
+    /// Read chunks from `net` until every instruction below `index` is dealt; an error
+    /// text if the dealer's chunks could not be read.
+    pub fn reach(&mut self, index: usize, net: &mut dyn Transport) -> Result<(), String> {
+        while !self.done && self.through < index {
+            self.more(net)?;
         }
-        Ok(self.pending.remove(&index).unwrap_or_default())
+        Ok(())
+    }
+
+    /// Read the next chunk from `net`, if the run's last has not come (a copy running
+    /// beside the asker may have read it meanwhile).
+    pub fn more(&mut self, net: &mut dyn Transport) -> Result<(), String> {
+        if let Some(e) = &self.broken {
+            return Err(e.clone());
+        }
+        if self.done {
+            return Ok(());
+        }
+        self.receive(net).map_err(|e| {
+            let e = e.to_string();
+            self.broken = Some(e.clone());
+            e
+        })
+    }
+
+    /// The parts of instruction `index`'s record that came, and whether they are all of
+    /// it.
+    pub fn parts(&mut self, index: usize) -> (Vec<Record>, bool) {
+        let parts = self.pending.remove(&index).unwrap_or_default();
+        (parts, self.done || self.through > index)
     }
 
     fn receive(&mut self, net: &mut dyn Transport) -> R<()> {
@@ -403,7 +434,9 @@ impl Inbox {
         let msg = receive_long(net, self.dealer)?;
         self.traffic = self.traffic.plus(net.stats().since(before));
         let chunk = Chunk::decode(msg, self.through, self.dealer)?;
-        self.pending.extend(chunk.records);
+        for (index, record) in chunk.records {
+            self.pending.entry(index).or_default().push(record);
+        }
         match chunk.through {
             Some(t) => self.through = t,
             None => self.done = true,

@@ -3,7 +3,7 @@
 //! the parties' same call takes. Counting mode records the sizes and the online message
 //! pattern only, which is how the cost formulas get their figures.
 
-use super::chunks::{self, Outbox};
+use super::chunks::{self, Dealt, Outbox};
 use super::prep::{self, Block, Layout};
 use super::select::Plan;
 use super::{arith, fss, Gates};
@@ -15,7 +15,6 @@ use crate::stream::Stream;
 use crate::word::Word;
 use crate::Core;
 use crate::{Bounds, MatDims, PartyId, ProtocolError, Requant};
-use std::collections::BTreeMap;
 use std::marker::PhantomData;
 
 type R<T> = Result<T, ProtocolError>;
@@ -38,10 +37,8 @@ pub struct Dealer<W: Word> {
     n: usize,
     gates: Gates,
     current: usize,
-    /// Bytes of material per instruction index (to the last party).
-    sizes: BTreeMap<usize, usize>,
-    /// Public bytes per instruction index (to every party).
-    public_sizes: BTreeMap<usize, usize>,
+    /// The blocks of material, in walking order.
+    dealt: Vec<Dealt>,
     /// DCF keys made, and their bytes per party (correction words and root seeds).
     keys: (u64, u64),
     /// Online rounds of the calls so far.
@@ -92,8 +89,7 @@ impl<W: Word> Dealer<W> {
             n: parties,
             gates,
             current: 0,
-            sizes: BTreeMap::new(),
-            public_sizes: BTreeMap::new(),
+            dealt: Vec::new(),
             keys: (0, 0),
             rounds: Vec::new(),
             gen: None,
@@ -123,10 +119,10 @@ impl<W: Word> Dealer<W> {
         let public = if self.public_receivers().is_empty() {
             0
         } else {
-            chunks::chunk_bytes(&self.sizes, Some(&self.public_sizes))
+            chunks::chunk_bytes(&self.dealt, true)
         };
         let mut out = vec![long_message_bytes(32) + public; self.n.saturating_sub(1)];
-        out.push(chunks::chunk_bytes(&self.sizes, None));
+        out.push(chunks::chunk_bytes(&self.dealt, false));
         out
     }
 
@@ -184,10 +180,11 @@ impl<W: Word> Dealer<W> {
         if bytes == 0 {
             return;
         }
-        *self.sizes.entry(self.current).or_default() += bytes;
-        if layout.public > 0 {
-            *self.public_sizes.entry(self.current).or_default() += layout.public;
-        }
+        self.dealt.push(Dealt {
+            index: self.current,
+            bytes,
+            public: layout.public,
+        });
         if let Some(g) = self.gen.as_mut().filter(|g| !g.outbox.failed()) {
             let shares: Vec<Block<W>> = g
                 .streams

@@ -40,8 +40,16 @@ use crate::word::Word;
 use crate::{Bounds, ProtocolError, Requant};
 use chacha20::rand_core::Rng;
 use rayon::prelude::*;
+use std::ops::Range;
 
 type R<T> = Result<T, ProtocolError>;
+
+/// Bytes of correction words per block of a gate's keys ([`Gate::pieces`]).
+#[cfg(not(test))]
+const PIECE: usize = 1 << 20;
+/// The unit tests' gates are small: cut them into many pieces.
+#[cfg(test)]
+const PIECE: usize = 1 << 9;
 
 /// Payload words of a compare key: `1` and `r`.
 const COMPARE_PAYLOAD: usize = 2;
@@ -141,16 +149,31 @@ impl Gate {
         }
     }
 
-    /// The shares of `r` (and `Q_h`), the root seeds (XOR shares: party 0's is its draw),
-    /// then the keys' correction words.
-    fn layout(&self, word_bytes: usize) -> Layout {
+    /// The head block: the shares of `r` (and `Q_h`) and the root seeds (XOR shares:
+    /// party 0's is its draw). The keys' correction words follow in [`Gate::pieces`].
+    fn head(&self) -> Layout {
         let k = self.keyed.len();
-        let public = (0..k)
-            .map(|j| self.keys_per_element() * self.key_bytes(j, word_bytes))
-            .sum();
-        Layout::words(self.words_per_element() * k)
-            .seg(128 * self.keys_per_element() * k)
-            .public(public)
+        Layout::words(self.words_per_element() * k).seg(128 * self.keys_per_element() * k)
+    }
+
+    /// The keyed elements whose correction words travel as one block each, in order, and
+    /// their bytes: at least [`PIECE`] bytes a block (but the last), so that neither the
+    /// dealer nor a party ever holds more than a few pieces of a huge gate's keys.
+    fn pieces(&self, word_bytes: usize) -> Vec<(Range<usize>, usize)> {
+        let kp = self.keys_per_element();
+        let mut out = Vec::new();
+        let (mut start, mut bytes) = (0, 0);
+        for j in 0..self.keyed.len() {
+            bytes += kp * self.key_bytes(j, word_bytes);
+            if bytes >= PIECE {
+                out.push((start..j + 1, bytes));
+                (start, bytes) = (j + 1, 0);
+            }
+        }
+        if start < self.keyed.len() {
+            out.push((start..self.keyed.len(), bytes));
+        }
+        out
     }
 
     fn open_bytes(&self) -> usize {
@@ -164,25 +187,64 @@ impl Gate {
         vec![all_to_all(2, self.keyed.len() * self.open_bytes())]
     }
 
-    /// The dealer's values: `share0` is party 0's share of this block (its root seeds).
-    /// The randomness is drawn in order, then the keys are made in parallel.
-    fn deal<W: Word>(&self, q: &Requant, rng: &mut Stream, share0: &Block<W>) -> Block<W> {
+    /// The dealer's values of the head block (`share0` is party 0's share of it, its
+    /// root seeds), and the secrets its keys are made of.
+    fn deal_head<W: Word>(
+        &self,
+        q: &Requant,
+        rng: &mut Stream,
+        share0: &Block<W>,
+    ) -> (Block<W>, Secrets) {
         let k = self.keyed.len();
         let kp = self.keys_per_element();
         let mask = low_mask(self.m);
         let masks: Vec<u64> = (0..k).map(|_| rng.next_u64() & mask).collect();
-        let mut seeds: Vec<u64> = random_words(rng, 2 * kp * k);
+        let own: Vec<u64> = random_words(rng, 2 * kp * k);
+        let mut words: Vec<W> = masks.iter().map(|&r| W::from_u128(u128::from(r))).collect();
+        if self.kind == Kind::Round {
+            for (j, &r) in masks.iter().enumerate() {
+                let big_d = modulus(q.den[self.keyed[j]]);
+                for rv in self.readings(r) {
+                    let qv = rv * q.num[self.keyed[j]] as i128;
+                    words.push(W::from_u128(qv.div_euclid(big_d) as u128));
+                }
+            }
+        }
+        let first = share0.segs.first().cloned().unwrap_or_default();
         // The value of the root segment is s0 ⊕ s1, so party 1's correction is its root.
+        let value: Vec<u64> = own.iter().zip(&first).map(|(a, b)| a ^ b).collect();
+        let block = Block {
+            words,
+            segs: vec![value],
+            public: Default::default(),
+        };
+        (
+            block,
+            Secrets {
+                masks,
+                roots: [first, own],
+            },
+        )
+    }
+
+    /// Both readings of `r'` (the top bit of `c` picks one).
+    fn readings(&self, r: u64) -> [i128; 2] {
+        let top = (r >> (self.m - 1)) & 1;
+        [r as i128 - ((top as i128) << self.m), r as i128]
+    }
+
+    /// The correction words of the keys of keyed elements `range`, made in parallel.
+    fn deal_keys<W: Word>(&self, q: &Requant, sec: &Secrets, range: Range<usize>) -> Vec<u8> {
+        let kp = self.keys_per_element();
         let roots = |j: usize, key: usize| -> [Seed; 2] {
             let at = 2 * (j * kp + key);
-            [seed_at(&share0.segs[0], at), seed_at(&seeds, at)]
+            [seed_at(&sec.roots[0], at), seed_at(&sec.roots[1], at)]
         };
-        let made: Vec<(Vec<W>, Vec<u8>)> = (0..k)
+        let made: Vec<Vec<u8>> = range
             .into_par_iter()
             .map(|j| {
-                let (i, r) = (self.keyed[j], masks[j]);
+                let (i, r) = (self.keyed[j], sec.masks[j]);
                 let mut key = Vec::with_capacity(kp * self.key_bytes(j, W::BYTES));
-                let mut qh = Vec::new();
                 match self.kind {
                     Kind::Compare => {
                         let beta = [W::ONE, W::from_u128(u128::from(r))];
@@ -190,34 +252,25 @@ impl Gate {
                     }
                     Kind::Round => {
                         let big_d = modulus(q.den[i]);
-                        let top = (r >> (self.m - 1)) & 1;
-                        let readings = [r as i128 - ((top as i128) << self.m), r as i128];
-                        for (v, &rv) in readings.iter().enumerate() {
-                            let qv = rv * q.num[i] as i128;
-                            qh.push(W::from_u128(qv.div_euclid(big_d) as u128));
-                            let s = qv.rem_euclid(big_d) as u64;
+                        for (v, rv) in self.readings(r).into_iter().enumerate() {
+                            let s = (rv * q.num[i] as i128).rem_euclid(big_d) as u64;
                             dcf::gen::<W, 1>(self.dom[j], s, [W::ONE], roots(j, v), &mut key);
                         }
                     }
                 }
-                (qh, key)
+                key
             })
             .collect();
-        let mut words: Vec<W> = masks.iter().map(|&r| W::from_u128(u128::from(r))).collect();
-        let mut public = Vec::with_capacity(made.iter().map(|m| m.1.len()).sum());
-        for (qh, key) in made {
-            words.extend(qh);
-            public.extend(key);
-        }
-        for (s, own) in seeds.iter_mut().zip(&share0.segs[0]) {
-            *s ^= own;
-        }
-        Block {
-            words,
-            segs: vec![seeds],
-            public: public.into(),
-        }
+        made.concat()
     }
+}
+
+/// What the dealer makes a gate's keys of, kept from its head block to its last piece.
+struct Secrets {
+    /// Per keyed element, `r`.
+    masks: Vec<u64>,
+    /// The root seeds of party 0 and of party 1, packed.
+    roots: [Vec<u64>; 2],
 }
 
 /// The 16-byte seed at word `at` of a packed segment.
@@ -228,16 +281,34 @@ fn seed_at(seg: &[u64], at: usize) -> Seed {
     s
 }
 
-/// The dealer's side of a gate call.
+/// The dealer's side of a gate call: the head block, then the keys piece by piece.
 pub(super) fn supply<W: Word>(d: &mut Dealer<W>, q: &Requant, b: Bounds, plan: &Plan) -> R<()> {
     let g = Gate::new(q, b, plan);
-    let layout = g.layout(W::BYTES);
+    let pieces = g.pieces(W::BYTES);
     let keys = g.keys_per_element() * g.keyed.len();
-    d.count_keys(keys, layout.public + keys * SEED_BYTES);
-    d.supply(layout, g.pattern(), |rng, shares| match shares.first() {
-        Some(share0) => g.deal(q, rng, share0),
+    let key_bytes: usize = pieces.iter().map(|p| p.1).sum();
+    d.count_keys(keys, key_bytes + keys * SEED_BYTES);
+    let mut secrets = None;
+    d.supply(g.head(), g.pattern(), |rng, shares| match shares.first() {
+        Some(share0) => {
+            let (block, sec) = g.deal_head(q, rng, share0);
+            secrets = Some(sec);
+            block
+        }
         None => Block::default(),
     });
+    for (range, bytes) in pieces {
+        d.supply(Layout::default().public(bytes), Vec::new(), |_, _| {
+            let public = match &secrets {
+                Some(sec) => g.deal_keys::<W>(q, sec, range).into(),
+                None => Default::default(),
+            };
+            Block {
+                public,
+                ..Block::default()
+            }
+        });
+    }
     Ok(())
 }
 
@@ -266,7 +337,7 @@ pub(super) fn eval<W: Word>(
     plan: &Plan,
 ) -> R<Vec<W>> {
     let g = Gate::new(q, b, plan);
-    let mat: Block<W> = p.prep.take(&g.layout(W::BYTES))?;
+    let mat: Block<W> = p.prep.take(&g.head(), p.net.as_mut())?;
     let me = p.me;
     let first = me == 0;
     let pubw = |v: W| if first { v } else { W::ZERO };
@@ -291,15 +362,6 @@ pub(super) fn eval<W: Word>(
         p.open_low(mine, g.m)?
     };
 
-    // Where each keyed element's keys start in the public bytes.
-    let kp = g.keys_per_element();
-    let mut offsets = Vec::with_capacity(k);
-    let mut at = 0;
-    for j in 0..k {
-        offsets.push(at);
-        at += kp * g.key_bytes(j, W::BYTES);
-    }
-
     // Elements without keys: public selectors, `d = 1`.
     let mut out: Vec<W> = (0..x.len())
         .map(|i| match plan.public_selectors(i) {
@@ -311,88 +373,104 @@ pub(super) fn eval<W: Word>(
         })
         .collect();
 
-    let keyed: Vec<W> = (0..k)
-        .into_par_iter()
-        .map(|j| {
-            let i = g.keyed[j];
-            let key_len = g.key_bytes(j, W::BYTES);
-            let key = |v: usize| &mat.public[offsets[j] + v * key_len..][..key_len];
-            let root = |v: usize| seed_at(&mat.segs[0], 2 * (j * kp + v));
-            match g.kind {
-                Kind::Compare => {
-                    let (t_lo, t_hi) = plan.thresholds()[i];
-                    let span = (b.hi as i128 - b.lo as i128) as u128;
-                    let y = x[i].add(pubw(neg_lo));
-                    let r = mat.words[j];
-                    let cj = c[j];
-                    let big_n = W::from_u128(1u128 << g.m);
-                    let varies = |t: u64| t > 0 && t as u128 <= span;
-                    // The key at c and at c − t for each threshold that varies, in lockstep.
-                    let mut points = vec![cj];
-                    for t in [t_lo, t_hi] {
-                        if varies(t) {
-                            points.push(cj.wrapping_sub(t) & mask);
+    // The keys, a piece at a time as they come from the dealer.
+    let kp = g.keys_per_element();
+    for (range, bytes) in g.pieces(W::BYTES) {
+        let keys = p
+            .prep
+            .take::<W>(&Layout::default().public(bytes), p.net.as_mut())?
+            .public;
+        let mut offsets = Vec::with_capacity(range.len());
+        let mut at = 0;
+        for j in range.clone() {
+            offsets.push(at);
+            at += kp * g.key_bytes(j, W::BYTES);
+        }
+        let first = range.start;
+        let values: Vec<W> = range
+            .clone()
+            .into_par_iter()
+            .map(|j| {
+                let i = g.keyed[j];
+                let key_len = g.key_bytes(j, W::BYTES);
+                let key = |v: usize| &keys[offsets[j - first] + v * key_len..][..key_len];
+                let root = |v: usize| seed_at(&mat.segs[0], 2 * (j * kp + v));
+                match g.kind {
+                    Kind::Compare => {
+                        let (t_lo, t_hi) = plan.thresholds()[i];
+                        let span = (b.hi as i128 - b.lo as i128) as u128;
+                        let y = x[i].add(pubw(neg_lo));
+                        let r = mat.words[j];
+                        let cj = c[j];
+                        let big_n = W::from_u128(1u128 << g.m);
+                        let varies = |t: u64| t > 0 && t as u128 <= span;
+                        // The key at c and at c − t for each threshold that varies, in lockstep.
+                        let mut points = vec![cj];
+                        for t in [t_lo, t_hi] {
+                            if varies(t) {
+                                points.push(cj.wrapping_sub(t) & mask);
+                            }
+                        }
+                        let vals = eval_points::<W, 2>(me, &root(0), key(0), g.m, &points);
+                        let at_c = vals[0];
+                        // Shares of [y ≥ t] and [y ≥ t]·y; `at` the index of c − t's value.
+                        let select = |t: u64, at: usize| -> (W, W) {
+                            if !varies(t) {
+                                let f = Plan::fixed(t);
+                                return (
+                                    pubw(W::from_u128(u128::from(f))),
+                                    y.mul(W::from_u128(u128::from(f))),
+                                );
+                            }
+                            let above = cj >= t;
+                            let at_t = vals[at];
+                            let g = pubw(W::from_u128(u128::from(above)))
+                                .add(at_c[0])
+                                .sub(at_t[0]);
+                            let g_r = if above { r } else { W::ZERO }.add(at_c[1]).sub(at_t[1]);
+                            let g_w = if above { at_c[0] } else { at_c[0].sub(at_t[0]) };
+                            let gy = g
+                                .mul(W::from_u128(u128::from(cj)))
+                                .sub(g_r)
+                                .add(big_n.mul(g_w));
+                            (g, gy)
+                        };
+                        let (g_lo, gy_lo) = select(t_lo, 1);
+                        let (g_hi, gy_hi) = select(t_hi, if varies(t_lo) { 2 } else { 1 });
+                        let num = q.num[i] as i128;
+                        let base = ring(num * b.lo as i128 + q.zp[i] as i128 - q.lo as i128);
+                        pubw(W::from_i64(q.lo))
+                            .add(ring(num).mul(gy_lo.sub(gy_hi)))
+                            .add(base.mul(g_lo.sub(g_hi)))
+                            .add(ring(q.hi as i128 - q.lo as i128).mul(g_hi))
+                    }
+                    Kind::Round => {
+                        let d = q.den[i] as i128;
+                        let big_d = modulus(q.den[i]);
+                        let cj = c[j];
+                        let v = ((cj >> (g.m - 1)) & 1) as usize;
+                        let pv = (cj as i128 + b.lo as i128) * q.num[i] as i128 + d / 2;
+                        let (h, u) = (pv.div_euclid(big_d), pv.rem_euclid(big_d));
+                        let qh = mat.words[k + 2 * j + v];
+                        let zp = pubw(W::from_i64(q.zp[i]));
+                        let (root, key, dom) = (root(v), key(v), g.dom[j]);
+                        if d % 2 == 1 {
+                            let [[e1]] = dcf::eval::<W, 1, 1>(me, &root, key, dom, [u as u64]);
+                            pubw(ring(h)).sub(qh).sub(e1).add(zp)
+                        } else {
+                            let u2 = (u - d - 1).rem_euclid(big_d);
+                            let [[e1], [e2]] =
+                                dcf::eval::<W, 1, 2>(me, &root, key, dom, [u as u64, u2 as u64]);
+                            let public = 2 * h + i128::from(u > d);
+                            pubw(ring(public)).sub(qh.add(qh)).sub(e1).sub(e2).add(zp)
                         }
                     }
-                    let vals = eval_points::<W, 2>(me, &root(0), key(0), g.m, &points);
-                    let at_c = vals[0];
-                    // Shares of [y ≥ t] and [y ≥ t]·y; `at` the index of c − t's value.
-                    let select = |t: u64, at: usize| -> (W, W) {
-                        if !varies(t) {
-                            let f = Plan::fixed(t);
-                            return (
-                                pubw(W::from_u128(u128::from(f))),
-                                y.mul(W::from_u128(u128::from(f))),
-                            );
-                        }
-                        let above = cj >= t;
-                        let at_t = vals[at];
-                        let g = pubw(W::from_u128(u128::from(above)))
-                            .add(at_c[0])
-                            .sub(at_t[0]);
-                        let g_r = if above { r } else { W::ZERO }.add(at_c[1]).sub(at_t[1]);
-                        let g_w = if above { at_c[0] } else { at_c[0].sub(at_t[0]) };
-                        let gy = g
-                            .mul(W::from_u128(u128::from(cj)))
-                            .sub(g_r)
-                            .add(big_n.mul(g_w));
-                        (g, gy)
-                    };
-                    let (g_lo, gy_lo) = select(t_lo, 1);
-                    let (g_hi, gy_hi) = select(t_hi, if varies(t_lo) { 2 } else { 1 });
-                    let num = q.num[i] as i128;
-                    let base = ring(num * b.lo as i128 + q.zp[i] as i128 - q.lo as i128);
-                    pubw(W::from_i64(q.lo))
-                        .add(ring(num).mul(gy_lo.sub(gy_hi)))
-                        .add(base.mul(g_lo.sub(g_hi)))
-                        .add(ring(q.hi as i128 - q.lo as i128).mul(g_hi))
                 }
-                Kind::Round => {
-                    let d = q.den[i] as i128;
-                    let big_d = modulus(q.den[i]);
-                    let cj = c[j];
-                    let v = ((cj >> (g.m - 1)) & 1) as usize;
-                    let pv = (cj as i128 + b.lo as i128) * q.num[i] as i128 + d / 2;
-                    let (h, u) = (pv.div_euclid(big_d), pv.rem_euclid(big_d));
-                    let qh = mat.words[k + 2 * j + v];
-                    let zp = pubw(W::from_i64(q.zp[i]));
-                    let (root, key, dom) = (root(v), key(v), g.dom[j]);
-                    if d % 2 == 1 {
-                        let [[e1]] = dcf::eval::<W, 1, 1>(me, &root, key, dom, [u as u64]);
-                        pubw(ring(h)).sub(qh).sub(e1).add(zp)
-                    } else {
-                        let u2 = (u - d - 1).rem_euclid(big_d);
-                        let [[e1], [e2]] =
-                            dcf::eval::<W, 1, 2>(me, &root, key, dom, [u as u64, u2 as u64]);
-                        let public = 2 * h + i128::from(u > d);
-                        pubw(ring(public)).sub(qh.add(qh)).sub(e1).sub(e2).add(zp)
-                    }
-                }
-            }
-        })
-        .collect();
-    for (j, &i) in g.keyed.iter().enumerate() {
-        out[i] = keyed[j];
+            })
+            .collect();
+        for (j, v) in range.zip(values) {
+            out[g.keyed[j]] = v;
+        }
     }
     Ok(out)
 }

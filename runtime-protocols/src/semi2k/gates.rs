@@ -113,7 +113,7 @@ impl<W: Word> GateSet for Semi2k<W> {
     }
 
     fn masks(&mut self, n: usize, m: u32, _: u32) -> R<Masks<Vec<W>, BitPlane>> {
-        let mut t: Block<W> = self.prep.take(&mask_layout(n, m))?;
+        let mut t: Block<W> = self.prep.take(&mask_layout(n, m), self.net.as_mut())?;
         let bits = BitPlane::from_words(std::mem::take(&mut t.segs[0]), m as usize * n);
         let top = t.words.split_off((m as usize + 1) * n);
         let high = t.words.split_off(m as usize * n);
@@ -134,7 +134,7 @@ impl<W: Word> GateSet for Semi2k<W> {
     }
     fn and(&mut self, x: &BitPlane, y: &BitPlane) -> R<BitPlane> {
         let n = x.len();
-        let mut t: Block<W> = self.prep.take(&and_layout(n))?;
+        let mut t: Block<W> = self.prep.take(&and_layout(n), self.net.as_mut())?;
         let plane = |s: &mut Vec<u64>| BitPlane::from_words(std::mem::take(s), n);
         let (a, b, c) = (
             plane(&mut t.segs[0]),
@@ -158,7 +158,7 @@ impl<W: Word> GateSet for Semi2k<W> {
     }
     fn b2a(&mut self, x: &BitPlane) -> R<Vec<W>> {
         let n = x.len();
-        let mut t: Block<W> = self.prep.take(&b2a_layout(n))?;
+        let mut t: Block<W> = self.prep.take(&b2a_layout(n), self.net.as_mut())?;
         let d = BitPlane::from_words(std::mem::take(&mut t.segs[0]), n);
         let f = self.open_bits(&[&x.xor(&d)])?.remove(0);
         let first = self.me == 0;

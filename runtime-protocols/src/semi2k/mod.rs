@@ -314,13 +314,14 @@ impl<W: Word> Core for Semi2k<W> {
     }
 
     fn fork(&mut self, task: u64, port: Port) -> Option<Self> {
+        let prep = self.prep.fork(task, self.net.as_mut(), port.fetcher());
         Some(Semi2k {
             me: self.me,
             gates: self.gates,
             n: self.n,
             net: Box::new(port),
             keys: self.keys.clone(),
-            prep: self.prep.fork(task, self.net.as_mut()),
+            prep,
             input_streams: (0..self.n).map(|_| None).collect(),
             task,
             offline: Stats::default(),
@@ -330,6 +331,10 @@ impl<W: Word> Core for Semi2k<W> {
 
     fn exchange_merged(&mut self, requests: Vec<Request>) -> R<Vec<Reply>> {
         Ok(mux::exchange_merged(self.net.as_mut(), requests)?)
+    }
+
+    fn fetch_material(&mut self) -> R<()> {
+        self.prep.fetch(self.net.as_mut())
     }
 
     fn input(&mut self, owner: PartyId, values: Option<&[i64]>, len: usize) -> R<Vec<W>> {

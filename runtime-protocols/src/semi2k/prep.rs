@@ -13,11 +13,14 @@
 
 use super::chunks::{Inbox, Record};
 use crate::bitvec::{clear_tail, words};
+use crate::mux::Fetcher;
 use crate::net::{Stats, Transport};
 use crate::stream::Stream;
 use crate::word::Word;
 use crate::{PartyId, ProtocolError};
 use chacha20::rand_core::Rng;
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 type R<T> = Result<T, ProtocolError>;
 
@@ -171,6 +174,15 @@ fn decode_block<W: Word>(record: &Record, l: &Layout) -> Block<W> {
     }
 }
 
+/// Who reads the dealer's next chunk when the running instruction needs one.
+enum Reader {
+    /// This source, over the transport it is given: the VM's own copy of the protocol.
+    Own,
+    /// The VM, asked through a port: a copy running an instruction beside others, whose
+    /// transport is that port ([`crate::mux`]).
+    Vm(Fetcher),
+}
+
 /// Where a party takes its share of the current instruction's material from.
 pub(crate) struct Source {
     dealer: PartyId,
@@ -178,12 +190,18 @@ pub(crate) struct Source {
     seed: Option<[u8; 32]>,
     stream: Option<Stream>,
     /// The chunks from the dealer (the last party's corrections, or the public records
-    /// of a seed holder of `fss`); `None` in a fork and where nothing but a seed comes.
-    inbox: Option<Inbox>,
-    /// The current instruction's record, or why it could not be fetched.
-    record: Result<Record, String>,
+    /// of a seed holder of `fss`), shared with the copies running beside this one; `None`
+    /// where nothing but a seed comes.
+    inbox: Option<Arc<Mutex<Inbox>>>,
+    reader: Reader,
+    /// The current instruction: its index, the parts of its record not yet taken (the
+    /// first read up to `at`), whether more parts are to come, and why a chunk could not
+    /// be read.
     index: usize,
+    parts: VecDeque<Record>,
     at: usize,
+    complete: bool,
+    broken: Option<String>,
 }
 
 impl Source {
@@ -193,61 +211,92 @@ impl Source {
             dealer,
             seed,
             stream: None,
-            inbox: chunks.then(|| Inbox::new(dealer)),
-            record: Ok(Record::default()),
+            inbox: chunks.then(|| Arc::new(Mutex::new(Inbox::new(dealer)))),
+            reader: Reader::Own,
             index: 0,
+            parts: VecDeque::new(),
             at: 0,
+            complete: true,
+            broken: None,
         }
     }
 
-    /// Start the material of the instruction whose stream number is `task`: its record,
-    /// read from the dealer's chunks over `net` if it has not come yet, and its stream of
-    /// the seed.
+    fn inbox(&self) -> Option<MutexGuard<'_, Inbox>> {
+        // A copy that panicked left the inbox as it was between chunks: still whole.
+        self.inbox
+            .as_ref()
+            .map(|m| m.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// Start the material of the instruction whose stream number is `task`: the chunks
+    /// of every instruction before it, read from the dealer over `net` if they have not
+    /// come yet, and its stream of the seed. Its own record may come later, part by part,
+    /// as [`Source::take`] needs it.
     pub fn begin(&mut self, task: u64, net: &mut dyn Transport) {
-        let record = self.fetch(task, net);
-        self.start(task, record);
-    }
-
-    /// A source for another instruction, started at `task` ([`Source::begin`]): it
-    /// takes that instruction's record along; the chunks stay here.
-    pub fn fork(&mut self, task: u64, net: &mut dyn Transport) -> Source {
-        let record = self.fetch(task, net);
-        let mut f = Source::new(self.dealer, self.seed, false);
-        f.start(task, record);
-        f
-    }
-
-    /// The record of the instruction whose stream number is `task`.
-    fn fetch(&mut self, task: u64, net: &mut dyn Transport) -> Result<Record, String> {
-        match self.inbox.as_mut() {
-            Some(inbox) => inbox.take(crate::task_index(task), net),
-            None => Ok(Record::default()),
+        self.index = crate::task_index(task);
+        self.stream = self.seed.as_ref().map(|s| stream(s, task));
+        self.parts.clear();
+        self.at = 0;
+        self.complete = true;
+        self.broken = None;
+        let index = self.index;
+        let got = self.inbox().map(|mut inbox| {
+            inbox.reach(index, net)?;
+            Ok::<_, String>(inbox.parts(index))
+        });
+        match got {
+            Some(Ok((parts, complete))) => {
+                self.parts = parts.into();
+                self.complete = complete;
+            }
+            Some(Err(e)) => self.broken = Some(e),
+            None => {}
         }
     }
 
-    fn start(&mut self, task: u64, record: Result<Record, String>) {
-        self.index = crate::task_index(task);
-        self.at = 0;
-        self.stream = self.seed.as_ref().map(|s| stream(s, task));
-        self.record = record;
+    /// A source for another instruction, started at `task` ([`Source::begin`], over this
+    /// source's transport `net`), that runs beside others and asks for more chunks
+    /// through `fetcher`.
+    pub fn fork(&mut self, task: u64, net: &mut dyn Transport, fetcher: Fetcher) -> Source {
+        let mut f = Source::new(self.dealer, self.seed, false);
+        f.inbox = self.inbox.clone();
+        f.reader = Reader::Vm(fetcher);
+        f.begin(task, net);
+        f
     }
 
     /// The next run of a session begins: its chunks follow the last run's.
     pub fn next_run(&mut self) {
-        if let Some(inbox) = self.inbox.as_mut() {
+        if let Some(mut inbox) = self.inbox() {
             inbox.next_run();
         }
     }
 
     /// Traffic of the dealer's chunks so far: preprocessing, not online.
     pub fn traffic(&self) -> Stats {
-        self.inbox.as_ref().map(Inbox::traffic).unwrap_or_default()
+        self.inbox().map(|i| i.traffic()).unwrap_or_default()
     }
 
-    /// This party's share of the next block.
-    pub fn take<W: Word>(&mut self, l: &Layout) -> R<Block<W>> {
+    /// Read the dealer's next chunk over `net`, for a copy running beside this one
+    /// ([`crate::Core::fetch_material`]).
+    pub fn fetch(&mut self, net: &mut dyn Transport) -> R<()> {
+        let dealer = self.dealer;
+        match self.inbox() {
+            Some(mut inbox) => inbox.more(net).map_err(|e| ProtocolError::Peer {
+                party: dealer,
+                what: format!("the dealer's material did not come: {e}"),
+            }),
+            None => Err(ProtocolError::Invalid(
+                "a party without chunks from the dealer was asked to read one".into(),
+            )),
+        }
+    }
+
+    /// This party's share of the next block; `net` reads more of the dealer's chunks
+    /// if the block has not come yet.
+    pub fn take<W: Word>(&mut self, l: &Layout, net: &mut dyn Transport) -> R<Block<W>> {
         if self.stream.is_some() {
-            let public = self.bytes(l.public)?;
+            let public = self.bytes(l.public, net)?;
             let rng = self
                 .stream
                 .as_mut()
@@ -256,27 +305,79 @@ impl Source {
             block.public = public;
             return Ok(block);
         }
-        let data = self.bytes(l.bytes(W::BYTES))?;
+        let data = self.bytes(l.bytes(W::BYTES), net)?;
         Ok(decode_block(&data, l))
     }
 
-    /// The next `len` bytes of the current instruction's record.
-    fn bytes(&mut self, len: usize) -> R<Record> {
+    /// The next `len` bytes of the current instruction's record: one block, which never
+    /// spans two parts (the dealer cuts chunks between blocks).
+    fn bytes(&mut self, len: usize, net: &mut dyn Transport) -> R<Record> {
         if len == 0 {
             return Ok(Record::default());
         }
         let (dealer, index) = (self.dealer, self.index);
-        let record = self.record.as_ref().map_err(|e| ProtocolError::Peer {
+        let short = || ProtocolError::Peer {
             party: dealer,
-            what: format!("the dealer's material for instruction {index} did not come: {e}"),
-        })?;
-        let data = record
-            .part(self.at, len)
-            .ok_or_else(|| ProtocolError::Peer {
-                party: dealer,
-                what: format!("the dealer sent too little material for instruction {index}"),
-            })?;
-        self.at += len;
-        Ok(data)
+            what: format!("the dealer sent too little material for instruction {index}"),
+        };
+        loop {
+            if let Some(front) = self.parts.front() {
+                if self.at < front.len() {
+                    let data = front.part(self.at, len).ok_or_else(short)?;
+                    self.at += len;
+                    return Ok(data);
+                }
+                self.parts.pop_front();
+                self.at = 0;
+                continue;
+            }
+            if let Some(e) = &self.broken {
+                return Err(ProtocolError::Peer {
+                    party: dealer,
+                    what: format!(
+                        "the dealer's material for instruction {index} did not come: {e}"
+                    ),
+                });
+            }
+            if self.complete {
+                return Err(short());
+            }
+            self.more(net);
+        }
+    }
+
+    /// Take what came of the current instruction's record since it was last looked at
+    /// (another copy may have read the chunks); if nothing did, read one more chunk (or
+    /// have the VM read it) first.
+    fn more(&mut self, net: &mut dyn Transport) {
+        if self.arrived() {
+            return;
+        }
+        let read = match &self.reader {
+            Reader::Own => match self.inbox() {
+                Some(mut inbox) => inbox.more(net),
+                None => Err("no chunks come to this party".into()),
+            },
+            Reader::Vm(f) => f.fetch(),
+        };
+        match read {
+            Ok(()) => {
+                self.arrived();
+            }
+            Err(e) => self.broken = Some(e),
+        }
+    }
+
+    /// Take the parts of the current instruction's record that came; whether any did or
+    /// the record is complete.
+    fn arrived(&mut self) -> bool {
+        let index = self.index;
+        let Some((parts, complete)) = self.inbox().map(|mut i| i.parts(index)) else {
+            return true;
+        };
+        let any = !parts.is_empty();
+        self.parts.extend(parts);
+        self.complete = complete;
+        any || complete
     }
 }

@@ -389,7 +389,7 @@ pub(crate) fn eval<W: Word>(
     plan: &Plan,
 ) -> R<Vec<W>> {
     let n = x.len();
-    let mat: Block<W> = p.prep.take(&plan.layout(n))?;
+    let mat: Block<W> = p.prep.take(&plan.layout(n), p.net.as_mut())?;
     let first = p.me == 0;
     let m = plan.m;
     let mm = mask(m);

@@ -471,9 +471,24 @@ fn malformed_preprocessing_is_an_error_naming_the_dealer() {
     let e = Chunk::decode(good.clone(), 4, 2).unwrap_err();
     assert!(e.to_string().contains("instruction 3"), "{e}");
     let mut short = Records::default();
-    short.append(12, |o| o.push(1));
+    short.append(13, |o| o.push(1));
     let e = Chunk::decode(short.finish(false, 12).unwrap(), 0, 2).unwrap_err();
     assert!(e.to_string().contains("ends before it"), "{e}");
+    // The instruction a chunk reaches may begin in it, and go on in the next.
+    let mut begun = Records::default();
+    begun.append(12, |o| o.push(1));
+    let first = Chunk::decode(begun.finish(false, 12).unwrap(), 0, 2).unwrap();
+    let mut more = Records::default();
+    more.append(12, |o| o.push(2));
+    let next = Chunk::decode(more.finish(false, 12).unwrap(), 12, 2).unwrap();
+    assert_eq!(
+        (
+            first.records[0].0,
+            next.records[0].0,
+            next.records[0].1.bytes()
+        ),
+        (12, 12, &[2u8][..])
+    );
     // The run's last chunk reaches every instruction.
     let mut last = Records::default();
     last.append(4000, |o| o.push(1));
@@ -485,11 +500,12 @@ fn malformed_preprocessing_is_an_error_naming_the_dealer() {
     );
 }
 
-/// The material of several instructions goes out in many chunks (1 KiB under test), and
-/// the parties begin the instructions in another order than the dealer walked them: the
-/// last party reads ahead and keeps what it has not begun. Results equal the products,
-/// the dealer's measured bytes equal the counting dealer's, and the chunks are not
-/// online traffic.
+/// The material of several instructions goes out in many chunks (1 KiB under test), some
+/// instructions' records spanning two, and the parties begin the instructions in another
+/// order than the dealer walked them: the last party reads ahead and keeps what it has
+/// not begun, and reads the rest of a record when the instruction takes it. Results
+/// equal the products, the dealer's measured bytes equal the counting dealer's, and the
+/// chunks are not online traffic.
 #[test]
 fn material_streams_in_chunks_read_in_any_order() {
     const LEN: usize = 300;
@@ -497,7 +513,7 @@ fn material_streams_in_chunks_read_in_any_order() {
     let y = values(LEN, -1000, 1000, 4);
     let with_material = |k: u64| k % 3 != 2;
     /// Instruction `k` of a run: inputs, and a product revealed to party 1 where `k` has
-    /// material.
+    /// material; where `k % 3 == 0`, then the product times `x` (a second block).
     fn walk<P: Core>(p: &mut P, order: &[u64], x: &[i64], y: &[i64]) -> Vec<Option<Vec<i64>>> {
         let mine = p.party() == 0;
         order
@@ -510,7 +526,15 @@ fn material_streams_in_chunks_read_in_any_order() {
                 let a = p.input(0, mine.then_some(x), x.len()).unwrap();
                 let b = p.input(0, mine.then_some(y), y.len()).unwrap();
                 let c = p.mul(&a, &b).unwrap();
-                p.reveal(&c, 1).unwrap()
+                let mut r = p.reveal(&c, 1).unwrap();
+                if k % 3 == 0 {
+                    let e = p.mul(&c, &a).unwrap();
+                    let more = p.reveal(&e, 1).unwrap();
+                    if let (Some(r), Some(more)) = (r.as_mut(), more) {
+                        r.extend(more);
+                    }
+                }
+                r
             })
             .collect()
     }
@@ -535,14 +559,26 @@ fn material_streams_in_chunks_read_in_any_order() {
         let predicted: u64 = counting.bytes_per_party().iter().sum();
         assert_eq!(dealt.bytes_sent, predicted, "{gates:?}");
         let products: Vec<i64> = x.iter().zip(&y).map(|(a, b)| a * b).collect();
+        let twice: Vec<i64> = products
+            .iter()
+            .chain(
+                &products
+                    .iter()
+                    .zip(&x)
+                    .map(|(p, a)| p * a)
+                    .collect::<Vec<_>>(),
+            )
+            .copied()
+            .collect();
         for (k, r) in shuffled.iter().zip(&out[1].0) {
-            assert_eq!(r.as_ref(), with_material(*k).then_some(&products), "{k}");
+            let want = if k % 3 == 0 { &twice } else { &products };
+            assert_eq!(r.as_ref(), with_material(*k).then_some(want), "{k}");
         }
-        // Material for 8 instructions of 7,200 bytes at least: 8 chunks or more.
-        assert!(dealt.rounds >= 9, "{dealt:?}");
-        // Online: a product and an opening per instruction with material.
+        // Material for 12 blocks of 7,200 bytes at least: 12 chunks or more.
+        assert!(dealt.rounds >= 13, "{dealt:?}");
+        // Online: a product and an opening per block.
         for (_, s) in &out {
-            assert_eq!(s.rounds, 16, "{gates:?}: {s:?}");
+            assert_eq!(s.rounds, 24, "{gates:?}: {s:?}");
         }
     }
 }

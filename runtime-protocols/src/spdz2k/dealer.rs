@@ -15,7 +15,7 @@ use crate::cost::{Round, Rounds};
 use crate::net::{long_message_bytes, Stats, Transport};
 use crate::planes::{Len, Plane};
 use crate::semi2k::arith;
-use crate::semi2k::chunks::{self, Outbox};
+use crate::semi2k::chunks::{self, Dealt, Outbox};
 use crate::semi2k::prep::{self, Block, Layout};
 use crate::semi2k::select::{all_to_all, Plan};
 use crate::stream::Stream;
@@ -23,7 +23,6 @@ use crate::word::Word;
 use crate::Core;
 use crate::{Bounds, MatDims, PartyId, ProtocolError, Requant};
 use chacha20::rand_core::Rng;
-use std::collections::BTreeMap;
 use std::marker::PhantomData;
 
 type R<T> = Result<T, ProtocolError>;
@@ -44,8 +43,8 @@ struct Generating {
 pub struct Spdz2kDealer<W: Word> {
     n: usize,
     current: usize,
-    /// Bytes of material per instruction index (to the last party).
-    sizes: BTreeMap<usize, usize>,
+    /// The blocks of material to the last party, in walking order.
+    dealt: Vec<Dealt>,
     rounds: Rounds,
     gen: Option<Generating>,
     _ring: PhantomData<W>,
@@ -111,7 +110,7 @@ impl<W: Word> Spdz2kDealer<W> {
         Spdz2kDealer {
             n: parties,
             current: 0,
-            sizes: BTreeMap::new(),
+            dealt: Vec::new(),
             rounds: Vec::new(),
             gen,
             _ring: PhantomData,
@@ -135,7 +134,7 @@ impl<W: Word> Spdz2kDealer<W> {
     /// then the chunks of corrections ([`chunks::chunk_bytes`]).
     pub fn bytes_per_party(&self) -> Vec<u64> {
         let mut out = vec![long_message_bytes(32); self.n.saturating_sub(1)];
-        out.push(long_message_bytes(16) + chunks::chunk_bytes(&self.sizes, None));
+        out.push(long_message_bytes(16) + chunks::chunk_bytes(&self.dealt, false));
         out
     }
 
@@ -169,9 +168,13 @@ impl<W: Word> Spdz2kDealer<W> {
         }
     }
 
-    /// Count `bytes` more for the last party.
+    /// Count a block of `bytes` for the last party.
     fn grow(&mut self, bytes: usize) {
-        *self.sizes.entry(self.current).or_default() += bytes;
+        self.dealt.push(Dealt {
+            index: self.current,
+            bytes,
+            public: 0,
+        });
     }
 
     /// Share the ring words `make` returns (layout `l`): parties with a seed draw theirs,

@@ -128,7 +128,7 @@ impl<W: Word> Spdz2k<W> {
             let seed: [u8; 32] = start.as_slice().try_into().map_err(|_| bad("a seed"))?;
             let mut source = prep::Source::new(dealer, Some(seed), false);
             source.begin(SETUP, net.as_mut());
-            let alpha = source.take::<u128>(&Layout::words(1))?.words[0];
+            let alpha = source.take::<u128>(&Layout::words(1), net.as_mut())?.words[0];
             (source, alpha)
         };
         let chain = check::CoinChain::new(
@@ -201,13 +201,18 @@ impl<W: Word> Spdz2k<W> {
 
     /// This party's shares of the next `count` authenticated values of the material.
     fn take_auth(&mut self, count: usize) -> R<Vec<auth::Auth>> {
-        let block = self.prep.take::<u128>(&Layout::words(2 * count))?;
+        let block = self
+            .prep
+            .take::<u128>(&Layout::words(2 * count), self.net.as_mut())?;
         Ok(auth::from_words(&block.words))
     }
 
     /// The next `count` values the dealer gave this party alone, in the clear.
     fn take_private(&mut self, count: usize) -> R<Vec<u128>> {
-        Ok(self.prep.take::<u128>(&Layout::words(count))?.words)
+        Ok(self
+            .prep
+            .take::<u128>(&Layout::words(count), self.net.as_mut())?
+            .words)
     }
 
     /// Open several groups of shares in one round, all 128 bits of each (the dealer's
