@@ -8,7 +8,7 @@
 //!   to a power of two) and the one-hot vector of `r`; the parties open
 //!   `c = x − offset + r mod L` and `T[x − offset] = Σ_j [j = r]·T[c − j mod L]`.
 
-use super::prep::{random_words, Block, Layout};
+use super::prep::{self, random_words, Block, Layout};
 use super::select::all_to_all;
 use super::Semi2k;
 use crate::cost::Rounds;
@@ -16,6 +16,7 @@ use crate::stream::Stream;
 use crate::word::{matmul_words, Word};
 use crate::{MatDims, ProtocolError};
 use rayon::prelude::*;
+use std::ops::Range;
 
 type R<T> = Result<T, ProtocolError>;
 
@@ -121,11 +122,26 @@ pub(crate) fn lookup_bits(table_len: usize) -> u32 {
     table_len.max(1).next_power_of_two().trailing_zeros()
 }
 
-pub(crate) fn lookup_layout(n: usize, table_len: usize) -> Layout {
+/// The head block of a lookup of `n` elements: a share of each element's mask `r`. The
+/// one-hot vectors of the masks follow in blocks of [`lookup_pieces`].
+pub(crate) fn lookup_head(n: usize, table_len: usize) -> Layout {
     if lookup_bits(table_len) == 0 {
         return Layout::default();
     }
-    Layout::words(n * (1 + (1usize << lookup_bits(table_len))))
+    Layout::words(n)
+}
+
+/// The elements whose one-hot vectors travel as one block each, and their bytes.
+pub(crate) fn lookup_pieces(
+    n: usize,
+    table_len: usize,
+    word_bytes: usize,
+) -> Vec<(Range<usize>, usize)> {
+    if lookup_bits(table_len) == 0 {
+        return Vec::new();
+    }
+    let len = 1usize << lookup_bits(table_len);
+    prep::pieces(n, |_| len * word_bytes)
 }
 
 pub(crate) fn lookup_pattern(n: usize, table_len: usize, parties: usize) -> Rounds {
@@ -136,15 +152,31 @@ pub(crate) fn lookup_pattern(n: usize, table_len: usize, parties: usize) -> Roun
     vec![all_to_all(parties, n * (bits as usize).div_ceil(8))]
 }
 
-pub(crate) fn lookup_deal<W: Word>(n: usize, table_len: usize, rng: &mut Stream) -> Block<W> {
+/// The dealer's masks of a lookup of `n` elements: one `r` per element, below the
+/// padded table length.
+pub(crate) fn lookup_masks(n: usize, table_len: usize, rng: &mut Stream) -> Vec<u64> {
+    let len = 1u64 << lookup_bits(table_len);
+    random_words::<u64>(rng, n)
+        .into_iter()
+        .map(|r| r & (len - 1))
+        .collect()
+}
+
+/// The one-hot vectors of `masks` in a table of `table_len`, back to back.
+pub(crate) fn one_hot<W: Word>(masks: &[u64], table_len: usize) -> Vec<W> {
     let len = 1usize << lookup_bits(table_len);
-    let raw = random_words::<u64>(rng, n);
-    let mut words = vec![W::ZERO; n * (1 + len)];
-    for i in 0..n {
-        let r = raw[i] & (len as u64 - 1);
-        words[i] = W::from_u128(u128::from(r));
-        words[n + i * len + r as usize] = W::ONE;
+    let mut words = vec![W::ZERO; masks.len() * len];
+    for (i, &r) in masks.iter().enumerate() {
+        words[i * len + r as usize] = W::ONE;
     }
+    words
+}
+
+/// The whole material of a lookup as one block: the masks, then their one-hot vectors.
+pub(crate) fn lookup_deal<W: Word>(n: usize, table_len: usize, rng: &mut Stream) -> Block<W> {
+    let masks = lookup_masks(n, table_len, rng);
+    let mut words: Vec<W> = masks.iter().map(|&r| W::from_u128(u128::from(r))).collect();
+    words.extend(one_hot::<W>(&masks, table_len));
     Block::of_words(words)
 }
 
@@ -157,9 +189,7 @@ pub(crate) fn lookup<W: Word>(p: &mut Semi2k<W>, x: &[W], table: &[i64], offset:
         return Ok(p.public_words(&vec![W::from_i64(v); n]));
     }
     let len = 1usize << bits;
-    let t: Block<W> = p
-        .prep
-        .take(&lookup_layout(n, table.len()), p.net.as_mut())?;
+    let head: Block<W> = p.prep.take(&lookup_head(n, table.len()), p.net.as_mut())?;
     let lmask = len as u64 - 1;
     let ob = (bits as usize).div_ceil(8);
     let shift = W::from_i64(offset).neg();
@@ -167,7 +197,7 @@ pub(crate) fn lookup<W: Word>(p: &mut Semi2k<W>, x: &[W], table: &[i64], offset:
     let mine: Vec<u64> = (0..n)
         .map(|i| {
             let v = if first { x[i].add(shift) } else { x[i] };
-            (v.add(t.words[i]).to_u128() as u64) & lmask
+            (v.add(head.words[i]).to_u128() as u64) & lmask
         })
         .collect();
     let mut msg = Vec::with_capacity(n * ob);
@@ -178,18 +208,28 @@ pub(crate) fn lookup<W: Word>(p: &mut Semi2k<W>, x: &[W], table: &[i64], offset:
     let table: Vec<W> = (0..len)
         .map(|j| W::from_i64(table.get(j).copied().unwrap_or(0)))
         .collect();
-    Ok((0..n)
-        .into_par_iter()
-        .map(|i| {
-            let c = got.iter().fold(mine[i], |acc, m| {
-                let mut b = [0u8; 8];
-                b[..ob].copy_from_slice(&m[i * ob..(i + 1) * ob]);
-                acc.wrapping_add(u64::from_le_bytes(b))
-            }) & lmask;
-            let onehot = &t.words[n + i * len..n + (i + 1) * len];
-            onehot.iter().enumerate().fold(W::ZERO, |acc, (j, &h)| {
-                acc.add(h.mul(table[(c.wrapping_sub(j as u64) & lmask) as usize]))
+    // The one-hot vectors, a block at a time as they come from the dealer.
+    let mut out = Vec::with_capacity(n);
+    for (range, _) in lookup_pieces(n, table.len(), W::BYTES) {
+        let t: Block<W> = p
+            .prep
+            .take(&Layout::words(range.len() * len), p.net.as_mut())?;
+        let first = range.start;
+        let part: Vec<W> = range
+            .into_par_iter()
+            .map(|i| {
+                let c = got.iter().fold(mine[i], |acc, m| {
+                    let mut b = [0u8; 8];
+                    b[..ob].copy_from_slice(&m[i * ob..(i + 1) * ob]);
+                    acc.wrapping_add(u64::from_le_bytes(b))
+                }) & lmask;
+                let onehot = &t.words[(i - first) * len..(i - first + 1) * len];
+                onehot.iter().enumerate().fold(W::ZERO, |acc, (j, &h)| {
+                    acc.add(h.mul(table[(c.wrapping_sub(j as u64) & lmask) as usize]))
+                })
             })
-        })
-        .collect())
+            .collect();
+        out.extend(part);
+    }
+    Ok(out)
 }

@@ -224,11 +224,27 @@ impl<W: Word> crate::func::Selection for Dealer<W> {
     fn lookup(&mut self, x: &Len, table: &[i64], _: i64) -> R<Len> {
         let n = x.len();
         let len = table.len();
+        let mut masks = None;
         self.supply(
-            arith::lookup_layout(n, len),
+            arith::lookup_head(n, len),
             arith::lookup_pattern(n, len, self.n),
-            |rng, _| arith::lookup_deal(n, len, rng),
+            |rng, _| {
+                let m = arith::lookup_masks(n, len, rng);
+                let words = m.iter().map(|&r| W::from_u128(u128::from(r))).collect();
+                masks = Some(m);
+                Block::of_words(words)
+            },
         );
+        for (range, _) in arith::lookup_pieces(n, len, W::BYTES) {
+            let piece = Layout::words(range.len() * (1 << arith::lookup_bits(len)));
+            self.supply(piece, Vec::new(), |_, _| {
+                Block::of_words(
+                    masks
+                        .as_ref()
+                        .map_or_else(Vec::new, |m| arith::one_hot(&m[range], len)),
+                )
+            });
+        }
         Ok(*x)
     }
 }

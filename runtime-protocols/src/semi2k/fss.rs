@@ -29,7 +29,7 @@
 //! `c`, uniform because `r` is, and keys, pseudo-random one at a time.
 
 use super::dealer::Dealer;
-use super::prep::{random_words, Block, Layout};
+use super::prep::{self, random_words, Block, Layout};
 use super::select::{all_to_all, Plan};
 use super::Semi2k;
 use crate::bitvec::{bits_of, low_mask};
@@ -43,13 +43,6 @@ use rayon::prelude::*;
 use std::ops::Range;
 
 type R<T> = Result<T, ProtocolError>;
-
-/// Bytes of correction words per block of a gate's keys ([`Gate::pieces`]).
-#[cfg(not(test))]
-const PIECE: usize = 1 << 20;
-/// The unit tests' gates are small: cut them into many pieces.
-#[cfg(test)]
-const PIECE: usize = 1 << 9;
 
 /// Payload words of a compare key: `1` and `r`.
 const COMPARE_PAYLOAD: usize = 2;
@@ -157,23 +150,10 @@ impl Gate {
     }
 
     /// The keyed elements whose correction words travel as one block each, in order, and
-    /// their bytes: at least [`PIECE`] bytes a block (but the last), so that neither the
-    /// dealer nor a party ever holds more than a few pieces of a huge gate's keys.
+    /// their bytes ([`prep::pieces`]).
     fn pieces(&self, word_bytes: usize) -> Vec<(Range<usize>, usize)> {
         let kp = self.keys_per_element();
-        let mut out = Vec::new();
-        let (mut start, mut bytes) = (0, 0);
-        for j in 0..self.keyed.len() {
-            bytes += kp * self.key_bytes(j, word_bytes);
-            if bytes >= PIECE {
-                out.push((start..j + 1, bytes));
-                (start, bytes) = (j + 1, 0);
-            }
-        }
-        if start < self.keyed.len() {
-            out.push((start..self.keyed.len(), bytes));
-        }
-        out
+        prep::pieces(self.keyed.len(), |j| kp * self.key_bytes(j, word_bytes))
     }
 
     fn open_bytes(&self) -> usize {

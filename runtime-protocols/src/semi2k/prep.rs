@@ -20,6 +20,7 @@ use crate::word::Word;
 use crate::{PartyId, ProtocolError};
 use chacha20::rand_core::Rng;
 use std::collections::VecDeque;
+use std::ops::Range;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 type R<T> = Result<T, ProtocolError>;
@@ -83,6 +84,34 @@ impl<W> Block<W> {
             public: Record::default(),
         }
     }
+}
+
+/// Bytes a huge gate's late material comes in per block at least (`fss` keys, lookup
+/// one-hot vectors): the dealer makes and sends it, and a party uses it, a block at a
+/// time ([`pieces`]).
+#[cfg(not(test))]
+pub(crate) const PIECE: usize = 1 << 20;
+/// The unit tests' gates are small: cut them into many pieces.
+#[cfg(test)]
+pub(crate) const PIECE: usize = 1 << 9;
+
+/// Elements `0..n` in runs whose material (`bytes(i)` for element `i`) reaches [`PIECE`]
+/// (but the last), with each run's bytes: the blocks of a gate's material that is used
+/// after its opening, so that neither the dealer nor a party holds all of it at once.
+pub(crate) fn pieces(n: usize, bytes: impl Fn(usize) -> usize) -> Vec<(Range<usize>, usize)> {
+    let mut out = Vec::new();
+    let (mut start, mut sum) = (0, 0);
+    for i in 0..n {
+        sum += bytes(i);
+        if sum >= PIECE {
+            out.push((start..i + 1, sum));
+            (start, sum) = (i + 1, 0);
+        }
+    }
+    if start < n {
+        out.push((start..n, sum));
+    }
+    out
 }
 
 /// Stream `task + 1` of `seed`: a party's share of the material of the instruction whose
