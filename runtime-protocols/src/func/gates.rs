@@ -225,4 +225,7 @@ impl<P: Selection> Selection for Generic<P> {
     fn splits_rounding(&self) -> bool {
         self.0.splits_rounding()
     }
+    fn max_selection(&self) -> Option<usize> {
+        self.0.max_selection()
+    }
 }

@@ -40,6 +40,13 @@ pub(crate) trait Selection: gates::GateSet + Sized {
     fn splits_rounding(&self) -> bool {
         false
     }
+    /// The most elements one selection takes at once (`None`: all): a protocol whose
+    /// selection holds kilobytes per element (`shamir`'s mask bits and their messages)
+    /// runs a huge one as several in turn, each its own rounds, so that its memory stays
+    /// bounded ([`select`]).
+    fn max_selection(&self) -> Option<usize> {
+        None
+    }
     /// `q` on `x` (values in `b`) for a plan that communicates; where
     /// [`Selection::splits_rounding`], one that rounds or compares, not both. By default
     /// the generic selection over the gate set ([`compare::select`]); every protocol
@@ -177,6 +184,23 @@ pub(crate) fn select<P: Selection>(
 ) -> R<P::Shares> {
     if x.is_empty() {
         return Ok(x.clone());
+    }
+    if let Some(max) = p.max_selection().filter(|&m| m > 0 && x.len() > m) {
+        let n = x.len();
+        let parts = (0..n)
+            .step_by(max)
+            .map(|start| {
+                let r = start..(start + max).min(n);
+                let piece = Requant {
+                    num: q.num[r.clone()].to_vec(),
+                    den: q.den[r.clone()].to_vec(),
+                    zp: q.zp[r.clone()].to_vec(),
+                    ..*q
+                };
+                select(p, &x.slice(r), &piece, b)
+            })
+            .collect::<R<Vec<_>>>()?;
+        return Ok(P::Shares::concat(&parts.iter().collect::<Vec<_>>()));
     }
     let plan = Plan::new(q, b, p.domain())?;
     if p.splits_rounding() && plan.rounds() && plan.has_thresholds() {

@@ -57,6 +57,9 @@ pub(super) fn counted_generic(
 }
 
 impl Selection for Counter<'_> {
+    fn max_selection(&self) -> Option<usize> {
+        Some(select::MAX_SELECTION)
+    }
     fn splits_rounding(&self) -> bool {
         true
     }

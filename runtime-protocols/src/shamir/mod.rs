@@ -316,6 +316,9 @@ fn matmul_fp(a: &[Fp], b: &[Fp], d: MatDims) -> Vec<Fp> {
 }
 
 impl crate::func::Selection for Shamir {
+    fn max_selection(&self) -> Option<usize> {
+        Some(select::MAX_SELECTION)
+    }
     fn splits_rounding(&self) -> bool {
         true
     }

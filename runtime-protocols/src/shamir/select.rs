@@ -49,6 +49,15 @@ type R<T> = Result<T, ProtocolError>;
 /// A clamp selector bit of one element: shared, or public where the secret cannot move it.
 type Selector = Result<Fp, bool>;
 
+/// The most elements one selection takes at once
+/// ([`crate::func::Selection::max_selection`]): at its peak a selection holds kilobytes
+/// per element (the mask bits as field elements and boolean shares, the daBits' and
+/// the tree's messages), so ResNet-18's first ReLU (802,816 elements) took the process
+/// to 8.7 GB with its three parties. A larger one runs in pieces of this size, each its
+/// own rounds: 5.7 GB and 40 rounds more on ResNet-18 (2^17: 4.9 GB and 247 more; what
+/// is left is mostly memory the allocator keeps, NOTES.md, issue 21 session 8).
+pub(super) const MAX_SELECTION: usize = 1 << 18;
+
 /// Bits of statistical masking per term of `R`.
 pub(super) const STAT_BITS: u32 = 40;
 
