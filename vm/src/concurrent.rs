@@ -5,7 +5,9 @@
 //! transport is a [`Port`]. The VM waits until every running instruction has asked for its
 //! next round or finished; finished ones release their readers (local instructions run at
 //! once, interactive ones start and ask for their first round); then one real exchange
-//! carries the round of every running instruction. Every party takes the same decisions in
+//! carries the round of every running instruction. A running instruction that needs the
+//! dealer's next chunk of material asks too ([`Event::Material`]): the VM's own copy of
+//! the protocol reads it, since only its transport reads the dealer's link. Every party takes the same decisions in
 //! the same order, because they depend only on the program and on each primitive's fixed
 //! round pattern, never on data. `vm::cost` predicts the schedule with the same rule: an
 //! instruction's first round is the one after its last operand's last round.
