@@ -422,6 +422,18 @@ impl Inbox {
         })
     }
 
+    /// Read the rest of the run's chunks, dropping what no instruction took: a party may
+    /// need none of the last chunks (they hold the other party's material, or only the
+    /// run's end), yet the next run's chunks must start afresh, and the dealer must not
+    /// write to a party that has left.
+    pub fn finish(&mut self, net: &mut dyn Transport) -> Result<(), String> {
+        while !self.done {
+            self.more(net)?;
+        }
+        self.pending.clear();
+        Ok(())
+    }
+
     /// The parts of instruction `index`'s record that came, and whether they are all of
     /// it.
     pub fn parts(&mut self, index: usize) -> (Vec<Record>, bool) {

@@ -309,6 +309,9 @@ impl<W: Word> Core for Semi2k<W> {
         }
         Ok(())
     }
+    fn end_run(&mut self) -> R<()> {
+        self.prep.end_run(self.net.as_mut())
+    }
     fn shares_rounds(&self) -> bool {
         true
     }

@@ -301,6 +301,18 @@ impl Source {
         }
     }
 
+    /// The run is over: read the rest of its chunks ([`Inbox::finish`]).
+    pub fn end_run(&mut self, net: &mut dyn Transport) -> R<()> {
+        let dealer = self.dealer;
+        match self.inbox() {
+            Some(mut inbox) => inbox.finish(net).map_err(|e| ProtocolError::Peer {
+                party: dealer,
+                what: format!("the dealer's material did not come: {e}"),
+            }),
+            None => Ok(()),
+        }
+    }
+
     /// Traffic of the dealer's chunks so far: preprocessing, not online.
     pub fn traffic(&self) -> Stats {
         self.inbox().map(|i| i.traffic()).unwrap_or_default()

@@ -47,6 +47,9 @@ fn run_with_coins<W: Word, S: Script>(
         let mut p = Semi2k::<W>::setup_with_coins(wrap(i, mesh), g, coins).unwrap();
         p.begin_instruction(0);
         let r = s.run(&mut p).unwrap();
+        // As the VM does: the run's last chunks are read even where nothing in them is
+        // this party's.
+        p.end_run().unwrap();
         Some((r, p.stats()))
     });
     out.pop();
@@ -313,6 +316,7 @@ fn run_generic<W: Word, S: Script>(g: Gates, n: usize, s: &S) -> (Outcomes, Roun
         let mut p = Generic(Semi2k::<W>::setup_with(Box::new(mesh), g).unwrap());
         p.begin_instruction(0);
         let r = s.run(&mut p).unwrap();
+        p.end_run().unwrap();
         Some((r, p.0.stats()))
     });
     out.pop();
@@ -551,6 +555,7 @@ fn material_streams_in_chunks_read_in_any_order() {
             }
             let mut p = Semi2k::<u64>::setup_with(Box::new(mesh), gates).unwrap();
             let r = walk(&mut p, &shuffled, &x, &y);
+            p.end_run().unwrap();
             (r, p.stats())
         });
         let (_, dealt) = out.pop().unwrap();

@@ -385,6 +385,10 @@ impl<W: Word> Core for Spdz2k<W> {
         Ok(())
     }
 
+    fn end_run(&mut self) -> R<()> {
+        self.prep.end_run(self.net.as_mut())
+    }
+
     fn check(&mut self) -> R<()> {
         Spdz2k::check(self)
     }

@@ -35,7 +35,7 @@ fn run_with<W: Word, S: Script>(
         };
         corrupt(i, &mut p);
         p.begin_instruction(0);
-        let r = s.run(&mut p);
+        let r = s.run(&mut p).and_then(|r| p.end_run().map(|()| r));
         if let Err(e) = &r {
             p.abort(&e.to_string());
         }
@@ -336,6 +336,7 @@ fn the_selection_and_lookup_match_the_generic_ones_and_cost_no_more() {
                 let mut p = Generic(Spdz2k::<u64>::setup(Box::new(mesh)).unwrap());
                 p.begin_instruction(0);
                 let r = s.run(&mut p).unwrap();
+                p.end_run().unwrap();
                 Some((r, p.0.stats()))
             });
             generic.pop();
