@@ -303,13 +303,15 @@ impl Source {
 
     /// The run is over: read the rest of its chunks ([`Inbox::finish`]).
     pub fn end_run(&mut self, net: &mut dyn Transport) -> R<()> {
-        let dealer = self.dealer;
-        match self.inbox() {
-            Some(mut inbox) => inbox.finish(net).map_err(|e| ProtocolError::Peer {
-                party: dealer,
-                what: format!("the dealer's material did not come: {e}"),
-            }),
-            None => Ok(()),
+        let read = self.inbox().map(|mut inbox| inbox.finish(net));
+        read.unwrap_or(Ok(())).map_err(|e| self.not_come(e))
+    }
+
+    /// The error of a chunk that could not be read.
+    fn not_come(&self, e: String) -> ProtocolError {
+        ProtocolError::Peer {
+            party: self.dealer,
+            what: format!("the dealer's material did not come: {e}"),
         }
     }
 
@@ -321,12 +323,9 @@ impl Source {
     /// Read the dealer's next chunk over `net`, for a copy running beside this one
     /// ([`crate::Core::fetch_material`]).
     pub fn fetch(&mut self, net: &mut dyn Transport) -> R<()> {
-        let dealer = self.dealer;
-        match self.inbox() {
-            Some(mut inbox) => inbox.more(net).map_err(|e| ProtocolError::Peer {
-                party: dealer,
-                what: format!("the dealer's material did not come: {e}"),
-            }),
+        let read = self.inbox().map(|mut inbox| inbox.more(net));
+        match read {
+            Some(r) => r.map_err(|e| self.not_come(e)),
             None => Err(ProtocolError::Invalid(
                 "a party without chunks from the dealer was asked to read one".into(),
             )),
