@@ -43,6 +43,11 @@ impl Round {
         }
     }
 
+    /// Payload bytes `from` sends `to` in this round.
+    pub fn payload(&self, from: PartyId, to: PartyId) -> u64 {
+        self.msgs.get(&(from, to)).copied().unwrap_or(0)
+    }
+
     /// Whether `p` sends or receives in this round.
     pub fn involves(&self, p: PartyId) -> bool {
         self.msgs.keys().any(|&(f, t)| f == p || t == p)

@@ -438,10 +438,7 @@ impl Spec {
                 gates,
             }),
             Kind::Shamir => Box::new(ShamirCosts::new(parties)),
-            Kind::Spdz2k => Box::new(Spdz2kCosts {
-                parties,
-                ring_bits: bits,
-            }),
+            Kind::Spdz2k => Box::new(Spdz2kCosts::new(parties, bits)),
             Kind::MalRep3 => Box::new(MalRep3Costs::new(bits)),
             Kind::Planned => {
                 return Err(ProtocolError::Invalid(

@@ -3,8 +3,9 @@
 //!
 //! Every opening is of a whole sharing `[x]` in Z_2^128 (the dealer's masks are uniform
 //! there, so the opened value reveals nothing beyond the bits the computation reads), and
-//! goes to the [`Ledger`]: the opened value `x̃` and this party's MAC share. A check,
-//! before anything is output:
+//! goes to the [`Ledger`] as `m_i(x) − α_i·x̃`: this party's MAC share less its key share
+//! times the opened value, the one term of the check it needs (16 bytes per opened value).
+//! A check, before anything is output:
 //!
 //! 1. every party reveals the coin seed it committed to at the previous check (or at set-up)
 //!    and commits to the next one, and sends a hash of every value it saw opened since the
@@ -30,9 +31,14 @@ use crate::stream::Stream;
 use crate::word::Word;
 use crate::{PartyId, ProtocolError};
 use chacha20::rand_core::Rng;
-use rayon::prelude::*;
 
 type R<T> = Result<T, ProtocolError>;
+
+/// The most opened values a ledger holds before the parties check them (256 MiB of
+/// terms per party): they check as they take material for a call or an input once it
+/// holds this many, and the counting dealer does the same at the same points, so that
+/// `qmpc cost` counts these checks too. A check before every reveal stays.
+pub(super) const CHECK_EVERY: u64 = if cfg!(test) { 64 } else { 1 << 24 };
 
 /// Bytes each party sends each peer in the three rounds of a check.
 const ROUND_BYTES: [usize; 3] = [16 + 32 + 32, 32, 32];
@@ -47,9 +53,8 @@ pub(super) fn pattern(parties: usize) -> Rounds {
 
 /// The openings since the last check.
 pub(super) struct Ledger {
-    /// This party's MAC shares of the opened sharings, and the opened values.
-    macs: Vec<u128>,
-    opened: Vec<u128>,
+    /// `m_i(x_j) − α_i·x̃_j` of every opening `j`: `z_i` is their `χ`-weighted sum.
+    terms: Vec<u128>,
     /// Every value this party saw opened or broadcast, in order.
     transcript: blake3::Hasher,
 }
@@ -57,18 +62,26 @@ pub(super) struct Ledger {
 impl Ledger {
     pub fn new() -> Ledger {
         Ledger {
-            macs: Vec::new(),
-            opened: Vec::new(),
+            terms: Vec::new(),
             transcript: blake3::Hasher::new(),
         }
     }
 
-    /// Record the opening of `shares` as `opened`.
-    pub fn record(&mut self, shares: &[Auth], opened: &[u128]) {
-        self.macs.extend(shares.iter().map(|s| s.m));
-        self.opened.extend_from_slice(opened);
+    /// Record the opening of `shares` as `opened`, under this party's key share `alpha`.
+    pub fn record(&mut self, shares: &[Auth], opened: &[u128], alpha: u128) {
+        self.terms.extend(
+            shares
+                .iter()
+                .zip(opened)
+                .map(|(s, &x)| s.m.wrapping_sub(alpha.wrapping_mul(x))),
+        );
         let bytes: Vec<u8> = opened.iter().flat_map(|v| v.to_le_bytes()).collect();
         self.transcript.update(&bytes);
+    }
+
+    /// Opened values since the last check.
+    pub fn len(&self) -> u64 {
+        self.terms.len() as u64
     }
 
     /// Record values one party sent every other (an input's masked value): only their
@@ -168,17 +181,10 @@ impl<W: Word> Spdz2k<W> {
 
         // Rounds 2 and 3: commit to z_i, then open it.
         let mut rng = Stream::new(*blake3::hash(&seed).as_bytes(), 0);
-        let chi: Vec<u128> = (0..self.ledger.opened.len())
-            .map(|_| u128::from(rng.next_u64()))
-            .collect();
-        let fold = |v: &[u128]| -> u128 {
-            v.par_iter()
-                .zip(&chi)
-                .map(|(a, c)| a.wrapping_mul(*c))
-                .reduce(|| 0, u128::wrapping_add)
-        };
-        let z = fold(&self.ledger.macs)
-            .wrapping_sub(self.alpha.wrapping_mul(fold(&self.ledger.opened)));
+        // χ_j drawn as the fold goes: no second vector as long as the ledger.
+        let z = self.ledger.terms.iter().fold(0u128, |z, t| {
+            z.wrapping_add(t.wrapping_mul(u128::from(rng.next_u64())))
+        });
         let mut opening = z.to_le_bytes().to_vec();
         opening.extend(self.coins.fresh());
         let commitments = self.all_round(commit_z(&opening).to_vec())?;

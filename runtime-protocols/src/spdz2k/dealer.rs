@@ -46,6 +46,9 @@ pub struct Spdz2kDealer<W: Word> {
     /// The blocks of material to the last party, in walking order.
     dealt: Vec<Dealt>,
     rounds: Rounds,
+    /// Values the parties opened since their last check: as their ledgers'
+    /// ([`check::CHECK_EVERY`]).
+    unchecked: u64,
     gen: Option<Generating>,
     _ring: PhantomData<W>,
 }
@@ -96,6 +99,19 @@ impl<W: Word> Spdz2kDealer<W> {
         Self::build(parties, None)
     }
 
+    /// [`Spdz2kDealer::counting`] for parties that opened `unchecked` values since their
+    /// last check.
+    pub(super) fn counting_after(parties: usize, unchecked: u64) -> Self {
+        let mut d = Self::build(parties, None);
+        d.unchecked = unchecked;
+        d
+    }
+
+    /// Values opened since the last check.
+    pub(super) fn unchecked(&self) -> u64 {
+        self.unchecked
+    }
+
     /// A dealer with the MAC key's shares made: the parties with a seed draw theirs
     /// from its stream [`SETUP`], the last party's is its start message.
     fn build(parties: usize, mut gen: Option<Generating>) -> Self {
@@ -112,6 +128,7 @@ impl<W: Word> Spdz2kDealer<W> {
             current: 0,
             dealt: Vec::new(),
             rounds: Vec::new(),
+            unchecked: 0,
             gen,
             _ring: PhantomData,
         }
@@ -190,11 +207,10 @@ impl<W: Word> Spdz2kDealer<W> {
         }
         self.grow(bytes);
         if let Some(g) = self.gen.as_mut().filter(|g| !g.outbox.failed()) {
-            let shares: Vec<Block<u128>> =
-                g.streams.iter_mut().map(|s| prep::draw(s, &l)).collect();
             let mut block = Block::of_words(make(g));
-            for s in &shares {
-                prep::remove_share(&mut block, s);
+            // One party's share at a time: a block may be hundreds of MB.
+            for s in &mut g.streams {
+                prep::remove_share(&mut block, &prep::draw(s, &l));
             }
             g.outbox
                 .append(self.current, |out| prep::encode_block(&block, out));
@@ -202,8 +218,12 @@ impl<W: Word> Spdz2kDealer<W> {
         Ok(())
     }
 
-    /// Authenticate and share `count` values from `make`.
+    /// Authenticate and share `count` values from `make`. The parties check first when
+    /// their ledgers are full, as they do when they take them ([`super::Spdz2k::take_auth`]).
     fn supply(&mut self, count: usize, make: impl FnOnce(&mut Stream) -> Vec<u128>) -> R<()> {
+        if self.unchecked >= check::CHECK_EVERY {
+            self.check();
+        }
         self.supply_words(Layout::words(2 * count), |g| {
             let values = make(&mut g.rng);
             auth::to_words(&values, g.alpha)
@@ -238,18 +258,33 @@ impl<W: Word> Spdz2kDealer<W> {
     /// A check's rounds (it takes no material).
     fn check(&mut self) {
         self.rounds.extend(check::pattern(self.n));
+        self.unchecked = 0;
     }
 
-    fn opening(&self, bytes: usize) -> Round {
-        all_to_all(self.n, bytes)
+    /// Rounds that open values (every computing party sends each other 16 bytes per
+    /// value), counted for the ledger.
+    fn open(&mut self, rounds: Rounds) {
+        for r in rounds {
+            self.unchecked += r.payload(0, 1) / 16;
+            self.rounds.push(r);
+        }
+    }
+
+    /// One round opening `values` values.
+    fn open_values(&mut self, values: usize) {
+        self.open(vec![all_to_all(self.n, 16 * values)]);
     }
 }
 
 impl<W: Word> crate::func::Selection for Spdz2kDealer<W> {
+    /// As the parties': the dealer deals each piece as they take it.
+    fn max_selection(&self) -> Option<usize> {
+        Some(select::MAX_SELECTION)
+    }
     fn select_with(&mut self, x: &Len, q: &Requant, _: Bounds, plan: &Plan) -> R<Len> {
         let n = x.len();
         self.supply(select::count(plan, n), |rng| select::deal(plan, q, rng))?;
-        self.rounds.extend(select::pattern(plan, n, self.n));
+        self.open(select::pattern(plan, n, self.n));
         Ok(Len(n))
     }
     fn lookup(&mut self, x: &Len, table: &[i64], _: i64) -> R<Len> {
@@ -266,8 +301,7 @@ impl<W: Word> crate::func::Selection for Spdz2kDealer<W> {
                 }
                 words
             })?;
-            let open = self.opening(16 * n);
-            self.rounds.push(open);
+            self.open_values(n);
         }
         Ok(*x)
     }
@@ -304,6 +338,9 @@ impl<W: Word> Core for Spdz2kDealer<W> {
         if len == 0 {
             return Ok(Len(0));
         }
+        if self.unchecked >= check::CHECK_EVERY {
+            self.check();
+        }
         let r = self.supply_private(owner, len)?;
         self.supply(len, |_| r)?;
         let bytes = super::encoded_len(len, W::BITS) as u64;
@@ -321,8 +358,7 @@ impl<W: Word> Core for Spdz2kDealer<W> {
         let r = self.supply_private(to, n)?;
         self.supply(n, |_| r)?;
         if n > 0 {
-            let open = self.opening(16 * n);
-            self.rounds.push(open);
+            self.open_values(n);
         }
         self.check();
         Ok(None)
@@ -334,7 +370,7 @@ impl<W: Word> Core for Spdz2kDealer<W> {
         let n = a.len();
         if n > 0 {
             self.supply(3 * n, |rng| arith::mul_deal::<u128>(n, rng).words)?;
-            self.rounds.extend(arith::mul_pattern(n, self.n, 16));
+            self.open(arith::mul_pattern(n, self.n, 16));
         }
         Ok(*a)
     }
@@ -343,7 +379,7 @@ impl<W: Word> Core for Spdz2kDealer<W> {
         let (l, r, o) = arith::mat_sizes(d);
         if !arith::matmul_is_trivial(d) {
             self.supply(l + r + o, |rng| arith::matmul_deal::<u128>(d, rng).words)?;
-            self.rounds.extend(arith::matmul_pattern(d, self.n, 16));
+            self.open(arith::matmul_pattern(d, self.n, 16));
         }
         Ok(Len(o))
     }
@@ -373,8 +409,7 @@ impl<W: Word> crate::func::gates::GateSet for Spdz2kDealer<W> {
         })
     }
     fn open_all(&mut self, x: &Len) -> R<Vec<u128>> {
-        let open = self.opening(16 * x.len());
-        self.rounds.push(open);
+        self.open_values(x.len());
         Ok(vec![0; x.len()])
     }
     fn and(&mut self, a: &Len, b: &Len) -> R<Len> {

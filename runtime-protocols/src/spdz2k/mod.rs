@@ -199,8 +199,19 @@ impl<W: Word> Spdz2k<W> {
             .collect())
     }
 
-    /// This party's shares of the next `count` authenticated values of the material.
+    /// Check the openings first when the ledger is full ([`check::CHECK_EVERY`]): its
+    /// memory stays bounded however much a run opens before its reveal.
+    fn check_if_full(&mut self) -> R<()> {
+        if self.ledger.len() >= check::CHECK_EVERY {
+            self.check()?;
+        }
+        Ok(())
+    }
+
+    /// This party's shares of the next `count` authenticated values of the material
+    /// (after a check when the ledger is full; the dealer's `supply` mirrors it).
     fn take_auth(&mut self, count: usize) -> R<Vec<auth::Auth>> {
+        self.check_if_full()?;
         let block = self
             .prep
             .take::<u128>(&Layout::words(2 * count), self.net.as_mut())?;
@@ -260,9 +271,9 @@ impl<W: Word> Spdz2k<W> {
                     if let Some(first) = forged.first_mut() {
                         first.m = first.m.wrapping_add(1);
                     }
-                    self.ledger.record(&forged, &v);
+                    self.ledger.record(&forged, &v, self.alpha);
                 }
-                _ => self.ledger.record(shares, &v),
+                _ => self.ledger.record(shares, &v, self.alpha),
             }
             at += shares.len();
             out.push(v);
@@ -334,6 +345,9 @@ fn decode_low(bytes: &[u8], n: usize, width: u32) -> Vec<u64> {
 }
 
 impl<W: Word> crate::func::Selection for Spdz2k<W> {
+    fn max_selection(&self) -> Option<usize> {
+        Some(select::MAX_SELECTION)
+    }
     fn select_with(
         &mut self,
         x: &Mac<Vec<u128>>,
@@ -445,6 +459,8 @@ impl<W: Word> Spdz2k<W> {
         if len == 0 {
             return Ok(Vec::new());
         }
+        // Before the input's round, as the dealer counts it.
+        self.check_if_full()?;
         let k = Self::k_mask();
         let width = W::BITS;
         let bytes = encoded_len(len, width);

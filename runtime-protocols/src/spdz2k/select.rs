@@ -99,6 +99,16 @@ pub(super) fn deal(plan: &Plan, q: &Requant, rng: &mut Stream) -> Vec<u128> {
     out
 }
 
+/// The most elements one selection takes at once
+/// ([`crate::func::Selection::max_selection`]): its material holds every table bit as a
+/// 128-bit value with its MAC, some 600 authenticated values (19 KB) per element of a
+/// convolution's requantization, and the dealer and both parties hold several copies of a
+/// block on its way, so ResNet-18's first one (802,816 elements) passed 22 GB in one
+/// piece. In pieces of 2^15 ResNet-18 peaks at 5.6 GB (with `MIMALLOC_PURGE_DELAY=100`)
+/// and takes 870 rounds instead of 241 (2^17: 364 rounds, over 9 GB); each piece is its
+/// own rounds. The cure is fewer bytes per bit (NOTES.md, issue 21 session 9).
+pub(super) const MAX_SELECTION: usize = 1 << 15;
+
 /// Per chunk unit: shares of `lt` and `eq` over all lanes.
 type Unit = (Vec<Auth>, Vec<Auth>);
 

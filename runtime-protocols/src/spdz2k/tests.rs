@@ -4,6 +4,7 @@
 
 use super::*;
 use crate::cost::Ask as _;
+use crate::cost::Costs as _;
 use crate::cost::Rounds;
 use crate::net::{Mesh, NetError};
 use crate::testutil::{at, on_mesh, requants, values, Binary, Call, Script};
@@ -52,18 +53,43 @@ fn run<W: Word, S: Script>(n: usize, s: &S) -> Vec<(Vec<Option<Vec<i64>>>, Stats
         .collect()
 }
 
+/// The rounds of `call` on `len` elements, after the calls `c` costed before it.
 fn call_cost(c: &Spdz2kCosts, call: &Call, len: usize) -> Rounds {
-    let e = TruncMode::Exact;
-    match call {
-        Call::Mul => c.mul(len),
-        Call::MatMul(d) => c.matmul(*d),
-        Call::Rescale(num, den, b) => c.rescale(num, den, *b, e).unwrap(),
-        Call::Requant(q, b) => c.requantize(q, *b, e).unwrap(),
-        Call::Clamp(lo, hi, b) => c.clamp(len, *lo, *hi, *b).unwrap(),
-        Call::Max(b) => c.max(len, *b).unwrap(),
-        Call::Argmax(row, last, b) => c.argmax(len, *row, *last, *b).unwrap(),
-        Call::Lookup(t, _) => c.lookup(len, t).unwrap(),
-    }
+    use crate::cost::Call as C;
+    let mode = TruncMode::Exact;
+    let asked = match call {
+        Call::Mul => C::Mul { len },
+        Call::MatMul(d) => C::MatMul(*d),
+        Call::Rescale(num, den, bounds) => C::Rescale {
+            num,
+            den,
+            bounds: *bounds,
+            mode,
+        },
+        Call::Requant(q, bounds) => C::Requantize {
+            q,
+            bounds: *bounds,
+            mode,
+        },
+        Call::Clamp(lo, hi, bounds) => C::Clamp {
+            len,
+            lo: *lo,
+            hi: *hi,
+            bounds: *bounds,
+        },
+        Call::Max(bounds) => C::Max {
+            len,
+            bounds: *bounds,
+        },
+        Call::Argmax(row_len, select_last, bounds) => C::Argmax {
+            len,
+            row_len: *row_len,
+            select_last: *select_last,
+            bounds: *bounds,
+        },
+        Call::Lookup(t, _) => crate::cost::lookup_call(len, t),
+    };
+    c.rounds(asked).unwrap()
 }
 
 /// Runs `calls` on `x` (party 0's) and `y` (party `n − 1`'s) among `n` parties; checks
@@ -85,10 +111,7 @@ fn check<W: Word>(n: usize, x: &[i64], y: &[i64], calls: Vec<Call>) {
             W::BITS
         );
     }
-    let costs = Spdz2kCosts {
-        parties: n,
-        ring_bits: W::BITS,
-    };
+    let costs = Spdz2kCosts::new(n, W::BITS);
     let mut rounds: Rounds = costs.input(0, x.len());
     rounds.extend(costs.input(n - 1, y.len()));
     for (call, g) in calls.iter().zip(&got) {
@@ -173,12 +196,87 @@ fn comparisons_and_lookups_match_clear() {
     check::<u32>(3, &x, &y, calls);
 }
 
+/// Party 0 inputs `x`, the last party `y`; `calls` run one on the other's result (each
+/// with `y` as its second operand), and only the last result is revealed, to party 1.
+struct Chain {
+    x: Vec<i64>,
+    y: Vec<i64>,
+    calls: Vec<Call>,
+}
+
+impl Script for Chain {
+    fn run<P: crate::Protocol>(&self, p: &mut P) -> R<Vec<Option<Vec<i64>>>> {
+        let (n, me) = (p.parties(), p.party());
+        let mut v = p.input(0, (me == 0).then_some(&self.x[..]), self.x.len())?;
+        let y = p.input(n - 1, (me == n - 1).then_some(&self.y[..]), self.y.len())?;
+        for call in &self.calls {
+            v = call.apply(p, &v, &y)?;
+        }
+        Ok(vec![p.reveal(&v, 1)?])
+    }
+}
+
+/// Calls that open more than a ledger holds before a reveal: the parties check on the
+/// way ([`check::CHECK_EVERY`] is 64 in tests), inside a call and between calls, and the
+/// costs, which carry the unchecked count from call to call, count every check.
+#[test]
+fn a_full_ledger_is_checked_between_and_inside_calls_and_costed() {
+    let b = Bounds { lo: -40, hi: 40 };
+    let x = values(20, b.lo, b.hi, 7);
+    let y = values(20, -1, 1, 8);
+    let calls = vec![
+        Call::Mul,
+        Call::Mul,
+        Call::Clamp(-10, 30, b),
+        Call::Mul,
+        Call::Max(b),
+        Call::Requant(requants(20)[1].clone(), b),
+    ];
+    for n in [2, 3] {
+        let s = Chain {
+            x: x.clone(),
+            y: y.clone(),
+            calls: calls.clone(),
+        };
+        let out = run::<u64, _>(n, &s);
+        let mut want = x.clone();
+        for call in &calls {
+            want = call.clear(&want, &y);
+        }
+        assert_eq!(at(&out, 1), vec![want], "among {n}");
+        let costs = Spdz2kCosts::new(n, 64);
+        let mut rounds = costs.input(0, 20);
+        rounds.extend(costs.input(n - 1, 20));
+        for call in &calls {
+            rounds.extend(call_cost(&costs, call, 20));
+        }
+        rounds.extend(costs.reveal(20, 1));
+        // The same calls, each costed as if first in a run: no check carried in.
+        let alone = || Spdz2kCosts::new(n, 64);
+        let mut first = alone().input(0, 20);
+        first.extend(alone().input(n - 1, 20));
+        for call in &calls {
+            first.extend(call_cost(&alone(), call, 20));
+        }
+        first.extend(alone().reveal(20, 1));
+        assert!(
+            rounds.len() > first.len(),
+            "a check between calls among {n}"
+        );
+        let want = crate::cost::per_party(&rounds, n);
+        for (i, (_, stats)) in out.iter().enumerate() {
+            assert_eq!(
+                (stats.rounds, stats.bytes_sent),
+                (want[i].rounds, want[i].bytes_sent),
+                "party {i} of {n}"
+            );
+        }
+    }
+}
+
 #[test]
 fn a_ring_without_mac_headroom_is_refused() {
-    let costs = Spdz2kCosts {
-        parties: 2,
-        ring_bits: 128,
-    };
+    let costs = Spdz2kCosts::new(2, 128);
     assert!(costs.clamp(4, 0, 10, Bounds { lo: 0, hi: 20 }).is_err());
 }
 
