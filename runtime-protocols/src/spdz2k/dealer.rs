@@ -221,9 +221,7 @@ impl<W: Word> Spdz2kDealer<W> {
     /// Authenticate and share `count` values from `make`. The parties check first when
     /// their ledgers are full, as they do when they take them ([`super::Spdz2k::take_auth`]).
     fn supply(&mut self, count: usize, make: impl FnOnce(&mut Stream) -> Vec<u128>) -> R<()> {
-        if self.unchecked >= check::CHECK_EVERY {
-            self.check();
-        }
+        self.check_if_full();
         self.supply_words(Layout::words(2 * count), |g| {
             let values = make(&mut g.rng);
             auth::to_words(&values, g.alpha)
@@ -259,6 +257,13 @@ impl<W: Word> Spdz2kDealer<W> {
     fn check(&mut self) {
         self.rounds.extend(check::pattern(self.n));
         self.unchecked = 0;
+    }
+
+    /// A check where the parties make one: their ledgers are full.
+    fn check_if_full(&mut self) {
+        if self.unchecked >= check::CHECK_EVERY {
+            self.check();
+        }
     }
 
     /// Rounds that open values (every computing party sends each other 16 bytes per
@@ -338,9 +343,7 @@ impl<W: Word> Core for Spdz2kDealer<W> {
         if len == 0 {
             return Ok(Len(0));
         }
-        if self.unchecked >= check::CHECK_EVERY {
-            self.check();
-        }
+        self.check_if_full();
         let r = self.supply_private(owner, len)?;
         self.supply(len, |_| r)?;
         let bytes = super::encoded_len(len, W::BITS) as u64;
