@@ -72,6 +72,23 @@ pub fn at(out: &[(Vec<Option<Vec<i64>>>, Stats)], to: PartyId) -> Vec<Vec<i64>> 
     out[to].0.iter().map(|r| r.clone().unwrap()).collect()
 }
 
+/// Every party's measured rounds and bytes of `out` equal to what `rounds` predicts
+/// (`what` names the run in a failure).
+pub fn assert_traffic(
+    out: &[(Vec<Option<Vec<i64>>>, Stats)],
+    rounds: &[crate::cost::Round],
+    what: &str,
+) {
+    let want = crate::cost::per_party(rounds, out.len());
+    for (i, (_, stats)) in out.iter().enumerate() {
+        assert_eq!(
+            (stats.rounds, stats.bytes_sent),
+            (want[i].rounds, want[i].bytes_sent),
+            "party {i} of {what}"
+        );
+    }
+}
+
 /// Party 0 inputs `x`, party `n − 1` inputs `y`; both go through `op`; results to `to`.
 pub struct Binary<F> {
     pub x: Vec<i64>,

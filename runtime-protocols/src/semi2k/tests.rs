@@ -7,8 +7,8 @@ use crate::cost::Ask as _;
 use crate::func::gates::Generic;
 use crate::net::Mesh;
 use crate::testutil::{
-    assert_views_independent, at, logged, logs, on_mesh, recording, requants, values, view_script,
-    Binary, Call, CoalitionCoins, Script,
+    assert_traffic, assert_views_independent, at, logged, logs, on_mesh, recording, requants,
+    values, view_script, Binary, Call, CoalitionCoins, Script,
 };
 use crate::TruncMode;
 
@@ -91,15 +91,7 @@ fn check_with<W: Word>(gates: Gates, n: usize, x: &[i64], y: &[i64], calls: Vec<
         rounds.extend(call_cost(&costs, call, x.len()));
         rounds.extend(costs.reveal(g.len(), 1));
     }
-    let want = crate::cost::per_party(&rounds, n);
-    for (i, (_, stats)) in out.iter().enumerate() {
-        assert_eq!(
-            (stats.rounds, stats.bytes_sent),
-            (want[i].rounds, want[i].bytes_sent),
-            "party {i} of {n} in Z_2^{}",
-            W::BITS
-        );
-    }
+    assert_traffic(&out, &rounds, &format!("{n} in Z_2^{}", W::BITS));
 }
 
 use crate::cost::Rounds;

@@ -6,8 +6,8 @@ use crate::cost::Ask as _;
 use crate::cost::Rounds;
 use crate::net::Mesh;
 use crate::testutil::{
-    assert_views_independent, at, logged, logs, on_mesh, recording, values, view_script, Binary,
-    Call, CoalitionCoins, Script,
+    assert_traffic, assert_views_independent, at, logged, logs, on_mesh, recording, values,
+    view_script, Binary, Call, CoalitionCoins, Script,
 };
 use crate::TruncMode;
 
@@ -69,14 +69,7 @@ fn check(n: usize, x: &[i64], y: &[i64], calls: Vec<Call>) {
         rounds.extend(call_cost(&costs, call, x.len()));
         rounds.extend(costs.reveal(g.len(), 1));
     }
-    let want = crate::cost::per_party(&rounds, n);
-    for (i, (_, stats)) in out.iter().enumerate() {
-        assert_eq!(
-            (stats.rounds, stats.bytes_sent),
-            (want[i].rounds, want[i].bytes_sent),
-            "party {i} of {n}"
-        );
-    }
+    assert_traffic(&out, &rounds, &n.to_string());
 }
 
 #[test]

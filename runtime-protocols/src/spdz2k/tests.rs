@@ -7,7 +7,7 @@ use crate::cost::Ask as _;
 use crate::cost::Costs as _;
 use crate::cost::Rounds;
 use crate::net::{Mesh, NetError};
-use crate::testutil::{at, on_mesh, requants, values, Binary, Call, Script};
+use crate::testutil::{assert_traffic, at, on_mesh, requants, values, Binary, Call, Script};
 use crate::TruncMode;
 
 type Outcome = R<(Vec<Option<Vec<i64>>>, Stats)>;
@@ -118,15 +118,7 @@ fn check<W: Word>(n: usize, x: &[i64], y: &[i64], calls: Vec<Call>) {
         rounds.extend(call_cost(&costs, call, x.len()));
         rounds.extend(costs.reveal(g.len(), 1));
     }
-    let want = crate::cost::per_party(&rounds, n);
-    for (i, (_, stats)) in out.iter().enumerate() {
-        assert_eq!(
-            (stats.rounds, stats.bytes_sent),
-            (want[i].rounds, want[i].bytes_sent),
-            "party {i} of {n} in Z_2^{}",
-            W::BITS
-        );
-    }
+    assert_traffic(&out, &rounds, &format!("{n} in Z_2^{}", W::BITS));
 }
 
 #[test]
@@ -263,14 +255,7 @@ fn a_full_ledger_is_checked_between_and_inside_calls_and_costed() {
             rounds.len() > first.len(),
             "a check between calls among {n}"
         );
-        let want = crate::cost::per_party(&rounds, n);
-        for (i, (_, stats)) in out.iter().enumerate() {
-            assert_eq!(
-                (stats.rounds, stats.bytes_sent),
-                (want[i].rounds, want[i].bytes_sent),
-                "party {i} of {n}"
-            );
-        }
+        assert_traffic(&out, &rounds, &n.to_string());
     }
 }
 
