@@ -115,6 +115,65 @@ where
     }
 }
 
+/// Party 0 inputs `x`, the last party `y`; `calls` run one on the other's result (each
+/// with `y` as its second operand), and only the last result is revealed, to party 1.
+pub struct Chain {
+    pub x: Vec<i64>,
+    pub y: Vec<i64>,
+    pub calls: Vec<Call>,
+}
+
+impl Script for Chain {
+    fn run<P: Protocol>(&self, p: &mut P) -> R<Vec<Option<Vec<i64>>>> {
+        let (n, me) = (p.parties(), p.party());
+        let mut v = p.input(0, (me == 0).then_some(&self.x[..]), self.x.len())?;
+        let y = p.input(n - 1, (me == n - 1).then_some(&self.y[..]), self.y.len())?;
+        for call in &self.calls {
+            v = call.apply(p, &v, &y)?;
+        }
+        Ok(vec![p.reveal(&v, 1)?])
+    }
+}
+
+/// The rounds of `call` on `len` elements, after the calls `c` costed before it.
+pub fn call_cost(c: &dyn crate::cost::Costs, call: &Call, len: usize) -> crate::cost::Rounds {
+    use crate::cost::Call as C;
+    let mode = TruncMode::Exact;
+    let asked = match call {
+        Call::Mul => C::Mul { len },
+        Call::MatMul(d) => C::MatMul(*d),
+        Call::Rescale(num, den, bounds) => C::Rescale {
+            num,
+            den,
+            bounds: *bounds,
+            mode,
+        },
+        Call::Requant(q, bounds) => C::Requantize {
+            q,
+            bounds: *bounds,
+            mode,
+        },
+        Call::Clamp(lo, hi, bounds) => C::Clamp {
+            len,
+            lo: *lo,
+            hi: *hi,
+            bounds: *bounds,
+        },
+        Call::Max(bounds) => C::Max {
+            len,
+            bounds: *bounds,
+        },
+        Call::Argmax(row_len, select_last, bounds) => C::Argmax {
+            len,
+            row_len: *row_len,
+            select_last: *select_last,
+            bounds: *bounds,
+        },
+        Call::Lookup(t, _) => crate::cost::lookup_call(len, t),
+    };
+    c.rounds(asked).unwrap()
+}
+
 /// One primitive call on the inputs `x` and `y`.
 #[derive(Clone, Debug)]
 pub enum Call {

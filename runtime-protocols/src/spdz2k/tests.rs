@@ -4,11 +4,11 @@
 
 use super::*;
 use crate::cost::Ask as _;
-use crate::cost::Costs as _;
 use crate::cost::Rounds;
 use crate::net::{Mesh, NetError};
-use crate::testutil::{assert_traffic, at, on_mesh, requants, values, Binary, Call, Script};
-use crate::TruncMode;
+use crate::testutil::{
+    assert_traffic, at, call_cost, on_mesh, requants, values, Binary, Call, Chain, Script,
+};
 
 type Outcome = R<(Vec<Option<Vec<i64>>>, Stats)>;
 
@@ -51,45 +51,6 @@ fn run<W: Word, S: Script>(n: usize, s: &S) -> Vec<(Vec<Option<Vec<i64>>>, Stats
         .into_iter()
         .map(|o| o.unwrap())
         .collect()
-}
-
-/// The rounds of `call` on `len` elements, after the calls `c` costed before it.
-fn call_cost(c: &Spdz2kCosts, call: &Call, len: usize) -> Rounds {
-    use crate::cost::Call as C;
-    let mode = TruncMode::Exact;
-    let asked = match call {
-        Call::Mul => C::Mul { len },
-        Call::MatMul(d) => C::MatMul(*d),
-        Call::Rescale(num, den, bounds) => C::Rescale {
-            num,
-            den,
-            bounds: *bounds,
-            mode,
-        },
-        Call::Requant(q, bounds) => C::Requantize {
-            q,
-            bounds: *bounds,
-            mode,
-        },
-        Call::Clamp(lo, hi, bounds) => C::Clamp {
-            len,
-            lo: *lo,
-            hi: *hi,
-            bounds: *bounds,
-        },
-        Call::Max(bounds) => C::Max {
-            len,
-            bounds: *bounds,
-        },
-        Call::Argmax(row_len, select_last, bounds) => C::Argmax {
-            len,
-            row_len: *row_len,
-            select_last: *select_last,
-            bounds: *bounds,
-        },
-        Call::Lookup(t, _) => crate::cost::lookup_call(len, t),
-    };
-    c.rounds(asked).unwrap()
 }
 
 /// Runs `calls` on `x` (party 0's) and `y` (party `n − 1`'s) among `n` parties; checks
@@ -186,26 +147,6 @@ fn comparisons_and_lookups_match_clear() {
     ];
     check::<u64>(2, &x, &y, calls.clone());
     check::<u32>(3, &x, &y, calls);
-}
-
-/// Party 0 inputs `x`, the last party `y`; `calls` run one on the other's result (each
-/// with `y` as its second operand), and only the last result is revealed, to party 1.
-struct Chain {
-    x: Vec<i64>,
-    y: Vec<i64>,
-    calls: Vec<Call>,
-}
-
-impl Script for Chain {
-    fn run<P: crate::Protocol>(&self, p: &mut P) -> R<Vec<Option<Vec<i64>>>> {
-        let (n, me) = (p.parties(), p.party());
-        let mut v = p.input(0, (me == 0).then_some(&self.x[..]), self.x.len())?;
-        let y = p.input(n - 1, (me == n - 1).then_some(&self.y[..]), self.y.len())?;
-        for call in &self.calls {
-            v = call.apply(p, &v, &y)?;
-        }
-        Ok(vec![p.reveal(&v, 1)?])
-    }
 }
 
 /// Calls that open more than a ledger holds before a reveal: the parties check on the
