@@ -18,6 +18,7 @@ type R<T> = Result<T, ProtocolError>;
 impl<W: Word> MalRep3<W> {
     /// Lane-wise AND of boolean sharings (1 round, one word per element per party).
     pub(super) fn and(&mut self, x: &[Rep<Xor>], y: &[Rep<Xor>]) -> R<Vec<Rep<Xor>>> {
+        self.check_if_full()?;
         let n = x.len();
         let me = self.rep.me;
         let lo: Vec<Xor> = self.rep.draw(me, n).unwrap_or_default();

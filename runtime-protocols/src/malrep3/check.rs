@@ -26,21 +26,53 @@ use rayon::prelude::*;
 
 type R<T> = Result<T, ProtocolError>;
 
+/// How many ledger pairs and proof relations wait for a check at most. Both are kept
+/// until the check (64 bytes a pair, 8–16 a relation entry, a relation word of bits 64
+/// relations): unbounded, a ResNet-18 needed more than 14 GB per run before its reveal.
+/// The parties check when the count reaches it, as they next produce pairs or relations
+/// ([`MalRep3::check_if_full`]); the unit tests check at 64, inside their calls.
+pub(super) const CHECK_EVERY: usize = if cfg!(test) { 64 } else { 1 << 22 };
+
 /// The authenticated pairs produced since the last check.
-#[derive(Default)]
 pub(super) struct Ledger {
     z: Vec<Rep<u128>>,
     m: Vec<Rep<u128>>,
+    len: usize,
+    /// Whether the pairs are kept (a twin only counts them).
+    keep: bool,
+}
+
+impl Default for Ledger {
+    fn default() -> Self {
+        Ledger {
+            z: Vec::new(),
+            m: Vec::new(),
+            len: 0,
+            keep: true,
+        }
+    }
 }
 
 impl Ledger {
+    /// A twin's ledger: `len` pairs of earlier calls, and only the count of new ones.
+    pub fn counting(len: usize) -> Self {
+        Ledger {
+            len,
+            keep: false,
+            ..Ledger::default()
+        }
+    }
+
     pub fn push(&mut self, z: &[Rep<u128>], m: &[Rep<u128>]) {
-        self.z.extend_from_slice(z);
-        self.m.extend_from_slice(m);
+        self.len += z.len();
+        if self.keep {
+            self.z.extend_from_slice(z);
+            self.m.extend_from_slice(m);
+        }
     }
 
     pub fn len(&self) -> usize {
-        self.z.len()
+        self.len
     }
 }
 
@@ -59,13 +91,37 @@ fn combine(theta: &[u128], v: &[Rep<u128>]) -> Rep<u128> {
 }
 
 impl<W: Word> MalRep3<W> {
+    fn fresh_ledger(&self) -> Ledger {
+        if self.twin {
+            Ledger::counting(0)
+        } else {
+            Ledger::default()
+        }
+    }
+
+    /// Pairs and relations since the last check; every party counts the same (its three
+    /// roles' relations together), so all decide alike when to check.
+    fn unchecked(&self) -> usize {
+        self.ledger.len() + self.bits.relations() + self.ints.relations()
+    }
+
+    /// [`MalRep3::check`] once [`CHECK_EVERY`] pairs and relations wait for it. Called
+    /// where pairs or relations are about to be recorded, never between a relation's parts.
+    pub(super) fn check_if_full(&mut self) -> R<()> {
+        if self.unchecked() >= CHECK_EVERY {
+            self.check()?;
+        }
+        Ok(())
+    }
+
     /// Check every pair in the ledger (3 rounds; nothing when it is empty).
     pub(super) fn mac_check(&mut self) -> R<()> {
         let n = self.ledger.len();
         if n == 0 {
             return Ok(());
         }
-        let ledger = std::mem::take(&mut self.ledger);
+        let fresh = self.fresh_ledger();
+        let ledger = std::mem::replace(&mut self.ledger, fresh);
         let me = self.rep.me;
         let seed_shares = Rep {
             a: self.rep.draw::<u128>(me, 2).unwrap_or_default(),
@@ -81,10 +137,15 @@ impl<W: Word> MalRep3<W> {
         let mut key = [0u8; 32];
         key[..16].copy_from_slice(&seed[0].to_le_bytes());
         key[16..].copy_from_slice(&seed[1].to_le_bytes());
-        let mut coins = Stream::new(*blake3::hash(&key).as_bytes(), 0);
-        let theta: Vec<u128> = (0..n).map(|_| u128::from(coins.next_u64())).collect();
-        let u = combine(&theta, &ledger.z);
-        let w = combine(&theta, &ledger.m);
+        let (u, w) = if self.twin {
+            // Zeros either way; a twin keeps no pairs.
+            (Rep::default(), Rep::default())
+        } else {
+            let mut coins = Stream::new(*blake3::hash(&key).as_bytes(), 0);
+            let theta: Vec<u128> = (0..n).map(|_| u128::from(coins.next_u64())).collect();
+            (combine(&theta, &ledger.z), combine(&theta, &ledger.m))
+        };
+        drop(ledger);
         let mut local = Rep3::<u128>::mul_local(&[self.key.alpha], &[u]);
         if self.cheat.fires(cheat::Kind::Mac) {
             local[0] = local[0].wrapping_add(1);

@@ -39,6 +39,7 @@ impl<W: Word> MalRep3<W> {
 
     /// `n` daBits (2 rounds).
     pub(super) fn dabits(&mut self, n: usize) -> R<DaBits> {
+        self.check_if_full()?;
         let me = self.rep.me;
         let nw = words(n);
         let mut drawn: [Option<Vec<u64>>; 3] = [None, None, None];

@@ -122,6 +122,7 @@ impl<W: Word> MalRep3<W> {
 
     /// Deal and receive the material of `o` (1 round) and record its relations.
     pub(super) fn deal(&mut self, o: &Order) -> R<Dealt> {
+        self.check_if_full()?;
         let (me, n, m) = (self.rep.me, o.n, o.m);
         let kinds = o.carries.len() + 2 + o.dabits;
         let mut groups: Vec<Group> = (0..3).map(|_| Group::default()).collect();

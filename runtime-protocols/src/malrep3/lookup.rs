@@ -33,6 +33,7 @@ fn table_bits(len: usize) -> u32 {
 
 impl<W: Word> MalRep3<W> {
     pub(super) fn lookup_table(&mut self, x: &[Auth], table: &[i64], offset: i64) -> R<Vec<Auth>> {
+        self.check_if_full()?;
         let (me, n) = (self.rep.me, x.len());
         let l = table_bits(table.len());
         if n == 0 || l == 0 {

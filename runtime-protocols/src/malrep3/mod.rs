@@ -58,7 +58,8 @@ type R<T> = Result<T, ProtocolError>;
 pub(crate) struct Pending {
     bits: [prove::Size; 3],
     ints: [prove::Size; 3],
-    macs: bool,
+    /// Ledger pairs.
+    macs: usize,
 }
 
 /// A party of `mal-rep3` over the program's ring of `W` (shares are Z_2^128).
@@ -130,14 +131,14 @@ impl<W: Word> MalRep3<W> {
         })
     }
 
-    /// What a twin has not checked yet, by size: the next check's proofs and whether it
-    /// runs a MAC check (a twin of the next call starts from it, so the reveal that checks
+    /// What a twin has not checked yet, by size: the next check's proofs and MAC check
+    /// (a twin of the next call starts from it, so the reveal that checks
     /// pays for everything before it, as a party does).
     pub(crate) fn pending(&self) -> Pending {
         Pending {
             bits: self.bits.size(),
             ints: self.ints.size(),
-            macs: self.ledger.len() > 0,
+            macs: self.ledger.len(),
         }
     }
 
@@ -146,10 +147,7 @@ impl<W: Word> MalRep3<W> {
         let mut t = Self::twin(me, net);
         t.bits = prove::Relations::phantom(p.bits);
         t.ints = prove::Relations::phantom(p.ints);
-        if p.macs {
-            let zero = [Rep::default()];
-            t.ledger.push(&zero, &zero);
-        }
+        t.ledger = check::Ledger::counting(p.macs);
         t
     }
 
@@ -162,9 +160,9 @@ impl<W: Word> MalRep3<W> {
             key: Key {
                 alpha: Rep::default(),
             },
-            ledger: check::Ledger::default(),
-            bits: Default::default(),
-            ints: Default::default(),
+            ledger: check::Ledger::counting(0),
+            bits: prove::Relations::phantom(Default::default()),
+            ints: prove::Relations::phantom(Default::default()),
             proofs: 0,
             own_seed: [0; 32],
             openings: 0,
@@ -197,6 +195,7 @@ impl<W: Word> MalRep3<W> {
     /// Reshare this party's additive parts of values and MACs in one round, and ledger
     /// the pairs.
     fn reshare_pairs(&mut self, mut z: Vec<u128>, m: Vec<u128>) -> R<Vec<Auth>> {
+        self.check_if_full()?;
         let n = z.len();
         if self.cheat.fires(cheat::Kind::Mul) && n > 0 {
             z[0] = z[0].wrapping_add(1);
@@ -210,6 +209,7 @@ impl<W: Word> MalRep3<W> {
 
     /// `[α]·[x]` for each `x` (1 round): the MACs of fresh values.
     fn authenticate(&mut self, x: Vec<Rep<u128>>) -> R<Vec<Auth>> {
+        self.check_if_full()?;
         let alpha = vec![self.key.alpha; x.len()];
         let mut m = Rep3::<u128>::mul_local(&alpha, &x);
         // An input's owner that keeps another component than it sent, or any party that

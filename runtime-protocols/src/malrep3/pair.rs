@@ -171,6 +171,7 @@ impl<W: Word> MalRep3<W> {
         groups: &[usize],
     ) -> R<Vec<Auth>> {
         let (me, n) = (self.rep.me, parts.len());
+        self.check_if_full()?;
         let members = |g: usize| -> Vec<usize> { (0..n).filter(|&e| groups[e] == g).collect() };
         let mut out = vec![Auth::default(); n];
         let (mut to_prev, mut to_next) = (Vec::new(), Vec::new());

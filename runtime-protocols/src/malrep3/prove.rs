@@ -111,8 +111,10 @@ pub(super) struct Side<T> {
     u: Vec<(usize, Vec<T>)>,
     w: Vec<(usize, Vec<T>)>,
     z: Vec<T>,
-    /// A twin's relations of earlier calls, by size only: `u` and `w` entries.
+    /// A twin's relations, by size only: `u` and `w` entries.
     phantom: (usize, usize),
+    /// A twin's side: entries are counted, not kept.
+    count_only: bool,
 }
 
 /// A side's size: relations, `u` entries, `w` entries.
@@ -125,14 +127,24 @@ impl<T: Entry> Side<T> {
         self.n - n
     }
     pub fn u(&mut self, first: usize, v: Vec<T>) {
-        self.u.push((first, v));
+        if self.count_only {
+            self.phantom.0 += v.len();
+        } else {
+            self.u.push((first, v));
+        }
     }
     pub fn w(&mut self, first: usize, v: Vec<T>) {
-        self.w.push((first, v));
+        if self.count_only {
+            self.phantom.1 += v.len();
+        } else {
+            self.w.push((first, v));
+        }
     }
     /// This verifier's share of the right sides, entry by entry, in relation order.
     pub fn z(&mut self, v: Vec<T>) {
-        self.z.extend(v);
+        if !self.count_only {
+            self.z.extend(v);
+        }
     }
 
     fn x(&self, theta: &[T::F]) -> Vec<T::F> {
@@ -163,7 +175,7 @@ impl<T: Entry> Side<T> {
         )
     }
 
-    /// A side that has `size`'s relations without their data (a twin's earlier calls).
+    /// A twin's side: `size`'s relations of earlier calls, and only the sizes of new ones.
     pub fn phantom(size: Size) -> Side<T> {
         Side {
             n: size.0,
@@ -171,6 +183,7 @@ impl<T: Entry> Side<T> {
             w: Vec::new(),
             z: Vec::new(),
             phantom: (size.1, size.2),
+            count_only: true,
         }
     }
 
@@ -193,6 +206,10 @@ pub(super) struct Relations<T> {
 impl<T: Entry> Relations<T> {
     pub fn size(&self) -> [Size; 3] {
         [self.own.size(), self.next.size(), self.prev.size()]
+    }
+    /// Relations in all three roles: the same count at every party.
+    pub fn relations(&self) -> usize {
+        self.own.n + self.next.n + self.prev.n
     }
     pub fn phantom(s: [Size; 3]) -> Relations<T> {
         Relations {
