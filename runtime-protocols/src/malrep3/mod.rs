@@ -251,6 +251,9 @@ impl<W: Word> crate::func::Selection for MalRep3<W> {
     fn splits_rounding(&self) -> bool {
         true
     }
+    fn max_selection(&self) -> Option<usize> {
+        Some(select::MAX_SELECTION)
+    }
     fn select_with(
         &mut self,
         x: &Mac<Pair<u128>>,

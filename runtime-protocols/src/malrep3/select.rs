@@ -43,6 +43,14 @@ fn too_wide(what: &str) -> ProtocolError {
     ProtocolError::Invalid(format!("mal-rep3: {what} does not fit the 128-bit ring"))
 }
 
+/// The most elements one selection takes at once
+/// ([`crate::func::Selection::max_selection`]): a selection holds ≈ 3.5 KB per element
+/// and party at its peak (the dealt masks, carries and daBits as 128-bit ring values, the
+/// relations and the resharings), so ResNet-18's first requantization (802,816
+/// elements) alone took its three parties to 8.4 GB. A larger one runs in pieces of this
+/// size, each its own rounds.
+pub(super) const MAX_SELECTION: usize = 1 << 18;
+
 /// A lane of an element.
 #[derive(Clone, Copy)]
 struct Slot {
