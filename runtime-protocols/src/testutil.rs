@@ -135,6 +135,63 @@ impl Script for Chain {
     }
 }
 
+impl Chain {
+    /// Twenty elements through products, a clamp, a lookup, a max and a requantization
+    /// with no reveal between: more pairs, openings and relations than the protocols'
+    /// tests let wait for a check (64), so checks fall inside and between calls.
+    pub fn past_a_check() -> Chain {
+        let b = Bounds { lo: -40, hi: 40 };
+        Chain {
+            x: values(20, b.lo, b.hi, 7),
+            y: values(20, -1, 1, 8),
+            calls: vec![
+                Call::Mul,
+                Call::Mul,
+                Call::Clamp(-10, 30, b),
+                Call::Lookup((0..81).map(|i| (i * 5) % 17 - 8).collect(), -40),
+                Call::Mul,
+                Call::Max(b),
+                Call::Requant(requants(20)[1].clone(), b),
+            ],
+        }
+    }
+
+    /// What party 1 receives, computed in the clear.
+    pub fn clear(&self) -> Vec<i64> {
+        self.calls
+            .iter()
+            .fold(self.x.clone(), |v, call| call.clear(&v, &self.y))
+    }
+
+    /// The run's rounds among `n` parties, each call costed by one `Costs` after those
+    /// before it (what a protocol carries from call to call counts), and each costed by a
+    /// fresh one as if first in a run.
+    pub fn costs(
+        &self,
+        n: usize,
+        fresh: impl Fn() -> Box<dyn crate::cost::Costs>,
+    ) -> (crate::cost::Rounds, crate::cost::Rounds) {
+        use crate::cost::{Call as C, Costs, Rounds};
+        let len = self.x.len();
+        // `with(question)`: the question put to the `Costs` of this way of costing.
+        type With<'a> = &'a dyn Fn(&dyn Fn(&dyn Costs) -> Rounds) -> Rounds;
+        let all = |with: With| {
+            let io = |call: C<'static>| with(&|c: &dyn Costs| c.rounds(call).expect("costs"));
+            let mut rounds = io(C::Input { owner: 0, len });
+            rounds.extend(io(C::Input { owner: n - 1, len }));
+            for call in &self.calls {
+                rounds.extend(with(&|c: &dyn Costs| call_cost(c, call, len)));
+            }
+            rounds.extend(io(C::Reveal { len, to: 1 }));
+            rounds
+        };
+        let one = fresh();
+        let carried = all(&|q: &dyn Fn(&dyn Costs) -> Rounds| q(&*one));
+        let alone = all(&|q: &dyn Fn(&dyn Costs) -> Rounds| q(&*fresh()));
+        (carried, alone)
+    }
+}
+
 /// The rounds of `call` on `len` elements, after the calls `c` costed before it.
 pub fn call_cost(c: &dyn crate::cost::Costs, call: &Call, len: usize) -> crate::cost::Rounds {
     use crate::cost::Call as C;

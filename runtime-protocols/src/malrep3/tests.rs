@@ -544,51 +544,15 @@ fn the_functionalities_match_the_generic_ones() {
 /// twin's unchecked pairs and relations from call to call, count every check.
 #[test]
 fn full_ledgers_are_checked_between_and_inside_calls_and_costed() {
-    use crate::cost::Ask as _;
-    use crate::testutil::{assert_traffic, at, call_cost, requants, Call, Chain, Script};
-    use crate::Bounds;
-    let b = Bounds { lo: -40, hi: 40 };
-    let x = values(20, b.lo, b.hi, 7);
-    let y = values(20, -1, 1, 8);
-    let calls = vec![
-        Call::Mul,
-        Call::Mul,
-        Call::Clamp(-10, 30, b),
-        Call::Lookup((0..81).map(|i| (i * 5) % 17 - 8).collect(), -40),
-        Call::Mul,
-        Call::Max(b),
-        Call::Requant(requants(20)[1].clone(), b),
-    ];
-    let s = Chain {
-        x: x.clone(),
-        y: y.clone(),
-        calls: calls.clone(),
-    };
+    use crate::testutil::{assert_traffic, at, Chain, Script};
+    let s = Chain::past_a_check();
     let out = crate::testutil::on_mesh(3, "mal-rep3", |_, mesh: Mesh| {
         let mut p = MalRep3::<u64>::setup(Box::new(mesh)).unwrap();
         let r = s.run(&mut p).unwrap();
         (r, p.stats())
     });
-    let mut want = x.clone();
-    for call in &calls {
-        want = call.clear(&want, &y);
-    }
-    assert_eq!(at(&out, 1), vec![want]);
-    let costs = MalRep3Costs::new(64);
-    let mut rounds = costs.input(0, 20);
-    rounds.extend(costs.input(2, 20));
-    for call in &calls {
-        rounds.extend(call_cost(&costs, call, 20));
-    }
-    rounds.extend(costs.reveal(20, 1));
-    // The same calls, each costed as if first in a run: nothing carried in.
-    let alone = || MalRep3Costs::new(64);
-    let mut first = alone().input(0, 20);
-    first.extend(alone().input(2, 20));
-    for call in &calls {
-        first.extend(call_cost(&alone(), call, 20));
-    }
-    first.extend(alone().reveal(20, 1));
-    assert!(rounds.len() > first.len(), "checks between calls");
-    assert_traffic(&out, &rounds, "mal-rep3");
+    assert_eq!(at(&out, 1), vec![s.clear()]);
+    let (carried, alone) = s.costs(3, || Box::new(MalRep3Costs::new(64)));
+    assert!(carried.len() > alone.len(), "checks between calls");
+    assert_traffic(&out, &carried, "mal-rep3");
 }

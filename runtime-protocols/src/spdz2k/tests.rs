@@ -154,49 +154,16 @@ fn comparisons_and_lookups_match_clear() {
 /// costs, which carry the unchecked count from call to call, count every check.
 #[test]
 fn a_full_ledger_is_checked_between_and_inside_calls_and_costed() {
-    let b = Bounds { lo: -40, hi: 40 };
-    let x = values(20, b.lo, b.hi, 7);
-    let y = values(20, -1, 1, 8);
-    let calls = vec![
-        Call::Mul,
-        Call::Mul,
-        Call::Clamp(-10, 30, b),
-        Call::Mul,
-        Call::Max(b),
-        Call::Requant(requants(20)[1].clone(), b),
-    ];
+    let s = Chain::past_a_check();
     for n in [2, 3] {
-        let s = Chain {
-            x: x.clone(),
-            y: y.clone(),
-            calls: calls.clone(),
-        };
         let out = run::<u64, _>(n, &s);
-        let mut want = x.clone();
-        for call in &calls {
-            want = call.clear(&want, &y);
-        }
-        assert_eq!(at(&out, 1), vec![want], "among {n}");
-        let costs = Spdz2kCosts::new(n, 64);
-        let mut rounds = costs.input(0, 20);
-        rounds.extend(costs.input(n - 1, 20));
-        for call in &calls {
-            rounds.extend(call_cost(&costs, call, 20));
-        }
-        rounds.extend(costs.reveal(20, 1));
-        // The same calls, each costed as if first in a run: no check carried in.
-        let alone = || Spdz2kCosts::new(n, 64);
-        let mut first = alone().input(0, 20);
-        first.extend(alone().input(n - 1, 20));
-        for call in &calls {
-            first.extend(call_cost(&alone(), call, 20));
-        }
-        first.extend(alone().reveal(20, 1));
+        assert_eq!(at(&out, 1), vec![s.clear()], "among {n}");
+        let (carried, alone) = s.costs(n, || Box::new(Spdz2kCosts::new(n, 64)));
         assert!(
-            rounds.len() > first.len(),
+            carried.len() > alone.len(),
             "a check between calls among {n}"
         );
-        assert_traffic(&out, &rounds, &n.to_string());
+        assert_traffic(&out, &carried, &n.to_string());
     }
 }
 
