@@ -8,7 +8,8 @@
 //! Then `o = (x − offset + r) mod 2^ℓ` is opened to `A` and `B` (the dealer hashes), and
 //! `table[x − offset] = Σ_u table[(o − u) mod 2^ℓ]·h_u` is linear in the authenticated `h`
 //! with coefficients `A` and `B` know: their additive parts are reshared with their MACs.
-//! Four rounds; `2^ℓ` dealt and authenticated words per element (lookups are few).
+//! Four rounds; `2^ℓ` dealt and authenticated words per element, so a large lookup runs in
+//! pieces ([`MAX_LOOKUP_WORDS`]).
 
 use super::auth::{self, Auth};
 use super::dealt::{fp, SPREAD};
@@ -31,7 +32,25 @@ fn table_bits(len: usize) -> u32 {
     len.max(1).next_power_of_two().trailing_zeros()
 }
 
+/// The most dealt words (table entries and carry, per element) one lookup takes at once.
+/// Each is a 128-bit ring sharing, then an authenticated value, a ledger pair and proof
+/// relations (≈ 150 bytes per party), so EfficientNet-B0's SiLU tables (257 words per
+/// element, 401,408 elements in its first) took `qmpc cost` past 10 GB in one piece. A
+/// larger lookup runs in pieces, each its own four rounds.
+const MAX_LOOKUP_WORDS: usize = if cfg!(test) { 1 << 10 } else { 1 << 22 };
+
 impl<W: Word> MalRep3<W> {
+    /// [`MalRep3::lookup_table`] in pieces of at most [`MAX_LOOKUP_WORDS`] dealt words.
+    pub(super) fn lookup_pieces(&mut self, x: &[Auth], table: &[i64], offset: i64) -> R<Vec<Auth>> {
+        let words = (1usize << table_bits(table.len())) + 1;
+        let piece = (MAX_LOOKUP_WORDS / words).max(1);
+        let mut out = Vec::with_capacity(x.len());
+        for part in x.chunks(piece) {
+            out.extend(self.lookup_table(part, table, offset)?);
+        }
+        Ok(out)
+    }
+
     pub(super) fn lookup_table(&mut self, x: &[Auth], table: &[i64], offset: i64) -> R<Vec<Auth>> {
         self.check_if_full()?;
         let (me, n) = (self.rep.me, x.len());

@@ -405,6 +405,6 @@ impl<W: Word> MalRep3<W> {
     }
 
     fn lookup_auth(&mut self, x: &[Auth], table: &[i64], offset: i64) -> R<Vec<Auth>> {
-        self.lookup_table(x, table, offset)
+        self.lookup_pieces(x, table, offset)
     }
 }
