@@ -173,21 +173,20 @@ impl Chain {
     ) -> (crate::cost::Rounds, crate::cost::Rounds) {
         use crate::cost::{Call as C, Costs, Rounds};
         let len = self.x.len();
-        // `with(question)`: the question put to the `Costs` of this way of costing.
-        type With<'a> = &'a dyn Fn(&dyn Fn(&dyn Costs) -> Rounds) -> Rounds;
-        let all = |with: With| {
-            let io = |call: C<'static>| with(&|c: &dyn Costs| c.rounds(call).expect("costs"));
-            let mut rounds = io(C::Input { owner: 0, len });
-            rounds.extend(io(C::Input { owner: n - 1, len }));
-            for call in &self.calls {
-                rounds.extend(with(&|c: &dyn Costs| call_cost(c, call, len)));
+        let steps = self.calls.len() + 3;
+        // Step `i` of the run (the two inputs, the calls, the reveal) costed by `c`.
+        let step = |c: &dyn Costs, i: usize| -> Rounds {
+            let ask = |call: C| c.rounds(call).expect("costs");
+            match i {
+                0 => ask(C::Input { owner: 0, len }),
+                1 => ask(C::Input { owner: n - 1, len }),
+                i if i == steps - 1 => ask(C::Reveal { len, to: 1 }),
+                i => call_cost(c, &self.calls[i - 2], len),
             }
-            rounds.extend(io(C::Reveal { len, to: 1 }));
-            rounds
         };
         let one = fresh();
-        let carried = all(&|q: &dyn Fn(&dyn Costs) -> Rounds| q(&*one));
-        let alone = all(&|q: &dyn Fn(&dyn Costs) -> Rounds| q(&*fresh()));
+        let carried = (0..steps).flat_map(|i| step(&*one, i)).collect();
+        let alone = (0..steps).flat_map(|i| step(&*fresh(), i)).collect();
         (carried, alone)
     }
 }
