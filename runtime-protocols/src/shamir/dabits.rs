@@ -37,6 +37,45 @@ fn helped_by(count: usize, h: PartyId) -> usize {
     (count + 2 - h) / 3
 }
 
+/// Elements of one pair stream, drawn a block at a time in the stream's order: drawing
+/// `count` elements at once held two copies of them (bytes, then elements) per stream
+/// beside the messages, ≈ 700 MB per party for ResNet-18's first requantizations.
+struct Drawn {
+    from: PartyId,
+    to: PartyId,
+    left: usize,
+    block: std::vec::IntoIter<Fp>,
+}
+
+/// Elements per block of [`Drawn`].
+const BLOCK: usize = 1 << 12;
+
+impl Drawn {
+    fn new(from: PartyId, to: PartyId, len: usize) -> Drawn {
+        Drawn {
+            from,
+            to,
+            left: len,
+            block: Vec::new().into_iter(),
+        }
+    }
+
+    fn next(&mut self, p: &mut Shamir) -> R<Fp> {
+        if let Some(v) = self.block.next() {
+            return Ok(v);
+        }
+        let n = self.left.min(BLOCK);
+        self.left -= n;
+        self.block = p.streams.pair(self.from, self.to, n)?.into_iter();
+        self.block.next().ok_or_else(|| {
+            ProtocolError::Invalid(format!(
+                "shamir: a daBit drew past its stream from party {} to party {}",
+                self.from, self.to
+            ))
+        })
+    }
+}
+
 /// `count` daBits (2 rounds).
 pub fn dabits(p: &mut Shamir, count: usize) -> R<DaBits> {
     if count == 0 {
@@ -56,8 +95,8 @@ pub fn dabits(p: &mut Shamir, count: usize) -> R<DaBits> {
     );
     // To `nx`: `w_a` of the bits it is `a` for, then the shares it draws of this party's
     // dealings as `a` and as `b`. From `pv`, the same from its side.
-    let out = p.streams.pair(me, nx, c0 + c1 + c2)?;
-    let inn = p.streams.pair(pv, me, c1 + c2 + c0)?;
+    let mut out = Drawn::new(me, nx, c0 + c1 + c2);
+    let mut inn = Drawn::new(pv, me, c1 + c2 + c0);
     let geo = p.geo.clone();
     let (to_me, to_pv) = (&geo.deal[me][me], &geo.deal[me][pv]);
     let dealt = |s: Fp, rho: Fp, c: &[Fp]| c[0] * s + c[1] * rho;
@@ -70,47 +109,52 @@ pub fn dabits(p: &mut Shamir, count: usize) -> R<DaBits> {
     let (w_pv, w_nx) = (weight(pv)?, weight(nx)?);
     let fp_bit = |v: u64| Fp::new(u128::from(v));
     let u = |z: u64| Fp::ONE - fp_bit(z) - fp_bit(z);
+    let push = |msg: &mut Vec<u8>, v: Fp| msg.extend_from_slice(&v.value().to_le_bytes());
+    // Each bit's share is summed in place as its parts come.
+    let mut fp = vec![Fp::ZERO; count];
 
     // Round 1: `w_b` of the bits this party helps, and its dealing as `a`, to `pv`.
-    let mut msg = Vec::with_capacity(c0 + c1);
-    for (k, &w_a) in out[..c0].iter().enumerate() {
+    let mut msg = Vec::with_capacity((c0 + c1) * ELEM);
+    for k in 0..c0 {
         let (a, b) = bit(3 * k + me);
-        msg.push(fp_bit(a ^ b) - w_a);
+        let w_a = out.next(p)?;
+        push(&mut msg, fp_bit(a ^ b) - w_a);
     }
-    let mut mine_as_a = Vec::with_capacity(c1);
     for k in 0..c1 {
         let z = bit(3 * k + pv).1;
-        let s = u(z) * inn[k];
-        let rho = out[c0 + k];
-        mine_as_a.push(dealt(s, rho, to_me));
-        msg.push(dealt(s, rho, to_pv));
+        let s = u(z) * inn.next(p)?;
+        let rho = out.next(p)?;
+        fp[3 * k + pv] = dealt(s, rho, to_me);
+        push(&mut msg, dealt(s, rho, to_pv));
     }
+    // From `nx`: `w_b` of the bits this party is `b` for, then its dealing as `a`.
     let got = exchange(p, msg, c2 + c0)?;
-    let (w_b, from_a) = got.split_at(c2);
+    for k in 0..c0 {
+        fp[3 * k + me] = Shamir::element(nx, &got, c2 + k)?;
+    }
 
     // Round 2: this party's dealing as `b`, to `pv`.
-    let mut msg = Vec::with_capacity(c2);
-    let mut mine_as_b = Vec::with_capacity(c2);
+    let mut msg = Vec::with_capacity(c2 * ELEM);
     for k in 0..c2 {
         let z = bit(3 * k + nx).0;
-        let s = u(z) * w_b[k];
-        let rho = out[c0 + c1 + k];
-        mine_as_b.push(dealt(s, rho, to_me));
-        msg.push(dealt(s, rho, to_pv));
+        let s = u(z) * Shamir::element(nx, &got, k)?;
+        let rho = out.next(p)?;
+        fp[3 * k + nx] = dealt(s, rho, to_me);
+        push(&mut msg, dealt(s, rho, to_pv));
     }
+    drop(got);
     let from_b = exchange(p, msg, c1)?;
 
-    let mut fp = vec![Fp::ZERO; count];
-    for k in 0..c0 {
-        fp[3 * k + me] = from_a[k] + inn[c1 + c2 + k];
-    }
     for k in 0..c1 {
         let z = fp_bit(bit(3 * k + pv).1);
-        fp[3 * k + pv] = z * w_pv + mine_as_a[k] + from_b[k];
+        fp[3 * k + pv] = z * w_pv + fp[3 * k + pv] + Shamir::element(nx, &from_b, k)?;
     }
     for k in 0..c2 {
         let z = fp_bit(bit(3 * k + nx).0);
-        fp[3 * k + nx] = z * w_nx + inn[c1 + k] + mine_as_b[k];
+        fp[3 * k + nx] = z * w_nx + inn.next(p)? + fp[3 * k + nx];
+    }
+    for k in 0..c0 {
+        fp[3 * k + me] = fp[3 * k + me] + inn.next(p)?;
     }
     Ok(DaBits {
         fp,
@@ -118,11 +162,15 @@ pub fn dabits(p: &mut Shamir, count: usize) -> R<DaBits> {
     })
 }
 
-/// Send `msg` to the previous party, receive `len` elements from the next.
-fn exchange(p: &mut Shamir, msg: Vec<Fp>, len: usize) -> R<Vec<Fp>> {
+/// Send `msg` (encoded elements) to the previous party, receive `len` encoded elements
+/// from the next.
+fn exchange(p: &mut Shamir, msg: Vec<u8>, len: usize) -> R<Vec<u8>> {
     let me = p.me;
-    let m = boolean::pass(p, prev(me), Shamir::encode(&msg), next(me), len * ELEM)?;
-    Shamir::decode(next(me), &m, len)
+    let m = boolean::pass(p, prev(me), msg, next(me), len * ELEM)?;
+    if m.len() != len * ELEM {
+        return Err(Shamir::garbage(next(me)));
+    }
+    Ok(m)
 }
 
 /// The rounds of [`dabits`].

@@ -112,14 +112,18 @@ impl Shamir {
         if m.len() != len * ELEM {
             return Err(Self::garbage(party));
         }
-        m.chunks_exact(ELEM)
-            .map(|c| {
-                let v = u128::from_le_bytes(c.try_into().unwrap_or_default());
-                (v < crate::field::MODULUS)
-                    .then(|| Fp::new(v))
-                    .ok_or_else(|| Self::garbage(party))
-            })
-            .collect()
+        (0..len).map(|i| Self::element(party, m, i)).collect()
+    }
+
+    /// Element `i` of an encoded vector from `party` (its length already checked).
+    fn element(party: PartyId, m: &[u8], i: usize) -> R<Fp> {
+        let bytes = m
+            .get(i * ELEM..(i + 1) * ELEM)
+            .ok_or_else(|| Self::garbage(party))?;
+        let v = u128::from_le_bytes(bytes.try_into().unwrap_or_default());
+        (v < crate::field::MODULUS)
+            .then(|| Fp::new(v))
+            .ok_or_else(|| Self::garbage(party))
     }
 
     fn encode(v: &[Fp]) -> Vec<u8> {

@@ -54,8 +54,9 @@ type Selector = Result<Fp, bool>;
 /// per element (the mask bits as field elements and boolean shares, the daBits' and
 /// the tree's messages), so ResNet-18's first ReLU (802,816 elements) took the process
 /// to 8.7 GB with its three parties. A larger one runs in pieces of this size, each its
-/// own rounds: 5.7 GB and 40 rounds more on ResNet-18 (2^17: 4.9 GB and 247 more; what
-/// is left is mostly memory the allocator keeps, NOTES.md, issue 21 session 8).
+/// own rounds: 5.7 GB and 40 rounds more on ResNet-18 (2^17: 4.9 GB and 247 more;
+/// NOTES.md, issue 21 session 8), 3.6 GB since the daBits stopped copying their draws
+/// and messages (session 11).
 pub(super) const MAX_SELECTION: usize = 1 << 18;
 
 /// Bits of statistical masking per term of `R`.

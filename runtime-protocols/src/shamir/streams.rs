@@ -31,12 +31,24 @@ fn stream(key: &Key, index: usize) -> Stream {
 
 /// `len` uniform field elements.
 fn uniform(rng: &mut Stream, len: usize) -> Vec<Fp> {
-    let mut bytes = vec![0u8; len * 16];
-    rng.fill_bytes(&mut bytes);
-    bytes
-        .chunks_exact(16)
-        .map(|c| Fp::new(u128::from_le_bytes(c.try_into().unwrap_or_default()) & MODULUS))
-        .collect()
+    // Drawn through a small buffer: the stream gives the same bytes however its draws are
+    // cut (every cut is a whole number of 16-byte elements), without a second copy of
+    // the draw as bytes.
+    const PER_FILL: usize = 256;
+    let mut out = Vec::with_capacity(len);
+    let mut bytes = [0u8; PER_FILL * 16];
+    let mut left = len;
+    while left > 0 {
+        let n = left.min(PER_FILL);
+        let buf = &mut bytes[..n * 16];
+        rng.fill_bytes(buf);
+        out.extend(
+            buf.chunks_exact(16)
+                .map(|c| Fp::new(u128::from_le_bytes(c.try_into().unwrap_or_default()) & MODULUS)),
+        );
+        left -= n;
+    }
+    out
 }
 
 /// A subset's key and this party's weight `f_T(α_me)`.
