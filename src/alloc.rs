@@ -7,8 +7,8 @@
 //! faults (2.3k of them huge pages) and 7.35 s, against 1.7k (0.7k) and 6.74 s without
 //! purging (means of three runs, 2 cores). On small runs peak memory is the same either
 //! way. On ImageNet-size ones it is not: memory kept but fragmented across threads lets
-//! RSS climb past the live peak (ResNet-18 under `shamir`: 6.4 GB against 3.6 GB live;
-//! `mal-rep3`: 9.6 against 6.8) — yet purging costs those runs far more than it saves
+//! RSS climb past the live peak (ResNet-18 under `mal-rep3`: 9.6 GB against 6.8 live;
+//! `shamir`, until its daBits stopped copying their draws: 6.2 against 3.6) — yet purging costs those runs far more than it saves
 //! small ones (`mal-rep3` 142 s online never purging, 310 s with mimalloc's default
 //! second, 494 s purging at once; NOTES.md, issue 21 session 10), so the setting stays.
 

@@ -228,4 +228,7 @@ impl<P: Selection> Selection for Generic<P> {
     fn max_selection(&self) -> Option<usize> {
         self.0.max_selection()
     }
+    fn max_lookup_words(&self) -> Option<usize> {
+        self.0.max_lookup_words()
+    }
 }

@@ -14,7 +14,7 @@
 //! is free); the other protocols' own lookups are held to it by their tests.
 
 use super::gates::GateSet;
-use super::Domain;
+use super::{Domain, Selection};
 use crate::planes::{BitPlane, Plane};
 use crate::ProtocolError;
 
@@ -23,6 +23,28 @@ type R<T> = Result<T, ProtocolError>;
 /// Bits of a lookup's index into a table of `len` entries (at least one).
 pub(crate) fn index_bits(len: usize) -> u32 {
     (usize::BITS - len.saturating_sub(1).leading_zeros()).max(1)
+}
+
+/// [`lookup`] in pieces of at most [`Selection::max_lookup_words`] one-hot entries (at
+/// least one element each), one after another: the counter runs the same cut, so the
+/// costs stay exact.
+pub(crate) fn in_pieces<P: Selection>(
+    p: &mut P,
+    x: &P::Shares,
+    table: &[i64],
+    offset: i64,
+) -> R<P::Shares> {
+    let n = x.len();
+    let entries = 1usize << index_bits(table.len()).min(usize::BITS - 1);
+    let piece = match p.max_lookup_words() {
+        Some(max) if n.saturating_mul(entries) > max => (max / entries).max(1),
+        _ => return lookup(p, x, table, offset),
+    };
+    let parts = (0..n)
+        .step_by(piece)
+        .map(|start| lookup(p, &x.slice(start..(start + piece).min(n)), table, offset))
+        .collect::<R<Vec<_>>>()?;
+    Ok(P::Shares::concat(&parts.iter().collect::<Vec<_>>()))
 }
 
 pub(crate) fn lookup<P: GateSet>(

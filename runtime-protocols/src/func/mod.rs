@@ -47,6 +47,13 @@ pub(crate) trait Selection: gates::GateSet + Sized {
     fn max_selection(&self) -> Option<usize> {
         None
     }
+    /// The most one-hot entries (elements × the table's padded size) one generic lookup
+    /// takes at once (`None`: all): `shamir`'s one-hot vectors are field elements, 4 KB
+    /// per element of an int8 table, so a larger lookup runs as several in turn, each
+    /// its own rounds ([`lookup::in_pieces`]).
+    fn max_lookup_words(&self) -> Option<usize> {
+        None
+    }
     /// `q` on `x` (values in `b`) for a plan that communicates; where
     /// [`Selection::splits_rounding`], one that rounds or compares, not both. By default
     /// the generic selection over the gate set ([`compare::select`]); every protocol
@@ -115,9 +122,9 @@ pub(crate) trait Selection: gates::GateSet + Sized {
         argmax(self, x, row_len, select_last, b)
     }
     /// `table[x − offset]`: by default the generic lookup over the gate set
-    /// ([`lookup::lookup`]).
+    /// ([`lookup::lookup`]), in pieces of [`Selection::max_lookup_words`].
     fn lookup(&mut self, x: &Self::Shares, table: &[i64], offset: i64) -> R<Self::Shares> {
-        lookup::lookup(self, x, table, offset)
+        lookup::in_pieces(self, x, table, offset)
     }
 }
 

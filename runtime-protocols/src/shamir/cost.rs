@@ -60,6 +60,9 @@ impl Selection for Counter<'_> {
     fn max_selection(&self) -> Option<usize> {
         Some(select::MAX_SELECTION)
     }
+    fn max_lookup_words(&self) -> Option<usize> {
+        Some(select::MAX_LOOKUP_WORDS)
+    }
     fn splits_rounding(&self) -> bool {
         true
     }

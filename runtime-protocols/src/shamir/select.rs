@@ -59,6 +59,13 @@ type Selector = Result<Fp, bool>;
 /// and messages (session 11).
 pub(super) const MAX_SELECTION: usize = 1 << 18;
 
+/// The most one-hot entries one lookup takes at once
+/// ([`crate::func::Selection::max_lookup_words`]; 2^10 in the unit tests, so that they
+/// run in pieces): the generic lookup's one-hot vectors are field elements, and
+/// EfficientNet-B0's first SiLU (401,408 elements of a 256-entry table) took the process
+/// past 9 GB within a minute. 2^22 entries are ≈ 64 MB of one-hot shares per party.
+pub(super) const MAX_LOOKUP_WORDS: usize = if cfg!(test) { 1 << 10 } else { 1 << 22 };
+
 /// Bits of statistical masking per term of `R`.
 pub(super) const STAT_BITS: u32 = 40;
 
