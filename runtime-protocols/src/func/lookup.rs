@@ -26,25 +26,22 @@ pub(crate) fn index_bits(len: usize) -> u32 {
 }
 
 /// [`lookup`] in pieces of at most [`Selection::max_lookup_words`] one-hot entries (at
-/// least one element each), one after another: the counter runs the same cut, so the
-/// costs stay exact.
+/// least one element each; [`super::in_pieces`]).
 pub(crate) fn in_pieces<P: Selection>(
     p: &mut P,
     x: &P::Shares,
     table: &[i64],
     offset: i64,
 ) -> R<P::Shares> {
-    let n = x.len();
     let entries = 1usize << index_bits(table.len()).min(usize::BITS - 1);
-    let piece = match p.max_lookup_words() {
-        Some(max) if n.saturating_mul(entries) > max => (max / entries).max(1),
-        _ => return lookup(p, x, table, offset),
-    };
-    let parts = (0..n)
-        .step_by(piece)
-        .map(|start| lookup(p, &x.slice(start..(start + piece).min(n)), table, offset))
-        .collect::<R<Vec<_>>>()?;
-    Ok(P::Shares::concat(&parts.iter().collect::<Vec<_>>()))
+    match p.max_lookup_words() {
+        Some(max) if x.len().saturating_mul(entries) > max => {
+            super::in_pieces(x, (max / entries).max(1), |_, x| {
+                lookup(p, x, table, offset)
+            })
+        }
+        _ => lookup(p, x, table, offset),
+    }
 }
 
 pub(crate) fn lookup<P: GateSet>(

@@ -182,6 +182,25 @@ impl<P: Selection> Protocol for P {
     }
 }
 
+/// `f` on consecutive pieces of `x` of `piece` elements (the last may be shorter), the
+/// results concatenated: how a protocol bounds the memory of a huge selection or lookup,
+/// each piece its own rounds, the party and its cost counter cutting alike.
+pub(crate) fn in_pieces<S: Plane>(
+    x: &S,
+    piece: usize,
+    mut f: impl FnMut(std::ops::Range<usize>, &S) -> R<S>,
+) -> R<S> {
+    let n = x.len();
+    let parts = (0..n)
+        .step_by(piece.max(1))
+        .map(|start| {
+            let r = start..(start + piece).min(n);
+            f(r.clone(), &x.slice(r))
+        })
+        .collect::<R<Vec<_>>>()?;
+    Ok(S::concat(&parts.iter().collect::<Vec<_>>()))
+}
+
 /// `clamp(round_half_even(x·num/den) + zp, lo, hi)` with `num ≥ 0`.
 pub(crate) fn select<P: Selection>(
     p: &mut P,
@@ -193,21 +212,15 @@ pub(crate) fn select<P: Selection>(
         return Ok(x.clone());
     }
     if let Some(max) = p.max_selection().filter(|&m| m > 0 && x.len() > m) {
-        let n = x.len();
-        let parts = (0..n)
-            .step_by(max)
-            .map(|start| {
-                let r = start..(start + max).min(n);
-                let piece = Requant {
-                    num: q.num[r.clone()].to_vec(),
-                    den: q.den[r.clone()].to_vec(),
-                    zp: q.zp[r.clone()].to_vec(),
-                    ..*q
-                };
-                select(p, &x.slice(r), &piece, b)
-            })
-            .collect::<R<Vec<_>>>()?;
-        return Ok(P::Shares::concat(&parts.iter().collect::<Vec<_>>()));
+        return in_pieces(x, max, |r, x| {
+            let piece = Requant {
+                num: q.num[r.clone()].to_vec(),
+                den: q.den[r.clone()].to_vec(),
+                zp: q.zp[r].to_vec(),
+                ..*q
+            };
+            select(p, x, &piece, b)
+        });
     }
     let plan = Plan::new(q, b, p.domain())?;
     if p.splits_rounding() && plan.rounds() && plan.has_thresholds() {
