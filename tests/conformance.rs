@@ -24,6 +24,11 @@ use common::*;
 use qmpc_protocols::registry::{self, PartyCount, Spec};
 use std::path::{Path, PathBuf};
 
+/// Whether `QMPC_HEAVY` asks for the large party counts and whole batches everywhere.
+fn heavy() -> bool {
+    std::env::var_os("QMPC_HEAVY").is_some()
+}
+
 /// Which models a test runs.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Suite {
@@ -45,7 +50,7 @@ fn counts(spec: &Spec, suite: Suite) -> Vec<usize> {
                 Suite::Own => vec![min, min + 1, min + 3],
                 Suite::Corpus => vec![min, min + 2],
             };
-            if std::env::var_os("QMPC_HEAVY").is_some() {
+            if heavy() {
                 v.extend([7, 10]);
             }
             v.retain(|&n| n <= max);
@@ -210,7 +215,7 @@ fn expect<T>(
 /// takes 15 GB of memory and two minutes per model.
 const CI_TRAFFIC: u64 = 2_000_000_000;
 
-/// The most items of a corpus batch a malicious protocol runs in CI: its proofs and MAC
+/// The most items of a reference batch a malicious protocol runs in CI: its proofs and MAC
 /// checks make it many times slower per byte than a semi-honest one (the `mal-rep3` and
 /// `spdz2k` corpus tests took 739 s and 351 s of CI's 45 minutes with whole batches), and
 /// further items of the same model run no other code.
@@ -220,7 +225,7 @@ const MALICIOUS_CI_ITEMS: usize = 4;
 /// under `spec` or `spec` is malicious (and `QMPC_HEAVY` is unset), its first items that
 /// stay within [`CI_TRAFFIC`] and [`MALICIOUS_CI_ITEMS`].
 fn within_ci_traffic(spec: &Spec, e: &Entry, n: usize) -> Result<PathBuf, String> {
-    if std::env::var_os("QMPC_HEAVY").is_some() {
+    if heavy() {
         return Ok(e.input.clone());
     }
     let prog = tmp(&format!("{}-{}-traffic.qmpc", spec.name, e.id));
@@ -270,7 +275,7 @@ fn within_ci_traffic(spec: &Spec, e: &Entry, n: usize) -> Result<PathBuf, String
 /// The input at the party counts beyond the smallest: the first item (the whole batch
 /// with `QMPC_HEAVY`).
 fn beyond_the_smallest(spec: &Spec, e: &Entry) -> Result<PathBuf, String> {
-    if std::env::var_os("QMPC_HEAVY").is_some() {
+    if heavy() {
         return Ok(e.input.clone());
     }
     first_item(&e.input, &tmp(&format!("{}-{}", spec.name, e.id)))
@@ -280,7 +285,7 @@ fn beyond_the_smallest(spec: &Spec, e: &Entry) -> Result<PathBuf, String> {
 /// protocol (and without `QMPC_HEAVY`) its first [`MALICIOUS_CI_ITEMS`] items.
 fn malicious_ci_items(spec: &Spec, e: &Entry) -> Result<PathBuf, String> {
     let malicious = matches!(spec.threat, registry::Threat::Malicious { .. });
-    if !malicious || std::env::var_os("QMPC_HEAVY").is_some() {
+    if !malicious || heavy() {
         return Ok(e.input.clone());
     }
     let prog = tmp(&format!("{}-{}-items.qmpc", spec.name, e.id));
