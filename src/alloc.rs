@@ -1,4 +1,4 @@
-//! The allocator, and the one setting it needs.
+//! The allocator, and the two settings it needs.
 //!
 //! Secure runs allocate and free share planes of tens of MB per instruction; glibc's
 //! allocator maps and unmaps each one, mimalloc keeps them — but by default it hands
@@ -11,29 +11,46 @@
 //! `shamir`, until its daBits stopped copying their draws: 6.2 against 3.6) — yet purging costs those runs far more than it saves
 //! small ones (`mal-rep3` 142 s online never purging, 310 s with mimalloc's default
 //! second, 494 s purging at once; NOTES.md, issue 21 session 10), so the setting stays.
+//!
+//! mimalloc also asks the kernel for transparent huge pages on its arenas
+//! (`madvise(MADV_HUGEPAGE)`), and a first touch then faults in and zeroes 2 MiB at once.
+//! Where the memory behind a guest's free 2 MiB blocks has been handed back to its host
+//! (a virtual machine's free page reporting, as on the machines this project is measured
+//! on), every such fault is also a fault in the host: ResNet-18 under `rep3` spent 23.5 s
+//! of system time and 15.9 s of wall in one process with huge pages, 1.2 s and 4.9 s
+//! without (1.6 against 1.7 GB peak RSS; NOTES.md, issue 21 session 12). The GEMMs' gain
+//! from fewer TLB misses is a few per cent where it exists, so huge pages stay off.
 
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// mimalloc's setting for how long freed memory waits before it goes back to the OS
-/// (`-1`: never). mimalloc reads its settings from the environment once, as the process
-/// starts, so the command sets it and starts itself again (`exec`: the same process, no
-/// child). A value the user set is kept.
-const PURGE_DELAY: &str = "MIMALLOC_PURGE_DELAY";
+/// mimalloc's settings this process runs with, read from the environment once, as the
+/// process starts: how long freed memory waits before it goes back to the OS (`-1`:
+/// never), and whether its arenas may take transparent huge pages (`0`: no; mimalloc
+/// then also turns them off for the process with `prctl`).
+const SETTINGS: [(&str, &str); 2] = [("MIMALLOC_PURGE_DELAY", "-1"), ("MIMALLOC_ALLOW_THP", "0")];
 
-/// Restart this process with [`PURGE_DELAY`] set, unless it is set already. Returns only
-/// where it is set, or where the restart is impossible (then the run goes on as it is).
-pub fn keep_freed_memory() {
+/// Restart this process with [`SETTINGS`] set, each unless the user set it already (a
+/// value the user set is kept): `exec`, the same process, no child. Returns only where
+/// every setting is in place, or where the restart is impossible (then the run goes on as
+/// it is).
+pub fn configure() {
     use std::os::unix::process::CommandExt;
-    if std::env::var_os(PURGE_DELAY).is_some() {
+    let missing: Vec<_> = SETTINGS
+        .iter()
+        .filter(|(name, _)| std::env::var_os(name).is_none())
+        .collect();
+    if missing.is_empty() {
         return;
     }
     let Ok(exe) = std::env::current_exe() else {
         return;
     };
-    // `exec` returns only on failure; the run then goes on with the default.
-    let _ = std::process::Command::new(exe)
-        .args(std::env::args_os().skip(1))
-        .env(PURGE_DELAY, "-1")
-        .exec();
+    let mut restart = std::process::Command::new(exe);
+    restart.args(std::env::args_os().skip(1));
+    for (name, value) in missing {
+        restart.env(name, value);
+    }
+    // `exec` returns only on failure; the run then goes on with the defaults.
+    let _ = restart.exec();
 }

@@ -441,7 +441,7 @@ fn to_stdout(text: &str) -> Result<()> {
 }
 
 fn main() {
-    alloc::keep_freed_memory();
+    alloc::configure();
     let cli = Cli::parse();
     if let Err(e) = dispatch(cli.cmd) {
         // A progress line may be half drawn.

@@ -281,39 +281,39 @@ fn a_party_that_never_connects_is_named() {
     }
 }
 
-/// `qmpc` restarts itself with mimalloc's purge delay set (`src/alloc.rs`): a party
-/// waiting for its peers has it in its environment, and a value the user set is kept.
+/// `qmpc` restarts itself with mimalloc's settings (`src/alloc.rs`): a party waiting for
+/// its peers has them in its environment, and a value the user set is kept.
 #[test]
-fn a_party_runs_with_freed_memory_kept() {
-    let base = fresh_dir("purge-delay");
+fn a_party_runs_with_the_allocators_settings() {
+    let base = fresh_dir("allocator-settings");
     let program = compile_into(&base, MODEL);
     let config = write_config(&base, &ports(3));
-    for (given, want) in [(None, "-1"), (Some("250"), "250")] {
-        let env: Vec<(&str, &str)> = given
-            .map(|v| ("MIMALLOC_PURGE_DELAY", v))
-            .into_iter()
-            .collect();
-        let mut c = spawn_with(&base, &party_args(2, &config, &program, &[]), None, &env);
-        // The party waits up to 3 s for peers that never come: read its environment then.
-        let environ = format!("/proc/{}/environ", c.id());
-        let start = Instant::now();
-        let mut seen = None;
-        while start.elapsed() < Duration::from_secs(2) {
-            if let Ok(b) = std::fs::read(&environ) {
-                let vars = String::from_utf8_lossy(&b).into_owned();
-                if let Some(v) = vars
-                    .split('\0')
-                    .find_map(|v| v.strip_prefix("MIMALLOC_PURGE_DELAY="))
-                {
-                    seen = Some(v.to_string());
-                    break;
+    for (name, default, given) in [
+        ("MIMALLOC_PURGE_DELAY", "-1", "250"),
+        ("MIMALLOC_ALLOW_THP", "0", "1"),
+    ] {
+        for (set, want) in [(None, default), (Some(given), given)] {
+            let env: Vec<(&str, &str)> = set.map(|v| (name, v)).into_iter().collect();
+            let mut c = spawn_with(&base, &party_args(2, &config, &program, &[]), None, &env);
+            // The party waits up to 3 s for peers that never come: read its environment then.
+            let environ = format!("/proc/{}/environ", c.id());
+            let prefix = format!("{name}=");
+            let start = Instant::now();
+            let mut seen = None;
+            while start.elapsed() < Duration::from_secs(2) {
+                if let Ok(b) = std::fs::read(&environ) {
+                    let vars = String::from_utf8_lossy(&b).into_owned();
+                    if let Some(v) = vars.split('\0').find_map(|v| v.strip_prefix(&prefix)) {
+                        seen = Some(v.to_string());
+                        break;
+                    }
                 }
+                std::thread::sleep(Duration::from_millis(20));
             }
-            std::thread::sleep(Duration::from_millis(20));
+            let _ = c.kill();
+            let _ = c.wait();
+            assert_eq!(seen.as_deref(), Some(want), "{name} set to {set:?}");
         }
-        let _ = c.kill();
-        let _ = c.wait();
-        assert_eq!(seen.as_deref(), Some(want), "given {given:?}");
     }
 }
 
