@@ -36,6 +36,12 @@ impl Core for Clear {
     fn party(&self) -> PartyId {
         0
     }
+    fn values<'s>(&self, shares: &'s Vec<i64>) -> Option<&'s [i64]> {
+        Some(shares)
+    }
+    fn shares_of_values(&self, values: Vec<i64>) -> Option<Vec<i64>> {
+        Some(values)
+    }
     fn parties(&self) -> usize {
         1
     }

@@ -107,6 +107,20 @@ pub trait Core {
         false
     }
 
+    /// This party's shares as the values themselves, where a share is the value (`clear`):
+    /// the VM then runs fused plaintext kernels (a convolution straight into its
+    /// requantization) instead of the general steps. `None` for every protocol that hides
+    /// anything, and for the data-free twins.
+    fn values<'s>(&self, _shares: &'s Self::Shares) -> Option<&'s [i64]> {
+        None
+    }
+
+    /// Shares that are `values` themselves: the inverse of [`Core::values`], `None` where
+    /// that is `None`.
+    fn shares_of_values(&self, _values: Vec<i64>) -> Option<Self::Shares> {
+        None
+    }
+
     /// A copy of this party that runs one of several instructions at the same time, its
     /// rounds going through `port` (see [`mux`]); `None` if the protocol runs instructions
     /// one at a time (it never communicates).

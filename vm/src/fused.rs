@@ -8,8 +8,9 @@ use crate::interp::{
     conv_plan, conv_secret_operands, elementwise, get, matmul, matmul_secret_operands, requant,
     requant_params, Elementwise, Fail, Shared, Value,
 };
+use crate::plain::{conv_requant, per_channel, ChannelRequant, View};
 use crate::tensor::broadcast_to;
-use qmpc_protocols::{Bounds, Protocol};
+use qmpc_protocols::{Bounds, Protocol, Requant};
 
 /// Runs a fused instruction; `dst_dims` gives a register's shape at this batch.
 pub(crate) fn product_requant<P: Protocol>(
@@ -43,6 +44,9 @@ pub(crate) fn product_requant<P: Protocol>(
         _ => return Err(Fail::Msg("not a fused product".into())),
     };
     let dims = dst_dims(dst);
+    if let Some(out) = plain_conv(proto, regs, ins, (bias, num, den, zp), (lo, hi), &dims)? {
+        return Ok(out);
+    }
     let q = requant_params(regs, (num, den, zp), (lo, hi), &dims)?;
     let bounds = accumulator_bounds(p, ins)?;
     let bias = get(regs, bias)?;
@@ -85,6 +89,76 @@ pub(crate) fn product_requant<P: Protocol>(
     };
     let sum = elementwise(proto, &product, bias, dims, Elementwise::Add)?;
     requant(proto, &sum, &q, bounds, p.trunc)
+}
+
+/// `convrequant` in one plaintext pass ([`crate::plain`]) where the protocol's shares are
+/// the values ([`qmpc_protocols::Core::values`]) and the bias and parameters vary along
+/// the output's channels only; `None` where the general steps run.
+fn plain_conv<P: Protocol>(
+    proto: &P,
+    regs: &[Option<Value<P::Shares>>],
+    ins: &Instr,
+    (bias, num, den, zp): (u32, u32, u32, u32),
+    (lo, hi): (i64, i64),
+    dims: &[usize],
+) -> Result<Option<Value<P::Shares>>, Fail> {
+    let Instr::ConvRequant {
+        x,
+        w,
+        strides,
+        pads,
+        dilations,
+        group,
+        ..
+    } = ins
+    else {
+        return Ok(None);
+    };
+    let view = |r: u32| -> Result<Option<View<'_>>, Fail> {
+        Ok(match get(regs, r)? {
+            Value::Public(t) => Some(View {
+                dims: &t.dims,
+                data: &t.data,
+            }),
+            Value::Secret(s) => proto.values(&s.data).map(|data| View {
+                dims: &s.dims,
+                data,
+            }),
+        })
+    };
+    let (Some(xv), Some(wv), Some(bv)) = (view(x.0)?, view(w.0)?, view(bias)?) else {
+        return Ok(None);
+    };
+    let public =
+        |r: u32| view(r)?.ok_or(Fail::Msg("requantization parameters must be public".into()));
+    let channels = |v: View<'_>| per_channel(v.dims, v.data, dims);
+    let params = (
+        channels(bv),
+        channels(public(num)?),
+        channels(public(den)?),
+        channels(public(zp)?),
+    );
+    let (Some(bias), Some(num), Some(den), Some(zp)) = params else {
+        return Ok(None);
+    };
+    let per = ChannelRequant {
+        bias,
+        q: Requant {
+            num,
+            den,
+            zp,
+            lo,
+            hi,
+        },
+    };
+    let win = crate::shapes::window(&wv.dims[2..], &strides.0, &pads.0, &dilations.0)?;
+    let out = conv_requant(xv, wv, &win, group.0 as usize, &per)?;
+    if out.len() != dims.iter().product::<usize>() {
+        return Err("the convolution's output does not have its register's shape".into());
+    }
+    Ok(proto
+        .shares_of_values(out)
+        .map(|data| Value::Secret(Shared::new(dims.to_vec(), data))))
 }
 
 /// Bounds of the sum a fused instruction requantizes, as the verifier infers them.

@@ -610,11 +610,7 @@ pub(crate) fn step<P: Protocol>(
                     Value::Public(Tensor::new(out_dims, acc))
                 }
                 Value::Secret(t) => {
-                    let mut acc = t.data.gather(&cols[0]);
-                    for c in &cols[1..] {
-                        acc = proto.add(&acc, &t.data.gather(c));
-                    }
-                    Value::Secret(Shared::new(out_dims, acc))
+                    Value::Secret(Shared::new(out_dims, sum_windows(proto, &t.data, &cols)))
                 }
             }
         }
@@ -907,6 +903,42 @@ pub(crate) fn step<P: Protocol>(
         }
     };
     Ok(Some(v))
+}
+
+/// Below this many gathered elements in all, a pooling sum gathers every window position
+/// at once and adds halves: a global average pool has thousands of positions of a few
+/// elements each, and one addition per position cost more than the sums themselves.
+const TREE_SUM_ELEMENTS: usize = 1 << 20;
+
+/// The sum, element by element, of `x` gathered at each of `cols` (equal lengths).
+fn sum_windows<P: Protocol>(proto: &P, x: &P::Shares, cols: &[Vec<usize>]) -> P::Shares {
+    let n = cols.first().map_or(0, Vec::len);
+    if cols.len() * n > TREE_SUM_ELEMENTS {
+        let mut acc = x.gather(&cols[0]);
+        for c in &cols[1..] {
+            acc = proto.add(&acc, &x.gather(c));
+        }
+        return acc;
+    }
+    // Rows of `n`: row `r` is window position `r`. Pair the first half of the rows with
+    // the last half; an odd row in the middle waits for the next level. Addition in the
+    // ring is associative and commutative, so the order changes nothing.
+    let mut acc = x.gather(&cols.concat());
+    let mut rows = cols.len();
+    while rows > 1 {
+        let half = rows / 2;
+        let sum = proto.add(
+            &acc.slice(0..half * n),
+            &acc.slice((rows - half) * n..rows * n),
+        );
+        acc = if rows % 2 == 1 {
+            P::Shares::concat(&[&sum, &acc.slice(half * n..(half + 1) * n)])
+        } else {
+            sum
+        };
+        rows -= half;
+    }
+    acc
 }
 
 /// For each kernel offset, the element index every output position reads there ([`PAD`]
@@ -1390,6 +1422,24 @@ mod tests {
     }
 
     proptest! {
+        /// A pooling sum adds every window position's element, whichever way it pairs
+        /// them (halves below [`TREE_SUM_ELEMENTS`], one position at a time above), padding
+        /// reading zero.
+        #[test]
+        fn window_sums_add_every_position(
+            (positions, n) in (1usize..40, 1usize..6),
+            values in vec(any::<i64>(), 1..50),
+        ) {
+            let cols: Vec<Vec<usize>> = (0..positions)
+                .map(|p| (0..n).map(|i| if (p + i) % 5 == 4 { PAD } else { (p * 7 + i) % values.len() }).collect())
+                .collect();
+            let want: Vec<i64> = (0..n)
+                .map(|i| cols.iter().filter(|c| c[i] != PAD).fold(0i64, |a, c| a.wrapping_add(values[c[i]])))
+                .collect();
+            let clear = qmpc_protocols::Clear;
+            prop_assert_eq!(sum_windows(&clear, &values, &cols), want);
+        }
+
         /// The formula moves (`broadcast`, `im2col_shared`) equal `tensor.rs`'s moves of
         /// values, padding reading zero.
         #[test]

@@ -12,6 +12,7 @@ pub mod cost;
 mod fused;
 mod grad;
 pub mod interp;
+mod plain;
 
 pub use qmpc_bytecode as bytecode;
 pub use qmpc_bytecode::{shapes, tensor, types, verify};

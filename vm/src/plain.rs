@@ -1,0 +1,455 @@
+//! `convrequant` on plaintext values in one pass: for a protocol whose shares are the
+//! values themselves (`clear`: [`Core::values`]), a convolution goes straight into its
+//! requantization, channel by channel, without the general path's copies — the
+//! parameters and the bias broadcast to every element, the product and the sum as
+//! tensors of their own, and a depthwise convolution's columns (`kh·kw` copies of its
+//! input, read by a product whose blocks are a single row).
+//!
+//! The result is the definition's, element for element: the product wraps in Z_2^64 as
+//! [`qmpc_protocols::gemm::gemm_i64`] does, the bias is added wrapping, and each element
+//! goes through [`Requant::apply`] with its channel's parameters.
+//!
+//! [`Core::values`]: qmpc_protocols::Core::values
+
+use crate::tensor::Window;
+use qmpc_protocols::{MatDims, Requant};
+use rayon::prelude::*;
+
+/// A requantization whose parameters (and bias) vary at most along the channel axis of
+/// its `[N, M, OH, OW]` output: entry `c` of each vector is channel `c`'s.
+pub(crate) struct ChannelRequant {
+    pub bias: Vec<i64>,
+    pub q: Requant,
+}
+
+/// `t`'s values per channel of `out` (`[N, M, ...]`) where `t` broadcast to `out` varies
+/// along the channel axis only, else `None`.
+pub(crate) fn per_channel(t_dims: &[usize], t: &[i64], out: &[usize]) -> Option<Vec<i64>> {
+    if t_dims.len() > out.len() || out.len() < 2 {
+        return None;
+    }
+    let lead = out.len() - t_dims.len();
+    let dim = |a: usize| a.checked_sub(lead).map_or(1, |i| t_dims[i]);
+    let only_channels = (0..out.len()).all(|a| a == 1 || dim(a) == 1 || out[a] == 1);
+    if !only_channels || t.len() != t_dims.iter().product::<usize>() {
+        return None;
+    }
+    let m = out[1];
+    match dim(1) {
+        1 => t.first().map(|&v| vec![v; m]),
+        d if d == m => {
+            // The other axes are of length 1 in `t` or in `out`: where `out`'s is 1 and
+            // `t`'s is too, `t` holds one value per channel in order.
+            (t.len() == m).then(|| t.to_vec())
+        }
+        _ => None,
+    }
+}
+
+/// The wrapping integer lanes a convolution accumulates in: 32 bits where no partial sum
+/// can leave their range, 64 otherwise.
+trait Lane: Copy + Default + Send + Sync {
+    fn mul_add(self, a: Self, b: Self) -> Self;
+    fn widen(self) -> i64;
+}
+
+impl Lane for i32 {
+    fn mul_add(self, a: Self, b: Self) -> Self {
+        self.wrapping_add(a.wrapping_mul(b))
+    }
+    fn widen(self) -> i64 {
+        i64::from(self)
+    }
+}
+
+impl Lane for i64 {
+    fn mul_add(self, a: Self, b: Self) -> Self {
+        self.wrapping_add(a.wrapping_mul(b))
+    }
+    fn widen(self) -> i64 {
+        self
+    }
+}
+
+/// A tensor's values, row-major, borrowed.
+#[derive(Clone, Copy)]
+pub(crate) struct View<'a> {
+    pub dims: &'a [usize],
+    pub data: &'a [i64],
+}
+
+/// `requant(conv(x, w) + bias)` with `x` `[N, C, H, W]`, `w` `[M, C/group, kh, kw]` and
+/// the output `[N, M, OH, OW]` (row-major).
+pub(crate) fn conv_requant(
+    x: View<'_>,
+    w: View<'_>,
+    win: &Window,
+    group: usize,
+    per: &ChannelRequant,
+) -> Result<Vec<i64>, String> {
+    if x.dims.len() != 4 || w.dims.len() != 4 {
+        return Err(format!("a 2-D convolution of {:?} by {:?}", x.dims, w.dims));
+    }
+    let (n, c, h, wd) = (x.dims[0], x.dims[1], x.dims[2], x.dims[3]);
+    let m = w.dims[0];
+    let kk = win.kernel[0] * win.kernel[1];
+    let (oh, ow) = win
+        .out_hw(h, wd)
+        .ok_or("convolution window larger than the input")?;
+    if group == 0 || !c.is_multiple_of(group) || !m.is_multiple_of(group) || w.dims[1] * group != c
+    {
+        return Err(format!(
+            "weights {:?} do not fit an input of {c} channels in {group} groups",
+            w.dims
+        ));
+    }
+    if per.bias.len() != m || per.q.num.len() != m {
+        return Err(format!(
+            "requantization parameters for {m} channels expected"
+        ));
+    }
+    let k = w.dims[1] * kk;
+    let max_abs = |v: &[i64]| v.par_iter().map(|x| x.unsigned_abs()).max().unwrap_or(0);
+    let narrow = u128::from(max_abs(x.data)) * u128::from(max_abs(w.data)) * k as u128;
+    let geometry = Geometry {
+        c,
+        h,
+        w: wd,
+        m,
+        group,
+        oh,
+        ow,
+        win: *win,
+    };
+    if x.data.len() != n * c * h * wd || w.data.len() != m * k {
+        return Err("convolution operands do not hold their shapes' elements".into());
+    }
+    let mut out = vec![0i64; n * m * oh * ow];
+    if w.dims[1] == 1 {
+        // Each output channel reads one input channel: taps straight from the input.
+        if narrow < 1 << 31 {
+            let (x, w) = (narrowed(x.data), narrowed(w.data));
+            depthwise::<i32>(&x, &w, &geometry, per, &mut out);
+        } else {
+            depthwise::<i64>(x.data, w.data, &geometry, per, &mut out);
+        }
+    } else {
+        by_blocks(x, w, &geometry, per, &mut out)?;
+    }
+    Ok(out)
+}
+
+/// The shape of one convolution.
+struct Geometry {
+    c: usize,
+    h: usize,
+    w: usize,
+    m: usize,
+    group: usize,
+    oh: usize,
+    ow: usize,
+    win: Window,
+}
+
+fn narrowed(v: &[i64]) -> Vec<i32> {
+    v.par_iter().map(|&x| x as i32).collect()
+}
+
+/// `v` requantized as channel `ch` into `out`, element by element.
+fn requantize_into(
+    acc: impl Iterator<Item = i64>,
+    ch: usize,
+    per: &ChannelRequant,
+    out: &mut [i64],
+) {
+    let bias = per.bias[ch];
+    for (o, v) in out.iter_mut().zip(acc) {
+        *o = per.q.apply(ch, v.wrapping_add(bias));
+    }
+}
+
+/// A convolution whose every output channel reads a single input channel, one output
+/// plane at a time: each kernel tap adds its weight times a shifted (strided) run of the
+/// input row to the plane's accumulator.
+fn depthwise<L: Lane>(x: &[L], w: &[L], g: &Geometry, per: &ChannelRequant, out: &mut [i64]) {
+    let (ohw, kk) = (g.oh * g.ow, g.win.kernel[0] * g.win.kernel[1]);
+    let per_group = g.m / g.group;
+    out.par_chunks_mut(ohw).enumerate().for_each(|(plane, o)| {
+        let (b, ch) = (plane / g.m, plane % g.m);
+        let input = b * g.c + ch / per_group;
+        let xp = &x[input * g.h * g.w..(input + 1) * g.h * g.w];
+        let taps = &w[ch * kk..(ch + 1) * kk];
+        let mut acc = vec![L::default(); ohw];
+        for (t, &wv) in taps.iter().enumerate() {
+            let (ky, kx) = (t / g.win.kernel[1], t % g.win.kernel[1]);
+            let dy = (ky * g.win.dilations[0]) as isize - g.win.pads[0] as isize;
+            let dx = (kx * g.win.dilations[1]) as isize - g.win.pads[1] as isize;
+            let sx = g.win.strides[1];
+            // The outputs whose input column `ox·sx + dx` lies in `0..w`.
+            let first = if dx >= 0 {
+                0
+            } else {
+                ((-dx) as usize).div_ceil(sx)
+            };
+            let last = match usize::try_from(g.w as isize - 1 - dx) {
+                Ok(span) => (span / sx + 1).min(g.ow),
+                Err(_) => 0,
+            };
+            for oy in 0..g.oh {
+                let iy = (oy * g.win.strides[0]) as isize + dy;
+                if iy < 0 || iy as usize >= g.h || first >= last {
+                    continue;
+                }
+                let row = &xp[iy as usize * g.w..(iy as usize + 1) * g.w];
+                let dst = &mut acc[oy * g.ow + first..oy * g.ow + last];
+                let start = (first * sx) as isize + dx;
+                if sx == 1 {
+                    let src = &row[start as usize..start as usize + dst.len()];
+                    for (a, &v) in dst.iter_mut().zip(src) {
+                        *a = a.mul_add(wv, v);
+                    }
+                } else {
+                    let src = row[start as usize..].iter().step_by(sx);
+                    for (a, &v) in dst.iter_mut().zip(src) {
+                        *a = a.mul_add(wv, v);
+                    }
+                }
+            }
+        }
+        requantize_into(acc.into_iter().map(L::widen), ch, per, o);
+    });
+}
+
+/// A convolution as one product per (sample, group) block: `[M/G, K]` weights times the
+/// block's `[K, OH·OW]` columns (the input itself for a pointwise window), then each
+/// output row requantized as its channel.
+fn by_blocks(
+    x: View<'_>,
+    w: View<'_>,
+    g: &Geometry,
+    per: &ChannelRequant,
+    out: &mut [i64],
+) -> Result<(), String> {
+    let (cg, mg, ohw) = (g.c / g.group, g.m / g.group, g.oh * g.ow);
+    let kk = g.win.kernel[0] * g.win.kernel[1];
+    let k = cg * kk;
+    let pointwise = g.win.kernel == [1, 1] && g.win.strides == [1, 1] && g.win.pads == [0; 4];
+    let plan = if pointwise {
+        None
+    } else {
+        Some(
+            g.win
+                .gather_plan(g.h, g.w)
+                .ok_or("convolution window larger than the input")?
+                .2,
+        )
+    };
+    let n = x.dims[0];
+    for b in 0..n {
+        for gi in 0..g.group {
+            let first_in = (b * g.c + gi * cg) * g.h * g.w;
+            let inputs = &x.data[first_in..first_in + cg * g.h * g.w];
+            let cols: std::borrow::Cow<'_, [i64]> = match &plan {
+                None => inputs.into(),
+                Some(plan) => columns(inputs, plan, cg, kk, ohw, g.h * g.w).into(),
+            };
+            let weights = &w.data[gi * mg * k..(gi + 1) * mg * k];
+            let dims = MatDims {
+                batch: 1,
+                m: mg,
+                k,
+                n: ohw,
+                a_batched: false,
+                b_batched: false,
+            };
+            let product = qmpc_protocols::gemm::gemm_i64(weights, &cols, dims);
+            let first_out = (b * g.m + gi * mg) * ohw;
+            out[first_out..first_out + mg * ohw]
+                .par_chunks_mut(ohw)
+                .zip(product.par_chunks(ohw))
+                .enumerate()
+                .for_each(|(row, (o, p))| {
+                    requantize_into(p.iter().copied(), gi * mg + row, per, o)
+                });
+        }
+    }
+    Ok(())
+}
+
+/// The `[cg·kk, ohw]` columns of `cg` input planes of `hw` elements each, by the window's
+/// gather plan (`[ohw][kk]`, `None` reading zero).
+fn columns(
+    planes: &[i64],
+    plan: &[Option<usize>],
+    cg: usize,
+    kk: usize,
+    ohw: usize,
+    hw: usize,
+) -> Vec<i64> {
+    let mut cols = vec![0i64; cg * kk * ohw];
+    cols.par_chunks_mut(ohw).enumerate().for_each(|(r, row)| {
+        let (ci, t) = (r / kk, r % kk);
+        let plane = &planes[ci * hw..(ci + 1) * hw];
+        for (o, v) in row.iter_mut().enumerate() {
+            if let Some(i) = plan[o * kk + t] {
+                *v = plane[i];
+            }
+        }
+    });
+    cols
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// The definition: one wrapping dot product per output, the bias added wrapping, then
+    /// the channel's requantization.
+    fn reference(
+        x: View<'_>,
+        w: View<'_>,
+        win: &Window,
+        group: usize,
+        per: &ChannelRequant,
+    ) -> Vec<i64> {
+        let (n, c, h, wd) = (x.dims[0], x.dims[1], x.dims[2], x.dims[3]);
+        let (m, cg) = (w.dims[0], w.dims[1]);
+        let (kh, kw) = (win.kernel[0], win.kernel[1]);
+        let (oh, ow) = win.out_hw(h, wd).unwrap();
+        let mut out = Vec::new();
+        for b in 0..n {
+            for oc in 0..m {
+                let g = oc / (m / group);
+                for oy in 0..oh {
+                    for ox in 0..ow {
+                        let mut s = 0i64;
+                        for ci in 0..cg {
+                            for ky in 0..kh {
+                                for kx in 0..kw {
+                                    let iy = (oy * win.strides[0] + ky * win.dilations[0]) as isize
+                                        - win.pads[0] as isize;
+                                    let ix = (ox * win.strides[1] + kx * win.dilations[1]) as isize
+                                        - win.pads[1] as isize;
+                                    if iy < 0 || ix < 0 || iy as usize >= h || ix as usize >= wd {
+                                        continue;
+                                    }
+                                    let xi = ((b * c + g * cg + ci) * h + iy as usize) * wd
+                                        + ix as usize;
+                                    let wi = ((oc * cg + ci) * kh + ky) * kw + kx;
+                                    s = s.wrapping_add(w.data[wi].wrapping_mul(x.data[xi]));
+                                }
+                            }
+                        }
+                        out.push(per.q.apply(oc, s.wrapping_add(per.bias[oc])));
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// One convolution's shape: samples, groups, input and output channels per group,
+    /// the input's height and width, and its window.
+    #[derive(Debug, Clone)]
+    struct Case {
+        n: usize,
+        g: usize,
+        cg: usize,
+        mg: usize,
+        h: usize,
+        w: usize,
+        win: Window,
+    }
+
+    fn cases() -> impl Strategy<Value = Case> {
+        let window = (
+            (1usize..4, 1usize..4),
+            (1usize..3, 1usize..4),
+            (0usize..3, 0usize..3, 0usize..3, 0usize..3),
+            (1usize..3, 1usize..3),
+        )
+            .prop_map(|((kh, kw), (sy, sx), (p0, p1, p2, p3), (dy, dx))| Window {
+                kernel: [kh, kw],
+                strides: [sy, sx],
+                pads: [p0, p1, p2, p3],
+                dilations: [dy, dx],
+            });
+        (
+            1usize..3,
+            1usize..4,
+            1usize..3,
+            1usize..3,
+            1usize..8,
+            1usize..8,
+            window,
+        )
+            .prop_map(|(n, g, cg, mg, h, w, win)| Case {
+                n,
+                g,
+                cg,
+                mg,
+                h,
+                w,
+                win,
+            })
+    }
+
+    proptest! {
+        /// Depthwise (one input channel per group) and general blocks, narrow (32-bit
+        /// lanes) and wide values, padding, strides and dilations all equal the
+        /// definition.
+        #[test]
+        fn conv_requant_equals_the_definition(
+            case in cases(),
+            wide in any::<bool>(),
+            seed in any::<u64>(),
+            (lo, span) in (-300i64..0, 1i64..600),
+        ) {
+            let Case { n, g, cg, mg, h, w: wd, win } = case;
+            let kernel = win.kernel;
+            prop_assume!(win.out_hw(h, wd).is_some());
+            let (c, m) = (g * cg, g * mg);
+            let mut s = seed | 1;
+            let mut next = move |bound: i64| {
+                s ^= s << 13;
+                s ^= s >> 7;
+                s ^= s << 17;
+                (s % (2 * bound as u64 + 1)) as i64 - bound
+            };
+            let bound = if wide { 1 << 40 } else { 100 };
+            let x: Vec<i64> = (0..n * c * h * wd).map(|_| next(bound)).collect();
+            let w: Vec<i64> = (0..m * cg * kernel[0] * kernel[1]).map(|_| next(bound)).collect();
+            let per = ChannelRequant {
+                bias: (0..m).map(|_| next(1000)).collect(),
+                q: Requant {
+                    num: (0..m).map(|_| next(60)).collect(),
+                    den: (0..m).map(|_| 1 + next(300).abs()).collect(),
+                    zp: (0..m).map(|_| next(20)).collect(),
+                    lo,
+                    hi: lo + span,
+                },
+            };
+            let xv = View { dims: &[n, c, h, wd], data: &x };
+            let wv = View { dims: &[m, cg, kernel[0], kernel[1]], data: &w };
+            let got = conv_requant(xv, wv, &win, g, &per).unwrap();
+            prop_assert_eq!(got, reference(xv, wv, &win, g, &per));
+        }
+
+        /// Parameters broadcast along the channel axis only are per-channel vectors; any
+        /// other broadcast is not.
+        #[test]
+        fn per_channel_reads_channel_broadcasts_only(m in 1usize..5, rank in 1usize..5, other in 2usize..4) {
+            let out = [2, m, 3, 3];
+            let scalar = per_channel(&vec![1; rank.min(4)], &[7], &out);
+            prop_assert_eq!(scalar, Some(vec![7; m]));
+            let values: Vec<i64> = (0..m as i64).collect();
+            prop_assert_eq!(per_channel(&[m, 1, 1], &values, &out), Some(values.clone()));
+            prop_assert_eq!(per_channel(&[1, m, 1, 1], &values, &out), Some(values.clone()));
+            let spatial: Vec<i64> = (0..other as i64 * 3).collect();
+            prop_assert_eq!(per_channel(&[other, 3], &spatial, &[2, m, other, 3]), None);
+            let per_sample = [0, 1];
+            prop_assert_eq!(per_channel(&[2, 1, 1, 1], &per_sample, &out), None);
+        }
+    }
+}
