@@ -167,14 +167,170 @@ mod simd {
 /// [`gemm`] on wrapping 64-bit integers, in 32-bit lanes where that is exact: when
 /// `k · max|a| · max|b| < 2^31`, no partial sum leaves the i32 range.
 pub fn gemm_i64(a: &[i64], b: &[i64], d: MatDims) -> Vec<i64> {
-    let max_abs = |v: &[i64]| v.par_iter().map(|x| x.unsigned_abs()).max().unwrap_or(0);
-    let bound = u128::from(max_abs(a)) * u128::from(max_abs(b)) * d.k as u128;
-    if bound < 1 << 31 {
-        let narrow = |v: &[i64]| v.par_iter().map(|&x| x as i32).collect::<Vec<i32>>();
-        let out = gemm(&narrow(a), &narrow(b), d);
-        return out.into_par_iter().map(i64::from).collect();
+    match gemm_narrow(a, b, d) {
+        Some(out) => out.into_par_iter().map(i64::from).collect(),
+        None => gemm(a, b, d),
     }
-    gemm(a, b, d)
+}
+
+/// [`gemm_i64`]'s product in 32-bit lanes, where that is exact (`None` otherwise): by
+/// 16-bit pairs ([`pairs`]) where every operand fits 16 bits and the CPU has them.
+pub fn gemm_narrow(a: &[i64], b: &[i64], d: MatDims) -> Option<Vec<i32>> {
+    let max_abs = |v: &[i64]| v.par_iter().map(|x| x.unsigned_abs()).max().unwrap_or(0);
+    let (ma, mb) = (max_abs(a), max_abs(b));
+    if u128::from(ma) * u128::from(mb) * d.k as u128 >= 1 << 31 {
+        return None;
+    }
+    if ma < 1 << 15 && mb < 1 << 15 && pairs::available() {
+        return Some(pairs::gemm(a, b, d));
+    }
+    let narrow = |v: &[i64]| v.par_iter().map(|&x| x as i32).collect::<Vec<i32>>();
+    Some(gemm(&narrow(a), &narrow(b), d))
+}
+
+/// Products of 16-bit operands summed in 32-bit lanes, two products per lane per
+/// instruction (AVX-512 VNNI's `vpdpwssd`): a quantized network's accumulators, whose
+/// operands are int8 values less their zero points. [`gemm_i64`] takes it where every
+/// operand fits 16 bits and no sum leaves 32, so the result is exactly the 64-bit one;
+/// the 32-bit lanes of [`gemm`] multiply one product per lane with a two-micro-op
+/// `vpmulld`.
+///
+/// Both operands are packed first: `A` as pairs `(a[i][2p], a[i][2p+1])` in one 32-bit
+/// word, broadcast to every lane; `B` as the same pairs down its columns, `[k/2][n]`
+/// words with `n` padded to whole tiles. A task computes `MR` rows by `NR` columns
+/// (sixteen 16-lane accumulators in registers) over the whole of `k`.
+mod pairs {
+    use crate::MatDims;
+    use rayon::prelude::*;
+
+    /// Output rows per block.
+    const MR: usize = 4;
+    /// Output columns per tile: four vectors of sixteen 32-bit lanes.
+    const NR: usize = 64;
+    /// Output rows per rayon task: its blocks reuse one tile of `B` from the cache.
+    const TASK_ROWS: usize = 16;
+
+    /// Whether this CPU has the instructions.
+    pub fn available() -> bool {
+        #[cfg(target_arch = "x86_64")]
+        {
+            std::arch::is_x86_feature_detected!("avx512f")
+                && std::arch::is_x86_feature_detected!("avx512bw")
+                && std::arch::is_x86_feature_detected!("avx512vnni")
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        false
+    }
+
+    /// Two 16-bit values in one word, the first in the low half (lane order in memory).
+    fn pair(lo: i64, hi: i64) -> u32 {
+        u32::from(lo as i16 as u16) | u32::from(hi as i16 as u16) << 16
+    }
+
+    /// `out[b] = A[b]·B[b]` as [`super::gemm`], for operands that fit 16 bits and sums
+    /// that fit 32 (the caller checks both). Only where [`available`].
+    pub fn gemm(a: &[i64], b: &[i64], d: MatDims) -> Vec<i32> {
+        let (m, k, n) = (d.m, d.k, d.n);
+        let (k2, np, mp) = (
+            k.div_ceil(2),
+            n.next_multiple_of(NR),
+            m.next_multiple_of(MR),
+        );
+        let mut out = vec![0i32; d.batch * m * n];
+        if m == 0 || n == 0 || k == 0 {
+            return out;
+        }
+        let at = |v: &[i64], i: usize| v.get(i).copied().unwrap_or(0);
+        let a_blocks = if d.a_batched { d.batch } else { 1 };
+        let b_blocks = if d.b_batched { d.batch } else { 1 };
+        // `[a_blocks][mp][k2]`: rows past `m` and the odd `k`'s partner are zero.
+        let mut ap = vec![0u32; a_blocks * mp * k2];
+        ap.par_chunks_mut(k2.max(1))
+            .enumerate()
+            .for_each(|(row, words)| {
+                let (blk, i) = (row / mp, row % mp);
+                if i < m {
+                    let src = &a[(blk * m + i) * k..(blk * m + i + 1) * k];
+                    for (p, w) in words.iter_mut().enumerate() {
+                        *w = pair(src[2 * p], at(src, 2 * p + 1));
+                    }
+                }
+            });
+        // `[b_blocks][k2][np]`.
+        let mut bp = vec![0u32; b_blocks * k2 * np];
+        bp.par_chunks_mut(np).enumerate().for_each(|(row, words)| {
+            let (blk, p) = (row / k2, row % k2);
+            let first = &b[(blk * k + 2 * p) * n..(blk * k + 2 * p + 1) * n];
+            let second =
+                (2 * p + 1 < k).then(|| &b[(blk * k + 2 * p + 1) * n..(blk * k + 2 * p + 2) * n]);
+            for (j, w) in words[..n].iter_mut().enumerate() {
+                *w = pair(first[j], second.map_or(0, |r| r[j]));
+            }
+        });
+        out.par_chunks_mut(m * n)
+            .enumerate()
+            .for_each(|(bi, block)| {
+                let a_blk = &ap[if d.a_batched { bi } else { 0 } * mp * k2..][..mp * k2];
+                let b_blk = &bp[if d.b_batched { bi } else { 0 } * k2 * np..][..k2 * np];
+                block
+                    .par_chunks_mut(TASK_ROWS * n)
+                    .enumerate()
+                    .for_each(|(task, rows)| {
+                        let first_row = task * TASK_ROWS;
+                        let count = rows.len() / n;
+                        let mut tile = [[0i32; NR]; MR];
+                        for j0 in (0..n).step_by(NR) {
+                            for r0 in (0..count).step_by(MR) {
+                                let a_rows =
+                                    &a_blk[(first_row + r0) * k2..(first_row + r0 + MR) * k2];
+                                // SAFETY: `available` (checked by the only caller) found the
+                                // features `kernel` is compiled for.
+                                unsafe { kernel(a_rows, &b_blk[j0..], k2, np, &mut tile) };
+                                let w = (n - j0).min(NR);
+                                for (r, t) in tile.iter().enumerate().take((count - r0).min(MR)) {
+                                    rows[(r0 + r) * n + j0..(r0 + r) * n + j0 + w]
+                                        .copy_from_slice(&t[..w]);
+                                }
+                            }
+                        }
+                    });
+            });
+        out
+    }
+
+    /// One `MR × NR` tile: `a` holds `MR` rows of `k2` pairs, `b` the tile's first column
+    /// of `k2` rows of `np` pairs.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+    fn kernel(a: &[u32], b: &[u32], k2: usize, np: usize, out: &mut [[i32; NR]; MR]) {
+        use std::arch::x86_64::*;
+        let mut acc = [[_mm512_setzero_si512(); 4]; MR];
+        for p in 0..k2 {
+            let row = &b[p * np..p * np + NR];
+            // SAFETY: `row` holds `NR` = 4 × 16 words, read 16 at a time; `out` rows hold
+            // `NR` words, written 16 at a time.
+            let v: [__m512i; 4] = std::array::from_fn(|q| unsafe {
+                _mm512_loadu_si512(row[16 * q..].as_ptr().cast())
+            });
+            for (r, acc_r) in acc.iter_mut().enumerate() {
+                let pair = _mm512_set1_epi32(a[r * k2 + p] as i32);
+                for (c, vq) in acc_r.iter_mut().zip(&v) {
+                    *c = _mm512_dpwssd_epi32(*c, pair, *vq);
+                }
+            }
+        }
+        for (o, acc_r) in out.iter_mut().zip(&acc) {
+            for (q, c) in acc_r.iter().enumerate() {
+                // SAFETY: as above.
+                unsafe { _mm512_storeu_si512(o[16 * q..].as_mut_ptr().cast(), *c) };
+            }
+        }
+    }
+
+    #[cfg(not(target_arch = "x86_64"))]
+    fn kernel(_: &[u32], _: &[u32], _: usize, _: usize, _: &mut [[i32; NR]; MR]) {
+        unreachable!("`available` is false off x86-64")
+    }
 }
 
 #[cfg(test)]
@@ -226,7 +382,7 @@ mod tests {
         /// blocks that straddle batches.
         #[test]
         fn products_equal_the_definition(
-            batch in 1usize..4, m in 1usize..11, k in 0usize..9, n in 1usize..600,
+            batch in 1usize..4, m in 1usize..40, k in 0usize..40, n in 1usize..600,
             a_batched: bool, b_batched: bool, wide: bool, seed: u64,
         ) {
             let d = MatDims { batch, m, k, n, a_batched, b_batched };

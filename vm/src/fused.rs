@@ -114,18 +114,7 @@ fn plain_conv<P: Protocol>(
     else {
         return Ok(None);
     };
-    let view = |r: u32| -> Result<Option<View<'_>>, Fail> {
-        Ok(match get(regs, r)? {
-            Value::Public(t) => Some(View {
-                dims: &t.dims,
-                data: &t.data,
-            }),
-            Value::Secret(s) => proto.values(&s.data).map(|data| View {
-                dims: &s.dims,
-                data,
-            }),
-        })
-    };
+    let view = |r: u32| -> Result<Option<View<'_>>, Fail> { Ok(get(regs, r)?.plain(proto)) };
     let (Some(xv), Some(wv), Some(bv)) = (view(x.0)?, view(w.0)?, view(bias)?) else {
         return Ok(None);
     };
@@ -152,7 +141,7 @@ fn plain_conv<P: Protocol>(
         },
     };
     let win = crate::shapes::window(&wv.dims[2..], &strides.0, &pads.0, &dilations.0)?;
-    let out = conv_requant(xv, wv, &win, group.0 as usize, &per)?;
+    let out = conv_requant(xv, wv, &win, group.0 as usize, Some(&per))?;
     if out.len() != dims.iter().product::<usize>() {
         return Err("the convolution's output does not have its register's shape".into());
     }

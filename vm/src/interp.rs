@@ -5,10 +5,12 @@
 //! instruction so each instruction is a fixed number of rounds whatever the batch size.
 
 use crate::bytecode::{Instr, Program, RoundSchedule, Weights};
+use crate::plain::View;
 use crate::shapes;
 use crate::tensor::{self, broadcast_to, Tensor};
 use qmpc_protocols::planes::{Plane, PAD};
 use qmpc_protocols::{Bounds, MatDims, PartyId, Protocol, ProtocolError};
+use rayon::prelude::*;
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 
@@ -118,6 +120,39 @@ impl<S: Plane> Shared<S> {
         Cow::Owned(self.data.gather_by(len, |o| {
             axes.iter().map(|&(os, n, ss)| (o / os % n) * ss).sum()
         }))
+    }
+}
+
+impl<S: Plane> Value<S> {
+    /// The values themselves where this party sees them: a public value's, or a secret's
+    /// where `proto`'s shares are the values ([`qmpc_protocols::Core::values`]).
+    pub(crate) fn plain<'a, P: Protocol<Shares = S>>(&'a self, proto: &P) -> Option<View<'a>> {
+        match self {
+            Value::Public(t) => Some(View {
+                dims: &t.dims,
+                data: &t.data,
+            }),
+            Value::Secret(s) => proto.values(&s.data).map(|data| View {
+                dims: &s.dims,
+                data,
+            }),
+        }
+    }
+
+    /// `data` of shape `dims` as a value of the same kind as `self` (public, or shares that
+    /// are the values), `None` where `proto` has no such shares.
+    pub(crate) fn like<P: Protocol<Shares = S>>(
+        &self,
+        proto: &P,
+        dims: Vec<usize>,
+        data: Vec<i64>,
+    ) -> Option<Value<S>> {
+        match self {
+            Value::Public(_) => Some(Value::Public(Tensor::new(dims, data))),
+            Value::Secret(_) => proto
+                .shares_of_values(data)
+                .map(|d| Value::Secret(Shared::new(dims, d))),
+        }
     }
 }
 
@@ -481,7 +516,13 @@ pub(crate) fn step<P: Protocol>(
             let mine = if me == roles.model_owner {
                 let (name, t) =
                     &data.weights.as_ref().ok_or("no weights")?.tensors[index.0 as usize];
-                if let Some(v) = t.data.iter().find(|&&v| v < decl.lo || v > decl.hi) {
+                let outside = |v: &i64| *v < decl.lo || *v > decl.hi;
+                // In chunks: rayon's per-element search costs more than the check.
+                let first = t
+                    .data
+                    .par_chunks(1 << 16)
+                    .find_map_first(|c| c.iter().copied().find(outside));
+                if let Some(v) = first {
                     return Err(format!(
                         "weight `{name}` holds {v}, outside the program's bounds [{}, {}]",
                         decl.lo, decl.hi
@@ -615,6 +656,7 @@ pub(crate) fn step<P: Protocol>(
             }
         }
         Instr::MaxPool {
+            dst,
             x,
             kernel,
             strides,
@@ -625,6 +667,12 @@ pub(crate) fn step<P: Protocol>(
             let k = shapes::kernel_of(&kernel.0)?;
             let win = shapes::window(&k, &strides.0, &pads.0, &dilations.0)?;
             let xv = get(regs, x.0)?;
+            if let Some(view) = xv.plain(proto) {
+                let out = crate::plain::max_pool(view, &win)?;
+                if let Some(v) = xv.like(proto, dst_dims(dst.0), out) {
+                    return Ok(Some(v));
+                }
+            }
             let (out_dims, mut cols) = gather_windows(xv.dims(), &win)?;
             // Padding never wins: a padded slot repeats a real element of its window.
             let n = cols[0].len();
@@ -1364,6 +1412,14 @@ fn conv<P: Protocol>(
     out: &[usize],
 ) -> Result<Value<P::Shares>, Fail> {
     let plan = conv_plan(x.dims(), w.dims(), (strides, pads, dilations), group, out)?;
+    if let (Some(xv), Some(wv)) = (x.plain(proto), w.plain(proto)) {
+        let data = crate::plain::conv_requant(xv, wv, &plan.win, group, None)?;
+        // A public product is public; any secret operand makes it shares.
+        let like = if matches!(x, Value::Secret(_)) { x } else { w };
+        if let Some(v) = like.like(proto, out.to_vec(), data) {
+            return Ok(v);
+        }
+    }
     conv_value(proto, x, w, &plan, group, out)
 }
 

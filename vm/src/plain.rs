@@ -12,7 +12,7 @@
 //! [`Core::values`]: qmpc_protocols::Core::values
 
 use crate::tensor::Window;
-use qmpc_protocols::{MatDims, Requant};
+use qmpc_protocols::{gemm, MatDims, Requant};
 use rayon::prelude::*;
 
 /// A requantization whose parameters (and bias) vary at most along the channel axis of
@@ -79,13 +79,13 @@ pub(crate) struct View<'a> {
 }
 
 /// `requant(conv(x, w) + bias)` with `x` `[N, C, H, W]`, `w` `[M, C/group, kh, kw]` and
-/// the output `[N, M, OH, OW]` (row-major).
+/// the output `[N, M, OH, OW]` (row-major); the bare convolution where `per` is `None`.
 pub(crate) fn conv_requant(
     x: View<'_>,
     w: View<'_>,
     win: &Window,
     group: usize,
-    per: &ChannelRequant,
+    per: Option<&ChannelRequant>,
 ) -> Result<Vec<i64>, String> {
     if x.dims.len() != 4 || w.dims.len() != 4 {
         return Err(format!("a 2-D convolution of {:?} by {:?}", x.dims, w.dims));
@@ -103,14 +103,12 @@ pub(crate) fn conv_requant(
             w.dims
         ));
     }
-    if per.bias.len() != m || per.q.num.len() != m {
+    if per.is_some_and(|p| p.bias.len() != m || p.q.num.len() != m) {
         return Err(format!(
             "requantization parameters for {m} channels expected"
         ));
     }
     let k = w.dims[1] * kk;
-    let max_abs = |v: &[i64]| v.par_iter().map(|x| x.unsigned_abs()).max().unwrap_or(0);
-    let narrow = u128::from(max_abs(x.data)) * u128::from(max_abs(w.data)) * k as u128;
     let geometry = Geometry {
         c,
         h,
@@ -127,6 +125,8 @@ pub(crate) fn conv_requant(
     let mut out = vec![0i64; n * m * oh * ow];
     if w.dims[1] == 1 {
         // Each output channel reads one input channel: taps straight from the input.
+        let max_abs = |v: &[i64]| v.par_iter().map(|x| x.unsigned_abs()).max().unwrap_or(0);
+        let narrow = u128::from(max_abs(x.data)) * u128::from(max_abs(w.data)) * k as u128;
         if narrow < 1 << 31 {
             let (x, w) = (narrowed(x.data), narrowed(w.data));
             depthwise::<i32>(&x, &w, &geometry, per, &mut out);
@@ -136,6 +136,37 @@ pub(crate) fn conv_requant(
     } else {
         by_blocks(x, w, &geometry, per, &mut out)?;
     }
+    Ok(out)
+}
+
+/// The maximum of each window of `x` (`[N, C, H, W]`), padding never winning; the output
+/// `[N, C, OH, OW]`.
+pub(crate) fn max_pool(x: View<'_>, win: &Window) -> Result<Vec<i64>, String> {
+    if x.dims.len() != 4 || x.data.len() != x.dims.iter().product::<usize>() {
+        return Err(format!("pooling needs [N,C,H,W], has {:?}", x.dims));
+    }
+    let (h, w) = (x.dims[2], x.dims[3]);
+    let (oh, ow, plan) = win
+        .gather_plan(h, w)
+        .ok_or("pooling window larger than the input")?;
+    let kk = win.kernel[0] * win.kernel[1];
+    if plan
+        .chunks(kk.max(1))
+        .any(|taps| taps.iter().all(Option::is_none))
+    {
+        return Err("empty pooling window".into());
+    }
+    let mut out = vec![0i64; x.dims[0] * x.dims[1] * oh * ow];
+    if h * w == 0 {
+        return Ok(out);
+    }
+    out.par_chunks_mut(oh * ow)
+        .zip(x.data.par_chunks(h * w))
+        .for_each(|(o, plane)| {
+            for (v, taps) in o.iter_mut().zip(plan.chunks(kk)) {
+                *v = taps.iter().flatten().map(|&i| plane[i]).max().unwrap_or(0);
+            }
+        });
     Ok(out)
 }
 
@@ -155,13 +186,20 @@ fn narrowed(v: &[i64]) -> Vec<i32> {
     v.par_iter().map(|&x| x as i32).collect()
 }
 
-/// `v` requantized as channel `ch` into `out`, element by element.
+/// Accumulators `acc` of channel `ch` into `out`: requantized as the channel where `per`
+/// says so, else as they are.
 fn requantize_into(
     acc: impl Iterator<Item = i64>,
     ch: usize,
-    per: &ChannelRequant,
+    per: Option<&ChannelRequant>,
     out: &mut [i64],
 ) {
+    let Some(per) = per else {
+        for (o, v) in out.iter_mut().zip(acc) {
+            *o = v;
+        }
+        return;
+    };
     let bias = per.bias[ch];
     for (o, v) in out.iter_mut().zip(acc) {
         *o = per.q.apply(ch, v.wrapping_add(bias));
@@ -171,7 +209,13 @@ fn requantize_into(
 /// A convolution whose every output channel reads a single input channel, one output
 /// plane at a time: each kernel tap adds its weight times a shifted (strided) run of the
 /// input row to the plane's accumulator.
-fn depthwise<L: Lane>(x: &[L], w: &[L], g: &Geometry, per: &ChannelRequant, out: &mut [i64]) {
+fn depthwise<L: Lane>(
+    x: &[L],
+    w: &[L],
+    g: &Geometry,
+    per: Option<&ChannelRequant>,
+    out: &mut [i64],
+) {
     let (ohw, kk) = (g.oh * g.ow, g.win.kernel[0] * g.win.kernel[1]);
     let per_group = g.m / g.group;
     out.par_chunks_mut(ohw).enumerate().for_each(|(plane, o)| {
@@ -227,7 +271,7 @@ fn by_blocks(
     x: View<'_>,
     w: View<'_>,
     g: &Geometry,
-    per: &ChannelRequant,
+    per: Option<&ChannelRequant>,
     out: &mut [i64],
 ) -> Result<(), String> {
     let (cg, mg, ohw) = (g.c / g.group, g.m / g.group, g.oh * g.ow);
@@ -262,15 +306,25 @@ fn by_blocks(
                 a_batched: false,
                 b_batched: false,
             };
-            let product = qmpc_protocols::gemm::gemm_i64(weights, &cols, dims);
             let first_out = (b * g.m + gi * mg) * ohw;
-            out[first_out..first_out + mg * ohw]
-                .par_chunks_mut(ohw)
-                .zip(product.par_chunks(ohw))
-                .enumerate()
-                .for_each(|(row, (o, p))| {
-                    requantize_into(p.iter().copied(), gi * mg + row, per, o)
-                });
+            let rows = out[first_out..first_out + mg * ohw].par_chunks_mut(ohw);
+            match gemm::gemm_narrow(weights, &cols, dims) {
+                Some(product) => {
+                    rows.zip(product.par_chunks(ohw))
+                        .enumerate()
+                        .for_each(|(row, (o, p))| {
+                            requantize_into(p.iter().map(|&v| i64::from(v)), gi * mg + row, per, o)
+                        })
+                }
+                None => {
+                    let product = gemm::gemm(weights, &cols, dims);
+                    rows.zip(product.par_chunks(ohw))
+                        .enumerate()
+                        .for_each(|(row, (o, p))| {
+                            requantize_into(p.iter().copied(), gi * mg + row, per, o)
+                        })
+                }
+            }
         }
     }
     Ok(())
@@ -311,7 +365,7 @@ mod tests {
         w: View<'_>,
         win: &Window,
         group: usize,
-        per: &ChannelRequant,
+        per: Option<&ChannelRequant>,
     ) -> Vec<i64> {
         let (n, c, h, wd) = (x.dims[0], x.dims[1], x.dims[2], x.dims[3]);
         let (m, cg) = (w.dims[0], w.dims[1]);
@@ -341,7 +395,7 @@ mod tests {
                                 }
                             }
                         }
-                        out.push(per.q.apply(oc, s.wrapping_add(per.bias[oc])));
+                        out.push(per.map_or(s, |p| p.q.apply(oc, s.wrapping_add(p.bias[oc]))));
                     }
                 }
             }
@@ -432,8 +486,48 @@ mod tests {
             };
             let xv = View { dims: &[n, c, h, wd], data: &x };
             let wv = View { dims: &[m, cg, kernel[0], kernel[1]], data: &w };
-            let got = conv_requant(xv, wv, &win, g, &per).unwrap();
-            prop_assert_eq!(got, reference(xv, wv, &win, g, &per));
+            let got = conv_requant(xv, wv, &win, g, Some(&per)).unwrap();
+            prop_assert_eq!(got, reference(xv, wv, &win, g, Some(&per)));
+            let bare = conv_requant(xv, wv, &win, g, None).unwrap();
+            prop_assert_eq!(bare, reference(xv, wv, &win, g, None));
+        }
+
+        /// Each window's maximum over its real elements, with padding, strides and
+        /// dilations.
+        #[test]
+        fn max_pool_takes_each_windows_largest_real_element(
+            case in cases(),
+            values in proptest::collection::vec(-1000i64..1000, 1..20),
+        ) {
+            let Case { n, g: c, h, w, win, .. } = case;
+            let Some((oh, ow)) = win.out_hw(h, w) else { return Ok(()) };
+            let x: Vec<i64> = (0..n * c * h * w).map(|i| values[i * 7 % values.len()]).collect();
+            let view = View { dims: &[n, c, h, w], data: &x };
+            let mut want = Vec::new();
+            let mut empty = false;
+            for plane in 0..n * c {
+                for oy in 0..oh {
+                    for ox in 0..ow {
+                        let mut best: Option<i64> = None;
+                        for ky in 0..win.kernel[0] {
+                            for kx in 0..win.kernel[1] {
+                                let iy = (oy * win.strides[0] + ky * win.dilations[0]) as isize - win.pads[0] as isize;
+                                let ix = (ox * win.strides[1] + kx * win.dilations[1]) as isize - win.pads[1] as isize;
+                                if iy >= 0 && ix >= 0 && (iy as usize) < h && (ix as usize) < w {
+                                    let v = x[(plane * h + iy as usize) * w + ix as usize];
+                                    best = Some(best.map_or(v, |b| b.max(v)));
+                                }
+                            }
+                        }
+                        empty |= best.is_none();
+                        want.push(best.unwrap_or(0));
+                    }
+                }
+            }
+            match max_pool(view, &win) {
+                Ok(got) => prop_assert_eq!(got, want),
+                Err(e) => prop_assert!(empty, "{e}"),
+            }
         }
 
         /// Parameters broadcast along the channel axis only are per-channel vectors; any
