@@ -1,0 +1,42 @@
+//! `cargo bench --bench clear -- MODEL.qmpc X.npy [REPS]`: the plaintext reference's time
+//! on one compiled model, the way onnxruntime's is taken (`benches/realnets/ort_time.py`):
+//! the model and input loaded once, then `REPS` runs (default 20) in this process, of
+//! which the first (cold: it faults in and zeroes every buffer it touches) and the median
+//! of the rest (warm: the allocator reuses what the first run freed) are printed, in
+//! milliseconds, as `first_ms median_ms`. `qmpc run --stats` reports a cold run.
+//!
+//! It allocates as `qmpc` does (mimalloc) but cannot restart itself with `qmpc`'s allocator
+//! settings (`src/alloc.rs`): run it with `MIMALLOC_PURGE_DELAY=-1 MIMALLOC_ALLOW_THP=0`
+//! in its environment, as `benches/realnets/run.sh` does.
+
+use qmpc_session::io::Input;
+use qmpc_session::{npy, Model, Session};
+use std::path::PathBuf;
+
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+fn main() {
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| a != "--bench")
+        .collect();
+    let [model, input, rest @ ..] = args.as_slice() else {
+        eprintln!("usage: cargo bench --bench clear -- MODEL.qmpc X.npy [REPS]");
+        std::process::exit(2);
+    };
+    let reps: usize = rest.first().map_or(20, |r| r.parse().expect("REPS"));
+    let model = Model::open(&PathBuf::from(model), &Default::default()).expect("model");
+    let array = npy::read(&PathBuf::from(input)).expect("input");
+    let inputs = [Input {
+        array: &array,
+        origin: Some(input.clone()),
+    }];
+    let session = Session::new("clear", None).expect("clear");
+    let mut times: Vec<f64> = (0..reps.max(2))
+        .map(|_| session.run(&model, &inputs).expect("run").wall_s * 1e3)
+        .collect();
+    let first = times.remove(0);
+    times.sort_by(f64::total_cmp);
+    println!("{first:.1} {:.1}", times[times.len() / 2]);
+}
