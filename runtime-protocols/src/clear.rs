@@ -16,9 +16,13 @@ pub fn matmul_ring(a: &[i64], b: &[i64], d: MatDims) -> Vec<i64> {
     crate::gemm::gemm_i64(a, b, d)
 }
 
+/// Elements per rayon task: below it, splitting costs more than the work.
+const MIN_TASK: usize = 1 << 12;
+
 fn zip_with(a: &[i64], b: &[i64], f: impl Fn(i64, i64) -> i64 + Sync) -> Vec<i64> {
     a.par_iter()
         .zip(b.par_iter())
+        .with_min_len(MIN_TASK)
         .map(|(&x, &y)| f(x, y))
         .collect()
 }
@@ -178,6 +182,7 @@ impl crate::func::Selection for Clear {
             return crate::requantize_unfused(self, x, q, bounds, mode);
         }
         Ok(x.par_iter()
+            .with_min_len(MIN_TASK)
             .enumerate()
             .map(|(i, &v)| q.apply(i, v))
             .collect())
@@ -192,6 +197,7 @@ impl crate::func::Selection for Clear {
     ) -> Result<Vec<i64>, ProtocolError> {
         Ok(x.par_iter()
             .zip(num.par_iter().zip(den.par_iter()))
+            .with_min_len(MIN_TASK)
             .map(|(&v, (&n, &d))| ring::rescale(v, n, d))
             .collect())
     }
@@ -202,7 +208,10 @@ impl crate::func::Selection for Clear {
         hi: i64,
         _b: Bounds,
     ) -> Result<Vec<i64>, ProtocolError> {
-        Ok(x.par_iter().map(|&v| v.clamp(lo, hi)).collect())
+        Ok(x.par_iter()
+            .with_min_len(MIN_TASK)
+            .map(|&v| v.clamp(lo, hi))
+            .collect())
     }
     fn max(
         &mut self,

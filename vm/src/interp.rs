@@ -749,8 +749,14 @@ pub(crate) fn step<P: Protocol>(
             hi,
         } => {
             let dims = dst_dims(dst.0);
+            let xv = get(regs, x.0)?;
+            if let Some(v) =
+                plain_requant(proto, regs, xv, (num.0, den.0, zp.0), (lo.0, hi.0), &dims)
+            {
+                return Ok(Some(v));
+            }
             let q = requant_params(regs, (num.0, den.0, zp.0), (lo.0, hi.0), &dims)?;
-            requant(proto, get(regs, x.0)?, &q, bounds(p, x.0), p.trunc)?
+            requant(proto, xv, &q, bounds(p, x.0), p.trunc)?
         }
         Instr::ConvRequant { .. } | Instr::MatMulRequant { .. } => {
             crate::fused::product_requant(p, proto, regs, ins, &dst_dims)?
@@ -1135,6 +1141,35 @@ pub(crate) fn requant_params<S>(
         lo,
         hi,
     })
+}
+
+/// `requant` of plaintext values ([`Value::plain`]) whose parameters vary along the
+/// channel axis only, without broadcasting them to every element; `None` where the
+/// general path runs.
+fn plain_requant<P: Protocol>(
+    proto: &P,
+    regs: &[Option<Value<P::Shares>>],
+    x: &Value<P::Shares>,
+    (num, den, zp): (u32, u32, u32),
+    (lo, hi): (i64, i64),
+    dims: &[usize],
+) -> Option<Value<P::Shares>> {
+    let view = x.plain(proto)?;
+    if view.dims != dims || dims.len() < 2 {
+        return None;
+    }
+    let channels = |r: u32| match get(regs, r).ok()? {
+        Value::Public(t) => crate::plain::per_channel(&t.dims, &t.data, dims),
+        Value::Secret(_) => None,
+    };
+    let q = qmpc_protocols::Requant {
+        num: channels(num)?,
+        den: channels(den)?,
+        zp: channels(zp)?,
+        lo,
+        hi,
+    };
+    x.like(proto, dims.to_vec(), crate::plain::requantize(view, &q))
 }
 
 /// `q` on `x`, whose values lie in `b`.

@@ -139,6 +139,28 @@ pub(crate) fn conv_requant(
     Ok(out)
 }
 
+/// `x` (`[N, M, ...]`) requantized element by element with its channel's parameters
+/// (`q`'s vectors have one entry per channel).
+pub(crate) fn requantize(x: View<'_>, q: &Requant) -> Vec<i64> {
+    let inner: usize = x.dims[2..].iter().product();
+    let m = x.dims[1];
+    let mut out = vec![0i64; x.data.len()];
+    if inner == 0 {
+        return out;
+    }
+    out.par_chunks_mut(inner)
+        .zip(x.data.par_chunks(inner))
+        .enumerate()
+        .with_min_len((1 << 12) / inner.max(1) + 1)
+        .for_each(|(plane, (o, v))| {
+            let ch = plane % m;
+            for (o, &v) in o.iter_mut().zip(v) {
+                *o = q.apply(ch, v);
+            }
+        });
+    out
+}
+
 /// The maximum of each window of `x` (`[N, C, H, W]`), padding never winning; the output
 /// `[N, C, OH, OW]`.
 pub(crate) fn max_pool(x: View<'_>, win: &Window) -> Result<Vec<i64>, String> {
@@ -528,6 +550,33 @@ mod tests {
                 Ok(got) => prop_assert_eq!(got, want),
                 Err(e) => prop_assert!(empty, "{e}"),
             }
+        }
+
+        /// A requantization by channel equals the definition with its parameters
+        /// broadcast to every element.
+        #[test]
+        fn requantize_applies_each_channels_parameters(
+            (n, m, inner) in (1usize..3, 1usize..5, 0usize..40),
+            seed in any::<u64>(),
+        ) {
+            let mut s = seed | 1;
+            let mut next = move |bound: i64| {
+                s ^= s << 13;
+                s ^= s >> 7;
+                s ^= s << 17;
+                (s % (2 * bound as u64 + 1)) as i64 - bound
+            };
+            let x: Vec<i64> = (0..n * m * inner).map(|_| next(1 << 20)).collect();
+            let q = Requant {
+                num: (0..m).map(|_| next(60)).collect(),
+                den: (0..m).map(|_| 1 + next(300).abs()).collect(),
+                zp: (0..m).map(|_| next(20)).collect(),
+                lo: -128,
+                hi: 127,
+            };
+            let want: Vec<i64> = x.iter().enumerate().map(|(i, &v)| q.apply(i / inner.max(1) % m, v)).collect();
+            let got = requantize(View { dims: &[n, m, inner], data: &x }, &q);
+            prop_assert_eq!(got, want);
         }
 
         /// Parameters broadcast along the channel axis only are per-channel vectors; any
