@@ -425,6 +425,17 @@ mod tests {
         out
     }
 
+    /// A xorshift stream from `seed` of values in `-bound..=bound`.
+    fn values_within(seed: u64) -> impl FnMut(i64) -> i64 {
+        let mut s = seed | 1;
+        move |bound: i64| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            (s % (2 * bound as u64 + 1)) as i64 - bound
+        }
+    }
+
     /// One convolution's shape: samples, groups, input and output channels per group,
     /// the input's height and width, and its window.
     #[derive(Debug, Clone)]
@@ -486,13 +497,7 @@ mod tests {
             let kernel = win.kernel;
             prop_assume!(win.out_hw(h, wd).is_some());
             let (c, m) = (g * cg, g * mg);
-            let mut s = seed | 1;
-            let mut next = move |bound: i64| {
-                s ^= s << 13;
-                s ^= s >> 7;
-                s ^= s << 17;
-                (s % (2 * bound as u64 + 1)) as i64 - bound
-            };
+            let mut next = values_within(seed);
             let bound = if wide { 1 << 40 } else { 100 };
             let x: Vec<i64> = (0..n * c * h * wd).map(|_| next(bound)).collect();
             let w: Vec<i64> = (0..m * cg * kernel[0] * kernel[1]).map(|_| next(bound)).collect();
@@ -559,13 +564,7 @@ mod tests {
             (n, m, inner) in (1usize..3, 1usize..5, 0usize..40),
             seed in any::<u64>(),
         ) {
-            let mut s = seed | 1;
-            let mut next = move |bound: i64| {
-                s ^= s << 13;
-                s ^= s >> 7;
-                s ^= s << 17;
-                (s % (2 * bound as u64 + 1)) as i64 - bound
-            };
+            let mut next = values_within(seed);
             let x: Vec<i64> = (0..n * m * inner).map(|_| next(1 << 20)).collect();
             let q = Requant {
                 num: (0..m).map(|_| next(60)).collect(),
