@@ -48,8 +48,8 @@ fn too_wide(what: &str) -> ProtocolError {
 /// and party at its peak (the dealt masks, carries and daBits as 128-bit ring values, the
 /// relations and the resharings), so ResNet-18's first requantization (802,816
 /// elements) alone took its three parties to 8.4 GB. A larger one runs in pieces of this
-/// size, each its own rounds.
-pub(super) const MAX_SELECTION: usize = 1 << 18;
+/// size, each its own rounds. 32 in the unit tests, so that they run in pieces too.
+pub(super) const MAX_SELECTION: usize = if cfg!(test) { 1 << 5 } else { 1 << 18 };
 
 /// A lane of an element.
 #[derive(Clone, Copy)]

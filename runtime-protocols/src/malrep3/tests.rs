@@ -434,6 +434,26 @@ fn check_calls<W: Word>(x: &[i64], y: &[i64], calls: Vec<crate::testutil::Call>)
     for (call, g) in calls.iter().zip(&got) {
         assert_eq!(g, &call.clear(x, y), "{call:?} in Z_2^{}", W::BITS);
     }
+    // The measured traffic equals the costs, checks and selection pieces included.
+    use crate::cost::{Call as C, Costs, Rounds};
+    let costs = MalRep3Costs::new(W::BITS);
+    let ask = |call: C| costs.rounds(call).expect("costs");
+    let mut rounds: Rounds = ask(C::Input {
+        owner: 0,
+        len: x.len(),
+    });
+    rounds.extend(ask(C::Input {
+        owner: 2,
+        len: y.len(),
+    }));
+    for (call, g) in calls.iter().zip(&got) {
+        rounds.extend(crate::testutil::call_cost(&costs, call, x.len()));
+        rounds.extend(ask(C::Reveal {
+            len: g.len(),
+            to: 1,
+        }));
+    }
+    crate::testutil::assert_traffic(&out, &rounds, &format!("mal-rep3 in Z_2^{}", W::BITS));
 }
 
 #[test]
