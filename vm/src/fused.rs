@@ -118,6 +118,12 @@ fn plain_conv<P: Protocol>(
     let (Some(xv), Some(wv), Some(bv)) = (view(x.0)?, view(w.0)?, view(bias)?) else {
         return Ok(None);
     };
+    // The result is secret (shares that are the values) where any operand is, else public.
+    let like = [x.0, w.0, bias]
+        .into_iter()
+        .filter_map(|r| get(regs, r).ok())
+        .find(|v| matches!(v, Value::Secret(_)))
+        .unwrap_or(get(regs, x.0)?);
     let public =
         |r: u32| view(r)?.ok_or(Fail::Msg("requantization parameters must be public".into()));
     let channels = |v: View<'_>| per_channel(v.dims, v.data, dims);
@@ -145,9 +151,7 @@ fn plain_conv<P: Protocol>(
     if out.len() != dims.iter().product::<usize>() {
         return Err("the convolution's output does not have its register's shape".into());
     }
-    Ok(proto
-        .shares_of_values(out)
-        .map(|data| Value::Secret(Shared::new(dims.to_vec(), data))))
+    Ok(like.like(proto, dims.to_vec(), out))
 }
 
 /// Bounds of the sum a fused instruction requantizes, as the verifier infers them.
