@@ -17,26 +17,41 @@ use std::path::PathBuf;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() {
+    if let Err(e) = run() {
+        eprintln!("clear bench: {e}");
+        std::process::exit(1);
+    }
+}
+
+fn run() -> Result<(), String> {
     let args: Vec<String> = std::env::args()
         .skip(1)
         .filter(|a| a != "--bench")
         .collect();
     let [model, input, rest @ ..] = args.as_slice() else {
-        eprintln!("usage: cargo bench --bench clear -- MODEL.qmpc X.npy [REPS]");
-        std::process::exit(2);
+        return Err("usage: cargo bench --bench clear -- MODEL.qmpc X.npy [REPS]".into());
     };
-    let reps: usize = rest.first().map_or(20, |r| r.parse().expect("REPS"));
-    let model = Model::open(&PathBuf::from(model), &Default::default()).expect("model");
-    let array = npy::read(&PathBuf::from(input)).expect("input");
+    let reps: usize = match rest.first() {
+        Some(r) => r
+            .parse()
+            .map_err(|_| format!("REPS `{r}` is not a count"))?,
+        None => 20,
+    };
+    let model = Model::open(&PathBuf::from(model), &Default::default())
+        .map_err(|e| format!("{model}: {e}"))?;
+    let array = npy::read(&PathBuf::from(input)).map_err(|e| format!("{input}: {e}"))?;
     let inputs = [Input {
         array: &array,
         origin: Some(input.clone()),
     }];
-    let session = Session::new("clear", None).expect("clear");
-    let mut times: Vec<f64> = (0..reps.max(2))
-        .map(|_| session.run(&model, &inputs).expect("run").wall_s * 1e3)
-        .collect();
+    let session = Session::new("clear", None).map_err(|e| e.to_string())?;
+    let mut times = Vec::new();
+    for _ in 0..reps.max(2) {
+        let outcome = session.run(&model, &inputs).map_err(|e| e.to_string())?;
+        times.push(outcome.wall_s * 1e3);
+    }
     let first = times.remove(0);
     times.sort_by(f64::total_cmp);
     println!("{first:.1} {:.1}", times[times.len() / 2]);
+    Ok(())
 }
