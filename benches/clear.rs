@@ -37,8 +37,8 @@ fn run() -> Result<(), String> {
             .map_err(|_| format!("REPS `{r}` is not a count"))?,
         None => 20,
     };
-    let model = Model::open(&PathBuf::from(model), &Default::default())
-        .map_err(|e| format!("{model}: {e}"))?;
+    let model =
+        Model::open(&PathBuf::from(model), &Default::default()).map_err(|e| e.to_string())?;
     let array = npy::read(&PathBuf::from(input)).map_err(|e| format!("{input}: {e}"))?;
     let inputs = [Input {
         array: &array,
