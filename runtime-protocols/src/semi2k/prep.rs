@@ -121,11 +121,29 @@ pub(crate) fn stream(seed: &[u8; 32], task: u64) -> Stream {
     Stream::new(*seed, task + 1)
 }
 
+/// Bytes a draw takes from its stream at a time, so that no copy of a whole draw's bytes
+/// sits beside its words (a block of `spdz2k`'s material may be hundreds of MB): a
+/// multiple of ChaCha's 64-byte block and of every word's size, so the words read the
+/// same as from one fill.
+const DRAW_PIECE: usize = 1 << 16;
+
+/// `f` on each of `n` pseudo-random ring words, in order.
+fn for_each_random_word<W: Word>(rng: &mut Stream, n: usize, mut f: impl FnMut(W)) {
+    let mut left = n * W::BYTES;
+    let mut buf = vec![0u8; left.min(DRAW_PIECE)];
+    while left > 0 {
+        let piece = &mut buf[..left.min(DRAW_PIECE)];
+        rng.fill_bytes(piece);
+        piece.chunks_exact(W::BYTES).for_each(|c| f(W::read(c)));
+        left -= piece.len();
+    }
+}
+
 /// `n` pseudo-random ring words.
 pub(crate) fn random_words<W: Word>(rng: &mut Stream, n: usize) -> Vec<W> {
-    let mut bytes = vec![0u8; n * W::BYTES];
-    rng.fill_bytes(&mut bytes);
-    bytes.chunks_exact(W::BYTES).map(W::read).collect()
+    let mut out = Vec::with_capacity(n);
+    for_each_random_word(rng, n, |w| out.push(w));
+    out
 }
 
 /// `n` pseudo-random packed bits.
@@ -150,6 +168,22 @@ pub(crate) fn draw<W: Word>(rng: &mut Stream, l: &Layout) -> Block<W> {
     }
 }
 
+/// Subtract (XOR, for bits) from `block` the share [`draw`] draws from `rng` for layout
+/// `l`, its words a piece at a time (never the whole share at once).
+pub(crate) fn remove_drawn_share<W: Word>(block: &mut Block<W>, rng: &mut Stream, l: &Layout) {
+    let mut words = block.words.iter_mut();
+    for_each_random_word::<W>(rng, l.words, |s| {
+        if let Some(x) = words.next() {
+            *x = x.sub(s);
+        }
+    });
+    for (seg, &bits) in block.segs.iter_mut().zip(&l.segments) {
+        for (x, y) in seg.iter_mut().zip(random_bits(rng, bits)) {
+            *x ^= y;
+        }
+    }
+}
+
 /// Subtract (XOR, for bits) `share` from `block` in place.
 pub(crate) fn remove_share<W: Word>(block: &mut Block<W>, share: &Block<W>) {
     for (x, s) in block.words.iter_mut().zip(&share.words) {
@@ -164,6 +198,15 @@ pub(crate) fn remove_share<W: Word>(block: &mut Block<W>, share: &Block<W>) {
 
 /// Append `block` to `out` as bytes.
 pub(crate) fn encode_block<W: Word>(block: &Block<W>, out: &mut Vec<u8>) {
+    // A big block exactly: grown by doubling, the record would hold up to twice a block of
+    // hundreds of MB.
+    let seg_bytes: usize = block.segs.iter().map(|s| 8 * s.len()).sum();
+    let need = block.words.len() * W::BYTES + seg_bytes + block.public.len();
+    if need >= 1 << 20 {
+        out.reserve_exact(need);
+    } else {
+        out.reserve(need);
+    }
     for w in &block.words {
         w.write(out);
     }
@@ -349,6 +392,25 @@ impl Source {
         Ok(decode_block(&data, l))
     }
 
+    /// This party's share of the next block when it is `words` ring words alone, each
+    /// handed to `f` in order: no copy of the block sits beside what `f` builds.
+    pub fn take_words_with<W: Word>(
+        &mut self,
+        words: usize,
+        net: &mut dyn Transport,
+        mut f: impl FnMut(W),
+    ) -> R<()> {
+        if let Some(rng) = self.stream.as_mut() {
+            for_each_random_word(rng, words, f);
+            return Ok(());
+        }
+        let data = self.bytes(words * W::BYTES, net)?;
+        data.bytes()
+            .chunks_exact(W::BYTES)
+            .for_each(|c| f(W::read(c)));
+        Ok(())
+    }
+
     /// The next `len` bytes of the current instruction's record: one block, which never
     /// spans two parts (the dealer cuts chunks between blocks).
     fn bytes(&mut self, len: usize, net: &mut dyn Transport) -> R<Record> {
@@ -419,5 +481,49 @@ impl Source {
         self.parts.extend(parts);
         self.complete = complete;
         any || complete
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn layout() -> Layout {
+        Layout::words(DRAW_PIECE / 16 * 3 + 5).seg(77).seg(130)
+    }
+
+    #[test]
+    fn words_drawn_in_pieces_read_as_one_fill() {
+        let n = DRAW_PIECE / 16 * 3 + 5;
+        let mut one = vec![0u8; 16 * n];
+        Stream::new([7; 32], 2).fill_bytes(&mut one);
+        let whole: Vec<u128> = one.chunks_exact(16).map(u128::read).collect();
+        let mut rng = Stream::new([7; 32], 2);
+        assert_eq!(random_words::<u128>(&mut rng, n), whole);
+        // And the stream goes on where one fill would have left it.
+        let mut after = Stream::new([7; 32], 2);
+        after.fill_bytes(&mut one);
+        assert_eq!(rng.next_u64(), after.next_u64());
+    }
+
+    #[test]
+    fn a_share_removed_as_drawn_is_the_drawn_share_removed() {
+        let l = layout();
+        let mut rng = Stream::new([3; 32], 0);
+        let block: Block<u64> = draw(&mut rng, &l);
+        let mut expected = block.clone();
+        remove_share(&mut expected, &draw(&mut Stream::new([4; 32], 1), &l));
+        let mut got = block;
+        remove_drawn_share(&mut got, &mut Stream::new([4; 32], 1), &l);
+        assert_eq!((got.words, got.segs), (expected.words, expected.segs));
+    }
+
+    #[test]
+    fn a_block_encodes_to_its_length() {
+        let l = layout();
+        let block: Block<u128> = draw(&mut Stream::new([5; 32], 0), &l);
+        let mut out = vec![1, 2, 3];
+        encode_block(&block, &mut out);
+        assert_eq!(out.len(), 3 + l.bytes(16));
     }
 }

@@ -69,14 +69,6 @@ pub(super) fn lift(v: i64) -> u128 {
     v as i128 as u128
 }
 
-/// Shares from the words of a material block: value share, then MAC share, per element.
-pub(super) fn from_words(words: &[u128]) -> Vec<Auth> {
-    words
-        .chunks_exact(2)
-        .map(|c| Auth { x: c[0], m: c[1] })
-        .collect()
-}
-
 /// The dealer's words for `values`: each value, then its MAC `α·v`.
 pub(super) fn to_words(values: &[u128], alpha: u128) -> Vec<u128> {
     let mut out = Vec::with_capacity(2 * values.len());
@@ -135,9 +127,6 @@ mod tests {
         let v = r0.x.wrapping_add(r1.x);
         assert_eq!(v, (x + 7) * 3 - x);
         assert_eq!(r0.m.wrapping_add(r1.m), alpha.wrapping_mul(v));
-        assert_eq!(
-            from_words(&to_words(&[v], alpha))[0].m,
-            alpha.wrapping_mul(v)
-        );
+        assert_eq!(to_words(&[v], alpha), vec![v, alpha.wrapping_mul(v)]);
     }
 }

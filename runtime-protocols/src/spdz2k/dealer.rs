@@ -208,9 +208,9 @@ impl<W: Word> Spdz2kDealer<W> {
         self.grow(bytes);
         if let Some(g) = self.gen.as_mut().filter(|g| !g.outbox.failed()) {
             let mut block = Block::of_words(make(g));
-            // One party's share at a time: a block may be hundreds of MB.
+            // Each party's share a piece at a time: a block may be hundreds of MB.
             for s in &mut g.streams {
-                prep::remove_share(&mut block, &prep::draw(s, &l));
+                prep::remove_drawn_share(&mut block, s, &l);
             }
             g.outbox
                 .append(self.current, |out| prep::encode_block(&block, out));

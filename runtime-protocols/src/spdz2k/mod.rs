@@ -212,10 +212,15 @@ impl<W: Word> Spdz2k<W> {
     /// (after a check when the ledger is full; the dealer's `supply` mirrors it).
     fn take_auth(&mut self, count: usize) -> R<Vec<auth::Auth>> {
         self.check_if_full()?;
-        let block = self
-            .prep
-            .take::<u128>(&Layout::words(2 * count), self.net.as_mut())?;
-        Ok(auth::from_words(&block.words))
+        // Straight into shares: a selection's material is hundreds of MB.
+        let mut out = Vec::with_capacity(count);
+        let mut value = None;
+        self.prep
+            .take_words_with::<u128>(2 * count, self.net.as_mut(), |w| match value.take() {
+                None => value = Some(w),
+                Some(x) => out.push(auth::Auth { x, m: w }),
+            })?;
+        Ok(out)
     }
 
     /// The next `count` values the dealer gave this party alone, in the clear.

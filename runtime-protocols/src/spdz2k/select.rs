@@ -104,11 +104,12 @@ pub(super) fn deal(plan: &Plan, q: &Requant, rng: &mut Stream) -> Vec<u128> {
 /// 128-bit value with its MAC, some 600 authenticated values (19 KB) per element of a
 /// convolution's requantization, and the dealer and both parties hold several copies of a
 /// block on its way, so ResNet-18's first one (802,816 elements) passed 22 GB in one
-/// piece. In pieces of 2^15 ResNet-18 peaks at 5.6 GB (with `MIMALLOC_PURGE_DELAY=100`)
-/// and takes 870 rounds instead of 241 (2^17: 364 rounds, over 9 GB); each piece is its
-/// own rounds. The cure is fewer bytes per bit (NOTES.md, issue 21 session 9). 32 in the
-/// unit tests, so that they run in pieces too.
-pub(super) const MAX_SELECTION: usize = if cfg!(test) { 1 << 5 } else { 1 << 15 };
+/// piece. Each piece is its own rounds: ResNet-18 in pieces of 2^17 took 364 rounds and
+/// over 9 GB, of 2^15 870 rounds and 8.2–9.1 GB RSS (250–280 s), of 2^13 2,820 rounds and
+/// 3.4 GB (139 s: smaller blocks are faster on one machine, not over a slow network). The
+/// cure is fewer bytes per bit (NOTES.md, issue 21 sessions 9 and 13). 32 in the unit
+/// tests, so that they run in pieces too.
+pub(super) const MAX_SELECTION: usize = if cfg!(test) { 1 << 5 } else { 1 << 13 };
 
 /// Per chunk unit: shares of `lt` and `eq` over all lanes.
 type Unit = (Vec<Auth>, Vec<Auth>);
