@@ -1075,6 +1075,9 @@ pub(crate) fn elementwise<P: Protocol>(
     dims: Vec<usize>,
     op: Elementwise,
 ) -> Result<Value<P::Shares>, Fail> {
+    if let Some(v) = plain_elementwise(proto, x, y, &dims, op) {
+        return Ok(v);
+    }
     Ok(match (x, y) {
         (Value::Public(x), Value::Public(y)) => {
             let (x, y) = (broadcast_to(x, &dims), broadcast_to(y, &dims));
@@ -1125,6 +1128,28 @@ pub(crate) fn elementwise<P: Protocol>(
             Value::Secret(Shared::new(dims, out))
         }
     })
+}
+
+/// `x op y` in one plaintext pass where both are plaintext ([`Value::plain`]: public, or
+/// shares that are the values) and each is whole, one value or one per channel of
+/// `dims`; `None` where the general path runs. Public where both are.
+fn plain_elementwise<P: Protocol>(
+    proto: &P,
+    x: &Value<P::Shares>,
+    y: &Value<P::Shares>,
+    dims: &[usize],
+    op: Elementwise,
+) -> Option<Value<P::Shares>> {
+    use crate::plain::{zip_spread, Spread};
+    let a = Spread::of(x.plain(proto)?, dims)?;
+    let b = Spread::of(y.plain(proto)?, dims)?;
+    let out = match op {
+        Elementwise::Add => zip_spread(&a, &b, dims, i64::wrapping_add),
+        Elementwise::Sub => zip_spread(&a, &b, dims, i64::wrapping_sub),
+        Elementwise::Mul => zip_spread(&a, &b, dims, i64::wrapping_mul),
+    };
+    let like = if matches!(x, Value::Secret(_)) { x } else { y };
+    like.like(proto, dims.to_vec(), out)
 }
 
 /// A requantization's parameters from their registers, broadcast to `dims`.

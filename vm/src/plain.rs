@@ -46,6 +46,94 @@ pub(crate) fn per_channel(t_dims: &[usize], t: &[i64], out: &[usize]) -> Option<
     }
 }
 
+/// One channel's requantization ([`Requant::apply`]) with its division prepared: the
+/// quotient comes from one floating-point estimate, and only where it can land inside
+/// the clamp is it made exact (a correction by the remainder, in integers) — no 64- or
+/// 128-bit division per element.
+struct ChannelQ<'q> {
+    q: &'q Requant,
+    ch: usize,
+    num: i64,
+    den: i64,
+    zp: i64,
+    lo: i64,
+    hi: i64,
+    /// `num / den`, and the estimates beyond which the clamp decides: `None` where the
+    /// reference runs (clamp bounds too wide for the estimate's margin).
+    fast: Option<(f64, f64, f64)>,
+}
+
+impl<'q> ChannelQ<'q> {
+    /// The estimate is trusted to within one only below this magnitude; beyond the
+    /// clamp's margin its relative error (a few 2^-53) cannot cross it.
+    const EXACT_BELOW: i64 = 1 << 40;
+
+    fn new(q: &'q Requant, ch: usize) -> Self {
+        let (num, den, zp) = (q.num[ch], q.den[ch], q.zp[ch]);
+        let (t_lo, t_hi) = (q.lo.checked_sub(zp), q.hi.checked_sub(zp));
+        let fast = match (t_lo, t_hi) {
+            (Some(a), Some(b))
+                if den > 0 && a.abs() < Self::EXACT_BELOW && b.abs() < Self::EXACT_BELOW =>
+            {
+                Some((num as f64 / den as f64, a as f64 - 2.0, b as f64 + 2.0))
+            }
+            _ => None,
+        };
+        ChannelQ {
+            q,
+            ch,
+            num,
+            den,
+            zp,
+            lo: q.lo,
+            hi: q.hi,
+            fast,
+        }
+    }
+
+    #[inline]
+    fn apply(&self, x: i64) -> i64 {
+        let Some((ratio, below, above)) = self.fast else {
+            return self.q.apply(self.ch, x);
+        };
+        let n = i128::from(x) * i128::from(self.num);
+        // From 64 bits where the product fits: a 128-bit conversion is a library call.
+        // `x·(num/den)` in floating point: the product often passes 64 bits, and a
+        // 128-bit conversion is a library call.
+        let est = x as f64 * ratio;
+        if est.abs() >= 4e18 {
+            // Near 2^63 the reference's quotient wraps as it leaves i64: its own way.
+            return self.q.apply(self.ch, x);
+        }
+        // Far outside: the rounded quotient plus the zero point is past the bound (the
+        // estimate, four roundings, is within a relative 2^-50 of the quotient, and the
+        // bounds are small).
+        if est > above {
+            return self.hi;
+        }
+        if est < below {
+            return self.lo;
+        }
+        // Inside (|est| < 2^40 + 2): truncated, the floor is off by at most one; the
+        // remainder says which way.
+        let den = i128::from(self.den);
+        let mut q = i128::from(est as i64);
+        let mut r = n - q * den;
+        while r < 0 {
+            q -= 1;
+            r += den;
+        }
+        while r >= den {
+            q += 1;
+            r -= den;
+        }
+        if 2 * r > den || (2 * r == den && q & 1 == 1) {
+            q += 1;
+        }
+        (q as i64).saturating_add(self.zp).clamp(self.lo, self.hi)
+    }
+}
+
 /// The wrapping integer lanes a convolution accumulates in: 32 bits where no partial sum
 /// can leave their range, 64 otherwise.
 trait Lane: Copy + Default + Send + Sync {
@@ -153,12 +241,95 @@ pub(crate) fn requantize(x: View<'_>, q: &Requant) -> Vec<i64> {
         .enumerate()
         .with_min_len((1 << 12) / inner.max(1) + 1)
         .for_each(|(plane, (o, v))| {
-            let ch = plane % m;
+            let cq = ChannelQ::new(q, plane % m);
             for (o, &v) in o.iter_mut().zip(v) {
-                *o = q.apply(ch, v);
+                *o = cq.apply(v);
             }
         });
     out
+}
+
+/// How an operand of an element-wise operation meets its output `[N, M, ...]`: its own
+/// values in the output's order, one value for all, or one value per channel.
+pub(crate) enum Spread<'a> {
+    Same(&'a [i64]),
+    One(i64),
+    Channels(Vec<i64>),
+}
+
+/// A plane's worth of one operand: a slice of it, or one value.
+enum Row<'a> {
+    Slice(&'a [i64]),
+    Value(i64),
+}
+
+impl<'a> Spread<'a> {
+    /// `v` broadcast to `out`, read in place; `None` where it is none of the three.
+    pub(crate) fn of(v: View<'a>, out: &[usize]) -> Option<Spread<'a>> {
+        let n: usize = out.iter().product();
+        let lead = out.len().checked_sub(v.dims.len())?;
+        let aligned = out[..lead].iter().all(|&d| d == 1) && v.dims == &out[lead..];
+        if aligned && v.data.len() == n {
+            return Some(Spread::Same(v.data));
+        }
+        if let [one] = v.data {
+            return Some(Spread::One(*one));
+        }
+        per_channel(v.dims, v.data, out).map(Spread::Channels)
+    }
+
+    /// Its elements in plane `plane` (channel `ch`) of `inner` elements.
+    fn row(&self, plane: usize, ch: usize, inner: usize) -> Row<'_> {
+        match self {
+            Spread::Same(d) => Row::Slice(&d[plane * inner..(plane + 1) * inner]),
+            Spread::One(v) => Row::Value(*v),
+            Spread::Channels(c) => Row::Value(c[ch]),
+        }
+    }
+}
+
+/// `f(a, b)` element by element over an output of shape `out`, its planes (the axes after
+/// the channel) in parallel: no operand is broadcast to a tensor of its own.
+pub(crate) fn zip_spread(
+    a: &Spread<'_>,
+    b: &Spread<'_>,
+    out: &[usize],
+    f: impl Fn(i64, i64) -> i64 + Sync,
+) -> Vec<i64> {
+    let len: usize = out.iter().product();
+    let (m, inner) = match out {
+        [_, m, rest @ ..] => (*m, rest.iter().product()),
+        _ => (1, len),
+    };
+    let mut o = vec![0i64; len];
+    if len == 0 || inner == 0 {
+        return o;
+    }
+    o.par_chunks_mut(inner)
+        .enumerate()
+        .with_min_len((1 << 12) / inner + 1)
+        .for_each(|(plane, o)| {
+            let ch = plane % m;
+            match (a.row(plane, ch, inner), b.row(plane, ch, inner)) {
+                (Row::Slice(x), Row::Slice(y)) => {
+                    for ((o, &x), &y) in o.iter_mut().zip(x).zip(y) {
+                        *o = f(x, y);
+                    }
+                }
+                (Row::Slice(x), Row::Value(y)) => {
+                    for (o, &x) in o.iter_mut().zip(x) {
+                        *o = f(x, y);
+                    }
+                }
+                (Row::Value(x), Row::Slice(y)) => {
+                    for (o, &y) in o.iter_mut().zip(y) {
+                        *o = f(x, y);
+                    }
+                }
+                (Row::Value(x), Row::Value(y)) => o.fill(f(x, y)),
+            }
+        });
+    o
 }
 
 /// The maximum of each window of `x` (`[N, C, H, W]`), padding never winning; the output
@@ -222,9 +393,9 @@ fn requantize_into(
         }
         return;
     };
-    let bias = per.bias[ch];
+    let (bias, cq) = (per.bias[ch], ChannelQ::new(&per.q, ch));
     for (o, v) in out.iter_mut().zip(acc) {
-        *o = per.q.apply(ch, v.wrapping_add(bias));
+        *o = cq.apply(v.wrapping_add(bias));
     }
 }
 
@@ -576,6 +747,99 @@ mod tests {
             let want: Vec<i64> = x.iter().enumerate().map(|(i, &v)| q.apply(i / inner.max(1) % m, v)).collect();
             let got = requantize(View { dims: &[n, m, inner], data: &x }, &q);
             prop_assert_eq!(got, want);
+        }
+
+        /// An element-wise operation on operands read in place (whole, one value, one
+        /// per channel, in any rank that broadcasts) equals the definition on operands
+        /// broadcast to the output.
+        #[test]
+        fn zip_spread_equals_the_broadcast_definition(
+            (n, m, h, w) in (1usize..3, 1usize..5, 0usize..6, 1usize..5),
+            kinds in (0usize..5, 0usize..5),
+            seed in any::<u64>(),
+        ) {
+            use crate::tensor::{broadcast_to, Tensor};
+            let out = [n, m, h, w];
+            let mut next = values_within(seed);
+            // 0: whole, 1: whole without its unit batch axis, 2: one value, 3: per
+            // channel as [m, 1, 1], 4: per channel as [1, m, 1, 1].
+            let shape = |k: usize| -> Vec<usize> {
+                match k {
+                    0 => out.to_vec(),
+                    1 if n == 1 => vec![m, h, w],
+                    1 => out.to_vec(),
+                    2 => vec![1],
+                    3 => vec![m, 1, 1],
+                    _ => vec![1, m, 1, 1],
+                }
+            };
+            let mut tensor = |k: usize| {
+                let dims = shape(k);
+                let len = dims.iter().product::<usize>();
+                Tensor::new(dims, (0..len).map(|_| next(1 << 40)).collect::<Vec<i64>>())
+            };
+            let (a, b) = (tensor(kinds.0), tensor(kinds.1));
+            let (sa, sb) = (
+                Spread::of(View { dims: &a.dims, data: &a.data }, &out),
+                Spread::of(View { dims: &b.dims, data: &b.data }, &out),
+            );
+            let (Some(sa), Some(sb)) = (sa, sb) else {
+                return Err(TestCaseError::fail("a supported broadcast was not read in place"));
+            };
+            let (fa, fb) = (broadcast_to(&a, &out), broadcast_to(&b, &out));
+            let f = |x: i64, y: i64| x.wrapping_mul(3).wrapping_sub(y);
+            let want: Vec<i64> = fa.iter().zip(&fb).map(|(&x, &y)| f(x, y)).collect();
+            prop_assert_eq!(zip_spread(&sa, &sb, &out, f), want);
+            // A broadcast along the spatial axes is left to the general path.
+            let spatial: Vec<i64> = (0..h * w).map(|v| v as i64).collect();
+            let space_dims = [1, 1, h, w];
+            let along_space = Spread::of(View { dims: &space_dims, data: &spatial }, &out);
+            prop_assert!(m == 1 || h * w <= 1 || along_space.is_none());
+        }
+
+        /// The prepared division gives [`Requant::apply`]'s result for every value:
+        /// near and far from the clamp, at ties, for divisors small and huge, for
+        /// products past 64 bits, and for clamps too wide for the shortcut.
+        #[test]
+        fn a_prepared_requantization_is_the_reference(
+            seed in any::<u64>(),
+            scale in 0u32..63,
+            den_bits in 1u32..63,
+            wide_clamp in any::<bool>(),
+        ) {
+            let mut next = values_within(seed);
+            let den = (next(1 << 62).unsigned_abs() >> (62 - den_bits.min(62))).max(1) as i64;
+            let num = next(1 << 62).abs() >> scale;
+            let (lo, hi) = if wide_clamp { (i64::MIN, i64::MAX) } else {
+                let lo = next(1 << 20);
+                (lo, lo + next(1 << 10).abs())
+            };
+            let q = Requant { num: vec![num], den: vec![den], zp: vec![next(300)], lo, hi };
+            let cq = ChannelQ::new(&q, 0);
+            for _ in 0..64 {
+                let x = next(1 << 62) >> (next(64).unsigned_abs() as u32 % 63);
+                prop_assert_eq!(cq.apply(x), q.apply(0, x), "x {} num {} den {}", x, num, den);
+            }
+            // Quotients inside and around the clamp: x ≈ (t·den + r) / num.
+            let (t_lo, t_hi) = (lo.saturating_sub(q.zp[0]), hi.saturating_sub(q.zp[0]));
+            for _ in 0..64 {
+                let t = (t_lo.max(-(1 << 30)) - 3 + next(1 << 12).abs()).min(t_hi.min(1 << 30) + 3);
+                let n = i128::from(t) * i128::from(den) + i128::from(next(den / 2).abs() * 2);
+                if let Ok(x) = i64::try_from(n / i128::from(num.max(1))) {
+                    prop_assert_eq!(cq.apply(x), q.apply(0, x), "x {} num {} den {}", x, num, den);
+                }
+            }
+            // Ties: x·num = (k + 1/2)·den, with num = 1.
+            if den % 2 == 0 {
+                let q1 = Requant { num: vec![1], ..q.clone() };
+                let cq1 = ChannelQ::new(&q1, 0);
+                for k in -3i64..3 {
+                    let base = (q1.lo.saturating_sub(q1.zp[0])).clamp(-(1 << 20), 1 << 20) + k;
+                    if let Some(x) = base.checked_mul(den).and_then(|v| v.checked_add(den / 2)) {
+                        prop_assert_eq!(cq1.apply(x), q1.apply(0, x));
+                    }
+                }
+            }
         }
 
         /// Parameters broadcast along the channel axis only are per-channel vectors; any

@@ -13,9 +13,9 @@ use crate::ir::{Graph, Op};
 use petgraph::algo::toposort;
 use petgraph::stable_graph::NodeIndex;
 use petgraph::Direction;
-use std::collections::HashMap;
 use qmpc_bytecode::RoundSchedule;
 use qmpc_bytecode::Visibility;
+use std::collections::HashMap;
 
 /// Whether node `n` communicates under any protocol that communicates at all.
 fn interactive(g: &Graph, n: NodeIndex) -> bool {
