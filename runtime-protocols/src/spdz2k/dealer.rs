@@ -286,6 +286,9 @@ impl<W: Word> crate::func::Selection for Spdz2kDealer<W> {
     fn max_selection(&self) -> Option<usize> {
         Some(select::MAX_SELECTION)
     }
+    fn max_lookup_words(&self) -> Option<usize> {
+        Some(select::MAX_LOOKUP_WORDS)
+    }
     fn select_with(&mut self, x: &Len, q: &Requant, _: Bounds, plan: &Plan) -> R<Len> {
         let n = x.len();
         self.supply(select::count(plan, n), |rng| select::deal(plan, q, rng))?;
@@ -293,6 +296,13 @@ impl<W: Word> crate::func::Selection for Spdz2kDealer<W> {
         Ok(Len(n))
     }
     fn lookup(&mut self, x: &Len, table: &[i64], _: i64) -> R<Len> {
+        select::lookup_in_pieces(x, table.len(), |_, x| self.lookup_piece(x, table))
+    }
+}
+
+impl<W: Word> Spdz2kDealer<W> {
+    /// One piece of a lookup ([`select::lookup_in_pieces`]).
+    fn lookup_piece(&mut self, x: &Len, table: &[i64]) -> R<Len> {
         let n = x.len();
         let bits = arith::lookup_bits(table.len());
         if bits > 0 && n > 0 {

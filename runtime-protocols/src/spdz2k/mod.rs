@@ -353,6 +353,9 @@ impl<W: Word> crate::func::Selection for Spdz2k<W> {
     fn max_selection(&self) -> Option<usize> {
         Some(select::MAX_SELECTION)
     }
+    fn max_lookup_words(&self) -> Option<usize> {
+        Some(select::MAX_LOOKUP_WORDS)
+    }
     fn select_with(
         &mut self,
         x: &Mac<Vec<u128>>,
@@ -363,7 +366,9 @@ impl<W: Word> crate::func::Selection for Spdz2k<W> {
         Ok(macs(select::eval(self, &auths(x), q, b, plan)?))
     }
     fn lookup(&mut self, x: &Self::Shares, table: &[i64], offset: i64) -> R<Self::Shares> {
-        Ok(macs(self.lookup_auth(&auths(x), table, offset)?))
+        select::lookup_in_pieces(x, table.len(), |_, x| {
+            Ok(macs(self.lookup_auth(&auths(x), table, offset)?))
+        })
     }
 }
 

@@ -111,6 +111,25 @@ pub(super) fn deal(plan: &Plan, q: &Requant, rng: &mut Stream) -> Vec<u128> {
 /// tests, so that they run in pieces too.
 pub(super) const MAX_SELECTION: usize = if cfg!(test) { 1 << 5 } else { 1 << 13 };
 
+/// The most one-hot entries (elements × the table's padded size) one lookup takes at
+/// once ([`crate::func::Selection::max_lookup_words`]): each entry is an authenticated
+/// 128-bit value (32 bytes per party, in several copies on its way from the dealer), so
+/// an EfficientNet-B0 SiLU of 401,408 elements into 256 entries was 3.3 GB per party
+/// and copy in one piece. 2^21 entries are 64 MB; each piece is its own round.
+pub(super) const MAX_LOOKUP_WORDS: usize = if cfg!(test) { 1 << 12 } else { 1 << 21 };
+
+/// `f` on the pieces of a lookup of `x` into a table of `table_len` entries, cut as the
+/// generic lookup cuts ([`crate::func::lookup::in_pieces`]): the parties and the
+/// counting dealer alike.
+pub(super) fn lookup_in_pieces<S: crate::planes::Plane>(
+    x: &S,
+    table_len: usize,
+    f: impl FnMut(std::ops::Range<usize>, &S) -> R<S>,
+) -> R<S> {
+    let bits = crate::func::lookup::index_bits(table_len).min(usize::BITS - 1);
+    crate::func::in_pieces(x, (MAX_LOOKUP_WORDS >> bits).max(1), f)
+}
+
 /// Per chunk unit: shares of `lt` and `eq` over all lanes.
 type Unit = (Vec<Auth>, Vec<Auth>);
 
