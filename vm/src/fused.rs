@@ -47,6 +47,9 @@ pub(crate) fn product_requant<P: Protocol>(
     if let Some(out) = plain_conv(proto, regs, ins, (bias, num, den, zp), (lo, hi), &dims)? {
         return Ok(out);
     }
+    if let Some(out) = plain_matmul(proto, regs, ins, (bias, num, den, zp), (lo, hi), &dims)? {
+        return Ok(out);
+    }
     let q = requant_params(regs, (num, den, zp), (lo, hi), &dims)?;
     let bounds = accumulator_bounds(p, ins)?;
     let bias = get(regs, bias)?;
@@ -152,6 +155,49 @@ fn plain_conv<P: Protocol>(
         return Err("the convolution's output does not have its register's shape".into());
     }
     Ok(like.like(proto, dims.to_vec(), out))
+}
+
+/// `matmulrequant` on plaintext operands ([`Value::plain`]) whose parameters vary along
+/// the output's channels only: the product, then the bias and the requantization by
+/// channel in plaintext passes ([`crate::plain`]) instead of parameters and bias
+/// broadcast to every element; `None` where the general steps run.
+fn plain_matmul<P: Protocol>(
+    proto: &mut P,
+    regs: &[Option<Value<P::Shares>>],
+    ins: &Instr,
+    (bias, num, den, zp): (u32, u32, u32, u32),
+    (lo, hi): (i64, i64),
+    dims: &[usize],
+) -> Result<Option<Value<P::Shares>>, Fail> {
+    let Instr::MatMulRequant { a, b, .. } = ins else {
+        return Ok(None);
+    };
+    let (a, b, bias) = (get(regs, a.0)?, get(regs, b.0)?, get(regs, bias)?);
+    let plain = |v: &Value<P::Shares>| v.plain(&*proto).is_some();
+    if dims.len() < 2 || !(plain(a) && plain(b) && plain(bias)) {
+        return Ok(None);
+    }
+    let channels = |r: u32| match get(regs, r).ok()? {
+        Value::Public(t) => per_channel(&t.dims, &t.data, dims),
+        Value::Secret(_) => None,
+    };
+    let (Some(num), Some(den), Some(zp)) = (channels(num), channels(den), channels(zp)) else {
+        return Ok(None);
+    };
+    let product = matmul(proto, a, b, dims)?;
+    let sum = elementwise(proto, &product, bias, dims.to_vec(), Elementwise::Add)?;
+    let Some(view) = sum.plain(&*proto) else {
+        return Ok(None);
+    };
+    let q = Requant {
+        num,
+        den,
+        zp,
+        lo,
+        hi,
+    };
+    let out = crate::plain::requantize(view, &q);
+    Ok(sum.like(&*proto, dims.to_vec(), out))
 }
 
 /// Bounds of the sum a fused instruction requantizes, as the verifier infers them.
