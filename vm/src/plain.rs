@@ -97,7 +97,6 @@ impl<'q> ChannelQ<'q> {
             return self.q.apply(self.ch, x);
         };
         let n = i128::from(x) * i128::from(self.num);
-        // From 64 bits where the product fits: a 128-bit conversion is a library call.
         // `x·(num/den)` in floating point: the product often passes 64 bits, and a
         // 128-bit conversion is a library call.
         let est = x as f64 * ratio;
