@@ -5,8 +5,8 @@
 
 use crate::bytecode::{Instr, Program};
 use crate::interp::{
-    conv_plan, conv_secret_operands, elementwise, get, matmul, matmul_secret_operands, requant,
-    requant_params, Elementwise, Fail, Shared, Value,
+    conv_plan, conv_secret_operands, elementwise, get, matmul, matmul_secret_operands,
+    plain_requant, requant, requant_params, Elementwise, Fail, Shared, Value,
 };
 use crate::plain::{conv_requant, per_channel, ChannelRequant, View};
 use crate::tensor::broadcast_to;
@@ -47,7 +47,7 @@ pub(crate) fn product_requant<P: Protocol>(
     if let Some(out) = plain_conv(proto, regs, ins, (bias, num, den, zp), (lo, hi), &dims)? {
         return Ok(out);
     }
-    if let Some(out) = plain_matmul(proto, regs, ins, (bias, num, den, zp), (lo, hi), &dims)? {
+    if let Some(out) = plain_matmul(p, proto, regs, ins, (bias, num, den, zp), (lo, hi), &dims)? {
         return Ok(out);
     }
     let q = requant_params(regs, (num, den, zp), (lo, hi), &dims)?;
@@ -162,6 +162,7 @@ fn plain_conv<P: Protocol>(
 /// channel in plaintext passes ([`crate::plain`]) instead of parameters and bias
 /// broadcast to every element; `None` where the general steps run.
 fn plain_matmul<P: Protocol>(
+    p: &Program,
     proto: &mut P,
     regs: &[Option<Value<P::Shares>>],
     ins: &Instr,
@@ -177,27 +178,14 @@ fn plain_matmul<P: Protocol>(
     if dims.len() < 2 || !(plain(a) && plain(b) && plain(bias)) {
         return Ok(None);
     }
-    let channels = |r: u32| match get(regs, r).ok()? {
-        Value::Public(t) => per_channel(&t.dims, &t.data, dims),
-        Value::Secret(_) => None,
-    };
-    let (Some(num), Some(den), Some(zp)) = (channels(num), channels(den), channels(zp)) else {
-        return Ok(None);
-    };
     let product = matmul(proto, a, b, dims)?;
     let sum = elementwise(proto, &product, bias, dims.to_vec(), Elementwise::Add)?;
-    let Some(view) = sum.plain(&*proto) else {
-        return Ok(None);
-    };
-    let q = Requant {
-        num,
-        den,
-        zp,
-        lo,
-        hi,
-    };
-    let out = crate::plain::requantize(view, &q);
-    Ok(sum.like(&*proto, dims.to_vec(), out))
+    if let Some(out) = plain_requant(proto, regs, &sum, (num, den, zp), (lo, hi), dims) {
+        return Ok(Some(out));
+    }
+    // Parameters that vary along more than the channels: the general requantization.
+    let q = requant_params(regs, (num, den, zp), (lo, hi), dims)?;
+    requant(proto, &sum, &q, accumulator_bounds(p, ins)?, p.trunc).map(Some)
 }
 
 /// Bounds of the sum a fused instruction requantizes, as the verifier infers them.

@@ -1171,7 +1171,7 @@ pub(crate) fn requant_params<S>(
 /// `requant` of plaintext values ([`Value::plain`]) whose parameters vary along the
 /// channel axis only, without broadcasting them to every element; `None` where the
 /// general path runs.
-fn plain_requant<P: Protocol>(
+pub(crate) fn plain_requant<P: Protocol>(
     proto: &P,
     regs: &[Option<Value<P::Shares>>],
     x: &Value<P::Shares>,
