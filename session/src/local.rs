@@ -195,13 +195,17 @@ impl Session {
                 inputs: Some(tensors),
                 weights: Some(weights),
             };
-            let outs = interp::run(
-                program,
-                &mut qmpc_protocols::Clear,
-                CLEAR_ROLES,
-                &data,
-                batch,
-            )
+            // On a worker of rayon's pool, so that each parallel loop is split with the
+            // other workers instead of handed over whole while this thread sleeps.
+            let outs = rayon::scope(|_| {
+                interp::run(
+                    program,
+                    &mut qmpc_protocols::Clear,
+                    CLEAR_ROLES,
+                    &data,
+                    batch,
+                )
+            })
             .or_run()?;
             let wall = start.elapsed().as_secs_f64();
             (outs, vec![Stats::default()], (wall, wall), None)

@@ -739,7 +739,8 @@ pub fn train(args: &TrainArgs) -> Result<()> {
     let ring = session_ring(spec, &t);
     let (results, dealer): (Vec<Result<Outcome>>, Option<Result<Stats>>) = if spec.is_clear() {
         let mut c = qmpc_protocols::clear::Clear;
-        let r = session_loop(&mut c, &plan(0), &owned[0], |_| Stats::default());
+        // On a worker of rayon's pool, as `Session::run` runs `clear`.
+        let r = rayon::scope(|_| session_loop(&mut c, &plan(0), &owned[0], |_| Stats::default()));
         (vec![r], None)
     } else {
         let (addrs, mut listeners) = qmpc_protocols::net::loopback(n + usize::from(spec.dealer))?;
