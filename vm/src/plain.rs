@@ -46,10 +46,11 @@ pub(crate) fn per_channel(t_dims: &[usize], t: &[i64], out: &[usize]) -> Option<
     }
 }
 
-/// One channel's requantization ([`Requant::apply`]) with its division prepared: the
-/// quotient comes from one floating-point estimate, and only where it can land inside
-/// the clamp is it made exact (a correction by the remainder, in integers) — no 64- or
-/// 128-bit division per element.
+/// One channel's requantization ([`Requant::apply`]) with its division prepared. A
+/// power-of-two divisor (every GEMM multiplier) is a shift of a 64-bit product wherever
+/// that product cannot overflow; otherwise the quotient comes from one floating-point
+/// estimate, and only where it can land inside the clamp is it made exact (a correction
+/// by the remainder, in integers) — no 64- or 128-bit division per element.
 struct ChannelQ<'q> {
     q: &'q Requant,
     ch: usize,
@@ -61,6 +62,8 @@ struct ChannelQ<'q> {
     /// `num / den`, and the estimates beyond which the clamp decides: `None` where the
     /// reference runs (clamp bounds too wide for the estimate's margin).
     fast: Option<(f64, f64, f64)>,
+    /// `den = 2^s`: `s`, and the largest `|x|` whose `x·num + den/2` stays under 2^63.
+    shift: Option<(u32, u64)>,
 }
 
 impl<'q> ChannelQ<'q> {
@@ -79,6 +82,13 @@ impl<'q> ChannelQ<'q> {
             }
             _ => None,
         };
+        // `|x·num| ≤ 2^62` and `den/2 ≤ 2^61`: the rounding's sum cannot overflow.
+        let shift = (den > 0 && den.count_ones() == 1 && den <= 1 << 62).then(|| {
+            let x_max = (1u64 << 62)
+                .checked_div(num.unsigned_abs())
+                .unwrap_or(u64::MAX);
+            (den.trailing_zeros(), x_max)
+        });
         ChannelQ {
             q,
             ch,
@@ -88,11 +98,28 @@ impl<'q> ChannelQ<'q> {
             lo: q.lo,
             hi: q.hi,
             fast,
+            shift,
         }
     }
 
-    #[inline]
+    #[inline(always)]
     fn apply(&self, x: i64) -> i64 {
+        match self.shift {
+            Some((s, x_max)) if x.unsigned_abs() <= x_max => {
+                // Round half up by adding half the divisor, then back to even at an exact
+                // tie (nothing left below the shift) whose quotient came out odd.
+                let t = x * self.num + (self.den >> 1);
+                let q = t >> s;
+                let tie = s > 0 && t & (self.den - 1) == 0;
+                let q = q - i64::from(tie & (q & 1 == 1));
+                q.saturating_add(self.zp).clamp(self.lo, self.hi)
+            }
+            _ => self.apply_estimated(x),
+        }
+    }
+
+    #[inline(never)]
+    fn apply_estimated(&self, x: i64) -> i64 {
         let Some((ratio, below, above)) = self.fast else {
             return self.q.apply(self.ch, x);
         };
@@ -797,18 +824,25 @@ mod tests {
         }
 
         /// The prepared division gives [`Requant::apply`]'s result for every value:
-        /// near and far from the clamp, at ties, for divisors small and huge, for
-        /// products past 64 bits, and for clamps too wide for the shortcut.
+        /// near and far from the clamp, at ties, for divisors small and huge (powers of
+        /// two among them), multipliers of either sign, products past 64 bits, and
+        /// clamps too wide for the shortcut.
         #[test]
         fn a_prepared_requantization_is_the_reference(
             seed in any::<u64>(),
             scale in 0u32..63,
             den_bits in 1u32..63,
+            pow2 in any::<bool>(),
+            negative in any::<bool>(),
             wide_clamp in any::<bool>(),
         ) {
             let mut next = values_within(seed);
-            let den = (next(1 << 62).unsigned_abs() >> (62 - den_bits.min(62))).max(1) as i64;
-            let num = next(1 << 62).abs() >> scale;
+            let den = if pow2 {
+                1 << (den_bits - 1)
+            } else {
+                (next(1 << 62).unsigned_abs() >> (62 - den_bits.min(62))).max(1) as i64
+            };
+            let num = (next(1 << 62).abs() >> scale) * if negative { -1 } else { 1 };
             let (lo, hi) = if wide_clamp { (i64::MIN, i64::MAX) } else {
                 let lo = next(1 << 20);
                 (lo, lo + next(1 << 10).abs())
@@ -838,6 +872,20 @@ mod tests {
                         prop_assert_eq!(cq1.apply(x), q1.apply(0, x));
                     }
                 }
+            }
+        }
+
+        /// Small divisors, 1 among them (no rounding at all), on every small value.
+        #[test]
+        fn a_prepared_requantization_of_small_divisors_is_the_reference(
+            num in -7i64..8,
+            s in 0u32..4,
+            zp in -3i64..4,
+        ) {
+            let q = Requant { num: vec![num], den: vec![1 << s], zp: vec![zp], lo: -40, hi: 40 };
+            let cq = ChannelQ::new(&q, 0);
+            for x in -20..20 {
+                prop_assert_eq!(cq.apply(x), q.apply(0, x), "x {} num {} s {}", x, num, s);
             }
         }
 
