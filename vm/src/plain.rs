@@ -123,7 +123,6 @@ impl<'q> ChannelQ<'q> {
         let Some((ratio, below, above)) = self.fast else {
             return self.q.apply(self.ch, x);
         };
-        let n = i128::from(x) * i128::from(self.num);
         // `x·(num/den)` in floating point: the product often passes 64 bits, and a
         // 128-bit conversion is a library call.
         let est = x as f64 * ratio;
@@ -142,6 +141,26 @@ impl<'q> ChannelQ<'q> {
         }
         // Inside (|est| < 2^40 + 2): truncated, the floor is off by at most one; the
         // remainder says which way.
+        if self.den <= 1 << 61 {
+            // The remainder is within (−2·den, 2·den): exact in wrapping 64-bit
+            // arithmetic, whatever the product's width.
+            let den = self.den;
+            let mut q = est as i64;
+            let mut r = x.wrapping_mul(self.num).wrapping_sub(q.wrapping_mul(den));
+            while r < 0 {
+                q -= 1;
+                r += den;
+            }
+            while r >= den {
+                q += 1;
+                r -= den;
+            }
+            if r > den - r || (r == den - r && q & 1 == 1) {
+                q += 1;
+            }
+            return q.saturating_add(self.zp).clamp(self.lo, self.hi);
+        }
+        let n = i128::from(x) * i128::from(self.num);
         let den = i128::from(self.den);
         let mut q = i128::from(est as i64);
         let mut r = n - q * den;
