@@ -246,18 +246,30 @@ impl crate::func::Selection for Clear {
         table: &[i64],
         offset: i64,
     ) -> Result<Vec<i64>, ProtocolError> {
-        x.iter()
+        let index = |v: i64| usize::try_from(v.wrapping_sub(offset)).ok();
+        let outside = |v: &i64| index(*v).is_none_or(|i| i >= table.len());
+        // Checked first, in chunks (rayon's per-element search costs more than the
+        // check), so that the lookup itself is an indexed map that fills its output in
+        // place.
+        let first = x
+            .par_chunks(1 << 14)
+            .find_map_first(|c| c.iter().copied().find(outside));
+        if let Some(value) = first {
+            return Err(ProtocolError::LookupOutOfRange {
+                value,
+                offset,
+                len: table.len(),
+            });
+        }
+        Ok(x.par_iter()
+            .with_min_len(MIN_TASK)
             .map(|&v| {
-                usize::try_from(v.wrapping_sub(offset))
-                    .ok()
-                    .and_then(|i| table.get(i).copied())
-                    .ok_or(ProtocolError::LookupOutOfRange {
-                        value: v,
-                        offset,
-                        len: table.len(),
-                    })
+                index(v)
+                    .and_then(|i| table.get(i))
+                    .copied()
+                    .unwrap_or_default()
             })
-            .collect()
+            .collect())
     }
 }
 
@@ -340,6 +352,33 @@ mod tests {
             let table: Vec<i64> = (0..=span.min(300)).map(|i| i * 7 % 23 - 11).collect();
             let idx: Vec<i64> = x.iter().map(|&v| lo + (v - lo) % table.len() as i64).collect();
             prop_assert_eq!(g.lookup(&idx, &table, lo).unwrap(), c.lookup(&idx, &table, lo).unwrap());
+        }
+    }
+
+    /// A lookup reads `table[x − offset]`, and names the first value outside the table
+    /// (below it, past its end, or so far off that the index wraps).
+    #[test]
+    fn a_lookup_reads_the_table_and_names_the_first_value_outside_it() {
+        let table = [10, 20, 30];
+        let mut x = vec![5, 7, 6];
+        x.extend(vec![6; 1 << 15]);
+        let got = Clear.lookup(&x, &table, 5).unwrap();
+        assert_eq!(&got[..3], &[10, 30, 20]);
+        assert!(got[3..].iter().all(|&v| v == 20));
+        for bad in [4, 8, i64::MIN] {
+            let mut y = x.clone();
+            y[20_000] = bad;
+            y[30_000] = 9;
+            match Clear.lookup(&y, &table, 5) {
+                Err(ProtocolError::LookupOutOfRange {
+                    value,
+                    offset: 5,
+                    len: 3,
+                }) => {
+                    assert_eq!(value, bad)
+                }
+                other => panic!("{bad}: {other:?}"),
+            }
         }
     }
 }
