@@ -235,7 +235,10 @@ pub fn party(args: &PartyArgs) -> Result<()> {
     } else {
         qmpc_vm::bytecode::Weights { tensors: vec![] }
     };
-    let model = Model { program, weights };
+    let model = Model {
+        program,
+        weights: std::sync::Arc::new(weights),
+    };
     let arrays = if me == roles.data_owner {
         if args.input.is_empty() {
             bail!("the data owner needs --input X.npy");

@@ -15,7 +15,7 @@ use qmpc_vm::bytecode::asm::{assemble, disassemble};
 use qmpc_vm::interp::{self, PartyData, Roles};
 use qmpc_vm::tensor::Tensor;
 use qmpc_vm::{Program, Weights};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 struct Seed {
     onnx: Vec<u8>,
@@ -89,7 +89,7 @@ fn run_small(p: &Program, weights: &[u8]) {
         .collect();
     let data = PartyData {
         inputs: Some(inputs),
-        weights: Weights::from_bytes(weights).ok(),
+        weights: Weights::from_bytes(weights).ok().map(Arc::new),
     };
     let roles = Roles {
         model_owner: 0,

@@ -103,7 +103,7 @@ fn view(
                 }
                 let data = PartyData {
                     inputs: (i == ROLES.data_owner).then(|| vec![input.clone()]),
-                    weights: (i == ROLES.model_owner).then(|| weights.clone()),
+                    weights: (i == ROLES.model_owner).then(|| Arc::new(weights.clone())),
                 };
                 let net: Box<dyn Transport> = Box::new(Recorder {
                     inner: Box::new(mesh),
@@ -375,7 +375,7 @@ fn train_ledger(spec: &Spec, fresh: bool) -> Ledger {
     };
     let model = PartyData {
         inputs: None,
-        weights: Some(t.weights.clone()),
+        weights: Some(Arc::new(t.weights.clone())),
     };
     let n = if spec.parties.allows(3) { 3 } else { 2 };
     let total = n + usize::from(spec.dealer);

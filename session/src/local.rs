@@ -232,7 +232,7 @@ impl Session {
     fn run_local_parties(
         &self,
         program: &Program,
-        weights: Weights,
+        weights: Arc<Weights>,
         inputs: Vec<Tensor<i64>>,
         batch: usize,
     ) -> Result<LocalOutcome> {

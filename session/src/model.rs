@@ -4,12 +4,14 @@ use crate::error::{Error, Kind, Result};
 use anyhow::Context;
 use qmpc_vm::bytecode::{Program, Weights};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// The public program and, with secret weights, the model owner's weights (empty for a
 /// party that does not hold them, and for a program with public weights).
 pub struct Model {
     pub program: Program,
-    pub weights: Weights,
+    /// Shared with each run's model owner, not copied.
+    pub weights: Arc<Weights>,
 }
 
 /// `MODEL.qmpw` beside `MODEL.qmpc`.
@@ -57,7 +59,7 @@ impl Model {
         let c = qmpc_compiler::compile_bytes(onnx, name, opts).or_model()?;
         Ok(Model {
             program: c.program,
-            weights: c.weights,
+            weights: Arc::new(c.weights),
         })
     }
 
@@ -68,7 +70,7 @@ impl Model {
             let c = qmpc_compiler::compile_file(path, opts).or_model()?;
             return Ok(Model {
                 program: c.program,
-                weights: c.weights,
+                weights: Arc::new(c.weights),
             });
         }
         let program = load_program(path)?;
@@ -77,7 +79,10 @@ impl Model {
         } else {
             load_weights(&weights_path(path), "the model owner's weights")?
         };
-        Ok(Model { program, weights })
+        Ok(Model {
+            program,
+            weights: Arc::new(weights),
+        })
     }
 
     /// A program and its weights as bytes (`weights` may be omitted where they are
@@ -88,7 +93,10 @@ impl Model {
             Some(w) => weights_from_bytes(w, "the weights")?,
             None => Weights { tensors: vec![] },
         };
-        Ok(Model { program, weights })
+        Ok(Model {
+            program,
+            weights: Arc::new(weights),
+        })
     }
 
     /// Whether the weights are the model owner's secret (not constants of the program).

@@ -17,6 +17,7 @@ use qmpc_vm::bytecode::{Program, Weights};
 use qmpc_vm::interp::{self, PartyData, Roles, Shared, States};
 use qmpc_vm::tensor::Tensor;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -228,7 +229,7 @@ fn padded_test(x: &Array, labels: &Array, rows: usize) -> Result<(Array, Array, 
 /// What one party brings to the session.
 #[derive(Default)]
 pub(crate) struct Owned {
-    pub weights: Option<Weights>,
+    pub weights: Option<Arc<Weights>>,
     /// The rows and labels of the data owners this party is, by their place in
     /// [`Plan::owners`].
     pub data: BTreeMap<usize, Vec<Tensor<i64>>>,
@@ -714,7 +715,7 @@ pub fn train(args: &TrainArgs) -> Result<()> {
     let (test, test_chunks) = test_inputs(&t, test.as_ref())?;
     let test_rows = test_rows.unwrap_or(0);
     let mut owned: Vec<Owned> = (0..n).map(|_| Owned::default()).collect();
-    owned[roles.model_owner].weights = Some(t.weights.clone());
+    owned[roles.model_owner].weights = Some(Arc::new(t.weights.clone()));
     let mut owners = Vec::new();
     for (k, (owner, x, y)) in sets.iter().enumerate() {
         let data = read_rows(&t.setup_data, x, y, t.classes, t.loss)

@@ -17,6 +17,7 @@ use qmpc_protocols::registry::DealerMode;
 use qmpc_protocols::{PartyId, Spec};
 use qmpc_vm::interp::Roles;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -412,7 +413,7 @@ fn prepare(
     train::check_dealt(spec, &t, n, first, args.settings.batch)?;
     let mut own = Owned::default();
     if me == roles.model_owner {
-        own.weights = Some(t.weights.clone());
+        own.weights = Some(Arc::new(t.weights.clone()));
     }
     if let Some((x, y)) = &set {
         let k = owners

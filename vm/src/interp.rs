@@ -13,6 +13,7 @@ use qmpc_protocols::{Bounds, MatDims, PartyId, Protocol, ProtocolError};
 use rayon::prelude::*;
 use std::borrow::Cow;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 /// Which party plays which role.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -41,7 +42,8 @@ impl Default for Roles {
 pub struct PartyData {
     /// Quantized inputs, one per program input, with the run's batch size.
     pub inputs: Option<Vec<Tensor<i64>>>,
-    pub weights: Option<Weights>,
+    /// Shared, not copied: a run only reads them (ResNet-50's are 200 MB of words).
+    pub weights: Option<Arc<Weights>>,
 }
 
 /// Why a run failed.
