@@ -17,9 +17,9 @@ use qmpc_vm::bytecode::{Program, Weights};
 use qmpc_vm::interp::{self, PartyData, Roles, Shared, States};
 use qmpc_vm::tensor::Tensor;
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Instant;
 
 /// The most dealer material one step may take: it is held whole by the dealer and by

@@ -17,8 +17,8 @@ use qmpc_protocols::registry::DealerMode;
 use qmpc_protocols::{PartyId, Spec};
 use qmpc_vm::interp::Roles;
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Instant;
 
 /// What `qmpc party --train` was asked.

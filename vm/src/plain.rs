@@ -141,29 +141,18 @@ impl<'q> ChannelQ<'q> {
         }
         // Inside (|est| < 2^40 + 2): truncated, the floor is off by at most one; the
         // remainder says which way.
-        if self.den <= 1 << 61 {
+        let q0 = est as i64;
+        let r0 = if self.den <= 1 << 61 {
             // The remainder is within (−2·den, 2·den): exact in wrapping 64-bit
             // arithmetic, whatever the product's width.
-            let den = self.den;
-            let mut q = est as i64;
-            let mut r = x.wrapping_mul(self.num).wrapping_sub(q.wrapping_mul(den));
-            while r < 0 {
-                q -= 1;
-                r += den;
-            }
-            while r >= den {
-                q += 1;
-                r -= den;
-            }
-            if r > den - r || (r == den - r && q & 1 == 1) {
-                q += 1;
-            }
-            return q.saturating_add(self.zp).clamp(self.lo, self.hi);
-        }
-        let n = i128::from(x) * i128::from(self.num);
-        let den = i128::from(self.den);
-        let mut q = i128::from(est as i64);
-        let mut r = n - q * den;
+            i128::from(
+                x.wrapping_mul(self.num)
+                    .wrapping_sub(q0.wrapping_mul(self.den)),
+            )
+        } else {
+            i128::from(x) * i128::from(self.num) - i128::from(q0) * i128::from(self.den)
+        };
+        let (den, mut q, mut r) = (i128::from(self.den), i128::from(q0), r0);
         while r < 0 {
             q -= 1;
             r += den;
