@@ -131,6 +131,17 @@ pub trait Core {
         None
     }
 
+    /// [`Core::fork`] for an instruction that shares an owner's values (`input`,
+    /// `weight`), which takes no material from a dealer: the dataflow runner begins it
+    /// as soon as the run starts, wherever it stands in the program, and a dealer's
+    /// party must not read ahead to it.
+    fn fork_input(&mut self, task: u64, port: mux::Port) -> Option<Self>
+    where
+        Self: Sized,
+    {
+        self.fork(task, port)
+    }
+
     /// Read the dealer's next chunk of material for a running copy that needs it
     /// ([`mux::Fetcher`]): the dealer's link is this copy's transport's.
     fn fetch_material(&mut self) -> Result<(), ProtocolError> {

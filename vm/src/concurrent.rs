@@ -171,7 +171,12 @@ pub(crate) fn run<P: Protocol + Send>(
                 let (rep_tx, rep_rx) = channel();
                 let (out_tx, out_rx) = channel();
                 let port = Port::new(me, parties, ev_tx.clone(), rep_rx);
-                let mut fork = proto.fork(states.task(i), port).ok_or_else(|| {
+                let forked = if matches!(ins, Instr::Input { .. } | Instr::Weight { .. }) {
+                    proto.fork_input(states.task(i), port)
+                } else {
+                    proto.fork(states.task(i), port)
+                };
+                let mut fork = forked.ok_or_else(|| {
                     failed(
                         program,
                         i,

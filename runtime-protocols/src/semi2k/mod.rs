@@ -181,6 +181,27 @@ impl<W: Word> Semi2k<W> {
         self.input_streams = (0..self.n).map(|_| None).collect();
     }
 
+    /// A copy running the instruction `task` beside others ([`Core::fork`]); its
+    /// material's source reads the chunks before it first unless `reads` is false
+    /// ([`Core::fork_input`]).
+    fn fork_reading(&mut self, task: u64, port: Port, reads: bool) -> Semi2k<W> {
+        let prep = self
+            .prep
+            .fork(task, self.net.as_mut(), port.fetcher(), reads);
+        Semi2k {
+            me: self.me,
+            gates: self.gates,
+            n: self.n,
+            net: Box::new(port),
+            keys: self.keys.clone(),
+            prep,
+            input_streams: (0..self.n).map(|_| None).collect(),
+            task,
+            offline: Stats::default(),
+            _ring: PhantomData,
+        }
+    }
+
     /// One round: send `msg` to every other computing party and receive as many bytes
     /// from each. Returns their messages in party order.
     fn all_round(&mut self, msg: Vec<u8>) -> R<Vec<Vec<u8>>> {
@@ -317,19 +338,11 @@ impl<W: Word> Core for Semi2k<W> {
     }
 
     fn fork(&mut self, task: u64, port: Port) -> Option<Self> {
-        let prep = self.prep.fork(task, self.net.as_mut(), port.fetcher());
-        Some(Semi2k {
-            me: self.me,
-            gates: self.gates,
-            n: self.n,
-            net: Box::new(port),
-            keys: self.keys.clone(),
-            prep,
-            input_streams: (0..self.n).map(|_| None).collect(),
-            task,
-            offline: Stats::default(),
-            _ring: PhantomData,
-        })
+        Some(self.fork_reading(task, port, true))
+    }
+
+    fn fork_input(&mut self, task: u64, port: Port) -> Option<Self> {
+        Some(self.fork_reading(task, port, false))
     }
 
     fn exchange_merged(&mut self, requests: Vec<Request>) -> R<Vec<Reply>> {
