@@ -5,7 +5,8 @@
 //! chunk (a long message, [`send_long`]) and goes on; the last chunk of a run says so. An
 //! instruction's record may so span chunks: a huge gate deals its material as several
 //! blocks (`fss` keys, a piece of elements each), and a party reads them as it goes. A
-//! party reads chunks until every instruction before the one it begins is dealt, reads
+//! party reads chunks until every instruction before the one it begins is dealt (not
+//! for an owner's input: [`super::prep::Source::fork`]), reads
 //! more when the running instruction needs a block not here yet, and drops each block
 //! once taken. So neither side holds more than a few chunks and the blocks of the
 //! instructions running at the same time, and a slow party stops the dealer through the
