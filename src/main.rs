@@ -230,7 +230,8 @@ enum Cmd {
         /// without it, its shape and each row's top class are printed.
         #[arg(long)]
         output: Option<PathBuf>,
-        /// Every party's rounds and bytes, the dealer's bytes and the times, as JSON.
+        /// Every party's rounds and bytes, the dealer's bytes, the times and the process's
+        /// peak memory (all parties together), as JSON.
         #[arg(long)]
         stats: Option<PathBuf>,
         /// With an ONNX model: how to compile it.
@@ -308,7 +309,7 @@ enum Cmd {
         /// owner writes the trained model); only it takes this.
         #[arg(long, short)]
         output: Option<PathBuf>,
-        /// This party's own rounds and bytes as JSON.
+        /// This party's own rounds and bytes, its times and its peak memory, as JSON.
         #[arg(long)]
         stats: Option<PathBuf>,
         /// Train MODEL, a float ONNX export, as `qmpc train` does, with the session's flags

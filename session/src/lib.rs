@@ -16,6 +16,7 @@ pub mod io;
 pub mod keygen;
 mod local;
 mod member;
+pub mod memory;
 mod model;
 pub mod npy;
 pub mod party;

@@ -375,8 +375,9 @@ fn check_batch(owner: PartyId, b: usize) -> Result<()> {
     Ok(())
 }
 
-/// `--stats` JSON (DESIGN.md keys, plus bytes received, the ring and `online_s`: the wall
-/// time without the connection set-up).
+/// `--stats` JSON (DESIGN.md keys, plus bytes received, the ring, `online_s`: the wall
+/// time without the connection set-up, and `peak_rss_bytes`: the process's peak resident
+/// set when the JSON is made, `null` where the system does not say).
 pub fn stats_json(
     protocol: &Spec,
     ring: u32,
@@ -388,6 +389,7 @@ pub fn stats_json(
     let (pre_bytes, pre_wall) = preprocessing.map_or((0, 0.0), |d| (d.stats.bytes_sent, d.wall_s));
     let rounds = per_party.iter().map(|s| s.rounds).max().unwrap_or(0);
     let sent: u64 = per_party.iter().map(|s| s.bytes_sent).sum();
+    let peak = crate::memory::peak_rss_bytes().map_or("null".to_string(), |b| b.to_string());
     let parties: Vec<String> = per_party
         .iter()
         .enumerate()
@@ -402,7 +404,7 @@ pub fn stats_json(
         "{{\"protocol\": \"{}\", \"parties\": {}, \"batch\": {batch}, \"rounds\": {rounds}, \
          \"bytes_sent\": {sent}, \"per_party\": [{}], \
          \"preprocessing\": {{\"bytes_sent\": {pre_bytes}, \"wall_s\": {pre_wall:.6}}}, \"ring_bits\": {ring}, \
-         \"wall_s\": {wall_s:.6}, \"online_s\": {online_s:.6}}}\n",
+         \"wall_s\": {wall_s:.6}, \"online_s\": {online_s:.6}, \"peak_rss_bytes\": {peak}}}\n",
         protocol.name,
         per_party.len(),
         parties.join(", ")

@@ -34,11 +34,19 @@ use chacha20::rand_core::Rng;
 
 type R<T> = Result<T, ProtocolError>;
 
-/// The most opened values a ledger holds before the parties check them (256 MiB of
-/// terms per party): they check as they take material for a call or an input once it
-/// holds this many, and the counting dealer does the same at the same points, so that
-/// `qmpc cost` counts these checks too. A check before every reveal stays.
-pub(super) const CHECK_EVERY: u64 = if cfg!(test) { 64 } else { 1 << 24 };
+/// The most opened values a ledger holds before the parties check them (64 MiB of terms
+/// per party): they check as they take material for a call or an input once it holds
+/// this many, and the counting dealer does the same at the same points, so that `qmpc
+/// cost` counts these checks too. A check before every reveal stays. With 2^24 (and the
+/// terms in one vector, doubling as it grew) the ledgers alone held up to 0.8 GB per
+/// party: ShuffleNetV2-0.5 under `spdz2k` peaked at 3.1–3.9 GB in one process; now
+/// 3 rounds per check more (NOTES.md, issue 21 session 15).
+pub(super) const CHECK_EVERY: u64 = if cfg!(test) { 64 } else { 1 << 22 };
+
+/// Terms per segment of a ledger: it grows a segment at a time, never copying what it
+/// holds into a vector twice as long. 8 in the unit tests, so that their checks cross
+/// segments.
+const SEGMENT: usize = if cfg!(test) { 8 } else { 1 << 16 };
 
 /// Bytes each party sends each peer in the three rounds of a check.
 const ROUND_BYTES: [usize; 3] = [16 + 32 + 32, 32, 32];
@@ -53,8 +61,10 @@ pub(super) fn pattern(parties: usize) -> Rounds {
 
 /// The openings since the last check.
 pub(super) struct Ledger {
-    /// `m_i(x_j) − α_i·x̃_j` of every opening `j`: `z_i` is their `χ`-weighted sum.
-    terms: Vec<u128>,
+    /// `m_i(x_j) − α_i·x̃_j` of every opening `j`, in order, [`SEGMENT`] to a vector: `z_i`
+    /// is their `χ`-weighted sum.
+    terms: Vec<Vec<u128>>,
+    len: u64,
     /// Every value this party saw opened or broadcast, in order.
     transcript: blake3::Hasher,
 }
@@ -63,25 +73,36 @@ impl Ledger {
     pub fn new() -> Ledger {
         Ledger {
             terms: Vec::new(),
+            len: 0,
             transcript: blake3::Hasher::new(),
         }
     }
 
     /// Record the opening of `shares` as `opened`, under this party's key share `alpha`.
     pub fn record(&mut self, shares: &[Auth], opened: &[u128], alpha: u128) {
-        self.terms.extend(
-            shares
-                .iter()
-                .zip(opened)
-                .map(|(s, &x)| s.m.wrapping_sub(alpha.wrapping_mul(x))),
-        );
+        for (s, &x) in shares.iter().zip(opened) {
+            match self.terms.last_mut() {
+                Some(seg) if seg.len() < SEGMENT => seg.push(term(s, x, alpha)),
+                _ => {
+                    let mut seg = Vec::with_capacity(SEGMENT);
+                    seg.push(term(s, x, alpha));
+                    self.terms.push(seg);
+                }
+            }
+            self.len += 1;
+        }
         let bytes: Vec<u8> = opened.iter().flat_map(|v| v.to_le_bytes()).collect();
         self.transcript.update(&bytes);
     }
 
     /// Opened values since the last check.
     pub fn len(&self) -> u64 {
-        self.terms.len() as u64
+        self.len
+    }
+
+    /// Every term, in the order of the openings.
+    fn terms(&self) -> impl Iterator<Item = &u128> {
+        self.terms.iter().flatten()
     }
 
     /// Record values one party sent every other (an input's masked value): only their
@@ -90,6 +111,11 @@ impl Ledger {
         let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
         self.transcript.update(&bytes);
     }
+}
+
+/// One opening's term: this party's MAC share less its key share times the value.
+fn term(share: &Auth, opened: u128, alpha: u128) -> u128 {
+    share.m.wrapping_sub(alpha.wrapping_mul(opened))
 }
 
 /// This party's coin seeds for the checks' coefficients: the one committed to, and each
@@ -182,7 +208,7 @@ impl<W: Word> Spdz2k<W> {
         // Rounds 2 and 3: commit to z_i, then open it.
         let mut rng = Stream::new(*blake3::hash(&seed).as_bytes(), 0);
         // χ_j drawn as the fold goes: no second vector as long as the ledger.
-        let z = self.ledger.terms.iter().fold(0u128, |z, t| {
+        let z = self.ledger.terms().fold(0u128, |z, t| {
             z.wrapping_add(t.wrapping_mul(u128::from(rng.next_u64())))
         });
         let mut opening = z.to_le_bytes().to_vec();
@@ -207,5 +233,32 @@ impl<W: Word> Spdz2k<W> {
         }
         self.ledger = Ledger::new();
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The terms come back in the order of the openings, across segments and records.
+    #[test]
+    fn a_ledger_keeps_every_term_in_order_across_segments() {
+        let alpha = 0x1234_5678_9abc_def0_u128;
+        let mut ledger = Ledger::new();
+        let mut want = Vec::new();
+        for (record, n) in [5usize, 13, 1, 8, 0, 21].into_iter().enumerate() {
+            let shares: Vec<Auth> = (0..n)
+                .map(|i| Auth {
+                    x: 0,
+                    m: (record * 1000 + i) as u128 * 0x9e37_79b9_7f4a_7c15,
+                })
+                .collect();
+            let opened: Vec<u128> = (0..n).map(|i| (record * 31 + i) as u128).collect();
+            want.extend(shares.iter().zip(&opened).map(|(s, &x)| term(s, x, alpha)));
+            ledger.record(&shares, &opened, alpha);
+        }
+        assert_eq!(ledger.len(), want.len() as u64);
+        assert!(ledger.terms.iter().all(|seg| seg.len() <= SEGMENT));
+        assert_eq!(ledger.terms().copied().collect::<Vec<_>>(), want);
     }
 }
