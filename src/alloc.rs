@@ -10,7 +10,10 @@
 //! RSS climb past the live peak (ResNet-18 under `mal-rep3`: 9.6 GB against 6.8 live;
 //! `shamir`, until its daBits stopped copying their draws: 6.2 against 3.6) — yet purging costs those runs far more than it saves
 //! small ones (`mal-rep3` 142 s online never purging, 310 s with mimalloc's default
-//! second, 494 s purging at once; NOTES.md, issue 21 session 10), so the setting stays.
+//! second, 494 s purging at once; NOTES.md, issue 21 session 10), so the setting stays —
+//! but for a protocol whose registry entry asks otherwise ([`qmpc_protocols::registry::
+//! Spec::purge_after_ms`]: `shamir`, whose kept memory took EfficientNet-B0 to 4.66 GB
+//! against a live peak near 2; 3.18 GB handing it back after a second, session 15).
 //!
 //! mimalloc also asks the kernel for transparent huge pages on its arenas
 //! (`madvise(MADV_HUGEPAGE)`), and a first touch then faults in and zeroes 2 MiB at once.
@@ -26,18 +29,27 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// mimalloc's settings this process runs with, read from the environment once, as the
 /// process starts: how long freed memory waits before it goes back to the OS (`-1`:
-/// never), and whether its arenas may take transparent huge pages (`0`: no; mimalloc
-/// then also turns them off for the process with `prctl`).
-const SETTINGS: [(&str, &str); 2] = [("MIMALLOC_PURGE_DELAY", "-1"), ("MIMALLOC_ALLOW_THP", "0")];
+/// never; the protocol's [`qmpc_protocols::registry::Spec::purge_after_ms`] where the
+/// command runs one), and whether its arenas may take transparent huge pages (`0`: no;
+/// mimalloc then also turns them off for the process with `prctl`).
+fn settings(purge_after_ms: Option<u32>) -> [(&'static str, String); 2] {
+    [
+        (
+            "MIMALLOC_PURGE_DELAY",
+            purge_after_ms.map_or("-1".to_string(), |ms| ms.to_string()),
+        ),
+        ("MIMALLOC_ALLOW_THP", "0".to_string()),
+    ]
+}
 
-/// Restart this process with [`SETTINGS`] set, each unless the user set it already (a
+/// Restart this process with [`settings`] set, each unless the user set it already (a
 /// value the user set is kept): `exec`, the same process, no child. Returns only where
 /// every setting is in place, or where the restart is impossible (then the run goes on as
 /// it is).
-pub fn configure() {
+pub fn configure(purge_after_ms: Option<u32>) {
     use std::os::unix::process::CommandExt;
-    let missing: Vec<_> = SETTINGS
-        .iter()
+    let missing: Vec<_> = settings(purge_after_ms)
+        .into_iter()
         .filter(|(name, _)| std::env::var_os(name).is_none())
         .collect();
     if missing.is_empty() {

@@ -442,8 +442,13 @@ fn to_stdout(text: &str) -> Result<()> {
 }
 
 fn main() {
-    alloc::configure();
     let cli = Cli::parse();
+    // The allocator's settings depend on the protocol: set before anything big is made.
+    let spec = cli
+        .cmd
+        .protocol()
+        .and_then(|p| qmpc_protocols::registry::find(&p).ok());
+    alloc::configure(spec.and_then(|s| s.purge_after_ms()));
     if let Err(e) = dispatch(cli.cmd) {
         // A progress line may be half drawn.
         if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
@@ -451,6 +456,20 @@ fn main() {
         }
         eprintln!("error: {e:#}");
         std::process::exit(1);
+    }
+}
+
+impl Cmd {
+    /// The protocol this command runs, where it runs one (a party's is in its config; an
+    /// unreadable config is reported when the party starts).
+    fn protocol(&self) -> Option<String> {
+        match self {
+            Cmd::Run { protocol, .. } | Cmd::Train { protocol, .. } => Some(protocol.clone()),
+            Cmd::Party { config, .. } => qmpc_session::party::PartiesConfig::read(config)
+                .ok()
+                .map(|c| c.protocol),
+            _ => None,
+        }
     }
 }
 

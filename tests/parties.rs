@@ -287,34 +287,46 @@ fn a_party_that_never_connects_is_named() {
 fn a_party_runs_with_the_allocators_settings() {
     let base = fresh_dir("allocator-settings");
     let program = compile_into(&base, MODEL);
-    let config = write_config(&base, &ports(3));
-    for (name, default, given) in [
-        ("MIMALLOC_PURGE_DELAY", "-1", "250"),
-        ("MIMALLOC_ALLOW_THP", "0", "1"),
+    let rep3 = write_config(&base, &ports(3));
+    std::fs::create_dir_all(base.join("shamir")).expect("temp dir");
+    let shamir = write_config_for(&base.join("shamir"), &ports(3), "shamir");
+    // `shamir` asks to hand freed memory back after a second (`Spec::purge_after_ms`).
+    for (config, name, default, given) in [
+        (&rep3, "MIMALLOC_PURGE_DELAY", "-1", "250"),
+        (&rep3, "MIMALLOC_ALLOW_THP", "0", "1"),
+        (&shamir, "MIMALLOC_PURGE_DELAY", "1000", "250"),
     ] {
         for (set, want) in [(None, default), (Some(given), given)] {
             let env: Vec<(&str, &str)> = set.map(|v| (name, v)).into_iter().collect();
-            let mut c = spawn_with(&base, &party_args(2, &config, &program, &[]), None, &env);
+            let mut c = spawn_with(&base, &party_args(2, config, &program, &[]), None, &env);
             // The party waits up to 3 s for peers that never come: read its environment then.
-            let environ = format!("/proc/{}/environ", c.id());
-            let prefix = format!("{name}=");
-            let start = Instant::now();
-            let mut seen = None;
-            while start.elapsed() < Duration::from_secs(2) {
-                if let Ok(b) = std::fs::read(&environ) {
-                    let vars = String::from_utf8_lossy(&b).into_owned();
-                    if let Some(v) = vars.split('\0').find_map(|v| v.strip_prefix(&prefix)) {
-                        seen = Some(v.to_string());
-                        break;
-                    }
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
+            let seen = environment_variable(&c, name);
             let _ = c.kill();
             let _ = c.wait();
-            assert_eq!(seen.as_deref(), Some(want), "{name} set to {set:?}");
+            assert_eq!(
+                seen.as_deref(),
+                Some(want),
+                "{name} set to {set:?} in {config:?}"
+            );
         }
     }
+}
+
+/// `name` in `c`'s environment, once it has restarted with it (within 2 s).
+fn environment_variable(c: &std::process::Child, name: &str) -> Option<String> {
+    let environ = format!("/proc/{}/environ", c.id());
+    let prefix = format!("{name}=");
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(2) {
+        if let Ok(b) = std::fs::read(&environ) {
+            let vars = String::from_utf8_lossy(&b).into_owned();
+            if let Some(v) = vars.split('\0').find_map(|v| v.strip_prefix(&prefix)) {
+                return Some(v.to_string());
+            }
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    None
 }
 
 /// Plays party 2 by hand: connects and says hello (the batch is the data owner's claim in

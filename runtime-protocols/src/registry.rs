@@ -423,6 +423,21 @@ impl Spec {
         matches!(self.kind, Kind::MalRep3)
     }
 
+    /// How long memory that a run frees waits before the allocator hands it back to the
+    /// OS, in milliseconds; `None`: never (`qmpc` sets it for its process, `src/alloc.rs`).
+    /// `shamir` hands it back after a second: its selections and lookups take and free
+    /// hundreds of MB at a time on many threads, and memory kept but fragmented took
+    /// EfficientNet-B0 to 4.66 GB peak RSS against a live peak near 2 GB (3.18 GB after a
+    /// second, 523 s against 588). `mal-rep3` on ResNet-18 took 28% longer for it (83 →
+    /// 107 s; 3.76 → 3.19 GB) and `rep3` kept its time, so the others keep their memory
+    /// (NOTES.md, issue 21 session 15).
+    pub fn purge_after_ms(&self) -> Option<u32> {
+        match self.kind {
+            Kind::Shamir => Some(1000),
+            _ => None,
+        }
+    }
+
     /// The cost formulas of `parties` parties computing in `bits` (one of [`Spec::widths`]).
     pub fn costs(&self, parties: usize, bits: u32) -> Result<Box<dyn Costs>, ProtocolError> {
         self.party_count(Some(parties))
