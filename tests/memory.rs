@@ -41,7 +41,9 @@ fn dealer_protocols_stream_their_material_on_a_deep_network() {
         let j: serde_json::Value = serde_json::from_str(&stats).expect("stats JSON");
         let Some(peak) = j["peak_rss_bytes"].as_u64() else {
             // Linux always says; elsewhere the bound cannot be checked.
-            assert!(!cfg!(target_os = "linux"), "no peak_rss_bytes in {stats}");
+            if cfg!(target_os = "linux") {
+                failures.push(format!("{protocol}: no peak_rss_bytes in {stats}"));
+            }
             continue;
         };
         eprintln!("{id} under {protocol}: peak RSS {:.2} GB", peak as f64 / GB);
