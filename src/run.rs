@@ -273,8 +273,7 @@ fn dealer(args: &PartyArgs, member: &Member) -> Result<()> {
     let program = load_program(&args.model)?;
     let d = member.run_dealer(&program, &security)?;
     if let Some(path) = &args.stats {
-        let peak =
-            qmpc_session::memory::peak_rss_bytes().map_or("null".to_string(), |b| b.to_string());
+        let peak = qmpc_session::memory::peak_rss_json();
         let json = format!(
             "{{\"protocol\": \"{}\", \"role\": \"dealer\", \"preprocessing\": \
              {{\"bytes_sent\": {}, \"wall_s\": {:.6}}}, \"peak_rss_bytes\": {peak}}}\n",

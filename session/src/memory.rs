@@ -8,6 +8,11 @@ pub fn peak_rss_bytes() -> Option<u64> {
     parse_vm_hwm(&status)
 }
 
+/// [`peak_rss_bytes`] as a JSON value: the number, or `null`.
+pub fn peak_rss_json() -> String {
+    peak_rss_bytes().map_or("null".to_string(), |b| b.to_string())
+}
+
 /// `VmHWM:    123456 kB` in `/proc/self/status`, in bytes.
 fn parse_vm_hwm(status: &str) -> Option<u64> {
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;

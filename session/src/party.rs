@@ -389,7 +389,7 @@ pub fn stats_json(
     let (pre_bytes, pre_wall) = preprocessing.map_or((0, 0.0), |d| (d.stats.bytes_sent, d.wall_s));
     let rounds = per_party.iter().map(|s| s.rounds).max().unwrap_or(0);
     let sent: u64 = per_party.iter().map(|s| s.bytes_sent).sum();
-    let peak = crate::memory::peak_rss_bytes().map_or("null".to_string(), |b| b.to_string());
+    let peak = crate::memory::peak_rss_json();
     let parties: Vec<String> = per_party
         .iter()
         .enumerate()
