@@ -88,8 +88,18 @@ pub fn run(args: &RunArgs) -> Result<()> {
         // Before a run that may send tens of GB, say what it will cost; while it runs, a
         // progress line on a terminal.
         let (_, batch) = qmpc_session::io::quantize_inputs(&model.program, &inputs)?;
+        // A protocol whose costs come from its own code run on zeros (`mal-rep3`) takes
+        // minutes to predict a large network: say what is happening meanwhile.
+        let tty = std::io::IsTerminal::is_terminal(&std::io::stderr());
+        if tty {
+            eprint!("predicting the run's rounds and bytes (--quiet skips this)...");
+        }
+        let start = std::time::Instant::now();
         let cost = session.cost(&model.program, batch)?;
-        eprintln!("{}", prediction(&cost));
+        if tty {
+            eprint!("\r\x1b[2K");
+        }
+        eprintln!("{}", prediction(&cost, start.elapsed()));
         let party0 = cost.program.per_party.first();
         let goal = Goal {
             rounds: party0.map_or(0, |p| p.rounds),
@@ -131,8 +141,9 @@ fn megabytes(bytes: u64) -> String {
     }
 }
 
-/// The line printed before a secure run: `qmpc cost`'s totals for this batch.
-fn prediction(cost: &qmpc_session::Cost) -> String {
+/// The line printed before a secure run: `qmpc cost`'s totals for this batch, and the time
+/// the prediction took where it was long enough to notice.
+fn prediction(cost: &qmpc_session::Cost, took: std::time::Duration) -> String {
     let p = &cost.program;
     let busiest = p.per_party.iter().map(|c| c.bytes_sent).max().unwrap_or(0);
     let mut s = format!(
@@ -150,7 +161,14 @@ fn prediction(cost: &qmpc_session::Cost) -> String {
             megabytes(cost.preprocessing.bytes)
         );
     }
-    s + " (predicted)"
+    if took.as_secs_f64() >= 1.0 {
+        s + &format!(
+            " (predicted in {:.1} s; --quiet skips it)",
+            took.as_secs_f64()
+        )
+    } else {
+        s + " (predicted)"
+    }
 }
 
 /// The line printed after a secure run: what it took.

@@ -26,6 +26,7 @@ pub mod net;
 pub mod planes;
 pub mod registry;
 pub mod rep3;
+mod segmented;
 pub mod semi2k;
 pub mod shamir;
 pub mod spdz2k;

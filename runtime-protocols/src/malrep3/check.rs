@@ -18,11 +18,11 @@
 use super::MalRep3;
 use crate::cheat;
 use crate::rep3::{Rep, Rep3};
+use crate::segmented::Segmented;
 use crate::stream::Stream;
 use crate::word::Word;
 use crate::ProtocolError;
 use chacha20::rand_core::Rng;
-use rayon::prelude::*;
 
 type R<T> = Result<T, ProtocolError>;
 
@@ -37,10 +37,10 @@ type R<T> = Result<T, ProtocolError>;
 /// RSS instead of 4.9 (NOTES.md, issue 21 session 13).
 pub(super) const CHECK_EVERY: usize = if cfg!(test) { 64 } else { 1 << 21 };
 
-/// The authenticated pairs produced since the last check.
+/// The authenticated pairs produced since the last check, in order (in segments: it never
+/// copies what it holds into a vector twice as long).
 pub(super) struct Ledger {
-    z: Vec<Rep<u128>>,
-    m: Vec<Rep<u128>>,
+    pairs: Segmented<(Rep<u128>, Rep<u128>)>,
     len: usize,
     /// Whether the pairs are kept (a twin only counts them).
     keep: bool,
@@ -49,8 +49,7 @@ pub(super) struct Ledger {
 impl Default for Ledger {
     fn default() -> Self {
         Ledger {
-            z: Vec::new(),
-            m: Vec::new(),
+            pairs: Segmented::default(),
             len: 0,
             keep: true,
         }
@@ -70,8 +69,9 @@ impl Ledger {
     pub fn push(&mut self, z: &[Rep<u128>], m: &[Rep<u128>]) {
         self.len += z.len();
         if self.keep {
-            self.z.extend_from_slice(z);
-            self.m.extend_from_slice(m);
+            for (&z, &m) in z.iter().zip(m) {
+                self.pairs.push((z, m));
+            }
         }
     }
 
@@ -80,17 +80,21 @@ impl Ledger {
     }
 }
 
-/// `Σ θ_j v_j`, component-wise.
-fn combine(theta: &[u128], v: &[Rep<u128>]) -> Rep<u128> {
-    v.par_iter()
-        .zip(theta.par_iter())
-        .map(|(s, &t)| Rep {
-            a: s.a.wrapping_mul(t),
-            b: s.b.wrapping_mul(t),
-        })
-        .reduce(Rep::default, |x, y| Rep {
-            a: x.a.wrapping_add(y.a),
-            b: x.b.wrapping_add(y.b),
+/// `(Σ θ_j z_j, Σ θ_j m_j)`, component-wise, `θ_j` drawn from `coins` as the fold goes (no
+/// second vector as long as the ledger).
+fn combine(
+    coins: &mut Stream,
+    pairs: &Segmented<(Rep<u128>, Rep<u128>)>,
+) -> (Rep<u128>, Rep<u128>) {
+    let add = |acc: Rep<u128>, v: Rep<u128>, t: u128| Rep {
+        a: acc.a.wrapping_add(v.a.wrapping_mul(t)),
+        b: acc.b.wrapping_add(v.b.wrapping_mul(t)),
+    };
+    pairs
+        .iter()
+        .fold((Rep::default(), Rep::default()), |(u, w), &(z, m)| {
+            let t = u128::from(coins.next_u64());
+            (add(u, z, t), add(w, m, t))
         })
 }
 
@@ -105,14 +109,24 @@ impl<W: Word> MalRep3<W> {
 
     /// Pairs and relations since the last check; every party counts the same (its three
     /// roles' relations together), so all decide alike when to check.
-    fn unchecked(&self) -> usize {
+    pub(super) fn unchecked(&self) -> usize {
         self.ledger.len() + self.bits.relations() + self.ints.relations()
     }
 
     /// [`MalRep3::check`] once [`CHECK_EVERY`] pairs and relations wait for it. Called
     /// where pairs or relations are about to be recorded, never between a relation's parts.
     pub(super) fn check_if_full(&mut self) -> R<()> {
-        if self.unchecked() >= CHECK_EVERY {
+        self.check_before(0)
+    }
+
+    /// [`MalRep3::check`] before a call that records about `coming` pairs and relations,
+    /// where they would take the count past [`CHECK_EVERY`]: a large call's pairs then
+    /// never wait on top of a full ledger (a lookup piece's 2^22 one-hot words did, and
+    /// the check inside it ran with the piece's vectors alive). The count follows the
+    /// program, so every party decides alike.
+    pub(super) fn check_before(&mut self, coming: usize) -> R<()> {
+        let waiting = self.unchecked();
+        if waiting > 0 && waiting + coming >= CHECK_EVERY {
             self.check()?;
         }
         Ok(())
@@ -146,8 +160,7 @@ impl<W: Word> MalRep3<W> {
             (Rep::default(), Rep::default())
         } else {
             let mut coins = Stream::new(*blake3::hash(&key).as_bytes(), 0);
-            let theta: Vec<u128> = (0..n).map(|_| u128::from(coins.next_u64())).collect();
-            (combine(&theta, &ledger.z), combine(&theta, &ledger.m))
+            combine(&mut coins, &ledger.pairs)
         };
         drop(ledger);
         let mut local = Rep3::<u128>::mul_local(&[self.key.alpha], &[u]);

@@ -34,10 +34,12 @@ fn table_bits(len: usize) -> u32 {
 
 /// The most dealt words (table entries and carry, per element) one lookup takes at once.
 /// Each is a 128-bit ring sharing, then an authenticated value, a ledger pair and proof
-/// relations (≈ 150 bytes per party), so EfficientNet-B0's SiLU tables (257 words per
-/// element, 401,408 elements in its first) took `qmpc cost` past 10 GB in one piece. A
-/// larger lookup runs in pieces, each its own four rounds.
-const MAX_LOOKUP_WORDS: usize = if cfg!(test) { 1 << 10 } else { 1 << 22 };
+/// relations (≈ 300 bytes per party while the piece runs), so EfficientNet-B0's SiLU
+/// tables (257 words per element, 401,408 elements in its first) took `qmpc cost` past
+/// 10 GB in one piece, and pieces of 2^22 words took its three parties past 4 GB. A
+/// larger lookup runs in pieces, each its own four rounds, each after a check where its
+/// pairs and relations would take the ledger past [`super::check::CHECK_EVERY`].
+const MAX_LOOKUP_WORDS: usize = if cfg!(test) { 1 << 10 } else { 1 << 20 };
 
 impl<W: Word> MalRep3<W> {
     /// [`MalRep3::lookup_table`] in pieces of at most [`MAX_LOOKUP_WORDS`] dealt words.
@@ -52,9 +54,12 @@ impl<W: Word> MalRep3<W> {
     }
 
     pub(super) fn lookup_table(&mut self, x: &[Auth], table: &[i64], offset: i64) -> R<Vec<Auth>> {
-        self.check_if_full()?;
         let (me, n) = (self.rep.me, x.len());
         let l = table_bits(table.len());
+        // Per element: a relation and a ledger pair per dealt word, two more relations
+        // and the reshared output's pair.
+        let words = ((1usize << l) + 1) * n;
+        self.check_before(2 * words + 3 * n)?;
         if n == 0 || l == 0 {
             // One entry: x must be `offset`.
             let v = table.first().copied().unwrap_or(0);
@@ -65,7 +70,8 @@ impl<W: Word> MalRep3<W> {
         let groups: Vec<usize> = (0..n).map(|e| group_of(n, e)).collect();
         // Draws and dealing, group by group.
         let mut r = vec![Rep::<u128>::default(); n];
-        let mut ring = vec![vec![Rep::<u128>::default(); n]; kinds];
+        // Kind-major: `ring[k·n + e]`, the one-hot words first, then the carries.
+        let mut ring = vec![Rep::<u128>::default(); kinds * n];
         let mut to_prev = Vec::new();
         let mut sides: Vec<Sides> = Vec::new();
         for g in 0..3 {
@@ -204,12 +210,14 @@ impl<W: Word> MalRep3<W> {
                         put(&mut r[e], v);
                     }
                     for (k, row) in av.iter().enumerate() {
-                        put(&mut ring[k][e], row[i] as u128);
+                        put(&mut ring[k * n + e], row[i] as u128);
                     }
                 }
             }
         }
-        let hot = self.authenticate(ring.into_iter().take(size).flatten().collect())?;
+        drop(sides);
+        ring.truncate(size * n);
+        let hot = self.authenticate(ring)?;
         let key = self.key;
         let off = auth::lift(offset).wrapping_neg();
         let masked: Vec<Rep<u128>> = x

@@ -576,3 +576,39 @@ fn full_ledgers_are_checked_between_and_inside_calls_and_costed() {
     assert!(carried.len() > alone.len(), "checks between calls");
     assert_traffic(&out, &carried, "mal-rep3");
 }
+
+/// A call that would take the unchecked pairs and relations past [`check::CHECK_EVERY`]
+/// (64 in tests) is checked before, so its pairs never wait on top of a full ledger (a
+/// lookup piece's millions did); nothing is checked when nothing waits, or when it fits.
+#[test]
+fn a_call_that_would_pass_the_bound_is_checked_before() {
+    let out = run3(|p: &mut MalRep3<u64>| {
+        let x = values(16, -300, 300, 7);
+        let me = p.party();
+        let a = p.input(0, (me == 0).then_some(&x[..]), x.len()).unwrap();
+        let waiting = p.unchecked();
+        let rounds = p.stats().rounds;
+        // Fits, or nothing waits: no check.
+        p.check_before(check::CHECK_EVERY - waiting - 1).unwrap();
+        let fits = (p.unchecked(), p.stats().rounds - rounds);
+        let _ = p.mul(&a, &a).unwrap();
+        let waiting_after_product = p.unchecked();
+        p.check_before(check::CHECK_EVERY - waiting_after_product)
+            .unwrap();
+        let passes = p.unchecked();
+        let rounds = p.stats().rounds;
+        p.check_before(1 << 30).unwrap();
+        let empty = p.stats().rounds - rounds;
+        (waiting, fits, waiting_after_product, passes, empty)
+    });
+    for (waiting, fits, after_product, passes, empty) in out {
+        assert!(waiting > 0 && waiting < check::CHECK_EVERY, "{waiting}");
+        assert_eq!(fits, (waiting, 0), "no check while it fits");
+        assert!(after_product > waiting && after_product < check::CHECK_EVERY);
+        assert_eq!(
+            passes, 0,
+            "checked before the call that would pass the bound"
+        );
+        assert_eq!(empty, 0, "nothing to check, no rounds");
+    }
+}

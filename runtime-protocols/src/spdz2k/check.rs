@@ -26,6 +26,7 @@
 use super::auth::Auth;
 use super::Spdz2k;
 use crate::cost::Rounds;
+use crate::segmented::Segmented;
 use crate::semi2k::select::all_to_all;
 use crate::stream::Stream;
 use crate::word::Word;
@@ -43,11 +44,6 @@ type R<T> = Result<T, ProtocolError>;
 /// 3 rounds per check more (NOTES.md, issue 21 session 15).
 pub(super) const CHECK_EVERY: u64 = if cfg!(test) { 64 } else { 1 << 22 };
 
-/// Terms per segment of a ledger: it grows a segment at a time, never copying what it
-/// holds into a vector twice as long. 8 in the unit tests, so that their checks cross
-/// segments.
-const SEGMENT: usize = if cfg!(test) { 8 } else { 1 << 16 };
-
 /// Bytes each party sends each peer in the three rounds of a check.
 const ROUND_BYTES: [usize; 3] = [16 + 32 + 32, 32, 32];
 
@@ -61,10 +57,9 @@ pub(super) fn pattern(parties: usize) -> Rounds {
 
 /// The openings since the last check.
 pub(super) struct Ledger {
-    /// `m_i(x_j) − α_i·x̃_j` of every opening `j`, in order, [`SEGMENT`] to a vector: `z_i`
-    /// is their `χ`-weighted sum.
-    terms: Vec<Vec<u128>>,
-    len: u64,
+    /// `m_i(x_j) − α_i·x̃_j` of every opening `j`, in order (in segments: it never copies
+    /// what it holds into a vector twice as long): `z_i` is their `χ`-weighted sum.
+    terms: Segmented<u128>,
     /// Every value this party saw opened or broadcast, in order.
     transcript: blake3::Hasher,
 }
@@ -72,8 +67,7 @@ pub(super) struct Ledger {
 impl Ledger {
     pub fn new() -> Ledger {
         Ledger {
-            terms: Vec::new(),
-            len: 0,
+            terms: Segmented::default(),
             transcript: blake3::Hasher::new(),
         }
     }
@@ -81,15 +75,7 @@ impl Ledger {
     /// Record the opening of `shares` as `opened`, under this party's key share `alpha`.
     pub fn record(&mut self, shares: &[Auth], opened: &[u128], alpha: u128) {
         for (s, &x) in shares.iter().zip(opened) {
-            match self.terms.last_mut() {
-                Some(seg) if seg.len() < SEGMENT => seg.push(term(s, x, alpha)),
-                _ => {
-                    let mut seg = Vec::with_capacity(SEGMENT);
-                    seg.push(term(s, x, alpha));
-                    self.terms.push(seg);
-                }
-            }
-            self.len += 1;
+            self.terms.push(term(s, x, alpha));
         }
         let bytes: Vec<u8> = opened.iter().flat_map(|v| v.to_le_bytes()).collect();
         self.transcript.update(&bytes);
@@ -97,12 +83,12 @@ impl Ledger {
 
     /// Opened values since the last check.
     pub fn len(&self) -> u64 {
-        self.len
+        self.terms.len() as u64
     }
 
     /// Every term, in the order of the openings.
     fn terms(&self) -> impl Iterator<Item = &u128> {
-        self.terms.iter().flatten()
+        self.terms.iter()
     }
 
     /// Record values one party sent every other (an input's masked value): only their
@@ -258,7 +244,6 @@ mod tests {
             ledger.record(&shares, &opened, alpha);
         }
         assert_eq!(ledger.len(), want.len() as u64);
-        assert!(ledger.terms.iter().all(|seg| seg.len() <= SEGMENT));
         assert_eq!(ledger.terms().copied().collect::<Vec<_>>(), want);
     }
 }
