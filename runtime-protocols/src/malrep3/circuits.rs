@@ -27,16 +27,7 @@ pub(super) struct Sliced {
 }
 
 /// Plaintext bit planes of `values` (`w` planes of `words(n)` words).
-pub(super) fn slice(values: &[u64], w: usize) -> Vec<Vec<u64>> {
-    let nw = words(values.len());
-    let mut planes = vec![vec![0u64; nw]; w];
-    for (e, &v) in values.iter().enumerate() {
-        for (j, plane) in planes.iter_mut().enumerate() {
-            plane[e / 64] |= (v >> j & 1) << (e % 64);
-        }
-    }
-    planes
-}
+pub(super) use crate::bitvec::slice;
 
 /// Element `e`'s bit of a plaintext plane.
 pub(super) fn bit(plane: &[u64], e: usize) -> u64 {

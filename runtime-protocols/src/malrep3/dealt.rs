@@ -50,8 +50,9 @@ pub(super) struct Order {
 pub(super) struct Dealt {
     /// The mask's ring sharing `(r_A, r_B, 0)`: its value is `r + 2^M·c_M`.
     pub r: Vec<Rep<u128>>,
-    /// The mask's bits `0..M`, bit-sliced.
-    pub bits: Vec<Plane>,
+    /// The mask's bits `0..M` as one number per element (both XOR-shared components):
+    /// a selection's lanes shift them and slice them into planes.
+    pub mask_bits: Vec<Rep<u128>>,
     /// Ring sharings (not authenticated) of `c_s` for each of [`Order::carries`], then
     /// `c_M`, then the mask's top bit `r_{M−1}`, then the daBits: kind-major.
     pub ring: Vec<Vec<Rep<u128>>>,
@@ -80,6 +81,23 @@ fn planes(v: &[u128], w: u32) -> Vec<Vec<u64>> {
         out.extend(slice(&hi, w as usize - 64));
     }
     out
+}
+
+/// XOR-shared values (components `a`, `b`) as the shared planes of bits `0..w`.
+pub(super) fn to_planes(a: &[u128], b: &[u128], w: u32) -> Vec<Plane> {
+    let (pa, pb) = (planes(a, w), planes(b, w));
+    pa.into_iter()
+        .zip(pb)
+        .map(|(x, y)| {
+            x.into_iter()
+                .zip(y)
+                .map(|(a, b)| Rep {
+                    a: Xor(a),
+                    b: Xor(b),
+                })
+                .collect()
+        })
+        .collect()
 }
 
 fn cat(planes: &[Vec<u64>], range: std::ops::Range<usize>) -> Vec<u64> {
@@ -424,22 +442,11 @@ impl<W: Word> MalRep3<W> {
                 }
             }
         }
-        let to_planes = |a: &[u128], b: &[u128], w: u32| -> Vec<Plane> {
-            let (pa, pb) = (planes(a, w), planes(b, w));
-            pa.into_iter()
-                .zip(pb)
-                .map(|(x, y)| {
-                    x.into_iter()
-                        .zip(y)
-                        .map(|(a, b)| Rep {
-                            a: Xor(a),
-                            b: Xor(b),
-                        })
-                        .collect()
-                })
-                .collect()
-        };
-        let bits = to_planes(&bit_a, &bit_b, m);
+        let mask_bits = bit_a
+            .into_iter()
+            .zip(bit_b)
+            .map(|(a, b)| Rep { a, b })
+            .collect();
         let da = (0..o.dabits)
             .map(|k| {
                 let a: Vec<u128> = da_a[k].iter().map(|&x| u128::from(x)).collect();
@@ -447,6 +454,11 @@ impl<W: Word> MalRep3<W> {
                 to_planes(&a, &b, 1).pop().unwrap_or_default()
             })
             .collect();
-        Dealt { r, bits, ring, da }
+        Dealt {
+            r,
+            mask_bits,
+            ring,
+            da,
+        }
     }
 }

@@ -5,13 +5,13 @@
 
 use super::auth::Auth;
 use super::circuits::Sliced;
+use super::dealt::to_planes;
 use super::open::digest;
 use super::MalRep3;
-use crate::bitvec::words;
 use crate::cheat;
 use crate::net::NetError;
 use crate::rep3::assist::group;
-use crate::rep3::{Rep, Xor};
+use crate::rep3::Rep;
 use crate::word::Word;
 use crate::ProtocolError;
 
@@ -143,22 +143,20 @@ impl<W: Word> MalRep3<W> {
     /// `g + 2` of a boolean sharing, `w` bits.
     pub(super) fn pair_bits(&self, values: &[Option<u128>], w: usize, groups: &[usize]) -> Sliced {
         let (me, n) = (self.rep.me, values.len());
-        let mut planes = vec![vec![Rep::<Xor>::default(); words(n)]; w];
-        for (e, v) in values.iter().enumerate() {
-            let Some(v) = *v else { continue };
-            let r = role(me, groups[e]);
-            for (j, plane) in planes.iter_mut().enumerate() {
-                let b = ((v >> j) & 1) as u64;
-                let word = &mut plane[e / 64];
-                // Component g + 2 is `B`'s first and `A`'s second.
-                if r == 2 {
-                    word.a.0 |= b << (e % 64);
-                } else if r == 1 {
-                    word.b.0 |= b << (e % 64);
-                }
-            }
+        // Component g + 2 is `B`'s first and `A`'s second: numbers, then sliced.
+        let (a, b): (Vec<u128>, Vec<u128>) = values
+            .iter()
+            .zip(groups)
+            .map(|(v, &g)| match (*v, role(me, g)) {
+                (Some(v), 2) => (v, 0),
+                (Some(v), 1) => (0, v),
+                _ => (0, 0),
+            })
+            .unzip();
+        Sliced {
+            n,
+            planes: to_planes(&a, &b, w as u32),
         }
-        Sliced { n, planes }
     }
 
     /// Additive parts of `A` (`Some` at `A`) and `B` (`Some` at `B`) of authenticated values

@@ -27,7 +27,7 @@
 
 use super::auth::{self, Auth};
 use super::circuits::{Plane, Sliced};
-use super::dealt::Order;
+use super::dealt::{to_planes, Order};
 use super::pair::{group_of, role};
 use super::MalRep3;
 use crate::bitvec::words;
@@ -224,25 +224,26 @@ impl<W: Word> MalRep3<W> {
         let big_s = top.max(1) as usize;
         let ns = slots.len();
         let nw = words(ns);
-        let mut r_planes: Vec<Plane> = vec![vec![Rep::default(); nw]; big_s];
-        let mut r_at_s: Plane = vec![Rep::default(); nw];
-        for (t, slot) in slots.iter().enumerate() {
-            let (s, e) = (slot.lane.s as usize, slot.e);
-            let off = big_s - s;
-            for j in 0..s {
-                let p = &d.bits[j];
-                let (a, b) = (get(p, e, true), get(p, e, false));
-                set(&mut r_planes[j + off], t, a, b);
-            }
-            if s < m as usize {
-                let p = &d.bits[s];
-                set(&mut r_at_s, t, get(p, e, true), get(p, e, false));
-            }
-        }
+        // Per slot, both components of `r mod 2^s` shifted up by `S − s`, and bit `s`:
+        // numbers sliced into planes by transposes, not bit by bit.
+        let component = |f: fn(&Rep<u128>) -> u128| -> (Vec<u128>, Vec<u128>) {
+            slots
+                .iter()
+                .map(|t| {
+                    let (s, v) = (t.lane.s, f(&d.mask_bits[t.e]));
+                    let low = v & ((1u128 << s) - 1);
+                    let at_s = if s < m { v >> s & 1 } else { 0 };
+                    (low << (big_s as u32 - s), at_s)
+                })
+                .unzip()
+        };
+        let (low_a, at_a) = component(|r| r.a);
+        let (low_b, at_b) = component(|r| r.b);
         let r_sl = Sliced {
             n: ns,
-            planes: r_planes,
+            planes: to_planes(&low_a, &low_b, big_s as u32),
         };
+        let r_at_s: Plane = to_planes(&at_a, &at_b, 1).pop().unwrap_or_default();
         let publics: Vec<Option<(i128, u128)>> = slots
             .iter()
             .map(|t| {

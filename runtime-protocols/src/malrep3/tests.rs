@@ -367,8 +367,9 @@ fn dealt_masks_and_bits_agree() {
         let d = p.deal(&o).unwrap();
         p.check().unwrap();
         let r = p.open_all(Kind::Open, &d.r).unwrap();
-        let bits: Vec<Vec<u64>> = d
-            .bits
+        // The mask's bits, XOR-shared numbers, opened as planes.
+        let (a, b): (Vec<u128>, Vec<u128>) = d.mask_bits.iter().map(|r| (r.a, r.b)).unzip();
+        let bits: Vec<Vec<u64>> = super::dealt::to_planes(&a, &b, o.m)
             .iter()
             .map(|pl| {
                 p.open_all(Kind::Open, pl)
