@@ -36,6 +36,20 @@ pub trait ProofField:
     fn is_point_below(self, n: usize) -> bool;
     fn write(self, out: &mut Vec<u8>);
     fn read(b: &[u8]) -> Self;
+
+    /// `Σ a_i·b_i` (the bulk kernels of the proofs: a field may reduce its products once).
+    fn dot(a: &[Self], b: &[Self]) -> Self {
+        a.iter().zip(b).fold(Self::ZERO, |s, (&x, &y)| s + x * y)
+    }
+    /// `out[j] = Σ_l c_l·v[l·m + start + j]`: row `l` of `v` (rows of `m`) weighted by `c_l`.
+    fn combine_into(v: &[Self], c: &[Self], m: usize, start: usize, out: &mut [Self]) {
+        for (j, o) in out.iter_mut().enumerate() {
+            *o = c
+                .iter()
+                .enumerate()
+                .fold(Self::ZERO, |s, (l, &cl)| s + cl * v[l * m + start + j]);
+        }
+    }
 }
 
 impl ProofField for Gf64 {
@@ -63,6 +77,12 @@ impl ProofField for Gf64 {
     }
     fn read(b: &[u8]) -> Gf64 {
         Gf64(u64::from_le_bytes(b.try_into().unwrap_or_default()))
+    }
+    fn dot(a: &[Gf64], b: &[Gf64]) -> Gf64 {
+        super::gf64::dot(a, b)
+    }
+    fn combine_into(v: &[Gf64], c: &[Gf64], m: usize, start: usize, out: &mut [Gf64]) {
+        super::gf64::combine_into(v, c, m, start, out)
     }
 }
 

@@ -60,7 +60,27 @@ pub(crate) fn lagrange_at<F: ProofField>(n: usize, r: F) -> Vec<F> {
 
 /// `Σ_ℓ v_ℓ · w_ℓ`.
 fn dot<F: ProofField>(v: &[F], w: &[F]) -> F {
-    v.iter().zip(w).fold(F::ZERO, |acc, (&a, &b)| acc + a * b)
+    F::dot(v, w)
+}
+
+/// Elements per task of the bulk kernels.
+const CHUNK: usize = 1 << 12;
+
+/// `Σ v_i·w_i` over rayon.
+fn par_dot<F: ProofField>(v: &[F], w: &[F]) -> F {
+    v.par_chunks(CHUNK)
+        .zip(w.par_chunks(CHUNK))
+        .map(|(a, b)| F::dot(a, b))
+        .reduce(|| F::ZERO, |a, b| a + b)
+}
+
+/// `out_i = Σ_l c_l·v_{l·m+i}` for `i < m`, over rayon.
+fn par_combine<F: ProofField>(v: &[F], c: &[F], m: usize) -> Vec<F> {
+    let mut out = vec![F::ZERO; m];
+    out.par_chunks_mut(CHUNK)
+        .enumerate()
+        .for_each(|(b, o)| F::combine_into(v, c, m, b * CHUNK, o));
+    out
 }
 
 fn draw<F: ProofField>(s: &mut Stream, n: usize) -> Vec<F> {
@@ -139,15 +159,7 @@ fn fold<F: ProofField>(v: &[F], basis: &[F]) -> Vec<F> {
             .map(|i| v[i] + r * (v[m + i] - v[i]))
             .collect();
     }
-    (0..m)
-        .into_par_iter()
-        .map(|i| {
-            basis
-                .iter()
-                .enumerate()
-                .fold(F::ZERO, |acc, (l, &b)| acc + v[l * m + i] * b)
-        })
-        .collect()
+    par_combine(v, basis, m)
 }
 
 /// The prover.
@@ -248,26 +260,17 @@ fn compressed_h<F: ProofField>(x: &[F], y: &[F], k: usize) -> Vec<F> {
             )
             .to_vec();
     }
-    let lambda: Vec<Vec<F>> = (k..2 * k - 1)
-        .map(|t| lagrange_at(k, F::point(t)))
-        .collect();
-    let zero = || vec![F::ZERO; 2 * k - 1];
-    (0..m)
-        .into_par_iter()
-        .fold(zero, |mut h, i| {
-            let fv: Vec<F> = (0..k).map(|l| x[l * m + i]).collect();
-            let gv: Vec<F> = (0..k).map(|l| y[l * m + i]).collect();
-            for t in 0..k {
-                h[t] = h[t] + fv[t] * gv[t];
-            }
-            for (t, lam) in lambda.iter().enumerate() {
-                h[k + t] = h[k + t] + dot(&fv, lam) * dot(&gv, lam);
-            }
-            h
-        })
-        .reduce(zero, |a, b| {
-            a.into_iter().zip(b).map(|(u, v)| u + v).collect()
-        })
+    // At the points `0..k`, `h` is row `t` of `x` against row `t` of `y`; beyond, the rows
+    // interpolated there (`Σ_l λ_l·row_l`, one vector of `m` at a time) against each other.
+    let at_nodes = (0..k).map(|t| {
+        let rows = t * m..(t + 1) * m;
+        par_dot(&x[rows.clone()], &y[rows])
+    });
+    let beyond = (k..2 * k - 1).map(|t| {
+        let lam = lagrange_at(k, F::point(t));
+        par_dot(&par_combine(x, &lam, m), &par_combine(y, &lam, m))
+    });
+    at_nodes.chain(beyond).collect()
 }
 
 /// `h(e_0..e_{2k})` of the final level, with the masks at `e_k`.
