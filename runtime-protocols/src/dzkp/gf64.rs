@@ -122,6 +122,26 @@ pub fn combine_into(v: &[Gf64], c: &[Gf64], m: usize, start: usize, out: &mut [G
     }
 }
 
+/// `Σ_e θ_e·Σ_j a_{e,j}·b_{e,j}` with the pairs of entry `e` from `pairs(e)`: each inner
+/// sum reduced once, and the outer sum once (the first level of a proof about bit words
+/// takes 63 products per word this way).
+pub fn weighted_sums<F, I>(theta: &[Gf64], pairs: F) -> Gf64
+where
+    F: Fn(usize) -> I,
+    I: Iterator<Item = (Gf64, Gf64)>,
+{
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("pclmulqdq") {
+        // SAFETY: the CPU supports `pclmulqdq`, checked just above.
+        return reduce(unsafe { hw::weighted_sums(theta, &pairs) });
+    }
+    let wide = theta.iter().enumerate().fold(0u128, |outer, (e, th)| {
+        let s = pairs(e).fold(0u128, |s, (a, b)| s ^ clmul_soft(a.0, b.0));
+        outer ^ clmul_soft(th.0, reduce(s).0)
+    });
+    reduce(wide)
+}
+
 #[cfg(target_arch = "x86_64")]
 mod hw {
     use super::Gf64;
@@ -140,6 +160,23 @@ mod hw {
     #[target_feature(enable = "pclmulqdq")]
     pub(super) fn dot(a: &[Gf64], b: &[Gf64]) -> u128 {
         a.iter().zip(b).fold(0u128, |s, (x, y)| s ^ clmul(x.0, y.0))
+    }
+
+    #[target_feature(enable = "pclmulqdq")]
+    pub(super) fn weighted_sums<F, I>(theta: &[Gf64], pairs: &F) -> u128
+    where
+        F: Fn(usize) -> I,
+        I: Iterator<Item = (Gf64, Gf64)>,
+    {
+        let mut outer = 0u128;
+        for (e, th) in theta.iter().enumerate() {
+            let mut s = 0u128;
+            for (a, b) in pairs(e) {
+                s ^= clmul(a.0, b.0);
+            }
+            outer ^= clmul(th.0, super::reduce(s).0);
+        }
+        outer
     }
 
     #[target_feature(enable = "pclmulqdq")]
@@ -230,7 +267,7 @@ mod tests {
 
     /// The bulk kernels reduce once; they agree with a product at a time.
     #[test]
-    fn dots_and_combinations_agree_with_single_products() {
+    fn the_bulk_kernels_agree_with_single_products() {
         let v = sample(3 * 37);
         let c = sample(3);
         let want = v[..37]
@@ -238,6 +275,12 @@ mod tests {
             .zip(&v[37..74])
             .fold(Gf64::ZERO, |s, (&a, &b)| s + a * b);
         assert_eq!(dot(&v[..37], &v[37..74]), want);
+        let v = &v;
+        let pairs = |e: usize| (0..e % 4).map(move |j| (v[e + j], v[e + 2 * j + 1]));
+        let want = (0..37).fold(Gf64::ZERO, |s, e| {
+            s + v[74 + e] * pairs(e).fold(Gf64::ZERO, |s, (a, b)| s + a * b)
+        });
+        assert_eq!(weighted_sums(&v[74..], pairs), want);
         let mut out = vec![Gf64::ZERO; 30];
         combine_into(&v, &c, 37, 5, &mut out);
         for (j, &o) in out.iter().enumerate() {

@@ -12,7 +12,7 @@
 //! for `θ`) per byte, and the rest of the proof ([`super::ip`]) runs on 8 elements per word
 //! instead of 64. A wrong `h` survives `ρ` with probability 14/2^64.
 
-use super::gf64::Gf64;
+use super::gf64::{self, Gf64};
 use rayon::prelude::*;
 
 /// Points of `h` the prover sends.
@@ -72,12 +72,11 @@ fn byte(v: u64, g: usize) -> usize {
 /// The prover's `h` at `e_0..e_14` for entries `(u_e, w_e)` with coefficients `θ_e`.
 pub fn prover_h(u: &[u64], w: &[u64], theta: &[Gf64]) -> [Gf64; MESSAGE] {
     let extra: Vec<Tables> = (NODES..MESSAGE).map(|t| Tables::at(point(t))).collect();
-    let zero = || ([[Gf64::ZERO; NODES]; 8], [Gf64::ZERO; MESSAGE - NODES]);
-    let (acc, far) = (0..u.len())
+    let zero = || [[Gf64::ZERO; NODES]; 8];
+    let acc = (0..u.len())
         .into_par_iter()
-        .fold(zero, |(mut acc, mut far), e| {
-            let (ue, we, th) = (u[e], w[e], theta[e]);
-            let both = ue & we;
+        .fold(zero, |mut acc, e| {
+            let (both, th) = (u[e] & w[e], theta[e]);
             if both != 0 {
                 for (g, row) in acc.iter_mut().enumerate() {
                     let mut b = byte(both, g);
@@ -87,38 +86,43 @@ pub fn prover_h(u: &[u64], w: &[u64], theta: &[Gf64]) -> [Gf64; MESSAGE] {
                     }
                 }
             }
-            if ue != 0 && we != 0 {
-                for (t, tab) in extra.iter().enumerate() {
-                    let mut s = Gf64::ZERO;
-                    for g in 0..8 {
-                        let (a, b) = (byte(ue, g), byte(we, g));
-                        if a != 0 && b != 0 {
-                            s += tab.u[g][a] * tab.w[b];
-                        }
-                    }
-                    far[t] += th * s;
-                }
-            }
-            (acc, far)
+            acc
         })
-        .reduce(zero, |(mut a, mut f), (b, g)| {
+        .reduce(zero, |mut a, b| {
             for (x, y) in a.iter_mut().zip(b) {
                 for (p, q) in x.iter_mut().zip(y) {
                     *p += q;
                 }
             }
-            for (p, q) in f.iter_mut().zip(g) {
-                *p += q;
-            }
-            (a, f)
+            a
         });
+    // Beyond the nodes, `Σ_e θ_e Σ_g U_g[u_eg]·W[w_eg]` at each point: bulk kernels that
+    // reduce each sum once.
+    const CHUNK: usize = 1 << 12;
+    let far = extra.iter().map(|tab| {
+        theta[..u.len()]
+            .par_chunks(CHUNK)
+            .enumerate()
+            .map(|(c, th)| {
+                gf64::weighted_sums(th, |i| {
+                    let (ue, we) = (u[c * CHUNK + i], w[c * CHUNK + i]);
+                    (0..8).filter_map(move |g| {
+                        let (a, b) = (byte(ue, g), byte(we, g));
+                        (a != 0 && b != 0).then(|| (tab.u[g][a], tab.w[b]))
+                    })
+                })
+            })
+            .reduce(|| Gf64::ZERO, |a, b| a + b)
+    });
     let mut h = [Gf64::ZERO; MESSAGE];
     for (lam, v) in h.iter_mut().take(NODES).enumerate() {
         for (g, row) in acc.iter().enumerate() {
             *v += x_pow(8 * g + lam) * row[lam];
         }
     }
-    h[NODES..].copy_from_slice(&far);
+    for (v, f) in h[NODES..].iter_mut().zip(far) {
+        *v = f;
+    }
     h
 }
 
