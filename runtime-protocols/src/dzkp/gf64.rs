@@ -282,7 +282,7 @@ mod tests {
         });
         assert_eq!(weighted_sums(&v[74..], pairs), want);
         let mut out = vec![Gf64::ZERO; 30];
-        combine_into(&v, &c, 37, 5, &mut out);
+        combine_into(v, &c, 37, 5, &mut out);
         for (j, &o) in out.iter().enumerate() {
             let want = (0..3).fold(Gf64::ZERO, |s, l| s + c[l] * v[l * 37 + 5 + j]);
             assert_eq!(o, want, "output {j}");
