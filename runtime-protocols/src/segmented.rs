@@ -23,27 +23,15 @@ impl<T> Default for Segmented<T> {
 
 impl<T: Copy> Segmented<T> {
     pub fn push(&mut self, v: T) {
-        self.extend_from_slice(std::slice::from_ref(&v));
-    }
-
-    pub fn extend_from_slice(&mut self, mut v: &[T]) {
-        self.len += v.len();
-        while !v.is_empty() {
-            let last = match self.segments.last_mut() {
-                Some(s) if s.len() < SEGMENT => s,
-                _ => {
-                    self.segments.push(Vec::with_capacity(SEGMENT));
-                    // Just pushed: never empty.
-                    let Some(s) = self.segments.last_mut() else {
-                        return;
-                    };
-                    s
-                }
-            };
-            let take = (SEGMENT - last.len()).min(v.len());
-            last.extend_from_slice(&v[..take]);
-            v = &v[take..];
+        match self.segments.last_mut() {
+            Some(last) if last.len() < SEGMENT => last.push(v),
+            _ => {
+                let mut next = Vec::with_capacity(SEGMENT);
+                next.push(v);
+                self.segments.push(next);
+            }
         }
+        self.len += 1;
     }
 
     pub fn len(&self) -> usize {
@@ -64,9 +52,10 @@ mod tests {
         let mut s = Segmented::default();
         let mut want = Vec::new();
         for (i, n) in [3usize, 0, 5, 1, 17, 8, 2].into_iter().enumerate() {
-            let part: Vec<u32> = (0..n as u32).map(|j| 100 * i as u32 + j).collect();
-            s.extend_from_slice(&part);
-            want.extend(part);
+            for v in (0..n as u32).map(|j| 100 * i as u32 + j) {
+                s.push(v);
+                want.push(v);
+            }
         }
         s.push(7);
         want.push(7);
