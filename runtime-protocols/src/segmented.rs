@@ -9,19 +9,17 @@ pub(crate) const SEGMENT: usize = if cfg!(test) { 8 } else { 1 << 16 };
 /// Entries in order, in vectors of [`SEGMENT`] entries (the last one filling).
 pub(crate) struct Segmented<T> {
     segments: Vec<Vec<T>>,
-    len: usize,
 }
 
 impl<T> Default for Segmented<T> {
     fn default() -> Self {
         Segmented {
             segments: Vec::new(),
-            len: 0,
         }
     }
 }
 
-impl<T: Copy> Segmented<T> {
+impl<T> Segmented<T> {
     pub fn push(&mut self, v: T) {
         match self.segments.last_mut() {
             Some(last) if last.len() < SEGMENT => last.push(v),
@@ -31,11 +29,13 @@ impl<T: Copy> Segmented<T> {
                 self.segments.push(next);
             }
         }
-        self.len += 1;
     }
 
+    /// Every segment but the last is full.
     pub fn len(&self) -> usize {
-        self.len
+        self.segments
+            .last()
+            .map_or(0, |last| (self.segments.len() - 1) * SEGMENT + last.len())
     }
 
     pub fn iter(&self) -> impl Iterator<Item = &T> {
