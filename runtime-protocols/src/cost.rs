@@ -8,6 +8,7 @@
 //! own layout code decides which primitives an instruction calls, exactly as in a real run.
 
 use crate::planes::{Len, Plane};
+use crate::wires::{Narrowing, Reads, Wires};
 use crate::Core;
 use crate::{Bounds, MatDims, PartyId, Protocol, ProtocolError, Requant, TruncMode};
 use std::collections::BTreeMap;
@@ -172,6 +173,14 @@ pub trait Costs: Sync {
     }
     /// The rounds of `call`.
     fn rounds(&self, call: Call<'_>) -> Result<Rounds, ProtocolError>;
+    /// [`Core::narrowing`] of the protocol.
+    fn narrowing(&self) -> Option<Narrowing> {
+        None
+    }
+    /// The rounds of `call` made by an instruction with these [`Wires`].
+    fn rounds_wired(&self, call: Call<'_>, _wires: Wires) -> Result<Rounds, ProtocolError> {
+        self.rounds(call)
+    }
 }
 
 /// A party that answers a [`Call`] on shares without data. Any party whose shares can be
@@ -370,6 +379,12 @@ pub struct Tally<'c> {
     costs: &'c dyn Costs,
     current: usize,
     log: BTreeMap<usize, Rounds>,
+    /// The program's wires ([`Core::set_wires`]) and the current instruction's.
+    wires: Option<std::sync::Arc<[Wires]>>,
+    wire: Wires,
+    /// Recording what each instruction's calls read instead of their rounds
+    /// ([`Tally::reads`]).
+    reads: Option<(Narrowing, BTreeMap<usize, Reads>)>,
 }
 
 impl<'c> Tally<'c> {
@@ -378,6 +393,19 @@ impl<'c> Tally<'c> {
             costs,
             current: 0,
             log: BTreeMap::new(),
+            wires: None,
+            wire: Wires::default(),
+            reads: None,
+        }
+    }
+
+    /// A tally that records, per instruction, what its calls read on narrow operands
+    /// ([`Reads`], joined over the calls) under `narrowing`, and no rounds; it narrows
+    /// nothing itself.
+    pub fn reads(costs: &'c dyn Costs, narrowing: Narrowing) -> Self {
+        Tally {
+            reads: Some((narrowing, BTreeMap::new())),
+            ..Tally::new(costs)
         }
     }
 
@@ -386,9 +414,20 @@ impl<'c> Tally<'c> {
         self.log
     }
 
+    /// What each instruction index that communicated reads ([`Tally::reads`]).
+    pub fn into_reads(self) -> BTreeMap<usize, Reads> {
+        self.reads.map(|(_, r)| r).unwrap_or_default()
+    }
+
     /// Records the rounds of `call` under the current instruction.
     fn record(&mut self, call: Call<'_>) -> Result<(), ProtocolError> {
-        let r = self.costs.rounds(call)?;
+        if let Some((narrowing, reads)) = &mut self.reads {
+            let r = (narrowing.reads)(call);
+            let slot = reads.entry(self.current).or_insert(r);
+            *slot = slot.join(r);
+            return Ok(());
+        }
+        let r = self.costs.rounds_wired(call, self.wire)?;
         self.log.entry(self.current).or_default().extend(r);
         Ok(())
     }
@@ -414,6 +453,20 @@ impl Core for Tally<'_> {
     }
     fn begin_instruction(&mut self, task: u64) {
         self.current = crate::task_index(task);
+        self.wire = self
+            .wires
+            .as_ref()
+            .and_then(|w| w.get(self.current).copied())
+            .unwrap_or_default();
+    }
+    fn narrowing(&self) -> Option<Narrowing> {
+        match self.reads {
+            Some(_) => None,
+            None => self.costs.narrowing(),
+        }
+    }
+    fn set_wires(&mut self, wires: std::sync::Arc<[Wires]>) {
+        self.wires = Some(wires);
     }
     fn input(
         &mut self,

@@ -35,6 +35,7 @@ pub mod stream;
 mod testutil;
 #[cfg(any(test, feature = "view-tests"))]
 pub mod viewtest;
+pub mod wires;
 pub mod word;
 
 pub use clear::Clear;
@@ -80,6 +81,18 @@ pub trait Core {
     /// instructions of a session draw the same masks. Cost tallies group their records
     /// by the index ([`task_index`]).
     fn begin_instruction(&mut self, _task: u64) {}
+
+    /// Whether this protocol sends registers that need only their low bits in narrower
+    /// words ([`wires`]), and what its openings read. `None` for every protocol but one
+    /// whose ring is wider than its narrow words.
+    fn narrowing(&self) -> Option<wires::Narrowing> {
+        None
+    }
+
+    /// The program's wires, one per instruction by index (the VM sets them before a run
+    /// where [`Core::narrowing`] is `Some`); the instruction that [`Core::begin_instruction`]
+    /// or [`Core::fork`] names runs with its own.
+    fn set_wires(&mut self, _wires: std::sync::Arc<[wires::Wires]>) {}
 
     /// The VM starts run `run` of a session (run 0 is the first program a party runs).
     /// A dealer-assisted party fetches that run's material here.

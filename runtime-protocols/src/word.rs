@@ -40,11 +40,20 @@ pub trait Word:
     fn to_u128(self) -> u128;
     fn write(self, out: &mut Vec<u8>);
     fn read(bytes: &[u8]) -> Self;
+
+    /// The word of Z_2^32 (or of this ring where it is no wider): the ring of a register
+    /// whose readers need only its low 32 bits ([`crate::wires`]).
+    type Narrow: Word;
+    /// The low 32 bits.
+    fn narrow(self) -> Self::Narrow;
+    /// A narrow word as a word of this ring (zero-extended): congruent mod 2^32.
+    fn widen(v: Self::Narrow) -> Self;
 }
 
 macro_rules! impl_word {
     ($t:ty, $signed:ty) => {
         impl Word for $t {
+            type Narrow = u32;
             const BITS: u32 = <$t>::BITS;
             const BYTES: usize = std::mem::size_of::<$t>();
             const ZERO: Self = 0;
@@ -82,6 +91,12 @@ macro_rules! impl_word {
                 b.copy_from_slice(&bytes[..std::mem::size_of::<$t>()]);
                 <$t>::from_le_bytes(b)
             }
+            fn narrow(self) -> u32 {
+                self as u32
+            }
+            fn widen(v: u32) -> Self {
+                v as $t
+            }
         }
     };
 }
@@ -98,6 +113,7 @@ impl_word!(u128, i128);
 pub struct Shape<W>(PhantomData<W>);
 
 impl<W: Word> Word for Shape<W> {
+    type Narrow = Shape<W::Narrow>;
     const BITS: u32 = W::BITS;
     const BYTES: usize = W::BYTES;
     const ZERO: Self = Shape(PhantomData);
@@ -132,6 +148,12 @@ impl<W: Word> Word for Shape<W> {
         out.resize(out.len() + W::BYTES, 0);
     }
     fn read(_: &[u8]) -> Self {
+        Self::ZERO
+    }
+    fn narrow(self) -> Shape<W::Narrow> {
+        Shape(PhantomData)
+    }
+    fn widen(_: Shape<W::Narrow>) -> Self {
         Self::ZERO
     }
 }

@@ -386,6 +386,14 @@ pub fn run_session<P: Protocol + Send>(
             "the program has too many instructions".into(),
         ));
     }
+    if let Some(narrowing) = proto.narrowing() {
+        let layout = crate::wires::Layout {
+            name: proto.name(),
+            parties: proto.parties(),
+            products_open_operands: proto.products_open_operands(),
+        };
+        proto.set_wires(crate::wires::wires(program, narrowing, &layout)?);
+    }
     let mut stores = Stores::new();
     proto.begin_run(states.runs).map_err(|cause| VmError::Run {
         run: states.runs,

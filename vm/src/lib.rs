@@ -13,6 +13,7 @@ mod fused;
 mod grad;
 pub mod interp;
 mod plain;
+pub mod wires;
 
 pub use qmpc_bytecode as bytecode;
 pub use qmpc_bytecode::{shapes, tensor, types, verify};

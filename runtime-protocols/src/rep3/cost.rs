@@ -5,6 +5,7 @@
 use super::Rep3;
 use crate::cost::{Call, Costs, Counting, Rounds};
 use crate::dry_run;
+use crate::wires::{Narrowing, Wires};
 use crate::word::{Shape, Word};
 use crate::ProtocolError;
 
@@ -24,15 +25,22 @@ impl Default for Rep3Costs {
 }
 
 impl Rep3Costs {
-    /// The rounds of `call` made by every party's twin.
-    fn run(&self, call: impl Fn(&mut dyn Counting) -> R<()> + Sync) -> R<Rounds> {
-        fn on<W: Word>(call: impl Fn(&mut dyn Counting) -> R<()> + Sync) -> R<Rounds> {
-            dry_run::rounds(3, |me, net| call(&mut Rep3::<Shape<W>>::twin(me, net)))
+    /// The rounds of `call` made by every party's twin, running with `wires`.
+    fn run(&self, wires: Wires, call: impl Fn(&mut dyn Counting) -> R<()> + Sync) -> R<Rounds> {
+        fn on<W: Word>(
+            wires: Wires,
+            call: impl Fn(&mut dyn Counting) -> R<()> + Sync,
+        ) -> R<Rounds> {
+            dry_run::rounds(3, |me, net| {
+                let mut twin = Rep3::<Shape<W>>::twin(me, net);
+                twin.wire = wires;
+                call(&mut twin)
+            })
         }
         match self.ring_bits {
-            32 => on::<u32>(call),
-            64 => on::<u64>(call),
-            128 => on::<u128>(call),
+            32 => on::<u32>(wires, call),
+            64 => on::<u64>(wires, call),
+            128 => on::<u128>(wires, call),
             bits => Err(ProtocolError::Invalid(format!(
                 "rep3 computes in Z_2^32, Z_2^64 or Z_2^128, not Z_2^{bits}"
             ))),
@@ -48,6 +56,12 @@ impl Costs for Rep3Costs {
         3
     }
     fn rounds(&self, call: Call<'_>) -> R<Rounds> {
-        self.run(|p| p.call(call))
+        self.rounds_wired(call, Wires::default())
+    }
+    fn narrowing(&self) -> Option<Narrowing> {
+        super::narrowing(self.ring_bits)
+    }
+    fn rounds_wired(&self, call: Call<'_>, wires: Wires) -> R<Rounds> {
+        self.run(wires, |p| p.call(call))
     }
 }

@@ -47,7 +47,15 @@ impl Shape {
     pub fn new(table: &[i64]) -> Option<Shape> {
         let min = *table.iter().min()?;
         let max = *table.iter().max()?;
-        let m = bits_of(table.len() as u128 - 1).max(1);
+        Shape::of(table.len(), min, max)
+    }
+
+    /// The shape of a table of `len` entries with values in `[min, max]`.
+    pub fn of(len: usize, min: i64, max: i64) -> Option<Shape> {
+        if len == 0 || min > max {
+            return None;
+        }
+        let m = bits_of(len as u128 - 1).max(1);
         let w = bits_of((max as i128 - min as i128) as u128).max(1);
         (m <= MAX_INDEX_BITS && w <= MAX_VALUE_BITS).then_some(Shape { m, w, min })
     }

@@ -445,16 +445,16 @@ pub(super) fn clamp<W: Word>(
     let n = x.len();
     let need_lo = b.lo < lo;
     let need_hi = b.hi > hi;
-    if !need_lo && !need_hi {
+    let Some((tlo, thi)) = clamp_tests(lo, hi, b) else {
         return Ok(x.to_vec());
-    }
+    };
     let zero = vec![Rep::default(); n];
     if need_lo && need_hi && hi.checked_sub(lo) == Some(1) {
         // Nothing lies strictly between: `lo + [x ≥ hi]`, one sign test (a comparison's bit).
         let hi_s = p.public_shares(&vec![W::from_i64(hi); n]);
         let t = lin(&[(x, 1), (&hi_s, -1)], &zero);
         let one = p.public_shares(&vec![W::from_i64(1); n]);
-        let ge = p.select_non_negative(&t, b.lo - hi, b.hi - hi, &one)?;
+        let ge = p.select_non_negative(&t, tlo, thi, &one)?;
         return Ok(p.add_words(&ge, W::from_i64(lo)));
     }
     // d1 = x − lo ≥ 0 keeps x over lo; d2 = hi − x ≥ 0 keeps it under hi.
@@ -463,16 +463,11 @@ pub(super) fn clamp<W: Word>(
     let d1 = lin(&[(x, 1), (&lo_s, -1)], &zero);
     let d2 = lin(&[(x, -1), (&hi_s, 1)], &zero);
     let mut tests = Vec::new();
-    let (mut tlo, mut thi) = (i64::MAX, i64::MIN);
     if need_lo {
         tests.extend_from_slice(&d1);
-        tlo = tlo.min(b.lo - lo);
-        thi = thi.max(b.hi - lo);
     }
     if need_hi {
         tests.extend_from_slice(&d2);
-        tlo = tlo.min(hi - b.hi);
-        thi = thi.max(hi - b.lo);
     }
     // y = x + (1 − ge1)(lo − x) + (1 − ge2)(hi − x) = x − (1 − ge1)·d1 + (1 − ge2)·d2;
     // each test is its own factor.
@@ -488,6 +483,26 @@ pub(super) fn clamp<W: Word>(
         y = lin(&[(&d2, 1), (&prod[at..at + n], -1)], &y);
     }
     Ok(y)
+}
+
+/// The value range of the sign tests [`clamp`] runs on values in `b`; `None` where the
+/// bounds decide the clamp.
+pub(super) fn clamp_tests(lo: i64, hi: i64, b: Bounds) -> Option<(i64, i64)> {
+    let need_lo = b.lo < lo;
+    let need_hi = b.hi > hi;
+    if need_lo && need_hi && hi.checked_sub(lo) == Some(1) {
+        // One test, `[x − hi ≥ 0]`.
+        return Some((b.lo - hi, b.hi - hi));
+    }
+    // `x − lo` and `hi − x`, the ones the bounds do not decide.
+    let ranges = [
+        need_lo.then(|| (b.lo - lo, b.hi - lo)),
+        need_hi.then(|| (hi - b.hi, hi - b.lo)),
+    ];
+    ranges
+        .into_iter()
+        .flatten()
+        .reduce(|(l1, h1), (l2, h2)| (l1.min(l2), h1.max(h2)))
 }
 
 /// Element-wise maximum: one sign test of `a − b`, then `b + [a ≥ b]·(a − b)`.

@@ -29,16 +29,38 @@ pub use cost::Rep3Costs;
 pub use elem::{Elem, Xor};
 
 use crate::coins::{Coins, KeyId, OsCoins};
+use crate::cost::Call;
 use crate::mux::{self, Port, Reply, Request};
 use crate::net::{NetError, Stats, Transport};
 use crate::planes::{Pair, Words};
 use crate::stream::{Stream, Tap};
+use crate::wires::{Narrowing, Reads, Wires};
 use crate::word::{matmul_public_words, matmul_words, scale_by, Word};
 use crate::Core;
 use crate::{Bounds, MatDims, PartyId, ProtocolError, Requant, TruncMode};
 use chacha20::rand_core::Rng;
 use rayon::prelude::*;
 use std::marker::PhantomData;
+use std::sync::Arc;
+
+/// The width of narrow words ([`crate::wires`]).
+const NARROW_BITS: u32 = 32;
+
+/// Shares in Z_2^32 of a wider ring's shares (the low 32 bits of each component).
+fn narrow<W: Word>(x: &Pair<W>) -> Pair<W::Narrow> {
+    Pair {
+        a: x.a.par_iter().map(|v| v.narrow()).collect(),
+        b: x.b.par_iter().map(|v| v.narrow()).collect(),
+    }
+}
+
+/// Shares of Z_2^32 as shares of the wider ring, right modulo 2^32.
+fn widen<W: Word>(x: Pair<W::Narrow>) -> Pair<W> {
+    Pair {
+        a: x.a.into_par_iter().map(W::widen).collect(),
+        b: x.b.into_par_iter().map(W::widen).collect(),
+    }
+}
 
 /// Two vectors of shares of possibly different kinds, shared in one round.
 type SharedPair<E, F> = (Vec<Rep<E>>, Vec<Rep<F>>);
@@ -60,7 +82,34 @@ pub struct Rep3<W: Word> {
     keys: [Stream; 2],
     /// Traffic of the key set-up, which is not part of the online figures.
     setup: Stats,
+    /// The program's wires ([`Core::set_wires`]) and the running instruction's.
+    wires: Option<Arc<[Wires]>>,
+    wire: Wires,
     _ring: PhantomData<W>,
+}
+
+/// The transport of a party whose own has been lent to its narrow self
+/// ([`Rep3::narrowed`]) for the length of one call: it is never used.
+struct Lent(PartyId);
+
+impl Transport for Lent {
+    fn party(&self) -> PartyId {
+        self.0
+    }
+    fn parties(&self) -> usize {
+        3
+    }
+    fn exchange(
+        &mut self,
+        _: Vec<(PartyId, Vec<u8>)>,
+        _: &[PartyId],
+    ) -> Result<Vec<(PartyId, Vec<u8>)>, NetError> {
+        Err(NetError::Disconnected { party: self.0 })
+    }
+    fn stats(&self) -> Stats {
+        Stats::default()
+    }
+    fn abort(&mut self, _: &str) {}
 }
 
 /// Which of a party's two slots holds component `j`, if any.
@@ -113,6 +162,8 @@ impl<W: Word> Rep3<W> {
             net,
             keys: [Stream::new(theirs, 0), Stream::new(mine, 0)],
             setup,
+            wires: None,
+            wire: Wires::default(),
             _ring: PhantomData,
         })
     }
@@ -127,6 +178,8 @@ impl<W: Word> Rep3<W> {
             net,
             keys: [key(0), key(1)],
             setup: Stats::default(),
+            wires: None,
+            wire: Wires::default(),
             _ring: PhantomData,
         }
     }
@@ -146,8 +199,65 @@ impl<W: Word> Rep3<W> {
             net: Box::new(port),
             keys: [derive(&self.keys[0]), derive(&self.keys[1])],
             setup: Stats::default(),
+            wires: self.wires.clone(),
+            wire: self.wire_of(task),
             _ring: PhantomData,
         }
+    }
+
+    /// The wires of the instruction of `task`.
+    fn wire_of(&self, task: u64) -> Wires {
+        let index = crate::task_index(task);
+        self.wires
+            .as_ref()
+            .and_then(|w| w.get(index).copied())
+            .unwrap_or_default()
+    }
+
+    /// Run `f` on this party as a party of Z_2^32 (the same keys and transport, whose
+    /// streams it goes on drawing from): a call whose operands and result are narrow
+    /// ([`Wires`]) opens 32-bit words and sends 32-bit ones.
+    fn narrowed<T>(&mut self, f: impl FnOnce(&mut Rep3<W::Narrow>) -> T) -> T {
+        let spare = || Stream::with_tap(&Tap::default(), [0; 32], 0);
+        let mut narrow = Rep3::<W::Narrow> {
+            me: self.me,
+            net: std::mem::replace(&mut self.net, Box::new(Lent(self.me))),
+            keys: std::mem::replace(&mut self.keys, [spare(), spare()]),
+            setup: self.setup,
+            wires: None,
+            wire: Wires::default(),
+            _ring: PhantomData,
+        };
+        let out = f(&mut narrow);
+        self.net = narrow.net;
+        self.keys = narrow.keys;
+        out
+    }
+
+    /// Whether this call runs on 32-bit words: its operands and its result are narrow,
+    /// and the ring is wider.
+    fn runs_narrow(&self) -> bool {
+        W::BITS > NARROW_BITS && self.wire.narrow_in && self.wire.narrow_out
+    }
+
+    /// The widest opening this call's operands allow: the narrow width where some operand
+    /// is right only in it.
+    fn opening_cap(&self) -> u32 {
+        if self.wire.narrow_in {
+            W::BITS.min(NARROW_BITS)
+        } else {
+            W::BITS
+        }
+    }
+
+    /// Reshare additive parts into the result's width: 32-bit words where the result is
+    /// narrow.
+    fn reshare_wired(&mut self, z: Vec<W>) -> Result<Pair<W>, ProtocolError> {
+        if W::BITS > NARROW_BITS && self.wire.narrow_out {
+            let z: Vec<W::Narrow> = z.into_par_iter().map(W::narrow).collect();
+            return Ok(widen(self.reshare_planes(z)?));
+        }
+        self.reshare_planes(z)
     }
 
     /// The seed of `key_j`, if this party holds it (for streams of other purposes than the
@@ -439,6 +549,18 @@ impl<W: Word> Core for Rep3<W> {
         Some(self.fork_with(task, port))
     }
 
+    fn begin_instruction(&mut self, task: u64) {
+        self.wire = self.wire_of(task);
+    }
+
+    fn narrowing(&self) -> Option<Narrowing> {
+        narrowing(W::BITS)
+    }
+
+    fn set_wires(&mut self, wires: Arc<[Wires]>) {
+        self.wires = Some(wires);
+    }
+
     fn exchange_merged(&mut self, requests: Vec<Request>) -> Result<Vec<Reply>, ProtocolError> {
         Ok(mux::exchange_merged(self.net.as_mut(), requests)?)
     }
@@ -449,6 +571,9 @@ impl<W: Word> Core for Rep3<W> {
         values: Option<&[i64]>,
         len: usize,
     ) -> Result<Pair<W>, ProtocolError> {
+        if W::BITS > NARROW_BITS && self.wire.narrow_out {
+            return Ok(widen(self.narrowed(|p| p.input(owner, values, len))?));
+        }
         let lifted = values.map(Self::lift);
         Ok(planes(self.share_from(owner, lifted.as_deref(), len)?))
     }
@@ -492,12 +617,16 @@ impl<W: Word> Core for Rep3<W> {
             .into_par_iter()
             .map(|(&xa, &xb, &ya, &yb)| xa.mul(ya).add(xa.mul(yb)).add(xb.mul(ya)))
             .collect();
-        self.reshare_planes(z)
+        self.reshare_wired(z)
     }
 
     fn matmul(&mut self, a: &Pair<W>, b: &Pair<W>, d: MatDims) -> Result<Pair<W>, ProtocolError> {
+        if self.runs_narrow() {
+            let (a, b) = (narrow(a), narrow(b));
+            return Ok(widen(self.narrowed(|p| p.matmul(&a, &b, d))?));
+        }
         let z = product_parts(a, b, d);
-        self.reshare_planes(z)
+        self.reshare_wired(z)
     }
 }
 
@@ -516,12 +645,73 @@ fn product_parts<W: Word>(a: &Pair<W>, b: &Pair<W>, d: MatDims) -> Vec<W> {
 /// ring — the masked division sends fewer bytes, the fused one takes fewer rounds and needs
 /// no headroom (so `Add`, `Concat` and average pools of int8 networks fit Z_2^64 or
 /// Z_2^32 instead of Z_2^128).
-fn fused_plan<W: Word>(q: &Requant, b: Bounds, mode: TruncMode) -> Option<requant::RequantPlan> {
+/// `cap` is the widest opening the operands allow (the ring's width, or the narrow one).
+fn fused_plan(q: &Requant, b: Bounds, mode: TruncMode, cap: u32) -> Option<requant::RequantPlan> {
     let dyadic = q.den.iter().all(|&d| d > 1 && d.count_ones() == 1);
-    if !dyadic && masked::division_fits(&q.num, &q.den, b, mode, W::BITS) {
+    if !dyadic && masked::division_fits(&q.num, &q.den, b, mode, cap) {
         return None;
     }
-    requant::RequantPlan::new(q, b, W::BITS)
+    requant::RequantPlan::new(q, b, cap)
+}
+
+/// `rep3`'s narrowing in a ring of `ring_bits` ([`crate::wires`]): 32-bit words where the
+/// ring is wider.
+fn narrowing(ring_bits: u32) -> Option<Narrowing> {
+    (ring_bits > NARROW_BITS).then_some(Narrowing {
+        bits: NARROW_BITS,
+        reads,
+    })
+}
+
+/// What each opening of `rep3` reads of narrow operands ([`Narrowing::reads`]): its
+/// constructions open `c = y + r mod 2^m` for the `m` their plan takes at the narrow width,
+/// and the sign tests' selections (clamp, max, argmax) return their operands.
+fn reads(call: Call<'_>) -> Reads {
+    let fresh = |plan: Option<requant::RequantPlan>| plan.map_or(Reads::All, |p| Reads::Fresh(p.m));
+    let selects = |tests: &[(i64, i64)]| {
+        if tests.iter().all(|&(lo, hi)| {
+            lo >= 0 || hi < 0 || assist::SignTest::new(lo, hi, NARROW_BITS).is_some()
+        }) {
+            Reads::Selects(NARROW_BITS)
+        } else {
+            Reads::All
+        }
+    };
+    match call {
+        Call::Requantize { q, bounds, mode }
+        | Call::ProductRequantize {
+            q, bounds, mode, ..
+        } => fresh(fused_plan(q, bounds, mode, NARROW_BITS)),
+        Call::Rescale {
+            num,
+            den,
+            bounds,
+            mode,
+        } => fresh(
+            crate::func::rescale_selection(num, den, bounds)
+                .filter(|_| mode == TruncMode::Exact)
+                .and_then(|s| fused_plan(&s.q, s.bounds, mode, NARROW_BITS)),
+        ),
+        Call::Clamp { lo, hi, bounds, .. } => match masked::clamp_tests(lo, hi, bounds) {
+            Some(range) => selects(&[range]),
+            None => Reads::Selects(0),
+        },
+        Call::Max { bounds, .. } => {
+            let span = bounds.hi.saturating_sub(bounds.lo);
+            selects(&[(-span, span)])
+        }
+        Call::Argmax { bounds, .. } => {
+            let span = bounds.hi.saturating_sub(bounds.lo);
+            selects(&[(-span - 1, span)])
+        }
+        Call::Lookup {
+            table_len, lo, hi, ..
+        } => match lookup::Shape::of(table_len, lo, hi) {
+            Some(shape) => Reads::Fresh(shape.m),
+            None => Reads::All,
+        },
+        Call::Input { .. } | Call::Reveal { .. } | Call::Mul { .. } | Call::MatMul(_) => Reads::All,
+    }
 }
 
 /// `rep3`'s functionalities are its own constructions with the third party as a dealer
@@ -546,12 +736,19 @@ impl<W: Word> crate::func::Selection for Rep3<W> {
         bounds: Bounds,
         mode: TruncMode,
     ) -> Result<Pair<W>, ProtocolError> {
+        if self.runs_narrow() {
+            let x = narrow(x);
+            return Ok(widen(self.narrowed(|p| {
+                crate::func::Selection::rescale(p, &x, num, den, bounds, mode)
+            })?));
+        }
         // An exact rescale is one fused requantization where rep3 prefers it
         // ([`fused_plan`]): 4 rounds where the masked division takes 8 (the default of
         // `func` found it).
+        let cap = self.opening_cap();
         let fused = crate::func::rescale_selection(num, den, bounds)
             .filter(|_| mode == TruncMode::Exact)
-            .and_then(|s| Some((fused_plan::<W>(&s.q, s.bounds, mode)?, s)));
+            .and_then(|s| Some((fused_plan(&s.q, s.bounds, mode, cap)?, s)));
         if let Some((plan, s)) = fused {
             let x = match &s.signs {
                 Some(signs) => self.mul_public(x, signs),
@@ -576,7 +773,13 @@ impl<W: Word> crate::func::Selection for Rep3<W> {
         bounds: Bounds,
         mode: TruncMode,
     ) -> Result<Pair<W>, ProtocolError> {
-        if let Some(plan) = fused_plan::<W>(q, bounds, mode) {
+        if self.runs_narrow() {
+            let x = narrow(x);
+            return Ok(widen(self.narrowed(|p| {
+                crate::func::Selection::requantize(p, &x, q, bounds, mode)
+            })?));
+        }
+        if let Some(plan) = fused_plan(q, bounds, mode, self.opening_cap()) {
             return requant::requantize(self, &plan, q, Operand::Shares(x), bounds);
         }
         crate::requantize_unfused(self, x, q, bounds, mode)
@@ -594,7 +797,13 @@ impl<W: Word> crate::func::Selection for Rep3<W> {
         bounds: Bounds,
         mode: TruncMode,
     ) -> Result<Pair<W>, ProtocolError> {
-        let Some(plan) = fused_plan::<W>(q, bounds, mode) else {
+        if self.runs_narrow() {
+            let (a, b, bias) = (narrow(a), narrow(b), narrow(bias));
+            return Ok(widen(self.narrowed(|p| {
+                crate::func::Selection::product_requantize(p, &a, &b, d, &bias, q, bounds, mode)
+            })?));
+        }
+        let Some(plan) = fused_plan(q, bounds, mode, self.opening_cap()) else {
             return crate::product_requantize_unfused(self, a, b, d, bias, q, bounds, mode);
         };
         let z: Vec<W> = product_parts(a, b, d)
@@ -612,10 +821,22 @@ impl<W: Word> crate::func::Selection for Rep3<W> {
         hi: i64,
         bounds: Bounds,
     ) -> Result<Pair<W>, ProtocolError> {
+        if self.runs_narrow() {
+            let x = narrow(x);
+            return Ok(widen(self.narrowed(|p| {
+                crate::func::Selection::clamp(p, &x, lo, hi, bounds)
+            })?));
+        }
         Ok(planes(masked::clamp(self, &reps(x), lo, hi, bounds)?))
     }
 
     fn max(&mut self, a: &Pair<W>, b: &Pair<W>, bounds: Bounds) -> Result<Pair<W>, ProtocolError> {
+        if self.runs_narrow() {
+            let (a, b) = (narrow(a), narrow(b));
+            return Ok(widen(
+                self.narrowed(|p| crate::func::Selection::max(p, &a, &b, bounds))?,
+            ));
+        }
         Ok(planes(masked::max(self, &reps(a), &reps(b), bounds)?))
     }
 
@@ -626,6 +847,12 @@ impl<W: Word> crate::func::Selection for Rep3<W> {
         select_last: bool,
         bounds: Bounds,
     ) -> Result<Pair<W>, ProtocolError> {
+        if self.runs_narrow() {
+            let x = narrow(x);
+            return Ok(widen(self.narrowed(|p| {
+                crate::func::Selection::argmax(p, &x, row_len, select_last, bounds)
+            })?));
+        }
         Ok(planes(masked::argmax(
             self,
             &reps(x),
@@ -640,6 +867,12 @@ impl<W: Word> crate::func::Selection for Rep3<W> {
         table: &[i64],
         offset: i64,
     ) -> Result<Pair<W>, ProtocolError> {
+        if self.runs_narrow() {
+            let x = narrow(x);
+            return Ok(widen(self.narrowed(|p| {
+                crate::func::Selection::lookup(p, &x, table, offset)
+            })?));
+        }
         match lookup::Shape::new(table) {
             Some(shape) => Ok(planes(lookup::lookup(
                 self,

@@ -694,6 +694,256 @@ fn product_requantization_opens_the_unreshared_product() {
     product_requantization_matches::<u64>(49 * 12_582_917, true);
 }
 
+/// Shares of `x` in Z_2^64 that are right only modulo 2^32: every component gets its own
+/// multiple of 2^32 (the same at both of its holders), as a narrow register's shares are.
+fn garbled(p: &Rep3<u64>, x: &Pair<u64>, seed: u64) -> Pair<u64> {
+    let junk = |j: usize, e: usize| {
+        (seed ^ (j as u64) << 40 ^ e as u64)
+            .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+            .wrapping_shl(32)
+    };
+    let (ca, cb) = (p.me, (p.me + 1) % 3);
+    Pair {
+        a: x.a
+            .iter()
+            .enumerate()
+            .map(|(e, v)| v.wrapping_add(junk(ca, e)))
+            .collect(),
+        b: x.b
+            .iter()
+            .enumerate()
+            .map(|(e, v)| v.wrapping_add(junk(cb, e)))
+            .collect(),
+    }
+}
+
+/// The revealed value of a register right only modulo 2^32 (`narrow`), or in the ring.
+fn low(v: Vec<i64>, narrow: bool) -> Vec<i64> {
+    v.into_iter()
+        .map(|x| if narrow { x as i32 as i64 } else { x })
+        .collect()
+}
+
+/// An opening of `rep3` on narrow operands (right only modulo 2^32, garbage above) with
+/// each of its wires: the result equals clear's (modulo 2^32 where it is narrow), and
+/// the run sends what the twins with the same wires predict.
+fn narrow_case(
+    name: &str,
+    inputs: &[Vec<i64>],
+    wires: Wires,
+    call: Call<'_>,
+    op: impl Fn(&mut Rep3<u64>, &[Pair<u64>]) -> Pair<u64> + Sync,
+    want: &[i64],
+) {
+    use crate::cost::{per_party, Costs};
+    let out = run3::<u64, _>(|p| {
+        let shares: Vec<Pair<u64>> = inputs
+            .iter()
+            .enumerate()
+            .map(|(k, x)| {
+                let mine = (p.party() == 1).then_some(&x[..]);
+                let s = p.input(1, mine, x.len()).unwrap();
+                if wires.narrow_in {
+                    garbled(p, &s, k as u64 + 7)
+                } else {
+                    s
+                }
+            })
+            .collect();
+        p.wire = wires;
+        let before = p.stats();
+        let y = op(p, &shares);
+        let after = p.stats();
+        p.wire = Wires::default();
+        let sent = (
+            after.rounds - before.rounds,
+            after.bytes_sent - before.bytes_sent,
+        );
+        (p.reveal(&y, 1).unwrap(), sent)
+    });
+    let got = low(out[1].0.clone().unwrap(), wires.narrow_out);
+    assert_eq!(
+        got,
+        low(want.to_vec(), wires.narrow_out),
+        "{name}, {wires:?}"
+    );
+    let rounds = Rep3Costs { ring_bits: 64 }
+        .rounds_wired(call, wires)
+        .unwrap();
+    for (i, (party, f)) in out.iter().zip(per_party(&rounds, 3)).enumerate() {
+        assert_eq!(
+            party.1,
+            (f.rounds, f.bytes_sent),
+            "{name}, {wires:?}, party {i}"
+        );
+    }
+}
+
+#[test]
+fn narrow_operands_are_read_in_their_low_bits_and_narrow_results_sent_in_32() {
+    use crate::cost::Call;
+    use crate::Requant;
+    let n = 40;
+    let both = Wires {
+        narrow_in: true,
+        narrow_out: true,
+    };
+    let into_wide = Wires {
+        narrow_in: true,
+        narrow_out: false,
+    };
+    let out_only = Wires {
+        narrow_in: false,
+        narrow_out: true,
+    };
+    let mut c = Clear;
+    // A requantization of int32-like sums whose shift (34) is wider than the narrow
+    // words (the narrow opening takes two sets of borrow tables), most results inside
+    // the clamp.
+    let b = Bounds {
+        lo: -(1 << 24),
+        hi: 1 << 24,
+    };
+    let x = values(n, b.lo, b.hi, 31);
+    let q = Requant {
+        num: (0..n as i64).map(|i| 130_003 + 1000 * (i % 3)).collect(),
+        den: vec![1 << 34; n],
+        zp: vec![-3; n],
+        lo: -128,
+        hi: 127,
+    };
+    let want = c.requantize(&x, &q, b, TruncMode::Exact).unwrap();
+    for w in [both, into_wide] {
+        let call = Call::Requantize {
+            q: &q,
+            bounds: b,
+            mode: TruncMode::Exact,
+        };
+        narrow_case(
+            "requantize",
+            std::slice::from_ref(&x),
+            w,
+            call,
+            |p, s| p.requantize(&s[0], &q, b, TruncMode::Exact).unwrap(),
+            &want,
+        );
+    }
+    // A product requantized from its parts: operands, bias and result narrow.
+    let d = MatDims {
+        batch: 1,
+        m: 4,
+        k: 9,
+        n: 10,
+        a_batched: true,
+        b_batched: true,
+    };
+    let (xa, xb, bias) = (
+        values(36, -128, 127, 32),
+        values(90, -128, 127, 33),
+        values(n, -3000, 3000, 34),
+    );
+    let pb = Bounds {
+        lo: -(9 * 128 * 128) - 3000,
+        hi: 9 * 128 * 128 + 3000,
+    };
+    let want = c
+        .product_requantize(&xa, &xb, d, &bias, &q, pb, TruncMode::Exact)
+        .unwrap();
+    for w in [both, into_wide] {
+        let call = Call::ProductRequantize {
+            dims: d,
+            q: &q,
+            bounds: pb,
+            mode: TruncMode::Exact,
+        };
+        narrow_case(
+            "product_requantize",
+            &[xa.clone(), xb.clone(), bias.clone()],
+            w,
+            call,
+            |p, s| {
+                p.product_requantize(&s[0], &s[1], d, &s[2], &q, pb, TruncMode::Exact)
+                    .unwrap()
+            },
+            &want,
+        );
+    }
+    // Selections (their results are their operands) and a lookup.
+    let v = values(n, -300, 300, 35);
+    let u = values(n, -300, 300, 36);
+    let vb = Bounds { lo: -300, hi: 300 };
+    let clamped = c.clamp(&v, -128, 127, vb).unwrap();
+    narrow_case(
+        "clamp",
+        std::slice::from_ref(&v),
+        both,
+        Call::Clamp {
+            len: n,
+            lo: -128,
+            hi: 127,
+            bounds: vb,
+        },
+        |p, s| p.clamp(&s[0], -128, 127, vb).unwrap(),
+        &clamped,
+    );
+    let maxed = c.max(&v, &u, vb).unwrap();
+    narrow_case(
+        "max",
+        &[v.clone(), u.clone()],
+        both,
+        Call::Max { len: n, bounds: vb },
+        |p, s| p.max(&s[0], &s[1], vb).unwrap(),
+        &maxed,
+    );
+    let am = c.argmax(&v, 8, false, vb).unwrap();
+    narrow_case(
+        "argmax",
+        std::slice::from_ref(&v),
+        both,
+        Call::Argmax {
+            len: n,
+            row_len: 8,
+            select_last: false,
+            bounds: vb,
+        },
+        |p, s| p.argmax(&s[0], 8, false, vb).unwrap(),
+        &am,
+    );
+    let table: Vec<i64> = (0..601).map(|i| (i * i) % 1000 - 400).collect();
+    let looked = c.lookup(&v, &table, -300).unwrap();
+    for w in [both, into_wide] {
+        narrow_case(
+            "lookup",
+            std::slice::from_ref(&v),
+            w,
+            crate::cost::lookup_call(n, &table),
+            |p, s| p.lookup(&s[0], &table, -300).unwrap(),
+            &looked,
+        );
+    }
+    // Products: narrow results from narrow or full operands.
+    let prod = c.mul(&v, &u).unwrap();
+    for w in [both, out_only] {
+        narrow_case(
+            "mul",
+            &[v.clone(), u.clone()],
+            w,
+            Call::Mul { len: n },
+            |p, s| Core::mul(p, &s[0], &s[1]).unwrap(),
+            &prod,
+        );
+    }
+    let mm = c.matmul(&xa, &xb, d).unwrap();
+    narrow_case(
+        "matmul",
+        &[xa.clone(), xb.clone()],
+        both,
+        Call::MatMul(d),
+        |p, s| Core::matmul(p, &s[0], &s[1], d).unwrap(),
+        &mm,
+    );
+}
+
 /// Privacy: what a party receives must not depend on secrets it is not entitled to.
 mod view {
     use super::*;

@@ -1,0 +1,189 @@
+//! Which registers travel in narrow words ([`qmpc_protocols::wires`]): a backward walk
+//! from every reader to what it needs of its operands.
+//!
+//! A register's *need* is the number of its low bits some reader relies on: all of them
+//! for an output or a state; its result's need for a local instruction or a product (the
+//! low `k` bits of a sum or product depend only on the low `k` bits of its operands); and
+//! for an opening (a requantization, a comparison, a lookup) what the protocol says its
+//! calls read ([`Reads`]), joined with the result's need where the result is a selection
+//! of the operands. A register needing at most the protocol's narrow width is narrow: its
+//! producer may leave its shares right only in that width.
+
+use crate::interp::{self, PartyData, Roles, VmError};
+use crate::{Instr, Program, Visibility};
+use qmpc_bytecode::Comm;
+use qmpc_protocols::cost::{Call, Costs, Rounds, Tally};
+use qmpc_protocols::wires::{Narrowing, Reads, Wires};
+use qmpc_protocols::ProtocolError;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// What the layout code needs of a protocol to walk a program (see [`wires`]).
+pub struct Layout {
+    pub name: &'static str,
+    pub parties: usize,
+    pub products_open_operands: bool,
+}
+
+impl Costs for Layout {
+    fn name(&self) -> &'static str {
+        self.name
+    }
+    fn parties(&self) -> usize {
+        self.parties
+    }
+    fn products_open_operands(&self) -> bool {
+        self.products_open_operands
+    }
+    fn rounds(&self, _: Call<'_>) -> Result<Rounds, ProtocolError> {
+        Ok(Vec::new())
+    }
+}
+
+/// The wires of every instruction of `program` under `narrowing` (the same for every
+/// party, every batch and the cost twins: reads depend on bounds and constants only).
+pub fn wires(
+    program: &Program,
+    narrowing: Narrowing,
+    layout: &Layout,
+) -> Result<Arc<[Wires]>, VmError> {
+    let mut tally = Tally::reads(layout, narrowing);
+    let mut states = crate::cost::blank_states(program, 1);
+    let roles = Roles {
+        model_owner: 0,
+        data_owner: 0,
+        output_to: 0,
+    };
+    interp::run_session(
+        program,
+        &mut tally,
+        roles,
+        &PartyData::default(),
+        1,
+        &mut states,
+    )?;
+    Ok(from_reads(program, narrowing.bits, &tally.into_reads()))
+}
+
+/// [`wires`] from each instruction's reads (instruction index → its calls' reads joined).
+pub(crate) fn from_reads(
+    program: &Program,
+    bits: u32,
+    reads: &BTreeMap<usize, Reads>,
+) -> Arc<[Wires]> {
+    let need = needs(program, reads);
+    let secret = |r: u32| program.registers[r as usize].vis == Visibility::Secret;
+    let narrow = |r: u32| secret(r) && need[r as usize] <= bits;
+    program
+        .code
+        .iter()
+        .map(|ins| Wires {
+            narrow_in: ins.srcs().into_iter().any(narrow),
+            narrow_out: ins.dst().is_some_and(narrow),
+        })
+        .collect()
+}
+
+/// Every register's need in bits (`u32::MAX`: the whole ring; 0: never read).
+fn needs(program: &Program, reads: &BTreeMap<usize, Reads>) -> Vec<u32> {
+    const ALL: u32 = u32::MAX;
+    let mut need = vec![0u32; program.registers.len()];
+    for (i, ins) in program.code.iter().enumerate().rev() {
+        let out = ins.dst().map_or(0, |d| need[d as usize]);
+        let of_operands = match (ins, ins.comm()) {
+            (Instr::Output { .. } | Instr::Store { .. }, _) => ALL,
+            (_, Comm::Local | Comm::IfBothSecret) => out,
+            // An opening without a call (its operands public, or the bounds decided it)
+            // computed its result locally: only as wide as its operands.
+            _ => match reads.get(&i) {
+                Some(Reads::Fresh(k)) => *k,
+                Some(Reads::Selects(k)) => (*k).max(out),
+                Some(Reads::All) => ALL,
+                None => out,
+            },
+        };
+        for s in ins.srcs() {
+            let n = &mut need[s as usize];
+            *n = (*n).max(of_operands);
+        }
+    }
+    need
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bytecode::asm::assemble;
+
+    /// Two requantizations whose sum a third one divides (a residual `Add`), then a
+    /// `max` and a last requantization to the output.
+    const PROGRAM: &str = r#"
+.program name="wires", trunc=exact
+.input 0, name="x", external=f32, type=i8, dims=[1, 4], batched=1, scale=[1.0], zero_point=[0], axis=1
+.output 0, name="y", external=f32, scale=[1.0], zero_point=[0], axis=1
+.const 0, type=i32, dims=[1], data=[3]
+.const 1, type=i64, dims=[1], data=[8]
+.const 2, type=i8, dims=[1], data=[0]
+.reg %0, type=i8, dims=[1, 4], batched=1, vis=secret, lo=-128, hi=127
+.reg %1, type=i32, dims=[1], batched=0, vis=public, lo=3, hi=3
+.reg %2, type=i64, dims=[1], batched=0, vis=public, lo=8, hi=8
+.reg %3, type=i8, dims=[1], batched=0, vis=public, lo=0, hi=0
+.reg %4, type=i8, dims=[1, 4], batched=1, vis=secret, lo=-128, hi=127
+.reg %5, type=i8, dims=[1, 4], batched=1, vis=secret, lo=-128, hi=127
+.reg %6, type=i16, dims=[1, 4], batched=1, vis=secret, lo=-256, hi=254
+.reg %7, type=i8, dims=[1, 4], batched=1, vis=secret, lo=-128, hi=127
+.reg %8, type=i8, dims=[1, 4], batched=1, vis=secret, lo=-128, hi=127
+.reg %9, type=i8, dims=[1, 4], batched=1, vis=secret, lo=-128, hi=127
+%0 = input index=0
+%1 = const index=0
+%2 = const index=1
+%3 = const index=2
+%4 = requant x=%0, num=%1, den=%2, zp=%3, lo=-128, hi=127
+%5 = requant x=%4, num=%1, den=%2, zp=%3, lo=-128, hi=127
+%6 = add a=%4, b=%5
+%7 = requant x=%6, num=%1, den=%2, zp=%3, lo=-128, hi=127
+%8 = max a=%7, b=%7
+%9 = requant x=%8, num=%1, den=%2, zp=%3, lo=-128, hi=127
+output x=%9, index=0
+"#;
+
+    #[test]
+    fn needs_flow_back_from_readers_through_local_instructions() {
+        let p = assemble(PROGRAM).unwrap();
+        // Instruction index → what its calls read: the requantization of the sum needs
+        // the whole ring, the max selects, the others open 9 bits.
+        let reads: BTreeMap<usize, Reads> = [
+            (4, Reads::Fresh(9)),
+            (5, Reads::Fresh(9)),
+            (7, Reads::All),
+            (8, Reads::Selects(32)),
+            (9, Reads::Fresh(9)),
+        ]
+        .into();
+        let w = |narrow_in, narrow_out| Wires {
+            narrow_in,
+            narrow_out,
+        };
+        let none = w(false, false);
+        assert_eq!(
+            &*from_reads(&p, 32, &reads),
+            [
+                w(false, true), // the input: only the first requantization reads it
+                none,
+                none,
+                none,
+                w(true, false), // its result feeds the sum
+                none,           // reads a wide operand, its result feeds the sum
+                none,           // the sum
+                w(false, true), // the max reads its result in 32 bits
+                w(true, true),  // a selection: as wide as the last one needs, and 32
+                w(true, false), // the output's
+                none,
+            ]
+        );
+        // A narrower width than the selection's reads leaves it and its operand wide.
+        let narrow_8 = from_reads(&p, 8, &reads);
+        assert_eq!(narrow_8[7], none);
+        assert_eq!(narrow_8[8], w(false, false));
+    }
+}
