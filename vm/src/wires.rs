@@ -15,8 +15,8 @@ use qmpc_bytecode::Comm;
 use qmpc_protocols::cost::{Call, Costs, Rounds, Tally};
 use qmpc_protocols::wires::{Narrowing, Reads, Wires};
 use qmpc_protocols::ProtocolError;
-use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, OnceLock};
 
 /// What the layout code needs of a protocol to walk a program (see [`wires`]).
 pub struct Layout {
@@ -42,11 +42,30 @@ impl Costs for Layout {
 
 /// The wires of every instruction of `program` under `narrowing` (the same for every
 /// party, every batch and the cost twins: reads depend on bounds and constants only).
+/// Kept per protocol, width and program: every party thread of a process, and every step
+/// of a training session, asks for the same.
 pub fn wires(
     program: &Program,
     narrowing: Narrowing,
     layout: &Layout,
 ) -> Result<Arc<[Wires]>, VmError> {
+    type Cache = Mutex<HashMap<(&'static str, u32, [u8; 32]), Arc<[Wires]>>>;
+    static CACHE: OnceLock<Cache> = OnceLock::new();
+    let key = (layout.name, narrowing.bits, program.digest());
+    let cache = CACHE.get_or_init(Default::default);
+    if let Some(w) = cache.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
+        return Ok(w.clone());
+    }
+    let w = walk(program, narrowing, layout)?;
+    cache
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(key, w.clone());
+    Ok(w)
+}
+
+/// [`wires`], computed: the program walked against a tally of its calls' reads.
+fn walk(program: &Program, narrowing: Narrowing, layout: &Layout) -> Result<Arc<[Wires]>, VmError> {
     let mut tally = Tally::reads(layout, narrowing);
     let mut states = crate::cost::blank_states(program, 1);
     let roles = Roles {
