@@ -250,6 +250,16 @@ impl<W: Word> Rep3<W> {
         }
     }
 
+    /// Run `f` with full-width wires: the steps of a functionality that falls back on
+    /// others (a masked division, then a clamp) pass intermediates that their next step
+    /// reads whole, so only the instruction's own products may narrow their results.
+    fn full_width<T>(&mut self, f: impl FnOnce(&mut Self) -> T) -> T {
+        let wire = std::mem::take(&mut self.wire);
+        let out = f(self);
+        self.wire = wire;
+        out
+    }
+
     /// Reshare additive parts into the result's width: 32-bit words where the result is
     /// narrow.
     fn reshare_wired(&mut self, z: Vec<W>) -> Result<Pair<W>, ProtocolError> {
@@ -782,7 +792,7 @@ impl<W: Word> crate::func::Selection for Rep3<W> {
         if let Some(plan) = fused_plan(q, bounds, mode, self.opening_cap()) {
             return requant::requantize(self, &plan, q, Operand::Shares(x), bounds);
         }
-        crate::requantize_unfused(self, x, q, bounds, mode)
+        self.full_width(|p| crate::requantize_unfused(p, x, q, bounds, mode))
     }
 
     /// The product's parts go to the requantization's opening unreshared (the bias's
@@ -804,7 +814,10 @@ impl<W: Word> crate::func::Selection for Rep3<W> {
             })?));
         }
         let Some(plan) = fused_plan(q, bounds, mode, self.opening_cap()) else {
-            return crate::product_requantize_unfused(self, a, b, d, bias, q, bounds, mode);
+            // Its product is an intermediate that the masked division reads whole.
+            return self.full_width(|p| {
+                crate::product_requantize_unfused(p, a, b, d, bias, q, bounds, mode)
+            });
         };
         let z: Vec<W> = product_parts(a, b, d)
             .into_par_iter()

@@ -933,6 +933,32 @@ fn narrow_operands_are_read_in_their_low_bits_and_narrow_results_sent_in_32() {
             &prod,
         );
     }
+    // A negative multiplier takes the unfused path (a product, then a masked division
+    // that reads it whole) even where the result is narrow.
+    let neg = Requant {
+        num: vec![-14_600_003; n],
+        den: vec![1 << 34; n],
+        ..q.clone()
+    };
+    let want = c
+        .product_requantize(&xa, &xb, d, &bias, &neg, pb, TruncMode::Exact)
+        .unwrap();
+    narrow_case(
+        "product_requantize, negative multiplier",
+        &[xa.clone(), xb.clone(), bias.clone()],
+        out_only,
+        Call::ProductRequantize {
+            dims: d,
+            q: &neg,
+            bounds: pb,
+            mode: TruncMode::Exact,
+        },
+        |p, s| {
+            p.product_requantize(&s[0], &s[1], d, &s[2], &neg, pb, TruncMode::Exact)
+                .unwrap()
+        },
+        &want,
+    );
     let mm = c.matmul(&xa, &xb, d).unwrap();
     narrow_case(
         "matmul",
