@@ -419,7 +419,8 @@ impl<'c> Tally<'c> {
         self.reads.map(|(_, r)| r).unwrap_or_default()
     }
 
-    /// Records the rounds of `call` under the current instruction.
+    /// Records the rounds of `call` (for [`Tally::reads`], what it reads) under the
+    /// current instruction.
     fn record(&mut self, call: Call<'_>) -> Result<(), ProtocolError> {
         if let Some((narrowing, reads)) = &mut self.reads {
             let r = (narrowing.reads)(call);
