@@ -696,23 +696,22 @@ fn product_requantization_opens_the_unreshared_product() {
 
 /// Shares of `x` in Z_2^64 that are right only modulo 2^32: every component gets its own
 /// multiple of 2^32 (the same at both of its holders), as a narrow register's shares are.
-fn garbled(p: &Rep3<u64>, x: &Pair<u64>, seed: u64) -> Pair<u64> {
+fn garbled<W: Word>(p: &Rep3<W>, x: &Pair<W>, seed: u64) -> Pair<W> {
     let junk = |j: usize, e: usize| {
-        (seed ^ (j as u64) << 40 ^ e as u64)
-            .wrapping_mul(0x9E37_79B9_7F4A_7C15)
-            .wrapping_shl(32)
+        let bits = (seed ^ (j as u64) << 40 ^ e as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        W::from_u128(u128::from(bits) << 32)
     };
     let (ca, cb) = (p.me, (p.me + 1) % 3);
     Pair {
         a: x.a
             .iter()
             .enumerate()
-            .map(|(e, v)| v.wrapping_add(junk(ca, e)))
+            .map(|(e, v)| v.add(junk(ca, e)))
             .collect(),
         b: x.b
             .iter()
             .enumerate()
-            .map(|(e, v)| v.wrapping_add(junk(cb, e)))
+            .map(|(e, v)| v.add(junk(cb, e)))
             .collect(),
     }
 }
@@ -727,17 +726,17 @@ fn low(v: Vec<i64>, narrow: bool) -> Vec<i64> {
 /// An opening of `rep3` on narrow operands (right only modulo 2^32, garbage above) with
 /// each of its wires: the result equals clear's (modulo 2^32 where it is narrow), and
 /// the run sends what the twins with the same wires predict.
-fn narrow_case(
+fn narrow_case<W: Word>(
     name: &str,
     inputs: &[Vec<i64>],
     wires: Wires,
     call: Call<'_>,
-    op: impl Fn(&mut Rep3<u64>, &[Pair<u64>]) -> Pair<u64> + Sync,
+    op: impl Fn(&mut Rep3<W>, &[Pair<W>]) -> Pair<W> + Sync,
     want: &[i64],
 ) {
     use crate::cost::{per_party, Costs};
-    let out = run3::<u64, _>(|p| {
-        let shares: Vec<Pair<u64>> = inputs
+    let out = run3::<W, _>(|p| {
+        let shares: Vec<Pair<W>> = inputs
             .iter()
             .enumerate()
             .map(|(k, x)| {
@@ -765,22 +764,29 @@ fn narrow_case(
     assert_eq!(
         got,
         low(want.to_vec(), wires.narrow_out),
-        "{name}, {wires:?}"
+        "{name}, {wires:?}, Z_2^{}",
+        W::BITS
     );
-    let rounds = Rep3Costs { ring_bits: 64 }
+    let rounds = Rep3Costs { ring_bits: W::BITS }
         .rounds_wired(call, wires)
         .unwrap();
     for (i, (party, f)) in out.iter().zip(per_party(&rounds, 3)).enumerate() {
         assert_eq!(
             party.1,
             (f.rounds, f.bytes_sent),
-            "{name}, {wires:?}, party {i}"
+            "{name}, {wires:?}, party {i}, Z_2^{}",
+            W::BITS
         );
     }
 }
 
 #[test]
 fn narrow_operands_are_read_in_their_low_bits_and_narrow_results_sent_in_32() {
+    narrow_cases::<u64>();
+    narrow_cases::<u128>();
+}
+
+fn narrow_cases<W: Word>() {
     use crate::cost::Call;
     use crate::Requant;
     let n = 40;
@@ -819,7 +825,7 @@ fn narrow_operands_are_read_in_their_low_bits_and_narrow_results_sent_in_32() {
             bounds: b,
             mode: TruncMode::Exact,
         };
-        narrow_case(
+        narrow_case::<W>(
             "requantize",
             std::slice::from_ref(&x),
             w,
@@ -856,7 +862,7 @@ fn narrow_operands_are_read_in_their_low_bits_and_narrow_results_sent_in_32() {
             bounds: pb,
             mode: TruncMode::Exact,
         };
-        narrow_case(
+        narrow_case::<W>(
             "product_requantize",
             &[xa.clone(), xb.clone(), bias.clone()],
             w,
@@ -873,7 +879,7 @@ fn narrow_operands_are_read_in_their_low_bits_and_narrow_results_sent_in_32() {
     let u = values(n, -300, 300, 36);
     let vb = Bounds { lo: -300, hi: 300 };
     let clamped = c.clamp(&v, -128, 127, vb).unwrap();
-    narrow_case(
+    narrow_case::<W>(
         "clamp",
         std::slice::from_ref(&v),
         both,
@@ -887,7 +893,7 @@ fn narrow_operands_are_read_in_their_low_bits_and_narrow_results_sent_in_32() {
         &clamped,
     );
     let maxed = c.max(&v, &u, vb).unwrap();
-    narrow_case(
+    narrow_case::<W>(
         "max",
         &[v.clone(), u.clone()],
         both,
@@ -896,7 +902,7 @@ fn narrow_operands_are_read_in_their_low_bits_and_narrow_results_sent_in_32() {
         &maxed,
     );
     let am = c.argmax(&v, 8, false, vb).unwrap();
-    narrow_case(
+    narrow_case::<W>(
         "argmax",
         std::slice::from_ref(&v),
         both,
@@ -912,7 +918,7 @@ fn narrow_operands_are_read_in_their_low_bits_and_narrow_results_sent_in_32() {
     let table: Vec<i64> = (0..601).map(|i| (i * i) % 1000 - 400).collect();
     let looked = c.lookup(&v, &table, -300).unwrap();
     for w in [both, into_wide] {
-        narrow_case(
+        narrow_case::<W>(
             "lookup",
             std::slice::from_ref(&v),
             w,
@@ -924,7 +930,7 @@ fn narrow_operands_are_read_in_their_low_bits_and_narrow_results_sent_in_32() {
     // Products: narrow results from narrow or full operands.
     let prod = c.mul(&v, &u).unwrap();
     for w in [both, out_only] {
-        narrow_case(
+        narrow_case::<W>(
             "mul",
             &[v.clone(), u.clone()],
             w,
@@ -943,7 +949,7 @@ fn narrow_operands_are_read_in_their_low_bits_and_narrow_results_sent_in_32() {
     let want = c
         .product_requantize(&xa, &xb, d, &bias, &neg, pb, TruncMode::Exact)
         .unwrap();
-    narrow_case(
+    narrow_case::<W>(
         "product_requantize, negative multiplier",
         &[xa.clone(), xb.clone(), bias.clone()],
         out_only,
@@ -960,7 +966,7 @@ fn narrow_operands_are_read_in_their_low_bits_and_narrow_results_sent_in_32() {
         &want,
     );
     let mm = c.matmul(&xa, &xb, d).unwrap();
-    narrow_case(
+    narrow_case::<W>(
         "matmul",
         &[xa.clone(), xb.clone()],
         both,
