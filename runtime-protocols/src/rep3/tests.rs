@@ -1095,6 +1095,54 @@ mod view {
         })
     }
 
+    /// The same on narrow wires (Z_2^64, results sent in 32-bit words): the input, a
+    /// product, requantizations of narrow operands into a narrow and a wide result (a
+    /// shift wider than the opening: both readings' tables), a clamp, a max, a lookup and
+    /// a product's requantization, all narrow.
+    fn views_narrow(x: &[i64], owner: PartyId, coins: &CoalitionCoins) -> Vec<Vec<u8>> {
+        let b = Bounds { lo: -100, hi: 100 };
+        let table: Vec<i64> = (0..201).map(|i| (i * 7) % 13).collect();
+        let wires = |narrow_in, narrow_out| Wires {
+            narrow_in,
+            narrow_out,
+        };
+        on_three(|i, mesh| {
+            let seen = Arc::new(Mutex::new(Vec::new()));
+            let rec = Recorder {
+                inner: Box::new(mesh),
+                seen: seen.clone(),
+            };
+            let mut p = Rep3::<u64>::setup_with_coins(Box::new(rec), coins).unwrap();
+            let n = x.len();
+            p.wire = wires(false, true);
+            let v = p.input(owner, (i == owner).then_some(x), n).unwrap();
+            p.wire = wires(true, true);
+            let sq = p.mul(&v, &v).unwrap();
+            let sq_bounds = Bounds { lo: 0, hi: 10000 };
+            let rq = crate::Requant {
+                num: vec![77 << 27; n],
+                den: vec![1 << 36; n],
+                zp: vec![-3; n],
+                lo: -10,
+                hi: 9,
+            };
+            let f = p.requantize(&sq, &rq, sq_bounds, TruncMode::Exact).unwrap();
+            let c = p.clamp(&v, -20, 20, b).unwrap();
+            let m = p.max(&v, &c, b).unwrap();
+            let t = p.lookup(&v, &table, -100).unwrap();
+            let pr = product_requantized(&mut p, &v, &c, &rq);
+            p.wire = wires(true, false);
+            let g = p.requantize(&sq, &rq, sq_bounds, TruncMode::Exact).unwrap();
+            p.wire = Wires::default();
+            for y in [f, m, t, pr, g] {
+                p.reveal(&y, owner).unwrap();
+            }
+            drop(p);
+            let v = seen.lock().unwrap().clone();
+            v
+        })
+    }
+
     /// Each party in each role: for every owner of the input (who also receives the
     /// outputs), each other party alone, its own keys fixed, must receive nothing that
     /// depends on the input.
@@ -1110,7 +1158,13 @@ mod view {
                 };
                 let run = |x: &[i64]| -> Vec<u8> {
                     let (v, v32) = (views(x, owner, &coins), views32(x, owner, &coins));
-                    [v[watched].clone(), v32[watched].clone()].concat()
+                    let vn = views_narrow(x, owner, &coins);
+                    [
+                        v[watched].clone(),
+                        v32[watched].clone(),
+                        vn[watched].clone(),
+                    ]
+                    .concat()
                 };
                 let va: Vec<Vec<u8>> = (0..RUNS).map(|_| run(&xa)).collect();
                 let vb: Vec<Vec<u8>> = (0..RUNS).map(|_| run(&xb)).collect();
