@@ -454,11 +454,7 @@ impl Core for Tally<'_> {
     }
     fn begin_instruction(&mut self, task: u64) {
         self.current = crate::task_index(task);
-        self.wire = self
-            .wires
-            .as_ref()
-            .and_then(|w| w.get(self.current).copied())
-            .unwrap_or_default();
+        self.wire = crate::wires::of_task(self.wires.as_deref(), task);
     }
     fn narrowing(&self) -> Option<Narrowing> {
         match self.reads {

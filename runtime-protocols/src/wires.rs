@@ -58,3 +58,11 @@ pub struct Narrowing {
     pub bits: u32,
     pub reads: for<'a> fn(Call<'a>) -> Reads,
 }
+
+/// The wires of the instruction of `task` ([`crate::task_id`]) in a program's `wires`;
+/// full-width where there are none.
+pub fn of_task(wires: Option<&[Wires]>, task: u64) -> Wires {
+    wires
+        .and_then(|w| w.get(crate::task_index(task)).copied())
+        .unwrap_or_default()
+}

@@ -64,7 +64,7 @@ fn dot<F: ProofField>(v: &[F], w: &[F]) -> F {
 }
 
 /// Elements per task of the bulk kernels.
-const CHUNK: usize = 1 << 12;
+pub(super) const CHUNK: usize = 1 << 12;
 
 /// `Σ v_i·w_i` over rayon.
 fn par_dot<F: ProofField>(v: &[F], w: &[F]) -> F {

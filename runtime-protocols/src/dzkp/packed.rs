@@ -13,6 +13,7 @@
 //! instead of 64. A wrong `h` survives `ρ` with probability 14/2^64.
 
 use super::gf64::{self, Gf64};
+use super::ip::CHUNK;
 use rayon::prelude::*;
 
 /// Points of `h` the prover sends.
@@ -98,7 +99,6 @@ pub fn prover_h(u: &[u64], w: &[u64], theta: &[Gf64]) -> [Gf64; MESSAGE] {
         });
     // Beyond the nodes, `Σ_e θ_e Σ_g U_g[u_eg]·W[w_eg]` at each point: bulk kernels that
     // reduce each sum once.
-    const CHUNK: usize = 1 << 12;
     let far = extra.iter().map(|tab| {
         theta[..u.len()]
             .par_chunks(CHUNK)

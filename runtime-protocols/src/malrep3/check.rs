@@ -120,11 +120,10 @@ impl<W: Word> MalRep3<W> {
     }
 
     /// [`MalRep3::check`] before a call that records about `coming` pairs and relations,
-    /// where they would take the count to [`CHECK_EVERY`] or past it (and some wait):
-    /// a large call's pairs then
-    /// never wait on top of a full ledger (a lookup piece's 2^22 one-hot words did, and
-    /// the check inside it ran with the piece's vectors alive). The count follows the
-    /// program, so every party decides alike.
+    /// where they would take the count to [`CHECK_EVERY`] or past it (and some wait): a
+    /// large call's pairs then never wait on top of a full ledger (a lookup piece's 2^22
+    /// one-hot words did, and the check inside it ran with the piece's vectors alive). The
+    /// count follows the program, so every party decides alike.
     pub(super) fn check_before(&mut self, coming: usize) -> R<()> {
         let waiting = self.unchecked();
         if waiting > 0 && waiting + coming >= CHECK_EVERY {

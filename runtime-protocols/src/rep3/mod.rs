@@ -200,18 +200,9 @@ impl<W: Word> Rep3<W> {
             keys: [derive(&self.keys[0]), derive(&self.keys[1])],
             setup: Stats::default(),
             wires: self.wires.clone(),
-            wire: self.wire_of(task),
+            wire: crate::wires::of_task(self.wires.as_deref(), task),
             _ring: PhantomData,
         }
-    }
-
-    /// The wires of the instruction of `task`.
-    fn wire_of(&self, task: u64) -> Wires {
-        let index = crate::task_index(task);
-        self.wires
-            .as_ref()
-            .and_then(|w| w.get(index).copied())
-            .unwrap_or_default()
     }
 
     /// Run `f` on this party as a party of Z_2^32 (the same keys and transport, whose
@@ -234,10 +225,23 @@ impl<W: Word> Rep3<W> {
         out
     }
 
-    /// Whether this call runs on 32-bit words: its operands and its result are narrow,
-    /// and the ring is wider.
+    /// Whether this call's result travels in 32-bit words (the ring is wider).
+    fn narrows_out(&self) -> bool {
+        W::BITS > NARROW_BITS && self.wire.narrow_out
+    }
+
+    /// Whether this call runs on 32-bit words: its operands and its result are narrow.
     fn runs_narrow(&self) -> bool {
-        W::BITS > NARROW_BITS && self.wire.narrow_in && self.wire.narrow_out
+        self.narrows_out() && self.wire.narrow_in
+    }
+
+    /// `f` on this party as a party of Z_2^32 ([`Rep3::narrowed`]), its result's shares
+    /// widened back (right modulo 2^32).
+    fn narrow_call(
+        &mut self,
+        f: impl FnOnce(&mut Rep3<W::Narrow>) -> Result<Pair<W::Narrow>, ProtocolError>,
+    ) -> Result<Pair<W>, ProtocolError> {
+        Ok(widen(self.narrowed(f)?))
     }
 
     /// The widest opening this call's operands allow: the narrow width where some operand
@@ -263,7 +267,7 @@ impl<W: Word> Rep3<W> {
     /// Reshare additive parts into the result's width: 32-bit words where the result is
     /// narrow.
     fn reshare_wired(&mut self, z: Vec<W>) -> Result<Pair<W>, ProtocolError> {
-        if W::BITS > NARROW_BITS && self.wire.narrow_out {
+        if self.narrows_out() {
             let z: Vec<W::Narrow> = z.into_par_iter().map(W::narrow).collect();
             return Ok(widen(self.reshare_planes(z)?));
         }
@@ -560,7 +564,7 @@ impl<W: Word> Core for Rep3<W> {
     }
 
     fn begin_instruction(&mut self, task: u64) {
-        self.wire = self.wire_of(task);
+        self.wire = crate::wires::of_task(self.wires.as_deref(), task);
     }
 
     fn narrowing(&self) -> Option<Narrowing> {
@@ -581,8 +585,8 @@ impl<W: Word> Core for Rep3<W> {
         values: Option<&[i64]>,
         len: usize,
     ) -> Result<Pair<W>, ProtocolError> {
-        if W::BITS > NARROW_BITS && self.wire.narrow_out {
-            return Ok(widen(self.narrowed(|p| p.input(owner, values, len))?));
+        if self.narrows_out() {
+            return self.narrow_call(|p| p.input(owner, values, len));
         }
         let lifted = values.map(Self::lift);
         Ok(planes(self.share_from(owner, lifted.as_deref(), len)?))
@@ -633,7 +637,7 @@ impl<W: Word> Core for Rep3<W> {
     fn matmul(&mut self, a: &Pair<W>, b: &Pair<W>, d: MatDims) -> Result<Pair<W>, ProtocolError> {
         if self.runs_narrow() {
             let (a, b) = (narrow(a), narrow(b));
-            return Ok(widen(self.narrowed(|p| p.matmul(&a, &b, d))?));
+            return self.narrow_call(|p| p.matmul(&a, &b, d));
         }
         let z = product_parts(a, b, d);
         self.reshare_wired(z)
@@ -748,9 +752,8 @@ impl<W: Word> crate::func::Selection for Rep3<W> {
     ) -> Result<Pair<W>, ProtocolError> {
         if self.runs_narrow() {
             let x = narrow(x);
-            return Ok(widen(self.narrowed(|p| {
-                crate::func::Selection::rescale(p, &x, num, den, bounds, mode)
-            })?));
+            return self
+                .narrow_call(|p| crate::func::Selection::rescale(p, &x, num, den, bounds, mode));
         }
         // An exact rescale is one fused requantization where rep3 prefers it
         // ([`fused_plan`]): 4 rounds where the masked division takes 8 (the default of
@@ -785,9 +788,8 @@ impl<W: Word> crate::func::Selection for Rep3<W> {
     ) -> Result<Pair<W>, ProtocolError> {
         if self.runs_narrow() {
             let x = narrow(x);
-            return Ok(widen(self.narrowed(|p| {
-                crate::func::Selection::requantize(p, &x, q, bounds, mode)
-            })?));
+            return self
+                .narrow_call(|p| crate::func::Selection::requantize(p, &x, q, bounds, mode));
         }
         if let Some(plan) = fused_plan(q, bounds, mode, self.opening_cap()) {
             return requant::requantize(self, &plan, q, Operand::Shares(x), bounds);
@@ -809,9 +811,9 @@ impl<W: Word> crate::func::Selection for Rep3<W> {
     ) -> Result<Pair<W>, ProtocolError> {
         if self.runs_narrow() {
             let (a, b, bias) = (narrow(a), narrow(b), narrow(bias));
-            return Ok(widen(self.narrowed(|p| {
+            return self.narrow_call(|p| {
                 crate::func::Selection::product_requantize(p, &a, &b, d, &bias, q, bounds, mode)
-            })?));
+            });
         }
         let Some(plan) = fused_plan(q, bounds, mode, self.opening_cap()) else {
             // Its product is an intermediate that the masked division reads whole.
@@ -836,9 +838,7 @@ impl<W: Word> crate::func::Selection for Rep3<W> {
     ) -> Result<Pair<W>, ProtocolError> {
         if self.runs_narrow() {
             let x = narrow(x);
-            return Ok(widen(self.narrowed(|p| {
-                crate::func::Selection::clamp(p, &x, lo, hi, bounds)
-            })?));
+            return self.narrow_call(|p| crate::func::Selection::clamp(p, &x, lo, hi, bounds));
         }
         Ok(planes(masked::clamp(self, &reps(x), lo, hi, bounds)?))
     }
@@ -862,9 +862,9 @@ impl<W: Word> crate::func::Selection for Rep3<W> {
     ) -> Result<Pair<W>, ProtocolError> {
         if self.runs_narrow() {
             let x = narrow(x);
-            return Ok(widen(self.narrowed(|p| {
+            return self.narrow_call(|p| {
                 crate::func::Selection::argmax(p, &x, row_len, select_last, bounds)
-            })?));
+            });
         }
         Ok(planes(masked::argmax(
             self,
@@ -882,9 +882,7 @@ impl<W: Word> crate::func::Selection for Rep3<W> {
     ) -> Result<Pair<W>, ProtocolError> {
         if self.runs_narrow() {
             let x = narrow(x);
-            return Ok(widen(self.narrowed(|p| {
-                crate::func::Selection::lookup(p, &x, table, offset)
-            })?));
+            return self.narrow_call(|p| crate::func::Selection::lookup(p, &x, table, offset));
         }
         match lookup::Shape::new(table) {
             Some(shape) => Ok(planes(lookup::lookup(
