@@ -982,18 +982,32 @@ mod view {
     use crate::testutil::{assert_views_independent, CoalitionCoins, Recorder};
     use std::sync::{Arc, Mutex};
 
-    /// One run of every non-linear primitive on `x`, input by `owner` and revealed to
-    /// `owner`; returns what each party received.
-    fn views(x: &[i64], owner: PartyId, coins: &CoalitionCoins) -> Vec<Vec<u8>> {
-        let b = Bounds { lo: -100, hi: 100 };
-        let table: Vec<i64> = (0..201).map(|i| (i * 7) % 13).collect();
+    /// Every party runs `f` (its id, its party) over a transport that records what it
+    /// receives; returns each party's record.
+    fn recorded<W: Word>(
+        coins: &CoalitionCoins,
+        f: impl Fn(PartyId, &mut Rep3<W>) + Sync,
+    ) -> Vec<Vec<u8>> {
         on_three(|i, mesh| {
             let seen = Arc::new(Mutex::new(Vec::new()));
             let rec = Recorder {
                 inner: Box::new(mesh),
                 seen: seen.clone(),
             };
-            let mut p = Rep3::<u128>::setup_with_coins(Box::new(rec), coins).unwrap();
+            let mut p = Rep3::<W>::setup_with_coins(Box::new(rec), coins).unwrap();
+            f(i, &mut p);
+            drop(p);
+            let v = seen.lock().unwrap().clone();
+            v
+        })
+    }
+
+    /// One run of every non-linear primitive on `x`, input by `owner` and revealed to
+    /// `owner`; returns what each party received.
+    fn views(x: &[i64], owner: PartyId, coins: &CoalitionCoins) -> Vec<Vec<u8>> {
+        let b = Bounds { lo: -100, hi: 100 };
+        let table: Vec<i64> = (0..201).map(|i| (i * 7) % 13).collect();
+        recorded::<u128>(coins, |i, p| {
             let n = x.len();
             let v = p.input(owner, (i == owner).then_some(x), n).unwrap();
             let sq = p.mul(&v, &v).unwrap();
@@ -1013,13 +1027,10 @@ mod view {
             let m = p.max(&v, &c, b).unwrap();
             let a = p.argmax(&v, 4, false, b).unwrap();
             let t = p.lookup(&v, &table, -100).unwrap();
-            let pr = product_requantized(&mut p, &v, &c, &rq);
+            let pr = product_requantized(p, &v, &c, &rq);
             for y in [r, m, a, t, f, pr] {
                 p.reveal(&y, owner).unwrap();
             }
-            drop(p);
-            let v = seen.lock().unwrap().clone();
-            v
         })
     }
 
@@ -1048,28 +1059,28 @@ mod view {
             .unwrap()
     }
 
+    /// A requantization of `n` squares whose shift (36) is wider than a 32-bit opening:
+    /// the borrow tables of both readings of the mask.
+    fn wide_shift(n: usize) -> crate::Requant {
+        crate::Requant {
+            num: vec![77 << 27; n],
+            den: vec![1 << 36; n],
+            zp: vec![-3; n],
+            lo: -10,
+            hi: 9,
+        }
+    }
+
     /// The same for the Z_2^32 paths: a requantization whose shift is wider than the
     /// opening (both readings of the mask), one by an odd divisor, a clamp and a max.
     fn views32(x: &[i64], owner: PartyId, coins: &CoalitionCoins) -> Vec<Vec<u8>> {
         let b = Bounds { lo: -100, hi: 100 };
-        on_three(|i, mesh| {
-            let seen = Arc::new(Mutex::new(Vec::new()));
-            let rec = Recorder {
-                inner: Box::new(mesh),
-                seen: seen.clone(),
-            };
-            let mut p = Rep3::<u32>::setup_with_coins(Box::new(rec), coins).unwrap();
+        recorded::<u32>(coins, |i, p| {
             let n = x.len();
             let v = p.input(owner, (i == owner).then_some(x), n).unwrap();
             let sq = p.mul(&v, &v).unwrap();
             let sq_bounds = Bounds { lo: 0, hi: 10000 };
-            let rq = crate::Requant {
-                num: vec![77 << 27; n],
-                den: vec![1 << 36; n],
-                zp: vec![-3; n],
-                lo: -10,
-                hi: 9,
-            };
+            let rq = wide_shift(n);
             let f = p.requantize(&sq, &rq, sq_bounds, TruncMode::Exact).unwrap();
             // An odd divisor whose masked division would not fit Z_2^32: the fused path
             // with both readings' borrow tables.
@@ -1085,13 +1096,10 @@ mod view {
                 .unwrap();
             let c = p.clamp(&v, -20, 20, b).unwrap();
             let m = p.max(&v, &c, b).unwrap();
-            let pr = product_requantized(&mut p, &v, &c, &rq);
+            let pr = product_requantized(p, &v, &c, &rq);
             for y in [f, g, m, pr] {
                 p.reveal(&y, owner).unwrap();
             }
-            drop(p);
-            let v = seen.lock().unwrap().clone();
-            v
         })
     }
 
@@ -1106,40 +1114,25 @@ mod view {
             narrow_in,
             narrow_out,
         };
-        on_three(|i, mesh| {
-            let seen = Arc::new(Mutex::new(Vec::new()));
-            let rec = Recorder {
-                inner: Box::new(mesh),
-                seen: seen.clone(),
-            };
-            let mut p = Rep3::<u64>::setup_with_coins(Box::new(rec), coins).unwrap();
+        recorded::<u64>(coins, |i, p| {
             let n = x.len();
             p.wire = wires(false, true);
             let v = p.input(owner, (i == owner).then_some(x), n).unwrap();
             p.wire = wires(true, true);
             let sq = p.mul(&v, &v).unwrap();
             let sq_bounds = Bounds { lo: 0, hi: 10000 };
-            let rq = crate::Requant {
-                num: vec![77 << 27; n],
-                den: vec![1 << 36; n],
-                zp: vec![-3; n],
-                lo: -10,
-                hi: 9,
-            };
+            let rq = wide_shift(n);
             let f = p.requantize(&sq, &rq, sq_bounds, TruncMode::Exact).unwrap();
             let c = p.clamp(&v, -20, 20, b).unwrap();
             let m = p.max(&v, &c, b).unwrap();
             let t = p.lookup(&v, &table, -100).unwrap();
-            let pr = product_requantized(&mut p, &v, &c, &rq);
+            let pr = product_requantized(p, &v, &c, &rq);
             p.wire = wires(true, false);
             let g = p.requantize(&sq, &rq, sq_bounds, TruncMode::Exact).unwrap();
             p.wire = Wires::default();
             for y in [f, m, t, pr, g] {
                 p.reveal(&y, owner).unwrap();
             }
-            drop(p);
-            let v = seen.lock().unwrap().clone();
-            v
         })
     }
 
