@@ -80,6 +80,11 @@ pub(super) struct RequantPlan {
     pub t_chunks: Vec<u32>,
     /// Chunk widths of the borrow comparison (`s + 1` bits: the parity, then `P_l`).
     pub b_chunks: Vec<u32>,
+    /// Per borrow chunk, when `dual`: whether its table differs between the readings.
+    /// Every divisor a power of two, the readings' `Q_l` differ by a multiple of `2^m`,
+    /// so only the lowest chunk (it holds the parity) and those reading bits `≥ m` of
+    /// `Q_l` need a second table; the chunks are cut at `Q_l`'s bit `m` to make that so.
+    pub differs: Vec<bool>,
     /// Units of every tree, a power of two; shorter trees get neutral units on top.
     pub units: usize,
 }
@@ -113,6 +118,7 @@ impl RequantPlan {
         };
         let need = |t: u32| t.div_ceil(MAX_CHUNK).next_power_of_two() as usize;
         let units = need(m - 1).max(need(s + 1));
+        let (b_chunks, differs) = borrow_chunks(s, m, units, dual && dyadic);
         Some(RequantPlan {
             s,
             divs,
@@ -120,7 +126,8 @@ impl RequantPlan {
             m,
             dual,
             t_chunks: split(m - 1, units),
-            b_chunks: split(s + 1, units),
+            b_chunks,
+            differs,
             units,
         })
     }
@@ -142,10 +149,32 @@ impl RequantPlan {
         self.b_chunks.iter().map(|&w| 1usize << w).sum()
     }
 
-    /// Table bits per element: the threshold tables, then the borrow tables (of `r`, then,
-    /// when `dual`, of `r − 2^m`).
+    /// Bits of the second reading's borrow tables: its chunks that differ.
+    fn b2_table_bits(&self) -> usize {
+        self.b_chunks
+            .iter()
+            .zip(&self.differs)
+            .filter(|(_, &d)| d)
+            .map(|(&w, _)| 1usize << w)
+            .sum()
+    }
+
+    /// Where borrow chunk `j`'s table starts within an element's tables, for the reading
+    /// `r` or, with `second`, `r − 2^m` (its own table where the chunk differs).
+    fn b_table_offset(&self, j: usize, second: bool) -> usize {
+        let widths = self.b_chunks[..j].iter().zip(&self.differs);
+        if second && self.differs[j] {
+            let before: usize = widths.filter(|(_, &d)| d).map(|(&w, _)| 1usize << w).sum();
+            self.t_table_bits() + self.b_table_bits() + before
+        } else {
+            self.t_table_bits() + widths.map(|(&w, _)| 1usize << w).sum::<usize>()
+        }
+    }
+
+    /// Table bits per element: the threshold tables, then the borrow tables of `r`, then
+    /// those of `r − 2^m` that differ.
     pub fn table_bits(&self) -> usize {
-        self.t_table_bits() + self.b_table_bits() * (1 + usize::from(self.dual))
+        self.t_table_bits() + self.b_table_bits() + self.b2_table_bits()
     }
 
     /// Bytes `D` sends `B` in round 1 for a group of `n` elements.
@@ -155,6 +184,35 @@ impl RequantPlan {
             + tree::dealer_bytes(&self.levels(), LANES * n)
             + ARITH * n * word
     }
+}
+
+/// The borrow comparison's chunks over `s + 1` bits in `units` units, least significant
+/// first, and which of them differ between the two readings of the mask. With `aligned`
+/// (two readings, every divisor a power of two) the readings' `Q_l` agree below bit `m`,
+/// i.e. on the index's bits `1 … m` (bit 0 is the parity): the chunks are cut at index bit
+/// `m + 1` where the units allow, the lowest (which differs by its parity) as narrow as
+/// the cut lets it be. Otherwise every chunk differs when `dual`.
+fn borrow_chunks(s: u32, m: u32, units: usize, aligned: bool) -> (Vec<u32>, Vec<bool>) {
+    let even = split(s + 1, units);
+    if !aligned {
+        let n = even.len();
+        return (even, vec![true; n]);
+    }
+    let (low, high) = (m + 1, s + 1 - (m + 1).min(s + 1));
+    let hi_units = high.div_ceil(MAX_CHUNK) as usize;
+    let lo_units = units.saturating_sub(hi_units);
+    if lo_units == 0 || low > lo_units as u32 * MAX_CHUNK {
+        let n = even.len();
+        return (even, vec![true; n]);
+    }
+    // `split` puts the wider chunks first: reversed, the lowest is the narrowest.
+    let mut chunks: Vec<u32> = split(low, lo_units).into_iter().rev().collect();
+    let lo = chunks.len();
+    if high > 0 {
+        chunks.extend(split(high, hi_units));
+    }
+    let differs = (0..chunks.len()).map(|j| j == 0 || j >= lo).collect();
+    (chunks, differs)
 }
 
 /// `round_half_even(x·num/den)` as a floor `⌊(x·N + O) / D⌋`, with a tie exactly where
@@ -465,8 +523,6 @@ pub(super) fn requantize<W: Word>(
         }
         hs[gi] = h;
         top[gi] = tv;
-        let t_bits = plan.t_table_bits();
-        let b_bits = plan.b_table_bits();
         for j in 0..plan.units {
             let mut gv = vec![0u64; words(lanes)];
             let mut pv = vec![0u64; words(lanes)];
@@ -488,20 +544,21 @@ pub(super) fn requantize<W: Word>(
                     };
                     // Where unit `j` reads the operand, and where its table starts.
                     let shift: u32 = chunks[..j].iter().sum();
-                    let off: usize = chunks[..j].iter().map(|&c| 1usize << c).sum();
+                    let t_off: usize = chunks[..j].iter().map(|&c| 1usize << c).sum();
+                    let b_off = |second| plan.b_table_offset(j, second);
                     for (i, lane) in lanes.enumerate() {
-                        let base = if k == 0 {
+                        let at = if k == 0 {
                             // With `c < 2^(m−1)` the mask reads as `r − 2^m` (see
                             // `dealer_material`).
                             let second = plan.dual && gr.c[i] >> (m - 1) == 0;
-                            i * sbits + t_bits + usize::from(second) * b_bits
+                            i * sbits + b_off(second)
                         } else {
-                            i * sbits
+                            i * sbits + t_off
                         };
                         let xv = (idx[lane] >> shift) & mask(w);
                         // The unit's table shifted up one, entry −1 (B's `[x < r]` at
                         // x = −1 is 1, A's pad 0) below it: `below` and `lt` side by side.
-                        let t = bits_at(&gr.tables, base + off, 1 << w) << 1 | u64::from(!is_a);
+                        let t = bits_at(&gr.tables, at, 1 << w) << 1 | u64::from(!is_a);
                         let (below, lt) = ((t >> xv) & 1, (t >> (xv + 1)) & 1);
                         set(&mut gv, lane, lt);
                         set(&mut pv, lane, below ^ lt);
@@ -636,8 +693,6 @@ fn dealer_material<W: Word>(
     let e_b = p.draw_bits(gr.db, 3 * nn);
     let e = xor(&e_a, &e_b);
 
-    let t_bits = plan.t_table_bits();
-    let b_bits = plan.b_table_bits();
     let mut tables = vec![0u64; words(nn * sbits)];
     let mut rtop = vec![0u64; words(nn)];
     let mut values: Vec<W> = vec![W::ZERO; ARITH * nn];
@@ -675,13 +730,18 @@ fn dealer_material<W: Word>(
                 // Borrow tables on 2·Q_l: the lowest chunk also takes the parity.
                 let parity = (qh & 1) as u64;
                 let q2 = ql << 1;
-                let (mut shift, mut off) = (0u32, t_bits + v * b_bits);
+                let mut shift = 0u32;
                 for (j, &w) in plan.b_chunks.iter().enumerate() {
                     let qj = (q2 >> shift) & mask(w);
-                    let table = less_than(qj, (j == 0).then_some(parity));
-                    or_bits(&mut tables, i * sbits + off, table, 1 << w);
+                    if v == 1 && !plan.differs[j] {
+                        debug_assert_eq!(((ql ^ ql1) << 1 >> shift) & mask(w), 0);
+                        shift += w;
+                        continue;
+                    }
                     shift += w;
-                    off += 1usize << w;
+                    let table = less_than(qj, (j == 0).then_some(parity));
+                    let at = i * sbits + plan.b_table_offset(j, v == 1);
+                    or_bits(&mut tables, at, table, 1 << w);
                 }
             }
             let bitw = |v: u64| W::from_u128(u128::from(v));
@@ -713,6 +773,61 @@ fn dealer_material<W: Word>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Where the borrow chunks are cut at `Q_l`'s bit `m`, the chunks marked alike read
+    /// the same bits of `2·Q_l` under both readings of the mask, for every power-of-two
+    /// divisor up to `2^s`; the chunks cover `s + 1` bits in at most `units` units.
+    #[test]
+    fn borrow_chunks_alike_for_both_readings_are_alike() {
+        use crate::testutil::values;
+        for (k, (s, m)) in [
+            (35, 32),
+            (35, 20),
+            (33, 32),
+            (40, 30),
+            (62, 32),
+            (31, 31),
+            (12, 9),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let units = 8usize.max(((s + 1) as usize).div_ceil(5).next_power_of_two());
+            let (chunks, differs) = borrow_chunks(s, m, units, true);
+            assert_eq!(chunks.iter().sum::<u32>(), s + 1, "s {s}, m {m}");
+            assert!(chunks.len() <= units && chunks.iter().all(|&w| (1..=MAX_CHUNK).contains(&w)));
+            assert!(differs[0], "the lowest chunk holds the parity");
+            let alike: u32 = chunks
+                .iter()
+                .zip(&differs)
+                .filter(|(_, &d)| !d)
+                .map(|(&w, _)| w)
+                .sum();
+            if s >= m + 4 {
+                assert!(
+                    alike >= m - MAX_CHUNK,
+                    "s {s}, m {m}: {chunks:?} {differs:?}"
+                );
+            }
+            let n = 2000;
+            let seed = k as u64;
+            let sds = values(n, 1, i64::from(s), seed);
+            let nums = values(n, 1, 1 << 24, seed + 100);
+            let rs = values(n, 1 << (m - 1), (1 << m) - 1, seed + 200);
+            for ((&sd, &num), &r) in sds.iter().zip(&nums).zip(&rs) {
+                let (num, r) = (i128::from(num), i128::from(r));
+                let ql = |rv: i128| ((rv * num).rem_euclid(1 << sd) as u64) << 1;
+                let (q1, q0) = (ql(r), ql(r - (1 << m)));
+                let mut shift = 0;
+                for (&w, &d) in chunks.iter().zip(&differs) {
+                    if !d {
+                        assert_eq!((q1 >> shift) & mask(w), (q0 >> shift) & mask(w));
+                    }
+                    shift += w;
+                }
+            }
+        }
+    }
 
     /// The word tables are the entry-by-entry definitions.
     #[test]
