@@ -8,6 +8,7 @@
 //! Architecture invariant: this crate knows nothing about ONNX or bytecode.
 
 mod bitvec;
+pub(crate) mod borrow;
 pub mod cheat;
 pub mod clear;
 pub mod coins;

@@ -47,6 +47,7 @@ use super::tree::{
 };
 use super::Rep3;
 use crate::bitvec::{bits_at, bits_of, low_mask as mask, or_bits, split};
+use crate::borrow::{BorrowChunks, Readings, MAX_CHUNK};
 use crate::planes::{Pair, Plane};
 use crate::word::Word;
 use crate::{Bounds, PartyId, ProtocolError, Requant};
@@ -54,8 +55,6 @@ use std::ops::Range;
 
 type R<T> = Result<T, ProtocolError>;
 
-/// The widest chunk of a comparison table (`2^5` entries).
-const MAX_CHUNK: u32 = 5;
 /// Ring words the dealer shares per element for the output.
 const ARITH: usize = 8;
 /// Comparison lanes per element: the borrow and the two clamp tests.
@@ -74,17 +73,14 @@ pub(super) struct RequantPlan {
     /// Bits of the opening `c`.
     pub m: u32,
     /// `m ≤ s`: the two readings of the mask (`r` and `r − 2^m`) need their own borrow
-    /// tables; with `m > s` they differ by a multiple of `2^s` and share them.
+    /// tables (where they differ, see [`BorrowChunks`]); with `m > s` every divisor is a
+    /// power of two, the readings differ by a multiple of `2^s` and share them.
     pub dual: bool,
     /// Chunk widths of the threshold comparisons (`m − 1` bits), least significant first.
     pub t_chunks: Vec<u32>,
-    /// Chunk widths of the borrow comparison (`s + 1` bits: the parity, then `P_l`).
-    pub b_chunks: Vec<u32>,
-    /// Per borrow chunk, when `dual`: whether its table differs between the readings.
-    /// Every divisor a power of two, the readings' `Q_l` differ by a multiple of `2^m`,
-    /// so only the lowest chunk (it holds the parity) and those reading bits `≥ m` of
-    /// `Q_l` need a second table; the chunks are cut at `Q_l`'s bit `m` to make that so.
-    pub differs: Vec<bool>,
+    /// The borrow comparison's chunks (`s + 1` bits: the parity, then `P_l`) and their
+    /// tables for the two readings of the mask.
+    pub borrow: BorrowChunks,
     /// Units of every tree, a power of two; shorter trees get neutral units on top.
     pub units: usize,
 }
@@ -118,7 +114,11 @@ impl RequantPlan {
         };
         let need = |t: u32| t.div_ceil(MAX_CHUNK).next_power_of_two() as usize;
         let units = need(m - 1).max(need(s + 1));
-        let (b_chunks, differs) = borrow_chunks(s, m, units, dual && dyadic);
+        let readings = match (dual, dyadic) {
+            (false, _) => Readings::Same,
+            (true, true) => Readings::PowerOfTwo,
+            (true, false) => Readings::Apart,
+        };
         Some(RequantPlan {
             s,
             divs,
@@ -126,8 +126,7 @@ impl RequantPlan {
             m,
             dual,
             t_chunks: split(m - 1, units),
-            b_chunks,
-            differs,
+            borrow: BorrowChunks::new(s, m, units, readings),
             units,
         })
     }
@@ -145,36 +144,16 @@ impl RequantPlan {
         self.t_chunks.iter().map(|&w| 1usize << w).sum()
     }
 
-    fn b_table_bits(&self) -> usize {
-        self.b_chunks.iter().map(|&w| 1usize << w).sum()
-    }
-
-    /// Bits of the second reading's borrow tables: its chunks that differ.
-    fn b2_table_bits(&self) -> usize {
-        self.b_chunks
-            .iter()
-            .zip(&self.differs)
-            .filter(|(_, &d)| d)
-            .map(|(&w, _)| 1usize << w)
-            .sum()
-    }
-
     /// Where borrow chunk `j`'s table starts within an element's tables, for the reading
-    /// `r` or, with `second`, `r − 2^m` (its own table where the chunk differs).
+    /// `r` or, with `second`, `r − 2^m`.
     fn b_table_offset(&self, j: usize, second: bool) -> usize {
-        let widths = self.b_chunks[..j].iter().zip(&self.differs);
-        if second && self.differs[j] {
-            let before: usize = widths.filter(|(_, &d)| d).map(|(&w, _)| 1usize << w).sum();
-            self.t_table_bits() + self.b_table_bits() + before
-        } else {
-            self.t_table_bits() + widths.map(|(&w, _)| 1usize << w).sum::<usize>()
-        }
+        self.t_table_bits() + self.borrow.offset(j, second)
     }
 
     /// Table bits per element: the threshold tables, then the borrow tables of `r`, then
     /// those of `r − 2^m` that differ.
     pub fn table_bits(&self) -> usize {
-        self.t_table_bits() + self.b_table_bits() + self.b2_table_bits()
+        self.t_table_bits() + self.borrow.table_bits()
     }
 
     /// Bytes `D` sends `B` in round 1 for a group of `n` elements.
@@ -184,35 +163,6 @@ impl RequantPlan {
             + tree::dealer_bytes(&self.levels(), LANES * n)
             + ARITH * n * word
     }
-}
-
-/// The borrow comparison's chunks over `s + 1` bits in `units` units, least significant
-/// first, and which of them differ between the two readings of the mask. With `aligned`
-/// (two readings, every divisor a power of two) the readings' `Q_l` agree below bit `m`,
-/// i.e. on the index's bits `1 … m` (bit 0 is the parity): the chunks are cut at index bit
-/// `m + 1` where the units allow, the lowest (which differs by its parity) as narrow as
-/// the cut lets it be. Otherwise every chunk differs when `dual`.
-fn borrow_chunks(s: u32, m: u32, units: usize, aligned: bool) -> (Vec<u32>, Vec<bool>) {
-    let even = split(s + 1, units);
-    if !aligned {
-        let n = even.len();
-        return (even, vec![true; n]);
-    }
-    let (low, high) = (m + 1, s + 1 - (m + 1).min(s + 1));
-    let hi_units = high.div_ceil(MAX_CHUNK) as usize;
-    let lo_units = units.saturating_sub(hi_units);
-    if lo_units == 0 || low > lo_units as u32 * MAX_CHUNK {
-        let n = even.len();
-        return (even, vec![true; n]);
-    }
-    // `split` puts the wider chunks first: reversed, the lowest is the narrowest.
-    let mut chunks: Vec<u32> = split(low, lo_units).into_iter().rev().collect();
-    let lo = chunks.len();
-    if high > 0 {
-        chunks.extend(split(high, hi_units));
-    }
-    let differs = (0..chunks.len()).map(|j| j == 0 || j >= lo).collect();
-    (chunks, differs)
 }
 
 /// `round_half_even(x·num/den)` as a floor `⌊(x·N + O) / D⌋`, with a tie exactly where
@@ -530,7 +480,7 @@ pub(super) fn requantize<W: Word>(
             if W::DATA {
                 for k in 0..LANES {
                     let chunks = if k == 0 {
-                        &plan.b_chunks
+                        &plan.borrow.widths
                     } else {
                         &plan.t_chunks
                     };
@@ -545,13 +495,13 @@ pub(super) fn requantize<W: Word>(
                     // Where unit `j` reads the operand, and where its table starts.
                     let shift: u32 = chunks[..j].iter().sum();
                     let t_off: usize = chunks[..j].iter().map(|&c| 1usize << c).sum();
-                    let b_off = |second| plan.b_table_offset(j, second);
+                    let b_off = [false, true].map(|second| plan.b_table_offset(j, second));
                     for (i, lane) in lanes.enumerate() {
                         let at = if k == 0 {
                             // With `c < 2^(m−1)` the mask reads as `r − 2^m` (see
                             // `dealer_material`).
                             let second = plan.dual && gr.c[i] >> (m - 1) == 0;
-                            i * sbits + b_off(second)
+                            i * sbits + b_off[usize::from(second)]
                         } else {
                             i * sbits + t_off
                         };
@@ -731,9 +681,9 @@ fn dealer_material<W: Word>(
                 let parity = (qh & 1) as u64;
                 let q2 = ql << 1;
                 let mut shift = 0u32;
-                for (j, &w) in plan.b_chunks.iter().enumerate() {
+                for (j, &w) in plan.borrow.widths.iter().enumerate() {
                     let qj = (q2 >> shift) & mask(w);
-                    if v == 1 && !plan.differs[j] {
+                    if v == 1 && !plan.borrow.differs[j] {
                         debug_assert_eq!(((ql ^ ql1) << 1 >> shift) & mask(w), 0);
                         shift += w;
                         continue;
@@ -773,61 +723,6 @@ fn dealer_material<W: Word>(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// Where the borrow chunks are cut at `Q_l`'s bit `m`, the chunks marked alike read
-    /// the same bits of `2·Q_l` under both readings of the mask, for every power-of-two
-    /// divisor up to `2^s`; the chunks cover `s + 1` bits in at most `units` units.
-    #[test]
-    fn borrow_chunks_alike_for_both_readings_are_alike() {
-        use crate::testutil::values;
-        for (k, (s, m)) in [
-            (35, 32),
-            (35, 20),
-            (33, 32),
-            (40, 30),
-            (62, 32),
-            (31, 31),
-            (12, 9),
-        ]
-        .into_iter()
-        .enumerate()
-        {
-            let units = 8usize.max(((s + 1) as usize).div_ceil(5).next_power_of_two());
-            let (chunks, differs) = borrow_chunks(s, m, units, true);
-            assert_eq!(chunks.iter().sum::<u32>(), s + 1, "s {s}, m {m}");
-            assert!(chunks.len() <= units && chunks.iter().all(|&w| (1..=MAX_CHUNK).contains(&w)));
-            assert!(differs[0], "the lowest chunk holds the parity");
-            let alike: u32 = chunks
-                .iter()
-                .zip(&differs)
-                .filter(|(_, &d)| !d)
-                .map(|(&w, _)| w)
-                .sum();
-            if s >= m + 4 {
-                assert!(
-                    alike >= m - MAX_CHUNK,
-                    "s {s}, m {m}: {chunks:?} {differs:?}"
-                );
-            }
-            let n = 2000;
-            let seed = k as u64;
-            let sds = values(n, 1, i64::from(s), seed);
-            let nums = values(n, 1, 1 << 24, seed + 100);
-            let rs = values(n, 1 << (m - 1), (1 << m) - 1, seed + 200);
-            for ((&sd, &num), &r) in sds.iter().zip(&nums).zip(&rs) {
-                let (num, r) = (i128::from(num), i128::from(r));
-                let ql = |rv: i128| ((rv * num).rem_euclid(1 << sd) as u64) << 1;
-                let (q1, q0) = (ql(r), ql(r - (1 << m)));
-                let mut shift = 0;
-                for (&w, &d) in chunks.iter().zip(&differs) {
-                    if !d {
-                        assert_eq!((q1 >> shift) & mask(w), (q0 >> shift) & mask(w));
-                    }
-                    shift += w;
-                }
-            }
-        }
-    }
 
     /// The word tables are the entry-by-entry definitions.
     #[test]

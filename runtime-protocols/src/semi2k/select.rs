@@ -36,6 +36,7 @@ use crate::bitvec::{
     and, bit_bytes, bits_at, bits_of, concat, get, low_mask as mask, or_bits, pack, part, set,
     split, unpack, words, xor,
 };
+use crate::borrow::{BorrowChunks, Readings, MAX_CHUNK};
 use crate::cost::{Round, Rounds};
 use crate::stream::Stream;
 use crate::word::Word;
@@ -43,8 +44,6 @@ use crate::{Bounds, ProtocolError, Requant};
 
 type R<T> = Result<T, ProtocolError>;
 
-/// The widest chunk of a comparison table (`2^5` entries).
-const MAX_CHUNK: u32 = 5;
 /// Ring words the dealer shares per element: `r`, `e_1`, `e_2`, `e_3`, `e_1·e_2`, then
 /// `Q_h` and `e_1·Q_h` for the readings `r` and `r − r_{m−1}·2^m`.
 const WORDS: usize = 9;
@@ -66,8 +65,9 @@ pub(crate) struct Plan {
     pub(crate) lanes: Vec<Lane>,
     /// Chunk widths of the threshold comparisons (`m − 1` bits), least significant first.
     pub(crate) t_chunks: Vec<u32>,
-    /// Chunk widths of the borrow comparison (the parity, then the remainder's bits).
-    pub(crate) b_chunks: Vec<u32>,
+    /// The borrow comparison's chunks (the parity, then the remainder's bits) and their
+    /// tables for the two readings of the mask.
+    pub(crate) borrow: BorrowChunks,
     /// Units of every tree (a power of two).
     pub(crate) units: usize,
     /// `(T_lo, T_hi)` per element, in `y`-space.
@@ -119,6 +119,12 @@ impl Plan {
             .map(|&d| bits_of(d as u128 - 1))
             .max()
             .unwrap_or(0);
+        // Power-of-two divisors (1 included) let most borrow chunks share a table.
+        let readings = if q.den.iter().all(|&d| d.count_ones() == 1) {
+            Readings::PowerOfTwo
+        } else {
+            Readings::Apart
+        };
         let need = |t: u32| t.div_ceil(MAX_CHUNK).next_power_of_two() as usize;
         let mut units = 1;
         for l in &lanes {
@@ -130,7 +136,7 @@ impl Plan {
         Ok(Plan {
             m,
             t_chunks: split(m - 1, units),
-            b_chunks: split(d_bits + 1, units),
+            borrow: BorrowChunks::new(d_bits, m, units, readings),
             units,
             lanes,
             thresholds,
@@ -194,17 +200,28 @@ impl Plan {
         }
     }
 
-    pub(crate) fn b_table_bits(&self) -> usize {
+    /// Borrow table bits per element, both readings.
+    fn b_table_bits(&self) -> usize {
         if self.has(Lane::Borrow) {
-            self.b_chunks.iter().map(|&w| 1usize << w).sum()
+            self.borrow.table_bits()
         } else {
             0
         }
     }
 
-    /// Table bits per element: threshold tables, then borrow tables of both readings.
+    /// Table bits per element: threshold tables, then borrow tables of the readings `r`
+    /// and (the chunks that differ) `r − 2^m`.
     pub(crate) fn table_bits(&self) -> usize {
-        self.t_table_bits() + 2 * self.b_table_bits()
+        self.t_table_bits() + self.b_table_bits()
+    }
+
+    /// Where chunk `j` of `lane`'s table starts, from an element's first table bit; the
+    /// borrow's for the reading `r` or, with `second`, `r − 2^m`.
+    pub(crate) fn table_offset(&self, lane: Lane, j: usize, second: bool) -> usize {
+        match lane {
+            Lane::Borrow => self.t_table_bits() + self.borrow.offset(j, second),
+            Lane::Lo | Lane::Hi => self.t_chunks[..j].iter().map(|&w| 1usize << w).sum(),
+        }
     }
 
     /// Per tree level: pairs of units combined, and whether it is the last.
@@ -260,6 +277,7 @@ impl Plan {
         let m = self.m;
         let tb = self.table_bits();
         let (t_bits, b_bits) = (self.t_table_bits(), self.b_table_bits());
+        let t_at = |j: usize| Some(self.table_offset(Lane::Lo, j, false));
         let mut tables = vec![0u64; words(n * tb)];
         let mut rtop = vec![0u64; words(n)];
         let [o_mid, o_beta, o_hi] = self.opened();
@@ -279,7 +297,14 @@ impl Plan {
             let rt = (r >> (m - 1)) & 1;
             set(&mut rtop, i, rt);
             if t_bits > 0 {
-                fill_tables(&mut tables, i * tb, &self.t_chunks, r & mask(m - 1), None);
+                fill_tables(
+                    &mut tables,
+                    i * tb,
+                    &self.t_chunks,
+                    t_at,
+                    r & mask(m - 1),
+                    None,
+                );
             }
             let readings = [r as i128, r as i128 - ((rt as i128) << m)];
             let (num, d) = (q.num[i] as i128, q.den[i] as i128);
@@ -293,13 +318,13 @@ impl Plan {
                 qh[v] = h;
                 if b_bits > 0 {
                     let tie = (d % 2 == 0).then_some((h & 1) as u64);
-                    fill_tables(
-                        &mut tables,
-                        i * tb + t_bits + v * b_bits,
-                        &self.b_chunks,
-                        ql << 1,
-                        Some(tie),
-                    );
+                    let second = v == 1;
+                    let at = |j: usize| {
+                        (!second || self.borrow.differs[j])
+                            .then(|| self.table_offset(Lane::Borrow, j, second))
+                    };
+                    let widths = &self.borrow.widths;
+                    fill_tables(&mut tables, i * tb, widths, at, ql << 1, Some(tie));
                 }
             }
             let bit = |k: usize| W::from_u128(u128::from(get(&e, k * n + i)));
@@ -345,15 +370,26 @@ impl Plan {
 }
 
 /// Comparison tables at bit `base` of `tables`: for each chunk `j` of `q` (widths
-/// `chunks`), `[v < q_j]` for every `v` of the chunk. With `tie = Some(t)` the lowest chunk
+/// `chunks`) that has a table (at `base + at(j)`), `[v < q_j]` for every `v` of the chunk. With `tie = Some(t)` the lowest chunk
 /// compares `v >> 1` with `q_0 >> 1` and borrows at equality when `t = Some(parity)` and
 /// `(v & 1) ⊕ parity = 1` (round half to even); `Some(None)` never borrows at equality.
-fn fill_tables(tables: &mut [u64], base: usize, chunks: &[u32], q: u64, tie: Option<Option<u64>>) {
+fn fill_tables(
+    tables: &mut [u64],
+    base: usize,
+    chunks: &[u32],
+    at: impl Fn(usize) -> Option<usize>,
+    q: u64,
+    tie: Option<Option<u64>>,
+) {
     // Each chunk's table is a run of ones (`v < q_j`) and, at a tie, one more bit: one
     // word per chunk, not entry by entry (this is most of the dealer's work).
-    let (mut shift, mut off) = (0u32, 0usize);
+    let mut shift = 0u32;
     for (j, &w) in chunks.iter().enumerate() {
         let qj = (q >> shift) & mask(w);
+        shift += w;
+        let Some(off) = at(j) else {
+            continue;
+        };
         let entries = match tie {
             // `v >> 1 < q_j >> 1`, and at `v >> 1 = q_j >> 1` the `v` of odd parity.
             Some(t) if j == 0 => {
@@ -363,8 +399,6 @@ fn fill_tables(tables: &mut [u64], base: usize, chunks: &[u32], q: u64, tie: Opt
             _ => mask(qj as u32),
         };
         or_bits(tables, base + off, entries, 1 << w);
-        shift += w;
-        off += 1usize << w;
     }
 }
 
@@ -421,7 +455,6 @@ pub(crate) fn eval<W: Word>(
     let rtop = &mat.segs[1];
     let e = &mat.segs[2];
     let tb = plan.table_bits();
-    let (t_bits, b_bits) = (plan.t_table_bits(), plan.b_table_bits());
     let lanes = plan.lanes.len() * n;
     let mut units: Vec<Unit> = (0..plan.units)
         .map(|_| (vec![0u64; words(lanes)], vec![0u64; words(lanes)]))
@@ -429,27 +462,32 @@ pub(crate) fn eval<W: Word>(
     // The public part and the shared top bit of each threshold comparison.
     let mut fixed_part = vec![0u64; words(lanes)];
     for (k, &lane) in plan.lanes.iter().enumerate() {
+        // Each chunk's table within an element's, for the readings `r` and `r − 2^m`.
+        let widths = match lane {
+            Lane::Borrow => plan.borrow.widths.len(),
+            Lane::Lo | Lane::Hi => plan.t_chunks.len(),
+        };
+        let offsets: [Vec<usize>; 2] = [false, true].map(|second| {
+            (0..widths)
+                .map(|j| plan.table_offset(lane, j, second))
+                .collect()
+        });
         for i in 0..n {
             let at = k * n + i;
-            let (index, chunks, base) = match lane {
-                Lane::Borrow => {
-                    let reading = 1 - top(i) as usize;
-                    (
-                        (pls[i] << 1) | (hs[i] & 1) as u64,
-                        &plan.b_chunks,
-                        i * tb + t_bits + reading * b_bits,
-                    )
-                }
+            // With `c < 2^(m−1)` the mask reads as `r − 2^m`.
+            let second = top(i) == 0;
+            let (index, chunks) = match lane {
+                Lane::Borrow => ((pls[i] << 1) | (hs[i] & 1) as u64, &plan.borrow.widths),
                 Lane::Lo | Lane::Hi => {
                     let (t_lo, t_hi) = plan.thresholds[i];
                     let t = if lane == Lane::Lo { t_lo } else { t_hi };
                     let a = c[i].wrapping_sub(t) & mm;
                     let public = if first { 1 ^ (a >> (m - 1)) } else { 0 };
                     set(&mut fixed_part, at, public ^ get(rtop, i));
-                    (a & mask(m - 1), &plan.t_chunks, i * tb)
+                    (a & mask(m - 1), &plan.t_chunks)
                 }
             };
-            let (mut shift, mut off) = (0u32, 0usize);
+            let mut shift = 0u32;
             for (j, unit) in units.iter_mut().enumerate() {
                 let Some(&w) = chunks.get(j) else {
                     // A neutral unit on top: lt = 0, eq = 1.
@@ -459,12 +497,12 @@ pub(crate) fn eval<W: Word>(
                 let v = (index >> shift) & mask(w);
                 // The table shifted up one, entry −1 (`[v < q]` at v = −1 is 1, shared
                 // as party 0's) below it: `below` and `lt` side by side, one read.
-                let t = bits_at(tables, base + off, 1 << w) << 1 | u64::from(first);
+                let off = offsets[usize::from(second)][j];
+                let t = bits_at(tables, i * tb + off, 1 << w) << 1 | u64::from(first);
                 let (below, lt) = ((t >> v) & 1, (t >> (v + 1)) & 1);
                 set(&mut unit.0, at, lt);
                 set(&mut unit.1, at, below ^ lt);
                 shift += w;
-                off += 1usize << w;
             }
         }
     }

@@ -176,7 +176,6 @@ pub(super) fn eval<W: Word>(
         .unzip();
 
     // Leaves of every comparison lane.
-    let (t_bits, b_bits) = (plan.t_table_bits(), plan.b_table_bits());
     let lanes = plan.lanes.len() * n;
     let one = ctx.constant(1);
     let mut units: Vec<Unit> = (0..plan.units)
@@ -184,27 +183,32 @@ pub(super) fn eval<W: Word>(
         .collect();
     let mut fixed_part = vec![Auth::ZERO; lanes];
     for (k, &lane) in plan.lanes.iter().enumerate() {
+        // Each chunk's table within an element's, for the readings `r` and `r − 2^m`.
+        let widths = match lane {
+            Lane::Borrow => plan.borrow.widths.len(),
+            Lane::Lo | Lane::Hi => plan.t_chunks.len(),
+        };
+        let offsets: [Vec<usize>; 2] = [false, true].map(|second| {
+            (0..widths)
+                .map(|j| plan.table_offset(lane, j, second))
+                .collect()
+        });
         for i in 0..n {
             let at = k * n + i;
-            let (index, chunks, base) = match lane {
-                Lane::Borrow => {
-                    let reading = 1 - top(i) as usize;
-                    (
-                        (pls[i] << 1) | (hs[i] & 1) as u64,
-                        &plan.b_chunks,
-                        i * tb + t_bits + reading * b_bits,
-                    )
-                }
+            // With `c < 2^(m−1)` the mask reads as `r − 2^m`.
+            let second = top(i) == 0;
+            let (index, chunks) = match lane {
+                Lane::Borrow => ((pls[i] << 1) | (hs[i] & 1) as u64, &plan.borrow.widths),
                 Lane::Lo | Lane::Hi => {
                     let (t_lo, t_hi) = plan.thresholds[i];
                     let t = if lane == Lane::Lo { t_lo } else { t_hi };
                     let a = c[i].wrapping_sub(t) & mm;
                     let public = 1 ^ (a >> (m - 1));
                     fixed_part[at] = ctx.add_const(rtop[i], u128::from(public));
-                    (a & mask(m - 1), &plan.t_chunks, i * tb)
+                    (a & mask(m - 1), &plan.t_chunks)
                 }
             };
-            let (mut shift, mut off) = (0u32, 0usize);
+            let mut shift = 0u32;
             for (j, unit) in units.iter_mut().enumerate() {
                 let Some(&w) = chunks.get(j) else {
                     // A neutral unit on top: lt = 0, eq = 1.
@@ -212,16 +216,12 @@ pub(super) fn eval<W: Word>(
                     continue;
                 };
                 let v = ((index >> shift) & mask(w)) as usize;
-                let lt = tables[base + off + v];
-                let below = if v == 0 {
-                    one
-                } else {
-                    tables[base + off + v - 1]
-                };
+                let base = i * tb + offsets[usize::from(second)][j];
+                let lt = tables[base + v];
+                let below = if v == 0 { one } else { tables[base + v - 1] };
                 unit.0[at] = lt;
                 unit.1[at] = below.add(lt);
                 shift += w;
-                off += 1usize << w;
             }
         }
     }
