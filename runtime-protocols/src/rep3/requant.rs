@@ -494,17 +494,17 @@ pub(super) fn requantize<W: Word>(
                     };
                     // Where unit `j` reads the operand, and where its table starts.
                     let shift: u32 = chunks[..j].iter().sum();
-                    let t_off: usize = chunks[..j].iter().map(|&c| 1usize << c).sum();
-                    let b_off = [false, true].map(|second| plan.b_table_offset(j, second));
+                    // The borrow's for the readings `r` and `r − 2^m`, the thresholds' one.
+                    let offsets = if k == 0 {
+                        [false, true].map(|second| plan.b_table_offset(j, second))
+                    } else {
+                        [chunks[..j].iter().map(|&c| 1usize << c).sum(); 2]
+                    };
                     for (i, lane) in lanes.enumerate() {
-                        let at = if k == 0 {
-                            // With `c < 2^(m−1)` the mask reads as `r − 2^m` (see
-                            // `dealer_material`).
-                            let second = plan.dual && gr.c[i] >> (m - 1) == 0;
-                            i * sbits + b_off[usize::from(second)]
-                        } else {
-                            i * sbits + t_off
-                        };
+                        // With `c < 2^(m−1)` the mask reads as `r − 2^m` (see
+                        // `dealer_material`).
+                        let second = plan.dual && gr.c[i] >> (m - 1) == 0;
+                        let at = i * sbits + offsets[usize::from(second)];
                         let xv = (idx[lane] >> shift) & mask(w);
                         // The unit's table shifted up one, entry −1 (B's `[x < r]` at
                         // x = −1 is 1, A's pad 0) below it: `below` and `lt` side by side.

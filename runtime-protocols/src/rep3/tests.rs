@@ -481,6 +481,9 @@ fn fused_requantization_with_any_divisor_matches_clear() {
             -128,
             127,
         ),
+        // A small shift under wide values: the borrow has fewer chunks than the
+        // threshold tests' eight units.
+        (-(1 << 30), 1 << 30, vec![3], vec![4, 2], vec![1], -128, 127),
         // A divisor of one (a pure clamp of a multiple) and mixed divisors per element.
         (
             -300,
