@@ -8,7 +8,7 @@
 //! own layout code decides which primitives an instruction calls, exactly as in a real run.
 
 use crate::planes::{Len, Plane};
-use crate::wires::{Narrowing, Reads, Wires};
+use crate::wires::{Dealing, Narrowing, Reads, Wires};
 use crate::Core;
 use crate::{Bounds, MatDims, PartyId, Protocol, ProtocolError, Requant, TruncMode};
 use std::collections::BTreeMap;
@@ -175,6 +175,10 @@ pub trait Costs: Sync {
     fn rounds(&self, call: Call<'_>) -> Result<Rounds, ProtocolError>;
     /// [`Core::narrowing`] of the protocol.
     fn narrowing(&self) -> Option<Narrowing> {
+        None
+    }
+    /// [`Core::dealing`] of the protocol.
+    fn dealing(&self) -> Option<Dealing> {
         None
     }
     /// The rounds of `call` made by an instruction with these [`Wires`].
@@ -460,6 +464,12 @@ impl Core for Tally<'_> {
         match self.reads {
             Some(_) => None,
             None => self.costs.narrowing(),
+        }
+    }
+    fn dealing(&self) -> Option<Dealing> {
+        match self.reads {
+            Some(_) => None,
+            None => self.costs.dealing(),
         }
     }
     fn set_wires(&mut self, wires: std::sync::Arc<[Wires]>) {

@@ -90,9 +90,15 @@ pub trait Core {
         None
     }
 
+    /// Whether this protocol's calls have a dealer that rotates among the parties by
+    /// element groups, which the VM may split unevenly ([`wires::Deal`]).
+    fn dealing(&self) -> Option<wires::Dealing> {
+        None
+    }
+
     /// The program's wires, one per instruction by index (the VM sets them before a run
-    /// where [`Core::narrowing`] is `Some`); the instruction that [`Core::begin_instruction`]
-    /// or [`Core::fork`] names runs with its own.
+    /// where [`Core::narrowing`] or [`Core::dealing`] is `Some`); the instruction that
+    /// [`Core::begin_instruction`] or [`Core::fork`] names runs with its own.
     fn set_wires(&mut self, _wires: std::sync::Arc<[wires::Wires]>) {}
 
     /// The VM starts run `run` of a session (run 0 is the first program a party runs).

@@ -13,6 +13,7 @@
 //! the cost twins, so figures stay exact.
 
 use crate::cost::Call;
+use std::ops::Range;
 
 /// What one instruction may assume of its secret operands and must give its result.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -23,6 +24,61 @@ pub struct Wires {
     /// Every reader of the result needs only its low [`Narrowing::bits`]: its shares may
     /// travel (and be left) in that width.
     pub narrow_out: bool,
+    /// How the instruction's dealer-assisted calls split their elements among the
+    /// parties as dealers.
+    pub deal: Deal,
+}
+
+/// How a dealer-assisted call splits its elements into three groups, group `g` dealt by
+/// party `g` ([`Dealing`]): in proportion to the weights. A party that sends more than
+/// the others elsewhere (the model owner sends its weights) deals fewer, so that the
+/// busiest party sends less; the split is public, made from the program's shapes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Deal([u16; 3]);
+
+impl Default for Deal {
+    /// Thirds.
+    fn default() -> Self {
+        Deal([1, 1, 1])
+    }
+}
+
+impl Deal {
+    /// In proportion to `weights`; thirds where they are all equal (or zero).
+    pub fn new(weights: [u16; 3]) -> Deal {
+        if weights[0] == weights[1] && weights[1] == weights[2] {
+            Deal::default()
+        } else {
+            Deal(weights)
+        }
+    }
+
+    pub fn weights(&self) -> [u16; 3] {
+        self.0
+    }
+
+    /// The elements of group `g` out of `n`.
+    pub fn range(&self, n: usize, g: usize) -> Range<usize> {
+        let total: usize = self.0.iter().map(|&w| usize::from(w)).sum();
+        let upto = |k: usize| -> usize {
+            let w: usize = self.0[..k].iter().map(|&w| usize::from(w)).sum();
+            // `n · w` fits: n < 2^40 elements, w < 2^18.
+            (n as u128 * w as u128 / total as u128) as usize
+        };
+        upto(g)..upto(g + 1)
+    }
+}
+
+/// A protocol whose calls have one party deal for the other two, by element groups that
+/// rotate the dealer ([`Deal`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Dealing {
+    /// Bytes of a ring word, as an input sends it at full width.
+    pub word_bytes: u32,
+    /// Bytes per element the dealer of a typical call (a requantization on narrow words)
+    /// sends beyond what an evaluator sends: what the split trades against other
+    /// imbalance. A nominal figure for the split only; the costs come from the code.
+    pub surplus: u32,
 }
 
 /// How many low bits of its secret operands an opening call reads, and what that leaves

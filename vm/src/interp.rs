@@ -386,13 +386,25 @@ pub fn run_session<P: Protocol + Send>(
             "the program has too many instructions".into(),
         ));
     }
-    if let Some(narrowing) = proto.narrowing() {
+    let (narrowing, dealing) = (proto.narrowing(), proto.dealing());
+    if narrowing.is_some() || dealing.is_some() {
         let layout = crate::wires::Layout {
             name: proto.name(),
             parties: proto.parties(),
             products_open_operands: proto.products_open_operands(),
         };
-        proto.set_wires(crate::wires::wires(program, narrowing, &layout)?);
+        let mut wires = match narrowing {
+            Some(narrowing) => crate::wires::wires(program, narrowing, &layout)?,
+            None => vec![Default::default(); program.code.len()].into(),
+        };
+        if let Some(dealing) = dealing {
+            let deal = crate::wires::deal(program, &wires, dealing, roles, batch);
+            wires = wires
+                .iter()
+                .map(|w| qmpc_protocols::wires::Wires { deal, ..*w })
+                .collect();
+        }
+        proto.set_wires(wires);
     }
     let mut stores = Stores::new();
     proto.begin_run(states.runs).map_err(|cause| VmError::Run {

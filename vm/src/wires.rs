@@ -13,7 +13,7 @@ use crate::interp::{self, PartyData, Roles, VmError};
 use crate::{Instr, Program, Visibility};
 use qmpc_bytecode::Comm;
 use qmpc_protocols::cost::{Call, Costs, Rounds, Tally};
-use qmpc_protocols::wires::{Narrowing, Reads, Wires};
+use qmpc_protocols::wires::{Deal, Dealing, Narrowing, Reads, Wires};
 use qmpc_protocols::ProtocolError;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -84,6 +84,63 @@ fn walk(program: &Program, narrowing: Narrowing, layout: &Layout) -> Result<Arc<
     Ok(from_reads(program, narrowing.bits, &tally.into_reads()))
 }
 
+/// How a run's dealer-assisted calls split their elements among the parties as dealers
+/// ([`Deal`]): so that each party sends about the same in all. The parties that share
+/// inputs send them besides (the model owner its weights, one word per element, 32-bit
+/// where narrow); every party deals a third of the assisted elements (those of
+/// instructions that open a single secret operand) unless the split moves dealing, each
+/// element worth [`Dealing::surplus`] bytes, from the parties that send more inputs to
+/// the others. Public shapes only, so every party and the cost walk split alike.
+pub fn deal(
+    program: &Program,
+    wires: &[Wires],
+    dealing: Dealing,
+    roles: Roles,
+    batch: usize,
+) -> Deal {
+    let elements = |r: u32| -> u64 {
+        let ty = &program.registers[r as usize].ty;
+        ty.dims_at(batch).iter().product::<usize>() as u64
+    };
+    let secret = |r: u32| program.registers[r as usize].vis == Visibility::Secret;
+    let mut inputs = [0u64; 3];
+    let mut assisted = 0u64;
+    for (ins, w) in program.code.iter().zip(wires) {
+        let word = if w.narrow_out {
+            4
+        } else {
+            u64::from(dealing.word_bytes)
+        };
+        match (ins, ins.dst()) {
+            (Instr::Input { .. }, Some(d)) if secret(d) && roles.data_owner < 3 => {
+                inputs[roles.data_owner] += elements(d) * word;
+            }
+            (Instr::Weight { .. }, Some(d)) if secret(d) && roles.model_owner < 3 => {
+                inputs[roles.model_owner] += elements(d) * word;
+            }
+            (_, Some(d)) if ins.comm() == Comm::IfSecret && ins.srcs().into_iter().any(secret) => {
+                assisted += elements(d);
+            }
+            _ => {}
+        }
+    }
+    split(inputs, assisted * u64::from(dealing.surplus))
+}
+
+/// The weights (out of about 3 · 1024) that equalize `inputs` plus each party's share of
+/// `dealt` bytes of dealing: party `p` deals `1/3 + (mean − inputs_p)/dealt`, at least 0.
+fn split(inputs: [u64; 3], dealt: u64) -> Deal {
+    const UNIT: f64 = 1024.0;
+    if dealt == 0 {
+        return Deal::default();
+    }
+    let mean = inputs.iter().sum::<u64>() as f64 / 3.0;
+    let mut share = inputs.map(|i| (1.0 / 3.0 + (mean - i as f64) / dealt as f64).max(0.0));
+    let total: f64 = share.iter().sum();
+    share = share.map(|s| s / total);
+    Deal::new(share.map(|s| (s * 3.0 * UNIT).round() as u16))
+}
+
 /// [`wires`] from each instruction's reads (instruction index → its calls' reads joined).
 pub(crate) fn from_reads(
     program: &Program,
@@ -99,6 +156,7 @@ pub(crate) fn from_reads(
         .map(|ins| Wires {
             narrow_in: ins.srcs().into_iter().any(narrow),
             narrow_out: ins.dst().is_some_and(narrow),
+            ..Wires::default()
         })
         .collect()
 }
@@ -166,6 +224,58 @@ mod tests {
 output x=%9, index=0
 "#;
 
+    /// The split gives the party with more inputs less dealing, so that inputs plus
+    /// dealing come out equal, and none where its inputs alone exceed the others' total.
+    #[test]
+    fn the_split_equalizes_inputs_and_dealing() {
+        let sent = |inputs: [u64; 3], dealt: u64| {
+            let w = split(inputs, dealt).weights().map(f64::from);
+            let total: f64 = w.iter().sum();
+            [0, 1, 2].map(|p| inputs[p] as f64 + dealt as f64 * w[p] / total)
+        };
+        let even = sent([0; 3], 300);
+        assert!(even.iter().all(|&s| (s - 100.0).abs() < 0.5), "{even:?}");
+        assert_eq!(split([0; 3], 300), Deal::default());
+        let owner = sent([100, 0, 0], 300);
+        assert!(
+            owner.iter().all(|&s| (s - 400.0 / 3.0).abs() < 0.5),
+            "{owner:?}"
+        );
+        // Its weights alone outweigh all dealing: it deals nothing.
+        assert_eq!(split([1000, 0, 0], 300).weights()[0], 0);
+        assert_eq!(split([5, 5, 5], 0), Deal::default());
+    }
+
+    /// `deal` counts the model owner's secret weights (32-bit where narrow) and the
+    /// elements of instructions that open a secret operand.
+    #[test]
+    fn the_deal_moves_dealing_off_the_model_owner() {
+        let p = assemble(PROGRAM).unwrap();
+        let dealing = Dealing {
+            word_bytes: 8,
+            surplus: 10,
+        };
+        let roles = |model_owner, data_owner| Roles {
+            model_owner,
+            data_owner,
+            output_to: 0,
+        };
+        let plain: Vec<Wires> = vec![Wires::default(); p.code.len()];
+        // The input (4 elements of 8 bytes per sample) is party 1's; five openings of 4
+        // elements each are dealt.
+        let wide = deal(&p, &plain, dealing, roles(0, 1), 1).weights();
+        assert!(wide[1] < wide[0] && wide[0] == wide[2], "{wide:?}");
+        let w = deal(&p, &plain, dealing, roles(0, 2), 1).weights();
+        assert!(w[2] < w[0] && w[0] == w[1], "{w:?}");
+        // Narrow, the input sends half the bytes: less moves.
+        let mut narrow = plain.clone();
+        narrow[0].narrow_out = true;
+        let w = deal(&p, &narrow, dealing, roles(0, 1), 1).weights();
+        assert!(wide[1] < w[1] && w[1] < w[0], "{w:?} against {wide:?}");
+        // A batch of 8 scales inputs and openings alike.
+        assert_eq!(deal(&p, &plain, dealing, roles(0, 1), 8).weights(), wide);
+    }
+
     #[test]
     fn needs_flow_back_from_readers_through_local_instructions() {
         let p = assemble(PROGRAM).unwrap();
@@ -182,6 +292,7 @@ output x=%9, index=0
         let w = |narrow_in, narrow_out| Wires {
             narrow_in,
             narrow_out,
+            ..Wires::default()
         };
         let none = w(false, false);
         assert_eq!(

@@ -58,7 +58,8 @@ pub(crate) fn role(me: PartyId, g: usize) -> Role {
     }
 }
 
-/// The elements of group `g` out of `n`.
+/// The elements of group `g` out of `n`, in thirds (`mal-rep3`'s groups; `rep3` splits by
+/// its instruction's [`crate::wires::Deal`]).
 pub(crate) fn group(n: usize, g: usize) -> Range<usize> {
     g * n / 3..(g + 1) * n / 3
 }
@@ -78,8 +79,8 @@ pub(super) struct Seat {
 }
 
 impl Seat {
-    /// Party `me`'s seat in group `g` of `n` elements.
-    pub fn new(me: PartyId, g: usize, n: usize) -> Seat {
+    /// Party `me`'s seat in group `g`, whose elements are `range`.
+    pub fn new(me: PartyId, g: usize, range: Range<usize>) -> Seat {
         Seat {
             role: role(me, g),
             da: (g + 1) % 3,
@@ -88,7 +89,7 @@ impl Seat {
             d: g % 3,
             pa: (g + 1) % 3,
             pb: (g + 2) % 3,
-            range: group(n, g),
+            range,
         }
     }
 
@@ -351,7 +352,7 @@ pub(super) fn select<W: Word>(
             role: role(me, g),
             da: (g + 1) % 3,
             db: g % 3,
-            range: group(n, g),
+            range: p.group(n, g),
             d: g % 3,
             pa: (g + 1) % 3,
             pb: (g + 2) % 3,
@@ -558,7 +559,7 @@ pub(super) fn select<W: Word>(
         }
         zs[gi] = z;
     }
-    let seats: Vec<Seat> = (0..3).map(|g| Seat::new(me, g, n)).collect();
+    let seats: Vec<Seat> = (0..3).map(|g| Seat::new(me, g, p.group(n, g))).collect();
     let parts = reshare_parts(p, &seats, &zs, k)?;
     let mut out = vec![Rep::<W>::default(); k * n];
     for (gr, (a, b)) in groups.iter().zip(parts) {

@@ -5,7 +5,7 @@
 use super::Rep3;
 use crate::cost::{Call, Costs, Counting, Rounds};
 use crate::dry_run;
-use crate::wires::{Narrowing, Wires};
+use crate::wires::{Dealing, Narrowing, Wires};
 use crate::word::{Shape, Word};
 use crate::ProtocolError;
 
@@ -60,6 +60,12 @@ impl Costs for Rep3Costs {
     }
     fn narrowing(&self) -> Option<Narrowing> {
         super::narrowing(self.ring_bits)
+    }
+    fn dealing(&self) -> Option<Dealing> {
+        Some(Dealing {
+            word_bytes: self.ring_bits / 8,
+            ..super::dealing::<u32>()
+        })
     }
     fn rounds_wired(&self, call: Call<'_>, wires: Wires) -> R<Rounds> {
         self.run(wires, |p| p.call(call))

@@ -87,7 +87,7 @@ pub(super) fn lookup<W: Word>(
                 .map_or(0, |&v| (v as i128 - shape.min as i128) as u64)
         })
         .collect();
-    let seats: Vec<Seat> = (0..3).map(|g| Seat::new(p.me, g, n)).collect();
+    let seats: Vec<Seat> = (0..3).map(|g| Seat::new(p.me, g, p.group(n, g))).collect();
 
     // Round 1: the openings of c, and the dealer's shares.
     let mut post = Post::new();

@@ -34,7 +34,7 @@ use crate::mux::{self, Port, Reply, Request};
 use crate::net::{NetError, Stats, Transport};
 use crate::planes::{Pair, Words};
 use crate::stream::{Stream, Tap};
-use crate::wires::{Narrowing, Reads, Wires};
+use crate::wires::{Dealing, Narrowing, Reads, Wires};
 use crate::word::{matmul_public_words, matmul_words, scale_by, Word};
 use crate::Core;
 use crate::{Bounds, MatDims, PartyId, ProtocolError, Requant, TruncMode};
@@ -216,13 +216,22 @@ impl<W: Word> Rep3<W> {
             keys: std::mem::replace(&mut self.keys, [spare(), spare()]),
             setup: self.setup,
             wires: None,
-            wire: Wires::default(),
+            wire: Wires {
+                deal: self.wire.deal,
+                ..Wires::default()
+            },
             _ring: PhantomData,
         };
         let out = f(&mut narrow);
         self.net = narrow.net;
         self.keys = narrow.keys;
         out
+    }
+
+    /// The elements of group `g` (dealt by party `g`) of a call on `n`: split by this
+    /// instruction's [`crate::wires::Deal`].
+    pub(super) fn group(&self, n: usize, g: usize) -> std::ops::Range<usize> {
+        self.wire.deal.range(n, g)
     }
 
     /// Whether this call's result travels in 32-bit words (the ring is wider).
@@ -258,7 +267,14 @@ impl<W: Word> Rep3<W> {
     /// others (a masked division, then a clamp) pass intermediates that their next step
     /// reads whole, so only the instruction's own products may narrow their results.
     fn full_width<T>(&mut self, f: impl FnOnce(&mut Self) -> T) -> T {
-        let wire = std::mem::take(&mut self.wire);
+        let deal = self.wire.deal;
+        let wire = std::mem::replace(
+            &mut self.wire,
+            Wires {
+                deal,
+                ..Wires::default()
+            },
+        );
         let out = f(self);
         self.wire = wire;
         out
@@ -571,6 +587,10 @@ impl<W: Word> Core for Rep3<W> {
         narrowing(W::BITS)
     }
 
+    fn dealing(&self) -> Option<Dealing> {
+        Some(dealing::<W>())
+    }
+
     fn set_wires(&mut self, wires: Arc<[Wires]>) {
         self.wires = Some(wires);
     }
@@ -670,6 +690,17 @@ fn fused_plan(q: &Requant, b: Bounds, mode: TruncMode, cap: u32) -> Option<requa
 
 /// `rep3`'s narrowing in a ring of `ring_bits` ([`crate::wires`]): 32-bit words where the
 /// ring is wider.
+/// `rep3`'s dealer rotation: a narrow requantization's dealer sends ≈ 92 bytes per
+/// element (tables 43, arithmetic words 32, triples 9, its product part to both
+/// evaluators 8), an evaluator ≈ 15 (its opening, the tree, the opened bits, the
+/// resharing).
+fn dealing<W: Word>() -> Dealing {
+    Dealing {
+        word_bytes: W::BYTES as u32,
+        surplus: 77,
+    }
+}
+
 fn narrowing(ring_bits: u32) -> Option<Narrowing> {
     (ring_bits > NARROW_BITS).then_some(Narrowing {
         bits: NARROW_BITS,

@@ -39,8 +39,8 @@
 //! dealer's two incoming parts by randomness of `A` and `B`.
 
 use super::assist::{
-    bit_bytes, concat, get, group, pack, part, put_words, reshare_parts, role, set, words, xor,
-    Post, Role, Seat,
+    bit_bytes, concat, get, pack, part, put_words, reshare_parts, role, set, words, xor, Post,
+    Role, Seat,
 };
 use super::tree::{
     self, combine_tree, draw_triples, pack_b_products, receive_products, Level, Tree, Triples,
@@ -306,7 +306,7 @@ pub(super) fn requantize<W: Word>(
             role: role(me, g),
             da: (g + 1) % 3,
             db: g % 3,
-            range: group(n, g),
+            range: p.group(n, g),
             d: g % 3,
             pa: (g + 1) % 3,
             pb: (g + 2) % 3,
@@ -600,7 +600,7 @@ pub(super) fn requantize<W: Word>(
         }
         zs[gi] = z;
     }
-    let seats: Vec<Seat> = (0..3).map(|g| Seat::new(me, g, n)).collect();
+    let seats: Vec<Seat> = (0..3).map(|g| Seat::new(me, g, p.group(n, g))).collect();
     let shares = reshare_parts(p, &seats, &zs, 1)?;
     let mut out = Pair::<W>::zeros(n);
     for (gr, (a, b)) in parts.iter().zip(shares) {

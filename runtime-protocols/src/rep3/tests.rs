@@ -793,17 +793,22 @@ fn narrow_cases<W: Word>() {
     use crate::cost::Call;
     use crate::Requant;
     let n = 40;
+    // Uneven dealer groups too (party 0 dealing none, or a sixth), as the VM splits
+    // them for a model owner (`crate::wires::Deal`).
     let both = Wires {
         narrow_in: true,
         narrow_out: true,
+        deal: crate::wires::Deal::new([1, 2, 3]),
     };
     let into_wide = Wires {
         narrow_in: true,
         narrow_out: false,
+        deal: crate::wires::Deal::new([0, 1, 1]),
     };
     let out_only = Wires {
         narrow_in: false,
         narrow_out: true,
+        ..Wires::default()
     };
     let mut c = Clear;
     // A requantization of int32-like sums whose shift (34) is wider than the narrow
@@ -1116,6 +1121,7 @@ mod view {
         let wires = |narrow_in, narrow_out| Wires {
             narrow_in,
             narrow_out,
+            ..Wires::default()
         };
         recorded::<u64>(coins, |i, p| {
             let n = x.len();
@@ -1339,4 +1345,70 @@ fn the_functionalities_match_the_generic_ones_and_cost_no_more() {
             );
         }
     }
+}
+
+/// A split that gives party 0 no dealing takes the dealer's bytes off it (it sends
+/// only what an evaluator sends) and onto the others, the result unchanged and the cost
+/// still what is sent.
+#[test]
+fn an_uneven_deal_moves_the_dealers_bytes() {
+    use crate::cost::{per_party, Call, Costs};
+    use crate::wires::Deal;
+    use crate::Requant;
+    let n = 60;
+    let b = Bounds {
+        lo: -(1 << 24),
+        hi: 1 << 24,
+    };
+    let x = values(n, b.lo, b.hi, 41);
+    let q = Requant {
+        num: vec![130_003; n],
+        den: vec![1 << 34; n],
+        zp: vec![-3; n],
+        lo: -128,
+        hi: 127,
+    };
+    let want: Vec<i64> = x.iter().enumerate().map(|(i, &v)| q.apply(i, v)).collect();
+    let sent = |deal: Deal| {
+        let wires = Wires {
+            deal,
+            ..Wires::default()
+        };
+        let out = run3::<u64, _>(|p| {
+            let mine = (p.party() == 1).then_some(&x[..]);
+            let s = p.input(1, mine, n).unwrap();
+            p.wire = wires;
+            let before = p.stats().bytes_sent;
+            let y = p.requantize(&s, &q, b, TruncMode::Exact).unwrap();
+            let sent = p.stats().bytes_sent - before;
+            p.wire = Wires::default();
+            (p.reveal(&y, 1).unwrap(), sent)
+        });
+        assert_eq!(out[1].0.as_deref(), Some(&want[..]), "{deal:?}");
+        let call = Call::Requantize {
+            q: &q,
+            bounds: b,
+            mode: TruncMode::Exact,
+        };
+        let cost = per_party(
+            &Rep3Costs { ring_bits: 64 }
+                .rounds_wired(call, wires)
+                .unwrap(),
+            3,
+        );
+        let sent: Vec<u64> = out.iter().map(|o| o.1).collect();
+        assert_eq!(
+            sent,
+            cost.iter().map(|c| c.bytes_sent).collect::<Vec<_>>(),
+            "{deal:?}"
+        );
+        sent
+    };
+    let thirds = sent(Deal::default());
+    let none = sent(Deal::new([0, 1, 1]));
+    assert!(none[0] * 2 < thirds[0], "{none:?} against {thirds:?}");
+    assert!(
+        none[1] > thirds[1] && none[2] > thirds[2],
+        "{none:?} against {thirds:?}"
+    );
 }
