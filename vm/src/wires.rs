@@ -106,6 +106,7 @@ pub fn deal(
     let mut inputs = [0u64; 3];
     let mut assisted = 0u64;
     for (ins, w) in program.code.iter().zip(wires) {
+        // A narrow register's shares travel in 32-bit words.
         let word = if w.narrow_out {
             4
         } else {
@@ -130,6 +131,8 @@ pub fn deal(
 /// The weights (out of about 3 · 1024) that equalize `inputs` plus each party's share of
 /// `dealt` bytes of dealing: party `p` deals `1/3 + (mean − inputs_p)/dealt`, at least 0.
 fn split(inputs: [u64; 3], dealt: u64) -> Deal {
+    // Every party computes this alone: IEEE-754 `+ − × ÷` and `round` give the same bits
+    // on every machine (Rust contracts nothing into fused multiply-adds).
     const UNIT: f64 = 1024.0;
     if dealt == 0 {
         return Deal::default();
