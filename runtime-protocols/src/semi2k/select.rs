@@ -215,6 +215,20 @@ impl Plan {
         self.t_table_bits() + self.b_table_bits()
     }
 
+    /// Where each chunk of `lane`'s table starts, from an element's first table bit, for
+    /// the readings `r` and `r − 2^m` (the thresholds' are the same for both).
+    pub(crate) fn table_offsets(&self, lane: Lane) -> [Vec<usize>; 2] {
+        let chunks = match lane {
+            Lane::Borrow => self.borrow.widths.len(),
+            Lane::Lo | Lane::Hi => self.t_chunks.len(),
+        };
+        [false, true].map(|second| {
+            (0..chunks)
+                .map(|j| self.table_offset(lane, j, second))
+                .collect()
+        })
+    }
+
     /// Where chunk `j` of `lane`'s table starts, from an element's first table bit; the
     /// borrow's for the reading `r` or, with `second`, `r − 2^m`.
     pub(crate) fn table_offset(&self, lane: Lane, j: usize, second: bool) -> usize {
@@ -462,16 +476,7 @@ pub(crate) fn eval<W: Word>(
     // The public part and the shared top bit of each threshold comparison.
     let mut fixed_part = vec![0u64; words(lanes)];
     for (k, &lane) in plan.lanes.iter().enumerate() {
-        // Each chunk's table within an element's, for the readings `r` and `r − 2^m`.
-        let widths = match lane {
-            Lane::Borrow => plan.borrow.widths.len(),
-            Lane::Lo | Lane::Hi => plan.t_chunks.len(),
-        };
-        let offsets: [Vec<usize>; 2] = [false, true].map(|second| {
-            (0..widths)
-                .map(|j| plan.table_offset(lane, j, second))
-                .collect()
-        });
+        let offsets = plan.table_offsets(lane);
         for i in 0..n {
             let at = k * n + i;
             // With `c < 2^(m−1)` the mask reads as `r − 2^m`.

@@ -183,16 +183,7 @@ pub(super) fn eval<W: Word>(
         .collect();
     let mut fixed_part = vec![Auth::ZERO; lanes];
     for (k, &lane) in plan.lanes.iter().enumerate() {
-        // Each chunk's table within an element's, for the readings `r` and `r − 2^m`.
-        let widths = match lane {
-            Lane::Borrow => plan.borrow.widths.len(),
-            Lane::Lo | Lane::Hi => plan.t_chunks.len(),
-        };
-        let offsets: [Vec<usize>; 2] = [false, true].map(|second| {
-            (0..widths)
-                .map(|j| plan.table_offset(lane, j, second))
-                .collect()
-        });
+        let offsets = plan.table_offsets(lane);
         for i in 0..n {
             let at = k * n + i;
             // With `c < 2^(m−1)` the mask reads as `r − 2^m`.
