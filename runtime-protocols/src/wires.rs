@@ -29,6 +29,17 @@ pub struct Wires {
     pub deal: Deal,
 }
 
+impl Wires {
+    /// Full width, split as these wires are: what the steps of a fallback chain (and a
+    /// narrow party's inner calls) run with.
+    pub fn full_width(self) -> Wires {
+        Wires {
+            deal: self.deal,
+            ..Wires::default()
+        }
+    }
+}
+
 /// How a dealer-assisted call splits its elements into three groups, group `g` dealt by
 /// party `g` ([`Dealing`]): in proportion to the weights. A party that sends more than
 /// the others elsewhere (the model owner sends its weights) deals fewer, so that the

@@ -62,10 +62,7 @@ impl Costs for Rep3Costs {
         super::narrowing(self.ring_bits)
     }
     fn dealing(&self) -> Option<Dealing> {
-        Some(Dealing {
-            word_bytes: self.ring_bits / 8,
-            ..super::dealing::<u32>()
-        })
+        Some(super::dealing(self.ring_bits))
     }
     fn rounds_wired(&self, call: Call<'_>, wires: Wires) -> R<Rounds> {
         self.run(wires, |p| p.call(call))

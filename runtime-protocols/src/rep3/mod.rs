@@ -216,10 +216,7 @@ impl<W: Word> Rep3<W> {
             keys: std::mem::replace(&mut self.keys, [spare(), spare()]),
             setup: self.setup,
             wires: None,
-            wire: Wires {
-                deal: self.wire.deal,
-                ..Wires::default()
-            },
+            wire: self.wire.full_width(),
             _ring: PhantomData,
         };
         let out = f(&mut narrow);
@@ -267,14 +264,8 @@ impl<W: Word> Rep3<W> {
     /// others (a masked division, then a clamp) pass intermediates that their next step
     /// reads whole, so only the instruction's own products may narrow their results.
     fn full_width<T>(&mut self, f: impl FnOnce(&mut Self) -> T) -> T {
-        let deal = self.wire.deal;
-        let wire = std::mem::replace(
-            &mut self.wire,
-            Wires {
-                deal,
-                ..Wires::default()
-            },
-        );
+        let wire = self.wire;
+        self.wire = wire.full_width();
         let out = f(self);
         self.wire = wire;
         out
@@ -588,7 +579,7 @@ impl<W: Word> Core for Rep3<W> {
     }
 
     fn dealing(&self) -> Option<Dealing> {
-        Some(dealing::<W>())
+        Some(dealing(W::BITS))
     }
 
     fn set_wires(&mut self, wires: Arc<[Wires]>) {
@@ -688,19 +679,19 @@ fn fused_plan(q: &Requant, b: Bounds, mode: TruncMode, cap: u32) -> Option<requa
     requant::RequantPlan::new(q, b, cap)
 }
 
-/// `rep3`'s narrowing in a ring of `ring_bits` ([`crate::wires`]): 32-bit words where the
-/// ring is wider.
-/// `rep3`'s dealer rotation: a narrow requantization's dealer sends ≈ 92 bytes per
-/// element (tables 43, arithmetic words 32, triples 9, its product part to both
-/// evaluators 8), an evaluator ≈ 15 (its opening, the tree, the opened bits, the
-/// resharing).
-fn dealing<W: Word>() -> Dealing {
+/// `rep3`'s dealer rotation in a ring of `ring_bits`: a narrow requantization's dealer
+/// sends ≈ 92 bytes per element (tables 43, arithmetic words 32, triples 9, its product
+/// part to both evaluators 8), an evaluator ≈ 15 (its opening, the tree, the opened bits,
+/// the resharing).
+fn dealing(ring_bits: u32) -> Dealing {
     Dealing {
-        word_bytes: W::BYTES as u32,
+        word_bytes: ring_bits / 8,
         surplus: 77,
     }
 }
 
+/// `rep3`'s narrowing in a ring of `ring_bits` ([`crate::wires`]): 32-bit words where the
+/// ring is wider.
 fn narrowing(ring_bits: u32) -> Option<Narrowing> {
     (ring_bits > NARROW_BITS).then_some(Narrowing {
         bits: NARROW_BITS,

@@ -1114,14 +1114,15 @@ mod view {
     /// The same on narrow wires (Z_2^64, results sent in 32-bit words): the input, a
     /// product, requantizations of narrow operands into a narrow and a wide result (a
     /// shift wider than the opening: both readings' tables), a clamp, a max, a lookup and
-    /// a product's requantization, all narrow.
+    /// a product's requantization, all narrow; with uneven dealer groups (the split the
+    /// VM makes for a model owner, `crate::wires::Deal`).
     fn views_narrow(x: &[i64], owner: PartyId, coins: &CoalitionCoins) -> Vec<Vec<u8>> {
         let b = Bounds { lo: -100, hi: 100 };
         let table: Vec<i64> = (0..201).map(|i| (i * 7) % 13).collect();
         let wires = |narrow_in, narrow_out| Wires {
             narrow_in,
             narrow_out,
-            ..Wires::default()
+            deal: crate::wires::Deal::new([1, 2, 3]),
         };
         recorded::<u64>(coins, |i, p| {
             let n = x.len();
