@@ -8,7 +8,7 @@
 //! own layout code decides which primitives an instruction calls, exactly as in a real run.
 
 use crate::planes::{Len, Plane};
-use crate::wires::{Dealing, Narrowing, Reads, Wires};
+use crate::wires::{Answer, Dealing, Narrowing, Pending, Probe, Wires};
 use crate::Core;
 use crate::{Bounds, MatDims, PartyId, Protocol, ProtocolError, Requant, TruncMode};
 use std::collections::BTreeMap;
@@ -179,6 +179,10 @@ pub trait Costs: Sync {
     }
     /// [`Core::dealing`] of the protocol.
     fn dealing(&self) -> Option<Dealing> {
+        None
+    }
+    /// [`Core::pending`] of the protocol.
+    fn pending(&self) -> Option<Pending> {
         None
     }
     /// The rounds of `call` made by an instruction with these [`Wires`].
@@ -386,9 +390,9 @@ pub struct Tally<'c> {
     /// The program's wires ([`Core::set_wires`]) and the current instruction's.
     wires: Option<std::sync::Arc<[Wires]>>,
     wire: Wires,
-    /// Recording what each instruction's calls read instead of their rounds
-    /// ([`Tally::reads`]).
-    reads: Option<(Narrowing, BTreeMap<usize, Reads>)>,
+    /// Recording what each instruction's calls answer a probe instead of their rounds
+    /// ([`Tally::probe`]).
+    probe: Option<(Probe, BTreeMap<usize, Answer>)>,
 }
 
 impl<'c> Tally<'c> {
@@ -399,16 +403,15 @@ impl<'c> Tally<'c> {
             log: BTreeMap::new(),
             wires: None,
             wire: Wires::default(),
-            reads: None,
+            probe: None,
         }
     }
 
-    /// A tally that records, per instruction, what its calls read on narrow operands
-    /// ([`Reads`], joined over the calls) under `narrowing`, and no rounds; it narrows
-    /// nothing itself.
-    pub fn reads(costs: &'c dyn Costs, narrowing: Narrowing) -> Self {
+    /// A tally that records, per instruction, what its calls answer `probe` ([`Answer`],
+    /// joined over the calls), and no rounds; it narrows and leaves pending nothing itself.
+    pub fn probe(costs: &'c dyn Costs, probe: Probe) -> Self {
         Tally {
-            reads: Some((narrowing, BTreeMap::new())),
+            probe: Some((probe, BTreeMap::new())),
             ..Tally::new(costs)
         }
     }
@@ -418,18 +421,20 @@ impl<'c> Tally<'c> {
         self.log
     }
 
-    /// What each instruction index that communicated reads ([`Tally::reads`]).
-    pub fn into_reads(self) -> BTreeMap<usize, Reads> {
-        self.reads.map(|(_, r)| r).unwrap_or_default()
+    /// What each instruction index that communicated answered ([`Tally::probe`]).
+    pub fn into_answers(self) -> BTreeMap<usize, Answer> {
+        self.probe.map(|(_, r)| r).unwrap_or_default()
     }
 
-    /// Records the rounds of `call` (for [`Tally::reads`], what it reads) under the
-    /// current instruction.
+    /// Records the rounds of `call` (for [`Tally::probe`], its answer) under the current
+    /// instruction.
     fn record(&mut self, call: Call<'_>) -> Result<(), ProtocolError> {
-        if let Some((narrowing, reads)) = &mut self.reads {
-            let r = (narrowing.reads)(call);
-            let slot = reads.entry(self.current).or_insert(r);
-            *slot = slot.join(r);
+        if let Some((probe, answers)) = &mut self.probe {
+            let a = probe.ask(call);
+            answers
+                .entry(self.current)
+                .and_modify(|slot| *slot = slot.join(a))
+                .or_insert(a);
             return Ok(());
         }
         let r = self.costs.rounds_wired(call, self.wire)?;
@@ -461,15 +466,21 @@ impl Core for Tally<'_> {
         self.wire = crate::wires::of_task(self.wires.as_deref(), task);
     }
     fn narrowing(&self) -> Option<Narrowing> {
-        match self.reads {
+        match self.probe {
             Some(_) => None,
             None => self.costs.narrowing(),
         }
     }
     fn dealing(&self) -> Option<Dealing> {
-        match self.reads {
+        match self.probe {
             Some(_) => None,
             None => self.costs.dealing(),
+        }
+    }
+    fn pending(&self) -> Option<Pending> {
+        match self.probe {
+            Some(_) => None,
+            None => self.costs.pending(),
         }
     }
     fn set_wires(&mut self, wires: std::sync::Arc<[Wires]>) {

@@ -96,8 +96,15 @@ pub trait Core {
         None
     }
 
+    /// Whether this protocol's calls may leave results pending for readers that open them
+    /// from the evaluators' components ([`wires::Pending`]); the VM marks the instructions
+    /// whose readers all do ([`wires::Wires::pending_out`]).
+    fn pending(&self) -> Option<wires::Pending> {
+        None
+    }
+
     /// The program's wires, one per instruction by index (the VM sets them before a run
-    /// where [`Core::narrowing`] or [`Core::dealing`] is `Some`); the instruction that
+    /// where [`Core::narrowing`], [`Core::dealing`] or [`Core::pending`] is `Some`); the instruction that
     /// [`Core::begin_instruction`] or [`Core::fork`] names runs with its own.
     fn set_wires(&mut self, _wires: std::sync::Arc<[wires::Wires]>) {}
 

@@ -27,15 +27,28 @@ pub struct Wires {
     /// How the instruction's dealer-assisted calls split their elements among the
     /// parties as dealers.
     pub deal: Deal,
+    /// Every reader of the result, through local element-wise steps, opens it from the
+    /// evaluators' components alone ([`Pending`]): the instruction's last call may leave
+    /// it pending instead of resharing it.
+    pub pending_out: bool,
 }
 
 impl Wires {
-    /// Full width, split as these wires are: what the steps of a fallback chain (and a
-    /// narrow party's inner calls) run with.
+    /// Full width, split as these wires are, nothing pending: what the steps of a
+    /// fallback chain run with (each step reads the previous one's result whole).
     pub fn full_width(self) -> Wires {
         Wires {
             deal: self.deal,
             ..Wires::default()
+        }
+    }
+
+    /// What a narrow party's inner call runs with: full width in its own ring, split and
+    /// pending as these wires are (the inner call is the instruction's last).
+    pub fn inner(self) -> Wires {
+        Wires {
+            pending_out: self.pending_out,
+            ..self.full_width()
         }
     }
 }
@@ -124,6 +137,85 @@ impl Reads {
 pub struct Narrowing {
     pub bits: u32,
     pub reads: for<'a> fn(Call<'a>) -> Reads,
+}
+
+/// A protocol's pending results: a dealer-assisted call ends with its two evaluators
+/// holding additive parts of each element's result, and a resharing through the dealer
+/// makes them replicated shares (one round, a word per element from each evaluator).
+/// Where every reader opens the result by the same groups from the evaluators'
+/// components alone (its `A` and `B` hold, between them, every component), the resharing
+/// can be skipped: `A` keeps its part as component `g + 1` and zero as `g + 2`, `B` its
+/// part as component `g` and zero as `g + 2`, and the dealer's two components are stale.
+/// Local element-wise steps (sums, public factors, reshapes) act on components one by one,
+/// so they keep the value right in what `A` and `B` hold.
+#[derive(Clone, Copy, Debug)]
+pub struct Pending {
+    /// The ring the protocol computes in.
+    pub ring_bits: u32,
+    /// Whether `call` (the only call of its instruction), opening at most `cap` bits,
+    /// may leave its result pending.
+    pub leaves: for<'a> fn(Call<'a>, u32) -> bool,
+    /// Whether `call`, opening at most `cap` bits, reads its secret operand only as its
+    /// evaluators' components, in the groups of [`Deal::range`] over the operand's length.
+    pub opens: for<'a> fn(Call<'a>, u32) -> bool,
+}
+
+/// What the VM asks of a protocol's calls before a run (`qmpc_vm::wires`): how each call
+/// reads narrow operands, and whether it leaves or opens pending results.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Probe {
+    pub narrowing: Option<Narrowing>,
+    pub pending: Option<Pending>,
+}
+
+/// What one instruction's calls answered a [`Probe`], joined over its calls. The pending
+/// answers are per width of the operands: `[full, narrow]` (an instruction with a narrow
+/// operand opens at most [`Narrowing::bits`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Answer {
+    /// [`Narrowing::reads`] ([`Reads::All`] without a narrowing).
+    pub reads: Reads,
+    /// How many calls the instruction made.
+    pub calls: u32,
+    /// Every call may leave its result pending ([`Pending::leaves`]).
+    pub leaves: [bool; 2],
+    /// Every call opens its operand from the evaluators' components ([`Pending::opens`]).
+    pub opens: [bool; 2],
+}
+
+impl Probe {
+    /// The answer of one `call`.
+    pub fn ask(&self, call: Call<'_>) -> Answer {
+        let (mut leaves, mut opens) = ([false; 2], [false; 2]);
+        if let Some(p) = self.pending {
+            let narrow = self
+                .narrowing
+                .map_or(p.ring_bits, |n| n.bits.min(p.ring_bits));
+            for (k, cap) in [p.ring_bits, narrow].into_iter().enumerate() {
+                leaves[k] = (p.leaves)(call, cap);
+                opens[k] = (p.opens)(call, cap);
+            }
+        }
+        Answer {
+            reads: self.narrowing.map_or(Reads::All, |n| (n.reads)(call)),
+            calls: 1,
+            leaves,
+            opens,
+        }
+    }
+}
+
+impl Answer {
+    /// The answer of an instruction that made both calls.
+    pub fn join(self, o: Answer) -> Answer {
+        let and = |a: [bool; 2], b: [bool; 2]| [a[0] && b[0], a[1] && b[1]];
+        Answer {
+            reads: self.reads.join(o.reads),
+            calls: self.calls + o.calls,
+            leaves: and(self.leaves, o.leaves),
+            opens: and(self.opens, o.opens),
+        }
+    }
 }
 
 /// The wires of the instruction of `task` ([`crate::task_id`]) in a program's `wires`;

@@ -386,16 +386,21 @@ pub fn run_session<P: Protocol + Send>(
             "the program has too many instructions".into(),
         ));
     }
-    let (narrowing, dealing) = (proto.narrowing(), proto.dealing());
-    if narrowing.is_some() || dealing.is_some() {
+    let probe = qmpc_protocols::wires::Probe {
+        narrowing: proto.narrowing(),
+        pending: proto.pending(),
+    };
+    let dealing = proto.dealing();
+    if probe.narrowing.is_some() || probe.pending.is_some() || dealing.is_some() {
         let layout = crate::wires::Layout {
             name: proto.name(),
             parties: proto.parties(),
             products_open_operands: proto.products_open_operands(),
         };
-        let mut wires = match narrowing {
-            Some(narrowing) => crate::wires::wires(program, narrowing, &layout)?,
-            None => vec![Default::default(); program.code.len()].into(),
+        let mut wires = if probe.narrowing.is_some() || probe.pending.is_some() {
+            crate::wires::wires(program, probe, &layout)?
+        } else {
+            vec![Default::default(); program.code.len()].into()
         };
         if let Some(dealing) = dealing {
             let deal = crate::wires::deal(program, &wires, dealing, roles, batch);

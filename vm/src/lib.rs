@@ -12,6 +12,7 @@ pub mod cost;
 mod fused;
 mod grad;
 pub mod interp;
+mod pending;
 mod plain;
 pub mod wires;
 

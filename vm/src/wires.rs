@@ -13,7 +13,7 @@ use crate::interp::{self, PartyData, Roles, VmError};
 use crate::{Instr, Program, Visibility};
 use qmpc_bytecode::Comm;
 use qmpc_protocols::cost::{Call, Costs, Rounds, Tally};
-use qmpc_protocols::wires::{Deal, Dealing, Narrowing, Reads, Wires};
+use qmpc_protocols::wires::{Answer, Deal, Dealing, Probe, Reads, Wires};
 use qmpc_protocols::ProtocolError;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -40,23 +40,25 @@ impl Costs for Layout {
     }
 }
 
-/// The wires of every instruction of `program` under `narrowing` (the same for every
-/// party, every batch and the cost twins: reads depend on bounds and constants only).
-/// Kept per protocol, width and program: every party thread of a process, and every step
-/// of a training session, asks for the same.
-pub fn wires(
-    program: &Program,
-    narrowing: Narrowing,
-    layout: &Layout,
-) -> Result<Arc<[Wires]>, VmError> {
-    type Cache = Mutex<HashMap<(&'static str, u32, [u8; 32]), Arc<[Wires]>>>;
+/// The wires of every instruction of `program` under `probe`'s narrowing and pending
+/// results (the same for every party, every batch and the cost twins: the answers depend
+/// on bounds and constants only). Kept per protocol, ring and program: every party thread
+/// of a process, and every step of a training session, asks for the same.
+pub fn wires(program: &Program, probe: Probe, layout: &Layout) -> Result<Arc<[Wires]>, VmError> {
+    type Key = (&'static str, Option<u32>, Option<u32>, [u8; 32]);
+    type Cache = Mutex<HashMap<Key, Arc<[Wires]>>>;
     static CACHE: OnceLock<Cache> = OnceLock::new();
-    let key = (layout.name, narrowing.bits, program.digest());
+    let key = (
+        layout.name,
+        probe.narrowing.map(|n| n.bits),
+        probe.pending.map(|p| p.ring_bits),
+        program.digest(),
+    );
     let cache = CACHE.get_or_init(Default::default);
     if let Some(w) = cache.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
         return Ok(w.clone());
     }
-    let w = walk(program, narrowing, layout)?;
+    let w = walk(program, probe, layout)?;
     cache
         .lock()
         .unwrap_or_else(|e| e.into_inner())
@@ -64,9 +66,9 @@ pub fn wires(
     Ok(w)
 }
 
-/// [`wires`], computed: the program walked against a tally of its calls' reads.
-fn walk(program: &Program, narrowing: Narrowing, layout: &Layout) -> Result<Arc<[Wires]>, VmError> {
-    let mut tally = Tally::reads(layout, narrowing);
+/// [`wires`], computed: the program walked against a tally of its calls' answers.
+fn walk(program: &Program, probe: Probe, layout: &Layout) -> Result<Arc<[Wires]>, VmError> {
+    let mut tally = Tally::probe(layout, probe);
     let mut states = crate::cost::blank_states(program, 1);
     let roles = Roles {
         model_owner: 0,
@@ -81,7 +83,18 @@ fn walk(program: &Program, narrowing: Narrowing, layout: &Layout) -> Result<Arc<
         1,
         &mut states,
     )?;
-    Ok(from_reads(program, narrowing.bits, &tally.into_reads()))
+    let answers = tally.into_answers();
+    let narrow_bits = probe.narrowing.map_or(0, |n| n.bits);
+    let mut wires = from_reads(program, narrow_bits, &answers);
+    if probe.pending.is_some() {
+        let pending = crate::pending::leaving(program, &answers, &wires);
+        wires = wires
+            .iter()
+            .zip(pending)
+            .map(|(w, pending_out)| Wires { pending_out, ..*w })
+            .collect();
+    }
+    Ok(wires)
 }
 
 /// How a run's dealer-assisted calls split their elements among the parties as dealers
@@ -144,15 +157,16 @@ fn split(inputs: [u64; 3], dealt: u64) -> Deal {
     Deal::new(share.map(|s| (s * 3.0 * UNIT).round() as u16))
 }
 
-/// [`wires`] from each instruction's reads (instruction index → its calls' reads joined).
+/// [`wires`] from each instruction's reads (instruction index → its calls' answers
+/// joined); nothing is narrow where `bits` is 0.
 pub(crate) fn from_reads(
     program: &Program,
     bits: u32,
-    reads: &BTreeMap<usize, Reads>,
+    reads: &BTreeMap<usize, Answer>,
 ) -> Arc<[Wires]> {
     let need = needs(program, reads);
     let secret = |r: u32| program.registers[r as usize].vis == Visibility::Secret;
-    let narrow = |r: u32| secret(r) && need[r as usize] <= bits;
+    let narrow = |r: u32| bits > 0 && secret(r) && need[r as usize] <= bits;
     program
         .code
         .iter()
@@ -165,7 +179,7 @@ pub(crate) fn from_reads(
 }
 
 /// Every register's need in bits (`u32::MAX`: the whole ring; 0: never read).
-fn needs(program: &Program, reads: &BTreeMap<usize, Reads>) -> Vec<u32> {
+fn needs(program: &Program, reads: &BTreeMap<usize, Answer>) -> Vec<u32> {
     const ALL: u32 = u32::MAX;
     let mut need = vec![0u32; program.registers.len()];
     for (i, ins) in program.code.iter().enumerate().rev() {
@@ -175,7 +189,7 @@ fn needs(program: &Program, reads: &BTreeMap<usize, Reads>) -> Vec<u32> {
             (_, Comm::Local | Comm::IfBothSecret) => out,
             // An opening without a call (its operands public, or the bounds decided it)
             // computed its result locally: only as wide as its operands.
-            _ => match reads.get(&i) {
+            _ => match reads.get(&i).map(|a| &a.reads) {
                 Some(Reads::Fresh(k)) => *k,
                 Some(Reads::Selects(k)) => (*k).max(out),
                 Some(Reads::All) => ALL,
@@ -284,13 +298,22 @@ output x=%9, index=0
         let p = assemble(PROGRAM).unwrap();
         // Instruction index → what its calls read: the requantization of the sum needs
         // the whole ring, the max selects, the others open 9 bits.
-        let reads: BTreeMap<usize, Reads> = [
+        let reads: BTreeMap<usize, Answer> = [
             (4, Reads::Fresh(9)),
             (5, Reads::Fresh(9)),
             (7, Reads::All),
             (8, Reads::Selects(32)),
             (9, Reads::Fresh(9)),
         ]
+        .map(|(i, reads)| {
+            let answer = Answer {
+                reads,
+                calls: 1,
+                leaves: [false; 2],
+                opens: [false; 2],
+            };
+            (i, answer)
+        })
         .into();
         let w = |narrow_in, narrow_out| Wires {
             narrow_in,

@@ -5,7 +5,7 @@
 use super::Rep3;
 use crate::cost::{Call, Costs, Counting, Rounds};
 use crate::dry_run;
-use crate::wires::{Dealing, Narrowing, Wires};
+use crate::wires::{Dealing, Narrowing, Pending, Wires};
 use crate::word::{Shape, Word};
 use crate::ProtocolError;
 
@@ -63,6 +63,9 @@ impl Costs for Rep3Costs {
     }
     fn dealing(&self) -> Option<Dealing> {
         Some(super::dealing(self.ring_bits))
+    }
+    fn pending(&self) -> Option<Pending> {
+        Some(super::pending(self.ring_bits))
     }
     fn rounds_wired(&self, call: Call<'_>, wires: Wires) -> R<Rounds> {
         self.run(wires, |p| p.call(call))

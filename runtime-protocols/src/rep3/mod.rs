@@ -34,7 +34,7 @@ use crate::mux::{self, Port, Reply, Request};
 use crate::net::{NetError, Stats, Transport};
 use crate::planes::{Pair, Words};
 use crate::stream::{Stream, Tap};
-use crate::wires::{Dealing, Narrowing, Reads, Wires};
+use crate::wires::{Dealing, Narrowing, Pending, Reads, Wires};
 use crate::word::{matmul_public_words, matmul_words, scale_by, Word};
 use crate::Core;
 use crate::{Bounds, MatDims, PartyId, ProtocolError, Requant, TruncMode};
@@ -216,7 +216,7 @@ impl<W: Word> Rep3<W> {
             keys: std::mem::replace(&mut self.keys, [spare(), spare()]),
             setup: self.setup,
             wires: None,
-            wire: self.wire.full_width(),
+            wire: self.wire.inner(),
             _ring: PhantomData,
         };
         let out = f(&mut narrow);
@@ -582,6 +582,9 @@ impl<W: Word> Core for Rep3<W> {
         Some(dealing(W::BITS))
     }
 
+    fn pending(&self) -> Option<Pending> {
+        Some(pending(W::BITS))
+    }
     fn set_wires(&mut self, wires: Arc<[Wires]>) {
         self.wires = Some(wires);
     }
@@ -697,6 +700,35 @@ fn narrowing(ring_bits: u32) -> Option<Narrowing> {
         bits: NARROW_BITS,
         reads,
     })
+}
+
+/// `rep3`'s pending results in a ring of `ring_bits` ([`Pending`]): the fused
+/// requantization (of shares or of a product's parts) leaves them, and it and the lookup
+/// with the dealer open them (each reads `A`'s and `B`'s components of its group only).
+/// Both must take that construction at the width they open.
+fn pending(ring_bits: u32) -> Pending {
+    Pending {
+        ring_bits,
+        leaves: fused,
+        opens: |call, cap| match call {
+            Call::Lookup {
+                table_len, lo, hi, ..
+            } => lookup::Shape::of(table_len, lo, hi).is_some(),
+            Call::Requantize { .. } => fused(call, cap),
+            _ => false,
+        },
+    }
+}
+
+/// Whether a requantization opening at most `cap` bits runs fused ([`fused_plan`]).
+fn fused(call: Call<'_>, cap: u32) -> bool {
+    match call {
+        Call::Requantize { q, bounds, mode }
+        | Call::ProductRequantize {
+            q, bounds, mode, ..
+        } => fused_plan(q, bounds, mode, cap).is_some(),
+        _ => false,
+    }
 }
 
 /// What each opening of `rep3` reads of narrow operands ([`Narrowing::reads`]): its

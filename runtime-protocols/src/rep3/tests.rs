@@ -799,11 +799,13 @@ fn narrow_cases<W: Word>() {
         narrow_in: true,
         narrow_out: true,
         deal: crate::wires::Deal::new([1, 2, 3]),
+        ..Wires::default()
     };
     let into_wide = Wires {
         narrow_in: true,
         narrow_out: false,
         deal: crate::wires::Deal::new([0, 1, 1]),
+        ..Wires::default()
     };
     let out_only = Wires {
         narrow_in: false,
@@ -1123,6 +1125,7 @@ mod view {
             narrow_in,
             narrow_out,
             deal: crate::wires::Deal::new([1, 2, 3]),
+            ..Wires::default()
         };
         recorded::<u64>(coins, |i, p| {
             let n = x.len();
@@ -1146,6 +1149,39 @@ mod view {
         })
     }
 
+    /// Pending results ([`Wires::pending_out`]): a requantization and a product's
+    /// requantization left as their evaluators' parts, summed with the input, then
+    /// requantized and looked up from those parts; uneven dealer groups, Z_2^64.
+    fn views_pending(x: &[i64], owner: PartyId, coins: &CoalitionCoins) -> Vec<Vec<u8>> {
+        let table: Vec<i64> = (0..20).map(|i| (i * 7) % 13).collect();
+        let wires = |pending_out| Wires {
+            deal: crate::wires::Deal::new([1, 2, 3]),
+            pending_out,
+            ..Wires::default()
+        };
+        recorded::<u64>(coins, |i, p| {
+            let n = x.len();
+            let v = p.input(owner, (i == owner).then_some(x), n).unwrap();
+            let sq = p.mul(&v, &v).unwrap();
+            let sq_bounds = Bounds { lo: 0, hi: 10000 };
+            let rq = wide_shift(n);
+            p.wire = wires(true);
+            let f = p.requantize(&sq, &rq, sq_bounds, TruncMode::Exact).unwrap();
+            let c = p.clamp(&v, -20, 20, Bounds { lo: -100, hi: 100 }).unwrap();
+            let pr = product_requantized(p, &v, &c, &rq);
+            p.wire = wires(false);
+            let sum = p.add(&p.add(&f, &pr), &v);
+            let g = p
+                .requantize(&sum, &rq, Bounds { lo: -120, hi: 120 }, TruncMode::Exact)
+                .unwrap();
+            let t = p.lookup(&f, &table, -10).unwrap();
+            p.wire = Wires::default();
+            for y in [g, t] {
+                p.reveal(&y, owner).unwrap();
+            }
+        })
+    }
+
     /// Each party in each role: for every owner of the input (who also receives the
     /// outputs), each other party alone, its own keys fixed, must receive nothing that
     /// depends on the input.
@@ -1162,10 +1198,12 @@ mod view {
                 let run = |x: &[i64]| -> Vec<u8> {
                     let (v, v32) = (views(x, owner, &coins), views32(x, owner, &coins));
                     let vn = views_narrow(x, owner, &coins);
+                    let vp = views_pending(x, owner, &coins);
                     [
                         v[watched].clone(),
                         v32[watched].clone(),
                         vn[watched].clone(),
+                        vp[watched].clone(),
                     ]
                     .concat()
                 };
@@ -1412,4 +1450,189 @@ fn an_uneven_deal_moves_the_dealers_bytes() {
         none[1] > thirds[1] && none[2] > thirds[2],
         "{none:?} against {thirds:?}"
     );
+}
+
+/// A requantization (of shares, and of a product's parts) left pending
+/// ([`Wires::pending_out`]: the evaluators' parts, no resharing), then the local steps of a
+/// residual `Add` (zero points, public factors, a sum of the two pending results and
+/// replicated shares) and a requantization and a lookup that open them: equal to clear,
+/// with uneven dealer groups, in Z_2^32, Z_2^64 and on narrow wires; every call sends
+/// what its twin predicts, and leaving a result pending saves its resharing (a round, and
+/// a word per element from each evaluator).
+#[test]
+fn pending_results_open_after_local_steps() {
+    pending_case::<u32>(false);
+    pending_case::<u64>(false);
+    pending_case::<u64>(true);
+}
+
+fn pending_case<W: Word>(narrow: bool) {
+    use crate::cost::{per_party, Costs, PartyCost};
+    use crate::wires::Deal;
+    let n = 40;
+    let deal = Deal::new([1, 2, 3]);
+    let wire = |pending_out| Wires {
+        narrow_in: narrow,
+        narrow_out: narrow,
+        deal,
+        pending_out,
+    };
+    let mut c = Clear;
+    let b = Bounds {
+        lo: -(1 << 20),
+        hi: 1 << 20,
+    };
+    let x = values(n, b.lo, b.hi, 51);
+    let skip = values(n, -128, 127, 52);
+    let q1 = Requant {
+        num: (0..n as i64).map(|i| 130_003 + 977 * (i % 5)).collect(),
+        den: vec![1 << 26; n],
+        zp: vec![5; n],
+        lo: -128,
+        hi: 127,
+    };
+    // A product `[n × 3] · [3 × 1]` for the product's requantization.
+    let d = MatDims {
+        batch: 1,
+        m: n,
+        k: 3,
+        n: 1,
+        a_batched: false,
+        b_batched: false,
+    };
+    let (pa, pb) = (values(3 * n, -128, 127, 53), values(3, -128, 127, 54));
+    let zero = vec![0; n];
+    let pbounds = Bounds {
+        lo: -3 * 128 * 128,
+        hi: 3 * 128 * 128,
+    };
+    let q2 = Requant {
+        num: vec![2_000_003; n],
+        den: vec![1 << 20; n],
+        ..q1.clone()
+    };
+    let f = [1_000_003, 700_001, 900_007];
+    let yb = Bounds {
+        lo: -133 * (f[0] + f[1] + f[2]),
+        hi: 133 * (f[0] + f[1] + f[2]),
+    };
+    let q3 = Requant {
+        num: vec![1; n],
+        den: vec![1 << 22; n],
+        zp: vec![-1; n],
+        lo: -128,
+        hi: 127,
+    };
+    let table: Vec<i64> = (0..256).map(|i| (i * i) % 509 - 200).collect();
+    let want = {
+        let r1 = c.requantize(&x, &q1, b, TruncMode::Exact).unwrap();
+        let r2 = c
+            .product_requantize(&pa, &pb, d, &zero, &q2, pbounds, TruncMode::Exact)
+            .unwrap();
+        let y: Vec<i64> = (0..n)
+            .map(|i| (r1[i] - 5) * f[0] + (r2[i] - 5) * f[1] + (skip[i] + 2) * f[2])
+            .collect();
+        let out = c.requantize(&y, &q3, yb, TruncMode::Exact).unwrap();
+        (out, c.lookup(&r1, &table, -128).unwrap())
+    };
+    let scalar = |v: i64| vec![v; n];
+    let out = run3::<W, _>(|p| {
+        let input = |p: &mut Rep3<W>, v: &[i64]| {
+            let mine = (p.party() == 1).then_some(v);
+            p.input(1, mine, v.len()).unwrap()
+        };
+        let (xs, ss, pas, pbs) = (input(p, &x), input(p, &skip), input(p, &pa), input(p, &pb));
+        let zs = p.public(&zero);
+        let mut sent = Vec::new();
+        let mut step = |p: &mut Rep3<W>, pending: bool, f: &dyn Fn(&mut Rep3<W>) -> Pair<W>| {
+            p.wire = wire(pending);
+            let before = p.stats();
+            let y = f(p);
+            let after = p.stats();
+            p.wire = Wires::default();
+            sent.push((
+                after.rounds - before.rounds,
+                after.bytes_sent - before.bytes_sent,
+            ));
+            y
+        };
+        let r1 = step(p, true, &|p| {
+            p.requantize(&xs, &q1, b, TruncMode::Exact).unwrap()
+        });
+        let r2 = step(p, true, &|p| {
+            p.product_requantize(&pas, &pbs, d, &zs, &q2, pbounds, TruncMode::Exact)
+                .unwrap()
+        });
+        let term = |p: &Rep3<W>, v: &Pair<W>, zp: i64, k: i64| {
+            p.mul_public(&p.add_public(v, &scalar(zp)), &scalar(k))
+        };
+        let y = p.add(&term(p, &r1, -5, f[0]), &term(p, &r2, -5, f[1]));
+        let y = p.add(&y, &term(p, &ss, 2, f[2]));
+        let o = step(p, false, &|p| {
+            p.requantize(&y, &q3, yb, TruncMode::Exact).unwrap()
+        });
+        let l = step(p, false, &|p| p.lookup(&r1, &table, -128).unwrap());
+        (p.reveal(&o, 1).unwrap(), p.reveal(&l, 1).unwrap(), sent)
+    });
+    let name = format!("Z_2^{}, narrow {narrow}", W::BITS);
+    assert_eq!(
+        out[1].0.clone().map(|v| low(v, narrow)),
+        Some(low(want.0, narrow)),
+        "{name}"
+    );
+    assert_eq!(
+        out[1].1.clone().map(|v| low(v, narrow)),
+        Some(low(want.1, narrow)),
+        "{name}"
+    );
+    let costs = Rep3Costs { ring_bits: W::BITS };
+    let predicted = |call: Call<'_>, pending: bool| -> Vec<PartyCost> {
+        per_party(&costs.rounds_wired(call, wire(pending)).unwrap(), 3)
+    };
+    let calls = [
+        Call::Requantize {
+            q: &q1,
+            bounds: b,
+            mode: TruncMode::Exact,
+        },
+        Call::ProductRequantize {
+            dims: d,
+            q: &q2,
+            bounds: pbounds,
+            mode: TruncMode::Exact,
+        },
+        Call::Requantize {
+            q: &q3,
+            bounds: yb,
+            mode: TruncMode::Exact,
+        },
+        crate::cost::lookup_call(n, &table),
+    ];
+    let word = if narrow { 4 } else { W::BYTES as u64 };
+    for (k, call) in calls.into_iter().enumerate() {
+        let pending = k < 2;
+        let want = predicted(call, pending);
+        for (i, party) in out.iter().enumerate() {
+            assert_eq!(
+                party.2[k],
+                (want[i].rounds, want[i].bytes_sent),
+                "{name}, call {k}, party {i}"
+            );
+        }
+        if pending {
+            // The resharing saved: a round, and a word per element the party evaluates
+            // (in one message to each of the two other dealers).
+            let reshared = predicted(call, false);
+            for i in 0..3 {
+                let evaluated = (n - deal.range(n, i).len()) as u64;
+                let frames = 2 * crate::net::FRAME_HEADER as u64;
+                assert_eq!(reshared[i].rounds, want[i].rounds + 1, "{name}, call {k}");
+                assert_eq!(
+                    reshared[i].bytes_sent,
+                    want[i].bytes_sent + evaluated * word + frames,
+                    "{name}, call {k}, party {i}"
+                );
+            }
+        }
+    }
 }
