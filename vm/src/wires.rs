@@ -8,6 +8,10 @@
 //! calls read ([`Reads`]), joined with the result's need where the result is a selection
 //! of the operands. A register needing at most the protocol's narrow width is narrow: its
 //! producer may leave its shares right only in that width.
+//!
+//! The same walk asks the protocol's calls whether they leave or open pending results
+//! ([`qmpc_protocols::wires::Pending`]); `crate::pending` then marks the instructions whose
+//! readers all open theirs.
 
 use crate::interp::{self, PartyData, Roles, VmError};
 use crate::{Instr, Program, Visibility};
