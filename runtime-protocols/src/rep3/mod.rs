@@ -703,20 +703,29 @@ fn narrowing(ring_bits: u32) -> Option<Narrowing> {
 }
 
 /// `rep3`'s pending results in a ring of `ring_bits` ([`Pending`]): the fused
-/// requantization (of shares or of a product's parts) leaves them, and it and the lookup
-/// with the dealer open them (each reads `A`'s and `B`'s components of its group only).
-/// Both must take that construction at the width they open.
+/// requantization (of shares or of a product's parts) and the lookup with the dealer leave
+/// them and open them (each reads `A`'s and `B`'s components of its group only, and ends
+/// in a resharing of their parts). Both must take that construction at the width they
+/// open.
 fn pending(ring_bits: u32) -> Pending {
     Pending {
         ring_bits,
-        leaves: fused,
+        leaves: |call, cap| dealt_lookup(call) || fused(call, cap),
         opens: |call, cap| match call {
-            Call::Lookup {
-                table_len, lo, hi, ..
-            } => lookup::Shape::of(table_len, lo, hi).is_some(),
+            Call::Lookup { .. } => dealt_lookup(call),
             Call::Requantize { .. } => fused(call, cap),
             _ => false,
         },
+    }
+}
+
+/// Whether a lookup takes the dealer-assisted construction (`lookup.rs`).
+fn dealt_lookup(call: Call<'_>) -> bool {
+    match call {
+        Call::Lookup {
+            table_len, lo, hi, ..
+        } => lookup::Shape::of(table_len, lo, hi).is_some(),
+        _ => false,
     }
 }
 

@@ -1151,7 +1151,8 @@ mod view {
 
     /// Pending results ([`Wires::pending_out`]): a requantization and a product's
     /// requantization left as their evaluators' parts, summed with the input, then
-    /// requantized and looked up from those parts; uneven dealer groups, Z_2^64.
+    /// requantized and looked up from those parts, the lookup's result left pending and
+    /// requantized; uneven dealer groups, Z_2^64.
     fn views_pending(x: &[i64], owner: PartyId, coins: &CoalitionCoins) -> Vec<Vec<u8>> {
         let table: Vec<i64> = (0..20).map(|i| (i * 7) % 13).collect();
         let wires = |pending_out| Wires {
@@ -1174,9 +1175,14 @@ mod view {
             let g = p
                 .requantize(&sum, &rq, Bounds { lo: -120, hi: 120 }, TruncMode::Exact)
                 .unwrap();
+            p.wire = wires(true);
             let t = p.lookup(&f, &table, -10).unwrap();
+            p.wire = wires(false);
+            let u = p
+                .requantize(&t, &rq, Bounds { lo: 0, hi: 12 }, TruncMode::Exact)
+                .unwrap();
             p.wire = Wires::default();
-            for y in [g, t] {
+            for y in [g, u] {
                 p.reveal(&y, owner).unwrap();
             }
         })
@@ -1455,7 +1461,8 @@ fn an_uneven_deal_moves_the_dealers_bytes() {
 /// A requantization (of shares, and of a product's parts) left pending
 /// ([`Wires::pending_out`]: the evaluators' parts, no resharing), then the local steps of a
 /// residual `Add` (zero points, public factors, a sum of the two pending results and
-/// replicated shares) and a requantization and a lookup that open them: equal to clear,
+/// replicated shares) and a requantization and a lookup that open them, the lookup's
+/// result pending too and opened by a last requantization: equal to clear,
 /// with uneven dealer groups, in Z_2^32, Z_2^64 and on narrow wires; every call sends
 /// what its twin predicts, and leaving a result pending saves its resharing (a round, and
 /// a word per element from each evaluator).
@@ -1524,6 +1531,18 @@ fn pending_case<W: Word>(narrow: bool) {
         hi: 127,
     };
     let table: Vec<i64> = (0..256).map(|i| (i * i) % 509 - 200).collect();
+    // The lookup's result, left pending too, times 5 after a zero point.
+    let lb = Bounds {
+        lo: -1015,
+        hi: 1525,
+    };
+    let q4 = Requant {
+        num: vec![3; n],
+        den: vec![16; n],
+        zp: vec![0; n],
+        lo: -128,
+        hi: 127,
+    };
     let want = {
         let r1 = c.requantize(&x, &q1, b, TruncMode::Exact).unwrap();
         let r2 = c
@@ -1533,7 +1552,16 @@ fn pending_case<W: Word>(narrow: bool) {
             .map(|i| (r1[i] - 5) * f[0] + (r2[i] - 5) * f[1] + (skip[i] + 2) * f[2])
             .collect();
         let out = c.requantize(&y, &q3, yb, TruncMode::Exact).unwrap();
-        (out, c.lookup(&r1, &table, -128).unwrap())
+        let looked: Vec<i64> = c
+            .lookup(&r1, &table, -128)
+            .unwrap()
+            .iter()
+            .map(|v| (v - 3) * 5)
+            .collect();
+        (
+            out,
+            c.requantize(&looked, &q4, lb, TruncMode::Exact).unwrap(),
+        )
     };
     let scalar = |v: i64| vec![v; n];
     let out = run3::<W, _>(|p| {
@@ -1571,8 +1599,12 @@ fn pending_case<W: Word>(narrow: bool) {
         let o = step(p, false, &|p| {
             p.requantize(&y, &q3, yb, TruncMode::Exact).unwrap()
         });
-        let l = step(p, false, &|p| p.lookup(&r1, &table, -128).unwrap());
-        (p.reveal(&o, 1).unwrap(), p.reveal(&l, 1).unwrap(), sent)
+        let l = step(p, true, &|p| p.lookup(&r1, &table, -128).unwrap());
+        let l = term(p, &l, -3, 5);
+        let o2 = step(p, false, &|p| {
+            p.requantize(&l, &q4, lb, TruncMode::Exact).unwrap()
+        });
+        (p.reveal(&o, 1).unwrap(), p.reveal(&o2, 1).unwrap(), sent)
     });
     let name = format!("Z_2^{}, narrow {narrow}", W::BITS);
     assert_eq!(
@@ -1607,10 +1639,15 @@ fn pending_case<W: Word>(narrow: bool) {
             mode: TruncMode::Exact,
         },
         crate::cost::lookup_call(n, &table),
+        Call::Requantize {
+            q: &q4,
+            bounds: lb,
+            mode: TruncMode::Exact,
+        },
     ];
     let word = if narrow { 4 } else { W::BYTES as u64 };
     for (k, call) in calls.into_iter().enumerate() {
-        let pending = k < 2;
+        let pending = k != 2 && k != 4;
         let want = predicted(call, pending);
         for (i, party) in out.iter().enumerate() {
             assert_eq!(
