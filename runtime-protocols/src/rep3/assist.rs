@@ -112,12 +112,31 @@ impl Seat {
 /// `A`–`B`. `D` then holds components `g` (from `B`) and `g + 1` (from `A`), `A` holds
 /// `g + 1` (what it sent) and `g + 2` (its draw), `B` holds `g + 2` and `g`. Returns this
 /// party's components `(a, b)` per group.
+///
+/// Where the instruction's result is left pending ([`crate::wires::Wires::pending_out`]:
+/// every reader opens it from `A`'s and `B`'s components) nothing is sent: `A` keeps its
+/// part as component `g + 1`, `B` as component `g`, the component `g + 2` they share is
+/// zero, and the dealer's two are stale (zero).
 pub(super) fn reshare_parts<W: Word>(
     p: &mut Rep3<W>,
     seats: &[Seat],
     z: &[Vec<W>],
     k: usize,
 ) -> R<Vec<(Vec<W>, Vec<W>)>> {
+    if p.wire.pending_out {
+        return Ok(seats
+            .iter()
+            .zip(z)
+            .map(|(s, z)| {
+                let zeros = vec![W::ZERO; k * s.n()];
+                match s.role {
+                    Role::A => (z.clone(), zeros),
+                    Role::B => (zeros, z.clone()),
+                    Role::Dealer => (zeros.clone(), zeros),
+                }
+            })
+            .collect());
+    }
     let mut post = Post::new();
     let mut kept: Vec<(Vec<W>, Vec<W>)> = vec![(Vec::new(), Vec::new()); seats.len()];
     for (gi, s) in seats.iter().enumerate() {

@@ -220,22 +220,8 @@ pub(super) fn lookup<W: Word>(
             })
             .collect();
     }
-    let mut out = vec![Rep::<W>::default(); n];
-    if p.wire.pending_out {
-        // Left pending (`crate::wires::Pending`): `A`'s part as component `g + 1`, `B`'s
-        // as component `g`, the shared one zero, the dealer's stale.
-        for (s, z) in seats.iter().zip(z) {
-            for (e, v) in s.range.clone().zip(z) {
-                out[e] = match s.role {
-                    Role::A => Rep { a: v, b: W::ZERO },
-                    Role::B => Rep { a: W::ZERO, b: v },
-                    Role::Dealer => continue,
-                };
-            }
-        }
-        return Ok(out);
-    }
     let parts = reshare_parts(p, &seats, &z, 1)?;
+    let mut out = vec![Rep::<W>::default(); n];
     for (s, (a, b)) in seats.iter().zip(parts) {
         for (i, e) in s.range.clone().enumerate() {
             out[e] = Rep { a: a[i], b: b[i] };

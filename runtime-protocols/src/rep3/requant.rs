@@ -600,9 +600,6 @@ pub(super) fn requantize<W: Word>(
         }
         zs[gi] = z;
     }
-    if p.wire.pending_out {
-        return Ok(pending(&parts, zs, n));
-    }
     let seats: Vec<Seat> = (0..3).map(|g| Seat::new(me, g, p.group(n, g))).collect();
     let shares = reshare_parts(p, &seats, &zs, 1)?;
     let mut out = Pair::<W>::zeros(n);
@@ -613,24 +610,6 @@ pub(super) fn requantize<W: Word>(
         }
     }
     Ok(out)
-}
-
-/// The evaluators' parts `zs` left pending ([`crate::wires::Pending`]): in group `g`, `A`
-/// holds its part as component `g + 1` (its `a`) and `B` as component `g` (its `b`), the
-/// component `g + 2` they share is zero, and the dealer's two components are stale (zero).
-fn pending<W: Word>(parts: &[Part<W>], zs: Vec<Vec<W>>, n: usize) -> Pair<W> {
-    let mut out = Pair::<W>::zeros(n);
-    for (gr, z) in parts.iter().zip(zs) {
-        let plane = match gr.role {
-            Role::A => &mut out.a,
-            Role::B => &mut out.b,
-            Role::Dealer => continue,
-        };
-        for (e, v) in gr.range.clone().zip(z) {
-            plane[e] = v;
-        }
-    }
-    out
 }
 
 /// A comparison unit's table for the dealer's chunk `q` (at most [`MAX_CHUNK`] bits) as a
