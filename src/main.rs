@@ -189,6 +189,24 @@ enum TruncArg {
     Probabilistic,
 }
 
+/// `--favor`, for the protocols that can trade bytes for rounds.
+#[derive(Clone, Copy, ValueEnum)]
+enum FavorArg {
+    /// Fewest bytes (the default).
+    Bytes,
+    /// Fewest rounds: about a fifth fewer for 1.5× the bytes (rep3), for high-latency links.
+    Rounds,
+}
+
+impl FavorArg {
+    fn favor(self) -> qmpc_protocols::Favor {
+        match self {
+            FavorArg::Bytes => qmpc_protocols::Favor::Bytes,
+            FavorArg::Rounds => qmpc_protocols::Favor::Rounds,
+        }
+    }
+}
+
 #[derive(Subcommand)]
 enum Cmd {
     /// Compile an ONNX model to bytecode (MODEL.qmpc) and the model owner's weights (MODEL.qmpw).
@@ -222,6 +240,11 @@ enum Cmd {
         /// spdz2k); its default otherwise.
         #[arg(long)]
         parties: Option<usize>,
+        /// What rep3's comparisons save: bytes (the default), or rounds — one round fewer
+        /// per requantization for about 1.5× the bytes, for links with a long round trip
+        /// (docs/performance.md, "Rounds or bytes").
+        #[arg(long, value_enum, default_value = "bytes")]
+        favor: FavorArg,
         /// X.npy, or NAME=X.npy for the graph input NAME; repeat it for a model with several
         /// inputs (plain files go to the inputs in graph order).
         #[arg(long, required = true)]
@@ -257,6 +280,9 @@ enum Cmd {
         /// Computing parties (as for `run`).
         #[arg(long)]
         parties: Option<usize>,
+        /// What the protocol's comparisons save (as for `run`).
+        #[arg(long, value_enum, default_value = "bytes")]
+        favor: FavorArg,
         /// Samples per run (the input's leading dimension).
         #[arg(long, default_value_t = 1)]
         batch: usize,
@@ -377,6 +403,9 @@ enum Cmd {
         protocol: String,
         #[arg(long)]
         parties: Option<usize>,
+        /// What the protocol's comparisons save (as for `run`).
+        #[arg(long, value_enum, default_value = "bytes")]
+        favor: FavorArg,
         /// Where the model owner writes the trained model (the same graph, new weights).
         #[arg(short, long)]
         output: PathBuf,
@@ -531,6 +560,7 @@ fn dispatch(cmd: Cmd) -> Result<()> {
             model,
             protocol,
             parties,
+            favor,
             input,
             output,
             stats,
@@ -545,6 +575,7 @@ fn dispatch(cmd: Cmd) -> Result<()> {
                 model,
                 protocol,
                 parties,
+                favor: favor.favor(),
                 input,
                 output,
                 stats,
@@ -557,6 +588,7 @@ fn dispatch(cmd: Cmd) -> Result<()> {
             model,
             protocol,
             parties,
+            favor,
             batch,
             format,
             budget,
@@ -570,6 +602,7 @@ fn dispatch(cmd: Cmd) -> Result<()> {
             model,
             protocol,
             parties,
+            favor: favor.favor(),
             batch,
             budget,
             json: matches!(format, FormatArg::Json),
@@ -654,6 +687,7 @@ fn dispatch(cmd: Cmd) -> Result<()> {
             training,
             protocol,
             parties,
+            favor,
             output,
             test_data,
             test_labels,
@@ -670,6 +704,7 @@ fn dispatch(cmd: Cmd) -> Result<()> {
                 settings: training.settings()?,
                 protocol,
                 parties,
+                favor: favor.favor(),
                 output,
                 stats,
                 timeouts: qmpc_protocols::net::Timeouts { connect: t, io: t },

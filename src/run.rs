@@ -12,6 +12,8 @@ pub struct RunArgs {
     pub model: PathBuf,
     pub protocol: String,
     pub parties: Option<usize>,
+    /// `--favor`: what the protocol's constructions save (rep3 only).
+    pub favor: qmpc_protocols::Favor,
     /// `X.npy` or `NAME=X.npy`, one per distinct graph input.
     pub input: Vec<String>,
     pub output: Option<PathBuf>,
@@ -77,7 +79,7 @@ fn as_inputs(arrays: &[(PathBuf, Array)]) -> Vec<Input<'_>> {
 }
 
 pub fn run(args: &RunArgs) -> Result<()> {
-    let session = Session::new(&args.protocol, args.parties)?
+    let session = Session::favoring(&args.protocol, args.parties, args.favor)?
         .with_roles(args.roles)?
         .with_timeout(args.timeouts.io);
     let model = Model::open(&args.model, &args.opts)?;

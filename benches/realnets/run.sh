@@ -9,7 +9,8 @@
 # `--stats`, wall and online seconds, the process's peak RSS, and whether the output is
 # byte-identical with clear's.
 #
-# Usage: benches/realnets/run.sh [PROTOCOL...]
+# Usage: benches/realnets/run.sh [PROTOCOL[:FAVOR]...]
+#   (`rep3:rounds` runs rep3 with `--favor rounds`; a row per protocol given)
 #   QMPC_BIN   the binary (default target/release/qmpc)
 #   CORPUS     the models' directory (default ../shared/corpus/realnets; ../shared/corpus
 #              gives the main corpus's models, a row with the error for those that do not
@@ -71,8 +72,11 @@ for onnx in "$corpus"/models/*/*.onnx; do
   warm_ms=$(MIMALLOC_PURGE_DELAY=-1 MIMALLOC_ALLOW_THP=0 "$clear_bench" "$work/m.qmpc" "$work/x.npy" 20 | cut -d' ' -f2)
   ratio=$("$py" -c "print(f'{$clear_ms / $ort_ms:.0f}× / {$warm_ms / $ort_ms:.0f}×' if $ort_ms > 0 else '—')")
   for p in "${protocols[@]}"; do
-    /usr/bin/time -f "%M" -o "$work/rss" "$qmpc" run "$work/m.qmpc" --protocol "$p" --quiet \
-      --input "$work/x.npy" --output "$work/out.npy" --stats "$work/s.json"
+    name=${p%%:*}
+    favor=bytes
+    [[ "$p" == *:* ]] && favor=${p#*:}
+    /usr/bin/time -f "%M" -o "$work/rss" "$qmpc" run "$work/m.qmpc" --protocol "$name" \
+      --favor "$favor" --quiet --input "$work/x.npy" --output "$work/out.npy" --stats "$work/s.json"
     rounds=$(stat "$work/s.json" "j['rounds']")
     mb=$(stat "$work/s.json" "f\"{max(p['bytes_sent'] for p in j['per_party']) / 1e6:.3g}\"")
     dealer=$(stat "$work/s.json" "f\"{j['preprocessing']['bytes_sent'] / 1e6:.3g}\"")

@@ -13,8 +13,13 @@
 
 use crate::bitvec::split;
 
-/// The widest chunk of a comparison table (`2^5` entries).
+/// The widest chunk of a comparison table where bytes count most (`2^5` entries): the
+/// plans of [`crate::Favor::Bytes`].
 pub(crate) const MAX_CHUNK: u32 = 5;
+
+/// The widest chunk a table word holds (`2^6` entries, one `u64`): the plans of
+/// [`crate::Favor::Rounds`], which take fewer, wider units to end the tree in one round.
+pub(crate) const WIDEST_CHUNK: u32 = 6;
 
 /// How the two readings of the mask relate.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -38,8 +43,8 @@ pub(crate) struct BorrowChunks {
 
 impl BorrowChunks {
     /// `s + 1` bits (remainders under `2^s`, then the parity) in at most `units` units
-    /// for an opening of `m` bits.
-    pub fn new(s: u32, m: u32, units: usize, readings: Readings) -> BorrowChunks {
+    /// of at most `widest` bits for an opening of `m` bits.
+    pub fn new(s: u32, m: u32, units: usize, readings: Readings, widest: u32) -> BorrowChunks {
         let even = |differ: bool| {
             let widths = split(s + 1, units);
             let differs = vec![differ; widths.len()];
@@ -51,9 +56,9 @@ impl BorrowChunks {
             Readings::PowerOfTwo => {
                 let low = (m + 1).min(s + 1);
                 let high = s + 1 - low;
-                let hi_units = high.div_ceil(MAX_CHUNK) as usize;
+                let hi_units = high.div_ceil(widest) as usize;
                 let lo_units = units.saturating_sub(hi_units);
-                if lo_units == 0 || low > lo_units as u32 * MAX_CHUNK {
+                if lo_units == 0 || low > lo_units as u32 * widest {
                     return even(true);
                 }
                 // `split` puts the wider chunks first: reversed, the lowest is the
@@ -124,12 +129,22 @@ mod tests {
             (12, 9),
             (9, 20),
         ];
-        for (k, (s, m)) in cases.into_iter().enumerate() {
-            let units = 8usize.max(((s + 1) as usize).div_ceil(5).next_power_of_two());
-            let b = BorrowChunks::new(s, m, units, Readings::PowerOfTwo);
+        // The byte-lean plans' units (a power of two, at least 8) and the round-lean ones'
+        // (as few as the widest chunk allows).
+        let bytes_units = |s: u32| 8usize.max(((s + 1) as usize).div_ceil(5).next_power_of_two());
+        let rounds_units = |s: u32| ((s + 1) as usize).div_ceil(6);
+        let shapes: [(u32, &dyn Fn(u32) -> usize); 2] =
+            [(MAX_CHUNK, &bytes_units), (WIDEST_CHUNK, &rounds_units)];
+        for (k, ((s, m), (widest, units))) in cases
+            .into_iter()
+            .flat_map(|c| shapes.map(|shape| (c, shape)))
+            .enumerate()
+        {
+            let units = units(s);
+            let b = BorrowChunks::new(s, m, units, Readings::PowerOfTwo, widest);
             assert_eq!(b.widths.iter().sum::<u32>(), s + 1, "s {s}, m {m}");
             assert!(b.widths.len() <= units);
-            assert!(b.widths.iter().all(|&w| (1..=MAX_CHUNK).contains(&w)));
+            assert!(b.widths.iter().all(|&w| (1..=widest).contains(&w)));
             assert!(b.differs[0], "the lowest chunk holds the parity");
             let alike: u32 = b
                 .widths
@@ -138,8 +153,10 @@ mod tests {
                 .filter(|(_, &d)| !d)
                 .map(|(&w, _)| w)
                 .sum();
-            if s >= m + 4 {
-                assert!(alike >= m - MAX_CHUNK, "s {s}, m {m}: {b:?}");
+            // The round-lean units may leave no room for the cut (then every chunk
+            // differs, which the rest checks too).
+            if s >= m + 4 && widest == MAX_CHUNK {
+                assert!(alike >= m - widest, "s {s}, m {m}: {b:?}");
             }
             let n = 2000;
             let seed = k as u64;
@@ -165,7 +182,7 @@ mod tests {
     /// reading's, in chunk order; the others read the first reading's.
     #[test]
     fn offsets_lay_the_second_tables_after_the_first() {
-        let b = BorrowChunks::new(35, 32, 8, Readings::PowerOfTwo);
+        let b = BorrowChunks::new(35, 32, 8, Readings::PowerOfTwo, MAX_CHUNK);
         assert_eq!(b.widths, vec![4, 4, 5, 5, 5, 5, 5, 3]);
         assert_eq!(b.first_bits(), 200);
         assert_eq!(b.second_bits(), 16 + 8);
@@ -173,9 +190,9 @@ mod tests {
         assert_eq!(b.offset(7, true), 216);
         assert_eq!(b.offset(3, true), b.offset(3, false));
         assert_eq!(b.offset(3, false), 16 + 16 + 32);
-        let apart = BorrowChunks::new(35, 32, 8, Readings::Apart);
+        let apart = BorrowChunks::new(35, 32, 8, Readings::Apart, MAX_CHUNK);
         assert_eq!(apart.table_bits(), 2 * apart.first_bits());
-        let same = BorrowChunks::new(35, 32, 8, Readings::Same);
+        let same = BorrowChunks::new(35, 32, 8, Readings::Same, MAX_CHUNK);
         assert_eq!(same.table_bits(), same.first_bits());
     }
 }

@@ -162,6 +162,10 @@ pub fn lookup_call(len: usize, table: &[i64]) -> Call<'static> {
 pub trait Costs: Sync {
     fn name(&self) -> &'static str;
     fn parties(&self) -> usize;
+    /// What its constructions save where the protocol has a choice ([`crate::Favor`]).
+    fn favor(&self) -> crate::Favor {
+        crate::Favor::Bytes
+    }
     /// Whether the protocol's instructions may share rounds ([`Core::shares_rounds`]);
     /// a program compiled for merged rounds runs one instruction at a time otherwise.
     fn shares_rounds(&self) -> bool {

@@ -42,7 +42,7 @@ pub mod word;
 pub use clear::Clear;
 pub use error::ProtocolError;
 pub use qmpc_semantics::{requant, ring, Bounds, MatDims, Requant, TruncMode};
-pub use registry::{Party, Spec};
+pub use registry::{Favor, Party, Spec};
 pub use rep3::{Rep3, Rep3Costs};
 pub use semi2k::Semi2k;
 

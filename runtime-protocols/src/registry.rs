@@ -88,6 +88,36 @@ pub enum Colluding {
     AllButOne,
 }
 
+/// What a protocol's constructions spend to save the other, where it has a choice (`qmpc
+/// run --favor`; `rep3` only today): its comparison trees cut into more, narrower units
+/// (fewer dealt bytes) or into fewer, wider ones that a single round combines.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Favor {
+    /// Fewest bytes: the default, and the faster choice on most links (docs/performance.md).
+    #[default]
+    Bytes,
+    /// Fewest rounds: one round less per requantization for about 1.5× the bytes, for links
+    /// whose round trip costs more than the extra bytes take to send.
+    Rounds,
+}
+
+impl Favor {
+    pub const ALL: [Favor; 2] = [Favor::Bytes, Favor::Rounds];
+
+    /// Its command-line name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Favor::Bytes => "bytes",
+            Favor::Rounds => "rounds",
+        }
+    }
+
+    /// The one called `name`.
+    pub fn from_name(name: &str) -> Option<Favor> {
+        Favor::ALL.into_iter().find(|f| f.name() == name)
+    }
+}
+
 /// Which implementation a name stands for (private: callers only see the [`Spec`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Kind {
@@ -114,6 +144,8 @@ pub struct Spec {
     /// its material before the computation and leaves.
     pub dealer: bool,
     kind: Kind,
+    /// Set by [`Spec::favoring`]; every entry of [`PROTOCOLS`] favours bytes.
+    favor: Favor,
 }
 
 /// Every protocol name of DESIGN.md, implemented or not.
@@ -125,6 +157,7 @@ pub const PROTOCOLS: &[Spec] = &[
         threat: Threat::None,
         dealer: false,
         kind: Kind::Clear,
+        favor: Favor::Bytes,
     },
     Spec {
         name: "rep3",
@@ -135,6 +168,7 @@ pub const PROTOCOLS: &[Spec] = &[
         },
         dealer: false,
         kind: Kind::Rep3,
+        favor: Favor::Bytes,
     },
     Spec {
         name: "semi2k",
@@ -149,6 +183,7 @@ pub const PROTOCOLS: &[Spec] = &[
         },
         dealer: true,
         kind: Kind::Semi2k(Gates::Beaver),
+        favor: Favor::Bytes,
     },
     Spec {
         name: "shamir",
@@ -164,6 +199,7 @@ pub const PROTOCOLS: &[Spec] = &[
         },
         dealer: false,
         kind: Kind::Shamir,
+        favor: Favor::Bytes,
     },
     Spec {
         name: "fss",
@@ -174,6 +210,7 @@ pub const PROTOCOLS: &[Spec] = &[
         },
         dealer: true,
         kind: Kind::Semi2k(Gates::Fss),
+        favor: Favor::Bytes,
     },
     Spec {
         name: "mal-rep3",
@@ -184,6 +221,7 @@ pub const PROTOCOLS: &[Spec] = &[
         },
         dealer: false,
         kind: Kind::MalRep3,
+        favor: Favor::Bytes,
     },
     Spec {
         name: "spdz2k",
@@ -198,6 +236,7 @@ pub const PROTOCOLS: &[Spec] = &[
         },
         dealer: true,
         kind: Kind::Spdz2k,
+        favor: Favor::Bytes,
     },
 ];
 
@@ -214,6 +253,8 @@ pub enum RegistryError {
         count: PartyCount,
         asked: usize,
     },
+    #[error("protocol `{name}` has no choice between rounds and bytes (`--favor rounds` is for {})", favoring().join(", "))]
+    NoChoice { name: &'static str },
     #[error("protocol `{name}` has no dealer")]
     NoDealer { name: &'static str },
     #[error("protocol `{name}` cannot compute in a ring of {bits} bits")]
@@ -230,6 +271,15 @@ pub fn implemented() -> Vec<&'static str> {
     PROTOCOLS
         .iter()
         .filter(|s| s.implemented())
+        .map(|s| s.name)
+        .collect()
+}
+
+/// The protocols that can favour rounds ([`Spec::favoring`]).
+pub fn favoring() -> Vec<&'static str> {
+    PROTOCOLS
+        .iter()
+        .filter(|s| s.chooses())
         .map(|s| s.name)
         .collect()
 }
@@ -384,6 +434,34 @@ impl Spec {
         self.kind != Kind::Planned
     }
 
+    /// Whether the protocol can trade bytes for rounds ([`Favor`]).
+    fn chooses(&self) -> bool {
+        self.kind == Kind::Rep3
+    }
+
+    /// This protocol favouring `favor`; refused where it has no choice (any protocol may
+    /// favour bytes, its default).
+    pub fn favoring(&self, favor: Favor) -> Result<Spec, RegistryError> {
+        if favor != Favor::Bytes && !self.chooses() {
+            return Err(RegistryError::NoChoice { name: self.name });
+        }
+        Ok(Spec { favor, ..*self })
+    }
+
+    /// What the protocol favours.
+    pub fn favor(&self) -> Favor {
+        self.favor
+    }
+
+    /// The name with what it favours where that is not the default: what the parties of a
+    /// session must agree on.
+    pub fn label(&self) -> String {
+        match self.favor {
+            Favor::Bytes => self.name.to_string(),
+            f => format!("{} favouring {}", self.name, f.name()),
+        }
+    }
+
     /// The reference protocol: one party, plaintext, in-process.
     pub fn is_clear(&self) -> bool {
         self.kind == Kind::Clear
@@ -446,7 +524,10 @@ impl Spec {
             .map_err(|e| ProtocolError::Invalid(e.to_string()))?;
         Ok(match self.kind {
             Kind::Clear => Box::new(ClearCosts),
-            Kind::Rep3 => Box::new(Rep3Costs { ring_bits: bits }),
+            Kind::Rep3 => Box::new(Rep3Costs {
+                ring_bits: bits,
+                favor: self.favor,
+            }),
             Kind::Semi2k(gates) => Box::new(Semi2kCosts {
                 parties,
                 ring_bits: bits,
@@ -497,9 +578,15 @@ impl Spec {
         self.check_width(bits)
             .map_err(|e| ProtocolError::Invalid(e.to_string()))?;
         Ok(match (self.kind, bits) {
-            (Kind::Rep3, 32) => visitor.visit(Rep3::<u32>::setup_with_coins(net, coins)?),
-            (Kind::Rep3, 64) => visitor.visit(Rep3::<u64>::setup_with_coins(net, coins)?),
-            (Kind::Rep3, _) => visitor.visit(Rep3::<u128>::setup_with_coins(net, coins)?),
+            (Kind::Rep3, 32) => {
+                visitor.visit(Rep3::<u32>::setup_with_coins(net, coins)?.favoring(self.favor))
+            }
+            (Kind::Rep3, 64) => {
+                visitor.visit(Rep3::<u64>::setup_with_coins(net, coins)?.favoring(self.favor))
+            }
+            (Kind::Rep3, _) => {
+                visitor.visit(Rep3::<u128>::setup_with_coins(net, coins)?.favoring(self.favor))
+            }
             (Kind::Semi2k(g), 32) => visitor.visit(Semi2k::<u32>::setup_with_coins(net, g, coins)?),
             (Kind::Semi2k(g), 64) => visitor.visit(Semi2k::<u64>::setup_with_coins(net, g, coins)?),
             (Kind::Semi2k(g), _) => visitor.visit(Semi2k::<u128>::setup_with_coins(net, g, coins)?),
@@ -636,6 +723,21 @@ mod tests {
             if let Ok(parties) = got {
                 assert_eq!(parties, n);
             }
+        }
+    }
+
+    #[test]
+    fn only_rep3_favours_rounds() {
+        assert_eq!(favoring(), ["rep3"]);
+        let rep3 = find("rep3").unwrap().favoring(Favor::Rounds).unwrap();
+        assert_eq!(rep3.favor(), Favor::Rounds);
+        assert_eq!(rep3.label(), "rep3 favouring rounds");
+        assert_eq!(find("rep3").unwrap().label(), "rep3");
+        let e = find("semi2k").unwrap().favoring(Favor::Rounds).unwrap_err();
+        assert!(e.to_string().contains("`semi2k` has no choice"), "{e}");
+        assert!(e.to_string().contains("is for rep3"), "{e}");
+        for spec in PROTOCOLS {
+            assert_eq!(spec.favoring(Favor::Bytes).unwrap().favor(), Favor::Bytes);
         }
     }
 

@@ -14,6 +14,8 @@ pub struct CostArgs {
     pub model: PathBuf,
     pub protocol: String,
     pub parties: Option<usize>,
+    /// `--favor`: what the protocol's constructions save (rep3 only).
+    pub favor: qmpc_protocols::Favor,
     pub batch: usize,
     pub json: bool,
     pub budget: Option<PathBuf>,
@@ -34,7 +36,8 @@ pub struct TrainCost {
 /// The static cost of `args.model`, the ring it was computed for, and the bytes the dealer
 /// sends (0 without one).
 pub fn compute(args: &CostArgs) -> Result<(ProgramCost, u32, Preprocessing)> {
-    let session = Session::new(&args.protocol, args.parties)?.with_roles(args.roles)?;
+    let session =
+        Session::favoring(&args.protocol, args.parties, args.favor)?.with_roles(args.roles)?;
     if args.batch == 0 {
         bail!("--batch must be at least 1");
     }
@@ -55,7 +58,7 @@ pub fn compute_train(
     args: &CostArgs,
     t: &TrainCost,
 ) -> Result<(ProgramCost, u32, usize, Preprocessing)> {
-    let (spec, n) = party::protocol(&args.protocol, args.parties)?;
+    let (spec, n) = party::protocol(&args.protocol, args.parties, args.favor)?;
     let rows = t.rows.max(args.batch);
     let training = crate::train::compile(
         &args.model,
@@ -72,13 +75,13 @@ pub fn compute_train(
         },
     )?;
     let roles = crate::train::session_roles(n);
-    let ring = crate::train::session_ring(spec, &training);
+    let ring = crate::train::session_ring(&spec, &training);
     let costs = spec.costs(n, ring)?;
     let mut c = qmpc_vm::cost::cost(&training.step, costs.as_ref(), roles, 1)
         .with_context(|| format!("{}: cannot cost the training step", args.model.display()))?;
     // The step's batch is fixed in the program, not the VM's batch axis.
     c.batch = args.batch;
-    let pre = party::preprocessing(spec, &training.step, n, roles, 1)?;
+    let pre = party::preprocessing(&spec, &training.step, n, roles, 1)?;
     Ok((c, ring, rows / args.batch, pre))
 }
 
@@ -145,9 +148,13 @@ pub(crate) fn text(model: &str, c: &ProgramCost, pre: Preprocessing) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "{} under {} ({} parties), batch {}: {} rounds, {} bytes sent by all parties",
+        "{} under {}{} ({} parties), batch {}: {} rounds, {} bytes sent by all parties",
         model,
         c.protocol,
+        match c.favor {
+            qmpc_protocols::Favor::Bytes => String::new(),
+            f => format!(" favouring {}", f.name()),
+        },
         c.parties,
         c.batch,
         c.rounds(),
@@ -250,12 +257,13 @@ pub(crate) fn json(c: &ProgramCost, ring: u32, pre: Preprocessing) -> String {
         })
         .collect();
     format!(
-        "{{\"protocol\": \"{}\", \"parties\": {}, \"batch\": {}, \"rounds\": {}, \
+        "{{\"protocol\": \"{}\", \"favor\": \"{}\", \"parties\": {}, \"batch\": {}, \"rounds\": {}, \
          \"bytes_sent\": {}, \"per_party\": [{}], \
          \"preprocessing\": {{\"bytes_sent\": {}, \"dcf_keys\": {}, \"key_bytes_per_party\": {}}}, \
          \"ring_bits\": {}, \
          \"layers\": [{}]}}\n",
         c.protocol,
+        c.favor.name(),
         c.parties,
         c.batch,
         c.rounds(),
@@ -284,6 +292,9 @@ struct Limit {
     /// `lenet/qop_s8_pt` matches `models/lenet/qop_s8_pt.onnx`.
     model: String,
     protocol: String,
+    /// `rounds` for the limits of `--favor rounds`; `bytes` (the default) otherwise.
+    #[serde(default = "bytes")]
+    favor: String,
     #[serde(default = "one")]
     batch: usize,
     /// Rounds of the slowest party.
@@ -296,6 +307,10 @@ struct Limit {
 
 fn one() -> usize {
     1
+}
+
+fn bytes() -> String {
+    qmpc_protocols::Favor::Bytes.name().to_string()
 }
 
 impl Budget {
@@ -312,12 +327,18 @@ impl Budget {
         let limit = self
             .budget
             .iter()
-            .find(|l| matches(&l.model) && l.protocol == c.protocol && l.batch == c.batch)
+            .find(|l| {
+                matches(&l.model)
+                    && l.protocol == c.protocol
+                    && l.favor == c.favor.name()
+                    && l.batch == c.batch
+            })
             .with_context(|| {
                 format!(
-                    "the budget has no entry for {} under {} at batch {}",
+                    "the budget has no entry for {} under {} favouring {} at batch {}",
                     model.display(),
                     c.protocol,
+                    c.favor.name(),
                     c.batch
                 )
             })?;

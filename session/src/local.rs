@@ -8,7 +8,7 @@ use crate::npy::Array;
 use crate::party::{self, DealerResult, Preprocessing};
 use anyhow::Context;
 use qmpc_protocols::net::{Security, Stats, Timeouts, Traffic};
-use qmpc_protocols::Spec;
+use qmpc_protocols::{Favor, Spec};
 use qmpc_vm::bytecode::{Program, Weights};
 use qmpc_vm::cost::ProgramCost;
 use qmpc_vm::interp::{self, PartyData, Roles};
@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 /// party waits for a peer.
 #[derive(Clone, Debug)]
 pub struct Session {
-    spec: &'static Spec,
+    spec: Spec,
     parties: usize,
     roles: Roles,
     timeouts: Timeouts,
@@ -51,7 +51,7 @@ pub struct Outcome {
     pub dealer: Option<DealerResult>,
     /// The ring (bits) the shares lived in.
     pub ring_bits: u32,
-    pub protocol: &'static Spec,
+    pub protocol: Spec,
 }
 
 impl Outcome {
@@ -63,7 +63,7 @@ impl Outcome {
     /// `--stats` JSON (DESIGN.md's keys, plus bytes received, the ring and `online_s`).
     pub fn stats_json(&self) -> String {
         party::stats_json(
-            self.protocol,
+            &self.protocol,
             self.ring_bits,
             self.batch,
             &self.per_party,
@@ -99,7 +99,13 @@ impl Session {
     /// parties (its default where `None`), and the default roles: party 0 holds the
     /// weights, party 1 the input and receives the output (under `clear`, party 0 all).
     pub fn new(protocol: &str, parties: Option<usize>) -> Result<Session> {
-        let (spec, parties) = party::protocol(protocol, parties).or_setup()?;
+        Session::favoring(protocol, parties, Favor::Bytes)
+    }
+
+    /// [`Session::new`] with the protocol favouring `favor` (refused where the protocol
+    /// has no choice between rounds and bytes).
+    pub fn favoring(protocol: &str, parties: Option<usize>, favor: Favor) -> Result<Session> {
+        let (spec, parties) = party::protocol(protocol, parties, favor).or_setup()?;
         let roles = if spec.is_clear() {
             CLEAR_ROLES
         } else {
@@ -141,8 +147,8 @@ impl Session {
         self
     }
 
-    pub fn protocol(&self) -> &'static Spec {
-        self.spec
+    pub fn protocol(&self) -> &Spec {
+        &self.spec
     }
 
     pub fn parties(&self) -> usize {
@@ -159,13 +165,13 @@ impl Session {
         if batch == 0 {
             return Err(Error::Setup("the batch must be at least 1".into()));
         }
-        let ring_bits = qmpc_vm::cost::ring_bits(self.spec, program);
+        let ring_bits = qmpc_vm::cost::ring_bits(&self.spec, program);
         let costs = self.spec.costs(self.parties, ring_bits).or_setup()?;
         let c = qmpc_vm::cost::cost(program, costs.as_ref(), self.roles, batch)
             .context("cannot cost the program")
             .or_model()?;
         let preprocessing =
-            party::preprocessing(self.spec, program, self.parties, self.roles, batch)
+            party::preprocessing(&self.spec, program, self.parties, self.roles, batch)
                 .context("cannot cost the preprocessing")
                 .or_model()?;
         Ok(Cost {
@@ -185,7 +191,7 @@ impl Session {
                 "the model has secret weights but holds none: load it with its weights".into(),
             ));
         }
-        party::warn_probabilistic(&model.program, self.spec);
+        party::warn_probabilistic(&model.program, &self.spec);
         let (tensors, batch) = io::quantize_inputs(&model.program, inputs)?;
         let program = &model.program;
         let weights = model.weights.clone();
@@ -223,7 +229,7 @@ impl Session {
             wall_s,
             online_s,
             dealer,
-            ring_bits: qmpc_vm::cost::ring_bits(self.spec, program),
+            ring_bits: qmpc_vm::cost::ring_bits(&self.spec, program),
             protocol: self.spec,
         })
     }
@@ -236,7 +242,7 @@ impl Session {
         inputs: Vec<Tensor<i64>>,
         batch: usize,
     ) -> Result<LocalOutcome> {
-        let (spec, n, roles) = (self.spec, self.parties, self.roles);
+        let (spec, n, roles) = (&self.spec, self.parties, self.roles);
         let dealt = spec.dealer;
         let (addrs, mut listeners) =
             qmpc_protocols::net::loopback(n + usize::from(dealt)).or_setup()?;

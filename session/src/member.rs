@@ -9,7 +9,7 @@ use crate::npy::Array;
 use crate::party::{self, DealerResult, PartiesConfig};
 use anyhow::Context;
 use qmpc_protocols::net::{Security, Stats};
-use qmpc_protocols::{PartyId, Spec};
+use qmpc_protocols::{Favor, PartyId, Spec};
 use qmpc_vm::bytecode::Program;
 use qmpc_vm::interp::{PartyData, Roles};
 use std::path::{Path, PathBuf};
@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 pub struct Member {
     config: PartiesConfig,
     path: PathBuf,
-    spec: &'static Spec,
+    spec: Spec,
     parties: usize,
 }
 
@@ -34,14 +34,14 @@ pub struct MemberOutcome {
     pub wall_s: f64,
     pub online_s: f64,
     pub ring_bits: u32,
-    pub protocol: &'static Spec,
+    pub protocol: Spec,
 }
 
 impl MemberOutcome {
     /// This party's own figures as `--stats` JSON (the others' are not known here).
     pub fn stats_json(&self) -> String {
         party::stats_json(
-            self.protocol,
+            &self.protocol,
             self.ring_bits,
             self.batch,
             &[self.stats],
@@ -55,7 +55,10 @@ impl Member {
     /// Read the session's config.
     pub fn open(config: &Path) -> Result<Member> {
         let cfg = PartiesConfig::read(config).or_setup()?;
-        let (spec, parties) = party::protocol(&cfg.protocol, Some(cfg.party.len())).or_setup()?;
+        let favor = cfg.favor.as_deref().map_or(Ok(Favor::Bytes), party::favor);
+        let (spec, parties) = favor
+            .and_then(|f| party::protocol(&cfg.protocol, Some(cfg.party.len()), f))
+            .or_setup()?;
         Ok(Member {
             config: cfg,
             path: config.to_path_buf(),
@@ -64,8 +67,8 @@ impl Member {
         })
     }
 
-    pub fn protocol(&self) -> &'static Spec {
-        self.spec
+    pub fn protocol(&self) -> &Spec {
+        &self.spec
     }
 
     pub fn parties(&self) -> usize {
@@ -111,7 +114,7 @@ impl Member {
         self.check_id(me)?;
         let roles = self.roles();
         let program = &model.program;
-        party::warn_probabilistic(program, self.spec);
+        party::warn_probabilistic(program, &self.spec);
         let weights = if me == roles.model_owner {
             if !model.has_weights() {
                 return Err(Error::Setup(format!(
@@ -156,7 +159,7 @@ impl Member {
             .install(|| {
                 party::run_party(
                     program,
-                    self.spec,
+                    &self.spec,
                     me,
                     listener,
                     &addrs,
@@ -174,7 +177,7 @@ impl Member {
             stats: r.stats,
             wall_s: r.wall_s,
             online_s: r.online_s,
-            ring_bits: qmpc_vm::cost::ring_bits(self.spec, program),
+            ring_bits: qmpc_vm::cost::ring_bits(&self.spec, program),
             protocol: self.spec,
         })
     }
@@ -194,7 +197,7 @@ impl Member {
         let timeouts = self.config.timeouts().or_setup()?;
         party::run_dealer(
             program,
-            self.spec,
+            &self.spec,
             listener,
             &addrs,
             self.roles(),

@@ -6,7 +6,7 @@ use anyhow::{bail, Context, Result};
 use qmpc_protocols::net::tls::{self, Fingerprint};
 use qmpc_protocols::net::{Hello, Mesh, NetError, Security, Stats, Timeouts, Traffic, Transport};
 use qmpc_protocols::registry::{self, DealerMode, DealerRole, DealerVisitor, Party, PartyVisitor};
-use qmpc_protocols::{PartyId, Spec, TruncMode};
+use qmpc_protocols::{Favor, PartyId, Spec, TruncMode};
 use qmpc_vm::bytecode::Program;
 use qmpc_vm::interp::{self, PartyData, Roles};
 use qmpc_vm::tensor::Tensor;
@@ -16,12 +16,20 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// The protocol called `name` (which this build must run) and its number of computing
-/// parties for `--parties`.
-pub fn protocol(name: &str, parties: Option<usize>) -> Result<(&'static Spec, usize)> {
-    let spec = registry::find(name)?;
+/// The protocol called `name` (which this build must run) favouring `favor`, and its
+/// number of computing parties for `--parties`.
+pub fn protocol(name: &str, parties: Option<usize>, favor: Favor) -> Result<(Spec, usize)> {
+    let spec = registry::find(name)?.favoring(favor)?;
     let n = spec.party_count(parties)?;
     Ok((spec, n))
+}
+
+/// `--favor` (or a config's `favor`) by name.
+pub fn favor(name: &str) -> Result<Favor> {
+    Favor::from_name(name).with_context(|| {
+        let names: Vec<&str> = Favor::ALL.iter().map(|f| f.name()).collect();
+        format!("favor `{name}` is none of {}", names.join(", "))
+    })
 }
 
 /// A thread pool for `parties` parties of this process to run on, one worker each, plus
@@ -89,7 +97,7 @@ pub fn run_party(
     let hello = Hello {
         claim: batch.map_or(Vec::new(), |b| (b as u64).to_le_bytes().to_vec()),
         program: program.digest(),
-        protocol: protocol.name.to_string(),
+        protocol: protocol.label(),
         parties: addrs.len(),
         roles: roles_text(roles),
     };
@@ -194,7 +202,7 @@ pub fn run_dealer(
     let hello = Hello {
         claim: Vec::new(),
         program: program.digest(),
-        protocol: protocol.name.to_string(),
+        protocol: protocol.label(),
         parties: addrs.len(),
         roles: roles_text(roles),
     };
@@ -401,11 +409,12 @@ pub fn stats_json(
         })
         .collect();
     format!(
-        "{{\"protocol\": \"{}\", \"parties\": {}, \"batch\": {batch}, \"rounds\": {rounds}, \
+        "{{\"protocol\": \"{}\", \"favor\": \"{}\", \"parties\": {}, \"batch\": {batch}, \"rounds\": {rounds}, \
          \"bytes_sent\": {sent}, \"per_party\": [{}], \
          \"preprocessing\": {{\"bytes_sent\": {pre_bytes}, \"wall_s\": {pre_wall:.6}}}, \"ring_bits\": {ring}, \
          \"wall_s\": {wall_s:.6}, \"online_s\": {online_s:.6}, \"peak_rss_bytes\": {peak}}}\n",
         protocol.name,
+        protocol.favor().name(),
         per_party.len(),
         parties.join(", ")
     )
@@ -417,6 +426,8 @@ pub fn stats_json(
 pub struct PartiesConfig {
     #[serde(default = "default_protocol")]
     pub protocol: String,
+    /// `rounds` or `bytes` (the default), as `qmpc run --favor`.
+    pub favor: Option<String>,
     /// Seconds to wait for every party to connect.
     #[serde(default = "default_connect")]
     pub connect_timeout_s: f64,

@@ -110,6 +110,8 @@ pub struct TrainArgs {
     pub settings: Settings,
     pub protocol: String,
     pub parties: Option<usize>,
+    /// `--favor`: what the protocol's constructions save (rep3 only).
+    pub favor: qmpc_protocols::Favor,
     pub output: PathBuf,
     pub stats: Option<PathBuf>,
     pub timeouts: Timeouts,
@@ -671,7 +673,8 @@ pub(crate) fn finish_owner(
 
 pub fn train(args: &TrainArgs) -> Result<()> {
     let settings = &args.settings;
-    let (spec, n) = party::protocol(&args.protocol, args.parties)?;
+    let (spec, n) = party::protocol(&args.protocol, args.parties, args.favor)?;
+    let spec = &spec;
     // Every owner's rows and labels, read before anything is compiled.
     let mut sets = Vec::new();
     for (owner, path) in &args.data {
@@ -749,7 +752,7 @@ pub fn train(args: &TrainArgs) -> Result<()> {
         let hello = Hello {
             claim: Vec::new(),
             program: t.step.digest(),
-            protocol: spec.name.to_string(),
+            protocol: spec.label(),
             parties: n,
             roles: format!("model owner {}", roles.model_owner),
         };

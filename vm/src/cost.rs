@@ -25,6 +25,8 @@ pub struct LayerCost {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ProgramCost {
     pub protocol: &'static str,
+    /// What the protocol's constructions saved ([`qmpc_protocols::Favor`]).
+    pub favor: qmpc_protocols::Favor,
     pub parties: usize,
     pub batch: usize,
     pub per_party: Vec<PartyCost>,
@@ -111,6 +113,7 @@ pub fn cost(
     let layers = layers.into_iter().map(|(l, _)| l).collect();
     Ok(ProgramCost {
         protocol: costs.name(),
+        favor: costs.favor(),
         parties,
         batch,
         per_party: per_party(&slots, parties),

@@ -31,7 +31,7 @@ use super::{Rep, Rep3};
 pub(super) use crate::bitvec::{bit_bytes, concat, get, pack, part, set, words, xor};
 use crate::bitvec::{clear_tail, unpack};
 use crate::word::Word;
-use crate::{PartyId, ProtocolError};
+use crate::{Favor, PartyId, ProtocolError};
 use std::ops::Range;
 
 type R<T> = Result<T, ProtocolError>;
@@ -189,12 +189,14 @@ pub(super) struct SignTest {
     pub bits: u32,
     /// Widths of the chunks of `r mod 2^bits`, least significant first.
     pub chunks: Vec<u32>,
+    /// How its tree ends ([`tree::levels`]).
+    pub favor: Favor,
 }
 
 impl SignTest {
     /// `None` when the test needs no communication or is too wide for this method or for
     /// a ring of `ring_bits` (the opening `c mod 2^(ℓ+1)` is taken from ring shares).
-    pub fn new(lo: i64, hi: i64, ring_bits: u32) -> Option<SignTest> {
+    pub fn new(lo: i64, hi: i64, ring_bits: u32, favor: Favor) -> Option<SignTest> {
         if lo >= 0 || hi < 0 {
             return None;
         }
@@ -206,7 +208,11 @@ impl SignTest {
         let chunks = (0..bits.div_ceil(CHUNK))
             .map(|j| CHUNK.min(bits - j * CHUNK))
             .collect();
-        Some(SignTest { bits, chunks })
+        Some(SignTest {
+            bits,
+            chunks,
+            favor,
+        })
     }
 
     /// Table bits per element.
@@ -221,7 +227,7 @@ impl SignTest {
 
     /// The rounds of its comparison tree.
     pub fn levels(&self) -> Vec<Level> {
-        tree::levels(self.chunks.len())
+        tree::levels(self.chunks.len(), self.favor)
     }
 }
 

@@ -219,7 +219,7 @@ impl<W: Word> Rep3<W> {
         if hi < 0 {
             return Ok(vec![Rep::default(); factors.len()]);
         }
-        if let Some(test) = SignTest::new(lo, hi, W::BITS) {
+        if let Some(test) = SignTest::new(lo, hi, W::BITS, self.favor) {
             return super::assist::select(self, &test, t, lo, factors);
         }
         let ge = self.non_negative(t, lo, hi)?;

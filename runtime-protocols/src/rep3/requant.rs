@@ -47,10 +47,10 @@ use super::tree::{
 };
 use super::Rep3;
 use crate::bitvec::{bits_at, bits_of, low_mask as mask, or_bits, split};
-use crate::borrow::{BorrowChunks, Readings, MAX_CHUNK};
+use crate::borrow::{BorrowChunks, Readings, MAX_CHUNK, WIDEST_CHUNK};
 use crate::planes::{Pair, Plane};
 use crate::word::Word;
-use crate::{Bounds, PartyId, ProtocolError, Requant};
+use crate::{Bounds, Favor, PartyId, ProtocolError, Requant};
 use std::ops::Range;
 
 type R<T> = Result<T, ProtocolError>;
@@ -81,14 +81,17 @@ pub(super) struct RequantPlan {
     /// The borrow comparison's chunks (`s + 1` bits: the parity, then `P_l`) and their
     /// tables for the two readings of the mask.
     pub borrow: BorrowChunks,
-    /// Units of every tree, a power of two; shorter trees get neutral units on top.
+    /// Units of every tree (a power of two where bytes are favoured); shorter trees get
+    /// neutral units on top.
     pub units: usize,
+    /// How the tree ends ([`tree::levels`]).
+    pub favor: Favor,
 }
 
 impl RequantPlan {
     /// `None` when the requantization is not of this form (a positive multiplier, a
     /// divisor under `2^62`) or too wide for `ring_bits`.
-    pub fn new(q: &Requant, b: Bounds, ring_bits: u32) -> Option<RequantPlan> {
+    pub fn new(q: &Requant, b: Bounds, ring_bits: u32, favor: Favor) -> Option<RequantPlan> {
         if b.lo > b.hi || q.num.is_empty() {
             return None;
         }
@@ -112,28 +115,56 @@ impl RequantPlan {
         } else {
             return None;
         };
-        let need = |t: u32| t.div_ceil(MAX_CHUNK).next_power_of_two() as usize;
-        let units = need(m - 1).max(need(s + 1));
         let readings = match (dual, dyadic) {
             (false, _) => Readings::Same,
             (true, true) => Readings::PowerOfTwo,
             (true, false) => Readings::Apart,
         };
-        Some(RequantPlan {
+        let plan = |units: usize, widest: u32| RequantPlan {
             s,
-            divs,
+            divs: divs.clone(),
             bits,
             m,
             dual,
             t_chunks: split(m - 1, units),
-            borrow: BorrowChunks::new(s, m, units, readings),
+            borrow: BorrowChunks::new(s, m, units, readings, widest),
             units,
+            favor,
+        };
+        let need = |t: u32, widest: u32| t.div_ceil(widest) as usize;
+        Some(match favor {
+            // Narrow chunks, paired off level by level down to a last level of four.
+            Favor::Bytes => {
+                let units = need(m - 1, MAX_CHUNK)
+                    .max(need(s + 1, MAX_CHUNK))
+                    .next_power_of_two();
+                plan(units, MAX_CHUNK)
+            }
+            // As few units as the widest table allows, or one more where that deals fewer
+            // bits (the last level's products grow about twofold per unit, the tables
+            // shrink as the chunks narrow): one level up to seven units.
+            Favor::Rounds => {
+                let fewest = need(m - 1, WIDEST_CHUNK).max(need(s + 1, WIDEST_CHUNK));
+                let (a, b) = (plan(fewest, WIDEST_CHUNK), plan(fewest + 1, WIDEST_CHUNK));
+                let one_round = b.levels().len() <= a.levels().len();
+                if one_round && b.dealer_bits() < a.dealer_bits() {
+                    b
+                } else {
+                    a
+                }
+            }
         })
     }
 
     /// The rounds of the comparison tree.
     pub fn levels(&self) -> Vec<Level> {
-        tree::levels(self.units)
+        tree::levels(self.units, self.favor)
+    }
+
+    /// Bits the dealer sends `B` per element for the comparisons: the tables, the mask's
+    /// top bit, and the tree's material (over eight elements' lanes, whole bytes).
+    fn dealer_bits(&self) -> usize {
+        self.table_bits() + 1 + tree::dealer_bytes(&self.levels(), LANES * 8)
     }
 
     pub fn open_bytes(&self) -> usize {
@@ -507,11 +538,13 @@ pub(super) fn requantize<W: Word>(
                         let at = i * sbits + offsets[usize::from(second)];
                         let xv = (idx[lane] >> shift) & mask(w);
                         // The unit's table shifted up one, entry −1 (B's `[x < r]` at
-                        // x = −1 is 1, A's pad 0) below it: `below` and `lt` side by side.
-                        let t = bits_at(&gr.tables, at, 1 << w) << 1 | u64::from(!is_a);
+                        // x = −1 is 1, A's pad 0) below it: `below` and `lt` side by side
+                        // (65 bits for a six-bit chunk).
+                        let t =
+                            u128::from(bits_at(&gr.tables, at, 1 << w)) << 1 | u128::from(!is_a);
                         let (below, lt) = ((t >> xv) & 1, (t >> (xv + 1)) & 1);
-                        set(&mut gv, lane, lt);
-                        set(&mut pv, lane, below ^ lt);
+                        set(&mut gv, lane, lt as u64);
+                        set(&mut pv, lane, (below ^ lt) as u64);
                     }
                 }
             }
@@ -612,7 +645,7 @@ pub(super) fn requantize<W: Word>(
     Ok(out)
 }
 
-/// A comparison unit's table for the dealer's chunk `q` (at most [`MAX_CHUNK`] bits) as a
+/// A comparison unit's table for the dealer's chunk `q` (at most [`WIDEST_CHUNK`] bits) as a
 /// word, entry `x` in bit `x`: `[x < q]`; or for the lowest unit of the borrow, whose
 /// entry `x = 2·a + h` also carries the parity `h` of the evaluators' floor,
 /// `[a < q/2] ∨ (a = q/2 ∧ h ⊕ parity)` (`q`'s own lowest bit is zero).
@@ -727,7 +760,7 @@ mod tests {
     /// The word tables are the entry-by-entry definitions.
     #[test]
     fn comparison_tables_as_words_match_their_entries() {
-        for w in 1..=MAX_CHUNK {
+        for w in 1..=WIDEST_CHUNK {
             for q in 0..(1u64 << w) {
                 let word = less_than(q, None);
                 for x in 0..(1u64 << w) {

@@ -245,7 +245,7 @@ fn lookup_costs_equal_the_run() {
                 after.bytes_sent - before.bytes_sent,
             )
         });
-        let rounds = Rep3Costs { ring_bits: 64 }.lookup(n, &table).unwrap();
+        let rounds = Rep3Costs::new(64).lookup(n, &table).unwrap();
         assert_eq!(rounds.len(), 3, "open, select, reshare");
         let want = per_party(&rounds, 3);
         for (i, (r, bytes)) in stats.into_iter().enumerate() {
@@ -259,7 +259,7 @@ fn lookup_costs_equal_the_run() {
     // An int8 table: every party sends under 60 bytes per element (it is the dealer of a
     // third: 32 bytes of one-hot bits and 8 words, then 2 bytes and a word as an evaluator).
     let (table, _) = &lookup_cases()[0];
-    let rounds = Rep3Costs { ring_bits: 64 }.lookup(n, table).unwrap();
+    let rounds = Rep3Costs::new(64).lookup(n, table).unwrap();
     for c in per_party(&rounds, 3) {
         assert!(
             c.bytes_sent < 60 * n as u64,
@@ -424,12 +424,12 @@ fn fused_requantization_matches_clear_including_ties() {
                 hi: chi,
             };
             assert!(
-                super::requant::RequantPlan::new(&q, b, 64).is_some(),
+                super::requant::RequantPlan::new(&q, b, 64, Favor::Bytes).is_some(),
                 "case {k} takes the fused path"
             );
             let want: Vec<i64> = x.iter().enumerate().map(|(i, &v)| q.apply(i, v)).collect();
             // Accumulators under 2^31 fit Z_2^32, with two borrow tables where `s ≥ 32`.
-            let plan32 = super::requant::RequantPlan::new(&q, b, 32);
+            let plan32 = super::requant::RequantPlan::new(&q, b, 32, Favor::Bytes);
             assert_eq!(plan32.is_some(), hi - lo < 1 << 31, "case {k} at Z_2^32");
             if let Some(plan) = plan32 {
                 assert_eq!(plan.dual, s >= 32, "case {k}: two readings of the mask");
@@ -515,26 +515,29 @@ fn fused_requantization_with_any_divisor_matches_clear() {
             }
             // The fused construction itself (`requantize` prefers the masked division
             // where that fits the ring), in every ring that holds its opening.
-            fn fused<W: Word>(x: &[i64], q: &Requant, b: Bounds) -> Option<Vec<i64>> {
-                let plan = super::requant::RequantPlan::new(q, b, W::BITS)?;
+            // Its trees cut both ways.
+            fn fused<W: Word>(x: &[i64], q: &Requant, b: Bounds, f: Favor) -> Option<Vec<i64>> {
+                let plan = super::requant::RequantPlan::new(q, b, W::BITS, f)?;
                 Some(secure::<W>(x, |p, sh| {
                     super::requant::requantize(p, &plan, q, super::requant::Operand::Shares(sh), b)
                         .unwrap()
                 }))
             }
-            assert_eq!(
-                fused::<u64>(&x, &q, b),
-                Some(want.clone()),
-                "case {k}, n = {n}, Z_2^64"
-            );
-            if let Some(got) = fused::<u32>(&x, &q, b) {
-                assert_eq!(got, want, "case {k}, n = {n}, Z_2^32");
+            for f in [Favor::Bytes, Favor::Rounds] {
+                assert_eq!(
+                    fused::<u64>(&x, &q, b, f),
+                    Some(want.clone()),
+                    "case {k}, n = {n}, Z_2^64, {f:?}"
+                );
+                if let Some(got) = fused::<u32>(&x, &q, b, f) {
+                    assert_eq!(got, want, "case {k}, n = {n}, Z_2^32, {f:?}");
+                }
+                assert_eq!(
+                    fused::<u128>(&x, &q, b, f),
+                    Some(want.clone()),
+                    "case {k}, n = {n}, Z_2^128, {f:?}"
+                );
             }
-            assert_eq!(
-                fused::<u128>(&x, &q, b),
-                Some(want.clone()),
-                "case {k}, n = {n}, Z_2^128"
-            );
             // And whichever path `requantize` picks.
             let got = secure::<u64>(&x, |p, sh| {
                 p.requantize(sh, &q, b, TruncMode::Exact).unwrap()
@@ -546,10 +549,20 @@ fn fused_requantization_with_any_divisor_matches_clear() {
 
 /// Per-party rounds and bytes of one requantization in `Z_2^W::BITS`, measured and costed.
 fn requant_cost_matches<W: crate::word::Word>(q: &crate::Requant, b: Bounds) -> usize {
+    requant_cost_matches_favoring::<W>(q, b, Favor::Bytes)
+}
+
+/// [`requant_cost_matches`] with the trees cut for `favor`.
+fn requant_cost_matches_favoring<W: crate::word::Word>(
+    q: &crate::Requant,
+    b: Bounds,
+    favor: Favor,
+) -> usize {
     use crate::cost::per_party;
     let n = q.num.len();
     let x = values(n, b.lo, b.hi, 5);
     let stats = run3::<W, _>(|p| {
+        p.favor = favor;
         let mine = (p.party() == 1).then_some(&x[..]);
         let s = p.input(1, mine, n).unwrap();
         let before = p.stats();
@@ -560,9 +573,12 @@ fn requant_cost_matches<W: crate::word::Word>(q: &crate::Requant, b: Bounds) -> 
             after.bytes_sent - before.bytes_sent,
         )
     });
-    let rounds = Rep3Costs { ring_bits: W::BITS }
-        .requantize(q, b, TruncMode::Exact)
-        .unwrap();
+    let rounds = Rep3Costs {
+        ring_bits: W::BITS,
+        favor,
+    }
+    .requantize(q, b, TruncMode::Exact)
+    .unwrap();
     let want = per_party(&rounds, 3);
     for (i, (r, bytes)) in stats.into_iter().enumerate() {
         assert_eq!(
@@ -601,6 +617,24 @@ fn fused_requantization_costs_equal_the_run() {
     assert_eq!(requant_cost_matches::<u32>(&q(15 << 20), b), 5);
     // Four units (a 15-bit shift): the tree is one round.
     assert_eq!(requant_cost_matches::<u64>(&q(1 << 15), b), 4);
+    // Favouring rounds, every one of them ends its tree in one round (up to seven units of
+    // six bits: a borrow of 42 bits), and the cost twins cut theirs the same way.
+    let rounds = |den: i64, bits: u32| {
+        let q = q(den);
+        match bits {
+            32 => requant_cost_matches_favoring::<u32>(&q, b, Favor::Rounds),
+            64 => requant_cost_matches_favoring::<u64>(&q, b, Favor::Rounds),
+            _ => requant_cost_matches_favoring::<u128>(&q, b, Favor::Rounds),
+        }
+    };
+    assert_eq!(rounds(1 << 28, 128), 4);
+    assert_eq!(rounds(1 << 28, 64), 4);
+    assert_eq!(rounds(1 << 34, 32), 4);
+    assert_eq!(rounds(49 * 12_582_917, 64), 4);
+    assert_eq!(rounds(15 << 20, 32), 4);
+    assert_eq!(rounds(1 << 15, 64), 4);
+    // A 44-bit borrow takes eight units: a level of pairs again.
+    assert_eq!(rounds(1 << 43, 128), 5);
 }
 
 /// A product requantized from its unreshared parts equals the product, the bias and the
@@ -666,7 +700,7 @@ fn product_requantization_matches<W: Word>(den: i64, per_channel: bool) {
         (p.reveal(&y, 0).unwrap(), cost)
     });
     assert_eq!(out[0].0.as_ref(), Some(&want), "Z_2^{}", W::BITS);
-    let costs = Rep3Costs { ring_bits: W::BITS };
+    let costs = Rep3Costs::new(W::BITS);
     let fused = costs
         .rounds(Call::ProductRequantize {
             dims: d,
@@ -770,9 +804,7 @@ fn narrow_case<W: Word>(
         "{name}, {wires:?}, Z_2^{}",
         W::BITS
     );
-    let rounds = Rep3Costs { ring_bits: W::BITS }
-        .rounds_wired(call, wires)
-        .unwrap();
+    let rounds = Rep3Costs::new(W::BITS).rounds_wired(call, wires).unwrap();
     for (i, (party, f)) in out.iter().zip(per_party(&rounds, 3)).enumerate() {
         assert_eq!(
             party.1,
@@ -1435,12 +1467,7 @@ fn an_uneven_deal_moves_the_dealers_bytes() {
             bounds: b,
             mode: TruncMode::Exact,
         };
-        let cost = per_party(
-            &Rep3Costs { ring_bits: 64 }
-                .rounds_wired(call, wires)
-                .unwrap(),
-            3,
-        );
+        let cost = per_party(&Rep3Costs::new(64).rounds_wired(call, wires).unwrap(), 3);
         let sent: Vec<u64> = out.iter().map(|o| o.1).collect();
         assert_eq!(
             sent,
@@ -1617,7 +1644,7 @@ fn pending_case<W: Word>(narrow: bool) {
         Some(low(want.1, narrow)),
         "{name}"
     );
-    let costs = Rep3Costs { ring_bits: W::BITS };
+    let costs = Rep3Costs::new(W::BITS);
     let predicted = |call: Call<'_>, pending: bool| -> Vec<PartyCost> {
         per_party(&costs.rounds_wired(call, wire(pending)).unwrap(), 3)
     };
@@ -1669,6 +1696,58 @@ fn pending_case<W: Word>(narrow: bool) {
                     want[i].bytes_sent + evaluated * word + frames,
                     "{name}, call {k}, party {i}"
                 );
+            }
+        }
+    }
+}
+
+/// Both cuts of the fused requantization over a sweep of shifts and accumulator widths
+/// (every unit count from three to eight, powers of two and other divisors, both
+/// readings' tables) in Z_2^32 and Z_2^64, against the semantics.
+#[test]
+fn fused_requantization_sweeps_widths_for_both_favors() {
+    use crate::Requant;
+    fn fused<W: Word>(x: &[i64], q: &Requant, b: Bounds, f: Favor) -> Option<Vec<i64>> {
+        let plan = super::requant::RequantPlan::new(q, b, W::BITS, f)?;
+        Some(secure::<W>(x, |p, sh| {
+            super::requant::requantize(p, &plan, q, super::requant::Operand::Shares(sh), b).unwrap()
+        }))
+    }
+    let n = 64;
+    let mut k = 0u64;
+    for s in (10..=40).step_by(3) {
+        for bits in [8u32, 14, 20, 24, 27, 31] {
+            for dyadic in [true, false] {
+                k += 1;
+                let b = Bounds {
+                    lo: -(1i64 << (bits - 1)),
+                    hi: (1i64 << (bits - 1)) - 1,
+                };
+                let x = values(n, b.lo, b.hi, 1000 + k);
+                let nums = values(n, 1, 1 << 23, 2000 + k);
+                let den = if dyadic { 1i64 << s } else { (1i64 << s) - 3 };
+                let q = Requant {
+                    num: nums,
+                    den: vec![den; n],
+                    zp: values(n, -5, 5, 3000 + k),
+                    lo: -128,
+                    hi: 127,
+                };
+                let want: Vec<i64> = x.iter().enumerate().map(|(i, &v)| q.apply(i, v)).collect();
+                for f in [Favor::Bytes, Favor::Rounds] {
+                    if let Some(got) = fused::<u64>(&x, &q, b, f) {
+                        assert_eq!(
+                            got, want,
+                            "s {s}, bits {bits}, dyadic {dyadic}, {f:?}, Z_2^64"
+                        );
+                    }
+                    if let Some(got) = fused::<u32>(&x, &q, b, f) {
+                        assert_eq!(
+                            got, want,
+                            "s {s}, bits {bits}, dyadic {dyadic}, {f:?}, Z_2^32"
+                        );
+                    }
+                }
             }
         }
     }

@@ -22,7 +22,7 @@ use super::assist::{Inbox, Post};
 use super::Rep3;
 use crate::bitvec::{and, bit_bytes, clear_tail, concat, pack, part, words, xor};
 use crate::word::Word;
-use crate::{PartyId, ProtocolError};
+use crate::{Favor, PartyId, ProtocolError};
 
 type R<T> = Result<T, ProtocolError>;
 
@@ -37,7 +37,7 @@ fn mismatch() -> ProtocolError {
 pub(super) enum Level {
     /// `pairs` pairs of units combine; the `last` level computes no `P`.
     Pairs { pairs: usize, last: bool },
-    /// The last `units` (3 or 4) combine at once into `lt`.
+    /// The last `units` (3 to 7, [`last_units`]) combine at once into `lt`.
     Last { units: usize },
 }
 
@@ -51,11 +51,21 @@ impl Level {
     }
 }
 
+/// The most units a last level combines: four where bytes count most (15 dealt products
+/// per lane), seven where rounds do (177; see [`products`]).
+fn last_units(favor: Favor) -> usize {
+    match favor {
+        Favor::Bytes => 4,
+        Favor::Rounds => 7,
+    }
+}
+
 /// The rounds that reduce `units` units to one.
-pub(super) fn levels(units: usize) -> Vec<Level> {
+pub(super) fn levels(units: usize, favor: Favor) -> Vec<Level> {
+    let widest = last_units(favor);
     let mut units = units;
     let mut out = Vec::new();
-    while units > 4 {
+    while units > widest {
         out.push(Level::Pairs {
             pairs: units / 2,
             last: false,
@@ -67,7 +77,7 @@ pub(super) fn levels(units: usize) -> Vec<Level> {
             pairs: 1,
             last: true,
         }),
-        3 | 4 => out.push(Level::Last { units }),
+        3.. => out.push(Level::Last { units }),
         _ => {}
     }
     out
@@ -430,13 +440,25 @@ mod tests {
 
     #[test]
     fn levels_end_in_one_round_over_three_or_four_units() {
-        let count = |u| levels(u).len();
+        let count = |u| levels(u, Favor::Bytes).len();
         assert_eq!(
             (1..=9).map(count).collect::<Vec<_>>(),
             [0, 1, 1, 1, 2, 2, 2, 2, 3]
         );
-        assert_eq!(levels(8)[1], Level::Last { units: 4 });
-        assert_eq!(levels(5)[1], Level::Last { units: 3 });
+        assert_eq!(levels(8, Favor::Bytes)[1], Level::Last { units: 4 });
+        assert_eq!(levels(5, Favor::Bytes)[1], Level::Last { units: 3 });
+    }
+
+    #[test]
+    fn round_lean_levels_end_in_one_round_over_up_to_seven_units() {
+        let count = |u| levels(u, Favor::Rounds).len();
+        assert_eq!(
+            (1..=15).map(count).collect::<Vec<_>>(),
+            [0, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 3]
+        );
+        assert_eq!(levels(7, Favor::Rounds), [Level::Last { units: 7 }]);
+        assert_eq!(levels(14, Favor::Rounds)[1], Level::Last { units: 7 });
+        assert_eq!(products(7).len(), 177);
     }
 
     #[test]
@@ -451,7 +473,7 @@ mod tests {
     /// masks.
     #[test]
     fn the_last_level_computes_the_comparison_of_its_units() {
-        for k in [3usize, 4] {
+        for k in 3usize..=7 {
             let nf = factors(k);
             for units in 0u32..1 << (2 * k) {
                 // Unit j: (G, P) from bits 2j, 2j+1; lt and eq exclude each other.

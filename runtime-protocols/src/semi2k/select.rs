@@ -136,7 +136,7 @@ impl Plan {
         Ok(Plan {
             m,
             t_chunks: split(m - 1, units),
-            borrow: BorrowChunks::new(d_bits, m, units, readings),
+            borrow: BorrowChunks::new(d_bits, m, units, readings, MAX_CHUNK),
             units,
             lanes,
             thresholds,
