@@ -7,12 +7,12 @@ qmpc=${QMPC:-target/release/qmpc}
 budget=models/budget.toml
 failed=0
 checked=0
-while read -r model protocol batch; do
+while read -r model protocol batch favor; do
   checked=$((checked + 1))
   if ! "$qmpc" cost "models/$model.onnx" --protocol "$protocol" --batch "$batch" \
-      --budget "$budget" >/dev/null; then
+      --favor "${favor:-bytes}" --budget "$budget" >/dev/null; then
     failed=$((failed + 1))
   fi
-done < <(sed -n 's/.*model = "\([^"]*\)", protocol = "\([^"]*\)", batch = \([0-9]*\).*/\1 \2 \3/p' "$budget")
+done < <(sed -n 's/.*model = "\([^"]*\)", protocol = "\([^"]*\)", batch = \([0-9]*\)\(, favor = "\([a-z]*\)"\)\{0,1\}.*/\1 \2 \3 \5/p' "$budget")
 echo "budget: $checked entries checked, $failed over budget"
 [ "$checked" -gt 0 ] && [ "$failed" -eq 0 ]

@@ -99,6 +99,41 @@ fn budget_passes_as_committed_and_fails_when_lowered() {
     ]);
     assert!(!o.status.success());
     assert!(stderr(&o).contains("no entry"), "{}", stderr(&o));
+
+    // Nor one for the other favor: `--favor rounds` reads only `favor = "rounds"` entries,
+    // and the committed budget has them.
+    let favoring = |budget: &str| {
+        qmpc(&[
+            "cost",
+            &model,
+            "--protocol",
+            "rep3",
+            "--favor",
+            "rounds",
+            "--budget",
+            budget,
+        ])
+    };
+    let o = favoring(&s(&lowered));
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("favouring rounds"), "{}", stderr(&o));
+    let o = favoring(&committed);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let rounds_only = tmp("rounds-budget.toml");
+    std::fs::write(
+        &rounds_only,
+        format!(
+            "[[budget]]\nmodel = \"tiny_mlp/qop_s8_pt\"\nprotocol = \"rep3\"\nfavor = \"rounds\"\nrounds = {}\n",
+            rounds - 1,
+        ),
+    )
+    .expect("write budget");
+    let o = favoring(&s(&rounds_only));
+    assert!(
+        o.status.success(),
+        "favouring rounds is under the default's rounds: {}",
+        stderr(&o)
+    );
 }
 
 #[test]

@@ -21,7 +21,7 @@
 mod common;
 use common::npy::{self, Array};
 use common::*;
-use qmpc_protocols::registry::{self, PartyCount, Spec};
+use qmpc_protocols::registry::{self, Favor, PartyCount, Spec};
 use std::path::{Path, PathBuf};
 
 /// Whether `QMPC_HEAVY` asks for the large party counts and whole batches everywhere.
@@ -135,18 +135,18 @@ fn exact(
     counts: &[usize],
     input: &Path,
 ) -> Result<(), String> {
-    let prog = tmp(&format!("{}-{}-{what}.qmpc", spec.name, e.id));
+    let prog = tmp(&format!("{}-{}-{what}.qmpc", proto(spec), e.id));
     compile(&e.model, &prog, flags)?;
     let c = prog.with_extension("clear.npy");
     run(&prog, "clear", None, input, &c)?;
     let want = std::fs::read(&c).map_err(|e| e.to_string())?;
     for &n in counts {
         let out = prog.with_extension(format!("{}{n}.npy", spec.name));
-        run(&prog, spec.name, parties_arg(spec, n), input, &out)?;
+        run(&prog, &proto(spec), parties_arg(spec, n), input, &out)?;
         if std::fs::read(&out).ok().as_ref() != Some(&want) {
             return Err(format!(
                 "{what}: {} with {n} parties differs from clear",
-                spec.name
+                proto(spec)
             ));
         }
     }
@@ -156,14 +156,14 @@ fn exact(
 /// Probabilistic truncation, no passes: within one step of `clear` where there is one
 /// rescale; returns the rate line.
 fn probabilistic(spec: &Spec, e: &Entry, n: usize, input: &Path) -> Result<String, String> {
-    let prog = tmp(&format!("{}-{}-prob.qmpc", spec.name, e.id));
+    let prog = tmp(&format!("{}-{}-prob.qmpc", proto(spec), e.id));
     compile(&e.model, &prog, &["--trunc", "probabilistic", "-O0"])?;
     let (c, r) = (
         prog.with_extension("clear.npy"),
         prog.with_extension("secure.npy"),
     );
     run(&prog, "clear", None, input, &c)?;
-    run(&prog, spec.name, parties_arg(spec, n), input, &r)?;
+    run(&prog, &proto(spec), parties_arg(spec, n), input, &r)?;
     let read = |p: &Path| npy::read(p).map_err(|e| e.to_string());
     let (c, r) = (read(&c)?, read(&r)?);
     let (off, total, worst) = diff(&c, &r, output_step(&e.model));
@@ -228,7 +228,7 @@ fn within_ci_traffic(spec: &Spec, e: &Entry, n: usize) -> Result<PathBuf, String
     if heavy() {
         return Ok(e.input.clone());
     }
-    let prog = tmp(&format!("{}-{}-traffic.qmpc", spec.name, e.id));
+    let prog = tmp(&format!("{}-{}-traffic.qmpc", proto(spec), e.id));
     compile(&e.model, &prog, &[])?;
     let items = npy::read(&e.input).map_err(|e| e.to_string())?.dims()[0];
     let mut args = vec![
@@ -278,7 +278,7 @@ fn beyond_the_smallest(spec: &Spec, e: &Entry) -> Result<PathBuf, String> {
     if heavy() {
         return Ok(e.input.clone());
     }
-    first_item(&e.input, &tmp(&format!("{}-{}", spec.name, e.id)))
+    first_item(&e.input, &tmp(&format!("{}-{}", proto(spec), e.id)))
 }
 
 /// The input of a `models/` entry: its whole reference batch, or under a malicious
@@ -288,7 +288,7 @@ fn malicious_ci_items(spec: &Spec, e: &Entry) -> Result<PathBuf, String> {
     if !malicious || heavy() {
         return Ok(e.input.clone());
     }
-    let prog = tmp(&format!("{}-{}-items.qmpc", spec.name, e.id));
+    let prog = tmp(&format!("{}-{}-items.qmpc", proto(spec), e.id));
     first_items(&e.input, MALICIOUS_CI_ITEMS, &prog)
 }
 
@@ -346,8 +346,22 @@ fn check(spec: &Spec, e: &Entry, suite: Suite, rates: &mut Vec<String>) -> Resul
     Ok(())
 }
 
+/// How `common::run` names `spec`: `NAME`, or `NAME:FAVOR` where it favours rounds.
+fn proto(spec: &Spec) -> String {
+    match spec.favor() {
+        Favor::Bytes => spec.name.to_string(),
+        f => format!("{}:{}", spec.name, f.name()),
+    }
+}
+
+/// `name` is a registered protocol's, or `NAME:FAVOR` for its other cut.
 fn conformance(name: &str, suite: Suite) {
-    let spec = registry::find(name).expect("a registered protocol");
+    let (base, favor) = name.split_once(':').unwrap_or((name, "bytes"));
+    let spec = registry::find(base)
+        .expect("a registered protocol")
+        .favoring(Favor::from_name(favor).expect("a favor"))
+        .expect("a protocol with that choice");
+    let spec = &spec;
     let Some(dir) = dir(suite) else { return };
     let mut rates = Vec::new();
     let what = format!("{name} at {:?} parties", counts(spec, suite));
@@ -381,12 +395,20 @@ macro_rules! suite {
                     "protocol `{name}` has no conformance test"
                 );
             }
+            for name in registry::favoring() {
+                let rounds = format!("{name}:rounds");
+                assert!(
+                    covered.contains(&rounds.as_str()),
+                    "protocol `{name}` favouring rounds has no conformance test"
+                );
+            }
         }
     };
 }
 
 suite! {
     rep3_models, rep3_corpus: "rep3";
+    rep3_rounds_models, rep3_rounds_corpus: "rep3:rounds";
     semi2k_models, semi2k_corpus: "semi2k";
     shamir_models, shamir_corpus: "shamir";
     fss_models, fss_corpus: "fss";
@@ -428,6 +450,88 @@ fn party_counts_outside_the_range_are_refused() {
             assert!(!o.status.success(), "cost {} with {bad}", spec.name);
             assert!(stderr(&o).contains(&range), "{}", stderr(&o));
         }
+    }
+}
+
+/// `--favor rounds` is refused, in one line naming the protocols that take it, by every
+/// protocol without that choice; where it is taken, `cost` and `--stats` say so and the
+/// figures differ from the default's (the conformance suites above hold them equal to the
+/// run and the outputs to `clear`).
+#[test]
+fn favouring_rounds_is_refused_where_there_is_no_choice() {
+    let model = root().join("models/tiny_mlp/qop_s8_pt.onnx");
+    let input = root().join("models/tiny_mlp/ref/qop_s8_pt/input.npy");
+    for spec in registry::PROTOCOLS.iter().filter(|s| s.implemented()) {
+        let cost = |favor: &str| {
+            qmpc(&[
+                "cost",
+                &s(&model),
+                "--protocol",
+                spec.name,
+                "--favor",
+                favor,
+                "--format",
+                "json",
+            ])
+        };
+        if registry::favoring().contains(&spec.name) {
+            let json = |o: &std::process::Output| -> serde_json::Value {
+                assert!(o.status.success(), "{}: {}", spec.name, stderr(o));
+                serde_json::from_slice(&o.stdout).expect("cost JSON")
+            };
+            let (bytes, rounds) = (json(&cost("bytes")), json(&cost("rounds")));
+            assert_eq!(bytes["favor"], "bytes");
+            assert_eq!(rounds["favor"], "rounds");
+            assert_ne!(
+                (&bytes["rounds"], &bytes["bytes_sent"]),
+                (&rounds["rounds"], &rounds["bytes_sent"]),
+                "{}: favouring rounds changed nothing",
+                spec.name
+            );
+            let stats = tmp(&format!("{}-favor.json", spec.name));
+            let o = qmpc(&[
+                "run",
+                &s(&model),
+                "--protocol",
+                spec.name,
+                "--favor",
+                "rounds",
+                "--quiet",
+                "--input",
+                &s(&input),
+                "--stats",
+                &s(&stats),
+            ]);
+            assert!(o.status.success(), "{}: {}", spec.name, stderr(&o));
+            let j: serde_json::Value =
+                serde_json::from_str(&std::fs::read_to_string(&stats).expect("stats"))
+                    .expect("stats JSON");
+            assert_eq!(j["favor"], "rounds");
+            assert_eq!(j["rounds"], rounds["rounds"]);
+            continue;
+        }
+        let says = format!(
+            "protocol `{}` has no choice between rounds and bytes",
+            spec.name
+        );
+        let o = cost("rounds");
+        assert!(!o.status.success(), "cost {}", spec.name);
+        assert!(stderr(&o).contains(&says), "{}", stderr(&o));
+        assert!(stderr(&o).contains("is for rep3"), "{}", stderr(&o));
+        assert_eq!(stderr(&o).trim().lines().count(), 1, "{}", stderr(&o));
+        let o = qmpc(&[
+            "run",
+            &s(&model),
+            "--protocol",
+            spec.name,
+            "--favor",
+            "rounds",
+            "--input",
+            &s(&input),
+        ]);
+        assert!(!o.status.success(), "run {}", spec.name);
+        assert!(stderr(&o).contains(&says), "{}", stderr(&o));
+        assert!(cost("bytes").status.success(), "{}", spec.name);
     }
 }
 

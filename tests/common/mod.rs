@@ -111,9 +111,9 @@ pub fn s(p: &Path) -> String {
     p.to_str().expect("a UTF-8 path").to_string()
 }
 
-/// Run `program` under `protocol` (with `parties` computing parties where the protocol
-/// takes a number), then hold the measured figures (online, and the dealer's) equal to
-/// what `qmpc cost` predicts for the same program and batch.
+/// Run `program` under `protocol` (`NAME` or `NAME:FAVOR`, with `parties` computing
+/// parties where the protocol takes a number), then hold the measured figures (online, and
+/// the dealer's) equal to what `qmpc cost` predicts for the same program and batch.
 pub fn run(
     program: &Path,
     protocol: &str,
@@ -123,11 +123,15 @@ pub fn run(
 ) -> Result<(), String> {
     let stats = out.with_extension("stats.json");
     let n = parties.map(|n| n.to_string());
+    // `NAME:FAVOR` runs NAME with `--favor FAVOR`.
+    let (name, favor) = protocol.split_once(':').unwrap_or((protocol, "bytes"));
     let mut args = vec![
         "run",
         program.to_str().unwrap_or_default(),
         "--protocol",
-        protocol,
+        name,
+        "--favor",
+        favor,
         "--input",
         input.to_str().unwrap_or_default(),
         "--output",
@@ -148,7 +152,9 @@ pub fn run(
         "cost",
         program.to_str().unwrap_or_default(),
         "--protocol",
-        protocol,
+        name,
+        "--favor",
+        favor,
         "--batch",
         &batch,
         "--format",

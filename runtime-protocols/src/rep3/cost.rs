@@ -18,16 +18,6 @@ pub struct Rep3Costs {
     pub favor: Favor,
 }
 
-impl Rep3Costs {
-    /// The default cut ([`Favor::Bytes`]) over Z_2^`ring_bits`.
-    pub fn new(ring_bits: u32) -> Self {
-        Rep3Costs {
-            ring_bits,
-            favor: Favor::Bytes,
-        }
-    }
-}
-
 impl Default for Rep3Costs {
     /// The ring `qmpc run` uses.
     fn default() -> Self {
@@ -36,6 +26,14 @@ impl Default for Rep3Costs {
 }
 
 impl Rep3Costs {
+    /// The default cut ([`Favor::Bytes`]) over Z_2^`ring_bits`.
+    pub fn new(ring_bits: u32) -> Self {
+        Rep3Costs {
+            ring_bits,
+            favor: Favor::Bytes,
+        }
+    }
+
     /// The rounds of `call` made by every party's twin, running with `wires`.
     fn run(&self, wires: Wires, call: impl Fn(&mut dyn Counting) -> R<()> + Sync) -> R<Rounds> {
         fn on<W: Word>(

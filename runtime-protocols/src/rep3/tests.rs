@@ -1220,6 +1220,38 @@ mod view {
         })
     }
 
+    /// Favouring rounds ([`Favor::Rounds`]): the requantizations' trees end in one level
+    /// of up to seven units (a 37-bit borrow with both readings' tables, an odd divisor),
+    /// and the sign tests' too; Z_2^64.
+    fn views_rounds(x: &[i64], owner: PartyId, coins: &CoalitionCoins) -> Vec<Vec<u8>> {
+        let b = Bounds { lo: -100, hi: 100 };
+        recorded::<u64>(coins, |i, p| {
+            p.favor = Favor::Rounds;
+            let n = x.len();
+            let v = p.input(owner, (i == owner).then_some(x), n).unwrap();
+            let sq = p.mul(&v, &v).unwrap();
+            let sq_bounds = Bounds { lo: 0, hi: 10000 };
+            let rq = wide_shift(n);
+            let f = p.requantize(&sq, &rq, sq_bounds, TruncMode::Exact).unwrap();
+            let odd = crate::Requant {
+                num: vec![12_582_917; n],
+                den: vec![3 * 12_582_917; n],
+                zp: vec![1; n],
+                lo: -128,
+                hi: 2000,
+            };
+            let g = p
+                .requantize(&sq, &odd, sq_bounds, TruncMode::Exact)
+                .unwrap();
+            let c = p.clamp(&v, -20, 20, b).unwrap();
+            let m = p.max(&v, &c, b).unwrap();
+            let pr = product_requantized(p, &v, &c, &rq);
+            for y in [f, g, m, pr] {
+                p.reveal(&y, owner).unwrap();
+            }
+        })
+    }
+
     /// Each party in each role: for every owner of the input (who also receives the
     /// outputs), each other party alone, its own keys fixed, must receive nothing that
     /// depends on the input.
@@ -1237,11 +1269,13 @@ mod view {
                     let (v, v32) = (views(x, owner, &coins), views32(x, owner, &coins));
                     let vn = views_narrow(x, owner, &coins);
                     let vp = views_pending(x, owner, &coins);
+                    let vr = views_rounds(x, owner, &coins);
                     [
                         v[watched].clone(),
                         v32[watched].clone(),
                         vn[watched].clone(),
                         vp[watched].clone(),
+                        vr[watched].clone(),
                     ]
                     .concat()
                 };
