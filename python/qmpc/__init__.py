@@ -142,12 +142,14 @@ class Program:
         model_owner: int = 0,
         data_owner: int = 1,
         output_to: int = 1,
+        favor: str = "bytes",
     ) -> dict:
         """Every party's online rounds and bytes, per layer, and the dealer's bytes, for
         ``batch`` samples, without running: what ``run`` measures. The dict is ``qmpc
-        cost --format json``'s; ``str(cost)`` of ``cost["text"]`` is its table."""
+        cost --format json``'s; ``str(cost)`` of ``cost["text"]`` is its table.
+        ``favor="rounds"`` costs ``run(..., favor="rounds")``."""
         js, text = self._p.cost(
-            protocol, parties, batch, model_owner, data_owner, output_to, self._name
+            protocol, parties, batch, model_owner, data_owner, output_to, self._name, favor
         )
         out = json.loads(js)
         out["text"] = text
@@ -164,14 +166,23 @@ class Program:
         output_to: int = 1,
         timeout: float = 60.0,
         return_stats: bool = False,
+        favor: str = "bytes",
     ):
         """Run every party of ``protocol`` here (threads linked over loopback) on ``x``:
         an array for a one-input model, a list in graph order, or a dict by input name.
         Returns the first output (a list where the model has several), and with
-        ``return_stats`` also the stats dict of ``qmpc run --stats``."""
+        ``return_stats`` also the stats dict of ``qmpc run --stats``. ``favor="rounds"``
+        is ``qmpc run --favor rounds`` (rep3: a fifth fewer rounds for more bytes)."""
         arrays = _as_inputs(x, [i["name"] for i in self.inputs])
         outs, stats = self._p.run(
-            arrays, protocol, parties, model_owner, data_owner, output_to, float(timeout)
+            arrays,
+            protocol,
+            parties,
+            model_owner,
+            data_owner,
+            output_to,
+            float(timeout),
+            favor,
         )
         y = outs[0] if len(outs) == 1 else outs
         return (y, json.loads(stats)) if return_stats else y

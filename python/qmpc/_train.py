@@ -39,6 +39,7 @@ def train(
     seed: int = 0,
     timeout: float = 60.0,
     output: Optional[Union[str, "os.PathLike[str]"]] = None,
+    favor: str = "bytes",
 ) -> Tuple[bytes, dict]:
     """Train ``model`` (a float ONNX export: path or bytes) with the model owner's initial
     weights and the data owners' rows secret; every party runs here. ``data`` and
@@ -92,6 +93,7 @@ def train(
             trunc == "exact",
             int(seed),
             float(timeout),
+            favor,
         )
         with open(out, "rb") as f:
             trained = f.read()

@@ -123,9 +123,14 @@ fn roles(model_owner: usize, data_owner: usize, output_to: usize) -> Roles {
     }
 }
 
+/// `favor=` by name.
+fn favor(name: &str) -> PyResult<qmpc_protocols::Favor> {
+    qmpc_protocols::Favor::from_name(name)
+        .ok_or_else(|| setup(format!("favor must be 'bytes' or 'rounds', not '{name}'")))
+}
+
 fn session(
-    protocol: &str,
-    parties: Option<usize>,
+    (protocol, parties, favor_name): (&str, Option<usize>, &str),
     roles: Roles,
     timeout: f64,
 ) -> PyResult<Session> {
@@ -134,7 +139,7 @@ fn session(
             "timeout must be a positive number of seconds, not {timeout}"
         )));
     }
-    Ok(Session::new(protocol, parties)
+    Ok(Session::favoring(protocol, parties, favor(favor_name)?)
         .and_then(|s| s.with_roles(roles))
         .map_err(raise)?
         .with_timeout(Duration::from_secs_f64(timeout)))
@@ -245,7 +250,7 @@ impl Program {
 
     /// `qmpc cost`: (JSON, text table) of every party's rounds and bytes, per layer, and
     /// the dealer's bytes, for `batch` samples.
-    #[pyo3(signature = (protocol, parties, batch, model_owner, data_owner, output_to, name))]
+    #[pyo3(signature = (protocol, parties, batch, model_owner, data_owner, output_to, name, favor))]
     #[allow(clippy::too_many_arguments)]
     fn cost(
         &self,
@@ -257,10 +262,10 @@ impl Program {
         data_owner: usize,
         output_to: usize,
         name: &str,
+        favor: &str,
     ) -> PyResult<(String, String)> {
         let s = session(
-            protocol,
-            parties,
+            (protocol, parties, favor),
             roles(model_owner, data_owner, output_to),
             60.0,
         )?;
@@ -271,7 +276,7 @@ impl Program {
     }
 
     /// Run every party here (threads over loopback): (outputs, stats JSON).
-    #[pyo3(signature = (inputs, protocol, parties, model_owner, data_owner, output_to, timeout))]
+    #[pyo3(signature = (inputs, protocol, parties, model_owner, data_owner, output_to, timeout, favor))]
     #[allow(clippy::too_many_arguments)]
     fn run<'py>(
         &self,
@@ -283,10 +288,10 @@ impl Program {
         data_owner: usize,
         output_to: usize,
         timeout: f64,
+        favor: &str,
     ) -> PyResult<(Vec<Bound<'py, PyAny>>, String)> {
         let s = session(
-            protocol,
-            parties,
+            (protocol, parties, favor),
             roles(model_owner, data_owner, output_to),
             timeout,
         )?;
@@ -443,7 +448,7 @@ fn protocols() -> Vec<(String, String, bool, bool)> {
 /// `qmpc train` with every party here: `data` and `labels` are `(party, .npy path)` per
 /// data owner; the trained ONNX model is written to `output`, the stats JSON to `stats`.
 #[pyfunction]
-#[pyo3(signature = (model, data, labels, test, output, stats, protocol, parties, epochs, batch, lr, optimizer, loss, reveal_loss, exact_trunc, seed, timeout))]
+#[pyo3(signature = (model, data, labels, test, output, stats, protocol, parties, epochs, batch, lr, optimizer, loss, reveal_loss, exact_trunc, seed, timeout, favor))]
 #[allow(clippy::too_many_arguments)]
 fn train(
     py: Python<'_>,
@@ -464,8 +469,10 @@ fn train(
     exact_trunc: bool,
     seed: u64,
     timeout: f64,
+    favor: &str,
 ) -> PyResult<()> {
     use qmpc_compiler::train::{Loss, Optimizer};
+    let favor = self::favor(favor)?;
     let optimizer = match optimizer.0.as_str() {
         "sgd" => Optimizer::Sgd {
             momentum: optimizer.1,
@@ -514,6 +521,7 @@ fn train(
         },
         protocol,
         parties,
+        favor,
         output,
         stats: Some(stats),
         timeouts: qmpc_protocols::net::Timeouts { connect: t, io: t },

@@ -75,6 +75,20 @@ def test_cost_equals_what_the_run_measures(tiny, x_tiny):
     assert c["layers"] and "rounds" in c["text"]
 
 
+def test_favouring_rounds_equals_clear_and_its_cost(tiny, x_tiny):
+    clear = tiny.run(x_tiny)
+    y, stats = tiny.run(x_tiny, protocol="rep3", favor="rounds", return_stats=True)
+    assert np.array_equal(y, clear)
+    c = tiny.cost(protocol="rep3", batch=len(x_tiny), favor="rounds")
+    assert c["favor"] == stats["favor"] == "rounds"
+    assert c["rounds"] == stats["rounds"]
+    assert [p["bytes_sent"] for p in c["per_party"]] == [p["bytes_sent"] for p in stats["per_party"]]
+    with pytest.raises(qmpc.SetupError, match="no choice between rounds and bytes"):
+        tiny.run(x_tiny, protocol="semi2k", favor="rounds")
+    with pytest.raises(qmpc.SetupError, match="favor must be"):
+        tiny.cost(protocol="rep3", favor="latency")
+
+
 def test_inputs_by_name_list_or_array(tiny, x_tiny):
     name = tiny.inputs[0]["name"]
     a = tiny.run(x_tiny)
