@@ -4,6 +4,8 @@
 //!
 //! `QMPC_FUZZ_CASES` sets the number of cases (default 300, a few seconds); the closing note of
 //! issue 2 reports a long run: `QMPC_FUZZ_CASES=200000 cargo test --release --test fuzz`.
+//! `QMPC_FUZZ_TRACE=PREFIX` leaves each input at `PREFIX.onnx` / `.qmpc` / `.train.onnx`
+//! before it is loaded: what an abort (out of memory) needs to be reproduced.
 
 mod common;
 
@@ -72,6 +74,16 @@ fn mutate(
     [b, short]
 }
 
+/// With `QMPC_FUZZ_TRACE=PREFIX`, each mutated input is written to `PREFIX.EXT` before it
+/// is loaded, so that an input that aborts the process (out of memory) is left behind.
+fn trace(bytes: &[u8], ext: &str) {
+    if let Some(prefix) = std::env::var_os("QMPC_FUZZ_TRACE") {
+        let mut path = std::path::PathBuf::from(prefix).into_os_string();
+        path.push(format!(".{ext}"));
+        let _ = std::fs::write(path, bytes);
+    }
+}
+
 /// Runs a program that verifies on zero inputs under `clear`; errors are fine, panics are not.
 fn run_small(p: &Program, weights: &[u8]) {
     let total: usize = p
@@ -99,6 +111,26 @@ fn run_small(p: &Program, weights: &[u8]) {
     let _ = interp::run(p, &mut Clear, roles, &data, 1);
 }
 
+/// Inputs the fuzzer once found to abort or exhaust memory (`tests/fuzz_cases`, each named
+/// for what it did): each is now one error. `resize_huge_size.onnx`: a `Resize` to
+/// 196,812,581,371,908 rows asked for a 16 GB index vector (session 20; found with
+/// `QMPC_FUZZ_TRACE`, it took CI's 24 GB).
+#[test]
+fn found_cases_are_errors() {
+    let dir = root().join("tests/fuzz_cases");
+    let mut seen = 0;
+    for entry in std::fs::read_dir(&dir).expect("tests/fuzz_cases") {
+        let path = entry.expect("an entry").path();
+        let bytes = std::fs::read(&path).expect("a case");
+        let err = compile_bytes(&bytes, "case.onnx", &Options::default())
+            .err()
+            .unwrap_or_else(|| panic!("{} compiles", path.display()));
+        assert_eq!(err.to_string().lines().count(), 1, "{err}");
+        seen += 1;
+    }
+    assert!(seen > 0, "no case in {}", dir.display());
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: cases(), failure_persistence: None, .. ProptestConfig::default() })]
 
@@ -110,9 +142,11 @@ proptest! {
     ) {
         let s = &seeds()[seed.index(seeds().len())];
         for b in mutate(&s.onnx, &flips, &cut) {
+            trace(&b, "onnx");
             let _ = compile_bytes(&b, "fuzz.onnx", &Options::default());
         }
         for b in mutate(&s.program, &flips, &cut) {
+            trace(&b, "qmpc");
             if let Ok(p) = Program::from_bytes(&b) {
                 if qmpc_vm::verify::verify(&p).is_ok() {
                     let text = disassemble(&p);
@@ -152,6 +186,7 @@ proptest! {
             reveal_loss: true,
         };
         for b in mutate(onnx, &flips, &cut) {
+            trace(&b, "train.onnx");
             let _ = qmpc_compiler::train::compile(&b, "fuzz.onnx", &opts);
         }
     }

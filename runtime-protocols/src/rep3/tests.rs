@@ -1113,36 +1113,39 @@ mod view {
         }
     }
 
-    /// The same for the Z_2^32 paths: a requantization whose shift is wider than the
-    /// opening (both readings of the mask), one by an odd divisor, a clamp and a max.
-    fn views32(x: &[i64], owner: PartyId, coins: &CoalitionCoins) -> Vec<Vec<u8>> {
+    /// A requantization whose shift is wider than the opening (both readings of the
+    /// mask), one by an odd divisor, a clamp and a max, input and revealed at `owner`.
+    fn wide_and_odd<W: Word>(p: &mut Rep3<W>, i: PartyId, x: &[i64], owner: PartyId) {
         let b = Bounds { lo: -100, hi: 100 };
-        recorded::<u32>(coins, |i, p| {
-            let n = x.len();
-            let v = p.input(owner, (i == owner).then_some(x), n).unwrap();
-            let sq = p.mul(&v, &v).unwrap();
-            let sq_bounds = Bounds { lo: 0, hi: 10000 };
-            let rq = wide_shift(n);
-            let f = p.requantize(&sq, &rq, sq_bounds, TruncMode::Exact).unwrap();
-            // An odd divisor whose masked division would not fit Z_2^32: the fused path
-            // with both readings' borrow tables.
-            let odd = crate::Requant {
-                num: vec![12_582_917; n],
-                den: vec![3 * 12_582_917; n],
-                zp: vec![1; n],
-                lo: -128,
-                hi: 2000,
-            };
-            let g = p
-                .requantize(&sq, &odd, sq_bounds, TruncMode::Exact)
-                .unwrap();
-            let c = p.clamp(&v, -20, 20, b).unwrap();
-            let m = p.max(&v, &c, b).unwrap();
-            let pr = product_requantized(p, &v, &c, &rq);
-            for y in [f, g, m, pr] {
-                p.reveal(&y, owner).unwrap();
-            }
-        })
+        let n = x.len();
+        let v = p.input(owner, (i == owner).then_some(x), n).unwrap();
+        let sq = p.mul(&v, &v).unwrap();
+        let sq_bounds = Bounds { lo: 0, hi: 10000 };
+        let rq = wide_shift(n);
+        let f = p.requantize(&sq, &rq, sq_bounds, TruncMode::Exact).unwrap();
+        // An odd divisor whose masked division would not fit Z_2^32: the fused path with
+        // both readings' borrow tables.
+        let odd = crate::Requant {
+            num: vec![12_582_917; n],
+            den: vec![3 * 12_582_917; n],
+            zp: vec![1; n],
+            lo: -128,
+            hi: 2000,
+        };
+        let g = p
+            .requantize(&sq, &odd, sq_bounds, TruncMode::Exact)
+            .unwrap();
+        let c = p.clamp(&v, -20, 20, b).unwrap();
+        let m = p.max(&v, &c, b).unwrap();
+        let pr = product_requantized(p, &v, &c, &rq);
+        for y in [f, g, m, pr] {
+            p.reveal(&y, owner).unwrap();
+        }
+    }
+
+    /// The same for the Z_2^32 paths ([`wide_and_odd`]).
+    fn views32(x: &[i64], owner: PartyId, coins: &CoalitionCoins) -> Vec<Vec<u8>> {
+        recorded::<u32>(coins, |i, p| wide_and_odd(p, i, x, owner))
     }
 
     /// The same on narrow wires (Z_2^64, results sent in 32-bit words): the input, a
@@ -1222,33 +1225,11 @@ mod view {
 
     /// Favouring rounds ([`Favor::Rounds`]): the requantizations' trees end in one level
     /// of up to seven units (a 37-bit borrow with both readings' tables, an odd divisor),
-    /// and the sign tests' too; Z_2^64.
+    /// and the sign tests' too ([`wide_and_odd`] in Z_2^64).
     fn views_rounds(x: &[i64], owner: PartyId, coins: &CoalitionCoins) -> Vec<Vec<u8>> {
-        let b = Bounds { lo: -100, hi: 100 };
         recorded::<u64>(coins, |i, p| {
             p.favor = Favor::Rounds;
-            let n = x.len();
-            let v = p.input(owner, (i == owner).then_some(x), n).unwrap();
-            let sq = p.mul(&v, &v).unwrap();
-            let sq_bounds = Bounds { lo: 0, hi: 10000 };
-            let rq = wide_shift(n);
-            let f = p.requantize(&sq, &rq, sq_bounds, TruncMode::Exact).unwrap();
-            let odd = crate::Requant {
-                num: vec![12_582_917; n],
-                den: vec![3 * 12_582_917; n],
-                zp: vec![1; n],
-                lo: -128,
-                hi: 2000,
-            };
-            let g = p
-                .requantize(&sq, &odd, sq_bounds, TruncMode::Exact)
-                .unwrap();
-            let c = p.clamp(&v, -20, 20, b).unwrap();
-            let m = p.max(&v, &c, b).unwrap();
-            let pr = product_requantized(p, &v, &c, &rq);
-            for y in [f, g, m, pr] {
-                p.reveal(&y, owner).unwrap();
-            }
+            wide_and_odd(p, i, x, owner)
         })
     }
 
