@@ -150,7 +150,7 @@ fn prediction(cost: &qmpc_session::Cost, took: std::time::Duration) -> String {
     let busiest = p.per_party.iter().map(|c| c.bytes_sent).max().unwrap_or(0);
     let mut s = format!(
         "{} ({} parties), batch {}: {} rounds, {} sent by the busiest party, {} in all",
-        p.protocol,
+        p.protocol_label(),
         p.parties,
         p.batch,
         p.rounds(),

@@ -148,13 +148,9 @@ pub(crate) fn text(model: &str, c: &ProgramCost, pre: Preprocessing) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "{} under {}{} ({} parties), batch {}: {} rounds, {} bytes sent by all parties",
+        "{} under {} ({} parties), batch {}: {} rounds, {} bytes sent by all parties",
         model,
-        c.protocol,
-        match c.favor {
-            qmpc_protocols::Favor::Bytes => String::new(),
-            f => format!(" favouring {}", f.name()),
-        },
+        c.protocol_label(),
         c.parties,
         c.batch,
         c.rounds(),

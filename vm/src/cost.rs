@@ -35,6 +35,14 @@ pub struct ProgramCost {
 }
 
 impl ProgramCost {
+    /// The protocol's name, with what it favours where that is not the default.
+    pub fn protocol_label(&self) -> String {
+        match self.favor {
+            qmpc_protocols::Favor::Bytes => self.protocol.to_string(),
+            f => format!("{} favouring {}", self.protocol, f.name()),
+        }
+    }
+
     /// Rounds of the slowest party.
     pub fn rounds(&self) -> u64 {
         self.per_party.iter().map(|p| p.rounds).max().unwrap_or(0)

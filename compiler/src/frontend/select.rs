@@ -401,10 +401,6 @@ fn nearest_indices(
         .collect()
 }
 
-/// The most elements a `Resize` may make per sample: 2^28, over 200× the largest
-/// activation of an ImageNet network at 224×224, and a few GB where a constant is folded.
-const MAX_RESIZED: usize = 1 << 28;
-
 /// ONNX `Resize` (and opset 9's `Upsample`) in `nearest` mode: each axis's index list
 /// from the scales or sizes, picked with [`Importer::gather_axis`].
 pub(super) fn resize(
@@ -490,15 +486,10 @@ pub(super) fn resize(
             return Err(format!("axis {axis} resized to nothing"));
         }
         // A size or scale out of all proportion (a corrupted file) is an error here, not
-        // an index vector of billions of entries.
+        // an index vector of billions of entries: the output must fit a register.
         let mut shape = imp.sym_dims(&y)?;
         shape[axis] = out;
-        let elements = shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
-        if elements.is_none_or(|n| n > MAX_RESIZED) {
-            return Err(format!(
-                "axis {axis} resized to {out}: an output of shape {shape:?} is too large"
-            ));
-        }
+        crate::ir::check_size(&shape).map_err(|e| format!("axis {axis} resized to {out}: {e}"))?;
         let idx = nearest_indices(len_in, out, scale, &transform, &rounding)?;
         y = imp.gather_axis(&y, axis, &idx)?;
     }
