@@ -1,7 +1,8 @@
 //! One whole requantization `clamp(round_half_even(x·num/2^s) + zp, lo, hi)` (per-element
 //! `num`, `s` and `zp`; every comparison is laid out for the widest `s`) with the third
 //! party as a dealer, in `L + 3` rounds (`L` the comparison tree's levels, [`super::tree`]:
-//! 2 for int32 accumulators) instead of a masked division followed by a clamp; from a
+//! 2 for int32 accumulators, 1 favouring rounds, [`crate::Favor`]) instead of a masked
+//! division followed by a clamp; from a
 //! product's unreshared parts too ([`Operand::Parts`]), which saves the product's round.
 //!
 //! Roles rotate by element group as in [`super::assist`]: dealer `D`, evaluators `A`, `B`.

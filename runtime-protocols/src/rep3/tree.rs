@@ -5,7 +5,8 @@
 //!
 //! - A level of *pairs* (one round) combines `(G, P) = (G_h ⊕ P_h·G_l, P_h·P_l)` with Beaver
 //!   ANDs; the last level needs no `P`.
-//! - When three or four units are left, one *last* round combines them at once:
+//! - When three or four units are left (up to seven favouring rounds, [`Favor`]), one
+//!   *last* round combines them at once:
 //!   `lt = G_{k−1} ⊕ ⊕_{i<k−1} G_i·Π_{j>i} P_j` (the terms exclude each other, so XOR is
 //!   OR). Every factor `x_v` is opened masked, `o_v = x_v ⊕ m_v`, and a monomial is
 //!   `Π_{v∈T} x_v = ⊕_{S⊆T} (Π_{v∈T∖S} o_v)·M_S` with `M_S = Π_{v∈S} m_v`, which the dealer
