@@ -431,6 +431,38 @@ fn different_bytecode_is_an_error_on_every_party() {
     }
 }
 
+/// A party whose config favours rounds (`favor = "rounds"`) among parties that favour
+/// bytes: every party stops at start-up, in one line naming both.
+#[test]
+fn parties_that_favour_differently_do_not_start() {
+    let base = fresh_dir("favor");
+    let program = compile_into(&base, MODEL);
+    let config = write_config(&base, &ports(3));
+    let text = std::fs::read_to_string(&config).expect("config");
+    let rounds = base.join("parties-rounds.toml");
+    let text = text.replacen(
+        "protocol = \"rep3\"\n",
+        "protocol = \"rep3\"\nfavor = \"rounds\"\n",
+        1,
+    );
+    assert!(text.contains("favor = \"rounds\""), "{text}");
+    std::fs::write(&rounds, text).expect("write config");
+    let start = Instant::now();
+    let [c0, c1] = spawn_owners(&base, &config, &program);
+    let c2 = spawn(&base, &party_args(2, &rounds, &program, &[]), None);
+    for (i, c) in [c0, c1, c2].into_iter().enumerate() {
+        let o = finish(c, start);
+        assert!(!o.status.success());
+        let e = stderr(&o);
+        assert!(
+            e.contains("runs a different protocol")
+                && e.contains("rep3 favouring rounds")
+                && e.lines().count() == 1,
+            "party {i}: {e}"
+        );
+    }
+}
+
 #[test]
 fn roles_are_enforced_on_the_command_line() {
     let base = fresh_dir("roles");
