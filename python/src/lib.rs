@@ -123,10 +123,9 @@ fn roles(model_owner: usize, data_owner: usize, output_to: usize) -> Roles {
     }
 }
 
-/// `favor=` by name.
+/// `favor=` by name (as `--favor`).
 fn favor(name: &str) -> PyResult<qmpc_protocols::Favor> {
-    qmpc_protocols::Favor::from_name(name)
-        .ok_or_else(|| setup(format!("favor must be 'bytes' or 'rounds', not '{name}'")))
+    qmpc_session::party::favor(name).map_err(|e| setup(format!("{e:#}")))
 }
 
 fn session(

@@ -116,6 +116,15 @@ impl Favor {
     pub fn from_name(name: &str) -> Option<Favor> {
         Favor::ALL.into_iter().find(|f| f.name() == name)
     }
+
+    /// `protocol` favouring this, as the parties announce it and the figures name it:
+    /// the bare name for the default.
+    pub fn label(self, protocol: &str) -> String {
+        match self {
+            Favor::Bytes => protocol.to_string(),
+            f => format!("{protocol} favouring {}", f.name()),
+        }
+    }
 }
 
 /// Which implementation a name stands for (private: callers only see the [`Spec`]).
@@ -456,10 +465,7 @@ impl Spec {
     /// The name with what it favours where that is not the default: what the parties of a
     /// session must agree on.
     pub fn label(&self) -> String {
-        match self.favor {
-            Favor::Bytes => self.name.to_string(),
-            f => format!("{} favouring {}", self.name, f.name()),
-        }
+        self.favor.label(self.name)
     }
 
     /// The reference protocol: one party, plaintext, in-process.

@@ -9,7 +9,7 @@ use crate::npy::Array;
 use crate::party::{self, DealerResult, PartiesConfig};
 use anyhow::Context;
 use qmpc_protocols::net::{Security, Stats};
-use qmpc_protocols::{Favor, PartyId, Spec};
+use qmpc_protocols::{PartyId, Spec};
 use qmpc_vm::bytecode::Program;
 use qmpc_vm::interp::{PartyData, Roles};
 use std::path::{Path, PathBuf};
@@ -55,8 +55,8 @@ impl Member {
     /// Read the session's config.
     pub fn open(config: &Path) -> Result<Member> {
         let cfg = PartiesConfig::read(config).or_setup()?;
-        let favor = cfg.favor.as_deref().map_or(Ok(Favor::Bytes), party::favor);
-        let (spec, parties) = favor
+        let (spec, parties) = cfg
+            .favor()
             .and_then(|f| party::protocol(&cfg.protocol, Some(cfg.party.len()), f))
             .or_setup()?;
         Ok(Member {

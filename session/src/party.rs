@@ -28,7 +28,7 @@ pub fn protocol(name: &str, parties: Option<usize>, favor: Favor) -> Result<(Spe
 pub fn favor(name: &str) -> Result<Favor> {
     Favor::from_name(name).with_context(|| {
         let names: Vec<&str> = Favor::ALL.iter().map(|f| f.name()).collect();
-        format!("favor `{name}` is none of {}", names.join(", "))
+        format!("favor must be {}, not `{name}`", names.join(" or "))
     })
 }
 
@@ -549,6 +549,11 @@ pub fn seconds(what: &str, s: f64) -> Result<Duration> {
 }
 
 impl PartiesConfig {
+    /// Its `favor` (bytes where it names none).
+    pub fn favor(&self) -> Result<Favor> {
+        self.favor.as_deref().map_or(Ok(Favor::Bytes), favor)
+    }
+
     pub fn read(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("{}: cannot read", path.display()))?;

@@ -14,7 +14,7 @@ use anyhow::{bail, Context, Result};
 use qmpc_compiler::train::Training;
 use qmpc_protocols::net::{Hello, Mesh, NetError, Stats, Transport, MAX_HELLO};
 use qmpc_protocols::registry::DealerMode;
-use qmpc_protocols::{Favor, PartyId, Spec};
+use qmpc_protocols::{PartyId, Spec};
 use qmpc_vm::interp::Roles;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -219,11 +219,7 @@ fn owners_of(all: &[Holdings], parties: usize) -> Result<(Owners, Option<PartyId
 
 pub fn party(args: &PartyTrainArgs) -> Result<()> {
     let cfg = PartiesConfig::read(&args.config)?;
-    let favor = cfg
-        .favor
-        .as_deref()
-        .map_or(Ok(Favor::Bytes), party::favor)?;
-    let (spec, n) = party::protocol(&cfg.protocol, Some(cfg.party.len()), favor)?;
+    let (spec, n) = party::protocol(&cfg.protocol, Some(cfg.party.len()), cfg.favor()?)?;
     let spec = &spec;
     let roles = cfg.roles();
     let me = match args.id {

@@ -37,10 +37,7 @@ pub struct ProgramCost {
 impl ProgramCost {
     /// The protocol's name, with what it favours where that is not the default.
     pub fn protocol_label(&self) -> String {
-        match self.favor {
-            qmpc_protocols::Favor::Bytes => self.protocol.to_string(),
-            f => format!("{} favouring {}", self.protocol, f.name()),
-        }
+        self.favor.label(self.protocol)
     }
 
     /// Rounds of the slowest party.

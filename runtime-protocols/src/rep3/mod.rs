@@ -708,7 +708,7 @@ fn fused_plan(
 /// sends ≈ 92 bytes per element (tables 43, arithmetic words 32, triples 9, its product
 /// part to both evaluators 8), an evaluator ≈ 15 (its opening, the tree, the opened bits,
 /// the resharing). Favouring rounds, the dealer's tables and last-level products grow by
-/// about 60 bytes per element: 140 left the three parties of MobileNetV2, ResNet-18 and
+/// about 70 bytes per element (docs/protocols.md, *Rounds or bytes*): 140 left the three parties of MobileNetV2, ResNet-18 and
 /// ResNet-50 within 1–2% of each other (77 left ResNet-50's 9% apart).
 fn dealing(ring_bits: u32, favor: Favor) -> Dealing {
     Dealing {
