@@ -118,6 +118,26 @@ impl Graph {
         }
     }
 
+    /// Bounds of what a requantization `n` divides: its operand's, or for `convrequant`
+    /// and `matmulrequant` the product plus bias (which no register holds).
+    pub fn operand_bounds(&self, n: NodeIndex) -> Option<(i64, i64)> {
+        let Op::Compute(ins) = &self.g[n].op else {
+            return None;
+        };
+        let ops = self.operands(n);
+        let ctx = Ctx {
+            decls: ops.iter().map(|&o| &self.g[o].decl).collect(),
+            graph: self,
+        };
+        match qmpc_bytecode::verify::accumulator(&ctx, ins).ok()? {
+            Some((_, (lo, hi))) => Some((i64::try_from(lo).ok()?, i64::try_from(hi).ok()?)),
+            None => {
+                let x = &self.g[*ops.first()?].decl;
+                Some((x.lo, x.hi))
+            }
+        }
+    }
+
     /// The values of a constant node.
     pub fn const_data(&self, n: NodeIndex) -> Option<&[i64]> {
         match &self.g[n].op {

@@ -8,6 +8,7 @@ mod identity_requant;
 mod pool_first;
 mod saturate_bias;
 mod schedule;
+mod short_multiplier;
 
 pub use dce::dead_code_elimination;
 pub use fold_table::fold_table;
@@ -17,6 +18,7 @@ pub use identity_requant::identity_requant;
 pub use pool_first::pool_first;
 pub use saturate_bias::saturate_bias;
 pub use schedule::schedule;
+pub use short_multiplier::short_multiplier;
 
 use crate::ir::Graph;
 
@@ -59,6 +61,11 @@ pub const PASSES: &[Pass] = &[
         name: "fold_table",
         doc: "an element-wise chain of one small-range register that holds a lookup (a quantized SiLU: table, product, requantization) becomes one lookup",
         run: fold_table,
+    },
+    Pass {
+        name: "short_multiplier",
+        doc: "a requantization's multiplier becomes the shortest dyadic one with the same results over its operand's range (every threshold checked), so comparisons span fewer bits",
+        run: short_multiplier,
     },
     Pass {
         name: "dce",

@@ -6,8 +6,10 @@
 //! product's unreshared parts too ([`Operand::Parts`]), which saves the product's round.
 //!
 //! Roles rotate by element group as in [`super::assist`]: dealer `D`, evaluators `A`, `B`.
-//! With `y = x − x_lo < 2^ℓ`, the opening has `m = max(ℓ, s) + 1` bits where the ring
-//! allows (Z_2^64), else `m = ℓ + 1` (Z_2^32 with `s ≥ 32`, as int8 models have):
+//! With `y = x − x_lo < 2^ℓ`, the opening has `m = max(ℓ, s) + 1` bits where every
+//! divisor is a power of two and the ring allows (Z_2^64), else `m = ℓ + 1` (Z_2^32 with
+//! `s ≥ 32`, as int8 models have), and `ℓ + 1` too where that costs less
+//! ([`RequantPlan::new`]):
 //!
 //! 1. *open* (1 round): `A` and `B` learn `c = y + r mod 2^m` (`r` known to `D` only). As
 //!    `y < 2^(m−1)`, `y = c − r` when `c`'s top bit is set and `y = c − (r − r_{m−1}·2^m)`
@@ -105,35 +107,60 @@ impl RequantPlan {
         let s = divs.iter().map(|d| bits_of((d.den - 1) as u128)).max()?;
         let dyadic = divs.iter().all(|d| d.den.count_ones() == 1);
         let bits = bits_of((b.hi as i128 - b.lo as i128) as u128).max(1);
-        // The widest opening the shares allow; `m > s` saves the second borrow tables
-        // where every divisor is a power of two (the readings `r` and `r − 2^m` of the
-        // mask then leave the same remainder and parity).
         let cap = ring_bits.min(64);
-        let (m, dual) = if dyadic && bits.max(s) < cap {
-            (bits.max(s) + 1, false)
-        } else if bits < cap {
-            (bits + 1, true)
-        } else {
+        if bits >= cap {
             return None;
+        }
+        // Openings of `bits + 1` bits with tables for both readings of the mask where they
+        // differ, or, where every divisor is a power of two and the ring allows, of
+        // `max(bits, s) + 1` bits with one set (the readings `r` and `r − 2^m` then leave
+        // the same remainder and parity). Where `s > bits` the wider opening costs wider
+        // threshold comparisons too: the cheaper of the two, costed with the default's
+        // tree so that the opening does not depend on the favor.
+        let narrow = Opening {
+            m: bits + 1,
+            readings: if dyadic {
+                Readings::PowerOfTwo
+            } else {
+                Readings::Apart
+            },
         };
-        let readings = match (dual, dyadic) {
-            (false, _) => Readings::Same,
-            (true, true) => Readings::PowerOfTwo,
-            (true, false) => Readings::Apart,
+        let opening = if dyadic && bits.max(s) < cap {
+            let wide = Opening {
+                m: bits.max(s) + 1,
+                readings: Readings::Same,
+            };
+            let cost = |o: Opening| {
+                let p = Self::with(&divs, s, bits, o, Favor::Bytes);
+                (p.levels().len(), p.dealer_bits() + 16 * p.open_bytes())
+            };
+            if s > bits && cost(narrow) < cost(wide) {
+                narrow
+            } else {
+                wide
+            }
+        } else {
+            narrow
         };
+        Some(Self::with(&divs, s, bits, opening, favor))
+    }
+
+    /// The plan for an opening and a favor.
+    fn with(divs: &[Divisor], s: u32, bits: u32, o: Opening, favor: Favor) -> RequantPlan {
+        let m = o.m;
         let plan = |units: usize, widest: u32| RequantPlan {
             s,
-            divs: divs.clone(),
+            divs: divs.to_vec(),
             bits,
             m,
-            dual,
+            dual: o.readings != Readings::Same,
             t_chunks: split(m - 1, units),
-            borrow: BorrowChunks::new(s, m, units, readings, widest),
+            borrow: BorrowChunks::new(s, m, units, o.readings, widest),
             units,
             favor,
         };
         let need = |t: u32, widest: u32| t.div_ceil(widest) as usize;
-        Some(match favor {
+        match favor {
             // Narrow chunks, paired off level by level down to a last level of four.
             Favor::Bytes => {
                 let units = need(m - 1, MAX_CHUNK)
@@ -154,7 +181,7 @@ impl RequantPlan {
                     a
                 }
             }
-        })
+        }
     }
 
     /// The rounds of the comparison tree.
@@ -195,6 +222,13 @@ impl RequantPlan {
             + tree::dealer_bytes(&self.levels(), LANES * n)
             + ARITH * n * word
     }
+}
+
+/// The opening's width and how the mask's two readings relate (see [`RequantPlan::new`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Opening {
+    m: u32,
+    readings: Readings,
 }
 
 /// `round_half_even(x·num/den)` as a floor `⌊(x·N + O) / D⌋`, with a tie exactly where

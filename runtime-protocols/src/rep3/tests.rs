@@ -339,6 +339,35 @@ fn dealer_assisted_sign_tests_at_every_width_and_size() {
     }
 }
 
+/// A power-of-two divisor wider than the operand: opening `max(bits, s) + 1` bits spares
+/// the second reading's tables but widens the threshold comparisons, so the plan takes
+/// whichever costs less, the same for both favors.
+#[test]
+fn opening_takes_the_cheaper_width() {
+    let q = |s: u32| crate::Requant {
+        num: vec![12_345],
+        den: vec![1 << s],
+        zp: vec![0],
+        lo: -128,
+        hi: 127,
+    };
+    let b = Bounds {
+        lo: -(1 << 12),
+        hi: 1 << 12,
+    };
+    // 14 bits of operand: a 31-bit shift opens 14 bits with tables for both readings.
+    for favor in [Favor::Bytes, Favor::Rounds] {
+        let wide = super::requant::RequantPlan::new(&q(31), b, 64, favor).unwrap();
+        assert_eq!((wide.m, wide.dual), (15, true), "{favor:?}");
+        // A shift no wider than the operand opens as wide either way, with one set.
+        let narrow = super::requant::RequantPlan::new(&q(12), b, 64, favor).unwrap();
+        assert_eq!((narrow.m, narrow.dual), (15, false), "{favor:?}");
+    }
+    // A shift just above the operand costs less with one set of tables.
+    let near = super::requant::RequantPlan::new(&q(15), b, 64, Favor::Bytes).unwrap();
+    assert_eq!((near.m, near.dual), (16, false));
+}
+
 #[test]
 fn fused_requantization_matches_clear_including_ties() {
     use crate::Requant;
@@ -432,7 +461,9 @@ fn fused_requantization_matches_clear_including_ties() {
             let plan32 = super::requant::RequantPlan::new(&q, b, 32, Favor::Bytes);
             assert_eq!(plan32.is_some(), hi - lo < 1 << 31, "case {k} at Z_2^32");
             if let Some(plan) = plan32 {
-                assert_eq!(plan.dual, s >= 32, "case {k}: two readings of the mask");
+                // Below 32 bits one set of tables serves both readings where the wider
+                // opening is cheaper (`opening_takes_the_cheaper_width`).
+                assert!(plan.dual || s < 32, "case {k}: two readings of the mask");
                 let got = secure::<u32>(&x, |p, sh| {
                     p.requantize(sh, &q, b, TruncMode::Exact).unwrap()
                 });
