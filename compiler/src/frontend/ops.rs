@@ -1588,7 +1588,14 @@ fn pad(imp: &mut Importer, node: &NodeProto, opset: i64, inputs: &[Option<Sym>])
             f as i64
         }
     };
-    let pads = pads.iter().map(|&p| p as usize).collect();
+    let pads: Vec<usize> = pads.iter().map(|&p| p as usize).collect();
+    // The padded shape before anything is built from it (a constant is padded here).
+    let dims = imp.sym_dims(x)?;
+    let padded: Option<Vec<usize>> = (0..rank)
+        .map(|i| dims[i].checked_add(pads[i])?.checked_add(pads[i + rank]))
+        .collect();
+    let padded = padded.ok_or_else(|| format!("pads {pads:?} overflow the shape {dims:?}"))?;
+    crate::ir::check_size(&padded)?;
     one(imp.layout(x, &Layout::Pad(pads, v))?)
 }
 

@@ -32,19 +32,18 @@ const MAX_LEVELS: i64 = 1 << 12;
 
 /// Shorten the multiplier of every requantization where that narrows its divisor.
 pub fn short_multiplier(g: &mut Graph) {
-    let requants: Vec<NodeIndex> =
-        g.g.node_indices()
-            .filter(|&n| {
-                matches!(
-                    g.g[n].op,
-                    Op::Compute(
-                        Instr::Requant { .. }
-                            | Instr::ConvRequant { .. }
-                            | Instr::MatMulRequant { .. }
-                    )
+    let requants: Vec<NodeIndex> = g
+        .g
+        .node_indices()
+        .filter(|&n| {
+            matches!(
+                g.g[n].op,
+                Op::Compute(
+                    Instr::Requant { .. } | Instr::ConvRequant { .. } | Instr::MatMulRequant { .. }
                 )
-            })
-            .collect();
+            )
+        })
+        .collect();
     for n in requants {
         shorten(g, n);
     }
@@ -88,11 +87,7 @@ fn params(ins: &Instr) -> Option<([usize; 3], i64, i64)> {
             lo,
             hi,
             ..
-        } => Some((
-            [num.0 as usize, den.0 as usize, zp.0 as usize],
-            lo.0,
-            hi.0,
-        )),
+        } => Some(([num.0 as usize, den.0 as usize, zp.0 as usize], lo.0, hi.0)),
         _ => None,
     }
 }
@@ -126,7 +121,8 @@ fn shorten(g: &mut Graph, n: NodeIndex) {
     else {
         return;
     };
-    let spread = |(d, v): (&[usize], &[i64])| broadcast_to(&Tensor::new(d.to_vec(), v.to_vec()), &dims);
+    let spread =
+        |(d, v): (&[usize], &[i64])| broadcast_to(&Tensor::new(d.to_vec(), v.to_vec()), &dims);
     let (num, den, zp) = (spread(consts[0]), spread(consts[1]), spread(consts[2]));
     let old = den.iter().map(|&d| width(d)).max().unwrap_or(0);
     let mut found: HashMap<(i64, i64, i64), (i64, i64)> = HashMap::new();
@@ -165,7 +161,13 @@ fn shorten(g: &mut Graph, n: NodeIndex) {
     operands[inum] = konst(g, new_num);
     operands[iden] = konst(g, new_den);
     let decl = g.decl(n).clone();
-    let added = g.add_compute(ins, &operands, Some(&decl.ty.dims), Some(decl.ty.dtype), &origin);
+    let added = g.add_compute(
+        ins,
+        &operands,
+        Some(&decl.ty.dims),
+        Some(decl.ty.dtype),
+        &origin,
+    );
     let Ok(short) = added else {
         drop_unread(g, &operands[..]);
         return;
@@ -184,11 +186,10 @@ fn shorten(g: &mut Graph, n: NodeIndex) {
 /// Remove the constants among `nodes` that nothing reads any more.
 fn drop_unread(g: &mut Graph, nodes: &[NodeIndex]) {
     for &o in nodes {
-        let unread = g
-            .g
-            .neighbors_directed(o, petgraph::Direction::Outgoing)
-            .next()
-            .is_none();
+        let unread =
+            g.g.neighbors_directed(o, petgraph::Direction::Outgoing)
+                .next()
+                .is_none();
         if unread && matches!(g.g[o].op, Op::Const { .. }) {
             g.g.remove_node(o);
         }
@@ -288,7 +289,11 @@ mod tests {
             let f = steps(num, den, zp);
             let b = (-60, 60);
             for k in f.at(b.0) + 1..=f.at(b.1) {
-                assert_eq!(f.threshold(k), searched(&f, k, b), "{num}/{den} zp {zp} k {k}");
+                assert_eq!(
+                    f.threshold(k),
+                    searched(&f, k, b),
+                    "{num}/{den} zp {zp} k {k}"
+                );
             }
         }
     }
@@ -332,7 +337,11 @@ mod tests {
             assert!(width(d2) < width(den));
             let g = steps(n2, d2, zp);
             for x in lo..=hi {
-                assert_eq!(f.at(x), g.at(x), "{num}/{den} → {n2}/{d2}, zp {zp}, x = {x}");
+                assert_eq!(
+                    f.at(x),
+                    g.at(x),
+                    "{num}/{den} → {n2}/{d2}, zp {zp}, x = {x}"
+                );
             }
         }
         assert!(shortened > 50, "only {shortened} of 300 shortened");

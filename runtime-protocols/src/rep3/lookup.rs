@@ -19,8 +19,12 @@
 //! (2 KB) of a lookup that opens `y` to one party. `A` sees `c` (masked by `r_B`) and
 //! `u` (by `ρ_B`); `B` sees `c`, `u` and `D`'s shares (masked by `A`'s pads); `D` sees
 //! only parts masked with randomness of `A` and `B`.
+//!
+//! For few elements ([`rotates`]) [`lookup_rotated`] takes two rounds instead: the dealer
+//! deals each element's whole table rotated by its mask, `2^m` ring words, and the opened
+//! entry is already a replicated sharing.
 
-use super::assist::{put_words, reshare_parts, Post, Role, Seat};
+use super::assist::{put_words, reshare_parts, Inbox, Post, Role, Seat};
 use super::{Rep, Rep3};
 use crate::bitvec::{bit_bytes, bits_at, bits_of, get, low_mask, or_bits, pack, set, words, xor};
 use crate::word::Word;
@@ -76,7 +80,6 @@ pub(super) fn lookup<W: Word>(
     let n = x.len();
     let (m, w, len) = (shape.m, shape.w, shape.len());
     let mmask = low_mask(m);
-    let ob = (m as usize).div_ceil(8);
     let low = |v: W| (v.to_u128() as u64) & mmask;
     let neg_offset = W::from_i64(offset).neg();
     // T'[j] = table[j] − min; entries past the table are never selected.
@@ -101,24 +104,13 @@ pub(super) fn lookup<W: Word>(
         if nn == 0 {
             continue;
         }
-        let r = s.range.clone();
         let masks = |p: &mut Rep3<W>, key| -> Vec<u64> {
             p.draw_words(key, nn).iter().map(|&v| low(v)).collect()
         };
         match s.role {
             Role::A | Role::B => {
                 let is_a = s.role == Role::A;
-                let rx = masks(p, if is_a { s.da } else { s.db });
-                // A sends its component g+1 (with −offset folded in), B its component g.
-                let mut msg = Vec::with_capacity(nn * ob);
-                for (i, e) in r.enumerate() {
-                    let comp = if is_a { x[e].a.add(neg_offset) } else { x[e].b };
-                    let v = low(comp).wrapping_add(rx[i]) & mmask;
-                    msg.extend_from_slice(&v.to_le_bytes()[..ob]);
-                }
-                post.out[s.other()].extend(msg);
-                post.expect[s.other()] += nn * ob;
-                mask[gi] = rx;
+                mask[gi] = send_opening(p, s, x, neg_offset, m, &mut post);
                 if is_a {
                     onehot[gi] = p.draw_bits(s.da, nn * len);
                     rho[gi] = p.draw_bits(s.da, nn * w as usize);
@@ -147,24 +139,7 @@ pub(super) fn lookup<W: Word>(
             continue;
         }
         let is_a = s.role == Role::A;
-        let got = inbox.take(s.other(), nn * ob).to_vec();
-        let c: Vec<u64> = s
-            .range
-            .clone()
-            .enumerate()
-            .map(|(i, e)| {
-                let mine = if is_a {
-                    low(x[e].a.add(neg_offset)).wrapping_add(low(x[e].b))
-                } else {
-                    low(x[e].a).wrapping_add(low(x[e].b))
-                };
-                let mut b = [0u8; 8];
-                b[..ob].copy_from_slice(&got[i * ob..(i + 1) * ob]);
-                mine.wrapping_add(mask[gi][i])
-                    .wrapping_add(u64::from_le_bytes(b))
-                    & mmask
-            })
-            .collect();
+        let c = receive_opening(s, x, neg_offset, m, &mask[gi], &mut inbox);
         if !is_a {
             onehot[gi] = inbox.bits(s.d, nn * len);
             rho_ring[gi] = inbox.words(s.d, nn * w as usize);
@@ -225,6 +200,206 @@ pub(super) fn lookup<W: Word>(
     for (s, (a, b)) in seats.iter().zip(parts) {
         for (i, e) in s.range.clone().enumerate() {
             out[e] = Rep { a: a[i], b: b[i] };
+        }
+    }
+    Ok(out)
+}
+
+/// Round 1 of an evaluator: its opening of `c = y + r mod 2^m` to the other evaluator (`A`
+/// its component `g + 1` with `−offset` folded in, `B` its component `g`, each under its
+/// draw from the key it shares with the dealer). Returns the draws.
+fn send_opening<W: Word>(
+    p: &mut Rep3<W>,
+    s: &Seat,
+    x: &[Rep<W>],
+    neg_offset: W,
+    m: u32,
+    post: &mut Post,
+) -> Vec<u64> {
+    let (nn, ob, mmask) = (s.n(), (m as usize).div_ceil(8), low_mask(m));
+    let low = |v: W| (v.to_u128() as u64) & mmask;
+    let is_a = s.role == Role::A;
+    let rx: Vec<u64> = p
+        .draw_words(if is_a { s.da } else { s.db }, nn)
+        .iter()
+        .map(|&v: &W| low(v))
+        .collect();
+    let mut msg = Vec::with_capacity(nn * ob);
+    for (i, e) in s.range.clone().enumerate() {
+        let comp = if is_a { x[e].a.add(neg_offset) } else { x[e].b };
+        let v = low(comp).wrapping_add(rx[i]) & mmask;
+        msg.extend_from_slice(&v.to_le_bytes()[..ob]);
+    }
+    post.out[s.other()].extend(msg);
+    post.expect[s.other()] += nn * ob;
+    rx
+}
+
+/// `c` for every element of an evaluator's group, from its own components, its draws and
+/// the other evaluator's opening.
+fn receive_opening<W: Word>(
+    s: &Seat,
+    x: &[Rep<W>],
+    neg_offset: W,
+    m: u32,
+    mask: &[u64],
+    inbox: &mut Inbox,
+) -> Vec<u64> {
+    let (nn, ob, mmask) = (s.n(), (m as usize).div_ceil(8), low_mask(m));
+    let low = |v: W| (v.to_u128() as u64) & mmask;
+    let is_a = s.role == Role::A;
+    let got = inbox.take(s.other(), nn * ob).to_vec();
+    s.range
+        .clone()
+        .enumerate()
+        .map(|(i, e)| {
+            let own = if is_a { x[e].a.add(neg_offset) } else { x[e].a };
+            let mut b = [0u8; 8];
+            b[..ob].copy_from_slice(&got[i * ob..(i + 1) * ob]);
+            low(own)
+                .wrapping_add(low(x[e].b))
+                .wrapping_add(mask[i])
+                .wrapping_add(u64::from_le_bytes(b))
+                & mmask
+        })
+        .collect()
+}
+
+/// The most table entries a call may deal as whole rotated tables ([`lookup_rotated`]):
+/// 2^19 ring words (2 MB of 32-bit words), a squeeze-excitation gate's 1,152 elements of
+/// a 256-entry table.
+pub(super) const ROTATED_ENTRIES: usize = 1 << 19;
+
+/// Whether a lookup of `n` elements takes [`lookup_rotated`]: two rounds for `2^m` ring
+/// words per element from the dealer, where there are few elements.
+pub(super) fn rotates(shape: Shape, n: usize) -> bool {
+    n.saturating_mul(shape.len()) <= ROTATED_ENTRIES
+}
+
+/// `table[x − offset]` in two rounds, for few elements (see [`rotates`]): the dealer
+/// deals the whole table rotated by its mask and shifted by a ring mask `ρ`,
+/// `S[j] = table[j − r mod L] + ρ`, additively shared between `A` (pads from their key)
+/// and `B` (sent). After the opening of `c = y + r` (round 1, as in [`lookup`]) both
+/// evaluators open `u = S[c] = table[y] + ρ` (round 2). With `ρ = ρ_A + ρ_B` drawn from
+/// the keys `D`–`A` and `D`–`B`, the components `(−ρ_B, −ρ_A, u)` at positions
+/// `(g, g + 1, g + 2)` are a replicated sharing of `table[y]` that each party holds its two
+/// of without a resharing: `D` has `−ρ_B` and `−ρ_A`, `A` `−ρ_A` and `u`, `B` `u` and `−ρ_B`.
+/// `A` sees `c` (masked by `r_B`) and `u` (by `ρ_B`), `B` `c`, `u` (by `ρ_A`) and the
+/// dealer's table (by `A`'s pads), `D` nothing.
+pub(super) fn lookup_rotated<W: Word>(
+    p: &mut Rep3<W>,
+    shape: Shape,
+    x: &[Rep<W>],
+    table: &[i64],
+    offset: i64,
+) -> R<Vec<Rep<W>>> {
+    let n = x.len();
+    let (m, len) = (shape.m, shape.len());
+    let mmask = low_mask(m);
+    let neg_offset = W::from_i64(offset).neg();
+    let seats: Vec<Seat> = (0..3).map(|g| Seat::new(p.me, g, p.group(n, g))).collect();
+
+    // Round 1: the openings of c; the dealer's rotated tables to B.
+    let mut post = Post::new();
+    let mut mask: Vec<Vec<u64>> = vec![Vec::new(); 3];
+    let mut shares: Vec<Vec<W>> = vec![Vec::new(); 3];
+    let mut rho: Vec<Vec<W>> = vec![Vec::new(); 3];
+    for (gi, s) in seats.iter().enumerate() {
+        let nn = s.n();
+        if nn == 0 {
+            continue;
+        }
+        match s.role {
+            Role::A | Role::B => {
+                mask[gi] = send_opening(p, s, x, neg_offset, m, &mut post);
+                if s.role == Role::A {
+                    shares[gi] = p.draw_words(s.da, nn * len);
+                    rho[gi] = p.draw_words(s.da, nn);
+                } else {
+                    rho[gi] = p.draw_words(s.db, nn);
+                    post.expect[s.d] += nn * len * W::BYTES;
+                }
+            }
+            Role::Dealer => {
+                let low = |v: &W| (v.to_u128() as u64) & mmask;
+                let ra: Vec<W> = p.draw_words(s.da, nn);
+                let pads: Vec<W> = p.draw_words(s.da, nn * len);
+                let rho_a: Vec<W> = p.draw_words(s.da, nn);
+                let rb: Vec<W> = p.draw_words(s.db, nn);
+                let rho_b: Vec<W> = p.draw_words(s.db, nn);
+                let mut msg = Vec::with_capacity(nn * len * W::BYTES);
+                for i in 0..nn {
+                    let r = (low(&ra[i]).wrapping_add(low(&rb[i])) & mmask) as usize;
+                    let rho = rho_a[i].add(rho_b[i]);
+                    let row = (0..len).map(|j| {
+                        let v = table.get(j.wrapping_sub(r) & (len - 1)).copied();
+                        W::from_i64(v.unwrap_or(0)).add(rho).sub(pads[i * len + j])
+                    });
+                    for w in row {
+                        w.write(&mut msg);
+                    }
+                    // Its components: −ρ_B (position g), −ρ_A (position g + 1).
+                    shares[gi].push(rho_b[i].neg());
+                    shares[gi].push(rho_a[i].neg());
+                }
+                post.out[s.pb].extend(msg);
+            }
+        }
+    }
+    let mut inbox = p.post(post)?;
+
+    // Round 2: each evaluator's share of S[c], to the other.
+    let mut post = Post::new();
+    let mut mine: Vec<Vec<W>> = vec![Vec::new(); 3];
+    for (gi, s) in seats.iter().enumerate() {
+        let nn = s.n();
+        if nn == 0 || s.role == Role::Dealer {
+            continue;
+        }
+        let c = receive_opening(s, x, neg_offset, m, &mask[gi], &mut inbox);
+        if s.role == Role::B {
+            shares[gi] = inbox.words(s.d, nn * len);
+        }
+        // A twin computes no values (see `Word::DATA`).
+        mine[gi] = (0..nn)
+            .map(|i| {
+                let at = if W::DATA { c[i] as usize } else { 0 };
+                shares[gi][i * len + at]
+            })
+            .collect();
+        let mut msg = Vec::with_capacity(nn * W::BYTES);
+        put_words(&mine[gi], &mut msg);
+        post.expect[s.other()] += msg.len();
+        post.out[s.other()].extend(msg);
+    }
+    let mut inbox = p.post(post)?;
+
+    let mut out = vec![Rep::<W>::default(); n];
+    for (gi, s) in seats.iter().enumerate() {
+        let nn = s.n();
+        if nn == 0 {
+            continue;
+        }
+        let theirs: Vec<W> = if s.role == Role::Dealer {
+            Vec::new()
+        } else {
+            inbox.words(s.other(), nn)
+        };
+        for (i, e) in s.range.clone().enumerate() {
+            out[e] = match s.role {
+                Role::Dealer => Rep {
+                    a: shares[gi][2 * i],
+                    b: shares[gi][2 * i + 1],
+                },
+                Role::A => Rep {
+                    a: rho[gi][i].neg(),
+                    b: mine[gi][i].add(theirs[i]),
+                },
+                Role::B => Rep {
+                    a: mine[gi][i].add(theirs[i]),
+                    b: rho[gi][i].neg(),
+                },
+            };
         }
     }
     Ok(out)

@@ -203,17 +203,32 @@ fn lookup_matches<W: Word>() {
                 x[0] = offset;
                 x[1] = hi;
             }
-            let got = secure::<W>(&x, |p, s| p.lookup(s, &table, offset).unwrap());
             let want = Clear.lookup(&x, &table, offset).unwrap();
             let wrap = |v: i64| W::from_i64(v).to_i64();
             let want: Vec<i64> = want.into_iter().map(wrap).collect();
-            assert_eq!(
-                got,
-                want,
-                "Z_2^{}, {} entries, n = {n}",
-                W::BITS,
-                table.len()
-            );
+            // The call as the VM makes it, then each construction whatever the size.
+            let shape = super::lookup::Shape::new(&table).unwrap();
+            let one_hot = |p: &mut Rep3<W>, s: &Pair<W>| {
+                planes(super::lookup::lookup(p, shape, &reps(s), &table, offset).unwrap())
+            };
+            let rotated = |p: &mut Rep3<W>, s: &Pair<W>| {
+                let r = super::lookup::lookup_rotated(p, shape, &reps(s), &table, offset);
+                planes(r.unwrap())
+            };
+            let got = [
+                secure::<W>(&x, |p, s| p.lookup(s, &table, offset).unwrap()),
+                secure::<W>(&x, one_hot),
+                secure::<W>(&x, rotated),
+            ];
+            for (got, how) in got.into_iter().zip(["lookup", "one-hot", "rotated"]) {
+                assert_eq!(
+                    got,
+                    want,
+                    "{how}: Z_2^{}, {} entries, n = {n}",
+                    W::BITS,
+                    table.len()
+                );
+            }
         }
     }
 }
@@ -225,40 +240,54 @@ fn lookup_matches_clear() {
     lookup_matches::<u128>();
 }
 
-/// A lookup takes 3 rounds, sends what its cost says, and the dealer's one-hot vector is
-/// bits: far fewer bytes than a vector of ring words per element.
+/// A lookup sends what its cost says: 3 rounds with the dealer's one-hot vector of bits
+/// (far fewer bytes than a vector of ring words per element), 2 with whole rotated
+/// tables where there are few elements.
 #[test]
 fn lookup_costs_equal_the_run() {
     use crate::cost::per_party;
-    let n = 300;
-    for (table, offset) in lookup_cases() {
-        let hi = offset + table.len() as i64 - 1;
-        let x = values(n, offset, hi, 6);
-        let stats = run3::<u64, _>(|p| {
-            let mine = (p.party() == 1).then_some(&x[..]);
-            let s = p.input(1, mine, n).unwrap();
-            let before = p.stats();
-            p.lookup(&s, &table, offset).unwrap();
-            let after = p.stats();
-            (
-                after.rounds - before.rounds,
-                after.bytes_sent - before.bytes_sent,
-            )
-        });
-        let rounds = Rep3Costs::new(64).lookup(n, &table).unwrap();
-        assert_eq!(rounds.len(), 3, "open, select, reshare");
-        let want = per_party(&rounds, 3);
-        for (i, (r, bytes)) in stats.into_iter().enumerate() {
-            assert_eq!(
-                (r, bytes),
-                (want[i].rounds, want[i].bytes_sent),
-                "party {i}"
-            );
+    for n in [300, 2100] {
+        for (table, offset) in lookup_cases() {
+            let hi = offset + table.len() as i64 - 1;
+            let x = values(n, offset, hi, 6);
+            let stats = run3::<u64, _>(|p| {
+                let mine = (p.party() == 1).then_some(&x[..]);
+                let s = p.input(1, mine, n).unwrap();
+                let before = p.stats();
+                p.lookup(&s, &table, offset).unwrap();
+                let after = p.stats();
+                (
+                    after.rounds - before.rounds,
+                    after.bytes_sent - before.bytes_sent,
+                )
+            });
+            let rounds = Rep3Costs::new(64).lookup(n, &table).unwrap();
+            let shape = super::lookup::Shape::new(&table).unwrap();
+            let (want_rounds, how) = if super::lookup::rotates(shape, n) {
+                (2, "open, open the rotated entry")
+            } else {
+                (3, "open, select, reshare")
+            };
+            assert_eq!(rounds.len(), want_rounds, "{how}");
+            let want = per_party(&rounds, 3);
+            for (i, (r, bytes)) in stats.into_iter().enumerate() {
+                assert_eq!(
+                    (r, bytes),
+                    (want[i].rounds, want[i].bytes_sent),
+                    "party {i}, n = {n}"
+                );
+            }
         }
     }
-    // An int8 table: every party sends under 60 bytes per element (it is the dealer of a
-    // third: 32 bytes of one-hot bits and 8 words, then 2 bytes and a word as an evaluator).
+    // An int8 table over more elements than take rotated tables: every party sends under
+    // 60 bytes per element (it is the dealer of a third: 32 bytes of one-hot bits and 8
+    // words, then 2 bytes and a word as an evaluator).
+    let n = 2100;
     let (table, _) = &lookup_cases()[0];
+    assert!(!super::lookup::rotates(
+        super::lookup::Shape::new(table).unwrap(),
+        n
+    ));
     let rounds = Rep3Costs::new(64).lookup(n, table).unwrap();
     for c in per_party(&rounds, 3) {
         assert!(
@@ -1099,9 +1128,13 @@ mod view {
             let f = p.requantize(&sq, &rq, sq_bounds, TruncMode::Exact).unwrap();
             let m = p.max(&v, &c, b).unwrap();
             let a = p.argmax(&v, 4, false, b).unwrap();
+            // Few elements take rotated tables; the one-hot construction too.
             let t = p.lookup(&v, &table, -100).unwrap();
+            let shape = super::super::lookup::Shape::new(&table).unwrap();
+            let oh = super::super::lookup::lookup(p, shape, &reps(&v), &table, -100);
+            let oh = planes(oh.unwrap());
             let pr = product_requantized(p, &v, &c, &rq);
-            for y in [r, m, a, t, f, pr] {
+            for y in [r, m, a, t, oh, f, pr] {
                 p.reveal(&y, owner).unwrap();
             }
         })
