@@ -20,15 +20,15 @@
 //! `u` (by `ρ_B`); `B` sees `c`, `u` and `D`'s shares (masked by `A`'s pads); `D` sees
 //! only parts masked with randomness of `A` and `B`.
 //!
-//! For few elements ([`rotates`]) [`lookup_rotated`] takes two rounds instead: the dealer
-//! deals each element's whole table rotated by its mask, `2^m` ring words, and the opened
-//! entry is already a replicated sharing.
+//! Favouring rounds, for few elements ([`rotates`]) [`lookup_rotated`] takes two rounds
+//! instead: the dealer deals each element's whole table rotated by its mask, `2^m` ring
+//! words, and the opened entry is already a replicated sharing.
 
 use super::assist::{put_words, reshare_parts, Inbox, Post, Role, Seat};
 use super::{Rep, Rep3};
 use crate::bitvec::{bit_bytes, bits_at, bits_of, get, low_mask, or_bits, pack, set, words, xor};
 use crate::word::Word;
-use crate::ProtocolError;
+use crate::{Favor, ProtocolError};
 use rayon::prelude::*;
 
 type R<T> = Result<T, ProtocolError>;
@@ -271,12 +271,14 @@ fn receive_opening<W: Word>(
 pub(super) const ROTATED_ENTRIES: usize = 1 << 19;
 
 /// Whether a lookup of `n` elements takes [`lookup_rotated`]: two rounds for `2^m` ring
-/// words per element from the dealer, where there are few elements.
-pub(super) fn rotates(shape: Shape, n: usize) -> bool {
-    n.saturating_mul(shape.len()) <= ROTATED_ENTRIES
+/// words per element from the dealer (about ten times the one-hot construction's bytes),
+/// where rounds are favoured and there are few elements.
+pub(super) fn rotates(shape: Shape, n: usize, favor: Favor) -> bool {
+    favor == Favor::Rounds && n.saturating_mul(shape.len()) <= ROTATED_ENTRIES
 }
 
-/// `table[x − offset]` in two rounds, for few elements (see [`rotates`]): the dealer
+/// `table[x − offset]` in two rounds, for few elements where rounds are favoured (see
+/// [`rotates`]): the dealer
 /// deals the whole table rotated by its mask and shifted by a ring mask `ρ`,
 /// `S[j] = table[j − r mod L] + ρ`, additively shared between `A` (pads from their key)
 /// and `B` (sent). After the opening of `c = y + r` (round 1, as in [`lookup`]) both

@@ -737,26 +737,12 @@ fn narrowing(ring_bits: u32) -> Option<Narrowing> {
 fn pending(ring_bits: u32) -> Pending {
     Pending {
         ring_bits,
-        leaves: |call, cap| resharing_lookup(call) || fused(call, cap),
+        leaves: |call, cap| dealt_lookup(call) || fused(call, cap),
         opens: |call, cap| match call {
             Call::Lookup { .. } => dealt_lookup(call),
             Call::Requantize { .. } => fused(call, cap),
             _ => false,
         },
-    }
-}
-
-/// Whether a lookup ends in a resharing: the dealer-assisted construction for more
-/// elements than take whole rotated tables (whose result is replicated as it opens).
-fn resharing_lookup(call: Call<'_>) -> bool {
-    match call {
-        Call::Lookup {
-            len,
-            table_len,
-            lo,
-            hi,
-        } => lookup::Shape::of(table_len, lo, hi).is_some_and(|s| !lookup::rotates(s, len)),
-        _ => false,
     }
 }
 
@@ -989,13 +975,9 @@ impl<W: Word> crate::func::Selection for Rep3<W> {
             return self.narrow_call(|p| crate::func::Selection::lookup(p, &x, table, offset));
         }
         match lookup::Shape::new(table) {
-            Some(shape) if lookup::rotates(shape, x.a.len()) => Ok(planes(lookup::lookup_rotated(
-                self,
-                shape,
-                &reps(x),
-                table,
-                offset,
-            )?)),
+            Some(shape) if lookup::rotates(shape, x.a.len(), self.favor) => Ok(planes(
+                lookup::lookup_rotated(self, shape, &reps(x), table, offset)?,
+            )),
             Some(shape) => Ok(planes(lookup::lookup(
                 self,
                 shape,

@@ -115,8 +115,10 @@ impl RequantPlan {
         // differ, or, where every divisor is a power of two and the ring allows, of
         // `max(bits, s) + 1` bits with one set (the readings `r` and `r − 2^m` then leave
         // the same remainder and parity). Where `s > bits` the wider opening costs wider
-        // threshold comparisons too: the cheaper of the two, costed with the default's
-        // tree so that the opening does not depend on the favor.
+        // threshold comparisons too: the cheaper of the two (the narrower where they tie),
+        // costed with the default's tree so that the opening does not depend on the favor.
+        // An opening's bytes go out up to four times (`A`↔`B`, and the dealer's product
+        // part to both).
         let narrow = Opening {
             m: bits + 1,
             readings: if dyadic {
@@ -132,9 +134,9 @@ impl RequantPlan {
             };
             let cost = |o: Opening| {
                 let p = Self::with(&divs, s, bits, o, Favor::Bytes);
-                (p.levels().len(), p.dealer_bits() + 16 * p.open_bytes())
+                (p.levels().len(), p.dealer_bits() + 32 * p.open_bytes())
             };
-            if s > bits && cost(narrow) < cost(wide) {
+            if s > bits && cost(narrow) <= cost(wide) {
                 narrow
             } else {
                 wide

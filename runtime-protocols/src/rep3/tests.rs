@@ -240,17 +240,57 @@ fn lookup_matches_clear() {
     lookup_matches::<u128>();
 }
 
+/// What the evaluators of whole rotated tables open, `u = table[y] + ρ`, and the dealer's
+/// components `−ρ_B`, `−ρ_A` are masked afresh every run: no component any party holds
+/// repeats across runs on the same input. (The party-view test cannot see a dropped `ρ`:
+/// each evaluator's view holds `u` only as a sum of two words at a position `c` that moves
+/// with the mask.)
+#[test]
+fn rotated_lookups_mask_every_component_afresh() {
+    let (table, offset) = lookup_cases()[0].clone();
+    let x: Vec<i64> = (0..9).map(|i| offset + 30 * i).collect();
+    let shape = super::lookup::Shape::new(&table).unwrap();
+    let runs: Vec<Vec<Pair<u32>>> = (0..12)
+        .map(|_| {
+            run3::<u32, _>(|p| {
+                let mine = (p.party() == 1).then_some(&x[..]);
+                let s = p.input(1, mine, x.len()).unwrap();
+                planes(super::lookup::lookup_rotated(p, shape, &reps(&s), &table, offset).unwrap())
+            })
+        })
+        .collect();
+    for party in 0..3 {
+        for e in 0..x.len() {
+            for side in [true, false] {
+                let seen: std::collections::BTreeSet<u32> = runs
+                    .iter()
+                    .map(|r| if side { r[party].a[e] } else { r[party].b[e] })
+                    .collect();
+                assert!(
+                    seen.len() > 1,
+                    "party {party}, element {e}: a component repeats"
+                );
+            }
+        }
+    }
+}
+
 /// A lookup sends what its cost says: 3 rounds with the dealer's one-hot vector of bits
 /// (far fewer bytes than a vector of ring words per element), 2 with whole rotated
-/// tables where there are few elements.
+/// tables where rounds are favoured and there are few elements.
 #[test]
 fn lookup_costs_equal_the_run() {
     use crate::cost::per_party;
-    for n in [300, 2100] {
+    for (n, favor) in [
+        (300, Favor::Bytes),
+        (300, Favor::Rounds),
+        (2100, Favor::Rounds),
+    ] {
         for (table, offset) in lookup_cases() {
             let hi = offset + table.len() as i64 - 1;
             let x = values(n, offset, hi, 6);
             let stats = run3::<u64, _>(|p| {
+                p.favor = favor;
                 let mine = (p.party() == 1).then_some(&x[..]);
                 let s = p.input(1, mine, n).unwrap();
                 let before = p.stats();
@@ -261,9 +301,13 @@ fn lookup_costs_equal_the_run() {
                     after.bytes_sent - before.bytes_sent,
                 )
             });
-            let rounds = Rep3Costs::new(64).lookup(n, &table).unwrap();
+            let costs = Rep3Costs {
+                ring_bits: 64,
+                favor,
+            };
+            let rounds = costs.lookup(n, &table).unwrap();
             let shape = super::lookup::Shape::new(&table).unwrap();
-            let (want_rounds, how) = if super::lookup::rotates(shape, n) {
+            let (want_rounds, how) = if super::lookup::rotates(shape, n, favor) {
                 (2, "open, open the rotated entry")
             } else {
                 (3, "open, select, reshare")
@@ -274,20 +318,16 @@ fn lookup_costs_equal_the_run() {
                 assert_eq!(
                     (r, bytes),
                     (want[i].rounds, want[i].bytes_sent),
-                    "party {i}, n = {n}"
+                    "party {i}, n = {n}, {favor:?}"
                 );
             }
         }
     }
-    // An int8 table over more elements than take rotated tables: every party sends under
-    // 60 bytes per element (it is the dealer of a third: 32 bytes of one-hot bits and 8
-    // words, then 2 bytes and a word as an evaluator).
-    let n = 2100;
+    // An int8 table by default: every party sends under 60 bytes per element (it is the
+    // dealer of a third: 32 bytes of one-hot bits and 8 words, then 2 bytes and a word as
+    // an evaluator).
+    let n = 300;
     let (table, _) = &lookup_cases()[0];
-    assert!(!super::lookup::rotates(
-        super::lookup::Shape::new(table).unwrap(),
-        n
-    ));
     let rounds = Rep3Costs::new(64).lookup(n, table).unwrap();
     for c in per_party(&rounds, 3) {
         assert!(
@@ -1128,10 +1168,10 @@ mod view {
             let f = p.requantize(&sq, &rq, sq_bounds, TruncMode::Exact).unwrap();
             let m = p.max(&v, &c, b).unwrap();
             let a = p.argmax(&v, 4, false, b).unwrap();
-            // Few elements take rotated tables; the one-hot construction too.
+            // The one-hot construction (the default), and whole rotated tables.
             let t = p.lookup(&v, &table, -100).unwrap();
             let shape = super::super::lookup::Shape::new(&table).unwrap();
-            let oh = super::super::lookup::lookup(p, shape, &reps(&v), &table, -100);
+            let oh = super::super::lookup::lookup_rotated(p, shape, &reps(&v), &table, -100);
             let oh = planes(oh.unwrap());
             let pr = product_requantized(p, &v, &c, &rq);
             for y in [r, m, a, t, oh, f, pr] {
