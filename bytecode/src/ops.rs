@@ -207,7 +207,55 @@ macro_rules! define_instructions {
 
 for_each_op!(define_instructions);
 
+/// The parameters every requantization (`requant`, `convrequant`, `matmulrequant`) takes:
+/// the registers of `num`, `den` and `zp`, and the clamp's `lo` and `hi`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Requantization {
+    pub num: u32,
+    pub den: u32,
+    pub zp: u32,
+    pub lo: i64,
+    pub hi: i64,
+}
+
 impl Instr {
+    /// The requantization's parameters, for the three instructions that requantize.
+    pub fn requantization(&self) -> Option<Requantization> {
+        match self {
+            Instr::Requant {
+                num,
+                den,
+                zp,
+                lo,
+                hi,
+                ..
+            }
+            | Instr::ConvRequant {
+                num,
+                den,
+                zp,
+                lo,
+                hi,
+                ..
+            }
+            | Instr::MatMulRequant {
+                num,
+                den,
+                zp,
+                lo,
+                hi,
+                ..
+            } => Some(Requantization {
+                num: num.0,
+                den: den.0,
+                zp: zp.0,
+                lo: lo.0,
+                hi: hi.0,
+            }),
+            _ => None,
+        }
+    }
+
     /// Assembly text of the instruction, e.g. `%3 = add a=%1, b=%2`.
     pub fn to_asm(&self) -> String {
         let mut s = String::new();

@@ -22,7 +22,7 @@ use crate::ir::{Graph, Op};
 use petgraph::stable_graph::NodeIndex;
 use qmpc_bytecode::shapes;
 use qmpc_bytecode::tensor::{broadcast_to, Tensor};
-use qmpc_bytecode::{ConstTensor, DType, Instr};
+use qmpc_bytecode::{ConstTensor, DType};
 use qmpc_semantics::ring::rescale;
 use std::collections::HashMap;
 
@@ -32,18 +32,10 @@ const MAX_LEVELS: i64 = 1 << 12;
 
 /// Shorten the multiplier of every requantization where that narrows its divisor.
 pub fn short_multiplier(g: &mut Graph) {
-    let requants: Vec<NodeIndex> = g
-        .g
-        .node_indices()
-        .filter(|&n| {
-            matches!(
-                g.g[n].op,
-                Op::Compute(
-                    Instr::Requant { .. } | Instr::ConvRequant { .. } | Instr::MatMulRequant { .. }
-                )
-            )
-        })
-        .collect();
+    let requants: Vec<NodeIndex> =
+        g.g.node_indices()
+            .filter(|&n| matches!(&g.g[n].op, Op::Compute(i) if i.requantization().is_some()))
+            .collect();
     for n in requants {
         shorten(g, n);
     }
@@ -60,45 +52,16 @@ fn width(den: i64) -> u32 {
     128 - (d - 1).leading_zeros()
 }
 
-/// The requantization's parameters: operand positions of `num`, `den`, `zp`, and `lo`,
-/// `hi`.
-fn params(ins: &Instr) -> Option<([usize; 3], i64, i64)> {
-    match ins {
-        Instr::Requant {
-            num,
-            den,
-            zp,
-            lo,
-            hi,
-            ..
-        }
-        | Instr::ConvRequant {
-            num,
-            den,
-            zp,
-            lo,
-            hi,
-            ..
-        }
-        | Instr::MatMulRequant {
-            num,
-            den,
-            zp,
-            lo,
-            hi,
-            ..
-        } => Some(([num.0 as usize, den.0 as usize, zp.0 as usize], lo.0, hi.0)),
-        _ => None,
-    }
-}
-
 fn shorten(g: &mut Graph, n: NodeIndex) {
     let Op::Compute(ins) = g.g[n].op.clone() else {
         return;
     };
-    let Some(([inum, iden, izp], lo, hi)) = params(&ins) else {
+    let Some(q) = ins.requantization() else {
         return;
     };
+    // In the IR an instruction's registers are its operands' positions.
+    let [inum, iden, izp] = [q.num, q.den, q.zp].map(|r| r as usize);
+    let (lo, hi) = (q.lo, q.hi);
     if hi.checked_sub(lo).is_none_or(|d| d > MAX_LEVELS) {
         return;
     }
