@@ -20,29 +20,16 @@ pub(crate) fn product_requant<P: Protocol>(
     ins: &Instr,
     dst_dims: &dyn Fn(u32) -> Vec<usize>,
 ) -> Result<Value<P::Shares>, Fail> {
-    let (dst, bias, num, den, zp, lo, hi) = match ins {
-        Instr::ConvRequant {
-            dst,
-            bias,
-            num,
-            den,
-            zp,
-            lo,
-            hi,
-            ..
+    let (dst, bias) = match ins {
+        Instr::ConvRequant { dst, bias, .. } | Instr::MatMulRequant { dst, bias, .. } => {
+            (dst.0, bias.0)
         }
-        | Instr::MatMulRequant {
-            dst,
-            bias,
-            num,
-            den,
-            zp,
-            lo,
-            hi,
-            ..
-        } => (dst.0, bias.0, num.0, den.0, zp.0, lo.0, hi.0),
         _ => return Err(Fail::Msg("not a fused product".into())),
     };
+    let q = ins
+        .requantization()
+        .ok_or_else(|| Fail::Msg("not a fused product".into()))?;
+    let (num, den, zp, lo, hi) = (q.num, q.den, q.zp, q.lo, q.hi);
     let dims = dst_dims(dst);
     if let Some(out) = plain_conv(proto, regs, ins, (bias, num, den, zp), (lo, hi), &dims)? {
         return Ok(out);
