@@ -86,18 +86,26 @@ impl Requant {
         let top = 1u64 << bits;
         let to_y = |theta: i64| ((theta as i128 - b.lo as i128).clamp(0, top as i128)) as u64;
         let mut cache: HashMap<(i64, i64, i64), (u64, u64)> = HashMap::new();
+        // Parameters broadcast per channel come in runs: the map is asked once per run.
+        let mut last: Option<((i64, i64, i64), (u64, u64))> = None;
         (0..q.num.len())
             .map(|i| {
-                *cache
-                    .entry((q.num[i], q.den[i], q.zp[i]))
-                    .or_insert_with(|| {
-                        let t_lo = to_y(q.threshold(i, q.lo, b));
-                        let t_hi = match q.hi.checked_add(1) {
-                            Some(h) => to_y(q.threshold(i, h, b)),
-                            None => top,
-                        };
-                        (t_lo, t_hi)
-                    })
+                let key = (q.num[i], q.den[i], q.zp[i]);
+                if let Some((k, t)) = last {
+                    if k == key {
+                        return t;
+                    }
+                }
+                let t = *cache.entry(key).or_insert_with(|| {
+                    let t_lo = to_y(q.threshold(i, q.lo, b));
+                    let t_hi = match q.hi.checked_add(1) {
+                        Some(h) => to_y(q.threshold(i, h, b)),
+                        None => top,
+                    };
+                    (t_lo, t_hi)
+                });
+                last = Some((key, t));
+                t
             })
             .collect()
     }

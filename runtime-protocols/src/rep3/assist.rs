@@ -163,7 +163,7 @@ pub(super) fn reshare_parts<W: Word>(
         };
         let mut msg = Vec::new();
         put_words(&send, &mut msg);
-        post.out[s.d].extend(msg);
+        post.send(s.d, msg);
         kept[gi] = (send, tt);
     }
     let mut inbox = p.post(post)?;
@@ -246,6 +246,16 @@ impl Post {
             expect: [0; 3],
         }
     }
+
+    /// Appends `msg` to what goes to `to` (moved, not copied, where it is the first).
+    pub fn send(&mut self, to: PartyId, msg: Vec<u8>) {
+        let out = &mut self.out[to];
+        if out.is_empty() {
+            *out = msg;
+        } else {
+            out.extend(msg);
+        }
+    }
 }
 
 /// What each peer sent in a round, read in the order it was appended.
@@ -272,6 +282,7 @@ impl Inbox {
 }
 
 pub(super) fn put_words<W: Word>(v: &[W], out: &mut Vec<u8>) {
+    out.reserve(v.len() * W::BYTES);
     for w in v {
         w.write(out);
     }
@@ -411,7 +422,7 @@ pub(super) fn select<W: Word>(
                     let v = low(t[e].a.add(neg_lo)).wrapping_add(ra[i]) & mmask;
                     msg.extend_from_slice(&v.to_le_bytes()[..ob]);
                 }
-                post.out[gr.pb].extend(msg);
+                post.send(gr.pb, msg);
                 post.expect[gr.pb] += nn * ob;
                 gr.mask = ra;
                 draw_evaluator(p, gr, sbits, &levels, k);
@@ -423,7 +434,7 @@ pub(super) fn select<W: Word>(
                     let v = low(t[e].b).wrapping_add(rb[i]) & mmask;
                     msg.extend_from_slice(&v.to_le_bytes()[..ob]);
                 }
-                post.out[gr.pa].extend(msg);
+                post.send(gr.pa, msg);
                 post.expect[gr.pa] += nn * ob;
                 // The dealer's material.
                 post.expect[gr.d] += dealer_bytes(test, nn, k, W::BYTES);
@@ -439,7 +450,7 @@ pub(super) fn select<W: Word>(
                     .map(|(x, y)| x.wrapping_add(*y) & mmask)
                     .collect();
                 let msg = dealer_material(p, gr, test, &rr, factors, n, k, &levels)?;
-                post.out[gr.pb].extend(msg);
+                post.send(gr.pb, msg);
             }
         }
     }
@@ -552,7 +563,7 @@ pub(super) fn select<W: Word>(
         let mut msg = Vec::new();
         pack(&g, nn, &mut msg);
         post.expect[other] += msg.len();
-        post.out[other].extend(msg);
+        post.send(other, msg);
         gbits[gi] = g;
     }
     let mut inbox = p.post(post)?;

@@ -123,7 +123,7 @@ pub(super) fn lookup<W: Word>(
             Role::Dealer => {
                 let (ra, rb) = (masks(p, s.da), masks(p, s.db));
                 let msg = dealer_material(p, s, shape, &ra, &rb);
-                post.out[s.pb].extend(msg);
+                post.send(s.pb, msg);
             }
         }
     }
@@ -154,7 +154,7 @@ pub(super) fn lookup<W: Word>(
         let mut msg = Vec::new();
         pack(&masked, nn * w as usize, &mut msg);
         post.expect[s.other()] += msg.len();
-        post.out[s.other()].extend(msg);
+        post.send(s.other(), msg);
         opened_mine[gi] = masked;
         cs[gi] = c;
     }
@@ -230,7 +230,7 @@ fn send_opening<W: Word>(
         let v = low(comp).wrapping_add(rx[i]) & mmask;
         msg.extend_from_slice(&v.to_le_bytes()[..ob]);
     }
-    post.out[s.other()].extend(msg);
+    post.send(s.other(), msg);
     post.expect[s.other()] += nn * ob;
     rx
 }
@@ -344,7 +344,7 @@ pub(super) fn lookup_rotated<W: Word>(
                     shares[gi].push(rho_b[i].neg());
                     shares[gi].push(rho_a[i].neg());
                 }
-                post.out[s.pb].extend(msg);
+                post.send(s.pb, msg);
             }
         }
     }
@@ -372,7 +372,7 @@ pub(super) fn lookup_rotated<W: Word>(
         let mut msg = Vec::with_capacity(nn * W::BYTES);
         put_words(&mine[gi], &mut msg);
         post.expect[s.other()] += msg.len();
-        post.out[s.other()].extend(msg);
+        post.send(s.other(), msg);
     }
     let mut inbox = p.post(post)?;
 

@@ -55,6 +55,7 @@ use crate::planes::{Pair, Plane};
 use crate::word::Word;
 use crate::{Bounds, Favor, PartyId, ProtocolError, Requant};
 use std::ops::Range;
+use std::sync::Arc;
 
 type R<T> = Result<T, ProtocolError>;
 
@@ -69,8 +70,9 @@ pub(super) struct RequantPlan {
     /// Bits of the widest remainder: every divisor `D_i` (see [`divisor`]) is at most
     /// `2^s`.
     pub s: u32,
-    /// Per element.
-    pub divs: Vec<Divisor>,
+    /// Per element; shared by the plans [`RequantPlan::new`] weighs (a layer's elements
+    /// number in the millions).
+    pub divs: Arc<[Divisor]>,
     /// `y = x − x_lo < 2^bits`.
     pub bits: u32,
     /// Bits of the opening `c`.
@@ -98,19 +100,28 @@ impl RequantPlan {
         if b.lo > b.hi || q.num.is_empty() {
             return None;
         }
-        let divs: Vec<Divisor> = q
-            .num
-            .iter()
-            .zip(&q.den)
-            .map(|(&num, &den)| divisor(num, den))
-            .collect::<Option<_>>()?;
-        let s = divs.iter().map(|d| bits_of((d.den - 1) as u128)).max()?;
-        let dyadic = divs.iter().all(|d| d.den.count_ones() == 1);
         let bits = bits_of((b.hi as i128 - b.lo as i128) as u128).max(1);
         let cap = ring_bits.min(64);
         if bits >= cap {
             return None;
         }
+        // Per-channel parameters come in runs of a channel's elements: one divisor per run.
+        let mut last: Option<((i64, i64), Divisor)> = None;
+        let divs: Arc<[Divisor]> = q
+            .num
+            .iter()
+            .zip(&q.den)
+            .map(|(&num, &den)| match last {
+                Some((key, d)) if key == (num, den) => Some(d),
+                _ => {
+                    let d = divisor(num, den)?;
+                    last = Some(((num, den), d));
+                    Some(d)
+                }
+            })
+            .collect::<Option<_>>()?;
+        let s = divs.iter().map(|d| bits_of((d.den - 1) as u128)).max()?;
+        let dyadic = divs.iter().all(|d| d.den.count_ones() == 1);
         // Openings of `bits + 1` bits with tables for both readings of the mask where they
         // differ, or, where every divisor is a power of two and the ring allows, of
         // `max(bits, s) + 1` bits with one set (the readings `r` and `r − 2^m` then leave
@@ -148,11 +159,11 @@ impl RequantPlan {
     }
 
     /// The plan for an opening and a favor.
-    fn with(divs: &[Divisor], s: u32, bits: u32, o: Opening, favor: Favor) -> RequantPlan {
+    fn with(divs: &Arc<[Divisor]>, s: u32, bits: u32, o: Opening, favor: Favor) -> RequantPlan {
         let m = o.m;
         let plan = |units: usize, widest: u32| RequantPlan {
             s,
-            divs: divs.to_vec(),
+            divs: Arc::clone(divs),
             bits,
             m,
             dual: o.readings != Readings::Same,
@@ -263,6 +274,18 @@ pub(super) fn divisor(num: i64, den: i64) -> Option<Divisor> {
         }
     };
     (d.num <= CAP && d.den <= CAP).then_some(d)
+}
+
+/// `(⌊v / den⌋, v mod den)` for `den > 0`: a shift and a mask for the powers of two that
+/// most divisors are (an `i128` division is a library call).
+fn floor_divide(v: i128, den: i64) -> (i128, i128) {
+    if den.count_ones() == 1 {
+        let s = den.trailing_zeros();
+        (v >> s, v & (i128::from(den) - 1))
+    } else {
+        let den = i128::from(den);
+        (v.div_euclid(den), v.rem_euclid(den))
+    }
 }
 
 /// What one party holds of one group.
@@ -407,7 +430,7 @@ pub(super) fn requantize<W: Word>(
                     msg.extend_from_slice(&v.to_le_bytes()[..ob]);
                 }
                 let other = gr.other();
-                post.out[other].extend(msg);
+                post.send(other, msg);
                 post.expect[other] += nn * ob;
                 gr.mask = own;
                 if from_parts {
@@ -453,7 +476,7 @@ pub(super) fn requantize<W: Word>(
                             let v = low(z[e]).wrapping_add(pad[i]) & mmask;
                             msg.extend_from_slice(&v.to_le_bytes()[..ob]);
                         }
-                        post.out[to].extend(msg);
+                        post.send(to, msg);
                     }
                 }
                 let r: Vec<u64> = (0..nn)
@@ -466,14 +489,19 @@ pub(super) fn requantize<W: Word>(
                     })
                     .collect();
                 let msg = dealer_material(p, gr, plan, &r)?;
-                post.out[gr.pb].extend(msg);
+                post.send(gr.pb, msg);
             }
         }
     }
     let mut inbox = p.post(post)?;
 
     // Leaves of the three comparisons of every element, as lanes `k·n + i`.
-    let thr = q.y_thresholds(b, plan.bits);
+    // A twin computes no values (see `Word::DATA`).
+    let thr = if W::DATA {
+        q.y_thresholds(b, plan.bits)
+    } else {
+        Vec::new()
+    };
     let mut units: Vec<Vec<(Vec<u64>, Vec<u64>)>> = (0..3).map(|_| Vec::new()).collect();
     let mut top: Vec<Vec<u64>> = vec![Vec::new(); 3];
     let mut hs: Vec<Vec<i128>> = vec![Vec::new(); 3];
@@ -526,8 +554,8 @@ pub(super) fn requantize<W: Word>(
                 // Elements with a smaller divisor leave the top bits of P_l and Q_l zero.
                 let d = plan.divs[e];
                 let pv = (c as i128 + b.lo as i128) * d.num as i128 + d.half as i128;
-                let hv = pv.div_euclid(d.den as i128);
-                let pl = pv.rem_euclid(d.den as i128) as u64;
+                let (hv, pl) = floor_divide(pv, d.den);
+                let pl = pl as u64;
                 idx[i] = (pl << 1) | (hv & 1) as u64;
                 h[i] = hv;
                 let (t_lo, t_hi) = thr[e];
@@ -541,38 +569,51 @@ pub(super) fn requantize<W: Word>(
         }
         hs[gi] = h;
         top[gi] = tv;
-        for j in 0..plan.units {
-            let mut gv = vec![0u64; words(lanes)];
-            let mut pv = vec![0u64; words(lanes)];
-            // A twin computes no values (see `Word::DATA`).
-            if W::DATA {
+        let mut gvs = vec![vec![0u64; words(lanes)]; plan.units];
+        let mut pvs = vec![vec![0u64; words(lanes)]; plan.units];
+        // A twin computes no values (see `Word::DATA`).
+        if W::DATA {
+            // Per unit and lane kind: the chunk's width, where it reads the operand, and
+            // where its table starts for the readings `r` and `r − 2^m` (the borrow's)
+            // or for both (the thresholds'); `None` for a neutral unit on top.
+            let specs: Vec<[Option<(u32, u32, [usize; 2])>; LANES]> = (0..plan.units)
+                .map(|j| {
+                    std::array::from_fn(|k| {
+                        let chunks = if k == 0 {
+                            &plan.borrow.widths
+                        } else {
+                            &plan.t_chunks
+                        };
+                        let &w = chunks.get(j)?;
+                        let shift: u32 = chunks[..j].iter().sum();
+                        let offsets = if k == 0 {
+                            [false, true].map(|second| plan.b_table_offset(j, second))
+                        } else {
+                            [chunks[..j].iter().map(|&c| 1usize << c).sum(); 2]
+                        };
+                        Some((w, shift, offsets))
+                    })
+                })
+                .collect();
+            for (j, spec) in specs.iter().enumerate() {
+                for (k, unit) in spec.iter().enumerate() {
+                    // A neutral unit on top: lt = 0, eq = 1 (held by A).
+                    if unit.is_none() && is_a {
+                        crate::bitvec::set_run(&mut pvs[j], k * nn, nn);
+                    }
+                }
+            }
+            // Element by element, so that each element's tables are read together.
+            for i in 0..nn {
+                // With `c < 2^(m−1)` the mask reads as `r − 2^m` (see `dealer_material`).
+                let second = usize::from(plan.dual && gr.c[i] >> (m - 1) == 0);
                 for k in 0..LANES {
-                    let chunks = if k == 0 {
-                        &plan.borrow.widths
-                    } else {
-                        &plan.t_chunks
-                    };
-                    let lanes = k * nn..(k + 1) * nn;
-                    let Some(&w) = chunks.get(j) else {
-                        // A neutral unit on top: lt = 0, eq = 1 (held by A).
-                        if is_a {
-                            crate::bitvec::set_run(&mut pv, lanes.start, nn);
-                        }
-                        continue;
-                    };
-                    // Where unit `j` reads the operand, and where its table starts.
-                    let shift: u32 = chunks[..j].iter().sum();
-                    // The borrow's for the readings `r` and `r − 2^m`, the thresholds' one.
-                    let offsets = if k == 0 {
-                        [false, true].map(|second| plan.b_table_offset(j, second))
-                    } else {
-                        [chunks[..j].iter().map(|&c| 1usize << c).sum(); 2]
-                    };
-                    for (i, lane) in lanes.enumerate() {
-                        // With `c < 2^(m−1)` the mask reads as `r − 2^m` (see
-                        // `dealer_material`).
-                        let second = plan.dual && gr.c[i] >> (m - 1) == 0;
-                        let at = i * sbits + offsets[usize::from(second)];
+                    let lane = k * nn + i;
+                    for (j, spec) in specs.iter().enumerate() {
+                        let Some((w, shift, offsets)) = spec[k] else {
+                            continue;
+                        };
+                        let at = i * sbits + offsets[second];
                         let xv = (idx[lane] >> shift) & mask(w);
                         // The unit's table shifted up one, entry −1 (B's `[x < r]` at
                         // x = −1 is 1, A's pad 0) below it: `below` and `lt` side by side
@@ -580,13 +621,13 @@ pub(super) fn requantize<W: Word>(
                         let t =
                             u128::from(bits_at(&gr.tables, at, 1 << w)) << 1 | u128::from(!is_a);
                         let (below, lt) = ((t >> xv) & 1, (t >> (xv + 1)) & 1);
-                        set(&mut gv, lane, lt as u64);
-                        set(&mut pv, lane, (below ^ lt) as u64);
+                        set(&mut gvs[j], lane, lt as u64);
+                        set(&mut pvs[j], lane, (below ^ lt) as u64);
                     }
                 }
             }
-            units[gi].push((gv, pv));
         }
+        units[gi] = gvs.into_iter().zip(pvs).collect();
     }
 
     // The tree, one Beaver round per level.
@@ -624,7 +665,7 @@ pub(super) fn requantize<W: Word>(
         let mut msg = Vec::new();
         pack(&o, LANES * nn, &mut msg);
         post.expect[gr.other()] += msg.len();
-        post.out[gr.other()].extend(msg);
+        post.send(gr.other(), msg);
         mine[gi] = o;
     }
     let mut inbox = p.post(post)?;
@@ -716,6 +757,12 @@ fn dealer_material<W: Word>(
     let mut tables = vec![0u64; words(nn * sbits)];
     let mut rtop = vec![0u64; words(nn)];
     let mut values: Vec<W> = vec![W::ZERO; ARITH * nn];
+    // Where each borrow chunk's table starts, for the readings `r` and `r − 2^m`.
+    let b_offsets: [Vec<usize>; 2] = [false, true].map(|second| {
+        (0..plan.borrow.widths.len())
+            .map(|j| plan.b_table_offset(j, second))
+            .collect()
+    });
     // A twin computes no values (see `Word::DATA`).
     if W::DATA {
         for (i, e_idx) in gr.range.clone().enumerate() {
@@ -735,9 +782,8 @@ fn dealer_material<W: Word>(
             // for both readings `r'` of the mask, split at `D`.
             let readings = [r as i128, r as i128 - ((rt as i128) << m)];
             let split_q = |rv: i128| {
-                let qv = rv * d.num as i128;
-                let den = d.den as i128;
-                (qv.rem_euclid(den) as u64, qv.div_euclid(den))
+                let (h, l) = floor_divide(rv * d.num as i128, d.den);
+                (l as u64, h)
             };
             let (ql1, qh1) = split_q(readings[0]);
             let (ql0, qh0) = split_q(readings[1]);
@@ -760,7 +806,7 @@ fn dealer_material<W: Word>(
                     }
                     shift += w;
                     let table = less_than(qj, (j == 0).then_some(parity));
-                    let at = i * sbits + plan.b_table_offset(j, v == 1);
+                    let at = i * sbits + b_offsets[v][j];
                     or_bits(&mut tables, at, table, 1 << w);
                 }
             }
@@ -782,7 +828,7 @@ fn dealer_material<W: Word>(
             }
         }
     }
-    let mut msg = Vec::new();
+    let mut msg = Vec::with_capacity(plan.dealer_bytes(nn, W::BYTES));
     pack(&xor(&tables, &pads), nn * sbits, &mut msg);
     pack(&xor(&rtop, &rtop_pad), nn, &mut msg);
     pack_b_products(&ta, &tb, &levels, LANES * nn, &mut msg)?;

@@ -418,7 +418,7 @@ pub(super) fn combine_tree<W: Word>(
                 pack(v, len, &mut msg);
             }
             post.expect[t.other] += msg.len();
-            post.out[t.other].extend(msg);
+            post.send(t.other, msg);
             opened.push(d);
         }
         let mut inbox = p.post(post)?;
