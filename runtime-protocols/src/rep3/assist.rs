@@ -270,6 +270,14 @@ impl Inbox {
         self.at[from] += n;
         &self.msgs[from][s..s + n]
     }
+    /// Two [`Inbox::take`]s whose bytes are read side by side (`from` may be the same).
+    pub fn take_two(&mut self, a: (PartyId, usize), b: (PartyId, usize)) -> (&[u8], &[u8]) {
+        let sa = self.at[a.0];
+        self.at[a.0] += a.1;
+        let sb = self.at[b.0];
+        self.at[b.0] += b.1;
+        (&self.msgs[a.0][sa..sa + a.1], &self.msgs[b.0][sb..sb + b.1])
+    }
     pub fn bits(&mut self, from: PartyId, n: usize) -> Vec<u64> {
         unpack(self.take(from, bit_bytes(n)), n)
     }

@@ -510,12 +510,8 @@ pub(super) fn requantize<W: Word>(
         if nn == 0 || gr.role == Role::Dealer {
             continue;
         }
-        let got = inbox.take(gr.other(), nn * ob).to_vec();
-        let dealt = if from_parts {
-            inbox.take(gr.d, nn * ob).to_vec()
-        } else {
-            Vec::new()
-        };
+        let dealt_len = if from_parts { nn * ob } else { 0 };
+        let (got, dealt) = inbox.take_two((gr.other(), nn * ob), (gr.d, dealt_len));
         let opened = |v: &[u8], i: usize| -> u64 {
             let mut bytes = [0u8; 8];
             if let Some(b) = v.get(i * ob..(i + 1) * ob) {
@@ -531,8 +527,8 @@ pub(super) fn requantize<W: Word>(
             .map(|(i, e)| {
                 low(x.kept(e, is_a, neg_lo))
                     .wrapping_add(gr.mask[i])
-                    .wrapping_add(opened(&got, i))
-                    .wrapping_add(opened(&dealt, i))
+                    .wrapping_add(opened(got, i))
+                    .wrapping_add(opened(dealt, i))
                     & mmask
             })
             .collect();
