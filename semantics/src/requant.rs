@@ -85,9 +85,10 @@ impl Requant {
         let q = self;
         let top = 1u64 << bits;
         let to_y = |theta: i64| ((theta as i128 - b.lo as i128).clamp(0, top as i128)) as u64;
-        let mut cache: HashMap<(i64, i64, i64), (u64, u64)> = HashMap::new();
+        type Key = (i64, i64, i64);
+        let mut cache: HashMap<Key, (u64, u64)> = HashMap::new();
         // Parameters broadcast per channel come in runs: the map is asked once per run.
-        let mut last: Option<((i64, i64, i64), (u64, u64))> = None;
+        let mut last: Option<(Key, (u64, u64))> = None;
         (0..q.num.len())
             .map(|i| {
                 let key = (q.num[i], q.den[i], q.zp[i]);

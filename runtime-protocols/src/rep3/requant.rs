@@ -288,6 +288,17 @@ fn floor_divide(v: i128, den: i64) -> (i128, i128) {
     }
 }
 
+/// Where a comparison unit reads one lane's operand and its table (see `requantize`).
+#[derive(Clone, Copy)]
+struct UnitRead {
+    /// The chunk's width.
+    w: u32,
+    /// Where the chunk starts in the operand.
+    shift: u32,
+    /// Where its table starts in an element's tables, for the readings `r` and `r − 2^m`.
+    offsets: [usize; 2],
+}
+
 /// What one party holds of one group.
 struct Part<W> {
     role: Role,
@@ -572,7 +583,7 @@ pub(super) fn requantize<W: Word>(
             // Per unit and lane kind: the chunk's width, where it reads the operand, and
             // where its table starts for the readings `r` and `r − 2^m` (the borrow's)
             // or for both (the thresholds'); `None` for a neutral unit on top.
-            let specs: Vec<[Option<(u32, u32, [usize; 2])>; LANES]> = (0..plan.units)
+            let specs: Vec<[Option<UnitRead>; LANES]> = (0..plan.units)
                 .map(|j| {
                     std::array::from_fn(|k| {
                         let chunks = if k == 0 {
@@ -587,7 +598,7 @@ pub(super) fn requantize<W: Word>(
                         } else {
                             [chunks[..j].iter().map(|&c| 1usize << c).sum(); 2]
                         };
-                        Some((w, shift, offsets))
+                        Some(UnitRead { w, shift, offsets })
                     })
                 })
                 .collect();
@@ -606,7 +617,7 @@ pub(super) fn requantize<W: Word>(
                 for k in 0..LANES {
                     let lane = k * nn + i;
                     for (j, spec) in specs.iter().enumerate() {
-                        let Some((w, shift, offsets)) = spec[k] else {
+                        let Some(UnitRead { w, shift, offsets }) = spec[k] else {
                             continue;
                         };
                         let at = i * sbits + offsets[second];
