@@ -54,6 +54,7 @@ use crate::borrow::{BorrowChunks, Readings, MAX_CHUNK, WIDEST_CHUNK};
 use crate::planes::{Pair, Plane};
 use crate::word::Word;
 use crate::{Bounds, Favor, PartyId, ProtocolError, Requant};
+use rayon::prelude::*;
 use std::ops::Range;
 use std::sync::Arc;
 
@@ -516,7 +517,7 @@ pub(super) fn requantize<W: Word>(
     let mut units: Vec<Vec<(Vec<u64>, Vec<u64>)>> = (0..3).map(|_| Vec::new()).collect();
     let mut top: Vec<Vec<u64>> = vec![Vec::new(); 3];
     let mut hs: Vec<Vec<i128>> = vec![Vec::new(); 3];
-    for (gi, gr) in parts.iter_mut().enumerate() {
+    for gr in parts.iter_mut() {
         let nn = gr.n();
         if nn == 0 || gr.role == Role::Dealer {
             continue;
@@ -549,92 +550,18 @@ pub(super) fn requantize<W: Word>(
             receive_products(&mut gr.triples, &levels, LANES * nn, &mut inbox, gr.d)?;
             gr.arith = inbox.words(gr.d, ARITH * nn);
         }
-        // Per element: the borrow index `2·P_l + H_0` and the two threshold operands.
-        let lanes = LANES * nn;
-        let mut idx: Vec<u64> = vec![0; lanes];
-        let mut h = vec![0; nn];
-        let mut tv = vec![0u64; words(lanes)];
-        // A twin computes no values (see `Word::DATA`).
-        if W::DATA {
-            for (i, e) in gr.range.clone().enumerate() {
-                let c = gr.c[i];
-                // Elements with a smaller divisor leave the top bits of P_l and Q_l zero.
-                let d = plan.divs[e];
-                let pv = (c as i128 + b.lo as i128) * d.num as i128 + d.half as i128;
-                let (hv, pl) = floor_divide(pv, d.den);
-                let pl = pl as u64;
-                idx[i] = (pl << 1) | (hv & 1) as u64;
-                h[i] = hv;
-                let (t_lo, t_hi) = thr[e];
-                for (k, t) in [(1, t_lo), (2, t_hi)] {
-                    let a = c.wrapping_sub(t) & mmask;
-                    idx[k * nn + i] = a;
-                    let pubbit = if is_a { 1 ^ (a >> (m - 1)) } else { 0 };
-                    set(&mut tv, k * nn + i, pubbit ^ get(&gr.rtop, i));
-                }
-            }
+    }
+    // Each evaluator group's leaves (a party evaluates two groups: side by side).
+    let leaves: Vec<Option<Leaves>> = parts
+        .par_iter()
+        .map(|gr| (gr.n() > 0 && gr.role != Role::Dealer).then(|| leaves_of(gr, plan, &thr, b)))
+        .collect();
+    for (gi, l) in leaves.into_iter().enumerate() {
+        if let Some(l) = l {
+            hs[gi] = l.h;
+            top[gi] = l.top;
+            units[gi] = l.units;
         }
-        hs[gi] = h;
-        top[gi] = tv;
-        let mut gvs = vec![vec![0u64; words(lanes)]; plan.units];
-        let mut pvs = vec![vec![0u64; words(lanes)]; plan.units];
-        // A twin computes no values (see `Word::DATA`).
-        if W::DATA {
-            // Per unit and lane kind: the chunk's width, where it reads the operand, and
-            // where its table starts for the readings `r` and `r − 2^m` (the borrow's)
-            // or for both (the thresholds'); `None` for a neutral unit on top.
-            let specs: Vec<[Option<UnitRead>; LANES]> = (0..plan.units)
-                .map(|j| {
-                    std::array::from_fn(|k| {
-                        let chunks = if k == 0 {
-                            &plan.borrow.widths
-                        } else {
-                            &plan.t_chunks
-                        };
-                        let &w = chunks.get(j)?;
-                        let shift: u32 = chunks[..j].iter().sum();
-                        let offsets = if k == 0 {
-                            [false, true].map(|second| plan.b_table_offset(j, second))
-                        } else {
-                            [chunks[..j].iter().map(|&c| 1usize << c).sum(); 2]
-                        };
-                        Some(UnitRead { w, shift, offsets })
-                    })
-                })
-                .collect();
-            for (j, spec) in specs.iter().enumerate() {
-                for (k, unit) in spec.iter().enumerate() {
-                    // A neutral unit on top: lt = 0, eq = 1 (held by A).
-                    if unit.is_none() && is_a {
-                        crate::bitvec::set_run(&mut pvs[j], k * nn, nn);
-                    }
-                }
-            }
-            // Element by element, so that each element's tables are read together.
-            for i in 0..nn {
-                // With `c < 2^(m−1)` the mask reads as `r − 2^m` (see `dealer_material`).
-                let second = usize::from(plan.dual && gr.c[i] >> (m - 1) == 0);
-                for k in 0..LANES {
-                    let lane = k * nn + i;
-                    for (j, spec) in specs.iter().enumerate() {
-                        let Some(UnitRead { w, shift, offsets }) = spec[k] else {
-                            continue;
-                        };
-                        let at = i * sbits + offsets[second];
-                        let xv = (idx[lane] >> shift) & mask(w);
-                        // The unit's table shifted up one, entry −1 (B's `[x < r]` at
-                        // x = −1 is 1, A's pad 0) below it: `below` and `lt` side by side
-                        // (65 bits for a six-bit chunk).
-                        let t =
-                            u128::from(bits_at(&gr.tables, at, 1 << w)) << 1 | u128::from(!is_a);
-                        let (below, lt) = ((t >> xv) & 1, (t >> (xv + 1)) & 1);
-                        set(&mut gvs[j], lane, lt as u64);
-                        set(&mut pvs[j], lane, (below ^ lt) as u64);
-                    }
-                }
-            }
-        }
-        units[gi] = gvs.into_iter().zip(pvs).collect();
     }
 
     // The tree, one Beaver round per level.
@@ -728,6 +655,110 @@ pub(super) fn requantize<W: Word>(
         }
     }
     Ok(out)
+}
+
+/// One evaluator group's leaves after the opening: `H` per element, the public parts of the
+/// threshold tests, and every unit's `lt` and `eq` shares of the three comparisons.
+struct Leaves {
+    h: Vec<i128>,
+    top: Vec<u64>,
+    units: Vec<(Vec<u64>, Vec<u64>)>,
+}
+
+/// [`Leaves`] of an evaluator's group `gr` (its `c`, tables and mask's top bit in place).
+fn leaves_of<W: Word>(gr: &Part<W>, plan: &RequantPlan, thr: &[(u64, u64)], b: Bounds) -> Leaves {
+    let nn = gr.n();
+    let m = plan.m;
+    let mmask = mask(m);
+    let sbits = plan.table_bits();
+    let is_a = gr.role == Role::A;
+    // Per element: the borrow index `2·P_l + H_0` and the two threshold operands.
+    let lanes = LANES * nn;
+    let mut idx: Vec<u64> = vec![0; lanes];
+    let mut h = vec![0; nn];
+    let mut tv = vec![0u64; words(lanes)];
+    // A twin computes no values (see `Word::DATA`).
+    if W::DATA {
+        for (i, e) in gr.range.clone().enumerate() {
+            let c = gr.c[i];
+            // Elements with a smaller divisor leave the top bits of P_l and Q_l zero.
+            let d = plan.divs[e];
+            let pv = (c as i128 + b.lo as i128) * d.num as i128 + d.half as i128;
+            let (hv, pl) = floor_divide(pv, d.den);
+            let pl = pl as u64;
+            idx[i] = (pl << 1) | (hv & 1) as u64;
+            h[i] = hv;
+            let (t_lo, t_hi) = thr[e];
+            for (k, t) in [(1, t_lo), (2, t_hi)] {
+                let a = c.wrapping_sub(t) & mmask;
+                idx[k * nn + i] = a;
+                let pubbit = if is_a { 1 ^ (a >> (m - 1)) } else { 0 };
+                set(&mut tv, k * nn + i, pubbit ^ get(&gr.rtop, i));
+            }
+        }
+    }
+    let mut gvs = vec![vec![0u64; words(lanes)]; plan.units];
+    let mut pvs = vec![vec![0u64; words(lanes)]; plan.units];
+    // A twin computes no values (see `Word::DATA`).
+    if W::DATA {
+        // Per unit and lane kind: the chunk's width, where it reads the operand, and
+        // where its table starts for the readings `r` and `r − 2^m` (the borrow's)
+        // or for both (the thresholds'); `None` for a neutral unit on top.
+        let specs: Vec<[Option<UnitRead>; LANES]> = (0..plan.units)
+            .map(|j| {
+                std::array::from_fn(|k| {
+                    let chunks = if k == 0 {
+                        &plan.borrow.widths
+                    } else {
+                        &plan.t_chunks
+                    };
+                    let &w = chunks.get(j)?;
+                    let shift: u32 = chunks[..j].iter().sum();
+                    let offsets = if k == 0 {
+                        [false, true].map(|second| plan.b_table_offset(j, second))
+                    } else {
+                        [chunks[..j].iter().map(|&c| 1usize << c).sum(); 2]
+                    };
+                    Some(UnitRead { w, shift, offsets })
+                })
+            })
+            .collect();
+        for (j, spec) in specs.iter().enumerate() {
+            for (k, unit) in spec.iter().enumerate() {
+                // A neutral unit on top: lt = 0, eq = 1 (held by A).
+                if unit.is_none() && is_a {
+                    crate::bitvec::set_run(&mut pvs[j], k * nn, nn);
+                }
+            }
+        }
+        // Element by element, so that each element's tables are read together.
+        for i in 0..nn {
+            // With `c < 2^(m−1)` the mask reads as `r − 2^m` (see `dealer_material`).
+            let second = usize::from(plan.dual && gr.c[i] >> (m - 1) == 0);
+            for k in 0..LANES {
+                let lane = k * nn + i;
+                for (j, spec) in specs.iter().enumerate() {
+                    let Some(UnitRead { w, shift, offsets }) = spec[k] else {
+                        continue;
+                    };
+                    let at = i * sbits + offsets[second];
+                    let xv = (idx[lane] >> shift) & mask(w);
+                    // The unit's table shifted up one, entry −1 (B's `[x < r]` at
+                    // x = −1 is 1, A's pad 0) below it: `below` and `lt` side by side
+                    // (65 bits for a six-bit chunk).
+                    let t = u128::from(bits_at(&gr.tables, at, 1 << w)) << 1 | u128::from(!is_a);
+                    let (below, lt) = ((t >> xv) & 1, (t >> (xv + 1)) & 1);
+                    set(&mut gvs[j], lane, lt as u64);
+                    set(&mut pvs[j], lane, (below ^ lt) as u64);
+                }
+            }
+        }
+    }
+    Leaves {
+        h,
+        top: tv,
+        units: gvs.into_iter().zip(pvs).collect(),
+    }
 }
 
 /// A comparison unit's table for the dealer's chunk `q` (at most [`WIDEST_CHUNK`] bits) as a
