@@ -193,6 +193,12 @@ pub trait Costs: Sync {
     fn rounds_wired(&self, call: Call<'_>, _wires: Wires) -> Result<Rounds, ProtocolError> {
         self.rounds(call)
     }
+    /// A name for these costs (protocol, ring, favor, parties) under which the process
+    /// may keep each call's answer (`cost_memo.rs`): `Some` only where the rounds of a call
+    /// depend on the call and its wires alone.
+    fn memo_key(&self) -> Option<String> {
+        None
+    }
 }
 
 /// A party that answers a [`Call`] on shares without data. Any party whose shares can be
@@ -441,7 +447,7 @@ impl<'c> Tally<'c> {
                 .or_insert(a);
             return Ok(());
         }
-        let r = self.costs.rounds_wired(call, self.wire)?;
+        let r = crate::cost_memo::rounds_wired(self.costs, call, self.wire)?;
         self.log.entry(self.current).or_default().extend(r);
         Ok(())
     }

@@ -13,6 +13,7 @@ pub mod cheat;
 pub mod clear;
 pub mod coins;
 pub mod cost;
+mod cost_memo;
 pub(crate) mod dcf;
 pub mod dry_run;
 pub mod dzkp;

@@ -202,15 +202,13 @@ pub fn choose_ring(protocol: &Spec, program: &Program, dry_run: bool) -> u32 {
     }
     // The ring does not depend on the number of parties.
     let n = protocol.party_count(None).unwrap_or(3);
+    // Whether a call fits a ring does not depend on who holds what; the default roles make
+    // the dry run's calls those of a default run's prediction, which then finds their
+    // answers kept (`qmpc_protocols`' `cost_memo.rs`).
     let fits = |bits: u32| {
-        protocol.costs(n, bits).is_ok_and(|c| {
-            let roles = Roles {
-                model_owner: 0,
-                data_owner: 0,
-                output_to: 0,
-            };
-            cost(program, c.as_ref(), roles, 1).is_ok()
-        })
+        protocol
+            .costs(n, bits)
+            .is_ok_and(|c| cost(program, c.as_ref(), Roles::default(), 1).is_ok())
     };
     // Every secret value: the registers, and the sums a fused product requantizes (no
     // register holds them; a protocol without the fusion computes them as values).

@@ -83,4 +83,7 @@ impl Costs for Rep3Costs {
     fn rounds_wired(&self, call: Call<'_>, wires: Wires) -> R<Rounds> {
         self.run(wires, |p| p.call(call))
     }
+    fn memo_key(&self) -> Option<String> {
+        Some(format!("rep3/{}/{:?}", self.ring_bits, self.favor))
+    }
 }
