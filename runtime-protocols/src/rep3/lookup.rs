@@ -532,21 +532,28 @@ mod tests {
     /// takes, at every index, with shares of any density.
     #[test]
     fn sliced_selection_matches_the_selection_by_set_bits() {
-        let mut state = 0x9e37_79b9_7f4a_7c15u64;
-        let mut next = move || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state
+        // Full 64-bit words from the tests' deterministic spread.
+        let words_of = |n: usize, seed: u64| -> Vec<u64> {
+            crate::testutil::values(n, i64::MIN, i64::MAX, seed)
+                .into_iter()
+                .map(|v| v as u64)
+                .collect()
         };
         for (m, w) in [(1, 1), (3, 5), (6, 9), (8, 9), (8, 17), (9, 12), (11, 1)] {
             let len = 1usize << m;
             assert!(len * w as usize * len.div_ceil(64) <= SLICED_WORDS);
-            let shifted: Vec<u64> = (0..len).map(|_| next() & low_mask(w)).collect();
+            let shifted: Vec<u64> = words_of(len, 1).iter().map(|v| v & low_mask(w)).collect();
             let n = 3 * len + 5;
-            let f: Vec<u64> = (0..words(n * len)).map(|_| next() & next()).collect();
+            // Shares of a quarter density: the AND of two spreads.
+            let nw = words(n * len);
+            let f: Vec<u64> = words_of(nw, 2)
+                .iter()
+                .zip(words_of(nw, 3))
+                .map(|(a, b)| a & b)
+                .collect();
+            let random = words_of(n, 4);
             let c: Vec<u64> = (0..n)
-                .map(|i| if i < len { i as u64 } else { next() })
+                .map(|i| if i < len { i as u64 } else { random[i] })
                 .collect();
             let got = select(&f, &c, &shifted, w);
             for (i, &ci) in c.iter().enumerate() {
